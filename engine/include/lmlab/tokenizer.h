@@ -1,0 +1,60 @@
+// Tokenizer loaded from a Hugging Face tokenizer.json: BPE models (byte-level as in GPT-2/Qwen, and
+// SentencePiece-style with byte fallback as in Llama/Gemma), normalizers, pre-tokenizers, post-processor,
+// added/special tokens and decoders, reproducing the `tokenizers` library exactly.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lmlab {
+
+class Tokenizer {
+ public:
+  // Throws lmlab::Error (model_format / unsupported) naming the file and the offending field.
+  static Tokenizer from_file(const std::filesystem::path& tokenizer_json);
+  static Tokenizer from_json_text(std::string_view json_text, std::string source_name = "tokenizer.json");
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  // add_special_tokens applies the post-processor (e.g. a leading <s>), like HF's encode().
+  // Added tokens that appear literally in the text (e.g. "<|im_start|>") are always matched.
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
+  std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
+
+  int32_t vocab_size() const;  // 1 + the largest id, added tokens included
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+  std::string id_to_token(int32_t id) const;  // the raw vocabulary string ("" if unknown)
+  bool is_special(int32_t id) const;
+
+  struct Impl;
+
+ private:
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Streaming detokenizer for generation: feed ids one at a time, get the text that became complete.
+// Holds back incomplete UTF-8 sequences (byte-fallback / byte-level pieces) until they complete, and
+// handles decoders that depend on the position (e.g. the leading-space strip of SentencePiece).
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special_tokens = true);
+  std::string push(int32_t id);  // new complete text, possibly empty
+  std::string flush();           // whatever is left (invalid UTF-8 replaced by U+FFFD)
+
+ private:
+  const Tokenizer* tok_;
+  bool skip_special_;
+  std::vector<int32_t> ids_;
+  size_t emitted_bytes_ = 0;
+};
+
+}  // namespace lmlab

@@ -1,0 +1,84 @@
+// CPU kernels. Each kernel has a plain reference in namespace ref (kernels/ref/<stem>.cpp, the ground
+// truth for tests) and an optimised version in namespace cpu (kernels/cpu/<stem>.cpp: AVX-512 / AVX2 with
+// runtime dispatch and a scalar fallback, multi-threaded through ThreadPool::global()). The model calls the
+// unqualified lmlab::kernels:: entry points, which are the cpu versions.
+// All activations are f32; weights may be f32, f16 or bf16 and are accumulated in f32.
+#pragma once
+
+#include <cstdint>
+
+namespace lmlab::kernels {
+
+enum class WeightType { f32, f16, bf16 };
+
+// Y[n, rows] = X[n, cols] . W[rows, cols]^T, W row-major in its storage type.
+struct MatmulArgs {
+  WeightType type;
+  const void* w;   // [rows, cols]
+  int64_t rows, cols;
+  const float* x;  // [n, cols], row stride cols
+  float* y;        // [n, rows], row stride rows
+  int64_t n;
+};
+
+// Rotary embedding, "rotate_half" (GPT-NeoX) layout as in HF llama/qwen/gemma: for i < rot_dim/2,
+// (x[i], x[i + rot_dim/2]) rotates by angle pos * inv_freq[i]; cos and sin are scaled by attention_scaling.
+struct RopeArgs {
+  float* x;                 // [n_tokens, n_heads, head_dim], modified in place
+  int64_t n_tokens, n_heads, head_dim, rot_dim;
+  const int32_t* positions;  // [n_tokens]
+  const float* inv_freq;     // [rot_dim / 2]
+  float attention_scaling;   // 1 except for scaled RoPE variants that ask for it
+};
+
+// Causal multi-head attention with grouped KV heads over a contiguous history.
+// Query token t sits at position q_pos0 + t and attends to kv positions p with p <= its position
+// and, when window > 0, p > its position - window. softcap > 0 applies cap * tanh(s / cap) to scores.
+struct AttentionArgs {
+  const float* q;  // [n_q, n_heads, head_dim]
+  const float* k;  // [n_kv, n_kv_heads, head_dim]
+  const float* v;  // [n_kv, n_kv_heads, head_dim]
+  float* out;      // [n_q, n_heads, head_dim]
+  int64_t n_q, n_kv, n_heads, n_kv_heads, head_dim;
+  int64_t q_pos0, kv_pos0;
+  float scale;
+  float softcap;   // 0 = none
+  int64_t window;  // 0 = full attention
+};
+
+namespace ref {
+void matmul(const MatmulArgs& a);
+void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim, float eps);  // x,y [n_rows, dim]
+void rope(const RopeArgs& a);
+void attention(const AttentionArgs& a);
+void softmax(float* x, int64_t n);                                              // in place
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);       // out = silu(gate) * up
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);  // out = gelu_tanh(gate) * up
+// MoE routing for one token: probabilities = softmax(logits); the k largest (ties: lower index first);
+// when renormalize, their weights are divided by their sum.
+void route_topk(const float* logits, int64_t n_experts, int64_t k, bool renormalize, int32_t* experts, float* weights);
+}  // namespace ref
+
+namespace cpu {
+void matmul(const MatmulArgs& a);
+void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim, float eps);
+void rope(const RopeArgs& a);
+void attention(const AttentionArgs& a);
+void softmax(float* x, int64_t n);
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
+void route_topk(const float* logits, int64_t n_experts, int64_t k, bool renormalize, int32_t* experts, float* weights);
+// Which instruction set the dispatcher chose ("avx512", "avx2", "scalar"), for logs and benchmarks.
+const char* isa_name();
+}  // namespace cpu
+
+using cpu::attention;
+using cpu::gelu_tanh_mul;
+using cpu::matmul;
+using cpu::rmsnorm;
+using cpu::rope;
+using cpu::route_topk;
+using cpu::silu_mul;
+using cpu::softmax;
+
+}  // namespace lmlab::kernels

@@ -1,0 +1,92 @@
+#include "util/thread_pool.h"
+
+#include <algorithm>
+#include <memory>
+
+namespace lmlab {
+
+namespace {
+thread_local bool t_in_pool_job = false;
+std::unique_ptr<ThreadPool> g_pool;
+std::mutex g_pool_mu;
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::worker_loop(int) {
+  uint64_t seen = 0;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [&] { return stop_ || (generation_ != seen && next_chunk_ < chunks_total_); });
+    if (stop_) return;
+    seen = generation_;
+    while (next_chunk_ < chunks_total_) {
+      const int64_t c = next_chunk_++;
+      const auto* fn = job_;
+      const int64_t begin = c * job_chunk_, end = std::min(job_n_, begin + job_chunk_);
+      lock.unlock();
+      t_in_pool_job = true;
+      (*fn)(begin, end);
+      t_in_pool_job = false;
+      lock.lock();
+      if (++chunks_done_ == chunks_total_) done_cv_.notify_all();
+    }
+  }
+}
+
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk) {
+  if (n <= 0) return;
+  min_chunk = std::max<int64_t>(1, min_chunk);
+  // Four chunks per thread balances uneven work without much scheduling overhead.
+  int64_t chunk = std::max(min_chunk, (n + 4 * n_threads_ - 1) / (4 * n_threads_));
+  if (n_threads_ == 1 || t_in_pool_job || n <= chunk) {
+    fn(0, n);
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  job_ = &fn;
+  job_n_ = n;
+  job_chunk_ = chunk;
+  next_chunk_ = 0;
+  chunks_done_ = 0;
+  chunks_total_ = (n + chunk - 1) / chunk;
+  ++generation_;
+  work_cv_.notify_all();
+  while (next_chunk_ < chunks_total_) {
+    const int64_t c = next_chunk_++;
+    const int64_t begin = c * chunk, end = std::min(n, begin + chunk);
+    lock.unlock();
+    t_in_pool_job = true;
+    fn(begin, end);
+    t_in_pool_job = false;
+    lock.lock();
+    ++chunks_done_;
+  }
+  done_cv_.wait(lock, [&] { return chunks_done_ == chunks_total_; });
+  job_ = nullptr;
+}
+
+ThreadPool& ThreadPool::global() {
+  std::lock_guard<std::mutex> lock(g_pool_mu);
+  if (!g_pool) g_pool = std::make_unique<ThreadPool>(static_cast<int>(std::thread::hardware_concurrency()));
+  return *g_pool;
+}
+
+void ThreadPool::set_global_threads(int n_threads) {
+  std::lock_guard<std::mutex> lock(g_pool_mu);
+  if (n_threads <= 0) n_threads = static_cast<int>(std::thread::hardware_concurrency());
+  g_pool = std::make_unique<ThreadPool>(n_threads);
+}
+
+}  // namespace lmlab

@@ -1,0 +1,45 @@
+// A fixed pool of worker threads for data-parallel loops (matmul rows, attention heads).
+// parallel_for splits [0, n) into contiguous chunks, runs them on the workers and the calling thread,
+// and returns when all are done. Nested calls from a worker run inline (no deadlock, no oversubscription).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace lmlab {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // fn(begin, end) over chunks of [0, n); min_chunk bounds the task granularity.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk = 1);
+
+  // The process-wide pool used by kernels; set_global_threads(0) means hardware_concurrency.
+  static ThreadPool& global();
+  static void set_global_threads(int n_threads);
+
+ private:
+  void worker_loop(int index);
+
+  int n_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t job_n_ = 0, job_chunk_ = 0;
+  int64_t next_chunk_ = 0, chunks_total_ = 0, chunks_done_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace lmlab
