@@ -1,0 +1,171 @@
+// Matmul micro-benchmarks beside the memory roofline. All use ThreadPool::global() (every core).
+//   BM_memcpy     copy of a 512 MiB buffer; bytes/s counts the bytes read once (writes not counted).
+//   BM_read_sum   read-only streaming sum of the same buffer with vector loads: the roofline a matvec
+//                 (which only reads its weights) should be compared with.
+//   BM_matvec_*   n = 1 (decode) Y = W.x; bytes/s = weight bytes, so it reads directly against the two above.
+//   BM_prefill_*  n tokens at once; items/s = FLOPs (2 * n * rows * cols).
+// Buffers are written before timing so page faults are not measured.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "kernels/kernels.h"
+#include "util/half.h"
+#include "util/thread_pool.h"
+
+namespace {
+
+using lmlab::ThreadPool;
+using lmlab::kernels::MatmulArgs;
+using lmlab::kernels::WeightType;
+
+constexpr size_t kMiB = size_t{1} << 20;
+constexpr size_t kStreamBytes = 512 * kMiB;
+constexpr size_t kBlockBytes = 1 * kMiB;  // unit of work handed to the pool
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<uint8_t, FreeDeleter>;
+
+Buffer alloc_filled(size_t bytes, uint8_t value) {
+  Buffer b(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+  std::memset(b.get(), value, bytes);
+  return b;
+}
+
+void BM_memcpy(benchmark::State& state) {
+  Buffer src = alloc_filled(kStreamBytes, 1), dst = alloc_filled(kStreamBytes, 2);
+  const int64_t n_blocks = kStreamBytes / kBlockBytes;
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(n_blocks, [&](int64_t b0, int64_t b1) {
+      std::memcpy(dst.get() + b0 * kBlockBytes, src.get() + b0 * kBlockBytes, (b1 - b0) * kBlockBytes);
+    });
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kStreamBytes);
+  state.counters["threads"] = ThreadPool::global().size();
+}
+BENCHMARK(BM_memcpy)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+uint64_t sum_words_scalar(const uint64_t* p, size_t n) {
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (size_t i = 0; i + 4 <= n; i += 4) {
+    s0 += p[i];
+    s1 += p[i + 1];
+    s2 += p[i + 2];
+    s3 += p[i + 3];
+  }
+  return s0 + s1 + s2 + s3;
+}
+
+#if defined(__x86_64__)
+// 256-bit loads, four independent accumulators; n is a multiple of 16 words.
+__attribute__((target("avx2"))) uint64_t sum_words_avx2(const uint64_t* p, size_t n) {
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+  const auto* v = reinterpret_cast<const __m256i*>(p);
+  for (size_t i = 0; i < n / 4; i += 4) {
+    s0 = _mm256_add_epi64(s0, _mm256_load_si256(v + i));
+    s1 = _mm256_add_epi64(s1, _mm256_load_si256(v + i + 1));
+    s2 = _mm256_add_epi64(s2, _mm256_load_si256(v + i + 2));
+    s3 = _mm256_add_epi64(s3, _mm256_load_si256(v + i + 3));
+  }
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3)));
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#endif
+
+void BM_read_sum(benchmark::State& state) {
+  Buffer src = alloc_filled(kStreamBytes, 1);
+  const int64_t n_blocks = kStreamBytes / kBlockBytes;
+  const size_t words_per_block = kBlockBytes / 8;
+  auto* sum_words = &sum_words_scalar;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) sum_words = &sum_words_avx2;
+#endif
+  std::vector<uint64_t> partial(static_cast<size_t>(n_blocks));
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(n_blocks, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        partial[b] = sum_words(reinterpret_cast<const uint64_t*>(src.get() + b * kBlockBytes), words_per_block);
+    });
+    benchmark::DoNotOptimize(partial.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kStreamBytes);
+}
+BENCHMARK(BM_read_sum)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+size_t elem_bytes(WeightType t) { return t == WeightType::f32 ? 4 : 2; }
+
+// Weights of small random values in the storage type; x of the same kind, both written before timing.
+struct Problem {
+  Buffer w;
+  std::vector<float> x, y;
+  MatmulArgs args;
+
+  Problem(WeightType type, int64_t rows, int64_t cols, int64_t n) {
+    const size_t count = static_cast<size_t>(rows * cols);
+    w = Buffer(static_cast<uint8_t*>(std::aligned_alloc(64, (count * elem_bytes(type) + 63) / 64 * 64)));
+    uint32_t state = 12345;
+    auto next = [&] {
+      state = state * 1664525u + 1013904223u;
+      return static_cast<float>(state >> 8) / 16777216.0f - 0.5f;
+    };
+    // A short repeating pattern keeps setup of 256 MiB quick; the values do not affect the speed.
+    std::vector<float> pattern(4099);
+    for (auto& v : pattern) v = next();
+    for (size_t i = 0; i < count; ++i) {
+      const float v = pattern[i % pattern.size()];
+      if (type == WeightType::f32) reinterpret_cast<float*>(w.get())[i] = v;
+      else if (type == WeightType::f16) reinterpret_cast<uint16_t*>(w.get())[i] = lmlab::f32_to_f16(v);
+      else reinterpret_cast<uint16_t*>(w.get())[i] = lmlab::f32_to_bf16(v);
+    }
+    x.resize(static_cast<size_t>(n * cols));
+    for (auto& v : x) v = next();
+    y.assign(static_cast<size_t>(n * rows), 0.0f);
+    args = MatmulArgs{type, w.get(), rows, cols, x.data(), y.data(), n};
+  }
+};
+
+void run_matmul(benchmark::State& state, WeightType type, int64_t n) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Problem p(type, rows, cols, n);
+  for (auto _ : state) {
+    lmlab::kernels::matmul(p.args);
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  const int64_t weight_bytes = rows * cols * static_cast<int64_t>(elem_bytes(type));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * weight_bytes);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n * rows * cols);
+  state.SetLabel(lmlab::kernels::cpu::isa_name());
+}
+
+void BM_matvec_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 1); }
+void BM_matvec_f16(benchmark::State& state) { run_matmul(state, WeightType::f16, 1); }
+void BM_matvec_f32(benchmark::State& state) { run_matmul(state, WeightType::f32, 1); }
+void BM_prefill16_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 16); }
+void BM_prefill128_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 128); }
+
+// 8192 x 16384 bf16 = 256 MiB (far beyond cache); 4096 x 4096 bf16 = 32 MiB (mid: about the L3 size).
+BENCHMARK(BM_matvec_bf16)->Args({8192, 16384})->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_matvec_f16)->Args({8192, 16384})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_matvec_f32)->Args({8192, 8192})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_prefill16_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_prefill128_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+// The one main() of lmlab_bench (bench/CMakeLists.txt links benchmark::benchmark, not benchmark_main):
+// other bench/*.cpp files only register benchmarks.
+BENCHMARK_MAIN();

@@ -1,0 +1,67 @@
+// lmlab generate --model DIR --prompt TEXT -n N: streams text to stdout, statistics to stderr.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "common.h"
+#include "lmlab/generate.h"
+
+namespace lmlab::cli {
+
+namespace {
+
+struct Flags {
+  EngineFlags engine;
+  std::string prompt;
+  int64_t n = 64;
+  float temperature = 0.0f, top_p = 1.0f;
+  int top_k = 0;
+  uint64_t seed = 0;
+  bool raw = false;  // no BOS even if the tokenizer's post-processor adds one
+};
+
+int run_generate(const Flags& fl) {
+  auto model = Model::load(fl.engine.model, fl.engine.options());
+  const Tokenizer& tok = model->tokenizer();
+  std::vector<int32_t> ids = tok.encode(fl.prompt, !fl.raw);
+  if (ids.empty()) throw Error(ErrorKind::invalid_input, "--prompt", "the prompt encodes to no tokens");
+  SamplingParams sp;
+  sp.max_tokens = fl.n;
+  sp.temperature = fl.temperature;
+  sp.top_p = fl.top_p;
+  sp.top_k = fl.top_k;
+  sp.seed = fl.seed;
+  auto session = model->new_session();
+  std::fputs(fl.prompt.c_str(), stdout);
+  auto res = generate(*session, ids, sp, [](const TokenEvent& ev) {
+    std::fputs(ev.text.c_str(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  std::fputs("\n", stdout);
+  const auto& s = res.stats;
+  const double prompt_tps = s.prompt_ns ? s.prompt_tokens * 1e9 / static_cast<double>(s.prompt_ns) : 0.0;
+  const double decode_tps = s.decode_ns ? s.decode_tokens * 1e9 / static_cast<double>(s.decode_ns) : 0.0;
+  fmt::print(stderr, "prompt: {} tokens, {:.1f} tok/s | decode: {} tokens, {:.1f} tok/s | kv {:.2f} MiB | peak rss {:.1f} MiB\n",
+             s.prompt_tokens, prompt_tps, s.decode_tokens, decode_tps, s.kv_bytes / 1048576.0,
+             s.peak_bytes / 1048576.0);
+  return 0;
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto fl = std::make_shared<Flags>();
+  auto* sub = app.add_subcommand("generate", "generate text from a prompt");
+  fl->engine.add_to(*sub);
+  sub->add_option("--prompt", fl->prompt, "prompt text")->required();
+  sub->add_option("-n,--max-tokens", fl->n, "tokens to generate");
+  sub->add_option("--temperature", fl->temperature, "0 = greedy");
+  sub->add_option("--top-p", fl->top_p);
+  sub->add_option("--top-k", fl->top_k);
+  sub->add_option("--seed", fl->seed);
+  sub->add_flag("--raw", fl->raw, "do not add the tokenizer's special tokens (BOS)");
+  sub->callback(guarded([fl] { return run_generate(*fl); }));
+}
+
+}  // namespace lmlab::cli

@@ -1,0 +1,38 @@
+// Flags shared by every subcommand that runs the engine (DESIGN.md: keep them stable).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "lmlab/model.h"
+
+namespace lmlab::cli {
+
+struct EngineFlags {
+  std::string model;
+  std::string device = "cpu";
+  int64_t ctx_size = 0;
+  int64_t prefill_size = 512;
+  int threads = 0;
+  bool turbo_kv = false;
+  bool stream_experts = false;
+  int64_t expert_cache_mb = 0;
+
+  void add_to(CLI::App& app, bool model_required = true);
+  ModelOptions options() const;  // rejects flags this build cannot honour yet, by name
+};
+
+// Runs a subcommand body, printing lmlab::Error (and other exceptions) as one line on stderr; returns exit code.
+int run_guarded(const std::function<int()>& body);
+
+void register_verify(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_info(CLI::App& app);
+
+}  // namespace lmlab::cli
+
+namespace lmlab::cli {
+// Wraps a subcommand body as a CLI11 callback: errors print one line, a non-zero code becomes the exit code.
+std::function<void()> guarded(std::function<int()> body);
+}  // namespace lmlab::cli

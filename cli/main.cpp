@@ -1,0 +1,15 @@
+// lmlab: one executable, git-style subcommands (DESIGN.md). Each subcommand lives in its own file.
+#include <CLI/CLI.hpp>
+
+#include "common.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lmlab: LLM inference engine and profiling lab"};
+  app.require_subcommand(1);
+  lmlab::cli::register_verify(app);
+  lmlab::cli::register_generate(app);
+  lmlab::cli::register_perplexity(app);
+  lmlab::cli::register_info(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

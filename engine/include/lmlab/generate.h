@@ -1,0 +1,59 @@
+// Generation: prefill a prompt, sample tokens, stream them as events with step statistics.
+// This is the in-process half of the lab <-> engine contract: the lab stores these raw numbers and
+// does all arithmetic (tok/s, percentiles) itself.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lmlab/model.h"
+
+namespace lmlab {
+
+struct SamplingParams {
+  float temperature = 0.0f;  // 0 = greedy (argmax, ties to the lowest id)
+  int top_k = 0;             // 0 = off
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  uint64_t seed = 0;
+  int64_t max_tokens = 128;
+  bool stop_at_eos = true;          // the model's eos ids end generation
+  std::vector<int32_t> stop_ids;    // more ids that end generation
+};
+
+struct StepStats {
+  int64_t prompt_tokens = 0;  // tokens prefilled (after any cache reuse)
+  int64_t prompt_ns = 0;
+  int64_t decode_tokens = 0;
+  int64_t decode_ns = 0;
+  uint64_t kv_bytes = 0;
+  uint64_t peak_bytes = 0;  // process peak resident memory
+};
+
+struct TokenEvent {
+  int32_t id;
+  std::string text;  // newly completed text (UTF-8 safe), may be empty
+  int64_t index;     // 0-based index among generated tokens
+  StepStats stats;   // cumulative so far
+};
+
+enum class FinishReason { length, stop, cancelled };
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;
+  std::string text;
+  FinishReason finish = FinishReason::length;
+  StepStats stats;
+};
+
+// on_token returns false to cancel. The prompt is appended to the session's context.
+GenerationResult generate(Session& session, std::span<const int32_t> prompt, const SamplingParams& params,
+                          const std::function<bool(const TokenEvent&)>& on_token = {});
+
+// Samples one id from logits [vocab] (greedy when temperature == 0). rng_state is advanced.
+int32_t sample_token(std::span<const float> logits, const SamplingParams& params, uint64_t& rng_state);
+
+}  // namespace lmlab

@@ -1,0 +1,84 @@
+// The engine's public entry point: load a Hugging Face model directory, open sessions on it, run tokens.
+// Everything the lab, the server and the CLI do with a model goes through this header and generate.h.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lmlab/tokenizer.h"
+
+namespace lmlab {
+
+enum class Device { cpu, cuda };
+
+struct ModelOptions {
+  Device device = Device::cpu;
+  int threads = 0;             // 0 = all hardware threads
+  int64_t ctx_size = 0;        // 0 = the model's max_position_embeddings
+  int64_t prefill_size = 512;  // prompt tokens per forward chunk
+};
+
+struct ModelInfo {
+  std::string arch;  // canonical model_type
+  std::filesystem::path dir;
+  int64_t vocab = 0, hidden = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int64_t n_experts = 0, top_k = 0;
+  int64_t max_positions = 0, ctx_size = 0;
+  uint64_t weight_bytes = 0;  // bytes of the safetensors files as stored
+  std::string weight_format;  // e.g. "bf16", "q4g64"
+  int32_t bos_id = -1;
+  std::vector<int32_t> eos_ids;
+  std::vector<std::string> ignored_config_keys;  // config.json keys lmlab did not read
+  std::vector<int64_t> layer_windows;            // per layer: 0 = full attention, else window length
+};
+
+class Session;
+
+class Model {
+ public:
+  // Throws lmlab::Error naming the file/field/tensor on any problem with the directory.
+  static std::shared_ptr<Model> load(const std::filesystem::path& dir, const ModelOptions& options = {});
+  ~Model();
+
+  const ModelInfo& info() const;
+  const ModelOptions& options() const;
+  const Tokenizer& tokenizer() const;  // throws when the directory has no tokenizer.json
+  bool has_tokenizer() const;
+  std::unique_ptr<Session> new_session() const;
+
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// One sequence's state (its KV cache) on a model. Not thread-safe; use one session per request.
+class Session {
+ public:
+  explicit Session(const Model& model);
+  ~Session();
+
+  // Appends tokens at the end of the context (in chunks of prefill_size) and returns their logits:
+  // [n, vocab] when all_logits, else [vocab] of the last token. Valid until the next call.
+  // A context overflow (n_past + n > ctx_size) is an invalid_input Error and leaves the session unchanged.
+  std::span<const float> append(std::span<const int32_t> tokens, bool all_logits = false);
+
+  int64_t n_past() const;
+  std::span<const int32_t> tokens() const;  // the context so far
+  void truncate(int64_t n);                  // keep the first n tokens
+  uint64_t kv_bytes() const;
+  const Model& model() const { return *model_; }
+
+ private:
+  struct State;
+  const Model* model_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace lmlab

@@ -1,0 +1,61 @@
+// gemma3 (text): (1 + w) RMSNorms, sqrt(hidden) embedding scale, sandwich norms around attention and MLP,
+// GELU-tanh, q/k norms, query_pre_attn_scalar^-0.5 scaling, sliding-window layers (layer_types, or every
+// sliding_window_pattern-th layer global) with their own local RoPE base, optional soft-capping.
+#include <cmath>
+
+#include "arch/registry.h"
+#include "model/config_reader.h"
+#include "util/half.h"
+
+namespace lmlab {
+
+void parse_gemma3(ConfigReader& cfg, ModelSpec& spec) {
+  parse_common(cfg, spec);
+  spec.norm_weight_offset = 1.0f;
+  // HF multiplies by the scale cast to the embedding dtype (bf16 for these checkpoints).
+  spec.embed_scale = bf16_to_f32(f32_to_bf16(std::sqrt(static_cast<float>(spec.hidden))));
+  spec.attn_scale = 1.0f / std::sqrt(static_cast<float>(cfg.get<double>("query_pre_attn_scalar")));
+  spec.attn_softcap = static_cast<float>(cfg.get_or<double>("attn_logit_softcapping", 0.0));
+  spec.final_softcap = static_cast<float>(cfg.get_or<double>("final_logit_softcapping", 0.0));
+  spec.tied_embeddings = cfg.get_or<bool>("tie_word_embeddings", true);
+  if (cfg.get_or<bool>("use_bidirectional_attention", false))
+    throw cfg.unsupported("use_bidirectional_attention", "bidirectional attention is not supported");
+  const int64_t window = cfg.get<int64_t>("sliding_window");
+
+  // 5.x: rope_parameters per layer type; 4.x: rope_theta (global) + rope_local_base_freq (sliding).
+  const bool per_type = cfg.has("rope_parameters") && cfg.raw()["rope_parameters"].contains("sliding_attention");
+  RopeSpec global = parse_rope(cfg, "full_attention", spec.head_dim, 1000000.0);
+  RopeSpec local;
+  if (per_type) {
+    local = parse_rope(cfg, "sliding_attention", spec.head_dim, 10000.0);
+  } else {
+    ConfigReader plain(nlohmann::json{{"rope_theta", cfg.get_or<double>("rope_local_base_freq", 10000.0)}}, cfg.file());
+    local = parse_rope(plain, "", spec.head_dim, 10000.0);
+  }
+  spec.ropes = {global, local};
+
+  const nlohmann::json* types = cfg.find("layer_types");
+  const int64_t pattern = cfg.get_any<int64_t>({"sliding_window_pattern", "_sliding_window_pattern"}).value_or(6);
+  for (int64_t l = 0; l < spec.n_layers; ++l) {
+    bool sliding;
+    if (types) {
+      if (!types->is_array() || static_cast<int64_t>(types->size()) != spec.n_layers)
+        throw cfg.error("layer_types", "must list one type per layer");
+      const std::string t = (*types)[l].get<std::string>();
+      if (t != "sliding_attention" && t != "full_attention")
+        throw cfg.unsupported("layer_types", fmt::format("layer type '{}' is not supported", t));
+      sliding = t == "sliding_attention";
+    } else {
+      sliding = (l + 1) % pattern != 0;
+    }
+    spec.layers[l].window = sliding ? window : 0;
+    spec.layers[l].rope = sliding ? 1 : 0;
+  }
+  spec.names.post_attn_norm = "post_attention_layernorm";
+  spec.names.ffn_norm = "pre_feedforward_layernorm";
+  spec.names.post_ffn_norm = "post_feedforward_layernorm";
+  spec.names.q_norm = "self_attn.q_norm";
+  spec.names.k_norm = "self_attn.k_norm";
+}
+
+}  // namespace lmlab

@@ -1,0 +1,65 @@
+// generate(): prefill, then sample/decode one token at a time, emitting events with cumulative stats.
+#include "lmlab/generate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+#include "util/memory_stats.h"
+
+namespace lmlab {
+
+namespace {
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+GenerationResult generate(Session& session, std::span<const int32_t> prompt, const SamplingParams& params,
+                          const std::function<bool(const TokenEvent&)>& on_token) {
+  const Model& model = session.model();
+  GenerationResult res;
+  std::vector<int32_t> stop = params.stop_ids;
+  if (params.stop_at_eos) stop.insert(stop.end(), model.info().eos_ids.begin(), model.info().eos_ids.end());
+  std::optional<StreamDecoder> detok;
+  if (model.has_tokenizer()) detok.emplace(model.tokenizer(), true);
+  uint64_t rng = params.seed;
+
+  int64_t t0 = now_ns();
+  std::span<const float> logits = session.append(prompt);
+  std::vector<float> last(logits.begin(), logits.end());
+  res.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
+  res.stats.prompt_ns = now_ns() - t0;
+
+  const int64_t room = model.info().ctx_size - session.n_past();
+  const int64_t max_tokens = std::min(params.max_tokens, room);
+  t0 = now_ns();
+  for (int64_t i = 0; i < max_tokens; ++i) {
+    const int32_t id = sample_token(last, params, rng);
+    if (std::find(stop.begin(), stop.end(), id) != stop.end()) {
+      res.finish = FinishReason::stop;
+      break;
+    }
+    res.tokens.push_back(id);
+    // Every generated token enters the context (so a follow-up turn can reuse it) and counts as one step.
+    logits = session.append(std::span<const int32_t>(&id, 1));
+    last.assign(logits.begin(), logits.end());
+    res.stats.decode_tokens = i + 1;
+    res.stats.decode_ns = now_ns() - t0;
+    res.stats.kv_bytes = session.kv_bytes();
+    res.stats.peak_bytes = process_peak_rss_bytes();
+    TokenEvent ev{id, detok ? detok->push(id) : std::string(), i, res.stats};
+    res.text += ev.text;
+    if (on_token && !on_token(ev)) {
+      res.finish = FinishReason::cancelled;
+      break;
+    }
+  }
+  if (detok) res.text += detok->flush();
+  res.stats.kv_bytes = session.kv_bytes();
+  res.stats.peak_bytes = process_peak_rss_bytes();
+  return res;
+}
+
+}  // namespace lmlab

@@ -1,0 +1,69 @@
+// Token sampling: greedy, or temperature with top-k / top-p / min-p filtering, from a seeded xorshift RNG
+// so runs are reproducible.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "lmlab/generate.h"
+
+namespace lmlab {
+
+namespace {
+uint64_t next_random(uint64_t& s) {  // splitmix64
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uint64_t& rng) {
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  if (p.temperature <= 0.0f) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < vocab; ++i)
+      if (logits[i] > logits[best]) best = i;
+    return best;
+  }
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  int32_t keep = vocab;
+  if (p.top_k > 0 && p.top_k < vocab) {
+    keep = p.top_k;
+    std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), by_logit);
+  } else {
+    std::sort(ids.begin(), ids.end(), by_logit);
+  }
+  std::vector<double> prob(static_cast<size_t>(keep));
+  const double max_l = logits[ids[0]];
+  double sum = 0.0;
+  for (int32_t i = 0; i < keep; ++i) sum += prob[i] = std::exp((logits[ids[i]] - max_l) / p.temperature);
+  for (auto& x : prob) x /= sum;
+  if (p.min_p > 0.0f) {
+    const double floor = prob[0] * p.min_p;
+    while (keep > 1 && prob[keep - 1] < floor) --keep;
+  }
+  if (p.top_p < 1.0f) {
+    double cum = 0.0;
+    for (int32_t i = 0; i < keep; ++i) {
+      cum += prob[i];
+      if (cum >= p.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double total = 0.0;
+  for (int32_t i = 0; i < keep; ++i) total += prob[i];
+  const double r = static_cast<double>(next_random(rng) >> 11) * 0x1.0p-53 * total;
+  double cum = 0.0;
+  for (int32_t i = 0; i < keep; ++i) {
+    cum += prob[i];
+    if (r < cum) return ids[i];
+  }
+  return ids[keep - 1];
+}
+
+}  // namespace lmlab

@@ -1,0 +1,240 @@
+// Optimised causal attention with grouped KV heads, sliding window and soft-capping (semantics: kernels.h).
+// Threads split the (query token, head) pairs. Each pair makes one pass over its visible keys only
+// (positions in (pos - window, pos]) in blocks of kBlock: scores q.k * scale (+ cap * tanh(s / cap)), then an
+// online softmax: the running max m, sum l and output accumulator acc[head_dim] are rescaled by e^(m_old - m_new)
+// when the max grows, and acc += e^(s_j - m) * v_j. Scratch is O(head_dim + kBlock) per thread; nothing is
+// O(n_q * n_kv). The per-ISA parts (4-key dot products, block exp + sum, V accumulation) are small functions
+// behind one driver.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/kernels.h"
+#include "util/thread_pool.h"
+
+namespace lmlab::kernels::cpu {
+
+namespace {
+
+constexpr int64_t kBlock = 64;  // keys per online-softmax step
+
+struct Ops {
+  // s[j] = q . k_j for j < n_keys, k_j = k + j * ldk, vectors of length d.
+  void (*dots)(const float* q, const float* k, int64_t ldk, int64_t d, int64_t n_keys, float* s);
+  // s[j] = e^(s[j] - m) in place; returns the sum.
+  float (*exp_sum)(float* s, int64_t n, float m);
+  // acc[d] = acc[d] * alpha + sum_j p[j] * v_j[d], v_j = v + j * ldv.
+  void (*accumulate)(float* acc, float alpha, const float* p, const float* v, int64_t ldv, int64_t d, int64_t n_keys);
+};
+
+// ------------------------------------------------------------------------------------------- scalar
+
+void dots_scalar(const float* q, const float* k, int64_t ldk, int64_t d, int64_t n_keys, float* s) {
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const float* kj = k + j * ldk;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int64_t i = 0;
+    for (; i + 4 <= d; i += 4) {
+      a0 += q[i] * kj[i];
+      a1 += q[i + 1] * kj[i + 1];
+      a2 += q[i + 2] * kj[i + 2];
+      a3 += q[i + 3] * kj[i + 3];
+    }
+    for (; i < d; ++i) a0 += q[i] * kj[i];
+    s[j] = (a0 + a1) + (a2 + a3);
+  }
+}
+
+float exp_sum_scalar(float* s, int64_t n, float m) {
+  float sum = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - m);
+    sum += s[j];
+  }
+  return sum;
+}
+
+void accumulate_scalar(float* acc, float alpha, const float* p, const float* v, int64_t ldv, int64_t d, int64_t n_keys) {
+  if (alpha != 1.0f)
+    for (int64_t i = 0; i < d; ++i) acc[i] *= alpha;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const float* vj = v + j * ldv;
+    for (int64_t i = 0; i < d; ++i) acc[i] += p[j] * vj[i];
+  }
+}
+
+#if LMLAB_X86
+// ------------------------------------------------------------------------------------------- AVX-512
+
+LMLAB_TARGET_AVX512 void dots_avx512(const float* q, const float* k, int64_t ldk, int64_t d, int64_t n_keys, float* s) {
+  int64_t j = 0;
+  for (; j + 4 <= n_keys; j += 4) {
+    const float* k0 = k + j * ldk;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = simd::tail_mask16(std::min<int64_t>(16, d - i));
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
+      a0 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k0 + i), a0);
+      a1 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k0 + ldk + i), a1);
+      a2 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k0 + 2 * ldk + i), a2);
+      a3 = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, k0 + 3 * ldk + i), a3);
+    }
+    _mm_storeu_ps(s + j, simd::hsum4(a0, a1, a2, a3));
+  }
+  for (; j < n_keys; ++j) {
+    const float* kj = k + j * ldk;
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 m = simd::tail_mask16(std::min<int64_t>(16, d - i));
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, kj + i), a0);
+    }
+    s[j] = _mm512_reduce_add_ps(a0);
+  }
+}
+
+LMLAB_TARGET_AVX512 float exp_sum_avx512(float* s, int64_t n, float m) {
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = simd::tail_mask16(std::min<int64_t>(16, n - j));
+    const __m512 e = _mm512_maskz_mov_ps(k, simd::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), mv)));
+    _mm512_mask_storeu_ps(s + j, k, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+LMLAB_TARGET_AVX512 void accumulate_avx512(float* acc, float alpha, const float* p, const float* v, int64_t ldv,
+                                           int64_t d, int64_t n_keys) {
+  const __m512 av = _mm512_set1_ps(alpha);
+  for (int64_t i = 0; i < d; i += 16) {
+    const __mmask16 m = simd::tail_mask16(std::min<int64_t>(16, d - i));
+    __m512 a0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + i), av), a1 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 2 <= n_keys; j += 2) {
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + j * ldv + i), a0);
+      a1 = _mm512_fmadd_ps(_mm512_set1_ps(p[j + 1]), _mm512_maskz_loadu_ps(m, v + (j + 1) * ldv + i), a1);
+    }
+    if (j < n_keys) a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + j * ldv + i), a0);
+    _mm512_mask_storeu_ps(acc + i, m, _mm512_add_ps(a0, a1));
+  }
+}
+
+// ------------------------------------------------------------------------------------------- AVX2
+
+LMLAB_TARGET_AVX2 void dots_avx2(const float* q, const float* k, int64_t ldk, int64_t d, int64_t n_keys, float* s) {
+  const int64_t dv = d & ~int64_t{7};
+  int64_t j = 0;
+  for (; j + 4 <= n_keys; j += 4) {
+    const float* k0 = k + j * ldk;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < dv; i += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + i);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + ldk + i), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * ldk + i), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * ldk + i), a3);
+    }
+    _mm_storeu_ps(s + j, simd::hsum4(a0, a1, a2, a3));
+    for (int64_t i = dv; i < d; ++i)
+      for (int64_t r = 0; r < 4; ++r) s[j + r] += q[i] * k0[r * ldk + i];
+  }
+  for (; j < n_keys; ++j) {
+    const float* kj = k + j * ldk;
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < dv; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), a0);
+    float sj = simd::hsum8(a0);
+    for (int64_t i = dv; i < d; ++i) sj += q[i] * kj[i];
+    s[j] = sj;
+  }
+}
+
+LMLAB_TARGET_AVX2 float exp_sum_avx2(float* s, int64_t n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = simd::exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
+    _mm256_storeu_ps(s + j, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  return simd::hsum8(sum) + exp_sum_scalar(s + j, n - j, m);
+}
+
+LMLAB_TARGET_AVX2 void accumulate_avx2(float* acc, float alpha, const float* p, const float* v, int64_t ldv,
+                                       int64_t d, int64_t n_keys) {
+  const __m256 av = _mm256_set1_ps(alpha);
+  const int64_t dv = d & ~int64_t{7};
+  for (int64_t i = 0; i < dv; i += 8) {
+    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(acc + i), av), a1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 2 <= n_keys; j += 2) {
+      a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv + i), a0);
+      a1 = _mm256_fmadd_ps(_mm256_set1_ps(p[j + 1]), _mm256_loadu_ps(v + (j + 1) * ldv + i), a1);
+    }
+    if (j < n_keys) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv + i), a0);
+    _mm256_storeu_ps(acc + i, _mm256_add_ps(a0, a1));
+  }
+  if (dv < d) accumulate_scalar(acc + dv, alpha, p, v + dv, ldv, d - dv, n_keys);
+}
+#endif  // LMLAB_X86
+
+// ------------------------------------------------------------------------------------------- driver
+
+// One (query token t, head h) pair. acc: [head_dim] scratch, s: [kBlock] scratch.
+void attend_one(const AttentionArgs& a, const Ops& ops, int64_t t, int64_t h, float* acc, float* s) {
+  const int64_t d = a.head_dim, kh = h / (a.n_heads / a.n_kv_heads), ld = a.n_kv_heads * d;
+  const int64_t pos = a.q_pos0 + t;
+  // Visible keys j: kv_pos0 + j <= pos and, with a window, kv_pos0 + j > pos - window.
+  const int64_t j_end = std::min(a.n_kv, pos - a.kv_pos0 + 1);
+  const int64_t j_begin = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1 - a.kv_pos0) : 0;
+  const float* q = a.q + (t * a.n_heads + h) * d;
+  float* out = a.out + (t * a.n_heads + h) * d;
+  if (j_begin >= j_end) {
+    std::fill(out, out + d, 0.0f);
+    return;
+  }
+  std::fill(acc, acc + d, 0.0f);
+  float m = -std::numeric_limits<float>::infinity(), l = 0.0f;
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kBlock) {
+    const int64_t nb = std::min(kBlock, j_end - j0);
+    ops.dots(q, a.k + j0 * ld + kh * d, ld, d, nb, s);
+    float m_blk = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < nb; ++j) {
+      float sj = s[j] * a.scale;
+      if (a.softcap > 0.0f) sj = a.softcap * std::tanh(sj / a.softcap);
+      s[j] = sj;
+      m_blk = std::max(m_blk, sj);
+    }
+    const float m_new = std::max(m, m_blk);
+    const float alpha = m == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(m - m_new);
+    l = l * alpha + ops.exp_sum(s, nb, m_new);
+    ops.accumulate(acc, alpha, s, a.v + j0 * ld + kh * d, ld, d, nb);
+    m = m_new;
+  }
+  const float inv = 1.0f / l;
+  for (int64_t i = 0; i < d; ++i) out[i] = acc[i] * inv;
+}
+
+}  // namespace
+
+void attention(const AttentionArgs& a) {
+  if (a.n_q <= 0 || a.n_heads <= 0 || a.head_dim <= 0) return;
+  Ops ops{&dots_scalar, &exp_sum_scalar, &accumulate_scalar};
+#if LMLAB_X86
+  const Isa isa = active_isa();
+  if (isa == Isa::avx512) ops = {&dots_avx512, &exp_sum_avx512, &accumulate_avx512};
+  else if (isa == Isa::avx2) ops = {&dots_avx2, &exp_sum_avx2, &accumulate_avx2};
+#endif
+  const int64_t n_items = a.n_q * a.n_heads;  // item = t * n_heads + h
+  ThreadPool::global().parallel_for(n_items, [&](int64_t i0, int64_t i1) {
+    std::vector<float> scratch(static_cast<size_t>(a.head_dim + kBlock));
+    for (int64_t i = i0; i < i1; ++i)
+      attend_one(a, ops, i / a.n_heads, i % a.n_heads, scratch.data(), scratch.data() + a.head_dim);
+  });
+}
+
+}  // namespace lmlab::kernels::cpu

@@ -1,0 +1,152 @@
+// Config parsing shared by all architectures, accepting both transformers 4.x and 5.x spellings.
+#include <cmath>
+#include <numbers>
+
+#include "model/config_reader.h"
+#include "model/model_spec.h"
+
+namespace lmlab {
+
+namespace {
+
+void parse_quantization(ConfigReader& cfg, ModelSpec& spec) {
+  const nlohmann::json* q = cfg.find("quantization");
+  cfg.find("quantization_config");  // mlx-lm writes both; they carry the same content
+  if (!q) return;
+  if (!q->is_object()) throw cfg.error("quantization", "expected an object");
+  auto read = [&](const nlohmann::json& o, const std::string& field) {
+    QuantSpec s;
+    if (!o.contains("bits") || !o.contains("group_size") || !o["bits"].is_number_integer() ||
+        !o["group_size"].is_number_integer())
+      throw cfg.error(field, "needs integer 'bits' and 'group_size'");
+    s.bits = o["bits"].get<int>();
+    s.group_size = o["group_size"].get<int>();
+    if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 6 && s.bits != 8)
+      throw cfg.unsupported(field, fmt::format("{} bits is not supported", s.bits));
+    if (s.group_size <= 0) throw cfg.error(field, "group_size must be positive");
+    return s;
+  };
+  spec.quant = read(*q, "quantization");
+  for (auto it = q->begin(); it != q->end(); ++it) {
+    if (it.value().is_object()) spec.quant_overrides.emplace_back(it.key(), read(it.value(), "quantization." + it.key()));
+    else if (it.value().is_boolean() && !it.value().get<bool>())
+      spec.quant_overrides.emplace_back(it.key(), QuantSpec{});  // explicitly left unquantized
+  }
+}
+
+std::vector<int32_t> read_ids(ConfigReader& cfg, const std::string& key) {
+  const nlohmann::json* v = cfg.find(key);
+  std::vector<int32_t> out;
+  if (!v) return out;
+  if (v->is_number_integer()) out.push_back(v->get<int32_t>());
+  else if (v->is_array())
+    for (auto& x : *v) {
+      if (!x.is_number_integer()) throw cfg.error(key, "expected integer token ids");
+      out.push_back(x.get<int32_t>());
+    }
+  else throw cfg.error(key, "expected an integer or a list of integers");
+  return out;
+}
+
+}  // namespace
+
+void parse_common(ConfigReader& cfg, ModelSpec& spec) {
+  spec.vocab = cfg.get<int64_t>("vocab_size");
+  spec.hidden = cfg.get<int64_t>("hidden_size");
+  spec.n_layers = cfg.get<int64_t>("num_hidden_layers");
+  spec.n_heads = cfg.get<int64_t>("num_attention_heads");
+  spec.n_kv_heads = cfg.get_or<int64_t>("num_key_value_heads", spec.n_heads);
+  spec.head_dim = cfg.get_or<int64_t>("head_dim", spec.n_heads > 0 ? spec.hidden / spec.n_heads : 0);
+  spec.intermediate = cfg.get<int64_t>("intermediate_size");
+  spec.max_positions = cfg.get_or<int64_t>("max_position_embeddings", 4096);
+  spec.norm_eps = static_cast<float>(cfg.get_or<double>("rms_norm_eps", 1e-6));
+  spec.tied_embeddings = cfg.get_or<bool>("tie_word_embeddings", false);
+  spec.attention_bias = cfg.get_or<bool>("attention_bias", false);
+  if (spec.vocab <= 0) throw cfg.error("vocab_size", "must be positive");
+  if (spec.hidden <= 0) throw cfg.error("hidden_size", "must be positive");
+  if (spec.n_layers <= 0) throw cfg.error("num_hidden_layers", "must be positive");
+  if (spec.n_heads <= 0 || spec.n_kv_heads <= 0 || spec.n_heads % spec.n_kv_heads != 0)
+    throw cfg.error("num_key_value_heads", fmt::format("{} query heads cannot share {} KV heads", spec.n_heads,
+                                                       spec.n_kv_heads));
+  if (spec.head_dim <= 0 || spec.head_dim % 2 != 0) throw cfg.error("head_dim", "must be positive and even");
+  if (auto mlp_bias = cfg.get_opt<bool>("mlp_bias"); mlp_bias && *mlp_bias)
+    throw cfg.unsupported("mlp_bias", "MLP biases are not supported");
+  if (auto act = cfg.get_any<std::string>({"hidden_act", "hidden_activation"}); act) {
+    if (*act == "silu" || *act == "swish") spec.activation = Activation::silu;
+    else if (*act == "gelu_pytorch_tanh" || *act == "gelu_tanh") spec.activation = Activation::gelu_tanh;
+    else throw cfg.unsupported("hidden_act", fmt::format("activation '{}' is not supported", *act));
+  }
+  auto bos = read_ids(cfg, "bos_token_id");
+  spec.bos_id = bos.empty() ? -1 : bos[0];
+  spec.eos_ids = read_ids(cfg, "eos_token_id");
+  cfg.get_any<std::string>({"torch_dtype", "dtype"});  // informative only: weights carry their dtype
+  for (const char* k : {"architectures", "transformers_version", "initializer_range", "use_cache", "pad_token_id",
+                        "attention_dropout", "pretraining_tp", "output_router_logits", "router_aux_loss_coef",
+                        "router_jitter_noise"})
+    cfg.find(k);  // read and deliberately unused: training-only or informative
+  parse_quantization(cfg, spec);
+  spec.layers.assign(static_cast<size_t>(spec.n_layers), LayerSpec{});
+}
+
+// RoPE parameters: 5.x "rope_parameters" (per layer type for gemma3) or 4.x "rope_theta" + "rope_scaling".
+RopeSpec parse_rope(ConfigReader& cfg, const std::string& layer_type, int64_t head_dim, double default_theta) {
+  nlohmann::json params = nlohmann::json::object();
+  std::string field = "rope_parameters";
+  if (const nlohmann::json* rp = cfg.find("rope_parameters")) {
+    params = *rp;
+    if (!layer_type.empty() && params.contains(layer_type)) {
+      params = params[layer_type];
+      field += "." + layer_type;
+    }
+  } else {
+    field = "rope_scaling";
+    if (const nlohmann::json* rs = cfg.find("rope_scaling")) params = *rs;
+    if (auto theta = cfg.get_opt<double>("rope_theta")) params["rope_theta"] = *theta;
+    else params["rope_theta"] = default_theta;
+  }
+  if (!params.is_object()) throw cfg.error(field, "expected an object");
+  RopeSpec r;
+  r.theta = params.value("rope_theta", default_theta);
+  r.type = params.value("rope_type", params.value("type", std::string("default")));
+  const double partial = params.value("partial_rotary_factor", cfg.get_or<double>("partial_rotary_factor", 1.0));
+  r.rot_dim = static_cast<int64_t>(static_cast<double>(head_dim) * partial);
+  if (r.rot_dim <= 0 || r.rot_dim % 2 || r.rot_dim > head_dim)
+    throw cfg.error("partial_rotary_factor", "gives an invalid rotary dimension");
+  const int64_t half = r.rot_dim / 2;
+  r.inv_freq.resize(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i)  // as HF: 1 / theta^(2i / dim), computed in f32
+    r.inv_freq[i] = static_cast<float>(1.0 / std::pow(r.theta, static_cast<double>(static_cast<float>(2 * i) /
+                                                                                   static_cast<float>(r.rot_dim))));
+  if (r.type == "default") {
+  } else if (r.type == "linear") {
+    const double factor = params.value("factor", 1.0);
+    for (auto& f : r.inv_freq) f = static_cast<float>(f / factor);
+  } else if (r.type == "llama3") {
+    // Llama 3.1: keep high frequencies, divide low ones by factor, interpolate smoothly between.
+    const double factor = params.value("factor", 8.0), low = params.value("low_freq_factor", 1.0),
+                 high = params.value("high_freq_factor", 4.0),
+                 old_ctx = params.value("original_max_position_embeddings", 8192);
+    const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
+    for (auto& f : r.inv_freq) {
+      const double wavelen = 2.0 * std::numbers::pi / f;
+      if (wavelen > low_wavelen) {
+        f = static_cast<float>(f / factor);
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (old_ctx / wavelen - low) / (high - low);
+        f = static_cast<float>((1.0 - smooth) * f / factor + smooth * f);
+      }
+    }
+  } else {
+    throw cfg.unsupported(field, fmt::format("rope_type '{}' is not supported (default, linear, llama3 are)", r.type));
+  }
+  return r;
+}
+
+void parse_moe(ConfigReader& cfg, ModelSpec& spec) {
+  spec.n_experts = cfg.require_any<int64_t>({"num_experts", "num_local_experts"});
+  spec.top_k = cfg.get<int64_t>("num_experts_per_tok");
+  if (spec.n_experts <= 0 || spec.top_k <= 0 || spec.top_k > spec.n_experts)
+    throw cfg.error("num_experts_per_tok", fmt::format("top-{} of {} experts is invalid", spec.top_k, spec.n_experts));
+}
+
+}  // namespace lmlab

@@ -1,0 +1,48 @@
+// Linear: every matmul of a model goes through this interface, so architecture code never branches on
+// the weight format. Implementations: dense f32/f16/bf16 (zero-copy views of the mapped safetensors) and,
+// in linear_affine.cpp, MLX affine-quantized weights.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lmlab/safetensors.h"
+
+namespace lmlab {
+
+// MLX affine quantization parameters of one weight (config.json "quantization", with per-layer overrides).
+struct QuantSpec {
+  int bits = 0;  // 0 = not quantized
+  int group_size = 0;
+};
+
+class Linear {
+ public:
+  Linear(int64_t out_features, int64_t in_features) : out_(out_features), in_(in_features) {}
+  virtual ~Linear() = default;
+
+  int64_t out_features() const { return out_; }
+  int64_t in_features() const { return in_; }
+
+  // y[n, out] = x[n, in] . W[out, in]^T (+ bias)
+  virtual void forward(const float* x, float* y, int64_t n) const = 0;
+  // Row r of W as f32 [in]: embedding lookup through a (possibly tied, possibly quantized) matrix.
+  virtual void dequantize_row(int64_t r, float* out) const = 0;
+  virtual uint64_t weight_bytes() const = 0;
+  virtual std::string format() const = 0;  // "bf16", "q4g64", ...
+
+ protected:
+  int64_t out_, in_;
+};
+
+// Loads `prefix + ".weight"` (and ".bias"; ".scales"/".biases" when quantized) with shape [out, in].
+// When the weight is stacked over experts ([n_experts, out, in]), `expert` selects one slice.
+std::unique_ptr<Linear> load_linear(const WeightStore& store, const std::string& prefix, int64_t out, int64_t in,
+                                    const QuantSpec& quant, int64_t expert = -1);
+
+// A small vector (norm weight, bias) as f32, plus `offset` (gemma's (1 + w)), checked to have `n` values.
+std::vector<float> load_vector_f32(const WeightStore& store, const std::string& name, int64_t n, float offset = 0.0f);
+
+}  // namespace lmlab

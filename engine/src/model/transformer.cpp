@@ -1,0 +1,178 @@
+// The shared decoder forward. Per layer (pre-norm residual; gemma3 adds the post_* sandwich norms):
+//   x += [post_attn_norm] attention(attn_norm(x));  x += [post_ffn_norm] mlp_or_moe(ffn_norm(x))
+#include "model/transformer.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "kernels/kernels.h"
+#include "lmlab/error.h"
+
+namespace lmlab {
+
+namespace {
+std::string layer_prefix(int64_t l) { return fmt::format("model.layers.{}.", l); }
+
+void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+}  // namespace
+
+Transformer::Transformer(ModelSpec spec, WeightStore store) : spec_(std::move(spec)), store_(std::move(store)) {
+  load_weights();
+}
+
+MlpWeights Transformer::load_mlp(const std::string& prefix, int64_t inter, int64_t expert) const {
+  const auto& n = spec_.names;
+  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+    return load_linear(store_, prefix + name, out, in, spec_.quant_for(prefix + name), expert);
+  };
+  return {lin(n.gate, inter, spec_.hidden), lin(n.up, inter, spec_.hidden), lin(n.down, spec_.hidden, inter)};
+}
+
+void Transformer::load_weights() {
+  const auto& s = spec_;
+  const auto& n = s.names;
+  const float off = s.norm_weight_offset;
+  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+    return load_linear(store_, name, out, in, s.quant_for(name));
+  };
+  embed_ = lin("model.embed_tokens", s.vocab, s.hidden);
+  if (!s.tied_embeddings) lm_head_ = lin("lm_head", s.vocab, s.hidden);
+  final_norm_ = load_vector_f32(store_, "model.norm.weight", s.hidden, off);
+  const int64_t q_dim = s.n_heads * s.head_dim, kv_dim = s.n_kv_heads * s.head_dim;
+  layers_.resize(static_cast<size_t>(s.n_layers));
+  for (int64_t l = 0; l < s.n_layers; ++l) {
+    LayerWeights& w = layers_[l];
+    const std::string p = layer_prefix(l);
+    auto norm = [&](const std::string& name, int64_t dim) {
+      return name.empty() ? std::vector<float>{} : load_vector_f32(store_, p + name + ".weight", dim, off);
+    };
+    w.attn_norm = norm(n.attn_norm, s.hidden);
+    w.post_attn_norm = norm(n.post_attn_norm, s.hidden);
+    w.ffn_norm = norm(n.ffn_norm, s.hidden);
+    w.post_ffn_norm = norm(n.post_ffn_norm, s.hidden);
+    w.q_norm = norm(n.q_norm, s.head_dim);
+    w.k_norm = norm(n.k_norm, s.head_dim);
+    w.q = lin(p + "self_attn.q_proj", q_dim, s.hidden);
+    w.k = lin(p + "self_attn.k_proj", kv_dim, s.hidden);
+    w.v = lin(p + "self_attn.v_proj", kv_dim, s.hidden);
+    w.o = lin(p + "self_attn.o_proj", s.hidden, q_dim);
+    if (s.layers[l].moe) {
+      w.moe.router = lin(p + n.router, s.n_experts, s.hidden);
+      const bool stacked = store_.contains(p + n.stacked_experts + "." + n.gate + ".weight");
+      for (int64_t e = 0; e < s.n_experts; ++e)
+        w.moe.experts.push_back(stacked ? load_mlp(p + n.stacked_experts + ".", s.moe_intermediate, e)
+                                        : load_mlp(fmt::format("{}{}.{}.", p, n.experts, e), s.moe_intermediate));
+    } else {
+      w.mlp = load_mlp(p + n.mlp + ".", s.intermediate);
+    }
+  }
+  // Weight bytes as stored (the mapped files), for memory plans and reports.
+  weight_bytes_ = store_.total_bytes();
+}
+
+void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h,
+                                  int64_t n, int64_t pos0, KvCache& cache, float* out) const {
+  const auto& s = spec_;
+  const int64_t q_dim = s.n_heads * s.head_dim, kv_dim = s.n_kv_heads * s.head_dim;
+  std::vector<float> q(n * q_dim), k(n * kv_dim), v(n * kv_dim), attn(n * q_dim);
+  w.q->forward(h, q.data(), n);
+  w.k->forward(h, k.data(), n);
+  w.v->forward(h, v.data(), n);
+  if (!w.q_norm.empty()) kernels::rmsnorm(q.data(), w.q_norm.data(), q.data(), n * s.n_heads, s.head_dim, s.norm_eps);
+  if (!w.k_norm.empty())
+    kernels::rmsnorm(k.data(), w.k_norm.data(), k.data(), n * s.n_kv_heads, s.head_dim, s.norm_eps);
+  const RopeSpec& rope = s.ropes[ls.rope];
+  std::vector<int32_t> positions(n);
+  for (int64_t t = 0; t < n; ++t) positions[t] = static_cast<int32_t>(pos0 + t);
+  kernels::rope({q.data(), n, s.n_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
+                 rope.attention_scaling});
+  kernels::rope({k.data(), n, s.n_kv_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
+                 rope.attention_scaling});
+  cache.append(layer, k.data(), v.data(), n);
+  const float scale = s.attn_scale > 0 ? s.attn_scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  kernels::attention({q.data(), cache.k(layer), cache.v(layer), attn.data(), n, cache.n_tokens(layer), s.n_heads,
+                      s.n_kv_heads, s.head_dim, pos0, 0, scale, s.attn_softcap, ls.window});
+  w.o->forward(attn.data(), out, n);
+}
+
+void Transformer::mlp_block(const MlpWeights& w, const float* h, int64_t n, float* out) const {
+  const int64_t inter = w.gate->out_features();
+  std::vector<float> g(n * inter), u(n * inter);
+  w.gate->forward(h, g.data(), n);
+  w.up->forward(h, u.data(), n);
+  if (spec_.activation == Activation::silu) kernels::silu_mul(g.data(), u.data(), g.data(), n * inter);
+  else kernels::gelu_tanh_mul(g.data(), u.data(), g.data(), n * inter);
+  w.down->forward(g.data(), out, n);
+}
+
+// Routes every token, then runs each selected expert once over all the tokens that chose it.
+void Transformer::moe_block(const MoeWeights& w, const float* h, int64_t n, float* out) const {
+  const auto& s = spec_;
+  const int64_t E = s.n_experts, K = s.top_k, H = s.hidden;
+  std::vector<float> logits(n * E), weights(n * K);
+  std::vector<int32_t> chosen(n * K);
+  w.router->forward(h, logits.data(), n);
+  for (int64_t t = 0; t < n; ++t)
+    kernels::route_topk(logits.data() + t * E, E, K, s.norm_topk, chosen.data() + t * K, weights.data() + t * K);
+  std::fill(out, out + n * H, 0.0f);
+  std::vector<int64_t> rows;
+  std::vector<float> rows_w, xin, xout;
+  for (int64_t e = 0; e < E; ++e) {
+    rows.clear();
+    rows_w.clear();
+    for (int64_t i = 0; i < n * K; ++i)
+      if (chosen[i] == e) {
+        rows.push_back(i / K);
+        rows_w.push_back(weights[i]);
+      }
+    if (rows.empty()) continue;
+    const int64_t m = static_cast<int64_t>(rows.size());
+    xin.resize(m * H);
+    xout.resize(m * H);
+    for (int64_t r = 0; r < m; ++r) std::copy(h + rows[r] * H, h + (rows[r] + 1) * H, xin.begin() + r * H);
+    mlp_block(w.experts[e], xin.data(), m, xout.data());
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t i = 0; i < H; ++i) out[rows[r] * H + i] += rows_w[r] * xout[r * H + i];
+  }
+}
+
+void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, bool all_logits,
+                          std::vector<float>& logits) const {
+  const auto& s = spec_;
+  const int64_t n = static_cast<int64_t>(tokens.size()), H = s.hidden;
+  if (n == 0) throw Error(ErrorKind::invalid_input, "forward", "no tokens to process");
+  for (int32_t id : tokens)
+    if (id < 0 || id >= s.vocab)
+      throw Error(ErrorKind::invalid_input, "tokens", fmt::format("token id {} is outside the vocabulary [0, {})", id,
+                                                                  s.vocab));
+  std::vector<float> x(n * H), h(n * H), y(n * H);
+  for (int64_t t = 0; t < n; ++t) {
+    embed_->dequantize_row(tokens[t], x.data() + t * H);
+    if (s.embed_scale != 1.0f)
+      for (int64_t i = 0; i < H; ++i) x[t * H + i] *= s.embed_scale;
+  }
+  for (int64_t l = 0; l < s.n_layers; ++l) {
+    const LayerWeights& w = layers_[l];
+    kernels::rmsnorm(x.data(), w.attn_norm.data(), h.data(), n, H, s.norm_eps);
+    attention_block(w, s.layers[l], l, h.data(), n, pos0, cache, y.data());
+    if (!w.post_attn_norm.empty()) kernels::rmsnorm(y.data(), w.post_attn_norm.data(), y.data(), n, H, s.norm_eps);
+    add_inplace(x.data(), y.data(), n * H);
+    kernels::rmsnorm(x.data(), w.ffn_norm.data(), h.data(), n, H, s.norm_eps);
+    if (s.layers[l].moe) moe_block(w.moe, h.data(), n, y.data());
+    else mlp_block(w.mlp, h.data(), n, y.data());
+    if (!w.post_ffn_norm.empty()) kernels::rmsnorm(y.data(), w.post_ffn_norm.data(), y.data(), n, H, s.norm_eps);
+    add_inplace(x.data(), y.data(), n * H);
+  }
+  const int64_t n_out = all_logits ? n : 1;
+  const float* last = x.data() + (n - n_out) * H;
+  kernels::rmsnorm(last, final_norm_.data(), h.data(), n_out, H, s.norm_eps);
+  logits.resize(static_cast<size_t>(n_out * s.vocab));
+  (lm_head_ ? *lm_head_ : *embed_).forward(h.data(), logits.data(), n_out);
+  if (s.final_softcap > 0)
+    for (auto& v : logits) v = s.final_softcap * std::tanh(v / s.final_softcap);
+}
+
+}  // namespace lmlab

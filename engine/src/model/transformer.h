@@ -1,0 +1,62 @@
+// Transformer: the decoder forward shared by every architecture, parameterised by a ModelSpec.
+// Processes a chunk of tokens at once (prefill) or one (decode), appending their K/V to a KvCache.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "lmlab/safetensors.h"
+#include "model/kv_cache.h"
+#include "model/linear.h"
+#include "model/model_spec.h"
+
+namespace lmlab {
+
+struct MlpWeights {
+  std::unique_ptr<Linear> gate, up, down;  // [inter, hidden], [inter, hidden], [hidden, inter]
+};
+
+struct MoeWeights {
+  std::unique_ptr<Linear> router;  // [n_experts, hidden]
+  std::vector<MlpWeights> experts;
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm, post_attn_norm, ffn_norm, post_ffn_norm;  // [hidden], offset folded in
+  std::vector<float> q_norm, k_norm;                                      // [head_dim]
+  std::unique_ptr<Linear> q, k, v, o;
+  MlpWeights mlp;
+  MoeWeights moe;
+};
+
+class Transformer {
+ public:
+  Transformer(ModelSpec spec, WeightStore store);
+
+  const ModelSpec& spec() const { return spec_; }
+  const WeightStore& store() const { return store_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }
+
+  // Runs tokens at positions [pos0, pos0 + n) with the cache holding positions [0, pos0).
+  // logits: [n, vocab] when all_logits, else [1, vocab] for the last token.
+  void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, bool all_logits,
+               std::vector<float>& logits) const;
+
+ private:
+  void load_weights();
+  MlpWeights load_mlp(const std::string& prefix, int64_t inter, int64_t expert = -1) const;
+  void attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h, int64_t n,
+                       int64_t pos0, KvCache& cache, float* out) const;
+  void mlp_block(const MlpWeights& w, const float* h, int64_t n, float* out) const;
+  void moe_block(const MoeWeights& w, const float* h, int64_t n, float* out) const;
+
+  ModelSpec spec_;
+  WeightStore store_;
+  std::unique_ptr<Linear> embed_, lm_head_;  // lm_head_ null when tied to embed_
+  std::vector<float> final_norm_;
+  std::vector<LayerWeights> layers_;
+  uint64_t weight_bytes_ = 0;
+};
+
+}  // namespace lmlab
