@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "lmlab/error.h"
 #include "lmlab/model.h"
 
 namespace lmlab::cli {
