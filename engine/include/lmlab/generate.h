@@ -25,7 +25,8 @@ struct SamplingParams {
 };
 
 struct StepStats {
-  int64_t prompt_tokens = 0;  // tokens prefilled (after any cache reuse)
+  int64_t prompt_tokens = 0;         // prompt tokens computed (after cache reuse)
+  int64_t prompt_cached_tokens = 0;  // prompt tokens reused from the session or the prompt cache
   int64_t prompt_ns = 0;
   int64_t decode_tokens = 0;
   int64_t decode_ns = 0;
@@ -49,7 +50,8 @@ struct GenerationResult {
   StepStats stats;
 };
 
-// on_token returns false to cancel. The prompt is appended to the session's context.
+// on_token returns false to cancel. The session first keeps/adopts the longest cached prefix of the prompt
+// (Session::reuse_prefix), runs the rest, and at the end offers its blocks to the prompt cache.
 GenerationResult generate(Session& session, std::span<const int32_t> prompt, const SamplingParams& params,
                           const std::function<bool(const TokenEvent&)>& on_token = {});
 

@@ -20,6 +20,19 @@ struct ModelOptions {
   int threads = 0;             // 0 = all hardware threads
   int64_t ctx_size = 0;        // 0 = the model's max_position_embeddings
   int64_t prefill_size = 512;  // prompt tokens per forward chunk
+  int64_t kv_block_tokens = 32;   // positions per KV block (also the prompt cache's granularity)
+  int64_t kv_budget_mb = 0;       // all sessions' KV + prompt cache; 0 = unlimited
+  int64_t prompt_cache_mb = 0;    // prompt (prefix) cache budget; 0 = off
+};
+
+// Counters of the engine's memory and caches (the same numbers /metrics exports).
+struct ModelCounters {
+  uint64_t kv_cache_bytes = 0;       // bytes of KV blocks allocated now (sessions + prompt cache)
+  uint64_t kv_cache_peak_bytes = 0;
+  uint64_t prompt_cache_bytes = 0;   // of which held by the prompt cache
+  uint64_t prompt_cache_entries = 0; // stored blocks (prefix-tree nodes)
+  uint64_t prompt_cache_lookups = 0, prompt_cache_hits = 0, prompt_cache_hit_tokens = 0;
+  uint64_t prompt_cache_evictions = 0;
 };
 
 struct ModelInfo {
@@ -49,6 +62,7 @@ class Model {
   const Tokenizer& tokenizer() const;  // throws when the directory has no tokenizer.json
   bool has_tokenizer() const;
   std::unique_ptr<Session> new_session() const;
+  ModelCounters counters() const;
 
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
@@ -72,10 +86,19 @@ class Session {
   int64_t n_past() const;
   std::span<const int32_t> tokens() const;  // the context so far
   void truncate(int64_t n);                  // keep the first n tokens
+  void reset();                              // empty the context
+
+  // Prepares the session for `prompt`: keeps the longest prefix it already holds, or (when empty) adopts
+  // the longest prefix the model's prompt cache has. Always leaves at least the last prompt token to run.
+  // Returns the number of prompt tokens that need no computation.
+  int64_t reuse_prefix(std::span<const int32_t> prompt);
+  // Offers this session's full KV blocks to the model's prompt cache (no-op when it is off).
+  void publish() const;
   uint64_t kv_bytes() const;
   const Model& model() const { return *model_; }
 
  private:
+  bool can_truncate(int64_t n) const;
   struct State;
   const Model* model_;
   std::unique_ptr<State> state_;

@@ -53,8 +53,13 @@ class StreamDecoder {
  private:
   const Tokenizer* tok_;
   bool skip_special_;
+  // A window of recent ids: the tokens behind the latest emission, then those not yet emitted. Decoding
+  // only the window keeps push() O(window) while position-dependent decoders see the same first token
+  // in `prefix_` and in the new decode.
   std::vector<int32_t> ids_;
-  size_t emitted_bytes_ = 0;
+  size_t emitted_bytes_ = 0;  // total bytes returned so far
+  std::string prefix_;        // decode(ids_[0, pending_from_)): text of the window already emitted
+  size_t pending_from_ = 0;   // index in ids_ of the first id not covered by an emission
 };
 
 }  // namespace lmlab

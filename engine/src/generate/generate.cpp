@@ -27,9 +27,11 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
   uint64_t rng = params.seed;
 
   int64_t t0 = now_ns();
-  std::span<const float> logits = session.append(prompt);
+  const int64_t reused = session.reuse_prefix(prompt);
+  std::span<const float> logits = session.append(prompt.subspan(static_cast<size_t>(reused)));
   std::vector<float> last(logits.begin(), logits.end());
-  res.stats.prompt_tokens = static_cast<int64_t>(prompt.size());
+  res.stats.prompt_tokens = static_cast<int64_t>(prompt.size()) - reused;
+  res.stats.prompt_cached_tokens = reused;
   res.stats.prompt_ns = now_ns() - t0;
 
   const int64_t room = model.info().ctx_size - session.n_past();
@@ -57,6 +59,7 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
     }
   }
   if (detok) res.text += detok->flush();
+  session.publish();
   res.stats.kv_bytes = session.kv_bytes();
   res.stats.peak_bytes = process_peak_rss_bytes();
   return res;

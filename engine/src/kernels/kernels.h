@@ -44,7 +44,23 @@ struct AttentionArgs {
   float scale;
   float softcap;   // 0 = none
   int64_t window;  // 0 = full attention
+  // Paged history: when k_blocks is set, k and v are ignored and key j lives at
+  // k_blocks[j / block_tokens] + (j % block_tokens) * n_kv_heads * head_dim (same for v). Blocks that hold
+  // only positions no query can see (outside every window) may be null.
+  const float* const* k_blocks = nullptr;
+  const float* const* v_blocks = nullptr;
+  int64_t block_tokens = 0;
 };
+
+// Row j of the (contiguous or paged) key/value history of an AttentionArgs.
+inline const float* attention_k_row(const AttentionArgs& a, int64_t j) {
+  const int64_t ld = a.n_kv_heads * a.head_dim;
+  return a.k_blocks ? a.k_blocks[j / a.block_tokens] + (j % a.block_tokens) * ld : a.k + j * ld;
+}
+inline const float* attention_v_row(const AttentionArgs& a, int64_t j) {
+  const int64_t ld = a.n_kv_heads * a.head_dim;
+  return a.v_blocks ? a.v_blocks[j / a.block_tokens] + (j % a.block_tokens) * ld : a.v + j * ld;
+}
 
 namespace ref {
 void matmul(const MatmulArgs& a);

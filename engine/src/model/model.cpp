@@ -5,6 +5,7 @@
 
 #include "arch/registry.h"
 #include "lmlab/error.h"
+#include "kv/kv_layer_paged.h"
 #include "model/model_impl.h"
 #include "util/thread_pool.h"
 
@@ -48,6 +49,14 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   i.eos_ids = s.eos_ids;
   i.ignored_config_keys = s.ignored_config_keys;
   for (const auto& l : s.layers) i.layer_windows.push_back(l.window);
+
+  if (options.kv_block_tokens <= 0) throw Error(ErrorKind::invalid_input, "--kv-block-tokens", "must be positive");
+  impl->kv_pool = std::make_unique<KvBlockPool>(options.kv_block_tokens, s.n_kv_heads * s.head_dim,
+                                                static_cast<uint64_t>(options.kv_budget_mb) << 20);
+  if (options.prompt_cache_mb > 0)
+    impl->prompt_cache = std::make_unique<PromptCache>(options.kv_block_tokens,
+                                                       static_cast<uint64_t>(options.prompt_cache_mb) << 20,
+                                                       i.layer_windows);
   return std::make_shared<Model>(std::move(impl));
 }
 
@@ -61,15 +70,39 @@ const Tokenizer& Model::tokenizer() const {
 }
 std::unique_ptr<Session> Model::new_session() const { return std::make_unique<Session>(*this); }
 
+ModelCounters Model::counters() const {
+  ModelCounters c;
+  c.kv_cache_bytes = impl_->kv_pool->allocated_bytes();
+  c.kv_cache_peak_bytes = impl_->kv_pool->peak_bytes();
+  if (impl_->prompt_cache) {
+    const auto st = impl_->prompt_cache->stats();
+    c.prompt_cache_bytes = st.bytes;
+    c.prompt_cache_entries = st.nodes;
+    c.prompt_cache_lookups = st.lookups;
+    c.prompt_cache_hits = st.hits;
+    c.prompt_cache_hit_tokens = st.hit_tokens;
+    c.prompt_cache_evictions = st.evictions;
+  }
+  return c;
+}
+
+KvSequence Model::Impl::make_sequence() const {
+  const auto& s = transformer->spec();
+  const KvGeometry geo{s.n_heads, s.n_kv_heads, s.head_dim};
+  KvSequence seq;
+  for (const auto& l : s.layers) seq.layers.push_back(std::make_unique<KvLayerPaged>(*kv_pool, geo, l.window));
+  return seq;
+}
+
 struct Session::State {
-  KvCache cache;
+  KvSequence cache;
   std::vector<int32_t> tokens;
   std::vector<float> logits, chunk_logits;
 };
 
 Session::Session(const Model& model) : model_(&model) {
-  const auto& s = model.impl().transformer->spec();
-  state_ = std::make_unique<State>(State{KvCache(s.n_layers, s.n_kv_heads, s.head_dim), {}, {}, {}});
+  state_ = std::make_unique<State>();
+  state_->cache = model.impl().make_sequence();
 }
 Session::~Session() = default;
 
@@ -81,6 +114,9 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
   if (n_past() + n > ctx)
     throw Error(ErrorKind::invalid_input, "prompt",
                 fmt::format("{} tokens after {} in context exceed the context size {} (--ctx-size)", n, n_past(), ctx));
+  for (int32_t id : tokens)
+    if (id < 0 || id >= vocab)
+      throw Error(ErrorKind::invalid_input, "tokens", fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab));
   const int64_t chunk = impl.options.prefill_size;
   auto& st = *state_;
   st.logits.clear();
@@ -94,7 +130,9 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
       else if (last_chunk) st.logits.swap(st.chunk_logits);
     }
   } catch (...) {
-    st.cache.truncate(start);  // leave the session as it was
+    // Leave the session as it was (or empty, if a sliding window already released what it needed).
+    if (can_truncate(start)) st.cache.truncate(start);
+    else reset();
     throw;
   }
   st.tokens.insert(st.tokens.end(), tokens.begin(), tokens.end());
@@ -105,8 +143,65 @@ int64_t Session::n_past() const { return static_cast<int64_t>(state_->tokens.siz
 std::span<const int32_t> Session::tokens() const { return state_->tokens; }
 void Session::truncate(int64_t n) {
   if (n < 0 || n > n_past()) throw Error(ErrorKind::invalid_input, "truncate", "position out of range");
+  if (!can_truncate(n)) throw Error(ErrorKind::invalid_input, "truncate", "a sliding window already released position " + std::to_string(n));
   state_->tokens.resize(static_cast<size_t>(n));
   state_->cache.truncate(n);
+}
+
+// A sliding-window layer cannot go back to a position whose window blocks it released.
+bool Session::can_truncate(int64_t n) const {
+  if (n == 0) return true;
+  for (const auto& l : state_->cache.layers)
+    if (auto* p = dynamic_cast<const KvLayerPaged*>(l.get()); p && p->window() > 0) {
+      const int64_t B = model_->options().kv_block_tokens;
+      const int64_t first = p->first_needed_position(n) / B, last = (n - 1) / B;
+      for (int64_t b = first; b <= last; ++b)
+        if (b >= static_cast<int64_t>(p->blocks().size()) || !p->blocks()[b]) return false;
+    }
+  return true;
+}
+
+void Session::reset() {
+  state_->tokens.clear();
+  state_->cache = model_->impl().make_sequence();
+}
+
+int64_t Session::reuse_prefix(std::span<const int32_t> prompt) {
+  const int64_t limit = static_cast<int64_t>(prompt.size()) - 1;  // the last prompt token always runs
+  if (limit <= 0) {
+    reset();
+    return 0;
+  }
+  if (n_past() > 0) {
+    const auto& have = state_->tokens;
+    int64_t common = 0;
+    while (common < limit && common < n_past() && have[common] == prompt[common]) ++common;
+    if (common > 0 && can_truncate(common)) {
+      truncate(common);
+      return common;
+    }
+    reset();
+  }
+  const auto& impl = model_->impl();
+  if (!impl.prompt_cache) return 0;
+  PromptCache::Hit hit = impl.prompt_cache->lookup(prompt, limit);
+  if (hit.n_tokens == 0) return 0;
+  for (size_t l = 0; l < state_->cache.layers.size(); ++l)
+    static_cast<KvLayerPaged&>(*state_->cache.layers[l]).adopt(std::move(hit.layers[l]), hit.n_tokens);
+  state_->tokens.assign(prompt.begin(), prompt.begin() + hit.n_tokens);
+  return hit.n_tokens;
+}
+
+void Session::publish() const {
+  const auto& impl = model_->impl();
+  if (!impl.prompt_cache) return;
+  std::vector<const KvLayerPaged*> layers;
+  for (const auto& l : state_->cache.layers) {
+    auto* p = dynamic_cast<const KvLayerPaged*>(l.get());
+    if (!p) return;  // compressed layers are not shared through the prompt cache
+    layers.push_back(p);
+  }
+  impl.prompt_cache->insert(state_->tokens, layers);
 }
 uint64_t Session::kv_bytes() const { return state_->cache.bytes(); }
 

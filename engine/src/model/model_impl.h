@@ -4,6 +4,8 @@
 #include <optional>
 
 #include "lmlab/model.h"
+#include "kv/kv_block_pool.h"
+#include "kv/prompt_cache.h"
 #include "model/transformer.h"
 
 namespace lmlab {
@@ -13,6 +15,11 @@ struct Model::Impl {
   ModelInfo info;
   std::unique_ptr<Transformer> transformer;
   std::optional<Tokenizer> tokenizer;
+  std::unique_ptr<KvBlockPool> kv_pool;
+  std::unique_ptr<PromptCache> prompt_cache;  // null when off
+
+  // The per-layer caches of a new sequence: full or sliding-window paged layers, as the spec says.
+  KvSequence make_sequence() const;
 };
 
 }  // namespace lmlab

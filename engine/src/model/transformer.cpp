@@ -74,7 +74,7 @@ void Transformer::load_weights() {
 }
 
 void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h,
-                                  int64_t n, int64_t pos0, KvCache& cache, float* out) const {
+                                  int64_t n, int64_t pos0, KvSequence& cache, float* out) const {
   const auto& s = spec_;
   const int64_t q_dim = s.n_heads * s.head_dim, kv_dim = s.n_kv_heads * s.head_dim;
   std::vector<float> q(n * q_dim), k(n * kv_dim), v(n * kv_dim), attn(n * q_dim);
@@ -91,10 +91,11 @@ void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, in
                  rope.attention_scaling});
   kernels::rope({k.data(), n, s.n_kv_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
                  rope.attention_scaling});
-  cache.append(layer, k.data(), v.data(), n);
-  const float scale = s.attn_scale > 0 ? s.attn_scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
-  kernels::attention({q.data(), cache.k(layer), cache.v(layer), attn.data(), n, cache.n_tokens(layer), s.n_heads,
-                      s.n_kv_heads, s.head_dim, pos0, 0, scale, s.attn_softcap, ls.window});
+  KvLayerCache& kv = *cache.layers[layer];
+  kv.append(k.data(), v.data(), n);
+  const AttentionSpec spec{s.attn_scale > 0 ? s.attn_scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim)),
+                           s.attn_softcap, ls.window};
+  kv.attend(q.data(), n, pos0, spec, attn.data());
   w.o->forward(attn.data(), out, n);
 }
 
@@ -139,7 +140,7 @@ void Transformer::moe_block(const MoeWeights& w, const float* h, int64_t n, floa
   }
 }
 
-void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, bool all_logits,
+void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                           std::vector<float>& logits) const {
   const auto& s = spec_;
   const int64_t n = static_cast<int64_t>(tokens.size()), H = s.hidden;

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "lmlab/safetensors.h"
-#include "model/kv_cache.h"
+#include "kv/kv_sequence.h"
 #include "model/linear.h"
 #include "model/model_spec.h"
 
@@ -40,14 +40,14 @@ class Transformer {
 
   // Runs tokens at positions [pos0, pos0 + n) with the cache holding positions [0, pos0).
   // logits: [n, vocab] when all_logits, else [1, vocab] for the last token.
-  void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& cache, bool all_logits,
+  void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                std::vector<float>& logits) const;
 
  private:
   void load_weights();
   MlpWeights load_mlp(const std::string& prefix, int64_t inter, int64_t expert = -1) const;
   void attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h, int64_t n,
-                       int64_t pos0, KvCache& cache, float* out) const;
+                       int64_t pos0, KvSequence& cache, float* out) const;
   void mlp_block(const MlpWeights& w, const float* h, int64_t n, float* out) const;
   void moe_block(const MoeWeights& w, const float* h, int64_t n, float* out) const;
 

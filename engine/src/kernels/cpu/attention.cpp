@@ -199,9 +199,10 @@ void attend_one(const AttentionArgs& a, const Ops& ops, int64_t t, int64_t h, fl
   }
   std::fill(acc, acc + d, 0.0f);
   float m = -std::numeric_limits<float>::infinity(), l = 0.0f;
-  for (int64_t j0 = j_begin; j0 < j_end; j0 += kBlock) {
-    const int64_t nb = std::min(kBlock, j_end - j0);
-    ops.dots(q, a.k + j0 * ld + kh * d, ld, d, nb, s);
+  for (int64_t j0 = j_begin, nb; j0 < j_end; j0 += nb) {
+    nb = std::min(kBlock, j_end - j0);
+    if (a.k_blocks) nb = std::min(nb, a.block_tokens - j0 % a.block_tokens);  // stay inside one page
+    ops.dots(q, attention_k_row(a, j0) + kh * d, ld, d, nb, s);
     float m_blk = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < nb; ++j) {
       float sj = s[j] * a.scale;
@@ -212,7 +213,7 @@ void attend_one(const AttentionArgs& a, const Ops& ops, int64_t t, int64_t h, fl
     const float m_new = std::max(m, m_blk);
     const float alpha = m == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(m - m_new);
     l = l * alpha + ops.exp_sum(s, nb, m_new);
-    ops.accumulate(acc, alpha, s, a.v + j0 * ld + kh * d, ld, d, nb);
+    ops.accumulate(acc, alpha, s, attention_v_row(a, j0) + kh * d, ld, d, nb);
     m = m_new;
   }
   const float inv = 1.0f / l;

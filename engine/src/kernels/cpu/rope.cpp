@@ -1,7 +1,7 @@
 // Optimised rotary embedding (rotate_half layout, see kernels.h). Tokens are split across threads; for each
 // token the cos / sin of its rot_dim/2 angles are computed once (double precision, exactly as the reference)
-// and applied to every head with vector multiplies. No FMA contraction, so results equal the reference bit
-// for bit.
+// and applied to every head with vector multiplies (GCC may fuse them into FMAs in the vector paths, so
+// those can differ from the reference by an ulp).
 #include <algorithm>
 #include <cmath>
 #include <vector>

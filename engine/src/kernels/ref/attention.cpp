@@ -23,7 +23,7 @@ void attention(const AttentionArgs& a) {
           scores[j] = -std::numeric_limits<double>::infinity();
           continue;
         }
-        const float* k = a.k + (j * a.n_kv_heads + kh) * a.head_dim;
+        const float* k = attention_k_row(a, j) + kh * a.head_dim;
         double s = 0.0;
         for (int64_t d = 0; d < a.head_dim; ++d) s += static_cast<double>(q[d]) * k[d];
         s *= a.scale;
@@ -40,7 +40,7 @@ void attention(const AttentionArgs& a) {
       for (int64_t d = 0; d < a.head_dim; ++d) {
         double acc = 0.0;
         for (int64_t j = 0; j < a.n_kv; ++j)
-          if (scores[j] != 0.0) acc += scores[j] * a.v[(j * a.n_kv_heads + kh) * a.head_dim + d];
+          if (scores[j] != 0.0) acc += scores[j] * attention_v_row(a, j)[kh * a.head_dim + d];
         out[d] = sum > 0.0 ? static_cast<float>(acc / sum) : 0.0f;
       }
     }

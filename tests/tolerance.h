@@ -1,0 +1,95 @@
+// Tolerances for comparing a computation with a reference, from one place (STYLE.md point 5): no test writes a
+// bare 1e-3. Use tolerance(type, reduction_len) for the relative tolerance and expect_close() / close() to
+// compare two float vectors element by element.
+//
+// The error measure of element i is |got_i - want_i| / (|want_i| + rms(want)): relative for large elements,
+// relative to the vector's scale for elements near zero (a dot product that cancels to ~0 has no meaningful
+// relative error). A vector passes when every element's measure is <= rel_tol; NaN must meet NaN and an
+// infinity the same infinity.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <sstream>
+
+#include "kernels/kernels.h"
+
+namespace lmlab::test {
+
+// Unit roundoff (half an ulp at 1) of a storage type: 2^-24 f32, 2^-11 f16, 2^-8 bf16.
+inline double unit_roundoff(kernels::WeightType type) {
+  switch (type) {
+    case kernels::WeightType::f32: return std::ldexp(1.0, -24);
+    case kernels::WeightType::f16: return std::ldexp(1.0, -11);
+    case kernels::WeightType::bf16: return std::ldexp(1.0, -8);
+  }
+  return std::ldexp(1.0, -24);
+}
+
+// Relative tolerance for results that went through a reduction of reduction_len terms (1 for element-wise
+// work). `type` is the coarsest precision in which the two computations differ: f32 when an optimised kernel
+// is compared with the reference (both read the same stored weights and differ only in f32 rounding and
+// summation order), bf16 when a bf16 model is compared with f32 / double logits, and so on. Rounding errors
+// of a sum grow like sqrt(len) relative to the scale of the result; the factor 8 leaves room for the few
+// ulps of vector exp / division and for unlucky orders.
+inline double tolerance(kernels::WeightType type, int64_t reduction_len) {
+  return 8.0 * unit_roundoff(type) * std::sqrt(static_cast<double>(std::max<int64_t>(1, reduction_len)));
+}
+
+// Element-wise comparison (see the file comment); the failure message names `what` and gives the worst
+// element's index, got and want, the max abs error, the max relative error |got - want| / |want| and the count
+// of elements over tolerance.
+inline ::testing::AssertionResult close(std::span<const float> got, std::span<const float> want, double rel_tol,
+                                        const char* what) {
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure() << what << ": size " << got.size() << " != expected " << want.size();
+  double sum_sq = 0.0;
+  size_t n_finite = 0;
+  for (float w : want)
+    if (std::isfinite(w)) {
+      sum_sq += static_cast<double>(w) * w;
+      ++n_finite;
+    }
+  const double rms = n_finite ? std::sqrt(sum_sq / static_cast<double>(n_finite)) : 0.0;
+  double max_abs = 0.0, max_rel = 0.0, worst = 0.0;
+  size_t worst_i = 0, n_bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = want[i];
+    double err;
+    if (std::isnan(w) || std::isnan(g) || std::isinf(w) || std::isinf(g)) {
+      const bool same = (std::isnan(w) && std::isnan(g)) || g == w;
+      err = same ? 0.0 : std::numeric_limits<double>::infinity();
+    } else {
+      const double abs_err = std::fabs(g - w);
+      max_abs = std::max(max_abs, abs_err);
+      if (w != 0.0) max_rel = std::max(max_rel, abs_err / std::fabs(w));
+      const double denom = std::fabs(w) + rms;
+      err = denom > 0.0 ? abs_err / denom : (abs_err > 0.0 ? std::numeric_limits<double>::infinity() : 0.0);
+    }
+    if (err > rel_tol) ++n_bad;
+    if (err > worst || (i == 0)) {
+      worst = err;
+      worst_i = i;
+    }
+  }
+  std::ostringstream msg;
+  msg.precision(9);
+  msg << what << ": worst [" << worst_i << "] got " << (got.empty() ? 0.0f : got[worst_i]) << " want "
+      << (want.empty() ? 0.0f : want[worst_i]) << ", error " << worst << " (tolerance " << rel_tol
+      << "), max abs err " << max_abs << ", max rel err " << max_rel << ", " << n_bad << " of " << got.size()
+      << " over";
+  if (n_bad > 0) return ::testing::AssertionFailure() << msg.str();
+  return ::testing::AssertionSuccess() << msg.str();
+}
+
+// EXPECT-style wrapper of close(); add SCOPED_TRACE in the caller for the case's parameters.
+inline void expect_close(std::span<const float> got, std::span<const float> want, double rel_tol, const char* what) {
+  EXPECT_TRUE(close(got, want, rel_tol, what));
+}
+
+}  // namespace lmlab::test
