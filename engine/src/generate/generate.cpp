@@ -32,6 +32,9 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
   std::vector<float> last(logits.begin(), logits.end());
   res.stats.prompt_tokens = static_cast<int64_t>(prompt.size()) - reused;
   res.stats.prompt_cached_tokens = reused;
+  // Offer the prompt now, while sliding-window layers still hold its last window: a later request with the
+  // same prompt can then resume right at its end.
+  session.publish();
   res.stats.prompt_ns = now_ns() - t0;
 
   const int64_t room = model.info().ctx_size - session.n_past();

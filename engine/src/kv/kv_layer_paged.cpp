@@ -13,9 +13,10 @@ KvLayerPaged::KvLayerPaged(KvBlockPool& pool, const KvGeometry& geo, int64_t win
 
 void KvLayerPaged::append(const float* k, const float* v, int64_t n) {
   const int64_t B = pool_->block_tokens(), row = pool_->row_floats();
-  // Queries of this chunk start at n_tokens_: release blocks entirely before what they can see.
+  // Queries of this chunk start at n_tokens_: release blocks entirely before what they can see, keeping one
+  // block of margin so the prompt cache can resume this sequence at its last block boundary.
   if (window_ > 0) {
-    const int64_t keep_from = first_needed_position(n_tokens_) / B;
+    const int64_t keep_from = first_needed_position(n_tokens_) / B - 1;
     for (int64_t b = 0; b < keep_from && b < static_cast<int64_t>(blocks_.size()); ++b) blocks_[b].reset();
   }
   for (int64_t t = 0; t < n; ++t) {

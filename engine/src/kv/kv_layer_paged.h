@@ -1,6 +1,6 @@
 // KvLayerPaged: f32 K/V in fixed-size blocks from a KvBlockPool. With a sliding window, blocks that no
-// future query can see are released, so the layer's memory is bounded by window + one prefill chunk
-// whatever the context length. Full blocks may be shared (prompt cache); writes go copy-on-write.
+// future query can see are released (but one), so the layer's memory is bounded by window + one prefill
+// chunk + two blocks whatever the context length. Full blocks may be shared (prompt cache); writes go copy-on-write.
 #pragma once
 
 #include <memory>

@@ -18,7 +18,8 @@ std::unique_ptr<BpeModel> BpeModel::from_json(const json& v, const JsonCtx& ctx)
   auto m = std::make_unique<BpeModel>();
   if (const json* d = find_field(v, "dropout")) {
     if (!d->is_number()) ctx.at("dropout").fail(ErrorKind::model_format, "must be a number");
-    if (d->get<double>() != 0.0) ctx.at("dropout").fail(ErrorKind::unsupported, "> 0 is not supported (inference is deterministic)");
+    if (d->get<double>() != 0.0)
+      ctx.at("dropout").fail(ErrorKind::unsupported, "> 0 is not supported (inference is deterministic)");
   }
   m->fuse_unk_ = get_bool_or(v, "fuse_unk", false, ctx);
   m->byte_fallback_ = get_bool_or(v, "byte_fallback", false, ctx);
@@ -68,7 +69,8 @@ std::unique_ptr<BpeModel> BpeModel::from_json(const json& v, const JsonCtx& ctx)
       if (e.is_string()) {  // "a b": split at the first space
         const std::string& s = e.get_ref<const std::string&>();
         const size_t sp = s.find(' ');
-        if (sp == std::string::npos) ectx.fail(ErrorKind::model_format, "'" + s + "' must be two tokens separated by a space");
+        if (sp == std::string::npos)
+          ectx.fail(ErrorKind::model_format, "'" + s + "' must be two tokens separated by a space");
         a = s.substr(0, sp);
         b = s.substr(sp + 1);
       } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
@@ -82,7 +84,8 @@ std::unique_ptr<BpeModel> BpeModel::from_json(const json& v, const JsonCtx& ctx)
       if (ib == m->vocab_.end()) ectx.fail(ErrorKind::model_format, "token '" + b + "' is not in model.vocab");
       const std::string merged = a + b.substr(std::min(m->prefix_.size(), b.size()));
       const auto im = m->vocab_.find(merged);
-      if (im == m->vocab_.end()) ectx.fail(ErrorKind::model_format, "merged token '" + merged + "' is not in model.vocab");
+      if (im == m->vocab_.end())
+        ectx.fail(ErrorKind::model_format, "merged token '" + merged + "' is not in model.vocab");
       // Later duplicates win, as when `tokenizers` collects the merges into its map.
       m->merges_[pair_key(ia->second, ib->second)] = MergeInfo{static_cast<uint32_t>(i), im->second};
     }
@@ -123,7 +126,8 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const 
   merge_word(word, out);
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mu_);
-    if (cache_.size() < kCacheMaxEntries) cache_.emplace(std::string(word), std::vector<int32_t>(out.begin() + first, out.end()));
+    if (cache_.size() < kCacheMaxEntries)
+      cache_.emplace(std::string(word), std::vector<int32_t>(out.begin() + first, out.end()));
   }
 }
 

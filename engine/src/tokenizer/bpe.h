@@ -58,8 +58,8 @@ class BpeModel {
   bool fuse_unk_ = false;
   bool byte_fallback_ = false;
   bool ignore_merges_ = false;
-  std::string prefix_;  // continuing_subword_prefix
-  std::string suffix_;  // end_of_word_suffix
+  std::string prefix_;                   // continuing_subword_prefix
+  std::string suffix_;                   // end_of_word_suffix
   std::array<int32_t, 256> byte_ids_{};  // id of "<0xXX>" or -1
 
   static constexpr size_t kCacheMaxWordBytes = 256;

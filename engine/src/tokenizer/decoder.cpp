@@ -130,7 +130,8 @@ class Replace final : public Decoder {
 // Replacement character -> space; in the first token it is dropped unless prepend_scheme is "never".
 class Metaspace final : public Decoder {
  public:
-  Metaspace(std::string replacement, bool strip_first) : replacement_(std::move(replacement)), strip_first_(strip_first) {}
+  Metaspace(std::string replacement, bool strip_first)
+      : replacement_(std::move(replacement)), strip_first_(strip_first) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (size_t i = 0; i < tokens.size(); ++i) {
       std::string out;
@@ -192,9 +193,11 @@ std::unique_ptr<Decoder> make_decoder(const json& v, const JsonCtx& ctx) {
   if (type == "ByteFallback") return std::make_unique<ByteFallback>();
   if (type == "Fuse") return std::make_unique<Fuse>();
   if (type == "Strip") {
-    return std::make_unique<Strip>(get_char(v, "content", " ", ctx), get_count(v, "start", ctx), get_count(v, "stop", ctx));
+    return std::make_unique<Strip>(get_char(v, "content", " ", ctx), get_count(v, "start", ctx),
+                                   get_count(v, "stop", ctx));
   }
-  if (type == "Replace") return std::make_unique<Replace>(get_pattern(v, "pattern", ctx), get_string(v, "content", ctx));
+  if (type == "Replace")
+    return std::make_unique<Replace>(get_pattern(v, "pattern", ctx), get_string(v, "content", ctx));
   if (type == "Metaspace") {
     bool strip_first = true;
     if (find_field(v, "prepend_scheme") != nullptr) {

@@ -4,9 +4,8 @@
 // Invariant: a null field is treated as absent (tokenizer.json writes `null` for unset options).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -27,9 +26,7 @@ struct JsonCtx {
   }
   JsonCtx at(size_t index) const { return {file, path + "[" + std::to_string(index) + "]"}; }
 
-  [[noreturn]] void fail(ErrorKind kind, const std::string& what) const {
-    throw Error(kind, file, path + " " + what);
-  }
+  [[noreturn]] void fail(ErrorKind kind, const std::string& what) const { throw Error(kind, file, path + " " + what); }
   [[noreturn]] void unsupported_type(const std::string& type) const {
     at("type").fail(ErrorKind::unsupported, "'" + type + "' is not supported");
   }
@@ -59,8 +56,7 @@ inline std::string get_string(const json& obj, std::string_view key, const JsonC
   return v.get<std::string>();
 }
 
-inline std::string get_string_or(const json& obj, std::string_view key, std::string fallback,
-                                 const JsonCtx& ctx) {
+inline std::string get_string_or(const json& obj, std::string_view key, std::string fallback, const JsonCtx& ctx) {
   const json* v = find_field(obj, key);
   if (v == nullptr) return fallback;
   if (!v->is_string()) ctx.at(key).fail(ErrorKind::model_format, "must be a string");

@@ -127,7 +127,8 @@ std::unique_ptr<Normalizer> make_normalizer(const json& v, const JsonCtx& ctx) {
   if (type == "Strip") {
     return std::make_unique<Strip>(get_bool_or(v, "strip_left", true, ctx), get_bool_or(v, "strip_right", true, ctx));
   }
-  if (type == "Replace") return std::make_unique<Replace>(get_pattern(v, "pattern", ctx), get_string(v, "content", ctx));
+  if (type == "Replace")
+    return std::make_unique<Replace>(get_pattern(v, "pattern", ctx), get_string(v, "content", ctx));
   if (type == "Prepend") return std::make_unique<Prepend>(get_string(v, "prepend", ctx));
   if (type == "Sequence") {
     const json& list = get_array(v, "normalizers", ctx);

@@ -36,13 +36,26 @@ std::string translate_oniguruma(std::string_view p) {
       std::string_view body;
       bool negated = false;
       switch (d) {
-        case 's': body = kSpaceBody; break;
-        case 'S': body = kSpaceBody, negated = true; break;
-        case 'w': body = kWordBody; break;
-        case 'W': body = kWordBody, negated = true; break;
-        case 'h': body = kHexBody; break;
-        case 'H': body = kHexBody, negated = true; break;
-        default: break;
+        case 's':
+          body = kSpaceBody;
+          break;
+        case 'S':
+          body = kSpaceBody, negated = true;
+          break;
+        case 'w':
+          body = kWordBody;
+          break;
+        case 'W':
+          body = kWordBody, negated = true;
+          break;
+        case 'h':
+          body = kHexBody;
+          break;
+        case 'H':
+          body = kHexBody, negated = true;
+          break;
+        default:
+          break;
       }
       if (body.empty() || (negated && class_depth > 0)) {
         out += c;  // other escapes (and negated classes inside a set) keep their PCRE2 meaning

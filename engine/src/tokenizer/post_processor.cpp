@@ -73,8 +73,10 @@ std::unique_ptr<PostProcessor> make_template(const json& v, const JsonCtx& ctx) 
   std::vector<TemplatePart> parts;
   auto add_name = [&](std::string name) {
     if (!name.empty() && name[0] == '$') {
-      const std::string seq = name.substr(1, name.find(':') == std::string::npos ? std::string::npos : name.find(':') - 1);
-      if (!seq.empty() && seq != "A" && seq != "0") tctx.fail(ErrorKind::unsupported, "uses sequence '" + seq + "' (only A)");
+      const std::string seq =
+          name.substr(1, name.find(':') == std::string::npos ? std::string::npos : name.find(':') - 1);
+      if (!seq.empty() && seq != "A" && seq != "0")
+        tctx.fail(ErrorKind::unsupported, "uses sequence '" + seq + "' (only A)");
       parts.push_back({true, {}});
       return;
     }
@@ -92,7 +94,8 @@ std::unique_ptr<PostProcessor> make_template(const json& v, const JsonCtx& ctx) 
     const JsonCtx pctx = tctx.at(i);
     if (const json* s = find_field(piece, "Sequence")) {
       const std::string id = get_string_or(*s, "id", "A", pctx.at("Sequence"));
-      if (id != "A") pctx.at("Sequence").at("id").fail(ErrorKind::unsupported, "'" + id + "' is not supported in a single template");
+      if (id != "A")
+        pctx.at("Sequence").at("id").fail(ErrorKind::unsupported, "'" + id + "' is not supported in a single template");
       parts.push_back({true, {}});
     } else if (const json* t = find_field(piece, "SpecialToken")) {
       parts.push_back({false, special_ids(v, get_string(*t, "id", pctx.at("SpecialToken")), ctx)});

@@ -39,8 +39,7 @@ void split_piece(const Piece& p, std::string_view text, const Pattern& pattern, 
   push_ranges(p, text, split_ranges(pattern.find_matches(text, invert), behavior), out);
 }
 
-constexpr std::string_view kGpt2Regex =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 class ByteLevel final : public PreTokenizer {
  public:
@@ -111,9 +110,8 @@ class PatternSplit final : public PreTokenizer {
   PatternSplit(Pattern pattern, SplitBehavior behavior, bool invert)
       : pattern_(std::move(pattern)), behavior_(behavior), invert_(invert) {}
   void pre_tokenize(std::vector<Piece>& pieces) const override {
-    split_each(pieces, [&](Piece& p, std::vector<Piece>& out) {
-      split_piece(p, p.text, pattern_, behavior_, invert_, out);
-    });
+    split_each(pieces,
+               [&](Piece& p, std::vector<Piece>& out) { split_piece(p, p.text, pattern_, behavior_, invert_, out); });
   }
 
  private:

@@ -57,7 +57,7 @@ std::unique_ptr<tok::BpeModel> make_model(const tok::json& root, const tok::Json
   const tok::JsonCtx ctx = root_ctx.at("model");
   const tok::json& model = tok::require_object(tok::require_field(root, "model", root_ctx), ctx);
   // Old files omit the tag; a vocab with merges is a BPE model.
-  const std::string type = tok::find_field(model, "type") != nullptr ? tok::get_type(model, ctx)
+  const std::string type = tok::find_field(model, "type") != nullptr     ? tok::get_type(model, ctx)
                            : tok::find_field(model, "merges") != nullptr ? "BPE"
                                                                          : "";
   if (type.empty()) ctx.at("type").fail(ErrorKind::model_format, "is missing");
@@ -79,7 +79,8 @@ Tokenizer Tokenizer::from_json_text(std::string_view json_text, std::string sour
   auto impl = std::make_unique<Impl>();
   impl->source = source_name;
   try {
-    if (const tok::json* n = tok::find_field(root, "normalizer")) impl->normalizer = tok::make_normalizer(*n, ctx.at("normalizer"));
+    if (const tok::json* n = tok::find_field(root, "normalizer"))
+      impl->normalizer = tok::make_normalizer(*n, ctx.at("normalizer"));
     if (const tok::json* p = tok::find_field(root, "pre_tokenizer"))
       impl->pre_tokenizer = tok::make_pre_tokenizer(*p, ctx.at("pre_tokenizer"));
     impl->model = make_model(root, ctx);

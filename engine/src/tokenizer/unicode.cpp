@@ -116,19 +116,6 @@ std::string utf8_lossy(std::string_view bytes) {
   return out;
 }
 
-bool utf8_ends_incomplete(std::string_view s) {
-  // Look at the last up-to-3 bytes for a lead byte whose sequence runs past the end.
-  const size_t n = s.size();
-  for (size_t back = 1; back <= 3 && back <= n; ++back) {
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data() + n - back);
-    if ((p[0] & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
-    if (p[0] < 0x80) return false;
-    const int r = utf8_check(p, back);
-    return r == -static_cast<int>(back);  // truncated exactly at the end, everything so far valid
-  }
-  return false;
-}
-
 bool is_whitespace(char32_t cp) { return u_hasBinaryProperty(static_cast<UChar32>(cp), UCHAR_WHITE_SPACE); }
 
 bool is_numeric(char32_t cp) {
@@ -161,10 +148,18 @@ std::string normalize(std::string_view s, NormalForm form) {
   UErrorCode status = U_ZERO_ERROR;
   const icu::Normalizer2* n = nullptr;
   switch (form) {
-    case NormalForm::nfc: n = icu::Normalizer2::getNFCInstance(status); break;
-    case NormalForm::nfd: n = icu::Normalizer2::getNFDInstance(status); break;
-    case NormalForm::nfkc: n = icu::Normalizer2::getNFKCInstance(status); break;
-    case NormalForm::nfkd: n = icu::Normalizer2::getNFKDInstance(status); break;
+    case NormalForm::nfc:
+      n = icu::Normalizer2::getNFCInstance(status);
+      break;
+    case NormalForm::nfd:
+      n = icu::Normalizer2::getNFDInstance(status);
+      break;
+    case NormalForm::nfkc:
+      n = icu::Normalizer2::getNFKCInstance(status);
+      break;
+    case NormalForm::nfkd:
+      n = icu::Normalizer2::getNFKDInstance(status);
+      break;
   }
   if (U_FAILURE(status) || n == nullptr)
     throw Error(ErrorKind::internal, "ICU", std::string("normalizer unavailable: ") + u_errorName(status));

@@ -35,13 +35,11 @@ size_t utf8_find_invalid(std::string_view s);
 inline bool utf8_valid(std::string_view s) { return utf8_find_invalid(s) == std::string_view::npos; }
 // Rust's String::from_utf8_lossy: each maximal invalid subpart becomes one U+FFFD.
 std::string utf8_lossy(std::string_view bytes);
-// True when `s` ends with an incomplete (but so far valid) multi-byte sequence.
-bool utf8_ends_incomplete(std::string_view s);
 
 // Character classes with Rust's definitions (char::is_whitespace etc.), from ICU properties.
-bool is_whitespace(char32_t cp);    // White_Space
-bool is_alphanumeric(char32_t cp);  // Alphabetic or numeric
-bool is_numeric(char32_t cp);       // general category Nd, Nl or No
+bool is_whitespace(char32_t cp);       // White_Space
+bool is_alphanumeric(char32_t cp);     // Alphabetic or numeric
+bool is_numeric(char32_t cp);          // general category Nd, Nl or No
 bool is_nonspacing_mark(char32_t cp);  // general category Mn
 bool is_punctuation(char32_t cp);      // ASCII punctuation or general category P*
 

@@ -2,6 +2,7 @@
 #include "kernels/cpu/isa.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -28,9 +29,12 @@ Isa default_isa() {
   const Isa best = detected_isa();
   Isa cap = best;
   const char* env = std::getenv("LMLAB_ISA");
-  if (env != nullptr && *env != '\0' && parse_isa(env, &cap) && static_cast<int>(cap) < static_cast<int>(best))
-    return cap;
-  return best;
+  if (env == nullptr || *env == '\0') return best;
+  if (!parse_isa(env, &cap)) {
+    std::fprintf(stderr, "lmlab: LMLAB_ISA=%s is not one of scalar, avx2, avx512; using %s\n", env, isa_name(best));
+    return best;
+  }
+  return static_cast<int>(cap) < static_cast<int>(best) ? cap : best;  // a cap, never above the CPU
 }
 
 std::atomic<int>& current() {

@@ -9,7 +9,6 @@
 // partial sums of later column blocks are added into Y. 4 row sums of one token are stored as one vector
 // (Y is [n, rows], so they are contiguous).
 #include <algorithm>
-#include <cstdlib>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -28,8 +27,7 @@ template <WeightType WT>
 using Elem = std::conditional_t<WT == WeightType::f32, float, uint16_t>;
 
 constexpr int64_t kKc = 1024;  // columns per reduction block: a 4-row weight slice is <= 16 KiB as f32
-constexpr int64_t kTb = 64;
-const int64_t kPrefetchBytes = getenv("PF") ? atoi(getenv("PF")) : 0;    // tokens per block: a [kTb, kKc] f32 panel of X is 256 KiB (fits L2)
+constexpr int64_t kTb = 64;    // tokens per block: a [kTb, kKc] f32 panel of X is 256 KiB (fits L2)
 
 // Work per parallel chunk: at least ~64K multiply-adds so the pool's hand-off cost stays small.
 int64_t min_row_blocks(int64_t cols, int64_t n) { return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, 4 * cols * n)); }
@@ -107,7 +105,6 @@ LMLAB_TARGET_AVX512 void gemv_tile_avx512(const Elem<WT>* w, int64_t cols, const
     const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
-      if (kPrefetchBytes > 0) _mm_prefetch(reinterpret_cast<const char*>(w + i * cols + c) + kPrefetchBytes, _MM_HINT_T0);
       acc0[i] = _mm512_fmadd_ps(load16<WT>(w + i * cols + c), x0, acc0[i]);
       acc1[i] = _mm512_fmadd_ps(load16<WT>(w + i * cols + c + 16), x1, acc1[i]);
     }

@@ -1,0 +1,240 @@
+// Fused attention on the TurboQuant cache (see tq_attention.h).
+#include "kv/turboquant/tq_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kv/turboquant/tq_kernels.h"
+#include "util/thread_pool.h"
+
+namespace lmlab::turboquant {
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kMaxRows = 32;          // query rows (tokens x heads of a group) per work item
+constexpr int64_t kMinBlocksPerSplit = 4; // a key range of a split holds at least this many blocks
+
+struct Shape {
+  int64_t d, n_kv, n_heads, group, block, k_row, n_q, q_pos0;
+  int64_t k_rec, v_rec;
+};
+
+// Online-softmax state of nr query rows: running max m, sum l, accumulator acc [nr][d] (rotated domain).
+struct RowState {
+  float* m;
+  float* l;
+  float* acc;
+};
+
+// Per-thread scratch, reused across calls.
+struct Scratch {
+  std::vector<float> tile_k, tile_v, s, alpha, m, l, acc;
+  void reserve(const Shape& sh) {
+    tile_k.resize(static_cast<size_t>(sh.block * sh.k_row));
+    tile_v.resize(static_cast<size_t>(sh.block * sh.d));
+    s.resize(static_cast<size_t>(kMaxRows * sh.block));
+    alpha.resize(kMaxRows);
+    m.resize(kMaxRows);
+    l.resize(kMaxRows);
+    acc.resize(static_cast<size_t>(kMaxRows * sh.d));
+  }
+};
+
+// Visible key positions [lo, hi) of the query at position pos.
+inline int64_t visible_lo(const AttentionSpec& spec, int64_t pos) {
+  return spec.window > 0 ? std::max<int64_t>(0, pos - spec.window + 1) : 0;
+}
+inline int64_t visible_hi(int64_t n_tokens, int64_t pos) { return std::min(n_tokens, pos + 1); }
+
+// Attends query rows of tokens [t0, t1) of KV head kh over key positions [k0, k1), updating st.
+void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& spec, const TqKernels& kern,
+                  const float* qp, int64_t kh, int64_t t0, int64_t t1, int64_t k0, int64_t k1, RowState st,
+                  Scratch& sc) {
+  const int64_t G = sh.group, B = sh.block, d = sh.d, nr = (t1 - t0) * G;
+  for (int64_t p = k0; p < k1;) {
+    const int64_t b = p / B, slot = p - b * B;
+    const bool packed = p < c.n_compressed;
+    int64_t e = std::min(k1, (b + 1) * B);
+    if (packed) e = std::min(e, c.n_compressed);
+    const int64_t nb = e - p;
+    // Rows that see part of [p, e); the whole segment is skipped when none does.
+    bool any = false;
+    for (int64_t t = t0; t < t1 && !any; ++t) {
+      const int64_t pos = sh.q_pos0 + t;
+      any = std::max(visible_lo(spec, pos), p) < std::min(visible_hi(c.n_tokens, pos), e);
+    }
+    if (!any) {
+      p = e;
+      continue;
+    }
+    const float* kt;
+    int64_t ldk, len;
+    if (packed) {
+      kern.decode(*c.k_codec, c.blocks[b] + (kh * B + slot) * sh.k_rec, sh.k_rec, nb, sc.tile_k.data(), sh.k_row);
+      kt = sc.tile_k.data();
+      ldk = len = sh.k_row;
+    } else {
+      kt = c.hot[b] + (kh * B + slot) * d;
+      ldk = len = d;
+    }
+    float* s = sc.s.data();
+    kern.scores(qp, sh.k_row, nr, kt, ldk, nb, len, s, B);
+    for (int64_t r = 0; r < nr; ++r) {
+      float* sr = s + r * B;
+      const int64_t pos = sh.q_pos0 + t0 + r / G;
+      const int64_t ja = std::max(visible_lo(spec, pos), p) - p, jb = std::min(visible_hi(c.n_tokens, pos), e) - p;
+      if (ja >= jb) {
+        sc.alpha[r] = 1.0f;
+        std::fill(sr, sr + nb, 0.0f);
+        continue;
+      }
+      float mx = kNegInf;
+      for (int64_t j = ja; j < jb; ++j) {
+        float x = sr[j] * spec.scale;
+        if (spec.softcap > 0.0f) x = spec.softcap * std::tanh(x / spec.softcap);
+        sr[j] = x;
+        mx = std::max(mx, x);
+      }
+      const float m_new = std::max(st.m[r], mx);
+      const float alpha = st.m[r] == kNegInf ? 0.0f : std::exp(st.m[r] - m_new);
+      const float sum = kern.exp_sum(sr + ja, jb - ja, m_new);
+      std::fill(sr, sr + ja, 0.0f);
+      std::fill(sr + jb, sr + nb, 0.0f);
+      st.l[r] = st.l[r] * alpha + sum;
+      st.m[r] = m_new;
+      sc.alpha[r] = alpha;
+    }
+    const float* vt;
+    int64_t ldv;
+    if (packed) {
+      kern.decode(*c.v_codec, c.blocks[b] + sh.n_kv * B * sh.k_rec + (kh * B + slot) * sh.v_rec, sh.v_rec, nb,
+                  sc.tile_v.data(), d);
+      vt = sc.tile_v.data();
+      ldv = d;
+    } else {
+      vt = c.hot[b] + (sh.n_kv * B + kh * B + slot) * d;
+      ldv = d;
+    }
+    kern.accumulate(st.acc, d, nr, sc.alpha.data(), s, B, vt, ldv, nb, d);
+    p = e;
+  }
+}
+
+// out = Pi^T (acc / l) for one row (zeros when the row saw no key).
+void finalize_row(const TqCacheView& c, const float* acc, float l, int64_t d, float* out) {
+  if (!(l > 0.0f)) {
+    std::fill(out, out + d, 0.0f);
+    return;
+  }
+  const float inv = 1.0f / l;
+  for (int64_t i = 0; i < d; ++i) out[i] = acc[i] * inv;
+  if (c.rotation) c.rotation->inverse(out, out);
+}
+
+}  // namespace
+
+void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_q, int64_t q_pos0,
+               const AttentionSpec& spec, float* out) {
+  if (n_q <= 0 || n_heads <= 0) return;
+  Shape sh;
+  sh.d = c.head_dim;
+  sh.n_kv = c.n_kv_heads;
+  sh.n_heads = n_heads;
+  sh.group = n_heads / c.n_kv_heads;
+  sh.block = c.block_tokens;
+  sh.k_row = c.k_codec->format().row_floats();
+  sh.n_q = n_q;
+  sh.q_pos0 = q_pos0;
+  sh.k_rec = c.k_codec->format().record_bytes();
+  sh.v_rec = c.v_codec->format().record_bytes();
+  const int64_t d = sh.d, G = sh.group, n_rows = n_q * n_heads;
+  ThreadPool& pool = ThreadPool::global();
+
+  // 1. Queries in the working domain, ordered [kv head][token][head of the group], then as score rows.
+  std::vector<float> qrot(static_cast<size_t>(n_rows * d)), qp(static_cast<size_t>(n_rows * sh.k_row));
+  auto row_of = [&](int64_t t, int64_t h) { return ((h / G) * n_q + t) * G + h % G; };
+  pool.parallel_for(n_rows, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = i / n_heads, h = i % n_heads;
+      float* dst = qrot.data() + row_of(t, h) * d;
+      if (c.rotation) c.rotation->forward(q + i * d, dst);
+      else std::memcpy(dst, q + i * d, static_cast<size_t>(d) * sizeof(float));
+    }
+  }, 8);
+  c.k_codec->prepare_queries(qrot.data(), n_rows, qp.data());
+
+  // 2. Work items: KV head x token tile x key split.
+  const int64_t tile_tokens = std::max<int64_t>(1, kMaxRows / G);
+  const int64_t n_tiles = (n_q + tile_tokens - 1) / tile_tokens;
+  const int64_t base = sh.n_kv * n_tiles;
+  const int64_t n_blocks = (c.n_tokens + sh.block - 1) / sh.block;
+  int64_t n_split = 1;
+  if (base < 4 * pool.size())
+    n_split = std::max<int64_t>(1, std::min((4 * pool.size() + base - 1) / base, n_blocks / kMinBlocksPerSplit));
+  const int64_t n_items = base * n_split;
+  const int64_t part_stride = kMaxRows * (d + 2);  // per item: m [rows], l [rows], acc [rows][d]
+  std::vector<float> partial(n_split > 1 ? static_cast<size_t>(n_items * part_stride) : 0);
+  const TqKernels& kern = tq_kernels();
+
+  pool.parallel_for(n_items, [&](int64_t i0, int64_t i1) {
+    thread_local Scratch sc;
+    sc.reserve(sh);
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t split = item % n_split, tile = (item / n_split) % n_tiles, kh = item / (n_split * n_tiles);
+      const int64_t t0 = tile * tile_tokens, t1 = std::min(n_q, t0 + tile_tokens), nr = (t1 - t0) * G;
+      // Key positions any row of the tile can see, cut into n_split ranges on block boundaries.
+      const int64_t lo = visible_lo(spec, q_pos0 + t0), hi = visible_hi(c.n_tokens, q_pos0 + t1 - 1);
+      const int64_t b_lo = lo / sh.block, b_hi = (std::max(hi, lo) + sh.block - 1) / sh.block;
+      const int64_t sb0 = b_lo + (b_hi - b_lo) * split / n_split, sb1 = b_lo + (b_hi - b_lo) * (split + 1) / n_split;
+      const int64_t k0 = std::max(lo, sb0 * sh.block), k1 = std::min(hi, sb1 * sh.block);
+      RowState st;
+      if (n_split > 1) {
+        float* part = partial.data() + item * part_stride;
+        st = {part, part + kMaxRows, part + 2 * kMaxRows};
+      } else {
+        st = {sc.m.data(), sc.l.data(), sc.acc.data()};
+      }
+      std::fill(st.m, st.m + nr, kNegInf);
+      std::fill(st.l, st.l + nr, 0.0f);
+      std::fill(st.acc, st.acc + nr * d, 0.0f);
+      const float* qrows = qp.data() + (kh * n_q + t0) * G * sh.k_row;
+      attend_range(c, sh, spec, kern, qrows, kh, t0, t1, k0, k1, st, sc);
+      if (n_split == 1)
+        for (int64_t r = 0; r < nr; ++r) {
+          const int64_t t = t0 + r / G, h = kh * G + r % G;
+          finalize_row(c, st.acc + r * d, st.l[r], d, out + (t * n_heads + h) * d);
+        }
+    }
+  });
+  if (n_split == 1) return;
+
+  // 3. Merge the splits: M = max m_s, l = sum l_s e^(m_s - M), acc = sum acc_s e^(m_s - M).
+  pool.parallel_for(n_rows, [&](int64_t i0, int64_t i1) {
+    std::vector<float> acc(static_cast<size_t>(d));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = i / n_heads, h = i % n_heads, kh = h / G, tile = t / tile_tokens;
+      const int64_t r = (t - tile * tile_tokens) * G + h % G;
+      const float* first = partial.data() + (kh * n_tiles + tile) * n_split * part_stride;
+      float mx = kNegInf;
+      for (int64_t s = 0; s < n_split; ++s) mx = std::max(mx, first[s * part_stride + r]);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      float l = 0.0f;
+      if (mx != kNegInf)
+        for (int64_t s = 0; s < n_split; ++s) {
+          const float* part = first + s * part_stride;
+          if (part[r] == kNegInf) continue;
+          const float w = std::exp(part[r] - mx);
+          l += w * part[kMaxRows + r];
+          const float* a = part + 2 * kMaxRows + r * d;
+          for (int64_t k = 0; k < d; ++k) acc[k] += w * a[k];
+        }
+      finalize_row(c, acc.data(), l, d, out + i * d);
+    }
+  }, 4);
+}
+
+}  // namespace lmlab::turboquant

@@ -1,0 +1,42 @@
+// Attention computed directly on a TurboQuant cache (compressed blocks + an f32 hot window), never
+// materialising the history in float:
+//   1. each query head is rotated into the working domain once (q~ = Pi q, Algorithm 1's rotation applied to
+//      the query instead of to every key: <q, k> = <Pi q, Pi k>), and for QJL keys projected once (S q~);
+//   2. per KV head and block of <= 64 positions, the packed records are decoded into an L1 tile of score rows
+//      and scored against all query rows of the head's group (GQA: the decode is shared by the group);
+//   3. online softmax (running max m, sum l, rescale by e^(m_old - m_new)), values accumulated in the rotated
+//      domain from the decoded V tile;
+//   4. the output is rotated back once per head: out = Pi^T (acc / l).
+// Work is split over KV heads x query-token tiles x key ranges (flash-decoding: partial (m, l, acc) of each key
+// range merged at the end), so a single decoded token still uses every thread at long context.
+// Masking is exact and matches kernels/ref/attention.cpp: query at position P sees keys p <= P and, with a
+// window w > 0, p > P - w; softcap c > 0 maps a score s to c tanh(s / c).
+#pragma once
+
+#include <cstdint>
+
+#include "kv/kv_layer.h"
+#include "kv/turboquant/tq_codec.h"
+#include "kv/turboquant/wht.h"
+
+namespace lmlab::turboquant {
+
+struct TqCacheView {
+  const TqCodec* k_codec = nullptr;
+  const TqCodec* v_codec = nullptr;
+  const HeadRotation* rotation = nullptr;  // null: the working domain is the input domain (affine)
+  int64_t n_kv_heads = 0, head_dim = 0, block_tokens = 0;
+  int64_t n_tokens = 0;      // positions [0, n_tokens) exist
+  int64_t n_compressed = 0;  // positions [0, n_compressed) are records, [n_compressed, n_tokens) hot f32 rows
+  // Block b covers positions [b B, (b + 1) B), B = block_tokens.
+  // blocks[b]: K record of (kv head h, position p) at + (h B + p % B) k_rec, V record at + n_kv B k_rec + (h B + p % B) v_rec.
+  const uint8_t* const* blocks = nullptr;
+  // hot[b]: working-domain K row (h, p) at + (h B + p % B) head_dim floats, V row at + (n_kv B + h B + p % B) head_dim.
+  const float* const* hot = nullptr;
+};
+
+// q: [n_q, n_heads, head_dim] at positions [q_pos0, q_pos0 + n_q); out: same shape.
+void tq_attend(const TqCacheView& cache, int64_t n_heads, const float* q, int64_t n_q, int64_t q_pos0,
+               const AttentionSpec& spec, float* out);
+
+}  // namespace lmlab::turboquant

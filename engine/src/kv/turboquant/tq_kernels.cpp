@@ -1,0 +1,445 @@
+// TurboQuant attention kernels (see tq_kernels.h). Each ISA has the same four functions:
+//   decode      planar b-bit codes -> values by a 16-entry table lookup (AVX-512: one uint16 per plane is the
+//               lane mask of 16 coordinates; the index is OR-ed together from b masks and vpermps picks
+//               table[idx]; AVX2: one byte per plane and 8 lanes); the table is the record's codebook scaled
+//               by its norm (lloyd_max) or min + scale * k (affine), so no per-coordinate multiply remains.
+//               QJL signs become +-kappa by one masked blend per 16 coordinates.
+//   scores      s = Q . T^T over the block, 4 query rows x 4 keys register-blocked (AVX-512).
+//   accumulate  A = diag(alpha) A + P . T, 4 rows x 32 columns register-blocked (AVX-512).
+//   exp_sum     e^(s - m) with the shared vector exp (kernels/cpu/simd.h).
+#include "kv/turboquant/tq_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/simd.h"
+#include "util/half.h"
+
+namespace lmlab::turboquant {
+
+namespace {
+
+using kernels::cpu::Isa;
+
+inline float load_f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return f16_to_f32(h);
+}
+
+// Per-group scalars of a record, as decode_row reads them.
+struct GroupScalars {
+  float a, b;  // lloyd_max: norm (or rescaled norm), gamma; affine: scale, min
+};
+inline GroupScalars group_scalars(const TqFormat& f, const uint8_t* in) {
+  return {load_f16(in + f.scalar_offset()), f.n_scalars() > 1 ? load_f16(in + f.scalar_offset() + 2) : 0.0f};
+}
+inline float qjl_kappa(const TqFormat& f, const GroupScalars& s) {
+  return s.a * s.b * static_cast<float>(kSqrtHalfPi / static_cast<double>(f.group_dim));
+}
+
+// ------------------------------------------------------------------------------------------- scalar
+
+void decode_scalar(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
+  for (int64_t j = 0; j < nb; ++j) codec.decode_row(rec + j * rec_stride, tile + j * ldt);
+}
+
+void scores_scalar(const float* q, int64_t ldq, int64_t nr, const float* t, int64_t ldt, int64_t nb, int64_t len,
+                   float* s, int64_t lds) {
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t j = 0; j < nb; ++j) {
+      const float* a = q + r * ldq;
+      const float* b = t + j * ldt;
+      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+      for (int64_t i = 0; i < len; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+      }
+      s[r * lds + j] = (s0 + s1) + (s2 + s3);
+    }
+}
+
+void accumulate_scalar(float* acc, int64_t lda, int64_t nr, const float* alpha, const float* p, int64_t ldp,
+                       const float* t, int64_t ldt, int64_t nb, int64_t len) {
+  for (int64_t r = 0; r < nr; ++r) {
+    float* a = acc + r * lda;
+    if (alpha[r] != 1.0f)
+      for (int64_t i = 0; i < len; ++i) a[i] *= alpha[r];
+    for (int64_t j = 0; j < nb; ++j) {
+      const float w = p[r * ldp + j];
+      if (w == 0.0f) continue;
+      const float* tj = t + j * ldt;
+      for (int64_t i = 0; i < len; ++i) a[i] += w * tj[i];
+    }
+  }
+}
+
+float exp_sum_scalar(float* s, int64_t n, float m) {
+  float sum = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - m);
+    sum += s[j];
+  }
+  return sum;
+}
+
+#if LMLAB_X86
+namespace simd = kernels::cpu::simd;
+
+// ------------------------------------------------------------------------------------------- AVX-512
+
+template <int BITS>
+LMLAB_TARGET_AVX512 void decode_planar_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride,
+                                              int64_t nb, float* tile, int64_t ldt) {
+  const TqFormat& f = codec.format();
+  const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8;
+  const bool affine = f.scheme == TqScheme::affine;
+  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 cent = affine ? iota : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (1 << BITS)) - 1u),
+                                                          codec.codebook()->centroids.data());
+  for (int64_t j = 0; j < nb; ++j) {
+    for (int64_t gi = 0; gi < f.n_groups; ++gi) {
+      const uint8_t* in = rec + j * rec_stride + gi * f.group_bytes();
+      const GroupScalars sc = group_scalars(f, in);
+      const __m512 table = affine ? _mm512_fmadd_ps(_mm512_set1_ps(sc.a), iota, _mm512_set1_ps(sc.b))
+                                  : _mm512_mul_ps(_mm512_set1_ps(sc.a), cent);
+      float* out = tile + j * ldt + gi * g;
+      for (int64_t c = 0; c < g / 16; ++c) {
+        __m512i idx = _mm512_setzero_si512();
+        for (int p = 0; p < BITS; ++p) {
+          uint16_t m;
+          std::memcpy(&m, in + p * pb + 2 * c, 2);
+          idx = _mm512_mask_or_epi32(idx, m, idx, _mm512_set1_epi32(1 << p));
+        }
+        _mm512_storeu_ps(out + 16 * c, _mm512_permutexvar_ps(idx, table));
+      }
+      if (f.qjl) {
+        const float kappa = qjl_kappa(f, sc);
+        const __m512 pos = _mm512_set1_ps(kappa), neg = _mm512_set1_ps(-kappa);
+        const uint8_t* signs = in + f.code_bytes();
+        float* qout = tile + j * ldt + d + gi * g;
+        for (int64_t c = 0; c < g / 16; ++c) {
+          uint16_t m;
+          std::memcpy(&m, signs + 2 * c, 2);
+          _mm512_storeu_ps(qout + 16 * c, _mm512_mask_blend_ps(m, neg, pos));
+        }
+      }
+    }
+  }
+}
+
+LMLAB_TARGET_AVX512 void decode_u8_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
+                                          float* tile, int64_t ldt) {
+  const TqFormat& f = codec.format();
+  const int64_t g = f.group_dim;
+  for (int64_t j = 0; j < nb; ++j)
+    for (int64_t gi = 0; gi < f.n_groups; ++gi) {
+      const uint8_t* in = rec + j * rec_stride + gi * f.group_bytes();
+      const GroupScalars sc = group_scalars(f, in);
+      const __m512 scale = _mm512_set1_ps(sc.a), mn = _mm512_set1_ps(sc.b);
+      float* out = tile + j * ldt + gi * g;
+      for (int64_t c = 0; c < g; c += 16) {
+        const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + c))));
+        _mm512_storeu_ps(out + c, _mm512_fmadd_ps(scale, v, mn));
+      }
+    }
+}
+
+void decode_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
+  switch (codec.format().bits) {
+    case 2: return decode_planar_avx512<2>(codec, rec, rec_stride, nb, tile, ldt);
+    case 3: return decode_planar_avx512<3>(codec, rec, rec_stride, nb, tile, ldt);
+    case 4: return decode_planar_avx512<4>(codec, rec, rec_stride, nb, tile, ldt);
+    case 8: return decode_u8_avx512(codec, rec, rec_stride, nb, tile, ldt);
+    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
+  }
+}
+
+template <int NR>
+LMLAB_TARGET_AVX512 void scores_rows_avx512(const float* q, int64_t ldq, const float* t, int64_t ldt, int64_t nb,
+                                            int64_t len, float* s, int64_t lds) {
+  int64_t j = 0;
+  for (; j + 4 <= nb; j += 4) {
+    const float* t0 = t + j * ldt;
+    __m512 acc[NR][4];
+    for (int r = 0; r < NR; ++r)
+      for (int k = 0; k < 4; ++k) acc[r][k] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < len; i += 16) {
+      const __m512 k0 = _mm512_loadu_ps(t0 + i), k1 = _mm512_loadu_ps(t0 + ldt + i);
+      const __m512 k2 = _mm512_loadu_ps(t0 + 2 * ldt + i), k3 = _mm512_loadu_ps(t0 + 3 * ldt + i);
+      for (int r = 0; r < NR; ++r) {
+        const __m512 qv = _mm512_loadu_ps(q + r * ldq + i);
+        acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+        acc[r][2] = _mm512_fmadd_ps(qv, k2, acc[r][2]);
+        acc[r][3] = _mm512_fmadd_ps(qv, k3, acc[r][3]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) _mm_storeu_ps(s + r * lds + j, simd::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+  }
+  for (; j < nb; ++j) {
+    const float* tj = t + j * ldt;
+    __m512 acc[NR];
+    for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < len; i += 16) {
+      const __m512 kv = _mm512_loadu_ps(tj + i);
+      for (int r = 0; r < NR; ++r) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * ldq + i), kv, acc[r]);
+    }
+    for (int r = 0; r < NR; ++r) s[r * lds + j] = _mm512_reduce_add_ps(acc[r]);
+  }
+}
+
+LMLAB_TARGET_AVX512 void scores_avx512(const float* q, int64_t ldq, int64_t nr, const float* t, int64_t ldt, int64_t nb,
+                                       int64_t len, float* s, int64_t lds) {
+  int64_t r = 0;
+  for (; r + 4 <= nr; r += 4) scores_rows_avx512<4>(q + r * ldq, ldq, t, ldt, nb, len, s + r * lds, lds);
+  switch (nr - r) {
+    case 3: scores_rows_avx512<3>(q + r * ldq, ldq, t, ldt, nb, len, s + r * lds, lds); break;
+    case 2: scores_rows_avx512<2>(q + r * ldq, ldq, t, ldt, nb, len, s + r * lds, lds); break;
+    case 1: scores_rows_avx512<1>(q + r * ldq, ldq, t, ldt, nb, len, s + r * lds, lds); break;
+    default: break;
+  }
+}
+
+template <int NR, int NC>  // NR rows x NC vectors of 16 columns
+LMLAB_TARGET_AVX512 void accumulate_tile_avx512(float* acc, int64_t lda, const float* alpha, const float* p, int64_t ldp,
+                                                const float* t, int64_t ldt, int64_t nb) {
+  __m512 a[NR][NC];
+  for (int r = 0; r < NR; ++r) {
+    const __m512 al = _mm512_set1_ps(alpha[r]);
+    for (int c = 0; c < NC; ++c) a[r][c] = _mm512_mul_ps(_mm512_loadu_ps(acc + r * lda + 16 * c), al);
+  }
+  for (int64_t j = 0; j < nb; ++j) {
+    __m512 tv[NC];
+    for (int c = 0; c < NC; ++c) tv[c] = _mm512_loadu_ps(t + j * ldt + 16 * c);
+    for (int r = 0; r < NR; ++r) {
+      const __m512 pj = _mm512_set1_ps(p[r * ldp + j]);
+      for (int c = 0; c < NC; ++c) a[r][c] = _mm512_fmadd_ps(pj, tv[c], a[r][c]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(acc + r * lda + 16 * c, a[r][c]);
+}
+
+template <int NR>
+LMLAB_TARGET_AVX512 void accumulate_rows_avx512(float* acc, int64_t lda, const float* alpha, const float* p, int64_t ldp,
+                                                const float* t, int64_t ldt, int64_t nb, int64_t len) {
+  int64_t i = 0;
+  for (; i + 32 <= len; i += 32) accumulate_tile_avx512<NR, 2>(acc + i, lda, alpha, p, ldp, t + i, ldt, nb);
+  if (i < len) accumulate_tile_avx512<NR, 1>(acc + i, lda, alpha, p, ldp, t + i, ldt, nb);
+}
+
+LMLAB_TARGET_AVX512 void accumulate_avx512(float* acc, int64_t lda, int64_t nr, const float* alpha, const float* p,
+                                           int64_t ldp, const float* t, int64_t ldt, int64_t nb, int64_t len) {
+  int64_t r = 0;
+  for (; r + 4 <= nr; r += 4) accumulate_rows_avx512<4>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len);
+  switch (nr - r) {
+    case 3: accumulate_rows_avx512<3>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len); break;
+    case 2: accumulate_rows_avx512<2>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len); break;
+    case 1: accumulate_rows_avx512<1>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len); break;
+    default: break;
+  }
+}
+
+LMLAB_TARGET_AVX512 float exp_sum_avx512(float* s, int64_t n, float m) {
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = simd::tail_mask16(std::min<int64_t>(16, n - j));
+    const __m512 e = _mm512_maskz_mov_ps(k, simd::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), mv)));
+    _mm512_mask_storeu_ps(s + j, k, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+// ------------------------------------------------------------------------------------------- AVX2
+
+// Lanes i of the result are all-ones where bit i of `byte` is set.
+LMLAB_TARGET_AVX2 inline __m256i lane_mask8(uint8_t byte) {
+  const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte), bitsel), bitsel);
+}
+
+template <int BITS>
+LMLAB_TARGET_AVX2 void decode_planar_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
+                                          float* tile, int64_t ldt) {
+  const TqFormat& f = codec.format();
+  const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8;
+  const bool affine = f.scheme == TqScheme::affine;
+  alignas(32) float cent[16] = {};
+  if (affine) {
+    for (int k = 0; k < 16; ++k) cent[k] = static_cast<float>(k);
+  } else {
+    for (int k = 0; k < (1 << BITS); ++k) cent[k] = codec.codebook()->centroids[k];
+  }
+  const __m256 c_lo = _mm256_load_ps(cent), c_hi = _mm256_load_ps(cent + 8);
+  for (int64_t j = 0; j < nb; ++j) {
+    for (int64_t gi = 0; gi < f.n_groups; ++gi) {
+      const uint8_t* in = rec + j * rec_stride + gi * f.group_bytes();
+      const GroupScalars sc = group_scalars(f, in);
+      const __m256 av = _mm256_set1_ps(sc.a), bv = _mm256_set1_ps(sc.b);
+      const __m256 t_lo = affine ? _mm256_fmadd_ps(av, c_lo, bv) : _mm256_mul_ps(av, c_lo);
+      const __m256 t_hi = affine ? _mm256_fmadd_ps(av, c_hi, bv) : _mm256_mul_ps(av, c_hi);
+      float* out = tile + j * ldt + gi * g;
+      for (int64_t c = 0; c < pb; ++c) {
+        __m256i idx = _mm256_setzero_si256();
+        for (int p = 0; p < std::min(BITS, 3); ++p)
+          idx = _mm256_or_si256(idx, _mm256_and_si256(lane_mask8(in[p * pb + c]), _mm256_set1_epi32(1 << p)));
+        __m256 v = _mm256_permutevar8x32_ps(t_lo, idx);
+        if (BITS == 4)
+          v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(t_hi, idx), _mm256_castsi256_ps(lane_mask8(in[3 * pb + c])));
+        _mm256_storeu_ps(out + 8 * c, v);
+      }
+      if (f.qjl) {
+        const float kappa = qjl_kappa(f, sc);
+        const __m256 pos = _mm256_set1_ps(kappa), neg = _mm256_set1_ps(-kappa);
+        const uint8_t* signs = in + f.code_bytes();
+        float* qout = tile + j * ldt + d + gi * g;
+        for (int64_t c = 0; c < pb; ++c)
+          _mm256_storeu_ps(qout + 8 * c, _mm256_blendv_ps(neg, pos, _mm256_castsi256_ps(lane_mask8(signs[c]))));
+      }
+    }
+  }
+}
+
+LMLAB_TARGET_AVX2 void decode_u8_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
+                                      float* tile, int64_t ldt) {
+  const TqFormat& f = codec.format();
+  const int64_t g = f.group_dim;
+  for (int64_t j = 0; j < nb; ++j)
+    for (int64_t gi = 0; gi < f.n_groups; ++gi) {
+      const uint8_t* in = rec + j * rec_stride + gi * f.group_bytes();
+      const GroupScalars sc = group_scalars(f, in);
+      const __m256 scale = _mm256_set1_ps(sc.a), mn = _mm256_set1_ps(sc.b);
+      float* out = tile + j * ldt + gi * g;
+      for (int64_t c = 0; c < g; c += 8) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + c))));
+        _mm256_storeu_ps(out + c, _mm256_fmadd_ps(scale, v, mn));
+      }
+    }
+}
+
+void decode_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
+  switch (codec.format().bits) {
+    case 2: return decode_planar_avx2<2>(codec, rec, rec_stride, nb, tile, ldt);
+    case 3: return decode_planar_avx2<3>(codec, rec, rec_stride, nb, tile, ldt);
+    case 4: return decode_planar_avx2<4>(codec, rec, rec_stride, nb, tile, ldt);
+    case 8: return decode_u8_avx2(codec, rec, rec_stride, nb, tile, ldt);
+    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
+  }
+}
+
+template <int NR>
+LMLAB_TARGET_AVX2 void scores_rows_avx2(const float* q, int64_t ldq, const float* t, int64_t ldt, int64_t nb,
+                                        int64_t len, float* s, int64_t lds) {
+  int64_t j = 0;
+  for (; j + 4 <= nb; j += 4) {
+    const float* t0 = t + j * ldt;
+    __m256 acc[NR][4];
+    for (int r = 0; r < NR; ++r)
+      for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < len; i += 8) {
+      const __m256 k0 = _mm256_loadu_ps(t0 + i), k1 = _mm256_loadu_ps(t0 + ldt + i);
+      const __m256 k2 = _mm256_loadu_ps(t0 + 2 * ldt + i), k3 = _mm256_loadu_ps(t0 + 3 * ldt + i);
+      for (int r = 0; r < NR; ++r) {
+        const __m256 qv = _mm256_loadu_ps(q + r * ldq + i);
+        acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+        acc[r][2] = _mm256_fmadd_ps(qv, k2, acc[r][2]);
+        acc[r][3] = _mm256_fmadd_ps(qv, k3, acc[r][3]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) _mm_storeu_ps(s + r * lds + j, simd::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+  }
+  for (; j < nb; ++j) {
+    const float* tj = t + j * ldt;
+    __m256 acc[NR];
+    for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < len; i += 8) {
+      const __m256 kv = _mm256_loadu_ps(tj + i);
+      for (int r = 0; r < NR; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * ldq + i), kv, acc[r]);
+    }
+    for (int r = 0; r < NR; ++r) s[r * lds + j] = simd::hsum8(acc[r]);
+  }
+}
+
+LMLAB_TARGET_AVX2 void scores_avx2(const float* q, int64_t ldq, int64_t nr, const float* t, int64_t ldt, int64_t nb,
+                                   int64_t len, float* s, int64_t lds) {
+  int64_t r = 0;
+  for (; r + 2 <= nr; r += 2) scores_rows_avx2<2>(q + r * ldq, ldq, t, ldt, nb, len, s + r * lds, lds);
+  if (r < nr) scores_rows_avx2<1>(q + r * ldq, ldq, t, ldt, nb, len, s + r * lds, lds);
+}
+
+template <int NR, int NC>
+LMLAB_TARGET_AVX2 void accumulate_tile_avx2(float* acc, int64_t lda, const float* alpha, const float* p, int64_t ldp,
+                                            const float* t, int64_t ldt, int64_t nb) {
+  __m256 a[NR][NC];
+  for (int r = 0; r < NR; ++r) {
+    const __m256 al = _mm256_set1_ps(alpha[r]);
+    for (int c = 0; c < NC; ++c) a[r][c] = _mm256_mul_ps(_mm256_loadu_ps(acc + r * lda + 8 * c), al);
+  }
+  for (int64_t j = 0; j < nb; ++j) {
+    __m256 tv[NC];
+    for (int c = 0; c < NC; ++c) tv[c] = _mm256_loadu_ps(t + j * ldt + 8 * c);
+    for (int r = 0; r < NR; ++r) {
+      const __m256 pj = _mm256_set1_ps(p[r * ldp + j]);
+      for (int c = 0; c < NC; ++c) a[r][c] = _mm256_fmadd_ps(pj, tv[c], a[r][c]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int c = 0; c < NC; ++c) _mm256_storeu_ps(acc + r * lda + 8 * c, a[r][c]);
+}
+
+template <int NR>
+LMLAB_TARGET_AVX2 void accumulate_rows_avx2(float* acc, int64_t lda, const float* alpha, const float* p, int64_t ldp,
+                                            const float* t, int64_t ldt, int64_t nb, int64_t len) {
+  int64_t i = 0;
+  for (; i + 16 <= len; i += 16) accumulate_tile_avx2<NR, 2>(acc + i, lda, alpha, p, ldp, t + i, ldt, nb);
+  if (i < len) accumulate_tile_avx2<NR, 1>(acc + i, lda, alpha, p, ldp, t + i, ldt, nb);
+}
+
+LMLAB_TARGET_AVX2 void accumulate_avx2(float* acc, int64_t lda, int64_t nr, const float* alpha, const float* p,
+                                       int64_t ldp, const float* t, int64_t ldt, int64_t nb, int64_t len) {
+  int64_t r = 0;
+  for (; r + 4 <= nr; r += 4) accumulate_rows_avx2<4>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len);
+  for (; r < nr; ++r) accumulate_rows_avx2<1>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len);
+}
+
+LMLAB_TARGET_AVX2 float exp_sum_avx2(float* s, int64_t n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = simd::exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
+    _mm256_storeu_ps(s + j, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  return simd::hsum8(sum) + exp_sum_scalar(s + j, n - j, m);
+}
+#endif  // LMLAB_X86
+
+constexpr TqKernels kScalar{&decode_scalar, &scores_scalar, &accumulate_scalar, &exp_sum_scalar, "scalar"};
+#if LMLAB_X86
+constexpr TqKernels kAvx512{&decode_avx512, &scores_avx512, &accumulate_avx512, &exp_sum_avx512, "avx512"};
+constexpr TqKernels kAvx2{&decode_avx2, &scores_avx2, &accumulate_avx2, &exp_sum_avx2, "avx2"};
+#endif
+
+}  // namespace
+
+const TqKernels& tq_kernels() {
+#if LMLAB_X86
+  switch (kernels::cpu::active_isa()) {
+    case Isa::avx512: return kAvx512;
+    case Isa::avx2: return kAvx2;
+    case Isa::scalar: break;
+  }
+#endif
+  return kScalar;
+}
+
+}  // namespace lmlab::turboquant

@@ -1,0 +1,41 @@
+// Linear over tensors that live in memory outside a WeightStore, e.g. an MoE expert read from disk into an
+// expert-cache buffer. Same formats and the same kernels as load_linear, so a streamed expert computes
+// exactly what the memory-mapped one does. The Linear points into the caller's bytes (no copy, except a
+// Linear bias which is converted to f32): they must outlive it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lmlab/safetensors.h"
+#include "model/linear.h"
+
+namespace lmlab {
+
+// One tensor in memory: its bytes and what its safetensors header says.
+struct TensorView {
+  const uint8_t* data = nullptr;  // null: absent
+  DType dtype = DType::f32;
+  std::vector<int64_t> shape;     // this tensor's shape (an expert's slice: without the expert axis)
+  std::string where;              // names it in errors: "<file>: tensor '<name>' (expert 3)"
+  explicit operator bool() const { return data != nullptr; }
+};
+
+// The tensors of one Linear. Dense: weight [out, in] f32/f16/bf16. MLX affine: weight u32 [out, in*bits/32],
+// scales and biases [out, in/group_size]. bias: optional [out] (y += bias).
+struct LinearView {
+  TensorView weight, scales, biases, bias;
+};
+
+// Checks shapes and dtypes against [out, in] and `quant` (bits 0 = dense), throws model_format naming
+// `where` on a mismatch. Quantized weights (u32 or quant.bits > 0) go to make_linear_affine_from_bytes.
+std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant);
+
+// The MLX affine case: defined beside the affine Linear (linear_affine_view.cpp). Called with the shapes
+// already checked: weight u32 [out, in * bits / 32], scales and biases [out, in / group_size] of one dtype.
+std::unique_ptr<Linear> make_linear_affine_from_bytes(const LinearView& v, int64_t out, int64_t in,
+                                                      const QuantSpec& quant);
+
+}  // namespace lmlab

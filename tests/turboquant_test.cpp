@@ -1,0 +1,562 @@
+// TurboQuant KV cache (engine/src/kv/turboquant): the rotation, the Lloyd-Max codebooks, bit packing, the
+// codec's unbiased K inner-product estimator, exact memory accounting, and attention on the compressed cache
+// against the reference attention (kernels/ref/attention.cpp) on every instruction-set path.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/kernels.h"
+#include "kv/turboquant/kv_layer_turbo.h"
+#include "kv/turboquant/lloyd_max.h"
+#include "kv/turboquant/pack.h"
+#include "kv/turboquant/rng.h"
+#include "kv/turboquant/tq_codec.h"
+#include "kv/turboquant/wht.h"
+#include "lmlab/error.h"
+#include "tolerance.h"
+
+namespace lmlab {
+namespace {
+
+using namespace turboquant;
+
+std::vector<float> gaussian(SplitMix64& rng, int64_t n, double sigma = 1.0) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<float>(sigma * rng.gaussian());
+  return v;
+}
+
+double dot(const float* a, const float* b, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+// Runs fn once per instruction-set path this machine has, then restores the default.
+template <typename Fn>
+void for_each_isa(Fn fn) {
+  for (const char* isa : {"scalar", "avx2", "avx512"}) {
+    if (!kernels::cpu::force_isa(isa)) continue;
+    SCOPED_TRACE(std::string("isa ") + isa);
+    fn();
+  }
+  kernels::cpu::force_isa(nullptr);
+}
+
+// ------------------------------------------------------------------------------------------- rotation
+
+TEST(TurboQuantWht, FwhtIsOrthogonalAndSelfInverse) {
+  for (int64_t n : {16, 32, 64, 128, 256}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    // Columns of H / sqrt(n) from the basis vectors.
+    std::vector<float> m(static_cast<size_t>(n * n), 0.0f);
+    const float inv = 1.0f / std::sqrt(static_cast<float>(n));
+    for (int64_t j = 0; j < n; ++j) {
+      std::vector<float> e(static_cast<size_t>(n), 0.0f);
+      e[j] = 1.0f;
+      fwht(e.data(), n);
+      for (int64_t i = 0; i < n; ++i) m[i * n + j] = e[i] * inv;
+    }
+    for (int64_t a = 0; a < n; ++a)
+      for (int64_t b = 0; b < n; ++b) {
+        double s = 0.0;
+        for (int64_t i = 0; i < n; ++i) s += static_cast<double>(m[i * n + a]) * m[i * n + b];
+        ASSERT_NEAR(s, a == b ? 1.0 : 0.0, 1e-6) << "columns " << a << ", " << b;
+      }
+    // Self-inverse: (H / sqrt(n))^2 = I.
+    SplitMix64 rng(n);
+    const auto x = gaussian(rng, n);
+    auto y = x;
+    fwht(y.data(), n);
+    fwht(y.data(), n);
+    for (auto& v : y) v /= static_cast<float>(n);
+    test::expect_close(y, x, test::tolerance(kernels::WeightType::f32, n), "H H x / n");
+  }
+}
+
+TEST(TurboQuantWht, RandomizedRotationIsOrthogonal) {
+  for (int64_t d : {32, 64, 128, 256}) {
+    SCOPED_TRACE("head_dim " + std::to_string(d));
+    HeadRotation rot(d, 1234);
+    EXPECT_EQ(rot.group_dim(), std::min<int64_t>(d, 128));
+    EXPECT_EQ(rot.n_groups(), d / rot.group_dim());
+    SplitMix64 rng(d);
+    const auto x = gaussian(rng, d), z = gaussian(rng, d);
+    std::vector<float> y(x.size()), w(x.size()), back(x.size());
+    rot.forward(x.data(), y.data());
+    rot.forward(z.data(), w.data());
+    EXPECT_NEAR(dot(y.data(), w.data(), d), dot(x.data(), z.data(), d), 1e-4 * d) << "inner products kept";
+    EXPECT_NEAR(dot(y.data(), y.data(), d), dot(x.data(), x.data(), d), 1e-4 * d) << "norm kept";
+    rot.inverse(y.data(), back.data());
+    test::expect_close(back, x, test::tolerance(kernels::WeightType::f32, d), "inverse(forward(x))");
+    // A different seed is a different rotation.
+    HeadRotation other(d, 1235);
+    other.forward(x.data(), w.data());
+    EXPECT_GT(std::fabs(w[0] - y[0]) + std::fabs(w[1] - y[1]), 1e-3);
+  }
+}
+
+// ------------------------------------------------------------------------------------------- codebooks
+
+// Independent check by composite Simpson integration of the N(0, 1) density (not the closed forms the solver
+// uses): each centroid is its cell's conditional mean, each boundary the midpoint of its neighbours.
+TEST(TurboQuantLloydMax, CentroidsSatisfyLloydConditions) {
+  auto phi = [](double x) { return std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI); };
+  auto integrate = [&](double a, double b, auto f) {
+    a = std::max(a, -12.0);
+    b = std::min(b, 12.0);
+    const int n = 20000;
+    const double h = (b - a) / n;
+    double s = f(a) * phi(a) + f(b) * phi(b);
+    for (int i = 1; i < n; ++i) s += (i % 2 ? 4.0 : 2.0) * f(a + i * h) * phi(a + i * h);
+    return s * h / 3.0;
+  };
+  const double known_distortion[] = {0.0, 0.3634, 0.1175, 0.03454, 0.009497};  // Max (1960)
+  for (int bits = 1; bits <= 4; ++bits) {
+    SCOPED_TRACE("bits " + std::to_string(bits));
+    const GaussianLloydMax q = solve_gaussian_lloyd_max(bits);
+    const int n = 1 << bits;
+    ASSERT_EQ(static_cast<int>(q.centroids.size()), n);
+    ASSERT_EQ(static_cast<int>(q.boundaries.size()), n - 1);
+    double distortion = 0.0;
+    for (int k = 0; k < n; ++k) {
+      const double a = k == 0 ? -INFINITY : q.boundaries[k - 1], b = k == n - 1 ? INFINITY : q.boundaries[k];
+      const double mass = integrate(a, b, [](double) { return 1.0; });
+      const double mean = integrate(a, b, [](double x) { return x; }) / mass;
+      EXPECT_NEAR(q.centroids[k], mean, 1e-9) << "centroid " << k << " is its cell's conditional mean";
+      EXPECT_NEAR(q.centroids[k], -q.centroids[n - 1 - k], 1e-12) << "symmetric";
+      const double c = q.centroids[k];
+      distortion += integrate(a, b, [c](double x) { return (x - c) * (x - c); });
+      if (k + 1 < n) EXPECT_DOUBLE_EQ(q.boundaries[k], 0.5 * (q.centroids[k] + q.centroids[k + 1])) << "boundary " << k;
+    }
+    EXPECT_NEAR(q.distortion, distortion, 1e-9);
+    EXPECT_NEAR(q.distortion, known_distortion[bits], 2e-3 * known_distortion[bits]);
+    // The per-dimension codebook is the unit one scaled by 1/sqrt(d), and cached.
+    const Codebook& cb = lloyd_max_codebook(bits, 128);
+    EXPECT_EQ(&cb, &lloyd_max_codebook(bits, 128));
+    for (int k = 0; k < n; ++k) EXPECT_NEAR(cb.centroids[k] * std::sqrt(128.0), q.centroids[k], 1e-6);
+    EXPECT_NEAR(cb.distortion * 128.0, q.distortion, 1e-12);
+  }
+}
+
+TEST(TurboQuantLloydMax, QuantizerMseOnGaussianSamplesMatchesDistortion) {
+  for (int bits : {2, 3, 4})
+    for (int64_t d : {64, 128}) {
+      SCOPED_TRACE("bits " + std::to_string(bits) + ", d " + std::to_string(d));
+      const Codebook& cb = lloyd_max_codebook(bits, d);
+      SplitMix64 rng(bits * 1000 + d);
+      const double sigma = 1.0 / std::sqrt(static_cast<double>(d));
+      const int n = 1'000'000;
+      double se = 0.0;
+      for (int i = 0; i < n; ++i) {
+        const float x = static_cast<float>(sigma * rng.gaussian());
+        const double e = x - cb.centroids[cb.quantize(x)];
+        se += e * e;
+      }
+      const double mse = se / n;
+      EXPECT_NEAR(mse / cb.distortion, 1.0, 0.02) << "mse " << mse << " vs distortion " << cb.distortion;
+    }
+}
+
+// ------------------------------------------------------------------------------------------- packing
+
+TEST(TurboQuantPack, PlanesAndSignsRoundTrip) {
+  SplitMix64 rng(7);
+  for (int bits = 1; bits <= 4; ++bits)
+    for (int64_t n : {8, 16, 64, 128, 256}) {
+      std::vector<uint8_t> idx(static_cast<size_t>(n)), back(idx.size()), packed(static_cast<size_t>(bits * n / 8));
+      for (auto& v : idx) v = static_cast<uint8_t>(rng.next() & ((1u << bits) - 1));
+      pack_planes(idx.data(), n, bits, packed.data());
+      unpack_planes(packed.data(), n, bits, back.data());
+      EXPECT_EQ(back, idx) << "bits " << bits << ", n " << n;
+    }
+  // Layout: plane p holds bit p of each index, entry i at byte i / 8, bit i % 8.
+  std::vector<uint8_t> idx(16, 0), packed(6);
+  idx[0] = 5;   // 0b101
+  idx[9] = 6;   // 0b110
+  pack_planes(idx.data(), 16, 3, packed.data());
+  EXPECT_EQ(packed, (std::vector<uint8_t>{0x01, 0x00, 0x00, 0x02, 0x01, 0x02}));
+  std::vector<float> x = {1.0f, -2.0f, 0.0f, -0.5f, 3.0f, -1.0f, -1.0f, 2.0f}, s(8);
+  uint8_t byte = 0;
+  pack_signs(x.data(), 8, &byte);
+  EXPECT_EQ(byte, 0b10010101);
+  unpack_signs(&byte, 8, s.data());
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(s[i], x[i] >= 0.0f ? 1.0f : -1.0f);
+}
+
+// ------------------------------------------------------------------------------------------- codec
+
+TEST(TurboQuantCodec, RecordBytesFollowTheFormula) {
+  for (int64_t d : {32, 64, 128, 256}) {
+    const int64_t g = std::min<int64_t>(d, 128), ng = d / g;
+    for (int bits : {2, 3, 4}) {
+      EXPECT_EQ(make_lloyd_max_format(d, bits, true).record_bytes(), ng * (bits * g / 8 + g / 8 + 4));
+      EXPECT_EQ(make_lloyd_max_format(d, bits, false).record_bytes(), ng * (bits * g / 8 + 2));
+    }
+    EXPECT_EQ(make_affine_format(d, 4).record_bytes(), ng * (g / 2 + 4));
+    EXPECT_EQ(make_affine_format(d, 8).record_bytes(), ng * (g + 4));
+  }
+  // The headline rates at head_dim 128: K 3 bits + QJL = 4.25 bits/dim, V 3 bits = 3.125 bits/dim.
+  EXPECT_EQ(make_lloyd_max_format(128, 3, true).record_bytes() * 8, 128 * 425 / 100);
+  EXPECT_EQ(make_lloyd_max_format(128, 3, false).record_bytes() * 8, 128 * 3125 / 1000);
+  EXPECT_THROW(make_lloyd_max_format(128, 5, true), Error);
+  EXPECT_THROW(make_lloyd_max_format(40, 3, true), Error);
+  EXPECT_THROW(make_affine_format(128, 3), Error);
+}
+
+// The score row the kernels use is the paper's DeQuant: <q', row(x)> = <q, x_hat>.
+TEST(TurboQuantCodec, ScoreRowMatchesDequantize) {
+  for (int64_t d : {64, 128, 256})
+    for (bool qjl : {true, false}) {
+      SCOPED_TRACE("d " + std::to_string(d) + (qjl ? " qjl" : ""));
+      const TqCodec codec(make_lloyd_max_format(d, 3, qjl), 99);
+      const TqFormat& f = codec.format();
+      SplitMix64 rng(d);
+      for (int trial = 0; trial < 20; ++trial) {
+        const auto x = gaussian(rng, d), q = gaussian(rng, d);
+        std::vector<uint8_t> rec(static_cast<size_t>(f.record_bytes()));
+        std::vector<float> row(static_cast<size_t>(f.row_floats())), qp(row.size()), xh(static_cast<size_t>(d));
+        codec.encode(x.data(), d, 1, rec.data(), f.record_bytes());
+        codec.decode_row(rec.data(), row.data());
+        codec.prepare_queries(q.data(), 1, qp.data());
+        codec.dequantize(rec.data(), xh.data());
+        const double a = dot(qp.data(), row.data(), f.row_floats()), b = dot(q.data(), xh.data(), d);
+        EXPECT_NEAR(a, b, 1e-4 * std::sqrt(dot(q.data(), q.data(), d) * dot(x.data(), x.data(), d)));
+      }
+    }
+}
+
+// Theorem 2: E[<q, x_hat>] = <q, x> over the quantizer's randomness (the rotation and the QJL matrix S).
+// 1e5 pairs under 1000 independently seeded quantizers (100 pairs each); q = k + noise so that <q, k> has a
+// non-zero mean and a biased estimator shows. The standard error is taken from the 1000 per-quantizer means.
+// The MSE stage alone (QJL term dropped) is biased by -D_b <q, k> (Section 3.2) and must be caught.
+TEST(TurboQuantCodec, KInnerProductEstimatorIsUnbiased) {
+  const int64_t d = 128;
+  const int n_quantizers = 1000, pairs = 100;
+  std::vector<double> mean_err, mean_err_mse;
+  SplitMix64 data(2024);
+  for (int s = 0; s < n_quantizers; ++s) {
+    const uint64_t seed = 0x1000 + s;
+    const HeadRotation rot(d, seed);
+    const TqCodec codec(make_lloyd_max_format(d, 3, true), seed ^ 0xabcdef);
+    const TqFormat& f = codec.format();
+    std::vector<float> ks(static_cast<size_t>(pairs * d)), qs(ks.size());
+    std::vector<double> truth(pairs);
+    for (int i = 0; i < pairs; ++i) {
+      const auto k = gaussian(data, d), n = gaussian(data, d);
+      std::vector<float> q(static_cast<size_t>(d));
+      for (int64_t j = 0; j < d; ++j) q[j] = k[j] + n[j];
+      truth[i] = dot(q.data(), k.data(), d);
+      rot.forward(k.data(), ks.data() + i * d);
+      rot.forward(q.data(), qs.data() + i * d);
+    }
+    std::vector<uint8_t> recs(static_cast<size_t>(pairs * f.record_bytes()));
+    codec.encode(ks.data(), d, pairs, recs.data(), f.record_bytes());
+    std::vector<float> qp(static_cast<size_t>(pairs * f.row_floats())), row(static_cast<size_t>(f.row_floats()));
+    codec.prepare_queries(qs.data(), pairs, qp.data());
+    double sum = 0.0, sum_mse = 0.0;
+    for (int i = 0; i < pairs; ++i) {
+      codec.decode_row(recs.data() + i * f.record_bytes(), row.data());
+      const float* qi = qp.data() + i * f.row_floats();
+      const double mse_part = dot(qi, row.data(), d);
+      sum += mse_part + dot(qi + d, row.data() + d, d) - truth[i];
+      sum_mse += mse_part - truth[i];
+    }
+    mean_err.push_back(sum / pairs);
+    mean_err_mse.push_back(sum_mse / pairs);
+  }
+  auto z_score = [](const std::vector<double>& v, double* mean) {
+    const double n = static_cast<double>(v.size());
+    *mean = std::accumulate(v.begin(), v.end(), 0.0) / n;
+    double var = 0.0;
+    for (double x : v) var += (x - *mean) * (x - *mean);
+    const double se = std::sqrt(var / (n - 1) / n);
+    return *mean / se;
+  };
+  double mean, mean_mse;
+  const double z = z_score(mean_err, &mean), z_mse = z_score(mean_err_mse, &mean_mse);
+  EXPECT_LT(std::fabs(z), 3.0) << "mean error " << mean << " (E<q,k> = " << d << ")";
+  EXPECT_GT(std::fabs(z_mse), 3.0) << "the MSE-only estimator is biased; mean error " << mean_mse;
+  std::printf("[          ] K estimator mean error %.4f (z %.2f); MSE stage alone %.4f (z %.1f), E<q,k> = %lld\n", mean, z,
+              mean_mse, z_mse, static_cast<long long>(d));
+}
+
+// ------------------------------------------------------------------------------------------- the cache
+
+std::vector<float> random_tokens(SplitMix64& rng, int64_t n, const KvGeometry& g, int64_t heads) {
+  return gaussian(rng, n * heads * g.head_dim);
+}
+
+TEST(TurboQuantKvLayer, BytesPerTokenAreExactlyTheFormula) {
+  for (const KvGeometry geo : {KvGeometry{8, 2, 128}, KvGeometry{4, 2, 64}, KvGeometry{8, 2, 256}}) {
+    SCOPED_TRACE("head_dim " + std::to_string(geo.head_dim));
+    const int64_t d = geo.head_dim, g = std::min<int64_t>(d, 128), ng = d / g, B = KvLayerTurbo::kBlockTokens;
+    const uint64_t k_rec = ng * (3 * g / 8 + g / 8 + 4), v_rec = ng * (3 * g / 8 + 2);
+    const uint64_t per_token = geo.n_kv_heads * (k_rec + v_rec);
+    TurboKvOptions opt;
+    opt.hot_window = 0;
+    KvLayerTurbo layer(geo, opt);
+    EXPECT_EQ(layer.packed_bytes_per_token(), per_token);
+    EXPECT_EQ(turbo_kv_packed_bytes_per_token(geo, opt), per_token);
+    EXPECT_EQ(layer.bytes(), 0u);
+    SplitMix64 rng(1);
+    const auto kv = random_tokens(rng, 10 * B + 10, geo, geo.n_kv_heads);
+    layer.append(kv.data(), kv.data(), 10 * B);
+    EXPECT_EQ(layer.bytes(), 10 * B * per_token);
+    layer.append(kv.data(), kv.data(), 10);  // an eleventh block, allocated whole
+    EXPECT_EQ(layer.bytes(), 11 * B * per_token);
+    layer.truncate(5 * B);
+    EXPECT_EQ(layer.bytes(), 5 * B * per_token);
+    EXPECT_EQ(layer.n_tokens(), 5 * B);
+
+    // Hot window: the newest 256 positions in f32, in blocks of B positions.
+    TurboKvOptions hot = opt;
+    hot.hot_window = 256;
+    KvLayerTurbo h(geo, hot);
+    h.append(kv.data(), kv.data(), 10 * B + 10);  // 650 positions: packed [0, 394), hot [394, 650)
+    const uint64_t hot_per_token = geo.n_kv_heads * d * 2 * 4;
+    EXPECT_EQ(h.n_compressed(), 10 * B + 10 - 256);
+    const int64_t packed_blocks = (h.n_compressed() + B - 1) / B, hot_blocks = (10 * B + 10 - 1) / B - h.n_compressed() / B + 1;
+    EXPECT_EQ(h.bytes(), packed_blocks * B * per_token + hot_blocks * B * hot_per_token);
+  }
+  // At 32K context the TurboQuant cache (hot window 256 in f32) is <= 0.29x an fp16 cache.
+  const KvGeometry geo{8, 2, 128};
+  KvLayerTurbo layer(geo, TurboKvOptions{});
+  const int64_t n = 32768;
+  std::vector<float> kv(static_cast<size_t>(1024 * geo.n_kv_heads * geo.head_dim), 0.25f);
+  for (int64_t i = 0; i < n; i += 1024) layer.append(kv.data(), kv.data(), 1024);
+  const double fp16 = static_cast<double>(n) * geo.n_kv_heads * geo.head_dim * 2 * 2;
+  EXPECT_LE(layer.bytes() / fp16, 0.29);
+  std::printf("[          ] 32K tokens, 2 KV heads x 128: %llu bytes = %.3f x fp16\n",
+              static_cast<unsigned long long>(layer.bytes()), layer.bytes() / fp16);
+}
+
+// ------------------------------------------------------------------------------------------- attention
+
+struct AttnCase {
+  KvGeometry geo;
+  AttentionSpec spec;
+  const char* name;
+};
+
+std::vector<AttnCase> attn_cases() {
+  return {
+      {{8, 2, 128}, {1.0f / std::sqrt(128.0f), 0.0f, 0}, "gqa4 d128"},
+      {{8, 2, 128}, {1.0f / std::sqrt(128.0f), 0.0f, 48}, "gqa4 d128 window 48"},
+      {{4, 2, 64}, {0.125f, 0.0f, 0}, "coder-dense 4/2 x 64"},
+      {{4, 4, 32}, {0.2f, 5.0f, 20}, "mha d32 softcap window 20"},
+      {{4, 1, 256}, {1.0f / 16.0f, 0.0f, 0}, "mqa d256"},
+  };
+}
+
+// Reference attention of queries at positions [q_pos0, q_pos0 + n_q) over k, v [n_kv, n_kv_heads, d].
+std::vector<float> reference(const AttnCase& c, const std::vector<float>& q, int64_t n_q, int64_t q_pos0,
+                             const std::vector<float>& k, const std::vector<float>& v, int64_t n_kv) {
+  std::vector<float> out(static_cast<size_t>(n_q * c.geo.n_heads * c.geo.head_dim));
+  kernels::ref::attention({q.data(), k.data(), v.data(), out.data(), n_q, n_kv, c.geo.n_heads, c.geo.n_kv_heads,
+                           c.geo.head_dim, q_pos0, 0, c.spec.scale, c.spec.softcap, c.spec.window});
+  return out;
+}
+
+// Prefill n0 tokens in uneven chunks (queries = those tokens), then decode steps of one token each; returns
+// the outputs of every attend call concatenated, and fills k, v with the whole history.
+std::vector<float> run_cache(KvLayerCache& cache, const AttnCase& c, SplitMix64& rng, int64_t n0, int64_t n_decode,
+                             std::vector<float>* k_all, std::vector<float>* v_all, std::vector<float>* q_all) {
+  const int64_t row_kv = c.geo.n_kv_heads * c.geo.head_dim, row_q = c.geo.n_heads * c.geo.head_dim;
+  std::vector<float> outs;
+  int64_t pos = 0;
+  auto step = [&](int64_t n) {
+    const auto k = gaussian(rng, n * row_kv), v = gaussian(rng, n * row_kv), q = gaussian(rng, n * row_q);
+    cache.append(k.data(), v.data(), n);
+    std::vector<float> out(static_cast<size_t>(n * row_q));
+    cache.attend(q.data(), n, pos, c.spec, out.data());
+    k_all->insert(k_all->end(), k.begin(), k.end());
+    v_all->insert(v_all->end(), v.begin(), v.end());
+    q_all->insert(q_all->end(), q.begin(), q.end());
+    outs.insert(outs.end(), out.begin(), out.end());
+    pos += n;
+  };
+  for (int64_t done = 0; done < n0;) {
+    const int64_t n = std::min<int64_t>(n0 - done, 37 + done % 100);
+    step(n);
+    done += n;
+  }
+  for (int64_t i = 0; i < n_decode; ++i) step(1);
+  return outs;
+}
+
+// The same queries through the reference, one attend call at a time as run_cache made them.
+std::vector<float> run_reference(const AttnCase& c, int64_t n0, int64_t n_decode, const std::vector<float>& k,
+                                 const std::vector<float>& v, const std::vector<float>& q) {
+  const int64_t row_q = c.geo.n_heads * c.geo.head_dim;
+  std::vector<float> outs;
+  int64_t pos = 0;
+  auto step = [&](int64_t n) {
+    std::vector<float> qs(q.begin() + pos * row_q, q.begin() + (pos + n) * row_q);
+    const auto out = reference(c, qs, n, pos, k, v, pos + n);
+    outs.insert(outs.end(), out.begin(), out.end());
+    pos += n;
+  };
+  for (int64_t done = 0; done < n0;) {
+    const int64_t n = std::min<int64_t>(n0 - done, 37 + done % 100);
+    step(n);
+    done += n;
+  }
+  for (int64_t i = 0; i < n_decode; ++i) step(1);
+  return outs;
+}
+
+TEST(TurboQuantAttention, HotWindowCoveringEverythingEqualsReference) {
+  for (const AttnCase& c : attn_cases()) {
+    SCOPED_TRACE(c.name);
+    for_each_isa([&] {
+      TurboKvOptions opt;
+      opt.hot_window = 1 << 20;
+      KvLayerTurbo cache(c.geo, opt);
+      SplitMix64 rng(11);
+      std::vector<float> k, v, q;
+      const int64_t n0 = 300, n_decode = 5;
+      const auto got = run_cache(cache, c, rng, n0, n_decode, &k, &v, &q);
+      EXPECT_EQ(cache.n_compressed(), 0);
+      const auto want = run_reference(c, n0, n_decode, k, v, q);
+      test::expect_close(got, want, 1e-5, "turbo cache (all hot) vs ref::attention");
+    });
+  }
+}
+
+// With everything packed, the fused kernels compute exactly attention over what the cache reconstructs
+// (the codec's DeQuant, QJL term included): checks the decode tables, the blocked GEMMs, masking, the split
+// merge and the rotations on every ISA path, for every mode.
+TEST(TurboQuantAttention, FusedKernelsEqualAttentionOverTheReconstruction) {
+  struct Mode {
+    TurboKvOptions opt;
+    const char* name;
+  };
+  std::vector<Mode> modes;
+  auto add = [&](TurboKvOptions::Mode m, int kb, bool qjl, int vb, int64_t hot, const char* name) {
+    TurboKvOptions o;
+    o.mode = m;
+    o.k_bits = kb;
+    o.k_qjl = qjl;
+    o.v_bits = vb;
+    o.hot_window = hot;
+    modes.push_back({o, name});
+  };
+  add(TurboKvOptions::Mode::turbo, 3, true, 3, 0, "turbo k3+qjl v3");
+  add(TurboKvOptions::Mode::turbo, 3, true, 3, 70, "turbo k3+qjl v3, hot 70");
+  add(TurboKvOptions::Mode::turbo, 4, false, 4, 0, "turbo k4 v4");
+  add(TurboKvOptions::Mode::turbo, 2, true, 2, 0, "turbo k2+qjl v2");
+  add(TurboKvOptions::Mode::affine4, 0, false, 0, 0, "affine4");
+  add(TurboKvOptions::Mode::affine8, 0, false, 0, 30, "affine8, hot 30");
+  for (const AttnCase& c : attn_cases())
+    for (const Mode& m : modes) {
+      SCOPED_TRACE(std::string(c.name) + ", " + m.name);
+      for_each_isa([&] {
+        KvLayerTurbo cache(c.geo, m.opt);
+        SplitMix64 rng(5);
+        std::vector<float> k, v, q;
+        const int64_t n0 = 260, n_decode = 3;
+        const auto got = run_cache(cache, c, rng, n0, n_decode, &k, &v, &q);
+        // Reconstructions at the end; positions packed during the run were packed before their last use
+        // only if they left the window, which the last reconstruction reflects for every call when hot = 0.
+        const int64_t n = n0 + n_decode, row = c.geo.n_kv_heads * c.geo.head_dim;
+        std::vector<float> kh(static_cast<size_t>(n * row)), vh(kh.size());
+        for (int64_t p = 0; p < n; ++p) cache.reconstruct(p, kh.data() + p * row, vh.data() + p * row);
+        if (m.opt.hot_window == 0) {
+          const auto want = run_reference(c, n0, n_decode, kh, vh, q);
+          test::expect_close(got, want, 4e-5, "fused vs reference over the reconstruction");
+        } else {
+          // The last decode step saw exactly the final state.
+          const int64_t row_q = c.geo.n_heads * c.geo.head_dim;
+          std::vector<float> q_last(q.end() - row_q, q.end()), got_last(got.end() - row_q, got.end());
+          const auto want = reference(c, q_last, 1, n - 1, kh, vh, n);
+          test::expect_close(got_last, want, 4e-5, "last decode step vs reference over the reconstruction");
+        }
+      });
+    }
+}
+
+double cosine(const float* a, const float* b, int64_t n) {
+  return dot(a, b, n) / std::sqrt(dot(a, a, n) * dot(b, b, n));
+}
+
+// Every token compressed (hot window 0), random Gaussian data: the output stays close to exact attention.
+TEST(TurboQuantAttention, CompressedOutputCloseToReference) {
+  for (const AttnCase& c : attn_cases())
+    for (auto mode : {TurboKvOptions::Mode::turbo, TurboKvOptions::Mode::affine4}) {
+      const bool turbo = mode == TurboKvOptions::Mode::turbo;
+      SCOPED_TRACE(std::string(c.name) + (turbo ? ", turbo" : ", affine4"));
+      TurboKvOptions opt;
+      opt.mode = mode;
+      opt.hot_window = 0;
+      KvLayerTurbo cache(c.geo, opt);
+      SplitMix64 rng(77);
+      std::vector<float> k, v, q;
+      const int64_t n0 = 1200, n_decode = 4;
+      const auto got = run_cache(cache, c, rng, n0, n_decode, &k, &v, &q);
+      const auto want = run_reference(c, n0, n_decode, k, v, q);
+      const int64_t d = c.geo.head_dim, rows = static_cast<int64_t>(got.size()) / d;
+      double sum = 0.0, worst = 1.0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const double cs = cosine(got.data() + r * d, want.data() + r * d, d);
+        sum += cs;
+        worst = std::min(worst, cs);
+      }
+      const double overall = cosine(got.data(), want.data(), static_cast<int64_t>(got.size()));
+      EXPECT_GT(overall, 0.99);
+      EXPECT_GT(sum / rows, 0.99);
+      std::printf("[          ] %-28s %-7s cosine: overall %.5f, mean per row %.5f, worst row %.5f\n", c.name,
+                  turbo ? "turbo" : "affine4", overall, sum / rows, worst);
+    }
+}
+
+// truncate() below and inside the packed region, then new tokens: attention still equals attention over what
+// the cache holds, and the positions past the cut are really gone.
+TEST(TurboQuantKvLayer, TruncateThenAppend) {
+  const AttnCase c{{8, 2, 128}, {1.0f / std::sqrt(128.0f), 0.0f, 0}, "gqa"};
+  TurboKvOptions opt;
+  opt.hot_window = 64;
+  KvLayerTurbo cache(c.geo, opt);
+  SplitMix64 rng(3);
+  const int64_t row = c.geo.n_kv_heads * c.geo.head_dim, row_q = c.geo.n_heads * c.geo.head_dim;
+  const auto k = gaussian(rng, 400 * row), v = gaussian(rng, 400 * row);
+  cache.append(k.data(), v.data(), 400);
+  for (int64_t cut : {380, 200, 10}) {
+    SCOPED_TRACE("cut " + std::to_string(cut));
+    const uint64_t before = cache.bytes();
+    cache.truncate(cut);
+    EXPECT_EQ(cache.n_tokens(), cut);
+    EXPECT_LE(cache.bytes(), before);
+    const auto k2 = gaussian(rng, 150 * row), v2 = gaussian(rng, 150 * row);
+    cache.append(k2.data(), v2.data(), 150);
+    const int64_t n = cut + 150;
+    std::vector<float> kh(static_cast<size_t>(n * row)), vh(kh.size());
+    for (int64_t p = 0; p < n; ++p) cache.reconstruct(p, kh.data() + p * row, vh.data() + p * row);
+    // The appended rows are the new ones (hot ones exactly).
+    for (int64_t p = std::max(cache.n_compressed(), cut); p < n; ++p)
+      for (int64_t i = 0; i < row; ++i) ASSERT_NEAR(kh[p * row + i], k2[(p - cut) * row + i], 1e-5);
+    const auto q = gaussian(rng, 3 * row_q);
+    std::vector<float> got(static_cast<size_t>(3 * row_q));
+    cache.attend(q.data(), 3, n - 3, c.spec, got.data());
+    test::expect_close(got, reference(c, q, 3, n - 3, kh, vh, n), 4e-5, "attend after truncate");
+  }
+}
+
+TEST(TurboQuantKvLayer, RejectsUnsupportedOptions) {
+  TurboKvOptions opt;
+  opt.k_bits = 5;
+  EXPECT_THROW(KvLayerTurbo({8, 2, 128}, opt), Error);
+  opt = {};
+  opt.hot_window = -1;
+  EXPECT_THROW(KvLayerTurbo({8, 2, 128}, opt), Error);
+  EXPECT_THROW(KvLayerTurbo({8, 2, 40}, TurboKvOptions{}), Error);
+  EXPECT_THROW(KvLayerTurbo({8, 3, 128}, TurboKvOptions{}), Error);
+}
+
+}  // namespace
+}  // namespace lmlab
