@@ -30,6 +30,7 @@ void register_verify(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_info(CLI::App& app);
+void register_iobench(CLI::App& app);
 
 }  // namespace lmlab::cli
 

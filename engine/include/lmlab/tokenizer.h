@@ -26,7 +26,9 @@ class Tokenizer {
 
   // add_special_tokens applies the post-processor (e.g. a leading <s>), like HF's encode().
   // Added tokens that appear literally in the text (e.g. "<|im_start|>") are always matched.
+  // Throws lmlab::Error(invalid_input) when `text` is not valid UTF-8. Thread-safe.
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
+  // Ids outside the vocabulary are skipped; the result is always valid UTF-8 (U+FFFD for broken bytes).
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
   int32_t vocab_size() const;  // 1 + the largest id, added tokens included
@@ -44,6 +46,9 @@ class Tokenizer {
 // Streaming detokenizer for generation: feed ids one at a time, get the text that became complete.
 // Holds back incomplete UTF-8 sequences (byte-fallback / byte-level pieces) until they complete, and
 // handles decoders that depend on the position (e.g. the leading-space strip of SentencePiece).
+// push()es + flush() concatenate to decode(ids) except when a run of <0xXX> byte-fallback ids turns
+// invalid after part of it was emitted: decode() then replaces the whole run by U+FFFDs, the stream
+// cannot take back what it already returned.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tok, bool skip_special_tokens = true);

@@ -5,7 +5,6 @@
 #include "tokenizer/added_vocabulary.h"
 
 #include <algorithm>
-#include <climits>
 
 #include "tokenizer/unicode.h"
 
@@ -61,7 +60,7 @@ void AddedVocabulary::load(const json& v, const JsonCtx& ctx, const BpeModel& mo
     if (t.content.empty()) tctx.at("content").fail(ErrorKind::model_format, "must not be empty");
     if (!utf8_valid(t.content)) tctx.at("content").fail(ErrorKind::model_format, "is not valid UTF-8");
     const int64_t id = get_int_or(e, "id", -1, tctx);
-    if (id < 0 || id > INT32_MAX) tctx.at("id").fail(ErrorKind::model_format, "must be a non-negative integer");
+    if (id < 0 || id >= (int64_t{1} << 26)) tctx.at("id").fail(ErrorKind::model_format, "must be in [0, 2^26)");
     // `tokenizers` gives a token that the model already knows the model's id.
     t.id = model.token_to_id(t.content).value_or(static_cast<int32_t>(id));
     t.single_word = get_bool_or(e, "single_word", false, tctx);

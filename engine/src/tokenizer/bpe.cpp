@@ -37,6 +37,8 @@ std::unique_ptr<BpeModel> BpeModel::from_json(const json& v, const JsonCtx& ctx)
     m->vocab_[token] = static_cast<int32_t>(id.get<int64_t>());
     max_id = std::max(max_id, id.get<int64_t>());
   }
+  if (max_id >= kMaxTokenId)
+    ctx.at("vocab").fail(ErrorKind::model_format, "id " + std::to_string(max_id) + " is implausibly large");
   m->id_to_token_.resize(static_cast<size_t>(max_id + 1));
   m->has_id_.assign(static_cast<size_t>(max_id + 1), 0);
   for (const auto& [token, id] : m->vocab_) {

@@ -62,6 +62,7 @@ class BpeModel {
   std::string suffix_;                   // end_of_word_suffix
   std::array<int32_t, 256> byte_ids_{};  // id of "<0xXX>" or -1
 
+  static constexpr int64_t kMaxTokenId = int64_t{1} << 26;  // the id -> token table is dense
   static constexpr size_t kCacheMaxWordBytes = 256;
   static constexpr size_t kCacheMaxEntries = 1 << 16;
   mutable std::mutex cache_mu_;
