@@ -15,13 +15,22 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
   app.add_option("--ctx-size", ctx_size, "context size in tokens (0 = the model's max positions)");
   app.add_option("--prefill-size", prefill_size, "prompt tokens per forward chunk");
   app.add_option("--threads", threads, "CPU threads (0 = all)");
-  app.add_flag("--turbo-kv", turbo_kv, "TurboQuant-compressed KV cache");
+  app.add_flag("--turbo-kv", turbo_kv, "TurboQuant-compressed KV cache (same as --kv-mode turbo)");
+  app.add_option("--kv-mode", kv_mode, "KV storage of full-attention layers")
+      ->check(CLI::IsMember({"f32", "turbo", "affine4", "affine8"}));
+  app.add_option("--kv-k-bits", kv_k_bits, "TurboQuant Lloyd-Max bits of K (2-4; plus 1 QJL bit)")->check(CLI::Range(2, 4));
+  app.add_option("--kv-v-bits", kv_v_bits, "TurboQuant Lloyd-Max bits of V (2-4)")->check(CLI::Range(2, 4));
+  app.add_flag("--kv-no-qjl", kv_no_qjl, "TurboQuant K without the 1-bit QJL residual correction");
+  app.add_option("--kv-hot-window", kv_hot_window,
+                 "compressed KV: most recent tokens kept exact (activation threshold; default 256, 0 for "
+                 "perplexity and verify)");
+  app.add_option("--kv-budget-mb", kv_budget_mb, "KV cache budget, all sessions (0 = unlimited)");
+  app.add_option("--prompt-cache-mb", prompt_cache_mb, "prompt (prefix) cache budget (0 = off)");
   app.add_flag("--stream-experts", stream_experts, "stream MoE experts from SSD");
   app.add_option("--expert-cache-mb", expert_cache_mb, "expert cache budget for --stream-experts");
 }
 
 ModelOptions EngineFlags::options() const {
-  if (turbo_kv) throw Error(ErrorKind::unsupported, "--turbo-kv", "TurboQuant KV cache is not in this build yet");
   if (stream_experts)
     throw Error(ErrorKind::unsupported, "--stream-experts", "expert streaming is not in this build yet");
   ModelOptions o;
@@ -29,6 +38,16 @@ ModelOptions EngineFlags::options() const {
   o.ctx_size = ctx_size;
   o.prefill_size = prefill_size;
   o.threads = threads;
+  const std::string mode = turbo_kv ? "turbo" : kv_mode.empty() ? "f32" : kv_mode;
+  if (turbo_kv && !kv_mode.empty() && kv_mode != "turbo")
+    throw Error(ErrorKind::invalid_input, "--kv-mode", "conflicts with --turbo-kv");
+  o.kv_mode = mode == "turbo" ? KvMode::turbo : mode == "affine4" ? KvMode::affine4 : mode == "affine8" ? KvMode::affine8 : KvMode::f32;
+  o.kv_k_bits = kv_k_bits;
+  o.kv_v_bits = kv_v_bits;
+  o.kv_k_qjl = !kv_no_qjl;
+  o.kv_hot_window = kv_hot_window >= 0 ? kv_hot_window : default_hot_window;
+  o.kv_budget_mb = kv_budget_mb;
+  o.prompt_cache_mb = prompt_cache_mb;
   return o;
 }
 

@@ -16,6 +16,12 @@ struct EngineFlags {
   int64_t prefill_size = 512;
   int threads = 0;
   bool turbo_kv = false;
+  std::string kv_mode;  // f32 | turbo | affine4 | affine8 (--turbo-kv = turbo)
+  int kv_k_bits = 3, kv_v_bits = 3;
+  bool kv_no_qjl = false;
+  int64_t kv_hot_window = -1;          // -1: the subcommand's default
+  int64_t default_hot_window = 256;    // perplexity / verify set 0: every token compressed
+  int64_t kv_budget_mb = 0, prompt_cache_mb = 0;
   bool stream_experts = false;
   int64_t expert_cache_mb = 0;
 
@@ -30,6 +36,8 @@ void register_verify(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_info(CLI::App& app);
+void register_convert(CLI::App& app);
+void register_synth(CLI::App& app);
 void register_iobench(CLI::App& app);
 
 }  // namespace lmlab::cli

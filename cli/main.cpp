@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   lmlab::cli::register_generate(app);
   lmlab::cli::register_perplexity(app);
   lmlab::cli::register_info(app);
+  lmlab::cli::register_convert(app);
+  lmlab::cli::register_synth(app);
   lmlab::cli::register_iobench(app);
   CLI11_PARSE(app, argc, argv);
   return 0;

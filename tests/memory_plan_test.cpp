@@ -30,9 +30,11 @@ TEST(MemoryPlan, DenseModelFitsFully) {
 }
 
 TEST(MemoryPlan, TooLittleMemoryIsPartialAndRecommendsStreaming) {
+  const WeightStore store = WeightStore::open_dir(test::model_dir("coder-moe"));
   MemoryPlanOptions o;
-  o.available_bytes = 300ull << 20;  // headroom 256 MiB + KV: the 32 MB MoE does not fit
-  o.ctx_size = 1024;
+  o.available_bytes = store.total_bytes() - (1 << 20);  // a MiB short of the weights alone
+  o.headroom_bytes = 0;
+  o.ctx_size = 64;
   const MemoryPlan p = plan_memory(test::model_dir("coder-moe"), o);
   EXPECT_EQ(p.strategy, "partial");
   EXPECT_FALSE(p.fits);

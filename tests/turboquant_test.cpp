@@ -132,7 +132,9 @@ TEST(TurboQuantLloydMax, CentroidsSatisfyLloydConditions) {
       EXPECT_NEAR(q.centroids[k], -q.centroids[n - 1 - k], 1e-12) << "symmetric";
       const double c = q.centroids[k];
       distortion += integrate(a, b, [c](double x) { return (x - c) * (x - c); });
-      if (k + 1 < n) EXPECT_DOUBLE_EQ(q.boundaries[k], 0.5 * (q.centroids[k] + q.centroids[k + 1])) << "boundary " << k;
+      if (k + 1 < n) {
+        EXPECT_DOUBLE_EQ(q.boundaries[k], 0.5 * (q.centroids[k] + q.centroids[k + 1])) << "boundary " << k;
+      }
     }
     EXPECT_NEAR(q.distortion, distortion, 1e-9);
     EXPECT_NEAR(q.distortion, known_distortion[bits], 2e-3 * known_distortion[bits]);

@@ -15,6 +15,14 @@ namespace lmlab {
 
 enum class Device { cpu, cuda };
 
+// Storage of the KV cache of full-attention layers (sliding-window layers are small and stay f32).
+enum class KvMode {
+  f32,      // exact
+  turbo,    // TurboQuant: K = k_bits Lloyd-Max + 1-bit QJL residual, V = v_bits Lloyd-Max (4.25 / 3.125 bits)
+  affine4,  // per-token, per-head affine int4 (the baseline TurboQuant is compared with)
+  affine8,  // per-token, per-head affine int8
+};
+
 struct ModelOptions {
   Device device = Device::cpu;
   int threads = 0;             // 0 = all hardware threads
@@ -23,11 +31,16 @@ struct ModelOptions {
   int64_t kv_block_tokens = 32;   // positions per KV block (also the prompt cache's granularity)
   int64_t kv_budget_mb = 0;       // all sessions' KV + prompt cache; 0 = unlimited
   int64_t prompt_cache_mb = 0;    // prompt (prefix) cache budget; 0 = off
+  KvMode kv_mode = KvMode::f32;
+  int kv_k_bits = 3;              // turbo: Lloyd-Max bits of K (2, 3, 4)
+  bool kv_k_qjl = true;           // turbo: 1-bit QJL correction of K's residual (unbiased inner products)
+  int kv_v_bits = 3;              // turbo: Lloyd-Max bits of V (2, 3, 4)
+  int64_t kv_hot_window = 256;    // compressed modes: the most recent positions kept exact (0 = compress all)
 };
 
 // Counters of the engine's memory and caches (the same numbers /metrics exports).
 struct ModelCounters {
-  uint64_t kv_cache_bytes = 0;       // bytes of KV blocks allocated now (sessions + prompt cache)
+  uint64_t kv_cache_bytes = 0;       // bytes of KV storage allocated now (sessions + prompt cache)
   uint64_t kv_cache_peak_bytes = 0;
   uint64_t prompt_cache_bytes = 0;   // of which held by the prompt cache
   uint64_t prompt_cache_entries = 0; // stored blocks (prefix-tree nodes)
@@ -99,6 +112,7 @@ class Session {
 
  private:
   bool can_truncate(int64_t n) const;
+  void sync_kv_accounting();
   struct State;
   const Model* model_;
   std::unique_ptr<State> state_;

@@ -25,6 +25,7 @@ struct SynthShape {
   int64_t vocab = 0;
   bool tied_embeddings = false;
   double rope_theta = 10000.0;
+  double rope_linear_factor = 1.0;       // > 1: linear RoPE scaling (gemma3: of the global layers only)
   int64_t max_positions = 4096;
   double norm_eps = 1e-6;
   int64_t sliding_window = 0;            // gemma3: window of the local layers

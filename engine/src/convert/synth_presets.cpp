@@ -16,6 +16,9 @@
 //                       21504 / - / 262208, query_pre_attn_scalar 168, sliding window 1024 on 5 of every 6
 //                       layers, rope 1e6 (linear x8) global and 1e4 local, tied.
 //   mixtral-8x7b        Mixtral-8x7B-v0.1: 4096 / 32 / 32 / 8 / 128 / 14336 / 8 x 14336, top-2 / 32000.
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "lmlab/error.h"
@@ -55,7 +58,8 @@ SynthShape moe(SynthShape s, int64_t experts, int64_t top_k, int64_t moe_inter) 
   return s;
 }
 
-SynthShape gemma(SynthShape s, int64_t window, int64_t pattern, double qpas) {
+SynthShape gemma(SynthShape s, int64_t window, int64_t pattern, double qpas, double rope_factor = 1.0) {
+  s.rope_linear_factor = rope_factor;
   s.sliding_window = window;
   s.sliding_window_pattern = pattern;
   s.query_pre_attn_scalar = qpas;
@@ -69,7 +73,7 @@ const std::vector<Preset>& presets() {
       {"qwen3-30b-a3b", moe(make("qwen3_moe", 2048, 48, 32, 4, 128, 6144, 151936, 1e6, 40960, 1e-6, false), 128, 8, 768)},
       {"qwen3.5-122b-a10b-like",
        moe(make("qwen3_moe", 3072, 48, 32, 2, 256, 12288, 248320, 1e7, 262144, 1e-6, false), 256, 8, 1024)},
-      {"gemma-3-27b-like", gemma(make("gemma3", 5376, 62, 32, 16, 128, 21504, 262208, 1e6, 131072, 1e-6, true), 1024, 6, 168.0)},
+      {"gemma-3-27b-like", gemma(make("gemma3", 5376, 62, 32, 16, 128, 21504, 262208, 1e6, 131072, 1e-6, true), 1024, 6, 168.0, 8.0)},
       {"mixtral-8x7b", moe(make("mixtral", 4096, 32, 32, 8, 128, 14336, 32000, 1e6, 32768, 1e-5, false), 8, 2, 14336)},
   };
   return p;

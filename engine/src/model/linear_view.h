@@ -33,7 +33,7 @@ struct LinearView {
 // `where` on a mismatch. Quantized weights (u32 or quant.bits > 0) go to make_linear_affine_from_bytes.
 std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant);
 
-// The MLX affine case: defined beside the affine Linear (linear_affine_view.cpp). Called with the shapes
+// The MLX affine case (linear_affine_view.cpp), called by make_linear_from_bytes with the shapes
 // already checked: weight u32 [out, in * bits / 32], scales and biases [out, in / group_size] of one dtype.
 std::unique_ptr<Linear> make_linear_affine_from_bytes(const LinearView& v, int64_t out, int64_t in,
                                                       const QuantSpec& quant);

@@ -6,6 +6,7 @@
 #include "arch/registry.h"
 #include "lmlab/error.h"
 #include "kv/kv_layer_paged.h"
+#include "kv/turboquant/kv_layer_turbo.h"
 #include "model/model_impl.h"
 #include "util/thread_pool.h"
 
@@ -72,7 +73,7 @@ std::unique_ptr<Session> Model::new_session() const { return std::make_unique<Se
 
 ModelCounters Model::counters() const {
   ModelCounters c;
-  c.kv_cache_bytes = impl_->kv_pool->allocated_bytes();
+  c.kv_cache_bytes = impl_->kv_pool->allocated_bytes() + static_cast<uint64_t>(impl_->compressed_kv_bytes.load());
   c.kv_cache_peak_bytes = impl_->kv_pool->peak_bytes();
   if (impl_->prompt_cache) {
     const auto st = impl_->prompt_cache->stats();
@@ -89,8 +90,19 @@ ModelCounters Model::counters() const {
 KvSequence Model::Impl::make_sequence() const {
   const auto& s = transformer->spec();
   const KvGeometry geo{s.n_heads, s.n_kv_heads, s.head_dim};
+  TurboKvOptions turbo;
+  turbo.mode = options.kv_mode == KvMode::affine4   ? TurboKvOptions::Mode::affine4
+               : options.kv_mode == KvMode::affine8 ? TurboKvOptions::Mode::affine8
+                                                    : TurboKvOptions::Mode::turbo;
+  turbo.k_bits = options.kv_k_bits;
+  turbo.k_qjl = options.kv_k_qjl;
+  turbo.v_bits = options.kv_v_bits;
+  turbo.hot_window = options.kv_hot_window;
   KvSequence seq;
-  for (const auto& l : s.layers) seq.layers.push_back(std::make_unique<KvLayerPaged>(*kv_pool, geo, l.window));
+  for (const auto& l : s.layers) {
+    if (options.kv_mode != KvMode::f32 && l.window == 0) seq.layers.push_back(make_turbo_kv_layer(geo, turbo));
+    else seq.layers.push_back(std::make_unique<KvLayerPaged>(*kv_pool, geo, l.window));
+  }
   return seq;
 }
 
@@ -98,13 +110,26 @@ struct Session::State {
   KvSequence cache;
   std::vector<int32_t> tokens;
   std::vector<float> logits, chunk_logits;
+  int64_t reported_compressed_bytes = 0;  // this session's share of Model::Impl::compressed_kv_bytes
 };
 
 Session::Session(const Model& model) : model_(&model) {
   state_ = std::make_unique<State>();
   state_->cache = model.impl().make_sequence();
 }
-Session::~Session() = default;
+
+Session::~Session() {
+  model_->impl().compressed_kv_bytes -= state_->reported_compressed_bytes;
+}
+
+// Publishes the bytes of this session's compressed layers to the model-wide counter.
+void Session::sync_kv_accounting() {
+  int64_t b = 0;
+  for (const auto& l : state_->cache.layers)
+    if (!dynamic_cast<const KvLayerPaged*>(l.get())) b += static_cast<int64_t>(l->bytes());
+  model_->impl().compressed_kv_bytes += b - state_->reported_compressed_bytes;
+  state_->reported_compressed_bytes = b;
+}
 
 std::span<const float> Session::append(std::span<const int32_t> tokens, bool all_logits) {
   const auto& impl = model_->impl();
@@ -133,8 +158,10 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
     // Leave the session as it was (or empty, if a sliding window already released what it needed).
     if (can_truncate(start)) st.cache.truncate(start);
     else reset();
+    sync_kv_accounting();
     throw;
   }
+  sync_kv_accounting();
   st.tokens.insert(st.tokens.end(), tokens.begin(), tokens.end());
   return {st.logits.data(), static_cast<size_t>(all_logits ? n * vocab : vocab)};
 }
@@ -146,6 +173,7 @@ void Session::truncate(int64_t n) {
   if (!can_truncate(n)) throw Error(ErrorKind::invalid_input, "truncate", "a sliding window already released position " + std::to_string(n));
   state_->tokens.resize(static_cast<size_t>(n));
   state_->cache.truncate(n);
+  sync_kv_accounting();
 }
 
 // A sliding-window layer cannot go back to a position whose window blocks it released.
@@ -164,6 +192,7 @@ bool Session::can_truncate(int64_t n) const {
 void Session::reset() {
   state_->tokens.clear();
   state_->cache = model_->impl().make_sequence();
+  sync_kv_accounting();
 }
 
 int64_t Session::reuse_prefix(std::span<const int32_t> prompt) {
@@ -184,6 +213,8 @@ int64_t Session::reuse_prefix(std::span<const int32_t> prompt) {
   }
   const auto& impl = model_->impl();
   if (!impl.prompt_cache) return 0;
+  for (const auto& l : state_->cache.layers)
+    if (!dynamic_cast<const KvLayerPaged*>(l.get())) return 0;  // compressed layers are not shared (yet)
   PromptCache::Hit hit = impl.prompt_cache->lookup(prompt, limit);
   if (hit.n_tokens == 0) return 0;
   for (size_t l = 0; l < state_->cache.layers.size(); ++l)

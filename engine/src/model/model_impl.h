@@ -1,6 +1,7 @@
 // Model::Impl: the loaded transformer and tokenizer behind the public Model handle.
 #pragma once
 
+#include <atomic>
 #include <optional>
 
 #include "lmlab/model.h"
@@ -17,6 +18,8 @@ struct Model::Impl {
   std::optional<Tokenizer> tokenizer;
   std::unique_ptr<KvBlockPool> kv_pool;
   std::unique_ptr<PromptCache> prompt_cache;  // null when off
+  // Bytes held by compressed (non-pool) KV layers of all live sessions; sessions report their deltas.
+  mutable std::atomic<int64_t> compressed_kv_bytes{0};
 
   // The per-layer caches of a new sequence: full or sliding-window paged layers, as the spec says.
   KvSequence make_sequence() const;

@@ -143,10 +143,11 @@ void KvLayerTurbo::pack_rows(int64_t p0, int64_t n, const float* k_src, const fl
       const Segment& s = segs[j / (2 * nkv)];
       const int64_t h = (j / 2) % nkv, slot = s.p % B, i0 = s.p - p0;
       if (j % 2 == 0)
-        k_codec_.encode(k_src + i0 * ld_token + h * ld_head, ld_token, s.n, s.block + (h * B + slot) * k_rec, k_rec);
+        k_codec_.encode(k_src + i0 * ld_token + h * ld_head, ld_token, s.n, s.block + (h * B + slot) * k_rec, k_rec,
+                        center(0, h));
       else
         v_codec_.encode(v_src + i0 * ld_token + h * ld_head, ld_token, s.n,
-                        s.block + nkv * B * k_rec + (h * B + slot) * v_rec, v_rec);
+                        s.block + nkv * B * k_rec + (h * B + slot) * v_rec, v_rec, center(1, h));
     }
   });
 }
@@ -184,6 +185,16 @@ void KvLayerTurbo::append(const float* k, const float* v, int64_t n) {
       std::memcpy(wk.data(), kc, static_cast<size_t>(nc * row) * sizeof(float));
       std::memcpy(wv.data(), vc, static_cast<size_t>(nc * row) * sizeof(float));
     }
+    if (opt_.center && center_.empty()) {
+      // Centers = means of this first chunk, per KV head, in the working domain.
+      center_.assign(static_cast<size_t>(2 * row), 0.0f);
+      for (int64_t i = 0; i < nc; ++i)
+        for (int64_t j = 0; j < row; ++j) {
+          center_[j] += wk[i * row + j];
+          center_[row + j] += wv[i * row + j];
+        }
+      for (auto& x : center_) x /= static_cast<float>(nc);
+    }
     const int64_t n_pack = std::clamp<int64_t>(target - pos0, 0, nc);
     pack_rows(pos0, n_pack, wk.data(), wv.data(), row, d);
     for (int64_t i = n_pack; i < nc; ++i) {
@@ -215,8 +226,8 @@ void KvLayerTurbo::reconstruct(int64_t pos, float* k, float* v) const {
     float* kh = k + h * d;
     float* vh = v + h * d;
     if (pos < n_compressed_) {
-      k_codec_.dequantize(packed_[b] + (h * B + slot) * k_rec, kh);
-      v_codec_.dequantize(packed_[b] + nkv * B * k_rec + (h * B + slot) * v_rec, vh);
+      k_codec_.dequantize(packed_[b] + (h * B + slot) * k_rec, kh, center(0, h));
+      v_codec_.dequantize(packed_[b] + nkv * B * k_rec + (h * B + slot) * v_rec, vh, center(1, h));
     } else {
       std::memcpy(kh, hot_[b] + (h * B + slot) * d, static_cast<size_t>(d) * sizeof(float));
       std::memcpy(vh, hot_[b] + (nkv * B + h * B + slot) * d, static_cast<size_t>(d) * sizeof(float));
@@ -240,6 +251,8 @@ void KvLayerTurbo::attend(const float* q, int64_t n_q, int64_t q_pos0, const Att
   view.n_compressed = n_compressed_;
   view.blocks = packed_.data();
   view.hot = hot_.data();
+  view.k_center = center(0, 0);
+  view.v_center = center(1, 0);
   turboquant::tq_attend(view, geo_.n_heads, q, n_q, q_pos0, spec, out);
 }
 

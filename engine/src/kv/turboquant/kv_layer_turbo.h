@@ -12,6 +12,11 @@
 //       packed block = n_kv_heads * kBlockTokens * (K record + V record) bytes
 //       hot block    = n_kv_heads * kBlockTokens * head_dim * 2 * 4 bytes
 //     K record (head_dim 128, 3 bits + QJL) 68 bytes, V record (3 bits) 50 bytes: 4.25 + 3.125 bits/dim.
+//   - Centering: keys and values of one head share a common component (a bias in k_proj / v_proj, RoPE's slow
+//     dimensions) that carries no information for softmax but, being part of every vector's norm, scales every
+//     vector's quantization error. The mean of each KV head's K and V over the first appended chunk is fixed
+//     as that head's center; records hold x - center and the decode adds it back, so scores and outputs are
+//     unchanged in exact arithmetic and only the error shrinks. 2 * n_kv_heads * head_dim floats per layer.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +36,7 @@ struct TurboKvOptions {
   bool k_qjl = true;
   int v_bits = 3;           // turbo: Lloyd-Max bits of V (2, 3, 4)
   int64_t hot_window = 256; // most recent positions kept in f32; 0 = compress everything
+  bool center = true;       // encode K and V minus a per-head mean fixed at the first append (see above)
   uint64_t seed = 0x51ed270b27a9c3f1ull;  // rotation signs and QJL matrix (same seed = same cache contents)
 };
 
@@ -67,11 +73,16 @@ class KvLayerTurbo final : public KvLayerCache {
   void pack_rows(int64_t p0, int64_t n, const float* k_src, const float* v_src, int64_t ld_token, int64_t ld_head);
   void pack_hot(int64_t p_end);
   void release_blocks();
+  // The center of K (kv = 0) or V (kv = 1) of KV head h, or null when centering is off or not yet set.
+  const float* center(int kv, int64_t h) const {
+    return center_.empty() ? nullptr : center_.data() + (kv * geo_.n_kv_heads + h) * geo_.head_dim;
+  }
 
   KvGeometry geo_;
   TurboKvOptions opt_;
   std::unique_ptr<turboquant::HeadRotation> rotation_;  // null for the affine modes
   turboquant::TqCodec k_codec_, v_codec_;
+  std::vector<float> center_;     // [2][n_kv_heads][head_dim] K then V centers (working domain); empty until set
   std::vector<uint8_t*> packed_;  // [block] or null
   std::vector<float*> hot_;       // [block] or null
   int64_t n_packed_blocks_ = 0, n_hot_blocks_ = 0;

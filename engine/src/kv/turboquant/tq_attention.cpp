@@ -74,7 +74,8 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
     const float* kt;
     int64_t ldk, len;
     if (packed) {
-      kern.decode(*c.k_codec, c.blocks[b] + (kh * B + slot) * sh.k_rec, sh.k_rec, nb, sc.tile_k.data(), sh.k_row);
+      kern.decode(*c.k_codec, c.blocks[b] + (kh * B + slot) * sh.k_rec, sh.k_rec, nb, sc.tile_k.data(), sh.k_row,
+                  c.k_center ? c.k_center + kh * d : nullptr);
       kt = sc.tile_k.data();
       ldk = len = sh.k_row;
     } else {
@@ -112,7 +113,7 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
     int64_t ldv;
     if (packed) {
       kern.decode(*c.v_codec, c.blocks[b] + sh.n_kv * B * sh.k_rec + (kh * B + slot) * sh.v_rec, sh.v_rec, nb,
-                  sc.tile_v.data(), d);
+                  sc.tile_v.data(), d, c.v_center ? c.v_center + kh * d : nullptr);
       vt = sc.tile_v.data();
       ldv = d;
     } else {

@@ -33,6 +33,9 @@ struct TqCacheView {
   const uint8_t* const* blocks = nullptr;
   // hot[b]: working-domain K row (h, p) at + (h B + p % B) head_dim floats, V row at + (n_kv B + h B + p % B) head_dim.
   const float* const* hot = nullptr;
+  // Centering (optional): records hold x - center; k_center / v_center [n_kv_heads][head_dim], working domain.
+  const float* k_center = nullptr;
+  const float* v_center = nullptr;
 };
 
 // q: [n_q, n_heads, head_dim] at positions [q_pos0, q_pos0 + n_q); out: same shape.

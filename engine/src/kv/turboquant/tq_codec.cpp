@@ -64,14 +64,21 @@ TqCodec::TqCodec(const TqFormat& format, uint64_t seed) : f_(format) {
   if (f_.qjl) qjl_ = std::make_unique<QjlProjection>(f_.group_dim, seed);
 }
 
-void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride) const {
+void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride,
+                     const float* center) const {
   const int64_t g = f_.group_dim, ng = f_.n_groups, nv = n * ng;  // nv group vectors
   // Residuals of all group vectors (QJL): projected in one matmul after the quantization pass.
   std::vector<float> resid(f_.qjl ? static_cast<size_t>(nv * g) : 0), proj(resid.size());
   ThreadPool::global().parallel_for(nv, [&](int64_t v0, int64_t v1) {
     std::vector<uint8_t> idx(static_cast<size_t>(g));
+    std::vector<float> centered(center ? static_cast<size_t>(g) : 0);
     for (int64_t v = v0; v < v1; ++v) {
       const float* xg = x + (v / ng) * ldx + (v % ng) * g;
+      if (center) {
+        const float* cg = center + (v % ng) * g;
+        for (int64_t i = 0; i < g; ++i) centered[i] = xg[i] - cg[i];
+        xg = centered.data();
+      }
       uint8_t* out = rec + (v / ng) * rec_stride + (v % ng) * f_.group_bytes();
       if (f_.scheme == TqScheme::affine) {
         const auto [lo_it, hi_it] = std::minmax_element(xg, xg + g);
@@ -121,7 +128,7 @@ void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64
     pack_signs(proj.data() + v * g, g, rec + (v / ng) * rec_stride + (v % ng) * f_.group_bytes() + f_.code_bytes());
 }
 
-void TqCodec::decode_row(const uint8_t* rec, float* row) const {
+void TqCodec::decode_row(const uint8_t* rec, float* row, const float* center) const {
   const int64_t g = f_.group_dim, d = f_.head_dim();
   std::vector<uint8_t> idx(static_cast<size_t>(g));
   for (int64_t gi = 0; gi < f_.n_groups; ++gi) {
@@ -143,6 +150,8 @@ void TqCodec::decode_row(const uint8_t* rec, float* row) const {
       for (int64_t i = 0; i < g; ++i) row[d + gi * g + i] = plane_bit(signs, i) ? kappa : -kappa;
     }
   }
+  if (center)
+    for (int64_t i = 0; i < d; ++i) row[i] += center[i];
 }
 
 void TqCodec::prepare_queries(const float* q, int64_t n, float* qp) const {
@@ -155,10 +164,10 @@ void TqCodec::prepare_queries(const float* q, int64_t n, float* qp) const {
   for (int64_t t = 0; t < n; ++t) std::memcpy(qp + t * w + d, sq.data() + t * d, static_cast<size_t>(d) * sizeof(float));
 }
 
-void TqCodec::dequantize(const uint8_t* rec, float* x) const {
+void TqCodec::dequantize(const uint8_t* rec, float* x, const float* center) const {
   const int64_t g = f_.group_dim, d = f_.head_dim();
   std::vector<float> row(static_cast<size_t>(f_.row_floats()));
-  decode_row(rec, row.data());
+  decode_row(rec, row.data(), center);
   std::memcpy(x, row.data(), static_cast<size_t>(d) * sizeof(float));
   if (!f_.qjl) return;
   for (int64_t gi = 0; gi < f_.n_groups; ++gi) {

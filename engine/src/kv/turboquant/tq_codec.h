@@ -66,14 +66,17 @@ class TqCodec {
   const QjlProjection* projection() const { return qjl_.get(); }  // QJL only
 
   // x: n vectors [head_dim] (working domain) with row stride ldx -> records at rec + i * rec_stride.
-  void encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride) const;
-  // Score row of a record: [row_floats()] (see the file comment).
-  void decode_row(const uint8_t* rec, float* row) const;
+  // center (optional, [head_dim]): a fixed vector subtracted before encoding and added back by decode_row /
+  // dequantize; the record then holds x - center (see kv_layer_turbo.h, "centering").
+  void encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride,
+              const float* center = nullptr) const;
+  // Score row of a record: [row_floats()] (see the file comment); center as given to encode.
+  void decode_row(const uint8_t* rec, float* row, const float* center = nullptr) const;
   // q: [n][head_dim] -> qp: [n][row_floats()].
   void prepare_queries(const float* q, int64_t n, float* qp) const;
   // The paper's DeQuant: x_hat [head_dim] = ||x|| (c[idx] + sqrt(pi/2) / g . gamma . S^T signs); for tests
   // (<q, x_hat> equals <q', row> up to rounding).
-  void dequantize(const uint8_t* rec, float* x) const;
+  void dequantize(const uint8_t* rec, float* x, const float* center = nullptr) const;
 
  private:
   TqFormat f_;

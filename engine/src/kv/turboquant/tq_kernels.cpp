@@ -42,8 +42,8 @@ inline float qjl_kappa(const TqFormat& f, const GroupScalars& s) {
 
 // ------------------------------------------------------------------------------------------- scalar
 
-void decode_scalar(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
-  for (int64_t j = 0; j < nb; ++j) codec.decode_row(rec + j * rec_stride, tile + j * ldt);
+void decode_scalar(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt, const float* center) {
+  for (int64_t j = 0; j < nb; ++j) codec.decode_row(rec + j * rec_stride, tile + j * ldt, center);
 }
 
 void scores_scalar(const float* q, int64_t ldq, int64_t nr, const float* t, int64_t ldt, int64_t nb, int64_t len,
@@ -94,7 +94,7 @@ namespace simd = kernels::cpu::simd;
 
 template <int BITS>
 LMLAB_TARGET_AVX512 void decode_planar_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride,
-                                              int64_t nb, float* tile, int64_t ldt) {
+                                              int64_t nb, float* tile, int64_t ldt, const float* center) {
   const TqFormat& f = codec.format();
   const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8;
   const bool affine = f.scheme == TqScheme::affine;
@@ -115,7 +115,9 @@ LMLAB_TARGET_AVX512 void decode_planar_avx512(const TqCodec& codec, const uint8_
           std::memcpy(&m, in + p * pb + 2 * c, 2);
           idx = _mm512_mask_or_epi32(idx, m, idx, _mm512_set1_epi32(1 << p));
         }
-        _mm512_storeu_ps(out + 16 * c, _mm512_permutexvar_ps(idx, table));
+        __m512 val = _mm512_permutexvar_ps(idx, table);
+        if (center) val = _mm512_add_ps(val, _mm512_loadu_ps(center + gi * g + 16 * c));
+        _mm512_storeu_ps(out + 16 * c, val);
       }
       if (f.qjl) {
         const float kappa = qjl_kappa(f, sc);
@@ -133,7 +135,7 @@ LMLAB_TARGET_AVX512 void decode_planar_avx512(const TqCodec& codec, const uint8_
 }
 
 LMLAB_TARGET_AVX512 void decode_u8_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
-                                          float* tile, int64_t ldt) {
+                                          float* tile, int64_t ldt, const float* center) {
   const TqFormat& f = codec.format();
   const int64_t g = f.group_dim;
   for (int64_t j = 0; j < nb; ++j)
@@ -144,18 +146,20 @@ LMLAB_TARGET_AVX512 void decode_u8_avx512(const TqCodec& codec, const uint8_t* r
       float* out = tile + j * ldt + gi * g;
       for (int64_t c = 0; c < g; c += 16) {
         const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + c))));
-        _mm512_storeu_ps(out + c, _mm512_fmadd_ps(scale, v, mn));
+        __m512 val = _mm512_fmadd_ps(scale, v, mn);
+        if (center) val = _mm512_add_ps(val, _mm512_loadu_ps(center + gi * g + c));
+        _mm512_storeu_ps(out + c, val);
       }
     }
 }
 
-void decode_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
+void decode_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt, const float* center) {
   switch (codec.format().bits) {
-    case 2: return decode_planar_avx512<2>(codec, rec, rec_stride, nb, tile, ldt);
-    case 3: return decode_planar_avx512<3>(codec, rec, rec_stride, nb, tile, ldt);
-    case 4: return decode_planar_avx512<4>(codec, rec, rec_stride, nb, tile, ldt);
-    case 8: return decode_u8_avx512(codec, rec, rec_stride, nb, tile, ldt);
-    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
+    case 2: return decode_planar_avx512<2>(codec, rec, rec_stride, nb, tile, ldt, center);
+    case 3: return decode_planar_avx512<3>(codec, rec, rec_stride, nb, tile, ldt, center);
+    case 4: return decode_planar_avx512<4>(codec, rec, rec_stride, nb, tile, ldt, center);
+    case 8: return decode_u8_avx512(codec, rec, rec_stride, nb, tile, ldt, center);
+    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt, center);
   }
 }
 
@@ -267,7 +271,7 @@ LMLAB_TARGET_AVX2 inline __m256i lane_mask8(uint8_t byte) {
 
 template <int BITS>
 LMLAB_TARGET_AVX2 void decode_planar_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
-                                          float* tile, int64_t ldt) {
+                                          float* tile, int64_t ldt, const float* center) {
   const TqFormat& f = codec.format();
   const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8;
   const bool affine = f.scheme == TqScheme::affine;
@@ -293,6 +297,7 @@ LMLAB_TARGET_AVX2 void decode_planar_avx2(const TqCodec& codec, const uint8_t* r
         __m256 v = _mm256_permutevar8x32_ps(t_lo, idx);
         if (BITS == 4)
           v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(t_hi, idx), _mm256_castsi256_ps(lane_mask8(in[3 * pb + c])));
+        if (center) v = _mm256_add_ps(v, _mm256_loadu_ps(center + gi * g + 8 * c));
         _mm256_storeu_ps(out + 8 * c, v);
       }
       if (f.qjl) {
@@ -308,7 +313,7 @@ LMLAB_TARGET_AVX2 void decode_planar_avx2(const TqCodec& codec, const uint8_t* r
 }
 
 LMLAB_TARGET_AVX2 void decode_u8_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
-                                      float* tile, int64_t ldt) {
+                                      float* tile, int64_t ldt, const float* center) {
   const TqFormat& f = codec.format();
   const int64_t g = f.group_dim;
   for (int64_t j = 0; j < nb; ++j)
@@ -319,18 +324,20 @@ LMLAB_TARGET_AVX2 void decode_u8_avx2(const TqCodec& codec, const uint8_t* rec, 
       float* out = tile + j * ldt + gi * g;
       for (int64_t c = 0; c < g; c += 8) {
         const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + c))));
-        _mm256_storeu_ps(out + c, _mm256_fmadd_ps(scale, v, mn));
+        __m256 val = _mm256_fmadd_ps(scale, v, mn);
+        if (center) val = _mm256_add_ps(val, _mm256_loadu_ps(center + gi * g + c));
+        _mm256_storeu_ps(out + c, val);
       }
     }
 }
 
-void decode_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
+void decode_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt, const float* center) {
   switch (codec.format().bits) {
-    case 2: return decode_planar_avx2<2>(codec, rec, rec_stride, nb, tile, ldt);
-    case 3: return decode_planar_avx2<3>(codec, rec, rec_stride, nb, tile, ldt);
-    case 4: return decode_planar_avx2<4>(codec, rec, rec_stride, nb, tile, ldt);
-    case 8: return decode_u8_avx2(codec, rec, rec_stride, nb, tile, ldt);
-    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
+    case 2: return decode_planar_avx2<2>(codec, rec, rec_stride, nb, tile, ldt, center);
+    case 3: return decode_planar_avx2<3>(codec, rec, rec_stride, nb, tile, ldt, center);
+    case 4: return decode_planar_avx2<4>(codec, rec, rec_stride, nb, tile, ldt, center);
+    case 8: return decode_u8_avx2(codec, rec, rec_stride, nb, tile, ldt, center);
+    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt, center);
   }
 }
 

@@ -13,8 +13,9 @@
 namespace lmlab::turboquant {
 
 struct TqKernels {
-  // tile[j][0, row_floats) = codec.decode_row(rec + j * rec_stride), j < nb; tile row stride ldt.
-  void (*decode)(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt);
+  // tile[j][0, row_floats) = codec.decode_row(rec + j * rec_stride, center), j < nb; tile row stride ldt.
+  void (*decode)(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt,
+                 const float* center);
   // s[r * lds + j] = <q_r, t_j> over len floats; q_r = q + r * ldq (r < nr), t_j = t + j * ldt (j < nb).
   // len is a multiple of 16.
   void (*scores)(const float* q, int64_t ldq, int64_t nr, const float* t, int64_t ldt, int64_t nb, int64_t len,
