@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "fixtures.h"
 #include "kv/kv_block_pool.h"
@@ -278,6 +279,43 @@ TEST(PromptCache, EvictsLeastRecentlyUsedLeavesUnderBudget) {
   EXPECT_EQ(cache.lookup(std::vector<int32_t>{1, 2, 3, 4, 9, 9, 9, 9, 0}, 8).n_tokens, 4);
   EXPECT_EQ(cache.lookup(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 0}, 8).n_tokens, 8);
   EXPECT_EQ(cache.stats().evictions, 1u);
+}
+
+}  // namespace
+}  // namespace lmlab
+
+namespace lmlab {
+namespace {
+
+// Concurrent requests share the prompt cache and the thread pool: each answer equals its cold run.
+TEST(PromptCacheConcurrency, ParallelRequestsGiveColdAnswers) {
+  ModelOptions o;
+  o.prefill_size = 64;
+  o.kv_block_tokens = 16;
+  o.prompt_cache_mb = 64;
+  auto model = Model::load(test::model_dir("coder-moe"), o);
+  SamplingParams sp;
+  sp.max_tokens = 8;
+  sp.stop_at_eos = false;
+  std::vector<std::vector<int32_t>> prompts;
+  for (uint64_t seed = 1; seed <= 4; ++seed) prompts.push_back(make_prompt("coder-moe", 300, model->info().vocab, seed));
+  std::vector<std::vector<int32_t>> want;
+  {
+    ModelOptions c = o;
+    c.prompt_cache_mb = 0;
+    auto cold = Model::load(test::model_dir("coder-moe"), c);
+    for (const auto& p : prompts) want.push_back(generate(*cold->new_session(), p, sp).tokens);
+  }
+  std::vector<std::vector<int32_t>> got(8);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 4; ++i) got[t * 4 + i] = generate(*model->new_session(), prompts[(i + t) % 4], sp).tokens;
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 2; ++t)
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(got[t * 4 + i], want[(i + t) % 4]) << "thread " << t << " request " << i;
+  EXPECT_GT(model->counters().prompt_cache_hits, 0u) << "the second thread reuses the first one's prefixes";
 }
 
 }  // namespace

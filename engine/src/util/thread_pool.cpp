@@ -54,6 +54,8 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
+  // One job at a time: callers on other threads (concurrent sessions) wait their turn.
+  std::lock_guard<std::mutex> submit(submit_mu_);
   std::unique_lock<std::mutex> lock(mu_);
   job_ = &fn;
   job_n_ = n;

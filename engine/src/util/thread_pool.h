@@ -1,6 +1,7 @@
 // A fixed pool of worker threads for data-parallel loops (matmul rows, attention heads).
 // parallel_for splits [0, n) into contiguous chunks, runs them on the workers and the calling thread,
-// and returns when all are done. Nested calls from a worker run inline (no deadlock, no oversubscription).
+// and returns when all are done. Nested calls from a worker run inline (no deadlock, no oversubscription);
+// calls from several outside threads run one after another.
 #pragma once
 
 #include <condition_variable>
@@ -33,6 +34,7 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> workers_;
+  std::mutex submit_mu_;  // serialises parallel_for calls from different outside threads
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
