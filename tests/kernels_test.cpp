@@ -98,10 +98,11 @@ TEST_P(KernelCpu, MatmulLargeShapes) {
 }
 
 TEST_P(KernelCpu, MatmulOddThreadCount) {
+  const int previous = ThreadPool::global().size();
   ThreadPool::set_global_threads(3);
   check_matmul(WeightType::bf16, {203, 517, 1}, 7);
   check_matmul(WeightType::f16, {203, 517, 6}, 8);
-  ThreadPool::set_global_threads(0);
+  ThreadPool::set_global_threads(previous);
 }
 
 TEST_P(KernelCpu, Rmsnorm) {

@@ -41,30 +41,31 @@ inline float to_f32(Elem<WT> v) {
   else return bf16_to_f32(v);
 }
 
-// Dot of two f32 vectors with 8 independent partial sums (lets the compiler use SSE lanes).
-inline float dot_scalar(const float* a, const float* b, int64_t n) {
+// w[0, n) . x[0, n) with w widened on the fly; 8 independent partial sums (lets the compiler use SSE lanes).
+template <WeightType WT>
+float dot_scalar(const Elem<WT>* w, const float* x, int64_t n) {
   float acc[8] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  for (; i < n; ++i) acc[0] += a[i] * b[i];
+    for (int j = 0; j < 8; ++j) acc[j] += to_f32<WT>(w[i + j]) * x[i + j];
+  for (; i < n; ++i) acc[0] += to_f32<WT>(w[i]) * x[i];
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-// Rows [r0, r1): each weight row is widened once into a f32 buffer, then dotted with every token.
+// Rows [r0, r1). n == 1: one fused widen-and-dot pass per row. n > 1: each weight row is widened once into a
+// f32 buffer [cols], then dotted with every token.
 template <WeightType WT>
 void rows_scalar(const MatmulArgs& a, int64_t r0, int64_t r1) {
   const auto* w = static_cast<const Elem<WT>*>(a.w);
-  std::vector<float> row(static_cast<size_t>(WT == WeightType::f32 ? 0 : a.cols));
+  if (a.n == 1 || WT == WeightType::f32) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t t = 0; t < a.n; ++t) a.y[t * a.rows + r] = dot_scalar<WT>(w + r * a.cols, a.x + t * a.cols, a.cols);
+    return;
+  }
+  std::vector<float> row(static_cast<size_t>(a.cols));
   for (int64_t r = r0; r < r1; ++r) {
-    const float* wr;
-    if constexpr (WT == WeightType::f32) {
-      wr = w + r * a.cols;
-    } else {
-      for (int64_t c = 0; c < a.cols; ++c) row[c] = to_f32<WT>(w[r * a.cols + c]);
-      wr = row.data();
-    }
-    for (int64_t t = 0; t < a.n; ++t) a.y[t * a.rows + r] = dot_scalar(wr, a.x + t * a.cols, a.cols);
+    for (int64_t c = 0; c < a.cols; ++c) row[c] = to_f32<WT>(w[r * a.cols + c]);
+    for (int64_t t = 0; t < a.n; ++t) a.y[t * a.rows + r] = dot_scalar<WeightType::f32>(row.data(), a.x + t * a.cols, a.cols);
   }
 }
 
@@ -94,7 +95,7 @@ LMLAB_TARGET_AVX512 inline __m512 load16(const Elem<WT>* p, __mmask16 m) {
   }
 }
 
-// y[r .. r+R) for one token: R (1 or 4) full weight rows against x[0, cols), two accumulators per row.
+// y[0, R) for one token: w [R, cols] (row stride cols) against x [cols]; two accumulators per row.
 template <WeightType WT, int R>
 LMLAB_TARGET_AVX512 void gemv_tile_avx512(const Elem<WT>* w, int64_t cols, const float* x, float* y) {
   __m512 acc0[R], acc1[R];
@@ -123,7 +124,8 @@ LMLAB_TARGET_AVX512 void gemv_tile_avx512(const Elem<WT>* w, int64_t cols, const
   }
 }
 
-// R rows x T tokens over columns [k0, k1): y[t * ldy + i] (+)= sum_k w[i * ldw + k] * x[t * ldx + k].
+// R rows x T tokens over columns [k0, k1): w [R, ldw], x [T, ldx], y [T, ldy];
+// y[t * ldy + i] (+)= sum_k w[i * ldw + k] * x[t * ldx + k].
 template <WeightType WT, int R, int T>
 LMLAB_TARGET_AVX512 void gemm_tile_avx512(const Elem<WT>* w, int64_t ldw, const float* x, int64_t ldx, int64_t k0,
                                           int64_t k1, float* y, int64_t ldy, bool accumulate) {

@@ -184,6 +184,55 @@ void rows_generic(const MatmulAffineArgs& a, Isa isa, int64_t r0, int64_t r1) {
 }
 
 #if LMLAB_X86
+// ------------------------------------------------------------------------------------------- scales
+
+// Scale / bias i of a row, in the vector functions' targets (both include F16C).
+template <ScaleType ST>
+LMLAB_TARGET_AVX2 inline float scale_at(const void* p, int64_t i) {
+  if constexpr (ST == ScaleType::f32) return static_cast<const float*>(p)[i];
+  else if constexpr (ST == ScaleType::f16) return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
+  else return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
+
+// sum_g b[g] * xsum[g] over G groups: the bias term of one row.
+template <ScaleType ST>
+LMLAB_TARGET_AVX512 inline float bias_dot_avx512(const void* b, const float* xsum, int64_t G) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; g += 16) {
+    const __mmask16 m = simd::tail_mask16(std::min<int64_t>(16, G - g));
+    __m512 bv;
+    if constexpr (ST == ScaleType::f32) {
+      bv = _mm512_maskz_loadu_ps(m, static_cast<const float*>(b) + g);
+    } else {
+      const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(b) + g);
+      if constexpr (ST == ScaleType::f16) bv = _mm512_cvtph_ps(h);
+      else bv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    acc = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m, xsum + g), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+template <ScaleType ST>
+LMLAB_TARGET_AVX2 inline float bias_dot_avx2(const void* b, const float* xsum, int64_t G) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= G; g += 8) {
+    __m256 bv;
+    if constexpr (ST == ScaleType::f32) {
+      bv = _mm256_loadu_ps(static_cast<const float*>(b) + g);
+    } else {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(b) + g));
+      if constexpr (ST == ScaleType::f16) bv = _mm256_cvtph_ps(h);
+      else bv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    acc = _mm256_fmadd_ps(bv, _mm256_loadu_ps(xsum + g), acc);
+  }
+  float s = simd::hsum8(acc);
+  for (; g < G; ++g) s += scale_at<ST>(b, g) * xsum[g];
+  return s;
+}
+
 // ------------------------------------------------------------------------------------------- AVX-512
 
 // One 16-byte chunk -> 8 / BITS vectors of 16 values (lanes i, value i * vpb + j in vector j).
@@ -205,10 +254,10 @@ LMLAB_TARGET_AVX512 inline void expand_avx512(const uint8_t* p, __m512* q) {
 }
 
 // y[0..R) for one token over R consecutive rows starting at byte row pointer w (row stride row_bytes).
-// s: [R, G] scales, bsum[R]: the bias terms, xp: permuted x, G groups of gs values.
-template <int BITS, int R>
-LMLAB_TARGET_AVX512 void gemv_avx512(const uint8_t* w, int64_t row_bytes, const float* s, int64_t G, int64_t gs,
-                                     const float* xp, const float* bsum, float* y) {
+// s, b: scales and biases of the first row (row stride G), xp: permuted x, xsum: [G] sums of x per group.
+template <int BITS, int R, ScaleType ST>
+LMLAB_TARGET_AVX512 void gemv_avx512(const uint8_t* w, int64_t row_bytes, const void* s, const void* b, int64_t G,
+                                     int64_t gs, const float* xp, const float* xsum, float* y) {
   constexpr int V = 8 / BITS;              // vectors per chunk
   constexpr int CPS = BITS == 8 ? 2 : 1;   // chunks per loop step
   constexpr int VPS = V * CPS;             // vectors per step (2 or 4)
@@ -242,8 +291,12 @@ LMLAB_TARGET_AVX512 void gemv_avx512(const uint8_t* w, int64_t row_bytes, const 
       xg += step_values;
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_add_ps(d0[r], d1[r]), _mm512_set1_ps(s[r * G + g]), acc[r]);
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(d0[r], d1[r]), _mm512_set1_ps(scale_at<ST>(s, r * G + g)), acc[r]);
   }
+  const size_t sb = ST == ScaleType::f32 ? 4 : 2;
+  float bsum[R];
+  for (int r = 0; r < R; ++r) bsum[r] = bias_dot_avx512<ST>(static_cast<const uint8_t*>(b) + r * G * sb, xsum, G);
   if constexpr (R == 4) {
     _mm_storeu_ps(y, _mm_add_ps(simd::hsum4(acc[0], acc[1], acc[2], acc[3]), _mm_loadu_ps(bsum)));
   } else {
@@ -343,9 +396,9 @@ LMLAB_TARGET_AVX2 inline void expand_avx2(const uint8_t* p, __m256* q) {
 
 // As gemv_avx512; a step is one 16-byte chunk taken as two 8-byte halves h, whose vector j multiplies
 // xp[j * 16 + h * 8 .. + 8). For 8 bits two chunks make a step (32 values) like the other widths.
-template <int BITS, int R>
-LMLAB_TARGET_AVX2 void gemv_avx2(const uint8_t* w, int64_t row_bytes, const float* s, int64_t G, int64_t gs,
-                                 const float* xp, const float* bsum, float* y) {
+template <int BITS, int R, ScaleType ST>
+LMLAB_TARGET_AVX2 void gemv_avx2(const uint8_t* w, int64_t row_bytes, const void* s, const void* b, int64_t G,
+                                 int64_t gs, const float* xp, const float* xsum, float* y) {
   constexpr int V = 8 / BITS;
   constexpr int CPS = BITS == 8 ? 2 : 1;
   const int64_t step_values = 16 * V * CPS, step_bytes = 16 * CPS;
@@ -381,8 +434,12 @@ LMLAB_TARGET_AVX2 void gemv_avx2(const uint8_t* w, int64_t row_bytes, const floa
       xg += step_values;
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_add_ps(d0[r], d1[r]), _mm256_set1_ps(s[r * G + g]), acc[r]);
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_add_ps(d0[r], d1[r]), _mm256_set1_ps(scale_at<ST>(s, r * G + g)), acc[r]);
   }
+  const size_t sb = ST == ScaleType::f32 ? 4 : 2;
+  float bsum[R];
+  for (int r = 0; r < R; ++r) bsum[r] = bias_dot_avx2<ST>(static_cast<const uint8_t*>(b) + r * G * sb, xsum, G);
   if constexpr (R == 4) {
     _mm_storeu_ps(y, _mm_add_ps(simd::hsum4(acc[0], acc[1], acc[2], acc[3]), _mm_loadu_ps(bsum)));
   } else {
@@ -460,11 +517,27 @@ LMLAB_TARGET_AVX2 void tile_tokens_avx2(const float* tile, int64_t kc, const flo
 // Decode and prefill over rows [r0, r1) for one ISA (A = 512 or 256) and bit width.
 template <int A, int BITS>
 struct Fast {
-  template <int R>
-  static void gemv(const uint8_t* w, int64_t rb, const float* s, int64_t G, int64_t gs, const float* xp,
-                   const float* bsum, float* y) {
-    if constexpr (A == 512) gemv_avx512<BITS, R>(w, rb, s, G, gs, xp, bsum, y);
-    else gemv_avx2<BITS, R>(w, rb, s, G, gs, xp, bsum, y);
+  template <int R, ScaleType ST>
+  static void gemv(const uint8_t* w, int64_t rb, const void* s, const void* b, int64_t G, int64_t gs,
+                   const float* xp, const float* xsum, float* y) {
+    if constexpr (A == 512) gemv_avx512<BITS, R, ST>(w, rb, s, b, G, gs, xp, xsum, y);
+    else gemv_avx2<BITS, R, ST>(w, rb, s, b, G, gs, xp, xsum, y);
+  }
+
+  // Decode over rows [r0, r1): 4 rows at a time, scales read in their stored type.
+  template <ScaleType ST>
+  static void decode(const MatmulAffineArgs& a, const Prepared& p, int64_t r0, int64_t r1) {
+    const AffineWeight& w = a.w;
+    const int64_t G = w.groups_per_row(), rb = w.words_per_row() * 4;
+    const size_t sb = ST == ScaleType::f32 ? 4 : 2;
+    const auto* base = reinterpret_cast<const uint8_t*>(w.packed);
+    const auto* s = static_cast<const uint8_t*>(w.scales);
+    const auto* b = static_cast<const uint8_t*>(w.biases);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
+      gemv<4, ST>(base + r * rb, rb, s + r * G * sb, b + r * G * sb, G, w.group_size, p.xp, p.xsum.data(), a.y + r);
+    for (; r < r1; ++r)
+      gemv<1, ST>(base + r * rb, rb, s + r * G * sb, b + r * G * sb, G, w.group_size, p.xp, p.xsum.data(), a.y + r);
   }
   template <int R>
   static void dequant(const uint8_t* w, int64_t rb, const float* s, const float* b, int64_t G, int64_t gs,
@@ -481,23 +554,18 @@ struct Fast {
 
   static void rows(const MatmulAffineArgs& a, const Prepared& p, int64_t r0, int64_t r1) {
     const AffineWeight& w = a.w;
-    const int64_t G = w.groups_per_row(), gs = w.group_size, cols = w.cols, rows = w.rows;
+    const int64_t gs = w.group_size, cols = w.cols, rows = w.rows;
     const int64_t rb = w.words_per_row() * 4;
     const auto* base = reinterpret_cast<const uint8_t*>(w.packed);
-    thread_local RowScales sc;
     if (a.n == 1) {
-      for (int64_t r = r0; r < r1;) {
-        const int nr = r + 4 <= r1 ? 4 : 1;
-        sc.load(w, r, nr);
-        float bsum[4] = {};
-        for (int i = 0; i < nr; ++i)
-          for (int64_t g = 0; g < G; ++g) bsum[i] += sc.b[i * G + g] * p.xsum[g];
-        if (nr == 4) gemv<4>(base + r * rb, rb, sc.s.data(), G, gs, p.xp, bsum, a.y + r);
-        else gemv<1>(base + r * rb, rb, sc.s.data(), G, gs, p.xp, bsum, a.y + r);
-        r += nr;
+      switch (w.scale_type) {
+        case ScaleType::f32: decode<ScaleType::f32>(a, p, r0, r1); break;
+        case ScaleType::f16: decode<ScaleType::f16>(a, p, r0, r1); break;
+        case ScaleType::bf16: decode<ScaleType::bf16>(a, p, r0, r1); break;
       }
       return;
     }
+    thread_local RowScales sc;
     // Prefill: column blocks of whole groups, at least one group wide.
     const int64_t kc_max = std::max<int64_t>(gs, kKc / gs * gs);
     thread_local std::vector<float> tile;
