@@ -39,6 +39,7 @@ void register_info(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_synth(CLI::App& app);
 void register_iobench(CLI::App& app);
+void register_decode_bench(CLI::App& app);
 
 }  // namespace lmlab::cli
 

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   lmlab::cli::register_convert(app);
   lmlab::cli::register_synth(app);
   lmlab::cli::register_iobench(app);
+  lmlab::cli::register_decode_bench(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -1,0 +1,75 @@
+// lmlab decode-bench --model DIR --contexts 4096,16384,32768 [-n 32] [KV flags]: decode speed at a given
+// context length. Prefills seeded random tokens (untimed beyond the printed prefill rate) to each context,
+// then times n single-token decode steps. One line per context; --json for one object per line.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "common.h"
+#include "lmlab/generate.h"
+
+namespace lmlab::cli {
+
+namespace {
+
+struct Flags {
+  EngineFlags engine;
+  std::vector<int64_t> contexts = {4096};
+  int64_t n = 32;
+  bool json = false;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int run_decode_bench(const Flags& fl) {
+  auto model = Model::load(fl.engine.model, fl.engine.options());
+  const ModelInfo& info = model->info();
+  std::mt19937_64 rng(42);
+  SamplingParams greedy;
+  for (int64_t ctx : fl.contexts) {
+    if (ctx + fl.n > info.ctx_size)
+      throw Error(ErrorKind::invalid_input, "--contexts",
+                  fmt::format("{} + {} tokens exceed the context size {} (raise --ctx-size)", ctx, fl.n, info.ctx_size));
+    std::vector<int32_t> prompt(static_cast<size_t>(ctx));
+    for (auto& t : prompt) t = static_cast<int32_t>(rng() % info.vocab);
+    auto session = model->new_session();
+    auto t0 = std::chrono::steady_clock::now();
+    auto logits = session->append(prompt);
+    const double prefill_s = seconds_since(t0);
+    uint64_t rng_state = 0;
+    int32_t next = sample_token(logits, greedy, rng_state);
+    t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < fl.n; ++i) {
+      logits = session->append(std::span<const int32_t>(&next, 1));
+      next = sample_token(logits, greedy, rng_state);
+    }
+    const double decode_s = seconds_since(t0);
+    const ModelCounters c = model->counters();
+    nlohmann::json row = {{"model", info.dir.filename().string()}, {"context", ctx}, {"decode_tokens", fl.n},
+                          {"decode_tok_s", fl.n / decode_s}, {"prefill_tok_s", ctx / prefill_s},
+                          {"kv_cache_bytes", c.kv_cache_bytes}, {"kv_mode", fl.engine.turbo_kv ? "turbo" : fl.engine.kv_mode.empty() ? "f32" : fl.engine.kv_mode}};
+    if (fl.json) fmt::print("{}\n", row.dump());
+    else
+      fmt::print("context {:>6}: decode {:8.2f} tok/s  prefill {:8.1f} tok/s  kv {:8.2f} MiB  ({})\n", ctx,
+                 fl.n / decode_s, ctx / prefill_s, c.kv_cache_bytes / 1048576.0, row["kv_mode"].get<std::string>());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_decode_bench(CLI::App& app) {
+  auto fl = std::make_shared<Flags>();
+  auto* sub = app.add_subcommand("decode-bench", "decode tok/s at given context lengths");
+  fl->engine.add_to(*sub);
+  sub->add_option("--contexts", fl->contexts, "context lengths")->delimiter(',');
+  sub->add_option("-n", fl->n, "decode steps timed per context");
+  sub->add_flag("--json", fl->json, "one JSON object per context");
+  sub->callback(guarded([fl] { return run_decode_bench(*fl); }));
+}
+
+}  // namespace lmlab::cli
