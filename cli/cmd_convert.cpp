@@ -14,11 +14,13 @@ struct Flags {
   std::string model, out;
   ConvertOptions opt;
   int64_t shard_mb = 5000;
+  std::string fit = "mse";
   bool quiet = false;
 };
 
 int run_convert(Flags fl) {
   fl.opt.shard_bytes = static_cast<uint64_t>(fl.shard_mb) << 20;
+  fl.opt.fit = fl.fit == "minmax" ? QuantFit::minmax : QuantFit::mse;
   if (!fl.quiet) fl.opt.progress = stderr_progress("convert");
   const ConvertResult r = convert_model(fl.model, fl.out, fl.opt);
   fmt::print("wrote {}: {} tensors quantized to {} bits (group {}), {} copied, {:.1f} MB in {} shard(s)\n", fl.out,
@@ -36,6 +38,9 @@ void register_convert(CLI::App& app) {
   sub->add_option("--bits", fl->opt.bits, "bits per weight")->check(CLI::IsMember({2, 3, 4, 6, 8}));
   sub->add_option("--group-size", fl->opt.group_size, "weights per scale / bias")->check(CLI::IsMember({32, 64, 128}));
   sub->add_option("--router-bits", fl->opt.router_bits, "bits of MoE routers (0 = --bits)");
+  sub->add_option("--embedding-bits", fl->opt.embedding_bits, "bits of embed_tokens / lm_head (0 = --bits)");
+  sub->add_option("--fit", fl->fit, "scale/bias choice: mse (least error, default) or minmax (MLX's classic, fast)")
+      ->check(CLI::IsMember({"mse", "minmax"}));
   sub->add_option("--shard-mb", fl->shard_mb, "MiB of tensor data per safetensors shard")->check(CLI::PositiveNumber);
   sub->add_flag("--quiet", fl->quiet, "no progress on stderr");
   sub->callback(guarded([fl] { return run_convert(*fl); }));

@@ -1,6 +1,11 @@
 // lmlab iobench --file F [--read-kb 256] [--qd 8] [--seconds 5] [--backend uring|threads] [--json]:
 // the drive's O_DIRECT random-read bandwidth at one read size and queue depth (the streaming ceiling).
+// With --model DIR (a MoE) instead of or beside --file: the expert streamer's cold decode read path under
+// random routing, next to the drive's ceiling measured on the model's largest shard at the streamer's read
+// size and the same queue depth.
 #include <fmt/format.h>
+
+#include <filesystem>
 
 #include "common.h"
 #include "lmlab/iobench.h"
@@ -10,35 +15,81 @@ namespace lmlab::cli {
 namespace {
 
 struct Flags {
-  std::string file;
+  std::string file, model;
   int64_t read_kb = 256;
   int qd = 8;
   double seconds = 5.0;
   std::string backend = "uring";
+  int64_t expert_cache_mb = 0;
+  std::string policy = "reuse";
   bool json = false;
 };
 
-int run_iobench_cmd(const Flags& fl) {
-  if (fl.read_kb <= 0 || fl.read_kb % 4 != 0)
-    throw Error(ErrorKind::invalid_input, "--read-kb", fmt::format("{} is not a positive multiple of 4", fl.read_kb));
-  IoBenchOptions o;
-  o.file = fl.file;
-  o.read_bytes = static_cast<uint64_t>(fl.read_kb) << 10;
-  o.queue_depth = fl.qd;
-  o.seconds = fl.seconds;
-  o.use_uring = fl.backend == "uring";
-  const IoBenchResult r = run_iobench(o);
-  if (fl.json) {
+void print_raw(const IoBenchResult& r, const std::string& file, bool json) {
+  if (json) {
     fmt::print("{}\n", r.to_json());
-    return 0;
+    return;
   }
-  fmt::print("iobench {} ({:.1f} MB): {}{}, {} KiB random reads, queue depth {}\n", fl.file, r.file_bytes / 1e6,
-             r.mode == "direct" ? "O_DIRECT" : "buffered (" + r.mode_reason + ")", ", " + r.backend, fl.read_kb,
+  fmt::print("iobench {} ({:.1f} MB): {}, {}, {} KiB random reads, queue depth {}\n", file, r.file_bytes / 1e6,
+             r.mode == "direct" ? "O_DIRECT" : "buffered (" + r.mode_reason + ")", r.backend, r.read_bytes >> 10,
              r.queue_depth);
   fmt::print("  {:.1f} MB/s  {:.0f} IOPS  latency p50 {:.3f} ms  p99 {:.3f} ms  max {:.3f} ms\n",
              r.bytes_per_second / 1e6, r.iops, r.latency_p50_s * 1e3, r.latency_p99_s * 1e3, r.latency_max_s * 1e3);
   fmt::print("  {} reads, {:.1f} MB in {:.2f} s; the kernel counted {:.1f} MB read\n", r.reads, r.bytes / 1e6,
              r.seconds, r.kernel_read_bytes / 1e6);
+}
+
+std::filesystem::path largest_shard(const std::filesystem::path& dir) {
+  std::filesystem::path best;
+  uintmax_t best_size = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors" && e.file_size() > best_size) best = e.path(), best_size = e.file_size();
+  if (best.empty()) throw Error(ErrorKind::model_format, dir.string(), "no .safetensors files found");
+  return best;
+}
+
+int run_iobench_cmd(const Flags& fl) {
+  if (fl.file.empty() && fl.model.empty())
+    throw Error(ErrorKind::invalid_input, "--file", "give --file F (a drive's ceiling) and/or --model DIR");
+  if (fl.read_kb <= 0 || fl.read_kb % 4 != 0)
+    throw Error(ErrorKind::invalid_input, "--read-kb", fmt::format("{} is not a positive multiple of 4", fl.read_kb));
+  IoBenchOptions o;
+  o.read_bytes = static_cast<uint64_t>(fl.read_kb) << 10;
+  o.queue_depth = fl.qd;
+  o.seconds = fl.seconds;
+  o.use_uring = fl.backend == "uring";
+  if (!fl.file.empty()) {
+    o.file = fl.file;
+    print_raw(run_iobench(o), fl.file, fl.json);
+  }
+  if (fl.model.empty()) return 0;
+  ExpertStreamBenchOptions so;
+  so.model_dir = fl.model;
+  so.cache_bytes = static_cast<uint64_t>(fl.expert_cache_mb) << 20;
+  so.queue_depth = fl.qd;
+  so.seconds = fl.seconds;
+  so.use_uring = o.use_uring;
+  so.policy = fl.policy;
+  const ExpertStreamBenchResult s = run_expert_stream_bench(so);
+  o.file = largest_shard(fl.model);
+  o.read_bytes = s.read_chunk_bytes;
+  const IoBenchResult ceiling = run_iobench(o);
+  if (fl.json) {
+    fmt::print("{{\"expert_stream\":{},\"ceiling\":{}}}\n", s.to_json(), ceiling.to_json());
+    return 0;
+  }
+  print_raw(ceiling, o.file.string(), false);
+  const double hit = s.hits + s.misses ? static_cast<double>(s.hits) / (s.hits + s.misses) : 0.0;
+  fmt::print("expert streaming {} ({} {}, cache {:.1f} MB = {:.0f}% of {:.1f} MB of experts, policy {}, random "
+             "routing, no compute)\n",
+             fl.model, s.mode == "direct" ? "O_DIRECT" : s.mode, s.backend, s.cache_bytes / 1e6,
+             100.0 * s.cache_bytes / s.experts_bytes, s.experts_bytes / 1e6, s.policy);
+  fmt::print("  {:.1f} MB/s over the run, {:.1f} MB/s while reading = {:.0f}% of the ceiling above; {:.1f} tok/s "
+             "I/O-bound; hit rate {:.3f}\n",
+             s.bytes_per_second / 1e6, s.busy_bytes_per_second / 1e6,
+             100.0 * s.bytes_per_second / ceiling.bytes_per_second, s.tokens_per_second, hit);
+  fmt::print("  {} tokens, {} reads of {:.0f} KiB on average, {:.1f} MB; the kernel counted {:.1f} MB read\n", s.tokens,
+             s.reads, s.reads ? s.bytes / 1024.0 / s.reads : 0.0, s.bytes / 1e6, s.kernel_read_bytes / 1e6);
   return 0;
 }
 
@@ -46,13 +97,17 @@ int run_iobench_cmd(const Flags& fl) {
 
 void register_iobench(CLI::App& app) {
   auto fl = std::make_shared<Flags>();
-  auto* sub = app.add_subcommand("iobench", "O_DIRECT random-read bandwidth of a file's drive");
-  sub->add_option("--file", fl->file, "file to read (a model shard is a good choice)")->required();
-  sub->add_option("--read-kb", fl->read_kb, "bytes per read, KiB (multiple of 4)");
+  auto* sub = app.add_subcommand("iobench", "O_DIRECT random-read bandwidth of a drive, and of expert streaming");
+  sub->add_option("--file", fl->file, "file to read (a model shard is a good choice)");
+  sub->add_option("--model", fl->model, "MoE model directory: measure the expert streamer's cold read path too");
+  sub->add_option("--read-kb", fl->read_kb, "bytes per read for --file, KiB (multiple of 4)");
   sub->add_option("--qd", fl->qd, "reads in flight")->check(CLI::Range(1, 1024));
   sub->add_option("--seconds", fl->seconds, "how long to read")->check(CLI::PositiveNumber);
   sub->add_option("--backend", fl->backend, "uring | threads")->check(CLI::IsMember({"uring", "threads"}));
-  sub->add_flag("--json", fl->json, "one JSON object");
+  sub->add_option("--expert-cache-mb", fl->expert_cache_mb, "with --model: cache budget (0 = 1/8 of the experts)");
+  sub->add_option("--expert-cache-policy", fl->policy, "with --model: reuse | lru")
+      ->check(CLI::IsMember({"reuse", "lru"}));
+  sub->add_flag("--json", fl->json, "JSON output");
   sub->callback(guarded([fl] { return run_iobench_cmd(*fl); }));
 }
 

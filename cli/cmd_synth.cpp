@@ -68,7 +68,7 @@ int run_synth(const Flags& fl) {
              s.heads, s.kv_heads, s.head_dim, s.intermediate);
   if (s.experts > 0) fmt::print(" experts {} top-{} x {}", s.experts, s.top_k, s.moe_intermediate);
   fmt::print(" vocab {}\n  {:.3f}B parameters ({:.3f}B active), {} bits, {:.1f} MB in {} shard(s)\n", s.vocab,
-             r.parameters / 1e9, s.active_parameter_count() / 1e9, fl.bits, r.bytes_written / 1e6, r.shards);
+             r.parameters / 1e9, r.active_parameters / 1e9, fl.bits, r.bytes_written / 1e6, r.shards);
   return 0;
 }
 

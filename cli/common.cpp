@@ -27,12 +27,13 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
   app.add_option("--kv-budget-mb", kv_budget_mb, "KV cache budget, all sessions (0 = unlimited)");
   app.add_option("--prompt-cache-mb", prompt_cache_mb, "prompt (prefix) cache budget (0 = off)");
   app.add_flag("--stream-experts", stream_experts, "stream MoE experts from SSD");
-  app.add_option("--expert-cache-mb", expert_cache_mb, "expert cache budget for --stream-experts");
+  app.add_option("--expert-cache-mb", expert_cache_mb, "expert cache budget for --stream-experts (0 = 25% of experts)");
+  app.add_option("--expert-cache-policy", expert_cache_policy, "reuse | lru")->check(CLI::IsMember({"reuse", "lru"}));
+  app.add_option("--expert-queue-depth", expert_queue_depth, "expert reads in flight");
+  app.add_flag("--no-expert-predict", no_expert_predict, "do not read ahead the next layer's predicted experts");
 }
 
 ModelOptions EngineFlags::options() const {
-  if (stream_experts)
-    throw Error(ErrorKind::unsupported, "--stream-experts", "expert streaming is not in this build yet");
   ModelOptions o;
   o.device = device == "cuda" ? Device::cuda : Device::cpu;
   o.ctx_size = ctx_size;
@@ -48,6 +49,11 @@ ModelOptions EngineFlags::options() const {
   o.kv_hot_window = kv_hot_window >= 0 ? kv_hot_window : default_hot_window;
   o.kv_budget_mb = kv_budget_mb;
   o.prompt_cache_mb = prompt_cache_mb;
+  o.stream_experts = stream_experts;
+  o.expert_cache_mb = expert_cache_mb;
+  o.expert_cache_policy = expert_cache_policy;
+  o.expert_queue_depth = expert_queue_depth;
+  o.expert_predict_next = !no_expert_predict;
   return o;
 }
 

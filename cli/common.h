@@ -24,6 +24,9 @@ struct EngineFlags {
   int64_t kv_budget_mb = 0, prompt_cache_mb = 0;
   bool stream_experts = false;
   int64_t expert_cache_mb = 0;
+  std::string expert_cache_policy = "reuse";
+  int expert_queue_depth = 8;
+  bool no_expert_predict = false;
 
   void add_to(CLI::App& app, bool model_required = true);
   ModelOptions options() const;  // rejects flags this build cannot honour yet, by name

@@ -82,7 +82,7 @@ TEST_P(SynthArch, LoadsGeneratesAndIndexesEveryTensor) {
   EXPECT_EQ(index["metadata"]["total_size"].get<uint64_t>(), total);
 
   auto model = Model::load(out.path());
-  EXPECT_EQ(model->info().weight_format, c.bits == 16 ? "bf16" : "q4g64");
+  EXPECT_EQ(model->info().weight_format, c.bits == 16 ? "BF16" : "q4g64");
   EXPECT_TRUE(model->info().ignored_config_keys.size() < 20);
   const std::vector<int32_t> prompt = model->tokenizer().encode("def main():");
   SamplingParams sp;
@@ -138,6 +138,8 @@ TEST(Synth, ScaleKeepsHeadDimAndDivisibility) {
     EXPECT_EQ(s.hidden % 128, 0);
     EXPECT_EQ(s.intermediate % 128, 0);
     EXPECT_EQ(s.heads % s.kv_heads, 0);
+    EXPECT_EQ(s.heads / s.kv_heads, full.heads / full.kv_heads) << "grouped-query ratio";
+    if (full.hidden == full.heads * full.head_dim) EXPECT_EQ(s.hidden, s.heads * s.head_dim);
     EXPECT_LT(s.hidden, full.hidden);
     EXPECT_LT(s.layers, full.layers);
     EXPECT_GE(s.layers, 1);

@@ -36,4 +36,35 @@ struct IoBenchResult {
 // Throws Error(invalid_input) for a bad size or a file smaller than one read, Error(io) when reads fail.
 IoBenchResult run_iobench(const IoBenchOptions& options);
 
+// Cold decode read path of expert streaming, without the compute: for `seconds`, token after token, every
+// MoE layer asks the ExpertStreamer for top_k experts drawn uniformly (random routing, the cache's worst
+// case) and waits for them. Its bandwidth against run_iobench's at the streamer's read size is the
+// streaming efficiency (issue 6's goal: >= 80%).
+struct ExpertStreamBenchOptions {
+  std::filesystem::path model_dir;
+  uint64_t cache_bytes = 0;   // 0 = an eighth of the experts' bytes
+  int queue_depth = 8;
+  double seconds = 5.0;
+  bool use_uring = true;
+  std::string policy = "reuse";
+  uint32_t seed = 1;
+};
+
+struct ExpertStreamBenchResult {
+  std::string mode, backend, policy;
+  uint64_t expert_read_bytes = 0;   // one expert's aligned read plan
+  uint64_t cache_bytes = 0, experts_bytes = 0;
+  uint64_t read_chunk_bytes = 0;    // the streamer's read size
+  uint64_t tokens = 0, bytes = 0, reads = 0, hits = 0, misses = 0;
+  double wall_seconds = 0, busy_seconds = 0;
+  double bytes_per_second = 0;      // bytes / wall time
+  double busy_bytes_per_second = 0; // bytes / time with a read in flight
+  double tokens_per_second = 0;     // I/O-bound decode rate (no compute)
+  uint64_t kernel_read_bytes = 0;
+
+  std::string to_json() const;
+};
+
+ExpertStreamBenchResult run_expert_stream_bench(const ExpertStreamBenchOptions& options);
+
 }  // namespace lmlab

@@ -36,6 +36,11 @@ struct ModelOptions {
   bool kv_k_qjl = true;           // turbo: 1-bit QJL correction of K's residual (unbiased inner products)
   int kv_v_bits = 3;              // turbo: Lloyd-Max bits of V (2, 3, 4)
   int64_t kv_hot_window = 256;    // compressed modes: the most recent positions kept exact (0 = compress all)
+  bool stream_experts = false;    // MoE experts stay on disk and are read (O_DIRECT) into a budgeted cache
+  int64_t expert_cache_mb = 0;    // that cache's budget; 0 = a quarter of the experts' bytes
+  int expert_queue_depth = 8;     // expert reads in flight
+  bool expert_predict_next = true;  // read ahead the next MoE layer's likely experts
+  std::string expert_cache_policy = "reuse";  // "reuse" (see docs/expert-streaming.md) or "lru"
 };
 
 // Counters of the engine's memory and caches (the same numbers /metrics exports).
@@ -46,6 +51,10 @@ struct ModelCounters {
   uint64_t prompt_cache_entries = 0; // stored blocks (prefix-tree nodes)
   uint64_t prompt_cache_lookups = 0, prompt_cache_hits = 0, prompt_cache_hit_tokens = 0;
   uint64_t prompt_cache_evictions = 0;
+  // SSD expert streaming (zero unless --stream-experts)
+  uint64_t ssd_bytes_read_total = 0, ssd_reads_total = 0;
+  double ssd_read_seconds_total = 0.0;
+  uint64_t expert_cache_hits_total = 0, expert_cache_misses_total = 0, expert_cache_bytes = 0;
 };
 
 struct ModelInfo {

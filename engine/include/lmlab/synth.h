@@ -40,8 +40,10 @@ struct SynthShape {
 std::vector<std::string> synth_preset_names();
 SynthShape synth_preset(std::string_view name);       // throws invalid_input listing the presets
 SynthShape synth_default_shape(std::string_view arch);  // a tiny model of the architecture
-// Scales hidden, intermediate sizes and layers by `factor` (keeping head_dim, the expert count, top-k and the
-// architecture); the head counts follow hidden; sizes stay multiples of 128 (any group size divides them).
+// Scales hidden, intermediate sizes and layers by `factor` (keeping head_dim, the grouped-query ratio, the
+// expert count, top-k and the architecture): KV heads scale by `factor`, query heads follow at the same ratio,
+// and a model whose hidden size is heads * head_dim keeps that; sizes stay multiples of 128 (any group size
+// divides them).
 SynthShape scale_shape(const SynthShape& shape, double factor);
 
 struct SynthOptions {
@@ -58,6 +60,7 @@ struct SynthOptions {
 struct SynthResult {
   SynthShape shape;  // as written (vocab possibly replaced)
   uint64_t bytes_written = 0, parameters = 0;
+  uint64_t active_parameters = 0;  // per token: top_k of the experts
   int shards = 0;
 };
 

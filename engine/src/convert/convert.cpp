@@ -36,6 +36,7 @@ struct Entry {
   int64_t rows = 0, cols = 0;      // per source (quantized)
   int bits = 0, group_size = 0;
   kernels::ScaleType scale_type = kernels::ScaleType::bf16;
+  QuantMethod method = QuantMethod::mse;
 };
 
 std::string where_of(const TensorRef& t) { return t.file->path().string() + ": tensor '" + t.info->name + "'"; }
@@ -84,7 +85,8 @@ void write_quantized(const Entry& e, ShardedModelWriter& out) {
           [&](int64_t a, int64_t b) {
             to_f32(src, (r0 + a) * e.cols, (b - a) * e.cols, w.data() + a * e.cols);
             quantize_affine(w.data() + a * e.cols, b - a, e.cols, e.bits, e.group_size, e.scale_type,
-                            packed.data() + a * words, s_blk.data() + a * groups, b_blk.data() + a * groups);
+                            packed.data() + a * words, s_blk.data() + a * groups, b_blk.data() + a * groups,
+                            e.method);
           },
           8);
       out.write_values<uint32_t>(packed);
@@ -106,13 +108,17 @@ nlohmann::ordered_json quant_json(int bits, int group_size) {
 }  // namespace
 
 ConvertResult convert_model(const fs::path& in_dir, const fs::path& out_dir, const ConvertOptions& opt) {
-  if (opt.bits != 2 && opt.bits != 3 && opt.bits != 4 && opt.bits != 6 && opt.bits != 8)
-    throw Error(ErrorKind::invalid_input, "--bits", fmt::format("{} is not one of 2, 3, 4, 6, 8", opt.bits));
+  auto check_bits = [](int bits, const char* flag) {
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 6 && bits != 8)
+      throw Error(ErrorKind::invalid_input, flag, fmt::format("{} is not one of 2, 3, 4, 6, 8", bits));
+    return bits;
+  };
+  check_bits(opt.bits, "--bits");
   if (opt.group_size != 32 && opt.group_size != 64 && opt.group_size != 128)
     throw Error(ErrorKind::invalid_input, "--group-size", fmt::format("{} is not one of 32, 64, 128", opt.group_size));
-  const int router_bits = opt.router_bits > 0 ? opt.router_bits : opt.bits;
-  if (router_bits != 2 && router_bits != 3 && router_bits != 4 && router_bits != 6 && router_bits != 8)
-    throw Error(ErrorKind::invalid_input, "--router-bits", fmt::format("{} is not one of 2, 3, 4, 6, 8", router_bits));
+  const int router_bits = check_bits(opt.router_bits > 0 ? opt.router_bits : opt.bits, "--router-bits");
+  const int embedding_bits = check_bits(opt.embedding_bits > 0 ? opt.embedding_bits : opt.bits, "--embedding-bits");
+  const QuantMethod method = opt.fit == QuantFit::mse ? QuantMethod::mse : QuantMethod::minmax;
 
   // The config, as written (key order kept), and the architecture's tensor names.
   const fs::path cfg_path = in_dir / "config.json";
@@ -150,6 +156,7 @@ ConvertResult convert_model(const fs::path& in_dir, const fs::path& out_dir, con
     e.bits = bits;
     e.group_size = opt.group_size;
     e.scale_type = sources[0].info->dtype == DType::f16 ? kernels::ScaleType::f16 : kernels::ScaleType::bf16;
+    e.method = method;
     e.sources = std::move(sources);
     entries.push_back(std::move(e));
   };
@@ -194,7 +201,8 @@ ConvertResult convert_model(const fs::path& in_dir, const fs::path& out_dir, con
     const bool stacked_3d = is_float(t.info->dtype) && t.info->shape.size() == 3 &&
                             t.info->shape[2] % opt.group_size == 0 && prefix.find(".switch_mlp.") != std::string::npos;
     if (is_weight && (quantizable(t) || stacked_3d)) {
-      const int bits = router ? router_bits : opt.bits;
+      const bool embedding = prefix == "model.embed_tokens" || prefix == "lm_head";
+      const int bits = router ? router_bits : embedding ? embedding_bits : opt.bits;
       if (stacked_3d) {  // an already stacked (MLX-layout) bf16 expert tensor: quantize each expert slice
         Entry e;
         e.name = prefix;
@@ -205,6 +213,7 @@ ConvertResult convert_model(const fs::path& in_dir, const fs::path& out_dir, con
         e.bits = bits;
         e.group_size = opt.group_size;
         e.scale_type = t.info->dtype == DType::f16 ? kernels::ScaleType::f16 : kernels::ScaleType::bf16;
+        e.method = method;
         // One "source" per expert: views of the slices of the stacked tensor.
         for (int64_t x = 0; x < t.info->shape[0]; ++x) e.sources.push_back(t);
         entries.push_back(std::move(e));

@@ -113,6 +113,7 @@ void copy_model_side_files(const fs::path& from, const fs::path& to) {
       continue;
     std::error_code ec;
     fs::copy_file(e.path(), to / name, fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::permissions(to / name, fs::perms::owner_write, fs::perm_options::add, ec);  // fixtures are read-only
     if (ec) throw Error(ErrorKind::io, (to / name).string(), fmt::format("cannot copy from {}: {}", e.path().string(), ec.message()));
   }
 }

@@ -1,8 +1,15 @@
-// MLX affine quantization of f32 rows (what `mlx.core.quantize` computes), used by `convert` and `synth`.
-// Per group of group_size values along a row: scale = (max - min) / (2^bits - 1), bias = min, both rounded to
-// the output dtype (bf16 or f16) first, then q = clamp(round((w - bias) / scale), 0, 2^bits - 1) with the
-// rounded values, so dequantization (scale * q + bias) reproduces w within scale / 2 plus the rounding of
-// bias. q values are packed along the row as a little-endian bit stream (first value in the lowest bits).
+// MLX affine quantization of f32 rows, used by `convert` and `synth`. Output format as mlx.core.quantize:
+// per group of group_size values along a row, w ~ scale * q + bias with q in [0, 2^bits), q packed along the
+// row as a little-endian bit stream (first value in the lowest bits), scale and bias stored as bf16 / f16.
+// How scale and bias are chosen (the format does not care; any loader dequantizes the same way):
+//   minmax  scale = (max - min) / (2^bits - 1), bias = min (MLX's classic fit): fast.
+//   mse     minimises the group's squared dequantization error: starts from minmax, the minmax fit shifted
+//           so that 0 is exactly representable, and ranges clipped by up to 20% at either end (an 11 x 11
+//           grid), then alternates q = round((w - bias) / scale) with the least-squares (scale, bias) for those
+//           q. Data-free. coder-dense at 4 bits, group 64: +3.0% perplexity (minmax: +4.8%); with the tied
+//           embedding at 8 bits: +1.9% (minmax: +3.8%).
+// In both, scale and bias are rounded to the output dtype before q is computed, so dequantization reproduces
+// w within half a step (plus the bias's rounding) for the values inside the fitted range.
 #pragma once
 
 #include <cstdint>
@@ -11,9 +18,12 @@
 
 namespace lmlab {
 
+enum class QuantMethod { minmax, mse };
+
 // w [rows, cols] -> packed [rows, cols * bits / 32], scales and biases [rows, cols / group_size] stored as
 // scale_type (bf16 or f16). cols must be a multiple of group_size, group_size a multiple of 32.
 void quantize_affine(const float* w, int64_t rows, int64_t cols, int bits, int group_size,
-                     kernels::ScaleType scale_type, uint32_t* packed, uint16_t* scales, uint16_t* biases);
+                     kernels::ScaleType scale_type, uint32_t* packed, uint16_t* scales, uint16_t* biases,
+                     QuantMethod method = QuantMethod::minmax);
 
 }  // namespace lmlab

@@ -356,6 +356,7 @@ SynthResult synth_model(const fs::path& out_dir, const SynthOptions& opt) {
     if (!fs::exists(src)) continue;
     std::error_code ec;
     fs::copy_file(src, out_dir / f, fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::permissions(out_dir / f, fs::perms::owner_write, fs::perm_options::add, ec);
     if (ec) throw Error(ErrorKind::io, (out_dir / f).string(), "cannot copy from " + src.string() + ": " + ec.message());
   }
 
@@ -367,6 +368,9 @@ SynthResult synth_model(const fs::path& out_dir, const SynthOptions& opt) {
     for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
     res.parameters += n;
   }
+  const uint64_t idle_experts = s.experts > 0 ? static_cast<uint64_t>(s.experts - s.top_k) : 0;
+  res.active_parameters = res.parameters - static_cast<uint64_t>(s.layers) * idle_experts * 3 *
+                                               static_cast<uint64_t>(s.hidden) * static_cast<uint64_t>(s.moe_intermediate);
   res.shards = out.shard_count();
   return res;
 }

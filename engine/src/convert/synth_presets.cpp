@@ -111,14 +111,18 @@ SynthShape synth_default_shape(std::string_view arch) {
 
 SynthShape scale_shape(const SynthShape& in, double f) {
   if (!(f > 0.0)) throw Error(ErrorKind::invalid_input, "--scale", "must be positive");
+  if (in.kv_heads <= 0 || in.heads % in.kv_heads != 0)
+    throw Error(ErrorKind::invalid_input, "--scale", "the shape's heads are not a multiple of its KV heads");
   SynthShape s = in;
+  // Heads follow the width, keeping the grouped-query ratio; a model whose width is heads * head_dim keeps that.
+  const int64_t group = in.heads / in.kv_heads;
+  s.kv_heads = std::max<int64_t>(1, std::llround(static_cast<double>(in.kv_heads) * f));
+  s.heads = s.kv_heads * group;
   s.hidden = round_to(static_cast<double>(in.hidden) * f, 128);
+  if (in.hidden == in.heads * in.head_dim && (s.heads * s.head_dim) % 128 == 0) s.hidden = s.heads * s.head_dim;
   s.intermediate = round_to(static_cast<double>(in.intermediate) * f, 128);
   if (in.moe_intermediate > 0) s.moe_intermediate = round_to(static_cast<double>(in.moe_intermediate) * f, 128);
   s.layers = std::max<int64_t>(1, std::llround(static_cast<double>(in.layers) * f));
-  s.kv_heads = std::max<int64_t>(1, std::llround(static_cast<double>(in.kv_heads) * f));
-  const int64_t heads = std::max<int64_t>(1, std::llround(static_cast<double>(in.heads) * f));
-  s.heads = std::max<int64_t>(1, std::llround(static_cast<double>(heads) / static_cast<double>(s.kv_heads))) * s.kv_heads;
   if (in.query_pre_attn_scalar > 0) s.query_pre_attn_scalar = static_cast<double>(s.hidden) / static_cast<double>(s.heads);
   return s;
 }

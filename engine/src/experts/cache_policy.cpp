@@ -102,7 +102,10 @@ std::unique_ptr<CachePolicy> make_cache_policy(CachePolicyKind kind, int64_t n_l
 
 double simulate_expert_cache(CachePolicyKind kind, int64_t capacity, int64_t n_layers, int64_t n_experts,
                              const std::vector<std::vector<int32_t>>& trace, const CachePolicyOptions& options) {
-  auto policy = make_cache_policy(kind, n_layers, n_experts, options);
+  CachePolicyOptions o = options;
+  if (o.top_k <= 0)
+    for (const auto& v : trace) o.top_k = std::max<int64_t>(o.top_k, static_cast<int64_t>(v.size()));
+  auto policy = make_cache_policy(kind, n_layers, n_experts, o);
   std::vector<char> cached(static_cast<size_t>(n_layers * n_experts), 0), pinned(cached.size(), 0);
   std::vector<int32_t> resident;  // keys
   uint64_t hits = 0, total = 0;

@@ -53,7 +53,7 @@ class CachePolicy {
 };
 
 struct CachePolicyOptions {
-  int64_t top_k = 1;          // the router's k: the prior of p is top_k / n_experts
+  int64_t top_k = 0;               // the router's k (0 = the model's): the prior of p is top_k / n_experts
   double reuse_decay_slow = 0.02;  // `a` of the popularity estimate (~50 visits of memory)
   double reuse_decay_fast = 0.7;   // `a` of the recency estimate (routers repeat themselves across tokens)
 };

@@ -1,14 +1,17 @@
 // ExpertCache: the byte budget of streamed experts (--expert-cache-mb) as a fixed arena of equal slots, one
 // expert (its three projections, weights + scales + biases) per slot, and the entries that own them.
 // Slot size = the largest expert read plan, so the arena never fragments and cache bytes = slots in use *
-// slot size <= budget at every moment. The arena is reserved once and faulted in on first use; evicted slots
-// are reused, so steady-state streaming allocates nothing and takes no page faults.
+// slot size <= budget at every moment. The arena is reserved once and faulted in by a background thread in
+// the order slots are handed out; evicted slots are reused, so streaming allocates nothing and its reads
+// take no page faults.
 // Not synchronised: ExpertStreamer guards it with its mutex. The eviction order comes from a CachePolicy.
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "experts/cache_policy.h"
@@ -82,6 +85,8 @@ class ExpertCache {
   std::vector<std::unique_ptr<ExpertEntry>> entries_; // [n_moe_layers * n_experts]
   std::unique_ptr<CachePolicy> policy_;
   uint64_t evictions_ = 0;
+  std::atomic<bool> stop_prefault_{false};
+  std::thread prefault_;
 };
 
 }  // namespace lmlab

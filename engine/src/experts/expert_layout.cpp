@@ -65,11 +65,12 @@ struct Locator {
                 int64_t stacked_expert) {
     const int p = static_cast<int>(proj);
     const QuantSpec q = spec.quant_for(prefix);
-    loc.quant[p] = q;
     loc.out[p] = out;
     loc.in[p] = in;
     TensorRef w = store.find(prefix + ".weight");
-    const bool quantized = (w && w.info->dtype == DType::u32) || q.bits > 0;
+    // mlx-lm's rule, as load_linear's: a tensor of a quantized model is quantized when it has scales.
+    const bool quantized = (w && w.info->dtype == DType::u32) || (q.bits > 0 && store.contains(prefix + ".scales"));
+    loc.quant[p] = quantized ? q : QuantSpec{};
     if (quantized) {
       if (q.bits <= 0 || q.group_size <= 0 || (in * q.bits) % 32 != 0 || in % q.group_size != 0) {
         const std::string where = w ? tensor_where(w) : prefix + ".weight";

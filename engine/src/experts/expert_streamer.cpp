@@ -99,7 +99,7 @@ ExpertHandle ExpertBatch::next() {
 
 namespace {
 ExpertStreamerOptions with_defaults(ExpertStreamerOptions o, const ModelSpec& spec) {
-  if (o.policy_options.top_k <= 1) o.policy_options.top_k = std::max<int64_t>(1, spec.top_k);
+  if (o.policy_options.top_k <= 0) o.policy_options.top_k = std::max<int64_t>(1, spec.top_k);
   o.read_chunk_bytes = std::max<uint64_t>(DirectReader::kAlignment,
                                           o.read_chunk_bytes / DirectReader::kAlignment * DirectReader::kAlignment);
   return o;

@@ -12,7 +12,9 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "arch/registry.h"
 #include "experts/direct_reader.h"
+#include "experts/expert_streamer.h"
 #include "lmlab/error.h"
 
 namespace lmlab {
@@ -107,6 +109,78 @@ std::string IoBenchResult::to_json() const {
                         {"seconds", seconds},           {"bytes_per_second", bytes_per_second},
                         {"iops", iops},                 {"latency_p50_s", latency_p50_s},
                         {"latency_p99_s", latency_p99_s}, {"latency_max_s", latency_max_s},
+                        {"kernel_read_bytes", kernel_read_bytes}}
+      .dump();
+}
+
+ExpertStreamBenchResult run_expert_stream_bench(const ExpertStreamBenchOptions& o) {
+  const ModelSpec spec = load_model_spec(o.model_dir.string());
+  const WeightStore store = WeightStore::open_dir(o.model_dir);
+  ExpertStreamerOptions so;
+  so.queue_depth = o.queue_depth;
+  so.use_uring = o.use_uring;
+  so.predict_next_layer = false;
+  so.policy = parse_cache_policy(o.policy);
+  const ExpertLayout layout = ExpertLayout::build(store, spec);
+  if (layout.all().empty())
+    throw Error(ErrorKind::invalid_input, o.model_dir.string(), "the model has no MoE experts to stream");
+  so.cache_bytes = o.cache_bytes ? o.cache_bytes : std::max(layout.total_read_bytes() / 8, layout.max_buffer_bytes());
+  const uint64_t kernel0 = proc_read_bytes();
+  ExpertStreamer s(store, spec, so);
+  const StreamCounters c0 = s.counters();
+  std::mt19937 rng(o.seed);
+  std::vector<int32_t> all(static_cast<size_t>(spec.n_experts));
+  for (int32_t e = 0; e < spec.n_experts; ++e) all[e] = e;
+  ExpertStreamBenchResult r;
+  const double t0 = monotonic_seconds();
+  while (monotonic_seconds() - t0 < o.seconds) {
+    for (int32_t l : layout.moe_layers()) {
+      std::shuffle(all.begin(), all.end(), rng);
+      ExpertBatch b = s.request(l, std::span(all.data(), static_cast<size_t>(spec.top_k)));
+      while (ExpertHandle h = b.next()) {
+      }
+    }
+    ++r.tokens;
+  }
+  r.wall_seconds = monotonic_seconds() - t0;
+  const StreamCounters c = s.counters().since(c0);
+  r.kernel_read_bytes = proc_read_bytes() - kernel0;
+  r.mode = c.read_mode;
+  r.backend = c.io_backend;
+  r.policy = o.policy;
+  r.expert_read_bytes = layout.all().front().read_bytes;
+  r.cache_bytes = so.cache_bytes;
+  r.experts_bytes = layout.total_read_bytes();
+  r.read_chunk_bytes = s.options().read_chunk_bytes;
+  r.bytes = c.ssd_bytes_read_total;
+  r.reads = c.ssd_reads_total;
+  r.hits = c.expert_cache_hits_total;
+  r.misses = c.expert_cache_misses_total;
+  r.busy_seconds = c.ssd_read_seconds_total;
+  r.bytes_per_second = r.bytes / r.wall_seconds;
+  r.busy_bytes_per_second = r.busy_seconds > 0 ? r.bytes / r.busy_seconds : 0;
+  r.tokens_per_second = r.tokens / r.wall_seconds;
+  return r;
+}
+
+std::string ExpertStreamBenchResult::to_json() const {
+  return nlohmann::json{{"mode", mode},
+                        {"backend", backend},
+                        {"policy", policy},
+                        {"expert_read_bytes", expert_read_bytes},
+                        {"cache_bytes", cache_bytes},
+                        {"experts_bytes", experts_bytes},
+                        {"read_chunk_bytes", read_chunk_bytes},
+                        {"tokens", tokens},
+                        {"bytes", bytes},
+                        {"reads", reads},
+                        {"hits", hits},
+                        {"misses", misses},
+                        {"wall_seconds", wall_seconds},
+                        {"busy_seconds", busy_seconds},
+                        {"bytes_per_second", bytes_per_second},
+                        {"busy_bytes_per_second", busy_bytes_per_second},
+                        {"tokens_per_second", tokens_per_second},
                         {"kernel_read_bytes", kernel_read_bytes}}
       .dump();
 }

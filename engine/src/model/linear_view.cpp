@@ -75,7 +75,7 @@ float scalar_at(const TensorView& t, int64_t i) {
 std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant) {
   if (!v.weight) throw Error(ErrorKind::internal, v.weight.where, "make_linear_from_bytes without a weight");
   if (v.bias) check_shape(v.bias, {out});
-  if (v.weight.dtype == DType::u32 || quant.bits > 0) {
+  if (v.weight.dtype == DType::u32 || v.scales) {  // mlx-lm: quantized when it has scales
     if (quant.bits <= 0 || quant.group_size <= 0 || (in * quant.bits) % 32 != 0 || in % quant.group_size != 0)
       throw Error(ErrorKind::model_format, v.weight.where,
                   fmt::format("quantized weight without a usable quantization spec (bits {}, group size {})",

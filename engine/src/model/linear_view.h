@@ -29,8 +29,8 @@ struct LinearView {
   TensorView weight, scales, biases, bias;
 };
 
-// Checks shapes and dtypes against [out, in] and `quant` (bits 0 = dense), throws model_format naming
-// `where` on a mismatch. Quantized weights (u32 or quant.bits > 0) go to make_linear_affine_from_bytes.
+// Checks shapes and dtypes against [out, in] and `quant`, throws model_format naming `where` on a mismatch.
+// Quantized weights (u32, or with scales: mlx-lm's rule) go to make_linear_affine_from_bytes with `quant`.
 std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant);
 
 // The MLX affine case (linear_affine_view.cpp), called by make_linear_from_bytes with the shapes

@@ -5,6 +5,8 @@
 
 #include "arch/registry.h"
 #include "lmlab/error.h"
+#include "experts/expert_layout.h"
+#include "experts/expert_streamer.h"
 #include "kv/kv_layer_paged.h"
 #include "kv/turboquant/kv_layer_turbo.h"
 #include "model/model_impl.h"
@@ -25,7 +27,19 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   impl->options = options;
   ModelSpec spec = load_model_spec(dir.string());
   WeightStore store = WeightStore::open_dir(dir);
-  impl->transformer = std::make_unique<Transformer>(std::move(spec), std::move(store));
+  TransformerOptions topts;
+  if (options.stream_experts) {
+    topts.stream_experts = true;
+    topts.expert_queue_depth = options.expert_queue_depth;
+    topts.expert_predict_next = options.expert_predict_next;
+    topts.expert_cache_policy = options.expert_cache_policy;
+    if (options.expert_cache_mb > 0) {
+      topts.expert_cache_bytes = static_cast<uint64_t>(options.expert_cache_mb) << 20;
+    } else {  // default: a quarter of the experts' bytes
+      topts.expert_cache_bytes = ExpertLayout::build(store, spec).total_read_bytes() / 4;
+    }
+  }
+  impl->transformer = std::make_unique<Transformer>(std::move(spec), std::move(store), topts);
   const ModelSpec& s = impl->transformer->spec();
   if (std::filesystem::exists(dir / "tokenizer.json")) impl->tokenizer = Tokenizer::from_file(dir / "tokenizer.json");
 
@@ -83,6 +97,15 @@ ModelCounters Model::counters() const {
     c.prompt_cache_hits = st.hits;
     c.prompt_cache_hit_tokens = st.hit_tokens;
     c.prompt_cache_evictions = st.evictions;
+  }
+  if (const ExpertStreamer* es = impl_->transformer->streamer()) {
+    const StreamCounters sc = es->counters();
+    c.ssd_bytes_read_total = sc.ssd_bytes_read_total;
+    c.ssd_reads_total = sc.ssd_reads_total;
+    c.ssd_read_seconds_total = sc.ssd_read_seconds_total;
+    c.expert_cache_hits_total = sc.expert_cache_hits_total;
+    c.expert_cache_misses_total = sc.expert_cache_misses_total;
+    c.expert_cache_bytes = sc.expert_cache_bytes;
   }
   return c;
 }

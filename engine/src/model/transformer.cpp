@@ -4,8 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
+#include "experts/expert_streamer.h"
 #include "kernels/kernels.h"
 #include "lmlab/error.h"
 
@@ -19,9 +21,22 @@ void add_inplace(float* x, const float* y, int64_t n) {
 }
 }  // namespace
 
-Transformer::Transformer(ModelSpec spec, WeightStore store) : spec_(std::move(spec)), store_(std::move(store)) {
+Transformer::Transformer(ModelSpec spec, WeightStore store, const TransformerOptions& options)
+    : spec_(std::move(spec)), store_(std::move(store)) {
+  if (options.stream_experts) {
+    if (spec_.n_experts == 0)
+      throw Error(ErrorKind::invalid_input, "--stream-experts", spec_.arch + " is not a mixture-of-experts model");
+    ExpertStreamerOptions so;
+    so.cache_bytes = options.expert_cache_bytes;
+    so.queue_depth = options.expert_queue_depth;
+    so.predict_next_layer = options.expert_predict_next;
+    so.policy = parse_cache_policy(options.expert_cache_policy);
+    streamer_ = std::make_unique<ExpertStreamer>(store_, spec_, so);
+  }
   load_weights();
 }
+
+Transformer::~Transformer() = default;
 
 MlpWeights Transformer::load_mlp(const std::string& prefix, int64_t inter, int64_t expert) const {
   const auto& n = spec_.names;
@@ -62,7 +77,8 @@ void Transformer::load_weights() {
     if (s.layers[l].moe) {
       w.moe.router = lin(p + n.router, s.n_experts, s.hidden);
       const bool stacked = store_.contains(p + n.stacked_experts + "." + n.gate + ".weight");
-      for (int64_t e = 0; e < s.n_experts; ++e)
+      // Streamed experts stay on disk: not a byte of them is mapped in or touched here.
+      for (int64_t e = 0; e < s.n_experts && !streamer_; ++e)
         w.moe.experts.push_back(stacked ? load_mlp(p + n.stacked_experts + ".", s.moe_intermediate, e)
                                         : load_mlp(fmt::format("{}{}.{}.", p, n.experts, e), s.moe_intermediate));
     } else {
@@ -99,44 +115,81 @@ void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, in
   w.o->forward(attn.data(), out, n);
 }
 
-void Transformer::mlp_block(const MlpWeights& w, const float* h, int64_t n, float* out) const {
-  const int64_t inter = w.gate->out_features();
+void Transformer::mlp_block(const Linear& gate, const Linear& up, const Linear& down, const float* h, int64_t n,
+                            float* out) const {
+  const int64_t inter = gate.out_features();
   std::vector<float> g(n * inter), u(n * inter);
-  w.gate->forward(h, g.data(), n);
-  w.up->forward(h, u.data(), n);
+  gate.forward(h, g.data(), n);
+  up.forward(h, u.data(), n);
   if (spec_.activation == Activation::silu) kernels::silu_mul(g.data(), u.data(), g.data(), n * inter);
   else kernels::gelu_tanh_mul(g.data(), u.data(), g.data(), n * inter);
-  w.down->forward(g.data(), out, n);
+  down.forward(g.data(), out, n);
 }
 
-// Routes every token, then runs each selected expert once over all the tokens that chose it.
-void Transformer::moe_block(const MoeWeights& w, const float* h, int64_t n, float* out) const {
+// Routes every token, runs each selected expert once over all the tokens that chose it (in memory, or as
+// the streamer delivers it), then sums each token's experts in expert-index order (as HF does), so the
+// result does not depend on the order in which streamed experts arrive.
+void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, int64_t n, float* out) const {
   const auto& s = spec_;
   const int64_t E = s.n_experts, K = s.top_k, H = s.hidden;
-  std::vector<float> logits(n * E), weights(n * K);
+  std::vector<float> logits(n * E), weights(n * K), slot_out(n * K * H);
   std::vector<int32_t> chosen(n * K);
   w.router->forward(h, logits.data(), n);
   for (int64_t t = 0; t < n; ++t)
     kernels::route_topk(logits.data() + t * E, E, K, s.norm_topk, chosen.data() + t * K, weights.data() + t * K);
-  std::fill(out, out + n * H, 0.0f);
-  std::vector<int64_t> rows;
-  std::vector<float> rows_w, xin, xout;
-  for (int64_t e = 0; e < E; ++e) {
-    rows.clear();
-    rows_w.clear();
+
+  std::vector<int64_t> slots;
+  std::vector<float> xin, xout;
+  auto run_expert = [&](int32_t e, const Linear& gate, const Linear& up, const Linear& down) {
+    slots.clear();
     for (int64_t i = 0; i < n * K; ++i)
-      if (chosen[i] == e) {
-        rows.push_back(i / K);
-        rows_w.push_back(weights[i]);
-      }
-    if (rows.empty()) continue;
-    const int64_t m = static_cast<int64_t>(rows.size());
+      if (chosen[i] == e) slots.push_back(i);
+    const int64_t m = static_cast<int64_t>(slots.size());
     xin.resize(m * H);
     xout.resize(m * H);
-    for (int64_t r = 0; r < m; ++r) std::copy(h + rows[r] * H, h + (rows[r] + 1) * H, xin.begin() + r * H);
-    mlp_block(w.experts[e], xin.data(), m, xout.data());
-    for (int64_t r = 0; r < m; ++r)
-      for (int64_t i = 0; i < H; ++i) out[rows[r] * H + i] += rows_w[r] * xout[r * H + i];
+    for (int64_t r = 0; r < m; ++r) std::copy(h + slots[r] / K * H, h + (slots[r] / K + 1) * H, xin.begin() + r * H);
+    mlp_block(gate, up, down, xin.data(), m, xout.data());
+    for (int64_t r = 0; r < m; ++r) std::copy(xout.begin() + r * H, xout.begin() + (r + 1) * H, slot_out.begin() + slots[r] * H);
+  };
+
+  if (streamer_) {
+    ExpertBatch batch = streamer_->request(static_cast<int32_t>(layer), chosen);
+    // Read ahead: the next MoE layer's router applied to this layer's input predicts its experts.
+    if (streamer_->options().predict_next_layer) {
+      const int32_t next = streamer_->next_moe_layer(static_cast<int32_t>(layer));
+      if (next >= 0) {
+        std::vector<float> next_logits(n * E), next_w(n * K);
+        std::vector<int32_t> predicted(n * K);
+        layers_[next].moe.router->forward(h, next_logits.data(), n);
+        for (int64_t t = 0; t < n; ++t)
+          kernels::route_topk(next_logits.data() + t * E, E, K, s.norm_topk, predicted.data() + t * K,
+                              next_w.data() + t * K);
+        streamer_->prefetch(next, predicted);
+      }
+    }
+    while (ExpertHandle eh = batch.next()) {
+      const ExpertWeights& ew = eh.weights();
+      run_expert(eh.expert(), *ew.gate, *ew.up, *ew.down);
+    }
+  } else {
+    std::vector<char> used(static_cast<size_t>(E), 0);
+    for (int32_t e : chosen) used[e] = 1;
+    for (int32_t e = 0; e < E; ++e)
+      if (used[e]) run_expert(e, *w.experts[e].gate, *w.experts[e].up, *w.experts[e].down);
+  }
+
+  std::vector<int64_t> order(static_cast<size_t>(K));
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t k = 0; k < K; ++k) order[k] = k;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return chosen[t * K + a] < chosen[t * K + b]; });
+    float* o = out + t * H;
+    std::fill(o, o + H, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t slot = t * K + order[k];
+      const float wk = weights[slot];
+      const float* y = slot_out.data() + slot * H;
+      for (int64_t i = 0; i < H; ++i) o[i] += wk * y[i];
+    }
   }
 }
 
@@ -162,8 +215,8 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvSeque
     if (!w.post_attn_norm.empty()) kernels::rmsnorm(y.data(), w.post_attn_norm.data(), y.data(), n, H, s.norm_eps);
     add_inplace(x.data(), y.data(), n * H);
     kernels::rmsnorm(x.data(), w.ffn_norm.data(), h.data(), n, H, s.norm_eps);
-    if (s.layers[l].moe) moe_block(w.moe, h.data(), n, y.data());
-    else mlp_block(w.mlp, h.data(), n, y.data());
+    if (s.layers[l].moe) moe_block(l, w.moe, h.data(), n, y.data());
+    else mlp_block(*w.mlp.gate, *w.mlp.up, *w.mlp.down, h.data(), n, y.data());
     if (!w.post_ffn_norm.empty()) kernels::rmsnorm(y.data(), w.post_ffn_norm.data(), y.data(), n, H, s.norm_eps);
     add_inplace(x.data(), y.data(), n * H);
   }

@@ -30,13 +30,27 @@ struct LayerWeights {
   MoeWeights moe;
 };
 
+class ExpertStreamer;
+struct ExpertStreamerOptions;
+
+// Runtime choices that change how weights are held, not what the model computes.
+struct TransformerOptions {
+  bool stream_experts = false;         // MoE experts read from SSD on demand (ExpertStreamer)
+  uint64_t expert_cache_bytes = 0;     // budget of the streamed-expert cache
+  int expert_queue_depth = 8;
+  bool expert_predict_next = true;     // read ahead the next MoE layer's likely experts
+  std::string expert_cache_policy = "reuse";  // "reuse" | "lru"
+};
+
 class Transformer {
  public:
-  Transformer(ModelSpec spec, WeightStore store);
+  Transformer(ModelSpec spec, WeightStore store, const TransformerOptions& options = {});
+  ~Transformer();
 
   const ModelSpec& spec() const { return spec_; }
   const WeightStore& store() const { return store_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
+  const ExpertStreamer* streamer() const { return streamer_.get(); }  // null unless streaming experts
 
   // Runs tokens at positions [pos0, pos0 + n) with the cache holding positions [0, pos0).
   // logits: [n, vocab] when all_logits, else [1, vocab] for the last token.
@@ -48,8 +62,9 @@ class Transformer {
   MlpWeights load_mlp(const std::string& prefix, int64_t inter, int64_t expert = -1) const;
   void attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h, int64_t n,
                        int64_t pos0, KvSequence& cache, float* out) const;
-  void mlp_block(const MlpWeights& w, const float* h, int64_t n, float* out) const;
-  void moe_block(const MoeWeights& w, const float* h, int64_t n, float* out) const;
+  void mlp_block(const Linear& gate, const Linear& up, const Linear& down, const float* h, int64_t n,
+                 float* out) const;
+  void moe_block(int64_t layer, const MoeWeights& w, const float* h, int64_t n, float* out) const;
 
   ModelSpec spec_;
   WeightStore store_;
@@ -57,6 +72,7 @@ class Transformer {
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
   uint64_t weight_bytes_ = 0;
+  std::unique_ptr<ExpertStreamer> streamer_;
 };
 
 }  // namespace lmlab

@@ -194,21 +194,25 @@ LMLAB_TARGET_AVX2 inline float scale_at(const void* p, int64_t i) {
   else return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
 }
 
+// Scales or biases [i, i + 16) as f32 (lanes outside m read nothing and are 0).
+template <ScaleType ST>
+LMLAB_TARGET_AVX512 inline __m512 load_scales16(const void* p, int64_t i, __mmask16 m) {
+  if constexpr (ST == ScaleType::f32) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
+  } else {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i);
+    if constexpr (ST == ScaleType::f16) return _mm512_cvtph_ps(h);
+    else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
 // sum_g b[g] * xsum[g] over G groups: the bias term of one row.
 template <ScaleType ST>
 LMLAB_TARGET_AVX512 inline float bias_dot_avx512(const void* b, const float* xsum, int64_t G) {
   __m512 acc = _mm512_setzero_ps();
   for (int64_t g = 0; g < G; g += 16) {
     const __mmask16 m = simd::tail_mask16(std::min<int64_t>(16, G - g));
-    __m512 bv;
-    if constexpr (ST == ScaleType::f32) {
-      bv = _mm512_maskz_loadu_ps(m, static_cast<const float*>(b) + g);
-    } else {
-      const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(b) + g);
-      if constexpr (ST == ScaleType::f16) bv = _mm512_cvtph_ps(h);
-      else bv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-    acc = _mm512_fmadd_ps(bv, _mm512_maskz_loadu_ps(m, xsum + g), acc);
+    acc = _mm512_fmadd_ps(load_scales16<ST>(b, g, m), _mm512_maskz_loadu_ps(m, xsum + g), acc);
   }
   return _mm512_reduce_add_ps(acc);
 }
@@ -268,7 +272,13 @@ LMLAB_TARGET_AVX512 void gemv_avx512(const uint8_t* w, int64_t row_bytes, const 
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   const uint8_t* wp = w;
   const float* xg = xp;
+  alignas(64) float sbuf[R][16];  // the scales of 16 groups as f32, broadcast from memory per group
   for (int64_t g = 0; g < G; ++g) {
+    if (g % 16 == 0) {
+      const __mmask16 m = simd::tail_mask16(std::min<int64_t>(16, G - g));
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) _mm512_store_ps(sbuf[r], load_scales16<ST>(s, r * G + g, m));
+    }
     __m512 d0[R], d1[R];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) d0[r] = d1[r] = _mm512_setzero_ps();
@@ -291,8 +301,7 @@ LMLAB_TARGET_AVX512 void gemv_avx512(const uint8_t* w, int64_t row_bytes, const 
       xg += step_values;
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-      acc[r] = _mm512_fmadd_ps(_mm512_add_ps(d0[r], d1[r]), _mm512_set1_ps(scale_at<ST>(s, r * G + g)), acc[r]);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(_mm512_add_ps(d0[r], d1[r]), _mm512_set1_ps(sbuf[r][g % 16]), acc[r]);
   }
   const size_t sb = ST == ScaleType::f32 ? 4 : 2;
   float bsum[R];

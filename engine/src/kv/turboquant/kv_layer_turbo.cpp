@@ -50,7 +50,9 @@ template <typename T>
 T* alloc_block(uint64_t bytes) {
   const uint64_t rounded = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, rounded);
-  if (!p) throw Error(ErrorKind::out_of_memory, "TurboQuant KV cache", "cannot allocate a block of " + std::to_string(bytes) + " bytes");
+  if (!p)
+    throw Error(ErrorKind::out_of_memory, "TurboQuant KV cache",
+                "cannot allocate a block of " + std::to_string(bytes) + " bytes");
   return static_cast<T*>(p);
 }
 
@@ -62,7 +64,8 @@ KvLayerTurbo::KvLayerTurbo(const KvGeometry& geometry, const TurboKvOptions& opt
       k_codec_(k_format(geometry, options), turboquant::derive_seed(options.seed, 1)),
       v_codec_(v_format(geometry, options), turboquant::derive_seed(options.seed, 2)) {
   if (options.hot_window < 0)
-    throw Error(ErrorKind::invalid_input, "--turbo-kv hot window", "must be >= 0, got " + std::to_string(options.hot_window));
+    throw Error(ErrorKind::invalid_input, "--turbo-kv hot window",
+                "must be >= 0, got " + std::to_string(options.hot_window));
   if (options.mode == TurboKvOptions::Mode::turbo)
     rotation_ = std::make_unique<turboquant::HeadRotation>(geometry.head_dim, turboquant::derive_seed(options.seed, 0));
 }
@@ -143,11 +146,10 @@ void KvLayerTurbo::pack_rows(int64_t p0, int64_t n, const float* k_src, const fl
       const Segment& s = segs[j / (2 * nkv)];
       const int64_t h = (j / 2) % nkv, slot = s.p % B, i0 = s.p - p0;
       if (j % 2 == 0)
-        k_codec_.encode(k_src + i0 * ld_token + h * ld_head, ld_token, s.n, s.block + (h * B + slot) * k_rec, k_rec,
-                        center(0, h));
+        k_codec_.encode(k_src + i0 * ld_token + h * ld_head, ld_token, s.n, s.block + (h * B + slot) * k_rec, k_rec);
       else
         v_codec_.encode(v_src + i0 * ld_token + h * ld_head, ld_token, s.n,
-                        s.block + nkv * B * k_rec + (h * B + slot) * v_rec, v_rec, center(1, h));
+                        s.block + nkv * B * k_rec + (h * B + slot) * v_rec, v_rec);
     }
   });
 }
@@ -175,26 +177,20 @@ void KvLayerTurbo::append(const float* k, const float* v, int64_t n) {
     const float* kc = k + c0 * row;
     const float* vc = v + c0 * row;
     if (rotation_) {
-      ThreadPool::global().parallel_for(nc * nkv, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          rotation_->forward(kc + i * d, wk.data() + i * d);
-          rotation_->forward(vc + i * d, wv.data() + i * d);
-        }
-      }, 16);
+      ThreadPool::global().parallel_for(
+          nc * nkv,
+          [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) {
+              rotation_->forward(kc + i * d, wk.data() + i * d);
+              rotation_->forward(vc + i * d, wv.data() + i * d);
+            }
+          },
+          16);
     } else {
       std::memcpy(wk.data(), kc, static_cast<size_t>(nc * row) * sizeof(float));
       std::memcpy(wv.data(), vc, static_cast<size_t>(nc * row) * sizeof(float));
     }
-    if (opt_.center && center_.empty()) {
-      // Centers = means of this first chunk, per KV head, in the working domain.
-      center_.assign(static_cast<size_t>(2 * row), 0.0f);
-      for (int64_t i = 0; i < nc; ++i)
-        for (int64_t j = 0; j < row; ++j) {
-          center_[j] += wk[i * row + j];
-          center_[row + j] += wv[i * row + j];
-        }
-      for (auto& x : center_) x /= static_cast<float>(nc);
-    }
+    // The chunk's first n_pack rows (positions below target) are packed, the rest go to hot blocks.
     const int64_t n_pack = std::clamp<int64_t>(target - pos0, 0, nc);
     pack_rows(pos0, n_pack, wk.data(), wv.data(), row, d);
     for (int64_t i = n_pack; i < nc; ++i) {
@@ -202,7 +198,8 @@ void KvLayerTurbo::append(const float* k, const float* v, int64_t n) {
       float* hb = hot_block(b);
       for (int64_t h = 0; h < nkv; ++h) {
         std::memcpy(hb + (h * B + slot) * d, wk.data() + (i * nkv + h) * d, static_cast<size_t>(d) * sizeof(float));
-        std::memcpy(hb + (nkv * B + h * B + slot) * d, wv.data() + (i * nkv + h) * d, static_cast<size_t>(d) * sizeof(float));
+        std::memcpy(hb + (nkv * B + h * B + slot) * d, wv.data() + (i * nkv + h) * d,
+                    static_cast<size_t>(d) * sizeof(float));
       }
     }
   }
@@ -226,8 +223,8 @@ void KvLayerTurbo::reconstruct(int64_t pos, float* k, float* v) const {
     float* kh = k + h * d;
     float* vh = v + h * d;
     if (pos < n_compressed_) {
-      k_codec_.dequantize(packed_[b] + (h * B + slot) * k_rec, kh, center(0, h));
-      v_codec_.dequantize(packed_[b] + nkv * B * k_rec + (h * B + slot) * v_rec, vh, center(1, h));
+      k_codec_.dequantize(packed_[b] + (h * B + slot) * k_rec, kh);
+      v_codec_.dequantize(packed_[b] + nkv * B * k_rec + (h * B + slot) * v_rec, vh);
     } else {
       std::memcpy(kh, hot_[b] + (h * B + slot) * d, static_cast<size_t>(d) * sizeof(float));
       std::memcpy(vh, hot_[b] + (nkv * B + h * B + slot) * d, static_cast<size_t>(d) * sizeof(float));
@@ -251,15 +248,13 @@ void KvLayerTurbo::attend(const float* q, int64_t n_q, int64_t q_pos0, const Att
   view.n_compressed = n_compressed_;
   view.blocks = packed_.data();
   view.hot = hot_.data();
-  view.k_center = center(0, 0);
-  view.v_center = center(1, 0);
   turboquant::tq_attend(view, geo_.n_heads, q, n_q, q_pos0, spec, out);
 }
 
 uint64_t turbo_kv_packed_bytes_per_token(const KvGeometry& geometry, const TurboKvOptions& options) {
   checked(geometry);
-  return static_cast<uint64_t>(geometry.n_kv_heads *
-                               (k_format(geometry, options).record_bytes() + v_format(geometry, options).record_bytes()));
+  return static_cast<uint64_t>(
+      geometry.n_kv_heads * (k_format(geometry, options).record_bytes() + v_format(geometry, options).record_bytes()));
 }
 
 std::unique_ptr<KvLayerCache> make_turbo_kv_layer(const KvGeometry& geometry, const TurboKvOptions& options) {

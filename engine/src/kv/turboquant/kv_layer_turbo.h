@@ -11,12 +11,8 @@
 //     needed, so bytes() is exactly the allocated blocks and grows with the context:
 //       packed block = n_kv_heads * kBlockTokens * (K record + V record) bytes
 //       hot block    = n_kv_heads * kBlockTokens * head_dim * 2 * 4 bytes
-//     K record (head_dim 128, 3 bits + QJL) 68 bytes, V record (3 bits) 50 bytes: 4.25 + 3.125 bits/dim.
-//   - Centering: keys and values of one head share a common component (a bias in k_proj / v_proj, RoPE's slow
-//     dimensions) that carries no information for softmax but, being part of every vector's norm, scales every
-//     vector's quantization error. The mean of each KV head's K and V over the first appended chunk is fixed
-//     as that head's center; records hold x - center and the decode adds it back, so scores and outputs are
-//     unchanged in exact arithmetic and only the error shrinks. 2 * n_kv_heads * head_dim floats per layer.
+//     head_dim 128: K record 66 bytes and V record 66 bytes at 4 bits (4.125 bits/dim); 3 bits + QJL K 68 bytes
+//     (4.25 bits/dim), 3-bit V 50 bytes (3.125 bits/dim).
 #pragma once
 
 #include <cstdint>
@@ -29,14 +25,21 @@
 
 namespace lmlab {
 
+// Defaults: 4-bit K and V (TurboQuant_mse, Algorithm 1, with the norm rescale of tq_codec.h): 4.125 bits/dim
+// each at head_dim 128 (264 bytes per token and layer with 2 KV heads, 0.26x fp16). Measured with every token
+// compressed (tests/turboquant_quality_test.cpp; perplexity increase / greedy agreement, coder-dense and
+// coder-moe): 4-bit K + 4-bit V +1.01% / 96.1% and +0.72% / 96.0%; the paper's / SwiftLM's 4.25 + 3.125 bits/dim
+// (k_bits 3 + k_qjl, v_bits 3) +6.5% / 89% and +6.7% / 90%; 3-bit K and V without QJL +3.9% and +3.6%; affine
+// int4 +1.35% and +1.87%. QJL makes the score estimator unbiased, but its variance (pi/2 times the dropped
+// residual's, Lemma 4) costs more through softmax than the rescaled MSE quantizer's error, and its bit is worth
+// less than a 4th codebook bit (distortion 0.0345 -> 0.0095).
 struct TurboKvOptions {
   enum class Mode { turbo, affine4, affine8 };
-  Mode mode = Mode::turbo;  // turbo: TurboQuant; affine4 / affine8: per-token-per-head int4 / int8 baseline
-  int k_bits = 3;           // turbo: Lloyd-Max bits of K (2, 3, 4), plus 1 QJL bit when k_qjl
-  bool k_qjl = true;
-  int v_bits = 3;           // turbo: Lloyd-Max bits of V (2, 3, 4)
-  int64_t hot_window = 256; // most recent positions kept in f32; 0 = compress everything
-  bool center = true;       // encode K and V minus a per-head mean fixed at the first append (see above)
+  Mode mode = Mode::turbo;   // turbo: TurboQuant; affine4 / affine8: per-token-per-head int4 / int8 baseline
+  int k_bits = 4;            // turbo: Lloyd-Max bits of K (2, 3, 4), plus 1 QJL bit when k_qjl
+  bool k_qjl = false;        // K = TurboQuant_prod (Algorithm 2): k_bits MSE bits + 1-bit QJL of the residual
+  int v_bits = 4;            // turbo: Lloyd-Max bits of V (2, 3, 4)
+  int64_t hot_window = 256;  // most recent positions kept in f32; 0 = compress everything
   uint64_t seed = 0x51ed270b27a9c3f1ull;  // rotation signs and QJL matrix (same seed = same cache contents)
 };
 
@@ -57,8 +60,8 @@ class KvLayerTurbo final : public KvLayerCache {
   uint64_t bytes() const override;
 
   int64_t n_compressed() const { return n_compressed_; }  // positions [0, n_compressed) are packed
-  uint64_t packed_bytes_per_token() const;               // n_kv_heads * (K record + V record)
-  uint64_t hot_bytes_per_token() const;                  // n_kv_heads * head_dim * 2 * 4
+  uint64_t packed_bytes_per_token() const;                // n_kv_heads * (K record + V record)
+  uint64_t hot_bytes_per_token() const;                   // n_kv_heads * head_dim * 2 * 4
   // What attention sees at position pos < n_tokens(), back in the input domain: k, v [n_kv_heads, head_dim]
   // (packed: the codec's dequantize, QJL term included; hot: the exact rows). For tests and diagnostics.
   void reconstruct(int64_t pos, float* k, float* v) const;
@@ -73,16 +76,11 @@ class KvLayerTurbo final : public KvLayerCache {
   void pack_rows(int64_t p0, int64_t n, const float* k_src, const float* v_src, int64_t ld_token, int64_t ld_head);
   void pack_hot(int64_t p_end);
   void release_blocks();
-  // The center of K (kv = 0) or V (kv = 1) of KV head h, or null when centering is off or not yet set.
-  const float* center(int kv, int64_t h) const {
-    return center_.empty() ? nullptr : center_.data() + (kv * geo_.n_kv_heads + h) * geo_.head_dim;
-  }
 
   KvGeometry geo_;
   TurboKvOptions opt_;
   std::unique_ptr<turboquant::HeadRotation> rotation_;  // null for the affine modes
   turboquant::TqCodec k_codec_, v_codec_;
-  std::vector<float> center_;     // [2][n_kv_heads][head_dim] K then V centers (working domain); empty until set
   std::vector<uint8_t*> packed_;  // [block] or null
   std::vector<float*> hot_;       // [block] or null
   int64_t n_packed_blocks_ = 0, n_hot_blocks_ = 0;

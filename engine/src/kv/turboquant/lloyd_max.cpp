@@ -15,8 +15,12 @@ namespace {
 
 constexpr double kInvSqrt2Pi = 0.3989422804014327;
 
-double pdf(double x) { return std::isinf(x) ? 0.0 : kInvSqrt2Pi * std::exp(-0.5 * x * x); }
-double cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+double pdf(double x) {
+  return std::isinf(x) ? 0.0 : kInvSqrt2Pi * std::exp(-0.5 * x * x);
+}
+double cdf(double x) {
+  return 0.5 * std::erfc(-x / std::sqrt(2.0));
+}
 
 // Mass, first and second moments of N(0, 1) on (a, b): P, E[X 1], E[X^2 1].
 struct CellMoments {
@@ -33,7 +37,8 @@ CellMoments moments(double a, double b) {
 }  // namespace
 
 GaussianLloydMax solve_gaussian_lloyd_max(int bits) {
-  if (bits < 1 || bits > 8) throw Error(ErrorKind::invalid_input, "Lloyd-Max", "bits must be in 1..8, got " + std::to_string(bits));
+  if (bits < 1 || bits > 8)
+    throw Error(ErrorKind::invalid_input, "Lloyd-Max", "bits must be in 1..8, got " + std::to_string(bits));
   const int n = 1 << bits;
   GaussianLloydMax q;
   q.centroids.resize(n);
@@ -64,7 +69,8 @@ GaussianLloydMax solve_gaussian_lloyd_max(int bits) {
 }
 
 const Codebook& lloyd_max_codebook(int bits, int64_t dim) {
-  if (bits < 1 || bits > 4) throw Error(ErrorKind::invalid_input, "Lloyd-Max codebook", "bits must be 1..4, got " + std::to_string(bits));
+  if (bits < 1 || bits > 4)
+    throw Error(ErrorKind::invalid_input, "Lloyd-Max codebook", "bits must be 1..4, got " + std::to_string(bits));
   if (dim <= 0) throw Error(ErrorKind::invalid_input, "Lloyd-Max codebook", "dimension must be positive");
   static std::mutex mu;
   static std::map<std::pair<int, int64_t>, std::unique_ptr<Codebook>> cache;

@@ -1,5 +1,5 @@
 // Lloyd-Max scalar quantizers for the coordinates of a randomly rotated unit vector.
-// TurboQuant (arXiv 2504.19874, Section 3.1, Eq. 4) quantizes each rotated coordinate with the centroids that
+// TurboQuant (arXiv 2504.19874, Eq. 4) quantizes each rotated coordinate with the centroids that
 // minimise the continuous 1-D k-means cost  C(f, b) = min sum_k int_{cell k} |x - c_k|^2 f(x) dx  for the
 // coordinate density f, which for dimension d is close to N(0, 1/d) (Lemma 1). We solve it with Lloyd's
 // algorithm on the Gaussian density itself, in closed form per iteration:

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "kv/turboquant/tq_kernels.h"
@@ -15,8 +16,9 @@ namespace lmlab::turboquant {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int64_t kMaxRows = 32;          // query rows (tokens x heads of a group) per work item
-constexpr int64_t kMinBlocksPerSplit = 4; // a key range of a split holds at least this many blocks
+constexpr int64_t kMaxRows = 32;           // query rows (tokens x heads of a group) per work item, if G <= 32
+constexpr int64_t kTile = 32;              // keys decoded and scored at a time: the K and V tiles stay in L1
+constexpr int64_t kMinBlocksPerSplit = 4;  // a key range of a split holds at least this many blocks
 
 struct Shape {
   int64_t d, n_kv, n_heads, group, block, k_row, n_q, q_pos0;
@@ -33,14 +35,14 @@ struct RowState {
 // Per-thread scratch, reused across calls.
 struct Scratch {
   std::vector<float> tile_k, tile_v, s, alpha, m, l, acc;
-  void reserve(const Shape& sh) {
-    tile_k.resize(static_cast<size_t>(sh.block * sh.k_row));
-    tile_v.resize(static_cast<size_t>(sh.block * sh.d));
-    s.resize(static_cast<size_t>(kMaxRows * sh.block));
-    alpha.resize(kMaxRows);
-    m.resize(kMaxRows);
-    l.resize(kMaxRows);
-    acc.resize(static_cast<size_t>(kMaxRows * sh.d));
+  void reserve(const Shape& sh, int64_t rows) {
+    tile_k.resize(static_cast<size_t>(kTile * sh.k_row));
+    tile_v.resize(static_cast<size_t>(kTile * sh.d));
+    s.resize(static_cast<size_t>(rows * kTile));
+    alpha.resize(static_cast<size_t>(rows));
+    m.resize(static_cast<size_t>(rows));
+    l.resize(static_cast<size_t>(rows));
+    acc.resize(static_cast<size_t>(rows * sh.d));
   }
 };
 
@@ -48,7 +50,9 @@ struct Scratch {
 inline int64_t visible_lo(const AttentionSpec& spec, int64_t pos) {
   return spec.window > 0 ? std::max<int64_t>(0, pos - spec.window + 1) : 0;
 }
-inline int64_t visible_hi(int64_t n_tokens, int64_t pos) { return std::min(n_tokens, pos + 1); }
+inline int64_t visible_hi(int64_t n_tokens, int64_t pos) {
+  return std::min(n_tokens, pos + 1);
+}
 
 // Attends query rows of tokens [t0, t1) of KV head kh over key positions [k0, k1), updating st.
 void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& spec, const TqKernels& kern,
@@ -58,7 +62,7 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
   for (int64_t p = k0; p < k1;) {
     const int64_t b = p / B, slot = p - b * B;
     const bool packed = p < c.n_compressed;
-    int64_t e = std::min(k1, (b + 1) * B);
+    int64_t e = std::min({k1, (b + 1) * B, p + kTile});
     if (packed) e = std::min(e, c.n_compressed);
     const int64_t nb = e - p;
     // Rows that see part of [p, e); the whole segment is skipped when none does.
@@ -74,8 +78,7 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
     const float* kt;
     int64_t ldk, len;
     if (packed) {
-      kern.decode(*c.k_codec, c.blocks[b] + (kh * B + slot) * sh.k_rec, sh.k_rec, nb, sc.tile_k.data(), sh.k_row,
-                  c.k_center ? c.k_center + kh * d : nullptr);
+      kern.decode(*c.k_codec, c.blocks[b] + (kh * B + slot) * sh.k_rec, sh.k_rec, nb, sc.tile_k.data(), sh.k_row);
       kt = sc.tile_k.data();
       ldk = len = sh.k_row;
     } else {
@@ -83,9 +86,9 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
       ldk = len = d;
     }
     float* s = sc.s.data();
-    kern.scores(qp, sh.k_row, nr, kt, ldk, nb, len, s, B);
+    kern.scores(qp, sh.k_row, nr, kt, ldk, nb, len, s, kTile);
     for (int64_t r = 0; r < nr; ++r) {
-      float* sr = s + r * B;
+      float* sr = s + r * kTile;
       const int64_t pos = sh.q_pos0 + t0 + r / G;
       const int64_t ja = std::max(visible_lo(spec, pos), p) - p, jb = std::min(visible_hi(c.n_tokens, pos), e) - p;
       if (ja >= jb) {
@@ -93,13 +96,10 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
         std::fill(sr, sr + nb, 0.0f);
         continue;
       }
-      float mx = kNegInf;
-      for (int64_t j = ja; j < jb; ++j) {
-        float x = sr[j] * spec.scale;
-        if (spec.softcap > 0.0f) x = spec.softcap * std::tanh(x / spec.softcap);
-        sr[j] = x;
-        mx = std::max(mx, x);
-      }
+      // The query rows carry the softmax scale already (tq_attend).
+      if (spec.softcap > 0.0f)
+        for (int64_t j = ja; j < jb; ++j) sr[j] = spec.softcap * std::tanh(sr[j] / spec.softcap);
+      const float mx = kern.max(sr + ja, jb - ja);
       const float m_new = std::max(st.m[r], mx);
       const float alpha = st.m[r] == kNegInf ? 0.0f : std::exp(st.m[r] - m_new);
       const float sum = kern.exp_sum(sr + ja, jb - ja, m_new);
@@ -113,14 +113,14 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
     int64_t ldv;
     if (packed) {
       kern.decode(*c.v_codec, c.blocks[b] + sh.n_kv * B * sh.k_rec + (kh * B + slot) * sh.v_rec, sh.v_rec, nb,
-                  sc.tile_v.data(), d, c.v_center ? c.v_center + kh * d : nullptr);
+                  sc.tile_v.data(), d);
       vt = sc.tile_v.data();
       ldv = d;
     } else {
       vt = c.hot[b] + (sh.n_kv * B + kh * B + slot) * d;
       ldv = d;
     }
-    kern.accumulate(st.acc, d, nr, sc.alpha.data(), s, B, vt, ldv, nb, d);
+    kern.accumulate(st.acc, d, nr, sc.alpha.data(), s, kTile, vt, ldv, nb, d);
     p = e;
   }
 }
@@ -158,18 +158,24 @@ void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_
   // 1. Queries in the working domain, ordered [kv head][token][head of the group], then as score rows.
   std::vector<float> qrot(static_cast<size_t>(n_rows * d)), qp(static_cast<size_t>(n_rows * sh.k_row));
   auto row_of = [&](int64_t t, int64_t h) { return ((h / G) * n_q + t) * G + h % G; };
-  pool.parallel_for(n_rows, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / n_heads, h = i % n_heads;
-      float* dst = qrot.data() + row_of(t, h) * d;
-      if (c.rotation) c.rotation->forward(q + i * d, dst);
-      else std::memcpy(dst, q + i * d, static_cast<size_t>(d) * sizeof(float));
-    }
-  }, 8);
+  pool.parallel_for(
+      n_rows,
+      [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t t = i / n_heads, h = i % n_heads;
+          float* dst = qrot.data() + row_of(t, h) * d;
+          if (c.rotation)
+            c.rotation->forward(q + i * d, dst);
+          else
+            std::memcpy(dst, q + i * d, static_cast<size_t>(d) * sizeof(float));
+        }
+      },
+      8);
   c.k_codec->prepare_queries(qrot.data(), n_rows, qp.data());
+  for (auto& x : qp) x *= spec.scale;  // scores come out scaled
 
   // 2. Work items: KV head x token tile x key split.
-  const int64_t tile_tokens = std::max<int64_t>(1, kMaxRows / G);
+  const int64_t tile_tokens = std::max<int64_t>(1, kMaxRows / G), rows_max = tile_tokens * G;
   const int64_t n_tiles = (n_q + tile_tokens - 1) / tile_tokens;
   const int64_t base = sh.n_kv * n_tiles;
   const int64_t n_blocks = (c.n_tokens + sh.block - 1) / sh.block;
@@ -177,13 +183,14 @@ void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_
   if (base < 4 * pool.size())
     n_split = std::max<int64_t>(1, std::min((4 * pool.size() + base - 1) / base, n_blocks / kMinBlocksPerSplit));
   const int64_t n_items = base * n_split;
-  const int64_t part_stride = kMaxRows * (d + 2);  // per item: m [rows], l [rows], acc [rows][d]
-  std::vector<float> partial(n_split > 1 ? static_cast<size_t>(n_items * part_stride) : 0);
+  const int64_t part_stride = rows_max * (d + 2);  // per item: m [rows_max], l [rows_max], acc [rows_max][d]
+  // Each item initialises its own rows; no need to clear the whole buffer.
+  std::unique_ptr<float[]> partial(n_split > 1 ? new float[static_cast<size_t>(n_items * part_stride)] : nullptr);
   const TqKernels& kern = tq_kernels();
 
   pool.parallel_for(n_items, [&](int64_t i0, int64_t i1) {
     thread_local Scratch sc;
-    sc.reserve(sh);
+    sc.reserve(sh, rows_max);
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t split = item % n_split, tile = (item / n_split) % n_tiles, kh = item / (n_split * n_tiles);
       const int64_t t0 = tile * tile_tokens, t1 = std::min(n_q, t0 + tile_tokens), nr = (t1 - t0) * G;
@@ -194,8 +201,8 @@ void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_
       const int64_t k0 = std::max(lo, sb0 * sh.block), k1 = std::min(hi, sb1 * sh.block);
       RowState st;
       if (n_split > 1) {
-        float* part = partial.data() + item * part_stride;
-        st = {part, part + kMaxRows, part + 2 * kMaxRows};
+        float* part = partial.get() + item * part_stride;
+        st = {part, part + rows_max, part + 2 * rows_max};
       } else {
         st = {sc.m.data(), sc.l.data(), sc.acc.data()};
       }
@@ -214,12 +221,12 @@ void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_
   if (n_split == 1) return;
 
   // 3. Merge the splits: M = max m_s, l = sum l_s e^(m_s - M), acc = sum acc_s e^(m_s - M).
-  pool.parallel_for(n_rows, [&](int64_t i0, int64_t i1) {
+  auto merge = [&](int64_t i0, int64_t i1) {
     std::vector<float> acc(static_cast<size_t>(d));
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / n_heads, h = i % n_heads, kh = h / G, tile = t / tile_tokens;
       const int64_t r = (t - tile * tile_tokens) * G + h % G;
-      const float* first = partial.data() + (kh * n_tiles + tile) * n_split * part_stride;
+      const float* first = partial.get() + (kh * n_tiles + tile) * n_split * part_stride;
       float mx = kNegInf;
       for (int64_t s = 0; s < n_split; ++s) mx = std::max(mx, first[s * part_stride + r]);
       std::fill(acc.begin(), acc.end(), 0.0f);
@@ -229,13 +236,17 @@ void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_
           const float* part = first + s * part_stride;
           if (part[r] == kNegInf) continue;
           const float w = std::exp(part[r] - mx);
-          l += w * part[kMaxRows + r];
-          const float* a = part + 2 * kMaxRows + r * d;
+          l += w * part[rows_max + r];
+          const float* a = part + 2 * rows_max + r * d;
           for (int64_t k = 0; k < d; ++k) acc[k] += w * a[k];
         }
       finalize_row(c, acc.data(), l, d, out + i * d);
     }
-  }, 4);
+  };
+  if (n_rows * n_split * d <= (int64_t{1} << 18))
+    merge(0, n_rows);  // a decode step: cheaper than a dispatch
+  else
+    pool.parallel_for(n_rows, merge, 4);
 }
 
 }  // namespace lmlab::turboquant

@@ -2,8 +2,9 @@
 // materialising the history in float:
 //   1. each query head is rotated into the working domain once (q~ = Pi q, Algorithm 1's rotation applied to
 //      the query instead of to every key: <q, k> = <Pi q, Pi k>), and for QJL keys projected once (S q~);
-//   2. per KV head and block of <= 64 positions, the packed records are decoded into an L1 tile of score rows
-//      and scored against all query rows of the head's group (GQA: the decode is shared by the group);
+//   2. per KV head and tile of <= 32 positions, the packed records are decoded into an L1 tile of score rows
+//      and scored against all query rows of the head's group (GQA: the decode is shared by the group); the
+//      softmax scale is folded into the query rows;
 //   3. online softmax (running max m, sum l, rescale by e^(m_old - m_new)), values accumulated in the rotated
 //      domain from the decoded V tile;
 //   4. the output is rotated back once per head: out = Pi^T (acc / l).
@@ -29,13 +30,11 @@ struct TqCacheView {
   int64_t n_tokens = 0;      // positions [0, n_tokens) exist
   int64_t n_compressed = 0;  // positions [0, n_compressed) are records, [n_compressed, n_tokens) hot f32 rows
   // Block b covers positions [b B, (b + 1) B), B = block_tokens.
-  // blocks[b]: K record of (kv head h, position p) at + (h B + p % B) k_rec, V record at + n_kv B k_rec + (h B + p % B) v_rec.
+  // blocks[b]: K record of (kv head h, position p) at + (h B + p % B) k_rec, V record at + n_kv B k_rec + (h B + p % B)
+  // v_rec.
   const uint8_t* const* blocks = nullptr;
   // hot[b]: working-domain K row (h, p) at + (h B + p % B) head_dim floats, V row at + (n_kv B + h B + p % B) head_dim.
   const float* const* hot = nullptr;
-  // Centering (optional): records hold x - center; k_center / v_center [n_kv_heads][head_dim], working domain.
-  const float* k_center = nullptr;
-  const float* v_center = nullptr;
 };
 
 // q: [n_q, n_heads, head_dim] at positions [q_pos0, q_pos0 + n_q); out: same shape.

@@ -20,7 +20,8 @@ namespace {
 int64_t checked_group_dim(int64_t head_dim) {
   const int64_t g = turbo_group_dim(head_dim);
   if (g == 0)
-    throw Error(ErrorKind::unsupported, "TurboQuant", "head_dim " + std::to_string(head_dim) + " is not a multiple of 16");
+    throw Error(ErrorKind::unsupported, "TurboQuant",
+                "head_dim " + std::to_string(head_dim) + " is not a multiple of 16");
   return g;
 }
 
@@ -38,7 +39,8 @@ inline float get_f16(const uint8_t* p) {
 
 TqFormat make_lloyd_max_format(int64_t head_dim, int bits, bool qjl) {
   if (bits < 2 || bits > 4)
-    throw Error(ErrorKind::invalid_input, "--kv-k-bits / --kv-v-bits", "TurboQuant codebooks have 2, 3 or 4 bits, got " + std::to_string(bits));
+    throw Error(ErrorKind::invalid_input, "--kv-k-bits / --kv-v-bits",
+                "TurboQuant codebooks have 2, 3 or 4 bits, got " + std::to_string(bits));
   TqFormat f;
   f.scheme = TqScheme::lloyd_max;
   f.bits = bits;
@@ -50,7 +52,8 @@ TqFormat make_lloyd_max_format(int64_t head_dim, int bits, bool qjl) {
 
 TqFormat make_affine_format(int64_t head_dim, int bits) {
   if (bits != 4 && bits != 8)
-    throw Error(ErrorKind::invalid_input, "affine KV", "affine KV quantization has 4 or 8 bits, got " + std::to_string(bits));
+    throw Error(ErrorKind::invalid_input, "affine KV",
+                "affine KV quantization has 4 or 8 bits, got " + std::to_string(bits));
   TqFormat f;
   f.scheme = TqScheme::affine;
   f.bits = bits;
@@ -64,77 +67,71 @@ TqCodec::TqCodec(const TqFormat& format, uint64_t seed) : f_(format) {
   if (f_.qjl) qjl_ = std::make_unique<QjlProjection>(f_.group_dim, seed);
 }
 
-void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride,
-                     const float* center) const {
+void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride) const {
   const int64_t g = f_.group_dim, ng = f_.n_groups, nv = n * ng;  // nv group vectors
   // Residuals of all group vectors (QJL): projected in one matmul after the quantization pass.
   std::vector<float> resid(f_.qjl ? static_cast<size_t>(nv * g) : 0), proj(resid.size());
-  ThreadPool::global().parallel_for(nv, [&](int64_t v0, int64_t v1) {
-    std::vector<uint8_t> idx(static_cast<size_t>(g));
-    std::vector<float> centered(center ? static_cast<size_t>(g) : 0);
-    for (int64_t v = v0; v < v1; ++v) {
-      const float* xg = x + (v / ng) * ldx + (v % ng) * g;
-      if (center) {
-        const float* cg = center + (v % ng) * g;
-        for (int64_t i = 0; i < g; ++i) centered[i] = xg[i] - cg[i];
-        xg = centered.data();
-      }
-      uint8_t* out = rec + (v / ng) * rec_stride + (v % ng) * f_.group_bytes();
-      if (f_.scheme == TqScheme::affine) {
-        const auto [lo_it, hi_it] = std::minmax_element(xg, xg + g);
-        const int levels = (1 << f_.bits) - 1;
-        const float min_h = f16_to_f32(f32_to_f16(*lo_it));
-        const float scale_h = f16_to_f32(f32_to_f16((*hi_it - min_h) / levels));
-        for (int64_t i = 0; i < g; ++i) {
-          const float q = scale_h > 0.0f ? std::nearbyint((xg[i] - min_h) / scale_h) : 0.0f;
-          idx[i] = static_cast<uint8_t>(std::clamp(q, 0.0f, static_cast<float>(levels)));
+  ThreadPool::global().parallel_for(
+      nv,
+      [&](int64_t v0, int64_t v1) {
+        std::vector<uint8_t> idx(static_cast<size_t>(g));
+        for (int64_t v = v0; v < v1; ++v) {
+          const float* xg = x + (v / ng) * ldx + (v % ng) * g;
+          uint8_t* out = rec + (v / ng) * rec_stride + (v % ng) * f_.group_bytes();
+          if (f_.scheme == TqScheme::affine) {
+            const auto [lo_it, hi_it] = std::minmax_element(xg, xg + g);
+            const int levels = (1 << f_.bits) - 1;
+            const float min_h = f16_to_f32(f32_to_f16(*lo_it));
+            const float scale_h = f16_to_f32(f32_to_f16((*hi_it - min_h) / levels));
+            for (int64_t i = 0; i < g; ++i) {
+              const float q = scale_h > 0.0f ? std::nearbyint((xg[i] - min_h) / scale_h) : 0.0f;
+              idx[i] = static_cast<uint8_t>(std::clamp(q, 0.0f, static_cast<float>(levels)));
+            }
+            pack_codes(idx.data(), g, f_.bits, out);
+            put_f16(out + f_.scalar_offset(), scale_h);
+            put_f16(out + f_.scalar_offset() + 2, min_h);
+            continue;
+          }
+          // lloyd_max: Algorithm 1 on u = x / ||x||, then (QJL) the residual r = u - c[idx] of Algorithm 2.
+          double ss = 0.0;
+          for (int64_t i = 0; i < g; ++i) ss += static_cast<double>(xg[i]) * xg[i];
+          const double norm = std::sqrt(ss);
+          const double inv = norm > 0.0 ? 1.0 / norm : 0.0;
+          double dot_uc = 0.0, rr = 0.0;
+          for (int64_t i = 0; i < g; ++i) {
+            const float u = static_cast<float>(xg[i] * inv);
+            const int k = cb_->quantize(u);
+            idx[i] = static_cast<uint8_t>(k);
+            const float c = cb_->centroids[k];
+            dot_uc += static_cast<double>(u) * c;
+            if (f_.qjl) {
+              const float r = u - c;
+              resid[v * g + i] = r;
+              rr += static_cast<double>(r) * r;
+            }
+          }
+          pack_codes(idx.data(), g, f_.bits, out);
+          if (f_.qjl) {
+            put_f16(out + f_.scalar_offset(), static_cast<float>(norm));
+            put_f16(out + f_.scalar_offset() + 2, static_cast<float>(std::sqrt(rr)));
+          } else {
+            put_f16(out + f_.scalar_offset(), static_cast<float>(dot_uc > 0.0 ? norm / dot_uc : norm));
+          }
         }
-        if (f_.bits == 8) std::memcpy(out, idx.data(), static_cast<size_t>(g));
-        else pack_planes(idx.data(), g, f_.bits, out);
-        put_f16(out + f_.scalar_offset(), scale_h);
-        put_f16(out + f_.scalar_offset() + 2, min_h);
-        continue;
-      }
-      // lloyd_max: Algorithm 1 on u = x / ||x||, then (QJL) the residual r = u - c[idx] of Algorithm 2.
-      double ss = 0.0;
-      for (int64_t i = 0; i < g; ++i) ss += static_cast<double>(xg[i]) * xg[i];
-      const double norm = std::sqrt(ss);
-      const double inv = norm > 0.0 ? 1.0 / norm : 0.0;
-      double dot_uc = 0.0, rr = 0.0;
-      for (int64_t i = 0; i < g; ++i) {
-        const float u = static_cast<float>(xg[i] * inv);
-        const int k = cb_->quantize(u);
-        idx[i] = static_cast<uint8_t>(k);
-        const float c = cb_->centroids[k];
-        dot_uc += static_cast<double>(u) * c;
-        if (f_.qjl) {
-          const float r = u - c;
-          resid[v * g + i] = r;
-          rr += static_cast<double>(r) * r;
-        }
-      }
-      pack_planes(idx.data(), g, f_.bits, out);
-      if (f_.qjl) {
-        put_f16(out + f_.scalar_offset(), static_cast<float>(norm));
-        put_f16(out + f_.scalar_offset() + 2, static_cast<float>(std::sqrt(rr)));
-      } else {
-        put_f16(out + f_.scalar_offset(), static_cast<float>(dot_uc > 0.0 ? norm / dot_uc : norm));
-      }
-    }
-  }, 16);
+      },
+      16);
   if (!f_.qjl) return;
   qjl_->project(resid.data(), nv, proj.data());  // S r for every group vector
   for (int64_t v = 0; v < nv; ++v)
     pack_signs(proj.data() + v * g, g, rec + (v / ng) * rec_stride + (v % ng) * f_.group_bytes() + f_.code_bytes());
 }
 
-void TqCodec::decode_row(const uint8_t* rec, float* row, const float* center) const {
+void TqCodec::decode_row(const uint8_t* rec, float* row) const {
   const int64_t g = f_.group_dim, d = f_.head_dim();
   std::vector<uint8_t> idx(static_cast<size_t>(g));
   for (int64_t gi = 0; gi < f_.n_groups; ++gi) {
     const uint8_t* in = rec + gi * f_.group_bytes();
-    if (f_.bits == 8) std::memcpy(idx.data(), in, static_cast<size_t>(g));
-    else unpack_planes(in, g, f_.bits, idx.data());
+    unpack_codes(in, g, f_.bits, idx.data());
     const float a = get_f16(in + f_.scalar_offset());
     float* out = row + gi * g;
     if (f_.scheme == TqScheme::affine) {
@@ -150,8 +147,6 @@ void TqCodec::decode_row(const uint8_t* rec, float* row, const float* center) co
       for (int64_t i = 0; i < g; ++i) row[d + gi * g + i] = plane_bit(signs, i) ? kappa : -kappa;
     }
   }
-  if (center)
-    for (int64_t i = 0; i < d; ++i) row[i] += center[i];
 }
 
 void TqCodec::prepare_queries(const float* q, int64_t n, float* qp) const {
@@ -161,13 +156,14 @@ void TqCodec::prepare_queries(const float* q, int64_t n, float* qp) const {
   // Row-major q [n][d] is [n * n_groups][g]: all group vectors in one projection.
   std::vector<float> sq(static_cast<size_t>(n * d));
   qjl_->project(q, n * f_.n_groups, sq.data());
-  for (int64_t t = 0; t < n; ++t) std::memcpy(qp + t * w + d, sq.data() + t * d, static_cast<size_t>(d) * sizeof(float));
+  for (int64_t t = 0; t < n; ++t)
+    std::memcpy(qp + t * w + d, sq.data() + t * d, static_cast<size_t>(d) * sizeof(float));
 }
 
-void TqCodec::dequantize(const uint8_t* rec, float* x, const float* center) const {
+void TqCodec::dequantize(const uint8_t* rec, float* x) const {
   const int64_t g = f_.group_dim, d = f_.head_dim();
   std::vector<float> row(static_cast<size_t>(f_.row_floats()));
-  decode_row(rec, row.data(), center);
+  decode_row(rec, row.data());
   std::memcpy(x, row.data(), static_cast<size_t>(d) * sizeof(float));
   if (!f_.qjl) return;
   for (int64_t gi = 0; gi < f_.n_groups; ++gi) {

@@ -3,17 +3,18 @@
 // HeadRotation for the TurboQuant schemes, as they are for the affine baseline.
 //
 // Record = n_groups group records of group_dim g dims each (head_dim 128: one group; 256: two), each
-//   [codes: bits * g / 8 bytes, planar (pack.h)] [QJL signs: g / 8 bytes, K only] [f16 scalars]
+//   [codes: bits * g / 8 bytes (pack.h: planar for 2, 3 bits, nibbles for 4, bytes for 8)]
+//   [QJL signs: g / 8 bytes, K only] [f16 scalars]
 //   lloyd_max (TurboQuant, arXiv 2504.19874): x = ||x|| u, u a unit vector whose coordinates are ~ N(0, 1/g)
 //     after the rotation (Lemma 1); idx_i = nearest Lloyd-Max centroid of u_i (Algorithm 1, Quant_mse).
 //     With QJL (Algorithm 2, Quant_prod): r = u - c[idx], signs = sign(S r), gamma = ||r||; scalars ||x||, gamma.
 //     Estimator (Theorem 2, unbiased over S):
 //       <q, x> ~= ||x|| ( <q, c[idx]> + gamma . sqrt(pi/2) / g . <S q, signs> ).
 //     Without QJL the one scalar is ||x|| / <u, c[idx]> rather than ||x||: an MSE-optimal quantizer shrinks its
-//     reconstruction (E <u, c[idx]> = 1 - D_b < 1, the bias Section 3.2 points out), and attention sums many
-//     reconstructions, so the shrink would not average out; with this scale <x_hat, x> = ||x||^2 exactly.
+//     reconstruction (E <u, c[idx]> = 1 - D_b < 1, the bias TurboQuant_prod exists to remove), and attention sums many
+//     reconstructions, so the shrink would not average out; with this scale <x_hat, x> = ||x||^2 (up to fp16 rounding).
 //   affine (the lab's baseline, per token, per head, per group): x_i ~= min + scale . q_i, q_i in [0, 2^bits),
-//     scalars scale, min; 4-bit codes planar, 8-bit codes one byte each.
+//     scalars scale, min.
 // Bytes per record (d = head_dim, g = group_dim, n_groups = d / g):
 //   lloyd_max + QJL: n_groups (bits g / 8 + g / 8 + 4)  -> 3 bits, d = 128: 68 bytes = 4.25 bits/dim
 //   lloyd_max      : n_groups (bits g / 8 + 2)          -> 3 bits, d = 128: 50 bytes = 3.125 bits/dim
@@ -43,8 +44,8 @@ struct TqFormat {
   int64_t n_groups = 0;
 
   int64_t head_dim() const { return group_dim * n_groups; }
-  int64_t code_bytes() const { return bits * group_dim / 8; }          // per group
-  int64_t sign_bytes() const { return qjl ? group_dim / 8 : 0; }       // per group
+  int64_t code_bytes() const { return bits * group_dim / 8; }                        // per group
+  int64_t sign_bytes() const { return qjl ? group_dim / 8 : 0; }                     // per group
   int64_t n_scalars() const { return (scheme == TqScheme::affine || qjl) ? 2 : 1; }  // f16 per group
   int64_t scalar_offset() const { return code_bytes() + sign_bytes(); }
   int64_t group_bytes() const { return scalar_offset() + 2 * n_scalars(); }
@@ -62,21 +63,18 @@ class TqCodec {
  public:
   TqCodec(const TqFormat& format, uint64_t seed);  // seed draws the QJL matrix
   const TqFormat& format() const { return f_; }
-  const Codebook* codebook() const { return cb_; }              // lloyd_max only
+  const Codebook* codebook() const { return cb_; }                // lloyd_max only
   const QjlProjection* projection() const { return qjl_.get(); }  // QJL only
 
   // x: n vectors [head_dim] (working domain) with row stride ldx -> records at rec + i * rec_stride.
-  // center (optional, [head_dim]): a fixed vector subtracted before encoding and added back by decode_row /
-  // dequantize; the record then holds x - center (see kv_layer_turbo.h, "centering").
-  void encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride,
-              const float* center = nullptr) const;
-  // Score row of a record: [row_floats()] (see the file comment); center as given to encode.
-  void decode_row(const uint8_t* rec, float* row, const float* center = nullptr) const;
+  void encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride) const;
+  // Score row of a record: [row_floats()] (see the file comment).
+  void decode_row(const uint8_t* rec, float* row) const;
   // q: [n][head_dim] -> qp: [n][row_floats()].
   void prepare_queries(const float* q, int64_t n, float* qp) const;
   // The paper's DeQuant: x_hat [head_dim] = ||x|| (c[idx] + sqrt(pi/2) / g . gamma . S^T signs); for tests
   // (<q, x_hat> equals <q', row> up to rounding).
-  void dequantize(const uint8_t* rec, float* x, const float* center = nullptr) const;
+  void dequantize(const uint8_t* rec, float* x) const;
 
  private:
   TqFormat f_;

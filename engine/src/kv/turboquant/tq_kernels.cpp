@@ -1,9 +1,10 @@
 // TurboQuant attention kernels (see tq_kernels.h). Each ISA has the same four functions:
-//   decode      planar b-bit codes -> values by a 16-entry table lookup (AVX-512: one uint16 per plane is the
-//               lane mask of 16 coordinates; the index is OR-ed together from b masks and vpermps picks
-//               table[idx]; AVX2: one byte per plane and 8 lanes); the table is the record's codebook scaled
-//               by its norm (lloyd_max) or min + scale * k (affine), so no per-coordinate multiply remains.
-//               QJL signs become +-kappa by one masked blend per 16 coordinates.
+//   decode      b-bit codes -> values by a 16-entry table lookup: the table is the record's codebook scaled by
+//               its norm (lloyd_max) or min + scale * k (affine), so no per-coordinate multiply remains, and
+//               vpermps picks table[idx] for 16 lanes (AVX2: two vpermps + a blend for 8 lanes). Indices: 4-bit
+//               nibbles are one broadcast uint64 shifted per lane (3 instructions per 16 coordinates); 2- and
+//               3-bit planar codes are OR-ed together from one uint16 lane mask per plane. QJL signs become
+//               +-kappa by one masked blend per 16 coordinates.
 //   scores      s = Q . T^T over the block, 4 query rows x 4 keys register-blocked (AVX-512).
 //   accumulate  A = diag(alpha) A + P . T, 4 rows x 32 columns register-blocked (AVX-512).
 //   exp_sum     e^(s - m) with the shared vector exp (kernels/cpu/simd.h).
@@ -23,27 +24,10 @@ namespace {
 
 using kernels::cpu::Isa;
 
-inline float load_f16(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return f16_to_f32(h);
-}
-
-// Per-group scalars of a record, as decode_row reads them.
-struct GroupScalars {
-  float a, b;  // lloyd_max: norm (or rescaled norm), gamma; affine: scale, min
-};
-inline GroupScalars group_scalars(const TqFormat& f, const uint8_t* in) {
-  return {load_f16(in + f.scalar_offset()), f.n_scalars() > 1 ? load_f16(in + f.scalar_offset() + 2) : 0.0f};
-}
-inline float qjl_kappa(const TqFormat& f, const GroupScalars& s) {
-  return s.a * s.b * static_cast<float>(kSqrtHalfPi / static_cast<double>(f.group_dim));
-}
-
 // ------------------------------------------------------------------------------------------- scalar
 
-void decode_scalar(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt, const float* center) {
-  for (int64_t j = 0; j < nb; ++j) codec.decode_row(rec + j * rec_stride, tile + j * ldt, center);
+void decode_scalar(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
+  for (int64_t j = 0; j < nb; ++j) codec.decode_row(rec + j * rec_stride, tile + j * ldt);
 }
 
 void scores_scalar(const float* q, int64_t ldq, int64_t nr, const float* t, int64_t ldt, int64_t nb, int64_t len,
@@ -87,40 +71,65 @@ float exp_sum_scalar(float* s, int64_t n, float m) {
   return sum;
 }
 
+float max_scalar(const float* s, int64_t n) {
+  float m = s[0];
+  for (int64_t j = 1; j < n; ++j) m = std::max(m, s[j]);
+  return m;
+}
+
 #if LMLAB_X86
 namespace simd = kernels::cpu::simd;
 
 // ------------------------------------------------------------------------------------------- AVX-512
 
+LMLAB_TARGET_AVX512 inline float f16c_avx512(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Codes of 16 coordinates -> table indices in the low 4 bits of each 32-bit lane.
 template <int BITS>
-LMLAB_TARGET_AVX512 void decode_planar_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride,
-                                              int64_t nb, float* tile, int64_t ldt, const float* center) {
+LMLAB_TARGET_AVX512 inline __m512i code_lanes_avx512(const uint8_t* codes, int64_t plane_bytes, int64_t c) {
+  if constexpr (BITS == 4) {
+    // One uint64 of nibbles (pack.h): broadcast, then lane l shifts its half right by 4 (l / 2).
+    const __m512i shifts = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    int64_t w;
+    std::memcpy(&w, codes + 8 * c, 8);
+    return _mm512_srlv_epi32(_mm512_set1_epi64(w), shifts);
+  } else {
+    // Planar: one uint16 lane mask per plane.
+    __m512i idx = _mm512_setzero_si512();
+    for (int p = 0; p < BITS; ++p) {
+      uint16_t m;
+      std::memcpy(&m, codes + p * plane_bytes + 2 * c, 2);
+      idx = _mm512_mask_or_epi32(idx, m, idx, _mm512_set1_epi32(1 << p));
+    }
+    return idx;
+  }
+}
+
+template <int BITS>
+LMLAB_TARGET_AVX512 void decode_table_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
+                                             float* tile, int64_t ldt) {
   const TqFormat& f = codec.format();
-  const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8;
+  const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8, gb = f.group_bytes(), so = f.scalar_offset();
   const bool affine = f.scheme == TqScheme::affine;
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512 cent = affine ? iota : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (1 << BITS)) - 1u),
-                                                          codec.codebook()->centroids.data());
+  const __m512 cent = affine ? iota
+                             : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (1 << BITS)) - 1u),
+                                                     codec.codebook()->centroids.data());
   for (int64_t j = 0; j < nb; ++j) {
     for (int64_t gi = 0; gi < f.n_groups; ++gi) {
-      const uint8_t* in = rec + j * rec_stride + gi * f.group_bytes();
-      const GroupScalars sc = group_scalars(f, in);
-      const __m512 table = affine ? _mm512_fmadd_ps(_mm512_set1_ps(sc.a), iota, _mm512_set1_ps(sc.b))
-                                  : _mm512_mul_ps(_mm512_set1_ps(sc.a), cent);
+      const uint8_t* in = rec + j * rec_stride + gi * gb;
+      const float a = f16c_avx512(in + so), b = f.n_scalars() > 1 ? f16c_avx512(in + so + 2) : 0.0f;
+      const __m512 table =
+          affine ? _mm512_fmadd_ps(_mm512_set1_ps(a), iota, _mm512_set1_ps(b)) : _mm512_mul_ps(_mm512_set1_ps(a), cent);
       float* out = tile + j * ldt + gi * g;
-      for (int64_t c = 0; c < g / 16; ++c) {
-        __m512i idx = _mm512_setzero_si512();
-        for (int p = 0; p < BITS; ++p) {
-          uint16_t m;
-          std::memcpy(&m, in + p * pb + 2 * c, 2);
-          idx = _mm512_mask_or_epi32(idx, m, idx, _mm512_set1_epi32(1 << p));
-        }
-        __m512 val = _mm512_permutexvar_ps(idx, table);
-        if (center) val = _mm512_add_ps(val, _mm512_loadu_ps(center + gi * g + 16 * c));
-        _mm512_storeu_ps(out + 16 * c, val);
-      }
+      for (int64_t c = 0; c < g / 16; ++c)
+        _mm512_storeu_ps(out + 16 * c, _mm512_permutexvar_ps(code_lanes_avx512<BITS>(in, pb, c), table));
       if (f.qjl) {
-        const float kappa = qjl_kappa(f, sc);
+        const float kappa = a * b * static_cast<float>(kSqrtHalfPi / static_cast<double>(g));
         const __m512 pos = _mm512_set1_ps(kappa), neg = _mm512_set1_ps(-kappa);
         const uint8_t* signs = in + f.code_bytes();
         float* qout = tile + j * ldt + d + gi * g;
@@ -135,31 +144,29 @@ LMLAB_TARGET_AVX512 void decode_planar_avx512(const TqCodec& codec, const uint8_
 }
 
 LMLAB_TARGET_AVX512 void decode_u8_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
-                                          float* tile, int64_t ldt, const float* center) {
+                                          float* tile, int64_t ldt) {
   const TqFormat& f = codec.format();
-  const int64_t g = f.group_dim;
+  const int64_t g = f.group_dim, gb = f.group_bytes(), so = f.scalar_offset();
   for (int64_t j = 0; j < nb; ++j)
     for (int64_t gi = 0; gi < f.n_groups; ++gi) {
-      const uint8_t* in = rec + j * rec_stride + gi * f.group_bytes();
-      const GroupScalars sc = group_scalars(f, in);
-      const __m512 scale = _mm512_set1_ps(sc.a), mn = _mm512_set1_ps(sc.b);
+      const uint8_t* in = rec + j * rec_stride + gi * gb;
+      const __m512 scale = _mm512_set1_ps(f16c_avx512(in + so)), mn = _mm512_set1_ps(f16c_avx512(in + so + 2));
       float* out = tile + j * ldt + gi * g;
       for (int64_t c = 0; c < g; c += 16) {
-        const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + c))));
-        __m512 val = _mm512_fmadd_ps(scale, v, mn);
-        if (center) val = _mm512_add_ps(val, _mm512_loadu_ps(center + gi * g + c));
-        _mm512_storeu_ps(out + c, val);
+        const __m512 v =
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + c))));
+        _mm512_storeu_ps(out + c, _mm512_fmadd_ps(scale, v, mn));
       }
     }
 }
 
-void decode_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt, const float* center) {
+void decode_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
   switch (codec.format().bits) {
-    case 2: return decode_planar_avx512<2>(codec, rec, rec_stride, nb, tile, ldt, center);
-    case 3: return decode_planar_avx512<3>(codec, rec, rec_stride, nb, tile, ldt, center);
-    case 4: return decode_planar_avx512<4>(codec, rec, rec_stride, nb, tile, ldt, center);
-    case 8: return decode_u8_avx512(codec, rec, rec_stride, nb, tile, ldt, center);
-    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt, center);
+    case 2: return decode_table_avx512<2>(codec, rec, rec_stride, nb, tile, ldt);
+    case 3: return decode_table_avx512<3>(codec, rec, rec_stride, nb, tile, ldt);
+    case 4: return decode_table_avx512<4>(codec, rec, rec_stride, nb, tile, ldt);
+    case 8: return decode_u8_avx512(codec, rec, rec_stride, nb, tile, ldt);
+    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
   }
 }
 
@@ -183,7 +190,8 @@ LMLAB_TARGET_AVX512 void scores_rows_avx512(const float* q, int64_t ldq, const f
         acc[r][3] = _mm512_fmadd_ps(qv, k3, acc[r][3]);
       }
     }
-    for (int r = 0; r < NR; ++r) _mm_storeu_ps(s + r * lds + j, simd::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+    for (int r = 0; r < NR; ++r)
+      _mm_storeu_ps(s + r * lds + j, simd::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
   }
   for (; j < nb; ++j) {
     const float* tj = t + j * ldt;
@@ -210,8 +218,8 @@ LMLAB_TARGET_AVX512 void scores_avx512(const float* q, int64_t ldq, int64_t nr, 
 }
 
 template <int NR, int NC>  // NR rows x NC vectors of 16 columns
-LMLAB_TARGET_AVX512 void accumulate_tile_avx512(float* acc, int64_t lda, const float* alpha, const float* p, int64_t ldp,
-                                                const float* t, int64_t ldt, int64_t nb) {
+LMLAB_TARGET_AVX512 void accumulate_tile_avx512(float* acc, int64_t lda, const float* alpha, const float* p,
+                                                int64_t ldp, const float* t, int64_t ldt, int64_t nb) {
   __m512 a[NR][NC];
   for (int r = 0; r < NR; ++r) {
     const __m512 al = _mm512_set1_ps(alpha[r]);
@@ -230,8 +238,8 @@ LMLAB_TARGET_AVX512 void accumulate_tile_avx512(float* acc, int64_t lda, const f
 }
 
 template <int NR>
-LMLAB_TARGET_AVX512 void accumulate_rows_avx512(float* acc, int64_t lda, const float* alpha, const float* p, int64_t ldp,
-                                                const float* t, int64_t ldt, int64_t nb, int64_t len) {
+LMLAB_TARGET_AVX512 void accumulate_rows_avx512(float* acc, int64_t lda, const float* alpha, const float* p,
+                                                int64_t ldp, const float* t, int64_t ldt, int64_t nb, int64_t len) {
   int64_t i = 0;
   for (; i + 32 <= len; i += 32) accumulate_tile_avx512<NR, 2>(acc + i, lda, alpha, p, ldp, t + i, ldt, nb);
   if (i < len) accumulate_tile_avx512<NR, 1>(acc + i, lda, alpha, p, ldp, t + i, ldt, nb);
@@ -240,7 +248,8 @@ LMLAB_TARGET_AVX512 void accumulate_rows_avx512(float* acc, int64_t lda, const f
 LMLAB_TARGET_AVX512 void accumulate_avx512(float* acc, int64_t lda, int64_t nr, const float* alpha, const float* p,
                                            int64_t ldp, const float* t, int64_t ldt, int64_t nb, int64_t len) {
   int64_t r = 0;
-  for (; r + 4 <= nr; r += 4) accumulate_rows_avx512<4>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len);
+  for (; r + 4 <= nr; r += 4)
+    accumulate_rows_avx512<4>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len);
   switch (nr - r) {
     case 3: accumulate_rows_avx512<3>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len); break;
     case 2: accumulate_rows_avx512<2>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len); break;
@@ -261,6 +270,15 @@ LMLAB_TARGET_AVX512 float exp_sum_avx512(float* s, int64_t n, float m) {
   return _mm512_reduce_add_ps(sum);
 }
 
+LMLAB_TARGET_AVX512 float max_avx512(const float* s, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = simd::tail_mask16(std::min<int64_t>(16, n - j));
+    m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, s + j));
+  }
+  return _mm512_reduce_max_ps(m);
+}
+
 // ------------------------------------------------------------------------------------------- AVX2
 
 // Lanes i of the result are all-ones where bit i of `byte` is set.
@@ -269,39 +287,59 @@ LMLAB_TARGET_AVX2 inline __m256i lane_mask8(uint8_t byte) {
   return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte), bitsel), bitsel);
 }
 
+LMLAB_TARGET_AVX2 inline float f16c_avx2(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// Codes of 8 coordinates (c-th group of 8) -> table indices in the low bits of each lane; bit 3 of the index
+// (16-entry tables) is returned in the sign bit of *hi_sel.
 template <int BITS>
-LMLAB_TARGET_AVX2 void decode_planar_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
-                                          float* tile, int64_t ldt, const float* center) {
+LMLAB_TARGET_AVX2 inline __m256i code_lanes_avx2(const uint8_t* codes, int64_t plane_bytes, int64_t c, __m256* hi_sel) {
+  if constexpr (BITS == 4) {
+    // Half of a uint64 of nibbles (pack.h): lanes l of coordinates 8 (c % 2) + l.
+    int64_t w;
+    std::memcpy(&w, codes + 8 * (c / 2), 8);
+    const __m256i shifts =
+        (c % 2) ? _mm256_setr_epi32(16, 16, 20, 20, 24, 24, 28, 28) : _mm256_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12);
+    const __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi64x(w), shifts);
+    *hi_sel = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+    return idx;
+  } else {
+    __m256i idx = _mm256_setzero_si256();
+    for (int p = 0; p < BITS; ++p)
+      idx = _mm256_or_si256(idx, _mm256_and_si256(lane_mask8(codes[p * plane_bytes + c]), _mm256_set1_epi32(1 << p)));
+    return idx;
+  }
+}
+
+template <int BITS>
+LMLAB_TARGET_AVX2 void decode_table_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
+                                         float* tile, int64_t ldt) {
   const TqFormat& f = codec.format();
-  const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8;
+  const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8, gb = f.group_bytes(), so = f.scalar_offset();
   const bool affine = f.scheme == TqScheme::affine;
   alignas(32) float cent[16] = {};
-  if (affine) {
-    for (int k = 0; k < 16; ++k) cent[k] = static_cast<float>(k);
-  } else {
-    for (int k = 0; k < (1 << BITS); ++k) cent[k] = codec.codebook()->centroids[k];
-  }
+  for (int k = 0; k < (1 << BITS); ++k) cent[k] = affine ? static_cast<float>(k) : codec.codebook()->centroids[k];
   const __m256 c_lo = _mm256_load_ps(cent), c_hi = _mm256_load_ps(cent + 8);
   for (int64_t j = 0; j < nb; ++j) {
     for (int64_t gi = 0; gi < f.n_groups; ++gi) {
-      const uint8_t* in = rec + j * rec_stride + gi * f.group_bytes();
-      const GroupScalars sc = group_scalars(f, in);
-      const __m256 av = _mm256_set1_ps(sc.a), bv = _mm256_set1_ps(sc.b);
+      const uint8_t* in = rec + j * rec_stride + gi * gb;
+      const float a = f16c_avx2(in + so), b = f.n_scalars() > 1 ? f16c_avx2(in + so + 2) : 0.0f;
+      const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
       const __m256 t_lo = affine ? _mm256_fmadd_ps(av, c_lo, bv) : _mm256_mul_ps(av, c_lo);
       const __m256 t_hi = affine ? _mm256_fmadd_ps(av, c_hi, bv) : _mm256_mul_ps(av, c_hi);
       float* out = tile + j * ldt + gi * g;
       for (int64_t c = 0; c < pb; ++c) {
-        __m256i idx = _mm256_setzero_si256();
-        for (int p = 0; p < std::min(BITS, 3); ++p)
-          idx = _mm256_or_si256(idx, _mm256_and_si256(lane_mask8(in[p * pb + c]), _mm256_set1_epi32(1 << p)));
+        __m256 hi_sel;
+        const __m256i idx = code_lanes_avx2<BITS>(in, pb, c, &hi_sel);
         __m256 v = _mm256_permutevar8x32_ps(t_lo, idx);
-        if (BITS == 4)
-          v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(t_hi, idx), _mm256_castsi256_ps(lane_mask8(in[3 * pb + c])));
-        if (center) v = _mm256_add_ps(v, _mm256_loadu_ps(center + gi * g + 8 * c));
+        if constexpr (BITS == 4) v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(t_hi, idx), hi_sel);
         _mm256_storeu_ps(out + 8 * c, v);
       }
       if (f.qjl) {
-        const float kappa = qjl_kappa(f, sc);
+        const float kappa = a * b * static_cast<float>(kSqrtHalfPi / static_cast<double>(g));
         const __m256 pos = _mm256_set1_ps(kappa), neg = _mm256_set1_ps(-kappa);
         const uint8_t* signs = in + f.code_bytes();
         float* qout = tile + j * ldt + d + gi * g;
@@ -313,31 +351,29 @@ LMLAB_TARGET_AVX2 void decode_planar_avx2(const TqCodec& codec, const uint8_t* r
 }
 
 LMLAB_TARGET_AVX2 void decode_u8_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
-                                      float* tile, int64_t ldt, const float* center) {
+                                      float* tile, int64_t ldt) {
   const TqFormat& f = codec.format();
-  const int64_t g = f.group_dim;
+  const int64_t g = f.group_dim, gb = f.group_bytes(), so = f.scalar_offset();
   for (int64_t j = 0; j < nb; ++j)
     for (int64_t gi = 0; gi < f.n_groups; ++gi) {
-      const uint8_t* in = rec + j * rec_stride + gi * f.group_bytes();
-      const GroupScalars sc = group_scalars(f, in);
-      const __m256 scale = _mm256_set1_ps(sc.a), mn = _mm256_set1_ps(sc.b);
+      const uint8_t* in = rec + j * rec_stride + gi * gb;
+      const __m256 scale = _mm256_set1_ps(f16c_avx2(in + so)), mn = _mm256_set1_ps(f16c_avx2(in + so + 2));
       float* out = tile + j * ldt + gi * g;
       for (int64_t c = 0; c < g; c += 8) {
-        const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + c))));
-        __m256 val = _mm256_fmadd_ps(scale, v, mn);
-        if (center) val = _mm256_add_ps(val, _mm256_loadu_ps(center + gi * g + c));
-        _mm256_storeu_ps(out + c, val);
+        const __m256 v =
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + c))));
+        _mm256_storeu_ps(out + c, _mm256_fmadd_ps(scale, v, mn));
       }
     }
 }
 
-void decode_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt, const float* center) {
+void decode_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
   switch (codec.format().bits) {
-    case 2: return decode_planar_avx2<2>(codec, rec, rec_stride, nb, tile, ldt, center);
-    case 3: return decode_planar_avx2<3>(codec, rec, rec_stride, nb, tile, ldt, center);
-    case 4: return decode_planar_avx2<4>(codec, rec, rec_stride, nb, tile, ldt, center);
-    case 8: return decode_u8_avx2(codec, rec, rec_stride, nb, tile, ldt, center);
-    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt, center);
+    case 2: return decode_table_avx2<2>(codec, rec, rec_stride, nb, tile, ldt);
+    case 3: return decode_table_avx2<3>(codec, rec, rec_stride, nb, tile, ldt);
+    case 4: return decode_table_avx2<4>(codec, rec, rec_stride, nb, tile, ldt);
+    case 8: return decode_u8_avx2(codec, rec, rec_stride, nb, tile, ldt);
+    default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
   }
 }
 
@@ -361,7 +397,8 @@ LMLAB_TARGET_AVX2 void scores_rows_avx2(const float* q, int64_t ldq, const float
         acc[r][3] = _mm256_fmadd_ps(qv, k3, acc[r][3]);
       }
     }
-    for (int r = 0; r < NR; ++r) _mm_storeu_ps(s + r * lds + j, simd::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+    for (int r = 0; r < NR; ++r)
+      _mm_storeu_ps(s + r * lds + j, simd::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
   }
   for (; j < nb; ++j) {
     const float* tj = t + j * ldt;
@@ -428,12 +465,21 @@ LMLAB_TARGET_AVX2 float exp_sum_avx2(float* s, int64_t n, float m) {
   }
   return simd::hsum8(sum) + exp_sum_scalar(s + j, n - j, m);
 }
+
+LMLAB_TARGET_AVX2 float max_avx2(const float* s, int64_t n) {
+  if (n < 8) return max_scalar(s, n);
+  __m256 m = _mm256_loadu_ps(s);
+  int64_t j = 8;
+  for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + j));
+  const float r = simd::hmax8(m);
+  return j < n ? std::max(r, max_scalar(s + j, n - j)) : r;
+}
 #endif  // LMLAB_X86
 
-constexpr TqKernels kScalar{&decode_scalar, &scores_scalar, &accumulate_scalar, &exp_sum_scalar, "scalar"};
+constexpr TqKernels kScalar{&decode_scalar, &scores_scalar, &accumulate_scalar, &exp_sum_scalar, &max_scalar, "scalar"};
 #if LMLAB_X86
-constexpr TqKernels kAvx512{&decode_avx512, &scores_avx512, &accumulate_avx512, &exp_sum_avx512, "avx512"};
-constexpr TqKernels kAvx2{&decode_avx2, &scores_avx2, &accumulate_avx2, &exp_sum_avx2, "avx2"};
+constexpr TqKernels kAvx512{&decode_avx512, &scores_avx512, &accumulate_avx512, &exp_sum_avx512, &max_avx512, "avx512"};
+constexpr TqKernels kAvx2{&decode_avx2, &scores_avx2, &accumulate_avx2, &exp_sum_avx2, &max_avx2, "avx2"};
 #endif
 
 }  // namespace

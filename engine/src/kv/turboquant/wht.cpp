@@ -23,7 +23,8 @@ void fwht(float* x, int64_t n) {
 RandomizedHadamard::RandomizedHadamard(int64_t dim, uint64_t seed)
     : dim_(dim), inv_sqrt_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(dim)))) {
   if (dim <= 0 || (dim & (dim - 1)) != 0)
-    throw Error(ErrorKind::invalid_input, "RandomizedHadamard", "dimension " + std::to_string(dim) + " is not a power of two");
+    throw Error(ErrorKind::invalid_input, "RandomizedHadamard",
+                "dimension " + std::to_string(dim) + " is not a power of two");
   SplitMix64 rng(seed);
   d1_.resize(static_cast<size_t>(dim));
   d2_.resize(static_cast<size_t>(dim));
@@ -53,8 +54,9 @@ int64_t turbo_group_dim(int64_t head_dim) {
 
 HeadRotation::HeadRotation(int64_t head_dim, uint64_t seed) : group_dim_(turbo_group_dim(head_dim)) {
   if (group_dim_ == 0)
-    throw Error(ErrorKind::unsupported, "TurboQuant", "head_dim " + std::to_string(head_dim) +
-                                                          " is not a multiple of 16 (rotation groups are powers of two >= 16)");
+    throw Error(
+        ErrorKind::unsupported, "TurboQuant",
+        "head_dim " + std::to_string(head_dim) + " is not a multiple of 16 (rotation groups are powers of two >= 16)");
   for (int64_t g = 0; g < head_dim / group_dim_; ++g) groups_.emplace_back(group_dim_, derive_seed(seed, 0x100 + g));
 }
 
