@@ -18,9 +18,10 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
   app.add_flag("--turbo-kv", turbo_kv, "TurboQuant-compressed KV cache (same as --kv-mode turbo)");
   app.add_option("--kv-mode", kv_mode, "KV storage of full-attention layers")
       ->check(CLI::IsMember({"f32", "turbo", "affine4", "affine8"}));
-  app.add_option("--kv-k-bits", kv_k_bits, "TurboQuant Lloyd-Max bits of K (2-4; plus 1 QJL bit)")->check(CLI::Range(2, 4));
-  app.add_option("--kv-v-bits", kv_v_bits, "TurboQuant Lloyd-Max bits of V (2-4)")->check(CLI::Range(2, 4));
-  app.add_flag("--kv-no-qjl", kv_no_qjl, "TurboQuant K without the 1-bit QJL residual correction");
+  app.add_option("--kv-k-bits", kv_k_bits, "TurboQuant Lloyd-Max bits of K (2-4, default 4)")->check(CLI::Range(2, 4));
+  app.add_option("--kv-v-bits", kv_v_bits, "TurboQuant Lloyd-Max bits of V (2-4, default 4)")->check(CLI::Range(2, 4));
+  app.add_flag("--kv-k-qjl", kv_k_qjl, "TurboQuant K with the 1-bit QJL residual correction (paper's 4.25-bit K "
+                                       "with --kv-k-bits 3)");
   app.add_option("--kv-hot-window", kv_hot_window,
                  "compressed KV: most recent tokens kept exact (activation threshold; default 256, 0 for "
                  "perplexity and verify)");
@@ -45,7 +46,7 @@ ModelOptions EngineFlags::options() const {
   o.kv_mode = mode == "turbo" ? KvMode::turbo : mode == "affine4" ? KvMode::affine4 : mode == "affine8" ? KvMode::affine8 : KvMode::f32;
   o.kv_k_bits = kv_k_bits;
   o.kv_v_bits = kv_v_bits;
-  o.kv_k_qjl = !kv_no_qjl;
+  o.kv_k_qjl = kv_k_qjl;
   o.kv_hot_window = kv_hot_window >= 0 ? kv_hot_window : default_hot_window;
   o.kv_budget_mb = kv_budget_mb;
   o.prompt_cache_mb = prompt_cache_mb;

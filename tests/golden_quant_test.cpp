@@ -7,8 +7,12 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "fixtures.h"
+#include "lmlab/error.h"
 #include "lmlab/generate.h"
 #include "lmlab/model.h"
 #include "lmlab/perplexity.h"
@@ -97,6 +101,29 @@ TEST(GoldenQuantPerplexity, CoderMoeSparse4bitWithinHalfPercent) {
   const double ppl = std::exp(total / static_cast<double>(count));
   EXPECT_NEAR(ppl, want_ppl, kMaxPerplexityError * want_ppl) << name << " perplexity " << ppl;
   EXPECT_LT(worst_token_err, 0.05) << "per-token NLL against the fp32 reference";
+}
+
+// A config that disagrees with the packed tensors fails at load, naming the tensor and what it implies.
+TEST(GoldenQuantLoad, ConfigBitsThatDoNotMatchTheWeightsNameTheTensor) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("lmlab_quant_bits_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(test::model_dir("llama-4bit")))
+    if (e.path().filename() != "config.json") fs::create_symlink(e.path(), dir / e.path().filename());
+  std::ifstream in(test::model_dir("llama-4bit") / "config.json");
+  nlohmann::json cfg = nlohmann::json::parse(in);
+  cfg["quantization"]["bits"] = 8;
+  std::ofstream(dir / "config.json") << cfg.dump();
+  try {
+    Model::load(dir);
+    ADD_FAILURE() << "loaded 4-bit weights as 8-bit";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("model.embed_tokens.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("4 bits"), std::string::npos) << msg;
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -121,8 +121,11 @@ KvSequence Model::Impl::make_sequence() const {
   turbo.k_qjl = options.kv_k_qjl;
   turbo.v_bits = options.kv_v_bits;
   turbo.hot_window = options.kv_hot_window;
+  const uint64_t base_seed = turbo.seed;
   KvSequence seq;
-  for (const auto& l : s.layers) {
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    const auto& l = s.layers[i];
+    turbo.seed = base_seed + i;  // independent rotations per layer
     if (options.kv_mode != KvMode::f32 && l.window == 0) seq.layers.push_back(make_turbo_kv_layer(geo, turbo));
     else seq.layers.push_back(std::make_unique<KvLayerPaged>(*kv_pool, geo, l.window));
   }

@@ -6,15 +6,16 @@
 // into order, x is permuted once per call into the same order (xp[chunk][j * 16 + i] = x[chunk][i * vpb + j];
 // the identity for 8 bits), so the inner loop is widen, shift/mask, convert, FMA.
 //
-// n == 1 (decode, memory-bound): 4 rows side by side share the x loads; per group the raw dot q . x is
-// accumulated unscaled, then multiplied by the group's scale; the biases contribute sum_g b_g * sum(x in g),
-// with the per-group sums of x computed once per call. Scales and biases of the 4 rows are converted to f32
-// into a small per-thread buffer first, so the hot loop is independent of their storage type.
+// n == 1 (decode): 4 rows side by side share the x loads; per group the raw dot q . x is accumulated
+// unscaled in two accumulators, then multiplied by the group's scale (converted from its stored type 16 groups
+// at a time); the biases contribute sum_g b_g * sum(x in g), one vector dot per row with the per-group sums of
+// x computed once per call. At 4 bits this is bound by the vector ports (widen, mask/shift, convert, FMA per
+// 16 values) rather than by memory: about 8 GB/s of packed weights per core on the dev machine's AVX-512.
 // n > 1 (prefill): a 4-row x kKc-column tile is dequantized (s * q + b) into an L1-resident f32 buffer and
 // reused by all tokens of a kTb-token block (4 x 4 register tiles on AVX-512, 4 x 2 on AVX2); later column
 // blocks accumulate into Y.
 // Everything else (3, 5, 6 bits, 2 bits with 32-wide groups, or no AVX2) unpacks one row at a time into an
-// f32 buffer and dots it with every token. Threads split the output rows in blocks of 4.
+// f32 buffer and dots it with every token. Threads split the output rows in blocks of 4 (ThreadPool::global()).
 #include <algorithm>
 #include <cstring>
 #include <vector>
