@@ -106,6 +106,9 @@ class UringBackend final : public DirectReader::Backend {
       const int res = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);
       if (!job) return;
+      // The job was filled in under mu_ by the submitting thread and reached us through the kernel, which
+      // orders it in fact but not in the C++ memory model: taking mu_ makes the hand-over visible to both.
+      std::unique_lock lk(mu_);
       const uint64_t need = job->op.min_bytes ? job->op.min_bytes : job->op.nbytes;
       int err = 0;
       bool finished = true;
@@ -121,14 +124,16 @@ class UringBackend final : public DirectReader::Backend {
         }
       }
       if (!finished) {
-        std::lock_guard lk(mu_);
         push(job);
         flush();
         continue;
       }
-      reader_.note_done(job->op.nbytes, job->got, monotonic_seconds() - job->t0);
+      const uint64_t requested = job->op.nbytes, got = job->got;
+      const double latency = monotonic_seconds() - job->t0;
+      lk.unlock();
+      reader_.note_done(requested, got, latency);
       {
-        std::lock_guard lk(mu_);
+        std::lock_guard relk(mu_);
         --in_flight_;
         bool any = false;
         while (in_flight_ < depth_ && !pending_.empty()) {
