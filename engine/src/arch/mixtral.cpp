@@ -16,6 +16,7 @@ void parse_mixtral(ConfigReader& cfg, ModelSpec& spec) {
   for (auto& l : spec.layers) l.moe = true;
   spec.names.router = "block_sparse_moe.gate";
   spec.names.experts = "block_sparse_moe.experts";
+  spec.names.stacked_experts = "block_sparse_moe.switch_mlp";  // mlx-community layout
   spec.names.gate = "w1";
   spec.names.up = "w3";
   spec.names.down = "w2";

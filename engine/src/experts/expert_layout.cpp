@@ -169,17 +169,16 @@ ExpertLayout ExpertLayout::build(const WeightStore& store, const ModelSpec& spec
   const int64_t H = spec.hidden, I = spec.moe_intermediate;
   for (int32_t l : L.moe_layers_) {
     const std::string p = fmt::format("model.layers.{}.", l);
-    const bool stacked = store.contains(p + n.stacked_experts + "." + n.gate + ".weight");
     for (int64_t e = 0; e < spec.n_experts; ++e) {
+      const ExpertTensorNames names = expert_tensor_names(n, store, p, e);
       ExpertLocation x;
       x.layer = l;
       x.expert = static_cast<int32_t>(e);
-      x.stacked = stacked;
-      const std::string base = stacked ? p + n.stacked_experts + "." : fmt::format("{}{}.{}.", p, n.experts, e);
-      const int64_t se = stacked ? e : -1;
-      loc.add_proj(x, base + n.gate, ExpertProj::gate, I, H, se);
-      loc.add_proj(x, base + n.up, ExpertProj::up, I, H, se);
-      loc.add_proj(x, base + n.down, ExpertProj::down, H, I, se);
+      x.stacked = names.stacked;
+      const int64_t se = names.stacked ? e : -1;
+      loc.add_proj(x, names.gate, ExpertProj::gate, I, H, se);
+      loc.add_proj(x, names.up, ExpertProj::up, I, H, se);
+      loc.add_proj(x, names.down, ExpertProj::down, H, I, se);
       std::sort(x.tensors.begin(), x.tensors.end(), [](const ExpertTensor& a, const ExpertTensor& b) {
         return std::pair(a.proj, a.role) < std::pair(b.proj, b.role);
       });

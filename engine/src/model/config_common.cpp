@@ -26,6 +26,9 @@ void parse_quantization(ConfigReader& cfg, ModelSpec& spec) {
     if (s.group_size <= 0) throw cfg.error(field, "group_size must be positive");
     return s;
   };
+  if (q->contains("mode") && (*q)["mode"] != "affine")
+    throw cfg.unsupported("quantization.mode", fmt::format("quantization mode {} is not supported (affine is)",
+                                                           (*q)["mode"].dump()));
   spec.quant = read(*q, "quantization");
   for (auto it = q->begin(); it != q->end(); ++it) {
     if (it.value().is_object()) spec.quant_overrides.emplace_back(it.key(), read(it.value(), "quantization." + it.key()));
@@ -140,6 +143,15 @@ RopeSpec parse_rope(ConfigReader& cfg, const std::string& layer_type, int64_t he
     throw cfg.unsupported(field, fmt::format("rope_type '{}' is not supported (default, linear, llama3 are)", r.type));
   }
   return r;
+}
+
+ExpertTensorNames expert_tensor_names(const WeightNames& n, const WeightStore& store, const std::string& layer_prefix,
+                                      int64_t expert) {
+  const std::string stacked = layer_prefix + n.stacked_experts + ".";
+  if (store.contains(stacked + n.stacked_gate + ".weight"))
+    return {stacked + n.stacked_gate, stacked + n.stacked_up, stacked + n.stacked_down, true};
+  const std::string base = fmt::format("{}{}.{}.", layer_prefix, n.experts, expert);
+  return {base + n.gate, base + n.up, base + n.down, false};
 }
 
 void parse_moe(ConfigReader& cfg, ModelSpec& spec) {

@@ -38,8 +38,18 @@ struct WeightNames {
   std::string router = "mlp.gate";
   std::string experts = "mlp.experts";           // per-expert: "<experts>.<E>.<gate>"
   std::string stacked_experts = "mlp.switch_mlp";  // MLX: one [n_experts, out, in] tensor per projection
-  std::string gate = "gate_proj", up = "up_proj", down = "down_proj";
+  std::string gate = "gate_proj", up = "up_proj", down = "down_proj";  // per-expert (and dense MLP) names
+  // MLX stacks experts under these names whatever the architecture (mixtral too: switch_mlp.gate_proj).
+  std::string stacked_gate = "gate_proj", stacked_up = "up_proj", stacked_down = "down_proj";
 };
+
+// The tensor prefixes (without ".weight") of one expert's projections in a layer ("model.layers.L.").
+struct ExpertTensorNames {
+  std::string gate, up, down;
+  bool stacked;  // one [n_experts, out, in] tensor per projection: slice `expert`
+};
+ExpertTensorNames expert_tensor_names(const WeightNames& n, const WeightStore& store, const std::string& layer_prefix,
+                                      int64_t expert);
 
 struct ModelSpec {
   std::string arch;  // canonical model_type

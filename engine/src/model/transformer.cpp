@@ -38,12 +38,12 @@ Transformer::Transformer(ModelSpec spec, WeightStore store, const TransformerOpt
 
 Transformer::~Transformer() = default;
 
-MlpWeights Transformer::load_mlp(const std::string& prefix, int64_t inter, int64_t expert) const {
-  const auto& n = spec_.names;
+MlpWeights Transformer::load_mlp(const std::string& gate, const std::string& up, const std::string& down,
+                                 int64_t inter, int64_t expert) const {
   auto lin = [&](const std::string& name, int64_t out, int64_t in) {
-    return load_linear(store_, prefix + name, out, in, spec_.quant_for(prefix + name), expert);
+    return load_linear(store_, name, out, in, spec_.quant_for(name), expert);
   };
-  return {lin(n.gate, inter, spec_.hidden), lin(n.up, inter, spec_.hidden), lin(n.down, spec_.hidden, inter)};
+  return {lin(gate, inter, spec_.hidden), lin(up, inter, spec_.hidden), lin(down, spec_.hidden, inter)};
 }
 
 void Transformer::load_weights() {
@@ -76,13 +76,14 @@ void Transformer::load_weights() {
     w.o = lin(p + "self_attn.o_proj", s.hidden, q_dim);
     if (s.layers[l].moe) {
       w.moe.router = lin(p + n.router, s.n_experts, s.hidden);
-      const bool stacked = store_.contains(p + n.stacked_experts + "." + n.gate + ".weight");
       // Streamed experts stay on disk: not a byte of them is mapped in or touched here.
-      for (int64_t e = 0; e < s.n_experts && !streamer_; ++e)
-        w.moe.experts.push_back(stacked ? load_mlp(p + n.stacked_experts + ".", s.moe_intermediate, e)
-                                        : load_mlp(fmt::format("{}{}.{}.", p, n.experts, e), s.moe_intermediate));
+      for (int64_t e = 0; e < s.n_experts && !streamer_; ++e) {
+        const ExpertTensorNames x = expert_tensor_names(n, store_, p, e);
+        w.moe.experts.push_back(load_mlp(x.gate, x.up, x.down, s.moe_intermediate, x.stacked ? e : -1));
+      }
     } else {
-      w.mlp = load_mlp(p + n.mlp + ".", s.intermediate);
+      const std::string m = p + n.mlp + ".";
+      w.mlp = load_mlp(m + n.gate, m + n.up, m + n.down, s.intermediate);
     }
   }
   // Weight bytes as stored (the mapped files), for memory plans and reports.

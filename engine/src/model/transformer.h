@@ -59,7 +59,8 @@ class Transformer {
 
  private:
   void load_weights();
-  MlpWeights load_mlp(const std::string& prefix, int64_t inter, int64_t expert = -1) const;
+  MlpWeights load_mlp(const std::string& gate, const std::string& up, const std::string& down, int64_t inter,
+                      int64_t expert = -1) const;
   void attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h, int64_t n,
                        int64_t pos0, KvSequence& cache, float* out) const;
   void mlp_block(const Linear& gate, const Linear& up, const Linear& down, const float* h, int64_t n,
