@@ -126,10 +126,13 @@ TEST_P(PromptCacheExact, FullAndPartialHitsMatchColdRun) {
   auto want = cold(branch);
   EXPECT_EQ(hit.tokens, want.tokens);
   const int64_t window = *std::max_element(model->info().layer_windows.begin(), model->info().layer_windows.end());
-  if (window == 0) EXPECT_EQ(hit.stats.prompt_cached_tokens, 144);  // 150 rounded down to blocks of 16
-  // With sliding-window layers the window state at position 144 is gone (released while the first request
-  // ran on): a shorter hit or a miss, never a wrong answer.
-  else EXPECT_LE(hit.stats.prompt_cached_tokens, 144);
+  if (window == 0) {
+    EXPECT_EQ(hit.stats.prompt_cached_tokens, 144);  // 150 rounded down to blocks of 16
+  } else {
+    // With sliding-window layers the window state at position 144 is gone (released while the first request
+    // ran on): a shorter hit or a miss, never a wrong answer.
+    EXPECT_LE(hit.stats.prompt_cached_tokens, 144);
+  }
 
   // Logits after a hit equal the one-shot forward.
   auto s = model->new_session();
@@ -192,8 +195,11 @@ TEST_P(MultiTurnRegression, LongShortLongLongAgain) {
     auto res = generate(*model->new_session(), *st.prompt, sp);
     SCOPED_TRACE("prompt of " + std::to_string(st.prompt->size()) + " tokens");
     EXPECT_EQ(res.tokens, cold(*st.prompt));
-    if (st.expect_cached >= 0) EXPECT_EQ(res.stats.prompt_cached_tokens, st.expect_cached);
-    else EXPECT_LE(res.stats.prompt_cached_tokens, 4000);
+    if (st.expect_cached >= 0) {
+      EXPECT_EQ(res.stats.prompt_cached_tokens, st.expect_cached);
+    } else {
+      EXPECT_LE(res.stats.prompt_cached_tokens, 4000);
+    }
   }
   const ModelCounters c = model->counters();
   EXPECT_LE(c.prompt_cache_bytes, 256ull << 20);

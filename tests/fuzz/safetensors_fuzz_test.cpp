@@ -70,7 +70,9 @@ TEST_F(SafetensorsFuzz, TruncatedFilesFailWithANamedError) {
     write_all(tmp_, bytes_, cut);
     std::string msg;
     EXPECT_FALSE(try_open(tmp_, &msg)) << "truncated to " << cut << " bytes but it opened";
-    if (cut > 8 + header_len_) EXPECT_NE(msg.find("tensor '"), std::string::npos) << "names the tensor: " << msg;
+    if (cut > 8 + header_len_) {
+      EXPECT_NE(msg.find("tensor '"), std::string::npos) << "names the tensor: " << msg;
+    }
   }
 }
 
