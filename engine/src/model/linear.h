@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kernels.h"
+#include "kernels/matmul_affine.h"
 #include "lmlab/safetensors.h"
 
 namespace lmlab {
@@ -41,6 +43,12 @@ class Linear {
 // When the weight is stacked over experts ([n_experts, out, in]), `expert` selects one slice.
 std::unique_ptr<Linear> load_linear(const WeightStore& store, const std::string& prefix, int64_t out, int64_t in,
                                     const QuantSpec& quant, int64_t expert = -1);
+
+// The two Linear implementations over bytes owned elsewhere (the mapped file, or a streamed expert's buffer):
+// w [out, in] dense f32/f16/bf16, or an MLX affine weight (kernels/matmul_affine.h). bias: [out] or empty.
+std::unique_ptr<Linear> make_dense_linear(int64_t out, int64_t in, kernels::WeightType type, const uint8_t* w,
+                                          std::vector<float> bias);
+std::unique_ptr<Linear> make_affine_linear(const kernels::AffineWeight& w, std::vector<float> bias);
 
 // A small vector (norm weight, bias) as f32, plus `offset` (gemma's (1 + w)), checked to have `n` values.
 std::vector<float> load_vector_f32(const WeightStore& store, const std::string& name, int64_t n, float offset = 0.0f);

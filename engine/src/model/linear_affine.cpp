@@ -34,6 +34,14 @@ class AffineLinear final : public Linear {
   std::vector<float> bias_;
 };
 
+}  // namespace
+
+std::unique_ptr<Linear> make_affine_linear(const kernels::AffineWeight& w, std::vector<float> bias) {
+  return std::make_unique<AffineLinear>(w, std::move(bias));
+}
+
+namespace {
+
 std::string where_of(const TensorRef& t) { return t.file->path().string() + ": tensor '" + t.info->name + "'"; }
 
 std::string shape_str(const std::vector<int64_t>& s) {

@@ -1,7 +1,6 @@
-// make_linear_affine_from_bytes: the MLX affine Linear over caller-owned bytes (streamed experts). It is
-// linear_affine.cpp's AffineLinear over a LinearView instead of a WeightStore: the same AffineWeight, the
-// same fused kernel, so a streamed expert computes bit-for-bit what the mapped one does (tested in
-// expert_stream_test). Once AffineLinear is visible outside linear_affine.cpp, this class can go.
+// make_linear_affine_from_bytes: the MLX affine Linear (make_affine_linear) over caller-owned bytes (streamed
+// experts): the same AffineWeight and fused kernel as a mapped weight, so a streamed expert computes
+// bit-for-bit what the mapped one does (tested in expert_stream_test).
 #include <fmt/format.h>
 
 #include "kernels/matmul_affine.h"
@@ -12,26 +11,6 @@
 namespace lmlab {
 
 namespace {
-
-class AffineViewLinear final : public Linear {
- public:
-  AffineViewLinear(const kernels::AffineWeight& w, std::vector<float> bias)
-      : Linear(w.rows, w.cols), w_(w), bias_(std::move(bias)) {}
-
-  void forward(const float* x, float* y, int64_t n) const override {
-    kernels::matmul_affine({w_, x, y, n});
-    if (!bias_.empty())
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t r = 0; r < out_; ++r) y[t * out_ + r] += bias_[r];
-  }
-  void dequantize_row(int64_t r, float* out) const override { kernels::ref::dequantize_affine_row(w_, r, out); }
-  uint64_t weight_bytes() const override { return w_.bytes(); }
-  std::string format() const override { return fmt::format("q{}g{}", w_.bits, w_.group_size); }
-
- private:
-  kernels::AffineWeight w_;
-  std::vector<float> bias_;
-};
 
 float scalar_at(const TensorView& t, int64_t i) {
   switch (t.dtype) {
@@ -73,7 +52,7 @@ std::unique_ptr<Linear> make_linear_affine_from_bytes(const LinearView& v, int64
     bias.resize(static_cast<size_t>(out));
     for (int64_t i = 0; i < out; ++i) bias[i] = scalar_at(v.bias, i);
   }
-  return std::make_unique<AffineViewLinear>(w, std::move(bias));
+  return make_affine_linear(w, std::move(bias));
 }
 
 }  // namespace lmlab

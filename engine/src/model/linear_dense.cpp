@@ -73,6 +73,11 @@ float scalar_at(const TensorRef& r, int64_t i) {
 
 }  // namespace
 
+std::unique_ptr<Linear> make_dense_linear(int64_t out, int64_t in, kernels::WeightType type, const uint8_t* w,
+                                          std::vector<float> bias) {
+  return std::make_unique<DenseLinear>(out, in, type, w, std::move(bias));
+}
+
 // Defined in linear_affine.cpp: MLX affine-quantized weights (U32-packed weight + scales + biases).
 std::unique_ptr<Linear> load_linear_affine(const WeightStore& store, const std::string& prefix, int64_t out,
                                            int64_t in, const QuantSpec& quant, int64_t expert);

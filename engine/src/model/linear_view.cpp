@@ -12,48 +12,6 @@ namespace lmlab {
 
 namespace {
 
-// The dense Linear of linear_dense.cpp over bytes it does not own (same kernel calls, same results).
-class DenseViewLinear final : public Linear {
- public:
-  DenseViewLinear(int64_t out, int64_t in, kernels::WeightType type, const uint8_t* w, std::vector<float> bias)
-      : Linear(out, in), type_(type), w_(w), bias_(std::move(bias)) {}
-
-  void forward(const float* x, float* y, int64_t n) const override {
-    kernels::matmul({type_, w_, out_, in_, x, y, n});
-    if (!bias_.empty())
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t r = 0; r < out_; ++r) y[t * out_ + r] += bias_[r];
-  }
-
-  void dequantize_row(int64_t r, float* out) const override {
-    const int64_t base = r * in_;
-    const auto* h = reinterpret_cast<const uint16_t*>(w_) + base;
-    switch (type_) {
-      case kernels::WeightType::f32:
-        for (int64_t i = 0; i < in_; ++i) out[i] = reinterpret_cast<const float*>(w_)[base + i];
-        break;
-      case kernels::WeightType::f16:
-        for (int64_t i = 0; i < in_; ++i) out[i] = f16_to_f32(h[i]);
-        break;
-      case kernels::WeightType::bf16:
-        for (int64_t i = 0; i < in_; ++i) out[i] = bf16_to_f32(h[i]);
-        break;
-    }
-  }
-
-  uint64_t weight_bytes() const override {
-    return static_cast<uint64_t>(out_ * in_) * (type_ == kernels::WeightType::f32 ? 4 : 2);
-  }
-  std::string format() const override {
-    return type_ == kernels::WeightType::f32 ? "f32" : type_ == kernels::WeightType::f16 ? "f16" : "bf16";
-  }
-
- private:
-  kernels::WeightType type_;
-  const uint8_t* w_;  // [out, in]
-  std::vector<float> bias_;
-};
-
 void check_shape(const TensorView& t, const std::vector<int64_t>& want) {
   if (t.shape != want)
     throw Error(ErrorKind::model_format, t.where,
@@ -109,7 +67,7 @@ std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out,
     bias.resize(static_cast<size_t>(out));
     for (int64_t i = 0; i < out; ++i) bias[i] = scalar_at(v.bias, i);
   }
-  return std::make_unique<DenseViewLinear>(out, in, type, v.weight.data, std::move(bias));
+  return make_dense_linear(out, in, type, v.weight.data, std::move(bias));
 }
 
 }  // namespace lmlab
