@@ -11,7 +11,7 @@
 
 #include <filesystem>
 
-#include "fixtures.h"
+#include "golden_checks.h"
 #include "lmlab/error.h"
 #include "lmlab/generate.h"
 #include "lmlab/model.h"
@@ -20,87 +20,20 @@
 namespace lmlab {
 namespace {
 
-using test::golden_tensor;
-
-constexpr double kMaxAbsLogitError = 2e-2;  // issue 3: max |logit - golden|
-constexpr double kMaxRelLogitError = 1e-3;  // ... relative to the golden logit range
-constexpr double kMaxPerplexityError = 0.005;  // relative, against the golden json's eval_ppl
-
-std::string param_name(const ::testing::TestParamInfo<std::string>& info) {
-  std::string s = info.param;
-  for (auto& c : s)
-    if (c == '-') c = '_';
-  return s;
-}
-
 class GoldenQuantModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenQuantModel, LogitsAndGreedyMatchTransformers) {
-  const std::string name = GetParam();
-  auto model = Model::load(test::model_dir(name));
+  auto model = Model::load(test::model_dir(GetParam()));
   EXPECT_EQ(model->info().weight_format.substr(0, 2), "q4") << "the fixture is a 4-bit MLX model";
-  SafetensorsFile golden(test::golden_path(name));
-  int checked = 0;
-  for (int i = 0;; ++i) {
-    auto prompt = golden_tensor<int32_t>(golden, "prompt_" + std::to_string(i));
-    if (prompt.empty()) break;
-    SCOPED_TRACE(name + " prompt_" + std::to_string(i));
-    auto want = golden_tensor<float>(golden, "logits_" + std::to_string(i));
-    auto greedy = golden_tensor<int32_t>(golden, "greedy_" + std::to_string(i));
-    auto session = model->new_session();
-    auto got = session->append(prompt, true);
-    ASSERT_EQ(got.size(), want.size());
-    double max_abs = 0.0;
-    size_t worst = 0;
-    float lo = want[0], hi = want[0];
-    for (size_t j = 0; j < got.size(); ++j) {
-      const double d = std::fabs(static_cast<double>(got[j]) - want[j]);
-      if (d > max_abs) max_abs = d, worst = j;
-      lo = std::min(lo, want[j]);
-      hi = std::max(hi, want[j]);
-    }
-    EXPECT_LE(max_abs, kMaxAbsLogitError) << "worst at token " << worst / model->info().vocab << " id "
-                                          << worst % model->info().vocab;
-    EXPECT_LE(max_abs / (hi - lo), kMaxRelLogitError) << "logit range " << hi - lo;
-
-    SamplingParams sp;
-    sp.max_tokens = static_cast<int64_t>(greedy.size());
-    sp.stop_at_eos = false;
-    auto gen_session = model->new_session();
-    auto res = generate(*gen_session, prompt, sp);
-    EXPECT_EQ(res.tokens, std::vector<int32_t>(greedy.begin(), greedy.end()));
-    ++checked;
-  }
-  EXPECT_EQ(checked, 3) << "each golden file holds three prompts";
+  test::expect_golden_logits_and_greedy(*model, GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Mlx4bit, GoldenQuantModel,
-                         ::testing::Values("llama-4bit", "qwen3_moe-4bit", "coder-moe-sparse-4bit"), param_name);
+                         ::testing::Values("llama-4bit", "qwen3_moe-4bit", "coder-moe-sparse-4bit"), test::param_name);
 
 TEST(GoldenQuantPerplexity, CoderMoeSparse4bitWithinHalfPercent) {
-  const std::string name = "coder-moe-sparse-4bit";
-  auto model = Model::load(test::model_dir(name));
-  SafetensorsFile golden(test::golden_path(name));
-  std::ifstream in(test::fixtures_dir() / "golden" / (name + ".json"));
-  const double want_ppl = nlohmann::json::parse(in)["eval_ppl"].get<double>();
-  double total = 0.0;
-  size_t count = 0;
-  double worst_token_err = 0.0;
-  for (int i = 0;; ++i) {
-    auto ids = golden_tensor<int32_t>(golden, "eval_ids_" + std::to_string(i));
-    if (ids.empty()) break;
-    auto want_nll = golden_tensor<float>(golden, "eval_nll_" + std::to_string(i));
-    NllResult r = evaluate_nll(*model, ids);
-    ASSERT_EQ(r.nll.size(), want_nll.size());
-    for (size_t j = 0; j < r.nll.size(); ++j)
-      worst_token_err = std::max(worst_token_err, std::fabs(r.nll[j] - want_nll[j]));
-    for (double x : r.nll) total += x;
-    count += r.nll.size();
-  }
-  ASSERT_GT(count, 0u);
-  const double ppl = std::exp(total / static_cast<double>(count));
-  EXPECT_NEAR(ppl, want_ppl, kMaxPerplexityError * want_ppl) << name << " perplexity " << ppl;
-  EXPECT_LT(worst_token_err, 0.05) << "per-token NLL against the fp32 reference";
+  auto model = Model::load(test::model_dir("coder-moe-sparse-4bit"));
+  test::expect_golden_perplexity(*model, "coder-moe-sparse-4bit");
 }
 
 // A config that disagrees with the packed tensors fails at load, naming the tensor and what it implies.
