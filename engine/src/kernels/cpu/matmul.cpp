@@ -30,7 +30,8 @@ constexpr int64_t kKc = 1024;  // columns per reduction block: a 4-row weight sl
 constexpr int64_t kTb = 64;    // tokens per block: a [kTb, kKc] f32 panel of X is 256 KiB (fits L2)
 
 // Work per parallel chunk: at least ~64K multiply-adds so the pool's hand-off cost stays small.
-int64_t min_row_blocks(int64_t cols, int64_t n) { return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, 4 * cols * n)); }
+// At least ~256K weight elements per task: waking a worker costs more than a smaller slice of a matvec.
+int64_t min_row_blocks(int64_t cols, int64_t n) { return std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, 4 * cols * n)); }
 
 // ------------------------------------------------------------------------------------------- scalar
 
