@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/exp_sum.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
 #include "util/thread_pool.h"
@@ -47,15 +48,6 @@ void dots_scalar(const float* q, const float* k, int64_t ldk, int64_t d, int64_t
     for (; i < d; ++i) a0 += q[i] * kj[i];
     s[j] = (a0 + a1) + (a2 + a3);
   }
-}
-
-float exp_sum_scalar(float* s, int64_t n, float m) {
-  float sum = 0.0f;
-  for (int64_t j = 0; j < n; ++j) {
-    s[j] = std::exp(s[j] - m);
-    sum += s[j];
-  }
-  return sum;
 }
 
 void accumulate_scalar(float* acc, float alpha, const float* p, const float* v, int64_t ldv, int64_t d, int64_t n_keys) {
@@ -94,18 +86,6 @@ LMLAB_TARGET_AVX512 void dots_avx512(const float* q, const float* k, int64_t ldk
     }
     s[j] = _mm512_reduce_add_ps(a0);
   }
-}
-
-LMLAB_TARGET_AVX512 float exp_sum_avx512(float* s, int64_t n, float m) {
-  const __m512 mv = _mm512_set1_ps(m);
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 k = simd::tail_mask16(std::min<int64_t>(16, n - j));
-    const __m512 e = _mm512_maskz_mov_ps(k, simd::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), mv)));
-    _mm512_mask_storeu_ps(s + j, k, e);
-    sum = _mm512_add_ps(sum, e);
-  }
-  return _mm512_reduce_add_ps(sum);
 }
 
 LMLAB_TARGET_AVX512 void accumulate_avx512(float* acc, float alpha, const float* p, const float* v, int64_t ldv,
@@ -166,18 +146,6 @@ LMLAB_TARGET_AVX2 void dots_avx2(const float* q, const float* k, int64_t ldk, in
     for (int64_t i = dv; i < d; ++i) sj += q[i] * kj[i];
     s[j] = sj;
   }
-}
-
-LMLAB_TARGET_AVX2 float exp_sum_avx2(float* s, int64_t n, float m) {
-  const __m256 mv = _mm256_set1_ps(m);
-  __m256 sum = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = simd::exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
-    _mm256_storeu_ps(s + j, e);
-    sum = _mm256_add_ps(sum, e);
-  }
-  return simd::hsum8(sum) + exp_sum_scalar(s + j, n - j, m);
 }
 
 LMLAB_TARGET_AVX2 void accumulate_avx2(float* acc, float alpha, const float* p, const float* v, int64_t ldv,
@@ -269,11 +237,11 @@ void attend_item(const AttentionArgs& a, const Ops& ops, int64_t t, int64_t h0, 
 
 void attention(const AttentionArgs& a) {
   if (a.n_q <= 0 || a.n_heads <= 0 || a.head_dim <= 0) return;
-  Ops ops{&dots_scalar, &exp_sum_scalar, &accumulate_scalar};
+  Ops ops{&dots_scalar, &simd::exp_sum_scalar, &accumulate_scalar};
 #if LMLAB_X86
   const Isa isa = active_isa();
-  if (isa == Isa::avx512) ops = {&dots_avx512, &exp_sum_avx512, &accumulate_avx512};
-  else if (isa == Isa::avx2) ops = {&dots_avx2, &exp_sum_avx2, &accumulate_avx2};
+  if (isa == Isa::avx512) ops = {&dots_avx512, &simd::exp_sum_avx512, &accumulate_avx512};
+  else if (isa == Isa::avx2) ops = {&dots_avx2, &simd::exp_sum_avx2, &accumulate_avx2};
 #endif
   // Items: (kv head, query token, slice of that kv head's query heads), kv head outermost so consecutive
   // items (one thread's chunk) reuse the same K / V rows. The query heads of a group are split into slices

@@ -7,7 +7,7 @@
 //               +-kappa by one masked blend per 16 coordinates.
 //   scores      s = Q . T^T over the block, 4 query rows x 4 keys register-blocked (AVX-512).
 //   accumulate  A = diag(alpha) A + P . T, 4 rows x 32 columns register-blocked (AVX-512).
-//   exp_sum     e^(s - m) with the shared vector exp (kernels/cpu/simd.h).
+//   exp_sum     e^(s - m), shared with the f32 attention (kernels/cpu/exp_sum.h).
 #include "kv/turboquant/tq_kernels.h"
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/exp_sum.h"
 #include "kernels/cpu/simd.h"
 #include "util/half.h"
 
@@ -60,15 +61,6 @@ void accumulate_scalar(float* acc, int64_t lda, int64_t nr, const float* alpha, 
       for (int64_t i = 0; i < len; ++i) a[i] += w * tj[i];
     }
   }
-}
-
-float exp_sum_scalar(float* s, int64_t n, float m) {
-  float sum = 0.0f;
-  for (int64_t j = 0; j < n; ++j) {
-    s[j] = std::exp(s[j] - m);
-    sum += s[j];
-  }
-  return sum;
 }
 
 float max_scalar(const float* s, int64_t n) {
@@ -258,18 +250,6 @@ LMLAB_TARGET_AVX512 void accumulate_avx512(float* acc, int64_t lda, int64_t nr, 
   }
 }
 
-LMLAB_TARGET_AVX512 float exp_sum_avx512(float* s, int64_t n, float m) {
-  const __m512 mv = _mm512_set1_ps(m);
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 k = simd::tail_mask16(std::min<int64_t>(16, n - j));
-    const __m512 e = _mm512_maskz_mov_ps(k, simd::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), mv)));
-    _mm512_mask_storeu_ps(s + j, k, e);
-    sum = _mm512_add_ps(sum, e);
-  }
-  return _mm512_reduce_add_ps(sum);
-}
-
 LMLAB_TARGET_AVX512 float max_avx512(const float* s, int64_t n) {
   __m512 m = _mm512_set1_ps(-INFINITY);
   for (int64_t j = 0; j < n; j += 16) {
@@ -454,18 +434,6 @@ LMLAB_TARGET_AVX2 void accumulate_avx2(float* acc, int64_t lda, int64_t nr, cons
   for (; r < nr; ++r) accumulate_rows_avx2<1>(acc + r * lda, lda, alpha + r, p + r * ldp, ldp, t, ldt, nb, len);
 }
 
-LMLAB_TARGET_AVX2 float exp_sum_avx2(float* s, int64_t n, float m) {
-  const __m256 mv = _mm256_set1_ps(m);
-  __m256 sum = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = simd::exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
-    _mm256_storeu_ps(s + j, e);
-    sum = _mm256_add_ps(sum, e);
-  }
-  return simd::hsum8(sum) + exp_sum_scalar(s + j, n - j, m);
-}
-
 LMLAB_TARGET_AVX2 float max_avx2(const float* s, int64_t n) {
   if (n < 8) return max_scalar(s, n);
   __m256 m = _mm256_loadu_ps(s);
@@ -476,10 +444,10 @@ LMLAB_TARGET_AVX2 float max_avx2(const float* s, int64_t n) {
 }
 #endif  // LMLAB_X86
 
-constexpr TqKernels kScalar{&decode_scalar, &scores_scalar, &accumulate_scalar, &exp_sum_scalar, &max_scalar, "scalar"};
+constexpr TqKernels kScalar{&decode_scalar, &scores_scalar, &accumulate_scalar, &simd::exp_sum_scalar, &max_scalar, "scalar"};
 #if LMLAB_X86
-constexpr TqKernels kAvx512{&decode_avx512, &scores_avx512, &accumulate_avx512, &exp_sum_avx512, &max_avx512, "avx512"};
-constexpr TqKernels kAvx2{&decode_avx2, &scores_avx2, &accumulate_avx2, &exp_sum_avx2, &max_avx2, "avx2"};
+constexpr TqKernels kAvx512{&decode_avx512, &scores_avx512, &accumulate_avx512, &simd::exp_sum_avx512, &max_avx512, "avx512"};
+constexpr TqKernels kAvx2{&decode_avx2, &scores_avx2, &accumulate_avx2, &simd::exp_sum_avx2, &max_avx2, "avx2"};
 #endif
 
 }  // namespace
