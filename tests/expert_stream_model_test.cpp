@@ -13,6 +13,8 @@
 #include "experts/expert_layout.h"
 #include "arch/registry.h"
 #include "fixtures.h"
+#include "model_copy.h"
+#include "util/memory_stats.h"
 #include "lmlab/generate.h"
 #include "lmlab/model.h"
 #include "lmlab/safetensors.h"
@@ -21,46 +23,6 @@ namespace lmlab {
 namespace {
 
 namespace fs = std::filesystem;
-
-class DiskCopy {
- public:
-  explicit DiskCopy(const std::string& name) {
-    fs::path base = fs::temp_directory_path();
-    struct statfs sf {};
-    constexpr long kTmpfsMagic = 0x01021994;
-    if (::statfs(base.c_str(), &sf) == 0 && sf.f_type == kTmpfsMagic) base = fs::current_path();
-    std::string tmpl = (base / "lmlab-stream-model-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed in " + base.string());
-    dir_ = tmpl;
-    for (const auto& e : fs::directory_iterator(test::model_dir(name))) fs::copy_file(e.path(), dir_ / e.path().filename());
-    ::sync();
-  }
-  ~DiskCopy() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  const fs::path& dir() const { return dir_; }
-
- private:
-  fs::path dir_;
-};
-
-uint64_t proc_status_kb(const std::string& key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1));
-  return 0;
-}
-
-uint64_t proc_read_bytes() {
-  std::ifstream in("/proc/self/io");
-  std::string key;
-  uint64_t v = 0;
-  while (in >> key >> v)
-    if (key == "read_bytes:") return v;
-  return UINT64_MAX;
-}
 
 ModelOptions streaming(int64_t cache_mb = 0) {
   ModelOptions o;
@@ -73,7 +35,7 @@ class ExpertStreamModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ExpertStreamModel, LogitsAndGreedyTokensMatchTheInMemoryRun) {
   const std::string name = GetParam();
-  DiskCopy copy(name);
+  test::DiskModelCopy copy(name);
   auto mem = Model::load(copy.dir());
   auto ssd = Model::load(copy.dir(), streaming());
   SafetensorsFile golden(test::golden_path(name));
@@ -118,12 +80,12 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ExpertStreamModel,
                          });
 
 TEST(ExpertStreamModelCounters, SsdBytesEqualTheKernelsCountAfterAGeneration) {
-  if (proc_read_bytes() == UINT64_MAX) GTEST_SKIP() << "/proc/self/io is not available (no task I/O accounting)";
-  DiskCopy copy("coder-moe-sparse-4bit");
+  if (!process_read_bytes()) GTEST_SKIP() << "/proc/self/io is not available (no task I/O accounting)";
+  test::DiskModelCopy copy("coder-moe-sparse-4bit");
   { auto warm = Model::load(copy.dir()); }  // config, tokenizer and weights in the page cache: only O_DIRECT reads count
   SafetensorsFile golden(test::golden_path("coder-moe-sparse-4bit"));
   auto prompt = test::golden_tensor<int32_t>(golden, "prompt_0");
-  const uint64_t before = proc_read_bytes();
+  const uint64_t before = *process_read_bytes();
   ModelCounters c;
   {
     auto ssd = Model::load(copy.dir(), streaming());
@@ -134,7 +96,7 @@ TEST(ExpertStreamModelCounters, SsdBytesEqualTheKernelsCountAfterAGeneration) {
     generate(*s, prompt, sp);
     c = ssd->counters();
   }
-  const uint64_t kernel = proc_read_bytes() - before;
+  const uint64_t kernel = *process_read_bytes() - before;
   ASSERT_GT(c.ssd_bytes_read_total, 0u) << "the seed's failure: streamed, but the byte counter stayed at 0";
   EXPECT_GT(c.ssd_reads_total, 0u);
   const double rel = std::fabs(static_cast<double>(kernel) - static_cast<double>(c.ssd_bytes_read_total)) /
@@ -148,9 +110,9 @@ TEST(ExpertStreamModelMemory, PeakRssWithinResidentWeightsCacheAndKv) {
     std::ofstream clear("/proc/self/clear_refs");
     clear << "5";  // resets VmHWM to the current RSS
   }
-  const uint64_t rss0 = proc_status_kb("VmRSS") << 10, hwm0 = proc_status_kb("VmHWM") << 10;
+  const uint64_t rss0 = process_rss_bytes(), hwm0 = process_peak_rss_bytes();
   if (hwm0 > rss0 + (1 << 20)) GTEST_SKIP() << "cannot reset the peak RSS (/proc/self/clear_refs)";
-  DiskCopy copy("coder-moe-sparse-4bit");
+  test::DiskModelCopy copy("coder-moe-sparse-4bit");
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   const ExpertLayout layout = ExpertLayout::build(store, spec);
@@ -165,7 +127,7 @@ TEST(ExpertStreamModelMemory, PeakRssWithinResidentWeightsCacheAndKv) {
   sp.stop_at_eos = false;
   generate(*s, prompt, sp);
   const uint64_t held = ssd->counters().expert_cache_bytes;
-  const uint64_t peak = proc_status_kb("VmHWM") << 10;
+  const uint64_t peak = process_peak_rss_bytes();
   const uint64_t bound = rss0 + resident + budget + s->kv_bytes() + (64ull << 20);
   EXPECT_GT(held, 0u);
   EXPECT_LE(held, budget);

@@ -22,6 +22,8 @@
 #include "experts/expert_layout.h"
 #include "experts/expert_streamer.h"
 #include "fixtures.h"
+#include "model_copy.h"
+#include "util/memory_stats.h"
 #include "lmlab/error.h"
 #include "lmlab/stream_counters.h"
 #include "model/linear.h"
@@ -39,39 +41,6 @@ std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
   for (auto& c : s)
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   return s;
-}
-
-// A copy of a fixture model in a fresh directory on a disk-backed filesystem (not tmpfs), removed at exit.
-class ModelCopy {
- public:
-  explicit ModelCopy(const std::string& name) {
-    fs::path base = fs::temp_directory_path();
-    struct statfs sf {};
-    constexpr long kTmpfsMagic = 0x01021994;
-    if (::statfs(base.c_str(), &sf) == 0 && sf.f_type == kTmpfsMagic) base = fs::current_path();
-    std::string tmpl = (base / "lmlab-expert-test-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed in " + base.string());
-    dir_ = tmpl;
-    for (const auto& e : fs::directory_iterator(test::model_dir(name))) fs::copy_file(e.path(), dir_ / e.path().filename());
-    ::sync();  // the copies' pages are written back, so later direct reads find nothing dirty to flush
-  }
-  ~ModelCopy() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  const fs::path& dir() const { return dir_; }
-
- private:
-  fs::path dir_;
-};
-
-uint64_t proc_read_bytes() {
-  std::ifstream in("/proc/self/io");
-  std::string key;
-  uint64_t v = 0;
-  while (in >> key >> v)
-    if (key == "read_bytes:") return v;
-  return UINT64_MAX;
 }
 
 // Expected per-expert tensor bytes from the config alone.
@@ -172,7 +141,7 @@ struct ReaderCase {
 class DirectReaderTest : public ::testing::TestWithParam<ReaderCase> {};
 
 TEST_P(DirectReaderTest, RandomExtentsMatchTheFile) {
-  ModelCopy copy("coder-moe");
+  test::DiskModelCopy copy("coder-moe");
   const fs::path file = copy.dir() / "model.safetensors";
   SafetensorsFile mapped(file);  // reference bytes through the page cache
   const auto* base = mapped.data(mapped.tensors().front()) - mapped.tensors().front().offset;
@@ -205,7 +174,7 @@ TEST_P(DirectReaderTest, RandomExtentsMatchTheFile) {
 }
 
 TEST(DirectReaderErrors, ReadPastEndFailsNamingTheFile) {
-  ModelCopy copy("qwen3_moe");
+  test::DiskModelCopy copy("qwen3_moe");
   const fs::path file = copy.dir() / "model.safetensors";
   DirectReader reader({file}, {2, false, false});
   AlignedBuffer buf(8192);
@@ -235,7 +204,7 @@ class ExpertStreamBytes : public ::testing::TestWithParam<std::string> {};
 // Every expert's aligned reads, into one buffer each through DirectReader: the tensors' bytes are identical
 // to the mapped file's. Independent of the Linear formats (covers the 4-bit fixtures too).
 TEST_P(ExpertStreamBytes, ReadPlansDeliverTheMappedBytes) {
-  ModelCopy copy(GetParam());
+  test::DiskModelCopy copy(GetParam());
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   const ExpertLayout layout = ExpertLayout::build(store, spec);
@@ -257,7 +226,7 @@ TEST_P(ExpertStreamBytes, ReadPlansDeliverTheMappedBytes) {
 // The streamer end to end: every expert through request/next with a cache of a quarter of the experts;
 // bytes identical to the mapped tensors, and the Linears compute exactly what load_linear's do.
 TEST_P(ExpertStreamBytes, StreamedExpertsEqualTheMappedOnes) {
-  ModelCopy copy(GetParam());
+  test::DiskModelCopy copy(GetParam());
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
@@ -317,14 +286,14 @@ class ExpertStreamCounters : public ::testing::TestWithParam<bool> {};
 
 // The seed's failure was a byte counter stuck at 0. Ours must equal what the kernel counted for the process.
 TEST_P(ExpertStreamCounters, BytesReadEqualProcSelfIo) {
-  if (proc_read_bytes() == UINT64_MAX) GTEST_SKIP() << "/proc/self/io is not available (no task I/O accounting)";
-  ModelCopy copy("coder-moe");
+  if (!process_read_bytes()) GTEST_SKIP() << "/proc/self/io is not available (no task I/O accounting)";
+  test::DiskModelCopy copy("coder-moe");
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
   o.use_uring = GetParam();
   o.cache_bytes = 8 * ExpertLayout::build(store, spec).max_buffer_bytes();  // 8 of 96 experts: many misses
-  const uint64_t before = proc_read_bytes();
+  const uint64_t before = *process_read_bytes();
   StreamCounters c;
   std::string mode_reason;
   {
@@ -341,7 +310,7 @@ TEST_P(ExpertStreamCounters, BytesReadEqualProcSelfIo) {
       }
     c = s.counters();
   }
-  const uint64_t kernel = proc_read_bytes() - before;
+  const uint64_t kernel = *process_read_bytes() - before;
   EXPECT_GT(c.ssd_bytes_read_total, 0u);
   EXPECT_GT(c.ssd_reads_total, 0u);
   EXPECT_GT(c.ssd_read_seconds_total, 0.0);
@@ -361,7 +330,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, ExpertStreamCounters, ::testing::Values(true,
 // ---- Budget, prefetch, concurrency --------------------------------------------------------------------------
 
 TEST(ExpertStreamCache, BudgetIsNeverExceeded) {
-  ModelCopy copy("coder-moe");
+  test::DiskModelCopy copy("coder-moe");
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
@@ -412,7 +381,7 @@ TEST(ExpertStreamCache, TooSmallABudgetIsAnError) {
 }
 
 TEST(ExpertStreamCache, AcquireOutOfOrderDoesNotStall) {
-  ModelCopy copy("qwen3_moe");
+  test::DiskModelCopy copy("qwen3_moe");
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
@@ -428,7 +397,7 @@ TEST(ExpertStreamCache, AcquireOutOfOrderDoesNotStall) {
 }
 
 TEST(ExpertStreamConcurrency, TwoThreadsStreamSafely) {
-  ModelCopy copy("coder-moe");
+  test::DiskModelCopy copy("coder-moe");
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;

@@ -16,19 +16,9 @@
 #include "experts/direct_reader.h"
 #include "experts/expert_streamer.h"
 #include "lmlab/error.h"
+#include "util/memory_stats.h"
 
 namespace lmlab {
-
-namespace {
-uint64_t proc_read_bytes() {
-  std::ifstream in("/proc/self/io");
-  std::string key;
-  uint64_t v = 0;
-  while (in >> key >> v)
-    if (key == "read_bytes:") return v;
-  return 0;
-}
-}  // namespace
 
 IoBenchResult run_iobench(const IoBenchOptions& o) {
   if (o.read_bytes == 0 || o.read_bytes % DirectReader::kAlignment != 0)
@@ -42,7 +32,7 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
                 fmt::format("the file ({} bytes) is smaller than one read ({} bytes)", size, o.read_bytes));
   const uint64_t slots = (size - o.read_bytes) / DirectReader::kAlignment + 1;  // aligned start offsets
 
-  const uint64_t kernel0 = proc_read_bytes();
+  const uint64_t kernel0 = process_read_bytes().value_or(0);
   DirectReader reader({o.file}, {o.queue_depth, o.use_uring, false});
   const IoStats io0 = reader.stats();  // the O_DIRECT probe is not part of the run
   std::vector<AlignedBuffer> bufs;
@@ -97,7 +87,7 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
   r.latency_p50_s = pct(0.50);
   r.latency_p99_s = pct(0.99);
   r.latency_max_s = latencies.empty() ? 0.0 : latencies.back();
-  r.kernel_read_bytes = proc_read_bytes() - kernel0;
+  r.kernel_read_bytes = process_read_bytes().value_or(0) - kernel0;
   return r;
 }
 
@@ -125,7 +115,7 @@ ExpertStreamBenchResult run_expert_stream_bench(const ExpertStreamBenchOptions& 
   if (layout.all().empty())
     throw Error(ErrorKind::invalid_input, o.model_dir.string(), "the model has no MoE experts to stream");
   so.cache_bytes = o.cache_bytes ? o.cache_bytes : std::max(layout.total_read_bytes() / 8, layout.max_buffer_bytes());
-  const uint64_t kernel0 = proc_read_bytes();
+  const uint64_t kernel0 = process_read_bytes().value_or(0);
   ExpertStreamer s(store, spec, so);
   const StreamCounters c0 = s.counters();
   std::mt19937 rng(o.seed);
@@ -144,7 +134,7 @@ ExpertStreamBenchResult run_expert_stream_bench(const ExpertStreamBenchOptions& 
   }
   r.wall_seconds = monotonic_seconds() - t0;
   const StreamCounters c = s.counters().since(c0);
-  r.kernel_read_bytes = proc_read_bytes() - kernel0;
+  r.kernel_read_bytes = process_read_bytes().value_or(0) - kernel0;
   r.mode = c.read_mode;
   r.backend = c.io_backend;
   r.policy = o.policy;

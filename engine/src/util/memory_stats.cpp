@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 namespace lmlab {
 
@@ -22,5 +24,14 @@ static uint64_t status_kb(const char* key) {
 
 uint64_t process_rss_bytes() { return status_kb("VmRSS:"); }
 uint64_t process_peak_rss_bytes() { return status_kb("VmHWM:"); }
+
+std::optional<uint64_t> process_read_bytes() {
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  uint64_t v = 0;
+  while (in >> key >> v)
+    if (key == "read_bytes:") return v;
+  return std::nullopt;
+}
 
 }  // namespace lmlab
