@@ -3,6 +3,13 @@
 
 #include "common.h"
 
+namespace lmlab::cli {
+// The lab's subcommands (cmd_bench.cpp, cmd_report.cpp, cmd_gate.cpp).
+void register_bench(CLI::App& app);
+void register_report(CLI::App& app);
+void register_gate(CLI::App& app);
+}  // namespace lmlab::cli
+
 int main(int argc, char** argv) {
   CLI::App app{"lmlab: LLM inference engine and profiling lab"};
   app.require_subcommand(1);
@@ -14,6 +21,9 @@ int main(int argc, char** argv) {
   lmlab::cli::register_synth(app);
   lmlab::cli::register_iobench(app);
   lmlab::cli::register_decode_bench(app);
+  lmlab::cli::register_bench(app);
+  lmlab::cli::register_report(app);
+  lmlab::cli::register_gate(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

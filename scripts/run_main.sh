@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up, then run the default model end to end.
-# (Until the lab's profiling sweep lands this verifies coder-moe against transformers' golden outputs,
-# scores its perplexity and generates from it, printing prompt and decode tok/s.)
+# The main job on a fresh machine: set up (Debian packages, Release build), then the lab's default sweep:
+# scenarios/default.json (vanilla / ssd / turbo / ssd+turbo x contexts 512, 4096, 8192 x 3 repetitions) on
+# coder-moe-sparse-4bit into results/lmlab.db; prints the ANSI report and writes profiling_results_<host>.md
+# at the repository root. About 2-3 minutes of sweep on the 2-core dev VM, after the build.
+# Usage: bash scripts/run_main.sh [MODEL_DIR]   (fixtures: $LMLAB_FIXTURES, default ../shared/fixtures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 FIX="${LMLAB_FIXTURES:-../shared/fixtures}"
-MODEL="${1:-$FIX/models/coder-moe}"
-NAME="$(basename "$MODEL")"
-build/cli/lmlab info --model "$MODEL"
-[ -f "$FIX/golden/$NAME.safetensors" ] && build/cli/lmlab verify --model "$MODEL" --golden "$FIX/golden/$NAME.safetensors"
-[ -f "$FIX/golden/$NAME.safetensors" ] && build/cli/lmlab perplexity --model "$MODEL" --golden "$FIX/golden/$NAME.safetensors"
-build/cli/lmlab generate --model "$MODEL" --prompt $'def fibonacci(n):\n' -n 128
+MODEL="${1:-$FIX/models/coder-moe-sparse-4bit}"
+DB=results/lmlab.db
+start=$(date +%s)
+RUN=$(build/cli/lmlab bench scenarios/default.json --db "$DB" --model "$MODEL")
+build/cli/lmlab report --db "$DB" --run "$RUN" --format ansi
+build/cli/lmlab report --db "$DB" --run "$RUN" --format md --out-dir .
+echo "main job: sweep and reports took $(( $(date +%s) - start )) s (run $RUN in $DB)"

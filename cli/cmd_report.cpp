@@ -1,0 +1,102 @@
+// lmlab report --db FILE [--run ID] [--format ansi|md|csv|json] [--out FILE | --out-dir DIR] [--color]:
+// renders one run of the results database (default: the latest); --list lists the runs instead. --out-dir writes the markdown report under
+// its conventional name, profiling_results_<host>.md, and prints that path.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common.h"
+#include "lmlab/report.h"
+#include "lmlab/results.h"
+
+namespace lmlab::cli {
+
+namespace {
+
+struct Flags {
+  std::string db = "results/lmlab.db";
+  int64_t run = 0;  // 0 = latest
+  std::string format = "ansi";
+  std::string out, out_dir;
+  bool color = false, no_color = false;
+  bool list = false;
+};
+
+// One line per run: what the other flags' RUN ids refer to.
+int list_runs(ResultsStore& store) {
+  for (const RunInfo& r : store.runs())
+    fmt::print("{:>5}  {}  {:<12} {:<24} {:<16} {:>4} samples  {}\n", r.id, r.started_at, r.scenario, r.model, r.host,
+               store.samples(r.id).size(), r.git_commit);
+  return 0;
+}
+
+std::string render(const Flags& fl, const RunInfo& run, const std::vector<Sample>& samples, bool to_terminal) {
+  if (fl.format == "md") return render_markdown(run, samples);
+  if (fl.format == "csv") return render_csv(run, samples);
+  if (fl.format == "json") return render_json(run, samples);
+  const bool color = fl.color || (to_terminal && !fl.no_color);
+  return render_ansi(run, samples, color);
+}
+
+int run_report(const Flags& fl) {
+  if (!std::filesystem::exists(fl.db))
+    throw Error(ErrorKind::invalid_input, "--db", fmt::format("no results database at {} (run lmlab bench first)", fl.db));
+  if (!fl.out.empty() && !fl.out_dir.empty()) throw Error(ErrorKind::invalid_input, "--out-dir", "conflicts with --out");
+  if (!fl.out_dir.empty() && fl.format != "md")
+    throw Error(ErrorKind::invalid_input, "--out-dir", "names the markdown report's file: use it with --format md");
+  RunInfo run;
+  std::vector<Sample> samples;
+  try {
+    ResultsStore store = ResultsStore::open(fl.db);
+    if (fl.list) return list_runs(store);
+    std::optional<RunInfo> found;
+    if (fl.run > 0) {
+      found = store.run(fl.run);
+      if (!found) throw Error(ErrorKind::invalid_input, "--run", fmt::format("{} has no run {}", fl.db, fl.run));
+    } else {
+      const auto runs = store.runs();
+      if (runs.empty()) throw Error(ErrorKind::invalid_input, "--db", fmt::format("{} holds no runs yet", fl.db));
+      found = runs.back();
+    }
+    run = *found;
+    samples = store.samples(run.id);
+  } catch (const ResultsError& e) {
+    throw Error(ErrorKind::io, "--db " + fl.db, e.what());
+  }
+
+  std::string path = fl.out;
+  if (!fl.out_dir.empty()) path = (std::filesystem::path(fl.out_dir) / markdown_report_file_name(run.host)).string();
+  const std::string text = render(fl, run, samples, path.empty() && ::isatty(STDOUT_FILENO));
+  if (path.empty()) {
+    fmt::print("{}", text);
+    return 0;
+  }
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) throw Error(ErrorKind::io, path, "cannot write the report");
+  fmt::print(stderr, "lmlab report: wrote run {} as {} to {}\n", run.id, fl.format, path);
+  return 0;
+}
+
+}  // namespace
+
+void register_report(CLI::App& app) {
+  auto fl = std::make_shared<Flags>();
+  auto* sub = app.add_subcommand("report", "render a run of the results database (ANSI, markdown, CSV, JSON)");
+  sub->add_option("--db", fl->db, "results database")->capture_default_str();
+  sub->add_option("--run", fl->run, "run id (default: the latest run)");
+  sub->add_option("--format", fl->format, "ansi | md | csv | json")
+      ->check(CLI::IsMember({"ansi", "md", "csv", "json"}))
+      ->capture_default_str();
+  sub->add_option("--out", fl->out, "write to this file instead of stdout");
+  sub->add_option("--out-dir", fl->out_dir, "with --format md: write DIR/profiling_results_<host>.md");
+  sub->add_flag("--color", fl->color, "ANSI colors even when stdout is not a terminal");
+  sub->add_flag("--no-color", fl->no_color, "no ANSI colors even on a terminal");
+  sub->add_flag("--list", fl->list, "list the database's runs (id, date, scenario, model, host, samples, commit)");
+  sub->callback(guarded([fl] { return run_report(*fl); }));
+}
+
+}  // namespace lmlab::cli

@@ -1,0 +1,109 @@
+// lmlab harness: the lab's scenario runner. Parses scenario files (JSON: configs x contexts x repetitions)
+// and runs them in process on the engine, storing one raw results Sample per (config, context, repetition).
+//
+// Invariants:
+// - A scenario file is checked whole before anything runs; every problem is an lmlab::Error naming the file
+//   and the field (e.g. "scenarios/default.json: field 'configs[1].options.kv_k_bits'").
+// - Only raw numbers are recorded (tokens, nanoseconds, bytes); results/ does the arithmetic.
+// - A failed generation (a context over ctx_size, a config the model cannot run) is recorded as a Sample
+//   with `error` set, and the run goes on. Only a results-store failure stops a run.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lmlab/model.h"
+#include "lmlab/results.h"
+
+namespace lmlab {
+
+// How each sample's prompt of exactly `context` tokens is built (deterministic either way).
+struct PromptSource {
+  enum class Kind {
+    random_ids,  // ids drawn uniformly from [0, vocab) by mt19937_64(seed): cheap, no tokenizer needed
+    text_file,   // the file tokenized once (no special tokens), repeated and cut to `context`: real routing
+  };
+  Kind kind = Kind::random_ids;
+  uint64_t seed = 42;
+  std::filesystem::path text_file;  // absolute, or relative to the working directory
+};
+
+// The four named configurations (SwiftLM's names). A config's preset fixes kv_mode and stream_experts.
+enum class ConfigPreset {
+  vanilla,    // f32 KV, all weights in memory
+  ssd,        // MoE experts streamed from disk into a budgeted expert cache (MoE models only)
+  turbo,      // TurboQuant-compressed KV cache
+  ssd_turbo,  // both
+};
+
+struct BenchConfig {
+  std::string name;  // the config's name in the results ("vanilla", "ssd", ... or a custom one)
+  ConfigPreset preset = ConfigPreset::vanilla;
+  ModelOptions options;  // defaults <- scenario "options" <- preset <- the config's own "options"
+};
+
+struct Scenario {
+  std::filesystem::path file;  // where it was read from (names errors)
+  std::string name;
+  std::string description;
+  std::optional<std::filesystem::path> model;  // resolved against the scenario file's folder
+  std::vector<int64_t> contexts;
+  int64_t repetitions = 3;
+  int64_t decode_tokens = 32;
+  PromptSource prompt;
+  std::vector<BenchConfig> configs;
+};
+
+// Throws lmlab::Error naming the file and field.
+Scenario load_scenario(const std::filesystem::path& file);
+// `file` names errors and anchors relative paths (model, prompt text file).
+Scenario parse_scenario(std::string_view json_text, const std::filesystem::path& file);
+
+std::string_view preset_name(ConfigPreset preset);
+// The options as JSON text (every field, stable key names: the ones scenario "options" accept).
+std::string model_options_json(const ModelOptions& options);
+
+// Command-line overrides of a scenario (`lmlab bench --model --contexts --reps ...`). Unset = keep.
+struct ScenarioOverrides {
+  std::optional<std::filesystem::path> model;
+  std::optional<std::vector<int64_t>> contexts;
+  std::optional<int64_t> repetitions;
+  std::optional<int64_t> decode_tokens;
+  std::optional<int64_t> ctx_size;  // applied to every config
+  std::optional<int> threads;       // applied to every config
+  std::optional<std::vector<std::string>> configs;  // keep only these, in this order
+};
+// Throws lmlab::Error naming the flag when an override is invalid (e.g. an unknown config name).
+void apply_overrides(Scenario& scenario, const ScenarioOverrides& overrides);
+
+struct RunSettings {
+  std::string host;        // empty = this machine's host name
+  std::string git_commit;  // recorded as is (see git_describe)
+  std::ostream* progress = nullptr;  // one line per sample; nullptr = silent
+};
+
+struct RunOutcome {
+  int64_t run_id = 0;
+  int64_t samples = 0;
+  int64_t errors = 0;  // samples recorded with `error` set
+};
+
+// Runs every config x context x repetition and records the samples into `store` (one run). The model is
+// loaded once per config and reused across its contexts and repetitions (each sample gets a fresh session).
+// Throws lmlab::Error before the run starts when the scenario has no model or the model directory has no
+// safetensors files; ResultsError when the store fails.
+RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const RunSettings& settings);
+
+// Helpers the CLI also uses.
+std::string host_name();
+// `git describe --always --dirty` of the checkout holding `dir`; empty when it is not a git checkout.
+std::string git_describe(const std::filesystem::path& dir);
+// Bytes of the *.safetensors files in a model directory (their real size on disk).
+int64_t safetensors_bytes(const std::filesystem::path& model_dir);
+
+}  // namespace lmlab

@@ -1,0 +1,200 @@
+// Scenario files: JSON -> Scenario, checked whole before anything runs. Every error names the file and the
+// field. Unknown keys are errors (a misspelt "repetitons" must not silently run the default).
+//
+// Format (see scenarios/README.md):
+// { "name": "default", "description": "...", "model": "path/relative/to/this/file",
+//   "contexts": [512, 4096], "repetitions": 3, "decode_tokens": 32,
+//   "prompt": {"source": "random", "seed": 42} | {"source": "text", "file": "prompts/x.py"},
+//   "options": { engine options for every config },
+//   "configs": [ {"name": "vanilla"}, {"name": "ssd", "options": {"expert_cache_mb": 5}},
+//                {"name": "turbo-k3", "preset": "turbo", "options": {"kv_k_bits": 3}} ] }
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "lmlab/error.h"
+#include "lmlab/harness.h"
+#include "model_options_fields.h"
+
+namespace lmlab {
+
+using harness_detail::field_where;
+using json = nlohmann::json;
+
+namespace {
+
+// Keys a preset owns: a config named after a preset, and the scenario-wide options, may not change them.
+const std::vector<std::string> kPresetKeys = {"kv_mode", "stream_experts"};
+
+struct Reader {
+  std::string file;  // as written in errors
+  std::filesystem::path base_dir;
+
+  [[noreturn]] void fail(const std::string& field, const std::string& message) const {
+    throw Error(ErrorKind::invalid_input, field_where(file, field), message);
+  }
+
+  void check_keys(const json& object, const std::string& field, const std::vector<std::string>& known) const {
+    for (const auto& [key, value] : object.items()) {
+      if (std::find(known.begin(), known.end(), key) == known.end())
+        fail(field.empty() ? key : field + "." + key, fmt::format("unknown key (known: {})", fmt::join(known, ", ")));
+    }
+  }
+
+  std::string string_at(const json& object, const std::string& key, const std::string& field) const {
+    const json& v = object.at(key);
+    if (!v.is_string() || v.get<std::string>().empty()) fail(field, "must be a non-empty string");
+    return v.get<std::string>();
+  }
+
+  int64_t positive_at(const json& v, const std::string& field) const {
+    if (!v.is_number_integer() || v.get<int64_t>() <= 0) fail(field, "must be a positive integer");
+    return v.get<int64_t>();
+  }
+
+  std::filesystem::path path_at(const json& object, const std::string& key, const std::string& field) const {
+    const std::filesystem::path p = string_at(object, key, field);
+    return (p.is_absolute() ? p : std::filesystem::absolute(base_dir / p)).lexically_normal();
+  }
+
+  std::vector<int64_t> contexts(const json& v) const {
+    if (!v.is_array() || v.empty()) fail("contexts", "must be a non-empty array of context lengths in tokens");
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const int64_t c = positive_at(v[i], fmt::format("contexts[{}]", i));
+      if (std::find(out.begin(), out.end(), c) != out.end()) fail(fmt::format("contexts[{}]", i), fmt::format("{} is listed twice", c));
+      out.push_back(c);
+    }
+    return out;
+  }
+
+  PromptSource prompt(const json& v) const {
+    if (!v.is_object()) fail("prompt", R"(must be {"source": "random", "seed": N} or {"source": "text", "file": F})");
+    if (!v.contains("source")) fail("prompt.source", "missing (\"random\" or \"text\")");
+    const std::string source = string_at(v, "source", "prompt.source");
+    PromptSource p;
+    if (source == "random") {
+      check_keys(v, "prompt", {"source", "seed"});
+      p.kind = PromptSource::Kind::random_ids;
+      if (v.contains("seed")) {
+        if (!v["seed"].is_number_unsigned()) fail("prompt.seed", "must be a non-negative integer");
+        p.seed = v["seed"].get<uint64_t>();
+      }
+    } else if (source == "text") {
+      check_keys(v, "prompt", {"source", "file"});
+      if (!v.contains("file")) fail("prompt.file", "missing: the text file whose tokens fill the context");
+      p.kind = PromptSource::Kind::text_file;
+      p.text_file = path_at(v, "file", "prompt.file");
+      if (!std::filesystem::is_regular_file(p.text_file))
+        fail("prompt.file", fmt::format("{} is not a readable file", p.text_file.string()));
+    } else {
+      fail("prompt.source", fmt::format("'{}' is not \"random\" or \"text\"", source));
+    }
+    return p;
+  }
+
+  BenchConfig config(const json& v, size_t index, const ModelOptions& common) const {
+    const std::string field = fmt::format("configs[{}]", index);
+    if (!v.is_object()) fail(field, R"(must be an object like {"name": "turbo"})");
+    check_keys(v, field, {"name", "preset", "options"});
+    if (!v.contains("name")) fail(field + ".name", "missing");
+    BenchConfig c;
+    c.name = string_at(v, "name", field + ".name");
+    const std::optional<ConfigPreset> named = preset_from_name(c.name);
+    if (v.contains("preset")) {
+      const std::string p = string_at(v, "preset", field + ".preset");
+      const auto preset = preset_from_name(p);
+      if (!preset) fail(field + ".preset", fmt::format("'{}' is not one of vanilla, ssd, turbo, ssd+turbo", p));
+      if (named && *named != *preset)
+        fail(field + ".preset", fmt::format("config '{}' cannot use preset '{}': the name is a preset itself", c.name, p));
+      c.preset = *preset;
+    } else if (named) {
+      c.preset = *named;
+    } else {
+      fail(field + ".preset", fmt::format("missing: config '{}' is not a preset name (vanilla, ssd, turbo, ssd+turbo), "
+                                          "so it must say which preset it varies", c.name));
+    }
+    c.options = common;
+    c.options.kv_mode = (c.preset == ConfigPreset::turbo || c.preset == ConfigPreset::ssd_turbo) ? KvMode::turbo : KvMode::f32;
+    c.options.stream_experts = c.preset == ConfigPreset::ssd || c.preset == ConfigPreset::ssd_turbo;
+    if (v.contains("options")) {
+      const std::vector<std::string> forbidden = named ? kPresetKeys : std::vector<std::string>{};
+      harness_detail::apply_options(v["options"], file, field + ".options", c.options, forbidden,
+                                    fmt::format("config '{}' is a preset: its kv_mode and stream_experts are fixed "
+                                                "(give it another name and a \"preset\" to vary them)", c.name));
+    }
+    return c;
+  }
+
+  static std::optional<ConfigPreset> preset_from_name(const std::string& name) {
+    for (ConfigPreset p : {ConfigPreset::vanilla, ConfigPreset::ssd, ConfigPreset::turbo, ConfigPreset::ssd_turbo})
+      if (preset_name(p) == name) return p;
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
+std::string_view preset_name(ConfigPreset preset) {
+  switch (preset) {
+    case ConfigPreset::vanilla: return "vanilla";
+    case ConfigPreset::ssd: return "ssd";
+    case ConfigPreset::turbo: return "turbo";
+    case ConfigPreset::ssd_turbo: return "ssd+turbo";
+  }
+  return "?";
+}
+
+std::string model_options_json(const ModelOptions& options) { return harness_detail::options_to_json(options).dump(); }
+
+Scenario parse_scenario(std::string_view json_text, const std::filesystem::path& file) {
+  Reader r{file.string(), file.parent_path()};
+  json root;
+  try {
+    root = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw Error(ErrorKind::invalid_input, file.string(), fmt::format("not valid JSON: {}", e.what()));
+  }
+  if (!root.is_object()) throw Error(ErrorKind::invalid_input, file.string(), "must be a JSON object");
+  r.check_keys(root, "", {"name", "description", "model", "contexts", "repetitions", "decode_tokens", "prompt",
+                          "options", "configs"});
+  Scenario s;
+  s.file = file;
+  for (const char* required : {"name", "contexts", "configs"})
+    if (!root.contains(required)) r.fail(required, "missing");
+  s.name = r.string_at(root, "name", "name");
+  if (root.contains("description")) s.description = r.string_at(root, "description", "description");
+  if (root.contains("model")) s.model = r.path_at(root, "model", "model");
+  s.contexts = r.contexts(root["contexts"]);
+  if (root.contains("repetitions")) s.repetitions = r.positive_at(root["repetitions"], "repetitions");
+  if (root.contains("decode_tokens")) s.decode_tokens = r.positive_at(root["decode_tokens"], "decode_tokens");
+  if (root.contains("prompt")) s.prompt = r.prompt(root["prompt"]);
+  ModelOptions common;
+  if (root.contains("options"))
+    harness_detail::apply_options(root["options"], r.file, "options", common, kPresetKeys,
+                                  "kv_mode and stream_experts are set by each config's preset");
+  const json& configs = root["configs"];
+  if (!configs.is_array() || configs.empty()) r.fail("configs", "must be a non-empty array of configs");
+  std::set<std::string> names;
+  for (size_t i = 0; i < configs.size(); ++i) {
+    BenchConfig c = r.config(configs[i], i, common);
+    if (!names.insert(c.name).second) r.fail(fmt::format("configs[{}].name", i), fmt::format("'{}' is listed twice", c.name));
+    s.configs.push_back(std::move(c));
+  }
+  return s;
+}
+
+Scenario load_scenario(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(ErrorKind::io, file.string(), "cannot open the scenario file");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_scenario(text.str(), file);
+}
+
+}  // namespace lmlab

@@ -1,0 +1,205 @@
+// Reports and the gate, on real data: ci-smoke run in process on coder-moe (plus an over-context context so the
+// run holds failed samples) into a temporary database, rendered as markdown, ANSI, CSV and JSON; and
+// `lmlab gate` exit codes (0 pass, 1 regression, 2 cannot compare) on a synthetic baseline/candidate pair.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "fixtures.h"
+#include "lmlab/harness.h"
+#include "lmlab/report.h"
+#include "lmlab/results.h"
+
+namespace lmlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string> kConfigs = {"vanilla", "ssd", "turbo", "ssd+turbo"};
+
+fs::path temp_dir(const std::string& tag) {
+  const fs::path dir = fs::temp_directory_path() / ("lmlab_report_" + tag + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + what.size())) ++n;
+  return n;
+}
+
+// One real run shared by the rendering tests of this process (ctest runs each test in its own process, so the
+// run is kept small: ~1 s).
+class ReportOfRealRun : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(temp_dir("real"));
+    Scenario s = load_scenario(fs::path(LMLAB_SOURCE_DIR) / "scenarios" / "ci-smoke.json");
+    ScenarioOverrides o;
+    o.model = test::model_dir("coder-moe");
+    o.contexts = std::vector<int64_t>{64, 320, 4096};
+    o.ctx_size = 1024;  // 4096 fails: the report must show it
+    o.decode_tokens = 4;
+    apply_overrides(s, o);
+    ResultsStore store = ResultsStore::open((*dir_ / "lab.db").string());
+    RunSettings settings;
+    settings.host = "bench host/1";
+    settings.git_commit = "0123abcd";
+    const RunOutcome out = run_scenario(s, store, settings);
+    run_ = new RunInfo(*store.run(out.run_id));
+    samples_ = new std::vector<Sample>(store.samples(out.run_id));
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+    delete run_;
+    delete samples_;
+  }
+  static fs::path* dir_;
+  static RunInfo* run_;
+  static std::vector<Sample>* samples_;
+};
+fs::path* ReportOfRealRun::dir_ = nullptr;
+RunInfo* ReportOfRealRun::run_ = nullptr;
+std::vector<Sample>* ReportOfRealRun::samples_ = nullptr;
+
+TEST_F(ReportOfRealRun, MarkdownHasHeaderModelSizeEveryConfigAndContextAndTheErrors) {
+  const std::string md = render_markdown(*run_, *samples_);
+  EXPECT_NE(md.find("| Host | bench host/1 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| Model | coder-moe |"), std::string::npos);
+  EXPECT_NE(md.find("| Model size | 0.0306 GiB (32,865,168 bytes) |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("N/A"), std::string::npos);
+  EXPECT_NE(md.find("| Commit | 0123abcd |"), std::string::npos);
+  EXPECT_NE(md.find("| Date | " + run_->started_at + " |"), std::string::npos);
+  EXPECT_NE(md.find("| Prompt | random ids (seed 7) |"), std::string::npos);
+  for (int64_t ctx : {64, 320, 4096}) EXPECT_NE(md.find("## Context " + std::to_string(ctx) + " tokens"), std::string::npos);
+  for (const std::string& c : kConfigs) {
+    // One row per context in the tables, one line in the configurations section.
+    EXPECT_GE(count(md, "| " + c + " |"), 4u) << c;
+  }
+  EXPECT_NE(md.find("| turbo | KV turbo (K4 V4, hot window 256)"), std::string::npos) << md;
+  EXPECT_NE(md.find("### Errors"), std::string::npos);
+  EXPECT_EQ(count(md, " at context 4096: "), 4u);  // one distinct message per config
+  EXPECT_NE(md.find("failed: "), std::string::npos);
+  EXPECT_EQ(markdown_report_file_name(run_->host), "profiling_results_bench_host_1.md");
+}
+
+TEST_F(ReportOfRealRun, AnsiHasTableAndBarsAndColorsOnlyWhenAsked) {
+  const std::string plain = render_ansi(*run_, *samples_, false);
+  const std::string colored = render_ansi(*run_, *samples_, true);
+  EXPECT_EQ(plain.find('\033'), std::string::npos);
+  EXPECT_NE(colored.find("\033["), std::string::npos);
+  EXPECT_NE(plain.find("0.0306 GiB"), std::string::npos) << plain;
+  EXPECT_NE(plain.find("decode tok/s"), std::string::npos);
+  for (const std::string& c : kConfigs) EXPECT_NE(plain.find("\n" + c + "\n"), std::string::npos) << c;  // chart titles
+  EXPECT_GE(count(plain, "█"), 8u);  // 4 configs x 2 measured contexts
+  EXPECT_EQ(count(plain, "failed"), 8u);  // 4 table rows + 4 chart rows at 4096
+}
+
+TEST_F(ReportOfRealRun, CsvHasOneRowPerSampleAndJsonRoundTrips) {
+  const std::string csv = render_csv(*run_, *samples_);
+  EXPECT_EQ(count(csv, "\n"), samples_->size() + 1);
+  EXPECT_EQ(csv.rfind("run_id,host,model,config,context_tokens,", 0), 0u);
+  for (const std::string& c : kConfigs) EXPECT_NE(csv.find("," + c + ","), std::string::npos) << c;
+  const auto j = nlohmann::json::parse(render_json(*run_, *samples_));
+  EXPECT_EQ(j.at("run").at("model_bytes"), 32865168);
+  EXPECT_EQ(j.at("run").at("engine_config").at("configs").size(), 4u);
+  EXPECT_EQ(j.at("samples").size(), samples_->size());
+  EXPECT_EQ(j.at("summary").size(), 12u);  // 4 configs x 3 contexts
+  for (const auto& row : j.at("summary")) {
+    if (row.at("context") == 4096) {
+      EXPECT_EQ(row.at("n"), 0);
+      EXPECT_FALSE(row.at("error_messages").empty());
+    } else {
+      EXPECT_GT(row.at("decode_tok_s_median").get<double>(), 0);
+      EXPECT_GT(row.at("kv_cache_bytes_median").get<double>(), 0);
+    }
+  }
+}
+
+// ---- lmlab gate (the executable) ----
+
+Sample synthetic(const std::string& config, int64_t rep, double tok_s) {
+  Sample s;
+  s.config = config;
+  s.context_tokens = 512;
+  s.repetition = rep;
+  s.prompt_tokens = 512;
+  s.prompt_ns = 100'000'000;
+  s.decode_tokens = 32;
+  s.decode_ns = static_cast<int64_t>(std::llround(32.0 / tok_s * 1e9));
+  s.ttft_ns = 110'000'000;
+  s.kv_cache_bytes = 1 << 20;
+  return s;
+}
+
+int64_t add_run(ResultsStore& store, const std::string& config, double tok_s) {
+  RunInfo info;
+  info.host = "gate-test";
+  info.scenario = "synthetic";
+  info.model = "none";
+  info.model_bytes = 1;
+  const int64_t id = store.begin_run(info);
+  std::vector<Sample> samples;
+  for (int rep = 0; rep < 6; ++rep) samples.push_back(synthetic(config, rep, tok_s * (1.0 + 0.01 * rep)));
+  store.add_samples(id, samples);
+  return id;
+}
+
+int run_cli(const std::string& args) {
+  const std::string cmd = std::string(LMLAB_CLI_PATH) + " " + args + " > /dev/null 2>&1";
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(GateCli, ExitCodesPassRegressionAndCannotCompare) {
+  const fs::path dir = temp_dir("gate");
+  const std::string db = (dir / "gate.db").string();
+  int64_t base = 0, same = 0, slower = 0, faster = 0;
+  {
+    ResultsStore store = ResultsStore::open(db);
+    base = add_run(store, "vanilla", 100.0);
+    same = add_run(store, "vanilla", 100.5);
+    slower = add_run(store, "vanilla", 80.0);   // 20% slower, 6 vs 6 samples: significant
+    faster = add_run(store, "vanilla", 130.0);
+  }
+  auto gate_args = [&](int64_t b, int64_t c) {
+    return "gate --db " + db + " --baseline " + std::to_string(b) + " --candidate " + std::to_string(c);
+  };
+  EXPECT_EQ(run_cli(gate_args(base, same)), 0);
+  EXPECT_EQ(run_cli(gate_args(base, faster)), 0);
+  EXPECT_EQ(run_cli(gate_args(base, slower)), 1);
+  EXPECT_EQ(run_cli(gate_args(base, slower) + " --threshold 0.25"), 0);  // 20% is within a 25% threshold
+  EXPECT_EQ(run_cli("gate --db " + db + " --baseline-file " + db + " --baseline " + std::to_string(base) +
+                    " --candidate " + std::to_string(slower)), 1);
+  EXPECT_EQ(run_cli(gate_args(base, 99)), 2);                              // no such run
+  EXPECT_EQ(run_cli(gate_args(base, same) + " --baseline-file " + (dir / "missing.db").string()), 2);
+  fs::remove_all(dir);
+}
+
+TEST(ReportCli, WritesTheMarkdownFileUnderItsHostNameAndRefusesAMissingDatabase) {
+  const fs::path dir = temp_dir("cli");
+  const std::string db = (dir / "r.db").string();
+  {
+    ResultsStore store = ResultsStore::open(db);
+    add_run(store, "turbo", 50.0);
+  }
+  EXPECT_EQ(run_cli("report --db " + db + " --format md --out-dir " + dir.string()), 0);
+  EXPECT_TRUE(fs::is_regular_file(dir / "profiling_results_gate-test.md"));
+  EXPECT_EQ(run_cli("report --db " + db + " --format csv --out " + (dir / "r.csv").string()), 0);
+  EXPECT_GT(fs::file_size(dir / "r.csv"), 0u);
+  EXPECT_EQ(run_cli("report --db " + (dir / "none.db").string()), 1);
+  EXPECT_FALSE(fs::exists(dir / "none.db"));  // a report never creates a database
+  EXPECT_EQ(run_cli("report --db " + db + " --run 42"), 1);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace lmlab
