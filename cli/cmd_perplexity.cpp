@@ -15,7 +15,7 @@ namespace lmlab::cli {
 namespace {
 
 struct Flags {
-  EngineFlags engine{.default_hot_window = 0};  // quality runs compress every token
+  EngineFlags engine;
   std::string golden, ids_file, text_file;
 };
 

@@ -21,7 +21,7 @@ std::span<const T> tensor_span(const SafetensorsFile& f, const std::string& name
 }
 
 struct Flags {
-  EngineFlags engine{.default_hot_window = 0};  // quality runs compress every token
+  EngineFlags engine;
   std::string golden;
   double abs_tol = 2e-2, rel_tol = 1e-3;
 };

@@ -18,13 +18,13 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
   app.add_flag("--turbo-kv", turbo_kv, "TurboQuant-compressed KV cache (same as --kv-mode turbo)");
   app.add_option("--kv-mode", kv_mode, "KV storage of full-attention layers")
       ->check(CLI::IsMember({"f32", "turbo", "affine4", "affine8"}));
-  app.add_option("--kv-k-bits", kv_k_bits, "TurboQuant Lloyd-Max bits of K (2-4, default 4)")->check(CLI::Range(2, 4));
-  app.add_option("--kv-v-bits", kv_v_bits, "TurboQuant Lloyd-Max bits of V (2-4, default 4)")->check(CLI::Range(2, 4));
+  app.add_option("--kv-k-bits", kv_k_bits, "TurboQuant Lloyd-Max bits of K (2-5, default 5)")->check(CLI::Range(2, 5));
+  app.add_option("--kv-v-bits", kv_v_bits, "TurboQuant Lloyd-Max bits of V (2-5, default 4)")->check(CLI::Range(2, 5));
   app.add_flag("--kv-k-qjl", kv_k_qjl, "TurboQuant K with the 1-bit QJL residual correction (paper's 4.25-bit K "
                                        "with --kv-k-bits 3)");
   app.add_option("--kv-hot-window", kv_hot_window,
-                 "compressed KV: most recent tokens kept exact (activation threshold; default 256, 0 for "
-                 "perplexity and verify)");
+                 "compressed KV: most recent tokens kept exact in f32 (activation threshold; default 0 = every "
+                 "token compressed)");
   app.add_option("--kv-budget-mb", kv_budget_mb, "KV cache budget, all sessions (0 = unlimited)");
   app.add_option("--prompt-cache-mb", prompt_cache_mb, "prompt (prefix) cache budget (0 = off)");
   app.add_flag("--stream-experts", stream_experts, "stream MoE experts from SSD");
@@ -47,7 +47,7 @@ ModelOptions EngineFlags::options() const {
   o.kv_k_bits = kv_k_bits;
   o.kv_v_bits = kv_v_bits;
   o.kv_k_qjl = kv_k_qjl;
-  o.kv_hot_window = kv_hot_window >= 0 ? kv_hot_window : default_hot_window;
+  o.kv_hot_window = kv_hot_window;
   o.kv_budget_mb = kv_budget_mb;
   o.prompt_cache_mb = prompt_cache_mb;
   o.stream_experts = stream_experts;

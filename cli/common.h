@@ -17,10 +17,9 @@ struct EngineFlags {
   int threads = 0;
   bool turbo_kv = false;
   std::string kv_mode;  // f32 | turbo | affine4 | affine8 (--turbo-kv = turbo)
-  int kv_k_bits = 4, kv_v_bits = 4;
+  int kv_k_bits = 5, kv_v_bits = 4;
   bool kv_k_qjl = false;
-  int64_t kv_hot_window = -1;          // -1: the subcommand's default
-  int64_t default_hot_window = 256;    // perplexity / verify set 0: every token compressed
+  int64_t kv_hot_window = 0;           // 0: every token compressed (docs/turboquant.md: why)
   int64_t kv_budget_mb = 0, prompt_cache_mb = 0;
   bool stream_experts = false;
   int64_t expert_cache_mb = 0;

