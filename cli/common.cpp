@@ -17,7 +17,7 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
   app.add_option("--threads", threads, "CPU threads (0 = all)");
   app.add_flag("--turbo-kv", turbo_kv, "TurboQuant-compressed KV cache (same as --kv-mode turbo)");
   app.add_option("--kv-mode", kv_mode, "KV storage of full-attention layers")
-      ->check(CLI::IsMember({"f32", "turbo", "affine4", "affine8"}));
+      ->check(CLI::IsMember({"f32", "turbo", "affine4", "affine8", "f16"}));
   app.add_option("--kv-k-bits", kv_k_bits, "TurboQuant Lloyd-Max bits of K (2-5, default 5)")->check(CLI::Range(2, 5));
   app.add_option("--kv-v-bits", kv_v_bits, "TurboQuant Lloyd-Max bits of V (2-5, default 4)")->check(CLI::Range(2, 5));
   app.add_flag("--kv-k-qjl", kv_k_qjl, "TurboQuant K with the 1-bit QJL residual correction (paper's 4.25-bit K "
@@ -43,7 +43,7 @@ ModelOptions EngineFlags::options() const {
   const std::string mode = turbo_kv ? "turbo" : kv_mode.empty() ? "f32" : kv_mode;
   if (turbo_kv && !kv_mode.empty() && kv_mode != "turbo")
     throw Error(ErrorKind::invalid_input, "--kv-mode", "conflicts with --turbo-kv");
-  o.kv_mode = mode == "turbo" ? KvMode::turbo : mode == "affine4" ? KvMode::affine4 : mode == "affine8" ? KvMode::affine8 : KvMode::f32;
+  o.kv_mode = kv_mode_from_name(mode);
   o.kv_k_bits = kv_k_bits;
   o.kv_v_bits = kv_v_bits;
   o.kv_k_qjl = kv_k_qjl;

@@ -84,7 +84,7 @@ TEST_F(ReportOfRealRun, MarkdownHasHeaderModelSizeEveryConfigAndContextAndTheErr
     // One row per context in the tables, one line in the configurations section.
     EXPECT_GE(count(md, "| " + c + " |"), 4u) << c;
   }
-  EXPECT_NE(md.find("| turbo | KV turbo (K4 V4, hot window 256)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| turbo | KV turbo (K5 V4, every token compressed)"), std::string::npos) << md;
   EXPECT_NE(md.find("### Errors"), std::string::npos);
   EXPECT_EQ(count(md, " at context 4096: "), 4u);  // one distinct message per config
   EXPECT_NE(md.find("failed: "), std::string::npos);

@@ -214,6 +214,7 @@ TEST(TurboQuantCodec, RecordBytesFollowTheFormula) {
     for (int bits : {2, 3, 4, 5}) {
       EXPECT_EQ(make_lloyd_max_format(d, bits, true).record_bytes(), ng * (bits * g / 8 + g / 8 + 4));
       EXPECT_EQ(make_lloyd_max_format(d, bits, false).record_bytes(), ng * (bits * g / 8 + 2));
+      EXPECT_EQ(make_f16_format(d).record_bytes(), 2 * d);
     }
     EXPECT_EQ(make_affine_format(d, 4).record_bytes(), ng * (g / 2 + 4));
     EXPECT_EQ(make_affine_format(d, 8).record_bytes(), ng * (g + 4));
@@ -498,6 +499,7 @@ TEST(TurboQuantAttention, FusedKernelsEqualAttentionOverTheReconstruction) {
   add(TurboKvOptions::Mode::turbo, 2, true, 2, 0, "turbo k2+qjl v2");
   add(TurboKvOptions::Mode::affine4, 0, false, 0, 0, "affine4");
   add(TurboKvOptions::Mode::affine8, 0, false, 0, 30, "affine8, hot 30");
+  add(TurboKvOptions::Mode::f16, 0, false, 0, 0, "f16");
   for (const AttnCase& c : attn_cases())
     for (const Mode& m : modes) {
       SCOPED_TRACE(std::string(c.name) + ", " + m.name);
@@ -545,7 +547,7 @@ TEST(TurboQuantAttention, CompressedOutputCloseToReference) {
       {"K3+QJL V3", TurboKvOptions::Mode::turbo, 3, true, 3},  {"K4 V3", TurboKvOptions::Mode::turbo, 4, false, 3},
       {"K4 V4", TurboKvOptions::Mode::turbo, 4, false, 4},     {"K5 V4", TurboKvOptions::Mode::turbo, 5, false, 4},
       {"affine4", TurboKvOptions::Mode::affine4, 0, false, 0},
-      {"affine8", TurboKvOptions::Mode::affine8, 0, false, 0},
+      {"affine8", TurboKvOptions::Mode::affine8, 0, false, 0},  {"f16", TurboKvOptions::Mode::f16, 0, false, 0},
   };
   for (const AttnCase& c : attn_cases())
     for (const Config& cf : configs) {
@@ -590,6 +592,9 @@ TEST(TurboQuantAttention, CompressedOutputCloseToReference) {
       }
       if (cf.mode == TurboKvOptions::Mode::affine8) {
         EXPECT_GT(overall, 0.9999);
+      }
+      if (cf.mode == TurboKvOptions::Mode::f16) {
+        EXPECT_GT(overall, 0.999999);  // fp16 rounding only
       }
     }
 }

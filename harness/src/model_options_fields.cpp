@@ -25,7 +25,11 @@ struct Field {
   std::vector<std::string> choices = {};                         // strings and enums
 };
 
-const std::vector<std::string> kKvModes = {"f32", "turbo", "affine4", "affine8"};
+const std::vector<std::string> kKvModes = [] {
+  std::vector<std::string> names;
+  for (KvMode m : kAllKvModes) names.emplace_back(kv_mode_name(m));
+  return names;
+}();
 const std::vector<std::string> kDevices = {"cpu", "cuda"};
 
 const std::vector<Field>& fields() {
@@ -87,7 +91,7 @@ struct Assign {
   void operator()(std::string ModelOptions::*m) const { o.*m = choice_of(f, value, where); }
   void operator()(KvMode ModelOptions::*m) const {
     const std::string s = choice_of(f, value, where);
-    o.*m = s == "turbo" ? KvMode::turbo : s == "affine4" ? KvMode::affine4 : s == "affine8" ? KvMode::affine8 : KvMode::f32;
+    o.*m = kv_mode_from_name(s);
   }
   void operator()(Device ModelOptions::*m) const {
     o.*m = choice_of(f, value, where) == "cuda" ? Device::cuda : Device::cpu;
@@ -100,7 +104,7 @@ struct ToJson {
   nlohmann::json operator()(int ModelOptions::*m) const { return o.*m; }
   nlohmann::json operator()(bool ModelOptions::*m) const { return o.*m; }
   nlohmann::json operator()(std::string ModelOptions::*m) const { return o.*m; }
-  nlohmann::json operator()(KvMode ModelOptions::*m) const { return kKvModes.at(static_cast<size_t>(o.*m)); }
+  nlohmann::json operator()(KvMode ModelOptions::*m) const { return std::string(kv_mode_name(o.*m)); }
   nlohmann::json operator()(Device ModelOptions::*m) const { return kDevices.at(static_cast<size_t>(o.*m)); }
 };
 

@@ -17,9 +17,11 @@ nlohmann::json parse_or_empty(const std::string& text) {
 std::string describe_options(const nlohmann::json& o) {
   const std::string kv_mode = o.value("kv_mode", "?");
   std::string s = "KV " + kv_mode;
+  const int64_t hot = o.value("kv_hot_window", int64_t{0});
+  const std::string window = hot > 0 ? fmt::format("hot window {}", hot) : std::string("every token compressed");
   if (kv_mode == "turbo")
-    s += fmt::format(" (K{}{} V{}, hot window {})", o.value("kv_k_bits", 0), o.value("kv_k_qjl", false) ? "+QJL" : "",
-                     o.value("kv_v_bits", 0), o.value("kv_hot_window", 0));
+    s += fmt::format(" (K{}{} V{}, {})", o.value("kv_k_bits", 0), o.value("kv_k_qjl", false) ? "+QJL" : "",
+                     o.value("kv_v_bits", 0), window);
   if (o.value("stream_experts", false)) {
     const int64_t mb = o.value("expert_cache_mb", int64_t{0});
     s += fmt::format(" · experts streamed from SSD, cache {} ({})",

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lmlab/tokenizer.h"
@@ -17,11 +18,18 @@ enum class Device { cpu, cuda };
 
 // Storage of the KV cache of full-attention layers (sliding-window layers are small and stay f32).
 enum class KvMode {
-  f32,      // exact
-  turbo,    // TurboQuant: K = k_bits Lloyd-Max + 1-bit QJL residual, V = v_bits Lloyd-Max (4.25 / 3.125 bits)
+  f32,      // exact (paged blocks, shared through the prompt cache)
+  turbo,    // TurboQuant: K = k_bits Lloyd-Max (+ 1-bit QJL residual), V = v_bits Lloyd-Max
   affine4,  // per-token, per-head affine int4 (the baseline TurboQuant is compared with)
   affine8,  // per-token, per-head affine int8
+  f16,      // fp16 rows in the same blocked layout and attention kernels as turbo: the speed baseline
 };
+
+// "f32", "turbo", "affine4", "affine8", "f16" (the --kv-mode spellings); kv_mode_from_name throws invalid_input
+// naming the value.
+std::string_view kv_mode_name(KvMode mode);
+KvMode kv_mode_from_name(std::string_view name);
+inline constexpr KvMode kAllKvModes[] = {KvMode::f32, KvMode::turbo, KvMode::affine4, KvMode::affine8, KvMode::f16};
 
 struct ModelOptions {
   Device device = Device::cpu;

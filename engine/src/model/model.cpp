@@ -110,12 +110,31 @@ ModelCounters Model::counters() const {
   return c;
 }
 
+std::string_view kv_mode_name(KvMode mode) {
+  switch (mode) {
+    case KvMode::f32: return "f32";
+    case KvMode::turbo: return "turbo";
+    case KvMode::affine4: return "affine4";
+    case KvMode::affine8: return "affine8";
+    case KvMode::f16: return "f16";
+  }
+  return "f32";
+}
+
+KvMode kv_mode_from_name(std::string_view name) {
+  for (KvMode m : kAllKvModes)
+    if (kv_mode_name(m) == name) return m;
+  throw Error(ErrorKind::invalid_input, "--kv-mode",
+              "unknown KV mode '" + std::string(name) + "' (f32, turbo, affine4, affine8, f16)");
+}
+
 KvSequence Model::Impl::make_sequence() const {
   const auto& s = transformer->spec();
   const KvGeometry geo{s.n_heads, s.n_kv_heads, s.head_dim};
   TurboKvOptions turbo;
   turbo.mode = options.kv_mode == KvMode::affine4   ? TurboKvOptions::Mode::affine4
                : options.kv_mode == KvMode::affine8 ? TurboKvOptions::Mode::affine8
+               : options.kv_mode == KvMode::f16     ? TurboKvOptions::Mode::f16
                                                     : TurboKvOptions::Mode::turbo;
   turbo.k_bits = options.kv_k_bits;
   turbo.k_qjl = options.kv_k_qjl;

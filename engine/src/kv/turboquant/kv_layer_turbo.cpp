@@ -32,6 +32,7 @@ TqFormat k_format(const KvGeometry& g, const TurboKvOptions& o) {
   switch (o.mode) {
     case TurboKvOptions::Mode::affine4: return turboquant::make_affine_format(g.head_dim, 4);
     case TurboKvOptions::Mode::affine8: return turboquant::make_affine_format(g.head_dim, 8);
+    case TurboKvOptions::Mode::f16: return turboquant::make_f16_format(g.head_dim);
     case TurboKvOptions::Mode::turbo: break;
   }
   return turboquant::make_lloyd_max_format(g.head_dim, o.k_bits, o.k_qjl);
@@ -41,6 +42,7 @@ TqFormat v_format(const KvGeometry& g, const TurboKvOptions& o) {
   switch (o.mode) {
     case TurboKvOptions::Mode::affine4: return turboquant::make_affine_format(g.head_dim, 4);
     case TurboKvOptions::Mode::affine8: return turboquant::make_affine_format(g.head_dim, 8);
+    case TurboKvOptions::Mode::f16: return turboquant::make_f16_format(g.head_dim);
     case TurboKvOptions::Mode::turbo: break;
   }
   return turboquant::make_lloyd_max_format(g.head_dim, o.v_bits, false);

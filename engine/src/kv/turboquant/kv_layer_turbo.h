@@ -35,8 +35,9 @@ namespace lmlab {
 // variance (pi/2 times the dropped residual's, Lemma 4) costs more through softmax than the rescaled MSE
 // quantizer's error, and its bit is worth less than another codebook bit.
 struct TurboKvOptions {
-  enum class Mode { turbo, affine4, affine8 };
-  Mode mode = Mode::turbo;   // turbo: TurboQuant; affine4 / affine8: per-token-per-head int4 / int8 baseline
+  enum class Mode { turbo, affine4, affine8, f16 };
+  Mode mode = Mode::turbo;   // turbo: TurboQuant; affine4 / affine8: per-token-per-head int4 / int8 baseline;
+                             // f16: plain fp16 rows (the uncompressed baseline on the same kernels)
   int k_bits = 5;            // turbo: Lloyd-Max bits of K (2..5), plus 1 QJL bit when k_qjl
   bool k_qjl = false;        // K = TurboQuant_prod (Algorithm 2): k_bits MSE bits + 1-bit QJL of the residual
   int v_bits = 4;            // turbo: Lloyd-Max bits of V (2..5)

@@ -62,6 +62,15 @@ TqFormat make_affine_format(int64_t head_dim, int bits) {
   return f;
 }
 
+TqFormat make_f16_format(int64_t head_dim) {
+  TqFormat f;
+  f.scheme = TqScheme::f16;
+  f.bits = 16;
+  f.group_dim = checked_group_dim(head_dim);
+  f.n_groups = head_dim / f.group_dim;
+  return f;
+}
+
 TqCodec::TqCodec(const TqFormat& format, uint64_t seed) : f_(format) {
   if (f_.scheme == TqScheme::lloyd_max) cb_ = &lloyd_max_codebook(f_.bits, f_.group_dim);
   if (f_.qjl) qjl_ = std::make_unique<QjlProjection>(f_.group_dim, seed);
@@ -78,6 +87,10 @@ void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64
         for (int64_t v = v0; v < v1; ++v) {
           const float* xg = x + (v / ng) * ldx + (v % ng) * g;
           uint8_t* out = rec + (v / ng) * rec_stride + (v % ng) * f_.group_bytes();
+          if (f_.scheme == TqScheme::f16) {
+            for (int64_t i = 0; i < g; ++i) put_f16(out + 2 * i, xg[i]);
+            continue;
+          }
           if (f_.scheme == TqScheme::affine) {
             const auto [lo_it, hi_it] = std::minmax_element(xg, xg + g);
             const int levels = (1 << f_.bits) - 1;
@@ -131,6 +144,10 @@ void TqCodec::decode_row(const uint8_t* rec, float* row) const {
   std::vector<uint8_t> idx(static_cast<size_t>(g));
   for (int64_t gi = 0; gi < f_.n_groups; ++gi) {
     const uint8_t* in = rec + gi * f_.group_bytes();
+    if (f_.scheme == TqScheme::f16) {
+      for (int64_t i = 0; i < g; ++i) row[gi * g + i] = get_f16(in + 2 * i);
+      continue;
+    }
     unpack_codes(in, g, f_.bits, idx.data());
     const float a = get_f16(in + f_.scalar_offset());
     float* out = row + gi * g;

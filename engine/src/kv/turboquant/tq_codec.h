@@ -15,6 +15,7 @@
 //     reconstructions, so the shrink would not average out; with this scale <x_hat, x> = ||x||^2 (up to fp16 rounding).
 //   affine (the lab's baseline, per token, per head, per group): x_i ~= min + scale . q_i, q_i in [0, 2^bits),
 //     scalars scale, min.
+//   f16 (the uncompressed baseline): the codes are the values in fp16, no scalars.
 // Bytes per record (d = head_dim, g = group_dim, n_groups = d / g):
 //   lloyd_max + QJL: n_groups (bits g / 8 + g / 8 + 4)  -> 3 bits, d = 128: 68 bytes = 4.25 bits/dim
 //   lloyd_max      : n_groups (bits g / 8 + 2)          -> 3 bits, d = 128: 50 bytes = 3.125 bits/dim
@@ -34,11 +35,11 @@
 
 namespace lmlab::turboquant {
 
-enum class TqScheme : uint8_t { lloyd_max, affine };
+enum class TqScheme : uint8_t { lloyd_max, affine, f16 };
 
 struct TqFormat {
   TqScheme scheme = TqScheme::lloyd_max;
-  int bits = 3;           // lloyd_max: 2, 3, 4, 5; affine: 4, 8
+  int bits = 3;           // lloyd_max: 2, 3, 4, 5; affine: 4, 8; f16: 16
   bool qjl = false;       // lloyd_max only
   int64_t group_dim = 0;  // g: a power of two in [16, 128]
   int64_t n_groups = 0;
@@ -46,7 +47,9 @@ struct TqFormat {
   int64_t head_dim() const { return group_dim * n_groups; }
   int64_t code_bytes() const { return bits * group_dim / 8; }                        // per group
   int64_t sign_bytes() const { return qjl ? group_dim / 8 : 0; }                     // per group
-  int64_t n_scalars() const { return (scheme == TqScheme::affine || qjl) ? 2 : 1; }  // f16 per group
+  int64_t n_scalars() const {  // f16 per group
+    return scheme == TqScheme::f16 ? 0 : (scheme == TqScheme::affine || qjl) ? 2 : 1;
+  }
   int64_t scalar_offset() const { return code_bytes() + sign_bytes(); }
   int64_t group_bytes() const { return scalar_offset() + 2 * n_scalars(); }
   int64_t record_bytes() const { return n_groups * group_bytes(); }
@@ -56,6 +59,7 @@ struct TqFormat {
 // Throw invalid_input / unsupported naming the option when the combination is not implemented.
 TqFormat make_lloyd_max_format(int64_t head_dim, int bits, bool qjl);
 TqFormat make_affine_format(int64_t head_dim, int bits);
+TqFormat make_f16_format(int64_t head_dim);  // the codes are the fp16 values themselves
 
 inline constexpr double kSqrtHalfPi = 1.2533141373155003;  // sqrt(pi / 2), Definition 1
 

@@ -9,6 +9,7 @@
 //   scores      s = Q . T^T over the block, 4 query rows x 4 keys register-blocked (AVX-512).
 //   accumulate  A = diag(alpha) A + P . T, 4 rows x 32 columns register-blocked (AVX-512).
 //   exp_sum     e^(s - m), shared with the f32 attention (kernels/cpu/exp_sum.h).
+// The f16 baseline's records are plain fp16 rows: decode is one vcvtph2ps per 16 (AVX2: 8) coordinates.
 #include "kv/turboquant/tq_kernels.h"
 
 #include <algorithm>
@@ -161,6 +162,15 @@ LMLAB_TARGET_AVX512 void decode_u8_avx512(const TqCodec& codec, const uint8_t* r
     }
 }
 
+LMLAB_TARGET_AVX512 void decode_f16_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
+                                           float* tile, int64_t ldt) {
+  const int64_t d = codec.format().head_dim();  // f16 records are the d values, no scalars
+  for (int64_t j = 0; j < nb; ++j)
+    for (int64_t c = 0; c < d; c += 16)
+      _mm512_storeu_ps(tile + j * ldt + c,
+                       _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + j * rec_stride + 2 * c))));
+}
+
 void decode_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
   switch (codec.format().bits) {
     case 2: return decode_table_avx512<2>(codec, rec, rec_stride, nb, tile, ldt);
@@ -168,6 +178,7 @@ void decode_avx512(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride,
     case 4: return decode_table_avx512<4>(codec, rec, rec_stride, nb, tile, ldt);
     case 5: return decode_table_avx512<5>(codec, rec, rec_stride, nb, tile, ldt);
     case 8: return decode_u8_avx512(codec, rec, rec_stride, nb, tile, ldt);
+    case 16: return decode_f16_avx512(codec, rec, rec_stride, nb, tile, ldt);
     default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
   }
 }
@@ -368,6 +379,15 @@ LMLAB_TARGET_AVX2 void decode_u8_avx2(const TqCodec& codec, const uint8_t* rec, 
     }
 }
 
+LMLAB_TARGET_AVX2 void decode_f16_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb,
+                                       float* tile, int64_t ldt) {
+  const int64_t d = codec.format().head_dim();
+  for (int64_t j = 0; j < nb; ++j)
+    for (int64_t c = 0; c < d; c += 8)
+      _mm256_storeu_ps(tile + j * ldt + c,
+                       _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + j * rec_stride + 2 * c))));
+}
+
 void decode_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt) {
   switch (codec.format().bits) {
     case 2: return decode_table_avx2<2>(codec, rec, rec_stride, nb, tile, ldt);
@@ -375,6 +395,7 @@ void decode_avx2(const TqCodec& codec, const uint8_t* rec, int64_t rec_stride, i
     case 4: return decode_table_avx2<4>(codec, rec, rec_stride, nb, tile, ldt);
     case 5: return decode_table_avx2<5>(codec, rec, rec_stride, nb, tile, ldt);
     case 8: return decode_u8_avx2(codec, rec, rec_stride, nb, tile, ldt);
+    case 16: return decode_f16_avx2(codec, rec, rec_stride, nb, tile, ldt);
     default: return decode_scalar(codec, rec, rec_stride, nb, tile, ldt);
   }
 }
