@@ -23,13 +23,12 @@ namespace {
 using test::golden_tensor;
 
 // Issue 5's bar: every token compressed, perplexity <= +1.0% over the uncompressed KV and greedy agreement >= 97%.
-// The figures move with the random rotation (coder-moe agreement 96.7-97.0% over five seeds), so the default format
-// (5-bit K, 4-bit V) is judged on the mean over three rotation seeds. It meets the perplexity bar on both models and
-// the agreement bar on coder-dense; on coder-moe its agreement averages ~96.9%, short of 97% (docs/turboquant.md:
-// 5-bit V reaches it but costs 0.32x fp16, over the 0.29x memory target), so there the test guards 96.5%.
+// The figures move with the random rotation (coder-moe agreement 96.9-97.2% over seeds 0-6), so the default format
+// (5-bit K, 4-bit V, angle-chosen codes) is judged on the mean over rotation seeds 0-2 (docs/turboquant.md has
+// seeds 0-6: means +0.35% / 97.6% on coder-dense, +0.35% / 97.04% on coder-moe; on coder-moe the agreement bar
+// is met only at the margin).
 constexpr double kMaxPerplexityIncrease = 0.010;
 constexpr double kMinGreedyAgreement = 0.97;
-constexpr double kCoderMoeAgreementGuard = 0.965;
 constexpr int kSeeds = 3;
 
 struct EvalResult {
@@ -156,7 +155,7 @@ TEST_P(TurboQuantQuality, EveryTokenCompressed) {
   std::printf("[          ] %s default format, mean of %d seeds: %+.2f%% perplexity, %.2f%% greedy agreement\n",
               name_.c_str(), kSeeds, 100.0 * mean.rel_perplexity, 100.0 * mean.agreement);
   EXPECT_LE(mean.rel_perplexity, kMaxPerplexityIncrease);
-  EXPECT_GE(mean.agreement, name_ == "coder-moe" ? kCoderMoeAgreementGuard : kMinGreedyAgreement);
+  EXPECT_GE(mean.agreement, kMinGreedyAgreement);
   measure(kHeadline);
   measure(kAffine4);
 }

@@ -230,6 +230,42 @@ TEST(TurboQuantCodec, RecordBytesFollowTheFormula) {
   EXPECT_THROW(make_affine_format(128, 3), Error);
 }
 
+// Without QJL the encoder picks, among the nearest codewords to lambda u over a grid of scales, the one of smallest
+// angle to u (tq_codec.cpp): never a larger angle than Algorithm 1's per-coordinate codes, ~20-27% lower mean tan^2
+// on Gaussian vectors at 4 and 5 bits, and the record stays unbiased along x: <x_hat, x> = ||x||^2.
+TEST(TurboQuantCodec, CodesMinimiseTheAngleToTheVector) {
+  for (int64_t d : {64, 128})
+    for (int bits : {4, 5}) {
+      SCOPED_TRACE("d " + std::to_string(d) + ", bits " + std::to_string(bits));
+      const TqCodec codec(make_lloyd_max_format(d, bits, false), 1);
+      const Codebook& cb = *codec.codebook();
+      const int64_t rec_bytes = codec.format().record_bytes();
+      SplitMix64 rng(d * 10 + bits);
+      double tan2_plain = 0.0, tan2_coded = 0.0;
+      const int n = 2000;
+      for (int t = 0; t < n; ++t) {
+        const auto x = gaussian(rng, d, 3.0);
+        const double xx = dot(x.data(), x.data(), d);
+        std::vector<float> plain(static_cast<size_t>(d)), xh(plain.size());
+        for (int64_t i = 0; i < d; ++i)
+          plain[i] = cb.centroids[cb.quantize(static_cast<float>(x[i] / std::sqrt(xx)))];
+        std::vector<uint8_t> rec(static_cast<size_t>(rec_bytes));
+        codec.encode(x.data(), d, 1, rec.data(), rec_bytes);
+        codec.dequantize(rec.data(), xh.data());
+        const double cos_plain = dot(x.data(), plain.data(), d) / std::sqrt(xx * dot(plain.data(), plain.data(), d));
+        const double xhx = dot(xh.data(), x.data(), d);
+        const double cos_coded = xhx / std::sqrt(xx * dot(xh.data(), xh.data(), d));
+        ASSERT_GE(cos_coded, cos_plain - 1e-6) << "vector " << t;
+        ASSERT_NEAR(xhx, xx, 2e-3 * xx) << "unbiased along x (fp16 scalar)";
+        tan2_plain += 1.0 / (cos_plain * cos_plain) - 1.0;
+        tan2_coded += 1.0 / (cos_coded * cos_coded) - 1.0;
+      }
+      std::printf("[          ] d %3lld, %d bits: mean tan^2 %.6f per coordinate codes, %.6f angle-chosen codes\n",
+                  static_cast<long long>(d), bits, tan2_plain / n, tan2_coded / n);
+      EXPECT_LT(tan2_coded, 0.88 * tan2_plain);
+    }
+}
+
 // The score row the kernels use is the paper's DeQuant: <q', row(x)> = <q, x_hat>.
 TEST(TurboQuantCodec, ScoreRowMatchesDequantize) {
   for (int64_t d : {64, 128, 256})

@@ -11,7 +11,7 @@ namespace lmlab::report_detail {
 
 struct ConfigDescription {
   std::string name;
-  std::string summary;  // e.g. "KV turbo (K4 V4, hot window 256) · experts streamed, cache 5 MiB (reuse)"
+  std::string summary;  // e.g. "KV turbo (K5 V4, every token compressed) · experts streamed, cache 5 MiB (reuse)"
 };
 
 std::vector<ConfigDescription> describe_configs(const RunInfo& run);

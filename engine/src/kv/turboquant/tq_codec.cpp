@@ -35,6 +35,39 @@ inline float get_f16(const uint8_t* p) {
   return f16_to_f32(h);
 }
 
+// Without QJL the record's scalar is fit after the codes (||x|| / <u, c>, tq_codec.h), so the reconstruction error
+// is ||x||^2 tan^2(angle(u, c)): the codes should minimise the angle to u, not each coordinate's distance. Among
+// the codewords nearest to lambda u over a grid of scales lambda (1 included, so never worse than Algorithm 1's
+// codes), keep the one of smallest angle. On Gaussian vectors this lowers the mean tan^2 by ~20% at 4 bits and
+// ~27% at 5 bits (d = 64; tests/turboquant_test.cpp); decoding is unchanged. Returns <u, c> of the chosen codes.
+constexpr int kScaleCandidates = 17;
+constexpr double kScaleSpan = 0.30;  // lambda in [1 - span, 1 + span]
+
+double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm, int64_t g, double dot_uc,
+                             uint8_t* idx) {
+  double cc = 0.0;
+  for (int64_t i = 0; i < g; ++i) cc += static_cast<double>(cb.centroids[idx[i]]) * cb.centroids[idx[i]];
+  double best = cc > 0.0 ? dot_uc / std::sqrt(cc) : -1.0;  // cos(u, c) of the plain codes (lambda = 1)
+  uint8_t cand[128];
+  for (int s = 0; s < kScaleCandidates; ++s) {
+    const double lambda = 1.0 - kScaleSpan + 2.0 * kScaleSpan * s / (kScaleCandidates - 1);
+    double dot = 0.0, c2 = 0.0;
+    for (int64_t i = 0; i < g; ++i) {
+      const double u = x[i] * inv_norm;
+      const int k = cb.quantize(static_cast<float>(u * lambda));
+      cand[i] = static_cast<uint8_t>(k);
+      dot += u * cb.centroids[k];
+      c2 += static_cast<double>(cb.centroids[k]) * cb.centroids[k];
+    }
+    if (c2 > 0.0 && dot / std::sqrt(c2) > best) {
+      best = dot / std::sqrt(c2);
+      dot_uc = dot;
+      std::memcpy(idx, cand, static_cast<size_t>(g));
+    }
+  }
+  return dot_uc;
+}
+
 }  // namespace
 
 TqFormat make_lloyd_max_format(int64_t head_dim, int bits, bool qjl) {
@@ -123,6 +156,7 @@ void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64
               rr += static_cast<double>(r) * r;
             }
           }
+          if (!f_.qjl) dot_uc = choose_codes_by_angle(*cb_, xg, inv, g, dot_uc, idx.data());
           pack_codes(idx.data(), g, f_.bits, out);
           if (f_.qjl) {
             put_f16(out + f_.scalar_offset(), static_cast<float>(norm));
