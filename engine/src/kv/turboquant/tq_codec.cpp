@@ -45,24 +45,40 @@ constexpr double kScaleSpan = 0.30;  // lambda in [1 - span, 1 + span]
 
 double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm, int64_t g, double dot_uc,
                              uint8_t* idx) {
+  const float* c = cb.centroids.data();
+  const float* t = cb.boundaries.data();
+  const int top = static_cast<int>(cb.centroids.size()) - 1;
   double cc = 0.0;
-  for (int64_t i = 0; i < g; ++i) cc += static_cast<double>(cb.centroids[idx[i]]) * cb.centroids[idx[i]];
+  for (int64_t i = 0; i < g; ++i) cc += static_cast<double>(c[idx[i]]) * c[idx[i]];
   double best = cc > 0.0 ? dot_uc / std::sqrt(cc) : -1.0;  // cos(u, c) of the plain codes (lambda = 1)
-  uint8_t cand[128];
+  // Sweep lambda upwards: each code only steps to a neighbouring cell when lambda u_i crosses a boundary, so the
+  // codes, <u, c> and ||c||^2 are updated in place (amortised O(1) per coordinate and scale).
+  float u[128];
+  uint8_t k[128];
+  double dot = 0.0, c2 = 0.0;
+  for (int64_t i = 0; i < g; ++i) {
+    u[i] = static_cast<float>(x[i] * inv_norm);
+    k[i] = static_cast<uint8_t>(cb.quantize(static_cast<float>(u[i] * (1.0 - kScaleSpan))));
+    dot += static_cast<double>(u[i]) * c[k[i]];
+    c2 += static_cast<double>(c[k[i]]) * c[k[i]];
+  }
   for (int s = 0; s < kScaleCandidates; ++s) {
-    const double lambda = 1.0 - kScaleSpan + 2.0 * kScaleSpan * s / (kScaleCandidates - 1);
-    double dot = 0.0, c2 = 0.0;
-    for (int64_t i = 0; i < g; ++i) {
-      const double u = x[i] * inv_norm;
-      const int k = cb.quantize(static_cast<float>(u * lambda));
-      cand[i] = static_cast<uint8_t>(k);
-      dot += u * cb.centroids[k];
-      c2 += static_cast<double>(cb.centroids[k]) * cb.centroids[k];
+    const float lambda = static_cast<float>(1.0 - kScaleSpan + 2.0 * kScaleSpan * s / (kScaleCandidates - 1));
+    for (int64_t i = 0; s > 0 && i < g; ++i) {
+      const float v = u[i] * lambda;
+      int ki = k[i];
+      while (ki < top && v > t[ki]) ++ki;       // u_i > 0: moves up as lambda grows
+      while (ki > 0 && !(v > t[ki - 1])) --ki;  // u_i < 0: moves down
+      if (ki != k[i]) {
+        dot += static_cast<double>(u[i]) * (c[ki] - c[k[i]]);
+        c2 += static_cast<double>(c[ki]) * c[ki] - static_cast<double>(c[k[i]]) * c[k[i]];
+        k[i] = static_cast<uint8_t>(ki);
+      }
     }
     if (c2 > 0.0 && dot / std::sqrt(c2) > best) {
       best = dot / std::sqrt(c2);
       dot_uc = dot;
-      std::memcpy(idx, cand, static_cast<size_t>(g));
+      std::memcpy(idx, k, static_cast<size_t>(g));
     }
   }
   return dot_uc;
