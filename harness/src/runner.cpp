@@ -2,8 +2,8 @@
 // and repetition, generate greedily from a fresh session on a prompt of exactly `context` tokens and record
 // one raw Sample. What each number means (also written into the run's notes):
 // - prompt_ns: the engine's prefill time (StepStats.prompt_ns); prompt_tokens: prompt tokens it computed.
-// - ttft_ns: wall time from the generate() call to the first token's event, which this engine emits after the
-//   token has entered the context, so it is prefill + one decode step: what a streaming client would see.
+// - ttft_ns: the engine's time from the generate() call to the first token sampled (StepStats.ttft_ns): prefill
+//   and sampling, not the first token's own decode step.
 // - decode_tokens / decode_ns: the engine's decode steps (EOS does not stop them: every sample decodes the
 //   same number of tokens).
 // - peak_memory_bytes: the process's resident high-water mark during the sample (reset before each one).
@@ -11,7 +11,6 @@
 //   counter's increase during the sample.
 #include <fmt/format.h>
 
-#include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -28,11 +27,6 @@ namespace lmlab {
 namespace {
 
 using harness_detail::PromptBuilder;
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string engine_config_json(const Scenario& s, const std::filesystem::path& model_dir) {
   nlohmann::json configs = nlohmann::json::array();
@@ -52,7 +46,7 @@ std::string run_notes(const Scenario& s, bool peak_resets) {
   return fmt::format(
       "Prompt: {}. Greedy decoding of {} tokens per sample (EOS ignored), a fresh session per sample; the model is "
       "loaded once per config, so its expert cache stays warm across that config's contexts and repetitions. "
-      "TTFT = generate() call to the first token's event (prefill + one decode step). Peak memory = {}. "
+      "TTFT = generate() call to the first token sampled (prefill + sampling). Peak memory = {}. "
       "SSD bytes = the engine's ssd_bytes_read_total increase during the sample (expert bytes read from disk).",
       harness_detail::describe(s.prompt), s.decode_tokens,
       peak_resets ? "the process's resident high-water mark during the sample (VmHWM, reset before each)"
@@ -117,12 +111,7 @@ Sample measure(const Model& model, const PromptBuilder& prompts, const std::stri
     SamplingParams greedy;
     greedy.max_tokens = decode_tokens;
     greedy.stop_at_eos = false;
-    int64_t ttft_ns = 0;
-    const int64_t t0 = now_ns();
-    const GenerationResult res = generate(*session, prompt, greedy, [&](const TokenEvent& ev) {
-      if (ev.index == 0) ttft_ns = now_ns() - t0;
-      return true;
-    });
+    const GenerationResult res = generate(*session, prompt, greedy);
     if (res.stats.decode_tokens != decode_tokens)
       throw Error(ErrorKind::internal, "generate",
                   fmt::format("decoded {} of the {} tokens asked for", res.stats.decode_tokens, decode_tokens));
@@ -130,7 +119,7 @@ Sample measure(const Model& model, const PromptBuilder& prompts, const std::stri
     s.prompt_ns = res.stats.prompt_ns;
     s.decode_tokens = res.stats.decode_tokens;
     s.decode_ns = res.stats.decode_ns;
-    s.ttft_ns = ttft_ns;
+    s.ttft_ns = res.stats.ttft_ns;
     s.peak_memory_bytes = static_cast<int64_t>(res.stats.peak_bytes);
     s.kv_cache_bytes = static_cast<int64_t>(res.stats.kv_bytes);
     s.ssd_bytes_read = static_cast<int64_t>(model.counters().ssd_bytes_read_total - ssd_before);

@@ -28,6 +28,7 @@ struct StepStats {
   int64_t prompt_tokens = 0;         // prompt tokens computed (after cache reuse)
   int64_t prompt_cached_tokens = 0;  // prompt tokens reused from the session or the prompt cache
   int64_t prompt_ns = 0;
+  int64_t ttft_ns = 0;               // generate() call -> first token sampled (prefill + sampling), 0 if none
   int64_t decode_tokens = 0;
   int64_t decode_ns = 0;
   uint64_t kv_bytes = 0;

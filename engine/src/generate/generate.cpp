@@ -26,7 +26,8 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
   if (model.has_tokenizer()) detok.emplace(model.tokenizer(), true);
   uint64_t rng = params.seed;
 
-  int64_t t0 = now_ns();
+  const int64_t t_start = now_ns();
+  int64_t t0 = t_start;
   const int64_t reused = session.reuse_prefix(prompt);
   std::span<const float> logits = session.append(prompt.subspan(static_cast<size_t>(reused)));
   std::vector<float> last(logits.begin(), logits.end());
@@ -42,6 +43,7 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
   t0 = now_ns();
   for (int64_t i = 0; i < max_tokens; ++i) {
     const int32_t id = sample_token(last, params, rng);
+    if (i == 0) res.stats.ttft_ns = now_ns() - t_start;
     if (std::find(stop.begin(), stop.end(), id) != stop.end()) {
       res.finish = FinishReason::stop;
       break;
