@@ -249,7 +249,15 @@ void KvLayerTurbo::attend(const float* q, int64_t n_q, int64_t q_pos0, const Att
   view.n_tokens = n_tokens_;
   view.n_compressed = n_compressed_;
   view.blocks = packed_.data();
-  view.hot = hot_.data();
+  // Hot blocks hold [K: n_kv x B rows][V: n_kv x B rows] (head-major).
+  const int64_t B = kBlockTokens, d = geo_.head_dim;
+  std::vector<const float*> hot_v(hot_.size(), nullptr);
+  for (size_t b = 0; b < hot_.size(); ++b)
+    if (hot_[b]) hot_v[b] = hot_[b] + geo_.n_kv_heads * B * d;
+  view.hot_k = hot_.data();
+  view.hot_v = hot_v.data();
+  view.hot_ld_token = d;
+  view.hot_ld_head = B * d;
   turboquant::tq_attend(view, geo_.n_heads, q, n_q, q_pos0, spec, out);
 }
 

@@ -82,8 +82,9 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
       kt = sc.tile_k.data();
       ldk = len = sh.k_row;
     } else {
-      kt = c.hot[b] + (kh * B + slot) * d;
-      ldk = len = d;
+      kt = c.hot_k[b] + slot * c.hot_ld_token + kh * c.hot_ld_head;
+      ldk = c.hot_ld_token;
+      len = d;
     }
     float* s = sc.s.data();
     kern.scores(qp, sh.k_row, nr, kt, ldk, nb, len, s, kTile);
@@ -117,8 +118,8 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
       vt = sc.tile_v.data();
       ldv = d;
     } else {
-      vt = c.hot[b] + (sh.n_kv * B + kh * B + slot) * d;
-      ldv = d;
+      vt = c.hot_v[b] + slot * c.hot_ld_token + kh * c.hot_ld_head;
+      ldv = c.hot_ld_token;
     }
     kern.accumulate(st.acc, d, nr, sc.alpha.data(), s, kTile, vt, ldv, nb, d);
     p = e;
@@ -147,11 +148,11 @@ void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_
   sh.n_heads = n_heads;
   sh.group = n_heads / c.n_kv_heads;
   sh.block = c.block_tokens;
-  sh.k_row = c.k_codec->format().row_floats();
+  sh.k_row = c.k_codec ? c.k_codec->format().row_floats() : c.head_dim;
   sh.n_q = n_q;
   sh.q_pos0 = q_pos0;
-  sh.k_rec = c.k_codec->format().record_bytes();
-  sh.v_rec = c.v_codec->format().record_bytes();
+  sh.k_rec = c.k_codec ? c.k_codec->format().record_bytes() : 0;
+  sh.v_rec = c.v_codec ? c.v_codec->format().record_bytes() : 0;
   const int64_t d = sh.d, G = sh.group, n_rows = n_q * n_heads;
   ThreadPool& pool = ThreadPool::global();
 
@@ -171,7 +172,10 @@ void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_
         }
       },
       8);
-  c.k_codec->prepare_queries(qrot.data(), n_rows, qp.data());
+  if (c.k_codec)
+    c.k_codec->prepare_queries(qrot.data(), n_rows, qp.data());
+  else
+    qp = qrot;  // f32 rows: the score row of a query is the query
   for (auto& x : qp) x *= spec.scale;  // scores come out scaled
 
   // 2. Work items: KV head x token tile x key split.

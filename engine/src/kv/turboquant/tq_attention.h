@@ -23,8 +23,8 @@
 namespace lmlab::turboquant {
 
 struct TqCacheView {
-  const TqCodec* k_codec = nullptr;
-  const TqCodec* v_codec = nullptr;
+  const TqCodec* k_codec = nullptr;  // both null when every position is an f32 row (n_compressed == 0): the
+  const TqCodec* v_codec = nullptr;  // plain paged cache attends through the same kernels (kv_layer_paged.cpp)
   const HeadRotation* rotation = nullptr;  // null: the working domain is the input domain (affine)
   int64_t n_kv_heads = 0, head_dim = 0, block_tokens = 0;
   int64_t n_tokens = 0;      // positions [0, n_tokens) exist
@@ -33,8 +33,11 @@ struct TqCacheView {
   // blocks[b]: K record of (kv head h, position p) at + (h B + p % B) k_rec, V record at + n_kv B k_rec + (h B + p % B)
   // v_rec.
   const uint8_t* const* blocks = nullptr;
-  // hot[b]: working-domain K row (h, p) at + (h B + p % B) head_dim floats, V row at + (n_kv B + h B + p % B) head_dim.
-  const float* const* hot = nullptr;
+  // f32 rows (working domain): K row (h, p) at hot_k[b] + (p % B) hot_ld_token + h hot_ld_head, V row likewise in
+  // hot_v[b]; rows of one head at consecutive positions are hot_ld_token floats apart.
+  const float* const* hot_k = nullptr;
+  const float* const* hot_v = nullptr;
+  int64_t hot_ld_token = 0, hot_ld_head = 0;
 };
 
 // q: [n_q, n_heads, head_dim] at positions [q_pos0, q_pos0 + n_q); out: same shape.
