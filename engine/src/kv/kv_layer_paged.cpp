@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "kernels/kernels.h"
-#include "kv/turboquant/tq_attention.h"
+#include "kv/blocked_attention.h"
 #include "lmlab/error.h"
 
 namespace lmlab {
@@ -51,7 +51,7 @@ void KvLayerPaged::attend(const float* q, int64_t n_q, int64_t q_pos0, const Att
   // The blocked attention of the compressed caches, on f32 rows: key tiles scored against all query rows of a
   // GQA group at once and key ranges split over threads (flash-decoding), which the per-block kernel of
   // kernels::attention cannot do with 32-token pages (3-4x slower at 16K-32K).
-  turboquant::TqCacheView view;
+  BlockedKvView view;
   view.n_kv_heads = geo_.n_kv_heads;
   view.head_dim = geo_.head_dim;
   view.block_tokens = pool_->block_tokens();
@@ -61,7 +61,7 @@ void KvLayerPaged::attend(const float* q, int64_t n_q, int64_t q_pos0, const Att
   view.hot_v = vb.data();
   view.hot_ld_token = geo_.n_kv_heads * geo_.head_dim;  // blocks are [token][kv head][head_dim]
   view.hot_ld_head = geo_.head_dim;
-  turboquant::tq_attend(view, geo_.n_heads, q, n_q, q_pos0, spec, out);
+  blocked_attend(view, geo_.n_heads, q, n_q, q_pos0, spec, out);
 }
 
 void KvLayerPaged::truncate(int64_t n) {

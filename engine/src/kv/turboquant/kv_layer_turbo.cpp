@@ -7,7 +7,7 @@
 #include <string>
 
 #include "kv/turboquant/rng.h"
-#include "kv/turboquant/tq_attention.h"
+#include "kv/blocked_attention.h"
 #include "lmlab/error.h"
 #include "util/thread_pool.h"
 
@@ -239,7 +239,7 @@ void KvLayerTurbo::reconstruct(int64_t pos, float* k, float* v) const {
 }
 
 void KvLayerTurbo::attend(const float* q, int64_t n_q, int64_t q_pos0, const AttentionSpec& spec, float* out) const {
-  turboquant::TqCacheView view;
+  BlockedKvView view;
   view.k_codec = &k_codec_;
   view.v_codec = &v_codec_;
   view.rotation = rotation_.get();
@@ -258,7 +258,7 @@ void KvLayerTurbo::attend(const float* q, int64_t n_q, int64_t q_pos0, const Att
   view.hot_v = hot_v.data();
   view.hot_ld_token = d;
   view.hot_ld_head = B * d;
-  turboquant::tq_attend(view, geo_.n_heads, q, n_q, q_pos0, spec, out);
+  blocked_attend(view, geo_.n_heads, q, n_q, q_pos0, spec, out);
 }
 
 uint64_t turbo_kv_packed_bytes_per_token(const KvGeometry& geometry, const TurboKvOptions& options) {

@@ -1,5 +1,5 @@
 // KvLayerTurbo: a KvLayerCache that stores keys and values TurboQuant-compressed (arXiv 2504.19874) and
-// attends on the packed form directly (tq_attention.h).
+// attends on the packed form directly (kv/blocked_attention.h).
 //   - Working domain: every K/V head vector is rotated once on append by a seeded randomized Walsh-Hadamard
 //     rotation per group of <= 128 dims (wht.h); queries are rotated instead of keys and the output rotated
 //     back once per head. The affine baseline modes skip the rotation.

@@ -1,5 +1,6 @@
-// Attention computed directly on a TurboQuant cache (compressed blocks + an f32 hot window), never
-// materialising the history in float:
+// Blocked attention over a KV cache of fixed-size position blocks: TurboQuant / affine / f16 records decoded tile
+// by tile (never materialising the history in float), f32 rows (the TurboQuant hot window, and the plain paged
+// cache) read in place:
 //   1. each query head is rotated into the working domain once (q~ = Pi q, Algorithm 1's rotation applied to
 //      the query instead of to every key: <q, k> = <Pi q, Pi k>), and for QJL keys projected once (S q~);
 //   2. per KV head and tile of <= 32 positions, the packed records are decoded into an L1 tile of score rows
@@ -20,12 +21,12 @@
 #include "kv/turboquant/tq_codec.h"
 #include "kv/turboquant/wht.h"
 
-namespace lmlab::turboquant {
+namespace lmlab {
 
-struct TqCacheView {
-  const TqCodec* k_codec = nullptr;  // both null when every position is an f32 row (n_compressed == 0): the
-  const TqCodec* v_codec = nullptr;  // plain paged cache attends through the same kernels (kv_layer_paged.cpp)
-  const HeadRotation* rotation = nullptr;  // null: the working domain is the input domain (affine)
+struct BlockedKvView {
+  const turboquant::TqCodec* k_codec = nullptr;  // both null when every position is an f32 row (n_compressed == 0): the
+  const turboquant::TqCodec* v_codec = nullptr;  // plain paged cache attends through the same kernels (kv_layer_paged.cpp)
+  const turboquant::HeadRotation* rotation = nullptr;  // null: the working domain is the input domain (affine)
   int64_t n_kv_heads = 0, head_dim = 0, block_tokens = 0;
   int64_t n_tokens = 0;      // positions [0, n_tokens) exist
   int64_t n_compressed = 0;  // positions [0, n_compressed) are records, [n_compressed, n_tokens) hot f32 rows
@@ -41,7 +42,7 @@ struct TqCacheView {
 };
 
 // q: [n_q, n_heads, head_dim] at positions [q_pos0, q_pos0 + n_q); out: same shape.
-void tq_attend(const TqCacheView& cache, int64_t n_heads, const float* q, int64_t n_q, int64_t q_pos0,
+void blocked_attend(const BlockedKvView& cache, int64_t n_heads, const float* q, int64_t n_q, int64_t q_pos0,
                const AttentionSpec& spec, float* out);
 
-}  // namespace lmlab::turboquant
+}  // namespace lmlab

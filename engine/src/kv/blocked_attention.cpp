@@ -1,5 +1,5 @@
-// Fused attention on the TurboQuant cache (see tq_attention.h).
-#include "kv/turboquant/tq_attention.h"
+// Blocked attention over a KV cache (see blocked_attention.h).
+#include "kv/blocked_attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,10 @@
 #include "kv/turboquant/tq_kernels.h"
 #include "util/thread_pool.h"
 
-namespace lmlab::turboquant {
+namespace lmlab {
+
+using turboquant::TqKernels;
+using turboquant::tq_kernels;
 
 namespace {
 
@@ -55,7 +58,7 @@ inline int64_t visible_hi(int64_t n_tokens, int64_t pos) {
 }
 
 // Attends query rows of tokens [t0, t1) of KV head kh over key positions [k0, k1), updating st.
-void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& spec, const TqKernels& kern,
+void attend_range(const BlockedKvView& c, const Shape& sh, const AttentionSpec& spec, const TqKernels& kern,
                   const float* qp, int64_t kh, int64_t t0, int64_t t1, int64_t k0, int64_t k1, RowState st,
                   Scratch& sc) {
   const int64_t G = sh.group, B = sh.block, d = sh.d, nr = (t1 - t0) * G;
@@ -97,7 +100,7 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
         std::fill(sr, sr + nb, 0.0f);
         continue;
       }
-      // The query rows carry the softmax scale already (tq_attend).
+      // The query rows carry the softmax scale already (blocked_attend).
       if (spec.softcap > 0.0f)
         for (int64_t j = ja; j < jb; ++j) sr[j] = spec.softcap * std::tanh(sr[j] / spec.softcap);
       const float mx = kern.max(sr + ja, jb - ja);
@@ -127,7 +130,7 @@ void attend_range(const TqCacheView& c, const Shape& sh, const AttentionSpec& sp
 }
 
 // out = Pi^T (acc / l) for one row (zeros when the row saw no key).
-void finalize_row(const TqCacheView& c, const float* acc, float l, int64_t d, float* out) {
+void finalize_row(const BlockedKvView& c, const float* acc, float l, int64_t d, float* out) {
   if (!(l > 0.0f)) {
     std::fill(out, out + d, 0.0f);
     return;
@@ -139,7 +142,7 @@ void finalize_row(const TqCacheView& c, const float* acc, float l, int64_t d, fl
 
 }  // namespace
 
-void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_q, int64_t q_pos0,
+void blocked_attend(const BlockedKvView& c, int64_t n_heads, const float* q, int64_t n_q, int64_t q_pos0,
                const AttentionSpec& spec, float* out) {
   if (n_q <= 0 || n_heads <= 0) return;
   Shape sh;
@@ -253,4 +256,4 @@ void tq_attend(const TqCacheView& c, int64_t n_heads, const float* q, int64_t n_
     pool.parallel_for(n_rows, merge, 4);
 }
 
-}  // namespace lmlab::turboquant
+}  // namespace lmlab
