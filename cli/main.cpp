@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   lmlab::cli::register_synth(app);
   lmlab::cli::register_iobench(app);
   lmlab::cli::register_decode_bench(app);
+  lmlab::cli::register_template(app);
   lmlab::cli::register_bench(app);
   lmlab::cli::register_report(app);
   lmlab::cli::register_gate(app);
