@@ -42,7 +42,7 @@ struct ModelOptions {
   KvMode kv_mode = KvMode::f32;
   // TurboQuant defaults: K 5 bits, V 4 bits, no QJL, every token compressed (5.125 + 4.125 bits/dim at head_dim
   // 128 = 0.289x fp16): the smallest format within +1% perplexity and 97% greedy agreement on the coder models;
-  // the paper's 4.25 / 3.125-bit format (K 3 bits + QJL, V 3 bits) costs +6.5% there (docs/turboquant.md).
+  // the paper's 4.25 / 3.125-bit format (K 3 bits + QJL, V 3 bits) costs +6-7% there (docs/turboquant.md).
   int kv_k_bits = 5;              // turbo: Lloyd-Max bits of K (2..5)
   bool kv_k_qjl = false;          // turbo: 1-bit QJL correction of K's residual (unbiased inner products)
   int kv_v_bits = 4;              // turbo: Lloyd-Max bits of V (2..5)

@@ -31,7 +31,7 @@ namespace lmlab {
 // +0.81% perplexity, 4-bit V alone +0.30%), so the spare bit goes to K. Measured figures for every format are in
 // docs/turboquant.md (tests/turboquant_quality_test.cpp): the default is the smallest within +1% perplexity and
 // 97% greedy agreement on both coder models; K4 V4 misses (96.1%), the paper's / SwiftLM's 4.25 + 3.125
-// bits/dim (k_bits 3 + k_qjl, v_bits 3) is +6.5% / 89%. QJL makes the score estimator unbiased, but its
+// bits/dim (k_bits 3 + k_qjl, v_bits 3) is +6-7% / 90%. QJL makes the score estimator unbiased, but its
 // variance (pi/2 times the dropped residual's, Lemma 4) costs more through softmax than the rescaled MSE
 // quantizer's error, and its bit is worth less than another codebook bit.
 struct TurboKvOptions {
