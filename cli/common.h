@@ -43,6 +43,7 @@ void register_synth(CLI::App& app);
 void register_iobench(CLI::App& app);
 void register_decode_bench(CLI::App& app);
 void register_template(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace lmlab::cli
 

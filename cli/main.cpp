@@ -13,6 +13,7 @@ void register_gate(CLI::App& app);
 int main(int argc, char** argv) {
   CLI::App app{"lmlab: LLM inference engine and profiling lab"};
   app.require_subcommand(1);
+  lmlab::cli::register_serve(app);
   lmlab::cli::register_verify(app);
   lmlab::cli::register_generate(app);
   lmlab::cli::register_perplexity(app);

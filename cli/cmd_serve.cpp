@@ -1,0 +1,61 @@
+// lmlab serve --model DIR [--host 127.0.0.1] [--port 5413]: the OpenAI-compatible server (lmlab/server.h).
+// SIGINT/SIGTERM stop it cleanly (running generations finish first).
+#include <fmt/format.h>
+#include <pthread.h>
+
+#include <csignal>
+#include <thread>
+
+#include "common.h"
+#include "lmlab/server.h"
+
+namespace lmlab::cli {
+
+namespace {
+
+struct Flags {
+  EngineFlags engine;
+  ServerOptions server;
+};
+
+int run_serve(Flags fl) {
+  // Block the stop signals in every thread (the engine's workers inherit this mask); one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the server
+
+  auto model = Model::load(fl.engine.model, fl.engine.options());
+  Server server(model, fl.server);
+  std::thread([&server, stop_signals] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    server.stop();
+  }).detach();
+  fmt::print(stderr, "lmlab serve: model '{}' listening on http://{}:{} (parallel {})\n", server.model_id(),
+             fl.server.host, server.bound_port(), fl.server.parallel);
+  server.listen();
+  fmt::print(stderr, "lmlab serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto fl = std::make_shared<Flags>();
+  auto* sub =
+      app.add_subcommand("serve", "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /metrics)");
+  fl->engine.add_to(*sub);
+  sub->add_option("--host", fl->server.host, "address to listen on");
+  sub->add_option("--port", fl->server.port, "port (0 = any free port)")->check(CLI::Range(0, 65535));
+  sub->add_option("--max-tokens", fl->server.max_tokens, "max_tokens of requests that give none")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--api-key", fl->server.api_key, "require 'Authorization: Bearer KEY' (all but /health)");
+  sub->add_option("--parallel", fl->server.parallel, "generations running at once")->check(CLI::Range(1, 1024));
+  sub->add_option("--model-id", fl->server.model_id, "model id reported by /v1/models (default: the directory name)");
+  sub->callback(guarded([fl] { return run_serve(*fl); }));
+}
+
+}  // namespace lmlab::cli

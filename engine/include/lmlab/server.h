@@ -1,0 +1,45 @@
+// lmlab::Server: the OpenAI-compatible HTTP server over one loaded Model (DESIGN.md, `lmlab serve`).
+// Endpoints: GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions (both with
+// stream=true as server-sent events), GET /metrics (Prometheus text, prefix lmlab_).
+// Every request gets its own Session on the shared Model; at most ServerOptions::parallel generations run at
+// once (the others wait). Errors are OpenAI error bodies {"error":{"message","type","param","code"}}.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "lmlab/model.h"
+
+namespace lmlab {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 5413;           // 0 = any free port (see Server::bound_port)
+  std::string api_key;       // non-empty: requests (except /health) need "Authorization: Bearer KEY"
+  int64_t max_tokens = 256;  // default when a request gives no max_tokens; also the per-request cap
+  int parallel = 1;          // generations running at once
+  std::string model_id;      // "" = the model directory's name
+};
+
+class Server {
+ public:
+  // Binds the socket (so bound_port() is valid on return); throws Error(io) when the address is unusable,
+  // Error(invalid_input) for bad options.
+  Server(std::shared_ptr<Model> model, ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void listen();  // serves until stop(); blocking
+  int bound_port() const;
+  const std::string& model_id() const;
+  void stop();  // thread-safe; returns once the listener is shut (running generations finish first)
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lmlab

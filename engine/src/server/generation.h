@@ -1,0 +1,58 @@
+// Running one request's generation for the server: a slot among --parallel, a fresh Session, stop strings
+// cut out of the text (held back while they may still be starting), and the text handed to an emit callback
+// as it becomes final. emit returning false (the client went away) cancels the generation.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lmlab/generate.h"
+#include "server/metrics.h"
+#include "server/request.h"
+
+namespace lmlab::server {
+
+// At most `n` generations at once; the others wait in arrival order of the condition variable.
+class GenerationSlots {
+ public:
+  explicit GenerationSlots(int n) : free_(n) {}
+  void acquire();
+  void release();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;
+};
+
+// Finds stop strings in streamed text. push() returns the text that can no longer become part of a stop string.
+class StopMatcher {
+ public:
+  explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  std::string push(std::string_view piece);
+  std::string finish();  // the held-back tail (no stop string was found)
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string pending_;
+  bool stopped_ = false;
+};
+
+struct GenerationOutcome {
+  std::string text;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  const char* finish_reason = "length";  // "stop" | "length"
+  bool cancelled = false;                // emit returned false
+  StepStats stats;
+};
+
+GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, ServerMetrics& metrics,
+                                 const GenerationRequest& rq, const std::function<bool(const std::string&)>& emit);
+
+}  // namespace lmlab::server

@@ -1,0 +1,28 @@
+// OpenAI error bodies: {"error":{"message","type","param","code"}} with the HTTP status that goes with them.
+// lmlab::Error maps through error.cpp's one table (kind -> status, OpenAI type); its `where` names the
+// request parameter at fault (param), and the kind's name is the code.
+#pragma once
+
+#include <string>
+
+#include "lmlab/error.h"
+
+namespace lmlab::server {
+
+struct HttpError {
+  int status = 500;
+  std::string type = "server_error";
+  std::string message;
+  std::string param;  // "" -> null
+  std::string code;   // "" -> null
+};
+
+HttpError http_error_from(const Error& e);
+HttpError http_error_not_found(const std::string& method, const std::string& path);
+HttpError http_error_method_not_allowed(const std::string& method, const std::string& path);
+HttpError http_error_unauthorized();
+HttpError http_error_internal(const std::string& message);
+
+std::string error_body(const HttpError& e);  // the JSON text
+
+}  // namespace lmlab::server

@@ -1,0 +1,37 @@
+// Parsing and validation of /v1/completions and /v1/chat/completions bodies into a GenerationRequest.
+// Every problem is an Error(invalid_input) whose `where` is the offending parameter (the error body's param).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lmlab/chat_template.h"
+#include "lmlab/generate.h"
+#include "lmlab/model.h"
+
+namespace lmlab::server {
+
+enum class Endpoint { completions, chat };
+
+struct GenerationRequest {
+  Endpoint endpoint = Endpoint::completions;
+  std::vector<int32_t> prompt;    // token ids, never empty, shorter than the context
+  SamplingParams sampling;        // max_tokens already capped by the room left in the context
+  std::vector<std::string> stop;  // stop strings (not part of the returned text)
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
+};
+
+struct RequestContext {
+  const Model* model = nullptr;
+  const ChatTemplate* chat_template = nullptr;  // null: the model has none (chat requests fail with 400)
+  int64_t default_max_tokens = 256;
+};
+
+// Throws Error(invalid_input, param, message) for malformed JSON, missing or invalid fields, a prompt that
+// does not fit the context; Error(unsupported, param, ...) for valid OpenAI fields lmlab does not implement.
+GenerationRequest parse_generation_request(const std::string& body, Endpoint endpoint, const RequestContext& ctx);
+
+}  // namespace lmlab::server

@@ -1,0 +1,102 @@
+// OpenAI completion bodies and SSE chunks (see responses.h).
+#include "server/responses.h"
+
+#include <atomic>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+namespace lmlab::server {
+
+namespace {
+
+using nlohmann::ordered_json;
+
+std::string dump(const ordered_json& j) { return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace); }
+
+bool is_chat(Endpoint e) { return e == Endpoint::chat; }
+
+ordered_json envelope(Endpoint endpoint, const ResponseIds& ids, bool chunk) {
+  return ordered_json{
+      {"id", ids.id},
+      {"object", is_chat(endpoint) ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
+      {"created", ids.created},
+      {"model", ids.model}};
+}
+
+ordered_json usage(const GenerationOutcome& out) {
+  return {{"prompt_tokens", out.prompt_tokens},
+          {"completion_tokens", out.completion_tokens},
+          {"total_tokens", out.prompt_tokens + out.completion_tokens}};
+}
+
+std::string event(const ordered_json& j) { return "data: " + dump(j) + "\n\n"; }
+
+ordered_json chunk_choice(Endpoint endpoint, ordered_json delta_or_text, const char* finish_reason) {
+  ordered_json c = {{"index", 0}};
+  if (is_chat(endpoint)) {
+    c["delta"] = std::move(delta_or_text);
+  } else {
+    c["text"] = std::move(delta_or_text);
+    c["logprobs"] = nullptr;
+  }
+  c["finish_reason"] = finish_reason ? ordered_json(finish_reason) : ordered_json();
+  return c;
+}
+
+}  // namespace
+
+ResponseIds new_response_ids(Endpoint endpoint, const std::string& model_id) {
+  static std::atomic<uint64_t> next{1};
+  ResponseIds ids;
+  ids.id = (is_chat(endpoint) ? "chatcmpl-" : "cmpl-") + std::to_string(next.fetch_add(1));
+  ids.created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  ids.model = model_id;
+  return ids;
+}
+
+std::string completion_body(Endpoint endpoint, const ResponseIds& ids, const GenerationOutcome& out) {
+  ordered_json j = envelope(endpoint, ids, false);
+  ordered_json choice = {{"index", 0}};
+  if (is_chat(endpoint)) {
+    choice["message"] = {{"role", "assistant"}, {"content", out.text}};
+  } else {
+    choice["text"] = out.text;
+    choice["logprobs"] = nullptr;
+  }
+  choice["finish_reason"] = out.finish_reason;
+  j["choices"] = ordered_json::array({choice});
+  j["usage"] = usage(out);
+  return dump(j);
+}
+
+std::string sse_role_chunk(const ResponseIds& ids) {
+  ordered_json j = envelope(Endpoint::chat, ids, true);
+  j["choices"] = ordered_json::array({chunk_choice(Endpoint::chat, {{"role", "assistant"}, {"content", ""}}, nullptr)});
+  return event(j);
+}
+
+std::string sse_text_chunk(Endpoint endpoint, const ResponseIds& ids, const std::string& text) {
+  ordered_json j = envelope(endpoint, ids, true);
+  ordered_json payload = is_chat(endpoint) ? ordered_json{{"content", text}} : ordered_json(text);
+  j["choices"] = ordered_json::array({chunk_choice(endpoint, std::move(payload), nullptr)});
+  return event(j);
+}
+
+std::string sse_finish_chunk(Endpoint endpoint, const ResponseIds& ids, const char* finish_reason) {
+  ordered_json j = envelope(endpoint, ids, true);
+  ordered_json payload = is_chat(endpoint) ? ordered_json::object() : ordered_json("");
+  j["choices"] = ordered_json::array({chunk_choice(endpoint, std::move(payload), finish_reason)});
+  return event(j);
+}
+
+std::string sse_usage_chunk(Endpoint endpoint, const ResponseIds& ids, const GenerationOutcome& out) {
+  ordered_json j = envelope(endpoint, ids, true);
+  j["choices"] = ordered_json::array();
+  j["usage"] = usage(out);
+  return event(j);
+}
+
+std::string sse_error(const std::string& error_body) { return "data: " + error_body + "\n\n"; }
+
+}  // namespace lmlab::server

@@ -1,0 +1,117 @@
+// The server's endpoints: /health, /v1/models, /v1/completions, /v1/chat/completions, /metrics.
+// Handlers never let an exception out: lmlab::Error becomes its OpenAI error body, anything else a 500.
+#include <nlohmann/json.hpp>
+
+#include "server/request.h"
+#include "server/responses.h"
+#include "server/server_state.h"
+
+namespace lmlab::server {
+
+namespace {
+
+constexpr const char* kJson = "application/json";
+struct Route {
+  const char* path;
+  const char* method;
+};
+constexpr Route kRoutes[] = {{"/health", "GET"},
+                             {"/v1/models", "GET"},
+                             {"/v1/completions", "POST"},
+                             {"/v1/chat/completions", "POST"},
+                             {"/metrics", "GET"}};
+
+using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+
+Handler guarded(ServerState& st, Handler h) {
+  return [&st, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+    try {
+      h(req, res);
+    } catch (const Error& e) {
+      st.metrics.requests_errors_total.fetch_add(1);
+      reply_error(res, http_error_from(e));
+    } catch (const std::exception& e) {
+      st.metrics.requests_errors_total.fetch_add(1);
+      reply_error(res, http_error_internal(e.what()));
+    }
+  };
+}
+
+void handle_models(const ServerState& st, httplib::Response& res) {
+  nlohmann::json model = {{"id", st.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "lmlab"}};
+  res.set_content(nlohmann::json{{"object", "list"}, {"data", {model}}}.dump(), kJson);
+}
+
+void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res) {
+  auto active = std::make_shared<ActiveRequest>(st.metrics);
+  auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
+  const ResponseIds ids = new_response_ids(ep, st.model_id);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider("text/event-stream", [&st, ep, ids, rqp, active](size_t, httplib::DataSink& sink) {
+    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+    try {
+      if (ep == Endpoint::chat && !write(sse_role_chunk(ids))) {
+        st.metrics.requests_cancelled_total.fetch_add(1);
+        return false;
+      }
+      const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, *rqp, [&](const std::string& text) {
+        return write(sse_text_chunk(ep, ids, text));
+      });
+      if (out.cancelled) return false;  // the client is gone: nothing more to say
+      write(sse_finish_chunk(ep, ids, out.finish_reason));
+      if (rqp->include_usage) write(sse_usage_chunk(ep, ids, out));
+    } catch (const Error& e) {
+      st.metrics.requests_errors_total.fetch_add(1);
+      write(sse_error(error_body(http_error_from(e))));
+    } catch (const std::exception& e) {
+      st.metrics.requests_errors_total.fetch_add(1);
+      write(sse_error(error_body(http_error_internal(e.what()))));
+    }
+    write(kSseDone);
+    sink.done();
+    return true;
+  });
+}
+
+void handle_generation(ServerState& st, const httplib::Request& req, httplib::Response& res, Endpoint ep) {
+  st.metrics.requests_total.fetch_add(1);
+  RequestContext ctx{st.model.get(), st.chat_template ? &*st.chat_template : nullptr, st.options.max_tokens};
+  GenerationRequest rq = parse_generation_request(req.body, ep, ctx);
+  if (rq.stream) return stream_generation(st, std::move(rq), ep, res);
+  ActiveRequest active(st.metrics);
+  const ResponseIds ids = new_response_ids(ep, st.model_id);
+  const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, rq, {});
+  res.set_content(completion_body(ep, ids, out), kJson);
+}
+
+}  // namespace
+
+void reply_error(httplib::Response& res, const HttpError& e) {
+  res.status = e.status;
+  res.set_content(error_body(e), kJson);
+}
+
+const char* route_method(const std::string& path) {
+  for (const Route& r : kRoutes)
+    if (path == r.path) return r.method;
+  return nullptr;
+}
+
+void register_routes(httplib::Server& http, ServerState& st) {
+  http.Get("/health", guarded(st, [](const httplib::Request&, httplib::Response& res) {
+             res.set_content(R"({"status":"ok"})", kJson);
+           }));
+  http.Get("/v1/models",
+           guarded(st, [&st](const httplib::Request&, httplib::Response& res) { handle_models(st, res); }));
+  http.Post("/v1/completions", guarded(st, [&st](const httplib::Request& req, httplib::Response& res) {
+              handle_generation(st, req, res, Endpoint::completions);
+            }));
+  http.Post("/v1/chat/completions", guarded(st, [&st](const httplib::Request& req, httplib::Response& res) {
+              handle_generation(st, req, res, Endpoint::chat);
+            }));
+  http.Get("/metrics", guarded(st, [&st](const httplib::Request&, httplib::Response& res) {
+             res.set_content(render_metrics(st.metrics, st.model->counters()), "text/plain; version=0.0.4");
+           }));
+}
+
+}  // namespace lmlab::server

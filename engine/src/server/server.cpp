@@ -1,0 +1,118 @@
+// lmlab::Server: binds, authenticates, routes (routes.cpp) and answers unknown routes with OpenAI error bodies.
+// Lifecycle: the constructor binds (port 0 picks a free port), listen() serves until stop().
+#include "lmlab/server.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "lmlab/error.h"
+#include "server/server_state.h"
+
+namespace lmlab {
+
+using server::ServerState;
+
+struct Server::Impl {
+  Impl(std::shared_ptr<Model> m, ServerOptions o) : state(std::move(m), std::move(o)) {}
+  ServerState state;
+  httplib::Server http;
+  int port = -1;
+  std::atomic<bool> stop_requested{false}, listening{false}, listen_returned{false};
+};
+
+namespace {
+
+std::string default_model_id(const Model& model) {
+  std::filesystem::path dir = model.info().dir.lexically_normal();
+  if (dir.filename().empty()) dir = dir.parent_path();
+  return dir.filename().string();
+}
+
+bool same_secret(const std::string& given, const std::string& key) {
+  if (given.size() != key.size() || key.empty()) return false;
+  unsigned diff = 0;  // constant time in the key's length
+  for (size_t i = 0; i < key.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ key[i]);
+  return diff == 0;
+}
+
+bool authorized(const httplib::Request& req, const std::string& key) {
+  const std::string auth = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  if (auth.rfind(prefix, 0) == 0) return same_secret(auth.substr(prefix.size()), key);
+  return same_secret(req.get_header_value("x-api-key"), key);
+}
+
+}  // namespace
+
+Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
+  if (!model) throw Error(ErrorKind::invalid_input, "model", "no model");
+  if (options.parallel < 1) throw Error(ErrorKind::invalid_input, "--parallel", "must be at least 1");
+  if (options.max_tokens < 1) throw Error(ErrorKind::invalid_input, "--max-tokens", "must be at least 1");
+  if (options.port < 0 || options.port > 65535) throw Error(ErrorKind::invalid_input, "--port", "must be 0..65535");
+  impl_ = std::make_unique<Impl>(std::move(model), std::move(options));
+  ServerState& st = impl_->state;
+  st.model_id = st.options.model_id.empty() ? default_model_id(*st.model) : st.options.model_id;
+  try {
+    st.chat_template = ChatTemplate::from_model_dir(st.model->info().dir);
+  } catch (const Error&) {
+    // No (usable) template: /v1/chat/completions answers 400 saying so; completions still work.
+  }
+  if (!st.model->has_tokenizer())
+    throw Error(ErrorKind::model_format, st.model->info().dir.string(), "the server needs tokenizer.json");
+
+  httplib::Server& http = impl_->http;
+  const size_t workers = static_cast<size_t>(std::max(8, st.options.parallel + 4));
+  http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  http.set_pre_routing_handler([&st](const httplib::Request& req, httplib::Response& res) {
+    if (st.options.api_key.empty() || req.path == "/health" || authorized(req, st.options.api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    server::reply_error(res, server::http_error_unauthorized());
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // Called for every status >= 400; fills in only responses that have no body yet (unrouted requests).
+  http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty() || res.is_chunked_content_provider_) return httplib::Server::HandlerResponse::Unhandled;
+    if (const char* allowed = server::route_method(req.path); res.status == 404 && allowed) {
+      server::reply_error(res, server::http_error_method_not_allowed(req.method, req.path));
+      res.set_header("Allow", allowed);
+    } else if (res.status == 404) {
+      server::reply_error(res, server::http_error_not_found(req.method, req.path));
+    } else {
+      server::reply_error(res, {res.status, "invalid_request_error",
+                                fmt::format("HTTP {} for {} {}", res.status, req.method, req.path), "", "bad_request"});
+    }
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  server::register_routes(http, st);
+
+  const ServerOptions& o = st.options;
+  impl_->port = o.port == 0 ? http.bind_to_any_port(o.host) : (http.bind_to_port(o.host, o.port) ? o.port : -1);
+  if (impl_->port <= 0) throw Error(ErrorKind::io, fmt::format("{}:{}", o.host, o.port), "cannot bind the address");
+}
+
+Server::~Server() { stop(); }
+
+void Server::listen() {
+  if (impl_->stop_requested.load()) return;
+  impl_->listening = true;
+  impl_->http.listen_after_bind();
+  impl_->listen_returned = true;
+}
+
+int Server::bound_port() const { return impl_->port; }
+
+const std::string& Server::model_id() const { return impl_->state.model_id; }
+
+void Server::stop() {
+  if (!impl_) return;
+  impl_->stop_requested = true;
+  // listen() may be between its check and httplib's running flag: wait for one or the other.
+  while (impl_->listening && !impl_->listen_returned && !impl_->http.is_running())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->http.stop();
+}
+
+}  // namespace lmlab
