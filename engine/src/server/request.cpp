@@ -95,8 +95,9 @@ std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext&
     if (content != msg.end() && content->is_array()) {
       std::string text;
       for (const auto& part : *content) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-            !part["text"].is_string())
+        const auto type = part.is_object() ? part.find("type") : part.end();
+        if (!part.is_object() || type == part.end() || !type->is_string() || *type != "text" ||
+            !part.contains("text") || !part["text"].is_string())
           bad("messages", fmt::format("messages[{}].content: only text parts are supported", i));
         text += part["text"].get<std::string>();
       }
@@ -141,7 +142,7 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
   ordered_json body;
   try {
     body = ordered_json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw Error(ErrorKind::invalid_input, "", std::string("the body is not valid JSON: ") + e.what());
   }
   if (!body.is_object()) throw Error(ErrorKind::invalid_input, "", "the body must be a JSON object");

@@ -1,0 +1,94 @@
+// The server's request parser is fed outside input: seeded mutations of valid /v1/completions and
+// /v1/chat/completions bodies (byte flips, truncations, spliced JSON fragments, fields of the wrong type or out of
+// range) must either parse into a request the engine can run or throw lmlab::Error naming a parameter; never
+// another exception, a crash or a hang. (STYLE.md: a fuzz target beside every parser of outside input.)
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fixtures.h"
+#include "lmlab/chat_template.h"
+#include "lmlab/error.h"
+#include "lmlab/model.h"
+#include "server/request.h"
+
+namespace lmlab {
+namespace {
+
+using server::Endpoint;
+
+const char* const kSeeds[] = {
+    R"({"model":"m","prompt":"def f(x):","max_tokens":8,"temperature":0,"stop":["\n\n"],"stream":true})",
+    R"({"prompt":[1,2,3,4],"max_tokens":3,"seed":7,"top_p":0.9,"top_k":40,"min_p":0.05})",
+    R"({"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],"max_tokens":4})",
+    R"({"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],)"
+    R"("stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":2,"stop":"x"})",
+};
+
+const char* const kFragments[] = {"null", "true", "-1", "0", "1e308", "-1e308", "1.5", "\"\"", "\"\\u0000\"", "[]",
+                                  "{}", "[[]]", "{\"a\":{}}", "\"\\ud800\"", "9223372036854775807",
+                                  "18446744073709551616", "[1,-5,99999999]", "\"role\"", "\"content\"", ","};
+
+std::string mutate(std::string s, std::mt19937_64& rng) {
+  const int n = 1 + static_cast<int>(rng() % 4);
+  for (int i = 0; i < n && !s.empty(); ++i) {
+    const size_t at = rng() % s.size();
+    switch (rng() % 5) {
+      case 0: s[at] = static_cast<char>(rng() & 0xff); break;  // byte flip
+      case 1: s.resize(at); break;                               // truncation
+      case 2: s.insert(at, kFragments[rng() % std::size(kFragments)]); break;
+      case 3: s.erase(at, 1 + rng() % 8); break;
+      default: {  // a value after some ':' replaced by a fragment
+        const size_t colon = s.find(':', at);
+        if (colon == std::string::npos) break;
+        const size_t end = s.find_first_of(",}", colon + 1);
+        s.replace(colon + 1, (end == std::string::npos ? s.size() : end) - colon - 1,
+                  kFragments[rng() % std::size(kFragments)]);
+      }
+    }
+  }
+  return s;
+}
+
+TEST(ServerRequestFuzz, MutatedBodiesParseOrThrowLmlabError) {
+  auto model = Model::load(test::model_dir("coder-dense"));
+  const ChatTemplate chat = ChatTemplate::from_model_dir(test::model_dir("coder-dense"));
+  const server::RequestContext ctx{model.get(), &chat, 16};
+  const int64_t ctx_size = model->info().ctx_size;
+  std::mt19937_64 rng(20261126);
+  int parsed = 0, rejected = 0;
+  for (int i = 0; i < 100000; ++i) {
+    const size_t seed = i % std::size(kSeeds);
+    const std::string body = mutate(kSeeds[seed], rng);
+    // Seeds 0 and 1 are completions bodies, 2 and 3 chat bodies; every 7th goes to the other endpoint.
+    const bool chat = (seed >= 2) != (i % 7 == 0);
+    const Endpoint endpoint = chat ? Endpoint::chat : Endpoint::completions;
+    try {
+      const server::GenerationRequest rq = server::parse_generation_request(body, endpoint, ctx);
+      ++parsed;
+      ASSERT_FALSE(rq.prompt.empty()) << body;
+      ASSERT_LT(static_cast<int64_t>(rq.prompt.size()), ctx_size) << body;
+      for (int32_t id : rq.prompt) ASSERT_TRUE(id >= 0 && id < model->info().vocab) << body;
+      ASSERT_GE(rq.sampling.max_tokens, 1) << body;
+      ASSERT_LE(static_cast<int64_t>(rq.prompt.size()) + rq.sampling.max_tokens, ctx_size) << body;
+    } catch (const Error&) {
+      ++rejected;
+    } catch (const std::exception& e) {
+      FAIL() << "not an lmlab::Error: " << e.what() << "\nbody: " << body;
+    }
+  }
+  std::printf("[          ] 100000 mutated bodies: %d parsed, %d rejected with lmlab::Error\n", parsed, rejected);
+  EXPECT_GT(parsed, 1000);  // the mutations keep some bodies valid: the parser is exercised past the JSON layer
+  EXPECT_GT(rejected, 10000);
+  // The unmutated seeds parse.
+  for (size_t i = 0; i < std::size(kSeeds); ++i)
+    EXPECT_NO_THROW(server::parse_generation_request(kSeeds[i], i >= 2 ? Endpoint::chat : Endpoint::completions, ctx))
+        << kSeeds[i];
+}
+
+}  // namespace
+}  // namespace lmlab
