@@ -46,15 +46,15 @@ int run_generate(const Flags& fl) {
              s.prompt_tokens, prompt_tps, s.decode_tokens, decode_tps, s.kv_bytes / 1048576.0,
              s.peak_bytes / 1048576.0);
   if (fl.engine.stream_experts) {
-    const ModelCounters c = model->counters();
+    const StreamCounters c = model->counters().stream;
     const uint64_t lookups = c.expert_cache_hits_total + c.expert_cache_misses_total;
+    const double mib = c.ssd_bytes_read_total / 1048576.0;
     fmt::print(stderr,
                "experts: ssd {:.2f} MiB in {} reads, {:.3f} s reading ({:.1f} MiB/s) | cache hits {}/{} ({:.1f}%) | "
                "cache {:.2f} MiB\n",
-               c.ssd_bytes_read_total / 1048576.0, c.ssd_reads_total, c.ssd_read_seconds_total,
-               c.ssd_read_seconds_total > 0 ? c.ssd_bytes_read_total / 1048576.0 / c.ssd_read_seconds_total : 0.0,
-               c.expert_cache_hits_total, lookups, lookups ? 100.0 * c.expert_cache_hits_total / lookups : 0.0,
-               c.expert_cache_bytes / 1048576.0);
+               mib, c.ssd_reads_total, c.ssd_read_seconds_total,
+               c.ssd_read_seconds_total > 0 ? mib / c.ssd_read_seconds_total : 0.0, c.expert_cache_hits_total, lookups,
+               lookups ? 100.0 * c.expert_cache_hits_total / lookups : 0.0, c.expert_cache_bytes / 1048576.0);
   }
   return 0;
 }

@@ -63,10 +63,10 @@ TEST_P(ExpertStreamModel, LogitsAndGreedyTokensMatchTheInMemoryRun) {
   }
   EXPECT_GT(prompts, 0);
   const ModelCounters c = ssd->counters();
-  EXPECT_GT(c.ssd_bytes_read_total, 0u);
-  EXPECT_GT(c.expert_cache_misses_total, 0u);
-  EXPECT_GT(c.expert_cache_hits_total, 0u);
-  EXPECT_EQ(mem->counters().ssd_bytes_read_total, 0u);
+  EXPECT_GT(c.stream.ssd_bytes_read_total, 0u);
+  EXPECT_GT(c.stream.expert_cache_misses_total, 0u);
+  EXPECT_GT(c.stream.expert_cache_hits_total, 0u);
+  EXPECT_EQ(mem->counters().stream.ssd_bytes_read_total, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ExpertStreamModel,
@@ -97,12 +97,12 @@ TEST(ExpertStreamModelCounters, SsdBytesEqualTheKernelsCountAfterAGeneration) {
     c = ssd->counters();
   }
   const uint64_t kernel = *process_read_bytes() - before;
-  ASSERT_GT(c.ssd_bytes_read_total, 0u) << "the seed's failure: streamed, but the byte counter stayed at 0";
-  EXPECT_GT(c.ssd_reads_total, 0u);
-  const double rel = std::fabs(static_cast<double>(kernel) - static_cast<double>(c.ssd_bytes_read_total)) /
-                     static_cast<double>(c.ssd_bytes_read_total);
+  ASSERT_GT(c.stream.ssd_bytes_read_total, 0u) << "the seed's failure: streamed, but the byte counter stayed at 0";
+  EXPECT_GT(c.stream.ssd_reads_total, 0u);
+  const double rel = std::fabs(static_cast<double>(kernel) - static_cast<double>(c.stream.ssd_bytes_read_total)) /
+                     static_cast<double>(c.stream.ssd_bytes_read_total);
   if (kernel == 0) GTEST_SKIP() << "the kernel counted no reads: O_DIRECT refused on " << copy.dir();
-  EXPECT_LE(rel, 0.01) << "engine " << c.ssd_bytes_read_total << " bytes, kernel " << kernel;
+  EXPECT_LE(rel, 0.01) << "engine " << c.stream.ssd_bytes_read_total << " bytes, kernel " << kernel;
 }
 
 TEST(ExpertStreamModelMemory, PeakRssWithinResidentWeightsCacheAndKv) {
@@ -126,7 +126,7 @@ TEST(ExpertStreamModelMemory, PeakRssWithinResidentWeightsCacheAndKv) {
   sp.max_tokens = 48;
   sp.stop_at_eos = false;
   generate(*s, prompt, sp);
-  const uint64_t held = ssd->counters().expert_cache_bytes;
+  const uint64_t held = ssd->counters().stream.expert_cache_bytes;
   const uint64_t peak = process_peak_rss_bytes();
   const uint64_t bound = rss0 + resident + budget + s->kv_bytes() + (64ull << 20);
   EXPECT_GT(held, 0u);

@@ -107,7 +107,7 @@ Sample measure(const Model& model, const PromptBuilder& prompts, const std::stri
     const std::vector<int32_t> prompt = prompts.build(context);
     harness_detail::reset_peak_rss();
     auto session = model.new_session();
-    const uint64_t ssd_before = model.counters().ssd_bytes_read_total;
+    const uint64_t ssd_before = model.counters().stream.ssd_bytes_read_total;
     SamplingParams greedy;
     greedy.max_tokens = decode_tokens;
     greedy.stop_at_eos = false;
@@ -122,7 +122,7 @@ Sample measure(const Model& model, const PromptBuilder& prompts, const std::stri
     s.ttft_ns = res.stats.ttft_ns;
     s.peak_memory_bytes = static_cast<int64_t>(res.stats.peak_bytes);
     s.kv_cache_bytes = static_cast<int64_t>(res.stats.kv_bytes);
-    s.ssd_bytes_read = static_cast<int64_t>(model.counters().ssd_bytes_read_total - ssd_before);
+    s.ssd_bytes_read = static_cast<int64_t>(model.counters().stream.ssd_bytes_read_total - ssd_before);
   } catch (const Error& e) {
     s.error = e.what();
   } catch (const std::bad_alloc&) {

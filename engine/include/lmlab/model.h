@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lmlab/stream_counters.h"
 #include "lmlab/tokenizer.h"
 
 namespace lmlab {
@@ -62,10 +63,7 @@ struct ModelCounters {
   uint64_t prompt_cache_entries = 0; // stored blocks (prefix-tree nodes)
   uint64_t prompt_cache_lookups = 0, prompt_cache_hits = 0, prompt_cache_hit_tokens = 0;
   uint64_t prompt_cache_evictions = 0;
-  // SSD expert streaming (zero unless --stream-experts)
-  uint64_t ssd_bytes_read_total = 0, ssd_reads_total = 0;
-  double ssd_read_seconds_total = 0.0;
-  uint64_t expert_cache_hits_total = 0, expert_cache_misses_total = 0, expert_cache_bytes = 0;
+  StreamCounters stream;  // SSD expert streaming (zeros unless --stream-experts); render_prometheus() exports it
 };
 
 struct ModelInfo {

@@ -98,15 +98,7 @@ ModelCounters Model::counters() const {
     c.prompt_cache_hit_tokens = st.hit_tokens;
     c.prompt_cache_evictions = st.evictions;
   }
-  if (const ExpertStreamer* es = impl_->transformer->streamer()) {
-    const StreamCounters sc = es->counters();
-    c.ssd_bytes_read_total = sc.ssd_bytes_read_total;
-    c.ssd_reads_total = sc.ssd_reads_total;
-    c.ssd_read_seconds_total = sc.ssd_read_seconds_total;
-    c.expert_cache_hits_total = sc.expert_cache_hits_total;
-    c.expert_cache_misses_total = sc.expert_cache_misses_total;
-    c.expert_cache_bytes = sc.expert_cache_bytes;
-  }
+  if (const ExpertStreamer* es = impl_->transformer->streamer()) c.stream = es->counters();
   return c;
 }
 

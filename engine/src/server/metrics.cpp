@@ -28,14 +28,8 @@ std::string render_metrics(const ServerMetrics& m, const ModelCounters& c) {
   metric("memory_peak_bytes", "gauge", "Peak resident memory of the process.", process_peak_rss_bytes());
   metric("kv_cache_bytes", "gauge", "KV cache bytes allocated (sessions and prompt cache).", c.kv_cache_bytes);
   metric("kv_cache_peak_bytes", "gauge", "Peak KV cache bytes allocated.", c.kv_cache_peak_bytes);
-  metric("ssd_bytes_read_total", "counter", "Bytes read from the drive for streamed experts.", c.ssd_bytes_read_total);
-  metric("ssd_reads_total", "counter", "Read requests issued for streamed experts.", c.ssd_reads_total);
-  metric("ssd_read_seconds_total", "counter", "Seconds with at least one expert read in flight.",
-         c.ssd_read_seconds_total);
-  metric("expert_cache_hits_total", "counter", "Expert lookups served by the expert cache.", c.expert_cache_hits_total);
-  metric("expert_cache_misses_total", "counter", "Expert lookups that needed a read.", c.expert_cache_misses_total);
-  metric("expert_cache_bytes", "gauge", "Bytes held by the expert cache.", c.expert_cache_bytes);
-  return s;
+  // SSD reads, expert cache, prefetch and the read-latency histogram: the streamer's own exposition.
+  return s + render_prometheus(c.stream);
 }
 
 }  // namespace lmlab::server
