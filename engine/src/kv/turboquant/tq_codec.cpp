@@ -37,24 +37,21 @@ inline float get_f16(const uint8_t* p) {
 
 // Without QJL the record's scalar is fit after the codes (||x|| / <u, c>, tq_codec.h), so the reconstruction error
 // is ||x||^2 tan^2(angle(u, c)): the codes should minimise the angle to u, not each coordinate's distance. Among
-// the codewords nearest to lambda u over a grid of scales lambda (1 included, so never worse than Algorithm 1's
-// codes), keep the one of smallest angle. On Gaussian vectors this lowers the mean tan^2 by ~20% at 4 bits and
-// ~27% at 5 bits (d = 64; tests/turboquant_test.cpp); decoding is unchanged. Returns <u, c> of the chosen codes.
-constexpr int kScaleCandidates = 17;
-constexpr double kScaleSpan = 0.30;  // lambda in [1 - span, 1 + span]
+// the codewords nearest to lambda u over a grid of scales lambda (1 included, and preferred on ties, so never worse
+// than Algorithm 1's codes), keep the one of smallest angle. On Gaussian vectors this lowers the mean tan^2 by ~20%
+// at 4 bits and ~27% at 5 bits (d = 64; tests/turboquant_test.cpp); decoding is unchanged.
+// Writes the codes of u = x * inv_norm to idx and returns <u, c>.
+constexpr int kScaleCandidates = 17;  // odd: the middle one is lambda = 1
+constexpr double kScaleSpan = 0.30;   // lambda in [1 - span, 1 + span]
 
-double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm, int64_t g, double dot_uc,
-                             uint8_t* idx) {
+double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm, int64_t g, uint8_t* idx) {
   const float* c = cb.centroids.data();
   const float* t = cb.boundaries.data();
   const int top = static_cast<int>(cb.centroids.size()) - 1;
-  double cc = 0.0;
-  for (int64_t i = 0; i < g; ++i) cc += static_cast<double>(c[idx[i]]) * c[idx[i]];
-  double best = cc > 0.0 ? dot_uc / std::sqrt(cc) : -1.0;  // cos(u, c) of the plain codes (lambda = 1)
   // Sweep lambda upwards: each code only steps to a neighbouring cell when lambda u_i crosses a boundary, so the
   // codes, <u, c> and ||c||^2 are updated in place (amortised O(1) per coordinate and scale).
   float u[128];
-  uint8_t k[128];
+  uint8_t k[128], plain[128];
   double dot = 0.0, c2 = 0.0;
   for (int64_t i = 0; i < g; ++i) {
     u[i] = static_cast<float>(x[i] * inv_norm);
@@ -62,8 +59,11 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
     dot += static_cast<double>(u[i]) * c[k[i]];
     c2 += static_cast<double>(c[k[i]]) * c[k[i]];
   }
+  double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
   for (int s = 0; s < kScaleCandidates; ++s) {
-    const float lambda = static_cast<float>(1.0 - kScaleSpan + 2.0 * kScaleSpan * s / (kScaleCandidates - 1));
+    const bool one = s == kScaleCandidates / 2;
+    const float lambda =
+        one ? 1.0f : static_cast<float>(1.0 - kScaleSpan + 2.0 * kScaleSpan * s / (kScaleCandidates - 1));
     for (int64_t i = 0; s > 0 && i < g; ++i) {
       const float v = u[i] * lambda;
       int ki = k[i];
@@ -75,13 +75,22 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
         k[i] = static_cast<uint8_t>(ki);
       }
     }
-    if (c2 > 0.0 && dot / std::sqrt(c2) > best) {
-      best = dot / std::sqrt(c2);
-      dot_uc = dot;
+    const double cs = c2 > 0.0 ? dot / std::sqrt(c2) : -1.0;
+    if (one) {  // Algorithm 1's per-coordinate nearest codes
+      plain_cos = cs;
+      plain_dot = dot;
+      std::memcpy(plain, k, static_cast<size_t>(g));
+    } else if (cs > best) {
+      best = cs;
+      best_dot = dot;
       std::memcpy(idx, k, static_cast<size_t>(g));
     }
   }
-  return dot_uc;
+  if (plain_cos >= best) {
+    std::memcpy(idx, plain, static_cast<size_t>(g));
+    return plain_dot;
+  }
+  return best_dot;
 }
 
 }  // namespace
@@ -160,19 +169,18 @@ void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64
           const double norm = std::sqrt(ss);
           const double inv = norm > 0.0 ? 1.0 / norm : 0.0;
           double dot_uc = 0.0, rr = 0.0;
-          for (int64_t i = 0; i < g; ++i) {
-            const float u = static_cast<float>(xg[i] * inv);
-            const int k = cb_->quantize(u);
-            idx[i] = static_cast<uint8_t>(k);
-            const float c = cb_->centroids[k];
-            dot_uc += static_cast<double>(u) * c;
-            if (f_.qjl) {
-              const float r = u - c;
+          if (f_.qjl) {
+            for (int64_t i = 0; i < g; ++i) {
+              const float u = static_cast<float>(xg[i] * inv);
+              const int k = cb_->quantize(u);
+              idx[i] = static_cast<uint8_t>(k);
+              const float r = u - cb_->centroids[k];
               resid[v * g + i] = r;
               rr += static_cast<double>(r) * r;
             }
+          } else {
+            dot_uc = choose_codes_by_angle(*cb_, xg, inv, g, idx.data());
           }
-          if (!f_.qjl) dot_uc = choose_codes_by_angle(*cb_, xg, inv, g, dot_uc, idx.data());
           pack_codes(idx.data(), g, f_.bits, out);
           if (f_.qjl) {
             put_f16(out + f_.scalar_offset(), static_cast<float>(norm));
