@@ -3,6 +3,8 @@
 // against the reference attention (kernels/ref/attention.cpp) on every instruction-set path.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -443,6 +445,16 @@ std::vector<float> reference(const AttnCase& c, const std::vector<float>& q, int
   return out;
 }
 
+// The call schedule both sides follow: prefill chunks of 37..136 tokens up to n0, then n_decode single tokens.
+void for_each_step(int64_t n0, int64_t n_decode, const std::function<void(int64_t)>& step) {
+  for (int64_t done = 0; done < n0;) {
+    const int64_t n = std::min<int64_t>(n0 - done, 37 + done % 100);
+    step(n);
+    done += n;
+  }
+  for (int64_t i = 0; i < n_decode; ++i) step(1);
+}
+
 // Prefill n0 tokens in uneven chunks (queries = those tokens), then decode steps of one token each; returns
 // the outputs of every attend call concatenated, and fills k, v with the whole history.
 std::vector<float> run_cache(KvLayerCache& cache, const AttnCase& c, SplitMix64& rng, int64_t n0, int64_t n_decode,
@@ -461,12 +473,7 @@ std::vector<float> run_cache(KvLayerCache& cache, const AttnCase& c, SplitMix64&
     outs.insert(outs.end(), out.begin(), out.end());
     pos += n;
   };
-  for (int64_t done = 0; done < n0;) {
-    const int64_t n = std::min<int64_t>(n0 - done, 37 + done % 100);
-    step(n);
-    done += n;
-  }
-  for (int64_t i = 0; i < n_decode; ++i) step(1);
+  for_each_step(n0, n_decode, step);
   return outs;
 }
 
@@ -482,12 +489,7 @@ std::vector<float> run_reference(const AttnCase& c, int64_t n0, int64_t n_decode
     outs.insert(outs.end(), out.begin(), out.end());
     pos += n;
   };
-  for (int64_t done = 0; done < n0;) {
-    const int64_t n = std::min<int64_t>(n0 - done, 37 + done % 100);
-    step(n);
-    done += n;
-  }
-  for (int64_t i = 0; i < n_decode; ++i) step(1);
+  for_each_step(n0, n_decode, step);
   return outs;
 }
 
