@@ -13,7 +13,7 @@
 #include "experts/expert_predict.h"
 #include "fixtures.h"
 #include "kernels/kernels.h"
-#include "model/linear.h"
+#include "weights/linear.h"
 
 namespace lmlab {
 namespace {

@@ -26,7 +26,7 @@
 #include "util/memory_stats.h"
 #include "lmlab/error.h"
 #include "lmlab/stream_counters.h"
-#include "model/linear.h"
+#include "weights/linear.h"
 
 namespace lmlab {
 namespace {

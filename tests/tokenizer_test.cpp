@@ -17,7 +17,7 @@
 #include "tokenizer/decoder.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab {
 namespace {

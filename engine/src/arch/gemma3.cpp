@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "arch/registry.h"
-#include "model/config_reader.h"
+#include "config/config_reader.h"
 
 namespace lmlab {
 

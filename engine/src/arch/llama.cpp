@@ -1,6 +1,6 @@
 // llama (Llama 2/3): the baseline pre-norm decoder; RoPE default / linear / llama3 scaling.
 #include "arch/registry.h"
-#include "model/config_reader.h"
+#include "config/config_reader.h"
 
 namespace lmlab {
 

@@ -1,7 +1,7 @@
 // mixtral: llama attention; every layer's MLP is a block-sparse MoE with experts w1 (gate), w3 (up),
 // w2 (down), router softmax -> top-k -> renormalise.
 #include "arch/registry.h"
-#include "model/config_reader.h"
+#include "config/config_reader.h"
 
 namespace lmlab {
 

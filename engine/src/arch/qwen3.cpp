@@ -1,6 +1,6 @@
 // qwen3: llama plus per-head RMSNorm of q and k before RoPE; optional sliding window on layer_types.
 #include "arch/registry.h"
-#include "model/config_reader.h"
+#include "config/config_reader.h"
 
 namespace lmlab {
 

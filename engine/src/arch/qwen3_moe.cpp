@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "arch/registry.h"
-#include "model/config_reader.h"
+#include "config/config_reader.h"
 
 namespace lmlab {
 

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "model/config_reader.h"
+#include "config/config_reader.h"
 
 namespace lmlab {
 

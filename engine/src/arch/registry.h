@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "model/model_spec.h"
+#include "config/model_spec.h"
 
 namespace lmlab {
 

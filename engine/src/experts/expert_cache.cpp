@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "lmlab/error.h"
-#include "model/linear_view.h"
+#include "weights/linear_view.h"
 
 namespace lmlab {
 

@@ -16,7 +16,7 @@
 
 #include "experts/cache_policy.h"
 #include "experts/expert_layout.h"
-#include "model/linear.h"
+#include "weights/linear.h"
 
 namespace lmlab {
 

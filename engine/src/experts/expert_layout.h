@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "lmlab/safetensors.h"
-#include "model/linear.h"
-#include "model/model_spec.h"
+#include "weights/linear.h"
+#include "config/model_spec.h"
 
 namespace lmlab {
 

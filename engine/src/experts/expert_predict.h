@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/linear.h"
+#include "weights/linear.h"
 
 namespace lmlab {
 

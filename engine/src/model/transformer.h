@@ -8,8 +8,8 @@
 
 #include "lmlab/safetensors.h"
 #include "kv/kv_sequence.h"
-#include "model/linear.h"
-#include "model/model_spec.h"
+#include "weights/linear.h"
+#include "config/model_spec.h"
 
 namespace lmlab {
 

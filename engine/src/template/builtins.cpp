@@ -7,7 +7,7 @@
 #include <ctime>
 
 #include "template/text.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tpl {
 

@@ -6,7 +6,7 @@
 
 #include "template/builtins.h"
 #include "template/text.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tpl {
 

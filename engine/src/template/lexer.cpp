@@ -9,7 +9,7 @@
 #include <cctype>
 
 #include "lmlab/error.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tpl {
 

@@ -4,7 +4,7 @@
 #include <unicode/locid.h>
 #include <unicode/unistr.h>
 
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tpl {
 

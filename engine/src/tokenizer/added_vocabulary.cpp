@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tok {
 

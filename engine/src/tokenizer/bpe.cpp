@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <queue>
 
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tok {
 

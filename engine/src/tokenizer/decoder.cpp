@@ -4,7 +4,7 @@
 // one U+FFFD per byte, as `tokenizers` does.
 #include "tokenizer/decoder.h"
 
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tok {
 

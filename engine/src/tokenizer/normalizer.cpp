@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tok {
 

@@ -12,7 +12,7 @@
 #include <algorithm>
 
 #include "lmlab/error.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tok {
 

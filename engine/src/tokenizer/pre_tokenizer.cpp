@@ -5,7 +5,7 @@
 
 #include <utility>
 
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab::tok {
 

@@ -18,7 +18,7 @@
 #include "tokenizer/normalizer.h"
 #include "tokenizer/post_processor.h"
 #include "tokenizer/pre_tokenizer.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab {
 

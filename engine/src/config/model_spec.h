@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "model/linear.h"
+#include "weights/linear.h"
 
 namespace lmlab {
 

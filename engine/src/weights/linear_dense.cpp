@@ -3,7 +3,7 @@
 
 #include "kernels/kernels.h"
 #include "lmlab/error.h"
-#include "model/linear.h"
+#include "weights/linear.h"
 #include "util/half.h"
 
 namespace lmlab {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "lmlab/safetensors.h"
-#include "model/linear.h"
+#include "weights/linear.h"
 
 namespace lmlab {
 

@@ -5,7 +5,7 @@
 
 #include "kernels/matmul_affine.h"
 #include "lmlab/error.h"
-#include "model/linear_view.h"
+#include "weights/linear_view.h"
 #include "util/half.h"
 
 namespace lmlab {

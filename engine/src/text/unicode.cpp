@@ -2,7 +2,7 @@
 // character classes, normalization and lowercasing, and the GPT-2 byte <-> character table.
 // Why ICU: `tokenizers` uses Rust's unicode tables; ICU gives the same properties and normalization
 // forms without hand-written tables. Invariant: every function returns valid UTF-8 for valid input.
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>

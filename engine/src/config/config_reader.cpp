@@ -1,4 +1,4 @@
-#include "model/config_reader.h"
+#include "config/config_reader.h"
 
 #include <fstream>
 

@@ -1,5 +1,5 @@
 // make_linear_from_bytes: shape checks for both formats, and the dense Linear over caller-owned bytes.
-#include "model/linear_view.h"
+#include "weights/linear_view.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

@@ -2,8 +2,8 @@
 #include <cmath>
 #include <numbers>
 
-#include "model/config_reader.h"
-#include "model/model_spec.h"
+#include "config/config_reader.h"
+#include "config/model_spec.h"
 
 namespace lmlab {
 

@@ -6,7 +6,7 @@
 
 #include "kernels/matmul_affine.h"
 #include "lmlab/error.h"
-#include "model/linear.h"
+#include "weights/linear.h"
 
 namespace lmlab {
 
