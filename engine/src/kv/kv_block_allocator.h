@@ -1,7 +1,8 @@
-// KvBlockAllocator: where KV block bytes live. The CPU one is aligned host memory; a device backend plugs in its
-// own (KV pages in GPU memory) and keeps the same block tables, prompt cache and byte accounting, which only
-// handle KvBlock pointers. Blocks are touched by the allocator only when created, copied or freed, so the
-// indirection costs nothing on the attention's path.
+// KvBlockAllocator: where KV block bytes live. The host one is aligned host memory, which the CPU layer's encode
+// and attention address directly (no indirection on the attention's path: the allocator is called only to create,
+// copy and free blocks). A device backend gives the pool its own allocator (KV pages in GPU memory) and its own
+// encode / attention kernels over the same block layout, and keeps the block tables, copy-on-write, prompt cache
+// and byte accounting, which only handle KvBlock pointers and sizes.
 #pragma once
 
 #include <cstdint>
