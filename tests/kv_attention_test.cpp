@@ -8,11 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
 #include "kv/kv_layer_blocked.h"
-#include "kv/turboquant/rng.h"
 #include "kv/turboquant/tq_layer_spec.h"
+#include "kv_test_helpers.h"
 #include "tolerance.h"
 
 namespace lmlab {
@@ -20,11 +19,8 @@ namespace {
 
 using turboquant::SplitMix64;
 
-std::vector<float> gaussian(SplitMix64& rng, int64_t n) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = static_cast<float>(rng.gaussian());
-  return v;
-}
+using test::for_each_isa;
+using test::gaussian;
 
 struct Shape {
   KvGeometry geo;
@@ -69,16 +65,6 @@ std::vector<Codec> codecs() {
   add("affine8", TurboKvOptions::Mode::affine8, 0, false, 0, 0);
   add("f16", TurboKvOptions::Mode::f16, 0, false, 0, 0);
   return c;
-}
-
-template <typename Fn>
-void for_each_isa(Fn fn) {
-  for (const char* isa : {"scalar", "avx2", "avx512"}) {
-    if (!kernels::cpu::force_isa(isa)) continue;
-    SCOPED_TRACE(std::string("isa ") + isa);
-    fn();
-  }
-  kernels::cpu::force_isa(nullptr);
 }
 
 // The attention's longest reduction: scores over a row, then values over the history.

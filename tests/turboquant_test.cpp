@@ -22,6 +22,7 @@
 #include "kv/turboquant/tq_layer_spec.h"
 #include "kv/turboquant/wht.h"
 #include "lmlab/error.h"
+#include "kv_test_helpers.h"
 #include "tolerance.h"
 #include "util/half.h"
 
@@ -30,27 +31,13 @@ namespace {
 
 using namespace turboquant;
 
-std::vector<float> gaussian(SplitMix64& rng, int64_t n, double sigma = 1.0) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = static_cast<float>(sigma * rng.gaussian());
-  return v;
-}
+using test::for_each_isa;
+using test::gaussian;
 
 double dot(const float* a, const float* b, int64_t n) {
   double s = 0.0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
   return s;
-}
-
-// Runs fn once per instruction-set path this machine has, then restores the default.
-template <typename Fn>
-void for_each_isa(Fn fn) {
-  for (const char* isa : {"scalar", "avx2", "avx512"}) {
-    if (!kernels::cpu::force_isa(isa)) continue;
-    SCOPED_TRACE(std::string("isa ") + isa);
-    fn();
-  }
-  kernels::cpu::force_isa(nullptr);
 }
 
 // ------------------------------------------------------------------------------------------- rotation
