@@ -51,13 +51,7 @@ std::vector<Codec> codecs() {
   std::vector<Codec> c;
   c.push_back({"f32", true, {}});
   auto add = [&](const char* name, TurboKvOptions::Mode m, int kb, bool qjl, int vb, int64_t hot) {
-    TurboKvOptions o;
-    o.mode = m;
-    o.k_bits = kb;
-    o.k_qjl = qjl;
-    o.v_bits = vb;
-    o.hot_window = hot;
-    c.push_back({name, false, o});
+    c.push_back({name, false, test::turbo_options(m, kb, qjl, vb, hot)});
   };
   add("turbo k5 v4", TurboKvOptions::Mode::turbo, 5, false, 4, 0);
   add("turbo k3+qjl v3, hot 23", TurboKvOptions::Mode::turbo, 3, true, 3, 23);

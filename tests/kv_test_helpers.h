@@ -1,5 +1,5 @@
-// Helpers of the KV tests (turboquant_test, kv_attention_test): seeded Gaussian data and a walk over every
-// instruction-set path this machine has.
+// Helpers of the KV tests (turboquant_test, kv_attention_test): seeded Gaussian data, compressed-mode options
+// and a walk over every instruction-set path this machine has.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 
 #include "kernels/cpu/isa.h"
 #include "kv/turboquant/rng.h"
+#include "kv/turboquant/tq_layer_spec.h"
 
 namespace lmlab::test {
 
@@ -16,6 +17,16 @@ inline std::vector<float> gaussian(turboquant::SplitMix64& rng, int64_t n, doubl
   std::vector<float> v(static_cast<size_t>(n));
   for (auto& x : v) x = static_cast<float>(sigma * rng.gaussian());
   return v;
+}
+
+inline TurboKvOptions turbo_options(TurboKvOptions::Mode mode, int k_bits, bool k_qjl, int v_bits, int64_t hot_window) {
+  TurboKvOptions o;
+  o.mode = mode;
+  o.k_bits = k_bits;
+  o.k_qjl = k_qjl;
+  o.v_bits = v_bits;
+  o.hot_window = hot_window;
+  return o;
 }
 
 // Runs fn once per instruction-set path this machine has, then restores the default.

@@ -522,13 +522,7 @@ TEST(TurboQuantAttention, FusedKernelsEqualAttentionOverTheReconstruction) {
   };
   std::vector<Mode> modes;
   auto add = [&](TurboKvOptions::Mode m, int kb, bool qjl, int vb, int64_t hot, const char* name) {
-    TurboKvOptions o;
-    o.mode = m;
-    o.k_bits = kb;
-    o.k_qjl = qjl;
-    o.v_bits = vb;
-    o.hot_window = hot;
-    modes.push_back({o, name});
+    modes.push_back({test::turbo_options(m, kb, qjl, vb, hot), name});
   };
   add(TurboKvOptions::Mode::turbo, 3, true, 3, 0, "turbo k3+qjl v3");
   add(TurboKvOptions::Mode::turbo, 3, true, 3, 70, "turbo k3+qjl v3, hot 70");
@@ -592,12 +586,7 @@ TEST(TurboQuantAttention, CompressedOutputCloseToReference) {
   for (const AttnCase& c : attn_cases())
     for (const Config& cf : configs) {
       SCOPED_TRACE(std::string(c.name) + ", " + cf.name);
-      TurboKvOptions opt;
-      opt.mode = cf.mode;
-      opt.k_bits = cf.k_bits;
-      opt.k_qjl = cf.qjl;
-      opt.v_bits = cf.v_bits;
-      opt.hot_window = 0;
+      const TurboKvOptions opt = test::turbo_options(cf.mode, cf.k_bits, cf.qjl, cf.v_bits, 0);
       TurboLayer cache_owner(c.geo, opt);
       KvLayerBlocked& cache = cache_owner.layer;
       SplitMix64 rng(77);
