@@ -1,10 +1,11 @@
 // Decode attention (one query token) over a long context: TurboQuant cache vs uncompressed baselines.
 //   BM_attn_f32_kernel  lmlab::kernels::attention over contiguous f32 K/V (the engine's optimised f32 kernel)
-//   BM_attn_f32_paged   KvLayerPaged (the engine's default KV cache: f32 blocks of 32 positions)
-//   BM_attn_f16         KvLayerTurbo in f16 mode (--kv-mode f16): fp16 rows in the same blocks, decoded by F16C
-//                       into the same blocked score / accumulate kernels, so it differs from BM_attn_turbo_* only
-//                       in the storage format
-//   BM_attn_turbo_*     KvLayerTurbo: k5v4 (the default: 5-bit K, 4-bit V), k4v4, k3qjl_v3 (4.25 / 3.125
+//   BM_attn_f32_paged   KvLayerBlocked with the f32 codec (the engine's default KV cache: f32 blocks of 32
+//                       positions, read in place)
+//   BM_attn_f16         KvLayerBlocked with the f16 codec (--kv-mode f16): fp16 rows in the same blocks, decoded by
+//                       F16C into the same blocked score / accumulate kernels, so it differs from BM_attn_turbo_*
+//                       only in the storage format
+//   BM_attn_turbo_*     KvLayerBlocked with TurboQuant codecs: k5v4 (the default: 5-bit K, 4-bit V), k4v4, k3qjl_v3 (4.25 / 3.125
 //                       bits/dim, the SwiftLM / paper headline format), affine4 (int4 baseline); every token
 //                       compressed
 // Args: context tokens, head_dim, query heads, KV heads, layers. One iteration is one decode step through
@@ -24,8 +25,8 @@
 
 #include "kernels/kernels.h"
 #include "kv/kv_block_pool.h"
-#include "kv/kv_layer_paged.h"
-#include "kv/turboquant/kv_layer_turbo.h"
+#include "kv/kv_layer_blocked.h"
+#include "kv/turboquant/tq_layer_spec.h"
 #include "kv/turboquant/rng.h"
 #include "util/thread_pool.h"
 
@@ -105,27 +106,27 @@ void run_layers(benchmark::State& state, const Shape& s, const Layers& layers) {
   report(state, s, bytes);
 }
 
-void BM_attn_f32_paged(benchmark::State& state) {
-  const Shape s(state);
-  lmlab::KvBlockPool pool(32, s.n_kv * s.d);
-  std::vector<std::unique_ptr<lmlab::KvLayerPaged>> layers;
+// `layers` layers of one spec in blocks of 32 positions (the engine's default --kv-block-tokens), filled.
+void run_spec(benchmark::State& state, const Shape& s, const lmlab::KvLayerSpec& spec) {
+  lmlab::KvBlockPool pool(32);
+  std::vector<std::unique_ptr<lmlab::KvLayerBlocked>> layers;
   for (int64_t l = 0; l < s.layers; ++l) {
-    layers.push_back(std::make_unique<lmlab::KvLayerPaged>(pool, s.geo(), 0));
+    layers.push_back(std::make_unique<lmlab::KvLayerBlocked>(pool, spec));
     fill(*layers.back(), s, 1000 * l);
   }
   run_layers(state, s, layers);
+}
+
+void BM_attn_f32_paged(benchmark::State& state) {
+  const Shape s(state);
+  run_spec(state, s, lmlab::f32_kv_layer_spec(s.geo(), 0));
 }
 
 // ------------------------------------------------------------------------------------------- TurboQuant
 
 void run_turbo(benchmark::State& state, const lmlab::TurboKvOptions& opt) {
   const Shape s(state);
-  std::vector<std::unique_ptr<lmlab::KvLayerTurbo>> layers;
-  for (int64_t l = 0; l < s.layers; ++l) {
-    layers.push_back(std::make_unique<lmlab::KvLayerTurbo>(s.geo(), opt));
-    fill(*layers.back(), s, 1000 * l);
-  }
-  run_layers(state, s, layers);
+  run_spec(state, s, lmlab::turbo_kv_layer_spec(s.geo(), opt));
 }
 
 void BM_attn_f16(benchmark::State& state) {

@@ -10,7 +10,7 @@
 
 #include "fixtures.h"
 #include "kv/kv_block_pool.h"
-#include "kv/kv_layer_paged.h"
+#include "kv/kv_layer_blocked.h"
 #include "kv/prompt_cache.h"
 #include "lmlab/error.h"
 #include "lmlab/generate.h"
@@ -266,22 +266,90 @@ TEST(KvCache, BudgetExhaustionIsOutOfMemory) {
   EXPECT_LE(model->counters().kv_cache_peak_bytes, 1u << 20);
 }
 
+// --kv-budget-mb bounds the compressed modes as it bounds f32: their blocks come from the same pool, whose count
+// is lmlab_kv_cache_bytes and equals what the session's layers hold, to the byte.
+TEST(KvCache, BudgetBoundsTurboQuantMemory) {
+  ModelOptions o;
+  o.kv_mode = KvMode::turbo;
+  o.kv_budget_mb = 1;
+  auto model = Model::load(test::model_dir("coder-dense"), o);
+  const ModelInfo& info = model->info();
+  // Default TurboQuant records at head_dim 64: K 5 bits (40 + 2 bytes), V 4 bits (32 + 2 bytes), per KV head.
+  const uint64_t per_token = info.n_layers * info.n_kv_heads * ((5 * 64 / 8 + 2) + (4 * 64 / 8 + 2));
+  ASSERT_EQ(info.head_dim, 64);
+  auto s = model->new_session();
+  const auto big = make_prompt("coder-dense", 1600, info.vocab);  // 1600 x 912 bytes > 1 MiB
+  ASSERT_GT(1600 * per_token, 1u << 20);
+  try {
+    s->append(big);
+    FAIL() << "the budget was not enforced on the TurboQuant cache";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::out_of_memory) << e.what();
+    EXPECT_NE(std::string(e.what()).find("1.0 MiB (--kv-budget-mb)"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(s->n_past(), 0);
+  EXPECT_EQ(model->counters().kv_cache_bytes, 0u) << "a failed append returns its blocks";
+  EXPECT_LE(model->counters().kv_cache_peak_bytes, 1u << 20);
+
+  const auto fits = make_prompt("coder-dense", 1000, info.vocab);  // 32 blocks of 32 positions per layer
+  s->append(fits);
+  const uint64_t want = 32 * 32 * per_token;
+  EXPECT_EQ(s->kv_bytes(), want);
+  EXPECT_EQ(model->counters().kv_cache_bytes, want);
+  s.reset();
+  EXPECT_EQ(model->counters().kv_cache_bytes, 0u);
+}
+
+// Compressed blocks are shared through the prompt cache like f32 ones (full blocks are immutable): a hit reuses
+// them and gives the cold run's answer; the cache's bytes are the compressed records. With a hot window (exact
+// rows that are not shared) the cache is not used.
+TEST(PromptCache, SharesTurboQuantBlocks) {
+  ModelOptions o;
+  o.kv_mode = KvMode::turbo;
+  o.prefill_size = 64;
+  o.kv_block_tokens = 16;
+  o.prompt_cache_mb = 64;
+  auto model = Model::load(test::model_dir("coder-dense"), o);
+  const ModelInfo& info = model->info();
+  const auto prompt = make_prompt("coder-dense", 200, info.vocab);
+  SamplingParams sp;
+  sp.max_tokens = 12;
+  sp.stop_at_eos = false;
+  const auto first = generate(*model->new_session(), prompt, sp);
+  EXPECT_EQ(first.stats.prompt_cached_tokens, 0);
+  const uint64_t per_token = info.n_layers * info.n_kv_heads * ((5 * 64 / 8 + 2) + (4 * 64 / 8 + 2));
+  const ModelCounters c = model->counters();
+  EXPECT_EQ(c.prompt_cache_bytes, (200 + 12) / 16 * 16 * per_token) << "the full blocks, compressed";
+  EXPECT_EQ(c.kv_cache_bytes, c.prompt_cache_bytes) << "the only blocks alive are the prompt cache's";
+  const auto again = generate(*model->new_session(), prompt, sp);
+  EXPECT_EQ(again.stats.prompt_cached_tokens, 199 / 16 * 16);
+  EXPECT_EQ(again.tokens, first.tokens);
+
+  o.kv_hot_window = 32;
+  auto hot = Model::load(test::model_dir("coder-dense"), o);
+  generate(*hot->new_session(), prompt, sp);
+  EXPECT_EQ(generate(*hot->new_session(), prompt, sp).stats.prompt_cached_tokens, 0);
+  EXPECT_EQ(hot->counters().prompt_cache_bytes, 0u);
+}
+
 TEST(PromptCache, EvictsLeastRecentlyUsedLeavesUnderBudget) {
-  KvBlockPool pool(4, 8);  // 4 tokens per block, 8 floats per row: 256 bytes per block
+  KvBlockPool pool(4);  // 4 tokens per block of f32 rows of 2 KV heads x 4: 256 bytes per block
   const KvGeometry geo{2, 2, 4};
-  PromptCache cache(4, 3 * pool.block_bytes(), {0});
+  const uint64_t block_bytes = 2 * 4 * 8 * sizeof(float);
+  PromptCache cache(4, 3 * block_bytes, {0});
   auto fill = [&](std::vector<int32_t> toks) {
-    KvLayerPaged layer(pool, geo, 0);
+    KvLayerBlocked layer(pool, f32_kv_layer_spec(geo, 0));
     std::vector<float> kv(toks.size() * 8, 1.0f);
     layer.append(kv.data(), kv.data(), static_cast<int64_t>(toks.size()));
-    cache.insert(toks, {&layer});
+    ASSERT_EQ(layer.bytes(), (toks.size() + 3) / 4 * block_bytes);
+    cache.insert(toks, layer.n_tokens(), {&layer.blocks()});
   };
   fill({1, 2, 3, 4, 5, 6, 7, 8});      // two blocks
   fill({1, 2, 3, 4, 9, 9, 9, 9});      // shares the first block: one more
-  EXPECT_EQ(cache.stats().bytes, 3 * pool.block_bytes());
+  EXPECT_EQ(cache.stats().bytes, 3 * block_bytes);
   EXPECT_EQ(cache.lookup(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 0}, 8).n_tokens, 8);  // touch branch 1
   fill({7, 7, 7, 7});                  // over budget: the LRU leaf (branch 2's block) goes
-  EXPECT_EQ(cache.stats().bytes, 3 * pool.block_bytes());
+  EXPECT_EQ(cache.stats().bytes, 3 * block_bytes);
   EXPECT_EQ(cache.lookup(std::vector<int32_t>{1, 2, 3, 4, 9, 9, 9, 9, 0}, 8).n_tokens, 4);
   EXPECT_EQ(cache.lookup(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 0}, 8).n_tokens, 8);
   EXPECT_EQ(cache.stats().evictions, 1u);

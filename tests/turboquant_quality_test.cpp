@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "fixtures.h"
-#include "kv/turboquant/kv_layer_turbo.h"
+#include "kv/turboquant/tq_layer_spec.h"
 #include "lmlab/model.h"
 #include "lmlab/perplexity.h"
 #include "model/model_impl.h"
@@ -64,7 +64,8 @@ KvSequence turbo_sequence(const Model& model, const TurboKvOptions& opt) {
   for (size_t l = 0; l < s.layers.size(); ++l) {
     TurboKvOptions o = opt;
     o.seed = opt.seed + l;  // independent rotations and QJL matrices per layer
-    seq.layers.push_back(make_turbo_kv_layer({s.n_heads, s.n_kv_heads, s.head_dim}, o));
+    seq.layers.push_back(std::make_unique<KvLayerBlocked>(*model.impl().kv_pool,
+                                                          turbo_kv_layer_spec({s.n_heads, s.n_kv_heads, s.head_dim}, o)));
   }
   return seq;
 }

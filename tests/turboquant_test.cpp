@@ -14,13 +14,15 @@
 
 #include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
-#include "kv/turboquant/kv_layer_turbo.h"
+#include "kv/kv_layer_blocked.h"
 #include "kv/turboquant/lloyd_max.h"
 #include "kv/turboquant/pack.h"
 #include "kv/turboquant/rng.h"
 #include "kv/turboquant/tq_codec.h"
+#include "kv/turboquant/tq_layer_spec.h"
 #include "kv/turboquant/wht.h"
 #include "lmlab/error.h"
+#include "kv_test_helpers.h"
 #include "tolerance.h"
 #include "util/half.h"
 
@@ -29,27 +31,13 @@ namespace {
 
 using namespace turboquant;
 
-std::vector<float> gaussian(SplitMix64& rng, int64_t n, double sigma = 1.0) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = static_cast<float>(sigma * rng.gaussian());
-  return v;
-}
+using test::for_each_isa;
+using test::gaussian;
 
 double dot(const float* a, const float* b, int64_t n) {
   double s = 0.0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
   return s;
-}
-
-// Runs fn once per instruction-set path this machine has, then restores the default.
-template <typename Fn>
-void for_each_isa(Fn fn) {
-  for (const char* isa : {"scalar", "avx2", "avx512"}) {
-    if (!kernels::cpu::force_isa(isa)) continue;
-    SCOPED_TRACE(std::string("isa ") + isa);
-    fn();
-  }
-  kernels::cpu::force_isa(nullptr);
 }
 
 // ------------------------------------------------------------------------------------------- rotation
@@ -360,6 +348,15 @@ TEST(TurboQuantCodec, KInnerProductEstimatorIsUnbiased) {
 
 // ------------------------------------------------------------------------------------------- the cache
 
+constexpr int64_t kBlockTokens = 64;
+
+// A compressed layer with a pool of its own (unlimited, blocks of kBlockTokens positions).
+struct TurboLayer {
+  KvBlockPool pool{kBlockTokens};
+  KvLayerBlocked layer;
+  TurboLayer(const KvGeometry& g, const TurboKvOptions& o) : layer(pool, turbo_kv_layer_spec(g, o)) {}
+};
+
 std::vector<float> random_tokens(SplitMix64& rng, int64_t n, const KvGeometry& g, int64_t heads) {
   return gaussian(rng, n * heads * g.head_dim);
 }
@@ -367,7 +364,7 @@ std::vector<float> random_tokens(SplitMix64& rng, int64_t n, const KvGeometry& g
 TEST(TurboQuantKvLayer, BytesPerTokenAreExactlyTheFormula) {
   for (const KvGeometry geo : {KvGeometry{8, 2, 128}, KvGeometry{4, 2, 64}, KvGeometry{8, 2, 256}}) {
     SCOPED_TRACE("head_dim " + std::to_string(geo.head_dim));
-    const int64_t d = geo.head_dim, g = std::min<int64_t>(d, 128), ng = d / g, B = KvLayerTurbo::kBlockTokens;
+    const int64_t d = geo.head_dim, g = std::min<int64_t>(d, 128), ng = d / g, B = kBlockTokens;
     // K: 3-bit codes + QJL signs + fp16 norm and residual norm; V: 3-bit codes + fp16 scale, per group.
     const uint64_t k_rec = ng * (3 * g / 8 + g / 8 + 4), v_rec = ng * (3 * g / 8 + 2);
     const uint64_t per_token = geo.n_kv_heads * (k_rec + v_rec);
@@ -379,8 +376,9 @@ TEST(TurboQuantKvLayer, BytesPerTokenAreExactlyTheFormula) {
     // The default (5-bit K, 4-bit V, fp16 scale each): (5 g / 8 + 2) + (4 g / 8 + 2) per group and KV head.
     EXPECT_EQ(turbo_kv_packed_bytes_per_token(geo, TurboKvOptions{}),
               geo.n_kv_heads * ng * ((5 * g / 8 + 2) + (4 * g / 8 + 2)));
-    KvLayerTurbo layer(geo, opt);
-    EXPECT_EQ(layer.packed_bytes_per_token(), per_token);
+    TurboLayer layer_owner(geo, opt);
+    KvLayerBlocked& layer = layer_owner.layer;
+    EXPECT_EQ(layer.record_bytes_per_token(), per_token);
     EXPECT_EQ(turbo_kv_packed_bytes_per_token(geo, opt), per_token);
     EXPECT_EQ(layer.bytes(), 0u);
     SplitMix64 rng(1);
@@ -396,7 +394,8 @@ TEST(TurboQuantKvLayer, BytesPerTokenAreExactlyTheFormula) {
     // Hot window: the newest 256 positions in f32, in blocks of B positions.
     TurboKvOptions hot = opt;
     hot.hot_window = 256;
-    KvLayerTurbo h(geo, hot);
+    TurboLayer h_owner(geo, hot);
+    KvLayerBlocked& h = h_owner.layer;
     h.append(kv.data(), kv.data(), 10 * B + 10);  // 650 positions: packed [0, 394), hot [394, 650)
     const uint64_t hot_per_token = geo.n_kv_heads * d * 2 * 4;
     EXPECT_EQ(h.n_compressed(), 10 * B + 10 - 256);
@@ -407,7 +406,8 @@ TEST(TurboQuantKvLayer, BytesPerTokenAreExactlyTheFormula) {
   // At 32K context the default TurboQuant cache (5-bit K, 4-bit V, every token compressed) is <= 0.29x an fp16
   // cache: (82 + 66) / 512 bytes per token and KV head at head_dim 128.
   const KvGeometry geo{8, 2, 128};
-  KvLayerTurbo layer(geo, TurboKvOptions{});
+  TurboLayer layer_owner(geo, TurboKvOptions{});
+  KvLayerBlocked& layer = layer_owner.layer;
   const int64_t n = 32768;
   std::vector<float> kv(static_cast<size_t>(1024 * geo.n_kv_heads * geo.head_dim), 0.25f);
   for (int64_t i = 0; i < n; i += 1024) layer.append(kv.data(), kv.data(), 1024);
@@ -499,7 +499,8 @@ TEST(TurboQuantAttention, HotWindowCoveringEverythingEqualsReference) {
     for_each_isa([&] {
       TurboKvOptions opt;
       opt.hot_window = 1 << 20;
-      KvLayerTurbo cache(c.geo, opt);
+      TurboLayer cache_owner(c.geo, opt);
+      KvLayerBlocked& cache = cache_owner.layer;
       SplitMix64 rng(11);
       std::vector<float> k, v, q;
       const int64_t n0 = 300, n_decode = 5;
@@ -521,13 +522,7 @@ TEST(TurboQuantAttention, FusedKernelsEqualAttentionOverTheReconstruction) {
   };
   std::vector<Mode> modes;
   auto add = [&](TurboKvOptions::Mode m, int kb, bool qjl, int vb, int64_t hot, const char* name) {
-    TurboKvOptions o;
-    o.mode = m;
-    o.k_bits = kb;
-    o.k_qjl = qjl;
-    o.v_bits = vb;
-    o.hot_window = hot;
-    modes.push_back({o, name});
+    modes.push_back({test::turbo_options(m, kb, qjl, vb, hot), name});
   };
   add(TurboKvOptions::Mode::turbo, 3, true, 3, 0, "turbo k3+qjl v3");
   add(TurboKvOptions::Mode::turbo, 3, true, 3, 70, "turbo k3+qjl v3, hot 70");
@@ -542,7 +537,8 @@ TEST(TurboQuantAttention, FusedKernelsEqualAttentionOverTheReconstruction) {
     for (const Mode& m : modes) {
       SCOPED_TRACE(std::string(c.name) + ", " + m.name);
       for_each_isa([&] {
-        KvLayerTurbo cache(c.geo, m.opt);
+        TurboLayer cache_owner(c.geo, m.opt);
+        KvLayerBlocked& cache = cache_owner.layer;
         SplitMix64 rng(5);
         std::vector<float> k, v, q;
         const int64_t n0 = 260, n_decode = 3;
@@ -590,13 +586,9 @@ TEST(TurboQuantAttention, CompressedOutputCloseToReference) {
   for (const AttnCase& c : attn_cases())
     for (const Config& cf : configs) {
       SCOPED_TRACE(std::string(c.name) + ", " + cf.name);
-      TurboKvOptions opt;
-      opt.mode = cf.mode;
-      opt.k_bits = cf.k_bits;
-      opt.k_qjl = cf.qjl;
-      opt.v_bits = cf.v_bits;
-      opt.hot_window = 0;
-      KvLayerTurbo cache(c.geo, opt);
+      const TurboKvOptions opt = test::turbo_options(cf.mode, cf.k_bits, cf.qjl, cf.v_bits, 0);
+      TurboLayer cache_owner(c.geo, opt);
+      KvLayerBlocked& cache = cache_owner.layer;
       SplitMix64 rng(77);
       std::vector<float> k, v, q;
       const int64_t n0 = 700, n_decode = 4;
@@ -643,7 +635,8 @@ TEST(TurboQuantKvLayer, TruncateThenAppend) {
   const AttnCase c{{8, 2, 128}, {1.0f / std::sqrt(128.0f), 0.0f, 0}, "gqa"};
   TurboKvOptions opt;
   opt.hot_window = 64;
-  KvLayerTurbo cache(c.geo, opt);
+  TurboLayer cache_owner(c.geo, opt);
+  KvLayerBlocked& cache = cache_owner.layer;
   SplitMix64 rng(3);
   const int64_t row = c.geo.n_kv_heads * c.geo.head_dim, row_q = c.geo.n_heads * c.geo.head_dim;
   const auto k = gaussian(rng, 400 * row), v = gaussian(rng, 400 * row);
@@ -672,15 +665,15 @@ TEST(TurboQuantKvLayer, TruncateThenAppend) {
 TEST(TurboQuantKvLayer, RejectsUnsupportedOptions) {
   TurboKvOptions opt;
   opt.k_bits = 6;
-  EXPECT_THROW(KvLayerTurbo({8, 2, 128}, opt), Error);
+  EXPECT_THROW(turbo_kv_layer_spec({8, 2, 128}, opt), Error);
   opt = {};
   opt.v_bits = 1;
-  EXPECT_THROW(KvLayerTurbo({8, 2, 128}, opt), Error);
+  EXPECT_THROW(turbo_kv_layer_spec({8, 2, 128}, opt), Error);
   opt = {};
   opt.hot_window = -1;
-  EXPECT_THROW(KvLayerTurbo({8, 2, 128}, opt), Error);
-  EXPECT_THROW(KvLayerTurbo({8, 2, 40}, TurboKvOptions{}), Error);
-  EXPECT_THROW(KvLayerTurbo({8, 3, 128}, TurboKvOptions{}), Error);
+  EXPECT_THROW(turbo_kv_layer_spec({8, 2, 128}, opt), Error);
+  EXPECT_THROW(turbo_kv_layer_spec({8, 2, 40}, TurboKvOptions{}), Error);
+  EXPECT_THROW(turbo_kv_layer_spec({8, 3, 128}, TurboKvOptions{}), Error);
 }
 
 }  // namespace

@@ -129,8 +129,6 @@ class Session {
   const Model& model() const { return *model_; }
 
  private:
-  bool can_truncate(int64_t n) const;
-  void sync_kv_accounting();
   struct State;
   const Model* model_;
   std::unique_ptr<State> state_;

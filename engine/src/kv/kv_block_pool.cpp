@@ -6,39 +6,45 @@
 
 namespace lmlab {
 
-KvBlockPool::KvBlockPool(int64_t block_tokens, int64_t row_floats, uint64_t budget_bytes)
+KvBlockPool::KvBlockPool(int64_t block_tokens, uint64_t budget_bytes, std::shared_ptr<KvBlockAllocator> allocator)
     : block_tokens_(block_tokens),
-      row_floats_(row_floats),
       budget_(budget_bytes),
-      live_(std::make_shared<std::atomic<uint64_t>>(0)),
-      allocated_(*live_) {}
+      allocator_(std::move(allocator)),
+      live_(std::make_shared<std::atomic<uint64_t>>(0)) {
+  if (block_tokens <= 0) throw Error(ErrorKind::invalid_input, "--kv-block-tokens", "must be positive");
+}
 
-std::shared_ptr<KvBlock> KvBlockPool::wrap(KvBlock* b) {
-  const uint64_t bytes = block_bytes();
-  const uint64_t now = allocated_.fetch_add(bytes) + bytes;
+std::shared_ptr<KvBlock> KvBlockPool::allocate(uint64_t bytes) {
+  const uint64_t now = live_->fetch_add(bytes) + bytes;
   if (budget_ && now > budget_) {
-    allocated_.fetch_sub(bytes);
-    delete b;
+    live_->fetch_sub(bytes);
     throw Error(ErrorKind::out_of_memory, "kv cache",
-                fmt::format("the KV cache budget of {:.1f} MiB is exhausted", budget_ / 1048576.0));
+                fmt::format("the KV cache budget of {:.1f} MiB (--kv-budget-mb) is exhausted: {} bytes in use, a block "
+                            "of {} more",
+                            budget_ / 1048576.0, now - bytes, bytes));
+  }
+  uint8_t* data = allocator_->allocate(bytes);
+  if (!data) {
+    live_->fetch_sub(bytes);
+    throw Error(ErrorKind::out_of_memory, "kv cache",
+                fmt::format("cannot allocate a KV block of {} bytes ({} memory)", bytes, allocator_->name()));
   }
   uint64_t peak = peak_.load();
   while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
   }
   auto live = live_;
-  return std::shared_ptr<KvBlock>(b, [live, bytes](KvBlock* p) {
-    live->fetch_sub(bytes);
-    delete p;
+  auto alloc = allocator_;
+  return std::shared_ptr<KvBlock>(new KvBlock{data, bytes}, [live, alloc](KvBlock* b) {
+    alloc->deallocate(b->data, b->bytes);
+    live->fetch_sub(b->bytes);
+    delete b;
   });
 }
 
-std::shared_ptr<KvBlock> KvBlockPool::allocate() {
-  auto* b = new KvBlock;
-  b->k.resize(static_cast<size_t>(block_tokens_ * row_floats_));
-  b->v.resize(static_cast<size_t>(block_tokens_ * row_floats_));
-  return wrap(b);
+std::shared_ptr<KvBlock> KvBlockPool::clone(const KvBlock& src) {
+  auto b = allocate(src.bytes);
+  allocator_->copy(b->data, src.data, src.bytes);
+  return b;
 }
-
-std::shared_ptr<KvBlock> KvBlockPool::clone(const KvBlock& src) { return wrap(new KvBlock(src)); }
 
 }  // namespace lmlab

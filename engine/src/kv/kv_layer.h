@@ -1,7 +1,7 @@
 // KvLayerCache: one layer's key/value history behind one interface. The cache also computes attention
 // over what it stores, so compressed caches (TurboQuant) attend on their packed form directly.
-// Implementations: kv_layer_paged (f32 blocks from a budgeted pool, optional sliding window) and
-// kv_layer_turbo (TurboQuant codec). Which one a layer gets is decided per layer by the model.
+// The implementation: kv_layer_blocked (blocks of codec records from a budgeted pool, optional sliding window
+// and hot window), parameterised by a KvLayerSpec the model chooses per layer.
 #pragma once
 
 #include <cstdint>

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "kv/kv_layer_paged.h"
 
 namespace lmlab {
 
@@ -26,7 +25,7 @@ PromptCache::PromptCache(int64_t block_tokens, uint64_t budget_bytes, std::vecto
 uint64_t PromptCache::node_bytes(const Node& n) const {
   uint64_t b = 0;
   for (const auto& blk : n.blocks)
-    if (blk) b += 2 * blk->k.size() * sizeof(float);
+    if (blk) b += blk->bytes;
   return b;
 }
 
@@ -74,11 +73,12 @@ PromptCache::Hit PromptCache::lookup(std::span<const int32_t> tokens, int64_t ma
   return hit;
 }
 
-void PromptCache::insert(std::span<const int32_t> tokens, const std::vector<const KvLayerPaged*>& layers) {
+void PromptCache::insert(std::span<const int32_t> tokens, int64_t n_tokens,
+                         const std::vector<const std::vector<std::shared_ptr<KvBlock>>*>& layers) {
   if (budget_ == 0) return;
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t B = block_tokens_;
-  const int64_t full = std::min<int64_t>(static_cast<int64_t>(tokens.size()), layers.empty() ? 0 : layers[0]->n_tokens()) / B;
+  const int64_t full = std::min<int64_t>(static_cast<int64_t>(tokens.size()), layers.empty() ? 0 : n_tokens) / B;
   uint64_t h = kRoot;
   ++clock_;
   for (int64_t i = 0; i < full; ++i) {
@@ -99,7 +99,7 @@ void PromptCache::insert(std::span<const int32_t> tokens, const std::vector<cons
     Node& n = it->second;
     const uint64_t before = node_bytes(n);
     for (size_t l = 0; l < layers.size(); ++l)
-      if (!n.blocks[l] && i < static_cast<int64_t>(layers[l]->blocks().size())) n.blocks[l] = layers[l]->blocks()[i];
+      if (!n.blocks[l] && i < static_cast<int64_t>(layers[l]->size())) n.blocks[l] = (*layers[l])[i];
     stats_.bytes += node_bytes(n) - before;
     n.last_used = clock_;
     h = child;

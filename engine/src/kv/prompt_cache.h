@@ -3,7 +3,8 @@
 // immutable KV block for those positions. Many entries; a shared prefix is stored once; least recently used
 // leaves are evicted under a byte budget. Sliding-window layers only keep the blocks their window still
 // covered when the sequence was stored, so a prefix whose window state is gone is a shorter hit (never a
-// wrong one). Thread-safe: concurrent sessions look up and insert.
+// wrong one). Blocks are whatever the layers' codecs store (f32 rows, TurboQuant records): the cache only holds
+// references. Thread-safe: concurrent sessions look up and insert.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +18,6 @@
 
 namespace lmlab {
 
-class KvLayerPaged;
-
 class PromptCache {
  public:
   PromptCache(int64_t block_tokens, uint64_t budget_bytes, std::vector<int64_t> layer_windows);
@@ -29,8 +28,10 @@ class PromptCache {
   };
   // Longest reusable prefix of tokens of at most max_tokens tokens.
   Hit lookup(std::span<const int32_t> tokens, int64_t max_tokens);
-  // Stores the full blocks of a sequence (tokens and its per-layer caches holding them).
-  void insert(std::span<const int32_t> tokens, const std::vector<const KvLayerPaged*>& layers);
+  // Stores the full blocks of a sequence of n_tokens positions holding tokens: per layer its block table (block i
+  // holds positions [i B, (i + 1) B), null where released).
+  void insert(std::span<const int32_t> tokens, int64_t n_tokens,
+              const std::vector<const std::vector<std::shared_ptr<KvBlock>>*>& layers);
 
   struct Stats {
     uint64_t bytes = 0, nodes = 0, lookups = 0, hits = 0, hit_tokens = 0, evictions = 0;

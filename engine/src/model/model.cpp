@@ -7,12 +7,15 @@
 #include "lmlab/error.h"
 #include "experts/expert_layout.h"
 #include "experts/expert_streamer.h"
-#include "kv/kv_layer_paged.h"
-#include "kv/turboquant/kv_layer_turbo.h"
+#include "kv/turboquant/tq_layer_spec.h"
 #include "model/model_impl.h"
 #include "util/thread_pool.h"
 
 namespace lmlab {
+
+namespace {
+std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& options);
+}  // namespace
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
@@ -65,9 +68,8 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   i.ignored_config_keys = s.ignored_config_keys;
   for (const auto& l : s.layers) i.layer_windows.push_back(l.window);
 
-  if (options.kv_block_tokens <= 0) throw Error(ErrorKind::invalid_input, "--kv-block-tokens", "must be positive");
-  impl->kv_pool = std::make_unique<KvBlockPool>(options.kv_block_tokens, s.n_kv_heads * s.head_dim,
-                                                static_cast<uint64_t>(options.kv_budget_mb) << 20);
+  impl->kv_pool = std::make_unique<KvBlockPool>(options.kv_block_tokens, static_cast<uint64_t>(options.kv_budget_mb) << 20);
+  impl->kv_specs = kv_layer_specs(s, options);
   if (options.prompt_cache_mb > 0)
     impl->prompt_cache = std::make_unique<PromptCache>(options.kv_block_tokens,
                                                        static_cast<uint64_t>(options.prompt_cache_mb) << 20,
@@ -87,7 +89,7 @@ std::unique_ptr<Session> Model::new_session() const { return std::make_unique<Se
 
 ModelCounters Model::counters() const {
   ModelCounters c;
-  c.kv_cache_bytes = impl_->kv_pool->allocated_bytes() + static_cast<uint64_t>(impl_->compressed_kv_bytes.load());
+  c.kv_cache_bytes = impl_->kv_pool->allocated_bytes();
   c.kv_cache_peak_bytes = impl_->kv_pool->peak_bytes();
   if (impl_->prompt_cache) {
     const auto st = impl_->prompt_cache->stats();
@@ -120,8 +122,9 @@ KvMode kv_mode_from_name(std::string_view name) {
               "unknown KV mode '" + std::string(name) + "' (f32, turbo, affine4, affine8, f16)");
 }
 
-KvSequence Model::Impl::make_sequence() const {
-  const auto& s = transformer->spec();
+namespace {
+// Full-attention layers store --kv-mode's codec; sliding-window layers stay f32 (they are small by construction).
+std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& options) {
   const KvGeometry geo{s.n_heads, s.n_kv_heads, s.head_dim};
   TurboKvOptions turbo;
   turbo.mode = options.kv_mode == KvMode::affine4   ? TurboKvOptions::Mode::affine4
@@ -133,13 +136,20 @@ KvSequence Model::Impl::make_sequence() const {
   turbo.v_bits = options.kv_v_bits;
   turbo.hot_window = options.kv_hot_window;
   const uint64_t base_seed = turbo.seed;
-  KvSequence seq;
+  std::vector<KvLayerSpec> specs;
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const auto& l = s.layers[i];
     turbo.seed = base_seed + i;  // independent rotations per layer
-    if (options.kv_mode != KvMode::f32 && l.window == 0) seq.layers.push_back(make_turbo_kv_layer(geo, turbo));
-    else seq.layers.push_back(std::make_unique<KvLayerPaged>(*kv_pool, geo, l.window));
+    if (options.kv_mode != KvMode::f32 && l.window == 0) specs.push_back(turbo_kv_layer_spec(geo, turbo));
+    else specs.push_back(f32_kv_layer_spec(geo, l.window));
   }
+  return specs;
+}
+}  // namespace
+
+KvSequence Model::Impl::make_sequence() const {
+  KvSequence seq;
+  for (const KvLayerSpec& spec : kv_specs) seq.layers.push_back(std::make_unique<KvLayerBlocked>(*kv_pool, spec));
   return seq;
 }
 
@@ -147,7 +157,6 @@ struct Session::State {
   KvSequence cache;
   std::vector<int32_t> tokens;
   std::vector<float> logits, chunk_logits;
-  int64_t reported_compressed_bytes = 0;  // this session's share of Model::Impl::compressed_kv_bytes
 };
 
 Session::Session(const Model& model) : model_(&model) {
@@ -155,18 +164,7 @@ Session::Session(const Model& model) : model_(&model) {
   state_->cache = model.impl().make_sequence();
 }
 
-Session::~Session() {
-  model_->impl().compressed_kv_bytes -= state_->reported_compressed_bytes;
-}
-
-// Publishes the bytes of this session's compressed layers to the model-wide counter.
-void Session::sync_kv_accounting() {
-  int64_t b = 0;
-  for (const auto& l : state_->cache.layers)
-    if (!dynamic_cast<const KvLayerPaged*>(l.get())) b += static_cast<int64_t>(l->bytes());
-  model_->impl().compressed_kv_bytes += b - state_->reported_compressed_bytes;
-  state_->reported_compressed_bytes = b;
-}
+Session::~Session() = default;
 
 std::span<const float> Session::append(std::span<const int32_t> tokens, bool all_logits) {
   const auto& impl = model_->impl();
@@ -193,12 +191,10 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
     }
   } catch (...) {
     // Leave the session as it was (or empty, if a sliding window already released what it needed).
-    if (can_truncate(start)) st.cache.truncate(start);
+    if (st.cache.can_truncate(start)) st.cache.truncate(start);
     else reset();
-    sync_kv_accounting();
     throw;
   }
-  sync_kv_accounting();
   st.tokens.insert(st.tokens.end(), tokens.begin(), tokens.end());
   return {st.logits.data(), static_cast<size_t>(all_logits ? n * vocab : vocab)};
 }
@@ -207,29 +203,14 @@ int64_t Session::n_past() const { return static_cast<int64_t>(state_->tokens.siz
 std::span<const int32_t> Session::tokens() const { return state_->tokens; }
 void Session::truncate(int64_t n) {
   if (n < 0 || n > n_past()) throw Error(ErrorKind::invalid_input, "truncate", "position out of range");
-  if (!can_truncate(n)) throw Error(ErrorKind::invalid_input, "truncate", "a sliding window already released position " + std::to_string(n));
+  if (!state_->cache.can_truncate(n)) throw Error(ErrorKind::invalid_input, "truncate", "a sliding window already released position " + std::to_string(n));
   state_->tokens.resize(static_cast<size_t>(n));
   state_->cache.truncate(n);
-  sync_kv_accounting();
-}
-
-// A sliding-window layer cannot go back to a position whose window blocks it released.
-bool Session::can_truncate(int64_t n) const {
-  if (n == 0) return true;
-  for (const auto& l : state_->cache.layers)
-    if (auto* p = dynamic_cast<const KvLayerPaged*>(l.get()); p && p->window() > 0) {
-      const int64_t B = model_->options().kv_block_tokens;
-      const int64_t first = p->first_needed_position(n) / B, last = (n - 1) / B;
-      for (int64_t b = first; b <= last; ++b)
-        if (b >= static_cast<int64_t>(p->blocks().size()) || !p->blocks()[b]) return false;
-    }
-  return true;
 }
 
 void Session::reset() {
   state_->tokens.clear();
   state_->cache = model_->impl().make_sequence();
-  sync_kv_accounting();
 }
 
 int64_t Session::reuse_prefix(std::span<const int32_t> prompt) {
@@ -242,7 +223,7 @@ int64_t Session::reuse_prefix(std::span<const int32_t> prompt) {
     const auto& have = state_->tokens;
     int64_t common = 0;
     while (common < limit && common < n_past() && have[common] == prompt[common]) ++common;
-    if (common > 0 && can_truncate(common)) {
+    if (common > 0 && state_->cache.can_truncate(common)) {
       truncate(common);
       return common;
     }
@@ -250,26 +231,14 @@ int64_t Session::reuse_prefix(std::span<const int32_t> prompt) {
   }
   const auto& impl = model_->impl();
   if (!impl.prompt_cache) return 0;
-  for (const auto& l : state_->cache.layers)
-    if (!dynamic_cast<const KvLayerPaged*>(l.get())) return 0;  // compressed layers are not shared (yet)
-  PromptCache::Hit hit = impl.prompt_cache->lookup(prompt, limit);
-  if (hit.n_tokens == 0) return 0;
-  for (size_t l = 0; l < state_->cache.layers.size(); ++l)
-    static_cast<KvLayerPaged&>(*state_->cache.layers[l]).adopt(std::move(hit.layers[l]), hit.n_tokens);
-  state_->tokens.assign(prompt.begin(), prompt.begin() + hit.n_tokens);
-  return hit.n_tokens;
+  const int64_t hit = state_->cache.adopt_prefix(*impl.prompt_cache, prompt, limit);
+  state_->tokens.assign(prompt.begin(), prompt.begin() + hit);
+  return hit;
 }
 
 void Session::publish() const {
   const auto& impl = model_->impl();
-  if (!impl.prompt_cache) return;
-  std::vector<const KvLayerPaged*> layers;
-  for (const auto& l : state_->cache.layers) {
-    auto* p = dynamic_cast<const KvLayerPaged*>(l.get());
-    if (!p) return;  // compressed layers are not shared through the prompt cache
-    layers.push_back(p);
-  }
-  impl.prompt_cache->insert(state_->tokens, layers);
+  if (impl.prompt_cache) state_->cache.publish(*impl.prompt_cache, state_->tokens);
 }
 uint64_t Session::kv_bytes() const { return state_->cache.bytes(); }
 

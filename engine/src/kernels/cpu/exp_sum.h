@@ -1,5 +1,5 @@
-// exp_sum: the online-softmax step shared by the f32 attention (kernels/cpu/attention.cpp) and the
-// TurboQuant attention (kv/turboquant/tq_kernels.cpp): s[j] = e^(s[j] - m) in place, returns the sum.
+// exp_sum: the online-softmax step shared by the f32 attention (kernels/cpu/attention.cpp) and
+// the blocked KV attention (kv/attention/tile_kernels.cpp): s[j] = e^(s[j] - m) in place, returns the sum.
 #pragma once
 
 #include <algorithm>

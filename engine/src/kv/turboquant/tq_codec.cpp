@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kv/turboquant/pack.h"
+#include "kv/turboquant/tq_decode.h"
 #include "kv/turboquant/wht.h"
 #include "lmlab/error.h"
 #include "util/half.h"
@@ -222,6 +223,13 @@ void TqCodec::decode_row(const uint8_t* rec, float* row) const {
       for (int64_t i = 0; i < g; ++i) row[d + gi * g + i] = plane_bit(signs, i) ? kappa : -kappa;
     }
   }
+}
+
+const float* TqCodec::decode_tile(const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt,
+                                  int64_t* ld) const {
+  tq_decode()(*this, rec, rec_stride, nb, tile, ldt);
+  *ld = ldt;
+  return tile;
 }
 
 void TqCodec::prepare_queries(const float* q, int64_t n, float* qp) const {

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "kv/codec/kv_codec.h"
 #include "kv/turboquant/lloyd_max.h"
 #include "kv/turboquant/qjl.h"
 
@@ -63,22 +64,31 @@ TqFormat make_f16_format(int64_t head_dim);  // the codes are the fp16 values th
 
 inline constexpr double kSqrtHalfPi = 1.2533141373155003;  // sqrt(pi / 2), Definition 1
 
-class TqCodec {
+class TqCodec final : public KvCodec {
  public:
   TqCodec(const TqFormat& format, uint64_t seed);  // seed draws the QJL matrix
   const TqFormat& format() const { return f_; }
   const Codebook* codebook() const { return cb_; }                // lloyd_max only
   const QjlProjection* projection() const { return qjl_.get(); }  // QJL only
 
+  int64_t head_dim() const override { return f_.head_dim(); }
+  int64_t record_bytes() const override { return f_.record_bytes(); }
+  int64_t row_floats() const override { return f_.row_floats(); }
+  // Lloyd-Max encoding sweeps 17 scales per vector: one vector is worth a task.
+  int64_t encode_grain_rows() const override { return f_.scheme == TqScheme::lloyd_max ? 1 : 256; }
+
   // x: n vectors [head_dim] (working domain) with row stride ldx -> records at rec + i * rec_stride.
-  void encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride) const;
+  void encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64_t rec_stride) const override;
   // Score row of a record: [row_floats()] (see the file comment).
-  void decode_row(const uint8_t* rec, float* row) const;
+  void decode_row(const uint8_t* rec, float* row) const override;
+  // The fused per-ISA decode of tq_decode.h.
+  const float* decode_tile(const uint8_t* rec, int64_t rec_stride, int64_t nb, float* tile, int64_t ldt,
+                           int64_t* ld) const override;
   // q: [n][head_dim] -> qp: [n][row_floats()].
-  void prepare_queries(const float* q, int64_t n, float* qp) const;
+  void prepare_queries(const float* q, int64_t n, float* qp) const override;
   // The paper's DeQuant: x_hat [head_dim] = ||x|| (c[idx] + sqrt(pi/2) / g . gamma . S^T signs); for tests
   // (<q, x_hat> equals <q', row> up to rounding).
-  void dequantize(const uint8_t* rec, float* x) const;
+  void dequantize(const uint8_t* rec, float* x) const override;
 
  private:
   TqFormat f_;

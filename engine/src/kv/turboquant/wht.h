@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kv/codec/kv_codec.h"
+
 namespace lmlab::turboquant {
 
 void fwht(float* x, int64_t n);  // in place, unnormalised; n a power of two
@@ -33,14 +35,14 @@ class RandomizedHadamard {
 // The largest power of two <= 128 dividing head_dim, or 0 when that is < 16 (unsupported by the codec).
 int64_t turbo_group_dim(int64_t head_dim);
 
-class HeadRotation {
+class HeadRotation final : public KvRotation {
  public:
   HeadRotation(int64_t head_dim, uint64_t seed);
   int64_t head_dim() const { return group_dim_ * static_cast<int64_t>(groups_.size()); }
   int64_t group_dim() const { return group_dim_; }
   int64_t n_groups() const { return static_cast<int64_t>(groups_.size()); }
-  void forward(const float* x, float* y) const;  // [head_dim]; may alias
-  void inverse(const float* y, float* x) const;
+  void forward(const float* x, float* y) const override;  // [head_dim]; may alias
+  void inverse(const float* y, float* x) const override;
 
  private:
   int64_t group_dim_;

@@ -1,5 +1,5 @@
 // Blocked attention over a KV cache (see blocked_attention.h).
-#include "kv/blocked_attention.h"
+#include "kv/attention/blocked_attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,13 +8,10 @@
 #include <memory>
 #include <vector>
 
-#include "kv/turboquant/tq_kernels.h"
+#include "kv/attention/tile_kernels.h"
 #include "util/thread_pool.h"
 
 namespace lmlab {
-
-using turboquant::TqKernels;
-using turboquant::tq_kernels;
 
 namespace {
 
@@ -24,11 +21,11 @@ constexpr int64_t kTile = 32;              // keys decoded and scored at a time:
 constexpr int64_t kMinBlocksPerSplit = 4;  // a key range of a split holds at least this many blocks
 
 struct Shape {
-  int64_t d, n_kv, n_heads, group, block, k_row, n_q, q_pos0;
-  int64_t k_rec, v_rec;
+  int64_t d, n_kv, n_heads, group, block, n_q, q_pos0;
+  int64_t k_row, dv;  // score-row floats of the K codec (query rows), and of the V codec (accumulator rows)
 };
 
-// Online-softmax state of nr query rows: running max m, sum l, accumulator acc [nr][d] (rotated domain).
+// Online-softmax state of nr query rows: running max m, sum l, accumulator acc [nr][dv] (rotated domain).
 struct RowState {
   float* m;
   float* l;
@@ -40,12 +37,12 @@ struct Scratch {
   std::vector<float> tile_k, tile_v, s, alpha, m, l, acc;
   void reserve(const Shape& sh, int64_t rows) {
     tile_k.resize(static_cast<size_t>(kTile * sh.k_row));
-    tile_v.resize(static_cast<size_t>(kTile * sh.d));
+    tile_v.resize(static_cast<size_t>(kTile * sh.dv));
     s.resize(static_cast<size_t>(rows * kTile));
     alpha.resize(static_cast<size_t>(rows));
     m.resize(static_cast<size_t>(rows));
     l.resize(static_cast<size_t>(rows));
-    acc.resize(static_cast<size_t>(rows * sh.d));
+    acc.resize(static_cast<size_t>(rows * sh.dv));
   }
 };
 
@@ -58,15 +55,16 @@ inline int64_t visible_hi(int64_t n_tokens, int64_t pos) {
 }
 
 // Attends query rows of tokens [t0, t1) of KV head kh over key positions [k0, k1), updating st.
-void attend_range(const BlockedKvView& c, const Shape& sh, const AttentionSpec& spec, const TqKernels& kern,
+void attend_range(const BlockedKvView& c, const Shape& sh, const AttentionSpec& spec, const TileKernels& kern,
                   const float* qp, int64_t kh, int64_t t0, int64_t t1, int64_t k0, int64_t k1, RowState st,
                   Scratch& sc) {
-  const int64_t G = sh.group, B = sh.block, d = sh.d, nr = (t1 - t0) * G;
+  const int64_t G = sh.group, B = sh.block, nr = (t1 - t0) * G;
   for (int64_t p = k0; p < k1;) {
     const int64_t b = p / B, slot = p - b * B;
-    const bool packed = p < c.n_compressed;
+    const bool cold = p < c.n_compressed;
+    const KvRecordTable& tab = cold ? c.cold : c.hot;
     int64_t e = std::min({k1, (b + 1) * B, p + kTile});
-    if (packed) e = std::min(e, c.n_compressed);
+    if (cold) e = std::min(e, c.n_compressed);
     const int64_t nb = e - p;
     // Rows that see part of [p, e); the whole segment is skipped when none does.
     bool any = false;
@@ -78,19 +76,12 @@ void attend_range(const BlockedKvView& c, const Shape& sh, const AttentionSpec& 
       p = e;
       continue;
     }
-    const float* kt;
-    int64_t ldk, len;
-    if (packed) {
-      kern.decode(*c.k_codec, c.blocks[b] + (kh * B + slot) * sh.k_rec, sh.k_rec, nb, sc.tile_k.data(), sh.k_row);
-      kt = sc.tile_k.data();
-      ldk = len = sh.k_row;
-    } else {
-      kt = c.hot_k[b] + slot * c.hot_ld_token + kh * c.hot_ld_head;
-      ldk = c.hot_ld_token;
-      len = d;
-    }
+    const int64_t k_rec = tab.k->record_bytes(), v_rec = tab.v->record_bytes();
+    int64_t ldk, ldv;
+    const float* kt = tab.k->decode_tile(tab.blocks[b] + (kh * B + slot) * k_rec, k_rec, nb, sc.tile_k.data(),
+                                         sh.k_row, &ldk);
     float* s = sc.s.data();
-    kern.scores(qp, sh.k_row, nr, kt, ldk, nb, len, s, kTile);
+    kern.scores(qp, sh.k_row, nr, kt, ldk, nb, tab.k->row_floats(), s, kTile);
     for (int64_t r = 0; r < nr; ++r) {
       float* sr = s + r * kTile;
       const int64_t pos = sh.q_pos0 + t0 + r / G;
@@ -113,24 +104,15 @@ void attend_range(const BlockedKvView& c, const Shape& sh, const AttentionSpec& 
       st.m[r] = m_new;
       sc.alpha[r] = alpha;
     }
-    const float* vt;
-    int64_t ldv;
-    if (packed) {
-      kern.decode(*c.v_codec, c.blocks[b] + sh.n_kv * B * sh.k_rec + (kh * B + slot) * sh.v_rec, sh.v_rec, nb,
-                  sc.tile_v.data(), d);
-      vt = sc.tile_v.data();
-      ldv = d;
-    } else {
-      vt = c.hot_v[b] + slot * c.hot_ld_token + kh * c.hot_ld_head;
-      ldv = c.hot_ld_token;
-    }
-    kern.accumulate(st.acc, d, nr, sc.alpha.data(), s, kTile, vt, ldv, nb, d);
+    const float* vt = tab.v->decode_tile(tab.blocks[b] + sh.n_kv * B * k_rec + (kh * B + slot) * v_rec, v_rec, nb,
+                                         sc.tile_v.data(), sh.dv, &ldv);
+    kern.accumulate(st.acc, sh.dv, nr, sc.alpha.data(), s, kTile, vt, ldv, nb, sh.dv);
     p = e;
   }
 }
 
 // out = Pi^T (acc / l) for one row (zeros when the row saw no key).
-void finalize_row(const BlockedKvView& c, const float* acc, float l, int64_t d, float* out) {
+void finalize_row(const BlockedKvView& c, const float* acc, float l, int64_t d, float* out) {  // acc [>= d]
   if (!(l > 0.0f)) {
     std::fill(out, out + d, 0.0f);
     return;
@@ -151,12 +133,11 @@ void blocked_attend(const BlockedKvView& c, int64_t n_heads, const float* q, int
   sh.n_heads = n_heads;
   sh.group = n_heads / c.n_kv_heads;
   sh.block = c.block_tokens;
-  sh.k_row = c.k_codec ? c.k_codec->format().row_floats() : c.head_dim;
+  sh.k_row = c.cold.k->row_floats();
+  sh.dv = c.cold.v->row_floats();
   sh.n_q = n_q;
   sh.q_pos0 = q_pos0;
-  sh.k_rec = c.k_codec ? c.k_codec->format().record_bytes() : 0;
-  sh.v_rec = c.v_codec ? c.v_codec->format().record_bytes() : 0;
-  const int64_t d = sh.d, G = sh.group, n_rows = n_q * n_heads;
+  const int64_t d = sh.d, dv = sh.dv, G = sh.group, n_rows = n_q * n_heads;
   ThreadPool& pool = ThreadPool::global();
 
   // 1. Queries in the working domain, ordered [kv head][token][head of the group], then as score rows.
@@ -175,10 +156,7 @@ void blocked_attend(const BlockedKvView& c, int64_t n_heads, const float* q, int
         }
       },
       8);
-  if (c.k_codec)
-    c.k_codec->prepare_queries(qrot.data(), n_rows, qp.data());
-  else
-    qp = qrot;  // f32 rows: the score row of a query is the query
+  c.cold.k->prepare_queries(qrot.data(), n_rows, qp.data());
   for (auto& x : qp) x *= spec.scale;  // scores come out scaled
 
   // 2. Work items: KV head x token tile x key split.
@@ -190,10 +168,10 @@ void blocked_attend(const BlockedKvView& c, int64_t n_heads, const float* q, int
   if (base < 4 * pool.size())
     n_split = std::max<int64_t>(1, std::min((4 * pool.size() + base - 1) / base, n_blocks / kMinBlocksPerSplit));
   const int64_t n_items = base * n_split;
-  const int64_t part_stride = rows_max * (d + 2);  // per item: m [rows_max], l [rows_max], acc [rows_max][d]
+  const int64_t part_stride = rows_max * (dv + 2);  // per item: m [rows_max], l [rows_max], acc [rows_max][dv]
   // Each item initialises its own rows; no need to clear the whole buffer.
   std::unique_ptr<float[]> partial(n_split > 1 ? new float[static_cast<size_t>(n_items * part_stride)] : nullptr);
-  const TqKernels& kern = tq_kernels();
+  const TileKernels& kern = tile_kernels();
 
   pool.parallel_for(n_items, [&](int64_t i0, int64_t i1) {
     thread_local Scratch sc;
@@ -215,13 +193,13 @@ void blocked_attend(const BlockedKvView& c, int64_t n_heads, const float* q, int
       }
       std::fill(st.m, st.m + nr, kNegInf);
       std::fill(st.l, st.l + nr, 0.0f);
-      std::fill(st.acc, st.acc + nr * d, 0.0f);
+      std::fill(st.acc, st.acc + nr * dv, 0.0f);
       const float* qrows = qp.data() + (kh * n_q + t0) * G * sh.k_row;
       attend_range(c, sh, spec, kern, qrows, kh, t0, t1, k0, k1, st, sc);
       if (n_split == 1)
         for (int64_t r = 0; r < nr; ++r) {
           const int64_t t = t0 + r / G, h = kh * G + r % G;
-          finalize_row(c, st.acc + r * d, st.l[r], d, out + (t * n_heads + h) * d);
+          finalize_row(c, st.acc + r * dv, st.l[r], d, out + (t * n_heads + h) * d);
         }
     }
   });
@@ -229,7 +207,7 @@ void blocked_attend(const BlockedKvView& c, int64_t n_heads, const float* q, int
 
   // 3. Merge the splits: M = max m_s, l = sum l_s e^(m_s - M), acc = sum acc_s e^(m_s - M).
   auto merge = [&](int64_t i0, int64_t i1) {
-    std::vector<float> acc(static_cast<size_t>(d));
+    std::vector<float> acc(static_cast<size_t>(dv));
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / n_heads, h = i % n_heads, kh = h / G, tile = t / tile_tokens;
       const int64_t r = (t - tile * tile_tokens) * G + h % G;
@@ -244,13 +222,13 @@ void blocked_attend(const BlockedKvView& c, int64_t n_heads, const float* q, int
           if (part[r] == kNegInf) continue;
           const float w = std::exp(part[r] - mx);
           l += w * part[rows_max + r];
-          const float* a = part + 2 * rows_max + r * d;
+          const float* a = part + 2 * rows_max + r * dv;
           for (int64_t k = 0; k < d; ++k) acc[k] += w * a[k];
         }
       finalize_row(c, acc.data(), l, d, out + i * d);
     }
   };
-  if (n_rows * n_split * d <= (int64_t{1} << 18))
+  if (n_rows * n_split * dv <= (int64_t{1} << 18))
     merge(0, n_rows);  // a decode step: cheaper than a dispatch
   else
     pool.parallel_for(n_rows, merge, 4);

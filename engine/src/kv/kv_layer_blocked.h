@@ -1,0 +1,94 @@
+// KvLayerBlocked: the one KV layer of every mode. Positions live in blocks of the pool's block_tokens, each block
+// holding the records of its positions for all KV heads in the codec of the layer's spec (f32 rows, TurboQuant,
+// affine, f16), [K: n_kv_heads x block_tokens records][V: likewise]; so bytes() = exactly the allocated blocks and
+// the pool's budget bounds every mode.
+//   - Hot window (spec.hot_window > 0): the newest positions stay exact f32 rows in a second block table and are
+//     encoded into records as they leave the window; after truncate() below the record frontier the window
+//     refills with new tokens only. Positions [0, n_compressed()) are records, the rest hot rows.
+//   - Sliding window (spec.window > 0): blocks that no future query can see are released (but one, so the prompt
+//     cache can resume the sequence at its last block boundary): memory is bounded by window + one prefill chunk
+//     + two blocks whatever the context length.
+//   - Sharing: a full record block is immutable; the prompt cache and other sessions may hold it (adopt());
+//     writes into a shared block go copy-on-write. Hot rows are never shared, so a layer with a hot window is not
+//     shareable().
+#pragma once
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "kv/codec/kv_codec_f32.h"
+#include "kv/kv_block_pool.h"
+#include "kv/kv_layer.h"
+#include "kv/kv_layer_spec.h"
+
+namespace lmlab {
+
+struct BlockedKvView;
+
+class KvLayerBlocked final : public KvLayerCache {
+ public:
+  // Throws invalid_input naming the geometry when it is not a GQA one.
+  KvLayerBlocked(KvBlockPool& pool, KvLayerSpec spec);
+
+  void append(const float* k, const float* v, int64_t n) override;
+  void attend(const float* q, int64_t n_q, int64_t q_pos0, const AttentionSpec& spec, float* out) const override;
+  int64_t n_tokens() const override { return n_tokens_; }
+  void truncate(int64_t n) override;
+  uint64_t bytes() const override;
+
+  // attend() through the plain reference of the blocked attention (blocked_attend_ref); for tests.
+  void attend_reference(const float* q, int64_t n_q, int64_t q_pos0, const AttentionSpec& spec, float* out) const;
+
+  const KvLayerSpec& spec() const { return spec_; }
+  int64_t block_tokens() const { return pool_->block_tokens(); }
+  int64_t n_compressed() const { return n_compressed_; }
+  uint64_t record_bytes_per_token() const;  // n_kv_heads * (K record + V record)
+  uint64_t hot_bytes_per_token() const;     // n_kv_heads * head_dim * 2 * 4
+  // What attention sees at position pos < n_tokens(), back in the input domain: k, v [n_kv_heads, head_dim]
+  // (records: the codec's dequantize; hot: the exact rows). For tests and diagnostics.
+  void reconstruct(int64_t pos, float* k, float* v) const;
+
+  // Whether the sequence can be cut back to n positions (a sliding window may have released what they need).
+  bool can_truncate(int64_t n) const;
+  bool shareable() const { return spec_.hot_window == 0; }
+  // Record blocks by index (block i holds positions [i B, (i + 1) B)); null where a window released it.
+  const std::vector<std::shared_ptr<KvBlock>>& blocks() const { return blocks_; }
+  // Starts this (empty, shareable) layer from shared blocks holding positions [0, n_tokens).
+  void adopt(std::vector<std::shared_ptr<KvBlock>> blocks, int64_t n_tokens);
+  // Lowest position any query at or after `pos` can still see.
+  int64_t first_needed_position(int64_t pos) const {
+    return spec_.window > 0 ? std::max<int64_t>(0, pos - spec_.window + 1) : 0;
+  }
+
+ private:
+  // One block table and the codecs of its records.
+  struct Table {
+    const KvCodec* k;
+    const KvCodec* v;
+    std::vector<std::shared_ptr<KvBlock>>* blocks;
+    uint64_t block_bytes;
+  };
+  Table records();
+  Table hot();
+  uint8_t* writable_block(const Table& t, int64_t b);
+  // Encodes positions [p0, p0 + n) into t; the working-domain row of position p0 + i and KV head h is at
+  // k_src / v_src + i * ld_token + h * ld_head.
+  void write_rows(const Table& t, int64_t p0, int64_t n, const float* k_src, const float* v_src, int64_t ld_token,
+                  int64_t ld_head);
+  void append_rows(const float* k, const float* v, int64_t n, int64_t target);
+  void pack_hot(int64_t p_end);
+  void release_blocks(int64_t next_query_pos);
+  bool holds(int64_t pos) const;
+  // What the attention reads: the block tables as pointers (into ptrs, which must outlive the view).
+  BlockedKvView view(std::vector<const uint8_t*> (&ptrs)[2]) const;
+
+  KvBlockPool* pool_;
+  KvLayerSpec spec_;
+  KvCodecF32 hot_codec_;
+  std::vector<std::shared_ptr<KvBlock>> blocks_;  // records
+  std::vector<std::shared_ptr<KvBlock>> hot_;     // f32 rows of the hot window
+  int64_t n_tokens_ = 0, n_compressed_ = 0;
+};
+
+}  // namespace lmlab
