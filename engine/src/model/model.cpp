@@ -5,7 +5,6 @@
 
 #include "arch/registry.h"
 #include "lmlab/error.h"
-#include "experts/expert_layout.h"
 #include "experts/expert_streamer.h"
 #include "kv/kv_layer_paged.h"
 #include "kv/turboquant/kv_layer_turbo.h"
@@ -18,9 +17,9 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
+  validate_options(options);
   if (options.device != Device::cpu)
-    throw Error(ErrorKind::unsupported, "--device", "this build has only the CPU backend");
-  if (options.prefill_size <= 0) throw Error(ErrorKind::invalid_input, "--prefill-size", "must be positive");
+    throw Error(ErrorKind::unsupported, std::string(option_flag("device")), "this build has only the CPU backend");
   if (options.threads > 0 && options.threads != ThreadPool::global().size())
     ThreadPool::set_global_threads(options.threads);
   auto impl = std::make_unique<Impl>();
@@ -28,17 +27,11 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   ModelSpec spec = load_model_spec(dir.string());
   WeightStore store = WeightStore::open_dir(dir);
   TransformerOptions topts;
-  if (options.stream_experts) {
-    topts.stream_experts = true;
-    topts.expert_queue_depth = options.expert_queue_depth;
-    topts.expert_predict_next = options.expert_predict_next;
-    topts.expert_cache_policy = options.expert_cache_policy;
-    if (options.expert_cache_mb > 0) {
-      topts.expert_cache_bytes = static_cast<uint64_t>(options.expert_cache_mb) << 20;
-    } else {  // default: a quarter of the experts' bytes
-      topts.expert_cache_bytes = ExpertLayout::build(store, spec).total_read_bytes() / 4;
-    }
-  }
+  topts.stream_experts = options.stream_experts;
+  topts.experts.expert_cache_bytes = static_cast<uint64_t>(options.expert_cache_mb) << 20;  // 0: the default
+  topts.experts.expert_queue_depth = options.expert_queue_depth;
+  topts.experts.expert_predict_next = options.expert_predict_next;
+  topts.experts.expert_cache_policy = parse_cache_policy(options.expert_cache_policy);
   impl->transformer = std::make_unique<Transformer>(std::move(spec), std::move(store), topts);
   const ModelSpec& s = impl->transformer->spec();
   if (std::filesystem::exists(dir / "tokenizer.json")) impl->tokenizer = Tokenizer::from_file(dir / "tokenizer.json");
@@ -65,7 +58,6 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   i.ignored_config_keys = s.ignored_config_keys;
   for (const auto& l : s.layers) i.layer_windows.push_back(l.window);
 
-  if (options.kv_block_tokens <= 0) throw Error(ErrorKind::invalid_input, "--kv-block-tokens", "must be positive");
   impl->kv_pool = std::make_unique<KvBlockPool>(options.kv_block_tokens, s.n_kv_heads * s.head_dim,
                                                 static_cast<uint64_t>(options.kv_budget_mb) << 20);
   if (options.prompt_cache_mb > 0)
@@ -100,24 +92,6 @@ ModelCounters Model::counters() const {
   }
   if (const ExpertStreamer* es = impl_->transformer->streamer()) c.stream = es->counters();
   return c;
-}
-
-std::string_view kv_mode_name(KvMode mode) {
-  switch (mode) {
-    case KvMode::f32: return "f32";
-    case KvMode::turbo: return "turbo";
-    case KvMode::affine4: return "affine4";
-    case KvMode::affine8: return "affine8";
-    case KvMode::f16: return "f16";
-  }
-  return "f32";
-}
-
-KvMode kv_mode_from_name(std::string_view name) {
-  for (KvMode m : kAllKvModes)
-    if (kv_mode_name(m) == name) return m;
-  throw Error(ErrorKind::invalid_input, "--kv-mode",
-              "unknown KV mode '" + std::string(name) + "' (f32, turbo, affine4, affine8, f16)");
 }
 
 KvSequence Model::Impl::make_sequence() const {

@@ -9,6 +9,7 @@
 #include "kv/turboquant/rng.h"
 #include "kv/blocked_attention.h"
 #include "lmlab/error.h"
+#include "lmlab/options.h"
 #include "util/thread_pool.h"
 
 namespace lmlab {
@@ -22,7 +23,7 @@ constexpr int64_t kAppendChunk = 256;  // tokens rotated per step of append (bou
 
 const KvGeometry& checked(const KvGeometry& g) {
   if (g.n_heads <= 0 || g.n_kv_heads <= 0 || g.head_dim <= 0 || g.n_heads % g.n_kv_heads != 0)
-    throw Error(ErrorKind::invalid_input, "--turbo-kv",
+    throw Error(ErrorKind::invalid_input, std::string(option_flag("kv_mode")),
                 "bad KV geometry: " + std::to_string(g.n_heads) + " heads, " + std::to_string(g.n_kv_heads) +
                     " KV heads, head_dim " + std::to_string(g.head_dim));
   return g;
