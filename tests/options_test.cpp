@@ -9,6 +9,7 @@
 #include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -90,6 +91,27 @@ TEST(Options, ZeroMeaningsAreTheTableOnes) {
   EXPECT_EQ(describe_option_value(cache, int64_t{5}), "5 MiB");
   EXPECT_TRUE(engine_option("debug_token_delay_us").test_only);
   EXPECT_EQ(option_flag("debug_token_delay_us"), "--debug-token-delay-us");
+}
+
+// Option text from the command line is outside input: seeded random texts (digits, signs, huge numbers,
+// letters, empty) either set a value inside the row's range or are refused with an lmlab::Error.
+TEST(Options, RandomTextIsStoredInRangeOrRefused) {
+  std::mt19937 rng(1234);
+  const std::string alphabet = "0123456789-+ xe.truefals";
+  for (const OptionSpec& s : engine_options())
+    for (int i = 0; i < 3000; ++i) {
+      std::string text(rng() % 24, ' ');
+      for (char& c : text) c = alphabet[rng() % alphabet.size()];
+      if (i % 10 == 0) text = std::to_string(static_cast<int64_t>(rng())) + std::string(rng() % 12, '9');
+      ModelOptions o;
+      try {
+        set_option(o, s, parse_option_text(s, text));
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(s.flag), std::string::npos) << e.what();
+        continue;
+      }
+      EXPECT_NO_THROW(validate_options(o)) << s.key << " took '" << text << "'";
+    }
 }
 
 // --debug-token-delay-us (test-only): generate sleeps that long per decoded token, so a request can be caught
