@@ -14,6 +14,7 @@
 #include "lmlab/error.h"
 #include "lmlab/options.h"
 #include "lmlab/safetensors.h"
+#include "model/context_size.h"
 
 namespace lmlab {
 
@@ -49,7 +50,7 @@ MemoryPlan plan_memory(const std::filesystem::path& model_dir, const MemoryPlanO
   const bool stream = o.stream_experts && moe;
   p.available_bytes = o.available_bytes ? o.available_bytes : mem_available_bytes();
   p.headroom_bytes = o.headroom_bytes;
-  p.ctx_size = o.ctx_size > 0 ? o.ctx_size : spec.max_positions;
+  p.ctx_size = resolve_ctx_size(o.ctx_size, spec);
   if (p.ctx_size <= 0)
     throw Error(ErrorKind::invalid_input, std::string(option_flag("ctx_size")), "the model has no max_position_embeddings: give a context size");
 

@@ -8,6 +8,7 @@
 #include "experts/expert_streamer.h"
 #include "kv/kv_layer_paged.h"
 #include "kv/turboquant/kv_layer_turbo.h"
+#include "model/context_size.h"
 #include "model/model_impl.h"
 #include "util/thread_pool.h"
 
@@ -48,7 +49,7 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   i.n_experts = s.n_experts;
   i.top_k = s.top_k;
   i.max_positions = s.max_positions;
-  i.ctx_size = options.ctx_size > 0 ? options.ctx_size : s.max_positions;
+  i.ctx_size = resolve_ctx_size(options.ctx_size, s);
   i.weight_bytes = impl->transformer->weight_bytes();
   i.weight_format = s.quant.bits ? fmt::format("q{}g{}", s.quant.bits, s.quant.group_size)
                                  : std::string(dtype_name(impl->transformer->store().require(
