@@ -20,8 +20,8 @@ struct Flags {
   std::string model;
   std::vector<int64_t> contexts;
   std::vector<std::string> configs;
-  int64_t reps = 0, decode_tokens = 0, ctx_size = -1;
-  int threads = -1;
+  int64_t reps = 0, decode_tokens = 0;
+  EngineFlags engine;  // --ctx-size, --threads: applied to every config
   std::string host;
 };
 
@@ -32,8 +32,9 @@ ScenarioOverrides overrides_of(const Flags& fl) {
   if (!fl.configs.empty()) o.configs = fl.configs;
   if (fl.reps != 0) o.repetitions = fl.reps;
   if (fl.decode_tokens != 0) o.decode_tokens = fl.decode_tokens;
-  if (fl.ctx_size >= 0) o.ctx_size = fl.ctx_size;
-  if (fl.threads >= 0) o.threads = fl.threads;
+  const ModelOptions given = fl.engine.options();
+  if (fl.engine.given("ctx_size")) o.ctx_size = given.ctx_size;
+  if (fl.engine.given("threads")) o.threads = given.threads;
   return o;
 }
 
@@ -43,16 +44,12 @@ int run_bench(const Flags& fl) {
   const std::filesystem::path db(fl.db);
   if (db.has_parent_path()) std::filesystem::create_directories(db.parent_path());
   RunOutcome outcome;
-  try {
-    ResultsStore store = ResultsStore::open(fl.db);
-    RunSettings settings;
-    settings.host = fl.host;
-    settings.git_commit = git_describe(std::filesystem::current_path());
-    settings.progress = &std::cerr;
-    outcome = run_scenario(scenario, store, settings);
-  } catch (const ResultsError& e) {
-    throw Error(ErrorKind::io, "--db " + fl.db, e.what());
-  }
+  ResultsStore store = ResultsStore::open(fl.db);
+  RunSettings settings;
+  settings.host = fl.host;
+  settings.git_commit = git_describe(std::filesystem::current_path());
+  settings.progress = &std::cerr;
+  outcome = run_scenario(scenario, store, settings);
   fmt::print(stderr, "lmlab bench: run {} stored in {}: {} samples, {} failed\n", outcome.run_id, fl.db,
              outcome.samples, outcome.errors);
   fmt::print("{}\n", outcome.run_id);
@@ -70,8 +67,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--contexts", fl->contexts, "context lengths in tokens (overrides the scenario's)")->delimiter(',');
   sub->add_option("--reps", fl->reps, "repetitions per config and context (overrides the scenario's)");
   sub->add_option("--decode-tokens", fl->decode_tokens, "tokens decoded per sample (overrides the scenario's)");
-  sub->add_option("--ctx-size", fl->ctx_size, "engine context size for every config (0 = the model's maximum)");
-  sub->add_option("--threads", fl->threads, "CPU threads for every config (0 = all)");
+  fl->engine.add_options_to(*sub, {"ctx_size", "threads"});
   sub->add_option("--configs", fl->configs, "run only these configs of the scenario, in this order")->delimiter(',');
   sub->add_option("--host", fl->host, "host name to record (default: this machine's)");
   sub->callback(guarded([fl] { return run_bench(*fl); }));

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "lmlab/generate.h"
+#include "lmlab/results.h"
 
 namespace lmlab::cli {
 
@@ -21,8 +22,8 @@ struct Flags {
   bool json = false;
 };
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+int64_t ns_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
 }
 
 int run_decode_bench(const Flags& fl) {
@@ -37,25 +38,31 @@ int run_decode_bench(const Flags& fl) {
     std::vector<int32_t> prompt(static_cast<size_t>(ctx));
     for (auto& t : prompt) t = static_cast<int32_t>(rng() % info.vocab);
     auto session = model->new_session();
+    // Raw samples: the prefill's and every decode step's nanoseconds; the figures are results' arithmetic.
     auto t0 = std::chrono::steady_clock::now();
     auto logits = session->append(prompt);
-    const double prefill_s = seconds_since(t0);
+    const int64_t prefill_ns = ns_since(t0);
     uint64_t rng_state = 0;
     int32_t next = sample_token(logits, greedy, rng_state);
-    t0 = std::chrono::steady_clock::now();
+    std::vector<int64_t> step_ns;
     for (int64_t i = 0; i < fl.n; ++i) {
+      t0 = std::chrono::steady_clock::now();
       logits = session->append(std::span<const int32_t>(&next, 1));
       next = sample_token(logits, greedy, rng_state);
+      step_ns.push_back(ns_since(t0));
     }
-    const double decode_s = seconds_since(t0);
+    const DecodeBenchFigures f = decode_bench_figures(ctx, prefill_ns, step_ns);
     const ModelCounters c = model->counters();
+    const std::string kv_mode(kv_mode_name(model->options().kv_mode));
     nlohmann::json row = {{"model", info.dir.filename().string()}, {"context", ctx}, {"decode_tokens", fl.n},
-                          {"decode_tok_s", fl.n / decode_s}, {"prefill_tok_s", ctx / prefill_s},
-                          {"kv_cache_bytes", c.kv_cache_bytes}, {"kv_mode", fl.engine.turbo_kv ? "turbo" : fl.engine.kv_mode.empty() ? "f32" : fl.engine.kv_mode}};
+                          {"decode_tok_s", f.decode_tok_s}, {"prefill_tok_s", f.prefill_tok_s},
+                          {"step_ms_p50", f.step_ms_p50}, {"step_ms_p90", f.step_ms_p90},
+                          {"kv_cache_bytes", c.kv_cache_bytes}, {"options", nlohmann::json::parse(options_to_json_text(model->options()))}};
     if (fl.json) fmt::print("{}\n", row.dump());
     else
-      fmt::print("context {:>6}: decode {:8.2f} tok/s  prefill {:8.1f} tok/s  kv {:8.2f} MiB  ({})\n", ctx,
-                 fl.n / decode_s, ctx / prefill_s, c.kv_cache_bytes / 1048576.0, row["kv_mode"].get<std::string>());
+      fmt::print("context {:>6}: decode {:8.2f} tok/s (step p50 {:.2f} ms, p90 {:.2f} ms)  prefill {:8.1f} tok/s  kv "
+                 "{:8.2f} MiB  ({})\n",
+                 ctx, f.decode_tok_s, f.step_ms_p50, f.step_ms_p90, f.prefill_tok_s, c.kv_cache_bytes / 1048576.0, kv_mode);
   }
   return 0;
 }

@@ -23,13 +23,9 @@ struct Flags {
 
 std::vector<Sample> samples_of(const std::string& db, int64_t run, const char* flag) {
   if (!std::filesystem::exists(db)) throw Error(ErrorKind::invalid_input, flag, fmt::format("no results database at {}", db));
-  try {
-    ResultsStore store = ResultsStore::open(db);
-    if (!store.run(run)) throw Error(ErrorKind::invalid_input, flag, fmt::format("{} has no run {}", db, run));
-    return store.samples(run);
-  } catch (const ResultsError& e) {
-    throw Error(ErrorKind::io, db, e.what());
-  }
+  ResultsStore store = ResultsStore::open(db);
+  if (!store.run(run)) throw Error(ErrorKind::invalid_input, flag, fmt::format("{} has no run {}", db, run));
+  return store.samples(run);
 }
 
 std::string verdict(const GateResult& r) {

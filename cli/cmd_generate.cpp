@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "lmlab/generate.h"
+#include "lmlab/results.h"
 
 namespace lmlab::cli {
 
@@ -40,12 +41,12 @@ int run_generate(const Flags& fl) {
   });
   std::fputs("\n", stdout);
   const auto& s = res.stats;
-  const double prompt_tps = s.prompt_ns ? s.prompt_tokens * 1e9 / static_cast<double>(s.prompt_ns) : 0.0;
-  const double decode_tps = s.decode_ns ? s.decode_tokens * 1e9 / static_cast<double>(s.decode_ns) : 0.0;
+  const double prompt_tps = per_second(static_cast<double>(s.prompt_tokens), s.prompt_ns * 1e-9);
+  const double decode_tps = per_second(static_cast<double>(s.decode_tokens), s.decode_ns * 1e-9);
   fmt::print(stderr, "prompt: {} tokens, {:.1f} tok/s | decode: {} tokens, {:.1f} tok/s | kv {:.2f} MiB | peak rss {:.1f} MiB\n",
              s.prompt_tokens, prompt_tps, s.decode_tokens, decode_tps, s.kv_bytes / 1048576.0,
              s.peak_bytes / 1048576.0);
-  if (fl.engine.stream_experts) {
+  if (model->options().stream_experts) {
     const StreamCounters c = model->counters().stream;
     const uint64_t lookups = c.expert_cache_hits_total + c.expert_cache_misses_total;
     const double mib = c.ssd_bytes_read_total / 1048576.0;
@@ -53,7 +54,7 @@ int run_generate(const Flags& fl) {
                "experts: ssd {:.2f} MiB in {} reads, {:.3f} s reading ({:.1f} MiB/s) | cache hits {}/{} ({:.1f}%) | "
                "cache {:.2f} MiB\n",
                mib, c.ssd_reads_total, c.ssd_read_seconds_total,
-               c.ssd_read_seconds_total > 0 ? mib / c.ssd_read_seconds_total : 0.0, c.expert_cache_hits_total, lookups,
+               per_second(mib, c.ssd_read_seconds_total), c.expert_cache_hits_total, lookups,
                lookups ? 100.0 * c.expert_cache_hits_total / lookups : 0.0, c.expert_cache_bytes / 1048576.0);
   }
   return 0;

@@ -48,7 +48,7 @@ int run_report(const Flags& fl) {
     throw Error(ErrorKind::invalid_input, "--out-dir", "names the markdown report's file: use it with --format md");
   RunInfo run;
   std::vector<Sample> samples;
-  try {
+  {
     ResultsStore store = ResultsStore::open(fl.db);
     if (fl.list) return list_runs(store);
     std::optional<RunInfo> found;
@@ -62,8 +62,6 @@ int run_report(const Flags& fl) {
     }
     run = *found;
     samples = store.samples(run.id);
-  } catch (const ResultsError& e) {
-    throw Error(ErrorKind::io, "--db " + fl.db, e.what());
   }
 
   std::string path = fl.out;

@@ -2,33 +2,33 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <initializer_list>
+#include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "lmlab/error.h"
 #include "lmlab/model.h"
 
 namespace lmlab::cli {
 
-struct EngineFlags {
+// The engine's options as flags, generated from the option table (lmlab/options.h): every engine-running
+// subcommand gets all of them through add_to; a subcommand that takes a few (bench, iobench) names them.
+// Values are kept as given and checked by the table in options(), so errors name the flag.
+class EngineFlags {
+ public:
   std::string model;
-  std::string device = "cpu";
-  int64_t ctx_size = 0;
-  int64_t prefill_size = 512;
-  int threads = 0;
-  bool turbo_kv = false;
-  std::string kv_mode;  // f32 | turbo | affine4 | affine8 (--turbo-kv = turbo)
-  int kv_k_bits = 5, kv_v_bits = 4;
-  bool kv_k_qjl = false;
-  int64_t kv_hot_window = 0;           // 0: every token compressed (docs/turboquant.md: why)
-  int64_t kv_budget_mb = 0, prompt_cache_mb = 0;
-  bool stream_experts = false;
-  int64_t expert_cache_mb = 0;
-  std::string expert_cache_policy = "reuse";
-  int expert_queue_depth = 8;
-  bool no_expert_predict = false;
 
-  void add_to(CLI::App& app, bool model_required = true);
-  ModelOptions options() const;  // rejects flags this build cannot honour yet, by name
+  void add_to(CLI::App& app, bool model_required = true);  // --model and every option
+  void add_options_to(CLI::App& app, std::initializer_list<std::string_view> keys);
+  ModelOptions options() const;  // the table's defaults with the given flags applied
+  bool given(std::string_view key) const;
+
+ private:
+  void add_option(CLI::App& app, const OptionSpec& spec);
+  std::map<std::string, std::string, std::less<>> given_;  // key -> text as given
+  std::vector<const OptionAlias*> aliases_given_;
 };
 
 // Runs a subcommand body, printing lmlab::Error (and other exceptions) as one line on stderr; returns exit code.

@@ -231,7 +231,7 @@ TEST_P(ExpertStreamBytes, StreamedExpertsEqualTheMappedOnes) {
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
   const ExpertLayout probe = ExpertLayout::build(store, spec);
-  o.cache_bytes = std::max<uint64_t>(probe.all().size() / 4, 2) * probe.max_buffer_bytes();
+  o.expert_cache_bytes = std::max<uint64_t>(probe.all().size() / 4, 2) * probe.max_buffer_bytes();
   ExpertStreamer s(store, spec, o);
   std::vector<float> x(static_cast<size_t>(3 * std::max(spec.hidden, spec.moe_intermediate)));
   std::mt19937 rng(1);
@@ -292,7 +292,7 @@ TEST_P(ExpertStreamCounters, BytesReadEqualProcSelfIo) {
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
   o.use_uring = GetParam();
-  o.cache_bytes = 8 * ExpertLayout::build(store, spec).max_buffer_bytes();  // 8 of 96 experts: many misses
+  o.expert_cache_bytes = 8 * ExpertLayout::build(store, spec).max_buffer_bytes();  // 8 of 96 experts: many misses
   const uint64_t before = *process_read_bytes();
   StreamCounters c;
   std::string mode_reason;
@@ -335,7 +335,7 @@ TEST(ExpertStreamCache, BudgetIsNeverExceeded) {
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
   const uint64_t one = ExpertLayout::build(store, spec).max_buffer_bytes();
-  o.cache_bytes = 5 * one + one / 2;  // 5 slots and a remainder that must stay unused
+  o.expert_cache_bytes = 5 * one + one / 2;  // 5 slots and a remainder that must stay unused
   ExpertStreamer s(store, spec, o);
   EXPECT_EQ(s.cache_slots(), 5);
   std::atomic<bool> stop{false};
@@ -355,11 +355,11 @@ TEST(ExpertStreamCache, BudgetIsNeverExceeded) {
         std::vector<int32_t> guess = {static_cast<int32_t>(rng() % spec.n_experts)};
         s.prefetch(next, guess);
       }
-      while (ExpertHandle h = b.next()) EXPECT_LE(s.counters().expert_cache_bytes, o.cache_bytes);
+      while (ExpertHandle h = b.next()) EXPECT_LE(s.counters().expert_cache_bytes, o.expert_cache_bytes);
     }
   stop = true;
   watcher.join();
-  EXPECT_LE(worst.load(), o.cache_bytes);
+  EXPECT_LE(worst.load(), o.expert_cache_bytes);
   EXPECT_LE(worst.load(), 5 * one);
   const StreamCounters c = s.counters();
   EXPECT_GT(c.expert_cache_evictions_total, 0u);
@@ -370,7 +370,7 @@ TEST(ExpertStreamCache, TooSmallABudgetIsAnError) {
   const ModelSpec spec = load_model_spec(test::model_dir("qwen3_moe").string());
   const WeightStore store = WeightStore::open_dir(test::model_dir("qwen3_moe"));
   ExpertStreamerOptions o;
-  o.cache_bytes = 1024;
+  o.expert_cache_bytes = 1024;
   try {
     ExpertStreamer s(store, spec, o);
     FAIL() << "expected an Error";
@@ -385,7 +385,7 @@ TEST(ExpertStreamCache, AcquireOutOfOrderDoesNotStall) {
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
-  o.cache_bytes = 2 * ExpertLayout::build(store, spec).max_buffer_bytes();
+  o.expert_cache_bytes = 2 * ExpertLayout::build(store, spec).max_buffer_bytes();
   ExpertStreamer s(store, spec, o);
   const int32_t l = s.layout().moe_layers().front();
   const std::vector<int32_t> want = {0, 1, 2, 3, 4, 5};
@@ -401,8 +401,8 @@ TEST(ExpertStreamConcurrency, TwoThreadsStreamSafely) {
   const ModelSpec spec = load_model_spec(copy.dir().string());
   const WeightStore store = WeightStore::open_dir(copy.dir());
   ExpertStreamerOptions o;
-  o.cache_bytes = 6 * ExpertLayout::build(store, spec).max_buffer_bytes();
-  o.queue_depth = 4;
+  o.expert_cache_bytes = 6 * ExpertLayout::build(store, spec).max_buffer_bytes();
+  o.expert_queue_depth = 4;
   ExpertStreamer s(store, spec, o);
   std::atomic<uint64_t> asked{0}, mismatches{0};
   auto worker = [&](int seed) {

@@ -4,10 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "experts/expert_cache_budget.h"
 #include "experts/expert_layout.h"
 #include "arch/registry.h"
 #include "fixtures.h"
 #include "lmlab/memory_plan.h"
+#include "lmlab/results.h"
 #include "lmlab/safetensors.h"
 
 namespace lmlab {
@@ -26,7 +28,7 @@ TEST(MemoryPlan, DenseModelFitsFully) {
   EXPECT_EQ(p.kv_bytes, static_cast<uint64_t>(2 * s.n_layers * s.n_kv_heads * s.head_dim * 256 * 4));
   EXPECT_EQ(p.total_bytes, p.weight_bytes + p.kv_bytes + p.headroom_bytes);
   EXPECT_EQ(p.ssd_bytes_per_token, 0u);
-  EXPECT_EQ(p.est_decode_tok_s, 0.0);  // no bandwidth given
+  EXPECT_EQ(estimate_decode(p.bytes_per_token, p.ssd_bytes_per_token, 0, 0).tok_s, 0.0);  // no bandwidth given
 }
 
 TEST(MemoryPlan, TooLittleMemoryIsPartialAndRecommendsStreaming) {
@@ -51,8 +53,6 @@ TEST(MemoryPlan, StreamingPlanCountsExpertsAndEstimatesDecode) {
   o.expert_cache_mb = 4;
   o.available_bytes = 1ull << 30;
   o.ctx_size = 512;
-  o.ssd_bytes_per_second = 1e9;
-  o.memory_bytes_per_second = 10e9;
   const MemoryPlan p = plan_memory(dir, o);
   EXPECT_EQ(p.strategy, "ssd_streaming");
   EXPECT_TRUE(p.fits);
@@ -65,28 +65,41 @@ TEST(MemoryPlan, StreamingPlanCountsExpertsAndEstimatesDecode) {
   const double per_expert_read = static_cast<double>(layout.total_read_bytes()) / layout.all().size();
   EXPECT_NEAR(static_cast<double>(p.ssd_bytes_per_token),
               layout.n_moe_layers() * spec.top_k * per_expert_read * (1 - hit), 2.0);
-  EXPECT_GT(p.est_decode_tok_s, 0.0);
-  EXPECT_EQ(p.est_basis, "memory+ssd");
+  // The decode estimate is the lab's arithmetic over the plan's bytes (results: estimate_decode).
+  const DecodeEstimate est = estimate_decode(p.bytes_per_token, p.ssd_bytes_per_token, 10e9, 1e9);
+  EXPECT_GT(est.tok_s, 0.0);
+  EXPECT_EQ(est.basis, "memory+ssd");
   const double want = 1.0 / ((p.bytes_per_token - static_cast<double>(p.ssd_bytes_per_token)) / 10e9 +
                              static_cast<double>(p.ssd_bytes_per_token) / 1e9);
-  EXPECT_NEAR(p.est_decode_tok_s, want, want * 1e-9);
+  EXPECT_NEAR(est.tok_s, want, want * 1e-9);
+  EXPECT_EQ(estimate_decode(p.bytes_per_token, p.ssd_bytes_per_token, 10e9, 0).tok_s, 0.0);  // drive unknown
+  EXPECT_EQ(estimate_decode(p.bytes_per_token, p.ssd_bytes_per_token, 0, 1e9).basis, "ssd");  // an upper bound
   const auto j = nlohmann::json::parse(p.to_json());
-  for (const char* k : {"strategy", "weight_bytes", "kv_bytes", "total_bytes", "available_bytes", "est_decode_tok_s",
-                        "expert_cache_bytes", "ssd_bytes_per_token"})
+  for (const char* k : {"strategy", "weight_bytes", "kv_bytes", "total_bytes", "available_bytes",
+                        "expert_cache_bytes", "ssd_bytes_per_token", "bytes_per_token"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["strategy"], "ssd_streaming");
 }
 
-TEST(MemoryPlan, AutoCacheTakesWhatFitsAndAllExpertsIsFull) {
+// --expert-cache-mb 0 plans the budget the engine will use (resolve_expert_cache_bytes: a quarter of the
+// experts, at least one), not whatever memory is free; a budget holding every expert is the "full" strategy.
+TEST(MemoryPlan, AutoCacheIsTheEngineDefaultAndAllExpertsIsFull) {
+  const auto dir = test::model_dir("qwen3_moe");
+  const ExpertLayout layout = ExpertLayout::build(WeightStore::open_dir(dir), load_model_spec(dir.string()));
   MemoryPlanOptions o;
   o.stream_experts = true;
   o.available_bytes = 4ull << 30;  // room for every expert
   o.ctx_size = 128;
-  const MemoryPlan p = plan_memory(test::model_dir("qwen3_moe"), o);
+  const MemoryPlan quarter = plan_memory(dir, o);
+  EXPECT_EQ(quarter.expert_cache_bytes, std::max(layout.total_read_bytes() / 4, layout.max_buffer_bytes()));
+  EXPECT_EQ(quarter.expert_cache_bytes, resolve_expert_cache_bytes(0, layout));
+  EXPECT_EQ(quarter.strategy, "ssd_streaming");
+  o.expert_cache_mb = 1 << 20;  // more than every expert
+  const MemoryPlan p = plan_memory(dir, o);
   EXPECT_EQ(p.strategy, "full");
   EXPECT_GE(p.expert_cache_bytes, p.expert_bytes);
   EXPECT_EQ(p.ssd_bytes_per_token, 0u);
-  EXPECT_EQ(p.est_decode_tok_s, 0.0);  // no memory bandwidth given
+  EXPECT_EQ(estimate_decode(p.bytes_per_token, p.ssd_bytes_per_token, 0, 0).tok_s, 0.0);  // no bandwidth given
 }
 
 TEST(MemoryPlan, SlidingWindowLayersHoldTheirWindow) {

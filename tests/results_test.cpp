@@ -14,7 +14,7 @@
 #include "lmlab/results.h"
 
 namespace fs = std::filesystem;
-using lmlab::ResultsError;
+using lmlab::Error;
 using lmlab::ResultsStore;
 using lmlab::RunInfo;
 using lmlab::Sample;
@@ -98,10 +98,10 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
     second.host = "cpu-box";
     const int64_t run2 = store.begin_run(second);
     EXPECT_NE(run2, run_id);
-    EXPECT_THROW(store.add_sample(999, a), ResultsError);
+    EXPECT_THROW(store.add_sample(999, a), Error);
     RunInfo bad;
     bad.engine_config_json = "{not json";
-    EXPECT_THROW(store.begin_run(bad), ResultsError);
+    EXPECT_THROW(store.begin_run(bad), Error);
   }
   ResultsStore store = ResultsStore::open(file);  // reopened from disk
   const auto runs = store.runs();
@@ -196,12 +196,13 @@ TEST_F(ResultsStoreTest, RejectsNewerSchemaVersionWithoutTouchingIt) {
   const auto size_before = fs::file_size(file);
   try {
     ResultsStore::open(file);
-    FAIL() << "expected ResultsError";
-  } catch (const ResultsError& e) {
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
     EXPECT_NE(msg.find("version 9"), std::string::npos) << msg;
     EXPECT_NE(msg.find("version 2"), std::string::npos) << msg;
+    EXPECT_EQ(e.kind(), lmlab::ErrorKind::unsupported);
   }
   EXPECT_EQ(fs::file_size(file), size_before);
   raw_sql(file, "PRAGMA user_version = 2");
@@ -217,11 +218,12 @@ TEST_F(ResultsStoreTest, RejectsFileThatIsNotSqlite) {
   const auto size_before = fs::file_size(file);
   try {
     ResultsStore::open(file);
-    FAIL() << "expected ResultsError";
-  } catch (const ResultsError& e) {
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
     EXPECT_NE(msg.find("not a SQLite database"), std::string::npos) << msg;
+    EXPECT_EQ(e.kind(), lmlab::ErrorKind::invalid_input);
   }
   EXPECT_EQ(fs::file_size(file), size_before);
 }
@@ -231,24 +233,26 @@ TEST_F(ResultsStoreTest, RejectsForeignSqliteDatabase) {
   raw_sql(file, "CREATE TABLE runs (x TEXT); INSERT INTO runs VALUES ('theirs');");
   try {
     ResultsStore::open(file);
-    FAIL() << "expected ResultsError";
-  } catch (const ResultsError& e) {
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
     EXPECT_NE(msg.find("not an lmlab results database"), std::string::npos) << msg;
+    EXPECT_EQ(e.kind(), lmlab::ErrorKind::invalid_input);
   }
   // Untouched: still their one table, version 0.
   raw_sql(file, "INSERT INTO runs VALUES ('still theirs');");
-  EXPECT_THROW(ResultsStore::open(file), ResultsError);
+  EXPECT_THROW(ResultsStore::open(file), Error);
 }
 
 TEST_F(ResultsStoreTest, ReportsUnwritableLocation) {
   const std::string file = path("no/such/dir/lab.db");
   try {
     ResultsStore::open(file);
-    FAIL() << "expected ResultsError";
-  } catch (const ResultsError& e) {
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), lmlab::ErrorKind::io);
   }
 }
 
@@ -373,4 +377,22 @@ TEST(ResultsGate, LargeButNoisyOrUnmatchedGroupsAreNotFlagged) {
     EXPECT_FALSE(r.compared);
     EXPECT_FALSE(r.regression);
   }
+}
+
+// The lab's figures of raw engine samples (results/src/figures.cpp).
+TEST(ResultsFigures, RatesPercentilesAndDecodeBench) {
+  EXPECT_EQ(lmlab::per_second(10, 2), 5.0);
+  EXPECT_EQ(lmlab::per_second(10, 0), 0.0);
+  const lmlab::LatencyFigures lat = lmlab::latency_figures({0.004, 0.001, 0.003, 0.002, 0.005});
+  EXPECT_DOUBLE_EQ(lat.p50_s, 0.003);
+  EXPECT_DOUBLE_EQ(lat.p99_s, 0.004 + 0.96 * 0.001);  // rank 0.99 * 4 = 3.96
+  EXPECT_DOUBLE_EQ(lat.max_s, 0.005);
+  EXPECT_EQ(lmlab::latency_figures({}).max_s, 0.0);
+  // 1000 prompt tokens in 0.5 s; steps of 10, 20, 30, 40 ms: 4 tokens in 0.1 s.
+  const lmlab::DecodeBenchFigures f =
+      lmlab::decode_bench_figures(1000, 500'000'000, {10'000'000, 20'000'000, 30'000'000, 40'000'000});
+  EXPECT_DOUBLE_EQ(f.prefill_tok_s, 2000.0);
+  EXPECT_DOUBLE_EQ(f.decode_tok_s, 40.0);
+  EXPECT_DOUBLE_EQ(f.step_ms_p50, 25.0);
+  EXPECT_DOUBLE_EQ(f.step_ms_p90, 37.0);
 }

@@ -127,7 +127,11 @@ TEST_F(ServerTest, HealthAndModels) {
   auto h = client().Get("/health");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
-  EXPECT_EQ(json::parse(h->body), json({{"status", "ok"}}));
+  const json health = json::parse(h->body);
+  EXPECT_EQ(health["status"], "ok");
+  // The options the model runs with, every key of the option table (lmlab/options.h).
+  EXPECT_EQ(health["options"], json::parse(options_to_json_text(model_->options())));
+  EXPECT_EQ(health["options"].size(), engine_options().size());
   auto m = client().Get("/v1/models");
   ASSERT_TRUE(m);
   EXPECT_EQ(m->status, 200);

@@ -1,5 +1,5 @@
-// The ModelOptions fields a scenario may set, under one table of key names used both to read scenario
-// "options" objects and to write a run's engine configuration (so the two can never disagree).
+// Scenario "options" objects and a run's recorded engine configuration, both through the engine's option table
+// (lmlab/options.h), so the keys a scenario sets and the keys a run records can never disagree.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -2,8 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+
+#include "lmlab/options.h"
 
 namespace lmlab::report_detail {
 
@@ -14,25 +17,45 @@ nlohmann::json parse_or_empty(const std::string& text) {
   return j.is_discarded() ? nlohmann::json::object() : j;
 }
 
-std::string describe_options(const nlohmann::json& o) {
-  const std::string kv_mode = o.value("kv_mode", "?");
-  std::string s = "KV " + kv_mode;
-  const int64_t hot = o.value("kv_hot_window", int64_t{0});
-  const std::string window = hot > 0 ? fmt::format("hot window {}", hot) : std::string("every token compressed");
-  if (kv_mode == "turbo")
-    s += fmt::format(" (K{}{} V{}, {})", o.value("kv_k_bits", 0), o.value("kv_k_qjl", false) ? "+QJL" : "",
-                     o.value("kv_v_bits", 0), window);
-  if (o.value("stream_experts", false)) {
-    const int64_t mb = o.value("expert_cache_mb", int64_t{0});
-    s += fmt::format(" · experts streamed from SSD, cache {} ({})",
-                     mb > 0 ? fmt::format("{} MiB", mb) : std::string("25% of the experts"), o.value("expert_cache_policy", "?"));
-  } else {
-    s += " · weights in memory";
+// A recorded option's value, or the table's default when the run did not record it (older runs).
+OptionValue recorded(const nlohmann::json& o, std::string_view key) {
+  const OptionSpec& spec = engine_option(key);
+  const auto it = o.find(std::string(key));
+  if (it != o.end()) {
+    if (spec.type == OptionType::integer && it->is_number_integer()) return it->get<int64_t>();
+    if (spec.type == OptionType::boolean && it->is_boolean()) return it->get<bool>();
+    if (spec.type == OptionType::choice && it->is_string()) return it->get<std::string>();
   }
-  const int64_t ctx = o.value("ctx_size", int64_t{0});
-  s += ctx > 0 ? fmt::format(" · ctx_size {}", ctx) : " · ctx_size = model max";
-  const int threads = o.value("threads", 0);
-  s += threads > 0 ? fmt::format(" · {} threads", threads) : " · all threads";
+  return get_option(ModelOptions{}, spec);
+}
+
+std::string show(const nlohmann::json& o, std::string_view key) {
+  return describe_option_value(engine_option(key), recorded(o, key));
+}
+
+// The headline options in words; every other option that differs from its default as "key: value".
+std::string describe_options(const nlohmann::json& o) {
+  const std::string kv_mode = show(o, "kv_mode");
+  std::string s = "KV " + kv_mode;
+  const bool hot = std::get<int64_t>(recorded(o, "kv_hot_window")) > 0;
+  if (kv_mode == "turbo")
+    s += fmt::format(" (K{}{} V{}, {}{})", std::get<int64_t>(recorded(o, "kv_k_bits")),
+                     std::get<bool>(recorded(o, "kv_k_qjl")) ? "+QJL" : "", std::get<int64_t>(recorded(o, "kv_v_bits")),
+                     hot ? "hot window " : "", show(o, "kv_hot_window"));
+  if (std::get<bool>(recorded(o, "stream_experts")))
+    s += fmt::format(" · experts streamed from SSD, cache {} ({})", show(o, "expert_cache_mb"),
+                     show(o, "expert_cache_policy"));
+  else
+    s += " · weights in memory";
+  s += " · ctx_size " + show(o, "ctx_size") + " · threads: " + show(o, "threads");
+  static constexpr std::string_view kShown[] = {"kv_mode",        "kv_hot_window",   "kv_k_bits",
+                                                "kv_k_qjl",       "kv_v_bits",       "stream_experts",
+                                                "expert_cache_mb", "expert_cache_policy", "ctx_size", "threads"};
+  for (const OptionSpec& spec : engine_options()) {
+    if (std::find(std::begin(kShown), std::end(kShown), spec.key) != std::end(kShown)) continue;
+    const OptionValue v = recorded(o, spec.key);
+    if (v != get_option(ModelOptions{}, spec)) s += fmt::format(" · {}: {}", spec.key, describe_option_value(spec, v));
+  }
   return s;
 }
 

@@ -1,19 +1,22 @@
-// Thin RAII layer over the SQLite C API: every failure becomes a ResultsError naming the file.
+// Thin RAII layer over the SQLite C API: every failure becomes an lmlab::Error naming the file.
 #include "db.h"
 
 #include <fmt/format.h>
 
 namespace lmlab::results_detail {
 
+std::string results_where(const std::string& path) { return "results database " + path; }
+
 void throw_sqlite(sqlite3* db, const std::string& path, std::string_view what) {
   const int code = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
   const char* msg = db ? sqlite3_errmsg(db) : "out of memory";
   if ((code & 0xff) == SQLITE_NOTADB) {
-    throw ResultsError(fmt::format("results database {}: not a SQLite database ({}) while {}; refusing to "
-                                   "modify it (this lmlab writes schema version {})",
-                                   path, msg, what, kResultsSchemaVersion));
+    throw Error(ErrorKind::invalid_input, results_where(path),
+                fmt::format("not a SQLite database ({}) while {}; refusing to modify it (this lmlab writes schema "
+                            "version {})",
+                            msg, what, kResultsSchemaVersion));
   }
-  throw ResultsError(fmt::format("results database {}: {} failed: {} (SQLite error {})", path, what, msg, code));
+  throw Error(ErrorKind::io, results_where(path), fmt::format("{} failed: {} (SQLite error {})", what, msg, code));
 }
 
 void exec(sqlite3* db, const std::string& path, const std::string& sql) {

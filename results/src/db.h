@@ -1,5 +1,5 @@
 // Internal: a thin RAII layer over the SQLite C API shared by schema.cpp and store.cpp.
-// Every failure becomes a ResultsError naming the database file and SQLite's own message.
+// Every failure becomes an lmlab::Error naming the database file (results_where) and SQLite's own message.
 #pragma once
 
 #include <sqlite3.h>
@@ -9,9 +9,13 @@
 #include <string>
 #include <string_view>
 
+#include "lmlab/error.h"
 #include "lmlab/results.h"
 
 namespace lmlab::results_detail {
+
+// "results database PATH": the `where` of every results error.
+std::string results_where(const std::string& path);
 
 [[noreturn]] void throw_sqlite(sqlite3* db, const std::string& path, std::string_view what);
 

@@ -68,28 +68,28 @@ void check_identity(sqlite3* db, const std::string& path, int64_t version) {
   const int64_t objects = query_int(db, path, "SELECT count(*) FROM sqlite_master");
   if (version == 0 && app_id == 0) {
     if (objects == 0) return;  // empty: a new database
-    throw ResultsError(fmt::format(
-        "results database {}: not an lmlab results database (it has {} unrelated schema objects and schema "
-        "version 0; this lmlab writes schema version {}); refusing to modify it",
-        path, objects, kResultsSchemaVersion));
+    throw Error(ErrorKind::invalid_input, results_where(path),
+                fmt::format("not an lmlab results database (it has {} unrelated schema objects and schema version 0; "
+                            "this lmlab writes schema version {}); refusing to modify it",
+                            objects, kResultsSchemaVersion));
   }
   if (app_id != kApplicationId) {
-    throw ResultsError(fmt::format(
-        "results database {}: not an lmlab results database (application_id {:#x}, schema version {}; this "
-        "lmlab writes schema version {}); refusing to modify it",
-        path, app_id, version, kResultsSchemaVersion));
+    throw Error(ErrorKind::invalid_input, results_where(path),
+                fmt::format("not an lmlab results database (application_id {:#x}, schema version {}; this lmlab "
+                            "writes schema version {}); refusing to modify it",
+                            app_id, version, kResultsSchemaVersion));
   }
   if (version > kResultsSchemaVersion) {
-    throw ResultsError(fmt::format(
-        "results database {}: schema version {} is newer than this lmlab understands (up to version {}); "
-        "use a newer lmlab or another database file (the file was left unchanged)",
-        path, version, kResultsSchemaVersion));
+    throw Error(ErrorKind::unsupported, results_where(path),
+                fmt::format("schema version {} is newer than this lmlab understands (up to version {}); use a newer "
+                            "lmlab or another database file (the file was left unchanged)",
+                            version, kResultsSchemaVersion));
   }
   if (version < 1 || !has_table(db, path, "runs") || !has_table(db, path, "samples")) {
-    throw ResultsError(fmt::format(
-        "results database {}: marked as lmlab's with schema version {} but its runs/samples tables are "
-        "missing (this lmlab writes schema version {}); refusing to modify it",
-        path, version, kResultsSchemaVersion));
+    throw Error(ErrorKind::invalid_input, results_where(path),
+                fmt::format("marked as lmlab's with schema version {} but its runs/samples tables are missing (this "
+                            "lmlab writes schema version {}); refusing to modify it",
+                            version, kResultsSchemaVersion));
   }
 }
 
@@ -110,8 +110,8 @@ int ensure_schema(sqlite3* db, const std::string& path) {
     for (int64_t v = version; v < kResultsSchemaVersion; ++v) {
       try {
         exec(db, path, kMigrations[static_cast<size_t>(v)]);
-      } catch (const ResultsError& e) {
-        throw ResultsError(fmt::format("{} (while migrating schema version {} to {})", e.what(), v, v + 1));
+      } catch (const Error& e) {
+        throw Error(e.kind(), e.where(), fmt::format("{} (while migrating schema version {} to {})", e.message(), v, v + 1));
       }
     }
     exec(db, path, fmt::format("PRAGMA user_version = {}", kResultsSchemaVersion));

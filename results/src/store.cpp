@@ -66,8 +66,8 @@ int ResultsStore::schema_version() const { return impl_->version; }
 
 int64_t ResultsStore::begin_run(const RunInfo& info) {
   if (!nlohmann::json::accept(info.engine_config_json)) {
-    throw ResultsError(fmt::format("results database {}: run's engine_config is not valid JSON: {}", impl_->path,
-                                   info.engine_config_json.substr(0, 80)));
+    throw Error(ErrorKind::invalid_input, results_detail::results_where(impl_->path),
+                fmt::format("run's engine_config is not valid JSON: {}", info.engine_config_json.substr(0, 80)));
   }
   if (!impl_->insert_run) {
     impl_->insert_run = std::make_unique<Statement>(
@@ -97,8 +97,8 @@ void ResultsStore::add_samples(int64_t run, const std::vector<Sample>& samples) 
     check.bind(1, run);
     check.step();
     if (check.int_col(0) == 0) {
-      throw ResultsError(fmt::format("results database {}: cannot add samples to run {}: no such run",
-                                     impl_->path, run));
+      throw Error(ErrorKind::invalid_input, results_detail::results_where(impl_->path),
+                  fmt::format("cannot add samples to run {}: no such run", run));
     }
   }
   if (!impl_->insert_sample) {

@@ -1,5 +1,6 @@
 // lmlab::Error: the one exception type the engine throws at load, parse and API boundaries.
-// Every error carries a kind (mapped to an OpenAI error type / HTTP status by error_http_status) and the
+// Every error carries a kind (mapped to an OpenAI error type, an HTTP status and a CLI exit code by one table
+// in util/error.cpp) and the
 // context that names what is wrong: a file, a tensor, a config field or a request parameter.
 #pragma once
 
@@ -22,6 +23,7 @@ enum class ErrorKind {
 std::string_view error_kind_name(ErrorKind kind);
 int error_http_status(ErrorKind kind);         // 400, 404, 500, 501, 503...
 std::string_view error_openai_type(ErrorKind kind);  // "invalid_request_error", "server_error", ...
+int error_exit_code(ErrorKind kind);           // the CLI's exit status: 1, or 2 for a bug (internal)
 
 class Error : public std::runtime_error {
  public:

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace lmlab {
 
@@ -26,11 +27,10 @@ struct IoBenchResult {
   int queue_depth = 0;
   uint64_t reads = 0, bytes = 0;
   double seconds = 0;             // wall time from the first submit to the last completion
-  double bytes_per_second = 0, iops = 0;
-  double latency_p50_s = 0, latency_p99_s = 0, latency_max_s = 0;
+  std::vector<double> latencies_s;  // every read's submit-to-completion time (the lab takes percentiles)
   uint64_t kernel_read_bytes = 0;  // /proc/self/io read_bytes increase over the run (the kernel's own count)
 
-  std::string to_json() const;
+  std::string to_json() const;  // every field but the latencies
 };
 
 // Throws Error(invalid_input) for a bad size or a file smaller than one read, Error(io) when reads fail.
@@ -42,11 +42,11 @@ IoBenchResult run_iobench(const IoBenchOptions& options);
 // streaming efficiency (issue 6's goal: >= 80%).
 struct ExpertStreamBenchOptions {
   std::filesystem::path model_dir;
-  uint64_t cache_bytes = 0;   // 0 = an eighth of the experts' bytes
+  uint64_t expert_cache_bytes = 0;  // 0 = the engine's default (option table: expert_cache_mb)
   int queue_depth = 8;
   double seconds = 5.0;
   bool use_uring = true;
-  std::string policy = "reuse";
+  std::string expert_cache_policy = "reuse";
   uint32_t seed = 1;
 };
 
@@ -56,10 +56,7 @@ struct ExpertStreamBenchResult {
   uint64_t cache_bytes = 0, experts_bytes = 0;
   uint64_t read_chunk_bytes = 0;    // the streamer's read size
   uint64_t tokens = 0, bytes = 0, reads = 0, hits = 0, misses = 0;
-  double wall_seconds = 0, busy_seconds = 0;
-  double bytes_per_second = 0;      // bytes / wall time
-  double busy_bytes_per_second = 0; // bytes / time with a read in flight
-  double tokens_per_second = 0;     // I/O-bound decode rate (no compute)
+  double wall_seconds = 0, busy_seconds = 0;  // busy: time with a read in flight
   uint64_t kernel_read_bytes = 0;
 
   std::string to_json() const;

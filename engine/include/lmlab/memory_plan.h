@@ -1,5 +1,6 @@
 // Memory plan of a model directory before loading it: which strategy fits the memory available, the bytes
-// of each part, and the decode speed to expect from the bytes one token touches. `lmlab info` prints it
+// of each part, and the bytes one decoded token touches (the lab turns them into a decode estimate with the
+// bandwidths it measured: results' estimate_decode). `lmlab info` prints it
 // (--json: one object; the server prints the same object in its ready event).
 //
 // Strategies:
@@ -18,14 +19,12 @@ namespace lmlab {
 
 struct MemoryPlanOptions {
   bool stream_experts = false;
-  int64_t expert_cache_mb = 0;          // MiB; 0 with streaming = as much as fits, at most every expert
+  int64_t expert_cache_mb = 0;          // MiB; 0 = the engine's default (option table: expert_cache_mb)
   int64_t ctx_size = 0;                 // 0 = the model's max positions
   int64_t parallel = 1;                 // sequences whose KV cache is held at once
   uint64_t available_bytes = 0;         // 0 = /proc/meminfo MemAvailable (GPU: pass the device's free bytes)
   uint64_t headroom_bytes = 256ull << 20;  // activations, buffers, allocator slack
   uint64_t kv_bytes_per_value = 4;      // f32 K/V rows
-  double ssd_bytes_per_second = 0;      // measured (lmlab iobench) or given; 0 = unknown
-  double memory_bytes_per_second = 0;   // for the resident weights; 0 = unknown
   double expert_hit_rate = -1;          // < 0: cache share of the experts (what random routing gives)
 };
 
@@ -46,9 +45,6 @@ struct MemoryPlan {
   uint64_t bytes_per_token = 0;      // weight bytes one token reads (all but the unused experts and embedding rows)
   uint64_t ssd_bytes_per_token = 0;  // expected bytes from the drive: misses * aligned expert bytes
   double expert_hit_rate = 0;
-  double ssd_bytes_per_second = 0, memory_bytes_per_second = 0;
-  double est_decode_tok_s = 0;       // 0 = unknown (a bandwidth it needs was not given)
-  std::string est_basis;             // "memory+ssd", "ssd" (drive-bound only: an upper bound), "memory", ""
 
   std::string to_json() const;       // one JSON object, keys as the fields above
 };

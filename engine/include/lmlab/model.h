@@ -10,50 +10,11 @@
 #include <string_view>
 #include <vector>
 
+#include "lmlab/options.h"
 #include "lmlab/stream_counters.h"
 #include "lmlab/tokenizer.h"
 
 namespace lmlab {
-
-enum class Device { cpu, cuda };
-
-// Storage of the KV cache of full-attention layers (sliding-window layers are small and stay f32).
-enum class KvMode {
-  f32,      // exact (paged blocks, shared through the prompt cache)
-  turbo,    // TurboQuant: K = k_bits Lloyd-Max (+ 1-bit QJL residual), V = v_bits Lloyd-Max
-  affine4,  // per-token, per-head affine int4 (the baseline TurboQuant is compared with)
-  affine8,  // per-token, per-head affine int8
-  f16,      // fp16 rows in the same blocked layout and attention kernels as turbo: the speed baseline
-};
-
-// "f32", "turbo", "affine4", "affine8", "f16" (the --kv-mode spellings); kv_mode_from_name throws invalid_input
-// naming the value.
-std::string_view kv_mode_name(KvMode mode);
-KvMode kv_mode_from_name(std::string_view name);
-inline constexpr KvMode kAllKvModes[] = {KvMode::f32, KvMode::turbo, KvMode::affine4, KvMode::affine8, KvMode::f16};
-
-struct ModelOptions {
-  Device device = Device::cpu;
-  int threads = 0;             // 0 = all hardware threads
-  int64_t ctx_size = 0;        // 0 = the model's max_position_embeddings
-  int64_t prefill_size = 512;  // prompt tokens per forward chunk
-  int64_t kv_block_tokens = 32;   // positions per KV block (also the prompt cache's granularity)
-  int64_t kv_budget_mb = 0;       // all sessions' KV + prompt cache; 0 = unlimited
-  int64_t prompt_cache_mb = 0;    // prompt (prefix) cache budget; 0 = off
-  KvMode kv_mode = KvMode::f32;
-  // TurboQuant defaults: K 5 bits, V 4 bits, no QJL, every token compressed (5.125 + 4.125 bits/dim at head_dim
-  // 128 = 0.289x fp16): the smallest format within +1% perplexity and 97% greedy agreement on the coder models;
-  // the paper's 4.25 / 3.125-bit format (K 3 bits + QJL, V 3 bits) costs +6-7% there (docs/turboquant.md).
-  int kv_k_bits = 5;              // turbo: Lloyd-Max bits of K (2..5)
-  bool kv_k_qjl = false;          // turbo: 1-bit QJL correction of K's residual (unbiased inner products)
-  int kv_v_bits = 4;              // turbo: Lloyd-Max bits of V (2..5)
-  int64_t kv_hot_window = 0;      // compressed modes: the most recent positions kept exact (0 = compress all)
-  bool stream_experts = false;    // MoE experts stay on disk and are read (O_DIRECT) into a budgeted cache
-  int64_t expert_cache_mb = 0;    // that cache's budget; 0 = a quarter of the experts' bytes
-  int expert_queue_depth = 8;     // expert reads in flight
-  bool expert_predict_next = true;  // read ahead the next MoE layer's likely experts
-  std::string expert_cache_policy = "reuse";  // "reuse" (see docs/expert-streaming.md) or "lru"
-};
 
 // Counters of the engine's memory and caches (the same numbers /metrics exports).
 struct ModelCounters {

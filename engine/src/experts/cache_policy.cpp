@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "lmlab/error.h"
+#include "lmlab/options.h"
 
 namespace lmlab {
 
@@ -90,7 +91,7 @@ std::string_view cache_policy_name(CachePolicyKind k) { return k == CachePolicyK
 CachePolicyKind parse_cache_policy(std::string_view name) {
   if (name == "lru") return CachePolicyKind::lru;
   if (name == "reuse") return CachePolicyKind::reuse;
-  throw Error(ErrorKind::invalid_input, "--expert-cache-policy",
+  throw Error(ErrorKind::invalid_input, std::string(option_flag("expert_cache_policy")),
               fmt::format("unknown expert cache policy '{}' (lru | reuse)", name));
 }
 

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "lmlab/error.h"
+#include "lmlab/options.h"
 #include "weights/linear_view.h"
 
 namespace lmlab {
@@ -47,10 +48,11 @@ ExpertCache::ExpertCache(const ExpertLayout& layout, uint64_t budget_bytes, Cach
                          const CachePolicyOptions& policy_options)
     : layout_(layout), budget_bytes_(budget_bytes), slot_bytes_(layout.max_buffer_bytes()) {
   if (slot_bytes_ == 0)
-    throw Error(ErrorKind::invalid_input, "--stream-experts", "the model has no MoE experts to stream");
+    throw Error(ErrorKind::invalid_input, std::string(option_flag("stream_experts")),
+                "the model has no MoE experts to stream");
   const uint64_t n = budget_bytes / slot_bytes_;
   if (n == 0)
-    throw Error(ErrorKind::invalid_input, "--expert-cache-mb",
+    throw Error(ErrorKind::invalid_input, std::string(option_flag("expert_cache_mb")),
                 fmt::format("an expert cache of {:.2f} MB cannot hold one expert ({:.2f} MB)", budget_bytes / 1e6,
                             slot_bytes_ / 1e6));
   const uint64_t all = static_cast<uint64_t>(layout.all().size());
@@ -58,7 +60,7 @@ ExpertCache::ExpertCache(const ExpertLayout& layout, uint64_t budget_bytes, Cach
   arena_bytes_ = static_cast<uint64_t>(n_slots_) * slot_bytes_;
   void* p = ::mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
-    throw Error(ErrorKind::out_of_memory, "--expert-cache-mb",
+    throw Error(ErrorKind::out_of_memory, std::string(option_flag("expert_cache_mb")),
                 fmt::format("cannot reserve {} bytes for the expert cache: {}", arena_bytes_, std::strerror(errno)));
   arena_ = static_cast<uint8_t*>(p);
   for (int s = n_slots_ - 1; s >= 0; --s) free_.push_back(s);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "experts/expert_cache_budget.h"
 #include "lmlab/error.h"
 
 namespace lmlab {
@@ -98,7 +99,8 @@ ExpertHandle ExpertBatch::next() {
 // ---- ExpertStreamer --------------------------------------------------------------------------------------
 
 namespace {
-ExpertStreamerOptions with_defaults(ExpertStreamerOptions o, const ModelSpec& spec) {
+ExpertStreamerOptions with_defaults(ExpertStreamerOptions o, const ModelSpec& spec, const ExpertLayout& layout) {
+  o.expert_cache_bytes = resolve_expert_cache_bytes(o.expert_cache_bytes, layout);
   if (o.policy_options.top_k <= 0) o.policy_options.top_k = std::max<int64_t>(1, spec.top_k);
   o.read_chunk_bytes = std::max<uint64_t>(DirectReader::kAlignment,
                                           o.read_chunk_bytes / DirectReader::kAlignment * DirectReader::kAlignment);
@@ -107,10 +109,10 @@ ExpertStreamerOptions with_defaults(ExpertStreamerOptions o, const ModelSpec& sp
 }  // namespace
 
 ExpertStreamer::ExpertStreamer(const WeightStore& store, const ModelSpec& spec, const ExpertStreamerOptions& options)
-    : options_(with_defaults(options, spec)),
-      layout_(ExpertLayout::build(store, spec)),
-      reader_(layout_.files(), {options_.queue_depth, options_.use_uring, options_.force_buffered}),
-      cache_(layout_, options_.cache_bytes, options_.policy, options_.policy_options) {}
+    : layout_(ExpertLayout::build(store, spec)),
+      options_(with_defaults(options, spec, layout_)),
+      reader_(layout_.files(), {options_.expert_queue_depth, options_.use_uring, options_.force_buffered}),
+      cache_(layout_, options_.expert_cache_bytes, options_.expert_cache_policy, options_.policy_options) {}
 
 ExpertStreamer::~ExpertStreamer() {
   Lock lk(mu_);

@@ -30,11 +30,12 @@
 namespace lmlab {
 
 struct ExpertStreamerOptions {
-  uint64_t cache_bytes = 0;               // --expert-cache-mb * 2^20; must hold one expert
-  int queue_depth = 8;                    // reads in flight at most
-  bool predict_next_layer = true;         // the caller's cue to call prefetch() for the next MoE layer
+  // The ModelOptions of the same names (option table), in bytes and enums.
+  uint64_t expert_cache_bytes = 0;        // 0 = resolve_expert_cache_bytes's default; must hold one expert
+  int expert_queue_depth = 8;             // reads in flight at most
+  bool expert_predict_next = true;        // the caller's cue to call prefetch() for the next MoE layer
+  CachePolicyKind expert_cache_policy = CachePolicyKind::reuse;
   bool use_uring = true;                  // io_uring when built with liburing, else worker threads
-  CachePolicyKind policy = CachePolicyKind::reuse;
   CachePolicyOptions policy_options{};    // top_k 0 = the model's
   uint64_t read_chunk_bytes = 512 << 10;  // larger aligned reads are split, so one expert fills the queue
   bool force_buffered = false;            // tests: act as if O_DIRECT were refused
@@ -137,8 +138,8 @@ class ExpertStreamer {
   void release(ExpertEntry* e);
   void drop_claim(int32_t layer, int32_t expert);
 
+  ExpertLayout layout_;             // built once per streamer (before options_: the budget default needs it)
   ExpertStreamerOptions options_;
-  ExpertLayout layout_;
   DirectReader reader_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -78,15 +78,7 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
   r.reads = io.reads - io0.reads;
   r.bytes = io.bytes - io0.bytes;
   r.seconds = t_end - t0;
-  r.bytes_per_second = r.seconds > 0 ? static_cast<double>(r.bytes) / r.seconds : 0;
-  r.iops = r.seconds > 0 ? static_cast<double>(r.reads) / r.seconds : 0;
-  std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double q) {
-    return latencies.empty() ? 0.0 : latencies[std::min(latencies.size() - 1, static_cast<size_t>(q * latencies.size()))];
-  };
-  r.latency_p50_s = pct(0.50);
-  r.latency_p99_s = pct(0.99);
-  r.latency_max_s = latencies.empty() ? 0.0 : latencies.back();
+  r.latencies_s = std::move(latencies);
   r.kernel_read_bytes = process_read_bytes().value_or(0) - kernel0;
   return r;
 }
@@ -96,10 +88,7 @@ std::string IoBenchResult::to_json() const {
                         {"mode_reason", mode_reason},   {"backend", backend},
                         {"read_bytes", read_bytes},     {"queue_depth", queue_depth},
                         {"reads", reads},               {"bytes", bytes},
-                        {"seconds", seconds},           {"bytes_per_second", bytes_per_second},
-                        {"iops", iops},                 {"latency_p50_s", latency_p50_s},
-                        {"latency_p99_s", latency_p99_s}, {"latency_max_s", latency_max_s},
-                        {"kernel_read_bytes", kernel_read_bytes}}
+                        {"seconds", seconds},           {"kernel_read_bytes", kernel_read_bytes}}
       .dump();
 }
 
@@ -107,16 +96,16 @@ ExpertStreamBenchResult run_expert_stream_bench(const ExpertStreamBenchOptions& 
   const ModelSpec spec = load_model_spec(o.model_dir.string());
   const WeightStore store = WeightStore::open_dir(o.model_dir);
   ExpertStreamerOptions so;
-  so.queue_depth = o.queue_depth;
+  so.expert_queue_depth = o.queue_depth;
   so.use_uring = o.use_uring;
-  so.predict_next_layer = false;
-  so.policy = parse_cache_policy(o.policy);
-  const ExpertLayout layout = ExpertLayout::build(store, spec);
-  if (layout.all().empty())
+  so.expert_predict_next = false;
+  so.expert_cache_policy = parse_cache_policy(o.expert_cache_policy);
+  so.expert_cache_bytes = o.expert_cache_bytes;
+  if (spec.n_experts == 0)
     throw Error(ErrorKind::invalid_input, o.model_dir.string(), "the model has no MoE experts to stream");
-  so.cache_bytes = o.cache_bytes ? o.cache_bytes : std::max(layout.total_read_bytes() / 8, layout.max_buffer_bytes());
   const uint64_t kernel0 = process_read_bytes().value_or(0);
   ExpertStreamer s(store, spec, so);
+  const ExpertLayout& layout = s.layout();
   const StreamCounters c0 = s.counters();
   std::mt19937 rng(o.seed);
   std::vector<int32_t> all(static_cast<size_t>(spec.n_experts));
@@ -137,9 +126,9 @@ ExpertStreamBenchResult run_expert_stream_bench(const ExpertStreamBenchOptions& 
   r.kernel_read_bytes = process_read_bytes().value_or(0) - kernel0;
   r.mode = c.read_mode;
   r.backend = c.io_backend;
-  r.policy = o.policy;
+  r.policy = o.expert_cache_policy;
   r.expert_read_bytes = layout.all().front().read_bytes;
-  r.cache_bytes = so.cache_bytes;
+  r.cache_bytes = s.options().expert_cache_bytes;
   r.experts_bytes = layout.total_read_bytes();
   r.read_chunk_bytes = s.options().read_chunk_bytes;
   r.bytes = c.ssd_bytes_read_total;
@@ -147,9 +136,6 @@ ExpertStreamBenchResult run_expert_stream_bench(const ExpertStreamBenchOptions& 
   r.hits = c.expert_cache_hits_total;
   r.misses = c.expert_cache_misses_total;
   r.busy_seconds = c.ssd_read_seconds_total;
-  r.bytes_per_second = r.bytes / r.wall_seconds;
-  r.busy_bytes_per_second = r.busy_seconds > 0 ? r.bytes / r.busy_seconds : 0;
-  r.tokens_per_second = r.tokens / r.wall_seconds;
   return r;
 }
 
@@ -168,9 +154,6 @@ std::string ExpertStreamBenchResult::to_json() const {
                         {"misses", misses},
                         {"wall_seconds", wall_seconds},
                         {"busy_seconds", busy_seconds},
-                        {"bytes_per_second", bytes_per_second},
-                        {"busy_bytes_per_second", busy_bytes_per_second},
-                        {"tokens_per_second", tokens_per_second},
                         {"kernel_read_bytes", kernel_read_bytes}}
       .dump();
 }

@@ -1,4 +1,5 @@
-// plan_memory: strategy, byte budget and decode estimate from config.json and the safetensors headers.
+// plan_memory: strategy, byte budget and the bytes one decoded token touches, from config.json and the
+// safetensors headers. The decode speed those bytes imply is the lab's arithmetic (results: estimate_decode).
 #include "lmlab/memory_plan.h"
 
 #include <fmt/format.h>
@@ -8,9 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "arch/registry.h"
+#include "experts/expert_cache_budget.h"
 #include "experts/expert_layout.h"
 #include "lmlab/error.h"
+#include "lmlab/options.h"
 #include "lmlab/safetensors.h"
+#include "model/context_size.h"
 
 namespace lmlab {
 
@@ -46,9 +50,9 @@ MemoryPlan plan_memory(const std::filesystem::path& model_dir, const MemoryPlanO
   const bool stream = o.stream_experts && moe;
   p.available_bytes = o.available_bytes ? o.available_bytes : mem_available_bytes();
   p.headroom_bytes = o.headroom_bytes;
-  p.ctx_size = o.ctx_size > 0 ? o.ctx_size : spec.max_positions;
+  p.ctx_size = resolve_ctx_size(o.ctx_size, spec);
   if (p.ctx_size <= 0)
-    throw Error(ErrorKind::invalid_input, "--ctx-size", "the model has no max_position_embeddings: give a context size");
+    throw Error(ErrorKind::invalid_input, std::string(option_flag("ctx_size")), "the model has no max_position_embeddings: give a context size");
 
   // KV: K and V rows of every layer, a sliding layer holding at most its window.
   const uint64_t row = static_cast<uint64_t>(spec.n_kv_heads * spec.head_dim) * o.kv_bytes_per_value;
@@ -60,11 +64,9 @@ MemoryPlan plan_memory(const std::filesystem::path& model_dir, const MemoryPlanO
 
   p.resident_weight_bytes = stream ? p.weight_bytes - p.expert_bytes : p.weight_bytes;
   if (stream) {
-    const uint64_t need = p.resident_weight_bytes + p.kv_bytes + p.headroom_bytes;
-    if (o.expert_cache_mb > 0) p.expert_cache_bytes = static_cast<uint64_t>(o.expert_cache_mb) << 20;
-    else p.expert_cache_bytes = p.available_bytes > need ? p.available_bytes - need : 0;
-    p.expert_cache_bytes = std::min(p.expert_cache_bytes, layout.total_read_bytes());
-    p.expert_cache_bytes = std::max(p.expert_cache_bytes, layout.max_buffer_bytes());  // the minimum that runs
+    // What the engine will use (a budget beyond every expert is never filled).
+    p.expert_cache_bytes = std::min(resolve_expert_cache_bytes(static_cast<uint64_t>(o.expert_cache_mb) << 20, layout),
+                                    layout.total_read_bytes());
   }
   p.total_bytes = p.resident_weight_bytes + p.expert_cache_bytes + p.kv_bytes + p.headroom_bytes;
   p.fits = p.total_bytes <= p.available_bytes;
@@ -85,20 +87,6 @@ MemoryPlan plan_memory(const std::filesystem::path& model_dir, const MemoryPlanO
   } else {
     p.expert_hit_rate = 1.0;
   }
-  p.ssd_bytes_per_second = o.ssd_bytes_per_second;
-  p.memory_bytes_per_second = o.memory_bytes_per_second;
-  const double mem_bytes = static_cast<double>(p.bytes_per_token) - (stream ? p.ssd_bytes_per_token : 0.0);
-  // Unknown without the drive's bandwidth when the drive is read; "ssd" alone is an upper bound.
-  double seconds = 0.0;
-  const bool needs_ssd = p.ssd_bytes_per_token > 0;
-  if (!needs_ssd || o.ssd_bytes_per_second > 0) {
-    if (o.memory_bytes_per_second > 0) seconds += mem_bytes / o.memory_bytes_per_second, p.est_basis = "memory";
-    if (needs_ssd) {
-      seconds += static_cast<double>(p.ssd_bytes_per_token) / o.ssd_bytes_per_second;
-      p.est_basis = p.est_basis.empty() ? "ssd" : "memory+ssd";
-    }
-  }
-  if (seconds > 0) p.est_decode_tok_s = 1.0 / seconds;
 
   if (stream) {
     p.strategy = p.expert_cache_bytes >= layout.total_read_bytes() ? "full" : "ssd_streaming";
@@ -106,9 +94,8 @@ MemoryPlan plan_memory(const std::filesystem::path& model_dir, const MemoryPlanO
                          gb(p.expert_cache_bytes), 100.0 * p.expert_cache_bytes / layout.total_read_bytes(),
                          gb(layout.total_read_bytes()));
     if (!p.fits)
-      p.note += fmt::format("; but the resident part needs {} of {} available: lower --ctx-size or "
-                            "--expert-cache-mb",
-                            gb(p.total_bytes), gb(p.available_bytes));
+      p.note += fmt::format("; but the resident part needs {} of {} available: lower {} or {}", gb(p.total_bytes),
+                            gb(p.available_bytes), option_flag("ctx_size"), option_flag("expert_cache_mb"));
   } else if (p.fits) {
     p.strategy = "full";
     p.note = fmt::format("all weights resident: {} of {} available", gb(p.total_bytes), gb(p.available_bytes));
@@ -119,11 +106,12 @@ MemoryPlan plan_memory(const std::filesystem::path& model_dir, const MemoryPlanO
     if (moe) {
       const uint64_t rest = p.weight_bytes - p.expert_bytes + p.kv_bytes + p.headroom_bytes;
       p.note += rest < p.available_bytes
-                    ? fmt::format("; use --stream-experts (cache up to {} MiB)", (p.available_bytes - rest) >> 20)
+                    ? fmt::format("; use {} (cache up to {} MiB)", option_flag("stream_experts"),
+                                  (p.available_bytes - rest) >> 20)
                     : "; even without its experts the model does not fit";
     }
   }
-  if (o.stream_experts && !moe) p.note += "; --stream-experts ignored: the model has no experts";
+  if (o.stream_experts && !moe) p.note += fmt::format("; {} ignored: the model has no experts", option_flag("stream_experts"));
   return p;
 }
 
@@ -142,11 +130,7 @@ std::string MemoryPlan::to_json() const {
                       {"ctx_size", ctx_size},
                       {"bytes_per_token", bytes_per_token},
                       {"ssd_bytes_per_token", ssd_bytes_per_token},
-                      {"expert_hit_rate", expert_hit_rate},
-                      {"ssd_bytes_per_second", ssd_bytes_per_second},
-                      {"memory_bytes_per_second", memory_bytes_per_second},
-                      {"est_decode_tok_s", est_decode_tok_s > 0 ? nlohmann::json(est_decode_tok_s) : nlohmann::json()},
-                      {"est_basis", est_basis}};
+                      {"expert_hit_rate", expert_hit_rate}};
   return j.dump();
 }
 

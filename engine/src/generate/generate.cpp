@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #include "util/memory_stats.h"
 
@@ -49,6 +50,9 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
       break;
     }
     res.tokens.push_back(id);
+    // Test-only (--debug-token-delay-us): a slow decode, so that server tests can catch requests in flight.
+    if (const int64_t us = model.options().debug_token_delay_us; us > 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(us));
     // Every generated token enters the context (so a follow-up turn can reuse it) and counts as one step.
     logits = session.append(std::span<const int32_t>(&id, 1));
     last.assign(logits.begin(), logits.end());

@@ -5,9 +5,9 @@
 
 #include "arch/registry.h"
 #include "lmlab/error.h"
-#include "experts/expert_layout.h"
 #include "experts/expert_streamer.h"
 #include "kv/turboquant/tq_layer_spec.h"
+#include "model/context_size.h"
 #include "model/model_impl.h"
 #include "util/thread_pool.h"
 
@@ -21,9 +21,9 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
+  validate_options(options);
   if (options.device != Device::cpu)
-    throw Error(ErrorKind::unsupported, "--device", "this build has only the CPU backend");
-  if (options.prefill_size <= 0) throw Error(ErrorKind::invalid_input, "--prefill-size", "must be positive");
+    throw Error(ErrorKind::unsupported, std::string(option_flag("device")), "this build has only the CPU backend");
   if (options.threads > 0 && options.threads != ThreadPool::global().size())
     ThreadPool::set_global_threads(options.threads);
   auto impl = std::make_unique<Impl>();
@@ -31,17 +31,11 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   ModelSpec spec = load_model_spec(dir.string());
   WeightStore store = WeightStore::open_dir(dir);
   TransformerOptions topts;
-  if (options.stream_experts) {
-    topts.stream_experts = true;
-    topts.expert_queue_depth = options.expert_queue_depth;
-    topts.expert_predict_next = options.expert_predict_next;
-    topts.expert_cache_policy = options.expert_cache_policy;
-    if (options.expert_cache_mb > 0) {
-      topts.expert_cache_bytes = static_cast<uint64_t>(options.expert_cache_mb) << 20;
-    } else {  // default: a quarter of the experts' bytes
-      topts.expert_cache_bytes = ExpertLayout::build(store, spec).total_read_bytes() / 4;
-    }
-  }
+  topts.stream_experts = options.stream_experts;
+  topts.experts.expert_cache_bytes = static_cast<uint64_t>(options.expert_cache_mb) << 20;  // 0: the default
+  topts.experts.expert_queue_depth = options.expert_queue_depth;
+  topts.experts.expert_predict_next = options.expert_predict_next;
+  topts.experts.expert_cache_policy = parse_cache_policy(options.expert_cache_policy);
   impl->transformer = std::make_unique<Transformer>(std::move(spec), std::move(store), topts);
   const ModelSpec& s = impl->transformer->spec();
   if (std::filesystem::exists(dir / "tokenizer.json")) impl->tokenizer = Tokenizer::from_file(dir / "tokenizer.json");
@@ -58,7 +52,7 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   i.n_experts = s.n_experts;
   i.top_k = s.top_k;
   i.max_positions = s.max_positions;
-  i.ctx_size = options.ctx_size > 0 ? options.ctx_size : s.max_positions;
+  i.ctx_size = resolve_ctx_size(options.ctx_size, s);
   i.weight_bytes = impl->transformer->weight_bytes();
   i.weight_format = s.quant.bits ? fmt::format("q{}g{}", s.quant.bits, s.quant.group_size)
                                  : std::string(dtype_name(impl->transformer->store().require(
@@ -102,24 +96,6 @@ ModelCounters Model::counters() const {
   }
   if (const ExpertStreamer* es = impl_->transformer->streamer()) c.stream = es->counters();
   return c;
-}
-
-std::string_view kv_mode_name(KvMode mode) {
-  switch (mode) {
-    case KvMode::f32: return "f32";
-    case KvMode::turbo: return "turbo";
-    case KvMode::affine4: return "affine4";
-    case KvMode::affine8: return "affine8";
-    case KvMode::f16: return "f16";
-  }
-  return "f32";
-}
-
-KvMode kv_mode_from_name(std::string_view name) {
-  for (KvMode m : kAllKvModes)
-    if (kv_mode_name(m) == name) return m;
-  throw Error(ErrorKind::invalid_input, "--kv-mode",
-              "unknown KV mode '" + std::string(name) + "' (f32, turbo, affine4, affine8, f16)");
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include "experts/expert_streamer.h"
 #include "kernels/kernels.h"
 #include "lmlab/error.h"
+#include "lmlab/options.h"
 
 namespace lmlab {
 
@@ -25,13 +26,8 @@ Transformer::Transformer(ModelSpec spec, WeightStore store, const TransformerOpt
     : spec_(std::move(spec)), store_(std::move(store)) {
   if (options.stream_experts) {
     if (spec_.n_experts == 0)
-      throw Error(ErrorKind::invalid_input, "--stream-experts", spec_.arch + " is not a mixture-of-experts model");
-    ExpertStreamerOptions so;
-    so.cache_bytes = options.expert_cache_bytes;
-    so.queue_depth = options.expert_queue_depth;
-    so.predict_next_layer = options.expert_predict_next;
-    so.policy = parse_cache_policy(options.expert_cache_policy);
-    streamer_ = std::make_unique<ExpertStreamer>(store_, spec_, so);
+      throw Error(ErrorKind::invalid_input, std::string(option_flag("stream_experts")), spec_.arch + " is not a mixture-of-experts model");
+    streamer_ = std::make_unique<ExpertStreamer>(store_, spec_, options.experts);
   }
   load_weights();
 }
@@ -156,7 +152,7 @@ void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, 
   if (streamer_) {
     ExpertBatch batch = streamer_->request(static_cast<int32_t>(layer), chosen);
     // Read ahead: the next MoE layer's router applied to this layer's input predicts its experts.
-    if (streamer_->options().predict_next_layer) {
+    if (streamer_->options().expert_predict_next) {
       const int32_t next = streamer_->next_moe_layer(static_cast<int32_t>(layer));
       if (next >= 0) {
         std::vector<float> next_logits(n * E), next_w(n * K);

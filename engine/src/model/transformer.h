@@ -10,6 +10,7 @@
 #include "kv/kv_sequence.h"
 #include "weights/linear.h"
 #include "config/model_spec.h"
+#include "experts/expert_streamer.h"
 
 namespace lmlab {
 
@@ -30,16 +31,10 @@ struct LayerWeights {
   MoeWeights moe;
 };
 
-class ExpertStreamer;
-struct ExpertStreamerOptions;
-
 // Runtime choices that change how weights are held, not what the model computes.
 struct TransformerOptions {
-  bool stream_experts = false;         // MoE experts read from SSD on demand (ExpertStreamer)
-  uint64_t expert_cache_bytes = 0;     // budget of the streamed-expert cache
-  int expert_queue_depth = 8;
-  bool expert_predict_next = true;     // read ahead the next MoE layer's likely experts
-  std::string expert_cache_policy = "reuse";  // "reuse" | "lru"
+  bool stream_experts = false;  // MoE experts read from SSD on demand (ExpertStreamer)
+  ExpertStreamerOptions experts;
 };
 
 class Transformer {

@@ -2,6 +2,7 @@
 // Handlers never let an exception out: lmlab::Error becomes its OpenAI error body, anything else a 500.
 #include <nlohmann/json.hpp>
 
+#include "lmlab/options.h"
 #include "server/request.h"
 #include "server/responses.h"
 #include "server/server_state.h"
@@ -98,8 +99,12 @@ const char* route_method(const std::string& path) {
 }
 
 void register_routes(httplib::Server& http, ServerState& st) {
-  http.Get("/health", guarded(st, [](const httplib::Request&, httplib::Response& res) {
-             res.set_content(R"({"status":"ok"})", kJson);
+  // The engine options the model runs with, from the option table: what a client needs to tell configs apart.
+  http.Get("/health", guarded(st, [&st](const httplib::Request&, httplib::Response& res) {
+             const nlohmann::json body = {{"status", "ok"},
+                                          {"model", st.model_id},
+                                          {"options", nlohmann::json::parse(options_to_json_text(st.model->options()))}};
+             res.set_content(body.dump(), kJson);
            }));
   http.Get("/v1/models",
            guarded(st, [&st](const httplib::Request&, httplib::Response& res) { handle_models(st, res); }));

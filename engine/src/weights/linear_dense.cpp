@@ -1,4 +1,4 @@
-// Dense Linear over f32 / f16 / bf16 weights, read in place from the memory-mapped file.
+// Dense Linear over f32 / f16 / bf16 weights, used in place (the memory-mapped file or an expert buffer).
 #include <fmt/format.h>
 
 #include "kernels/kernels.h"
@@ -9,15 +9,6 @@
 namespace lmlab {
 
 namespace {
-
-kernels::WeightType weight_type(DType t, const std::string& where) {
-  switch (t) {
-    case DType::f32: return kernels::WeightType::f32;
-    case DType::f16: return kernels::WeightType::f16;
-    case DType::bf16: return kernels::WeightType::bf16;
-    default: throw Error(ErrorKind::unsupported, where, fmt::format("weight dtype {} is not supported", dtype_name(t)));
-  }
-}
 
 class DenseLinear final : public Linear {
  public:
@@ -59,55 +50,11 @@ class DenseLinear final : public Linear {
   std::vector<float> bias_;
 };
 
-float scalar_at(const TensorRef& r, int64_t i) {
-  const uint8_t* p = r.data();
-  switch (r.info->dtype) {
-    case DType::f32: return reinterpret_cast<const float*>(p)[i];
-    case DType::f16: return f16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
-    case DType::bf16: return bf16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
-    default:
-      throw Error(ErrorKind::unsupported, r.file->path().string() + ": tensor '" + r.info->name + "'",
-                  fmt::format("dtype {} is not supported for a vector", dtype_name(r.info->dtype)));
-  }
-}
-
 }  // namespace
 
 std::unique_ptr<Linear> make_dense_linear(int64_t out, int64_t in, kernels::WeightType type, const uint8_t* w,
                                           std::vector<float> bias) {
   return std::make_unique<DenseLinear>(out, in, type, w, std::move(bias));
-}
-
-// Defined in linear_affine.cpp: MLX affine-quantized weights (U32-packed weight + scales + biases).
-std::unique_ptr<Linear> load_linear_affine(const WeightStore& store, const std::string& prefix, int64_t out,
-                                           int64_t in, const QuantSpec& quant, int64_t expert);
-
-std::vector<float> load_vector_f32(const WeightStore& store, const std::string& name, int64_t n, float offset) {
-  const int64_t shape[] = {n};
-  TensorRef r = store.require(name, shape);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[i] = scalar_at(r, i) + offset;
-  return v;
-}
-
-std::unique_ptr<Linear> load_linear(const WeightStore& store, const std::string& prefix, int64_t out, int64_t in,
-                                    const QuantSpec& quant, int64_t expert) {
-  TensorRef w = store.require(prefix + ".weight");
-  if (w.info->dtype == DType::u32 || quant.bits > 0)
-    return load_linear_affine(store, prefix, out, in, quant, expert);
-  const std::string where = w.file->path().string() + ": tensor '" + w.info->name + "'";
-  std::vector<int64_t> shape = {out, in};
-  if (expert >= 0) shape.insert(shape.begin(), w.info->shape.empty() ? 0 : w.info->shape[0]);
-  if (w.info->shape != shape || (expert >= 0 && expert >= shape[0]))
-    throw Error(ErrorKind::model_format, where,
-                fmt::format("shape does not match the config (want [{}, {}]{})", out, in,
-                            expert >= 0 ? fmt::format(" for expert {}", expert) : ""));
-  const kernels::WeightType type = weight_type(w.info->dtype, where);
-  const uint64_t slice_bytes = static_cast<uint64_t>(out * in) * dtype_size(w.info->dtype);
-  const uint8_t* data = w.data() + (expert >= 0 ? expert * slice_bytes : 0);
-  std::vector<float> bias;
-  if (store.contains(prefix + ".bias")) bias = load_vector_f32(store, prefix + ".bias", out);
-  return std::make_unique<DenseLinear>(out, in, type, data, std::move(bias));
 }
 
 }  // namespace lmlab

@@ -29,13 +29,12 @@ struct LinearView {
   TensorView weight, scales, biases, bias;
 };
 
-// Checks shapes and dtypes against [out, in] and `quant`, throws model_format naming `where` on a mismatch.
-// Quantized weights (u32, or with scales: mlx-lm's rule) go to make_linear_affine_from_bytes with `quant`.
+// Checks shapes and dtypes against [out, in] and `quant` and throws model_format / unsupported naming the
+// tensor's `where`. Quantized weights (u32, or with scales: mlx-lm's rule) become make_affine_linear, the rest
+// make_dense_linear. load_linear goes through here too: one validation for mapped and streamed weights.
 std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant);
 
-// The MLX affine case (linear_affine_view.cpp), called by make_linear_from_bytes with the shapes
-// already checked: weight u32 [out, in * bits / 32], scales and biases [out, in / group_size] of one dtype.
-std::unique_ptr<Linear> make_linear_affine_from_bytes(const LinearView& v, int64_t out, int64_t in,
-                                                      const QuantSpec& quant);
+// A vector tensor [n] (a norm weight, a bias) as f32 plus `offset` (gemma's (1 + w)); f32/f16/bf16.
+std::vector<float> view_to_f32(const TensorView& t, int64_t n, float offset = 0.0f);
 
 }  // namespace lmlab

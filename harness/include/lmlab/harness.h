@@ -96,7 +96,7 @@ struct RunOutcome {
 // Runs every config x context x repetition and records the samples into `store` (one run). The model is
 // loaded once per config and reused across its contexts and repetitions (each sample gets a fresh session).
 // Throws lmlab::Error before the run starts when the scenario has no model or the model directory has no
-// safetensors files; ResultsError when the store fails.
+// safetensors files; lmlab::Error (io) when the store fails.
 RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const RunSettings& settings);
 
 // Helpers the CLI also uses.

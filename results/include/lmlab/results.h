@@ -5,26 +5,23 @@
 // - Only raw measurements are stored (token counts, nanoseconds, bytes); rates, medians and percentiles are
 //   computed here from samples, never written to the database.
 // - The schema is versioned with PRAGMA user_version. open() creates the schema in an empty file, applies
-//   migrations from any older version in order inside one transaction, and refuses (ResultsError naming the
+//   migrations from any older version in order inside one transaction, and refuses (lmlab::Error naming the
 //   file and both versions) a database written by a newer lmlab, a SQLite file that is not an lmlab database,
 //   or a file that is not SQLite at all. It never drops or rewrites existing data.
-// - Nothing here depends on the engine; the engine knows nothing of the lab.
+// - Nothing here depends on the engine but its error type (lmlab/error.h: every failure is an lmlab::Error,
+//   kind io for SQLite failures, invalid_input for a file that is not an lmlab database or a bad argument,
+//   unsupported for a newer schema); the engine knows nothing of the lab.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
-namespace lmlab {
+#include "lmlab/error.h"
 
-// Every failure of the results store (open, schema, migration, query) carries a message naming the file.
-class ResultsError : public std::runtime_error {
-public:
-  using std::runtime_error::runtime_error;
-};
+namespace lmlab {
 
 // Schema version this code writes and understands (PRAGMA user_version).
 // v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added.
@@ -62,7 +59,7 @@ struct Sample {
 
 class ResultsStore {
 public:
-  // Opens (creating if absent) the database at path; see the invariants above. Throws ResultsError.
+  // Opens (creating if absent) the database at path; see the invariants above. Throws lmlab::Error.
   static ResultsStore open(const std::string& path);
 
   ResultsStore(ResultsStore&&) noexcept;
@@ -137,5 +134,31 @@ std::vector<GateResult> gate(const std::vector<Sample>& baseline, const std::vec
 
 // True when any GateResult is a regression.
 bool any_regression(const std::vector<GateResult>& results);
+
+// ---- figures of raw engine measurements (figures.cpp): the engine returns samples, the lab derives ----
+
+double per_second(double count, double seconds);  // 0 when seconds <= 0
+
+// lmlab iobench's read latencies (quantile's interpolation); zeros when there are none.
+struct LatencyFigures {
+  double p50_s = 0, p99_s = 0, max_s = 0;
+};
+LatencyFigures latency_figures(std::vector<double> latencies_s);
+
+// A memory plan's decode speed from the bytes one token touches: tok_s 0 and basis "" when a bandwidth it needs
+// is unknown (0); basis "memory", "ssd" (drive-bound only: an upper bound) or "memory+ssd".
+struct DecodeEstimate {
+  double tok_s = 0;
+  std::string basis;
+};
+DecodeEstimate estimate_decode(uint64_t bytes_per_token, uint64_t ssd_bytes_per_token, double memory_bytes_per_second,
+                               double ssd_bytes_per_second);
+
+// lmlab decode-bench: one prefill and one duration per decode step.
+struct DecodeBenchFigures {
+  double prefill_tok_s = 0, decode_tok_s = 0;  // decode: steps / their summed time
+  double step_ms_p50 = 0, step_ms_p90 = 0;
+};
+DecodeBenchFigures decode_bench_figures(int64_t prefill_tokens, int64_t prefill_ns, const std::vector<int64_t>& step_ns);
 
 }  // namespace lmlab
