@@ -171,6 +171,9 @@ LMLAB_TARGET_AVX512_VNNI void tile_vnni(const uint8_t* w, int64_t rb, const void
       const __mmask64 m = k + 1 < chunks ? ~__mmask64{0} : tail;
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
+        // The next row block's same chunk, one block ahead: the hardware prefetchers stop at 4 KiB pages, which
+        // a 4-row block of a 2048-wide 4-bit matrix just fills, so each block would start cold.
+        _mm_prefetch(reinterpret_cast<const char*>(w + (R + r) * rb + k * kChunkBytes), _MM_HINT_T0);
         __m512i q[J];
         unpack_words512<BITS>(_mm512_maskz_loadu_epi8(m, w + r * rb + k * kChunkBytes), q);
         const __m512 sl = _mm512_permutexvar_ps(ix, sw[r]);
@@ -239,6 +242,7 @@ LMLAB_TARGET_AVX2 void tile_avx2(const uint8_t* w, int64_t rb, const void* s, co
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         const auto* wp = w + r * rb + h * kHalf;
+        if (h % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(wp + R * rb), _MM_HINT_T0);  // as tile_vnni
         const __m256i wv = h + 1 < halves ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp))
                                           : _mm256_maskload_epi32(reinterpret_cast<const int*>(wp), tail);
         __m256i q[J];
