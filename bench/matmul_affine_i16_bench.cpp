@@ -16,19 +16,10 @@
 
 namespace {
 
-using lmlab::bench::QuantProblem;
-
 void run_int(benchmark::State& state, int bits, int64_t n) {
-  const int64_t rows = state.range(0), cols = state.range(1);
-  const int gs = static_cast<int>(state.range(2));
-  QuantProblem p(bits, rows, cols, gs, n);
-  for (auto _ : state) {
-    lmlab::kernels::matmul_affine_int({p.w, p.x.data(), p.y.data(), n});
-    benchmark::DoNotOptimize(p.y.data());
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(p.w.bytes()));
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n * rows * cols);
+  lmlab::bench::run_affine_bench(state, bits, n, [](const lmlab::kernels::MatmulAffineArgs& a) {
+    lmlab::kernels::matmul_affine_int(a);
+  });
   const bool vnni = lmlab::kernels::cpu::active_isa() == lmlab::kernels::cpu::Isa::avx512 &&
                     lmlab::kernels::cpu::has_avx512_vnni();
   state.SetLabel(vnni ? "avx512vnni" : lmlab::kernels::cpu::isa_name());

@@ -2,6 +2,8 @@
 // by the affine matmul benchmarks.
 #pragma once
 
+#include <benchmark/benchmark.h>
+
 #include <cstdint>
 #include <vector>
 
@@ -38,5 +40,21 @@ struct QuantProblem {
     w = AffineWeight{packed.data(), scales.data(), biases.data(), ScaleType::bf16, bits, group_size, rows, cols};
   }
 };
+
+// Times matmul(MatmulAffineArgs) on a random rows x cols weight (benchmark args: rows, cols, group size) and n
+// tokens; bytes/s = the bytes one pass over the weight reads, items/s = FLOPs (2 * n * rows * cols).
+template <class Matmul>
+void run_affine_bench(benchmark::State& state, int bits, int64_t n, Matmul matmul) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const int gs = static_cast<int>(state.range(2));
+  QuantProblem p(bits, rows, cols, gs, n);
+  for (auto _ : state) {
+    matmul(kernels::MatmulAffineArgs{p.w, p.x.data(), p.y.data(), n});
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(p.w.bytes()));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n * rows * cols);
+}
 
 }  // namespace lmlab::bench

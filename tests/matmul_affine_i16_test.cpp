@@ -10,6 +10,7 @@
 
 #include "kernels/cpu/isa.h"
 #include "kernels/matmul_affine_i16.h"
+#include "isa_test.h"
 #include "quant_matrix.h"
 #include "tolerance.h"
 
@@ -22,11 +23,7 @@ using test::QuantMatrix;
 using test::scale_name;
 
 std::vector<float> normal_values(int64_t n, uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, sigma);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = d(rng);
-  return v;
+  return test::random_vector(static_cast<size_t>(n), seed, sigma);
 }
 
 TEST(MatmulAffineI16Ref, QuantizerRoundsEachBlockToItsMaxOver32767) {
@@ -64,13 +61,7 @@ TEST(MatmulAffineI16Ref, SupportedWeights) {
   EXPECT_FALSE(kernels::affine_i16_supported(w(4, 64, 96)));
 }
 
-class MatmulAffineI16Cpu : public ::testing::TestWithParam<const char*> {
- protected:
-  void SetUp() override {
-    if (!kernels::cpu::force_isa(GetParam())) GTEST_SKIP() << "this machine has no " << GetParam();
-  }
-  void TearDown() override { kernels::cpu::force_isa(nullptr); }
-};
+class MatmulAffineI16Cpu : public test::IsaTest {};
 
 TEST_P(MatmulAffineI16Cpu, QuantizerIsBitIdenticalToTheReference) {
   for (int64_t cols : {32, 96, 1056})

@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/isa.h"
 #include "kernels/matmul_affine.h"
+#include "isa_test.h"
 #include "quant_matrix.h"
 #include "tolerance.h"
 #include "util/half.h"
@@ -61,13 +62,7 @@ struct Shape {
   int64_t rows, cols_groups, n;
 };
 
-class MatmulAffineCpu : public ::testing::TestWithParam<const char*> {
- protected:
-  void SetUp() override {
-    if (!kernels::cpu::force_isa(GetParam())) GTEST_SKIP() << "this machine has no " << GetParam();
-  }
-  void TearDown() override { kernels::cpu::force_isa(nullptr); }
-};
+class MatmulAffineCpu : public test::IsaTest {};
 
 TEST_P(MatmulAffineCpu, MatchesReferenceOverOddShapes) {
   // rows: tails of the 4-row blocks; cols: 1 to 9 groups (crossing the 512-column prefill block);

@@ -32,15 +32,6 @@ namespace {
 constexpr int64_t kChunkBytes = 64;
 constexpr int64_t kTokenBlock = 64;
 
-float scale_value(const void* p, ScaleType t, int64_t i) {
-  switch (t) {
-    case ScaleType::f32: return static_cast<const float*>(p)[i];
-    case ScaleType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case ScaleType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-  }
-  return 0.0f;
-}
-
 // ------------------------------------------------------------------------------------------- quantize
 
 #if LMLAB_X86
@@ -370,7 +361,7 @@ void rows_scalar(const AffineWeight& w, const I16Activations& x, float* y, int64
           qx += d * static_cast<float>(dot);
           xs += d * static_cast<float>(x.sums[t * nb + b]);
         }
-        acc += scale_value(w.scales, w.scale_type, r * G + g) * qx + scale_value(w.biases, w.scale_type, r * G + g) * xs;
+        acc += affine_scale_value(w.scales, w.scale_type, r * G + g) * qx + affine_scale_value(w.biases, w.scale_type, r * G + g) * xs;
       }
       y[t * w.rows + r] = acc;
     }
