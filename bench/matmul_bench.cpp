@@ -161,7 +161,7 @@ void BM_prefill16_bf16(benchmark::State& state) { run_matmul(state, WeightType::
 void BM_prefill128_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 128); }
 
 // 8192 x 16384 bf16 = 256 MiB (far beyond cache); 4096 x 4096 bf16 = 32 MiB (mid: about the L3 size).
-BENCHMARK(BM_matvec_bf16)->Args({8192, 16384})->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_matvec_bf16)->Args({8192, 16384})->Args({4096, 4096})->Args({6144, 2048})->Args({2048, 6144})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_matvec_f16)->Args({8192, 16384})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_matvec_f32)->Args({8192, 8192})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_prefill16_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -17,6 +17,7 @@
 
 #include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
+#include "isa_test.h"
 #include "tolerance.h"
 #include "util/half.h"
 #include "util/thread_pool.h"
@@ -28,28 +29,13 @@ using kernels::WeightType;
 using test::expect_close;
 using test::tolerance;
 
-std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using test::random_vector;
 
 const char* type_name(WeightType t) { return t == WeightType::f32 ? "f32" : t == WeightType::f16 ? "f16" : "bf16"; }
 
 // ------------------------------------------------------------------------------------------- ISA fixture
 
-class KernelCpu : public ::testing::TestWithParam<const char*> {
- protected:
-  void SetUp() override {
-    if (!kernels::cpu::force_isa(GetParam()))
-      GTEST_SKIP() << "this CPU lacks " << GetParam() << " (detected best: "
-                   << kernels::cpu::isa_name(kernels::cpu::detected_isa()) << ")";
-    ASSERT_STREQ(kernels::cpu::isa_name(), GetParam());
-  }
-  void TearDown() override { kernels::cpu::force_isa(nullptr); }
-};
+class KernelCpu : public test::IsaTest {};
 
 INSTANTIATE_TEST_SUITE_P(Kernel, KernelCpu, ::testing::Values("scalar", "avx2", "avx512"),
                          [](const auto& info) { return std::string(info.param); });

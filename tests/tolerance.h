@@ -41,6 +41,15 @@ inline double tolerance(kernels::WeightType type, int64_t reduction_len) {
   return 8.0 * unit_roundoff(type) * std::sqrt(static_cast<double>(std::max<int64_t>(1, reduction_len)));
 }
 
+// Relative tolerance for a result computed from int16-quantized activations (kernels/matmul_affine_i16.h)
+// against the same computation on the f32 activations. Each value moves by at most half a step of its block,
+// xd / 2 = amax / 65534, uniformly: rms amax / (65534 sqrt 3) per value, which for blocks of normal values
+// (amax ~ 2.5 rms) is ~2e-5 of the activations' rms and, summed through random weights, of the result's rms.
+// The factor 8 as in tolerance() covers the worst element; the f32 rounding of the two sums comes on top.
+inline double int16_activation_tolerance(int64_t reduction_len) {
+  return 8.0 / (65534.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
+}
+
 // Element-wise comparison (see the file comment); the failure message names `what` and gives the worst
 // element's index, got and want, the max abs error, the max relative error |got - want| / |want| and the count
 // of elements over tolerance.

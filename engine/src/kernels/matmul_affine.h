@@ -39,6 +39,9 @@ struct MatmulAffineArgs {
   int64_t n;
 };
 
+// Element i of a scales or biases array as f32.
+float affine_scale_value(const void* p, ScaleType t, int64_t i);
+
 // True when the weight's parameters are ones these kernels handle (bits, group size, cols divisible).
 bool affine_params_supported(int bits, int group_size, int64_t cols);
 

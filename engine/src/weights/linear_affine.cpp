@@ -1,11 +1,15 @@
 // MLX affine-quantized Linear: `<prefix>.weight` U32 [out, in * bits / 32] (bits packed along the input
 // dimension, first value in the lowest bits), `<prefix>.scales` and `<prefix>.biases` [out, in / group_size]
 // in bf16 / f16 / f32; stacked experts carry a leading [n_experts] axis on all three and `expert` picks one
-// slice. The tensors are used in place (mapped, or an expert buffer); forward is the fused kernel in
-// kernels/matmul_affine.h. Their checks are make_linear_from_bytes's (linear_view.cpp).
+// slice. The tensors are used in place (mapped, or an expert buffer); their checks are make_linear_from_bytes's
+// (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens) of 4- and 8-bit weights take the integer-dot
+// kernel (kernels/matmul_affine_i16.h: int16 activations, bound by the weight bytes); prefill and other widths the
+// fused f32 kernel (kernels/matmul_affine.h), whose dequantized tiles are reused across tokens and which keeps
+// prefill logits and perplexity at f32 accuracy.
 #include <fmt/format.h>
 
 #include "kernels/matmul_affine.h"
+#include "kernels/matmul_affine_i16.h"
 #include "lmlab/error.h"
 #include "weights/linear.h"
 
@@ -13,13 +17,16 @@ namespace lmlab {
 
 namespace {
 
+constexpr int64_t kIntegerMaxTokens = 4;  // the integer kernel's widest token tile
+
 class AffineLinear final : public Linear {
  public:
   AffineLinear(const kernels::AffineWeight& w, std::vector<float> bias)
-      : Linear(w.rows, w.cols), w_(w), bias_(std::move(bias)) {}
+      : Linear(w.rows, w.cols), w_(w), integer_(kernels::affine_i16_supported(w)), bias_(std::move(bias)) {}
 
   void forward(const float* x, float* y, int64_t n) const override {
-    kernels::matmul_affine({w_, x, y, n});
+    if (integer_ && n <= kIntegerMaxTokens) kernels::matmul_affine_int({w_, x, y, n});
+    else kernels::matmul_affine({w_, x, y, n});
     if (!bias_.empty())
       for (int64_t t = 0; t < n; ++t)
         for (int64_t r = 0; r < out_; ++r) y[t * out_ + r] += bias_[r];
@@ -32,6 +39,7 @@ class AffineLinear final : public Linear {
 
  private:
   kernels::AffineWeight w_;
+  bool integer_;  // 4 / 8 bits: integer dots
   std::vector<float> bias_;
 };
 

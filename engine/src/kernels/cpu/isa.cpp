@@ -49,6 +49,15 @@ Isa detected_isa() {
   return best;
 }
 
+bool has_avx512_vnni() {
+#if LMLAB_X86
+  static const bool vnni = detected_isa() == Isa::avx512 && __builtin_cpu_supports("avx512vnni");
+  return vnni;
+#else
+  return false;
+#endif
+}
+
 bool isa_supported(Isa isa) { return static_cast<int>(isa) <= static_cast<int>(detected_isa()); }
 
 Isa active_isa() { return static_cast<Isa>(current().load(std::memory_order_relaxed)); }

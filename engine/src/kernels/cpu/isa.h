@@ -14,6 +14,8 @@ enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
 // avx512: F + BW (16-bit widening) + VL + DQ; avx2: AVX2 + FMA + F16C (half conversion).
 #define LMLAB_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define LMLAB_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+// The avx512 tier plus VNNI (vpdpbusd): integer-dot kernels use it when has_avx512_vnni(), else their AVX2 path.
+#define LMLAB_TARGET_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 #else
 #define LMLAB_X86 0
 #endif
@@ -21,6 +23,7 @@ enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
 Isa active_isa();                  // the path the kernels take now
 Isa detected_isa();                // the best one this machine supports
 bool isa_supported(Isa isa);
+bool has_avx512_vnni();            // this machine has AVX-512 VNNI (within the avx512 tier, not a tier of its own)
 const char* isa_name(Isa isa);     // "scalar", "avx2", "avx512"
 bool parse_isa(const char* name, Isa* out);
 

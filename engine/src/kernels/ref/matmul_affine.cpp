@@ -20,11 +20,7 @@ bool affine_params_supported(int bits, int group_size, int64_t cols) {
   return cols > 0 && cols % group_size == 0;
 }
 
-namespace ref {
-
-namespace {
-
-float scale_at(const void* p, ScaleType t, int64_t i) {
+float affine_scale_value(const void* p, ScaleType t, int64_t i) {
   switch (t) {
     case ScaleType::f32: return static_cast<const float*>(p)[i];
     case ScaleType::f16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
@@ -32,6 +28,10 @@ float scale_at(const void* p, ScaleType t, int64_t i) {
   }
   return 0.0f;
 }
+
+namespace ref {
+
+namespace {
 
 // Value c of row r: bits [c * bits, (c + 1) * bits) of the row's little-endian bit stream.
 uint32_t quant_at(const AffineWeight& w, int64_t r, int64_t c) {
@@ -51,8 +51,8 @@ void dequantize_affine_row(const AffineWeight& w, int64_t r, float* out) {
   const int64_t groups = w.groups_per_row();
   for (int64_t c = 0; c < w.cols; ++c) {
     const int64_t g = r * groups + c / w.group_size;
-    out[c] = scale_at(w.scales, w.scale_type, g) * static_cast<float>(quant_at(w, r, c)) +
-             scale_at(w.biases, w.scale_type, g);
+    out[c] = affine_scale_value(w.scales, w.scale_type, g) * static_cast<float>(quant_at(w, r, c)) +
+             affine_scale_value(w.biases, w.scale_type, g);
   }
 }
 
