@@ -29,6 +29,9 @@ int run_serve(Flags fl) {
 
   auto model = Model::load(fl.engine.model, fl.engine.options());
   Server server(model, fl.server);
+  if (!server.chat_template_error().empty())
+    fmt::print(stderr, "lmlab serve: warning: no chat template, /v1/chat/completions will answer 400: {}\n",
+               server.chat_template_error());
   std::thread([&server, stop_signals] {
     int sig = 0;
     sigwait(&stop_signals, &sig);

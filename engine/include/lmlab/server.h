@@ -34,6 +34,8 @@ class Server {
   void listen();  // serves until stop(); blocking
   int bound_port() const;
   const std::string& model_id() const;
+  // Why the model's chat template could not be loaded ("" when it loaded); chat requests get it in their 400.
+  const std::string& chat_template_error() const;
   void stop();  // thread-safe; returns once the listener is shut (running generations finish first)
 
   struct Impl;

@@ -107,7 +107,10 @@ std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext&
     }
     messages.push_back(std::move(out));
   }
-  if (!ctx.chat_template) bad("messages", "the model has no chat template; use /v1/completions");
+  if (!ctx.chat_template)
+    bad("messages", "the model has no usable chat template (" +
+                        (ctx.chat_template_error.empty() ? std::string("none") : ctx.chat_template_error) +
+                        "); use /v1/completions");
   std::string text;
   try {
     text = ctx.chat_template->apply(messages, true);

@@ -75,7 +75,8 @@ void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httpl
 
 void handle_generation(ServerState& st, const httplib::Request& req, httplib::Response& res, Endpoint ep) {
   st.metrics.requests_total.fetch_add(1);
-  RequestContext ctx{st.model.get(), st.chat_template ? &*st.chat_template : nullptr, st.options.max_tokens};
+  RequestContext ctx{st.model.get(), st.chat_template ? &*st.chat_template : nullptr, st.chat_template_error,
+                     st.options.max_tokens};
   GenerationRequest rq = parse_generation_request(req.body, ep, ctx);
   if (rq.stream) return stream_generation(st, std::move(rq), ep, res);
   ActiveRequest active(st.metrics);

@@ -10,6 +10,7 @@
 
 #include "lmlab/error.h"
 #include "server/server_state.h"
+#include "tokenizer/unicode.h"
 
 namespace lmlab {
 
@@ -55,10 +56,15 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
   impl_ = std::make_unique<Impl>(std::move(model), std::move(options));
   ServerState& st = impl_->state;
   st.model_id = st.options.model_id.empty() ? default_model_id(*st.model) : st.options.model_id;
+  // JSON bodies carry the id: it must be text (a directory name need not be).
+  if (!tok::utf8_valid(st.model_id))
+    throw Error(ErrorKind::invalid_input, st.options.model_id.empty() ? "model directory name" : "--model-id",
+                "the model id must be valid UTF-8 (set --model-id)");
   try {
     st.chat_template = ChatTemplate::from_model_dir(st.model->info().dir);
-  } catch (const Error&) {
-    // No (usable) template: /v1/chat/completions answers 400 saying so; completions still work.
+  } catch (const Error& e) {
+    // No usable template: /v1/chat/completions answers 400 with this reason; completions still work.
+    st.chat_template_error = e.what();
   }
   if (!st.model->has_tokenizer())
     throw Error(ErrorKind::model_format, st.model->info().dir.string(), "the server needs tokenizer.json");
@@ -87,6 +93,12 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
     return httplib::Server::HandlerResponse::Handled;
   }));
   server::register_routes(http, st);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server binds the same port
+  // and the kernel splits connections between the two.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
 
   const ServerOptions& o = st.options;
   impl_->port = o.port == 0 ? http.bind_to_any_port(o.host) : (http.bind_to_port(o.host, o.port) ? o.port : -1);
@@ -105,6 +117,8 @@ void Server::listen() {
 int Server::bound_port() const { return impl_->port; }
 
 const std::string& Server::model_id() const { return impl_->state.model_id; }
+
+const std::string& Server::chat_template_error() const { return impl_->state.chat_template_error; }
 
 void Server::stop() {
   if (!impl_) return;

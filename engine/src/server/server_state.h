@@ -22,7 +22,8 @@ struct ServerState {
   std::shared_ptr<Model> model;
   ServerOptions options;
   std::string model_id;
-  std::optional<ChatTemplate> chat_template;  // absent when the model ships none
+  std::optional<ChatTemplate> chat_template;  // absent when the model ships none or it failed to load
+  std::string chat_template_error;            // why it is absent
   ServerMetrics metrics;
   GenerationSlots slots;
 };
