@@ -40,7 +40,7 @@ class ServerTest : public ::testing::Test {
     model_ = Model::load(test::model_dir("coder-dense"));
     ServerOptions o;
     o.port = 0;
-    o.max_tokens = 8;
+    o.max_tokens = 4096;  // the cap; every request below names its own max_tokens
     o.parallel = 2;
     running_ = new Running(model_, o);
   }

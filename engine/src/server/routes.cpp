@@ -42,12 +42,14 @@ void handle_models(const ServerState& st, httplib::Response& res) {
   res.set_content(nlohmann::json{{"object", "list"}, {"data", {model}}}.dump(), kJson);
 }
 
-void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res) {
+void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res,
+                       std::shared_ptr<Admission> admission) {
   auto active = std::make_shared<ActiveRequest>(st.metrics);
   auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
   const ResponseIds ids = new_response_ids(ep, st.model_id);
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider("text/event-stream", [&st, ep, ids, rqp, active](size_t, httplib::DataSink& sink) {
+  res.set_chunked_content_provider("text/event-stream", [&st, ep, ids, rqp, active, admission](size_t,
+                                                                                            httplib::DataSink& sink) {
     auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
     try {
       if (ep == Endpoint::chat && !write(sse_role_chunk(ids))) {
@@ -58,8 +60,13 @@ void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httpl
         return write(sse_text_chunk(ep, ids, text));
       });
       if (out.cancelled) return false;  // the client is gone: nothing more to say
-      write(sse_finish_chunk(ep, ids, out.finish_reason));
-      if (rqp->include_usage) write(sse_usage_chunk(ep, ids, out));
+      if (out.shutdown) {
+        st.metrics.requests_errors_total.fetch_add(1);
+        write(sse_error(error_body(http_error_shutting_down())));
+      } else {
+        write(sse_finish_chunk(ep, ids, out.finish_reason));
+        if (rqp->include_usage) write(sse_usage_chunk(ep, ids, out));
+      }
     } catch (const Error& e) {
       st.metrics.requests_errors_total.fetch_add(1);
       write(sse_error(error_body(http_error_from(e))));
@@ -73,15 +80,27 @@ void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httpl
   });
 }
 
+// 429 / 503 answers carry Retry-After (seconds), as HTTP and OpenAI's clients expect.
+void reply_retry_later(ServerState& st, httplib::Response& res, const HttpError& e) {
+  st.metrics.requests_errors_total.fetch_add(1);
+  reply_error(res, e);
+  res.set_header("Retry-After", "1");
+}
+
 void handle_generation(ServerState& st, const httplib::Request& req, httplib::Response& res, Endpoint ep) {
   st.metrics.requests_total.fetch_add(1);
+  if (st.draining) return reply_retry_later(st, res, http_error_shutting_down());
+  // Admission before parsing: a full server spends nothing on the body (tokenizing may be the costly part).
+  std::shared_ptr<Admission> admission = Admission::try_enter(st);
+  if (!admission) return reply_retry_later(st, res, http_error_busy(st.options.parallel, st.options.queue));
   RequestContext ctx{st.model.get(), st.chat_template ? &*st.chat_template : nullptr, st.chat_template_error,
                      st.options.max_tokens};
   GenerationRequest rq = parse_generation_request(req.body, ep, ctx);
-  if (rq.stream) return stream_generation(st, std::move(rq), ep, res);
+  if (rq.stream) return stream_generation(st, std::move(rq), ep, res, std::move(admission));
   ActiveRequest active(st.metrics);
   const ResponseIds ids = new_response_ids(ep, st.model_id);
   const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, rq, {});
+  if (out.shutdown) return reply_retry_later(st, res, http_error_shutting_down());
   res.set_content(completion_body(ep, ids, out), kJson);
 }
 
