@@ -309,6 +309,23 @@ TEST_F(ServerTest, ClientHangingUpMidStreamCancelsGeneration) {
   EXPECT_EQ(ok->status, 200);
 }
 
+TEST_F(ServerTest, ClientHangingUpOnANonStreamedRequestCancelsGeneration) {
+  const double cancelled = metric("requests_cancelled_total"), tokens = metric("tokens_generated_total");
+  constexpr int kMaxTokens = 4000;
+  auto c = client();
+  c.set_read_timeout(0, 300000);  // gives up after 0.3 s and closes the connection
+  auto r = c.Post("/v1/completions", json({{"prompt", "class Stack:\n"}, {"max_tokens", kMaxTokens},
+                                           {"ignore_eos", true}}).dump(), "application/json");
+  EXPECT_FALSE(r) << "the client timed out";
+  // The server's next heartbeat write fails (within a second or two), it stops and frees the slot.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (metric("requests_active") != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(metric("requests_active"), 0);
+  EXPECT_EQ(metric("requests_cancelled_total"), cancelled + 1);
+  EXPECT_LT(metric("tokens_generated_total") - tokens, kMaxTokens / 2) << "generation went on after the hang-up";
+}
+
 TEST_F(ServerTest, ConcurrentRequestsGetTheirOwnAnswers) {
   const std::vector<std::string> prompts = {"def add(a, b):\n", "import sys\n\nclass Parser:\n"};
   std::vector<std::string> want;

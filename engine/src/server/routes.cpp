@@ -1,5 +1,8 @@
 // The server's endpoints: /health, /v1/models, /v1/completions, /v1/chat/completions, /metrics.
 // Handlers never let an exception out: lmlab::Error becomes its OpenAI error body, anything else a 500.
+// Generations (streamed or not) run inside chunked content providers, where a failed write means the client
+// hung up and cancels the generation.
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "server/request.h"
@@ -87,6 +90,42 @@ void reply_retry_later(ServerState& st, httplib::Response& res, const HttpError&
   res.set_header("Retry-After", "1");
 }
 
+// A non-streamed answer is sent chunked so that a client that hangs up is noticed as it is for streams:
+// while generating, a space (JSON allows leading whitespace) goes out at most once a second, and a failed
+// write cancels the generation. The status is 200 from the first byte, so an error found mid-generation
+// (shutdown, internal) arrives as an error body under 200; errors found before generating keep their status.
+void complete_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res,
+                         std::shared_ptr<Admission> admission) {
+  auto active = std::make_shared<ActiveRequest>(st.metrics);
+  auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
+  const ResponseIds ids = new_response_ids(ep, st.model_id);
+  res.set_chunked_content_provider(kJson, [&st, ep, ids, rqp, active, admission](size_t, httplib::DataSink& sink) {
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point last_write = Clock::now();
+    auto heartbeat = [&](const std::string&) {
+      if (Clock::now() - last_write < std::chrono::seconds(1)) return true;
+      last_write = Clock::now();
+      return sink.write(" ", 1);
+    };
+    std::string body;
+    try {
+      const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, *rqp, heartbeat);
+      if (out.cancelled) return false;  // the client is gone
+      if (out.shutdown) st.metrics.requests_errors_total.fetch_add(1);
+      body = out.shutdown ? error_body(http_error_shutting_down()) : completion_body(ep, ids, out);
+    } catch (const Error& e) {
+      st.metrics.requests_errors_total.fetch_add(1);
+      body = error_body(http_error_from(e));
+    } catch (const std::exception& e) {
+      st.metrics.requests_errors_total.fetch_add(1);
+      body = error_body(http_error_internal(e.what()));
+    }
+    sink.write(body.data(), body.size());
+    sink.done();
+    return true;
+  });
+}
+
 void handle_generation(ServerState& st, const httplib::Request& req, httplib::Response& res, Endpoint ep) {
   st.metrics.requests_total.fetch_add(1);
   if (st.draining) return reply_retry_later(st, res, http_error_shutting_down());
@@ -97,11 +136,7 @@ void handle_generation(ServerState& st, const httplib::Request& req, httplib::Re
                      st.options.max_tokens};
   GenerationRequest rq = parse_generation_request(req.body, ep, ctx);
   if (rq.stream) return stream_generation(st, std::move(rq), ep, res, std::move(admission));
-  ActiveRequest active(st.metrics);
-  const ResponseIds ids = new_response_ids(ep, st.model_id);
-  const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, rq, {});
-  if (out.shutdown) return reply_retry_later(st, res, http_error_shutting_down());
-  res.set_content(completion_body(ep, ids, out), kJson);
+  complete_generation(st, std::move(rq), ep, res, std::move(admission));
 }
 
 }  // namespace
