@@ -122,6 +122,30 @@ TEST_F(ServerLimits, MaxTokensCapsEveryRequest) {
   EXPECT_EQ(json::parse(res->body)["usage"]["completion_tokens"], 3);
 }
 
+// Streams a 500-token completion from 127.0.0.1:port into `raw` on a new thread; returns once the first bytes
+// arrived (`raw` belongs to the thread until it is joined).
+std::thread stream_until_started(int port, std::string& raw) {
+  auto started = std::make_shared<std::atomic<bool>>(false);
+  std::thread t([port, &raw, started] {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(120, 0);
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = json({{"prompt", "def f():"}, {"max_tokens", 500}, {"ignore_eos", true}, {"stream", true}}).dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+      raw.append(d, n);
+      *started = true;
+      return true;
+    };
+    c.send(req);
+    *started = true;  // also when the request failed: the caller's checks then say so
+  });
+  while (!*started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return t;
+}
+
 TEST_F(ServerLimits, StoppingAnswers503AndCancelsPastTheTimeout) {
   ServerOptions o = options();
   o.shutdown_timeout_s = 0;
@@ -130,22 +154,7 @@ TEST_F(ServerLimits, StoppingAnswers503AndCancelsPastTheTimeout) {
   const int port = r->server.bound_port();
   // A stream that reads its first chunk, then lets the server stop under it.
   std::string raw;
-  std::atomic<bool> started{false};  // raw belongs to the streamer until it is joined
-  std::thread streamer([&] {
-    httplib::Client c("127.0.0.1", port);
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/v1/completions";
-    req.body = json({{"prompt", "def f():"}, {"max_tokens", 500}, {"ignore_eos", true}, {"stream", true}}).dump();
-    req.set_header("Content-Type", "application/json");
-    req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
-      raw.append(d, n);
-      started = true;
-      return true;
-    };
-    c.send(req);
-  });
-  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::thread streamer = stream_until_started(port, raw);
   const auto t0 = std::chrono::steady_clock::now();
   std::thread stopper([&] { r->server.stop(); });
   stopper.join();
@@ -185,22 +194,7 @@ TEST_F(ServerLimits, SigtermEndsTheProcessWithStatusZero) {
   }
   ASSERT_GT(port, 0) << "the server did not start";
   std::string raw;
-  std::atomic<bool> started{false};  // raw belongs to the streamer until it is joined
-  std::thread streamer([&] {
-    httplib::Client c("127.0.0.1", port);
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/v1/completions";
-    req.body = json({{"prompt", "def f():"}, {"max_tokens", 500}, {"ignore_eos", true}, {"stream", true}}).dump();
-    req.set_header("Content-Type", "application/json");
-    req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
-      raw.append(d, n);
-      started = true;
-      return true;
-    };
-    c.send(req);
-  });
-  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::thread streamer = stream_until_started(port, raw);
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
   int status = -1;
   for (int i = 0; i < 3000; ++i) {  // 30 s

@@ -76,6 +76,12 @@ class ServerTest : public ::testing::Test {
     ADD_FAILURE() << "no metric lmlab_" << name;
     return -1;
   }
+  // Waits (up to 20 s) for lmlab_requests_active to reach 0: a hung-up client is noticed at the next write.
+  static void wait_until_idle() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (metric("requests_active") != 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   // POSTs a streaming request and returns the "data: ..." payloads in order.
   static std::vector<std::string> stream_events(const std::string& path, const json& body) {
     std::string raw;
@@ -298,9 +304,7 @@ TEST_F(ServerTest, ClientHangingUpMidStreamCancelsGeneration) {
   EXPECT_FALSE(r) << "the client cancelled the read";
   EXPECT_EQ(chunks, 3);
   // The server notices at its next writes, stops generating and frees the slot.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (metric("requests_active") != 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  wait_until_idle();
   EXPECT_EQ(metric("requests_active"), 0);
   EXPECT_EQ(metric("requests_cancelled_total"), cancelled + 1);
   EXPECT_LT(metric("tokens_generated_total") - tokens, kMaxTokens / 2) << "generation went on after the hang-up";
@@ -318,9 +322,7 @@ TEST_F(ServerTest, ClientHangingUpOnANonStreamedRequestCancelsGeneration) {
                                            {"ignore_eos", true}}).dump(), "application/json");
   EXPECT_FALSE(r) << "the client timed out";
   // The server's next heartbeat write fails (within a second or two), it stops and frees the slot.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (metric("requests_active") != 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  wait_until_idle();
   EXPECT_EQ(metric("requests_active"), 0);
   EXPECT_EQ(metric("requests_cancelled_total"), cancelled + 1);
   EXPECT_LT(metric("tokens_generated_total") - tokens, kMaxTokens / 2) << "generation went on after the hang-up";
