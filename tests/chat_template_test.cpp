@@ -814,8 +814,6 @@ TEST(ChatTemplateErrors, DeepRuntimeNestingIsDestroyedWithoutRecursionAndRefused
   EXPECT_EQ(render("{% set ns = namespace(cur=namespace()) %}{% set root = ns.cur %}{% for i in range(200000) %}"
                    "{% set n = namespace() %}{% set c = ns.cur %}{% set c.c = n %}{% set ns.cur = n %}{% endfor %}ok"),
             "ok");
-  EXPECT_NE(render_error("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}").message().find("contains itself"),
-            std::string::npos);
   EXPECT_EQ(render("{{ [[1, [2]], {'a': [3]}] }}"), "[[1, [2]], {'a': [3]}]");  // shallow values print as before
 }
 

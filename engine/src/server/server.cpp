@@ -86,6 +86,10 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
   });
   // Called for every status >= 400; fills in only responses that have no body yet (unrouted requests).
   http.set_payload_max_length(st.options.max_body_bytes);
+  // httplib drops a client after 5 s without progress; on a loaded machine a live client reading 64 streams can
+  // stall that long. 30 s still frees the slot of a dead one (a hang-up is usually seen at once as a failed write).
+  http.set_read_timeout(30, 0);
+  http.set_write_timeout(30, 0);
   http.set_error_handler(httplib::Server::HandlerWithResponse([&st](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty() || res.is_chunked_content_provider_) return httplib::Server::HandlerResponse::Unhandled;
     if (const char* allowed = server::route_method(req.path); res.status == 404 && allowed) {
