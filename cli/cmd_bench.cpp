@@ -64,9 +64,14 @@ void register_bench(CLI::App& app) {
   sub->add_option("scenario", fl->scenario, "scenario file (JSON), e.g. scenarios/default.json")->required();
   sub->add_option("--db", fl->db, "results database (created if absent)")->capture_default_str();
   sub->add_option("--model", fl->model, "model directory (overrides the scenario's \"model\")");
-  sub->add_option("--contexts", fl->contexts, "context lengths in tokens (overrides the scenario's)")->delimiter(',');
-  sub->add_option("--reps", fl->reps, "repetitions per config and context (overrides the scenario's)");
-  sub->add_option("--decode-tokens", fl->decode_tokens, "tokens decoded per sample (overrides the scenario's)");
+  // Positive: 0 would read as "not given" below and silently keep the scenario's value.
+  sub->add_option("--contexts", fl->contexts, "context lengths in tokens (overrides the scenario's)")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--reps", fl->reps, "repetitions per config and context (overrides the scenario's)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--decode-tokens", fl->decode_tokens, "tokens decoded per sample (overrides the scenario's)")
+      ->check(CLI::PositiveNumber);
   fl->engine.add_options_to(*sub, {"ctx_size", "threads"});
   sub->add_option("--configs", fl->configs, "run only these configs of the scenario, in this order")->delimiter(',');
   sub->add_option("--host", fl->host, "host name to record (default: this machine's)");

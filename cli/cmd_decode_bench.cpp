@@ -73,8 +73,8 @@ void register_decode_bench(CLI::App& app) {
   auto fl = std::make_shared<Flags>();
   auto* sub = app.add_subcommand("decode-bench", "decode tok/s at given context lengths");
   fl->engine.add_to(*sub);
-  sub->add_option("--contexts", fl->contexts, "context lengths")->delimiter(',');
-  sub->add_option("-n", fl->n, "decode steps timed per context");
+  sub->add_option("--contexts", fl->contexts, "context lengths")->delimiter(',')->check(CLI::PositiveNumber);
+  sub->add_option("-n", fl->n, "decode steps timed per context")->check(CLI::PositiveNumber);
   sub->add_flag("--json", fl->json, "one JSON object per context");
   sub->callback(guarded([fl] { return run_decode_bench(*fl); }));
 }

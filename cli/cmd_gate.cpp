@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "common.h"
+#include "flag_checks.h"
 #include "lmlab/results.h"
 
 namespace lmlab::cli {
@@ -63,11 +64,15 @@ void register_gate(CLI::App& app) {
   auto fl = std::make_shared<Flags>();
   auto* sub = app.add_subcommand("gate", "compare a run with a baseline run; exit 1 on a decode-speed regression");
   sub->add_option("--db", fl->db, "results database holding the candidate (and the baseline)")->capture_default_str();
-  sub->add_option("--baseline", fl->baseline, "baseline run id")->required();
-  sub->add_option("--candidate", fl->candidate, "candidate run id")->required();
+  sub->add_option("--baseline", fl->baseline, "baseline run id")->required()->check(CLI::PositiveNumber);
+  sub->add_option("--candidate", fl->candidate, "candidate run id")->required()->check(CLI::PositiveNumber);
   sub->add_option("--baseline-file", fl->baseline_file, "database holding the baseline run (default: --db)");
-  sub->add_option("--threshold", fl->threshold, "relative slowdown that counts (0.05 = 5%)")->capture_default_str();
-  sub->add_option("--alpha", fl->alpha, "significance level of the Mann-Whitney test")->capture_default_str();
+  sub->add_option("--threshold", fl->threshold, "relative slowdown that counts (0.05 = 5%)")
+      ->capture_default_str()
+      ->check(finite_range(0, 1));
+  sub->add_option("--alpha", fl->alpha, "significance level of the Mann-Whitney test")
+      ->capture_default_str()
+      ->check(finite_range(0, 1, true));
   // Errors exit 2, not run_guarded's 1, so that "could not compare" never reads as "regressed".
   sub->callback([fl] {
     int rc = 0;

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "common.h"
+#include "flag_checks.h"
 #include "lmlab/generate.h"
 #include "lmlab/results.h"
 
@@ -67,10 +68,10 @@ void register_generate(CLI::App& app) {
   auto* sub = app.add_subcommand("generate", "generate text from a prompt");
   fl->engine.add_to(*sub);
   sub->add_option("--prompt", fl->prompt, "prompt text")->required();
-  sub->add_option("-n,--max-tokens", fl->n, "tokens to generate");
-  sub->add_option("--temperature", fl->temperature, "0 = greedy");
-  sub->add_option("--top-p", fl->top_p);
-  sub->add_option("--top-k", fl->top_k);
+  sub->add_option("-n,--max-tokens", fl->n, "tokens to generate")->check(CLI::PositiveNumber);
+  sub->add_option("--temperature", fl->temperature, "0 = greedy")->check(finite_at_least(0));
+  sub->add_option("--top-p", fl->top_p, "nucleus mass, in (0, 1]")->check(finite_range(0, 1, true));
+  sub->add_option("--top-k", fl->top_k, "0 = off")->check(CLI::NonNegativeNumber);
   sub->add_option("--seed", fl->seed);
   sub->add_flag("--raw", fl->raw, "do not add the tokenizer's special tokens (BOS)");
   sub->callback(guarded([fl] { return run_generate(*fl); }));

@@ -85,7 +85,7 @@ void register_report(CLI::App& app) {
   auto fl = std::make_shared<Flags>();
   auto* sub = app.add_subcommand("report", "render a run of the results database (ANSI, markdown, CSV, JSON)");
   sub->add_option("--db", fl->db, "results database")->capture_default_str();
-  sub->add_option("--run", fl->run, "run id (default: the latest run)");
+  sub->add_option("--run", fl->run, "run id (default: the latest run)")->check(CLI::PositiveNumber);
   sub->add_option("--format", fl->format, "ansi | md | csv | json")
       ->check(CLI::IsMember({"ansi", "md", "csv", "json"}))
       ->capture_default_str();

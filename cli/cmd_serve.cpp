@@ -1,5 +1,6 @@
 // lmlab serve --model DIR [--host 127.0.0.1] [--port 5413]: the OpenAI-compatible server (lmlab/server.h).
-// SIGINT/SIGTERM stop it cleanly (running generations finish first).
+// SIGINT/SIGTERM stop it cleanly: no new generations, running ones finish within --shutdown-timeout or are
+// cancelled, exit 0.
 #include <fmt/format.h>
 #include <pthread.h>
 
@@ -7,6 +8,7 @@
 #include <thread>
 
 #include "common.h"
+#include "flag_checks.h"
 #include "lmlab/server.h"
 
 namespace lmlab::cli {
@@ -29,6 +31,9 @@ int run_serve(Flags fl) {
 
   auto model = Model::load(fl.engine.model, fl.engine.options());
   Server server(model, fl.server);
+  if (!server.chat_template_error().empty())
+    fmt::print(stderr, "lmlab serve: warning: no chat template, /v1/chat/completions will answer 400: {}\n",
+               server.chat_template_error());
   std::thread([&server, stop_signals] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
@@ -50,10 +55,21 @@ void register_serve(CLI::App& app) {
   fl->engine.add_to(*sub);
   sub->add_option("--host", fl->server.host, "address to listen on");
   sub->add_option("--port", fl->server.port, "port (0 = any free port)")->check(CLI::Range(0, 65535));
-  sub->add_option("--max-tokens", fl->server.max_tokens, "max_tokens of requests that give none")
+  sub->add_option("--max-tokens", fl->server.max_tokens, "max_tokens of requests that give none, and its cap")
       ->check(CLI::PositiveNumber);
   sub->add_option("--api-key", fl->server.api_key, "require 'Authorization: Bearer KEY' (all but /health)");
   sub->add_option("--parallel", fl->server.parallel, "generations running at once")->check(CLI::Range(1, 1024));
+  sub->add_option("--queue", fl->server.queue, "requests waiting for a generation slot; more get 429")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  sub->add_option_function<double>(
+         "--max-body-mb", [fl](double mb) { fl->server.max_body_bytes = static_cast<uint64_t>(mb * 1048576.0); },
+         "largest request body in MiB (413 beyond; default 4)")
+      ->check(finite_range(0.001, 1024));
+  sub->add_option("--shutdown-timeout", fl->server.shutdown_timeout_s,
+                  "seconds SIGTERM/SIGINT lets running generations finish before cancelling them")
+      ->capture_default_str()
+      ->check(finite_range(0, 3600));
   sub->add_option("--model-id", fl->server.model_id, "model id reported by /v1/models (default: the directory name)");
   sub->callback(guarded([fl] { return run_serve(*fl); }));
 }

@@ -57,9 +57,8 @@ int run_synth(const Flags& fl) {
   opt.group_size = fl.group_size;
   opt.seed = fl.seed;
   opt.shard_bytes = static_cast<uint64_t>(fl.shard_mb) << 20;
-  opt.tokenizer_from = fl.tokenizer_from.empty()
-                           ? std::filesystem::current_path() / ".." / "shared" / "fixtures" / "models" / "coder-dense"
-                           : std::filesystem::path(fl.tokenizer_from);
+  opt.tokenizer_from = fl.tokenizer_from.empty() ? std::filesystem::path(LMLAB_DEFAULT_TOKENIZER_DIR)
+                                                 : std::filesystem::path(fl.tokenizer_from);
   opt.vocab_from_tokenizer = !fl.vocab.has_value();
   if (!fl.quiet) opt.progress = stderr_progress("synth");
   const SynthResult r = synth_model(fl.out, opt);
@@ -99,7 +98,8 @@ void register_synth(CLI::App& app) {
   sub->add_option("--seed", fl->seed);
   sub->add_option("--shard-mb", fl->shard_mb, "MiB of tensor data per safetensors shard")->check(CLI::PositiveNumber);
   sub->add_option("--tokenizer-from", fl->tokenizer_from,
-                  "model directory whose tokenizer files are copied (default ../shared/fixtures/models/coder-dense)");
+                  "model directory whose tokenizer files are copied (default: the fixtures' coder-dense, " +
+                      std::string(LMLAB_DEFAULT_TOKENIZER_DIR) + ")");
   sub->add_flag("--quiet", fl->quiet, "no progress on stderr");
   sub->callback(guarded([fl] { return run_synth(*fl); }));
 }

@@ -801,6 +801,48 @@ TEST(ChatTemplateErrors, HostileTemplatesFailInsteadOfHangingOrCrashing) {
   EXPECT_THROW(ChatTemplate::from_string(ifs), Error);
 }
 
+// Probe findings (issue 14): nesting built at run time and amplifying operations stay bounded.
+TEST(ChatTemplateErrors, DeepRuntimeNestingIsDestroyedWithoutRecursionAndRefusedByPrinters) {
+  // 200k levels built by a loop: destroying it must not recurse (it used to overflow the stack).
+  const std::string chain = "{% set ns = namespace(x=[]) %}{% for i in range(200000) %}{% set ns.x = [ns.x] %}"
+                            "{% endfor %}";
+  EXPECT_EQ(render(chain + "{{ ns.x | length }}"), "1");
+  EXPECT_NE(render_error(chain + "{{ ns.x }}").message().find("nesting too deep"), std::string::npos);
+  EXPECT_NE(render_error(chain + "{{ ns.x | tojson }}").message().find("nesting too deep"), std::string::npos);
+  EXPECT_NE(render_error(chain + "{{ ns.x == ns.x + [] }}").message().find("nesting too deep"), std::string::npos);
+  // Dicts chained through namespace attributes, and a namespace holding itself.
+  EXPECT_EQ(render("{% set ns = namespace(cur=namespace()) %}{% set root = ns.cur %}{% for i in range(200000) %}"
+                   "{% set n = namespace() %}{% set c = ns.cur %}{% set c.c = n %}{% set ns.cur = n %}{% endfor %}ok"),
+            "ok");
+  EXPECT_EQ(render("{{ [[1, [2]], {'a': [3]}] }}"), "[[1, [2]], {'a': [3]}]");  // shallow values print as before
+}
+
+TEST(ChatTemplateErrors, AmplifyingOperationsHitTheSizeBound) {
+  EXPECT_NE(render_error("{{ 'ab' * 9223372036854775807 }}").message().find("too large"), std::string::npos);
+  EXPECT_NE(render_error("{{ [1, 2] * 9223372036854775807 }}").message().find("too large"), std::string::npos);
+  EXPECT_EQ(render("{{ range(0, 9223372036854775807, 4611686018427387904) | list }}"), "[0, 4611686018427387904]");
+  EXPECT_EQ(render("{{ range(9223372036854775807, -9223372036854775807, -9223372036854775807) | list }}"),
+            "[9223372036854775807, 0]");
+  EXPECT_NE(render_error("{{ [[1]] | tojson(indent=1000000000) }}").message().find("too large"), std::string::npos);
+  EXPECT_EQ(render("{{ [1] | tojson(indent=2) }}"), "[\n  1\n]");
+  const std::string doubling = "{% set ns = namespace(s='ab', l=[1]) %}{% for i in range(64) %}";
+  EXPECT_NE(render_error(doubling + "{% set ns.s = ns.s ~ ns.s %}{% endfor %}").message().find("too large"),
+            std::string::npos);
+  EXPECT_NE(render_error(doubling + "{% set ns.s = ns.s + ns.s %}{% endfor %}").message().find("too large"),
+            std::string::npos);
+  EXPECT_NE(render_error(doubling + "{% set ns.l = ns.l + ns.l %}{% endfor %}").message().find("too large"),
+            std::string::npos);
+  EXPECT_NE(render_error(doubling + "{% set ns.s = [ns.s, ns.s] | join %}{% endfor %}").message().find("too large"),
+            std::string::npos);
+  EXPECT_NE(render_error(doubling + "{% set ns.s = ns.s.replace('a', ns.s) %}{% endfor %}").message().find("too large"),
+            std::string::npos);
+  EXPECT_NE(render_error(doubling + "{% set ns.s = '%s%s' | format(ns.s, ns.s) %}{% endfor %}").message().find("too large"),
+            std::string::npos);
+  // A list sharing itself twice per level: printing it is exponential, so the size bound must stop it.
+  EXPECT_NE(render_error(doubling + "{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}").message().find("too large"),
+            std::string::npos);
+}
+
 // Seeded mutations of the fixture templates: every outcome is a rendering or an lmlab::Error.
 TEST(ChatTemplateErrors, MutatedTemplatesNeverCrash) {
   std::vector<std::string> seeds;

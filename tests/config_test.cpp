@@ -140,5 +140,116 @@ TEST(Config, Llama3RopeScalingFollowsTheWavelengthRule) {
   EXPECT_EQ(logits_of(m.dir(), kPrompt).size(), kPrompt.size() * 4096);
 }
 
+// ---- probe findings (issue 14): configs written here, parsed alone (no weights needed) ----
+
+// A minimal valid config of `arch` with `edit` applied, in a fresh directory.
+class ConfigOnly {
+ public:
+  ConfigOnly(const std::string& arch, const std::function<void(nlohmann::json&)>& edit) {
+    dir_ = fs::temp_directory_path() / ("lmlab_cfgonly_" + std::to_string(counter_++) + "_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    nlohmann::json c = {{"model_type", arch},     {"vocab_size", 64},        {"hidden_size", 32},
+                        {"num_hidden_layers", 3}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                        {"head_dim", 8},          {"intermediate_size", 64}, {"max_position_embeddings", 128}};
+    if (arch == "gemma3") {
+      c["query_pre_attn_scalar"] = 8;
+      c["sliding_window"] = 4;
+    }
+    edit(c);
+    std::ofstream(dir_ / "config.json") << c.dump(1);
+  }
+  ~ConfigOnly() { fs::remove_all(dir_); }
+  ModelSpec spec() const { return load_model_spec(dir_.string()); }
+
+ private:
+  fs::path dir_;
+  static inline int counter_ = 0;
+};
+
+// The config is refused with a model_format / unsupported Error whose text names `field` and contains `says`.
+void expect_refused(const std::string& arch, const std::function<void(nlohmann::json&)>& edit, const std::string& field,
+                    const std::string& says = "") {
+  ConfigOnly m(arch, edit);
+  try {
+    m.spec();
+    ADD_FAILURE() << arch << ": accepted a bad " << field;
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.kind() == ErrorKind::model_format || e.kind() == ErrorKind::unsupported) << e.what();
+    const std::string w = e.what();
+    EXPECT_NE(w.find("config.json"), std::string::npos) << w;
+    EXPECT_NE(w.find(field), std::string::npos) << w;
+    EXPECT_NE(w.find(says), std::string::npos) << w;
+  }
+}
+
+TEST(ConfigProbe, LayerTypesMustListOneKnownTypePerLayer) {
+  const auto sliding = [](nlohmann::json types) {
+    return [types](nlohmann::json& c) {
+      c["use_sliding_window"] = true;
+      c["sliding_window"] = 4;
+      c["layer_types"] = types;
+    };
+  };
+  expect_refused("qwen3", sliding(nlohmann::json::array()), "layer_types", "3 layers");  // was a SIGSEGV
+  expect_refused("qwen3", sliding({"sliding_attention", "full_attention"}), "layer_types", "got 2");  // was silent
+  expect_refused("qwen3", sliding(7), "layer_types");                       // was raw JSON-library text
+  expect_refused("qwen3", sliding({1, 2, 3}), "layer_types", "not supported");
+  expect_refused("gemma3", [](nlohmann::json& c) { c["layer_types"] = {"full_attention", 0, "x"}; }, "layer_types");
+  // A correct list takes effect.
+  ConfigOnly ok("qwen3", sliding({"sliding_attention", "full_attention", "sliding_attention"}));
+  const ModelSpec spec = ok.spec();
+  EXPECT_EQ(spec.layers[0].window, 4);
+  EXPECT_EQ(spec.layers[1].window, 0);
+  EXPECT_EQ(spec.layers[2].window, 4);
+}
+
+TEST(ConfigProbe, ZeroOrNegativeSizesAndScalesAreRefused) {
+  // gemma3 without layer_types and a zero pattern used to divide by zero (SIGFPE).
+  expect_refused("gemma3", [](nlohmann::json& c) { c["sliding_window_pattern"] = 0; }, "sliding_window_pattern");
+  expect_refused("gemma3", [](nlohmann::json& c) { c["sliding_window"] = 0; }, "sliding_window");
+  expect_refused("gemma3", [](nlohmann::json& c) { c["sliding_window"] = -4; }, "sliding_window");
+  expect_refused("gemma3", [](nlohmann::json& c) { c["query_pre_attn_scalar"] = 0; }, "query_pre_attn_scalar");
+  expect_refused("llama", [](nlohmann::json& c) { c["max_position_embeddings"] = 0; }, "max_position_embeddings");
+  expect_refused("llama", [](nlohmann::json& c) { c["max_position_embeddings"] = -1; }, "max_position_embeddings");
+  expect_refused("llama", [](nlohmann::json& c) { c["rope_theta"] = 0; }, "rope_theta");
+  expect_refused("llama", [](nlohmann::json& c) { c["rope_parameters"] = {{"rope_theta", -1.0}}; },
+                 "rope_parameters.rope_theta");
+  expect_refused("llama", [](nlohmann::json& c) { c["rms_norm_eps"] = -1e-6; }, "rms_norm_eps");
+  expect_refused("llama", [](nlohmann::json& c) { c["partial_rotary_factor"] = 0; }, "partial_rotary_factor");
+  expect_refused("llama", [](nlohmann::json& c) {
+    c["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 0}};
+  }, "rope_parameters.factor");
+  expect_refused("llama", [](nlohmann::json& c) {
+    c["rope_parameters"] = {{"rope_type", "llama3"}, {"low_freq_factor", 4.0}, {"high_freq_factor", 4.0}};
+  }, "high_freq_factor");
+}
+
+TEST(ConfigProbe, HugeSizesAreRefusedBeforeAnythingIsAllocated) {
+  // head_dim 2^32 used to allocate 16 GB of RoPE tables; 2^62 layers threw std::length_error as "internal".
+  expect_refused("llama", [](nlohmann::json& c) { c["head_dim"] = int64_t{1} << 32; }, "head_dim", "must be in");
+  expect_refused("llama", [](nlohmann::json& c) { c["num_hidden_layers"] = int64_t{1} << 62; }, "num_hidden_layers");
+  expect_refused("llama", [](nlohmann::json& c) { c["vocab_size"] = int64_t{1} << 40; }, "vocab_size");
+  expect_refused("llama", [](nlohmann::json& c) { c["hidden_size"] = int64_t{1} << 40; }, "hidden_size");
+  expect_refused("qwen3_moe", [](nlohmann::json& c) {
+    c["num_experts"] = int64_t{1} << 40;
+    c["num_experts_per_tok"] = 2;
+    c["moe_intermediate_size"] = 16;
+  }, "num_experts_per_tok");
+}
+
+TEST(ConfigProbe, WrongTypedValuesNameTheField) {
+  expect_refused("llama", [](nlohmann::json& c) { c["rope_theta"] = "1e4"; }, "rope_theta", "expected a number");
+  expect_refused("llama", [](nlohmann::json& c) { c["rope_parameters"] = {{"rope_theta", "1e4"}}; },
+                 "rope_parameters.rope_theta");
+  expect_refused("llama", [](nlohmann::json& c) { c["rope_parameters"] = {{"rope_type", 3}}; },
+                 "rope_parameters.rope_type");
+  expect_refused("qwen3_moe", [](nlohmann::json& c) {
+    c["num_experts"] = 4;
+    c["num_experts_per_tok"] = 2;
+    c["moe_intermediate_size"] = 16;
+    c["mlp_only_layers"] = "none";
+  }, "mlp_only_layers");
+}
+
 }  // namespace
 }  // namespace lmlab

@@ -40,7 +40,7 @@ class ServerTest : public ::testing::Test {
     model_ = Model::load(test::model_dir("coder-dense"));
     ServerOptions o;
     o.port = 0;
-    o.max_tokens = 8;
+    o.max_tokens = 4096;  // the cap; every request below names its own max_tokens
     o.parallel = 2;
     running_ = new Running(model_, o);
   }
@@ -75,6 +75,12 @@ class ServerTest : public ::testing::Test {
       if (line.rfind("lmlab_" + name + " ", 0) == 0) return std::stod(line.substr(name.size() + 7));
     ADD_FAILURE() << "no metric lmlab_" << name;
     return -1;
+  }
+  // Waits (up to 20 s) for lmlab_requests_active to reach 0: a hung-up client is noticed at the next write.
+  static void wait_until_idle() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (metric("requests_active") != 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   // POSTs a streaming request and returns the "data: ..." payloads in order.
   static std::vector<std::string> stream_events(const std::string& path, const json& body) {
@@ -302,15 +308,28 @@ TEST_F(ServerTest, ClientHangingUpMidStreamCancelsGeneration) {
   EXPECT_FALSE(r) << "the client cancelled the read";
   EXPECT_EQ(chunks, 3);
   // The server notices at its next writes, stops generating and frees the slot.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (metric("requests_active") != 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  wait_until_idle();
   EXPECT_EQ(metric("requests_active"), 0);
   EXPECT_EQ(metric("requests_cancelled_total"), cancelled + 1);
   EXPECT_LT(metric("tokens_generated_total") - tokens, kMaxTokens / 2) << "generation went on after the hang-up";
   auto ok = post("/v1/completions", {{"prompt", "x = "}, {"max_tokens", 2}});
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
+}
+
+TEST_F(ServerTest, ClientHangingUpOnANonStreamedRequestCancelsGeneration) {
+  const double cancelled = metric("requests_cancelled_total"), tokens = metric("tokens_generated_total");
+  constexpr int kMaxTokens = 4000;
+  auto c = client();
+  c.set_read_timeout(0, 300000);  // gives up after 0.3 s and closes the connection
+  auto r = c.Post("/v1/completions", json({{"prompt", "class Stack:\n"}, {"max_tokens", kMaxTokens},
+                                           {"ignore_eos", true}}).dump(), "application/json");
+  EXPECT_FALSE(r) << "the client timed out";
+  // The server's next heartbeat write fails (within a second or two), it stops and frees the slot.
+  wait_until_idle();
+  EXPECT_EQ(metric("requests_active"), 0);
+  EXPECT_EQ(metric("requests_cancelled_total"), cancelled + 1);
+  EXPECT_LT(metric("tokens_generated_total") - tokens, kMaxTokens / 2) << "generation went on after the hang-up";
 }
 
 TEST_F(ServerTest, ConcurrentRequestsGetTheirOwnAnswers) {

@@ -2,7 +2,8 @@
 // Endpoints: GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions (both with
 // stream=true as server-sent events), GET /metrics (Prometheus text, prefix lmlab_).
 // Every request gets its own Session on the shared Model; at most ServerOptions::parallel generations run at
-// once (the others wait). Errors are OpenAI error bodies {"error":{"message","type","param","code"}}.
+// once, at most `queue` more wait, the rest are answered 429; after stop() began, 503. Errors are OpenAI
+// error bodies {"error":{"message","type","param","code"}}.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,9 @@ struct ServerOptions {
   std::string api_key;       // non-empty: requests (except /health) need "Authorization: Bearer KEY"
   int64_t max_tokens = 256;  // default when a request gives no max_tokens; also the per-request cap
   int parallel = 1;          // generations running at once
+  int queue = 16;            // generation requests waiting for one of those; more get 429 with Retry-After
+  uint64_t max_body_bytes = uint64_t{4} << 20;  // larger request bodies get 413
+  double shutdown_timeout_s = 10;  // stop(): in-flight generations may finish this long, then are cancelled
   std::string model_id;      // "" = the model directory's name
 };
 
@@ -34,7 +38,11 @@ class Server {
   void listen();  // serves until stop(); blocking
   int bound_port() const;
   const std::string& model_id() const;
-  void stop();  // thread-safe; returns once the listener is shut (running generations finish first)
+  // Why the model's chat template could not be loaded ("" when it loaded); chat requests get it in their 400.
+  const std::string& chat_template_error() const;
+  // Thread-safe. New generation requests get 503; running ones may finish for shutdown_timeout_s, then the
+  // remaining ones are cancelled (clients get a 503 error, in the stream for streams); then the listener shuts.
+  void stop();
 
   struct Impl;
 

@@ -14,13 +14,17 @@ void parse_gemma3(ConfigReader& cfg, ModelSpec& spec) {
   // HF multiplies by sqrt(hidden) cast to the compute dtype; lmlab computes in f32 (so does the golden run:
   // rounding the scale to bf16 raises the logit error from 5e-6 to 6e-4).
   spec.embed_scale = std::sqrt(static_cast<float>(spec.hidden));
-  spec.attn_scale = 1.0f / std::sqrt(static_cast<float>(cfg.get<double>("query_pre_attn_scalar")));
+  const double pre_attn = cfg.get<double>("query_pre_attn_scalar");
+  if (!(pre_attn > 0) || !std::isfinite(pre_attn))
+    throw cfg.error("query_pre_attn_scalar", fmt::format("must be a positive number, got {}", pre_attn));
+  spec.attn_scale = 1.0f / std::sqrt(static_cast<float>(pre_attn));
   spec.attn_softcap = static_cast<float>(cfg.get_or<double>("attn_logit_softcapping", 0.0));
   spec.final_softcap = static_cast<float>(cfg.get_or<double>("final_logit_softcapping", 0.0));
   spec.tied_embeddings = cfg.get_or<bool>("tie_word_embeddings", true);
   if (cfg.get_or<bool>("use_bidirectional_attention", false))
     throw cfg.unsupported("use_bidirectional_attention", "bidirectional attention is not supported");
   const int64_t window = cfg.get<int64_t>("sliding_window");
+  if (window <= 0) throw cfg.error("sliding_window", fmt::format("must be positive, got {}", window));
 
   // 5.x: rope_parameters per layer type; 4.x: rope_theta (global) + rope_local_base_freq (sliding).
   const bool per_type = cfg.has("rope_parameters") && cfg.raw()["rope_parameters"].contains("sliding_attention");
@@ -34,20 +38,12 @@ void parse_gemma3(ConfigReader& cfg, ModelSpec& spec) {
   }
   spec.ropes = {global, local};
 
-  const nlohmann::json* types = cfg.find("layer_types");
+  const auto types = parse_layer_types(cfg, spec.n_layers);
   const int64_t pattern = cfg.get_any<int64_t>({"sliding_window_pattern", "_sliding_window_pattern"}).value_or(6);
+  if (!types && pattern <= 0)
+    throw cfg.error("sliding_window_pattern", fmt::format("must be positive, got {}", pattern));
   for (int64_t l = 0; l < spec.n_layers; ++l) {
-    bool sliding;
-    if (types) {
-      if (!types->is_array() || static_cast<int64_t>(types->size()) != spec.n_layers)
-        throw cfg.error("layer_types", "must list one type per layer");
-      const std::string t = (*types)[l].get<std::string>();
-      if (t != "sliding_attention" && t != "full_attention")
-        throw cfg.unsupported("layer_types", fmt::format("layer type '{}' is not supported", t));
-      sliding = t == "sliding_attention";
-    } else {
-      sliding = (l + 1) % pattern != 0;
-    }
+    const bool sliding = types ? (*types)[l] : (l + 1) % pattern != 0;
     spec.layers[l].window = sliding ? window : 0;
     spec.layers[l].rope = sliding ? 1 : 0;
   }

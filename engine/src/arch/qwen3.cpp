@@ -9,11 +9,11 @@ static void parse_qwen_windows(ConfigReader& cfg, ModelSpec& spec) {
   const bool use_sw = cfg.get_or<bool>("use_sliding_window", false);
   const auto window = cfg.get_opt<int64_t>("sliding_window");
   const auto max_window_layers = cfg.get_opt<int64_t>("max_window_layers");
-  const nlohmann::json* types = cfg.find("layer_types");
+  const auto types = parse_layer_types(cfg, spec.n_layers);
   if (!use_sw) return;
   if (!window || *window <= 0) throw cfg.error("sliding_window", "use_sliding_window needs a positive window");
   for (int64_t l = 0; l < spec.n_layers; ++l) {
-    bool sliding = types ? (*types)[l] == "sliding_attention" : (max_window_layers && l >= *max_window_layers);
+    bool sliding = types ? (*types)[l] : (max_window_layers && l >= *max_window_layers);
     if (sliding) spec.layers[l].window = *window;
   }
 }

@@ -43,7 +43,11 @@ ModelSpec load_model_spec(const std::string& model_dir) {
   }
   ModelSpec spec;
   spec.arch = std::string(arch->model_type);
-  arch->parse(cfg, spec);
+  try {
+    arch->parse(cfg, spec);
+  } catch (const nlohmann::json::exception& e) {  // a wrong-typed value no check above caught: still name the file
+    throw Error(ErrorKind::model_format, cfg.file(), fmt::format("a field has the wrong type: {}", e.what()));
+  }
   spec.ignored_config_keys = cfg.ignored_keys();
   return spec;
 }

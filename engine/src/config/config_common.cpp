@@ -65,13 +65,25 @@ void parse_common(ConfigReader& cfg, ModelSpec& spec) {
   spec.norm_eps = static_cast<float>(cfg.get_or<double>("rms_norm_eps", 1e-6));
   spec.tied_embeddings = cfg.get_or<bool>("tie_word_embeddings", false);
   spec.attention_bias = cfg.get_or<bool>("attention_bias", false);
-  if (spec.vocab <= 0) throw cfg.error("vocab_size", "must be positive");
-  if (spec.hidden <= 0) throw cfg.error("hidden_size", "must be positive");
-  if (spec.n_layers <= 0) throw cfg.error("num_hidden_layers", "must be positive");
-  if (spec.n_heads <= 0 || spec.n_kv_heads <= 0 || spec.n_heads % spec.n_kv_heads != 0)
+  // Upper bounds far above any real model, checked before anything is sized by these fields (a head_dim of
+  // 2^32 used to allocate 16 GB of RoPE tables before the tensor shapes could disagree).
+  auto in_range = [&](const char* key, int64_t v, int64_t hi) {
+    if (v <= 0 || v > hi) throw cfg.error(key, fmt::format("must be in 1..{}, got {}", hi, v));
+  };
+  in_range("vocab_size", spec.vocab, int64_t{1} << 24);
+  in_range("hidden_size", spec.hidden, int64_t{1} << 20);
+  in_range("num_hidden_layers", spec.n_layers, int64_t{1} << 12);
+  in_range("num_attention_heads", spec.n_heads, int64_t{1} << 12);
+  in_range("num_key_value_heads", spec.n_kv_heads, int64_t{1} << 12);
+  in_range("head_dim", spec.head_dim, int64_t{1} << 14);
+  in_range("intermediate_size", spec.intermediate, int64_t{1} << 22);
+  in_range("max_position_embeddings", spec.max_positions, int64_t{1} << 30);
+  if (!std::isfinite(spec.norm_eps) || spec.norm_eps < 0)
+    throw cfg.error("rms_norm_eps", fmt::format("must be a finite number >= 0, got {}", spec.norm_eps));
+  if (spec.n_heads % spec.n_kv_heads != 0)
     throw cfg.error("num_key_value_heads", fmt::format("{} query heads cannot share {} KV heads", spec.n_heads,
                                                        spec.n_kv_heads));
-  if (spec.head_dim <= 0 || spec.head_dim % 2 != 0) throw cfg.error("head_dim", "must be positive and even");
+  if (spec.head_dim % 2 != 0) throw cfg.error("head_dim", "must be even");
   if (auto mlp_bias = cfg.get_opt<bool>("mlp_bias"); mlp_bias && *mlp_bias)
     throw cfg.unsupported("mlp_bias", "MLP biases are not supported");
   if (auto act = cfg.get_any<std::string>({"hidden_act", "hidden_activation"}); act) {
@@ -108,10 +120,27 @@ RopeSpec parse_rope(ConfigReader& cfg, const std::string& layer_type, int64_t he
     else params["rope_theta"] = default_theta;
   }
   if (!params.is_object()) throw cfg.error(field, "expected an object");
+  // A positive finite number at params[key] (or `def`), named in the error as field.key.
+  auto positive = [&](const char* key, double def) {
+    const auto it = params.find(key);
+    if (it == params.end() || it->is_null()) return def;
+    if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() <= 0)
+      throw cfg.error(field == "rope_scaling" && std::string_view(key) == "rope_theta" ? key : field + "." + key,
+                      fmt::format("must be a positive number, got {}", it->dump()));
+    return it->get<double>();
+  };
+  auto text = [&](const char* key, const std::string& def) {
+    const auto it = params.find(key);
+    if (it == params.end() || it->is_null()) return def;
+    if (!it->is_string()) throw cfg.error(field + "." + key, fmt::format("must be a string, got {}", it->dump()));
+    return it->get<std::string>();
+  };
   RopeSpec r;
-  r.theta = params.value("rope_theta", default_theta);
-  r.type = params.value("rope_type", params.value("type", std::string("default")));
-  const double partial = params.value("partial_rotary_factor", cfg.get_or<double>("partial_rotary_factor", 1.0));
+  r.theta = positive("rope_theta", default_theta);
+  r.type = text("rope_type", text("type", "default"));
+  const double partial = positive("partial_rotary_factor", cfg.get_or<double>("partial_rotary_factor", 1.0));
+  if (!std::isfinite(partial) || partial <= 0 || partial > 1)
+    throw cfg.error("partial_rotary_factor", fmt::format("must be in (0, 1], got {}", partial));
   r.rot_dim = static_cast<int64_t>(static_cast<double>(head_dim) * partial);
   if (r.rot_dim <= 0 || r.rot_dim % 2 || r.rot_dim > head_dim)
     throw cfg.error("partial_rotary_factor", "gives an invalid rotary dimension");
@@ -122,13 +151,14 @@ RopeSpec parse_rope(ConfigReader& cfg, const std::string& layer_type, int64_t he
                                                                                    static_cast<float>(r.rot_dim))));
   if (r.type == "default") {
   } else if (r.type == "linear") {
-    const double factor = params.value("factor", 1.0);
+    const double factor = positive("factor", 1.0);
     for (auto& f : r.inv_freq) f = static_cast<float>(f / factor);
   } else if (r.type == "llama3") {
     // Llama 3.1: keep high frequencies, divide low ones by factor, interpolate smoothly between.
-    const double factor = params.value("factor", 8.0), low = params.value("low_freq_factor", 1.0),
-                 high = params.value("high_freq_factor", 4.0),
-                 old_ctx = params.value("original_max_position_embeddings", 8192);
+    const double factor = positive("factor", 8.0), low = positive("low_freq_factor", 1.0),
+                 high = positive("high_freq_factor", 4.0),
+                 old_ctx = positive("original_max_position_embeddings", 8192);
+    if (high <= low) throw cfg.error(field + ".high_freq_factor", "must be greater than low_freq_factor");
     const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
     for (auto& f : r.inv_freq) {
       const double wavelen = 2.0 * std::numbers::pi / f;
@@ -154,10 +184,27 @@ ExpertTensorNames expert_tensor_names(const WeightNames& n, const WeightStore& s
   return {base + n.gate, base + n.up, base + n.down, false};
 }
 
+std::optional<std::vector<bool>> parse_layer_types(ConfigReader& cfg, int64_t n_layers) {
+  const nlohmann::json* types = cfg.find("layer_types");
+  if (!types) return std::nullopt;
+  if (!types->is_array() || static_cast<int64_t>(types->size()) != n_layers)
+    throw cfg.error("layer_types", fmt::format("must list one type per layer ({} layers), got {}", n_layers,
+                                               types->is_array() ? std::to_string(types->size()) + " entries"
+                                                                 : types->type_name()));
+  std::vector<bool> sliding;
+  for (const auto& t : *types) {
+    if (!t.is_string() || (t != "sliding_attention" && t != "full_attention"))
+      throw cfg.unsupported("layer_types", fmt::format("layer type {} is not supported (sliding_attention, "
+                                                       "full_attention are)", t.dump()));
+    sliding.push_back(t == "sliding_attention");
+  }
+  return sliding;
+}
+
 void parse_moe(ConfigReader& cfg, ModelSpec& spec) {
   spec.n_experts = cfg.require_any<int64_t>({"num_experts", "num_local_experts"});
   spec.top_k = cfg.get<int64_t>("num_experts_per_tok");
-  if (spec.n_experts <= 0 || spec.top_k <= 0 || spec.top_k > spec.n_experts)
+  if (spec.n_experts <= 0 || spec.n_experts > (int64_t{1} << 16) || spec.top_k <= 0 || spec.top_k > spec.n_experts)
     throw cfg.error("num_experts_per_tok", fmt::format("top-{} of {} experts is invalid", spec.top_k, spec.n_experts));
 }
 

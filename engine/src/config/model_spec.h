@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,5 +89,7 @@ class ConfigReader;
 void parse_common(ConfigReader& cfg, ModelSpec& spec);       // sizes, eps, tied, eos/bos, quantization
 RopeSpec parse_rope(ConfigReader& cfg, const std::string& layer_type, int64_t head_dim, double default_theta);
 void parse_moe(ConfigReader& cfg, ModelSpec& spec);          // experts, top-k, moe intermediate size
+// "layer_types": one "sliding_attention" / "full_attention" per layer -> sliding flags; nullopt when absent.
+std::optional<std::vector<bool>> parse_layer_types(ConfigReader& cfg, int64_t n_layers);
 
 }  // namespace lmlab

@@ -291,6 +291,22 @@ void write_tensor(const SynthTensor& t, uint64_t index, uint64_t seed, int gs, S
   }
 }
 
+// Refuses before the first byte is written when the tensors cannot fit on the output's filesystem (a large
+// --scale asks for terabytes, and a disk filled to the brim hurts everyone on the machine).
+// Called with the parameters' bytes before the tensor list is built (a huge shape has millions of tensors),
+// then with the exact bytes of that list.
+void check_free_space(const fs::path& out_dir, double need) {
+  fs::path probe = fs::absolute(out_dir);
+  while (!fs::exists(probe) && probe.has_parent_path() && probe.parent_path() != probe) probe = probe.parent_path();
+  std::error_code ec;
+  const fs::space_info sp = fs::space(probe, ec);
+  if (ec) return;  // no figure to compare with: the writer's own errors still apply
+  if (need > static_cast<double>(sp.available))
+    throw Error(ErrorKind::invalid_input, "--out",
+                fmt::format("the model needs {:.1f} GB but {} has {:.1f} GB free (lower --scale or the shape)",
+                            need / 1e9, probe.string(), static_cast<double>(sp.available) / 1e9));
+}
+
 }  // namespace
 
 SynthResult synth_model(const fs::path& out_dir, const SynthOptions& opt) {
@@ -313,6 +329,15 @@ SynthResult synth_model(const fs::path& out_dir, const SynthOptions& opt) {
                 fmt::format("{} is smaller than the tokenizer's vocabulary ({}): its ids would be out of range",
                             s.vocab, tok_vocab));
   validate(s, opt.bits, opt.group_size);
+  {  // in floating point: parameter_count() wraps a uint64_t at these sizes
+    const double H = static_cast<double>(s.hidden), q = static_cast<double>(s.heads * s.head_dim),
+                 kv = static_cast<double>(s.kv_heads * s.head_dim);
+    const double mlp = s.experts > 0 ? static_cast<double>(s.experts) * 3 * H * static_cast<double>(s.moe_intermediate)
+                                     : 3 * H * static_cast<double>(s.intermediate);
+    const double embed = (s.tied_embeddings ? 1 : 2) * static_cast<double>(s.vocab) * H;
+    const double params = static_cast<double>(s.layers) * (H * (2 * q + 2 * kv) + mlp) + embed;
+    check_free_space(out_dir, params * opt.bits / 8);
+  }
 
   const std::vector<SynthTensor> tensors = tensor_list(s, opt.bits);
   std::vector<TensorDecl> decls;
@@ -331,6 +356,13 @@ SynthResult synth_model(const fs::path& out_dir, const SynthOptions& opt) {
 
   prepare_output_dir(out_dir, "--out");
   std::map<std::string, std::string> meta = {{"format", opt.bits == 16 ? "pt" : "mlx"}};
+  double exact = 0;
+  for (const auto& d : decls) {
+    double n = static_cast<double>(dtype_size(d.dtype));
+    for (int64_t x : d.shape) n *= static_cast<double>(x);
+    exact += n;
+  }
+  check_free_space(out_dir, exact);
   ShardedModelWriter out(out_dir, std::move(decls), opt.shard_bytes, meta, opt.progress);
   for (size_t i = 0; i < tensors.size(); ++i) write_tensor(tensors[i], i, opt.seed, opt.group_size, out);
   out.finish();

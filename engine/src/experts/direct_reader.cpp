@@ -48,9 +48,17 @@ namespace {
 class ThreadBackend final : public DirectReader::Backend {
  public:
   ThreadBackend(DirectReader& reader, int n) : reader_(reader) {
-    for (int i = 0; i < n; ++i) workers_.emplace_back([this] { loop(); });
+    try {
+      for (int i = 0; i < n; ++i) workers_.emplace_back([this] { loop(); });
+    } catch (const std::system_error& e) {  // the OS refused a thread: join the started ones, then say so
+      const size_t started = workers_.size();
+      stop();
+      throw Error(ErrorKind::out_of_memory, "expert reader",
+                  fmt::format("cannot start I/O thread {} of {}: {}", started + 1, n, e.what()));
+    }
   }
-  ~ThreadBackend() override {
+  ~ThreadBackend() override { stop(); }
+  void stop() {
     {
       std::lock_guard lk(mu_);
       stop_ = true;

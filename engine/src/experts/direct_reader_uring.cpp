@@ -29,8 +29,14 @@ class UringBackend final : public DirectReader::Backend {
       *why = fmt::format("io_uring_queue_init failed: {}", std::strerror(-rc));
       return nullptr;
     }
+    try {
+      b->reaper_ = std::thread([p = b.get()] { p->reap(); });
+    } catch (const std::system_error& e) {  // no thread: tear the ring down here (live_ still false)
+      io_uring_queue_exit(&b->ring_);
+      *why = fmt::format("cannot start the reaper thread: {}", e.what());
+      return nullptr;
+    }
     b->live_ = true;
-    b->reaper_ = std::thread([p = b.get()] { p->reap(); });
     return b;
   }
 

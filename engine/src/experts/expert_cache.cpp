@@ -71,15 +71,19 @@ ExpertCache::ExpertCache(const ExpertLayout& layout, uint64_t budget_bytes, Cach
   // never touched pays for the page faults inside the submission (measured: cold reads 2-4x slower).
   // MADV_POPULATE_WRITE maps pages without writing them, so racing a read already landing in a slot is
   // harmless. Kernels before 5.14 refuse it: then pages fault in on first use, as before.
-  prefault_ = std::thread([this] {
-    for (int s = 0; s < n_slots_ && !stop_prefault_.load(std::memory_order_relaxed); ++s)
-      if (::madvise(arena_ + static_cast<uint64_t>(s) * slot_bytes_, slot_bytes_, kMadvPopulateWrite) != 0) return;
-  });
+  try {
+    prefault_ = std::thread([this] {
+      for (int s = 0; s < n_slots_ && !stop_prefault_.load(std::memory_order_relaxed); ++s)
+        if (::madvise(arena_ + static_cast<uint64_t>(s) * slot_bytes_, slot_bytes_, kMadvPopulateWrite) != 0) return;
+    });
+  } catch (const std::system_error&) {
+    // No thread to spare: the pages fault in on first use instead.
+  }
 }
 
 ExpertCache::~ExpertCache() {
   stop_prefault_ = true;
-  prefault_.join();
+  if (prefault_.joinable()) prefault_.join();
   if (arena_) ::munmap(arena_, arena_bytes_);
 }
 

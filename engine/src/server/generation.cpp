@@ -5,10 +5,20 @@
 
 namespace lmlab::server {
 
-void GenerationSlots::acquire() {
+bool GenerationSlots::acquire() {
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return free_ > 0; });
+  cv_.wait(lock, [&] { return free_ > 0 || cancelled_; });
+  if (cancelled_) return false;
   --free_;
+  return true;
+}
+
+void GenerationSlots::cancel_all() {
+  {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+  }
+  cv_.notify_all();
 }
 
 void GenerationSlots::release() {
@@ -54,8 +64,11 @@ std::string StopMatcher::finish() {
 namespace {
 struct SlotGuard {
   GenerationSlots& slots;
-  explicit SlotGuard(GenerationSlots& s) : slots(s) { slots.acquire(); }
-  ~SlotGuard() { slots.release(); }
+  bool held;
+  explicit SlotGuard(GenerationSlots& s) : slots(s), held(slots.acquire()) {}
+  ~SlotGuard() {
+    if (held) slots.release();
+  }
 };
 }  // namespace
 
@@ -65,6 +78,10 @@ GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, Ser
   out.prompt_tokens = static_cast<int64_t>(rq.prompt.size());
   metrics.prompt_tokens_total.fetch_add(rq.prompt.size());
   SlotGuard slot(slots);
+  if (!slot.held) {
+    out.shutdown = true;
+    return out;
+  }
   auto session = model.new_session();
   StopMatcher stopper(rq.stop);
   size_t event_bytes = 0;  // text that went through events (generate appends its decoder's flush after them)
@@ -79,11 +96,15 @@ GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, Ser
   };
   GenerationResult res = generate(*session, rq.prompt, rq.sampling, [&](const TokenEvent& ev) {
     metrics.tokens_generated_total.fetch_add(1);
+    if (slots.cancelled()) {
+      out.shutdown = true;
+      return false;
+    }
     event_bytes += ev.text.size();
     if (!deliver(stopper.push(ev.text))) return false;
     return !stopper.stopped();
   });
-  if (!out.cancelled && !stopper.stopped()) {
+  if (!out.cancelled && !out.shutdown && !stopper.stopped()) {
     std::string tail = stopper.push(std::string_view(res.text).substr(std::min(event_bytes, res.text.size())));
     if (!stopper.stopped()) tail += stopper.finish();
     deliver(tail);

@@ -3,6 +3,7 @@
 // as it becomes final. emit returning false (the client went away) cancels the generation.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -17,16 +18,20 @@
 namespace lmlab::server {
 
 // At most `n` generations at once; the others wait in arrival order of the condition variable.
+// cancel_all() (shutdown) wakes the waiters and tells running generations to stop at their next token.
 class GenerationSlots {
  public:
   explicit GenerationSlots(int n) : free_(n) {}
-  void acquire();
+  bool acquire();  // false (no slot taken) once cancel_all() was called
   void release();
+  void cancel_all();
+  bool cancelled() const { return cancelled_.load(); }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   int free_;
+  std::atomic<bool> cancelled_{false};
 };
 
 // Finds stop strings in streamed text. push() returns the text that can no longer become part of a stop string.
@@ -49,6 +54,7 @@ struct GenerationOutcome {
   int64_t completion_tokens = 0;
   const char* finish_reason = "length";  // "stop" | "length"
   bool cancelled = false;                // emit returned false
+  bool shutdown = false;                 // the server is stopping: cut short or never started
   StepStats stats;
 };
 

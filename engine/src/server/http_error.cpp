@@ -30,6 +30,23 @@ HttpError http_error_unauthorized() {
 
 HttpError http_error_internal(const std::string& message) { return {500, "server_error", message, "", "internal"}; }
 
+HttpError http_error_busy(int parallel, int queue) {
+  return {429, "rate_limit_error",
+          "the server is busy: " + std::to_string(parallel) + " generations running and " + std::to_string(queue) +
+              " waiting (--parallel, --queue); retry later",
+          "", "queue_full"};
+}
+
+HttpError http_error_shutting_down() {
+  return {503, "server_error", "the server is shutting down", "", "shutting_down"};
+}
+
+HttpError http_error_body_too_large(uint64_t max_bytes) {
+  return {413, "invalid_request_error",
+          "the request body is larger than " + std::to_string(max_bytes) + " bytes (--max-body-mb)", "",
+          "body_too_large"};
+}
+
 std::string error_body(const HttpError& e) {
   using nlohmann::ordered_json;  // keys in OpenAI's order
   ordered_json err = {{"message", e.message},

@@ -3,6 +3,7 @@
 // request parameter at fault (param), and the kind's name is the code.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "lmlab/error.h"
@@ -22,6 +23,9 @@ HttpError http_error_not_found(const std::string& method, const std::string& pat
 HttpError http_error_method_not_allowed(const std::string& method, const std::string& path);
 HttpError http_error_unauthorized();
 HttpError http_error_internal(const std::string& message);
+HttpError http_error_busy(int parallel, int queue);  // 429: every slot and queue place taken
+HttpError http_error_shutting_down();                // 503
+HttpError http_error_body_too_large(uint64_t max_bytes);  // 413
 
 std::string error_body(const HttpError& e);  // the JSON text
 

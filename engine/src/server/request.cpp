@@ -107,7 +107,10 @@ std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext&
     }
     messages.push_back(std::move(out));
   }
-  if (!ctx.chat_template) bad("messages", "the model has no chat template; use /v1/completions");
+  if (!ctx.chat_template)
+    bad("messages", "the model has no usable chat template (" +
+                        (ctx.chat_template_error.empty() ? std::string("none") : ctx.chat_template_error) +
+                        "); use /v1/completions");
   std::string text;
   try {
     text = ctx.chat_template->apply(messages, true);
@@ -153,7 +156,8 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
   SamplingParams& sp = rq.sampling;
   const char* max_name =
       endpoint == Endpoint::chat && field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  sp.max_tokens = integer_at_least(body, max_name, ctx.default_max_tokens, 1);
+  // --max-tokens is the default and the cap: a request cannot ask for more.
+  sp.max_tokens = std::min(integer_at_least(body, max_name, ctx.default_max_tokens, 1), ctx.default_max_tokens);
   sp.temperature = static_cast<float>(number_in(body, "temperature", 1.0, 0.0, 2.0));
   sp.top_p = static_cast<float>(number_in(body, "top_p", 1.0, 0.0, 1.0));
   if (sp.top_p <= 0.0f) bad("top_p", "'top_p' must be greater than 0");

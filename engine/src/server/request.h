@@ -27,7 +27,8 @@ struct GenerationRequest {
 struct RequestContext {
   const Model* model = nullptr;
   const ChatTemplate* chat_template = nullptr;  // null: the model has none (chat requests fail with 400)
-  int64_t default_max_tokens = 256;
+  std::string chat_template_error;              // why it is null, quoted in that 400
+  int64_t default_max_tokens = 256;  // also the cap of max_tokens
 };
 
 // Throws Error(invalid_input, param, message) for malformed JSON, missing or invalid fields, a prompt that

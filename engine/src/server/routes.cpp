@@ -1,5 +1,8 @@
 // The server's endpoints: /health, /v1/models, /v1/completions, /v1/chat/completions, /metrics.
 // Handlers never let an exception out: lmlab::Error becomes its OpenAI error body, anything else a 500.
+// Generations (streamed or not) run inside chunked content providers, where a failed write means the client
+// hung up and cancels the generation.
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "lmlab/options.h"
@@ -43,12 +46,14 @@ void handle_models(const ServerState& st, httplib::Response& res) {
   res.set_content(nlohmann::json{{"object", "list"}, {"data", {model}}}.dump(), kJson);
 }
 
-void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res) {
+void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res,
+                       std::shared_ptr<Admission> admission) {
   auto active = std::make_shared<ActiveRequest>(st.metrics);
   auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
   const ResponseIds ids = new_response_ids(ep, st.model_id);
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider("text/event-stream", [&st, ep, ids, rqp, active](size_t, httplib::DataSink& sink) {
+  res.set_chunked_content_provider("text/event-stream", [&st, ep, ids, rqp, active, admission](size_t,
+                                                                                            httplib::DataSink& sink) {
     auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
     try {
       if (ep == Endpoint::chat && !write(sse_role_chunk(ids))) {
@@ -59,8 +64,13 @@ void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httpl
         return write(sse_text_chunk(ep, ids, text));
       });
       if (out.cancelled) return false;  // the client is gone: nothing more to say
-      write(sse_finish_chunk(ep, ids, out.finish_reason));
-      if (rqp->include_usage) write(sse_usage_chunk(ep, ids, out));
+      if (out.shutdown) {
+        st.metrics.requests_errors_total.fetch_add(1);
+        write(sse_error(error_body(http_error_shutting_down())));
+      } else {
+        write(sse_finish_chunk(ep, ids, out.finish_reason));
+        if (rqp->include_usage) write(sse_usage_chunk(ep, ids, out));
+      }
     } catch (const Error& e) {
       st.metrics.requests_errors_total.fetch_add(1);
       write(sse_error(error_body(http_error_from(e))));
@@ -74,15 +84,60 @@ void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httpl
   });
 }
 
+// 429 / 503 answers carry Retry-After (seconds), as HTTP and OpenAI's clients expect.
+void reply_retry_later(ServerState& st, httplib::Response& res, const HttpError& e) {
+  st.metrics.requests_errors_total.fetch_add(1);
+  reply_error(res, e);
+  res.set_header("Retry-After", "1");
+}
+
+// A non-streamed answer is sent chunked so that a client that hangs up is noticed as it is for streams:
+// while generating, a space (JSON allows leading whitespace) goes out at most once a second, and a failed
+// write cancels the generation. The status is 200 from the first byte, so an error found mid-generation
+// (shutdown, internal) arrives as an error body under 200; errors found before generating keep their status.
+void complete_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res,
+                         std::shared_ptr<Admission> admission) {
+  auto active = std::make_shared<ActiveRequest>(st.metrics);
+  auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
+  const ResponseIds ids = new_response_ids(ep, st.model_id);
+  res.set_chunked_content_provider(kJson, [&st, ep, ids, rqp, active, admission](size_t, httplib::DataSink& sink) {
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point last_write = Clock::now();
+    auto heartbeat = [&](const std::string&) {
+      if (Clock::now() - last_write < std::chrono::seconds(1)) return true;
+      last_write = Clock::now();
+      return sink.write(" ", 1);
+    };
+    std::string body;
+    try {
+      const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, *rqp, heartbeat);
+      if (out.cancelled) return false;  // the client is gone
+      if (out.shutdown) st.metrics.requests_errors_total.fetch_add(1);
+      body = out.shutdown ? error_body(http_error_shutting_down()) : completion_body(ep, ids, out);
+    } catch (const Error& e) {
+      st.metrics.requests_errors_total.fetch_add(1);
+      body = error_body(http_error_from(e));
+    } catch (const std::exception& e) {
+      st.metrics.requests_errors_total.fetch_add(1);
+      body = error_body(http_error_internal(e.what()));
+    }
+    sink.write(body.data(), body.size());
+    sink.done();
+    return true;
+  });
+}
+
 void handle_generation(ServerState& st, const httplib::Request& req, httplib::Response& res, Endpoint ep) {
   st.metrics.requests_total.fetch_add(1);
-  RequestContext ctx{st.model.get(), st.chat_template ? &*st.chat_template : nullptr, st.options.max_tokens};
+  if (st.draining) return reply_retry_later(st, res, http_error_shutting_down());
+  // Admission before parsing: a full server spends nothing on the body (tokenizing may be the costly part).
+  std::shared_ptr<Admission> admission = Admission::try_enter(st);
+  if (!admission) return reply_retry_later(st, res, http_error_busy(st.options.parallel, st.options.queue));
+  RequestContext ctx{st.model.get(), st.chat_template ? &*st.chat_template : nullptr, st.chat_template_error,
+                     st.options.max_tokens};
   GenerationRequest rq = parse_generation_request(req.body, ep, ctx);
-  if (rq.stream) return stream_generation(st, std::move(rq), ep, res);
-  ActiveRequest active(st.metrics);
-  const ResponseIds ids = new_response_ids(ep, st.model_id);
-  const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, rq, {});
-  res.set_content(completion_body(ep, ids, out), kJson);
+  if (rq.stream) return stream_generation(st, std::move(rq), ep, res, std::move(admission));
+  complete_generation(st, std::move(rq), ep, res, std::move(admission));
 }
 
 }  // namespace

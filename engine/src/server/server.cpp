@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "lmlab/error.h"
 #include "server/server_state.h"
+#include "tokenizer/unicode.h"
 
 namespace lmlab {
 
@@ -52,19 +54,29 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
   if (options.parallel < 1) throw Error(ErrorKind::invalid_input, "--parallel", "must be at least 1");
   if (options.max_tokens < 1) throw Error(ErrorKind::invalid_input, "--max-tokens", "must be at least 1");
   if (options.port < 0 || options.port > 65535) throw Error(ErrorKind::invalid_input, "--port", "must be 0..65535");
+  if (options.queue < 0 || options.queue > 4096) throw Error(ErrorKind::invalid_input, "--queue", "must be 0..4096");
+  if (options.max_body_bytes < 1024) throw Error(ErrorKind::invalid_input, "--max-body-mb", "must be at least 1 KiB");
+  if (!(options.shutdown_timeout_s >= 0) || options.shutdown_timeout_s > 3600)
+    throw Error(ErrorKind::invalid_input, "--shutdown-timeout", "must be 0..3600 seconds");
   impl_ = std::make_unique<Impl>(std::move(model), std::move(options));
   ServerState& st = impl_->state;
   st.model_id = st.options.model_id.empty() ? default_model_id(*st.model) : st.options.model_id;
+  // JSON bodies carry the id: it must be text (a directory name need not be).
+  if (!tok::utf8_valid(st.model_id))
+    throw Error(ErrorKind::invalid_input, st.options.model_id.empty() ? "model directory name" : "--model-id",
+                "the model id must be valid UTF-8 (set --model-id)");
   try {
     st.chat_template = ChatTemplate::from_model_dir(st.model->info().dir);
-  } catch (const Error&) {
-    // No (usable) template: /v1/chat/completions answers 400 saying so; completions still work.
+  } catch (const Error& e) {
+    // No usable template: /v1/chat/completions answers 400 with this reason; completions still work.
+    st.chat_template_error = e.what();
   }
   if (!st.model->has_tokenizer())
     throw Error(ErrorKind::model_format, st.model->info().dir.string(), "the server needs tokenizer.json");
 
   httplib::Server& http = impl_->http;
-  const size_t workers = static_cast<size_t>(std::max(8, st.options.parallel + 4));
+  // Every admitted request holds a worker while it waits for a slot; 4 more keep /health and /metrics answering.
+  const size_t workers = static_cast<size_t>(st.options.parallel + st.options.queue + 4);
   http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
   http.set_pre_routing_handler([&st](const httplib::Request& req, httplib::Response& res) {
     if (st.options.api_key.empty() || req.path == "/health" || authorized(req, st.options.api_key))
@@ -73,13 +85,20 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
     return httplib::Server::HandlerResponse::Handled;
   });
   // Called for every status >= 400; fills in only responses that have no body yet (unrouted requests).
-  http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+  http.set_payload_max_length(st.options.max_body_bytes);
+  // httplib drops a client after 5 s without progress; on a loaded machine a live client reading 64 streams can
+  // stall that long. 30 s still frees the slot of a dead one (a hang-up is usually seen at once as a failed write).
+  http.set_read_timeout(30, 0);
+  http.set_write_timeout(30, 0);
+  http.set_error_handler(httplib::Server::HandlerWithResponse([&st](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty() || res.is_chunked_content_provider_) return httplib::Server::HandlerResponse::Unhandled;
     if (const char* allowed = server::route_method(req.path); res.status == 404 && allowed) {
       server::reply_error(res, server::http_error_method_not_allowed(req.method, req.path));
       res.set_header("Allow", allowed);
     } else if (res.status == 404) {
       server::reply_error(res, server::http_error_not_found(req.method, req.path));
+    } else if (res.status == 413) {
+      server::reply_error(res, server::http_error_body_too_large(st.options.max_body_bytes));
     } else {
       server::reply_error(res, {res.status, "invalid_request_error",
                                 fmt::format("HTTP {} for {} {}", res.status, req.method, req.path), "", "bad_request"});
@@ -87,6 +106,12 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
     return httplib::Server::HandlerResponse::Handled;
   }));
   server::register_routes(http, st);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server binds the same port
+  // and the kernel splits connections between the two.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
 
   const ServerOptions& o = st.options;
   impl_->port = o.port == 0 ? http.bind_to_any_port(o.host) : (http.bind_to_port(o.host, o.port) ? o.port : -1);
@@ -106,8 +131,22 @@ int Server::bound_port() const { return impl_->port; }
 
 const std::string& Server::model_id() const { return impl_->state.model_id; }
 
+const std::string& Server::chat_template_error() const { return impl_->state.chat_template_error; }
+
 void Server::stop() {
   if (!impl_) return;
+  ServerState& st = impl_->state;
+  using Clock = std::chrono::steady_clock;
+  auto wait_idle = [&](Clock::time_point until) {
+    while (st.admitted.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  };
+  // Drain: refuse new generations, let the running ones finish for a while, then cancel the rest (they stop
+  // at their next token, which takes one decode step).
+  st.draining = true;
+  wait_idle(Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(st.options.shutdown_timeout_s)));
+  st.slots.cancel_all();
+  wait_idle(Clock::now() + std::chrono::seconds(30));
   impl_->stop_requested = true;
   // listen() may be between its check and httplib's running flag: wait for one or the other.
   while (impl_->listening && !impl_->listen_returned && !impl_->http.is_running())

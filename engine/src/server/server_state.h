@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,9 +23,32 @@ struct ServerState {
   std::shared_ptr<Model> model;
   ServerOptions options;
   std::string model_id;
-  std::optional<ChatTemplate> chat_template;  // absent when the model ships none
+  std::optional<ChatTemplate> chat_template;  // absent when the model ships none or it failed to load
+  std::string chat_template_error;            // why it is absent
   ServerMetrics metrics;
   GenerationSlots slots;
+  std::atomic<int> admitted{0};        // generation requests between admission and their last byte
+  std::atomic<bool> draining{false};   // stop() began: new generation requests get 503
+};
+
+// A generation request's place among the parallel + queue admitted ones; try_enter gives null when full.
+class Admission {
+ public:
+  static std::shared_ptr<Admission> try_enter(ServerState& st) {
+    const int limit = st.options.parallel + st.options.queue;
+    int now = st.admitted.load();
+    do {
+      if (now >= limit) return nullptr;
+    } while (!st.admitted.compare_exchange_weak(now, now + 1));
+    return std::shared_ptr<Admission>(new Admission(st));
+  }
+  ~Admission() { st_.admitted.fetch_sub(1); }
+  Admission(const Admission&) = delete;
+  Admission& operator=(const Admission&) = delete;
+
+ private:
+  explicit Admission(ServerState& st) : st_(st) {}
+  ServerState& st_;
 };
 
 void reply_error(httplib::Response& res, const HttpError& e);

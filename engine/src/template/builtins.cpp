@@ -12,7 +12,7 @@
 namespace lmlab::tpl {
 
 namespace {
-constexpr int64_t kMaxSequence = 10'000'000;  // range() and repetition sizes: bounded, never a hang
+constexpr int64_t kMaxSequence = 1'000'000;  // range(), repetition, list + list: ~100 MB of values at most
 
 // Python's str.title(): a cased letter after an uncased character starts a word.
 std::string py_title(const std::string& s) {
@@ -130,10 +130,10 @@ std::string percent_format(const std::string& fmt, const List& args) {
     }
     if (next >= args.size()) type_error("not enough arguments for format string");
     const Value& v = args[next++];
-    if (c == 's') {
-      out += to_str(v);
-    } else if (c == 'r') {
-      out += to_repr(v);
+    if (c == 's' || c == 'r') {
+      const std::string text = c == 's' ? to_str(v) : to_repr(v);
+      check_text_size(out.size() + text.size());
+      out += text;
     } else if (c == 'd' || c == 'i') {
       if (!v.is_number()) type_error("%d format: a number is required, not " + v.type_name());
       out += std::to_string(v.is_int() ? v.as_int() : static_cast<int64_t>(v.as_double()));
@@ -290,8 +290,12 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     }
   }
   if (o == '+' && op.size() == 1) {
-    if (a.is_string() && b.is_string()) return Value(a.as_string() + b.as_string());
+    if (a.is_string() && b.is_string()) {
+      check_text_size(a.as_string().size() + b.as_string().size());
+      return Value(a.as_string() + b.as_string());
+    }
     if (a.is_list() && b.is_list()) {
+      if (a.as_list().size() + b.as_list().size() > static_cast<size_t>(kMaxSequence)) type_error("list too large");
       List out = a.as_list();
       out.insert(out.end(), b.as_list().begin(), b.as_list().end());
       return Value::list(std::move(out), a.is_tuple());
@@ -301,7 +305,9 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
   if (op == "*" && (a.is_int() || b.is_int()) && (a.is_string() || b.is_string() || a.is_list() || b.is_list())) {
     const Value& seq = a.is_int() ? b : a;
     const int64_t n = std::max<int64_t>(0, (a.is_int() ? a : b).as_int());
-    if (n * std::max<int64_t>(1, length(seq)) > kMaxSequence) type_error("sequence repetition too large");
+    // Divide rather than multiply: n * length may overflow (e.g. 'ab' * 9223372036854775807).
+    if (n > 0 && n > kMaxSequence / std::max<int64_t>(1, length(seq))) type_error("sequence repetition too large");
+    if (seq.is_string()) check_text_size(static_cast<size_t>(n) * seq.as_string().size());
     if (seq.is_string()) {
       std::string out;
       for (int64_t k = 0; k < n; ++k) out += seq.as_string();
@@ -365,6 +371,7 @@ bool call_method(const Value& obj, const std::string& name, const Args& a, Value
       bool first = true;
       for (const Value& item : iterate(arg_or(a, 0, "iterable", Value::list()))) {
         if (!item.is_string()) type_error("join: expected str instance, " + item.type_name() + " found");
+        check_text_size(r.size() + s.size() + item.as_string().size());
         if (!first) r += s;
         first = false;
         r += item.as_string();
@@ -429,10 +436,16 @@ Dict global_functions() {
           const int64_t stop = one ? a.positional[0].as_int() : a.positional[1].as_int();
           const int64_t step = a.positional.size() == 3 ? a.positional[2].as_int() : 1;
           if (step == 0) type_error("range() arg 3 must not be zero");
-          const double count = std::ceil((static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step));
-          if (count > static_cast<double>(kMaxSequence)) type_error("range too big");
+          // Exact length in 128 bits, then index: `i += step` would overflow for steps near INT64_MAX.
+          const __int128 span = step > 0 ? static_cast<__int128>(stop) - start : static_cast<__int128>(start) - stop;
+          const __int128 mag = step > 0 ? static_cast<__int128>(step) : -static_cast<__int128>(step);
+          const __int128 count = span <= 0 ? 0 : (span + mag - 1) / mag;
+          if (count > kMaxSequence) type_error("range too big");
+          const int64_t n = static_cast<int64_t>(count);
           List out;
-          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
+          out.reserve(static_cast<size_t>(n));
+          for (int64_t k = 0; k < n; ++k)
+            out.emplace_back(static_cast<int64_t>(start + static_cast<__int128>(k) * step));
           return Value::list(std::move(out));
         }));
   g.set("namespace", Value::function("namespace", [](const Args& a) {

@@ -10,6 +10,7 @@
 #include "template/evaluator.h"
 #include "template/lexer.h"
 #include "template/parser.h"
+#include "util/file_read.h"
 
 namespace lmlab {
 
@@ -26,12 +27,7 @@ struct ChatTemplate::Impl {
 namespace {
 
 std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, p.string(), "cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw Error(ErrorKind::io, p.string(), "read failed");
-  return ss.str();
+  return read_regular_file(p, uint64_t{64} << 20);  // tokenizer_config.json may carry many added tokens
 }
 
 tpl::Value to_value(const ordered_json& j, int depth = 0) {

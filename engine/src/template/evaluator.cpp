@@ -369,7 +369,11 @@ class Evaluator {
     }
     const Value l = eval(*e.items[0]);
     const Value r = eval(*e.items[1]);
-    if (op == "~") return Value(to_str(l) + to_str(r));
+    if (op == "~") {
+      std::string a = to_str(l), b = to_str(r);
+      check_text_size(a.size() + b.size());
+      return Value(std::move(a) + b);
+    }
     if (op == "==" || op == "!=" || op == "<" || op == "<=" || op == ">" || op == ">=" || op == "in" || op == "not in")
       return Value(compare_op(op, l, r));
     return arithmetic(op, l, r);

@@ -54,6 +54,7 @@ std::string indent(const std::string& s, const std::string& pad, bool first, boo
   }
   std::string out;
   for (size_t k = 0; k < lines.size(); ++k) {
+    check_text_size(out.size() + 1 + pad.size() + lines[k].size());
     if (k) out += '\n';
     if (k == 0 ? first : (blank || !lines[k].empty())) out += pad;
     out += lines[k];
@@ -162,7 +163,8 @@ const std::map<std::string, FilterFn>& filters() {
          return Value(py_strip(to_str(v), c, true, true));
        }},
       {"tojson", [](const Value& v, const Args& a) {
-         return Value(to_json(v, static_cast<int>(int_arg(a, 0, "indent", -1)), bool_arg(a, 99, "sort_keys", false)));
+         const int64_t indent = std::clamp<int64_t>(int_arg(a, 0, "indent", -1), -1, INT32_MAX);
+         return Value(to_json(v, static_cast<int>(indent), bool_arg(a, 99, "sort_keys", false)));
        }},
       {"length", [](const Value& v, const Args&) { return Value(length(v)); }},
       {"count", [](const Value& v, const Args&) { return Value(length(v)); }},
@@ -180,10 +182,13 @@ const std::map<std::string, FilterFn>& filters() {
          const Value* attr = a.get(1, "attribute");
          std::string out;
          bool first = true;
+         const std::string sep_text = to_str(sep);
          for (const Value& item : iterate(v)) {
-           if (!first) out += to_str(sep);
+           const std::string text = to_str(attr ? get_attribute(item, to_str(*attr)) : item);
+           check_text_size(out.size() + sep_text.size() + text.size());
+           if (!first) out += sep_text;
            first = false;
-           out += to_str(attr ? get_attribute(item, to_str(*attr)) : item);
+           out += text;
          }
          return Value(std::move(out));
        }},

@@ -4,6 +4,7 @@
 #include <unicode/locid.h>
 #include <unicode/unistr.h>
 
+#include "template/value.h"
 #include "text/unicode.h"
 
 namespace lmlab::tpl {
@@ -126,6 +127,7 @@ std::string py_replace(std::string_view s, std::string_view from, std::string_vi
     for (char32_t cp : u) {
       if (count < 0 || n++ < count) out += to;
       tok::utf8_append(out, cp);
+      check_text_size(out.size());
     }
     if (count < 0 || n < count) out += to;
     return out;
@@ -135,6 +137,7 @@ std::string py_replace(std::string_view s, std::string_view from, std::string_vi
   while (count < 0 || n < count) {
     const size_t f = s.find(from, pos);
     if (f == std::string_view::npos) break;
+    check_text_size(out.size() + (f - pos) + to.size());
     out.append(s.substr(pos, f - pos));
     out.append(to);
     pos = f + from.size();

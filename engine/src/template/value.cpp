@@ -32,6 +32,34 @@ const Value* Args::get(size_t index, std::string_view name) const {
   return nullptr;
 }
 
+void check_text_size(size_t bytes) {
+  if (bytes > kMaxTextBytes)
+    throw EvalError("string too large (over " + std::to_string(kMaxTextBytes >> 20) + " MiB)");
+}
+
+Value::~Value() {
+  // Detach every container this value owns alone, breadth first, so that each one dies with no owned
+  // children left: destruction depth stays constant however deep the nesting.
+  std::vector<std::shared_ptr<List>> lists;
+  std::vector<std::shared_ptr<Dict>> dicts;
+  auto take = [&](Value& v) {
+    if (v.list_ && v.list_.use_count() == 1) lists.push_back(std::move(v.list_));
+    if (v.dict_ && v.dict_.use_count() == 1) dicts.push_back(std::move(v.dict_));
+  };
+  take(*this);
+  while (!lists.empty() || !dicts.empty()) {
+    if (!lists.empty()) {
+      std::shared_ptr<List> l = std::move(lists.back());
+      lists.pop_back();
+      for (Value& c : *l) take(c);
+    } else {
+      std::shared_ptr<Dict> d = std::move(dicts.back());
+      dicts.pop_back();
+      for (auto& kv : d->items) take(kv.second);
+    }
+  }
+}
+
 Value Value::undefined(std::string hint) {
   Value v;
   v.s_ = std::move(hint);
@@ -195,9 +223,11 @@ void json_string(std::string& out, const std::string& s) {
 }
 
 void json_dump(std::string& out, const Value& v, int indent, bool sort_keys, int depth) {
-  if (depth > 512) throw EvalError("tojson: nesting too deep");
+  if (depth > kMaxNesting) throw EvalError("tojson: nesting too deep");
+  check_text_size(out.size());
   auto newline = [&](int d) {
     if (indent < 0) return;
+    check_text_size(out.size() + 1 + static_cast<size_t>(indent) * static_cast<size_t>(d));
     out += '\n';
     out.append(static_cast<size_t>(indent) * static_cast<size_t>(d), ' ');
   };
@@ -268,13 +298,24 @@ std::string to_str(const Value& v) {
   }
 }
 
-std::string to_repr(const Value& v) {
+namespace {
+
+void check_depth(int depth, const char* what) {
+  if (depth > kMaxNesting) throw EvalError(std::string(what) + ": nesting too deep (or a value that contains itself)");
+}
+
+std::string repr_at(const Value& v, int depth) {
+  check_depth(depth, "repr");
   switch (v.type()) {
     case Value::Type::string: return str_repr(v.as_string());
     case Value::Type::list: {
       const List& l = v.as_list();
       std::string out = v.is_tuple() ? "(" : "[";
-      for (size_t k = 0; k < l.size(); ++k) out += (k ? ", " : "") + to_repr(l[k]);
+      for (size_t k = 0; k < l.size(); ++k) {
+        const std::string item = repr_at(l[k], depth + 1);
+        check_text_size(out.size() + item.size() + 2);
+        out += (k ? ", " : "") + item;
+      }
       if (v.is_tuple() && l.size() == 1) out += ",";
       return out + (v.is_tuple() ? ")" : "]");
     }
@@ -283,7 +324,9 @@ std::string to_repr(const Value& v) {
       std::string out = d.is_namespace ? "<Namespace {" : "{";
       bool first = true;
       for (const auto& [k, val] : d.items) {
-        out += (first ? "" : ", ") + str_repr(k) + ": " + to_repr(val);
+        const std::string item = str_repr(k) + ": " + repr_at(val, depth + 1);
+        check_text_size(out.size() + item.size() + 2);
+        out += (first ? "" : ", ") + item;
         first = false;
       }
       return out + (d.is_namespace ? "}>" : "}");
@@ -293,13 +336,8 @@ std::string to_repr(const Value& v) {
   }
 }
 
-std::string to_json(const Value& v, int indent, bool sort_keys) {
-  std::string out;
-  json_dump(out, v, indent, sort_keys, 0);
-  return out;
-}
-
-bool equals(const Value& a, const Value& b) {
+bool equals_at(const Value& a, const Value& b, int depth) {
+  check_depth(depth, "==");
   if (a.is_number() && b.is_number()) {
     if (a.is_int() && b.is_int()) return a.as_int() == b.as_int();
     return a.as_double() == b.as_double();
@@ -313,7 +351,7 @@ bool equals(const Value& a, const Value& b) {
       const List &x = a.as_list(), &y = b.as_list();
       if (x.size() != y.size()) return false;
       for (size_t k = 0; k < x.size(); ++k)
-        if (!equals(x[k], y[k])) return false;
+        if (!equals_at(x[k], y[k], depth + 1)) return false;
       return true;
     }
     case Value::Type::dict: {
@@ -322,7 +360,7 @@ bool equals(const Value& a, const Value& b) {
       if (x.items.size() != y.items.size()) return false;
       for (const auto& [k, v] : x.items) {
         const Value* w = y.find(k);
-        if (!w || !equals(v, *w)) return false;
+        if (!w || !equals_at(v, *w, depth + 1)) return false;
       }
       return true;
     }
@@ -331,7 +369,8 @@ bool equals(const Value& a, const Value& b) {
   }
 }
 
-int compare(const Value& a, const Value& b) {
+int compare_at(const Value& a, const Value& b, int depth) {
+  check_depth(depth, "<");
   if (a.is_number() && b.is_number()) {
     if (a.is_int() && b.is_int()) return a.as_int() < b.as_int() ? -1 : a.as_int() > b.as_int() ? 1 : 0;
     const double x = a.as_double(), y = b.as_double();
@@ -344,10 +383,25 @@ int compare(const Value& a, const Value& b) {
   if (a.is_list() && b.is_list()) {
     const List &x = a.as_list(), &y = b.as_list();
     for (size_t k = 0; k < x.size() && k < y.size(); ++k)
-      if (!equals(x[k], y[k])) return compare(x[k], y[k]);
+      if (!equals_at(x[k], y[k], depth + 1)) return compare_at(x[k], y[k], depth + 1);
     return x.size() < y.size() ? -1 : x.size() > y.size() ? 1 : 0;
   }
   throw EvalError("'<' not supported between instances of '" + a.type_name() + "' and '" + b.type_name() + "'");
 }
+
+}  // namespace
+
+std::string to_repr(const Value& v) { return repr_at(v, 0); }
+
+std::string to_json(const Value& v, int indent, bool sort_keys) {
+  std::string out;
+  json_dump(out, v, indent, sort_keys, 0);
+  check_text_size(out.size());
+  return out;
+}
+
+bool equals(const Value& a, const Value& b) { return equals_at(a, b, 0); }
+
+int compare(const Value& a, const Value& b) { return compare_at(a, b, 0); }
 
 }  // namespace lmlab::tpl

@@ -20,6 +20,14 @@ struct EvalError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Bounds on what a template may build (a real chat prompt is far below them): the bytes of any one string,
+// and the nesting depth that printing and comparing will walk. Beyond them an EvalError, never an unbounded
+// allocation or a stack overflow.
+inline constexpr size_t kMaxTextBytes = size_t{16} << 20;  // ~4M tokens: more than any context
+inline constexpr int kMaxNesting = 512;
+// Throws EvalError when a string of `bytes` would pass kMaxTextBytes; call before building it.
+void check_text_size(size_t bytes);
+
 class Value;
 using List = std::vector<Value>;
 
@@ -47,6 +55,12 @@ class Value {
   enum class Type { undefined, none, boolean, integer, floating, string, list, dict, function };
 
   Value() = default;  // undefined
+  // Destroying the last reference to a deeply nested list/dict walks it with a heap stack, not recursion.
+  ~Value();
+  Value(const Value&) = default;
+  Value(Value&&) noexcept = default;
+  Value& operator=(const Value&) = default;
+  Value& operator=(Value&&) noexcept = default;
   static Value undefined(std::string hint = {});
   static Value none();
   Value(bool b);

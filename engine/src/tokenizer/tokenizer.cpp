@@ -19,6 +19,7 @@
 #include "tokenizer/post_processor.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "text/unicode.h"
+#include "util/file_read.h"
 
 namespace lmlab {
 
@@ -43,12 +44,8 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::from_file(const std::filesystem::path& tokenizer_json) {
-  std::ifstream in(tokenizer_json, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, tokenizer_json.string(), "cannot open the file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw Error(ErrorKind::io, tokenizer_json.string(), "read failed");
-  return from_json_text(text.str(), tokenizer_json.string());
+  // Real tokenizer.json files reach ~35 MB (Gemma 3); the bound keeps a wrong path from reading gigabytes.
+  return from_json_text(read_regular_file(tokenizer_json, uint64_t{512} << 20), tokenizer_json.string());
 }
 
 namespace {

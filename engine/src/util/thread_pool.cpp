@@ -1,7 +1,12 @@
 #include "util/thread_pool.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <memory>
+#include <system_error>
+
+#include "lmlab/error.h"
 
 namespace lmlab {
 
@@ -12,10 +17,20 @@ std::mutex g_pool_mu;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  try {
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (const std::system_error& e) {
+    // The OS refused a thread (ulimit, memory): stop the ones started, then say so instead of terminating.
+    const size_t started = workers_.size();
+    stop_workers();
+    throw Error(ErrorKind::out_of_memory, "--threads",
+                fmt::format("cannot start worker thread {} of {}: {}", started + 1, n_threads_ - 1, e.what()));
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;

@@ -15,6 +15,7 @@ namespace lmlab {
 
 class ThreadPool {
  public:
+  // Throws Error(out_of_memory, "--threads") when the OS cannot start the threads.
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -31,6 +32,7 @@ class ThreadPool {
 
  private:
   void worker_loop(int index);
+  void stop_workers();  // joins every started worker
 
   int n_threads_;
   std::vector<std::thread> workers_;

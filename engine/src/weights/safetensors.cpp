@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lmlab/error.h"
+#include "util/file_read.h"
 
 namespace lmlab {
 
@@ -53,8 +54,7 @@ int64_t TensorInfo::numel() const {
 }
 
 SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(ErrorKind::io, path.string(), fmt::format("cannot open: {}", std::strerror(errno)));
+  const int fd = open_regular_file(path);  // a FIFO named model.safetensors must not block the load
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
@@ -123,8 +123,9 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
         throw format_error(path, name,
                            fmt::format("data_offsets end {} is past the data block ({} bytes): file truncated?", end,
                                        data_bytes));
-      const uint64_t expect = static_cast<uint64_t>(numel) * d->size;
-      if (end - begin != expect)
+      // In 128 bits: numel (< 2^62) times the element size may wrap a uint64_t to 0.
+      const unsigned __int128 expect = numel * d->size;
+      if (static_cast<unsigned __int128>(end - begin) != expect)
         throw format_error(path, name,
                            fmt::format("holds {} bytes but shape x {} needs {}", end - begin, dts, expect));
       t.offset = data_begin + begin;
@@ -161,10 +162,10 @@ WeightStore WeightStore::open_dir(const std::filesystem::path& dir) {
   std::vector<fs::path> shards;
   const fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(index)) {
-    std::ifstream in(index);
+    const std::string text = read_regular_file(index, uint64_t{64} << 20);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(in);
+      j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       throw Error(ErrorKind::model_format, index.string(), fmt::format("not valid JSON: {}", e.what()));
     }
@@ -173,7 +174,15 @@ WeightStore WeightStore::open_dir(const std::filesystem::path& dir) {
     std::vector<std::string> names;
     for (auto& [tensor, file] : j["weight_map"].items()) {
       if (!file.is_string()) throw Error(ErrorKind::model_format, index.string(), "weight_map values must be file names");
-      names.push_back(file.get<std::string>());
+      // Shards live in the model directory: no absolute paths, no climbing out with "..".
+      const fs::path shard(file.get<std::string>());
+      const bool escapes = shard.empty() || shard.is_absolute() || shard.has_root_path() ||
+                           std::any_of(shard.begin(), shard.end(), [](const fs::path& part) { return part == ".."; });
+      if (escapes)
+        throw Error(ErrorKind::model_format, index.string(),
+                    fmt::format("weight_map['{}'] = '{}' is not a file inside the model directory", tensor,
+                                shard.string()));
+      names.push_back(shard.string());
     }
     std::sort(names.begin(), names.end());
     names.erase(std::unique(names.begin(), names.end()), names.end());

@@ -1,0 +1,47 @@
+// A tiny random-weight qwen3 model written by synth into a fresh temporary directory (removed on destruction),
+// with the fixtures' coder-dense tokenizer and chat template: a real model made by the test, for tests that
+// need one to load and serve, not its numbers.
+#pragma once
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <string>
+
+#include "fixtures.h"
+#include "lmlab/synth.h"
+
+namespace lmlab::test {
+
+class TinyModel {
+ public:
+  // `name` becomes the directory's last component (so it can be any byte string).
+  explicit TinyModel(const std::string& name = "tiny") {
+    static std::atomic<int> counter{0};
+    root_ = std::filesystem::temp_directory_path() /
+            ("lmlab_tiny_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    dir_ = root_ / name;
+    SynthOptions o;
+    o.shape = synth_default_shape("qwen3");
+    o.shape.hidden = 64;
+    o.shape.layers = 2;
+    o.shape.heads = 4;
+    o.shape.kv_heads = 2;
+    o.shape.head_dim = 16;
+    o.shape.intermediate = 128;
+    o.shape.max_positions = 512;
+    o.seed = 14;
+    o.tokenizer_from = model_dir("coder-dense");
+    synth_model(dir_, o);
+  }
+  ~TinyModel() { std::filesystem::remove_all(root_); }
+  TinyModel(const TinyModel&) = delete;
+  TinyModel& operator=(const TinyModel&) = delete;
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path root_, dir_;
+};
+
+}  // namespace lmlab::test
