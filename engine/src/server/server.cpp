@@ -11,7 +11,7 @@
 
 #include "lmlab/error.h"
 #include "server/server_state.h"
-#include "tokenizer/unicode.h"
+#include "text/unicode.h"
 
 namespace lmlab {
 
