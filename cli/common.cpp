@@ -32,6 +32,10 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
   app.add_option("--expert-cache-policy", expert_cache_policy, "reuse | lru")->check(CLI::IsMember({"reuse", "lru"}));
   app.add_option("--expert-queue-depth", expert_queue_depth, "expert reads in flight");
   app.add_flag("--no-expert-predict", no_expert_predict, "do not read ahead the next layer's predicted experts");
+  app.add_option("--debug-token-delay-us", debug_token_delay_us,
+                 "TEST-ONLY: sleep this many microseconds after every decoded token (default 0 = off); the "
+                 "regression gate's tests inject a slowdown with it")
+      ->check(CLI::Range(int64_t{0}, int64_t{10'000'000}));
 }
 
 ModelOptions EngineFlags::options() const {
@@ -55,6 +59,7 @@ ModelOptions EngineFlags::options() const {
   o.expert_cache_policy = expert_cache_policy;
   o.expert_queue_depth = expert_queue_depth;
   o.expert_predict_next = !no_expert_predict;
+  o.debug_token_delay_us = debug_token_delay_us;
   return o;
 }
 

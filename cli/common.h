@@ -26,6 +26,7 @@ struct EngineFlags {
   std::string expert_cache_policy = "reuse";
   int expert_queue_depth = 8;
   bool no_expert_predict = false;
+  int64_t debug_token_delay_us = 0;  // test-only (ModelOptions::debug_token_delay_us)
 
   void add_to(CLI::App& app, bool model_required = true);
   ModelOptions options() const;  // rejects flags this build cannot honour yet, by name

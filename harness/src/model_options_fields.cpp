@@ -51,6 +51,7 @@ const std::vector<Field>& fields() {
       {"expert_queue_depth", &ModelOptions::expert_queue_depth, 1, 4096},
       {"expert_predict_next", &ModelOptions::expert_predict_next},
       {"expert_cache_policy", &ModelOptions::expert_cache_policy, 0, 0, {"reuse", "lru"}},
+      {"debug_token_delay_us", &ModelOptions::debug_token_delay_us, 0, 10'000'000},  // test-only
   };
   return table;
 }

@@ -53,6 +53,9 @@ struct ModelOptions {
   int expert_queue_depth = 8;     // expert reads in flight
   bool expert_predict_next = true;  // read ahead the next MoE layer's likely experts
   std::string expert_cache_policy = "reuse";  // "reuse" (see docs/expert-streaming.md) or "lru"
+  // TEST-ONLY: generate() sleeps this long after every decoded token, inside the decode timing. Off (0) by default;
+  // the regression gate's tests inject a known per-token slowdown with it (docs/gate.md). Never set it otherwise.
+  int64_t debug_token_delay_us = 0;
 };
 
 // Counters of the engine's memory and caches (the same numbers /metrics exports).

@@ -27,8 +27,9 @@ public:
 };
 
 // Schema version this code writes and understands (PRAGMA user_version).
-// v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added.
-inline constexpr int kResultsSchemaVersion = 2;
+// v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added. v3: runs.host_fingerprint,
+// samples.decode_ssd_bytes_read and samples.output_tokens, the evaluations table.
+inline constexpr int kResultsSchemaVersion = 3;
 
 // One benchmark run (one scenario on one host with one model).
 struct RunInfo {
@@ -41,6 +42,8 @@ struct RunInfo {
   std::string engine_config_json = "{}";  // engine configuration as JSON text
   std::string git_commit;
   std::string notes;
+  // What decides whether absolute times compare (CPU model, CPUs usable, memory); see host_fingerprint().
+  std::string host_fingerprint;
 };
 
 // One raw measurement: one generation at one (config, context) for one repetition.
@@ -56,8 +59,19 @@ struct Sample {
   int64_t peak_memory_bytes = 0;
   int64_t kv_cache_bytes = 0;
   int64_t ssd_bytes_read = 0;
+  int64_t decode_ssd_bytes_read = 0;  // of which read after the first decode step (decode_tokens - 1 steps)
+  std::vector<int32_t> output_tokens;  // the tokens generated (greedy: deterministic)
   std::optional<int64_t> gpu_memory_bytes;  // absent on CPU runs
   std::optional<std::string> error;         // set when the generation failed; its numbers are then ignored
+};
+
+// One teacher-forced evaluation of a config: the summed negative log-likelihood of `tokens` predicted tokens.
+// perplexity = exp(nll_sum / tokens).
+struct Evaluation {
+  std::string config;
+  int64_t tokens = 0;
+  double nll_sum = 0;
+  std::optional<std::string> error;  // set when the evaluation failed
 };
 
 class ResultsStore {
@@ -80,6 +94,9 @@ public:
   std::vector<RunInfo> runs() const;  // ordered by id
   std::optional<RunInfo> run(int64_t id) const;
   std::vector<Sample> samples(int64_t run) const;  // ordered by insertion
+
+  void add_evaluation(int64_t run, const Evaluation& evaluation);
+  std::vector<Evaluation> evaluations(int64_t run) const;  // ordered by insertion
 
   struct Impl;
 
