@@ -175,6 +175,11 @@ TEST(GateBaseline, TheCommittedBaselineMatchesTheCommittedScenario) {
   EXPECT_EQ(static_cast<int64_t>(base.samples.size()),
             static_cast<int64_t>(s.configs.size() * s.contexts.size()) * s.repetitions);
   EXPECT_EQ(base.evaluations.size(), s.configs.size());
+  // Measured interleaved: the first samples are one repetition of every config in the scenario's order.
+  for (size_t i = 0; i < s.configs.size(); ++i) {
+    EXPECT_EQ(base.samples[i].config, s.configs[i].name);
+    EXPECT_EQ(base.samples[i].repetition, 0);
+  }
   // Compared with itself, it passes with every metric present: nothing in it is incomplete or unmatched.
   const GateReport rep = compare_runs(base, base, s.gate);
   EXPECT_EQ(gate_exit_code(rep), 0);

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "lmlab/error.h"
 #include "lmlab/gate.h"
 #include "lmlab/gate_report.h"
+#include "lmlab/harness.h"
 
 namespace lmlab {
 namespace {
@@ -214,6 +216,44 @@ TEST(GateBaselineFile, RefusesBadFilesNamingTheField) {
   j["run"].erase("model");
   EXPECT_NE(error_of(j.dump()).find("field 'run.model': missing"), std::string::npos);
   EXPECT_NE(error_of(std::string(kMaxGateBaselineBytes + 1, ' ')).find("over the"), std::string::npos);
+}
+
+// The scenario's "gate" object, "interleave" and "perplexity_tokens": read whole, every mistake named by field.
+TEST(GateScenario, ReadsThresholdsAndRefusesMistakesNamingTheField) {
+  auto scenario = [](const std::string& extra) {
+    return R"({"name": "g", "contexts": [64], "configs": [{"name": "vanilla"}, {"name": "turbo"}])" + extra + "}";
+  };
+  const Scenario s = parse_scenario(scenario(R"(, "interleave": true, "perplexity_tokens": 128, "gate": {"alpha": 0.05,
+      "noise_k": 1.5, "thresholds": {"decode_tok_s": 0.2, "kv_bytes_per_token": 0}, "ratios": [["turbo", "vanilla"]],
+      "require_same_host": true})"), "g.json");
+  EXPECT_TRUE(s.interleave);
+  EXPECT_EQ(s.perplexity_tokens, 128);
+  EXPECT_EQ(s.gate.alpha, 0.05);
+  EXPECT_EQ(s.gate.noise_k, 1.5);
+  EXPECT_EQ(s.gate.decode_tok_s, 0.2);
+  EXPECT_EQ(s.gate.decode_ratio, GatePolicy{}.decode_ratio);  // unset: the default
+  ASSERT_EQ(s.gate.ratios.size(), 1u);
+  EXPECT_EQ(s.gate.ratios[0].numerator, "turbo");
+  EXPECT_TRUE(s.gate.require_same_host);
+
+  auto error_of = [&](const std::string& extra) -> std::string {
+    try {
+      parse_scenario(scenario(extra), "g.json");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "parsed";
+  };
+  EXPECT_NE(error_of(R"(, "gate": {"thresholds": {"decode_toks": 0.1}})").find("field 'gate.thresholds.decode_toks': unknown key"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"thresholds": {"perplexity": -1}})").find("gate.thresholds.perplexity"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"alpha": "0.05"})").find("field 'gate.alpha': must be a number"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"ratios": [["ssd", "vanilla"]]})").find("'ssd' is not a config of this scenario"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"ratios": [["turbo"]]})").find("field 'gate.ratios[0]'"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "interleave": 1)").find("field 'interleave': must be true or false"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "perplexity_tokens": 0)").find("field 'perplexity_tokens'"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "options": {"debug_token_delay_us": -5})").find("options.debug_token_delay_us"), std::string::npos);
 }
 
 }  // namespace
