@@ -68,6 +68,11 @@ void write_file(const std::string& path, const std::string& text, const char* fl
 int run_gate(const Flags& fl) {
   const GateRun cand = run_from_db(fl.db, fl.candidate, "--candidate");
   if (!fl.write_baseline.empty()) {
+    // A baseline with failed or missing samples could never be compared with: refuse it now, not in CI.
+    const GateReport self = compare_runs(cand, cand, GatePolicy{});
+    if (self.status == GateReport::Status::cannot_compare)
+      throw Error(ErrorKind::invalid_input, "--write-baseline", "run " + std::to_string(fl.candidate) +
+                  " cannot be a baseline: " + self.cannot_compare.front());
     write_file(fl.write_baseline, gate_run_to_json(cand), "--write-baseline");
     fmt::print(stderr, "lmlab gate: run {} of {} written to {} as a gate baseline\n", fl.candidate, fl.db, fl.write_baseline);
     return 0;

@@ -147,10 +147,23 @@ TEST_F(GateOnRealRuns, KvBytesChangeFailsAnotherModelAndAnInterruptedRunCannotCo
 
   copy = load_gate_run(store, base);
   copy.samples.pop_back();  // what a bench killed before its last sample leaves behind
-  const Cli cut = run_cli(gate(base, store_copy(copy)), dir_);
+  const int64_t cut_run = store_copy(copy);
+  const Cli cut = run_cli(gate(base, cut_run), dir_);
   EXPECT_EQ(cut.rc, 2) << cut.out;
   EXPECT_NE(cut.out.find("CANNOT COMPARE"), std::string::npos);
   EXPECT_NE(cut.out.find("is incomplete: turbo at context 64 has 3 of 4 samples"), std::string::npos) << cut.out;
+
+  // The refresh path: a complete run becomes a baseline file that gates like the run itself; an incomplete one is refused.
+  const std::string file = (dir_ / "baseline.json").string();
+  const std::string export_args = "gate --db " + db_ + " --write-baseline " + file + " --candidate ";
+  EXPECT_EQ(run_cli(export_args + std::to_string(base), dir_).rc, 0);
+  const Cli from_file = run_cli("gate --db " + db_ + " --candidate " + std::to_string(base) + " --baseline-json " + file +
+                                " --scenario " + kScenario.string(), dir_);
+  EXPECT_EQ(from_file.rc, 0) << from_file.out;
+  EXPECT_NE(from_file.out.find("| decode tok/s | vanilla | 64 |"), std::string::npos) << from_file.out;  // same host
+  const Cli refused = run_cli(export_args + std::to_string(cut_run), dir_);
+  EXPECT_EQ(refused.rc, 2);
+  EXPECT_NE(refused.out.find("cannot be a baseline"), std::string::npos) << refused.out;
 
   const int64_t dense = run_scenario(small_gate_scenario(4, 0, "coder-dense"), store, RunSettings{}).run_id;
   const Cli other = run_cli(gate(base, dense), dir_);

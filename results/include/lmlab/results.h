@@ -130,7 +130,8 @@ double quantile(std::vector<double> values, double p);
 // correction). Returns 1 when either side is empty or all values are tied.
 double mann_whitney_p(const std::vector<double>& a, const std::vector<double>& b);
 
-// Regression gate for one (config, context) present in both sample sets.
+// Regression gate for one (config, context) present in both sample sets: decode tok/s only. `lmlab gate` (CI) uses
+// the fuller compare_runs() of lmlab/gate.h (more metrics, noise floor, cannot-compare checks).
 //
 // Rule: let rel = (candidate_median - baseline_median) / baseline_median of decode tok/s. A group is a
 // regression iff rel < -threshold (slower by more than the relative threshold) AND the Mann–Whitney U test
