@@ -114,14 +114,19 @@ TEST_F(GateOnRealRuns, AAPassesAndATwentyPercentPerTokenSlowdownFailsNamingDecod
   EXPECT_EQ(aa.rc, 0) << aa.out;
   EXPECT_NE(aa.out.find("**PASS**"), std::string::npos) << aa.out;
 
-  // 25% more time per token = 20% fewer tokens per second.
+  // 25% more time per token = 20% fewer tokens per second. Under a concurrent ctest on a shared 2-core box one
+  // 12-vs-12 measurement can still overlap too much to be significant (seen: -31%, p = 0.13), so the slowdown gets a
+  // second measurement, as scripts/gate.sh gives a flagged one; it must be flagged in one of the two.
   const auto delay_us = static_cast<int64_t>(0.25 * median_ns_per_token(store.samples(a1)) / 1000.0);
   ASSERT_GT(delay_us, 0);
-  const auto [base, slow] = alternate(store, plain, small_gate_scenario(2, delay_us), 4);
-  const Cli r = run_cli(gate(base, slow), dir_);
+  Cli r{};
+  for (int attempt = 0; attempt < 2 && r.rc != 1; ++attempt) {
+    const auto [base, slow] = alternate(store, plain, small_gate_scenario(2, delay_us), 6);
+    r = run_cli(gate(base, slow), dir_);
+  }
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("**REGRESSION**"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("- decode tok/s of vanilla at context 64:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("- decode tok/s of "), std::string::npos) << r.out;  // vanilla, turbo or both
   EXPECT_NE(r.out.find("p = "), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("- KV bytes"), std::string::npos) << r.out;  // nothing else regressed
   EXPECT_EQ(r.out.find("- greedy tokens"), std::string::npos) << r.out;
