@@ -1,14 +1,21 @@
-// lmlab gate --db FILE --baseline RUN --candidate RUN [--baseline-file FILE] [--threshold 0.05] [--alpha 0.05]:
-// the regression gate. Compares decode tok/s per (config, context) with results' gate() (slower by more than
-// the threshold AND Mann-Whitney p < alpha), prints one row per group and exits 1 on a regression,
-// 0 when none, 2 when the gate could not run (missing database or run): CI must tell those apart.
+// lmlab gate --db FILE --candidate RUN (--baseline RUN [--baseline-file DB] | --baseline-json FILE)
+//   [--scenario FILE] [--markdown OUT] [--json OUT] [--threshold X] [--alpha A] [--noise-k K] [--require-same-host]
+// lmlab gate --db FILE --candidate RUN --write-baseline FILE
+// The regression gate (docs/gate.md): compares the candidate run with a baseline run under the scenario's "gate"
+// thresholds, prints the markdown verdict and exits 0 pass, 1 regression, 2 cannot compare (a missing database, run
+// or file, an incomplete run, different models or scenarios): CI must tell those apart. --write-baseline exports a
+// run as the JSON baseline file that CI compares against (refreshing the committed baseline).
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "common.h"
 #include "flag_checks.h"
+#include "lmlab/gate_report.h"
+#include "lmlab/harness.h"
 #include "lmlab/results.h"
 
 namespace lmlab::cli {
@@ -17,52 +24,80 @@ namespace {
 
 struct Flags {
   std::string db = "results/lmlab.db";
-  std::string baseline_file;  // the baseline run lives in another database (e.g. a committed baseline)
+  std::string baseline_file;  // the baseline run lives in another database
+  std::string baseline_json;  // the baseline is a JSON file (the committed one)
+  std::string scenario;       // its "gate" object holds the thresholds
+  std::string write_baseline;
+  std::string markdown_out, json_out;
   int64_t baseline = 0, candidate = 0;
-  double threshold = 0.05, alpha = 0.05;
+  double threshold = -1, alpha = -1, noise_k = -1;
+  bool require_same_host = false;
 };
 
-std::vector<Sample> samples_of(const std::string& db, int64_t run, const char* flag) {
+GateRun run_from_db(const std::string& db, int64_t run, const char* flag) {
   if (!std::filesystem::exists(db)) throw Error(ErrorKind::invalid_input, flag, fmt::format("no results database at {}", db));
   ResultsStore store = ResultsStore::open(db);
   if (!store.run(run)) throw Error(ErrorKind::invalid_input, flag, fmt::format("{} has no run {}", db, run));
-  return store.samples(run);
+  return load_gate_run(store, run);
 }
 
-std::string verdict(const GateResult& r) {
-  if (!r.compared) return r.n_baseline == 0 ? "only in candidate (or baseline failed)" : "only in baseline (or candidate failed)";
-  if (r.regression) return "REGRESSION";
-  if (r.n_baseline < 4 || r.n_candidate < 4) return "ok (fewer than 4 samples a side: cannot flag)";
-  return "ok";
+GateRun run_from_json(const std::string& file) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  if (ec) throw Error(ErrorKind::invalid_input, "--baseline-json", fmt::format("cannot read {}: {}", file, ec.message()));
+  if (size > kMaxGateBaselineBytes)
+    throw Error(ErrorKind::invalid_input, "--baseline-json", fmt::format("{} is {} bytes, over the {}-byte limit", file, size, kMaxGateBaselineBytes));
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return gate_run_from_json(text.str(), file);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::invalid_input, "--baseline-json", e.what());
+  }
+}
+
+void write_file(const std::string& path, const std::string& text, const char* flag) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  if (!out) throw Error(ErrorKind::io, flag, fmt::format("cannot write {}", path));
 }
 
 int run_gate(const Flags& fl) {
-  const std::string baseline_db = fl.baseline_file.empty() ? fl.db : fl.baseline_file;
-  const auto base = samples_of(baseline_db, fl.baseline, "--baseline");
-  const auto cand = samples_of(fl.db, fl.candidate, "--candidate");
-  const std::vector<GateResult> results = gate(base, cand, fl.threshold, fl.alpha);
-  fmt::print("gate: candidate run {} ({}) vs baseline run {} ({}); regression = slower by > {:.1f}% and "
-             "Mann-Whitney p < {}\n",
-             fl.candidate, fl.db, fl.baseline, baseline_db, fl.threshold * 100, fl.alpha);
-  fmt::print("{:<12} {:>8} {:>18} {:>18} {:>9} {:>8}  {}\n", "config", "context", "baseline tok/s (n)",
-             "candidate tok/s (n)", "change", "p", "verdict");
-  for (const GateResult& r : results) {
-    fmt::print("{:<12} {:>8} {:>18} {:>18} {:>9} {:>8}  {}\n", r.config, r.context,
-               fmt::format("{:.1f} ({})", r.baseline_decode_tok_s_median, r.n_baseline),
-               fmt::format("{:.1f} ({})", r.candidate_decode_tok_s_median, r.n_candidate),
-               r.compared ? fmt::format("{:+.1f}%", r.relative_change * 100) : std::string("-"),
-               r.compared ? fmt::format("{:.4f}", r.p_value) : std::string("-"), verdict(r));
+  const GateRun cand = run_from_db(fl.db, fl.candidate, "--candidate");
+  if (!fl.write_baseline.empty()) {
+    // A baseline with failed or missing samples could never be compared with: refuse it now, not in CI.
+    const GateReport self = compare_runs(cand, cand, GatePolicy{});
+    if (self.status == GateReport::Status::cannot_compare)
+      throw Error(ErrorKind::invalid_input, "--write-baseline", "run " + std::to_string(fl.candidate) +
+                  " cannot be a baseline: " + self.cannot_compare.front());
+    write_file(fl.write_baseline, gate_run_to_json(cand), "--write-baseline");
+    fmt::print(stderr, "lmlab gate: run {} of {} written to {} as a gate baseline\n", fl.candidate, fl.db, fl.write_baseline);
+    return 0;
   }
-  const bool regressed = any_regression(results);
-  fmt::print("gate: {}\n", regressed ? "FAILED (regression)" : "passed");
-  return regressed ? 1 : 0;
+  if (fl.baseline_json.empty() == (fl.baseline == 0))
+    throw Error(ErrorKind::invalid_input, "--baseline", "give exactly one of --baseline RUN and --baseline-json FILE");
+  const GateRun base = fl.baseline_json.empty()
+                           ? run_from_db(fl.baseline_file.empty() ? fl.db : fl.baseline_file, fl.baseline, "--baseline")
+                           : run_from_json(fl.baseline_json);
+  GatePolicy policy = fl.scenario.empty() ? GatePolicy{} : load_scenario(fl.scenario).gate;
+  if (fl.threshold >= 0) policy.decode_tok_s = fl.threshold;
+  if (fl.alpha >= 0) policy.alpha = fl.alpha;
+  if (fl.noise_k >= 0) policy.noise_k = fl.noise_k;
+  if (fl.require_same_host) policy.require_same_host = true;
+  const GateReport report = compare_runs(base, cand, policy);
+  const std::string md = render_gate_markdown(report);
+  fmt::print("{}", md);
+  if (!fl.markdown_out.empty()) write_file(fl.markdown_out, md, "--markdown");
+  if (!fl.json_out.empty()) write_file(fl.json_out, render_gate_json(report), "--json");
+  return gate_exit_code(report);
 }
 
 }  // namespace
 
 void register_gate(CLI::App& app) {
   auto fl = std::make_shared<Flags>();
-  auto* sub = app.add_subcommand("gate", "compare a run with a baseline run; exit 1 on a decode-speed regression");
+  auto* sub = app.add_subcommand("gate", "compare a run with a baseline; exit 1 on a regression, 2 when it cannot compare");
   sub->add_option("--db", fl->db, "results database holding the candidate (and the baseline)")->capture_default_str();
   sub->add_option("--baseline", fl->baseline, "baseline run id")->required()->check(CLI::PositiveNumber);
   sub->add_option("--candidate", fl->candidate, "candidate run id")->required()->check(CLI::PositiveNumber);
@@ -79,7 +114,7 @@ void register_gate(CLI::App& app) {
     try {
       rc = run_gate(*fl);
     } catch (const std::exception& e) {
-      std::cerr << "lmlab: " << e.what() << "\n";
+      std::cerr << "lmlab gate: cannot compare: " << e.what() << "\n";
       rc = 2;
     }
     if (rc != 0) throw CLI::RuntimeError(rc);

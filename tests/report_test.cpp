@@ -143,6 +143,7 @@ Sample synthetic(const std::string& config, int64_t rep, double tok_s) {
 int64_t add_run(ResultsStore& store, const std::string& config, double tok_s) {
   RunInfo info;
   info.host = "gate-test";
+  info.host_fingerprint = "cpu=synthetic";  // one machine: absolute times compare
   info.scenario = "synthetic";
   info.model = "none";
   info.model_bytes = 1;

@@ -154,30 +154,39 @@ PRAGMA user_version = 1;
 )sql");
   {
     ResultsStore store = ResultsStore::open(file);
-    EXPECT_EQ(store.schema_version(), 2);
+    EXPECT_EQ(store.schema_version(), lmlab::kResultsSchemaVersion);
     const auto run = store.run(7);
     ASSERT_TRUE(run.has_value());
     EXPECT_EQ(run->host, "old-host");
     EXPECT_EQ(run->notes, "v1 run");
     EXPECT_EQ(run->engine_config_json, R"({"a":1})");
     EXPECT_EQ(run->git_commit, "");  // new column, default
+    EXPECT_EQ(run->host_fingerprint, "");  // v3 column, default
+    EXPECT_TRUE(store.evaluations(7).empty());
     const auto samples = store.samples(7);
     ASSERT_EQ(samples.size(), 1u);
     EXPECT_EQ(samples[0].config, "turbo");
     EXPECT_EQ(samples[0].decode_ns, 222);
     EXPECT_EQ(samples[0].kv_cache_bytes, 555);
     EXPECT_EQ(samples[0].ssd_bytes_read, 0);  // new column, default
+    EXPECT_TRUE(samples[0].output_tokens.empty());  // v3 column, default
+    EXPECT_EQ(samples[0].decode_ssd_bytes_read, 0);
     Sample s = make_sample("ssd", 2048, 1, 10);
     s.ssd_bytes_read = 42;
+    s.output_tokens = {3, 1, 4};
     store.add_sample(7, s);
+    EXPECT_EQ(store.samples(7).back().output_tokens, (std::vector<int32_t>{3, 1, 4}));
+    store.add_evaluation(7, lmlab::Evaluation{"ssd", 100, 123.25, std::nullopt});
+    ASSERT_EQ(store.evaluations(7).size(), 1u);
+    EXPECT_EQ(store.evaluations(7)[0].nll_sum, 123.25);
   }
-  // On disk: version 2, new columns present, old and new rows readable.
+  // On disk: the current version, new columns present, old and new rows readable.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(st, 0), lmlab::kResultsSchemaVersion);
   sqlite3_finalize(st);
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sum(ssd_bytes_read), count(*) FROM samples", -1, &st, nullptr),
             SQLITE_OK);
@@ -201,11 +210,11 @@ TEST_F(ResultsStoreTest, RejectsNewerSchemaVersionWithoutTouchingIt) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
     EXPECT_NE(msg.find("version 9"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("version 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("version " + std::to_string(lmlab::kResultsSchemaVersion)), std::string::npos) << msg;
     EXPECT_EQ(e.kind(), lmlab::ErrorKind::unsupported);
   }
   EXPECT_EQ(fs::file_size(file), size_before);
-  raw_sql(file, "PRAGMA user_version = 2");
+  raw_sql(file, "PRAGMA user_version = " + std::to_string(lmlab::kResultsSchemaVersion));
   EXPECT_EQ(ResultsStore::open(file).runs().size(), 1u) << "data survived the refused open";
 }
 

@@ -7,7 +7,8 @@
 //   "prompt": {"source": "random", "seed": 42} | {"source": "text", "file": "prompts/x.py"},
 //   "options": { engine options for every config },
 //   "configs": [ {"name": "vanilla"}, {"name": "ssd", "options": {"expert_cache_mb": 5}},
-//                {"name": "turbo-k3", "preset": "turbo", "options": {"kv_k_bits": 3}} ] }
+//                {"name": "turbo-k3", "preset": "turbo", "options": {"kv_k_bits": 3}} ],
+//   "interleave": false, "perplexity_tokens": 0, "gate": { thresholds, see docs/gate.md } }
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -131,6 +132,54 @@ struct Reader {
     return c;
   }
 
+  double fraction_at(const json& v, const std::string& field, double max) const {
+    if (!v.is_number() || !(v.get<double>() >= 0) || v.get<double>() > max)
+      fail(field, fmt::format("must be a number in [0, {}]", max));
+    return v.get<double>();
+  }
+
+  // "gate": {"alpha", "noise_k", "thresholds": {metric: relative change}, "ratios": [[num, den]], "require_same_host"}
+  GatePolicy gate(const json& v, const std::vector<BenchConfig>& configs) const {
+    if (!v.is_object()) fail("gate", "must be an object (see docs/gate.md)");
+    check_keys(v, "gate", {"alpha", "noise_k", "thresholds", "ratios", "require_same_host"});
+    GatePolicy p;
+    if (v.contains("alpha")) p.alpha = fraction_at(v["alpha"], "gate.alpha", 0.5);
+    if (v.contains("noise_k")) p.noise_k = fraction_at(v["noise_k"], "gate.noise_k", 100);
+    if (v.contains("require_same_host")) {
+      if (!v["require_same_host"].is_boolean()) fail("gate.require_same_host", "must be true or false");
+      p.require_same_host = v["require_same_host"].get<bool>();
+    }
+    if (v.contains("thresholds")) {
+      const json& t = v["thresholds"];
+      const std::vector<std::pair<std::string, double*>> metrics = {
+          {"decode_tok_s", &p.decode_tok_s},           {"decode_ratio", &p.decode_ratio},
+          {"ssd_bytes_per_decode_token", &p.ssd_bytes_per_decode_token},
+          {"peak_memory_bytes", &p.peak_memory_bytes}, {"kv_bytes_per_token", &p.kv_bytes_per_token},
+          {"perplexity", &p.perplexity},               {"greedy_tokens", &p.greedy_tokens}};
+      std::vector<std::string> known;
+      for (const auto& [key, member] : metrics) known.push_back(key);
+      if (!t.is_object()) fail("gate.thresholds", "must be an object of relative changes");
+      check_keys(t, "gate.thresholds", known);
+      for (const auto& [key, member] : metrics)
+        if (t.contains(key)) *member = fraction_at(t[key], "gate.thresholds." + key, 10);
+    }
+    if (v.contains("ratios")) {
+      const json& r = v["ratios"];
+      if (!r.is_array()) fail("gate.ratios", R"(must be an array of ["numerator config", "denominator config"])");
+      for (size_t i = 0; i < r.size(); ++i) {
+        const std::string field = fmt::format("gate.ratios[{}]", i);
+        if (!r[i].is_array() || r[i].size() != 2 || !r[i][0].is_string() || !r[i][1].is_string())
+          fail(field, R"(must be ["numerator config", "denominator config"])");
+        DecodeRatio ratio{r[i][0].get<std::string>(), r[i][1].get<std::string>()};
+        for (const std::string& name : {ratio.numerator, ratio.denominator})
+          if (std::none_of(configs.begin(), configs.end(), [&](const BenchConfig& c) { return c.name == name; }))
+            fail(field, fmt::format("'{}' is not a config of this scenario", name));
+        p.ratios.push_back(std::move(ratio));
+      }
+    }
+    return p;
+  }
+
   static std::optional<ConfigPreset> preset_from_name(const std::string& name) {
     for (ConfigPreset p : {ConfigPreset::vanilla, ConfigPreset::ssd, ConfigPreset::turbo, ConfigPreset::ssd_turbo})
       if (preset_name(p) == name) return p;
@@ -162,7 +211,7 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
   }
   if (!root.is_object()) throw Error(ErrorKind::invalid_input, file.string(), "must be a JSON object");
   r.check_keys(root, "", {"name", "description", "model", "contexts", "repetitions", "decode_tokens", "prompt",
-                          "options", "configs"});
+                          "options", "configs", "interleave", "perplexity_tokens", "gate"});
   Scenario s;
   s.file = file;
   for (const char* required : {"name", "contexts", "configs"})
@@ -186,6 +235,12 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
     if (!names.insert(c.name).second) r.fail(fmt::format("configs[{}].name", i), fmt::format("'{}' is listed twice", c.name));
     s.configs.push_back(std::move(c));
   }
+  if (root.contains("interleave")) {
+    if (!root["interleave"].is_boolean()) r.fail("interleave", "must be true or false");
+    s.interleave = root["interleave"].get<bool>();
+  }
+  if (root.contains("perplexity_tokens")) s.perplexity_tokens = r.positive_at(root["perplexity_tokens"], "perplexity_tokens");
+  if (root.contains("gate")) s.gate = r.gate(root["gate"], s.configs);
   return s;
 }
 

@@ -56,6 +56,10 @@ void Statement::bind(int index, const std::optional<std::string>& value) {
   if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) throw_sqlite(db_, path_, "binding a value");
 }
 
+void Statement::bind_real(int index, double value) {
+  if (sqlite3_bind_double(stmt_, index, value) != SQLITE_OK) throw_sqlite(db_, path_, "binding a value");
+}
+
 bool Statement::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
@@ -74,6 +78,8 @@ std::string Statement::text_col(int col) const {
   const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
   return text ? std::string(text, static_cast<size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
 }
+
+double Statement::real_col(int col) const { return sqlite3_column_double(stmt_, col); }
 
 bool Statement::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 

@@ -53,6 +53,21 @@ CREATE INDEX samples_run ON samples(run_id, config, context_tokens);
 ALTER TABLE runs ADD COLUMN git_commit TEXT NOT NULL DEFAULT '';
 ALTER TABLE samples ADD COLUMN ssd_bytes_read INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // v2 -> v3 (the regression gate): the host fingerprint (absolute times compare only on equal ones), the greedy
+    // tokens and decode-only SSD bytes of each sample, and per-config perplexity evaluations.
+    R"sql(
+ALTER TABLE runs ADD COLUMN host_fingerprint TEXT NOT NULL DEFAULT '';
+ALTER TABLE samples ADD COLUMN decode_ssd_bytes_read INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE samples ADD COLUMN output_tokens TEXT NOT NULL DEFAULT '';
+CREATE TABLE evaluations (
+  id       INTEGER PRIMARY KEY,
+  run_id   INTEGER NOT NULL REFERENCES runs(id),
+  config   TEXT NOT NULL,
+  tokens   INTEGER NOT NULL,
+  nll_sum  REAL NOT NULL,
+  error    TEXT
+);
+)sql",
 };
 
 bool has_table(sqlite3* db, const std::string& path, const std::string& name) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "lmlab/error.h"
 #include "db.h"
 
 namespace lmlab {
@@ -15,6 +16,15 @@ struct ResultsStore::Impl {
   int version = 0;
   std::unique_ptr<Statement> insert_run, insert_sample;
 
+  // Throws unless run exists (samples and evaluations must belong to a run).
+  void check_run(int64_t run, const char* what) const {
+    Statement check(db, path, "SELECT count(*) FROM runs WHERE id = ?1");
+    check.bind(1, run);
+    check.step();
+    if (check.int_col(0) == 0)
+      throw Error(ErrorKind::invalid_input, "results", fmt::format("results database {}: cannot add {} to run {}: no such run", path, what, run));
+  }
+
   ~Impl() {
     insert_run.reset();
     insert_sample.reset();
@@ -25,7 +35,31 @@ struct ResultsStore::Impl {
 namespace {
 
 constexpr const char* kRunColumns =
-    "id, started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes";
+    "id, started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes, host_fingerprint";
+
+// Token ids as space-separated decimal text (readable in the sqlite3 shell).
+std::string tokens_text(const std::vector<int32_t>& ids) {
+  std::string out;
+  for (int32_t id : ids) out += (out.empty() ? "" : " ") + std::to_string(id);
+  return out;
+}
+
+std::vector<int32_t> tokens_of(const std::string& text, const std::string& path) {
+  std::vector<int32_t> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t used = 0;
+    try {
+      out.push_back(static_cast<int32_t>(std::stoi(text.substr(pos), &used)));
+    } catch (const std::exception&) {
+      throw Error(ErrorKind::invalid_input, "results", fmt::format("results database {}: samples.output_tokens is not a list of ids: '{}'", path,
+                                     text.substr(0, 80)));
+    }
+    pos += used;
+    while (pos < text.size() && text[pos] == ' ') ++pos;
+  }
+  return out;
+}
 
 RunInfo read_run(const Statement& st) {
   RunInfo r;
@@ -38,6 +72,7 @@ RunInfo read_run(const Statement& st) {
   r.engine_config_json = st.text_col(6);
   r.git_commit = st.text_col(7);
   r.notes = st.text_col(8);
+  r.host_fingerprint = st.text_col(9);
   return r;
 }
 
@@ -72,8 +107,9 @@ int64_t ResultsStore::begin_run(const RunInfo& info) {
   if (!impl_->insert_run) {
     impl_->insert_run = std::make_unique<Statement>(
         impl_->db, impl_->path,
-        "INSERT INTO runs (started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes) "
-        "VALUES (COALESCE(NULLIF(?1, ''), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+        "INSERT INTO runs (started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes, "
+        "host_fingerprint) "
+        "VALUES (COALESCE(NULLIF(?1, ''), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   }
   Statement& st = *impl_->insert_run;
   st.reset();
@@ -85,6 +121,7 @@ int64_t ResultsStore::begin_run(const RunInfo& info) {
   st.bind(6, info.engine_config_json);
   st.bind(7, info.git_commit);
   st.bind(8, info.notes);
+  st.bind(9, info.host_fingerprint);
   st.step();
   return sqlite3_last_insert_rowid(impl_->db);
 }
@@ -92,21 +129,14 @@ int64_t ResultsStore::begin_run(const RunInfo& info) {
 void ResultsStore::add_sample(int64_t run, const Sample& sample) { add_samples(run, {sample}); }
 
 void ResultsStore::add_samples(int64_t run, const std::vector<Sample>& samples) {
-  {
-    Statement check(impl_->db, impl_->path, "SELECT count(*) FROM runs WHERE id = ?1");
-    check.bind(1, run);
-    check.step();
-    if (check.int_col(0) == 0) {
-      throw Error(ErrorKind::invalid_input, results_detail::results_where(impl_->path),
-                  fmt::format("cannot add samples to run {}: no such run", run));
-    }
-  }
+  impl_->check_run(run, "samples");
   if (!impl_->insert_sample) {
     impl_->insert_sample = std::make_unique<Statement>(
         impl_->db, impl_->path,
         "INSERT INTO samples (run_id, config, context_tokens, repetition, prompt_tokens, prompt_ns, "
         "decode_tokens, decode_ns, ttft_ns, peak_memory_bytes, kv_cache_bytes, ssd_bytes_read, "
-        "gpu_memory_bytes, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+        "gpu_memory_bytes, error, decode_ssd_bytes_read, output_tokens) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
   }
   Statement& st = *impl_->insert_sample;
   results_detail::exec(impl_->db, impl_->path, "BEGIN IMMEDIATE");
@@ -127,6 +157,8 @@ void ResultsStore::add_samples(int64_t run, const std::vector<Sample>& samples) 
       st.bind(12, s.ssd_bytes_read);
       st.bind(13, s.gpu_memory_bytes);
       st.bind(14, s.error);
+      st.bind(15, s.decode_ssd_bytes_read);
+      st.bind(16, tokens_text(s.output_tokens));
       st.step();
     }
     st.reset();
@@ -155,8 +187,8 @@ std::optional<RunInfo> ResultsStore::run(int64_t id) const {
 std::vector<Sample> ResultsStore::samples(int64_t run) const {
   Statement st(impl_->db, impl_->path,
                "SELECT config, context_tokens, repetition, prompt_tokens, prompt_ns, decode_tokens, decode_ns, "
-               "ttft_ns, peak_memory_bytes, kv_cache_bytes, ssd_bytes_read, gpu_memory_bytes, error "
-               "FROM samples WHERE run_id = ?1 ORDER BY id");
+               "ttft_ns, peak_memory_bytes, kv_cache_bytes, ssd_bytes_read, gpu_memory_bytes, error, "
+               "decode_ssd_bytes_read, output_tokens FROM samples WHERE run_id = ?1 ORDER BY id");
   st.bind(1, run);
   std::vector<Sample> out;
   while (st.step()) {
@@ -174,7 +206,37 @@ std::vector<Sample> ResultsStore::samples(int64_t run) const {
     s.ssd_bytes_read = st.int_col(10);
     if (!st.is_null(11)) s.gpu_memory_bytes = st.int_col(11);
     if (!st.is_null(12)) s.error = st.text_col(12);
+    s.decode_ssd_bytes_read = st.int_col(13);
+    s.output_tokens = tokens_of(st.text_col(14), impl_->path);
     out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void ResultsStore::add_evaluation(int64_t run, const Evaluation& e) {
+  impl_->check_run(run, "an evaluation");
+  Statement st(impl_->db, impl_->path,
+               "INSERT INTO evaluations (run_id, config, tokens, nll_sum, error) VALUES (?1, ?2, ?3, ?4, ?5)");
+  st.bind(1, run);
+  st.bind(2, e.config);
+  st.bind(3, e.tokens);
+  st.bind_real(4, e.nll_sum);
+  st.bind(5, e.error);
+  st.step();
+}
+
+std::vector<Evaluation> ResultsStore::evaluations(int64_t run) const {
+  Statement st(impl_->db, impl_->path,
+               "SELECT config, tokens, nll_sum, error FROM evaluations WHERE run_id = ?1 ORDER BY id");
+  st.bind(1, run);
+  std::vector<Evaluation> out;
+  while (st.step()) {
+    Evaluation e;
+    e.config = st.text_col(0);
+    e.tokens = st.int_col(1);
+    e.nll_sum = st.real_col(2);
+    if (!st.is_null(3)) e.error = st.text_col(3);
+    out.push_back(std::move(e));
   }
   return out;
 }

@@ -41,6 +41,7 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
 
   const int64_t room = model.info().ctx_size - session.n_past();
   const int64_t max_tokens = std::min(params.max_tokens, room);
+  const int64_t delay_us = model.options().debug_token_delay_us;
   t0 = now_ns();
   for (int64_t i = 0; i < max_tokens; ++i) {
     const int32_t id = sample_token(last, params, rng);
@@ -56,6 +57,8 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
     // Every generated token enters the context (so a follow-up turn can reuse it) and counts as one step.
     logits = session.append(std::span<const int32_t>(&id, 1));
     last.assign(logits.begin(), logits.end());
+    // Test-only injected slowdown (ModelOptions::debug_token_delay_us): the gate's tests must see it in decode_ns.
+    if (delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
     res.stats.decode_tokens = i + 1;
     res.stats.decode_ns = now_ns() - t0;
     res.stats.kv_bytes = session.kv_bytes();

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lmlab/gate.h"
 #include "lmlab/model.h"
 #include "lmlab/results.h"
 
@@ -57,6 +58,11 @@ struct Scenario {
   int64_t decode_tokens = 32;
   PromptSource prompt;
   std::vector<BenchConfig> configs;
+  // true: every model is loaded first and the samples run context by context, repetition by repetition, config by
+  // config, so that a change of the machine's load hits every config alike (ratios between configs stay sound).
+  bool interleave = false;
+  int64_t perplexity_tokens = 0;  // > 0: each config's perplexity on the first N tokens of the prompt source
+  GatePolicy gate;                // the scenario's "gate" thresholds (defaults when absent)
 };
 
 // Throws lmlab::Error naming the file and field.
@@ -84,6 +90,7 @@ void apply_overrides(Scenario& scenario, const ScenarioOverrides& overrides);
 struct RunSettings {
   std::string host;        // empty = this machine's host name
   std::string git_commit;  // recorded as is (see git_describe)
+  std::string host_fingerprint;  // empty = this machine's (host_fingerprint())
   std::ostream* progress = nullptr;  // one line per sample; nullptr = silent
 };
 
@@ -101,6 +108,8 @@ RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const Run
 
 // Helpers the CLI also uses.
 std::string host_name();
+// What decides whether absolute times of two runs compare: "cpu=<model name>; cpus=<usable CPUs>; mem=<GiB>".
+std::string host_fingerprint();
 // `git describe --always --dirty` of the checkout holding `dir`; empty when it is not a git checkout.
 std::string git_describe(const std::filesystem::path& dir);
 // Bytes of the *.safetensors files in a model directory (their real size on disk).

@@ -24,8 +24,9 @@
 namespace lmlab {
 
 // Schema version this code writes and understands (PRAGMA user_version).
-// v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added.
-inline constexpr int kResultsSchemaVersion = 2;
+// v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added. v3: runs.host_fingerprint,
+// samples.decode_ssd_bytes_read and samples.output_tokens, the evaluations table.
+inline constexpr int kResultsSchemaVersion = 3;
 
 // One benchmark run (one scenario on one host with one model).
 struct RunInfo {
@@ -38,6 +39,8 @@ struct RunInfo {
   std::string engine_config_json = "{}";  // engine configuration as JSON text
   std::string git_commit;
   std::string notes;
+  // What decides whether absolute times compare (CPU model, CPUs usable, memory); see host_fingerprint().
+  std::string host_fingerprint;
 };
 
 // One raw measurement: one generation at one (config, context) for one repetition.
@@ -53,8 +56,19 @@ struct Sample {
   int64_t peak_memory_bytes = 0;
   int64_t kv_cache_bytes = 0;
   int64_t ssd_bytes_read = 0;
+  int64_t decode_ssd_bytes_read = 0;  // of which read after the first decode step (decode_tokens - 1 steps)
+  std::vector<int32_t> output_tokens;  // the tokens generated (greedy: deterministic)
   std::optional<int64_t> gpu_memory_bytes;  // absent on CPU runs
   std::optional<std::string> error;         // set when the generation failed; its numbers are then ignored
+};
+
+// One teacher-forced evaluation of a config: the summed negative log-likelihood of `tokens` predicted tokens.
+// perplexity = exp(nll_sum / tokens).
+struct Evaluation {
+  std::string config;
+  int64_t tokens = 0;
+  double nll_sum = 0;
+  std::optional<std::string> error;  // set when the evaluation failed
 };
 
 class ResultsStore {
@@ -77,6 +91,9 @@ public:
   std::vector<RunInfo> runs() const;  // ordered by id
   std::optional<RunInfo> run(int64_t id) const;
   std::vector<Sample> samples(int64_t run) const;  // ordered by insertion
+
+  void add_evaluation(int64_t run, const Evaluation& evaluation);
+  std::vector<Evaluation> evaluations(int64_t run) const;  // ordered by insertion
 
   struct Impl;
 
@@ -110,7 +127,8 @@ double quantile(std::vector<double> values, double p);
 // correction). Returns 1 when either side is empty or all values are tied.
 double mann_whitney_p(const std::vector<double>& a, const std::vector<double>& b);
 
-// Regression gate for one (config, context) present in both sample sets.
+// Regression gate for one (config, context) present in both sample sets: decode tok/s only. `lmlab gate` (CI) uses
+// the fuller compare_runs() of lmlab/gate.h (more metrics, noise floor, cannot-compare checks).
 //
 // Rule: let rel = (candidate_median - baseline_median) / baseline_median of decode tok/s. A group is a
 // regression iff rel < -threshold (slower by more than the relative threshold) AND the Mann–Whitney U test

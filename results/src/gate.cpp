@@ -1,0 +1,311 @@
+// The regression gate: whether two runs can be compared at all, then one row per metric and group (see gate.h for
+// the rules and docs/gate.md for why).
+#include "lmlab/error.h"
+#include "lmlab/gate.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace lmlab {
+namespace {
+
+using json = nlohmann::json;
+using GroupKey = std::pair<std::string, int64_t>;  // (config, context)
+using Groups = std::map<GroupKey, std::vector<const Sample*>>;
+
+Groups groups_of(const GateRun& run) {
+  Groups g;
+  for (const Sample& s : run.samples) g[{s.config, s.context_tokens}].push_back(&s);
+  for (auto& [key, members] : g)  // pair ratios by repetition
+    std::sort(members.begin(), members.end(), [](const Sample* a, const Sample* b) { return a->repetition < b->repetition; });
+  return g;
+}
+
+json engine_config(const RunInfo& run) {
+  const json j = json::parse(run.engine_config_json, nullptr, false);
+  return j.is_object() ? j : json::object();
+}
+
+// The run's measurement settings that must match for any comparison: checkout paths and the test-only delay removed
+// (the delay is what the gate's own tests vary).
+json measurement_settings(const RunInfo& run) {
+  json j = engine_config(run);
+  json out = json::object();
+  for (const char* key : {"contexts", "decode_tokens", "sampling"})
+    if (j.contains(key)) out[key] = j[key];
+  if (j.contains("prompt") && j["prompt"].is_object()) {
+    json p = j["prompt"];
+    if (p.contains("file") && p["file"].is_string())
+      p["file"] = std::filesystem::path(p["file"].get<std::string>()).filename().string();
+    out["prompt"] = p;
+  }
+  if (j.contains("configs") && j["configs"].is_array()) {
+    json configs = j["configs"];
+    for (json& c : configs)
+      if (c.is_object() && c.contains("options") && c["options"].is_object()) c["options"].erase("debug_token_delay_us");
+    out["configs"] = configs;
+  }
+  return out;
+}
+
+// Reasons a run cannot be compared: failed samples or evaluations, or a grid with missing samples.
+void check_complete(const GateRun& run, const std::string& side, std::vector<std::string>& reasons) {
+  const std::string who = fmt::format("{} run {}", side, run.info.id);
+  if (run.samples.empty()) {
+    reasons.push_back(who + " has no samples");
+    return;
+  }
+  int failed = 0;
+  std::string first;
+  for (const Sample& s : run.samples)
+    if (s.error && failed++ == 0) first = fmt::format("{} at context {}: {}", s.config, s.context_tokens, *s.error);
+  if (failed > 0) reasons.push_back(fmt::format("{} is incomplete: {} samples failed (first: {})", who, failed, first));
+  for (const Evaluation& e : run.evaluations)
+    if (e.error) reasons.push_back(fmt::format("{} is incomplete: the perplexity of {} failed: {}", who, e.config, *e.error));
+
+  // The grid the run was asked for (its engine configuration), else the one its samples span.
+  const json cfg = engine_config(run.info);
+  std::set<std::string> configs;
+  std::set<int64_t> contexts;
+  int64_t reps = 0;
+  for (const Sample& s : run.samples) configs.insert(s.config), contexts.insert(s.context_tokens);
+  if (cfg.contains("configs") && cfg["configs"].is_array())
+    for (const json& c : cfg["configs"])
+      if (c.is_object() && c.contains("name") && c["name"].is_string()) configs.insert(c["name"].get<std::string>());
+  if (cfg.contains("contexts") && cfg["contexts"].is_array())
+    for (const json& c : cfg["contexts"])
+      if (c.is_number_integer()) contexts.insert(c.get<int64_t>());
+  if (cfg.contains("repetitions") && cfg["repetitions"].is_number_integer()) reps = cfg["repetitions"].get<int64_t>();
+  const Groups groups = groups_of(run);
+  if (reps == 0)
+    for (const auto& [key, members] : groups) reps = std::max<int64_t>(reps, static_cast<int64_t>(members.size()));
+  for (const std::string& c : configs) {
+    for (int64_t ctx : contexts) {
+      const auto it = groups.find({c, ctx});
+      const int64_t have = it == groups.end() ? 0 : static_cast<int64_t>(it->second.size());
+      if (have < reps)
+        reasons.push_back(fmt::format("{} is incomplete: {} at context {} has {} of {} samples", who, c, ctx, have, reps));
+    }
+  }
+}
+
+double relative_iqr(const std::vector<double>& v) {
+  const double median = quantile(v, 0.5);
+  return median > 0 ? (quantile(v, 0.75) - quantile(v, 0.25)) / median : 0.0;
+}
+
+// A measured metric: regression iff worse by more than the (noise-floored) threshold and p < alpha.
+GateRow measured(std::string metric, std::string config, int64_t context, const std::vector<double>& base,
+                 const std::vector<double>& cand, bool higher_is_better, double threshold, const GatePolicy& policy) {
+  GateRow r;
+  r.metric = std::move(metric);
+  r.config = std::move(config);
+  r.context = context;
+  r.n_baseline = static_cast<int>(base.size());
+  r.n_candidate = static_cast<int>(cand.size());
+  r.baseline = quantile(base, 0.5);
+  r.candidate = quantile(cand, 0.5);
+  r.threshold = std::max(threshold, policy.noise_k * relative_iqr(base));
+  if (base.empty() || cand.empty() || !(r.baseline > 0)) {
+    r.verdict = GateVerdict::skipped;
+    r.note = "no baseline value";
+    return r;
+  }
+  r.change = (r.candidate - r.baseline) / r.baseline;
+  r.p_value = mann_whitney_p(base, cand);
+  const double worse = higher_is_better ? -r.change : r.change;
+  if (worse > r.threshold && *r.p_value < policy.alpha) r.verdict = GateVerdict::regression;
+  return r;
+}
+
+// A deterministic metric: any change beyond the threshold, either way.
+GateRow exact(std::string metric, std::string config, int64_t context, double base, double cand, double threshold) {
+  GateRow r;
+  r.metric = std::move(metric);
+  r.config = std::move(config);
+  r.context = context;
+  r.n_baseline = r.n_candidate = 1;
+  r.baseline = base;
+  r.candidate = cand;
+  r.threshold = threshold;
+  r.change = base != 0 ? (cand - base) / base : (cand == 0 ? 0.0 : INFINITY);
+  if (std::fabs(r.change) > threshold) r.verdict = GateVerdict::regression;
+  return r;
+}
+
+double decode_tok_s(const Sample& s) { return s.decode_ns > 0 ? s.decode_tokens * 1e9 / static_cast<double>(s.decode_ns) : 0; }
+
+template <class F>
+std::vector<double> values(const std::vector<const Sample*>& members, F f) {
+  std::vector<double> v;
+  for (const Sample* s : members) v.push_back(f(*s));
+  return v;
+}
+
+// Decode tok/s of numerator / denominator, paired by repetition (samples of one repetition ran close in time).
+std::vector<double> ratios(const Groups& g, const DecodeRatio& r, int64_t context) {
+  std::vector<double> out;
+  const auto num = g.find({r.numerator, context}), den = g.find({r.denominator, context});
+  if (num == g.end() || den == g.end()) return out;
+  std::map<int64_t, double> by_rep;
+  for (const Sample* s : den->second) by_rep[s->repetition] = decode_tok_s(*s);
+  for (const Sample* s : num->second) {
+    const auto it = by_rep.find(s->repetition);
+    if (it != by_rep.end() && it->second > 0) out.push_back(decode_tok_s(*s) / it->second);
+  }
+  return out;
+}
+
+// Fraction of the baseline's generated tokens a candidate sample does not reproduce (worst candidate sample).
+GateRow greedy(const std::string& config, int64_t context, const std::vector<const Sample*>& base,
+               const std::vector<const Sample*>& cand, double threshold) {
+  const std::vector<int32_t>& ref = base.front()->output_tokens;
+  double worst = 0;
+  std::string note;
+  for (const Sample* s : cand) {
+    const size_t n = std::max(ref.size(), s->output_tokens.size());
+    size_t differ = 0, first = n;
+    for (size_t i = 0; i < n; ++i) {
+      const bool same = i < ref.size() && i < s->output_tokens.size() && ref[i] == s->output_tokens[i];
+      if (!same) ++differ, first = std::min(first, i);
+    }
+    const double frac = n ? static_cast<double>(differ) / static_cast<double>(n) : 0.0;
+    if (frac > worst) {
+      worst = frac;
+      note = fmt::format("repetition {} first differs at token {} of {}", s->repetition, first, n);
+    }
+  }
+  GateRow r = exact("greedy tokens differing", config, context, 0, worst, threshold);
+  r.change = worst;
+  r.verdict = worst > threshold ? GateVerdict::regression : GateVerdict::ok;
+  r.note = note;
+  return r;
+}
+
+void add_group_rows(const GateRun& baseline, const GateRun& candidate, const GatePolicy& p, bool same_host,
+                    std::vector<GateRow>& rows) {
+  const Groups base = groups_of(baseline), cand = groups_of(candidate);
+  std::set<int64_t> contexts;
+  for (const auto& [key, members] : base) {
+    const auto it = cand.find(key);
+    if (it == cand.end()) continue;  // reported by the completeness check
+    const auto& [config, context] = key;
+    const auto& c = it->second;
+    contexts.insert(context);
+    if (same_host)
+      rows.push_back(measured("decode tok/s", config, context, values(members, decode_tok_s), values(c, decode_tok_s),
+                              true, p.decode_tok_s, p));
+    auto kv_per_token = [](const Sample& s) {
+      return static_cast<double>(s.kv_cache_bytes) / static_cast<double>(std::max<int64_t>(1, s.context_tokens + s.decode_tokens));
+    };
+    rows.push_back(exact("KV bytes/token", config, context, quantile(values(members, kv_per_token), 0.5),
+                         quantile(values(c, kv_per_token), 0.5), p.kv_bytes_per_token));
+    auto ssd_per_token = [](const Sample& s) {
+      return static_cast<double>(s.decode_ssd_bytes_read) / static_cast<double>(std::max<int64_t>(1, s.decode_tokens - 1));
+    };
+    const auto base_ssd = values(members, ssd_per_token);
+    if (quantile(base_ssd, 0.5) > 0 || quantile(values(c, ssd_per_token), 0.5) > 0)
+      rows.push_back(measured("SSD bytes/decoded token", config, context, base_ssd, values(c, ssd_per_token), false,
+                              p.ssd_bytes_per_decode_token, p));
+    auto peak = [](const Sample& s) { return static_cast<double>(s.peak_memory_bytes); };
+    rows.push_back(measured("peak memory bytes", config, context, values(members, peak), values(c, peak), false,
+                            p.peak_memory_bytes, p));
+    if (!members.front()->output_tokens.empty() || !c.front()->output_tokens.empty())
+      rows.push_back(greedy(config, context, members, c, p.greedy_tokens));
+  }
+  for (const DecodeRatio& r : p.ratios) {
+    for (int64_t context : contexts) {
+      const std::string name = r.numerator + "/" + r.denominator;
+      if (ratios(base, r, context).empty() && ratios(cand, r, context).empty()) continue;  // configs not in these runs
+      rows.push_back(measured("decode tok/s ratio", name, context, ratios(base, r, context), ratios(cand, r, context),
+                              true, p.decode_ratio, p));
+    }
+  }
+}
+
+void add_perplexity_rows(const GateRun& baseline, const GateRun& candidate, const GatePolicy& p,
+                         std::vector<GateRow>& rows, std::vector<std::string>& reasons) {
+  std::map<std::string, const Evaluation*> cand;
+  for (const Evaluation& e : candidate.evaluations) cand[e.config] = &e;
+  for (const Evaluation& b : baseline.evaluations) {
+    const auto it = cand.find(b.config);
+    if (it == cand.end()) {
+      reasons.push_back(fmt::format("candidate run {} has no perplexity for {} (the baseline has)", candidate.info.id, b.config));
+      continue;
+    }
+    const Evaluation& c = *it->second;
+    if (b.error || c.error || b.tokens <= 0 || c.tokens <= 0) continue;  // reported by the completeness check
+    if (b.tokens != c.tokens) {
+      reasons.push_back(fmt::format("perplexity of {} was evaluated on {} tokens in the baseline and {} in the candidate",
+                                    b.config, b.tokens, c.tokens));
+      continue;
+    }
+    rows.push_back(exact("perplexity", b.config, 0, std::exp(b.nll_sum / static_cast<double>(b.tokens)),
+                         std::exp(c.nll_sum / static_cast<double>(c.tokens)), p.perplexity));
+  }
+}
+
+}  // namespace
+
+GateReport compare_runs(const GateRun& baseline, const GateRun& candidate, const GatePolicy& policy) {
+  GateReport rep;
+  rep.baseline = baseline.info;
+  rep.candidate = candidate.info;
+  rep.policy = policy;
+  auto& why = rep.cannot_compare;
+  const RunInfo &b = baseline.info, &c = candidate.info;
+  if (b.model != c.model || b.model_bytes != c.model_bytes)
+    why.push_back(fmt::format("different models: baseline {} ({} bytes), candidate {} ({} bytes)", b.model,
+                              b.model_bytes, c.model, c.model_bytes));
+  if (b.scenario != c.scenario)
+    why.push_back(fmt::format("different scenarios: baseline '{}', candidate '{}'", b.scenario, c.scenario));
+  const json mb = measurement_settings(b), mc = measurement_settings(c);
+  for (const auto& [key, value] : mb.items())
+    if (!mc.contains(key) || mc[key] != value)
+      why.push_back(fmt::format("the scenario's '{}' differs: baseline {}, candidate {}", key, value.dump(),
+                                mc.contains(key) ? mc[key].dump() : "absent"));
+  check_complete(baseline, "baseline", why);
+  check_complete(candidate, "candidate", why);
+
+  const bool same_host = !b.host_fingerprint.empty() && b.host_fingerprint == c.host_fingerprint;
+  if (!same_host) {
+    const std::string msg = fmt::format("absolute times not compared: host fingerprints differ (baseline '{}', candidate '{}')",
+                                        b.host_fingerprint, c.host_fingerprint);
+    if (policy.require_same_host) why.push_back(msg); else rep.notes.push_back(msg + "; ratios and deterministic metrics are");
+  }
+  if (!why.empty()) {
+    rep.status = GateReport::Status::cannot_compare;
+    return rep;
+  }
+  add_group_rows(baseline, candidate, policy, same_host, rep.rows);
+  add_perplexity_rows(baseline, candidate, policy, rep.rows, why);
+  if (!why.empty()) {
+    rep.status = GateReport::Status::cannot_compare;
+  } else if (std::any_of(rep.rows.begin(), rep.rows.end(), [](const GateRow& r) { return r.verdict == GateVerdict::regression; })) {
+    rep.status = GateReport::Status::regression;
+  }
+  return rep;
+}
+
+int gate_exit_code(const GateReport& report) {
+  switch (report.status) {
+    case GateReport::Status::pass: return 0;
+    case GateReport::Status::regression: return 1;
+    case GateReport::Status::cannot_compare: return 2;
+  }
+  return 2;
+}
+
+GateRun load_gate_run(const ResultsStore& store, int64_t run) {
+  const auto info = store.run(run);
+  if (!info) throw Error(ErrorKind::invalid_input, "results", fmt::format("results database {}: no run {}", store.path(), run));
+  return GateRun{*info, store.samples(run), store.evaluations(run)};
+}
+
+}  // namespace lmlab

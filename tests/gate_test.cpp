@@ -1,0 +1,260 @@
+// The regression gate's decisions on constructed runs (results' compare_runs): what passes, what regresses and
+// what cannot be compared; the baseline file's round trip and its reader's refusals (fuzzed in
+// fuzz/gate_baseline_fuzz_test.cpp). The gate on real engine runs
+// (A/A, an injected slowdown) is in gate_cli_test.cpp.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "lmlab/error.h"
+#include "lmlab/gate.h"
+#include "lmlab/gate_report.h"
+#include "lmlab/harness.h"
+
+namespace lmlab {
+namespace {
+
+constexpr int kReps = 8;
+
+// A run of configs x contexts x kReps samples; decode tok/s = tok_s x (1 + 1% x rep), every other metric exact.
+GateRun make_run(double tok_s, std::vector<std::string> configs = {"vanilla", "turbo"}, std::vector<int64_t> contexts = {256}) {
+  GateRun r;
+  r.info.id = 1;
+  r.info.scenario = "ci-gate";
+  r.info.model = "coder-moe";
+  r.info.model_bytes = 1000;
+  r.info.host_fingerprint = "cpu=test; cpus=2; mem=24GiB";
+  r.info.engine_config_json =
+      nlohmann::json{{"contexts", contexts}, {"repetitions", kReps}, {"decode_tokens", 32}}.dump();
+  for (const std::string& c : configs) {
+    for (int64_t ctx : contexts) {
+      for (int rep = 0; rep < kReps; ++rep) {
+        Sample s;
+        s.config = c;
+        s.context_tokens = ctx;
+        s.repetition = rep;
+        s.decode_tokens = 32;
+        s.decode_ns = std::llround(32 / (tok_s * (c == "turbo" ? 0.8 : 1.0) * (1 + 0.01 * rep)) * 1e9);
+        s.kv_cache_bytes = (c == "turbo" ? 300 : 1000) * (ctx + 32);
+        s.peak_memory_bytes = 50 << 20;
+        s.output_tokens = {5, 6, 7, 8};
+        r.samples.push_back(s);
+      }
+    }
+    r.evaluations.push_back(Evaluation{c, 255, 255 * 1.5, std::nullopt});
+  }
+  return r;
+}
+
+GatePolicy policy() {
+  GatePolicy p;
+  p.ratios = {{"turbo", "vanilla"}};
+  return p;
+}
+
+const GateRow* find_row(const GateReport& rep, const std::string& metric, const std::string& config) {
+  for (const GateRow& r : rep.rows)
+    if (r.metric == metric && r.config == config) return &r;
+  return nullptr;
+}
+
+TEST(Gate, AACompareOfEqualRunsPassesWithEveryMetricCompared) {
+  const GateReport rep = compare_runs(make_run(100), make_run(100), policy());
+  EXPECT_EQ(rep.status, GateReport::Status::pass) << render_gate_markdown(rep);
+  EXPECT_EQ(gate_exit_code(rep), 0);
+  for (const char* metric : {"decode tok/s", "KV bytes/token", "peak memory bytes", "greedy tokens differing", "perplexity"})
+    EXPECT_NE(find_row(rep, metric, "turbo"), nullptr) << metric;
+  ASSERT_NE(find_row(rep, "decode tok/s ratio", "turbo/vanilla"), nullptr);
+  EXPECT_NEAR(find_row(rep, "decode tok/s ratio", "turbo/vanilla")->candidate, 0.8, 1e-6);
+}
+
+TEST(Gate, TwentyPercentSlowerDecodeIsARegressionNamingMetricConfigContextChangeAndP) {
+  const GateReport rep = compare_runs(make_run(100), make_run(80), policy());
+  EXPECT_EQ(gate_exit_code(rep), 1);
+  const GateRow* row = find_row(rep, "decode tok/s", "vanilla");
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->verdict, GateVerdict::regression);
+  EXPECT_NEAR(row->change, -0.2, 1e-3);
+  ASSERT_TRUE(row->p_value.has_value());
+  EXPECT_LT(*row->p_value, 0.01);
+  const std::string md = render_gate_markdown(rep);
+  EXPECT_NE(md.find("decode tok/s of vanilla at context 256: 103.5 -> 82.8 (-20.0%"), std::string::npos) << md;
+  EXPECT_NE(md.find("p = 0.0"), std::string::npos) << md;
+  // The ratio between configs did not move: a uniform slowdown is only visible in absolute times.
+  EXPECT_EQ(find_row(rep, "decode tok/s ratio", "turbo/vanilla")->verdict, GateVerdict::ok);
+  const auto j = nlohmann::json::parse(render_gate_json(rep));
+  EXPECT_EQ(j["status"], "regression");
+  EXPECT_EQ(j["exit_code"], 1);
+}
+
+TEST(Gate, NoiseFloorFromTheBaselinesSpreadAbsorbsAChangeWithinIt) {
+  GateRun base = make_run(100), cand = make_run(85);
+  for (Sample& s : base.samples) s.decode_ns = s.decode_ns * (s.repetition % 2 ? 13 : 10) / 10;  // IQR ~ 25%
+  const GateReport rep = compare_runs(base, cand, policy());
+  const GateRow* row = find_row(rep, "decode tok/s", "vanilla");
+  ASSERT_NE(row, nullptr);
+  EXPECT_GT(row->threshold, 0.3);
+  EXPECT_EQ(row->verdict, GateVerdict::ok);
+}
+
+TEST(Gate, KvBytesChangeFailsEitherWay) {
+  for (int64_t delta : {+64, -64}) {
+    GateRun cand = make_run(100);
+    for (Sample& s : cand.samples)
+      if (s.config == "turbo") s.kv_cache_bytes += delta;
+    const GateReport rep = compare_runs(make_run(100), cand, policy());
+    EXPECT_EQ(gate_exit_code(rep), 1) << delta;
+    EXPECT_EQ(find_row(rep, "KV bytes/token", "turbo")->verdict, GateVerdict::regression);
+    EXPECT_EQ(find_row(rep, "KV bytes/token", "vanilla")->verdict, GateVerdict::ok);
+  }
+}
+
+TEST(Gate, GreedyTokensAndPerplexityChangesFail) {
+  GateRun cand = make_run(100);
+  cand.samples[3].output_tokens[2] = 99;
+  GateReport rep = compare_runs(make_run(100), cand, policy());
+  EXPECT_EQ(gate_exit_code(rep), 1);
+  const GateRow* row = find_row(rep, "greedy tokens differing", "vanilla");
+  EXPECT_EQ(row->verdict, GateVerdict::regression);
+  EXPECT_NE(row->note.find("repetition 3 first differs at token 2 of 4"), std::string::npos) << row->note;
+
+  cand = make_run(100);
+  cand.evaluations[1].nll_sum *= 1.01;
+  rep = compare_runs(make_run(100), cand, policy());
+  EXPECT_EQ(gate_exit_code(rep), 1);
+  EXPECT_EQ(find_row(rep, "perplexity", "turbo")->verdict, GateVerdict::regression);
+}
+
+TEST(Gate, DifferentModelsOrScenariosCannotCompare) {
+  GateRun other = make_run(100);
+  other.info.model = "coder-dense";
+  GateReport rep = compare_runs(make_run(100), other, policy());
+  EXPECT_EQ(gate_exit_code(rep), 2);
+  ASSERT_FALSE(rep.cannot_compare.empty());
+  EXPECT_NE(rep.cannot_compare[0].find("different models: baseline coder-moe"), std::string::npos);
+  EXPECT_TRUE(rep.rows.empty());
+  EXPECT_NE(render_gate_markdown(rep).find("CANNOT COMPARE"), std::string::npos);
+
+  other = make_run(100);
+  other.info.engine_config_json = nlohmann::json{{"contexts", {256}}, {"repetitions", kReps}, {"decode_tokens", 64}}.dump();
+  rep = compare_runs(make_run(100), other, policy());
+  EXPECT_EQ(gate_exit_code(rep), 2);
+  EXPECT_NE(rep.cannot_compare.at(0).find("'decode_tokens' differs"), std::string::npos) << rep.cannot_compare[0];
+}
+
+TEST(Gate, IncompleteRunsCannotCompare) {
+  GateRun cand = make_run(100);
+  cand.samples.pop_back();  // interrupted: the last sample never ran
+  GateReport rep = compare_runs(make_run(100), cand, policy());
+  EXPECT_EQ(gate_exit_code(rep), 2);
+  EXPECT_NE(rep.cannot_compare.at(0).find("candidate run 1 is incomplete: turbo at context 256 has 7 of 8 samples"),
+            std::string::npos) << rep.cannot_compare[0];
+
+  cand = make_run(100);
+  cand.samples[0].error = "out of memory";
+  rep = compare_runs(make_run(100), cand, policy());
+  EXPECT_EQ(gate_exit_code(rep), 2);
+  EXPECT_NE(rep.cannot_compare.at(0).find("1 samples failed (first: vanilla at context 256: out of memory)"),
+            std::string::npos);
+
+  cand = make_run(100);
+  cand.evaluations.pop_back();
+  EXPECT_EQ(gate_exit_code(compare_runs(make_run(100), cand, policy())), 2);
+  EXPECT_EQ(gate_exit_code(compare_runs(make_run(100), GateRun{}, policy())), 2);
+}
+
+TEST(Gate, AbsoluteTimesOnlyOnTheSameHostFingerprint) {
+  GateRun cand = make_run(50);  // half the speed, on another machine
+  cand.info.host_fingerprint = "cpu=other; cpus=8; mem=64GiB";
+  GateReport rep = compare_runs(make_run(100), cand, policy());
+  EXPECT_EQ(gate_exit_code(rep), 0) << render_gate_markdown(rep);
+  EXPECT_EQ(find_row(rep, "decode tok/s", "vanilla"), nullptr);
+  ASSERT_EQ(rep.notes.size(), 1u);
+  EXPECT_NE(rep.notes[0].find("absolute times not compared: host fingerprints differ"), std::string::npos);
+  GatePolicy strict = policy();
+  strict.require_same_host = true;
+  EXPECT_EQ(gate_exit_code(compare_runs(make_run(100), cand, strict)), 2);
+}
+
+TEST(GateBaselineFile, RoundTripsEveryField) {
+  GateRun run = make_run(100);
+  run.samples[1].error = "boom";
+  run.samples[2].decode_ssd_bytes_read = 12345;
+  const GateRun back = gate_run_from_json(gate_run_to_json(run), "b.json");
+  EXPECT_EQ(back.info.host_fingerprint, run.info.host_fingerprint);
+  EXPECT_EQ(nlohmann::json::parse(back.info.engine_config_json), nlohmann::json::parse(run.info.engine_config_json));
+  ASSERT_EQ(back.samples.size(), run.samples.size());
+  EXPECT_EQ(back.samples[1].error, run.samples[1].error);
+  EXPECT_EQ(back.samples[2].decode_ssd_bytes_read, 12345);
+  EXPECT_EQ(back.samples[5].decode_ns, run.samples[5].decode_ns);
+  EXPECT_EQ(back.samples[5].output_tokens, run.samples[5].output_tokens);
+  ASSERT_EQ(back.evaluations.size(), 2u);
+  EXPECT_EQ(back.evaluations[1].nll_sum, run.evaluations[1].nll_sum);  // exact: doubles round-trip
+  EXPECT_EQ(gate_exit_code(compare_runs(back, make_run(100), policy())), 2);  // the failed sample
+}
+
+TEST(GateBaselineFile, RefusesBadFilesNamingTheField) {
+  auto error_of = [](const std::string& text) -> std::string {
+    try {
+      gate_run_from_json(text, "b.json");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "parsed";
+  };
+  EXPECT_NE(error_of("{").find("gate baseline b.json: not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of("[]").find("must be an object"), std::string::npos);
+  EXPECT_NE(error_of(R"({"lmlab_gate_baseline": 2})").find("format version 2"), std::string::npos);
+  nlohmann::json j = nlohmann::json::parse(gate_run_to_json(make_run(100)));
+  j["samples"][3]["decode_ns"] = "fast";
+  EXPECT_NE(error_of(j.dump()).find("field 'samples[3].decode_ns': must be an integer"), std::string::npos);
+  j = nlohmann::json::parse(gate_run_to_json(make_run(100)));
+  j["samples"][0]["output_tokens"][1] = -4;
+  EXPECT_NE(error_of(j.dump()).find("samples[0].output_tokens[1]"), std::string::npos);
+  j = nlohmann::json::parse(gate_run_to_json(make_run(100)));
+  j["run"].erase("model");
+  EXPECT_NE(error_of(j.dump()).find("field 'run.model': missing"), std::string::npos);
+  EXPECT_NE(error_of(std::string(kMaxGateBaselineBytes + 1, ' ')).find("over the"), std::string::npos);
+}
+
+// The scenario's "gate" object, "interleave" and "perplexity_tokens": read whole, every mistake named by field.
+TEST(GateScenario, ReadsThresholdsAndRefusesMistakesNamingTheField) {
+  auto scenario = [](const std::string& extra) {
+    return R"({"name": "g", "contexts": [64], "configs": [{"name": "vanilla"}, {"name": "turbo"}])" + extra + "}";
+  };
+  const Scenario s = parse_scenario(scenario(R"(, "interleave": true, "perplexity_tokens": 128, "gate": {"alpha": 0.05,
+      "noise_k": 1.5, "thresholds": {"decode_tok_s": 0.2, "kv_bytes_per_token": 0}, "ratios": [["turbo", "vanilla"]],
+      "require_same_host": true})"), "g.json");
+  EXPECT_TRUE(s.interleave);
+  EXPECT_EQ(s.perplexity_tokens, 128);
+  EXPECT_EQ(s.gate.alpha, 0.05);
+  EXPECT_EQ(s.gate.noise_k, 1.5);
+  EXPECT_EQ(s.gate.decode_tok_s, 0.2);
+  EXPECT_EQ(s.gate.decode_ratio, GatePolicy{}.decode_ratio);  // unset: the default
+  ASSERT_EQ(s.gate.ratios.size(), 1u);
+  EXPECT_EQ(s.gate.ratios[0].numerator, "turbo");
+  EXPECT_TRUE(s.gate.require_same_host);
+
+  auto error_of = [&](const std::string& extra) -> std::string {
+    try {
+      parse_scenario(scenario(extra), "g.json");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "parsed";
+  };
+  EXPECT_NE(error_of(R"(, "gate": {"thresholds": {"decode_toks": 0.1}})").find("field 'gate.thresholds.decode_toks': unknown key"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"thresholds": {"perplexity": -1}})").find("gate.thresholds.perplexity"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"alpha": "0.05"})").find("field 'gate.alpha': must be a number"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"ratios": [["ssd", "vanilla"]]})").find("'ssd' is not a config of this scenario"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"ratios": [["turbo"]]})").find("field 'gate.ratios[0]'"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "interleave": 1)").find("field 'interleave': must be true or false"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "perplexity_tokens": 0)").find("field 'perplexity_tokens'"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "options": {"debug_token_delay_us": -5})").find("options.debug_token_delay_us"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lmlab
