@@ -102,7 +102,7 @@ TEST(ModelFiles, AThreadTheOsRefusesIsAnError) {
     try {
       ThreadPool pool(256);
     } catch (const Error& e) {
-      code = (e.kind() == ErrorKind::out_of_memory && e.where() == "--threads") ? 0 : 3;
+      code = (e.kind() == ErrorKind::out_of_memory && e.where() == "thread pool") ? 0 : 3;
     } catch (...) {
       code = 4;
     }

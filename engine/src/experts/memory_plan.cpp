@@ -14,7 +14,7 @@
 #include "lmlab/error.h"
 #include "lmlab/options.h"
 #include "lmlab/safetensors.h"
-#include "model/context_size.h"
+#include "config/context_size.h"
 
 namespace lmlab {
 

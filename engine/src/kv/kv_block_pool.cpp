@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "lmlab/error.h"
+#include "lmlab/options.h"
 
 namespace lmlab {
 
@@ -11,7 +12,7 @@ KvBlockPool::KvBlockPool(int64_t block_tokens, uint64_t budget_bytes, std::share
       budget_(budget_bytes),
       allocator_(std::move(allocator)),
       live_(std::make_shared<std::atomic<uint64_t>>(0)) {
-  if (block_tokens <= 0) throw Error(ErrorKind::invalid_input, "--kv-block-tokens", "must be positive");
+  if (block_tokens <= 0) throw Error(ErrorKind::invalid_input, std::string(engine_option("kv_block_tokens").flag), "must be positive");
 }
 
 std::shared_ptr<KvBlock> KvBlockPool::allocate(uint64_t bytes) {

@@ -7,7 +7,7 @@
 #include "lmlab/error.h"
 #include "experts/expert_streamer.h"
 #include "kv/turboquant/tq_layer_spec.h"
-#include "model/context_size.h"
+#include "config/context_size.h"
 #include "model/model_impl.h"
 #include "util/thread_pool.h"
 

@@ -23,7 +23,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
     // The OS refused a thread (ulimit, memory): stop the ones started, then say so instead of terminating.
     const size_t started = workers_.size();
     stop_workers();
-    throw Error(ErrorKind::out_of_memory, "--threads",
+    throw Error(ErrorKind::out_of_memory, "thread pool",
                 fmt::format("cannot start worker thread {} of {}: {}", started + 1, n_threads_ - 1, e.what()));
   }
 }

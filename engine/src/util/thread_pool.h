@@ -15,7 +15,7 @@ namespace lmlab {
 
 class ThreadPool {
  public:
-  // Throws Error(out_of_memory, "--threads") when the OS cannot start the threads.
+  // Throws Error(out_of_memory, "thread pool") when the OS cannot start the threads.
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;

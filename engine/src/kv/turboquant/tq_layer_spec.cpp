@@ -7,6 +7,7 @@
 #include "kv/turboquant/tq_codec.h"
 #include "kv/turboquant/wht.h"
 #include "lmlab/error.h"
+#include "lmlab/options.h"
 
 namespace lmlab {
 
@@ -16,7 +17,7 @@ namespace {
 
 const KvGeometry& checked(const KvGeometry& g) {
   if (g.n_heads <= 0 || g.n_kv_heads <= 0 || g.head_dim <= 0 || g.n_heads % g.n_kv_heads != 0)
-    throw Error(ErrorKind::invalid_input, "--turbo-kv",
+    throw Error(ErrorKind::invalid_input, std::string(engine_option("kv_mode").flag),
                 "bad KV geometry: " + std::to_string(g.n_heads) + " heads, " + std::to_string(g.n_kv_heads) +
                     " KV heads, head_dim " + std::to_string(g.head_dim));
   return g;
