@@ -99,15 +99,21 @@ void register_gate(CLI::App& app) {
   auto fl = std::make_shared<Flags>();
   auto* sub = app.add_subcommand("gate", "compare a run with a baseline; exit 1 on a regression, 2 when it cannot compare");
   sub->add_option("--db", fl->db, "results database holding the candidate (and the baseline)")->capture_default_str();
-  sub->add_option("--baseline", fl->baseline, "baseline run id")->required()->check(CLI::PositiveNumber);
   sub->add_option("--candidate", fl->candidate, "candidate run id")->required()->check(CLI::PositiveNumber);
+  sub->add_option("--baseline", fl->baseline, "baseline run id")->check(CLI::PositiveNumber);
   sub->add_option("--baseline-file", fl->baseline_file, "database holding the baseline run (default: --db)");
-  sub->add_option("--threshold", fl->threshold, "relative slowdown that counts (0.05 = 5%)")
-      ->capture_default_str()
+  sub->add_option("--baseline-json", fl->baseline_json, "baseline file written by --write-baseline (the committed one)");
+  sub->add_option("--scenario", fl->scenario, "scenario file whose \"gate\" object sets the thresholds");
+  sub->add_option("--markdown", fl->markdown_out, "also write the markdown summary to this file");
+  sub->add_option("--json", fl->json_out, "write the verdict as JSON to this file");
+  sub->add_option("--write-baseline", fl->write_baseline, "write the candidate run as a JSON baseline file and exit");
+  sub->add_option("--threshold", fl->threshold, "decode tok/s: relative slowdown that counts (overrides the scenario)")
       ->check(finite_range(0, 1));
-  sub->add_option("--alpha", fl->alpha, "significance level of the Mann-Whitney test")
-      ->capture_default_str()
+  sub->add_option("--alpha", fl->alpha, "significance level of the Mann-Whitney test (overrides the scenario)")
       ->check(finite_range(0, 1, true));
+  sub->add_option("--noise-k", fl->noise_k, "timing thresholds >= this x the baseline's relative IQR (overrides the scenario)")
+      ->check(finite_range(0, 100));
+  sub->add_flag("--require-same-host", fl->require_same_host, "different host fingerprints exit 2 instead of skipping absolute times");
   // Errors exit 2, not run_guarded's 1, so that "could not compare" never reads as "regressed".
   sub->callback([fl] {
     int rc = 0;
