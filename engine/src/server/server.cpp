@@ -9,6 +9,8 @@
 #include <chrono>
 #include <thread>
 
+#include <sys/socket.h>
+
 #include "lmlab/error.h"
 #include "server/server_state.h"
 #include "text/unicode.h"
@@ -22,6 +24,7 @@ struct Server::Impl {
   ServerState state;
   httplib::Server http;
   int port = -1;
+  int listen_fd = -1;  // the bound socket, to widen httplib's listen backlog
   std::atomic<bool> stop_requested{false}, listening{false}, listen_returned{false};
 };
 
@@ -108,14 +111,19 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
   server::register_routes(http, st);
   // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server binds the same port
   // and the kernel splits connections between the two.
-  http.set_socket_options([](socket_t sock) {
+  http.set_socket_options([this](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    impl_->listen_fd = sock;
   });
 
   const ServerOptions& o = st.options;
   impl_->port = o.port == 0 ? http.bind_to_any_port(o.host) : (http.bind_to_port(o.host, o.port) ? o.port : -1);
   if (impl_->port <= 0) throw Error(ErrorKind::io, fmt::format("{}:{}", o.host, o.port), "cannot bind the address");
+  // Debian's libcpp-httplib is compiled with a listen backlog of 5: a burst of clients (64 streams connecting at
+  // once) overflowed the accept queue and some connections were dropped unanswered. Linux lets listen() be called
+  // again on a listening socket to change the backlog.
+  if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, SOMAXCONN);
 }
 
 Server::~Server() { stop(); }
