@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <iostream>
+#include <limits>
 
 #include "lmlab/error.h"
 
@@ -12,6 +13,8 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
   auto* m = app.add_option("--model", model, "Hugging Face model directory (config.json, *.safetensors)");
   if (model_required) m->required();
   app.add_option("--device", device, "cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--gpu-layers", gpu_layers, "with --device cuda: the first N layers on the GPU, the rest on the "
+                 "CPU (-1 = all)")->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()));
   app.add_option("--ctx-size", ctx_size, "context size in tokens (0 = the model's max positions)");
   app.add_option("--prefill-size", prefill_size, "prompt tokens per forward chunk");
   app.add_option("--threads", threads, "CPU threads (0 = all)");
@@ -37,6 +40,7 @@ void EngineFlags::add_to(CLI::App& app, bool model_required) {
 ModelOptions EngineFlags::options() const {
   ModelOptions o;
   o.device = device == "cuda" ? Device::cuda : Device::cpu;
+  o.gpu_layers = gpu_layers;
   o.ctx_size = ctx_size;
   o.prefill_size = prefill_size;
   o.threads = threads;

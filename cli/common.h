@@ -12,6 +12,7 @@ namespace lmlab::cli {
 struct EngineFlags {
   std::string model;
   std::string device = "cpu";
+  int64_t gpu_layers = -1;
   int64_t ctx_size = 0;
   int64_t prefill_size = 512;
   int threads = 0;

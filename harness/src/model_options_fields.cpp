@@ -35,6 +35,7 @@ const std::vector<std::string> kDevices = {"cpu", "cuda"};
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
       {"device", &ModelOptions::device, 0, 0, kDevices},
+      {"gpu_layers", &ModelOptions::gpu_layers, -1},
       {"threads", &ModelOptions::threads, 0, 4096},
       {"ctx_size", &ModelOptions::ctx_size},
       {"prefill_size", &ModelOptions::prefill_size, 1},

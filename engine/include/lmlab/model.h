@@ -34,6 +34,7 @@ inline constexpr KvMode kAllKvModes[] = {KvMode::f32, KvMode::turbo, KvMode::aff
 
 struct ModelOptions {
   Device device = Device::cpu;
+  int64_t gpu_layers = -1;     // --device cuda: the first N layers on the GPU, the rest on the CPU (-1 = all)
   int threads = 0;             // 0 = all hardware threads
   int64_t ctx_size = 0;        // 0 = the model's max_position_embeddings
   int64_t prefill_size = 512;  // prompt tokens per forward chunk
@@ -63,6 +64,8 @@ struct ModelCounters {
   uint64_t prompt_cache_entries = 0; // stored blocks (prefix-tree nodes)
   uint64_t prompt_cache_lookups = 0, prompt_cache_hits = 0, prompt_cache_hit_tokens = 0;
   uint64_t prompt_cache_evictions = 0;
+  // Device memory held by the backend's allocator (weights, KV pages, scratch); zeros on the CPU backend.
+  uint64_t device_memory_bytes = 0, device_memory_peak_bytes = 0;
   StreamCounters stream;  // SSD expert streaming (zeros unless --stream-experts); render_prometheus() exports it
 };
 

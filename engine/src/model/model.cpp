@@ -18,8 +18,6 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
-  if (options.device != Device::cpu)
-    throw Error(ErrorKind::unsupported, "--device", "this build has only the CPU backend");
   if (options.prefill_size <= 0) throw Error(ErrorKind::invalid_input, "--prefill-size", "must be positive");
   if (options.threads > 0 && options.threads != ThreadPool::global().size())
     ThreadPool::set_global_threads(options.threads);
@@ -40,6 +38,7 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
     }
   }
   impl->transformer = std::make_unique<Transformer>(std::move(spec), std::move(store), topts);
+  impl->backend = make_backend(options, *impl->transformer);
   const ModelSpec& s = impl->transformer->spec();
   if (std::filesystem::exists(dir / "tokenizer.json")) impl->tokenizer = Tokenizer::from_file(dir / "tokenizer.json");
 
@@ -98,6 +97,9 @@ ModelCounters Model::counters() const {
     c.prompt_cache_hit_tokens = st.hit_tokens;
     c.prompt_cache_evictions = st.evictions;
   }
+  const DeviceMemory dm = impl_->backend->memory();
+  c.device_memory_bytes = dm.current_bytes;
+  c.device_memory_peak_bytes = dm.peak_bytes;
   if (const ExpertStreamer* es = impl_->transformer->streamer()) c.stream = es->counters();
   return c;
 }
@@ -137,7 +139,8 @@ KvSequence Model::Impl::make_sequence() const {
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const auto& l = s.layers[i];
     turbo.seed = base_seed + i;  // independent rotations per layer
-    if (options.kv_mode != KvMode::f32 && l.window == 0) seq.layers.push_back(make_turbo_kv_layer(geo, turbo));
+    if (auto dev = backend->make_kv_layer(static_cast<int64_t>(i), geo)) seq.layers.push_back(std::move(dev));
+    else if (options.kv_mode != KvMode::f32 && l.window == 0) seq.layers.push_back(make_turbo_kv_layer(geo, turbo));
     else seq.layers.push_back(std::make_unique<KvLayerPaged>(*kv_pool, geo, l.window));
   }
   return seq;
@@ -187,7 +190,7 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
     for (int64_t off = 0; off < n; off += chunk) {
       const int64_t m = std::min(chunk, n - off);
       const bool last_chunk = off + m == n;
-      impl.transformer->forward(tokens.subspan(off, m), start + off, st.cache, all_logits, st.chunk_logits);
+      impl.backend->forward(tokens.subspan(off, m), start + off, st.cache, all_logits, st.chunk_logits);
       if (all_logits) st.logits.insert(st.logits.end(), st.chunk_logits.begin(), st.chunk_logits.end());
       else if (last_chunk) st.logits.swap(st.chunk_logits);
     }

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "lmlab/model.h"
+#include "backend/backend.h"
 #include "kv/kv_block_pool.h"
 #include "kv/prompt_cache.h"
 #include "model/transformer.h"
@@ -14,7 +15,8 @@ namespace lmlab {
 struct Model::Impl {
   ModelOptions options;
   ModelInfo info;
-  std::unique_ptr<Transformer> transformer;
+  std::unique_ptr<Transformer> transformer;  // the host weights and the CPU reference forward
+  std::unique_ptr<Backend> backend;          // where forward runs (--device); uses `transformer`
   std::optional<Tokenizer> tokenizer;
   std::unique_ptr<KvBlockPool> kv_pool;
   std::unique_ptr<PromptCache> prompt_cache;  // null when off

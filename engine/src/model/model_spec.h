@@ -3,10 +3,12 @@
 // fields (gemma's (1 + w) norms, embedding scale, sandwich norms, soft-capping), not copies of the forward.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "kv/kv_layer.h"
 #include "model/linear.h"
 
 namespace lmlab {
@@ -74,6 +76,11 @@ struct ModelSpec {
   std::vector<LayerSpec> layers;
   WeightNames names;
   std::vector<std::string> ignored_config_keys;
+
+  // The attention of layer spec `ls` (every backend computes the same softmax scale, cap and window).
+  AttentionSpec attention_spec(const LayerSpec& ls) const {
+    return {attn_scale > 0 ? attn_scale : 1.0f / std::sqrt(static_cast<float>(head_dim)), attn_softcap, ls.window};
+  }
 
   QuantSpec quant_for(const std::string& prefix) const {
     for (const auto& [p, q] : quant_overrides)

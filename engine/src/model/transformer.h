@@ -57,6 +57,18 @@ class Transformer {
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                std::vector<float>& logits) const;
 
+  // forward's three stages, for backends that run some layers elsewhere (--gpu-layers):
+  // x [n, hidden] = the scaled embeddings of tokens; layers [l0, l1) on x in place; logits from x's last rows.
+  void embed(std::span<const int32_t> tokens, float* x) const;
+  void run_layers(float* x, int64_t n, int64_t pos0, KvSequence& cache, int64_t l0, int64_t l1) const;
+  void head(const float* x, int64_t n, bool all_logits, std::vector<float>& logits) const;
+
+  // The host weights (views of the mapped files), which device backends upload in their stored format.
+  const std::vector<LayerWeights>& layer_weights() const { return layers_; }
+  const Linear& embed_weight() const { return *embed_; }
+  const Linear& lm_head_weight() const { return lm_head_ ? *lm_head_ : *embed_; }
+  const std::vector<float>& final_norm() const { return final_norm_; }
+
  private:
   void load_weights();
   MlpWeights load_mlp(const std::string& gate, const std::string& up, const std::string& down, int64_t inter,
