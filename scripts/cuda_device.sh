@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (the device tool), from a folder packed by ../shared/device/pack.sh holding lmlab,
+# lmlab_tests, lib/, fixtures/ and this script: the CUDA kernel and golden suites, then decode/prefill
+# benchmarks on synth models of real shapes, CPU-free. Results (logs, JSON rows) go to $OUT.
+# Usage there: bash cuda_device.sh [tests] [bench-bf16] [bench-q4] [bench-moe]
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+# cuBLAS: from the toolkit or the pip wheels, whichever the machine has.
+cublas=$(find /usr/local/cuda*/lib64 /usr/lib/x86_64-linux-gnu /usr/local/lib/python3*/dist-packages/nvidia \
+  /usr/lib/python3*/dist-packages/nvidia /opt -name 'libcublas.so.13*' 2>/dev/null | head -1)
+export LD_LIBRARY_PATH="$here/lib:$(dirname "${cublas:-/nonexistent/x}"):$(dirname "${cublas:-/x/x}" | sed 's|cublas/lib|cu13/lib|'):${LD_LIBRARY_PATH:-}"
+for z in "$here"/lib/*.xz; do  # python's lzma: xz-utils may be missing there
+  [ -e "$z" ] && python3 -c 'import lzma, sys; open(sys.argv[1][:-3], "wb").write(lzma.open(sys.argv[1]).read())' "$z"
+done
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+# The tests look for fixtures at the path compiled in (../shared/fixtures beside the source tree).
+fixdir=$(strings "$here/lmlab_tests" | grep -m1 '/shared/fixtures$' || true)
+if [ -n "$fixdir" ]; then mkdir -p "$(dirname "$fixdir")"; ln -sfn "$here/fixtures" "$fixdir"; fi
+for step in "$@"; do
+  case $step in
+    tests)
+      "$here/lmlab_tests" --gtest_filter='CudaKernels*:CudaGolden*:CudaSplit*:Backend*' 2>&1 | tee "$out/tests.log" | tail -40
+      ;;
+    bench-*)
+      case $step in
+        bench-bf16) args=(--preset qwen3-8b) ;;
+        bench-q4) args=(--preset qwen3-8b --bits 4 --group-size 64) ;;
+        bench-moe) args=(--preset qwen3-30b-a3b --bits 4 --group-size 64) ;;
+      esac
+      dir=/tmp/synth-$step
+      [ -d "$dir" ] || /usr/bin/time -f "synth %e s" "$here/lmlab" synth "${args[@]}" --out "$dir" --quiet
+      "$here/lmlab" decode-bench --model "$dir" --device cuda --ctx-size 4608 --contexts 512,4096 -n 64 --json \
+        2>&1 | tee -a "$out/bench.jsonl"
+      ;;
+  esac
+done
