@@ -15,13 +15,19 @@ for z in "$here"/lib/*.xz; do  # python's lzma: xz-utils may be missing there
   [ -e "$z" ] && python3 -c 'import lzma, sys; open(sys.argv[1][:-3], "wb").write(lzma.open(sys.argv[1]).read())' "$z"
 done
 nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
-# The tests look for fixtures at the path compiled in (../shared/fixtures beside the source tree).
+# The tests look for fixtures at the path compiled in (../shared/fixtures beside the source tree); each call
+# carries some (.devcarry-cuda*/fixtures of this and earlier calls on the same machine), linked there.
 fixdir=$(strings "$here/lmlab_tests" | grep -m1 '/shared/fixtures$' || true)
-if [ -n "$fixdir" ]; then mkdir -p "$(dirname "$fixdir")"; ln -sfn "$here/fixtures" "$fixdir"; fi
+fixdir=${fixdir:-/tmp/fixtures}
+mkdir -p "$fixdir/models" "$fixdir/golden"
+for d in "$here"/../.devcarry-cuda*/fixtures/models/* "$here"/../.devcarry-cuda*/fixtures/golden/*; do
+  [ -e "$d" ] && ln -sfn "$(cd "$(dirname "$d")" && pwd)/$(basename "$d")" "$fixdir/$(basename "$(dirname "$d")")/"
+done
+filter=${FILTER:-'*Cuda*:Backend.*'}
 for step in "$@"; do
   case $step in
     tests)
-      "$here/lmlab_tests" --gtest_filter='CudaKernels*:CudaGolden*:CudaSplit*:Backend*' 2>&1 | tee "$out/tests.log" | tail -40
+      "$here/lmlab_tests" --gtest_filter="$filter" 2>&1 | tee "$out/tests.log" | tail -40
       ;;
     bench-*)
       case $step in
@@ -30,9 +36,11 @@ for step in "$@"; do
         bench-moe) args=(--preset qwen3-30b-a3b --bits 4 --group-size 64) ;;
       esac
       dir=/tmp/synth-$step
-      [ -d "$dir" ] || /usr/bin/time -f "synth %e s" "$here/lmlab" synth "${args[@]}" --out "$dir" --quiet
-      "$here/lmlab" decode-bench --model "$dir" --device cuda --ctx-size 4608 --contexts 512,4096 -n 64 --json \
-        2>&1 | tee -a "$out/bench.jsonl"
+      [ -d "$dir" ] || /usr/bin/time -f "synth %e s" "$here/lmlab" synth "${args[@]}" --out "$dir" --quiet \
+        --tokenizer-from "$fixdir/models/qwen3"
+      for g in 1 0; do LMLAB_CUDA_GRAPH=$g timeout 200 "$here/lmlab" decode-bench --model "$dir" --device cuda \
+        --ctx-size 4608 --contexts 512,4096 -n 64 --json 2>&1 | sed "s/^{/{\"graph\":$g,\"shape\":\"$step\",/" \
+        | tee -a "$out/bench.jsonl"; done
       ;;
   esac
 done

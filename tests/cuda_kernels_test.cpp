@@ -90,10 +90,9 @@ TEST_F(CudaKernels, DenseMatmulMatchesReference) {
       kernels::ref::matmul({WeightType::f32, wf.data(), c.rows, c.cols, x.data(), want.data(), c.n});
       if (c.bias)
         for (int64_t i = 0; i < c.n * c.rows; ++i) want[i] += bias[i % c.rows];
-      // Prefill rounds X to the weight's 16-bit type before cuBLAS; everything else differs only in f32 order.
-      const bool rounded = c.n > 8 && t != WeightType::f32;
-      EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, test::tolerance(rounded ? t : WeightType::f32, c.cols),
-                              "matmul"));
+      // Prefill splits X into two 16-bit parts (about 16 mantissa bits): a few f32 ulps more than the GEMV.
+      const double tol = test::tolerance(WeightType::f32, c.cols) * (c.n > 8 && t != WeightType::f32 ? 16 : 1);
+      EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, tol, "matmul"));
     }
 }
 
@@ -275,17 +274,18 @@ TEST_F(CudaKernels, EmbeddingRowsMatchDequantizedRows) {
 // a prefill chunk, then decode steps, across page boundaries and long enough to split the keys.
 TEST_F(CudaKernels, PagedAttentionMatchesReference) {
   struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, decode; };
+  // prefill: positions appended (and attended) before the checked chunk of 5 queries and the decode steps.
   const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 3},   {4, 4, 128, 100, 0.0f, 333, 2}, {6, 1, 96, 0, 50.0f, 40, 2},
-                        {32, 8, 128, 0, 0.0f, 3000, 2}, {2, 1, 256, 16, 0.0f, 70, 2}};
+                        {32, 8, 128, 0, 0.0f, 5000, 2}, {2, 1, 256, 16, 0.0f, 70, 2}};
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "heads " << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window "
                                       << c.window << " softcap " << c.softcap << " prefill " << c.prefill);
     const KvGeometry geo{c.heads, c.kv_heads, c.hd};
-    cuda::KvLayerCuda layer(alloc_, geo, c.window, c.prefill + c.decode);
+    cuda::KvLayerCuda layer(alloc_, geo, c.window, c.prefill + 5 + c.decode);
     std::vector<float> all_k, all_v;
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
     const AttentionSpec spec{scale, c.softcap, c.window};
-    auto step = [&](int64_t n) {
+    auto step = [&](int64_t n, bool check) {
       const int64_t pos0 = layer.n_tokens(), kvd = c.kv_heads * c.hd;
       std::vector<float> k = randn(n * kvd), v = randn(n * kvd), q = randn(n * c.heads * c.hd, 2.0f);
       layer.append(k.data(), v.data(), n);
@@ -295,13 +295,15 @@ TEST_F(CudaKernels, PagedAttentionMatchesReference) {
       all_v.insert(all_v.end(), v.begin(), v.end());
       std::vector<float> got(q.size(), std::nanf("")), want(q.size());
       layer.attend(q.data(), n, pos0, spec, got.data());
+      if (!check) return;
       kernels::AttentionArgs a{q.data(), all_k.data(), all_v.data(), want.data(), n, layer.n_tokens(), c.heads,
                                c.kv_heads, c.hd, pos0, 0, scale, c.softcap, c.window};
       kernels::ref::attention(a);
       EXPECT_TRUE(test::close(got, want, test::tolerance(WeightType::f32, layer.n_tokens()), "attention"));
     };
-    step(c.prefill);
-    for (int64_t i = 0; i < c.decode; ++i) step(1);
+    step(c.prefill, c.prefill <= 400);  // the reference is O(n^2): long prefixes are only appended
+    step(5, true);
+    for (int64_t i = 0; i < c.decode; ++i) step(1, true);
   }
 }
 

@@ -2,8 +2,10 @@
 // Decode (n <= kMaxGemvTokens): a warp per output row streams the row once with 16-byte loads for all n
 // tokens; when rows alone give too few warps to fill the SMs (k/v projections, small models) the columns
 // are split over several warps (split-K) and a second kernel sums the partials. Prefill: cuBLAS for dense
-// bf16/f16 (X rounded once to the weight's type, f32 accumulation: the precision HF's bf16 model has) and
-// f32, and a tiled kernel that dequantizes affine weights into shared memory.
+// bf16/f16 with X split into two 16-bit parts (x = hi + lo, two GEMMs into one f32 result: X keeps ~16
+// mantissa bits, so prefill logits match the f32 reference as decode's do; one rounding of X to bf16 was
+// seen to move logits by 0.03 and flip MoE routing on the golden fixtures), Sgemm for f32, and a tiled
+// kernel that dequantizes affine weights into shared memory.
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -251,10 +253,19 @@ __global__ void __launch_bounds__(256) gemm_tiled_kernel(DeviceWeight w, const f
     }
 }
 
-__global__ void round_kernel(const float* x, uint16_t* out, int64_t n, bool bf16) {
+// x = hi + lo in the weight's 16-bit type.
+__global__ void split_kernel(const float* x, uint16_t* hi, uint16_t* lo, int64_t n, bool bf16) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  out[i] = bf16 ? __bfloat16_as_ushort(__float2bfloat16(x[i])) : __half_as_ushort(__float2half(x[i]));
+  if (bf16) {
+    const __nv_bfloat16 h = __float2bfloat16(x[i]);
+    hi[i] = __bfloat16_as_ushort(h);
+    lo[i] = __bfloat16_as_ushort(__float2bfloat16(x[i] - __bfloat162float(h)));
+  } else {
+    const __half h = __float2half(x[i]);
+    hi[i] = __half_as_ushort(h);
+    lo[i] = __half_as_ushort(__float2half(x[i] - __half2float(h)));
+  }
 }
 
 __global__ void add_bias_kernel(float* y, const float* bias, int64_t rows, int64_t total) {
@@ -300,7 +311,7 @@ bool use_cublas(const DeviceWeight& w, int64_t n) { return !w.affine && n > kMax
 
 uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n) {
   const uint64_t split = n <= kMaxGemvTokens ? static_cast<uint64_t>(kTargetWarps) * n * 4 + rows * n * 4 : 0;
-  const uint64_t rounded = n > kMaxGemvTokens ? static_cast<uint64_t>(n * cols) * 2 : 0;
+  const uint64_t rounded = n > kMaxGemvTokens ? static_cast<uint64_t>(n * cols) * 2 * 2 + 256 : 0;
   return std::max(split, rounded) + 256;
 }
 
@@ -333,13 +344,17 @@ void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* sc
                    "sgemm");
     } else {
       const bool bf16 = w.type == WeightType::bf16;
-      auto* xr = static_cast<uint16_t*>(scratch);
-      round_kernel<<<blocks_of(n * w.cols, 256), 256, 0, stream>>>(x, xr, n * w.cols, bf16);
-      lmlab::cuda::check_launch("matmul (round X)");
+      auto* hi = static_cast<uint16_t*>(scratch);
+      uint16_t* lo = hi + (n * w.cols + 127) / 128 * 128;
+      split_kernel<<<blocks_of(n * w.cols, 256), 256, 0, stream>>>(x, hi, lo, n * w.cols, bf16);
+      lmlab::cuda::check_launch("matmul (split X)");
       const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-      check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, xr, t, k, &zero, y,
+      check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, hi, t, k, &zero, y,
                                 CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                   "gemm");
+                   "gemm (hi)");
+      check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, lo, t, k, &one, y,
+                                CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   "gemm (lo)");
     }
     if (w.bias) {
       add_bias_kernel<<<blocks_of(w.rows * n, 256), 256, 0, stream>>>(y, w.bias, w.rows, w.rows * n);
