@@ -37,8 +37,8 @@ for step in "$@"; do
       esac
       dir=/tmp/synth-$step
       [ -d "$dir" ] || /usr/bin/time -f "synth %e s" "$here/lmlab" synth "${args[@]}" --out "$dir" --quiet \
-        --tokenizer-from "$fixdir/models/qwen3"
-      for g in 1 0; do LMLAB_CUDA_GRAPH=$g timeout 200 "$here/lmlab" decode-bench --model "$dir" --device cuda \
+        --tokenizer-from "$(dirname "$(ls "$fixdir"/models/*/tokenizer.json | head -1)")" --vocab 151936
+      for g in ${GRAPHS:-1 0}; do LMLAB_CUDA_GRAPH=$g timeout 200 "$here/lmlab" decode-bench --model "$dir" --device cuda \
         --ctx-size 4608 --contexts 512,4096 -n 64 --json 2>&1 | sed "s/^{/{\"graph\":$g,\"shape\":\"$step\",/" \
         | tee -a "$out/bench.jsonl"; done
       ;;

@@ -54,8 +54,11 @@ __device__ void dense_row_dot(const typename Elem<T>::type* w_row, const float* 
   using E = Elem<T>;
   const int lane = threadIdx.x & 31;
   if (vec) {
-    for (int64_t c = c0 + lane * E::kVec; c < c1; c += 32 * E::kVec) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(w_row + c);
+    // kUnroll 16-byte weight loads in flight per lane before the first is used (one at a time left most of
+    // the bandwidth idle: 37% of the H200's on qwen3-8b bf16).
+    constexpr int kUnroll = 4;
+    const int64_t step = 32 * E::kVec;
+    auto consume = [&](const uint4& raw, int64_t c) {
       const auto* wv = reinterpret_cast<const typename E::type*>(&raw);
       float wf[E::kVec];
 #pragma unroll
@@ -70,7 +73,16 @@ __device__ void dense_row_dot(const typename Elem<T>::type* w_row, const float* 
           acc[t] += wf[4 * i] * xx.x + wf[4 * i + 1] * xx.y + wf[4 * i + 2] * xx.z + wf[4 * i + 3] * xx.w;
         }
       }
+    };
+    int64_t c = c0 + lane * E::kVec;
+    for (; c + (kUnroll - 1) * step < c1; c += kUnroll * step) {
+      uint4 raw[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) raw[u] = __ldg(reinterpret_cast<const uint4*>(w_row + c + u * step));
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) consume(raw[u], c + u * step);
     }
+    for (; c < c1; c += step) consume(__ldg(reinterpret_cast<const uint4*>(w_row + c)), c);
   } else {
     for (int64_t c = c0 + lane; c < c1; c += 32) {
       const float wf = E::get(w_row + c, 0);
