@@ -28,13 +28,7 @@ class AffineLinear final : public Linear {
 
   uint64_t weight_bytes() const override { return w_.bytes(); }
   std::string format() const override { return fmt::format("q{}g{}", w_.bits, w_.group_size); }
-  StoredWeight stored() const override {
-    StoredWeight s;
-    s.affine = true;
-    s.quant = w_;
-    s.bias = &bias_;
-    return s;
-  }
+  StoredWeight stored() const override { return {true, kernels::WeightType::f32, nullptr, w_, &bias_}; }
 
  private:
   kernels::AffineWeight w_;
