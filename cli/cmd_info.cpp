@@ -88,6 +88,14 @@ int run_info(const Flags& fl) {
                       {"layer_windows", i.layer_windows}, {"ignored_config_keys", i.ignored_config_keys},
                       {"options", nlohmann::json::parse(options_to_json_text(model->options()))},
                       {"memory_plan", memory_plan_json(fl)}};
+  if (model->options().device != Device::cpu) {  // the device's plan and what the load actually holds there
+    const ModelCounters c = model->counters();
+    j["device"] = {{"layers_on_device", i.device_layers},
+                   {"layers_on_cpu", i.n_layers - i.device_layers},
+                   {"plan", i.device_plan},
+                   {"memory_bytes", c.device_memory_bytes},
+                   {"memory_peak_bytes", c.device_memory_peak_bytes}};
+  }
   if (fl.json) {
     fmt::print("{}\n", j.dump());
     return 0;

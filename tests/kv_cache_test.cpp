@@ -15,6 +15,7 @@
 #include "lmlab/error.h"
 #include "lmlab/generate.h"
 #include "lmlab/model.h"
+#include "model/backend_factory.h"
 
 namespace lmlab {
 namespace {
@@ -147,12 +148,30 @@ TEST_P(PromptCacheExact, FullAndPartialHitsMatchColdRun) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, PromptCacheExact, ::testing::Values("qwen3", "gemma3", "mixtral", "coder_moe"),
                          [](const auto& info) { return info.param; });
 
+// Skips the calling test when `device` cannot run here (the CUDA variants of the KV tests: the device layers keep
+// the same blocks, prompt cache and window release as the CPU's).
+#define SKIP_UNLESS_DEVICE(device)                                                      \
+  if (const std::string why = device_unavailable_reason(device); !why.empty()) \
+  GTEST_SKIP() << "not run on " << kDevices[static_cast<int>(device)] << ": " << why
+
+constexpr const char* kDevices[] = {"cpu", "cuda"};
+
+struct FixtureOnDevice {
+  std::string fixture;
+  Device device;
+};
+std::string fixture_on_device_name(const ::testing::TestParamInfo<FixtureOnDevice>& info) {
+  return info.param.fixture + "_" + kDevices[static_cast<int>(info.param.device)];
+}
+
 // The sequence SwiftLM's regression suite runs: long -> short -> long -> long again (full hit).
-class MultiTurnRegression : public ::testing::TestWithParam<std::string> {};
+class MultiTurnRegression : public ::testing::TestWithParam<FixtureOnDevice> {};
 
 TEST_P(MultiTurnRegression, LongShortLongLongAgain) {
-  const std::string name = fixture_name(GetParam());
+  SKIP_UNLESS_DEVICE(GetParam().device);
+  const std::string name = fixture_name(GetParam().fixture);
   ModelOptions o;
+  o.device = GetParam().device;
   o.ctx_size = 8192;  // gemma3's config says 4096; RoPE extends and the test needs > 5000 tokens
   o.prompt_cache_mb = 256;
   o.kv_budget_mb = 1024;
@@ -208,11 +227,18 @@ TEST_P(MultiTurnRegression, LongShortLongLongAgain) {
   EXPECT_EQ(c.kv_cache_bytes, c.prompt_cache_bytes);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, MultiTurnRegression, ::testing::Values("coder_moe", "gemma3"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Fixtures, MultiTurnRegression,
+                         ::testing::Values(FixtureOnDevice{"coder_moe", Device::cpu}, FixtureOnDevice{"gemma3", Device::cpu},
+                                           FixtureOnDevice{"coder_moe", Device::cuda},
+                                           FixtureOnDevice{"gemma3", Device::cuda}),
+                         fixture_on_device_name);
 
-TEST(SlidingWindow, LayerMemoryIsBoundedByTheWindow) {
+class SlidingWindow : public ::testing::TestWithParam<Device> {};
+
+TEST_P(SlidingWindow, LayerMemoryIsBoundedByTheWindow) {
+  SKIP_UNLESS_DEVICE(GetParam());
   ModelOptions o;
+  o.device = GetParam();
   o.ctx_size = 8192;
   o.prefill_size = 256;
   auto model = Model::load(test::model_dir("gemma3"), o);
@@ -220,7 +246,8 @@ TEST(SlidingWindow, LayerMemoryIsBoundedByTheWindow) {
   const auto prompt = make_prompt("gemma3", 6000, model->info().vocab);
   s->append(prompt);
   const int64_t B = o.kv_block_tokens;
-  const uint64_t block_bytes = 2ull * B * model->info().n_kv_heads * model->info().head_dim * sizeof(float);
+  const uint64_t element_bytes = GetParam() == Device::cpu ? sizeof(float) : 2;  // device layers store f16
+  const uint64_t block_bytes = 2ull * B * model->info().n_kv_heads * model->info().head_dim * element_bytes;
   const auto& windows = model->info().layer_windows;
   const auto n_window = std::count_if(windows.begin(), windows.end(), [](int64_t w) { return w > 0; });
   ASSERT_EQ(n_window, 4);
@@ -232,6 +259,9 @@ TEST(SlidingWindow, LayerMemoryIsBoundedByTheWindow) {
   EXPECT_GE(total, full);
   EXPECT_EQ(total, s->kv_bytes()) << "the pool's count equals what the session's layers hold";
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, SlidingWindow, ::testing::Values(Device::cpu, Device::cuda),
+                         [](const auto& info) { return std::string(kDevices[static_cast<int>(info.param)]); });
 
 TEST(KvCache, ContextOverflowIsAClearErrorAndChangesNothing) {
   ModelOptions o;

@@ -24,6 +24,8 @@ struct ModelCounters {
   uint64_t prompt_cache_entries = 0; // stored blocks (prefix-tree nodes)
   uint64_t prompt_cache_lookups = 0, prompt_cache_hits = 0, prompt_cache_hit_tokens = 0;
   uint64_t prompt_cache_evictions = 0;
+  // Device memory held by the backend's allocator (weights, KV blocks, scratch); zeros on the CPU backend.
+  uint64_t device_memory_bytes = 0, device_memory_peak_bytes = 0;
   StreamCounters stream;  // SSD expert streaming (zeros unless --stream-experts); render_prometheus() exports it
 };
 
@@ -39,6 +41,8 @@ struct ModelInfo {
   std::vector<int32_t> eos_ids;
   std::vector<std::string> ignored_config_keys;  // config.json keys lmlab did not read
   std::vector<int64_t> layer_windows;            // per layer: 0 = full attention, else window length
+  int64_t device_layers = 0;  // --device cuda: layers [0, device_layers) run on the GPU, the rest on the CPU
+  std::string device_plan;    // how --gpu-layers 0 chose device_layers ("" when given or on the CPU)
 };
 
 class Session;

@@ -36,6 +36,7 @@ inline constexpr KvMode kAllKvModes[] = {KvMode::f32, KvMode::turbo, KvMode::aff
 // (_mb); the engine converts them to _bytes once, where it resolves defaults.
 struct ModelOptions {
   Device device = Device::cpu;
+  int64_t gpu_layers = 0;  // 0: every layer on the device
   int threads = 0;
   int64_t ctx_size = 0;
   int64_t prefill_size = 512;

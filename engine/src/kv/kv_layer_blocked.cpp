@@ -210,6 +210,22 @@ void KvLayerBlocked::adopt(std::vector<std::shared_ptr<KvBlock>> blocks, int64_t
   n_tokens_ = n_compressed_ = n_tokens;
 }
 
+void KvLayerBlocked::extend(int64_t n) {
+  if (n <= 0) return;
+  if (spec_.rotation || spec_.hot_window > 0)
+    throw Error(ErrorKind::internal, "kv cache", "extend() on a layer that encodes on the host");
+  const int64_t B = block_tokens(), first_query = n_tokens_, total = n_tokens_ + n;
+  const Table rec = records();
+  try {
+    for (int64_t b = n_tokens_ / B; b * B < total; ++b) writable_block(rec, b);
+  } catch (...) {
+    release_blocks(n_tokens_);
+    throw;
+  }
+  n_tokens_ = n_compressed_ = total;
+  release_blocks(first_query);
+}
+
 void KvLayerBlocked::reconstruct(int64_t pos, float* k, float* v) const {
   const int64_t B = block_tokens(), d = spec_.geo.head_dim, nkv = spec_.geo.n_kv_heads, b = pos / B, slot = pos - b * B;
   const bool rec = pos < n_compressed_;

@@ -11,6 +11,10 @@
 //   - Sharing: a full record block is immutable; the prompt cache and other sessions may hold it (adopt());
 //     writes into a shared block go copy-on-write. Hot rows are never shared, so a layer with a hot window is not
 //     shareable().
+//   - Device layers: a backend whose pool allocates device memory writes and attends with its own kernels over
+//     the same layout; extend() does the host part of an append (blocks, copy-on-write, window release) and
+//     blocks() is what the kernels address. The backend keeps its per-layer state (a device copy of the block
+//     table) in attachment(), which dies with the layer.
 #pragma once
 
 #include <algorithm>
@@ -25,6 +29,12 @@
 namespace lmlab {
 
 struct BlockedKvView;
+
+// Per-layer state a backend keeps with a layer (see attachment()).
+class KvLayerAttachment {
+ public:
+  virtual ~KvLayerAttachment() = default;
+};
 
 class KvLayerBlocked final : public KvLayerCache {
  public:
@@ -56,6 +66,12 @@ class KvLayerBlocked final : public KvLayerCache {
   const std::vector<std::shared_ptr<KvBlock>>& blocks() const { return blocks_; }
   // Starts this (empty, shareable) layer from shared blocks holding positions [0, n_tokens).
   void adopt(std::vector<std::shared_ptr<KvBlock>> blocks, int64_t n_tokens);
+  // append() for device backends, without the encoding: the layer holds positions [n_tokens(), n_tokens() + n)
+  // in writable blocks (allocated, or copied when shared) for the backend's kernels to write, and releases what
+  // its sliding window no longer needs. Only for specs without rotation or hot window (internal error otherwise);
+  // out_of_memory leaves the layer as it was.
+  void extend(int64_t n);
+  std::unique_ptr<KvLayerAttachment>& attachment() const { return attachment_; }
   // Lowest position any query at or after `pos` can still see.
   int64_t first_needed_position(int64_t pos) const {
     return spec_.window > 0 ? std::max<int64_t>(0, pos - spec_.window + 1) : 0;
@@ -89,6 +105,7 @@ class KvLayerBlocked final : public KvLayerCache {
   std::vector<std::shared_ptr<KvBlock>> blocks_;  // records
   std::vector<std::shared_ptr<KvBlock>> hot_;     // f32 rows of the hot window
   int64_t n_tokens_ = 0, n_compressed_ = 0;
+  mutable std::unique_ptr<KvLayerAttachment> attachment_;
 };
 
 }  // namespace lmlab

@@ -8,13 +8,14 @@
 #include "experts/expert_streamer.h"
 #include "kv/turboquant/tq_layer_spec.h"
 #include "config/context_size.h"
+#include "model/backend_factory.h"
 #include "model/model_impl.h"
 #include "util/thread_pool.h"
 
 namespace lmlab {
 
 namespace {
-std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& options);
+std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& options, int64_t device_layers);
 }  // namespace
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -22,8 +23,6 @@ Model::~Model() = default;
 
 std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& options) {
   validate_options(options);
-  if (options.device != Device::cpu)
-    throw Error(ErrorKind::unsupported, std::string(option_flag("device")), "this build has only the CPU backend");
   if (options.threads > 0 && options.threads != ThreadPool::global().size())
     ThreadPool::set_global_threads(options.threads);
   auto impl = std::make_unique<Impl>();
@@ -37,6 +36,7 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   topts.experts.expert_predict_next = options.expert_predict_next;
   topts.experts.expert_cache_policy = parse_cache_policy(options.expert_cache_policy);
   impl->transformer = std::make_unique<Transformer>(std::move(spec), std::move(store), topts);
+  impl->backend = make_backend(options, *impl->transformer);
   const ModelSpec& s = impl->transformer->spec();
   if (std::filesystem::exists(dir / "tokenizer.json")) impl->tokenizer = Tokenizer::from_file(dir / "tokenizer.json");
 
@@ -61,9 +61,14 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const Model
   i.eos_ids = s.eos_ids;
   i.ignored_config_keys = s.ignored_config_keys;
   for (const auto& l : s.layers) i.layer_windows.push_back(l.window);
+  i.device_layers = impl->backend->device_layers();
+  i.device_plan = impl->backend->device_plan();
 
   impl->kv_pool = std::make_unique<KvBlockPool>(options.kv_block_tokens, static_cast<uint64_t>(options.kv_budget_mb) << 20);
-  impl->kv_specs = kv_layer_specs(s, options);
+  if (auto device_kv = impl->backend->kv_allocator())
+    impl->device_kv_pool = std::make_unique<KvBlockPool>(options.kv_block_tokens,
+                                                         static_cast<uint64_t>(options.kv_budget_mb) << 20, device_kv);
+  impl->kv_specs = kv_layer_specs(s, options, impl->backend->device_layers());
   if (options.prompt_cache_mb > 0)
     impl->prompt_cache = std::make_unique<PromptCache>(options.kv_block_tokens,
                                                        static_cast<uint64_t>(options.prompt_cache_mb) << 20,
@@ -85,6 +90,10 @@ ModelCounters Model::counters() const {
   ModelCounters c;
   c.kv_cache_bytes = impl_->kv_pool->allocated_bytes();
   c.kv_cache_peak_bytes = impl_->kv_pool->peak_bytes();
+  if (const KvBlockPool* device = impl_->device_kv_pool.get()) {
+    c.kv_cache_bytes += device->allocated_bytes();
+    c.kv_cache_peak_bytes += device->peak_bytes();  // an upper bound when both pools are used (--gpu-layers)
+  }
   if (impl_->prompt_cache) {
     const auto st = impl_->prompt_cache->stats();
     c.prompt_cache_bytes = st.bytes;
@@ -94,14 +103,30 @@ ModelCounters Model::counters() const {
     c.prompt_cache_hit_tokens = st.hit_tokens;
     c.prompt_cache_evictions = st.evictions;
   }
+  const DeviceMemory dm = impl_->backend->memory();
+  c.device_memory_bytes = dm.current_bytes;
+  c.device_memory_peak_bytes = dm.peak_bytes;
   if (const ExpertStreamer* es = impl_->transformer->streamer()) c.stream = es->counters();
   return c;
 }
 
 namespace {
 // Full-attention layers store --kv-mode's codec; sliding-window layers stay f32 (they are small by construction).
-std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& options) {
+// Device layers store f16 rows, which their kernels write and read (f32 and f16 modes; the compressed modes are
+// not on the GPU yet).
+std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& options, int64_t device_layers) {
   const KvGeometry geo{s.n_heads, s.n_kv_heads, s.head_dim};
+  if (device_layers > 0 && options.kv_mode != KvMode::f32 && options.kv_mode != KvMode::f16)
+    throw Error(ErrorKind::unsupported, std::string(option_flag("kv_mode")),
+                fmt::format("{} is not on the GPU yet: layers on --device cuda store f16 (--kv-mode f32 or f16)",
+                            kv_mode_name(options.kv_mode)));
+  auto device_spec = [&](int64_t window) {
+    TurboKvOptions f16;
+    f16.mode = TurboKvOptions::Mode::f16;
+    KvLayerSpec spec = turbo_kv_layer_spec(geo, f16);
+    spec.window = window;
+    return spec;
+  };
   TurboKvOptions turbo;
   turbo.mode = options.kv_mode == KvMode::affine4   ? TurboKvOptions::Mode::affine4
                : options.kv_mode == KvMode::affine8 ? TurboKvOptions::Mode::affine8
@@ -116,7 +141,8 @@ std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& 
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const auto& l = s.layers[i];
     turbo.seed = base_seed + i;  // independent rotations per layer
-    if (options.kv_mode != KvMode::f32 && l.window == 0) specs.push_back(turbo_kv_layer_spec(geo, turbo));
+    if (static_cast<int64_t>(i) < device_layers) specs.push_back(device_spec(l.window));
+    else if (options.kv_mode != KvMode::f32 && l.window == 0) specs.push_back(turbo_kv_layer_spec(geo, turbo));
     else specs.push_back(f32_kv_layer_spec(geo, l.window));
   }
   return specs;
@@ -125,7 +151,11 @@ std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& 
 
 KvSequence Model::Impl::make_sequence() const {
   KvSequence seq;
-  for (const KvLayerSpec& spec : kv_specs) seq.layers.push_back(std::make_unique<KvLayerBlocked>(*kv_pool, spec));
+  const int64_t device_layers = backend->device_layers();
+  for (size_t i = 0; i < kv_specs.size(); ++i) {
+    KvBlockPool& pool = static_cast<int64_t>(i) < device_layers ? *device_kv_pool : *kv_pool;
+    seq.layers.push_back(std::make_unique<KvLayerBlocked>(pool, kv_specs[i]));
+  }
   return seq;
 }
 
@@ -161,7 +191,7 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
     for (int64_t off = 0; off < n; off += chunk) {
       const int64_t m = std::min(chunk, n - off);
       const bool last_chunk = off + m == n;
-      impl.transformer->forward(tokens.subspan(off, m), start + off, st.cache, all_logits, st.chunk_logits);
+      impl.backend->forward(tokens.subspan(off, m), start + off, st.cache, all_logits, st.chunk_logits);
       if (all_logits) st.logits.insert(st.logits.end(), st.chunk_logits.begin(), st.chunk_logits.end());
       else if (last_chunk) st.logits.swap(st.chunk_logits);
     }

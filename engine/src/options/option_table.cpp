@@ -47,6 +47,9 @@ const std::vector<OptionRow>& rows() {
   static const std::vector<OptionRow> table = [] {
     std::vector<OptionRow> t = {
         {choice("device", "--device", kDevices, "compute device"), &O::device},
+        {integer("gpu_layers", "--gpu-layers", 0, 1 << 20, "layers", "every layer",
+                 "--device cuda: the first N layers on the GPU, the rest on the CPU (models larger than VRAM)"),
+         &O::gpu_layers},
         {integer("threads", "--threads", 0, 4096, "", "all hardware threads", "CPU threads"), &O::threads},
         {integer("ctx_size", "--ctx-size", 0, kMaxTokens, "tokens", "the model's max_position_embeddings",
                  "context size"),

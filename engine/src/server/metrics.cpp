@@ -26,6 +26,10 @@ std::string render_metrics(const ServerMetrics& m, const ModelCounters& c) {
   metric("prompt_cache_bytes", "gauge", "Bytes held by the prompt cache.", c.prompt_cache_bytes);
   metric("memory_active_bytes", "gauge", "Resident memory of the process.", process_rss_bytes());
   metric("memory_peak_bytes", "gauge", "Peak resident memory of the process.", process_peak_rss_bytes());
+  metric("memory_device_active_bytes", "gauge", "Device (GPU) memory held by the engine's allocator.",
+         c.device_memory_bytes);
+  metric("memory_device_peak_bytes", "gauge", "Peak device (GPU) memory held by the engine's allocator.",
+         c.device_memory_peak_bytes);
   metric("kv_cache_bytes", "gauge", "KV cache bytes allocated (sessions and prompt cache).", c.kv_cache_bytes);
   metric("kv_cache_peak_bytes", "gauge", "Peak KV cache bytes allocated.", c.kv_cache_peak_bytes);
   // SSD reads, expert cache, prefetch and the read-latency histogram: the streamer's own exposition.

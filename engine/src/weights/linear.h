@@ -20,6 +20,15 @@ struct QuantSpec {
   int group_size = 0;
 };
 
+// A Linear's weight as stored (views of the mapped file), for backends that upload it unchanged.
+struct StoredWeight {
+  bool affine = false;
+  kernels::WeightType type = kernels::WeightType::f32;  // dense: the element type of `dense`
+  const uint8_t* dense = nullptr;                       // dense: [out, in]
+  kernels::AffineWeight quant{};                        // affine: packed words, scales, biases
+  const std::vector<float>* bias = nullptr;             // [out], or empty
+};
+
 class Linear {
  public:
   Linear(int64_t out_features, int64_t in_features) : out_(out_features), in_(in_features) {}
@@ -34,6 +43,7 @@ class Linear {
   virtual void dequantize_row(int64_t r, float* out) const = 0;
   virtual uint64_t weight_bytes() const = 0;
   virtual std::string format() const = 0;  // "bf16", "q4g64", ...
+  virtual StoredWeight stored() const = 0;
 
  protected:
   int64_t out_, in_;

@@ -36,6 +36,7 @@ class AffineLinear final : public Linear {
 
   uint64_t weight_bytes() const override { return w_.bytes(); }
   std::string format() const override { return fmt::format("q{}g{}", w_.bits, w_.group_size); }
+  StoredWeight stored() const override { return {.affine = true, .quant = w_, .bias = &bias_}; }
 
  private:
   kernels::AffineWeight w_;

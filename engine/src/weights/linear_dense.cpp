@@ -40,6 +40,7 @@ class DenseLinear final : public Linear {
   uint64_t weight_bytes() const override {
     return static_cast<uint64_t>(out_ * in_) * (type_ == kernels::WeightType::f32 ? 4 : 2);
   }
+  StoredWeight stored() const override { return {.type = type_, .dense = w_, .bias = &bias_}; }
   std::string format() const override {
     return type_ == kernels::WeightType::f32 ? "f32" : type_ == kernels::WeightType::f16 ? "f16" : "bf16";
   }

@@ -1,7 +1,9 @@
-// Transformer: the decoder forward shared by every architecture, parameterised by a ModelSpec.
-// Processes a chunk of tokens at once (prefill) or one (decode), appending their K/V to a KvCache.
+// Transformer: the decoder forward shared by every architecture, parameterised by a ModelSpec: the CPU forward,
+// and the reference every other backend (backend/, cuda/) is tested against. Processes a chunk of tokens at once
+// (prefill) or one (decode), appending their K/V to a KvCache.
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <span>
 #include <vector>
@@ -13,6 +15,12 @@
 #include "experts/expert_streamer.h"
 
 namespace lmlab {
+
+// The attention of layer `ls` (softmax scale, soft-cap, sliding window): one definition for every backend.
+inline AttentionSpec attention_spec(const ModelSpec& s, const LayerSpec& ls) {
+  return {s.attn_scale > 0 ? s.attn_scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim)), s.attn_softcap,
+          ls.window};
+}
 
 struct MlpWeights {
   std::unique_ptr<Linear> gate, up, down;  // [inter, hidden], [inter, hidden], [hidden, inter]
@@ -51,6 +59,18 @@ class Transformer {
   // logits: [n, vocab] when all_logits, else [1, vocab] for the last token.
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                std::vector<float>& logits) const;
+
+  // forward's three stages, for backends that run some layers elsewhere (--gpu-layers):
+  // x [n, hidden] = the scaled embeddings of tokens; layers [l0, l1) on x in place; logits from x's last rows.
+  void embed(std::span<const int32_t> tokens, float* x) const;
+  void run_layers(float* x, int64_t n, int64_t pos0, KvSequence& cache, int64_t l0, int64_t l1) const;
+  void head(const float* x, int64_t n, bool all_logits, std::vector<float>& logits) const;
+
+  // The host weights (views of the mapped files), which device backends upload in their stored format.
+  const std::vector<LayerWeights>& layer_weights() const { return layers_; }
+  const Linear& embed_weight() const { return *embed_; }
+  const Linear& lm_head_weight() const { return lm_head_ ? *lm_head_ : *embed_; }
+  const std::vector<float>& final_norm() const { return final_norm_; }
 
  private:
   void load_weights();

@@ -1,6 +1,6 @@
 // The shared decoder forward. Per layer (pre-norm residual; gemma3 adds the post_* sandwich norms):
 //   x += [post_attn_norm] attention(attn_norm(x));  x += [post_ffn_norm] mlp_or_moe(ffn_norm(x))
-#include "model/transformer.h"
+#include "forward/transformer.h"
 
 #include <fmt/format.h>
 
@@ -106,9 +106,7 @@ void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, in
                  rope.attention_scaling});
   KvLayerCache& kv = *cache.layers[layer];
   kv.append(k.data(), v.data(), n);
-  const AttentionSpec spec{s.attn_scale > 0 ? s.attn_scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim)),
-                           s.attn_softcap, ls.window};
-  kv.attend(q.data(), n, pos0, spec, attn.data());
+  kv.attend(q.data(), n, pos0, attention_spec(s, ls), attn.data());
   w.o->forward(attn.data(), out, n);
 }
 
@@ -192,6 +190,14 @@ void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, 
 
 void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                           std::vector<float>& logits) const {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  std::vector<float> x(n * spec_.hidden);
+  embed(tokens, x.data());
+  run_layers(x.data(), n, pos0, cache, 0, spec_.n_layers);
+  head(x.data(), n, all_logits, logits);
+}
+
+void Transformer::embed(std::span<const int32_t> tokens, float* x) const {
   const auto& s = spec_;
   const int64_t n = static_cast<int64_t>(tokens.size()), H = s.hidden;
   if (n == 0) throw Error(ErrorKind::invalid_input, "forward", "no tokens to process");
@@ -199,26 +205,37 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvSeque
     if (id < 0 || id >= s.vocab)
       throw Error(ErrorKind::invalid_input, "tokens", fmt::format("token id {} is outside the vocabulary [0, {})", id,
                                                                   s.vocab));
-  std::vector<float> x(n * H), h(n * H), y(n * H);
   for (int64_t t = 0; t < n; ++t) {
-    embed_->dequantize_row(tokens[t], x.data() + t * H);
+    embed_->dequantize_row(tokens[t], x + t * H);
     if (s.embed_scale != 1.0f)
       for (int64_t i = 0; i < H; ++i) x[t * H + i] *= s.embed_scale;
   }
-  for (int64_t l = 0; l < s.n_layers; ++l) {
+}
+
+void Transformer::run_layers(float* x, int64_t n, int64_t pos0, KvSequence& cache, int64_t l0, int64_t l1) const {
+  const auto& s = spec_;
+  const int64_t H = s.hidden;
+  std::vector<float> h(n * H), y(n * H);
+  for (int64_t l = l0; l < l1; ++l) {
     const LayerWeights& w = layers_[l];
-    kernels::rmsnorm(x.data(), w.attn_norm.data(), h.data(), n, H, s.norm_eps);
+    kernels::rmsnorm(x, w.attn_norm.data(), h.data(), n, H, s.norm_eps);
     attention_block(w, s.layers[l], l, h.data(), n, pos0, cache, y.data());
     if (!w.post_attn_norm.empty()) kernels::rmsnorm(y.data(), w.post_attn_norm.data(), y.data(), n, H, s.norm_eps);
-    add_inplace(x.data(), y.data(), n * H);
-    kernels::rmsnorm(x.data(), w.ffn_norm.data(), h.data(), n, H, s.norm_eps);
+    add_inplace(x, y.data(), n * H);
+    kernels::rmsnorm(x, w.ffn_norm.data(), h.data(), n, H, s.norm_eps);
     if (s.layers[l].moe) moe_block(l, w.moe, h.data(), n, y.data());
     else mlp_block(*w.mlp.gate, *w.mlp.up, *w.mlp.down, h.data(), n, y.data());
     if (!w.post_ffn_norm.empty()) kernels::rmsnorm(y.data(), w.post_ffn_norm.data(), y.data(), n, H, s.norm_eps);
-    add_inplace(x.data(), y.data(), n * H);
+    add_inplace(x, y.data(), n * H);
   }
+}
+
+void Transformer::head(const float* x, int64_t n, bool all_logits, std::vector<float>& logits) const {
+  const auto& s = spec_;
+  const int64_t H = s.hidden;
   const int64_t n_out = all_logits ? n : 1;
-  const float* last = x.data() + (n - n_out) * H;
+  const float* last = x + (n - n_out) * H;
+  std::vector<float> h(n_out * H);
   kernels::rmsnorm(last, final_norm_.data(), h.data(), n_out, H, s.norm_eps);
   logits.resize(static_cast<size_t>(n_out * s.vocab));
   (lm_head_ ? *lm_head_ : *embed_).forward(h.data(), logits.data(), n_out);

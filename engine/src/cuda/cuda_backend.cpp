@@ -1,0 +1,337 @@
+// The CUDA backend: layers [0, device_layers) run on the GPU over device weights (stored format) and f16 KV
+// blocks in device memory (cuda/device_kv.h); the rest, if any (--gpu-layers), run on the CPU through the shared
+// Transformer, which also stays the reference. One stream; forwards are serialised (the scratch buffers are shared
+// by all sessions). Per layer it is the Transformer's sequence of steps, each a kernel of cuda/kernels/. A decode
+// step of a fully resident model is captured once per session as a CUDA graph and replayed (one launch per token
+// instead of ~15 per layer): positions live on the device and the host part of the KV append (blocks, block
+// tables) runs before the replay. LMLAB_CUDA_GRAPH=0 turns graphs off (to measure what they save).
+#include "cuda/cuda_backend.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+
+#include "backend/gpu_layer_plan.h"
+#include "cuda/cuda_check.h"
+#include "cuda/device_weights.h"
+#include "cuda/device_kv.h"
+#include "lmlab/error.h"
+#include "lmlab/options.h"
+#include "config/context_size.h"
+#include "forward/transformer.h"
+
+namespace lmlab {
+
+namespace kc = kernels::cuda;
+using cuda::check;
+using cuda::DeviceBuffer;
+
+std::string cuda_unavailable_reason() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return fmt::format("no CUDA device ({})", cudaGetErrorString(e));
+  }
+  if (n == 0) return "no CUDA device";
+  return {};
+}
+
+namespace {
+
+// Device scratch for chunks of up to `n` tokens: activations, MoE slots, logits, kernel scratch.
+struct Scratch {
+  int64_t n = 0;
+  DeviceBuffer tokens, positions, x, h, y, q, k, v, attn, g, u, logits, router, experts, weights, slot_out, mm, at;
+};
+
+struct GraphExec {
+  cudaGraphExec_t exec = nullptr;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const ModelOptions& o, const Transformer& t)
+      : t_(t), s_(t.spec()), alloc_(std::make_shared<cuda::DeviceAllocator>()),
+        kv_alloc_(std::make_shared<cuda::DeviceKvBlockAllocator>(alloc_)) {
+    const int64_t ctx = resolve_ctx_size(o.ctx_size, s_);
+    max_blocks_ = (ctx + o.kv_block_tokens - 1) / o.kv_block_tokens;
+    const char* g = std::getenv("LMLAB_CUDA_GRAPH");
+    graphs_ = !(g && std::string(g) == "0");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
+    ensure_scratch(decode_, 1);  // before planning, so the driver's free memory already excludes them
+    ensure_scratch(chunk_, o.prefill_size);
+    n_dev_ = o.gpu_layers > 0 ? std::min<int64_t>(o.gpu_layers, s_.n_layers) : plan_layers(o, ctx);
+    w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_);
+  }
+  ~CudaBackend() override {
+    for (auto& [id, g] : graphs_by_kv_) cudaGraphExecDestroy(g.exec);
+    cudaStreamDestroy(stream_);
+  }
+
+  Device device() const override { return Device::cuda; }
+  int64_t device_layers() const override { return n_dev_; }
+  std::string device_plan() const override {
+    return plan_.free_bytes ? fmt::format("{} of {} fit: {}", plan_.layers, s_.n_layers, plan_.to_text()) : "";
+  }
+
+  std::shared_ptr<KvBlockAllocator> kv_allocator() const override { return kv_alloc_; }
+
+  DeviceMemory memory() const override {
+    DeviceMemory m;
+    m.current_bytes = alloc_->current_bytes();
+    m.peak_bytes = alloc_->peak_bytes();
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+      m.driver_used_bytes = total_b - free_b;
+      m.driver_total_bytes = total_b;
+    }
+    return m;
+  }
+
+  void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
+               std::vector<float>& logits) const override;
+
+ private:
+  int64_t plan_layers(const ModelOptions& o, int64_t ctx);
+  void ensure_scratch(Scratch& sc, int64_t n) const;
+  // The device work of a chunk after its tokens and positions are on the device: embedding, the device
+  // layers, and (when every layer is on the GPU) the head into sc.logits. No host synchronisation inside.
+  void run_device(Scratch& sc, int64_t n, int64_t n_out, int64_t n_kv_bound, KvSequence& cache) const;
+  void layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, KvSequence& cache) const;
+  void mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const;
+  void moe(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const;
+  void replay_decode(Scratch& sc, KvSequence& cache) const;
+  void norm(const DeviceBuffer& w, float* x, float* y, int64_t rows, int64_t dim) const {
+    kc::rmsnorm(x, w.get<float>(), y, rows, dim, s_.norm_eps, stream_);
+  }
+  void linear(Scratch& sc, const cuda::DeviceLinear& l, const float* x, float* y, int64_t n) const {
+    kc::matmul(l.w, x, y, n, sc.mm.get(), stream_);
+  }
+  cuda::DeviceKvLayer device_kv(KvSequence& cache, int64_t l) const {
+    return cuda::DeviceKvLayer(*cache.layers[l], *alloc_, max_blocks_);
+  }
+
+  const Transformer& t_;
+  const ModelSpec& s_;
+  int64_t n_dev_ = 0, max_blocks_ = 0;
+  GpuLayerPlan plan_;  // what --gpu-layers 0 decided (empty when given)
+  bool graphs_ = true;
+  std::shared_ptr<cuda::DeviceAllocator> alloc_;  // shared with the KV allocator, whose blocks may outlive us
+  std::shared_ptr<cuda::DeviceKvBlockAllocator> kv_alloc_;
+  cudaStream_t stream_ = nullptr;
+  cuda::DeviceWeights w_;
+  // Decode (one token) has its own scratch, never reallocated, so captured graphs stay valid.
+  mutable Scratch decode_, chunk_;
+  mutable std::unordered_map<uint64_t, GraphExec> graphs_by_kv_;  // by layer 0's DeviceBlockTable::id()
+  mutable std::mutex mu_;
+};
+
+// --gpu-layers 0: as many layers as fit (backend/gpu_layer_plan.h). Each layer costs its weights as stored and its
+// f16 KV for one sequence at the context size (a sliding window's at most window + one chunk + two blocks).
+int64_t CudaBackend::plan_layers(const ModelOptions& o, int64_t ctx) {
+  size_t free_b = 0, total_b = 0;
+  check(cudaMemGetInfo(&free_b, &total_b), "device memory");
+  auto linear_bytes = [](const Linear* l) { return l ? l->weight_bytes() : 0; };
+  std::vector<uint64_t> layer_bytes;
+  for (int64_t l = 0; l < s_.n_layers; ++l) {
+    const LayerWeights& w = t_.layer_weights()[l];
+    uint64_t b = linear_bytes(w.q.get()) + linear_bytes(w.k.get()) + linear_bytes(w.v.get()) + linear_bytes(w.o.get()) +
+                 linear_bytes(w.mlp.gate.get()) + linear_bytes(w.mlp.up.get()) + linear_bytes(w.mlp.down.get()) +
+                 linear_bytes(w.moe.router.get());
+    for (const MlpWeights& e : w.moe.experts)
+      b += linear_bytes(e.gate.get()) + linear_bytes(e.up.get()) + linear_bytes(e.down.get());
+    const int64_t window = s_.layers[l].window;
+    const int64_t positions = window > 0 ? std::min(ctx, window + o.prefill_size + 2 * o.kv_block_tokens) : ctx;
+    layer_bytes.push_back(b + static_cast<uint64_t>(positions * 2 * s_.n_kv_heads * s_.head_dim) * 2);
+  }
+  constexpr uint64_t kRuntimeReserve = uint64_t{512} << 20;  // cuBLAS workspace, graphs, allocator slack
+  const uint64_t fixed = t_.embed_weight().weight_bytes() +
+                         (&t_.lm_head_weight() != &t_.embed_weight() ? t_.lm_head_weight().weight_bytes() : 0) +
+                         kRuntimeReserve;
+  plan_ = plan_gpu_layers(layer_bytes, fixed, free_b);
+  if (plan_.layers == 0)
+    throw Error(ErrorKind::out_of_memory, std::string(option_flag("gpu_layers")),
+                "not one layer fits in the device's free memory: " + plan_.to_text());
+  return plan_.layers;
+}
+
+void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
+  if (sc.n >= n) return;
+  sc = Scratch{};
+  auto& a = *alloc_;
+  const int64_t H = s_.hidden, QD = s_.n_heads * s_.head_dim, KD = s_.n_kv_heads * s_.head_dim;
+  const int64_t slots = n * std::max<int64_t>(1, s_.top_k);
+  const int64_t inter = std::max(s_.intermediate, s_.moe_intermediate * std::max<int64_t>(1, s_.top_k));
+  auto f = [&](int64_t count, const char* what) { return DeviceBuffer(a, std::max<int64_t>(1, count) * 4, what); };
+  sc.tokens = f(n, "tokens");
+  sc.positions = f(n, "positions");
+  sc.x = f(n * H, "activations");
+  sc.h = f(n * H, "activations");
+  sc.y = f(n * H, "activations");
+  sc.q = f(n * QD, "q");
+  sc.k = f(n * KD, "k");
+  sc.v = f(n * KD, "v");
+  sc.attn = f(n * QD, "attention output");
+  sc.g = f(n * inter, "mlp gate");
+  sc.u = f(n * inter, "mlp up");
+  sc.logits = f(n * s_.vocab, "logits");
+  sc.router = f(n * s_.n_experts, "router logits");
+  sc.experts = f(slots, "routed experts");
+  sc.weights = f(slots, "routing weights");
+  sc.slot_out = f(s_.n_experts ? slots * H : 0, "expert outputs");
+  // The largest Linear of the model bounds the matmul scratch.
+  uint64_t mm = 0;
+  for (const auto& [rows, cols] : {std::pair{s_.vocab, H}, {QD, H}, {H, QD}, {s_.intermediate, H}, {H, s_.intermediate},
+                                   {s_.n_experts, H}})
+    mm = std::max(mm, kc::matmul_scratch_bytes(rows, cols, n));
+  sc.mm = DeviceBuffer(a, mm, "matmul scratch");
+  sc.at = DeviceBuffer(a, kc::attention_scratch_bytes(n, s_.n_heads, s_.head_dim, kc::kMaxAttentionSplits),
+                       "attention scratch");
+  sc.n = n;
+}
+
+void CudaBackend::mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const {
+  const int64_t inter = w.gate.w.rows;
+  float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
+  linear(sc, w.gate, h, g, n);
+  linear(sc, w.up, h, u, n);
+  if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, n * inter, stream_);
+  else kc::gelu_tanh_mul(g, u, g, n * inter, stream_);
+  linear(sc, w.down, g, sc.y.get<float>(), n);
+}
+
+// Route on the device, run each token's k experts as gathered GEMVs over the stacked expert weights, and sum
+// in ascending expert order: no host round trip.
+void CudaBackend::moe(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const {
+  const int64_t K = s_.top_k, slots = n * K, inter = w.gate.w.rows;
+  float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
+  int32_t* experts = sc.experts.get<int32_t>();
+  float* weights = sc.weights.get<float>();
+  linear(sc, w.router, h, sc.router.get<float>(), n);
+  kc::route_topk(sc.router.get<float>(), n, s_.n_experts, K, s_.norm_topk, experts, weights, stream_);
+  kc::matmul_gathered(w.gate.w, experts, h, K, g, slots, stream_);
+  kc::matmul_gathered(w.up.w, experts, h, K, u, slots, stream_);
+  if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, slots * inter, stream_);
+  else kc::gelu_tanh_mul(g, u, g, slots * inter, stream_);
+  kc::matmul_gathered(w.down.w, experts, g, 1, sc.slot_out.get<float>(), slots, stream_);
+  kc::moe_combine(sc.slot_out.get<float>(), experts, weights, n, K, s_.hidden, sc.y.get<float>(), stream_);
+}
+
+void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, KvSequence& cache) const {
+  const cuda::DeviceLayer& w = w_.layers[l];
+  const LayerSpec& ls = s_.layers[l];
+  const int64_t H = s_.hidden;
+  float *x = sc.x.get<float>(), *h = sc.h.get<float>(), *y = sc.y.get<float>();
+  float *q = sc.q.get<float>(), *k = sc.k.get<float>(), *v = sc.v.get<float>();
+  norm(w.attn_norm, x, h, n, H);
+  linear(sc, w.q, h, q, n);
+  linear(sc, w.k, h, k, n);
+  linear(sc, w.v, h, v, n);
+  if (w.q_norm.get()) norm(w.q_norm, q, q, n * s_.n_heads, s_.head_dim);
+  if (w.k_norm.get()) norm(w.k_norm, k, k, n * s_.n_kv_heads, s_.head_dim);
+  const RopeSpec& rope = s_.ropes[ls.rope];
+  const float* inv_freq = w_.inv_freq[ls.rope].get<float>();
+  const int32_t* positions = sc.positions.get<int32_t>();
+  kc::rope(q, n, s_.n_heads, s_.head_dim, rope.rot_dim, positions, inv_freq, rope.attention_scaling, stream_);
+  kc::rope(k, n, s_.n_kv_heads, s_.head_dim, rope.rot_dim, positions, inv_freq, rope.attention_scaling, stream_);
+  const cuda::DeviceKvLayer kv = device_kv(cache, l);
+  kv.write(k, v, n, positions, stream_);
+  kv.attend(q, n, positions, n_kv_bound, attention_spec(s_, ls), sc.attn.get<float>(), sc.at.get(), stream_);
+  linear(sc, w.o, sc.attn.get<float>(), y, n);
+  if (w.post_attn_norm.get()) norm(w.post_attn_norm, y, y, n, H);
+  kc::add_inplace(x, y, n * H, stream_);
+  norm(w.ffn_norm, x, h, n, H);
+  if (ls.moe) moe(sc, w, n);
+  else mlp(sc, w, n);
+  if (w.post_ffn_norm.get()) norm(w.post_ffn_norm, y, y, n, H);
+  kc::add_inplace(x, y, n * H, stream_);
+}
+
+void CudaBackend::run_device(Scratch& sc, int64_t n, int64_t n_out, int64_t n_kv_bound, KvSequence& cache) const {
+  const int64_t H = s_.hidden;
+  float* x = sc.x.get<float>();
+  kc::embed_rows(w_.embed.w, sc.tokens.get<int32_t>(), n, s_.embed_scale, x, stream_);
+  for (int64_t l = 0; l < n_dev_; ++l) layer(sc, l, n, n_kv_bound, cache);
+  if (n_dev_ < s_.n_layers) return;
+  float* h = sc.h.get<float>();
+  norm(w_.final_norm, x + (n - n_out) * H, h, n_out, H);
+  linear(sc, w_.lm_head, h, sc.logits.get<float>(), n_out);
+  if (s_.final_softcap > 0) kc::softcap(sc.logits.get<float>(), n_out * s_.vocab, s_.final_softcap, stream_);
+}
+
+// One decode token through the session's captured graph (captured on its first decode step). The graph
+// holds this session's block tables (so it is keyed by its layer 0's) and splits attention for the context
+// size, so any later position replays it.
+void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache) const {
+  const cuda::DeviceKvLayer kv0 = device_kv(cache, 0);
+  auto it = graphs_by_kv_.find(kv0.id());
+  if (it == graphs_by_kv_.end()) {
+    if (graphs_by_kv_.size() >= 16) {  // sessions come and go: drop the old graphs
+      for (auto& [id, g] : graphs_by_kv_) cudaGraphExecDestroy(g.exec);
+      graphs_by_kv_.clear();
+    }
+    cudaGraph_t graph = nullptr;
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
+    try {
+      run_device(sc, 1, 1, max_blocks_ * cache.layers[0]->block_tokens(), cache);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    check(cudaStreamEndCapture(stream_, &graph), "graph capture");
+    GraphExec g;
+    const cudaError_t e = cudaGraphInstantiate(&g.exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(e, "graph instantiate");
+    it = graphs_by_kv_.emplace(kv0.id(), g).first;
+  }
+  check(cudaGraphLaunch(it->second.exec, stream_), "graph launch");
+}
+
+void CudaBackend::forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
+                          std::vector<float>& logits) const {
+  std::lock_guard lock(mu_);
+  const int64_t n = static_cast<int64_t>(tokens.size()), H = s_.hidden;
+  if (n == 0) throw Error(ErrorKind::invalid_input, "forward", "no tokens to process");
+  for (int32_t id : tokens)
+    if (id < 0 || id >= s_.vocab)
+      throw Error(ErrorKind::invalid_input, "tokens",
+                  fmt::format("token id {} is outside the vocabulary [0, {})", id, s_.vocab));
+  Scratch& sc = n == 1 ? decode_ : chunk_;
+  ensure_scratch(sc, n);
+  std::vector<int32_t> positions(n);
+  for (int64_t t = 0; t < n; ++t) positions[t] = static_cast<int32_t>(pos0 + t);
+  check(cudaMemcpyAsync(sc.tokens.get(), tokens.data(), n * 4, cudaMemcpyHostToDevice, stream_), "tokens");
+  check(cudaMemcpyAsync(sc.positions.get(), positions.data(), n * 4, cudaMemcpyHostToDevice, stream_), "positions");
+  for (int64_t l = 0; l < n_dev_; ++l) device_kv(cache, l).grow(n, stream_);  // blocks before the kernels
+
+  const int64_t n_out = all_logits ? n : 1;
+  const bool resident = n_dev_ == s_.n_layers;
+  if (resident && n == 1 && graphs_) replay_decode(sc, cache);
+  else run_device(sc, n, n_out, pos0 + n, cache);
+
+  if (!resident) {  // --gpu-layers: the rest of the layers and the head on the CPU
+    std::vector<float> hx(n * H);
+    check(cudaMemcpyAsync(hx.data(), sc.x.get(), n * H * 4, cudaMemcpyDeviceToHost, stream_), "activations");
+    check(cudaStreamSynchronize(stream_), "forward");
+    t_.run_layers(hx.data(), n, pos0, cache, n_dev_, s_.n_layers);
+    t_.head(hx.data(), n, all_logits, logits);
+    return;
+  }
+  logits.resize(static_cast<size_t>(n_out * s_.vocab));
+  check(cudaMemcpyAsync(logits.data(), sc.logits.get(), logits.size() * 4, cudaMemcpyDeviceToHost, stream_), "logits");
+  check(cudaStreamSynchronize(stream_), "forward");
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const ModelOptions& options, const Transformer& transformer) {
+  return std::make_unique<CudaBackend>(options, transformer);
+}
+
+}  // namespace lmlab

@@ -1,0 +1,211 @@
+// Attention over the blocked f16 KV cache on the GPU (flash-decoding). Block (KV head, split, query): its 4
+// warps walk the split's visible positions, each key and value row read once for the G query heads that
+// share the KV head (GQA), with an online softmax per head in registers; the warps' states merge in shared
+// memory, and when a query is split over several blocks a second kernel merges their (max, sum, output)
+// states. Prefill runs the same kernel with one query per grid row: no n_q x n_kv matrix is ever formed.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels/kernels_cuda.h"
+#include "cuda/kernels/reduce.cuh"
+
+namespace lmlab::kernels::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kMaxGroup = 8;  // query heads per KV head handled by one block
+constexpr int kTargetBlocks = 132 * 2;
+
+struct AttnParams {
+  KvBlocks kv;
+  const float* q;
+  float* out;
+  float* part_o;   // [n_q, n_heads, splits, head_dim] unnormalised outputs
+  float* part_ml;  // [n_q, n_heads, splits, 2] running max and sum
+  const int32_t* positions;  // [n_q]
+  int64_t n_heads, window;
+  int group;
+  float scale, softcap;
+};
+
+// K (v = false) or V row of position j, KV head kh.
+__device__ __forceinline__ const uint16_t* kv_row(const KvBlocks& kv, int64_t j, int64_t kh, bool v) {
+  const int64_t B = kv.block_tokens;
+  return kv.blocks[j / B] + ((v ? kv.n_kv_heads * B : 0) + kh * B + j % B) * kv.head_dim;
+}
+
+__device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_as_half(v)); }
+
+// DPL: head-dim elements per lane (head_dim <= 32 * DPL); element d = lane + 32 * i.
+template <int DPL>
+__global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
+  extern __shared__ float smem[];  // [kWarps][group][head_dim] outputs, then [kWarps][group][2] (m, l)
+  const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
+  const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t D = a.kv.head_dim, G = a.group;
+  const int64_t pos = a.positions[t];
+  const int64_t hi = pos;
+  const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
+  const int64_t len = max(int64_t{0}, hi - lo + 1), per = (len + splits - 1) / splits;
+  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
+
+  float q[kMaxGroup][DPL], acc[kMaxGroup][DPL], m[kMaxGroup], l[kMaxGroup];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    m[g] = -INFINITY, l[g] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) {
+      const int64_t d = lane + 32 * i;
+      q[g][i] = g < G && d < D ? a.q[(t * a.n_heads + kh * G + g) * D + d] : 0.0f;
+      acc[g][i] = 0.0f;
+    }
+  }
+  for (int64_t j = j0 + warp; j < j1; j += kWarps) {
+    const uint16_t* kr = kv_row(a.kv, j, kh, false);
+    const uint16_t* vr = kv_row(a.kv, j, kh, true);
+    float kf[DPL], vf[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) {
+      const int64_t d = lane + 32 * i;
+      kf[i] = d < D ? h2f(kr[d]) : 0.0f;
+      vf[i] = d < D ? h2f(vr[d]) : 0.0f;
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= G) break;
+      float s = 0.0f;
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) s += q[g][i] * kf[i];
+      s = warp_sum(s) * a.scale;
+      if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+      const float m_new = fmaxf(m[g], s);
+      const float corr = expf(m[g] - m_new), p = expf(s - m_new);
+      l[g] = l[g] * corr + p;
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) acc[g][i] = acc[g][i] * corr + p * vf[i];
+      m[g] = m_new;
+    }
+  }
+
+  // Merge the warps' states.
+  float* so = smem;
+  float* sml = smem + kWarps * G * D;
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= G) break;
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) {
+      const int64_t d = lane + 32 * i;
+      if (d < D) so[(warp * G + g) * D + d] = acc[g][i];
+    }
+    if (lane == 0) sml[(warp * G + g) * 2] = m[g], sml[(warp * G + g) * 2 + 1] = l[g];
+  }
+  __syncthreads();
+  for (int64_t e = threadIdx.x; e < G * D; e += blockDim.x) {
+    const int64_t g = e / D, d = e % D;
+    float M = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sml[(w * G + g) * 2]);
+    float L = 0.0f, O = 0.0f;
+    if (M != -INFINITY)
+      for (int w = 0; w < kWarps; ++w) {
+        const float f = expf(sml[(w * G + g) * 2] - M);
+        L += sml[(w * G + g) * 2 + 1] * f;
+        O += so[(w * G + g) * D + d] * f;
+      }
+    const int64_t h = kh * G + g;
+    if (splits == 1) {
+      a.out[(t * a.n_heads + h) * D + d] = L > 0.0f ? O / L : 0.0f;
+    } else {
+      const int64_t slot = (t * a.n_heads + h) * splits + split;
+      a.part_o[slot * D + d] = O;
+      if (d == 0) a.part_ml[slot * 2] = M, a.part_ml[slot * 2 + 1] = L;
+    }
+  }
+}
+
+// Block per (query, head): merges the splits' states into the normalised output.
+__global__ void attention_merge_kernel(const float* part_o, const float* part_ml, float* out, int64_t D, int splits) {
+  const int64_t qh = blockIdx.x;
+  const float* ml = part_ml + qh * splits * 2;
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, ml[2 * s]);
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    float L = 0.0f, O = 0.0f;
+    if (M != -INFINITY)
+      for (int s = 0; s < splits; ++s) {
+        const float f = expf(ml[2 * s] - M);
+        L += ml[2 * s + 1] * f;
+        O += part_o[(qh * splits + s) * D + d] * f;
+      }
+    out[qh * D + d] = L > 0.0f ? O / L : 0.0f;
+  }
+}
+
+__global__ void kv_write_kernel(KvBlocks kv, const float* k, const float* v, int64_t n, const int32_t* positions) {
+  const int64_t D = kv.head_dim, row = kv.n_kv_heads * D;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n * row) return;
+  const int64_t t = i / row, h = (i % row) / D, d = i % D, p = positions[t];
+  const int64_t k_off = (h * kv.block_tokens + p % kv.block_tokens) * D + d;
+  uint16_t* block = kv.blocks[p / kv.block_tokens];
+  block[k_off] = __half_as_ushort(__float2half(k[i]));
+  block[kv.n_kv_heads * kv.block_tokens * D + k_off] = __half_as_ushort(__float2half(v[i]));
+}
+
+int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
+  const int64_t blocks = n_q * n_kv_heads;
+  const int64_t want = (kTargetBlocks + blocks - 1) / blocks;
+  // At least 16 positions per split: a warp walks its positions one after another (a load, 4-8 warp sums), so
+  // short splits are what hides that latency (64 left decode attention at 36 us per layer at 512 positions).
+  const int64_t useful = std::max<int64_t>(1, n_kv / 16);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits})));
+}
+
+}  // namespace
+
+// split_count gives at most ceil(kTargetBlocks / n_q) splits per query (blocks >= n_q).
+uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits) {
+  const int64_t splits = std::min<int64_t>(max_splits, (kTargetBlocks + n_q - 1) / n_q);
+  return static_cast<uint64_t>(n_q * n_heads) * splits * (head_dim + 2) * sizeof(float) + 256;
+}
+
+void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, const int32_t* positions,
+              cudaStream_t stream) {
+  const int64_t total = n * kv.n_kv_heads * kv.head_dim;
+  if (total == 0) return;
+  kv_write_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(kv, k, v, n, positions);
+  lmlab::cuda::check_launch("kv_write");
+}
+
+void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
+               int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,
+               cudaStream_t stream) {
+  if (n_q == 0) return;
+  const int64_t D = kv.head_dim, G = n_heads / kv.n_kv_heads;
+  if (G > kMaxGroup || D > 256 || G * kv.n_kv_heads != n_heads)
+    throw Error(ErrorKind::unsupported, "cuda attention",
+                "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
+  const int splits = split_count(n_q, kv.n_kv_heads, window > 0 ? std::min(window, n_kv_bound) : n_kv_bound,
+                                 max_splits);
+  AttnParams a{kv, q, out, nullptr, nullptr, positions, n_heads, window, static_cast<int>(G), scale, softcap};
+  a.part_o = static_cast<float*>(scratch);
+  a.part_ml = a.part_o + n_q * n_heads * splits * D;
+  const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
+  const size_t smem = static_cast<size_t>(kWarps * G * (D + 2)) * sizeof(float);
+  if (D <= 32) attention_kernel<1><<<grid, kWarps * 32, smem, stream>>>(a);
+  else if (D <= 64) attention_kernel<2><<<grid, kWarps * 32, smem, stream>>>(a);
+  else if (D <= 128) attention_kernel<4><<<grid, kWarps * 32, smem, stream>>>(a);
+  else attention_kernel<8><<<grid, kWarps * 32, smem, stream>>>(a);
+  lmlab::cuda::check_launch("attention");
+  if (splits > 1) {
+    attention_merge_kernel<<<static_cast<unsigned>(n_q * n_heads), 128, 0, stream>>>(a.part_o, a.part_ml, out, D,
+                                                                                    splits);
+    lmlab::cuda::check_launch("attention (merge splits)");
+  }
+}
+
+}  // namespace lmlab::kernels::cuda

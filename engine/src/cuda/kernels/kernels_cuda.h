@@ -1,0 +1,89 @@
+// CUDA kernels: one .cu per stem of kernels/ref/ (tests run each against that reference over odd shapes).
+// Every pointer is device memory; every launch goes on `stream` and checks its launch error (a bad launch
+// is an lmlab::Error, not a later mystery). Activations are f32, weights stay in their stored format
+// (f32/f16/bf16 or MLX affine 2-8 bit), accumulation is f32; the KV cache is f16 in the blocks of kv/.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+#include "kernels/matmul_affine.h"
+
+namespace lmlab::kernels::cuda {
+
+// A weight matrix [rows, cols] in its stored format, on the device. Stacked experts (MoE): expert e's
+// matrix starts e * stride_w bytes after `dense` / `quant.packed`, its scales and biases e * stride_s bytes
+// after theirs, its bias (if any) e * rows floats after `bias`.
+struct DeviceWeight {
+  bool affine = false;
+  WeightType type = WeightType::bf16;  // dense
+  const void* dense = nullptr;         // dense [rows, cols]
+  AffineWeight quant{};                // affine: packed / scales / biases are device pointers
+  const float* bias = nullptr;         // [rows] or null
+  int64_t rows = 0, cols = 0;
+  uint64_t stride_w = 0, stride_s = 0;
+};
+
+// matmul.cu: Y[n, rows] = X[n, cols] . W^T (+ bias). Few tokens: a warp per row with 16-byte loads, split-K
+// when rows alone cannot fill the SMs; many tokens: cuBLAS for dense bf16/f16 (X rounded to the weight's
+// type, f32 accumulation), a tiled dequantizing kernel otherwise. `scratch` holds split-K partials and
+// the rounded X: matmul_scratch_bytes() of it.
+uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n);
+void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream);
+
+// Gathered GEMV for MoE: slot s (of n_slots) multiplies row x[s / x_div] by expert experts[s]'s matrix of the
+// stacked weight w into y[s]. experts: [n_slots] on the device (the router's choice, never read by the host).
+void matmul_gathered(const DeviceWeight& w, const int32_t* experts, const float* x, int64_t x_div, float* y,
+                     int64_t n_slots, cudaStream_t stream);
+
+// rmsnorm.cu: y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, rows of `dim` (x may equal y).
+void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream);
+
+// rope.cu: rotate_half RoPE in place; positions [n_tokens] and inv_freq [rot_dim / 2] on the device.
+void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const int32_t* positions,
+          const float* inv_freq, float attention_scaling, cudaStream_t stream);
+
+// activation.cu: out = act(gate) * up, element-wise (out may equal gate).
+void silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
+
+// elementwise.cu: the small glue of the forward.
+// x[t] = row tokens[t] of the (dense or affine) embedding, times scale.
+void embed_rows(const DeviceWeight& w, const int32_t* tokens, int64_t n, float scale, float* x, cudaStream_t stream);
+void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream);  // x += y
+void softcap(float* x, int64_t n, float cap, cudaStream_t stream);           // x = cap * tanh(x / cap)
+
+// One layer's f16 KV history in the blocks of kv/kv_layer_blocked.h (device memory): block b holds positions
+// [b B, (b + 1) B); K of position p, KV head h at blocks[p / B] + (h B + p % B) head_dim halves, V likewise after
+// the block's n_kv_heads B K rows. Blocks a sliding window released are null and never read.
+struct KvBlocks {
+  uint16_t* const* blocks;  // [n_blocks] device pointers (a device array)
+  int64_t block_tokens, n_kv_heads, head_dim;
+};
+
+// attention.cu
+// Positions come from the device (`positions` [n]), so a captured CUDA graph replays at any position.
+// Writes k, v [n, n_kv_heads, head_dim] (f32) as f16 at positions[0..n).
+void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, const int32_t* positions,
+              cudaStream_t stream);
+// Causal GQA attention of q [n_q, n_heads, head_dim], query t at positions[t], over the cached positions
+// <= its own (window, softcap as kernels::AttentionArgs) into out (same shape as q). Flash-decoding: each
+// (query, KV head) is split over up to `max_splits` position ranges (sized for `n_kv_bound` positions, an
+// upper bound of the history) whose partial softmax states are merged in a second pass; the heads sharing a
+// KV head read it once. Never forms an n_q x n_kv matrix.
+inline constexpr int kMaxAttentionSplits = 64;
+uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits);
+void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
+               int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,
+               cudaStream_t stream);
+
+// route_topk.cu: per token, softmax over n_experts logits, the k largest (ties: lower index), renormalised.
+void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_t k, bool renormalize,
+                int32_t* experts, float* weights, cudaStream_t stream);
+// out[t] = sum over token t's k slots, in ascending expert order, of weights[slot] * slot_out[slot].
+void moe_combine(const float* slot_out, const int32_t* experts, const float* weights, int64_t n_tokens, int64_t k,
+                 int64_t hidden, float* out, cudaStream_t stream);
+
+}  // namespace lmlab::kernels::cuda

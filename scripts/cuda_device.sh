@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (the device tool), from a folder packed by ../shared/device/pack.sh holding lmlab,
+# lmlab_tests, lib/, fixtures/ and this script: the CUDA kernel and golden suites, then decode/prefill
+# benchmarks on synth models of real shapes, CPU-free. Results (logs, JSON rows) go to $OUT.
+# Usage there: bash cuda_device.sh [tests] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
+# (profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+# cuBLAS: from the toolkit or the pip wheels, whichever the machine has.
+cublas=$(find /usr/local/cuda*/lib64 /usr/lib/x86_64-linux-gnu /usr/local/lib/python3*/dist-packages/nvidia \
+  /usr/lib/python3*/dist-packages/nvidia /opt -name 'libcublas.so.13*' 2>/dev/null | head -1)
+export LD_LIBRARY_PATH="$here/lib:$(dirname "${cublas:-/nonexistent/x}"):$(dirname "${cublas:-/x/x}" | sed 's|cublas/lib|cu13/lib|'):${LD_LIBRARY_PATH:-}"
+for z in "$here"/lib/*.xz; do  # python's lzma: xz-utils may be missing there
+  [ -e "$z" ] && python3 -c 'import lzma, sys; open(sys.argv[1][:-3], "wb").write(lzma.open(sys.argv[1]).read())' "$z"
+done
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+# The tests look for fixtures at the path compiled in (../shared/fixtures beside the source tree); each call
+# carries some (.devcarry-cuda*/fixtures of this and earlier calls on the same machine), linked there.
+fixdir=$(strings "$here/lmlab_tests" | grep -m1 '/shared/fixtures$' || true)
+fixdir=${fixdir:-/tmp/fixtures}
+mkdir -p "$fixdir/models" "$fixdir/golden"
+for d in "$here"/../.devcarry-cuda*/fixtures/models/* "$here"/../.devcarry-cuda*/fixtures/golden/*; do
+  [ -e "$d" ] && ln -sfn "$(cd "$(dirname "$d")" && pwd)/$(basename "$d")" "$fixdir/$(basename "$(dirname "$d")")/"
+done
+filter=${FILTER:-'*Cuda*:Backend.*:GpuLayerPlan.*:*cuda'}  # *cuda: the KV suites' device variants
+for step in "$@"; do
+  case $step in
+    tests)
+      "$here/lmlab_tests" --gtest_filter="$filter" 2>&1 | tee "$out/tests.log" | tail -40
+      ;;
+    bench-* | profile-*)
+      shape=${step#*-}
+      case $shape in
+        bf16) args=(--preset qwen3-8b) ;;
+        q4) args=(--preset qwen3-8b --bits 4 --group-size 64) ;;
+        moe) args=(--preset qwen3-30b-a3b --bits 4 --group-size 64) ;;
+      esac
+      dir=/tmp/synth-bench-$shape
+      [ -d "$dir" ] || /usr/bin/time -f "synth %e s" "$here/lmlab" synth "${args[@]}" --out "$dir" --quiet \
+        --tokenizer-from "$(dirname "$(ls "$fixdir"/models/*/tokenizer.json | head -1)")" --vocab 151936
+      if [ "${step%%-*}" = profile ]; then
+        ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+        LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
+          --metrics gpu__time_duration.sum --print-units base --csv "$here/lmlab" decode-bench --model "$dir" --device cuda \
+          --ctx-size 1024 --contexts 512 -n 32 > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
+        python3 - "$out/profile-$shape.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+head, body = rows[0], rows[1:]
+k, v = head.index("Kernel Name"), head.index("Metric Value")
+tot, cnt = collections.Counter(), collections.Counter()
+for r in body:
+    tot[r[k][:60]] += float(r[v].replace(",", "")); cnt[r[k][:60]] += 1
+s = sum(tot.values())
+for name, t in tot.most_common(25): print(f"{t/1e3:10.1f} us {100*t/s:5.1f}% {cnt[name]:5d}x  {name}")
+print(f"{s/1e3:10.1f} us total over {sum(cnt.values())} kernels")
+PY
+        continue
+      fi
+      for g in ${GRAPHS:-1 0}; do LMLAB_CUDA_GRAPH=$g timeout 200 "$here/lmlab" decode-bench --model "$dir" --device cuda \
+        --ctx-size 4608 --contexts 512,4096 -n 64 --json 2>&1 | sed "s/^{/{\"graph\":$g,\"shape\":\"$shape\",/" \
+        | tee -a "$out/bench.jsonl"; done
+      ;;
+  esac
+done

@@ -1,0 +1,79 @@
+// The golden suite on the GPU: every fixture model with --device cuda against HF transformers' logits and
+// greedy tokens (the same checks and bounds as the CPU's golden_test), plus the --gpu-layers split (first
+// layer on the GPU, the rest on the CPU) and the engine's device-memory books against the driver. Without a
+// GPU every test skips with the reason.
+#include <gtest/gtest.h>
+
+#include "model/backend_factory.h"
+#include "golden_checks.h"
+#include "model/model_impl.h"
+
+namespace lmlab {
+namespace {
+
+ModelOptions cuda_options(int64_t gpu_layers = 0) {
+  ModelOptions o;
+  o.device = Device::cuda;
+  o.gpu_layers = gpu_layers;
+  o.ctx_size = 4096;
+  return o;
+}
+
+class CudaGolden : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (const std::string why = device_unavailable_reason(Device::cuda); !why.empty())
+      GTEST_SKIP() << "CUDA golden suite not run: " << why;
+  }
+};
+
+TEST_P(CudaGolden, LogitsAndGreedyMatchTransformers) {
+  auto model = Model::load(test::model_dir(GetParam()), cuda_options());
+  ASSERT_EQ(model->impl().backend->device(), Device::cuda);
+  ASSERT_EQ(model->impl().backend->device_layers(), model->info().n_layers);
+  test::expect_golden_logits_and_greedy(*model, GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(All, CudaGolden,
+                         ::testing::Values("llama", "qwen3", "qwen3_moe", "mixtral", "gemma3", "coder-dense",
+                                           "coder-moe", "llama-4bit", "qwen3_moe-4bit", "coder-moe-sparse-4bit"),
+                         test::param_name);
+
+class CudaSplit : public CudaGolden {};
+
+// --gpu-layers 1: layer 0 on the GPU (device KV), the others and the head on the CPU.
+TEST_P(CudaSplit, FirstLayerOnTheGpuRestOnTheCpu) {
+  auto model = Model::load(test::model_dir(GetParam()), cuda_options(1));
+  ASSERT_EQ(model->impl().backend->device_layers(), 1);
+  test::expect_golden_logits_and_greedy(*model, GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Some, CudaSplit, ::testing::Values("gemma3", "coder-moe"), test::param_name);
+
+TEST_F(CudaGolden, DeviceMemoryIsCountedAndAgreesWithTheDriver) {
+  const DeviceMemory before = [] {
+    auto probe = Model::load(test::model_dir("coder-dense"), cuda_options());  // creates the context
+    return probe->impl().backend->memory();
+  }();
+  auto model = Model::load(test::model_dir("coder-moe-sparse-4bit"), cuda_options());
+  const uint64_t weights = model->counters().device_memory_bytes;
+  EXPECT_GT(weights, model->info().weight_bytes / 2) << "the weights live on the GPU in their stored format";
+  // Plus the decode and prefill-chunk scratch, allocated at load (logits of 512 tokens dominate it here).
+  EXPECT_LE(weights, model->info().weight_bytes * 11 / 10 + (64 << 20));
+  auto s = model->new_session();
+  std::vector<int32_t> prompt(300, 5);
+  s->append(prompt);
+  const ModelCounters c = model->counters();
+  EXPECT_GT(c.device_memory_bytes, weights) << "KV pages and scratch are counted";
+  EXPECT_GE(c.device_memory_peak_bytes, c.device_memory_bytes);
+  const DeviceMemory m = model->impl().backend->memory();
+  // The driver's used bytes grew by about what the engine says it holds (cudaMalloc rounds up small blocks).
+  const double driver = static_cast<double>(m.driver_used_bytes) - static_cast<double>(before.driver_used_bytes);
+  RecordProperty("engine_bytes", std::to_string(c.device_memory_bytes));
+  RecordProperty("driver_delta_bytes", std::to_string(driver));
+  EXPECT_NEAR(driver, static_cast<double>(c.device_memory_bytes), 0.05 * c.device_memory_bytes + (64 << 20))
+      << "engine " << c.device_memory_bytes << " bytes, driver delta " << driver;
+}
+
+}  // namespace
+}  // namespace lmlab

@@ -1,0 +1,356 @@
+// Every CUDA kernel (engine/src/kernels/cuda/) against the CPU reference of the same stem, over odd shapes:
+// dense GEMV (vector and scalar paths, split-K), cuBLAS and tiled prefill GEMM, MLX affine 2-8 bit, gathered
+// expert GEMV, RMSNorm, RoPE, activations, routing, MoE combine, embedding rows, and the device KV layer with its attention
+// (GQA, sliding window, softcap, split-K over long contexts). Without a GPU (or without nvcc) every test
+// skips with the reason.
+#include <gtest/gtest.h>
+
+#include "model/backend_factory.h"
+
+#ifdef LMLAB_HAVE_CUDA
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cuda/cuda_check.h"
+#include "cuda/device_allocator.h"
+#include "cuda/device_kv.h"
+#include "kv/turboquant/tq_layer_spec.h"
+#include "cuda/kernels/kernels_cuda.h"
+#include "kernels/matmul_affine.h"
+#include "tolerance.h"
+#include "util/half.h"
+
+namespace lmlab {
+namespace {
+
+namespace kc = kernels::cuda;
+using cuda::DeviceAllocator;
+using cuda::DeviceBuffer;
+using kernels::WeightType;
+
+class CudaKernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const std::string why = device_unavailable_reason(Device::cuda); !why.empty())
+      GTEST_SKIP() << "CUDA kernels not tested: " << why;
+  }
+
+  template <typename T>
+  DeviceBuffer up(const std::vector<T>& v) {
+    DeviceBuffer b(alloc_, std::max<size_t>(1, v.size()) * sizeof(T), "test");
+    cuda::check(cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "test upload");
+    return b;
+  }
+  template <typename T>
+  std::vector<T> down(const DeviceBuffer& b, size_t n) {
+    cuda::check(cudaDeviceSynchronize(), "test sync");
+    std::vector<T> v(n);
+    cuda::check(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost), "test download");
+    return v;
+  }
+  // Poisoned output: an element the kernel forgot to write fails the comparison.
+  DeviceBuffer out(size_t n) { return up(std::vector<float>(n, std::nanf(""))); }
+  std::vector<float> randn(size_t n, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng_);
+    return v;
+  }
+
+  DeviceAllocator alloc_;
+  std::mt19937 rng_{1234};
+};
+
+std::vector<uint16_t> to_half(const std::vector<float>& v, WeightType t) {
+  std::vector<uint16_t> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = t == WeightType::bf16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+  return h;
+}
+
+TEST_F(CudaKernels, DenseMatmulMatchesReference) {
+  struct Case { int64_t rows, cols, n; bool bias; };
+  // GEMV vector path, scalar path (cols % 8 != 0), split-K (few rows, long rows), cuBLAS prefill (odd n).
+  const Case cases[] = {{37, 72, 1, false}, {129, 264, 3, true}, {77, 99, 5, false}, {300, 4096, 1, false},
+                        {65, 136, 8, true},  {131, 200, 20, true}, {50, 99, 17, false}};
+  for (WeightType t : {WeightType::f32, WeightType::f16, WeightType::bf16})
+    for (const Case& c : cases) {
+      SCOPED_TRACE(::testing::Message() << "type " << static_cast<int>(t) << " rows " << c.rows << " cols " << c.cols
+                                        << " n " << c.n);
+      std::vector<float> wf = randn(c.rows * c.cols), x = randn(c.n * c.cols), bias = randn(c.rows);
+      std::vector<uint16_t> wh = to_half(wf, t);
+      for (size_t i = 0; i < wf.size(); ++i)
+        if (t != WeightType::f32) wf[i] = t == WeightType::bf16 ? bf16_to_f32(wh[i]) : f16_to_f32(wh[i]);
+      DeviceBuffer dw = t == WeightType::f32 ? up(wf) : up(wh), dx = up(x), db = up(bias), dy = out(c.n * c.rows);
+      DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n), "scratch");
+      kc::DeviceWeight w;
+      w.type = t, w.dense = dw.get(), w.rows = c.rows, w.cols = c.cols, w.bias = c.bias ? db.get<float>() : nullptr;
+      kc::matmul(w, dx.get<float>(), dy.get<float>(), c.n, scratch.get(), nullptr);
+      std::vector<float> want(c.n * c.rows);
+      kernels::ref::matmul({WeightType::f32, wf.data(), c.rows, c.cols, x.data(), want.data(), c.n});
+      if (c.bias)
+        for (int64_t i = 0; i < c.n * c.rows; ++i) want[i] += bias[i % c.rows];
+      // Prefill splits X into two 16-bit parts (about 16 mantissa bits): a few f32 ulps more than the GEMV.
+      const double tol = test::tolerance(WeightType::f32, c.cols) * (c.n > 8 && t != WeightType::f32 ? 16 : 1);
+      EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, tol, "matmul"));
+    }
+}
+
+// A random MLX affine matrix: packed words, scales and biases (bf16 or f32) like real ones.
+struct Affine {
+  std::vector<uint32_t> packed;
+  std::vector<uint16_t> s16, b16;
+  std::vector<float> s32, b32;
+  kernels::AffineWeight host;
+};
+
+Affine make_affine(std::mt19937& rng, int64_t rows, int64_t cols, int bits, int gs, kernels::ScaleType st) {
+  Affine a;
+  std::uniform_int_distribution<uint32_t> word;
+  a.packed.resize(rows * cols * bits / 32);
+  for (auto& v : a.packed) v = word(rng);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  const int64_t groups = rows * (cols / gs);
+  for (int64_t g = 0; g < groups; ++g) {
+    const float s = std::fabs(d(rng)) + 1e-3f, b = -s * static_cast<float>(1 << (bits - 1)) + d(rng);
+    a.s32.push_back(s), a.b32.push_back(b);
+    a.s16.push_back(f32_to_bf16(s)), a.b16.push_back(f32_to_bf16(b));
+  }
+  a.host = {a.packed.data(), nullptr, nullptr, st, bits, gs, rows, cols};
+  a.host.scales = st == kernels::ScaleType::bf16 ? static_cast<const void*>(a.s16.data()) : a.s32.data();
+  a.host.biases = st == kernels::ScaleType::bf16 ? static_cast<const void*>(a.b16.data()) : a.b32.data();
+  return a;
+}
+
+TEST_F(CudaKernels, AffineMatmulMatchesReference) {
+  struct Case { int64_t rows, cols, n; };
+  const Case cases[] = {{33, 128, 1}, {300, 2048, 1}, {45, 192, 4}, {70, 256, 13}};
+  for (int bits : {2, 3, 4, 5, 6, 8})
+    for (int gs : {32, 64})
+      for (auto st : {kernels::ScaleType::bf16, kernels::ScaleType::f32})
+        for (const Case& c : cases) {
+          if (c.cols % gs) continue;
+          SCOPED_TRACE(::testing::Message() << bits << "-bit g" << gs << " rows " << c.rows << " cols " << c.cols
+                                            << " n " << c.n);
+          Affine a = make_affine(rng_, c.rows, c.cols, bits, gs, st);
+          std::vector<float> x = randn(c.n * c.cols);
+          const bool bf = st == kernels::ScaleType::bf16;
+          DeviceBuffer dp = up(a.packed), ds = bf ? up(a.s16) : up(a.s32), db = bf ? up(a.b16) : up(a.b32);
+          DeviceBuffer dx = up(x), dy = out(c.n * c.rows);
+          DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n), "scratch");
+          kc::DeviceWeight w;
+          w.affine = true, w.rows = c.rows, w.cols = c.cols, w.quant = a.host;
+          w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
+          kc::matmul(w, dx.get<float>(), dy.get<float>(), c.n, scratch.get(), nullptr);
+          std::vector<float> want(c.n * c.rows);
+          kernels::ref::matmul_affine({a.host, x.data(), want.data(), c.n});
+          EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, test::tolerance(WeightType::f32, c.cols),
+                                  "matmul_affine"));
+        }
+}
+
+// Slots pick experts of a stacked weight; each slot must equal its expert's own GEMV.
+TEST_F(CudaKernels, GatheredExpertMatmulMatchesReference) {
+  const int64_t E = 5, rows = 72, cols = 256, K = 2, n_tok = 3;
+  const std::vector<int32_t> experts = {3, 0, 4, 3, 1, 4};  // [n_tok, K]
+  for (bool affine : {false, true}) {
+    SCOPED_TRACE(affine ? "affine 4-bit" : "bf16");
+    std::vector<Affine> qs;
+    std::vector<float> wf(E * rows * cols);
+    std::vector<uint32_t> packed;
+    std::vector<uint16_t> s16, b16, wh;
+    for (int64_t e = 0; e < E; ++e) {
+      qs.push_back(make_affine(rng_, rows, cols, 4, 64, kernels::ScaleType::bf16));
+      packed.insert(packed.end(), qs.back().packed.begin(), qs.back().packed.end());
+      s16.insert(s16.end(), qs.back().s16.begin(), qs.back().s16.end());
+      b16.insert(b16.end(), qs.back().b16.begin(), qs.back().b16.end());
+    }
+    wf = randn(E * rows * cols);
+    wh = to_half(wf, WeightType::bf16);
+    for (size_t i = 0; i < wf.size(); ++i) wf[i] = bf16_to_f32(wh[i]);
+    std::vector<float> x = randn(n_tok * cols);
+    DeviceBuffer dp = up(packed), ds = up(s16), db = up(b16), dw = up(wh), de = up(experts), dx = up(x);
+    DeviceBuffer dy = out(n_tok * K * rows);
+    kc::DeviceWeight w;
+    w.rows = rows, w.cols = cols, w.affine = affine;
+    if (affine) {
+      w.quant = qs[0].host;
+      w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
+      w.stride_w = qs[0].packed.size() * 4, w.stride_s = qs[0].s16.size() * 2;
+    } else {
+      w.type = WeightType::bf16, w.dense = dw.get(), w.stride_w = rows * cols * 2;
+    }
+    kc::matmul_gathered(w, de.get<int32_t>(), dx.get<float>(), K, dy.get<float>(), n_tok * K, nullptr);
+    const std::vector<float> got = down<float>(dy, n_tok * K * rows);
+    for (int64_t s = 0; s < n_tok * K; ++s) {
+      std::vector<float> want(rows);
+      const float* xs = x.data() + (s / K) * cols;
+      if (affine) kernels::ref::matmul_affine({qs[experts[s]].host, xs, want.data(), 1});
+      else kernels::ref::matmul({WeightType::f32, wf.data() + experts[s] * rows * cols, rows, cols, xs, want.data(), 1});
+      EXPECT_TRUE(test::close(std::span(got).subspan(s * rows, rows), want, test::tolerance(WeightType::f32, cols),
+                              "gathered slot"));
+    }
+  }
+}
+
+TEST_F(CudaKernels, NormRopeActivationsMatchReference) {
+  {  // rmsnorm, in place and not, odd dims
+    for (int64_t dim : {1, 300, 4097}) {
+      const int64_t rows = 7;
+      std::vector<float> x = randn(rows * dim), w = randn(dim), want(rows * dim);
+      DeviceBuffer dx = up(x), dw = up(w), dy = out(rows * dim);
+      kc::rmsnorm(dx.get<float>(), dw.get<float>(), dy.get<float>(), rows, dim, 1e-6f, nullptr);
+      kernels::ref::rmsnorm(x.data(), w.data(), want.data(), rows, dim, 1e-6f);
+      EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, test::tolerance(WeightType::f32, dim), "rmsnorm"));
+    }
+  }
+  {  // rope: partial rotary dims, scaling, large positions
+    const int64_t n = 5, heads = 3, hd = 64, rot = 32;
+    std::vector<float> x = randn(n * heads * hd), inv(rot / 2);
+    for (int64_t i = 0; i < rot / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / rot);
+    const std::vector<int32_t> pos = {0, 1, 77, 4095, 100001};
+    DeviceBuffer dx = up(x), di = up(inv), dp = up(pos);
+    kc::rope(dx.get<float>(), n, heads, hd, rot, dp.get<int32_t>(), di.get<float>(), 1.25f, nullptr);
+    kernels::ref::rope({x.data(), n, heads, hd, rot, pos.data(), inv.data(), 1.25f});
+    EXPECT_TRUE(test::close(down<float>(dx, x.size()), x, test::tolerance(WeightType::f32, 1), "rope"));
+  }
+  {  // activations
+    const int64_t n = 1001;
+    std::vector<float> g = randn(n, 3.0f), u = randn(n), want(n);
+    DeviceBuffer dg = up(g), du = up(u), dy = out(n);
+    kc::silu_mul(dg.get<float>(), du.get<float>(), dy.get<float>(), n, nullptr);
+    kernels::ref::silu_mul(g.data(), u.data(), want.data(), n);
+    EXPECT_TRUE(test::close(down<float>(dy, n), want, test::tolerance(WeightType::f32, 1), "silu_mul"));
+    kc::gelu_tanh_mul(dg.get<float>(), du.get<float>(), dy.get<float>(), n, nullptr);
+    kernels::ref::gelu_tanh_mul(g.data(), u.data(), want.data(), n);
+    EXPECT_TRUE(test::close(down<float>(dy, n), want, test::tolerance(WeightType::f32, 1), "gelu_tanh_mul"));
+  }
+}
+
+TEST_F(CudaKernels, RoutingAndCombineMatchReference) {
+  for (int64_t E : {8, 13, 64})
+    for (bool renorm : {true, false}) {
+      const int64_t n = 9, k = 4, H = 33;
+      std::vector<float> logits = randn(n * E, 2.0f);
+      DeviceBuffer dl = up(logits), de = up(std::vector<int32_t>(n * k, -1)), dw = out(n * k);
+      kc::route_topk(dl.get<float>(), n, E, k, renorm, de.get<int32_t>(), dw.get<float>(), nullptr);
+      const auto got_e = down<int32_t>(de, n * k);
+      const auto got_w = down<float>(dw, n * k);
+      std::vector<int32_t> want_e(n * k);
+      std::vector<float> want_w(n * k);
+      for (int64_t t = 0; t < n; ++t)
+        kernels::ref::route_topk(logits.data() + t * E, E, k, renorm, want_e.data() + t * k, want_w.data() + t * k);
+      EXPECT_EQ(got_e, want_e) << "E " << E;
+      EXPECT_TRUE(test::close(got_w, want_w, test::tolerance(WeightType::f32, E), "routing weights"));
+      // combine: ascending expert order, weighted
+      std::vector<float> slot_out = randn(n * k * H), want(n * H, 0.0f);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < k; ++j)
+          for (int64_t d = 0; d < H; ++d) want[t * H + d] += want_w[t * k + j] * slot_out[(t * k + j) * H + d];
+      DeviceBuffer ds = up(slot_out), dy = out(n * H);
+      kc::moe_combine(ds.get<float>(), de.get<int32_t>(), dw.get<float>(), n, k, H, dy.get<float>(), nullptr);
+      EXPECT_TRUE(test::close(down<float>(dy, n * H), want, test::tolerance(WeightType::f32, k), "moe_combine"));
+    }
+}
+
+TEST_F(CudaKernels, EmbeddingRowsMatchDequantizedRows) {
+  const int64_t vocab = 50, H = 128;
+  const std::vector<int32_t> tokens = {0, 49, 7, 7, 23};
+  Affine a = make_affine(rng_, vocab, H, 4, 32, kernels::ScaleType::bf16);
+  DeviceBuffer dp = up(a.packed), ds = up(a.s16), db = up(a.b16), dt = up(tokens), dy = out(tokens.size() * H);
+  kc::DeviceWeight w;
+  w.affine = true, w.rows = vocab, w.cols = H, w.quant = a.host;
+  w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
+  kc::embed_rows(w, dt.get<int32_t>(), tokens.size(), 2.5f, dy.get<float>(), nullptr);
+  std::vector<float> want(tokens.size() * H);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    kernels::ref::dequantize_affine_row(a.host, tokens[t], want.data() + t * H);
+    for (int64_t i = 0; i < H; ++i) want[t * H + i] *= 2.5f;
+  }
+  EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, test::tolerance(WeightType::f32, 1), "embed_rows"));
+}
+
+// A device KV layer (KvLayerBlocked over device blocks, written and attended by the CUDA kernels) against the
+// reference attention over the same f16-rounded history, and its blocks byte for byte against the CPU's f16 codec
+// in the same layer spec: a prefill chunk, then decode steps, across block boundaries (blocks of 32 positions),
+// with sliding windows releasing blocks, and long enough to split the keys.
+TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
+  struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, decode; };
+  // prefill: positions appended (and attended) before the checked chunk of 5 queries and the decode steps.
+  const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 3},   {4, 4, 128, 100, 0.0f, 333, 2}, {6, 1, 96, 0, 50.0f, 40, 2},
+                        {32, 8, 128, 0, 0.0f, 5000, 2}, {2, 1, 256, 16, 0.0f, 70, 2}};
+  constexpr int64_t B = 32;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "heads " << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window "
+                                      << c.window << " softcap " << c.softcap << " prefill " << c.prefill);
+    const KvGeometry geo{c.heads, c.kv_heads, c.hd};
+    TurboKvOptions f16;
+    f16.mode = TurboKvOptions::Mode::f16;
+    KvLayerSpec spec = turbo_kv_layer_spec(geo, f16);
+    spec.window = c.window;
+    auto device = std::make_shared<DeviceAllocator>();
+    KvBlockPool device_pool(B, 0, std::make_shared<cuda::DeviceKvBlockAllocator>(device)), host_pool(B);
+    KvLayerBlocked layer(device_pool, spec), host(host_pool, spec);
+    const int64_t total = c.prefill + 5 + c.decode;
+    cuda::DeviceKvLayer dkv(layer, *device, (total + B - 1) / B);
+    std::vector<float> all_k, all_v;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
+    const AttentionSpec attn{scale, c.softcap, c.window};
+    auto step = [&](int64_t n, bool check) {
+      const int64_t pos0 = layer.n_tokens(), kvd = c.kv_heads * c.hd;
+      std::vector<float> k = randn(n * kvd), v = randn(n * kvd), q = randn(n * c.heads * c.hd, 2.0f);
+      std::vector<int32_t> positions(n);
+      for (int64_t t = 0; t < n; ++t) positions[t] = static_cast<int32_t>(pos0 + t);
+      dkv.grow(n, nullptr);
+      DeviceBuffer dk = up(k), dv = up(v), dq = up(q), dp = up(positions), dout = out(q.size());
+      DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(n, c.heads, c.hd, kc::kMaxAttentionSplits), "test");
+      dkv.write(dk.get<float>(), dv.get<float>(), n, dp.get<int32_t>(), nullptr);
+      dkv.attend(dq.get<float>(), n, dp.get<int32_t>(), layer.n_tokens(), attn, dout.get<float>(), scratch.get(),
+                 nullptr);
+      const std::vector<float> got = down<float>(dout, q.size());
+      host.append(k.data(), v.data(), n);
+      // The device blocks hold the CPU codec's records: every position still held, K and V of every head.
+      const uint64_t rec = 2 * c.hd;
+      std::vector<uint8_t> dev_block;
+      int64_t loaded = -1;
+      for (int64_t p = host.first_needed_position(layer.n_tokens()); p < layer.n_tokens(); ++p) {
+        const auto& hb = host.blocks()[p / B];
+        const auto& db = layer.blocks()[p / B];
+        ASSERT_TRUE(hb && db) << "position " << p << " released";
+        if (loaded != p / B) {
+          dev_block.resize(db->bytes);
+          cuda::check(cudaMemcpy(dev_block.data(), db->data, db->bytes, cudaMemcpyDeviceToHost), "test download");
+          loaded = p / B;
+        }
+        for (int64_t h = 0; h < c.kv_heads; ++h)
+          for (uint64_t off : {(h * B + p % B) * rec, (c.kv_heads * B + h * B + p % B) * rec})
+            ASSERT_EQ(std::memcmp(dev_block.data() + off, hb->data + off, rec), 0) << "position " << p << " head " << h;
+      }
+      EXPECT_EQ(layer.bytes(), host.bytes()) << "the same blocks are held";
+      for (auto& e : k) e = f16_to_f32(f32_to_f16(e));
+      for (auto& e : v) e = f16_to_f32(f32_to_f16(e));
+      all_k.insert(all_k.end(), k.begin(), k.end());
+      all_v.insert(all_v.end(), v.begin(), v.end());
+      if (!check) return;
+      std::vector<float> want(q.size());
+      kernels::AttentionArgs a{q.data(), all_k.data(), all_v.data(), want.data(), n, layer.n_tokens(), c.heads,
+                               c.kv_heads, c.hd, pos0, 0, scale, c.softcap, c.window};
+      kernels::ref::attention(a);
+      EXPECT_TRUE(test::close(got, want, test::tolerance(WeightType::f32, layer.n_tokens()), "attention"));
+    };
+    step(c.prefill, c.prefill <= 400);  // the reference is O(n^2): long prefixes are only appended
+    step(5, true);
+    for (int64_t i = 0; i < c.decode; ++i) step(1, true);
+  }
+}
+
+}  // namespace
+}  // namespace lmlab
+
+#else
+
+TEST(CudaKernels, SkippedWithoutNvcc) { GTEST_SKIP() << "CUDA kernels not tested: this build has no CUDA backend"; }
+
+#endif
