@@ -1,5 +1,6 @@
 // lmlab bench SCENARIO [--db results/lmlab.db] [--model DIR] [--contexts 512,4096] [--reps N]
-//   [--decode-tokens N] [--ctx-size N] [--threads N] [--configs vanilla,turbo]: runs a scenario file in process
+//   [--decode-tokens N] [--ctx-size N] [--threads N] [--configs vanilla,turbo] [--mode in-process|serve|url]
+//   [--url URL]: runs a scenario file (in process, through lmlab serve subprocesses, or against a server)
 // and stores one sample per (config, context, repetition) in the results database. Progress on stderr; the
 // run id alone on stdout (for scripts). Exit 0 when the run completed with at least one successful sample.
 #include <fmt/format.h>
@@ -23,6 +24,7 @@ struct Flags {
   int64_t reps = 0, decode_tokens = 0, ctx_size = -1;
   int threads = -1;
   std::string host;
+  std::string mode = "in-process", url;
 };
 
 ScenarioOverrides overrides_of(const Flags& fl) {
@@ -49,6 +51,13 @@ int run_bench(const Flags& fl) {
     settings.host = fl.host;
     settings.git_commit = git_describe(std::filesystem::current_path());
     settings.progress = &std::cerr;
+    settings.mode = run_mode_from_name(fl.mode);
+    settings.url = fl.url;
+    settings.lmlab_exe = std::filesystem::read_symlink("/proc/self/exe");
+    if (settings.mode == RunMode::url && fl.url.empty())
+      throw Error(ErrorKind::invalid_input, "--url", "--mode url needs the server's URL");
+    if (settings.mode != RunMode::url && !fl.url.empty())
+      throw Error(ErrorKind::invalid_input, "--url", "only means something with --mode url");
     outcome = run_scenario(scenario, store, settings);
   } catch (const ResultsError& e) {
     throw Error(ErrorKind::io, "--db " + fl.db, e.what());
@@ -74,6 +83,10 @@ void register_bench(CLI::App& app) {
   sub->add_option("--threads", fl->threads, "CPU threads for every config (0 = all)");
   sub->add_option("--configs", fl->configs, "run only these configs of the scenario, in this order")->delimiter(',');
   sub->add_option("--host", fl->host, "host name to record (default: this machine's)");
+  sub->add_option("--mode", fl->mode, "in-process | serve (an lmlab serve per config) | url (--url)")
+      ->check(CLI::IsMember({"in-process", "serve", "url"}))
+      ->capture_default_str();
+  sub->add_option("--url", fl->url, "with --mode url: an OpenAI-compatible server's root, e.g. http://127.0.0.1:8080");
   sub->callback(guarded([fl] { return run_bench(*fl); }));
 }
 

@@ -24,7 +24,7 @@ struct Flags {
 std::vector<Sample> samples_of(const std::string& db, int64_t run, const char* flag) {
   if (!std::filesystem::exists(db)) throw Error(ErrorKind::invalid_input, flag, fmt::format("no results database at {}", db));
   try {
-    ResultsStore store = ResultsStore::open(db);
+    ResultsStore store = ResultsStore::open_existing(db);
     if (!store.run(run)) throw Error(ErrorKind::invalid_input, flag, fmt::format("{} has no run {}", db, run));
     return store.samples(run);
   } catch (const ResultsError& e) {

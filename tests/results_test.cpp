@@ -154,13 +154,14 @@ PRAGMA user_version = 1;
 )sql");
   {
     ResultsStore store = ResultsStore::open(file);
-    EXPECT_EQ(store.schema_version(), 2);
+    EXPECT_EQ(store.schema_version(), lmlab::kResultsSchemaVersion);
     const auto run = store.run(7);
     ASSERT_TRUE(run.has_value());
     EXPECT_EQ(run->host, "old-host");
     EXPECT_EQ(run->notes, "v1 run");
     EXPECT_EQ(run->engine_config_json, R"({"a":1})");
     EXPECT_EQ(run->git_commit, "");  // new column, default
+    EXPECT_EQ(run->state, "unrecorded");  // v3: whether it finished was not recorded then
     const auto samples = store.samples(7);
     ASSERT_EQ(samples.size(), 1u);
     EXPECT_EQ(samples[0].config, "turbo");
@@ -171,13 +172,13 @@ PRAGMA user_version = 1;
     s.ssd_bytes_read = 42;
     store.add_sample(7, s);
   }
-  // On disk: version 2, new columns present, old and new rows readable.
+  // On disk: the current version, new columns present, old and new rows readable.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(st, 0), lmlab::kResultsSchemaVersion);
   sqlite3_finalize(st);
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sum(ssd_bytes_read), count(*) FROM samples", -1, &st, nullptr),
             SQLITE_OK);
@@ -187,6 +188,52 @@ PRAGMA user_version = 1;
   sqlite3_finalize(st);
   sqlite3_close(db);
   EXPECT_EQ(ResultsStore::open(file).samples(7).size(), 2u);
+}
+
+TEST_F(ResultsStoreTest, KeepsRunStateRuntimesRegressionChecksAndChunkTimes) {
+  const std::string file = path("lab.db");
+  int64_t run = 0, other = 0;
+  {
+    ResultsStore store = ResultsStore::open(file);
+    run = store.begin_run(RunInfo{});
+    other = store.begin_run(RunInfo{});
+    Sample s = make_sample("llama.cpp", 512, 0, 20);
+    s.chunk_ns = {1'000'000, 3'000'000, 4'000'000};
+    store.add_sample(run, s);
+    store.add_runtime(run, {"llama.cpp", "url", "http://127.0.0.1:8090", "llama.cpp b1-abc"});
+    store.add_regression_check(run, {"gemma3", "4 long again", "prompt_cache_hits", "1", "0", false});
+    store.add_regression_check(run, {"gemma3", "4 long again", "answer", "x|y", "x|y", true});
+    store.end_run(run);
+    EXPECT_THROW(store.end_run(999), ResultsError);
+    EXPECT_THROW(store.add_regression_check(999, {}), ResultsError);
+  }
+  ResultsStore store = ResultsStore::open_existing(file);
+  EXPECT_EQ(store.run(run)->state, "complete");
+  EXPECT_EQ(store.run(other)->state, "running");  // never ended: a killed run reads as incomplete
+  EXPECT_EQ(store.samples(run)[0].chunk_ns, (std::vector<int64_t>{1'000'000, 3'000'000, 4'000'000}));
+  const auto rts = store.runtimes(run);
+  ASSERT_EQ(rts.size(), 1u);
+  EXPECT_EQ(rts[0].version, "llama.cpp b1-abc");
+  const auto checks = store.regression_checks(run);
+  ASSERT_EQ(checks.size(), 2u);
+  EXPECT_FALSE(checks[0].pass);
+  EXPECT_EQ(checks[0].got, "0");
+  EXPECT_EQ(checks[1].expected, "x|y");
+  EXPECT_EQ(store.latest_regression_run(), run);
+  // Streaming figures: gaps of 2 and 1 ms; 100 tokens over the samples' decode time.
+  const auto streams = lmlab::summarize_streams(store.samples(run));
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_DOUBLE_EQ(streams[0].ttft_ms_median, 50.0);
+  EXPECT_DOUBLE_EQ(streams[0].itl_ms_p50, 1.5);
+  EXPECT_NEAR(streams[0].decode_tok_s_median, 20.0, 1e-6);
+}
+
+TEST_F(ResultsStoreTest, OpenExistingRefusesMissingAndEmptyFilesLeavingThemAlone) {
+  EXPECT_THROW(ResultsStore::open_existing(path("none.db")), ResultsError);
+  EXPECT_FALSE(fs::exists(path("none.db")));
+  std::ofstream(path("empty.db")).close();
+  EXPECT_THROW(ResultsStore::open_existing(path("empty.db")), ResultsError);
+  EXPECT_EQ(fs::file_size(path("empty.db")), 0u);
 }
 
 TEST_F(ResultsStoreTest, RejectsNewerSchemaVersionWithoutTouchingIt) {
@@ -201,10 +248,10 @@ TEST_F(ResultsStoreTest, RejectsNewerSchemaVersionWithoutTouchingIt) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
     EXPECT_NE(msg.find("version 9"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("version 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("version " + std::to_string(lmlab::kResultsSchemaVersion)), std::string::npos) << msg;
   }
   EXPECT_EQ(fs::file_size(file), size_before);
-  raw_sql(file, "PRAGMA user_version = 2");
+  raw_sql(file, "PRAGMA user_version = " + std::to_string(lmlab::kResultsSchemaVersion));
   EXPECT_EQ(ResultsStore::open(file).runs().size(), 1u) << "data survived the refused open";
 }
 

@@ -20,15 +20,16 @@
 #include "lmlab/harness.h"
 #include "model_options_fields.h"
 #include "peak_memory.h"
+#include "progress_eta.h"
 #include "prompt_builder.h"
+#include "run_passes.h"
 
 namespace lmlab {
 
 namespace {
 
-using harness_detail::PromptBuilder;
 
-std::string engine_config_json(const Scenario& s, const std::filesystem::path& model_dir) {
+std::string engine_config_json(const Scenario& s, const std::filesystem::path& model_dir, const RunSettings& settings) {
   nlohmann::json configs = nlohmann::json::array();
   for (const BenchConfig& c : s.configs)
     configs.push_back({{"name", c.name}, {"preset", preset_name(c.preset)}, {"options", harness_detail::options_to_json(c.options)}});
@@ -38,11 +39,19 @@ std::string engine_config_json(const Scenario& s, const std::filesystem::path& m
   return nlohmann::json{{"scenario_file", s.file.string()}, {"model_dir", model_dir.string()},
                         {"contexts", s.contexts},          {"repetitions", s.repetitions},
                         {"decode_tokens", s.decode_tokens}, {"sampling", "greedy"},
-                        {"prompt", prompt},                {"configs", configs}}
+                        {"prompt", prompt},                {"configs", configs},
+                        {"mode", run_mode_name(settings.mode)},      {"url", settings.url}}
       .dump();
 }
 
-std::string run_notes(const Scenario& s, bool peak_resets) {
+std::string run_notes(const Scenario& s, RunMode mode, bool peak_resets) {
+  if (mode != RunMode::in_process)
+    return fmt::format(
+        "Prompt: {}. Greedy decoding of {} tokens per sample (ignore_eos) over HTTP ({}): POST /v1/completions with "
+        "the prompt as token ids, streamed. TTFT = request sent to the first chunk with text; decode tok/s = the "
+        "tokens after the first (usage.completion_tokens - 1) over first to last chunk; inter-token latency = gaps "
+        "between chunks. Peak memory, KV cache and SSD bytes from the server's lmlab_ /metrics when it has them.",
+        harness_detail::describe(s.prompt), s.decode_tokens, run_mode_name(mode));
   return fmt::format(
       "Prompt: {}. Greedy decoding of {} tokens per sample (EOS ignored), a fresh session per sample; the model is "
       "loaded once per config, so its expert cache stays warm across that config's contexts and repetitions. "
@@ -56,7 +65,7 @@ std::string run_notes(const Scenario& s, bool peak_resets) {
 class Recorder {
  public:
   Recorder(ResultsStore& store, int64_t run_id, int64_t total, std::ostream* progress)
-      : store_(store), total_(total), progress_(progress) {
+      : store_(store), total_(total), progress_(progress), eta_(nullptr, "", total) {
     outcome_.run_id = run_id;
   }
 
@@ -64,16 +73,18 @@ class Recorder {
     store_.add_sample(outcome_.run_id, s);
     ++outcome_.samples;
     if (s.error) ++outcome_.errors;
+    eta_.step("");
     if (!progress_) return;
     const std::string head = fmt::format("[{:>{}}/{}] {:<10} ctx {:>6} rep {}", outcome_.samples,
                                          fmt::format("{}", total_).size(), total_, s.config, s.context_tokens, s.repetition);
     if (s.error) {
-      *progress_ << head << "  ERROR: " << *s.error << "\n";
+      *progress_ << head << "  ERROR: " << *s.error << "  " << eta_.eta_text() << "\n";
     } else {
       *progress_ << head
-                 << fmt::format("  decode {:8.1f} tok/s  TTFT {:8.1f} ms  KV {:7.2f} MiB  SSD {:7.2f} MiB  peak {:7.1f} MiB\n",
+                 << fmt::format("  decode {:8.1f} tok/s  TTFT {:8.1f} ms  KV {:7.2f} MiB  SSD {:7.2f} MiB  peak {:7.1f} MiB  {}\n",
                                 s.decode_tokens * 1e9 / static_cast<double>(s.decode_ns), s.ttft_ns / 1e6,
-                                s.kv_cache_bytes / 1048576.0, s.ssd_bytes_read / 1048576.0, s.peak_memory_bytes / 1048576.0);
+                                s.kv_cache_bytes / 1048576.0, s.ssd_bytes_read / 1048576.0, s.peak_memory_bytes / 1048576.0,
+                                eta_.eta_text());
     }
     progress_->flush();
   }
@@ -87,99 +98,85 @@ class Recorder {
   ResultsStore& store_;
   int64_t total_;
   std::ostream* progress_;
+  harness_detail::ProgressEta eta_;  // silent: only its ETA text goes into the sample lines
   RunOutcome outcome_;
 };
 
-Sample measure(const Model& model, const PromptBuilder& prompts, const std::string& config, int64_t context,
-               int64_t rep, int64_t decode_tokens) {
-  Sample s;
-  s.config = config;
-  s.context_tokens = context;
-  s.repetition = rep;
-  try {
-    const int64_t ctx_size = model.info().ctx_size;
-    // A context over ctx_size is left to the engine (its own error); one that fits but leaves no room for the
-    // decode tokens would silently decode fewer, so it is refused here.
-    if (context <= ctx_size && context + decode_tokens > ctx_size)
-      throw Error(ErrorKind::invalid_input, "decode_tokens",
-                  fmt::format("context {} + {} decode tokens exceed the context size {} (raise ctx_size)", context,
-                              decode_tokens, ctx_size));
-    const std::vector<int32_t> prompt = prompts.build(context);
-    harness_detail::reset_peak_rss();
-    auto session = model.new_session();
-    const uint64_t ssd_before = model.counters().stream.ssd_bytes_read_total;
-    SamplingParams greedy;
-    greedy.max_tokens = decode_tokens;
-    greedy.stop_at_eos = false;
-    const GenerationResult res = generate(*session, prompt, greedy);
-    if (res.stats.decode_tokens != decode_tokens)
-      throw Error(ErrorKind::internal, "generate",
-                  fmt::format("decoded {} of the {} tokens asked for", res.stats.decode_tokens, decode_tokens));
-    s.prompt_tokens = res.stats.prompt_tokens;
-    s.prompt_ns = res.stats.prompt_ns;
-    s.decode_tokens = res.stats.decode_tokens;
-    s.decode_ns = res.stats.decode_ns;
-    s.ttft_ns = res.stats.ttft_ns;
-    s.peak_memory_bytes = static_cast<int64_t>(res.stats.peak_bytes);
-    s.kv_cache_bytes = static_cast<int64_t>(res.stats.kv_bytes);
-    s.ssd_bytes_read = static_cast<int64_t>(model.counters().stream.ssd_bytes_read_total - ssd_before);
-  } catch (const Error& e) {
-    s.error = e.what();
-  } catch (const std::bad_alloc&) {
-    s.error = "out of memory (std::bad_alloc)";
-  }
-  return s;
-}
-
 }  // namespace
 
-RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const RunSettings& settings) {
+namespace harness_detail {
+
+RunInfo run_info_of(const Scenario& scenario, const RunSettings& settings) {
   if (!scenario.model)
-    throw Error(ErrorKind::invalid_input, harness_detail::field_where(scenario.file.string(), "model"), "missing: name the model in the scenario or pass --model DIR");
+    throw Error(ErrorKind::invalid_input, field_where(scenario.file.string(), "model"), "missing: name the model in the scenario or pass --model DIR");
   const std::filesystem::path model_dir = *scenario.model;
   RunInfo info;
   info.host = settings.host.empty() ? host_name() : settings.host;
   info.scenario = scenario.name;
   info.model = model_dir.filename().empty() ? model_dir.parent_path().filename().string() : model_dir.filename().string();
   info.model_bytes = safetensors_bytes(model_dir);
-  info.engine_config_json = engine_config_json(scenario, model_dir);
+  info.engine_config_json = engine_config_json(scenario, model_dir, settings);
   info.git_commit = settings.git_commit;
-  const bool peak_resets = harness_detail::reset_peak_rss();
-  info.notes = run_notes(scenario, peak_resets);
+  info.notes = run_notes(scenario, settings.mode, reset_peak_rss());
+  return info;
+}
 
-  const int64_t total = static_cast<int64_t>(scenario.configs.size() * scenario.contexts.size()) * scenario.repetitions;
+RunOutcome run_passes(const Scenario& scenario, const RunInfo& info, const std::vector<Pass>& passes,
+                      ResultsStore& store, const RunSettings& settings, const std::string& label,
+                      const std::function<void(int64_t run, const Pass&, const SampleSource&)>& started) {
+  const int64_t total = static_cast<int64_t>(passes.size() * scenario.contexts.size()) * scenario.repetitions;
   Recorder rec(store, store.begin_run(info), total, settings.progress);
-  rec.say(fmt::format("lmlab bench: run {} — scenario '{}', model {} ({:.1f} MiB), {} samples", rec.outcome().run_id,
-                      scenario.name, model_dir.string(), info.model_bytes / 1048576.0, total));
-  if (!peak_resets) rec.say("lmlab bench: warning: cannot reset VmHWM; peak memory is the process's lifetime peak");
-
-  for (const BenchConfig& config : scenario.configs) {
-    std::shared_ptr<Model> model;
-    std::optional<PromptBuilder> prompts;
+  rec.say(fmt::format("{}: run {} — scenario '{}', model {} ({:.1f} MiB), {} samples", label, rec.outcome().run_id,
+                      scenario.name, scenario.model->string(), info.model_bytes / 1048576.0, total));
+  for (const Pass& pass : passes) {
+    std::unique_ptr<SampleSource> source;
     std::string cannot_run;
     try {
-      model = Model::load(model_dir, config.options);
-      prompts.emplace(scenario.prompt, *model);
+      source = pass.make();
+      if (started) started(rec.outcome().run_id, pass, *source);
     } catch (const Error& e) {
-      cannot_run = fmt::format("config '{}' cannot run on {}: {}", config.name, info.model, e.what());
+      cannot_run = fmt::format("'{}' cannot run on {}: {}", pass.name, info.model, e.what());
+      rec.say(label + ": " + cannot_run + " (recorded as error samples)");
     }
-    if (!cannot_run.empty()) rec.say("lmlab bench: " + cannot_run + " (recorded as error samples)");
     for (int64_t context : scenario.contexts) {
       for (int64_t rep = 0; rep < scenario.repetitions; ++rep) {
-        if (!cannot_run.empty()) {
+        if (!source) {
           Sample s;
-          s.config = config.name;
+          s.config = pass.name;
           s.context_tokens = context;
           s.repetition = rep;
           s.error = cannot_run;
           rec.record(s);
           continue;
         }
-        rec.record(measure(*model, *prompts, config.name, context, rep, scenario.decode_tokens));
+        rec.record(source->measure(pass.name, context, rep, scenario.decode_tokens));
       }
     }
   }
+  store.end_run(rec.outcome().run_id);  // a run killed before this line stays "running": incomplete
   return rec.outcome();
+}
+
+}  // namespace harness_detail
+
+RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const RunSettings& settings) {
+  using namespace harness_detail;
+  const RunInfo info = run_info_of(scenario, settings);
+  const std::filesystem::path model_dir = *scenario.model;
+  const std::string version = "lmlab " + (settings.git_commit.empty() ? std::string("unknown") : settings.git_commit);
+  std::vector<Pass> passes;
+  if (settings.mode == RunMode::url) {
+    // One pass: the server's configuration is its own, whatever the scenario's configs say.
+    passes.push_back({"url", [&] { return url_source(settings.url, model_dir, scenario.prompt); }});
+  } else {
+    for (const BenchConfig& c : scenario.configs)
+      passes.push_back({c.name, [&settings, &model_dir, &scenario, &version, options = c.options]() {
+                          return settings.mode == RunMode::serve
+                                     ? serve_source(settings.lmlab_exe, model_dir, options, scenario.prompt, version)
+                                     : in_process_source(model_dir, options, scenario.prompt, version);
+                        }});
+  }
+  return run_passes(scenario, info, passes, store, settings, "lmlab bench");
 }
 
 }  // namespace lmlab

@@ -1,0 +1,122 @@
+// Sample sources over HTTP: an `lmlab serve` subprocess started with a config's options, or a server at a URL.
+// Each sample is one streamed /v1/completions request (prompt as token ids, temperature 0, ignore_eos) timed
+// chunk by chunk; the server's lmlab_ /metrics, when it has them, add peak memory, KV bytes and SSD bytes.
+#include <fmt/format.h>
+
+#include <optional>
+
+#include "http_client.h"
+#include "http_sample.h"
+#include "lmlab/error.h"
+#include "prometheus_text.h"
+#include "prompt_builder.h"
+#include "sample_source.h"
+#include "serve_process.h"
+
+namespace lmlab::harness_detail {
+
+namespace {
+
+struct ServerCounters {
+  double peak = 0, kv = 0, ssd = 0;
+};
+
+// nullopt when the server has no lmlab_ metrics (another runtime) or does not answer.
+std::optional<ServerCounters> lmlab_counters(const HttpTarget& t) {
+  const auto body = http_get(t, "/metrics");
+  if (!body) return std::nullopt;
+  try {
+    const PrometheusText m = PrometheusText::parse(*body);
+    const auto peak = m.value("lmlab_memory_peak_bytes"), kv = m.value("lmlab_kv_cache_peak_bytes");
+    if (!peak || !kv) return std::nullopt;
+    return ServerCounters{*peak, *kv, m.value("lmlab_ssd_bytes_read_total").value_or(0)};
+  } catch (const Error&) {
+    return std::nullopt;  // a /metrics page that is not Prometheus text: the stream figures still stand
+  }
+}
+
+// What a server says it is: llama.cpp's /props build_info, an lmlab server's commit, else "unknown".
+std::string server_version(const HttpTarget& t) {
+  if (const auto props = http_get(t, "/props")) {
+    const auto j = nlohmann::json::parse(*props, nullptr, false);
+    if (j.is_object() && j.contains("build_info") && j["build_info"].is_string())
+      return "llama.cpp " + j["build_info"].get<std::string>();
+  }
+  return "unknown";
+}
+
+class HttpSource final : public SampleSource {
+ public:
+  HttpSource(HttpTarget target, std::unique_ptr<ServeProcess> server, const std::filesystem::path& model_dir,
+             const PromptSource& prompt, std::string version)
+      : target_(std::move(target)), server_(std::move(server)), prompts_(prompt, model_dir), version_(std::move(version)) {}
+
+  std::string version() const override { return version_; }
+
+  Sample measure(const std::string& config, int64_t context, int64_t rep, int64_t decode_tokens) override {
+    const auto before = lmlab_counters(target_);
+    const nlohmann::json body = {{"prompt", prompts_.build(context)}, {"max_tokens", decode_tokens},
+                                 {"temperature", 0}, {"ignore_eos", true}};
+    const StreamedCompletion r = stream_completion(target_, body);
+    Sample s = sample_from_stream(r, config, context, rep, context);
+    if (!s.error && r.completion_tokens >= 0 && r.completion_tokens != decode_tokens)
+      s.error = fmt::format("the server generated {} of the {} tokens asked for (does it honour ignore_eos?)",
+                            r.completion_tokens, decode_tokens);
+    if (s.error && server_) s.error = *s.error + " (server stderr: " + server_->stderr_tail().substr(0, 300) + ")";
+    if (const auto after = lmlab_counters(target_); after && before) {
+      s.peak_memory_bytes = static_cast<int64_t>(after->peak);
+      s.kv_cache_bytes = static_cast<int64_t>(after->kv);
+      s.ssd_bytes_read = static_cast<int64_t>(after->ssd - before->ssd);
+    }
+    return s;
+  }
+
+ private:
+  HttpTarget target_;
+  std::unique_ptr<ServeProcess> server_;  // owned in serve mode: stopped when the pass ends
+  PromptBuilder prompts_;
+  std::string version_;
+};
+
+}  // namespace
+
+std::vector<std::string> serve_flags(const ModelOptions& o) {
+  const ModelOptions d;
+  if (o.kv_block_tokens != d.kv_block_tokens)
+    throw Error(ErrorKind::unsupported, "kv_block_tokens", "lmlab serve has no flag for it: run this config in process");
+  std::vector<std::string> a = {"--device", o.device == Device::cuda ? "cuda" : "cpu",
+                                "--threads", std::to_string(o.threads),
+                                "--ctx-size", std::to_string(o.ctx_size),
+                                "--prefill-size", std::to_string(o.prefill_size),
+                                "--kv-budget-mb", std::to_string(o.kv_budget_mb),
+                                "--prompt-cache-mb", std::to_string(o.prompt_cache_mb),
+                                "--kv-mode", std::string(kv_mode_name(o.kv_mode)),
+                                "--kv-k-bits", std::to_string(o.kv_k_bits),
+                                "--kv-v-bits", std::to_string(o.kv_v_bits),
+                                "--kv-hot-window", std::to_string(o.kv_hot_window),
+                                "--expert-cache-mb", std::to_string(o.expert_cache_mb),
+                                "--expert-queue-depth", std::to_string(o.expert_queue_depth),
+                                "--expert-cache-policy", o.expert_cache_policy};
+  if (o.kv_k_qjl) a.push_back("--kv-k-qjl");
+  if (o.stream_experts) a.push_back("--stream-experts");
+  if (!o.expert_predict_next) a.push_back("--no-expert-predict");
+  return a;
+}
+
+std::unique_ptr<SampleSource> serve_source(const std::filesystem::path& lmlab_exe, const std::filesystem::path& model_dir,
+                                           const ModelOptions& options, const PromptSource& prompt,
+                                           const std::string& lmlab_version) {
+  auto server = std::make_unique<ServeProcess>(lmlab_exe, model_dir, serve_flags(options));
+  const HttpTarget target = server->target();
+  return std::make_unique<HttpSource>(target, std::move(server), model_dir, prompt, lmlab_version);
+}
+
+std::unique_ptr<SampleSource> url_source(const std::string& url, const std::filesystem::path& model_dir,
+                                         const PromptSource& prompt) {
+  const HttpTarget target = parse_http_url(url);
+  if (!http_get(target, "/health") && !http_get(target, "/v1/models"))
+    throw Error(ErrorKind::io, url, "the server does not answer /health or /v1/models");
+  return std::make_unique<HttpSource>(target, nullptr, model_dir, prompt, server_version(target));
+}
+
+}  // namespace lmlab::harness_detail
