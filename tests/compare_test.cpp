@@ -111,7 +111,7 @@ TEST_F(LabProcesses, CompareLmlabInProcessServeAndLlamaServerOnTheSameModel) {
   if (!fs::exists(server) || !fs::exists(gguf))
     GTEST_SKIP() << "no llama-server or coder-moe GGUF under " << peers << ": the llama.cpp comparison is skipped";
   const int port = free_port();
-  spawn({server.string(), "-m", gguf.string(), "--host", "127.0.0.1", "--port", std::to_string(port), "-t", "2",
+  spawn({server.string(), "-m", gguf.string(), "--host", "127.0.0.1", "--port", std::to_string(port), "-t", "1", "-tb", "1",
          "--metrics"},
         dir_ / "llama.log");
   const harness_detail::HttpTarget target{"127.0.0.1", port};

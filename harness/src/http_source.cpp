@@ -55,8 +55,10 @@ class HttpSource final : public SampleSource {
 
   Sample measure(const std::string& config, int64_t context, int64_t rep, int64_t decode_tokens) override {
     const auto before = lmlab_counters(target_);
+    // cache_prompt false: llama.cpp's server would otherwise reuse the previous repetition's identical prompt
+    // (lmlab's serve passes have no prompt cache unless a config sets one; other servers ignore the key).
     const nlohmann::json body = {{"prompt", prompts_.build(context)}, {"max_tokens", decode_tokens},
-                                 {"temperature", 0}, {"ignore_eos", true}};
+                                 {"temperature", 0}, {"ignore_eos", true}, {"cache_prompt", false}};
     const StreamedCompletion r = stream_completion(target_, body);
     Sample s = sample_from_stream(r, config, context, rep, context);
     if (!s.error && r.completion_tokens >= 0 && r.completion_tokens != decode_tokens)
