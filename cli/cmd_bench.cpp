@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "common.h"
+#include "lab_flags.h"
 #include "lmlab/harness.h"
 
 namespace lmlab::cli {
@@ -18,50 +19,30 @@ namespace {
 struct Flags {
   std::string scenario;
   std::string db = "results/lmlab.db";
-  std::string model;
-  std::vector<int64_t> contexts;
-  std::vector<std::string> configs;
-  int64_t reps = 0, decode_tokens = 0, ctx_size = -1;
-  int threads = -1;
+  ScenarioFlags overrides;
   std::string host;
   std::string mode = "in-process", url;
 };
 
-ScenarioOverrides overrides_of(const Flags& fl) {
-  ScenarioOverrides o;
-  if (!fl.model.empty()) o.model = std::filesystem::absolute(fl.model).lexically_normal();
-  if (!fl.contexts.empty()) o.contexts = fl.contexts;
-  if (!fl.configs.empty()) o.configs = fl.configs;
-  if (fl.reps != 0) o.repetitions = fl.reps;
-  if (fl.decode_tokens != 0) o.decode_tokens = fl.decode_tokens;
-  if (fl.ctx_size >= 0) o.ctx_size = fl.ctx_size;
-  if (fl.threads >= 0) o.threads = fl.threads;
-  return o;
-}
-
 int run_bench(const Flags& fl) {
   Scenario scenario = load_scenario(fl.scenario);
-  apply_overrides(scenario, overrides_of(fl));
-  const std::filesystem::path db(fl.db);
-  if (db.has_parent_path()) std::filesystem::create_directories(db.parent_path());
+  apply_overrides(scenario, fl.overrides.overrides());
+  RunSettings settings;
+  settings.host = fl.host;
+  settings.git_commit = git_describe(std::filesystem::current_path());
+  settings.progress = &std::cerr;
+  settings.mode = run_mode_from_name(fl.mode);
+  settings.url = fl.url;
+  settings.lmlab_exe = std::filesystem::read_symlink("/proc/self/exe");
+  if (settings.mode == RunMode::url && fl.url.empty())
+    throw Error(ErrorKind::invalid_input, "--url", "--mode url needs the server's URL");
+  if (settings.mode != RunMode::url && !fl.url.empty())
+    throw Error(ErrorKind::invalid_input, "--url", "only means something with --mode url");
   RunOutcome outcome;
-  try {
-    ResultsStore store = ResultsStore::open(fl.db);
-    RunSettings settings;
-    settings.host = fl.host;
-    settings.git_commit = git_describe(std::filesystem::current_path());
-    settings.progress = &std::cerr;
-    settings.mode = run_mode_from_name(fl.mode);
-    settings.url = fl.url;
-    settings.lmlab_exe = std::filesystem::read_symlink("/proc/self/exe");
-    if (settings.mode == RunMode::url && fl.url.empty())
-      throw Error(ErrorKind::invalid_input, "--url", "--mode url needs the server's URL");
-    if (settings.mode != RunMode::url && !fl.url.empty())
-      throw Error(ErrorKind::invalid_input, "--url", "only means something with --mode url");
+  with_results_db(fl.db, [&](ResultsStore& store) {
     outcome = run_scenario(scenario, store, settings);
-  } catch (const ResultsError& e) {
-    throw Error(ErrorKind::io, "--db " + fl.db, e.what());
-  }
+    return 0;
+  });
   fmt::print(stderr, "lmlab bench: run {} stored in {}: {} samples, {} failed\n", outcome.run_id, fl.db,
              outcome.samples, outcome.errors);
   fmt::print("{}\n", outcome.run_id);
@@ -75,13 +56,7 @@ void register_bench(CLI::App& app) {
   auto* sub = app.add_subcommand("bench", "run a scenario file; store the samples in the results database");
   sub->add_option("scenario", fl->scenario, "scenario file (JSON), e.g. scenarios/default.json")->required();
   sub->add_option("--db", fl->db, "results database (created if absent)")->capture_default_str();
-  sub->add_option("--model", fl->model, "model directory (overrides the scenario's \"model\")");
-  sub->add_option("--contexts", fl->contexts, "context lengths in tokens (overrides the scenario's)")->delimiter(',');
-  sub->add_option("--reps", fl->reps, "repetitions per config and context (overrides the scenario's)");
-  sub->add_option("--decode-tokens", fl->decode_tokens, "tokens decoded per sample (overrides the scenario's)");
-  sub->add_option("--ctx-size", fl->ctx_size, "engine context size for every config (0 = the model's maximum)");
-  sub->add_option("--threads", fl->threads, "CPU threads for every config (0 = all)");
-  sub->add_option("--configs", fl->configs, "run only these configs of the scenario, in this order")->delimiter(',');
+  fl->overrides.add_to(*sub, /*with_configs=*/true);
   sub->add_option("--host", fl->host, "host name to record (default: this machine's)");
   sub->add_option("--mode", fl->mode, "in-process | serve (an lmlab serve per config) | url (--url)")
       ->check(CLI::IsMember({"in-process", "serve", "url"}))

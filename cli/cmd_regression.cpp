@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "common.h"
+#include "lab_flags.h"
 #include "lmlab/harness.h"
 #include "lmlab/regression.h"
 
@@ -39,15 +40,12 @@ int run_regression_cmd(const Flags& fl) {
   settings.host = fl.host;
   settings.git_commit = git_describe(std::filesystem::current_path());
   settings.progress = &std::cerr;
-  const std::filesystem::path db(fl.db);
-  if (db.has_parent_path()) std::filesystem::create_directories(db.parent_path());
   RegressionOutcome outcome;
   try {
-    ResultsStore store = ResultsStore::open(fl.db);
-    outcome = run_regression(scenario, store, settings);
-  } catch (const ResultsError& e) {
-    if (temp_work) std::filesystem::remove_all(settings.work_dir);
-    throw Error(ErrorKind::io, "--db " + fl.db, e.what());
+    with_results_db(fl.db, [&](ResultsStore& store) {
+      outcome = run_regression(scenario, store, settings);
+      return 0;
+    });
   } catch (...) {
     if (temp_work) std::filesystem::remove_all(settings.work_dir);
     throw;

@@ -32,22 +32,15 @@ using test::run_lmlab;
 
 const std::string kSmoke = std::string(LMLAB_SOURCE_DIR) + "/scenarios/ci-smoke.json";
 
-class LabProcesses : public ::testing::Test {
+class LabProcesses : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / (std::string("lmlab_compare_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
   void TearDown() override {
     for (pid_t p : children_) {
       ::kill(p, SIGKILL);
       ::waitpid(p, nullptr, 0);
     }
-    fs::remove_all(dir_);
+    TempDirTest::TearDown();
   }
-  std::string db() const { return (dir_ / "lab.db").string(); }
 
   pid_t spawn(std::vector<std::string> argv, const fs::path& log) {
     posix_spawn_file_actions_t fa;
@@ -75,7 +68,6 @@ class LabProcesses : public ::testing::Test {
     return ntohs(a.sin_port);
   }
 
-  fs::path dir_;
   std::vector<pid_t> children_;
 };
 

@@ -28,16 +28,8 @@ using test::run_lmlab;
 
 const std::string kScenario = std::string(LMLAB_SOURCE_DIR) + "/scenarios/regression.json";
 
-class RegressionCli : public ::testing::Test {
+class RegressionCli : public test::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / (std::string("lmlab_regression_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string db() const { return (dir_ / "lab.db").string(); }
   std::string args(const std::string& extra) const { return "regression " + kScenario + " --db " + db() + " " + extra; }
 
   // The server flags of the scenario, for servers a test starts itself.
@@ -50,8 +42,6 @@ class RegressionCli : public ::testing::Test {
     const auto run = store.latest_regression_run();
     return run ? store.regression_checks(*run) : std::vector<RegressionCheck>{};
   }
-
-  fs::path dir_;
 };
 
 TEST_F(RegressionCli, PassesOnAFreshServerAndStoresEveryCheck) {

@@ -64,7 +64,7 @@ RunOutcome run_compare(const Scenario& scenario, const std::vector<RuntimeSpec>&
   const std::string version = "lmlab " + (settings.git_commit.empty() ? std::string("unknown") : settings.git_commit);
   std::vector<Pass> passes;
   for (const RuntimeSpec& r : runtimes) {
-    passes.push_back({r.name, [&, r] {
+    passes.push_back({r.name, "runtime", [&, r] {
                         if (r.mode == RunMode::url) return url_source(r.url, model_dir, scenario.prompt);
                         if (r.mode == RunMode::serve)
                           return serve_source(settings.lmlab_exe, model_dir, options, scenario.prompt, version);

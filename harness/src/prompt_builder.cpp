@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "lmlab/error.h"
+#include "text_file.h"
 
 namespace lmlab::harness_detail {
 
@@ -22,11 +23,7 @@ PromptBuilder::PromptBuilder(const PromptSource& source, const Model& model)
 
 PromptBuilder::PromptBuilder(const PromptSource& source, const std::filesystem::path& model_dir) : source_(source) {
   const auto config = model_dir / "config.json";
-  std::ifstream in(config, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, config.string(), "cannot open the model's config.json");
-  std::string text(size_t{1} << 20, '\0');  // a config is a few KiB; more is not a config
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
+  const std::string text = read_text_file(config, "model's config.json", 1 << 20);  // a config is a few KiB
   const auto j = nlohmann::json::parse(text, nullptr, false);
   const nlohmann::json* v = j.is_object() && j.contains("vocab_size") ? &j["vocab_size"] : nullptr;
   if (!v && j.is_object() && j.contains("text_config") && j["text_config"].is_object() && j["text_config"].contains("vocab_size"))

@@ -15,7 +15,6 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "http_client.h"
@@ -28,6 +27,7 @@
 #include "progress_eta.h"
 #include "prometheus_text.h"
 #include "serve_process.h"
+#include "text_file.h"
 
 namespace lmlab {
 
@@ -35,8 +35,6 @@ namespace {
 
 using namespace harness_detail;
 using json = nlohmann::json;
-
-constexpr size_t kMaxReferencesBytes = 16 << 20;
 
 struct Answer {
   std::string text;
@@ -101,13 +99,7 @@ std::optional<Counters> scrape(const HttpTarget& t, std::string& why) {
 }
 
 References read_references(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, file.string(), "cannot open the references file");
-  std::string text(kMaxReferencesBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxReferencesBytes)
-    throw Error(ErrorKind::invalid_input, file.string(), fmt::format("larger than {} bytes", kMaxReferencesBytes));
+  const std::string text = read_text_file(file, "references file");
   const json j = json::parse(text, nullptr, false);
   if (!j.is_object()) throw Error(ErrorKind::invalid_input, file.string(), "not a JSON object of model -> prompt -> answer");
   References refs;

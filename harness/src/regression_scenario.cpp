@@ -3,14 +3,13 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "lmlab/error.h"
 #include "lmlab/regression.h"
 #include "model_options_fields.h"
+#include "text_file.h"
 
 namespace lmlab {
 
@@ -124,11 +123,7 @@ RegressionScenario parse_regression_scenario(std::string_view json_text, const s
 }
 
 RegressionScenario load_regression_scenario(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, file.string(), "cannot open the regression scenario");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_regression_scenario(text.str(), file);
+  return parse_regression_scenario(harness_detail::read_text_file(file, "regression scenario", 1 << 20), file);
 }
 
 }  // namespace lmlab

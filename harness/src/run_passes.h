@@ -14,6 +14,7 @@ namespace lmlab::harness_detail {
 
 struct Pass {
   std::string name;  // the samples' config
+  std::string kind;  // "config" or "runtime": how messages name the pass
   std::function<std::unique_ptr<SampleSource>()> make;  // throws lmlab::Error: the pass is recorded as errors
 };
 

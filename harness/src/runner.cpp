@@ -135,7 +135,7 @@ RunOutcome run_passes(const Scenario& scenario, const RunInfo& info, const std::
       source = pass.make();
       if (started) started(rec.outcome().run_id, pass, *source);
     } catch (const Error& e) {
-      cannot_run = fmt::format("'{}' cannot run on {}: {}", pass.name, info.model, e.what());
+      cannot_run = fmt::format("{} '{}' cannot run on {}: {}", pass.kind, pass.name, info.model, e.what());
       rec.say(label + ": " + cannot_run + " (recorded as error samples)");
     }
     for (int64_t context : scenario.contexts) {
@@ -167,10 +167,10 @@ RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const Run
   std::vector<Pass> passes;
   if (settings.mode == RunMode::url) {
     // One pass: the server's configuration is its own, whatever the scenario's configs say.
-    passes.push_back({"url", [&] { return url_source(settings.url, model_dir, scenario.prompt); }});
+    passes.push_back({"url", "config", [&] { return url_source(settings.url, model_dir, scenario.prompt); }});
   } else {
     for (const BenchConfig& c : scenario.configs)
-      passes.push_back({c.name, [&settings, &model_dir, &scenario, &version, options = c.options]() {
+      passes.push_back({c.name, "config", [&settings, &model_dir, &scenario, &version, options = c.options]() {
                           return settings.mode == RunMode::serve
                                      ? serve_source(settings.lmlab_exe, model_dir, options, scenario.prompt, version)
                                      : in_process_source(model_dir, options, scenario.prompt, version);

@@ -1,0 +1,43 @@
+#include "lab_flags.h"
+
+#include <filesystem>
+
+#include "lmlab/error.h"
+
+namespace lmlab::cli {
+
+void ScenarioFlags::add_to(CLI::App& app, bool with_configs) {
+  app.add_option("--model", model, "model directory (overrides the scenario's \"model\")");
+  app.add_option("--contexts", contexts, "context lengths in tokens (overrides the scenario's)")->delimiter(',');
+  app.add_option("--reps", reps, "repetitions per config and context (overrides the scenario's)");
+  app.add_option("--decode-tokens", decode_tokens, "tokens decoded per sample (overrides the scenario's)");
+  app.add_option("--ctx-size", ctx_size, "engine context size for every config (0 = the model's maximum)");
+  app.add_option("--threads", threads, "CPU threads for every config (0 = all)");
+  if (with_configs)
+    app.add_option("--configs", configs, "run only these configs of the scenario, in this order")->delimiter(',');
+}
+
+ScenarioOverrides ScenarioFlags::overrides() const {
+  ScenarioOverrides o;
+  if (!model.empty()) o.model = std::filesystem::absolute(model).lexically_normal();
+  if (!contexts.empty()) o.contexts = contexts;
+  if (!configs.empty()) o.configs = configs;
+  if (reps != 0) o.repetitions = reps;
+  if (decode_tokens != 0) o.decode_tokens = decode_tokens;
+  if (ctx_size >= 0) o.ctx_size = ctx_size;
+  if (threads >= 0) o.threads = threads;
+  return o;
+}
+
+int with_results_db(const std::string& db, const std::function<int(ResultsStore&)>& body) {
+  const std::filesystem::path path(db);
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  try {
+    ResultsStore store = ResultsStore::open(db);
+    return body(store);
+  } catch (const ResultsError& e) {
+    throw Error(ErrorKind::io, "--db " + db, e.what());
+  }
+}
+
+}  // namespace lmlab::cli
