@@ -47,13 +47,15 @@ std::optional<RegressionSection> regression_section(const ResultsStore& store, c
 }
 
 std::string render(const Flags& fl, const RunInfo& run, const std::vector<Sample>& samples, bool to_terminal,
-                   const std::optional<RegressionSection>& regression) {
+                   const std::optional<RegressionSection>& regression, const std::vector<RuntimeInfo>& runtimes) {
   if (fl.format == "csv") return render_csv(run, samples);
   if (fl.format == "json") return render_json(run, samples);
   if (fl.format == "md")
-    return render_markdown(run, samples) + (regression ? render_regression_markdown(regression->run, regression->checks) : "");
+    return render_markdown(run, samples) + (runtimes.empty() ? "" : render_compare_markdown(run, runtimes, samples)) +
+           (regression ? render_regression_markdown(regression->run, regression->checks) : "");
   const bool color = fl.color || (to_terminal && !fl.no_color);
-  return render_ansi(run, samples, color) + (regression ? render_regression_ansi(regression->run, regression->checks, color) : "");
+  return render_ansi(run, samples, color) + (runtimes.empty() ? "" : "\n" + render_compare_ansi(run, runtimes, samples, color)) +
+         (regression ? render_regression_ansi(regression->run, regression->checks, color) : "");
 }
 
 int run_report(const Flags& fl) {
@@ -65,6 +67,7 @@ int run_report(const Flags& fl) {
   RunInfo run;
   std::vector<Sample> samples;
   std::optional<RegressionSection> regression;
+  std::vector<RuntimeInfo> runtimes;  // a compare run's: its comparison table too
   try {
     ResultsStore store = ResultsStore::open_existing(fl.db);
     if (fl.list) return list_runs(store);
@@ -80,13 +83,14 @@ int run_report(const Flags& fl) {
     run = *found;
     samples = store.samples(run.id);
     regression = regression_section(store, run);
+    runtimes = store.runtimes(run.id);
   } catch (const ResultsError& e) {
     throw Error(ErrorKind::io, "--db " + fl.db, e.what());
   }
 
   std::string path = fl.out;
   if (!fl.out_dir.empty()) path = (std::filesystem::path(fl.out_dir) / markdown_report_file_name(run.host)).string();
-  const std::string text = render(fl, run, samples, path.empty() && ::isatty(STDOUT_FILENO), regression);
+  const std::string text = render(fl, run, samples, path.empty() && ::isatty(STDOUT_FILENO), regression, runtimes);
   if (path.empty()) {
     fmt::print("{}", text);
     return 0;

@@ -1,5 +1,7 @@
 #include "http_sample.h"
 
+#include <fmt/format.h>
+
 namespace lmlab::harness_detail {
 
 Sample sample_from_stream(const StreamedCompletion& r, const std::string& config, int64_t context, int64_t repetition,
@@ -12,8 +14,8 @@ Sample sample_from_stream(const StreamedCompletion& r, const std::string& config
     s.error = *r.error;
     return s;
   }
-  if (r.chunk_ns.empty()) {
-    s.error = "the stream carried no text";
+  if (r.chunk_ns.size() < 2) {  // one chunk gives a TTFT but no decode rate: not a usable sample
+    s.error = fmt::format("the stream carried {} chunk(s) of text: too few to time decoding", r.chunk_ns.size());
     return s;
   }
   s.chunk_ns = r.chunk_ns;

@@ -27,7 +27,12 @@ std::vector<StreamSummary> summarize_streams(const std::vector<Sample>& samples)
     ++out[i].n;
     Pool& p = pools[i];
     p.ttft_ms.push_back(s.ttft_ns / 1e6);
-    if (s.decode_ns > 0) p.tok_s.push_back(s.decode_tokens * 1e9 / static_cast<double>(s.decode_ns));
+    // One definition for every runtime: chunks after the first over first -> last chunk (lmlab and llama.cpp
+    // send one chunk per token); the engine's own decode_ns counts steps differently from an HTTP client.
+    if (s.chunk_ns.size() >= 2 && s.chunk_ns.back() > s.chunk_ns.front())
+      p.tok_s.push_back(static_cast<double>(s.chunk_ns.size() - 1) * 1e9 / static_cast<double>(s.chunk_ns.back() - s.chunk_ns.front()));
+    else if (s.decode_ns > 0)
+      p.tok_s.push_back(s.decode_tokens * 1e9 / static_cast<double>(s.decode_ns));
     p.tokens.push_back(static_cast<double>(s.decode_tokens));
     for (size_t k = 1; k < s.chunk_ns.size(); ++k) p.itl_ms.push_back((s.chunk_ns[k] - s.chunk_ns[k - 1]) / 1e6);
   }

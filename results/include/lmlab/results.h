@@ -174,7 +174,8 @@ std::vector<GateResult> gate(const std::vector<Sample>& baseline, const std::vec
 
 // Per (config, context) figures of samples that carry chunk arrival times (chunk_ns), in the order groups first
 // appear: TTFT median (ms), inter-token latency p50 / p99 (ms) over every gap between consecutive chunks of
-// the group's successful samples pooled, decode tok/s median. NaN where a group has no such data.
+// the group's successful samples pooled, decode tok/s median (chunks after the first over first -> last chunk,
+// else decode_tokens / decode_ns). NaN where a group has no such data.
 struct StreamSummary {
   std::string config;
   int64_t context = 0;
