@@ -1,5 +1,7 @@
 // lmlab harness: the lab's scenario runner. Parses scenario files (JSON: configs x contexts x repetitions)
-// and runs them in process on the engine, storing one raw results Sample per (config, context, repetition).
+// and runs them in process on the engine, through `lmlab serve` subprocesses or against any OpenAI-compatible
+// URL (RunMode), storing one raw results Sample per (config, context, repetition); `lmlab compare` runs the
+// same prompts on several runtimes. The regression suite lives in lmlab/regression.h.
 //
 // Invariants:
 // - A scenario file is checked whole before anything runs; every problem is an lmlab::Error naming the file
