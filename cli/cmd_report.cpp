@@ -24,20 +24,38 @@ struct Flags {
   bool list = false;
 };
 
-// One line per run: what the other flags' RUN ids refer to.
+// One line per run: what the other flags' RUN ids refer to. A run that never reached its end (killed
+// mid-sweep, or still going) is marked INCOMPLETE.
 int list_runs(ResultsStore& store) {
   for (const RunInfo& r : store.runs())
-    fmt::print("{:>5}  {}  {:<12} {:<24} {:<16} {:>4} samples  {}\n", r.id, r.started_at, r.scenario, r.model, r.host,
-               store.samples(r.id).size(), r.git_commit);
+    fmt::print("{:>5}  {}  {:<12} {:<24} {:<16} {:>4} samples  {}{}\n", r.id, r.started_at, r.scenario, r.model, r.host,
+               store.samples(r.id).size(), r.git_commit, r.state == "running" ? "  INCOMPLETE" : "");
   return 0;
 }
 
-std::string render(const Flags& fl, const RunInfo& run, const std::vector<Sample>& samples, bool to_terminal) {
-  if (fl.format == "md") return render_markdown(run, samples);
+// The regression suite's section: the run's own checks, else the latest suite run's (every report shows it).
+struct RegressionSection {
+  RunInfo run;
+  std::vector<RegressionCheck> checks;
+};
+std::optional<RegressionSection> regression_section(const ResultsStore& store, const RunInfo& run) {
+  auto checks = store.regression_checks(run.id);
+  if (!checks.empty()) return RegressionSection{run, std::move(checks)};
+  const auto latest = store.latest_regression_run();
+  if (!latest) return std::nullopt;
+  return RegressionSection{*store.run(*latest), store.regression_checks(*latest)};
+}
+
+std::string render(const Flags& fl, const RunInfo& run, const std::vector<Sample>& samples, bool to_terminal,
+                   const std::optional<RegressionSection>& regression, const std::vector<RuntimeInfo>& runtimes) {
   if (fl.format == "csv") return render_csv(run, samples);
   if (fl.format == "json") return render_json(run, samples);
+  if (fl.format == "md")
+    return render_markdown(run, samples) + (runtimes.empty() ? "" : render_compare_markdown(run, runtimes, samples)) +
+           (regression ? render_regression_markdown(regression->run, regression->checks) : "");
   const bool color = fl.color || (to_terminal && !fl.no_color);
-  return render_ansi(run, samples, color);
+  return render_ansi(run, samples, color) + (runtimes.empty() ? "" : "\n" + render_compare_ansi(run, runtimes, samples, color)) +
+         (regression ? render_regression_ansi(regression->run, regression->checks, color) : "");
 }
 
 int run_report(const Flags& fl) {
@@ -48,8 +66,10 @@ int run_report(const Flags& fl) {
     throw Error(ErrorKind::invalid_input, "--out-dir", "names the markdown report's file: use it with --format md");
   RunInfo run;
   std::vector<Sample> samples;
+  std::optional<RegressionSection> regression;
+  std::vector<RuntimeInfo> runtimes;  // a compare run's: its comparison table too
   {
-    ResultsStore store = ResultsStore::open(fl.db);
+    ResultsStore store = ResultsStore::open_existing(fl.db);
     if (fl.list) return list_runs(store);
     std::optional<RunInfo> found;
     if (fl.run > 0) {
@@ -62,11 +82,13 @@ int run_report(const Flags& fl) {
     }
     run = *found;
     samples = store.samples(run.id);
+    regression = regression_section(store, run);
+    runtimes = store.runtimes(run.id);
   }
 
   std::string path = fl.out;
   if (!fl.out_dir.empty()) path = (std::filesystem::path(fl.out_dir) / markdown_report_file_name(run.host)).string();
-  const std::string text = render(fl, run, samples, path.empty() && ::isatty(STDOUT_FILENO));
+  const std::string text = render(fl, run, samples, path.empty() && ::isatty(STDOUT_FILENO), regression, runtimes);
   if (path.empty()) {
     fmt::print("{}", text);
     return 0;

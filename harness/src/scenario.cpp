@@ -13,14 +13,13 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "lmlab/error.h"
 #include "lmlab/harness.h"
 #include "model_options_fields.h"
+#include "text_file.h"
 
 namespace lmlab {
 
@@ -245,11 +244,7 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
 }
 
 Scenario load_scenario(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, file.string(), "cannot open the scenario file");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_scenario(text.str(), file);
+  return parse_scenario(harness_detail::read_text_file(file, "scenario file", 1 << 20), file);
 }
 
 }  // namespace lmlab

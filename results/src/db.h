@@ -54,8 +54,8 @@ private:
 int64_t query_int(sqlite3* db, const std::string& path, const std::string& sql);
 
 // Brings the database to kResultsSchemaVersion: creates the schema in an empty database, migrates an older
-// lmlab database in one transaction, or throws for a newer or foreign database. Returns the version found
-// before any migration (0 for a new database).
-int ensure_schema(sqlite3* db, const std::string& path);
+// lmlab database in one transaction, or throws for a newer or foreign database (and, unless `may_create`,
+// for an empty one). Returns the version found before any migration (0 for a new database).
+int ensure_schema(sqlite3* db, const std::string& path, bool may_create = true);
 
 }  // namespace lmlab::results_detail

@@ -1,5 +1,7 @@
 // lmlab harness: the lab's scenario runner. Parses scenario files (JSON: configs x contexts x repetitions)
-// and runs them in process on the engine, storing one raw results Sample per (config, context, repetition).
+// and runs them in process on the engine, through `lmlab serve` subprocesses or against any OpenAI-compatible
+// URL (RunMode), storing one raw results Sample per (config, context, repetition); `lmlab compare` runs the
+// same prompts on several runtimes. The regression suite lives in lmlab/regression.h.
 //
 // Invariants:
 // - A scenario file is checked whole before anything runs; every problem is an lmlab::Error naming the file
@@ -87,11 +89,21 @@ struct ScenarioOverrides {
 // Throws lmlab::Error naming the flag when an override is invalid (e.g. an unknown config name).
 void apply_overrides(Scenario& scenario, const ScenarioOverrides& overrides);
 
+// Where a scenario runs (docs in scenarios/README.md): the engine in this process; an `lmlab serve` subprocess
+// per config (its options as serve flags), measured over HTTP; or any OpenAI-compatible server at a URL (one
+// pass named "url": the server's configuration is its own). Over HTTP every figure comes from the SSE stream.
+enum class RunMode { in_process, serve, url };
+std::string_view run_mode_name(RunMode mode);            // "in-process", "serve", "url"
+RunMode run_mode_from_name(std::string_view name);       // throws invalid_input naming --mode
+
 struct RunSettings {
   std::string host;        // empty = this machine's host name
   std::string git_commit;  // recorded as is (see git_describe)
   std::string host_fingerprint;  // empty = this machine's (host_fingerprint())
-  std::ostream* progress = nullptr;  // one line per sample; nullptr = silent
+  std::ostream* progress = nullptr;  // one line per sample with an ETA; nullptr = silent
+  RunMode mode = RunMode::in_process;
+  std::string url;                      // RunMode::url: the server's root, e.g. http://127.0.0.1:8080
+  std::filesystem::path lmlab_exe;      // RunMode::serve (and compare's serve runtimes): the lmlab executable
 };
 
 struct RunOutcome {
@@ -105,6 +117,19 @@ struct RunOutcome {
 // Throws lmlab::Error before the run starts when the scenario has no model or the model directory has no
 // safetensors files; lmlab::Error (io) when the store fails.
 RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const RunSettings& settings);
+
+// `lmlab compare`: the same scenario prompts on several runtimes, side by side in one run whose samples carry
+// the runtime's name as their config. A runtime is NAME=lmlab (the engine in process), NAME=serve (an lmlab
+// serve subprocess) or NAME=http://HOST:PORT (any OpenAI-compatible server); lmlab runtimes use the scenario's
+// first config. Each runtime's name, kind, target and version are stored (ResultsStore::runtimes).
+struct RuntimeSpec {
+  std::string name;
+  RunMode mode = RunMode::in_process;
+  std::string url;  // RunMode::url
+};
+RuntimeSpec parse_runtime_spec(const std::string& text);  // throws invalid_input naming --runtime
+RunOutcome run_compare(const Scenario& scenario, const std::vector<RuntimeSpec>& runtimes, ResultsStore& store,
+                       const RunSettings& settings);
 
 // Helpers the CLI also uses.
 std::string host_name();
