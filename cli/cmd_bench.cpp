@@ -1,7 +1,8 @@
 // lmlab bench SCENARIO [--db results/lmlab.db] [--model DIR] [--contexts 512,4096] [--reps N]
-//   [--decode-tokens N] [--ctx-size N] [--threads N] [--configs vanilla,turbo]: runs a scenario file in process
-// and stores one sample per (config, context, repetition) in the results database. Progress on stderr; the
-// run id alone on stdout (for scripts). Exit 0 when the run completed with at least one successful sample.
+//   [--decode-tokens N] [--ctx-size N] [--threads N] [--configs vanilla,turbo] [--no-quality]: runs a scenario
+// file in process and stores one sample per (config, context, repetition) in the results database, with this
+// machine's environment and the commit compiled into this binary (git is never run: the working directory
+// may be anything). Progress with an ETA on stderr; the run id alone on stdout (for scripts). Exit 0 when the run completed with at least one successful sample.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -23,6 +24,7 @@ struct Flags {
   int64_t reps = 0, decode_tokens = 0, ctx_size = -1;
   int threads = -1;
   std::string host;
+  bool no_quality = false;
 };
 
 ScenarioOverrides overrides_of(const Flags& fl) {
@@ -34,6 +36,7 @@ ScenarioOverrides overrides_of(const Flags& fl) {
   if (fl.decode_tokens != 0) o.decode_tokens = fl.decode_tokens;
   if (fl.ctx_size >= 0) o.ctx_size = fl.ctx_size;
   if (fl.threads >= 0) o.threads = fl.threads;
+  o.no_quality = fl.no_quality;
   return o;
 }
 
@@ -46,15 +49,15 @@ int run_bench(const Flags& fl) {
   try {
     ResultsStore store = ResultsStore::open(fl.db);
     RunSettings settings;
-    settings.host = fl.host;
-    settings.git_commit = git_describe(std::filesystem::current_path());
+    settings.host = fl.host;  // the commit and the environment: this binary's and this machine's
     settings.progress = &std::cerr;
     outcome = run_scenario(scenario, store, settings);
   } catch (const ResultsError& e) {
     throw Error(ErrorKind::io, "--db " + fl.db, e.what());
   }
-  fmt::print(stderr, "lmlab bench: run {} stored in {}: {} samples, {} failed\n", outcome.run_id, fl.db,
-             outcome.samples, outcome.errors);
+  fmt::print(stderr, "lmlab bench: run {} stored in {}: {} samples, {} failed{}\n", outcome.run_id, fl.db,
+             outcome.samples, outcome.errors,
+             outcome.quality_errors ? fmt::format(", quality failed for {} configs", outcome.quality_errors) : "");
   fmt::print("{}\n", outcome.run_id);
   return outcome.errors == outcome.samples ? 1 : 0;
 }
@@ -74,6 +77,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--threads", fl->threads, "CPU threads for every config (0 = all)");
   sub->add_option("--configs", fl->configs, "run only these configs of the scenario, in this order")->delimiter(',');
   sub->add_option("--host", fl->host, "host name to record (default: this machine's)");
+  sub->add_flag("--no-quality", fl->no_quality, "skip the scenario's quality measurement (perplexity, KL)");
   sub->callback(guarded([fl] { return run_bench(*fl); }));
 }
 

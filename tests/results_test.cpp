@@ -91,9 +91,15 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
     info.engine_config_json = R"({"turbo_kv":true,"ctx_size":40960})";
     info.git_commit = "abc123";
     info.notes = "first";
+    info.environment_json = R"({"cpu_model":"Xeon","cores":2})";
     run_id = store.begin_run(info);
     store.add_sample(run_id, a);
     store.add_sample(run_id, b);
+    store.add_quality(run_id, {"vanilla", 0, 1023, 1474.5, std::nullopt, "vanilla"});
+    store.add_quality(run_id, {"turbo", 0, 1023, 1480.25, 2.5, "vanilla"});
+    store.add_quality(run_id, {"turbo", 1, 1023, 1476.0, 0.5, "vanilla"});
+    EXPECT_THROW(store.add_quality(999, {"turbo", 0, 1, 1.0, 0.0, "vanilla"}), ResultsError);
+    EXPECT_THROW(store.add_quality(run_id, {"turbo", 0, 0, 1.0, 0.0, "vanilla"}), ResultsError);
     RunInfo second;
     second.host = "cpu-box";
     const int64_t run2 = store.begin_run(second);
@@ -102,6 +108,9 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
     RunInfo bad;
     bad.engine_config_json = "{not json";
     EXPECT_THROW(store.begin_run(bad), ResultsError);
+    RunInfo bad_env;
+    bad_env.environment_json = "cpu: Xeon";
+    EXPECT_THROW(store.begin_run(bad_env), ResultsError);
   }
   ResultsStore store = ResultsStore::open(file);  // reopened from disk
   const auto runs = store.runs();
@@ -115,6 +124,25 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
   EXPECT_EQ(runs[0].engine_config_json, R"({"turbo_kv":true,"ctx_size":40960})");
   EXPECT_EQ(runs[0].git_commit, "abc123");
   EXPECT_EQ(runs[0].notes, "first");
+  EXPECT_EQ(runs[0].environment_json, R"({"cpu_model":"Xeon","cores":2})");
+  EXPECT_EQ(runs[1].environment_json, "{}");
+  const auto quality = store.quality(run_id);
+  ASSERT_EQ(quality.size(), 3u);
+  EXPECT_EQ(quality[0].config, "vanilla");
+  EXPECT_FALSE(quality[0].kl_sum.has_value());
+  EXPECT_EQ(quality[2].sequence, 1);
+  EXPECT_EQ(quality[2].kl_sum, std::optional<double>(0.5));
+  EXPECT_EQ(quality[1].nll_sum, 1480.25);
+  // Summaries: perplexity = exp(sum nll / sum tokens), KL = sum kl / sum tokens, per config in first-seen order.
+  const auto qs = summarize_quality(quality);
+  ASSERT_EQ(qs.size(), 2u);
+  EXPECT_EQ(qs[0].config, "vanilla");
+  EXPECT_DOUBLE_EQ(qs[0].perplexity, std::exp(1474.5 / 1023));
+  EXPECT_FALSE(qs[0].kl_divergence.has_value());
+  EXPECT_EQ(qs[1].tokens, 2046);
+  EXPECT_DOUBLE_EQ(qs[1].perplexity, std::exp((1480.25 + 1476.0) / 2046));
+  EXPECT_DOUBLE_EQ(*qs[1].kl_divergence, 3.0 / 2046);
+  EXPECT_EQ(qs[1].reference_config, "vanilla");
   EXPECT_EQ(runs[1].started_at.size(), 20u) << "empty started_at is filled with the current UTC time";
   ASSERT_TRUE(store.run(run_id).has_value());
   EXPECT_EQ(store.run(run_id)->host, "h100-box");
@@ -154,13 +182,15 @@ PRAGMA user_version = 1;
 )sql");
   {
     ResultsStore store = ResultsStore::open(file);
-    EXPECT_EQ(store.schema_version(), 2);
+    EXPECT_EQ(store.schema_version(), kResultsSchemaVersion);
     const auto run = store.run(7);
     ASSERT_TRUE(run.has_value());
     EXPECT_EQ(run->host, "old-host");
     EXPECT_EQ(run->notes, "v1 run");
     EXPECT_EQ(run->engine_config_json, R"({"a":1})");
     EXPECT_EQ(run->git_commit, "");  // new column, default
+    EXPECT_EQ(run->environment_json, "{}");  // v3 column, default
+    EXPECT_TRUE(store.quality(7).empty());   // v3 table
     const auto samples = store.samples(7);
     ASSERT_EQ(samples.size(), 1u);
     EXPECT_EQ(samples[0].config, "turbo");
@@ -171,13 +201,13 @@ PRAGMA user_version = 1;
     s.ssd_bytes_read = 42;
     store.add_sample(7, s);
   }
-  // On disk: version 2, new columns present, old and new rows readable.
+  // On disk: the current version, new columns present, old and new rows readable.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(st, 0), kResultsSchemaVersion);
   sqlite3_finalize(st);
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sum(ssd_bytes_read), count(*) FROM samples", -1, &st, nullptr),
             SQLITE_OK);
@@ -201,10 +231,10 @@ TEST_F(ResultsStoreTest, RejectsNewerSchemaVersionWithoutTouchingIt) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
     EXPECT_NE(msg.find("version 9"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("version 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("version " + std::to_string(kResultsSchemaVersion)), std::string::npos) << msg;
   }
   EXPECT_EQ(fs::file_size(file), size_before);
-  raw_sql(file, "PRAGMA user_version = 2");
+  raw_sql(file, "PRAGMA user_version = " + std::to_string(kResultsSchemaVersion));
   EXPECT_EQ(ResultsStore::open(file).runs().size(), 1u) << "data survived the refused open";
 }
 

@@ -12,6 +12,7 @@ namespace lmlab {
 
 void apply_overrides(Scenario& s, const ScenarioOverrides& o) {
   if (o.model) s.model = *o.model;
+  if (o.no_quality) s.quality.reset();
   if (o.contexts) {
     if (o.contexts->empty()) throw Error(ErrorKind::invalid_input, "--contexts", "needs at least one context length");
     for (int64_t c : *o.contexts)

@@ -11,6 +11,7 @@
 //   counter's increase during the sample.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
@@ -21,6 +22,7 @@
 #include "model_options_fields.h"
 #include "peak_memory.h"
 #include "prompt_builder.h"
+#include "quality.h"
 
 namespace lmlab {
 
@@ -56,7 +58,7 @@ std::string run_notes(const Scenario& s, bool peak_resets) {
 class Recorder {
  public:
   Recorder(ResultsStore& store, int64_t run_id, int64_t total, std::ostream* progress)
-      : store_(store), total_(total), progress_(progress) {
+      : store_(store), total_(total), progress_(progress), start_(std::chrono::steady_clock::now()) {
     outcome_.run_id = run_id;
   }
 
@@ -65,8 +67,8 @@ class Recorder {
     ++outcome_.samples;
     if (s.error) ++outcome_.errors;
     if (!progress_) return;
-    const std::string head = fmt::format("[{:>{}}/{}] {:<10} ctx {:>6} rep {}", outcome_.samples,
-                                         fmt::format("{}", total_).size(), total_, s.config, s.context_tokens, s.repetition);
+    const std::string head = fmt::format("[{:>{}}/{}] {} {:<10} ctx {:>6} rep {}", outcome_.samples,
+                                         fmt::format("{}", total_).size(), total_, eta(), s.config, s.context_tokens, s.repetition);
     if (s.error) {
       *progress_ << head << "  ERROR: " << *s.error << "\n";
     } else {
@@ -82,11 +84,22 @@ class Recorder {
     if (progress_) *progress_ << line << "\n" << std::flush;
   }
   const RunOutcome& outcome() const { return outcome_; }
+  RunOutcome& outcome() { return outcome_; }
 
  private:
+  // "ETA 1:23" from the mean time per sample so far (samples differ in cost by config and context, so this
+  // is a guide, refined with every sample); "done" after the last.
+  std::string eta() const {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    if (outcome_.samples >= total_) return fmt::format("{:>9}", fmt::format("{}:{:02} done", static_cast<int64_t>(elapsed) / 60, static_cast<int64_t>(elapsed) % 60));
+    const auto left = static_cast<int64_t>(elapsed / static_cast<double>(outcome_.samples) * static_cast<double>(total_ - outcome_.samples));
+    return fmt::format("ETA {:>5}", fmt::format("{}:{:02}", left / 60, left % 60));
+  }
+
   ResultsStore& store_;
   int64_t total_;
   std::ostream* progress_;
+  std::chrono::steady_clock::time_point start_;
   RunOutcome outcome_;
 };
 
@@ -143,7 +156,11 @@ RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const Run
   info.model = model_dir.filename().empty() ? model_dir.parent_path().filename().string() : model_dir.filename().string();
   info.model_bytes = safetensors_bytes(model_dir);
   info.engine_config_json = engine_config_json(scenario, model_dir);
-  info.git_commit = settings.git_commit;
+  info.git_commit = settings.git_commit.empty() ? build_info().git_commit : settings.git_commit;
+  info.environment_json = settings.environment_json.empty() ? environment_json(probe_environment()) : settings.environment_json;
+  // Checked before the sweep so a bad golden file costs nothing.
+  const std::vector<std::vector<int32_t>> eval_sequences =
+      scenario.quality ? harness_detail::load_eval_sequences(*scenario.quality) : std::vector<std::vector<int32_t>>{};
   const bool peak_resets = harness_detail::reset_peak_rss();
   info.notes = run_notes(scenario, peak_resets);
 
@@ -179,6 +196,9 @@ RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const Run
       }
     }
   }
+  if (scenario.quality)
+    rec.outcome().quality_errors = harness_detail::run_quality(scenario, eval_sequences, store, rec.outcome().run_id,
+                                                               [&](const std::string& line) { rec.say(line); });
   return rec.outcome();
 }
 

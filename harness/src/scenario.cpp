@@ -6,6 +6,7 @@
 //   "contexts": [512, 4096], "repetitions": 3, "decode_tokens": 32,
 //   "prompt": {"source": "random", "seed": 42} | {"source": "text", "file": "prompts/x.py"},
 //   "options": { engine options for every config },
+//   "quality": {"golden": "path/to/golden.safetensors", "sequences": 1, "max_tokens": 0},   (optional)
 //   "configs": [ {"name": "vanilla"}, {"name": "ssd", "options": {"expert_cache_mb": 5}},
 //                {"name": "turbo-k3", "preset": "turbo", "options": {"kv_k_bits": 3}} ] }
 #include <fmt/format.h>
@@ -98,6 +99,21 @@ struct Reader {
     return p;
   }
 
+  QualitySpec quality(const json& v) const {
+    if (!v.is_object()) fail("quality", R"(must be {"golden": FILE, "sequences": N, "max_tokens": N})");
+    check_keys(v, "quality", {"golden", "sequences", "max_tokens"});
+    if (!v.contains("golden")) fail("quality.golden", "missing: a golden .safetensors holding eval_ids_0, eval_ids_1, ...");
+    QualitySpec q;
+    q.golden = path_at(v, "golden", "quality.golden");
+    if (!std::filesystem::is_regular_file(q.golden)) fail("quality.golden", fmt::format("{} is not a readable file", q.golden.string()));
+    if (v.contains("sequences")) q.sequences = positive_at(v["sequences"], "quality.sequences");
+    if (v.contains("max_tokens")) {
+      q.max_tokens = positive_at(v["max_tokens"], "quality.max_tokens");
+      if (q.max_tokens < 2) fail("quality.max_tokens", "must be at least 2 (one token predicted from another)");
+    }
+    return q;
+  }
+
   BenchConfig config(const json& v, size_t index, const ModelOptions& common) const {
     const std::string field = fmt::format("configs[{}]", index);
     if (!v.is_object()) fail(field, R"(must be an object like {"name": "turbo"})");
@@ -162,7 +178,7 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
   }
   if (!root.is_object()) throw Error(ErrorKind::invalid_input, file.string(), "must be a JSON object");
   r.check_keys(root, "", {"name", "description", "model", "contexts", "repetitions", "decode_tokens", "prompt",
-                          "options", "configs"});
+                          "options", "configs", "quality"});
   Scenario s;
   s.file = file;
   for (const char* required : {"name", "contexts", "configs"})
@@ -174,6 +190,7 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
   if (root.contains("repetitions")) s.repetitions = r.positive_at(root["repetitions"], "repetitions");
   if (root.contains("decode_tokens")) s.decode_tokens = r.positive_at(root["decode_tokens"], "decode_tokens");
   if (root.contains("prompt")) s.prompt = r.prompt(root["prompt"]);
+  if (root.contains("quality")) s.quality = r.quality(root["quality"]);
   ModelOptions common;
   if (root.contains("options"))
     harness_detail::apply_options(root["options"], r.file, "options", common, kPresetKeys,

@@ -53,6 +53,15 @@ void Statement::bind(int index, const std::optional<std::string>& value) {
   if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) throw_sqlite(db_, path_, "binding a value");
 }
 
+void Statement::bind(int index, double value) {
+  if (sqlite3_bind_double(stmt_, index, value) != SQLITE_OK) throw_sqlite(db_, path_, "binding a value");
+}
+
+void Statement::bind(int index, const std::optional<double>& value) {
+  if (value) return bind(index, *value);
+  if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) throw_sqlite(db_, path_, "binding a value");
+}
+
 bool Statement::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
@@ -66,6 +75,8 @@ void Statement::reset() {
 }
 
 int64_t Statement::int_col(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+double Statement::double_col(int col) const { return sqlite3_column_double(stmt_, col); }
 
 std::string Statement::text_col(int col) const {
   const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));

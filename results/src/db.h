@@ -30,11 +30,14 @@ public:
   void bind(int index, const std::string& value);
   void bind(int index, const std::optional<int64_t>& value);
   void bind(int index, const std::optional<std::string>& value);
+  void bind(int index, double value);
+  void bind(int index, const std::optional<double>& value);
 
   bool step();   // true when a row is available, false when done
   void reset();  // ready to bind and step again
 
   int64_t int_col(int col) const;
+  double double_col(int col) const;
   std::string text_col(int col) const;
   bool is_null(int col) const;
 

@@ -53,6 +53,21 @@ CREATE INDEX samples_run ON samples(run_id, config, context_tokens);
 ALTER TABLE runs ADD COLUMN git_commit TEXT NOT NULL DEFAULT '';
 ALTER TABLE samples ADD COLUMN ssd_bytes_read INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // v2 -> v3: the machine and build a run was measured on; per-config quality (raw sums, see QualitySample).
+    R"sql(
+ALTER TABLE runs ADD COLUMN environment TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE quality (
+  id               INTEGER PRIMARY KEY,
+  run_id           INTEGER NOT NULL REFERENCES runs(id),
+  config           TEXT NOT NULL,
+  sequence         INTEGER NOT NULL,
+  tokens           INTEGER NOT NULL,
+  nll_sum          REAL NOT NULL,
+  kl_sum           REAL,
+  reference_config TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX quality_run ON quality(run_id, config);
+)sql",
 };
 
 bool has_table(sqlite3* db, const std::string& path, const std::string& name) {

@@ -25,7 +25,7 @@ struct ResultsStore::Impl {
 namespace {
 
 constexpr const char* kRunColumns =
-    "id, started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes";
+    "id, started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes, environment";
 
 RunInfo read_run(const Statement& st) {
   RunInfo r;
@@ -38,6 +38,7 @@ RunInfo read_run(const Statement& st) {
   r.engine_config_json = st.text_col(6);
   r.git_commit = st.text_col(7);
   r.notes = st.text_col(8);
+  r.environment_json = st.text_col(9);
   return r;
 }
 
@@ -69,11 +70,16 @@ int64_t ResultsStore::begin_run(const RunInfo& info) {
     throw ResultsError(fmt::format("results database {}: run's engine_config is not valid JSON: {}", impl_->path,
                                    info.engine_config_json.substr(0, 80)));
   }
+  if (!nlohmann::json::accept(info.environment_json)) {
+    throw ResultsError(fmt::format("results database {}: run's environment is not valid JSON: {}", impl_->path,
+                                   info.environment_json.substr(0, 80)));
+  }
   if (!impl_->insert_run) {
     impl_->insert_run = std::make_unique<Statement>(
         impl_->db, impl_->path,
-        "INSERT INTO runs (started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes) "
-        "VALUES (COALESCE(NULLIF(?1, ''), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+        "INSERT INTO runs (started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes, "
+        "environment) VALUES (COALESCE(NULLIF(?1, ''), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), ?2, ?3, ?4, ?5, "
+        "?6, ?7, ?8, ?9)");
   }
   Statement& st = *impl_->insert_run;
   st.reset();
@@ -85,22 +91,27 @@ int64_t ResultsStore::begin_run(const RunInfo& info) {
   st.bind(6, info.engine_config_json);
   st.bind(7, info.git_commit);
   st.bind(8, info.notes);
+  st.bind(9, info.environment_json);
   st.step();
   return sqlite3_last_insert_rowid(impl_->db);
 }
 
 void ResultsStore::add_sample(int64_t run, const Sample& sample) { add_samples(run, {sample}); }
 
+namespace {
+
+void require_run(sqlite3* db, const std::string& path, int64_t run, const char* what) {
+  Statement check(db, path, "SELECT count(*) FROM runs WHERE id = ?1");
+  check.bind(1, run);
+  check.step();
+  if (check.int_col(0) == 0)
+    throw ResultsError(fmt::format("results database {}: cannot add {} to run {}: no such run", path, what, run));
+}
+
+}  // namespace
+
 void ResultsStore::add_samples(int64_t run, const std::vector<Sample>& samples) {
-  {
-    Statement check(impl_->db, impl_->path, "SELECT count(*) FROM runs WHERE id = ?1");
-    check.bind(1, run);
-    check.step();
-    if (check.int_col(0) == 0) {
-      throw ResultsError(fmt::format("results database {}: cannot add samples to run {}: no such run",
-                                     impl_->path, run));
-    }
-  }
+  require_run(impl_->db, impl_->path, run, "samples");
   if (!impl_->insert_sample) {
     impl_->insert_sample = std::make_unique<Statement>(
         impl_->db, impl_->path,
@@ -175,6 +186,42 @@ std::vector<Sample> ResultsStore::samples(int64_t run) const {
     if (!st.is_null(11)) s.gpu_memory_bytes = st.int_col(11);
     if (!st.is_null(12)) s.error = st.text_col(12);
     out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void ResultsStore::add_quality(int64_t run, const QualitySample& q) {
+  require_run(impl_->db, impl_->path, run, "quality");
+  if (q.tokens <= 0)
+    throw ResultsError(fmt::format("results database {}: quality of config '{}' has {} tokens", impl_->path, q.config, q.tokens));
+  Statement st(impl_->db, impl_->path,
+               "INSERT INTO quality (run_id, config, sequence, tokens, nll_sum, kl_sum, reference_config) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  st.bind(1, run);
+  st.bind(2, q.config);
+  st.bind(3, q.sequence);
+  st.bind(4, q.tokens);
+  st.bind(5, q.nll_sum);
+  st.bind(6, q.kl_sum);
+  st.bind(7, q.reference_config);
+  st.step();
+}
+
+std::vector<QualitySample> ResultsStore::quality(int64_t run) const {
+  Statement st(impl_->db, impl_->path,
+               "SELECT config, sequence, tokens, nll_sum, kl_sum, reference_config FROM quality WHERE run_id = ?1 "
+               "ORDER BY id");
+  st.bind(1, run);
+  std::vector<QualitySample> out;
+  while (st.step()) {
+    QualitySample q;
+    q.config = st.text_col(0);
+    q.sequence = st.int_col(1);
+    q.tokens = st.int_col(2);
+    q.nll_sum = st.double_col(3);
+    if (!st.is_null(4)) q.kl_sum = st.double_col(4);
+    q.reference_config = st.text_col(5);
+    out.push_back(std::move(q));
   }
   return out;
 }

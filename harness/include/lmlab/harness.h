@@ -47,6 +47,15 @@ struct BenchConfig {
   ModelOptions options;  // defaults <- scenario "options" <- preset <- the config's own "options"
 };
 
+// Optional quality measurement: each config evaluates held-out token sequences teacher-forced (after the
+// speed sweep, so it never inflates the speed samples' memory), recording its perplexity and the KL divergence
+// of its next-token distributions from the vanilla config's (QualitySample).
+struct QualitySpec {
+  std::filesystem::path golden;  // a golden .safetensors holding eval_ids_0, eval_ids_1, ... (int32)
+  int64_t sequences = 1;         // how many of them
+  int64_t max_tokens = 0;        // 0 = each sequence whole, else its first max_tokens tokens
+};
+
 struct Scenario {
   std::filesystem::path file;  // where it was read from (names errors)
   std::string name;
@@ -57,6 +66,7 @@ struct Scenario {
   int64_t decode_tokens = 32;
   PromptSource prompt;
   std::vector<BenchConfig> configs;
+  std::optional<QualitySpec> quality;
 };
 
 // Throws lmlab::Error naming the file and field.
@@ -77,20 +87,23 @@ struct ScenarioOverrides {
   std::optional<int64_t> ctx_size;  // applied to every config
   std::optional<int> threads;       // applied to every config
   std::optional<std::vector<std::string>> configs;  // keep only these, in this order
+  bool no_quality = false;                          // drop the scenario's quality measurement
 };
 // Throws lmlab::Error naming the flag when an override is invalid (e.g. an unknown config name).
 void apply_overrides(Scenario& scenario, const ScenarioOverrides& overrides);
 
 struct RunSettings {
   std::string host;        // empty = this machine's host name
-  std::string git_commit;  // recorded as is (see git_describe)
-  std::ostream* progress = nullptr;  // one line per sample; nullptr = silent
+  std::string git_commit;  // recorded as is; empty = the binary's own (build_info().git_commit)
+  std::string environment_json;  // empty = probe_environment() of this machine, as JSON
+  std::ostream* progress = nullptr;  // one line per sample with an ETA; nullptr = silent
 };
 
 struct RunOutcome {
   int64_t run_id = 0;
   int64_t samples = 0;
   int64_t errors = 0;  // samples recorded with `error` set
+  int64_t quality_errors = 0;  // configs whose quality evaluation failed (named on the progress stream)
 };
 
 // Runs every config x context x repetition and records the samples into `store` (one run). The model is
@@ -101,8 +114,33 @@ RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const Run
 
 // Helpers the CLI also uses.
 std::string host_name();
-// `git describe --always --dirty` of the checkout holding `dir`; empty when it is not a git checkout.
-std::string git_describe(const std::filesystem::path& dir);
+
+// What this binary was built from, compiled in at build time (cmake/build_info.cmake): `git describe
+// --always --dirty` of the source tree, the compiler and the CMake build type. Never runs git at run time.
+struct BuildInfo {
+  std::string git_commit;
+  std::string compiler;    // e.g. "GNU 13.2.0"
+  std::string build_type;  // e.g. "Release"
+};
+const BuildInfo& build_info();
+
+// The machine a run is measured on. Read from files only (no process is started), each read bounded; a file
+// that is absent or unreadable leaves its fields empty (e.g. no GPU).
+struct Environment {
+  std::string cpu_model;               // /proc/cpuinfo "model name"
+  int64_t cores = 0;                   // logical CPUs in /proc/cpuinfo
+  int64_t ram_bytes = 0;               // /proc/meminfo MemTotal
+  std::vector<std::string> gpus;       // /proc/driver/nvidia/gpus/*/information "Model"
+  std::string gpu_driver;              // /proc/driver/nvidia/version, the kernel module's version
+  std::string os;                      // /etc/os-release PRETTY_NAME
+  std::string kernel;                  // /proc/sys/kernel/osrelease
+  BuildInfo build;                     // this binary's
+};
+// `root` prefixes every path read ("/" for this machine; tests pass a fake tree).
+Environment probe_environment(const std::filesystem::path& root = "/");
+// As a JSON object (keys: cpu_model, cores, ram_bytes, gpus, gpu_driver, os, kernel, compiler, build_type,
+// git_commit): what RunInfo.environment_json holds and the reports read.
+std::string environment_json(const Environment& env);
 // Bytes of the *.safetensors files in a model directory (their real size on disk).
 int64_t safetensors_bytes(const std::filesystem::path& model_dir);
 

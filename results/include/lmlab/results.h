@@ -27,8 +27,9 @@ public:
 };
 
 // Schema version this code writes and understands (PRAGMA user_version).
-// v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added.
-inline constexpr int kResultsSchemaVersion = 2;
+// v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added. v3: runs.environment and the
+// quality table (per-config perplexity and KL divergence sums).
+inline constexpr int kResultsSchemaVersion = 3;
 
 // One benchmark run (one scenario on one host with one model).
 struct RunInfo {
@@ -41,6 +42,9 @@ struct RunInfo {
   std::string engine_config_json = "{}";  // engine configuration as JSON text
   std::string git_commit;
   std::string notes;
+  // The machine and build the run was measured on (CPU, cores, RAM, GPU and driver, OS, compiler, build
+  // type, the binary's commit) as a JSON object; "{}" for runs recorded before schema v3.
+  std::string environment_json = "{}";
 };
 
 // One raw measurement: one generation at one (config, context) for one repetition.
@@ -60,6 +64,17 @@ struct Sample {
   std::optional<std::string> error;         // set when the generation failed; its numbers are then ignored
 };
 
+// One config's teacher-forced evaluation on one held-out token sequence, as raw sums: perplexity is
+// exp(nll_sum / tokens) and the mean KL divergence from the reference config is kl_sum / tokens.
+struct QualitySample {
+  std::string config;
+  int64_t sequence = 0;       // which held-out sequence (e.g. the golden file's eval_ids_<sequence>)
+  int64_t tokens = 0;         // predicted tokens (sequence length - 1)
+  double nll_sum = 0;         // sum over tokens of -log p(next token)
+  std::optional<double> kl_sum;  // sum over tokens of KL(reference || config); unset for the reference itself
+  std::string reference_config;  // the config the KL is measured against (the run's vanilla config)
+};
+
 class ResultsStore {
 public:
   // Opens (creating if absent) the database at path; see the invariants above. Throws ResultsError.
@@ -77,9 +92,12 @@ public:
   // Inserts many samples in one transaction (all or none).
   void add_samples(int64_t run, const std::vector<Sample>& samples);
 
+  void add_quality(int64_t run, const QualitySample& quality);
+
   std::vector<RunInfo> runs() const;  // ordered by id
   std::optional<RunInfo> run(int64_t id) const;
   std::vector<Sample> samples(int64_t run) const;  // ordered by insertion
+  std::vector<QualitySample> quality(int64_t run) const;  // ordered by insertion
 
   struct Impl;
 
@@ -105,6 +123,17 @@ struct Summary {
 
 // Groups by (config, context), sorted by config then context.
 std::vector<Summary> summarize(const std::vector<Sample>& samples);
+
+// Per-config quality over every sequence of that config: perplexity = exp(sum nll / sum tokens), KL = sum kl /
+// sum tokens (unset for the reference config). In the order configs first appear.
+struct QualitySummary {
+  std::string config;
+  int64_t tokens = 0;
+  double perplexity = 0;
+  std::optional<double> kl_divergence;
+  std::string reference_config;
+};
+std::vector<QualitySummary> summarize_quality(const std::vector<QualitySample>& quality);
 
 // Value at quantile p in [0,1] of values (linear interpolation); NaN when empty.
 double quantile(std::vector<double> values, double p);

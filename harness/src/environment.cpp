@@ -1,0 +1,120 @@
+// probe_environment(): the machine a run is measured on, from /proc and /etc files only. Each file is read up
+// to kMaxFileBytes (a /proc/cpuinfo of a 512-core host is ~1 MB: the model name is on its first lines; the
+// count of "processor" lines then undercounts, so cores falls back to the scheduler's count past the cap).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "lmlab/harness.h"
+
+namespace lmlab {
+
+namespace {
+
+constexpr size_t kMaxFileBytes = 256 * 1024;
+constexpr size_t kMaxGpus = 64;
+
+// The file's first kMaxFileBytes bytes; "" when it cannot be read. `truncated` says whether there was more.
+std::string read_bounded(const std::filesystem::path& file, bool* truncated = nullptr) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return {};
+  std::string text(kMaxFileBytes, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (truncated) *truncated = in.gcount() == static_cast<std::streamsize>(kMaxFileBytes) && in.peek() != EOF;
+  return text;
+}
+
+std::string trim(std::string_view s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+// Values of "key<sep>value" lines whose key (trimmed) equals `key`.
+std::vector<std::string> values_of(const std::string& text, std::string_view key, char sep) {
+  std::vector<std::string> out;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    const auto colon = line.find(sep);
+    if (colon == std::string::npos) continue;
+    if (trim(std::string_view(line).substr(0, colon)) == key) out.push_back(trim(std::string_view(line).substr(colon + 1)));
+  }
+  return out;
+}
+
+std::string first_value(const std::string& text, std::string_view key, char sep) {
+  auto v = values_of(text, key, sep);
+  return v.empty() ? std::string() : v.front();
+}
+
+std::string unquote(std::string s) {
+  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front()) s = s.substr(1, s.size() - 2);
+  return s;
+}
+
+// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 ..." -> "550.54.14".
+std::string nvidia_driver_version(const std::string& text) {
+  const std::string marker = "Kernel Module";
+  const auto at = text.find(marker);
+  if (at == std::string::npos) return {};
+  std::istringstream rest(text.substr(at + marker.size(), 200));
+  std::string version;
+  rest >> version;
+  return version;
+}
+
+}  // namespace
+
+Environment probe_environment(const std::filesystem::path& root) {
+  Environment env;
+  const std::filesystem::path proc = root / "proc";
+  bool cpuinfo_truncated = false;
+  const std::string cpuinfo = read_bounded(proc / "cpuinfo", &cpuinfo_truncated);
+  env.cpu_model = first_value(cpuinfo, "model name", ':');
+  if (env.cpu_model.empty()) env.cpu_model = first_value(cpuinfo, "Model", ':');  // arm64 kernels
+  env.cores = static_cast<int64_t>(values_of(cpuinfo, "processor", ':').size());
+  if (env.cores == 0 || cpuinfo_truncated) env.cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+
+  std::istringstream mem_total(first_value(read_bounded(proc / "meminfo"), "MemTotal", ':'));
+  int64_t kib = 0;
+  if (mem_total >> kib && kib > 0) env.ram_bytes = kib * 1024;
+
+  env.gpu_driver = nvidia_driver_version(read_bounded(proc / "driver" / "nvidia" / "version"));
+  std::error_code ec;
+  std::vector<std::filesystem::path> gpu_dirs;
+  for (std::filesystem::directory_iterator it(proc / "driver" / "nvidia" / "gpus", ec), end; !ec && it != end && gpu_dirs.size() < kMaxGpus;
+       it.increment(ec))
+    gpu_dirs.push_back(it->path());
+  std::sort(gpu_dirs.begin(), gpu_dirs.end());  // PCI bus order
+  for (const auto& dir : gpu_dirs) {
+    const std::string model = first_value(read_bounded(dir / "information"), "Model", ':');
+    env.gpus.push_back(model.empty() ? "NVIDIA GPU " + dir.filename().string() : model);
+  }
+
+  env.os = unquote(first_value(read_bounded(root / "etc" / "os-release"), "PRETTY_NAME", '='));
+  env.kernel = trim(read_bounded(proc / "sys" / "kernel" / "osrelease"));
+  env.build = build_info();
+  return env;
+}
+
+std::string environment_json(const Environment& env) {
+  return nlohmann::json{{"cpu_model", env.cpu_model},
+                        {"cores", env.cores},
+                        {"ram_bytes", env.ram_bytes},
+                        {"gpus", env.gpus},
+                        {"gpu_driver", env.gpu_driver},
+                        {"os", env.os},
+                        {"kernel", env.kernel},
+                        {"compiler", env.build.compiler},
+                        {"build_type", env.build.build_type},
+                        {"git_commit", env.build.git_commit}}
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // /proc text need not be UTF-8
+}
+
+}  // namespace lmlab
