@@ -18,6 +18,7 @@ using lmlab::ResultsError;
 using lmlab::ResultsStore;
 using lmlab::RunInfo;
 using lmlab::Sample;
+using lmlab::summarize_quality;
 
 namespace {
 
@@ -182,7 +183,7 @@ PRAGMA user_version = 1;
 )sql");
   {
     ResultsStore store = ResultsStore::open(file);
-    EXPECT_EQ(store.schema_version(), kResultsSchemaVersion);
+    EXPECT_EQ(store.schema_version(), lmlab::kResultsSchemaVersion);
     const auto run = store.run(7);
     ASSERT_TRUE(run.has_value());
     EXPECT_EQ(run->host, "old-host");
@@ -207,7 +208,7 @@ PRAGMA user_version = 1;
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), kResultsSchemaVersion);
+  EXPECT_EQ(sqlite3_column_int(st, 0), lmlab::kResultsSchemaVersion);
   sqlite3_finalize(st);
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sum(ssd_bytes_read), count(*) FROM samples", -1, &st, nullptr),
             SQLITE_OK);
@@ -231,10 +232,10 @@ TEST_F(ResultsStoreTest, RejectsNewerSchemaVersionWithoutTouchingIt) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
     EXPECT_NE(msg.find("version 9"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("version " + std::to_string(kResultsSchemaVersion)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("version " + std::to_string(lmlab::kResultsSchemaVersion)), std::string::npos) << msg;
   }
   EXPECT_EQ(fs::file_size(file), size_before);
-  raw_sql(file, "PRAGMA user_version = " + std::to_string(kResultsSchemaVersion));
+  raw_sql(file, "PRAGMA user_version = " + std::to_string(lmlab::kResultsSchemaVersion));
   EXPECT_EQ(ResultsStore::open(file).runs().size(), 1u) << "data survived the refused open";
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -58,15 +59,18 @@ std::string unquote(std::string s) {
   return s;
 }
 
-// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 ..." -> "550.54.14".
+// The first dotted number after "Kernel Module" on the NVRM line: "NVIDIA UNIX x86_64 Kernel Module  550.54.14
+// Thu Feb 22 ..." and the open modules' "NVIDIA UNIX Open Kernel Module for x86_64  570.124.06  Release Build".
 std::string nvidia_driver_version(const std::string& text) {
   const std::string marker = "Kernel Module";
   const auto at = text.find(marker);
   if (at == std::string::npos) return {};
   std::istringstream rest(text.substr(at + marker.size(), 200));
-  std::string version;
-  rest >> version;
-  return version;
+  for (std::string word; rest >> word;)
+    if (std::isdigit(static_cast<unsigned char>(word[0])) && word.find('.') != std::string::npos &&
+        word.find_first_not_of("0123456789.") == std::string::npos)
+      return word;
+  return {};
 }
 
 }  // namespace
