@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
@@ -95,6 +96,41 @@ TEST(Environment, MissingOrGarbageFilesLeaveFieldsEmptyAndReadsAreBounded) {
   EXPECT_EQ(env.ram_bytes, 0);
   EXPECT_TRUE(env.gpus.empty());
   EXPECT_TRUE(nlohmann::json::accept(environment_json(env))) << "invalid UTF-8 is replaced, the JSON stays valid";
+  fs::remove_all(root);
+}
+
+// Seeded mutations of real-looking files (byte flips, truncations, inserted separators and NULs): the probe
+// never throws or crashes and its JSON always parses.
+TEST(Environment, FuzzedProcFilesNeverBreakTheProbe) {
+  const fs::path root = temp_dir("fuzz");
+  const std::vector<std::pair<std::string, std::string>> seeds = {
+      {"proc/cpuinfo", "processor\t: 0\nmodel name\t: AMD EPYC 9654 96-Core Processor\n\nprocessor\t: 1\n"},
+      {"proc/meminfo", "MemTotal:       24681012 kB\n"},
+      {"proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22\n"},
+      {"proc/driver/nvidia/gpus/0000:01:00.0/information", "Model: \t\t NVIDIA H200\n"},
+      {"etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"},
+      {"proc/sys/kernel/osrelease", "6.1.0-18-amd64\n"}};
+  std::mt19937_64 rng(12);
+  const std::string specials = ":=\n\t\"'.0123456789 \0\xff";
+  for (int iter = 0; iter < 200; ++iter) {
+    for (const auto& [file, seed] : seeds) {
+      std::string text = seed;
+      for (int k = static_cast<int>(rng() % 6); k > 0 && !text.empty(); --k) {
+        const size_t at = rng() % text.size();
+        switch (rng() % 4) {
+          case 0: text[at] = static_cast<char>(rng()); break;
+          case 1: text.resize(at); break;
+          case 2: text.insert(at, 1, specials[rng() % specials.size()]); break;
+          default: text.insert(at, text.substr(0, rng() % (text.size() - at + 1))); break;
+        }
+      }
+      write(root / file, text);
+    }
+    Environment env;
+    ASSERT_NO_THROW(env = probe_environment(root)) << "iteration " << iter;
+    ASSERT_TRUE(nlohmann::json::accept(environment_json(env))) << "iteration " << iter;
+    EXPECT_GE(env.ram_bytes, 0);
+  }
   fs::remove_all(root);
 }
 

@@ -23,10 +23,12 @@ constexpr size_t kMaxGpus = 64;
 std::string read_bounded(const std::filesystem::path& file, bool* truncated = nullptr) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return {};
-  std::string text(kMaxFileBytes, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (truncated) *truncated = in.gcount() == static_cast<std::streamsize>(kMaxFileBytes) && in.peek() != EOF;
+  // In 4 KiB steps: /proc files report size 0, so the size cannot be asked first.
+  std::string text;
+  char buf[4096];
+  while (text.size() < kMaxFileBytes && in.read(buf, std::min(sizeof buf, kMaxFileBytes - text.size())).gcount() > 0)
+    text.append(buf, static_cast<size_t>(in.gcount()));
+  if (truncated) *truncated = text.size() == kMaxFileBytes && in.peek() != EOF;
   return text;
 }
 

@@ -51,11 +51,10 @@ double nice_ceiling(double v) {
   return 10 * p;
 }
 
+// Gridline and tooltip numbers: whole numbers without decimals, others to 3 significant digits.
 std::string axis_number(double v) {
-  if (v == 0) return "0";
-  if (std::fabs(v) >= 100) return fmt::format("{:.0f}", v);
-  if (std::fabs(v) >= 10) return fmt::format("{:.1f}", v);
-  return fmt::format("{:.2g}", v);
+  if (std::fabs(v - std::round(v)) < 1e-9 * std::max(1.0, std::fabs(v)) || std::fabs(v) >= 1000) return fmt::format("{:.0f}", v);
+  return fmt::format("{:.3g}", v);
 }
 
 struct ChartSpec {
