@@ -4,15 +4,13 @@
 // `lmlab report` creating its --out-dir, writing the charts beside the markdown, and plain text off a terminal
 // or under NO_COLOR (a pseudo-terminal from script(1) stands in for a user's terminal).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
+#include "shell.h"
 #include "lmlab/harness.h"
 #include "lmlab/results.h"
 
@@ -21,35 +19,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path temp_dir(const std::string& tag) {
-  const fs::path dir = fs::temp_directory_path() / ("lmlab_env_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 void write(const fs::path& file, const std::string& text) {
   fs::create_directories(file.parent_path());
   std::ofstream(file, std::ios::binary) << text;
 }
 
-// Runs a shell command line; returns its exit status and fills `out` with its stdout.
-int run(const std::string& cmd, std::string* out = nullptr) {
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) return -1;
-  std::string text;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) text.append(buf, n);
-  const int status = ::pclose(pipe);
-  if (out) *out = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::string quoted(const std::string& s) {  // for /bin/sh
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
+fs::path temp_dir(const std::string& tag) { return test::fresh_temp_dir("env_" + tag); }
+std::string quoted(const std::string& s) { return test::sh_quoted(s); }
+int run(const std::string& cmd, std::string* out = nullptr) { return test::run_shell(cmd, out); }
 
 TEST(Environment, ReadsAFakeProcTreeWithAnNvidiaDriver) {
   const fs::path root = temp_dir("fakeroot");

@@ -3,13 +3,11 @@
 // charts, choose the regression suite (it must run `lmlab regression`), gate, make a synth model, and end cleanly
 // on an unknown choice and at the end of input.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
 #include "fixtures.h"
+#include "shell.h"
 #include "lmlab/results.h"
 
 namespace lmlab {
@@ -18,12 +16,8 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Menu {
-  fs::path dir = fs::temp_directory_path() / ("lmlab_menu_" + std::to_string(::getpid()));
+  fs::path dir = test::fresh_temp_dir("menu");
   fs::path db = dir / "lab.db";
-  Menu() {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
   ~Menu() { fs::remove_all(dir); }
 
   // Runs the menu with `input` on stdin and `env` (NAME=value ...) set; returns the exit status, fills `out`
@@ -34,13 +28,7 @@ struct Menu {
     const std::string cmd = "cd '" LMLAB_SOURCE_DIR "' && env LMLAB_BIN='" LMLAB_CLI_PATH "' LMLAB_DB='" + db.string() +
                             "' LMLAB_FIXTURES='" + test::fixtures_dir().string() + "' LMLAB_SYNTH_DIR='" + (dir / "synth").string() +
                             "' " + env + " bash scripts/run_benchmark.sh < '" + in.string() + "' 2>&1";
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    if (!pipe) return -1;
-    out.clear();
-    char buf[4096];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
-    const int status = ::pclose(pipe);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return test::run_shell(cmd, &out);
   }
 };
 
