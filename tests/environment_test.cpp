@@ -35,10 +35,13 @@ TEST(Environment, ReadsAFakeProcTreeWithAnNvidiaDriver) {
     cpuinfo += "processor\t: " + std::to_string(i) + "\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n\n";
   write(root / "proc/cpuinfo", cpuinfo);
   write(root / "proc/meminfo", "MemTotal:       2113163264 kB\nMemFree:        1000 kB\n");
+  // The driver's files as read on the H200 device machine (open kernel module 580).
   write(root / "proc/driver/nvidia/version",
-        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.124.06  Release Build  (dvs-builder@U16)  Wed Feb 26\n"
-        "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n");
-  write(root / "proc/driver/nvidia/gpus/0000:1b:00.0/information", "Model: \t\t NVIDIA H200\nIRQ:   \t\t 17\n");
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \n"
+        "GCC version:  gcc version 15.3.0 (GCC) \n");
+  write(root / "proc/driver/nvidia/gpus/0000:1b:00.0/information",
+        "Model: \t\t NVIDIA H200\nIRQ:   \t\t 41\nGPU UUID: \t GPU-24c2daa5-3f15-b9e8-f57f-0ef959a9cc44\n"
+        "Bus Location: \t 0000:00:06.0\nGPU Firmware: \t 580.159.04\nGPU Excluded:\t No\n");
   write(root / "proc/driver/nvidia/gpus/0000:09:00.0/information", "Model: \t\t NVIDIA H100 80GB HBM3\n");
   write(root / "etc/os-release", "NAME=\"Ubuntu\"\nPRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\n");
   write(root / "proc/sys/kernel/osrelease", "6.8.0-45-generic\n");
@@ -46,7 +49,7 @@ TEST(Environment, ReadsAFakeProcTreeWithAnNvidiaDriver) {
   EXPECT_EQ(env.cpu_model, "Intel(R) Xeon(R) Platinum 8480+");
   EXPECT_EQ(env.cores, 3);
   EXPECT_EQ(env.ram_bytes, int64_t{2113163264} * 1024);
-  EXPECT_EQ(env.gpu_driver, "570.124.06");
+  EXPECT_EQ(env.gpu_driver, "580.159.04");
   EXPECT_EQ(env.gpus, (std::vector<std::string>{"NVIDIA H100 80GB HBM3", "NVIDIA H200"}));  // PCI bus order
   EXPECT_EQ(env.os, "Ubuntu 24.04.1 LTS");
   EXPECT_EQ(env.kernel, "6.8.0-45-generic");
