@@ -50,7 +50,7 @@ run() {
 
 # needs SUBCOMMAND: says so clearly when this lmlab has not got it (the lab grows subcommands).
 needs() {
-  "$LMLAB" "$1" --help >/dev/null 2>&1 && return 0
+  "$LMLAB" --help 2>/dev/null | grep -qE "^ +$1 " && return 0
   echo "this lmlab ($LMLAB) has no '$1' subcommand; running it anyway to show its own error:" >&2
   return 0
 }

@@ -133,11 +133,16 @@ TEST(BenchCli, AWorkingDirectoryNamedLikeAShellCommandRunsNothing) {
   const std::string cmd = "cd " + quoted(evil.string()) + " && " + quoted(LMLAB_CLI_PATH) + " bench " +
                           quoted(std::string(LMLAB_SOURCE_DIR) + "/scenarios/ci-smoke.json") + " --db " + quoted(db) +
                           " --model " + quoted(test::model_dir("coder-dense").string()) +
-                          " --contexts 16 --reps 1 --decode-tokens 2 --configs vanilla 2>/dev/null";
+                          " --contexts 16,32 --reps 1 --decode-tokens 2 --configs vanilla 2>" + quoted((base / "stderr").string());
   std::string out;
   ASSERT_EQ(run(cmd, &out), 0);
   EXPECT_FALSE(fs::exists(base / "PWNED"));
   EXPECT_FALSE(fs::exists(base / "PWNED2"));
+  // Progress on stderr: each sample's line with the time left, the last with the time taken.
+  std::ifstream err_in(base / "stderr");
+  const std::string err((std::istreambuf_iterator<char>(err_in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(err.find("[1/2] ETA "), std::string::npos) << err;
+  EXPECT_NE(err.find(" done vanilla"), std::string::npos) << err;
   const auto runs = ResultsStore::open(db).runs();
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].git_commit, build_info().git_commit);

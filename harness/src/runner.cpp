@@ -11,6 +11,7 @@
 //   counter's increase during the sample.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -57,14 +58,17 @@ std::string run_notes(const Scenario& s, bool peak_resets) {
 
 class Recorder {
  public:
-  Recorder(ResultsStore& store, int64_t run_id, int64_t total, std::ostream* progress)
-      : store_(store), total_(total), progress_(progress), start_(std::chrono::steady_clock::now()) {
+  // total_work: the sum over every planned sample of its tokens (context + decode), the ETA's unit.
+  Recorder(ResultsStore& store, int64_t run_id, int64_t total, double total_work, int64_t decode_tokens, std::ostream* progress)
+      : store_(store), total_(total), total_work_(total_work), decode_tokens_(decode_tokens), progress_(progress),
+        start_(std::chrono::steady_clock::now()) {
     outcome_.run_id = run_id;
   }
 
   void record(const Sample& s) {
     store_.add_sample(outcome_.run_id, s);
     ++outcome_.samples;
+    done_work_ += static_cast<double>(s.context_tokens + decode_tokens_);
     if (s.error) ++outcome_.errors;
     if (!progress_) return;
     const std::string head = fmt::format("[{:>{}}/{}] {} {:<10} ctx {:>6} rep {}", outcome_.samples,
@@ -87,17 +91,20 @@ class Recorder {
   RunOutcome& outcome() { return outcome_; }
 
  private:
-  // "ETA 1:23" from the mean time per sample so far (samples differ in cost by config and context, so this
-  // is a guide, refined with every sample); "done" after the last.
+  // "ETA 1:23": the time so far per token done (context + decode), times the tokens left. A sample's cost
+  // grows with its context, and a sweep runs config by config, so counting samples would promise the long
+  // contexts at the short ones' price. Still a guide (configs differ in speed); "done" after the last.
   std::string eta() const {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     if (outcome_.samples >= total_) return fmt::format("{:>9}", fmt::format("{}:{:02} done", static_cast<int64_t>(elapsed) / 60, static_cast<int64_t>(elapsed) % 60));
-    const auto left = static_cast<int64_t>(elapsed / static_cast<double>(outcome_.samples) * static_cast<double>(total_ - outcome_.samples));
+    const auto left = static_cast<int64_t>(elapsed / done_work_ * std::max(0.0, total_work_ - done_work_));
     return fmt::format("ETA {:>5}", fmt::format("{}:{:02}", left / 60, left % 60));
   }
 
   ResultsStore& store_;
   int64_t total_;
+  double total_work_, done_work_ = 0;
+  int64_t decode_tokens_;
   std::ostream* progress_;
   std::chrono::steady_clock::time_point start_;
   RunOutcome outcome_;
@@ -165,7 +172,10 @@ RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const Run
   info.notes = run_notes(scenario, peak_resets);
 
   const int64_t total = static_cast<int64_t>(scenario.configs.size() * scenario.contexts.size()) * scenario.repetitions;
-  Recorder rec(store, store.begin_run(info), total, settings.progress);
+  double total_work = 0;
+  for (int64_t context : scenario.contexts) total_work += static_cast<double>(context + scenario.decode_tokens);
+  total_work *= static_cast<double>(scenario.configs.size() * scenario.repetitions);
+  Recorder rec(store, store.begin_run(info), total, total_work, scenario.decode_tokens, settings.progress);
   rec.say(fmt::format("lmlab bench: run {} — scenario '{}', model {} ({:.1f} MiB), {} samples", rec.outcome().run_id,
                       scenario.name, model_dir.string(), info.model_bytes / 1048576.0, total));
   if (!peak_resets) rec.say("lmlab bench: warning: cannot reset VmHWM; peak memory is the process's lifetime peak");
