@@ -108,8 +108,10 @@ struct RunOutcome {
 
 // Runs every config x context x repetition and records the samples into `store` (one run). The model is
 // loaded once per config and reused across its contexts and repetitions (each sample gets a fresh session).
-// Throws lmlab::Error before the run starts when the scenario has no model or the model directory has no
-// safetensors files; ResultsError when the store fails.
+// Then, when the scenario asks for quality, each config's QualitySamples (see QualitySpec). The run records
+// this machine's environment and the binary's commit unless `settings` gives them.
+// Throws lmlab::Error before the run starts when the scenario has no model, the model directory has no
+// safetensors files or the quality golden file lacks a sequence; ResultsError when the store fails.
 RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const RunSettings& settings);
 
 // Helpers the CLI also uses.
