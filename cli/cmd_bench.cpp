@@ -1,8 +1,10 @@
 // lmlab bench SCENARIO [--db results/lmlab.db] [--model DIR] [--contexts 512,4096] [--reps N]
-//   [--decode-tokens N] [--ctx-size N] [--threads N] [--configs vanilla,turbo] [--mode in-process|serve|url]
-//   [--url URL]: runs a scenario file (in process, through lmlab serve subprocesses, or against a server)
-// and stores one sample per (config, context, repetition) in the results database. Progress on stderr; the
-// run id alone on stdout (for scripts). Exit 0 when the run completed with at least one successful sample.
+//   [--decode-tokens N] [--ctx-size N] [--threads N] [--configs vanilla,turbo] [--no-quality]
+//   [--mode in-process|serve|url] [--url URL]: runs a scenario file (in process, through lmlab serve subprocesses,
+// or against a server) and stores one sample per (config, context, repetition) in the results database, with
+// this machine's environment and the commit compiled into this binary (git is never run: the working directory
+// may be anything). Progress with an ETA on stderr; the run id alone on stdout (for scripts). Exit 0 when the
+// run completed with at least one successful sample.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -22,14 +24,16 @@ struct Flags {
   ScenarioFlags overrides;
   std::string host;
   std::string mode = "in-process", url;
+  bool no_quality = false;
 };
 
 int run_bench(const Flags& fl) {
   Scenario scenario = load_scenario(fl.scenario);
-  apply_overrides(scenario, fl.overrides.overrides());
+  ScenarioOverrides overrides = fl.overrides.overrides();
+  overrides.no_quality = fl.no_quality;
+  apply_overrides(scenario, overrides);
   RunSettings settings;
-  settings.host = fl.host;
-  settings.git_commit = git_describe(std::filesystem::current_path());
+  settings.host = fl.host;  // the commit and the environment: this binary's and this machine's
   settings.progress = &std::cerr;
   settings.mode = run_mode_from_name(fl.mode);
   settings.url = fl.url;
@@ -43,8 +47,9 @@ int run_bench(const Flags& fl) {
     outcome = run_scenario(scenario, store, settings);
     return 0;
   });
-  fmt::print(stderr, "lmlab bench: run {} stored in {}: {} samples, {} failed\n", outcome.run_id, fl.db,
-             outcome.samples, outcome.errors);
+  fmt::print(stderr, "lmlab bench: run {} stored in {}: {} samples, {} failed{}\n", outcome.run_id, fl.db,
+             outcome.samples, outcome.errors,
+             outcome.quality_errors ? fmt::format(", quality failed for {} configs", outcome.quality_errors) : "");
   fmt::print("{}\n", outcome.run_id);
   return outcome.errors == outcome.samples ? 1 : 0;
 }
@@ -62,6 +67,7 @@ void register_bench(CLI::App& app) {
       ->check(CLI::IsMember({"in-process", "serve", "url"}))
       ->capture_default_str();
   sub->add_option("--url", fl->url, "with --mode url: an OpenAI-compatible server's root, e.g. http://127.0.0.1:8080");
+  sub->add_flag("--no-quality", fl->no_quality, "skip the scenario's quality measurement (perplexity, KL)");
   sub->callback(guarded([fl] { return run_bench(*fl); }));
 }
 

@@ -29,7 +29,7 @@ int run_compare_cmd(const Flags& fl) {
   for (const auto& r : fl.runtimes) runtimes.push_back(parse_runtime_spec(r));
   RunSettings settings;
   settings.host = fl.host;
-  settings.git_commit = git_describe(std::filesystem::current_path());
+  settings.git_commit = build_info().git_commit;
   settings.progress = &std::cerr;
   settings.lmlab_exe = std::filesystem::read_symlink("/proc/self/exe");
   return with_results_db(fl.db, [&](ResultsStore& store) {

@@ -38,7 +38,7 @@ int run_regression_cmd(const Flags& fl) {
   settings.work_dir = temp_work ? std::filesystem::temp_directory_path() / fmt::format("lmlab-regression-{}", ::getpid())
                                 : std::filesystem::path(fl.work_dir);
   settings.host = fl.host;
-  settings.git_commit = git_describe(std::filesystem::current_path());
+  settings.git_commit = build_info().git_commit;
   settings.progress = &std::cerr;
   RegressionOutcome outcome;
   try {

@@ -18,6 +18,7 @@ using lmlab::Error;
 using lmlab::ResultsStore;
 using lmlab::RunInfo;
 using lmlab::Sample;
+using lmlab::summarize_quality;
 
 namespace {
 
@@ -91,9 +92,16 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
     info.engine_config_json = R"({"turbo_kv":true,"ctx_size":40960})";
     info.git_commit = "abc123";
     info.notes = "first";
+    info.environment_json = R"({"cpu_model":"Xeon","cores":2})";
     run_id = store.begin_run(info);
     store.add_sample(run_id, a);
     store.add_sample(run_id, b);
+    store.add_evaluation(run_id, {"vanilla", 1023, 1474.5, std::nullopt, 0, std::nullopt, "vanilla"});
+    store.add_evaluation(run_id, {"turbo", 1023, 1480.25, std::nullopt, 0, 2.5, "vanilla"});
+    store.add_evaluation(run_id, {"turbo", 1023, 1476.0, std::nullopt, 1, 0.5, "vanilla"});
+    store.add_evaluation(run_id, {"ssd", 0, 0, "model failed to load", 0, std::nullopt, ""});
+    EXPECT_THROW(store.add_evaluation(999, {"turbo", 1, 1.0, std::nullopt, 0, 0.0, "vanilla"}), Error);
+    EXPECT_THROW(store.add_evaluation(run_id, {"turbo", 0, 1.0, std::nullopt, 0, 0.0, "vanilla"}), Error);
     RunInfo second;
     second.host = "cpu-box";
     const int64_t run2 = store.begin_run(second);
@@ -102,6 +110,9 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
     RunInfo bad;
     bad.engine_config_json = "{not json";
     EXPECT_THROW(store.begin_run(bad), Error);
+    RunInfo bad_env;
+    bad_env.environment_json = "cpu: Xeon";
+    EXPECT_THROW(store.begin_run(bad_env), Error);
   }
   ResultsStore store = ResultsStore::open(file);  // reopened from disk
   const auto runs = store.runs();
@@ -115,6 +126,27 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
   EXPECT_EQ(runs[0].engine_config_json, R"({"turbo_kv":true,"ctx_size":40960})");
   EXPECT_EQ(runs[0].git_commit, "abc123");
   EXPECT_EQ(runs[0].notes, "first");
+  EXPECT_EQ(runs[0].environment_json, R"({"cpu_model":"Xeon","cores":2})");
+  EXPECT_EQ(runs[1].environment_json, "{}");
+  const auto quality = store.evaluations(run_id);
+  ASSERT_EQ(quality.size(), 4u);
+  EXPECT_EQ(quality[3].error, std::optional<std::string>("model failed to load"));
+  EXPECT_EQ(quality[0].config, "vanilla");
+  EXPECT_FALSE(quality[0].kl_sum.has_value());
+  EXPECT_EQ(quality[2].sequence, 1);
+  EXPECT_EQ(quality[2].kl_sum, std::optional<double>(0.5));
+  EXPECT_EQ(quality[1].nll_sum, 1480.25);
+  // Summaries: perplexity = exp(sum nll / sum tokens), KL = sum kl / sum tokens, per config in first-seen order;
+  // a failed evaluation has no figures.
+  const auto qs = summarize_quality(quality);
+  ASSERT_EQ(qs.size(), 2u);
+  EXPECT_EQ(qs[0].config, "vanilla");
+  EXPECT_DOUBLE_EQ(qs[0].perplexity, std::exp(1474.5 / 1023));
+  EXPECT_FALSE(qs[0].kl_divergence.has_value());
+  EXPECT_EQ(qs[1].tokens, 2046);
+  EXPECT_DOUBLE_EQ(qs[1].perplexity, std::exp((1480.25 + 1476.0) / 2046));
+  EXPECT_DOUBLE_EQ(*qs[1].kl_divergence, 3.0 / 2046);
+  EXPECT_EQ(qs[1].reference_config, "vanilla");
   EXPECT_EQ(runs[1].started_at.size(), 20u) << "empty started_at is filled with the current UTC time";
   ASSERT_TRUE(store.run(run_id).has_value());
   EXPECT_EQ(store.run(run_id)->host, "h100-box");
@@ -136,7 +168,7 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
 }
 
 // Schema v3 exactly as the regression gate's lmlab wrote it (what CI databases hold), with one run, one sample
-// and one evaluation: it moves to the current version keeping every gate field.
+// and one evaluation: it moves to the current version (through v4 and v5) keeping every gate field.
 TEST_F(ResultsStoreTest, MigratesVersion3DatabaseKeepingTheGatesFields) {
   const std::string file = path("v3.db");
   raw_sql(file, "PRAGMA application_id = " + std::to_string(kLmlabApplicationId) + R"sql(;
@@ -180,6 +212,9 @@ PRAGMA user_version = 3;
   ASSERT_EQ(evaluations.size(), 1u);
   EXPECT_EQ(evaluations[0].tokens, 255);
   EXPECT_EQ(evaluations[0].nll_sum, 300.5);
+  EXPECT_EQ(evaluations[0].sequence, 0);  // v5 columns, defaults
+  EXPECT_FALSE(evaluations[0].kl_sum.has_value());
+  EXPECT_EQ(run->environment_json, "{}");
   // The lab's v4 tables exist and take rows for the old run.
   EXPECT_TRUE(store.regression_checks(3).empty());
   store.add_regression_check(3, {"gemma3", "1 long", "answer", "a", "a", true});
@@ -217,6 +252,7 @@ PRAGMA user_version = 1;
     EXPECT_EQ(run->host_fingerprint, "");  // v3 column, default
     EXPECT_TRUE(store.evaluations(7).empty());
     EXPECT_EQ(run->state, "unrecorded");  // v4: whether it finished was not recorded before
+    EXPECT_EQ(run->environment_json, "{}");  // v5 column, default
     const auto samples = store.samples(7);
     ASSERT_EQ(samples.size(), 1u);
     EXPECT_EQ(samples[0].config, "turbo");

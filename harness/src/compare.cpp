@@ -61,7 +61,7 @@ RunOutcome run_compare(const Scenario& scenario, const std::vector<RuntimeSpec>&
   info.scenario = "compare: " + scenario.name;
   const std::filesystem::path model_dir = *scenario.model;
   const ModelOptions options = scenario.configs.front().options;
-  const std::string version = "lmlab " + (settings.git_commit.empty() ? std::string("unknown") : settings.git_commit);
+  const std::string version = "lmlab " + (info.git_commit.empty() ? std::string("unknown") : info.git_commit);
   std::vector<Pass> passes;
   for (const RuntimeSpec& r : runtimes) {
     passes.push_back({r.name, "runtime", [&, r] {

@@ -2,9 +2,12 @@
 // subprocess, or a URL) measured at every context x repetition, config after config or, with "interleave",
 // context by context with every source alive. What each number means is written into the run's notes; the
 // in-process source's fields are described in in_process_source.cpp, the HTTP ones in http_sample.h.
-// Evaluations (scenario perplexity_tokens): each config's teacher-forced NLL, after its samples.
+// Evaluations: each config's teacher-forced NLL after its samples (scenario perplexity_tokens), or the quality
+// phase after every sample (scenario quality: perplexity and KL from vanilla on held-out text, quality.h).
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -16,14 +19,13 @@
 #include "lmlab/harness.h"
 #include "model_options_fields.h"
 #include "peak_memory.h"
-#include "progress_eta.h"
 #include "prompt_builder.h"
+#include "quality.h"
 #include "run_passes.h"
 
 namespace lmlab {
 
 namespace {
-
 
 std::string engine_config_json(const Scenario& s, const std::filesystem::path& model_dir, const RunSettings& settings) {
   nlohmann::json configs = nlohmann::json::array();
@@ -36,6 +38,10 @@ std::string engine_config_json(const Scenario& s, const std::filesystem::path& m
                         {"contexts", s.contexts},          {"repetitions", s.repetitions},
                         {"decode_tokens", s.decode_tokens}, {"sampling", "greedy"},
                         {"interleave", s.interleave},      {"perplexity_tokens", s.perplexity_tokens},
+                        {"quality", s.quality ? nlohmann::json{{"golden", s.quality->golden.string()},
+                                                               {"sequences", s.quality->sequences},
+                                                               {"max_tokens", s.quality->max_tokens}}
+                                              : nlohmann::json(nullptr)},
                         {"prompt", prompt},                {"configs", configs},
                         {"mode", run_mode_name(settings.mode)},      {"url", settings.url}}
       .dump();
@@ -71,27 +77,28 @@ std::string run_notes(const Scenario& s, RunMode mode, bool peak_resets) {
 
 class Recorder {
  public:
-  Recorder(ResultsStore& store, int64_t run_id, int64_t total, std::ostream* progress)
-      : store_(store), total_(total), progress_(progress), eta_(nullptr, "", total) {
+  // total_work: the sum over every planned sample of its tokens (context + decode), the ETA's unit.
+  Recorder(ResultsStore& store, int64_t run_id, int64_t total, double total_work, int64_t decode_tokens, std::ostream* progress)
+      : store_(store), total_(total), total_work_(total_work), decode_tokens_(decode_tokens), progress_(progress),
+        start_(std::chrono::steady_clock::now()) {
     outcome_.run_id = run_id;
   }
 
   void record(const Sample& s) {
     store_.add_sample(outcome_.run_id, s);
     ++outcome_.samples;
+    done_work_ += static_cast<double>(s.context_tokens + decode_tokens_);
     if (s.error) ++outcome_.errors;
-    eta_.step("");
     if (!progress_) return;
-    const std::string head = fmt::format("[{:>{}}/{}] {:<10} ctx {:>6} rep {}", outcome_.samples,
-                                         fmt::format("{}", total_).size(), total_, s.config, s.context_tokens, s.repetition);
+    const std::string head = fmt::format("[{:>{}}/{}] {} {:<10} ctx {:>6} rep {}", outcome_.samples,
+                                         fmt::format("{}", total_).size(), total_, eta(), s.config, s.context_tokens, s.repetition);
     if (s.error) {
-      *progress_ << head << "  ERROR: " << *s.error << "  " << eta_.eta_text() << "\n";
+      *progress_ << head << "  ERROR: " << *s.error << "\n";
     } else {
       *progress_ << head
-                 << fmt::format("  decode {:8.1f} tok/s  TTFT {:8.1f} ms  KV {:7.2f} MiB  SSD {:7.2f} MiB  peak {:7.1f} MiB  {}\n",
+                 << fmt::format("  decode {:8.1f} tok/s  TTFT {:8.1f} ms  KV {:7.2f} MiB  SSD {:7.2f} MiB  peak {:7.1f} MiB\n",
                                 s.decode_tokens * 1e9 / static_cast<double>(s.decode_ns), s.ttft_ns / 1e6,
-                                s.kv_cache_bytes / 1048576.0, s.ssd_bytes_read / 1048576.0, s.peak_memory_bytes / 1048576.0,
-                                eta_.eta_text());
+                                s.kv_cache_bytes / 1048576.0, s.ssd_bytes_read / 1048576.0, s.peak_memory_bytes / 1048576.0);
     }
     progress_->flush();
   }
@@ -100,12 +107,25 @@ class Recorder {
     if (progress_) *progress_ << line << "\n" << std::flush;
   }
   const RunOutcome& outcome() const { return outcome_; }
+  RunOutcome& outcome() { return outcome_; }
 
  private:
+  // "ETA 1:23": the time so far per token done (context + decode), times the tokens left. A sample's cost
+  // grows with its context, and a sweep runs config by config, so counting samples would promise the long
+  // contexts at the short ones' price. Still a guide (configs differ in speed); "done" after the last.
+  std::string eta() const {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    if (outcome_.samples >= total_) return fmt::format("{:>9}", fmt::format("{}:{:02} done", static_cast<int64_t>(elapsed) / 60, static_cast<int64_t>(elapsed) % 60));
+    const auto left = static_cast<int64_t>(elapsed / done_work_ * std::max(0.0, total_work_ - done_work_));
+    return fmt::format("ETA {:>5}", fmt::format("{}:{:02}", left / 60, left % 60));
+  }
+
   ResultsStore& store_;
   int64_t total_;
+  double total_work_, done_work_ = 0;
+  int64_t decode_tokens_;
   std::ostream* progress_;
-  harness_detail::ProgressEta eta_;  // silent: only its ETA text goes into the sample lines
+  std::chrono::steady_clock::time_point start_;
   RunOutcome outcome_;
 };
 
@@ -129,17 +149,24 @@ RunInfo run_info_of(const Scenario& scenario, const RunSettings& settings) {
   info.model = model_dir.filename().empty() ? model_dir.parent_path().filename().string() : model_dir.filename().string();
   info.model_bytes = safetensors_bytes(model_dir);
   info.engine_config_json = engine_config_json(scenario, model_dir, settings);
-  info.git_commit = settings.git_commit;
-  info.host_fingerprint = settings.host_fingerprint.empty() ? host_fingerprint() : settings.host_fingerprint;
+  info.git_commit = settings.git_commit.empty() ? build_info().git_commit : settings.git_commit;
+  // One probe of the machine: the environment header and the gate's fingerprint are views of it.
+  const Environment env = probe_environment();
+  info.environment_json = settings.environment_json.empty() ? environment_json(env) : settings.environment_json;
+  info.host_fingerprint = settings.host_fingerprint.empty() ? host_fingerprint(env) : settings.host_fingerprint;
   info.notes = run_notes(scenario, settings.mode, reset_peak_rss());
   return info;
 }
 
 RunOutcome run_passes(const Scenario& scenario, const RunInfo& info, const std::vector<Pass>& passes,
                       ResultsStore& store, const RunSettings& settings, const std::string& label,
-                      const std::function<void(int64_t run, const Pass&, const SampleSource&)>& started) {
+                      const std::function<void(int64_t run, const Pass&, const SampleSource&)>& started,
+                      const AfterSamples& after_samples) {
   const int64_t total = static_cast<int64_t>(passes.size() * scenario.contexts.size()) * scenario.repetitions;
-  Recorder rec(store, store.begin_run(info), total, settings.progress);
+  double total_work = 0;
+  for (int64_t context : scenario.contexts) total_work += static_cast<double>(context + scenario.decode_tokens);
+  total_work *= static_cast<double>(passes.size() * scenario.repetitions);
+  Recorder rec(store, store.begin_run(info), total, total_work, scenario.decode_tokens, settings.progress);
   const int64_t run_id = rec.outcome().run_id;
   rec.say(fmt::format("{}: run {} — scenario '{}', model {} ({:.1f} MiB), {} samples", label, run_id,
                       scenario.name, scenario.model->string(), info.model_bytes / 1048576.0, total));
@@ -197,6 +224,7 @@ RunOutcome run_passes(const Scenario& scenario, const RunInfo& info, const std::
       evaluate(s, pass);
     }
   }
+  if (after_samples) rec.outcome().quality_errors = after_samples(run_id, [&](const std::string& line) { rec.say(line); });
   store.end_run(run_id);  // a run killed before this line stays "running": incomplete
   return rec.outcome();
 }
@@ -207,7 +235,13 @@ RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const Run
   using namespace harness_detail;
   const RunInfo info = run_info_of(scenario, settings);
   const std::filesystem::path model_dir = *scenario.model;
-  const std::string version = "lmlab " + (settings.git_commit.empty() ? std::string("unknown") : settings.git_commit);
+  const std::string version = "lmlab " + (info.git_commit.empty() ? std::string("unknown") : info.git_commit);
+  if (scenario.quality && settings.mode == RunMode::url)
+    throw Error(ErrorKind::invalid_input, field_where(scenario.file.string(), "quality"),
+                "needs the scenario's configs in this process (--mode in-process or serve); pass --no-quality");
+  // Checked before the sweep so a bad golden file costs nothing.
+  const std::vector<std::vector<int32_t>> eval_sequences =
+      scenario.quality ? load_eval_sequences(*scenario.quality) : std::vector<std::vector<int32_t>>{};
   std::vector<Pass> passes;
   if (settings.mode == RunMode::url) {
     // One pass: the server's configuration is its own, whatever the scenario's configs say.
@@ -220,7 +254,12 @@ RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const Run
                                      : in_process_source(model_dir, options, scenario.prompt, version);
                         }});
   }
-  return run_passes(scenario, info, passes, store, settings, "lmlab bench");
+  AfterSamples quality;
+  if (scenario.quality)
+    quality = [&](int64_t run, const std::function<void(const std::string&)>& say) {
+      return run_quality(scenario, eval_sequences, store, run, say);
+    };
+  return run_passes(scenario, info, passes, store, settings, "lmlab bench", {}, quality);
 }
 
 }  // namespace lmlab

@@ -35,6 +35,7 @@ public:
   void bind(int index, const std::optional<int64_t>& value);
   void bind(int index, const std::optional<std::string>& value);
   void bind_real(int index, double value);
+  void bind_real(int index, const std::optional<double>& value);  // NULL when unset
 
   bool step();   // true when a row is available, false when done
   void reset();  // ready to bind and step again

@@ -93,6 +93,15 @@ CREATE TABLE regression_checks (
 );
 CREATE INDEX regression_checks_run ON regression_checks(run_id);
 )sql",
+    // v4 -> v5: the machine and build a run was measured on; quality per config in the evaluations table (one row
+    // per config and held-out sequence, with the KL divergence from the reference config when measured).
+    R"sql(
+ALTER TABLE runs ADD COLUMN environment TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE evaluations ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE evaluations ADD COLUMN kl_sum REAL;
+ALTER TABLE evaluations ADD COLUMN reference_config TEXT NOT NULL DEFAULT '';
+CREATE INDEX evaluations_run ON evaluations(run_id, config);
+)sql",
 };
 
 bool has_table(sqlite3* db, const std::string& path, const std::string& name) {

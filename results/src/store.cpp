@@ -15,7 +15,8 @@ using results_detail::Statement;
 namespace {
 
 constexpr const char* kRunColumns =
-    "id, started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes, host_fingerprint, state";
+    "id, started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes, host_fingerprint, state, "
+    "environment";
 
 // Token ids as space-separated decimal text (readable in the sqlite3 shell).
 std::string tokens_text(const std::vector<int32_t>& ids) {
@@ -54,6 +55,7 @@ RunInfo read_run(const Statement& st) {
   r.notes = st.text_col(8);
   r.host_fingerprint = st.text_col(9);
   r.state = st.text_col(10);
+  r.environment_json = st.text_col(11);
   return r;
 }
 
@@ -111,13 +113,17 @@ int64_t ResultsStore::begin_run(const RunInfo& info) {
     throw Error(ErrorKind::invalid_input, results_detail::results_where(impl_->path),
                 fmt::format("run's engine_config is not valid JSON: {}", info.engine_config_json.substr(0, 80)));
   }
+  if (!nlohmann::json::accept(info.environment_json)) {
+    throw Error(ErrorKind::invalid_input, results_detail::results_where(impl_->path),
+                fmt::format("run's environment is not valid JSON: {}", info.environment_json.substr(0, 80)));
+  }
   if (!impl_->insert_run) {
     impl_->insert_run = std::make_unique<Statement>(
         impl_->db, impl_->path,
         "INSERT INTO runs (started_at, host, scenario, model, model_bytes, engine_config, git_commit, notes, "
-        "host_fingerprint, state) "
+        "host_fingerprint, state, environment) "
         "VALUES (COALESCE(NULLIF(?1, ''), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-        "'running')");
+        "'running', ?10)");
   }
   Statement& st = *impl_->insert_run;
   st.reset();
@@ -130,6 +136,7 @@ int64_t ResultsStore::begin_run(const RunInfo& info) {
   st.bind(7, info.git_commit);
   st.bind(8, info.notes);
   st.bind(9, info.host_fingerprint);
+  st.bind(10, info.environment_json);
   st.step();
   return sqlite3_last_insert_rowid(impl_->db);
 }
@@ -232,19 +239,27 @@ std::vector<Sample> ResultsStore::samples(int64_t run) const {
 
 void ResultsStore::add_evaluation(int64_t run, const Evaluation& e) {
   results_detail::require_run(*impl_, run, "add an evaluation to");
+  if (!e.error && e.tokens <= 0)
+    throw Error(ErrorKind::invalid_input, results_detail::results_where(impl_->path),
+                fmt::format("evaluation of config '{}' has {} tokens", e.config, e.tokens));
   Statement st(impl_->db, impl_->path,
-               "INSERT INTO evaluations (run_id, config, tokens, nll_sum, error) VALUES (?1, ?2, ?3, ?4, ?5)");
+               "INSERT INTO evaluations (run_id, config, tokens, nll_sum, error, sequence, kl_sum, reference_config) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   st.bind(1, run);
   st.bind(2, e.config);
   st.bind(3, e.tokens);
   st.bind_real(4, e.nll_sum);
   st.bind(5, e.error);
+  st.bind(6, e.sequence);
+  st.bind_real(7, e.kl_sum);
+  st.bind(8, e.reference_config);
   st.step();
 }
 
 std::vector<Evaluation> ResultsStore::evaluations(int64_t run) const {
   Statement st(impl_->db, impl_->path,
-               "SELECT config, tokens, nll_sum, error FROM evaluations WHERE run_id = ?1 ORDER BY id");
+               "SELECT config, tokens, nll_sum, error, sequence, kl_sum, reference_config FROM evaluations "
+               "WHERE run_id = ?1 ORDER BY id");
   st.bind(1, run);
   std::vector<Evaluation> out;
   while (st.step()) {
@@ -253,6 +268,9 @@ std::vector<Evaluation> ResultsStore::evaluations(int64_t run) const {
     e.tokens = st.int_col(1);
     e.nll_sum = st.real_col(2);
     if (!st.is_null(3)) e.error = st.text_col(3);
+    e.sequence = st.int_col(4);
+    if (!st.is_null(5)) e.kl_sum = st.real_col(5);
+    e.reference_config = st.text_col(6);
     out.push_back(std::move(e));
   }
   return out;

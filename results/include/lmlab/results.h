@@ -26,8 +26,9 @@ namespace lmlab {
 // Schema version this code writes and understands (PRAGMA user_version).
 // v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added. v3: runs.host_fingerprint,
 // samples.decode_ssd_bytes_read and samples.output_tokens, the evaluations table. v4: runs.state (a run killed
-// mid-sweep stays 'running'), samples.chunk_ns (HTTP runs), the runtimes and regression_checks tables.
-inline constexpr int kResultsSchemaVersion = 4;
+// mid-sweep stays 'running'), samples.chunk_ns (HTTP runs), the runtimes and regression_checks tables. v5:
+// runs.environment; evaluations.sequence, kl_sum and reference_config (quality per config).
+inline constexpr int kResultsSchemaVersion = 5;
 
 // One benchmark run (one scenario on one host with one model).
 struct RunInfo {
@@ -45,6 +46,10 @@ struct RunInfo {
   // "running" from begin_run() until end_run(): a run still "running" after its process is gone was killed
   // mid-sweep (incomplete). "complete" after end_run(). "unrecorded": written before schema v4.
   std::string state = "running";
+  // The machine and build the run was measured on (CPU, cores, RAM, GPU and driver, OS, compiler, build
+  // type, the binary's commit) as a JSON object; "{}" for runs recorded before schema v5. host_fingerprint is
+  // derived from the same probe (lmlab::host_fingerprint(const Environment&)).
+  std::string environment_json = "{}";
 };
 
 // One raw measurement: one generation at one (config, context) for one repetition.
@@ -87,13 +92,17 @@ struct RegressionCheck {
   bool pass = false;
 };
 
-// One teacher-forced evaluation of a config: the summed negative log-likelihood of `tokens` predicted tokens.
-// perplexity = exp(nll_sum / tokens).
+// One teacher-forced evaluation of a config on one held-out token sequence, as raw sums: perplexity is
+// exp(nll_sum / tokens) and the mean KL divergence from the reference config is kl_sum / tokens. The scenario's
+// perplexity_tokens give one per config (sequence 0, no KL); its "quality" one per config and golden sequence.
 struct Evaluation {
   std::string config;
-  int64_t tokens = 0;
-  double nll_sum = 0;
+  int64_t tokens = 0;                // predicted tokens (sequence length - 1)
+  double nll_sum = 0;                // sum over tokens of -log p(next token)
   std::optional<std::string> error;  // set when the evaluation failed
+  int64_t sequence = 0;              // which held-out sequence (e.g. the golden file's eval_ids_<sequence>)
+  std::optional<double> kl_sum;      // sum over tokens of KL(reference || config); unset without a reference
+  std::string reference_config;      // the config the KL is measured against (the run's vanilla config)
 };
 
 class ResultsStore {
@@ -121,6 +130,7 @@ public:
   std::optional<RunInfo> run(int64_t id) const;
   std::vector<Sample> samples(int64_t run) const;  // ordered by insertion
 
+  // Refuses an evaluation of no tokens unless it records an error.
   void add_evaluation(int64_t run, const Evaluation& evaluation);
   std::vector<Evaluation> evaluations(int64_t run) const;  // ordered by insertion
 
@@ -156,6 +166,17 @@ struct Summary {
 
 // Groups by (config, context), sorted by config then context.
 std::vector<Summary> summarize(const std::vector<Sample>& samples);
+
+// Per-config quality over every sequence of that config: perplexity = exp(sum nll / sum tokens), KL = sum kl /
+// sum tokens (unset for the reference config). In the order configs first appear.
+struct QualitySummary {
+  std::string config;
+  int64_t tokens = 0;
+  double perplexity = 0;
+  std::optional<double> kl_divergence;
+  std::string reference_config;
+};
+std::vector<QualitySummary> summarize_quality(const std::vector<Evaluation>& evaluations);
 
 // Value at quantile p in [0,1] of values (linear interpolation); NaN when empty.
 double quantile(std::vector<double> values, double p);
