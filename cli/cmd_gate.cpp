@@ -36,7 +36,7 @@ struct Flags {
 
 GateRun run_from_db(const std::string& db, int64_t run, const char* flag) {
   if (!std::filesystem::exists(db)) throw Error(ErrorKind::invalid_input, flag, fmt::format("no results database at {}", db));
-  ResultsStore store = ResultsStore::open(db);
+  ResultsStore store = ResultsStore::open_existing(db);
   if (!store.run(run)) throw Error(ErrorKind::invalid_input, flag, fmt::format("{} has no run {}", db, run));
   return load_gate_run(store, run);
 }

@@ -1,9 +1,12 @@
 // lmlab report --db FILE [--run ID] [--format ansi|md|csv|json] [--out FILE | --out-dir DIR] [--color]:
-// renders one run of the results database (default: the latest); --list lists the runs instead. --out-dir writes the markdown report under
-// its conventional name, profiling_results_<host>.md, and prints that path.
+// renders one run of the results database (default: the latest); --list lists the runs instead. --out-dir
+// (created when absent) writes the markdown report under its conventional name, profiling_results_<host>.md.
+// A markdown report written to a file gets its SVG charts beside it (<stem>_decode.svg, ...). ANSI colors
+// only on a terminal, and never when NO_COLOR is set (https://no-color.org) or --no-color is given.
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -24,20 +27,54 @@ struct Flags {
   bool list = false;
 };
 
-// One line per run: what the other flags' RUN ids refer to.
+// One line per run: what the other flags' RUN ids refer to. A run that never reached its end (killed
+// mid-sweep, or still going) is marked INCOMPLETE.
 int list_runs(ResultsStore& store) {
   for (const RunInfo& r : store.runs())
-    fmt::print("{:>5}  {}  {:<12} {:<24} {:<16} {:>4} samples  {}\n", r.id, r.started_at, r.scenario, r.model, r.host,
-               store.samples(r.id).size(), r.git_commit);
+    fmt::print("{:>5}  {}  {:<12} {:<24} {:<16} {:>4} samples  {}{}\n", r.id, r.started_at, r.scenario, r.model, r.host,
+               store.samples(r.id).size(), r.git_commit, r.state == "running" ? "  INCOMPLETE" : "");
   return 0;
 }
 
-std::string render(const Flags& fl, const RunInfo& run, const std::vector<Sample>& samples, bool to_terminal) {
-  if (fl.format == "md") return render_markdown(run, samples);
+// The regression suite's section: the run's own checks, else the latest suite run's (every report shows it).
+struct RegressionSection {
+  RunInfo run;
+  std::vector<RegressionCheck> checks;
+};
+std::optional<RegressionSection> regression_section(const ResultsStore& store, const RunInfo& run) {
+  auto checks = store.regression_checks(run.id);
+  if (!checks.empty()) return RegressionSection{run, std::move(checks)};
+  const auto latest = store.latest_regression_run();
+  if (!latest) return std::nullopt;
+  return RegressionSection{*store.run(*latest), store.regression_checks(*latest)};
+}
+
+bool no_color_env() {
+  const char* v = std::getenv("NO_COLOR");
+  return v != nullptr && v[0] != '\0';
+}
+
+// The run's own report, then a compare run's table, then the regression suite's section.
+std::string render(const Flags& fl, const RunInfo& run, const std::vector<Sample>& samples, const ReportExtras& extras,
+                   bool to_terminal, const std::optional<RegressionSection>& regression,
+                   const std::vector<RuntimeInfo>& runtimes) {
   if (fl.format == "csv") return render_csv(run, samples);
-  if (fl.format == "json") return render_json(run, samples);
-  const bool color = fl.color || (to_terminal && !fl.no_color);
-  return render_ansi(run, samples, color);
+  if (fl.format == "json") return render_json(run, samples, extras.quality);
+  if (fl.format == "md")
+    return render_markdown(run, samples, extras) +
+           (runtimes.empty() ? "" : render_compare_markdown(run, runtimes, samples)) +
+           (regression ? render_regression_markdown(regression->run, regression->checks) : "");
+  const bool color = !fl.no_color && (fl.color || (to_terminal && !no_color_env()));
+  return render_ansi(run, samples, color, extras) +
+         (runtimes.empty() ? "" : "\n" + render_compare_ansi(run, runtimes, samples, color)) +
+         (regression ? render_regression_ansi(regression->run, regression->checks, color) : "");
+}
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) throw Error(ErrorKind::io, path.string(), "cannot write the report");
 }
 
 int run_report(const Flags& fl) {
@@ -48,8 +85,11 @@ int run_report(const Flags& fl) {
     throw Error(ErrorKind::invalid_input, "--out-dir", "names the markdown report's file: use it with --format md");
   RunInfo run;
   std::vector<Sample> samples;
+  std::optional<RegressionSection> regression;
+  std::vector<RuntimeInfo> runtimes;  // a compare run's: its comparison table too
+  ReportExtras extras;
   {
-    ResultsStore store = ResultsStore::open(fl.db);
+    ResultsStore store = ResultsStore::open_existing(fl.db);
     if (fl.list) return list_runs(store);
     std::optional<RunInfo> found;
     if (fl.run > 0) {
@@ -62,20 +102,29 @@ int run_report(const Flags& fl) {
     }
     run = *found;
     samples = store.samples(run.id);
+    regression = regression_section(store, run);
+    runtimes = store.runtimes(run.id);
+    extras.quality = store.evaluations(run.id);
   }
 
-  std::string path = fl.out;
-  if (!fl.out_dir.empty()) path = (std::filesystem::path(fl.out_dir) / markdown_report_file_name(run.host)).string();
-  const std::string text = render(fl, run, samples, path.empty() && ::isatty(STDOUT_FILENO));
+  std::filesystem::path path = fl.out;
+  if (!fl.out_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(fl.out_dir, ec);
+    if (ec) throw Error(ErrorKind::io, "--out-dir " + fl.out_dir, "cannot create the folder: " + ec.message());
+    path = std::filesystem::path(fl.out_dir) / markdown_report_file_name(run.host);
+  }
+  if (fl.format == "md" && !path.empty()) extras.charts = render_svg_charts(run, samples, path.stem().string());
+  const std::string text =
+      render(fl, run, samples, extras, path.empty() && ::isatty(STDOUT_FILENO), regression, runtimes);
   if (path.empty()) {
     fmt::print("{}", text);
     return 0;
   }
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  out.close();
-  if (!out) throw Error(ErrorKind::io, path, "cannot write the report");
-  fmt::print(stderr, "lmlab report: wrote run {} as {} to {}\n", run.id, fl.format, path);
+  write_file(path, text);
+  for (const SvgChart& c : extras.charts) write_file(path.parent_path() / c.file_name, c.svg);
+  fmt::print(stderr, "lmlab report: wrote run {} as {} to {}{}\n", run.id, fl.format, path.string(),
+             extras.charts.empty() ? "" : fmt::format(" with {} SVG charts beside it", extras.charts.size()));
   return 0;
 }
 

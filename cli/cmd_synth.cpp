@@ -18,7 +18,7 @@ struct Flags {
   std::string arch, preset, out, tokenizer_from;
   double scale = 1.0;
   std::optional<int64_t> hidden, layers, heads, kv_heads, head_dim, intermediate, experts, top_k, moe_intermediate,
-      vocab;
+      vocab, sliding_window, max_positions;
   int bits = 16, group_size = 64;
   uint64_t seed = 0;
   int64_t shard_mb = 5000;
@@ -50,6 +50,8 @@ int run_synth(const Flags& fl) {
   set(shape.top_k, fl.top_k);
   set(shape.moe_intermediate, fl.moe_intermediate);
   set(shape.vocab, fl.vocab);
+  set(shape.sliding_window, fl.sliding_window);
+  set(shape.max_positions, fl.max_positions);
 
   SynthOptions opt;
   opt.shape = shape;
@@ -92,6 +94,8 @@ void register_synth(CLI::App& app) {
   sub->add_option("--top-k", fl->top_k);
   sub->add_option("--moe-intermediate", fl->moe_intermediate);
   sub->add_option("--vocab", fl->vocab, "vocabulary size (default: the tokenizer's)");
+  sub->add_option("--sliding-window", fl->sliding_window, "gemma3: window of the local layers")->check(CLI::PositiveNumber);
+  sub->add_option("--max-positions", fl->max_positions, "max_position_embeddings")->check(CLI::PositiveNumber);
   sub->add_option("--bits", fl->bits, "16 = bf16; 4 or 8 = MLX affine")->check(CLI::IsMember({4, 8, 16}));
   sub->add_option("--group-size", fl->group_size, "quantization group size")->check(CLI::IsMember({32, 64, 128}));
   sub->add_option("--out", fl->out, "output directory (created; must not exist or be empty)")->required();

@@ -8,6 +8,8 @@ namespace lmlab::cli {
 void register_bench(CLI::App& app);
 void register_report(CLI::App& app);
 void register_gate(CLI::App& app);
+void register_regression(CLI::App& app);
+void register_compare(CLI::App& app);
 }  // namespace lmlab::cli
 
 int main(int argc, char** argv) {
@@ -26,6 +28,8 @@ int main(int argc, char** argv) {
   lmlab::cli::register_bench(app);
   lmlab::cli::register_report(app);
   lmlab::cli::register_gate(app);
+  lmlab::cli::register_regression(app);
+  lmlab::cli::register_compare(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

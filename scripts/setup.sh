@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config
           libfmt-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libicu-dev
-          libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libcpp-httplib-dev liburing-dev)
+          libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libcpp-httplib-dev liburing-dev
+          libxml2-dev)  # libxml2: tests parse the reports' SVG charts
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

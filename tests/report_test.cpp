@@ -21,6 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kConfigs = {"vanilla", "ssd", "turbo", "ssd+turbo"};
+const std::vector<std::string> kDisplayNames = {"Vanilla", "SSD Stream", "TurboQuant", "SSD + TurboQuant"};
 
 fs::path temp_dir(const std::string& tag) {
   const fs::path dir = fs::temp_directory_path() / ("lmlab_report_" + tag + "_" + std::to_string(::getpid()));
@@ -76,15 +77,18 @@ TEST_F(ReportOfRealRun, MarkdownHasHeaderModelSizeEveryConfigAndContextAndTheErr
   EXPECT_NE(md.find("| Model | coder-moe |"), std::string::npos);
   EXPECT_NE(md.find("| Model size | 0.0306 GiB (32,865,168 bytes) |"), std::string::npos) << md;
   EXPECT_EQ(md.find("N/A"), std::string::npos);
-  EXPECT_NE(md.find("| Commit | 0123abcd |"), std::string::npos);
+  EXPECT_NE(md.find("| Commit (of the binary) | 0123abcd |"), std::string::npos);
+  for (const char* label : {"| CPU | ", "| RAM | ", "| GPU | ", "| OS | ", "| Build | ", "| Engine options | "})
+    EXPECT_NE(md.find(label), std::string::npos) << label;
+  EXPECT_NE(md.find("## Scoreboard"), std::string::npos);
   EXPECT_NE(md.find("| Date | " + run_->started_at + " |"), std::string::npos);
   EXPECT_NE(md.find("| Prompt | random ids (seed 7) |"), std::string::npos);
   for (int64_t ctx : {64, 320, 4096}) EXPECT_NE(md.find("## Context " + std::to_string(ctx) + " tokens"), std::string::npos);
-  for (const std::string& c : kConfigs) {
-    // One row per context in the tables, one line in the configurations section.
-    EXPECT_GE(count(md, "| " + c + " |"), 4u) << c;
+  for (const std::string& c : kDisplayNames) {
+    // One row per context in the tables, one in the scoreboard, one line in the configurations section.
+    EXPECT_GE(count(md, "| " + c + " |"), 5u) << c;
   }
-  EXPECT_NE(md.find("| turbo | KV turbo (K5 V4, every token compressed)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| TurboQuant | KV turbo (K5 V4, every token compressed)"), std::string::npos) << md;
   EXPECT_NE(md.find("### Errors"), std::string::npos);
   EXPECT_EQ(count(md, " at context 4096: "), 4u);  // one distinct message per config
   EXPECT_NE(md.find("failed: "), std::string::npos);
@@ -98,7 +102,9 @@ TEST_F(ReportOfRealRun, AnsiHasTableAndBarsAndColorsOnlyWhenAsked) {
   EXPECT_NE(colored.find("\033["), std::string::npos);
   EXPECT_NE(plain.find("0.0306 GiB"), std::string::npos) << plain;
   EXPECT_NE(plain.find("decode tok/s"), std::string::npos);
-  for (const std::string& c : kConfigs) EXPECT_NE(plain.find("\n" + c + "\n"), std::string::npos) << c;  // chart titles
+  for (const std::string& c : kDisplayNames) EXPECT_NE(plain.find("\n" + c + "\n"), std::string::npos) << c;  // chart titles
+  EXPECT_NE(plain.find("configuration scoreboard"), std::string::npos);
+  EXPECT_EQ(count(plain, "★"), 2u) << "one star for the fastest, one for the smallest peak";
   EXPECT_GE(count(plain, "█"), 8u);  // 4 configs x 2 measured contexts
   EXPECT_EQ(count(plain, "failed"), 8u);  // 4 table rows + 4 chart rows at 4096
 }

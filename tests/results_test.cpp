@@ -18,6 +18,7 @@ using lmlab::Error;
 using lmlab::ResultsStore;
 using lmlab::RunInfo;
 using lmlab::Sample;
+using lmlab::summarize_quality;
 
 namespace {
 
@@ -91,9 +92,16 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
     info.engine_config_json = R"({"turbo_kv":true,"ctx_size":40960})";
     info.git_commit = "abc123";
     info.notes = "first";
+    info.environment_json = R"({"cpu_model":"Xeon","cores":2})";
     run_id = store.begin_run(info);
     store.add_sample(run_id, a);
     store.add_sample(run_id, b);
+    store.add_evaluation(run_id, {"vanilla", 1023, 1474.5, std::nullopt, 0, std::nullopt, "vanilla"});
+    store.add_evaluation(run_id, {"turbo", 1023, 1480.25, std::nullopt, 0, 2.5, "vanilla"});
+    store.add_evaluation(run_id, {"turbo", 1023, 1476.0, std::nullopt, 1, 0.5, "vanilla"});
+    store.add_evaluation(run_id, {"ssd", 0, 0, "model failed to load", 0, std::nullopt, ""});
+    EXPECT_THROW(store.add_evaluation(999, {"turbo", 1, 1.0, std::nullopt, 0, 0.0, "vanilla"}), Error);
+    EXPECT_THROW(store.add_evaluation(run_id, {"turbo", 0, 1.0, std::nullopt, 0, 0.0, "vanilla"}), Error);
     RunInfo second;
     second.host = "cpu-box";
     const int64_t run2 = store.begin_run(second);
@@ -102,6 +110,9 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
     RunInfo bad;
     bad.engine_config_json = "{not json";
     EXPECT_THROW(store.begin_run(bad), Error);
+    RunInfo bad_env;
+    bad_env.environment_json = "cpu: Xeon";
+    EXPECT_THROW(store.begin_run(bad_env), Error);
   }
   ResultsStore store = ResultsStore::open(file);  // reopened from disk
   const auto runs = store.runs();
@@ -115,6 +126,27 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
   EXPECT_EQ(runs[0].engine_config_json, R"({"turbo_kv":true,"ctx_size":40960})");
   EXPECT_EQ(runs[0].git_commit, "abc123");
   EXPECT_EQ(runs[0].notes, "first");
+  EXPECT_EQ(runs[0].environment_json, R"({"cpu_model":"Xeon","cores":2})");
+  EXPECT_EQ(runs[1].environment_json, "{}");
+  const auto quality = store.evaluations(run_id);
+  ASSERT_EQ(quality.size(), 4u);
+  EXPECT_EQ(quality[3].error, std::optional<std::string>("model failed to load"));
+  EXPECT_EQ(quality[0].config, "vanilla");
+  EXPECT_FALSE(quality[0].kl_sum.has_value());
+  EXPECT_EQ(quality[2].sequence, 1);
+  EXPECT_EQ(quality[2].kl_sum, std::optional<double>(0.5));
+  EXPECT_EQ(quality[1].nll_sum, 1480.25);
+  // Summaries: perplexity = exp(sum nll / sum tokens), KL = sum kl / sum tokens, per config in first-seen order;
+  // a failed evaluation has no figures.
+  const auto qs = summarize_quality(quality);
+  ASSERT_EQ(qs.size(), 2u);
+  EXPECT_EQ(qs[0].config, "vanilla");
+  EXPECT_DOUBLE_EQ(qs[0].perplexity, std::exp(1474.5 / 1023));
+  EXPECT_FALSE(qs[0].kl_divergence.has_value());
+  EXPECT_EQ(qs[1].tokens, 2046);
+  EXPECT_DOUBLE_EQ(qs[1].perplexity, std::exp((1480.25 + 1476.0) / 2046));
+  EXPECT_DOUBLE_EQ(*qs[1].kl_divergence, 3.0 / 2046);
+  EXPECT_EQ(qs[1].reference_config, "vanilla");
   EXPECT_EQ(runs[1].started_at.size(), 20u) << "empty started_at is filled with the current UTC time";
   ASSERT_TRUE(store.run(run_id).has_value());
   EXPECT_EQ(store.run(run_id)->host, "h100-box");
@@ -133,6 +165,62 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
   EXPECT_FALSE(got[1].gpu_memory_bytes.has_value());
   EXPECT_EQ(got[1].error, std::optional<std::string>("out of memory at layer 3"));
   EXPECT_TRUE(store.samples(runs[1].id).empty());
+}
+
+// Schema v3 exactly as the regression gate's lmlab wrote it (what CI databases hold), with one run, one sample
+// and one evaluation: it moves to the current version (through v4 and v5) keeping every gate field.
+TEST_F(ResultsStoreTest, MigratesVersion3DatabaseKeepingTheGatesFields) {
+  const std::string file = path("v3.db");
+  raw_sql(file, "PRAGMA application_id = " + std::to_string(kLmlabApplicationId) + R"sql(;
+CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, host TEXT NOT NULL DEFAULT '',
+  scenario TEXT NOT NULL DEFAULT '', model TEXT NOT NULL DEFAULT '', model_bytes INTEGER NOT NULL DEFAULT 0,
+  engine_config TEXT NOT NULL DEFAULT '{}', notes TEXT NOT NULL DEFAULT '');
+CREATE TABLE samples (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), config TEXT NOT NULL,
+  context_tokens INTEGER NOT NULL, repetition INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
+  prompt_ns INTEGER NOT NULL, decode_tokens INTEGER NOT NULL, decode_ns INTEGER NOT NULL,
+  ttft_ns INTEGER NOT NULL, peak_memory_bytes INTEGER NOT NULL, kv_cache_bytes INTEGER NOT NULL,
+  gpu_memory_bytes INTEGER, error TEXT);
+CREATE INDEX samples_run ON samples(run_id, config, context_tokens);
+ALTER TABLE runs ADD COLUMN git_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE samples ADD COLUMN ssd_bytes_read INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN host_fingerprint TEXT NOT NULL DEFAULT '';
+ALTER TABLE samples ADD COLUMN decode_ssd_bytes_read INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE samples ADD COLUMN output_tokens TEXT NOT NULL DEFAULT '';
+CREATE TABLE evaluations (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
+  config TEXT NOT NULL, tokens INTEGER NOT NULL, nll_sum REAL NOT NULL, error TEXT);
+INSERT INTO runs (id, started_at, host, scenario, model, model_bytes, engine_config, notes, git_commit, host_fingerprint)
+  VALUES (3, '2026-12-01T00:00:00Z', 'ci', 'ci-gate', 'coder-moe', 9, '{}', '', 'abc123', 'cpu=X; cpus=2; mem=8');
+INSERT INTO samples (run_id, config, context_tokens, repetition, prompt_tokens, prompt_ns, decode_tokens, decode_ns,
+  ttft_ns, peak_memory_bytes, kv_cache_bytes, gpu_memory_bytes, error, ssd_bytes_read, decode_ssd_bytes_read,
+  output_tokens) VALUES (3, 'ssd', 256, 0, 256, 10, 16, 20, 30, 40, 50, NULL, NULL, 600, 500, '5 6 7');
+INSERT INTO evaluations (run_id, config, tokens, nll_sum, error) VALUES (3, 'ssd', 255, 300.5, NULL);
+PRAGMA user_version = 3;
+)sql");
+  ResultsStore store = ResultsStore::open(file);
+  EXPECT_EQ(store.schema_version(), lmlab::kResultsSchemaVersion);
+  const auto run = store.run(3);
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->host_fingerprint, "cpu=X; cpus=2; mem=8");
+  EXPECT_EQ(run->git_commit, "abc123");
+  EXPECT_EQ(run->state, "unrecorded");
+  const auto samples = store.samples(3);
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].decode_ssd_bytes_read, 500);
+  EXPECT_EQ(samples[0].output_tokens, (std::vector<int32_t>{5, 6, 7}));
+  EXPECT_TRUE(samples[0].chunk_ns.empty());
+  const auto evaluations = store.evaluations(3);
+  ASSERT_EQ(evaluations.size(), 1u);
+  EXPECT_EQ(evaluations[0].tokens, 255);
+  EXPECT_EQ(evaluations[0].nll_sum, 300.5);
+  EXPECT_EQ(evaluations[0].sequence, 0);  // v5 columns, defaults
+  EXPECT_FALSE(evaluations[0].kl_sum.has_value());
+  EXPECT_EQ(run->environment_json, "{}");
+  // The lab's v4 tables exist and take rows for the old run.
+  EXPECT_TRUE(store.regression_checks(3).empty());
+  store.add_regression_check(3, {"gemma3", "1 long", "answer", "a", "a", true});
+  store.add_runtime(3, {"llama", "url", "http://x", "unknown"});
+  EXPECT_EQ(store.regression_checks(3).size(), 1u);
+  EXPECT_EQ(store.runtimes(3).size(), 1u);
 }
 
 TEST_F(ResultsStoreTest, MigratesVersion1DatabaseKeepingData) {
@@ -163,6 +251,8 @@ PRAGMA user_version = 1;
     EXPECT_EQ(run->git_commit, "");  // new column, default
     EXPECT_EQ(run->host_fingerprint, "");  // v3 column, default
     EXPECT_TRUE(store.evaluations(7).empty());
+    EXPECT_EQ(run->state, "unrecorded");  // v4: whether it finished was not recorded before
+    EXPECT_EQ(run->environment_json, "{}");  // v5 column, default
     const auto samples = store.samples(7);
     ASSERT_EQ(samples.size(), 1u);
     EXPECT_EQ(samples[0].config, "turbo");
@@ -196,6 +286,52 @@ PRAGMA user_version = 1;
   sqlite3_finalize(st);
   sqlite3_close(db);
   EXPECT_EQ(ResultsStore::open(file).samples(7).size(), 2u);
+}
+
+TEST_F(ResultsStoreTest, KeepsRunStateRuntimesRegressionChecksAndChunkTimes) {
+  const std::string file = path("lab.db");
+  int64_t run = 0, other = 0;
+  {
+    ResultsStore store = ResultsStore::open(file);
+    run = store.begin_run(RunInfo{});
+    other = store.begin_run(RunInfo{});
+    Sample s = make_sample("llama.cpp", 512, 0, 20);
+    s.chunk_ns = {1'000'000, 3'000'000, 4'000'000};
+    store.add_sample(run, s);
+    store.add_runtime(run, {"llama.cpp", "url", "http://127.0.0.1:8090", "llama.cpp b1-abc"});
+    store.add_regression_check(run, {"gemma3", "4 long again", "prompt_cache_hits", "1", "0", false});
+    store.add_regression_check(run, {"gemma3", "4 long again", "answer", "x|y", "x|y", true});
+    store.end_run(run);
+    EXPECT_THROW(store.end_run(999), lmlab::Error);
+    EXPECT_THROW(store.add_regression_check(999, {}), lmlab::Error);
+  }
+  ResultsStore store = ResultsStore::open_existing(file);
+  EXPECT_EQ(store.run(run)->state, "complete");
+  EXPECT_EQ(store.run(other)->state, "running");  // never ended: a killed run reads as incomplete
+  EXPECT_EQ(store.samples(run)[0].chunk_ns, (std::vector<int64_t>{1'000'000, 3'000'000, 4'000'000}));
+  const auto rts = store.runtimes(run);
+  ASSERT_EQ(rts.size(), 1u);
+  EXPECT_EQ(rts[0].version, "llama.cpp b1-abc");
+  const auto checks = store.regression_checks(run);
+  ASSERT_EQ(checks.size(), 2u);
+  EXPECT_FALSE(checks[0].pass);
+  EXPECT_EQ(checks[0].got, "0");
+  EXPECT_EQ(checks[1].expected, "x|y");
+  EXPECT_EQ(store.latest_regression_run(), run);
+  // Streaming figures from the chunk times: gaps of 2 and 1 ms.
+  const auto streams = lmlab::summarize_streams(store.samples(run));
+  ASSERT_EQ(streams.size(), 1u);
+  EXPECT_DOUBLE_EQ(streams[0].ttft_ms_median, 50.0);
+  EXPECT_DOUBLE_EQ(streams[0].itl_ms_p50, 1.5);
+  EXPECT_NEAR(streams[0].decode_tok_s_median, 2 / 0.003, 1e-6);  // 2 chunks after the first in 3 ms
+}
+
+TEST_F(ResultsStoreTest, OpenExistingRefusesMissingAndEmptyFilesLeavingThemAlone) {
+  EXPECT_THROW(ResultsStore::open_existing(path("none.db")), lmlab::Error);
+  EXPECT_FALSE(fs::exists(path("none.db")));
+  std::ofstream(path("empty.db")).close();
+  EXPECT_THROW(ResultsStore::open_existing(path("empty.db")), lmlab::Error);
+  EXPECT_EQ(fs::file_size(path("empty.db")), 0u);
 }
 
 TEST_F(ResultsStoreTest, RejectsNewerSchemaVersionWithoutTouchingIt) {

@@ -12,6 +12,10 @@ namespace lmlab {
 
 void apply_overrides(Scenario& s, const ScenarioOverrides& o) {
   if (o.model) s.model = *o.model;
+  if (o.no_quality) {  // no evaluations at all: neither quality nor perplexity_tokens
+    s.quality.reset();
+    s.perplexity_tokens = 0;
+  }
   if (o.contexts) {
     if (o.contexts->empty()) throw Error(ErrorKind::invalid_input, "--contexts", "needs at least one context length");
     for (int64_t c : *o.contexts)

@@ -1,17 +1,13 @@
-// The in-process runner: for each config, load the model once with that config's options; for each context
-// and repetition, generate greedily from a fresh session on a prompt of exactly `context` tokens and record
-// one raw Sample. What each number means (also written into the run's notes):
-// - prompt_ns: the engine's prefill time (StepStats.prompt_ns); prompt_tokens: prompt tokens it computed.
-// - ttft_ns: the engine's time from the generate() call to the first token sampled (StepStats.ttft_ns): prefill
-//   and sampling, not the first token's own decode step.
-// - decode_tokens / decode_ns: the engine's decode steps (EOS does not stop them: every sample decodes the
-//   same number of tokens).
-// - peak_memory_bytes: the process's resident high-water mark during the sample (reset before each one).
-// - kv_cache_bytes: the session's KV storage at the end; ssd_bytes_read: the engine's ssd_bytes_read_total
-//   counter's increase during the sample; decode_ssd_bytes_read: its increase after the first decode step.
-// - output_tokens: the greedy tokens generated. Evaluations (scenario perplexity_tokens): each config's NLL.
+// The runner: a scenario's configs as passes (run_passes.h), each a SampleSource (in process, an lmlab serve
+// subprocess, or a URL) measured at every context x repetition, config after config or, with "interleave",
+// context by context with every source alive. What each number means is written into the run's notes; the
+// in-process source's fields are described in in_process_source.cpp, the HTTP ones in http_sample.h.
+// Evaluations: each config's teacher-forced NLL after its samples (scenario perplexity_tokens), or the quality
+// phase after every sample (scenario quality: perplexity and KL from vanilla on held-out text, quality.h).
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -24,14 +20,14 @@
 #include "model_options_fields.h"
 #include "peak_memory.h"
 #include "prompt_builder.h"
+#include "quality.h"
+#include "run_passes.h"
 
 namespace lmlab {
 
 namespace {
 
-using harness_detail::PromptBuilder;
-
-std::string engine_config_json(const Scenario& s, const std::filesystem::path& model_dir) {
+std::string engine_config_json(const Scenario& s, const std::filesystem::path& model_dir, const RunSettings& settings) {
   nlohmann::json configs = nlohmann::json::array();
   for (const BenchConfig& c : s.configs)
     configs.push_back({{"name", c.name}, {"preset", preset_name(c.preset)}, {"options", harness_detail::options_to_json(c.options)}});
@@ -42,11 +38,30 @@ std::string engine_config_json(const Scenario& s, const std::filesystem::path& m
                         {"contexts", s.contexts},          {"repetitions", s.repetitions},
                         {"decode_tokens", s.decode_tokens}, {"sampling", "greedy"},
                         {"interleave", s.interleave},      {"perplexity_tokens", s.perplexity_tokens},
-                        {"prompt", prompt},                {"configs", configs}}
+                        {"quality", s.quality ? nlohmann::json{{"golden", s.quality->golden.string()},
+                                                               {"sequences", s.quality->sequences},
+                                                               {"max_tokens", s.quality->max_tokens}}
+                                              : nlohmann::json(nullptr)},
+                        {"prompt", prompt},                {"configs", configs},
+                        {"mode", run_mode_name(settings.mode)},      {"url", settings.url}}
       .dump();
 }
 
-std::string run_notes(const Scenario& s, bool peak_resets) {
+std::string interleave_note(const Scenario& s) {
+  return s.interleave ? " Interleaved: every config's source stays alive and samples run context by context, repetition "
+                        "by repetition, config by config."
+                      : "";
+}
+
+std::string run_notes(const Scenario& s, RunMode mode, bool peak_resets) {
+  if (mode != RunMode::in_process)
+    return fmt::format(
+        "Prompt: {}. Greedy decoding of {} tokens per sample (ignore_eos) over HTTP ({}): POST /v1/completions with "
+        "the prompt as token ids, streamed. TTFT = request sent to the first chunk with text; decode tok/s = the "
+        "tokens after the first (usage.completion_tokens - 1) over first to last chunk; inter-token latency = gaps "
+        "between chunks. Peak memory, KV cache and SSD bytes from the server's lmlab_ /metrics when it has them.",
+        harness_detail::describe(s.prompt), s.decode_tokens, run_mode_name(mode)) +
+           interleave_note(s);
   return fmt::format(
       "Prompt: {}. Greedy decoding of {} tokens per sample (EOS ignored), a fresh session per sample; the model is "
       "loaded once per config, so its expert cache stays warm across that config's contexts and repetitions. "
@@ -62,18 +77,21 @@ std::string run_notes(const Scenario& s, bool peak_resets) {
 
 class Recorder {
  public:
-  Recorder(ResultsStore& store, int64_t run_id, int64_t total, std::ostream* progress)
-      : store_(store), total_(total), progress_(progress) {
+  // total_work: the sum over every planned sample of its tokens (context + decode), the ETA's unit.
+  Recorder(ResultsStore& store, int64_t run_id, int64_t total, double total_work, int64_t decode_tokens, std::ostream* progress)
+      : store_(store), total_(total), total_work_(total_work), decode_tokens_(decode_tokens), progress_(progress),
+        start_(std::chrono::steady_clock::now()) {
     outcome_.run_id = run_id;
   }
 
   void record(const Sample& s) {
     store_.add_sample(outcome_.run_id, s);
     ++outcome_.samples;
+    done_work_ += static_cast<double>(s.context_tokens + decode_tokens_);
     if (s.error) ++outcome_.errors;
     if (!progress_) return;
-    const std::string head = fmt::format("[{:>{}}/{}] {:<10} ctx {:>6} rep {}", outcome_.samples,
-                                         fmt::format("{}", total_).size(), total_, s.config, s.context_tokens, s.repetition);
+    const std::string head = fmt::format("[{:>{}}/{}] {} {:<10} ctx {:>6} rep {}", outcome_.samples,
+                                         fmt::format("{}", total_).size(), total_, eta(), s.config, s.context_tokens, s.repetition);
     if (s.error) {
       *progress_ << head << "  ERROR: " << *s.error << "\n";
     } else {
@@ -89,159 +107,159 @@ class Recorder {
     if (progress_) *progress_ << line << "\n" << std::flush;
   }
   const RunOutcome& outcome() const { return outcome_; }
+  RunOutcome& outcome() { return outcome_; }
 
  private:
+  // "ETA 1:23": the time so far per token done (context + decode), times the tokens left. A sample's cost
+  // grows with its context, and a sweep runs config by config, so counting samples would promise the long
+  // contexts at the short ones' price. Still a guide (configs differ in speed); "done" after the last.
+  std::string eta() const {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    if (outcome_.samples >= total_) return fmt::format("{:>9}", fmt::format("{}:{:02} done", static_cast<int64_t>(elapsed) / 60, static_cast<int64_t>(elapsed) % 60));
+    const auto left = static_cast<int64_t>(elapsed / done_work_ * std::max(0.0, total_work_ - done_work_));
+    return fmt::format("ETA {:>5}", fmt::format("{}:{:02}", left / 60, left % 60));
+  }
+
   ResultsStore& store_;
   int64_t total_;
+  double total_work_, done_work_ = 0;
+  int64_t decode_tokens_;
   std::ostream* progress_;
+  std::chrono::steady_clock::time_point start_;
   RunOutcome outcome_;
 };
 
-Sample measure(const Model& model, const PromptBuilder& prompts, const std::string& config, int64_t context,
-               int64_t rep, int64_t decode_tokens) {
-  Sample s;
-  s.config = config;
-  s.context_tokens = context;
-  s.repetition = rep;
-  try {
-    const int64_t ctx_size = model.info().ctx_size;
-    // A context over ctx_size is left to the engine (its own error); one that fits but leaves no room for the
-    // decode tokens would silently decode fewer, so it is refused here.
-    if (context <= ctx_size && context + decode_tokens > ctx_size)
-      throw Error(ErrorKind::invalid_input, "decode_tokens",
-                  fmt::format("context {} + {} decode tokens exceed the context size {} (raise ctx_size)", context,
-                              decode_tokens, ctx_size));
-    const std::vector<int32_t> prompt = prompts.build(context);
-    harness_detail::reset_peak_rss();
-    auto session = model.new_session();
-    const uint64_t ssd_before = model.counters().stream.ssd_bytes_read_total;
-    SamplingParams greedy;
-    greedy.max_tokens = decode_tokens;
-    greedy.stop_at_eos = false;
-    // SSD bytes of the decode alone: counted from the first token's event (one decode step has run by then).
-    uint64_t ssd_first_step = ssd_before;
-    const GenerationResult res = generate(*session, prompt, greedy, [&](const TokenEvent& ev) {
-      if (ev.index == 0) ssd_first_step = model.counters().stream.ssd_bytes_read_total;
-      return true;
-    });
-    if (res.stats.decode_tokens != decode_tokens)
-      throw Error(ErrorKind::internal, "generate",
-                  fmt::format("decoded {} of the {} tokens asked for", res.stats.decode_tokens, decode_tokens));
-    s.prompt_tokens = res.stats.prompt_tokens;
-    s.prompt_ns = res.stats.prompt_ns;
-    s.decode_tokens = res.stats.decode_tokens;
-    s.decode_ns = res.stats.decode_ns;
-    s.ttft_ns = res.stats.ttft_ns;
-    s.peak_memory_bytes = static_cast<int64_t>(res.stats.peak_bytes);
-    s.kv_cache_bytes = static_cast<int64_t>(res.stats.kv_bytes);
-    const uint64_t ssd_after = model.counters().stream.ssd_bytes_read_total;
-    s.ssd_bytes_read = static_cast<int64_t>(ssd_after - ssd_before);
-    s.decode_ssd_bytes_read = static_cast<int64_t>(ssd_after - ssd_first_step);
-    s.output_tokens = res.tokens;
-  } catch (const Error& e) {
-    s.error = e.what();
-  } catch (const std::bad_alloc&) {
-    s.error = "out of memory (std::bad_alloc)";
-  }
-  return s;
-}
-
-// A config's model, or why it cannot run (then every sample of the config records that error).
-struct Loaded {
-  std::shared_ptr<Model> model;
-  std::optional<PromptBuilder> prompts;
+// A pass's source once started, or why it cannot run (then every sample of the pass records that error).
+struct Started {
+  std::unique_ptr<harness_detail::SampleSource> source;
   std::string cannot_run;
 };
 
-Loaded load(const BenchConfig& config, const Scenario& scenario, const std::filesystem::path& model_dir,
-            const std::string& model_name, Recorder& rec) {
-  Loaded l;
-  try {
-    l.model = Model::load(model_dir, config.options);
-    l.prompts.emplace(scenario.prompt, *l.model);
-  } catch (const Error& e) {
-    l.cannot_run = fmt::format("config '{}' cannot run on {}: {}", config.name, model_name, e.what());
-    rec.say("lmlab bench: " + l.cannot_run + " (recorded as error samples)");
-  }
-  return l;
-}
-
-void sample(Recorder& rec, const Loaded& l, const Scenario& scenario, const BenchConfig& config, int64_t context,
-            int64_t rep) {
-  if (l.cannot_run.empty()) return rec.record(measure(*l.model, *l.prompts, config.name, context, rep, scenario.decode_tokens));
-  Sample s;
-  s.config = config.name;
-  s.context_tokens = context;
-  s.repetition = rep;
-  s.error = l.cannot_run;
-  rec.record(s);
-}
-
-// The config's perplexity on the first perplexity_tokens tokens of the prompt source (teacher forced).
-Evaluation evaluate(const Loaded& l, const Scenario& scenario, const BenchConfig& config) {
-  Evaluation e;
-  e.config = config.name;
-  if (!l.cannot_run.empty()) {
-    e.error = l.cannot_run;
-    return e;
-  }
-  try {
-    const NllResult r = evaluate_nll(*l.model, l.prompts->build(scenario.perplexity_tokens));
-    e.tokens = static_cast<int64_t>(r.nll.size());
-    for (double x : r.nll) e.nll_sum += x;
-  } catch (const Error& ex) {
-    e.error = ex.what();
-  }
-  return e;
-}
-
 }  // namespace
 
-RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const RunSettings& settings) {
+namespace harness_detail {
+
+RunInfo run_info_of(const Scenario& scenario, const RunSettings& settings) {
   if (!scenario.model)
-    throw Error(ErrorKind::invalid_input, harness_detail::field_where(scenario.file.string(), "model"), "missing: name the model in the scenario or pass --model DIR");
+    throw Error(ErrorKind::invalid_input, field_where(scenario.file.string(), "model"), "missing: name the model in the scenario or pass --model DIR");
   const std::filesystem::path model_dir = *scenario.model;
   RunInfo info;
   info.host = settings.host.empty() ? host_name() : settings.host;
   info.scenario = scenario.name;
   info.model = model_dir.filename().empty() ? model_dir.parent_path().filename().string() : model_dir.filename().string();
   info.model_bytes = safetensors_bytes(model_dir);
-  info.engine_config_json = engine_config_json(scenario, model_dir);
-  info.git_commit = settings.git_commit;
-  info.host_fingerprint = settings.host_fingerprint.empty() ? host_fingerprint() : settings.host_fingerprint;
-  const bool peak_resets = harness_detail::reset_peak_rss();
-  info.notes = run_notes(scenario, peak_resets);
+  info.engine_config_json = engine_config_json(scenario, model_dir, settings);
+  info.git_commit = settings.git_commit.empty() ? build_info().git_commit : settings.git_commit;
+  // One probe of the machine: the environment header and the gate's fingerprint are views of it.
+  const Environment env = probe_environment();
+  info.environment_json = settings.environment_json.empty() ? environment_json(env) : settings.environment_json;
+  info.host_fingerprint = settings.host_fingerprint.empty() ? host_fingerprint(env) : settings.host_fingerprint;
+  info.notes = run_notes(scenario, settings.mode, reset_peak_rss());
+  return info;
+}
 
-  const int64_t total = static_cast<int64_t>(scenario.configs.size() * scenario.contexts.size()) * scenario.repetitions;
-  Recorder rec(store, store.begin_run(info), total, settings.progress);
-  rec.say(fmt::format("lmlab bench: run {} — scenario '{}', model {} ({:.1f} MiB), {} samples", rec.outcome().run_id,
-                      scenario.name, model_dir.string(), info.model_bytes / 1048576.0, total));
-  if (!peak_resets) rec.say("lmlab bench: warning: cannot reset VmHWM; peak memory is the process's lifetime peak");
+RunOutcome run_passes(const Scenario& scenario, const RunInfo& info, const std::vector<Pass>& passes,
+                      ResultsStore& store, const RunSettings& settings, const std::string& label,
+                      const std::function<void(int64_t run, const Pass&, const SampleSource&)>& started,
+                      const AfterSamples& after_samples) {
+  const int64_t total = static_cast<int64_t>(passes.size() * scenario.contexts.size()) * scenario.repetitions;
+  double total_work = 0;
+  for (int64_t context : scenario.contexts) total_work += static_cast<double>(context + scenario.decode_tokens);
+  total_work *= static_cast<double>(passes.size() * scenario.repetitions);
+  Recorder rec(store, store.begin_run(info), total, total_work, scenario.decode_tokens, settings.progress);
+  const int64_t run_id = rec.outcome().run_id;
+  rec.say(fmt::format("{}: run {} — scenario '{}', model {} ({:.1f} MiB), {} samples", label, run_id,
+                      scenario.name, scenario.model->string(), info.model_bytes / 1048576.0, total));
+  if (!reset_peak_rss()) rec.say(label + ": warning: cannot reset VmHWM; peak memory is the process's lifetime peak");
 
-  auto evaluate_into_store = [&](const Loaded& l, const BenchConfig& config) {
+  auto start = [&](const Pass& pass) {
+    Started s;
+    try {
+      s.source = pass.make();
+      if (started) started(run_id, pass, *s.source);
+    } catch (const Error& e) {
+      s.source.reset();
+      s.cannot_run = fmt::format("{} '{}' cannot run on {}: {}", pass.kind, pass.name, info.model, e.what());
+      rec.say(label + ": " + s.cannot_run + " (recorded as error samples)");
+    }
+    return s;
+  };
+  auto sample = [&](Started& s, const Pass& pass, int64_t context, int64_t rep) {
+    if (s.source) return rec.record(s.source->measure(pass.name, context, rep, scenario.decode_tokens));
+    Sample failed;
+    failed.config = pass.name;
+    failed.context_tokens = context;
+    failed.repetition = rep;
+    failed.error = s.cannot_run;
+    rec.record(failed);
+  };
+  auto evaluate = [&](Started& s, const Pass& pass) {
     if (scenario.perplexity_tokens <= 0) return;
-    const Evaluation e = evaluate(l, scenario, config);
-    store.add_evaluation(rec.outcome().run_id, e);
-    rec.say(e.error ? fmt::format("lmlab bench: perplexity of {} failed: {}", config.name, *e.error)
-                    : fmt::format("lmlab bench: perplexity of {} over {} tokens: {:.4f}", config.name, e.tokens,
+    Evaluation e;
+    e.config = pass.name;
+    if (s.source) {
+      e = s.source->evaluate(pass.name, scenario.perplexity_tokens);
+    } else {
+      e.error = s.cannot_run;
+    }
+    store.add_evaluation(run_id, e);
+    rec.say(e.error ? fmt::format("{}: perplexity of {} failed: {}", label, pass.name, *e.error)
+                    : fmt::format("{}: perplexity of {} over {} tokens: {:.4f}", label, pass.name, e.tokens,
                                   std::exp(e.nll_sum / static_cast<double>(e.tokens))));
   };
+
   if (scenario.interleave) {
-    std::vector<Loaded> loaded;
-    for (const BenchConfig& config : scenario.configs) loaded.push_back(load(config, scenario, model_dir, info.model, rec));
+    // Every source alive at once, so a change of the machine's load hits every pass alike.
+    std::vector<Started> all;
+    for (const Pass& pass : passes) all.push_back(start(pass));
     for (int64_t context : scenario.contexts)
       for (int64_t rep = 0; rep < scenario.repetitions; ++rep)
-        for (size_t i = 0; i < scenario.configs.size(); ++i) sample(rec, loaded[i], scenario, scenario.configs[i], context, rep);
-    for (size_t i = 0; i < scenario.configs.size(); ++i) evaluate_into_store(loaded[i], scenario.configs[i]);
+        for (size_t i = 0; i < passes.size(); ++i) sample(all[i], passes[i], context, rep);
+    for (size_t i = 0; i < passes.size(); ++i) evaluate(all[i], passes[i]);
   } else {
-    for (const BenchConfig& config : scenario.configs) {
-      const Loaded l = load(config, scenario, model_dir, info.model, rec);
+    for (const Pass& pass : passes) {  // one source alive at a time
+      Started s = start(pass);
       for (int64_t context : scenario.contexts)
-        for (int64_t rep = 0; rep < scenario.repetitions; ++rep) sample(rec, l, scenario, config, context, rep);
-      evaluate_into_store(l, config);
+        for (int64_t rep = 0; rep < scenario.repetitions; ++rep) sample(s, pass, context, rep);
+      evaluate(s, pass);
     }
   }
+  if (after_samples) rec.outcome().quality_errors = after_samples(run_id, [&](const std::string& line) { rec.say(line); });
+  store.end_run(run_id);  // a run killed before this line stays "running": incomplete
   return rec.outcome();
+}
+
+}  // namespace harness_detail
+
+RunOutcome run_scenario(const Scenario& scenario, ResultsStore& store, const RunSettings& settings) {
+  using namespace harness_detail;
+  const RunInfo info = run_info_of(scenario, settings);
+  const std::filesystem::path model_dir = *scenario.model;
+  const std::string version = "lmlab " + (info.git_commit.empty() ? std::string("unknown") : info.git_commit);
+  if (scenario.quality && settings.mode == RunMode::url)
+    throw Error(ErrorKind::invalid_input, field_where(scenario.file.string(), "quality"),
+                "needs the scenario's configs in this process (--mode in-process or serve); pass --no-quality");
+  // Checked before the sweep so a bad golden file costs nothing.
+  const std::vector<std::vector<int32_t>> eval_sequences =
+      scenario.quality ? load_eval_sequences(*scenario.quality) : std::vector<std::vector<int32_t>>{};
+  std::vector<Pass> passes;
+  if (settings.mode == RunMode::url) {
+    // One pass: the server's configuration is its own, whatever the scenario's configs say.
+    passes.push_back({"url", "config", [&] { return url_source(settings.url, model_dir, scenario.prompt); }});
+  } else {
+    for (const BenchConfig& c : scenario.configs)
+      passes.push_back({c.name, "config", [&settings, &model_dir, &scenario, &version, options = c.options]() {
+                          return settings.mode == RunMode::serve
+                                     ? serve_source(settings.lmlab_exe, model_dir, options, scenario.prompt, version)
+                                     : in_process_source(model_dir, options, scenario.prompt, version);
+                        }});
+  }
+  AfterSamples quality;
+  if (scenario.quality)
+    quality = [&](int64_t run, const std::function<void(const std::string&)>& say) {
+      return run_quality(scenario, eval_sequences, store, run, say);
+    };
+  return run_passes(scenario, info, passes, store, settings, "lmlab bench", {}, quality);
 }
 
 }  // namespace lmlab

@@ -6,21 +6,21 @@
 //   "contexts": [512, 4096], "repetitions": 3, "decode_tokens": 32,
 //   "prompt": {"source": "random", "seed": 42} | {"source": "text", "file": "prompts/x.py"},
 //   "options": { engine options for every config },
+//   "quality": {"golden": "path/to/golden.safetensors", "sequences": 1, "max_tokens": 0},   (optional)
 //   "configs": [ {"name": "vanilla"}, {"name": "ssd", "options": {"expert_cache_mb": 5}},
 //                {"name": "turbo-k3", "preset": "turbo", "options": {"kv_k_bits": 3}} ],
-//   "interleave": false, "perplexity_tokens": 0, "gate": { thresholds, see docs/gate.md } }
+//   "interleave": false, "perplexity_tokens": 0 (or "quality", not both), "gate": { thresholds, see docs/gate.md } }
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "lmlab/error.h"
 #include "lmlab/harness.h"
 #include "model_options_fields.h"
+#include "text_file.h"
 
 namespace lmlab {
 
@@ -97,6 +97,21 @@ struct Reader {
       fail("prompt.source", fmt::format("'{}' is not \"random\" or \"text\"", source));
     }
     return p;
+  }
+
+  QualitySpec quality(const json& v) const {
+    if (!v.is_object()) fail("quality", R"(must be {"golden": FILE, "sequences": N, "max_tokens": N})");
+    check_keys(v, "quality", {"golden", "sequences", "max_tokens"});
+    if (!v.contains("golden")) fail("quality.golden", "missing: a golden .safetensors holding eval_ids_0, eval_ids_1, ...");
+    QualitySpec q;
+    q.golden = path_at(v, "golden", "quality.golden");
+    if (!std::filesystem::is_regular_file(q.golden)) fail("quality.golden", fmt::format("{} is not a readable file", q.golden.string()));
+    if (v.contains("sequences")) q.sequences = positive_at(v["sequences"], "quality.sequences");
+    if (v.contains("max_tokens")) {
+      q.max_tokens = positive_at(v["max_tokens"], "quality.max_tokens");
+      if (q.max_tokens < 2) fail("quality.max_tokens", "must be at least 2 (one token predicted from another)");
+    }
+    return q;
   }
 
   BenchConfig config(const json& v, size_t index, const ModelOptions& common) const {
@@ -211,7 +226,7 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
   }
   if (!root.is_object()) throw Error(ErrorKind::invalid_input, file.string(), "must be a JSON object");
   r.check_keys(root, "", {"name", "description", "model", "contexts", "repetitions", "decode_tokens", "prompt",
-                          "options", "configs", "interleave", "perplexity_tokens", "gate"});
+                          "options", "configs", "interleave", "perplexity_tokens", "gate", "quality"});
   Scenario s;
   s.file = file;
   for (const char* required : {"name", "contexts", "configs"})
@@ -223,6 +238,7 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
   if (root.contains("repetitions")) s.repetitions = r.positive_at(root["repetitions"], "repetitions");
   if (root.contains("decode_tokens")) s.decode_tokens = r.positive_at(root["decode_tokens"], "decode_tokens");
   if (root.contains("prompt")) s.prompt = r.prompt(root["prompt"]);
+  if (root.contains("quality")) s.quality = r.quality(root["quality"]);
   ModelOptions common;
   if (root.contains("options"))
     harness_detail::apply_options(root["options"], r.file, "options", common, kPresetKeys,
@@ -240,16 +256,14 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
     s.interleave = root["interleave"].get<bool>();
   }
   if (root.contains("perplexity_tokens")) s.perplexity_tokens = r.positive_at(root["perplexity_tokens"], "perplexity_tokens");
+  if (s.perplexity_tokens > 0 && s.quality)
+    r.fail("perplexity_tokens", "give either perplexity_tokens or quality: a run holds one set of evaluations");
   if (root.contains("gate")) s.gate = r.gate(root["gate"], s.configs);
   return s;
 }
 
 Scenario load_scenario(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, file.string(), "cannot open the scenario file");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_scenario(text.str(), file);
+  return parse_scenario(harness_detail::read_text_file(file, "scenario file", 1 << 20), file);
 }
 
 }  // namespace lmlab

@@ -1,12 +1,17 @@
-// ANSI console report: a header line, a table of every (config, context), then one horizontal bar chart of
-// decode tok/s per config (bars share one scale so configs compare at a glance). Colors only on request.
+// ANSI console report: a header (run, then the machine and build it ran on), a table of every (config,
+// context), the configuration scoreboard, then one horizontal bar chart of decode tok/s per config (bars share
+// one scale so configs compare at a glance). Colors only on request.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "display_names.h"
+#include "environment_lines.h"
 #include "lmlab/report.h"
 #include "report_rows.h"
+#include "scoreboard.h"
 #include "units.h"
 
 namespace lmlab {
@@ -20,6 +25,7 @@ constexpr const char* kReset = "\033[0m";
 constexpr const char* kBold = "\033[1m";
 constexpr const char* kDim = "\033[2m";
 constexpr const char* kRed = "\033[31m";
+constexpr const char* kYellow = "\033[33m";
 constexpr const char* kConfigColors[] = {"\033[36m", "\033[32m", "\033[33m", "\033[35m", "\033[34m", "\033[96m"};
 
 struct Style {
@@ -40,20 +46,63 @@ std::string bar(double fraction) {
   return s;
 }
 
+// Why a (config, context) has no figures: its samples' errors, or none usable without an error (e.g. a
+// sample that decoded nothing).
+std::string no_figures(const ReportRow& r, size_t max_chars) {
+  return r.errors.empty() ? std::string("no usable sample") : "failed: " + short_error(r.errors.front(), max_chars);
+}
+
+std::string quality_cells(const ScoreRow& r) {
+  if (!r.quality) return "";
+  const std::string kl = r.quality->kl_divergence ? fmt::format("{:.5f}", *r.quality->kl_divergence) : std::string("reference");
+  return fmt::format("  {:>10.4f}  {:>13}", r.quality->perplexity, kl);
+}
+
+std::string render_scoreboard(const Style& style, const std::vector<ReportRow>& rows, const std::vector<std::string>& configs,
+                              const std::vector<Evaluation>& quality) {
+  const Scoreboard board = scoreboard(rows, configs, summarize_quality(quality));
+  const bool has_quality = !quality.empty();
+  std::string out = "\n" + style("configuration scoreboard", kBold);
+  out += style(board.common_contexts.empty()
+                   ? std::string(" (no context every config measured: speed not ranked)")
+                   : fmt::format(" (decode tok/s: geometric mean of the medians at contexts {}; memory: largest peak)",
+                                 fmt::join(board.common_contexts, ", ")),
+               kDim) + "\n";
+  out += style(fmt::format("{:>4}  {:<18}  {:>12}  {:>7}  {:>12}  {:>8}{}", "rank", "config", "decode tok/s", "vs best", "peak memory",
+                           "mem rank", has_quality ? fmt::format("  {:>10}  {:>13}", "perplexity", "KL (nats/tok)") : ""),
+               kBold) + "\n";
+  for (const ScoreRow& r : board.rows) {
+    const std::string name = fmt::format("{:<18}", display_name(r.config));
+    if (!r.usable) {
+      out += fmt::format("{:>4}  {}  {:>12}  {:>7}  {:>12}  {:>8}{}\n", "-", name, style("no usable sample", kRed), "",
+                         r.peak_memory_bytes ? human_bytes(static_cast<double>(r.peak_memory_bytes)) : "", "", quality_cells(r));
+      continue;
+    }
+    const std::string star_speed = r.speed_rank == 1 ? style("★", kYellow) : " ";
+    const std::string star_mem = r.memory_rank == 1 ? style("★", kYellow) : " ";
+    out += fmt::format("{:>3}{}  {}  {:>12.2f}  {:>6.0f}%  {:>12}{}  {:>7}{}\n", r.speed_rank, star_speed,
+                       r.speed_rank == 1 ? style(name, kBold) : name, r.decode_tok_s, 100 * r.relative_speed,
+                       human_bytes(static_cast<double>(r.peak_memory_bytes)), star_mem, r.memory_rank, quality_cells(r));
+  }
+  return out;
+}
+
 }  // namespace
 
-std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, bool color) {
+std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, bool color, const ReportExtras& extras) {
   const Style style{color};
   std::string out = style(fmt::format("lmlab run {} · scenario {} · model {}, {} · host {}", run.id, run.scenario,
                                       run.model, gib_with_bytes(run.model_bytes), run.host),
                           kBold) +
                     "\n";
-  out += style(fmt::format("commit {} · started {}", run.git_commit.empty() ? "unknown" : run.git_commit, run.started_at), kDim) + "\n\n";
+  out += style(fmt::format("commit {} · started {}", run.git_commit.empty() ? "unknown" : run.git_commit, run.started_at), kDim) + "\n";
+  for (const auto& [label, value] : environment_lines(run)) out += style(fmt::format("{:<15} {}", label, value), kDim) + "\n";
+  out += "\n";
 
   const std::vector<ReportRow> rows = report_rows(samples);
   const std::vector<std::string> configs = configs_in_order(samples);
   size_t name_width = 6;
-  for (const auto& c : configs) name_width = std::max(name_width, c.size());
+  for (const auto& c : configs) name_width = std::max(name_width, display_name(c).size());
   auto color_of = [&](const std::string& config) {
     const auto i = static_cast<size_t>(std::find(configs.begin(), configs.end(), config) - configs.begin());
     return kConfigColors[i % std::size(kConfigColors)];
@@ -66,10 +115,9 @@ std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, 
          "\n";
   for (const ReportRow& r : rows) {
     const Summary& s = r.summary;
-    const std::string name = style(fmt::format("{:<{}}", s.config, name_width), color_of(s.config));
+    const std::string name = style(fmt::format("{:<{}}", display_name(s.config), name_width), color_of(s.config));
     if (s.n == 0) {
-      out += fmt::format("{}  {:>7}  {}\n", name, s.context,
-                         style("failed: " + short_error(r.errors.front(), 100), kRed));
+      out += fmt::format("{}  {:>7}  {}\n", name, s.context, style(no_figures(r, 100), kRed));
       continue;
     }
     const std::string rate = fmt::format("{:.1f} ({:.1f}-{:.1f})", s.decode_tok_s_median, s.decode_tok_s_p10, s.decode_tok_s_p90);
@@ -79,15 +127,17 @@ std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, 
                        s.errors ? fmt::format("{}/{}", s.n, s.n + s.errors) : fmt::format("{}", s.n));
   }
 
+  out += render_scoreboard(style, rows, configs, extras.quality);
+
   double max_rate = 0;
   for (const ReportRow& r : rows) max_rate = std::max(max_rate, r.summary.decode_tok_s_median);
   out += "\n" + style("decode tok/s (median; one scale for all configs)", kBold) + "\n";
   for (const std::string& config : configs) {
-    out += style(config, color_of(config)) + "\n";
+    out += style(display_name(config), color_of(config)) + "\n";
     for (const ReportRow& r : rows) {
       if (r.summary.config != config) continue;
       if (r.summary.n == 0) {
-        out += fmt::format("  {:>7} {}\n", r.summary.context, style("failed", kRed));
+        out += fmt::format("  {:>7} {}\n", r.summary.context, style(r.errors.empty() ? "no usable sample" : "failed", kRed));
         continue;
       }
       out += fmt::format("  {:>7} {} {:.1f}\n", r.summary.context,

@@ -7,14 +7,16 @@
 
 namespace lmlab {
 
-std::string render_json(const RunInfo& run, const std::vector<Sample>& samples) {
+std::string render_json(const RunInfo& run, const std::vector<Sample>& samples, const std::vector<Evaluation>& quality) {
   using nlohmann::json;
   json engine_config = json::parse(run.engine_config_json, nullptr, /*allow_exceptions=*/false);
   if (engine_config.is_discarded()) engine_config = run.engine_config_json;  // keep the text as recorded
+  json environment = json::parse(run.environment_json, nullptr, /*allow_exceptions=*/false);
+  if (environment.is_discarded()) environment = run.environment_json;
   json j;
   j["run"] = {{"id", run.id},           {"started_at", run.started_at}, {"host", run.host},
               {"scenario", run.scenario}, {"model", run.model},         {"model_bytes", run.model_bytes},
-              {"git_commit", run.git_commit}, {"notes", run.notes},    {"engine_config", engine_config}};
+              {"git_commit", run.git_commit}, {"notes", run.notes},    {"engine_config", engine_config}, {"environment", environment}};
   j["summary"] = json::array();
   for (const auto& r : report_detail::report_rows(samples)) {
     const Summary& s = r.summary;
@@ -37,6 +39,12 @@ std::string render_json(const RunInfo& run, const std::vector<Sample>& samples) 
     row["gpu_memory_bytes"] = s.gpu_memory_bytes ? json(*s.gpu_memory_bytes) : json(nullptr);
     row["error"] = s.error ? json(*s.error) : json(nullptr);
     j["samples"].push_back(row);
+  }
+  j["quality"] = json::array();
+  for (const QualitySummary& q : summarize_quality(quality)) {
+    json row = {{"config", q.config}, {"tokens", q.tokens}, {"perplexity", q.perplexity}, {"reference_config", q.reference_config}};
+    row["kl_divergence"] = q.kl_divergence ? json(*q.kl_divergence) : json(nullptr);
+    j["quality"].push_back(row);
   }
   return j.dump(2) + "\n";
 }

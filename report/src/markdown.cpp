@@ -1,13 +1,18 @@
-// Markdown profiling report (profiling_results_<host>.md): run header, one table per context, the configs'
-// engine options, notes and errors. Model size is always the run's recorded model_bytes (never N/A).
+// Markdown profiling report (profiling_results_<host>.md): run header and environment, the configuration
+// scoreboard (with quality when measured), the SVG charts written beside it, one table per context, the
+// configs' engine options, notes and errors. Model size is always the run's recorded model_bytes (never N/A).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
 
+#include "display_names.h"
 #include "engine_configs.h"
+#include "environment_lines.h"
 #include "lmlab/report.h"
 #include "report_rows.h"
+#include "scoreboard.h"
 #include "units.h"
 
 namespace lmlab {
@@ -31,6 +36,43 @@ std::string samples_cell(const Summary& s) {
   return s.errors == 0 ? fmt::format("{}", s.n) : fmt::format("{} ({} failed)", s.n, s.errors);
 }
 
+std::string scoreboard_section(const std::vector<ReportRow>& rows, const std::vector<std::string>& configs,
+                               const std::vector<Evaluation>& quality) {
+  const Scoreboard board = scoreboard(rows, configs, summarize_quality(quality));
+  std::string md = "## Scoreboard\n\n";
+  md += board.common_contexts.empty()
+            ? std::string("No context was measured by every config, so speed is not ranked.\n\n")
+            : fmt::format("Decode tok/s: geometric mean of each config's median at contexts {} (those every config "
+                          "measured). Peak memory: the largest sample's. ★ marks the best.",
+                          fmt::join(board.common_contexts, ", "));
+  const bool q = !quality.empty();
+  if (q) {
+    const auto qs = summarize_quality(quality);
+    md += fmt::format(" Perplexity and KL divergence (nats/token, from {}'s next-token distributions): teacher-forced "
+                      "on {} held-out tokens.",
+                      qs.empty() ? "vanilla" : display_name(qs.front().reference_config), qs.empty() ? 0 : qs.front().tokens);
+  }
+  md += "\n\n| Rank | Config | Decode tok/s | vs best | Peak memory | Memory rank |" + std::string(q ? " Perplexity | KL |" : "") + "\n";
+  md += "|---|---|---|---|---|---|" + std::string(q ? "---|---|" : "") + "\n";
+  for (const ScoreRow& r : board.rows) {
+    std::string quality_cells;
+    if (q)
+      quality_cells = r.quality ? fmt::format(" {:.4f} | {} |", r.quality->perplexity,
+                                              r.quality->kl_divergence ? fmt::format("{:.5f}", *r.quality->kl_divergence) : "reference")
+                                : std::string(" | |");
+    if (!r.usable) {
+      md += fmt::format("| – | {} | no usable sample | | {} | |{}\n", cell(display_name(r.config)),
+                        r.peak_memory_bytes ? human_bytes(static_cast<double>(r.peak_memory_bytes)) : "", quality_cells);
+      continue;
+    }
+    md += fmt::format("| {}{} | {} | {:.2f} | {:.0f}% | {}{} | {} |{}\n", r.speed_rank, r.speed_rank == 1 ? " ★" : "",
+                      cell(display_name(r.config)), r.decode_tok_s, 100 * r.relative_speed,
+                      human_bytes(static_cast<double>(r.peak_memory_bytes)), r.memory_rank == 1 ? " ★" : "", r.memory_rank,
+                      quality_cells);
+  }
+  return md + "\n";
+}
+
 }  // namespace
 
 std::string markdown_report_file_name(const std::string& host) {
@@ -40,20 +82,26 @@ std::string markdown_report_file_name(const std::string& host) {
   return "profiling_results_" + safe + ".md";
 }
 
-std::string render_markdown(const RunInfo& run, const std::vector<Sample>& samples) {
+std::string render_markdown(const RunInfo& run, const std::vector<Sample>& samples, const ReportExtras& extras) {
   std::string md = fmt::format("# lmlab profiling results: {}\n\n", cell(run.host));
   md += "| | |\n|---|---|\n";
   md += fmt::format("| Host | {} |\n", cell(run.host));
   md += fmt::format("| Scenario | {} |\n", cell(run.scenario));
   md += fmt::format("| Model | {} |\n", cell(run.model));
   md += fmt::format("| Model size | {} |\n", gib_with_bytes(run.model_bytes));
-  md += fmt::format("| Commit | {} |\n", run.git_commit.empty() ? "not a git checkout" : cell(run.git_commit));
+  md += fmt::format("| Commit (of the binary) | {} |\n", run.git_commit.empty() ? "not recorded" : cell(run.git_commit));
   md += fmt::format("| Date | {} |\n", cell(run.started_at));
   md += fmt::format("| Run | {} |\n", run.id);
   if (const std::string prompt = describe_prompt(run); !prompt.empty()) md += fmt::format("| Prompt | {} |\n", cell(prompt));
+  for (const auto& [label, value] : environment_lines(run)) md += fmt::format("| {} | {} |\n", label, cell(value));
   md += "\n";
 
   const std::vector<ReportRow> rows = report_rows(samples);
+  md += scoreboard_section(rows, configs_in_order(samples), extras.quality);
+  if (!extras.charts.empty()) {
+    md += "## Charts\n\n";
+    for (const SvgChart& c : extras.charts) md += fmt::format("![{}]({})\n\n", c.title, c.file_name);
+  }
   for (int64_t context : contexts_in_order(samples)) {
     md += fmt::format("## Context {} tokens\n\n", context);
     md += "| Config | Decode tok/s median (p10–p90) | TTFT ms | Prefill tok/s | Peak memory | KV cache | SSD read | Samples |\n";
@@ -62,11 +110,12 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
       if (r.summary.context != context) continue;
       const Summary& s = r.summary;
       if (s.n == 0) {
-        md += fmt::format("| {} | failed: {} | | | | | | {} |\n", cell(s.config), cell(short_error(r.errors.front(), 120)),
+        md += fmt::format("| {} | {} | | | | | | {} |\n", cell(display_name(s.config)),
+                          r.errors.empty() ? std::string("no usable sample") : "failed: " + cell(short_error(r.errors.front(), 120)),
                           samples_cell(s));
         continue;
       }
-      md += fmt::format("| {} | {:.1f} ({:.1f}–{:.1f}) | {:.1f} | {:.0f} | {} | {} | {} | {} |\n", cell(s.config),
+      md += fmt::format("| {} | {:.1f} ({:.1f}–{:.1f}) | {:.1f} | {:.0f} | {} | {} | {} | {} |\n", cell(display_name(s.config)),
                         s.decode_tok_s_median, s.decode_tok_s_p10, s.decode_tok_s_p90, s.ttft_ms_median,
                         r.prompt_tok_s_median, human_bytes(static_cast<double>(s.peak_memory_bytes_max)),
                         human_bytes(r.kv_cache_bytes_median), human_bytes(s.ssd_bytes_read_median), samples_cell(s));
@@ -76,7 +125,7 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
 
   if (const auto configs = describe_configs(run); !configs.empty()) {
     md += "## Configurations\n\n| Config | Engine options |\n|---|---|\n";
-    for (const auto& c : configs) md += fmt::format("| {} | {} |\n", cell(c.name), cell(c.summary));
+    for (const auto& c : configs) md += fmt::format("| {} | {} |\n", cell(display_name(c.name)), cell(c.summary));
     md += "\n";
   }
 
@@ -90,7 +139,7 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
     for (const std::string& e : r.errors) {
       if (!any_error) md += "\n### Errors\n\n";
       any_error = true;
-      md += fmt::format("- {} at context {}: {}\n", cell(r.summary.config), r.summary.context, cell(e));
+      md += fmt::format("- {} at context {}: {}\n", cell(display_name(r.summary.config)), r.summary.context, cell(e));
     }
   }
   return md;

@@ -38,4 +38,10 @@ std::string short_error(const std::string& message, size_t max_chars) {
   return message.substr(0, max_chars - 3) + "...";
 }
 
+std::string md_cell(const std::string& text) {
+  std::string out;
+  for (char c : text) out += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
+  return out;
+}
+
 }  // namespace lmlab::report_detail

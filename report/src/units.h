@@ -11,5 +11,6 @@ std::string human_bytes(double bytes);        // "3.19 MiB", "512 B"
 std::string gib_with_bytes(int64_t bytes);    // "0.0211 GiB (22,618,744 bytes)"
 std::string grouped(int64_t value);           // "22,618,744"
 std::string short_error(const std::string& message, size_t max_chars);
+std::string md_cell(const std::string& text);  // a markdown table cell: '|' escaped, newlines as spaces
 
 }  // namespace lmlab::report_detail

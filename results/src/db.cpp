@@ -60,6 +60,11 @@ void Statement::bind_real(int index, double value) {
   if (sqlite3_bind_double(stmt_, index, value) != SQLITE_OK) throw_sqlite(db_, path_, "binding a value");
 }
 
+void Statement::bind_real(int index, const std::optional<double>& value) {
+  if (value) return bind_real(index, *value);
+  if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) throw_sqlite(db_, path_, "binding a value");
+}
+
 bool Statement::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;

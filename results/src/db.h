@@ -35,6 +35,7 @@ public:
   void bind(int index, const std::optional<int64_t>& value);
   void bind(int index, const std::optional<std::string>& value);
   void bind_real(int index, double value);
+  void bind_real(int index, const std::optional<double>& value);  // NULL when unset
 
   bool step();   // true when a row is available, false when done
   void reset();  // ready to bind and step again
@@ -54,8 +55,8 @@ private:
 int64_t query_int(sqlite3* db, const std::string& path, const std::string& sql);
 
 // Brings the database to kResultsSchemaVersion: creates the schema in an empty database, migrates an older
-// lmlab database in one transaction, or throws for a newer or foreign database. Returns the version found
-// before any migration (0 for a new database).
-int ensure_schema(sqlite3* db, const std::string& path);
+// lmlab database in one transaction, or throws for a newer or foreign database (and, unless `may_create`,
+// for an empty one). Returns the version found before any migration (0 for a new database).
+int ensure_schema(sqlite3* db, const std::string& path, bool may_create = true);
 
 }  // namespace lmlab::results_detail

@@ -229,24 +229,42 @@ void add_group_rows(const GateRun& baseline, const GateRun& candidate, const Gat
   }
 }
 
+// A run's evaluations per config in first-seen order, its sequences pooled (a quality run has one per held-out
+// sequence): the tokens and NLL summed, the first error kept.
+std::vector<Evaluation> evaluations_per_config(const std::vector<Evaluation>& evaluations) {
+  std::vector<Evaluation> out;
+  for (const Evaluation& e : evaluations) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const Evaluation& x) { return x.config == e.config; });
+    if (it == out.end()) {
+      it = out.insert(out.end(), Evaluation{});
+      it->config = e.config;
+    }
+    Evaluation& sum = *it;
+    sum.tokens += e.tokens;
+    sum.nll_sum += e.nll_sum;
+    if (e.error && !sum.error) sum.error = e.error;
+  }
+  return out;
+}
+
 void add_perplexity_rows(const GateRun& baseline, const GateRun& candidate, const GatePolicy& p,
                          std::vector<GateRow>& rows, std::vector<std::string>& reasons) {
-  std::map<std::string, const Evaluation*> cand;
-  for (const Evaluation& e : candidate.evaluations) cand[e.config] = &e;
-  for (const Evaluation& b : baseline.evaluations) {
-    const auto it = cand.find(b.config);
+  const std::vector<Evaluation> cand = evaluations_per_config(candidate.evaluations);
+  for (const Evaluation& b : evaluations_per_config(baseline.evaluations)) {
+    const std::string& config = b.config;
+    const auto it = std::find_if(cand.begin(), cand.end(), [&](const Evaluation& x) { return x.config == config; });
     if (it == cand.end()) {
-      reasons.push_back(fmt::format("candidate run {} has no perplexity for {} (the baseline has)", candidate.info.id, b.config));
+      reasons.push_back(fmt::format("candidate run {} has no perplexity for {} (the baseline has)", candidate.info.id, config));
       continue;
     }
-    const Evaluation& c = *it->second;
+    const Evaluation& c = *it;
     if (b.error || c.error || b.tokens <= 0 || c.tokens <= 0) continue;  // reported by the completeness check
     if (b.tokens != c.tokens) {
       reasons.push_back(fmt::format("perplexity of {} was evaluated on {} tokens in the baseline and {} in the candidate",
-                                    b.config, b.tokens, c.tokens));
+                                    config, b.tokens, c.tokens));
       continue;
     }
-    rows.push_back(exact("perplexity", b.config, 0, std::exp(b.nll_sum / static_cast<double>(b.tokens)),
+    rows.push_back(exact("perplexity", config, 0, std::exp(b.nll_sum / static_cast<double>(b.tokens)),
                          std::exp(c.nll_sum / static_cast<double>(c.tokens)), p.perplexity));
   }
 }

@@ -68,6 +68,40 @@ CREATE TABLE evaluations (
   error    TEXT
 );
 )sql",
+    // v3 -> v4: whether a run finished (runs written before say 'unrecorded'), chunk arrival times of HTTP
+    // samples, the runtimes of `lmlab compare` runs, and the checks of `lmlab regression` runs.
+    R"sql(
+ALTER TABLE runs ADD COLUMN state TEXT NOT NULL DEFAULT 'unrecorded';
+ALTER TABLE samples ADD COLUMN chunk_ns TEXT;
+CREATE TABLE runtimes (
+  run_id  INTEGER NOT NULL REFERENCES runs(id),
+  name    TEXT NOT NULL,
+  kind    TEXT NOT NULL,
+  target  TEXT NOT NULL,
+  version TEXT NOT NULL,
+  PRIMARY KEY (run_id, name)
+);
+CREATE TABLE regression_checks (
+  id         INTEGER PRIMARY KEY,
+  run_id     INTEGER NOT NULL REFERENCES runs(id),
+  model      TEXT NOT NULL,
+  step       TEXT NOT NULL,
+  check_name TEXT NOT NULL,
+  expected   TEXT NOT NULL,
+  got        TEXT NOT NULL,
+  pass       INTEGER NOT NULL
+);
+CREATE INDEX regression_checks_run ON regression_checks(run_id);
+)sql",
+    // v4 -> v5: the machine and build a run was measured on; quality per config in the evaluations table (one row
+    // per config and held-out sequence, with the KL divergence from the reference config when measured).
+    R"sql(
+ALTER TABLE runs ADD COLUMN environment TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE evaluations ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE evaluations ADD COLUMN kl_sum REAL;
+ALTER TABLE evaluations ADD COLUMN reference_config TEXT NOT NULL DEFAULT '';
+CREATE INDEX evaluations_run ON evaluations(run_id, config);
+)sql",
 };
 
 bool has_table(sqlite3* db, const std::string& path, const std::string& name) {
@@ -77,12 +111,16 @@ bool has_table(sqlite3* db, const std::string& path, const std::string& name) {
   return st.int_col(0) > 0;
 }
 
-// Throws unless the database is empty (new) or an lmlab database whose version this code can handle.
-void check_identity(sqlite3* db, const std::string& path, int64_t version) {
+// Throws unless the database is empty (new, when `may_create`) or an lmlab database whose version this code
+// can handle.
+void check_identity(sqlite3* db, const std::string& path, int64_t version, bool may_create) {
   const int64_t app_id = query_int(db, path, "PRAGMA application_id");
   const int64_t objects = query_int(db, path, "SELECT count(*) FROM sqlite_master");
   if (version == 0 && app_id == 0) {
-    if (objects == 0) return;  // empty: a new database
+    if (objects == 0 && may_create) return;  // empty: a new database
+    if (objects == 0)
+      throw Error(ErrorKind::invalid_input, results_where(path),
+                  "not an lmlab results database (an empty file or empty SQLite database); refusing to write into it");
     throw Error(ErrorKind::invalid_input, results_where(path),
                 fmt::format("not an lmlab results database (it has {} unrelated schema objects and schema version 0; "
                             "this lmlab writes schema version {}); refusing to modify it",
@@ -110,17 +148,17 @@ void check_identity(sqlite3* db, const std::string& path, int64_t version) {
 
 }  // namespace
 
-int ensure_schema(sqlite3* db, const std::string& path) {
+int ensure_schema(sqlite3* db, const std::string& path, bool may_create) {
   // Read-only check first (also where a non-SQLite file is detected: SQLite reads the header lazily).
   const int64_t found = query_int(db, path, "PRAGMA user_version");
-  check_identity(db, path, found);
+  check_identity(db, path, found, may_create);
   if (found == kResultsSchemaVersion) return static_cast<int>(found);
 
   exec(db, path, "BEGIN IMMEDIATE");
   try {
     // Another process may have migrated between the check and the lock: re-read under the lock.
     const int64_t version = query_int(db, path, "PRAGMA user_version");
-    check_identity(db, path, version);
+    check_identity(db, path, version, may_create);
     if (version == 0) exec(db, path, fmt::format("PRAGMA application_id = {}", kApplicationId));
     for (int64_t v = version; v < kResultsSchemaVersion; ++v) {
       try {

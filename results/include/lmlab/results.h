@@ -25,8 +25,10 @@ namespace lmlab {
 
 // Schema version this code writes and understands (PRAGMA user_version).
 // v1: runs, samples. v2: samples.ssd_bytes_read and runs.git_commit added. v3: runs.host_fingerprint,
-// samples.decode_ssd_bytes_read and samples.output_tokens, the evaluations table.
-inline constexpr int kResultsSchemaVersion = 3;
+// samples.decode_ssd_bytes_read and samples.output_tokens, the evaluations table. v4: runs.state (a run killed
+// mid-sweep stays 'running'), samples.chunk_ns (HTTP runs), the runtimes and regression_checks tables. v5:
+// runs.environment; evaluations.sequence, kl_sum and reference_config (quality per config).
+inline constexpr int kResultsSchemaVersion = 5;
 
 // One benchmark run (one scenario on one host with one model).
 struct RunInfo {
@@ -41,6 +43,13 @@ struct RunInfo {
   std::string notes;
   // What decides whether absolute times compare (CPU model, CPUs usable, memory); see host_fingerprint().
   std::string host_fingerprint;
+  // "running" from begin_run() until end_run(): a run still "running" after its process is gone was killed
+  // mid-sweep (incomplete). "complete" after end_run(). "unrecorded": written before schema v4.
+  std::string state = "running";
+  // The machine and build the run was measured on (CPU, cores, RAM, GPU and driver, OS, compiler, build
+  // type, the binary's commit) as a JSON object; "{}" for runs recorded before schema v5. host_fingerprint is
+  // derived from the same probe (lmlab::host_fingerprint(const Environment&)).
+  std::string environment_json = "{}";
 };
 
 // One raw measurement: one generation at one (config, context) for one repetition.
@@ -60,21 +69,49 @@ struct Sample {
   std::vector<int32_t> output_tokens;  // the tokens generated (greedy: deterministic)
   std::optional<int64_t> gpu_memory_bytes;  // absent on CPU runs
   std::optional<std::string> error;         // set when the generation failed; its numbers are then ignored
+  // Runs over HTTP: arrival of each streamed chunk that carried text, in ns after the request was sent (the
+  // raw data of TTFT and inter-token latency). Empty for in-process runs.
+  std::vector<int64_t> chunk_ns;
 };
 
-// One teacher-forced evaluation of a config: the summed negative log-likelihood of `tokens` predicted tokens.
-// perplexity = exp(nll_sum / tokens).
+// A runtime of an `lmlab compare` run: its samples carry `name` as their config.
+struct RuntimeInfo {
+  std::string name;     // as given on the command line (NAME=...)
+  std::string kind;     // "in-process" | "serve" | "url"
+  std::string target;   // the URL, or the model directory for lmlab runtimes
+  std::string version;  // what the runtime says it is (git commit, build info), "unknown" when it does not say
+};
+
+// One check of the regression suite (`lmlab regression`): what was expected, what the server gave.
+struct RegressionCheck {
+  std::string model;  // which model (scenario entry) the check ran on
+  std::string step;   // e.g. "1 long", "4 long again", "concurrent", "budgets"
+  std::string check;  // e.g. "answer", "prompt_cache_hits", "kv_cache_peak_bytes"
+  std::string expected;
+  std::string got;
+  bool pass = false;
+};
+
+// One teacher-forced evaluation of a config on one held-out token sequence, as raw sums: perplexity is
+// exp(nll_sum / tokens) and the mean KL divergence from the reference config is kl_sum / tokens. The scenario's
+// perplexity_tokens give one per config (sequence 0, no KL); its "quality" one per config and golden sequence.
 struct Evaluation {
   std::string config;
-  int64_t tokens = 0;
-  double nll_sum = 0;
+  int64_t tokens = 0;                // predicted tokens (sequence length - 1)
+  double nll_sum = 0;                // sum over tokens of -log p(next token)
   std::optional<std::string> error;  // set when the evaluation failed
+  int64_t sequence = 0;              // which held-out sequence (e.g. the golden file's eval_ids_<sequence>)
+  std::optional<double> kl_sum;      // sum over tokens of KL(reference || config); unset without a reference
+  std::string reference_config;      // the config the KL is measured against (the run's vanilla config)
 };
 
 class ResultsStore {
 public:
   // Opens (creating if absent) the database at path; see the invariants above. Throws lmlab::Error.
   static ResultsStore open(const std::string& path);
+  // For readers (report, gate): opens only an existing lmlab database (migrating an older one); a missing
+  // file, an empty file or an empty SQLite database is refused like a foreign one and left untouched.
+  static ResultsStore open_existing(const std::string& path);
 
   ResultsStore(ResultsStore&&) noexcept;
   ResultsStore& operator=(ResultsStore&&) noexcept;
@@ -83,7 +120,8 @@ public:
   const std::string& path() const;
   int schema_version() const;  // always kResultsSchemaVersion after open()
 
-  int64_t begin_run(const RunInfo& info);
+  int64_t begin_run(const RunInfo& info);  // state "running"
+  void end_run(int64_t run);                // state "complete"
   void add_sample(int64_t run, const Sample& sample);
   // Inserts many samples in one transaction (all or none).
   void add_samples(int64_t run, const std::vector<Sample>& samples);
@@ -92,10 +130,19 @@ public:
   std::optional<RunInfo> run(int64_t id) const;
   std::vector<Sample> samples(int64_t run) const;  // ordered by insertion
 
+  // Refuses an evaluation of no tokens unless it records an error.
   void add_evaluation(int64_t run, const Evaluation& evaluation);
   std::vector<Evaluation> evaluations(int64_t run) const;  // ordered by insertion
 
+  void add_runtime(int64_t run, const RuntimeInfo& runtime);
+  std::vector<RuntimeInfo> runtimes(int64_t run) const;  // in insertion order
+  void add_regression_check(int64_t run, const RegressionCheck& check);
+  std::vector<RegressionCheck> regression_checks(int64_t run) const;  // in insertion order
+  // The latest run holding regression checks, if any (what reports of other runs show as their section).
+  std::optional<int64_t> latest_regression_run() const;
+
   struct Impl;
+  static ResultsStore from_impl(std::unique_ptr<Impl> impl);
 
 private:
   explicit ResultsStore(std::unique_ptr<Impl> impl);
@@ -119,6 +166,17 @@ struct Summary {
 
 // Groups by (config, context), sorted by config then context.
 std::vector<Summary> summarize(const std::vector<Sample>& samples);
+
+// Per-config quality over every sequence of that config: perplexity = exp(sum nll / sum tokens), KL = sum kl /
+// sum tokens (unset for the reference config). In the order configs first appear.
+struct QualitySummary {
+  std::string config;
+  int64_t tokens = 0;
+  double perplexity = 0;
+  std::optional<double> kl_divergence;
+  std::string reference_config;
+};
+std::vector<QualitySummary> summarize_quality(const std::vector<Evaluation>& evaluations);
 
 // Value at quantile p in [0,1] of values (linear interpolation); NaN when empty.
 double quantile(std::vector<double> values, double p);
@@ -149,6 +207,19 @@ struct GateResult {
 
 std::vector<GateResult> gate(const std::vector<Sample>& baseline, const std::vector<Sample>& candidate,
                              double threshold = 0.05, double alpha = 0.05);
+
+// Per (config, context) figures of samples that carry chunk arrival times (chunk_ns), in the order groups first
+// appear: TTFT median (ms), inter-token latency p50 / p99 (ms) over every gap between consecutive chunks of
+// the group's successful samples pooled, decode tok/s median (chunks after the first over first -> last chunk,
+// else decode_tokens / decode_ns). NaN where a group has no such data.
+struct StreamSummary {
+  std::string config;
+  int64_t context = 0;
+  int n = 0, errors = 0;
+  double ttft_ms_median = 0, itl_ms_p50 = 0, itl_ms_p99 = 0, decode_tok_s_median = 0;
+  int64_t decode_tokens_median = 0;
+};
+std::vector<StreamSummary> summarize_streams(const std::vector<Sample>& samples);
 
 // True when any GateResult is a regression.
 bool any_regression(const std::vector<GateResult>& results);
