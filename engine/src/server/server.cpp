@@ -70,6 +70,7 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
                 "the model id must be valid UTF-8 (set --model-id)");
   try {
     st.chat_template = ChatTemplate::from_model_dir(st.model->info().dir);
+    st.tool_format = server::tool_call_format_for(st.chat_template->source(), st.model->info().arch);
   } catch (const Error& e) {
     // No usable template: /v1/chat/completions answers 400 with this reason; completions still work.
     st.chat_template_error = e.what();
