@@ -77,7 +77,7 @@ TEST(ToolCallParserFuzz, MutatedOutputsParseTheSameWholeAndStreamed) {
     }
   }
   std::printf("[          ] 30000 mutated outputs: %d with calls, %d content only\n", with_calls, content_only);
-  EXPECT_GT(with_calls, 3000);  // mutations keep many calls intact: the parser is exercised past the markers
+  EXPECT_GT(with_calls, 2000);  // mutations keep many calls intact: the parser is exercised past the markers
   EXPECT_GT(content_only, 3000);
 }
 
