@@ -283,6 +283,35 @@ TEST(ServerTools, ServerRendersToolsIntoThePromptItRuns) {
   const json body = json::parse(r->body);
   EXPECT_EQ(body["usage"]["prompt_tokens"], prompt_tokens({{"tools", {kWeatherTool}}}));
   EXPECT_GT(body["usage"]["prompt_tokens"].get<size_t>(), prompt_tokens(ordered_json::object()) + 30);
+  // Streamed with logprobs: role chunk, deltas that each carry their tokens' logprobs, a finish chunk, [DONE].
+  json streamed = request;
+  streamed["stream"] = true;
+  streamed["logprobs"] = true;
+  streamed["top_logprobs"] = 2;
+  streamed["ignore_eos"] = true;
+  r = c.Post("/v1/chat/completions", streamed.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_GE(r->body.size(), 14u);
+  EXPECT_EQ(r->body.substr(r->body.size() - 14), "data: [DONE]\n\n");
+  const std::vector<json> ev = sse_payloads(r->body.substr(0, r->body.size() - 14));
+  ASSERT_GE(ev.size(), 2u);
+  EXPECT_EQ(ev.front()["choices"][0]["delta"]["role"], "assistant");
+  size_t logged = 0;
+  for (size_t i = 1; i < ev.size(); ++i) {
+    const json& choice = ev[i]["choices"][0];
+    EXPECT_EQ(choice["index"], 0);
+    if (choice.contains("logprobs"))
+      for (const json& e : choice["logprobs"]["content"]) {
+        EXPECT_EQ(e["top_logprobs"].size(), 2u);
+        ++logged;
+      }
+    const bool last = i + 1 == ev.size();
+    EXPECT_EQ(choice["finish_reason"].is_null(), !last) << ev[i].dump();
+  }
+  EXPECT_EQ(logged, 4u);  // every generated token, wherever its text went
+  const std::string finish = ev.back()["choices"][0]["finish_reason"];
+  EXPECT_TRUE(finish == "length" || finish == "tool_calls") << finish;
   json bad = request;
   bad["tools"][0]["function"]["name"] = "";
   r = c.Post("/v1/chat/completions", bad.dump(), "application/json");

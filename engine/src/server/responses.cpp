@@ -104,24 +104,10 @@ std::string sse_role_chunk(const ResponseIds& ids) {
   return event(j);
 }
 
-std::string sse_text_chunk(Endpoint endpoint, const ResponseIds& ids, const std::string& text) {
-  ordered_json j = envelope(endpoint, ids, true);
-  ordered_json payload = is_chat(endpoint) ? ordered_json{{"content", text}} : ordered_json(text);
-  j["choices"] = ordered_json::array({chunk_choice(endpoint, std::move(payload), nullptr)});
-  return event(j);
-}
-
 std::string sse_chunk(Endpoint endpoint, const ResponseIds& ids, ordered_json payload, ordered_json logprobs,
                       const char* finish_reason) {
   ordered_json j = envelope(endpoint, ids, true);
   j["choices"] = ordered_json::array({chunk_choice(endpoint, std::move(payload), finish_reason, std::move(logprobs))});
-  return event(j);
-}
-
-std::string sse_finish_chunk(Endpoint endpoint, const ResponseIds& ids, const char* finish_reason) {
-  ordered_json j = envelope(endpoint, ids, true);
-  ordered_json payload = is_chat(endpoint) ? ordered_json::object() : ordered_json("");
-  j["choices"] = ordered_json::array({chunk_choice(endpoint, std::move(payload), finish_reason)});
   return event(j);
 }
 

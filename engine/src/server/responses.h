@@ -1,5 +1,5 @@
 // OpenAI response bodies: whole completions and server-sent-event chunks for /v1/completions and
-// /v1/chat/completions. A stream is: (chat) a role chunk, content chunks, a chunk with finish_reason, an optional
+// /v1/chat/completions. A stream is: (chat) a role chunk, content (or tool-call) chunks, a chunk with finish_reason, an optional
 // usage chunk, then "data: [DONE]".
 #pragma once
 
@@ -31,12 +31,10 @@ nlohmann::ordered_json tool_call_json(const ToolCall& call, size_t index);
 
 // One "data: {...}\n\n" event.
 std::string sse_role_chunk(const ResponseIds& ids);  // chat only
-std::string sse_text_chunk(Endpoint endpoint, const ResponseIds& ids, const std::string& text);
 // Any chunk: `payload` is the chat delta or the completion text; logprobs null leaves the chat choice without
 // the key (completions always have it).
 std::string sse_chunk(Endpoint endpoint, const ResponseIds& ids, nlohmann::ordered_json payload,
                       nlohmann::ordered_json logprobs, const char* finish_reason);
-std::string sse_finish_chunk(Endpoint endpoint, const ResponseIds& ids, const char* finish_reason);
 std::string sse_usage_chunk(Endpoint endpoint, const ResponseIds& ids, const GenerationOutcome& out);
 std::string sse_error(const std::string& error_body);
 inline constexpr const char* kSseDone = "data: [DONE]\n\n";
