@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <chrono>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -213,6 +214,7 @@ std::vector<json> sse_payloads(const std::string& sse) {
   std::vector<json> out;
   size_t pos = 0;
   for (size_t end; (end = sse.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
+    if (sse[pos] == ':') continue;  // an SSE comment (keep-alive)
     EXPECT_EQ(sse.compare(pos, 6, "data: "), 0) << sse.substr(pos, end - pos);
     out.push_back(json::parse(sse.substr(pos + 6, end - pos - 6)));
   }
@@ -258,6 +260,15 @@ TEST_F(ToolRequestTest, StreamedToolCallChunks) {
   EXPECT_EQ(ev.back()["usage"]["completion_tokens"], 7);
   // The content went out before the call was complete: streamed, not buffered to the end.
   EXPECT_GT(chunks_after_piece[4], 1u);
+}
+
+TEST_F(ToolRequestTest, HeldTextSendsKeepAliveComments) {
+  const server::GenerationRequest rq = parse({{"messages", kUserAsks}, {"tools", {kWeatherTool}}});
+  server::AnswerStream every_time(rq, {"chatcmpl-3", 0, "m"}, model_->tokenizer(), std::chrono::milliseconds(0));
+  EXPECT_EQ(every_time.push("<tool_call>{\"name\"", {}), server::kSseKeepAlive);  // held: a comment goes out
+  server::AnswerStream hourly(rq, {"chatcmpl-4", 0, "m"}, model_->tokenizer(), std::chrono::hours(1));
+  EXPECT_EQ(hourly.push("<tool_call>{\"name\"", {}), "");  // held, and the interval has not passed
+  EXPECT_EQ(hourly.push(": \"f\"}</tool_call>", {}).rfind("data: ", 0), 0u);  // the call itself
 }
 
 // A served tiny model whose chat template takes tools: the prompt the server runs holds them.

@@ -5,8 +5,9 @@ namespace lmlab::server {
 
 using nlohmann::ordered_json;
 
-AnswerStream::AnswerStream(const GenerationRequest& rq, ResponseIds ids, const Tokenizer& tok)
-    : rq_(rq), ids_(std::move(ids)), tok_(tok) {
+AnswerStream::AnswerStream(const GenerationRequest& rq, ResponseIds ids, const Tokenizer& tok,
+                           std::chrono::milliseconds keep_alive)
+    : rq_(rq), ids_(std::move(ids)), tok_(tok), keep_alive_(keep_alive) {
   if (rq.endpoint == Endpoint::chat && rq.tool_format != ToolCallFormat::none) tools_.emplace(rq.tool_format);
 }
 
@@ -37,8 +38,11 @@ std::string AnswerStream::chunks(std::vector<ToolStreamPiece> pieces) {
 std::string AnswerStream::push(const std::string& text, std::span<const LoggedToken> tokens) {
   pending_.insert(pending_.end(), tokens.begin(), tokens.end());
   tokens_seen_ += tokens.size();
-  if (!tools_) return chunks({{text, std::nullopt}});
-  return chunks(tools_->push(text));
+  std::string out = tools_ ? chunks(tools_->push(text)) : chunks({{text, std::nullopt}});
+  const auto now = std::chrono::steady_clock::now();
+  if (out.empty() && now - last_output_ >= keep_alive_) out = kSseKeepAlive;
+  if (!out.empty()) last_output_ = now;
+  return out;
 }
 
 std::string AnswerStream::finish(const GenerationOutcome& out) {
