@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -36,8 +37,18 @@ ParsedToolCalls stream_in_pieces(ToolCallFormat f, const std::string& text, size
 void expect_call(const ToolCall& c, const std::string& name, const json& args) {
   EXPECT_EQ(c.name, name);
   EXPECT_EQ(json::parse(c.arguments), args) << c.arguments;
+  if (c.id.size() == 9) return;  // a mistral id (MistralIdsAreNineAlphanumerics)
   EXPECT_EQ(c.id.rfind("call_", 0), 0u);
   EXPECT_EQ(c.id.size(), 29u);
+}
+
+TEST(ToolCallParser, MistralIdsAreNineAlphanumerics) {
+  // Mistral's chat templates raise_exception when a tool_call id sent back is not 9 letters and digits.
+  const ParsedToolCalls p = parse_tool_calls(ToolCallFormat::mistral, R"([TOOL_CALLS][{"name": "f", "arguments": {}}])");
+  ASSERT_EQ(p.calls.size(), 1u);
+  EXPECT_EQ(p.calls[0].id.size(), 9u);
+  for (char c : p.calls[0].id) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c))) << p.calls[0].id;
+  EXPECT_EQ(parse_tool_calls(ToolCallFormat::hermes, "<tool_call>{\"name\": \"f\"}</tool_call>").calls.at(0).id.size(), 29u);
 }
 
 TEST(ToolCallFormat, PickedFromTemplateMarkersThenArchitecture) {

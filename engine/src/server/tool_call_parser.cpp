@@ -61,7 +61,7 @@ std::optional<ToolCall> call_from_object(const ordered_json& obj) {
   if (args == obj.end()) args = obj.find("parameters");
   const std::optional<std::string> arguments = arguments_text(args == obj.end() ? ordered_json() : *args);
   if (!arguments) return std::nullopt;
-  return ToolCall{new_tool_call_id(), name->get<std::string>(), *arguments};
+  return ToolCall{"", name->get<std::string>(), *arguments};  // the id is given when the call is emitted
 }
 
 std::optional<ToolCall> call_from_text(std::string_view text) {
@@ -139,7 +139,7 @@ std::optional<std::vector<ToolCall>> mistral_named_calls(std::string_view text) 
     const std::string_view name = trim(part.substr(0, args_at));
     const auto args = parse_json_bounded(part.substr(args_at + kMistralArgs.size()));
     if (name.empty() || !args || !args->is_object()) return std::nullopt;
-    calls.push_back(ToolCall{new_tool_call_id(), std::string(name), *arguments_text(*args)});
+    calls.push_back(ToolCall{"", std::string(name), *arguments_text(*args)});
     from = end + kMistralCalls.size();
   }
   return calls;
@@ -147,11 +147,13 @@ std::optional<std::vector<ToolCall>> mistral_named_calls(std::string_view text) 
 
 }  // namespace
 
-std::string new_tool_call_id() {
+std::string new_tool_call_id(ToolCallFormat format) {
   static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::string id = "call_";
-  for (int i = 0; i < 24; ++i) id += kAlphabet[rng() % (sizeof(kAlphabet) - 1)];
+  // Mistral's templates refuse (raise_exception) tool_call ids that are not 9 letters and digits.
+  const bool mistral = format == ToolCallFormat::mistral;
+  std::string id = mistral ? "" : "call_";
+  for (int i = 0; i < (mistral ? 9 : 24); ++i) id += kAlphabet[rng() % (sizeof(kAlphabet) - 1)];
   return id;
 }
 
@@ -172,6 +174,7 @@ void ToolCallStream::emit_content(std::string_view text, std::vector<ToolStreamP
 }
 
 void ToolCallStream::emit_call(ToolCall call, std::vector<ToolStreamPiece>& out) {
+  call.id = new_tool_call_id(format_);
   ++calls_;
   at_start_ = false;
   trim_leading_ = true;

@@ -15,7 +15,7 @@
 namespace lmlab::server {
 
 struct ToolCall {
-  std::string id;         // "call_" + 24 random letters and digits
+  std::string id;         // new_tool_call_id()
   std::string name;
   std::string arguments;  // a JSON text (OpenAI's function.arguments is a string)
 };
@@ -55,7 +55,7 @@ struct ParsedToolCalls {
 };
 ParsedToolCalls parse_tool_calls(ToolCallFormat format, std::string_view text);
 
-// "call_" + 24 random characters from [A-Za-z0-9].
-std::string new_tool_call_id();
+// "call_" + 24 random characters from [A-Za-z0-9]; for mistral 9 of them (what its templates accept back).
+std::string new_tool_call_id(ToolCallFormat format);
 
 }  // namespace lmlab::server
