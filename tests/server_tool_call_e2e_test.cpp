@@ -61,6 +61,7 @@ TEST(ServerToolCallE2E, ScriptedModelsCallComesBackAsToolCalls) {
   o.port = 0;
   o.max_tokens = 64;
   Server server(model, o);
+  EXPECT_EQ(server.tool_call_format(), "llama3");  // the template's <|start_header_id|>
   std::thread t([&] { server.listen(); });
   httplib::Client c("127.0.0.1", server.bound_port());
   c.set_read_timeout(60, 0);

@@ -280,6 +280,7 @@ TEST(ServerTools, ServerRendersToolsIntoThePromptItRuns) {
   o.port = 0;
   o.max_tokens = 64;
   Server server(model, o);
+  EXPECT_EQ(server.tool_call_format(), "hermes");  // the template writes <tool_call>
   std::thread t([&] { server.listen(); });
   httplib::Client c("127.0.0.1", server.bound_port());
   c.set_read_timeout(60, 0);

@@ -141,6 +141,7 @@ int Server::bound_port() const { return impl_->port; }
 const std::string& Server::model_id() const { return impl_->state.model_id; }
 
 const std::string& Server::chat_template_error() const { return impl_->state.chat_template_error; }
+std::string_view Server::tool_call_format() const { return server::tool_call_format_name(impl_->state.tool_format); }
 
 void Server::stop() {
   if (!impl_) return;
