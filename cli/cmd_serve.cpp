@@ -39,8 +39,8 @@ int run_serve(Flags fl) {
     sigwait(&stop_signals, &sig);
     server.stop();
   }).detach();
-  fmt::print(stderr, "lmlab serve: model '{}' listening on http://{}:{} (parallel {})\n", server.model_id(),
-             fl.server.host, server.bound_port(), fl.server.parallel);
+  fmt::print(stderr, "lmlab serve: model '{}' listening on http://{}:{} (parallel {}, tool calls: {})\n",
+             server.model_id(), fl.server.host, server.bound_port(), fl.server.parallel, server.tool_call_format());
   server.listen();
   fmt::print(stderr, "lmlab serve: stopped\n");
   return 0;

@@ -27,11 +27,20 @@ const char* const kSeeds[] = {
     R"({"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],"max_tokens":4})",
     R"({"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],)"
     R"("stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":2,"stop":"x"})",
+    R"({"messages":[{"role":"user","content":"weather?"}],"tools":[{"type":"function","function":{"name":"get_weather",)"
+    R"("description":"d","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],)"
+    R"("tool_choice":{"type":"function","function":{"name":"get_weather"}},"logprobs":true,"top_logprobs":3})",
+    R"({"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"","tool_calls":[{"id":"call_1",)"
+    R"("type":"function","function":{"name":"f","arguments":"{\"a\": [1, {\"b\": 2}]}"}}]},)"
+    R"({"role":"tool","tool_call_id":"call_1","content":"ok"}],"tools":[{"type":"function","function":{"name":"f"}}],)"
+    R"("tool_choice":"auto","parallel_tool_calls":false})",
+    R"({"prompt":"x = ","max_tokens":2,"logprobs":5})",
 };
 
 const char* const kFragments[] = {"null", "true", "-1", "0", "1e308", "-1e308", "1.5", "\"\"", "\"\\u0000\"", "[]",
                                   "{}", "[[]]", "{\"a\":{}}", "\"\\ud800\"", "9223372036854775807",
-                                  "18446744073709551616", "[1,-5,99999999]", "\"role\"", "\"content\"", ","};
+                                  "18446744073709551616", "[1,-5,99999999]", "\"role\"", "\"content\"", ",",
+                                  "\"tool\"", "\"tool_calls\"", "\"none\"", "21", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["};
 
 std::string mutate(std::string s, std::mt19937_64& rng) {
   const int n = 1 + static_cast<int>(rng() % 4);
@@ -64,8 +73,8 @@ TEST(ServerRequestFuzz, MutatedBodiesParseOrThrowLmlabError) {
   for (int i = 0; i < 100000; ++i) {
     const size_t seed = i % std::size(kSeeds);
     const std::string body = mutate(kSeeds[seed], rng);
-    // Seeds 0 and 1 are completions bodies, 2 and 3 chat bodies; every 7th goes to the other endpoint.
-    const bool chat = (seed >= 2) != (i % 7 == 0);
+    // Seeds 0, 1 and 6 are completions bodies, the others chat bodies; every 7th goes to the other endpoint.
+    const bool chat = (seed >= 2 && seed != 6) != (i % 7 == 0);
     const Endpoint endpoint = chat ? Endpoint::chat : Endpoint::completions;
     try {
       const server::GenerationRequest rq = server::parse_generation_request(body, endpoint, ctx);
@@ -86,7 +95,7 @@ TEST(ServerRequestFuzz, MutatedBodiesParseOrThrowLmlabError) {
   EXPECT_GT(rejected, 10000);
   // The unmutated seeds parse.
   for (size_t i = 0; i < std::size(kSeeds); ++i)
-    EXPECT_NO_THROW(server::parse_generation_request(kSeeds[i], i >= 2 ? Endpoint::chat : Endpoint::completions, ctx))
+    EXPECT_NO_THROW(server::parse_generation_request(kSeeds[i], i >= 2 && i != 6 ? Endpoint::chat : Endpoint::completions, ctx))
         << kSeeds[i];
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,6 +23,18 @@ struct SamplingParams {
   int64_t max_tokens = 128;
   bool stop_at_eos = true;          // the model's eos ids end generation
   std::vector<int32_t> stop_ids;    // more ids that end generation
+  int logprobs = -1;                // >= 0: each TokenEvent carries its logprob and this many top alternatives
+};
+
+struct TopLogprob {
+  int32_t id;
+  float logprob;
+};
+
+// log_softmax of the raw logits (before temperature and filtering), as OpenAI reports logprobs.
+struct TokenLogprobs {
+  float logprob = 0.0f;         // of the chosen token
+  std::vector<TopLogprob> top;  // the most likely tokens, most likely first (ties to the lower id)
 };
 
 struct StepStats {
@@ -40,6 +53,7 @@ struct TokenEvent {
   std::string text;  // newly completed text (UTF-8 safe), may be empty
   int64_t index;     // 0-based index among generated tokens
   StepStats stats;   // cumulative so far
+  std::optional<TokenLogprobs> logprobs;  // when SamplingParams::logprobs >= 0
 };
 
 enum class FinishReason { length, stop, cancelled };
@@ -58,5 +72,8 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
 
 // Samples one id from logits [vocab] (greedy when temperature == 0). rng_state is advanced.
 int32_t sample_token(std::span<const float> logits, const SamplingParams& params, uint64_t& rng_state);
+
+// The logprob of `id` under logits [vocab], and the n_top most likely ids with theirs.
+TokenLogprobs token_logprobs(std::span<const float> logits, int32_t id, int n_top);
 
 }  // namespace lmlab

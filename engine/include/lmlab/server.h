@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "lmlab/model.h"
 
@@ -40,6 +41,8 @@ class Server {
   const std::string& model_id() const;
   // Why the model's chat template could not be loaded ("" when it loaded); chat requests get it in their 400.
   const std::string& chat_template_error() const;
+  // How tool calls are parsed out of answers: "hermes", "llama3", "mistral" or "none" (docs/server.md).
+  std::string_view tool_call_format() const;
   // Thread-safe. New generation requests get 503; running ones may finish for shutdown_timeout_s, then the
   // remaining ones are cancelled (clients get a 503 error, in the stream for streams); then the listener shuts.
   void stop();

@@ -51,6 +51,8 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
       break;
     }
     res.tokens.push_back(id);
+    std::optional<TokenLogprobs> logprobs;
+    if (params.logprobs >= 0) logprobs = token_logprobs(last, id, params.logprobs);  // `last` is overwritten below
     // Test-only (--debug-token-delay-us): a slow decode, so that server tests can catch requests in flight.
     if (const int64_t us = model.options().debug_token_delay_us; us > 0)
       std::this_thread::sleep_for(std::chrono::microseconds(us));
@@ -63,7 +65,7 @@ GenerationResult generate(Session& session, std::span<const int32_t> prompt, con
     res.stats.decode_ns = now_ns() - t0;
     res.stats.kv_bytes = session.kv_bytes();
     res.stats.peak_bytes = process_peak_rss_bytes();
-    TokenEvent ev{id, detok ? detok->push(id) : std::string(), i, res.stats};
+    TokenEvent ev{id, detok ? detok->push(id) : std::string(), i, res.stats, std::move(logprobs)};
     res.text += ev.text;
     if (on_token && !on_token(ev)) {
       res.finish = FinishReason::cancelled;

@@ -73,7 +73,7 @@ struct SlotGuard {
 }  // namespace
 
 GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, ServerMetrics& metrics,
-                                 const GenerationRequest& rq, const std::function<bool(const std::string&)>& emit) {
+                                 const GenerationRequest& rq, const EmitFn& emit) {
   GenerationOutcome out;
   out.prompt_tokens = static_cast<int64_t>(rq.prompt.size());
   metrics.prompt_tokens_total.fetch_add(rq.prompt.size());
@@ -85,10 +85,13 @@ GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, Ser
   auto session = model.new_session();
   StopMatcher stopper(rq.stop);
   size_t event_bytes = 0;  // text that went through events (generate appends its decoder's flush after them)
+  size_t logged_sent = 0;   // out.logged[0, logged_sent) went out with earlier text
   auto deliver = [&](const std::string& text) {
     if (text.empty()) return true;
     out.text += text;
-    if (emit && !emit(text)) {
+    const std::span<const LoggedToken> fresh = std::span<const LoggedToken>(out.logged).subspan(logged_sent);
+    logged_sent = out.logged.size();
+    if (emit && !emit(text, fresh)) {
       out.cancelled = true;
       return false;
     }
@@ -101,6 +104,7 @@ GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, Ser
       return false;
     }
     event_bytes += ev.text.size();
+    if (ev.logprobs) out.logged.push_back({ev.id, *ev.logprobs});
     if (!deliver(stopper.push(ev.text))) return false;
     return !stopper.stopped();
   });

@@ -6,12 +6,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <span>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "lmlab/generate.h"
+#include "server/logprobs_json.h"
 #include "server/metrics.h"
 #include "server/request.h"
 
@@ -52,13 +54,17 @@ struct GenerationOutcome {
   std::string text;
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  std::vector<LoggedToken> logged;       // every generated token's logprobs, when the request asked for them
   const char* finish_reason = "length";  // "stop" | "length"
   bool cancelled = false;                // emit returned false
   bool shutdown = false;                 // the server is stopping: cut short or never started
   StepStats stats;
 };
 
+// emit(text, tokens): text that became final, and the logged tokens not handed to an earlier emit (their text
+// may have been held back by a stop string; tokens left after the last emit are only in the outcome).
+using EmitFn = std::function<bool(const std::string& text, std::span<const LoggedToken> tokens)>;
 GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, ServerMetrics& metrics,
-                                 const GenerationRequest& rq, const std::function<bool(const std::string&)>& emit);
+                                 const GenerationRequest& rq, const EmitFn& emit);
 
 }  // namespace lmlab::server

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "lmlab/error.h"
+#include "server/json_bounded.h"
+#include "server/tool_request.h"
 
 namespace lmlab::server {
 
@@ -80,7 +82,7 @@ std::vector<int32_t> prompt_tokens(const ordered_json& body, const Model& model)
 }
 
 // messages -> the chat template's text. Content may be a string or a list of {"type":"text","text":...} parts.
-std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext& ctx) {
+std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext& ctx, const ToolRequest& tools) {
   const ordered_json* m = field(body, "messages");
   if (!m) bad("messages", "'messages' is required");
   if (!m->is_array() || m->empty()) bad("messages", "'messages' must be a non-empty list");
@@ -105,6 +107,7 @@ std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext&
     } else if (content != msg.end() && !content->is_string() && !content->is_null()) {
       bad("messages", fmt::format("messages[{}].content must be a string or a list of text parts", i));
     }
+    prepare_tool_message(out, i);
     messages.push_back(std::move(out));
   }
   if (!ctx.chat_template)
@@ -113,7 +116,7 @@ std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext&
                         "); use /v1/completions");
   std::string text;
   try {
-    text = ctx.chat_template->apply(messages, true);
+    text = ctx.chat_template->apply(messages, true, tools.template_variables());
   } catch (const Error& e) {
     throw Error(e.kind(), "messages", "chat template: " + e.message());
   }
@@ -139,9 +142,32 @@ std::vector<std::string> stop_strings(const ordered_json& body) {
   return out;
 }
 
+// -1 (no logprobs) or the number of alternatives per token. Chat: "logprobs": bool, "top_logprobs": 0..20;
+// completions: "logprobs": 0..20 (OpenAI allows up to 5 there; vLLM more).
+int logprobs_request(const ordered_json& body, Endpoint endpoint) {
+  constexpr int64_t kMaxTop = 20;
+  if (endpoint == Endpoint::completions) {
+    const ordered_json* v = field(body, "logprobs");
+    if (!v) return -1;
+    if (!v->is_number_integer() || v->get<int64_t>() < 0 || v->get<int64_t>() > kMaxTop)
+      bad("logprobs", fmt::format("'logprobs' must be an integer from 0 to {}", kMaxTop));
+    return static_cast<int>(v->get<int64_t>());
+  }
+  const bool wanted = boolean(body, "logprobs", false);
+  const ordered_json* top = field(body, "top_logprobs");
+  if (!top) return wanted ? 0 : -1;
+  if (!top->is_number_integer() || top->get<int64_t>() < 0 || top->get<int64_t>() > kMaxTop)
+    bad("top_logprobs", fmt::format("'top_logprobs' must be an integer from 0 to {}", kMaxTop));
+  if (!wanted) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  return static_cast<int>(top->get<int64_t>());
+}
+
 }  // namespace
 
 GenerationRequest parse_generation_request(const std::string& text, Endpoint endpoint, const RequestContext& ctx) {
+  // Copying and converting JSON recurse per level: refuse deep documents before building them.
+  if (json_nesting_depth(text) > kMaxJsonDepth)
+    throw Error(ErrorKind::invalid_input, "", fmt::format("the body nests deeper than {} levels", kMaxJsonDepth));
   ordered_json body;
   try {
     body = ordered_json::parse(text);
@@ -175,7 +201,14 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
     rq.include_usage = boolean(*so, "include_usage", false);
   }
 
-  rq.prompt = endpoint == Endpoint::chat ? chat_tokens(body, ctx) : prompt_tokens(body, *ctx.model);
+  sp.logprobs = logprobs_request(body, endpoint);
+  if (endpoint == Endpoint::chat) {
+    const ToolRequest tools = parse_tool_request(body);
+    if (tools.parse_calls) rq.tool_format = ctx.tool_format;
+    rq.prompt = chat_tokens(body, ctx, tools);
+  } else {
+    rq.prompt = prompt_tokens(body, *ctx.model);
+  }
   const char* prompt_param = endpoint == Endpoint::chat ? "messages" : "prompt";
   if (rq.prompt.empty()) bad(prompt_param, "the prompt encodes to no tokens");
   const int64_t ctx_size = ctx.model->info().ctx_size;

@@ -10,6 +10,7 @@
 #include "lmlab/chat_template.h"
 #include "lmlab/generate.h"
 #include "lmlab/model.h"
+#include "server/tool_call_format.h"
 
 namespace lmlab::server {
 
@@ -22,6 +23,9 @@ struct GenerationRequest {
   std::vector<std::string> stop;  // stop strings (not part of the returned text)
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
+  // Chat with tools (and tool_choice not "none"): tool calls of this format are parsed out of the answer.
+  ToolCallFormat tool_format = ToolCallFormat::none;
+  // sampling.logprobs >= 0: the answer carries logprobs (chat: logprobs + top_logprobs; completions: logprobs).
 };
 
 struct RequestContext {
@@ -29,6 +33,7 @@ struct RequestContext {
   const ChatTemplate* chat_template = nullptr;  // null: the model has none (chat requests fail with 400)
   std::string chat_template_error;              // why it is null, quoted in that 400
   int64_t default_max_tokens = 256;  // also the cap of max_tokens
+  ToolCallFormat tool_format = ToolCallFormat::none;  // how the model writes tool calls (tool_call_format_for)
 };
 
 // Throws Error(invalid_input, param, message) for malformed JSON, missing or invalid fields, a prompt that

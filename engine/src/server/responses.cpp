@@ -31,13 +31,15 @@ ordered_json usage(const GenerationOutcome& out) {
 
 std::string event(const ordered_json& j) { return "data: " + dump(j) + "\n\n"; }
 
-ordered_json chunk_choice(Endpoint endpoint, ordered_json delta_or_text, const char* finish_reason) {
+ordered_json chunk_choice(Endpoint endpoint, ordered_json delta_or_text, const char* finish_reason,
+                          ordered_json logprobs = nullptr) {
   ordered_json c = {{"index", 0}};
   if (is_chat(endpoint)) {
     c["delta"] = std::move(delta_or_text);
+    if (!logprobs.is_null()) c["logprobs"] = std::move(logprobs);
   } else {
     c["text"] = std::move(delta_or_text);
-    c["logprobs"] = nullptr;
+    c["logprobs"] = std::move(logprobs);
   }
   c["finish_reason"] = finish_reason ? ordered_json(finish_reason) : ordered_json();
   return c;
@@ -55,16 +57,42 @@ ResponseIds new_response_ids(Endpoint endpoint, const std::string& model_id) {
   return ids;
 }
 
-std::string completion_body(Endpoint endpoint, const ResponseIds& ids, const GenerationOutcome& out) {
+ordered_json tool_call_json(const ToolCall& call, size_t index) {
+  return {{"index", index},
+          {"id", call.id},
+          {"type", "function"},
+          {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
+}
+
+std::string completion_body(const GenerationRequest& rq, const ResponseIds& ids, const GenerationOutcome& out,
+                            const Tokenizer& tok) {
+  const Endpoint endpoint = rq.endpoint;
+  const bool want_logprobs = rq.sampling.logprobs >= 0;
   ordered_json j = envelope(endpoint, ids, false);
   ordered_json choice = {{"index", 0}};
+  const char* finish_reason = out.finish_reason;
   if (is_chat(endpoint)) {
-    choice["message"] = {{"role", "assistant"}, {"content", out.text}};
+    const ParsedToolCalls parsed = parse_tool_calls(rq.tool_format, out.text);
+    ordered_json message = {{"role", "assistant"}};
+    message["content"] = parsed.calls.empty() || !parsed.content.empty() ? ordered_json(parsed.content) : ordered_json();
+    if (!parsed.calls.empty()) {
+      ordered_json calls = ordered_json::array();
+      for (const ToolCall& c : parsed.calls) {
+        ordered_json call = tool_call_json(c, calls.size());
+        call.erase("index");  // only streamed calls are numbered
+        calls.push_back(std::move(call));
+      }
+      message["tool_calls"] = std::move(calls);
+      finish_reason = "tool_calls";
+    }
+    choice["message"] = std::move(message);
+    choice["logprobs"] = want_logprobs ? chat_logprobs_json(tok, out.logged) : ordered_json();
   } else {
     choice["text"] = out.text;
-    choice["logprobs"] = nullptr;
+    int64_t offset = 0;
+    choice["logprobs"] = want_logprobs ? completion_logprobs_json(tok, out.logged, offset) : ordered_json();
   }
-  choice["finish_reason"] = out.finish_reason;
+  choice["finish_reason"] = finish_reason;
   j["choices"] = ordered_json::array({choice});
   j["usage"] = usage(out);
   return dump(j);
@@ -76,17 +104,10 @@ std::string sse_role_chunk(const ResponseIds& ids) {
   return event(j);
 }
 
-std::string sse_text_chunk(Endpoint endpoint, const ResponseIds& ids, const std::string& text) {
+std::string sse_chunk(Endpoint endpoint, const ResponseIds& ids, ordered_json payload, ordered_json logprobs,
+                      const char* finish_reason) {
   ordered_json j = envelope(endpoint, ids, true);
-  ordered_json payload = is_chat(endpoint) ? ordered_json{{"content", text}} : ordered_json(text);
-  j["choices"] = ordered_json::array({chunk_choice(endpoint, std::move(payload), nullptr)});
-  return event(j);
-}
-
-std::string sse_finish_chunk(Endpoint endpoint, const ResponseIds& ids, const char* finish_reason) {
-  ordered_json j = envelope(endpoint, ids, true);
-  ordered_json payload = is_chat(endpoint) ? ordered_json::object() : ordered_json("");
-  j["choices"] = ordered_json::array({chunk_choice(endpoint, std::move(payload), finish_reason)});
+  j["choices"] = ordered_json::array({chunk_choice(endpoint, std::move(payload), finish_reason, std::move(logprobs))});
   return event(j);
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lmlab/options.h"
+#include "server/answer_stream.h"
 #include "server/request.h"
 #include "server/responses.h"
 #include "server/server_state.h"
@@ -52,24 +53,24 @@ void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httpl
   auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
   const ResponseIds ids = new_response_ids(ep, st.model_id);
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider("text/event-stream", [&st, ep, ids, rqp, active, admission](size_t,
+  res.set_chunked_content_provider("text/event-stream", [&st, ids, rqp, active, admission](size_t,
                                                                                             httplib::DataSink& sink) {
-    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+    auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
     try {
-      if (ep == Endpoint::chat && !write(sse_role_chunk(ids))) {
+      AnswerStream answer(*rqp, ids, st.model->tokenizer());
+      if (!write(answer.start())) {
         st.metrics.requests_cancelled_total.fetch_add(1);
         return false;
       }
-      const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, *rqp, [&](const std::string& text) {
-        return write(sse_text_chunk(ep, ids, text));
-      });
+      const GenerationOutcome out = run_generation(
+          *st.model, st.slots, st.metrics, *rqp,
+          [&](const std::string& text, std::span<const LoggedToken> tokens) { return write(answer.push(text, tokens)); });
       if (out.cancelled) return false;  // the client is gone: nothing more to say
       if (out.shutdown) {
         st.metrics.requests_errors_total.fetch_add(1);
         write(sse_error(error_body(http_error_shutting_down())));
       } else {
-        write(sse_finish_chunk(ep, ids, out.finish_reason));
-        if (rqp->include_usage) write(sse_usage_chunk(ep, ids, out));
+        write(answer.finish(out));
       }
     } catch (const Error& e) {
       st.metrics.requests_errors_total.fetch_add(1);
@@ -100,10 +101,10 @@ void complete_generation(ServerState& st, GenerationRequest rq, Endpoint ep, htt
   auto active = std::make_shared<ActiveRequest>(st.metrics);
   auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
   const ResponseIds ids = new_response_ids(ep, st.model_id);
-  res.set_chunked_content_provider(kJson, [&st, ep, ids, rqp, active, admission](size_t, httplib::DataSink& sink) {
+  res.set_chunked_content_provider(kJson, [&st, ids, rqp, active, admission](size_t, httplib::DataSink& sink) {
     using Clock = std::chrono::steady_clock;
     Clock::time_point last_write = Clock::now();
-    auto heartbeat = [&](const std::string&) {
+    auto heartbeat = [&](const std::string&, std::span<const LoggedToken>) {
       if (Clock::now() - last_write < std::chrono::seconds(1)) return true;
       last_write = Clock::now();
       return sink.write(" ", 1);
@@ -113,7 +114,7 @@ void complete_generation(ServerState& st, GenerationRequest rq, Endpoint ep, htt
       const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, *rqp, heartbeat);
       if (out.cancelled) return false;  // the client is gone
       if (out.shutdown) st.metrics.requests_errors_total.fetch_add(1);
-      body = out.shutdown ? error_body(http_error_shutting_down()) : completion_body(ep, ids, out);
+      body = out.shutdown ? error_body(http_error_shutting_down()) : completion_body(*rqp, ids, out, st.model->tokenizer());
     } catch (const Error& e) {
       st.metrics.requests_errors_total.fetch_add(1);
       body = error_body(http_error_from(e));
@@ -134,7 +135,7 @@ void handle_generation(ServerState& st, const httplib::Request& req, httplib::Re
   std::shared_ptr<Admission> admission = Admission::try_enter(st);
   if (!admission) return reply_retry_later(st, res, http_error_busy(st.options.parallel, st.options.queue));
   RequestContext ctx{st.model.get(), st.chat_template ? &*st.chat_template : nullptr, st.chat_template_error,
-                     st.options.max_tokens};
+                     st.options.max_tokens, st.tool_format};
   GenerationRequest rq = parse_generation_request(req.body, ep, ctx);
   if (rq.stream) return stream_generation(st, std::move(rq), ep, res, std::move(admission));
   complete_generation(st, std::move(rq), ep, res, std::move(admission));

@@ -70,6 +70,7 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
                 "the model id must be valid UTF-8 (set --model-id)");
   try {
     st.chat_template = ChatTemplate::from_model_dir(st.model->info().dir);
+    st.tool_format = server::tool_call_format_for(st.chat_template->source(), st.model->info().arch);
   } catch (const Error& e) {
     // No usable template: /v1/chat/completions answers 400 with this reason; completions still work.
     st.chat_template_error = e.what();
@@ -140,6 +141,7 @@ int Server::bound_port() const { return impl_->port; }
 const std::string& Server::model_id() const { return impl_->state.model_id; }
 
 const std::string& Server::chat_template_error() const { return impl_->state.chat_template_error; }
+std::string_view Server::tool_call_format() const { return server::tool_call_format_name(impl_->state.tool_format); }
 
 void Server::stop() {
   if (!impl_) return;

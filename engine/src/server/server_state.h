@@ -14,6 +14,7 @@
 #include "server/generation.h"
 #include "server/http_error.h"
 #include "server/metrics.h"
+#include "server/tool_call_format.h"
 
 namespace lmlab::server {
 
@@ -25,6 +26,7 @@ struct ServerState {
   std::string model_id;
   std::optional<ChatTemplate> chat_template;  // absent when the model ships none or it failed to load
   std::string chat_template_error;            // why it is absent
+  ToolCallFormat tool_format = ToolCallFormat::none;  // from the template's markers and the architecture
   ServerMetrics metrics;
   GenerationSlots slots;
   std::atomic<int> admitted{0};        // generation requests between admission and their last byte

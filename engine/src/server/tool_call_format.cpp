@@ -1,0 +1,28 @@
+// Picking the tool-call format of a model (see tool_call_format.h).
+#include "server/tool_call_format.h"
+
+namespace lmlab::server {
+
+ToolCallFormat tool_call_format_for(std::string_view source, std::string_view arch) {
+  if (source.find("<tool_call>") != std::string_view::npos) return ToolCallFormat::hermes;
+  if (source.find("[TOOL_CALLS]") != std::string_view::npos) return ToolCallFormat::mistral;
+  if (source.find("<|python_tag|>") != std::string_view::npos || source.find("<|start_header_id|>") != std::string_view::npos)
+    return ToolCallFormat::llama3;
+  // Templates that mention none of the markers: the family's usual format.
+  if (arch == "qwen3" || arch == "qwen3_moe" || arch == "qwen2") return ToolCallFormat::hermes;
+  if (arch == "mistral" || arch == "mixtral") return ToolCallFormat::mistral;
+  if (arch == "llama") return ToolCallFormat::llama3;
+  return ToolCallFormat::none;
+}
+
+std::string_view tool_call_format_name(ToolCallFormat f) {
+  switch (f) {
+    case ToolCallFormat::hermes: return "hermes";
+    case ToolCallFormat::llama3: return "llama3";
+    case ToolCallFormat::mistral: return "mistral";
+    case ToolCallFormat::none: break;
+  }
+  return "none";
+}
+
+}  // namespace lmlab::server
