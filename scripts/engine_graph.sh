@@ -22,7 +22,7 @@ graph=${1:-build}/engine_libraries.txt
   echo '  }'
   echo '  engine_api -> server; engine_api -> convert; engine_api -> generate;'
   echo '}'
-} > build/engine_libraries.dot
+} > "${1:-build}/engine_libraries.dot"
 # Drop edges implied by others (a -> c when a -> b -> c) so the picture shows the layering, not every link.
-tred build/engine_libraries.dot | dot -Tsvg -o docs/engine_libraries.svg
+tred "${1:-build}/engine_libraries.dot" | dot -Tsvg -o docs/engine_libraries.svg
 echo "wrote docs/engine_libraries.svg"
