@@ -143,6 +143,28 @@ TEST(Gate, DifferentModelsOrScenariosCannotCompare) {
   EXPECT_NE(rep.cannot_compare.at(0).find("'decode_tokens' differs"), std::string::npos) << rep.cannot_compare[0];
 }
 
+// A baseline recorded before an option existed compares with a candidate that has it at its default; a config
+// whose option differs from the baseline's still cannot compare.
+TEST(Gate, AnOptionAddedAtItsDefaultStillCompares) {
+  auto with_configs = [](const nlohmann::json& options) {
+    GateRun r = make_run(100);
+    r.info.engine_config_json =
+        nlohmann::json{{"contexts", {256}}, {"repetitions", kReps}, {"decode_tokens", 32},
+                       {"configs", {{{"name", "vanilla"}, {"options", options}}}}}
+            .dump();
+    return r;
+  };
+  const GateRun old_baseline = with_configs({{"kv_mode", "f32"}, {"threads", 1}});
+  GateReport rep = compare_runs(old_baseline, with_configs({{"kv_mode", "f32"}, {"threads", 1}, {"gpu_layers", 0}}),
+                                policy());
+  EXPECT_TRUE(rep.cannot_compare.empty()) << rep.cannot_compare.at(0);
+  rep = compare_runs(old_baseline, with_configs({{"kv_mode", "f32"}, {"threads", 1}, {"gpu_layers", 4}}), policy());
+  ASSERT_FALSE(rep.cannot_compare.empty());
+  EXPECT_NE(rep.cannot_compare[0].find("'configs' differs"), std::string::npos) << rep.cannot_compare[0];
+  rep = compare_runs(old_baseline, with_configs({{"kv_mode", "turbo"}, {"threads", 1}}), policy());
+  EXPECT_FALSE(rep.cannot_compare.empty()) << "a changed option is still a different measurement";
+}
+
 TEST(Gate, IncompleteRunsCannotCompare) {
   GateRun cand = make_run(100);
   cand.samples.pop_back();  // interrupted: the last sample never ran

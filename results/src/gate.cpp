@@ -2,6 +2,7 @@
 // the rules and docs/gate.md for why).
 #include "lmlab/error.h"
 #include "lmlab/gate.h"
+#include "lmlab/options.h"
 
 #include <fmt/format.h>
 
@@ -47,8 +48,17 @@ json measurement_settings(const RunInfo& run) {
   }
   if (j.contains("configs") && j["configs"].is_array()) {
     json configs = j["configs"];
-    for (json& c : configs)
-      if (c.is_object() && c.contains("options") && c["options"].is_object()) c["options"].erase("debug_token_delay_us");
+    // Options at the engine's current defaults are dropped from both sides: an option added after the baseline
+    // was recorded (gpu_layers) does not change what a config measures while it sits at its default, and a
+    // changed default still shows (the side recorded at the old default keeps its value).
+    static const json defaults = json::parse(options_to_json_text(ModelOptions{}));
+    for (json& c : configs) {
+      if (!c.is_object() || !c.contains("options") || !c["options"].is_object()) continue;
+      json& o = c["options"];
+      o.erase("debug_token_delay_us");
+      for (const auto& [key, value] : defaults.items())
+        if (o.contains(key) && o[key] == value) o.erase(key);
+    }
     out["configs"] = configs;
   }
   return out;
