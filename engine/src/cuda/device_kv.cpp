@@ -70,9 +70,11 @@ void DeviceBlockTable::sync(const KvLayerBlocked& layer, cudaStream_t stream) {
   if (static_cast<int64_t>(blocks.size()) > max_blocks_)
     throw Error(ErrorKind::internal, "cuda kv",
                 fmt::format("{} KV blocks exceed the device block table's {}", blocks.size(), max_blocks_));
-  // Upload the changed entries as runs (a decode step changes at most one or two; adopting a prefix, many).
+  // Upload the changed entries as runs (a decode step changes at most one or two; adopting a prefix, many). Only
+  // entries the layer holds or the mirror still holds can differ: past both, every entry is null, so a short
+  // sequence in a long context is not walked over the whole table every token.
   int64_t b = 0;
-  const int64_t n = max_blocks_;
+  const int64_t n = std::max(static_cast<int64_t>(blocks.size()), mirror_held_);
   auto want = [&](int64_t i) {
     return i < static_cast<int64_t>(blocks.size()) && blocks[i] ? reinterpret_cast<uint16_t*>(blocks[i]->data)
                                                                  : nullptr;
@@ -89,6 +91,7 @@ void DeviceBlockTable::sync(const KvLayerBlocked& layer, cudaStream_t stream) {
           "KV block table");
     b = e;
   }
+  mirror_held_ = static_cast<int64_t>(blocks.size());
 }
 
 kernels::cuda::KvBlocks DeviceBlockTable::blocks(const KvLayerBlocked& layer) const {

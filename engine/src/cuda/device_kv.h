@@ -56,6 +56,7 @@ class DeviceBlockTable final : public KvLayerAttachment {
   uint64_t id_;
   DeviceBuffer table_;             // [max_blocks] device pointers
   std::vector<uint16_t*> mirror_;  // what the device table holds now
+  int64_t mirror_held_ = 0;        // mirror_ entries at or past this are null
 };
 
 // The device side of one layer's KV for one forward: grow() before the chunk's kernels (host: blocks and table),
