@@ -6,10 +6,9 @@
 // mantissa bits, so prefill logits match the f32 reference as decode's do; one rounding of X to bf16 was
 // seen to move logits by 0.03 and flip MoE routing on the golden fixtures), Sgemm for f32, and a tiled
 // kernel that dequantizes affine weights into shared memory.
-#include <cublas_v2.h>
-
 #include <algorithm>
 
+#include "cuda/cublas_library.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
@@ -348,7 +347,7 @@ int split_count(const DeviceWeight& w) {
 cublasHandle_t cublas_handle() {
   thread_local cublasHandle_t handle = [] {
     cublasHandle_t h;
-    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
+    if (lmlab::cuda::cublas().create(&h) != CUBLAS_STATUS_SUCCESS)
       throw Error(ErrorKind::internal, "cublas", "cublasCreate failed");
     return h;
   }();
@@ -357,7 +356,7 @@ cublasHandle_t cublas_handle() {
 
 void check_cublas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS)
-    throw Error(ErrorKind::internal, std::string("cublas: ") + what, cublasGetStatusString(s));
+    throw Error(ErrorKind::internal, std::string("cublas: ") + what, lmlab::cuda::cublas().status_string(s));
 }
 
 bool use_cublas(const DeviceWeight& w, int64_t n) { return !w.affine && n > kMaxGemvTokens; }
@@ -391,11 +390,11 @@ void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* sc
   }
   if (use_cublas(w, n)) {
     cublasHandle_t h = cublas_handle();
-    check_cublas(cublasSetStream(h, stream), "set stream");
+    check_cublas(lmlab::cuda::cublas().set_stream(h, stream), "set stream");
     const float one = 1.0f, zero = 0.0f;
     const int m = static_cast<int>(w.rows), k = static_cast<int>(w.cols), nn = static_cast<int>(n);
     if (w.type == WeightType::f32) {
-      check_cublas(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, static_cast<const float*>(w.dense), k, x,
+      check_cublas(lmlab::cuda::cublas().sgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, static_cast<const float*>(w.dense), k, x,
                                k, &zero, y, m),
                    "sgemm");
     } else {
@@ -405,10 +404,10 @@ void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* sc
       split_kernel<<<blocks_of(n * w.cols, 256), 256, 0, stream>>>(x, hi, lo, n * w.cols, bf16);
       lmlab::cuda::check_launch("matmul (split X)");
       const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-      check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, hi, t, k, &zero, y,
+      check_cublas(lmlab::cuda::cublas().gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, hi, t, k, &zero, y,
                                 CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                    "gemm (hi)");
-      check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, lo, t, k, &one, y,
+      check_cublas(lmlab::cuda::cublas().gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, lo, t, k, &one, y,
                                 CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                    "gemm (lo)");
     }
