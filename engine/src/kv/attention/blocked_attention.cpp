@@ -54,6 +54,24 @@ inline int64_t visible_hi(int64_t n_tokens, int64_t pos) {
   return std::min(n_tokens, pos + 1);
 }
 
+// Asks for the records of KV head kh at positions [p, e) (within one block) while the current segment is scored.
+// Consecutive segments usually sit in different blocks (separate allocations), where the hardware prefetcher
+// would start cold at every block: with 32-position blocks that cost TurboQuant decode 8-21% at 16K.
+void prefetch_segment(const BlockedKvView& c, const Shape& sh, int64_t kh, int64_t p, int64_t e) {
+  const bool cold = p < c.n_compressed;
+  const KvRecordTable& tab = cold ? c.cold : c.hot;
+  const int64_t B = sh.block, b = p / B, slot = p - b * B;
+  if (cold) e = std::min(e, c.n_compressed);
+  e = std::min(e, (b + 1) * B);
+  const uint8_t* blk = tab.blocks[b];
+  if (!blk || e <= p) return;
+  const int64_t k_rec = tab.k->record_bytes(), v_rec = tab.v->record_bytes();
+  const uint8_t* k = blk + (kh * B + slot) * k_rec;
+  const uint8_t* v = blk + sh.n_kv * B * k_rec + (kh * B + slot) * v_rec;
+  for (int64_t off = 0; off < (e - p) * k_rec; off += 64) __builtin_prefetch(k + off);
+  for (int64_t off = 0; off < (e - p) * v_rec; off += 64) __builtin_prefetch(v + off);
+}
+
 // Attends query rows of tokens [t0, t1) of KV head kh over key positions [k0, k1), updating st.
 void attend_range(const BlockedKvView& c, const Shape& sh, const AttentionSpec& spec, const TileKernels& kern,
                   const float* qp, int64_t kh, int64_t t0, int64_t t1, int64_t k0, int64_t k1, RowState st,
@@ -77,6 +95,7 @@ void attend_range(const BlockedKvView& c, const Shape& sh, const AttentionSpec& 
       continue;
     }
     const int64_t k_rec = tab.k->record_bytes(), v_rec = tab.v->record_bytes();
+    if (e < k1) prefetch_segment(c, sh, kh, e, std::min(k1, e + kTile));
     int64_t ldk, ldv;
     const float* kt = tab.k->decode_tile(tab.blocks[b] + (kh * B + slot) * k_rec, k_rec, nb, sc.tile_k.data(),
                                          sh.k_row, &ldk);
