@@ -20,6 +20,12 @@ std::string layer_prefix(int64_t l) { return fmt::format("model.layers.{}.", l);
 void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
+
+int64_t total_rows(std::span<const BatchRows> rows) {
+  int64_t n = 0;
+  for (const BatchRows& r : rows) n += r.n;
+  return n;
+}
 }  // namespace
 
 Transformer::Transformer(ModelSpec spec, WeightStore store, const TransformerOptions& options)
@@ -86,10 +92,13 @@ void Transformer::load_weights() {
   weight_bytes_ = store_.total_bytes();
 }
 
+// The projections run over every sequence's rows at once; RoPE takes each row's own position; K/V are appended
+// to and attention reads from each sequence's own cache.
 void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h,
-                                  int64_t n, int64_t pos0, KvSequence& cache, float* out) const {
+                                  std::span<const BatchRows> rows, float* out) const {
   const auto& s = spec_;
   const int64_t q_dim = s.n_heads * s.head_dim, kv_dim = s.n_kv_heads * s.head_dim;
+  const int64_t n = total_rows(rows);
   std::vector<float> q(n * q_dim), k(n * kv_dim), v(n * kv_dim), attn(n * q_dim);
   w.q->forward(h, q.data(), n);
   w.k->forward(h, k.data(), n);
@@ -99,14 +108,17 @@ void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, in
     kernels::rmsnorm(k.data(), w.k_norm.data(), k.data(), n * s.n_kv_heads, s.head_dim, s.norm_eps);
   const RopeSpec& rope = s.ropes[ls.rope];
   std::vector<int32_t> positions(n);
-  for (int64_t t = 0; t < n; ++t) positions[t] = static_cast<int32_t>(pos0 + t);
+  for (const BatchRows& r : rows)
+    for (int64_t t = 0; t < r.n; ++t) positions[r.row0 + t] = static_cast<int32_t>(r.pos0 + t);
   kernels::rope({q.data(), n, s.n_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
                  rope.attention_scaling});
   kernels::rope({k.data(), n, s.n_kv_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
                  rope.attention_scaling});
-  KvLayerCache& kv = *cache.layers[layer];
-  kv.append(k.data(), v.data(), n);
-  kv.attend(q.data(), n, pos0, attention_spec(s, ls), attn.data());
+  for (const BatchRows& r : rows) {
+    KvLayerCache& kv = *r.cache->layers[layer];
+    kv.append(k.data() + r.row0 * kv_dim, v.data() + r.row0 * kv_dim, r.n);
+    kv.attend(q.data() + r.row0 * q_dim, r.n, r.pos0, attention_spec(s, ls), attn.data() + r.row0 * q_dim);
+  }
   w.o->forward(attn.data(), out, n);
 }
 
@@ -212,14 +224,41 @@ void Transformer::embed(std::span<const int32_t> tokens, float* x) const {
   }
 }
 
+void Transformer::forward_batch(std::span<const SequenceStep> steps, std::vector<float>& logits) const {
+  const int64_t H = spec_.hidden;
+  std::vector<BatchRows> rows;
+  std::vector<int32_t> tokens;
+  for (const SequenceStep& st : steps) {
+    if (st.tokens.empty()) throw Error(ErrorKind::invalid_input, "forward", "a sequence with no tokens to process");
+    rows.push_back({st.cache, static_cast<int64_t>(tokens.size()), static_cast<int64_t>(st.tokens.size()), st.pos0});
+    tokens.insert(tokens.end(), st.tokens.begin(), st.tokens.end());
+  }
+  std::vector<float> x(tokens.size() * H);
+  embed(tokens, x.data());
+  run_layers(x.data(), rows, 0, spec_.n_layers);
+  // The head runs on each sequence's last row only.
+  const int64_t b = static_cast<int64_t>(rows.size());
+  std::vector<float> last(b * H);
+  for (int64_t i = 0; i < b; ++i) {
+    const float* row = x.data() + (rows[i].row0 + rows[i].n - 1) * H;
+    std::copy(row, row + H, last.begin() + i * H);
+  }
+  head(last.data(), b, true, logits);
+}
+
 void Transformer::run_layers(float* x, int64_t n, int64_t pos0, KvSequence& cache, int64_t l0, int64_t l1) const {
+  const BatchRows rows{&cache, 0, n, pos0};
+  run_layers(x, std::span<const BatchRows>(&rows, 1), l0, l1);
+}
+
+void Transformer::run_layers(float* x, std::span<const BatchRows> rows, int64_t l0, int64_t l1) const {
   const auto& s = spec_;
-  const int64_t H = s.hidden;
+  const int64_t H = s.hidden, n = total_rows(rows);
   std::vector<float> h(n * H), y(n * H);
   for (int64_t l = l0; l < l1; ++l) {
     const LayerWeights& w = layers_[l];
     kernels::rmsnorm(x, w.attn_norm.data(), h.data(), n, H, s.norm_eps);
-    attention_block(w, s.layers[l], l, h.data(), n, pos0, cache, y.data());
+    attention_block(w, s.layers[l], l, h.data(), rows, y.data());
     if (!w.post_attn_norm.empty()) kernels::rmsnorm(y.data(), w.post_attn_norm.data(), y.data(), n, H, s.norm_eps);
     add_inplace(x, y.data(), n * H);
     kernels::rmsnorm(x, w.ffn_norm.data(), h.data(), n, H, s.norm_eps);
