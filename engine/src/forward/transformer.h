@@ -87,13 +87,16 @@ class Transformer {
 
  private:
   void load_weights();
+  // logits [n, vocab] of x's n rows; one_per_sequence: each row is a different sequence's last token.
+  void project_out(const float* x, int64_t n, bool one_per_sequence, std::vector<float>& logits) const;
   MlpWeights load_mlp(const std::string& gate, const std::string& up, const std::string& down, int64_t inter,
                       int64_t expert = -1) const;
   void attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h,
                        std::span<const BatchRows> rows, float* out) const;
+  // `decode`: how many leading rows of h are decode tokens of separate sequences (linear_rows in the .cpp).
   void mlp_block(const Linear& gate, const Linear& up, const Linear& down, const float* h, int64_t n,
-                 float* out) const;
-  void moe_block(int64_t layer, const MoeWeights& w, const float* h, int64_t n, float* out) const;
+                 int64_t decode, float* out) const;
+  void moe_block(int64_t layer, const MoeWeights& w, const float* h, int64_t n, int64_t decode, float* out) const;
 
   ModelSpec spec_;
   WeightStore store_;
