@@ -124,7 +124,13 @@ void BatchScheduler::step() {
     for (Running& r : running_) {
       if (r.over || r.gen->prefilling() != prefill_pass) continue;
       if (prefill_pass && budget <= 0 && !entries.empty()) break;
-      const std::span<const int32_t> input = r.gen->next_input(prefill_pass ? std::max<int64_t>(budget, 1) : 1);
+      std::span<const int32_t> input;
+      try {
+        input = r.gen->next_input(prefill_pass ? std::max<int64_t>(budget, 1) : 1);
+      } catch (...) {
+        r.finish(std::current_exception());
+        continue;
+      }
       if (input.empty()) {
         r.finish();
         continue;
