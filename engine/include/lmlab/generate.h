@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -63,6 +64,37 @@ struct GenerationResult {
   std::string text;
   FinishReason finish = FinishReason::length;
   StepStats stats;
+};
+
+// One sequence's generation advanced from outside, one forward step at a time: generate() drives one alone
+// through Session::append, the server's batch scheduler drives many together through Model::append_batch.
+// Both see the same tokens, events and statistics. Per step:
+//   auto in = g.next_input(budget);   // empty: the generation is over, call finish()
+//   ... append `in` to the session (alone or in a batch) ...
+//   if (auto ev = g.accept(logits_of_the_last_token)) { hand *ev to the consumer; g.cancel() if it is gone }
+class SequenceGenerator {
+ public:
+  // Keeps or adopts the longest cached prefix of the prompt (Session::reuse_prefix); copies the prompt.
+  SequenceGenerator(Session& session, std::span<const int32_t> prompt, const SamplingParams& params);
+  ~SequenceGenerator();
+  SequenceGenerator(const SequenceGenerator&) = delete;
+  SequenceGenerator& operator=(const SequenceGenerator&) = delete;
+
+  Session& session() const;
+  bool prefilling() const;  // the prompt is not all in the context yet
+  // The tokens the next step appends: the next prompt chunk (at most `budget` tokens) or the token sampled
+  // from the last step's logits. Empty once the generation is over (length, a stop id, or cancel()).
+  std::span<const int32_t> next_input(int64_t budget);
+  // The logits [vocab] of the last token the step appended. Returns the event of the generated token that
+  // entered the context (none while prefilling).
+  std::optional<TokenEvent> accept(std::span<const float> logits);
+  void cancel();  // the consumer is gone: the generation ends as FinishReason::cancelled
+  // Flushes the detokenizer and offers the session's blocks to the prompt cache; call once, at the end.
+  GenerationResult finish();
+
+ private:
+  struct State;
+  std::unique_ptr<State> st_;
 };
 
 // on_token returns false to cancel. The session first keeps/adopts the longest cached prefix of the prompt

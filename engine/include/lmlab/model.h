@@ -47,6 +47,12 @@ struct ModelInfo {
 
 class Session;
 
+// One sequence's share of Model::append_batch: the session and the tokens it appends in this step.
+struct BatchAppend {
+  Session* session = nullptr;
+  std::span<const int32_t> tokens;
+};
+
 class Model {
  public:
   // Throws lmlab::Error naming the file/field/tensor on any problem with the directory.
@@ -59,6 +65,14 @@ class Model {
   bool has_tokenizer() const;
   std::unique_ptr<Session> new_session() const;
   ModelCounters counters() const;
+
+  // Continuous batching: one forward step for several sessions of this model, reading every weight matrix once
+  // for all of them (attention runs per session over its own KV). Each session appends its tokens (a decode
+  // token or a prompt chunk) as Session::append would, and gets the logits [vocab] of its last one, valid until
+  // that session's next append. A row's logits equal the session's own append up to kernel rounding (matmuls
+  // over more rows may take other tiles). The caller bounds the step's total tokens (e.g. by --prefill-size).
+  // Any error (context overflow, a bad id, the KV budget) throws and leaves every session as it was.
+  std::vector<std::span<const float>> append_batch(std::span<const BatchAppend> entries) const;
 
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
@@ -94,6 +108,10 @@ class Session {
   const Model& model() const { return *model_; }
 
  private:
+  friend class Model;  // append_batch
+  void check_append(std::span<const int32_t> tokens) const;
+  void restore(int64_t n_past);  // after a failed forward
+
   struct State;
   const Model* model_;
   std::unique_ptr<State> state_;

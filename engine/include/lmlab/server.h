@@ -2,7 +2,7 @@
 // Endpoints: GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions (both with
 // stream=true as server-sent events), GET /metrics (Prometheus text, prefix lmlab_).
 // Every request gets its own Session on the shared Model; at most ServerOptions::parallel generations run at
-// once, at most `queue` more wait, the rest are answered 429; after stop() began, 503. Errors are OpenAI
+// once, advancing together in one batched forward step (continuous batching, server/batch_scheduler.h), at most `queue` more wait, the rest are answered 429; after stop() began, 503. Errors are OpenAI
 // error bodies {"error":{"message","type","param","code"}}.
 #pragma once
 
@@ -20,7 +20,7 @@ struct ServerOptions {
   int port = 5413;           // 0 = any free port (see Server::bound_port)
   std::string api_key;       // non-empty: requests (except /health) need "Authorization: Bearer KEY"
   int64_t max_tokens = 256;  // default when a request gives no max_tokens; also the per-request cap
-  int parallel = 1;          // generations running at once
+  int parallel = 1;          // generations running at once: the active sequences of the batched decode step
   int queue = 16;            // generation requests waiting for one of those; more get 429 with Retry-After
   uint64_t max_body_bytes = uint64_t{4} << 20;  // larger request bodies get 413
   double shutdown_timeout_s = 10;  // stop(): in-flight generations may finish this long, then are cancelled

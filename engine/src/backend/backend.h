@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "forward/sequence_step.h"
 #include "kv/kv_block_allocator.h"
 #include "kv/kv_sequence.h"
 #include "lmlab/options.h"
@@ -45,6 +46,11 @@ class Backend {
   // logits: [n, vocab] when all_logits, else [1, vocab] for the last token (host memory).
   virtual void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                        std::vector<float>& logits) const = 0;
+
+  // Several sequences in one step (continuous batching): logits [steps, vocab], each sequence's last token.
+  // The default runs them one after another (a backend without a batched path: same results, no sharing of
+  // weight reads); the CPU backend reads each weight matrix once for all of them.
+  virtual void forward_batch(std::span<const SequenceStep> steps, std::vector<float>& logits) const;
 
   virtual DeviceMemory memory() const { return {}; }
 };

@@ -16,6 +16,9 @@ class CpuBackend final : public Backend {
                std::vector<float>& logits) const override {
     t_.forward(tokens, pos0, cache, all_logits, logits);
   }
+  void forward_batch(std::span<const SequenceStep> steps, std::vector<float>& logits) const override {
+    t_.forward_batch(steps, logits);
+  }
 
  private:
   const Transformer& t_;

@@ -20,6 +20,26 @@ std::string layer_prefix(int64_t l) { return fmt::format("model.layers.{}.", l);
 void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
+
+// y = W x over n rows whose first `decode` rows are decode tokens of separate sequences: those take the kernel
+// a lone decode token takes (Linear::forward_decode), the prompt rows after them the prefill kernel.
+void linear_rows(const Linear& w, const float* x, float* y, int64_t n, int64_t decode) {
+  if (decode > 0) w.forward_decode(x, y, decode);
+  if (n > decode) w.forward(x + decode * w.in_features(), y + decode * w.out_features(), n - decode);
+}
+
+// The leading rows that are single tokens (forward_batch puts the decode steps first).
+int64_t decode_rows(std::span<const BatchRows> rows) {
+  int64_t d = 0;
+  while (d < static_cast<int64_t>(rows.size()) && rows[d].n == 1) ++d;
+  return d;
+}
+
+int64_t total_rows(std::span<const BatchRows> rows) {
+  int64_t n = 0;
+  for (const BatchRows& r : rows) n += r.n;
+  return n;
+}
 }  // namespace
 
 Transformer::Transformer(ModelSpec spec, WeightStore store, const TransformerOptions& options)
@@ -86,50 +106,57 @@ void Transformer::load_weights() {
   weight_bytes_ = store_.total_bytes();
 }
 
+// The projections run over every sequence's rows at once; RoPE takes each row's own position; K/V are appended
+// to and attention reads from each sequence's own cache.
 void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h,
-                                  int64_t n, int64_t pos0, KvSequence& cache, float* out) const {
+                                  std::span<const BatchRows> rows, float* out) const {
   const auto& s = spec_;
   const int64_t q_dim = s.n_heads * s.head_dim, kv_dim = s.n_kv_heads * s.head_dim;
+  const int64_t n = total_rows(rows), d = decode_rows(rows);
   std::vector<float> q(n * q_dim), k(n * kv_dim), v(n * kv_dim), attn(n * q_dim);
-  w.q->forward(h, q.data(), n);
-  w.k->forward(h, k.data(), n);
-  w.v->forward(h, v.data(), n);
+  linear_rows(*w.q, h, q.data(), n, d);
+  linear_rows(*w.k, h, k.data(), n, d);
+  linear_rows(*w.v, h, v.data(), n, d);
   if (!w.q_norm.empty()) kernels::rmsnorm(q.data(), w.q_norm.data(), q.data(), n * s.n_heads, s.head_dim, s.norm_eps);
   if (!w.k_norm.empty())
     kernels::rmsnorm(k.data(), w.k_norm.data(), k.data(), n * s.n_kv_heads, s.head_dim, s.norm_eps);
   const RopeSpec& rope = s.ropes[ls.rope];
   std::vector<int32_t> positions(n);
-  for (int64_t t = 0; t < n; ++t) positions[t] = static_cast<int32_t>(pos0 + t);
+  for (const BatchRows& r : rows)
+    for (int64_t t = 0; t < r.n; ++t) positions[r.row0 + t] = static_cast<int32_t>(r.pos0 + t);
   kernels::rope({q.data(), n, s.n_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
                  rope.attention_scaling});
   kernels::rope({k.data(), n, s.n_kv_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
                  rope.attention_scaling});
-  KvLayerCache& kv = *cache.layers[layer];
-  kv.append(k.data(), v.data(), n);
-  kv.attend(q.data(), n, pos0, attention_spec(s, ls), attn.data());
-  w.o->forward(attn.data(), out, n);
+  for (const BatchRows& r : rows) {
+    KvLayerCache& kv = *r.cache->layers[layer];
+    kv.append(k.data() + r.row0 * kv_dim, v.data() + r.row0 * kv_dim, r.n);
+    kv.attend(q.data() + r.row0 * q_dim, r.n, r.pos0, attention_spec(s, ls), attn.data() + r.row0 * q_dim);
+  }
+  linear_rows(*w.o, attn.data(), out, n, d);
 }
 
 void Transformer::mlp_block(const Linear& gate, const Linear& up, const Linear& down, const float* h, int64_t n,
-                            float* out) const {
+                            int64_t decode, float* out) const {
   const int64_t inter = gate.out_features();
   std::vector<float> g(n * inter), u(n * inter);
-  gate.forward(h, g.data(), n);
-  up.forward(h, u.data(), n);
+  linear_rows(gate, h, g.data(), n, decode);
+  linear_rows(up, h, u.data(), n, decode);
   if (spec_.activation == Activation::silu) kernels::silu_mul(g.data(), u.data(), g.data(), n * inter);
   else kernels::gelu_tanh_mul(g.data(), u.data(), g.data(), n * inter);
-  down.forward(g.data(), out, n);
+  linear_rows(down, g.data(), out, n, decode);
 }
 
 // Routes every token, runs each selected expert once over all the tokens that chose it (in memory, or as
 // the streamer delivers it), then sums each token's experts in expert-index order (as HF does), so the
 // result does not depend on the order in which streamed experts arrive.
-void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, int64_t n, float* out) const {
+void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, int64_t n, int64_t decode,
+                            float* out) const {
   const auto& s = spec_;
   const int64_t E = s.n_experts, K = s.top_k, H = s.hidden;
   std::vector<float> logits(n * E), weights(n * K), slot_out(n * K * H);
   std::vector<int32_t> chosen(n * K);
-  w.router->forward(h, logits.data(), n);
+  linear_rows(*w.router, h, logits.data(), n, decode);
   for (int64_t t = 0; t < n; ++t)
     kernels::route_topk(logits.data() + t * E, E, K, s.norm_topk, chosen.data() + t * K, weights.data() + t * K);
 
@@ -140,10 +167,12 @@ void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, 
     for (int64_t i = 0; i < n * K; ++i)
       if (chosen[i] == e) slots.push_back(i);
     const int64_t m = static_cast<int64_t>(slots.size());
+    // slots are in token order, so the expert's decode rows come first too
+    const int64_t m_decode = std::count_if(slots.begin(), slots.end(), [&](int64_t i) { return i / K < decode; });
     xin.resize(m * H);
     xout.resize(m * H);
     for (int64_t r = 0; r < m; ++r) std::copy(h + slots[r] / K * H, h + (slots[r] / K + 1) * H, xin.begin() + r * H);
-    mlp_block(gate, up, down, xin.data(), m, xout.data());
+    mlp_block(gate, up, down, xin.data(), m, m_decode, xout.data());
     for (int64_t r = 0; r < m; ++r) std::copy(xout.begin() + r * H, xout.begin() + (r + 1) * H, slot_out.begin() + slots[r] * H);
   };
 
@@ -155,7 +184,7 @@ void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, 
       if (next >= 0) {
         std::vector<float> next_logits(n * E), next_w(n * K);
         std::vector<int32_t> predicted(n * K);
-        layers_[next].moe.router->forward(h, next_logits.data(), n);
+        linear_rows(*layers_[next].moe.router, h, next_logits.data(), n, decode);
         for (int64_t t = 0; t < n; ++t)
           kernels::route_topk(next_logits.data() + t * E, E, K, s.norm_topk, predicted.data() + t * K,
                               next_w.data() + t * K);
@@ -212,33 +241,68 @@ void Transformer::embed(std::span<const int32_t> tokens, float* x) const {
   }
 }
 
+void Transformer::forward_batch(std::span<const SequenceStep> steps, std::vector<float>& logits) const {
+  const int64_t H = spec_.hidden, b = static_cast<int64_t>(steps.size());
+  // Rows: the decode steps (one token each) first, then the prompt chunks (see linear_rows).
+  std::vector<int64_t> order(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) order[i] = i;
+  std::stable_partition(order.begin(), order.end(), [&](int64_t i) { return steps[i].tokens.size() == 1; });
+  std::vector<BatchRows> rows;
+  std::vector<int32_t> tokens;
+  for (int64_t i : order) {
+    const SequenceStep& st = steps[i];
+    if (st.tokens.empty()) throw Error(ErrorKind::invalid_input, "forward", "a sequence with no tokens to process");
+    rows.push_back({st.cache, static_cast<int64_t>(tokens.size()), static_cast<int64_t>(st.tokens.size()), st.pos0});
+    tokens.insert(tokens.end(), st.tokens.begin(), st.tokens.end());
+  }
+  std::vector<float> x(tokens.size() * H);
+  embed(tokens, x.data());
+  run_layers(x.data(), rows, 0, spec_.n_layers);
+  // The head runs on each sequence's last row only, in the steps' order.
+  std::vector<float> last(b * H);
+  for (int64_t j = 0; j < b; ++j) {
+    const float* row = x.data() + (rows[j].row0 + rows[j].n - 1) * H;
+    std::copy(row, row + H, last.begin() + order[j] * H);
+  }
+  project_out(last.data(), b, true, logits);
+}
+
 void Transformer::run_layers(float* x, int64_t n, int64_t pos0, KvSequence& cache, int64_t l0, int64_t l1) const {
+  const BatchRows rows{&cache, 0, n, pos0};
+  run_layers(x, std::span<const BatchRows>(&rows, 1), l0, l1);
+}
+
+void Transformer::run_layers(float* x, std::span<const BatchRows> rows, int64_t l0, int64_t l1) const {
   const auto& s = spec_;
-  const int64_t H = s.hidden;
+  const int64_t H = s.hidden, n = total_rows(rows), d = decode_rows(rows);
   std::vector<float> h(n * H), y(n * H);
   for (int64_t l = l0; l < l1; ++l) {
     const LayerWeights& w = layers_[l];
     kernels::rmsnorm(x, w.attn_norm.data(), h.data(), n, H, s.norm_eps);
-    attention_block(w, s.layers[l], l, h.data(), n, pos0, cache, y.data());
+    attention_block(w, s.layers[l], l, h.data(), rows, y.data());
     if (!w.post_attn_norm.empty()) kernels::rmsnorm(y.data(), w.post_attn_norm.data(), y.data(), n, H, s.norm_eps);
     add_inplace(x, y.data(), n * H);
     kernels::rmsnorm(x, w.ffn_norm.data(), h.data(), n, H, s.norm_eps);
-    if (s.layers[l].moe) moe_block(l, w.moe, h.data(), n, y.data());
-    else mlp_block(*w.mlp.gate, *w.mlp.up, *w.mlp.down, h.data(), n, y.data());
+    if (s.layers[l].moe) moe_block(l, w.moe, h.data(), n, d, y.data());
+    else mlp_block(*w.mlp.gate, *w.mlp.up, *w.mlp.down, h.data(), n, d, y.data());
     if (!w.post_ffn_norm.empty()) kernels::rmsnorm(y.data(), w.post_ffn_norm.data(), y.data(), n, H, s.norm_eps);
     add_inplace(x, y.data(), n * H);
   }
 }
 
 void Transformer::head(const float* x, int64_t n, bool all_logits, std::vector<float>& logits) const {
-  const auto& s = spec_;
-  const int64_t H = s.hidden;
   const int64_t n_out = all_logits ? n : 1;
-  const float* last = x + (n - n_out) * H;
-  std::vector<float> h(n_out * H);
-  kernels::rmsnorm(last, final_norm_.data(), h.data(), n_out, H, s.norm_eps);
-  logits.resize(static_cast<size_t>(n_out * s.vocab));
-  (lm_head_ ? *lm_head_ : *embed_).forward(h.data(), logits.data(), n_out);
+  project_out(x + (n - n_out) * spec_.hidden, n_out, !all_logits, logits);
+}
+
+void Transformer::project_out(const float* x, int64_t n, bool one_per_sequence, std::vector<float>& logits) const {
+  const auto& s = spec_;
+  std::vector<float> h(n * s.hidden);
+  kernels::rmsnorm(x, final_norm_.data(), h.data(), n, s.hidden, s.norm_eps);
+  logits.resize(static_cast<size_t>(n * s.vocab));
+  const Linear& out = lm_head_ ? *lm_head_ : *embed_;
+  if (one_per_sequence) out.forward_decode(h.data(), logits.data(), n);
+  else out.forward(h.data(), logits.data(), n);
   if (s.final_softcap > 0)
     for (auto& v : logits) v = s.final_softcap * std::tanh(v / s.final_softcap);
 }

@@ -10,6 +10,7 @@
 
 #include "lmlab/safetensors.h"
 #include "kv/kv_sequence.h"
+#include "forward/sequence_step.h"
 #include "weights/linear.h"
 #include "config/model_spec.h"
 #include "experts/expert_streamer.h"
@@ -21,6 +22,12 @@ inline AttentionSpec attention_spec(const ModelSpec& s, const LayerSpec& ls) {
   return {s.attn_scale > 0 ? s.attn_scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim)), s.attn_softcap,
           ls.window};
 }
+
+// Where a sequence's rows lie in a batch's activations: rows [row0, row0 + n) of x, positions [pos0, pos0 + n).
+struct BatchRows {
+  KvSequence* cache;
+  int64_t row0, n, pos0;
+};
 
 struct MlpWeights {
   std::unique_ptr<Linear> gate, up, down;  // [inter, hidden], [inter, hidden], [hidden, inter]
@@ -60,10 +67,16 @@ class Transformer {
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                std::vector<float>& logits) const;
 
+  // Several sequences in one step: their rows stacked, so every weight matrix is read once for all of them;
+  // attention runs per sequence over its own cache. logits: [steps, vocab], each sequence's last token.
+  // Each row equals forward()'s up to kernel rounding (a matmul over more rows may take another tile path).
+  void forward_batch(std::span<const SequenceStep> steps, std::vector<float>& logits) const;
+
   // forward's three stages, for backends that run some layers elsewhere (--gpu-layers):
   // x [n, hidden] = the scaled embeddings of tokens; layers [l0, l1) on x in place; logits from x's last rows.
   void embed(std::span<const int32_t> tokens, float* x) const;
   void run_layers(float* x, int64_t n, int64_t pos0, KvSequence& cache, int64_t l0, int64_t l1) const;
+  void run_layers(float* x, std::span<const BatchRows> rows, int64_t l0, int64_t l1) const;  // x [sum of n, hidden]
   void head(const float* x, int64_t n, bool all_logits, std::vector<float>& logits) const;
 
   // The host weights (views of the mapped files), which device backends upload in their stored format.
@@ -74,13 +87,16 @@ class Transformer {
 
  private:
   void load_weights();
+  // logits [n, vocab] of x's n rows; one_per_sequence: each row is a different sequence's last token.
+  void project_out(const float* x, int64_t n, bool one_per_sequence, std::vector<float>& logits) const;
   MlpWeights load_mlp(const std::string& gate, const std::string& up, const std::string& down, int64_t inter,
                       int64_t expert = -1) const;
-  void attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h, int64_t n,
-                       int64_t pos0, KvSequence& cache, float* out) const;
+  void attention_block(const LayerWeights& w, const LayerSpec& ls, int64_t layer, const float* h,
+                       std::span<const BatchRows> rows, float* out) const;
+  // `decode`: how many leading rows of h are decode tokens of separate sequences (linear_rows in the .cpp).
   void mlp_block(const Linear& gate, const Linear& up, const Linear& down, const float* h, int64_t n,
-                 float* out) const;
-  void moe_block(int64_t layer, const MoeWeights& w, const float* h, int64_t n, float* out) const;
+                 int64_t decode, float* out) const;
+  void moe_block(int64_t layer, const MoeWeights& w, const float* h, int64_t n, int64_t decode, float* out) const;
 
   ModelSpec spec_;
   WeightStore store_;

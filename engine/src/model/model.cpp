@@ -172,7 +172,7 @@ Session::Session(const Model& model) : model_(&model) {
 
 Session::~Session() = default;
 
-std::span<const float> Session::append(std::span<const int32_t> tokens, bool all_logits) {
+void Session::check_append(std::span<const int32_t> tokens) const {
   const auto& impl = model_->impl();
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t ctx = impl.info.ctx_size, vocab = impl.info.vocab;
@@ -183,6 +183,18 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
   for (int32_t id : tokens)
     if (id < 0 || id >= vocab)
       throw Error(ErrorKind::invalid_input, "tokens", fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab));
+}
+
+// Leave the session as it was (or empty, if a sliding window already released what it needed).
+void Session::restore(int64_t n_past) {
+  if (state_->cache.can_truncate(n_past)) state_->cache.truncate(n_past);
+  else reset();
+}
+
+std::span<const float> Session::append(std::span<const int32_t> tokens, bool all_logits) {
+  check_append(tokens);
+  const auto& impl = model_->impl();
+  const int64_t n = static_cast<int64_t>(tokens.size()), vocab = impl.info.vocab;
   const int64_t chunk = impl.options.prefill_size;
   auto& st = *state_;
   st.logits.clear();
@@ -196,13 +208,40 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
       else if (last_chunk) st.logits.swap(st.chunk_logits);
     }
   } catch (...) {
-    // Leave the session as it was (or empty, if a sliding window already released what it needed).
-    if (st.cache.can_truncate(start)) st.cache.truncate(start);
-    else reset();
+    restore(start);
     throw;
   }
   st.tokens.insert(st.tokens.end(), tokens.begin(), tokens.end());
   return {st.logits.data(), static_cast<size_t>(all_logits ? n * vocab : vocab)};
+}
+
+std::vector<std::span<const float>> Model::append_batch(std::span<const BatchAppend> entries) const {
+  std::vector<SequenceStep> steps;
+  for (const BatchAppend& e : entries) {
+    if (!e.session || &e.session->model() != this)
+      throw Error(ErrorKind::invalid_input, "append_batch", "every session must be a session of this model");
+    for (const SequenceStep& st : steps)
+      if (st.cache == &e.session->state_->cache)
+        throw Error(ErrorKind::invalid_input, "append_batch", "a session appears twice in one step");
+    e.session->check_append(e.tokens);
+    steps.push_back({e.tokens, e.session->n_past(), &e.session->state_->cache});
+  }
+  std::vector<float> logits;
+  try {
+    impl_->backend->forward_batch(steps, logits);
+  } catch (...) {
+    for (size_t i = 0; i < entries.size(); ++i) entries[i].session->restore(steps[i].pos0);
+    throw;
+  }
+  const size_t vocab = static_cast<size_t>(impl_->info.vocab);
+  std::vector<std::span<const float>> out;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Session::State& st = *entries[i].session->state_;
+    st.logits.assign(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+    st.tokens.insert(st.tokens.end(), entries[i].tokens.begin(), entries[i].tokens.end());
+    out.emplace_back(st.logits.data(), vocab);
+  }
+  return out;
 }
 
 int64_t Session::n_past() const { return static_cast<int64_t>(state_->tokens.size()); }

@@ -72,7 +72,7 @@ struct SlotGuard {
 };
 }  // namespace
 
-GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, ServerMetrics& metrics,
+GenerationOutcome run_generation(BatchScheduler& scheduler, GenerationSlots& slots, ServerMetrics& metrics,
                                  const GenerationRequest& rq, const EmitFn& emit) {
   GenerationOutcome out;
   out.prompt_tokens = static_cast<int64_t>(rq.prompt.size());
@@ -82,37 +82,48 @@ GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, Ser
     out.shutdown = true;
     return out;
   }
-  auto session = model.new_session();
+  // Until the job completes, `out`, the stop matcher and the counters below belong to the engine thread
+  // (on_token); this thread only takes the job's pieces.
+  std::shared_ptr<BatchJob> job;
   StopMatcher stopper(rq.stop);
   size_t event_bytes = 0;  // text that went through events (generate appends its decoder's flush after them)
   size_t logged_sent = 0;   // out.logged[0, logged_sent) went out with earlier text
   auto deliver = [&](const std::string& text) {
     if (text.empty()) return true;
     out.text += text;
-    const std::span<const LoggedToken> fresh = std::span<const LoggedToken>(out.logged).subspan(logged_sent);
+    std::vector<LoggedToken> fresh(out.logged.begin() + static_cast<std::ptrdiff_t>(logged_sent), out.logged.end());
     logged_sent = out.logged.size();
-    if (emit && !emit(text, fresh)) {
-      out.cancelled = true;
-      return false;
-    }
-    return true;
+    job->post({text, std::move(fresh)});
+    return !job->abandoned();
   };
-  GenerationResult res = generate(*session, rq.prompt, rq.sampling, [&](const TokenEvent& ev) {
+  job = std::make_shared<BatchJob>(rq.prompt, rq.sampling, [&](const TokenEvent& ev) {
     metrics.tokens_generated_total.fetch_add(1);
     if (slots.cancelled()) {
       out.shutdown = true;
       return false;
     }
+    if (job->abandoned()) return false;
     event_bytes += ev.text.size();
     if (ev.logprobs) out.logged.push_back({ev.id, *ev.logprobs});
     if (!deliver(stopper.push(ev.text))) return false;
     return !stopper.stopped();
   });
-  if (!out.cancelled && !out.shutdown && !stopper.stopped()) {
+  // Hands the pieces to emit as they come; a failed emit (the client is gone) stops the job at its next token.
+  auto drain = [&] {
+    while (std::optional<GenerationPiece> piece = job->next())
+      if (!job->abandoned() && emit && !emit(piece->text, piece->tokens)) job->abandon();
+  };
+  scheduler.submit(job);
+  drain();
+  if (job->error()) std::rethrow_exception(job->error());
+  const GenerationResult& res = job->result();
+  if (!job->abandoned() && !out.shutdown && !stopper.stopped()) {
     std::string tail = stopper.push(std::string_view(res.text).substr(std::min(event_bytes, res.text.size())));
     if (!stopper.stopped()) tail += stopper.finish();
     deliver(tail);
+    drain();
   }
+  out.cancelled = job->abandoned();
   out.completion_tokens = static_cast<int64_t>(res.tokens.size());
   out.finish_reason = (stopper.stopped() || res.finish == FinishReason::stop) ? "stop" : "length";
   out.stats = res.stats;

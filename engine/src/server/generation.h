@@ -1,6 +1,7 @@
-// Running one request's generation for the server: a slot among --parallel, a fresh Session, stop strings
-// cut out of the text (held back while they may still be starting), and the text handed to an emit callback
-// as it becomes final. emit returning false (the client went away) cancels the generation.
+// Running one request's generation for the server: a slot among --parallel, the generation itself on the
+// batch scheduler's engine thread (batch_scheduler.h), stop strings cut out of the text (held back while they
+// may still be starting), and the text handed to an emit callback, on the request's thread, as it becomes
+// final. emit returning false (the client went away) cancels the generation at its next token.
 #pragma once
 
 #include <atomic>
@@ -13,13 +14,14 @@
 #include <vector>
 
 #include "lmlab/generate.h"
+#include "server/batch_scheduler.h"
 #include "server/logprobs_json.h"
 #include "server/metrics.h"
 #include "server/request.h"
 
 namespace lmlab::server {
 
-// At most `n` generations at once; the others wait in arrival order of the condition variable.
+// At most `n` generations at once (the batch's active sequences); the others wait in arrival order of the condition variable.
 // cancel_all() (shutdown) wakes the waiters and tells running generations to stop at their next token.
 class GenerationSlots {
  public:
@@ -64,7 +66,7 @@ struct GenerationOutcome {
 // emit(text, tokens): text that became final, and the logged tokens not handed to an earlier emit (their text
 // may have been held back by a stop string; tokens left after the last emit are only in the outcome).
 using EmitFn = std::function<bool(const std::string& text, std::span<const LoggedToken> tokens)>;
-GenerationOutcome run_generation(const Model& model, GenerationSlots& slots, ServerMetrics& metrics,
+GenerationOutcome run_generation(BatchScheduler& scheduler, GenerationSlots& slots, ServerMetrics& metrics,
                                  const GenerationRequest& rq, const EmitFn& emit);
 
 }  // namespace lmlab::server

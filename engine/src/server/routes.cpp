@@ -63,7 +63,7 @@ void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httpl
         return false;
       }
       const GenerationOutcome out = run_generation(
-          *st.model, st.slots, st.metrics, *rqp,
+          st.scheduler, st.slots, st.metrics, *rqp,
           [&](const std::string& text, std::span<const LoggedToken> tokens) { return write(answer.push(text, tokens)); });
       if (out.cancelled) return false;  // the client is gone: nothing more to say
       if (out.shutdown) {
@@ -111,7 +111,7 @@ void complete_generation(ServerState& st, GenerationRequest rq, Endpoint ep, htt
     };
     std::string body;
     try {
-      const GenerationOutcome out = run_generation(*st.model, st.slots, st.metrics, *rqp, heartbeat);
+      const GenerationOutcome out = run_generation(st.scheduler, st.slots, st.metrics, *rqp, heartbeat);
       if (out.cancelled) return false;  // the client is gone
       if (out.shutdown) st.metrics.requests_errors_total.fetch_add(1);
       body = out.shutdown ? error_body(http_error_shutting_down()) : completion_body(*rqp, ids, out, st.model->tokenizer());

@@ -1,4 +1,5 @@
-// What every route of the server shares: the model, the options, the chat template, counters and slots.
+// What every route of the server shares: the model, the options, the chat template, counters, slots and the
+// batch scheduler.
 #pragma once
 
 #include <httplib.h>
@@ -20,7 +21,7 @@ namespace lmlab::server {
 
 struct ServerState {
   ServerState(std::shared_ptr<Model> m, ServerOptions o)
-      : model(std::move(m)), options(std::move(o)), slots(options.parallel) {}
+      : model(std::move(m)), options(std::move(o)), slots(options.parallel), scheduler(*model) {}
   std::shared_ptr<Model> model;
   ServerOptions options;
   std::string model_id;
@@ -29,6 +30,7 @@ struct ServerState {
   ToolCallFormat tool_format = ToolCallFormat::none;  // from the template's markers and the architecture
   ServerMetrics metrics;
   GenerationSlots slots;
+  BatchScheduler scheduler;  // the engine thread: every generation's forward steps, batched
   std::atomic<int> admitted{0};        // generation requests between admission and their last byte
   std::atomic<bool> draining{false};   // stop() began: new generation requests get 503
 };

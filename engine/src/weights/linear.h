@@ -39,6 +39,10 @@ class Linear {
 
   // y[n, out] = x[n, in] . W[out, in]^T (+ bias)
   virtual void forward(const float* x, float* y, int64_t n) const = 0;
+  // The same product over n rows that are each one sequence's decode token (a batched decode step): computed
+  // by the kernel a single decode token takes, so that a row batched with others gets what it gets alone
+  // (bit for bit where that kernel treats tokens independently, as the integer affine kernel does).
+  virtual void forward_decode(const float* x, float* y, int64_t n) const { forward(x, y, n); }
   // Row r of W as f32 [in]: embedding lookup through a (possibly tied, possibly quantized) matrix.
   virtual void dequantize_row(int64_t r, float* out) const = 0;
   virtual uint64_t weight_bytes() const = 0;

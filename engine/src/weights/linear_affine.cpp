@@ -24,13 +24,10 @@ class AffineLinear final : public Linear {
   AffineLinear(const kernels::AffineWeight& w, std::vector<float> bias)
       : Linear(w.rows, w.cols), w_(w), integer_(kernels::affine_i16_supported(w)), bias_(std::move(bias)) {}
 
-  void forward(const float* x, float* y, int64_t n) const override {
-    if (integer_ && n <= kIntegerMaxTokens) kernels::matmul_affine_int({w_, x, y, n});
-    else kernels::matmul_affine({w_, x, y, n});
-    if (!bias_.empty())
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t r = 0; r < out_; ++r) y[t * out_ + r] += bias_[r];
-  }
+  void forward(const float* x, float* y, int64_t n) const override { multiply(x, y, n, integer_ && n <= kIntegerMaxTokens); }
+  // Decode rows keep the integer kernel at any count: it treats tokens independently, so a batched decode row
+  // equals the same row decoded alone, and it reads the weights once for all of them.
+  void forward_decode(const float* x, float* y, int64_t n) const override { multiply(x, y, n, integer_); }
 
   void dequantize_row(int64_t r, float* out) const override { kernels::ref::dequantize_affine_row(w_, r, out); }
 
@@ -39,6 +36,14 @@ class AffineLinear final : public Linear {
   StoredWeight stored() const override { return {.affine = true, .quant = w_, .bias = &bias_}; }
 
  private:
+  void multiply(const float* x, float* y, int64_t n, bool integer) const {
+    if (integer) kernels::matmul_affine_int({w_, x, y, n});
+    else kernels::matmul_affine({w_, x, y, n});
+    if (!bias_.empty())
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t r = 0; r < out_; ++r) y[t * out_ + r] += bias_[r];
+  }
+
   kernels::AffineWeight w_;
   bool integer_;  // 4 / 8 bits: integer dots
   std::vector<float> bias_;
