@@ -112,6 +112,31 @@ TEST_F(ServerLimits, AnOversizedBodyIs413) {
   EXPECT_EQ(small->status, 200);
 }
 
+// A prompt longer than the context is refused naming the field and the context size; the text is encoded only
+// up to the context (Tokenizer::encode_at_most), so a body of megabytes costs no more than one of ctx_size tokens.
+TEST_F(ServerLimits, APromptLongerThanTheContextIs400) {
+  Running r(model_, options());
+  const int64_t ctx = model_->info().ctx_size;
+  std::string text;
+  while (static_cast<int64_t>(text.size()) < 2 << 20) text += "def f(x):\n    return x + 1\n";
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    const bool chat = std::string(path) == "/v1/chat/completions";
+    const json body = chat ? json({{"messages", {{{"role", "user"}, {"content", text}}}}, {"max_tokens", 1}})
+                           : json({{"prompt", text}, {"max_tokens", 1}});
+    auto res = r.client().Post(path, body.dump(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << path;
+    const json err = json::parse(res->body)["error"];
+    EXPECT_EQ(err["param"], chat ? "messages" : "prompt") << res->body;
+    EXPECT_NE(err["message"].get<std::string>().find("more than " + std::to_string(ctx) + " tokens"),
+              std::string::npos)
+        << res->body;
+  }
+  auto ok = r.client().Post("/v1/completions", R"({"prompt":"x","max_tokens":1})", "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
 TEST_F(ServerLimits, MaxTokensCapsEveryRequest) {
   ServerOptions o = options();
   o.max_tokens = 3;

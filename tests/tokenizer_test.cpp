@@ -138,6 +138,28 @@ TEST(TokenizerGolden, ModelFixtureTokenizersLoad) {
 
 // ---- streaming ------------------------------------------------------------------------------------
 
+// encode_at_most: the server's bound on a prompt. Below the limit it is encode(); past it, the first limit + 1
+// ids of encode(), with the special-token post-processor applied as encode() applies it.
+TEST(TokenizerBounded, EncodeAtMostIsAPrefixOfEncode) {
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "def f" + std::to_string(i) + "(x):\n    return x * " + std::to_string(i) + "\n";
+  for (const auto& entry : std::filesystem::directory_iterator(tokenizers_dir())) {
+    if (!entry.is_directory()) continue;
+    const Tokenizer& tok = fixture(entry.path().filename().string());
+    for (bool special : {false, true}) {
+      const std::vector<int32_t> all = tok.encode(text, special);
+      ASSERT_GT(all.size(), 100u);
+      EXPECT_EQ(tok.encode_at_most(text, special, static_cast<int64_t>(all.size())), all) << entry.path();
+      EXPECT_EQ(tok.encode_at_most(text, special, 1 << 20), all) << entry.path();
+      for (int64_t limit : {0, 1, 7, 100}) {
+        const std::vector<int32_t> got = tok.encode_at_most(text, special, limit);
+        ASSERT_EQ(static_cast<int64_t>(got.size()), limit + 1) << entry.path() << " limit " << limit;
+        if (!special) EXPECT_TRUE(std::equal(got.begin(), got.end(), all.begin())) << entry.path();
+      }
+    }
+  }
+}
+
 TEST(TokenizerStream, PushOneByOneReproducesDecode) {
   const json& strings = golden()["strings"];
   size_t checked = 0;

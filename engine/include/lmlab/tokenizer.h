@@ -28,6 +28,9 @@ class Tokenizer {
   // Added tokens that appear literally in the text (e.g. "<|im_start|>") are always matched.
   // Throws lmlab::Error(invalid_input) when `text` is not valid UTF-8. Thread-safe.
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
+  // encode() that stops once it has more than max_tokens ids (then returns the first max_tokens + 1): a caller
+  // with a token limit (the server's context) learns that a huge text is too long without encoding all of it.
+  std::vector<int32_t> encode_at_most(std::string_view text, bool add_special_tokens, int64_t max_tokens) const;
   // Ids outside the vocabulary are skipped; the result is always valid UTF-8 (U+FFFD for broken bytes).
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 

@@ -60,7 +60,7 @@ std::vector<int32_t> prompt_tokens(const ordered_json& body, const Model& model)
   if (p->is_string()) {
     const std::string text = p->get<std::string>();
     if (text.empty()) bad("prompt", "'prompt' is empty");
-    return model.tokenizer().encode(text, true);
+    return model.tokenizer().encode_at_most(text, true, model.info().ctx_size);
   }
   if (p->is_array()) {
     if (p->empty()) bad("prompt", "'prompt' is an empty list");
@@ -120,7 +120,7 @@ std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext&
   } catch (const Error& e) {
     throw Error(e.kind(), "messages", "chat template: " + e.message());
   }
-  return ctx.model->tokenizer().encode(text, false);
+  return ctx.model->tokenizer().encode_at_most(text, false, ctx.model->info().ctx_size);
 }
 
 std::vector<std::string> stop_strings(const ordered_json& body) {
@@ -213,7 +213,10 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
   if (rq.prompt.empty()) bad(prompt_param, "the prompt encodes to no tokens");
   const int64_t ctx_size = ctx.model->info().ctx_size;
   const int64_t n = static_cast<int64_t>(rq.prompt.size());
-  if (n >= ctx_size)
+  // Text prompts were encoded only up to ctx_size + 1 tokens (encode_at_most): "more than" is all that is known.
+  if (n > ctx_size)
+    bad(prompt_param, fmt::format("the prompt has more than {} tokens, the context size", ctx_size));
+  if (n == ctx_size)
     bad(prompt_param, fmt::format("the prompt has {} tokens but the context size is {} (the prompt must leave room "
                                   "for at least one generated token)",
                                   n, ctx_size));

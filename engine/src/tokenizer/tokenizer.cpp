@@ -8,7 +8,9 @@
 // returns valid UTF-8.
 #include "lmlab/tokenizer.h"
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "lmlab/error.h"
@@ -93,6 +95,12 @@ Tokenizer Tokenizer::from_json_text(std::string_view json_text, std::string sour
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
+  return encode_at_most(text, add_special_tokens, std::numeric_limits<int64_t>::max() - 1);
+}
+
+std::vector<int32_t> Tokenizer::encode_at_most(std::string_view text, bool add_special_tokens,
+                                               int64_t max_tokens) const {
+  max_tokens = std::max<int64_t>(max_tokens, 0);
   if (const size_t bad = tok::utf8_find_invalid(text); bad != std::string_view::npos) {
     throw Error(ErrorKind::invalid_input, "Tokenizer::encode",
                 "the text is not valid UTF-8 (byte offset " + std::to_string(bad) + ")");
@@ -100,15 +108,21 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   std::vector<tok::Piece> pieces = impl_->added.extract_and_normalize(text, impl_->normalizer.get());
   if (impl_->pre_tokenizer) impl_->pre_tokenizer->pre_tokenize(pieces);
   std::vector<int32_t> ids;
-  ids.reserve(text.size() / 3 + 4);
+  ids.reserve(static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(text.size() / 3 + 4), max_tokens + 1)));
   for (const tok::Piece& p : pieces) {
     if (p.added_id >= 0) {
       ids.push_back(p.added_id);
     } else {
       impl_->model->tokenize(p.text, ids);
     }
+    // BPE is the costly step, and a piece encodes to at most its length in tokens: stop at the limit.
+    if (static_cast<int64_t>(ids.size()) > max_tokens) {
+      ids.resize(static_cast<size_t>(max_tokens + 1));
+      return ids;
+    }
   }
   if (add_special_tokens && impl_->post_processor) impl_->post_processor->process(ids);
+  if (static_cast<int64_t>(ids.size()) > max_tokens) ids.resize(static_cast<size_t>(max_tokens + 1));
   return ids;
 }
 
