@@ -196,5 +196,66 @@ TEST(ServerToolCallE2E, HermesContentThenTwoCallsStreamed) {
   t.join();
 }
 
+// tool_choice naming a function: the server opens the call itself (the prompt ends with the Hermes opener and the
+// function's name), so the model only writes the arguments; the answer is that call, whole and streamed.
+TEST(ServerToolCallE2E, ANamedToolChoiceForcesTheCall) {
+  const std::vector<std::string> extra = {"{\"city\":", "\"Paris\"", "}}", "\n</tool_call>"};
+  const std::string answer = "{\"city\":\"Paris\"}}\n</tool_call>";
+  const json forced = {{"type", "function"}, {"function", {{"name", "get_weather"}}}};
+  test::ScriptedModel scripted(test::kHermesToolTemplate, extra);
+  {
+    auto model = Model::load(scripted.dir());
+    const ChatTemplate tpl = ChatTemplate::from_model_dir(scripted.dir());
+    const std::string prompt =
+        tpl.apply(ordered_json(kMessages), true, ordered_json{{"tools", {kTool}}, {"tool_choice", forced}}) +
+        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ";
+    const std::vector<int32_t> prompt_ids = model->tokenizer().encode(prompt, false);
+    const std::vector<int32_t> ids = model->tokenizer().encode(answer, false);
+    std::set<int32_t> distinct(ids.begin(), ids.end());
+    distinct.insert(prompt_ids.back());
+    ASSERT_EQ(distinct.size(), ids.size() + 1) << "the script needs distinct tokens";
+    scripted.script(prompt_ids.back(), ids, model->info().eos_ids.at(0));
+  }
+  auto model = Model::load(scripted.dir());
+  ServerOptions o;
+  o.port = 0;
+  o.max_tokens = 32;
+  Server server(model, o);
+  ASSERT_EQ(server.tool_call_format(), "hermes");
+  std::thread t([&] { server.listen(); });
+  httplib::Client c("127.0.0.1", server.bound_port());
+  c.set_read_timeout(60, 0);
+  const json request = {{"messages", kMessages}, {"tools", {kTool}}, {"tool_choice", forced}, {"temperature", 0}};
+  auto r = c.Post("/v1/chat/completions", request.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json choice = json::parse(r->body)["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls") << r->body;
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r->body;
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(choice["message"]["tool_calls"][0]["function"]["arguments"].get<std::string>()),
+            json({{"city", "Paris"}}));
+
+  json streamed = request;
+  streamed["stream"] = true;
+  r = c.Post("/v1/chat/completions", streamed.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  std::vector<json> calls;
+  std::string finish;
+  for (const json& chunk : sse_chunks(r->body)) {
+    const json& c0 = chunk["choices"][0];
+    if (c0["delta"].contains("tool_calls")) calls.push_back(c0["delta"]["tool_calls"][0]);
+    EXPECT_FALSE(c0["delta"].contains("content") && !c0["delta"]["content"].get<std::string>().empty()) << r->body;
+    if (!c0["finish_reason"].is_null()) finish = c0["finish_reason"];
+  }
+  ASSERT_EQ(calls.size(), 1u) << r->body;
+  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(calls[0]["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
+  EXPECT_EQ(finish, "tool_calls");
+  server.stop();
+  t.join();
+}
+
 }  // namespace
 }  // namespace lmlab

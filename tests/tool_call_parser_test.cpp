@@ -135,6 +135,23 @@ TEST(ToolCallParser, Llama3JsonThatIsNotACallIsContent) {
   }
 }
 
+// What the server writes to force a call (tool_choice "required" or a named function) plus what a model would
+// continue with parses, in every format, as that call.
+TEST(ToolCallFormat, ForcedOpenersContinueIntoACall) {
+  const std::string name = "get_weather";
+  for (ToolCallFormat f : {ToolCallFormat::hermes, ToolCallFormat::llama3, ToolCallFormat::mistral}) {
+    const std::string args = f == ToolCallFormat::llama3 ? "parameters" : "arguments";
+    const std::string close = f == ToolCallFormat::hermes ? "}\n</tool_call>" : f == ToolCallFormat::mistral ? "}]" : "}";
+    ParsedToolCalls p = parse_tool_calls(f, forced_call_opener(f, &name) + "{\"city\": \"Paris\"}" + close);
+    ASSERT_EQ(p.calls.size(), 1u) << tool_call_format_name(f);
+    expect_call(p.calls[0], name, {{"city", "Paris"}});
+    p = parse_tool_calls(f, forced_call_opener(f, nullptr) + "get_time\", \"" + args + "\": {}" + close);
+    ASSERT_EQ(p.calls.size(), 1u) << tool_call_format_name(f);
+    expect_call(p.calls[0], "get_time", json::object());
+  }
+  EXPECT_EQ(forced_call_opener(ToolCallFormat::none, &name), "");
+}
+
 TEST(ToolCallParser, MistralListAfterMarkerOrBareAndNamedArgs) {
   ParsedToolCalls p = parse_tool_calls(
       ToolCallFormat::mistral,

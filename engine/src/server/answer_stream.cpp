@@ -8,7 +8,10 @@ using nlohmann::ordered_json;
 AnswerStream::AnswerStream(const GenerationRequest& rq, ResponseIds ids, const Tokenizer& tok,
                            std::chrono::milliseconds keep_alive)
     : rq_(rq), ids_(std::move(ids)), tok_(tok), keep_alive_(keep_alive) {
-  if (rq.endpoint == Endpoint::chat && rq.tool_format != ToolCallFormat::none) tools_.emplace(rq.tool_format);
+  if (rq.endpoint == Endpoint::chat && rq.tool_format != ToolCallFormat::none) {
+    tools_.emplace(rq.tool_format);
+    (void)tools_->push(rq.answer_opening);  // a forced call's start: held until the call completes
+  }
 }
 
 std::string AnswerStream::start() const { return rq_.endpoint == Endpoint::chat ? sse_role_chunk(ids_) : ""; }

@@ -82,7 +82,9 @@ std::vector<int32_t> prompt_tokens(const ordered_json& body, const Model& model)
 }
 
 // messages -> the chat template's text. Content may be a string or a list of {"type":"text","text":...} parts.
-std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext& ctx, const ToolRequest& tools) {
+// `opening` (a forced tool call's start) follows the template's generation prompt.
+std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext& ctx, const ToolRequest& tools,
+                                 const std::string& opening) {
   const ordered_json* m = field(body, "messages");
   if (!m) bad("messages", "'messages' is required");
   if (!m->is_array() || m->empty()) bad("messages", "'messages' must be a non-empty list");
@@ -120,7 +122,22 @@ std::vector<int32_t> chat_tokens(const ordered_json& body, const RequestContext&
   } catch (const Error& e) {
     throw Error(e.kind(), "messages", "chat template: " + e.message());
   }
+  text += opening;
   return ctx.model->tokenizer().encode_at_most(text, false, ctx.model->info().ctx_size);
+}
+
+// tool_choice "required" or {"type": "function", ...}: the answer starts as a call, written by the server (the
+// model cannot answer in prose); the model's format must be known for that.
+std::string forced_opening(const ToolRequest& tools, ToolCallFormat format) {
+  const bool required = tools.tool_choice == "required", named = tools.tool_choice.is_object();
+  if (!required && !named) return "";
+  if (format == ToolCallFormat::none)
+    throw Error(ErrorKind::unsupported, "tool_choice",
+                "this model's chat template shows no tool-call format lmlab knows, so a call cannot be forced; use "
+                "\"auto\"");
+  if (!named) return forced_call_opener(format, nullptr);
+  const std::string name = tools.tool_choice["function"]["name"].get<std::string>();
+  return forced_call_opener(format, &name);
 }
 
 std::vector<std::string> stop_strings(const ordered_json& body) {
@@ -204,8 +221,11 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
   sp.logprobs = logprobs_request(body, endpoint);
   if (endpoint == Endpoint::chat) {
     const ToolRequest tools = parse_tool_request(body);
-    if (tools.parse_calls) rq.tool_format = ctx.tool_format;
-    rq.prompt = chat_tokens(body, ctx, tools);
+    if (tools.parse_calls) {
+      rq.tool_format = ctx.tool_format;
+      rq.answer_opening = forced_opening(tools, ctx.tool_format);
+    }
+    rq.prompt = chat_tokens(body, ctx, tools, rq.answer_opening);
   } else {
     rq.prompt = prompt_tokens(body, *ctx.model);
   }

@@ -25,6 +25,10 @@ struct GenerationRequest {
   bool include_usage = false;  // stream_options.include_usage: a last chunk with usage
   // Chat with tools (and tool_choice not "none"): tool calls of this format are parsed out of the answer.
   ToolCallFormat tool_format = ToolCallFormat::none;
+  // Text the server wrote at the start of the assistant's turn (tool_choice "required" or a named function: the
+  // opening of a call, forced_call_opener): it ends the prompt, and the tool-call parser reads it before the
+  // generated text.
+  std::string answer_opening;
   // sampling.logprobs >= 0: the answer carries logprobs (chat: logprobs + top_logprobs; completions: logprobs).
 };
 

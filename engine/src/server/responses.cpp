@@ -72,7 +72,7 @@ std::string completion_body(const GenerationRequest& rq, const ResponseIds& ids,
   ordered_json choice = {{"index", 0}};
   const char* finish_reason = out.finish_reason;
   if (is_chat(endpoint)) {
-    const ParsedToolCalls parsed = parse_tool_calls(rq.tool_format, out.text);
+    const ParsedToolCalls parsed = parse_tool_calls(rq.tool_format, rq.answer_opening + out.text);
     ordered_json message = {{"role", "assistant"}};
     message["content"] = parsed.calls.empty() || !parsed.content.empty() ? ordered_json(parsed.content) : ordered_json();
     if (!parsed.calls.empty()) {

@@ -25,4 +25,17 @@ std::string_view tool_call_format_name(ToolCallFormat f) {
   return "none";
 }
 
+std::string forced_call_opener(ToolCallFormat f, const std::string* function_name) {
+  std::string open;
+  switch (f) {
+    case ToolCallFormat::hermes: open = "<tool_call>\n{\"name\": "; break;
+    case ToolCallFormat::llama3: open = "{\"name\": "; break;
+    case ToolCallFormat::mistral: open = "[TOOL_CALLS][{\"name\": "; break;
+    case ToolCallFormat::none: return "";
+  }
+  if (!function_name) return open + "\"";
+  const char* args = f == ToolCallFormat::llama3 ? "parameters" : "arguments";
+  return open + nlohmann::json(*function_name).dump() + ", \"" + args + "\": ";
+}
+
 }  // namespace lmlab::server

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 namespace lmlab::server {
 
 enum class ToolCallFormat { none, hermes, llama3, mistral };
@@ -14,5 +16,10 @@ enum class ToolCallFormat { none, hermes, llama3, mistral };
 // The template's own markers decide first; a template without any falls back on the architecture.
 ToolCallFormat tool_call_format_for(std::string_view chat_template_source, std::string_view arch);
 std::string_view tool_call_format_name(ToolCallFormat f);
+
+// The text that opens a tool call in format f, up to and including the opening quote of the function's name, or
+// (function_name given) up to the start of its arguments object. The server writes it at the start of the
+// assistant's turn when tool_choice is "required" or names a function, so the model can only continue the call.
+std::string forced_call_opener(ToolCallFormat f, const std::string* function_name);
 
 }  // namespace lmlab::server
