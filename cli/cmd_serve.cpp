@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <pthread.h>
 
+#include <chrono>
 #include <csignal>
 #include <thread>
 
@@ -29,19 +30,30 @@ int run_serve(Flags fl) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the server
 
-  auto model = Model::load(fl.engine.model, fl.engine.options());
-  Server server(model, fl.server);
-  if (!server.chat_template_error().empty())
-    fmt::print(stderr, "lmlab serve: warning: no chat template, /v1/chat/completions will answer 400: {}\n",
-               server.chat_template_error());
+  // The socket is bound first and answers 503 while the model loads (Server's loader constructor).
+  const auto t0 = std::chrono::steady_clock::now();
+  Server server([&fl] { return Model::load(fl.engine.model, fl.engine.options()); }, fl.server,
+                [&fl, t0](const Server& s) {
+                  if (!s.chat_template_error().empty())
+                    fmt::print(stderr, "lmlab serve: warning: no chat template, /v1/chat/completions will answer 400: {}\n",
+                               s.chat_template_error());
+                  fmt::print(stderr, "lmlab serve: model '{}' ready in {:.1f} s, serving on http://{}:{} (parallel {}, tool calls: {})\n",
+                             s.model_id(),
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                             fl.server.host, s.bound_port(), fl.server.parallel, s.tool_call_format());
+                });
   std::thread([&server, stop_signals] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     server.stop();
   }).detach();
-  fmt::print(stderr, "lmlab serve: model '{}' listening on http://{}:{} (parallel {}, tool calls: {})\n",
-             server.model_id(), fl.server.host, server.bound_port(), fl.server.parallel, server.tool_call_format());
+  fmt::print(stderr, "lmlab serve: listening on http://{}:{}; loading {} (requests get 503 until it is ready)\n", fl.server.host, server.bound_port(),
+             fl.engine.model);
   server.listen();
+  if (const std::string err = server.load_error(); !err.empty()) {
+    fmt::print(stderr, "lmlab serve: {}\n", err);
+    return 1;
+  }
   fmt::print(stderr, "lmlab serve: stopped\n");
   return 0;
 }

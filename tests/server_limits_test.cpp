@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -137,6 +138,60 @@ TEST_F(ServerLimits, APromptLongerThanTheContextIs400) {
   EXPECT_EQ(ok->status, 200);
 }
 
+// The loader constructor binds at once and loads meanwhile: /health says "loading" with 503, generations get 503
+// with Retry-After, /metrics answers; once the model is there everything serves. A load that fails stops the
+// server with the reason.
+TEST_F(ServerLimits, WhileTheModelLoadsRequestsGet503) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> ready_called{false};
+  Server server([&] {
+    released.wait();
+    return model_;
+  }, options(), [&](const Server&) { ready_called = true; });
+  std::thread t([&] { server.listen(); });
+  httplib::Client c("127.0.0.1", server.bound_port());
+  c.set_read_timeout(60, 0);
+  EXPECT_FALSE(server.ready());
+  auto health = c.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  EXPECT_EQ(json::parse(health->body)["status"], "loading");
+  auto gen = c.Post("/v1/completions", R"({"prompt":"x","max_tokens":1})", "application/json");
+  ASSERT_TRUE(gen);
+  EXPECT_EQ(gen->status, 503);
+  EXPECT_EQ(json::parse(gen->body)["error"]["code"], "model_loading") << gen->body;
+  EXPECT_EQ(gen->get_header_value("Retry-After"), "1");
+  auto models = c.Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 503);
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+
+  release.set_value();
+  for (int i = 0; i < 5000 && !ready_called; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(ready_called);
+  EXPECT_TRUE(server.ready());
+  health = c.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  gen = c.Post("/v1/completions", R"({"prompt":"x","max_tokens":1})", "application/json");
+  ASSERT_TRUE(gen);
+  EXPECT_EQ(gen->status, 200) << gen->body;
+  server.stop();
+  t.join();
+  EXPECT_EQ(server.load_error(), "");
+}
+
+TEST_F(ServerLimits, AFailedLoadStopsTheServerWithTheReason) {
+  Server server([]() -> std::shared_ptr<Model> { return Model::load("/nonexistent/model"); }, options());
+  std::thread t([&] { server.listen(); });
+  t.join();  // listen() returns: the loader stopped the server
+  EXPECT_FALSE(server.ready());
+  EXPECT_NE(server.load_error().find("/nonexistent/model"), std::string::npos) << server.load_error();
+}
+
 TEST_F(ServerLimits, MaxTokensCapsEveryRequest) {
   ServerOptions o = options();
   o.max_tokens = 3;
@@ -207,7 +262,7 @@ TEST_F(ServerLimits, SigtermEndsTheProcessWithStatusZero) {
   ASSERT_EQ(posix_spawn(&pid, LMLAB_CLI_PATH, &fa, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&fa);
   int port = 0;
-  const std::regex listening("listening on http://[^:]+:([0-9]+)");
+  const std::regex listening("serving on http://[^:]+:([0-9]+)");
   for (int i = 0; i < 3000 && !port; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::ifstream in(log);

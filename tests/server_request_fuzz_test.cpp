@@ -66,7 +66,8 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
 TEST(ServerRequestFuzz, MutatedBodiesParseOrThrowLmlabError) {
   auto model = Model::load(test::model_dir("coder-dense"));
   const ChatTemplate chat = ChatTemplate::from_model_dir(test::model_dir("coder-dense"));
-  const server::RequestContext ctx{.model = model.get(), .chat_template = &chat, .chat_template_error = "", .default_max_tokens = 16};
+  const server::RequestContext ctx{.model = model.get(), .chat_template = &chat, .chat_template_error = "", .default_max_tokens = 16,
+                                     .tool_format = server::ToolCallFormat::hermes};
   const int64_t ctx_size = model->info().ctx_size;
   std::mt19937_64 rng(20261126);
   int parsed = 0, rejected = 0;

@@ -74,8 +74,9 @@ ServeProcess::ServeProcess(const std::filesystem::path& exe, const std::filesyst
     pid_ = -1;
     throw Error(ErrorKind::io, command(), fmt::format("cannot start: {}", std::strerror(rc)));
   }
-  // Read stderr until the "listening on http://HOST:PORT" line, the child's exit, or the timeout.
-  const std::regex listening(R"(listening on http://[^:\s]+:(\d+))");
+  // Read stderr until the "serving on http://HOST:PORT" line (the model has loaded; "listening on" comes first,
+  // while it loads and requests get 503), the child's exit, or the timeout.
+  const std::regex listening(R"(serving on http://[^:\s]+:(\d+))");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   std::string seen;
   while (true) {
@@ -95,7 +96,7 @@ ServeProcess::ServeProcess(const std::filesystem::path& exe, const std::filesyst
       if (seen.size() > (1 << 20)) seen.erase(0, seen.size() - kTailBytes);
       continue;
     }
-    const std::string why = n == -2 ? fmt::format("did not listen within {} s", timeout_s) : "exited before listening";
+    const std::string why = n == -2 ? fmt::format("was not ready within {} s", timeout_s) : "exited before it was ready";
     const std::string tail = drain_->get();
     stop();  // the destructor does not run for a constructor that throws
     throw Error(ErrorKind::io, command(), fmt::format("{}; its stderr: {}", why, tail.empty() ? "(empty)" : tail));

@@ -1,5 +1,5 @@
 // An `lmlab serve` subprocess for the lab's serve mode and the regression suite: started on an ephemeral port
-// (--port 0; the port is read from its "listening on" line), its stderr drained in the background (the last
+// (--port 0; the port is read from its "serving on" line, printed once the model has loaded), its stderr drained in the background (the last
 // lines kept for error messages), stopped with SIGTERM (SIGKILL after a grace period) when destroyed.
 #pragma once
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,15 +30,25 @@ struct ServerOptions {
 
 class Server {
  public:
+  using ModelLoader = std::function<std::shared_ptr<Model>()>;
+
   // Binds the socket (so bound_port() is valid on return); throws Error(io) when the address is unusable,
   // Error(invalid_input) for bad options.
   Server(std::shared_ptr<Model> model, ServerOptions options);
+  // Binds at once and loads the model on a thread meanwhile: until it has loaded, /health answers 503
+  // {"status": "loading"} and the model routes 503 with Retry-After (a big model takes minutes; clients and
+  // readiness probes see a server that is coming, not a refused connection). on_ready runs on that thread once
+  // the model serves. If loading fails the server stops: listen() returns and load_error() says why.
+  Server(ModelLoader load, ServerOptions options, std::function<void(const Server&)> on_ready = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
   void listen();  // serves until stop(); blocking
   int bound_port() const;
+  bool ready() const;              // the model has loaded and requests are served
+  std::string load_error() const;  // why loading failed ("" while loading or once loaded)
+  // These three describe the loaded model ("" / "none" until ready()).
   const std::string& model_id() const;
   // Why the model's chat template could not be loaded ("" when it loaded); chat requests get it in their 400.
   const std::string& chat_template_error() const;
@@ -50,6 +61,7 @@ class Server {
   struct Impl;
 
  private:
+  void bind();  // routes, socket options, bind (both constructors)
   std::unique_ptr<Impl> impl_;
 };
 

@@ -37,6 +37,10 @@ HttpError http_error_busy(int parallel, int queue) {
           "", "queue_full"};
 }
 
+HttpError http_error_loading() {
+  return {503, "server_error", "the model is still loading; retry shortly", "", "model_loading"};
+}
+
 HttpError http_error_shutting_down() {
   return {503, "server_error", "the server is shutting down", "", "shutting_down"};
 }

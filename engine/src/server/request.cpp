@@ -219,6 +219,8 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
   }
 
   sp.logprobs = logprobs_request(body, endpoint);
+  // Text prompts are encoded only up to ctx_size + 1 tokens (encode_at_most); token-id lists arrive whole.
+  bool encoded_text = true;
   if (endpoint == Endpoint::chat) {
     const ToolRequest tools = parse_tool_request(body);
     if (tools.parse_calls) {
@@ -227,16 +229,17 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
     }
     rq.prompt = chat_tokens(body, ctx, tools, rq.answer_opening);
   } else {
+    if (const ordered_json* p = field(body, "prompt"); p && p->is_array())
+      encoded_text = p->size() == 1 && (*p)[0].is_string();  // ["text"] is text; token ids arrive whole
     rq.prompt = prompt_tokens(body, *ctx.model);
   }
   const char* prompt_param = endpoint == Endpoint::chat ? "messages" : "prompt";
   if (rq.prompt.empty()) bad(prompt_param, "the prompt encodes to no tokens");
   const int64_t ctx_size = ctx.model->info().ctx_size;
   const int64_t n = static_cast<int64_t>(rq.prompt.size());
-  // Text prompts were encoded only up to ctx_size + 1 tokens (encode_at_most): "more than" is all that is known.
-  if (n > ctx_size)
+  if (n > ctx_size && encoded_text)
     bad(prompt_param, fmt::format("the prompt has more than {} tokens, the context size", ctx_size));
-  if (n == ctx_size)
+  if (n >= ctx_size)
     bad(prompt_param, fmt::format("the prompt has {} tokens but the context size is {} (the prompt must leave room "
                                   "for at least one generated token)",
                                   n, ctx_size));

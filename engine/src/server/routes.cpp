@@ -42,28 +42,28 @@ Handler guarded(ServerState& st, Handler h) {
   };
 }
 
-void handle_models(const ServerState& st, httplib::Response& res) {
-  nlohmann::json model = {{"id", st.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "lmlab"}};
+void handle_models(const LoadedModel& m, httplib::Response& res) {
+  nlohmann::json model = {{"id", m.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "lmlab"}};
   res.set_content(nlohmann::json{{"object", "list"}, {"data", {model}}}.dump(), kJson);
 }
 
-void stream_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res,
+void stream_generation(ServerState& st, LoadedModel& m, GenerationRequest rq, Endpoint ep, httplib::Response& res,
                        std::shared_ptr<Admission> admission) {
   auto active = std::make_shared<ActiveRequest>(st.metrics);
   auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
-  const ResponseIds ids = new_response_ids(ep, st.model_id);
+  const ResponseIds ids = new_response_ids(ep, m.model_id);
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider("text/event-stream", [&st, ids, rqp, active, admission](size_t,
-                                                                                            httplib::DataSink& sink) {
+  res.set_chunked_content_provider("text/event-stream", [&st, &m, ids, rqp, active, admission](
+                                                            size_t, httplib::DataSink& sink) {
     auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
     try {
-      AnswerStream answer(*rqp, ids, st.model->tokenizer());
+      AnswerStream answer(*rqp, ids, m.model->tokenizer());
       if (!write(answer.start())) {
         st.metrics.requests_cancelled_total.fetch_add(1);
         return false;
       }
       const GenerationOutcome out = run_generation(
-          st.scheduler, st.slots, st.metrics, *rqp,
+          m.scheduler, st.slots, st.metrics, *rqp,
           [&](const std::string& text, std::span<const LoggedToken> tokens) { return write(answer.push(text, tokens)); });
       if (out.cancelled) return false;  // the client is gone: nothing more to say
       if (out.shutdown) {
@@ -96,12 +96,12 @@ void reply_retry_later(ServerState& st, httplib::Response& res, const HttpError&
 // while generating, a space (JSON allows leading whitespace) goes out at most once a second, and a failed
 // write cancels the generation. The status is 200 from the first byte, so an error found mid-generation
 // (shutdown, internal) arrives as an error body under 200; errors found before generating keep their status.
-void complete_generation(ServerState& st, GenerationRequest rq, Endpoint ep, httplib::Response& res,
+void complete_generation(ServerState& st, LoadedModel& m, GenerationRequest rq, Endpoint ep, httplib::Response& res,
                          std::shared_ptr<Admission> admission) {
   auto active = std::make_shared<ActiveRequest>(st.metrics);
   auto rqp = std::make_shared<const GenerationRequest>(std::move(rq));
-  const ResponseIds ids = new_response_ids(ep, st.model_id);
-  res.set_chunked_content_provider(kJson, [&st, ids, rqp, active, admission](size_t, httplib::DataSink& sink) {
+  const ResponseIds ids = new_response_ids(ep, m.model_id);
+  res.set_chunked_content_provider(kJson, [&st, &m, ids, rqp, active, admission](size_t, httplib::DataSink& sink) {
     using Clock = std::chrono::steady_clock;
     Clock::time_point last_write = Clock::now();
     auto heartbeat = [&](const std::string&, std::span<const LoggedToken>) {
@@ -111,10 +111,10 @@ void complete_generation(ServerState& st, GenerationRequest rq, Endpoint ep, htt
     };
     std::string body;
     try {
-      const GenerationOutcome out = run_generation(st.scheduler, st.slots, st.metrics, *rqp, heartbeat);
+      const GenerationOutcome out = run_generation(m.scheduler, st.slots, st.metrics, *rqp, heartbeat);
       if (out.cancelled) return false;  // the client is gone
       if (out.shutdown) st.metrics.requests_errors_total.fetch_add(1);
-      body = out.shutdown ? error_body(http_error_shutting_down()) : completion_body(*rqp, ids, out, st.model->tokenizer());
+      body = out.shutdown ? error_body(http_error_shutting_down()) : completion_body(*rqp, ids, out, m.model->tokenizer());
     } catch (const Error& e) {
       st.metrics.requests_errors_total.fetch_add(1);
       body = error_body(http_error_from(e));
@@ -131,14 +131,16 @@ void complete_generation(ServerState& st, GenerationRequest rq, Endpoint ep, htt
 void handle_generation(ServerState& st, const httplib::Request& req, httplib::Response& res, Endpoint ep) {
   st.metrics.requests_total.fetch_add(1);
   if (st.draining) return reply_retry_later(st, res, http_error_shutting_down());
+  LoadedModel* m = st.loaded.load();
+  if (!m) return reply_retry_later(st, res, http_error_loading());
   // Admission before parsing: a full server spends nothing on the body (tokenizing may be the costly part).
   std::shared_ptr<Admission> admission = Admission::try_enter(st);
   if (!admission) return reply_retry_later(st, res, http_error_busy(st.options.parallel, st.options.queue));
-  RequestContext ctx{st.model.get(), st.chat_template ? &*st.chat_template : nullptr, st.chat_template_error,
-                     st.options.max_tokens, st.tool_format};
+  RequestContext ctx{m->model.get(), m->chat_template ? &*m->chat_template : nullptr, m->chat_template_error,
+                     st.options.max_tokens, m->tool_format};
   GenerationRequest rq = parse_generation_request(req.body, ep, ctx);
-  if (rq.stream) return stream_generation(st, std::move(rq), ep, res, std::move(admission));
-  complete_generation(st, std::move(rq), ep, res, std::move(admission));
+  if (rq.stream) return stream_generation(st, *m, std::move(rq), ep, res, std::move(admission));
+  complete_generation(st, *m, std::move(rq), ep, res, std::move(admission));
 }
 
 }  // namespace
@@ -156,14 +158,26 @@ const char* route_method(const std::string& path) {
 
 void register_routes(httplib::Server& http, ServerState& st) {
   // The engine options the model runs with, from the option table: what a client needs to tell configs apart.
+  // While the model loads: /health 503 {"status": "loading"} (a readiness probe), the model routes 503 with
+  // Retry-After, /metrics the server's counters.
   http.Get("/health", guarded(st, [&st](const httplib::Request&, httplib::Response& res) {
+             const LoadedModel* m = st.loaded.load();
+             if (!m) {
+               res.status = 503;
+               res.set_header("Retry-After", "1");
+               res.set_content(nlohmann::json{{"status", "loading"}}.dump(), kJson);
+               return;
+             }
              const nlohmann::json body = {{"status", "ok"},
-                                          {"model", st.model_id},
-                                          {"options", nlohmann::json::parse(options_to_json_text(st.model->options()))}};
+                                          {"model", m->model_id},
+                                          {"options", nlohmann::json::parse(options_to_json_text(m->model->options()))}};
              res.set_content(body.dump(), kJson);
            }));
-  http.Get("/v1/models",
-           guarded(st, [&st](const httplib::Request&, httplib::Response& res) { handle_models(st, res); }));
+  http.Get("/v1/models", guarded(st, [&st](const httplib::Request&, httplib::Response& res) {
+             const LoadedModel* m = st.loaded.load();
+             if (!m) return reply_retry_later(st, res, http_error_loading());
+             handle_models(*m, res);
+           }));
   http.Post("/v1/completions", guarded(st, [&st](const httplib::Request& req, httplib::Response& res) {
               handle_generation(st, req, res, Endpoint::completions);
             }));
@@ -171,7 +185,9 @@ void register_routes(httplib::Server& http, ServerState& st) {
               handle_generation(st, req, res, Endpoint::chat);
             }));
   http.Get("/metrics", guarded(st, [&st](const httplib::Request&, httplib::Response& res) {
-             res.set_content(render_metrics(st.metrics, st.model->counters()), "text/plain; version=0.0.4");
+             const LoadedModel* m = st.loaded.load();
+             res.set_content(render_metrics(st.metrics, m ? m->model->counters() : ModelCounters{}),
+                             "text/plain; version=0.0.4");
            }));
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include <sys/socket.h>
@@ -20,12 +21,15 @@ namespace lmlab {
 using server::ServerState;
 
 struct Server::Impl {
-  Impl(std::shared_ptr<Model> m, ServerOptions o) : state(std::move(m), std::move(o)) {}
+  explicit Impl(ServerOptions o) : state(std::move(o)) {}
   ServerState state;
   httplib::Server http;
   int port = -1;
   int listen_fd = -1;  // the bound socket, to widen httplib's listen backlog
   std::atomic<bool> stop_requested{false}, listening{false}, listen_returned{false};
+  std::thread loader;  // Server(ModelLoader, ...): loads the model while the socket answers 503
+  mutable std::mutex load_error_mutex;
+  std::string load_error;
 };
 
 namespace {
@@ -52,8 +56,9 @@ bool authorized(const httplib::Request& req, const std::string& key) {
 
 }  // namespace
 
-Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
-  if (!model) throw Error(ErrorKind::invalid_input, "model", "no model");
+namespace {
+
+void check_options(const ServerOptions& options) {
   if (options.parallel < 1) throw Error(ErrorKind::invalid_input, "--parallel", "must be at least 1");
   if (options.max_tokens < 1) throw Error(ErrorKind::invalid_input, "--max-tokens", "must be at least 1");
   if (options.port < 0 || options.port > 65535) throw Error(ErrorKind::invalid_input, "--port", "must be 0..65535");
@@ -61,22 +66,64 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
   if (options.max_body_bytes < 1024) throw Error(ErrorKind::invalid_input, "--max-body-mb", "must be at least 1 KiB");
   if (!(options.shutdown_timeout_s >= 0) || options.shutdown_timeout_s > 3600)
     throw Error(ErrorKind::invalid_input, "--shutdown-timeout", "must be 0..3600 seconds");
-  impl_ = std::make_unique<Impl>(std::move(model), std::move(options));
-  ServerState& st = impl_->state;
-  st.model_id = st.options.model_id.empty() ? default_model_id(*st.model) : st.options.model_id;
+}
+
+// The model's half of the state, checked; published to the routes by the caller.
+std::unique_ptr<server::LoadedModel> make_loaded(std::shared_ptr<Model> model, const ServerOptions& options) {
+  if (!model) throw Error(ErrorKind::invalid_input, "model", "no model");
+  if (!model->has_tokenizer())
+    throw Error(ErrorKind::model_format, model->info().dir.string(), "the server needs tokenizer.json");
+  auto m = std::make_unique<server::LoadedModel>(std::move(model));
+  m->model_id = options.model_id.empty() ? default_model_id(*m->model) : options.model_id;
   // JSON bodies carry the id: it must be text (a directory name need not be).
-  if (!tok::utf8_valid(st.model_id))
-    throw Error(ErrorKind::invalid_input, st.options.model_id.empty() ? "model directory name" : "--model-id",
+  if (!tok::utf8_valid(m->model_id))
+    throw Error(ErrorKind::invalid_input, options.model_id.empty() ? "model directory name" : "--model-id",
                 "the model id must be valid UTF-8 (set --model-id)");
   try {
-    st.chat_template = ChatTemplate::from_model_dir(st.model->info().dir);
-    st.tool_format = server::tool_call_format_for(st.chat_template->source(), st.model->info().arch);
+    m->chat_template = ChatTemplate::from_model_dir(m->model->info().dir);
+    m->tool_format = server::tool_call_format_for(m->chat_template->source(), m->model->info().arch);
   } catch (const Error& e) {
     // No usable template: /v1/chat/completions answers 400 with this reason; completions still work.
-    st.chat_template_error = e.what();
+    m->chat_template_error = e.what();
   }
-  if (!st.model->has_tokenizer())
-    throw Error(ErrorKind::model_format, st.model->info().dir.string(), "the server needs tokenizer.json");
+  return m;
+}
+
+void publish(ServerState& st, std::unique_ptr<server::LoadedModel> m) {
+  st.loaded_owner = std::move(m);
+  st.loaded.store(st.loaded_owner.get());
+}
+
+}  // namespace
+
+Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
+  check_options(options);
+  auto loaded = make_loaded(std::move(model), options);
+  impl_ = std::make_unique<Impl>(std::move(options));
+  publish(impl_->state, std::move(loaded));
+  bind();
+}
+
+Server::Server(ModelLoader load, ServerOptions options, std::function<void(const Server&)> on_ready) {
+  check_options(options);
+  impl_ = std::make_unique<Impl>(std::move(options));
+  bind();
+  impl_->loader = std::thread([this, load = std::move(load), on_ready = std::move(on_ready)] {
+    try {
+      publish(impl_->state, make_loaded(load(), impl_->state.options));
+      if (on_ready) on_ready(*this);
+    } catch (const std::exception& e) {
+      {
+        std::lock_guard<std::mutex> lock(impl_->load_error_mutex);
+        impl_->load_error = e.what();
+      }
+      stop();
+    }
+  });
+}
+
+void Server::bind() {
+  ServerState& st = impl_->state;
 
   httplib::Server& http = impl_->http;
   // Every admitted request holds a worker while it waits for a slot; 4 more keep /health and /metrics answering.
@@ -127,7 +174,10 @@ Server::Server(std::shared_ptr<Model> model, ServerOptions options) {
   if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, SOMAXCONN);
 }
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+  if (impl_ && impl_->loader.joinable()) impl_->loader.join();  // a load cannot be interrupted: wait for it
+}
 
 void Server::listen() {
   if (impl_->stop_requested.load()) return;
@@ -138,10 +188,31 @@ void Server::listen() {
 
 int Server::bound_port() const { return impl_->port; }
 
-const std::string& Server::model_id() const { return impl_->state.model_id; }
+bool Server::ready() const { return impl_->state.loaded.load() != nullptr; }
 
-const std::string& Server::chat_template_error() const { return impl_->state.chat_template_error; }
-std::string_view Server::tool_call_format() const { return server::tool_call_format_name(impl_->state.tool_format); }
+std::string Server::load_error() const {
+  std::lock_guard<std::mutex> lock(impl_->load_error_mutex);
+  return impl_->load_error;
+}
+
+namespace {
+const std::string kNone;
+}
+
+const std::string& Server::model_id() const {
+  const server::LoadedModel* m = impl_->state.loaded.load();
+  return m ? m->model_id : kNone;
+}
+
+const std::string& Server::chat_template_error() const {
+  const server::LoadedModel* m = impl_->state.loaded.load();
+  return m ? m->chat_template_error : kNone;
+}
+
+std::string_view Server::tool_call_format() const {
+  const server::LoadedModel* m = impl_->state.loaded.load();
+  return server::tool_call_format_name(m ? m->tool_format : server::ToolCallFormat::none);
+}
 
 void Server::stop() {
   if (!impl_) return;

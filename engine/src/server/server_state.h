@@ -19,18 +19,25 @@
 
 namespace lmlab::server {
 
-struct ServerState {
-  ServerState(std::shared_ptr<Model> m, ServerOptions o)
-      : model(std::move(m)), options(std::move(o)), slots(options.parallel), scheduler(*model) {}
+// Everything that exists once the model has loaded.
+struct LoadedModel {
+  explicit LoadedModel(std::shared_ptr<Model> m) : model(std::move(m)), scheduler(*model) {}
   std::shared_ptr<Model> model;
-  ServerOptions options;
   std::string model_id;
   std::optional<ChatTemplate> chat_template;  // absent when the model ships none or it failed to load
   std::string chat_template_error;            // why it is absent
   ToolCallFormat tool_format = ToolCallFormat::none;  // from the template's markers and the architecture
+  BatchScheduler scheduler;  // the engine thread: every generation's forward steps, batched
+};
+
+struct ServerState {
+  explicit ServerState(ServerOptions o) : options(std::move(o)), slots(options.parallel) {}
+  ServerOptions options;
   ServerMetrics metrics;
   GenerationSlots slots;
-  BatchScheduler scheduler;  // the engine thread: every generation's forward steps, batched
+  // Null until the model has loaded (routes answer 503 until then); set once, never changed after.
+  std::atomic<LoadedModel*> loaded{nullptr};
+  std::unique_ptr<LoadedModel> loaded_owner;
   std::atomic<int> admitted{0};        // generation requests between admission and their last byte
   std::atomic<bool> draining{false};   // stop() began: new generation requests get 503
 };
