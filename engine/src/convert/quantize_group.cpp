@@ -1,0 +1,197 @@
+// See quantize_group.h. Each ISA path keeps the group in registers (n / lanes vectors) across candidates.
+#include "convert/quantize_group.h"
+
+#include <algorithm>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/simd.h"
+
+namespace lmlab {
+
+namespace {
+
+using kernels::cpu::Isa;
+
+inline float inverse(float s) { return s != 0.0f ? 1.0f / s : 0.0f; }
+
+// ---- scalar ----
+// x in [0, 2^22): adding 1.5 * 2^23 leaves no fraction bits, so the FPU rounds half to even, as nearbyint.
+// Not folded away: the library is built without -ffast-math.
+// wb = w - b.
+inline float level(float wb, float inv, float n_bins) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  const float x = std::clamp(wb * inv, 0.0f, n_bins);
+  return (x + kMagic) - kMagic;
+}
+
+void errors_scalar(const float* w, int n, float n_bins, const float* s, const float* b, int k, float* err) {
+  for (int j = 0; j < k; ++j) {
+    const float inv = inverse(s[j]);
+    float acc[8] = {};  // several accumulators: independent chains, and the loop vectorizes without -ffast-math
+    for (int i = 0; i < n; i += 8)
+      for (int l = 0; l < 8; ++l) {
+        const float wb = w[i + l] - b[j], d = s[j] * level(wb, inv, n_bins) - wb;
+        acc[l] += d * d;
+      }
+    float e = 0;
+    for (float a : acc) e += a;
+    err[j] = e;
+  }
+}
+
+GroupStats stats_scalar(const float* w, int n, float n_bins, float s, float b) {
+  const float inv = inverse(s);
+  float e[8] = {}, q1[8] = {}, qq[8] = {}, qw[8] = {};
+  for (int i = 0; i < n; i += 8)
+    for (int l = 0; l < 8; ++l) {
+      const float wb = w[i + l] - b, q = level(wb, inv, n_bins), d = s * q - wb;
+      e[l] += d * d, q1[l] += q, qq[l] += q * q, qw[l] += q * w[i + l];
+    }
+  GroupStats st;
+  for (int l = 0; l < 8; ++l) st.err += e[l], st.sum_q += q1[l], st.sum_qq += qq[l], st.sum_qw += qw[l];
+  return st;
+}
+
+void levels_scalar(const float* w, int n, float n_bins, float s, float b, uint8_t* q) {
+  const float inv = inverse(s);
+  for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(level(w[i] - b, inv, n_bins));
+}
+
+#if LMLAB_X86
+// ---- AVX-512: NV vectors of 16 ----
+// wb = w - b; the error is then s * q - wb, one fused op.
+LMLAB_TARGET_AVX512 inline __m512 level512(__m512 wb, __m512 inv, __m512 n_bins) {
+  const __m512 x = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(wb, inv), _mm512_setzero_ps()), n_bins);
+  return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+template <int NV>
+LMLAB_TARGET_AVX512 void errors_avx512(const float* w, float n_bins, const float* s, const float* b, int k, float* err) {
+  __m512 wv[NV];
+  for (int i = 0; i < NV; ++i) wv[i] = _mm512_loadu_ps(w + 16 * i);
+  const __m512 hi = _mm512_set1_ps(n_bins);
+  for (int j = 0; j < k; ++j) {
+    const __m512 sv = _mm512_set1_ps(s[j]), bv = _mm512_set1_ps(b[j]), iv = _mm512_set1_ps(inverse(s[j]));
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int i = 0; i < NV; i += 2) {
+      const __m512 wb0 = _mm512_sub_ps(wv[i], bv), wb1 = _mm512_sub_ps(wv[i + 1], bv);
+      const __m512 d0 = _mm512_fmsub_ps(sv, level512(wb0, iv, hi), wb0);
+      const __m512 d1 = _mm512_fmsub_ps(sv, level512(wb1, iv, hi), wb1);
+      acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+      acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+    }
+    err[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  }
+}
+
+template <int NV>
+LMLAB_TARGET_AVX512 GroupStats stats_avx512(const float* w, float n_bins, float s, float b) {
+  const __m512 sv = _mm512_set1_ps(s), bv = _mm512_set1_ps(b), iv = _mm512_set1_ps(inverse(s)), hi = _mm512_set1_ps(n_bins);
+  __m512 e = _mm512_setzero_ps(), q1 = e, qq = e, qw = e;
+  for (int i = 0; i < NV; ++i) {
+    const __m512 wv = _mm512_loadu_ps(w + 16 * i), wb = _mm512_sub_ps(wv, bv), q = level512(wb, iv, hi);
+    const __m512 d = _mm512_fmsub_ps(sv, q, wb);
+    e = _mm512_fmadd_ps(d, d, e);
+    q1 = _mm512_add_ps(q1, q);
+    qq = _mm512_fmadd_ps(q, q, qq);
+    qw = _mm512_fmadd_ps(q, wv, qw);
+  }
+  return {_mm512_reduce_add_ps(e), _mm512_reduce_add_ps(q1), _mm512_reduce_add_ps(qq), _mm512_reduce_add_ps(qw)};
+}
+
+template <int NV>
+LMLAB_TARGET_AVX512 void levels_avx512(const float* w, float n_bins, float s, float b, uint8_t* q) {
+  const __m512 bv = _mm512_set1_ps(b), iv = _mm512_set1_ps(inverse(s)), hi = _mm512_set1_ps(n_bins);
+  for (int i = 0; i < NV; ++i)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16 * i),
+                     _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(level512(_mm512_sub_ps(_mm512_loadu_ps(w + 16 * i), bv), iv, hi))));
+}
+
+// ---- AVX2: NV vectors of 8 ----
+LMLAB_TARGET_AVX2 inline __m256 level256(__m256 wb, __m256 inv, __m256 n_bins) {
+  const __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(wb, inv), _mm256_setzero_ps()), n_bins);
+  return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+template <int NV>
+LMLAB_TARGET_AVX2 void errors_avx2(const float* w, float n_bins, const float* s, const float* b, int k, float* err) {
+  __m256 wv[NV];
+  for (int i = 0; i < NV; ++i) wv[i] = _mm256_loadu_ps(w + 8 * i);
+  const __m256 hi = _mm256_set1_ps(n_bins);
+  for (int j = 0; j < k; ++j) {
+    const __m256 sv = _mm256_set1_ps(s[j]), bv = _mm256_set1_ps(b[j]), iv = _mm256_set1_ps(inverse(s[j]));
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int i = 0; i < NV; i += 2) {
+      const __m256 wb0 = _mm256_sub_ps(wv[i], bv), wb1 = _mm256_sub_ps(wv[i + 1], bv);
+      const __m256 d0 = _mm256_fmsub_ps(sv, level256(wb0, iv, hi), wb0);
+      const __m256 d1 = _mm256_fmsub_ps(sv, level256(wb1, iv, hi), wb1);
+      acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+      acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+    }
+    err[j] = kernels::cpu::simd::hsum8(_mm256_add_ps(acc0, acc1));
+  }
+}
+
+template <int NV>
+LMLAB_TARGET_AVX2 GroupStats stats_avx2(const float* w, float n_bins, float s, float b) {
+  const __m256 sv = _mm256_set1_ps(s), bv = _mm256_set1_ps(b), iv = _mm256_set1_ps(inverse(s)), hi = _mm256_set1_ps(n_bins);
+  __m256 e = _mm256_setzero_ps(), q1 = e, qq = e, qw = e;
+  for (int i = 0; i < NV; ++i) {
+    const __m256 wv = _mm256_loadu_ps(w + 8 * i), wb = _mm256_sub_ps(wv, bv), q = level256(wb, iv, hi);
+    const __m256 d = _mm256_fmsub_ps(sv, q, wb);
+    e = _mm256_fmadd_ps(d, d, e);
+    q1 = _mm256_add_ps(q1, q);
+    qq = _mm256_fmadd_ps(q, q, qq);
+    qw = _mm256_fmadd_ps(q, wv, qw);
+  }
+  using kernels::cpu::simd::hsum8;
+  return {hsum8(e), hsum8(q1), hsum8(qq), hsum8(qw)};
+}
+#endif
+
+}  // namespace
+
+void group_errors(const float* w, int n, float n_bins, const float* s, const float* b, int k, float* err) {
+#if LMLAB_X86
+  const Isa isa = kernels::cpu::active_isa();
+  if (isa == Isa::avx512) {
+    if (n == 32) return errors_avx512<2>(w, n_bins, s, b, k, err);
+    if (n == 64) return errors_avx512<4>(w, n_bins, s, b, k, err);
+    if (n == 128) return errors_avx512<8>(w, n_bins, s, b, k, err);
+  } else if (isa == Isa::avx2) {
+    if (n == 32) return errors_avx2<4>(w, n_bins, s, b, k, err);
+    if (n == 64) return errors_avx2<8>(w, n_bins, s, b, k, err);
+    if (n == 128) return errors_avx2<16>(w, n_bins, s, b, k, err);
+  }
+#endif
+  errors_scalar(w, n, n_bins, s, b, k, err);
+}
+
+GroupStats group_stats(const float* w, int n, float n_bins, float s, float b) {
+#if LMLAB_X86
+  const Isa isa = kernels::cpu::active_isa();
+  if (isa == Isa::avx512) {
+    if (n == 32) return stats_avx512<2>(w, n_bins, s, b);
+    if (n == 64) return stats_avx512<4>(w, n_bins, s, b);
+    if (n == 128) return stats_avx512<8>(w, n_bins, s, b);
+  } else if (isa == Isa::avx2) {
+    if (n == 32) return stats_avx2<4>(w, n_bins, s, b);
+    if (n == 64) return stats_avx2<8>(w, n_bins, s, b);
+    if (n == 128) return stats_avx2<16>(w, n_bins, s, b);
+  }
+#endif
+  return stats_scalar(w, n, n_bins, s, b);
+}
+
+void group_levels(const float* w, int n, float n_bins, float s, float b, uint8_t* q) {
+#if LMLAB_X86
+  if (kernels::cpu::active_isa() == Isa::avx512) {
+    if (n == 32) return levels_avx512<2>(w, n_bins, s, b, q);
+    if (n == 64) return levels_avx512<4>(w, n_bins, s, b, q);
+    if (n == 128) return levels_avx512<8>(w, n_bins, s, b, q);
+  }
+#endif
+  levels_scalar(w, n, n_bins, s, b, q);
+}
+
+}  // namespace lmlab
