@@ -58,6 +58,24 @@ inline float round_bf16(float v) {
   return v;
 }
 
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Index of the first smallest of v [k], -1 when none is below +inf (NaN never is). Eight running minima
+// (minps-shaped, so the compiler vectorizes) then a scan for the first equal one.
+int first_min(const float* v, int k) {
+  float m[8] = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
+  int j = 0;
+  for (; j + 8 <= k; j += 8)
+    for (int l = 0; l < 8; ++l) m[l] = v[j + l] < m[l] ? v[j + l] : m[l];
+  for (; j < k; ++j) m[0] = v[j] < m[0] ? v[j] : m[0];
+  float best = kInf;
+  for (float x : m) best = x < best ? x : best;
+  if (!(best < kInf)) return -1;
+  for (j = 0; j < k; ++j)
+    if (v[j] == best) return j;
+  return -1;
+}
+
 class GroupFitter {
  public:
   GroupFitter(const float* w, int n, float n_bins, kernels::ScaleType t) : w_(w), n_(n), n_bins_(n_bins), t_(t) {}
@@ -80,9 +98,9 @@ class GroupFitter {
     const float edge = low_edge ? lo : hi;
     const float signed_s = low_edge ? s0 : -s0, q0 = std::nearbyint(edge / signed_s);
     if (q0 != 0.0f && edge / q0 > 0.0f) s[k] = stored(edge / q0), b[k++] = stored(edge);
-    // Clipped ranges: each end moved in by 0, 2, .., 20% of the range. l < h holds for any range > 0.
+    // Clipped ranges: each end moved in by 0, 2, .., 20% of the range.
     const float step = (hi - lo) * 0.02f;
-    if (step > 0.0f) {
+    if (hi > lo) {
       std::array<float, kClipped> l, h;
       for (int j = 0; j < kClipped; ++j) l[j] = lo + step * kClip.a[j], h[j] = hi - step * kClip.c[j];
       for (int j = 0; j < kClipped; ++j) s[k + j] = (h[j] - l[j]) / n_bins_, b[k + j] = l[j];
@@ -91,34 +109,33 @@ class GroupFitter {
       } else {
         for (int j = k; j < k + kClipped; ++j) s[j] = stored(s[j]), b[j] = stored(b[j]);
       }
-      int kept = k;  // drop the rare l >= h from float rounding, as the reference does
-      for (int j = 0; j < kClipped; ++j)
-        if (h[j] > l[j]) s[kept] = s[k + j], b[kept] = b[k + j], ++kept;
-      k = kept;
+      std::array<bool, kClipped> bad;  // l >= h from float rounding: skipped, as the reference does
+      for (int j = 0; j < kClipped; ++j) bad[j] = !(h[j] > l[j]);
+      group_errors(w_, n_, n_bins_, s.data(), b.data(), k + kClipped, err.data());
+      for (int j = 0; j < kClipped; ++j) err[k + j] = bad[j] ? kInf : err[k + j];
+      k += kClipped;
+    } else {
+      group_errors(w_, n_, n_bins_, s.data(), b.data(), k, err.data());
     }
-    group_errors(w_, n_, n_bins_, s.data(), b.data(), k, err.data());
 
-    // The best kRefineStarts distinct candidates, first one on ties (as the reference's strict <). The running
-    // minimum stays in a register: reloading err[best] would chain every step on a load.
+    // The best kRefineStarts distinct candidates, first one on ties (as the reference's strict <).
     std::array<int, kRefineStarts> start;
+    std::array<float, kRefineStarts> start_err;
     int n_start = 0;
     for (int r = 0; r < kRefineStarts; ++r) {
-      int best = -1;
-      float best_e = std::numeric_limits<float>::infinity();
-      for (int j = 0; j < k; ++j) {
-        bool taken = false;
-        for (int i = 0; i < n_start; ++i) taken |= s[j] == s[start[i]] && b[j] == b[start[i]];
-        if (err[j] < best_e && !taken) best_e = err[j], best = j;
-      }
+      if (r > 0)  // a start's duplicates (same stored scale and bias) are no new start
+        for (int j = 0; j < k; ++j) err[j] = s[j] == s[start[r - 1]] && b[j] == b[start[r - 1]] ? kInf : err[j];
+      const int best = first_min(err.data(), k);
       if (best < 0) break;
+      start_err[n_start] = err[best];
       start[n_start++] = best;
     }
-    if (n_start == 0) return fit(s[0], b[0]);  // every error NaN (non-finite weights): minmax
+    if (n_start == 0) return fit(s[0], b[0]);  // no finite error (non-finite weights): minmax
     float best_s = s[start[0]], best_b = b[start[0]];
-    double best_err = err[start[0]];
+    double best_err = start_err[0];
     for (int i = 0; i < n_start; ++i) {
       float rs = s[start[i]], rb = b[start[i]];
-      double e = err[start[i]];
+      double e = start_err[i];
       refine(&rs, &rb, &e);
       if (e < best_err) best_err = e, best_s = rs, best_b = rb;
     }
@@ -129,9 +146,8 @@ class GroupFitter {
   // For fixed q, the best (scale, bias) is a linear regression of w on q; repeat while the error drops.
   // (*s, *b, *err): the start in, the result out.
   void refine(float* s, float* b, double* err) const {
-    double sum_w = 0;
-    for (int i = 0; i < n_; ++i) sum_w += w_[i];
     GroupStats st = group_stats(w_, n_, n_bins_, *s, *b);
+    const double sum_w = st.sum_w;
     for (int it = 0; it < kRefineSteps; ++it) {
       const double det = n_ * st.sum_qq - st.sum_q * st.sum_q;
       if (det <= 0) break;

@@ -41,14 +41,15 @@ void errors_scalar(const float* w, int n, float n_bins, const float* s, const fl
 
 GroupStats stats_scalar(const float* w, int n, float n_bins, float s, float b) {
   const float inv = inverse(s);
-  float e[8] = {}, q1[8] = {}, qq[8] = {}, qw[8] = {};
+  float e[8] = {}, q1[8] = {}, qq[8] = {}, qw[8] = {}, w1[8] = {};
   for (int i = 0; i < n; i += 8)
     for (int l = 0; l < 8; ++l) {
       const float wb = w[i + l] - b, q = level(wb, inv, n_bins), d = s * q - wb;
-      e[l] += d * d, q1[l] += q, qq[l] += q * q, qw[l] += q * w[i + l];
+      e[l] += d * d, q1[l] += q, qq[l] += q * q, qw[l] += q * w[i + l], w1[l] += w[i + l];
     }
   GroupStats st;
-  for (int l = 0; l < 8; ++l) st.err += e[l], st.sum_q += q1[l], st.sum_qq += qq[l], st.sum_qw += qw[l];
+  for (int l = 0; l < 8; ++l)
+    st.err += e[l], st.sum_q += q1[l], st.sum_qq += qq[l], st.sum_qw += qw[l], st.sum_w += w1[l];
   return st;
 }
 
@@ -65,29 +66,39 @@ LMLAB_TARGET_AVX512 inline __m512 level512(__m512 wb, __m512 inv, __m512 n_bins)
   return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-template <int NV>
-LMLAB_TARGET_AVX512 void errors_avx512(const float* w, float n_bins, const float* s, const float* b, int k, float* err) {
-  __m512 wv[NV];
-  for (int i = 0; i < NV; ++i) wv[i] = _mm512_loadu_ps(w + 16 * i);
-  const __m512 hi = _mm512_set1_ps(n_bins);
-  for (int j = 0; j < k; ++j) {
-    const __m512 sv = _mm512_set1_ps(s[j]), bv = _mm512_set1_ps(b[j]), iv = _mm512_set1_ps(inverse(s[j]));
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (int i = 0; i < NV; i += 2) {
-      const __m512 wb0 = _mm512_sub_ps(wv[i], bv), wb1 = _mm512_sub_ps(wv[i + 1], bv);
-      const __m512 d0 = _mm512_fmsub_ps(sv, level512(wb0, iv, hi), wb0);
-      const __m512 d1 = _mm512_fmsub_ps(sv, level512(wb1, iv, hi), wb1);
-      acc0 = _mm512_fmadd_ps(d0, d0, acc0);
-      acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+// Lanes are candidates: 16 fits per vector and 4 vectors per pass (independent accumulator chains), the
+// group's weights broadcast one at a time, so no horizontal sums and no per-candidate scalar division.
+inline int lanes_left(int k, int j) { return std::clamp(k - j, 0, 16); }
+
+LMLAB_TARGET_AVX512 void errors_avx512(const float* w, int n, float n_bins, const float* s, const float* b, int k,
+                                       float* err) {
+  constexpr int kV = 4;
+  const __m512 hi = _mm512_set1_ps(n_bins), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  for (int j = 0; j < k; j += 16 * kV) {
+    __mmask16 m[kV];
+    __m512 sv[kV], bv[kV], iv[kV], acc[kV];
+    for (int v = 0; v < kV; ++v) {
+      m[v] = kernels::cpu::simd::tail_mask16(lanes_left(k, j + 16 * v));
+      sv[v] = _mm512_maskz_loadu_ps(m[v], s + j + 16 * v);
+      bv[v] = _mm512_maskz_loadu_ps(m[v], b + j + 16 * v);
+      iv[v] = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sv[v], zero, _CMP_NEQ_OQ), one, sv[v]);  // 1/s, 0 at s = 0
+      acc[v] = zero;
     }
-    err[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (int i = 0; i < n; ++i) {
+      const __m512 wv = _mm512_set1_ps(w[i]);
+      for (int v = 0; v < kV; ++v) {
+        const __m512 wb = _mm512_sub_ps(wv, bv[v]), d = _mm512_fmsub_ps(sv[v], level512(wb, iv[v], hi), wb);
+        acc[v] = _mm512_fmadd_ps(d, d, acc[v]);
+      }
+    }
+    for (int v = 0; v < kV; ++v) _mm512_mask_storeu_ps(err + j + 16 * v, m[v], acc[v]);
   }
 }
 
 template <int NV>
 LMLAB_TARGET_AVX512 GroupStats stats_avx512(const float* w, float n_bins, float s, float b) {
   const __m512 sv = _mm512_set1_ps(s), bv = _mm512_set1_ps(b), iv = _mm512_set1_ps(inverse(s)), hi = _mm512_set1_ps(n_bins);
-  __m512 e = _mm512_setzero_ps(), q1 = e, qq = e, qw = e;
+  __m512 e = _mm512_setzero_ps(), q1 = e, qq = e, qw = e, w1 = e;
   for (int i = 0; i < NV; ++i) {
     const __m512 wv = _mm512_loadu_ps(w + 16 * i), wb = _mm512_sub_ps(wv, bv), q = level512(wb, iv, hi);
     const __m512 d = _mm512_fmsub_ps(sv, q, wb);
@@ -95,8 +106,10 @@ LMLAB_TARGET_AVX512 GroupStats stats_avx512(const float* w, float n_bins, float 
     q1 = _mm512_add_ps(q1, q);
     qq = _mm512_fmadd_ps(q, q, qq);
     qw = _mm512_fmadd_ps(q, wv, qw);
+    w1 = _mm512_add_ps(w1, wv);
   }
-  return {_mm512_reduce_add_ps(e), _mm512_reduce_add_ps(q1), _mm512_reduce_add_ps(qq), _mm512_reduce_add_ps(qw)};
+  return {_mm512_reduce_add_ps(e), _mm512_reduce_add_ps(q1), _mm512_reduce_add_ps(qq), _mm512_reduce_add_ps(qw),
+          _mm512_reduce_add_ps(w1)};
 }
 
 template <int NV>
@@ -113,29 +126,37 @@ LMLAB_TARGET_AVX2 inline __m256 level256(__m256 wb, __m256 inv, __m256 n_bins) {
   return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-template <int NV>
-LMLAB_TARGET_AVX2 void errors_avx2(const float* w, float n_bins, const float* s, const float* b, int k, float* err) {
-  __m256 wv[NV];
-  for (int i = 0; i < NV; ++i) wv[i] = _mm256_loadu_ps(w + 8 * i);
-  const __m256 hi = _mm256_set1_ps(n_bins);
-  for (int j = 0; j < k; ++j) {
-    const __m256 sv = _mm256_set1_ps(s[j]), bv = _mm256_set1_ps(b[j]), iv = _mm256_set1_ps(inverse(s[j]));
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (int i = 0; i < NV; i += 2) {
-      const __m256 wb0 = _mm256_sub_ps(wv[i], bv), wb1 = _mm256_sub_ps(wv[i + 1], bv);
-      const __m256 d0 = _mm256_fmsub_ps(sv, level256(wb0, iv, hi), wb0);
-      const __m256 d1 = _mm256_fmsub_ps(sv, level256(wb1, iv, hi), wb1);
-      acc0 = _mm256_fmadd_ps(d0, d0, acc0);
-      acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+// As errors_avx512, 8 candidates per vector.
+LMLAB_TARGET_AVX2 void errors_avx2(const float* w, int n, float n_bins, const float* s, const float* b, int k,
+                                   float* err) {
+  constexpr int kV = 4;
+  const __m256 hi = _mm256_set1_ps(n_bins), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int j = 0; j < k; j += 8 * kV) {
+    __m256i m[kV];
+    __m256 sv[kV], bv[kV], iv[kV], acc[kV];
+    for (int v = 0; v < kV; ++v) {
+      m[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(k - j - 8 * v), lane);
+      sv[v] = _mm256_maskload_ps(s + j + 8 * v, m[v]);
+      bv[v] = _mm256_maskload_ps(b + j + 8 * v, m[v]);
+      iv[v] = _mm256_and_ps(_mm256_div_ps(one, sv[v]), _mm256_cmp_ps(sv[v], zero, _CMP_NEQ_OQ));  // 1/s, 0 at s = 0
+      acc[v] = zero;
     }
-    err[j] = kernels::cpu::simd::hsum8(_mm256_add_ps(acc0, acc1));
+    for (int i = 0; i < n; ++i) {
+      const __m256 wv = _mm256_set1_ps(w[i]);
+      for (int v = 0; v < kV; ++v) {
+        const __m256 wb = _mm256_sub_ps(wv, bv[v]), d = _mm256_fmsub_ps(sv[v], level256(wb, iv[v], hi), wb);
+        acc[v] = _mm256_fmadd_ps(d, d, acc[v]);
+      }
+    }
+    for (int v = 0; v < kV; ++v) _mm256_maskstore_ps(err + j + 8 * v, m[v], acc[v]);
   }
 }
 
 template <int NV>
 LMLAB_TARGET_AVX2 GroupStats stats_avx2(const float* w, float n_bins, float s, float b) {
   const __m256 sv = _mm256_set1_ps(s), bv = _mm256_set1_ps(b), iv = _mm256_set1_ps(inverse(s)), hi = _mm256_set1_ps(n_bins);
-  __m256 e = _mm256_setzero_ps(), q1 = e, qq = e, qw = e;
+  __m256 e = _mm256_setzero_ps(), q1 = e, qq = e, qw = e, w1 = e;
   for (int i = 0; i < NV; ++i) {
     const __m256 wv = _mm256_loadu_ps(w + 8 * i), wb = _mm256_sub_ps(wv, bv), q = level256(wb, iv, hi);
     const __m256 d = _mm256_fmsub_ps(sv, q, wb);
@@ -143,9 +164,10 @@ LMLAB_TARGET_AVX2 GroupStats stats_avx2(const float* w, float n_bins, float s, f
     q1 = _mm256_add_ps(q1, q);
     qq = _mm256_fmadd_ps(q, q, qq);
     qw = _mm256_fmadd_ps(q, wv, qw);
+    w1 = _mm256_add_ps(w1, wv);
   }
   using kernels::cpu::simd::hsum8;
-  return {hsum8(e), hsum8(q1), hsum8(qq), hsum8(qw)};
+  return {hsum8(e), hsum8(q1), hsum8(qq), hsum8(qw), hsum8(w1)};
 }
 #endif
 
@@ -154,15 +176,8 @@ LMLAB_TARGET_AVX2 GroupStats stats_avx2(const float* w, float n_bins, float s, f
 void group_errors(const float* w, int n, float n_bins, const float* s, const float* b, int k, float* err) {
 #if LMLAB_X86
   const Isa isa = kernels::cpu::active_isa();
-  if (isa == Isa::avx512) {
-    if (n == 32) return errors_avx512<2>(w, n_bins, s, b, k, err);
-    if (n == 64) return errors_avx512<4>(w, n_bins, s, b, k, err);
-    if (n == 128) return errors_avx512<8>(w, n_bins, s, b, k, err);
-  } else if (isa == Isa::avx2) {
-    if (n == 32) return errors_avx2<4>(w, n_bins, s, b, k, err);
-    if (n == 64) return errors_avx2<8>(w, n_bins, s, b, k, err);
-    if (n == 128) return errors_avx2<16>(w, n_bins, s, b, k, err);
-  }
+  if (isa == Isa::avx512) return errors_avx512(w, n, n_bins, s, b, k, err);
+  if (isa == Isa::avx2) return errors_avx2(w, n, n_bins, s, b, k, err);
 #endif
   errors_scalar(w, n, n_bins, s, b, k, err);
 }

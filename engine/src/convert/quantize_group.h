@@ -15,7 +15,7 @@ void group_errors(const float* w, int n, float n_bins, const float* s, const flo
 
 // One fit's squared error and the sums of the least-squares fit of w on its levels q.
 struct GroupStats {
-  double err = 0, sum_q = 0, sum_qq = 0, sum_qw = 0;
+  double err = 0, sum_q = 0, sum_qq = 0, sum_qw = 0, sum_w = 0;
 };
 GroupStats group_stats(const float* w, int n, float n_bins, float s, float b);
 
