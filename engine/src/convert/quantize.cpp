@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "convert/quantize_group.h"
@@ -34,6 +35,7 @@ constexpr int kClipped = 120, kMaxCandidates = 2 + kClipped;
 // near-equal candidates differently from the reference's double sums, and each may lead elsewhere.
 constexpr int kRefineStarts = 2;
 constexpr int kRefineSteps = 8;
+constexpr float kSumNoise = 1e-5f;  // relative difference of float and double sums of a group's squared errors
 
 // The clipped ranges' steps in from the low and the high end, (a, c) in 0..10 but not (0, 0), in the
 // reference's order.
@@ -59,22 +61,6 @@ inline float round_bf16(float v) {
 }
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
-
-// Index of the first smallest of v [k], -1 when none is below +inf (NaN never is). Eight running minima
-// (minps-shaped, so the compiler vectorizes) then a scan for the first equal one.
-int first_min(const float* v, int k) {
-  float m[8] = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
-  int j = 0;
-  for (; j + 8 <= k; j += 8)
-    for (int l = 0; l < 8; ++l) m[l] = v[j + l] < m[l] ? v[j + l] : m[l];
-  for (; j < k; ++j) m[0] = v[j] < m[0] ? v[j] : m[0];
-  float best = kInf;
-  for (float x : m) best = x < best ? x : best;
-  if (!(best < kInf)) return -1;
-  for (j = 0; j < k; ++j)
-    if (v[j] == best) return j;
-  return -1;
-}
 
 class GroupFitter {
  public:
@@ -134,6 +120,9 @@ class GroupFitter {
     float best_s = s[start[0]], best_b = b[start[0]];
     double best_err = start_err[0];
     for (int i = 0; i < n_start; ++i) {
+      // A start clearly behind the best is one the reference would not pick either: its sums differ from ours
+      // by float rounding only.
+      if (i > 0 && start_err[i] > start_err[0] * (1 + kSumNoise)) break;
       float rs = s[start[i]], rb = b[start[i]];
       double e = start_err[i];
       refine(&rs, &rb, &e);
@@ -166,6 +155,17 @@ class GroupFitter {
   kernels::ScaleType t_;
 };
 
+// Smallest and largest of v [n], n a multiple of 8: eight running pairs in minps / maxps form, so the loop
+// vectorizes (std::minmax_element branches per element).
+std::pair<float, float> min_max(const float* v, int n) {
+  float lo[8], hi[8];
+  for (int l = 0; l < 8; ++l) lo[l] = hi[l] = v[l];
+  for (int i = 8; i < n; i += 8)
+    for (int l = 0; l < 8; ++l) lo[l] = v[i + l] < lo[l] ? v[i + l] : lo[l], hi[l] = v[i + l] > hi[l] ? v[i + l] : hi[l];
+  for (int l = 1; l < 8; ++l) lo[0] = lo[l] < lo[0] ? lo[l] : lo[0], hi[0] = hi[l] > hi[0] ? hi[l] : hi[0];
+  return {lo[0], hi[0]};
+}
+
 // Appends n levels of `bits` each to a little-endian bit stream; n * bits is a multiple of 32.
 void pack_levels(const uint8_t* q, int n, int bits, uint32_t* out) {
   uint64_t acc = 0;
@@ -189,9 +189,9 @@ void quantize_affine(const float* w, int64_t rows, int64_t cols, int bits, int g
     const float* wr = w + r * cols;
     for (int64_t g = 0; g < groups; ++g) {
       const float* wg = wr + g * group_size;
-      const auto [lo_it, hi_it] = std::minmax_element(wg, wg + group_size);
+      const auto [lo, hi] = min_max(wg, group_size);
       const GroupFitter fitter(wg, group_size, n_bins, scale_type);
-      const Fit fit = method == QuantMethod::mse ? fitter.mse(*lo_it, *hi_it) : fitter.minmax(*lo_it, *hi_it);
+      const Fit fit = method == QuantMethod::mse ? fitter.mse(lo, hi) : fitter.minmax(lo, hi);
       scales[r * groups + g] = fit.s;
       biases[r * groups + g] = fit.b;
       group_levels(wg, group_size, n_bins, from_half(fit.s, scale_type), from_half(fit.b, scale_type), q.data());

@@ -1,7 +1,9 @@
-// See quantize_group.h. Each ISA path keeps the group in registers (n / lanes vectors) across candidates.
+// See quantize_group.h. group_errors puts candidates in the vector lanes; group_stats and group_levels, one
+// fit at a time, put weights in the lanes.
 #include "convert/quantize_group.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/simd.h"
@@ -53,13 +55,23 @@ GroupStats stats_scalar(const float* w, int n, float n_bins, float s, float b) {
   return st;
 }
 
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+int first_min_scalar(const float* v, int k) {
+  float best = kInf;
+  int at = -1;
+  for (int j = 0; j < k; ++j)
+    if (v[j] < best) best = v[j], at = j;
+  return at;
+}
+
 void levels_scalar(const float* w, int n, float n_bins, float s, float b, uint8_t* q) {
   const float inv = inverse(s);
   for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(level(w[i] - b, inv, n_bins));
 }
 
 #if LMLAB_X86
-// ---- AVX-512: NV vectors of 16 ----
+// ---- AVX-512 ----
 // wb = w - b; the error is then s * q - wb, one fused op.
 LMLAB_TARGET_AVX512 inline __m512 level512(__m512 wb, __m512 inv, __m512 n_bins) {
   const __m512 x = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(wb, inv), _mm512_setzero_ps()), n_bins);
@@ -95,12 +107,12 @@ LMLAB_TARGET_AVX512 void errors_avx512(const float* w, int n, float n_bins, cons
   }
 }
 
-template <int NV>
-LMLAB_TARGET_AVX512 GroupStats stats_avx512(const float* w, float n_bins, float s, float b) {
-  const __m512 sv = _mm512_set1_ps(s), bv = _mm512_set1_ps(b), iv = _mm512_set1_ps(inverse(s)), hi = _mm512_set1_ps(n_bins);
+LMLAB_TARGET_AVX512 GroupStats stats_avx512(const float* w, int n, float n_bins, float s, float b) {
+  const __m512 sv = _mm512_set1_ps(s), bv = _mm512_set1_ps(b), iv = _mm512_set1_ps(inverse(s));
+  const __m512 hi = _mm512_set1_ps(n_bins);
   __m512 e = _mm512_setzero_ps(), q1 = e, qq = e, qw = e, w1 = e;
-  for (int i = 0; i < NV; ++i) {
-    const __m512 wv = _mm512_loadu_ps(w + 16 * i), wb = _mm512_sub_ps(wv, bv), q = level512(wb, iv, hi);
+  for (int i = 0; i < n; i += 16) {
+    const __m512 wv = _mm512_loadu_ps(w + i), wb = _mm512_sub_ps(wv, bv), q = level512(wb, iv, hi);
     const __m512 d = _mm512_fmsub_ps(sv, q, wb);
     e = _mm512_fmadd_ps(d, d, e);
     q1 = _mm512_add_ps(q1, q);
@@ -112,15 +124,31 @@ LMLAB_TARGET_AVX512 GroupStats stats_avx512(const float* w, float n_bins, float 
           _mm512_reduce_add_ps(w1)};
 }
 
-template <int NV>
-LMLAB_TARGET_AVX512 void levels_avx512(const float* w, float n_bins, float s, float b, uint8_t* q) {
+LMLAB_TARGET_AVX512 void levels_avx512(const float* w, int n, float n_bins, float s, float b, uint8_t* q) {
   const __m512 bv = _mm512_set1_ps(b), iv = _mm512_set1_ps(inverse(s)), hi = _mm512_set1_ps(n_bins);
-  for (int i = 0; i < NV; ++i)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16 * i),
-                     _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(level512(_mm512_sub_ps(_mm512_loadu_ps(w + 16 * i), bv), iv, hi))));
+  for (int i = 0; i < n; i += 16) {
+    const __m512 level = level512(_mm512_sub_ps(_mm512_loadu_ps(w + i), bv), iv, hi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(level)));
+  }
 }
 
-// ---- AVX2: NV vectors of 8 ----
+// The minimum over all lanes, then the first lane equal to it: no scan with a data-dependent exit.
+LMLAB_TARGET_AVX512 int first_min_avx512(const float* v, int k) {
+  const __m512 inf = _mm512_set1_ps(kInf);
+  __m512 m = inf;
+  for (int j = 0; j < k; j += 16)
+    m = _mm512_min_ps(m, _mm512_mask_loadu_ps(inf, kernels::cpu::simd::tail_mask16(lanes_left(k, j)), v + j));
+  const float best = _mm512_reduce_min_ps(m);
+  if (!(best < kInf)) return -1;
+  const __m512 bv = _mm512_set1_ps(best);
+  for (int j = 0; j < k; j += 16) {
+    const __m512 x = _mm512_mask_loadu_ps(inf, kernels::cpu::simd::tail_mask16(lanes_left(k, j)), v + j);
+    if (const __mmask16 eq = _mm512_cmp_ps_mask(x, bv, _CMP_EQ_OQ)) return j + __builtin_ctz(eq);
+  }
+  return -1;
+}
+
+// ---- AVX2 ----
 LMLAB_TARGET_AVX2 inline __m256 level256(__m256 wb, __m256 inv, __m256 n_bins) {
   const __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(wb, inv), _mm256_setzero_ps()), n_bins);
   return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -153,12 +181,12 @@ LMLAB_TARGET_AVX2 void errors_avx2(const float* w, int n, float n_bins, const fl
   }
 }
 
-template <int NV>
-LMLAB_TARGET_AVX2 GroupStats stats_avx2(const float* w, float n_bins, float s, float b) {
-  const __m256 sv = _mm256_set1_ps(s), bv = _mm256_set1_ps(b), iv = _mm256_set1_ps(inverse(s)), hi = _mm256_set1_ps(n_bins);
+LMLAB_TARGET_AVX2 GroupStats stats_avx2(const float* w, int n, float n_bins, float s, float b) {
+  const __m256 sv = _mm256_set1_ps(s), bv = _mm256_set1_ps(b), iv = _mm256_set1_ps(inverse(s));
+  const __m256 hi = _mm256_set1_ps(n_bins);
   __m256 e = _mm256_setzero_ps(), q1 = e, qq = e, qw = e, w1 = e;
-  for (int i = 0; i < NV; ++i) {
-    const __m256 wv = _mm256_loadu_ps(w + 8 * i), wb = _mm256_sub_ps(wv, bv), q = level256(wb, iv, hi);
+  for (int i = 0; i < n; i += 8) {
+    const __m256 wv = _mm256_loadu_ps(w + i), wb = _mm256_sub_ps(wv, bv), q = level256(wb, iv, hi);
     const __m256 d = _mm256_fmsub_ps(sv, q, wb);
     e = _mm256_fmadd_ps(d, d, e);
     q1 = _mm256_add_ps(q1, q);
@@ -185,26 +213,23 @@ void group_errors(const float* w, int n, float n_bins, const float* s, const flo
 GroupStats group_stats(const float* w, int n, float n_bins, float s, float b) {
 #if LMLAB_X86
   const Isa isa = kernels::cpu::active_isa();
-  if (isa == Isa::avx512) {
-    if (n == 32) return stats_avx512<2>(w, n_bins, s, b);
-    if (n == 64) return stats_avx512<4>(w, n_bins, s, b);
-    if (n == 128) return stats_avx512<8>(w, n_bins, s, b);
-  } else if (isa == Isa::avx2) {
-    if (n == 32) return stats_avx2<4>(w, n_bins, s, b);
-    if (n == 64) return stats_avx2<8>(w, n_bins, s, b);
-    if (n == 128) return stats_avx2<16>(w, n_bins, s, b);
-  }
+  if (isa == Isa::avx512) return stats_avx512(w, n, n_bins, s, b);
+  if (isa == Isa::avx2) return stats_avx2(w, n, n_bins, s, b);
 #endif
   return stats_scalar(w, n, n_bins, s, b);
 }
 
+int first_min(const float* v, int k) {
+#if LMLAB_X86
+  if (kernels::cpu::active_isa() == Isa::avx512) return first_min_avx512(v, k);
+#endif
+  return first_min_scalar(v, k);
+}
+
+// Levels are the same on every path (same operations, exact rounding); AVX2 takes the scalar loop.
 void group_levels(const float* w, int n, float n_bins, float s, float b, uint8_t* q) {
 #if LMLAB_X86
-  if (kernels::cpu::active_isa() == Isa::avx512) {
-    if (n == 32) return levels_avx512<2>(w, n_bins, s, b, q);
-    if (n == 64) return levels_avx512<4>(w, n_bins, s, b, q);
-    if (n == 128) return levels_avx512<8>(w, n_bins, s, b, q);
-  }
+  if (kernels::cpu::active_isa() == Isa::avx512) return levels_avx512(w, n, n_bins, s, b, q);
 #endif
   levels_scalar(w, n, n_bins, s, b, q);
 }

@@ -2,8 +2,8 @@
 // For a fit (s, b) each weight maps to the level q = round_half_even(clamp((w - b) * (1/s), 0, n_bins)) (q = 0
 // when s = 0) and back to s * q + b. The clamp comes before the rounding, which gives nearbyint's result (the
 // bounds are integers) and lets the scalar path round with the 1.5 * 2^23 add/subtract trick instead of a libm
-// call. AVX-512 / AVX2 / scalar by kernels::cpu::active_isa(); sums are in float with one accumulator per
-// vector lane (relative error ~1e-6, enough to rank candidates). n: a multiple of 32.
+// call. AVX-512 / AVX2 / scalar by kernels::cpu::active_isa(). Sums are in float (relative error ~1e-6: enough
+// to rank candidates; the search refines from the best two, see quantize.cpp). n: a multiple of 32.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,9 @@ struct GroupStats {
   double err = 0, sum_q = 0, sum_qq = 0, sum_qw = 0, sum_w = 0;
 };
 GroupStats group_stats(const float* w, int n, float n_bins, float s, float b);
+
+// Index of the first smallest of v [k], -1 when none is below +inf (NaN never is).
+int first_min(const float* v, int k);
 
 // The fit's levels.  w [n] -> q [n]
 void group_levels(const float* w, int n, float n_bins, float s, float b, uint8_t* q);
