@@ -54,7 +54,7 @@ TEST_P(QuantizeFit, MseNeverWorseThanTheExhaustiveReference) {
       for (int gs : {32, 64, 128}) {
         SCOPED_TRACE(testing::Message() << (heavy_tailed ? "student-t" : "normal") << ", " << bits << " bits, group "
                                         << gs);
-        const int64_t rows = 16, cols = 4 * gs;
+        const int64_t rows = 64, cols = 4 * gs;
         std::vector<float> w(rows * cols);
         for (auto& v : w) v = heavy_tailed ? 0.01f * heavy(rng) : normal(rng);
         Quantized fast{std::vector<uint32_t>(rows * cols * bits / 32), std::vector<uint16_t>(rows * cols / gs),

@@ -95,10 +95,12 @@ class GroupFitter {
       } else {
         for (int j = k; j < k + kClipped; ++j) s[j] = stored(s[j]), b[j] = stored(b[j]);
       }
-      std::array<bool, kClipped> bad;  // l >= h from float rounding: skipped, as the reference does
-      for (int j = 0; j < kClipped; ++j) bad[j] = !(h[j] > l[j]);
       group_errors(w_, n_, n_bins_, s.data(), b.data(), k + kClipped, err.data());
-      for (int j = 0; j < kClipped; ++j) err[k + j] = bad[j] ? kInf : err[k + j];
+      // l >= h (float rounding of a tiny range) is skipped, as the reference does. Counted first: branch-free.
+      int n_bad = 0;
+      for (int j = 0; j < kClipped; ++j) n_bad += !(h[j] > l[j]);
+      if (n_bad > 0)
+        for (int j = 0; j < kClipped; ++j) err[k + j] = h[j] > l[j] ? err[k + j] : kInf;
       k += kClipped;
     } else {
       group_errors(w_, n_, n_bins_, s.data(), b.data(), k, err.data());
@@ -109,8 +111,10 @@ class GroupFitter {
     std::array<float, kRefineStarts> start_err;
     int n_start = 0;
     for (int r = 0; r < kRefineStarts; ++r) {
-      if (r > 0)  // a start's duplicates (same stored scale and bias) are no new start
-        for (int j = 0; j < k; ++j) err[j] = s[j] == s[start[r - 1]] && b[j] == b[start[r - 1]] ? kInf : err[j];
+      if (r > 0) {  // a start's duplicates (same stored scale and bias) are no new start
+        const float ps = s[start[r - 1]], pb = b[start[r - 1]];
+        for (int j = 0; j < k; ++j) err[j] = (s[j] == ps) & (b[j] == pb) ? kInf : err[j];
+      }
       const int best = first_min(err.data(), k);
       if (best < 0) break;
       start_err[n_start] = err[best];
