@@ -94,10 +94,7 @@ TEST_P(QuantizeFit, MinmaxMatchesTheReferenceExactly) {
                           ref.b.data());
       EXPECT_EQ(fast.s, ref.s);
       EXPECT_EQ(fast.b, ref.b);
-      // Levels may differ only where (w - b) / s and (w - b) * (1 / s) round to different sides of a half.
-      const auto e_fast = group_errors_of(fast, w, rows, cols, bits, gs);
-      const auto e_ref = group_errors_of(ref, w, rows, cols, bits, gs);
-      for (size_t g = 0; g < e_fast.size(); ++g) EXPECT_NEAR(e_fast[g], e_ref[g], 1e-6 * e_ref[g]) << "group " << g;
+      EXPECT_EQ(fast.packed, ref.packed);
     }
 }
 

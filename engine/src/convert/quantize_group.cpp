@@ -65,9 +65,16 @@ int first_min_scalar(const float* v, int k) {
   return at;
 }
 
+// Levels divide, as the reference does (one division per weight, once per group, is cheap here), so the same
+// fit gives the reference's levels exactly; the search's reciprocal can differ only at a near-tie.
+inline float level_div(float wb, float s, float n_bins) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  const float x = s != 0.0f ? std::clamp(wb / s, 0.0f, n_bins) : 0.0f;
+  return (x + kMagic) - kMagic;
+}
+
 void levels_scalar(const float* w, int n, float n_bins, float s, float b, uint8_t* q) {
-  const float inv = inverse(s);
-  for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(level(w[i] - b, inv, n_bins));
+  for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(level_div(w[i] - b, s, n_bins));
 }
 
 #if LMLAB_X86
@@ -125,9 +132,12 @@ LMLAB_TARGET_AVX512 GroupStats stats_avx512(const float* w, int n, float n_bins,
 }
 
 LMLAB_TARGET_AVX512 void levels_avx512(const float* w, int n, float n_bins, float s, float b, uint8_t* q) {
-  const __m512 bv = _mm512_set1_ps(b), iv = _mm512_set1_ps(inverse(s)), hi = _mm512_set1_ps(n_bins);
+  if (s == 0.0f) return levels_scalar(w, n, n_bins, s, b, q);
+  const __m512 bv = _mm512_set1_ps(b), sv = _mm512_set1_ps(s), hi = _mm512_set1_ps(n_bins);
   for (int i = 0; i < n; i += 16) {
-    const __m512 level = level512(_mm512_sub_ps(_mm512_loadu_ps(w + i), bv), iv, hi);
+    const __m512 x = _mm512_div_ps(_mm512_sub_ps(_mm512_loadu_ps(w + i), bv), sv);
+    const __m512 level = _mm512_roundscale_ps(_mm512_min_ps(_mm512_max_ps(x, _mm512_setzero_ps()), hi),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(level)));
   }
 }

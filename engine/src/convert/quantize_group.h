@@ -22,7 +22,8 @@ GroupStats group_stats(const float* w, int n, float n_bins, float s, float b);
 // Index of the first smallest of v [k], -1 when none is below +inf (NaN never is).
 int first_min(const float* v, int k);
 
-// The fit's levels.  w [n] -> q [n]
+// The fit's levels, with (w - b) / s in place of (w - b) * (1/s): exactly the reference's levels for the same
+// fit.  w [n] -> q [n]
 void group_levels(const float* w, int n, float n_bins, float s, float b, uint8_t* q);
 
 }  // namespace lmlab
