@@ -1,6 +1,6 @@
-// See quantize.h. The mse search evaluates its candidates with the vector loops of quantize_group.h (the
-// group stays in registers; no division or libm call per element); quantize_ref.cpp keeps the original
-// scalar search, which tests hold this one to.
+// See quantize.h. The mse search evaluates its candidates with the vector loops of quantize_group.h
+// (candidates in the lanes; no libm call per element); quantize_ref.cpp keeps the original scalar search,
+// which tests/quantize_test.cpp holds this one to.
 #include "convert/quantize.h"
 
 #include <algorithm>
@@ -18,21 +18,15 @@ namespace lmlab {
 
 namespace {
 
-inline uint16_t to_half(float v, kernels::ScaleType t) {
-  return t == kernels::ScaleType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
-}
-inline float from_half(uint16_t h, kernels::ScaleType t) {
-  return t == kernels::ScaleType::f16 ? f16_to_f32(h) : bf16_to_f32(h);
-}
-
 struct Fit {
   uint16_t s, b;  // stored scale and bias
 };
 
 // 1 minmax + 1 zero-aligned + 11 x 11 - 1 clipped ranges.
 constexpr int kClipped = 120, kMaxCandidates = 2 + kClipped;
-// Least-squares refinement runs from the best and the second-best candidate: float sums can order two
-// near-equal candidates differently from the reference's double sums, and each may lead elsewhere.
+// Least-squares refinement runs from the best and, when within kSumNoise of it, the second-best candidate:
+// float sums can order two near-equal candidates differently from the reference's double sums, and each may
+// lead elsewhere.
 constexpr int kRefineStarts = 2;
 constexpr int kRefineSteps = 8;
 constexpr float kSumNoise = 1e-5f;  // relative difference of float and double sums of a group's squared errors
@@ -66,9 +60,11 @@ class GroupFitter {
  public:
   GroupFitter(const float* w, int n, float n_bins, kernels::ScaleType t) : w_(w), n_(n), n_bins_(n_bins), t_(t) {}
 
-  // Scale or bias as stored (rounded to the output dtype), back in f32: exact, so to_half of it is lossless.
-  float stored(float v) const { return t_ == kernels::ScaleType::bf16 ? round_bf16(v) : from_half(to_half(v, t_), t_); }
-  Fit fit(float s, float b) const { return {to_half(s, t_), to_half(b, t_)}; }
+  // Scale or bias as stored (rounded to the output dtype), back in f32: to_scale_dtype of it is lossless.
+  float stored(float v) const {
+    return t_ == kernels::ScaleType::bf16 ? round_bf16(v) : from_scale_dtype(to_scale_dtype(v, t_), t_);
+  }
+  Fit fit(float s, float b) const { return {to_scale_dtype(s, t_), to_scale_dtype(b, t_)}; }
 
   Fit minmax(float lo, float hi) const { return fit(stored(std::max((hi - lo) / n_bins_, 1e-7f)), stored(lo)); }
 
@@ -165,7 +161,10 @@ std::pair<float, float> min_max(const float* v, int n) {
   float lo[8], hi[8];
   for (int l = 0; l < 8; ++l) lo[l] = hi[l] = v[l];
   for (int i = 8; i < n; i += 8)
-    for (int l = 0; l < 8; ++l) lo[l] = v[i + l] < lo[l] ? v[i + l] : lo[l], hi[l] = v[i + l] > hi[l] ? v[i + l] : hi[l];
+    for (int l = 0; l < 8; ++l) {
+      lo[l] = v[i + l] < lo[l] ? v[i + l] : lo[l];
+      hi[l] = v[i + l] > hi[l] ? v[i + l] : hi[l];
+    }
   for (int l = 1; l < 8; ++l) lo[0] = lo[l] < lo[0] ? lo[l] : lo[0], hi[0] = hi[l] > hi[0] ? hi[l] : hi[0];
   return {lo[0], hi[0]};
 }
@@ -198,7 +197,8 @@ void quantize_affine(const float* w, int64_t rows, int64_t cols, int bits, int g
       const Fit fit = method == QuantMethod::mse ? fitter.mse(lo, hi) : fitter.minmax(lo, hi);
       scales[r * groups + g] = fit.s;
       biases[r * groups + g] = fit.b;
-      group_levels(wg, group_size, n_bins, from_half(fit.s, scale_type), from_half(fit.b, scale_type), q.data());
+      const float s = from_scale_dtype(fit.s, scale_type), b = from_scale_dtype(fit.b, scale_type);
+      group_levels(wg, group_size, n_bins, s, b, q.data());
       pack_levels(q.data(), group_size, bits, packed + r * words + g * group_words);
     }
   }

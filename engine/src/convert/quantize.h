@@ -17,8 +17,17 @@
 #include <cstdint>
 
 #include "kernels/matmul_affine.h"
+#include "util/half.h"
 
 namespace lmlab {
+
+// A scale or bias in its stored dtype (bf16 or f16), and back.
+inline uint16_t to_scale_dtype(float v, kernels::ScaleType t) {
+  return t == kernels::ScaleType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
+}
+inline float from_scale_dtype(uint16_t h, kernels::ScaleType t) {
+  return t == kernels::ScaleType::f16 ? f16_to_f32(h) : bf16_to_f32(h);
+}
 
 enum class QuantMethod { minmax, mse };
 

@@ -11,13 +11,6 @@ namespace lmlab {
 
 namespace {
 
-inline uint16_t to_half(float v, kernels::ScaleType t) {
-  return t == kernels::ScaleType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
-}
-inline float from_half(uint16_t h, kernels::ScaleType t) {
-  return t == kernels::ScaleType::f16 ? f16_to_f32(h) : bf16_to_f32(h);
-}
-
 struct Fit {
   uint16_t s, b;  // stored scale and bias
 };
@@ -26,12 +19,12 @@ class GroupFitter {
  public:
   GroupFitter(const float* w, int n, float n_bins, kernels::ScaleType t) : w_(w), n_(n), n_bins_(n_bins), t_(t) {}
 
-  Fit rounded(float scale, float bias) const { return {to_half(scale, t_), to_half(bias, t_)}; }
+  Fit rounded(float scale, float bias) const { return {to_scale_dtype(scale, t_), to_scale_dtype(bias, t_)}; }
   float q(float v, float s, float b) const {
     return s != 0.0f ? std::clamp(std::nearbyint((v - b) / s), 0.0f, n_bins_) : 0.0f;
   }
   double sq_error(Fit f) const {
-    const float s = from_half(f.s, t_), b = from_half(f.b, t_);
+    const float s = from_scale_dtype(f.s, t_), b = from_scale_dtype(f.b, t_);
     double e = 0.0;
     for (int i = 0; i < n_; ++i) {
       const double d = static_cast<double>(s) * q(w_[i], s, b) + b - w_[i];
@@ -64,7 +57,7 @@ class GroupFitter {
       }
     // Least-squares refinement: for fixed q, the best (scale, bias) is a linear regression of w on q.
     for (int it = 0; it < 8; ++it) {
-      const float s = from_half(best.s, t_), b = from_half(best.b, t_);
+      const float s = from_scale_dtype(best.s, t_), b = from_scale_dtype(best.b, t_);
       double sq = 0, sqq = 0, sw = 0, sqw = 0;
       for (int i = 0; i < n_; ++i) {
         const double qi = q(w_[i], s, b);
@@ -107,7 +100,7 @@ void quantize_affine_ref(const float* w, int64_t rows, int64_t cols, int bits, i
       const Fit fit = method == QuantMethod::mse ? fitter.mse(*lo_it, *hi_it) : fitter.minmax(*lo_it, *hi_it);
       scales[r * groups + g] = fit.s;
       biases[r * groups + g] = fit.b;
-      const float s = from_half(fit.s, scale_type), b = from_half(fit.b, scale_type);
+      const float s = from_scale_dtype(fit.s, scale_type), b = from_scale_dtype(fit.b, scale_type);
       for (int i = 0; i < group_size; ++i) {
         const uint64_t v = static_cast<uint64_t>(fitter.q(wg[i], s, b));
         const int64_t bit = (g * group_size + i) * bits;
