@@ -2,6 +2,8 @@
 // affine-quantized format (lmlab/convert.h), streamed tensor by tensor.
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include "common.h"
 #include "lmlab/convert.h"
 #include "progress.h"
@@ -22,9 +24,14 @@ int run_convert(Flags fl) {
   fl.opt.shard_bytes = static_cast<uint64_t>(fl.shard_mb) << 20;
   fl.opt.fit = fl.fit == "minmax" ? QuantFit::minmax : QuantFit::mse;
   if (!fl.quiet) fl.opt.progress = stderr_progress("convert");
+  const auto t0 = std::chrono::steady_clock::now();
   const ConvertResult r = convert_model(fl.model, fl.out, fl.opt);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fmt::print("wrote {}: {} tensors quantized to {} bits (group {}), {} copied, {:.1f} MB in {} shard(s)\n", fl.out,
              r.tensors_quantized, fl.opt.bits, fl.opt.group_size, r.tensors_copied, r.bytes_written / 1e6, r.shards);
+  // Both rates over the whole call (planning, quantizing, writing, side files); input = tensor bytes read.
+  fmt::print("{:.2f} s: {:.1f} MB/s of input tensors ({:.1f} MB), {:.1f} MB/s of output tensors ({:.1f} MB)\n", s,
+             r.bytes_read / 1e6 / s, r.bytes_read / 1e6, r.bytes_written / 1e6 / s, r.bytes_written / 1e6);
   return 0;
 }
 

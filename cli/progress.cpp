@@ -16,7 +16,7 @@ WriteProgressFn stderr_progress(const std::string& label) {
     const double pct = p.bytes_total ? 100.0 * static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total) : 100.0;
     const double rate = p.seconds > 0 ? done / p.seconds : 0.0;
     const bool finished = p.bytes_done >= p.bytes_total;
-    const std::string line = fmt::format("{}: {:.1f} / {:.1f} MB ({:.1f}%), {:.1f} MB/s", label, done, total, pct, rate);
+    const std::string line = fmt::format("{}: {:.1f} / {:.1f} MB written ({:.1f}%), {:.1f} MB/s written", label, done, total, pct, rate);
     if (tty) {
       fmt::print(stderr, "\r{:<100.100}{}", finished ? line : line + "  " + p.tensor, finished ? "\n" : "");
     } else {

@@ -39,7 +39,8 @@ struct ConvertOptions {
 };
 
 struct ConvertResult {
-  uint64_t bytes_written = 0;  // tensor bytes
+  uint64_t bytes_read = 0;     // input tensor bytes (bf16 / f16 / f32 as stored)
+  uint64_t bytes_written = 0;  // output tensor bytes (packed weights, scales, biases, copied tensors)
   int64_t tensors_quantized = 0, tensors_copied = 0;
   int shards = 0;
 };

@@ -233,6 +233,8 @@ ConvertResult convert_model(const fs::path& in_dir, const fs::path& out_dir, con
   std::vector<TensorDecl> decls;
   ConvertResult result;
   for (const Entry& e : entries) {
+    // Slices share one stacked source tensor: count it once.
+    for (size_t i = 0; i < (e.slices ? 1 : e.sources.size()); ++i) result.bytes_read += e.sources[i].info->nbytes;
     if (!e.quantized) {
       decls.push_back({e.name, e.sources[0].info->dtype, e.sources[0].info->shape});
       ++result.tensors_copied;

@@ -6,8 +6,10 @@
 //   mse     minimises the group's squared dequantization error: starts from minmax, the minmax fit shifted
 //           so that 0 is exactly representable, and ranges clipped by up to 20% at either end (an 11 x 11
 //           grid), then alternates q = round((w - bias) / scale) with the least-squares (scale, bias) for those
-//           q. Data-free. coder-dense at 4 bits, group 64: +3.0% perplexity (minmax: +4.8%); with the tied
-//           embedding at 8 bits: +1.9% (minmax: +3.8%).
+//           q (from the best two candidates). Data-free. The candidates are evaluated in vector lanes
+//           (quantize_group.h); quantize_ref.cpp keeps the original scalar search, which this one never does
+//           worse than (tests/quantize_test.cpp). coder-dense at 4 bits, group 64: +3.0% perplexity (minmax:
+//           +4.8%); with the tied embedding at 8 bits: +1.9% (minmax: +3.8%).
 // In both, scale and bias are rounded to the output dtype before q is computed, so dequantization reproduces
 // w within half a step (plus the bias's rounding) for the values inside the fitted range.
 #pragma once
@@ -15,8 +17,17 @@
 #include <cstdint>
 
 #include "kernels/matmul_affine.h"
+#include "util/half.h"
 
 namespace lmlab {
+
+// A scale or bias in its stored dtype (bf16 or f16), and back.
+inline uint16_t to_scale_dtype(float v, kernels::ScaleType t) {
+  return t == kernels::ScaleType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
+}
+inline float from_scale_dtype(uint16_t h, kernels::ScaleType t) {
+  return t == kernels::ScaleType::f16 ? f16_to_f32(h) : bf16_to_f32(h);
+}
 
 enum class QuantMethod { minmax, mse };
 
