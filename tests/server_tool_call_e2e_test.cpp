@@ -35,6 +35,23 @@ const json kTool = {{"type", "function"},
                     {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}};
 const json kMessages = json::array({{{"role", "user"}, {"content", "Weather in Paris?"}}});
 
+// Scripts `scripted` to say `answer` after the chat prompt of kMessages rendered with `variables`, followed by
+// `opening` (what the server appends for a forced call). The script keys on the prompt's last token, so the
+// answer's tokens must differ from it and from each other.
+void script_answer(test::ScriptedModel& scripted, const ordered_json& variables, const std::string& opening,
+                   const std::string& answer) {
+  auto model = Model::load(scripted.dir());
+  const ChatTemplate tpl = ChatTemplate::from_model_dir(scripted.dir());
+  const std::vector<int32_t> prompt_ids =
+      model->tokenizer().encode(tpl.apply(ordered_json(kMessages), true, variables) + opening, false);
+  const std::vector<int32_t> ids = model->tokenizer().encode(answer, false);
+  std::set<int32_t> distinct(ids.begin(), ids.end());
+  distinct.insert(prompt_ids.back());
+  ASSERT_EQ(distinct.size(), ids.size() + 1) << "the script needs distinct tokens";
+  ASSERT_EQ(model->tokenizer().decode(ids), answer);
+  scripted.script(prompt_ids.back(), ids, model->info().eos_ids.at(0));
+}
+
 TEST(ServerToolCallE2E, ScriptedModelsCallComesBackAsToolCalls) {
   // Pieces of the call that coder-dense's vocabulary would spell with repeated tokens.
   test::ScriptedModel scripted(kLlamaTemplate,
@@ -136,18 +153,8 @@ TEST(ServerToolCallE2E, HermesContentThenTwoCallsStreamed) {
   const std::string answer = "Checking both.<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}"
                              "</tool_call>\n<tool_call>{\"name\": \"get_time\"}</tool_call>";
   test::ScriptedModel scripted(test::kHermesToolTemplate, extra);
-  {
-    auto model = Model::load(scripted.dir());
-    const ChatTemplate tpl = ChatTemplate::from_model_dir(scripted.dir());
-    const std::vector<int32_t> prompt_ids = model->tokenizer().encode(
-        tpl.apply(ordered_json(kMessages), true, ordered_json{{"tools", {kTool}}}), false);
-    const std::vector<int32_t> ids = model->tokenizer().encode(answer, false);
-    std::set<int32_t> distinct(ids.begin(), ids.end());
-    distinct.insert(prompt_ids.back());
-    ASSERT_EQ(distinct.size(), ids.size() + 1) << "the script needs distinct tokens";
-    ASSERT_EQ(model->tokenizer().decode(ids), answer);
-    scripted.script(prompt_ids.back(), ids, model->info().eos_ids.at(0));
-  }
+  script_answer(scripted, ordered_json{{"tools", {kTool}}}, "", answer);
+  if (HasFatalFailure()) return;
   auto model = Model::load(scripted.dir());
   ServerOptions o;
   o.port = 0;
@@ -203,19 +210,9 @@ TEST(ServerToolCallE2E, ANamedToolChoiceForcesTheCall) {
   const std::string answer = "{\"city\":\"Paris\"}}\n</tool_call>";
   const json forced = {{"type", "function"}, {"function", {{"name", "get_weather"}}}};
   test::ScriptedModel scripted(test::kHermesToolTemplate, extra);
-  {
-    auto model = Model::load(scripted.dir());
-    const ChatTemplate tpl = ChatTemplate::from_model_dir(scripted.dir());
-    const std::string prompt =
-        tpl.apply(ordered_json(kMessages), true, ordered_json{{"tools", {kTool}}, {"tool_choice", forced}}) +
-        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ";
-    const std::vector<int32_t> prompt_ids = model->tokenizer().encode(prompt, false);
-    const std::vector<int32_t> ids = model->tokenizer().encode(answer, false);
-    std::set<int32_t> distinct(ids.begin(), ids.end());
-    distinct.insert(prompt_ids.back());
-    ASSERT_EQ(distinct.size(), ids.size() + 1) << "the script needs distinct tokens";
-    scripted.script(prompt_ids.back(), ids, model->info().eos_ids.at(0));
-  }
+  script_answer(scripted, ordered_json{{"tools", {kTool}}, {"tool_choice", forced}},
+                "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ", answer);
+  if (HasFatalFailure()) return;
   auto model = Model::load(scripted.dir());
   ServerOptions o;
   o.port = 0;

@@ -241,9 +241,13 @@ class Suite {
       eta_.step(fmt::format("{}: step {}", m.name, st.name));
     }
 
-    // The same four at once: each thread waits at the latch so the requests leave together.
+    // The same four at once: each thread waits at the latch so the requests leave together. On a busy machine a
+    // thread can be scheduled so late that a cached short answer is done before the last request is sent; then the
+    // round did not test concurrency (a client-side miss, not a server fault) and runs again, at most 3 times.
     std::vector<StreamedCompletion> results(steps.size());
-    {
+    int64_t last_sent = 0, first_done = INT64_MAX;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (attempt > 0) before = scrape(target, why);
       std::latch go(static_cast<std::ptrdiff_t>(steps.size()));
       std::vector<std::thread> threads;
       for (size_t i = 0; i < steps.size(); ++i)
@@ -252,12 +256,16 @@ class Suite {
           results[i] = stream_completion(target, request_body(*steps[i].prompt, s_.max_tokens));
         });
       for (auto& t : threads) t.join();
+      last_sent = 0, first_done = INT64_MAX;
+      for (const StreamedCompletion& r : results) {
+        last_sent = std::max(last_sent, r.sent_at_ns);
+        first_done = std::min(first_done, r.done_at_ns);
+      }
+      if (last_sent < first_done) break;
     }
-    int64_t last_sent = 0, first_done = INT64_MAX, hits = 0, hit_tokens = 0;
+    int64_t hits = 0, hit_tokens = 0;
     for (size_t i = 0; i < steps.size(); ++i) {
       record_answer(m.name, "5 concurrent: " + steps[i].name, results[i], ref.at(steps[i].prompt->key), *steps[i].prompt);
-      last_sent = std::max(last_sent, results[i].sent_at_ns);
-      first_done = std::min(first_done, results[i].done_at_ns);
       // After phase one the cache holds every prompt whole, so each one resumes at its last block boundary.
       const int64_t h = steps[i].prompt == &short_p ? 0 : full(*steps[i].prompt);
       hits += h > 0 ? 1 : 0;
