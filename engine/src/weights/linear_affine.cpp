@@ -2,7 +2,8 @@
 // dimension, first value in the lowest bits), `<prefix>.scales` and `<prefix>.biases` [out, in / group_size]
 // in bf16 / f16 / f32; stacked experts carry a leading [n_experts] axis on all three and `expert` picks one
 // slice. The tensors are used in place (mapped, or an expert buffer); their checks are make_linear_from_bytes's
-// (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens) of 4- and 8-bit weights take the integer-dot
+// (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens) of 4- and 8-bit matrices of at least
+// kIntegerMinWeights take the integer-dot
 // kernel (kernels/matmul_affine_i16.h: int16 activations, bound by the weight bytes); prefill and other widths the
 // fused f32 kernel (kernels/matmul_affine.h), whose dequantized tiles are reused across tokens and which keeps
 // prefill logits and perplexity at f32 accuracy.
@@ -18,11 +19,15 @@ namespace lmlab {
 namespace {
 
 constexpr int64_t kIntegerMaxTokens = 4;  // the integer kernel's widest token tile
+// Below this many weights the matrix stays in cache and the f32 kernel is not bound by reading it, while the
+// integer kernel pays a per-call quantize-and-pack of the activations: on coder-moe-sparse-4bit (experts of 128 x
+// 256) the integer path made decode 25% slower than the f32 one.
+constexpr int64_t kIntegerMinWeights = int64_t{1} << 20;
 
 class AffineLinear final : public Linear {
  public:
   AffineLinear(const kernels::AffineWeight& w, std::vector<float> bias)
-      : Linear(w.rows, w.cols), w_(w), integer_(kernels::affine_i16_supported(w)), bias_(std::move(bias)) {}
+      : Linear(w.rows, w.cols), w_(w), integer_(kernels::affine_i16_supported(w) && w.rows * w.cols >= kIntegerMinWeights), bias_(std::move(bias)) {}
 
   void forward(const float* x, float* y, int64_t n) const override { multiply(x, y, n, integer_ && n <= kIntegerMaxTokens); }
   // Decode rows keep the integer kernel at any count: it treats tokens independently, so a batched decode row
@@ -45,7 +50,7 @@ class AffineLinear final : public Linear {
   }
 
   kernels::AffineWeight w_;
-  bool integer_;  // 4 / 8 bits: integer dots
+  bool integer_;  // 4 / 8 bits and at least kIntegerMinWeights: integer dots
   std::vector<float> bias_;
 };
 
