@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <system_error>
 
@@ -12,6 +13,23 @@ namespace lmlab {
 
 namespace {
 thread_local bool t_in_pool_job = false;
+constexpr auto kSpin = std::chrono::microseconds(30);
+
+// Spins until done() or kSpin has passed; true when done() became true.
+template <typename Done>
+bool spin_until(Done done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    if ((i & 63) == 63) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::yield();  // an oversubscribed machine (parallel test processes) runs others meanwhile
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
 std::unique_ptr<ThreadPool> g_pool;
 std::mutex g_pool_mu;
 }  // namespace
@@ -42,8 +60,18 @@ void ThreadPool::stop_workers() {
 void ThreadPool::worker_loop(int) {
   uint64_t seen = 0;
   std::unique_lock<std::mutex> lock(mu_);
+  auto has_work = [&] { return stop_ || (generation_ != seen && next_chunk_ < chunks_total_); };
   for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || (generation_ != seen && next_chunk_ < chunks_total_); });
+    if (!has_work()) {
+      lock.unlock();
+      spin_until([&] { return stop_.load(std::memory_order_relaxed) || generation_.load() != seen; });
+      lock.lock();
+      // A job published while this thread held no lock is seen here (the caller changes generation_ under mu_),
+      // so it never sleeps through one: either it parks first and is notified, or the predicate holds.
+      ++parked_;
+      work_cv_.wait(lock, has_work);
+      --parked_;
+    }
     if (stop_) return;
     seen = generation_;
     while (next_chunk_ < chunks_total_) {
@@ -79,7 +107,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   chunks_done_ = 0;
   chunks_total_ = (n + chunk - 1) / chunk;
   ++generation_;
-  work_cv_.notify_all();
+  if (parked_ > 0) work_cv_.notify_all();  // spinning workers see generation_ change by themselves
   while (next_chunk_ < chunks_total_) {
     const int64_t c = next_chunk_++;
     const int64_t begin = c * chunk, end = std::min(n, begin + chunk);
@@ -90,7 +118,14 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     lock.lock();
     ++chunks_done_;
   }
-  done_cv_.wait(lock, [&] { return chunks_done_ == chunks_total_; });
+  const int64_t total = chunks_total_;
+  lock.unlock();
+  if (!spin_until([&] { return chunks_done_.load() == total; })) {
+    lock.lock();
+    done_cv_.wait(lock, [&] { return chunks_done_ == chunks_total_; });
+    lock.unlock();
+  }
+  lock.lock();
   job_ = nullptr;
 }
 
