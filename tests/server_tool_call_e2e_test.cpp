@@ -52,6 +52,56 @@ void script_answer(test::ScriptedModel& scripted, const ordered_json& variables,
   scripted.script(prompt_ids.back(), ids, model->info().eos_ids.at(0));
 }
 
+// The JSON payloads of an SSE body, without comments and [DONE].
+std::vector<json> sse_chunks(const std::string& body) {
+  std::vector<json> out;
+  size_t pos = 0;
+  for (size_t end; (end = body.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
+    const std::string ev = body.substr(pos, end - pos);
+    if (ev[0] == ':' || ev == "data: [DONE]") continue;
+    out.push_back(json::parse(ev.substr(6)));
+  }
+  return out;
+}
+
+// Qwen-style: content, then two <tool_call> blocks (the markers are added tokens, as in Qwen's tokenizer).
+// The request answered whole and streamed is one get_weather(city="Paris") call: finish_reason "tool_calls", no
+// content; streamed, a single indexed call delta.
+void expect_one_weather_call(httplib::Client& c, const json& request) {
+  auto r = c.Post("/v1/chat/completions", request.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json choice = json::parse(r->body)["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls") << r->body;
+  EXPECT_TRUE(choice["message"]["content"].is_null()) << r->body;
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r->body;
+  const json& call = choice["message"]["tool_calls"][0];
+  EXPECT_EQ(call["type"], "function");
+  EXPECT_EQ(call["id"].get<std::string>().rfind("call_", 0), 0u);
+  EXPECT_EQ(call["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(call["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
+
+  json streamed = request;
+  streamed["stream"] = true;
+  r = c.Post("/v1/chat/completions", streamed.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  std::vector<json> deltas;
+  std::string finish;
+  for (const json& chunk : sse_chunks(r->body)) {
+    const json& c0 = chunk["choices"][0];
+    if (c0["delta"].contains("tool_calls")) deltas.push_back(c0["delta"]["tool_calls"][0]);
+    EXPECT_FALSE(c0["delta"].contains("content") && !c0["delta"]["content"].get<std::string>().empty())
+        << "a call is not content: " << chunk.dump();
+    if (!c0["finish_reason"].is_null()) finish = c0["finish_reason"];
+  }
+  ASSERT_EQ(deltas.size(), 1u) << r->body;
+  EXPECT_EQ(deltas[0]["index"], 0);
+  EXPECT_EQ(deltas[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(deltas[0]["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
+  EXPECT_EQ(finish, "tool_calls");
+}
+
 TEST(ServerToolCallE2E, ScriptedModelsCallComesBackAsToolCalls) {
   // Pieces of the call that coder-dense's vocabulary would spell with repeated tokens.
   test::ScriptedModel scripted(kLlamaTemplate,
@@ -82,69 +132,18 @@ TEST(ServerToolCallE2E, ScriptedModelsCallComesBackAsToolCalls) {
   std::thread t([&] { server.listen(); });
   httplib::Client c("127.0.0.1", server.bound_port());
   c.set_read_timeout(60, 0);
-  const json request = {{"messages", kMessages}, {"tools", {kTool}}, {"temperature", 0}};
-
-  auto r = c.Post("/v1/chat/completions", request.dump(), "application/json");
-  ASSERT_TRUE(r);
-  ASSERT_EQ(r->status, 200) << r->body;
-  json body = json::parse(r->body);
-  const json& choice = body["choices"][0];
-  EXPECT_EQ(choice["finish_reason"], "tool_calls") << body.dump();
-  EXPECT_TRUE(choice["message"]["content"].is_null()) << body.dump();
-  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << body.dump();
-  const json& call = choice["message"]["tool_calls"][0];
-  EXPECT_EQ(call["type"], "function");
-  EXPECT_EQ(call["id"].get<std::string>().rfind("call_", 0), 0u);
-  EXPECT_EQ(call["function"]["name"], "get_weather");
-  EXPECT_EQ(json::parse(call["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
-
-  json streamed = request;
-  streamed["stream"] = true;
-  r = c.Post("/v1/chat/completions", streamed.dump(), "application/json");
-  ASSERT_TRUE(r);
-  ASSERT_EQ(r->status, 200) << r->body;
-  std::vector<json> deltas;
-  std::string finish;
-  size_t pos = 0;
-  for (size_t end; (end = r->body.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
-    const std::string ev = r->body.substr(pos, end - pos);
-    if (ev[0] == ':' || ev == "data: [DONE]") continue;
-    const json chunk = json::parse(ev.substr(6));
-    const json& c0 = chunk["choices"][0];
-    if (c0["delta"].contains("tool_calls")) deltas.push_back(c0["delta"]["tool_calls"][0]);
-    EXPECT_FALSE(c0["delta"].contains("content") && !c0["delta"]["content"].get<std::string>().empty())
-        << "a call is not content: " << ev;
-    if (!c0["finish_reason"].is_null()) finish = c0["finish_reason"];
-  }
-  ASSERT_EQ(deltas.size(), 1u) << r->body;
-  EXPECT_EQ(deltas[0]["index"], 0);
-  EXPECT_EQ(deltas[0]["function"]["name"], "get_weather");
-  EXPECT_EQ(json::parse(deltas[0]["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
-  EXPECT_EQ(finish, "tool_calls");
+  expect_one_weather_call(c, {{"messages", kMessages}, {"tools", {kTool}}, {"temperature", 0}});
 
   // No tools: the same words are the answer's content.
-  r = c.Post("/v1/chat/completions", json({{"messages", kMessages}, {"temperature", 0}}).dump(), "application/json");
+  auto r = c.Post("/v1/chat/completions", json({{"messages", kMessages}, {"temperature", 0}}).dump(), "application/json");
   ASSERT_TRUE(r);
-  body = json::parse(r->body);
+  const json body = json::parse(r->body);
   EXPECT_EQ(body["choices"][0]["message"]["content"], kCall);
   EXPECT_EQ(body["choices"][0]["finish_reason"], "stop");
   server.stop();
   t.join();
 }
 
-// The JSON payloads of an SSE body, without comments and [DONE].
-std::vector<json> sse_chunks(const std::string& body) {
-  std::vector<json> out;
-  size_t pos = 0;
-  for (size_t end; (end = body.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
-    const std::string ev = body.substr(pos, end - pos);
-    if (ev[0] == ':' || ev == "data: [DONE]") continue;
-    out.push_back(json::parse(ev.substr(6)));
-  }
-  return out;
-}
-
-// Qwen-style: content, then two <tool_call> blocks (the markers are added tokens, as in Qwen's tokenizer).
 TEST(ServerToolCallE2E, HermesContentThenTwoCallsStreamed) {
   // The script needs distinct tokens: the second call's markers are spelled by other added tokens.
   const std::vector<std::string> extra = {"Checking both.", "<tool_call>", "{\"name\":", "\"get_weather\"",
@@ -222,34 +221,7 @@ TEST(ServerToolCallE2E, ANamedToolChoiceForcesTheCall) {
   std::thread t([&] { server.listen(); });
   httplib::Client c("127.0.0.1", server.bound_port());
   c.set_read_timeout(60, 0);
-  const json request = {{"messages", kMessages}, {"tools", {kTool}}, {"tool_choice", forced}, {"temperature", 0}};
-  auto r = c.Post("/v1/chat/completions", request.dump(), "application/json");
-  ASSERT_TRUE(r);
-  ASSERT_EQ(r->status, 200) << r->body;
-  const json choice = json::parse(r->body)["choices"][0];
-  EXPECT_EQ(choice["finish_reason"], "tool_calls") << r->body;
-  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r->body;
-  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather");
-  EXPECT_EQ(json::parse(choice["message"]["tool_calls"][0]["function"]["arguments"].get<std::string>()),
-            json({{"city", "Paris"}}));
-
-  json streamed = request;
-  streamed["stream"] = true;
-  r = c.Post("/v1/chat/completions", streamed.dump(), "application/json");
-  ASSERT_TRUE(r);
-  ASSERT_EQ(r->status, 200) << r->body;
-  std::vector<json> calls;
-  std::string finish;
-  for (const json& chunk : sse_chunks(r->body)) {
-    const json& c0 = chunk["choices"][0];
-    if (c0["delta"].contains("tool_calls")) calls.push_back(c0["delta"]["tool_calls"][0]);
-    EXPECT_FALSE(c0["delta"].contains("content") && !c0["delta"]["content"].get<std::string>().empty()) << r->body;
-    if (!c0["finish_reason"].is_null()) finish = c0["finish_reason"];
-  }
-  ASSERT_EQ(calls.size(), 1u) << r->body;
-  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
-  EXPECT_EQ(json::parse(calls[0]["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
-  EXPECT_EQ(finish, "tool_calls");
+  expect_one_weather_call(c, {{"messages", kMessages}, {"tools", {kTool}}, {"tool_choice", forced}, {"temperature", 0}});
   server.stop();
   t.join();
 }
