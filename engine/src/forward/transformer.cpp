@@ -44,7 +44,7 @@ int64_t total_rows(std::span<const BatchRows> rows) {
 // Per-thread buffers for the layer blocks' intermediates, reused across layers and calls. Allocated per layer,
 // they were malloc'd (mmap'd past 128 KiB), page-faulted and zeroed for every layer of every prefill chunk: ~40%
 // of coder-dense's prefill time in perf. Every user writes its buffer whole before reading it.
-enum class Scratch { q, k, v, attn, gate, up, count };
+enum class Scratch { q, k, v, attn, gate, up, router, expert_in, expert_out, slot_out, count };
 
 float* scratch(Scratch which, int64_t n) {
   thread_local std::array<std::vector<float>, static_cast<size_t>(Scratch::count)> buffers;
@@ -170,14 +170,18 @@ void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, 
                             float* out) const {
   const auto& s = spec_;
   const int64_t E = s.n_experts, K = s.top_k, H = s.hidden;
-  std::vector<float> logits(n * E), weights(n * K), slot_out(n * K * H);
+  // Every slot belongs to one chosen expert, which writes it: slot_out is written whole before the sum reads it.
+  float* logits = scratch(Scratch::router, n * E);
+  float* slot_out = scratch(Scratch::slot_out, n * K * H);
+  float* xin = scratch(Scratch::expert_in, n * H);  // an expert takes each token at most once: m <= n rows
+  float* xout = scratch(Scratch::expert_out, n * H);
+  std::vector<float> weights(n * K);
   std::vector<int32_t> chosen(n * K);
-  linear_rows(*w.router, h, logits.data(), n, decode);
+  linear_rows(*w.router, h, logits, n, decode);
   for (int64_t t = 0; t < n; ++t)
-    kernels::route_topk(logits.data() + t * E, E, K, s.norm_topk, chosen.data() + t * K, weights.data() + t * K);
+    kernels::route_topk(logits + t * E, E, K, s.norm_topk, chosen.data() + t * K, weights.data() + t * K);
 
   std::vector<int64_t> slots;
-  std::vector<float> xin, xout;
   auto run_expert = [&](int32_t e, const Linear& gate, const Linear& up, const Linear& down) {
     slots.clear();
     for (int64_t i = 0; i < n * K; ++i)
@@ -185,11 +189,9 @@ void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, 
     const int64_t m = static_cast<int64_t>(slots.size());
     // slots are in token order, so the expert's decode rows come first too
     const int64_t m_decode = std::count_if(slots.begin(), slots.end(), [&](int64_t i) { return i / K < decode; });
-    xin.resize(m * H);
-    xout.resize(m * H);
-    for (int64_t r = 0; r < m; ++r) std::copy(h + slots[r] / K * H, h + (slots[r] / K + 1) * H, xin.begin() + r * H);
-    mlp_block(gate, up, down, xin.data(), m, m_decode, xout.data());
-    for (int64_t r = 0; r < m; ++r) std::copy(xout.begin() + r * H, xout.begin() + (r + 1) * H, slot_out.begin() + slots[r] * H);
+    for (int64_t r = 0; r < m; ++r) std::copy(h + slots[r] / K * H, h + (slots[r] / K + 1) * H, xin + r * H);
+    mlp_block(gate, up, down, xin, m, m_decode, xout);
+    for (int64_t r = 0; r < m; ++r) std::copy(xout + r * H, xout + (r + 1) * H, slot_out + slots[r] * H);
   };
 
   if (streamer_) {
@@ -227,7 +229,7 @@ void Transformer::moe_block(int64_t layer, const MoeWeights& w, const float* h, 
     for (int64_t k = 0; k < K; ++k) {
       const int64_t slot = t * K + order[k];
       const float wk = weights[slot];
-      const float* y = slot_out.data() + slot * H;
+      const float* y = slot_out + slot * H;
       for (int64_t i = 0; i < H; ++i) o[i] += wk * y[i];
     }
   }

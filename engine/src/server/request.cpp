@@ -52,11 +52,13 @@ bool boolean(const ordered_json& body, const char* name, bool def) {
   return v->get<bool>();
 }
 
-std::vector<int32_t> prompt_tokens(const ordered_json& body, const Model& model) {
+// encoded_text: set to whether the prompt was text (encoded up to the context) rather than token ids (whole).
+std::vector<int32_t> prompt_tokens(const ordered_json& body, const Model& model, bool& encoded_text) {
   const ordered_json* p = field(body, "prompt");
   if (!p) bad("prompt", "'prompt' is required");
   // A list of one prompt is the same as the prompt.
   if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) p = &(*p)[0];
+  encoded_text = p->is_string();
   if (p->is_string()) {
     const std::string text = p->get<std::string>();
     if (text.empty()) bad("prompt", "'prompt' is empty");
@@ -220,7 +222,7 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
 
   sp.logprobs = logprobs_request(body, endpoint);
   // Text prompts are encoded only up to ctx_size + 1 tokens (encode_at_most); token-id lists arrive whole.
-  bool encoded_text = true;
+  bool encoded_text = true;  // chat: the template's text
   if (endpoint == Endpoint::chat) {
     const ToolRequest tools = parse_tool_request(body);
     if (tools.parse_calls) {
@@ -229,9 +231,7 @@ GenerationRequest parse_generation_request(const std::string& text, Endpoint end
     }
     rq.prompt = chat_tokens(body, ctx, tools, rq.answer_opening);
   } else {
-    if (const ordered_json* p = field(body, "prompt"); p && p->is_array())
-      encoded_text = p->size() == 1 && (*p)[0].is_string();  // ["text"] is text; token ids arrive whole
-    rq.prompt = prompt_tokens(body, *ctx.model);
+    rq.prompt = prompt_tokens(body, *ctx.model, encoded_text);
   }
   const char* prompt_param = endpoint == Endpoint::chat ? "messages" : "prompt";
   if (rq.prompt.empty()) bad(prompt_param, "the prompt encodes to no tokens");
