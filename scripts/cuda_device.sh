@@ -2,7 +2,8 @@
 # Runs on the GPU machine (the device tool), from a folder packed by ../shared/device/pack.sh holding lmlab,
 # lmlab_tests, lib/, fixtures/ and this script: the CUDA kernel and golden suites, then decode/prefill
 # benchmarks on synth models of real shapes, CPU-free. Results (logs, JSON rows) go to $OUT.
-# Usage there: bash cuda_device.sh [tests] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
+# Usage there: bash cuda_device.sh [tests] [gemv] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
+# (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt)
 # (profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,19 +17,24 @@ for z in "$here"/lib/*.xz; do  # python's lzma: xz-utils may be missing there
   [ -e "$z" ] && python3 -c 'import lzma, sys; open(sys.argv[1][:-3], "wb").write(lzma.open(sys.argv[1]).read())' "$z"
 done
 nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
-# The tests look for fixtures at the path compiled in (../shared/fixtures beside the source tree); each call
-# carries some (.devcarry-cuda*/fixtures of this and earlier calls on the same machine), linked there.
-fixdir=$(strings "$here/lmlab_tests" | grep -m1 '/shared/fixtures$' || true)
-fixdir=${fixdir:-/tmp/fixtures}
+# The tests read fixtures from $LMLAB_FIXTURES_DIR (tests/fixtures.h); each call carries some
+# (.devcarry-cuda*/fixtures of this and earlier calls on the same machine), linked there.
+export LMLAB_FIXTURES_DIR=/tmp/lmlab-fixtures
+fixdir=$LMLAB_FIXTURES_DIR
 mkdir -p "$fixdir/models" "$fixdir/golden"
 for d in "$here"/../.devcarry-cuda*/fixtures/models/* "$here"/../.devcarry-cuda*/fixtures/golden/*; do
   [ -e "$d" ] && ln -sfn "$(cd "$(dirname "$d")" && pwd)/$(basename "$d")" "$fixdir/$(basename "$(dirname "$d")")/"
 done
+ls "$fixdir/models" | tr '\n' ' '; echo
 filter=${FILTER:-'*Cuda*:Backend.*:GpuLayerPlan.*:*cuda'}  # *cuda: the KV suites' device variants
 for step in "$@"; do
   case $step in
     tests)
       "$here/lmlab_tests" --gtest_filter="$filter" 2>&1 | tee "$out/tests.log" | tail -40
+      ;;
+    gemv)
+      "$here/lmlab_bench" --benchmark_filter="${GEMV_FILTER:-cuda_gemv}" --benchmark_min_time=0.05 2>&1 \
+        | tee "$out/gemv.txt" | grep -v "^-\|^Run on\|^CPU\|L[123] \|Load Average"
       ;;
     bench-* | profile-*)
       shape=${step#*-}

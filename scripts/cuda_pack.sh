@@ -16,7 +16,8 @@ if [ $bins = 1 ]; then
 strip -o /tmp/lmlab_tests.stripped "$build/tests/lmlab_tests"
 strip -o /tmp/lmlab.stripped "$build/cli/lmlab"
 mkdir -p /tmp/lmlab-pack && cp /tmp/lmlab_tests.stripped /tmp/lmlab-pack/lmlab_tests && cp /tmp/lmlab.stripped /tmp/lmlab-pack/lmlab
-"$root/../shared/device/pack.sh" "$dest" /tmp/lmlab-pack/lmlab /tmp/lmlab-pack/lmlab_tests >/dev/null
+strip -o /tmp/lmlab-pack/lmlab_bench "$build/bench/lmlab_bench"  # the GPU GEMV micro-benchmarks
+"$root/../shared/device/pack.sh" "$dest" /tmp/lmlab-pack/lmlab /tmp/lmlab-pack/lmlab_tests /tmp/lmlab-pack/lmlab_bench >/dev/null
 # The libraries compress about 3x (ICU data 4x): xz here, python lzma there.
 xz -T2 -6 "$dest"/lib/*
 fi

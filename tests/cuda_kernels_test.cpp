@@ -74,7 +74,8 @@ TEST_F(CudaKernels, DenseMatmulMatchesReference) {
   struct Case { int64_t rows, cols, n; bool bias; };
   // GEMV vector path, scalar path (cols % 8 != 0), split-K (few rows, long rows), cuBLAS prefill (odd n).
   const Case cases[] = {{37, 72, 1, false}, {129, 264, 3, true}, {77, 99, 5, false}, {300, 4096, 1, false},
-                        {65, 136, 8, true},  {131, 200, 20, true}, {50, 99, 17, false}};
+                        {65, 136, 8, true},  {131, 200, 20, true}, {50, 99, 17, false}, {6, 8192, 1, true},
+                        {35, 2056, 3, false}};
   for (WeightType t : {WeightType::f32, WeightType::f16, WeightType::bf16})
     for (const Case& c : cases) {
       SCOPED_TRACE(::testing::Message() << "type " << static_cast<int>(t) << " rows " << c.rows << " cols " << c.cols
@@ -124,9 +125,16 @@ Affine make_affine(std::mt19937& rng, int64_t rows, int64_t cols, int bits, int 
   return a;
 }
 
+// 4- and 8-bit decode runs on int16 activations (gemv.cu), as the CPU's integer path does, but with a scale per
+// 32 values, whose maximum sits closer to the values' rms than a longer block's: the same rounding model, with
+// twice tolerance.h's margin for the worst of a few thousand elements (seen at 1.0-1.8x the plain bound).
+double gpu_int16_tolerance(int64_t cols) { return 2.0 * test::int16_activation_tolerance(cols); }
+
 TEST_F(CudaKernels, AffineMatmulMatchesReference) {
   struct Case { int64_t rows, cols, n; };
-  const Case cases[] = {{33, 128, 1}, {300, 2048, 1}, {45, 192, 4}, {70, 256, 13}};
+  // Decode shapes (n <= 8) with rows left over from a warp's 4 and a block's 32, few rows over long columns (the
+  // block's warps split them), and a prefill shape (n = 13, the tiled kernel).
+  const Case cases[] = {{33, 128, 1}, {300, 2048, 1}, {45, 192, 4}, {7, 4096, 2}, {129, 1024, 8}, {70, 256, 13}};
   for (int bits : {2, 3, 4, 5, 6, 8})
     for (int gs : {32, 64})
       for (auto st : {kernels::ScaleType::bf16, kernels::ScaleType::f32})
@@ -146,7 +154,9 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
           kc::matmul(w, dx.get<float>(), dy.get<float>(), c.n, scratch.get(), nullptr);
           std::vector<float> want(c.n * c.rows);
           kernels::ref::matmul_affine({a.host, x.data(), want.data(), c.n});
-          EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, test::tolerance(WeightType::f32, c.cols),
+          const bool int16 = (bits == 4 || bits == 8) && c.n <= 8;
+          EXPECT_TRUE(test::close(down<float>(dy, want.size()), want,
+                                  int16 ? gpu_int16_tolerance(c.cols) : test::tolerance(WeightType::f32, c.cols),
                                   "matmul_affine"));
         }
 }
@@ -182,14 +192,16 @@ TEST_F(CudaKernels, GatheredExpertMatmulMatchesReference) {
     } else {
       w.type = WeightType::bf16, w.dense = dw.get(), w.stride_w = rows * cols * 2;
     }
-    kc::matmul_gathered(w, de.get<int32_t>(), dx.get<float>(), K, dy.get<float>(), n_tok * K, nullptr);
+    const kc::GemvPart part{w, dy.get<float>()};
+    kc::matmul_gathered(&part, 1, de.get<int32_t>(), dx.get<float>(), K, n_tok * K, nullptr);
     const std::vector<float> got = down<float>(dy, n_tok * K * rows);
     for (int64_t s = 0; s < n_tok * K; ++s) {
       std::vector<float> want(rows);
       const float* xs = x.data() + (s / K) * cols;
       if (affine) kernels::ref::matmul_affine({qs[experts[s]].host, xs, want.data(), 1});
       else kernels::ref::matmul({WeightType::f32, wf.data() + experts[s] * rows * cols, rows, cols, xs, want.data(), 1});
-      EXPECT_TRUE(test::close(std::span(got).subspan(s * rows, rows), want, test::tolerance(WeightType::f32, cols),
+      EXPECT_TRUE(test::close(std::span(got).subspan(s * rows, rows), want,
+                              affine ? gpu_int16_tolerance(cols) : test::tolerance(WeightType::f32, cols),
                               "gathered slot"));
     }
   }
@@ -215,6 +227,39 @@ TEST_F(CudaKernels, NormRopeActivationsMatchReference) {
     kc::rope(dx.get<float>(), n, heads, hd, rot, dp.get<int32_t>(), di.get<float>(), 1.25f, nullptr);
     kernels::ref::rope({x.data(), n, heads, hd, rot, pos.data(), inv.data(), 1.25f});
     EXPECT_TRUE(test::close(down<float>(dx, x.size()), x, test::tolerance(WeightType::f32, 1), "rope"));
+  }
+  {  // the residual add fused with the next norm: x += y, h = norm(x); vector path (4096) and fallback (300)
+    for (int64_t dim : {300, 4096}) {
+      const int64_t rows = 3;
+      std::vector<float> x = randn(rows * dim), y = randn(rows * dim), w = randn(dim), want(rows * dim);
+      DeviceBuffer dx = up(x), dy = up(y), dw = up(w), dh = out(rows * dim);
+      kc::add_rmsnorm(dx.get<float>(), dy.get<float>(), dw.get<float>(), dh.get<float>(), rows, dim, 1e-6f, nullptr);
+      for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+      kernels::ref::rmsnorm(x.data(), w.data(), want.data(), rows, dim, 1e-6f);
+      EXPECT_TRUE(test::close(down<float>(dx, x.size()), x, test::tolerance(WeightType::f32, 1), "add_rmsnorm x"));
+      EXPECT_TRUE(test::close(down<float>(dh, want.size()), want, test::tolerance(WeightType::f32, dim), "add_rmsnorm h"));
+    }
+  }
+  {  // q/k norm + rope in one launch: with per-head norms (qwen3) and without (llama), partial rotary
+    const int64_t n = 3, heads = 4, kv_heads = 2, hd = 96, rot = 64;
+    std::vector<float> inv(rot / 2);
+    for (int64_t i = 0; i < rot / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / rot);
+    const std::vector<int32_t> pos = {5, 4095, 100001};
+    for (bool with_norm : {true, false}) {
+      SCOPED_TRACE(with_norm ? "with q/k norms" : "rope only");
+      std::vector<float> q = randn(n * heads * hd), k = randn(n * kv_heads * hd), qn = randn(hd), kn = randn(hd);
+      DeviceBuffer dq = up(q), dk = up(k), dqn = up(qn), dkn = up(kn), di = up(inv), dp = up(pos);
+      kc::qk_norm_rope(dq.get<float>(), dk.get<float>(), n, heads, kv_heads, hd, rot, with_norm ? dqn.get<float>() : nullptr,
+                       with_norm ? dkn.get<float>() : nullptr, 1e-6f, dp.get<int32_t>(), di.get<float>(), 1.25f, nullptr);
+      if (with_norm) {
+        kernels::ref::rmsnorm(q.data(), qn.data(), q.data(), n * heads, hd, 1e-6f);
+        kernels::ref::rmsnorm(k.data(), kn.data(), k.data(), n * kv_heads, hd, 1e-6f);
+      }
+      kernels::ref::rope({q.data(), n, heads, hd, rot, pos.data(), inv.data(), 1.25f});
+      kernels::ref::rope({k.data(), n, kv_heads, hd, rot, pos.data(), inv.data(), 1.25f});
+      EXPECT_TRUE(test::close(down<float>(dq, q.size()), q, test::tolerance(WeightType::f32, hd), "qk_norm_rope q"));
+      EXPECT_TRUE(test::close(down<float>(dk, k.size()), k, test::tolerance(WeightType::f32, hd), "qk_norm_rope k"));
+    }
   }
   {  // activations
     const int64_t n = 1001;

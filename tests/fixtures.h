@@ -1,8 +1,10 @@
-// Paths to ../shared/fixtures (LMLAB_FIXTURES_DIR) and typed access to golden safetensors tensors.
+// Paths to ../shared/fixtures (LMLAB_FIXTURES_DIR, or the environment variable of that name: the GPU machine
+// runs a copied binary where the compiled-in path does not exist) and typed access to golden safetensors tensors.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <span>
 #include <string>
@@ -11,7 +13,10 @@
 
 namespace lmlab::test {
 
-inline std::filesystem::path fixtures_dir() { return LMLAB_FIXTURES_DIR; }
+inline std::filesystem::path fixtures_dir() {
+  const char* env = std::getenv("LMLAB_FIXTURES_DIR");
+  return env && *env ? env : LMLAB_FIXTURES_DIR;
+}
 inline std::filesystem::path model_dir(const std::string& name) { return fixtures_dir() / "models" / name; }
 inline std::filesystem::path golden_path(const std::string& name) {
   return fixtures_dir() / "golden" / (name + ".safetensors");

@@ -197,8 +197,8 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
 void CudaBackend::mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const {
   const int64_t inter = w.gate.w.rows;
   float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
-  linear(sc, w.gate, h, g, n);
-  linear(sc, w.up, h, u, n);
+  const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
+  kc::matmul_parts(gate_up, 2, h, n, sc.mm.get(), stream_);
   if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, n * inter, stream_);
   else kc::gelu_tanh_mul(g, u, g, n * inter, stream_);
   linear(sc, w.down, g, sc.y.get<float>(), n);
@@ -213,53 +213,55 @@ void CudaBackend::moe(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const 
   float* weights = sc.weights.get<float>();
   linear(sc, w.router, h, sc.router.get<float>(), n);
   kc::route_topk(sc.router.get<float>(), n, s_.n_experts, K, s_.norm_topk, experts, weights, stream_);
-  kc::matmul_gathered(w.gate.w, experts, h, K, g, slots, stream_);
-  kc::matmul_gathered(w.up.w, experts, h, K, u, slots, stream_);
+  const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
+  kc::matmul_gathered(gate_up, 2, experts, h, K, slots, stream_);
   if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, slots * inter, stream_);
   else kc::gelu_tanh_mul(g, u, g, slots * inter, stream_);
-  kc::matmul_gathered(w.down.w, experts, g, 1, sc.slot_out.get<float>(), slots, stream_);
+  const kc::GemvPart down{w.down.w, sc.slot_out.get<float>()};
+  kc::matmul_gathered(&down, 1, experts, g, 1, slots, stream_);
   kc::moe_combine(sc.slot_out.get<float>(), experts, weights, n, K, s_.hidden, sc.y.get<float>(), stream_);
 }
 
+// On entry h = attn_norm(x); on exit x has the layer's residuals and h = the next norm of x (the next layer's
+// attention norm, or the final norm after the last layer when the head runs here): each residual add is fused
+// with the norm that follows it.
 void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, KvSequence& cache) const {
   const cuda::DeviceLayer& w = w_.layers[l];
   const LayerSpec& ls = s_.layers[l];
   const int64_t H = s_.hidden;
   float *x = sc.x.get<float>(), *h = sc.h.get<float>(), *y = sc.y.get<float>();
   float *q = sc.q.get<float>(), *k = sc.k.get<float>(), *v = sc.v.get<float>();
-  norm(w.attn_norm, x, h, n, H);
-  linear(sc, w.q, h, q, n);
-  linear(sc, w.k, h, k, n);
-  linear(sc, w.v, h, v, n);
-  if (w.q_norm.get()) norm(w.q_norm, q, q, n * s_.n_heads, s_.head_dim);
-  if (w.k_norm.get()) norm(w.k_norm, k, k, n * s_.n_kv_heads, s_.head_dim);
+  const kc::GemvPart qkv[] = {{w.q.w, q}, {w.k.w, k}, {w.v.w, v}};
+  kc::matmul_parts(qkv, 3, h, n, sc.mm.get(), stream_);
   const RopeSpec& rope = s_.ropes[ls.rope];
-  const float* inv_freq = w_.inv_freq[ls.rope].get<float>();
   const int32_t* positions = sc.positions.get<int32_t>();
-  kc::rope(q, n, s_.n_heads, s_.head_dim, rope.rot_dim, positions, inv_freq, rope.attention_scaling, stream_);
-  kc::rope(k, n, s_.n_kv_heads, s_.head_dim, rope.rot_dim, positions, inv_freq, rope.attention_scaling, stream_);
+  kc::qk_norm_rope(q, k, n, s_.n_heads, s_.n_kv_heads, s_.head_dim, rope.rot_dim, w.q_norm.get<float>(),
+                   w.k_norm.get<float>(), s_.norm_eps, positions, w_.inv_freq[ls.rope].get<float>(),
+                   rope.attention_scaling, stream_);
   const cuda::DeviceKvLayer kv = device_kv(cache, l);
   kv.write(k, v, n, positions, stream_);
   kv.attend(q, n, positions, n_kv_bound, attention_spec(s_, ls), sc.attn.get<float>(), sc.at.get(), stream_);
   linear(sc, w.o, sc.attn.get<float>(), y, n);
   if (w.post_attn_norm.get()) norm(w.post_attn_norm, y, y, n, H);
-  kc::add_inplace(x, y, n * H, stream_);
-  norm(w.ffn_norm, x, h, n, H);
+  kc::add_rmsnorm(x, y, w.ffn_norm.get<float>(), h, n, H, s_.norm_eps, stream_);
   if (ls.moe) moe(sc, w, n);
   else mlp(sc, w, n);
   if (w.post_ffn_norm.get()) norm(w.post_ffn_norm, y, y, n, H);
-  kc::add_inplace(x, y, n * H, stream_);
+  const DeviceBuffer* next = l + 1 < n_dev_ ? &w_.layers[l + 1].attn_norm
+                             : n_dev_ == s_.n_layers ? &w_.final_norm
+                                                     : nullptr;  // the CPU takes x from here
+  if (next) kc::add_rmsnorm(x, y, next->get<float>(), h, n, H, s_.norm_eps, stream_);
+  else kc::add_inplace(x, y, n * H, stream_);
 }
 
 void CudaBackend::run_device(Scratch& sc, int64_t n, int64_t n_out, int64_t n_kv_bound, KvSequence& cache) const {
   const int64_t H = s_.hidden;
-  float* x = sc.x.get<float>();
+  float *x = sc.x.get<float>(), *h = sc.h.get<float>();
   kc::embed_rows(w_.embed.w, sc.tokens.get<int32_t>(), n, s_.embed_scale, x, stream_);
+  norm(w_.layers[0].attn_norm, x, h, n, H);
   for (int64_t l = 0; l < n_dev_; ++l) layer(sc, l, n, n_kv_bound, cache);
   if (n_dev_ < s_.n_layers) return;
-  float* h = sc.h.get<float>();
-  norm(w_.final_norm, x + (n - n_out) * H, h, n_out, H);
-  linear(sc, w_.lm_head, h, sc.logits.get<float>(), n_out);
+  linear(sc, w_.lm_head, h + (n - n_out) * H, sc.logits.get<float>(), n_out);  // h: the final norm of x
   if (s_.final_softcap > 0) kc::softcap(sc.logits.get<float>(), n_out * s_.vocab, s_.final_softcap, stream_);
 }
 

@@ -26,24 +26,43 @@ struct DeviceWeight {
   uint64_t stride_w = 0, stride_s = 0;
 };
 
-// matmul.cu: Y[n, rows] = X[n, cols] . W^T (+ bias). Few tokens: a warp per row with 16-byte loads, split-K
-// when rows alone cannot fill the SMs; many tokens: cuBLAS for dense bf16/f16 (X rounded to the weight's
-// type, f32 accumulation), a tiled dequantizing kernel otherwise. `scratch` holds split-K partials and
-// the rounded X: matmul_scratch_bytes() of it.
+// matmul.cu: Y[n, rows] = X[n, cols] . W^T (+ bias). Few tokens (decode): gemv.cu, a warp per 4 rows with
+// 16-byte loads, the block's warps splitting the columns when rows alone cannot fill the SMs; many tokens:
+// cuBLAS for dense bf16/f16 (X as two 16-bit parts, f32 accumulation), a tiled dequantizing kernel otherwise.
+// `scratch` holds the split X: matmul_scratch_bytes() of it.
 uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n);
 void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream);
 
-// Gathered GEMV for MoE: slot s (of n_slots) multiplies row x[s / x_div] by expert experts[s]'s matrix of the
-// stacked weight w into y[s]. experts: [n_slots] on the device (the router's choice, never read by the host).
-void matmul_gathered(const DeviceWeight& w, const int32_t* experts, const float* x, int64_t x_div, float* y,
+// Several weights over the same X (q, k, v; gate, up): one launch per format in decode, matmul() per part
+// otherwise. Every part has the same cols.
+inline constexpr int kMaxGemvParts = 3;
+struct GemvPart {
+  DeviceWeight w;
+  float* y;
+};
+void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n, void* scratch, cudaStream_t stream);
+
+// Gathered GEMV for MoE: slot s (of n_slots) multiplies row x[s / x_div] by expert experts[s]'s matrix of each
+// part's stacked weight into that part's y[s]. experts: [n_slots] on the device (the router's choice, never read
+// by the host).
+void matmul_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div,
                      int64_t n_slots, cudaStream_t stream);
 
 // rmsnorm.cu: y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, rows of `dim` (x may equal y).
 void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream);
+// x += y, then h = norm(x) * w: the residual add and the next norm in one pass.
+void add_rmsnorm(float* x, const float* y, const float* w, float* h, int64_t n_rows, int64_t dim, float eps,
+                 cudaStream_t stream);
 
 // rope.cu: rotate_half RoPE in place; positions [n_tokens] and inv_freq [rot_dim / 2] on the device.
 void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const int32_t* positions,
           const float* inv_freq, float attention_scaling, cudaStream_t stream);
+// A layer's q/k step in one launch: per head of q [n, n_heads, head_dim] and k [n, n_kv_heads, head_dim] the
+// RMSNorm by q_norm / k_norm (either may be null: no norm) then rope() as above.
+inline constexpr int kMaxNormRopeHeadDim = 512;
+void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                  int64_t rot_dim, const float* q_norm, const float* k_norm, float eps, const int32_t* positions,
+                  const float* inv_freq, float attention_scaling, cudaStream_t stream);
 
 // activation.cu: out = act(gate) * up, element-wise (out may equal gate).
 void silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);

@@ -1,4 +1,5 @@
-// RMSNorm on the GPU: one block per row, f32 sum of squares reduced through shared memory.
+// RMSNorm on the GPU: one block per row, f32 sum of squares reduced through shared memory; and the residual
+// add fused with the next norm (x += y; h = norm(x)), which the forward does twice per layer.
 #include <algorithm>
 #include <cstdint>
 
@@ -49,6 +50,43 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restr
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * inv * w[i];
 }
 
+// x += y, then h = norm(x) * w, rows of dim4 float4s (at most kMaxVecPerThread per thread).
+__global__ void add_rmsnorm_kernel(float4* x, const float4* __restrict__ y, const float4* __restrict__ w, float4* h,
+                                   int64_t dim4, float eps) {
+  float4* xr = x + blockIdx.x * dim4;
+  const float4* yr = y + blockIdx.x * dim4;
+  float4* hr = h + blockIdx.x * dim4;
+  float4 v[kMaxVecPerThread];
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kMaxVecPerThread; ++j) {
+    const int64_t i = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
+    v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (i < dim4) {
+      const float4 a = xr[i], b = yr[i];
+      v[j] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+      xr[i] = v[j];
+    }
+    ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+  }
+  ss = block_sum(ss);
+  const float inv = rsqrtf(ss / static_cast<float>(dim4 * 4) + eps);
+#pragma unroll
+  for (int j = 0; j < kMaxVecPerThread; ++j) {
+    const int64_t i = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
+    if (i >= dim4) break;
+    const float4 ww = w[i];
+    hr[i] = make_float4(v[j].x * inv * ww.x, v[j].y * inv * ww.y, v[j].z * inv * ww.z, v[j].w * inv * ww.w);
+  }
+}
+
+int vec_threads(int64_t dim4) {  // a warp multiple covering the row in at most kMaxVecPerThread float4s each
+  const int64_t per = std::max<int64_t>(32, (dim4 + kMaxVecPerThread - 1) / kMaxVecPerThread);
+  return static_cast<int>(std::min<int64_t>(1024, (per + 31) / 32 * 32));
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 }  // namespace
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream) {
@@ -57,15 +95,27 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t d
   const bool aligned = dim % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
   if (aligned && dim4 <= 1024 * kMaxVecPerThread) {
-    // Threads: a warp multiple covering the row in at most kMaxVecPerThread float4s each.
-    const int64_t per = std::max<int64_t>(32, (dim4 + kMaxVecPerThread - 1) / kMaxVecPerThread);
-    const int threads = static_cast<int>(std::min<int64_t>(1024, (per + 31) / 32 * 32));
-    rmsnorm_vec_kernel<<<static_cast<unsigned>(n_rows), threads, 0, stream>>>(
+    rmsnorm_vec_kernel<<<static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream>>>(
         reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(y), dim4, eps);
   } else {
     rmsnorm_kernel<<<static_cast<unsigned>(n_rows), 256, 0, stream>>>(x, w, y, dim, eps);
   }
   lmlab::cuda::check_launch("rmsnorm");
+}
+
+void add_rmsnorm(float* x, const float* y, const float* w, float* h, int64_t n_rows, int64_t dim, float eps,
+                 cudaStream_t stream) {
+  if (n_rows == 0) return;
+  const int64_t dim4 = dim / 4;
+  if (dim % 4 == 0 && dim4 <= 1024 * kMaxVecPerThread && aligned16(x) && aligned16(y) && aligned16(w) && aligned16(h)) {
+    add_rmsnorm_kernel<<<static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream>>>(
+        reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(y), reinterpret_cast<const float4*>(w),
+        reinterpret_cast<float4*>(h), dim4, eps);
+    lmlab::cuda::check_launch("add_rmsnorm");
+    return;
+  }
+  add_inplace(x, y, n_rows * dim, stream);
+  rmsnorm(x, w, h, n_rows, dim, eps, stream);
 }
 
 }  // namespace lmlab::kernels::cuda

@@ -1,27 +1,79 @@
 // Rotary embedding (rotate_half layout) on the GPU: one thread per (token, head, rotated pair). The angle is
 // the f32 product as HF computes it; cos/sin in double precision like the reference (few values, cheap).
+// qk_norm_rope does a layer's whole q/k step in one launch: per head the optional RMSNorm (qwen3, gemma3) then
+// the rotation, for the query and the key heads.
+#include <string>
+
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/kernels_cuda.h"
+#include "cuda/kernels/reduce.cuh"
 
 namespace lmlab::kernels::cuda {
 
 namespace {
+
+__device__ __forceinline__ void rope_angle(int32_t pos, float inv_freq, float scaling, float& c, float& s) {
+  const float angle = static_cast<float>(pos) * inv_freq;
+  c = static_cast<float>(cos(static_cast<double>(angle))) * scaling;
+  s = static_cast<float>(sin(static_cast<double>(angle))) * scaling;
+}
 
 __global__ void rope_kernel(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t half,
                             const int32_t* positions, const float* inv_freq, float scaling) {
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= n_tokens * n_heads * half) return;
   const int64_t i = idx % half, th = idx / half, t = th / n_heads;
-  const float angle = static_cast<float>(positions[t]) * inv_freq[i];
-  const float c = static_cast<float>(cos(static_cast<double>(angle))) * scaling;
-  const float s = static_cast<float>(sin(static_cast<double>(angle))) * scaling;
+  float c, s;
+  rope_angle(positions[t], inv_freq[i], scaling, c, s);
   float* xr = x + th * head_dim;
   const float x0 = xr[i], x1 = xr[i + half];
   xr[i] = x0 * c - x1 * s;
   xr[i + half] = x1 * c + x0 * s;
 }
 
+// Block (token, head) over the query heads then the key heads; a thread per element of the head.
+__global__ void qk_norm_rope_kernel(float* q, float* k, int64_t n_heads, int64_t n_kv_heads, int64_t D, int64_t half,
+                                    const float* q_norm, const float* k_norm, float eps, const int32_t* positions,
+                                    const float* inv_freq, float scaling) {
+  __shared__ float v[kMaxNormRopeHeadDim];
+  const int64_t t = blockIdx.x, hh = blockIdx.y;
+  const bool is_q = hh < n_heads;
+  float* row = is_q ? q + (t * n_heads + hh) * D : k + (t * n_kv_heads + hh - n_heads) * D;
+  const float* nw = is_q ? q_norm : k_norm;
+  const int d = threadIdx.x;
+  float val = d < D ? row[d] : 0.0f;
+  if (nw) {  // the same for the whole block
+    const float ss = block_sum(val * val);
+    val = d < D ? val * rsqrtf(ss / static_cast<float>(D) + eps) * nw[d] : 0.0f;
+  }
+  if (d < D) v[d] = val;
+  __syncthreads();
+  if (d < half) {
+    float c, s;
+    rope_angle(positions[t], inv_freq[d], scaling, c, s);
+    const float x0 = v[d], x1 = v[d + half];
+    row[d] = x0 * c - x1 * s;
+    row[d + half] = x1 * c + x0 * s;
+  } else if (d >= 2 * half && d < D) {
+    row[d] = v[d];  // past the rotated dims (partial rotary)
+  }
+}
+
 }  // namespace
+
+void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                  int64_t rot_dim, const float* q_norm, const float* k_norm, float eps, const int32_t* positions,
+                  const float* inv_freq, float attention_scaling, cudaStream_t stream) {
+  if (n_tokens == 0) return;
+  if (head_dim > kMaxNormRopeHeadDim)
+    throw Error(ErrorKind::unsupported, "cuda qk_norm_rope", "head_dim above " + std::to_string(kMaxNormRopeHeadDim));
+  const int threads = static_cast<int>((head_dim + 31) / 32 * 32);
+  const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>(n_heads + n_kv_heads));
+  qk_norm_rope_kernel<<<grid, threads, 0, stream>>>(q, k, n_heads, n_kv_heads, head_dim, rot_dim / 2, q_norm, k_norm,
+                                                    eps, positions, inv_freq, attention_scaling);
+  lmlab::cuda::check_launch("qk_norm_rope");
+}
+
 
 void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const int32_t* positions,
           const float* inv_freq, float attention_scaling, cudaStream_t stream) {

@@ -1,0 +1,448 @@
+// Decode GEMV: y[t] = x[t] . W^T for a few tokens, W in its stored format, read once for all of them.
+//
+// Decode is a stream over the weights, so the kernel is built to keep HBM busy and to spend few instructions
+// per weight byte:
+// - a warp takes kRows rows; a lane takes a 16-byte slice ("unit" column range) of each and loads kStages
+//   units of all its rows before using the first, so every lane has kRows * kStages loads in flight, and the
+//   kernel stays under 128 registers so two blocks (16 warps) share an SM;
+// - when rows alone give too few warps (k/v projections, MoE experts, small models), the warps of a block split
+//   the columns of the same rows and sum through shared memory (no second kernel, no partials in memory);
+// - 4- and 8-bit MLX affine weights take integer dot products: the lane turns its 32 x values into int16 with
+//   one scale (float -> int by the 1.5 * 2^23 magic add, two to a register by a byte permute) and multiplies
+//   them with the packed codes by dp2a (two 16 x 8-bit products per instruction, nibbles unpacked two words at
+//   a time by masks). y = scale_x * (s * sum(q xq) + b * sum(xq)): int16 keeps x to 2^-15 of its 32-block
+//   maximum, the precision of the CPU's integer path (docs/quantization.md). The bias term takes the same
+//   rounded x, so the error is that of x's rounding through the dequantized weights s q + b (with exact x
+//   there, it went through s q alone, whose values are not centred: ~2x the error on real weights).
+//   The float path (mask, 2^23 magic, FMA per value and row) cost ~4 instructions per value and row.
+// - other bit widths and dense f32/f16/bf16 convert each value once and FMA it per token.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels/gemv.cuh"
+#include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/weight_access.cuh"
+
+namespace lmlab::kernels::cuda {
+
+namespace {
+
+constexpr int kWarps = 8;   // per block
+constexpr int kRows = 4;    // rows per warp
+
+// ---- weight formats: one lane's share of one unit of one row ----
+
+// q < 2^23 as a float without the integer-to-float conversion (quarter rate on Hopper).
+__device__ __forceinline__ float small_uint_to_float(uint32_t q) {
+  return __uint_as_float(0x4B000000u | q) - 8388608.0f;
+}
+
+template <WeightType T>
+struct Dense {
+  static constexpr int kValues = T == WeightType::f32 ? 4 : 8;  // 16 bytes
+  static constexpr int kStages = 2;                              // units per row loaded ahead of use
+  struct Raw {
+    uint4 v;
+  };
+  const uint8_t* base;
+  int64_t cols;
+  __device__ Dense(const DeviceWeight& w) : base(static_cast<const uint8_t*>(w.dense)), cols(w.cols) {}
+  __device__ void load(int64_t r, int64_t c, Raw& raw) const {
+    raw.v = __ldg(reinterpret_cast<const uint4*>(base + (r * cols + c) * (T == WeightType::f32 ? 4 : 2)));
+  }
+  __device__ static void to_float(const Raw& raw, float (&f)[kValues]) {
+    const uint32_t u[4] = {raw.v.x, raw.v.y, raw.v.z, raw.v.w};
+    if constexpr (T == WeightType::f32) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) f[i] = __uint_as_float(u[i]);
+    } else if constexpr (T == WeightType::bf16) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) f[2 * i] = __uint_as_float(u[i] << 16), f[2 * i + 1] = __uint_as_float(u[i] & 0xFFFF0000u);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
+        f[2 * i] = p.x, f[2 * i + 1] = p.y;
+      }
+    }
+  }
+  // acc[j][t] += row j . x[t] over the lane's kValues columns from c.
+  template <int NT>
+  __device__ void dot(const Raw (&raw)[kRows], const float* x, int64_t c, int n, float (&acc)[kRows][NT]) const {
+    float wf[kRows][kValues];
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) to_float(raw[j], wf[j]);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= n) break;
+      const float4* xv = reinterpret_cast<const float4*>(x + t * cols + c);
+#pragma unroll
+      for (int i = 0; i < kValues / 4; ++i) {
+        const float4 xx = xv[i];
+#pragma unroll
+        for (int j = 0; j < kRows; ++j)
+          acc[j][t] += wf[j][4 * i] * xx.x + wf[j][4 * i + 1] * xx.y + wf[j][4 * i + 2] * xx.z + wf[j][4 * i + 3] * xx.w;
+      }
+    }
+  }
+};
+
+// MLX affine: a lane's unit is 32 values of one group (group_size is a multiple of 32).
+template <int BITS>
+struct Affine {
+  static constexpr int kValues = 32;
+  static constexpr int kStages = 1;  // the int16 x of a unit takes the registers a second stage would
+  struct Raw {
+    uint32_t w[BITS];
+    uint32_t s, b;  // the group's scale and bias as stored (converted at use, so the loads stay in flight)
+  };
+  AffineWeight q;
+  int64_t words_per_row, groups;
+  __device__ Affine(const DeviceWeight& w)
+      : q(w.quant), words_per_row(w.cols * BITS / 32), groups(w.cols / w.quant.group_size) {}
+
+  __device__ void load(int64_t r, int64_t c, Raw& raw) const {
+    const uint32_t* p = q.packed + r * words_per_row + (c / 32) * BITS;
+    if constexpr (BITS % 4 == 0) {
+#pragma unroll
+      for (int i = 0; i < BITS / 4; ++i) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4*>(p) + i);
+        raw.w[4 * i] = v.x, raw.w[4 * i + 1] = v.y, raw.w[4 * i + 2] = v.z, raw.w[4 * i + 3] = v.w;
+      }
+    } else if constexpr (BITS % 2 == 0) {
+#pragma unroll
+      for (int i = 0; i < BITS / 2; ++i) {
+        const uint2 v = __ldg(reinterpret_cast<const uint2*>(p) + i);
+        raw.w[2 * i] = v.x, raw.w[2 * i + 1] = v.y;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < BITS; ++i) raw.w[i] = __ldg(p + i);
+    }
+    const int64_t g = r * groups + c / q.group_size;
+    if (q.scale_type == ScaleType::f32) {
+      raw.s = __ldg(static_cast<const uint32_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint32_t*>(q.biases) + g);
+    } else {
+      raw.s = __ldg(static_cast<const uint16_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint16_t*>(q.biases) + g);
+    }
+  }
+  __device__ float scale_value(uint32_t v) const {
+    switch (q.scale_type) {
+      case ScaleType::bf16: return __uint_as_float(v << 16);
+      case ScaleType::f16: return __half2float(__ushort_as_half(static_cast<uint16_t>(v)));
+      default: return __uint_as_float(v);
+    }
+  }
+
+  template <int NT>
+  __device__ void dot(const Raw (&raw)[kRows], const float* x, int64_t c, int n, float (&acc)[kRows][NT]) const {
+    float s[kRows], b[kRows];
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) s[j] = scale_value(raw[j].s), b[j] = scale_value(raw[j].b);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= n) break;
+      float xf[32];
+      const float4* xv = reinterpret_cast<const float4*>(x + t * q.cols + c);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float4 v = xv[i];
+        xf[4 * i] = v.x, xf[4 * i + 1] = v.y, xf[4 * i + 2] = v.z, xf[4 * i + 3] = v.w;
+      }
+      if constexpr (BITS == 4 || BITS == 8) {
+        int_dot(raw, xf, s, b, acc, t);
+      } else {
+        float xsum = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 32; ++i) xsum += xf[i];
+        float qx[kRows] = {};
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+          constexpr uint32_t mask = (1u << BITS) - 1u;
+          const int bit = i * BITS, word = bit >> 5, off = bit & 31;
+#pragma unroll
+          for (int j = 0; j < kRows; ++j) {
+            uint32_t v = raw[j].w[word] >> off;
+            if (off + BITS > 32) v |= raw[j].w[word + 1] << (32 - off);
+            qx[j] += small_uint_to_float(v & mask) * xf[i];
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < kRows; ++j) acc[j][t] += s[j] * qx[j] + b[j] * xsum;
+      }
+    }
+  }
+
+  // x as int16 with one scale, two to a register; dp2a against the codes.
+  template <int NT>
+  __device__ static void int_dot(const Raw (&raw)[kRows], const float (&xf)[32], const float (&s)[kRows],
+                                 const float (&b)[kRows], float (&acc)[kRows][NT], int t) {
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) amax = fmaxf(amax, fabsf(xf[i]));
+    const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f, xscale = amax * (1.0f / 32767.0f);
+    constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: the low 16 bits of x * inv + kMagic are round(x * inv)
+    uint32_t u[32];
+    float qsum = 0.0f;  // sum of the int16 values, exact (|sum| < 2^20)
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const float m = fmaf(xf[i], inv, kMagic);
+      u[i] = __float_as_uint(m);
+      qsum += m - kMagic;
+    }
+    auto pair = [&](int a, int c) { return static_cast<int>(__byte_perm(u[a], u[c], 0x5410)); };
+    // The int16 pairs in the order the codes' bytes come: 4-bit word k holds values 8k..8k+7 at bits 4i, so its
+    // bytes' low nibbles are values 8k, +2, +4, +6 and their high nibbles +1, +3, +5, +7; 8-bit word k holds
+    // values 4k..4k+3, one byte each.
+    int xp[16];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if constexpr (BITS == 4) {
+        const int v = 8 * k;
+        xp[4 * k] = pair(v, v + 2), xp[4 * k + 1] = pair(v + 4, v + 6);
+        xp[4 * k + 2] = pair(v + 1, v + 3), xp[4 * k + 3] = pair(v + 5, v + 7);
+      } else {
+        const int v = 8 * k;
+        xp[4 * k] = pair(v, v + 1), xp[4 * k + 1] = pair(v + 2, v + 3);
+        xp[4 * k + 2] = pair(v + 4, v + 5), xp[4 * k + 3] = pair(v + 6, v + 7);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) {
+      int isum = 0;
+      if constexpr (BITS == 4) {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int lo = static_cast<int>(raw[j].w[k] & 0x0F0F0F0Fu), hi = static_cast<int>((raw[j].w[k] >> 4) & 0x0F0F0F0Fu);
+          isum = __dp2a_lo(xp[4 * k], lo, isum);
+          isum = __dp2a_hi(xp[4 * k + 1], lo, isum);
+          isum = __dp2a_lo(xp[4 * k + 2], hi, isum);
+          isum = __dp2a_hi(xp[4 * k + 3], hi, isum);
+        }
+        acc[j][t] += xscale * (s[j] * static_cast<float>(isum) + b[j] * qsum);
+      } else {
+        // Codes as signed q - 128 (dp2a's bytes are signed): sum(q xq) = sum((q - 128) xq) + 128 sum(xq).
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const int w = static_cast<int>(raw[j].w[k] ^ 0x80808080u);
+          isum = __dp2a_lo(xp[2 * k], w, isum);
+          isum = __dp2a_hi(xp[2 * k + 1], w, isum);
+        }
+        acc[j][t] += xscale * (s[j] * (static_cast<float>(isum) + 128.0f * qsum) + b[j] * qsum);
+      }
+    }
+  }
+};
+
+struct GemvParams {
+  GemvPart parts[kMaxGemvParts];  // weights over the same x (q, k, v; gate, up): same format and cols
+  int n_parts;
+  const int32_t* experts;  // gathered: [n_slots], else null
+  const float* x;
+  int64_t x_div;  // gathered: slot s reads x row s / x_div
+  int64_t n_slots;
+  int n;       // tokens (1 when gathered)
+  int ksplit;  // warps of a block sharing rows, splitting the columns
+};
+
+// The block's part, slot, weight (the slot's expert), x row and y.
+struct Target {
+  DeviceWeight w;
+  const float* x;
+  float* y;
+};
+__device__ __forceinline__ Target block_target(const GemvParams& p) {
+  const int part = static_cast<int>(blockIdx.y / p.n_slots);
+  const int64_t slot = blockIdx.y % p.n_slots;
+  Target t{p.parts[part].w, p.x, p.parts[part].y};
+  if (p.experts) {
+    t.w = select_expert(t.w, p.experts[slot]);
+    t.x += (slot / p.x_div) * t.w.cols;
+    t.y += slot * t.w.rows;
+  }
+  return t;
+}
+
+// Block (row block, slot): kWarps / ksplit row groups of kRows rows, ksplit warps each.
+template <class F, int NT>
+__global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int ks = p.ksplit, groups_per_block = kWarps / ks;
+  const Target tg = block_target(p);
+  const DeviceWeight& w = tg.w;
+  const float* x = tg.x;
+  float* y = tg.y;
+  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * kRows >= w.rows) return;  // a shorter part's spare blocks
+  const F f(w);
+  const int64_t rows = w.rows, cols = w.cols;
+  const int64_t r0 = (blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks) * kRows;
+  constexpr int64_t kUnitCols = 32 * F::kValues;
+  const int64_t n_units = (cols + kUnitCols - 1) / kUnitCols;
+  float acc[kRows][NT] = {};
+  if (r0 < rows) {
+    int64_t r[kRows];
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) r[j] = r0 + j < rows ? r0 + j : r0;  // past the end: recompute row r0, dropped
+    for (int64_t u = warp % ks; u < n_units; u += static_cast<int64_t>(ks) * F::kStages) {
+      typename F::Raw raw[F::kStages][kRows];
+#pragma unroll
+      for (int st = 0; st < F::kStages; ++st) {
+        const int64_t c = (u + st * ks) * kUnitCols + lane * F::kValues;
+        if (u + st * ks < n_units && c < cols)
+#pragma unroll
+          for (int j = 0; j < kRows; ++j) f.load(r[j], c, raw[st][j]);
+      }
+#pragma unroll
+      for (int st = 0; st < F::kStages; ++st) {
+        const int64_t c = (u + st * ks) * kUnitCols + lane * F::kValues;
+        if (u + st * ks < n_units && c < cols) f.template dot<NT>(raw[st], x, c, p.n, acc);
+      }
+    }
+  }
+  __shared__ float red[kWarps][kRows][NT];
+#pragma unroll
+  for (int j = 0; j < kRows; ++j)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float v = warp_sum(acc[j][t]);
+      if (lane == 0) red[warp][j][t] = v;
+    }
+  __syncthreads();
+  for (int i = threadIdx.x; i < groups_per_block * kRows * NT; i += blockDim.x) {
+    const int g = i / (kRows * NT), j = (i / NT) % kRows, t = i % NT;
+    const int64_t row = (blockIdx.x * static_cast<int64_t>(groups_per_block) + g) * kRows + j;
+    if (row >= rows || t >= p.n) continue;
+    float v = w.bias ? w.bias[row] : 0.0f;
+    for (int k = 0; k < ks; ++k) v += red[g * ks + k][j][t];
+    y[t * rows + row] = v;
+  }
+}
+
+// Dense rows whose 16-byte slices do not line up (cols not a multiple of the vector, odd pointers): a warp
+// per row, a value per lane at a time. Only odd test shapes take it.
+__global__ void gemv_scalar_kernel(GemvParams p) {
+  const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  const Target tg = block_target(p);
+  const DeviceWeight& w = tg.w;
+  const float* x = tg.x;
+  float* y = tg.y;
+  if (row >= w.rows) return;
+  for (int t = 0; t < p.n; ++t) {
+    float acc = 0.0f;
+    for (int64_t c = lane; c < w.cols; c += 32) acc += load_weight(w, row, c) * x[t * w.cols + c];
+    acc = warp_sum(acc);
+    if (lane == 0) y[t * w.rows + row] = acc + (w.bias ? w.bias[row] : 0.0f);
+  }
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      return 132;
+    return sms;
+  }();
+  return n;
+}
+
+int64_t max_rows(const GemvParams& p) {
+  int64_t rows = 0;
+  for (int i = 0; i < p.n_parts; ++i) rows = std::max(rows, p.parts[i].w.rows);
+  return rows;
+}
+
+template <class F, int NT>
+void launch(const GemvParams& base, cudaStream_t stream) {
+  GemvParams p = base;
+  constexpr int64_t kUnitCols = 32 * F::kValues;
+  int64_t total_groups = 0;
+  for (int i = 0; i < p.n_parts; ++i) total_groups += (p.parts[i].w.rows + kRows - 1) / kRows;
+  const int64_t units = (p.parts[0].w.cols + kUnitCols - 1) / kUnitCols;
+  const int64_t target = static_cast<int64_t>(sm_count()) * 24;  // warps to keep ~24 per SM loading
+  int ks = 1;
+  while (ks < kWarps && total_groups * p.n_slots * ks < target && 2 * ks <= units) ks *= 2;
+  p.ksplit = ks;
+  const int64_t rows_per_block = kWarps / ks * kRows;
+  const dim3 grid(static_cast<unsigned>((max_rows(p) + rows_per_block - 1) / rows_per_block),
+                  static_cast<unsigned>(p.n_parts * p.n_slots));
+  gemv_kernel<F, NT><<<grid, kWarps * 32, 0, stream>>>(p);
+}
+
+template <class F>
+void launch_tokens(const GemvParams& p, cudaStream_t stream) {
+  if (p.n <= 1) launch<F, 1>(p, stream);
+  else if (p.n <= 2) launch<F, 2>(p, stream);
+  else if (p.n <= 4) launch<F, 4>(p, stream);
+  else launch<F, 8>(p, stream);
+}
+
+void run(const GemvParams& p, cudaStream_t stream) {
+  const DeviceWeight& w = p.parts[0].w;
+  if (w.affine) {
+    switch (w.quant.bits) {
+      case 2: launch_tokens<Affine<2>>(p, stream); break;
+      case 3: launch_tokens<Affine<3>>(p, stream); break;
+      case 4: launch_tokens<Affine<4>>(p, stream); break;
+      case 5: launch_tokens<Affine<5>>(p, stream); break;
+      case 6: launch_tokens<Affine<6>>(p, stream); break;
+      case 8: launch_tokens<Affine<8>>(p, stream); break;
+      default:
+        throw Error(ErrorKind::unsupported, "cuda gemv", "affine weights of " + std::to_string(w.quant.bits) + " bits");
+    }
+  } else {
+    const int vec = w.type == WeightType::f32 ? 4 : 8;
+    bool aligned = w.cols % vec == 0;
+    for (int i = 0; i < p.n_parts; ++i)
+      aligned = aligned && reinterpret_cast<uintptr_t>(p.parts[i].w.dense) % 16 == 0 &&
+                (p.parts[i].w.stride_w % 16 == 0 || !p.experts);
+    if (!aligned) {
+      const dim3 grid(static_cast<unsigned>((max_rows(p) + 7) / 8), static_cast<unsigned>(p.n_parts * p.n_slots));
+      gemv_scalar_kernel<<<grid, 256, 0, stream>>>(p);
+    } else if (w.type == WeightType::bf16) {
+      launch_tokens<Dense<WeightType::bf16>>(p, stream);
+    } else if (w.type == WeightType::f16) {
+      launch_tokens<Dense<WeightType::f16>>(p, stream);
+    } else {
+      launch_tokens<Dense<WeightType::f32>>(p, stream);
+    }
+  }
+  lmlab::cuda::check_launch("gemv");
+}
+
+bool same_format(const DeviceWeight& a, const DeviceWeight& b) {
+  if (a.affine != b.affine || a.cols != b.cols) return false;
+  return a.affine ? a.quant.bits == b.quant.bits : a.type == b.type;
+}
+
+// One launch for parts of the same format (their kernels are the same template), else one per part.
+void run_parts(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div, int64_t n_slots,
+               int64_t n, cudaStream_t stream) {
+  int i = 0;
+  while (i < n_parts) {
+    GemvParams p{};
+    p.experts = experts, p.x = x, p.x_div = x_div, p.n_slots = n_slots, p.n = static_cast<int>(n), p.ksplit = 1;
+    p.parts[p.n_parts++] = parts[i++];
+    while (i < n_parts && p.n_parts < kMaxGemvParts && same_format(parts[i].w, p.parts[0].w))
+      p.parts[p.n_parts++] = parts[i++];
+    run(p, stream);
+  }
+}
+
+}  // namespace
+
+void gemv(const GemvPart* parts, int n_parts, const float* x, int64_t n, cudaStream_t stream) {
+  if (n == 0 || n_parts == 0) return;
+  run_parts(parts, n_parts, nullptr, x, 1, 1, n, stream);
+}
+
+void gemv_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div,
+                   int64_t n_slots, cudaStream_t stream) {
+  if (n_slots == 0 || n_parts == 0) return;
+  run_parts(parts, n_parts, experts, x, x_div, n_slots, 1, stream);
+}
+
+}  // namespace lmlab::kernels::cuda

@@ -1,0 +1,22 @@
+// Decode GEMV (gemv.cu), called by matmul.cu for n <= kMaxGemvTokens tokens and by matmul_gathered.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/kernels/kernels_cuda.h"
+
+namespace lmlab::kernels::cuda {
+
+inline constexpr int kMaxGemvTokens = 8;
+
+// y[t, rows] = x[t, cols] . W^T (+ bias) for t < n <= kMaxGemvTokens, for each part (GemvPart in
+// kernels_cuda.h): parts of one format share a launch.
+void gemv(const GemvPart* parts, int n_parts, const float* x, int64_t n, cudaStream_t stream);
+
+// Slot s of n_slots, for each part: y[s] = x[s / x_div] . W_e^T (+ bias_e), e = experts[s] read on the device.
+void gemv_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div,
+                   int64_t n_slots, cudaStream_t stream);
+
+}  // namespace lmlab::kernels::cuda
