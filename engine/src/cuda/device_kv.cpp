@@ -59,7 +59,11 @@ DeviceBlockTable::DeviceBlockTable(DeviceAllocator& alloc, int64_t max_blocks)
 
 DeviceBlockTable& DeviceBlockTable::of(const KvLayerBlocked& layer, DeviceAllocator& alloc, int64_t max_blocks) {
   auto& slot = layer.attachment();
-  if (!slot) slot = std::make_unique<DeviceBlockTable>(alloc, max_blocks);
+  if (!slot) {
+    auto table = std::make_unique<DeviceBlockTable>(alloc, max_blocks);
+    table->tq_ = DeviceTqCodec::make(alloc, layer.spec());
+    slot = std::move(table);
+  }
   auto* table = dynamic_cast<DeviceBlockTable*>(slot.get());
   if (!table) throw Error(ErrorKind::internal, "cuda kv", "a device layer carries another backend's state");
   return *table;
@@ -99,6 +103,13 @@ kernels::cuda::KvBlocks DeviceBlockTable::blocks(const KvLayerBlocked& layer) co
   return {table_.get<uint16_t*>(), layer.block_tokens(), g.n_kv_heads, g.head_dim};
 }
 
+kernels::cuda::TqKvBlocks DeviceBlockTable::tq_blocks(const KvLayerBlocked& layer) const {
+  if (!tq_) throw Error(ErrorKind::internal, "cuda kv", "an f16 layer addressed as compressed records");
+  const KvGeometry& g = layer.spec().geo;
+  return tq_->blocks(reinterpret_cast<uint8_t* const*>(table_.get<uint16_t*>()), layer.block_tokens(), g.n_kv_heads,
+                     g.head_dim);
+}
+
 void DeviceKvLayer::grow(int64_t n, cudaStream_t stream) {
   layer_.extend(n);
   table_.sync(layer_, stream);
@@ -106,11 +117,18 @@ void DeviceKvLayer::grow(int64_t n, cudaStream_t stream) {
 
 void DeviceKvLayer::write(const float* k, const float* v, int64_t n, const int32_t* positions,
                           cudaStream_t stream) const {
-  kernels::cuda::kv_write(table_.blocks(layer_), k, v, n, positions, stream);
+  if (table_.tq()) kernels::cuda::tq_kv_write(table_.tq_blocks(layer_), k, v, n, positions, stream);
+  else kernels::cuda::kv_write(table_.blocks(layer_), k, v, n, positions, stream);
 }
 
 void DeviceKvLayer::attend(const float* q, int64_t n_q, const int32_t* positions, int64_t n_kv_bound,
                            const AttentionSpec& spec, float* out, void* scratch, cudaStream_t stream) const {
+  if (table_.tq()) {
+    kernels::cuda::tq_attention(table_.tq_blocks(layer_), q, out, n_q, layer_.spec().geo.n_heads, positions, n_kv_bound,
+                                spec.scale, spec.softcap, spec.window, kernels::cuda::kMaxAttentionSplits, scratch,
+                                stream);
+    return;
+  }
   kernels::cuda::attention(table_.blocks(layer_), q, out, n_q, layer_.spec().geo.n_heads, positions, n_kv_bound,
                            spec.scale, spec.softcap, spec.window, kernels::cuda::kMaxAttentionSplits, scratch, stream);
 }

@@ -1,6 +1,7 @@
 // The KV cache of the CUDA backend's layers: kv/'s KvLayerBlocked (block tables, copy-on-write, prompt cache,
-// sliding-window release, byte accounting and --kv-budget-mb, as on the CPU) over blocks of device memory in an
-// f16 layer spec, written and attended by the kernels of cuda/kernels/attention.cu.
+// sliding-window release, byte accounting and --kv-budget-mb, as on the CPU) over blocks of device memory in the
+// layer's spec: f16 rows written and attended by cuda/kernels/attention.cu, TurboQuant / affine records by
+// cuda/kernels/turboquant.cu (constants from cuda/device_tq_codec.h).
 //   - DeviceKvBlockAllocator: the pool's allocator. KV blocks are small (B positions of one layer) and come and go
 //     with every sequence; cudaMalloc per block would synchronise the device each time, so blocks are carved from
 //     64 MiB slabs and recycled through a free list per size. Slabs are counted by the backend's DeviceAllocator.
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "cuda/device_allocator.h"
+#include "cuda/device_tq_codec.h"
 #include "cuda/kernels/kernels_cuda.h"
 #include "kv/kv_block_allocator.h"
 #include "kv/kv_layer_blocked.h"
@@ -48,6 +50,9 @@ class DeviceBlockTable final : public KvLayerAttachment {
   // Uploads the entries of layer.blocks() that changed since the last sync (on `stream`, before the kernels).
   void sync(const KvLayerBlocked& layer, cudaStream_t stream);
   kernels::cuda::KvBlocks blocks(const KvLayerBlocked& layer) const;
+  // The compressed spec's device constants (null for f16 layers), made with the table.
+  const DeviceTqCodec* tq() const { return tq_.get(); }
+  kernels::cuda::TqKvBlocks tq_blocks(const KvLayerBlocked& layer) const;
   // Unique per table (a captured CUDA graph holds the tables of one sequence and is keyed by its first layer's).
   uint64_t id() const { return id_; }
 
@@ -57,6 +62,7 @@ class DeviceBlockTable final : public KvLayerAttachment {
   DeviceBuffer table_;             // [max_blocks] device pointers
   std::vector<uint16_t*> mirror_;  // what the device table holds now
   int64_t mirror_held_ = 0;        // mirror_ entries at or past this are null
+  std::unique_ptr<DeviceTqCodec> tq_;
 };
 
 // The device side of one layer's KV for one forward: grow() before the chunk's kernels (host: blocks and table),
@@ -67,7 +73,8 @@ class DeviceKvLayer {
       : layer_(layer), table_(DeviceBlockTable::of(layer, alloc, max_blocks)) {}
 
   void grow(int64_t n, cudaStream_t stream);
-  // k, v: device [n, n_kv_heads, head_dim] f32 written as f16 at device `positions` [n] (already grown).
+  // k, v: device [n, n_kv_heads, head_dim] f32 written as the spec's records (f16 rows, or TurboQuant / affine
+  // records encoded on the device) at device `positions` [n] (already grown).
   void write(const float* k, const float* v, int64_t n, const int32_t* positions, cudaStream_t stream) const;
   // q, out: device [n_q, n_heads, head_dim], query t at positions[t]; n_kv_bound >= every position + 1 (sizes
   // the split-K); scratch: kernels::cuda::attention_scratch_bytes of it.

@@ -212,8 +212,8 @@ void KvLayerBlocked::adopt(std::vector<std::shared_ptr<KvBlock>> blocks, int64_t
 
 void KvLayerBlocked::extend(int64_t n) {
   if (n <= 0) return;
-  if (spec_.rotation || spec_.hot_window > 0)
-    throw Error(ErrorKind::internal, "kv cache", "extend() on a layer that encodes on the host");
+  if (spec_.hot_window > 0)
+    throw Error(ErrorKind::internal, "kv cache", "extend() on a layer with a hot window (its rows live on the host)");
   const int64_t B = block_tokens(), first_query = n_tokens_, total = n_tokens_ + n;
   const Table rec = records();
   try {

@@ -68,8 +68,8 @@ class KvLayerBlocked final : public KvLayerCache {
   void adopt(std::vector<std::shared_ptr<KvBlock>> blocks, int64_t n_tokens);
   // append() for device backends, without the encoding: the layer holds positions [n_tokens(), n_tokens() + n)
   // in writable blocks (allocated, or copied when shared) for the backend's kernels to write, and releases what
-  // its sliding window no longer needs. Only for specs without rotation or hot window (internal error otherwise);
-  // out_of_memory leaves the layer as it was.
+  // its sliding window no longer needs. The backend's kernels apply the spec's rotation and codecs themselves. Only
+  // for specs without a hot window (internal error otherwise); out_of_memory leaves the layer as it was.
   void extend(int64_t n);
   std::unique_ptr<KvLayerAttachment>& attachment() const { return attachment_; }
   // Lowest position any query at or after `pos` can still see.

@@ -112,15 +112,17 @@ ModelCounters Model::counters() const {
 
 namespace {
 // Full-attention layers store --kv-mode's codec; sliding-window layers stay f32 (they are small by construction).
-// Device layers store f16 rows, which their kernels write and read (f32 and f16 modes; the compressed modes are
-// not on the GPU yet).
+// Device layers store f16 rows in the f32 and f16 modes and on window layers; their full-attention layers store the
+// compressed modes' records as the CPU would (the same spec, encoded and attended by the device kernels), except
+// with a hot window, whose exact rows live on the host (an unsupported error naming --kv-hot-window).
 std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& options, int64_t device_layers) {
   const KvGeometry geo{s.n_heads, s.n_kv_heads, s.head_dim};
-  if (device_layers > 0 && options.kv_mode != KvMode::f32 && options.kv_mode != KvMode::f16)
-    throw Error(ErrorKind::unsupported, std::string(option_flag("kv_mode")),
-                fmt::format("{} is not on the GPU yet: layers on --device cuda store f16 (--kv-mode f32 or f16)",
-                            kv_mode_name(options.kv_mode)));
-  auto device_spec = [&](int64_t window) {
+  const bool compressed = options.kv_mode != KvMode::f32 && options.kv_mode != KvMode::f16;
+  if (device_layers > 0 && compressed && options.kv_hot_window > 0)
+    throw Error(ErrorKind::unsupported, std::string(option_flag("kv_hot_window")),
+                fmt::format("{} KV with a hot window is not on the GPU: use {} 0 with --device cuda",
+                            kv_mode_name(options.kv_mode), option_flag("kv_hot_window")));
+  auto device_f16_spec = [&](int64_t window) {
     TurboKvOptions f16;
     f16.mode = TurboKvOptions::Mode::f16;
     KvLayerSpec spec = turbo_kv_layer_spec(geo, f16);
@@ -141,7 +143,8 @@ std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& 
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const auto& l = s.layers[i];
     turbo.seed = base_seed + i;  // independent rotations per layer
-    if (static_cast<int64_t>(i) < device_layers) specs.push_back(device_spec(l.window));
+    if (static_cast<int64_t>(i) < device_layers && !(compressed && l.window == 0))
+      specs.push_back(device_f16_spec(l.window));
     else if (options.kv_mode != KvMode::f32 && l.window == 0) specs.push_back(turbo_kv_layer_spec(geo, turbo));
     else specs.push_back(f32_kv_layer_spec(geo, l.window));
   }

@@ -98,6 +98,48 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
                int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,
                cudaStream_t stream);
 
+// turboquant.cu: the TurboQuant / affine KV records of kv/turboquant/tq_codec.h in the same blocks. A record
+// codec on the device (the constants are device pointers; cuda/device_kv.h uploads them from the layer's spec).
+inline constexpr int kTqLloydMax = 0, kTqAffine = 1;
+struct TqDeviceCodec {
+  int scheme = kTqLloydMax;
+  int bits = 0;         // lloyd_max 2..5, affine 4 or 8
+  int qjl = 0;          // 1: K = codes + QJL signs of the residual (lloyd_max only)
+  int group_dim = 0;    // g: a power of two in [16, 128]
+  int n_groups = 0;     // head_dim / g
+  int code_bytes = 0;   // per group: bits g / 8
+  int scalar_offset = 0;  // per group: code bytes + sign bytes; f16 scalars follow
+  int group_bytes = 0;
+  int record_bytes = 0;   // n_groups * group_bytes
+  const float* centroids = nullptr;   // lloyd_max: [2^bits] (Codebook of N(0, 1/g))
+  const float* boundaries = nullptr;  // lloyd_max: [2^bits - 1]
+  const float* qjl_matrix = nullptr;  // QJL: S [g, g] row-major
+};
+// One layer's record blocks: K record of (KV head h, position p) at blocks[p / B] + (h B + p % B) k.record_bytes,
+// V record at blocks[p / B] + n_kv_heads B k.record_bytes + (h B + p % B) v.record_bytes (kv/attention/
+// blocked_attention.h's KvRecordTable). Rotation (TurboQuant): group gi of a head vector is rotated by
+// D2 H D1 / sqrt(g) with the signs rot_d1 / rot_d2 [head_dim] at gi g (kv/turboquant/wht.h); null for affine.
+struct TqKvBlocks {
+  uint8_t* const* blocks;  // [n_blocks] device pointers (a device array)
+  int64_t block_tokens, n_kv_heads, head_dim;
+  TqDeviceCodec k, v;
+  const float* rot_d1 = nullptr;
+  const float* rot_d2 = nullptr;
+  float rot_inv_sqrt = 0.0f;  // 1 / sqrt(g) as RandomizedHadamard rounds it
+};
+// Encodes k, v [n, n_kv_heads, head_dim] (f32, input domain) into records at positions[0..n): rotation, codes
+// (lloyd_max without QJL: the CPU encoder's angle search) and f16 scalars with the CPU's float and double
+// operations in the CPU's order, so the records are byte-identical to TqCodec::encode's (QJL signs: equal
+// except where S r is within float rounding of 0, the CPU projecting through its own matmul).
+void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n, const int32_t* positions,
+                 cudaStream_t stream);
+// attention() over TurboQuant / affine records: the query rotated once per block (and projected by S for QJL
+// keys), scores and the V accumulation on the packed codes in the rotated domain, the output rotated back once.
+// Same arguments, scratch (attention_scratch_bytes) and split-K as attention().
+void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
+                  const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
+                  int max_splits, void* scratch, cudaStream_t stream);
+
 // route_topk.cu: per token, softmax over n_experts logits, the k largest (ties: lower index), renormalised.
 void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_t k, bool renormalize,
                 int32_t* experts, float* weights, cudaStream_t stream);

@@ -42,8 +42,8 @@ inline float get_f16(const uint8_t* p) {
 // than Algorithm 1's codes), keep the one of smallest angle. On Gaussian vectors this lowers the mean tan^2 by ~20%
 // at 4 bits and ~27% at 5 bits (d = 64; tests/turboquant_test.cpp); decoding is unchanged.
 // Writes the codes of u = x * inv_norm to idx and returns <u, c>.
-constexpr int kScaleCandidates = 17;  // odd: the middle one is lambda = 1
-constexpr double kScaleSpan = 0.30;   // lambda in [1 - span, 1 + span]
+constexpr int kScaleCandidates = kAngleScales;
+constexpr double kScaleSpan = kAngleSpan;
 
 double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm, int64_t g, uint8_t* idx) {
   const float* c = cb.centroids.data();
@@ -63,8 +63,7 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
   double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
   for (int s = 0; s < kScaleCandidates; ++s) {
     const bool one = s == kScaleCandidates / 2;
-    const float lambda =
-        one ? 1.0f : static_cast<float>(1.0 - kScaleSpan + 2.0 * kScaleSpan * s / (kScaleCandidates - 1));
+    const float lambda = angle_scale(s);
     for (int64_t i = 0; s > 0 && i < g; ++i) {
       const float v = u[i] * lambda;
       int ki = k[i];
@@ -95,6 +94,11 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
 }
 
 }  // namespace
+
+float angle_scale(int s) {
+  return s == kScaleCandidates / 2 ? 1.0f
+                                   : static_cast<float>(1.0 - kScaleSpan + 2.0 * kScaleSpan * s / (kScaleCandidates - 1));
+}
 
 TqFormat make_lloyd_max_format(int64_t head_dim, int bits, bool qjl) {
   if (bits < 2 || bits > 5)

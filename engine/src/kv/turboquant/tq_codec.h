@@ -64,6 +64,13 @@ TqFormat make_f16_format(int64_t head_dim);  // the codes are the fp16 values th
 
 inline constexpr double kSqrtHalfPi = 1.2533141373155003;  // sqrt(pi / 2), Definition 1
 
+// The encoder's angle search without QJL (tq_codec.cpp): codes nearest to lambda_s u for kAngleScales scales
+// lambda_s in [1 - kAngleSpan, 1 + kAngleSpan]; s = kAngleScales / 2 is lambda = 1 (Algorithm 1's codes). The
+// device encoder (cuda/kernels/turboquant.cu) takes the same float scales from angle_scale().
+inline constexpr int kAngleScales = 17;   // odd: the middle one is lambda = 1
+inline constexpr double kAngleSpan = 0.30;
+float angle_scale(int s);  // lambda_s as the encoder multiplies it (s > 0; s = 0 multiplies in double)
+
 class TqCodec final : public KvCodec {
  public:
   TqCodec(const TqFormat& format, uint64_t seed);  // seed draws the QJL matrix

@@ -10,6 +10,7 @@
 // (the paper's Lemma 1), which is what the Lloyd-Max codebooks are designed for.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -25,6 +26,10 @@ class RandomizedHadamard {
   int64_t dim() const { return dim_; }
   void forward(const float* x, float* y) const;  // x, y: [dim]; may alias
   void inverse(const float* y, float* x) const;  // x = D1 . H . D2 . y / sqrt(dim); may alias
+  // The transform's parts, for device kernels that apply the same float operations (cuda/kernels/turboquant.cu).
+  const std::vector<float>& d1() const { return d1_; }  // [dim] +-1
+  const std::vector<float>& d2() const { return d2_; }  // [dim] +-1
+  float inv_sqrt() const { return inv_sqrt_; }
 
  private:
   int64_t dim_;
@@ -43,6 +48,7 @@ class HeadRotation final : public KvRotation {
   int64_t n_groups() const { return static_cast<int64_t>(groups_.size()); }
   void forward(const float* x, float* y) const override;  // [head_dim]; may alias
   void inverse(const float* y, float* x) const override;
+  const RandomizedHadamard& group(int64_t g) const { return groups_[static_cast<std::size_t>(g)]; }
 
  private:
   int64_t group_dim_;
