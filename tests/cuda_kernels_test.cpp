@@ -134,7 +134,10 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
   struct Case { int64_t rows, cols, n; };
   // Decode shapes (n <= 8) with rows left over from a warp's 4 and a block's 32, few rows over long columns (the
   // block's warps split them), and a prefill shape (n = 13, the tiled kernel).
-  const Case cases[] = {{33, 128, 1}, {300, 2048, 1}, {45, 192, 4}, {7, 4096, 2}, {129, 1024, 8}, {70, 256, 13}};
+  // 4/8-bit matrices of >= 2^20 weights take int16 activations: x in shared memory ({300, 4096, 1}, {257, 4096,
+  // 2}) or quantized per lane when that would not fit ({129, 8192, 8}).
+  const Case cases[] = {{33, 128, 1},   {300, 2048, 1},  {45, 192, 4},    {7, 4096, 2},   {129, 1024, 8},
+                        {300, 4096, 1}, {257, 4096, 2}, {129, 8192, 8}, {70, 256, 13}};
   for (int bits : {2, 3, 4, 5, 6, 8})
     for (int gs : {32, 64})
       for (auto st : {kernels::ScaleType::bf16, kernels::ScaleType::f32})
@@ -154,7 +157,7 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
           kc::matmul(w, dx.get<float>(), dy.get<float>(), c.n, scratch.get(), nullptr);
           std::vector<float> want(c.n * c.rows);
           kernels::ref::matmul_affine({a.host, x.data(), want.data(), c.n});
-          const bool int16 = (bits == 4 || bits == 8) && c.n <= 8;
+          const bool int16 = (bits == 4 || bits == 8) && c.n <= 8 && c.rows * c.cols >= (1 << 20);
           EXPECT_TRUE(test::close(down<float>(dy, want.size()), want,
                                   int16 ? gpu_int16_tolerance(c.cols) : test::tolerance(WeightType::f32, c.cols),
                                   "matmul_affine"));
@@ -163,10 +166,13 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
 
 // Slots pick experts of a stacked weight; each slot must equal its expert's own GEMV.
 TEST_F(CudaKernels, GatheredExpertMatmulMatchesReference) {
-  const int64_t E = 5, rows = 72, cols = 256, K = 2, n_tok = 3;
+  const int64_t E = 5, K = 2, n_tok = 3;
   const std::vector<int32_t> experts = {3, 0, 4, 3, 1, 4};  // [n_tok, K]
+  // Small experts (float path) and experts of 2^20 weights (int16 activations in shared memory).
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{72, 256}, {512, 2048}})
   for (bool affine : {false, true}) {
-    SCOPED_TRACE(affine ? "affine 4-bit" : "bf16");
+    SCOPED_TRACE(::testing::Message() << (affine ? "affine 4-bit " : "bf16 ") << rows << " x " << cols);
+    const bool int16 = affine && rows * cols >= (1 << 20);
     std::vector<Affine> qs;
     std::vector<float> wf(E * rows * cols);
     std::vector<uint32_t> packed;
@@ -201,7 +207,7 @@ TEST_F(CudaKernels, GatheredExpertMatmulMatchesReference) {
       if (affine) kernels::ref::matmul_affine({qs[experts[s]].host, xs, want.data(), 1});
       else kernels::ref::matmul({WeightType::f32, wf.data() + experts[s] * rows * cols, rows, cols, xs, want.data(), 1});
       EXPECT_TRUE(test::close(std::span(got).subspan(s * rows, rows), want,
-                              affine ? gpu_int16_tolerance(cols) : test::tolerance(WeightType::f32, cols),
+                              int16 ? gpu_int16_tolerance(cols) : test::tolerance(WeightType::f32, cols),
                               "gathered slot"));
     }
   }

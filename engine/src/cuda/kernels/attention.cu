@@ -127,21 +127,33 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
   }
 }
 
-// Block per (query, head): merges the splits' states into the normalised output.
+// Block per (query, head): merges the splits' states into the normalised output. The first warp turns the
+// splits' (max, sum) into one weight per split (shared memory), then the block sums the outputs over d with
+// coalesced loads: a thread walking all splits with an exp each took ~15 us for 32 heads at 512 positions.
 __global__ void attention_merge_kernel(const float* part_o, const float* part_ml, float* out, int64_t D, int splits) {
+  __shared__ float weight[kMaxAttentionSplits];
+  __shared__ float inv_sum;
   const int64_t qh = blockIdx.x;
   const float* ml = part_ml + qh * splits * 2;
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, ml[2 * s]);
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    float M = -INFINITY;
+    for (int s = lane; s < splits; s += 32) M = fmaxf(M, ml[2 * s]);
+    M = warp_max(M);
+    float L = 0.0f;
+    for (int s = lane; s < splits; s += 32) {
+      const float f = M == -INFINITY ? 0.0f : expf(ml[2 * s] - M);
+      weight[s] = f;
+      L += ml[2 * s + 1] * f;
+    }
+    L = warp_sum(L);
+    if (lane == 0) inv_sum = L > 0.0f ? 1.0f / L : 0.0f;
+  }
+  __syncthreads();
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-    float L = 0.0f, O = 0.0f;
-    if (M != -INFINITY)
-      for (int s = 0; s < splits; ++s) {
-        const float f = expf(ml[2 * s] - M);
-        L += ml[2 * s + 1] * f;
-        O += part_o[(qh * splits + s) * D + d] * f;
-      }
-    out[qh * D + d] = L > 0.0f ? O / L : 0.0f;
+    float O = 0.0f;
+    for (int s = 0; s < splits; ++s) O += part_o[(qh * splits + s) * D + d] * weight[s];
+    out[qh * D + d] = O * inv_sum;
   }
 }
 

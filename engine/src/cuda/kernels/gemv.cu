@@ -40,10 +40,20 @@ __device__ __forceinline__ float small_uint_to_float(uint32_t q) {
   return __uint_as_float(0x4B000000u | q) - 8388608.0f;
 }
 
+// x of one shared-memory block: int16 pairs word-major ([16][nb]: lane l reads word k of block b at k * nb + b,
+// conflict-free), then (scale, sum of the int16 values) per 32-value block, for each token.
+struct SharedX {
+  const int* xq;
+  const float2* xs;
+  int64_t nb;  // 32-value blocks per token
+};
+
 template <WeightType T>
 struct Dense {
   static constexpr int kValues = T == WeightType::f32 ? 4 : 8;  // 16 bytes
   static constexpr int kStages = 2;                              // units per row loaded ahead of use
+  static constexpr bool kSharedX = false;
+  static constexpr int kBits = 0;
   struct Raw {
     uint4 v;
   };
@@ -71,7 +81,8 @@ struct Dense {
   }
   // acc[j][t] += row j . x[t] over the lane's kValues columns from c.
   template <int NT>
-  __device__ void dot(const Raw (&raw)[kRows], const float* x, int64_t c, int n, float (&acc)[kRows][NT]) const {
+  __device__ void dot(const Raw (&raw)[kRows], const float* x, const SharedX&, int64_t c, int n,
+                      float (&acc)[kRows][NT]) const {
     float wf[kRows][kValues];
 #pragma unroll
     for (int j = 0; j < kRows; ++j) to_float(raw[j], wf[j]);
@@ -90,11 +101,90 @@ struct Dense {
   }
 };
 
-// MLX affine: a lane's unit is 32 values of one group (group_size is a multiple of 32).
+// How an affine kernel takes x: f32 values and float dequantization (small matrices, other widths), or int16
+// with dp2a (4/8-bit matrices of at least kIntMinWeights), quantized by each lane for its unit (XMode::lane) or
+// once per block into shared memory (XMode::shared: no repeated work per warp, and the loop's x reads are
+// shared-memory loads instead of L1/L2 round trips on the critical path).
+enum class XMode { f32, lane, shared };
+
+// Below this many weights the float path serves 4/8-bit matrices, as the CPU's integer path (weights/
+// linear_affine.cpp, kIntegerMinWeights) does: small matrices are not bound by reading their weights, and their
+// results stay at f32 accuracy (the MoE router picks experts by these logits; a near tie flipped by the int16
+// rounding of x changed a golden fixture's logit by 0.6).
+constexpr int64_t kIntMinWeights = int64_t{1} << 20;
+
+// 32 values of x as int16 with one scale (float -> int by the 1.5 * 2^23 magic add), two to a register in the order
+// BITS-bit codes come: 4-bit word k holds values 8k..8k+7 at bits 4i, so its bytes' low nibbles are values 8k, +2,
+// +4, +6 and their high nibbles +1, +3, +5, +7; 8-bit word k holds values 4k..4k+3, one byte each.
 template <int BITS>
+__device__ __forceinline__ void quantize_x32(const float (&xf)[32], int (&xp)[16], float& xscale, float& qsum) {
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) amax = fmaxf(amax, fabsf(xf[i]));
+  const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+  xscale = amax * (1.0f / 32767.0f);
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: the low 16 bits of x * inv + kMagic are round(x * inv)
+  uint32_t u[32];
+  qsum = 0.0f;  // exact: |sum| < 2^20
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const float m = fmaf(xf[i], inv, kMagic);
+    u[i] = __float_as_uint(m);
+    qsum += m - kMagic;
+  }
+  auto pair = [&](int a, int c) { return static_cast<int>(__byte_perm(u[a], u[c], 0x5410)); };
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const int v = 8 * k;
+    if constexpr (BITS == 4) {
+      xp[4 * k] = pair(v, v + 2), xp[4 * k + 1] = pair(v + 4, v + 6);
+      xp[4 * k + 2] = pair(v + 1, v + 3), xp[4 * k + 3] = pair(v + 5, v + 7);
+    } else {
+      xp[4 * k] = pair(v, v + 1), xp[4 * k + 1] = pair(v + 2, v + 3);
+      xp[4 * k + 2] = pair(v + 4, v + 5), xp[4 * k + 3] = pair(v + 6, v + 7);
+    }
+  }
+}
+
+// acc[j] += xscale * (s_j * sum(q x) + b_j * sum(x)) over 32 values, x as quantize_x32 gives it: the bias term
+// takes the same rounded x, so the error is x's rounding through the dequantized weights s q + b.
+template <int BITS, int R>
+__device__ __forceinline__ void int_rows(const uint32_t (&w)[R][BITS], const int (&xp)[16], float xscale, float qsum,
+                                         const float (&s)[R], const float (&b)[R], float (&out)[R]) {
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    int isum = 0;
+    if constexpr (BITS == 4) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int lo = static_cast<int>(w[j][k] & 0x0F0F0F0Fu), hi = static_cast<int>((w[j][k] >> 4) & 0x0F0F0F0Fu);
+        isum = __dp2a_lo(xp[4 * k], lo, isum);
+        isum = __dp2a_hi(xp[4 * k + 1], lo, isum);
+        isum = __dp2a_lo(xp[4 * k + 2], hi, isum);
+        isum = __dp2a_hi(xp[4 * k + 3], hi, isum);
+      }
+      out[j] += xscale * (s[j] * static_cast<float>(isum) + b[j] * qsum);
+    } else {
+      // Codes as signed q - 128 (dp2a's bytes are signed): sum(q xq) = sum((q - 128) xq) + 128 sum(xq).
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int v = static_cast<int>(w[j][k] ^ 0x80808080u);
+        isum = __dp2a_lo(xp[2 * k], v, isum);
+        isum = __dp2a_hi(xp[2 * k + 1], v, isum);
+      }
+      out[j] += xscale * (s[j] * (static_cast<float>(isum) + 128.0f * qsum) + b[j] * qsum);
+    }
+  }
+}
+
+// MLX affine: a lane's unit is 32 values of one group (group_size is a multiple of 32).
+template <int BITS, XMode MODE>
 struct Affine {
   static constexpr int kValues = 32;
-  static constexpr int kStages = 1;  // the int16 x of a unit takes the registers a second stage would
+  static constexpr bool kSharedX = MODE == XMode::shared;
+  static constexpr int kBits = BITS;
+  // Registers: the lane-quantized x of a unit, or 8-bit codes, take what a second stage would.
+  static constexpr int kStages = MODE == XMode::lane || BITS > 4 ? 1 : 2;
   struct Raw {
     uint32_t w[BITS];
     uint32_t s, b;  // the group's scale and bias as stored (converted at use, so the loads stay in flight)
@@ -138,104 +228,90 @@ struct Affine {
   }
 
   template <int NT>
-  __device__ void dot(const Raw (&raw)[kRows], const float* x, int64_t c, int n, float (&acc)[kRows][NT]) const {
+  __device__ void dot(const Raw (&raw)[kRows], const float* x, const SharedX& sx, int64_t c, int n,
+                      float (&acc)[kRows][NT]) const {
     float s[kRows], b[kRows];
+    uint32_t w[kRows][BITS];
 #pragma unroll
-    for (int j = 0; j < kRows; ++j) s[j] = scale_value(raw[j].s), b[j] = scale_value(raw[j].b);
+    for (int j = 0; j < kRows; ++j) {
+      s[j] = scale_value(raw[j].s), b[j] = scale_value(raw[j].b);
+#pragma unroll
+      for (int i = 0; i < BITS; ++i) w[j][i] = raw[j].w[i];
+    }
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t >= n) break;
-      float xf[32];
-      const float4* xv = reinterpret_cast<const float4*>(x + t * q.cols + c);
+      float out[kRows] = {};
+      if constexpr (MODE == XMode::shared) {
+        const int64_t blk = c / 32;
+        const int* xq = sx.xq + t * 16 * sx.nb + blk;
+        int xp[16];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const float4 v = xv[i];
-        xf[4 * i] = v.x, xf[4 * i + 1] = v.y, xf[4 * i + 2] = v.z, xf[4 * i + 3] = v.w;
-      }
-      if constexpr (BITS == 4 || BITS == 8) {
-        int_dot(raw, xf, s, b, acc, t);
+        for (int k = 0; k < 16; ++k) xp[k] = xq[k * sx.nb];
+        const float2 sc = sx.xs[t * sx.nb + blk];
+        int_rows<BITS, kRows>(w, xp, sc.x, sc.y, s, b, out);
       } else {
-        float xsum = 0.0f;
+        float xf[32];
+        const float4* xv = reinterpret_cast<const float4*>(x + t * q.cols + c);
 #pragma unroll
-        for (int i = 0; i < 32; ++i) xsum += xf[i];
-        float qx[kRows] = {};
+        for (int i = 0; i < 8; ++i) {
+          const float4 v = xv[i];
+          xf[4 * i] = v.x, xf[4 * i + 1] = v.y, xf[4 * i + 2] = v.z, xf[4 * i + 3] = v.w;
+        }
+        if constexpr (MODE == XMode::lane) {
+          int xp[16];
+          float xscale, qsum;
+          quantize_x32<BITS>(xf, xp, xscale, qsum);
+          int_rows<BITS, kRows>(w, xp, xscale, qsum, s, b, out);
+        } else {
+          float xsum = 0.0f, qx[kRows] = {};
 #pragma unroll
-        for (int i = 0; i < 32; ++i) {
-          constexpr uint32_t mask = (1u << BITS) - 1u;
-          const int bit = i * BITS, word = bit >> 5, off = bit & 31;
+          for (int i = 0; i < 32; ++i) {
+            constexpr uint32_t mask = (1u << BITS) - 1u;
+            const int bit = i * BITS, word = bit >> 5, off = bit & 31;
+            xsum += xf[i];
 #pragma unroll
-          for (int j = 0; j < kRows; ++j) {
-            uint32_t v = raw[j].w[word] >> off;
-            if (off + BITS > 32) v |= raw[j].w[word + 1] << (32 - off);
-            qx[j] += small_uint_to_float(v & mask) * xf[i];
+            for (int j = 0; j < kRows; ++j) {
+              uint32_t v = w[j][word] >> off;
+              if (off + BITS > 32) v |= w[j][word + 1] << (32 - off);
+              qx[j] += small_uint_to_float(v & mask) * xf[i];
+            }
           }
+#pragma unroll
+          for (int j = 0; j < kRows; ++j) out[j] = s[j] * qx[j] + b[j] * xsum;
         }
-#pragma unroll
-        for (int j = 0; j < kRows; ++j) acc[j][t] += s[j] * qx[j] + b[j] * xsum;
       }
-    }
-  }
-
-  // x as int16 with one scale, two to a register; dp2a against the codes.
-  template <int NT>
-  __device__ static void int_dot(const Raw (&raw)[kRows], const float (&xf)[32], const float (&s)[kRows],
-                                 const float (&b)[kRows], float (&acc)[kRows][NT], int t) {
-    float amax = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 32; ++i) amax = fmaxf(amax, fabsf(xf[i]));
-    const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f, xscale = amax * (1.0f / 32767.0f);
-    constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23: the low 16 bits of x * inv + kMagic are round(x * inv)
-    uint32_t u[32];
-    float qsum = 0.0f;  // sum of the int16 values, exact (|sum| < 2^20)
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      const float m = fmaf(xf[i], inv, kMagic);
-      u[i] = __float_as_uint(m);
-      qsum += m - kMagic;
-    }
-    auto pair = [&](int a, int c) { return static_cast<int>(__byte_perm(u[a], u[c], 0x5410)); };
-    // The int16 pairs in the order the codes' bytes come: 4-bit word k holds values 8k..8k+7 at bits 4i, so its
-    // bytes' low nibbles are values 8k, +2, +4, +6 and their high nibbles +1, +3, +5, +7; 8-bit word k holds
-    // values 4k..4k+3, one byte each.
-    int xp[16];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      if constexpr (BITS == 4) {
-        const int v = 8 * k;
-        xp[4 * k] = pair(v, v + 2), xp[4 * k + 1] = pair(v + 4, v + 6);
-        xp[4 * k + 2] = pair(v + 1, v + 3), xp[4 * k + 3] = pair(v + 5, v + 7);
-      } else {
-        const int v = 8 * k;
-        xp[4 * k] = pair(v, v + 1), xp[4 * k + 1] = pair(v + 2, v + 3);
-        xp[4 * k + 2] = pair(v + 4, v + 5), xp[4 * k + 3] = pair(v + 6, v + 7);
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < kRows; ++j) {
-      int isum = 0;
-      if constexpr (BITS == 4) {
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int lo = static_cast<int>(raw[j].w[k] & 0x0F0F0F0Fu), hi = static_cast<int>((raw[j].w[k] >> 4) & 0x0F0F0F0Fu);
-          isum = __dp2a_lo(xp[4 * k], lo, isum);
-          isum = __dp2a_hi(xp[4 * k + 1], lo, isum);
-          isum = __dp2a_lo(xp[4 * k + 2], hi, isum);
-          isum = __dp2a_hi(xp[4 * k + 3], hi, isum);
-        }
-        acc[j][t] += xscale * (s[j] * static_cast<float>(isum) + b[j] * qsum);
-      } else {
-        // Codes as signed q - 128 (dp2a's bytes are signed): sum(q xq) = sum((q - 128) xq) + 128 sum(xq).
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const int w = static_cast<int>(raw[j].w[k] ^ 0x80808080u);
-          isum = __dp2a_lo(xp[2 * k], w, isum);
-          isum = __dp2a_hi(xp[2 * k + 1], w, isum);
-        }
-        acc[j][t] += xscale * (s[j] * (static_cast<float>(isum) + 128.0f * qsum) + b[j] * qsum);
-      }
+      for (int j = 0; j < kRows; ++j) acc[j][t] += out[j];
     }
   }
 };
+
+// Shared-memory bytes of XMode::shared's x for NT tokens of `cols`.
+constexpr int64_t shared_x_bytes(int64_t cols, int nt) { return nt * (cols / 32) * (16 * 4 + 8); }
+constexpr int64_t kMaxSharedXBytes = 48 * 1024;  // without the opt-in for more
+
+// Fills the block's SharedX from x[0..n) (cols values each): a thread per 32-value block.
+template <int BITS>
+__device__ void fill_shared_x(const float* x, int64_t cols, int n, int* xq, float2* xs) {
+  const int64_t nb = cols / 32;
+  for (int64_t i = threadIdx.x; i < n * nb; i += blockDim.x) {
+    const int64_t t = i / nb, blk = i % nb;
+    const float4* xv = reinterpret_cast<const float4*>(x + t * cols + blk * 32);
+    float xf[32];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float4 v = xv[k];
+      xf[4 * k] = v.x, xf[4 * k + 1] = v.y, xf[4 * k + 2] = v.z, xf[4 * k + 3] = v.w;
+    }
+    int xp[16];
+    float xscale, qsum;
+    quantize_x32<BITS>(xf, xp, xscale, qsum);
+#pragma unroll
+    for (int k = 0; k < 16; ++k) xq[(t * 16 + k) * nb + blk] = xp[k];
+    xs[t * nb + blk] = make_float2(xscale, qsum);
+  }
+}
 
 struct GemvParams {
   GemvPart parts[kMaxGemvParts];  // weights over the same x (q, k, v; gate, up): same format and cols
@@ -281,25 +357,41 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   const int64_t r0 = (blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks) * kRows;
   constexpr int64_t kUnitCols = 32 * F::kValues;
   const int64_t n_units = (cols + kUnitCols - 1) / kUnitCols;
+  int64_t r[kRows];
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) r[j] = r0 + j < rows ? r0 + j : r0;  // past the end: recompute row r0, dropped
+  const bool active = r0 < rows;
+  typename F::Raw raw[F::kStages][kRows];
+  auto load_units = [&](int64_t u) {
+#pragma unroll
+    for (int st = 0; st < F::kStages; ++st) {
+      const int64_t c = (u + st * ks) * kUnitCols + lane * F::kValues;
+      if (active && u + st * ks < n_units && c < cols)
+#pragma unroll
+        for (int j = 0; j < kRows; ++j) f.load(r[j], c, raw[st][j]);
+    }
+  };
+  int64_t u = warp % ks;
+  load_units(u);  // in flight while the block fills its shared x
+  SharedX sx{};
+  if constexpr (F::kSharedX) {
+    extern __shared__ int shared_x[];
+    sx.nb = cols / 32;
+    sx.xq = shared_x;
+    sx.xs = reinterpret_cast<const float2*>(shared_x + p.n * 16 * sx.nb);
+    fill_shared_x<F::kBits>(x, cols, p.n, shared_x, reinterpret_cast<float2*>(shared_x + p.n * 16 * sx.nb));
+    __syncthreads();
+  }
   float acc[kRows][NT] = {};
-  if (r0 < rows) {
-    int64_t r[kRows];
-#pragma unroll
-    for (int j = 0; j < kRows; ++j) r[j] = r0 + j < rows ? r0 + j : r0;  // past the end: recompute row r0, dropped
-    for (int64_t u = warp % ks; u < n_units; u += static_cast<int64_t>(ks) * F::kStages) {
-      typename F::Raw raw[F::kStages][kRows];
+  if (active) {
+    while (u < n_units) {
 #pragma unroll
       for (int st = 0; st < F::kStages; ++st) {
         const int64_t c = (u + st * ks) * kUnitCols + lane * F::kValues;
-        if (u + st * ks < n_units && c < cols)
-#pragma unroll
-          for (int j = 0; j < kRows; ++j) f.load(r[j], c, raw[st][j]);
+        if (u + st * ks < n_units && c < cols) f.template dot<NT>(raw[st], x, sx, c, p.n, acc);
       }
-#pragma unroll
-      for (int st = 0; st < F::kStages; ++st) {
-        const int64_t c = (u + st * ks) * kUnitCols + lane * F::kValues;
-        if (u + st * ks < n_units && c < cols) f.template dot<NT>(raw[st], x, c, p.n, acc);
-      }
+      u += static_cast<int64_t>(ks) * F::kStages;
+      load_units(u);
     }
   }
   __shared__ float red[kWarps][kRows][NT];
@@ -369,7 +461,8 @@ void launch(const GemvParams& base, cudaStream_t stream) {
   const int64_t rows_per_block = kWarps / ks * kRows;
   const dim3 grid(static_cast<unsigned>((max_rows(p) + rows_per_block - 1) / rows_per_block),
                   static_cast<unsigned>(p.n_parts * p.n_slots));
-  gemv_kernel<F, NT><<<grid, kWarps * 32, 0, stream>>>(p);
+  const size_t smem = F::kSharedX ? static_cast<size_t>(shared_x_bytes(p.parts[0].w.cols, p.n)) : 0;
+  gemv_kernel<F, NT><<<grid, kWarps * 32, smem, stream>>>(p);
 }
 
 template <class F>
@@ -380,16 +473,30 @@ void launch_tokens(const GemvParams& p, cudaStream_t stream) {
   else launch<F, 8>(p, stream);
 }
 
+template <int BITS>
+void launch_affine(const GemvParams& p, cudaStream_t stream) {
+  if constexpr (BITS == 4 || BITS == 8) {
+    int64_t fewest = p.parts[0].w.rows * p.parts[0].w.cols;
+    for (int i = 1; i < p.n_parts; ++i) fewest = std::min(fewest, p.parts[i].w.rows * p.parts[i].w.cols);
+    if (fewest >= kIntMinWeights) {
+      if (shared_x_bytes(p.parts[0].w.cols, p.n) <= kMaxSharedXBytes)
+        return launch_tokens<Affine<BITS, XMode::shared>>(p, stream);
+      return launch_tokens<Affine<BITS, XMode::lane>>(p, stream);
+    }
+  }
+  launch_tokens<Affine<BITS, XMode::f32>>(p, stream);
+}
+
 void run(const GemvParams& p, cudaStream_t stream) {
   const DeviceWeight& w = p.parts[0].w;
   if (w.affine) {
     switch (w.quant.bits) {
-      case 2: launch_tokens<Affine<2>>(p, stream); break;
-      case 3: launch_tokens<Affine<3>>(p, stream); break;
-      case 4: launch_tokens<Affine<4>>(p, stream); break;
-      case 5: launch_tokens<Affine<5>>(p, stream); break;
-      case 6: launch_tokens<Affine<6>>(p, stream); break;
-      case 8: launch_tokens<Affine<8>>(p, stream); break;
+      case 2: launch_affine<2>(p, stream); break;
+      case 3: launch_affine<3>(p, stream); break;
+      case 4: launch_affine<4>(p, stream); break;
+      case 5: launch_affine<5>(p, stream); break;
+      case 6: launch_affine<6>(p, stream); break;
+      case 8: launch_affine<8>(p, stream); break;
       default:
         throw Error(ErrorKind::unsupported, "cuda gemv", "affine weights of " + std::to_string(w.quant.bits) + " bits");
     }
