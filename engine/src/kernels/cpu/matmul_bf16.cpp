@@ -2,14 +2,16 @@
 //
 // vdpbf16ps: acc.f32[i] += a.bf16[2i] * b.bf16[2i] + a.bf16[2i+1] * b.bf16[2i+1]. A lane consumes a *pair* of
 // consecutive columns, so both operands are packed in pairs (a pair = two bf16 in one u32, lower column first):
-//   packed X, per block of kT tokens: [pairs][2][kT] u32: for pair p, the kT tokens' hi pairs, then their lo pairs;
-//     packed once per call for all tokens, shared by the threads. An odd last column pairs with 0.
-//   packed W, per panel of 16 rows: [pairs][16] u32 (row i of the panel in lane i), missing rows and the odd
-//     column's partner 0; packed per thread, per block of kMc panels x kKc pairs, and reused by every token block.
+//   packed X, per block of kT tokens and kKc pairs: [kT][kKc][2] u32: token j's pair p as (hi, lo); packed once
+//     per call for all tokens (a vector conversion and interleave per row, no transposition), shared by the
+//     threads. Pairs past the last column are 0 (an odd last column pairs with 0).
+//   packed W, per panel of 16 rows: [pairs][16] u32 (row i of the panel in lane i), missing rows 0; packed per
+//     thread (16 x 16 pairs transposed in registers), per block of kMc panels x kKc pairs, and reused by every
+//     token block.
 // Micro-kernel: 2 panels (32 rows) x kT = 12 tokens, 24 zmm accumulators; per pair it loads 2 W vectors and
-// broadcasts each token's hi and lo pair from the L1-resident X micro-panel ([kKc][2][kT] u32 = 12 KiB):
-// 48 vdpbf16ps. Output lanes are rows, so a token's 16 row sums are one contiguous store into Y [n, rows]
-// (no horizontal sums); column blocks after the first add into Y.
+// broadcasts each token's hi and lo from the L1-resident X micro-panel (12 KiB, fixed token stride): 48
+// vdpbf16ps. Output lanes are rows, so a token's 16 row sums are one contiguous store into Y [n, rows] (no
+// horizontal sums); reduction blocks after the first add into Y.
 // Threads split the rows in panels of 16 (each packs only its own rows of W).
 #include "kernels/cpu/matmul_bf16.h"
 
@@ -36,7 +38,7 @@ bool matmul_uses_bf16_gemm(const MatmulArgs& a) {
 namespace {
 
 constexpr int kT = 12;         // tokens per micro tile
-constexpr int64_t kKc = 128;   // column pairs per reduction block: the X micro-panel is kKc * 2 * kT * 4 = 12 KiB
+constexpr int64_t kKc = 128;   // column pairs per reduction block (a multiple of 8): X micro-panel kT * kKc * 8 = 12 KiB
 constexpr int64_t kMc = 32;    // panels (16 rows) per packed W block: kMc * 16 * kKc * 4 = 256 KiB (L2)
 
 // A 64-byte aligned u32 buffer that only grows (kept per thread: reallocating per call would page-fault).
@@ -65,8 +67,9 @@ class AlignedU32 {
 
 inline __mmask16 rows_mask(int64_t k) { return k >= 16 ? __mmask16(0xffff) : k <= 0 ? __mmask16(0) : __mmask16((1u << k) - 1u); }
 
-// X rows [nt, cols] -> one packed block [P][2][kT] (tokens >= nt are left unset: no tile reads them).
-LMLAB_TARGET_AVX512_BF16 void pack_x(const float* x, int64_t cols, int64_t P, int64_t nt, uint32_t* out) {
+// X rows [nt, cols] -> the packed blocks of one token block: [ceil(P / kKc)][kT][kKc][2] (tokens >= nt unset:
+// no tile reads them).
+LMLAB_TARGET_AVX512_BF16 void pack_x(const float* x, int64_t cols, int64_t nt, uint32_t* out) {
   for (int64_t j = 0; j < nt; ++j) {
     const float* xr = x + j * cols;
     for (int64_t c = 0; c < cols; c += 16) {
@@ -78,15 +81,10 @@ LMLAB_TARGET_AVX512_BF16 void pack_x(const float* x, int64_t cols, int64_t P, in
       const __mmask16 inf = _mm512_fpclass_ps_mask(hf, 0x18);
       const __m512 d = _mm512_maskz_sub_ps(static_cast<__mmask16>(~inf), v, hf);
       const __m256i l = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(d));
-      alignas(32) uint32_t hs[8], ls[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(hs), h);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(ls), l);
-      const int64_t p0 = c / 2, np = std::min<int64_t>(8, P - p0);
-      uint32_t* o = out + p0 * 2 * kT + j;
-      for (int64_t k = 0; k < np; ++k, o += 2 * kT) {
-        o[0] = hs[k];
-        o[kT] = ls[k];
-      }
+      // 8 pairs as (hi, lo) u64s; pairs past P (zeros) stay inside the block's kKc (a multiple of 8).
+      const __m512i hl = _mm512_or_si512(_mm512_cvtepu32_epi64(h), _mm512_slli_epi64(_mm512_cvtepu32_epi64(l), 32));
+      const int64_t p = c / 2;
+      _mm512_storeu_si512(out + ((p / kKc * kT + j) * kKc + p % kKc) * 2, hl);
     }
   }
 }
@@ -140,7 +138,7 @@ LMLAB_TARGET_AVX512_BF16 void pack_w(const uint16_t* w, int64_t rows, int64_t co
   }
 }
 
-// R panels x T tokens over np pairs. w: [R][np][16] (panel stride np * 16); x: [np][2][kT]; y: [T, ldy] at the
+// R panels x T tokens over np pairs. w: [R][np][16] (panel stride np * 16); x: [kT][kKc][2]; y: [T, ldy] at the
 // tile's first row; m0 / m1: the rows of panel 0 / 1 that exist. accumulate: add into y (later column blocks).
 template <int R, int T>
 LMLAB_TARGET_AVX512_BF16 void tile(const uint32_t* w, int64_t np, const uint32_t* x, float* y, int64_t ldy,
@@ -153,19 +151,19 @@ LMLAB_TARGET_AVX512_BF16 void tile(const uint32_t* w, int64_t np, const uint32_t
     for (int i = 0; i < R; ++i)
       acc[i][j] = accumulate ? _mm512_maskz_loadu_ps(m[i], y + j * ldy + 16 * i) : _mm512_setzero_ps();
   const uint32_t* w1 = w + np * 16;
-  for (int64_t p = 0; p < np; ++p, x += 2 * kT) {
+  for (int64_t p = 0; p < np; ++p, x += 2) {
     __m512bh wv[R];
     wv[0] = reinterpret_cast<__m512bh>(_mm512_load_si512(w + p * 16));
     if constexpr (R == 2) wv[1] = reinterpret_cast<__m512bh>(_mm512_load_si512(w1 + p * 16));
 #pragma GCC unroll 12
     for (int j = 0; j < T; ++j) {
-      const __m512bh h = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[j])));
+      const __m512bh h = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[j * kKc * 2])));
 #pragma GCC unroll 2
       for (int i = 0; i < R; ++i) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], h);
     }
 #pragma GCC unroll 12
     for (int j = 0; j < T; ++j) {
-      const __m512bh l = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[kT + j])));
+      const __m512bh l = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[j * kKc * 2 + 1])));
 #pragma GCC unroll 2
       for (int i = 0; i < R; ++i) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], l);
     }
@@ -191,7 +189,7 @@ void gemm_panels(const MatmulArgs& a, const uint32_t* xp, int64_t P, int64_t q0,
   thread_local AlignedU32 wbuf;
   uint32_t* wb = wbuf.reserve(static_cast<size_t>(std::min(kMc, q1 - q0) * std::min(kKc, P) * 16));
   const auto* w = static_cast<const uint16_t*>(a.w);
-  const int64_t n_tb = (a.n + kT - 1) / kT;
+  const int64_t n_tb = (a.n + kT - 1) / kT, n_kb = (P + kKc - 1) / kKc;
   for (int64_t p0 = 0; p0 < P; p0 += kKc) {
     const int64_t np = std::min(kKc, P - p0);
     for (int64_t m0 = q0; m0 < q1; m0 += kMc) {
@@ -199,7 +197,7 @@ void gemm_panels(const MatmulArgs& a, const uint32_t* xp, int64_t P, int64_t q0,
       pack_w(w, a.rows, a.cols, m0, nm, p0, np, wb);
       for (int64_t b = 0; b < n_tb; ++b) {
         const int64_t nt = std::min<int64_t>(kT, a.n - b * kT);
-        const uint32_t* xb = xp + (b * P + p0) * 2 * kT;
+        const uint32_t* xb = xp + (b * n_kb + p0 / kKc) * kT * kKc * 2;
         float* yb = a.y + b * kT * a.rows;
         for (int64_t q = 0; q < nm; q += 2) {
           const int64_t R = std::min<int64_t>(2, nm - q), r0 = (m0 + q) * 16;
@@ -219,16 +217,17 @@ void matmul_bf16_gemm(const MatmulArgs& a) {
     std::fill(a.y, a.y + a.n * a.rows, 0.0f);
     return;
   }
-  const int64_t P = (a.cols + 1) / 2, n_tb = (a.n + kT - 1) / kT, Q = (a.rows + 15) / 16;
+  const int64_t P = (a.cols + 1) / 2, n_tb = (a.n + kT - 1) / kT, n_kb = (P + kKc - 1) / kKc, Q = (a.rows + 15) / 16;
+  const int64_t block_u32 = n_kb * kT * kKc * 2;  // one token block of packed X
   // The caller's buffer, named here: a lambda running on a worker would see the worker's own thread_local.
   thread_local AlignedU32 xbuf;
-  uint32_t* xp = xbuf.reserve(static_cast<size_t>(n_tb * P * 2 * kT));
+  uint32_t* xp = xbuf.reserve(static_cast<size_t>(n_tb * block_u32));
   ThreadPool& pool = ThreadPool::global();
   pool.parallel_for(
       n_tb,
       [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
-          pack_x(a.x + b * kT * a.cols, a.cols, P, std::min<int64_t>(kT, a.n - b * kT), xp + b * P * 2 * kT);
+          pack_x(a.x + b * kT * a.cols, a.cols, std::min<int64_t>(kT, a.n - b * kT), xp + b * block_u32);
       },
       std::max<int64_t>(1, (int64_t{1} << 15) / (kT * a.cols)));
   // At least 2 panels (one full tile) and ~1M multiply-adds per task.
