@@ -4,6 +4,11 @@
 //                 the roofline a matvec (which only reads its weights) should be compared with.
 //   BM_matvec_*   n = 1 (decode) Y = W.x; bytes/s = weight bytes, so it reads directly against the two above.
 //   BM_prefill_*  n tokens at once; items/s = FLOPs (2 * n * rows * cols).
+//   BM_gemm_bf16/rows/cols/n      bf16 prefill at model shapes (coder-dense: hidden 256, intermediate 768, kv 128;
+//                                 the 0.9B qwen3 synth: hidden 2048, intermediate 6144, kv 512), 512 tokens: the
+//                                 vdpbf16ps GEMM where the CPU has AVX512_BF16; BM_gemm_bf16_fma the same with it
+//                                 switched off (the avx512 tier's f32 FMA tiles). The _1t variants run one thread
+//                                 and time its CPU seconds (steadier than wall time when other work shares the cores).
 // Buffers are written before timing so page faults are not measured.
 #include <benchmark/benchmark.h>
 
@@ -18,6 +23,7 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
 #include "util/half.h"
 #include "util/thread_pool.h"
@@ -142,6 +148,7 @@ struct Problem {
 
 void run_matmul(benchmark::State& state, WeightType type, int64_t n) {
   const int64_t rows = state.range(0), cols = state.range(1);
+  if (n == 0) n = state.range(2);  // BM_gemm_*: rows, cols, tokens
   Problem p(type, rows, cols, n);
   for (auto _ : state) {
     lmlab::kernels::matmul(p.args);
@@ -151,7 +158,8 @@ void run_matmul(benchmark::State& state, WeightType type, int64_t n) {
   const int64_t weight_bytes = rows * cols * static_cast<int64_t>(elem_bytes(type));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * weight_bytes);
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n * rows * cols);
-  state.SetLabel(lmlab::kernels::cpu::isa_name());
+  state.SetLabel(std::string(lmlab::kernels::cpu::isa_name()) +
+                 (type == WeightType::bf16 && n > 1 && lmlab::kernels::cpu::avx512_bf16_enabled() ? "+bf16" : ""));
 }
 
 void BM_matvec_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 1); }
@@ -159,11 +167,34 @@ void BM_matvec_f16(benchmark::State& state) { run_matmul(state, WeightType::f16,
 void BM_matvec_f32(benchmark::State& state) { run_matmul(state, WeightType::f32, 1); }
 void BM_prefill16_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 16); }
 void BM_prefill128_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 128); }
+void run_gemm(benchmark::State& state, bool dot, int threads) {
+  const bool had = lmlab::kernels::cpu::avx512_bf16_enabled();
+  const int previous = ThreadPool::global().size();
+  if (!dot) lmlab::kernels::cpu::set_avx512_bf16(false);
+  if (threads > 0) ThreadPool::set_global_threads(threads);
+  run_matmul(state, WeightType::bf16, 0);
+  if (threads > 0) ThreadPool::set_global_threads(previous);
+  lmlab::kernels::cpu::set_avx512_bf16(had);
+}
+void BM_gemm_bf16(benchmark::State& state) { run_gemm(state, true, 0); }
+void BM_gemm_bf16_fma(benchmark::State& state) { run_gemm(state, false, 0); }
+void BM_gemm_bf16_1t(benchmark::State& state) { run_gemm(state, true, 1); }
+void BM_gemm_bf16_fma_1t(benchmark::State& state) { run_gemm(state, false, 1); }
 
 // 8192 x 16384 bf16 = 256 MiB (far beyond cache); 4096 x 4096 bf16 = 32 MiB (mid: about the L3 size).
 BENCHMARK(BM_matvec_bf16)->Args({8192, 16384})->Args({4096, 4096})->Args({6144, 2048})->Args({2048, 6144})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_matvec_f16)->Args({8192, 16384})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_matvec_f32)->Args({8192, 8192})->Unit(benchmark::kMillisecond)->UseRealTime();
+// Rows, cols, tokens.
+#define LMLAB_GEMM_SHAPES                                                                                  \
+  Args({256, 256, 512})->Args({128, 256, 512})->Args({768, 256, 512})->Args({256, 768, 512})                 \
+      ->Args({2048, 2048, 512})->Args({512, 2048, 512})->Args({6144, 2048, 512})->Args({2048, 6144, 512})    \
+      ->Args({2048, 2048, 64})->Args({2048, 2048, 128})
+BENCHMARK(BM_gemm_bf16)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gemm_bf16_fma)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gemm_bf16_1t)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_gemm_bf16_fma_1t)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond);
+#undef LMLAB_GEMM_SHAPES
 BENCHMARK(BM_prefill16_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_prefill128_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 

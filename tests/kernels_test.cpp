@@ -16,6 +16,7 @@
 #endif
 
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/matmul_bf16.h"
 #include "kernels/kernels.h"
 #include "isa_test.h"
 #include "tolerance.h"
@@ -44,8 +45,15 @@ struct MatmulCase {
   int64_t rows, cols, n;
 };
 
+// The tolerance for cpu::matmul(a): f32 rounding, or the bf16 GEMM's split activations where it runs.
+double matmul_tolerance(const kernels::MatmulArgs& a) {
+  return kernels::cpu::matmul_uses_bf16_gemm(a) ? test::bf16x2_activation_tolerance(a.cols)
+                                                : tolerance(WeightType::f32, a.cols);
+}
+
 void check_matmul(WeightType type, const MatmulCase& c, uint32_t seed) {
-  SCOPED_TRACE(::testing::Message() << type_name(type) << " rows " << c.rows << " cols " << c.cols << " n " << c.n);
+  SCOPED_TRACE(::testing::Message() << type_name(type) << " rows " << c.rows << " cols " << c.cols << " n " << c.n
+                                    << (kernels::cpu::avx512_bf16_enabled() ? "" : " (no vdpbf16ps)"));
   const auto wf = random_vector(static_cast<size_t>(c.rows * c.cols), seed);
   std::vector<float> w32;
   std::vector<uint16_t> w16;
@@ -61,9 +69,10 @@ void check_matmul(WeightType type, const MatmulCase& c, uint32_t seed) {
   std::vector<float> got(static_cast<size_t>(c.n * c.rows), std::nanf("")), want(got.size());
   kernels::MatmulArgs a{type, w, c.rows, c.cols, x.data(), got.data(), c.n};
   kernels::cpu::matmul(a);
+  const double tol = matmul_tolerance(a);
   a.y = want.data();
   kernels::ref::matmul(a);
-  expect_close(got, want, tolerance(WeightType::f32, c.cols), "matmul");
+  expect_close(got, want, tol, "matmul");
 }
 
 TEST_P(KernelCpu, MatmulSmallShapes) {
@@ -83,12 +92,82 @@ TEST_P(KernelCpu, MatmulLargeShapes) {
     for (const auto& c : cases) check_matmul(type, c, seed++);
 }
 
+// Where the CPU has AVX512_BF16 the avx512 tier's bf16 prefill goes to the vdpbf16ps GEMM; its f32 FMA path
+// (what CPUs without AVX512_BF16 run) is switched back on here so that it stays tested.
+TEST_P(KernelCpu, MatmulBf16WithoutDotProduct) {
+  const bool had = kernels::cpu::avx512_bf16_enabled();
+  kernels::cpu::set_avx512_bf16(false);
+  const MatmulCase cases[] = {{5, 129, 8}, {300, 1000, 17}, {67, 2100, 70}, {128, 1024, 64}};
+  uint32_t seed = 300;
+  for (const auto& c : cases) check_matmul(WeightType::bf16, c, seed++);
+  kernels::cpu::set_avx512_bf16(had);
+}
+
 TEST_P(KernelCpu, MatmulOddThreadCount) {
   const int previous = ThreadPool::global().size();
   ThreadPool::set_global_threads(3);
   check_matmul(WeightType::bf16, {203, 517, 1}, 7);
   check_matmul(WeightType::f16, {203, 517, 6}, 8);
+  check_matmul(WeightType::bf16, {203, 517, 29}, 9);
   ThreadPool::set_global_threads(previous);
+}
+
+// ------------------------------------------------------------------------------------------- bf16 GEMM
+
+// cpu::matmul_bf16_gemm called directly (any n, not only n >= kBf16GemmMinTokens), where the CPU has
+// AVX512_BF16; rows, columns and tokens around its blocking (16-row panels, 2-panel tiles, 12-token tiles,
+// 256-column reduction blocks, 512-row packed blocks), odd columns, 1 and 3 threads.
+class Bf16Gemm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!kernels::cpu::has_avx512_bf16()) GTEST_SKIP() << "this CPU lacks AVX512_BF16 (vdpbf16ps)";
+  }
+  static void check(const MatmulCase& c, uint32_t seed, const std::vector<float>& x_override = {}) {
+    SCOPED_TRACE(::testing::Message() << "rows " << c.rows << " cols " << c.cols << " n " << c.n);
+    const auto wf = random_vector(static_cast<size_t>(c.rows * c.cols), seed);
+    std::vector<uint16_t> w;
+    for (float v : wf) w.push_back(f32_to_bf16(v));
+    const auto x = x_override.empty() ? random_vector(static_cast<size_t>(c.n * c.cols), seed + 1) : x_override;
+    std::vector<float> got(static_cast<size_t>(c.n * c.rows), std::nanf("")), want(got.size());
+    kernels::MatmulArgs a{WeightType::bf16, w.data(), c.rows, c.cols, x.data(), got.data(), c.n};
+    kernels::cpu::matmul_bf16_gemm(a);
+    a.y = want.data();
+    kernels::ref::matmul(a);
+    expect_close(got, want, test::bf16x2_activation_tolerance(c.cols), "matmul_bf16_gemm");
+  }
+};
+
+TEST_F(Bf16Gemm, SmallShapes) {
+  uint32_t seed = 1;
+  for (int64_t rows : {1, 15, 16, 17, 33, 47})
+    for (int64_t cols : {1, 2, 3, 31, 32, 33, 257})
+      for (int64_t n : {1, 5, 11, 12, 13, 25}) check({rows, cols, n}, seed++);
+}
+
+TEST_F(Bf16Gemm, LargeShapes) {
+  const MatmulCase cases[] = {{300, 2100, 70}, {1001, 257, 30}, {64, 4096, 24}, {600, 1025, 37}, {129, 513, 512}};
+  uint32_t seed = 500;
+  for (const auto& c : cases) check(c, seed++);
+  const int previous = ThreadPool::global().size();
+  for (int threads : {1, 3}) {
+    ThreadPool::set_global_threads(threads);
+    check({1100, 301, 20}, seed++);  // one thread: a chunk of 69 panels, three packed W blocks
+    check({203, 517, 29}, seed++);
+  }
+  ThreadPool::set_global_threads(previous);
+}
+
+// Activations of every scale the split handles (hi + lo keeps 16 bits at any exponent), zeros, and an infinity
+// (lo must be 0 there, not inf - inf).
+TEST_F(Bf16Gemm, ActivationRange) {
+  const int64_t rows = 20, cols = 65, n = 13;
+  auto x = random_vector(static_cast<size_t>(n * cols), 7);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t c = 0; c < cols; ++c) x[t * cols + c] *= std::ldexp(1.0f, static_cast<int>((t * 7 + c) % 41) - 20);
+  for (int64_t c = 0; c < cols; c += 3) x[2 * cols + c] = 0.0f;
+  check({rows, cols, n}, 11, x);
+  x[5 * cols + 4] = std::numeric_limits<float>::infinity();
+  check({rows, cols, n}, 11, x);
 }
 
 TEST_P(KernelCpu, Rmsnorm) {

@@ -20,7 +20,10 @@
 namespace lmlab {
 namespace {
 
-constexpr double kChunkedLogitTolerance = 1e-4;  // issue 4: chunked / cached vs one-shot
+// issue 4: chunked / cached vs one-shot. Chunks of >= 64 tokens of a bf16 model run the vdpbf16ps GEMM (activations
+// kept to 2^-16, kernels/cpu/matmul_bf16.h) where smaller chunks run f32 FMAs: coder-dense's logits then differ by up
+// to 1.05e-4 (1e-5 when every chunk took the FMA path); still 100x inside the golden bound of 2e-2.
+constexpr double kChunkedLogitTolerance = 2e-4;
 
 double max_abs_diff(std::span<const float> a, std::span<const float> b) {
   EXPECT_EQ(a.size(), b.size());

@@ -50,6 +50,14 @@ inline double int16_activation_tolerance(int64_t reduction_len) {
   return 8.0 / (65534.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
 }
 
+// Relative tolerance for a bf16-weight result computed by the vdpbf16ps GEMM (kernels/cpu/matmul_bf16.h), which
+// splits each activation into two bf16 parts, x ~ hi + lo, with |x - hi - lo| <= 2^-8 |x - hi| <= 2^-16 |x|: the
+// same kind of per-value error as the int16 activations above (relative to each value rather than to its block's
+// largest), roughly uniform, so 8 * 2^-16 / sqrt(3) of the result's scale, plus the f32 rounding of the sums.
+inline double bf16x2_activation_tolerance(int64_t reduction_len) {
+  return 8.0 * std::ldexp(1.0, -16) / std::sqrt(3.0) + tolerance(kernels::WeightType::f32, reduction_len);
+}
+
 // Element-wise comparison (see the file comment); the failure message names `what` and gives the worst
 // element's index, got and want, the max abs error, the max relative error |got - want| / |want| and the count
 // of elements over tolerance.

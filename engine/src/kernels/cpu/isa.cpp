@@ -58,6 +58,33 @@ bool has_avx512_vnni() {
 #endif
 }
 
+bool has_avx512_bf16() {
+#if LMLAB_X86
+  static const bool bf16 = detected_isa() == Isa::avx512 && __builtin_cpu_supports("avx512bf16");
+  return bf16;
+#else
+  return false;
+#endif
+}
+
+namespace {
+std::atomic<bool>& bf16_switch() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("LMLAB_BF16_DOT");
+    return !(env != nullptr && std::strcmp(env, "0") == 0);
+  }()};
+  return on;
+}
+}  // namespace
+
+bool avx512_bf16_enabled() { return has_avx512_bf16() && bf16_switch().load(std::memory_order_relaxed); }
+
+bool set_avx512_bf16(bool on) {
+  if (on && !has_avx512_bf16()) return false;
+  bf16_switch().store(on, std::memory_order_relaxed);
+  return true;
+}
+
 bool isa_supported(Isa isa) { return static_cast<int>(isa) <= static_cast<int>(detected_isa()); }
 
 Isa active_isa() { return static_cast<Isa>(current().load(std::memory_order_relaxed)); }

@@ -8,12 +8,15 @@
 // kTb so that a [kTb, kKc] panel of X stays in L2 while the row blocks of a thread's chunk pass over it;
 // partial sums of later column blocks are added into Y. 4 row sums of one token are stored as one vector
 // (Y is [n, rows], so they are contiguous).
+// bf16 weights with n >= kBf16GemmMinTokens go to the vdpbf16ps GEMM of matmul_bf16.cpp where the CPU has
+// AVX512_BF16; the f32 FMA tiles below serve every other case.
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/matmul_bf16.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
 #include "util/half.h"
@@ -360,6 +363,10 @@ void matmul(const MatmulArgs& a) {
   if (a.rows <= 0 || a.n <= 0) return;
   if (a.cols <= 0) {
     std::fill(a.y, a.y + a.n * a.rows, 0.0f);
+    return;
+  }
+  if (matmul_uses_bf16_gemm(a)) {
+    matmul_bf16_gemm(a);
     return;
   }
   const Isa isa = active_isa();

@@ -1,0 +1,245 @@
+// bf16-weight prefill GEMM on AVX512_BF16 (see matmul_bf16.h for what it computes and why x = hi + lo).
+//
+// vdpbf16ps: acc.f32[i] += a.bf16[2i] * b.bf16[2i] + a.bf16[2i+1] * b.bf16[2i+1]. A lane consumes a *pair* of
+// consecutive columns, so both operands are packed in pairs (a pair = two bf16 in one u32, lower column first):
+//   packed X, per block of kT tokens and kKc pairs: [kT][kKc][2] u32: token j's pair p as (hi, lo); packed once
+//     per call for all tokens (a vector conversion and interleave per row, no transposition), shared by the
+//     threads. Pairs past the last column are 0 (an odd last column pairs with 0).
+//   packed W, per panel of 16 rows: [pairs][16] u32 (row i of the panel in lane i), missing rows 0; packed per
+//     thread (16 x 16 pairs transposed in registers), per block of kMc panels x kKc pairs, and reused by every
+//     token block.
+// Micro-kernel: 2 panels (32 rows) x kT = 12 tokens, 24 zmm accumulators; per pair it loads 2 W vectors and
+// broadcasts each token's hi and lo from the L1-resident X micro-panel (12 KiB, fixed token stride): 48
+// vdpbf16ps. Output lanes are rows, so a token's 16 row sums are one contiguous store into Y [n, rows] (no
+// horizontal sums); reduction blocks after the first add into Y.
+// Threads split the rows in panels of 16 (each packs only its own rows of W).
+#include "kernels/cpu/matmul_bf16.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <utility>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/simd.h"
+#include "util/thread_pool.h"
+
+namespace lmlab::kernels::cpu {
+
+bool matmul_uses_bf16_gemm(const MatmulArgs& a) {
+  return a.type == WeightType::bf16 && a.n >= kBf16GemmMinTokens && active_isa() == Isa::avx512 &&
+         avx512_bf16_enabled();
+}
+
+#if LMLAB_X86
+namespace {
+
+constexpr int kT = 12;         // tokens per micro tile
+constexpr int64_t kKc = 128;   // column pairs per reduction block (a multiple of 8): X micro-panel kT * kKc * 8 = 12 KiB
+constexpr int64_t kMc = 32;    // panels (16 rows) per packed W block: kMc * 16 * kKc * 4 = 256 KiB (L2)
+
+// A 64-byte aligned u32 buffer that only grows (kept per thread: reallocating per call would page-fault).
+class AlignedU32 {
+ public:
+  uint32_t* reserve(size_t count) {
+    if (count > cap_) {
+      const size_t bytes = (count * sizeof(uint32_t) + 63) / 64 * 64;
+      p_.reset(static_cast<uint32_t*>(std::aligned_alloc(64, bytes)));
+      if (!p_) {
+        std::fprintf(stderr, "lmlab: out of memory for a %zu-byte bf16 GEMM buffer\n", bytes);
+        std::abort();
+      }
+      cap_ = bytes / sizeof(uint32_t);
+    }
+    return p_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(uint32_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint32_t, Free> p_;
+  size_t cap_ = 0;
+};
+
+inline __mmask16 rows_mask(int64_t k) { return k >= 16 ? __mmask16(0xffff) : k <= 0 ? __mmask16(0) : __mmask16((1u << k) - 1u); }
+
+// X rows [nt, cols] -> the packed blocks of one token block: [ceil(P / kKc)][kT][kKc][2] (tokens >= nt unset:
+// no tile reads them).
+LMLAB_TARGET_AVX512_BF16 void pack_x(const float* x, int64_t cols, int64_t nt, uint32_t* out) {
+  for (int64_t j = 0; j < nt; ++j) {
+    const float* xr = x + j * cols;
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 m = rows_mask(cols - c);
+      const __m512 v = _mm512_maskz_loadu_ps(m, xr + c);
+      const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+      const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      // x - hi is exact; an infinite hi (x infinite or rounded up past FLT_MAX) gets lo = 0, not inf - inf.
+      const __mmask16 inf = _mm512_fpclass_ps_mask(hf, 0x18);
+      const __m512 d = _mm512_maskz_sub_ps(static_cast<__mmask16>(~inf), v, hf);
+      const __m256i l = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(d));
+      // 8 pairs as (hi, lo) u64s; pairs past P (zeros) stay inside the block's kKc (a multiple of 8).
+      const __m512i hl = _mm512_or_si512(_mm512_cvtepu32_epi64(h), _mm512_slli_epi64(_mm512_cvtepu32_epi64(l), 32));
+      const int64_t p = c / 2;
+      _mm512_storeu_si512(out + ((p / kKc * kT + j) * kKc + p % kKc) * 2, hl);
+    }
+  }
+}
+
+// out[j] = lane j of r[0..15] (a 16 x 16 transpose of u32): unpack 32-bit, then 64-bit pairs, then a 4 x 4
+// transpose of 128-bit lanes.
+LMLAB_TARGET_AVX512_BF16 inline void transpose16(const __m512i r[16], __m512i out[16]) {
+  __m512i t[16], u[16];
+  for (int k = 0; k < 8; ++k) {
+    t[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+  }
+  // u[4m + c], lane L: column 4L + c of rows 4m .. 4m + 3.
+  for (int m = 0; m < 4; ++m) {
+    u[4 * m] = _mm512_unpacklo_epi64(t[4 * m], t[4 * m + 2]);
+    u[4 * m + 1] = _mm512_unpackhi_epi64(t[4 * m], t[4 * m + 2]);
+    u[4 * m + 2] = _mm512_unpacklo_epi64(t[4 * m + 1], t[4 * m + 3]);
+    u[4 * m + 3] = _mm512_unpackhi_epi64(t[4 * m + 1], t[4 * m + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512i x0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), x1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);
+    const __m512i x2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88), x3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
+    out[c] = _mm512_shuffle_i32x4(x0, x2, 0x88);
+    out[8 + c] = _mm512_shuffle_i32x4(x0, x2, 0xdd);
+    out[4 + c] = _mm512_shuffle_i32x4(x1, x3, 0x88);
+    out[12 + c] = _mm512_shuffle_i32x4(x1, x3, 0xdd);
+  }
+}
+
+// Panels [q0, q0 + nq) of W (bf16 [rows, cols]), pairs [p0, p0 + np) -> out [nq][np][16]: 16 rows x 16 pairs
+// loaded as u32 and transposed in registers.
+LMLAB_TARGET_AVX512_BF16 void pack_w(const uint16_t* w, int64_t rows, int64_t cols, int64_t q0, int64_t nq,
+                                     int64_t p0, int64_t np, uint32_t* out) {
+  const int64_t full_pairs = cols / 2;  // pairs with both columns inside the row
+  for (int64_t q = 0; q < nq; ++q) {
+    const int64_t r0 = (q0 + q) * 16, nr = std::min<int64_t>(16, rows - r0);
+    const uint16_t* base = w + r0 * cols;
+    uint32_t* o = out + q * np * 16;
+    for (int64_t p = p0; p < p0 + np; p += 16, o += 256) {
+      const int64_t cnt = std::min<int64_t>(16, p0 + np - p);
+      const int64_t full = std::clamp<int64_t>(full_pairs - p, 0, cnt);
+      const __mmask16 m = rows_mask(full);
+      __m512i r[16], t[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < nr ? _mm512_maskz_loadu_epi32(m, base + i * cols + 2 * p) : _mm512_setzero_si512();
+      transpose16(r, t);
+      for (int64_t j = 0; j < cnt; ++j) _mm512_store_si512(o + j * 16, t[j]);
+      if (full < cnt)  // the odd last column, paired with 0
+        for (int64_t i = 0; i < 16; ++i) o[full * 16 + i] = i < nr ? base[i * cols + 2 * (p + full)] : 0u;
+    }
+  }
+}
+
+// R panels x T tokens over np pairs. w: [R][np][16] (panel stride np * 16); x: [kT][kKc][2]; y: [T, ldy] at the
+// tile's first row; m0 / m1: the rows of panel 0 / 1 that exist. accumulate: add into y (later column blocks).
+template <int R, int T>
+LMLAB_TARGET_AVX512_BF16 void tile(const uint32_t* w, int64_t np, const uint32_t* x, float* y, int64_t ldy,
+                                   __mmask16 m0, __mmask16 m1, bool accumulate) {
+  const __mmask16 m[2] = {m0, m1};
+  __m512 acc[R][T];
+#pragma GCC unroll 12
+  for (int j = 0; j < T; ++j)
+#pragma GCC unroll 2
+    for (int i = 0; i < R; ++i)
+      acc[i][j] = accumulate ? _mm512_maskz_loadu_ps(m[i], y + j * ldy + 16 * i) : _mm512_setzero_ps();
+  const uint32_t* w1 = w + np * 16;
+  for (int64_t p = 0; p < np; ++p, x += 2) {
+    __m512bh wv[R];
+    wv[0] = reinterpret_cast<__m512bh>(_mm512_load_si512(w + p * 16));
+    if constexpr (R == 2) wv[1] = reinterpret_cast<__m512bh>(_mm512_load_si512(w1 + p * 16));
+#pragma GCC unroll 12
+    for (int j = 0; j < T; ++j) {
+      const __m512bh h = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[j * kKc * 2])));
+#pragma GCC unroll 2
+      for (int i = 0; i < R; ++i) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], h);
+    }
+#pragma GCC unroll 12
+    for (int j = 0; j < T; ++j) {
+      const __m512bh l = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(x[j * kKc * 2 + 1])));
+#pragma GCC unroll 2
+      for (int i = 0; i < R; ++i) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], l);
+    }
+  }
+#pragma GCC unroll 12
+  for (int j = 0; j < T; ++j)
+#pragma GCC unroll 2
+    for (int i = 0; i < R; ++i) _mm512_mask_storeu_ps(y + j * ldy + 16 * i, m[i], acc[i][j]);
+}
+
+using TileFn = void (*)(const uint32_t*, int64_t, const uint32_t*, float*, int64_t, __mmask16, __mmask16, bool);
+
+template <int R, int... Ts>
+constexpr std::array<TileFn, sizeof...(Ts)> tile_table(std::integer_sequence<int, Ts...>) {
+  return {&tile<R, Ts + 1>...};
+}
+// kTiles[R - 1][T - 1]
+const std::array<TileFn, kT> kTiles[2] = {tile_table<1>(std::make_integer_sequence<int, kT>{}),
+                                          tile_table<2>(std::make_integer_sequence<int, kT>{})};
+
+// Panels [q0, q1) of the output for all tokens; xp: the packed X of all token blocks.
+void gemm_panels(const MatmulArgs& a, const uint32_t* xp, int64_t P, int64_t q0, int64_t q1) {
+  thread_local AlignedU32 wbuf;
+  uint32_t* wb = wbuf.reserve(static_cast<size_t>(std::min(kMc, q1 - q0) * std::min(kKc, P) * 16));
+  const auto* w = static_cast<const uint16_t*>(a.w);
+  const int64_t n_tb = (a.n + kT - 1) / kT, n_kb = (P + kKc - 1) / kKc;
+  for (int64_t p0 = 0; p0 < P; p0 += kKc) {
+    const int64_t np = std::min(kKc, P - p0);
+    for (int64_t m0 = q0; m0 < q1; m0 += kMc) {
+      const int64_t nm = std::min(kMc, q1 - m0);
+      pack_w(w, a.rows, a.cols, m0, nm, p0, np, wb);
+      for (int64_t b = 0; b < n_tb; ++b) {
+        const int64_t nt = std::min<int64_t>(kT, a.n - b * kT);
+        const uint32_t* xb = xp + (b * n_kb + p0 / kKc) * kT * kKc * 2;
+        float* yb = a.y + b * kT * a.rows;
+        for (int64_t q = 0; q < nm; q += 2) {
+          const int64_t R = std::min<int64_t>(2, nm - q), r0 = (m0 + q) * 16;
+          kTiles[R - 1][nt - 1](wb + q * np * 16, np, xb, yb + r0, a.rows, rows_mask(a.rows - r0),
+                                R == 2 ? rows_mask(a.rows - r0 - 16) : __mmask16(0), p0 > 0);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_bf16_gemm(const MatmulArgs& a) {
+  if (a.rows <= 0 || a.n <= 0) return;
+  if (a.cols <= 0) {
+    std::fill(a.y, a.y + a.n * a.rows, 0.0f);
+    return;
+  }
+  const int64_t P = (a.cols + 1) / 2, n_tb = (a.n + kT - 1) / kT, n_kb = (P + kKc - 1) / kKc, Q = (a.rows + 15) / 16;
+  const int64_t block_u32 = n_kb * kT * kKc * 2;  // one token block of packed X
+  // The caller's buffer, named here: a lambda running on a worker would see the worker's own thread_local.
+  thread_local AlignedU32 xbuf;
+  uint32_t* xp = xbuf.reserve(static_cast<size_t>(n_tb * block_u32));
+  ThreadPool& pool = ThreadPool::global();
+  pool.parallel_for(
+      n_tb,
+      [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+          pack_x(a.x + b * kT * a.cols, a.cols, std::min<int64_t>(kT, a.n - b * kT), xp + b * block_u32);
+      },
+      std::max<int64_t>(1, (int64_t{1} << 15) / (kT * a.cols)));
+  // At least 2 panels (one full tile) and ~1M multiply-adds per task.
+  const int64_t min_panels = std::max<int64_t>(2, (int64_t{1} << 20) / (16 * a.cols * a.n));
+  pool.parallel_for(Q, [&](int64_t q0, int64_t q1) { gemm_panels(a, xp, P, q0, q1); }, min_panels);
+}
+
+#else
+void matmul_bf16_gemm(const MatmulArgs&) {
+  std::fprintf(stderr, "lmlab: matmul_bf16_gemm called on a machine without AVX512_BF16\n");
+  std::abort();
+}
+#endif  // LMLAB_X86
+
+}  // namespace lmlab::kernels::cpu
