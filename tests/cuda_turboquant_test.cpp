@@ -285,6 +285,66 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
     }
 }
 
+// The same K and V written into two device layers, one in a chunk of 77 positions and one position at a time (the
+// decode step's write): the records are equal byte for byte in every format (QJL signs included: the encoder is a
+// warp per group vector, independent of how many tokens a launch writes). Then a decode query over each with the
+// split bound the model's captured decode graph uses (the context size: up to 64 splits, most of them empty at a
+// short history) against the reference over the device's records.
+TEST_F(CudaTurboQuant, RecordsWrittenTokenByTokenEqualAChunkAndDecodeWithTheGraphsSplitBound) {
+  constexpr int64_t B = 32, kHeads = 4, kKvHeads = 2, kHd = 64, kN = 77, kCtx = 2048;
+  for (const Format& f : kFormats) {
+    SCOPED_TRACE(f.name);
+    const KvLayerSpec spec = turbo_kv_layer_spec({kHeads, kKvHeads, kHd}, f.opt);
+    auto device = std::make_shared<DeviceAllocator>();
+    KvBlockPool pool(B, 0, std::make_shared<cuda::DeviceKvBlockAllocator>(device)), host_pool(B);
+    KvLayerBlocked chunk(pool, spec), tokens(pool, spec);
+    cuda::DeviceKvLayer dchunk(chunk, *device, kCtx / B), dtokens(tokens, *device, kCtx / B);
+    const int64_t kvd = kKvHeads * kHd;
+    const std::vector<float> k = randn(kN * kvd), v = randn(kN * kvd, 3.0f);
+    std::vector<int32_t> positions(kN);
+    for (int64_t t = 0; t < kN; ++t) positions[t] = static_cast<int32_t>(t);
+    DeviceBuffer dk = up(k), dv = up(v), dp = up(positions);
+    dchunk.grow(kN, nullptr);
+    dchunk.write(dk.get<float>(), dv.get<float>(), kN, dp.get<int32_t>(), nullptr);
+    for (int64_t t = 0; t < kN; ++t) {
+      dtokens.grow(1, nullptr);
+      dtokens.write(dk.get<float>() + t * kvd, dv.get<float>() + t * kvd, 1, dp.get<int32_t>() + t, nullptr);
+    }
+    ASSERT_EQ(chunk.blocks().size(), tokens.blocks().size());
+    const int64_t k_rec = spec.k_codec->record_bytes(), v_rec = spec.v_codec->record_bytes();
+    for (size_t b = 0; b < chunk.blocks().size(); ++b) {
+      const std::vector<uint8_t> a = download_block(*chunk.blocks()[b]), c = download_block(*tokens.blocks()[b]);
+      for (int64_t p = static_cast<int64_t>(b) * B; p < std::min(kN, static_cast<int64_t>(b + 1) * B); ++p)
+        for (int64_t h = 0; h < kKvHeads; ++h) {
+          const int64_t ko = (h * B + p % B) * k_rec, vo = kKvHeads * B * k_rec + (h * B + p % B) * v_rec;
+          ASSERT_EQ(std::memcmp(a.data() + ko, c.data() + ko, k_rec), 0)
+              << "K record of position " << p << " head " << h << ": chunk vs one token at a time (first differing "
+              << "byte " << std::mismatch(a.begin() + ko, a.begin() + ko + k_rec, c.begin() + ko).first - (a.begin() + ko)
+              << ")";
+          ASSERT_EQ(std::memcmp(a.data() + vo, c.data() + vo, v_rec), 0)
+              << "V record of position " << p << " head " << h << ": chunk vs one token at a time";
+        }
+    }
+    // Decode queries at the last position and at a short history, split for the whole context as the graph does.
+    const auto mirror = host_mirror(tokens, host_pool);
+    const AttentionSpec attn{0.125f, 0.0f, 0};
+    for (const int64_t pos : {kN - 1, int64_t{4}}) {
+      SCOPED_TRACE(::testing::Message() << "decode query at position " << pos);
+      const std::vector<float> q = randn(kHeads * kHd, 2.0f);
+      const std::vector<int32_t> qpos{static_cast<int32_t>(pos)};
+      DeviceBuffer dq = up(q), dqp = up(qpos), dout = out(q.size());
+      DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(1, kHeads, kHd, kc::kMaxAttentionSplits), "test");
+      dtokens.attend(dq.get<float>(), 1, dqp.get<int32_t>(), kCtx, attn, dout.get<float>(), scratch.get(), nullptr);
+      const std::vector<float> got = down<float>(dout, q.size());
+      std::vector<float> want(q.size());
+      mirror->attend_reference(q.data(), 1, pos, attn, want.data());  // keys past pos are causally masked
+      EXPECT_TRUE(test::close(got, want, test::tolerance(WeightType::f32, pos + 1 + kHd),
+                              "decode attention (context-sized split bound) vs the reference"));
+    }
+    if (HasFailure()) return;
+  }
+}
+
 // --- the model level
 
 class CudaTurboQuantModel : public ::testing::TestWithParam<std::string> {
