@@ -18,7 +18,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;  // query heads per KV head handled by one block
-constexpr int kTargetBlocks = 132 * 2;
+constexpr int kTargetBlocks = 132 * 4;
 
 struct AttnParams {
   KvBlocks kv;
@@ -40,10 +40,16 @@ __device__ __forceinline__ const uint16_t* kv_row(const KvBlocks& kv, int64_t j,
 
 __device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_as_half(v)); }
 
-// DPL: head-dim elements per lane (head_dim <= 32 * DPL); element d = lane + 32 * i.
+// DPL: head-dim elements per lane in the V sum (head_dim <= 32 * DPL); element d = lane + 32 * i.
+// A warp takes tiles of 32 positions, a lane per position for the scores: the lane reads its key row with 16-byte
+// loads and dots it with the G query heads (scaled, in shared memory), so the softmax reduces once per tile and
+// head rather than once per position; then the V rows of the tile, lanes over head_dim, each position's weight
+// shuffled from its lane. (A lane per head-dim element, a warp sum per position and head, left the kernel at
+// ~0.36 TB/s at 16K positions: latency-bound on the reductions.)
 template <int DPL>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
-  extern __shared__ float smem[];  // [kWarps][group][head_dim] outputs, then [kWarps][group][2] (m, l)
+  // [group][head_dim] scaled queries, then [kWarps][group][head_dim] outputs and [kWarps][group][2] (m, l)
+  extern __shared__ float smem[];
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t D = a.kv.head_dim, G = a.group;
@@ -53,47 +59,94 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
   const int64_t len = max(int64_t{0}, hi - lo + 1), per = (len + splits - 1) / splits;
   const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
 
-  float q[kMaxGroup][DPL], acc[kMaxGroup][DPL], m[kMaxGroup], l[kMaxGroup];
+  float* qs = smem;
+  for (int64_t e = threadIdx.x; e < G * D; e += blockDim.x)
+    qs[e] = a.q[(t * a.n_heads + kh * G + e / D) * D + e % D] * a.scale;
+  __syncthreads();
+  const bool vec = D % 8 == 0;  // 16-byte key loads (rows start 16-byte aligned then)
+
+  float acc[kMaxGroup][DPL], m[kMaxGroup], l[kMaxGroup];
 #pragma unroll
   for (int g = 0; g < kMaxGroup; ++g) {
     m[g] = -INFINITY, l[g] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < DPL; ++i) {
-      const int64_t d = lane + 32 * i;
-      q[g][i] = g < G && d < D ? a.q[(t * a.n_heads + kh * G + g) * D + d] : 0.0f;
-      acc[g][i] = 0.0f;
-    }
+    for (int i = 0; i < DPL; ++i) acc[g][i] = 0.0f;
   }
-  for (int64_t j = j0 + warp; j < j1; j += kWarps) {
-    const uint16_t* kr = kv_row(a.kv, j, kh, false);
-    const uint16_t* vr = kv_row(a.kv, j, kh, true);
-    float kf[DPL], vf[DPL];
+  for (int64_t base = j0 + warp * 32; base < j1; base += kWarps * 32) {
+    const int64_t j = base + lane;
+    const bool valid = j < j1;
+    float s[kMaxGroup];
 #pragma unroll
-    for (int i = 0; i < DPL; ++i) {
-      const int64_t d = lane + 32 * i;
-      kf[i] = d < D ? h2f(kr[d]) : 0.0f;
-      vf[i] = d < D ? h2f(vr[d]) : 0.0f;
+    for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
+    if (valid) {
+      const uint16_t* kr = kv_row(a.kv, j, kh, false);
+      if (vec) {
+        for (int64_t d0 = 0; d0 < D; d0 += 8) {
+          const uint4 raw = *reinterpret_cast<const uint4*>(kr + d0);
+          const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+          float kf[8];
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
+            kf[2 * i] = f.x, kf[2 * i + 1] = f.y;
+          }
+#pragma unroll
+          for (int g = 0; g < kMaxGroup; ++g) {
+            if (g >= G) break;
+            const float4 q0 = *reinterpret_cast<const float4*>(qs + g * D + d0);
+            const float4 q1 = *reinterpret_cast<const float4*>(qs + g * D + d0 + 4);
+            s[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
+                    q1.z * kf[6] + q1.w * kf[7];
+          }
+        }
+      } else {
+        for (int64_t d = 0; d < D; ++d) {
+          const float kf = h2f(kr[d]);
+#pragma unroll
+          for (int g = 0; g < kMaxGroup; ++g) {
+            if (g >= G) break;
+            s[g] += qs[g * D + d] * kf;
+          }
+        }
+      }
     }
+    float p[kMaxGroup];
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g >= G) break;
-      float s = 0.0f;
+      float sg = s[g];
+      if (a.softcap > 0.0f) sg = a.softcap * tanhf(sg / a.softcap);
+      if (!valid) sg = -INFINITY;
+      const float m_new = fmaxf(m[g], warp_max(sg));  // finite: the tile's lane 0 is always valid
+      p[g] = valid ? expf(sg - m_new) : 0.0f;
+      const float corr = expf(m[g] - m_new);
+      l[g] = l[g] * corr + warp_sum(p[g]);
 #pragma unroll
-      for (int i = 0; i < DPL; ++i) s += q[g][i] * kf[i];
-      s = warp_sum(s) * a.scale;
-      if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
-      const float m_new = fmaxf(m[g], s);
-      const float corr = expf(m[g] - m_new), p = expf(s - m_new);
-      l[g] = l[g] * corr + p;
-#pragma unroll
-      for (int i = 0; i < DPL; ++i) acc[g][i] = acc[g][i] * corr + p * vf[i];
+      for (int i = 0; i < DPL; ++i) acc[g][i] *= corr;
       m[g] = m_new;
+    }
+    const int n_valid = static_cast<int>(min(int64_t{32}, j1 - base));
+    for (int pp = 0; pp < n_valid; ++pp) {
+      const uint16_t* vr = kv_row(a.kv, base + pp, kh, true);
+      float vf[DPL];
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) {
+        const int64_t d = lane + 32 * i;
+        vf[i] = d < D ? h2f(vr[d]) : 0.0f;
+      }
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g >= G) break;
+        const float pg = __shfl_sync(0xffffffffu, p[g], pp);
+#pragma unroll
+        for (int i = 0; i < DPL; ++i) acc[g][i] += pg * vf[i];
+      }
     }
   }
 
   // Merge the warps' states.
-  float* so = smem;
-  float* sml = smem + kWarps * G * D;
+  float* so = smem + G * D;
+  float* sml = so + kWarps * G * D;
 #pragma unroll
   for (int g = 0; g < kMaxGroup; ++g) {
     if (g >= G) break;
@@ -171,9 +224,8 @@ __global__ void kv_write_kernel(KvBlocks kv, const float* k, const float* v, int
 int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
   const int64_t blocks = n_q * n_kv_heads;
   const int64_t want = (kTargetBlocks + blocks - 1) / blocks;
-  // At least 16 positions per split: a warp walks its positions one after another (a load, 4-8 warp sums), so
-  // short splits are what hides that latency (64 left decode attention at 36 us per layer at 512 positions).
-  const int64_t useful = std::max<int64_t>(1, n_kv / 16);
+  // At least a tile (32 positions) per warp of a split: shorter ones leave warps idle.
+  const int64_t useful = std::max<int64_t>(1, n_kv / (kWarps * 32));
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits})));
 }
 
@@ -207,7 +259,7 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  const size_t smem = static_cast<size_t>(kWarps * G * (D + 2)) * sizeof(float);
+  const size_t smem = static_cast<size_t>(G * D + kWarps * G * (D + 2)) * sizeof(float);
   if (D <= 32) attention_kernel<1><<<grid, kWarps * 32, smem, stream>>>(a);
   else if (D <= 64) attention_kernel<2><<<grid, kWarps * 32, smem, stream>>>(a);
   else if (D <= 128) attention_kernel<4><<<grid, kWarps * 32, smem, stream>>>(a);
