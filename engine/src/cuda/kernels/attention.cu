@@ -18,6 +18,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;  // query heads per KV head handled by one block
+constexpr int kVBatch = 8;    // V rows loaded together
 constexpr int kTargetBlocks = 132 * 4;
 
 struct AttnParams {
@@ -125,21 +126,30 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
       for (int i = 0; i < DPL; ++i) acc[g][i] *= corr;
       m[g] = m_new;
     }
+    // V rows kVBatch at a time: their loads in flight together (one at a time, a short split's 15 positions cost
+    // 15 memory round trips).
     const int n_valid = static_cast<int>(min(int64_t{32}, j1 - base));
-    for (int pp = 0; pp < n_valid; ++pp) {
-      const uint16_t* vr = kv_row(a.kv, base + pp, kh, true);
-      float vf[DPL];
+    for (int p0 = 0; p0 < n_valid; p0 += kVBatch) {
+      float vf[kVBatch][DPL];
 #pragma unroll
-      for (int i = 0; i < DPL; ++i) {
-        const int64_t d = lane + 32 * i;
-        vf[i] = d < D ? h2f(vr[d]) : 0.0f;
+      for (int b = 0; b < kVBatch; ++b) {
+        const bool ok = p0 + b < n_valid;
+        const uint16_t* vr = ok ? kv_row(a.kv, base + p0 + b, kh, true) : nullptr;
+#pragma unroll
+        for (int i = 0; i < DPL; ++i) {
+          const int64_t d = lane + 32 * i;
+          vf[b][i] = ok && d < D ? h2f(vr[d]) : 0.0f;
+        }
       }
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        if (g >= G) break;
-        const float pg = __shfl_sync(0xffffffffu, p[g], pp);
+      for (int b = 0; b < kVBatch; ++b) {
 #pragma unroll
-        for (int i = 0; i < DPL; ++i) acc[g][i] += pg * vf[i];
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g >= G) break;
+          const float pg = __shfl_sync(0xffffffffu, p[g], (p0 + b) & 31);  // 0 past the tile's valid lanes
+#pragma unroll
+          for (int i = 0; i < DPL; ++i) acc[g][i] += pg * vf[b][i];
+        }
       }
     }
   }
