@@ -3,7 +3,8 @@
 # lmlab_tests, lib/, fixtures/ and this script: the CUDA kernel and golden suites, then decode/prefill
 # benchmarks on synth models of real shapes, CPU-free. Results (logs, JSON rows) go to $OUT.
 # Usage there: bash cuda_device.sh [tests] [gemv] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
-# (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt)
+# (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt;
+#  kv-SHAPE: decode with the f16 and the TurboQuant KV cache at KV_CONTEXTS, to kv.jsonl)
 # (profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,9 +14,10 @@ mkdir -p "$out"
 cublas=$(find /usr/local/cuda*/lib64 /usr/lib/x86_64-linux-gnu /usr/local/lib/python3*/dist-packages/nvidia \
   /usr/lib/python3*/dist-packages/nvidia /opt -name 'libcublas.so.13*' 2>/dev/null | head -1)
 export LD_LIBRARY_PATH="$here/lib:$(dirname "${cublas:-/nonexistent/x}"):$(dirname "${cublas:-/x/x}" | sed 's|cublas/lib|cu13/lib|'):${LD_LIBRARY_PATH:-}"
-for z in "$here"/lib/*.xz; do  # python's lzma: xz-utils may be missing there
+for z in "$here"/lib/*.xz "$here"/*.xz; do  # python's lzma: xz-utils may be missing there
   [ -e "$z" ] && python3 -c 'import lzma, sys; open(sys.argv[1][:-3], "wb").write(lzma.open(sys.argv[1]).read())' "$z"
 done
+chmod +x "$here"/lmlab "$here"/lmlab_tests "$here"/lmlab_bench 2>/dev/null
 nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 # The tests read fixtures from $LMLAB_FIXTURES_DIR (tests/fixtures.h); each call carries some
 # (.devcarry-cuda*/fixtures of this and earlier calls on the same machine), linked there.
@@ -32,9 +34,16 @@ for step in "$@"; do
     tests)
       "$here/lmlab_tests" --gtest_filter="$filter" 2>&1 | tee "$out/tests.log" | tail -40
       ;;
-    gemv)
-      "$here/lmlab_bench" --benchmark_filter="${GEMV_FILTER:-cuda_gemv}" --benchmark_min_time=0.05 2>&1 \
-        | tee "$out/gemv.txt" | grep -v "^-\|^Run on\|^CPU\|L[123] \|Load Average"
+    gemv)  # GEMV_WARPS="12 24": one pass per LMLAB_GEMV_WARPS_PER_SM value
+      for wps in ${GEMV_WARPS:-24}; do echo "warps per SM: $wps"; LMLAB_GEMV_WARPS_PER_SM=$wps "$here/lmlab_bench" \
+        --benchmark_filter="${GEMV_FILTER:-cuda_gemv}" --benchmark_min_time=0.05 2>&1 | tee -a "$out/gemv.txt" \
+        | grep "^BM_\|^warps" | awk '{print $1, $2, $3, $NF}'; done
+      ;;
+    kv-*)
+      shape=${step#kv-}
+      for mode in f16 turbo; do timeout 280 "$here/lmlab" decode-bench --model /tmp/synth-bench-$shape --device cuda \
+        --ctx-size "${KV_CTX:-16448}" --contexts "${KV_CONTEXTS:-4096,16384}" -n 64 --kv-mode $mode --json 2>&1 \
+        | sed "s/^{/{\"shape\":\"$shape\",/" | tee -a "$out/kv.jsonl"; done
       ;;
     bench-* | profile-*)
       shape=${step#*-}

@@ -18,8 +18,8 @@ strip -o /tmp/lmlab.stripped "$build/cli/lmlab"
 mkdir -p /tmp/lmlab-pack && cp /tmp/lmlab_tests.stripped /tmp/lmlab-pack/lmlab_tests && cp /tmp/lmlab.stripped /tmp/lmlab-pack/lmlab
 strip -o /tmp/lmlab-pack/lmlab_bench "$build/bench/lmlab_bench"  # the GPU GEMV micro-benchmarks
 "$root/../shared/device/pack.sh" "$dest" /tmp/lmlab-pack/lmlab /tmp/lmlab-pack/lmlab_tests /tmp/lmlab-pack/lmlab_bench >/dev/null
-# The libraries compress about 3x (ICU data 4x): xz here, python lzma there.
-xz -T2 -6 "$dest"/lib/*
+# The libraries and binaries compress about 3x (ICU data 4x): xz here, python lzma there.
+xz -T2 -6 "$dest"/lib/* "$dest"/lmlab "$dest"/lmlab_tests "$dest"/lmlab_bench
 fi
 cp "$root/scripts/cuda_device.sh" "$dest/"
 for m in "$@"; do

@@ -19,6 +19,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_check.h"
@@ -443,6 +444,17 @@ int sm_count() {
   return n;
 }
 
+// Warps per SM the column split aims for: enough loads in flight, but each block also fills its shared x, so
+// fewer, longer warps can win. LMLAB_GEMV_WARPS_PER_SM overrides it (a tuning knob for lmlab_bench).
+int warps_per_sm() {
+  static const int n = [] {
+    const char* e = std::getenv("LMLAB_GEMV_WARPS_PER_SM");
+    const int v = e ? std::atoi(e) : 0;
+    return v > 0 ? v : 24;
+  }();
+  return n;
+}
+
 int64_t max_rows(const GemvParams& p) {
   int64_t rows = 0;
   for (int i = 0; i < p.n_parts; ++i) rows = std::max(rows, p.parts[i].w.rows);
@@ -456,7 +468,7 @@ void launch(const GemvParams& base, cudaStream_t stream) {
   int64_t total_groups = 0;
   for (int i = 0; i < p.n_parts; ++i) total_groups += (p.parts[i].w.rows + kRows - 1) / kRows;
   const int64_t units = (p.parts[0].w.cols + kUnitCols - 1) / kUnitCols;
-  const int64_t target = static_cast<int64_t>(sm_count()) * 24;  // warps to keep ~24 per SM loading
+  const int64_t target = static_cast<int64_t>(sm_count()) * warps_per_sm();
   int ks = 1;
   while (ks < kWarps && total_groups * p.n_slots * ks < target && 2 * ks <= units) ks *= 2;
   p.ksplit = ks;
