@@ -10,15 +10,13 @@
 //       affine: min, (max - min) / levels rounded to f16, codes rint((x - min) / scale).
 //     The scale-by-scale codes are computed by all lanes at once; the double sums run in every lane in the CPU's
 //     order over shared memory (a few hundred dependent adds per vector), which is what makes the records equal.
-//   - tq_attention: flash-decoding as attention.cu: block = (KV head, split, query), 4 warps. The block rotates
-//     its query heads once in shared memory (the same butterflies as the CPU, so q~ is the CPU's) and, for QJL
-//     keys, projects them by S. It copies the records of up to 32 positions of its KV head (K and V) into shared
-//     memory with wide loads, then each warp scores one position at a time for the G query heads of the KV head
-//     (GQA: a record is read and decoded once for the group): lane d decodes coordinate d straight from the
-//     packed codes (planes / nibbles / bytes) through the codebook in shared memory, score = sum_d q~_d a c[idx_d]
-//     (+ sum_d (S q~)_d kappa sign_d), online softmax in registers, V accumulated in the rotated domain. Split
-//     states merge in a second kernel, which also rotates the output back (Pi^T, once per head); without splits
-//     the block does it itself.
+//   - tq_attention: flash-decoding on the packed codes, block = (KV head, split, query): the tiled kernel
+//     (tq_decode_kernel below: 64-position tiles staged by cp.async, a thread per position for the scores of the G
+//     query heads, one softmax max / sum per tile and head, V a thread per 8-coordinate chunk and position lane),
+//     the query rotated once per block (and projected by S for QJL keys), V accumulated in the rotated domain and
+//     the output rotated back once (Pi^T) by the merge kernel or, without splits, by the block. The older
+//     warp-per-position kernel (tq_attention_kernel) remains for records too large for the tiled kernel's shared
+//     memory.
 #include <cuda_fp16.h>
 
 #include <algorithm>
