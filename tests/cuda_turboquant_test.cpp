@@ -6,7 +6,7 @@
 //   - attention: the device kernel against the plain reference (blocked_attend_ref) over the very records the
 //     device wrote (its blocks copied into a host layer), and against the CPU's blocked attention over the CPU's
 //     records; GQA 1-8, MQA, windows releasing blocks, softcap, prefill chunks, decode steps, >= 5000 positions
-//     (split-K);
+//     (split-K), long-context decode with GQA 8, a window and softcap, head_dim 256 at GQA 8;
 //   - model: perplexity on coder-dense and coder-moe with --device cuda and turbo KV equal to the CPU figure
 //     within 0.1%, and a hot window refused naming --kv-hot-window.
 // Without a GPU every test skips with the reason.
@@ -235,7 +235,10 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
   struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, decode; };
   const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 3},  {4, 4, 128, 100, 0.0f, 333, 2}, {6, 1, 96, 0, 50.0f, 40, 2},
                         {32, 8, 128, 0, 0.0f, 5000, 2}, {2, 1, 256, 16, 0.0f, 70, 2}, {16, 2, 128, 0, 0.0f, 5003, 1},
-                        {3, 3, 80, 0, 0.0f, 1, 3}};
+                        {3, 3, 80, 0, 0.0f, 1, 3},
+                        // Long-context decode through the tiled kernel: GQA 8 with a window and softcap (tiles
+                        // and splits starting mid-block), head_dim 256 at GQA 8 (affine int8 opts into > 48 KB).
+                        {16, 2, 128, 1000, 30.0f, 3001, 2}, {8, 1, 256, 0, 0.0f, 2100, 1}};
   constexpr int64_t B = 32;
   for (const Format& f : kFormats)
     for (const Case& c : cases) {

@@ -10,15 +10,13 @@
 //       affine: min, (max - min) / levels rounded to f16, codes rint((x - min) / scale).
 //     The scale-by-scale codes are computed by all lanes at once; the double sums run in every lane in the CPU's
 //     order over shared memory (a few hundred dependent adds per vector), which is what makes the records equal.
-//   - tq_attention: flash-decoding as attention.cu: block = (KV head, split, query), 4 warps. The block rotates
-//     its query heads once in shared memory (the same butterflies as the CPU, so q~ is the CPU's) and, for QJL
-//     keys, projects them by S. It copies the records of up to 32 positions of its KV head (K and V) into shared
-//     memory with wide loads, then each warp scores one position at a time for the G query heads of the KV head
-//     (GQA: a record is read and decoded once for the group): lane d decodes coordinate d straight from the
-//     packed codes (planes / nibbles / bytes) through the codebook in shared memory, score = sum_d q~_d a c[idx_d]
-//     (+ sum_d (S q~)_d kappa sign_d), online softmax in registers, V accumulated in the rotated domain. Split
-//     states merge in a second kernel, which also rotates the output back (Pi^T, once per head); without splits
-//     the block does it itself.
+//   - tq_attention: flash-decoding on the packed codes, block = (KV head, split, query): the tiled kernel
+//     (tq_decode_kernel below: 64-position tiles staged by cp.async, a thread per position for the scores of the G
+//     query heads, one softmax max / sum per tile and head, V a thread per 8-coordinate chunk and position lane),
+//     the query rotated once per block (and projected by S for QJL keys), V accumulated in the rotated domain and
+//     the output rotated back once (Pi^T) by the merge kernel or, without splits, by the block. The older
+//     warp-per-position kernel (tq_attention_kernel) remains for records too large for the tiled kernel's shared
+//     memory.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -330,6 +328,7 @@ constexpr int kMaxGroup = 8;
 constexpr int kTile = 32;  // positions staged in shared memory at a time
 constexpr int kTargetBlocks = 132 * 2;
 constexpr size_t kMaxSmem = 48 * 1024;
+constexpr size_t kMaxDecodeSmem = 160 * 1024;  // opted into above 48 KB (sm_90 allows 227 KB)
 
 struct TqAttnParams {
   TqKvBlocks kv;
@@ -567,6 +566,439 @@ __global__ void __launch_bounds__(kThreads) tq_merge_kernel(const float* part_o,
   for (int d = threadIdx.x; d < D; d += kThreads) out[qh * D + d] = ob[d];
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Tiled decode attention (flash-decoding with a lane per position for the scores).
+//
+// Block = (KV head, split, query), 128 threads. The split's positions go by tiles of kDT = 64: the K and V records
+// of a tile (contiguous per KV block: one segment per block the tile touches) are copied into shared memory with
+// 16-byte cp.async (the aligned 16-byte chunks around each segment, so a record at any 2-byte offset costs no
+// narrow loads; block pointers are 256-byte aligned and their sizes rounded to 256, so the chunks stay inside),
+// double-buffered: tile i + 1 is in flight while tile i is computed. Per tile:
+//   scores: thread = (position, half of the head's 8-coordinate chunks): it decodes its key's codes (planes spread
+//     to bytes by multiplies, nibbles, bytes) through the codebook and dots them with the G rotated query heads
+//     (shared memory, broadcast), no reduction per position;
+//   softmax: warp w owns heads w and w + 4: one max and one sum over the tile per head (not per position);
+//   V: thread = (8-coordinate chunk, position lane): it walks its lane's positions with the probabilities
+//     (times the V scalar) from shared memory, accumulating G x 8 outputs in registers; the position lanes of a
+//     chunk are adjacent lanes, summed by shuffles once per split.
+// The output stays in the rotated domain until the end (the merge or the block rotates it back once).
+
+constexpr int kDT = 64;                       // positions per tile
+constexpr int kDThreads = 128;
+constexpr int kDParts = kDThreads / kDT;      // threads per position in the score phase
+constexpr int kDTargetBlocks = 132 * 4;
+constexpr int kDMinSplitPositions = 2 * kDT;  // a split is at least two tiles (one in flight, one computed)
+
+struct DecodeLayout {
+  int q_off, sq_off, psc_off, prob_off, corr_off, ml_off, off_off, tile_off, k_area, v_area, total;
+};
+DecodeLayout decode_layout(const TqKvBlocks& kv, int G) {
+  const int D = static_cast<int>(kv.head_dim);
+  const int64_t B = kv.block_tokens;
+  const int nseg = static_cast<int>(std::min<int64_t>(kDT, (kDT - 1) / B + 2));  // blocks a tile can touch
+  auto r16 = [](int x) { return (x + 15) / 16 * 16; };
+  DecodeLayout l;
+  l.q_off = 256;  // [0, 256): the K and V codebooks
+  l.sq_off = l.q_off + r16(G * D * 4);
+  l.psc_off = l.sq_off + (kv.k.qjl ? r16(G * D * 4) : 0);
+  l.prob_off = l.psc_off + r16(kDParts * G * kDT * 4);
+  l.corr_off = l.prob_off + kDT * 8 * 4;
+  l.ml_off = l.corr_off + 8 * 4;
+  l.off_off = l.ml_off + 16 * 4;
+  l.tile_off = l.off_off + r16(4 * kDT * 2);
+  l.k_area = r16(kDT * kv.k.record_bytes + 32 * nseg);
+  l.v_area = r16(kDT * kv.v.record_bytes + 32 * nseg);
+  l.total = l.tile_off + 2 * (l.k_area + l.v_area);
+  return l;
+}
+
+struct DecodeArgs {
+  TqAttnParams p;
+  DecodeLayout l;
+};
+
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gsrc) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// One segment (cnt consecutive records of `rec` bytes at src, inside one KV block) into buf at *cur: the 16-byte
+// aligned chunks covering it, so the record t of the segment lands at off[t] = *cur + (src % 16) + t rec.
+__device__ __forceinline__ void stage_segment(uint8_t* buf, int* cur, const uint8_t* src, int cnt, int rec,
+                                              uint16_t* off) {
+  const uintptr_t s = reinterpret_cast<uintptr_t>(src), as = s & ~uintptr_t{15};
+  const uintptr_t ae = (s + static_cast<uintptr_t>(cnt) * rec + 15) & ~uintptr_t{15};
+  const int chunks = static_cast<int>((ae - as) / 16);
+  uint8_t* dst = buf + *cur;
+  for (int i = threadIdx.x; i < chunks; i += kDThreads)
+    cp_async16(dst + 16 * i, reinterpret_cast<const void*>(as + 16 * static_cast<uintptr_t>(i)));
+  const int base = *cur + static_cast<int>(s - as);
+  for (int i = threadIdx.x; i < cnt; i += kDThreads) off[i] = static_cast<uint16_t>(base + i * rec);
+  *cur += static_cast<int>(ae - as);
+}
+
+// Issues the copies of the n positions from p0 (K and V records of KV head kh) into one buffer.
+__device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
+                                           uint8_t* vbuf, uint16_t* koff, uint16_t* voff) {
+  const int64_t B = kv.block_tokens, nkv = kv.n_kv_heads;
+  const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes;
+  int kcur = 0, vcur = 0;
+  for (int t0 = 0; t0 < n;) {
+    const int64_t p = p0 + t0, b = p / B, slot = p % B;
+    const int cnt = static_cast<int>(min(static_cast<int64_t>(n - t0), B - slot));
+    const uint8_t* blk = kv.blocks[b];
+    stage_segment(kbuf, &kcur, blk + (kh * B + slot) * k_rec, cnt, k_rec, koff + t0);
+    stage_segment(vbuf, &vcur, blk + nkv * B * k_rec + (kh * B + slot) * v_rec, cnt, v_rec, voff + t0);
+    t0 += cnt;
+  }
+}
+
+// Codes of coordinates e0 .. e0 + 7 (e0 a multiple of 8) of a group's packed codes r (2-byte aligned): code_at's
+// layout (planes for 2, 3, 5 bits, nibbles for 4, bytes for 8).
+template <int BITS>
+__device__ __forceinline__ void codes8(const uint8_t* r, int e0, int plane_bytes, int (&c)[8]) {
+  if constexpr (BITS == 8) {
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(r + e0);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const uint32_t x = h[k];
+      c[2 * k] = static_cast<int>(x & 255u), c[2 * k + 1] = static_cast<int>(x >> 8);
+    }
+  } else if constexpr (BITS == 4) {
+    // Entries j of a 16-entry uint64: even j in the low word (nibble j / 2), odd j in the high word.
+    const uint8_t* w = r + ((e0 >> 4) << 3) + ((e0 >> 3) & 1) * 2;
+    const uint32_t lo = *reinterpret_cast<const uint16_t*>(w), hi = *reinterpret_cast<const uint16_t*>(w + 4);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      c[2 * k] = static_cast<int>((lo >> (4 * k)) & 15u);
+      c[2 * k + 1] = static_cast<int>((hi >> (4 * k)) & 15u);
+    }
+  } else {
+    // Plane p's byte holds bit p of the 8 codes; (nibble * 0x00204081) & 0x01010101 puts bit k at byte k.
+    const int byte = e0 >> 3;
+    uint32_t lo = 0, hi = 0;
+#pragma unroll
+    for (int p = 0; p < BITS; ++p) {
+      const uint32_t b = r[p * plane_bytes + byte];
+      lo |= (((b & 15u) * 0x00204081u) & 0x01010101u) << p;
+      hi |= (((b >> 4) * 0x00204081u) & 0x01010101u) << p;
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      c[k] = static_cast<int>((lo >> (8 * k)) & 255u);
+      c[4 + k] = static_cast<int>((hi >> (8 * k)) & 255u);
+    }
+  }
+}
+
+// Values of coordinates e0 .. e0 + 7 up to the group's factor: lloyd_max cent[code] (factor a), affine
+// min + scale code (factor 1).
+template <int BITS, bool AFF>
+__device__ __forceinline__ float values8(const TqDeviceCodec& c, const uint8_t* r, int e0, const float* cent,
+                                         float (&v)[8]) {
+  int code[8];
+  codes8<BITS>(r, e0, c.group_dim / 8, code);
+  if constexpr (AFF) {
+    const float sc = load_half(r + c.scalar_offset), mn = load_half(r + c.scalar_offset + 2);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = fmaf(sc, static_cast<float>(code[i]), mn);
+    return 1.0f;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = cent[code[i]];
+    return load_half(r + c.scalar_offset);
+  }
+}
+
+// Score phase: thread (position pos, part) sums its chunks' share of the G dots into psc [parts][G][kDT].
+template <int KB, bool KAFF, bool QJL, int GM>
+__device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* tile_k, const uint16_t* koff,
+                                           const float* cent_k, const float* qs, const float* sq, float* psc, int n,
+                                           int G) {
+  const int pos = threadIdx.x % kDT, part = threadIdx.x / kDT;
+  if (pos >= n) return;
+  const TqDeviceCodec& c = kv.k;
+  const int D = static_cast<int>(kv.head_dim), g = c.group_dim, log_g = __ffs(g) - 1, nch = D / 8;
+  const int c0 = part * nch / kDParts, c1 = (part + 1) * nch / kDParts;
+  const uint8_t* rec = tile_k + koff[pos];
+  float s[GM];
+#pragma unroll
+  for (int h = 0; h < GM; ++h) s[h] = 0.0f;
+  for (int ch = c0; ch < c1; ++ch) {
+    const int d0 = ch * 8, e0 = d0 & (g - 1);
+    const uint8_t* r = rec + (d0 >> log_g) * c.group_bytes;
+    float kv8[8];
+    const float fa = values8<KB, KAFF>(c, r, e0, cent_k, kv8);
+    float sg[8], kappa = 0.0f;
+    if constexpr (QJL) {
+      kappa = fa * load_half(r + c.scalar_offset + 2) *
+              static_cast<float>(turboquant::kSqrtHalfPi / static_cast<double>(g));
+      const uint32_t bits = r[c.code_bytes + (e0 >> 3)];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sg[i] = ((bits >> i) & 1u) ? 1.0f : -1.0f;
+    }
+#pragma unroll
+    for (int h = 0; h < GM; ++h) {
+      if (h >= G) break;
+      const float4 qa = *reinterpret_cast<const float4*>(qs + h * D + d0);
+      const float4 qb = *reinterpret_cast<const float4*>(qs + h * D + d0 + 4);
+      float t = qa.x * kv8[0];
+      t = fmaf(qa.y, kv8[1], t), t = fmaf(qa.z, kv8[2], t), t = fmaf(qa.w, kv8[3], t);
+      t = fmaf(qb.x, kv8[4], t), t = fmaf(qb.y, kv8[5], t), t = fmaf(qb.z, kv8[6], t), t = fmaf(qb.w, kv8[7], t);
+      s[h] = fmaf(fa, t, s[h]);
+      if constexpr (QJL) {
+        const float4 ua = *reinterpret_cast<const float4*>(sq + h * D + d0);
+        const float4 ub = *reinterpret_cast<const float4*>(sq + h * D + d0 + 4);
+        float u = ua.x * sg[0];
+        u = fmaf(ua.y, sg[1], u), u = fmaf(ua.z, sg[2], u), u = fmaf(ua.w, sg[3], u);
+        u = fmaf(ub.x, sg[4], u), u = fmaf(ub.y, sg[5], u), u = fmaf(ub.z, sg[6], u), u = fmaf(ub.w, sg[7], u);
+        s[h] = fmaf(kappa, u, s[h]);
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < GM; ++h)
+    if (h < G) psc[(part * G + h) * kDT + pos] = s[h];
+}
+
+// V phase: thread (chunk, position lane pl of npl) accumulates prob [pos][8] x V over its lane's positions.
+template <int VB, bool VAFF, int GM>
+__device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* tile_v, const uint16_t* voff,
+                                           const float* cent_v, const float* prob, int n, int G, int chunk, int pl,
+                                           int npl, float (&acc)[GM][8]) {
+  const TqDeviceCodec& c = kv.v;
+  const int g = c.group_dim, log_g = __ffs(g) - 1;
+  const int d0 = chunk * 8, e0 = d0 & (g - 1), goff = (d0 >> log_g) * c.group_bytes;
+  for (int pos = pl; pos < n; pos += npl) {
+    const uint8_t* r = tile_v + voff[pos] + goff;
+    float v8[8];
+    const float fa = values8<VB, VAFF>(c, r, e0, cent_v, v8);
+    float w[GM];
+    if constexpr (GM >= 4) {
+#pragma unroll
+      for (int h4 = 0; h4 < GM; h4 += 4) {
+        const float4 p4 = *reinterpret_cast<const float4*>(prob + pos * 8 + h4);
+        w[h4] = p4.x * fa, w[h4 + 1] = p4.y * fa, w[h4 + 2] = p4.z * fa, w[h4 + 3] = p4.w * fa;
+      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < GM; ++h) w[h] = prob[pos * 8 + h] * fa;
+    }
+#pragma unroll
+    for (int h = 0; h < GM; ++h) {
+      if (h >= G) break;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[h][i] = fmaf(w[h], v8[i], acc[h][i]);
+    }
+  }
+}
+
+template <bool QJL, int GM>
+__device__ __forceinline__ void score_dispatch(const TqKvBlocks& kv, const uint8_t* tile_k, const uint16_t* koff,
+                                               const float* cent_k, const float* qs, const float* sq, float* psc,
+                                               int n, int G) {
+  if (kv.k.scheme == kTqAffine) {
+    if (kv.k.bits == 8) score_tile<8, true, false, GM>(kv, tile_k, koff, cent_k, qs, sq, psc, n, G);
+    else score_tile<4, true, false, GM>(kv, tile_k, koff, cent_k, qs, sq, psc, n, G);
+    return;
+  }
+  switch (kv.k.bits) {
+    case 2: score_tile<2, false, QJL, GM>(kv, tile_k, koff, cent_k, qs, sq, psc, n, G); break;
+    case 3: score_tile<3, false, QJL, GM>(kv, tile_k, koff, cent_k, qs, sq, psc, n, G); break;
+    case 4: score_tile<4, false, QJL, GM>(kv, tile_k, koff, cent_k, qs, sq, psc, n, G); break;
+    default: score_tile<5, false, QJL, GM>(kv, tile_k, koff, cent_k, qs, sq, psc, n, G); break;
+  }
+}
+
+template <int GM>
+__device__ __forceinline__ void value_dispatch(const TqKvBlocks& kv, const uint8_t* tile_v, const uint16_t* voff,
+                                               const float* cent_v, const float* prob, int n, int G, int chunk,
+                                               int pl, int npl, float (&acc)[GM][8]) {
+  if (kv.v.scheme == kTqAffine) {
+    if (kv.v.bits == 8) value_tile<8, true, GM>(kv, tile_v, voff, cent_v, prob, n, G, chunk, pl, npl, acc);
+    else value_tile<4, true, GM>(kv, tile_v, voff, cent_v, prob, n, G, chunk, pl, npl, acc);
+    return;
+  }
+  switch (kv.v.bits) {
+    case 2: value_tile<2, false, GM>(kv, tile_v, voff, cent_v, prob, n, G, chunk, pl, npl, acc); break;
+    case 3: value_tile<3, false, GM>(kv, tile_v, voff, cent_v, prob, n, G, chunk, pl, npl, acc); break;
+    case 4: value_tile<4, false, GM>(kv, tile_v, voff, cent_v, prob, n, G, chunk, pl, npl, acc); break;
+    default: value_tile<5, false, GM>(kv, tile_v, voff, cent_v, prob, n, G, chunk, pl, npl, acc); break;
+  }
+}
+
+template <bool QJL, int GM>
+__global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  const TqAttnParams& a = da.p;
+  const DecodeLayout& L = da.l;
+  const TqKvBlocks& kv = a.kv;
+  const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
+  const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int D = static_cast<int>(kv.head_dim), G = a.group, g = kv.k.group_dim;
+  float* cent_k = reinterpret_cast<float*>(smem);
+  float* cent_v = cent_k + 32;
+  float* qs = reinterpret_cast<float*>(smem + L.q_off);
+  float* sq = reinterpret_cast<float*>(smem + L.sq_off);
+  float* psc = reinterpret_cast<float*>(smem + L.psc_off);
+  float* prob = reinterpret_cast<float*>(smem + L.prob_off);
+  float* corr_s = reinterpret_cast<float*>(smem + L.corr_off);
+  float* ml_s = reinterpret_cast<float*>(smem + L.ml_off);
+  uint16_t* offs = reinterpret_cast<uint16_t*>(smem + L.off_off);  // [2 buffers][K, V][kDT]
+  uint8_t* tiles = smem + L.tile_off;
+  const int buf_bytes = L.k_area + L.v_area;
+
+  const int64_t pos = a.positions[t];
+  const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
+  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
+  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
+  const int64_t n_tiles = j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0;
+
+  // Tile 0's copies go first, to overlap the query's rotation.
+  if (n_tiles > 0)
+    issue_tile(kv, kh, j0, static_cast<int>(min(int64_t{kDT}, j1 - j0)), tiles, tiles + L.k_area, offs, offs + kDT);
+  cp_async_commit();
+
+  if (kv.k.scheme == kTqLloydMax && threadIdx.x < (1 << kv.k.bits)) cent_k[threadIdx.x] = kv.k.centroids[threadIdx.x];
+  if (kv.v.scheme == kTqLloydMax && threadIdx.x < (1 << kv.v.bits)) cent_v[threadIdx.x] = kv.v.centroids[threadIdx.x];
+  for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
+  __syncthreads();
+  if (kv.rot_d1) block_rotate(qs, G, D, g, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
+  if constexpr (QJL) {
+    for (int e = threadIdx.x; e < G * D; e += kDThreads) {
+      const int d = e % D, base = e - d + (d & ~(g - 1)), row = d & (g - 1);
+      const float* srow = kv.k.qjl_matrix + static_cast<int64_t>(row) * g;
+      float acc = 0.0f;
+      for (int j = 0; j < g; ++j) acc = fmaf(srow[j], qs[base + j], acc);
+      sq[e] = acc;
+    }
+  }
+
+  // V mapping: npl position lanes (a power of two, adjacent lanes) per 8-coordinate chunk.
+  const int nch = D / 8;
+  int npl = 32;
+  while (npl * nch > kDThreads) npl >>= 1;
+  const int chunk = threadIdx.x / npl, pl = threadIdx.x % npl;
+  const bool v_active = chunk < nch;
+
+  float acc[GM][8];
+#pragma unroll
+  for (int h = 0; h < GM; ++h)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[h][i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // heads warp and warp + 4
+
+  for (int64_t it = 0; it < n_tiles; ++it) {
+    cp_async_wait_all();
+    __syncthreads();  // tile it is in; every thread is done with tile it - 1 (its buffer, prob, corr)
+    const int buf = static_cast<int>(it & 1);
+    if (it + 1 < n_tiles) {
+      const int64_t p1 = j0 + (it + 1) * kDT;
+      uint8_t* nb = tiles + (buf ^ 1) * buf_bytes;
+      uint16_t* no = offs + (buf ^ 1) * 2 * kDT;
+      issue_tile(kv, kh, p1, static_cast<int>(min(int64_t{kDT}, j1 - p1)), nb, nb + L.k_area, no, no + kDT);
+    }
+    cp_async_commit();
+    const int n = static_cast<int>(min(int64_t{kDT}, j1 - (j0 + it * kDT)));
+    const uint8_t* tk = tiles + buf * buf_bytes;
+    const uint16_t* ko = offs + buf * 2 * kDT;
+
+    score_dispatch<QJL, GM>(kv, tk, ko, cent_k, qs, sq, psc, n, G);
+    __syncthreads();
+
+    // Softmax: one max and one sum per tile and head.
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int h = warp + 4 * hh;
+      if (h >= G) break;
+      float sv[kDT / 32], tmax = -INFINITY;
+#pragma unroll
+      for (int k = 0; k < kDT / 32; ++k) {
+        const int p = lane + 32 * k;
+        float s = -INFINITY;
+        if (p < n) {
+          float raw = 0.0f;
+#pragma unroll
+          for (int part = 0; part < kDParts; ++part) raw += psc[(part * G + h) * kDT + p];
+          s = raw * a.scale;
+          if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+        }
+        sv[k] = s;
+        tmax = fmaxf(tmax, s);
+      }
+      tmax = warp_max(tmax);
+      const float m_new = fmaxf(m_run[hh], tmax);
+      const float corr = m_new == -INFINITY ? 1.0f : expf(m_run[hh] - m_new);
+      float psum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < kDT / 32; ++k) {
+        const float pr = sv[k] == -INFINITY ? 0.0f : expf(sv[k] - m_new);
+        prob[(lane + 32 * k) * 8 + h] = pr;
+        psum += pr;
+      }
+      l_run[hh] = l_run[hh] * corr + warp_sum(psum);
+      m_run[hh] = m_new;
+      if (lane == 0) corr_s[h] = corr;
+    }
+    __syncthreads();
+
+#pragma unroll
+    for (int h = 0; h < GM; ++h) {
+      if (h >= G) break;
+      const float cr = corr_s[h];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[h][i] *= cr;
+    }
+    if (v_active)
+      value_dispatch<GM>(kv, tk + L.k_area, ko + kDT, cent_v, prob, n, G, chunk, pl, npl, acc);
+  }
+
+  // The position lanes of a chunk are adjacent lanes of one warp: sum them.
+#pragma unroll
+  for (int h = 0; h < GM; ++h)
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      for (int o = npl / 2; o > 0; o >>= 1) acc[h][i] += __shfl_xor_sync(0xffffffffu, acc[h][i], o);
+  if (lane == 0) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int h = warp + 4 * hh;
+      if (h < G) ml_s[2 * h] = m_run[hh], ml_s[2 * h + 1] = l_run[hh];
+    }
+  }
+  __syncthreads();  // ml_s is in; qs is no longer read (it takes the outputs below)
+  const bool writer = v_active && pl == 0;
+  if (splits > 1) {
+    if (writer) {
+#pragma unroll
+      for (int h = 0; h < GM; ++h) {
+        if (h >= G) break;
+        const int64_t slot = (t * a.n_heads + kh * G + h) * splits + split;
+        float* o = a.part_o + slot * D + chunk * 8;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) o[i] = acc[h][i];
+        if (chunk == 0) a.part_ml[slot * 2] = ml_s[2 * h], a.part_ml[slot * 2 + 1] = ml_s[2 * h + 1];
+      }
+    }
+    return;  // uniform over the block
+  }
+  float* ob = qs;  // [G][D] normalised outputs in the rotated domain
+  if (writer) {
+#pragma unroll
+    for (int h = 0; h < GM; ++h) {
+      if (h >= G) break;
+      const float l = ml_s[2 * h + 1];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) ob[h * D + chunk * 8 + i] = l > 0.0f ? acc[h][i] / l : 0.0f;
+    }
+  }
+  __syncthreads();
+  if (kv.rot_d1) block_rotate(ob, G, D, g, kv.rot_d2, kv.rot_d1, kv.rot_inv_sqrt);  // Pi^T = D1 H D2 / sqrt(g)
+  for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
+}
+
 int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
   const int64_t blocks = n_q * n_kv_heads;
   const int64_t want = (kTargetBlocks + blocks - 1) / blocks;
@@ -615,23 +1047,61 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
   check_codec(kv.k, kv, "K");
   check_codec(kv.v, kv, "V");
-  const SmemLayout lay = smem_layout(kv, static_cast<int>(G));
-  if (static_cast<size_t>(lay.total) > kMaxSmem)
-    throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
-  const int splits = split_count(n_q, kv.n_kv_heads, window > 0 ? std::min(window, n_kv_bound) : n_kv_bound,
-                                 max_splits);
+  const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
   TqAttnParams a{};
   a.kv = kv;
   a.q = q;
   a.out = out;
-  a.part_o = static_cast<float*>(scratch);
-  a.part_ml = a.part_o + n_q * n_heads * splits * D;
   a.positions = positions;
   a.n_heads = n_heads;
   a.window = window;
   a.group = static_cast<int>(G);
   a.scale = scale;
   a.softcap = softcap;
+  // The scratch holds [n_q n_heads splits] x (D + 2) floats for as many splits as attention_scratch_bytes sized.
+  const int64_t scratch_splits = std::max<int64_t>(
+      1, static_cast<int64_t>(attention_scratch_bytes(n_q, n_heads, D, max_splits) /
+                              (static_cast<uint64_t>(n_q * n_heads) * (D + 2) * sizeof(float))));
+  const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
+  if (static_cast<size_t>(dl.total) <= kMaxDecodeSmem) {
+    const int64_t want = (kDTargetBlocks + n_q * kv.n_kv_heads - 1) / (n_q * kv.n_kv_heads);
+    const int64_t useful = std::max<int64_t>(1, n_kv / kDMinSplitPositions);
+    const int splits = static_cast<int>(
+        std::max<int64_t>(1, std::min<int64_t>({want, useful, static_cast<int64_t>(max_splits), scratch_splits})));
+    a.part_o = static_cast<float*>(scratch);
+    a.part_ml = a.part_o + n_q * n_heads * splits * D;
+    DecodeArgs da{a, dl};
+    const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
+    const size_t smem = static_cast<size_t>(dl.total);
+    auto launch = [&](auto kernel) {
+      if (smem > kMaxSmem)
+        lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(smem)),
+                           "TurboQuant attention shared memory");
+      kernel<<<grid, kDThreads, smem, stream>>>(da);
+    };
+    const bool qjl = kv.k.qjl != 0;
+    if (G <= 1) qjl ? launch(tq_decode_kernel<true, 1>) : launch(tq_decode_kernel<false, 1>);
+    else if (G <= 2) qjl ? launch(tq_decode_kernel<true, 2>) : launch(tq_decode_kernel<false, 2>);
+    else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4>) : launch(tq_decode_kernel<false, 4>);
+    else qjl ? launch(tq_decode_kernel<true, 8>) : launch(tq_decode_kernel<false, 8>);
+    lmlab::cuda::check_launch("TurboQuant attention");
+    if (splits > 1) {
+      tq_merge_kernel<<<static_cast<unsigned>(n_q * n_heads), kThreads, 0, stream>>>(
+          a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim, kv.rot_d1, kv.rot_d2,
+          kv.rot_inv_sqrt);
+      lmlab::cuda::check_launch("TurboQuant attention (merge splits)");
+    }
+    return;
+  }
+  // Records too large for the tiled kernel's shared memory: a warp per position.
+  const SmemLayout lay = smem_layout(kv, static_cast<int>(G));
+  if (static_cast<size_t>(lay.total) > kMaxSmem)
+    throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
+  const int splits = static_cast<int>(std::min<int64_t>(split_count(n_q, kv.n_kv_heads, n_kv, max_splits),
+                                                        scratch_splits));
+  a.part_o = static_cast<float*>(scratch);
+  a.part_ml = a.part_o + n_q * n_heads * splits * D;
   a.tile_v_offset = (kTile * kv.k.record_bytes + 15) / 16 * 16;
   a.work_bytes = lay.work_bytes;
   const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
