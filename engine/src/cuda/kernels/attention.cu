@@ -19,6 +19,7 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;  // query heads per KV head handled by one block
 constexpr int kVBatch = 8;    // V rows loaded together
+constexpr int kKeyChunks = 8;  // 16-byte pieces of a key row loaded together
 constexpr int kTargetBlocks = 132 * 4;
 
 struct AttnParams {
@@ -82,22 +83,32 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
     if (valid) {
       const uint16_t* kr = kv_row(a.kv, j, kh, false);
       if (vec) {
-        for (int64_t d0 = 0; d0 < D; d0 += 8) {
-          const uint4 raw = *reinterpret_cast<const uint4*>(kr + d0);
-          const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
-          float kf[8];
+        // kKeyChunks 16-byte loads in flight before the first is used: one at a time, a 128-wide key row cost
+        // 16 memory round trips per tile.
+        for (int64_t d0 = 0; d0 < D; d0 += 8 * kKeyChunks) {
+          uint4 raw[kKeyChunks];
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
-            kf[2 * i] = f.x, kf[2 * i + 1] = f.y;
-          }
+          for (int c = 0; c < kKeyChunks; ++c)
+            if (d0 + 8 * c < D) raw[c] = *reinterpret_cast<const uint4*>(kr + d0 + 8 * c);
 #pragma unroll
-          for (int g = 0; g < kMaxGroup; ++g) {
-            if (g >= G) break;
-            const float4 q0 = *reinterpret_cast<const float4*>(qs + g * D + d0);
-            const float4 q1 = *reinterpret_cast<const float4*>(qs + g * D + d0 + 4);
-            s[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
-                    q1.z * kf[6] + q1.w * kf[7];
+          for (int c = 0; c < kKeyChunks; ++c) {
+            if (d0 + 8 * c >= D) break;
+            const uint32_t u[4] = {raw[c].x, raw[c].y, raw[c].z, raw[c].w};
+            float kf[8];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
+              kf[2 * i] = f.x, kf[2 * i + 1] = f.y;
+            }
+            const int64_t d = d0 + 8 * c;
+#pragma unroll
+            for (int g = 0; g < kMaxGroup; ++g) {
+              if (g >= G) break;
+              const float4 q0 = *reinterpret_cast<const float4*>(qs + g * D + d);
+              const float4 q1 = *reinterpret_cast<const float4*>(qs + g * D + d + 4);
+              s[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
+                      q1.z * kf[6] + q1.w * kf[7];
+            }
           }
         }
       } else {
