@@ -20,6 +20,7 @@
 #include "kv/turboquant/tq_layer_spec.h"
 #include "cuda/kernels/kernels_cuda.h"
 #include "kernels/matmul_affine.h"
+#include "cuda_test.h"
 #include "tolerance.h"
 #include "util/half.h"
 
@@ -31,37 +32,9 @@ using cuda::DeviceAllocator;
 using cuda::DeviceBuffer;
 using kernels::WeightType;
 
-class CudaKernels : public ::testing::Test {
+class CudaKernels : public test::CudaTest {
  protected:
-  void SetUp() override {
-    if (const std::string why = device_unavailable_reason(Device::cuda); !why.empty())
-      GTEST_SKIP() << "CUDA kernels not tested: " << why;
-  }
-
-  template <typename T>
-  DeviceBuffer up(const std::vector<T>& v) {
-    DeviceBuffer b(alloc_, std::max<size_t>(1, v.size()) * sizeof(T), "test");
-    cuda::check(cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "test upload");
-    return b;
-  }
-  template <typename T>
-  std::vector<T> down(const DeviceBuffer& b, size_t n) {
-    cuda::check(cudaDeviceSynchronize(), "test sync");
-    std::vector<T> v(n);
-    cuda::check(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost), "test download");
-    return v;
-  }
-  // Poisoned output: an element the kernel forgot to write fails the comparison.
-  DeviceBuffer out(size_t n) { return up(std::vector<float>(n, std::nanf(""))); }
-  std::vector<float> randn(size_t n, float scale = 1.0f) {
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng_);
-    return v;
-  }
-
-  DeviceAllocator alloc_;
-  std::mt19937 rng_{1234};
+  CudaKernels() : CudaTest("CUDA kernels", 1234) {}
 };
 
 std::vector<uint16_t> to_half(const std::vector<float>& v, WeightType t) {

@@ -37,6 +37,7 @@
 #include "lmlab/model.h"
 #include "lmlab/perplexity.h"
 #include "model/model_impl.h"
+#include "cuda_test.h"
 #include "tolerance.h"
 
 namespace lmlab {
@@ -72,36 +73,9 @@ const Format kFormats[] = {
     format("affine int8", TurboKvOptions::Mode::affine8, 0, false, 0),
 };
 
-class CudaTurboQuant : public ::testing::Test {
+class CudaTurboQuant : public test::CudaTest {
  protected:
-  void SetUp() override {
-    if (const std::string why = device_unavailable_reason(Device::cuda); !why.empty())
-      GTEST_SKIP() << "CUDA TurboQuant not tested: " << why;
-  }
-
-  template <typename T>
-  DeviceBuffer up(const std::vector<T>& v) {
-    DeviceBuffer b(alloc_, std::max<size_t>(1, v.size()) * sizeof(T), "test");
-    cuda::check(cudaMemcpy(b.get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), "test upload");
-    return b;
-  }
-  template <typename T>
-  std::vector<T> down(const DeviceBuffer& b, size_t n) {
-    cuda::check(cudaDeviceSynchronize(), "test sync");
-    std::vector<T> v(n);
-    cuda::check(cudaMemcpy(v.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost), "test download");
-    return v;
-  }
-  DeviceBuffer out(size_t n) { return up(std::vector<float>(n, std::nanf(""))); }
-  std::vector<float> randn(size_t n, float scale = 1.0f) {
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng_);
-    return v;
-  }
-
-  DeviceAllocator alloc_;
-  std::mt19937 rng_{4321};
+  CudaTurboQuant() : CudaTest("CUDA TurboQuant", 4321) {}
 };
 
 std::vector<uint8_t> download_block(const KvBlock& b) {
