@@ -444,15 +444,16 @@ int sm_count() {
   return n;
 }
 
-// Warps per SM the column split aims for: enough loads in flight, but each block also fills its shared x, so
-// fewer, longer warps can win. LMLAB_GEMV_WARPS_PER_SM overrides it (a tuning knob for lmlab_bench).
-int warps_per_sm() {
-  static const int n = [] {
+// Warps per SM the column split aims for: enough loads in flight, but a block with shared x also fills it
+// first, so fewer, longer blocks win there: 12 instead of 24 was 1.2-1.4x faster on the 8B 4-bit q, o, q/k/v and
+// down projections and equal on the others (H200, lmlab_bench cuda_gemv, both in one run; docs/cuda.md).
+// LMLAB_GEMV_WARPS_PER_SM overrides both (a tuning knob for lmlab_bench).
+int warps_per_sm(bool shared_x) {
+  static const int env = [] {
     const char* e = std::getenv("LMLAB_GEMV_WARPS_PER_SM");
-    const int v = e ? std::atoi(e) : 0;
-    return v > 0 ? v : 24;
+    return e ? std::atoi(e) : 0;
   }();
-  return n;
+  return env > 0 ? env : shared_x ? 12 : 24;
 }
 
 int64_t max_rows(const GemvParams& p) {
@@ -468,7 +469,7 @@ void launch(const GemvParams& base, cudaStream_t stream) {
   int64_t total_groups = 0;
   for (int i = 0; i < p.n_parts; ++i) total_groups += (p.parts[i].w.rows + kRows - 1) / kRows;
   const int64_t units = (p.parts[0].w.cols + kUnitCols - 1) / kUnitCols;
-  const int64_t target = static_cast<int64_t>(sm_count()) * warps_per_sm();
+  const int64_t target = static_cast<int64_t>(sm_count()) * warps_per_sm(F::kSharedX);
   int ks = 1;
   while (ks < kWarps && total_groups * p.n_slots * ks < target && 2 * ks <= units) ks *= 2;
   p.ksplit = ks;
