@@ -203,7 +203,8 @@ TEST_F(CudaKernels, NormRopeActivationsMatchReference) {
     for (int64_t i = 0; i < rot / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / rot);
     const std::vector<int32_t> pos = {0, 1, 77, 4095, 100001};
     DeviceBuffer dx = up(x), di = up(inv), dp = up(pos);
-    kc::rope(dx.get<float>(), n, heads, hd, rot, dp.get<int32_t>(), di.get<float>(), 1.25f, nullptr);
+    kc::qk_norm_rope(dx.get<float>(), nullptr, n, heads, 0, hd, rot, nullptr, nullptr, 1e-6f, dp.get<int32_t>(),
+                     di.get<float>(), 1.25f, nullptr);  // queries alone, no norm: the rotation by itself
     kernels::ref::rope({x.data(), n, heads, hd, rot, pos.data(), inv.data(), 1.25f});
     EXPECT_TRUE(test::close(down<float>(dx, x.size()), x, test::tolerance(WeightType::f32, 1), "rope"));
   }

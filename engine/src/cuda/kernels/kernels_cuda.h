@@ -54,11 +54,9 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t d
 void add_rmsnorm(float* x, const float* y, const float* w, float* h, int64_t n_rows, int64_t dim, float eps,
                  cudaStream_t stream);
 
-// rope.cu: rotate_half RoPE in place; positions [n_tokens] and inv_freq [rot_dim / 2] on the device.
-void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const int32_t* positions,
-          const float* inv_freq, float attention_scaling, cudaStream_t stream);
-// A layer's q/k step in one launch: per head of q [n, n_heads, head_dim] and k [n, n_kv_heads, head_dim] the
-// RMSNorm by q_norm / k_norm (either may be null: no norm) then rope() as above.
+// rope.cu: a layer's q/k step in one launch: per head of q [n, n_heads, head_dim] and k [n, n_kv_heads, head_dim]
+// the RMSNorm by q_norm / k_norm (either may be null: no norm), then rotate_half RoPE in place; positions [n] and
+// inv_freq [rot_dim / 2] on the device.
 inline constexpr int kMaxNormRopeHeadDim = 512;
 void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                   int64_t rot_dim, const float* q_norm, const float* k_norm, float eps, const int32_t* positions,

@@ -1,7 +1,6 @@
-// Rotary embedding (rotate_half layout) on the GPU: one thread per (token, head, rotated pair). The angle is
-// the f32 product as HF computes it; cos/sin in double precision like the reference (few values, cheap).
-// qk_norm_rope does a layer's whole q/k step in one launch: per head the optional RMSNorm (qwen3, gemma3) then
-// the rotation, for the query and the key heads.
+// A layer's q/k step on the GPU in one launch: per head of the queries and the keys the optional RMSNorm (qwen3,
+// gemma3), then the rotary embedding (rotate_half layout). The angle is the f32 product as HF computes it; cos/sin
+// in double precision like the reference (few values, cheap).
 #include <string>
 
 #include "cuda/cuda_check.h"
@@ -16,19 +15,6 @@ __device__ __forceinline__ void rope_angle(int32_t pos, float inv_freq, float sc
   const float angle = static_cast<float>(pos) * inv_freq;
   c = static_cast<float>(cos(static_cast<double>(angle))) * scaling;
   s = static_cast<float>(sin(static_cast<double>(angle))) * scaling;
-}
-
-__global__ void rope_kernel(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t half,
-                            const int32_t* positions, const float* inv_freq, float scaling) {
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= n_tokens * n_heads * half) return;
-  const int64_t i = idx % half, th = idx / half, t = th / n_heads;
-  float c, s;
-  rope_angle(positions[t], inv_freq[i], scaling, c, s);
-  float* xr = x + th * head_dim;
-  const float x0 = xr[i], x1 = xr[i + half];
-  xr[i] = x0 * c - x1 * s;
-  xr[i + half] = x1 * c + x0 * s;
 }
 
 // Block (token, head) over the query heads then the key heads; a thread per element of the head.
@@ -74,14 +60,5 @@ void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t
   lmlab::cuda::check_launch("qk_norm_rope");
 }
 
-
-void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rot_dim, const int32_t* positions,
-          const float* inv_freq, float attention_scaling, cudaStream_t stream) {
-  const int64_t half = rot_dim / 2, total = n_tokens * n_heads * half;
-  if (total == 0) return;
-  rope_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(x, n_tokens, n_heads, head_dim, half,
-                                                                              positions, inv_freq, attention_scaling);
-  lmlab::cuda::check_launch("rope");
-}
 
 }  // namespace lmlab::kernels::cuda
