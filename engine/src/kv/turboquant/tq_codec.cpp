@@ -42,9 +42,6 @@ inline float get_f16(const uint8_t* p) {
 // than Algorithm 1's codes), keep the one of smallest angle. On Gaussian vectors this lowers the mean tan^2 by ~20%
 // at 4 bits and ~27% at 5 bits (d = 64; tests/turboquant_test.cpp); decoding is unchanged.
 // Writes the codes of u = x * inv_norm to idx and returns <u, c>.
-constexpr int kScaleCandidates = kAngleScales;
-constexpr double kScaleSpan = kAngleSpan;
-
 double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm, int64_t g, uint8_t* idx) {
   const float* c = cb.centroids.data();
   const float* t = cb.boundaries.data();
@@ -56,13 +53,13 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
   double dot = 0.0, c2 = 0.0;
   for (int64_t i = 0; i < g; ++i) {
     u[i] = static_cast<float>(x[i] * inv_norm);
-    k[i] = static_cast<uint8_t>(cb.quantize(static_cast<float>(u[i] * (1.0 - kScaleSpan))));
+    k[i] = static_cast<uint8_t>(cb.quantize(static_cast<float>(u[i] * (1.0 - kAngleSpan))));
     dot += static_cast<double>(u[i]) * c[k[i]];
     c2 += static_cast<double>(c[k[i]]) * c[k[i]];
   }
   double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
-  for (int s = 0; s < kScaleCandidates; ++s) {
-    const bool one = s == kScaleCandidates / 2;
+  for (int s = 0; s < kAngleScales; ++s) {
+    const bool one = s == kAngleScales / 2;
     const float lambda = angle_scale(s);
     for (int64_t i = 0; s > 0 && i < g; ++i) {
       const float v = u[i] * lambda;
@@ -96,8 +93,8 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
 }  // namespace
 
 float angle_scale(int s) {
-  return s == kScaleCandidates / 2 ? 1.0f
-                                   : static_cast<float>(1.0 - kScaleSpan + 2.0 * kScaleSpan * s / (kScaleCandidates - 1));
+  return s == kAngleScales / 2 ? 1.0f
+                               : static_cast<float>(1.0 - kAngleSpan + 2.0 * kAngleSpan * s / (kAngleScales - 1));
 }
 
 TqFormat make_lloyd_max_format(int64_t head_dim, int bits, bool qjl) {
