@@ -14,9 +14,7 @@
 //     (tq_decode_kernel below: 64-position tiles staged by cp.async, a thread per position for the scores of the G
 //     query heads, one softmax max / sum per tile and head, V a thread per 8-coordinate chunk and position lane),
 //     the query rotated once per block (and projected by S for QJL keys), V accumulated in the rotated domain and
-//     the output rotated back once (Pi^T) by the merge kernel or, without splits, by the block. The older
-//     warp-per-position kernel (tq_attention_kernel) remains for records too large for the tiled kernel's shared
-//     memory.
+//     the output rotated back once (Pi^T) by the merge kernel or, without splits, by the block.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -73,21 +71,9 @@ __device__ __forceinline__ int quantize(const float* t, int nb, float x) {
   return lo;
 }
 
-// Entry i of a group's packed codes (kv/turboquant/pack.h): planes for 2, 3, 5 bits (plane_bytes = g / 8 each),
-// nibbles for 4 (16 entries per little-endian uint64, entry j at bit 32 (j % 2) + 4 (j / 2)), bytes for 8.
-__device__ __forceinline__ int code_at(const uint8_t* r, int i, int bits, int plane_bytes) {
-  if (bits == 4) {
-    const int j = i & 15, pos = ((j & 1) << 5) + ((j >> 1) << 2);
-    return (r[((i >> 4) << 3) + (pos >> 3)] >> (pos & 7)) & 15;
-  }
-  if (bits == 8) return r[i];
-  const int byte = i >> 3, sh = i & 7;
-  int v = 0;
-  for (int p = 0; p < bits; ++p) v |= ((r[p * plane_bytes + byte] >> sh) & 1) << p;
-  return v;
-}
-
-// Byte ob of the packed codes of idx [g] (the inverse of code_at).
+// A group's packed codes (kv/turboquant/pack.h): planes for 2, 3, 5 bits (plane_bytes = g / 8 each), nibbles for 4
+// (16 entries per little-endian uint64, entry j at bit 32 (j % 2) + 4 (j / 2)), bytes for 8.
+// Byte ob of the packed codes of idx [g].
 __device__ __forceinline__ uint8_t packed_byte(const uint8_t* idx, int ob, int bits, int g) {
   if (bits == 8) return idx[ob];
   if (bits == 4) {
@@ -322,11 +308,8 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
 // ---------------------------------------------------------------------------------------------------------------
 // Attention
 
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
+constexpr int kThreads = 128;  // the merge kernel's
 constexpr int kMaxGroup = 8;
-constexpr int kTile = 32;  // positions staged in shared memory at a time
-constexpr int kTargetBlocks = 132 * 2;
 constexpr size_t kMaxSmem = 48 * 1024;
 constexpr size_t kMaxDecodeSmem = 160 * 1024;  // opted into above 48 KB (sm_90 allows 227 KB)
 
@@ -340,207 +323,7 @@ struct TqAttnParams {
   int64_t n_heads, window;
   int group;
   float scale, softcap;
-  int tile_v_offset;  // bytes from the work area to the staged V records (16-byte aligned)
-  int work_bytes;     // the work area: staged records, the query's rotation, the warps' merge
 };
-
-// Shared memory: [work area][S q~: G x D floats, QJL only][K centroids 32][V centroids 32].
-struct SmemLayout {
-  int work_bytes, sq_offset, cent_offset, total;
-};
-SmemLayout smem_layout(const TqKvBlocks& kv, int G) {
-  const int D = static_cast<int>(kv.head_dim);
-  const int tile_k = (kTile * kv.k.record_bytes + 15) / 16 * 16, tile_v = (kTile * kv.v.record_bytes + 15) / 16 * 16;
-  const int merge = kWarps * G * (D + 2) * 4, rot = G * D * 4;
-  SmemLayout l;
-  l.work_bytes = std::max({tile_k + tile_v, merge, rot});
-  l.sq_offset = l.work_bytes;
-  l.cent_offset = l.sq_offset + (kv.k.qjl ? G * D * 4 : 0);
-  l.total = l.cent_offset + 64 * 4;
-  return l;
-}
-
-// Copies `bytes` (even) from global src (2-byte aligned) to shared dst (16-byte aligned), as wide as alignment allows.
-__device__ __forceinline__ void stage(uint8_t* dst, const uint8_t* src, int bytes) {
-  const uintptr_t al = reinterpret_cast<uintptr_t>(src) | static_cast<uintptr_t>(bytes);
-  if ((al & 15) == 0) {
-    for (int i = threadIdx.x; i < bytes / 16; i += kThreads)
-      reinterpret_cast<uint4*>(dst)[i] = reinterpret_cast<const uint4*>(src)[i];
-  } else if ((al & 3) == 0) {
-    for (int i = threadIdx.x; i < bytes / 4; i += kThreads)
-      reinterpret_cast<uint32_t*>(dst)[i] = reinterpret_cast<const uint32_t*>(src)[i];
-  } else {
-    for (int i = threadIdx.x; i < bytes / 2; i += kThreads)
-      reinterpret_cast<uint16_t*>(dst)[i] = reinterpret_cast<const uint16_t*>(src)[i];
-  }
-}
-
-// Coordinates d = lane + 32 i of one record (tq_codec.h's score row): lloyd_max a c[idx], affine min + a idx;
-// QJL: kappa sign (the row's second half), kappa = a gamma sqrt(pi/2) / g.
-template <int DPL, bool QJL>
-__device__ __forceinline__ void decode_record(const TqDeviceCodec& c, const uint8_t* rec, const float* cent, int lane,
-                                              int D, int log_g, float (&val)[DPL], float (&sgn)[DPL]) {
-  const int g = c.group_dim, plane_bytes = g / 8;
-#pragma unroll
-  for (int i = 0; i < DPL; ++i) {
-    const int d = lane + 32 * i;
-    val[i] = 0.0f;
-    if (QJL) sgn[i] = 0.0f;
-    if (d >= D) continue;
-    const int gi = d >> log_g, e = d & (g - 1);
-    const uint8_t* r = rec + gi * c.group_bytes;
-    const float a = load_half(r + c.scalar_offset);
-    const int code = code_at(r, e, c.bits, plane_bytes);
-    if (c.scheme == kTqAffine) {
-      val[i] = load_half(r + c.scalar_offset + 2) + a * static_cast<float>(code);
-    } else {
-      val[i] = a * cent[code];
-      if (QJL) {
-        const float kappa = a * load_half(r + c.scalar_offset + 2) *
-                            static_cast<float>(turboquant::kSqrtHalfPi / static_cast<double>(g));
-        sgn[i] = ((r[c.code_bytes + (e >> 3)] >> (e & 7)) & 1) ? kappa : -kappa;
-      }
-    }
-  }
-}
-
-template <int DPL, bool QJL>
-__global__ void __launch_bounds__(kThreads) tq_attention_kernel(TqAttnParams a) {
-  extern __shared__ __align__(16) uint8_t smem[];
-  const TqKvBlocks& kv = a.kv;
-  const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
-  const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int D = static_cast<int>(kv.head_dim), G = a.group, g = kv.k.group_dim;
-  const int log_g = __ffs(g) - 1;
-  const int64_t B = kv.block_tokens, nkv = kv.n_kv_heads;
-  const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes;
-  float* work = reinterpret_cast<float*>(smem);
-  float* sq = reinterpret_cast<float*>(smem + a.work_bytes);
-  float* cent_k = sq + (QJL ? G * D : 0);
-  float* cent_v = cent_k + 32;
-
-  const int64_t pos = a.positions[t];
-  const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
-  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
-  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
-
-  if (kv.k.scheme == kTqLloydMax && threadIdx.x < (1 << kv.k.bits)) cent_k[threadIdx.x] = kv.k.centroids[threadIdx.x];
-  if (kv.v.scheme == kTqLloydMax && threadIdx.x < (1 << kv.v.bits)) cent_v[threadIdx.x] = kv.v.centroids[threadIdx.x];
-  // The group's query heads, rotated into the working domain (q~ = Pi q), and S q~ for QJL keys.
-  float* qs = work;  // [G][D]
-  for (int e = threadIdx.x; e < G * D; e += kThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
-  __syncthreads();
-  if (kv.rot_d1) block_rotate(qs, G, D, g, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
-  if (QJL) {
-    for (int e = threadIdx.x; e < G * D; e += kThreads) {
-      const int d = e % D, base = e - d + (d & ~(g - 1)), row = d & (g - 1);
-      const float* srow = kv.k.qjl_matrix + static_cast<int64_t>(row) * g;
-      float acc = 0.0f;
-      for (int j = 0; j < g; ++j) acc = fmaf(srow[j], qs[base + j], acc);
-      sq[e] = acc;
-    }
-  }
-  float q[kMaxGroup][DPL], acc[kMaxGroup][DPL], m[kMaxGroup], l[kMaxGroup];
-#pragma unroll
-  for (int hg = 0; hg < kMaxGroup; ++hg) {
-    m[hg] = -INFINITY, l[hg] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < DPL; ++i) {
-      const int d = lane + 32 * i;
-      q[hg][i] = hg < G && d < D ? qs[hg * D + d] : 0.0f;
-      acc[hg][i] = 0.0f;
-    }
-  }
-  __syncthreads();  // qs is overwritten by the staged records
-
-  uint8_t* tile_k = smem;
-  uint8_t* tile_v = smem + a.tile_v_offset;
-  for (int64_t p0 = j0; p0 < j1;) {
-    const int64_t b = p0 / B, slot = p0 % B;
-    const int n = static_cast<int>(min(j1, min((b + 1) * B, p0 + kTile)) - p0);
-    const uint8_t* blk = kv.blocks[b];
-    stage(tile_k, blk + (kh * B + slot) * k_rec, n * k_rec);
-    stage(tile_v, blk + nkv * B * k_rec + (kh * B + slot) * v_rec, n * v_rec);
-    __syncthreads();
-    for (int jj = warp; jj < n; jj += kWarps) {
-      float kf[DPL], ks[DPL], vf[DPL], unused[DPL];
-      decode_record<DPL, QJL>(kv.k, tile_k + jj * k_rec, cent_k, lane, D, log_g, kf, ks);
-      decode_record<DPL, false>(kv.v, tile_v + jj * v_rec, cent_v, lane, D, log_g, vf, unused);
-#pragma unroll
-      for (int hg = 0; hg < kMaxGroup; ++hg) {
-        if (hg >= G) break;
-        float s = 0.0f;
-#pragma unroll
-        for (int i = 0; i < DPL; ++i) {
-          s = fmaf(q[hg][i], kf[i], s);
-          if (QJL && lane + 32 * i < D) s = fmaf(sq[hg * D + lane + 32 * i], ks[i], s);
-        }
-        s = warp_sum(s) * a.scale;
-        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
-        const float m_new = fmaxf(m[hg], s);
-        const float corr = expf(m[hg] - m_new), pr = expf(s - m_new);
-        l[hg] = l[hg] * corr + pr;
-#pragma unroll
-        for (int i = 0; i < DPL; ++i) acc[hg][i] = acc[hg][i] * corr + pr * vf[i];
-        m[hg] = m_new;
-      }
-    }
-    __syncthreads();  // the tile is restaged
-    p0 += n;
-  }
-
-  // Merge the warps' states (work area: [kWarps][G][D] outputs, then [kWarps][G][2] (m, l)).
-  float* so = work;
-  float* sml = work + kWarps * G * D;
-#pragma unroll
-  for (int hg = 0; hg < kMaxGroup; ++hg) {
-    if (hg >= G) break;
-#pragma unroll
-    for (int i = 0; i < DPL; ++i) {
-      const int d = lane + 32 * i;
-      if (d < D) so[(warp * G + hg) * D + d] = acc[hg][i];
-    }
-    if (lane == 0) sml[(warp * G + hg) * 2] = m[hg], sml[(warp * G + hg) * 2 + 1] = l[hg];
-  }
-  __syncthreads();
-  constexpr int kPerThread = kMaxGroup * 32 * DPL / kThreads;  // G D / kThreads, rounded up for G = 8
-  float res[kPerThread > 0 ? kPerThread : 1];
-#pragma unroll
-  for (int r = 0; r < (kPerThread > 0 ? kPerThread : 1); ++r) {
-    const int e = threadIdx.x + r * kThreads;
-    res[r] = 0.0f;
-    if (e >= G * D) continue;
-    const int hg = e / D, d = e % D;
-    float M = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sml[(w * G + hg) * 2]);
-    float L = 0.0f, O = 0.0f;
-    if (M != -INFINITY)
-      for (int w = 0; w < kWarps; ++w) {
-        const float f = expf(sml[(w * G + hg) * 2] - M);
-        L += sml[(w * G + hg) * 2 + 1] * f;
-        O += so[(w * G + hg) * D + d] * f;
-      }
-    const int64_t hq = kh * G + hg;
-    if (splits == 1) {
-      res[r] = L > 0.0f ? O / L : 0.0f;
-    } else {
-      const int64_t slot = (t * a.n_heads + hq) * splits + split;
-      a.part_o[slot * D + d] = O;
-      if (d == 0) a.part_ml[slot * 2] = M, a.part_ml[slot * 2 + 1] = L;
-    }
-  }
-  if (splits > 1) return;  // uniform over the block
-  __syncthreads();  // so / sml are read by every thread before the outputs take their place
-  float* ob = work;  // [G][D] normalised outputs in the rotated domain
-#pragma unroll
-  for (int r = 0; r < (kPerThread > 0 ? kPerThread : 1); ++r) {
-    const int e = threadIdx.x + r * kThreads;
-    if (e < G * D) ob[e] = res[r];
-  }
-  __syncthreads();
-  if (kv.rot_d1) block_rotate(ob, G, D, g, kv.rot_d2, kv.rot_d1, kv.rot_inv_sqrt);  // Pi^T = D1 H D2 / sqrt(g)
-  for (int e = threadIdx.x; e < G * D; e += kThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
-}
 
 // Block per (query, head): merges the splits' states and rotates the output back.
 __global__ void __launch_bounds__(kThreads) tq_merge_kernel(const float* part_o, const float* part_ml, float* out,
@@ -655,8 +438,8 @@ __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int
   }
 }
 
-// Codes of coordinates e0 .. e0 + 7 (e0 a multiple of 8) of a group's packed codes r (2-byte aligned): code_at's
-// layout (planes for 2, 3, 5 bits, nibbles for 4, bytes for 8).
+// Codes of coordinates e0 .. e0 + 7 (e0 a multiple of 8) of a group's packed codes r (2-byte aligned), in the
+// layout above (planes for 2, 3, 5 bits, nibbles for 4, bytes for 8).
 template <int BITS>
 __device__ __forceinline__ void codes8(const uint8_t* r, int e0, int plane_bytes, int (&c)[8]) {
   if constexpr (BITS == 8) {
@@ -999,14 +782,6 @@ __global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
-  const int64_t blocks = n_q * n_kv_heads;
-  const int64_t want = (kTargetBlocks + blocks - 1) / blocks;
-  // At least 32 positions (one staged tile) per split.
-  const int64_t useful = std::max<int64_t>(1, n_kv / kTile);
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits})));
-}
-
 void check_codec(const TqDeviceCodec& c, const TqKvBlocks& kv, const char* what) {
   const bool ok = (c.scheme == kTqLloydMax && c.bits >= 2 && c.bits <= 5 && c.centroids && c.boundaries) ||
                   (c.scheme == kTqAffine && (c.bits == 4 || c.bits == 8) && !c.qjl);
@@ -1062,66 +837,36 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   const int64_t scratch_splits = std::max<int64_t>(
       1, static_cast<int64_t>(attention_scratch_bytes(n_q, n_heads, D, max_splits) /
                               (static_cast<uint64_t>(n_q * n_heads) * (D + 2) * sizeof(float))));
+  // head_dim <= 256 and at most 8-bit records keep the layout under ~90 KB (head_dim 256, GQA 8, affine int8).
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
-  if (static_cast<size_t>(dl.total) <= kMaxDecodeSmem) {
-    const int64_t want = (kDTargetBlocks + n_q * kv.n_kv_heads - 1) / (n_q * kv.n_kv_heads);
-    const int64_t useful = std::max<int64_t>(1, n_kv / kDMinSplitPositions);
-    const int splits = static_cast<int>(
-        std::max<int64_t>(1, std::min<int64_t>({want, useful, static_cast<int64_t>(max_splits), scratch_splits})));
-    a.part_o = static_cast<float*>(scratch);
-    a.part_ml = a.part_o + n_q * n_heads * splits * D;
-    DecodeArgs da{a, dl};
-    const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-    const size_t smem = static_cast<size_t>(dl.total);
-    auto launch = [&](auto kernel) {
-      if (smem > kMaxSmem)
-        lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                static_cast<int>(smem)),
-                           "TurboQuant attention shared memory");
-      kernel<<<grid, kDThreads, smem, stream>>>(da);
-    };
-    const bool qjl = kv.k.qjl != 0;
-    if (G <= 1) qjl ? launch(tq_decode_kernel<true, 1>) : launch(tq_decode_kernel<false, 1>);
-    else if (G <= 2) qjl ? launch(tq_decode_kernel<true, 2>) : launch(tq_decode_kernel<false, 2>);
-    else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4>) : launch(tq_decode_kernel<false, 4>);
-    else qjl ? launch(tq_decode_kernel<true, 8>) : launch(tq_decode_kernel<false, 8>);
-    lmlab::cuda::check_launch("TurboQuant attention");
-    if (splits > 1) {
-      tq_merge_kernel<<<static_cast<unsigned>(n_q * n_heads), kThreads, 0, stream>>>(
-          a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim, kv.rot_d1, kv.rot_d2,
-          kv.rot_inv_sqrt);
-      lmlab::cuda::check_launch("TurboQuant attention (merge splits)");
-    }
-    return;
-  }
-  // Records too large for the tiled kernel's shared memory: a warp per position.
-  const SmemLayout lay = smem_layout(kv, static_cast<int>(G));
-  if (static_cast<size_t>(lay.total) > kMaxSmem)
+  if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
     throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
-  const int splits = static_cast<int>(std::min<int64_t>(split_count(n_q, kv.n_kv_heads, n_kv, max_splits),
-                                                        scratch_splits));
+  const int64_t want = (kDTargetBlocks + n_q * kv.n_kv_heads - 1) / (n_q * kv.n_kv_heads);
+  const int64_t useful = std::max<int64_t>(1, n_kv / kDMinSplitPositions);
+  const int splits = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>({want, useful, static_cast<int64_t>(max_splits), scratch_splits})));
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
-  a.tile_v_offset = (kTile * kv.k.record_bytes + 15) / 16 * 16;
-  a.work_bytes = lay.work_bytes;
+  DecodeArgs da{a, dl};
   const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  const size_t smem = static_cast<size_t>(lay.total);
-  auto launch = [&](auto kernel) { kernel<<<grid, kThreads, smem, stream>>>(a); };
-  if (kv.k.qjl) {
-    if (D <= 32) launch(tq_attention_kernel<1, true>);
-    else if (D <= 64) launch(tq_attention_kernel<2, true>);
-    else if (D <= 128) launch(tq_attention_kernel<4, true>);
-    else launch(tq_attention_kernel<8, true>);
-  } else {
-    if (D <= 32) launch(tq_attention_kernel<1, false>);
-    else if (D <= 64) launch(tq_attention_kernel<2, false>);
-    else if (D <= 128) launch(tq_attention_kernel<4, false>);
-    else launch(tq_attention_kernel<8, false>);
-  }
+  const size_t smem = static_cast<size_t>(dl.total);
+  auto launch = [&](auto kernel) {
+    if (smem > kMaxSmem)
+      lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(smem)),
+                         "TurboQuant attention shared memory");
+    kernel<<<grid, kDThreads, smem, stream>>>(da);
+  };
+  const bool qjl = kv.k.qjl != 0;
+  if (G <= 1) qjl ? launch(tq_decode_kernel<true, 1>) : launch(tq_decode_kernel<false, 1>);
+  else if (G <= 2) qjl ? launch(tq_decode_kernel<true, 2>) : launch(tq_decode_kernel<false, 2>);
+  else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4>) : launch(tq_decode_kernel<false, 4>);
+  else qjl ? launch(tq_decode_kernel<true, 8>) : launch(tq_decode_kernel<false, 8>);
   lmlab::cuda::check_launch("TurboQuant attention");
   if (splits > 1) {
     tq_merge_kernel<<<static_cast<unsigned>(n_q * n_heads), kThreads, 0, stream>>>(
-        a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
+        a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim, kv.rot_d1, kv.rot_d2,
+        kv.rot_inv_sqrt);
     lmlab::cuda::check_launch("TurboQuant attention (merge splits)");
   }
 }
