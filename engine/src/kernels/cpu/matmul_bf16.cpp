@@ -20,9 +20,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <utility>
 
+#include "kernels/cpu/bf16_pack.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/simd.h"
 #include "util/thread_pool.h"
@@ -37,82 +37,13 @@ bool matmul_uses_bf16_gemm(const MatmulArgs& a) {
 #if LMLAB_X86
 namespace {
 
-constexpr int kT = 12;         // tokens per micro tile
-constexpr int64_t kKc = 128;   // column pairs per reduction block (a multiple of 8): X micro-panel kT * kKc * 8 = 12 KiB
+using bf16_pack::AlignedU32;
+using bf16_pack::rows_mask;
+using bf16_pack::transpose16;
+
+constexpr int kT = bf16_pack::kPackTokens;      // tokens per micro tile
+constexpr int64_t kKc = bf16_pack::kPackPairs;  // column pairs per reduction block: X micro-panel kT * kKc * 8 = 12 KiB
 constexpr int64_t kMc = 32;    // panels (16 rows) per packed W block: kMc * 16 * kKc * 4 = 256 KiB (L2)
-
-// A 64-byte aligned u32 buffer that only grows (kept per thread: reallocating per call would page-fault).
-class AlignedU32 {
- public:
-  uint32_t* reserve(size_t count) {
-    if (count > cap_) {
-      const size_t bytes = (count * sizeof(uint32_t) + 63) / 64 * 64;
-      p_.reset(static_cast<uint32_t*>(std::aligned_alloc(64, bytes)));
-      if (!p_) {
-        std::fprintf(stderr, "lmlab: out of memory for a %zu-byte bf16 GEMM buffer\n", bytes);
-        std::abort();
-      }
-      cap_ = bytes / sizeof(uint32_t);
-    }
-    return p_.get();
-  }
-
- private:
-  struct Free {
-    void operator()(uint32_t* p) const { std::free(p); }
-  };
-  std::unique_ptr<uint32_t, Free> p_;
-  size_t cap_ = 0;
-};
-
-inline __mmask16 rows_mask(int64_t k) { return k >= 16 ? __mmask16(0xffff) : k <= 0 ? __mmask16(0) : __mmask16((1u << k) - 1u); }
-
-// X rows [nt, cols] -> the packed blocks of one token block: [ceil(P / kKc)][kT][kKc][2] (tokens >= nt unset:
-// no tile reads them).
-LMLAB_TARGET_AVX512_BF16 void pack_x(const float* x, int64_t cols, int64_t nt, uint32_t* out) {
-  for (int64_t j = 0; j < nt; ++j) {
-    const float* xr = x + j * cols;
-    for (int64_t c = 0; c < cols; c += 16) {
-      const __mmask16 m = rows_mask(cols - c);
-      const __m512 v = _mm512_maskz_loadu_ps(m, xr + c);
-      const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
-      const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-      // x - hi is exact; an infinite hi (x infinite or rounded up past FLT_MAX) gets lo = 0, not inf - inf.
-      const __mmask16 inf = _mm512_fpclass_ps_mask(hf, 0x18);
-      const __m512 d = _mm512_maskz_sub_ps(static_cast<__mmask16>(~inf), v, hf);
-      const __m256i l = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(d));
-      // 8 pairs as (hi, lo) u64s; pairs past P (zeros) stay inside the block's kKc (a multiple of 8).
-      const __m512i hl = _mm512_or_si512(_mm512_cvtepu32_epi64(h), _mm512_slli_epi64(_mm512_cvtepu32_epi64(l), 32));
-      const int64_t p = c / 2;
-      _mm512_storeu_si512(out + ((p / kKc * kT + j) * kKc + p % kKc) * 2, hl);
-    }
-  }
-}
-
-// out[j] = lane j of r[0..15] (a 16 x 16 transpose of u32): unpack 32-bit, then 64-bit pairs, then a 4 x 4
-// transpose of 128-bit lanes.
-LMLAB_TARGET_AVX512_BF16 inline void transpose16(const __m512i r[16], __m512i out[16]) {
-  __m512i t[16], u[16];
-  for (int k = 0; k < 8; ++k) {
-    t[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
-    t[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
-  }
-  // u[4m + c], lane L: column 4L + c of rows 4m .. 4m + 3.
-  for (int m = 0; m < 4; ++m) {
-    u[4 * m] = _mm512_unpacklo_epi64(t[4 * m], t[4 * m + 2]);
-    u[4 * m + 1] = _mm512_unpackhi_epi64(t[4 * m], t[4 * m + 2]);
-    u[4 * m + 2] = _mm512_unpacklo_epi64(t[4 * m + 1], t[4 * m + 3]);
-    u[4 * m + 3] = _mm512_unpackhi_epi64(t[4 * m + 1], t[4 * m + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512i x0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), x1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);
-    const __m512i x2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88), x3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
-    out[c] = _mm512_shuffle_i32x4(x0, x2, 0x88);
-    out[8 + c] = _mm512_shuffle_i32x4(x0, x2, 0xdd);
-    out[4 + c] = _mm512_shuffle_i32x4(x1, x3, 0x88);
-    out[12 + c] = _mm512_shuffle_i32x4(x1, x3, 0xdd);
-  }
-}
 
 // Panels [q0, q0 + nq) of W (bf16 [rows, cols]), pairs [p0, p0 + np) -> out [nq][np][16]: 16 rows x 16 pairs
 // loaded as u32 and transposed in registers.
@@ -227,7 +158,7 @@ void matmul_bf16_gemm(const MatmulArgs& a) {
       n_tb,
       [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
-          pack_x(a.x + b * kT * a.cols, a.cols, std::min<int64_t>(kT, a.n - b * kT), xp + b * block_u32);
+          bf16_pack::pack_x(a.x + b * kT * a.cols, a.cols, std::min<int64_t>(kT, a.n - b * kT), xp + b * block_u32);
       },
       std::max<int64_t>(1, (int64_t{1} << 15) / (kT * a.cols)));
   // At least 2 panels (one full tile) and ~1M multiply-adds per task.
