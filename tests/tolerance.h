@@ -58,6 +58,13 @@ inline double bf16x2_activation_tolerance(int64_t reduction_len) {
   return 8.0 * std::ldexp(1.0, -16) / std::sqrt(3.0) + tolerance(kernels::WeightType::f32, reduction_len);
 }
 
+// The same for an MLX affine result from the vdpbf16ps GEMM (kernels/cpu/matmul_affine_bf16.h): the hi + lo error
+// rides on the level dot products s * sum q x, which the bias term partly cancels, so the bound scales by
+// level_ratio = rms over outputs of sqrt(sum_c (s q_c x_c)^2) / rms(result) (at least 1), measured by the caller.
+inline double bf16x2_affine_tolerance(int64_t reduction_len, double level_ratio) {
+  return bf16x2_activation_tolerance(reduction_len) * std::max(1.0, level_ratio);
+}
+
 // Element-wise comparison (see the file comment); the failure message names `what` and gives the worst
 // element's index, got and want, the max abs error, the max relative error |got - want| / |want| and the count
 // of elements over tolerance.

@@ -4,11 +4,13 @@
 // slice. The tensors are used in place (mapped, or an expert buffer); their checks are make_linear_from_bytes's
 // (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens) of 4- and 8-bit matrices of at least
 // kIntegerMinWeights take the integer-dot
-// kernel (kernels/matmul_affine_i16.h: int16 activations, bound by the weight bytes); prefill and other widths the
-// fused f32 kernel (kernels/matmul_affine.h), whose dequantized tiles are reused across tokens and which keeps
-// prefill logits and perplexity at f32 accuracy.
+// kernel (kernels/matmul_affine_i16.h: int16 activations, bound by the weight bytes); prefill of 4- and 8-bit
+// matrices from kAffineBf16MinTokens up the vdpbf16ps GEMM where the CPU has it (kernels/cpu/matmul_affine_bf16.h:
+// exact levels, x kept to 2^-16); other widths the fused f32 kernel (kernels/matmul_affine.h), whose dequantized
+// tiles are reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
 #include <fmt/format.h>
 
+#include "kernels/cpu/matmul_affine_bf16.h"
 #include "kernels/matmul_affine.h"
 #include "kernels/matmul_affine_i16.h"
 #include "lmlab/error.h"
@@ -29,10 +31,13 @@ class AffineLinear final : public Linear {
   AffineLinear(const kernels::AffineWeight& w, std::vector<float> bias)
       : Linear(w.rows, w.cols), w_(w), integer_(kernels::affine_i16_supported(w) && w.rows * w.cols >= kIntegerMinWeights), bias_(std::move(bias)) {}
 
-  void forward(const float* x, float* y, int64_t n) const override { multiply(x, y, n, integer_ && n <= kIntegerMaxTokens); }
+  void forward(const float* x, float* y, int64_t n) const override {
+    multiply(x, y, n, integer_ && n <= kIntegerMaxTokens, /*prefill=*/true);
+  }
   // Decode rows keep the integer kernel at any count: it treats tokens independently, so a batched decode row
   // equals the same row decoded alone, and it reads the weights once for all of them.
-  void forward_decode(const float* x, float* y, int64_t n) const override { multiply(x, y, n, integer_); }
+  // Not the prefill GEMM either, for the same reason.
+  void forward_decode(const float* x, float* y, int64_t n) const override { multiply(x, y, n, integer_, false); }
 
   void dequantize_row(int64_t r, float* out) const override { kernels::ref::dequantize_affine_row(w_, r, out); }
 
@@ -41,9 +46,11 @@ class AffineLinear final : public Linear {
   StoredWeight stored() const override { return {.affine = true, .quant = w_, .bias = &bias_}; }
 
  private:
-  void multiply(const float* x, float* y, int64_t n, bool integer) const {
-    if (integer) kernels::matmul_affine_int({w_, x, y, n});
-    else kernels::matmul_affine({w_, x, y, n});
+  void multiply(const float* x, float* y, int64_t n, bool integer, bool prefill) const {
+    const kernels::MatmulAffineArgs a{w_, x, y, n};
+    if (integer) kernels::matmul_affine_int(a);
+    else if (prefill && kernels::cpu::matmul_affine_uses_bf16_gemm(a)) kernels::cpu::matmul_affine_bf16(a);
+    else kernels::matmul_affine(a);
     if (!bias_.empty())
       for (int64_t t = 0; t < n; ++t)
         for (int64_t r = 0; r < out_; ++r) y[t * out_ + r] += bias_[r];
