@@ -53,6 +53,30 @@ float* scratch(Scratch which, int64_t n) {
   return b.data();
 }
 
+// The RoPE cos / sin table of a forward's rows (kernels::rope_table), kept per calling thread and recomputed only
+// when the positions or the RoPE differ from those of an earlier layer: once per forward and RoPE, not twice per
+// layer. Compared by value, so a table never outlives what it was computed from.
+const float* rope_cos_sin(const RopeSpec& rope, const std::vector<int32_t>& positions) {
+  struct Entry {
+    std::vector<int32_t> positions;
+    std::vector<float> inv_freq, table;
+    int64_t rot_dim;
+    float scaling;
+  };
+  thread_local std::vector<Entry> cache;  // one entry per RoPE in use (gemma3: local and global)
+  for (const Entry& e : cache)
+    if (e.rot_dim == rope.rot_dim && e.scaling == rope.attention_scaling && e.inv_freq == rope.inv_freq &&
+        e.positions == positions)
+      return e.table.data();
+  if (cache.size() >= 4) cache.erase(cache.begin());
+  Entry& e = cache.emplace_back(Entry{positions, rope.inv_freq, {}, rope.rot_dim, rope.attention_scaling});
+  const int64_t n = static_cast<int64_t>(positions.size());
+  e.table.resize(static_cast<size_t>(n * (rope.rot_dim / 2) * 2));
+  kernels::rope_table({nullptr, n, 0, 0, rope.rot_dim, positions.data(), rope.inv_freq.data(), rope.attention_scaling},
+                      e.table.data());
+  return e.table.data();
+}
+
 }  // namespace
 
 Transformer::Transformer(ModelSpec spec, WeightStore store, const TransformerOptions& options)
@@ -139,10 +163,11 @@ void Transformer::attention_block(const LayerWeights& w, const LayerSpec& ls, in
   std::vector<int32_t> positions(n);
   for (const BatchRows& r : rows)
     for (int64_t t = 0; t < r.n; ++t) positions[r.row0 + t] = static_cast<int32_t>(r.pos0 + t);
+  const float* cos_sin = rope_cos_sin(rope, positions);
   kernels::rope({q, n, s.n_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
-                 rope.attention_scaling});
+                 rope.attention_scaling, cos_sin});
   kernels::rope({k, n, s.n_kv_heads, s.head_dim, rope.rot_dim, positions.data(), rope.inv_freq.data(),
-                 rope.attention_scaling});
+                 rope.attention_scaling, cos_sin});
   for (const BatchRows& r : rows) {
     KvLayerCache& kv = *r.cache->layers[layer];
     kv.append(k + r.row0 * kv_dim, v + r.row0 * kv_dim, r.n);

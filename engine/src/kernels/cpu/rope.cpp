@@ -1,6 +1,6 @@
 // Optimised rotary embedding (rotate_half layout, see kernels.h). Tokens are split across threads; for each
-// token the cos / sin of its rot_dim/2 angles are computed once (double precision, exactly as the reference)
-// and applied to every head with vector multiplies (GCC may fuse them into FMAs in the vector paths, so
+// token the cos / sin of its rot_dim/2 angles are computed once (double precision, exactly as the reference;
+// or taken from a rope_table() shared by a forward's layers) and applied to every head with vector multiplies (GCC may fuse them into FMAs in the vector paths, so
 // those can differ from the reference by an ulp).
 #include <algorithm>
 #include <cmath>
@@ -65,7 +65,27 @@ LMLAB_TARGET_AVX2 void rotate_avx2(float* x, int64_t n_heads, int64_t head_dim, 
 }
 #endif
 
+// Token t's [cos[half], sin[half]], as the reference computes them.
+void angles(const RopeArgs& a, int64_t t, int64_t half, float* cs) {
+  for (int64_t i = 0; i < half; ++i) {
+    const float angle = static_cast<float>(a.positions[t]) * a.inv_freq[i];
+    cs[i] = static_cast<float>(std::cos(static_cast<double>(angle))) * a.attention_scaling;
+    cs[half + i] = static_cast<float>(std::sin(static_cast<double>(angle))) * a.attention_scaling;
+  }
+}
+
 }  // namespace
+
+void rope_table(const RopeArgs& a, float* cos_sin) {
+  const int64_t half = a.rot_dim / 2;
+  if (a.n_tokens <= 0 || half <= 0) return;
+  ThreadPool::global().parallel_for(
+      a.n_tokens,
+      [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) angles(a, t, half, cos_sin + t * 2 * half);
+      },
+      std::max<int64_t>(1, 1024 / half));
+}
 
 void rope(const RopeArgs& a) {
   const int64_t half = a.rot_dim / 2;
@@ -79,14 +99,11 @@ void rope(const RopeArgs& a) {
   ThreadPool::global().parallel_for(
       a.n_tokens,
       [&](int64_t t0, int64_t t1) {
-        std::vector<float> cs(static_cast<size_t>(2 * half));  // [cos[half], sin[half]]
+        std::vector<float> cs(a.cos_sin ? 0 : static_cast<size_t>(2 * half));  // [cos[half], sin[half]]
         for (int64_t t = t0; t < t1; ++t) {
-          for (int64_t i = 0; i < half; ++i) {
-            const float angle = static_cast<float>(a.positions[t]) * a.inv_freq[i];
-            cs[i] = static_cast<float>(std::cos(static_cast<double>(angle))) * a.attention_scaling;
-            cs[half + i] = static_cast<float>(std::sin(static_cast<double>(angle))) * a.attention_scaling;
-          }
-          rotate(a.x + t * a.n_heads * a.head_dim, a.n_heads, a.head_dim, half, cs.data());
+          const float* c = a.cos_sin ? a.cos_sin + t * 2 * half : cs.data();
+          if (!a.cos_sin) angles(a, t, half, cs.data());
+          rotate(a.x + t * a.n_heads * a.head_dim, a.n_heads, a.head_dim, half, c);
         }
       },
       std::max<int64_t>(1, 8192 / std::max<int64_t>(1, a.n_heads * a.head_dim)));
