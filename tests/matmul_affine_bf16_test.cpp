@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -116,7 +117,8 @@ TEST_P(AffineLinearPrefill, MatchesReference) {
   uint32_t seed = 900;
   for (int bits : {3, 4, 8}) {
     SCOPED_TRACE(::testing::Message() << GetParam() << ": " << bits << " bits");
-    const int64_t rows = 70, cols = 384, n = kernels::cpu::kAffineBf16MinTokens + 6;
+    // 2^20 weights: the Linear takes the GEMM from there (linear_affine.cpp, kGemmMinWeights).
+    const int64_t rows = 1024, cols = 1024, n = kernels::cpu::kAffineBf16MinTokens + 6;
     const QuantMatrix m(bits, 64, rows, cols, ScaleType::bf16, seed++);
     const auto x = test::random_vector(static_cast<size_t>(n * cols), seed++);
     const auto linear = make_affine_linear(m.weight(), {});
@@ -124,6 +126,11 @@ TEST_P(AffineLinearPrefill, MatchesReference) {
     linear->forward(x.data(), got.data(), n);
     const bool gemm = kernels::cpu::matmul_affine_uses_bf16_gemm({m.weight(), x.data(), got.data(), n});
     EXPECT_EQ(gemm, bits != 3 && std::string(GetParam()) == "avx512" && kernels::cpu::avx512_bf16_enabled());
+    if (gemm) {  // the f32 kernel would meet the f32 bound; the GEMM's hi + lo error is well above it
+      std::vector<float> f32(got.size());
+      kernels::matmul_affine({m.weight(), x.data(), f32.data(), n});
+      EXPECT_NE(0, std::memcmp(f32.data(), got.data(), got.size() * sizeof(float)));
+    }
     const auto want = want_of(m, x, n);
     test::expect_close(got, want,
                        gemm ? test::bf16x2_affine_tolerance(cols, level_ratio(m, x, n, want))

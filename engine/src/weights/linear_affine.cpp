@@ -5,7 +5,7 @@
 // (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens) of 4- and 8-bit matrices of at least
 // kIntegerMinWeights take the integer-dot
 // kernel (kernels/matmul_affine_i16.h: int16 activations, bound by the weight bytes); prefill of 4- and 8-bit
-// matrices from kAffineBf16MinTokens up the vdpbf16ps GEMM where the CPU has it (kernels/cpu/matmul_affine_bf16.h:
+// matrices of at least kGemmMinWeights from kAffineBf16MinTokens up the vdpbf16ps GEMM where the CPU has it (kernels/cpu/matmul_affine_bf16.h:
 // exact levels, x kept to 2^-16); other widths the fused f32 kernel (kernels/matmul_affine.h), whose dequantized
 // tiles are reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
 #include <fmt/format.h>
@@ -25,11 +25,19 @@ constexpr int64_t kIntegerMaxTokens = 4;  // the integer kernel's widest token t
 // integer kernel pays a per-call quantize-and-pack of the activations: on coder-moe-sparse-4bit (experts of 128 x
 // 256) the integer path made decode 25% slower than the f32 one.
 constexpr int64_t kIntegerMinWeights = int64_t{1} << 20;
+// Prefill takes the vdpbf16ps GEMM on matrices of at least this many weights. Below, the f32 kernel stays: on
+// coder-moe-sparse-4bit (every matrix under 64K weights) the GEMM's x ~ hi + lo (2^-16) moves one eval token's NLL
+// by 0.21 against HF's f32 (the golden bound is 0.05; the int16 decode activations move the same token as much:
+// a routing near-tie), and matrices that stay in cache gain little from it. The 0.9B synth's smallest
+// (512 x 2048) is at the bound.
+constexpr int64_t kGemmMinWeights = int64_t{1} << 20;
 
 class AffineLinear final : public Linear {
  public:
   AffineLinear(const kernels::AffineWeight& w, std::vector<float> bias)
-      : Linear(w.rows, w.cols), w_(w), integer_(kernels::affine_i16_supported(w) && w.rows * w.cols >= kIntegerMinWeights), bias_(std::move(bias)) {}
+      : Linear(w.rows, w.cols), w_(w), integer_(kernels::affine_i16_supported(w) && w.rows * w.cols >= kIntegerMinWeights),
+        gemm_(kernels::cpu::matmul_affine_bf16_supported(w) && w.rows * w.cols >= kGemmMinWeights),
+        bias_(std::move(bias)) {}
 
   void forward(const float* x, float* y, int64_t n) const override {
     multiply(x, y, n, integer_ && n <= kIntegerMaxTokens, /*prefill=*/true);
@@ -49,7 +57,7 @@ class AffineLinear final : public Linear {
   void multiply(const float* x, float* y, int64_t n, bool integer, bool prefill) const {
     const kernels::MatmulAffineArgs a{w_, x, y, n};
     if (integer) kernels::matmul_affine_int(a);
-    else if (prefill && kernels::cpu::matmul_affine_uses_bf16_gemm(a)) kernels::cpu::matmul_affine_bf16(a);
+    else if (prefill && gemm_ && kernels::cpu::matmul_affine_uses_bf16_gemm(a)) kernels::cpu::matmul_affine_bf16(a);
     else kernels::matmul_affine(a);
     if (!bias_.empty())
       for (int64_t t = 0; t < n; ++t)
@@ -58,6 +66,7 @@ class AffineLinear final : public Linear {
 
   kernels::AffineWeight w_;
   bool integer_;  // 4 / 8 bits and at least kIntegerMinWeights: integer dots
+  bool gemm_;     // 4 / 8 bits and at least kGemmMinWeights: prefill on the vdpbf16ps GEMM where the CPU has it
   std::vector<float> bias_;
 };
 
