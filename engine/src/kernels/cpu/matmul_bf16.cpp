@@ -61,6 +61,11 @@ LMLAB_TARGET_AVX512_BF16 void pack_w(const uint16_t* w, int64_t rows, int64_t co
       __m512i r[16], t[16];
       for (int i = 0; i < 16; ++i)
         r[i] = i < nr ? _mm512_maskz_loadu_epi32(m, base + i * cols + 2 * p) : _mm512_setzero_si512();
+      // The next panel's 16 rows at the same pairs, a panel ahead: 16 row streams a cols apart are more than the
+      // hardware prefetcher follows, and these loads (W read from memory once per call) took ~11% of the 0.9B
+      // synth's prefill.
+      for (int64_t i = 0; i < std::min<int64_t>(16, rows - r0 - 16) && q + 1 < nq; ++i)
+        _mm_prefetch(reinterpret_cast<const char*>(base + (16 + i) * cols + 2 * p), _MM_HINT_T1);
       transpose16(r, t);
       for (int64_t j = 0; j < cnt; ++j) _mm512_store_si512(o + j * 16, t[j]);
       if (full < cnt)  // the odd last column, paired with 0
