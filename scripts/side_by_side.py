@@ -12,7 +12,8 @@ Rows (issue 15's table; --rows picks a subset):
 Each round measures every row on both engines, alternating which goes first; a row's prefill is --prompt tokens
 from an empty cache, its decode --gen steps after a --prompt-token context (llama-bench -d). The table gives
 min-max over the rounds; a ratio is lmlab / llama.cpp per round (both measured back to back), min-max.
-Missing models are made under --work (once; later runs reuse them). Load matters on a shared machine: the
+Both engines warm up before timing: llama-bench by default, lmlab by --lmlab-warmup untimed runs in the same
+decode-bench process (default 1). Missing models are made under --work (once; later runs reuse them). Load matters on a shared machine: the
 script prints `uptime` before and after; see docs/measurements.md.
 """
 import argparse
@@ -52,7 +53,10 @@ class Engines:
 
     def lmlab(self, model, context, gen, kv_mode="f32"):
         """(prefill tok/s of `context` tokens, decode tok/s of `gen` steps at that context)."""
-        out = run([self.a.lmlab, "decode-bench", "--model", model, "--contexts", str(context), "-n", str(gen),
+        # --lmlab-warmup untimed runs first, in the same process (the last context's line is the one read), as
+        # llama-bench warms up before it times.
+        contexts = ",".join([str(context)] * (1 + self.a.lmlab_warmup))
+        out = run([self.a.lmlab, "decode-bench", "--model", model, "--contexts", contexts, "-n", str(gen),
                    "--threads", str(self.a.threads), "--kv-mode", kv_mode, "--json"])
         j = last_json(out)
         return j["prefill_tok_s"], j["decode_tok_s"]
@@ -165,6 +169,10 @@ def main():
     p.add_argument("--gen", type=int, default=64, help="decode steps timed")
     p.add_argument("--turbo-context", type=int, default=16384)
     p.add_argument("--turbo-gen", type=int, default=32)
+    p.add_argument("--lmlab-warmup", type=int, default=1,
+                   help="untimed lmlab runs of each measurement before the timed one, in the same process "
+                        "(llama-bench warms up by default; 0: time lmlab's first prefill, cold: page faults of the "
+                        "mapped weights, buffers growing)")
     a = p.parse_args()
     a.rows = [r for r in a.rows.split(",") if r]
     paths = prepare(a)
@@ -181,7 +189,8 @@ def main():
             samples[r].append(measure_row(Engines(a), a, r, paths[r], (i + j) % 2 == 0))
     up1 = run(["uptime"]).strip()
     print(f"lmlab {commit} vs llama.cpp (llama-bench), {a.threads} threads, {a.rounds} interleaved rounds, "
-          f"prefill {a.prompt} tokens, decode {a.gen} steps at {a.prompt} context; {time.time() - t0:.0f} s")
+          f"prefill {a.prompt} tokens, decode {a.gen} steps at {a.prompt} context, lmlab warm-up runs "
+          f"{a.lmlab_warmup}; {time.time() - t0:.0f} s")
     print(f"uptime before: {up0}\nuptime after:  {up1}\n")
     print(table(a, paths, samples))
     if os.environ.get("SIDE_BY_SIDE_RAW"):
