@@ -62,15 +62,6 @@ void print_raw(const IoBenchResult& r, const std::string& file, bool json) {
              r.seconds, r.kernel_read_bytes / 1e6);
 }
 
-std::filesystem::path largest_shard(const std::filesystem::path& dir) {
-  std::filesystem::path best;
-  uintmax_t best_size = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.path().extension() == ".safetensors" && e.file_size() > best_size) best = e.path(), best_size = e.file_size();
-  if (best.empty()) throw Error(ErrorKind::model_format, dir.string(), "no .safetensors files found");
-  return best;
-}
-
 int run_iobench_cmd(const Flags& fl) {
   if (fl.file.empty() && fl.model.empty())
     throw Error(ErrorKind::invalid_input, "--file", "give --file F (a drive's ceiling) and/or --model DIR");
@@ -95,7 +86,7 @@ int run_iobench_cmd(const Flags& fl) {
   so.seconds = fl.seconds;
   so.use_uring = o.use_uring;
   const ExpertStreamBenchResult s = run_expert_stream_bench(so);
-  o.file = largest_shard(fl.model);
+  o.file = largest_safetensors_file(fl.model);
   o.read_bytes = s.read_chunk_bytes;
   const IoBenchResult ceiling = run_iobench(o);
   if (fl.json) {

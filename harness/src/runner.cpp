@@ -66,7 +66,10 @@ std::string run_notes(const Scenario& s, RunMode mode, bool peak_resets) {
       "Prompt: {}. Greedy decoding of {} tokens per sample (EOS ignored), a fresh session per sample; the model is "
       "loaded once per config, so its expert cache stays warm across that config's contexts and repetitions. "
       "TTFT = generate() call to the first token sampled (prefill + sampling). Peak memory = {}. "
-      "SSD bytes = the engine's ssd_bytes_read_total increase during the sample (expert bytes read from disk).{}",
+      "SSD bytes = the engine's ssd_bytes_read_total increase during the sample (expert bytes read from disk). "
+      "Drive = O_DIRECT random-read bandwidth probed for 0.25 s after each expert-streaming sample, on the model's "
+      "largest .safetensors file in the decode's pattern (its mean read size, in groups of its mean reads per layer "
+      "step).{}",
       harness_detail::describe(s.prompt), s.decode_tokens,
       peak_resets ? "the process's resident high-water mark during the sample (VmHWM, reset before each)"
                   : "the process's resident high-water mark since it started (this kernel refused to reset VmHWM)",
