@@ -128,6 +128,18 @@ TEST_F(ReportOfRealRun, CsvHasOneRowPerSampleAndJsonRoundTrips) {
       EXPECT_GT(row.at("kv_cache_bytes_median").get<double>(), 0);
     }
   }
+  // The drive probed beside each streaming sample that read during decode, null elsewhere; the CSV carries it too.
+  int probed = 0;
+  for (const auto& row : j.at("samples")) {
+    if (row.at("decode_ssd_bytes_read").get<int64_t>() > 0 && row.at("error").is_null()) {
+      EXPECT_GT(row.at("drive_read_bps").get<double>(), 1e6) << row.dump();
+      ++probed;
+    } else {
+      EXPECT_TRUE(row.at("drive_read_bps").is_null()) << row.dump();
+    }
+  }
+  EXPECT_GT(probed, 0);
+  EXPECT_NE(csv.find(",decode_ssd_bytes_read,drive_read_bps,error\n"), std::string::npos);
 }
 
 // ---- lmlab gate (the executable) ----
