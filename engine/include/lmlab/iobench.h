@@ -27,7 +27,7 @@ struct IoBenchResult {
   std::string mode_reason;
   std::string backend;  // "io_uring" | "threads"
   uint64_t file_bytes = 0, read_bytes = 0;
-  int queue_depth = 0;
+  int queue_depth = 0, burst = 0;
   uint64_t reads = 0, bytes = 0;
   double seconds = 0;             // wall time from the first submit to the last completion
   std::vector<double> latencies_s;  // every read's submit-to-completion time (the lab takes percentiles)

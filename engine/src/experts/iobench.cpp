@@ -25,7 +25,7 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
     throw Error(ErrorKind::invalid_input, "--read-kb", fmt::format("{} bytes is not a multiple of 4 KiB", o.read_bytes));
   if (o.queue_depth < 1) throw Error(ErrorKind::invalid_input, "--qd", "the queue depth must be at least 1");
   if (o.burst < 0 || o.burst > o.queue_depth)
-    throw Error(ErrorKind::invalid_input, "burst", fmt::format("{} is not in [0, the queue depth]", o.burst));
+    throw Error(ErrorKind::invalid_input, "burst", fmt::format("{} is not in [0, the queue depth {}]", o.burst, o.queue_depth));
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(o.file, ec);
   if (ec) throw Error(ErrorKind::io, o.file.string(), fmt::format("cannot stat: {}", ec.message()));
@@ -84,6 +84,7 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
   r.file_bytes = size;
   r.read_bytes = o.read_bytes;
   r.queue_depth = o.queue_depth;
+  r.burst = o.burst;
   r.reads = io.reads - io0.reads;
   r.bytes = io.bytes - io0.bytes;
   r.seconds = t_end - t0;
@@ -103,7 +104,7 @@ std::filesystem::path largest_safetensors_file(const std::filesystem::path& dir)
 
 std::string IoBenchResult::to_json() const {
   return nlohmann::json{{"file_bytes", file_bytes},     {"mode", mode},
-                        {"mode_reason", mode_reason},   {"backend", backend},
+                        {"mode_reason", mode_reason},   {"backend", backend}, {"burst", burst},
                         {"read_bytes", read_bytes},     {"queue_depth", queue_depth},
                         {"reads", reads},               {"bytes", bytes},
                         {"seconds", seconds},           {"kernel_read_bytes", kernel_read_bytes}}
