@@ -158,6 +158,25 @@ Sample synthetic(const std::string& config, int64_t rep, double tok_s) {
   return s;
 }
 
+// GPU runs get a GPU memory column (the most a sample of the row held); CPU runs do not.
+TEST(ReportGpuMemory, AColumnOnlyWhenSamplesCarryIt) {
+  RunInfo run;
+  run.host = "gpu-box";
+  run.model = "m";
+  std::vector<Sample> samples;
+  for (int rep = 0; rep < 3; ++rep) samples.push_back(synthetic("vanilla", rep, 100));
+  EXPECT_EQ(render_markdown(run, samples).find("GPU memory"), std::string::npos);
+  EXPECT_EQ(render_ansi(run, samples, false).find("GPU mem"), std::string::npos);
+  for (Sample& s : samples) s.gpu_memory_bytes = (int64_t{3} << 30) + s.repetition * (int64_t{1} << 29);
+  samples.push_back(synthetic("turbo", 0, 90));  // a row without the figure shows an empty cell
+  const std::string md = render_markdown(run, samples);
+  EXPECT_NE(md.find("| Peak memory | GPU memory | KV cache |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 4.00 GiB | 1.00 MiB |"), std::string::npos) << md;  // the max of the three samples
+  const std::string ansi = render_ansi(run, samples, false);
+  EXPECT_NE(ansi.find("GPU mem"), std::string::npos) << ansi;
+  EXPECT_NE(ansi.find("4.00 GiB"), std::string::npos) << ansi;
+}
+
 int64_t add_run(ResultsStore& store, const std::string& config, double tok_s) {
   RunInfo info;
   info.host = "gate-test";

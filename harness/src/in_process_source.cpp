@@ -9,6 +9,7 @@
 // - kv_cache_bytes: the session's KV storage at the end; ssd_bytes_read: the engine's ssd_bytes_read_total
 //   counter's increase during the sample; decode_ssd_bytes_read: its increase after the first decode step.
 // - output_tokens: the greedy tokens generated.
+// - gpu_memory_bytes (GPU runs only): the engine's device memory as the sample ends (see measure()).
 // - drive_read_bps (configs that stream experts, when the decode read anything): the drive's O_DIRECT random-read
 //   bandwidth, probed for kDriveProbeSeconds right after the sample on the model's largest .safetensors file, in
 //   the decode's pattern: reads of its mean read size in groups of its mean reads per layer step, each group
@@ -123,6 +124,10 @@ class InProcessSource final : public SampleSource {
       s.ssd_bytes_read = static_cast<int64_t>(after.ssd_bytes_read_total - ssd_before);
       s.decode_ssd_bytes_read = static_cast<int64_t>(after.ssd_bytes_read_total - ssd_first_step);
       s.output_tokens = res.tokens;
+      // GPU runs: the device memory the engine's allocator holds as the sample ends (weights, scratch, this
+      // session's KV): scratch is allocated at load and KV only grows during a sample, so this is its peak.
+      if (const uint64_t device = model.counters().device_memory_bytes; device > 0)
+        s.gpu_memory_bytes = static_cast<int64_t>(device);
       if (options_.stream_experts && s.decode_ssd_bytes_read > 0) {
         try {
           const auto layer_steps = static_cast<uint64_t>(std::max<int64_t>(1, s.decode_tokens - 1) * model.info().n_layers);
