@@ -232,8 +232,12 @@ TEST_F(HarnessRun, CiSmokeOnCoderMoeRecordsRealSamplesAndOverContextErrors) {
     if (streams) EXPECT_GT(x.ssd_bytes_read, 0);
     else EXPECT_EQ(x.ssd_bytes_read, 0);
     // The drive probed beside every streaming sample that read during decode (a real drive: over 1 MB/s).
-    if (streams && x.decode_ssd_bytes_read > 0) EXPECT_GT(x.drive_read_bps, 1e6), ++probed;
-    else EXPECT_EQ(x.drive_read_bps, 0.0);
+    if (streams && x.decode_ssd_bytes_read > 0) {
+      EXPECT_GT(x.drive_read_bps, 1e6);
+      ++probed;
+    } else {
+      EXPECT_EQ(x.drive_read_bps, 0.0);
+    }
   }
   EXPECT_GT(probed, 0);
   // Same context, same model: TurboQuant's KV is smaller once the context passes its exact window (256).
