@@ -50,6 +50,12 @@ inline double int16_activation_tolerance(int64_t reduction_len) {
   return 8.0 / (65534.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
 }
 
+// The same for int8-quantized activations (kernels/matmul_affine_i8.h): half a step is amax / 254, so 8 / (254
+// sqrt 3) of the result's scale.
+inline double int8_activation_tolerance(int64_t reduction_len) {
+  return 8.0 / (254.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
+}
+
 // Relative tolerance for a bf16-weight result computed by the vdpbf16ps GEMM (kernels/cpu/matmul_bf16.h), which
 // splits each activation into two bf16 parts, x ~ hi + lo, with |x - hi - lo| <= 2^-8 |x - hi| <= 2^-16 |x|: the
 // same kind of per-value error as the int16 activations above (relative to each value rather than to its block's
