@@ -36,8 +36,10 @@ void shapes(benchmark::internal::Benchmark* b) {
     b->Args({6144, 2048, 64, n});
     b->Args({2048, 6144, 64, n});
   }
-  b->Args({14336, 4096, 64, 1});
-  b->Args({14336, 4096, 64, 8});
+  for (int64_t n : {1, 8}) {
+    b->Args({14336, 4096, 64, n});
+    b->Args({8192, 16384, 64, n});  // 64 MiB: beyond the last-level cache, as a model's weights are
+  }
 }
 
 BENCHMARK(BM_batch_q4_int8)->Apply(shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
