@@ -1,8 +1,8 @@
-// The int8-activation 4-bit affine matmul (kernels/matmul_affine_i8.h): the quantizer against its definition,
+// The split-int8 4-bit affine matmul (kernels/matmul_affine_i8.h): the quantizer against its definition,
 // the vector quantizer bit for bit against the reference, every cpu:: path (each ISA this machine has; the
 // avx512 path is the VNNI kernel where the CPU has VNNI) against the reference over odd shapes, batch
 // invariance (a token's result is the same bits whatever other tokens share the call), and the whole integer
-// product against the f32-activation product within the int8 rounding bound.
+// product against the f32-activation product within the activations' rounding bound.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -27,21 +27,21 @@ std::vector<float> normal_values(int64_t n, uint32_t seed, float sigma = 1.0f) {
   return test::random_vector(static_cast<size_t>(n), seed, sigma);
 }
 
-TEST(MatmulAffineI8Ref, QuantizerRoundsEachBlockToItsMaxOver127) {
+TEST(MatmulAffineI8Ref, QuantizerRoundsEachBlockToItsMaxOver32639) {
   std::vector<float> x = normal_values(4 * 32, 3);
   for (int i = 64; i < 96; ++i) x[i] = 0.0f;  // block 2: all zero
   x[5] = -7.5f;                               // block 0's max is negative
   I8Activations q;
   kernels::ref::quantize_i8(x.data(), 2, 64, q);
   ASSERT_EQ(q.d.size(), 4u);
-  EXPECT_EQ(q.d[0], 7.5f / 127.0f);
-  EXPECT_EQ(q.q[5], -127);
+  EXPECT_EQ(q.d[0], 7.5f / 32639.0f);
+  EXPECT_EQ(q.q[5], -32639);
   EXPECT_EQ(q.d[2], 0.0f);
   for (int b = 0; b < 4; ++b) {
     int32_t sum = 0;
     for (int i = 0; i < 32; ++i) {
-      const int8_t v = q.q[b * 32 + i];
-      EXPECT_LE(std::abs(v), 127);
+      const int16_t v = q.q[b * 32 + i];
+      EXPECT_LE(std::abs(v), 32639);
       EXPECT_LE(std::fabs(x[b * 32 + i] - q.d[b] * v), q.d[b] * 0.5f * (1.0f + 1e-5f)) << b << " " << i;
       sum += v;
     }
@@ -129,7 +129,7 @@ TEST_P(MatmulAffineI8Cpu, ATokensResultDoesNotDependOnItsBatch) {
   }
 }
 
-TEST_P(MatmulAffineI8Cpu, Int8ActivationsStayWithinTheirRoundingOfTheF32Product) {
+TEST_P(MatmulAffineI8Cpu, SplitActivationsStayWithinTheirRoundingOfTheF32Product) {
   uint32_t seed = 101;
   for (int gs : {32, 64, 128}) {
     const int64_t rows = 37, cols = 24 * gs, n = 3;
@@ -139,7 +139,7 @@ TEST_P(MatmulAffineI8Cpu, Int8ActivationsStayWithinTheirRoundingOfTheF32Product)
     std::vector<float> want(static_cast<size_t>(n * rows)), got(want.size());
     kernels::ref::matmul_affine({m.weight(), x.data(), want.data(), n});
     kernels::cpu::matmul_affine_int8({m.weight(), x.data(), got.data(), n});
-    test::expect_close(got, want, test::int8_activation_tolerance(cols), "matmul_affine_int8 vs f32 activations");
+    test::expect_close(got, want, test::split_int8_activation_tolerance(cols), "matmul_affine_int8 vs f32 activations");
   }
 }
 

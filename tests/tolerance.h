@@ -50,10 +50,10 @@ inline double int16_activation_tolerance(int64_t reduction_len) {
   return 8.0 / (65534.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
 }
 
-// The same for int8-quantized activations (kernels/matmul_affine_i8.h): half a step is amax / 254, so 8 / (254
-// sqrt 3) of the result's scale.
-inline double int8_activation_tolerance(int64_t reduction_len) {
-  return 8.0 / (254.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
+// The same for the split-int8 kernel's activations (kernels/matmul_affine_i8.h): 16-bit values up to 32639,
+// so half a step is amax / 65278.
+inline double split_int8_activation_tolerance(int64_t reduction_len) {
+  return 8.0 / (65278.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
 }
 
 // Relative tolerance for a bf16-weight result computed by the vdpbf16ps GEMM (kernels/cpu/matmul_bf16.h), which

@@ -1,15 +1,16 @@
-// Int8-activation 4-bit affine matmul (see matmul_affine_i8.h for the arithmetic).
+// Split-int8 4-bit affine matmul (see matmul_affine_i8.h for the arithmetic).
 //
 // Vector layout. A "chunk" is 64 bytes of a packed row (128 values, 4 activation blocks). The AVX-512 kernel
 // loads one chunk of each of 16 rows and transposes the 16 x 16 dwords, so that vector i holds dword i of the
 // 16 rows: lane l = row l. Dword i holds values 8i .. 8i+7 of the chunk, value 8i+j in bits 4j; masking the low
 // nibble of each byte gives the u8 values 8i + {0, 2, 4, 6}, the high nibble 8i + {1, 3, 5, 7}. The activations
-// are stored once per call in that order (per 8 values: 0 2 4 6 1 3 5 7, zero-padded to whole chunks), so a
-// token's 4 bytes for dword i are one broadcast and vpdpbusd (u8 x s8 quads -> int32) leaves in lane l the dot
-// of row l with the token's block. Per block and token the int32 lanes are converted once and multiplied by
-// s[l, g] * xd[b]; per group and token the bias term adds bias[l, g] * X[g]. The scales and biases of a 16-row
-// block are laid out per group as 16 f32 once per block (shared by all tokens). The AVX2 kernel is the same
-// with 8 rows, an 8 x 8 transpose of 32-byte half chunks and vpmaddubsw + vpmaddwd.
+// are stored once per call in that order (per 8 values: 0 2 4 6 1 3 5 7), per block of 32 values the 32 hi bytes
+// then the 32 lo bytes, zero-padded to whole chunks, so a token's 4 bytes for dword i are one broadcast and
+// vpdpbusd (u8 x s8 quads -> int32) leaves in lane l the dot of row l with the token's block. Per block and token
+// the hi and lo dots are combined (256 * hi + lo), converted once and multiplied by s[l, g] * xd[b]; per group and
+// token the bias term adds bias[l, g] * X[g]. The scales and biases of a 16-row block are laid out per group as
+// 16 f32 once per block (shared by all tokens). The AVX2 kernel is the same with 8 rows, an 8 x 8 transpose of
+// 32-byte half chunks and vpmaddubsw + vpmaddwd.
 //
 // Rows are split over threads in 16-row blocks; each block runs up to 8 tokens at once, reusing the unpacked
 // weight vectors. Every token's arithmetic is the same whatever the others: batch-invariant.
@@ -39,30 +40,30 @@ constexpr int64_t kPrefetchChunks = 4;
 // The activations in the kernels' order (see the file comment).
 struct Packed {
   int64_t chunks = 0, ldx = 0, nb = 0, G = 0;
-  std::vector<int8_t> q;    // [n, ldx], ldx = chunks * 128, per 8 values: 0 2 4 6 1 3 5 7
+  std::vector<int8_t> q;    // [n, ldx], ldx = chunks * 256: per block 32 hi then 32 lo bytes, per 8: 0 2 4 6 1 3 5 7
   std::vector<float> xg;    // [n, G]: X[g] = sum_{b in g} xd[b] * sums[b]
 };
 
 #if LMLAB_X86
 // ------------------------------------------------------------------------------------------- quantize
 
-LMLAB_TARGET_AVX512 void quantize_avx512(const float* x, int64_t blocks, int8_t* q, float* d, int32_t* sums) {
+LMLAB_TARGET_AVX512 void quantize_avx512(const float* x, int64_t blocks, int16_t* q, float* d, int32_t* sums) {
   const __m512 sign = _mm512_set1_ps(-0.0f);
   for (int64_t b = 0; b < blocks; ++b, x += kI8Block, q += kI8Block) {
     const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
-    const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-    // cvtps rounds to nearest even (the default MXCSR), as nearbyint in the reference; |q| <= 127, so the
-    // truncating narrow to int8 is exact.
+    const __m512 inv = _mm512_set1_ps(amax > 0.0f ? static_cast<float>(kI8Max) / amax : 0.0f);
+    // cvtps rounds to nearest even (the default MXCSR), as nearbyint in the reference; |q| <= kI8Max, so the
+    // truncating narrow to int16 is exact.
     const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(q0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtepi32_epi8(q1));
-    d[b] = amax / 127.0f;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm512_cvtepi32_epi16(q0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 16), _mm512_cvtepi32_epi16(q1));
+    d[b] = amax / static_cast<float>(kI8Max);
     sums[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
   }
 }
 
-LMLAB_TARGET_AVX2 void quantize_avx2(const float* x, int64_t blocks, int8_t* q, float* d, int32_t* sums) {
+LMLAB_TARGET_AVX2 void quantize_avx2(const float* x, int64_t blocks, int16_t* q, float* d, int32_t* sums) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   for (int64_t b = 0; b < blocks; ++b, x += kI8Block, q += kI8Block) {
     __m256 v[4], m = _mm256_setzero_ps();
@@ -71,29 +72,38 @@ LMLAB_TARGET_AVX2 void quantize_avx2(const float* x, int64_t blocks, int8_t* q, 
       m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[i]));
     }
     const float amax = simd::hmax8(m);
-    const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    const __m256 inv = _mm256_set1_ps(amax > 0.0f ? static_cast<float>(kI8Max) / amax : 0.0f);
     __m256i qi[4];
     for (int i = 0; i < 4; ++i) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv));
-    // packs (exact: |q| <= 127) interleave the 128-bit lanes of their inputs; the dword permute undoes it.
-    const __m256i w16 = _mm256_packs_epi32(qi[0], qi[1]), w16b = _mm256_packs_epi32(qi[2], qi[3]);
-    const __m256i b8 = _mm256_packs_epi16(w16, w16b);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
-                        _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    // packs (exact: |q| <= kI8Max) interleaves the 128-bit lanes of its two inputs; the permute undoes it.
+    for (int i = 0; i < 2; ++i)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 16 * i),
+                          _mm256_permute4x64_epi64(_mm256_packs_epi32(qi[2 * i], qi[2 * i + 1]), 0xd8));
     const __m256i s = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
     const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
     const __m128i s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-    d[b] = amax / 127.0f;
+    d[b] = amax / static_cast<float>(kI8Max);
     sums[b] = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xb1)));
   }
 }
 
-// dst[32 i ..] = src[32 i ..] with each 8 bytes reordered 0 2 4 6 1 3 5 7.
-LMLAB_TARGET_AVX2 void interleave_avx2(const int8_t* src, int8_t* dst, int64_t n32) {
+// Per block of 32 int16 values: dst[64 b ..] = their 32 hi bytes, dst[64 b + 32 ..] = their 32 lo bytes
+// (q = 256 * hi + lo, hi = (q + 128) >> 8), each 8 reordered 0 2 4 6 1 3 5 7.
+LMLAB_TARGET_AVX2 void split_avx2(const int16_t* src, int8_t* dst, int64_t blocks) {
   const __m256i perm = _mm256_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15,
                                         0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
-  for (int64_t i = 0; i < n32; ++i)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * i),
-                        _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 32 * i)), perm));
+  const __m256i half = _mm256_set1_epi16(128);
+  for (int64_t b = 0; b < blocks; ++b, src += kI8Block, dst += 2 * kI8Block) {
+    const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 16));
+    const __m256i h0 = _mm256_srai_epi16(_mm256_add_epi16(q0, half), 8), h1 = _mm256_srai_epi16(_mm256_add_epi16(q1, half), 8);
+    const __m256i l0 = _mm256_sub_epi16(q0, _mm256_slli_epi16(h0, 8)), l1 = _mm256_sub_epi16(q1, _mm256_slli_epi16(h1, 8));
+    // packs (exact: both in [-128, 127]) interleaves the 128-bit lanes of its inputs; the permute undoes it.
+    const __m256i hb = _mm256_permute4x64_epi64(_mm256_packs_epi16(h0, h1), 0xd8);
+    const __m256i lb = _mm256_permute4x64_epi64(_mm256_packs_epi16(l0, l1), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_shuffle_epi8(hb, perm));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kI8Block), _mm256_shuffle_epi8(lb, perm));
+  }
 }
 #endif
 
@@ -102,18 +112,17 @@ LMLAB_TARGET_AVX2 void interleave_avx2(const int8_t* src, int8_t* dst, int64_t n
 void pack_activations(const AffineWeight& w, const I8Activations& x, Packed& p) {
   const int64_t cols = w.cols, nb = x.blocks_per_row(), bpg = w.group_size / kI8Block;
   p.chunks = (cols + kChunkValues - 1) / kChunkValues;
-  p.ldx = p.chunks * kChunkValues;
+  p.ldx = p.chunks * 2 * kChunkValues;
   p.nb = nb;
   p.G = w.groups_per_row();
   p.q.resize(static_cast<size_t>(x.n * p.ldx));
   p.xg.resize(static_cast<size_t>(x.n * p.G));
   for (int64_t t = 0; t < x.n; ++t) {
-    const int8_t* src = x.q.data() + t * cols;
     int8_t* dst = p.q.data() + t * p.ldx;
 #if LMLAB_X86
-    interleave_avx2(src, dst, cols / 32);  // only called on the vector paths (cols: whole blocks of 32)
+    split_avx2(x.q.data() + t * cols, dst, nb);  // only called on the vector paths
 #endif
-    std::fill(dst + cols, dst + p.ldx, int8_t{0});
+    std::fill(dst + 2 * cols, dst + p.ldx, int8_t{0});
     for (int64_t g = 0; g < p.G; ++g) {
       float s = 0.0f;
       for (int64_t b = g * bpg; b < (g + 1) * bpg; ++b) s += x.d[t * nb + b] * static_cast<float>(x.sums[t * nb + b]);
@@ -179,7 +188,7 @@ LMLAB_TARGET_AVX512 void scale_table16(const AffineWeight& w, const int64_t* row
 }
 
 // y[t * ldy + l] for rows l < nr of a 16-row block and T tokens. rows: the 16 rows' packed bytes (rows past
-// the matrix point at its last row); st / bt: scale_table; xq / d / xg: the first token's rows of Packed::q,
+// the matrix point at its last row); st / bt: scale_table16; xq / d / xg: the first token's rows of Packed::q,
 // I8Activations::d and Packed::xg.
 template <int T>
 LMLAB_TARGET_AVX512_VNNI void tile_vnni(const uint8_t* const* rows, int64_t rb, int nr, const float* st, const float* bt,
@@ -220,15 +229,17 @@ LMLAB_TARGET_AVX512_VNNI void tile_vnni(const uint8_t* const* rows, int64_t rb, 
       }
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) {
-        const int8_t* xb = xq + t * ldx + b * kI8Block;
-        const auto* x4 = reinterpret_cast<const Quad*>(xb);
-        // One chain per token: the tokens' chains (or, for one token, the blocks') overlap.
-        __m512i ia = _mm512_setzero_si512();
+        const auto* x4 = reinterpret_cast<const Quad*>(xq + t * ldx + b * 2 * kI8Block);  // 8 hi, then 8 lo quads
+        __m512i ih = _mm512_setzero_si512(), il = _mm512_setzero_si512();
 #pragma GCC unroll 16
         for (int i = 0; i < 4; ++i) {
-          ia = dpbusd_bcast(ia, lo[i], x4 + 2 * i);
-          ia = dpbusd_bcast(ia, hi[i], x4 + 2 * i + 1);
+          ih = dpbusd_bcast(ih, lo[i], x4 + 2 * i);
+          ih = dpbusd_bcast(ih, hi[i], x4 + 2 * i + 1);
+          il = dpbusd_bcast(il, lo[i], x4 + 8 + 2 * i);
+          il = dpbusd_bcast(il, hi[i], x4 + 8 + 2 * i + 1);
         }
+        // 256 * hi dot + lo dot: |q . xq| <= 15 * 32639 * 32 < 2^31, exact.
+        const __m512i ia = _mm512_add_epi32(_mm512_slli_epi32(ih, 8), il);
         const __m512 sd = _mm512_mul_ps(sv, _mm512_set1_ps(d[t * nb + b]));
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), sd, acc[t]);
       }
@@ -340,19 +351,19 @@ LMLAB_TARGET_AVX2 void tile_avx2(const uint8_t* const* rows, int64_t rb, int nr,
       }
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) {
-        const int8_t* xb = xq + t * ldx + b * kI8Block;
-        // vpmaddubsw pairs: at most 2 * 15 * 127 = 3810, so the 8 summed int16 stay below 32767.
-        __m256i s16 = _mm256_setzero_si256();
+        const auto* x4 = reinterpret_cast<const Quad*>(xq + t * ldx + b * 2 * kI8Block);  // 8 hi, then 8 lo quads
+        // vpmaddubsw pairs: at most 2 * 15 * 128 = 3840, so the 8 summed int16 stay below 32767.
+        __m256i sh = _mm256_setzero_si256(), sl = _mm256_setzero_si256();
 #pragma GCC unroll 16
         for (int i = 0; i < 4; ++i) {
-          int32_t xl, xh;
-          std::memcpy(&xl, xb + 8 * i, 4);
-          std::memcpy(&xh, xb + 8 * i + 4, 4);
-          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo[i], _mm256_set1_epi32(xl)));
-          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi[i], _mm256_set1_epi32(xh)));
+          sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(lo[i], _mm256_set1_epi32(x4[2 * i])));
+          sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(hi[i], _mm256_set1_epi32(x4[2 * i + 1])));
+          sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(lo[i], _mm256_set1_epi32(x4[8 + 2 * i])));
+          sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(hi[i], _mm256_set1_epi32(x4[8 + 2 * i + 1])));
         }
+        const __m256i ia = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(sh, ones), 8), _mm256_madd_epi16(sl, ones));
         const __m256 sd = _mm256_mul_ps(sv, _mm256_set1_ps(d[t * nb + b]));
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)), sd, acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), sd, acc[t]);
       }
     }
   }
@@ -435,7 +446,7 @@ void rows_scalar(const AffineWeight& w, const I8Activations& x, float* y, int64_
   for (int64_t r = r0; r < r1; ++r) {
     const auto* row = reinterpret_cast<const uint8_t*>(w.packed) + r * rb;
     for (int64_t t = 0; t < x.n; ++t) {
-      const int8_t* xq = x.q.data() + t * w.cols;
+      const int16_t* xq = x.q.data() + t * w.cols;  // 256 * hi + lo: the same integer dots
       float acc = 0.0f;
       for (int64_t g = 0; g < G; ++g) {
         float qx = 0.0f, xs = 0.0f;

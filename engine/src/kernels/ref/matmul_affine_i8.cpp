@@ -1,4 +1,4 @@
-// Reference for the int8-activation affine matmul: quantize the activations block by block, then multiply the
+// Reference for the split-int8 affine matmul: quantize the activations block by block, then multiply the
 // dequantized weights by the dequantized activations x_hat in double. The cpu:: kernels must reach the same
 // numbers through integer dots and the folded scale and bias (matmul_affine_i8.h).
 #include <cmath>
@@ -25,14 +25,14 @@ void quantize_i8(const float* x, int64_t n, int64_t cols, I8Activations& out) {
     const float* xb = x + b * kI8Block;
     float amax = 0.0f;
     for (int64_t i = 0; i < kI8Block; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const float inv = amax > 0.0f ? static_cast<float>(kI8Max) / amax : 0.0f;
     int32_t sum = 0;
     for (int64_t i = 0; i < kI8Block; ++i) {
-      const auto v = static_cast<int8_t>(std::nearbyint(xb[i] * inv));  // |v| <= 127
+      const auto v = static_cast<int16_t>(std::nearbyint(xb[i] * inv));  // |v| <= kI8Max
       out.q[b * kI8Block + i] = v;
       sum += v;
     }
-    out.d[b] = amax / 127.0f;
+    out.d[b] = amax / static_cast<float>(kI8Max);
     out.sums[b] = sum;
   }
 }
