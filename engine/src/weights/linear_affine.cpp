@@ -3,14 +3,16 @@
 // in bf16 / f16 / f32; stacked experts carry a leading [n_experts] axis on all three and `expert` picks one
 // slice. The tensors are used in place (mapped, or an expert buffer); their checks are make_linear_from_bytes's
 // (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens) of 4- and 8-bit matrices of at least
-// kIntegerMinWeights take the integer-dot
-// kernel (kernels/matmul_affine_i16.h: int16 activations, bound by the weight bytes); prefill and other widths the
-// fused f32 kernel (kernels/matmul_affine.h), whose dequantized tiles are reused across tokens and which keeps
-// prefill logits and perplexity at f32 accuracy.
+// kIntegerMinWeights take an integer-dot kernel: 4-bit ones the int8-activation kernel (kernels/matmul_affine_i8.h,
+// whose cost per extra token is small: batched decode), 8-bit ones the int16 kernel (kernels/matmul_affine_i16.h;
+// LMLAB_INT8_DOT=0 sends 4-bit ones there too); prefill and other widths the fused f32 kernel
+// (kernels/matmul_affine.h), whose dequantized tiles are reused across tokens and which keeps prefill logits and
+// perplexity at f32 accuracy.
 #include <fmt/format.h>
 
 #include "kernels/matmul_affine.h"
 #include "kernels/matmul_affine_i16.h"
+#include "kernels/matmul_affine_i8.h"
 #include "lmlab/error.h"
 #include "weights/linear.h"
 
@@ -42,7 +44,8 @@ class AffineLinear final : public Linear {
 
  private:
   void multiply(const float* x, float* y, int64_t n, bool integer) const {
-    if (integer) kernels::matmul_affine_int({w_, x, y, n});
+    if (integer && int8_) kernels::cpu::matmul_affine_int8({w_, x, y, n});
+    else if (integer) kernels::matmul_affine_int({w_, x, y, n});
     else kernels::matmul_affine({w_, x, y, n});
     if (!bias_.empty())
       for (int64_t t = 0; t < n; ++t)
@@ -51,6 +54,7 @@ class AffineLinear final : public Linear {
 
   kernels::AffineWeight w_;
   bool integer_;  // 4 / 8 bits and at least kIntegerMinWeights: integer dots
+  bool int8_ = kernels::affine_i8_supported(w_) && kernels::int8_dot_enabled();  // 4 bits: int8 activations
   std::vector<float> bias_;
 };
 
