@@ -1,5 +1,6 @@
-// lmlab iobench --file F [--read-kb 256] [--qd 8] [--seconds 5] [--backend uring|threads] [--json]:
-// the drive's O_DIRECT random-read bandwidth at one read size and queue depth (the streaming ceiling).
+// lmlab iobench --file F [--read-kb 256] [--qd 8] [--burst N] [--seconds 5] [--backend uring|threads] [--json]:
+// the drive's O_DIRECT random-read bandwidth at one read size and queue depth (the streaming ceiling), or with
+// --burst N in groups of N reads each waited for (decode's pattern: one layer's missing experts at a time).
 // With --model DIR (a MoE) instead of or beside --file: the expert streamer's cold decode read path under
 // random routing, next to the drive's ceiling measured on the model's largest shard at the streamer's read
 // size and the same queue depth.
@@ -20,6 +21,7 @@ struct Flags {
   std::string file, model;
   int64_t read_kb = 256;
   int qd = 8;
+  int burst = 0;
   double seconds = 5.0;
   std::string backend = "uring";
   EngineFlags engine;  // --expert-cache-mb, --expert-cache-policy
@@ -52,23 +54,14 @@ void print_raw(const IoBenchResult& r, const std::string& file, bool json) {
     fmt::print("{}\n", j.dump());
     return;
   }
-  fmt::print("iobench {} ({:.1f} MB): {}, {}, {} KiB random reads, queue depth {}\n", file, r.file_bytes / 1e6,
+  fmt::print("iobench {} ({:.1f} MB): {}, {}, {} KiB random reads, {}\n", file, r.file_bytes / 1e6,
              r.mode == "direct" ? "O_DIRECT" : "buffered (" + r.mode_reason + ")", r.backend, r.read_bytes >> 10,
-             r.queue_depth);
+             r.burst > 0 ? fmt::format("groups of {} waited for", r.burst) : fmt::format("queue depth {}", r.queue_depth));
   fmt::print("  {:.1f} MB/s  {:.0f} IOPS  latency p50 {:.3f} ms  p99 {:.3f} ms  max {:.3f} ms\n",
              j["bytes_per_second"].get<double>() / 1e6, j["iops"].get<double>(), j["latency_p50_s"].get<double>() * 1e3,
              j["latency_p99_s"].get<double>() * 1e3, j["latency_max_s"].get<double>() * 1e3);
   fmt::print("  {} reads, {:.1f} MB in {:.2f} s; the kernel counted {:.1f} MB read\n", r.reads, r.bytes / 1e6,
              r.seconds, r.kernel_read_bytes / 1e6);
-}
-
-std::filesystem::path largest_shard(const std::filesystem::path& dir) {
-  std::filesystem::path best;
-  uintmax_t best_size = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.path().extension() == ".safetensors" && e.file_size() > best_size) best = e.path(), best_size = e.file_size();
-  if (best.empty()) throw Error(ErrorKind::model_format, dir.string(), "no .safetensors files found");
-  return best;
 }
 
 int run_iobench_cmd(const Flags& fl) {
@@ -79,6 +72,7 @@ int run_iobench_cmd(const Flags& fl) {
   IoBenchOptions o;
   o.read_bytes = static_cast<uint64_t>(fl.read_kb) << 10;
   o.queue_depth = fl.qd;
+  o.burst = fl.burst;
   o.seconds = fl.seconds;
   o.use_uring = fl.backend == "uring";
   if (!fl.file.empty()) {
@@ -95,8 +89,9 @@ int run_iobench_cmd(const Flags& fl) {
   so.seconds = fl.seconds;
   so.use_uring = o.use_uring;
   const ExpertStreamBenchResult s = run_expert_stream_bench(so);
-  o.file = largest_shard(fl.model);
+  o.file = largest_safetensors_file(fl.model);
   o.read_bytes = s.read_chunk_bytes;
+  o.burst = 0;  // the ceiling
   const IoBenchResult ceiling = run_iobench(o);
   if (fl.json) {
     fmt::print("{}\n", nlohmann::json{{"expert_stream", stream_json(s)}, {"ceiling", raw_json(ceiling)}}.dump());
@@ -128,6 +123,8 @@ void register_iobench(CLI::App& app) {
   sub->add_option("--model", fl->model, "MoE model directory: measure the expert streamer's cold read path too");
   sub->add_option("--read-kb", fl->read_kb, "bytes per read for --file, KiB (multiple of 4)");
   sub->add_option("--qd", fl->qd, "reads in flight")->check(CLI::Range(1, 1024));
+  sub->add_option("--burst", fl->burst, "for --file: reads in groups of N, each waited for (N <= --qd; 0 = always --qd in flight)")
+      ->check(CLI::Range(0, 1024));
   sub->add_option("--seconds", fl->seconds, "how long to read")->check(CLI::PositiveNumber);
   sub->add_option("--backend", fl->backend, "uring | threads")->check(CLI::IsMember({"uring", "threads"}));
   fl->engine.add_options_to(*sub, {"expert_cache_mb", "expert_cache_policy"});  // with --model

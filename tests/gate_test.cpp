@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "lmlab/error.h"
@@ -199,16 +200,81 @@ TEST(Gate, AbsoluteTimesOnlyOnTheSameHostFingerprint) {
   EXPECT_EQ(gate_exit_code(compare_runs(make_run(100), cand, strict)), 2);
 }
 
+// A run with a streaming config "ssd" beside "vanilla": each ssd sample reads `bytes` during decode, on a drive of
+// `drive_bps`, and takes vanilla's time plus `stall` x the drive's time for those bytes.
+GateRun make_streaming_run(double drive_bps, double stall) {
+  GateRun r = make_run(100, {"vanilla", "ssd"});
+  constexpr int64_t bytes = int64_t{1} << 30;
+  std::map<int64_t, int64_t> vanilla_ns;
+  for (const Sample& s : r.samples)
+    if (s.config == "vanilla") vanilla_ns[s.repetition] = s.decode_ns;
+  for (Sample& s : r.samples) {
+    if (s.config != "ssd") continue;
+    s.decode_ssd_bytes_read = bytes;
+    s.drive_read_bps = drive_bps * (1 + 0.002 * s.repetition);
+    s.decode_ns = vanilla_ns[s.repetition] + std::llround(stall * (1 + 0.01 * s.repetition) * bytes / drive_bps * 1e9);
+  }
+  return r;
+}
+
+GatePolicy streaming_policy() {
+  GatePolicy p;
+  p.ratios = {{"ssd", "vanilla"}};
+  p.ssd_stalls = {{"ssd", "vanilla"}};
+  return p;
+}
+
+TEST(GateSsdStall, ASlowerDriveIsNotARegressionButAWorseStreamerIs) {
+  const GateRun base = make_streaming_run(2.5e9, 0.8);
+  // The same streamer on a drive at 40% of the speed: decode much slower, the plain ratio regresses, the stall
+  // per drive time does not move, and absolute decode tok/s is not compared across the two drives.
+  GateReport rep = compare_runs(base, make_streaming_run(1.0e9, 0.8), streaming_policy());
+  const GateRow* stall = find_row(rep, "SSD stall / drive time", "ssd/vanilla");
+  ASSERT_NE(stall, nullptr) << render_gate_markdown(rep);
+  EXPECT_NEAR(stall->baseline, 0.8 * 1.035, 0.01);
+  EXPECT_EQ(stall->verdict, GateVerdict::ok);
+  EXPECT_NEAR(stall->change, 0.0, 0.01);
+  EXPECT_EQ(find_row(rep, "decode tok/s ratio", "ssd/vanilla")->verdict, GateVerdict::regression);
+  const GateRow* absolute = find_row(rep, "decode tok/s", "ssd");
+  ASSERT_NE(absolute, nullptr);
+  EXPECT_EQ(absolute->verdict, GateVerdict::skipped);
+  EXPECT_NE(absolute->note.find("the drives differ (random reads 2518 vs 1007 MB/s)"), std::string::npos) << absolute->note;
+  EXPECT_EQ(find_row(rep, "decode tok/s", "vanilla")->verdict, GateVerdict::ok);
+
+  GatePolicy stall_only = streaming_policy();
+  stall_only.ratios.clear();
+  EXPECT_EQ(gate_exit_code(compare_runs(base, make_streaming_run(1.0e9, 0.8), stall_only)), 0);
+  // The same drive, a streamer that stalls 50% longer per byte: a regression.
+  rep = compare_runs(base, make_streaming_run(2.5e9, 1.2), stall_only);
+  EXPECT_EQ(gate_exit_code(rep), 1);
+  EXPECT_EQ(find_row(rep, "SSD stall / drive time", "ssd/vanilla")->verdict, GateVerdict::regression);
+  EXPECT_NE(render_gate_markdown(rep).find("SSD stall / drive time of ssd/vanilla at context 256: 0.834 -> 1.251"),
+            std::string::npos) << render_gate_markdown(rep);
+}
+
+TEST(GateSsdStall, ABaselineWithoutDriveProbesIsSkippedNotCompared) {
+  GateRun base = make_streaming_run(2.5e9, 0.8);
+  for (Sample& s : base.samples) s.drive_read_bps = 0;  // recorded before the probe existed
+  const GateReport rep = compare_runs(base, make_streaming_run(2.5e9, 0.8), streaming_policy());
+  const GateRow* stall = find_row(rep, "SSD stall / drive time", "ssd/vanilla");
+  ASSERT_NE(stall, nullptr);
+  EXPECT_EQ(stall->verdict, GateVerdict::skipped);
+  EXPECT_EQ(find_row(rep, "decode tok/s", "ssd")->verdict, GateVerdict::ok);  // one side unprobed: compared
+}
+
 TEST(GateBaselineFile, RoundTripsEveryField) {
   GateRun run = make_run(100);
   run.samples[1].error = "boom";
   run.samples[2].decode_ssd_bytes_read = 12345;
+  run.samples[2].drive_read_bps = 2.5e9 + 0.125;
   const GateRun back = gate_run_from_json(gate_run_to_json(run), "b.json");
   EXPECT_EQ(back.info.host_fingerprint, run.info.host_fingerprint);
   EXPECT_EQ(nlohmann::json::parse(back.info.engine_config_json), nlohmann::json::parse(run.info.engine_config_json));
   ASSERT_EQ(back.samples.size(), run.samples.size());
   EXPECT_EQ(back.samples[1].error, run.samples[1].error);
   EXPECT_EQ(back.samples[2].decode_ssd_bytes_read, 12345);
+  EXPECT_EQ(back.samples[2].drive_read_bps, 2.5e9 + 0.125);
+  EXPECT_EQ(back.samples[3].drive_read_bps, 0.0);
   EXPECT_EQ(back.samples[5].decode_ns, run.samples[5].decode_ns);
   EXPECT_EQ(back.samples[5].output_tokens, run.samples[5].output_tokens);
   ASSERT_EQ(back.evaluations.size(), 2u);
@@ -235,6 +301,9 @@ TEST(GateBaselineFile, RefusesBadFilesNamingTheField) {
   j["samples"][0]["output_tokens"][1] = -4;
   EXPECT_NE(error_of(j.dump()).find("samples[0].output_tokens[1]"), std::string::npos);
   j = nlohmann::json::parse(gate_run_to_json(make_run(100)));
+  j["samples"][2]["drive_read_bps"] = -1;
+  EXPECT_NE(error_of(j.dump()).find("samples[2].drive_read_bps"), std::string::npos);
+  j = nlohmann::json::parse(gate_run_to_json(make_run(100)));
   j["run"].erase("model");
   EXPECT_NE(error_of(j.dump()).find("field 'run.model': missing"), std::string::npos);
   EXPECT_NE(error_of(std::string(kMaxGateBaselineBytes + 1, ' ')).find("over the"), std::string::npos);
@@ -246,8 +315,8 @@ TEST(GateScenario, ReadsThresholdsAndRefusesMistakesNamingTheField) {
     return R"({"name": "g", "contexts": [64], "configs": [{"name": "vanilla"}, {"name": "turbo"}])" + extra + "}";
   };
   const Scenario s = parse_scenario(scenario(R"(, "interleave": true, "perplexity_tokens": 128, "gate": {"alpha": 0.05,
-      "noise_k": 1.5, "thresholds": {"decode_tok_s": 0.2, "kv_bytes_per_token": 0}, "ratios": [["turbo", "vanilla"]],
-      "require_same_host": true})"), "g.json");
+      "noise_k": 1.5, "thresholds": {"decode_tok_s": 0.2, "kv_bytes_per_token": 0, "ssd_stall": 0.3},
+      "ratios": [["turbo", "vanilla"]], "ssd_stall": [["turbo", "vanilla"]], "require_same_host": true})"), "g.json");
   EXPECT_TRUE(s.interleave);
   EXPECT_EQ(s.perplexity_tokens, 128);
   EXPECT_EQ(s.gate.alpha, 0.05);
@@ -256,6 +325,10 @@ TEST(GateScenario, ReadsThresholdsAndRefusesMistakesNamingTheField) {
   EXPECT_EQ(s.gate.decode_ratio, GatePolicy{}.decode_ratio);  // unset: the default
   ASSERT_EQ(s.gate.ratios.size(), 1u);
   EXPECT_EQ(s.gate.ratios[0].numerator, "turbo");
+  ASSERT_EQ(s.gate.ssd_stalls.size(), 1u);
+  EXPECT_EQ(s.gate.ssd_stalls[0].streamed, "turbo");
+  EXPECT_EQ(s.gate.ssd_stalls[0].reference, "vanilla");
+  EXPECT_EQ(s.gate.ssd_stall, 0.3);
   EXPECT_TRUE(s.gate.require_same_host);
 
   auto error_of = [&](const std::string& extra) -> std::string {
@@ -273,6 +346,9 @@ TEST(GateScenario, ReadsThresholdsAndRefusesMistakesNamingTheField) {
   EXPECT_NE(error_of(R"(, "gate": {"ratios": [["ssd", "vanilla"]]})").find("'ssd' is not a config of this scenario"),
             std::string::npos);
   EXPECT_NE(error_of(R"(, "gate": {"ratios": [["turbo"]]})").find("field 'gate.ratios[0]'"), std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"ssd_stall": [["ssd", "vanilla"]]})").find("'ssd' is not a config of this scenario"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"(, "gate": {"ssd_stall": {}})").find("field 'gate.ssd_stall': must be an array"), std::string::npos);
   EXPECT_NE(error_of(R"(, "interleave": 1)").find("field 'interleave': must be true or false"), std::string::npos);
   EXPECT_NE(error_of(R"(, "perplexity_tokens": 0)").find("field 'perplexity_tokens'"), std::string::npos);
   EXPECT_NE(error_of(R"(, "options": {"debug_token_delay_us": -5})").find("options.debug_token_delay_us"), std::string::npos);

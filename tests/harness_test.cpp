@@ -211,6 +211,7 @@ TEST_F(HarnessRun, CiSmokeOnCoderMoeRecordsRealSamplesAndOverContextErrors) {
 
   const std::vector<Sample> samples = store.samples(out.run_id);
   ASSERT_EQ(static_cast<int64_t>(samples.size()), expected);
+  int probed = 0;
   for (const Sample& x : samples) {
     SCOPED_TRACE(x.config + " @ " + std::to_string(x.context_tokens));
     if (x.context_tokens == 2048) {
@@ -230,7 +231,15 @@ TEST_F(HarnessRun, CiSmokeOnCoderMoeRecordsRealSamplesAndOverContextErrors) {
     const bool streams = x.config == "ssd" || x.config == "ssd+turbo";
     if (streams) EXPECT_GT(x.ssd_bytes_read, 0);
     else EXPECT_EQ(x.ssd_bytes_read, 0);
+    // The drive probed beside every streaming sample that read during decode (a real drive: over 1 MB/s).
+    if (streams && x.decode_ssd_bytes_read > 0) {
+      EXPECT_GT(x.drive_read_bps, 1e6);
+      ++probed;
+    } else {
+      EXPECT_EQ(x.drive_read_bps, 0.0);
+    }
   }
+  EXPECT_GT(probed, 0);
   // Same context, same model: TurboQuant's KV is smaller once the context passes its exact window (256).
   for (const auto& [exact, compressed] : {std::pair{"vanilla", "turbo"}, std::pair{"ssd", "ssd+turbo"}}) {
     const Sample* a = find_sample(samples, exact, 512);

@@ -128,6 +128,18 @@ TEST_F(ReportOfRealRun, CsvHasOneRowPerSampleAndJsonRoundTrips) {
       EXPECT_GT(row.at("kv_cache_bytes_median").get<double>(), 0);
     }
   }
+  // The drive probed beside each streaming sample that read during decode, null elsewhere; the CSV carries it too.
+  int probed = 0;
+  for (const auto& row : j.at("samples")) {
+    if (row.at("decode_ssd_bytes_read").get<int64_t>() > 0 && row.at("error").is_null()) {
+      EXPECT_GT(row.at("drive_read_bps").get<double>(), 1e6) << row.dump();
+      ++probed;
+    } else {
+      EXPECT_TRUE(row.at("drive_read_bps").is_null()) << row.dump();
+    }
+  }
+  EXPECT_GT(probed, 0);
+  EXPECT_NE(csv.find(",decode_ssd_bytes_read,drive_read_bps,error\n"), std::string::npos);
 }
 
 // ---- lmlab gate (the executable) ----
@@ -144,6 +156,25 @@ Sample synthetic(const std::string& config, int64_t rep, double tok_s) {
   s.ttft_ns = 110'000'000;
   s.kv_cache_bytes = 1 << 20;
   return s;
+}
+
+// GPU runs get a GPU memory column (the most a sample of the row held); CPU runs do not.
+TEST(ReportGpuMemory, AColumnOnlyWhenSamplesCarryIt) {
+  RunInfo run;
+  run.host = "gpu-box";
+  run.model = "m";
+  std::vector<Sample> samples;
+  for (int rep = 0; rep < 3; ++rep) samples.push_back(synthetic("vanilla", rep, 100));
+  EXPECT_EQ(render_markdown(run, samples).find("GPU memory"), std::string::npos);
+  EXPECT_EQ(render_ansi(run, samples, false).find("GPU mem"), std::string::npos);
+  for (Sample& s : samples) s.gpu_memory_bytes = (int64_t{3} << 30) + s.repetition * (int64_t{1} << 29);
+  samples.push_back(synthetic("turbo", 0, 90));  // a row without the figure shows an empty cell
+  const std::string md = render_markdown(run, samples);
+  EXPECT_NE(md.find("| Peak memory | GPU memory | KV cache |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 4.00 GiB | 1.00 MiB |"), std::string::npos) << md;  // the max of the three samples
+  const std::string ansi = render_ansi(run, samples, false);
+  EXPECT_NE(ansi.find("GPU mem"), std::string::npos) << ansi;
+  EXPECT_NE(ansi.find("4.00 GiB"), std::string::npos) << ansi;
 }
 
 int64_t add_run(ResultsStore& store, const std::string& config, double tok_s) {

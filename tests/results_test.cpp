@@ -78,6 +78,7 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
   Sample a = make_sample("ssd+turbo", 40000, 2, 12.5);
   a.ssd_bytes_read = 123'456'789'012;
   a.gpu_memory_bytes = 80'000'000'000;
+  a.drive_read_bps = 2.57e9;
   Sample b = make_sample("vanilla", 512, 0, 30.0);
   b.error = "out of memory at layer 3";
   {
@@ -158,6 +159,8 @@ TEST_F(ResultsStoreTest, RoundTripRunsAndSamplesThroughDisk) {
   EXPECT_EQ(got[0].context_tokens, 40000);
   EXPECT_EQ(got[0].repetition, 2);
   EXPECT_EQ(got[0].decode_ns, a.decode_ns);
+  EXPECT_EQ(got[0].drive_read_bps, 2.57e9);
+  EXPECT_EQ(got[1].drive_read_bps, 0.0);  // not probed
   EXPECT_EQ(got[0].ssd_bytes_read, 123'456'789'012);
   EXPECT_EQ(got[0].gpu_memory_bytes, std::optional<int64_t>(80'000'000'000));
   EXPECT_FALSE(got[0].error.has_value());
@@ -208,6 +211,7 @@ PRAGMA user_version = 3;
   EXPECT_EQ(samples[0].decode_ssd_bytes_read, 500);
   EXPECT_EQ(samples[0].output_tokens, (std::vector<int32_t>{5, 6, 7}));
   EXPECT_TRUE(samples[0].chunk_ns.empty());
+  EXPECT_EQ(samples[0].drive_read_bps, 0.0);  // v6 column, default: not probed
   const auto evaluations = store.evaluations(3);
   ASSERT_EQ(evaluations.size(), 1u);
   EXPECT_EQ(evaluations[0].tokens, 255);

@@ -50,6 +50,12 @@ inline double int16_activation_tolerance(int64_t reduction_len) {
   return 8.0 / (65534.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
 }
 
+// The same for the split-int8 kernel's activations (kernels/matmul_affine_i8.h): 16-bit values up to 32639,
+// so half a step is amax / 65278.
+inline double split_int8_activation_tolerance(int64_t reduction_len) {
+  return 8.0 / (65278.0 * std::sqrt(3.0)) + tolerance(kernels::WeightType::f32, reduction_len);
+}
+
 // Relative tolerance for a bf16-weight result computed by the vdpbf16ps GEMM (kernels/cpu/matmul_bf16.h), which
 // splits each activation into two bf16 parts, x ~ hi + lo, with |x - hi - lo| <= 2^-8 |x - hi| <= 2^-16 |x|: the
 // same kind of per-value error as the int16 activations above (relative to each value rather than to its block's

@@ -20,6 +20,7 @@ namespace {
 
 struct ServerCounters {
   double peak = 0, kv = 0, ssd = 0;
+  double device_peak = 0;  // lmlab_memory_device_peak_bytes: 0 on a CPU server
 };
 
 // nullopt when the server has no lmlab_ metrics (another runtime) or does not answer.
@@ -30,7 +31,8 @@ std::optional<ServerCounters> lmlab_counters(const HttpTarget& t) {
     const PrometheusText m = PrometheusText::parse(*body);
     const auto peak = m.value("lmlab_memory_peak_bytes"), kv = m.value("lmlab_kv_cache_peak_bytes");
     if (!peak || !kv) return std::nullopt;
-    return ServerCounters{*peak, *kv, m.value("lmlab_ssd_bytes_read_total").value_or(0)};
+    return ServerCounters{*peak, *kv, m.value("lmlab_ssd_bytes_read_total").value_or(0),
+                          m.value("lmlab_memory_device_peak_bytes").value_or(0)};
   } catch (const Error&) {
     return std::nullopt;  // a /metrics page that is not Prometheus text: the stream figures still stand
   }
@@ -70,6 +72,7 @@ class HttpSource final : public SampleSource {
       s.peak_memory_bytes = static_cast<int64_t>(after->peak);
       s.kv_cache_bytes = static_cast<int64_t>(after->kv);
       s.ssd_bytes_read = static_cast<int64_t>(after->ssd - before->ssd);
+      if (after->device_peak > 0) s.gpu_memory_bytes = static_cast<int64_t>(after->device_peak);
     }
     return s;
   }

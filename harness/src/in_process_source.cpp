@@ -9,11 +9,21 @@
 // - kv_cache_bytes: the session's KV storage at the end; ssd_bytes_read: the engine's ssd_bytes_read_total
 //   counter's increase during the sample; decode_ssd_bytes_read: its increase after the first decode step.
 // - output_tokens: the greedy tokens generated.
+// - gpu_memory_bytes (GPU runs only): the engine's device memory as the sample ends (see measure()).
+// - drive_read_bps (configs that stream experts, when the decode read anything): the drive's O_DIRECT random-read
+//   bandwidth, probed for kDriveProbeSeconds right after the sample on the model's largest .safetensors file, in
+//   the decode's pattern: reads of its mean read size in groups of its mean reads per layer step, each group
+//   waited for before the next. What the same reads cost on this machine's drive with no compute and no cache
+//   logic, measured at the same time as the sample; a drive that is latency-bound at that concurrency shows it.
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include "http_client.h"
 #include "lmlab/error.h"
 #include "lmlab/generate.h"
+#include "lmlab/iobench.h"
 #include "lmlab/perplexity.h"
 #include "peak_memory.h"
 #include "prompt_builder.h"
@@ -23,11 +33,33 @@ namespace lmlab::harness_detail {
 
 namespace {
 
+constexpr double kDriveProbeSeconds = 0.25;
+
+// The drive's bandwidth, bytes/s, for `reads` reads totalling `bytes` made over `layer_steps` (decode steps x
+// layers): their mean size rounded up to 4 KiB, in groups of their mean count per layer step.
+double probe_drive(const std::filesystem::path& model_dir, const ModelOptions& options, uint64_t bytes, uint64_t reads,
+                   uint64_t layer_steps) {
+  constexpr uint64_t kAlign = 4096;
+  IoBenchOptions o;
+  o.file = largest_safetensors_file(model_dir);
+  o.read_bytes = std::max<uint64_t>(kAlign, (bytes / std::max<uint64_t>(1, reads) + kAlign - 1) / kAlign * kAlign);
+  o.queue_depth = std::max(1, options.expert_queue_depth);
+  const double per_step = static_cast<double>(reads) / static_cast<double>(std::max<uint64_t>(1, layer_steps));
+  o.burst = std::clamp(static_cast<int>(std::lround(per_step)), 1, o.queue_depth);
+  o.seconds = kDriveProbeSeconds;
+  const IoBenchResult r = run_iobench(o);
+  return r.seconds > 0 ? static_cast<double>(r.bytes) / r.seconds : 0.0;
+}
+
 class InProcessSource final : public SampleSource {
  public:
   InProcessSource(const std::filesystem::path& model_dir, const ModelOptions& options, const PromptSource& prompt,
                   std::string version)
-      : model_(Model::load(model_dir, options)), prompts_(prompt, *model_), version_(std::move(version)) {}
+      : model_dir_(model_dir),
+        options_(options),
+        model_(Model::load(model_dir, options)),
+        prompts_(prompt, *model_),
+        version_(std::move(version)) {}
 
   std::string version() const override { return version_; }
 
@@ -66,12 +98,16 @@ class InProcessSource final : public SampleSource {
       greedy.max_tokens = decode_tokens;
       greedy.stop_at_eos = false;
       // SSD bytes of the decode alone: counted from the first token's event (one decode step has run by then).
-      uint64_t ssd_first_step = ssd_before;
+      uint64_t ssd_first_step = ssd_before, reads_first_step = 0;
       // Each token's arrival, as an HTTP client would see its chunk: the raw data of inter-token latency.
       const int64_t t0 = steady_now_ns();
       const GenerationResult res = generate(*session, prompt, greedy, [&](const TokenEvent& ev) {
         s.chunk_ns.push_back(steady_now_ns() - t0);
-        if (ev.index == 0) ssd_first_step = model.counters().stream.ssd_bytes_read_total;
+        if (ev.index == 0) {
+          const StreamCounters c = model.counters().stream;
+          ssd_first_step = c.ssd_bytes_read_total;
+          reads_first_step = c.ssd_reads_total;
+        }
         return true;
       });
       if (res.stats.decode_tokens != decode_tokens)
@@ -84,10 +120,24 @@ class InProcessSource final : public SampleSource {
       s.ttft_ns = res.stats.ttft_ns;
       s.peak_memory_bytes = static_cast<int64_t>(res.stats.peak_bytes);
       s.kv_cache_bytes = static_cast<int64_t>(res.stats.kv_bytes);
-      const uint64_t ssd_after = model.counters().stream.ssd_bytes_read_total;
-      s.ssd_bytes_read = static_cast<int64_t>(ssd_after - ssd_before);
-      s.decode_ssd_bytes_read = static_cast<int64_t>(ssd_after - ssd_first_step);
+      const StreamCounters after = model.counters().stream;
+      s.ssd_bytes_read = static_cast<int64_t>(after.ssd_bytes_read_total - ssd_before);
+      s.decode_ssd_bytes_read = static_cast<int64_t>(after.ssd_bytes_read_total - ssd_first_step);
       s.output_tokens = res.tokens;
+      // GPU runs: the device memory the engine's allocator holds as the sample ends (weights, scratch, this
+      // session's KV): scratch is allocated at load and KV only grows during a sample, so this is its peak.
+      if (const uint64_t device = model.counters().device_memory_bytes; device > 0)
+        s.gpu_memory_bytes = static_cast<int64_t>(device);
+      if (options_.stream_experts && s.decode_ssd_bytes_read > 0) {
+        try {
+          const auto layer_steps = static_cast<uint64_t>(std::max<int64_t>(1, s.decode_tokens - 1) * model.info().n_layers);
+          s.drive_read_bps = probe_drive(model_dir_, options_, static_cast<uint64_t>(s.decode_ssd_bytes_read),
+                                         after.ssd_reads_total - reads_first_step, layer_steps);
+        } catch (const Error&) {
+          // The sample itself succeeded; without a probe its drive_read_bps stays 0 (not probed) and the gate
+          // leaves it out of the drive-normalized rows.
+        }
+      }
     } catch (const Error& e) {
       s.chunk_ns.clear();
       s.error = e.what();
@@ -99,6 +149,8 @@ class InProcessSource final : public SampleSource {
   }
 
  private:
+  std::filesystem::path model_dir_;
+  ModelOptions options_;
   std::shared_ptr<Model> model_;
   PromptBuilder prompts_;
   std::string version_;

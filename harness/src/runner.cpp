@@ -59,14 +59,19 @@ std::string run_notes(const Scenario& s, RunMode mode, bool peak_resets) {
         "Prompt: {}. Greedy decoding of {} tokens per sample (ignore_eos) over HTTP ({}): POST /v1/completions with "
         "the prompt as token ids, streamed. TTFT = request sent to the first chunk with text; decode tok/s = the "
         "tokens after the first (usage.completion_tokens - 1) over first to last chunk; inter-token latency = gaps "
-        "between chunks. Peak memory, KV cache and SSD bytes from the server's lmlab_ /metrics when it has them.",
+        "between chunks. Peak memory, KV cache, SSD bytes and GPU memory (the device allocator's peak) from the "
+        "server's lmlab_ /metrics when it has them.",
         harness_detail::describe(s.prompt), s.decode_tokens, run_mode_name(mode)) +
            interleave_note(s);
   return fmt::format(
       "Prompt: {}. Greedy decoding of {} tokens per sample (EOS ignored), a fresh session per sample; the model is "
       "loaded once per config, so its expert cache stays warm across that config's contexts and repetitions. "
-      "TTFT = generate() call to the first token sampled (prefill + sampling). Peak memory = {}. "
-      "SSD bytes = the engine's ssd_bytes_read_total increase during the sample (expert bytes read from disk).{}",
+      "TTFT = generate() call to the first token sampled (prefill + sampling). Peak memory = {}. GPU memory (GPU "
+      "runs) = the engine's device allocator as the sample ends (weights, scratch, the session's KV). "
+      "SSD bytes = the engine's ssd_bytes_read_total increase during the sample (expert bytes read from disk). "
+      "Drive = O_DIRECT random-read bandwidth probed for 0.25 s after each expert-streaming sample, on the model's "
+      "largest .safetensors file in the decode's pattern (its mean read size, in groups of its mean reads per layer "
+      "step).{}",
       harness_detail::describe(s.prompt), s.decode_tokens,
       peak_resets ? "the process's resident high-water mark during the sample (VmHWM, reset before each)"
                   : "the process's resident high-water mark since it started (this kernel refused to reset VmHWM)",

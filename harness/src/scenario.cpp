@@ -153,10 +153,30 @@ struct Reader {
     return v.get<double>();
   }
 
-  // "gate": {"alpha", "noise_k", "thresholds": {metric: relative change}, "ratios": [[num, den]], "require_same_host"}
+  // [["config", "config"], ...] naming configs of this scenario; `what` says what the two are, for errors.
+  std::vector<std::pair<std::string, std::string>> config_pairs(const json& v, const std::string& field,
+                                                                const char* what,
+                                                                const std::vector<BenchConfig>& configs) const {
+    if (!v.is_array()) fail(field, fmt::format("must be an array of {}", what));
+    std::vector<std::pair<std::string, std::string>> out;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string f = fmt::format("{}[{}]", field, i);
+      if (!v[i].is_array() || v[i].size() != 2 || !v[i][0].is_string() || !v[i][1].is_string())
+        fail(f, fmt::format("must be {}", what));
+      auto pair = std::make_pair(v[i][0].get<std::string>(), v[i][1].get<std::string>());
+      for (const std::string& name : {pair.first, pair.second})
+        if (std::none_of(configs.begin(), configs.end(), [&](const BenchConfig& c) { return c.name == name; }))
+          fail(f, fmt::format("'{}' is not a config of this scenario", name));
+      out.push_back(std::move(pair));
+    }
+    return out;
+  }
+
+  // "gate": {"alpha", "noise_k", "thresholds": {metric: relative change}, "ratios": [[num, den]],
+  //          "ssd_stall": [[streamed, reference]], "require_same_host"}
   GatePolicy gate(const json& v, const std::vector<BenchConfig>& configs) const {
     if (!v.is_object()) fail("gate", "must be an object (see docs/gate.md)");
-    check_keys(v, "gate", {"alpha", "noise_k", "thresholds", "ratios", "require_same_host"});
+    check_keys(v, "gate", {"alpha", "noise_k", "thresholds", "ratios", "ssd_stall", "require_same_host"});
     GatePolicy p;
     if (v.contains("alpha")) p.alpha = fraction_at(v["alpha"], "gate.alpha", 0.5);
     if (v.contains("noise_k")) p.noise_k = fraction_at(v["noise_k"], "gate.noise_k", 100);
@@ -168,7 +188,7 @@ struct Reader {
       const json& t = v["thresholds"];
       const std::vector<std::pair<std::string, double*>> metrics = {
           {"decode_tok_s", &p.decode_tok_s},           {"decode_ratio", &p.decode_ratio},
-          {"ssd_bytes_per_decode_token", &p.ssd_bytes_per_decode_token},
+          {"ssd_bytes_per_decode_token", &p.ssd_bytes_per_decode_token}, {"ssd_stall", &p.ssd_stall},
           {"peak_memory_bytes", &p.peak_memory_bytes}, {"kv_bytes_per_token", &p.kv_bytes_per_token},
           {"perplexity", &p.perplexity},               {"greedy_tokens", &p.greedy_tokens}};
       std::vector<std::string> known;
@@ -178,20 +198,13 @@ struct Reader {
       for (const auto& [key, member] : metrics)
         if (t.contains(key)) *member = fraction_at(t[key], "gate.thresholds." + key, 10);
     }
-    if (v.contains("ratios")) {
-      const json& r = v["ratios"];
-      if (!r.is_array()) fail("gate.ratios", R"(must be an array of ["numerator config", "denominator config"])");
-      for (size_t i = 0; i < r.size(); ++i) {
-        const std::string field = fmt::format("gate.ratios[{}]", i);
-        if (!r[i].is_array() || r[i].size() != 2 || !r[i][0].is_string() || !r[i][1].is_string())
-          fail(field, R"(must be ["numerator config", "denominator config"])");
-        DecodeRatio ratio{r[i][0].get<std::string>(), r[i][1].get<std::string>()};
-        for (const std::string& name : {ratio.numerator, ratio.denominator})
-          if (std::none_of(configs.begin(), configs.end(), [&](const BenchConfig& c) { return c.name == name; }))
-            fail(field, fmt::format("'{}' is not a config of this scenario", name));
-        p.ratios.push_back(std::move(ratio));
-      }
-    }
+    if (v.contains("ratios"))
+      for (auto& [num, den] : config_pairs(v["ratios"], "gate.ratios", R"(["numerator config", "denominator config"])", configs))
+        p.ratios.push_back({std::move(num), std::move(den)});
+    if (v.contains("ssd_stall"))
+      for (auto& [streamed, ref] : config_pairs(v["ssd_stall"], "gate.ssd_stall",
+                                                R"(["streaming config", "reference config"])", configs))
+        p.ssd_stalls.push_back({std::move(streamed), std::move(ref)});
     return p;
   }
 

@@ -108,9 +108,10 @@ std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, 
     return kConfigColors[i % std::size(kConfigColors)];
   };
 
-  out += style(fmt::format("{:<{}}  {:>7}  {:>28}  {:>9}  {:>9}  {:>11}  {:>11}  {:>11}  {:>5}", "config", name_width,
-                           "context", "decode tok/s med (p10-p90)", "TTFT ms", "prefill/s", "peak mem", "KV cache",
-                           "SSD read", "n"),
+  const bool gpu = any_gpu_memory(rows);  // GPU runs: a GPU memory column after the process's peak memory
+  out += style(fmt::format("{:<{}}  {:>7}  {:>28}  {:>9}  {:>9}  {:>11}{}  {:>11}  {:>11}  {:>5}", "config", name_width,
+                           "context", "decode tok/s med (p10-p90)", "TTFT ms", "prefill/s", "peak mem",
+                           gpu ? fmt::format("  {:>11}", "GPU mem") : "", "KV cache", "SSD read", "n"),
                kBold) +
          "\n";
   for (const ReportRow& r : rows) {
@@ -121,9 +122,11 @@ std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, 
       continue;
     }
     const std::string rate = fmt::format("{:.1f} ({:.1f}-{:.1f})", s.decode_tok_s_median, s.decode_tok_s_p10, s.decode_tok_s_p90);
-    out += fmt::format("{}  {:>7}  {:>28}  {:>9.1f}  {:>9.0f}  {:>11}  {:>11}  {:>11}  {:>5}\n", name, s.context, rate,
+    const std::string gpu_cell =
+        !gpu ? "" : fmt::format("  {:>11}", r.gpu_memory_bytes_max ? human_bytes(static_cast<double>(*r.gpu_memory_bytes_max)) : "-");
+    out += fmt::format("{}  {:>7}  {:>28}  {:>9.1f}  {:>9.0f}  {:>11}{}  {:>11}  {:>11}  {:>5}\n", name, s.context, rate,
                        s.ttft_ms_median, r.prompt_tok_s_median, human_bytes(static_cast<double>(s.peak_memory_bytes_max)),
-                       human_bytes(r.kv_cache_bytes_median), human_bytes(s.ssd_bytes_read_median),
+                       gpu_cell, human_bytes(r.kv_cache_bytes_median), human_bytes(s.ssd_bytes_read_median),
                        s.errors ? fmt::format("{}/{}", s.n, s.n + s.errors) : fmt::format("{}", s.n));
   }
 

@@ -15,7 +15,7 @@ using report_detail::human_bytes;
 std::string value(const GateRow& r, double v) {
   if (r.metric.find("bytes") != std::string::npos) return human_bytes(v);
   if (r.metric == "greedy tokens differing") return fmt::format("{:.1f}%", v * 100);
-  if (r.metric == "decode tok/s ratio") return fmt::format("{:.3f}", v);
+  if (r.metric == "decode tok/s ratio" || r.metric == "SSD stall / drive time") return fmt::format("{:.3f}", v);
   if (r.metric == "perplexity") return fmt::format("{:.4f}", v);
   return fmt::format("{:.1f}", v);
 }

@@ -37,6 +37,8 @@ std::string render_json(const RunInfo& run, const std::vector<Sample>& samples, 
                 {"decode_ns", s.decode_ns},   {"ttft_ns", s.ttft_ns},               {"peak_memory_bytes", s.peak_memory_bytes},
                 {"kv_cache_bytes", s.kv_cache_bytes}, {"ssd_bytes_read", s.ssd_bytes_read}};
     row["gpu_memory_bytes"] = s.gpu_memory_bytes ? json(*s.gpu_memory_bytes) : json(nullptr);
+    row["decode_ssd_bytes_read"] = s.decode_ssd_bytes_read;
+    row["drive_read_bps"] = s.drive_read_bps > 0 ? json(s.drive_read_bps) : json(nullptr);  // null: not probed
     row["error"] = s.error ? json(*s.error) : json(nullptr);
     j["samples"].push_back(row);
   }

@@ -102,22 +102,27 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
     md += "## Charts\n\n";
     for (const SvgChart& c : extras.charts) md += fmt::format("![{}]({})\n\n", c.title, c.file_name);
   }
+  const bool gpu = any_gpu_memory(rows);  // GPU runs: a GPU memory column after the process's peak memory
   for (int64_t context : contexts_in_order(samples)) {
     md += fmt::format("## Context {} tokens\n\n", context);
-    md += "| Config | Decode tok/s median (p10–p90) | TTFT ms | Prefill tok/s | Peak memory | KV cache | SSD read | Samples |\n";
-    md += "|---|---|---|---|---|---|---|---|\n";
+    md += fmt::format("| Config | Decode tok/s median (p10–p90) | TTFT ms | Prefill tok/s | Peak memory |{} KV cache | "
+                      "SSD read | Samples |\n",
+                      gpu ? " GPU memory |" : "");
+    md += gpu ? "|---|---|---|---|---|---|---|---|---|\n" : "|---|---|---|---|---|---|---|---|\n";
     for (const ReportRow& r : rows) {
       if (r.summary.context != context) continue;
       const Summary& s = r.summary;
       if (s.n == 0) {
-        md += fmt::format("| {} | {} | | | | | | {} |\n", cell(display_name(s.config)),
+        md += fmt::format("| {} | {} | | | |{} | | {} |\n", cell(display_name(s.config)),
                           r.errors.empty() ? std::string("no usable sample") : "failed: " + cell(short_error(r.errors.front(), 120)),
-                          samples_cell(s));
+                          gpu ? " |" : "", samples_cell(s));
         continue;
       }
-      md += fmt::format("| {} | {:.1f} ({:.1f}–{:.1f}) | {:.1f} | {:.0f} | {} | {} | {} | {} |\n", cell(display_name(s.config)),
+      const std::string gpu_cell =
+          !gpu ? "" : " " + (r.gpu_memory_bytes_max ? human_bytes(static_cast<double>(*r.gpu_memory_bytes_max)) : "") + " |";
+      md += fmt::format("| {} | {:.1f} ({:.1f}–{:.1f}) | {:.1f} | {:.0f} | {} |{} {} | {} | {} |\n", cell(display_name(s.config)),
                         s.decode_tok_s_median, s.decode_tok_s_p10, s.decode_tok_s_p90, s.ttft_ms_median,
-                        r.prompt_tok_s_median, human_bytes(static_cast<double>(s.peak_memory_bytes_max)),
+                        r.prompt_tok_s_median, human_bytes(static_cast<double>(s.peak_memory_bytes_max)), gpu_cell,
                         human_bytes(r.kv_cache_bytes_median), human_bytes(s.ssd_bytes_read_median), samples_cell(s));
     }
     md += "\n";

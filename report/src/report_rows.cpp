@@ -20,6 +20,10 @@ std::vector<int64_t> contexts_in_order(const std::vector<Sample>& samples) {
   return out;
 }
 
+bool any_gpu_memory(const std::vector<ReportRow>& rows) {
+  return std::any_of(rows.begin(), rows.end(), [](const ReportRow& r) { return r.gpu_memory_bytes_max.has_value(); });
+}
+
 std::vector<ReportRow> report_rows(const std::vector<Sample>& samples) {
   std::map<std::pair<std::string, int64_t>, ReportRow> by_key;
   for (Summary& sum : summarize(samples)) by_key[{sum.config, sum.context}].summary = std::move(sum);
@@ -31,6 +35,7 @@ std::vector<ReportRow> report_rows(const std::vector<Sample>& samples) {
       continue;
     }
     kv[{s.config, s.context_tokens}].push_back(static_cast<double>(s.kv_cache_bytes));
+    if (s.gpu_memory_bytes) row.gpu_memory_bytes_max = std::max(row.gpu_memory_bytes_max.value_or(0), *s.gpu_memory_bytes);
     if (s.prompt_ns > 0)
       prompt_rate[{s.config, s.context_tokens}].push_back(static_cast<double>(s.prompt_tokens) * 1e9 / static_cast<double>(s.prompt_ns));
   }

@@ -172,6 +172,30 @@ std::vector<double> ratios(const Groups& g, const DecodeRatio& r, int64_t contex
   return out;
 }
 
+// SsdStallPair's metric per repetition: (streamed decode - reference decode) / (decode SSD bytes / drive bandwidth).
+// Samples without a drive probe or without SSD reads have none.
+std::vector<double> ssd_stalls(const Groups& g, const SsdStallPair& r, int64_t context) {
+  std::vector<double> out;
+  const auto streamed = g.find({r.streamed, context}), ref = g.find({r.reference, context});
+  if (streamed == g.end() || ref == g.end()) return out;
+  std::map<int64_t, int64_t> ref_ns;
+  for (const Sample* s : ref->second) ref_ns[s->repetition] = s->decode_ns;
+  for (const Sample* s : streamed->second) {
+    const auto it = ref_ns.find(s->repetition);
+    if (it == ref_ns.end() || !(s->drive_read_bps > 0) || s->decode_ssd_bytes_read <= 0) continue;
+    const double drive_ns = static_cast<double>(s->decode_ssd_bytes_read) / s->drive_read_bps * 1e9;
+    out.push_back(static_cast<double>(s->decode_ns - it->second) / drive_ns);
+  }
+  return out;
+}
+
+double median_drive_bps(const std::vector<const Sample*>& members) {
+  std::vector<double> v;
+  for (const Sample* s : members)
+    if (s->drive_read_bps > 0) v.push_back(s->drive_read_bps);
+  return v.empty() ? 0.0 : quantile(v, 0.5);
+}
+
 // Fraction of the baseline's generated tokens a candidate sample does not reproduce (worst candidate sample).
 GateRow greedy(const std::string& config, int64_t context, const std::vector<const Sample*>& base,
                const std::vector<const Sample*>& cand, double threshold) {
@@ -208,9 +232,28 @@ void add_group_rows(const GateRun& baseline, const GateRun& candidate, const Gat
     const auto& [config, context] = key;
     const auto& c = it->second;
     contexts.insert(context);
-    if (same_host)
+    // A same-looking host may sit on another disk: streaming configs whose probed drives differ by more than
+    // kDriveBandwidthTolerance are left to the drive-normalized SSD stall rows.
+    constexpr double kDriveBandwidthTolerance = 0.2;
+    const double base_drive = median_drive_bps(members), cand_drive = median_drive_bps(c);
+    const bool drives_differ = base_drive > 0 && cand_drive > 0 &&
+                               std::fabs(cand_drive - base_drive) > kDriveBandwidthTolerance * base_drive;
+    if (same_host && !drives_differ)
       rows.push_back(measured("decode tok/s", config, context, values(members, decode_tok_s), values(c, decode_tok_s),
                               true, p.decode_tok_s, p));
+    if (same_host && drives_differ) {
+      GateRow r;
+      r.metric = "decode tok/s";
+      r.config = config;
+      r.context = context;
+      r.baseline = quantile(values(members, decode_tok_s), 0.5);
+      r.candidate = quantile(values(c, decode_tok_s), 0.5);
+      r.change = r.baseline > 0 ? (r.candidate - r.baseline) / r.baseline : 0.0;
+      r.verdict = GateVerdict::skipped;
+      r.note = fmt::format("not compared: the drives differ (random reads {:.0f} vs {:.0f} MB/s)", base_drive / 1e6,
+                           cand_drive / 1e6);
+      rows.push_back(std::move(r));
+    }
     auto kv_per_token = [](const Sample& s) {
       return static_cast<double>(s.kv_cache_bytes) / static_cast<double>(std::max<int64_t>(1, s.context_tokens + s.decode_tokens));
     };
@@ -235,6 +278,14 @@ void add_group_rows(const GateRun& baseline, const GateRun& candidate, const Gat
       if (ratios(base, r, context).empty() && ratios(cand, r, context).empty()) continue;  // configs not in these runs
       rows.push_back(measured("decode tok/s ratio", name, context, ratios(base, r, context), ratios(cand, r, context),
                               true, p.decode_ratio, p));
+    }
+  }
+  for (const SsdStallPair& r : p.ssd_stalls) {
+    for (int64_t context : contexts) {
+      const std::vector<double> b = ssd_stalls(base, r, context), c = ssd_stalls(cand, r, context);
+      if (b.empty() && c.empty()) continue;  // no probed streaming samples in these runs
+      rows.push_back(measured("SSD stall / drive time", r.streamed + "/" + r.reference, context, b, c, false,
+                              p.ssd_stall, p));
     }
   }
 }

@@ -3,6 +3,7 @@
 // input (edited by hand, merged by git).
 #include <fmt/format.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "lmlab/error.h"
@@ -67,6 +68,7 @@ std::string gate_run_to_json(const GateRun& run) {
                        {"peak_memory_bytes", s.peak_memory_bytes}, {"kv_cache_bytes", s.kv_cache_bytes},
                        {"ssd_bytes_read", s.ssd_bytes_read}, {"decode_ssd_bytes_read", s.decode_ssd_bytes_read},
                        {"output_tokens", s.output_tokens}, {"error", s.error ? json(*s.error) : json(nullptr)}});
+    if (s.drive_read_bps > 0) samples.back()["drive_read_bps"] = s.drive_read_bps;
   }
   for (const Evaluation& e : run.evaluations)
     evals.push_back({{"config", e.config}, {"tokens", e.tokens}, {"nll_sum", e.nll_sum},
@@ -132,6 +134,11 @@ GateRun gate_run_from_json(std::string_view text, const std::string& file) {
     s.kv_cache_bytes = r.integer(o, "kv_cache_bytes", f);
     s.ssd_bytes_read = r.integer(o, "ssd_bytes_read", f);
     s.decode_ssd_bytes_read = r.integer(o, "decode_ssd_bytes_read", f);
+    if (o.contains("drive_read_bps")) {  // absent: not probed (baselines written before the probe)
+      s.drive_read_bps = r.number(o, "drive_read_bps", f);
+      if (!std::isfinite(s.drive_read_bps) || s.drive_read_bps < 0)
+        r.fail(f + ".drive_read_bps", "must be a non-negative number of bytes per second");
+    }
     const json& tokens = r.array(o, "output_tokens", f, kMaxTokens);
     for (size_t t = 0; t < tokens.size(); ++t) {
       if (!tokens[t].is_number_integer() || tokens[t].get<int64_t>() < 0 || tokens[t].get<int64_t>() > INT32_MAX)

@@ -102,6 +102,10 @@ ALTER TABLE evaluations ADD COLUMN kl_sum REAL;
 ALTER TABLE evaluations ADD COLUMN reference_config TEXT NOT NULL DEFAULT '';
 CREATE INDEX evaluations_run ON evaluations(run_id, config);
 )sql",
+    // v5 -> v6: the drive's random-read bandwidth probed beside each expert-streaming sample (0: not probed).
+    R"sql(
+ALTER TABLE samples ADD COLUMN drive_read_bps REAL NOT NULL DEFAULT 0;
+)sql",
 };
 
 bool has_table(sqlite3* db, const std::string& path, const std::string& name) {

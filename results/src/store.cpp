@@ -157,8 +157,8 @@ void ResultsStore::add_samples(int64_t run, const std::vector<Sample>& samples) 
         impl_->db, impl_->path,
         "INSERT INTO samples (run_id, config, context_tokens, repetition, prompt_tokens, prompt_ns, "
         "decode_tokens, decode_ns, ttft_ns, peak_memory_bytes, kv_cache_bytes, ssd_bytes_read, "
-        "gpu_memory_bytes, error, decode_ssd_bytes_read, output_tokens, chunk_ns) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
+        "gpu_memory_bytes, error, decode_ssd_bytes_read, output_tokens, chunk_ns, drive_read_bps) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
   }
   Statement& st = *impl_->insert_sample;
   results_detail::exec(impl_->db, impl_->path, "BEGIN IMMEDIATE");
@@ -182,6 +182,7 @@ void ResultsStore::add_samples(int64_t run, const std::vector<Sample>& samples) 
       st.bind(15, s.decode_ssd_bytes_read);
       st.bind(16, tokens_text(s.output_tokens));
       st.bind(17, chunk_ns_text(s.chunk_ns));
+      st.bind_real(18, s.drive_read_bps);
       st.step();
     }
     st.reset();
@@ -211,7 +212,7 @@ std::vector<Sample> ResultsStore::samples(int64_t run) const {
   Statement st(impl_->db, impl_->path,
                "SELECT config, context_tokens, repetition, prompt_tokens, prompt_ns, decode_tokens, decode_ns, "
                "ttft_ns, peak_memory_bytes, kv_cache_bytes, ssd_bytes_read, gpu_memory_bytes, error, "
-               "decode_ssd_bytes_read, output_tokens, chunk_ns FROM samples WHERE run_id = ?1 ORDER BY id");
+               "decode_ssd_bytes_read, output_tokens, chunk_ns, drive_read_bps FROM samples WHERE run_id = ?1 ORDER BY id");
   st.bind(1, run);
   std::vector<Sample> out;
   while (st.step()) {
@@ -232,6 +233,7 @@ std::vector<Sample> ResultsStore::samples(int64_t run) const {
     s.decode_ssd_bytes_read = st.int_col(13);
     s.output_tokens = tokens_of(st.text_col(14), impl_->path);
     if (!st.is_null(15)) s.chunk_ns = chunk_ns_of(st.text_col(15), impl_->path);
+    s.drive_read_bps = st.real_col(16);
     out.push_back(std::move(s));
   }
   return out;

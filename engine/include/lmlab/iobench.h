@@ -14,6 +14,9 @@ struct IoBenchOptions {
   std::filesystem::path file;
   uint64_t read_bytes = 256 << 10;  // multiple of 4 KiB
   int queue_depth = 8;
+  // 0: queue_depth reads always in flight (the drive's ceiling). n > 0: reads go in groups of n, each group
+  // waiting for all of its reads before the next is issued, as decode reads one layer's missing experts.
+  int burst = 0;
   double seconds = 5.0;
   bool use_uring = true;
   uint32_t seed = 1;
@@ -24,7 +27,7 @@ struct IoBenchResult {
   std::string mode_reason;
   std::string backend;  // "io_uring" | "threads"
   uint64_t file_bytes = 0, read_bytes = 0;
-  int queue_depth = 0;
+  int queue_depth = 0, burst = 0;
   uint64_t reads = 0, bytes = 0;
   double seconds = 0;             // wall time from the first submit to the last completion
   std::vector<double> latencies_s;  // every read's submit-to-completion time (the lab takes percentiles)
@@ -35,6 +38,10 @@ struct IoBenchResult {
 
 // Throws Error(invalid_input) for a bad size or a file smaller than one read, Error(io) when reads fail.
 IoBenchResult run_iobench(const IoBenchOptions& options);
+
+// The model directory's largest .safetensors file: where a drive probe reads what expert streaming reads.
+// Throws Error(model_format) when there is none.
+std::filesystem::path largest_safetensors_file(const std::filesystem::path& model_dir);
 
 // Cold decode read path of expert streaming, without the compute: for `seconds`, token after token, every
 // MoE layer asks the ExpertStreamer for top_k experts drawn uniformly (random routing, the cache's worst

@@ -24,6 +24,8 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
   if (o.read_bytes == 0 || o.read_bytes % DirectReader::kAlignment != 0)
     throw Error(ErrorKind::invalid_input, "--read-kb", fmt::format("{} bytes is not a multiple of 4 KiB", o.read_bytes));
   if (o.queue_depth < 1) throw Error(ErrorKind::invalid_input, "--qd", "the queue depth must be at least 1");
+  if (o.burst < 0 || o.burst > o.queue_depth)
+    throw Error(ErrorKind::invalid_input, "burst", fmt::format("{} is not in [0, the queue depth {}]", o.burst, o.queue_depth));
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(o.file, ec);
   if (ec) throw Error(ErrorKind::io, o.file.string(), fmt::format("cannot stat: {}", ec.message()));
@@ -56,14 +58,21 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
       latencies.push_back(now - start);
       t_end = std::max(t_end, now);
       if (err && !first_err) first_err = err;
-      if (!first_err && now < deadline) launch(slot);
+      if (!first_err && now < deadline && o.burst == 0) launch(slot);
       if (in_flight == 0) cv.notify_all();
     });
   };
   {
     std::unique_lock lk(mu);
-    for (int i = 0; i < o.queue_depth; ++i) launch(i);
-    cv.wait(lk, [&] { return in_flight == 0; });
+    if (o.burst == 0) {
+      for (int i = 0; i < o.queue_depth; ++i) launch(i);
+      cv.wait(lk, [&] { return in_flight == 0; });
+    } else {
+      do {
+        for (int i = 0; i < o.burst; ++i) launch(i);
+        cv.wait(lk, [&] { return in_flight == 0; });
+      } while (!first_err && monotonic_seconds() < deadline);
+    }
   }
   if (first_err)
     throw Error(ErrorKind::io, o.file.string(), fmt::format("read failed: {}", std::strerror(first_err)));
@@ -75,6 +84,7 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
   r.file_bytes = size;
   r.read_bytes = o.read_bytes;
   r.queue_depth = o.queue_depth;
+  r.burst = o.burst;
   r.reads = io.reads - io0.reads;
   r.bytes = io.bytes - io0.bytes;
   r.seconds = t_end - t0;
@@ -83,9 +93,18 @@ IoBenchResult run_iobench(const IoBenchOptions& o) {
   return r;
 }
 
+std::filesystem::path largest_safetensors_file(const std::filesystem::path& dir) {
+  std::filesystem::path best;
+  uintmax_t best_size = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors" && e.file_size() > best_size) best = e.path(), best_size = e.file_size();
+  if (best.empty()) throw Error(ErrorKind::model_format, dir.string(), "no .safetensors files found");
+  return best;
+}
+
 std::string IoBenchResult::to_json() const {
   return nlohmann::json{{"file_bytes", file_bytes},     {"mode", mode},
-                        {"mode_reason", mode_reason},   {"backend", backend},
+                        {"mode_reason", mode_reason},   {"backend", backend}, {"burst", burst},
                         {"read_bytes", read_bytes},     {"queue_depth", queue_depth},
                         {"reads", reads},               {"bytes", bytes},
                         {"seconds", seconds},           {"kernel_read_bytes", kernel_read_bytes}}

@@ -3,16 +3,18 @@
 // in bf16 / f16 / f32; stacked experts carry a leading [n_experts] axis on all three and `expert` picks one
 // slice. The tensors are used in place (mapped, or an expert buffer); their checks are make_linear_from_bytes's
 // (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens) of 4- and 8-bit matrices of at least
-// kIntegerMinWeights take the integer-dot
-// kernel (kernels/matmul_affine_i16.h: int16 activations, bound by the weight bytes); prefill of 4- and 8-bit
-// matrices of at least kGemmMinWeights from kAffineBf16MinTokens up the vdpbf16ps GEMM where the CPU has it (kernels/cpu/matmul_affine_bf16.h:
-// exact levels, x kept to 2^-16); other widths the fused f32 kernel (kernels/matmul_affine.h), whose dequantized
-// tiles are reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
+// kIntegerMinWeights take an integer-dot kernel: 4-bit ones the int8-activation kernel (kernels/matmul_affine_i8.h,
+// whose cost per extra token is small: batched decode), 8-bit ones the int16 kernel (kernels/matmul_affine_i16.h;
+// LMLAB_INT8_DOT=0 sends 4-bit ones there too); prefill of 4- and 8-bit matrices of at least kGemmMinWeights from
+// kAffineBf16MinTokens up the vdpbf16ps GEMM where the CPU has it (kernels/cpu/matmul_affine_bf16.h: exact levels,
+// x kept to 2^-16); other widths the fused f32 kernel (kernels/matmul_affine.h), whose dequantized tiles are
+// reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
 #include <fmt/format.h>
 
 #include "kernels/cpu/matmul_affine_bf16.h"
 #include "kernels/matmul_affine.h"
 #include "kernels/matmul_affine_i16.h"
+#include "kernels/matmul_affine_i8.h"
 #include "lmlab/error.h"
 #include "weights/linear.h"
 
@@ -56,7 +58,8 @@ class AffineLinear final : public Linear {
  private:
   void multiply(const float* x, float* y, int64_t n, bool integer, bool prefill) const {
     const kernels::MatmulAffineArgs a{w_, x, y, n};
-    if (integer) kernels::matmul_affine_int(a);
+    if (integer && int8_) kernels::cpu::matmul_affine_int8(a);
+    else if (integer) kernels::matmul_affine_int(a);
     else if (prefill && gemm_ && kernels::cpu::matmul_affine_uses_bf16_gemm(a)) kernels::cpu::matmul_affine_bf16(a);
     else kernels::matmul_affine(a);
     if (!bias_.empty())
@@ -67,6 +70,7 @@ class AffineLinear final : public Linear {
   kernels::AffineWeight w_;
   bool integer_;  // 4 / 8 bits and at least kIntegerMinWeights: integer dots
   bool gemm_;     // 4 / 8 bits and at least kGemmMinWeights: prefill on the vdpbf16ps GEMM where the CPU has it
+  bool int8_ = kernels::affine_i8_supported(w_) && kernels::int8_dot_enabled();  // 4 bits: int8 activations
   std::vector<float> bias_;
 };
 

@@ -3,8 +3,9 @@
 //
 // What is compared (per (config, context) unless said otherwise):
 // - measured metrics, one-sided, on the raw samples with a Mann-Whitney test: decode tok/s (absolute: only when both
-//   runs carry the same host fingerprint), decode tok/s ratios between configs of one run (paired by repetition:
-//   survives a change of machine), SSD bytes per decoded token and peak memory (higher is worse). A row regresses
+//   runs carry the same host fingerprint and, for expert streaming, drives of like bandwidth), decode tok/s ratios
+//   between configs of one run (paired by repetition: survives a change of machine), SSD stall per drive time (see
+//   SsdStallPair), SSD bytes per decoded token and peak memory (higher is worse). A row regresses
 //   iff its median is worse by more than max(threshold, noise_k x the baseline's relative IQR) AND p < alpha.
 // - deterministic metrics, two-sided, no test: KV bytes per token, perplexity per config, greedy tokens. Any change
 //   beyond the threshold fails, an "improvement" too: the baseline must then be refreshed in the same change.
@@ -38,6 +39,15 @@ struct DecodeRatio {
   std::string numerator, denominator;  // config names: decode tok/s of numerator / denominator
 };
 
+// Expert streaming judged against this machine's drive: the decode time `streamed` adds over `reference` (the same
+// model with every expert in memory), divided by the time the drive needs for the bytes read during decode at the
+// bandwidth probed beside each sample (Sample::drive_read_bps). 1 = as slow as reading those bytes one after
+// another at the drive's speed; lower is better. The drive's speed divides out, so the metric survives a move to a
+// machine with another disk, which the plain decode ratio streamed/reference does not.
+struct SsdStallPair {
+  std::string streamed, reference;
+};
+
 // Thresholds are relative changes (0.1 = 10%). Defaults suit two runs on one quiet machine; scenarios set theirs.
 struct GatePolicy {
   double alpha = 0.01;   // significance level of the Mann-Whitney test
@@ -45,11 +55,13 @@ struct GatePolicy {
   double decode_tok_s = 0.10;
   double decode_ratio = 0.15;
   double ssd_bytes_per_decode_token = 0.10;
+  double ssd_stall = 0.25;
   double peak_memory_bytes = 0.10;
   double kv_bytes_per_token = 0.0;
   double perplexity = 0.001;
   double greedy_tokens = 0.0;  // fraction of a sample's generated tokens that may differ from the baseline's
   std::vector<DecodeRatio> ratios;
+  std::vector<SsdStallPair> ssd_stalls;
   bool require_same_host = false;  // true: different host fingerprints cannot compare (exit 2), not just skip
 };
 

@@ -28,7 +28,7 @@ namespace lmlab {
 // samples.decode_ssd_bytes_read and samples.output_tokens, the evaluations table. v4: runs.state (a run killed
 // mid-sweep stays 'running'), samples.chunk_ns (HTTP runs), the runtimes and regression_checks tables. v5:
 // runs.environment; evaluations.sequence, kl_sum and reference_config (quality per config).
-inline constexpr int kResultsSchemaVersion = 5;
+inline constexpr int kResultsSchemaVersion = 6;
 
 // One benchmark run (one scenario on one host with one model).
 struct RunInfo {
@@ -66,6 +66,10 @@ struct Sample {
   int64_t kv_cache_bytes = 0;
   int64_t ssd_bytes_read = 0;
   int64_t decode_ssd_bytes_read = 0;  // of which read after the first decode step (decode_tokens - 1 steps)
+  // Samples that stream experts (in process): the drive's O_DIRECT random-read bandwidth, bytes/s, probed right
+  // after the sample on the model's file at the sample's mean read size and the config's queue depth; 0 = not
+  // probed. It lets the gate judge streaming against this machine's drive rather than another one's.
+  double drive_read_bps = 0;
   std::vector<int32_t> output_tokens;  // the tokens generated (greedy: deterministic)
   std::optional<int64_t> gpu_memory_bytes;  // absent on CPU runs
   std::optional<std::string> error;         // set when the generation failed; its numbers are then ignored
