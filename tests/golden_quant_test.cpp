@@ -4,7 +4,9 @@
 // dequantized weights, so the checks are those of golden_test.cpp; plus perplexity for the trained model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -30,6 +32,31 @@ TEST_P(GoldenQuantModel, LogitsAndGreedyMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Mlx4bit, GoldenQuantModel,
                          ::testing::Values("llama-4bit", "qwen3_moe-4bit", "coder-moe-sparse-4bit"), test::param_name);
+
+// The same checks with every 4-bit matrix on the fast paths (LMLAB_AFFINE_FAST_MIN_WEIGHTS=0): the split-int8
+// decode kernel and, for prompts of 64 tokens or more, the vdpbf16ps prefill GEMM, which the fixtures' small matrices
+// otherwise never reach end to end. The first decode step's logits must differ in their bits from the default
+// paths' (else the override did nothing and this test would prove nothing).
+TEST_P(GoldenQuantModel, LogitsAndGreedyMatchTransformersOnTheFastPaths) {
+  auto reference = Model::load(test::model_dir(GetParam()));
+  ::setenv("LMLAB_AFFINE_FAST_MIN_WEIGHTS", "0", 1);
+  std::shared_ptr<Model> model;
+  try {
+    model = Model::load(test::model_dir(GetParam()));
+  } catch (...) {
+    ::unsetenv("LMLAB_AFFINE_FAST_MIN_WEIGHTS");
+    throw;
+  }
+  ::unsetenv("LMLAB_AFFINE_FAST_MIN_WEIGHTS");
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8};
+  auto a = model->new_session(), b = reference->new_session();
+  a->append(prompt);
+  b->append(prompt);
+  const int32_t next = 9;
+  const std::span<const float> la = a->append(std::span(&next, 1)), lb = b->append(std::span(&next, 1));
+  EXPECT_FALSE(std::equal(la.begin(), la.end(), lb.begin(), lb.end())) << "the override changed no kernel";
+  test::expect_golden_logits_and_greedy(*model, GetParam());
+}
 
 TEST(GoldenQuantPerplexity, CoderMoeSparse4bitWithinHalfPercent) {
   auto model = Model::load(test::model_dir("coder-moe-sparse-4bit"));
