@@ -4,7 +4,7 @@
 # benchmarks on synth models of real shapes, CPU-free. Results (logs, JSON rows) go to $OUT.
 # Usage there: bash cuda_device.sh [tests] [gemv] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
 # (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt;
-#  kv-SHAPE: decode with the f16 and the TurboQuant KV cache at KV_CONTEXTS, to kv.jsonl)
+#  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl)
 # (profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,7 +41,7 @@ for step in "$@"; do
       ;;
     kv-*)
       shape=${step#kv-}
-      for mode in f16 turbo; do timeout 280 "$here/lmlab" decode-bench --model /tmp/synth-bench-$shape --device cuda \
+      for mode in ${KV_MODES:-f16 turbo}; do timeout "${KV_TIMEOUT:-280}" "$here/lmlab" decode-bench --model /tmp/synth-bench-$shape --device cuda \
         --ctx-size "${KV_CTX:-16448}" --contexts "${KV_CONTEXTS:-4096,16384}" -n 64 --kv-mode $mode --json 2>&1 \
         | sed "s/^{/{\"shape\":\"$shape\",/" | tee -a "$out/kv.jsonl"; done
       ;;

@@ -1,5 +1,6 @@
 // Every CUDA kernel (engine/src/kernels/cuda/) against the CPU reference of the same stem, over odd shapes:
-// dense GEMV (vector and scalar paths, split-K), cuBLAS and tiled prefill GEMM, MLX affine 2-8 bit, gathered
+// dense GEMV (vector and scalar paths, split-K), cuBLAS prefill GEMM (dense, and affine dequantized into passes),
+// MLX affine 2-8 bit, gathered
 // expert GEMV, RMSNorm, RoPE, activations, routing, MoE combine, embedding rows, and the device KV layer with its attention
 // (GQA, sliding window, softcap, split-K over long contexts). Without a GPU (or without nvcc) every test
 // skips with the reason.
@@ -106,16 +107,20 @@ double gpu_int16_tolerance(int64_t cols) { return 2.0 * test::int16_activation_t
 TEST_F(CudaKernels, AffineMatmulMatchesReference) {
   struct Case { int64_t rows, cols, n; };
   // Decode shapes (n <= 8) with rows left over from a warp's 4 and a block's 32, few rows over long columns (the
-  // block's warps split them), and a prefill shape (n = 13, the tiled kernel).
+  // block's warps split them), and prefill shapes (n = 13): under 2^20 weights the exact tiled kernel, from 2^20
+  // rows dequantized into bf16 hi + lo for cuBLAS ({1100, 1024, 13}; 16500 rows of 1024 take two passes of 16384
+  // rows, 4-bit g64 only).
   // 4/8-bit matrices of >= 2^20 weights take int16 activations: x in shared memory ({300, 4096, 1}, {257, 4096,
   // 2}) or quantized per lane when that would not fit ({129, 8192, 8}).
   const Case cases[] = {{33, 128, 1},   {300, 2048, 1},  {45, 192, 4},    {7, 4096, 2},   {129, 1024, 8},
-                        {300, 4096, 1}, {257, 4096, 2}, {129, 8192, 8}, {70, 256, 13}};
+                        {300, 4096, 1}, {257, 4096, 2}, {129, 8192, 8}, {70, 256, 13}, {1100, 1024, 13},
+                        {16500, 1024, 13}};
   for (int bits : {2, 3, 4, 5, 6, 8})
     for (int gs : {32, 64})
       for (auto st : {kernels::ScaleType::bf16, kernels::ScaleType::f32})
         for (const Case& c : cases) {
           if (c.cols % gs) continue;
+          if (c.rows > 10000 && (bits != 4 || gs != 64 || st != kernels::ScaleType::bf16)) continue;
           SCOPED_TRACE(::testing::Message() << bits << "-bit g" << gs << " rows " << c.rows << " cols " << c.cols
                                             << " n " << c.n);
           Affine a = make_affine(rng_, c.rows, c.cols, bits, gs, st);
@@ -131,9 +136,12 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
           std::vector<float> want(c.n * c.rows);
           kernels::ref::matmul_affine({a.host, x.data(), want.data(), c.n});
           const bool int16 = (bits == 4 || bits == 8) && c.n <= 8 && c.rows * c.cols >= (1 << 20);
-          EXPECT_TRUE(test::close(down<float>(dy, want.size()), want,
-                                  int16 ? gpu_int16_tolerance(c.cols) : test::tolerance(WeightType::f32, c.cols),
-                                  "matmul_affine"));
+          // Prefill from 2^20 weights splits X and W into bf16 hi + lo (about 16 mantissa bits each), as the dense
+          // prefill does X.
+          const bool parts = c.n > 8 && c.rows * c.cols >= (1 << 20);
+          const double tol = int16 ? gpu_int16_tolerance(c.cols)
+                                   : test::tolerance(WeightType::f32, c.cols) * (parts ? 16 : 1);
+          EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, tol, "matmul_affine"));
         }
 }
 
@@ -302,14 +310,20 @@ TEST_F(CudaKernels, EmbeddingRowsMatchDequantizedRows) {
 // in the same layer spec: a prefill chunk, then decode steps, across block boundaries (blocks of 32 positions),
 // with sliding windows releasing blocks, and long enough to split the keys.
 TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
-  struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, decode; };
-  // prefill: positions appended (and attended) before the checked chunk of 5 queries and the decode steps.
-  const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 3},   {4, 4, 128, 100, 0.0f, 333, 2}, {6, 1, 96, 0, 50.0f, 40, 2},
-                        {32, 8, 128, 0, 0.0f, 5000, 2}, {2, 1, 256, 16, 0.0f, 70, 2}};
+  struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, chunk, decode; };
+  // prefill: positions appended (and attended) before the checked chunk and the decode steps. Chunks of
+  // kPrefillAttentionMinQueries or more go to the tiled tensor-core kernel (the prefixes up to 400 are checked too):
+  // GQA 3 (rows of a tile not a multiple of the group), head_dim 48 and 80, 80 queries after 5000 positions.
+  const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},     {4, 4, 128, 100, 0.0f, 333, 5, 2},
+                        {6, 1, 96, 0, 50.0f, 40, 5, 2},     {32, 8, 128, 0, 0.0f, 5000, 80, 2},
+                        {2, 1, 256, 16, 0.0f, 70, 5, 2},    {6, 2, 64, 0, 0.0f, 100, 37, 1},
+                        {6, 2, 48, 50, 30.0f, 200, 20, 1},  {4, 2, 80, 0, 0.0f, 90, 17, 1},
+                        {16, 2, 256, 0, 0.0f, 150, 64, 1}};
   constexpr int64_t B = 32;
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "heads " << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window "
-                                      << c.window << " softcap " << c.softcap << " prefill " << c.prefill);
+                                      << c.window << " softcap " << c.softcap << " prefill " << c.prefill
+                                      << " chunk " << c.chunk);
     const KvGeometry geo{c.heads, c.kv_heads, c.hd};
     TurboKvOptions f16;
     f16.mode = TurboKvOptions::Mode::f16;
@@ -318,7 +332,7 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
     auto device = std::make_shared<DeviceAllocator>();
     KvBlockPool device_pool(B, 0, std::make_shared<cuda::DeviceKvBlockAllocator>(device)), host_pool(B);
     KvLayerBlocked layer(device_pool, spec), host(host_pool, spec);
-    const int64_t total = c.prefill + 5 + c.decode;
+    const int64_t total = c.prefill + c.chunk + c.decode;
     cuda::DeviceKvLayer dkv(layer, *device, (total + B - 1) / B);
     std::vector<float> all_k, all_v;
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
@@ -363,10 +377,14 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
       kernels::AttentionArgs a{q.data(), all_k.data(), all_v.data(), want.data(), n, layer.n_tokens(), c.heads,
                                c.kv_heads, c.hd, pos0, 0, scale, c.softcap, c.window};
       kernels::ref::attention(a);
-      EXPECT_TRUE(test::close(got, want, test::tolerance(WeightType::f32, layer.n_tokens()), "attention"));
+      const bool tensor_cores = n >= kc::kPrefillAttentionMinQueries;
+      EXPECT_TRUE(test::close(got, want,
+                              tensor_cores ? test::tensor_core_f32_tolerance(layer.n_tokens())
+                                           : test::tolerance(WeightType::f32, layer.n_tokens()),
+                              "attention"));
     };
     step(c.prefill, c.prefill <= 400);  // the reference is O(n^2): long prefixes are only appended
-    step(5, true);
+    step(c.chunk, true);
     for (int64_t i = 0; i < c.decode; ++i) step(1, true);
   }
 }

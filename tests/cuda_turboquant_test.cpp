@@ -204,27 +204,30 @@ TEST_F(CudaTurboQuant, DeviceRecordsEqualTheCpuCodecs) {
 }
 
 // The device attention over compressed records against the reference over the same records and the CPU's
-// blocked attention over the CPU's: a prefill chunk, a chunk of 5 queries, then decode steps.
+// blocked attention over the CPU's: a prefill chunk, a second chunk, then decode steps. Chunks of
+// kPrefillAttentionMinQueries or more (not QJL) take the tiled tensor-core kernel: the prefixes up to 400, a chunk of
+// 37 at GQA 3 (tile rows not a multiple of the group), chunks of 64 and 80 after 5000+ positions (with a window).
 TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
-  struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, decode; };
-  const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 3},  {4, 4, 128, 100, 0.0f, 333, 2}, {6, 1, 96, 0, 50.0f, 40, 2},
-                        {32, 8, 128, 0, 0.0f, 5000, 2}, {2, 1, 256, 16, 0.0f, 70, 2}, {16, 2, 128, 0, 0.0f, 5003, 1},
-                        {3, 3, 80, 0, 0.0f, 1, 3},
+  struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, chunk, decode; };
+  const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},    {4, 4, 128, 100, 0.0f, 333, 5, 2},
+                        {6, 1, 96, 0, 50.0f, 40, 5, 2},    {32, 8, 128, 0, 0.0f, 5000, 80, 2},
+                        {2, 1, 256, 16, 0.0f, 70, 5, 2},   {16, 2, 128, 0, 0.0f, 5003, 5, 1},
+                        {3, 3, 80, 0, 0.0f, 1, 5, 3},      {6, 2, 64, 0, 0.0f, 100, 37, 1},
                         // Long-context decode through the tiled kernel: GQA 8 with a window and softcap (tiles
                         // and splits starting mid-block), head_dim 256 at GQA 8 (affine int8 opts into > 48 KB).
-                        {16, 2, 128, 1000, 30.0f, 3001, 2}, {8, 1, 256, 0, 0.0f, 2100, 1}};
+                        {16, 2, 128, 1000, 30.0f, 3001, 64, 2}, {8, 1, 256, 0, 0.0f, 2100, 5, 1}};
   constexpr int64_t B = 32;
   for (const Format& f : kFormats)
     for (const Case& c : cases) {
       SCOPED_TRACE(::testing::Message() << f.name << ", heads " << c.heads << "/" << c.kv_heads << " hd " << c.hd
                                         << " window " << c.window << " softcap " << c.softcap << " prefill "
-                                        << c.prefill);
+                                        << c.prefill << " chunk " << c.chunk);
       KvLayerSpec spec = turbo_kv_layer_spec({c.heads, c.kv_heads, c.hd}, f.opt);
       spec.window = c.window;
       auto device = std::make_shared<DeviceAllocator>();
       KvBlockPool device_pool(B, 0, std::make_shared<cuda::DeviceKvBlockAllocator>(device)), host_pool(B);
       KvLayerBlocked layer(device_pool, spec), host(host_pool, spec);
-      const int64_t total = c.prefill + 5 + c.decode;
+      const int64_t total = c.prefill + c.chunk + c.decode;
       cuda::DeviceKvLayer dkv(layer, *device, (total + B - 1) / B);
       const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
       const AttentionSpec attn{scale, c.softcap, c.window};
@@ -245,7 +248,9 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
         EXPECT_EQ(layer.bytes(), host.bytes()) << "the same blocks are held";
         if (!check) return;
         // The rotations (query in, output back) add head_dim-term butterflies on both sides.
-        const double tol = test::tolerance(WeightType::f32, layer.n_tokens() + c.hd);
+        const double tol = n >= kc::kPrefillAttentionMinQueries && !qjl
+                               ? test::tensor_core_f32_tolerance(layer.n_tokens() + c.hd)
+                               : test::tolerance(WeightType::f32, layer.n_tokens() + c.hd);
         const auto mirror = host_mirror(layer, host_pool);
         std::vector<float> want(q.size());
         mirror->attend_reference(q.data(), n, pos0, attn, want.data());
@@ -256,7 +261,7 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
         EXPECT_TRUE(test::close(got, cpu, tol, "attention vs the CPU's blocked attention over the CPU's records"));
       };
       step(c.prefill, c.prefill <= 400);  // the reference is O(n^2) over a chunk: long prefixes are only appended
-      step(5, true);
+      step(c.chunk, true);
       for (int64_t i = 0; i < c.decode; ++i) step(1, true);
       if (HasFailure()) return;  // one failing case is enough output
     }

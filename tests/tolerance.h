@@ -41,6 +41,14 @@ inline double tolerance(kernels::WeightType type, int64_t reduction_len) {
   return 8.0 * unit_roundoff(type) * std::sqrt(static_cast<double>(std::max<int64_t>(1, reduction_len)));
 }
 
+// Relative tolerance for attention computed on tensor cores with f32 operands as f16 hi + lo parts (the CUDA
+// prefill kernel, cuda/kernels/prefill_attention.cuh): the parts carry ~22 bits, but the MMA's f32 accumulation
+// truncates rather than rounds, so the error of a long history's sum grows faster than sqrt(len); measured on the
+// H200 at 1.04-1.43x the f32 bound over 5000 positions (a few elements of 330K), so twice that margin.
+inline double tensor_core_f32_tolerance(int64_t reduction_len) {
+  return 4.0 * tolerance(kernels::WeightType::f32, reduction_len);
+}
+
 // Relative tolerance for a result computed from int16-quantized activations (kernels/matmul_affine_i16.h)
 // against the same computation on the f32 activations. Each value moves by at most half a step of its block,
 // xd / 2 = amax / 65534, uniformly: rms amax / (65534 sqrt 3) per value, which for blocks of normal values

@@ -2,7 +2,8 @@
 // warps walk the split's visible positions, each key and value row read once for the G query heads that
 // share the KV head (GQA), with an online softmax per head in registers; the warps' states merge in shared
 // memory, and when a query is split over several blocks a second kernel merges their (max, sum, output)
-// states. Prefill runs the same kernel with one query per grid row: no n_q x n_kv matrix is ever formed.
+// states. Chunks of many queries go to prefill_attention.cu (history tiles shared by the chunk's queries, on
+// tensor cores); short ones run this kernel with one query per grid row. No n_q x n_kv matrix is ever formed.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/kernels_cuda.h"
+#include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
 
 namespace lmlab::kernels::cuda {
@@ -242,6 +244,30 @@ __global__ void kv_write_kernel(KvBlocks kv, const float* k, const float* v, int
   block[kv.n_kv_heads * kv.block_tokens * D + k_off] = __half_as_ushort(__float2half(v[i]));
 }
 
+// The f16 cache as a source of prefill_attention.cuh: K and V rows copied as they are (exact in f16; head_dim a
+// multiple of 16, so rows are 16-byte aligned).
+struct F16PrefillSource {
+  KvBlocks kv;
+  static constexpr bool kLo = false;
+  static constexpr float kValueScale = 1.0f;
+  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld) const {
+    const int64_t B = kv.block_tokens, D = kv.head_dim, chunks = D / 8;
+    for (int64_t e = threadIdx.x; e < prefill::kTile * chunks; e += blockDim.x) {
+      const int64_t r = e / chunks, d = (e % chunks) * 8, j = j0 + r;
+      const uint16_t* block = j <= j_hi ? kv.blocks[j / B] : nullptr;
+      uint4 kr = make_uint4(0, 0, 0, 0), vr = kr;
+      if (block) {
+        const uint16_t* krow = block + (kh * B + j % B) * D;
+        kr = *reinterpret_cast<const uint4*>(krow + d);
+        vr = *reinterpret_cast<const uint4*>(krow + kv.n_kv_heads * B * D + d);
+      }
+      *reinterpret_cast<uint4*>(t.k_hi + r * ld + d) = kr;
+      *reinterpret_cast<uint4*>(t.v_hi + r * ld + d) = vr;
+    }
+  }
+  __device__ void rotate(float*, int, int, bool) const {}
+};
+
 int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
   const int64_t blocks = n_q * n_kv_heads;
   const int64_t want = (kTargetBlocks + blocks - 1) / blocks;
@@ -274,6 +300,12 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   if (G > kMaxGroup || D > 256 || G * kv.n_kv_heads != n_heads)
     throw Error(ErrorKind::unsupported, "cuda attention",
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
+  if (n_q >= kPrefillAttentionMinQueries && D % 16 == 0) {
+    prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
+                                    scale, softcap},
+                    F16PrefillSource{kv}, stream);
+    return;
+  }
   const int splits = split_count(n_q, kv.n_kv_heads, window > 0 ? std::min(window, n_kv_bound) : n_kv_bound,
                                  max_splits);
   AttnParams a{kv, q, out, nullptr, nullptr, positions, n_heads, window, static_cast<int>(G), scale, softcap};

@@ -28,7 +28,8 @@ struct DeviceWeight {
 
 // matmul.cu: Y[n, rows] = X[n, cols] . W^T (+ bias). Few tokens (decode): gemv.cu, a warp per 4 rows with
 // 16-byte loads, the block's warps splitting the columns when rows alone cannot fill the SMs; many tokens:
-// cuBLAS for dense bf16/f16 (X as two 16-bit parts, f32 accumulation), a tiled dequantizing kernel otherwise.
+// cuBLAS for dense bf16/f16 (X as two 16-bit parts, f32 accumulation) and for affine (rows dequantized into
+// bf16 hi + lo parts, a bounded pass at a time), Sgemm for f32.
 // `scratch` holds the split X: matmul_scratch_bytes() of it.
 uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n);
 void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream);
@@ -90,7 +91,11 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
 // (query, KV head) is split over up to `max_splits` position ranges (sized for `n_kv_bound` positions, an
 // upper bound of the history) whose partial softmax states are merged in a second pass; the heads sharing a
 // KV head read it once. Never forms an n_q x n_kv matrix.
+// Chunks of kPrefillAttentionMinQueries queries or more (head_dim a multiple of 16) go to prefill_attention.cuh's
+// tiled tensor-core kernel (history tiles shared by the chunk's query rows, no splits); fewer (decode) to
+// flash-decoding.
 inline constexpr int kMaxAttentionSplits = 64;
+inline constexpr int64_t kPrefillAttentionMinQueries = 16;
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits);
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
                int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,

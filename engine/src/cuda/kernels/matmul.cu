@@ -1,22 +1,30 @@
 // Y[n, rows] = X[n, cols] . W^T on the GPU, W in its stored format (dense f32/f16/bf16 or MLX affine).
-// Decode (n <= kMaxGemvTokens) is gemv.cu. Prefill: cuBLAS for dense bf16/f16 with X split into two 16-bit
-// parts (x = hi + lo, two GEMMs into one f32 result: X keeps ~16 mantissa bits, so prefill logits match the f32
-// reference as decode's do; one rounding of X to bf16 was seen to move logits by 0.03 and flip MoE routing on
-// the golden fixtures), Sgemm for f32, and a tiled kernel that dequantizes affine weights into shared memory.
+// Decode (n <= kMaxGemvTokens) is gemv.cu. Prefill runs on cuBLAS's tensor-core GEMMs with every f32 operand
+// split into two bf16/f16 parts (v = hi + lo, ~16 mantissa bits; one rounding of X to bf16 was seen to move logits
+// by 0.03 and flip MoE routing on the golden fixtures, so prefill keeps decode's precision):
+//   - dense bf16/f16: X split in the weight's type, two GEMMs (W Xhi + W Xlo) into one f32 result;
+//   - f32: Sgemm;
+//   - MLX affine: passes of up to kAffinePassBytes of rows dequantized (s q + b in f32, as the reference) into bf16
+//     hi + lo, then three GEMMs, Whi Xhi + Whi Xlo + Wlo Xhi (lo x lo is below f32 rounding). The dequantized
+//     rows are ~8x the stored 4-bit bytes but written and read once per chunk of tokens, against ~1000 flops per
+//     weight in the GEMMs at 512 tokens (a dequantizing SIMT kernel before this reached ~800 tok/s on qwen3-8b);
+//     matrices under 2^20 weights (routers) keep that exact f32 kernel.
 #include <algorithm>
 
 #include "cuda/cublas_library.h"
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/gemv.cuh"
 #include "cuda/kernels/kernels_cuda.h"
-#include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/weight_access.cuh"
 
 namespace lmlab::kernels::cuda {
 
 namespace {
 
-// ---- prefill: tiled, dequantizing ----
+// Small affine matrices (under kAffineGemmMinWeights: MoE routers) in f32, exactly as the reference: a tiled
+// kernel dequantizing into shared memory. A router's near tie flipped by the 16-bit parts' rounding moved a golden
+// logit of qwen3_moe-4bit by 0.6 (decode's GEMV keeps such matrices in f32 for the same reason).
+constexpr int64_t kAffineGemmMinWeights = int64_t{1} << 20;
 
 constexpr int kTileRows = 64, kTileTokens = 64, kTileK = 32;
 
@@ -97,14 +105,40 @@ void check_cublas(cublasStatus_t s, const char* what) {
     throw Error(ErrorKind::internal, std::string("cublas: ") + what, lmlab::cuda::cublas().status_string(s));
 }
 
-bool use_cublas(const DeviceWeight& w, int64_t n) { return !w.affine && n > kMaxGemvTokens; }
+// Rows of an affine weight per dequantized pass: the pass holds hi and lo bf16 of each weight (4 bytes).
+constexpr uint64_t kAffinePassBytes = uint64_t{64} << 20;
+int64_t affine_pass_rows(int64_t rows, int64_t cols) {
+  return std::max<int64_t>(1, std::min<int64_t>(rows, static_cast<int64_t>(kAffinePassBytes / (4 * cols))));
+}
+
+// Rows [r0, r0 + n_rows) of an affine weight as bf16 hi + lo ([n_rows, cols] each).
+__global__ void dequant_split_kernel(DeviceWeight w, int64_t r0, int64_t n_rows, uint16_t* hi, uint16_t* lo) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n_rows * w.cols) return;
+  const float v = load_weight(w, r0 + i / w.cols, i % w.cols);
+  const __nv_bfloat16 h = __float2bfloat16(v);
+  hi[i] = __bfloat16_as_ushort(h);
+  lo[i] = __bfloat16_as_ushort(__float2bfloat16(v - __bfloat162float(h)));
+}
+
+// Y[:, r0 .. r0 + m) (+)= A[m, k] . B^T[k, n] with A, B 16-bit of type t, Y f32 [n, ldy] (column-major [ldy, n]).
+void gemm16(cublasHandle_t h, const void* a, const void* b, cudaDataType t, float* y, int64_t m, int64_t n, int64_t k,
+            int64_t ldy, bool accumulate, const char* what) {
+  const float one = 1.0f, zero = 0.0f;
+  check_cublas(lmlab::cuda::cublas().gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(m), static_cast<int>(n),
+                                             static_cast<int>(k), &one, a, t, static_cast<int>(k), b, t,
+                                             static_cast<int>(k), accumulate ? &one : &zero, y, CUDA_R_32F,
+                                             static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               what);
+}
 
 }  // namespace
 
 uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n) {
-  (void)rows;
-  // Prefill: X rounded to hi and lo 16-bit parts. Decode needs none.
-  return n > kMaxGemvTokens ? static_cast<uint64_t>(n * cols) * 2 * 2 + 512 : 256;
+  if (n <= kMaxGemvTokens) return 256;  // decode needs none
+  // X as hi and lo 16-bit parts, and an affine weight's dequantized pass (hi and lo bf16).
+  const uint64_t x_parts = static_cast<uint64_t>(n * cols + 127) / 128 * 128 * 2 * 2;
+  return x_parts + static_cast<uint64_t>(affine_pass_rows(rows, cols) * cols) * 4 + 512;
 }
 
 void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream) {
@@ -114,38 +148,50 @@ void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* sc
     gemv(&part, 1, x, n, stream);
     return;
   }
-  if (use_cublas(w, n)) {
-    cublasHandle_t h = cublas_handle();
-    check_cublas(lmlab::cuda::cublas().set_stream(h, stream), "set stream");
-    const float one = 1.0f, zero = 0.0f;
-    const int m = static_cast<int>(w.rows), k = static_cast<int>(w.cols), nn = static_cast<int>(n);
-    if (w.type == WeightType::f32) {
-      check_cublas(lmlab::cuda::cublas().sgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, static_cast<const float*>(w.dense), k, x,
-                               k, &zero, y, m),
-                   "sgemm");
-    } else {
-      const bool bf16 = w.type == WeightType::bf16;
-      auto* hi = static_cast<uint16_t*>(scratch);
-      uint16_t* lo = hi + (n * w.cols + 127) / 128 * 128;
-      split_kernel<<<blocks_of(n * w.cols, 256), 256, 0, stream>>>(x, hi, lo, n * w.cols, bf16);
-      lmlab::cuda::check_launch("matmul (split X)");
-      const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-      check_cublas(lmlab::cuda::cublas().gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, hi, t, k, &zero, y,
-                                CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                   "gemm (hi)");
-      check_cublas(lmlab::cuda::cublas().gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, m, nn, k, &one, w.dense, t, k, lo, t, k, &one, y,
-                                CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                   "gemm (lo)");
-    }
-    if (w.bias) {
-      add_bias_kernel<<<blocks_of(w.rows * n, 256), 256, 0, stream>>>(y, w.bias, w.rows, w.rows * n);
-      lmlab::cuda::check_launch("matmul (bias)");
-    }
+  if (w.affine && w.rows * w.cols < kAffineGemmMinWeights) {
+    gemm_tiled_kernel<<<dim3(blocks_of(w.rows, kTileRows), blocks_of(n, kTileTokens)), 256, 0, stream>>>(w, x, y, n);
+    lmlab::cuda::check_launch("matmul (tiled)");
     return;
   }
-  dim3 grid(blocks_of(w.rows, kTileRows), blocks_of(n, kTileTokens));
-  gemm_tiled_kernel<<<grid, 256, 0, stream>>>(w, x, y, n);
-  lmlab::cuda::check_launch("matmul (tiled)");
+  cublasHandle_t h = cublas_handle();
+  check_cublas(lmlab::cuda::cublas().set_stream(h, stream), "set stream");
+  const int64_t m = w.rows, k = w.cols;
+  if (!w.affine && w.type == WeightType::f32) {
+    const float one = 1.0f, zero = 0.0f;
+    check_cublas(lmlab::cuda::cublas().sgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(m), static_cast<int>(n),
+                                             static_cast<int>(k), &one, static_cast<const float*>(w.dense),
+                                             static_cast<int>(k), x, static_cast<int>(k), &zero, y,
+                                             static_cast<int>(m)),
+                 "sgemm");
+  } else {
+    // X in the weight's 16-bit type (bf16 for affine), then the GEMMs over the parts.
+    const bool bf16 = w.affine || w.type == WeightType::bf16;
+    const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+    auto* x_hi = static_cast<uint16_t*>(scratch);
+    uint16_t* x_lo = x_hi + (n * k + 127) / 128 * 128;
+    split_kernel<<<blocks_of(n * k, 256), 256, 0, stream>>>(x, x_hi, x_lo, n * k, bf16);
+    lmlab::cuda::check_launch("matmul (split X)");
+    if (!w.affine) {
+      gemm16(h, w.dense, x_hi, t, y, m, n, k, m, false, "gemm (X hi)");
+      gemm16(h, w.dense, x_lo, t, y, m, n, k, m, true, "gemm (X lo)");
+    } else {
+      uint16_t* w_hi = x_lo + (n * k + 127) / 128 * 128;
+      const int64_t pass = affine_pass_rows(m, k);
+      uint16_t* w_lo = w_hi + pass * k;
+      for (int64_t r0 = 0; r0 < m; r0 += pass) {
+        const int64_t rows = std::min(pass, m - r0);
+        dequant_split_kernel<<<blocks_of(rows * k, 256), 256, 0, stream>>>(w, r0, rows, w_hi, w_lo);
+        lmlab::cuda::check_launch("matmul (dequantize affine rows)");
+        gemm16(h, w_hi, x_hi, t, y + r0, rows, n, k, m, false, "gemm (W hi, X hi)");
+        gemm16(h, w_hi, x_lo, t, y + r0, rows, n, k, m, true, "gemm (W hi, X lo)");
+        gemm16(h, w_lo, x_hi, t, y + r0, rows, n, k, m, true, "gemm (W lo, X hi)");
+      }
+    }
+  }
+  if (w.bias) {
+    add_bias_kernel<<<blocks_of(w.rows * n, 256), 256, 0, stream>>>(y, w.bias, w.rows, w.rows * n);
+    lmlab::cuda::check_launch("matmul (bias)");
+  }
 }
 
 void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n, void* scratch, cudaStream_t stream) {

@@ -14,7 +14,9 @@
 //     (tq_decode_kernel below: 64-position tiles staged by cp.async, a thread per position for the scores of the G
 //     query heads, one softmax max / sum per tile and head, V a thread per 8-coordinate chunk and position lane),
 //     the query rotated once per block (and projected by S for QJL keys), V accumulated in the rotated domain and
-//     the output rotated back once (Pi^T) by the merge kernel or, without splits, by the block.
+//     the output rotated back once (Pi^T) by the merge kernel or, without splits, by the block. Chunks of many
+//     queries (prefill) decode each history tile once for the chunk into prefill_attention.cuh's tensor-core
+//     kernel (TqPrefillSource below).
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/kernels_cuda.h"
+#include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
 #include "kv/turboquant/tq_codec.h"
 #include "lmlab/error.h"
@@ -782,6 +785,60 @@ __global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
+// Values of coordinates e0 .. e0 + 7 of a group, times the group's factor (any format): the decoded record.
+__device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const uint8_t* r, int e0, float (&v)[8]) {
+  float fa = 1.0f;
+  if (c.scheme == kTqAffine) {
+    if (c.bits == 8) values8<8, true>(c, r, e0, nullptr, v);
+    else values8<4, true>(c, r, e0, nullptr, v);
+    return;
+  }
+  switch (c.bits) {
+    case 2: fa = values8<2, false>(c, r, e0, c.centroids, v); break;
+    case 3: fa = values8<3, false>(c, r, e0, c.centroids, v); break;
+    case 4: fa = values8<4, false>(c, r, e0, c.centroids, v); break;
+    default: fa = values8<5, false>(c, r, e0, c.centroids, v); break;
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) v[i] *= fa;
+}
+
+// The records as a source of prefill_attention.cuh: a tile is decoded into f32 values in the rotated domain, each
+// split into f16 hi + lo; the queries are rotated once per block and the outputs rotated back. (QJL keys stay on
+// the decode kernel: their scores add a second dot with S q, which the tiles do not carry.)
+struct TqPrefillSource {
+  TqKvBlocks kv;
+  static constexpr bool kLo = true;
+  static constexpr float kValueScale = 16.0f;  // a power of two: small values' lo parts stay normal in f16
+  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld) const {
+    const int64_t B = kv.block_tokens;
+    const int D = static_cast<int>(kv.head_dim), chunks = D / 8, log_g = __ffs(kv.k.group_dim) - 1;
+    const int per_side = prefill::kTile * chunks;
+    for (int e = threadIdx.x; e < 2 * per_side; e += blockDim.x) {
+      const bool is_v = e >= per_side;
+      const int r = (e % per_side) / chunks, d0 = (e % chunks) * 8;
+      const int64_t j = j0 + r;
+      const uint8_t* block = j <= j_hi ? kv.blocks[j / B] : nullptr;
+      float v8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      if (block) {
+        const TqDeviceCodec& c = is_v ? kv.v : kv.k;
+        const uint8_t* rec = is_v ? block + kv.n_kv_heads * B * kv.k.record_bytes + (kh * B + j % B) * c.record_bytes
+                                  : block + (kh * B + j % B) * c.record_bytes;
+        decoded8(c, rec + (d0 >> log_g) * c.group_bytes, d0 & (c.group_dim - 1), v8);
+      }
+      __half* hi = (is_v ? t.v_hi : t.k_hi) + r * ld + d0;
+      __half* lo = (is_v ? t.v_lo : t.k_lo) + r * ld + d0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) prefill::split(v8[i] * kValueScale, hi + i, lo + i);
+    }
+  }
+  __device__ void rotate(float* rows, int n, int d, bool inverse) const {
+    if (!kv.rot_d1) return;
+    if (inverse) block_rotate(rows, n, d, kv.k.group_dim, kv.rot_d2, kv.rot_d1, kv.rot_inv_sqrt);  // Pi^T
+    else block_rotate(rows, n, d, kv.k.group_dim, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
+  }
+};
+
 void check_codec(const TqDeviceCodec& c, const TqKvBlocks& kv, const char* what) {
   const bool ok = (c.scheme == kTqLloydMax && c.bits >= 2 && c.bits <= 5 && c.centroids && c.boundaries) ||
                   (c.scheme == kTqAffine && (c.bits == 4 || c.bits == 8) && !c.qjl);
@@ -822,6 +879,12 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
   check_codec(kv.k, kv, "K");
   check_codec(kv.v, kv, "V");
+  if (n_q >= kPrefillAttentionMinQueries && !kv.k.qjl) {
+    prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
+                                    scale, softcap},
+                    TqPrefillSource{kv}, stream);
+    return;
+  }
   const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
   TqAttnParams a{};
   a.kv = kv;
