@@ -270,7 +270,7 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
 // The same K and V written into two device layers, one in a chunk of 77 positions and one position at a time (the
 // decode step's write): the records are equal byte for byte in every format (QJL signs included: the encoder is a
 // warp per group vector, independent of how many tokens a launch writes). Then a decode query over each with the
-// split bound the model's captured decode graph uses (the context size: up to 64 splits, most of them empty at a
+// split bound the model's captured decode graph uses (the context size: up to kMaxAttentionSplits, most empty at a
 // short history) against the reference over the device's records.
 TEST_F(CudaTurboQuant, RecordsWrittenTokenByTokenEqualAChunkAndDecodeWithTheGraphsSplitBound) {
   constexpr int64_t B = 32, kHeads = 4, kKvHeads = 2, kHd = 64, kN = 77, kCtx = 2048;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/kernels_cuda.h"
@@ -22,7 +23,6 @@ constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;  // query heads per KV head handled by one block
 constexpr int kVBatch = 8;    // V rows loaded together
 constexpr int kKeyChunks = 8;  // 16-byte pieces of a key row loaded together
-constexpr int kTargetBlocks = 132 * 4;
 
 struct AttnParams {
   KvBlocks kv;
@@ -270,7 +270,7 @@ struct F16PrefillSource {
 
 int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
   const int64_t blocks = n_q * n_kv_heads;
-  const int64_t want = (kTargetBlocks + blocks - 1) / blocks;
+  const int64_t want = (attention_target_blocks() + blocks - 1) / blocks;
   // At least a tile (32 positions) per warp of a split: shorter ones leave warps idle.
   const int64_t useful = std::max<int64_t>(1, n_kv / (kWarps * 32));
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits})));
@@ -278,9 +278,22 @@ int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
 
 }  // namespace
 
-// split_count gives at most ceil(kTargetBlocks / n_q) splits per query (blocks >= n_q).
+int64_t attention_target_blocks() {
+  static const int64_t blocks = [] {
+    int device = 0, sms = 132;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      (void)cudaGetLastError(), sms = 132;
+    const char* env = std::getenv("LMLAB_ATTENTION_BLOCKS_PER_SM");
+    const int per_sm = env ? std::clamp(std::atoi(env), 1, 64) : 4;
+    return static_cast<int64_t>(sms) * per_sm;
+  }();
+  return blocks;
+}
+
+// split_count gives at most ceil(target blocks / n_q) splits per query (blocks >= n_q).
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits) {
-  const int64_t splits = std::min<int64_t>(max_splits, (kTargetBlocks + n_q - 1) / n_q);
+  const int64_t splits = std::min<int64_t>(max_splits, (attention_target_blocks() + n_q - 1) / n_q);
   return static_cast<uint64_t>(n_q * n_heads) * splits * (head_dim + 2) * sizeof(float) + 256;
 }
 

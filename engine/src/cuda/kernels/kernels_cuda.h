@@ -94,7 +94,10 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
 // Chunks of kPrefillAttentionMinQueries queries or more (head_dim a multiple of 16) go to prefill_attention.cuh's
 // tiled tensor-core kernel (history tiles shared by the chunk's query rows, no splits); fewer (decode) to
 // flash-decoding.
-inline constexpr int kMaxAttentionSplits = 64;
+inline constexpr int kMaxAttentionSplits = 256;
+// Blocks the decode attention kernels aim to launch (split-K fills the GPU up to this): SMs x blocks per SM (4, or
+// LMLAB_ATTENTION_BLOCKS_PER_SM to measure others), read once per process.
+int64_t attention_target_blocks();
 inline constexpr int64_t kPrefillAttentionMinQueries = 16;
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits);
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,

@@ -372,7 +372,6 @@ __global__ void __launch_bounds__(kThreads) tq_merge_kernel(const float* part_o,
 constexpr int kDT = 64;                       // positions per tile
 constexpr int kDThreads = 128;
 constexpr int kDParts = kDThreads / kDT;      // threads per position in the score phase
-constexpr int kDTargetBlocks = 132 * 4;
 constexpr int kDMinSplitPositions = 2 * kDT;  // a split is at least two tiles (one in flight, one computed)
 
 struct DecodeLayout {
@@ -904,7 +903,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
   if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
     throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
-  const int64_t want = (kDTargetBlocks + n_q * kv.n_kv_heads - 1) / (n_q * kv.n_kv_heads);
+  const int64_t want = (attention_target_blocks() + n_q * kv.n_kv_heads - 1) / (n_q * kv.n_kv_heads);
   const int64_t useful = std::max<int64_t>(1, n_kv / kDMinSplitPositions);
   const int splits = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>({want, useful, static_cast<int64_t>(max_splits), scratch_splits})));
