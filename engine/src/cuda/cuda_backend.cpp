@@ -129,6 +129,8 @@ class CudaBackend final : public Backend {
   void linear(Scratch& sc, const cuda::DeviceLinear& l, const float* x, float* y, int64_t n) const {
     kc::matmul(l.w, x, y, n, sc.mm.get(), stream_);
   }
+  // The attention bound a captured decode graph is made for: the whole context, so it replays at any position.
+  int64_t decode_kv_bound(const KvSequence& cache) const { return max_blocks_ * cache.layers[0]->block_tokens(); }
   cuda::DeviceKvLayer device_kv(KvSequence& cache, int64_t l) const {
     return cuda::DeviceKvLayer(*cache.layers[l], *alloc_, max_blocks_);
   }
@@ -343,7 +345,7 @@ void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache) const {
     cudaGraph_t graph = nullptr;
     check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
     try {
-      run_device(sc, 1, 1, max_blocks_ * cache.layers[0]->block_tokens(), cache);
+      run_device(sc, 1, 1, decode_kv_bound(cache), cache);
     } catch (...) {
       cudaStreamEndCapture(stream_, &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -378,7 +380,10 @@ void CudaBackend::forward(std::span<const int32_t> tokens, int64_t pos0, KvSeque
 
   const int64_t n_out = all_logits ? n : 1;
   const bool resident = n_dev_ == s_.n_layers;
-  if (resident && n == 1 && graphs_ && !experts_) replay_decode(sc, cache);  // streaming syncs per MoE layer
+  if (resident && n == 1 && graphs_ && !experts_) replay_decode(sc, cache);
+  // Streaming syncs per MoE layer, so no graph; attention is split as the graph splits it, so that decode logits
+  // equal the resident model's bit for bit.
+  else if (resident && n == 1 && experts_) run_device(sc, 1, 1, decode_kv_bound(cache), cache);
   else run_device(sc, n, n_out, pos0 + n, cache);
 
   if (!resident) {  // --gpu-layers: the rest of the layers and the head on the CPU
