@@ -143,29 +143,30 @@ void DeviceExpertCache::load(int32_t layer, std::span<const int32_t> chosen, int
   ++step_;
   assigned_.clear();
   misses_.clear();
-  for (int32_t e : chosen) {
-    if (e < 0 || e >= n_experts_)
-      throw Error(ErrorKind::internal, fmt::format("layer {}", layer), fmt::format("routed expert id {} out of range", e));
-    if (seen_[e] == step_) continue;  // counted once per step, as the host cache counts
-    seen_[e] = step_;
-    if (const int s = slot_of_[static_cast<size_t>(key(m, e))]; s >= 0) {
-      touch(s);
-      hits_.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      misses_.push_back(e);
-    }
-  }
-  for (int32_t e : misses_) {
-    const int s = take_slot();
-    key_of_slot_[s] = key(m, e);
-    slot_of_[static_cast<size_t>(key(m, e))] = s;
-    assigned_.push_back(s);
-  }
-  misses_total_.fetch_add(misses_.size(), std::memory_order_relaxed);
-  slot_ids.resize(chosen.size());
-  for (size_t i = 0; i < chosen.size(); ++i) slot_ids[i] = slot_of_[static_cast<size_t>(key(m, chosen[i]))];
-
   try {
+    for (int32_t e : chosen) {
+      if (e < 0 || e >= n_experts_)
+        throw Error(ErrorKind::internal, fmt::format("layer {}", layer), fmt::format("routed expert id {} out of range", e));
+      if (seen_[e] == step_) continue;  // counted once per step, as the host cache counts
+      seen_[e] = step_;
+      if (const int s = slot_of_[static_cast<size_t>(key(m, e))]; s >= 0) {
+        touch(s);
+        hits_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        misses_.push_back(e);
+      }
+    }
+    // Every hit is touched before the first miss takes a slot, so no miss evicts an expert this step uses.
+    for (int32_t e : misses_) {
+      const int s = take_slot();
+      key_of_slot_[s] = key(m, e);
+      slot_of_[static_cast<size_t>(key(m, e))] = s;
+      assigned_.push_back(s);
+    }
+    misses_total_.fetch_add(misses_.size(), std::memory_order_relaxed);
+    slot_ids.resize(chosen.size());
+    for (size_t i = 0; i < chosen.size(); ++i) slot_ids[i] = slot_of_[static_cast<size_t>(key(m, chosen[i]))];
+
     ExpertBatch batch;  // empty: next() returns no handle
     if (!misses_.empty()) batch = streamer_.request(layer, misses_);
     // Read-ahead into the host cache of the next layer's guesses that VRAM does not hold.
@@ -176,7 +177,8 @@ void DeviceExpertCache::load(int32_t layer, std::span<const int32_t> chosen, int
         if (mn >= 0 && e >= 0 && e < n_experts_ && slot_of_[static_cast<size_t>(key(mn, e))] < 0) prefetch_.push_back(e);
       if (!prefetch_.empty()) streamer_.prefetch(next_layer, prefetch_);
     }
-    // Holding h handles while waiting for another needs h + 1 host slots (expert_streamer.h).
+    // Misses in the order their reads complete. Holding h handles while waiting for another needs h + 1 host
+    // slots (expert_streamer.h), so the oldest copies are waited for first when the host cache is that small.
     const size_t max_held = static_cast<size_t>(std::max(0, streamer_.cache_slots() - 1));
     for (;;) {
       while (held_.size() > max_held) release_oldest();
@@ -184,8 +186,8 @@ void DeviceExpertCache::load(int32_t layer, std::span<const int32_t> chosen, int
       if (!h) break;
       copy_in(h, slot_of_[static_cast<size_t>(key(m, h.expert()))], stream);
       cudaEvent_t ev = new_event();
+      held_.push_back({std::move(h), ev});  // held before the record can fail: abandon() waits for the stream
       check(cudaEventRecord(ev, stream), "expert copy event");
-      held_.push_back({std::move(h), ev});
     }
   } catch (...) {
     abandon(stream);
@@ -197,12 +199,13 @@ void DeviceExpertCache::copy_in(const ExpertHandle& h, int slot, cudaStream_t st
   const int32_t m = streamer_.layout().moe_index(h.layer());
   const ExpertWeights& ew = h.weights();
   const Linear* lins[3] = {ew.gate.get(), ew.up.get(), ew.down.get()};
+  for (int p = 0; p < 3; ++p)  // all three checked before any copy is queued
+    if (!same_stored_format(stored_format(*lins[p]), formats_[m][p]))
+      throw Error(ErrorKind::unsupported, fmt::format("layer {} expert {}", h.layer(), h.expert()),
+                  "is stored unlike expert 0 of its layer (the VRAM cache holds one format per layer)");
   uint8_t* base = pool_.get<uint8_t>() + static_cast<uint64_t>(slot) * slot_bytes_;
   for (int p = 0; p < 3; ++p) {
     const StoredFormat& f = formats_[m][p];
-    if (!same_stored_format(stored_format(*lins[p]), f))
-      throw Error(ErrorKind::unsupported, fmt::format("layer {} expert {}", h.layer(), h.expert()),
-                  "is stored unlike expert 0 of its layer (the VRAM cache holds one format per layer)");
     const ProjLayout& pl = proj_[m][p];
     copy_stored(*lins[p], f, base + pl.weight, f.w.affine ? base + pl.scales : nullptr,
                 f.w.affine ? base + pl.biases : nullptr,
