@@ -11,6 +11,9 @@
 // - expert_cache_hits_total / misses_total: per distinct expert a layer's router asked for (a prefill chunk
 //   asks once per expert); an expert already in the cache or already being read counts as a hit.
 // - expert_cache_bytes: bytes the cache holds now (loaded or being loaded), never above its budget.
+// - device_expert_cache_*: --device cuda only, the VRAM expert cache in front of the host one: hits and misses
+//   per distinct expert a layer routes to (only its misses go to the host cache, whose counters above then count
+//   them), and the VRAM it holds. Exported only when a device cache exists.
 #pragma once
 
 #include <array>
@@ -35,6 +38,8 @@ struct StreamCounters {
   uint64_t expert_cache_evictions_total = 0;
   uint64_t expert_prefetch_total = 0;       // experts read ahead on a prediction
   uint64_t expert_prefetch_used_total = 0;  // ... that a router then asked for before they were evicted
+  uint64_t device_expert_cache_hits_total = 0, device_expert_cache_misses_total = 0;
+  uint64_t device_expert_cache_bytes = 0;
   // Read latency: per-bucket counts (not cumulative), the last one for > 1 s; sum in seconds.
   std::array<uint64_t, kLatencyBucketsSeconds.size() + 1> read_latency_counts{};
   double read_latency_seconds_sum = 0.0;

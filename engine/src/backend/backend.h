@@ -17,6 +17,7 @@
 #include "kv/kv_block_allocator.h"
 #include "kv/kv_sequence.h"
 #include "lmlab/options.h"
+#include "lmlab/stream_counters.h"
 
 namespace lmlab {
 
@@ -53,6 +54,9 @@ class Backend {
   virtual void forward_batch(std::span<const SequenceStep> steps, std::vector<float>& logits) const;
 
   virtual DeviceMemory memory() const { return {}; }
+  // --stream-experts: the device's share of the streaming counters (its VRAM expert cache), added to the host
+  // streamer's. Nothing on backends without one.
+  virtual void add_stream_counters(StreamCounters& /*c*/) const {}
 };
 
 }  // namespace lmlab

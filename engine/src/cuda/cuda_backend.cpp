@@ -5,6 +5,8 @@
 // step of a fully resident model is captured once per session as a CUDA graph and replayed (one launch per token
 // instead of ~15 per layer): positions live on the device and the host part of the KV append (blocks, block
 // tables) runs before the replay. LMLAB_CUDA_GRAPH=0 turns graphs off (to measure what they save).
+// --stream-experts: the routed experts live in a VRAM cache filled from the SSD (cuda/device_expert_cache.h); each
+// MoE layer brings its routed ids to the host (one synchronisation per MoE layer), so decode runs without a graph.
 #include "cuda/cuda_backend.h"
 
 #include <fmt/format.h>
@@ -16,6 +18,7 @@
 
 #include "backend/gpu_layer_plan.h"
 #include "cuda/cuda_check.h"
+#include "cuda/device_expert_cache.h"
 #include "cuda/device_weights.h"
 #include "cuda/device_kv.h"
 #include "lmlab/error.h"
@@ -46,6 +49,7 @@ namespace {
 struct Scratch {
   int64_t n = 0;
   DeviceBuffer tokens, positions, x, h, y, q, k, v, attn, g, u, logits, router, experts, weights, slot_out, mm, at;
+  DeviceBuffer slot_ids, predicted, predicted_weights;  // --stream-experts: VRAM slots, next layer's guess
 };
 
 struct GraphExec {
@@ -64,10 +68,13 @@ class CudaBackend final : public Backend {
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
     ensure_scratch(decode_, 1);  // before planning, so the driver's free memory already excludes them
     ensure_scratch(chunk_, o.prefill_size);
+    // The expert cache before planning too; with it, the routed experts are never uploaded.
+    if (ExpertStreamer* es = t.shared_streamer()) experts_ = std::make_unique<cuda::DeviceExpertCache>(*alloc_, *es, s_);
     n_dev_ = o.gpu_layers > 0 ? std::min<int64_t>(o.gpu_layers, s_.n_layers) : plan_layers(o, ctx);
-    w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_);
+    w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_, experts_.get());
   }
   ~CudaBackend() override {
+    experts_.reset();  // waits for copies still reading the host cache
     for (auto& [id, g] : graphs_by_kv_) cudaGraphExecDestroy(g.exec);
     cudaStreamDestroy(stream_);
   }
@@ -75,7 +82,17 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::cuda; }
   int64_t device_layers() const override { return n_dev_; }
   std::string device_plan() const override {
-    return plan_.free_bytes ? fmt::format("{} of {} fit: {}", plan_.layers, s_.n_layers, plan_.to_text()) : "";
+    std::string p = plan_.free_bytes ? fmt::format("{} of {} fit: {}", plan_.layers, s_.n_layers, plan_.to_text()) : "";
+    if (experts_) p += (p.empty() ? "" : "; ") + experts_->describe();
+    return p;
+  }
+
+  void add_stream_counters(StreamCounters& c) const override {
+    if (!experts_) return;
+    const cuda::DeviceExpertCounters d = experts_->counters();
+    c.device_expert_cache_hits_total = d.hits;
+    c.device_expert_cache_misses_total = d.misses;
+    c.device_expert_cache_bytes = d.bytes;
   }
 
   std::shared_ptr<KvBlockAllocator> kv_allocator() const override { return kv_alloc_; }
@@ -103,7 +120,8 @@ class CudaBackend final : public Backend {
   void run_device(Scratch& sc, int64_t n, int64_t n_out, int64_t n_kv_bound, KvSequence& cache) const;
   void layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, KvSequence& cache) const;
   void mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const;
-  void moe(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const;
+  void moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const;
+  const int32_t* stream_in(Scratch& sc, int64_t l, int64_t n) const;
   void replay_decode(Scratch& sc, KvSequence& cache) const;
   void norm(const DeviceBuffer& w, float* x, float* y, int64_t rows, int64_t dim) const {
     kc::rmsnorm(x, w.get<float>(), y, rows, dim, s_.norm_eps, stream_);
@@ -111,6 +129,8 @@ class CudaBackend final : public Backend {
   void linear(Scratch& sc, const cuda::DeviceLinear& l, const float* x, float* y, int64_t n) const {
     kc::matmul(l.w, x, y, n, sc.mm.get(), stream_);
   }
+  // The attention bound a captured decode graph is made for: the whole context, so it replays at any position.
+  int64_t decode_kv_bound(const KvSequence& cache) const { return max_blocks_ * cache.layers[0]->block_tokens(); }
   cuda::DeviceKvLayer device_kv(KvSequence& cache, int64_t l) const {
     return cuda::DeviceKvLayer(*cache.layers[l], *alloc_, max_blocks_);
   }
@@ -124,6 +144,8 @@ class CudaBackend final : public Backend {
   std::shared_ptr<cuda::DeviceKvBlockAllocator> kv_alloc_;
   cudaStream_t stream_ = nullptr;
   cuda::DeviceWeights w_;
+  std::unique_ptr<cuda::DeviceExpertCache> experts_;  // --stream-experts only
+  mutable std::vector<int32_t> host_ids_, host_predicted_, slot_ids_;  // a streamed MoE step's host side
   // Decode (one token) has its own scratch, never reallocated, so captured graphs stay valid.
   mutable Scratch decode_, chunk_;
   mutable std::unordered_map<uint64_t, GraphExec> graphs_by_kv_;  // by layer 0's DeviceBlockTable::id()
@@ -183,6 +205,11 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
   sc.experts = f(slots, "routed experts");
   sc.weights = f(slots, "routing weights");
   sc.slot_out = f(s_.n_experts ? slots * H : 0, "expert outputs");
+  if (s_.n_experts) {
+    sc.slot_ids = f(slots, "expert slots");
+    sc.predicted = f(slots, "predicted experts");
+    sc.predicted_weights = f(slots, "predicted expert weights");
+  }
   // The largest Linear of the model bounds the matmul scratch.
   uint64_t mm = 0;
   for (const auto& [rows, cols] : {std::pair{s_.vocab, H}, {QD, H}, {H, QD}, {s_.intermediate, H}, {H, s_.intermediate},
@@ -205,21 +232,60 @@ void CudaBackend::mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const 
 }
 
 // Route on the device, run each token's k experts as gathered GEMVs over the stacked expert weights, and sum
-// in ascending expert order: no host round trip.
-void CudaBackend::moe(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const {
+// in ascending expert order: no host round trip. Streamed experts: the GEMVs take the experts' VRAM slots
+// instead (stream_in), the sum still goes by expert id, so the result is the resident model's bit for bit.
+void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const {
   const int64_t K = s_.top_k, slots = n * K, inter = w.gate.w.rows;
   float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
   int32_t* experts = sc.experts.get<int32_t>();
   float* weights = sc.weights.get<float>();
   linear(sc, w.router, h, sc.router.get<float>(), n);
   kc::route_topk(sc.router.get<float>(), n, s_.n_experts, K, s_.norm_topk, experts, weights, stream_);
-  const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
-  kc::matmul_gathered(gate_up, 2, experts, h, K, slots, stream_);
-  if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, slots * inter, stream_);
-  else kc::gelu_tanh_mul(g, u, g, slots * inter, stream_);
-  const kc::GemvPart down{w.down.w, sc.slot_out.get<float>()};
-  kc::matmul_gathered(&down, 1, experts, g, 1, slots, stream_);
-  kc::moe_combine(sc.slot_out.get<float>(), experts, weights, n, K, s_.hidden, sc.y.get<float>(), stream_);
+  const int32_t* index = experts_ ? stream_in(sc, l, n) : experts;  // into the stacks: expert ids or VRAM slots
+  try {
+    const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
+    kc::matmul_gathered(gate_up, 2, index, h, K, slots, stream_);
+    if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, slots * inter, stream_);
+    else kc::gelu_tanh_mul(g, u, g, slots * inter, stream_);
+    const kc::GemvPart down{w.down.w, sc.slot_out.get<float>()};
+    kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
+    kc::moe_combine(sc.slot_out.get<float>(), experts, weights, n, K, s_.hidden, sc.y.get<float>(), stream_);
+  } catch (...) {
+    if (experts_) experts_->abandon(stream_);
+    throw;
+  }
+  if (experts_) experts_->finish();  // the GEMVs are queued behind the copies; now the host experts may go
+}
+
+// --stream-experts, between routing and the expert GEMVs of model layer l: the routed ids (and the next MoE layer's
+// guess, its router on this layer's input as the CPU streamer predicts) come to the host, the VRAM cache loads the
+// misses (SSD reads into the host cache, then copies into slots on this stream), and the slot of every routed
+// entry goes back to the device. Returns sc.slot_ids [n * top_k].
+const int32_t* CudaBackend::stream_in(Scratch& sc, int64_t l, int64_t n) const {
+  const int64_t slots = n * s_.top_k;
+  const ExpertStreamer& es = *t_.streamer();
+  int32_t next = es.options().expert_predict_next ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
+  if (next >= n_dev_) next = -1;  // a layer on the CPU predicts for itself
+  if (next >= 0) {
+    linear(sc, w_.layers[next].router, sc.h.get<float>(), sc.router.get<float>(), n);  // this layer's logits are used
+    kc::route_topk(sc.router.get<float>(), n, s_.n_experts, s_.top_k, s_.norm_topk, sc.predicted.get<int32_t>(),
+                   sc.predicted_weights.get<float>(), stream_);
+  }
+  host_ids_.resize(static_cast<size_t>(slots));
+  host_predicted_.resize(next >= 0 ? static_cast<size_t>(slots) : 0);
+  check(cudaMemcpyAsync(host_ids_.data(), sc.experts.get(), slots * 4, cudaMemcpyDeviceToHost, stream_), "routed experts");
+  if (next >= 0)
+    check(cudaMemcpyAsync(host_predicted_.data(), sc.predicted.get(), slots * 4, cudaMemcpyDeviceToHost, stream_),
+          "predicted experts");
+  check(cudaStreamSynchronize(stream_), "routed experts");
+  experts_->load(static_cast<int32_t>(l), host_ids_, next, host_predicted_, slot_ids_, stream_);
+  // Pageable source: staged before the call returns, so slot_ids_ may change at the next layer.
+  const cudaError_t e = cudaMemcpyAsync(sc.slot_ids.get(), slot_ids_.data(), slots * 4, cudaMemcpyHostToDevice, stream_);
+  if (e != cudaSuccess) {
+    experts_->abandon(stream_);
+    cuda::throw_cuda(e, "expert slots");
+  }
+  return sc.slot_ids.get<int32_t>();
 }
 
 // On entry h = attn_norm(x); on exit x has the layer's residuals and h = the next norm of x (the next layer's
@@ -244,7 +310,7 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
   linear(sc, w.o, sc.attn.get<float>(), y, n);
   if (w.post_attn_norm.get()) norm(w.post_attn_norm, y, y, n, H);
   kc::add_rmsnorm(x, y, w.ffn_norm.get<float>(), h, n, H, s_.norm_eps, stream_);
-  if (ls.moe) moe(sc, w, n);
+  if (ls.moe) moe(sc, l, w, n);
   else mlp(sc, w, n);
   if (w.post_ffn_norm.get()) norm(w.post_ffn_norm, y, y, n, H);
   const DeviceBuffer* next = l + 1 < n_dev_ ? &w_.layers[l + 1].attn_norm
@@ -279,7 +345,7 @@ void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache) const {
     cudaGraph_t graph = nullptr;
     check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
     try {
-      run_device(sc, 1, 1, max_blocks_ * cache.layers[0]->block_tokens(), cache);
+      run_device(sc, 1, 1, decode_kv_bound(cache), cache);
     } catch (...) {
       cudaStreamEndCapture(stream_, &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -314,7 +380,10 @@ void CudaBackend::forward(std::span<const int32_t> tokens, int64_t pos0, KvSeque
 
   const int64_t n_out = all_logits ? n : 1;
   const bool resident = n_dev_ == s_.n_layers;
-  if (resident && n == 1 && graphs_) replay_decode(sc, cache);
+  if (resident && n == 1 && graphs_ && !experts_) replay_decode(sc, cache);
+  // Streaming syncs per MoE layer, so no graph; attention is split as the graph splits it, so that decode logits
+  // equal the resident model's bit for bit.
+  else if (resident && n == 1 && experts_) run_device(sc, 1, 1, decode_kv_bound(cache), cache);
   else run_device(sc, n, n_out, pos0 + n, cache);
 
   if (!resident) {  // --gpu-layers: the rest of the layers and the head on the CPU

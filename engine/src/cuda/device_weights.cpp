@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 
 #include "cuda/cuda_check.h"
+#include "cuda/device_expert_cache.h"
 #include "lmlab/error.h"
-#include "lmlab/options.h"
 
 namespace lmlab::cuda {
 
@@ -14,58 +14,36 @@ namespace {
 uint64_t scale_size(kernels::ScaleType t) { return t == kernels::ScaleType::f32 ? 4 : 2; }
 uint64_t elem_size(kernels::WeightType t) { return t == kernels::WeightType::f32 ? 4 : 2; }
 
-void copy_to(void* dst, const void* src, uint64_t bytes) {
-  check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "weight upload");
+void copy_to(void* dst, const void* src, uint64_t bytes, cudaStream_t stream) {
+  if (stream) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), "weight upload");
+  else check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "weight upload");
 }
 
 DeviceBuffer upload_floats(DeviceAllocator& a, const std::vector<float>& v, const std::string& what) {
   if (v.empty()) return {};
   DeviceBuffer b(a, v.size() * sizeof(float), what);
-  copy_to(b.get(), v.data(), v.size() * sizeof(float));
+  copy_to(b.get(), v.data(), v.size() * sizeof(float), nullptr);
   return b;
 }
 
 // One Linear, or several with the same format stacked (MoE experts: slice e of each buffer is expert e).
 DeviceLinear upload_stacked(DeviceAllocator& a, const std::vector<const Linear*>& lins, const std::string& what) {
-  const Linear& first = *lins.front();
-  const StoredWeight s0 = first.stored();
-  const uint64_t E = lins.size();
+  const StoredFormat f = stored_format(*lins.front());
+  const uint64_t E = lins.size(), wb = f.weight_bytes, sb = f.scale_bytes;
   DeviceLinear d;
   auto& w = d.w;
-  w.rows = first.out_features();
-  w.cols = first.in_features();
-  w.affine = s0.affine;
-  w.type = s0.type;
-  uint64_t wb = 0, sb = 0;
-  if (s0.affine) {
-    wb = static_cast<uint64_t>(s0.quant.rows * s0.quant.words_per_row()) * 4;
-    sb = static_cast<uint64_t>(s0.quant.rows * s0.quant.groups_per_row()) * scale_size(s0.quant.scale_type);
-  } else {
-    wb = static_cast<uint64_t>(w.rows * w.cols) * elem_size(s0.type);
-  }
+  w = f.w;
   DeviceBuffer bw(a, wb * E, what), bs, bb, bbias;
-  if (s0.affine) bs = DeviceBuffer(a, sb * E, what + " scales"), bb = DeviceBuffer(a, sb * E, what + " biases");
-  const bool has_bias = s0.bias && !s0.bias->empty();
-  if (has_bias) bbias = DeviceBuffer(a, E * w.rows * sizeof(float), what + " bias");
+  if (f.w.affine) bs = DeviceBuffer(a, sb * E, what + " scales"), bb = DeviceBuffer(a, sb * E, what + " biases");
+  if (f.has_bias) bbias = DeviceBuffer(a, E * w.rows * sizeof(float), what + " bias");
   for (uint64_t e = 0; e < E; ++e) {
-    const StoredWeight s = lins[e]->stored();
-    if (s.affine != s0.affine || s.type != s0.type ||
-        (s.affine && (s.quant.bits != s0.quant.bits || s.quant.group_size != s0.quant.group_size ||
-                      s.quant.scale_type != s0.quant.scale_type)) ||
-        lins[e]->out_features() != w.rows || lins[e]->in_features() != w.cols ||
-        (s.bias && !s.bias->empty()) != has_bias)
+    if (!same_stored_format(stored_format(*lins[e]), f))
       throw Error(ErrorKind::unsupported, what, fmt::format("expert {} is stored unlike expert 0", e));
-    if (s.affine) {
-      copy_to(bw.get<uint8_t>() + e * wb, s.quant.packed, wb);
-      copy_to(bs.get<uint8_t>() + e * sb, s.quant.scales, sb);
-      copy_to(bb.get<uint8_t>() + e * sb, s.quant.biases, sb);
-    } else {
-      copy_to(bw.get<uint8_t>() + e * wb, s.dense, wb);
-    }
-    if (has_bias) copy_to(bbias.get<float>() + e * w.rows, s.bias->data(), w.rows * sizeof(float));
+    copy_stored(*lins[e], f, bw.get<uint8_t>() + e * wb, f.w.affine ? bs.get<uint8_t>() + e * sb : nullptr,
+                f.w.affine ? bb.get<uint8_t>() + e * sb : nullptr, f.has_bias ? bbias.get<float>() + e * w.rows : nullptr,
+                nullptr);
   }
-  if (s0.affine) {
-    w.quant = s0.quant;
+  if (f.w.affine) {
     w.quant.packed = bw.get<uint32_t>();
     w.quant.scales = bs.get();
     w.quant.biases = bb.get();
@@ -74,7 +52,7 @@ DeviceLinear upload_stacked(DeviceAllocator& a, const std::vector<const Linear*>
     w.dense = bw.get();
   }
   w.stride_w = wb;
-  w.bias = has_bias ? bbias.get<float>() : nullptr;
+  w.bias = f.has_bias ? bbias.get<float>() : nullptr;
   d.buffers.push_back(std::move(bw));
   d.buffers.push_back(std::move(bs));
   d.buffers.push_back(std::move(bb));
@@ -88,7 +66,49 @@ DeviceLinear upload(DeviceAllocator& a, const Linear& l, const std::string& what
 
 }  // namespace
 
-DeviceWeights DeviceWeights::upload(DeviceAllocator& a, const Transformer& t, int64_t n_layers) {
+StoredFormat stored_format(const Linear& l) {
+  const StoredWeight s = l.stored();
+  StoredFormat f;
+  auto& w = f.w;
+  w.rows = l.out_features();
+  w.cols = l.in_features();
+  w.affine = s.affine;
+  w.type = s.type;
+  if (s.affine) {
+    w.quant = s.quant;
+    w.quant.packed = nullptr, w.quant.scales = nullptr, w.quant.biases = nullptr;
+    f.weight_bytes = static_cast<uint64_t>(s.quant.rows * s.quant.words_per_row()) * 4;
+    f.scale_bytes = static_cast<uint64_t>(s.quant.rows * s.quant.groups_per_row()) * scale_size(s.quant.scale_type);
+  } else {
+    f.weight_bytes = static_cast<uint64_t>(w.rows * w.cols) * elem_size(s.type);
+  }
+  f.has_bias = s.bias && !s.bias->empty();
+  return f;
+}
+
+bool same_stored_format(const StoredFormat& a, const StoredFormat& b) {
+  const auto &x = a.w, &y = b.w;
+  if (x.affine != y.affine || x.type != y.type || x.rows != y.rows || x.cols != y.cols || a.has_bias != b.has_bias)
+    return false;
+  return !x.affine || (x.quant.bits == y.quant.bits && x.quant.group_size == y.quant.group_size &&
+                       x.quant.scale_type == y.quant.scale_type);
+}
+
+void copy_stored(const Linear& l, const StoredFormat& f, void* weight, void* scales, void* biases, float* bias,
+                 cudaStream_t stream) {
+  const StoredWeight s = l.stored();
+  if (s.affine) {
+    copy_to(weight, s.quant.packed, f.weight_bytes, stream);
+    copy_to(scales, s.quant.scales, f.scale_bytes, stream);
+    copy_to(biases, s.quant.biases, f.scale_bytes, stream);
+  } else {
+    copy_to(weight, s.dense, f.weight_bytes, stream);
+  }
+  if (f.has_bias) copy_to(bias, s.bias->data(), f.w.rows * sizeof(float), stream);
+}
+
+DeviceWeights DeviceWeights::upload(DeviceAllocator& a, const Transformer& t, int64_t n_layers,
+                                    const DeviceExpertCache* streamed) {
   const ModelSpec& s = t.spec();
   DeviceWeights d;
   d.embed = cuda::upload(a, t.embed_weight(), "embed_tokens");
@@ -111,10 +131,15 @@ DeviceWeights DeviceWeights::upload(DeviceAllocator& a, const Transformer& t, in
     dl.v = cuda::upload(a, *w.v, p + "v_proj");
     dl.o = cuda::upload(a, *w.o, p + "o_proj");
     if (s.layers[l].moe) {
-      if (w.moe.experts.empty())
-        throw Error(ErrorKind::unsupported, std::string(option_flag("stream_experts")),
-                    "streamed experts are not on the GPU yet (issue 11)");
       dl.router = cuda::upload(a, *w.moe.router, p + "router");
+      if (streamed) {  // the routed experts stay on the drive; the layer's kernels read the cache's slots
+        const DeviceExpertWeights& ew = streamed->layer_weights(static_cast<int32_t>(l));
+        dl.gate.w = ew.gate, dl.up.w = ew.up, dl.down.w = ew.down;
+        d.layers.push_back(std::move(dl));
+        continue;
+      }
+      if (w.moe.experts.empty())
+        throw Error(ErrorKind::internal, p + "experts", "the host model holds no experts to upload");
       std::vector<const Linear*> g, u, dn;
       for (const auto& e : w.moe.experts) g.push_back(e.gate.get()), u.push_back(e.up.get()), dn.push_back(e.down.get());
       dl.gate = upload_stacked(a, g, p + "experts gate_proj");

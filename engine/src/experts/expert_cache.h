@@ -11,6 +11,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -73,6 +74,8 @@ class ExpertCache {
   uint64_t bytes() const { return static_cast<uint64_t>(n_slots_ - free_slots()) * slot_bytes_; }
   uint64_t budget_bytes() const { return budget_bytes_; }
   uint64_t evictions() const { return evictions_; }
+  // The slots' memory (device backends pin it so their host -> device copies are DMA).
+  std::span<uint8_t> arena() const { return {arena_, arena_bytes_}; }
 
  private:
   const ExpertLayout& layout_;

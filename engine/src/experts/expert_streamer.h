@@ -121,6 +121,7 @@ class ExpertStreamer {
   const std::string& io_backend_reason() const { return reader_.backend_reason(); }
   uint64_t cache_budget_bytes() const { return cache_.budget_bytes(); }
   int cache_slots() const { return cache_.n_slots(); }
+  std::span<uint8_t> cache_arena() const { return cache_.arena(); }  // fixed for the streamer's life
   // The MoE layer after `layer` (the one to predict for), or -1.
   int32_t next_moe_layer(int32_t layer) const;
 

@@ -15,6 +15,8 @@ StreamCounters StreamCounters::since(const StreamCounters& b) const {
   d.expert_cache_evictions_total -= b.expert_cache_evictions_total;
   d.expert_prefetch_total -= b.expert_prefetch_total;
   d.expert_prefetch_used_total -= b.expert_prefetch_used_total;
+  d.device_expert_cache_hits_total -= b.device_expert_cache_hits_total;
+  d.device_expert_cache_misses_total -= b.device_expert_cache_misses_total;
   for (size_t i = 0; i < d.read_latency_counts.size(); ++i) d.read_latency_counts[i] -= b.read_latency_counts[i];
   d.read_latency_seconds_sum -= b.read_latency_seconds_sum;
   return d;
@@ -35,6 +37,11 @@ std::string render_prometheus(const StreamCounters& c) {
   metric("expert_cache_evictions_total", "counter", c.expert_cache_evictions_total);
   metric("expert_prefetch_total", "counter", c.expert_prefetch_total);
   metric("expert_prefetch_used_total", "counter", c.expert_prefetch_used_total);
+  if (c.device_expert_cache_bytes > 0) {
+    metric("device_expert_cache_hits_total", "counter", c.device_expert_cache_hits_total);
+    metric("device_expert_cache_misses_total", "counter", c.device_expert_cache_misses_total);
+    metric("device_expert_cache_bytes", "gauge", c.device_expert_cache_bytes);
+  }
   s += "# TYPE lmlab_ssd_read_latency_seconds histogram\n";
   uint64_t cumulative = 0;
   for (size_t i = 0; i < c.read_latency_counts.size(); ++i) {

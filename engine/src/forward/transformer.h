@@ -61,6 +61,8 @@ class Transformer {
   const WeightStore& store() const { return store_; }
   uint64_t weight_bytes() const { return weight_bytes_; }
   const ExpertStreamer* streamer() const { return streamer_.get(); }  // null unless streaming experts
+  // The same streamer for a device backend's requests (it is thread-safe; the CPU layers share it).
+  ExpertStreamer* shared_streamer() const { return streamer_.get(); }
 
   // Runs tokens at positions [pos0, pos0 + n) with the cache holding positions [0, pos0).
   // logits: [n, vocab] when all_logits, else [1, vocab] for the last token.

@@ -106,7 +106,10 @@ ModelCounters Model::counters() const {
   const DeviceMemory dm = impl_->backend->memory();
   c.device_memory_bytes = dm.current_bytes;
   c.device_memory_peak_bytes = dm.peak_bytes;
-  if (const ExpertStreamer* es = impl_->transformer->streamer()) c.stream = es->counters();
+  if (const ExpertStreamer* es = impl_->transformer->streamer()) {
+    c.stream = es->counters();
+    impl_->backend->add_stream_counters(c.stream);
+  }
   return c;
 }
 
