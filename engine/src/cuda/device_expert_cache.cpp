@@ -1,6 +1,7 @@
 // The VRAM expert cache of --device cuda --stream-experts (see the header).
 #include "cuda/device_expert_cache.h"
 
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -177,9 +178,12 @@ void DeviceExpertCache::load(int32_t layer, std::span<const int32_t> chosen, int
         if (mn >= 0 && e >= 0 && e < n_experts_ && slot_of_[static_cast<size_t>(key(mn, e))] < 0) prefetch_.push_back(e);
       if (!prefetch_.empty()) streamer_.prefetch(next_layer, prefetch_);
     }
-    // Misses in the order their reads complete. Holding h handles while waiting for another needs h + 1 host
-    // slots (expert_streamer.h), so the oldest copies are waited for first when the host cache is that small.
-    const size_t max_held = static_cast<size_t>(std::max(0, streamer_.cache_slots() - 1));
+    // Misses in the order their reads complete, holding at most one host expert while waiting for the next (the
+    // streamer's contract). Holding up to "host slots - 1", which the contract's exception allows, hung on the
+    // H200 with a 9-slot host cache (8 held, the caller waiting in next(), the I/O thread waiting for completions;
+    // 2026-12-04, not diagnosed further; holding 1 passed): each further expert now waits for the oldest copy,
+    // which is queued behind this stream's earlier kernels.
+    const size_t max_held = 1;
     for (;;) {
       while (held_.size() > max_held) release_oldest();
       ExpertHandle h = batch.next();
