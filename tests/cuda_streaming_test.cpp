@@ -11,6 +11,7 @@
 
 #include "arch/registry.h"
 #include "experts/expert_layout.h"
+#include "generation_reads.h"
 #include "golden_checks.h"
 #include "model/backend_factory.h"
 #include "model/model_impl.h"
@@ -144,23 +145,14 @@ TEST_F(CudaStreamingModel, SsdBytesEqualTheKernelsCount) {
     auto warm = Model::load(copy.dir(), cuda_options(false));
     warm->new_session()->append(prompt);
   }
-  const uint64_t before = *process_read_bytes();
-  ModelCounters c;
-  {
-    auto ssd = Model::load(copy.dir(), cuda_options(true));
-    auto s = ssd->new_session();
-    SamplingParams sp;
-    sp.max_tokens = 32;
-    sp.stop_at_eos = false;
-    generate(*s, prompt, sp);
-    c = ssd->counters();
-  }
-  const uint64_t kernel = *process_read_bytes() - before;
+  const test::GenerationReads r = test::generate_and_count_reads(copy.dir(), cuda_options(true), prompt, 32);
+  const ModelCounters& c = r.counters;
+  ASSERT_TRUE(r.kernel_bytes.has_value());
+  const uint64_t kernel = *r.kernel_bytes;
   ASSERT_GT(c.stream.ssd_bytes_read_total, 0u);
   if (kernel == 0) GTEST_SKIP() << "the kernel counted no reads: O_DIRECT refused on " << copy.dir();
-  const double rel = std::fabs(static_cast<double>(kernel) - static_cast<double>(c.stream.ssd_bytes_read_total)) /
-                     static_cast<double>(c.stream.ssd_bytes_read_total);
-  EXPECT_LE(rel, 0.01) << "engine " << c.stream.ssd_bytes_read_total << " bytes, kernel " << kernel;
+  EXPECT_LE(test::relative_difference(kernel, c.stream.ssd_bytes_read_total), 0.01)
+      << "engine " << c.stream.ssd_bytes_read_total << " bytes, kernel " << kernel;
 }
 
 // --gpu-layers 2 on coder-moe-sparse-4bit: MoE layers on both sides share one host streamer; the golden checks hold.

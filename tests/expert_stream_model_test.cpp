@@ -13,6 +13,7 @@
 #include "experts/expert_layout.h"
 #include "arch/registry.h"
 #include "fixtures.h"
+#include "generation_reads.h"
 #include "model_copy.h"
 #include "util/memory_stats.h"
 #include "lmlab/generate.h"
@@ -85,24 +86,15 @@ TEST(ExpertStreamModelCounters, SsdBytesEqualTheKernelsCountAfterAGeneration) {
   { auto warm = Model::load(copy.dir()); }  // config, tokenizer and weights in the page cache: only O_DIRECT reads count
   SafetensorsFile golden(test::golden_path("coder-moe-sparse-4bit"));
   auto prompt = test::golden_tensor<int32_t>(golden, "prompt_0");
-  const uint64_t before = *process_read_bytes();
-  ModelCounters c;
-  {
-    auto ssd = Model::load(copy.dir(), streaming());
-    auto s = ssd->new_session();
-    SamplingParams sp;
-    sp.max_tokens = 32;
-    sp.stop_at_eos = false;
-    generate(*s, prompt, sp);
-    c = ssd->counters();
-  }
-  const uint64_t kernel = *process_read_bytes() - before;
+  const test::GenerationReads r = test::generate_and_count_reads(copy.dir(), streaming(), prompt, 32);
+  const ModelCounters& c = r.counters;
+  ASSERT_TRUE(r.kernel_bytes.has_value());
+  const uint64_t kernel = *r.kernel_bytes;
   ASSERT_GT(c.stream.ssd_bytes_read_total, 0u) << "the seed's failure: streamed, but the byte counter stayed at 0";
   EXPECT_GT(c.stream.ssd_reads_total, 0u);
-  const double rel = std::fabs(static_cast<double>(kernel) - static_cast<double>(c.stream.ssd_bytes_read_total)) /
-                     static_cast<double>(c.stream.ssd_bytes_read_total);
   if (kernel == 0) GTEST_SKIP() << "the kernel counted no reads: O_DIRECT refused on " << copy.dir();
-  EXPECT_LE(rel, 0.01) << "engine " << c.stream.ssd_bytes_read_total << " bytes, kernel " << kernel;
+  EXPECT_LE(test::relative_difference(kernel, c.stream.ssd_bytes_read_total), 0.01)
+      << "engine " << c.stream.ssd_bytes_read_total << " bytes, kernel " << kernel;
 }
 
 TEST(ExpertStreamModelMemory, PeakRssWithinResidentWeightsCacheAndKv) {
