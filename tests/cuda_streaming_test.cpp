@@ -146,13 +146,7 @@ TEST_F(CudaStreamingModel, SsdBytesEqualTheKernelsCount) {
     warm->new_session()->append(prompt);
   }
   const test::GenerationReads r = test::generate_and_count_reads(copy.dir(), cuda_options(true), prompt, 32);
-  const ModelCounters& c = r.counters;
-  ASSERT_TRUE(r.kernel_bytes.has_value());
-  const uint64_t kernel = *r.kernel_bytes;
-  ASSERT_GT(c.stream.ssd_bytes_read_total, 0u);
-  if (kernel == 0) GTEST_SKIP() << "the kernel counted no reads: O_DIRECT refused on " << copy.dir();
-  EXPECT_LE(test::relative_difference(kernel, c.stream.ssd_bytes_read_total), 0.01)
-      << "engine " << c.stream.ssd_bytes_read_total << " bytes, kernel " << kernel;
+  test::expect_ssd_bytes_match_the_kernel(r, copy.dir());
 }
 
 // --gpu-layers 2 on coder-moe-sparse-4bit: MoE layers on both sides share one host streamer; the golden checks hold.

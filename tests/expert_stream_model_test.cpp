@@ -87,14 +87,8 @@ TEST(ExpertStreamModelCounters, SsdBytesEqualTheKernelsCountAfterAGeneration) {
   SafetensorsFile golden(test::golden_path("coder-moe-sparse-4bit"));
   auto prompt = test::golden_tensor<int32_t>(golden, "prompt_0");
   const test::GenerationReads r = test::generate_and_count_reads(copy.dir(), streaming(), prompt, 32);
-  const ModelCounters& c = r.counters;
-  ASSERT_TRUE(r.kernel_bytes.has_value());
-  const uint64_t kernel = *r.kernel_bytes;
-  ASSERT_GT(c.stream.ssd_bytes_read_total, 0u) << "the seed's failure: streamed, but the byte counter stayed at 0";
-  EXPECT_GT(c.stream.ssd_reads_total, 0u);
-  if (kernel == 0) GTEST_SKIP() << "the kernel counted no reads: O_DIRECT refused on " << copy.dir();
-  EXPECT_LE(test::relative_difference(kernel, c.stream.ssd_bytes_read_total), 0.01)
-      << "engine " << c.stream.ssd_bytes_read_total << " bytes, kernel " << kernel;
+  EXPECT_GT(r.counters.stream.ssd_reads_total, 0u);
+  test::expect_ssd_bytes_match_the_kernel(r, copy.dir());
 }
 
 TEST(ExpertStreamModelMemory, PeakRssWithinResidentWeightsCacheAndKv) {

@@ -3,6 +3,8 @@
 // kernel counted for this process meanwhile (/proc/self/io read_bytes, nullopt without task I/O accounting).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -38,9 +40,15 @@ inline GenerationReads generate_and_count_reads(const std::filesystem::path& dir
   return r;
 }
 
-// |kernel - engine| / engine.
-inline double relative_difference(uint64_t kernel, uint64_t engine) {
-  return std::fabs(static_cast<double>(kernel) - static_cast<double>(engine)) / static_cast<double>(engine);
+// The engine's SSD byte counter against the kernel's count, within 1% (skips when the kernel counted no reads:
+// O_DIRECT refused on `dir`). The caller's test ends with it.
+inline void expect_ssd_bytes_match_the_kernel(const GenerationReads& r, const std::filesystem::path& dir) {
+  ASSERT_TRUE(r.kernel_bytes.has_value()) << "/proc/self/io went away during the test";
+  const uint64_t kernel = *r.kernel_bytes, engine = r.counters.stream.ssd_bytes_read_total;
+  ASSERT_GT(engine, 0u) << "streamed, but the byte counter stayed at 0";
+  if (kernel == 0) GTEST_SKIP() << "the kernel counted no reads: O_DIRECT refused on " << dir;
+  const double rel = std::fabs(static_cast<double>(kernel) - static_cast<double>(engine)) / static_cast<double>(engine);
+  EXPECT_LE(rel, 0.01) << "engine " << engine << " bytes, kernel " << kernel;
 }
 
 }  // namespace lmlab::test
