@@ -4,7 +4,9 @@
 # benchmarks on synth models of real shapes, CPU-free. Results (logs, JSON rows) go to $OUT.
 # Usage there: bash cuda_device.sh [tests] [gemv] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
 # (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt;
-#  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl)
+#  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl;
+#  swiftlm: scenarios/swiftlm-cuda.json on the 30b-a3b 4-bit synth (SWIFT_CONTEXTS, SWIFT_CONFIGS, REPS), the
+#  database and profiling_results_<host>.md to $OUT, after an iobench of the synth's largest file)
 # (profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +40,16 @@ for step in "$@"; do
       for wps in ${GEMV_WARPS:-24}; do echo "warps per SM: $wps"; LMLAB_GEMV_WARPS_PER_SM=$wps "$here/lmlab_bench" \
         --benchmark_filter="${GEMV_FILTER:-cuda_gemv}" --benchmark_min_time=0.05 2>&1 | tee -a "$out/gemv.txt" \
         | grep "^BM_\|^warps" | awk '{print $1, $2, $3, $NF}'; done
+      ;;
+    swiftlm)  # scenarios/swiftlm-cuda.json on the qwen3-30b-a3b 4-bit synth: the lab's database and report to $OUT
+      dir=/tmp/synth-bench-moe
+      [ -d "$dir" ] || "$here/lmlab" synth --preset qwen3-30b-a3b --bits 4 --group-size 64 --out "$dir" --quiet \
+        --tokenizer-from "$(dirname "$(ls "$fixdir"/models/*/tokenizer.json | head -1)")" --vocab 151936
+      "$here/lmlab" iobench --file "$(ls -S "$dir"/*.safetensors | head -1)" 2>&1 | tee "$out/iobench.txt" | tail -3
+      timeout "${SWIFT_TIMEOUT:-540}" "$here/lmlab" bench "$here/../scenarios/swiftlm-cuda.json" --model "$dir" \
+        --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" \
+        ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tail -20
+      "$here/lmlab" report --db "$out/lmlab.db" --format md --out-dir "$out" && "$here/lmlab" report --db "$out/lmlab.db" --no-color
       ;;
     kv-*)
       shape=${step#kv-}

@@ -39,7 +39,7 @@ std::string scenario_with(const std::string& extra_members) {
 }
 
 TEST(HarnessScenario, ShippedScenariosParse) {
-  for (const char* name : {"default", "ci-smoke", "swiftlm"}) {
+  for (const char* name : {"default", "ci-smoke", "swiftlm", "swiftlm-cuda"}) {
     SCOPED_TRACE(name);
     const Scenario s = load_scenario(scenario_path(name));
     ASSERT_EQ(s.configs.size(), 4u);
