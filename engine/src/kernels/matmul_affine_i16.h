@@ -18,35 +18,31 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/block_activations.h"
 #include "kernels/matmul_affine.h"
 
 namespace lmlab::kernels {
 
-constexpr int64_t kI16Block = 32;  // activation values per block (one scale each)
-
-// Activations X[n, cols] quantized per block; cols a multiple of kI16Block.
-struct I16Activations {
-  int64_t n = 0, cols = 0;
-  std::vector<int16_t> q;     // [n, cols], natural order
-  std::vector<float> d;       // [n, cols / kI16Block] block scales
-  std::vector<int32_t> sums;  // [n, cols / kI16Block] sum of q over each block
-
-  int64_t blocks_per_row() const { return cols / kI16Block; }
-};
+constexpr int64_t kI16Block = kActivationBlock;
+constexpr int32_t kI16Max = 32767;
+using I16Activations = BlockActivations;  // quantized with kI16Max
 
 // True when matmul_affine_i16 handles this weight (4 or 8 bits, group size a multiple of 32).
 bool affine_i16_supported(const AffineWeight& w);
 
 namespace ref {
-// Plain per-value loop: xd = amax / 32767, xq = nearbyint(x * (32767 / amax)); an all-zero block has xd = 0.
-void quantize_i16(const float* x, int64_t n, int64_t cols, I16Activations& out);
-// y[n, rows] = x_hat . W^T in double, with W dequantized in f32 as MLX does (ref::dequantize_affine_row).
-void matmul_affine_i16(const AffineWeight& w, const I16Activations& x, float* y);
+inline void quantize_i16(const float* x, int64_t n, int64_t cols, I16Activations& out) {
+  quantize_blocks(x, n, cols, kI16Max, out);
+}
+inline void matmul_affine_i16(const AffineWeight& w, const I16Activations& x, float* y) {
+  matmul_affine_blocks(w, x, y);
+}
 }  // namespace ref
 
 namespace cpu {
-// Bit-identical to ref::quantize_i16 (the same f32 operations, vectorised).
-void quantize_i16(const float* x, int64_t n, int64_t cols, I16Activations& out);
+inline void quantize_i16(const float* x, int64_t n, int64_t cols, I16Activations& out) {
+  quantize_blocks(x, n, cols, kI16Max, out);
+}
 // Integer-dot kernels: AVX-512 VNNI (vpdpwssd), AVX2 (vpmaddwd; also AVX-512 CPUs without VNNI), scalar; rows
 // split over ThreadPool::global(). Requires affine_i16_supported(w).
 void matmul_affine_i16(const AffineWeight& w, const I16Activations& x, float* y);

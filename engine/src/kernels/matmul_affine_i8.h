@@ -27,22 +27,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/block_activations.h"
 #include "kernels/matmul_affine.h"
 
 namespace lmlab::kernels {
 
-constexpr int64_t kI8Block = 32;     // activation values per block (one scale each)
-constexpr int32_t kI8Max = 32639;    // largest |xq|: 127 * 256 + 127, so that hi = (xq + 128) >> 8 is a byte
-
-// Activations X[n, cols] quantized per block; cols a multiple of kI8Block. The kernels split q into hi and lo.
-struct I8Activations {
-  int64_t n = 0, cols = 0;
-  std::vector<int16_t> q;     // [n, cols], natural order
-  std::vector<float> d;       // [n, cols / kI8Block] block scales
-  std::vector<int32_t> sums;  // [n, cols / kI8Block] sum of q over each block
-
-  int64_t blocks_per_row() const { return cols / kI8Block; }
-};
+constexpr int64_t kI8Block = kActivationBlock;
+constexpr int32_t kI8Max = 32639;  // largest |xq|: 127 * 256 + 127, so that hi = (xq + 128) >> 8 is a byte
+using I8Activations = BlockActivations;  // quantized with kI8Max; the kernels split q into hi and lo
 
 // True when matmul_affine_i8 handles this weight (4 bits, group size a multiple of 32).
 bool affine_i8_supported(const AffineWeight& w);
@@ -51,15 +43,18 @@ bool affine_i8_supported(const AffineWeight& w);
 bool int8_dot_enabled();
 
 namespace ref {
-// Plain per-value loop: xd = amax / 32639, xq = nearbyint(x * (32639 / amax)); an all-zero block has xd = 0.
-void quantize_i8(const float* x, int64_t n, int64_t cols, I8Activations& out);
-// y[n, rows] = x_hat . W^T in double, with W dequantized in f32 as MLX does (ref::dequantize_affine_row).
-void matmul_affine_i8(const AffineWeight& w, const I8Activations& x, float* y);
+inline void quantize_i8(const float* x, int64_t n, int64_t cols, I8Activations& out) {
+  quantize_blocks(x, n, cols, kI8Max, out);
+}
+inline void matmul_affine_i8(const AffineWeight& w, const I8Activations& x, float* y) {
+  matmul_affine_blocks(w, x, y);
+}
 }  // namespace ref
 
 namespace cpu {
-// Bit-identical to ref::quantize_i8 (the same f32 operations, vectorised).
-void quantize_i8(const float* x, int64_t n, int64_t cols, I8Activations& out);
+inline void quantize_i8(const float* x, int64_t n, int64_t cols, I8Activations& out) {
+  quantize_blocks(x, n, cols, kI8Max, out);
+}
 // AVX-512 VNNI (vpdpbusd, rows in lanes), AVX2 (vpmaddubsw; also AVX-512 CPUs without VNNI), scalar (the same
 // integer dots on the hi and lo bytes); rows
 // split over ThreadPool::global(). Requires affine_i8_supported(w).
