@@ -87,7 +87,7 @@ void BM_cuda_gemv(benchmark::State& state, Shape shape, int bits, int tokens) {
   std::vector<int32_t> ids;
   for (int64_t s = 0; s < slots; ++s) ids.push_back(static_cast<int32_t>((s * 37) % E));
   lmlab::cuda::check(cudaMemcpy(experts.get(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice), "bench upload");
-  DeviceBuffer scratch(alloc, kc::matmul_scratch_bytes(w.rows, w.cols, n), "bench scratch");
+  DeviceBuffer scratch(alloc, kc::matmul_scratch_bytes(w.rows, w.cols, n, w.affine), "bench scratch");
   cudaStream_t stream;
   lmlab::cuda::check(cudaStreamCreate(&stream), "stream");
   cudaGraph_t graph;

@@ -59,7 +59,7 @@ TEST_F(CudaKernels, DenseMatmulMatchesReference) {
       for (size_t i = 0; i < wf.size(); ++i)
         if (t != WeightType::f32) wf[i] = t == WeightType::bf16 ? bf16_to_f32(wh[i]) : f16_to_f32(wh[i]);
       DeviceBuffer dw = t == WeightType::f32 ? up(wf) : up(wh), dx = up(x), db = up(bias), dy = out(c.n * c.rows);
-      DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n), "scratch");
+      DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, false), "scratch");
       kc::DeviceWeight w;
       w.type = t, w.dense = dw.get(), w.rows = c.rows, w.cols = c.cols, w.bias = c.bias ? db.get<float>() : nullptr;
       kc::matmul(w, dx.get<float>(), dy.get<float>(), c.n, scratch.get(), nullptr);
@@ -128,7 +128,7 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
           const bool bf = st == kernels::ScaleType::bf16;
           DeviceBuffer dp = up(a.packed), ds = bf ? up(a.s16) : up(a.s32), db = bf ? up(a.b16) : up(a.b32);
           DeviceBuffer dx = up(x), dy = out(c.n * c.rows);
-          DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n), "scratch");
+          DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, true), "scratch");
           kc::DeviceWeight w;
           w.affine = true, w.rows = c.rows, w.cols = c.cols, w.quant = a.host;
           w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();

@@ -77,15 +77,12 @@ TEST_P(CudaStreaming, LogitsBitIdenticalToTheResidentModel) {
   auto streamed = Model::load(copy.dir(), cuda_options(true, 0, 16));
   ASSERT_EQ(streamed->impl().backend->device_layers(), streamed->info().n_layers);
   SafetensorsFile golden(test::golden_path(name));
-  int prompts = 0;
-  for (int i = 0;; ++i) {
-    auto prompt = test::golden_tensor<int32_t>(golden, "prompt_" + std::to_string(i));
-    if (prompt.empty()) break;
+  const auto prompts = test::golden_prompts(golden);
+  for (size_t i = 0; i < prompts.size(); ++i) {
     SCOPED_TRACE(name + " prompt_" + std::to_string(i));
-    expect_bit_identical(*resident, *streamed, prompt, 12);
-    ++prompts;
+    expect_bit_identical(*resident, *streamed, prompts[i], 12);
   }
-  EXPECT_GT(prompts, 0);
+  EXPECT_GT(prompts.size(), 0u);
   const ModelCounters c = streamed->counters();
   const StreamCounters host = streamed->impl().transformer->streamer()->counters();
   EXPECT_GT(c.stream.ssd_bytes_read_total, 0u);

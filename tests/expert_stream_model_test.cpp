@@ -14,6 +14,7 @@
 #include "arch/registry.h"
 #include "fixtures.h"
 #include "generation_reads.h"
+#include "golden_checks.h"
 #include "model_copy.h"
 #include "util/memory_stats.h"
 #include "lmlab/generate.h"
@@ -40,10 +41,9 @@ TEST_P(ExpertStreamModel, LogitsAndGreedyTokensMatchTheInMemoryRun) {
   auto mem = Model::load(copy.dir());
   auto ssd = Model::load(copy.dir(), streaming());
   SafetensorsFile golden(test::golden_path(name));
-  int prompts = 0;
-  for (int i = 0;; ++i) {
-    auto prompt = test::golden_tensor<int32_t>(golden, "prompt_" + std::to_string(i));
-    if (prompt.empty()) break;
+  const auto prompts = test::golden_prompts(golden);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::vector<int32_t>& prompt = prompts[i];
     SCOPED_TRACE(name + " prompt_" + std::to_string(i));
     auto s_mem = mem->new_session();
     auto s_ssd = ssd->new_session();
@@ -60,9 +60,8 @@ TEST_P(ExpertStreamModel, LogitsAndGreedyTokensMatchTheInMemoryRun) {
     auto g_mem = mem->new_session();
     auto g_ssd = ssd->new_session();
     EXPECT_EQ(generate(*g_ssd, prompt, sp).tokens, generate(*g_mem, prompt, sp).tokens);
-    ++prompts;
   }
-  EXPECT_GT(prompts, 0);
+  EXPECT_GT(prompts.size(), 0u);
   const ModelCounters c = ssd->counters();
   EXPECT_GT(c.stream.ssd_bytes_read_total, 0u);
   EXPECT_GT(c.stream.expert_cache_misses_total, 0u);

@@ -30,13 +30,23 @@ inline std::string param_name(const ::testing::TestParamInfo<std::string>& info)
   return s;
 }
 
+// A golden file's prompts prompt_0, prompt_1, ... up to the first missing one.
+inline std::vector<std::vector<int32_t>> golden_prompts(const SafetensorsFile& golden) {
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0;; ++i) {
+    auto prompt = golden_tensor<int32_t>(golden, "prompt_" + std::to_string(i));
+    if (prompt.empty()) return prompts;
+    prompts.emplace_back(prompt.begin(), prompt.end());
+  }
+}
+
 inline void expect_golden_logits_and_greedy(const Model& model, const std::string& name) {
   SafetensorsFile golden(golden_path(name));
   const int64_t vocab = model.info().vocab;
   int checked = 0;
-  for (int i = 0;; ++i) {
-    auto prompt = golden_tensor<int32_t>(golden, "prompt_" + std::to_string(i));
-    if (prompt.empty()) break;
+  const auto prompts = golden_prompts(golden);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::vector<int32_t>& prompt = prompts[i];
     SCOPED_TRACE(name + " prompt_" + std::to_string(i));
     auto want = golden_tensor<float>(golden, "logits_" + std::to_string(i));
     auto greedy = golden_tensor<int32_t>(golden, "greedy_" + std::to_string(i));

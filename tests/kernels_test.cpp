@@ -15,6 +15,7 @@
 #include <immintrin.h>
 #endif
 
+#include "rope_inputs.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul_bf16.h"
 #include "kernels/kernels.h"
@@ -196,13 +197,9 @@ TEST_P(KernelCpu, Rope) {
     SCOPED_TRACE(::testing::Message() << "tokens " << c.n_tokens << " heads " << c.n_heads << " head_dim "
                                       << c.head_dim << " rot_dim " << c.rot_dim);
     auto x = random_vector(static_cast<size_t>(c.n_tokens * c.n_heads * c.head_dim), seed++);
-    std::vector<int32_t> pos(static_cast<size_t>(c.n_tokens));
-    for (int64_t t = 0; t < c.n_tokens; ++t) pos[t] = static_cast<int32_t>(t * 977 + (t % 2 ? 30000 : 0));
-    std::vector<float> inv_freq(static_cast<size_t>(c.rot_dim / 2));
-    for (size_t i = 0; i < inv_freq.size(); ++i)
-      inv_freq[i] = static_cast<float>(std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(c.rot_dim)));
+    const test::RopeInputs in = test::rope_inputs(c.n_tokens, c.rot_dim);
     auto got = x, want = x;
-    kernels::RopeArgs a{got.data(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, pos.data(), inv_freq.data(), c.scaling};
+    kernels::RopeArgs a{got.data(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, in.positions.data(), in.inv_freq.data(), c.scaling};
     kernels::cpu::rope(a);
     a.x = want.data();
     kernels::ref::rope(a);

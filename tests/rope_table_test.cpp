@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "rope_inputs.h"
 #include "isa_test.h"
 #include "kernels/kernels.h"
 
@@ -26,13 +27,9 @@ TEST_P(RopeTable, SameBitsAsPerCallAngles) {
   for (const auto& c : cases) {
     SCOPED_TRACE(::testing::Message() << GetParam() << ": tokens " << c.n_tokens << " rot_dim " << c.rot_dim);
     const auto x = test::random_vector(static_cast<size_t>(c.n_tokens * c.n_heads * c.head_dim), seed++);
-    std::vector<int32_t> pos(static_cast<size_t>(c.n_tokens));
-    for (int64_t t = 0; t < c.n_tokens; ++t) pos[t] = static_cast<int32_t>(t * 977 + (t % 2 ? 30000 : 0));
-    std::vector<float> inv_freq(static_cast<size_t>(c.rot_dim / 2));
-    for (size_t i = 0; i < inv_freq.size(); ++i)
-      inv_freq[i] = static_cast<float>(std::pow(10000.0, -2.0 * static_cast<double>(i) / static_cast<double>(c.rot_dim)));
+    const test::RopeInputs in = test::rope_inputs(c.n_tokens, c.rot_dim);
     auto got = x, want = x;
-    kernels::RopeArgs a{want.data(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, pos.data(), inv_freq.data(), c.scaling};
+    kernels::RopeArgs a{want.data(), c.n_tokens, c.n_heads, c.head_dim, c.rot_dim, in.positions.data(), in.inv_freq.data(), c.scaling};
     kernels::rope(a);
     std::vector<float> table(static_cast<size_t>(c.n_tokens * (c.rot_dim / 2) * 2));
     kernels::rope_table(a, table.data());

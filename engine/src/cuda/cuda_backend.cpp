@@ -52,6 +52,17 @@ struct Scratch {
   DeviceBuffer slot_ids, predicted, predicted_weights;  // --stream-experts: VRAM slots, next layer's guess
 };
 
+// Whether any Linear the prefill matmul serves is MLX affine (its scratch then holds a dequantized pass of rows).
+bool has_affine_linears(const Transformer& t) {
+  auto affine = [](const Linear* l) { return l && l->stored().affine; };
+  if (affine(&t.embed_weight()) || affine(&t.lm_head_weight())) return true;
+  for (const LayerWeights& w : t.layer_weights())
+    for (const Linear* l : {w.q.get(), w.k.get(), w.v.get(), w.o.get(), w.mlp.gate.get(), w.mlp.up.get(),
+                            w.mlp.down.get(), w.moe.router.get()})
+      if (affine(l)) return true;
+  return false;
+}
+
 struct GraphExec {
   cudaGraphExec_t exec = nullptr;
 };
@@ -65,6 +76,7 @@ class CudaBackend final : public Backend {
     max_blocks_ = (ctx + o.kv_block_tokens - 1) / o.kv_block_tokens;
     const char* g = std::getenv("LMLAB_CUDA_GRAPH");
     graphs_ = !(g && std::string(g) == "0");
+    affine_ = has_affine_linears(t);
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
     ensure_scratch(decode_, 1);  // before planning, so the driver's free memory already excludes them
     ensure_scratch(chunk_, o.prefill_size);
@@ -140,6 +152,7 @@ class CudaBackend final : public Backend {
   int64_t n_dev_ = 0, max_blocks_ = 0;
   GpuLayerPlan plan_;  // what --gpu-layers 0 decided (empty when given)
   bool graphs_ = true;
+  bool affine_ = false;  // has_affine_linears(t_), for the prefill matmul scratch
   std::shared_ptr<cuda::DeviceAllocator> alloc_;  // shared with the KV allocator, whose blocks may outlive us
   std::shared_ptr<cuda::DeviceKvBlockAllocator> kv_alloc_;
   cudaStream_t stream_ = nullptr;
@@ -214,7 +227,7 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
   uint64_t mm = 0;
   for (const auto& [rows, cols] : {std::pair{s_.vocab, H}, {QD, H}, {H, QD}, {s_.intermediate, H}, {H, s_.intermediate},
                                    {s_.n_experts, H}})
-    mm = std::max(mm, kc::matmul_scratch_bytes(rows, cols, n));
+    mm = std::max(mm, kc::matmul_scratch_bytes(rows, cols, n, affine_));
   sc.mm = DeviceBuffer(a, mm, "matmul scratch");
   sc.at = DeviceBuffer(a, kc::attention_scratch_bytes(n, s_.n_heads, s_.head_dim, kc::kMaxAttentionSplits),
                        "attention scratch");

@@ -10,8 +10,9 @@
 // recently used slots this step does not use, are read by the host ExpertStreamer (O_DIRECT into its host cache,
 // so the SSD counters and /proc/self/io agree as on the CPU) and copied host -> VRAM with cudaMemcpyAsync on the
 // compute stream, in the order their reads complete. The host cache's arena is registered (pinned) so the copies
-// are DMA and overlap; a host expert stays pinned in the host cache until its copy has run (finish(), called after
-// the step's kernels are queued). Read-ahead: the next MoE layer's predicted experts not in VRAM are prefetched into
+// are DMA and overlap; a host expert stays pinned in the host cache until its copy has run: at most one is held while
+// the next read is awaited (the oldest copy is waited for first), the last is released by finish(), called after the
+// step's kernels are queued. Read-ahead: the next MoE layer's predicted experts not in VRAM are prefetched into
 // the host cache (the streamer's prefetch) while this layer copies and computes.
 //
 // Size: --expert-cache-mb (the streamer's resolved budget) / slot bytes, raised to one layer's experts when smaller

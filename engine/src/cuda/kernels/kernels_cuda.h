@@ -30,8 +30,9 @@ struct DeviceWeight {
 // 16-byte loads, the block's warps splitting the columns when rows alone cannot fill the SMs; many tokens:
 // cuBLAS for dense bf16/f16 (X as two 16-bit parts, f32 accumulation) and for affine (rows dequantized into
 // bf16 hi + lo parts, a bounded pass at a time), Sgemm for f32.
-// `scratch` holds the split X: matmul_scratch_bytes() of it.
-uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n);
+// `scratch` holds the split X (and, for an affine weight, a dequantized pass of its rows): matmul_scratch_bytes() of
+// it, `affine` when any weight it serves is MLX affine.
+uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n, bool affine);
 void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream);
 
 // Several weights over the same X (q, k, v; gate, up): one launch per format in decode, matmul() per part

@@ -134,11 +134,12 @@ void gemm16(cublasHandle_t h, const void* a, const void* b, cudaDataType t, floa
 
 }  // namespace
 
-uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n) {
+uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n, bool affine) {
   if (n <= kMaxGemvTokens) return 256;  // decode needs none
   // X as hi and lo 16-bit parts, and an affine weight's dequantized pass (hi and lo bf16).
   const uint64_t x_parts = static_cast<uint64_t>(n * cols + 127) / 128 * 128 * 2 * 2;
-  return x_parts + static_cast<uint64_t>(affine_pass_rows(rows, cols) * cols) * 4 + 512;
+  const uint64_t pass = affine ? static_cast<uint64_t>(affine_pass_rows(rows, cols) * cols) * 4 : 0;
+  return x_parts + pass + 512;
 }
 
 void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream) {

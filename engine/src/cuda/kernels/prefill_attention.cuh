@@ -24,6 +24,7 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -240,22 +241,34 @@ __global__ void __launch_bounds__(ROWS * 2) kernel(Params a, Source src) {
   }
 }
 
+// Opts kernel<ROWS, Source> into `bytes` of dynamic shared memory the first time it needs that much (once per
+// process and size, not on every chunk's launch).
+template <int ROWS, class Source>
+void opt_in_shared_memory(unsigned bytes) {
+  static std::atomic<unsigned> granted{0};
+  if (bytes <= granted.load(std::memory_order_relaxed)) return;
+  lmlab::cuda::check(cudaFuncSetAttribute(kernel<ROWS, Source>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(bytes)),
+                     "prefill attention (shared memory)");
+  granted.store(bytes, std::memory_order_relaxed);
+}
+
+template <int ROWS, class Source>
+void launch_rows(Params a, const Source& src, cudaStream_t stream) {
+  const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo);
+  opt_in_shared_memory<ROWS, Source>(L.bytes);
+  a.queries_per_block = ROWS / a.group;
+  const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
+                  static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block));
+  kernel<ROWS, Source><<<grid, ROWS * 2, L.bytes, stream>>>(a, src);
+  lmlab::cuda::check_launch("prefill attention");
+}
+
 // The kernel for a source: 64 rows per block (4 warps) while its tiles fit in shared memory, 32 above head_dim 128.
 template <class Source>
-void launch(Params a, const Source& src, cudaStream_t stream) {
-  auto go = [&](auto kernel_fn, int rows) {
-    const Smem L(rows, static_cast<int>(a.head_dim), Source::kLo);
-    a.queries_per_block = rows / a.group;
-    lmlab::cuda::check(
-        cudaFuncSetAttribute(kernel_fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(L.bytes)),
-        "prefill attention (shared memory)");
-    const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
-                    static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block));
-    kernel_fn<<<grid, rows * 2, L.bytes, stream>>>(a, src);
-    lmlab::cuda::check_launch("prefill attention");
-  };
-  if (a.head_dim <= 128) go(kernel<64, Source>, 64);
-  else go(kernel<32, Source>, 32);
+void launch(const Params& a, const Source& src, cudaStream_t stream) {
+  if (a.head_dim <= 128) launch_rows<64>(a, src, stream);
+  else launch_rows<32>(a, src, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::prefill
