@@ -87,7 +87,7 @@ print(f"{s/1e3:10.1f} us total over {sum(cnt.values())} kernels")
 PY
         continue
       fi
-      for g in ${GRAPHS:-1 0}; do LMLAB_CUDA_GRAPH=$g timeout 200 "$here/lmlab" decode-bench --model "$dir" --device cuda \
+      for g in ${GRAPHS:-1 0}; do LMLAB_CUDA_GRAPH=$g timeout ${BENCH_TIMEOUT:-200} "$here/lmlab" decode-bench --model "$dir" --device cuda \
         --ctx-size 4608 --contexts 512,4096 -n 64 --json 2>&1 | sed "s/^{/{\"graph\":$g,\"shape\":\"$shape\",/" \
         | tee -a "$out/bench.jsonl"; done
       ;;

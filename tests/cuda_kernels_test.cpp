@@ -1,7 +1,7 @@
 // Every CUDA kernel (engine/src/kernels/cuda/) against the CPU reference of the same stem, over odd shapes:
 // dense GEMV (vector and scalar paths, split-K), cuBLAS prefill GEMM (dense, and affine dequantized into passes),
 // MLX affine 2-8 bit, gathered
-// expert GEMV, RMSNorm, RoPE, activations, routing, MoE combine, embedding rows, and the device KV layer with its attention
+// expert GEMV, grouped expert GEMM, RMSNorm, RoPE, activations, routing, MoE combine, embedding rows, and the device KV layer with its attention
 // (GQA, sliding window, softcap, split-K over long contexts). Without a GPU (or without nvcc) every test
 // skips with the reason.
 #include <gtest/gtest.h>
@@ -192,6 +192,87 @@ TEST_F(CudaKernels, GatheredExpertMatmulMatchesReference) {
                               "gathered slot"));
     }
   }
+}
+
+// The grouped expert GEMM (MoE prefill) against the reference per slot, at f32 precision (tensor-core accumulation's
+// bound): 4-bit g64 and 8-bit g32 (a thread per packed word), 3-bit (a level at a time), f16 (two bf16 parts), bf16
+// (columns not a multiple of the k tile); rows
+// not a multiple of the 128-row tile; an expert with more slots than one 32-slot tile, one with none; slots reading
+// a token's row (x_div = K) and their own (x_div = 1). Then the same slots in reverse order: each slot's output has
+// the same bits (a slot's dot products do not depend on which slots share its tile).
+TEST_F(CudaKernels, GroupedExpertMatmulMatchesReference) {
+  const int64_t E = 6, K = 2, n_tok = 40, slots = n_tok * K, rows = 200;
+  std::vector<int32_t> experts(slots);
+  std::uniform_int_distribution<int> pick(0, static_cast<int>(E) - 1);
+  for (int64_t t = 0; t < n_tok; ++t) {  // expert 3 in most tokens (two tiles of it), expert 2 in none
+    int a = t % 8 == 7 ? 0 : 3, b = pick(rng_);
+    while (b == a || b == 2) b = pick(rng_);
+    experts[t * K] = a, experts[t * K + 1] = b;
+  }
+  struct Case { bool affine; int bits, gs; WeightType type; int64_t cols; };
+  for (const Case c : {Case{true, 4, 64, WeightType::bf16, 256}, Case{true, 8, 32, WeightType::bf16, 160},
+                       Case{true, 3, 64, WeightType::bf16, 192}, Case{false, 0, 0, WeightType::bf16, 200},
+                       Case{false, 0, 0, WeightType::f16, 96}})
+    for (int64_t x_div : {K, int64_t{1}}) {
+      const int64_t cols = c.cols;
+      SCOPED_TRACE(::testing::Message() << (c.affine ? "affine " + std::to_string(c.bits) + "-bit" : "dense") << " "
+                                        << rows << " x " << cols << ", x_div " << x_div);
+      std::vector<Affine> qs;
+      std::vector<uint32_t> packed;
+      std::vector<uint16_t> s16, b16;
+      for (int64_t e = 0; e < E && c.affine; ++e) {
+        qs.push_back(make_affine(rng_, rows, cols, c.bits, c.gs, kernels::ScaleType::bf16));
+        packed.insert(packed.end(), qs.back().packed.begin(), qs.back().packed.end());
+        s16.insert(s16.end(), qs.back().s16.begin(), qs.back().s16.end());
+        b16.insert(b16.end(), qs.back().b16.begin(), qs.back().b16.end());
+      }
+      std::vector<float> wf = randn(E * rows * cols);
+      const std::vector<uint16_t> wh = to_half(wf, c.type);
+      for (size_t i = 0; i < wf.size(); ++i) wf[i] = c.type == WeightType::bf16 ? bf16_to_f32(wh[i]) : f16_to_f32(wh[i]);
+      const std::vector<float> bias = randn(E * rows);
+      const int64_t x_rows = slots / x_div;
+      const std::vector<float> x = randn(x_rows * cols);
+      DeviceBuffer dp = up(packed.empty() ? std::vector<uint32_t>{0} : packed), ds = up(s16.empty() ? wh : s16),
+                   db = up(b16.empty() ? wh : b16), dw = up(wh), dbias = up(bias);
+      kc::DeviceWeight w;
+      w.rows = rows, w.cols = cols, w.affine = c.affine, w.bias = dbias.get<float>();
+      if (c.affine) {
+        w.quant = qs[0].host;
+        w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
+        w.stride_w = qs[0].packed.size() * 4, w.stride_s = qs[0].s16.size() * 2;
+      } else {
+        w.type = c.type, w.dense = dw.get(), w.stride_w = rows * cols * 2;
+      }
+      // Runs the grouped GEMM for a routing and slot -> x row map (x_div 1: the slot's own row of xs).
+      auto run = [&](const std::vector<int32_t>& route, const std::vector<float>& xs) {
+        DeviceBuffer de = up(route), dx = up(xs), dy = out(slots * rows);
+        DeviceBuffer groups(alloc_, kc::expert_groups_bytes(slots, E), "groups");
+        kc::group_slots(de.get<int32_t>(), slots, E, groups.get(), nullptr);
+        const kc::GemvPart part{w, dy.get<float>()};
+        kc::matmul_grouped(&part, 1, groups.get(), slots, E, dx.get<float>(), x_div, nullptr);
+        return down<float>(dy, slots * rows);
+      };
+      const std::vector<float> got = run(experts, x);
+      for (int64_t s = 0; s < slots; ++s) {
+        std::vector<float> want(rows);
+        const float* xs = x.data() + (s / x_div) * cols;
+        const int32_t e = experts[s];
+        if (c.affine) kernels::ref::matmul_affine({qs[e].host, xs, want.data(), 1});
+        else kernels::ref::matmul({WeightType::f32, wf.data() + e * rows * cols, rows, cols, xs, want.data(), 1});
+        for (int64_t r = 0; r < rows; ++r) want[r] += bias[e * rows + r];
+        EXPECT_TRUE(test::close(std::span(got).subspan(s * rows, rows), want,
+                                test::tensor_core_f32_tolerance(cols), "grouped slot"));
+      }
+      if (x_div != 1) continue;
+      std::vector<int32_t> reversed(experts.rbegin(), experts.rend());
+      std::vector<float> x_reversed(x.size());
+      for (int64_t s = 0; s < slots; ++s)
+        std::copy_n(x.data() + s * cols, cols, x_reversed.data() + (slots - 1 - s) * cols);
+      const std::vector<float> got_reversed = run(reversed, x_reversed);
+      for (int64_t s = 0; s < slots; ++s)
+        EXPECT_EQ(0, std::memcmp(got.data() + s * rows, got_reversed.data() + (slots - 1 - s) * rows, rows * 4))
+            << "slot " << s;
+    }
 }
 
 TEST_F(CudaKernels, NormRopeActivationsMatchReference) {

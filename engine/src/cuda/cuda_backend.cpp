@@ -4,7 +4,8 @@
 // by all sessions). Per layer it is the Transformer's sequence of steps, each a kernel of cuda/kernels/. A decode
 // step of a fully resident model is captured once per session as a CUDA graph and replayed (one launch per token
 // instead of ~15 per layer): positions live on the device and the host part of the KV append (blocks, block
-// tables) runs before the replay. LMLAB_CUDA_GRAPH=0 turns graphs off (to measure what they save).
+// tables) runs before the replay. LMLAB_CUDA_GRAPH=0 turns graphs off (to measure what they save);
+// LMLAB_GROUPED_EXPERTS=0 sends MoE prefill chunks back to the gathered GEMV (likewise).
 // --stream-experts: the routed experts live in a VRAM cache filled from the SSD (cuda/device_expert_cache.h); each
 // MoE layer brings its routed ids to the host (one synchronisation per MoE layer), so decode runs without a graph.
 #include "cuda/cuda_backend.h"
@@ -50,6 +51,7 @@ struct Scratch {
   int64_t n = 0;
   DeviceBuffer tokens, positions, x, h, y, q, k, v, attn, g, u, logits, router, experts, weights, slot_out, mm, at;
   DeviceBuffer slot_ids, predicted, predicted_weights;  // --stream-experts: VRAM slots, next layer's guess
+  DeviceBuffer groups;  // MoE chunks of kGroupedMinTokens or more: the slots grouped by expert (grouped_matmul.cu)
 };
 
 // Whether any Linear the prefill matmul serves is MLX affine (its scratch then holds a dequantized pass of rows).
@@ -76,12 +78,16 @@ class CudaBackend final : public Backend {
     max_blocks_ = (ctx + o.kv_block_tokens - 1) / o.kv_block_tokens;
     const char* g = std::getenv("LMLAB_CUDA_GRAPH");
     graphs_ = !(g && std::string(g) == "0");
+    const char* ge = std::getenv("LMLAB_GROUPED_EXPERTS");
+    grouped_experts_ = !(ge && std::string(ge) == "0");
     affine_ = has_affine_linears(t);
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
-    ensure_scratch(decode_, 1);  // before planning, so the driver's free memory already excludes them
-    ensure_scratch(chunk_, o.prefill_size);
-    // The expert cache before planning too; with it, the routed experts are never uploaded.
+    // The expert cache and the scratch before planning, so the driver's free memory already excludes them; with
+    // the cache, the routed experts are never uploaded.
     if (ExpertStreamer* es = t.shared_streamer()) experts_ = std::make_unique<cuda::DeviceExpertCache>(*alloc_, *es, s_);
+    route_ids_ = experts_ ? experts_->counters().slots : s_.n_experts;
+    ensure_scratch(decode_, 1);
+    ensure_scratch(chunk_, o.prefill_size);
     n_dev_ = o.gpu_layers > 0 ? std::min<int64_t>(o.gpu_layers, s_.n_layers) : plan_layers(o, ctx);
     w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_, experts_.get());
   }
@@ -150,8 +156,10 @@ class CudaBackend final : public Backend {
   const Transformer& t_;
   const ModelSpec& s_;
   int64_t n_dev_ = 0, max_blocks_ = 0;
+  int64_t route_ids_ = 0;  // the values a MoE step's expert index takes: experts, or VRAM cache slots when streaming
   GpuLayerPlan plan_;  // what --gpu-layers 0 decided (empty when given)
   bool graphs_ = true;
+  bool grouped_experts_ = true;  // LMLAB_GROUPED_EXPERTS=0: MoE chunks on the gathered GEMV (to measure the GEMM)
   bool affine_ = false;  // has_affine_linears(t_), for the prefill matmul scratch
   std::shared_ptr<cuda::DeviceAllocator> alloc_;  // shared with the KV allocator, whose blocks may outlive us
   std::shared_ptr<cuda::DeviceKvBlockAllocator> kv_alloc_;
@@ -222,6 +230,7 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
     sc.slot_ids = f(slots, "expert slots");
     sc.predicted = f(slots, "predicted experts");
     sc.predicted_weights = f(slots, "predicted expert weights");
+    if (n >= kc::kGroupedMinTokens) sc.groups = DeviceBuffer(a, kc::expert_groups_bytes(slots, route_ids_), "expert groups");
   }
   // The largest Linear of the model bounds the matmul scratch.
   uint64_t mm = 0;
@@ -244,8 +253,9 @@ void CudaBackend::mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const 
   linear(sc, w.down, g, sc.y.get<float>(), n);
 }
 
-// Route on the device, run each token's k experts as gathered GEMVs over the stacked expert weights, and sum
-// in ascending expert order: no host round trip. Streamed experts: the GEMVs take the experts' VRAM slots
+// Route on the device, run each token's k experts over the stacked expert weights (decode: gathered GEMVs; chunks:
+// the slots grouped by expert, then the grouped tensor-core GEMM), and sum in ascending expert order: no host round
+// trip. Streamed experts: the GEMVs take the experts' VRAM slots
 // instead (stream_in), the sum still goes by expert id, so the result is the resident model's bit for bit.
 void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const {
   const int64_t K = s_.top_k, slots = n * K, inter = w.gate.w.rows;
@@ -257,11 +267,19 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
   const int32_t* index = experts_ ? stream_in(sc, l, n) : experts;  // into the stacks: expert ids or VRAM slots
   try {
     const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
-    kc::matmul_gathered(gate_up, 2, index, h, K, slots, stream_);
+    const kc::GemvPart down{w.down.w, sc.slot_out.get<float>()};
+    const bool grouped = grouped_experts_ && n >= kc::kGroupedMinTokens && kc::matmul_grouped_supports(w.gate.w) &&
+                         kc::matmul_grouped_supports(w.up.w) && kc::matmul_grouped_supports(w.down.w);
+    if (grouped) {
+      kc::group_slots(index, slots, route_ids_, sc.groups.get(), stream_);
+      kc::matmul_grouped(gate_up, 2, sc.groups.get(), slots, route_ids_, h, K, stream_);
+    } else {
+      kc::matmul_gathered(gate_up, 2, index, h, K, slots, stream_);
+    }
     if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, slots * inter, stream_);
     else kc::gelu_tanh_mul(g, u, g, slots * inter, stream_);
-    const kc::GemvPart down{w.down.w, sc.slot_out.get<float>()};
-    kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
+    if (grouped) kc::matmul_grouped(&down, 1, sc.groups.get(), slots, route_ids_, g, 1, stream_);
+    else kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
     kc::moe_combine(sc.slot_out.get<float>(), experts, weights, n, K, s_.hidden, sc.y.get<float>(), stream_);
   } catch (...) {
     if (experts_) experts_->abandon(stream_);

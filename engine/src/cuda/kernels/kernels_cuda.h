@@ -50,6 +50,20 @@ void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n,
 void matmul_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div,
                      int64_t n_slots, cudaStream_t stream);
 
+// grouped_matmul.cu: the same products as matmul_gathered for many slots (MoE prefill), with the slots grouped by
+// expert first so each expert's weight tile is read once per 32 of its slots, on tensor cores at f32 precision (X
+// as three bf16 parts, affine levels exact; see the file). experts [n_slots] holds values in
+// [0, n_experts) (expert ids, or the VRAM cache's slot ids when streaming), n_experts <= kMaxGroupedExperts.
+// group_slots fills `groups` (expert_groups_bytes of device scratch) once; matmul_grouped then serves every part
+// and every later matmul over the same routing (the down projection: x_div 1).
+inline constexpr int64_t kMaxGroupedExperts = 8192;
+inline constexpr int64_t kGroupedMinTokens = 16;  // fewer tokens (decode): the gathered GEMV
+bool matmul_grouped_supports(const DeviceWeight& w);  // affine group sizes must be multiples of 32
+uint64_t expert_groups_bytes(int64_t n_slots, int64_t n_experts);
+void group_slots(const int32_t* experts, int64_t n_slots, int64_t n_experts, void* groups, cudaStream_t stream);
+void matmul_grouped(const GemvPart* parts, int n_parts, const void* groups, int64_t n_slots, int64_t n_experts,
+                    const float* x, int64_t x_div, cudaStream_t stream);
+
 // rmsnorm.cu: y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, rows of `dim` (x may equal y).
 void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream);
 // x += y, then h = norm(x) * w: the residual add and the next norm in one pass.

@@ -1,0 +1,310 @@
+// Grouped expert GEMM for MoE prefill. The gathered GEMV (gemv.cu) reads an expert's matrix once per routed slot:
+// a 512-token chunk of qwen3-30b-a3b (128 experts, top 8) reads every expert ~32 times per layer and the prefill
+// crawled at ~1,000 tok/s. Here the slots are first grouped by expert on the device (group_slots: stable, one block,
+// a warp per expert counting and placing its slots by ballot), then one launch per part runs tensor-core tiles
+// (mma.sync m16n8k16 bf16, f32 accumulation) of kSlotTile slots of one expert x kRowTile weight rows: each weight
+// tile is unpacked once into shared memory for all the tile's slots.
+// Precision is f32's, not the dense prefill's 16 bits: X goes in as three bf16 parts (hi + mid + lo = the f32 value),
+// the weights exactly: MLX affine as their integer levels q (< 256: exact in bf16) with s sum(x q) + b sum(x) per k
+// tile in f32, bf16 as they are, f16 / f32 as two bf16 parts. (The 16-bit parts of the dense path moved a router's
+// near tie on qwen3_moe-4bit: golden logit off by 0.62.) Each output element is one dot product in a fixed k order
+// whatever the grouping, so the result does not depend on which slots share a tile.
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/kernels/kernels_cuda.h"
+#include "cuda/kernels/weight_access.cuh"
+
+namespace lmlab::kernels::cuda {
+
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kSlotTile = 32, kRowTile = 128, kKTile = 32, kGemmThreads = 128;
+constexpr int kGroupThreads = 1024;
+static_assert(kKTile == 32, "the X tile is loaded a lane per column");
+constexpr int kPad = 8;  // bf16 elements of row padding in shared memory (bank spread; wmma wants ld % 8 == 0)
+
+// A tile of work: slots order[start, start + count) (count <= kSlotTile), all routed to `expert`.
+struct GroupTile {
+  int32_t expert, start, count;
+};
+
+// The scratch of group_slots, 128-byte aligned parts: n_tiles, offsets [n_experts + 1], order [n_slots],
+// tiles [max_tiles].
+struct GroupLayout {
+  uint64_t offsets, order, tiles, bytes;
+  int64_t max_tiles;
+};
+uint64_t align128(uint64_t v) { return (v + 127) / 128 * 128; }
+GroupLayout group_layout(int64_t n_slots, int64_t n_experts) {
+  GroupLayout l;
+  l.max_tiles = (n_slots + kSlotTile - 1) / kSlotTile + n_experts;
+  l.offsets = 128;
+  l.order = l.offsets + align128(static_cast<uint64_t>(n_experts + 1) * 4);
+  l.tiles = l.order + align128(static_cast<uint64_t>(n_slots) * 4);
+  l.bytes = l.tiles + align128(static_cast<uint64_t>(l.max_tiles) * sizeof(GroupTile));
+  return l;
+}
+
+// One block. Pass 1: a warp per expert counts its slots (ballot + popc over the slot list). Then thread 0 turns the
+// counts into offsets and tiles. Pass 2: each warp writes its experts' slots in slot order. Ids outside
+// [0, n_experts) belong to no group (their outputs are not written).
+__global__ void __launch_bounds__(kGroupThreads) group_slots_kernel(const int32_t* __restrict__ experts,
+                                                                     int64_t n_slots, int n_experts,
+                                                                     uint8_t* scratch, GroupLayout l) {
+  extern __shared__ int32_t counts[];  // [n_experts]
+  auto* n_tiles = reinterpret_cast<int32_t*>(scratch);
+  auto* offsets = reinterpret_cast<int32_t*>(scratch + l.offsets);
+  auto* order = reinterpret_cast<int32_t*>(scratch + l.order);
+  auto* tiles = reinterpret_cast<GroupTile*>(scratch + l.tiles);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = kGroupThreads / 32;
+  for (int e = warp; e < n_experts; e += n_warps) {
+    int count = 0;
+    for (int64_t i0 = 0; i0 < n_slots; i0 += 32) {
+      const int64_t i = i0 + lane;
+      count += __popc(__ballot_sync(0xffffffffu, i < n_slots && experts[i] == e));
+    }
+    if (lane == 0) counts[e] = count;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t at = 0, t = 0;
+    for (int e = 0; e < n_experts; ++e) {
+      offsets[e] = at;
+      for (int32_t s = 0; s < counts[e]; s += kSlotTile) tiles[t++] = {e, at + s, min(kSlotTile, counts[e] - s)};
+      at += counts[e];
+    }
+    offsets[n_experts] = at;
+    *n_tiles = t;
+  }
+  __syncthreads();
+  const unsigned below = (1u << lane) - 1u;
+  for (int e = warp; e < n_experts; e += n_warps) {
+    int32_t at = offsets[e];
+    for (int64_t i0 = 0; i0 < n_slots; i0 += 32) {
+      const int64_t i = i0 + lane;
+      const bool mine = i < n_slots && experts[i] == e;
+      const unsigned mask = __ballot_sync(0xffffffffu, mine);
+      if (mine) order[at + __popc(mask & below)] = static_cast<int32_t>(i);
+      at += __popc(mask);
+    }
+  }
+}
+
+// The weight tile's form: MLX affine as its integer levels q (exact in bf16 up to 8 bits) with the group's scale and
+// bias applied per k tile, s (sum x q) + b (sum x), as f32; bf16 weights as they are (exact); f16 / f32 weights as
+// bf16 hi + lo parts.
+enum class Form { affine, bf16, split };
+
+struct __align__(16) GemmShared {
+  __nv_bfloat16 x[3][kSlotTile][kKTile + kPad];  // X as bf16 hi + mid + lo: exact for f32 values
+  __nv_bfloat16 w[2][kRowTile][kKTile + kPad];   // q (affine), w (bf16), or w hi + lo (split)
+  float x_sum[kSlotTile];                        // affine: per slot, the sum of its k tile's x (for the bias)
+  float scale[kRowTile], bias[kRowTile];         // affine: per weight row, the k tile's group scale and bias
+  int32_t slot[kSlotTile];
+};
+
+// A: 16 x 16 bf16 row-major at p (leading dimension ld elements); B: 16 x 8 with element (k, n) at p[n ld + k].
+// Fragment layouts of mma.m16n8k16 (PTX ISA): lane = 4 g + t.
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16* p, int ld, int g, int t) {
+  a[0] = *reinterpret_cast<const uint32_t*>(p + g * ld + 2 * t);
+  a[1] = *reinterpret_cast<const uint32_t*>(p + (g + 8) * ld + 2 * t);
+  a[2] = *reinterpret_cast<const uint32_t*>(p + g * ld + 2 * t + 8);
+  a[3] = *reinterpret_cast<const uint32_t*>(p + (g + 8) * ld + 2 * t + 8);
+}
+__device__ __forceinline__ void load_b(uint32_t (&b)[2], const __nv_bfloat16* p, int ld, int g, int t) {
+  b[0] = *reinterpret_cast<const uint32_t*>(p + g * ld + 2 * t);
+  b[1] = *reinterpret_cast<const uint32_t*>(p + g * ld + 2 * t + 8);
+}
+// c (16 x 8 f32: c[0..1] row g, columns 2t, 2t + 1; c[2..3] row g + 8) += a b.
+__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Level q of (r, c) of an affine weight (load_affine without the scale and bias).
+__device__ __forceinline__ uint32_t affine_level(const AffineWeight& w, int64_t r, int64_t c) {
+  const uint32_t* row = w.packed + r * (w.cols * w.bits / 32);
+  const int64_t bit = c * w.bits, word = bit >> 5;
+  const int off = static_cast<int>(bit & 31);
+  uint32_t q = row[word] >> off;
+  if (off + w.bits > 32) q |= row[word + 1] << (32 - off);
+  return q & ((1u << w.bits) - 1u);
+}
+
+// Rows [r0, r0 + kRowTile) x columns [k0, k0 + kKTile) of expert weight w into shared memory, in its Form. Affine
+// 4 / 8 bits: a thread per packed word; otherwise an element at a time.
+template <Form kForm>
+__device__ __forceinline__ void load_weight_tile(const DeviceWeight& w, int64_t r0, int64_t k0, GemmShared& sm) {
+  if constexpr (kForm == Form::affine) {
+    const AffineWeight& a = w.quant;
+    const int64_t groups = w.cols / a.group_size, g0 = k0 / a.group_size;
+    for (int rr = threadIdx.x; rr < kRowTile; rr += kGemmThreads) {
+      const int64_t r = r0 + rr;
+      sm.scale[rr] = r < w.rows ? load_scale(a.scales, r * groups + g0, a.scale_type) : 0.0f;
+      sm.bias[rr] = r < w.rows ? load_scale(a.biases, r * groups + g0, a.scale_type) : 0.0f;
+    }
+    if (a.bits == 4 || a.bits == 8) {
+      const int bits = a.bits, per_word = 32 / bits, words = kKTile / per_word;
+      const uint32_t mask = (1u << bits) - 1u;
+      const int64_t row_words = w.cols * bits / 32;
+      for (int i = threadIdx.x; i < kRowTile * words; i += kGemmThreads) {
+        const int rr = i / words, wi = i % words;
+        const int64_t r = r0 + rr;
+        const uint32_t word = r < w.rows ? a.packed[r * row_words + k0 * bits / 32 + wi] : 0u;
+        for (int j = 0; j < per_word; ++j)
+          sm.w[0][rr][wi * per_word + j] = __float2bfloat16(static_cast<float>((word >> (j * bits)) & mask));
+      }
+    } else {
+      for (int i = threadIdx.x; i < kRowTile * kKTile; i += kGemmThreads) {
+        const int rr = i / kKTile, kk = i % kKTile;
+        const int64_t r = r0 + rr;
+        sm.w[0][rr][kk] = __float2bfloat16(r < w.rows ? static_cast<float>(affine_level(a, r, k0 + kk)) : 0.0f);
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < kRowTile * kKTile; i += kGemmThreads) {
+      const int rr = i / kKTile, kk = i % kKTile;
+      const int64_t r = r0 + rr, c = k0 + kk;
+      const float v = r < w.rows && c < w.cols ? load_dense(w.dense, r * w.cols + c, w.type) : 0.0f;
+      const __nv_bfloat16 hi = __float2bfloat16(v);
+      sm.w[0][rr][kk] = hi;
+      if constexpr (kForm == Form::split) sm.w[1][rr][kk] = __float2bfloat16(v - __bfloat162float(hi));
+    }
+  }
+}
+
+// One block: the slots of tile blockIdx.y x weight rows [blockIdx.x kRowTile, +kRowTile). Warp w owns rows
+// [32 w, 32 w + 32) for all 32 slots: 2 x 4 tiles of m16n8.
+template <Form kForm>
+__global__ void __launch_bounds__(kGemmThreads) grouped_gemm_kernel(DeviceWeight w, const uint8_t* scratch,
+                                                                    GroupLayout l, const float* __restrict__ x,
+                                                                    int64_t x_div, float* __restrict__ y) {
+  const auto* n_tiles = reinterpret_cast<const int32_t*>(scratch);
+  if (static_cast<int32_t>(blockIdx.y) >= *n_tiles) return;
+  const GroupTile tile = reinterpret_cast<const GroupTile*>(scratch + l.tiles)[blockIdx.y];
+  const auto* order = reinterpret_cast<const int32_t*>(scratch + l.order);
+  __shared__ GemmShared sm;
+  const DeviceWeight we = select_expert(w, tile.expert);
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowTile, cols = w.cols;
+  if (threadIdx.x < kSlotTile) sm.slot[threadIdx.x] = threadIdx.x < tile.count ? order[tile.start + threadIdx.x] : -1;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  constexpr int ld = kKTile + kPad;
+  float acc[2][4][4] = {};
+  __syncthreads();
+  for (int64_t k0 = 0; k0 < cols; k0 += kKTile) {
+    // X: a warp per slot row, a lane per column (the affine x sum reduced over the warp in a fixed order).
+    for (int s = warp; s < kSlotTile; s += kGemmThreads / 32) {
+      const int32_t slot = sm.slot[s];
+      const int64_t c = k0 + lane;
+      const float v = slot >= 0 && c < cols ? x[(slot / x_div) * cols + c] : 0.0f;
+      const __nv_bfloat16 hi = __float2bfloat16(v);
+      const float r1 = v - __bfloat162float(hi);
+      const __nv_bfloat16 mid = __float2bfloat16(r1);
+      sm.x[0][s][lane] = hi, sm.x[1][s][lane] = mid, sm.x[2][s][lane] = __float2bfloat16(r1 - __bfloat162float(mid));
+      if constexpr (kForm == Form::affine) {
+        float sum = v;
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) sm.x_sum[s] = sum;
+      }
+    }
+    load_weight_tile<kForm>(we, r0, k0, sm);
+    __syncthreads();
+    float part[2][4][4] = {};  // affine: this k tile's sum x q, scaled below
+#pragma unroll
+    for (int kk = 0; kk < kKTile; kk += 16) {
+      uint32_t a[3][2][4], b[4][2], b_lo[4][2];
+#pragma unroll
+      for (int p = 0; p < 3; ++p)
+#pragma unroll
+        for (int m = 0; m < 2; ++m) load_a(a[p][m], &sm.x[p][m * 16][kk], ld, g, t);
+#pragma unroll
+      for (int n = 0; n < 4; ++n) {
+        load_b(b[n], &sm.w[0][warp * 32 + n * 8][kk], ld, g, t);
+        if constexpr (kForm == Form::split) load_b(b_lo[n], &sm.w[1][warp * 32 + n * 8][kk], ld, g, t);
+      }
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int n = 0; n < 4; ++n) {
+          float(&c)[4] = kForm == Form::affine ? part[m][n] : acc[m][n];
+          mma(c, a[0][m], b[n]), mma(c, a[1][m], b[n]), mma(c, a[2][m], b[n]);
+          if constexpr (kForm == Form::split) mma(c, a[0][m], b_lo[n]), mma(c, a[1][m], b_lo[n]);
+        }
+    }
+    if constexpr (kForm == Form::affine) {
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int n = 0; n < 4; ++n)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int row = m * 16 + g + (i >= 2 ? 8 : 0), col = warp * 32 + n * 8 + 2 * t + (i & 1);
+            acc[m][n][i] += sm.scale[col] * part[m][n][i] + sm.bias[col] * sm.x_sum[row];
+          }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int n = 0; n < 4; ++n)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = m * 16 + g + (i >= 2 ? 8 : 0);
+        const int64_t r = r0 + warp * 32 + n * 8 + 2 * t + (i & 1);
+        const int32_t slot = sm.slot[row];
+        if (slot >= 0 && r < w.rows) y[slot * w.rows + r] = acc[m][n][i] + (we.bias ? we.bias[r] : 0.0f);
+      }
+}
+
+}  // namespace
+
+bool matmul_grouped_supports(const DeviceWeight& w) {
+  return !w.affine || (w.quant.group_size % kKTile == 0 && w.cols % w.quant.group_size == 0);
+}
+
+uint64_t expert_groups_bytes(int64_t n_slots, int64_t n_experts) { return group_layout(n_slots, n_experts).bytes; }
+
+void group_slots(const int32_t* experts, int64_t n_slots, int64_t n_experts, void* groups, cudaStream_t stream) {
+  if (n_experts <= 0 || n_experts > kMaxGroupedExperts)
+    throw Error(ErrorKind::internal, "group_slots",
+                "expert count " + std::to_string(n_experts) + " outside [1, " + std::to_string(kMaxGroupedExperts) + "]");
+  const GroupLayout l = group_layout(n_slots, n_experts);
+  group_slots_kernel<<<1, kGroupThreads, static_cast<size_t>(n_experts) * 4, stream>>>(
+      experts, n_slots, static_cast<int>(n_experts), static_cast<uint8_t*>(groups), l);
+  lmlab::cuda::check_launch("group slots by expert");
+}
+
+void matmul_grouped(const GemvPart* parts, int n_parts, const void* groups, int64_t n_slots, int64_t n_experts,
+                    const float* x, int64_t x_div, cudaStream_t stream) {
+  const GroupLayout l = group_layout(n_slots, n_experts);
+  if (l.max_tiles > 65535)  // the grid's y dimension
+    throw Error(ErrorKind::invalid_input, "matmul_grouped",
+                std::to_string(n_slots) + " expert slots in one chunk: too many (lower --prefill-size)");
+  for (int p = 0; p < n_parts; ++p) {
+    const DeviceWeight& w = parts[p].w;
+    if (w.rows == 0 || n_slots == 0) continue;
+    const dim3 grid(static_cast<unsigned>((w.rows + kRowTile - 1) / kRowTile), static_cast<unsigned>(l.max_tiles));
+    const auto* g = static_cast<const uint8_t*>(groups);
+    if (!matmul_grouped_supports(w))
+      throw Error(ErrorKind::internal, "matmul_grouped", "affine group size " + std::to_string(w.quant.group_size) +
+                                                             " is not a multiple of " + std::to_string(kKTile));
+    if (w.affine) grouped_gemm_kernel<Form::affine><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+    else if (w.type == WeightType::bf16)
+      grouped_gemm_kernel<Form::bf16><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+    else grouped_gemm_kernel<Form::split><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+    lmlab::cuda::check_launch("grouped expert matmul");
+  }
+}
+
+}  // namespace lmlab::kernels::cuda
