@@ -39,14 +39,15 @@ int32_t argmax(std::span<const float> v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-// Prefill of `prompt` (all logits), then `steps` greedy decode steps: every logit of the streamed model equals the
-// resident one's bitwise.
-void expect_bit_identical(const Model& resident, const Model& streamed, std::span<const int32_t> prompt, int steps) {
+// Prefill of `prompt` (all logits, or the last token's: then a streamed prompt of several chunks runs layer-major),
+// then `steps` greedy decode steps: every logit of the streamed model equals the resident one's bitwise.
+void expect_bit_identical(const Model& resident, const Model& streamed, std::span<const int32_t> prompt, int steps,
+                          bool all_logits = true) {
   auto a = resident.new_session();
   auto b = streamed.new_session();
-  auto la = a->append(prompt, true);
+  auto la = a->append(prompt, all_logits);
   std::vector<float> want(la.begin(), la.end());
-  auto lb = b->append(prompt, true);
+  auto lb = b->append(prompt, all_logits);
   ASSERT_EQ(lb.size(), want.size());
   ASSERT_EQ(std::memcmp(lb.data(), want.data(), want.size() * sizeof(float)), 0) << "prefill logits differ";
   int32_t next = argmax(std::span<const float>(want).subspan(want.size() - resident.info().vocab));
@@ -93,6 +94,30 @@ TEST_P(CudaStreaming, LogitsBitIdenticalToTheResidentModel) {
   EXPECT_LT(c.stream.device_expert_cache_bytes, expert_tensor_bytes(copy.dir()))
       << "the VRAM cache must be smaller than the experts for this test to mean something";
   EXPECT_EQ(resident->counters().stream.ssd_bytes_read_total, 0u);
+}
+
+// Only the last logits wanted: the streamed prompt runs layer by layer (every chunk of a layer, then the next layer)
+// and still gives the resident chunk-by-chunk prefill's logits bit for bit, reading each layer's experts from the
+// SSD at most once per prompt (chunk by chunk, each of the 7 chunks of the longest prompt could read them again).
+TEST_P(CudaStreaming, LayerMajorPrefillIsBitIdenticalAndReadsEachExpertAtMostOnce) {
+  const std::string name = GetParam();
+  test::DiskModelCopy copy(name);
+  auto resident = Model::load(copy.dir(), cuda_options(false, 0, 16));
+  auto streamed = Model::load(copy.dir(), cuda_options(true, 0, 16));
+  ASSERT_EQ(streamed->impl().backend->prompt_span(16, false) > 16, true) << "layer-major prefill is not on";
+  SafetensorsFile golden(test::golden_path(name));
+  const auto prompts = test::golden_prompts(golden);
+  const uint64_t experts = expert_tensor_bytes(copy.dir());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SCOPED_TRACE(name + " prompt_" + std::to_string(i) + " (" + std::to_string(prompts[i].size()) + " tokens)");
+    const uint64_t before = streamed->counters().stream.ssd_bytes_read_total;
+    {
+      auto b = streamed->new_session();
+      b->append(prompts[i]);
+    }
+    EXPECT_LE(streamed->counters().stream.ssd_bytes_read_total - before, experts);
+    expect_bit_identical(*resident, *streamed, prompts[i], 4, false);
+  }
 }
 
 TEST_P(CudaStreaming, GoldenChecksPass) {

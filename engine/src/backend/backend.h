@@ -48,6 +48,10 @@ class Backend {
   virtual void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                        std::vector<float>& logits) const = 0;
 
+  // Prompt tokens Session::append hands to one forward() call (prefill_size: chunks of the option's size). A
+  // backend may take more and split them itself (CudaBackend with streamed experts: layer by layer over the prompt).
+  virtual int64_t prompt_span(int64_t prefill_size, bool /*all_logits*/) const { return prefill_size; }
+
   // Several sequences in one step (continuous batching): logits [steps, vocab], each sequence's last token.
   // The default runs them one after another (a backend without a batched path: same results, no sharing of
   // weight reads); the CPU backend reads each weight matrix once for all of them.

@@ -8,6 +8,9 @@
 // LMLAB_GROUPED_EXPERTS=0 sends MoE prefill chunks back to the gathered GEMV (likewise).
 // --stream-experts: the routed experts live in a VRAM cache filled from the SSD (cuda/device_expert_cache.h); each
 // MoE layer brings its routed ids to the host (one synchronisation per MoE layer), so decode runs without a graph.
+// A prompt longer than one chunk goes through layer by layer (every chunk of layer l, then layer l + 1: the layer's
+// experts are read from the SSD once per prompt instead of once per chunk, which made 40K-token prompts read the
+// whole model ~80 times); its activations for the whole prompt stay on the device meanwhile (2 x n x hidden floats).
 #include "cuda/cuda_backend.h"
 
 #include <fmt/format.h>
@@ -89,6 +92,9 @@ class CudaBackend final : public Backend {
     ensure_scratch(decode_, 1);
     ensure_scratch(chunk_, o.prefill_size);
     n_dev_ = o.gpu_layers > 0 ? std::min<int64_t>(o.gpu_layers, s_.n_layers) : plan_layers(o, ctx);
+    prefill_size_ = o.prefill_size;
+    layer_major_ = experts_ && n_dev_ == s_.n_layers &&
+                   std::none_of(s_.layers.begin(), s_.layers.end(), [](const LayerSpec& l) { return l.window > 0; });
     w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_, experts_.get());
   }
   ~CudaBackend() override {
@@ -130,6 +136,11 @@ class CudaBackend final : public Backend {
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                std::vector<float>& logits) const override;
 
+  int64_t prompt_span(int64_t prefill_size, bool all_logits) const override {
+    if (!layer_major_ || all_logits) return prefill_size;
+    return std::max(prefill_size, kLayerMajorActivationBytes / (2 * s_.hidden * 4));
+  }
+
  private:
   int64_t plan_layers(const ModelOptions& o, int64_t ctx);
   void ensure_scratch(Scratch& sc, int64_t n) const;
@@ -141,6 +152,9 @@ class CudaBackend final : public Backend {
   void moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const;
   const int32_t* stream_in(Scratch& sc, int64_t l, int64_t n) const;
   void replay_decode(Scratch& sc, KvSequence& cache) const;
+  void forward_layer_major(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache,
+                           std::vector<float>& logits) const;
+  static constexpr int64_t kLayerMajorActivationBytes = int64_t{2} << 30;  // bounds a layer-major span
   void norm(const DeviceBuffer& w, float* x, float* y, int64_t rows, int64_t dim) const {
     kc::rmsnorm(x, w.get<float>(), y, rows, dim, s_.norm_eps, stream_);
   }
@@ -156,7 +170,12 @@ class CudaBackend final : public Backend {
   const Transformer& t_;
   const ModelSpec& s_;
   int64_t n_dev_ = 0, max_blocks_ = 0;
-  int64_t route_ids_ = 0;  // the values a MoE step's expert index takes: experts, or VRAM cache slots when streaming
+  int64_t route_ids_ = 0;
+  int64_t prefill_size_ = 0;
+  // Streamed experts, all layers on the GPU, no sliding windows (a window would release blocks an earlier chunk of
+  // the next layer still needs): prompts run layer-major (forward_layer_major).
+  bool layer_major_ = false;
+  mutable bool in_layer_major_ = false;  // no next-layer read-ahead then: every chunk of this layer comes first  // the values a MoE step's expert index takes: experts, or VRAM cache slots when streaming
   GpuLayerPlan plan_;  // what --gpu-layers 0 decided (empty when given)
   bool graphs_ = true;
   bool grouped_experts_ = true;  // LMLAB_GROUPED_EXPERTS=0: MoE chunks on the gathered GEMV (to measure the GEMM)
@@ -295,7 +314,7 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
 const int32_t* CudaBackend::stream_in(Scratch& sc, int64_t l, int64_t n) const {
   const int64_t slots = n * s_.top_k;
   const ExpertStreamer& es = *t_.streamer();
-  int32_t next = es.options().expert_predict_next ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
+  int32_t next = es.options().expert_predict_next && !in_layer_major_ ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
   if (next >= n_dev_) next = -1;  // a layer on the CPU predicts for itself
   if (next >= 0) {
     linear(sc, w_.layers[next].router, sc.h.get<float>(), sc.router.get<float>(), n);  // this layer's logits are used
@@ -401,6 +420,7 @@ void CudaBackend::forward(std::span<const int32_t> tokens, int64_t pos0, KvSeque
     if (id < 0 || id >= s_.vocab)
       throw Error(ErrorKind::invalid_input, "tokens",
                   fmt::format("token id {} is outside the vocabulary [0, {})", id, s_.vocab));
+  if (n > prefill_size_ && layer_major_ && !all_logits) return forward_layer_major(tokens, pos0, cache, logits);
   Scratch& sc = n == 1 ? decode_ : chunk_;
   ensure_scratch(sc, n);
   std::vector<int32_t> positions(n);
@@ -426,6 +446,60 @@ void CudaBackend::forward(std::span<const int32_t> tokens, int64_t pos0, KvSeque
     return;
   }
   logits.resize(static_cast<size_t>(n_out * s_.vocab));
+  check(cudaMemcpyAsync(logits.data(), sc.logits.get(), logits.size() * 4, cudaMemcpyDeviceToHost, stream_), "logits");
+  check(cudaStreamSynchronize(stream_), "forward");
+}
+
+// A prompt of more than one chunk with streamed experts: each layer runs over every chunk before the next layer
+// starts. Per chunk it is run_device's work on the same rows (the chunk's x and h copied into the chunk scratch and
+// back), so the logits equal the chunk-by-chunk forward's bit for bit; only the order of the SSD reads changes.
+void CudaBackend::forward_layer_major(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache,
+                                      std::vector<float>& logits) const {
+  const int64_t n = static_cast<int64_t>(tokens.size()), H = s_.hidden, chunk = prefill_size_;
+  Scratch& sc = chunk_;
+  ensure_scratch(sc, chunk);
+  DeviceBuffer xs(*alloc_, n * H * 4, "layer-major activations"), hs(*alloc_, n * H * 4, "layer-major activations");
+  std::vector<int32_t> positions(n);
+  for (int64_t t = 0; t < n; ++t) positions[t] = static_cast<int32_t>(pos0 + t);
+  for (int64_t l = 0; l < n_dev_; ++l) device_kv(cache, l).grow(n, stream_);
+  float *x = sc.x.get<float>(), *h = sc.h.get<float>();
+  auto rows = [&](float* dst, const float* src, int64_t m, const char* what) {
+    check(cudaMemcpyAsync(dst, src, m * H * 4, cudaMemcpyDeviceToDevice, stream_), what);
+  };
+  // Chunk c's tokens and positions into the scratch (pageable sources: staged before the call returns).
+  auto stage = [&](int64_t off, int64_t m, bool with_tokens) {
+    if (with_tokens)
+      check(cudaMemcpyAsync(sc.tokens.get(), tokens.data() + off, m * 4, cudaMemcpyHostToDevice, stream_), "tokens");
+    check(cudaMemcpyAsync(sc.positions.get(), positions.data() + off, m * 4, cudaMemcpyHostToDevice, stream_),
+          "positions");
+  };
+  in_layer_major_ = true;
+  try {
+    for (int64_t off = 0; off < n; off += chunk) {
+      const int64_t m = std::min(chunk, n - off);
+      stage(off, m, true);
+      kc::embed_rows(w_.embed.w, sc.tokens.get<int32_t>(), m, s_.embed_scale, x, stream_);
+      norm(w_.layers[0].attn_norm, x, h, m, H);
+      rows(xs.get<float>() + off * H, x, m, "activations"), rows(hs.get<float>() + off * H, h, m, "activations");
+    }
+    for (int64_t l = 0; l < n_dev_; ++l)
+      for (int64_t off = 0; off < n; off += chunk) {
+        const int64_t m = std::min(chunk, n - off);
+        stage(off, m, false);
+        rows(x, xs.get<float>() + off * H, m, "activations"), rows(h, hs.get<float>() + off * H, m, "activations");
+        layer(sc, l, m, pos0 + off + m, cache);
+        rows(xs.get<float>() + off * H, x, m, "activations"), rows(hs.get<float>() + off * H, h, m, "activations");
+      }
+  } catch (...) {
+    in_layer_major_ = false;
+    throw;
+  }
+  in_layer_major_ = false;
+  // h holds the last chunk's final norm; the head on its last row.
+  const int64_t last = (n - 1) % chunk;
+  linear(sc, w_.lm_head, h + last * H, sc.logits.get<float>(), 1);
+  if (s_.final_softcap > 0) kc::softcap(sc.logits.get<float>(), s_.vocab, s_.final_softcap, stream_);
+  logits.resize(static_cast<size_t>(s_.vocab));
   check(cudaMemcpyAsync(logits.data(), sc.logits.get(), logits.size() * 4, cudaMemcpyDeviceToHost, stream_), "logits");
   check(cudaStreamSynchronize(stream_), "forward");
 }

@@ -201,7 +201,7 @@ std::span<const float> Session::append(std::span<const int32_t> tokens, bool all
   check_append(tokens);
   const auto& impl = model_->impl();
   const int64_t n = static_cast<int64_t>(tokens.size()), vocab = impl.info.vocab;
-  const int64_t chunk = impl.options.prefill_size;
+  const int64_t chunk = impl.backend->prompt_span(impl.options.prefill_size, all_logits);
   auto& st = *state_;
   st.logits.clear();
   const int64_t start = n_past();

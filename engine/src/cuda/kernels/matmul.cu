@@ -105,20 +105,74 @@ void check_cublas(cublasStatus_t s, const char* what) {
     throw Error(ErrorKind::internal, std::string("cublas: ") + what, lmlab::cuda::cublas().status_string(s));
 }
 
-// Rows of an affine weight per dequantized pass: the pass holds hi and lo bf16 of each weight (4 bytes).
+// Rows of an affine weight per dequantized pass: the pass holds hi and lo bf16 of each weight (4 bytes). A multiple
+// of 128 rows, so every pass's Y columns start 16-byte aligned (cuBLAS fell back to a pre-Hopper kernel for
+// qwen3-8b's down projection, whose 1,365-row passes were not: 39% of the prefill).
 constexpr uint64_t kAffinePassBytes = uint64_t{64} << 20;
 int64_t affine_pass_rows(int64_t rows, int64_t cols) {
-  return std::max<int64_t>(1, std::min<int64_t>(rows, static_cast<int64_t>(kAffinePassBytes / (4 * cols))));
+  const int64_t fit = static_cast<int64_t>(kAffinePassBytes / (4 * cols));
+  return fit >= rows ? rows : std::max<int64_t>(std::min<int64_t>(rows, 128), fit / 128 * 128);
 }
 
-// Rows [r0, r0 + n_rows) of an affine weight as bf16 hi + lo ([n_rows, cols] each).
+__device__ __forceinline__ uint32_t split_pair(float a, float b, uint32_t& lo) {
+  const __nv_bfloat16 ha = __float2bfloat16(a), hb = __float2bfloat16(b);
+  lo = __bfloat16_as_ushort(__float2bfloat16(a - __bfloat162float(ha))) |
+       static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16(b - __bfloat162float(hb)))) << 16;
+  return __bfloat16_as_ushort(ha) | static_cast<uint32_t>(__bfloat16_as_ushort(hb)) << 16;
+}
+
+// Rows [r0, r0 + n_rows) of an affine weight as bf16 hi + lo ([n_rows, cols] each). 4 and 8 bits: a thread per
+// packed word, its 8 / 4 values written as one 16 / 8-byte store per part (an element per thread reached ~0.5 TB/s
+// of writes: 31% of qwen3-8b's prefill); other widths an element per thread.
+template <int kBits>
 __global__ void dequant_split_kernel(DeviceWeight w, int64_t r0, int64_t n_rows, uint16_t* hi, uint16_t* lo) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n_rows * w.cols) return;
-  const float v = load_weight(w, r0 + i / w.cols, i % w.cols);
-  const __nv_bfloat16 h = __float2bfloat16(v);
-  hi[i] = __bfloat16_as_ushort(h);
-  lo[i] = __bfloat16_as_ushort(__float2bfloat16(v - __bfloat162float(h)));
+  if constexpr (kBits == 4 || kBits == 8) {
+    constexpr int kPer = 32 / kBits;
+    const int64_t row_words = w.cols / kPer;
+    if (i >= n_rows * row_words) return;
+    const int64_t r = r0 + i / row_words, c0 = i % row_words * kPer;
+    const AffineWeight& a = w.quant;
+    const uint32_t word = a.packed[r * row_words + c0 / kPer];
+    const int64_t g = r * (w.cols / a.group_size) + c0 / a.group_size;
+    const float s = load_scale(a.scales, g, a.scale_type), b = load_scale(a.biases, g, a.scale_type);
+    uint32_t h[kPer / 2], l[kPer / 2];
+#pragma unroll
+    for (int j = 0; j < kPer; j += 2) {
+      const float v0 = s * static_cast<float>((word >> (j * kBits)) & ((1u << kBits) - 1u)) + b;  // as load_affine
+      const float v1 = s * static_cast<float>((word >> ((j + 1) * kBits)) & ((1u << kBits) - 1u)) + b;
+      h[j / 2] = split_pair(v0, v1, l[j / 2]);
+    }
+    const int64_t at = (r - r0) * w.cols + c0;
+    if constexpr (kBits == 4) {
+      *reinterpret_cast<uint4*>(hi + at) = make_uint4(h[0], h[1], h[2], h[3]);
+      *reinterpret_cast<uint4*>(lo + at) = make_uint4(l[0], l[1], l[2], l[3]);
+    } else {
+      *reinterpret_cast<uint2*>(hi + at) = make_uint2(h[0], h[1]);
+      *reinterpret_cast<uint2*>(lo + at) = make_uint2(l[0], l[1]);
+    }
+  } else {
+    if (i >= n_rows * w.cols) return;
+    const float v = load_weight(w, r0 + i / w.cols, i % w.cols);
+    const __nv_bfloat16 h = __float2bfloat16(v);
+    hi[i] = __bfloat16_as_ushort(h);
+    lo[i] = __bfloat16_as_ushort(__float2bfloat16(v - __bfloat162float(h)));
+  }
+}
+
+// Launches the dequantizing split for rows [r0, r0 + rows): the word path when the rows are whole words that
+// start 16-byte aligned in the pass (cols a multiple of 8, always so for MLX group sizes).
+void dequant_split(const DeviceWeight& w, int64_t r0, int64_t rows, uint16_t* hi, uint16_t* lo, cudaStream_t stream) {
+  const int bits = w.quant.bits;
+  if ((bits == 4 || bits == 8) && w.cols % 8 == 0 && w.cols % w.quant.group_size == 0 &&
+      w.quant.group_size % (32 / bits) == 0) {
+    const int64_t words = rows * w.cols / (32 / bits);
+    if (bits == 4) dequant_split_kernel<4><<<blocks_of(words, 256), 256, 0, stream>>>(w, r0, rows, hi, lo);
+    else dequant_split_kernel<8><<<blocks_of(words, 256), 256, 0, stream>>>(w, r0, rows, hi, lo);
+  } else {
+    dequant_split_kernel<0><<<blocks_of(rows * w.cols, 256), 256, 0, stream>>>(w, r0, rows, hi, lo);
+  }
+  lmlab::cuda::check_launch("matmul (dequantize affine rows)");
 }
 
 // Y[:, r0 .. r0 + m) (+)= A[m, k] . B^T[k, n] with A, B 16-bit of type t, Y f32 [n, ldy] (column-major [ldy, n]).
@@ -181,8 +235,7 @@ void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* sc
       uint16_t* w_lo = w_hi + pass * k;
       for (int64_t r0 = 0; r0 < m; r0 += pass) {
         const int64_t rows = std::min(pass, m - r0);
-        dequant_split_kernel<<<blocks_of(rows * k, 256), 256, 0, stream>>>(w, r0, rows, w_hi, w_lo);
-        lmlab::cuda::check_launch("matmul (dequantize affine rows)");
+        dequant_split(w, r0, rows, w_hi, w_lo, stream);
         gemm16(h, w_hi, x_hi, t, y + r0, rows, n, k, m, false, "gemm (W hi, X hi)");
         gemm16(h, w_hi, x_lo, t, y + r0, rows, n, k, m, true, "gemm (W hi, X lo)");
         gemm16(h, w_lo, x_hi, t, y + r0, rows, n, k, m, true, "gemm (W lo, X hi)");
