@@ -131,6 +131,18 @@ __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// Calls f(m, n, i, row, col) for each accumulator element of a lane: element i of tile (m, n) is the block's slot row
+// `row` and weight row `col` (the m16n8 C layout above; warp w owns weight rows [32 w, 32 w + 32)).
+template <class F>
+__device__ __forceinline__ void for_each_acc(int warp, int g, int t, F&& f) {
+#pragma unroll
+  for (int m = 0; m < 2; ++m)
+#pragma unroll
+    for (int n = 0; n < 4; ++n)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) f(m, n, i, m * 16 + g + (i >= 2 ? 8 : 0), warp * 32 + n * 8 + 2 * t + (i & 1));
+}
+
 // Level q of (r, c) of an affine weight (load_affine without the scale and bias).
 __device__ __forceinline__ uint32_t affine_level(const AffineWeight& w, int64_t r, int64_t c) {
   const uint32_t* row = w.packed + r * (w.cols * w.bits / 32);
@@ -241,30 +253,17 @@ __global__ void __launch_bounds__(kGemmThreads) grouped_gemm_kernel(DeviceWeight
           if constexpr (kForm == Form::split) mma(c, a[0][m], b_lo[n]), mma(c, a[1][m], b_lo[n]);
         }
     }
-    if constexpr (kForm == Form::affine) {
-#pragma unroll
-      for (int m = 0; m < 2; ++m)
-#pragma unroll
-        for (int n = 0; n < 4; ++n)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int row = m * 16 + g + (i >= 2 ? 8 : 0), col = warp * 32 + n * 8 + 2 * t + (i & 1);
-            acc[m][n][i] += sm.scale[col] * part[m][n][i] + sm.bias[col] * sm.x_sum[row];
-          }
-    }
+    if constexpr (kForm == Form::affine)
+      for_each_acc(warp, g, t, [&](int m, int n, int i, int row, int col) {
+        acc[m][n][i] += sm.scale[col] * part[m][n][i] + sm.bias[col] * sm.x_sum[row];
+      });
     __syncthreads();
   }
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int n = 0; n < 4; ++n)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = m * 16 + g + (i >= 2 ? 8 : 0);
-        const int64_t r = r0 + warp * 32 + n * 8 + 2 * t + (i & 1);
-        const int32_t slot = sm.slot[row];
-        if (slot >= 0 && r < w.rows) y[slot * w.rows + r] = acc[m][n][i] + (we.bias ? we.bias[r] : 0.0f);
-      }
+  for_each_acc(warp, g, t, [&](int m, int n, int i, int row, int col) {
+    const int64_t r = r0 + col;
+    const int32_t slot = sm.slot[row];
+    if (slot >= 0 && r < w.rows) y[slot * w.rows + r] = acc[m][n][i] + (we.bias ? we.bias[r] : 0.0f);
+  });
 }
 
 }  // namespace

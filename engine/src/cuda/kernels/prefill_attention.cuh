@@ -53,11 +53,13 @@ struct Tiles {
   __half *k_hi, *k_lo, *v_hi, *v_lo;
 };
 
-// Shared memory of a block of `rows` query rows (offsets in bytes, 128-byte aligned: wmma wants 32).
+// Shared memory of a block of `rows` query rows (offsets in bytes, 128-byte aligned: wmma wants 32). With
+// q_in_registers the split query is only staged there, over S and P (each warp then keeps its 16 rows as
+// fragments): 34 KB less, so two blocks of 64 rows fit on an SM with the f16 cache (~103 KB each, was ~137 KB).
 struct Smem {
   int half_ld, p_ld, s_ld, o_ld;
   unsigned q_hi, q_lo, k_hi, k_lo, v_hi, v_lo, s, p_hi, p_lo, o, rows_f32, row_pos, row_lo, bytes;
-  __host__ __device__ Smem(int rows, int head_dim, bool lo) {
+  __host__ __device__ Smem(int rows, int head_dim, bool lo, bool q_in_registers) {
     half_ld = head_dim + kHalfPad, p_ld = kTile + kHalfPad, s_ld = kTile + kFloatPad, o_ld = head_dim + kFloatPad;
     unsigned at = 0;
     auto take = [&](unsigned b) {
@@ -65,12 +67,14 @@ struct Smem {
       at += (b + 127) / 128 * 128;
       return here;
     };
-    q_hi = take(rows * half_ld * 2), q_lo = take(rows * half_ld * 2);
+    const unsigned q_part = rows * half_ld * 2;
+    if (!q_in_registers) q_hi = take(q_part), q_lo = take(q_part);
     const unsigned tile = kTile * half_ld * 2;
     k_hi = take(tile), k_lo = lo ? take(tile) : 0, v_hi = take(tile), v_lo = lo ? take(tile) : 0;
     rows_f32 = k_hi;  // f32 rows [rows][head_dim] for the rotations, over the tiles (>= 2 x 64 x half_ld x 2 bytes)
     s = take(rows * s_ld * 4);
     p_hi = take(rows * p_ld * 2), p_lo = take(rows * p_ld * 2);
+    if (q_in_registers) q_hi = s, q_lo = s + q_part;  // fits: 2 x 64 x (128 + 8) x 2 <= S + P for head_dim <= 128
     o = take(rows * o_ld * 4);
     row_pos = take(rows * 8), row_lo = take(rows * 8);
     bytes = at;
@@ -83,11 +87,15 @@ __device__ __forceinline__ void split(float x, __half* hi, __half* lo) {
   *lo = __float2half_rn(x - __half2float(h));
 }
 
-// ROWS query rows per block, 16 per warp.
+// ROWS query rows per block, 16 per warp. 64 rows (head_dim <= 128): the query's fragments live in registers.
+template <int ROWS>
+inline constexpr bool kQInRegisters = ROWS == 64;
+inline constexpr int kMaxRegisterKSteps = 128 / 16;
+
 template <int ROWS, class Source>
-__global__ void __launch_bounds__(ROWS * 2) kernel(Params a, Source src) {
+__global__ void __launch_bounds__(ROWS * 2, kQInRegisters<ROWS> ? 2 : 1) kernel(Params a, Source src) {
   extern __shared__ __align__(128) unsigned char smem[];
-  const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo);
+  const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo, kQInRegisters<ROWS>);
   __half* q_hi = reinterpret_cast<__half*>(smem + L.q_hi);
   __half* q_lo = reinterpret_cast<__half*>(smem + L.q_lo);
   const Tiles tiles{reinterpret_cast<__half*>(smem + L.k_hi),
@@ -143,6 +151,18 @@ __global__ void __launch_bounds__(ROWS * 2) kernel(Params a, Source src) {
 
   using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major>;
   using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+  // The warp's 16 query rows as fragments, loaded before the first tile's S overwrites their staging (every warp
+  // passes the __syncthreads after the first stage() before any warp stores S).
+  constexpr int kQSteps = kQInRegisters<ROWS> ? kMaxRegisterKSteps : 1;
+  FragA qf_hi[kQSteps], qf_lo[kQSteps];
+  if constexpr (kQInRegisters<ROWS>) {
+#pragma unroll
+    for (int ks = 0; ks < kQSteps; ++ks)
+      if (ks * 16 < D) {
+        wmma::load_matrix_sync(qf_hi[ks], q_hi + warp * 16 * L.half_ld + ks * 16, L.half_ld);
+        wmma::load_matrix_sync(qf_lo[ks], q_lo + warp * 16 * L.half_ld + ks * 16, L.half_ld);
+      }
+  }
   for (int64_t j0 = j_lo; j0 <= j_hi; j0 += kTile) {
     src.stage(j0, j_hi, kh, tiles, L.half_ld);
     __syncthreads();
@@ -152,17 +172,26 @@ __global__ void __launch_bounds__(ROWS * 2) kernel(Params a, Source src) {
       for (int c = 0; c < kTile / 16; ++c) {
         FragAcc acc;
         wmma::fill_fragment(acc, 0.0f);
-        for (int64_t kk = 0; kk < D; kk += 16) {
-          FragA qh, ql;
+        auto qk_step = [&](const FragA& qh, const FragA& ql, int64_t kk) {
           wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> kb;
-          wmma::load_matrix_sync(qh, q_hi + warp * 16 * L.half_ld + kk, L.half_ld);
-          wmma::load_matrix_sync(ql, q_lo + warp * 16 * L.half_ld + kk, L.half_ld);
           wmma::load_matrix_sync(kb, tiles.k_hi + c * 16 * L.half_ld + kk, L.half_ld);
           wmma::mma_sync(acc, qh, kb, acc);
           wmma::mma_sync(acc, ql, kb, acc);
           if constexpr (Source::kLo) {
             wmma::load_matrix_sync(kb, tiles.k_lo + c * 16 * L.half_ld + kk, L.half_ld);
             wmma::mma_sync(acc, qh, kb, acc);
+          }
+        };
+        if constexpr (kQInRegisters<ROWS>) {
+#pragma unroll
+          for (int ks = 0; ks < kQSteps; ++ks)
+            if (ks * 16 < D) qk_step(qf_hi[ks], qf_lo[ks], ks * 16);
+        } else {
+          for (int64_t kk = 0; kk < D; kk += 16) {
+            FragA qh, ql;
+            wmma::load_matrix_sync(qh, q_hi + warp * 16 * L.half_ld + kk, L.half_ld);
+            wmma::load_matrix_sync(ql, q_lo + warp * 16 * L.half_ld + kk, L.half_ld);
+            qk_step(qh, ql, kk);
           }
         }
         wmma::store_matrix_sync(sw + c * 16, acc, L.s_ld, wmma::mem_row_major);
@@ -255,7 +284,7 @@ void opt_in_shared_memory(unsigned bytes) {
 
 template <int ROWS, class Source>
 void launch_rows(Params a, const Source& src, cudaStream_t stream) {
-  const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo);
+  const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo, kQInRegisters<ROWS>);
   opt_in_shared_memory<ROWS, Source>(L.bytes);
   a.queries_per_block = ROWS / a.group;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
