@@ -47,7 +47,7 @@ for step in "$@"; do
         --tokenizer-from "$(dirname "$(ls "$fixdir"/models/*/tokenizer.json | head -1)")" --vocab 151936
       "$here/lmlab" iobench --file "$(ls -S "$dir"/*.safetensors | head -1)" 2>&1 | tee "$out/iobench.txt" | tail -3
       timeout "${SWIFT_TIMEOUT:-540}" "$here/lmlab" bench "$here/../scenarios/swiftlm-cuda.json" --model "$dir" \
-        --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" \
+        --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" --host "${HOST_LABEL:-h200}" \
         ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tail -20
       "$here/lmlab" report --db "$out/lmlab.db" --format csv --out "$out/samples.csv"  # decode SSD bytes, drive bps
       "$here/lmlab" report --db "$out/lmlab.db" --format md --out-dir "$out" && "$here/lmlab" report --db "$out/lmlab.db" --no-color
