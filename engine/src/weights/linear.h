@@ -62,7 +62,10 @@ std::unique_ptr<Linear> load_linear(const WeightStore& store, const std::string&
 // w [out, in] dense f32/f16/bf16, or an MLX affine weight (kernels/matmul_affine.h). bias: [out] or empty.
 std::unique_ptr<Linear> make_dense_linear(int64_t out, int64_t in, kernels::WeightType type, const uint8_t* w,
                                           std::vector<float> bias);
-std::unique_ptr<Linear> make_affine_linear(const kernels::AffineWeight& w, std::vector<float> bias);
+// resident: the bytes live as long as the model (the mapped file), so decode may repack them into panels once;
+// false for streamed experts.
+std::unique_ptr<Linear> make_affine_linear(const kernels::AffineWeight& w, std::vector<float> bias,
+                                           bool resident = false);
 
 // A small vector (norm weight, bias) as f32, plus `offset` (gemma's (1 + w)), checked to have `n` values.
 std::vector<float> load_vector_f32(const WeightStore& store, const std::string& name, int64_t n, float offset = 0.0f);
