@@ -43,6 +43,9 @@ class Linear {
   // by the kernel a single decode token takes, so that a row batched with others gets what it gets alone
   // (bit for bit where that kernel treats tokens independently, as the integer affine kernel does).
   virtual void forward_decode(const float* x, float* y, int64_t n) const { forward(x, y, n); }
+  // Lays the weight out for the CPU decode kernel now rather than on the first decode call (the CPU backend calls
+  // it at load; idempotent, thread-safe). Only 4-bit affine weights have anything to do (linear_affine.cpp).
+  virtual void prepare_decode() const {}
   // Row r of W as f32 [in]: embedding lookup through a (possibly tied, possibly quantized) matrix.
   virtual void dequantize_row(int64_t r, float* out) const = 0;
   virtual uint64_t weight_bytes() const = 0;

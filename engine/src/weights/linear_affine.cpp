@@ -10,8 +10,8 @@
 // x kept to 2^-16); other widths the fused f32 kernel (kernels/matmul_affine.h), whose dequantized tiles are
 // reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
 // Resident matrices (load_linear's, not streamed experts') that take the int8 kernel are repacked into 16-row
-// panels (kernels/affine_panels.h) on their first integer call, so a model run on another backend never pays for
-// it; the stored view stays for prefill, dequantize_row and stored() (the CUDA upload), so the panels cost their
+// panels (kernels/affine_panels.h) when the CPU backend is made (prepare_decode), else on their first integer
+// call, so a model run on another backend never pays for it; the stored view stays for prefill, dequantize_row and stored() (the CUDA upload), so the panels cost their
 // own size in memory once decode has run (docs/quantization.md). Streamed experts keep the row-layout kernel:
 // they are read at runtime and a repack per read would be a second copy of each read.
 #include <fmt/format.h>
@@ -71,6 +71,10 @@ class AffineLinear final : public Linear {
   // Not the prefill GEMM either, for the same reason.
   void forward_decode(const float* x, float* y, int64_t n) const override { multiply(x, y, n, integer_, false); }
 
+  void prepare_decode() const override {
+    if (repack_) std::call_once(repacked_, [this] { panels_ = kernels::repack_affine_panels(w_); });
+  }
+
   void dequantize_row(int64_t r, float* out) const override { kernels::ref::dequantize_affine_row(w_, r, out); }
 
   uint64_t weight_bytes() const override { return w_.bytes(); }
@@ -81,7 +85,7 @@ class AffineLinear final : public Linear {
   void multiply(const float* x, float* y, int64_t n, bool integer, bool prefill) const {
     const kernels::MatmulAffineArgs a{w_, x, y, n};
     if (integer && int8_ && repack_) {
-      std::call_once(repacked_, [this] { panels_ = kernels::repack_affine_panels(w_); });
+      prepare_decode();
       kernels::cpu::matmul_affine_int8_panels(panels_, x, y, n);
     } else if (integer && int8_) kernels::cpu::matmul_affine_int8(a);
     else if (integer) kernels::matmul_affine_int(a);
