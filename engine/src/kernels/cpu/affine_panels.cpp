@@ -27,8 +27,8 @@ AffinePanels repack_affine_panels(const AffineWeight& w) {
   ThreadPool::global().parallel_for(p.panels, [&](int64_t p0, int64_t p1) {
     for (int64_t pi = p0; pi < p1; ++pi) {
       uint8_t* dst = p.data.get() + pi * p.panel_bytes();
-      std::memset(dst, 0, static_cast<size_t>(p.panel_bytes()));  // the last panel's missing rows stay zero
       const int64_t nr = std::min(kPanelRows, w.rows - pi * kPanelRows);
+      if (nr < kPanelRows) std::memset(dst, 0, static_cast<size_t>(p.panel_bytes()));  // missing rows are zero
       for (int64_t l = 0; l < nr; ++l) {
         const int64_t r = pi * kPanelRows + l;
         const uint32_t* row = w.packed + r * wpr;
