@@ -38,7 +38,9 @@ struct AffinePanels {
   int64_t scale_bytes() const { return scale_type == ScaleType::f32 ? 4 : 2; }
   int64_t words_offset() const { return 2 * kPanelRows * scale_bytes(); }  // within a record
   int64_t panel_bytes() const { return groups * record_bytes; }
-  const uint8_t* record(int64_t panel, int64_t g) const { return data.get() + panel * panel_bytes() + g * record_bytes; }
+  const uint8_t* record(int64_t panel, int64_t g) const {
+    return data.get() + panel * panel_bytes() + g * record_bytes;
+  }
   uint64_t bytes() const { return static_cast<uint64_t>(panels * panel_bytes()); }
 };
 

@@ -11,9 +11,9 @@
 // reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
 // Resident matrices (load_linear's, not streamed experts') that take the int8 kernel are repacked into 16-row
 // panels (kernels/affine_panels.h) when the CPU backend is made (prepare_decode), else on their first integer
-// call, so a model run on another backend never pays for it; the stored view stays for prefill, dequantize_row and stored() (the CUDA upload), so the panels cost their
-// own size in memory once decode has run (docs/quantization.md). Streamed experts keep the row-layout kernel:
-// they are read at runtime and a repack per read would be a second copy of each read.
+// call, so a model run on another backend never pays for it. The stored view stays for prefill, dequantize_row and
+// stored() (the CUDA upload): the panels are a copy, their own size in memory (docs/quantization.md). Streamed
+// experts keep the row-layout kernel: they are read at runtime and a repack per read would be a second copy of it.
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -103,7 +103,7 @@ class AffineLinear final : public Linear {
   std::vector<float> bias_;
   bool repack_;  // resident 4-bit weight on the int8 kernel: decode reads panels_
   mutable std::once_flag repacked_;
-  mutable kernels::AffinePanels panels_;  // built on the first integer call
+  mutable kernels::AffinePanels panels_;  // built by prepare_decode (once)
 };
 
 }  // namespace

@@ -225,7 +225,9 @@ void rows_scalar(const AffinePanels& w, const I8Activations& x, float* y, int64_
           qx += d * static_cast<float>(dot);
           xs += d * static_cast<float>(x.sums[t * nb + b]);
         }
-        acc += affine_scale_value(rec, w.scale_type, l) * qx + affine_scale_value(rec + kPanelRows * sb, w.scale_type, l) * xs;
+        const float s = affine_scale_value(rec, w.scale_type, l);
+        const float bias = affine_scale_value(rec + kPanelRows * sb, w.scale_type, l);
+        acc += s * qx + bias * xs;
       }
       y[t * w.rows + r] = acc;
     }
