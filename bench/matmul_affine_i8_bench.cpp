@@ -46,6 +46,13 @@ void BM_batch_q4_int8_panels(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n * p.w.rows * p.w.cols);
   label(state);
 }
+// The load-time repack itself (bytes/s of the stored weight); LMLAB_ISA=avx2 times the word-by-word copy.
+void BM_affine_panels_repack(benchmark::State& state) {
+  lmlab::bench::QuantProblem p(4, state.range(0), state.range(1), static_cast<int>(state.range(2)), 1);
+  for (auto _ : state) benchmark::DoNotOptimize(lmlab::kernels::repack_affine_panels(p.w).data.get());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(p.w.bytes()));
+  label(state);
+}
 void BM_batch_q4_int16(benchmark::State& state) {
   run(state, [](const lmlab::kernels::MatmulAffineArgs& a) { lmlab::kernels::matmul_affine_int(a); });
 }
@@ -63,6 +70,7 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_batch_q4_int8)->Apply(shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_batch_q4_int8_panels)->Apply(shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_affine_panels_repack)->Args({6144, 2048, 64, 1})->Args({8192, 16384, 64, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_batch_q4_int16)->Apply(shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

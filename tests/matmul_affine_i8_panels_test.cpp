@@ -25,10 +25,14 @@ using kernels::ScaleType;
 using test::QuantMatrix;
 using test::scale_name;
 
-TEST(AffinePanels, RecordsHoldTheStoredWordsAndScalesWithZeroTailRows) {
+class AffinePanelsRepack : public test::IsaTest {};
+
+TEST_P(AffinePanelsRepack, RecordsHoldTheStoredWordsAndScalesWithZeroTailRows) {
+  // The AVX-512 repack moves 16 words of a row at a time: 3 groups of 32 (12 words, one partial transpose), of 64
+  // (24: one whole, one partial), of 128 (48: three whole).
   for (ScaleType st : {ScaleType::f32, ScaleType::f16, ScaleType::bf16})
-    for (int gs : {32, 64}) {
-      SCOPED_TRACE(testing::Message() << scale_name(st) << ", group " << gs);
+    for (int gs : {32, 64, 128}) {
+      SCOPED_TRACE(testing::Message() << GetParam() << ": " << scale_name(st) << ", group " << gs);
       const int64_t rows = 21, cols = 3 * gs;  // a full panel and a tail of 5 rows
       QuantMatrix m(4, gs, rows, cols, st, 5);
       const kernels::AffineWeight w = m.weight();
@@ -54,6 +58,9 @@ TEST(AffinePanels, RecordsHoldTheStoredWordsAndScalesWithZeroTailRows) {
         }
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Isa, AffinePanelsRepack, ::testing::Values("scalar", "avx2", "avx512"),
+                         [](const auto& info) { return std::string(info.param); });
 
 class MatmulAffineI8Panels : public test::IsaTest {};
 

@@ -1,6 +1,7 @@
 // What the two split-int8 kernels share (the row-layout one, matmul_affine_i8.cpp, and the panel one,
 // matmul_affine_i8_panels.cpp): the activations packed once per call in the kernels' order, the broadcast dot,
-// and the threading grain. Shared so that both compute with the same bytes and instructions (bit-identical).
+// the 16 x 16 transpose (also the panel repack's) and the threading grain. Shared so that both compute with the
+// same bytes and instructions (bit-identical).
 #pragma once
 
 #include <algorithm>
@@ -41,6 +42,30 @@ typedef int32_t Quad __attribute__((may_alias, aligned(4)));
 LMLAB_TARGET_AVX512_VNNI inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const Quad* x) {
   asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*x));
   return acc;
+}
+
+// In place: r[i] lane a <- r[a] lane i (16 x 16 dwords).
+LMLAB_TARGET_AVX512 inline void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int p = 0; p < 8; ++p) {
+    t[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
+    t[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
+  }
+  // u[4q + m], 128-bit lane L: dword 4L + m of rows 4q .. 4q + 3.
+  for (int q = 0; q < 4; ++q) {
+    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512i vlo = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), vhi = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xee);
+    const __m512i wlo = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44), whi = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xee);
+    r[m] = _mm512_shuffle_i32x4(vlo, wlo, 0x88);
+    r[4 + m] = _mm512_shuffle_i32x4(vlo, wlo, 0xdd);
+    r[8 + m] = _mm512_shuffle_i32x4(vhi, whi, 0x88);
+    r[12 + m] = _mm512_shuffle_i32x4(vhi, whi, 0xdd);
+  }
 }
 #endif
 
