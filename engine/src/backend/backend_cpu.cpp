@@ -8,9 +8,29 @@ namespace lmlab {
 
 namespace {
 
+// Every resident Linear laid out for the decode kernels now, at load (4-bit panels: linear_affine.cpp), so the
+// first decode step does not pay for it. Streamed experts are not here: they keep the stored layout.
+void prepare_decode(const Transformer& t) {
+  auto prep = [](const std::unique_ptr<Linear>& l) {
+    if (l) l->prepare_decode();
+  };
+  auto prep_mlp = [&](const MlpWeights& m) {
+    prep(m.gate);
+    prep(m.up);
+    prep(m.down);
+  };
+  for (const LayerWeights& w : t.layer_weights()) {
+    for (const auto* l : {&w.q, &w.k, &w.v, &w.o}) prep(*l);
+    prep_mlp(w.mlp);
+    prep(w.moe.router);
+    for (const MlpWeights& e : w.moe.experts) prep_mlp(e);
+  }
+  t.lm_head_weight().prepare_decode();
+}
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const Transformer& t) : t_(t) {}
+  explicit CpuBackend(const Transformer& t) : t_(t) { prepare_decode(t); }
   Device device() const override { return Device::cpu; }
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
                std::vector<float>& logits) const override {

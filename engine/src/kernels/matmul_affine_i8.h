@@ -21,12 +21,14 @@
 // accumulate per block of 32 values per 16 rows; the bias term is one fused multiply-add per group per 16 rows.
 // A row's result does not depend on the other tokens in the call (each token's arithmetic is the same whatever
 // the batch): batch-invariant.
-// 4-bit weights with group sizes that are multiples of 32 take this path.
+// 4-bit weights with group sizes that are multiples of 32 take this path; weights the model keeps resident are
+// repacked at load into 16-row panels (affine_panels.h) and take matmul_affine_i8_panels.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "kernels/affine_panels.h"
 #include "kernels/block_activations.h"
 #include "kernels/matmul_affine.h"
 
@@ -61,6 +63,10 @@ inline void quantize_i8(const float* x, int64_t n, int64_t cols, I8Activations& 
 void matmul_affine_i8(const AffineWeight& w, const I8Activations& x, float* y);
 // Quantize a.x and multiply: the drop-in for matmul_affine when affine_i8_supported(a.w).
 void matmul_affine_int8(const MatmulAffineArgs& a);
+// The same kernel on weights repacked at load into 16-row panels (affine_panels.h): bit-identical results on each
+// ISA path, without the per-call 16 x 16 transposes and scale tables. y: [n, rows].
+void matmul_affine_i8_panels(const AffinePanels& w, const I8Activations& x, float* y);
+void matmul_affine_int8_panels(const AffinePanels& w, const float* x, float* y, int64_t n);
 }  // namespace cpu
 
 }  // namespace lmlab::kernels

@@ -43,6 +43,9 @@ class Linear {
   // by the kernel a single decode token takes, so that a row batched with others gets what it gets alone
   // (bit for bit where that kernel treats tokens independently, as the integer affine kernel does).
   virtual void forward_decode(const float* x, float* y, int64_t n) const { forward(x, y, n); }
+  // Lays the weight out for the CPU decode kernel now rather than on the first decode call (the CPU backend calls
+  // it at load; idempotent, thread-safe). Only 4-bit affine weights have anything to do (linear_affine.cpp).
+  virtual void prepare_decode() const {}
   // Row r of W as f32 [in]: embedding lookup through a (possibly tied, possibly quantized) matrix.
   virtual void dequantize_row(int64_t r, float* out) const = 0;
   virtual uint64_t weight_bytes() const = 0;
@@ -62,7 +65,10 @@ std::unique_ptr<Linear> load_linear(const WeightStore& store, const std::string&
 // w [out, in] dense f32/f16/bf16, or an MLX affine weight (kernels/matmul_affine.h). bias: [out] or empty.
 std::unique_ptr<Linear> make_dense_linear(int64_t out, int64_t in, kernels::WeightType type, const uint8_t* w,
                                           std::vector<float> bias);
-std::unique_ptr<Linear> make_affine_linear(const kernels::AffineWeight& w, std::vector<float> bias);
+// resident: the bytes live as long as the model (the mapped file), so decode may repack them into panels once;
+// false for streamed experts.
+std::unique_ptr<Linear> make_affine_linear(const kernels::AffineWeight& w, std::vector<float> bias,
+                                           bool resident = false);
 
 // A small vector (norm weight, bias) as f32, plus `offset` (gemma's (1 + w)), checked to have `n` values.
 std::vector<float> load_vector_f32(const WeightStore& store, const std::string& name, int64_t n, float offset = 0.0f);

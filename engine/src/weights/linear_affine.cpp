@@ -9,9 +9,15 @@
 // kAffineBf16MinTokens up the vdpbf16ps GEMM where the CPU has it (kernels/cpu/matmul_affine_bf16.h: exact levels,
 // x kept to 2^-16); other widths the fused f32 kernel (kernels/matmul_affine.h), whose dequantized tiles are
 // reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
+// Resident matrices (load_linear's, not streamed experts') that take the int8 kernel are repacked into 16-row
+// panels (kernels/affine_panels.h) when the CPU backend is made (prepare_decode), else on their first integer
+// call, so a model run on another backend never pays for it. The stored view stays for prefill, dequantize_row and
+// stored() (the CUDA upload): the panels are a copy, their own size in memory (docs/quantization.md). Streamed
+// experts keep the row-layout kernel: they are read at runtime and a repack per read would be a second copy of it.
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <mutex>
 
 #include "kernels/cpu/matmul_affine_bf16.h"
 #include "kernels/matmul_affine.h"
@@ -49,12 +55,13 @@ int64_t fast_path_min_weights(int64_t bound) {
 
 class AffineLinear final : public Linear {
  public:
-  AffineLinear(const kernels::AffineWeight& w, std::vector<float> bias)
+  AffineLinear(const kernels::AffineWeight& w, std::vector<float> bias, bool resident)
       : Linear(w.rows, w.cols),
         w_(w),
         integer_(kernels::affine_i16_supported(w) && w.rows * w.cols >= fast_path_min_weights(kIntegerMinWeights)),
         gemm_(kernels::cpu::matmul_affine_bf16_supported(w) && w.rows * w.cols >= fast_path_min_weights(kGemmMinWeights)),
-        bias_(std::move(bias)) {}
+        bias_(std::move(bias)),
+        repack_(resident && integer_ && int8_ && kernels::affine_panels_enabled()) {}
 
   void forward(const float* x, float* y, int64_t n) const override {
     multiply(x, y, n, integer_ && n <= kIntegerMaxTokens, /*prefill=*/true);
@@ -63,6 +70,10 @@ class AffineLinear final : public Linear {
   // equals the same row decoded alone, and it reads the weights once for all of them.
   // Not the prefill GEMM either, for the same reason.
   void forward_decode(const float* x, float* y, int64_t n) const override { multiply(x, y, n, integer_, false); }
+
+  void prepare_decode() const override {
+    if (repack_) std::call_once(repacked_, [this] { panels_ = kernels::repack_affine_panels(w_); });
+  }
 
   void dequantize_row(int64_t r, float* out) const override { kernels::ref::dequantize_affine_row(w_, r, out); }
 
@@ -73,7 +84,10 @@ class AffineLinear final : public Linear {
  private:
   void multiply(const float* x, float* y, int64_t n, bool integer, bool prefill) const {
     const kernels::MatmulAffineArgs a{w_, x, y, n};
-    if (integer && int8_) kernels::cpu::matmul_affine_int8(a);
+    if (integer && int8_ && repack_) {
+      prepare_decode();
+      kernels::cpu::matmul_affine_int8_panels(panels_, x, y, n);
+    } else if (integer && int8_) kernels::cpu::matmul_affine_int8(a);
     else if (integer) kernels::matmul_affine_int(a);
     else if (prefill && gemm_ && kernels::cpu::matmul_affine_uses_bf16_gemm(a)) kernels::cpu::matmul_affine_bf16(a);
     else kernels::matmul_affine(a);
@@ -87,12 +101,15 @@ class AffineLinear final : public Linear {
   bool gemm_;     // 4 / 8 bits and at least kGemmMinWeights: prefill on the vdpbf16ps GEMM where the CPU has it
   bool int8_ = kernels::affine_i8_supported(w_) && kernels::int8_dot_enabled();  // 4 bits: int8 activations
   std::vector<float> bias_;
+  bool repack_;  // resident 4-bit weight on the int8 kernel: decode reads panels_
+  mutable std::once_flag repacked_;
+  mutable kernels::AffinePanels panels_;  // built by prepare_decode (once)
 };
 
 }  // namespace
 
-std::unique_ptr<Linear> make_affine_linear(const kernels::AffineWeight& w, std::vector<float> bias) {
-  return std::make_unique<AffineLinear>(w, std::move(bias));
+std::unique_ptr<Linear> make_affine_linear(const kernels::AffineWeight& w, std::vector<float> bias, bool resident) {
+  return std::make_unique<AffineLinear>(w, std::move(bias), resident);
 }
 
 }  // namespace lmlab

@@ -42,7 +42,7 @@ std::unique_ptr<Linear> load_linear(const WeightStore& store, const std::string&
   };
   const LinearView v{tensor_view(store, prefix + ".weight", expert), optional(".scales"), optional(".biases"),
                      optional(".bias")};
-  return make_linear_from_bytes(v, out, in, quant);
+  return make_linear_from_bytes(v, out, in, quant, /*resident=*/true);
 }
 
 }  // namespace lmlab

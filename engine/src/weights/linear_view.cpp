@@ -100,11 +100,13 @@ std::vector<float> view_to_f32(const TensorView& t, int64_t n, float offset) {
   return v;
 }
 
-std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant) {
+std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant,
+                                               bool resident) {
   if (!v.weight) throw Error(ErrorKind::internal, v.weight.where, "make_linear_from_bytes without a weight");
   std::vector<float> bias = v.bias ? view_to_f32(v.bias, out) : std::vector<float>{};
   // mlx-lm's rule: a tensor of a quantized model is quantized when it has scales (or is U32-packed).
-  if (v.weight.dtype == DType::u32 || v.scales) return make_affine_linear(affine_weight(v, out, in, quant), std::move(bias));
+  if (v.weight.dtype == DType::u32 || v.scales)
+    return make_affine_linear(affine_weight(v, out, in, quant), std::move(bias), resident);
   check_shape(v.weight, {out, in});
   return make_dense_linear(out, in, dense_type(v.weight), v.weight.data, std::move(bias));
 }

@@ -32,7 +32,9 @@ struct LinearView {
 // Checks shapes and dtypes against [out, in] and `quant` and throws model_format / unsupported naming the
 // tensor's `where`. Quantized weights (u32, or with scales: mlx-lm's rule) become make_affine_linear, the rest
 // make_dense_linear. load_linear goes through here too: one validation for mapped and streamed weights.
-std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant);
+// resident: see make_affine_linear (load_linear's mapped tensors; streamed experts are not).
+std::unique_ptr<Linear> make_linear_from_bytes(const LinearView& v, int64_t out, int64_t in, const QuantSpec& quant,
+                                               bool resident = false);
 
 // A vector tensor [n] (a norm weight, a bias) as f32 plus `offset` (gemma's (1 + w)); f32/f16/bf16.
 std::vector<float> view_to_f32(const TensorView& t, int64_t n, float offset = 0.0f);

@@ -22,6 +22,7 @@
 
 #include "kernels/cpu/affine_scales.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/matmul_affine_i8_pack.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/matmul_affine_i8.h"
 #include "util/thread_pool.h"
@@ -31,18 +32,10 @@ namespace lmlab::kernels::cpu {
 namespace {
 
 constexpr int64_t kChunkBytes = 64;
-constexpr int64_t kChunkValues = 128;
-constexpr int kMaxTokens = 8;  // tokens per tile (accumulators in registers)
+constexpr int kMaxTokens = kI8MaxTokens;
 // How far ahead in each row the kernels prefetch (into L1: L2-only prefetches or none made an 8-token call on a
 // 29 MB matrix ~2x slower; 2 and 8 chunks were no better than 4).
 constexpr int64_t kPrefetchChunks = 4;
-
-// The activations in the kernels' order (see the file comment).
-struct Packed {
-  int64_t chunks = 0, ldx = 0, nb = 0, G = 0;
-  std::vector<int8_t> q;    // [n, ldx], ldx = chunks * 256: per block 32 hi then 32 lo bytes, per 8: 0 2 4 6 1 3 5 7
-  std::vector<float> xg;    // [n, G]: X[g] = sum_{b in g} xd[b] * sums[b]
-};
 
 #if LMLAB_X86
 
@@ -66,66 +59,8 @@ LMLAB_TARGET_AVX2 void split_avx2(const int16_t* src, int8_t* dst, int64_t block
 }
 #endif
 
-// ------------------------------------------------------------------------------------------- layout
-
-void pack_activations(const AffineWeight& w, const I8Activations& x, Packed& p) {
-  const int64_t cols = w.cols, nb = x.blocks_per_row(), bpg = w.group_size / kI8Block;
-  p.chunks = (cols + kChunkValues - 1) / kChunkValues;
-  p.ldx = p.chunks * 2 * kChunkValues;
-  p.nb = nb;
-  p.G = w.groups_per_row();
-  p.q.resize(static_cast<size_t>(x.n * p.ldx));
-  p.xg.resize(static_cast<size_t>(x.n * p.G));
-  for (int64_t t = 0; t < x.n; ++t) {
-    int8_t* dst = p.q.data() + t * p.ldx;
-#if LMLAB_X86
-    split_avx2(x.q.data() + t * cols, dst, nb);  // only called on the vector paths
-#endif
-    std::fill(dst + 2 * cols, dst + p.ldx, int8_t{0});
-    for (int64_t g = 0; g < p.G; ++g) {
-      float s = 0.0f;
-      for (int64_t b = g * bpg; b < (g + 1) * bpg; ++b) s += x.d[t * nb + b] * static_cast<float>(x.sums[t * nb + b]);
-      p.xg[t * p.G + g] = s;
-    }
-  }
-}
-
 #if LMLAB_X86
 // ------------------------------------------------------------------------------------------- AVX-512 VNNI
-
-// 4 activation bytes read as one broadcast operand (may_alias: the buffer is int8).
-typedef int32_t Quad __attribute__((may_alias, aligned(4)));
-
-// acc + dot(w, broadcast *x) with the broadcast inside vpdpbusd's memory operand: one instruction where GCC
-// emits a separate vpbroadcastd (16 instead of 8 per token, block and 16 rows).
-LMLAB_TARGET_AVX512_VNNI inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const Quad* x) {
-  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*x));
-  return acc;
-}
-
-// In place: r[i] lane a <- r[a] lane i (16 x 16 dwords).
-LMLAB_TARGET_AVX512 inline void transpose16(__m512i* r) {
-  __m512i t[16], u[16];
-  for (int p = 0; p < 8; ++p) {
-    t[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
-    t[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
-  }
-  // u[4q + m], 128-bit lane L: dword 4L + m of rows 4q .. 4q + 3.
-  for (int q = 0; q < 4; ++q) {
-    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-  }
-  for (int m = 0; m < 4; ++m) {
-    const __m512i vlo = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), vhi = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xee);
-    const __m512i wlo = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44), whi = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xee);
-    r[m] = _mm512_shuffle_i32x4(vlo, wlo, 0x88);
-    r[4 + m] = _mm512_shuffle_i32x4(vlo, wlo, 0xdd);
-    r[8 + m] = _mm512_shuffle_i32x4(vhi, whi, 0x88);
-    r[12 + m] = _mm512_shuffle_i32x4(vhi, whi, 0xdd);
-  }
-}
 
 // Scales and biases of a 16-row block as f32 [G][16] (lane l = rows[l]), transposed 16 groups at a time into
 // tables padded to a multiple of 16 groups.
@@ -424,12 +359,29 @@ void rows_scalar(const AffineWeight& w, const I8Activations& x, float* y, int64_
   }
 }
 
-// Row blocks per parallel chunk: at least ~64K multiply-adds.
-int64_t min_row_blocks(int64_t rows_per_block, int64_t cols, int64_t n) {
-  return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, rows_per_block * cols * n));
-}
-
 }  // namespace
+
+void pack_activations(int64_t cols, int64_t group_size, const I8Activations& x, Packed& p) {
+  const int64_t nb = x.blocks_per_row(), bpg = group_size / kI8Block;
+  p.chunks = (cols + kChunkValues - 1) / kChunkValues;
+  p.ldx = p.chunks * 2 * kChunkValues;
+  p.nb = nb;
+  p.G = cols / group_size;
+  p.q.resize(static_cast<size_t>(x.n * p.ldx));
+  p.xg.resize(static_cast<size_t>(x.n * p.G));
+  for (int64_t t = 0; t < x.n; ++t) {
+    int8_t* dst = p.q.data() + t * p.ldx;
+#if LMLAB_X86
+    split_avx2(x.q.data() + t * cols, dst, nb);  // only called on the vector paths
+#endif
+    std::fill(dst + 2 * cols, dst + p.ldx, int8_t{0});
+    for (int64_t g = 0; g < p.G; ++g) {
+      float s = 0.0f;
+      for (int64_t b = g * bpg; b < (g + 1) * bpg; ++b) s += x.d[t * nb + b] * static_cast<float>(x.sums[t * nb + b]);
+      p.xg[t * p.G + g] = s;
+    }
+  }
+}
 
 }  // namespace lmlab::kernels::cpu
 
@@ -457,7 +409,7 @@ void matmul_affine_i8(const AffineWeight& w, const I8Activations& x, float* y) {
     // A name for the caller's buffer: a lambda running on a worker would see the worker's own thread_local.
     thread_local Packed packed;
     Packed& p = packed;
-    pack_activations(w, x, p);
+    pack_activations(w.cols, w.group_size, x, p);
     ThreadPool::global().parallel_for(
         n_blocks,
         [&](int64_t b0, int64_t b1) {

@@ -1,0 +1,72 @@
+// What the two split-int8 kernels share (the row-layout one, matmul_affine_i8.cpp, and the panel one,
+// matmul_affine_i8_panels.cpp): the activations packed once per call in the kernels' order, the broadcast dot,
+// the 16 x 16 transpose (also the panel repack's) and the threading grain. Shared so that both compute with the
+// same bytes and instructions (bit-identical).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/simd.h"
+#include "kernels/matmul_affine_i8.h"
+
+namespace lmlab::kernels::cpu {
+
+constexpr int64_t kChunkValues = 128;  // one 64-byte chunk of a packed 4-bit row: 4 activation blocks
+constexpr int kI8MaxTokens = 8;        // tokens per tile (accumulators in registers)
+
+// The activations in the kernels' order: per block of 32 values the 32 hi bytes then the 32 lo bytes
+// (xq = 256 * hi + lo), each 8 values reordered 0 2 4 6 1 3 5 7 (the order of a packed word's low nibbles
+// then its high nibbles), zero-padded to whole chunks.
+struct Packed {
+  int64_t chunks = 0, ldx = 0, nb = 0, G = 0;
+  std::vector<int8_t> q;  // [n, ldx], ldx = chunks * 256
+  std::vector<float> xg;  // [n, G]: X[g] = sum_{b in g} xd[b] * sums[b]
+};
+
+// Only on the vector paths (it splits with AVX2).
+void pack_activations(int64_t cols, int64_t group_size, const I8Activations& x, Packed& p);
+
+// Row blocks per parallel chunk: at least ~64K multiply-adds.
+inline int64_t min_row_blocks(int64_t rows_per_block, int64_t cols, int64_t n) {
+  return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, rows_per_block * cols * n));
+}
+
+#if LMLAB_X86
+// 4 activation bytes read as one broadcast operand (may_alias: the buffer is int8).
+typedef int32_t Quad __attribute__((may_alias, aligned(4)));
+
+// acc + dot(w, broadcast *x) with the broadcast inside vpdpbusd's memory operand: one instruction where GCC
+// emits a separate vpbroadcastd (16 instead of 8 per token, block and 16 rows).
+LMLAB_TARGET_AVX512_VNNI inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const Quad* x) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*x));
+  return acc;
+}
+
+// In place: r[i] lane a <- r[a] lane i (16 x 16 dwords).
+LMLAB_TARGET_AVX512 inline void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int p = 0; p < 8; ++p) {
+    t[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
+    t[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
+  }
+  // u[4q + m], 128-bit lane L: dword 4L + m of rows 4q .. 4q + 3.
+  for (int q = 0; q < 4; ++q) {
+    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512i vlo = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), vhi = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xee);
+    const __m512i wlo = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44), whi = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xee);
+    r[m] = _mm512_shuffle_i32x4(vlo, wlo, 0x88);
+    r[4 + m] = _mm512_shuffle_i32x4(vlo, wlo, 0xdd);
+    r[8 + m] = _mm512_shuffle_i32x4(vhi, whi, 0x88);
+    r[12 + m] = _mm512_shuffle_i32x4(vhi, whi, 0xdd);
+  }
+}
+#endif
+
+}  // namespace lmlab::kernels::cpu
