@@ -44,6 +44,55 @@ LMLAB_TARGET_AVX512_VNNI inline __m512i dpbusd_bcast(__m512i acc, __m512i w, con
   return acc;
 }
 
+// One activation block b (32 values) of T tokens against 16 rows' codes, unpacked into the low / high nibbles of 4
+// packed words per row (lo[i], hi[i]): acc[t] += sv * d[t nb + b] * (256 dot(q, xq hi bytes) + dot(q, xq lo bytes)),
+// xq at its kernel order (Packed). The inner step of both kernels' tiles, so both run the same instructions.
+template <int T>
+LMLAB_TARGET_AVX512_VNNI inline void block_dot_vnni(const __m512i (&lo)[4], const __m512i (&hi)[4], const int8_t* xq,
+                                                    int64_t ldx, int64_t b, __m512 sv, const float* d, int64_t nb,
+                                                    __m512 (&acc)[T]) {
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    const auto* x4 = reinterpret_cast<const Quad*>(xq + t * ldx + b * 2 * kI8Block);  // 8 hi, then 8 lo quads
+    __m512i ih = _mm512_setzero_si512(), il = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int i = 0; i < 4; ++i) {
+      ih = dpbusd_bcast(ih, lo[i], x4 + 2 * i);
+      ih = dpbusd_bcast(ih, hi[i], x4 + 2 * i + 1);
+      il = dpbusd_bcast(il, lo[i], x4 + 8 + 2 * i);
+      il = dpbusd_bcast(il, hi[i], x4 + 8 + 2 * i + 1);
+    }
+    // 256 * hi dot + lo dot: |q . xq| <= 15 * 32639 * 32 < 2^31, exact.
+    const __m512i ia = _mm512_add_epi32(_mm512_slli_epi32(ih, 8), il);
+    const __m512 sd = _mm512_mul_ps(sv, _mm512_set1_ps(d[t * nb + b]));
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), sd, acc[t]);
+  }
+}
+
+// The same for 8 rows on AVX2 (vpmaddubsw pairs summed in int16, then vpmaddwd by ones).
+template <int T>
+LMLAB_TARGET_AVX2 inline void block_dot_avx2(const __m256i (&lo)[4], const __m256i (&hi)[4], const int8_t* xq,
+                                             int64_t ldx, int64_t b, __m256 sv, const float* d, int64_t nb,
+                                             __m256 (&acc)[T]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    const auto* x4 = reinterpret_cast<const Quad*>(xq + t * ldx + b * 2 * kI8Block);  // 8 hi, then 8 lo quads
+    // vpmaddubsw pairs: at most 2 * 15 * 128 = 3840, so the 8 summed int16 stay below 32767.
+    __m256i sh = _mm256_setzero_si256(), sl = _mm256_setzero_si256();
+#pragma GCC unroll 16
+    for (int i = 0; i < 4; ++i) {
+      sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(lo[i], _mm256_set1_epi32(x4[2 * i])));
+      sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(hi[i], _mm256_set1_epi32(x4[2 * i + 1])));
+      sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(lo[i], _mm256_set1_epi32(x4[8 + 2 * i])));
+      sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(hi[i], _mm256_set1_epi32(x4[8 + 2 * i + 1])));
+    }
+    const __m256i ia = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(sh, ones), 8), _mm256_madd_epi16(sl, ones));
+    const __m256 sd = _mm256_mul_ps(sv, _mm256_set1_ps(d[t * nb + b]));
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), sd, acc[t]);
+  }
+}
+
 // In place: r[i] lane a <- r[a] lane i (16 x 16 dwords).
 LMLAB_TARGET_AVX512 inline void transpose16(__m512i* r) {
   __m512i t[16], u[16];

@@ -68,22 +68,7 @@ LMLAB_TARGET_AVX512_VNNI void tile_vnni(const AffinePanels& w, const uint8_t* pa
         lo[i] = _mm512_and_si512(v, nib);
         hi[i] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
       }
-#pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) {
-        const auto* x4 = reinterpret_cast<const Quad*>(xq + t * ldx + b * 2 * kI8Block);  // 8 hi, then 8 lo quads
-        __m512i ih = _mm512_setzero_si512(), il = _mm512_setzero_si512();
-#pragma GCC unroll 16
-        for (int i = 0; i < 4; ++i) {
-          ih = dpbusd_bcast(ih, lo[i], x4 + 2 * i);
-          ih = dpbusd_bcast(ih, hi[i], x4 + 2 * i + 1);
-          il = dpbusd_bcast(il, lo[i], x4 + 8 + 2 * i);
-          il = dpbusd_bcast(il, hi[i], x4 + 8 + 2 * i + 1);
-        }
-        // 256 * hi dot + lo dot: |q . xq| <= 15 * 32639 * 32 < 2^31, exact.
-        const __m512i ia = _mm512_add_epi32(_mm512_slli_epi32(ih, 8), il);
-        const __m512 sd = _mm512_mul_ps(sv, _mm512_set1_ps(d[t * nb + b]));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), sd, acc[t]);
-      }
+      block_dot_vnni<T>(lo, hi, xq, ldx, b, sv, d, nb, acc);
     }
   }
   const __mmask16 out = simd::tail_mask16(nr);
@@ -111,7 +96,7 @@ LMLAB_TARGET_AVX2 void tile_avx2(const AffinePanels& w, const uint8_t* panel, in
                                  const int8_t* xq, const float* d, const float* xg, float* y, int64_t ldy) {
   const int64_t G = p.G, nb = p.nb, ldx = p.ldx, bpg = w.group_size / kI8Block, rec = w.record_bytes;
   const int64_t sb = w.scale_bytes(), wo = w.words_offset() + 32 * half, so = 8 * half * sb, bo = so + kPanelRows * sb;
-  const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const __m256i nib = _mm256_set1_epi8(0x0f);
   __m256 acc[T];
 #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
@@ -131,22 +116,7 @@ LMLAB_TARGET_AVX2 void tile_avx2(const AffinePanels& w, const uint8_t* panel, in
         lo[i] = _mm256_and_si256(v, nib);
         hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
       }
-#pragma GCC unroll 16
-      for (int t = 0; t < T; ++t) {
-        const auto* x4 = reinterpret_cast<const Quad*>(xq + t * ldx + b * 2 * kI8Block);  // 8 hi, then 8 lo quads
-        // vpmaddubsw pairs: at most 2 * 15 * 128 = 3840, so the 8 summed int16 stay below 32767.
-        __m256i sh = _mm256_setzero_si256(), sl = _mm256_setzero_si256();
-#pragma GCC unroll 16
-        for (int i = 0; i < 4; ++i) {
-          sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(lo[i], _mm256_set1_epi32(x4[2 * i])));
-          sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(hi[i], _mm256_set1_epi32(x4[2 * i + 1])));
-          sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(lo[i], _mm256_set1_epi32(x4[8 + 2 * i])));
-          sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(hi[i], _mm256_set1_epi32(x4[8 + 2 * i + 1])));
-        }
-        const __m256i ia = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(sh, ones), 8), _mm256_madd_epi16(sl, ones));
-        const __m256 sd = _mm256_mul_ps(sv, _mm256_set1_ps(d[t * nb + b]));
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), sd, acc[t]);
-      }
+      block_dot_avx2<T>(lo, hi, xq, ldx, b, sv, d, nb, acc);
     }
   }
   alignas(32) float buf[8];
