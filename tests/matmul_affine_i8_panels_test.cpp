@@ -110,16 +110,17 @@ TEST_P(MatmulAffineI8Panels, ATokensResultDoesNotDependOnItsBatch) {
 }
 
 TEST_P(MatmulAffineI8Panels, AResidentLinearDecodesAsTheStreamedOne) {
-  // make_affine_linear(resident) repacks on its first integer call; a streamed expert's (not resident) keeps
-  // the row layout. Their decode bits must agree (a model's experts are one or the other). 2^20 weights: the
-  // integer path's bound.
+  // A resident make_affine_linear repacks when prepared (the CPU backend does it at load, for all but MoE experts);
+  // unprepared, or a streamed expert's (not resident), it keeps the row layout. Their decode bits must agree.
+  // 2^20 weights: the integer path's bound.
   const int64_t rows = 1024 + 5, cols = 1024, n = 9;
   QuantMatrix m(4, 64, rows, cols, ScaleType::bf16, 301);
   std::vector<float> x = test::random_vector(static_cast<size_t>(n * cols), 302);
   const auto resident = make_affine_linear(m.weight(), {}, /*resident=*/true);
   const auto streamed = make_affine_linear(m.weight(), {}, /*resident=*/false);
   std::vector<float> a(static_cast<size_t>(n * rows)), b(a.size());
-  for (int rep = 0; rep < 2; ++rep) {  // the second call runs on the panels built by the first
+  for (int rep = 0; rep < 2; ++rep) {  // the first call on the row layout, the second on the panels
+    if (rep == 1) resident->prepare_decode();
     resident->forward_decode(x.data(), a.data(), n);
     streamed->forward_decode(x.data(), b.data(), n);
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << GetParam() << ", call " << rep;

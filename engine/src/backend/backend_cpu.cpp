@@ -8,8 +8,10 @@ namespace lmlab {
 
 namespace {
 
-// Every resident Linear laid out for the decode kernels now, at load (4-bit panels: linear_affine.cpp), so the
-// first decode step does not pay for it. Streamed experts are not here: they keep the stored layout.
+// The resident Linears laid out for the decode kernels at load (4-bit panels: linear_affine.cpp). Not the MoE
+// experts: the panels are a copy beside the mapped weights (prefill still reads those), and a resident MoE's
+// experts are most of its bytes, so repacking them would hold a 4-bit MoE twice; they keep the row-layout kernel
+// (as streamed experts do). Attention, dense MLPs, routers and the head are repacked.
 void prepare_decode(const Transformer& t) {
   auto prep = [](const std::unique_ptr<Linear>& l) {
     if (l) l->prepare_decode();
@@ -23,7 +25,6 @@ void prepare_decode(const Transformer& t) {
     for (const auto* l : {&w.q, &w.k, &w.v, &w.o}) prep(*l);
     prep_mlp(w.mlp);
     prep(w.moe.router);
-    for (const MlpWeights& e : w.moe.experts) prep_mlp(e);
   }
   t.lm_head_weight().prepare_decode();
 }

@@ -43,8 +43,9 @@ class Linear {
   // by the kernel a single decode token takes, so that a row batched with others gets what it gets alone
   // (bit for bit where that kernel treats tokens independently, as the integer affine kernel does).
   virtual void forward_decode(const float* x, float* y, int64_t n) const { forward(x, y, n); }
-  // Lays the weight out for the CPU decode kernel now rather than on the first decode call (the CPU backend calls
-  // it at load; idempotent, thread-safe). Only 4-bit affine weights have anything to do (linear_affine.cpp).
+  // Lays the weight out for the CPU decode kernel (4-bit affine: 16-row panels, a copy of the weight; linear_affine.cpp).
+  // Called at load, before any forward (the CPU backend, on every resident matrix but MoE experts); idempotent.
+  // A Linear never prepared decodes on the stored layout.
   virtual void prepare_decode() const {}
   // Row r of W as f32 [in]: embedding lookup through a (possibly tied, possibly quantized) matrix.
   virtual void dequantize_row(int64_t r, float* out) const = 0;

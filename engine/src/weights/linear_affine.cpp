@@ -10,8 +10,8 @@
 // x kept to 2^-16); other widths the fused f32 kernel (kernels/matmul_affine.h), whose dequantized tiles are
 // reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
 // Resident matrices (load_linear's, not streamed experts') that take the int8 kernel are repacked into 16-row
-// panels (kernels/affine_panels.h) when the CPU backend is made (prepare_decode), else on their first integer
-// call, so a model run on another backend never pays for it. The stored view stays for prefill, dequantize_row and
+// panels (kernels/affine_panels.h) when the CPU backend prepares them at load (prepare_decode: every matrix but the
+// MoE experts); one never prepared keeps the row-layout kernel, so a model run on another backend never pays for it. The stored view stays for prefill, dequantize_row and
 // stored() (the CUDA upload): the panels are a copy, their own size in memory (docs/quantization.md). Streamed
 // experts keep the row-layout kernel: they are read at runtime and a repack per read would be a second copy of it.
 #include <fmt/format.h>
@@ -84,8 +84,7 @@ class AffineLinear final : public Linear {
  private:
   void multiply(const float* x, float* y, int64_t n, bool integer, bool prefill) const {
     const kernels::MatmulAffineArgs a{w_, x, y, n};
-    if (integer && int8_ && repack_) {
-      prepare_decode();
+    if (integer && int8_ && panels_.data) {  // prepared at load, before any concurrent call
       kernels::cpu::matmul_affine_int8_panels(panels_, x, y, n);
     } else if (integer && int8_) kernels::cpu::matmul_affine_int8(a);
     else if (integer) kernels::matmul_affine_int(a);
@@ -103,7 +102,7 @@ class AffineLinear final : public Linear {
   std::vector<float> bias_;
   bool repack_;  // resident 4-bit weight on the int8 kernel: decode reads panels_
   mutable std::once_flag repacked_;
-  mutable kernels::AffinePanels panels_;  // built by prepare_decode (once)
+  mutable kernels::AffinePanels panels_;  // built by prepare_decode (once, at load); empty: the row layout
 };
 
 }  // namespace
