@@ -2,7 +2,8 @@
 // dimension, first value in the lowest bits), `<prefix>.scales` and `<prefix>.biases` [out, in / group_size]
 // in bf16 / f16 / f32; stacked experts carry a leading [n_experts] axis on all three and `expert` picks one
 // slice. The tensors are used in place (mapped, or an expert buffer); their checks are make_linear_from_bytes's
-// (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens) of 4- and 8-bit matrices of at least
+// (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens; any n for a 4-bit matrix repacked into panels) of
+// 4- and 8-bit matrices of at least
 // kIntegerMinWeights take an integer-dot kernel: 4-bit ones the int8-activation kernel (kernels/matmul_affine_i8.h,
 // whose cost per extra token is small: batched decode), 8-bit ones the int16 kernel (kernels/matmul_affine_i16.h;
 // LMLAB_INT8_DOT=0 sends 4-bit ones there too); prefill of 4- and 8-bit matrices of at least kGemmMinWeights from
@@ -63,8 +64,11 @@ class AffineLinear final : public Linear {
         bias_(std::move(bias)),
         repack_(resident && integer_ && int8_ && kernels::affine_panels_enabled()) {}
 
+  // Prefill of a matrix with panels (prepared at load) takes the panel kernel at any token count: two vpdpbusd per
+  // 64 multiply-adds against the bf16 GEMM's two vdpbf16ps per 32 (0.5 GB 4-bit synth, 512-token prefill: 217-220
+  // vs 139-141 tok/s), and each prompt row's bits are the decode kernel's.
   void forward(const float* x, float* y, int64_t n) const override {
-    multiply(x, y, n, integer_ && n <= kIntegerMaxTokens, /*prefill=*/true);
+    multiply(x, y, n, integer_ && (n <= kIntegerMaxTokens || panels_.data), /*prefill=*/true);
   }
   // Decode rows keep the integer kernel at any count: it treats tokens independently, so a batched decode row
   // equals the same row decoded alone, and it reads the weights once for all of them.

@@ -147,15 +147,21 @@ Avx2Fn avx2_tile(int T) {
   return k[T];
 }
 
+// Prefill (many tokens): the packed activations of kTokenBlock tokens (2 bytes per value: 256 KB at 2048 columns)
+// stay in L2 while the thread's panels pass over them; without the blocking every panel re-read all of X (2-6 MB at
+// 512 tokens). 0.5 GB 4-bit synth, 512-token prefill: 194-203 tok/s unblocked, 215-238 at 64 (dev VM, noisy).
+constexpr int64_t kTokenBlock = 64;
+
 // Panels [p0, p1), all tokens.
 template <ScaleType ST>
 void panels_vector(bool vnni, const AffinePanels& w, const I8Activations& x, const Packed& p, float* y, int64_t p0,
                    int64_t p1) {
+  for (int64_t t0 = 0; t0 < x.n; t0 += kTokenBlock)
   for (int64_t pi = p0; pi < p1; ++pi) {
     const uint8_t* panel = w.record(pi, 0);
     const int64_t r0 = pi * kPanelRows;
     const int nr = static_cast<int>(std::min<int64_t>(kPanelRows, w.rows - r0));
-    for (int64_t t = 0; t < x.n; t += kI8MaxTokens) {
+    for (int64_t t = t0; t < std::min(x.n, t0 + kTokenBlock); t += kI8MaxTokens) {
       const int T = static_cast<int>(std::min<int64_t>(kI8MaxTokens, x.n - t));
       const int8_t* xq = p.q.data() + t * p.ldx;
       const float *d = x.d.data() + t * p.nb, *xg = p.xg.data() + t * p.G;
