@@ -42,6 +42,10 @@ class SafetensorsFile {
   const uint8_t* data(const TensorInfo& t) const { return base_ + t.offset; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   uint64_t file_bytes() const { return size_; }
+  // Lets go of the resident pages of the mapping that lie wholly inside [p, p + n) (madvise MADV_DONTNEED: clean
+  // pages of a private read-only file mapping, read again from the file if touched). False, and nothing done, when
+  // the range is not inside this file's mapping.
+  bool drop_pages(const void* p, uint64_t n) const;
 
  private:
   std::filesystem::path path_;
@@ -74,6 +78,8 @@ class WeightStore {
   bool contains(std::string_view name) const { return static_cast<bool>(find(name)); }
   std::vector<std::string> names() const;
   uint64_t total_bytes() const;
+  // SafetensorsFile::drop_pages on the file whose mapping holds [p, p + n); false when none does.
+  bool drop_pages(const void* p, uint64_t n) const;
   const std::filesystem::path& dir() const { return dir_; }
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
 

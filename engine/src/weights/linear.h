@@ -47,6 +47,10 @@ class Linear {
   // Called at load, before any forward (the CPU backend, on every resident matrix but MoE experts); idempotent.
   // A Linear never prepared decodes on the stored layout.
   virtual void prepare_decode() const {}
+  // After prepare_decode, for a weight that then computes from its own copy (4-bit panels): lets the OS drop the
+  // stored bytes' pages in `store`'s mapping (dequantize_row and stored() still read them; they fault back in from
+  // the file). Nothing for other weights, or bytes outside the store.
+  virtual void drop_stored_pages(const WeightStore& /*store*/) const {}
   // Row r of W as f32 [in]: embedding lookup through a (possibly tied, possibly quantized) matrix.
   virtual void dequantize_row(int64_t r, float* out) const = 0;
   virtual uint64_t weight_bytes() const = 0;

@@ -79,6 +79,17 @@ class AffineLinear final : public Linear {
     if (repack_) std::call_once(repacked_, [this] { panels_ = kernels::repack_affine_panels(w_); });
   }
 
+  // Decode and prefill read panels_ only, so the mapped words, scales and biases can leave memory (the panels were a
+  // second copy of them: max RSS 1036 vs 552 MB on the 0.5 GB 4-bit synth).
+  void drop_stored_pages(const WeightStore& store) const override {
+    if (!panels_.data) return;
+    const uint64_t groups = static_cast<uint64_t>(w_.rows * (w_.cols / w_.group_size));
+    const uint64_t scale_bytes = groups * (w_.scale_type == kernels::ScaleType::f32 ? 4 : 2);
+    store.drop_pages(w_.packed, static_cast<uint64_t>(w_.rows * w_.cols * w_.bits / 8));
+    store.drop_pages(w_.scales, scale_bytes);
+    store.drop_pages(w_.biases, scale_bytes);
+  }
+
   void dequantize_row(int64_t r, float* out) const override { kernels::ref::dequantize_affine_row(w_, r, out); }
 
   uint64_t weight_bytes() const override { return w_.bytes(); }

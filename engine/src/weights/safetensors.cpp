@@ -241,4 +241,20 @@ uint64_t WeightStore::total_bytes() const {
   return b;
 }
 
+bool WeightStore::drop_pages(const void* p, uint64_t n) const {
+  for (const auto& f : files_)
+    if (f->drop_pages(p, n)) return true;
+  return false;
+}
+
+bool SafetensorsFile::drop_pages(const void* p, uint64_t n) const {
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (b < base_ || n > size_ || static_cast<uint64_t>(b - base_) > size_ - n) return false;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(b) + page - 1) / page * page;
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(b) + n) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advice: a failure loses nothing
+  return true;
+}
+
 }  // namespace lmlab
