@@ -14,10 +14,12 @@ namespace {
 // drop). Not the MoE experts, for now: they keep the row-layout kernel, as streamed experts do (their repack was
 // left out while it doubled a resident MoE's memory and has not been measured since).
 void prepare_decode(const Transformer& t) {
+  auto prep_linear = [&](const Linear& l) {
+    l.prepare_decode();
+    l.drop_stored_pages(t.store());
+  };
   auto prep = [&](const std::unique_ptr<Linear>& l) {
-    if (!l) return;
-    l->prepare_decode();
-    l->drop_stored_pages(t.store());
+    if (l) prep_linear(*l);
   };
   auto prep_mlp = [&](const MlpWeights& m) {
     prep(m.gate);
@@ -29,8 +31,7 @@ void prepare_decode(const Transformer& t) {
     prep_mlp(w.mlp);
     prep(w.moe.router);
   }
-  t.lm_head_weight().prepare_decode();
-  t.lm_head_weight().drop_stored_pages(t.store());
+  prep_linear(t.lm_head_weight());
 }
 
 class CpuBackend final : public Backend {

@@ -43,9 +43,9 @@ class Linear {
   // by the kernel a single decode token takes, so that a row batched with others gets what it gets alone
   // (bit for bit where that kernel treats tokens independently, as the integer affine kernel does).
   virtual void forward_decode(const float* x, float* y, int64_t n) const { forward(x, y, n); }
-  // Lays the weight out for the CPU decode kernel (4-bit affine: 16-row panels, a copy of the weight; linear_affine.cpp).
-  // Called at load, before any forward (the CPU backend, on every resident matrix but MoE experts); idempotent.
-  // A Linear never prepared decodes on the stored layout.
+  // Lays the weight out for the CPU integer kernel (4-bit affine: 16-row panels; linear_affine.cpp), which decode
+  // and prefill then read. Called at load, before any forward (the CPU backend, on every resident matrix but MoE
+  // experts); idempotent. A Linear never prepared computes on the stored layout.
   virtual void prepare_decode() const {}
   // After prepare_decode, for a weight that then computes from its own copy (4-bit panels): lets the OS drop the
   // stored bytes' pages in `store`'s mapping (dequantize_row and stored() still read them; they fault back in from

@@ -2,9 +2,8 @@
 // dimension, first value in the lowest bits), `<prefix>.scales` and `<prefix>.biases` [out, in / group_size]
 // in bf16 / f16 / f32; stacked experts carry a leading [n_experts] axis on all three and `expert` picks one
 // slice. The tensors are used in place (mapped, or an expert buffer); their checks are make_linear_from_bytes's
-// (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens; any n for a 4-bit matrix repacked into panels) of
-// 4- and 8-bit matrices of at least
-// kIntegerMinWeights take an integer-dot kernel: 4-bit ones the int8-activation kernel (kernels/matmul_affine_i8.h,
+// (linear_view.cpp). Decode-sized calls (n <= kIntegerMaxTokens; any n for a 4-bit matrix repacked into panels)
+// of 4- and 8-bit matrices of at least kIntegerMinWeights take an integer-dot kernel: 4-bit ones the int8-activation kernel (kernels/matmul_affine_i8.h,
 // whose cost per extra token is small: batched decode), 8-bit ones the int16 kernel (kernels/matmul_affine_i16.h;
 // LMLAB_INT8_DOT=0 sends 4-bit ones there too); prefill of 4- and 8-bit matrices of at least kGemmMinWeights from
 // kAffineBf16MinTokens up the vdpbf16ps GEMM where the CPU has it (kernels/cpu/matmul_affine_bf16.h: exact levels,
@@ -12,9 +11,10 @@
 // reused across tokens and which keeps prefill logits and perplexity at f32 accuracy.
 // Resident matrices (load_linear's, not streamed experts') that take the int8 kernel are repacked into 16-row
 // panels (kernels/affine_panels.h) when the CPU backend prepares them at load (prepare_decode: every matrix but the
-// MoE experts); one never prepared keeps the row-layout kernel, so a model run on another backend never pays for it. The stored view stays for prefill, dequantize_row and
-// stored() (the CUDA upload): the panels are a copy, their own size in memory (docs/quantization.md). Streamed
-// experts keep the row-layout kernel: they are read at runtime and a repack per read would be a second copy of it.
+// MoE experts); one never prepared keeps the row-layout kernel, so a model run on another backend never pays for it.
+// A prepared matrix decodes and prefills from its panels only; its mapped bytes stay for dequantize_row and stored()
+// and leave memory through drop_stored_pages (docs/quantization.md). Streamed experts keep the row-layout kernel:
+// they are read at runtime and a repack per read would be a second copy of it.
 #include <fmt/format.h>
 
 #include <cstdlib>
