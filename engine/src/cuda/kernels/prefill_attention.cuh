@@ -21,37 +21,21 @@
 // head_dim must be a multiple of 16 (the MMA's k; every real head_dim is); attention() sends others to decode.
 #pragma once
 
-#include <cuda_fp16.h>
 #include <mma.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 
-#include "cuda/cuda_check.h"
+#include "cuda/kernels/prefill_attention_common.cuh"
+#include "cuda/kernels/prefill_attention_mma.cuh"
+#include "cuda/kernels/kernels_cuda.h"
 
 namespace lmlab::kernels::cuda::prefill {
 
 namespace wmma = nvcuda::wmma;
 
-inline constexpr int kTile = 64;     // history positions per tile
-inline constexpr int kHalfPad = 8;   // row padding of the f16 tiles (16 bytes: rows start on different banks)
 inline constexpr int kFloatPad = 4;  // of the f32 tiles
-inline constexpr float kQScale = 16.0f, kPScale = 16384.0f;  // powers of two: the lo parts stay normal
-
-struct Params {
-  const float* q;
-  float* out;
-  const int32_t* positions;
-  int64_t n_q, n_heads, n_kv_heads, head_dim, window;
-  int group, queries_per_block;
-  float scale, softcap;
-};
-
-// The K and V tiles of one history tile: hi parts, and lo parts when the source has them (else null).
-struct Tiles {
-  __half *k_hi, *k_lo, *v_hi, *v_lo;
-};
 
 // Shared memory of a block of `rows` query rows (offsets in bytes, 128-byte aligned: wmma wants 32). With
 // q_in_registers the split query is only staged there, over S and P (each warp then keeps its 16 rows as
@@ -80,12 +64,6 @@ struct Smem {
     bytes = at;
   }
 };
-
-__device__ __forceinline__ void split(float x, __half* hi, __half* lo) {
-  const __half h = __float2half_rn(x);
-  *hi = h;
-  *lo = __float2half_rn(x - __half2float(h));
-}
 
 // ROWS query rows per block, 16 per warp. 64 rows (head_dim <= 128): the query's fragments live in registers.
 template <int ROWS>
@@ -270,33 +248,24 @@ __global__ void __launch_bounds__(ROWS * 2, kQInRegisters<ROWS> ? 2 : 1) kernel(
   }
 }
 
-// Opts kernel<ROWS, Source> into `bytes` of dynamic shared memory the first time it needs that much (once per
-// process and size, not on every chunk's launch).
-template <int ROWS, class Source>
-void opt_in_shared_memory(unsigned bytes) {
-  static std::atomic<unsigned> granted{0};
-  if (bytes <= granted.load(std::memory_order_relaxed)) return;
-  lmlab::cuda::check(cudaFuncSetAttribute(kernel<ROWS, Source>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          static_cast<int>(bytes)),
-                     "prefill attention (shared memory)");
-  granted.store(bytes, std::memory_order_relaxed);
-}
-
 template <int ROWS, class Source>
 void launch_rows(Params a, const Source& src, cudaStream_t stream) {
   const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo, kQInRegisters<ROWS>);
-  opt_in_shared_memory<ROWS, Source>(L.bytes);
+  static std::atomic<unsigned> granted{0};
+  opt_in_shared_memory(prefill::kernel<ROWS, Source>, L.bytes, granted);
   a.queries_per_block = ROWS / a.group;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
                   static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block));
-  kernel<ROWS, Source><<<grid, ROWS * 2, L.bytes, stream>>>(a, src);
+  prefill::kernel<ROWS, Source><<<grid, ROWS * 2, L.bytes, stream>>>(a, src);
   lmlab::cuda::check_launch("prefill attention");
 }
 
-// The kernel for a source: 64 rows per block (4 warps) while its tiles fit in shared memory, 32 above head_dim 128.
+// The kernel for a source: prefill_attention_mma.cuh's when chosen (prefill_attention_kernel()), else this one with
+// 64 rows per block (4 warps) while its tiles fit in shared memory, 32 above head_dim 128.
 template <class Source>
 void launch(const Params& a, const Source& src, cudaStream_t stream) {
-  if (a.head_dim <= 128) launch_rows<64>(a, src, stream);
+  if (prefill_attention_kernel() == PrefillAttentionKernel::mma) mma::launch(a, src, stream);
+  else if (a.head_dim <= 128) launch_rows<64>(a, src, stream);
   else launch_rows<32>(a, src, stream);
 }
 

@@ -1,0 +1,61 @@
+// What the two tiled prefill attention kernels share (prefill_attention.cuh: wmma, the default;
+// prefill_attention_mma.cuh: mma.sync with S, P and O in registers): their parameters, the staged tiles a Source
+// fills, the f32 -> f16 hi + lo split, cp.async, and the shared-memory opt-in.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "cuda/cuda_check.h"
+
+namespace lmlab::kernels::cuda::prefill {
+
+inline constexpr int kTile = 64;     // history positions per tile
+inline constexpr int kHalfPad = 8;   // row padding of the f16 tiles (16 bytes: rows start on different banks)
+inline constexpr float kQScale = 16.0f, kPScale = 16384.0f;  // powers of two: the lo parts stay normal
+
+struct Params {
+  const float* q;
+  float* out;
+  const int32_t* positions;
+  int64_t n_q, n_heads, n_kv_heads, head_dim, window;
+  int group, queries_per_block;
+  float scale, softcap;
+};
+
+// The K and V tiles of one history tile: hi parts, and lo parts when the source has them (else null).
+struct Tiles {
+  __half *k_hi, *k_lo, *v_hi, *v_lo;
+};
+
+__device__ __forceinline__ void split(float x, __half* hi, __half* lo) {
+  const __half h = __float2half_rn(x);
+  *hi = h;
+  *lo = __float2half_rn(x - __half2float(h));
+}
+
+__device__ __forceinline__ unsigned smem_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// cp.async of 16 bytes global -> shared, and its group bookkeeping (no-ops for sources that store directly).
+__device__ __forceinline__ void copy16_async(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(dst)), "l"(src));
+}
+__device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Opts `kernel` into `bytes` of dynamic shared memory the first time it needs that much (once per process, kernel
+// and size, not on every chunk's launch); `granted` is the kernel's own record.
+template <class Kernel>
+void opt_in_shared_memory(Kernel kernel, unsigned bytes, std::atomic<unsigned>& granted) {
+  if (bytes <= granted.load(std::memory_order_relaxed)) return;
+  lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                     "prefill attention (shared memory)");
+  granted.store(bytes, std::memory_order_relaxed);
+}
+
+}  // namespace lmlab::kernels::cuda::prefill

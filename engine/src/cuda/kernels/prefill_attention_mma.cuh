@@ -1,0 +1,336 @@
+// Status: written 2026-12-04 in a session without a GPU (compiled, 164-244 registers, no spills); opt-in
+// (LMLAB_PREFILL_ATTENTION=mma, kernels_cuda.h) until a device session has run the kernel and TurboQuant suites on it
+// (they check both kernels) and measured it against prefill_attention.cuh's wmma kernel, which it is meant to replace.
+//
+// Tiled prefill attention on tensor cores (FlashAttention-2's loop on mma.sync), shared by the f16 cache
+// (attention.cu) and the TurboQuant / affine records (turboquant.cu), which differ only in how a tile of history is
+// staged. The decode kernels read every key and value row once per query: a 40K-token prompt read its history 40K
+// times. Here a block takes 64 query rows (a row = one query head of one query; the G heads of a KV head share the
+// block, so GQA reads each K/V row once per 64 rows), four warps of 16 rows, and walks the history in tiles of 64
+// positions staged in shared memory as f16: each K and V row is read once per 64 query rows, and no n_q x n_kv
+// matrix is formed. Per warp and tile, S = Q K^T (16 x 64), the online softmax and O += P V all stay in registers:
+// the m16n8k16 accumulator of S is, element for element, the A operand P of the next MMA (FlashAttention-2's
+// reuse), so only K and V go through shared memory. Sources that copy (the f16 cache) stage the next tile with
+// cp.async while this one is computed (two buffers); sources that decode stage in place (one buffer: their hi + lo
+// tiles are twice the size, and two blocks per SM hide more than a second buffer would).
+//
+// Exactness: the scaled query and the probabilities are f32, so each goes in as two f16 parts, x = hi + lo
+// (|x - hi - lo| <= 2^-22 |x|); the f16 cache is exact in f16, decoded records (f32: scalar x codebook value) are
+// split the same way. S = Q K^T and O += P V accumulate in f32 over the products of the parts (lo x lo dropped),
+// so the result is the reference's to f32 rounding (tests/cuda_kernels_test.cpp and cuda_turboquant_test.cpp check
+// it with the tensor-core f32 tolerance). The parts go in times powers of two, undone exactly in f32: a lo part under
+// f16's smallest normal (6.1e-5) keeps only an absolute 2^-25, which for the probabilities of a 5000-position
+// history (~2e-4 each) cost 1e-4 relative and failed the bound; P x 2^14 (<= 16384) keeps its lo parts normal.
+// The online softmax (running max and sum per row) is f32 in registers.
+//
+// A Source (the cache) provides: kLo (its tiles have lo parts), kValueScale (a power of two its staged K and V
+// values are multiplied by), kAsync (stage() issues cp.async copies: double-buffered); stage(j0, j_hi, kh, tiles, ld)
+// filling K and V of positions [j0, j0 + 64) of KV head kh, zeros past j_hi and in released blocks; rotate(rows, n,
+// d, inverse) on f32 rows [n][d] in shared memory, called by every thread (TurboQuant's Pi on the queries and Pi^T
+// on the outputs; nothing for f16). head_dim must be a multiple of 16 (the MMA's k; every real head_dim is) and at
+// most 256; attention() sends others to decode.
+#pragma once
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/kernels/prefill_attention_common.cuh"
+
+namespace lmlab::kernels::cuda::prefill::mma {
+
+inline constexpr int kRows = 64;     // query rows per block: 4 warps of 16
+inline constexpr int kThreads = kRows * 2;
+
+// Up to head_dim 128 each warp keeps its split query as fragments in registers (64 registers) beside O (64), and
+// two blocks fit on an SM; above, the query is read from shared memory per tile and O takes 128 registers.
+template <int DMAX>
+inline constexpr bool kQInRegisters = DMAX <= 128;
+
+// Shared memory of a block (offsets in bytes, 128-byte aligned). The f32 rows of the rotations ([64][head_dim],
+// before the first tile and after the last) lie over the tiles; with the query in registers its f16 staging lies
+// there too, after those rows.
+struct Smem {
+  int half_ld;
+  unsigned tiles, tile_bytes, rows_f32, q_hi, q_lo, row_pos, row_lo, bytes;
+  __host__ __device__ Smem(int head_dim, bool lo, int stages, bool q_in_registers) {
+    half_ld = head_dim + kHalfPad;
+    auto round = [](unsigned b) { return (b + 127) / 128 * 128; };
+    const unsigned part = round(static_cast<unsigned>(kTile * half_ld * 2));  // one f16 tile of K or V
+    const unsigned q_part = round(static_cast<unsigned>(kRows * half_ld * 2));
+    const unsigned rows_bytes = round(static_cast<unsigned>(kRows * head_dim * 4));
+    tile_bytes = part * (lo ? 4 : 2);
+    tiles = 0, rows_f32 = 0;
+    unsigned at = tile_bytes * stages;
+    if (q_in_registers) {
+      q_hi = rows_bytes, q_lo = rows_bytes + q_part;
+      if (at < rows_bytes + 2 * q_part) at = rows_bytes + 2 * q_part;
+    } else {
+      q_hi = at, q_lo = at + q_part;
+      at += 2 * q_part;
+    }
+    row_pos = at, row_lo = at + kRows * 8;
+    bytes = at + 2 * kRows * 8;
+  }
+  __device__ Tiles tiles_at(unsigned char* smem, int stage, bool lo) const {
+    const unsigned part = tile_bytes / (lo ? 4 : 2);
+    unsigned char* base = smem + tiles + stage * tile_bytes;
+    return Tiles{reinterpret_cast<__half*>(base), lo ? reinterpret_cast<__half*>(base + 2 * part) : nullptr,
+                 reinterpret_cast<__half*>(base + part), lo ? reinterpret_cast<__half*>(base + 3 * part) : nullptr};
+  }
+};
+
+// Two f32 values as f16x2 hi and lo registers (the first in the low half: the smaller column).
+__device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t& lo) {
+  const __half2 h = __floats2half2_rn(a, b);
+  const float2 hf = __half22float2(h);
+  const __half2 l = __floats2half2_rn(a - hf.x, b - hf.y);
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  lo = *reinterpret_cast<const uint32_t*>(&l);
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const __half* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+
+// d += a (16 x 16, row) b (16 x 8, col), f16 inputs, f32 accumulators.
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <int DMAX, class Source>
+__global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(Params a, Source src) {
+  constexpr bool kQRegs = kQInRegisters<DMAX>;
+  constexpr int kStages = Source::kAsync ? 2 : 1;
+  constexpr int kSteps = DMAX / 16;  // k steps of S over head_dim, and pairs of O's n tiles
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Smem L(static_cast<int>(a.head_dim), Source::kLo, kStages, kQRegs);
+  __half* q_hi = reinterpret_cast<__half*>(smem + L.q_hi);
+  __half* q_lo = reinterpret_cast<__half*>(smem + L.q_lo);
+  float* rows_f32 = reinterpret_cast<float*>(smem + L.rows_f32);
+  int64_t* row_pos = reinterpret_cast<int64_t*>(smem + L.row_pos);  // -1: no query in this row
+  int64_t* row_lo = reinterpret_cast<int64_t*>(smem + L.row_lo);
+
+  const int64_t kh = blockIdx.x, G = a.group;
+  const int D = static_cast<int>(a.head_dim), ld = L.half_ld, steps = D / 16;
+  const int64_t t0 = int64_t(blockIdx.y) * a.queries_per_block;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;  // the MMA fragments' row group and column pair
+
+  // Rows: r -> query t0 + r / G, head kh G + r % G; the scaled query (rotated by the source), split hi + lo.
+  for (int r = tid; r < kRows; r += kThreads) {
+    const int64_t q = t0 + r / G;
+    const bool ok = r / G < a.queries_per_block && q < a.n_q;
+    const int64_t pos = ok ? a.positions[q] : -1;
+    row_pos[r] = pos;
+    row_lo[r] = ok && a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
+  }
+  for (int e = tid; e < kRows * D; e += kThreads) {
+    const int64_t r = e / D, q = t0 + r / G;
+    const bool ok = r / G < a.queries_per_block && q < a.n_q;
+    rows_f32[e] = ok ? a.q[(q * a.n_heads + kh * G + r % G) * D + e % D] * a.scale : 0.0f;
+  }
+  __syncthreads();
+  src.rotate(rows_f32, kRows, D, false);
+  for (int e = tid; e < kRows * D; e += kThreads) {
+    const int r = e / D, d = e % D;
+    split(rows_f32[e] * kQScale, q_hi + r * ld + d, q_lo + r * ld + d);
+  }
+  __syncthreads();
+
+  // ldmatrix addresses: lane l serves row (l & 7) of 8 x 8 matrix l >> 3.
+  const int mat = lane >> 3, mrow = lane & 7;
+  // A fragments (16 x 16 at row 0, column k0) of this warp's query rows.
+  const int a_row = warp * 16 + (lane & 15), a_col = (lane >> 4) * 8;
+  uint32_t qh[kQRegs ? kSteps : 1][4], ql[kQRegs ? kSteps : 1][4];
+  if constexpr (kQRegs) {
+#pragma unroll
+    for (int ks = 0; ks < kSteps; ++ks)
+      if (ks < steps) {
+        ldmatrix_x4(qh[ks], q_hi + a_row * ld + ks * 16 + a_col);
+        ldmatrix_x4(ql[ks], q_lo + a_row * ld + ks * 16 + a_col);
+      }
+    __syncthreads();  // the staging lies over the tiles
+  }
+
+  // The history this block needs: [min lo, max pos] of its rows, and of this warp's rows.
+  int64_t j_lo = INT64_MAX, j_hi = -1, warp_lo = INT64_MAX, warp_hi = -1;
+  for (int r = 0; r < kRows; ++r) {
+    if (row_pos[r] < 0) continue;
+    j_lo = min(j_lo, row_lo[r]), j_hi = max(j_hi, row_pos[r]);
+    if (r / 16 == warp) warp_lo = min(warp_lo, row_lo[r]), warp_hi = max(warp_hi, row_pos[r]);
+  }
+  // This thread's two rows of every fragment: g and g + 8 of the warp's 16.
+  const int64_t pos_r[2] = {row_pos[warp * 16 + g], row_pos[warp * 16 + g + 8]};
+  const int64_t lo_r[2] = {row_lo[warp * 16 + g], row_lo[warp * 16 + g + 8]};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's share of the row sums
+  float o[2 * kSteps][4];
+#pragma unroll
+  for (int n = 0; n < 2 * kSteps; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  constexpr float kSUnscale = 1.0f / (kQScale * Source::kValueScale);
+
+  if (kStages == 2 && j_lo <= j_hi) {
+    src.stage(j_lo, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld);
+    async_commit();
+  }
+  int buffer = 0;
+  for (int64_t j0 = j_lo; j0 <= j_hi; j0 += kTile, buffer ^= kStages - 1) {
+    if constexpr (kStages == 2) {
+      if (j0 + kTile <= j_hi) {
+        src.stage(j0 + kTile, j_hi, kh, L.tiles_at(smem, buffer ^ 1, Source::kLo), ld);
+        async_commit();
+        async_wait<1>();  // this tile's copies are done, the next one's may still fly
+      } else {
+        async_wait<0>();
+      }
+    } else {
+      src.stage(j0, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld);
+    }
+    __syncthreads();
+    const Tiles tiles = L.tiles_at(smem, buffer, Source::kLo);
+    if (warp_hi >= j0 && warp_lo < j0 + kTile) {
+      // S[16 rows, 64 positions] = Q K^T over the parts: n tiles of 8 positions, in pairs per ldmatrix.
+      float s[8][4];
+#pragma unroll
+      for (int n = 0; n < 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < kSteps; ++ks) {
+        if (ks >= steps) break;
+        uint32_t ah[4], al[4];
+        if constexpr (kQRegs) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) ah[i] = qh[ks][i], al[i] = ql[ks][i];
+        } else {
+          ldmatrix_x4(ah, q_hi + a_row * ld + ks * 16 + a_col);
+          ldmatrix_x4(al, q_lo + a_row * ld + ks * 16 + a_col);
+        }
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          // Matrices: (n tile 2np, k lo), (2np, k hi), (2np + 1, k lo), (2np + 1, k hi).
+          const int off = (np * 16 + (mat >> 1) * 8 + mrow) * ld + ks * 16 + (mat & 1) * 8;
+          uint32_t kb[4];
+          ldmatrix_x4(kb, tiles.k_hi + off);
+          mma_16816(s[2 * np], ah, kb[0], kb[1]), mma_16816(s[2 * np], al, kb[0], kb[1]);
+          mma_16816(s[2 * np + 1], ah, kb[2], kb[3]), mma_16816(s[2 * np + 1], al, kb[2], kb[3]);
+          if constexpr (Source::kLo) {
+            ldmatrix_x4(kb, tiles.k_lo + off);
+            mma_16816(s[2 * np], ah, kb[0], kb[1]), mma_16816(s[2 * np + 1], ah, kb[2], kb[3]);
+          }
+        }
+      }
+      // Online softmax of rows g (h = 0) and g + 8 (h = 1); a row's four lanes (t = 0..3) share its max.
+      float corr[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float tile_max = -INFINITY;
+        const bool masked = pos_r[h] < 0 || j0 + kTile - 1 > pos_r[h] || j0 < lo_r[h];  // else every column counts
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float x = s[n][2 * h + e] * kSUnscale;
+            if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
+            if (masked) {
+              const int64_t j = j0 + n * 8 + 2 * t + e;
+              if (pos_r[h] < 0 || j > pos_r[h] || j < lo_r[h]) x = -INFINITY;
+            }
+            s[n][2 * h + e] = x;
+            tile_max = fmaxf(tile_max, x);
+          }
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+        const float m_new = fmaxf(m[h], tile_max);
+        float sum = 0.0f;
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float p = m_new == -INFINITY ? 0.0f : expf(s[n][2 * h + e] - m_new);
+            sum += p;
+            s[n][2 * h + e] = p * kPScale;
+          }
+        corr[h] = m[h] == -INFINITY ? 0.0f : expf(m[h] - m_new);
+        l[h] = l[h] * corr[h] + sum;
+        m[h] = m_new;
+      }
+#pragma unroll
+      for (int n = 0; n < 2 * kSteps; ++n) o[n][0] *= corr[0], o[n][1] *= corr[0], o[n][2] *= corr[1], o[n][3] *= corr[1];
+      // O += P V: S's accumulators of n tiles 2kk and 2kk + 1 are P's A fragment for k step kk.
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; ++kk) {
+        uint32_t ph[4], pl[4];
+        split2(s[2 * kk][0], s[2 * kk][1], ph[0], pl[0]);
+        split2(s[2 * kk][2], s[2 * kk][3], ph[1], pl[1]);
+        split2(s[2 * kk + 1][0], s[2 * kk + 1][1], ph[2], pl[2]);
+        split2(s[2 * kk + 1][2], s[2 * kk + 1][3], ph[3], pl[3]);
+#pragma unroll
+        for (int dp = 0; dp < kSteps; ++dp) {
+          if (dp >= steps) break;
+          // Matrices (transposed): (k lo, n tile 2dp), (k hi, 2dp), (k lo, 2dp + 1), (k hi, 2dp + 1).
+          const int off = (kk * 16 + (mat & 1) * 8 + mrow) * ld + dp * 16 + (mat >> 1) * 8;
+          uint32_t vb[4];
+          ldmatrix_x4_trans(vb, tiles.v_hi + off);
+          mma_16816(o[2 * dp], ph, vb[0], vb[1]), mma_16816(o[2 * dp], pl, vb[0], vb[1]);
+          mma_16816(o[2 * dp + 1], ph, vb[2], vb[3]), mma_16816(o[2 * dp + 1], pl, vb[2], vb[3]);
+          if constexpr (Source::kLo) {
+            ldmatrix_x4_trans(vb, tiles.v_lo + off);
+            mma_16816(o[2 * dp], ph, vb[0], vb[1]), mma_16816(o[2 * dp + 1], ph, vb[2], vb[3]);
+          }
+        }
+      }
+    }
+    __syncthreads();  // the next stage overwrites this buffer
+  }
+
+  // Rows O / l (rotated back by the source), written out by row; the f32 rows lie over the (drained) tiles.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    const float inv = l[h] > 0.0f ? 1.0f / (l[h] * (kPScale * Source::kValueScale)) : 0.0f;
+    float* row = rows_f32 + (warp * 16 + g + 8 * h) * D;
+#pragma unroll
+    for (int n = 0; n < 2 * kSteps; ++n)
+      if (n < 2 * steps) row[n * 8 + 2 * t] = o[n][2 * h] * inv, row[n * 8 + 2 * t + 1] = o[n][2 * h + 1] * inv;
+  }
+  __syncthreads();
+  src.rotate(rows_f32, kRows, D, true);
+  for (int e = tid; e < kRows * D; e += kThreads) {
+    const int64_t r = e / D, q = t0 + r / G;
+    if (row_pos[r] >= 0) a.out[(q * a.n_heads + kh * G + r % G) * D + e % D] = rows_f32[e];
+  }
+}
+
+template <int DMAX, class Source>
+void launch_dim(Params a, const Source& src, cudaStream_t stream) {
+  const Smem L(static_cast<int>(a.head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>);
+  static std::atomic<unsigned> granted{0};
+  opt_in_shared_memory(mma::kernel<DMAX, Source>, L.bytes, granted);
+  a.queries_per_block = kRows / a.group;
+  const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
+                  static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block));
+  mma::kernel<DMAX, Source><<<grid, kThreads, L.bytes, stream>>>(a, src);
+  lmlab::cuda::check_launch("prefill attention");
+}
+
+// The kernel for a head_dim: the query in registers up to 128, from shared memory up to 256.
+template <class Source>
+void launch(const Params& a, const Source& src, cudaStream_t stream) {
+  if (a.head_dim <= 64) launch_dim<64>(a, src, stream);
+  else if (a.head_dim <= 128) launch_dim<128>(a, src, stream);
+  else launch_dim<256>(a, src, stream);
+}
+
+}  // namespace lmlab::kernels::cuda::prefill::mma
