@@ -9,6 +9,7 @@
 
 #include "fixtures.h"
 #include "golden_checks.h"
+#include "kernels/cpu/isa.h"
 #include "lmlab/error.h"
 #include "lmlab/model.h"
 #include "tolerance.h"
@@ -25,11 +26,15 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
 
 // Rounding differences of one layer's matmuls (reductions over hidden and intermediate), carried through the
 // layers; quantized models add the int16 activations' step where a short prompt chunk takes the integer kernel
-// alone and the f32 one batched.
+// alone and the f32 one batched, bf16 models on AVX512_BF16 the split activations' where a decode step alone takes
+// the vdpbf16ps GEMV and a batch of 2-63 rows the f32 FMA tiles (kernels/cpu/matmul_bf16.h).
 double batch_tolerance(const ModelInfo& info) {
   const int64_t len = std::max(info.hidden, info.n_heads * info.head_dim) * 4;
   const double tol = test::tolerance(kernels::WeightType::f32, len) * static_cast<double>(info.n_layers);
-  return info.weight_format[0] == 'q' ? tol + test::int16_activation_tolerance(len) : tol;
+  if (info.weight_format[0] == 'q') return tol + test::int16_activation_tolerance(len);
+  if (info.weight_format == "BF16" && kernels::cpu::avx512_bf16_enabled())
+    return tol + test::bf16x2_activation_tolerance(len);
+  return tol;
 }
 
 // Per step, the chunk each sequence appends (0: it sits this step out).

@@ -46,9 +46,9 @@ struct MatmulCase {
   int64_t rows, cols, n;
 };
 
-// The tolerance for cpu::matmul(a): f32 rounding, or the bf16 GEMM's split activations where it runs.
+// The tolerance for cpu::matmul(a): f32 rounding, or the bf16 GEMV / GEMM's split activations where they run.
 double matmul_tolerance(const kernels::MatmulArgs& a) {
-  return kernels::cpu::matmul_uses_bf16_gemm(a) ? test::bf16x2_activation_tolerance(a.cols)
+  return kernels::cpu::matmul_uses_bf16_dot(a) ? test::bf16x2_activation_tolerance(a.cols)
                                                 : tolerance(WeightType::f32, a.cols);
 }
 
@@ -93,12 +93,13 @@ TEST_P(KernelCpu, MatmulLargeShapes) {
     for (const auto& c : cases) check_matmul(type, c, seed++);
 }
 
-// Where the CPU has AVX512_BF16 the avx512 tier's bf16 prefill goes to the vdpbf16ps GEMM; its f32 FMA path
-// (what CPUs without AVX512_BF16 run) is switched back on here so that it stays tested.
+// Where the CPU has AVX512_BF16 the avx512 tier's bf16 decode and prefill go to the vdpbf16ps GEMV / GEMM; its f32
+// FMA paths (what CPUs without AVX512_BF16 run) are switched back on here so that they stay tested.
 TEST_P(KernelCpu, MatmulBf16WithoutDotProduct) {
   const bool had = kernels::cpu::avx512_bf16_enabled();
   kernels::cpu::set_avx512_bf16(false);
-  const MatmulCase cases[] = {{5, 129, 8}, {300, 1000, 17}, {67, 2100, 70}, {128, 1024, 64}};
+  const MatmulCase cases[] = {{5, 129, 8}, {300, 1000, 17}, {67, 2100, 70}, {128, 1024, 64}, {300, 1000, 1},
+                              {7, 33, 1}};
   uint32_t seed = 300;
   for (const auto& c : cases) check_matmul(WeightType::bf16, c, seed++);
   kernels::cpu::set_avx512_bf16(had);

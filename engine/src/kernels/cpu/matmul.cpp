@@ -8,8 +8,8 @@
 // kTb so that a [kTb, kKc] panel of X stays in L2 while the row blocks of a thread's chunk pass over it;
 // partial sums of later column blocks are added into Y. 4 row sums of one token are stored as one vector
 // (Y is [n, rows], so they are contiguous).
-// bf16 weights with n >= kBf16GemmMinTokens go to the vdpbf16ps GEMM of matmul_bf16.cpp where the CPU has
-// AVX512_BF16; the f32 FMA tiles below serve every other case.
+// bf16 weights with n == 1 or n >= kBf16GemmMinTokens go to the vdpbf16ps GEMV / GEMM of matmul_bf16.cpp where the
+// CPU has AVX512_BF16; the f32 FMA tiles below serve every other case.
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -365,8 +365,9 @@ void matmul(const MatmulArgs& a) {
     std::fill(a.y, a.y + a.n * a.rows, 0.0f);
     return;
   }
-  if (matmul_uses_bf16_gemm(a)) {
-    matmul_bf16_gemm(a);
+  if (matmul_uses_bf16_dot(a)) {
+    if (a.n == 1) matmul_bf16_gemv(a);
+    else matmul_bf16_gemm(a);
     return;
   }
   const Isa isa = active_isa();

@@ -1,4 +1,5 @@
-// bf16-weight prefill GEMM on AVX512_BF16 (see matmul_bf16.h for what it computes and why x = hi + lo).
+// bf16-weight decode GEMV and prefill GEMM on AVX512_BF16 (see matmul_bf16.h for what they compute and why
+// x = hi + lo).
 //
 // vdpbf16ps: acc.f32[i] += a.bf16[2i] * b.bf16[2i] + a.bf16[2i+1] * b.bf16[2i+1]. A lane consumes a *pair* of
 // consecutive columns, so both operands are packed in pairs (a pair = two bf16 in one u32, lower column first):
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
+#include <vector>
 
 #include "kernels/cpu/bf16_pack.h"
 #include "kernels/cpu/isa.h"
@@ -29,8 +31,8 @@
 
 namespace lmlab::kernels::cpu {
 
-bool matmul_uses_bf16_gemm(const MatmulArgs& a) {
-  return a.type == WeightType::bf16 && a.n >= kBf16GemmMinTokens && active_isa() == Isa::avx512 &&
+bool matmul_uses_bf16_dot(const MatmulArgs& a) {
+  return a.type == WeightType::bf16 && (a.n == 1 || a.n >= kBf16GemmMinTokens) && active_isa() == Isa::avx512 &&
          avx512_bf16_enabled();
 }
 
@@ -145,7 +147,78 @@ void gemm_panels(const MatmulArgs& a, const uint32_t* xp, int64_t P, int64_t q0,
   }
 }
 
+// y[0, R) = w [R, cols] . x for one token: x as bf16 hi and lo vectors [cols] (xh, xl), w's rows read in place
+// (a vdpbf16ps lane takes a pair of consecutive columns of the row and of x); two accumulators per row (hi, lo).
+template <int R>
+LMLAB_TARGET_AVX512_BF16 void gemv_tile(const uint16_t* w, int64_t cols, const uint16_t* xh, const uint16_t* xl,
+                                        float* y) {
+  __m512 ah[R], al[R];
+#pragma GCC unroll 4
+  for (int i = 0; i < R; ++i) ah[i] = al[i] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 32 <= cols; c += 32) {
+    const __m512bh h = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xh + c));
+    const __m512bh l = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xl + c));
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const __m512bh wv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + i * cols + c));
+      ah[i] = _mm512_dpbf16_ps(ah[i], wv, h);
+      al[i] = _mm512_dpbf16_ps(al[i], wv, l);
+    }
+  }
+  if (c < cols) {
+    const __mmask32 m = static_cast<__mmask32>((uint64_t{1} << (cols - c)) - 1);
+    const __m512bh h = reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi16(m, xh + c));
+    const __m512bh l = reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi16(m, xl + c));
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const __m512bh wv = reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi16(m, w + i * cols + c));
+      ah[i] = _mm512_dpbf16_ps(ah[i], wv, h);
+      al[i] = _mm512_dpbf16_ps(al[i], wv, l);
+    }
+  }
+  if constexpr (R == 4) {
+    _mm_storeu_ps(y, simd::hsum4(_mm512_add_ps(ah[0], al[0]), _mm512_add_ps(ah[1], al[1]),
+                                 _mm512_add_ps(ah[2], al[2]), _mm512_add_ps(ah[3], al[3])));
+  } else {
+    for (int i = 0; i < R; ++i) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(ah[i], al[i]));
+  }
+}
+
+// x [cols] -> hi, lo [cols] as bf16 (x - hi is exact in f32).
+LMLAB_TARGET_AVX512_BF16 void split_x(const float* x, int64_t cols, uint16_t* xh, uint16_t* xl) {
+  int64_t c = 0;
+  for (; c < cols; c += 16) {
+    const __mmask16 m = rows_mask(cols - c);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + c);
+    const __m256bh h = _mm512_cvtneps_pbh(v);
+    const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(h)), 16));
+    const __m256bh l = _mm512_cvtneps_pbh(_mm512_sub_ps(v, hf));
+    _mm256_mask_storeu_epi16(xh + c, m, reinterpret_cast<__m256i>(h));
+    _mm256_mask_storeu_epi16(xl + c, m, reinterpret_cast<__m256i>(l));
+  }
+}
+
 }  // namespace
+
+void matmul_bf16_gemv(const MatmulArgs& a) {
+  thread_local std::vector<uint16_t> xs;
+  xs.resize(static_cast<size_t>(2 * a.cols));
+  uint16_t* xh = xs.data();
+  uint16_t* xl = xh + a.cols;
+  split_x(a.x, a.cols, xh, xl);
+  const auto* w = static_cast<const uint16_t*>(a.w);
+  const int64_t n_blocks = (a.rows + 3) / 4;
+  ThreadPool::global().parallel_for(
+      n_blocks,
+      [&](int64_t b0, int64_t b1) {
+        int64_t r = b0 * 4;
+        const int64_t r1 = std::min(a.rows, b1 * 4);
+        for (; r + 4 <= r1; r += 4) gemv_tile<4>(w + r * a.cols, a.cols, xh, xl, a.y + r);
+        for (; r < r1; ++r) gemv_tile<1>(w + r * a.cols, a.cols, xh, xl, a.y + r);
+      },
+      std::max<int64_t>(1, (int64_t{1} << 18) / (4 * a.cols)));
+}
 
 void matmul_bf16_gemm(const MatmulArgs& a) {
   if (a.rows <= 0 || a.n <= 0) return;
@@ -172,6 +245,10 @@ void matmul_bf16_gemm(const MatmulArgs& a) {
 }
 
 #else
+void matmul_bf16_gemv(const MatmulArgs&) {
+  std::fprintf(stderr, "lmlab: matmul_bf16_gemv called on a machine without AVX512_BF16\n");
+  std::abort();
+}
 void matmul_bf16_gemm(const MatmulArgs&) {
   std::fprintf(stderr, "lmlab: matmul_bf16_gemm called on a machine without AVX512_BF16\n");
   std::abort();
