@@ -1,5 +1,7 @@
-// lmlab report --db FILE [--run ID] [--format ansi|md|csv|json] [--out FILE | --out-dir DIR] [--color]:
-// renders one run of the results database (default: the latest); --list lists the runs instead. --out-dir
+// lmlab report --db FILE [--run ID | --runs ID,ID,...] [--format ansi|md|csv|json] [--out FILE | --out-dir DIR]
+// [--color]: renders one run of the results database (default: the latest), or the samples of several runs of one
+// sweep as one report (--runs: same scenario, model and host; a sweep too long for one sitting, e.g. the H200's
+// 512 / 40K / 100K x 3 repetitions over several device calls, each run keeping its commit); --list lists the runs. --out-dir
 // (created when absent) writes the markdown report under its conventional name, profiling_results_<host>.md.
 // A markdown report written to a file gets its SVG charts beside it (<stem>_decode.svg, ...). ANSI colors
 // only on a terminal, and never when NO_COLOR is set (https://no-color.org) or --no-color is given.
@@ -9,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "common.h"
 #include "lmlab/report.h"
@@ -21,6 +24,7 @@ namespace {
 struct Flags {
   std::string db = "results/lmlab.db";
   int64_t run = 0;  // 0 = latest
+  std::vector<int64_t> runs;  // --runs: several runs' samples in one report
   std::string format = "ansi";
   std::string out, out_dir;
   bool color = false, no_color = false;
@@ -47,6 +51,12 @@ std::optional<RegressionSection> regression_section(const ResultsStore& store, c
   const auto latest = store.latest_regression_run();
   if (!latest) return std::nullopt;
   return RegressionSection{*store.run(*latest), store.regression_checks(*latest)};
+}
+
+std::string merged_runs_ids(const std::vector<RunInfo>& runs) {
+  std::string ids;
+  for (const RunInfo& r : runs) ids += (ids.empty() ? "" : ",") + std::to_string(r.id);
+  return ids;
 }
 
 bool no_color_env() {
@@ -92,7 +102,28 @@ int run_report(const Flags& fl) {
     ResultsStore store = ResultsStore::open_existing(fl.db);
     if (fl.list) return list_runs(store);
     std::optional<RunInfo> found;
-    if (fl.run > 0) {
+    if (!fl.runs.empty()) {
+      for (int64_t id : fl.runs) {
+        std::optional<RunInfo> r = store.run(id);
+        if (!r) throw Error(ErrorKind::invalid_input, "--runs", fmt::format("{} has no run {}", fl.db, id));
+        for (const RunInfo& m : extras.merged_runs)
+          if (m.id == id) throw Error(ErrorKind::invalid_input, "--runs", fmt::format("run {} is named twice", id));
+        const RunInfo& first = extras.merged_runs.empty() ? *r : extras.merged_runs.front();
+        using Field = std::string RunInfo::*;
+        for (const auto& [what, field] : {std::pair<const char*, Field>{"scenario", &RunInfo::scenario},
+                                          std::pair<const char*, Field>{"model", &RunInfo::model},
+                                          std::pair<const char*, Field>{"host", &RunInfo::host}})
+          if ((*r).*field != first.*field)
+            throw Error(ErrorKind::invalid_input, "--runs",
+                        fmt::format("run {} has {} '{}' where run {} has '{}': only runs of one sweep merge", id, what,
+                                    (*r).*field, first.id, first.*field));
+        const std::vector<Sample> more = store.samples(id);
+        samples.insert(samples.end(), more.begin(), more.end());
+        if (auto q = store.evaluations(id); !q.empty()) extras.quality = std::move(q);  // the last run's that has any
+        extras.merged_runs.push_back(std::move(*r));
+      }
+      found = extras.merged_runs.back();
+    } else if (fl.run > 0) {
       found = store.run(fl.run);
       if (!found) throw Error(ErrorKind::invalid_input, "--run", fmt::format("{} has no run {}", fl.db, fl.run));
     } else {
@@ -101,10 +132,12 @@ int run_report(const Flags& fl) {
       found = runs.back();
     }
     run = *found;
-    samples = store.samples(run.id);
+    if (fl.runs.empty()) {
+      samples = store.samples(run.id);
+      extras.quality = store.evaluations(run.id);
+    }
     regression = regression_section(store, run);
     runtimes = store.runtimes(run.id);
-    extras.quality = store.evaluations(run.id);
   }
 
   std::filesystem::path path = fl.out;
@@ -123,7 +156,9 @@ int run_report(const Flags& fl) {
   }
   write_file(path, text);
   for (const SvgChart& c : extras.charts) write_file(path.parent_path() / c.file_name, c.svg);
-  fmt::print(stderr, "lmlab report: wrote run {} as {} to {}{}\n", run.id, fl.format, path.string(),
+  fmt::print(stderr, "lmlab report: wrote {} as {} to {}{}\n",
+             extras.merged_runs.size() > 1 ? "runs " + merged_runs_ids(extras.merged_runs) : fmt::format("run {}", run.id),
+             fl.format, path.string(),
              extras.charts.empty() ? "" : fmt::format(" with {} SVG charts beside it", extras.charts.size()));
   return 0;
 }
@@ -134,7 +169,11 @@ void register_report(CLI::App& app) {
   auto fl = std::make_shared<Flags>();
   auto* sub = app.add_subcommand("report", "render a run of the results database (ANSI, markdown, CSV, JSON)");
   sub->add_option("--db", fl->db, "results database")->capture_default_str();
-  sub->add_option("--run", fl->run, "run id (default: the latest run)")->check(CLI::PositiveNumber);
+  auto* run = sub->add_option("--run", fl->run, "run id (default: the latest run)")->check(CLI::PositiveNumber);
+  sub->add_option("--runs", fl->runs, "several runs of one sweep (same scenario, model, host) as one report: ID,ID,...")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber)
+      ->excludes(run);
   sub->add_option("--format", fl->format, "ansi | md | csv | json")
       ->check(CLI::IsMember({"ansi", "md", "csv", "json"}))
       ->capture_default_str();

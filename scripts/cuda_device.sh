@@ -5,8 +5,9 @@
 # Usage there: bash cuda_device.sh [tests] [gemv] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
 # (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt;
 #  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl;
-#  swiftlm: scenarios/swiftlm-cuda.json on the 30b-a3b 4-bit synth (SWIFT_CONTEXTS, SWIFT_CONFIGS, REPS), the
-#  database and profiling_results_<host>.md to $OUT, after an iobench of the synth's largest file)
+#  swiftlm: scenarios/swiftlm-cuda.json on the 30b-a3b 4-bit synth (SWIFT_CONTEXTS, SWIFT_CONFIGS, REPS; SWIFT_DB:
+#  a database to append to, e.g. ../docs/profiling_results_h200.db), the database and profiling_results_<host>.md
+#  to $OUT, after an iobench of the synth's largest file)
 # (profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +47,9 @@ for step in "$@"; do
       [ -d "$dir" ] || "$here/lmlab" synth --preset qwen3-30b-a3b --bits 4 --group-size 64 --out "$dir" --quiet \
         --tokenizer-from "$(dirname "$(ls "$fixdir"/models/*/tokenizer.json | head -1)")" --vocab 151936
       "$here/lmlab" iobench --file "$(ls -S "$dir"/*.safetensors | head -1)" 2>&1 | tee "$out/iobench.txt" | tail -3
+      # SWIFT_DB: an earlier session's database (docs/profiling_results_h200.db) to append this call's samples to, so
+      # the sweep can be completed over several calls and sessions (each run keeps its commit and environment).
+      [ -n "${SWIFT_DB:-}" ] && [ ! -e "$out/lmlab.db" ] && cp "$SWIFT_DB" "$out/lmlab.db"
       timeout "${SWIFT_TIMEOUT:-540}" "$here/lmlab" bench "$here/../scenarios/swiftlm-cuda.json" --model "$dir" \
         --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" --host "${HOST_LABEL:-h200}" \
         ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tail -20

@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
@@ -177,9 +180,9 @@ TEST(ReportGpuMemory, AColumnOnlyWhenSamplesCarryIt) {
   EXPECT_NE(ansi.find("4.00 GiB"), std::string::npos) << ansi;
 }
 
-int64_t add_run(ResultsStore& store, const std::string& config, double tok_s) {
+int64_t add_run(ResultsStore& store, const std::string& config, double tok_s, const std::string& host = "gate-test") {
   RunInfo info;
-  info.host = "gate-test";
+  info.host = host;
   info.host_fingerprint = "cpu=synthetic";  // one machine: absolute times compare
   info.scenario = "synthetic";
   info.model = "none";
@@ -236,6 +239,49 @@ TEST(ReportCli, WritesTheMarkdownFileUnderItsHostNameAndRefusesAMissingDatabase)
   EXPECT_EQ(run_cli("report --db " + (dir / "none.db").string()), 1);
   EXPECT_FALSE(fs::exists(dir / "none.db"));  // a report never creates a database
   EXPECT_EQ(run_cli("report --db " + db + " --run 42"), 1);
+  fs::remove_all(dir);
+}
+
+// A sweep measured over several sittings (the H200's, over device calls): --runs renders their samples as one
+// report, each sample keeping its run, and refuses runs of another sweep, a run named twice, and --run beside it.
+TEST(ReportCli, RunsOfOneSweepMergeIntoOneReport) {
+  const fs::path dir = temp_dir("merge");
+  const std::string db = (dir / "r.db").string();
+  int64_t a = 0, b = 0, other_host = 0;
+  {
+    ResultsStore store = ResultsStore::open(db);
+    a = add_run(store, "vanilla", 100.0);
+    b = add_run(store, "turbo", 50.0);
+    other_host = add_run(store, "turbo", 50.0, "another-host");
+  }
+  const std::string runs = std::to_string(a) + "," + std::to_string(b);
+  ASSERT_EQ(run_cli("report --db " + db + " --runs " + runs + " --format csv --out " + (dir / "m.csv").string()), 0);
+  std::ifstream csv(dir / "m.csv");
+  std::string line;
+  std::getline(csv, line);  // header
+  std::map<std::string, int> rows_per_run_and_config;
+  while (std::getline(csv, line)) {
+    const auto fields = [&] {
+      std::vector<std::string> f;
+      std::stringstream ss(line);
+      for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+      return f;
+    }();
+    ++rows_per_run_and_config[fields.at(0) + " " + fields.at(3)];
+  }
+  EXPECT_EQ(rows_per_run_and_config, (std::map<std::string, int>{{std::to_string(a) + " vanilla", 6},
+                                                                 {std::to_string(b) + " turbo", 6}}));
+  ASSERT_EQ(run_cli("report --db " + db + " --runs " + runs + " --format md --out-dir " + dir.string()), 0);
+  std::ifstream md_file(dir / "profiling_results_gate-test.md");
+  const std::string md((std::istreambuf_iterator<char>(md_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(md.find("| Runs (commit, date; samples of all) | " + std::to_string(a) + " ("), std::string::npos) << md;
+  EXPECT_NE(md.find(", " + std::to_string(b) + " ("), std::string::npos);
+  EXPECT_NE(md.find("| Vanilla |"), std::string::npos);
+  EXPECT_NE(md.find("| TurboQuant |"), std::string::npos);
+  EXPECT_EQ(run_cli("report --db " + db + " --runs " + runs + "," + std::to_string(other_host)), 1);
+  EXPECT_EQ(run_cli("report --db " + db + " --runs " + std::to_string(a) + "," + std::to_string(a)), 1);
+  EXPECT_EQ(run_cli("report --db " + db + " --runs " + runs + ",42"), 1);
+  EXPECT_NE(run_cli("report --db " + db + " --runs " + runs + " --run " + std::to_string(a)), 0);
   fs::remove_all(dir);
 }
 

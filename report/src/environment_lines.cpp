@@ -84,4 +84,12 @@ std::vector<std::pair<std::string, std::string>> environment_lines(const RunInfo
   return out;
 }
 
+std::string merged_runs_line(const std::vector<RunInfo>& runs) {
+  std::string line;
+  for (const RunInfo& r : runs)
+    line += fmt::format("{}{} ({}, {})", line.empty() ? "" : ", ", r.id, r.git_commit.empty() ? "commit not recorded" : r.git_commit,
+                        r.started_at);
+  return line;
+}
+
 }  // namespace lmlab::report_detail

@@ -13,4 +13,8 @@ namespace lmlab::report_detail {
 
 std::vector<std::pair<std::string, std::string>> environment_lines(const RunInfo& run);
 
+// The header's run line of a report over several runs of one sweep (lmlab report --runs): "3 (a1b2c3d,
+// 2026-12-04T19:43:03Z), 5 (e4f5a6b, 2026-12-05T10:01:00Z)"; each run keeps its own commit and date.
+std::string merged_runs_line(const std::vector<RunInfo>& runs);
+
 }  // namespace lmlab::report_detail

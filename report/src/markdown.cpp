@@ -89,9 +89,13 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
   md += fmt::format("| Scenario | {} |\n", cell(run.scenario));
   md += fmt::format("| Model | {} |\n", cell(run.model));
   md += fmt::format("| Model size | {} |\n", gib_with_bytes(run.model_bytes));
-  md += fmt::format("| Commit (of the binary) | {} |\n", run.git_commit.empty() ? "not recorded" : cell(run.git_commit));
-  md += fmt::format("| Date | {} |\n", cell(run.started_at));
-  md += fmt::format("| Run | {} |\n", run.id);
+  if (extras.merged_runs.size() > 1) {
+    md += fmt::format("| Runs (commit, date; samples of all) | {} |\n", cell(merged_runs_line(extras.merged_runs)));
+  } else {
+    md += fmt::format("| Commit (of the binary) | {} |\n", run.git_commit.empty() ? "not recorded" : cell(run.git_commit));
+    md += fmt::format("| Date | {} |\n", cell(run.started_at));
+    md += fmt::format("| Run | {} |\n", run.id);
+  }
   if (const std::string prompt = describe_prompt(run); !prompt.empty()) md += fmt::format("| Prompt | {} |\n", cell(prompt));
   for (const auto& [label, value] : environment_lines(run)) md += fmt::format("| {} | {} |\n", label, cell(value));
   md += "\n";

@@ -217,6 +217,7 @@ std::vector<Sample> ResultsStore::samples(int64_t run) const {
   std::vector<Sample> out;
   while (st.step()) {
     Sample s;
+    s.run_id = run;
     s.config = st.text_col(0);
     s.context_tokens = st.int_col(1);
     s.repetition = st.int_col(2);

@@ -23,6 +23,8 @@ struct SvgChart {
 struct ReportExtras {
   std::vector<Evaluation> quality;
   std::vector<SvgChart> charts;
+  // `lmlab report --runs`: every run whose samples are shown (the report's run is the last), for the header.
+  std::vector<RunInfo> merged_runs;
 };
 
 // Environment header, a table of every (config, context), the configuration scoreboard (ranked by speed and

@@ -54,6 +54,7 @@ struct RunInfo {
 
 // One raw measurement: one generation at one (config, context) for one repetition.
 struct Sample {
+  int64_t run_id = 0;             // the run it belongs to: set by ResultsStore::samples, ignored on insert
   std::string config;             // "vanilla", "ssd", "turbo", "ssd+turbo", ...
   int64_t context_tokens = 0;
   int64_t repetition = 0;
