@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "lmlab/error.h"
 #include "weights/linear.h"
 #include "util/half.h"
+#include "util/thread_pool.h"
 
 namespace lmlab {
 
@@ -62,7 +64,14 @@ class DenseLinear final : public Linear {
       copy_.reset(static_cast<uint8_t*>(std::aligned_alloc(kHugePage, (bytes + 63) / 64 * 64)));
       if (!copy_) throw std::bad_alloc();
       madvise(copy_.get(), bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
-      std::memcpy(copy_.get(), w_, bytes);
+      // By huge page, on every thread: the first touch of each page (the kernel zeroing it) is most of the copy's
+      // time (0.9B synth: 1.77 GB, 2.4 s of load on one thread of the dev VM).
+      const int64_t pages = static_cast<int64_t>((bytes + kHugePage - 1) / kHugePage);
+      ThreadPool::global().parallel_for(pages, [&](int64_t p0, int64_t p1) {
+        const uint64_t from = static_cast<uint64_t>(p0) * kHugePage;
+        const uint64_t to = std::min<uint64_t>(bytes, static_cast<uint64_t>(p1) * kHugePage);
+        std::memcpy(copy_.get() + from, w_ + from, to - from);
+      });
     });
   }
   void drop_stored_pages(const WeightStore& store) const override {
