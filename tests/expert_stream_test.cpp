@@ -9,6 +9,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -394,6 +398,64 @@ TEST(ExpertStreamCache, AcquireOutOfOrderDoesNotStall) {
     ExpertHandle h = s.acquire(l, e);
     EXPECT_EQ(h.expert(), e);
   }
+}
+
+// The GPU's pattern (cuda/device_expert_cache.cpp): handles stay held until their host -> VRAM copies pass, across
+// layers, up to `held_max`, while next() waits for the next read; read-ahead of the next layer each time. The
+// contract allows held_max = slots - 1. Run on a thread with a deadline: a stall fails (and ends) the test instead
+// of hanging it.
+void hold_many_while_waiting(const char* model, int slots, int held_max, int tokens) {
+  SCOPED_TRACE(::testing::Message() << model << ": " << slots << " slots, holding up to " << held_max);
+  test::DiskModelCopy copy(model);
+  const ModelSpec spec = load_model_spec(copy.dir().string());
+  const WeightStore store = WeightStore::open_dir(copy.dir());
+  ExpertStreamerOptions o;
+  o.expert_cache_bytes = static_cast<uint64_t>(slots) * ExpertLayout::build(store, spec).max_buffer_bytes();
+  ExpertStreamer s(store, spec, o);
+  ASSERT_EQ(s.cache_slots(), slots);
+  std::atomic<int> progress{0};
+  std::atomic<bool> done{false};
+  std::thread worker([&] {
+    std::mt19937 rng(11);
+    std::deque<ExpertHandle> held;
+    for (int token = 0; token < tokens; ++token)
+      for (int32_t l : s.layout().moe_layers()) {
+        std::vector<int32_t> chosen;
+        const int n = token % 4 == 0 ? 6 : 1;  // a prefill-like chunk now and then
+        for (int k = 0; k < n * spec.top_k; ++k) chosen.push_back(static_cast<int32_t>(rng() % spec.n_experts));
+        ExpertBatch b = s.request(l, chosen);
+        if (const int32_t next = s.next_moe_layer(l); next >= 0) {
+          std::vector<int32_t> guess;
+          for (int k = 0; k < spec.top_k; ++k) guess.push_back(static_cast<int32_t>(rng() % spec.n_experts));
+          s.prefetch(next, guess);
+        }
+        for (;;) {
+          if (static_cast<int>(held.size()) >= held_max) held.pop_front();  // the oldest copy has passed
+          ExpertHandle h = b.next();
+          if (!h) break;
+          held.push_back(std::move(h));
+          ++progress;
+        }
+      }
+    done = true;
+  });
+  int last = -1;
+  for (int waited_ms = 0; !done; waited_ms += 50) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (progress != last) last = progress, waited_ms = 0;
+    if (waited_ms > 20000) {
+      ADD_FAILURE() << "no expert handed out for 20 s: the streamer stalled (" << progress << " handed out)";
+      std::fflush(nullptr);
+      std::_Exit(1);  // the worker waits forever in next(): nothing to join
+    }
+  }
+  worker.join();
+  EXPECT_GT(progress.load(), 0);
+}
+
+TEST(ExpertStreamCache, HoldingSlotsMinusOneWhileWaitingDoesNotStall) {
+  for (int slots : {2, 3, 9}) hold_many_while_waiting("coder-moe", slots, slots - 1, 12);
+  hold_many_while_waiting("qwen3_moe", 9, 8, 12);
 }
 
 TEST(ExpertStreamConcurrency, TwoThreadsStreamSafely) {

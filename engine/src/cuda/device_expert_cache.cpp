@@ -182,7 +182,9 @@ void DeviceExpertCache::load(int32_t layer, std::span<const int32_t> chosen, int
     // streamer's contract). Holding up to "host slots - 1", which the contract's exception allows, hung on the
     // H200 with a 9-slot host cache (8 held, the caller waiting in next(), the I/O thread waiting for completions;
     // 2026-12-04, not diagnosed further; holding 1 passed): each further expert now waits for the oldest copy,
-    // which is queued behind this stream's earlier kernels.
+    // which is queued behind this stream's earlier kernels. The host streamer alone keeps the contract with 8 held
+    // of 9 slots, across layers, with read-ahead (ExpertStreamCache.HoldingSlotsMinusOneWhileWaitingDoesNotStall,
+    // on the CPU): the hang needs something of this side (the registered arena, the events) to reproduce.
     const size_t max_held = 1;
     for (;;) {
       while (held_.size() > max_held) release_oldest();
