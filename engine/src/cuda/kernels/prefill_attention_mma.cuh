@@ -110,6 +110,16 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// c0 / c1 (two n tiles of 8) += (hi + lo) b over the parts but lo x lo: hi b + lo b, and hi b_lo when the other
+// operand has lo parts too (kBLo; b_lo is not read otherwise). b, b_lo: the two tiles' fragment pairs (ldmatrix x4).
+template <bool kBLo>
+__device__ __forceinline__ void mma_parts(float (&c0)[4], float (&c1)[4], const uint32_t (&hi)[4],
+                                          const uint32_t (&lo)[4], const uint32_t (&b)[4], const uint32_t (&b_lo)[4]) {
+  mma_16816(c0, hi, b[0], b[1]), mma_16816(c0, lo, b[0], b[1]);
+  mma_16816(c1, hi, b[2], b[3]), mma_16816(c1, lo, b[2], b[3]);
+  if constexpr (kBLo) mma_16816(c0, hi, b_lo[0], b_lo[1]), mma_16816(c1, hi, b_lo[2], b_lo[3]);
+}
+
 template <int DMAX, class Source>
 __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(Params a, Source src) {
   constexpr bool kQRegs = kQInRegisters<DMAX>;
@@ -220,14 +230,10 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
         for (int np = 0; np < 4; ++np) {
           // Matrices: (n tile 2np, k lo), (2np, k hi), (2np + 1, k lo), (2np + 1, k hi).
           const int off = (np * 16 + (mat >> 1) * 8 + mrow) * ld + ks * 16 + (mat & 1) * 8;
-          uint32_t kb[4];
+          uint32_t kb[4], kb_lo[4];
           ldmatrix_x4(kb, tiles.k_hi + off);
-          mma_16816(s[2 * np], ah, kb[0], kb[1]), mma_16816(s[2 * np], al, kb[0], kb[1]);
-          mma_16816(s[2 * np + 1], ah, kb[2], kb[3]), mma_16816(s[2 * np + 1], al, kb[2], kb[3]);
-          if constexpr (Source::kLo) {
-            ldmatrix_x4(kb, tiles.k_lo + off);
-            mma_16816(s[2 * np], ah, kb[0], kb[1]), mma_16816(s[2 * np + 1], ah, kb[2], kb[3]);
-          }
+          if constexpr (Source::kLo) ldmatrix_x4(kb_lo, tiles.k_lo + off);
+          mma_parts<Source::kLo>(s[2 * np], s[2 * np + 1], ah, al, kb, kb_lo);
         }
       }
       // Online softmax of rows g (h = 0) and g + 8 (h = 1); a row's four lanes (t = 0..3) share its max.
@@ -280,14 +286,10 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
           if (dp >= steps) break;
           // Matrices (transposed): (k lo, n tile 2dp), (k hi, 2dp), (k lo, 2dp + 1), (k hi, 2dp + 1).
           const int off = (kk * 16 + (mat & 1) * 8 + mrow) * ld + dp * 16 + (mat >> 1) * 8;
-          uint32_t vb[4];
+          uint32_t vb[4], vb_lo[4];
           ldmatrix_x4_trans(vb, tiles.v_hi + off);
-          mma_16816(o[2 * dp], ph, vb[0], vb[1]), mma_16816(o[2 * dp], pl, vb[0], vb[1]);
-          mma_16816(o[2 * dp + 1], ph, vb[2], vb[3]), mma_16816(o[2 * dp + 1], pl, vb[2], vb[3]);
-          if constexpr (Source::kLo) {
-            ldmatrix_x4_trans(vb, tiles.v_lo + off);
-            mma_16816(o[2 * dp], ph, vb[0], vb[1]), mma_16816(o[2 * dp + 1], ph, vb[2], vb[3]);
-          }
+          if constexpr (Source::kLo) ldmatrix_x4_trans(vb_lo, tiles.v_lo + off);
+          mma_parts<Source::kLo>(o[2 * dp], o[2 * dp + 1], ph, pl, vb, vb_lo);
         }
       }
     }
