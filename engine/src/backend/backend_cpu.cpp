@@ -4,34 +4,42 @@
 
 #include "forward/transformer.h"
 
+#include <vector>
+
+#include "util/thread_pool.h"
+
 namespace lmlab {
 
 namespace {
 
-// The resident Linears laid out for the decode kernels at load (4-bit panels: linear_affine.cpp), and their mapped
-// pages let go (drop_stored_pages: decode and prefill read only the panels), so the panels replace the weights in
-// memory instead of doubling them (0.5 GB 4-bit synth: max RSS 609 MB, 602 MB without panels, 1036 MB before the
-// drop). Not the MoE experts, for now: they keep the row-layout kernel, as streamed experts do (their repack was
-// left out while it doubled a resident MoE's memory and has not been measured since).
+// The resident Linears laid out for the decode kernels at load (4-bit panels: linear_affine.cpp; dense matrices in
+// huge pages: linear_dense.cpp), and their mapped pages let go (drop_stored_pages: decode and prefill read only the
+// copies), so the copies replace the weights in memory instead of doubling them (0.5 GB 4-bit synth: max RSS 609 MB,
+// 602 MB without panels, 1036 MB before the drop). The matrices are prepared on every thread, one matrix per task.
+// Not the MoE experts: on the panels they decode and prefill faster, but every expert would be read at load where
+// decoding pages in only those it routes to, and the load took 3-4x longer (docs/quantization.md).
 void prepare_decode(const Transformer& t) {
-  auto prep_linear = [&](const Linear& l) {
-    l.prepare_decode();
-    l.drop_stored_pages(t.store());
+  std::vector<const Linear*> all;
+  auto add = [&](const std::unique_ptr<Linear>& l) {
+    if (l) all.push_back(l.get());
   };
-  auto prep = [&](const std::unique_ptr<Linear>& l) {
-    if (l) prep_linear(*l);
-  };
-  auto prep_mlp = [&](const MlpWeights& m) {
-    prep(m.gate);
-    prep(m.up);
-    prep(m.down);
+  auto add_mlp = [&](const MlpWeights& m) {
+    add(m.gate);
+    add(m.up);
+    add(m.down);
   };
   for (const LayerWeights& w : t.layer_weights()) {
-    for (const auto* l : {&w.q, &w.k, &w.v, &w.o}) prep(*l);
-    prep_mlp(w.mlp);
-    prep(w.moe.router);
+    for (const auto* l : {&w.q, &w.k, &w.v, &w.o}) add(*l);
+    add_mlp(w.mlp);
+    add(w.moe.router);
   }
-  prep_linear(t.lm_head_weight());
+  all.push_back(&t.lm_head_weight());
+  ThreadPool::global().parallel_for(static_cast<int64_t>(all.size()), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      all[static_cast<size_t>(i)]->prepare_decode();
+      all[static_cast<size_t>(i)]->drop_stored_pages(t.store());
+    }
+  });
 }
 
 class CpuBackend final : public Backend {
