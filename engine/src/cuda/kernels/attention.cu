@@ -341,9 +341,10 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
     throw Error(ErrorKind::unsupported, "cuda attention",
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
   if (n_q >= kPrefillAttentionMinQueries && D % 16 == 0) {
+    const PrefillAttentionKernel kernel = prefill_attention_kernel();  // read once: the source's staging follows it
     prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
                                     scale, softcap},
-                    F16PrefillSource{kv, prefill_attention_kernel() == PrefillAttentionKernel::mma}, stream);
+                    F16PrefillSource{kv, kernel == PrefillAttentionKernel::mma}, kernel, stream);
     return;
   }
   const int splits = split_count(n_q, kv.n_kv_heads, window > 0 ? std::min(window, n_kv_bound) : n_kv_bound,

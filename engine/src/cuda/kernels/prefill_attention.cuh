@@ -23,7 +23,6 @@
 
 #include <mma.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -251,7 +250,7 @@ __global__ void __launch_bounds__(ROWS * 2, kQInRegisters<ROWS> ? 2 : 1) kernel(
 template <int ROWS, class Source>
 void launch_rows(Params a, const Source& src, cudaStream_t stream) {
   const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo, kQInRegisters<ROWS>);
-  static std::atomic<unsigned> granted{0};
+  static SharedMemoryGrant granted;
   opt_in_shared_memory(prefill::kernel<ROWS, Source>, L.bytes, granted);
   a.queries_per_block = ROWS / a.group;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
@@ -260,11 +259,12 @@ void launch_rows(Params a, const Source& src, cudaStream_t stream) {
   lmlab::cuda::check_launch("prefill attention");
 }
 
-// The kernel for a source: prefill_attention_mma.cuh's when chosen (prefill_attention_kernel()), else this one with
-// 64 rows per block (4 warps) while its tiles fit in shared memory, 32 above head_dim 128.
+// The kernel for a source: prefill_attention_mma.cuh's when `kernel` says so (the caller reads
+// prefill_attention_kernel() once, for the source's staging too), else this one with 64 rows per block (4 warps)
+// while its tiles fit in shared memory, 32 above head_dim 128.
 template <class Source>
-void launch(const Params& a, const Source& src, cudaStream_t stream) {
-  if (prefill_attention_kernel() == PrefillAttentionKernel::mma) mma::launch(a, src, stream);
+void launch(const Params& a, const Source& src, PrefillAttentionKernel kernel, cudaStream_t stream) {
+  if (kernel == PrefillAttentionKernel::mma) mma::launch(a, src, stream);
   else if (a.head_dim <= 128) launch_rows<64>(a, src, stream);
   else launch_rows<32>(a, src, stream);
 }

@@ -5,8 +5,8 @@
 
 #include <cuda_fp16.h>
 
-#include <atomic>
 #include <cstdint>
+#include <mutex>
 
 #include "cuda/cuda_check.h"
 
@@ -48,14 +48,22 @@ __device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_g
 template <int N>
 __device__ __forceinline__ void async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// A kernel's dynamic shared memory granted so far (one per kernel instantiation).
+struct SharedMemoryGrant {
+  std::mutex mu;
+  unsigned bytes = 0;
+};
+
 // Opts `kernel` into `bytes` of dynamic shared memory the first time it needs that much (once per process, kernel
-// and size, not on every chunk's launch); `granted` is the kernel's own record.
+// and size, not on every chunk's launch). Under the grant's lock: two host threads raising it at once must not leave
+// the record above the attribute.
 template <class Kernel>
-void opt_in_shared_memory(Kernel kernel, unsigned bytes, std::atomic<unsigned>& granted) {
-  if (bytes <= granted.load(std::memory_order_relaxed)) return;
+void opt_in_shared_memory(Kernel kernel, unsigned bytes, SharedMemoryGrant& grant) {
+  std::lock_guard<std::mutex> lock(grant.mu);
+  if (bytes <= grant.bytes) return;
   lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
                      "prefill attention (shared memory)");
-  granted.store(bytes, std::memory_order_relaxed);
+  grant.bytes = bytes;
 }
 
 }  // namespace lmlab::kernels::cuda::prefill

@@ -31,7 +31,6 @@
 // most 256; attention() sends others to decode.
 #pragma once
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -318,7 +317,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
 template <int DMAX, class Source>
 void launch_dim(Params a, const Source& src, cudaStream_t stream) {
   const Smem L(static_cast<int>(a.head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>);
-  static std::atomic<unsigned> granted{0};
+  static SharedMemoryGrant granted;
   opt_in_shared_memory(mma::kernel<DMAX, Source>, L.bytes, granted);
   a.queries_per_block = kRows / a.group;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
