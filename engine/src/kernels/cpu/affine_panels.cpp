@@ -53,16 +53,29 @@ AffinePanels repack_affine_panels(const AffineWeight& w) {
   p.record_bytes = p.words_offset() + words_per_group * kPanelRows * 4;
   // 2 MB-aligned, and the whole 2 MB pages of it marked for transparent huge pages (Debian's default THP mode,
   // "madvise", gives them only on request): the repack of a fresh buffer is bound by page faults, ~8 us each on
-  // this VM; the tail stays in 4 KB pages, so no memory is spent on padding.
+  // this VM; the tail stays in 4 KB pages, so no memory is spent on padding. A matrix under one huge page (an MoE
+  // expert) is only 64-byte aligned: a 2 MB alignment per small allocation costs the allocator a mapping each.
   const uint64_t total = p.bytes();
-  p.data.reset(static_cast<uint8_t*>(std::aligned_alloc(kHugePage, (total + 63) / 64 * 64)));
+  p.data.reset(static_cast<uint8_t*>(std::aligned_alloc(total >= kHugePage ? kHugePage : 4096, (total + 4095) / 4096 * 4096)));
   if (!p.data) throw std::bad_alloc();
   if (total >= kHugePage) madvise(p.data.get(), total / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice only
+  else madvise(p.data.get(), (total + 4095) / 4096 * 4096, 23 /* MADV_POPULATE_WRITE */);
+  auto populate_read = [](const void* src, uint64_t n) {
+    const auto a = reinterpret_cast<uintptr_t>(src) / 4096 * 4096;
+    madvise(reinterpret_cast<void*>(a), reinterpret_cast<uintptr_t>(src) + n - a, 22 /* MADV_POPULATE_READ */);
+  };
+  populate_read(w.packed, static_cast<uint64_t>(w.rows * w.cols * w.bits / 8));
   const auto* scales = static_cast<const uint8_t*>(w.scales);
   const auto* biases = static_cast<const uint8_t*>(w.biases);
 #if LMLAB_X86
   const bool vector = cpu::active_isa() == cpu::Isa::avx512;
 #endif
+  // A scale or bias (2 or 4 bytes) with a constant size, so the copy is a load and a store, not a library call
+  // per value (an MoE's experts are millions of them).
+  auto copy_scale = [sb](uint8_t* d, const uint8_t* s) {
+    if (sb == 2) std::memcpy(d, s, 2);
+    else std::memcpy(d, s, 4);
+  };
   ThreadPool::global().parallel_for(p.panels, [&](int64_t p0, int64_t p1) {
     for (int64_t pi = p0; pi < p1; ++pi) {
       uint8_t* dst = p.data.get() + pi * p.panel_bytes();
@@ -72,8 +85,8 @@ AffinePanels repack_affine_panels(const AffineWeight& w) {
         const int64_t r = pi * kPanelRows + l;
         for (int64_t g = 0; g < p.groups; ++g) {
           uint8_t* rec = dst + g * p.record_bytes;
-          std::memcpy(rec + l * sb, scales + (r * p.groups + g) * sb, static_cast<size_t>(sb));
-          std::memcpy(rec + (kPanelRows + l) * sb, biases + (r * p.groups + g) * sb, static_cast<size_t>(sb));
+          copy_scale(rec + l * sb, scales + (r * p.groups + g) * sb);
+          copy_scale(rec + (kPanelRows + l) * sb, biases + (r * p.groups + g) * sb);
         }
       }
 #if LMLAB_X86
