@@ -54,17 +54,17 @@ AffinePanels repack_affine_panels(const AffineWeight& w) {
   // 2 MB-aligned, and the whole 2 MB pages of it marked for transparent huge pages (Debian's default THP mode,
   // "madvise", gives them only on request): the repack of a fresh buffer is bound by page faults, ~8 us each on
   // this VM; the tail stays in 4 KB pages, so no memory is spent on padding. A matrix under one huge page (an MoE
-  // expert) is only 64-byte aligned: a 2 MB alignment per small allocation costs the allocator a mapping each.
-  const uint64_t total = p.bytes();
-  p.data.reset(static_cast<uint8_t*>(std::aligned_alloc(total >= kHugePage ? kHugePage : 4096, (total + 4095) / 4096 * 4096)));
+  // expert) is only page-aligned: a 2 MB alignment per small allocation costs the allocator a mapping each.
+  const uint64_t total = p.bytes(), pages = (total + 4095) / 4096 * 4096;
+  p.data.reset(static_cast<uint8_t*>(std::aligned_alloc(total >= kHugePage ? kHugePage : 4096, pages)));
   if (!p.data) throw std::bad_alloc();
   if (total >= kHugePage) madvise(p.data.get(), total / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice only
-  else madvise(p.data.get(), (total + 4095) / 4096 * 4096, 23 /* MADV_POPULATE_WRITE */);
-  auto populate_read = [](const void* src, uint64_t n) {
-    const auto a = reinterpret_cast<uintptr_t>(src) / 4096 * 4096;
-    madvise(reinterpret_cast<void*>(a), reinterpret_cast<uintptr_t>(src) + n - a, 22 /* MADV_POPULATE_READ */);
-  };
-  populate_read(w.packed, static_cast<uint64_t>(w.rows * w.cols * w.bits / 8));
+#ifdef MADV_POPULATE_WRITE  // Linux 5.14: the pages faulted in by one call instead of a trap each (advice only)
+  else madvise(p.data.get(), pages, MADV_POPULATE_WRITE);
+  const auto packed = reinterpret_cast<uintptr_t>(w.packed), first_page = packed / 4096 * 4096;
+  madvise(reinterpret_cast<void*>(first_page), packed + static_cast<uint64_t>(w.rows * w.cols * w.bits / 8) - first_page,
+          MADV_POPULATE_READ);
+#endif
   const auto* scales = static_cast<const uint8_t*>(w.scales);
   const auto* biases = static_cast<const uint8_t*>(w.biases);
 #if LMLAB_X86
