@@ -4,6 +4,8 @@
 
 #include "forward/transformer.h"
 
+#include <exception>
+#include <mutex>
 #include <vector>
 
 #include "util/thread_pool.h"
@@ -34,12 +36,22 @@ void prepare_decode(const Transformer& t) {
     add(w.moe.router);
   }
   all.push_back(&t.lm_head_weight());
+  // A task must not throw inside the pool (a worker would terminate the process): the first failure (an allocation
+  // refused) is kept and rethrown here, so the load fails with its error.
+  std::mutex failed_mu;
+  std::exception_ptr failed;
   ThreadPool::global().parallel_for(static_cast<int64_t>(all.size()), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      all[static_cast<size_t>(i)]->prepare_decode();
-      all[static_cast<size_t>(i)]->drop_stored_pages(t.store());
+      try {
+        all[static_cast<size_t>(i)]->prepare_decode();
+        all[static_cast<size_t>(i)]->drop_stored_pages(t.store());
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(failed_mu);
+        if (!failed) failed = std::current_exception();
+      }
     }
   });
+  if (failed) std::rethrow_exception(failed);
 }
 
 class CpuBackend final : public Backend {
