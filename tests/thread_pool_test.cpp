@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -50,6 +52,33 @@ TEST(ThreadPool, NestedCallsRunInlineAndOutsideCallersTakeTurns) {
   work();
   other.join();
   EXPECT_EQ(total.load(), 2 * 200 * 16 * 4);
+}
+
+// A task that throws, on a worker or on the caller: parallel_for rethrows it on the calling thread after every
+// other chunk ran, and the pool goes on working (a worker that let it escape would have terminated the process).
+TEST(ThreadPool, AThrowingTaskComesBackToTheCallerAndThePoolGoesOn) {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    for (int64_t bad : {int64_t{0}, int64_t{63}}) {  // the first chunk (the caller's) and the last (a worker's)
+      std::vector<std::atomic<int>> seen(64);
+      try {
+        pool.parallel_for(64, [&](int64_t a, int64_t b) {
+          for (int64_t i = a; i < b; ++i) {
+            if (i == bad) throw std::runtime_error("task " + std::to_string(i));
+            seen[static_cast<size_t>(i)].fetch_add(1);
+          }
+        });
+        FAIL() << "no exception came back (" << threads << " threads)";
+      } catch (const std::runtime_error& e) {
+        EXPECT_EQ(std::string(e.what()), "task " + std::to_string(bad));
+      }
+      for (int64_t i = 0; i < 64; ++i) {
+        EXPECT_LE(seen[static_cast<size_t>(i)].load(), 1) << "index " << i << " ran twice";
+      }
+      EXPECT_EQ(seen[static_cast<size_t>(bad)].load(), 0);
+      expect_each_index_once(pool, 1000, 1);  // the pool still runs jobs
+    }
+  }
 }
 
 }  // namespace

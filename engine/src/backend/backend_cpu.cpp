@@ -4,8 +4,6 @@
 
 #include "forward/transformer.h"
 
-#include <exception>
-#include <mutex>
 #include <vector>
 
 #include "util/thread_pool.h"
@@ -36,22 +34,13 @@ void prepare_decode(const Transformer& t) {
     add(w.moe.router);
   }
   all.push_back(&t.lm_head_weight());
-  // A task must not throw inside the pool (a worker would terminate the process): the first failure (an allocation
-  // refused) is kept and rethrown here, so the load fails with its error.
-  std::mutex failed_mu;
-  std::exception_ptr failed;
+  // A failure (an allocation refused) comes back from parallel_for on this thread, and the load fails with it.
   ThreadPool::global().parallel_for(static_cast<int64_t>(all.size()), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      try {
-        all[static_cast<size_t>(i)]->prepare_decode();
-        all[static_cast<size_t>(i)]->drop_stored_pages(t.store());
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(failed_mu);
-        if (!failed) failed = std::current_exception();
-      }
+      all[static_cast<size_t>(i)]->prepare_decode();
+      all[static_cast<size_t>(i)]->drop_stored_pages(t.store());
     }
   });
-  if (failed) std::rethrow_exception(failed);
 }
 
 class CpuBackend final : public Backend {

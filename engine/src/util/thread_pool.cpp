@@ -79,9 +79,7 @@ void ThreadPool::worker_loop(int) {
       const auto* fn = job_;
       const int64_t begin = c * job_chunk_, end = std::min(job_n_, begin + job_chunk_);
       lock.unlock();
-      t_in_pool_job = true;
-      (*fn)(begin, end);
-      t_in_pool_job = false;
+      run_chunk(*fn, begin, end);
       lock.lock();
       if (++chunks_done_ == chunks_total_) done_cv_.notify_all();
     }
@@ -112,9 +110,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     const int64_t c = next_chunk_++;
     const int64_t begin = c * chunk, end = std::min(n, begin + chunk);
     lock.unlock();
-    t_in_pool_job = true;
-    fn(begin, end);
-    t_in_pool_job = false;
+    run_chunk(fn, begin, end);
     lock.lock();
     ++chunks_done_;
   }
@@ -127,6 +123,24 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
   lock.lock();
   job_ = nullptr;
+  if (failed_) {
+    std::exception_ptr e = std::move(failed_);
+    failed_ = nullptr;
+    std::rethrow_exception(e);  // the first failure of the job; its other chunks ran (or ran to their own throw)
+  }
+}
+
+// A chunk on any thread. A task that throws must not end its thread (a worker would terminate the process): the
+// first exception of the job is kept for parallel_for to rethrow on the caller's thread once every chunk is done.
+void ThreadPool::run_chunk(const std::function<void(int64_t, int64_t)>& fn, int64_t begin, int64_t end) {
+  t_in_pool_job = true;
+  try {
+    fn(begin, end);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failed_) failed_ = std::current_exception();
+  }
+  t_in_pool_job = false;
 }
 
 ThreadPool& ThreadPool::global() {

@@ -1,7 +1,8 @@
 // A fixed pool of worker threads for data-parallel loops (matmul rows, attention heads).
 // parallel_for splits [0, n) into contiguous chunks, runs them on the workers and the calling thread,
 // and returns when all are done. Nested calls from a worker run inline (no deadlock, no oversubscription);
-// calls from several outside threads run one after another.
+// calls from several outside threads run one after another. A task that throws: the job's other chunks still run,
+// then parallel_for rethrows the first exception on the calling thread (never on a worker, which would terminate).
 // Spin, then park: a decode step of a small model is hundreds of parallel_for calls a few microseconds apart,
 // and a futex wake-up per call (plus the woken thread's scheduling latency) cost more than the work. So an idle
 // worker spins on the job counter for kSpin before it sleeps on the condition variable, the caller wakes only
@@ -11,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -37,6 +39,7 @@ class ThreadPool {
 
  private:
   void worker_loop(int index);
+  void run_chunk(const std::function<void(int64_t, int64_t)>& fn, int64_t begin, int64_t end);
   void stop_workers();  // joins every started worker
 
   int n_threads_;
@@ -51,6 +54,7 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stop_{false};
   int parked_ = 0;  // workers asleep on work_cv_ (under mu_): only then does a new job notify
+  std::exception_ptr failed_;  // the running job's first exception (under mu_)
 };
 
 }  // namespace lmlab
