@@ -30,7 +30,7 @@ LMLAB_TARGET_AVX512 void words_avx512(const AffineWeight& w, const AffinePanels&
     for (int64_t l = 0; l < 16; ++l)
       v[l] = l < nr ? _mm512_maskz_loadu_epi32(cpu::simd::tail_mask16(nk), w.packed + (pi * kPanelRows + l) * wpr + k0)
                     : _mm512_setzero_si512();
-    cpu::transpose16(v);
+    cpu::simd::transpose16(v);
     for (int64_t i = 0; i < nk; ++i) {
       const int64_t k = k0 + i;
       _mm512_store_si512(dst + (k / wpg) * p.record_bytes + p.words_offset() + (k % wpg) * 64, v[i]);

@@ -1,6 +1,6 @@
 // Packing shared by the vdpbf16ps prefill GEMMs (matmul_bf16.cpp: bf16 weights; matmul_affine_bf16.cpp: MLX
-// affine weights): the per-call (hi, lo) split and packing of X, the 16 x 16 u32 transpose that puts 16 rows in
-// the lanes, and the grow-only aligned buffer they pack into.
+// affine weights): the per-call (hi, lo) split and packing of X and the grow-only aligned buffer they pack into
+// (simd::transpose16 puts 16 rows of W in the lanes).
 //
 // vdpbf16ps: acc.f32[i] += a.bf16[2i] * b.bf16[2i] + a.bf16[2i+1] * b.bf16[2i+1]. A lane consumes a *pair* of
 // consecutive columns, so both operands are packed in pairs (one u32, lower column in the low half).
@@ -82,30 +82,6 @@ LMLAB_TARGET_AVX512_BF16 inline void pack_x(const float* x, int64_t cols, int64_
   }
 }
 
-// out[j] = lane j of r[0..15] (a 16 x 16 transpose of u32): unpack 32-bit, then 64-bit pairs, then a 4 x 4
-// transpose of 128-bit lanes.
-LMLAB_TARGET_AVX512_BF16 inline void transpose16(const __m512i r[16], __m512i out[16]) {
-  __m512i t[16], u[16];
-  for (int k = 0; k < 8; ++k) {
-    t[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
-    t[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
-  }
-  // u[4m + c], lane L: column 4L + c of rows 4m .. 4m + 3.
-  for (int m = 0; m < 4; ++m) {
-    u[4 * m] = _mm512_unpacklo_epi64(t[4 * m], t[4 * m + 2]);
-    u[4 * m + 1] = _mm512_unpackhi_epi64(t[4 * m], t[4 * m + 2]);
-    u[4 * m + 2] = _mm512_unpacklo_epi64(t[4 * m + 1], t[4 * m + 3]);
-    u[4 * m + 3] = _mm512_unpackhi_epi64(t[4 * m + 1], t[4 * m + 3]);
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512i x0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), x1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xdd);
-    const __m512i x2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88), x3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xdd);
-    out[c] = _mm512_shuffle_i32x4(x0, x2, 0x88);
-    out[8 + c] = _mm512_shuffle_i32x4(x0, x2, 0xdd);
-    out[4 + c] = _mm512_shuffle_i32x4(x1, x3, 0x88);
-    out[12 + c] = _mm512_shuffle_i32x4(x1, x3, 0xdd);
-  }
-}
 
 }  // namespace lmlab::kernels::cpu::bf16_pack
 #endif  // LMLAB_X86

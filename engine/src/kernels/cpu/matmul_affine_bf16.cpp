@@ -72,14 +72,14 @@ LMLAB_TARGET_AVX512_BF16 void pack_w(const AffineWeight& w, int64_t q0, int64_t 
     const auto* base = reinterpret_cast<const uint8_t*>(w.packed) + r0 * row_bytes;
     uint32_t* o = out + q * np * 16;
     for (int64_t p = p0; p < p0 + np; p += 16, o += 256) {  // np is a multiple of 16 (gp is)
-      __m512i r[16], t[16];
+      __m512i r[16];
       for (int i = 0; i < 16; ++i) r[i] = i < nr ? level_pairs<BITS>(base + i * row_bytes, p) : _mm512_setzero_si512();
       // The next panel's rows, a panel ahead (as the bf16 GEMM's pack_w: more row streams than the hardware
       // prefetcher follows).
       for (int64_t i = 0; i < std::min<int64_t>(16, w.rows - r0 - 16) && q + 1 < nq; ++i)
         _mm_prefetch(reinterpret_cast<const char*>(base + (16 + i) * row_bytes + p * BITS / 4), _MM_HINT_T1);
-      bf16_pack::transpose16(r, t);
-      for (int j = 0; j < 16; ++j) _mm512_store_si512(o + j * 16, t[j]);
+      simd::transpose16(r);
+      for (int j = 0; j < 16; ++j) _mm512_store_si512(o + j * 16, r[j]);
     }
     float* s = sb + q * ngb * 32;
     for (int64_t g = 0; g < ngb; ++g)

@@ -74,7 +74,7 @@ LMLAB_TARGET_AVX512 void scale_table16(const AffineWeight& w, const int64_t* row
       const int64_t ng = std::min<int64_t>(16, G - g0);
       __m512i v[16];
       for (int l = 0; l < 16; ++l) v[l] = _mm512_castps_si512(load_scales16<ST>(src, rows[l] * G + g0, simd::tail_mask16(ng)));
-      transpose16(v);
+      simd::transpose16(v);
 #pragma GCC unroll 16
       for (int i = 0; i < 16; ++i) _mm512_storeu_si512(dst + (g0 + i) * 16, v[i]);  // the table is padded
     }
@@ -103,7 +103,7 @@ LMLAB_TARGET_AVX512_VNNI void tile_vnni(const uint8_t* const* rows, int64_t rb, 
       _mm_prefetch(reinterpret_cast<const char*>(rows[l] + (k + kPrefetchChunks) * kChunkBytes), _MM_HINT_T0);
       wt[l] = _mm512_maskz_loadu_epi8(m, rows[l] + k * kChunkBytes);
     }
-    transpose16(wt);
+    simd::transpose16(wt);
 #pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) {
       const int64_t b = 4 * k + j;

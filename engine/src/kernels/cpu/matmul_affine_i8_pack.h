@@ -93,29 +93,6 @@ LMLAB_TARGET_AVX2 inline void block_dot_avx2(const __m256i (&lo)[4], const __m25
   }
 }
 
-// In place: r[i] lane a <- r[a] lane i (16 x 16 dwords).
-LMLAB_TARGET_AVX512 inline void transpose16(__m512i* r) {
-  __m512i t[16], u[16];
-  for (int p = 0; p < 8; ++p) {
-    t[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
-    t[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
-  }
-  // u[4q + m], 128-bit lane L: dword 4L + m of rows 4q .. 4q + 3.
-  for (int q = 0; q < 4; ++q) {
-    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-  }
-  for (int m = 0; m < 4; ++m) {
-    const __m512i vlo = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), vhi = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xee);
-    const __m512i wlo = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44), whi = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xee);
-    r[m] = _mm512_shuffle_i32x4(vlo, wlo, 0x88);
-    r[4 + m] = _mm512_shuffle_i32x4(vlo, wlo, 0xdd);
-    r[8 + m] = _mm512_shuffle_i32x4(vhi, whi, 0x88);
-    r[12 + m] = _mm512_shuffle_i32x4(vhi, whi, 0xdd);
-  }
-}
 #endif
 
 }  // namespace lmlab::kernels::cpu

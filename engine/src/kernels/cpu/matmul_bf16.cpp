@@ -41,7 +41,6 @@ namespace {
 
 using bf16_pack::AlignedU32;
 using bf16_pack::rows_mask;
-using bf16_pack::transpose16;
 
 constexpr int kT = bf16_pack::kPackTokens;      // tokens per micro tile
 constexpr int64_t kKc = bf16_pack::kPackPairs;  // column pairs per reduction block: X micro-panel kT * kKc * 8 = 12 KiB
@@ -60,7 +59,7 @@ LMLAB_TARGET_AVX512_BF16 void pack_w(const uint16_t* w, int64_t rows, int64_t co
       const int64_t cnt = std::min<int64_t>(16, p0 + np - p);
       const int64_t full = std::clamp<int64_t>(full_pairs - p, 0, cnt);
       const __mmask16 m = rows_mask(full);
-      __m512i r[16], t[16];
+      __m512i r[16];
       for (int i = 0; i < 16; ++i)
         r[i] = i < nr ? _mm512_maskz_loadu_epi32(m, base + i * cols + 2 * p) : _mm512_setzero_si512();
       // The next panel's 16 rows at the same pairs, a panel ahead: 16 row streams a cols apart are more than the
@@ -68,8 +67,8 @@ LMLAB_TARGET_AVX512_BF16 void pack_w(const uint16_t* w, int64_t rows, int64_t co
       // synth's prefill.
       for (int64_t i = 0; i < std::min<int64_t>(16, rows - r0 - 16) && q + 1 < nq; ++i)
         _mm_prefetch(reinterpret_cast<const char*>(base + (16 + i) * cols + 2 * p), _MM_HINT_T1);
-      transpose16(r, t);
-      for (int64_t j = 0; j < cnt; ++j) _mm512_store_si512(o + j * 16, t[j]);
+      simd::transpose16(r);
+      for (int64_t j = 0; j < cnt; ++j) _mm512_store_si512(o + j * 16, r[j]);
       if (full < cnt)  // the odd last column, paired with 0
         for (int64_t i = 0; i < 16; ++i) o[full * 16 + i] = i < nr ? base[i * cols + 2 * (p + full)] : 0u;
     }

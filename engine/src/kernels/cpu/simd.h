@@ -58,6 +58,31 @@ LMLAB_TARGET_AVX512 inline __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 
 
 LMLAB_TARGET_AVX512 inline __mmask16 tail_mask16(int64_t k) { return static_cast<__mmask16>((1u << k) - 1u); }
 
+// In place: r[i] lane a <- r[a] lane i, a 16 x 16 transpose of dwords (unpack 32-bit, then 64-bit pairs, then a
+// 4 x 4 transpose of 128-bit lanes). Packs rows into lanes for the panel layouts (4-bit panels, the bf16 GEMMs).
+LMLAB_TARGET_AVX512 inline void transpose16(__m512i* r) {
+  __m512i t[16], u[16];
+  for (int p = 0; p < 8; ++p) {
+    t[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
+    t[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
+  }
+  // u[4q + m], 128-bit lane L: dword 4L + m of rows 4q .. 4q + 3.
+  for (int q = 0; q < 4; ++q) {
+    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512i vlo = _mm512_shuffle_i32x4(u[m], u[4 + m], 0x44), vhi = _mm512_shuffle_i32x4(u[m], u[4 + m], 0xee);
+    const __m512i wlo = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0x44), whi = _mm512_shuffle_i32x4(u[8 + m], u[12 + m], 0xee);
+    r[m] = _mm512_shuffle_i32x4(vlo, wlo, 0x88);
+    r[4 + m] = _mm512_shuffle_i32x4(vlo, wlo, 0xdd);
+    r[8 + m] = _mm512_shuffle_i32x4(vhi, whi, 0x88);
+    r[12 + m] = _mm512_shuffle_i32x4(vhi, whi, 0xdd);
+  }
+}
+
 // ---- AVX2 ----
 LMLAB_TARGET_AVX2 inline __m256 exp256(__m256 x) {
   x = _mm256_max_ps(_mm256_set1_ps(kExpLo), _mm256_min_ps(_mm256_set1_ps(kExpHi), x));
