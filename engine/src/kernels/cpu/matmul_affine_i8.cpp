@@ -231,12 +231,7 @@ LMLAB_TARGET_AVX2 void tile_avx2(const uint8_t* const* rows, int64_t rb, int nr,
       block_dot_avx2<T>(lo, hi, xq, ldx, b, sv, d, nb, acc);
     }
   }
-  alignas(32) float buf[8];
-#pragma GCC unroll 16
-  for (int t = 0; t < T; ++t) {
-    _mm256_store_ps(buf, acc[t]);
-    std::memcpy(y + t * ldy, buf, static_cast<size_t>(nr) * sizeof(float));
-  }
+  store_rows_avx2<T>(acc, nr, y, ldy);
 }
 
 // ------------------------------------------------------------------------------------------- driver

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cpu/simd.h"
@@ -93,6 +94,16 @@ LMLAB_TARGET_AVX2 inline void block_dot_avx2(const __m256i (&lo)[4], const __m25
   }
 }
 
+// The first nr (<= 8) rows of each token's sums into y (AVX2 has no masked float store under 32 bits a lane).
+template <int T>
+LMLAB_TARGET_AVX2 inline void store_rows_avx2(const __m256 (&acc)[T], int nr, float* y, int64_t ldy) {
+  alignas(32) float buf[8];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    _mm256_store_ps(buf, acc[t]);
+    std::memcpy(y + t * ldy, buf, static_cast<size_t>(nr) * sizeof(float));
+  }
+}
 #endif
 
 }  // namespace lmlab::kernels::cpu
