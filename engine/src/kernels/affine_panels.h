@@ -19,21 +19,19 @@
 #include <memory>
 
 #include "kernels/matmul_affine.h"
+#include "util/weight_buffer.h"
 
 namespace lmlab::kernels {
 
 constexpr int64_t kPanelRows = 16;
 
 struct AffinePanels {
-  struct Free {
-    void operator()(uint8_t* p) const { std::free(p); }
-  };
   int64_t rows = 0, cols = 0, group_size = 0;
   ScaleType scale_type = ScaleType::bf16;
   int64_t panels = 0;        // ceil(rows / 16)
   int64_t record_bytes = 0;  // one group record
   int64_t groups = 0;        // per row
-  std::unique_ptr<uint8_t[], Free> data;  // [panels][groups] records, 64-byte aligned
+  WeightBuffer data;         // [panels][groups] records (util/weight_buffer.h: huge pages)
 
   int64_t scale_bytes() const { return scale_type == ScaleType::f32 ? 4 : 2; }
   int64_t words_offset() const { return 2 * kPanelRows * scale_bytes(); }  // within a record

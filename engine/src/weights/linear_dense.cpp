@@ -5,9 +5,7 @@
 // outliers (TLB misses; p90 117 vs 50 ms), 15.7 vs 21.7 tok/s with the copy (docs/measurements.md). Same bytes,
 // same kernel: bit-identical results. LMLAB_DENSE_HUGEPAGES=0 keeps the mapped bytes (to measure the difference).
 #include <fmt/format.h>
-#include <sys/mman.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -17,7 +15,7 @@
 #include "lmlab/error.h"
 #include "weights/linear.h"
 #include "util/half.h"
-#include "util/thread_pool.h"
+#include "util/weight_buffer.h"
 
 namespace lmlab {
 
@@ -58,20 +56,12 @@ class DenseLinear final : public Linear {
       return !e || std::strcmp(e, "0") != 0;
     }();
     const uint64_t bytes = weight_bytes();
-    if (!on || bytes < kHugePage) return;
+    if (!on || bytes < kHugePageBytes) return;
+    // The CPU backend prepares its matrices one per pool thread: each copy is one thread's.
     std::call_once(copied_, [&] {
-      // The tail past the last whole huge page stays in 4 KB pages: no memory spent on padding (as the 4-bit panels).
-      copy_.reset(static_cast<uint8_t*>(std::aligned_alloc(kHugePage, (bytes + 63) / 64 * 64)));
-      if (!copy_) throw std::bad_alloc();
-      madvise(copy_.get(), bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
-      // By huge page, on every thread: the first touch of each page (the kernel zeroing it) is most of the copy's
-      // time (0.9B synth: 1.77 GB, 2.4 s of load on one thread of the dev VM).
-      const int64_t pages = static_cast<int64_t>((bytes + kHugePage - 1) / kHugePage);
-      ThreadPool::global().parallel_for(pages, [&](int64_t p0, int64_t p1) {
-        const uint64_t from = static_cast<uint64_t>(p0) * kHugePage;
-        const uint64_t to = std::min<uint64_t>(bytes, static_cast<uint64_t>(p1) * kHugePage);
-        std::memcpy(copy_.get() + from, w_ + from, to - from);
-      });
+      WeightBuffer copy = allocate_weight_buffer(bytes);
+      std::memcpy(copy.get(), w_, bytes);
+      copy_ = std::move(copy);
     });
   }
   void drop_stored_pages(const WeightStore& store) const override {
@@ -93,12 +83,8 @@ class DenseLinear final : public Linear {
   kernels::WeightType type_;
   const uint8_t* w_;  // [out, in]
   std::vector<float> bias_;
-  static constexpr uint64_t kHugePage = uint64_t{2} << 20;
-  struct Free {
-    void operator()(uint8_t* p) const { std::free(p); }
-  };
   mutable std::once_flag copied_;
-  mutable std::unique_ptr<uint8_t, Free> copy_;
+  mutable WeightBuffer copy_;
 };
 
 }  // namespace

@@ -5,7 +5,6 @@
 #include <sys/mman.h>
 
 #include <cstring>
-#include <new>
 
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul_affine_i8_pack.h"
@@ -14,8 +13,6 @@
 namespace lmlab::kernels {
 
 namespace {
-
-constexpr uint64_t kHugePage = uint64_t{2} << 20;
 
 #if LMLAB_X86
 // Panel pi's words: 16 words of each of its nr rows, transposed 16 x 16 (vector i = word i of the 16 rows), go to
@@ -51,16 +48,8 @@ AffinePanels repack_affine_panels(const AffineWeight& w) {
   p.panels = (w.rows + kPanelRows - 1) / kPanelRows;
   const int64_t sb = p.scale_bytes(), words_per_group = w.group_size / 8, wpr = w.words_per_row();
   p.record_bytes = p.words_offset() + words_per_group * kPanelRows * 4;
-  // 2 MB-aligned, and the whole 2 MB pages of it marked for transparent huge pages (Debian's default THP mode,
-  // "madvise", gives them only on request): the repack of a fresh buffer is bound by page faults, ~8 us each on
-  // this VM; the tail stays in 4 KB pages, so no memory is spent on padding. A matrix under one huge page (an MoE
-  // expert) is only page-aligned: a 2 MB alignment per small allocation costs the allocator a mapping each.
-  const uint64_t total = p.bytes(), pages = (total + 4095) / 4096 * 4096;
-  p.data.reset(static_cast<uint8_t*>(std::aligned_alloc(total >= kHugePage ? kHugePage : 4096, pages)));
-  if (!p.data) throw std::bad_alloc();
-  if (total >= kHugePage) madvise(p.data.get(), total / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice only
-#ifdef MADV_POPULATE_WRITE  // Linux 5.14: the pages faulted in by one call instead of a trap each (advice only)
-  else madvise(p.data.get(), pages, MADV_POPULATE_WRITE);
+  p.data = allocate_weight_buffer(static_cast<uint64_t>(p.bytes()));
+#ifdef MADV_POPULATE_READ  // the mapped words read in by one call instead of a fault a page (advice only)
   const auto packed = reinterpret_cast<uintptr_t>(w.packed), first_page = packed / 4096 * 4096;
   madvise(reinterpret_cast<void*>(first_page), packed + static_cast<uint64_t>(w.rows * w.cols * w.bits / 8) - first_page,
           MADV_POPULATE_READ);
