@@ -59,6 +59,32 @@ std::string merged_runs_ids(const std::vector<RunInfo>& runs) {
   return ids;
 }
 
+// --runs: the runs' samples in order into `samples`, the runs into extras.merged_runs, quality from the last run that
+// measured it; refuses a missing run, one named twice, and runs of another sweep (scenario, model or host).
+// Returns the last run (the report's header and environment).
+RunInfo merge_runs(const ResultsStore& store, const Flags& fl, std::vector<Sample>& samples, ReportExtras& extras) {
+  for (int64_t id : fl.runs) {
+    std::optional<RunInfo> r = store.run(id);
+    if (!r) throw Error(ErrorKind::invalid_input, "--runs", fmt::format("{} has no run {}", fl.db, id));
+    for (const RunInfo& m : extras.merged_runs)
+      if (m.id == id) throw Error(ErrorKind::invalid_input, "--runs", fmt::format("run {} is named twice", id));
+    const RunInfo& first = extras.merged_runs.empty() ? *r : extras.merged_runs.front();
+    using Field = std::string RunInfo::*;
+    for (const auto& [what, field] : {std::pair<const char*, Field>{"scenario", &RunInfo::scenario},
+                                      std::pair<const char*, Field>{"model", &RunInfo::model},
+                                      std::pair<const char*, Field>{"host", &RunInfo::host}})
+      if ((*r).*field != first.*field)
+        throw Error(ErrorKind::invalid_input, "--runs",
+                    fmt::format("run {} has {} '{}' where run {} has '{}': only runs of one sweep merge", id, what,
+                                (*r).*field, first.id, first.*field));
+    const std::vector<Sample> more = store.samples(id);
+    samples.insert(samples.end(), more.begin(), more.end());
+    if (auto q = store.evaluations(id); !q.empty()) extras.quality = std::move(q);
+    extras.merged_runs.push_back(std::move(*r));
+  }
+  return extras.merged_runs.back();
+}
+
 bool no_color_env() {
   const char* v = std::getenv("NO_COLOR");
   return v != nullptr && v[0] != '\0';
@@ -103,26 +129,7 @@ int run_report(const Flags& fl) {
     if (fl.list) return list_runs(store);
     std::optional<RunInfo> found;
     if (!fl.runs.empty()) {
-      for (int64_t id : fl.runs) {
-        std::optional<RunInfo> r = store.run(id);
-        if (!r) throw Error(ErrorKind::invalid_input, "--runs", fmt::format("{} has no run {}", fl.db, id));
-        for (const RunInfo& m : extras.merged_runs)
-          if (m.id == id) throw Error(ErrorKind::invalid_input, "--runs", fmt::format("run {} is named twice", id));
-        const RunInfo& first = extras.merged_runs.empty() ? *r : extras.merged_runs.front();
-        using Field = std::string RunInfo::*;
-        for (const auto& [what, field] : {std::pair<const char*, Field>{"scenario", &RunInfo::scenario},
-                                          std::pair<const char*, Field>{"model", &RunInfo::model},
-                                          std::pair<const char*, Field>{"host", &RunInfo::host}})
-          if ((*r).*field != first.*field)
-            throw Error(ErrorKind::invalid_input, "--runs",
-                        fmt::format("run {} has {} '{}' where run {} has '{}': only runs of one sweep merge", id, what,
-                                    (*r).*field, first.id, first.*field));
-        const std::vector<Sample> more = store.samples(id);
-        samples.insert(samples.end(), more.begin(), more.end());
-        if (auto q = store.evaluations(id); !q.empty()) extras.quality = std::move(q);  // the last run's that has any
-        extras.merged_runs.push_back(std::move(*r));
-      }
-      found = extras.merged_runs.back();
+      found = merge_runs(store, fl, samples, extras);
     } else if (fl.run > 0) {
       found = store.run(fl.run);
       if (!found) throw Error(ErrorKind::invalid_input, "--run", fmt::format("{} has no run {}", fl.db, fl.run));
