@@ -9,6 +9,8 @@
 //                                 vdpbf16ps GEMM where the CPU has AVX512_BF16; BM_gemm_bf16_fma the same with it
 //                                 switched off (the avx512 tier's f32 FMA tiles). The _1t variants run one thread
 //                                 and time its CPU seconds (steadier than wall time when other work shares the cores).
+//   BM_gemm_bf16_i16(_1t)         the same shapes on the int16 GEMM of large matrices (MatmulArgs::int16_prefill,
+//                                 kernels/cpu/matmul_bf16_i16.h) where the CPU has AVX-512 VNNI.
 // Buffers are written before timing so page faults are not measured.
 #include <benchmark/benchmark.h>
 
@@ -24,6 +26,7 @@
 #endif
 
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/matmul_bf16_i16.h"
 #include "kernels/kernels.h"
 #include "util/half.h"
 #include "util/thread_pool.h"
@@ -146,10 +149,11 @@ struct Problem {
   }
 };
 
-void run_matmul(benchmark::State& state, WeightType type, int64_t n) {
+void run_matmul(benchmark::State& state, WeightType type, int64_t n, bool int16_prefill = false) {
   const int64_t rows = state.range(0), cols = state.range(1);
   if (n == 0) n = state.range(2);  // BM_gemm_*: rows, cols, tokens
   Problem p(type, rows, cols, n);
+  p.args.int16_prefill = int16_prefill;
   for (auto _ : state) {
     lmlab::kernels::matmul(p.args);
     benchmark::DoNotOptimize(p.y.data());
@@ -159,7 +163,8 @@ void run_matmul(benchmark::State& state, WeightType type, int64_t n) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * weight_bytes);
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n * rows * cols);
   state.SetLabel(std::string(lmlab::kernels::cpu::isa_name()) +
-                 (type == WeightType::bf16 && n > 1 && lmlab::kernels::cpu::avx512_bf16_enabled() ? "+bf16" : ""));
+                 (lmlab::kernels::cpu::matmul_uses_bf16_i16(p.args) ? "+i16"
+                  : type == WeightType::bf16 && n > 1 && lmlab::kernels::cpu::avx512_bf16_enabled() ? "+bf16" : ""));
 }
 
 void BM_matvec_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 1); }
@@ -167,12 +172,12 @@ void BM_matvec_f16(benchmark::State& state) { run_matmul(state, WeightType::f16,
 void BM_matvec_f32(benchmark::State& state) { run_matmul(state, WeightType::f32, 1); }
 void BM_prefill16_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 16); }
 void BM_prefill128_bf16(benchmark::State& state) { run_matmul(state, WeightType::bf16, 128); }
-void run_gemm(benchmark::State& state, bool dot, int threads) {
+void run_gemm(benchmark::State& state, bool dot, int threads, bool int16_prefill = false) {
   const bool had = lmlab::kernels::cpu::avx512_bf16_enabled();
   const int previous = ThreadPool::global().size();
   if (!dot) lmlab::kernels::cpu::set_avx512_bf16(false);
   if (threads > 0) ThreadPool::set_global_threads(threads);
-  run_matmul(state, WeightType::bf16, 0);
+  run_matmul(state, WeightType::bf16, 0, int16_prefill);
   if (threads > 0) ThreadPool::set_global_threads(previous);
   lmlab::kernels::cpu::set_avx512_bf16(had);
 }
@@ -180,6 +185,8 @@ void BM_gemm_bf16(benchmark::State& state) { run_gemm(state, true, 0); }
 void BM_gemm_bf16_fma(benchmark::State& state) { run_gemm(state, false, 0); }
 void BM_gemm_bf16_1t(benchmark::State& state) { run_gemm(state, true, 1); }
 void BM_gemm_bf16_fma_1t(benchmark::State& state) { run_gemm(state, false, 1); }
+void BM_gemm_bf16_i16(benchmark::State& state) { run_gemm(state, true, 0, true); }
+void BM_gemm_bf16_i16_1t(benchmark::State& state) { run_gemm(state, true, 1, true); }
 
 // 8192 x 16384 bf16 = 256 MiB (far beyond cache); 4096 x 4096 bf16 = 32 MiB (mid: about the L3 size).
 BENCHMARK(BM_matvec_bf16)->Args({8192, 16384})->Args({4096, 4096})->Args({6144, 2048})->Args({2048, 6144})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -194,6 +201,8 @@ BENCHMARK(BM_gemm_bf16)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond)->UseRe
 BENCHMARK(BM_gemm_bf16_fma)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_gemm_bf16_1t)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_gemm_bf16_fma_1t)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_gemm_bf16_i16)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gemm_bf16_i16_1t)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond);
 #undef LMLAB_GEMM_SHAPES
 BENCHMARK(BM_prefill16_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_prefill128_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();

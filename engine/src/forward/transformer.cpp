@@ -108,6 +108,7 @@ void Transformer::load_weights() {
   };
   embed_ = lin("model.embed_tokens", s.vocab, s.hidden);
   if (!s.tied_embeddings) lm_head_ = lin("lm_head", s.vocab, s.hidden);
+  (lm_head_ ? *lm_head_ : *embed_).keep_prefill_exact();
   final_norm_ = load_vector_f32(store_, "model.norm.weight", s.hidden, off);
   const int64_t q_dim = s.n_heads * s.head_dim, kv_dim = s.n_kv_heads * s.head_dim;
   layers_.resize(static_cast<size_t>(s.n_layers));
@@ -129,6 +130,7 @@ void Transformer::load_weights() {
     w.o = lin(p + "self_attn.o_proj", s.hidden, q_dim);
     if (s.layers[l].moe) {
       w.moe.router = lin(p + n.router, s.n_experts, s.hidden);
+      w.moe.router->keep_prefill_exact();
       // Streamed experts stay on disk: not a byte of them is mapped in or touched here.
       for (int64_t e = 0; e < s.n_experts && !streamer_; ++e) {
         const ExpertTensorNames x = expert_tensor_names(n, store_, p, e);

@@ -25,6 +25,7 @@
 #include "kernels/matmul_affine_i16.h"
 #include "kernels/matmul_affine_i8.h"
 #include "lmlab/error.h"
+#include "weights/fast_path_bound.h"
 #include "weights/linear.h"
 
 namespace lmlab {
@@ -45,22 +46,15 @@ constexpr int64_t kGemmMinWeights = int64_t{1} << 20;
 
 // LMLAB_AFFINE_FAST_MIN_WEIGHTS=N puts both bounds at N: the fixtures' 4-bit matrices are all under 2^20 weights but
 // one, so their golden tests reach the integer and GEMM kernels end to end only this way (golden_quant_test.cpp).
-// Read at each matrix's construction (not cached), so a test can set it before loading its model.
-int64_t fast_path_min_weights(int64_t bound) {
-  const char* env = std::getenv("LMLAB_AFFINE_FAST_MIN_WEIGHTS");
-  if (env == nullptr || *env == '\0') return bound;
-  char* end = nullptr;
-  const long long v = std::strtoll(env, &end, 10);
-  return (*end == '\0' && v >= 0) ? static_cast<int64_t>(v) : bound;
-}
+constexpr const char* kFastMinWeightsEnv = "LMLAB_AFFINE_FAST_MIN_WEIGHTS";
 
 class AffineLinear final : public Linear {
  public:
   AffineLinear(const kernels::AffineWeight& w, std::vector<float> bias, bool resident)
       : Linear(w.rows, w.cols),
         w_(w),
-        integer_(kernels::affine_i16_supported(w) && w.rows * w.cols >= fast_path_min_weights(kIntegerMinWeights)),
-        gemm_(kernels::cpu::matmul_affine_bf16_supported(w) && w.rows * w.cols >= fast_path_min_weights(kGemmMinWeights)),
+        integer_(kernels::affine_i16_supported(w) && w.rows * w.cols >= fast_path_min_weights(kFastMinWeightsEnv, kIntegerMinWeights)),
+        gemm_(kernels::cpu::matmul_affine_bf16_supported(w) && w.rows * w.cols >= fast_path_min_weights(kFastMinWeightsEnv, kGemmMinWeights)),
         bias_(std::move(bias)),
         repack_(resident && integer_ && int8_ && kernels::affine_panels_enabled()) {}
 

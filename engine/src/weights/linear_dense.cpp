@@ -4,6 +4,10 @@
 // once per token, and through the file's 4 KB pages the 0.9B bf16 synth decoded with steps of 45-60 ms and 117 ms
 // outliers (TLB misses; p90 117 vs 50 ms), 15.7 vs 21.7 tok/s with the copy (docs/measurements.md). Same bytes,
 // same kernel: bit-identical results. LMLAB_DENSE_HUGEPAGES=0 keeps the mapped bytes (to measure the difference).
+// bf16 matrices of at least 2^20 weights let prefill run on 14-bit integers (kernels/cpu/matmul_bf16_i16.h): twice
+// the exact GEMM's rate, ~3e-3 of a logit on the golden fixtures. Smaller ones (little to gain: they stay in cache)
+// keep the exact GEMM, as do the output head and MoE routers (keep_prefill_exact); LMLAB_DENSE_FAST_MIN_WEIGHTS=N
+// moves the bound (tests use 0 to reach the integer GEMM on the fixtures' small matrices).
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -13,6 +17,7 @@
 
 #include "kernels/kernels.h"
 #include "lmlab/error.h"
+#include "weights/fast_path_bound.h"
 #include "weights/linear.h"
 #include "util/half.h"
 #include "util/weight_buffer.h"
@@ -21,13 +26,25 @@ namespace lmlab {
 
 namespace {
 
+constexpr int64_t kInt16PrefillMinWeights = int64_t{1} << 20;
+
 class DenseLinear final : public Linear {
  public:
   DenseLinear(int64_t out, int64_t in, kernels::WeightType type, const uint8_t* w, std::vector<float> bias)
-      : Linear(out, in), type_(type), w_(w), bias_(std::move(bias)) {}
+      : Linear(out, in),
+        type_(type),
+        w_(w),
+        bias_(std::move(bias)),
+        int16_prefill_(type == kernels::WeightType::bf16 &&
+                       out * in >= fast_path_min_weights("LMLAB_DENSE_FAST_MIN_WEIGHTS", kInt16PrefillMinWeights)) {}
 
-  void forward(const float* x, float* y, int64_t n) const override {
-    kernels::matmul({type_, bytes(), out_, in_, x, y, n});
+  void forward(const float* x, float* y, int64_t n) const override { multiply(x, y, n, int16_prefill_); }
+  void keep_prefill_exact() override { int16_prefill_ = false; }
+  // Decode rows stay exact however many are batched: a row gets what it would get decoded alone, within f32 rounding.
+  void forward_decode(const float* x, float* y, int64_t n) const override { multiply(x, y, n, false); }
+
+  void multiply(const float* x, float* y, int64_t n, bool int16_prefill) const {
+    kernels::matmul({type_, bytes(), out_, in_, x, y, n, int16_prefill});
     if (!bias_.empty())
       for (int64_t t = 0; t < n; ++t)
         for (int64_t r = 0; r < out_; ++r) y[t * out_ + r] += bias_[r];
@@ -83,6 +100,7 @@ class DenseLinear final : public Linear {
   kernels::WeightType type_;
   const uint8_t* w_;  // [out, in]
   std::vector<float> bias_;
+  bool int16_prefill_;  // prefill may take the int16 GEMM (large bf16 matrices)
   mutable std::once_flag copied_;
   mutable WeightBuffer copy_;
 };

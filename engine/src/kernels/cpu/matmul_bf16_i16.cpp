@@ -1,0 +1,264 @@
+// bf16 weights x 14-bit integer activations on vpdpwssd (see matmul_bf16_i16.h for the arithmetic and its error).
+//
+// vpdpwssd: acc.i32[i] += a.i16[2i] * b.i16[2i] + a.i16[2i+1] * b.i16[2i+1], so a lane takes a pair of consecutive
+// columns, as vdpbf16ps does, and the layouts are the bf16 GEMM's (matmul_bf16.cpp) with int16 in place of bf16:
+//   X: quantized once per call (cpu::quantize_blocks: int16 and a scale per 32 columns), then packed per block of
+//     kT tokens and kKc pairs as [kT][kKc] u32 pairs followed by [kT][kKc / 16] scales: a fixed token stride, so
+//     the tile addresses its tokens by constant offsets (with the row stride in a register GCC kept a pointer per
+//     token and spilled accumulators).
+//   W: per thread, per block of kMc panels of 16 rows x kKc pairs: [panel][pair][16] u32 (row i in lane i), each
+//     row scaled by its own wd over the block's columns, quantized and transposed in registers.
+// Micro-kernel: 3 panels (48 rows) x kT = 8 tokens, 24 int32 accumulators; per pair 3 W loads, 8 broadcasts,
+// 24 vpdpwssd. After every 16 pairs (one activation block) the accumulators join f32 partial sums in L1 scaled by
+// the block's xd; at the end of the reduction block the partials go into Y scaled by wd. Threads split the rows in
+// whole tiles.
+#include "kernels/cpu/matmul_bf16_i16.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "kernels/block_activations.h"
+#include "kernels/cpu/bf16_pack.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/matmul_bf16.h"
+#include "kernels/cpu/simd.h"
+#include "util/thread_pool.h"
+
+namespace lmlab::kernels::cpu {
+
+namespace {
+constexpr int32_t kQmax = 8191;  // 14-bit values: 32 products of two sum to under 2^31
+static_assert(kActivationBlock * int64_t{kQmax} * kQmax < (int64_t{1} << 31));
+}  // namespace
+
+bool bf16_i16_gemm_available() { return active_isa() == Isa::avx512 && has_avx512_vnni() && avx512_bf16_enabled(); }
+
+bool matmul_uses_bf16_i16(const MatmulArgs& a) {
+  return a.int16_prefill && a.type == WeightType::bf16 && a.n >= kBf16GemmMinTokens &&
+         a.cols % kActivationBlock == 0 && bf16_i16_gemm_available();
+}
+
+#if LMLAB_X86
+namespace {
+
+using bf16_pack::AlignedU32;
+using bf16_pack::rows_mask;
+
+// The micro tile: kR panels (48 rows) x kT tokens, 24 accumulators. Per pair kR W loads and kT broadcasts, each
+// feeding kR vpdpwssd. One core, 2048 x 2048 x 512 (BM_gemm_bf16_i16_1t): 290-304 GFLOP/s; 2 x 12 with the
+// broadcasts inside vpdpwssd's memory operand (one load per instruction) 256-272; the exact GEMM 186-193.
+constexpr int kR = 3;
+constexpr int kT = 8;
+constexpr int64_t kPairsPerBlock = kActivationBlock / 2;  // pairs per activation block (one xd)
+constexpr int64_t kKc = 128;                        // pairs per reduction block (256 columns: one wd per row)
+constexpr int64_t kMc = 30;  // panels per packed W block (10 tiles): 30 * 16 * 128 * 4 = 240 KiB (L2)
+
+// acc + dot(w, x). Through the intrinsic GCC 12 copied every accumulator to and from the stack around each
+// vpdpwssd (its tied destination): 0.73x the exact GEMM end to end.
+LMLAB_TARGET_AVX512_VNNI inline __m512i dpwssd(__m512i acc, __m512i w, __m512i x) {
+  asm("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+  return acc;
+}
+
+// Largest |w| over n bf16 values, exactly: bf16 magnitudes order as their bits (a NaN's bits exceed infinity's,
+// so a NaN or infinite weight gives a non-finite block scale and its row's outputs become NaN, not finite noise).
+LMLAB_TARGET_AVX512_VNNI float bf16_amax(const uint16_t* w, int64_t n) {
+  __m512i m = _mm512_setzero_si512();
+  const __m512i abs = _mm512_set1_epi16(0x7fff);
+  for (int64_t c = 0; c < n; c += 32) {
+    const __mmask32 k = n - c >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((uint32_t{1} << (n - c)) - 1);
+    m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_maskz_loadu_epi16(k, w + c), abs));
+  }
+  const __m512i m32 = _mm512_max_epu32(_mm512_and_si512(m, _mm512_set1_epi32(0xffff)), _mm512_srli_epi32(m, 16));
+  const uint32_t bits = static_cast<uint32_t>(_mm512_reduce_max_epu32(m32)) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// Panels [q0, q0 + nq) of W (bf16 [rows, cols]), pairs [p0, p0 + np) -> out [nq][np][16] int16 pairs and
+// wd [nq][16] (rows past the last: 0).
+LMLAB_TARGET_AVX512_VNNI void pack_w(const uint16_t* w, int64_t rows, int64_t cols, int64_t q0, int64_t nq,
+                                     int64_t p0, int64_t np, uint32_t* out, float* wd) {
+  const __m512i lo16 = _mm512_set1_epi32(0xffff);
+  for (int64_t q = 0; q < nq; ++q) {
+    const int64_t r0 = (q0 + q) * 16, nr = std::min<int64_t>(16, rows - r0);
+    const uint16_t* base = w + r0 * cols + 2 * p0;
+    const int64_t ncols = std::min(2 * np, cols - 2 * p0);
+    __m512 inv[16];
+    for (int64_t i = 0; i < 16; ++i) {
+      const float amax = i < nr ? bf16_amax(base + i * cols, ncols) : 0.0f;
+      // amax == 0: an all-zero row block (wd 0); infinite or NaN: wd non-finite, the levels 0.
+      const bool usable = amax > 0.0f && std::isfinite(amax);
+      inv[i] = _mm512_set1_ps(usable ? static_cast<float>(kQmax) / amax : 0.0f);
+      wd[q * 16 + i] = amax > 0.0f ? amax / static_cast<float>(kQmax) : std::isnan(amax) ? amax : 0.0f;
+    }
+    uint32_t* o = out + q * np * 16;
+    for (int64_t p = 0; p < np; p += 16, o += 256) {
+      const int64_t cnt = std::min<int64_t>(16, np - p);
+      const int64_t avail = std::clamp<int64_t>(ncols - 2 * p, 0, 32);
+      const __mmask32 m = avail >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((uint32_t{1} << avail) - 1);
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i) {
+        if (i >= nr) {
+          r[i] = _mm512_setzero_si512();
+          continue;
+        }
+        const __m512i v = _mm512_maskz_loadu_epi16(m, base + i * cols + 2 * p);
+        // The pair's lower column is the u32's low half: widen each half to f32 exactly (bf16 = f32's high half).
+        const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        const __m512 odd = _mm512_castsi512_ps(_mm512_andnot_si512(lo16, v));
+        const __m512i qe = _mm512_cvtps_epi32(_mm512_mul_ps(even, inv[i]));
+        const __m512i qo = _mm512_cvtps_epi32(_mm512_mul_ps(odd, inv[i]));
+        r[i] = _mm512_or_si512(_mm512_and_si512(qe, lo16), _mm512_slli_epi32(qo, 16));
+      }
+      for (int64_t i = 0; i < std::min<int64_t>(16, rows - r0 - 16) && q + 1 < nq; ++i)
+        _mm_prefetch(reinterpret_cast<const char*>(base + (16 + i) * cols + 2 * p), _MM_HINT_T1);
+      simd::transpose16(r);
+      for (int64_t j = 0; j < cnt; ++j) _mm512_store_si512(o + j * 16, r[j]);
+    }
+  }
+}
+
+constexpr int64_t kSub = kKc / kPairsPerBlock;  // activation blocks per reduction block
+constexpr int64_t kXBlock = kT * kKc + kT * kSub;  // u32s of one packed X block: pairs, then scales
+
+// Quantized X [n, cols] -> packed blocks [n_tb][n_kb][kXBlock] (tokens past n and pairs past cols / 2 unset: no tile
+// reads them).
+void pack_x(const BlockActivations& xq, uint32_t* out) {
+  const int64_t P = xq.cols / 2, n_kb = (P + kKc - 1) / kKc, ldd = xq.blocks_per_row();
+  const auto* q = reinterpret_cast<const uint32_t*>(xq.q.data());
+  for (int64_t t = 0; t < xq.n; ++t)
+    for (int64_t kb = 0; kb < n_kb; ++kb) {
+      uint32_t* o = out + (t / kT * n_kb + kb) * kXBlock;
+      const int64_t p0 = kb * kKc, np = std::min(kKc, P - p0);
+      std::memcpy(o + t % kT * kKc, q + t * P + p0, static_cast<size_t>(np) * 4);
+      std::memcpy(o + kT * kKc + t % kT * kSub, xq.d.data() + t * ldd + p0 / kPairsPerBlock,
+                  static_cast<size_t>((np + kPairsPerBlock - 1) / kPairsPerBlock) * 4);
+    }
+}
+
+// R panels x T tokens over np pairs of one reduction block. w: [R][np][16] (panel stride np * 16); wd: [R][16];
+// x: a packed X block (kXBlock); y: [T, ldy] at the tile's first row; rows: the output rows from the tile's first
+// (those past 16 R are other tiles'); accumulate: add into y.
+template <int R, int T>
+LMLAB_TARGET_AVX512_VNNI void tile(const uint32_t* w, int64_t np, const float* wd, const uint32_t* x, float* y,
+                                   int64_t ldy, int64_t rows, bool accumulate) {
+  const float* xd = reinterpret_cast<const float*>(x + kT * kKc);
+  __mmask16 m[R];
+  for (int i = 0; i < R; ++i) m[i] = rows_mask(rows - 16 * i);
+  alignas(64) float part[T][R][16];
+  for (int64_t s = 0; s < np; s += kPairsPerBlock) {
+    __m512i acc[R][T];
+#pragma GCC unroll 8
+    for (int j = 0; j < T; ++j)
+#pragma GCC unroll 3
+      for (int i = 0; i < R; ++i) acc[i][j] = _mm512_setzero_si512();
+    const int64_t pe = std::min(np, s + kPairsPerBlock);
+    for (int64_t p = s; p < pe; ++p) {
+      __m512i wv[R];
+#pragma GCC unroll 3
+      for (int i = 0; i < R; ++i) wv[i] = _mm512_load_si512(w + (i * np + p) * 16);
+#pragma GCC unroll 8
+      for (int j = 0; j < T; ++j) {
+        const __m512i xv = _mm512_set1_epi32(static_cast<int>(x[j * kKc + p]));
+#pragma GCC unroll 3
+        for (int i = 0; i < R; ++i) acc[i][j] = dpwssd(acc[i][j], wv[i], xv);
+      }
+    }
+    const int64_t blk = s / kPairsPerBlock;
+#pragma GCC unroll 8
+    for (int j = 0; j < T; ++j) {
+      const __m512 d = _mm512_set1_ps(xd[j * kSub + blk]);
+#pragma GCC unroll 3
+      for (int i = 0; i < R; ++i) {
+        const __m512 v = _mm512_cvtepi32_ps(acc[i][j]);
+        _mm512_store_ps(part[j][i], s == 0 ? _mm512_mul_ps(v, d) : _mm512_fmadd_ps(v, d, _mm512_load_ps(part[j][i])));
+      }
+    }
+  }
+#pragma GCC unroll 3
+  for (int i = 0; i < R; ++i) {
+    const __m512 s = _mm512_loadu_ps(wd + 16 * i);
+#pragma GCC unroll 8
+    for (int j = 0; j < T; ++j) {
+      float* yo = y + j * ldy + 16 * i;
+      const __m512 base = accumulate ? _mm512_maskz_loadu_ps(m[i], yo) : _mm512_setzero_ps();
+      _mm512_mask_storeu_ps(yo, m[i], _mm512_fmadd_ps(_mm512_load_ps(part[j][i]), s, base));
+    }
+  }
+}
+
+using TileFn = void (*)(const uint32_t*, int64_t, const float*, const uint32_t*, float*, int64_t, int64_t, bool);
+
+template <int R, int... Ts>
+constexpr std::array<TileFn, sizeof...(Ts)> tile_table(std::integer_sequence<int, Ts...>) {
+  return {&tile<R, Ts + 1>...};
+}
+// kTiles[R - 1][T - 1]
+const std::array<TileFn, kT> kTiles[kR] = {tile_table<1>(std::make_integer_sequence<int, kT>{}),
+                                           tile_table<2>(std::make_integer_sequence<int, kT>{}),
+                                           tile_table<3>(std::make_integer_sequence<int, kT>{})};
+
+// Panels [q0, q1) of the output for all tokens; xp: the packed X.
+void gemm_panels(const MatmulArgs& a, const uint32_t* xp, int64_t q0, int64_t q1) {
+  thread_local AlignedU32 wbuf;
+  const int64_t P = a.cols / 2, nm_max = std::min(kMc, q1 - q0);
+  uint32_t* wb = wbuf.reserve(static_cast<size_t>(nm_max * std::min(kKc, P) * 16 + nm_max * 16));
+  float* wd = reinterpret_cast<float*>(wb + nm_max * std::min(kKc, P) * 16);
+  const auto* w = static_cast<const uint16_t*>(a.w);
+  const int64_t n_kb = (P + kKc - 1) / kKc;
+  for (int64_t p0 = 0; p0 < P; p0 += kKc) {
+    const int64_t np = std::min(kKc, P - p0);
+    for (int64_t m0 = q0; m0 < q1; m0 += kMc) {
+      const int64_t nm = std::min(kMc, q1 - m0);
+      pack_w(w, a.rows, a.cols, m0, nm, p0, np, wb, wd);
+      for (int64_t t0 = 0; t0 < a.n; t0 += kT) {
+        const int64_t nt = std::min<int64_t>(kT, a.n - t0);
+        for (int64_t q = 0; q < nm; q += kR) {
+          const int64_t R = std::min<int64_t>(kR, nm - q), r0 = (m0 + q) * 16;
+          kTiles[R - 1][nt - 1](wb + q * np * 16, np, wd + q * 16, xp + (t0 / kT * n_kb + p0 / kKc) * kXBlock,
+                                a.y + t0 * a.rows + r0, a.rows, a.rows - r0, p0 > 0);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_bf16_i16(const MatmulArgs& a) {
+  if (a.rows <= 0 || a.n <= 0) return;
+  if (a.cols <= 0) {
+    std::fill(a.y, a.y + a.n * a.rows, 0.0f);
+    return;
+  }
+  // The caller's buffer, named here: a lambda running on a worker would see the worker's own thread_local.
+  thread_local BlockActivations quantized;
+  thread_local AlignedU32 packed;
+  BlockActivations& xq = quantized;
+  quantize_blocks(a.x, a.n, a.cols, kQmax, xq);
+  const int64_t n_kb = (a.cols / 2 + kKc - 1) / kKc;
+  uint32_t* xp = packed.reserve(static_cast<size_t>((a.n + kT - 1) / kT * n_kb * kXBlock));
+  pack_x(xq, xp);
+  // Threads take whole tiles (kR panels): a chunk of 16 panels left a 1-panel tile, 3% of a 0.9B prefill.
+  const int64_t Q = (a.rows + 15) / 16, groups = (Q + kR - 1) / kR;
+  const int64_t min_groups = std::max<int64_t>(1, (int64_t{1} << 20) / (kR * 16 * a.cols * a.n));  // ~1M MACs
+  ThreadPool::global().parallel_for(
+      groups, [&](int64_t g0, int64_t g1) { gemm_panels(a, xp, g0 * kR, std::min(Q, g1 * kR)); }, min_groups);
+}
+
+#else
+void matmul_bf16_i16(const MatmulArgs&) {
+  std::fprintf(stderr, "lmlab: matmul_bf16_i16 called on a machine without AVX-512 VNNI\n");
+  std::abort();
+}
+#endif  // LMLAB_X86
+
+}  // namespace lmlab::kernels::cpu

@@ -1,0 +1,38 @@
+// The bf16-weight prefill GEMM of large matrices on integer dot products (AVX-512 VNNI `vpdpwssd`), part of
+// cpu::matmul (matmul.cpp takes it when MatmulArgs::int16_prefill is set; weights/linear_dense.cpp sets it on
+// matrices of at least 2^20 weights).
+// Y[n, rows] = X[n, cols] . W[rows, cols]^T for bf16 W, f32 X and Y.
+//
+// Why: the exact GEMM (matmul_bf16.h) keeps x as bf16 hi + lo, two `vdpbf16ps` per 32 multiply-adds, the f32 FMA
+// rate; x rounded to bf16 alone (llama.cpp) is twice as fast but moves the golden logits past their 2e-2 bound.
+// Here both operands become 14-bit integers and one `vpdpwssd` (the same issue rate as `vdpbf16ps` on Zen 5) does
+// 32 multiply-adds, with error between the two:
+//   x per token and block of 32 columns (kernels/block_activations.h, qmax 8191): |x - xd xq| <= amax / 16382;
+//   W per row and reduction block of 256 columns, quantized as it is packed: |w - wd wq| <= amax / 16382 (bf16
+//     has 8 significant bits, so only weights under 2^-6 of their block's largest lose any);
+//   a block of 32 columns sums to at most 32 * 8191^2 < 2^31 in int32, then joins an f32 sum scaled by xd; each
+//     reduction block's sum is scaled by wd into Y.
+// Measured on the golden fixtures with every matrix on this arithmetic: max |dlogit| 1.4e-3 to 3.4e-3 (bound 2e-2),
+// greedy tokens identical; the bf16 hi + lo GEMM has 3e-5 to 7e-5, x rounded to bf16 2e-2 to 4e-2
+// (docs/measurements.md). Small matrices (every fixture matrix, MoE routers) keep the exact GEMM.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace lmlab::kernels::cpu {
+
+// The avx512 tier active with VNNI, and avx512_bf16_enabled() (LMLAB_BF16_DOT=0 sends every bf16 product to the
+// f32 FMA path, this one included).
+bool bf16_i16_gemm_available();
+
+// True when matmul(a) runs matmul_bf16_i16: bf16_i16_gemm_available(), a.int16_prefill, bf16 weights,
+// n >= kBf16GemmMinTokens and cols a multiple of 32.
+bool matmul_uses_bf16_i16(const MatmulArgs& a);
+
+// The GEMM itself, any n >= 1 (tests call it directly); requires has_avx512_vnni(), a.type == bf16 and
+// a.cols % 32 == 0.
+void matmul_bf16_i16(const MatmulArgs& a);
+
+}  // namespace lmlab::kernels::cpu
