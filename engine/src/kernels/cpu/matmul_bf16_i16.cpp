@@ -2,7 +2,7 @@
 //
 // vpdpwssd: acc.i32[i] += a.i16[2i] * b.i16[2i] + a.i16[2i+1] * b.i16[2i+1], so a lane takes a pair of consecutive
 // columns, as vdpbf16ps does, and the layouts are the bf16 GEMM's (matmul_bf16.cpp) with int16 in place of bf16:
-//   X: quantized once per call (cpu::quantize_blocks: int16 and a scale per 32 columns), then packed per block of
+//   X: quantized once per call (int16 and a scale per token and 32 columns) straight into blocks of
 //     kT tokens and kKc pairs as [kT][kKc] u32 pairs followed by [kT][kKc / 16] scales: a fixed token stride, so
 //     the tile addresses its tokens by constant offsets (with the row stride in a register GCC kept a pointer per
 //     token and spilled accumulators).
@@ -21,9 +21,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <utility>
 
-#include "kernels/block_activations.h"
 #include "kernels/cpu/bf16_pack.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul_bf16.h"
@@ -33,15 +33,19 @@
 namespace lmlab::kernels::cpu {
 
 namespace {
-constexpr int32_t kQmax = 8191;  // 14-bit values: 32 products of two sum to under 2^31
-static_assert(kActivationBlock * int64_t{kQmax} * kQmax < (int64_t{1} << 31));
+// Columns per activation block (one xd each) and the largest level of either operand: a block's int32 sum of
+// kXCols products stays under 2^31 even with every value at its largest. Blocks of 64 with W at 4095 (half the
+// scale operations) measured slower: 283-293 vs 325-327 GFLOP/s on one core.
+constexpr int64_t kXCols = 32;
+constexpr int32_t kQmax = 8191;  // 14 bits
+static_assert(kXCols * int64_t{kQmax} * kQmax < (int64_t{1} << 31));
 }  // namespace
 
 bool bf16_i16_gemm_available() { return active_isa() == Isa::avx512 && has_avx512_vnni() && avx512_bf16_enabled(); }
 
 bool matmul_uses_bf16_i16(const MatmulArgs& a) {
   return a.int16_prefill && a.type == WeightType::bf16 && a.n >= kBf16GemmMinTokens &&
-         a.cols % kActivationBlock == 0 && bf16_i16_gemm_available();
+         a.cols % kXCols == 0 && bf16_i16_gemm_available();
 }
 
 #if LMLAB_X86
@@ -55,7 +59,7 @@ using bf16_pack::rows_mask;
 // broadcasts inside vpdpwssd's memory operand (one load per instruction) 256-272; the exact GEMM 186-193.
 constexpr int kR = 3;
 constexpr int kT = 8;
-constexpr int64_t kPairsPerBlock = kActivationBlock / 2;  // pairs per activation block (one xd)
+constexpr int64_t kPairsPerBlock = kXCols / 2;  // pairs per activation block (one xd)
 constexpr int64_t kKc = 128;                        // pairs per reduction block (256 columns: one wd per row)
 constexpr int64_t kMc = 30;  // panels per packed W block (10 tiles): 30 * 16 * 128 * 4 = 240 KiB (L2)
 
@@ -129,18 +133,36 @@ LMLAB_TARGET_AVX512_VNNI void pack_w(const uint16_t* w, int64_t rows, int64_t co
 constexpr int64_t kSub = kKc / kPairsPerBlock;  // activation blocks per reduction block
 constexpr int64_t kXBlock = kT * kKc + kT * kSub;  // u32s of one packed X block: pairs, then scales
 
-// Quantized X [n, cols] -> packed blocks [n_tb][n_kb][kXBlock] (tokens past n and pairs past cols / 2 unset: no tile
-// reads them).
-void pack_x(const BlockActivations& xq, uint32_t* out) {
-  const int64_t P = xq.cols / 2, n_kb = (P + kKc - 1) / kKc, ldd = xq.blocks_per_row();
-  const auto* q = reinterpret_cast<const uint32_t*>(xq.q.data());
-  for (int64_t t = 0; t < xq.n; ++t)
-    for (int64_t kb = 0; kb < n_kb; ++kb) {
+// X rows [t0, t1) of [n, cols] (cols a multiple of kXCols) -> their packed blocks [n_tb][n_kb][kXBlock], quantized
+// per token and block of kXCols: xd = amax / kQmax, xq = nearbyint(x * kQmax / amax) (cvtps rounds to nearest
+// even). A block holding an infinity or NaN gets xd = NaN and zero levels, so the token's outputs become NaN.
+// Tokens past n and pairs past cols / 2 stay unset: no tile reads them.
+LMLAB_TARGET_AVX512_VNNI void pack_x(const float* x, int64_t cols, int64_t t0, int64_t t1, uint32_t* out) {
+  const int64_t P = cols / 2, n_kb = (P + kKc - 1) / kKc;
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  for (int64_t t = t0; t < t1; ++t)
+    for (int64_t c = 0; c < cols; c += kXCols) {
+      const float* xr = x + t * cols + c;
+      __m512 v[kXCols / 16], m = _mm512_setzero_ps();
+      __mmask16 bad = 0;
+      for (int i = 0; i < kXCols / 16; ++i) {
+        v[i] = _mm512_loadu_ps(xr + 16 * i);
+        m = _mm512_max_ps(m, _mm512_andnot_ps(sign, v[i]));
+        bad |= _mm512_fpclass_ps_mask(v[i], 0x99);  // QNaN, SNaN, +inf, -inf
+      }
+      const float amax = _mm512_reduce_max_ps(m);
+      const __m512 inv = _mm512_set1_ps(bad == 0 && amax > 0.0f ? static_cast<float>(kQmax) / amax : 0.0f);
+      const int64_t p = c / 2, kb = p / kKc;
       uint32_t* o = out + (t / kT * n_kb + kb) * kXBlock;
-      const int64_t p0 = kb * kKc, np = std::min(kKc, P - p0);
-      std::memcpy(o + t % kT * kKc, q + t * P + p0, static_cast<size_t>(np) * 4);
-      std::memcpy(o + kT * kKc + t % kT * kSub, xq.d.data() + t * ldd + p0 / kPairsPerBlock,
-                  static_cast<size_t>((np + kPairsPerBlock - 1) / kPairsPerBlock) * 4);
+      for (int i = 0; i < kXCols / 32; ++i) {
+        // |q| <= kQmax: the truncating narrow to int16 is exact; 16 columns per half, 32 per 16 pairs.
+        const __m256i lo = _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v[2 * i], inv)));
+        const __m256i hi = _mm512_cvtepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v[2 * i + 1], inv)));
+        _mm512_storeu_si512(o + t % kT * kKc + p % kKc + 16 * i,
+                            _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+      }
+      reinterpret_cast<float*>(o + kT * kKc)[t % kT * kSub + p % kKc / kPairsPerBlock] =
+          bad ? std::numeric_limits<float>::quiet_NaN() : amax / static_cast<float>(kQmax);
     }
 }
 
@@ -240,17 +262,17 @@ void matmul_bf16_i16(const MatmulArgs& a) {
     return;
   }
   // The caller's buffer, named here: a lambda running on a worker would see the worker's own thread_local.
-  thread_local BlockActivations quantized;
   thread_local AlignedU32 packed;
-  BlockActivations& xq = quantized;
-  quantize_blocks(a.x, a.n, a.cols, kQmax, xq);
-  const int64_t n_kb = (a.cols / 2 + kKc - 1) / kKc;
-  uint32_t* xp = packed.reserve(static_cast<size_t>((a.n + kT - 1) / kT * n_kb * kXBlock));
-  pack_x(xq, xp);
+  const int64_t n_kb = (a.cols / 2 + kKc - 1) / kKc, n_tb = (a.n + kT - 1) / kT;
+  uint32_t* xp = packed.reserve(static_cast<size_t>(n_tb * n_kb * kXBlock));
+  ThreadPool& pool = ThreadPool::global();
+  pool.parallel_for(
+      n_tb, [&](int64_t b0, int64_t b1) { pack_x(a.x, a.cols, b0 * kT, std::min(a.n, b1 * kT), xp); },
+      std::max<int64_t>(1, (int64_t{1} << 15) / (kT * a.cols)));
   // Threads take whole tiles (kR panels): a chunk of 16 panels left a 1-panel tile, 3% of a 0.9B prefill.
   const int64_t Q = (a.rows + 15) / 16, groups = (Q + kR - 1) / kR;
   const int64_t min_groups = std::max<int64_t>(1, (int64_t{1} << 20) / (kR * 16 * a.cols * a.n));  // ~1M MACs
-  ThreadPool::global().parallel_for(
+  pool.parallel_for(
       groups, [&](int64_t g0, int64_t g1) { gemm_panels(a, xp, g0 * kR, std::min(Q, g1 * kR)); }, min_groups);
 }
 

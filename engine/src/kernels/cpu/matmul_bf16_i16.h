@@ -7,7 +7,8 @@
 // rate; x rounded to bf16 alone (llama.cpp) is twice as fast but moves the golden logits past their 2e-2 bound.
 // Here both operands become 14-bit integers and one `vpdpwssd` (the same issue rate as `vdpbf16ps` on Zen 5) does
 // 32 multiply-adds, with error between the two:
-//   x per token and block of 32 columns (kernels/block_activations.h, qmax 8191): |x - xd xq| <= amax / 16382;
+//   x per token and block of 32 columns, as X is packed: |x - xd xq| <= amax / 16382 (a block holding an infinity
+//     or NaN makes its token's outputs NaN);
 //   W per row and reduction block of 256 columns, quantized as it is packed: |w - wd wq| <= amax / 16382 (bf16
 //     has 8 significant bits, so only weights under 2^-6 of their block's largest lose any);
 //   a block of 32 columns sums to at most 32 * 8191^2 < 2^31 in int32, then joins an f32 sum scaled by xd; each
