@@ -8,9 +8,9 @@
 //     token and spilled accumulators).
 //   W: per thread, per block of kMc panels of 16 rows x kKc pairs: [panel][pair][16] u32 (row i in lane i), each
 //     row scaled by its own wd over the block's columns, quantized and transposed in registers.
-// Micro-kernel: 3 panels (48 rows) x kT = 8 tokens, 24 int32 accumulators; per pair 3 W loads, 8 broadcasts,
-// 24 vpdpwssd. After every 16 pairs (one activation block) the accumulators join f32 partial sums in L1 scaled by
-// the block's xd; at the end of the reduction block the partials go into Y scaled by wd. Threads split the rows in
+// Micro-kernel: 2 panels (32 rows) x kT = 6 tokens, 12 int32 accumulators; per pair 2 W loads, 6 broadcasts,
+// 12 vpdpwssd. After every 16 pairs (one activation block) the accumulators join f32 partial sums (registers too)
+// scaled by the block's xd; at the end of the reduction block the partials go into Y scaled by wd. Threads split the rows in
 // whole tiles.
 #include "kernels/cpu/matmul_bf16_i16.h"
 
@@ -54,14 +54,16 @@ namespace {
 using bf16_pack::AlignedU32;
 using bf16_pack::rows_mask;
 
-// The micro tile: kR panels (48 rows) x kT tokens, 24 accumulators. Per pair kR W loads and kT broadcasts, each
-// feeding kR vpdpwssd. One core, 2048 x 2048 x 512 (BM_gemm_bf16_i16_1t): 290-304 GFLOP/s; 2 x 12 with the
-// broadcasts inside vpdpwssd's memory operand (one load per instruction) 256-272; the exact GEMM 186-193.
-constexpr int kR = 3;
-constexpr int kT = 8;
+// The micro tile: kR panels (32 rows) x kT tokens, 12 int32 accumulators and their 12 f32 partial sums in registers.
+// Per pair kR W loads and kT broadcasts, each feeding kR vpdpwssd. One core, 2048 x 2048 x 512
+// (BM_gemm_bf16_i16_1t, best of 6): 354-360 GFLOP/s; 3 x 8 with the partials in L1 345-357, 3 x 4 340-347; 3 x 8
+// before the activation block's 16 pairs were unrolled 319, 2 x 12 with the broadcasts inside vpdpwssd's memory
+// operand 256-272; the exact GEMM 186-193.
+constexpr int kR = 2;
+constexpr int kT = 6;
 constexpr int64_t kPairsPerBlock = kXCols / 2;  // pairs per activation block (one xd)
 constexpr int64_t kKc = 128;                        // pairs per reduction block (256 columns: one wd per row)
-constexpr int64_t kMc = 30;  // panels per packed W block (10 tiles): 30 * 16 * 128 * 4 = 240 KiB (L2)
+constexpr int64_t kMc = 32;  // panels per packed W block (16 tiles): 32 * 16 * 128 * 4 = 256 KiB (L2)
 
 // acc + dot(w, x). Through the intrinsic GCC 12 copied every accumulator to and from the stack around each
 // vpdpwssd (its tied destination): 0.73x the exact GEMM end to end.
@@ -175,15 +177,15 @@ LMLAB_TARGET_AVX512_VNNI void tile(const uint32_t* w, int64_t np, const float* w
   const float* xd = reinterpret_cast<const float*>(x + kT * kKc);
   __mmask16 m[R];
   for (int i = 0; i < R; ++i) m[i] = rows_mask(rows - 16 * i);
-  alignas(64) float part[T][R][16];
+  __m512 part[T][R];
   for (int64_t s = 0; s < np; s += kPairsPerBlock) {
     __m512i acc[R][T];
 #pragma GCC unroll 8
     for (int j = 0; j < T; ++j)
 #pragma GCC unroll 3
       for (int i = 0; i < R; ++i) acc[i][j] = _mm512_setzero_si512();
-    const int64_t pe = std::min(np, s + kPairsPerBlock);
-    for (int64_t p = s; p < pe; ++p) {
+#pragma GCC unroll 16
+    for (int64_t p = s; p < s + kPairsPerBlock; ++p) {
       __m512i wv[R];
 #pragma GCC unroll 3
       for (int i = 0; i < R; ++i) wv[i] = _mm512_load_si512(w + (i * np + p) * 16);
@@ -201,7 +203,7 @@ LMLAB_TARGET_AVX512_VNNI void tile(const uint32_t* w, int64_t np, const float* w
 #pragma GCC unroll 3
       for (int i = 0; i < R; ++i) {
         const __m512 v = _mm512_cvtepi32_ps(acc[i][j]);
-        _mm512_store_ps(part[j][i], s == 0 ? _mm512_mul_ps(v, d) : _mm512_fmadd_ps(v, d, _mm512_load_ps(part[j][i])));
+        part[j][i] = s == 0 ? _mm512_mul_ps(v, d) : _mm512_fmadd_ps(v, d, part[j][i]);
       }
     }
   }
@@ -212,7 +214,7 @@ LMLAB_TARGET_AVX512_VNNI void tile(const uint32_t* w, int64_t np, const float* w
     for (int j = 0; j < T; ++j) {
       float* yo = y + j * ldy + 16 * i;
       const __m512 base = accumulate ? _mm512_maskz_loadu_ps(m[i], yo) : _mm512_setzero_ps();
-      _mm512_mask_storeu_ps(yo, m[i], _mm512_fmadd_ps(_mm512_load_ps(part[j][i]), s, base));
+      _mm512_mask_storeu_ps(yo, m[i], _mm512_fmadd_ps(part[j][i], s, base));
     }
   }
 }
@@ -225,8 +227,7 @@ constexpr std::array<TileFn, sizeof...(Ts)> tile_table(std::integer_sequence<int
 }
 // kTiles[R - 1][T - 1]
 const std::array<TileFn, kT> kTiles[kR] = {tile_table<1>(std::make_integer_sequence<int, kT>{}),
-                                           tile_table<2>(std::make_integer_sequence<int, kT>{}),
-                                           tile_table<3>(std::make_integer_sequence<int, kT>{})};
+                                           tile_table<2>(std::make_integer_sequence<int, kT>{})};
 
 // Panels [q0, q1) of the output for all tokens; xp: the packed X.
 void gemm_panels(const MatmulArgs& a, const uint32_t* xp, int64_t q0, int64_t q1) {
