@@ -10,7 +10,8 @@
 //                                 switched off (the avx512 tier's f32 FMA tiles). The _1t variants run one thread
 //                                 and time its CPU seconds (steadier than wall time when other work shares the cores).
 //   BM_gemm_bf16_i16(_1t)         the same shapes on the int16 GEMM of large matrices (MatmulArgs::int16_prefill,
-//                                 kernels/cpu/matmul_bf16_i16.h) where the CPU has AVX-512 VNNI.
+//                                 kernels/cpu/matmul_half_i16.h) where the CPU has AVX-512 VNNI.
+//   BM_gemm_f16(_i16)             f16 weights: the f32 FMA tiles, and the same int16 GEMM.
 // Buffers are written before timing so page faults are not measured.
 #include <benchmark/benchmark.h>
 
@@ -26,7 +27,7 @@
 #endif
 
 #include "kernels/cpu/isa.h"
-#include "kernels/cpu/matmul_bf16_i16.h"
+#include "kernels/cpu/matmul_half_i16.h"
 #include "kernels/kernels.h"
 #include "util/half.h"
 #include "util/thread_pool.h"
@@ -163,7 +164,7 @@ void run_matmul(benchmark::State& state, WeightType type, int64_t n, bool int16_
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * weight_bytes);
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * 2 * n * rows * cols);
   state.SetLabel(std::string(lmlab::kernels::cpu::isa_name()) +
-                 (lmlab::kernels::cpu::matmul_uses_bf16_i16(p.args) ? "+i16"
+                 (lmlab::kernels::cpu::matmul_uses_half_i16(p.args) ? "+i16"
                   : type == WeightType::bf16 && n > 1 && lmlab::kernels::cpu::avx512_bf16_enabled() ? "+bf16" : ""));
 }
 
@@ -187,6 +188,8 @@ void BM_gemm_bf16_1t(benchmark::State& state) { run_gemm(state, true, 1); }
 void BM_gemm_bf16_fma_1t(benchmark::State& state) { run_gemm(state, false, 1); }
 void BM_gemm_bf16_i16(benchmark::State& state) { run_gemm(state, true, 0, true); }
 void BM_gemm_bf16_i16_1t(benchmark::State& state) { run_gemm(state, true, 1, true); }
+void BM_gemm_f16(benchmark::State& state) { run_matmul(state, WeightType::f16, 0); }
+void BM_gemm_f16_i16(benchmark::State& state) { run_matmul(state, WeightType::f16, 0, true); }
 
 // 8192 x 16384 bf16 = 256 MiB (far beyond cache); 4096 x 4096 bf16 = 32 MiB (mid: about the L3 size).
 BENCHMARK(BM_matvec_bf16)->Args({8192, 16384})->Args({4096, 4096})->Args({6144, 2048})->Args({2048, 6144})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -203,6 +206,8 @@ BENCHMARK(BM_gemm_bf16_1t)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_gemm_bf16_fma_1t)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_gemm_bf16_i16)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_gemm_bf16_i16_1t)->LMLAB_GEMM_SHAPES->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_gemm_f16)->Args({2048, 2048, 512})->Args({6144, 2048, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_gemm_f16_i16)->Args({2048, 2048, 512})->Args({6144, 2048, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
 #undef LMLAB_GEMM_SHAPES
 BENCHMARK(BM_prefill16_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_prefill128_bf16)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();

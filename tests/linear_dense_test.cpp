@@ -1,7 +1,8 @@
 // The dense Linear's preparation for decode (weights/linear_dense.cpp): a resident matrix of at least one huge page
 // is copied into 2 MB-aligned memory marked for transparent huge pages, and then computes from the copy. The results
 // must be bit-identical to the mapped bytes' (the same kernel over the same values), stored() must still name the
-// original bytes (the CUDA backend uploads them), and a matrix under a huge page is left as it is.
+// original bytes (the CUDA backend uploads them), and a matrix under a huge page is left as it is. And which prefill
+// GEMM a matrix takes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/matmul_half_i16.h"
+#include "kernels/kernels.h"
 #include "util/half.h"
 #include "weights/linear.h"
 
@@ -55,6 +58,39 @@ void expect_prepared_equal(int64_t rows, int64_t cols, bool copied) {
 TEST(DenseLinearPrepared, ComputesBitIdenticalFromItsHugePageCopy) {
   expect_prepared_equal(1040, 1024, true);  // 2.08 MB of bf16: copied
   expect_prepared_equal(96, 200, false);    // under a huge page: left in place
+}
+
+// A large bf16 matrix's prefill takes the int16 GEMM (kernels/cpu/matmul_half_i16.h); keep_prefill_exact (the output
+// head, MoE routers) and decode rows (forward_decode) take the exact kernels: bit-identical to kernels::matmul
+// without the flag, at any token count.
+TEST(DenseLinearPrefill, LargeMatricesTakeTheInt16GemmUnlessKeptExact) {
+  if (!kernels::cpu::half_i16_gemm_available()) GTEST_SKIP() << "no int16 GEMM here (needs AVX-512 VNNI and BF16)";
+  const int64_t rows = 1024, cols = 1024, n = 70;  // 2^20 weights: the bound
+  std::vector<uint16_t> w = random_bf16(static_cast<size_t>(rows * cols), 9);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(w.data());
+  std::vector<float> x(static_cast<size_t>(n * cols));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (auto& e : x) e = d(rng);
+  std::vector<float> exact(static_cast<size_t>(n * rows)), got(exact.size());
+  kernels::matmul({kernels::WeightType::bf16, bytes, rows, cols, x.data(), exact.data(), n});
+
+  auto fast = make_dense_linear(rows, cols, kernels::WeightType::bf16, bytes, {});
+  fast->forward(x.data(), got.data(), n);
+  EXPECT_NE(got, exact) << "a 2^20-weight matrix's prefill should take the int16 GEMM";
+  fast->forward_decode(x.data(), got.data(), n);
+  EXPECT_EQ(got, exact) << "decode rows stay exact however many are batched";
+  fast->keep_prefill_exact();
+  fast->forward(x.data(), got.data(), n);
+  EXPECT_EQ(got, exact);
+
+  auto small = make_dense_linear(rows - 1, cols, kernels::WeightType::bf16, bytes, {});
+  std::vector<float> small_got(static_cast<size_t>(n * (rows - 1)));
+  small->forward(x.data(), small_got.data(), n);
+  for (int64_t t = 0; t < n; ++t)
+    ASSERT_TRUE(std::equal(small_got.begin() + t * (rows - 1), small_got.begin() + (t + 1) * (rows - 1),
+                           exact.begin() + t * rows))
+        << "under 2^20 weights the exact GEMM, token " << t;
 }
 
 }  // namespace

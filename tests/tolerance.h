@@ -72,7 +72,7 @@ inline double bf16x2_activation_tolerance(int64_t reduction_len) {
   return 8.0 * std::ldexp(1.0, -16) / std::sqrt(3.0) + tolerance(kernels::WeightType::f32, reduction_len);
 }
 
-// Relative tolerance for the int16 prefill GEMM of bf16 weights (kernels/cpu/matmul_bf16_i16.h), which quantizes
+// Relative tolerance for the int16 prefill GEMM of bf16 weights (kernels/cpu/matmul_half_i16.h), which quantizes
 // x per block of 32 and W per row and 256 columns to |q| <= 8191: each value moves by up to amax / 16382, uniformly,
 // rms amax / (16382 sqrt 3), and a normal block's amax is at most ~4 rms, so each operand's error is <= 4 / (16382
 // sqrt 3) of the result's scale; the two add in quadrature (sqrt 2), and 6 of that covers the worst element of a

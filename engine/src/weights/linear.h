@@ -53,7 +53,7 @@ class Linear {
   virtual void drop_stored_pages(const WeightStore& /*store*/) const {}
   // This matrix's outputs are used as they are (logits, which sampling, logprobs and perplexity read) or decide
   // discretely (MoE routers): its prefill keeps the exact kernels where a large matrix would take a faster, slightly
-  // less exact one (dense bf16: the int16 GEMM, kernels/cpu/matmul_bf16_i16.h). Called at load, before any forward.
+  // less exact one (dense bf16 / f16: the int16 GEMM, kernels/cpu/matmul_half_i16.h). Called at load, before any forward.
   virtual void keep_prefill_exact() {}
   // Row r of W as f32 [in]: embedding lookup through a (possibly tied, possibly quantized) matrix.
   virtual void dequantize_row(int64_t r, float* out) const = 0;

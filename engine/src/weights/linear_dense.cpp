@@ -4,7 +4,7 @@
 // once per token, and through the file's 4 KB pages the 0.9B bf16 synth decoded with steps of 45-60 ms and 117 ms
 // outliers (TLB misses; p90 117 vs 50 ms), 15.7 vs 21.7 tok/s with the copy (docs/measurements.md). Same bytes,
 // same kernel: bit-identical results. LMLAB_DENSE_HUGEPAGES=0 keeps the mapped bytes (to measure the difference).
-// bf16 matrices of at least 2^20 weights let prefill run on 14-bit integers (kernels/cpu/matmul_bf16_i16.h): twice
+// bf16 / f16 matrices of at least 2^20 weights let prefill run on 14-bit integers (kernels/cpu/matmul_half_i16.h): twice
 // the exact GEMM's rate, ~3e-3 of a logit on the golden fixtures. Smaller ones (little to gain: they stay in cache)
 // keep the exact GEMM, as do the output head and MoE routers (keep_prefill_exact); LMLAB_DENSE_FAST_MIN_WEIGHTS=N
 // moves the bound (tests use 0 to reach the integer GEMM on the fixtures' small matrices).
@@ -35,7 +35,7 @@ class DenseLinear final : public Linear {
         type_(type),
         w_(w),
         bias_(std::move(bias)),
-        int16_prefill_(type == kernels::WeightType::bf16 &&
+        int16_prefill_(type != kernels::WeightType::f32 &&
                        out * in >= fast_path_min_weights("LMLAB_DENSE_FAST_MIN_WEIGHTS", kInt16PrefillMinWeights)) {}
 
   void forward(const float* x, float* y, int64_t n) const override { multiply(x, y, n, int16_prefill_); }
@@ -100,7 +100,7 @@ class DenseLinear final : public Linear {
   kernels::WeightType type_;
   const uint8_t* w_;  // [out, in]
   std::vector<float> bias_;
-  bool int16_prefill_;  // prefill may take the int16 GEMM (large bf16 matrices)
+  bool int16_prefill_;  // prefill may take the int16 GEMM (large bf16 / f16 matrices)
   mutable std::once_flag copied_;
   mutable WeightBuffer copy_;
 };

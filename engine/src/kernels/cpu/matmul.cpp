@@ -9,7 +9,7 @@
 // partial sums of later column blocks are added into Y. 4 row sums of one token are stored as one vector
 // (Y is [n, rows], so they are contiguous).
 // bf16 weights with n == 1 or n >= kBf16GemmMinTokens go to the vdpbf16ps GEMV / GEMM of matmul_bf16.cpp where the
-// CPU has AVX512_BF16 (large matrices' prefill, MatmulArgs::int16_prefill, to matmul_bf16_i16.cpp on VNNI); the f32
+// CPU has AVX512_BF16 (large matrices' prefill, MatmulArgs::int16_prefill, to matmul_half_i16.cpp on VNNI); the f32
 // FMA tiles below serve every other case.
 #include <algorithm>
 #include <cstdint>
@@ -18,7 +18,7 @@
 
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul_bf16.h"
-#include "kernels/cpu/matmul_bf16_i16.h"
+#include "kernels/cpu/matmul_half_i16.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/kernels.h"
 #include "util/half.h"
@@ -367,8 +367,8 @@ void matmul(const MatmulArgs& a) {
     std::fill(a.y, a.y + a.n * a.rows, 0.0f);
     return;
   }
-  if (matmul_uses_bf16_i16(a)) {
-    matmul_bf16_i16(a);
+  if (matmul_uses_half_i16(a)) {
+    matmul_half_i16(a);
     return;
   }
   if (matmul_uses_bf16_dot(a)) {

@@ -1,4 +1,4 @@
-// bf16 weights x 14-bit integer activations on vpdpwssd (see matmul_bf16_i16.h for the arithmetic and its error).
+// bf16 / f16 weights x 14-bit integer activations on vpdpwssd (see matmul_half_i16.h for the arithmetic and its error).
 //
 // vpdpwssd: acc.i32[i] += a.i16[2i] * b.i16[2i] + a.i16[2i+1] * b.i16[2i+1], so a lane takes a pair of consecutive
 // columns, as vdpbf16ps does, and the layouts are the bf16 GEMM's (matmul_bf16.cpp) with int16 in place of bf16:
@@ -12,7 +12,7 @@
 // 12 vpdpwssd. After every 16 pairs (one activation block) the accumulators join f32 partial sums (registers too)
 // scaled by the block's xd; at the end of the reduction block the partials go into Y scaled by wd. Threads split the rows in
 // whole tiles.
-#include "kernels/cpu/matmul_bf16_i16.h"
+#include "kernels/cpu/matmul_half_i16.h"
 
 #include <algorithm>
 #include <array>
@@ -41,11 +41,11 @@ constexpr int32_t kQmax = 8191;  // 14 bits
 static_assert(kXCols * int64_t{kQmax} * kQmax < (int64_t{1} << 31));
 }  // namespace
 
-bool bf16_i16_gemm_available() { return active_isa() == Isa::avx512 && has_avx512_vnni() && avx512_bf16_enabled(); }
+bool half_i16_gemm_available() { return active_isa() == Isa::avx512 && has_avx512_vnni() && avx512_bf16_enabled(); }
 
-bool matmul_uses_bf16_i16(const MatmulArgs& a) {
-  return a.int16_prefill && a.type == WeightType::bf16 && a.n >= kBf16GemmMinTokens &&
-         a.cols % kXCols == 0 && bf16_i16_gemm_available();
+bool matmul_uses_half_i16(const MatmulArgs& a) {
+  return a.int16_prefill && (a.type == WeightType::bf16 || a.type == WeightType::f16) && a.n >= kBf16GemmMinTokens &&
+         a.cols % kXCols == 0 && half_i16_gemm_available();
 }
 
 #if LMLAB_X86
@@ -72,9 +72,11 @@ LMLAB_TARGET_AVX512_VNNI inline __m512i dpwssd(__m512i acc, __m512i w, __m512i x
   return acc;
 }
 
-// Largest |w| over n bf16 values, exactly: bf16 magnitudes order as their bits (a NaN's bits exceed infinity's,
-// so a NaN or infinite weight gives a non-finite block scale and its row's outputs become NaN, not finite noise).
-LMLAB_TARGET_AVX512_VNNI float bf16_amax(const uint16_t* w, int64_t n) {
+// Largest |w| over n bf16 / f16 values, exactly: their magnitudes order as their bits (a NaN's bits exceed
+// infinity's, so a NaN or infinite weight gives a non-finite block scale and its row's outputs become NaN, not
+// finite noise).
+template <WeightType WT>
+LMLAB_TARGET_AVX512_VNNI float half_amax(const uint16_t* w, int64_t n) {
   __m512i m = _mm512_setzero_si512();
   const __m512i abs = _mm512_set1_epi16(0x7fff);
   for (int64_t c = 0; c < n; c += 32) {
@@ -82,24 +84,44 @@ LMLAB_TARGET_AVX512_VNNI float bf16_amax(const uint16_t* w, int64_t n) {
     m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_maskz_loadu_epi16(k, w + c), abs));
   }
   const __m512i m32 = _mm512_max_epu32(_mm512_and_si512(m, _mm512_set1_epi32(0xffff)), _mm512_srli_epi32(m, 16));
-  const uint32_t bits = static_cast<uint32_t>(_mm512_reduce_max_epu32(m32)) << 16;
+  const auto bits = static_cast<uint32_t>(_mm512_reduce_max_epu32(m32));
+  if constexpr (WT == WeightType::f16) return _cvtsh_ss(static_cast<unsigned short>(bits));
+  const uint32_t f32_bits = bits << 16;
   float f;
-  std::memcpy(&f, &bits, sizeof f);
+  std::memcpy(&f, &f32_bits, sizeof f);
   return f;
 }
 
-// Panels [q0, q0 + nq) of W (bf16 [rows, cols]), pairs [p0, p0 + np) -> out [nq][np][16] int16 pairs and
+// 32 bf16 / f16 values (16 column pairs of one row) -> their levels nearbyint(w * inv) as 16 int16 pairs, lower
+// column in the low half.
+template <WeightType WT>
+LMLAB_TARGET_AVX512_VNNI __m512i quantize_pairs(__m512i v, __m512 inv) {
+  if constexpr (WT == WeightType::bf16) {
+    // Widen each half to f32 exactly (bf16 = f32's high half) and keep the pairs where they are.
+    const __m512i lo16 = _mm512_set1_epi32(0xffff);
+    const __m512i qe = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), inv));
+    const __m512i qo = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_andnot_si512(lo16, v)), inv));
+    return _mm512_or_si512(_mm512_and_si512(qe, lo16), _mm512_slli_epi32(qo, 16));
+  } else {
+    // Columns 0-15 and 16-31 widened (exactly) in order; |q| <= kQmax, so the narrowing is exact.
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(v)), inv));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)), inv));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(q0)), _mm512_cvtepi32_epi16(q1), 1);
+  }
+}
+
+// Panels [q0, q0 + nq) of W (bf16 / f16 [rows, cols]), pairs [p0, p0 + np) -> out [nq][np][16] int16 pairs and
 // wd [nq][16] (rows past the last: 0).
+template <WeightType WT>
 LMLAB_TARGET_AVX512_VNNI void pack_w(const uint16_t* w, int64_t rows, int64_t cols, int64_t q0, int64_t nq,
                                      int64_t p0, int64_t np, uint32_t* out, float* wd) {
-  const __m512i lo16 = _mm512_set1_epi32(0xffff);
   for (int64_t q = 0; q < nq; ++q) {
     const int64_t r0 = (q0 + q) * 16, nr = std::min<int64_t>(16, rows - r0);
     const uint16_t* base = w + r0 * cols + 2 * p0;
     const int64_t ncols = std::min(2 * np, cols - 2 * p0);
     __m512 inv[16];
     for (int64_t i = 0; i < 16; ++i) {
-      const float amax = i < nr ? bf16_amax(base + i * cols, ncols) : 0.0f;
+      const float amax = i < nr ? half_amax<WT>(base + i * cols, ncols) : 0.0f;
       // amax == 0: an all-zero row block (wd 0); infinite or NaN: wd non-finite, the levels 0.
       const bool usable = amax > 0.0f && std::isfinite(amax);
       inv[i] = _mm512_set1_ps(usable ? static_cast<float>(kQmax) / amax : 0.0f);
@@ -116,13 +138,7 @@ LMLAB_TARGET_AVX512_VNNI void pack_w(const uint16_t* w, int64_t rows, int64_t co
           r[i] = _mm512_setzero_si512();
           continue;
         }
-        const __m512i v = _mm512_maskz_loadu_epi16(m, base + i * cols + 2 * p);
-        // The pair's lower column is the u32's low half: widen each half to f32 exactly (bf16 = f32's high half).
-        const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-        const __m512 odd = _mm512_castsi512_ps(_mm512_andnot_si512(lo16, v));
-        const __m512i qe = _mm512_cvtps_epi32(_mm512_mul_ps(even, inv[i]));
-        const __m512i qo = _mm512_cvtps_epi32(_mm512_mul_ps(odd, inv[i]));
-        r[i] = _mm512_or_si512(_mm512_and_si512(qe, lo16), _mm512_slli_epi32(qo, 16));
+        r[i] = quantize_pairs<WT>(_mm512_maskz_loadu_epi16(m, base + i * cols + 2 * p), inv[i]);
       }
       for (int64_t i = 0; i < std::min<int64_t>(16, rows - r0 - 16) && q + 1 < nq; ++i)
         _mm_prefetch(reinterpret_cast<const char*>(base + (16 + i) * cols + 2 * p), _MM_HINT_T1);
@@ -241,7 +257,8 @@ void gemm_panels(const MatmulArgs& a, const uint32_t* xp, int64_t q0, int64_t q1
     const int64_t np = std::min(kKc, P - p0);
     for (int64_t m0 = q0; m0 < q1; m0 += kMc) {
       const int64_t nm = std::min(kMc, q1 - m0);
-      pack_w(w, a.rows, a.cols, m0, nm, p0, np, wb, wd);
+      if (a.type == WeightType::f16) pack_w<WeightType::f16>(w, a.rows, a.cols, m0, nm, p0, np, wb, wd);
+      else pack_w<WeightType::bf16>(w, a.rows, a.cols, m0, nm, p0, np, wb, wd);
       for (int64_t t0 = 0; t0 < a.n; t0 += kT) {
         const int64_t nt = std::min<int64_t>(kT, a.n - t0);
         for (int64_t q = 0; q < nm; q += kR) {
@@ -256,7 +273,7 @@ void gemm_panels(const MatmulArgs& a, const uint32_t* xp, int64_t q0, int64_t q1
 
 }  // namespace
 
-void matmul_bf16_i16(const MatmulArgs& a) {
+void matmul_half_i16(const MatmulArgs& a) {
   if (a.rows <= 0 || a.n <= 0) return;
   if (a.cols <= 0) {
     std::fill(a.y, a.y + a.n * a.rows, 0.0f);
@@ -278,8 +295,8 @@ void matmul_bf16_i16(const MatmulArgs& a) {
 }
 
 #else
-void matmul_bf16_i16(const MatmulArgs&) {
-  std::fprintf(stderr, "lmlab: matmul_bf16_i16 called on a machine without AVX-512 VNNI\n");
+void matmul_half_i16(const MatmulArgs&) {
+  std::fprintf(stderr, "lmlab: matmul_half_i16 called on a machine without AVX-512 VNNI\n");
   std::abort();
 }
 #endif  // LMLAB_X86
