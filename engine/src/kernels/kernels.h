@@ -20,7 +20,7 @@ struct MatmulArgs {
   float* y;        // [n, rows], row stride rows
   int64_t n;
   // bf16 / f16 W, prefill: the product may run on 14-bit integer x and W (cpu/matmul_half_i16.h, max |dlogit| ~3e-3 on
-  // the golden fixtures) instead of the exact GEMM. Set by Linear for large matrices; not by routers.
+  // the golden fixtures) instead of the exact GEMM. Set by Linear for large matrices; not for the output head or MoE routers.
   bool int16_prefill = false;
 };
 

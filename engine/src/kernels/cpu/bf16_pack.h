@@ -34,7 +34,7 @@ class AlignedU32 {
       const size_t bytes = (count * sizeof(uint32_t) + 63) / 64 * 64;
       p_.reset(static_cast<uint32_t*>(std::aligned_alloc(64, bytes)));
       if (!p_) {
-        std::fprintf(stderr, "lmlab: out of memory for a %zu-byte bf16 GEMM buffer\n", bytes);
+        std::fprintf(stderr, "lmlab: out of memory for a %zu-byte GEMM buffer\n", bytes);
         std::abort();
       }
       cap_ = bytes / sizeof(uint32_t);

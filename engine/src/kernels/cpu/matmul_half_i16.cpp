@@ -1,4 +1,4 @@
-// bf16 / f16 weights x 14-bit integer activations on vpdpwssd (see matmul_half_i16.h for the arithmetic and its error).
+// bf16 / f16 weights and f32 activations, both quantized to 14-bit integers, on vpdpwssd (see matmul_half_i16.h for the arithmetic and its error).
 //
 // vpdpwssd: acc.i32[i] += a.i16[2i] * b.i16[2i] + a.i16[2i+1] * b.i16[2i+1], so a lane takes a pair of consecutive
 // columns, as vdpbf16ps does, and the layouts are the bf16 GEMM's (matmul_bf16.cpp) with int16 in place of bf16:
@@ -41,7 +41,7 @@ constexpr int32_t kQmax = 8191;  // 14 bits
 static_assert(kXCols * int64_t{kQmax} * kQmax < (int64_t{1} << 31));
 }  // namespace
 
-bool half_i16_gemm_available() { return active_isa() == Isa::avx512 && has_avx512_vnni() && avx512_bf16_enabled(); }
+bool half_i16_gemm_available() { return active_isa() == Isa::avx512 && has_avx512_vnni(); }
 
 bool matmul_uses_half_i16(const MatmulArgs& a) {
   return a.int16_prefill && (a.type == WeightType::bf16 || a.type == WeightType::f16) && a.n >= kBf16GemmMinTokens &&
@@ -72,17 +72,21 @@ LMLAB_TARGET_AVX512_VNNI inline __m512i dpwssd(__m512i acc, __m512i w, __m512i x
   return acc;
 }
 
-// Largest |w| over n bf16 / f16 values, exactly: their magnitudes order as their bits (a NaN's bits exceed
-// infinity's, so a NaN or infinite weight gives a non-finite block scale and its row's outputs become NaN, not
-// finite noise).
+// kQmax / amax, the factor that maps a block's largest magnitude to kQmax; 0 where that is not a finite number (amax
+// 0, infinite or NaN, or so small that the quotient overflows: such a block's levels are all 0).
+float level_factor(float amax) {
+  const float f = static_cast<float>(kQmax) / amax;
+  return amax > 0.0f && std::isfinite(f) ? f : 0.0f;
+}
+
+// Largest |w| over n bf16 / f16 values (n a multiple of 32), exactly: their magnitudes order as their bits (a NaN's
+// bits exceed infinity's, so a NaN or infinite weight gives a non-finite block scale and its row's outputs become
+// NaN, not finite noise).
 template <WeightType WT>
 LMLAB_TARGET_AVX512_VNNI float half_amax(const uint16_t* w, int64_t n) {
   __m512i m = _mm512_setzero_si512();
   const __m512i abs = _mm512_set1_epi16(0x7fff);
-  for (int64_t c = 0; c < n; c += 32) {
-    const __mmask32 k = n - c >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((uint32_t{1} << (n - c)) - 1);
-    m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_maskz_loadu_epi16(k, w + c), abs));
-  }
+  for (int64_t c = 0; c < n; c += 32) m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(w + c), abs));
   const __m512i m32 = _mm512_max_epu32(_mm512_and_si512(m, _mm512_set1_epi32(0xffff)), _mm512_srli_epi32(m, 16));
   const auto bits = static_cast<uint32_t>(_mm512_reduce_max_epu32(m32));
   if constexpr (WT == WeightType::f16) return _cvtsh_ss(static_cast<unsigned short>(bits));
@@ -103,7 +107,8 @@ LMLAB_TARGET_AVX512_VNNI __m512i quantize_pairs(__m512i v, __m512 inv) {
     const __m512i qo = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_andnot_si512(lo16, v)), inv));
     return _mm512_or_si512(_mm512_and_si512(qe, lo16), _mm512_slli_epi32(qo, 16));
   } else {
-    // Columns 0-15 and 16-31 widened (exactly) in order; |q| <= kQmax, so the narrowing is exact.
+    // Columns 0-15 and 16-31 widened (exactly) in order; |q| <= kQmax, so the narrowing is exact (a level factor
+    // of 0 gives 0 for any finite value).
     const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(v)), inv));
     const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)), inv));
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(q0)), _mm512_cvtepi32_epi16(q1), 1);
@@ -111,39 +116,29 @@ LMLAB_TARGET_AVX512_VNNI __m512i quantize_pairs(__m512i v, __m512 inv) {
 }
 
 // Panels [q0, q0 + nq) of W (bf16 / f16 [rows, cols]), pairs [p0, p0 + np) -> out [nq][np][16] int16 pairs and
-// wd [nq][16] (rows past the last: 0).
+// wd [nq][16] (rows past the last: 0). np is a multiple of 16 (cols of 32).
 template <WeightType WT>
 LMLAB_TARGET_AVX512_VNNI void pack_w(const uint16_t* w, int64_t rows, int64_t cols, int64_t q0, int64_t nq,
                                      int64_t p0, int64_t np, uint32_t* out, float* wd) {
   for (int64_t q = 0; q < nq; ++q) {
     const int64_t r0 = (q0 + q) * 16, nr = std::min<int64_t>(16, rows - r0);
     const uint16_t* base = w + r0 * cols + 2 * p0;
-    const int64_t ncols = std::min(2 * np, cols - 2 * p0);
     __m512 inv[16];
     for (int64_t i = 0; i < 16; ++i) {
-      const float amax = i < nr ? half_amax<WT>(base + i * cols, ncols) : 0.0f;
+      const float amax = i < nr ? half_amax<WT>(base + i * cols, 2 * np) : 0.0f;
       // amax == 0: an all-zero row block (wd 0); infinite or NaN: wd non-finite, the levels 0.
-      const bool usable = amax > 0.0f && std::isfinite(amax);
-      inv[i] = _mm512_set1_ps(usable ? static_cast<float>(kQmax) / amax : 0.0f);
+      inv[i] = _mm512_set1_ps(level_factor(amax));
       wd[q * 16 + i] = amax > 0.0f ? amax / static_cast<float>(kQmax) : std::isnan(amax) ? amax : 0.0f;
     }
     uint32_t* o = out + q * np * 16;
     for (int64_t p = 0; p < np; p += 16, o += 256) {
-      const int64_t cnt = std::min<int64_t>(16, np - p);
-      const int64_t avail = std::clamp<int64_t>(ncols - 2 * p, 0, 32);
-      const __mmask32 m = avail >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((uint32_t{1} << avail) - 1);
       __m512i r[16];
-      for (int i = 0; i < 16; ++i) {
-        if (i >= nr) {
-          r[i] = _mm512_setzero_si512();
-          continue;
-        }
-        r[i] = quantize_pairs<WT>(_mm512_maskz_loadu_epi16(m, base + i * cols + 2 * p), inv[i]);
-      }
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < nr ? quantize_pairs<WT>(_mm512_loadu_si512(base + i * cols + 2 * p), inv[i]) : _mm512_setzero_si512();
       for (int64_t i = 0; i < std::min<int64_t>(16, rows - r0 - 16) && q + 1 < nq; ++i)
         _mm_prefetch(reinterpret_cast<const char*>(base + (16 + i) * cols + 2 * p), _MM_HINT_T1);
       simd::transpose16(r);
-      for (int64_t j = 0; j < cnt; ++j) _mm512_store_si512(o + j * 16, r[j]);
+      for (int64_t j = 0; j < 16; ++j) _mm512_store_si512(o + j * 16, r[j]);
     }
   }
 }
@@ -154,7 +149,7 @@ constexpr int64_t kXBlock = kT * kKc + kT * kSub;  // u32s of one packed X block
 // X rows [t0, t1) of [n, cols] (cols a multiple of kXCols) -> their packed blocks [n_tb][n_kb][kXBlock], quantized
 // per token and block of kXCols: xd = amax / kQmax, xq = nearbyint(x * kQmax / amax) (cvtps rounds to nearest
 // even). A block holding an infinity or NaN gets xd = NaN and zero levels, so the token's outputs become NaN.
-// Tokens past n and pairs past cols / 2 stay unset: no tile reads them.
+// Tokens past n in the last block stay unset: no tile reads them.
 LMLAB_TARGET_AVX512_VNNI void pack_x(const float* x, int64_t cols, int64_t t0, int64_t t1, uint32_t* out) {
   const int64_t P = cols / 2, n_kb = (P + kKc - 1) / kKc;
   const __m512 sign = _mm512_set1_ps(-0.0f);
@@ -169,7 +164,7 @@ LMLAB_TARGET_AVX512_VNNI void pack_x(const float* x, int64_t cols, int64_t t0, i
         bad |= _mm512_fpclass_ps_mask(v[i], 0x99);  // QNaN, SNaN, +inf, -inf
       }
       const float amax = _mm512_reduce_max_ps(m);
-      const __m512 inv = _mm512_set1_ps(bad == 0 && amax > 0.0f ? static_cast<float>(kQmax) / amax : 0.0f);
+      const __m512 inv = _mm512_set1_ps(bad == 0 ? level_factor(amax) : 0.0f);
       const int64_t p = c / 2, kb = p / kKc;
       uint32_t* o = out + (t / kT * n_kb + kb) * kXBlock;
       for (int i = 0; i < kXCols / 32; ++i) {
@@ -196,37 +191,37 @@ LMLAB_TARGET_AVX512_VNNI void tile(const uint32_t* w, int64_t np, const float* w
   __m512 part[T][R];
   for (int64_t s = 0; s < np; s += kPairsPerBlock) {
     __m512i acc[R][T];
-#pragma GCC unroll 8
+#pragma GCC unroll 6
     for (int j = 0; j < T; ++j)
-#pragma GCC unroll 3
+#pragma GCC unroll 2
       for (int i = 0; i < R; ++i) acc[i][j] = _mm512_setzero_si512();
 #pragma GCC unroll 16
     for (int64_t p = s; p < s + kPairsPerBlock; ++p) {
       __m512i wv[R];
-#pragma GCC unroll 3
+#pragma GCC unroll 2
       for (int i = 0; i < R; ++i) wv[i] = _mm512_load_si512(w + (i * np + p) * 16);
-#pragma GCC unroll 8
+#pragma GCC unroll 6
       for (int j = 0; j < T; ++j) {
         const __m512i xv = _mm512_set1_epi32(static_cast<int>(x[j * kKc + p]));
-#pragma GCC unroll 3
+#pragma GCC unroll 2
         for (int i = 0; i < R; ++i) acc[i][j] = dpwssd(acc[i][j], wv[i], xv);
       }
     }
     const int64_t blk = s / kPairsPerBlock;
-#pragma GCC unroll 8
+#pragma GCC unroll 6
     for (int j = 0; j < T; ++j) {
       const __m512 d = _mm512_set1_ps(xd[j * kSub + blk]);
-#pragma GCC unroll 3
+#pragma GCC unroll 2
       for (int i = 0; i < R; ++i) {
         const __m512 v = _mm512_cvtepi32_ps(acc[i][j]);
         part[j][i] = s == 0 ? _mm512_mul_ps(v, d) : _mm512_fmadd_ps(v, d, part[j][i]);
       }
     }
   }
-#pragma GCC unroll 3
+#pragma GCC unroll 2
   for (int i = 0; i < R; ++i) {
     const __m512 s = _mm512_loadu_ps(wd + 16 * i);
-#pragma GCC unroll 8
+#pragma GCC unroll 6
     for (int j = 0; j < T; ++j) {
       float* yo = y + j * ldy + 16 * i;
       const __m512 base = accumulate ? _mm512_maskz_loadu_ps(m[i], yo) : _mm512_setzero_ps();
