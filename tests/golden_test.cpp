@@ -24,7 +24,7 @@ TEST_P(GoldenModel, LogitsAndGreedyMatchTransformers) {
 // it end to end. A 64-token prompt's last logits must differ in their bits from the default paths' (else the override
 // reached no kernel and this test would prove nothing).
 TEST_P(GoldenModel, LogitsAndGreedyMatchTransformersOnTheInt16Gemm) {
-  if (!kernels::cpu::half_i16_gemm_available()) GTEST_SKIP() << "no int16 GEMM here (needs AVX-512 VNNI and BF16)";
+  if (!kernels::cpu::half_i16_gemm_available()) GTEST_SKIP() << "no int16 GEMM here (needs AVX-512 VNNI)";
   auto reference = Model::load(test::model_dir(GetParam()));
   std::shared_ptr<Model> model;
   {
@@ -65,7 +65,7 @@ TEST_P(GoldenPerplexity, WithinHalfPercentOfReference) {
 // variants, perplexity 4.71132 against 4.71134; docs/measurements.md), as coder-moe-sparse-4bit's does for the
 // affine kernels (golden_quant_test.cpp).
 TEST(GoldenPerplexityInt16Gemm, CoderDenseWithinTheBounds) {
-  if (!kernels::cpu::half_i16_gemm_available()) GTEST_SKIP() << "no int16 GEMM here (needs AVX-512 VNNI and BF16)";
+  if (!kernels::cpu::half_i16_gemm_available()) GTEST_SKIP() << "no int16 GEMM here (needs AVX-512 VNNI)";
   std::shared_ptr<Model> model;
   {
     test::ScopedEnv fast("LMLAB_DENSE_FAST_MIN_WEIGHTS", "0");

@@ -64,7 +64,7 @@ TEST(DenseLinearPrepared, ComputesBitIdenticalFromItsHugePageCopy) {
 // head, MoE routers) and decode rows (forward_decode) take the exact kernels: bit-identical to kernels::matmul
 // without the flag, at any token count.
 TEST(DenseLinearPrefill, LargeMatricesTakeTheInt16GemmUnlessKeptExact) {
-  if (!kernels::cpu::half_i16_gemm_available()) GTEST_SKIP() << "no int16 GEMM here (needs AVX-512 VNNI and BF16)";
+  if (!kernels::cpu::half_i16_gemm_available()) GTEST_SKIP() << "no int16 GEMM here (needs AVX-512 VNNI)";
   const int64_t rows = 1024, cols = 1024, n = 70;  // 2^20 weights: the bound
   std::vector<uint16_t> w = random_bf16(static_cast<size_t>(rows * cols), 9);
   const auto* bytes = reinterpret_cast<const uint8_t*>(w.data());
