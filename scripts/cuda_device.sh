@@ -2,7 +2,7 @@
 # Runs on the GPU machine (the device tool), from a folder packed by ../shared/device/pack.sh holding lmlab,
 # lmlab_tests, lib/, fixtures/ and this script: the CUDA kernel and golden suites, then decode/prefill
 # benchmarks on synth models of real shapes, CPU-free. Results (logs, JSON rows) go to $OUT.
-# Usage there: bash cuda_device.sh [tests] [gemv] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
+# Usage there: bash cuda_device.sh [synth-bf16|synth-q4|synth-moe] [tests] [gemv] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
 # (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt;
 #  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl;
 #  swiftlm: scenarios/swiftlm-cuda.json on the 30b-a3b 4-bit synth (SWIFT_CONTEXTS, SWIFT_CONFIGS, REPS; SWIFT_DB:
@@ -17,8 +17,8 @@ mkdir -p "$out"
 cublas=$(find /usr/local/cuda*/lib64 /usr/lib/x86_64-linux-gnu /usr/local/lib/python3*/dist-packages/nvidia \
   /usr/lib/python3*/dist-packages/nvidia /opt -name 'libcublas.so.13*' 2>/dev/null | head -1)
 export LD_LIBRARY_PATH="$here/lib:$(dirname "${cublas:-/nonexistent/x}"):$(dirname "${cublas:-/x/x}" | sed 's|cublas/lib|cu13/lib|'):${LD_LIBRARY_PATH:-}"
-for z in "$here"/lib/*.xz "$here"/*.xz; do  # python's lzma: xz-utils may be missing there
-  [ -e "$z" ] && python3 -c 'import lzma, sys; open(sys.argv[1][:-3], "wb").write(lzma.open(sys.argv[1]).read())' "$z"
+for z in "$here"/lib/*.xz "$here"/*.xz; do  # python's lzma: xz-utils may be missing there; once per call (removed)
+  [ -e "$z" ] && python3 -c 'import lzma, sys; open(sys.argv[1][:-3], "wb").write(lzma.open(sys.argv[1]).read())' "$z" && rm "$z"
 done
 chmod +x "$here"/lmlab "$here"/lmlab_tests "$here"/lmlab_bench 2>/dev/null
 nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
@@ -32,6 +32,25 @@ for d in "$here"/../.devcarry-cuda*/fixtures/models/* "$here"/../.devcarry-cuda*
 done
 ls "$fixdir/models" | tr '\n' ' '; echo
 filter=${FILTER:-'*Cuda*:Backend.*:GpuLayerPlan.*:*cuda'}  # *cuda: the KV suites' device variants
+# The synth of SHAPE (bf16, q4, moe) in /tmp/synth-bench-SHAPE, written once per warm machine; written under another
+# name and renamed, so a `synth-SHAPE` step in the background and a later step that waits for it never see half of it.
+synth_dir() {
+  local shape=$1 dir=/tmp/synth-bench-$1 args
+  case $shape in
+    bf16) args=(--preset qwen3-8b) ;;
+    q4) args=(--preset qwen3-8b --bits 4 --group-size 64) ;;
+    moe) args=(--preset qwen3-30b-a3b --bits 4 --group-size 64) ;;
+  esac
+  while [ -e "$dir.partial" ]; do sleep 2; done  # a background synth-SHAPE step is writing it
+  if [ ! -d "$dir" ]; then
+    : > "$dir.partial"
+    /usr/bin/time -f "synth $shape %e s" "$here/lmlab" synth "${args[@]}" --out "$dir.tmp" --quiet \
+      --tokenizer-from "$(dirname "$(ls "$fixdir"/models/*/tokenizer.json | head -1)")" --vocab 151936 >&2 \
+      && mv "$dir.tmp" "$dir"
+    rm -f "$dir.partial"
+  fi
+  echo "$dir"
+}
 for step in "$@"; do
   case $step in
     tests)
@@ -43,9 +62,7 @@ for step in "$@"; do
         | grep "^BM_\|^warps" | awk '{print $1, $2, $3, $NF}'; done
       ;;
     swiftlm)  # scenarios/swiftlm-cuda.json on the qwen3-30b-a3b 4-bit synth: the lab's database and report to $OUT
-      dir=/tmp/synth-bench-moe
-      [ -d "$dir" ] || "$here/lmlab" synth --preset qwen3-30b-a3b --bits 4 --group-size 64 --out "$dir" --quiet \
-        --tokenizer-from "$(dirname "$(ls "$fixdir"/models/*/tokenizer.json | head -1)")" --vocab 151936
+      dir=$(synth_dir moe)
       "$here/lmlab" iobench --file "$(ls -S "$dir"/*.safetensors | head -1)" 2>&1 | tee "$out/iobench.txt" | tail -3
       # SWIFT_DB: an earlier session's database (docs/profiling_results_h200.db) to append this call's samples to, so
       # the sweep can be completed over several calls and sessions (each run keeps its commit and environment).
@@ -56,22 +73,16 @@ for step in "$@"; do
       "$here/lmlab" report --db "$out/lmlab.db" --format csv --out "$out/samples.csv"  # decode SSD bytes, drive bps
       "$here/lmlab" report --db "$out/lmlab.db" --format md --out-dir "$out" && "$here/lmlab" report --db "$out/lmlab.db" --no-color
       ;;
+    synth-*) synth_dir "${step#synth-}" ;;  # e.g. `cuda_device.sh synth-moe &` while the tests run
     kv-*)
       shape=${step#kv-}
-      for mode in ${KV_MODES:-f16 turbo}; do timeout "${KV_TIMEOUT:-280}" "$here/lmlab" decode-bench --model /tmp/synth-bench-$shape --device cuda \
+      for mode in ${KV_MODES:-f16 turbo}; do timeout "${KV_TIMEOUT:-280}" "$here/lmlab" decode-bench --model "$(synth_dir "$shape")" --device cuda \
         --ctx-size "${KV_CTX:-16448}" --contexts "${KV_CONTEXTS:-4096,16384}" -n 64 --kv-mode $mode --json 2>&1 \
         | sed "s/^{/{\"shape\":\"$shape\",/" | tee -a "$out/kv.jsonl"; done
       ;;
     bench-* | profile-*)
       shape=${step#*-}
-      case $shape in
-        bf16) args=(--preset qwen3-8b) ;;
-        q4) args=(--preset qwen3-8b --bits 4 --group-size 64) ;;
-        moe) args=(--preset qwen3-30b-a3b --bits 4 --group-size 64) ;;
-      esac
-      dir=/tmp/synth-bench-$shape
-      [ -d "$dir" ] || /usr/bin/time -f "synth %e s" "$here/lmlab" synth "${args[@]}" --out "$dir" --quiet \
-        --tokenizer-from "$(dirname "$(ls "$fixdir"/models/*/tokenizer.json | head -1)")" --vocab 151936
+      dir=$(synth_dir "$shape")
       if [ "${step%%-*}" = profile ]; then
         ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
         LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
