@@ -103,7 +103,7 @@ PY
         continue
       fi
       for g in ${GRAPHS:-1 0}; do LMLAB_CUDA_GRAPH=$g timeout ${BENCH_TIMEOUT:-200} "$here/lmlab" decode-bench --model "$dir" --device cuda \
-        --ctx-size 4608 --contexts 512,4096 -n 64 --json 2>&1 | sed "s/^{/{\"graph\":$g,\"shape\":\"$shape\",/" \
+        --ctx-size 4608 --contexts 512,4096 -n 64 --json 2>&1 | sed "s/^{/{\"graph\":$g,\"chained\":${LMLAB_CUDA_CHAINED:-1},\"shape\":\"$shape\",/" \
         | tee -a "$out/bench.jsonl"; done
       ;;
   esac

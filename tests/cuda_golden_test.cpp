@@ -4,6 +4,12 @@
 // GPU every test skips with the reason.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+
+#ifdef LMLAB_HAVE_CUDA
+#include "cuda/kernels/kernels_cuda.h"
+#endif
 #include "model/backend_factory.h"
 #include "golden_checks.h"
 #include "model/model_impl.h"
@@ -49,6 +55,48 @@ TEST_P(CudaSplit, FirstLayerOnTheGpuRestOnTheCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Some, CudaSplit, ::testing::Values("gemma3", "coder-moe"), test::param_name);
+
+// Chained launches (cuda/kernels/chained_launch.cuh) let each decode kernel start while the one before it finishes;
+// a kernel that touched an activation before its chain_wait() would read or clobber it early. Greedy decode through
+// the captured graph, with and without chaining: every step's logits the same bits, on a dense model, a MoE (gathered
+// GEMVs read the routed experts) and gemma3 (sliding windows, softcaps).
+class CudaChained : public CudaGolden {};
+
+#ifdef LMLAB_HAVE_CUDA
+std::vector<std::vector<float>> greedy_decode_logits(const std::string& name, bool chained) {
+  kernels::cuda::set_chained_launches(chained);
+  auto model = Model::load(test::model_dir(name), cuda_options());
+  auto session = model->new_session();
+  std::vector<int32_t> prompt(37);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 11) % 1000);
+  std::span<const float> logits = session->append(prompt);
+  std::vector<std::vector<float>> steps;
+  for (int step = 0; step < 40; ++step) {
+    steps.emplace_back(logits.begin(), logits.end());
+    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    logits = session->append(std::vector<int32_t>{next});
+  }
+  return steps;
+}
+#endif
+
+TEST_P(CudaChained, DecodeLogitsEqualPlainLaunchesBitForBit) {
+#ifdef LMLAB_HAVE_CUDA
+  const bool was = kernels::cuda::chained_launches();
+  if (!was) GTEST_SKIP() << "chained launches need sm_90+ (and LMLAB_CUDA_CHAINED not 0)";
+  const auto chained = greedy_decode_logits(GetParam(), true);
+  const auto plain = greedy_decode_logits(GetParam(), false);
+  kernels::cuda::set_chained_launches(was);
+  ASSERT_EQ(chained.size(), plain.size());
+  for (size_t step = 0; step < chained.size(); ++step) {
+    ASSERT_EQ(chained[step].size(), plain[step].size());
+    EXPECT_EQ(std::memcmp(chained[step].data(), plain[step].data(), plain[step].size() * sizeof(float)), 0)
+        << "decode step " << step << " differs between chained and plain launches";
+  }
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(Some, CudaChained, ::testing::Values("coder-dense", "qwen3_moe", "gemma3"), test::param_name);
 
 TEST_F(CudaGolden, DeviceMemoryIsCountedAndAgreesWithTheDriver) {
   const DeviceMemory before = [] {

@@ -1,5 +1,6 @@
 // Gated activations on the GPU, element-wise: SiLU (llama, qwen, mixtral) and tanh GELU (gemma).
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 
 namespace lmlab::kernels::cuda {
@@ -7,6 +8,7 @@ namespace lmlab::kernels::cuda {
 namespace {
 
 __global__ void silu_mul_kernel(const float* gate, const float* up, float* out, int64_t n) {
+  chain_enter();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const float g = gate[i];
@@ -14,6 +16,7 @@ __global__ void silu_mul_kernel(const float* gate, const float* up, float* out, 
 }
 
 __global__ void gelu_tanh_mul_kernel(const float* gate, const float* up, float* out, int64_t n) {
+  chain_enter();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
@@ -27,13 +30,13 @@ unsigned blocks(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  silu_mul_kernel<<<blocks(n), 256, 0, stream>>>(gate, up, out, n);
+  launch_chained("silu_mul", silu_mul_kernel, blocks(n), 256, 0, stream, gate, up, out, n);
   lmlab::cuda::check_launch("silu_mul");
 }
 
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  gelu_tanh_mul_kernel<<<blocks(n), 256, 0, stream>>>(gate, up, out, n);
+  launch_chained("gelu_tanh_mul", gelu_tanh_mul_kernel, blocks(n), 256, 0, stream, gate, up, out, n);
   lmlab::cuda::check_launch("gelu_tanh_mul");
 }
 

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
@@ -54,6 +55,7 @@ __device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_
 // ~0.36 TB/s at 16K positions: latency-bound on the reductions.)
 template <int DPL>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
+  chain_enter();
   // [group][head_dim] scaled queries, then [kWarps][group][head_dim] outputs and [kWarps][group][2] (m, l)
   extern __shared__ float smem[];
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
@@ -209,6 +211,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
 // splits' (max, sum) into one weight per split (shared memory), then the block sums the outputs over d with
 // coalesced loads: a thread walking all splits with an exp each took ~15 us for 32 heads at 512 positions.
 __global__ void attention_merge_kernel(const float* part_o, const float* part_ml, float* out, int64_t D, int splits) {
+  chain_enter();
   __shared__ float weight[kMaxAttentionSplits];
   __shared__ float inv_sum;
   const int64_t qh = blockIdx.x;
@@ -236,6 +239,7 @@ __global__ void attention_merge_kernel(const float* part_o, const float* part_ml
 }
 
 __global__ void kv_write_kernel(KvBlocks kv, const float* k, const float* v, int64_t n, const int32_t* positions) {
+  chain_enter();
   const int64_t D = kv.head_dim, row = kv.n_kv_heads * D;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n * row) return;
@@ -328,7 +332,8 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
               cudaStream_t stream) {
   const int64_t total = n * kv.n_kv_heads * kv.head_dim;
   if (total == 0) return;
-  kv_write_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(kv, k, v, n, positions);
+  launch_chained("kv_write", kv_write_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, stream, kv, k, v, n,
+                 positions);
   lmlab::cuda::check_launch("kv_write");
 }
 
@@ -354,14 +359,14 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
   const size_t smem = static_cast<size_t>(G * D + kWarps * G * (D + 2)) * sizeof(float);
-  if (D <= 32) attention_kernel<1><<<grid, kWarps * 32, smem, stream>>>(a);
-  else if (D <= 64) attention_kernel<2><<<grid, kWarps * 32, smem, stream>>>(a);
-  else if (D <= 128) attention_kernel<4><<<grid, kWarps * 32, smem, stream>>>(a);
-  else attention_kernel<8><<<grid, kWarps * 32, smem, stream>>>(a);
+  if (D <= 32) launch_chained("attention", attention_kernel<1>, grid, kWarps * 32, smem, stream, a);
+  else if (D <= 64) launch_chained("attention", attention_kernel<2>, grid, kWarps * 32, smem, stream, a);
+  else if (D <= 128) launch_chained("attention", attention_kernel<4>, grid, kWarps * 32, smem, stream, a);
+  else launch_chained("attention", attention_kernel<8>, grid, kWarps * 32, smem, stream, a);
   lmlab::cuda::check_launch("attention");
   if (splits > 1) {
-    attention_merge_kernel<<<static_cast<unsigned>(n_q * n_heads), 128, 0, stream>>>(a.part_o, a.part_ml, out, D,
-                                                                                    splits);
+    launch_chained("attention (merge splits)", attention_merge_kernel, static_cast<unsigned>(n_q * n_heads), 128, 0,
+                   stream, a.part_o, a.part_ml, out, D, splits);
     lmlab::cuda::check_launch("attention (merge splits)");
   }
 }

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/weight_access.cuh"
 
@@ -12,6 +13,7 @@ namespace {
 unsigned blocks(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
 
 __global__ void embed_kernel(DeviceWeight w, const int32_t* tokens, int64_t n, float scale, float* x) {
+  chain_enter();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n * w.cols) return;
   const int64_t t = i / w.cols, c = i % w.cols;
@@ -19,11 +21,13 @@ __global__ void embed_kernel(DeviceWeight w, const int32_t* tokens, int64_t n, f
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
+  chain_enter();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] += y[i];
 }
 
 __global__ void softcap_kernel(float* x, int64_t n, float cap) {
+  chain_enter();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] = cap * tanhf(x[i] / cap);
 }
@@ -32,19 +36,19 @@ __global__ void softcap_kernel(float* x, int64_t n, float cap) {
 
 void embed_rows(const DeviceWeight& w, const int32_t* tokens, int64_t n, float scale, float* x, cudaStream_t stream) {
   if (n == 0) return;
-  embed_kernel<<<blocks(n * w.cols), 256, 0, stream>>>(w, tokens, n, scale, x);
+  launch_chained("embed_rows", embed_kernel, blocks(n * w.cols), 256, 0, stream, w, tokens, n, scale, x);
   lmlab::cuda::check_launch("embed_rows");
 }
 
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  add_kernel<<<blocks(n), 256, 0, stream>>>(x, y, n);
+  launch_chained("add_inplace", add_kernel, blocks(n), 256, 0, stream, x, y, n);
   lmlab::cuda::check_launch("add_inplace");
 }
 
 void softcap(float* x, int64_t n, float cap, cudaStream_t stream) {
   if (n == 0) return;
-  softcap_kernel<<<blocks(n), 256, 0, stream>>>(x, n, cap);
+  launch_chained("softcap", softcap_kernel, blocks(n), 256, 0, stream, x, n, cap);
   lmlab::cuda::check_launch("softcap");
 }
 

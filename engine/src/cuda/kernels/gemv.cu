@@ -23,6 +23,7 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/gemv.cuh"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/weight_access.cuh"
@@ -350,11 +351,15 @@ template <class F, int NT>
 __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int ks = p.ksplit, groups_per_block = kWarps / ks;
+  if (p.experts) chain_wait();  // the slot's expert, hence the weights, come from an earlier kernel
   const Target tg = block_target(p);
   const DeviceWeight& w = tg.w;
   const float* x = tg.x;
   float* y = tg.y;
-  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * kRows >= w.rows) return;  // a shorter part's spare blocks
+  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * kRows >= w.rows) {  // a shorter part's spare blocks
+    chain_wait();
+    return;
+  }
   const F f(w);
   const int64_t rows = w.rows, cols = w.cols;
   const int64_t r0 = (blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks) * kRows;
@@ -375,7 +380,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     }
   };
   int64_t u = warp % ks;
-  load_units(u);  // in flight while the block fills its shared x
+  load_units(u);  // in flight while the kernel before finishes and the block fills its shared x
+  chain_enter();
   SharedX sx{};
   if constexpr (F::kSharedX) {
     extern __shared__ int shared_x[];
@@ -419,6 +425,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
 // Dense rows whose 16-byte slices do not line up (cols not a multiple of the vector, odd pointers): a warp
 // per row, a value per lane at a time. Only odd test shapes take it.
 __global__ void gemv_scalar_kernel(GemvParams p) {
+  chain_enter();
   const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   const Target tg = block_target(p);
@@ -477,7 +484,7 @@ void launch(const GemvParams& base, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((max_rows(p) + rows_per_block - 1) / rows_per_block),
                   static_cast<unsigned>(p.n_parts * p.n_slots));
   const size_t smem = F::kSharedX ? static_cast<size_t>(shared_x_bytes(p.parts[0].w.cols, p.n)) : 0;
-  gemv_kernel<F, NT><<<grid, kWarps * 32, smem, stream>>>(p);
+  launch_chained("gemv", gemv_kernel<F, NT>, grid, dim3(kWarps * 32), smem, stream, p);
 }
 
 template <class F>
@@ -523,7 +530,7 @@ void run(const GemvParams& p, cudaStream_t stream) {
                 (p.parts[i].w.stride_w % 16 == 0 || !p.experts);
     if (!aligned) {
       const dim3 grid(static_cast<unsigned>((max_rows(p) + 7) / 8), static_cast<unsigned>(p.n_parts * p.n_slots));
-      gemv_scalar_kernel<<<grid, 256, 0, stream>>>(p);
+      launch_chained("gemv", gemv_scalar_kernel, grid, dim3(256), 0, stream, p);
     } else if (w.type == WeightType::bf16) {
       launch_tokens<Dense<WeightType::bf16>>(p, stream);
     } else if (w.type == WeightType::f16) {

@@ -119,6 +119,11 @@ inline constexpr int64_t kPrefillAttentionMinQueries = 16;
 // K/V double-buffered by cp.async; written 2026-12-04 in a session without a GPU: not yet run on one). Chosen by
 // LMLAB_PREFILL_ATTENTION=mma|wmma (read once per process) or set_prefill_attention_kernel (the kernel tests run
 // both). Once the GPU suites pass on mma and it measures faster, it becomes the default and wmma goes.
+// Chained launches (chained_launch.cuh: each decode kernel may be scheduled while the one before it finishes): on
+// sm_90+ unless LMLAB_CUDA_CHAINED=0 (read once per process); set_chained_launches for the tests, which compare
+// decode with and without. A graph keeps the launches it was captured with.
+bool chained_launches();
+void set_chained_launches(bool on);
 enum class PrefillAttentionKernel { wmma, mma };
 PrefillAttentionKernel prefill_attention_kernel();
 void set_prefill_attention_kernel(PrefillAttentionKernel kernel);

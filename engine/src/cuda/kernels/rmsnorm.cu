@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
 
@@ -18,6 +19,7 @@ constexpr int kMaxVecPerThread = 4;
 
 __global__ void rmsnorm_vec_kernel(const float4* __restrict__ x, const float4* __restrict__ w, float4* y, int64_t dim4,
                                    float eps) {
+  chain_enter();
   const float4* xr = x + blockIdx.x * dim4;
   float4* yr = y + blockIdx.x * dim4;
   float4 v[kMaxVecPerThread];
@@ -41,6 +43,7 @@ __global__ void rmsnorm_vec_kernel(const float4* __restrict__ x, const float4* _
 
 __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restrict__ w, float* y, int64_t dim,
                                float eps) {
+  chain_enter();
   const float* xr = x + blockIdx.x * dim;
   float* yr = y + blockIdx.x * dim;
   float ss = 0.0f;
@@ -53,6 +56,7 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restr
 // x += y, then h = norm(x) * w, rows of dim4 float4s (at most kMaxVecPerThread per thread).
 __global__ void add_rmsnorm_kernel(float4* x, const float4* __restrict__ y, const float4* __restrict__ w, float4* h,
                                    int64_t dim4, float eps) {
+  chain_enter();
   float4* xr = x + blockIdx.x * dim4;
   const float4* yr = y + blockIdx.x * dim4;
   float4* hr = h + blockIdx.x * dim4;
@@ -95,10 +99,11 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t d
   const bool aligned = dim % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
   if (aligned && dim4 <= 1024 * kMaxVecPerThread) {
-    rmsnorm_vec_kernel<<<static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream>>>(
-        reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(y), dim4, eps);
+    launch_chained("rmsnorm", rmsnorm_vec_kernel, static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream,
+                   reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(y),
+                   dim4, eps);
   } else {
-    rmsnorm_kernel<<<static_cast<unsigned>(n_rows), 256, 0, stream>>>(x, w, y, dim, eps);
+    launch_chained("rmsnorm", rmsnorm_kernel, static_cast<unsigned>(n_rows), 256, 0, stream, x, w, y, dim, eps);
   }
   lmlab::cuda::check_launch("rmsnorm");
 }
@@ -108,9 +113,9 @@ void add_rmsnorm(float* x, const float* y, const float* w, float* h, int64_t n_r
   if (n_rows == 0) return;
   const int64_t dim4 = dim / 4;
   if (dim % 4 == 0 && dim4 <= 1024 * kMaxVecPerThread && aligned16(x) && aligned16(y) && aligned16(w) && aligned16(h)) {
-    add_rmsnorm_kernel<<<static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream>>>(
-        reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(y), reinterpret_cast<const float4*>(w),
-        reinterpret_cast<float4*>(h), dim4, eps);
+    launch_chained("add_rmsnorm", add_rmsnorm_kernel, static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream,
+                   reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(y), reinterpret_cast<const float4*>(w),
+                   reinterpret_cast<float4*>(h), dim4, eps);
     lmlab::cuda::check_launch("add_rmsnorm");
     return;
   }

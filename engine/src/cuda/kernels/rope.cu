@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
 
@@ -21,6 +22,7 @@ __device__ __forceinline__ void rope_angle(int32_t pos, float inv_freq, float sc
 __global__ void qk_norm_rope_kernel(float* q, float* k, int64_t n_heads, int64_t n_kv_heads, int64_t D, int64_t half,
                                     const float* q_norm, const float* k_norm, float eps, const int32_t* positions,
                                     const float* inv_freq, float scaling) {
+  chain_enter();
   __shared__ float v[kMaxNormRopeHeadDim];
   const int64_t t = blockIdx.x, hh = blockIdx.y;
   const bool is_q = hh < n_heads;
@@ -55,8 +57,8 @@ void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t
     throw Error(ErrorKind::unsupported, "cuda qk_norm_rope", "head_dim above " + std::to_string(kMaxNormRopeHeadDim));
   const int threads = static_cast<int>((head_dim + 31) / 32 * 32);
   const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>(n_heads + n_kv_heads));
-  qk_norm_rope_kernel<<<grid, threads, 0, stream>>>(q, k, n_heads, n_kv_heads, head_dim, rot_dim / 2, q_norm, k_norm,
-                                                    eps, positions, inv_freq, attention_scaling);
+  launch_chained("qk_norm_rope", qk_norm_rope_kernel, grid, threads, 0, stream, q, k, n_heads, n_kv_heads, head_dim,
+                 rot_dim / 2, q_norm, k_norm, eps, positions, inv_freq, attention_scaling);
   lmlab::cuda::check_launch("qk_norm_rope");
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
 
@@ -17,6 +18,7 @@ constexpr int kMaxTopK = 16;
 // A warp per token (a thread per token took 120 us per call on 128 experts: k serial passes of E expf each).
 __global__ void route_topk_kernel(const float* logits, int64_t n_tokens, int64_t E, int64_t k, bool renormalize,
                                   int32_t* experts, float* weights) {
+  chain_enter();
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + (threadIdx.x >> 5);
   if (t >= n_tokens) return;
   const int lane = threadIdx.x & 31;
@@ -54,6 +56,7 @@ __global__ void route_topk_kernel(const float* logits, int64_t n_tokens, int64_t
 
 __global__ void moe_combine_kernel(const float* slot_out, const int32_t* experts, const float* weights,
                                    int64_t n_tokens, int64_t k, int64_t hidden, float* out) {
+  chain_enter();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n_tokens * hidden) return;
   const int64_t t = i / hidden, d = i % hidden;
@@ -79,8 +82,8 @@ void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_
   if (k > kMaxTopK || k > n_experts)
     throw Error(ErrorKind::unsupported, "cuda route_topk", "top-k must be at most 16 and at most the expert count");
   if (n_tokens == 0) return;
-  route_topk_kernel<<<static_cast<unsigned>((n_tokens + 3) / 4), 128, 0, stream>>>(logits, n_tokens, n_experts, k,
-                                                                                   renormalize, experts, weights);
+  launch_chained("route_topk", route_topk_kernel, static_cast<unsigned>((n_tokens + 3) / 4), 128, 0, stream, logits,
+                 n_tokens, n_experts, k, renormalize, experts, weights);
   lmlab::cuda::check_launch("route_topk");
 }
 
@@ -88,8 +91,8 @@ void moe_combine(const float* slot_out, const int32_t* experts, const float* wei
                  int64_t hidden, float* out, cudaStream_t stream) {
   const int64_t total = n_tokens * hidden;
   if (total == 0) return;
-  moe_combine_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(slot_out, experts, weights,
-                                                                                     n_tokens, k, hidden, out);
+  launch_chained("moe_combine", moe_combine_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, stream,
+                 slot_out, experts, weights, n_tokens, k, hidden, out);
   lmlab::cuda::check_launch("moe_combine");
 }
 

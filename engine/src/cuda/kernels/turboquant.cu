@@ -23,6 +23,7 @@
 #include <cmath>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
@@ -142,6 +143,7 @@ struct EncodeWarp {
 };
 
 __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams a) {
+  chain_enter();
   __shared__ EncodeWarp smem[kEncWarps];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const TqKvBlocks& kv = a.kv;
@@ -332,6 +334,7 @@ struct TqAttnParams {
 __global__ void __launch_bounds__(kThreads) tq_merge_kernel(const float* part_o, const float* part_ml, float* out,
                                                            int D, int splits, int g, const float* d1, const float* d2,
                                                            float inv_sqrt) {
+  chain_enter();
   __shared__ float ob[256];
   const int64_t qh = blockIdx.x;
   const float* ml = part_ml + qh * splits * 2;
@@ -616,6 +619,7 @@ __device__ __forceinline__ void value_dispatch(const TqKvBlocks& kv, const uint8
 
 template <bool QJL, int GM>
 __global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
+  chain_enter();
   extern __shared__ __align__(16) uint8_t smem[];
   const TqAttnParams& a = da.p;
   const DecodeLayout& L = da.l;
@@ -864,7 +868,8 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
   a.lambda0 = 1.0 - turboquant::kAngleSpan;
   for (int s = 0; s < kScales; ++s) a.lambda[s] = s > 0 ? turboquant::angle_scale(s) : 0.0f;
   const int64_t jobs = n * kv.n_kv_heads * 2 * kv.k.n_groups;
-  tq_encode_kernel<<<static_cast<unsigned>((jobs + kEncWarps - 1) / kEncWarps), kEncWarps * 32, 0, stream>>>(a);
+  launch_chained("TurboQuant KV write", tq_encode_kernel, static_cast<unsigned>((jobs + kEncWarps - 1) / kEncWarps),
+                 kEncWarps * 32, 0, stream, a);
   lmlab::cuda::check_launch("TurboQuant KV write");
 }
 
@@ -917,7 +922,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
       lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                               static_cast<int>(smem)),
                          "TurboQuant attention shared memory");
-    kernel<<<grid, kDThreads, smem, stream>>>(da);
+    launch_chained("TurboQuant attention", kernel, grid, kDThreads, smem, stream, da);
   };
   const bool qjl = kv.k.qjl != 0;
   if (G <= 1) qjl ? launch(tq_decode_kernel<true, 1>) : launch(tq_decode_kernel<false, 1>);
@@ -926,9 +931,9 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   else qjl ? launch(tq_decode_kernel<true, 8>) : launch(tq_decode_kernel<false, 8>);
   lmlab::cuda::check_launch("TurboQuant attention");
   if (splits > 1) {
-    tq_merge_kernel<<<static_cast<unsigned>(n_q * n_heads), kThreads, 0, stream>>>(
-        a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim, kv.rot_d1, kv.rot_d2,
-        kv.rot_inv_sqrt);
+    launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
+                   kThreads, 0, stream, a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim,
+                   kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
     lmlab::cuda::check_launch("TurboQuant attention (merge splits)");
   }
 }
