@@ -73,6 +73,16 @@ for step in "$@"; do
       "$here/lmlab" report --db "$out/lmlab.db" --format csv --out "$out/samples.csv"  # decode SSD bytes, drive bps
       "$here/lmlab" report --db "$out/lmlab.db" --format md --out-dir "$out" && "$here/lmlab" report --db "$out/lmlab.db" --no-color
       ;;
+    ncu-gemv)  # one launch of each GEMV benchmark in NCU_FILTER under ncu: throughput, occupancy, stalls, to ncu-gemv.txt
+      ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+      LMLAB_CUDA_GRAPH=0 timeout 240 "$ncu" --kernel-name regex:gemv_kernel --launch-skip 3 --launch-count "${NCU_COUNT:-1}" \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
+        --section LaunchStats --section SchedulerStats "$here/lmlab_bench" \
+        --benchmark_filter="${NCU_FILTER:-BM_cuda_gemv/8b_lm_head/q4/n1}" --benchmark_min_time=0.01 \
+        > "$out/ncu-gemv.txt" 2>&1
+      grep -E "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Stall|Issued Ipc|No Eligible|One or More" \
+        "$out/ncu-gemv.txt" | head -40
+      ;;
     synth-*) synth_dir "${step#synth-}" ;;  # e.g. `cuda_device.sh synth-moe &` while the tests run
     kv-*)
       shape=${step#kv-}
