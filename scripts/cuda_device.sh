@@ -83,6 +83,18 @@ for step in "$@"; do
       grep -E "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Stall|Issued Ipc|No Eligible|One or More" \
         "$out/ncu-gemv.txt" | head -40
       ;;
+    ncu-decode-*)  # decode kernels matching NCU_KERNEL at NCU_CTX positions of SHAPE's synth under ncu, to ncu-decode.txt
+      shape=${step#ncu-decode-}
+      ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+      ctx=${NCU_CTX:-16384}
+      LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --kernel-name "regex:${NCU_KERNEL:-^attention_kernel}" --launch-skip 40 \
+        --launch-count "${NCU_COUNT:-2}" --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+        --section WarpStateStats --section LaunchStats --section SchedulerStats "$here/lmlab" decode-bench \
+        --model "$(synth_dir "$shape")" --device cuda --ctx-size $((ctx + 512)) --contexts "$ctx" -n 8 \
+        > "$out/ncu-decode.txt" 2>&1
+      grep -E "attention|gemv|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Issued Ipc|No Eligible|Grid Size|Block Size" \
+        "$out/ncu-decode.txt" | head -40
+      ;;
     synth-*) synth_dir "${step#synth-}" ;;  # e.g. `cuda_device.sh synth-moe &` while the tests run
     kv-*)
       shape=${step#kv-}
