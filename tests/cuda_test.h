@@ -52,24 +52,6 @@ class CudaTest : public ::testing::Test {
     return v;
   }
 
-  // `attend()` (attention into a fresh buffer, returned) once per tiled prefill attention kernel when `tiled` (the
-  // chunk takes one: kernels_cuda.h's wmma and mma.sync kernels), else once; each result named by its kernel. The
-  // process's choice is restored after.
-  template <class Attend>
-  std::vector<std::pair<std::string, std::vector<float>>> per_prefill_kernel(bool tiled, Attend attend) {
-    namespace kc = kernels::cuda;
-    if (!tiled) return {{"decode kernel", attend()}};
-    const kc::PrefillAttentionKernel chosen = kc::prefill_attention_kernel();
-    std::vector<std::pair<std::string, std::vector<float>>> results;
-    for (auto [kernel, name] : {std::pair{kc::PrefillAttentionKernel::wmma, "wmma prefill kernel"},
-                                std::pair{kc::PrefillAttentionKernel::mma, "mma.sync prefill kernel"}}) {
-      kc::set_prefill_attention_kernel(kernel);
-      results.emplace_back(name, attend());
-    }
-    kc::set_prefill_attention_kernel(chosen);
-    return results;
-  }
-
   const char* what_;
   cuda::DeviceAllocator alloc_;
   std::mt19937 rng_;

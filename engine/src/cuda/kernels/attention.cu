@@ -7,10 +7,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <string_view>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/chained_launch.cuh"
@@ -251,34 +249,27 @@ __global__ void kv_write_kernel(KvBlocks kv, const float* k, const float* v, int
 }
 
 // The f16 cache as a source of prefill_attention.cuh: K and V rows copied as they are (exact in f16; head_dim a
-// multiple of 16, so rows are 16-byte aligned). For the mma.sync kernel (`async`) by cp.async, into the buffer it is
-// not computing on; for the wmma kernel (synchronous staging) by plain loads and stores, as it was verified.
+// multiple of 16, so rows are 16-byte aligned) by cp.async, into the buffer the kernel is not computing on; zeros
+// past j_hi and in released blocks.
 struct F16PrefillSource {
   KvBlocks kv;
-  bool async;
   static constexpr bool kLo = false, kAsync = true;
   static constexpr float kValueScale = 1.0f;
   __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld) const {
     const int64_t B = kv.block_tokens, D = kv.head_dim, chunks = D / 8;
     for (int64_t e = threadIdx.x; e < prefill::kTile * chunks; e += blockDim.x) {
       const int64_t r = e / chunks, d = (e % chunks) * 8, j = j0 + r;
-      const uint16_t* block = j <= j_hi ? kv.blocks[j / B] : nullptr;
       __half* k_dst = t.k_hi + r * ld + d;
       __half* v_dst = t.v_hi + r * ld + d;
-      if (block && async) {
+      const uint16_t* block = j <= j_hi ? kv.blocks[j / B] : nullptr;  // null: a window's released block
+      if (block) {
         const uint16_t* krow = block + (kh * B + j % B) * D;
         prefill::copy16_async(k_dst, krow + d);
         prefill::copy16_async(v_dst, krow + kv.n_kv_heads * B * D + d);
-        continue;
+      } else {
+        *reinterpret_cast<uint4*>(k_dst) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4*>(v_dst) = make_uint4(0, 0, 0, 0);
       }
-      uint4 kr = make_uint4(0, 0, 0, 0), vr = kr;
-      if (block) {
-        const uint16_t* krow = block + (kh * B + j % B) * D;
-        kr = *reinterpret_cast<const uint4*>(krow + d);
-        vr = *reinterpret_cast<const uint4*>(krow + kv.n_kv_heads * B * D + d);
-      }
-      *reinterpret_cast<uint4*>(k_dst) = kr;
-      *reinterpret_cast<uint4*>(v_dst) = vr;
     }
   }
   __device__ void rotate(float*, int, int, bool) const {}
@@ -307,21 +298,6 @@ int64_t attention_target_blocks() {
   return blocks;
 }
 
-namespace {
-std::atomic<PrefillAttentionKernel>& prefill_kernel_choice() {
-  static std::atomic<PrefillAttentionKernel> choice{[] {
-    const char* env = std::getenv("LMLAB_PREFILL_ATTENTION");
-    return env && std::string_view(env) == "mma" ? PrefillAttentionKernel::mma : PrefillAttentionKernel::wmma;
-  }()};
-  return choice;
-}
-}  // namespace
-
-PrefillAttentionKernel prefill_attention_kernel() { return prefill_kernel_choice().load(std::memory_order_relaxed); }
-void set_prefill_attention_kernel(PrefillAttentionKernel kernel) {
-  prefill_kernel_choice().store(kernel, std::memory_order_relaxed);
-}
-
 // split_count gives at most ceil(target blocks / n_q) splits per query (blocks >= n_q).
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits) {
   const int64_t splits = std::min<int64_t>(max_splits, (attention_target_blocks() + n_q - 1) / n_q);
@@ -346,10 +322,9 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
     throw Error(ErrorKind::unsupported, "cuda attention",
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
   if (n_q >= kPrefillAttentionMinQueries && D % 16 == 0) {
-    const PrefillAttentionKernel kernel = prefill_attention_kernel();  // read once: the source's staging follows it
     prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
                                     scale, softcap},
-                    F16PrefillSource{kv, kernel == PrefillAttentionKernel::mma}, kernel, stream);
+                    F16PrefillSource{kv}, stream);
     return;
   }
   const int splits = split_count(n_q, kv.n_kv_heads, window > 0 ? std::min(window, n_kv_bound) : n_kv_bound,

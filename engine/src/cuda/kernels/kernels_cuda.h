@@ -96,6 +96,12 @@ struct KvBlocks {
   int64_t block_tokens, n_kv_heads, head_dim;
 };
 
+// chained_launch.cu: chained launches (chained_launch.cuh: each decode kernel may be scheduled while the one before
+// it finishes), on sm_90+ unless LMLAB_CUDA_CHAINED=0 (read once per process); set_chained_launches for the tests,
+// which compare decode with and without. A graph keeps the launches it was captured with.
+bool chained_launches();
+void set_chained_launches(bool on);
+
 // attention.cu
 // Positions come from the device (`positions` [n]), so a captured CUDA graph replays at any position.
 // Writes k, v [n, n_kv_heads, head_dim] (f32) as f16 at positions[0..n).
@@ -114,19 +120,6 @@ inline constexpr int kMaxAttentionSplits = 256;
 // LMLAB_ATTENTION_BLOCKS_PER_SM to measure others), read once per process.
 int64_t attention_target_blocks();
 inline constexpr int64_t kPrefillAttentionMinQueries = 16;
-// Which tiled kernel those chunks take: prefill_attention.cuh's wmma kernel (S, P and O through shared memory; run
-// and verified on the H200, the default) or prefill_attention_mma.cuh's mma.sync kernel (S, P and O in registers,
-// K/V double-buffered by cp.async; written 2026-12-04 in a session without a GPU: not yet run on one). Chosen by
-// LMLAB_PREFILL_ATTENTION=mma|wmma (read once per process) or set_prefill_attention_kernel (the kernel tests run
-// both). Once the GPU suites pass on mma and it measures faster, it becomes the default and wmma goes.
-// Chained launches (chained_launch.cuh: each decode kernel may be scheduled while the one before it finishes): on
-// sm_90+ unless LMLAB_CUDA_CHAINED=0 (read once per process); set_chained_launches for the tests, which compare
-// decode with and without. A graph keeps the launches it was captured with.
-bool chained_launches();
-void set_chained_launches(bool on);
-enum class PrefillAttentionKernel { wmma, mma };
-PrefillAttentionKernel prefill_attention_kernel();
-void set_prefill_attention_kernel(PrefillAttentionKernel kernel);
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits);
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
                int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,

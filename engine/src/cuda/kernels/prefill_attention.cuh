@@ -1,272 +1,333 @@
-// Tiled prefill attention on tensor cores (FlashAttention-2's tiling), shared by the f16 cache (attention.cu) and
-// the TurboQuant / affine records (turboquant.cu), which differ only in how a tile of history is staged. The
-// decode kernels read every key and value row once per query: a 40K-token prompt read its history 40K times. Here
-// a block takes a tile of query rows (a row = one query head of one query; the G heads of a KV head share the
-// block, so GQA reads each K/V row once per tile of rows) and walks the history in tiles of 64 positions staged in
-// shared memory as f16: each K and V row is read once per 64 query rows. No n_q x n_kv matrix is formed.
+// Tiled prefill attention on tensor cores (FlashAttention-2's loop on mma.sync), shared by the f16 cache
+// (attention.cu) and the TurboQuant / affine records (turboquant.cu), which differ only in how a tile of history is
+// staged. The decode kernels read every key and value row once per query: a 40K-token prompt read its history 40K
+// times. Here a block takes 64 query rows (a row = one query head of one query; the G heads of a KV head share the
+// block, so GQA reads each K/V row once per 64 rows), four warps of 16 rows, and walks the history in tiles of 64
+// positions staged in shared memory as f16: each K and V row is read once per 64 query rows, and no n_q x n_kv
+// matrix is formed. Per warp and tile, S = Q K^T (16 x 64), the online softmax and O += P V all stay in registers:
+// the m16n8k16 accumulator of S is, element for element, the A operand P of the next MMA (FlashAttention-2's
+// reuse), so only K and V go through shared memory. Sources that copy (the f16 cache) stage the next tile with
+// cp.async while this one is computed (two buffers); sources that decode stage in place (one buffer: their hi + lo
+// tiles are twice the size, and two blocks per SM hide more than a second buffer would).
 //
 // Exactness: the scaled query and the probabilities are f32, so each goes in as two f16 parts, x = hi + lo
 // (|x - hi - lo| <= 2^-22 |x|); the f16 cache is exact in f16, decoded records (f32: scalar x codebook value) are
 // split the same way. S = Q K^T and O += P V accumulate in f32 over the products of the parts (lo x lo dropped),
 // so the result is the reference's to f32 rounding (tests/cuda_kernels_test.cpp and cuda_turboquant_test.cpp check
-// it with the f32 tolerance). The parts go in times powers of two, undone exactly in f32: a lo part under f16's
-// smallest normal (6.1e-5) keeps only an absolute 2^-25, which for the probabilities of a 5000-position history
-// (~2e-4 each) cost 1e-4 relative and failed the bound; P x 2^14 (<= 16384) keeps its lo parts normal.
+// it with the tensor-core f32 tolerance). The parts go in times powers of two, undone exactly in f32: a lo part under
+// f16's smallest normal (6.1e-5) keeps only an absolute 2^-25, which for the probabilities of a 5000-position
+// history (~2e-4 each) cost 1e-4 relative and failed the bound; P x 2^14 (<= 16384) keeps its lo parts normal.
 // The online softmax (running max and sum per row) is f32 in registers.
 //
-// A Source (the cache) provides: kLo (its tiles have lo parts) and kValueScale (a power of two its staged K and V
-// values are multiplied by); stage(j0, j_hi, kh, tiles, ld) filling K and V of positions [j0, j0 + 64) of KV head
-// kh, zeros past j_hi and in released blocks; rotate(rows, n, d, inverse) on f32 rows [n][d] in shared memory,
-// called by every thread (TurboQuant's Pi on the queries and Pi^T on the outputs; nothing for f16).
-// head_dim must be a multiple of 16 (the MMA's k; every real head_dim is); attention() sends others to decode.
+// A Source (the cache) provides: kLo (its tiles have lo parts), kValueScale (a power of two its staged K and V
+// values are multiplied by), kAsync (stage() issues cp.async copies: double-buffered); stage(j0, j_hi, kh, tiles, ld)
+// filling K and V of positions [j0, j0 + 64) of KV head kh, zeros past j_hi and in released blocks; rotate(rows, n,
+// d, inverse) on f32 rows [n][d] in shared memory, called by every thread (TurboQuant's Pi on the queries and Pi^T
+// on the outputs; nothing for f16). head_dim must be a multiple of 16 (the MMA's k; every real head_dim is) and at
+// most 256; attention() sends others to decode.
 #pragma once
-
-#include <mma.h>
 
 #include <cmath>
 #include <cstdint>
 
 #include "cuda/kernels/prefill_attention_common.cuh"
-#include "cuda/kernels/prefill_attention_mma.cuh"
-#include "cuda/kernels/kernels_cuda.h"
 
 namespace lmlab::kernels::cuda::prefill {
 
-namespace wmma = nvcuda::wmma;
+inline constexpr int kRows = 64;     // query rows per block: 4 warps of 16
+inline constexpr int kThreads = kRows * 2;
 
-inline constexpr int kFloatPad = 4;  // of the f32 tiles
+// Up to head_dim 128 each warp keeps its split query as fragments in registers (64 registers) beside O (64), and
+// two blocks fit on an SM; above, the query is read from shared memory per tile and O takes 128 registers.
+template <int DMAX>
+inline constexpr bool kQInRegisters = DMAX <= 128;
 
-// Shared memory of a block of `rows` query rows (offsets in bytes, 128-byte aligned: wmma wants 32). With
-// q_in_registers the split query is only staged there, over S and P (each warp then keeps its 16 rows as
-// fragments): 34 KB less, so two blocks of 64 rows fit on an SM with the f16 cache (~103 KB each, was ~137 KB).
+// Shared memory of a block (offsets in bytes, 128-byte aligned). The f32 rows of the rotations ([64][head_dim],
+// before the first tile and after the last) lie over the tiles; with the query in registers its f16 staging lies
+// there too, after those rows.
 struct Smem {
-  int half_ld, p_ld, s_ld, o_ld;
-  unsigned q_hi, q_lo, k_hi, k_lo, v_hi, v_lo, s, p_hi, p_lo, o, rows_f32, row_pos, row_lo, bytes;
-  __host__ __device__ Smem(int rows, int head_dim, bool lo, bool q_in_registers) {
-    half_ld = head_dim + kHalfPad, p_ld = kTile + kHalfPad, s_ld = kTile + kFloatPad, o_ld = head_dim + kFloatPad;
-    unsigned at = 0;
-    auto take = [&](unsigned b) {
-      const unsigned here = at;
-      at += (b + 127) / 128 * 128;
-      return here;
-    };
-    const unsigned q_part = rows * half_ld * 2;
-    if (!q_in_registers) q_hi = take(q_part), q_lo = take(q_part);
-    const unsigned tile = kTile * half_ld * 2;
-    k_hi = take(tile), k_lo = lo ? take(tile) : 0, v_hi = take(tile), v_lo = lo ? take(tile) : 0;
-    rows_f32 = k_hi;  // f32 rows [rows][head_dim] for the rotations, over the tiles (>= 2 x 64 x half_ld x 2 bytes)
-    s = take(rows * s_ld * 4);
-    p_hi = take(rows * p_ld * 2), p_lo = take(rows * p_ld * 2);
-    if (q_in_registers) q_hi = s, q_lo = s + q_part;  // fits: 2 x 64 x (128 + 8) x 2 <= S + P for head_dim <= 128
-    o = take(rows * o_ld * 4);
-    row_pos = take(rows * 8), row_lo = take(rows * 8);
-    bytes = at;
+  int half_ld;
+  unsigned tiles, tile_bytes, rows_f32, q_hi, q_lo, row_pos, row_lo, bytes;
+  __host__ __device__ Smem(int head_dim, bool lo, int stages, bool q_in_registers) {
+    half_ld = head_dim + kHalfPad;
+    auto round = [](unsigned b) { return (b + 127) / 128 * 128; };
+    const unsigned part = round(static_cast<unsigned>(kTile * half_ld * 2));  // one f16 tile of K or V
+    const unsigned q_part = round(static_cast<unsigned>(kRows * half_ld * 2));
+    const unsigned rows_bytes = round(static_cast<unsigned>(kRows * head_dim * 4));
+    tile_bytes = part * (lo ? 4 : 2);
+    tiles = 0, rows_f32 = 0;
+    unsigned at = tile_bytes * stages;
+    if (q_in_registers) {
+      q_hi = rows_bytes, q_lo = rows_bytes + q_part;
+      if (at < rows_bytes + 2 * q_part) at = rows_bytes + 2 * q_part;
+    } else {
+      q_hi = at, q_lo = at + q_part;
+      at += 2 * q_part;
+    }
+    row_pos = at, row_lo = at + kRows * 8;
+    bytes = at + 2 * kRows * 8;
+  }
+  __device__ Tiles tiles_at(unsigned char* smem, int stage, bool lo) const {
+    const unsigned part = tile_bytes / (lo ? 4 : 2);
+    unsigned char* base = smem + tiles + stage * tile_bytes;
+    return Tiles{reinterpret_cast<__half*>(base), lo ? reinterpret_cast<__half*>(base + 2 * part) : nullptr,
+                 reinterpret_cast<__half*>(base + part), lo ? reinterpret_cast<__half*>(base + 3 * part) : nullptr};
   }
 };
 
-// ROWS query rows per block, 16 per warp. 64 rows (head_dim <= 128): the query's fragments live in registers.
-template <int ROWS>
-inline constexpr bool kQInRegisters = ROWS == 64;
-inline constexpr int kMaxRegisterKSteps = 128 / 16;
+// Two f32 values as f16x2 hi and lo registers (the first in the low half: the smaller column).
+__device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t& lo) {
+  const __half2 h = __floats2half2_rn(a, b);
+  const float2 hf = __half22float2(h);
+  const __half2 l = __floats2half2_rn(a - hf.x, b - hf.y);
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  lo = *reinterpret_cast<const uint32_t*>(&l);
+}
 
-template <int ROWS, class Source>
-__global__ void __launch_bounds__(ROWS * 2, kQInRegisters<ROWS> ? 2 : 1) kernel(Params a, Source src) {
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const __half* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+
+// d += a (16 x 16, row) b (16 x 8, col), f16 inputs, f32 accumulators.
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// c0 / c1 (two n tiles of 8) += (hi + lo) b over the parts but lo x lo: hi b + lo b, and hi b_lo when the other
+// operand has lo parts too (kBLo; b_lo is not read otherwise). b, b_lo: the two tiles' fragment pairs (ldmatrix x4).
+template <bool kBLo>
+__device__ __forceinline__ void mma_parts(float (&c0)[4], float (&c1)[4], const uint32_t (&hi)[4],
+                                          const uint32_t (&lo)[4], const uint32_t (&b)[4], const uint32_t (&b_lo)[4]) {
+  mma_16816(c0, hi, b[0], b[1]), mma_16816(c0, lo, b[0], b[1]);
+  mma_16816(c1, hi, b[2], b[3]), mma_16816(c1, lo, b[2], b[3]);
+  if constexpr (kBLo) mma_16816(c0, hi, b_lo[0], b_lo[1]), mma_16816(c1, hi, b_lo[2], b_lo[3]);
+}
+
+template <int DMAX, class Source>
+__global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(Params a, Source src) {
+  constexpr bool kQRegs = kQInRegisters<DMAX>;
+  constexpr int kStages = Source::kAsync ? 2 : 1;
+  constexpr int kSteps = DMAX / 16;  // k steps of S over head_dim, and pairs of O's n tiles
   extern __shared__ __align__(128) unsigned char smem[];
-  const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo, kQInRegisters<ROWS>);
+  const Smem L(static_cast<int>(a.head_dim), Source::kLo, kStages, kQRegs);
   __half* q_hi = reinterpret_cast<__half*>(smem + L.q_hi);
   __half* q_lo = reinterpret_cast<__half*>(smem + L.q_lo);
-  const Tiles tiles{reinterpret_cast<__half*>(smem + L.k_hi),
-                    Source::kLo ? reinterpret_cast<__half*>(smem + L.k_lo) : nullptr,
-                    reinterpret_cast<__half*>(smem + L.v_hi),
-                    Source::kLo ? reinterpret_cast<__half*>(smem + L.v_lo) : nullptr};
-  float* s = reinterpret_cast<float*>(smem + L.s);
-  __half* p_hi = reinterpret_cast<__half*>(smem + L.p_hi);
-  __half* p_lo = reinterpret_cast<__half*>(smem + L.p_lo);
-  float* o = reinterpret_cast<float*>(smem + L.o);
   float* rows_f32 = reinterpret_cast<float*>(smem + L.rows_f32);
   int64_t* row_pos = reinterpret_cast<int64_t*>(smem + L.row_pos);  // -1: no query in this row
   int64_t* row_lo = reinterpret_cast<int64_t*>(smem + L.row_lo);
 
-  const int64_t kh = blockIdx.x, D = a.head_dim, G = a.group;
+  const int64_t kh = blockIdx.x, G = a.group;
+  const int D = static_cast<int>(a.head_dim), ld = L.half_ld, steps = D / 16;
   const int64_t t0 = int64_t(blockIdx.y) * a.queries_per_block;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;  // the MMA fragments' row group and column pair
 
   // Rows: r -> query t0 + r / G, head kh G + r % G; the scaled query (rotated by the source), split hi + lo.
-  for (int r = tid; r < ROWS; r += blockDim.x) {
-    const int64_t t = t0 + r / G;
-    const bool ok = r / G < a.queries_per_block && t < a.n_q;
-    const int64_t pos = ok ? a.positions[t] : -1;
+  for (int r = tid; r < kRows; r += kThreads) {
+    const int64_t q = t0 + r / G;
+    const bool ok = r / G < a.queries_per_block && q < a.n_q;
+    const int64_t pos = ok ? a.positions[q] : -1;
     row_pos[r] = pos;
     row_lo[r] = ok && a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
   }
-  for (int64_t e = tid; e < ROWS * D; e += blockDim.x) {
-    const int64_t r = e / D, t = t0 + r / G;
-    const bool ok = r / G < a.queries_per_block && t < a.n_q;
-    rows_f32[e] = ok ? a.q[(t * a.n_heads + kh * G + r % G) * D + e % D] * a.scale : 0.0f;
+  for (int e = tid; e < kRows * D; e += kThreads) {
+    const int64_t r = e / D, q = t0 + r / G;
+    const bool ok = r / G < a.queries_per_block && q < a.n_q;
+    rows_f32[e] = ok ? a.q[(q * a.n_heads + kh * G + r % G) * D + e % D] * a.scale : 0.0f;
   }
   __syncthreads();
-  src.rotate(rows_f32, ROWS, static_cast<int>(D), false);
-  for (int64_t e = tid; e < ROWS * D; e += blockDim.x) {
-    const int64_t r = e / D, d = e % D;
-    split(rows_f32[e] * kQScale, q_hi + r * L.half_ld + d, q_lo + r * L.half_ld + d);
-    o[r * L.o_ld + d] = 0.0f;
+  src.rotate(rows_f32, kRows, D, false);
+  for (int e = tid; e < kRows * D; e += kThreads) {
+    const int r = e / D, d = e % D;
+    split(rows_f32[e] * kQScale, q_hi + r * ld + d, q_lo + r * ld + d);
   }
   __syncthreads();
 
+  // ldmatrix addresses: lane l serves row (l & 7) of 8 x 8 matrix l >> 3.
+  const int mat = lane >> 3, mrow = lane & 7;
+  // A fragments (16 x 16 at row 0, column k0) of this warp's query rows.
+  const int a_row = warp * 16 + (lane & 15), a_col = (lane >> 4) * 8;
+  uint32_t qh[kQRegs ? kSteps : 1][4], ql[kQRegs ? kSteps : 1][4];
+  if constexpr (kQRegs) {
+#pragma unroll
+    for (int ks = 0; ks < kSteps; ++ks)
+      if (ks < steps) {
+        ldmatrix_x4(qh[ks], q_hi + a_row * ld + ks * 16 + a_col);
+        ldmatrix_x4(ql[ks], q_lo + a_row * ld + ks * 16 + a_col);
+      }
+    __syncthreads();  // the staging lies over the tiles
+  }
+
   // The history this block needs: [min lo, max pos] of its rows, and of this warp's rows.
   int64_t j_lo = INT64_MAX, j_hi = -1, warp_lo = INT64_MAX, warp_hi = -1;
-  for (int r = 0; r < ROWS; ++r) {
+  for (int r = 0; r < kRows; ++r) {
     if (row_pos[r] < 0) continue;
     j_lo = min(j_lo, row_lo[r]), j_hi = max(j_hi, row_pos[r]);
     if (r / 16 == warp) warp_lo = min(warp_lo, row_lo[r]), warp_hi = max(warp_hi, row_pos[r]);
   }
-  // Lane pair (2 i, 2 i + 1) owns the warp's row i: columns [32 (lane & 1), + 32) of its scores.
-  const int my_row = warp * 16 + lane / 2, col0 = (lane & 1) * 32;
-  const int64_t my_pos = row_pos[my_row], my_lo = row_lo[my_row];
-  float m = -INFINITY, l = 0.0f;
+  // This thread's two rows of every fragment: g and g + 8 of the warp's 16.
+  const int64_t pos_r[2] = {row_pos[warp * 16 + g], row_pos[warp * 16 + g + 8]};
+  const int64_t lo_r[2] = {row_lo[warp * 16 + g], row_lo[warp * 16 + g + 8]};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's share of the row sums
+  float o[2 * kSteps][4];
+#pragma unroll
+  for (int n = 0; n < 2 * kSteps; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   constexpr float kSUnscale = 1.0f / (kQScale * Source::kValueScale);
 
-  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major>;
-  using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-  // The warp's 16 query rows as fragments, loaded before the first tile's S overwrites their staging (every warp
-  // passes the __syncthreads after the first stage() before any warp stores S).
-  constexpr int kQSteps = kQInRegisters<ROWS> ? kMaxRegisterKSteps : 1;
-  FragA qf_hi[kQSteps], qf_lo[kQSteps];
-  if constexpr (kQInRegisters<ROWS>) {
-#pragma unroll
-    for (int ks = 0; ks < kQSteps; ++ks)
-      if (ks * 16 < D) {
-        wmma::load_matrix_sync(qf_hi[ks], q_hi + warp * 16 * L.half_ld + ks * 16, L.half_ld);
-        wmma::load_matrix_sync(qf_lo[ks], q_lo + warp * 16 * L.half_ld + ks * 16, L.half_ld);
-      }
+  if (kStages == 2 && j_lo <= j_hi) {
+    src.stage(j_lo, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld);
+    async_commit();
   }
-  for (int64_t j0 = j_lo; j0 <= j_hi; j0 += kTile) {
-    src.stage(j0, j_hi, kh, tiles, L.half_ld);
+  int buffer = 0;
+  for (int64_t j0 = j_lo; j0 <= j_hi; j0 += kTile, buffer ^= kStages - 1) {
+    if constexpr (kStages == 2) {
+      if (j0 + kTile <= j_hi) {
+        src.stage(j0 + kTile, j_hi, kh, L.tiles_at(smem, buffer ^ 1, Source::kLo), ld);
+        async_commit();
+        async_wait<1>();  // this tile's copies are done, the next one's may still fly
+      } else {
+        async_wait<0>();
+      }
+    } else {
+      src.stage(j0, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld);
+    }
     __syncthreads();
+    const Tiles tiles = L.tiles_at(smem, buffer, Source::kLo);
     if (warp_hi >= j0 && warp_lo < j0 + kTile) {
-      // S[16 rows, 64] = Q K^T over the parts.
-      float* sw = s + warp * 16 * L.s_ld;
-      for (int c = 0; c < kTile / 16; ++c) {
-        FragAcc acc;
-        wmma::fill_fragment(acc, 0.0f);
-        auto qk_step = [&](const FragA& qh, const FragA& ql, int64_t kk) {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> kb;
-          wmma::load_matrix_sync(kb, tiles.k_hi + c * 16 * L.half_ld + kk, L.half_ld);
-          wmma::mma_sync(acc, qh, kb, acc);
-          wmma::mma_sync(acc, ql, kb, acc);
-          if constexpr (Source::kLo) {
-            wmma::load_matrix_sync(kb, tiles.k_lo + c * 16 * L.half_ld + kk, L.half_ld);
-            wmma::mma_sync(acc, qh, kb, acc);
-          }
-        };
-        if constexpr (kQInRegisters<ROWS>) {
+      // S[16 rows, 64 positions] = Q K^T over the parts: n tiles of 8 positions, in pairs per ldmatrix.
+      float s[8][4];
 #pragma unroll
-          for (int ks = 0; ks < kQSteps; ++ks)
-            if (ks * 16 < D) qk_step(qf_hi[ks], qf_lo[ks], ks * 16);
+      for (int n = 0; n < 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < kSteps; ++ks) {
+        if (ks >= steps) break;
+        uint32_t ah[4], al[4];
+        if constexpr (kQRegs) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) ah[i] = qh[ks][i], al[i] = ql[ks][i];
         } else {
-          for (int64_t kk = 0; kk < D; kk += 16) {
-            FragA qh, ql;
-            wmma::load_matrix_sync(qh, q_hi + warp * 16 * L.half_ld + kk, L.half_ld);
-            wmma::load_matrix_sync(ql, q_lo + warp * 16 * L.half_ld + kk, L.half_ld);
-            qk_step(qh, ql, kk);
-          }
+          ldmatrix_x4(ah, q_hi + a_row * ld + ks * 16 + a_col);
+          ldmatrix_x4(al, q_lo + a_row * ld + ks * 16 + a_col);
         }
-        wmma::store_matrix_sync(sw + c * 16, acc, L.s_ld, wmma::mem_row_major);
-      }
-      __syncwarp();
-      // Online softmax of the row over this tile.
-      float p[32];
-      float tile_max = -INFINITY;
-      const float* srow = s + my_row * L.s_ld + col0;
 #pragma unroll
-      for (int i = 0; i < 32; ++i) {
-        const int64_t j = j0 + col0 + i;
-        float x = srow[i] * kSUnscale;
-        if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
-        if (my_pos < 0 || j > my_pos || j < my_lo) x = -INFINITY;
-        p[i] = x;
-        tile_max = fmaxf(tile_max, x);
-      }
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-      const float m_new = fmaxf(m, tile_max);
-      float sum = 0.0f;
-      __half* ph = p_hi + my_row * L.p_ld + col0;
-      __half* pl = p_lo + my_row * L.p_ld + col0;
-#pragma unroll
-      for (int i = 0; i < 32; ++i) {
-        const float e = m_new == -INFINITY ? 0.0f : expf(p[i] - m_new);
-        sum += e;
-        split(e * kPScale, ph + i, pl + i);
-      }
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      const float corr = m == -INFINITY ? 0.0f : expf(m - m_new);
-      l = l * corr + sum;
-      m = m_new;
-      // O rows *= corr (the lane pair splits the row), then O += P V over the parts.
-      float* orow = o + my_row * L.o_ld;
-      for (int64_t d = lane & 1; d < D; d += 2) orow[d] *= corr;
-      __syncwarp();
-      FragA pa_hi[kTile / 16], pa_lo[kTile / 16];
-#pragma unroll
-      for (int c = 0; c < kTile / 16; ++c) {
-        wmma::load_matrix_sync(pa_hi[c], p_hi + warp * 16 * L.p_ld + c * 16, L.p_ld);
-        wmma::load_matrix_sync(pa_lo[c], p_lo + warp * 16 * L.p_ld + c * 16, L.p_ld);
-      }
-      float* ow = o + warp * 16 * L.o_ld;
-      for (int64_t dc = 0; dc < D; dc += 16) {
-        FragAcc acc;
-        wmma::load_matrix_sync(acc, ow + dc, L.o_ld, wmma::mem_row_major);
-#pragma unroll
-        for (int c = 0; c < kTile / 16; ++c) {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> vb;
-          wmma::load_matrix_sync(vb, tiles.v_hi + c * 16 * L.half_ld + dc, L.half_ld);
-          wmma::mma_sync(acc, pa_hi[c], vb, acc);
-          wmma::mma_sync(acc, pa_lo[c], vb, acc);
-          if constexpr (Source::kLo) {
-            wmma::load_matrix_sync(vb, tiles.v_lo + c * 16 * L.half_ld + dc, L.half_ld);
-            wmma::mma_sync(acc, pa_hi[c], vb, acc);
-          }
+        for (int np = 0; np < 4; ++np) {
+          // Matrices: (n tile 2np, k lo), (2np, k hi), (2np + 1, k lo), (2np + 1, k hi).
+          const int off = (np * 16 + (mat >> 1) * 8 + mrow) * ld + ks * 16 + (mat & 1) * 8;
+          uint32_t kb[4], kb_lo[4];
+          ldmatrix_x4(kb, tiles.k_hi + off);
+          if constexpr (Source::kLo) ldmatrix_x4(kb_lo, tiles.k_lo + off);
+          mma_parts<Source::kLo>(s[2 * np], s[2 * np + 1], ah, al, kb, kb_lo);
         }
-        wmma::store_matrix_sync(ow + dc, acc, L.o_ld, wmma::mem_row_major);
+      }
+      // Online softmax of rows g (h = 0) and g + 8 (h = 1); a row's four lanes (t = 0..3) share its max.
+      float corr[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float tile_max = -INFINITY;
+        const bool masked = pos_r[h] < 0 || j0 + kTile - 1 > pos_r[h] || j0 < lo_r[h];  // else every column counts
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float x = s[n][2 * h + e] * kSUnscale;
+            if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
+            if (masked) {
+              const int64_t j = j0 + n * 8 + 2 * t + e;
+              if (pos_r[h] < 0 || j > pos_r[h] || j < lo_r[h]) x = -INFINITY;
+            }
+            s[n][2 * h + e] = x;
+            tile_max = fmaxf(tile_max, x);
+          }
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+        const float m_new = fmaxf(m[h], tile_max);
+        float sum = 0.0f;
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float p = m_new == -INFINITY ? 0.0f : expf(s[n][2 * h + e] - m_new);
+            sum += p;
+            s[n][2 * h + e] = p * kPScale;
+          }
+        corr[h] = m[h] == -INFINITY ? 0.0f : expf(m[h] - m_new);
+        l[h] = l[h] * corr[h] + sum;
+        m[h] = m_new;
+      }
+#pragma unroll
+      for (int n = 0; n < 2 * kSteps; ++n) o[n][0] *= corr[0], o[n][1] *= corr[0], o[n][2] *= corr[1], o[n][3] *= corr[1];
+      // O += P V: S's accumulators of n tiles 2kk and 2kk + 1 are P's A fragment for k step kk.
+#pragma unroll
+      for (int kk = 0; kk < kTile / 16; ++kk) {
+        uint32_t ph[4], pl[4];
+        split2(s[2 * kk][0], s[2 * kk][1], ph[0], pl[0]);
+        split2(s[2 * kk][2], s[2 * kk][3], ph[1], pl[1]);
+        split2(s[2 * kk + 1][0], s[2 * kk + 1][1], ph[2], pl[2]);
+        split2(s[2 * kk + 1][2], s[2 * kk + 1][3], ph[3], pl[3]);
+#pragma unroll
+        for (int dp = 0; dp < kSteps; ++dp) {
+          if (dp >= steps) break;
+          // Matrices (transposed): (k lo, n tile 2dp), (k hi, 2dp), (k lo, 2dp + 1), (k hi, 2dp + 1).
+          const int off = (kk * 16 + (mat & 1) * 8 + mrow) * ld + dp * 16 + (mat >> 1) * 8;
+          uint32_t vb[4], vb_lo[4];
+          ldmatrix_x4_trans(vb, tiles.v_hi + off);
+          if constexpr (Source::kLo) ldmatrix_x4_trans(vb_lo, tiles.v_lo + off);
+          mma_parts<Source::kLo>(o[2 * dp], o[2 * dp + 1], ph, pl, vb, vb_lo);
+        }
       }
     }
-    __syncthreads();  // the next tile overwrites K and V
+    __syncthreads();  // the next stage overwrites this buffer
   }
 
-  // Rows O / l (rotated back by the source), written out by row.
-  {
-    const float inv = l > 0.0f ? 1.0f / (l * (kPScale * Source::kValueScale)) : 0.0f;
-    const float* orow = o + my_row * L.o_ld;
-    for (int64_t d = lane & 1; d < D; d += 2) rows_f32[my_row * D + d] = orow[d] * inv;
+  // Rows O / l (rotated back by the source), written out by row; the f32 rows lie over the (drained) tiles.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    const float inv = l[h] > 0.0f ? 1.0f / (l[h] * (kPScale * Source::kValueScale)) : 0.0f;
+    float* row = rows_f32 + (warp * 16 + g + 8 * h) * D;
+#pragma unroll
+    for (int n = 0; n < 2 * kSteps; ++n)
+      if (n < 2 * steps) row[n * 8 + 2 * t] = o[n][2 * h] * inv, row[n * 8 + 2 * t + 1] = o[n][2 * h + 1] * inv;
   }
   __syncthreads();
-  src.rotate(rows_f32, ROWS, static_cast<int>(D), true);
-  for (int64_t e = tid; e < ROWS * D; e += blockDim.x) {
-    const int64_t r = e / D, t = t0 + r / G;
-    if (row_pos[r] >= 0) a.out[(t * a.n_heads + kh * G + r % G) * D + e % D] = rows_f32[e];
+  src.rotate(rows_f32, kRows, D, true);
+  for (int e = tid; e < kRows * D; e += kThreads) {
+    const int64_t r = e / D, q = t0 + r / G;
+    if (row_pos[r] >= 0) a.out[(q * a.n_heads + kh * G + r % G) * D + e % D] = rows_f32[e];
   }
 }
 
-template <int ROWS, class Source>
-void launch_rows(Params a, const Source& src, cudaStream_t stream) {
-  const Smem L(ROWS, static_cast<int>(a.head_dim), Source::kLo, kQInRegisters<ROWS>);
+template <int DMAX, class Source>
+void launch_dim(Params a, const Source& src, cudaStream_t stream) {
+  const Smem L(static_cast<int>(a.head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>);
   static SharedMemoryGrant granted;
-  opt_in_shared_memory(prefill::kernel<ROWS, Source>, L.bytes, granted);
-  a.queries_per_block = ROWS / a.group;
+  opt_in_shared_memory(kernel<DMAX, Source>, L.bytes, granted);
+  a.queries_per_block = kRows / a.group;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
                   static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block));
-  prefill::kernel<ROWS, Source><<<grid, ROWS * 2, L.bytes, stream>>>(a, src);
+  kernel<DMAX, Source><<<grid, kThreads, L.bytes, stream>>>(a, src);
   lmlab::cuda::check_launch("prefill attention");
 }
 
-// The kernel for a source: prefill_attention_mma.cuh's when `kernel` says so (the caller reads
-// prefill_attention_kernel() once, for the source's staging too), else this one with 64 rows per block (4 warps)
-// while its tiles fit in shared memory, 32 above head_dim 128.
+// The kernel for a head_dim: the query in registers up to 128, from shared memory up to 256.
 template <class Source>
-void launch(const Params& a, const Source& src, PrefillAttentionKernel kernel, cudaStream_t stream) {
-  if (kernel == PrefillAttentionKernel::mma) mma::launch(a, src, stream);
-  else if (a.head_dim <= 128) launch_rows<64>(a, src, stream);
-  else launch_rows<32>(a, src, stream);
+void launch(const Params& a, const Source& src, cudaStream_t stream) {
+  if (a.head_dim <= 64) launch_dim<64>(a, src, stream);
+  else if (a.head_dim <= 128) launch_dim<128>(a, src, stream);
+  else launch_dim<256>(a, src, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::prefill

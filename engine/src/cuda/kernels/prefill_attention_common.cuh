@@ -1,6 +1,6 @@
-// What the two tiled prefill attention kernels share (prefill_attention.cuh: wmma, the default;
-// prefill_attention_mma.cuh: mma.sync with S, P and O in registers): their parameters, the staged tiles a Source
-// fills, the f32 -> f16 hi + lo split, cp.async, and the shared-memory opt-in.
+// What the tiled prefill attention (prefill_attention.cuh) shares with its sources (the f16 cache in attention.cu,
+// the TurboQuant / affine records in turboquant.cu): its parameters, the staged tiles a Source fills, the f32 -> f16
+// hi + lo split, cp.async, and the shared-memory opt-in.
 #pragma once
 
 #include <cuda_fp16.h>

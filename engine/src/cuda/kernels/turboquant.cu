@@ -886,7 +886,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   if (n_q >= kPrefillAttentionMinQueries && !kv.k.qjl) {
     prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
                                     scale, softcap},
-                    TqPrefillSource{kv}, prefill_attention_kernel(), stream);
+                    TqPrefillSource{kv}, stream);
     return;
   }
   const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
