@@ -1,9 +1,12 @@
-// Attention over the blocked f16 KV cache on the GPU (flash-decoding). Block (KV head, split, query): its 4
-// warps walk the split's visible positions, each key and value row read once for the G query heads that
-// share the KV head (GQA), with an online softmax per head in registers; the warps' states merge in shared
-// memory, and when a query is split over several blocks a second kernel merges their (max, sum, output)
-// states. Chunks of many queries go to prefill_attention.cu (history tiles shared by the chunk's queries, on
-// tensor cores); short ones run this kernel with one query per grid row. No n_q x n_kv matrix is ever formed.
+// Attention over the blocked f16 KV cache on the GPU. head_dim a multiple of 16 (every real model): the tiled
+// tensor-core kernel of prefill_attention.cuh (history tiles staged by cp.async, shared by a block's query rows;
+// the G query heads of a KV head are rows of one block), which for decode (few queries) splits the history over
+// blocks whose (max, sum, output) states attention_merge_kernel combines: at 16K positions the flash-decoding
+// kernel below (a lane per position on the CUDA cores) took 187 us per 8B layer, 7.7% of the HBM bandwidth.
+// Other head_dims: that flash-decoding kernel. Block (KV head, split, query): its 4 warps walk the split's
+// visible positions, each key and value row read once for the G query heads that share the KV head (GQA), with
+// an online softmax per head in registers; the warps' states merge in shared memory, the splits' in the merge
+// kernel. No n_q x n_kv matrix is ever formed.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -253,7 +256,7 @@ __global__ void kv_write_kernel(KvBlocks kv, const float* k, const float* v, int
 // past j_hi and in released blocks.
 struct F16PrefillSource {
   KvBlocks kv;
-  static constexpr bool kLo = false, kAsync = true;
+  static constexpr bool kLo = false, kAsync = true, kIdentityRotation = true;
   static constexpr float kValueScale = 1.0f;
   __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld) const {
     const int64_t B = kv.block_tokens, D = kv.head_dim, chunks = D / 8;
@@ -281,6 +284,17 @@ int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
   // At least a tile (32 positions) per warp of a split: shorter ones leave warps idle.
   const int64_t useful = std::max<int64_t>(1, n_kv / (kWarps * 32));
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits})));
+}
+
+// Splits of the tiled kernel for a few queries: enough blocks to fill the GPU, at least two 64-position tiles each
+// (a block's query staging is not free), and no more than the scratch holds (attention_scratch_bytes).
+int tiled_split_count(int64_t n_q, int64_t n_heads, int64_t n_kv_heads, int64_t D, int G, int64_t n_kv, int max_splits) {
+  const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
+  const int64_t want = (attention_target_blocks() + n_kv_heads * query_blocks - 1) / (n_kv_heads * query_blocks);
+  const int64_t useful = std::max<int64_t>(1, n_kv / (2 * prefill::kTile));
+  const int64_t scratch = static_cast<int64_t>(attention_scratch_bytes(n_q, n_heads, D, max_splits) /
+                                               (static_cast<uint64_t>(n_q * n_heads) * (D + 2) * sizeof(float)));
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits, scratch})));
 }
 
 }  // namespace
@@ -321,10 +335,18 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   if (G > kMaxGroup || D > 256 || G * kv.n_kv_heads != n_heads)
     throw Error(ErrorKind::unsupported, "cuda attention",
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
-  if (n_q >= kPrefillAttentionMinQueries && D % 16 == 0) {
-    prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
-                                    scale, softcap},
-                    F16PrefillSource{kv}, stream);
+  if (D % 16 == 0) {  // the tiled tensor-core kernel; few queries (decode) split the history over blocks
+    prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
+    if (n_q < kPrefillAttentionMinQueries) {
+      p.splits = tiled_split_count(n_q, n_heads, kv.n_kv_heads, D, static_cast<int>(G),
+                                   window > 0 ? std::min(window, n_kv_bound) : n_kv_bound, max_splits);
+      p.part_o = static_cast<float*>(scratch);
+      p.part_ml = p.part_o + n_q * n_heads * p.splits * D;
+    }
+    prefill::launch(p, F16PrefillSource{kv}, stream);
+    if (p.splits > 1)
+      launch_chained("attention (merge splits)", attention_merge_kernel, static_cast<unsigned>(n_q * n_heads), 128, 0,
+                     stream, p.part_o, p.part_ml, out, D, p.splits);
     return;
   }
   const int splits = split_count(n_q, kv.n_kv_heads, window > 0 ? std::min(window, n_kv_bound) : n_kv_bound,

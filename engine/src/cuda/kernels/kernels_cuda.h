@@ -112,9 +112,10 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
 // (query, KV head) is split over up to `max_splits` position ranges (sized for `n_kv_bound` positions, an
 // upper bound of the history) whose partial softmax states are merged in a second pass; the heads sharing a
 // KV head read it once. Never forms an n_q x n_kv matrix.
-// Chunks of kPrefillAttentionMinQueries queries or more (head_dim a multiple of 16) go to prefill_attention.cuh's
-// tiled tensor-core kernel (history tiles shared by the chunk's query rows, no splits); fewer (decode) to
-// flash-decoding.
+// head_dim a multiple of 16 (every real model's): prefill_attention.cuh's tiled tensor-core kernel (history tiles
+// shared by the chunk's query rows, staged by cp.async); with fewer than kPrefillAttentionMinQueries queries
+// (decode) it splits the history over blocks and a second kernel merges them. Other head_dims: a flash-decoding
+// kernel on the CUDA cores (a lane per position).
 inline constexpr int kMaxAttentionSplits = 256;
 // Blocks the decode attention kernels aim to launch (split-K fills the GPU up to this): SMs x blocks per SM (4, or
 // LMLAB_ATTENTION_BLOCKS_PER_SM to measure others), read once per process.

@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/prefill_attention_common.cuh"
 
 namespace lmlab::kernels::cuda::prefill {
@@ -117,6 +118,7 @@ __device__ __forceinline__ void mma_parts(float (&c0)[4], float (&c1)[4], const 
 
 template <int DMAX, class Source>
 __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(Params a, Source src) {
+  chain_enter();
   constexpr bool kQRegs = kQInRegisters<DMAX>;
   constexpr int kStages = Source::kAsync ? 2 : 1;
   constexpr int kSteps = DMAX / 16;  // k steps of S over head_dim, and pairs of O's n tiles
@@ -170,12 +172,20 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
     __syncthreads();  // the staging lies over the tiles
   }
 
-  // The history this block needs: [min lo, max pos] of its rows, and of this warp's rows.
+  // The history this block needs: [min lo, max pos] of its rows (with splits, this block's share of it), and of
+  // this warp's rows.
   int64_t j_lo = INT64_MAX, j_hi = -1, warp_lo = INT64_MAX, warp_hi = -1;
   for (int r = 0; r < kRows; ++r) {
     if (row_pos[r] < 0) continue;
     j_lo = min(j_lo, row_lo[r]), j_hi = max(j_hi, row_pos[r]);
     if (r / 16 == warp) warp_lo = min(warp_lo, row_lo[r]), warp_hi = max(warp_hi, row_pos[r]);
+  }
+  if (a.splits > 1 && j_lo <= j_hi) {  // whole tiles per split, so the tiles stay aligned to the history's start
+    const int64_t tiles = (j_hi - j_lo) / kTile + 1, per = (tiles + a.splits - 1) / a.splits;
+    const int64_t s_lo = j_lo + blockIdx.z * per * kTile;
+    j_hi = min(j_hi, s_lo + per * kTile - 1);
+    j_lo = s_lo;  // past j_hi for a split with no tiles: the loop below does not run
+    warp_lo = max(warp_lo, j_lo), warp_hi = min(warp_hi, j_hi);
   }
   // This thread's two rows of every fragment: g and g + 8 of the warp's 16.
   const int64_t pos_r[2] = {row_pos[warp * 16 + g], row_pos[warp * 16 + g + 8]};
@@ -236,7 +246,9 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float tile_max = -INFINITY;
-        const bool masked = pos_r[h] < 0 || j0 + kTile - 1 > pos_r[h] || j0 < lo_r[h];  // else every column counts
+        // Past j_hi: the next split's (or nothing's); else every column counts unless past the row's own range.
+        const int64_t last = min(pos_r[h], j_hi);
+        const bool masked = pos_r[h] < 0 || j0 + kTile - 1 > last || j0 < lo_r[h];
 #pragma unroll
         for (int n = 0; n < 8; ++n)
 #pragma unroll
@@ -245,7 +257,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
             if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
             if (masked) {
               const int64_t j = j0 + n * 8 + 2 * t + e;
-              if (pos_r[h] < 0 || j > pos_r[h] || j < lo_r[h]) x = -INFINITY;
+              if (pos_r[h] < 0 || j > last || j < lo_r[h]) x = -INFINITY;
             }
             s[n][2 * h + e] = x;
             tile_max = fmaxf(tile_max, x);
@@ -291,18 +303,32 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
     __syncthreads();  // the next stage overwrites this buffer
   }
 
-  // Rows O / l (rotated back by the source), written out by row; the f32 rows lie over the (drained) tiles.
+  // Rows O / l (rotated back by the source), written out by row; the f32 rows lie over the (drained) tiles. With
+  // splits: O unnormalised and the row's (max, sum) for the merge.
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-    const float inv = l[h] > 0.0f ? 1.0f / (l[h] * (kPScale * Source::kValueScale)) : 0.0f;
-    float* row = rows_f32 + (warp * 16 + g + 8 * h) * D;
+    const float unscale = 1.0f / (kPScale * Source::kValueScale);
+    const float inv = a.splits > 1 ? unscale : l[h] > 0.0f ? unscale / l[h] : 0.0f;
+    const int r = warp * 16 + g + 8 * h;
+    if (a.splits > 1 && t == 0 && row_pos[r] >= 0) {
+      const int64_t slot = ((t0 + r / G) * a.n_heads + kh * G + r % G) * a.splits + blockIdx.z;
+      a.part_ml[slot * 2] = m[h], a.part_ml[slot * 2 + 1] = l[h];
+    }
+    float* row = rows_f32 + r * D;
 #pragma unroll
     for (int n = 0; n < 2 * kSteps; ++n)
       if (n < 2 * steps) row[n * 8 + 2 * t] = o[n][2 * h] * inv, row[n * 8 + 2 * t + 1] = o[n][2 * h + 1] * inv;
   }
   __syncthreads();
+  if (a.splits > 1) {
+    for (int e = tid; e < kRows * D; e += kThreads) {
+      const int64_t r = e / D, q = t0 + r / G;
+      if (row_pos[r] >= 0) a.part_o[(((q * a.n_heads + kh * G + r % G) * a.splits) + blockIdx.z) * D + e % D] = rows_f32[e];
+    }
+    return;
+  }
   src.rotate(rows_f32, kRows, D, true);
   for (int e = tid; e < kRows * D; e += kThreads) {
     const int64_t r = e / D, q = t0 + r / G;
@@ -316,10 +342,12 @@ void launch_dim(Params a, const Source& src, cudaStream_t stream) {
   static SharedMemoryGrant granted;
   opt_in_shared_memory(kernel<DMAX, Source>, L.bytes, granted);
   a.queries_per_block = kRows / a.group;
+  if (a.splits > 1 && !Source::kIdentityRotation)
+    throw Error(ErrorKind::internal, "prefill attention", "split histories need a source without rotations");
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
-                  static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block));
-  kernel<DMAX, Source><<<grid, kThreads, L.bytes, stream>>>(a, src);
-  lmlab::cuda::check_launch("prefill attention");
+                  static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block),
+                  static_cast<unsigned>(a.splits));
+  launch_chained("prefill attention", kernel<DMAX, Source>, grid, dim3(kThreads), L.bytes, stream, a, src);
 }
 
 // The kernel for a head_dim: the query in registers up to 128, from shared memory up to 256.

@@ -23,6 +23,13 @@ struct Params {
   int64_t n_q, n_heads, n_kv_heads, head_dim, window;
   int group, queries_per_block;
   float scale, softcap;
+  // splits > 1 (decode: few queries, long histories): each block takes one of `splits` ranges of its rows' history
+  // and writes unnormalised partial states for attention.cu's merge kernel instead of `out`: part_o [n_q, n_heads,
+  // splits, head_dim], part_ml [n_q, n_heads, splits, 2] (running max, sum). Sources whose rotate() is the identity
+  // only (the merge does not rotate back).
+  int splits = 1;
+  float* part_o = nullptr;
+  float* part_ml = nullptr;
 };
 
 // The K and V tiles of one history tile: hi parts, and lo parts when the source has them (else null).

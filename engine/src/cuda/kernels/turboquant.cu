@@ -812,6 +812,7 @@ __device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const uint8_t* 
 struct TqPrefillSource {
   TqKvBlocks kv;
   static constexpr bool kLo = true, kAsync = false;  // decoded in place: one buffer
+  static constexpr bool kIdentityRotation = false;   // Pi on the queries, Pi^T on the outputs
   static constexpr float kValueScale = 16.0f;  // a power of two: small values' lo parts stay normal in f16
   __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld) const {
     const int64_t B = kv.block_tokens;
