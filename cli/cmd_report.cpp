@@ -1,7 +1,9 @@
-// lmlab report --db FILE [--run ID | --runs ID,ID,...] [--format ansi|md|csv|json] [--out FILE | --out-dir DIR]
+// lmlab report --db FILE [--run ID | --runs ID,ID,... [--supersede]] [--format ansi|md|csv|json] [--out FILE | --out-dir DIR]
 // [--color]: renders one run of the results database (default: the latest), or the samples of several runs of one
 // sweep as one report (--runs: same scenario, model and host; a sweep too long for one sitting, e.g. the H200's
-// 512 / 40K / 100K x 3 repetitions over several device calls, each run keeping its commit); --list lists the runs. --out-dir
+// 512 / 40K / 100K x 3 repetitions over several device calls, each run keeping its commit; a cell measured by two
+// runs counts both as repetitions unless --supersede, where the later run in the list replaces the earlier one's
+// samples of that cell and the header says so); --list lists the runs. --out-dir
 // (created when absent) writes the markdown report under its conventional name, profiling_results_<host>.md.
 // A markdown report written to a file gets its SVG charts beside it (<stem>_decode.svg, ...). ANSI colors
 // only on a terminal, and never when NO_COLOR is set (https://no-color.org) or --no-color is given.
@@ -25,6 +27,7 @@ struct Flags {
   std::string db = "results/lmlab.db";
   int64_t run = 0;  // 0 = latest
   std::vector<int64_t> runs;  // --runs: several runs' samples in one report
+  bool supersede = false;     // --supersede: a later run of --runs re-measuring a (config, context) cell replaces it
   std::string format = "ansi";
   std::string out, out_dir;
   bool color = false, no_color = false;
@@ -60,7 +63,9 @@ std::string merged_runs_ids(const std::vector<RunInfo>& runs) {
 }
 
 // --runs: the runs' samples in order into `samples`, the runs into extras.merged_runs, quality from the last run that
-// measured it; refuses a missing run, one named twice, and runs of another sweep (scenario, model or host).
+// measured it; refuses a missing run, one named twice, and runs of another sweep (scenario, model or host). With
+// --supersede, each (config, context) keeps only the samples of the last run in the list that measured it, and
+// what was dropped goes into extras.superseded.
 // Returns the last run (the report's header and environment).
 RunInfo merge_runs(const ResultsStore& store, const Flags& fl, std::vector<Sample>& samples, ReportExtras& extras) {
   for (int64_t id : fl.runs) {
@@ -82,6 +87,7 @@ RunInfo merge_runs(const ResultsStore& store, const Flags& fl, std::vector<Sampl
     if (auto q = store.evaluations(id); !q.empty()) extras.quality = std::move(q);
     extras.merged_runs.push_back(std::move(*r));
   }
+  if (fl.supersede) extras.superseded = drop_superseded_samples(samples, fl.runs);
   return extras.merged_runs.back();
 }
 
@@ -177,10 +183,16 @@ void register_report(CLI::App& app) {
   auto* sub = app.add_subcommand("report", "render a run of the results database (ANSI, markdown, CSV, JSON)");
   sub->add_option("--db", fl->db, "results database")->capture_default_str();
   auto* run = sub->add_option("--run", fl->run, "run id (default: the latest run)")->check(CLI::PositiveNumber);
-  sub->add_option("--runs", fl->runs, "several runs of one sweep (same scenario, model, host) as one report: ID,ID,...")
-      ->delimiter(',')
-      ->check(CLI::PositiveNumber)
-      ->excludes(run);
+  auto* runs = sub->add_option("--runs", fl->runs,
+                               "several runs of one sweep (same scenario, model, host) as one report: ID,ID,... (a "
+                               "cell measured by several runs counts each run's samples, unless --supersede)")
+                   ->delimiter(',')
+                   ->check(CLI::PositiveNumber)
+                   ->excludes(run);
+  sub->add_flag("--supersede", fl->supersede,
+                "with --runs: a (config, context) cell a later run in the list measured keeps only that run's samples "
+                "(the earlier runs' are dropped; the header lists them)")
+      ->needs(runs);
   sub->add_option("--format", fl->format, "ansi | md | csv | json")
       ->check(CLI::IsMember({"ansi", "md", "csv", "json"}))
       ->capture_default_str();

@@ -242,6 +242,39 @@ TEST(ReportCli, WritesTheMarkdownFileUnderItsHostNameAndRefusesAMissingDatabase)
   fs::remove_all(dir);
 }
 
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A CSV report's rows counted by "RUN CONFIG" (its first and fourth columns).
+std::map<std::string, int> csv_rows_per_run_and_config(const fs::path& csv_path) {
+  std::ifstream csv(csv_path);
+  std::string line;
+  std::getline(csv, line);  // header
+  std::map<std::string, int> rows;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> fields;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) fields.push_back(x);
+    ++rows[fields.at(0) + " " + fields.at(3)];
+  }
+  return rows;
+}
+
+// The Samples column (the last) of a config's row in the markdown report's table of one context; "" when absent.
+std::string markdown_samples_cell(const std::string& md, int64_t context, const std::string& display_name) {
+  const size_t table = md.find("## Context " + std::to_string(context) + " tokens");
+  if (table == std::string::npos) return "";
+  const size_t row = md.find("\n| " + display_name + " | ", table);
+  const size_t next_table = md.find("## ", table + 1);
+  if (row == std::string::npos || row > next_table) return "";
+  const std::string line = md.substr(row + 1, md.find('\n', row + 1) - row - 1);  // "| Vanilla | ... | 12 |"
+  const size_t last_bar = line.rfind(" |");
+  const size_t before = line.rfind("| ", last_bar - 1);
+  return line.substr(before + 2, last_bar - before - 2);
+}
+
 // A sweep measured over several sittings (the H200's, over device calls): --runs renders their samples as one
 // report, each sample keeping its run, and refuses runs of another sweep, a run named twice, and --run beside it.
 TEST(ReportCli, RunsOfOneSweepMergeIntoOneReport) {
@@ -256,24 +289,10 @@ TEST(ReportCli, RunsOfOneSweepMergeIntoOneReport) {
   }
   const std::string runs = std::to_string(a) + "," + std::to_string(b);
   ASSERT_EQ(run_cli("report --db " + db + " --runs " + runs + " --format csv --out " + (dir / "m.csv").string()), 0);
-  std::ifstream csv(dir / "m.csv");
-  std::string line;
-  std::getline(csv, line);  // header
-  std::map<std::string, int> rows_per_run_and_config;
-  while (std::getline(csv, line)) {
-    const auto fields = [&] {
-      std::vector<std::string> f;
-      std::stringstream ss(line);
-      for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-      return f;
-    }();
-    ++rows_per_run_and_config[fields.at(0) + " " + fields.at(3)];
-  }
-  EXPECT_EQ(rows_per_run_and_config, (std::map<std::string, int>{{std::to_string(a) + " vanilla", 6},
-                                                                 {std::to_string(b) + " turbo", 6}}));
+  EXPECT_EQ(csv_rows_per_run_and_config(dir / "m.csv"), (std::map<std::string, int>{{std::to_string(a) + " vanilla", 6},
+                                                                                     {std::to_string(b) + " turbo", 6}}));
   ASSERT_EQ(run_cli("report --db " + db + " --runs " + runs + " --format md --out-dir " + dir.string()), 0);
-  std::ifstream md_file(dir / "profiling_results_gate-test.md");
-  const std::string md((std::istreambuf_iterator<char>(md_file)), std::istreambuf_iterator<char>());
+  const std::string md = read_text(dir / "profiling_results_gate-test.md");
   EXPECT_NE(md.find("| Runs (commit, date; samples of all) | " + std::to_string(a) + " ("), std::string::npos) << md;
   EXPECT_NE(md.find(", " + std::to_string(b) + " ("), std::string::npos);
   EXPECT_NE(md.find("| Vanilla |"), std::string::npos);
@@ -282,6 +301,56 @@ TEST(ReportCli, RunsOfOneSweepMergeIntoOneReport) {
   EXPECT_EQ(run_cli("report --db " + db + " --runs " + std::to_string(a) + "," + std::to_string(a)), 1);
   EXPECT_EQ(run_cli("report --db " + db + " --runs " + runs + ",42"), 1);
   EXPECT_NE(run_cli("report --db " + db + " --runs " + runs + " --run " + std::to_string(a)), 0);
+  fs::remove_all(dir);
+}
+
+// A sweep re-measured in part (a later device call re-ran a cell with a newer binary): without --supersede a cell
+// two runs measured counts both runs' samples as repetitions; with it, the later run in the --runs list (not the
+// larger id) keeps the cell alone, and the header says whose samples were dropped.
+TEST(ReportCli, SupersedeKeepsOnlyTheLaterRunsSamplesOfACellBothMeasured) {
+  const fs::path dir = temp_dir("supersede");
+  const std::string db = (dir / "r.db").string();
+  int64_t a = 0, b = 0;
+  {
+    ResultsStore store = ResultsStore::open(db);
+    a = add_run(store, "vanilla", 100.0);
+    std::vector<Sample> turbo;
+    for (int rep = 0; rep < 6; ++rep) turbo.push_back(synthetic("turbo", rep, 50.0));
+    store.add_samples(a, turbo);
+    b = add_run(store, "vanilla", 200.0);  // re-measures a's vanilla @ 512 only
+  }
+  const std::string A = std::to_string(a), B = std::to_string(b);
+  const fs::path csv = dir / "m.csv", ansi = dir / "m.txt", md_path = dir / "profiling_results_gate-test.md";
+  auto report = [&](const std::string& runs, const std::string& flag) {
+    return run_cli("report --db " + db + " --runs " + runs + flag + " --format csv --out " + csv.string()) == 0 &&
+           run_cli("report --db " + db + " --runs " + runs + flag + " --format ansi --no-color --out " + ansi.string()) == 0 &&
+           run_cli("report --db " + db + " --runs " + runs + flag + " --format md --out-dir " + dir.string()) == 0;
+  };
+
+  ASSERT_TRUE(report(A + "," + B, ""));
+  EXPECT_EQ(csv_rows_per_run_and_config(csv),
+            (std::map<std::string, int>{{A + " vanilla", 6}, {A + " turbo", 6}, {B + " vanilla", 6}}));
+  std::string md = read_text(md_path);
+  EXPECT_EQ(markdown_samples_cell(md, 512, "Vanilla"), "12") << md;
+  EXPECT_EQ(markdown_samples_cell(md, 512, "TurboQuant"), "6") << md;
+  EXPECT_EQ(md.find("uperseded"), std::string::npos) << md;
+  EXPECT_EQ(read_text(ansi).find("uperseded"), std::string::npos);
+
+  ASSERT_TRUE(report(A + "," + B, " --supersede"));
+  EXPECT_EQ(csv_rows_per_run_and_config(csv), (std::map<std::string, int>{{A + " turbo", 6}, {B + " vanilla", 6}}));
+  md = read_text(md_path);
+  EXPECT_EQ(markdown_samples_cell(md, 512, "Vanilla"), "6") << md;
+  EXPECT_EQ(markdown_samples_cell(md, 512, "TurboQuant"), "6") << md;
+  const std::string line = "run " + A + "'s Vanilla @ 512 superseded by run " + B + " (6 samples dropped)";
+  EXPECT_NE(md.find("| Runs (commit, date; samples of all but the superseded) | " + A + " ("), std::string::npos) << md;
+  EXPECT_NE(md.find("| Superseded | " + line + " |"), std::string::npos) << md;
+  EXPECT_NE(read_text(ansi).find(line + "\n"), std::string::npos) << read_text(ansi);
+
+  ASSERT_TRUE(report(B + "," + A, " --supersede"));  // the list's order decides: a is now the later run
+  EXPECT_EQ(csv_rows_per_run_and_config(csv), (std::map<std::string, int>{{A + " vanilla", 6}, {A + " turbo", 6}}));
+  EXPECT_NE(read_text(md_path).find("| Superseded | run " + B + "'s Vanilla @ 512 superseded by run " + A), std::string::npos);
+
+  EXPECT_NE(run_cli("report --db " + db + " --run " + A + " --supersede"), 0);  // --supersede needs --runs
   fs::remove_all(dir);
 }
 

@@ -95,10 +95,12 @@ std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, 
                                       run.model, gib_with_bytes(run.model_bytes), run.host),
                           kBold) +
                     "\n";
-  if (extras.merged_runs.size() > 1)
+  if (extras.merged_runs.size() > 1) {
     out += style("samples of runs " + merged_runs_line(extras.merged_runs), kDim) + "\n";
-  else
+    for (const std::string& line : superseded_lines(extras.superseded)) out += style(line, kDim) + "\n";
+  } else {
     out += style(fmt::format("commit {} · started {}", run.git_commit.empty() ? "unknown" : run.git_commit, run.started_at), kDim) + "\n";
+  }
   for (const auto& [label, value] : environment_lines(run)) out += style(fmt::format("{:<15} {}", label, value), kDim) + "\n";
   out += "\n";
 

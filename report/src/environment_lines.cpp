@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "display_names.h"
 #include "units.h"
 
 namespace lmlab::report_detail {
@@ -90,6 +91,23 @@ std::string merged_runs_line(const std::vector<RunInfo>& runs) {
     line += fmt::format("{}{} ({}, {})", line.empty() ? "" : ", ", r.id, r.git_commit.empty() ? "commit not recorded" : r.git_commit,
                         r.started_at);
   return line;
+}
+
+std::vector<std::string> superseded_lines(const std::vector<SupersededCell>& cells) {
+  std::vector<std::string> lines;
+  std::string which;  // "Vanilla @ 40000, TurboQuant @ 40000"
+  int dropped = 0;
+  for (size_t i = 0; i < cells.size(); ++i) {  // cells come grouped by (run, by_run)
+    const SupersededCell& c = cells[i];
+    which += fmt::format("{}{} @ {}", which.empty() ? "" : ", ", display_name(c.config), c.context);
+    dropped += c.samples;
+    if (i + 1 < cells.size() && cells[i + 1].run == c.run && cells[i + 1].by_run == c.by_run) continue;
+    lines.push_back(fmt::format("run {}'s {} superseded by run {} ({} sample{} dropped)", c.run, which, c.by_run, dropped,
+                                dropped == 1 ? "" : "s"));
+    which.clear();
+    dropped = 0;
+  }
+  return lines;
 }
 
 }  // namespace lmlab::report_detail

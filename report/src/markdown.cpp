@@ -90,7 +90,9 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
   md += fmt::format("| Model | {} |\n", cell(run.model));
   md += fmt::format("| Model size | {} |\n", gib_with_bytes(run.model_bytes));
   if (extras.merged_runs.size() > 1) {
-    md += fmt::format("| Runs (commit, date; samples of all) | {} |\n", cell(merged_runs_line(extras.merged_runs)));
+    md += fmt::format("| Runs (commit, date; samples of all{}) | {} |\n",
+                      extras.superseded.empty() ? "" : " but the superseded", cell(merged_runs_line(extras.merged_runs)));
+    for (const std::string& line : superseded_lines(extras.superseded)) md += fmt::format("| Superseded | {} |\n", cell(line));
   } else {
     md += fmt::format("| Commit (of the binary) | {} |\n", run.git_commit.empty() ? "not recorded" : cell(run.git_commit));
     md += fmt::format("| Date | {} |\n", cell(run.started_at));

@@ -25,6 +25,8 @@ struct ReportExtras {
   std::vector<SvgChart> charts;
   // `lmlab report --runs`: every run whose samples are shown (the report's run is the last), for the header.
   std::vector<RunInfo> merged_runs;
+  // `lmlab report --runs ... --supersede`: the cells whose earlier samples a later run replaced, for the header.
+  std::vector<SupersededCell> superseded;
 };
 
 // Environment header, a table of every (config, context), the configuration scoreboard (ranked by speed and

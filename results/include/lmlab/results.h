@@ -172,6 +172,22 @@ struct Summary {
 // Groups by (config, context), sorted by config then context.
 std::vector<Summary> summarize(const std::vector<Sample>& samples);
 
+// `lmlab report --runs A,B,C --supersede`: samples of an earlier run of the list dropped because a later run of
+// the list measured the same (config, context) cell again (usually with a newer binary).
+struct SupersededCell {
+  std::string config;
+  int64_t context = 0;
+  int64_t run = 0;     // whose samples were dropped
+  int64_t by_run = 0;  // the later run whose samples the cell keeps
+  int samples = 0;     // how many were dropped
+};
+
+// Keeps, in each (config, context), only the samples of the latest run in `run_order` that has any there (failed
+// samples count: a later failure is the newer binary's result); the rest keep their order. Returns what was
+// dropped, ordered by the dropped run's then the superseding run's place in run_order. Every sample's run_id
+// must be in run_order.
+std::vector<SupersededCell> drop_superseded_samples(std::vector<Sample>& samples, const std::vector<int64_t>& run_order);
+
 // Per-config quality over every sequence of that config: perplexity = exp(sum nll / sum tokens), KL = sum kl /
 // sum tokens (unset for the reference config). In the order configs first appear.
 struct QualitySummary {
