@@ -1,5 +1,5 @@
-// Runs the lmlab executable (LMLAB_CLI_PATH) as a real process and captures its exit code and output; a
-// per-test temporary folder for the databases and files such tests make.
+// Runs the lmlab executable (LMLAB_CLI_PATH), or any command line, as a real process and captures its exit code
+// and output; a per-test temporary folder for the databases and files such tests make.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -18,8 +18,9 @@ struct CliResult {
   std::string output;  // stdout and stderr together
 };
 
-inline CliResult run_lmlab(const std::string& args) {
-  const std::string cmd = std::string(LMLAB_CLI_PATH) + " " + args + " 2>&1";
+// A shell command line, stderr with stdout.
+inline CliResult run_command(const std::string& command_line) {
+  const std::string cmd = command_line + " 2>&1";
   CliResult r;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) return r;
@@ -29,6 +30,8 @@ inline CliResult run_lmlab(const std::string& args) {
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+inline CliResult run_lmlab(const std::string& args) { return run_command(std::string(LMLAB_CLI_PATH) + " " + args); }
 
 // dir_: a fresh folder named after the test (and this process), removed afterwards.
 class TempDirTest : public ::testing::Test {
