@@ -394,16 +394,16 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
   struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, chunk, decode; };
   // prefill: positions appended (and attended) before the checked chunk and the decode steps. Chunks of
   // kPrefillAttentionMinQueries or more go to the tiled tensor-core kernel (the prefixes up to 400 are checked too),
-  // fewer (decode steps, chunks of 5 or 7) to the same kernel with the history split over blocks, merged after:
-  // GQA 3 (rows of a tile not a multiple of the group), head_dim 48 and 80, 80 queries and decode after 5000
-  // positions (splits with no tiles), a window of 1000 over 2500 positions with softcap (split windows); head_dim 40
-  // (not a multiple of 16) takes the flash-decoding kernel.
+  // fewer (decode steps, chunks of 3 or 5) to flash-decoding, and from kTiledDecodeMinPositions of history to the
+  // tiled kernel with the history split over blocks: GQA 3 (rows of a tile not a multiple of the group), head_dim 48
+  // and 80, 80 queries after 5000 positions, decode after 33000 positions, a window of 2000 over 33000 positions
+  // with softcap (the splits over a window).
   const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},     {4, 4, 128, 100, 0.0f, 333, 5, 2},
                         {6, 1, 96, 0, 50.0f, 40, 5, 2},     {32, 8, 128, 0, 0.0f, 5000, 80, 2},
                         {2, 1, 256, 16, 0.0f, 70, 5, 2},    {6, 2, 64, 0, 0.0f, 100, 37, 1},
                         {6, 2, 48, 50, 30.0f, 200, 20, 1},  {4, 2, 80, 0, 0.0f, 90, 17, 1},
-                        {16, 2, 256, 0, 0.0f, 150, 64, 1}, {8, 2, 128, 1000, 20.0f, 2500, 7, 2},
-                        {4, 2, 40, 0, 0.0f, 300, 5, 2}};
+                        {16, 2, 256, 0, 0.0f, 150, 64, 1}, {8, 2, 128, 0, 0.0f, 33000, 5, 2},
+                        {4, 2, 64, 2000, 30.0f, 33000, 3, 1}};
   constexpr int64_t B = 32;
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "heads " << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window "
@@ -431,7 +431,8 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
       DeviceBuffer dk = up(k), dv = up(v), dq = up(q), dp = up(positions);
       DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(n, c.heads, c.hd, kc::kMaxAttentionSplits), "test");
       dkv.write(dk.get<float>(), dv.get<float>(), n, dp.get<int32_t>(), nullptr);
-      const bool tensor_cores = c.hd % 16 == 0;  // else the flash-decoding kernel (any n)
+      // n_kv_bound is the history here, so decode takes the split tiled kernel from kTiledDecodeMinPositions.
+      const bool tensor_cores = n >= kc::kPrefillAttentionMinQueries || layer.n_tokens() >= kc::kTiledDecodeMinPositions;
       DeviceBuffer dout = out(q.size());
       dkv.attend(dq.get<float>(), n, dp.get<int32_t>(), layer.n_tokens(), attn, dout.get<float>(), scratch.get(),
                  nullptr);

@@ -18,7 +18,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
-#include <unordered_map>
+#include <map>
+#include <utility>
 
 #include "backend/gpu_layer_plan.h"
 #include "cuda/cuda_check.h"
@@ -151,7 +152,7 @@ class CudaBackend final : public Backend {
   void mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const;
   void moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const;
   const int32_t* stream_in(Scratch& sc, int64_t l, int64_t n) const;
-  void replay_decode(Scratch& sc, KvSequence& cache) const;
+  void replay_decode(Scratch& sc, KvSequence& cache, int64_t pos) const;
   void forward_layer_major(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache,
                            std::vector<float>& logits) const;
   static constexpr int64_t kLayerMajorActivationBytes = int64_t{2} << 30;  // bounds a layer-major span
@@ -161,8 +162,16 @@ class CudaBackend final : public Backend {
   void linear(Scratch& sc, const cuda::DeviceLinear& l, const float* x, float* y, int64_t n) const {
     kc::matmul(l.w, x, y, n, sc.mm.get(), stream_);
   }
-  // The attention bound a captured decode graph is made for: the whole context, so it replays at any position.
-  int64_t decode_kv_bound(const KvSequence& cache) const { return max_blocks_ * cache.layers[0]->block_tokens(); }
+  // The attention bound a captured decode graph is made for, by the position it decodes at: the next power of two
+  // above it (at least 4096), at most the whole context. A session gets a graph per bound it reaches (~6 up to 100K),
+  // and attention splits sized for the history it has: sized for a 100K context, a decode at position 512 launched
+  // 4 x 132 blocks, most with nothing to do, and the split kernel for long histories (kernels_cuda.h) at any position.
+  int64_t decode_kv_bound(const KvSequence& cache, int64_t pos) const {
+    const int64_t context = max_blocks_ * cache.layers[0]->block_tokens();
+    int64_t bound = 4096;
+    while (bound <= pos && bound < context) bound *= 2;
+    return std::min(bound, context);
+  }
   cuda::DeviceKvLayer device_kv(KvSequence& cache, int64_t l) const {
     return cuda::DeviceKvLayer(*cache.layers[l], *alloc_, max_blocks_);
   }
@@ -188,7 +197,8 @@ class CudaBackend final : public Backend {
   mutable std::vector<int32_t> host_ids_, host_predicted_, slot_ids_;  // a streamed MoE step's host side
   // Decode (one token) has its own scratch, never reallocated, so captured graphs stay valid.
   mutable Scratch decode_, chunk_;
-  mutable std::unordered_map<uint64_t, GraphExec> graphs_by_kv_;  // by layer 0's DeviceBlockTable::id()
+  // By layer 0's DeviceBlockTable::id() and the attention bound (decode_kv_bound).
+  mutable std::map<std::pair<uint64_t, int64_t>, GraphExec> graphs_by_kv_;
   mutable std::mutex mu_;
 };
 
@@ -381,21 +391,22 @@ void CudaBackend::run_device(Scratch& sc, int64_t n, int64_t n_out, int64_t n_kv
   if (s_.final_softcap > 0) kc::softcap(sc.logits.get<float>(), n_out * s_.vocab, s_.final_softcap, stream_);
 }
 
-// One decode token through the session's captured graph (captured on its first decode step). The graph
-// holds this session's block tables (so it is keyed by its layer 0's) and splits attention for the context
-// size, so any later position replays it.
-void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache) const {
+// One decode token at `pos` through the session's captured graph for that position's attention bound (captured on
+// the first decode step that needs it). The graph holds this session's block tables (so it is keyed by its layer
+// 0's) and splits attention for the bound, so any later position under it replays it.
+void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache, int64_t pos) const {
   const cuda::DeviceKvLayer kv0 = device_kv(cache, 0);
-  auto it = graphs_by_kv_.find(kv0.id());
+  const int64_t bound = decode_kv_bound(cache, pos);
+  auto it = graphs_by_kv_.find({kv0.id(), bound});
   if (it == graphs_by_kv_.end()) {
-    if (graphs_by_kv_.size() >= 16) {  // sessions come and go: drop the old graphs
+    if (graphs_by_kv_.size() >= 64) {  // sessions come and go: drop the old graphs
       for (auto& [id, g] : graphs_by_kv_) cudaGraphExecDestroy(g.exec);
       graphs_by_kv_.clear();
     }
     cudaGraph_t graph = nullptr;
     check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
     try {
-      run_device(sc, 1, 1, decode_kv_bound(cache), cache);
+      run_device(sc, 1, 1, bound, cache);
     } catch (...) {
       cudaStreamEndCapture(stream_, &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -406,7 +417,7 @@ void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache) const {
     const cudaError_t e = cudaGraphInstantiate(&g.exec, graph, 0);
     cudaGraphDestroy(graph);
     check(e, "graph instantiate");
-    it = graphs_by_kv_.emplace(kv0.id(), g).first;
+    it = graphs_by_kv_.emplace(std::pair{kv0.id(), bound}, g).first;
   }
   check(cudaGraphLaunch(it->second.exec, stream_), "graph launch");
 }
@@ -431,10 +442,10 @@ void CudaBackend::forward(std::span<const int32_t> tokens, int64_t pos0, KvSeque
 
   const int64_t n_out = all_logits ? n : 1;
   const bool resident = n_dev_ == s_.n_layers;
-  if (resident && n == 1 && graphs_ && !experts_) replay_decode(sc, cache);
+  if (resident && n == 1 && graphs_ && !experts_) replay_decode(sc, cache, pos0);
   // Streaming syncs per MoE layer, so no graph; attention is split as the graph splits it, so that decode logits
   // equal the resident model's bit for bit.
-  else if (resident && n == 1 && experts_) run_device(sc, 1, 1, decode_kv_bound(cache), cache);
+  else if (resident && n == 1 && experts_) run_device(sc, 1, 1, decode_kv_bound(cache, pos0), cache);
   else run_device(sc, n, n_out, pos0 + n, cache);
 
   if (!resident) {  // --gpu-layers: the rest of the layers and the head on the CPU

@@ -1,12 +1,11 @@
-// Attention over the blocked f16 KV cache on the GPU. head_dim a multiple of 16 (every real model): the tiled
-// tensor-core kernel of prefill_attention.cuh (history tiles staged by cp.async, shared by a block's query rows;
-// the G query heads of a KV head are rows of one block), which for decode (few queries) splits the history over
-// blocks whose (max, sum, output) states attention_merge_kernel combines: at 16K positions the flash-decoding
-// kernel below (a lane per position on the CUDA cores) took 187 us per 8B layer, 7.7% of the HBM bandwidth.
-// Other head_dims: that flash-decoding kernel. Block (KV head, split, query): its 4 warps walk the split's
-// visible positions, each key and value row read once for the G query heads that share the KV head (GQA), with
-// an online softmax per head in registers; the warps' states merge in shared memory, the splits' in the merge
-// kernel. No n_q x n_kv matrix is ever formed.
+// Attention over the blocked f16 KV cache on the GPU. Chunks of many queries (head_dim a multiple of 16, as every
+// real model's) take the tiled tensor-core kernel of prefill_attention.cuh (history tiles staged by cp.async, shared
+// by a block's query rows; the G query heads of a KV head are rows of one block). Decode takes it too over long
+// histories (kTiledDecodeMinPositions), with the history split over blocks whose (max, sum, output) states
+// attention_merge_kernel combines; shorter ones (and other head_dims) take the flash-decoding kernel below. Block
+// (KV head, split, query): its 4 warps walk the split's visible positions, a lane per position, each key and value
+// row read once for the G query heads that share the KV head (GQA), with an online softmax per head in registers;
+// the warps' states merge in shared memory, the splits' in the merge kernel. No n_q x n_kv matrix is ever formed.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -335,9 +334,10 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   if (G > kMaxGroup || D > 256 || G * kv.n_kv_heads != n_heads)
     throw Error(ErrorKind::unsupported, "cuda attention",
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
-  if (D % 16 == 0) {  // the tiled tensor-core kernel; few queries (decode) split the history over blocks
+  const bool chunk = n_q >= kPrefillAttentionMinQueries;
+  if (D % 16 == 0 && (chunk || n_kv_bound >= kTiledDecodeMinPositions)) {
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
-    if (n_q < kPrefillAttentionMinQueries) {
+    if (!chunk) {  // few queries: the history split over blocks
       p.splits = tiled_split_count(n_q, n_heads, kv.n_kv_heads, D, static_cast<int>(G),
                                    window > 0 ? std::min(window, n_kv_bound) : n_kv_bound, max_splits);
       p.part_o = static_cast<float*>(scratch);

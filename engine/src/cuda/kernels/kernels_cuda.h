@@ -112,15 +112,19 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
 // (query, KV head) is split over up to `max_splits` position ranges (sized for `n_kv_bound` positions, an
 // upper bound of the history) whose partial softmax states are merged in a second pass; the heads sharing a
 // KV head read it once. Never forms an n_q x n_kv matrix.
-// head_dim a multiple of 16 (every real model's): prefill_attention.cuh's tiled tensor-core kernel (history tiles
-// shared by the chunk's query rows, staged by cp.async); with fewer than kPrefillAttentionMinQueries queries
-// (decode) it splits the history over blocks and a second kernel merges them. Other head_dims: a flash-decoding
-// kernel on the CUDA cores (a lane per position).
+// Chunks of kPrefillAttentionMinQueries queries or more (head_dim a multiple of 16, as every real model's):
+// prefill_attention.cuh's tiled tensor-core kernel (history tiles shared by the chunk's query rows, staged by
+// cp.async). Fewer queries (decode) with n_kv_bound >= kTiledDecodeMinPositions: the same kernel with the history
+// split over blocks, merged by a second kernel; else a flash-decoding kernel on the CUDA cores (a lane per
+// position). Measured on the H200 (docs/cuda.md, seventh session): the tiled decode 1.35x at 40K positions, but
+// slower at 4K-16K (0.7-0.85x), where its fixed cost per block dominates; the decode graph's bound follows the
+// position (cuda_backend.cpp), so a long context's short prefixes stay on flash-decoding.
 inline constexpr int kMaxAttentionSplits = 256;
 // Blocks the decode attention kernels aim to launch (split-K fills the GPU up to this): SMs x blocks per SM (4, or
 // LMLAB_ATTENTION_BLOCKS_PER_SM to measure others), read once per process.
 int64_t attention_target_blocks();
 inline constexpr int64_t kPrefillAttentionMinQueries = 16;
+inline constexpr int64_t kTiledDecodeMinPositions = 32768;
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits);
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
                int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,
