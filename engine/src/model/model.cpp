@@ -5,6 +5,7 @@
 
 #include "arch/registry.h"
 #include "lmlab/error.h"
+#include "lmlab/kv_storage.h"
 #include "experts/expert_streamer.h"
 #include "kv/turboquant/tq_layer_spec.h"
 #include "config/context_size.h"
@@ -115,9 +116,10 @@ ModelCounters Model::counters() const {
 
 namespace {
 // Full-attention layers store --kv-mode's codec; sliding-window layers stay f32 (they are small by construction).
-// Device layers store f16 rows in the f32 and f16 modes and on window layers; their full-attention layers store the
-// compressed modes' records as the CPU would (the same spec, encoded and attended by the device kernels), except
-// with a hot window, whose exact rows live on the host (an unsupported error naming --kv-hot-window).
+// Device layers store f16 rows in the f32 and f16 modes (kv_mode_stored, which the reports' labels read too) and on
+// window layers; their full-attention layers store the compressed modes' records as the CPU would (the same spec,
+// encoded and attended by the device kernels), except with a hot window, whose exact rows live on the host (an
+// unsupported error naming --kv-hot-window).
 std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& options, int64_t device_layers) {
   const KvGeometry geo{s.n_heads, s.n_kv_heads, s.head_dim};
   const bool compressed = options.kv_mode != KvMode::f32 && options.kv_mode != KvMode::f16;
@@ -142,11 +144,12 @@ std::vector<KvLayerSpec> kv_layer_specs(const ModelSpec& s, const ModelOptions& 
   turbo.v_bits = options.kv_v_bits;
   turbo.hot_window = options.kv_hot_window;
   const uint64_t base_seed = turbo.seed;
+  const bool device_stores_f16 = kv_mode_stored(options.kv_mode, Device::cuda) == KvMode::f16;
   std::vector<KvLayerSpec> specs;
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const auto& l = s.layers[i];
     turbo.seed = base_seed + i;  // independent rotations per layer
-    if (static_cast<int64_t>(i) < device_layers && !(compressed && l.window == 0))
+    if (static_cast<int64_t>(i) < device_layers && (device_stores_f16 || l.window != 0))
       specs.push_back(device_f16_spec(l.window));
     else if (options.kv_mode != KvMode::f32 && l.window == 0) specs.push_back(turbo_kv_layer_spec(geo, turbo));
     else specs.push_back(f32_kv_layer_spec(geo, l.window));
