@@ -1,6 +1,7 @@
 // Reports and the gate, on real data: ci-smoke run in process on coder-moe (plus an over-context context so the
 // run holds failed samples) into a temporary database, rendered as markdown, ANSI, CSV and JSON; and
 // `lmlab gate` exit codes (0 pass, 1 regression, 2 cannot compare) on a synthetic baseline/candidate pair.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,10 +12,12 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
 #include "lmlab/harness.h"
+#include "lmlab/kv_storage.h"
 #include "lmlab/report.h"
 #include "lmlab/results.h"
 
@@ -178,6 +181,127 @@ TEST(ReportGpuMemory, AColumnOnlyWhenSamplesCarryIt) {
   const std::string ansi = render_ansi(run, samples, false);
   EXPECT_NE(ansi.find("GPU mem"), std::string::npos) << ansi;
   EXPECT_NE(ansi.find("4.00 GiB"), std::string::npos) << ansi;
+}
+
+// ---- the configuration section and the decode ratios (synthetic runs, rendered directly) ----
+
+// A run's engine config as the harness records it: {"configs": [{"name": ..., "options": {...}}, ...]}.
+std::string engine_config(const std::vector<std::pair<std::string, nlohmann::json>>& configs) {
+  nlohmann::json j = {{"configs", nlohmann::json::array()}};
+  for (const auto& [name, options] : configs) j["configs"].push_back({{"name", name}, {"options", options}});
+  return j.dump();
+}
+
+Sample sample_of(int64_t run_id, const std::string& config, int64_t context, int64_t rep, double tok_s) {
+  Sample s = synthetic(config, rep, tok_s);
+  s.run_id = run_id;
+  s.context_tokens = s.prompt_tokens = context;
+  return s;
+}
+
+// The markdown line that starts with `start` (e.g. "| Vanilla | 1 |"), or "" when none does.
+std::string line_starting(const std::string& text, const std::string& start) {
+  const size_t at = text.find("\n" + start);
+  if (at == std::string::npos) return "";
+  return text.substr(at + 1, text.find('\n', at + 1) - at - 1);
+}
+
+// A merged report lists every config that has samples, each with the engine options of the runs its samples come
+// from (not only the last run's): a config the runs ran differently gets a row per variant with its runs.
+TEST(ReportConfigurations, MergedRunsListEveryConfigWithItsRunsOptions) {
+  RunInfo a, b;
+  a.id = 1;
+  b.id = 2;
+  a.host = b.host = "h";
+  a.engine_config_json = engine_config({{"vanilla", {{"threads", 4}}}, {"turbo", {{"kv_mode", "turbo"}, {"threads", 4}}}});
+  b.engine_config_json = engine_config({{"turbo", {{"kv_mode", "turbo"}, {"threads", 4}}}, {"vanilla", {{"threads", 8}}}});
+  // Run 1 measured vanilla only (its turbo has no samples); run 2 measured both.
+  const std::vector<Sample> samples = {sample_of(1, "vanilla", 512, 0, 100), sample_of(2, "turbo", 512, 0, 90),
+                                       sample_of(2, "vanilla", 4096, 0, 50)};
+  ReportExtras extras;
+  extras.merged_runs = {a, b};
+  const std::string md = render_markdown(b, samples, extras);
+  const std::string section = md.substr(md.find("## Configurations"));
+  EXPECT_NE(section.find("| Config | Runs | Engine options |"), std::string::npos) << section;
+  EXPECT_NE(line_starting(section, "| Vanilla | 1 | KV f32 · ").find("threads: 4"), std::string::npos) << section;
+  EXPECT_NE(line_starting(section, "| Vanilla | 2 | KV f32 · ").find("threads: 8"), std::string::npos) << section;
+  EXPECT_NE(line_starting(section, "| TurboQuant | 2 | KV turbo (K5 V4"), "") << section;
+  EXPECT_EQ(count(section, "| TurboQuant |"), 1u) << section;
+  EXPECT_NE(section.find("Vanilla ran with different engine options in different runs"), std::string::npos) << section;
+
+  // One run alone keeps its own list, without a Runs column.
+  const std::string single = render_markdown(b, {samples[1], samples[2]});
+  EXPECT_NE(single.find("| Config | Engine options |\n|---|---|\n| TurboQuant | KV turbo"), std::string::npos) << single;
+}
+
+// On a GPU the plain KV modes are stored as f16 rows (lmlab/kv_storage.h): the label says what is stored; the
+// compressed modes and every CPU config read as before.
+TEST(ReportConfigurations, CudaPlainKvIsLabelledF16AndCpuIsUnchanged) {
+  EXPECT_EQ(kv_mode_stored(KvMode::f32, Device::cuda), KvMode::f16);
+  EXPECT_EQ(kv_mode_stored(KvMode::f32, Device::cpu), KvMode::f32);
+  EXPECT_EQ(kv_mode_stored(KvMode::turbo, Device::cuda), KvMode::turbo);
+  RunInfo run;
+  run.engine_config_json = engine_config({{"vanilla", {{"device", "cuda"}, {"kv_mode", "f32"}}},
+                                          {"turbo", {{"device", "cuda"}, {"kv_mode", "turbo"}}},
+                                          {"on-cpu", {{"device", "cpu"}, {"kv_mode", "f32"}}}});
+  const std::string md = render_markdown(run, {synthetic("vanilla", 0, 100)});
+  EXPECT_NE(line_starting(md, "| Vanilla | KV f16 on the GPU (f32 on any CPU layer) · weights in memory"), "") << md;
+  EXPECT_NE(line_starting(md, "| TurboQuant | KV turbo (K5 V4, every token compressed) · "), "") << md;
+  EXPECT_NE(line_starting(md, "| on-cpu | KV f32 · weights in memory"), "") << md;
+  EXPECT_EQ(count(md, "KV f32"), 1u) << md;
+}
+
+// The median decode tok/s of (config, context), from the samples (odd counts: the middle one).
+double median_tok_s(const std::vector<Sample>& samples, const std::string& config, int64_t context) {
+  std::vector<double> v;
+  for (const Sample& s : samples)
+    if (s.config == config && s.context_tokens == context) v.push_back(s.decode_tokens * 1e9 / static_cast<double>(s.decode_ns));
+  std::sort(v.begin(), v.end());
+  EXPECT_EQ(v.size() % 2, 1u);
+  return v.at(v.size() / 2);
+}
+
+// The ratio table's baseline is the scenario's first config (here vanilla, though turbo's samples come first), each
+// cell a config's median over the baseline's at one context; "-" where either is missing; no table without it.
+TEST(ReportDecodeRatios, EachConfigsMedianOverTheBaselinesPerContext) {
+  RunInfo run;
+  run.engine_config_json = engine_config({{"vanilla", nlohmann::json::object()},
+                                          {"ssd", {{"stream_experts", true}}},
+                                          {"turbo", {{"kv_mode", "turbo"}}}});
+  std::vector<Sample> samples;
+  for (const auto& [config, context, rates] : std::vector<std::tuple<std::string, int64_t, std::vector<double>>>{
+           {"turbo", 512, {90, 80, 85}}, {"turbo", 4096, {60, 70, 65}}, {"ssd", 512, {30}},
+           {"vanilla", 512, {100, 120, 110}}, {"vanilla", 4096, {40, 50, 45}}})
+    for (size_t rep = 0; rep < rates.size(); ++rep) samples.push_back(sample_of(0, config, context, rep, rates[rep]));
+  const auto ratio = [&](const std::string& config, int64_t context) {
+    return fmt::format("{:.2f}", median_tok_s(samples, config, context) / median_tok_s(samples, "vanilla", context));
+  };
+
+  const std::string md = render_markdown(run, samples);
+  const size_t table = md.find("## Decode relative to Vanilla\n");
+  ASSERT_NE(table, std::string::npos) << md;
+  EXPECT_LT(md.find("## Scoreboard"), table);
+  EXPECT_LT(table, md.find("## Context 512 tokens"));
+  const std::string section = md.substr(table, md.find("\n## ", table + 1) - table);
+  EXPECT_NE(section.find("| Config | 512 | 4096 |\n"), std::string::npos) << section;
+  EXPECT_EQ(line_starting(section, "| TurboQuant |"), "| TurboQuant | " + ratio("turbo", 512) + " | " + ratio("turbo", 4096) + " |")
+      << section;
+  EXPECT_EQ(line_starting(section, "| SSD Stream |"), "| SSD Stream | " + ratio("ssd", 512) + " | - |") << section;
+  EXPECT_EQ(line_starting(section, "| Vanilla |"), "") << "the baseline has no row";
+
+  const std::string ansi = render_ansi(run, samples, false);
+  const size_t ansi_table = ansi.find("decode relative to Vanilla");
+  ASSERT_NE(ansi_table, std::string::npos) << ansi;
+  EXPECT_LT(ansi.find("configuration scoreboard"), ansi_table);
+  std::istringstream turbo_line(line_starting(ansi.substr(ansi_table), "TurboQuant "));
+  std::string name, at_512, at_4096;
+  turbo_line >> name >> at_512 >> at_4096;
+  EXPECT_EQ(at_512, ratio("turbo", 512)) << ansi;
+  EXPECT_EQ(at_4096, ratio("turbo", 4096)) << ansi;
+
+  std::erase_if(samples, [](const Sample& s) { return s.config == "vanilla"; });
+  EXPECT_EQ(render_markdown(run, samples).find("Decode relative to"), std::string::npos);
+  EXPECT_EQ(render_ansi(run, samples, false).find("decode relative to"), std::string::npos);
 }
 
 int64_t add_run(ResultsStore& store, const std::string& config, double tok_s, const std::string& host = "gate-test") {

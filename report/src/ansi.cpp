@@ -1,12 +1,13 @@
 // ANSI console report: a header (run, then the machine and build it ran on), a table of every (config,
-// context), the configuration scoreboard, then one horizontal bar chart of decode tok/s per config (bars share
-// one scale so configs compare at a glance). Colors only on request.
+// context), the configuration scoreboard, decode speed relative to the baseline config, then one horizontal bar
+// chart of decode tok/s per config (bars share one scale so configs compare at a glance). Colors only on request.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "decode_ratios.h"
 #include "display_names.h"
 #include "environment_lines.h"
 #include "lmlab/report.h"
@@ -87,6 +88,21 @@ std::string render_scoreboard(const Style& style, const std::vector<ReportRow>& 
   return out;
 }
 
+std::string render_decode_ratios(const Style& style, const DecodeRatios& t, size_t name_width) {
+  std::string out = "\n" + style("decode relative to " + display_name(t.baseline), kBold);
+  out += style(" (median decode tok/s over " + display_name(t.baseline) + "'s at the same context; - where either is missing)",
+               kDim) + "\n";
+  std::string header = fmt::format("{:<{}}", "config", name_width);
+  for (int64_t ctx : t.contexts) header += fmt::format("  {:>8}", ctx);
+  out += style(header, kBold) + "\n";
+  for (const DecodeRatioRow& r : t.rows) {
+    out += fmt::format("{:<{}}", display_name(r.config), name_width);
+    for (const auto& ratio : r.ratios) out += ratio ? fmt::format("  {:>8.2f}", *ratio) : fmt::format("  {:>8}", "-");
+    out += "\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, bool color, const ReportExtras& extras) {
@@ -136,6 +152,7 @@ std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, 
   }
 
   out += render_scoreboard(style, rows, configs, extras.quality);
+  if (const auto ratios = report_decode_ratios(run, extras, rows, samples)) out += render_decode_ratios(style, *ratios, name_width);
 
   double max_rate = 0;
   for (const ReportRow& r : rows) max_rate = std::max(max_rate, r.summary.decode_tok_s_median);

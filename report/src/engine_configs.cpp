@@ -4,9 +4,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
+#include "lmlab/kv_storage.h"
 #include "lmlab/options.h"
+#include "report_rows.h"
 
 namespace lmlab::report_detail {
 
@@ -33,10 +37,21 @@ std::string show(const nlohmann::json& o, std::string_view key) {
   return describe_option_value(engine_option(key), recorded(o, key));
 }
 
+// "KV <what full-attention layers store>": the mode asked for, except where the device stores it otherwise
+// (kv_mode_stored: a GPU keeps the plain modes as f16 rows); a partial offload's CPU layers keep the mode asked for.
+std::string kv_storage_label(const nlohmann::json& o, const std::string& kv_mode) {
+  const auto asked = std::find_if(std::begin(kAllKvModes), std::end(kAllKvModes),
+                                  [&](KvMode m) { return kv_mode_name(m) == kv_mode; });
+  if (asked == std::end(kAllKvModes) || show(o, "device") != "cuda") return "KV " + kv_mode;
+  const KvMode stored = kv_mode_stored(*asked, Device::cuda);
+  if (stored == *asked) return "KV " + kv_mode;
+  return fmt::format("KV {} on the GPU ({} on any CPU layer)", kv_mode_name(stored), kv_mode);
+}
+
 // The headline options in words; every other option that differs from its default as "key: value".
 std::string describe_options(const nlohmann::json& o) {
   const std::string kv_mode = show(o, "kv_mode");
-  std::string s = "KV " + kv_mode;
+  std::string s = kv_storage_label(o, kv_mode);
   const bool hot = std::get<int64_t>(recorded(o, "kv_hot_window")) > 0;
   if (kv_mode == "turbo")
     s += fmt::format(" (K{}{} V{}, {}{})", std::get<int64_t>(recorded(o, "kv_k_bits")),
@@ -67,9 +82,47 @@ std::vector<ConfigDescription> describe_configs(const RunInfo& run) {
   if (!j.is_object() || !j.contains("configs") || !j["configs"].is_array()) return out;
   for (const auto& c : j["configs"]) {
     if (!c.is_object() || !c.contains("name") || !c.contains("options")) continue;
-    out.push_back({c["name"].get<std::string>(), describe_options(c["options"])});
+    out.push_back({c["name"].get<std::string>(), describe_options(c["options"]), {}});
   }
   return out;
+}
+
+std::vector<ConfigDescription> describe_configs(const std::vector<RunInfo>& runs, const std::vector<Sample>& samples) {
+  std::map<int64_t, std::map<std::string, std::string>> recorded_by_run;  // run id -> config -> summary
+  bool any = false;
+  for (const RunInfo& r : runs)
+    for (ConfigDescription& c : describe_configs(r)) {
+      recorded_by_run[r.id][c.name] = std::move(c.summary);
+      any = true;
+    }
+  if (!any) return {};
+  std::set<std::pair<int64_t, std::string>> measured;  // (run, config) pairs that have samples
+  for (const Sample& s : samples) measured.emplace(s.run_id, s.config);
+
+  std::vector<ConfigDescription> out;
+  for (const std::string& config : configs_in_order(samples)) {
+    for (const RunInfo& r : runs) {
+      if (!measured.contains({r.id, config})) continue;
+      const auto& recorded = recorded_by_run[r.id];
+      const auto it = recorded.find(config);
+      const std::string summary = it == recorded.end() ? "not recorded" : it->second;
+      const auto same = std::find_if(out.begin(), out.end(),
+                                     [&](const ConfigDescription& c) { return c.name == config && c.summary == summary; });
+      if (same != out.end()) same->runs.push_back(r.id);
+      else out.push_back({config, summary, {r.id}});
+    }
+  }
+  return out;
+}
+
+std::string first_recorded_config(const std::vector<RunInfo>& runs) {
+  for (const RunInfo& r : runs) {
+    const nlohmann::json j = parse_or_empty(r.engine_config_json);
+    if (!j.is_object() || !j.contains("configs") || !j["configs"].is_array()) continue;
+    for (const auto& c : j["configs"])
+      if (c.is_object() && c.contains("name") && c["name"].is_string()) return c["name"].get<std::string>();
+  }
+  return {};
 }
 
 std::string describe_prompt(const RunInfo& run) {

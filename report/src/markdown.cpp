@@ -1,12 +1,14 @@
 // Markdown profiling report (profiling_results_<host>.md): run header and environment, the configuration
-// scoreboard (with quality when measured), the SVG charts written beside it, one table per context, the
-// configs' engine options, notes and errors. Model size is always the run's recorded model_bytes (never N/A).
+// scoreboard (with quality when measured), decode speed relative to the baseline config, the SVG charts written
+// beside it, one table per context, the configs' engine options (per run in a merged report), notes and errors.
+// Model size is always the run's recorded model_bytes (never N/A).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
 
+#include "decode_ratios.h"
 #include "display_names.h"
 #include "engine_configs.h"
 #include "environment_lines.h"
@@ -73,6 +75,42 @@ std::string scoreboard_section(const std::vector<ReportRow>& rows, const std::ve
   return md + "\n";
 }
 
+std::string decode_ratios_section(const DecodeRatios& t) {
+  const std::string base = display_name(t.baseline);
+  std::string md = fmt::format("## Decode relative to {}\n\n", cell(base));
+  md += fmt::format("Each config's median decode tok/s over {}'s at the same context (1.00 = as fast; - where either "
+                    "has no usable sample).\n\n| Config |",
+                    cell(base));
+  for (int64_t ctx : t.contexts) md += fmt::format(" {} |", ctx);
+  md += "\n|---|";
+  for (size_t i = 0; i < t.contexts.size(); ++i) md += "---|";
+  md += "\n";
+  for (const DecodeRatioRow& r : t.rows) {
+    md += fmt::format("| {} |", cell(display_name(r.config)));
+    for (const auto& ratio : r.ratios) md += ratio ? fmt::format(" {:.2f} |", *ratio) : std::string(" - |");
+    md += "\n";
+  }
+  return md + "\n";
+}
+
+// Merged reports: a Runs column, and a line per config whose runs ran it with different options.
+std::string configurations_section(const std::vector<ConfigDescription>& configs, bool merged) {
+  std::string md = "## Configurations\n\n";
+  md += merged ? "| Config | Runs | Engine options |\n|---|---|---|\n" : "| Config | Engine options |\n|---|---|\n";
+  for (const ConfigDescription& c : configs)
+    md += merged ? fmt::format("| {} | {} | {} |\n", cell(display_name(c.name)), fmt::join(c.runs, ", "), cell(c.summary))
+                 : fmt::format("| {} | {} |\n", cell(display_name(c.name)), cell(c.summary));
+  md += "\n";
+  // describe_configs keeps a config's variants adjacent: say so once, at its second row.
+  for (size_t i = 1; i < configs.size(); ++i) {
+    const bool second_variant = configs[i].name == configs[i - 1].name && (i < 2 || configs[i - 2].name != configs[i].name);
+    if (second_variant)
+      md += fmt::format("{} ran with different engine options in different runs: one row per variant, with its runs.\n\n",
+                        cell(display_name(configs[i].name)));
+  }
+  return md;
+}
+
 }  // namespace
 
 std::string markdown_report_file_name(const std::string& host) {
@@ -104,6 +142,7 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
 
   const std::vector<ReportRow> rows = report_rows(samples);
   md += scoreboard_section(rows, configs_in_order(samples), extras.quality);
+  if (const auto ratios = report_decode_ratios(run, extras, rows, samples)) md += decode_ratios_section(*ratios);
   if (!extras.charts.empty()) {
     md += "## Charts\n\n";
     for (const SvgChart& c : extras.charts) md += fmt::format("![{}]({})\n\n", c.title, c.file_name);
@@ -134,11 +173,9 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
     md += "\n";
   }
 
-  if (const auto configs = describe_configs(run); !configs.empty()) {
-    md += "## Configurations\n\n| Config | Engine options |\n|---|---|\n";
-    for (const auto& c : configs) md += fmt::format("| {} | {} |\n", cell(display_name(c.name)), cell(c.summary));
-    md += "\n";
-  }
+  const bool merged = extras.merged_runs.size() > 1;
+  if (const auto configs = merged ? describe_configs(extras.merged_runs, samples) : describe_configs(run); !configs.empty())
+    md += configurations_section(configs, merged);
 
   md += "## Notes\n\n";
   md += "- Decode tok/s: decode tokens / decode time per sample; median and p10–p90 over the repetitions "
