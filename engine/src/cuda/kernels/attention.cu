@@ -277,26 +277,24 @@ struct F16PrefillSource {
   __device__ void rotate(float*, int, int, bool) const {}
 };
 
-int split_count(int64_t n_q, int64_t n_kv_heads, int64_t n_kv, int max_splits) {
-  const int64_t blocks = n_q * n_kv_heads;
-  const int64_t want = (attention_target_blocks() + blocks - 1) / blocks;
-  // At least a tile (32 positions) per warp of a split: shorter ones leave warps idle.
-  const int64_t useful = std::max<int64_t>(1, n_kv / (kWarps * 32));
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits})));
-}
-
-// Splits of the tiled kernel for a few queries: enough blocks to fill the GPU, at least two 64-position tiles each
-// (a block's query staging is not free), and no more than the scratch holds (attention_scratch_bytes).
-int tiled_split_count(int64_t n_q, int64_t n_heads, int64_t n_kv_heads, int64_t D, int G, int64_t n_kv, int max_splits) {
-  const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
-  const int64_t want = (attention_target_blocks() + n_kv_heads * query_blocks - 1) / (n_kv_heads * query_blocks);
-  const int64_t useful = std::max<int64_t>(1, n_kv / (2 * prefill::kTile));
-  const int64_t scratch = static_cast<int64_t>(attention_scratch_bytes(n_q, n_heads, D, max_splits) /
-                                               (static_cast<uint64_t>(n_q * n_heads) * (D + 2) * sizeof(float)));
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits, scratch})));
+// The splits' states of `splits` > 1 into the normalised output.
+void merge_splits(const float* part_o, const float* part_ml, float* out, int64_t n_q, int64_t n_heads, int64_t D,
+                  int splits, cudaStream_t stream) {
+  if (splits <= 1) return;
+  launch_chained("attention (merge splits)", attention_merge_kernel, static_cast<unsigned>(n_q * n_heads), 128, 0,
+                 stream, part_o, part_ml, out, D, splits);
 }
 
 }  // namespace
+
+int decode_split_count(int64_t blocks, int64_t n_kv, int64_t min_positions, int max_splits, int64_t n_q,
+                       int64_t n_heads, int64_t head_dim) {
+  const int64_t want = (attention_target_blocks() + blocks - 1) / blocks;
+  const int64_t useful = std::max<int64_t>(1, n_kv / min_positions);
+  const int64_t scratch = static_cast<int64_t>(attention_scratch_bytes(n_q, n_heads, head_dim, max_splits) /
+                                               (static_cast<uint64_t>(n_q * n_heads) * (head_dim + 2) * sizeof(float)));
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits, scratch})));
+}
 
 int64_t attention_target_blocks() {
   static const int64_t blocks = [] {
@@ -323,7 +321,6 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
   if (total == 0) return;
   launch_chained("kv_write", kv_write_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, stream, kv, k, v, n,
                  positions);
-  lmlab::cuda::check_launch("kv_write");
 }
 
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
@@ -335,22 +332,22 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
     throw Error(ErrorKind::unsupported, "cuda attention",
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
   const bool chunk = n_q >= kPrefillAttentionMinQueries;
+  const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
   if (D % 16 == 0 && (chunk || n_kv_bound >= kTiledDecodeMinPositions)) {
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
-    if (!chunk) {  // few queries: the history split over blocks
-      p.splits = tiled_split_count(n_q, n_heads, kv.n_kv_heads, D, static_cast<int>(G),
-                                   window > 0 ? std::min(window, n_kv_bound) : n_kv_bound, max_splits);
+    if (!chunk) {  // few queries: the history split over blocks of at least two 64-position tiles
+      const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
+      p.splits =
+          decode_split_count(kv.n_kv_heads * query_blocks, n_kv, 2 * prefill::kTile, max_splits, n_q, n_heads, D);
       p.part_o = static_cast<float*>(scratch);
       p.part_ml = p.part_o + n_q * n_heads * p.splits * D;
     }
     prefill::launch(p, F16PrefillSource{kv}, stream);
-    if (p.splits > 1)
-      launch_chained("attention (merge splits)", attention_merge_kernel, static_cast<unsigned>(n_q * n_heads), 128, 0,
-                     stream, p.part_o, p.part_ml, out, D, p.splits);
+    merge_splits(p.part_o, p.part_ml, out, n_q, n_heads, D, p.splits, stream);
     return;
   }
-  const int splits = split_count(n_q, kv.n_kv_heads, window > 0 ? std::min(window, n_kv_bound) : n_kv_bound,
-                                 max_splits);
+  // At least a tile (32 positions) per warp of a split: shorter ones leave warps idle.
+  const int splits = decode_split_count(n_q * kv.n_kv_heads, n_kv, kWarps * 32, max_splits, n_q, n_heads, D);
   AttnParams a{kv, q, out, nullptr, nullptr, positions, n_heads, window, static_cast<int>(G), scale, softcap};
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
@@ -360,12 +357,7 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   else if (D <= 64) launch_chained("attention", attention_kernel<2>, grid, kWarps * 32, smem, stream, a);
   else if (D <= 128) launch_chained("attention", attention_kernel<4>, grid, kWarps * 32, smem, stream, a);
   else launch_chained("attention", attention_kernel<8>, grid, kWarps * 32, smem, stream, a);
-  lmlab::cuda::check_launch("attention");
-  if (splits > 1) {
-    launch_chained("attention (merge splits)", attention_merge_kernel, static_cast<unsigned>(n_q * n_heads), 128, 0,
-                   stream, a.part_o, a.part_ml, out, D, splits);
-    lmlab::cuda::check_launch("attention (merge splits)");
-  }
+  merge_splits(a.part_o, a.part_ml, out, n_q, n_heads, D, splits, stream);
 }
 
 }  // namespace lmlab::kernels::cuda

@@ -37,19 +37,16 @@ __global__ void softcap_kernel(float* x, int64_t n, float cap) {
 void embed_rows(const DeviceWeight& w, const int32_t* tokens, int64_t n, float scale, float* x, cudaStream_t stream) {
   if (n == 0) return;
   launch_chained("embed_rows", embed_kernel, blocks(n * w.cols), 256, 0, stream, w, tokens, n, scale, x);
-  lmlab::cuda::check_launch("embed_rows");
 }
 
 void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   launch_chained("add_inplace", add_kernel, blocks(n), 256, 0, stream, x, y, n);
-  lmlab::cuda::check_launch("add_inplace");
 }
 
 void softcap(float* x, int64_t n, float cap, cudaStream_t stream) {
   if (n == 0) return;
   launch_chained("softcap", softcap_kernel, blocks(n), 256, 0, stream, x, n, cap);
-  lmlab::cuda::check_launch("softcap");
 }
 
 }  // namespace lmlab::kernels::cuda

@@ -539,7 +539,6 @@ void run(const GemvParams& p, cudaStream_t stream) {
       launch_tokens<Dense<WeightType::f32>>(p, stream);
     }
   }
-  lmlab::cuda::check_launch("gemv");
 }
 
 bool same_format(const DeviceWeight& a, const DeviceWeight& b) {

@@ -105,7 +105,6 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t d
   } else {
     launch_chained("rmsnorm", rmsnorm_kernel, static_cast<unsigned>(n_rows), 256, 0, stream, x, w, y, dim, eps);
   }
-  lmlab::cuda::check_launch("rmsnorm");
 }
 
 void add_rmsnorm(float* x, const float* y, const float* w, float* h, int64_t n_rows, int64_t dim, float eps,
@@ -116,7 +115,6 @@ void add_rmsnorm(float* x, const float* y, const float* w, float* h, int64_t n_r
     launch_chained("add_rmsnorm", add_rmsnorm_kernel, static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream,
                    reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(y), reinterpret_cast<const float4*>(w),
                    reinterpret_cast<float4*>(h), dim4, eps);
-    lmlab::cuda::check_launch("add_rmsnorm");
     return;
   }
   add_inplace(x, y, n_rows * dim, stream);

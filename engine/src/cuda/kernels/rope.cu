@@ -59,7 +59,6 @@ void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t
   const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>(n_heads + n_kv_heads));
   launch_chained("qk_norm_rope", qk_norm_rope_kernel, grid, threads, 0, stream, q, k, n_heads, n_kv_heads, head_dim,
                  rot_dim / 2, q_norm, k_norm, eps, positions, inv_freq, attention_scaling);
-  lmlab::cuda::check_launch("qk_norm_rope");
 }
 
 

@@ -84,7 +84,6 @@ void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_
   if (n_tokens == 0) return;
   launch_chained("route_topk", route_topk_kernel, static_cast<unsigned>((n_tokens + 3) / 4), 128, 0, stream, logits,
                  n_tokens, n_experts, k, renormalize, experts, weights);
-  lmlab::cuda::check_launch("route_topk");
 }
 
 void moe_combine(const float* slot_out, const int32_t* experts, const float* weights, int64_t n_tokens, int64_t k,
@@ -93,7 +92,6 @@ void moe_combine(const float* slot_out, const int32_t* experts, const float* wei
   if (total == 0) return;
   launch_chained("moe_combine", moe_combine_kernel, static_cast<unsigned>((total + 255) / 256), 256, 0, stream,
                  slot_out, experts, weights, n_tokens, k, hidden, out);
-  lmlab::cuda::check_launch("moe_combine");
 }
 
 }  // namespace lmlab::kernels::cuda

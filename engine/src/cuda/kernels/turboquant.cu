@@ -871,7 +871,6 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
   const int64_t jobs = n * kv.n_kv_heads * 2 * kv.k.n_groups;
   launch_chained("TurboQuant KV write", tq_encode_kernel, static_cast<unsigned>((jobs + kEncWarps - 1) / kEncWarps),
                  kEncWarps * 32, 0, stream, a);
-  lmlab::cuda::check_launch("TurboQuant KV write");
 }
 
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
@@ -901,18 +900,11 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   a.group = static_cast<int>(G);
   a.scale = scale;
   a.softcap = softcap;
-  // The scratch holds [n_q n_heads splits] x (D + 2) floats for as many splits as attention_scratch_bytes sized.
-  const int64_t scratch_splits = std::max<int64_t>(
-      1, static_cast<int64_t>(attention_scratch_bytes(n_q, n_heads, D, max_splits) /
-                              (static_cast<uint64_t>(n_q * n_heads) * (D + 2) * sizeof(float))));
   // head_dim <= 256 and at most 8-bit records keep the layout under ~90 KB (head_dim 256, GQA 8, affine int8).
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
   if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
     throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
-  const int64_t want = (attention_target_blocks() + n_q * kv.n_kv_heads - 1) / (n_q * kv.n_kv_heads);
-  const int64_t useful = std::max<int64_t>(1, n_kv / kDMinSplitPositions);
-  const int splits = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>({want, useful, static_cast<int64_t>(max_splits), scratch_splits})));
+  const int splits = decode_split_count(n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions, max_splits, n_q, n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   DecodeArgs da{a, dl};
@@ -930,12 +922,10 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   else if (G <= 2) qjl ? launch(tq_decode_kernel<true, 2>) : launch(tq_decode_kernel<false, 2>);
   else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4>) : launch(tq_decode_kernel<false, 4>);
   else qjl ? launch(tq_decode_kernel<true, 8>) : launch(tq_decode_kernel<false, 8>);
-  lmlab::cuda::check_launch("TurboQuant attention");
   if (splits > 1) {
     launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
                    kThreads, 0, stream, a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim,
                    kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
-    lmlab::cuda::check_launch("TurboQuant attention (merge splits)");
   }
 }
 
