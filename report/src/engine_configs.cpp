@@ -116,12 +116,8 @@ std::vector<ConfigDescription> describe_configs(const std::vector<RunInfo>& runs
 }
 
 std::string first_recorded_config(const std::vector<RunInfo>& runs) {
-  for (const RunInfo& r : runs) {
-    const nlohmann::json j = parse_or_empty(r.engine_config_json);
-    if (!j.is_object() || !j.contains("configs") || !j["configs"].is_array()) continue;
-    for (const auto& c : j["configs"])
-      if (c.is_object() && c.contains("name") && c["name"].is_string()) return c["name"].get<std::string>();
-  }
+  for (const RunInfo& r : runs)
+    if (const std::vector<ConfigDescription> configs = describe_configs(r); !configs.empty()) return configs.front().name;
   return {};
 }
 
