@@ -32,6 +32,10 @@ for d in "$here"/../.devcarry-cuda*/fixtures/models/* "$here"/../.devcarry-cuda*
 done
 ls "$fixdir/models" | tr '\n' ' '; echo
 filter=${FILTER:-'*Cuda*:Backend.*:GpuLayerPlan.*:*cuda'}  # *cuda: the KV suites' device variants
+# Nsight Compute, and the sections the ncu-* steps collect (throughput, occupancy, stalls).
+ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+ncu_sections=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats
+  --section LaunchStats --section SchedulerStats)
 # The synth of SHAPE (bf16, q4, moe) in /tmp/synth-bench-SHAPE, written once per warm machine; written under another
 # name and renamed, so a `synth-SHAPE` step in the background and a later step that waits for it never see half of it.
 synth_dir() {
@@ -74,10 +78,8 @@ for step in "$@"; do
       "$here/lmlab" report --db "$out/lmlab.db" --format md --out-dir "$out" && "$here/lmlab" report --db "$out/lmlab.db" --no-color
       ;;
     ncu-gemv)  # one launch of each GEMV benchmark in NCU_FILTER under ncu: throughput, occupancy, stalls, to ncu-gemv.txt
-      ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
       LMLAB_CUDA_GRAPH=0 timeout 240 "$ncu" --kernel-name regex:gemv_kernel --launch-skip 3 --launch-count "${NCU_COUNT:-1}" \
-        --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
-        --section LaunchStats --section SchedulerStats "$here/lmlab_bench" \
+        "${ncu_sections[@]}" "$here/lmlab_bench" \
         --benchmark_filter="${NCU_FILTER:-BM_cuda_gemv/8b_lm_head/q4/n1}" --benchmark_min_time=0.01 \
         > "$out/ncu-gemv.txt" 2>&1
       grep -E "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Stall|Issued Ipc|No Eligible|One or More" \
@@ -85,11 +87,9 @@ for step in "$@"; do
       ;;
     ncu-decode-*)  # decode kernels matching NCU_KERNEL at NCU_CTX positions of SHAPE's synth under ncu, to ncu-decode.txt
       shape=${step#ncu-decode-}
-      ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
       ctx=${NCU_CTX:-16384}
       LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --kernel-name "regex:${NCU_KERNEL:-^attention_kernel}" --launch-skip 40 \
-        --launch-count "${NCU_COUNT:-2}" --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
-        --section WarpStateStats --section LaunchStats --section SchedulerStats "$here/lmlab" decode-bench \
+        --launch-count "${NCU_COUNT:-2}" "${ncu_sections[@]}" "$here/lmlab" decode-bench \
         --model "$(synth_dir "$shape")" --device cuda --ctx-size $((ctx + 512)) --contexts "$ctx" -n 8 \
         > "$out/ncu-decode.txt" 2>&1
       grep -E "attention|gemv|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Issued Ipc|No Eligible|Grid Size|Block Size" \
@@ -106,8 +106,7 @@ for step in "$@"; do
       shape=${step#*-}
       dir=$(synth_dir "$shape")
       if [ "${step%%-*}" = profile ]; then
-        ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
-        LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
+          LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
           --metrics gpu__time_duration.sum --print-units base --csv "$here/lmlab" decode-bench --model "$dir" --device cuda \
           --ctx-size 1024 --contexts 512 -n 32 > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
         python3 - "$out/profile-$shape.csv" <<'PY'
