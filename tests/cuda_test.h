@@ -10,7 +10,6 @@
 #include <cmath>
 #include <random>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "cuda/cuda_check.h"
