@@ -86,9 +86,11 @@ for step in "$@"; do
         "$out/ncu-gemv.txt" | head -40
       ;;
     ncu-decode-*)  # decode kernels matching NCU_KERNEL at NCU_CTX positions of SHAPE's synth under ncu, to ncu-decode.txt
+      # (NCU_SKIP: launches of the matching kernels to skip first; a kernel prefill also runs needs the prefill's
+      # chunks x layers, e.g. 2900 for the tiled kernel at 40K on the 36-layer 8B)
       shape=${step#ncu-decode-}
       ctx=${NCU_CTX:-16384}
-      LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --kernel-name "regex:${NCU_KERNEL:-^attention_kernel}" --launch-skip 40 \
+      LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --kernel-name "regex:${NCU_KERNEL:-^attention_kernel}" --launch-skip "${NCU_SKIP:-40}" \
         --launch-count "${NCU_COUNT:-2}" "${ncu_sections[@]}" "$here/lmlab" decode-bench \
         --model "$(synth_dir "$shape")" --device cuda --ctx-size $((ctx + 512)) --contexts "$ctx" -n 8 \
         > "$out/ncu-decode.txt" 2>&1
