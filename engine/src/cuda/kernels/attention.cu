@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <type_traits>
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/chained_launch.cuh"
@@ -47,13 +48,15 @@ __device__ __forceinline__ const uint16_t* kv_row(const KvBlocks& kv, int64_t j,
 
 __device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_as_half(v)); }
 
-// DPL: head-dim elements per lane in the V sum (head_dim <= 32 * DPL); element d = lane + 32 * i.
+// DPL: head-dim elements per lane in the V sum (head_dim <= 32 * DPL); element d = lane + 32 * i. GM: the most
+// query heads per KV head it serves (registers: G x DPL accumulators, G scores; 158 registers with 8 for every G
+// limited the 8B's G = 4 to three blocks per SM).
 // A warp takes tiles of 32 positions, a lane per position for the scores: the lane reads its key row with 16-byte
 // loads and dots it with the G query heads (scaled, in shared memory), so the softmax reduces once per tile and
 // head rather than once per position; then the V rows of the tile, lanes over head_dim, each position's weight
 // shuffled from its lane. (A lane per head-dim element, a warp sum per position and head, left the kernel at
 // ~0.36 TB/s at 16K positions: latency-bound on the reductions.)
-template <int DPL>
+template <int DPL, int GM>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
   chain_enter();
   // [group][head_dim] scaled queries, then [kWarps][group][head_dim] outputs and [kWarps][group][2] (m, l)
@@ -73,9 +76,9 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
   __syncthreads();
   const bool vec = D % 8 == 0;  // 16-byte key loads (rows start 16-byte aligned then)
 
-  float acc[kMaxGroup][DPL], m[kMaxGroup], l[kMaxGroup];
+  float acc[GM][DPL], m[GM], l[GM];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < GM; ++g) {
     m[g] = -INFINITY, l[g] = 0.0f;
 #pragma unroll
     for (int i = 0; i < DPL; ++i) acc[g][i] = 0.0f;
@@ -83,9 +86,9 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
   for (int64_t base = j0 + warp * 32; base < j1; base += kWarps * 32) {
     const int64_t j = base + lane;
     const bool valid = j < j1;
-    float s[kMaxGroup];
+    float s[GM];
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
+    for (int g = 0; g < GM; ++g) s[g] = 0.0f;
     if (valid) {
       const uint16_t* kr = kv_row(a.kv, j, kh, false);
       if (vec) {
@@ -108,7 +111,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
             }
             const int64_t d = d0 + 8 * c;
 #pragma unroll
-            for (int g = 0; g < kMaxGroup; ++g) {
+            for (int g = 0; g < GM; ++g) {
               if (g >= G) break;
               const float4 q0 = *reinterpret_cast<const float4*>(qs + g * D + d);
               const float4 q1 = *reinterpret_cast<const float4*>(qs + g * D + d + 4);
@@ -121,16 +124,16 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
         for (int64_t d = 0; d < D; ++d) {
           const float kf = h2f(kr[d]);
 #pragma unroll
-          for (int g = 0; g < kMaxGroup; ++g) {
+          for (int g = 0; g < GM; ++g) {
             if (g >= G) break;
             s[g] += qs[g * D + d] * kf;
           }
         }
       }
     }
-    float p[kMaxGroup];
+    float p[GM];
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
+    for (int g = 0; g < GM; ++g) {
       if (g >= G) break;
       float sg = s[g];
       if (a.softcap > 0.0f) sg = a.softcap * tanhf(sg / a.softcap);
@@ -161,7 +164,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
 #pragma unroll
       for (int b = 0; b < kVBatch; ++b) {
 #pragma unroll
-        for (int g = 0; g < kMaxGroup; ++g) {
+        for (int g = 0; g < GM; ++g) {
           if (g >= G) break;
           const float pg = __shfl_sync(0xffffffffu, p[g], (p0 + b) & 31);  // 0 past the tile's valid lanes
 #pragma unroll
@@ -175,7 +178,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
   float* so = smem + G * D;
   float* sml = so + kWarps * G * D;
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < GM; ++g) {
     if (g >= G) break;
 #pragma unroll
     for (int i = 0; i < DPL; ++i) {
@@ -287,26 +290,39 @@ void merge_splits(const float* part_o, const float* part_ml, float* out, int64_t
 
 }  // namespace
 
-int decode_split_count(int64_t blocks, int64_t n_kv, int64_t min_positions, int max_splits, int64_t n_q,
-                       int64_t n_heads, int64_t head_dim) {
-  const int64_t want = (attention_target_blocks() + blocks - 1) / blocks;
+int decode_split_count(int64_t target_blocks, int64_t blocks, int64_t n_kv, int64_t min_positions, int max_splits,
+                       int64_t n_q, int64_t n_heads, int64_t head_dim) {
+  const int64_t want = (target_blocks + blocks - 1) / blocks;
   const int64_t useful = std::max<int64_t>(1, n_kv / min_positions);
   const int64_t scratch = static_cast<int64_t>(attention_scratch_bytes(n_q, n_heads, head_dim, max_splits) /
                                                (static_cast<uint64_t>(n_q * n_heads) * (head_dim + 2) * sizeof(float)));
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits, scratch})));
 }
 
-int64_t attention_target_blocks() {
-  static const int64_t blocks = [] {
-    int device = 0, sms = 132;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-      (void)cudaGetLastError(), sms = 132;
-    const char* env = std::getenv("LMLAB_ATTENTION_BLOCKS_PER_SM");
-    const int per_sm = env ? std::clamp(std::atoi(env), 1, 64) : 4;
-    return static_cast<int64_t>(sms) * per_sm;
+int multiprocessor_count() {
+  static const int sms = [] {
+    int device = 0, n = 132;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      (void)cudaGetLastError(), n = 132;
+    return n;
   }();
-  return blocks;
+  return sms;
+}
+
+namespace {
+// LMLAB_ATTENTION_BLOCKS_PER_SM, or 0 when unset.
+int blocks_per_sm_override() {
+  static const int n = [] {
+    const char* env = std::getenv("LMLAB_ATTENTION_BLOCKS_PER_SM");
+    return env ? std::clamp(std::atoi(env), 1, 64) : 0;
+  }();
+  return n;
+}
+}  // namespace
+
+int64_t attention_target_blocks() {
+  const int per_sm = blocks_per_sm_override();
+  return static_cast<int64_t>(multiprocessor_count()) * (per_sm > 0 ? per_sm : 4);
 }
 
 // split_count gives at most ceil(target blocks / n_q) splits per query (blocks >= n_q).
@@ -337,8 +353,11 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
     if (!chunk) {  // few queries: the history split over blocks of at least two 64-position tiles
       const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
-      p.splits =
-          decode_split_count(kv.n_kv_heads * query_blocks, n_kv, 2 * prefill::kTile, max_splits, n_q, n_heads, D);
+      // One wave of resident blocks (LMLAB_ATTENTION_BLOCKS_PER_SM overrides it, to measure others).
+      const int per_sm = blocks_per_sm_override() > 0 ? blocks_per_sm_override()
+                                                      : prefill::resident_blocks_per_sm<F16PrefillSource>(D);
+      p.splits = decode_split_count(int64_t{multiprocessor_count()} * per_sm, kv.n_kv_heads * query_blocks, n_kv,
+                                    2 * prefill::kTile, max_splits, n_q, n_heads, D);
       p.part_o = static_cast<float*>(scratch);
       p.part_ml = p.part_o + n_q * n_heads * p.splits * D;
     }
@@ -347,16 +366,24 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
     return;
   }
   // At least a tile (32 positions) per warp of a split: shorter ones leave warps idle.
-  const int splits = decode_split_count(n_q * kv.n_kv_heads, n_kv, kWarps * 32, max_splits, n_q, n_heads, D);
+  const int splits = decode_split_count(attention_target_blocks(), n_q * kv.n_kv_heads, n_kv, kWarps * 32, max_splits,
+                                       n_q, n_heads, D);
   AttnParams a{kv, q, out, nullptr, nullptr, positions, n_heads, window, static_cast<int>(G), scale, softcap};
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
   const size_t smem = static_cast<size_t>(G * D + kWarps * G * (D + 2)) * sizeof(float);
-  if (D <= 32) launch_chained("attention", attention_kernel<1>, grid, kWarps * 32, smem, stream, a);
-  else if (D <= 64) launch_chained("attention", attention_kernel<2>, grid, kWarps * 32, smem, stream, a);
-  else if (D <= 128) launch_chained("attention", attention_kernel<4>, grid, kWarps * 32, smem, stream, a);
-  else launch_chained("attention", attention_kernel<8>, grid, kWarps * 32, smem, stream, a);
+  auto launch = [&](auto dpl) {
+    constexpr int DPL = decltype(dpl)::value;
+    if (G <= 1) launch_chained("attention", attention_kernel<DPL, 1>, grid, kWarps * 32, smem, stream, a);
+    else if (G <= 2) launch_chained("attention", attention_kernel<DPL, 2>, grid, kWarps * 32, smem, stream, a);
+    else if (G <= 4) launch_chained("attention", attention_kernel<DPL, 4>, grid, kWarps * 32, smem, stream, a);
+    else launch_chained("attention", attention_kernel<DPL, kMaxGroup>, grid, kWarps * 32, smem, stream, a);
+  };
+  if (D <= 32) launch(std::integral_constant<int, 1>{});
+  else if (D <= 64) launch(std::integral_constant<int, 2>{});
+  else if (D <= 128) launch(std::integral_constant<int, 4>{});
+  else launch(std::integral_constant<int, 8>{});
   merge_splits(a.part_o, a.part_ml, out, n_q, n_heads, D, splits, stream);
 }
 

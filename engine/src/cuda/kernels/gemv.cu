@@ -25,6 +25,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/gemv.cuh"
+#include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/weight_access.cuh"
 
@@ -441,16 +442,6 @@ __global__ void gemv_scalar_kernel(GemvParams p) {
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-      return 132;
-    return sms;
-  }();
-  return n;
-}
-
 // Warps per SM the column split aims for: enough loads in flight, but a block with shared x also fills it
 // first, so fewer, longer blocks win there: 12 instead of 24 was 1.2-1.4x faster on the 8B 4-bit q, o, q/k/v and
 // down projections and equal on the others (H200, lmlab_bench cuda_gemv, both in one run; docs/cuda.md).
@@ -476,7 +467,7 @@ void launch(const GemvParams& base, cudaStream_t stream) {
   int64_t total_groups = 0;
   for (int i = 0; i < p.n_parts; ++i) total_groups += (p.parts[i].w.rows + kRows - 1) / kRows;
   const int64_t units = (p.parts[0].w.cols + kUnitCols - 1) / kUnitCols;
-  const int64_t target = static_cast<int64_t>(sm_count()) * warps_per_sm(F::kSharedX);
+  const int64_t target = static_cast<int64_t>(multiprocessor_count()) * warps_per_sm(F::kSharedX);
   int ks = 1;
   while (ks < kWarps && total_groups * p.n_slots * ks < target && 2 * ks <= units) ks *= 2;
   p.ksplit = ks;

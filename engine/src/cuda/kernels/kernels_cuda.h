@@ -127,10 +127,12 @@ inline constexpr int64_t kPrefillAttentionMinQueries = 16;
 inline constexpr int64_t kTiledDecodeMinPositions = 32768;
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits);
 // The splits a decode attention kernel cuts each history into (its blocks: `blocks` per split, query blocks x KV
-// heads): enough to reach attention_target_blocks(), at least `min_positions` per split, at most max_splits and
-// what attention_scratch_bytes(n_q, n_heads, head_dim, max_splits) holds.
-int decode_split_count(int64_t blocks, int64_t n_kv, int64_t min_positions, int max_splits, int64_t n_q,
-                       int64_t n_heads, int64_t head_dim);
+// heads): enough to reach target_blocks, at least `min_positions` per split, at most max_splits and what
+// attention_scratch_bytes(n_q, n_heads, head_dim, max_splits) holds.
+int decode_split_count(int64_t target_blocks, int64_t blocks, int64_t n_kv, int64_t min_positions, int max_splits,
+                       int64_t n_q, int64_t n_heads, int64_t head_dim);
+// The device's streaming multiprocessors (132 when the query fails), read once per process.
+int multiprocessor_count();
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
                int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,
                cudaStream_t stream);

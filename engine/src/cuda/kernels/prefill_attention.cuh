@@ -27,6 +27,8 @@
 // most 256; attention() sends others to decode.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -136,6 +138,11 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;  // the MMA fragments' row group and column pair
 
+  // The rows holding queries, rounded up to whole warps: all 64 in prefill, one warp's 16 in decode (G <= 8 rows
+  // of one query), where staging and writing out 64 rows cost more than a split's few tiles (every loop below over
+  // rows stops there; warps past it have no rows and skip the tiles).
+  const int64_t block_queries = min(int64_t{a.queries_per_block}, a.n_q - t0);
+  const int rows_used = static_cast<int>(min(int64_t{kRows}, (block_queries * G + 15) / 16 * 16));
   // Rows: r -> query t0 + r / G, head kh G + r % G; the scaled query (rotated by the source), split hi + lo.
   for (int r = tid; r < kRows; r += kThreads) {
     const int64_t q = t0 + r / G;
@@ -144,14 +151,14 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
     row_pos[r] = pos;
     row_lo[r] = ok && a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
   }
-  for (int e = tid; e < kRows * D; e += kThreads) {
+  for (int e = tid; e < rows_used * D; e += kThreads) {
     const int64_t r = e / D, q = t0 + r / G;
     const bool ok = r / G < a.queries_per_block && q < a.n_q;
     rows_f32[e] = ok ? a.q[(q * a.n_heads + kh * G + r % G) * D + e % D] * a.scale : 0.0f;
   }
   __syncthreads();
-  src.rotate(rows_f32, kRows, D, false);
-  for (int e = tid; e < kRows * D; e += kThreads) {
+  src.rotate(rows_f32, rows_used, D, false);
+  for (int e = tid; e < rows_used * D; e += kThreads) {
     const int r = e / D, d = e % D;
     split(rows_f32[e] * kQScale, q_hi + r * ld + d, q_lo + r * ld + d);
   }
@@ -175,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   // The history this block needs: [min lo, max pos] of its rows (with splits, this block's share of it), and of
   // this warp's rows.
   int64_t j_lo = INT64_MAX, j_hi = -1, warp_lo = INT64_MAX, warp_hi = -1;
-  for (int r = 0; r < kRows; ++r) {
+  for (int r = 0; r < rows_used; ++r) {
     if (row_pos[r] < 0) continue;
     j_lo = min(j_lo, row_lo[r]), j_hi = max(j_hi, row_pos[r]);
     if (r / 16 == warp) warp_lo = min(warp_lo, row_lo[r]), warp_hi = max(warp_hi, row_pos[r]);
@@ -323,31 +330,60 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   }
   __syncthreads();
   if (a.splits > 1) {
-    for (int e = tid; e < kRows * D; e += kThreads) {
+    for (int e = tid; e < rows_used * D; e += kThreads) {
       const int64_t r = e / D, q = t0 + r / G;
       if (row_pos[r] >= 0) a.part_o[(((q * a.n_heads + kh * G + r % G) * a.splits) + blockIdx.z) * D + e % D] = rows_f32[e];
     }
     return;
   }
-  src.rotate(rows_f32, kRows, D, true);
-  for (int e = tid; e < kRows * D; e += kThreads) {
+  src.rotate(rows_f32, rows_used, D, true);
+  for (int e = tid; e < rows_used * D; e += kThreads) {
     const int64_t r = e / D, q = t0 + r / G;
     if (row_pos[r] >= 0) a.out[(q * a.n_heads + kh * G + r % G) * D + e % D] = rows_f32[e];
   }
 }
 
+// The block's shared memory for head_dim, opted into (one grant per kernel: launches and the occupancy query share it).
 template <int DMAX, class Source>
-void launch_dim(Params a, const Source& src, cudaStream_t stream) {
-  const Smem L(static_cast<int>(a.head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>);
+unsigned smem_opted_in(int64_t head_dim) {
+  const Smem L(static_cast<int>(head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>);
   static SharedMemoryGrant granted;
   opt_in_shared_memory(kernel<DMAX, Source>, L.bytes, granted);
+  return L.bytes;
+}
+
+template <int DMAX, class Source>
+void launch_dim(Params a, const Source& src, cudaStream_t stream) {
+  const unsigned smem = smem_opted_in<DMAX, Source>(a.head_dim);
   a.queries_per_block = kRows / a.group;
   if (a.splits > 1 && !Source::kIdentityRotation)
     throw Error(ErrorKind::internal, "prefill attention", "split histories need a source without rotations");
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
                   static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block),
                   static_cast<unsigned>(a.splits));
-  launch_chained("prefill attention", kernel<DMAX, Source>, grid, dim3(kThreads), L.bytes, stream, a, src);
+  launch_chained("prefill attention", kernel<DMAX, Source>, grid, dim3(kThreads), smem, stream, a, src);
+}
+
+// Blocks of the kernel for head_dim one SM holds at once (registers, shared memory), once per process and kernel.
+// Split decode sizes its splits to one wave of them: each block pays a fixed cost (its query rows, its output) and a
+// second, partial wave left most SMs idle at its end.
+template <int DMAX, class Source>
+int resident_blocks_per_sm_dim(int64_t head_dim) {
+  static std::atomic<int> cached[DMAX / 16 + 1];  // by head_dim / 16 (a multiple of 16 here); 0: not yet asked
+  std::atomic<int>& slot = cached[head_dim / 16];
+  if (const int n = slot.load(std::memory_order_relaxed)) return n;
+  const unsigned smem = smem_opted_in<DMAX, Source>(head_dim);
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel<DMAX, Source>, kThreads, smem) != cudaSuccess)
+    (void)cudaGetLastError(), n = 1;
+  slot.store(std::max(n, 1), std::memory_order_relaxed);
+  return std::max(n, 1);
+}
+template <class Source>
+int resident_blocks_per_sm(int64_t head_dim) {
+  if (head_dim <= 64) return resident_blocks_per_sm_dim<64, Source>(head_dim);
+  if (head_dim <= 128) return resident_blocks_per_sm_dim<128, Source>(head_dim);
+  return resident_blocks_per_sm_dim<256, Source>(head_dim);
 }
 
 // The kernel for a head_dim: the query in registers up to 128, from shared memory up to 256.

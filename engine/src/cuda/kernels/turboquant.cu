@@ -904,7 +904,8 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
   if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
     throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
-  const int splits = decode_split_count(n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions, max_splits, n_q, n_heads, D);
+  const int splits = decode_split_count(attention_target_blocks(), n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions,
+                                       max_splits, n_q, n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   DecodeArgs da{a, dl};
