@@ -431,8 +431,8 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
       DeviceBuffer dk = up(k), dv = up(v), dq = up(q), dp = up(positions);
       DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(n, c.heads, c.hd, kc::kMaxAttentionSplits), "test");
       dkv.write(dk.get<float>(), dv.get<float>(), n, dp.get<int32_t>(), nullptr);
-      // n_kv_bound is the history here, so decode takes the split tiled kernel from kTiledDecodeMinPositions.
-      const bool tensor_cores = n >= kc::kPrefillAttentionMinQueries || layer.n_tokens() >= kc::kTiledDecodeMinPositions;
+      // n_kv_bound is the history here, so decode takes the split tiled kernel from tiled_decode_min_positions().
+      const bool tensor_cores = n >= kc::kPrefillAttentionMinQueries || layer.n_tokens() >= kc::tiled_decode_min_positions();
       DeviceBuffer dout = out(q.size());
       dkv.attend(dq.get<float>(), n, dp.get<int32_t>(), layer.n_tokens(), attn, dout.get<float>(), scratch.get(),
                  nullptr);

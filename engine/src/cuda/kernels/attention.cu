@@ -1,7 +1,7 @@
 // Attention over the blocked f16 KV cache on the GPU. Chunks of many queries (head_dim a multiple of 16, as every
 // real model's) take the tiled tensor-core kernel of prefill_attention.cuh (history tiles staged by cp.async, shared
 // by a block's query rows; the G query heads of a KV head are rows of one block). Decode takes it too over long
-// histories (kTiledDecodeMinPositions), with the history split over blocks whose (max, sum, output) states
+// histories (tiled_decode_min_positions()), with the history split over blocks whose (max, sum, output) states
 // attention_merge_kernel combines; shorter ones (and other head_dims) take the flash-decoding kernel below. Block
 // (KV head, split, query): its 4 warps walk the split's visible positions, a lane per position, each key and value
 // row read once for the G query heads that share the KV head (GQA), with an online softmax per head in registers;
@@ -234,9 +234,20 @@ __global__ void attention_merge_kernel(const float* part_o, const float* part_ml
     if (lane == 0) inv_sum = L > 0.0f ? 1.0f / L : 0.0f;
   }
   __syncthreads();
+  // kMergeLoads splits' loads in flight per thread (one running sum took a memory round trip per split: ~130 of them
+  // at 40K positions).
+  constexpr int kMergeLoads = 8;
+  const float* po = part_o + qh * splits * D;
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    float acc[kMergeLoads] = {};
+    int s = 0;
+    for (; s + kMergeLoads <= splits; s += kMergeLoads)
+#pragma unroll
+      for (int k = 0; k < kMergeLoads; ++k) acc[k] += po[(s + k) * D + d] * weight[s + k];
+    for (; s < splits; ++s) acc[0] += po[s * D + d] * weight[s];
     float O = 0.0f;
-    for (int s = 0; s < splits; ++s) O += part_o[(qh * splits + s) * D + d] * weight[s];
+#pragma unroll
+    for (int k = 0; k < kMergeLoads; ++k) O += acc[k];
     out[qh * D + d] = O * inv_sum;
   }
 }
@@ -320,6 +331,14 @@ int blocks_per_sm_override() {
 }
 }  // namespace
 
+int64_t tiled_decode_min_positions() {
+  static const int64_t n = [] {
+    const char* env = std::getenv("LMLAB_TILED_DECODE_MIN_POSITIONS");
+    return env ? std::max<int64_t>(0, std::atoll(env)) : kTiledDecodeMinPositions;
+  }();
+  return n;
+}
+
 int64_t attention_target_blocks() {
   const int per_sm = blocks_per_sm_override();
   return static_cast<int64_t>(multiprocessor_count()) * (per_sm > 0 ? per_sm : 4);
@@ -349,7 +368,7 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
   const bool chunk = n_q >= kPrefillAttentionMinQueries;
   const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
-  if (D % 16 == 0 && (chunk || n_kv_bound >= kTiledDecodeMinPositions)) {
+  if (D % 16 == 0 && (chunk || n_kv_bound >= tiled_decode_min_positions())) {
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
     if (!chunk) {  // few queries: the history split over blocks of at least two 64-position tiles
       const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);

@@ -114,7 +114,7 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
 // KV head read it once. Never forms an n_q x n_kv matrix.
 // Chunks of kPrefillAttentionMinQueries queries or more (head_dim a multiple of 16, as every real model's):
 // prefill_attention.cuh's tiled tensor-core kernel (history tiles shared by the chunk's query rows, staged by
-// cp.async). Fewer queries (decode) with n_kv_bound >= kTiledDecodeMinPositions: the same kernel with the history
+// cp.async). Fewer queries (decode) with n_kv_bound >= tiled_decode_min_positions(): the same kernel with the history
 // split over blocks, merged by a second kernel; else a flash-decoding kernel on the CUDA cores (a lane per
 // position). Measured on the H200 (docs/cuda.md, seventh session): the tiled decode 1.35x at 40K positions, but
 // slower at 4K-16K (0.7-0.85x), where its fixed cost per block dominates; the decode graph's bound follows the
@@ -125,6 +125,8 @@ inline constexpr int kMaxAttentionSplits = 256;
 int64_t attention_target_blocks();
 inline constexpr int64_t kPrefillAttentionMinQueries = 16;
 inline constexpr int64_t kTiledDecodeMinPositions = 32768;
+// kTiledDecodeMinPositions, or LMLAB_TILED_DECODE_MIN_POSITIONS (to measure the crossover with one binary), read once.
+int64_t tiled_decode_min_positions();
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits);
 // The splits a decode attention kernel cuts each history into (its blocks: `blocks` per split, query blocks x KV
 // heads): enough to reach target_blocks, at least `min_positions` per split, at most max_splits and what

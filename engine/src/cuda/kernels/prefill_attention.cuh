@@ -50,7 +50,7 @@ inline constexpr bool kQInRegisters = DMAX <= 128;
 // there too, after those rows.
 struct Smem {
   int half_ld;
-  unsigned tiles, tile_bytes, rows_f32, q_hi, q_lo, row_pos, row_lo, bytes;
+  unsigned tiles, tile_bytes, rows_f32, q_hi, q_lo, row_pos, row_lo, row_head, bytes;
   __host__ __device__ Smem(int head_dim, bool lo, int stages, bool q_in_registers) {
     half_ld = head_dim + kHalfPad;
     auto round = [](unsigned b) { return (b + 127) / 128 * 128; };
@@ -67,8 +67,8 @@ struct Smem {
       q_hi = at, q_lo = at + q_part;
       at += 2 * q_part;
     }
-    row_pos = at, row_lo = at + kRows * 8;
-    bytes = at + 2 * kRows * 8;
+    row_pos = at, row_lo = at + kRows * 8, row_head = at + 2 * kRows * 8;
+    bytes = at + 3 * kRows * 8;
   }
   __device__ Tiles tiles_at(unsigned char* smem, int stage, bool lo) const {
     const unsigned part = tile_bytes / (lo ? 4 : 2);
@@ -131,8 +131,10 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   float* rows_f32 = reinterpret_cast<float*>(smem + L.rows_f32);
   int64_t* row_pos = reinterpret_cast<int64_t*>(smem + L.row_pos);  // -1: no query in this row
   int64_t* row_lo = reinterpret_cast<int64_t*>(smem + L.row_lo);
+  int64_t* row_head = reinterpret_cast<int64_t*>(smem + L.row_head);  // the row's (query, head) in q and out, or -1
 
-  const int64_t kh = blockIdx.x, G = a.group;
+  const int64_t kh = blockIdx.x;
+  const int G = a.group;  // int: the row -> (query, head) divisions below stay 32-bit
   const int D = static_cast<int>(a.head_dim), ld = L.half_ld, steps = D / 16;
   const int64_t t0 = int64_t(blockIdx.y) * a.queries_per_block;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -143,25 +145,26 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   // rows stops there; warps past it have no rows and skip the tiles).
   const int64_t block_queries = min(int64_t{a.queries_per_block}, a.n_q - t0);
   const int rows_used = static_cast<int>(min(int64_t{kRows}, (block_queries * G + 15) / 16 * 16));
-  // Rows: r -> query t0 + r / G, head kh G + r % G; the scaled query (rotated by the source), split hi + lo.
+  // Rows: r -> query t0 + r / G, head kh G + r % G, worked out once per row (the loops over rows x head_dim below
+  // take a warp per row and a lane per element: no divisions per element); the scaled query (rotated by the
+  // source), split hi + lo.
   for (int r = tid; r < kRows; r += kThreads) {
     const int64_t q = t0 + r / G;
     const bool ok = r / G < a.queries_per_block && q < a.n_q;
     const int64_t pos = ok ? a.positions[q] : -1;
     row_pos[r] = pos;
     row_lo[r] = ok && a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
+    row_head[r] = ok ? q * a.n_heads + kh * G + r % G : -1;
   }
-  for (int e = tid; e < rows_used * D; e += kThreads) {
-    const int64_t r = e / D, q = t0 + r / G;
-    const bool ok = r / G < a.queries_per_block && q < a.n_q;
-    rows_f32[e] = ok ? a.q[(q * a.n_heads + kh * G + r % G) * D + e % D] * a.scale : 0.0f;
+  __syncthreads();
+  for (int r = warp; r < rows_used; r += kThreads / 32) {
+    const float* qr = row_head[r] >= 0 ? a.q + row_head[r] * D : nullptr;
+    for (int d = lane; d < D; d += 32) rows_f32[r * D + d] = qr ? qr[d] * a.scale : 0.0f;
   }
   __syncthreads();
   src.rotate(rows_f32, rows_used, D, false);
-  for (int e = tid; e < rows_used * D; e += kThreads) {
-    const int r = e / D, d = e % D;
-    split(rows_f32[e] * kQScale, q_hi + r * ld + d, q_lo + r * ld + d);
-  }
+  for (int r = warp; r < rows_used; r += kThreads / 32)
+    for (int d = lane; d < D; d += 32) split(rows_f32[r * D + d] * kQScale, q_hi + r * ld + d, q_lo + r * ld + d);
   __syncthreads();
 
   // ldmatrix addresses: lane l serves row (l & 7) of 8 x 8 matrix l >> 3.
@@ -319,8 +322,8 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
     const float unscale = 1.0f / (kPScale * Source::kValueScale);
     const float inv = a.splits > 1 ? unscale : l[h] > 0.0f ? unscale / l[h] : 0.0f;
     const int r = warp * 16 + g + 8 * h;
-    if (a.splits > 1 && t == 0 && row_pos[r] >= 0) {
-      const int64_t slot = ((t0 + r / G) * a.n_heads + kh * G + r % G) * a.splits + blockIdx.z;
+    if (a.splits > 1 && t == 0 && row_head[r] >= 0) {
+      const int64_t slot = row_head[r] * a.splits + blockIdx.z;
       a.part_ml[slot * 2] = m[h], a.part_ml[slot * 2 + 1] = l[h];
     }
     float* row = rows_f32 + r * D;
@@ -330,16 +333,18 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   }
   __syncthreads();
   if (a.splits > 1) {
-    for (int e = tid; e < rows_used * D; e += kThreads) {
-      const int64_t r = e / D, q = t0 + r / G;
-      if (row_pos[r] >= 0) a.part_o[(((q * a.n_heads + kh * G + r % G) * a.splits) + blockIdx.z) * D + e % D] = rows_f32[e];
+    for (int r = warp; r < rows_used; r += kThreads / 32) {
+      if (row_head[r] < 0) continue;
+      float* dst = a.part_o + (row_head[r] * a.splits + blockIdx.z) * D;
+      for (int d = lane; d < D; d += 32) dst[d] = rows_f32[r * D + d];
     }
     return;
   }
   src.rotate(rows_f32, rows_used, D, true);
-  for (int e = tid; e < rows_used * D; e += kThreads) {
-    const int64_t r = e / D, q = t0 + r / G;
-    if (row_pos[r] >= 0) a.out[(q * a.n_heads + kh * G + r % G) * D + e % D] = rows_f32[e];
+  for (int r = warp; r < rows_used; r += kThreads / 32) {
+    if (row_head[r] < 0) continue;
+    float* dst = a.out + row_head[r] * D;
+    for (int d = lane; d < D; d += 32) dst[d] = rows_f32[r * D + d];
   }
 }
 
