@@ -153,40 +153,16 @@ __device__ __forceinline__ uint32_t affine_level(const AffineWeight& w, int64_t 
   return q & ((1u << w.bits) - 1u);
 }
 
-// Rows [r0, r0 + kRowTile) x columns [k0, k0 + kKTile) of expert weight w into shared memory, in its Form. Affine
-// 4 / 8 bits: a thread per packed word; otherwise an element at a time.
+// Rows [r0, r0 + kRowTile) x columns [k0, k0 + kKTile) of an expert weight straight into shared memory, a value at a
+// time: affine levels of widths other than 4 and 8, dense weights as bf16 (exact) or bf16 hi + lo (f16, f32).
 template <Form kForm>
-__device__ __forceinline__ void load_weight_tile(const DeviceWeight& w, int64_t r0, int64_t k0, GemmShared& sm) {
-  if constexpr (kForm == Form::affine) {
-    const AffineWeight& a = w.quant;
-    const int64_t groups = w.cols / a.group_size, g0 = k0 / a.group_size;
-    for (int rr = threadIdx.x; rr < kRowTile; rr += kGemmThreads) {
-      const int64_t r = r0 + rr;
-      sm.scale[rr] = r < w.rows ? load_scale(a.scales, r * groups + g0, a.scale_type) : 0.0f;
-      sm.bias[rr] = r < w.rows ? load_scale(a.biases, r * groups + g0, a.scale_type) : 0.0f;
-    }
-    if (a.bits == 4 || a.bits == 8) {
-      const int bits = a.bits, per_word = 32 / bits, words = kKTile / per_word;
-      const uint32_t mask = (1u << bits) - 1u;
-      const int64_t row_words = w.cols * bits / 32;
-      for (int i = threadIdx.x; i < kRowTile * words; i += kGemmThreads) {
-        const int rr = i / words, wi = i % words;
-        const int64_t r = r0 + rr;
-        const uint32_t word = r < w.rows ? a.packed[r * row_words + k0 * bits / 32 + wi] : 0u;
-        for (int j = 0; j < per_word; ++j)
-          sm.w[0][rr][wi * per_word + j] = __float2bfloat16(static_cast<float>((word >> (j * bits)) & mask));
-      }
+__device__ __forceinline__ void store_weight_values(const DeviceWeight& w, int64_t r0, int64_t k0, GemmShared& sm) {
+  for (int i = threadIdx.x; i < kRowTile * kKTile; i += kGemmThreads) {
+    const int rr = i / kKTile, kk = i % kKTile;
+    const int64_t r = r0 + rr, c = k0 + kk;
+    if constexpr (kForm == Form::affine) {
+      sm.w[0][rr][kk] = __float2bfloat16(r < w.rows ? static_cast<float>(affine_level(w.quant, r, c)) : 0.0f);
     } else {
-      for (int i = threadIdx.x; i < kRowTile * kKTile; i += kGemmThreads) {
-        const int rr = i / kKTile, kk = i % kKTile;
-        const int64_t r = r0 + rr;
-        sm.w[0][rr][kk] = __float2bfloat16(r < w.rows ? static_cast<float>(affine_level(a, r, k0 + kk)) : 0.0f);
-      }
-    }
-  } else {
-    for (int i = threadIdx.x; i < kRowTile * kKTile; i += kGemmThreads) {
-      const int rr = i / kKTile, kk = i % kKTile;
-      const int64_t r = r0 + rr, c = k0 + kk;
       const float v = r < w.rows && c < w.cols ? load_dense(w.dense, r * w.cols + c, w.type) : 0.0f;
       const __nv_bfloat16 hi = __float2bfloat16(v);
       sm.w[0][rr][kk] = hi;
@@ -195,10 +171,93 @@ __device__ __forceinline__ void load_weight_tile(const DeviceWeight& w, int64_t 
   }
 }
 
+// One k tile of a block's operands in registers: X (a warp per slot row, a lane per column) and, for 4- and 8-bit
+// affine weights (kBits), the packed words (a thread per word) and the rows' group scales and biases. Loaded from
+// global memory while the tile before is multiplied (the loads of a tile were waited for before its MMAs: a memory
+// round trip per 32 columns), then stored to shared memory in the MMA's form; the same values and operations as
+// loading straight into shared memory, so the result is unchanged bit for bit. kBits 0 (other widths, dense): the
+// weights go by store_weight_values (32 values a thread in registers did not fit beside the accumulators).
+template <Form kForm, int kBits>
+struct TileStage {
+  static constexpr int kXRows = kSlotTile / (kGemmThreads / 32);
+  static constexpr int kRowWords = kKTile * kBits / 32;  // packed words of a weight row's k tile
+  static constexpr int kWords = kBits ? kRowTile * kRowWords / kGemmThreads : 1;
+  static_assert(kRowTile == kGemmThreads, "affine scales and biases: a thread per weight row");
+  float x[kXRows];
+  uint32_t words[kWords];
+  float scale = 0.0f, bias = 0.0f;  // affine: weight row threadIdx.x's group scale and bias
+
+  __device__ __forceinline__ void load(const DeviceWeight& w, int64_t r0, int64_t k0, const float* __restrict__ xg,
+                                       int64_t x_div, const int32_t* slots) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t cols = w.cols;
+#pragma unroll
+    for (int i = 0; i < kXRows; ++i) {
+      const int32_t slot = slots[warp + i * (kGemmThreads / 32)];
+      const int64_t c = k0 + lane;
+      x[i] = slot >= 0 && c < cols ? xg[(slot / x_div) * cols + c] : 0.0f;
+    }
+    if constexpr (kForm == Form::affine && kBits != 0) {
+      const AffineWeight& a = w.quant;
+      const int64_t groups = cols / a.group_size, g0 = k0 / a.group_size, r = r0 + threadIdx.x;
+      scale = r < w.rows ? load_scale(a.scales, r * groups + g0, a.scale_type) : 0.0f;
+      bias = r < w.rows ? load_scale(a.biases, r * groups + g0, a.scale_type) : 0.0f;
+      const int64_t row_words = cols * kBits / 32;
+#pragma unroll
+      for (int j = 0; j < kWords; ++j) {
+        const int i = threadIdx.x + j * kGemmThreads, rr = i / kRowWords, wi = i % kRowWords;
+        const int64_t rw = r0 + rr;
+        words[j] = rw < w.rows ? a.packed[rw * row_words + k0 * kBits / 32 + wi] : 0u;
+      }
+    }
+  }
+
+  // X as bf16 hi + mid + lo (and, affine, each slot row's sum over the tile in a fixed order); packed words as their
+  // levels. (Affine of other widths: the scales and biases here too, the levels by store_weight_values.)
+  __device__ __forceinline__ void store(const DeviceWeight& w, int64_t r0, int64_t k0, GemmShared& sm) const {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+    for (int i = 0; i < kXRows; ++i) {
+      const int s = warp + i * (kGemmThreads / 32);
+      const float v = x[i];
+      const __nv_bfloat16 hi = __float2bfloat16(v);
+      const float r1 = v - __bfloat162float(hi);
+      const __nv_bfloat16 mid = __float2bfloat16(r1);
+      sm.x[0][s][lane] = hi, sm.x[1][s][lane] = mid, sm.x[2][s][lane] = __float2bfloat16(r1 - __bfloat162float(mid));
+      if constexpr (kForm == Form::affine) {
+        float sum = v;
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) sm.x_sum[s] = sum;
+      }
+    }
+    if constexpr (kForm == Form::affine && kBits != 0) {
+      sm.scale[threadIdx.x] = scale, sm.bias[threadIdx.x] = bias;
+      constexpr int per_word = 32 / kBits;
+      constexpr uint32_t mask = (1u << kBits) - 1u;
+#pragma unroll
+      for (int j = 0; j < kWords; ++j) {
+        const int i = threadIdx.x + j * kGemmThreads, rr = i / kRowWords, wi = i % kRowWords;
+#pragma unroll
+        for (int q = 0; q < per_word; ++q)
+          sm.w[0][rr][wi * per_word + q] = __float2bfloat16(static_cast<float>((words[j] >> (q * kBits)) & mask));
+      }
+    } else {
+      if constexpr (kForm == Form::affine) {
+        const AffineWeight& a = w.quant;
+        const int64_t groups = w.cols / a.group_size, g0 = k0 / a.group_size, r = r0 + threadIdx.x;
+        sm.scale[threadIdx.x] = r < w.rows ? load_scale(a.scales, r * groups + g0, a.scale_type) : 0.0f;
+        sm.bias[threadIdx.x] = r < w.rows ? load_scale(a.biases, r * groups + g0, a.scale_type) : 0.0f;
+      }
+      store_weight_values<kForm>(w, r0, k0, sm);
+    }
+  }
+};
+
 // One block: the slots of tile blockIdx.y x weight rows [blockIdx.x kRowTile, +kRowTile). Warp w owns rows
-// [32 w, 32 w + 32) for all 32 slots: 2 x 4 tiles of m16n8.
-template <Form kForm>
-__global__ void __launch_bounds__(kGemmThreads) grouped_gemm_kernel(DeviceWeight w, const uint8_t* scratch,
+// [32 w, 32 w + 32) for all 32 slots: 2 x 4 tiles of m16n8. The next k tile's operands are loaded into registers
+// (TileStage) while this one is multiplied (packed 4- and 8-bit weights).
+template <Form kForm, int kBits>
+__global__ void __launch_bounds__(kGemmThreads, kBits == 4 ? 4 : kBits == 8 ? 3 : 1) grouped_gemm_kernel(DeviceWeight w, const uint8_t* scratch,
                                                                     GroupLayout l, const float* __restrict__ x,
                                                                     int64_t x_div, float* __restrict__ y) {
   const auto* n_tiles = reinterpret_cast<const int32_t*>(scratch);
@@ -213,24 +272,12 @@ __global__ void __launch_bounds__(kGemmThreads) grouped_gemm_kernel(DeviceWeight
   constexpr int ld = kKTile + kPad;
   float acc[2][4][4] = {};
   __syncthreads();
+  TileStage<kForm, kBits> stage;
+  stage.load(we, r0, 0, x, x_div, sm.slot);
   for (int64_t k0 = 0; k0 < cols; k0 += kKTile) {
-    // X: a warp per slot row, a lane per column (the affine x sum reduced over the warp in a fixed order).
-    for (int s = warp; s < kSlotTile; s += kGemmThreads / 32) {
-      const int32_t slot = sm.slot[s];
-      const int64_t c = k0 + lane;
-      const float v = slot >= 0 && c < cols ? x[(slot / x_div) * cols + c] : 0.0f;
-      const __nv_bfloat16 hi = __float2bfloat16(v);
-      const float r1 = v - __bfloat162float(hi);
-      const __nv_bfloat16 mid = __float2bfloat16(r1);
-      sm.x[0][s][lane] = hi, sm.x[1][s][lane] = mid, sm.x[2][s][lane] = __float2bfloat16(r1 - __bfloat162float(mid));
-      if constexpr (kForm == Form::affine) {
-        float sum = v;
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if (lane == 0) sm.x_sum[s] = sum;
-      }
-    }
-    load_weight_tile<kForm>(we, r0, k0, sm);
+    stage.store(we, r0, k0, sm);
     __syncthreads();
+    if (k0 + kKTile < cols) stage.load(we, r0, k0 + kKTile, x, x_div, sm.slot);  // in flight during the MMAs
     float part[2][4][4] = {};  // affine: this k tile's sum x q, scaled below
 #pragma unroll
     for (int kk = 0; kk < kKTile; kk += 16) {
@@ -298,10 +345,15 @@ void matmul_grouped(const GemvPart* parts, int n_parts, const void* groups, int6
     if (!matmul_grouped_supports(w))
       throw Error(ErrorKind::internal, "matmul_grouped", "affine group size " + std::to_string(w.quant.group_size) +
                                                              " is not a multiple of " + std::to_string(kKTile));
-    if (w.affine) grouped_gemm_kernel<Form::affine><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+    if (w.affine && w.quant.bits == 4)
+      grouped_gemm_kernel<Form::affine, 4><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+    else if (w.affine && w.quant.bits == 8)
+      grouped_gemm_kernel<Form::affine, 8><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+    else if (w.affine)
+      grouped_gemm_kernel<Form::affine, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
     else if (w.type == WeightType::bf16)
-      grouped_gemm_kernel<Form::bf16><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
-    else grouped_gemm_kernel<Form::split><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+      grouped_gemm_kernel<Form::bf16, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+    else grouped_gemm_kernel<Form::split, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
     lmlab::cuda::check_launch("grouped expert matmul");
   }
 }
