@@ -130,7 +130,7 @@ class InProcessSource final : public SampleSource {
         s.gpu_memory_bytes = static_cast<int64_t>(device);
       if (options_.stream_experts && s.decode_ssd_bytes_read > 0) {
         try {
-          const auto layer_steps = static_cast<uint64_t>(std::max<int64_t>(1, s.decode_tokens - 1) * model.info().n_layers);
+          const auto layer_steps = static_cast<uint64_t>(std::max<int64_t>(1, decode_ssd_steps(s)) * model.info().n_layers);
           s.drive_read_bps = probe_drive(model_dir_, options_, static_cast<uint64_t>(s.decode_ssd_bytes_read),
                                          after.ssd_reads_total - reads_first_step, layer_steps);
         } catch (const Error&) {

@@ -9,6 +9,13 @@ namespace lmlab {
 
 double per_second(double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; }
 
+int64_t decode_ssd_steps(const Sample& s) { return std::max<int64_t>(0, s.decode_tokens - 1); }
+
+double decode_ssd_bytes_per_token(const Sample& s) {
+  const int64_t steps = decode_ssd_steps(s);
+  return steps > 0 ? static_cast<double>(s.decode_ssd_bytes_read) / static_cast<double>(steps) : 0.0;
+}
+
 LatencyFigures latency_figures(std::vector<double> latencies_s) {
   LatencyFigures f;
   if (latencies_s.empty()) return f;

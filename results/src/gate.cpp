@@ -189,13 +189,6 @@ std::vector<double> ssd_stalls(const Groups& g, const SsdStallPair& r, int64_t c
   return out;
 }
 
-double median_drive_bps(const std::vector<const Sample*>& members) {
-  std::vector<double> v;
-  for (const Sample* s : members)
-    if (s->drive_read_bps > 0) v.push_back(s->drive_read_bps);
-  return v.empty() ? 0.0 : quantile(v, 0.5);
-}
-
 // Fraction of the baseline's generated tokens a candidate sample does not reproduce (worst candidate sample).
 GateRow greedy(const std::string& config, int64_t context, const std::vector<const Sample*>& base,
                const std::vector<const Sample*>& cand, double threshold) {
@@ -235,7 +228,7 @@ void add_group_rows(const GateRun& baseline, const GateRun& candidate, const Gat
     // A same-looking host may sit on another disk: streaming configs whose probed drives differ by more than
     // kDriveBandwidthTolerance are left to the drive-normalized SSD stall rows.
     constexpr double kDriveBandwidthTolerance = 0.2;
-    const double base_drive = median_drive_bps(members), cand_drive = median_drive_bps(c);
+    const double base_drive = median_drive_read_bps(members), cand_drive = median_drive_read_bps(c);
     const bool drives_differ = base_drive > 0 && cand_drive > 0 &&
                                std::fabs(cand_drive - base_drive) > kDriveBandwidthTolerance * base_drive;
     if (same_host && !drives_differ)
@@ -259,13 +252,10 @@ void add_group_rows(const GateRun& baseline, const GateRun& candidate, const Gat
     };
     rows.push_back(exact("KV bytes/token", config, context, quantile(values(members, kv_per_token), 0.5),
                          quantile(values(c, kv_per_token), 0.5), p.kv_bytes_per_token));
-    auto ssd_per_token = [](const Sample& s) {
-      return static_cast<double>(s.decode_ssd_bytes_read) / static_cast<double>(std::max<int64_t>(1, s.decode_tokens - 1));
-    };
-    const auto base_ssd = values(members, ssd_per_token);
-    if (quantile(base_ssd, 0.5) > 0 || quantile(values(c, ssd_per_token), 0.5) > 0)
-      rows.push_back(measured("SSD bytes/decoded token", config, context, base_ssd, values(c, ssd_per_token), false,
-                              p.ssd_bytes_per_decode_token, p));
+    const auto base_ssd = values(members, decode_ssd_bytes_per_token);
+    if (quantile(base_ssd, 0.5) > 0 || quantile(values(c, decode_ssd_bytes_per_token), 0.5) > 0)
+      rows.push_back(measured("SSD bytes/decoded token", config, context, base_ssd,
+                              values(c, decode_ssd_bytes_per_token), false, p.ssd_bytes_per_decode_token, p));
     auto peak = [](const Sample& s) { return static_cast<double>(s.peak_memory_bytes); };
     rows.push_back(measured("peak memory bytes", config, context, values(members, peak), values(c, peak), false,
                             p.peak_memory_bytes, p));

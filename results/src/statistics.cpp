@@ -41,6 +41,13 @@ double quantile(std::vector<double> values, double p) {
   return values[lo] + (values[hi] - values[lo]) * frac;
 }
 
+double median_drive_read_bps(const std::vector<const Sample*>& samples) {
+  std::vector<double> v;
+  for (const Sample* s : samples)
+    if (s->drive_read_bps > 0) v.push_back(s->drive_read_bps);
+  return v.empty() ? 0.0 : quantile(v, 0.5);
+}
+
 std::vector<Summary> summarize(const std::vector<Sample>& samples) {
   std::map<GroupKey, std::vector<const Sample*>> groups;
   for (const Sample& s : samples) groups[{s.config, s.context_tokens}].push_back(&s);

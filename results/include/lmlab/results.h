@@ -202,6 +202,9 @@ std::vector<QualitySummary> summarize_quality(const std::vector<Evaluation>& eva
 // Value at quantile p in [0,1] of values (linear interpolation); NaN when empty.
 double quantile(std::vector<double> values, double p);
 
+// The median drive_read_bps of the samples whose drive was probed (> 0); 0 when none was.
+double median_drive_read_bps(const std::vector<const Sample*>& samples);
+
 // Two-sided Mann–Whitney U test p-value (normal approximation with tie correction and continuity
 // correction). Returns 1 when either side is empty or all values are tied.
 double mann_whitney_p(const std::vector<double>& a, const std::vector<double>& b);
@@ -248,6 +251,12 @@ bool any_regression(const std::vector<GateResult>& results);
 // ---- figures of raw engine measurements (figures.cpp): the engine returns samples, the lab derives ----
 
 double per_second(double count, double seconds);  // 0 when seconds <= 0
+
+// The decode steps a sample's decode_ssd_bytes_read covers: every one but the first (the harness counts the bytes
+// from the first token's event on, in_process_source.cpp), so decode_tokens - 1; 0 when it decoded at most one.
+int64_t decode_ssd_steps(const Sample& s);
+// decode_ssd_bytes_read / decode_ssd_steps(): the SSD bytes one decoded token read; 0 without such steps.
+double decode_ssd_bytes_per_token(const Sample& s);
 
 // lmlab iobench's read latencies (quantile's interpolation); zeros when there are none.
 struct LatencyFigures {
