@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <tuple>
@@ -302,6 +303,69 @@ TEST(ReportDecodeRatios, EachConfigsMedianOverTheBaselinesPerContext) {
   std::erase_if(samples, [](const Sample& s) { return s.config == "vanilla"; });
   EXPECT_EQ(render_markdown(run, samples).find("Decode relative to"), std::string::npos);
   EXPECT_EQ(render_ansi(run, samples, false).find("decode relative to"), std::string::npos);
+}
+
+// A sample of a streaming config: 33 decode tokens in `decode_ns`, `mb_per_step` x 10^6 SSD bytes read by each decode
+// step after the first (the 32 steps decode_ssd_bytes_read covers), the drive probed at `drive_bps` (0: not probed).
+Sample streamed_sample(const std::string& config, int64_t context, int64_t rep, int64_t decode_ns, int64_t mb_per_step,
+                       double drive_bps) {
+  Sample s = sample_of(0, config, context, rep, 1);
+  s.decode_tokens = 33;
+  s.decode_ns = decode_ns;
+  s.decode_ssd_bytes_read = 32 * mb_per_step * 1'000'000;
+  s.ssd_bytes_read = s.decode_ssd_bytes_read + 50'000'000;  // the prefill's and first step's reads are not counted
+  s.drive_read_bps = drive_bps;
+  return s;
+}
+
+// Written to a database and read back, as `lmlab report` does. Two samples of SSD Stream at 512: 33 tokens in 1.1 s
+// and 0.66 s (30 and 50 tok/s, median 40), 8 and 10 MB per step after the first (median 9 MB/token), drives of 800
+// and 1300 MB/s (median 1050). Read rate 9 x 40 = 360 MB/s, 360 / 1050 = 34% of the drive; ceiling 1050 / 9 =
+// 116.7 tok/s, 40 / 116.7 = 34% of it. At 4096 one sample, not probed: 6 MB/token at 33 / 1.65 s = 20 tok/s, 120
+// MB/s. Vanilla read nothing: no row; with no config streaming there is no section.
+TEST(ReportStreaming, MedianReadRateAndCeilingAgainstTheProbedDrive) {
+  const fs::path dir = temp_dir("streaming");
+  std::vector<Sample> written = {streamed_sample("ssd", 512, 0, 1'100'000'000, 8, 800e6),
+                                 streamed_sample("ssd", 512, 1, 660'000'000, 10, 1300e6),
+                                 streamed_sample("ssd", 4096, 0, 1'650'000'000, 6, 0),
+                                 sample_of(0, "vanilla", 512, 0, 100)};
+  ResultsStore store = ResultsStore::open((dir / "r.db").string());
+  RunInfo info;
+  info.host = "h";
+  const int64_t id = store.begin_run(info);
+  store.add_samples(id, written);
+  const RunInfo run = *store.run(id);
+  std::vector<Sample> samples = store.samples(id);
+
+  const std::string md = render_markdown(run, samples);
+  const size_t table = md.find("## Expert streaming against the drive\n");
+  ASSERT_NE(table, std::string::npos) << md;
+  const std::string section = md.substr(table, md.find("\n## ", table + 1) - table);
+  EXPECT_EQ(line_starting(section, "| SSD Stream | 512 |"), "| SSD Stream | 512 | 9.00 | 360 | 1050 | 34% | 116.7 | 40.0 | 34% |")
+      << section;
+  EXPECT_EQ(line_starting(section, "| SSD Stream | 4096 |"), "| SSD Stream | 4096 | 6.00 | 120 | not probed | - | - | 20.0 | - |")
+      << section;
+  EXPECT_EQ(line_starting(section, "| Vanilla |"), "") << section;
+
+  const std::string ansi = render_ansi(run, samples, false);
+  const size_t ansi_table = ansi.find("expert streaming against the drive");
+  ASSERT_NE(ansi_table, std::string::npos) << ansi;
+  std::istringstream lines(ansi.substr(ansi_table, ansi.find("\n\n", ansi_table) - ansi_table));
+  std::vector<std::vector<std::string>> cells;  // the table's lines split at spaces, title and header included
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    cells.emplace_back(std::istream_iterator<std::string>(words), std::istream_iterator<std::string>());
+  }
+  ASSERT_EQ(cells.size(), 4u) << ansi;
+  EXPECT_EQ(cells[2], (std::vector<std::string>{"SSD", "Stream", "512", "9.00", "360", "1050", "34%", "116.7", "40.0", "34%"}))
+      << ansi;
+  EXPECT_EQ(cells[3], (std::vector<std::string>{"SSD", "Stream", "4096", "6.00", "120", "not", "probed", "-", "-", "20.0", "-"}))
+      << ansi;
+
+  for (Sample& s : samples) s.decode_ssd_bytes_read = 0;  // the prefill read, the decode did not
+  EXPECT_EQ(render_markdown(run, samples).find("Expert streaming"), std::string::npos);
+  EXPECT_EQ(render_ansi(run, samples, false).find("expert streaming"), std::string::npos);
+  fs::remove_all(dir);
 }
 
 int64_t add_run(ResultsStore& store, const std::string& config, double tok_s, const std::string& host = "gate-test") {

@@ -1,6 +1,7 @@
 // ANSI console report: a header (run, then the machine and build it ran on), a table of every (config,
-// context), the configuration scoreboard, decode speed relative to the baseline config, then one horizontal bar
-// chart of decode tok/s per config (bars share one scale so configs compare at a glance). Colors only on request.
+// context), the configuration scoreboard, decode speed relative to the baseline config, expert streaming against
+// the drive (configs that read the SSD while decoding), then one horizontal bar chart of decode tok/s per config
+// (bars share one scale so configs compare at a glance). Colors only on request.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -13,6 +14,7 @@
 #include "lmlab/report.h"
 #include "report_rows.h"
 #include "scoreboard.h"
+#include "streaming_table.h"
 #include "units.h"
 
 namespace lmlab {
@@ -103,6 +105,27 @@ std::string render_decode_ratios(const Style& style, const DecodeRatios& t, size
   return out;
 }
 
+// MB = 10^6 bytes, as in the markdown report.
+std::string render_streaming(const Style& style, const std::vector<StreamingRow>& rows, size_t name_width) {
+  std::string out = "\n" + style("expert streaming against the drive", kBold);
+  out += style(" (medians; SSD MB per decode step after the first; read rate = MB/token x decode tok/s; drive: probed "
+               "O_DIRECT rate for the same reads; ceiling = drive / MB per token)",
+               kDim) + "\n";
+  out += style(fmt::format("{:<{}}  {:>7}  {:>10}  {:>9}  {:>10}  {:>7}  {:>13}  {:>12}  {:>9}", "config", name_width, "context",
+                           "SSD MB/tok", "read MB/s", "drive MB/s", "% drive", "ceiling tok/s", "decode tok/s", "% ceiling"),
+               kBold) + "\n";
+  for (const StreamingRow& r : rows) {
+    out += fmt::format("{:<{}}  {:>7}  {:>10.2f}  {:>9.0f}", display_name(r.config), name_width, r.context,
+                       r.ssd_bytes_per_token / 1e6, r.read_bps / 1e6);
+    if (r.drive)
+      out += fmt::format("  {:>10.0f}  {:>6.0f}%  {:>13.1f}  {:>12.1f}  {:>8.0f}%\n", r.drive->read_bps / 1e6,
+                         100 * r.drive->read_fraction, r.drive->ceiling_tok_s, r.decode_tok_s, 100 * r.drive->ceiling_fraction);
+    else
+      out += fmt::format("  {:>10}  {:>7}  {:>13}  {:>12.1f}  {:>9}\n", "not probed", "-", "-", r.decode_tok_s, "-");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, bool color, const ReportExtras& extras) {
@@ -153,6 +176,8 @@ std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, 
 
   out += render_scoreboard(style, rows, configs, extras.quality);
   if (const auto ratios = report_decode_ratios(run, extras, rows, samples)) out += render_decode_ratios(style, *ratios, name_width);
+  if (const auto streaming = streaming_rows(rows, samples); !streaming.empty())
+    out += render_streaming(style, streaming, name_width);
 
   double max_rate = 0;
   for (const ReportRow& r : rows) max_rate = std::max(max_rate, r.summary.decode_tok_s_median);

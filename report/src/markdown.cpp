@@ -1,6 +1,7 @@
 // Markdown profiling report (profiling_results_<host>.md): run header and environment, the configuration
-// scoreboard (with quality when measured), decode speed relative to the baseline config, the SVG charts written
-// beside it, one table per context, the configs' engine options (per run in a merged report), notes and errors.
+// scoreboard (with quality when measured), decode speed relative to the baseline config, expert streaming against
+// the drive (configs that read the SSD while decoding), the SVG charts written beside it, one table per context,
+// the configs' engine options (per run in a merged report), notes and errors.
 // Model size is always the run's recorded model_bytes (never N/A).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -15,6 +16,7 @@
 #include "lmlab/report.h"
 #include "report_rows.h"
 #include "scoreboard.h"
+#include "streaming_table.h"
 #include "units.h"
 
 namespace lmlab {
@@ -93,6 +95,28 @@ std::string decode_ratios_section(const DecodeRatios& t) {
   return md + "\n";
 }
 
+// MB = 10^6 bytes, as the drive's rate is usually quoted.
+std::string streaming_section(const std::vector<StreamingRow>& rows) {
+  std::string md = "## Expert streaming against the drive\n\n";
+  md += "Configs whose decode read experts from the SSD. SSD MB/token: the bytes read after the first decode step over "
+        "the steps they cover (decode tokens - 1); read rate: MB/token x decode tok/s; drive: its O_DIRECT rate for the "
+        "same reads, probed right after each sample; disk-bound ceiling: drive / MB per token, the decode speed if "
+        "reading were all it did. Medians over the samples, ratios of the medians (so the two percentages agree). "
+        "MB = 10^6 bytes.\n\n";
+  md += "| Config | Context | SSD MB/token | Read MB/s | Drive MB/s | Read % of drive | Ceiling tok/s | Decode tok/s | "
+        "% of ceiling |\n|---|---|---|---|---|---|---|---|---|\n";
+  for (const StreamingRow& r : rows) {
+    md += fmt::format("| {} | {} | {:.2f} | {:.0f} |", cell(display_name(r.config)), r.context, r.ssd_bytes_per_token / 1e6,
+                      r.read_bps / 1e6);
+    md += r.drive ? fmt::format(" {:.0f} | {:.0f}% | {:.1f} |", r.drive->read_bps / 1e6, 100 * r.drive->read_fraction,
+                                r.drive->ceiling_tok_s)
+                  : std::string(" not probed | - | - |");
+    md += fmt::format(" {:.1f} | {} |\n", r.decode_tok_s,
+                      r.drive ? fmt::format("{:.0f}%", 100 * r.drive->ceiling_fraction) : std::string("-"));
+  }
+  return md + "\n";
+}
+
 // Merged reports: a Runs column, and a line per config whose runs ran it with different options.
 std::string configurations_section(const std::vector<ConfigDescription>& configs, bool merged) {
   std::string md = "## Configurations\n\n";
@@ -143,6 +167,7 @@ std::string render_markdown(const RunInfo& run, const std::vector<Sample>& sampl
   const std::vector<ReportRow> rows = report_rows(samples);
   md += scoreboard_section(rows, configs_in_order(samples), extras.quality);
   if (const auto ratios = report_decode_ratios(run, extras, rows, samples)) md += decode_ratios_section(*ratios);
+  if (const auto streaming = streaming_rows(rows, samples); !streaming.empty()) md += streaming_section(streaming);
   if (!extras.charts.empty()) {
     md += "## Charts\n\n";
     for (const SvgChart& c : extras.charts) md += fmt::format("![{}]({})\n\n", c.title, c.file_name);
