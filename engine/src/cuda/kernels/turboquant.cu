@@ -835,8 +835,7 @@ struct TqPrefillSource {
       }
       __half* hi = (is_v ? t.v_hi : t.k_hi) + r * ld + d0;
       __half* lo = (is_v ? t.v_lo : t.k_lo) + r * ld + d0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) prefill::split(v8[i] * kValueScale, hi + i, lo + i);
+      prefill::split8(v8, kValueScale, hi, lo);  // 16-byte aligned: rows of head_dim + 8 halves, d0 a multiple of 8
     }
   }
   __device__ void rotate(float* rows, int n, int d, bool inverse) const {
