@@ -397,13 +397,15 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
   // fewer (decode steps, chunks of 3 or 5) to flash-decoding, and from kTiledDecodeMinPositions of history to the
   // tiled kernel with the history split over blocks: GQA 3 (rows of a tile not a multiple of the group), head_dim 48
   // and 80, 80 queries after 5000 positions, decode after 33000 positions, a window of 2000 over 33000 positions
-  // with softcap (the splits over a window).
+  // with softcap (the splits over a window), and on the split decode head_dim 256 (the query read from shared
+  // memory) and GQA 5; GQA 7 on flash-decoding (its kernels are instantiated per group size up to 1, 2, 4, 8).
   const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},     {4, 4, 128, 100, 0.0f, 333, 5, 2},
                         {6, 1, 96, 0, 50.0f, 40, 5, 2},     {32, 8, 128, 0, 0.0f, 5000, 80, 2},
                         {2, 1, 256, 16, 0.0f, 70, 5, 2},    {6, 2, 64, 0, 0.0f, 100, 37, 1},
                         {6, 2, 48, 50, 30.0f, 200, 20, 1},  {4, 2, 80, 0, 0.0f, 90, 17, 1},
                         {16, 2, 256, 0, 0.0f, 150, 64, 1}, {8, 2, 128, 0, 0.0f, 33000, 5, 2},
-                        {4, 2, 64, 2000, 30.0f, 33000, 3, 1}};
+                        {4, 2, 64, 2000, 30.0f, 33000, 3, 1}, {16, 2, 256, 0, 0.0f, 33000, 3, 1},
+                        {10, 2, 128, 0, 0.0f, 33000, 2, 2}, {14, 2, 64, 0, 0.0f, 300, 5, 2}};
   constexpr int64_t B = 32;
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "heads " << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window "

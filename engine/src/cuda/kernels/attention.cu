@@ -57,7 +57,7 @@ __device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_
 // shuffled from its lane. (A lane per head-dim element, a warp sum per position and head, left the kernel at
 // ~0.36 TB/s at 16K positions: latency-bound on the reductions.)
 template <int DPL, int GM>
-__global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
+__global__ void __launch_bounds__(kWarps * 32, GM <= 4 && DPL <= 4 ? 4 : 1) attention_kernel(AttnParams a) {
   chain_enter();
   // [group][head_dim] scaled queries, then [kWarps][group][head_dim] outputs and [kWarps][group][2] (m, l)
   extern __shared__ float smem[];
@@ -311,7 +311,8 @@ int decode_split_count(int64_t target_blocks, int64_t blocks, int64_t n_kv, int6
   const int64_t useful = std::max<int64_t>(1, n_kv / min_positions);
   const int64_t scratch = static_cast<int64_t>(attention_scratch_bytes(n_q, n_heads, head_dim, max_splits) /
                                                (static_cast<uint64_t>(n_q * n_heads) * (head_dim + 2) * sizeof(float)));
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, useful, max_splits, scratch})));
+  return static_cast<int>(std::max<int64_t>(
+      1, std::min<int64_t>({want, useful, max_splits, int64_t{kMaxAttentionSplits}, scratch})));
 }
 
 int multiprocessor_count() {
@@ -348,10 +349,14 @@ int64_t attention_target_blocks() {
   return static_cast<int64_t>(multiprocessor_count()) * (per_sm > 0 ? per_sm : 4);
 }
 
-// split_count gives at most ceil(target blocks / n_q) splits per query (blocks >= n_q).
+// The (query, split) rows of the partial states: at most min(n_q max_splits, target + n_q - 1), which bounds
+// m ceil(target / m) for every m <= n_q. Monotone in n_q: a caller sizes the scratch once for its largest chunk and
+// reuses it for smaller ones, and decode_split_count clamps each call to the rows of its own n_q. (The previous
+// bound, n_q min(max_splits, ceil(target / n_q)), is not monotone: a 15-query call on a scratch sized for 16 could
+// get more splits than the scratch held.)
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits) {
-  const int64_t splits = std::min<int64_t>(max_splits, (attention_target_blocks() + n_q - 1) / n_q);
-  return static_cast<uint64_t>(n_q * n_heads) * splits * (head_dim + 2) * sizeof(float) + 256;
+  const int64_t rows = std::min<int64_t>(n_q * max_splits, attention_target_blocks() + n_q - 1);
+  return static_cast<uint64_t>(rows * n_heads) * (head_dim + 2) * sizeof(float) + 256;
 }
 
 void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, const int32_t* positions,
@@ -376,11 +381,13 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
     if (!chunk) {  // few queries: the history split over blocks of at least two 64-position tiles
       const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
-      // One wave of resident blocks (LMLAB_ATTENTION_BLOCKS_PER_SM overrides it, to measure others).
+      // One wave of resident blocks (LMLAB_ATTENTION_BLOCKS_PER_SM overrides it, to measure others), as a whole
+      // number of splits per block column: rounding the split count up would start a second wave of a few blocks.
       const int per_sm = blocks_per_sm_override() > 0 ? blocks_per_sm_override()
                                                       : prefill::resident_blocks_per_sm<F16PrefillSource>(D);
-      p.splits = decode_split_count(int64_t{multiprocessor_count()} * per_sm, kv.n_kv_heads * query_blocks, n_kv,
-                                    2 * prefill::kTile, max_splits, n_q, n_heads, D);
+      const int64_t wave = int64_t{multiprocessor_count()} * per_sm, columns = kv.n_kv_heads * query_blocks;
+      p.splits = decode_split_count(std::max(columns, wave / columns * columns), columns, n_kv, 2 * prefill::kTile,
+                                    max_splits, n_q, n_heads, D);
       p.part_o = static_cast<float*>(scratch);
       p.part_ml = p.part_o + n_q * n_heads * p.splits * D;
     }

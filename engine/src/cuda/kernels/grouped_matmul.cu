@@ -257,7 +257,7 @@ struct TileStage {
 // [32 w, 32 w + 32) for all 32 slots: 2 x 4 tiles of m16n8. The next k tile's operands are loaded into registers
 // (TileStage) while this one is multiplied (packed 4- and 8-bit weights).
 template <Form kForm, int kBits>
-__global__ void __launch_bounds__(kGemmThreads, kBits == 4 ? 4 : kBits == 8 ? 3 : 1) grouped_gemm_kernel(DeviceWeight w, const uint8_t* scratch,
+__global__ void __launch_bounds__(kGemmThreads, kBits == 8 ? 3 : 4) grouped_gemm_kernel(DeviceWeight w, const uint8_t* scratch,
                                                                     GroupLayout l, const float* __restrict__ x,
                                                                     int64_t x_div, float* __restrict__ y) {
   const auto* n_tiles = reinterpret_cast<const int32_t*>(scratch);
@@ -272,12 +272,16 @@ __global__ void __launch_bounds__(kGemmThreads, kBits == 4 ? 4 : kBits == 8 ? 3 
   constexpr int ld = kKTile + kPad;
   float acc[2][4][4] = {};
   __syncthreads();
+  // Packed 4/8-bit weights: the next tile in flight during the MMAs. The per-value forms load the tile they store:
+  // a prefetched X alone cost them 20-40 registers (bf16: 7 -> 4 blocks per SM) for none of the weights' latency.
+  constexpr bool kAhead = kBits != 0;
   TileStage<kForm, kBits> stage;
-  stage.load(we, r0, 0, x, x_div, sm.slot);
+  if constexpr (kAhead) stage.load(we, r0, 0, x, x_div, sm.slot);
   for (int64_t k0 = 0; k0 < cols; k0 += kKTile) {
+    if constexpr (!kAhead) stage.load(we, r0, k0, x, x_div, sm.slot);
     stage.store(we, r0, k0, sm);
     __syncthreads();
-    if (k0 + kKTile < cols) stage.load(we, r0, k0 + kKTile, x, x_div, sm.slot);  // in flight during the MMAs
+    if (kAhead && k0 + kKTile < cols) stage.load(we, r0, k0 + kKTile, x, x_div, sm.slot);
     float part[2][4][4] = {};  // affine: this k tile's sum x q, scaled below
 #pragma unroll
     for (int kk = 0; kk < kKTile; kk += 16) {
