@@ -479,6 +479,35 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
   }
 }
 
+// Host-side (runs without a GPU): the split scratch a caller sizes once for its largest chunk,
+// attention_scratch_bytes(n), holds the partial states of every split count decode_split_count gives a call of
+// m <= n queries, for the targets the decode kernels use (flash-decoding's SMs x 4, the split tiled decode's one
+// wave of 1-4 blocks per SM) and any blocks per split. The earlier bound, n min(max_splits, ceil(target / n)),
+// failed this at n = 16, m = 15: a device out-of-bounds write.
+TEST(CudaAttentionScratch, SizedForAChunkHoldsEverySmallerCallsSplits) {
+  const int64_t H = 12, D = 128;
+  const int max_splits = kc::kMaxAttentionSplits;
+  std::vector<int64_t> targets = {kc::attention_target_blocks()};
+  for (int per_sm = 1; per_sm <= 4; ++per_sm) targets.push_back(int64_t{kc::multiprocessor_count()} * per_sm);
+  uint64_t previous = 0;
+  for (int64_t n = 1; n <= 600; ++n) {
+    const uint64_t bytes = kc::attention_scratch_bytes(n, H, D, max_splits);
+    ASSERT_GE(bytes, previous) << "smaller for " << n << " queries than for " << n - 1;
+    previous = bytes;
+  }
+  for (int64_t n : {1, 2, 15, 16, 17, 33, 64, 132, 264, 512, 528, 600}) {
+    const uint64_t have = kc::attention_scratch_bytes(n, H, D, max_splits);
+    for (int64_t m = 1; m <= n; ++m)
+      for (int64_t target : targets)
+        for (int64_t blocks : {int64_t{1}, int64_t{2}, int64_t{4}, int64_t{8}, 2 * m}) {
+          const int splits = kc::decode_split_count(target, blocks, int64_t{1} << 20, 128, max_splits, m, H, D);
+          const uint64_t need = static_cast<uint64_t>(m * H) * splits * (D + 2) * sizeof(float);
+          ASSERT_LE(need, have) << "scratch for " << n << " queries, a call of " << m << " with target " << target
+                                << " and " << blocks << " blocks per split: " << splits << " splits";
+        }
+  }
+}
+
 }  // namespace
 }  // namespace lmlab
 
