@@ -31,6 +31,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/prefill_attention_common.cuh"
@@ -50,7 +51,7 @@ inline constexpr bool kQInRegisters = DMAX <= 128;
 // there too, after those rows.
 struct Smem {
   int half_ld;
-  unsigned tiles, tile_bytes, rows_f32, q_hi, q_lo, row_pos, row_lo, row_head, bytes;
+  unsigned tiles, tile_bytes, rows_f32, q_hi, q_lo, row_pos, row_lo, row_head, warp_ml, bytes;
   __host__ __device__ Smem(int head_dim, bool lo, int stages, bool q_in_registers) {
     half_ld = head_dim + kHalfPad;
     auto round = [](unsigned b) { return (b + 127) / 128 * 128; };
@@ -67,8 +68,8 @@ struct Smem {
       q_hi = at, q_lo = at + q_part;
       at += 2 * q_part;
     }
-    row_pos = at, row_lo = at + kRows * 8, row_head = at + 2 * kRows * 8;
-    bytes = at + 3 * kRows * 8;
+    row_pos = at, row_lo = at + kRows * 8, row_head = at + 2 * kRows * 8, warp_ml = at + 3 * kRows * 8;
+    bytes = warp_ml + kRows * 2 * 4;
   }
   __device__ Tiles tiles_at(unsigned char* smem, int stage, bool lo) const {
     const unsigned part = tile_bytes / (lo ? 4 : 2);
@@ -167,10 +168,15 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
     for (int d = lane; d < D; d += 32) split(rows_f32[r * D + d] * kQScale, q_hi + r * ld + d, q_lo + r * ld + d);
   __syncthreads();
 
+  // One warp's rows (decode: G <= 8 rows of one query): the four warps share those 16 rows and split each tile's
+  // 64 positions, 16 each, merging their states at the end; otherwise warp w owns rows [16 w, 16 w + 16) and whole
+  // tiles. (With one warp computing, a decode block spent ~256 MMAs per tile on one SM sub-partition.)
+  const bool quarter = rows_used <= 16;
+  const int row_base = quarter ? 0 : warp * 16;
   // ldmatrix addresses: lane l serves row (l & 7) of 8 x 8 matrix l >> 3.
   const int mat = lane >> 3, mrow = lane & 7;
   // A fragments (16 x 16 at row 0, column k0) of this warp's query rows.
-  const int a_row = warp * 16 + (lane & 15), a_col = (lane >> 4) * 8;
+  const int a_row = row_base + (lane & 15), a_col = (lane >> 4) * 8;
   uint32_t qh[kQRegs ? kSteps : 1][4], ql[kQRegs ? kSteps : 1][4];
   if constexpr (kQRegs) {
 #pragma unroll
@@ -188,7 +194,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   for (int r = 0; r < rows_used; ++r) {
     if (row_pos[r] < 0) continue;
     j_lo = min(j_lo, row_lo[r]), j_hi = max(j_hi, row_pos[r]);
-    if (r / 16 == warp) warp_lo = min(warp_lo, row_lo[r]), warp_hi = max(warp_hi, row_pos[r]);
+    if (r / 16 == row_base / 16) warp_lo = min(warp_lo, row_lo[r]), warp_hi = max(warp_hi, row_pos[r]);
   }
   if (a.splits > 1 && j_lo <= j_hi) {  // whole tiles per split, so the tiles stay aligned to the history's start
     const int64_t tiles = (j_hi - j_lo) / kTile + 1, per = (tiles + a.splits - 1) / a.splits;
@@ -198,8 +204,8 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
     warp_lo = max(warp_lo, j_lo), warp_hi = min(warp_hi, j_hi);
   }
   // This thread's two rows of every fragment: g and g + 8 of the warp's 16.
-  const int64_t pos_r[2] = {row_pos[warp * 16 + g], row_pos[warp * 16 + g + 8]};
-  const int64_t lo_r[2] = {row_lo[warp * 16 + g], row_lo[warp * 16 + g + 8]};
+  const int64_t pos_r[2] = {row_pos[row_base + g], row_pos[row_base + g + 8]};
+  const int64_t lo_r[2] = {row_lo[row_base + g], row_lo[row_base + g + 8]};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's share of the row sums
   float o[2 * kSteps][4];
 #pragma unroll
@@ -225,11 +231,16 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
     }
     __syncthreads();
     const Tiles tiles = L.tiles_at(smem, buffer, Source::kLo);
-    if (warp_hi >= j0 && warp_lo < j0 + kTile) {
-      // S[16 rows, 64 positions] = Q K^T over the parts: n tiles of 8 positions, in pairs per ldmatrix.
-      float s[8][4];
+    // Positions [j0 + c0, j0 + c0 + 8 NT) of the tile (c0 a multiple of 16) against this warp's rows: S, the online
+    // softmax and O += P V, all in registers.
+    auto attend = [&](auto n_tiles, int c0) {
+      constexpr int NT = decltype(n_tiles)::value;  // n tiles of 8 positions: 8 (the whole tile) or 2 (a quarter)
+      const int64_t s0 = j0 + c0;
+      if (!(warp_hi >= s0 && warp_lo < s0 + 8 * NT)) return;
+      // S[16 rows, 8 NT positions] = Q K^T over the parts: n tiles of 8 positions, in pairs per ldmatrix.
+      float s[NT][4];
 #pragma unroll
-      for (int n = 0; n < 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+      for (int n = 0; n < NT; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
       for (int ks = 0; ks < kSteps; ++ks) {
         if (ks >= steps) break;
@@ -242,9 +253,9 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
           ldmatrix_x4(al, q_lo + a_row * ld + ks * 16 + a_col);
         }
 #pragma unroll
-        for (int np = 0; np < 4; ++np) {
+        for (int np = 0; np < NT / 2; ++np) {
           // Matrices: (n tile 2np, k lo), (2np, k hi), (2np + 1, k lo), (2np + 1, k hi).
-          const int off = (np * 16 + (mat >> 1) * 8 + mrow) * ld + ks * 16 + (mat & 1) * 8;
+          const int off = (c0 + np * 16 + (mat >> 1) * 8 + mrow) * ld + ks * 16 + (mat & 1) * 8;
           uint32_t kb[4], kb_lo[4];
           ldmatrix_x4(kb, tiles.k_hi + off);
           if constexpr (Source::kLo) ldmatrix_x4(kb_lo, tiles.k_lo + off);
@@ -258,15 +269,15 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
         float tile_max = -INFINITY;
         // Past j_hi: the next split's (or nothing's); else every column counts unless past the row's own range.
         const int64_t last = min(pos_r[h], j_hi);
-        const bool masked = pos_r[h] < 0 || j0 + kTile - 1 > last || j0 < lo_r[h];
+        const bool masked = pos_r[h] < 0 || s0 + 8 * NT - 1 > last || s0 < lo_r[h];
 #pragma unroll
-        for (int n = 0; n < 8; ++n)
+        for (int n = 0; n < NT; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             float x = s[n][2 * h + e] * kSUnscale;
             if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
             if (masked) {
-              const int64_t j = j0 + n * 8 + 2 * t + e;
+              const int64_t j = s0 + n * 8 + 2 * t + e;
               if (pos_r[h] < 0 || j > last || j < lo_r[h]) x = -INFINITY;
             }
             s[n][2 * h + e] = x;
@@ -277,7 +288,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
         const float m_new = fmaxf(m[h], tile_max);
         float sum = 0.0f;
 #pragma unroll
-        for (int n = 0; n < 8; ++n)
+        for (int n = 0; n < NT; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const float p = m_new == -INFINITY ? 0.0f : expf(s[n][2 * h + e] - m_new);
@@ -292,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
       for (int n = 0; n < 2 * kSteps; ++n) o[n][0] *= corr[0], o[n][1] *= corr[0], o[n][2] *= corr[1], o[n][3] *= corr[1];
       // O += P V: S's accumulators of n tiles 2kk and 2kk + 1 are P's A fragment for k step kk.
 #pragma unroll
-      for (int kk = 0; kk < kTile / 16; ++kk) {
+      for (int kk = 0; kk < NT / 2; ++kk) {
         uint32_t ph[4], pl[4];
         split2(s[2 * kk][0], s[2 * kk][1], ph[0], pl[0]);
         split2(s[2 * kk][2], s[2 * kk][3], ph[1], pl[1]);
@@ -302,27 +313,33 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
         for (int dp = 0; dp < kSteps; ++dp) {
           if (dp >= steps) break;
           // Matrices (transposed): (k lo, n tile 2dp), (k hi, 2dp), (k lo, 2dp + 1), (k hi, 2dp + 1).
-          const int off = (kk * 16 + (mat & 1) * 8 + mrow) * ld + dp * 16 + (mat >> 1) * 8;
+          const int off = (c0 + kk * 16 + (mat & 1) * 8 + mrow) * ld + dp * 16 + (mat >> 1) * 8;
           uint32_t vb[4], vb_lo[4];
           ldmatrix_x4_trans(vb, tiles.v_hi + off);
           if constexpr (Source::kLo) ldmatrix_x4_trans(vb_lo, tiles.v_lo + off);
           mma_parts<Source::kLo>(o[2 * dp], o[2 * dp + 1], ph, pl, vb, vb_lo);
         }
       }
-    }
+    };
+    if (quarter) attend(std::integral_constant<int, 2>{}, 16 * warp);
+    else attend(std::integral_constant<int, kTile / 8>{}, 0);
     __syncthreads();  // the next stage overwrites this buffer
   }
 
   // Rows O / l (rotated back by the source), written out by row; the f32 rows lie over the (drained) tiles. With
   // splits: O unnormalised and the row's (max, sum) for the merge.
+  // (Quarter tiles: warp w's state of row r goes to row 16 w + r and its (max, sum) to warp_ml, unscaled; the four
+  // are merged into rows 0..15 below.)
+  float* warp_ml = reinterpret_cast<float*>(smem + L.warp_ml);  // [kRows][2]
+  const float unscale = 1.0f / (kPScale * Source::kValueScale);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-    const float unscale = 1.0f / (kPScale * Source::kValueScale);
-    const float inv = a.splits > 1 ? unscale : l[h] > 0.0f ? unscale / l[h] : 0.0f;
+    const float inv = quarter || a.splits > 1 ? (quarter ? 1.0f : unscale) : l[h] > 0.0f ? unscale / l[h] : 0.0f;
     const int r = warp * 16 + g + 8 * h;
-    if (a.splits > 1 && t == 0 && row_head[r] >= 0) {
+    if (quarter && t == 0) warp_ml[r * 2] = m[h], warp_ml[r * 2 + 1] = l[h];
+    if (!quarter && a.splits > 1 && t == 0 && row_head[r] >= 0) {
       const int64_t slot = row_head[r] * a.splits + blockIdx.z;
       a.part_ml[slot * 2] = m[h], a.part_ml[slot * 2 + 1] = l[h];
     }
@@ -332,6 +349,31 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
       if (n < 2 * steps) row[n * 8 + 2 * t] = o[n][2 * h] * inv, row[n * 8 + 2 * t + 1] = o[n][2 * h + 1] * inv;
   }
   __syncthreads();
+  if (quarter) {  // row r = sum over warps w of row 16 w + r, weighed by exp(m_w - max); each (r, d) by one thread
+    constexpr int kWarps = kThreads / 32;
+    for (int r = warp; r < 16; r += kWarps) {
+      float M = -INFINITY, wt[kWarps], sum = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) M = fmaxf(M, warp_ml[(w * 16 + r) * 2]);
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        wt[w] = M == -INFINITY ? 0.0f : expf(warp_ml[(w * 16 + r) * 2] - M);
+        sum += warp_ml[(w * 16 + r) * 2 + 1] * wt[w];
+      }
+      const float inv = a.splits > 1 ? unscale : sum > 0.0f ? unscale / sum : 0.0f;
+      for (int d = lane; d < D; d += 32) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) acc += rows_f32[(w * 16 + r) * D + d] * wt[w];
+        rows_f32[r * D + d] = acc * inv;
+      }
+      if (a.splits > 1 && lane == 0 && row_head[r] >= 0) {
+        const int64_t slot = row_head[r] * a.splits + blockIdx.z;
+        a.part_ml[slot * 2] = M, a.part_ml[slot * 2 + 1] = sum;
+      }
+    }
+    __syncthreads();
+  }
   if (a.splits > 1) {
     for (int r = warp; r < rows_used; r += kThreads / 32) {
       if (row_head[r] < 0) continue;
