@@ -6,7 +6,9 @@
 // positions staged in shared memory as f16: each K and V row is read once per 64 query rows, and no n_q x n_kv
 // matrix is formed. Per warp and tile, S = Q K^T (16 x 64), the online softmax and O += P V all stay in registers:
 // the m16n8k16 accumulator of S is, element for element, the A operand P of the next MMA (FlashAttention-2's
-// reuse), so only K and V go through shared memory. Sources that copy (the f16 cache) stage the next tile with
+// reuse), so only K and V go through shared memory. A block with at most 16 rows (decode: one query's G heads; a
+// chunk's last block) has the four warps share those rows and take 16 of each tile's positions, merging their
+// states at the end. Sources that copy (the f16 cache) stage the next tile with
 // cp.async while this one is computed (two buffers); sources that decode stage in place (one buffer: their hi + lo
 // tiles are twice the size, and two blocks per SM hide more than a second buffer would).
 //
@@ -40,6 +42,9 @@ namespace lmlab::kernels::cuda::prefill {
 
 inline constexpr int kRows = 64;     // query rows per block: 4 warps of 16
 inline constexpr int kThreads = kRows * 2;
+// Blocks with one warp's rows split each tile over the warps, 16 positions each, and merge the warps' states in
+// rows 16 w + r of the block's 64.
+static_assert(kTile == 16 * (kThreads / 32) && kRows >= 16 * (kThreads / 32), "quarter tiles: 16 positions a warp");
 
 // Up to head_dim 128 each warp keeps its split query as fragments in registers (64 registers) beside O (64), and
 // two blocks fit on an SM; above, the query is read from shared memory per tile and O takes 128 registers.
@@ -143,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
 
   // The rows holding queries, rounded up to whole warps: all 64 in prefill, one warp's 16 in decode (G <= 8 rows
   // of one query), where staging and writing out 64 rows cost more than a split's few tiles (every loop below over
-  // rows stops there; warps past it have no rows and skip the tiles).
+  // rows stops there; with 16 rows the four warps share them, see `quarter` below).
   const int64_t block_queries = min(int64_t{a.queries_per_block}, a.n_q - t0);
   const int rows_used = static_cast<int>(min(int64_t{kRows}, (block_queries * G + 15) / 16 * 16));
   // Rows: r -> query t0 + r / G, head kh G + r % G, worked out once per row (the loops over rows x head_dim below
@@ -189,7 +194,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   }
 
   // The history this block needs: [min lo, max pos] of its rows (with splits, this block's share of it), and of
-  // this warp's rows.
+  // the rows this warp computes (its own 16, or the shared 16 of a quarter-tile block).
   int64_t j_lo = INT64_MAX, j_hi = -1, warp_lo = INT64_MAX, warp_hi = -1;
   for (int r = 0; r < rows_used; ++r) {
     if (row_pos[r] < 0) continue;
@@ -336,7 +341,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   for (int h = 0; h < 2; ++h) {
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-    const float inv = quarter || a.splits > 1 ? (quarter ? 1.0f : unscale) : l[h] > 0.0f ? unscale / l[h] : 0.0f;
+    const float inv = quarter ? 1.0f : a.splits > 1 ? unscale : l[h] > 0.0f ? unscale / l[h] : 0.0f;
     const int r = warp * 16 + g + 8 * h;
     if (quarter && t == 0) warp_ml[r * 2] = m[h], warp_ml[r * 2 + 1] = l[h];
     if (!quarter && a.splits > 1 && t == 0 && row_head[r] >= 0) {
