@@ -271,9 +271,10 @@ struct F16PrefillSource {
   KvBlocks kv;
   static constexpr bool kLo = false, kAsync = true, kIdentityRotation = true;
   static constexpr float kValueScale = 1.0f;
+  __host__ __device__ unsigned smem_bytes() const { return 0; }
   // 32-bit index math (positions are int32, head_dim <= 256): the 64-bit divisions it replaced were ~4 per 16-byte
   // copy, ~2,000 instructions per thread and tile.
-  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld) const {
+  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld, unsigned char*) const {
     const int B = static_cast<int>(kv.block_tokens), D = static_cast<int>(kv.head_dim), chunks = D / 8;
     const int j0i = static_cast<int>(j0), j_hii = static_cast<int>(min(j_hi, int64_t{INT32_MAX}));
     for (int e = threadIdx.x; e < prefill::kTile * chunks; e += blockDim.x) {

@@ -22,8 +22,9 @@
 // The online softmax (running max and sum per row) is f32 in registers.
 //
 // A Source (the cache) provides: kLo (its tiles have lo parts), kValueScale (a power of two its staged K and V
-// values are multiplied by), kAsync (stage() issues cp.async copies: double-buffered); stage(j0, j_hi, kh, tiles, ld)
-// filling K and V of positions [j0, j0 + 64) of KV head kh, zeros past j_hi and in released blocks; rotate(rows, n,
+// values are multiplied by), kAsync (stage() issues cp.async copies: double-buffered); smem_bytes() (an area of the
+// block's shared memory for its own use, 0 for none); stage(j0, j_hi, kh, tiles, ld, area) filling K and V of
+// positions [j0, j0 + 64) of KV head kh, zeros past j_hi and in released blocks; rotate(rows, n,
 // d, inverse) on f32 rows [n][d] in shared memory, called by every thread (TurboQuant's Pi on the queries and Pi^T
 // on the outputs; nothing for f16). head_dim must be a multiple of 16 (the MMA's k; every real head_dim is) and at
 // most 256; attention() sends others to decode.
@@ -56,8 +57,9 @@ inline constexpr bool kQInRegisters = DMAX <= 128;
 // there too, after those rows.
 struct Smem {
   int half_ld;
-  unsigned tiles, tile_bytes, rows_f32, q_hi, q_lo, row_pos, row_lo, row_head, warp_ml, bytes;
-  __host__ __device__ Smem(int head_dim, bool lo, int stages, bool q_in_registers) {
+  unsigned tiles, tile_bytes, rows_f32, q_hi, q_lo, row_pos, row_lo, row_head, warp_ml, source, bytes;
+  // source_bytes: the Source's own area (its smem_bytes()), last.
+  __host__ __device__ Smem(int head_dim, bool lo, int stages, bool q_in_registers, unsigned source_bytes) {
     half_ld = head_dim + kHalfPad;
     auto round = [](unsigned b) { return (b + 127) / 128 * 128; };
     const unsigned part = round(static_cast<unsigned>(kTile * half_ld * 2));  // one f16 tile of K or V
@@ -74,7 +76,8 @@ struct Smem {
       at += 2 * q_part;
     }
     row_pos = at, row_lo = at + kRows * 8, row_head = at + 2 * kRows * 8, warp_ml = at + 3 * kRows * 8;
-    bytes = warp_ml + kRows * 2 * 4;
+    source = round(warp_ml + kRows * 2 * 4);
+    bytes = source + source_bytes;
   }
   __device__ Tiles tiles_at(unsigned char* smem, int stage, bool lo) const {
     const unsigned part = tile_bytes / (lo ? 4 : 2);
@@ -131,7 +134,8 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   constexpr int kStages = Source::kAsync ? 2 : 1;
   constexpr int kSteps = DMAX / 16;  // k steps of S over head_dim, and pairs of O's n tiles
   extern __shared__ __align__(128) unsigned char smem[];
-  const Smem L(static_cast<int>(a.head_dim), Source::kLo, kStages, kQRegs);
+  const Smem L(static_cast<int>(a.head_dim), Source::kLo, kStages, kQRegs, src.smem_bytes());
+  unsigned char* source_area = smem + L.source;
   __half* q_hi = reinterpret_cast<__half*>(smem + L.q_hi);
   __half* q_lo = reinterpret_cast<__half*>(smem + L.q_lo);
   float* rows_f32 = reinterpret_cast<float*>(smem + L.rows_f32);
@@ -218,21 +222,21 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   constexpr float kSUnscale = 1.0f / (kQScale * Source::kValueScale);
 
   if (kStages == 2 && j_lo <= j_hi) {
-    src.stage(j_lo, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld);
+    src.stage(j_lo, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld, source_area);
     async_commit();
   }
   int buffer = 0;
   for (int64_t j0 = j_lo; j0 <= j_hi; j0 += kTile, buffer ^= kStages - 1) {
     if constexpr (kStages == 2) {
       if (j0 + kTile <= j_hi) {
-        src.stage(j0 + kTile, j_hi, kh, L.tiles_at(smem, buffer ^ 1, Source::kLo), ld);
+        src.stage(j0 + kTile, j_hi, kh, L.tiles_at(smem, buffer ^ 1, Source::kLo), ld, source_area);
         async_commit();
         async_wait<1>();  // this tile's copies are done, the next one's may still fly
       } else {
         async_wait<0>();
       }
     } else {
-      src.stage(j0, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld);
+      src.stage(j0, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld, source_area);
     }
     __syncthreads();
     const Tiles tiles = L.tiles_at(smem, buffer, Source::kLo);
@@ -397,8 +401,8 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
 
 // The block's shared memory for head_dim, opted into (one grant per kernel: launches and the occupancy query share it).
 template <int DMAX, class Source>
-unsigned smem_opted_in(int64_t head_dim) {
-  const Smem L(static_cast<int>(head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>);
+unsigned smem_opted_in(int64_t head_dim, const Source& src) {
+  const Smem L(static_cast<int>(head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>, src.smem_bytes());
   static SharedMemoryGrant granted;
   opt_in_shared_memory(kernel<DMAX, Source>, L.bytes, granted);
   return L.bytes;
@@ -406,7 +410,7 @@ unsigned smem_opted_in(int64_t head_dim) {
 
 template <int DMAX, class Source>
 void launch_dim(Params a, const Source& src, cudaStream_t stream) {
-  const unsigned smem = smem_opted_in<DMAX, Source>(a.head_dim);
+  const unsigned smem = smem_opted_in<DMAX, Source>(a.head_dim, src);
   a.queries_per_block = kRows / a.group;
   if (a.splits > 1 && !Source::kIdentityRotation)
     throw Error(ErrorKind::internal, "prefill attention", "split histories need a source without rotations");
@@ -421,10 +425,11 @@ void launch_dim(Params a, const Source& src, cudaStream_t stream) {
 // second, partial wave left most SMs idle at its end.
 template <int DMAX, class Source>
 int resident_blocks_per_sm_dim(int64_t head_dim) {
+  static_assert(Source::kIdentityRotation, "sources with an area of their own size it per layer: not cached by head_dim");
   static std::atomic<int> cached[DMAX / 16 + 1];  // by head_dim / 16 (a multiple of 16 here); 0: not yet asked
   std::atomic<int>& slot = cached[head_dim / 16];
   if (const int n = slot.load(std::memory_order_relaxed)) return n;
-  const unsigned smem = smem_opted_in<DMAX, Source>(head_dim);
+  const unsigned smem = smem_opted_in<DMAX, Source>(head_dim, Source{});
   int n = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel<DMAX, Source>, kThreads, smem) != cudaSuccess)
     (void)cudaGetLastError(), n = 1;
@@ -436,6 +441,14 @@ int resident_blocks_per_sm(int64_t head_dim) {
   if (head_dim <= 64) return resident_blocks_per_sm_dim<64, Source>(head_dim);
   if (head_dim <= 128) return resident_blocks_per_sm_dim<128, Source>(head_dim);
   return resident_blocks_per_sm_dim<256, Source>(head_dim);
+}
+
+// The block's shared memory for head_dim and src (the kernel launch() picks).
+template <class Source>
+unsigned block_smem_bytes(int64_t head_dim, const Source& src) {
+  const int stages = Source::kAsync ? 2 : 1;
+  const bool q_regs = head_dim <= 64 ? kQInRegisters<64> : head_dim <= 128 ? kQInRegisters<128> : kQInRegisters<256>;
+  return Smem(static_cast<int>(head_dim), Source::kLo, stages, q_regs, src.smem_bytes()).bytes;
 }
 
 // The kernel for a head_dim: the query in registers up to 128, from shared memory up to 256.

@@ -317,6 +317,7 @@ constexpr int kThreads = 128;  // the merge kernel's
 constexpr int kMaxGroup = 8;
 constexpr size_t kMaxSmem = 48 * 1024;
 constexpr size_t kMaxDecodeSmem = 160 * 1024;  // opted into above 48 KB (sm_90 allows 227 KB)
+constexpr unsigned kMaxPrefillSmem = 227 * 1024;  // sm_90's most dynamic shared memory per block
 
 struct TqAttnParams {
   TqKvBlocks kv;
@@ -789,7 +790,9 @@ __global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
 }
 
 // Values of coordinates e0 .. e0 + 7 of a group, times the group's factor (any format): the decoded record.
-__device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const uint8_t* r, int e0, float (&v)[8]) {
+// cent: the Lloyd-Max codebook (c.centroids or a copy in shared memory).
+__device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const float* cent, const uint8_t* r, int e0,
+                                         float (&v)[8]) {
   float fa = 1.0f;
   if (c.scheme == kTqAffine) {
     if (c.bits == 8) values8<8, true>(c, r, e0, nullptr, v);
@@ -797,10 +800,10 @@ __device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const uint8_t* 
     return;
   }
   switch (c.bits) {
-    case 2: fa = values8<2, false>(c, r, e0, c.centroids, v); break;
-    case 3: fa = values8<3, false>(c, r, e0, c.centroids, v); break;
-    case 4: fa = values8<4, false>(c, r, e0, c.centroids, v); break;
-    default: fa = values8<5, false>(c, r, e0, c.centroids, v); break;
+    case 2: fa = values8<2, false>(c, r, e0, cent, v); break;
+    case 3: fa = values8<3, false>(c, r, e0, cent, v); break;
+    case 4: fa = values8<4, false>(c, r, e0, cent, v); break;
+    default: fa = values8<5, false>(c, r, e0, cent, v); break;
   }
 #pragma unroll
   for (int i = 0; i < 8; ++i) v[i] *= fa;
@@ -809,30 +812,91 @@ __device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const uint8_t* 
 // The records as a source of prefill_attention.cuh: a tile is decoded into f32 values in the rotated domain, each
 // split into f16 hi + lo; the queries are rotated once per block and the outputs rotated back. (QJL keys stay on
 // the decode kernel: their scores add a second dot with S q, which the tiles do not carry.)
+// Staged (when its area fits the block's shared memory: every format up to head_dim 128, see tq_attention): the
+// tile's K and V records are first copied into the source's area with 16-byte cp.async (the decode kernel's
+// segments), and the codebooks with them, so decoding reads shared memory; the records read straight from global
+// memory cost 5-7 scattered byte or half loads per 8 values (5-bit planes, the scalar) plus 8 codebook loads.
 struct TqPrefillSource {
   TqKvBlocks kv;
   static constexpr bool kLo = true, kAsync = false;  // decoded in place: one buffer
   static constexpr bool kIdentityRotation = false;   // Pi on the queries, Pi^T on the outputs
   static constexpr float kValueScale = 16.0f;  // a power of two: small values' lo parts stay normal in f16
-  // 32-bit index math (positions are int32): the 64-bit divisions it replaced cost ~140 instructions per 8 values.
-  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld) const {
+  // The area: K records, V records (each with the segments' alignment slack), their offsets [2][kTile] (0xFFFF: a
+  // released block's position), the two codebooks [2][32]. 0: not staged.
+  int k_area = 0, v_area = 0;
+  static constexpr unsigned kNoRecord = 0xFFFF;
+  __host__ __device__ unsigned smem_bytes() const {
+    return k_area ? static_cast<unsigned>(k_area + v_area) + 2 * prefill::kTile * 2 + 2 * 32 * 4 : 0;
+  }
+  // The area's parts for kv's record sizes (host).
+  static TqPrefillSource make(const TqKvBlocks& kv, bool staged) {
+    TqPrefillSource s{kv};
+    if (!staged) return s;
+    const int64_t B = kv.block_tokens;
+    const int nseg = static_cast<int>(std::min<int64_t>(prefill::kTile, (prefill::kTile - 1) / B + 2));
+    auto r16 = [](int x) { return (x + 15) / 16 * 16; };
+    s.k_area = r16(prefill::kTile * kv.k.record_bytes + 32 * nseg);
+    s.v_area = r16(prefill::kTile * kv.v.record_bytes + 32 * nseg);
+    return s;
+  }
+
+  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld,
+                        unsigned char* area) const {
     const int B = static_cast<int>(kv.block_tokens);
     const int D = static_cast<int>(kv.head_dim), chunks = D / 8, log_g = __ffs(kv.k.group_dim) - 1;
     const int per_side = prefill::kTile * chunks;
     const int j0i = static_cast<int>(j0), j_hii = static_cast<int>(min(j_hi, int64_t{INT32_MAX}));
+    const int n = max(0, min(prefill::kTile, j_hii - j0i + 1));  // positions of the tile with records to read
+    uint8_t* kbuf = area;
+    uint8_t* vbuf = area + k_area;
+    uint16_t* koff = reinterpret_cast<uint16_t*>(area + k_area + v_area);
+    uint16_t* voff = koff + prefill::kTile;
+    float* cent = reinterpret_cast<float*>(voff + prefill::kTile);  // [K 32][V 32]; 16-byte aligned: areas are
+    if (k_area) {
+      if (threadIdx.x < 64) {
+        const TqDeviceCodec& c = threadIdx.x < 32 ? kv.k : kv.v;
+        const int i = threadIdx.x & 31;
+        cent[threadIdx.x] = c.scheme == kTqLloydMax && i < (1 << c.bits) ? c.centroids[i] : 0.0f;
+      }
+      // One segment per KV block the tile touches (uniform across the block: every thread walks the same loop).
+      int kcur = 0, vcur = 0;
+      for (int t0 = 0; t0 < n;) {
+        const int j = j0i + t0, jb = j / B, slot = j - jb * B, cnt = min(n - t0, B - slot);
+        const uint8_t* blk = kv.blocks[jb];
+        if (blk) {
+          const int64_t at = static_cast<int64_t>(static_cast<int>(kh) * B + slot);
+          stage_segment(kbuf, &kcur, blk + at * kv.k.record_bytes, cnt, kv.k.record_bytes, koff + t0);
+          stage_segment(vbuf, &vcur, blk + kv.n_kv_heads * B * kv.k.record_bytes + at * kv.v.record_bytes, cnt,
+                        kv.v.record_bytes, voff + t0);
+        } else {
+          for (int i = threadIdx.x; i < cnt; i += blockDim.x) koff[t0 + i] = voff[t0 + i] = kNoRecord;
+        }
+        t0 += cnt;
+      }
+      cp_async_commit();
+      cp_async_wait_all();
+      __syncthreads();
+    }
     for (int e = threadIdx.x; e < 2 * per_side; e += blockDim.x) {
       const bool is_v = e >= per_side;
       const int es = is_v ? e - per_side : e, r = es / chunks, d0 = (es - r * chunks) * 8;
-      const int j = j0i + r, jb = j / B;
-      const uint8_t* block = j <= j_hii ? kv.blocks[jb] : nullptr;
-      float v8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      if (block) {
-        const TqDeviceCodec& c = is_v ? kv.v : kv.k;
+      const TqDeviceCodec& c = is_v ? kv.v : kv.k;
+      const uint8_t* rec = nullptr;
+      const float* cb = c.centroids;
+      if (k_area) {
+        const unsigned off = r < n ? (is_v ? voff : koff)[r] : kNoRecord;
+        if (off != kNoRecord) rec = (is_v ? vbuf : kbuf) + off;
+        cb = cent + (is_v ? 32 : 0);
+      } else if (r < n) {
+        const int j = j0i + r, jb = j / B;
+        const uint8_t* block = kv.blocks[jb];
         const int64_t slot = static_cast<int>(kh) * B + (j - jb * B);  // (KV head, position in the block)
-        const uint8_t* rec = is_v ? block + kv.n_kv_heads * B * kv.k.record_bytes + slot * c.record_bytes
-                                  : block + slot * c.record_bytes;
-        decoded8(c, rec + (d0 >> log_g) * c.group_bytes, d0 & (c.group_dim - 1), v8);
+        if (block)
+          rec = is_v ? block + kv.n_kv_heads * B * kv.k.record_bytes + slot * c.record_bytes
+                     : block + slot * c.record_bytes;
       }
+      float v8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      if (rec) decoded8(c, cb, rec + (d0 >> log_g) * c.group_bytes, d0 & (c.group_dim - 1), v8);
       __half* hi = (is_v ? t.v_hi : t.k_hi) + r * ld + d0;
       __half* lo = (is_v ? t.v_lo : t.k_lo) + r * ld + d0;
       prefill::split8(v8, kValueScale, hi, lo);  // 16-byte aligned: rows of head_dim + 8 halves, d0 a multiple of 8
@@ -886,9 +950,13 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   check_codec(kv.k, kv, "K");
   check_codec(kv.v, kv, "V");
   if (n_q >= kPrefillAttentionMinQueries && !kv.k.qjl) {
+    // Staged when the block's shared memory holds the records' area too (up to head_dim 128 every format; head_dim
+    // 256's tiles and query leave too little).
+    const TqPrefillSource staged = TqPrefillSource::make(kv, true);
+    const bool fits = prefill::block_smem_bytes(D, staged) <= kMaxPrefillSmem;
     prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
                                     scale, softcap},
-                    TqPrefillSource{kv}, stream);
+                    fits ? staged : TqPrefillSource::make(kv, false), stream);
     return;
   }
   const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
