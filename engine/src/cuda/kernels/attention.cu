@@ -271,6 +271,7 @@ struct F16PrefillSource {
   KvBlocks kv;
   static constexpr bool kLo = false, kAsync = true, kIdentityRotation = true;
   static constexpr float kValueScale = 1.0f;
+  static constexpr bool kHasArea = false;
   __host__ __device__ unsigned smem_bytes() const { return 0; }
   // 32-bit index math (positions are int32, head_dim <= 256): the 64-bit divisions it replaced were ~4 per 16-byte
   // copy, ~2,000 instructions per thread and tile.

@@ -22,9 +22,10 @@
 // The online softmax (running max and sum per row) is f32 in registers.
 //
 // A Source (the cache) provides: kLo (its tiles have lo parts), kValueScale (a power of two its staged K and V
-// values are multiplied by), kAsync (stage() issues cp.async copies: double-buffered); smem_bytes() (an area of the
-// block's shared memory for its own use, 0 for none); stage(j0, j_hi, kh, tiles, ld, area) filling K and V of
-// positions [j0, j0 + 64) of KV head kh, zeros past j_hi and in released blocks; rotate(rows, n,
+// values are multiplied by), kAsync (stage() issues cp.async copies: double-buffered); kHasArea and smem_bytes() (an
+// area of the block's shared memory for its own use, 0 for none); stage(j0, j_hi, kh, tiles, ld, area) filling K and
+// V of positions [j0, j0 + 64) of KV head kh, zeros past j_hi and in released blocks (called by every thread with the
+// same arguments: it may synchronise the block); rotate(rows, n,
 // d, inverse) on f32 rows [n][d] in shared memory, called by every thread (TurboQuant's Pi on the queries and Pi^T
 // on the outputs; nothing for f16). head_dim must be a multiple of 16 (the MMA's k; every real head_dim is) and at
 // most 256; attention() sends others to decode.
@@ -425,7 +426,7 @@ void launch_dim(Params a, const Source& src, cudaStream_t stream) {
 // second, partial wave left most SMs idle at its end.
 template <int DMAX, class Source>
 int resident_blocks_per_sm_dim(int64_t head_dim) {
-  static_assert(Source::kIdentityRotation, "sources with an area of their own size it per layer: not cached by head_dim");
+  static_assert(!Source::kHasArea, "a source's own area is sized per layer: not cached by head_dim");
   static std::atomic<int> cached[DMAX / 16 + 1];  // by head_dim / 16 (a multiple of 16 here); 0: not yet asked
   std::atomic<int>& slot = cached[head_dim / 16];
   if (const int n = slot.load(std::memory_order_relaxed)) return n;

@@ -812,7 +812,7 @@ __device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const float* ce
 // The records as a source of prefill_attention.cuh: a tile is decoded into f32 values in the rotated domain, each
 // split into f16 hi + lo; the queries are rotated once per block and the outputs rotated back. (QJL keys stay on
 // the decode kernel: their scores add a second dot with S q, which the tiles do not carry.)
-// Staged (when its area fits the block's shared memory: every format up to head_dim 128, see tq_attention): the
+// Staged (when its area fits the block's shared memory: every format but 8-bit affine at head_dim 256): the
 // tile's K and V records are first copied into the source's area with 16-byte cp.async (the decode kernel's
 // segments), and the codebooks with them, so decoding reads shared memory; the records read straight from global
 // memory cost 5-7 scattered byte or half loads per 8 values (5-bit planes, the scalar) plus 8 codebook loads.
@@ -821,6 +821,8 @@ struct TqPrefillSource {
   static constexpr bool kLo = true, kAsync = false;  // decoded in place: one buffer
   static constexpr bool kIdentityRotation = false;   // Pi on the queries, Pi^T on the outputs
   static constexpr float kValueScale = 16.0f;  // a power of two: small values' lo parts stay normal in f16
+  static constexpr bool kHasArea = true;       // smem_bytes() depends on the layer's record sizes
+  static_assert(prefill::kThreads == kDThreads, "stage_segment strides by the decode kernel's thread count");
   // The area: K records, V records (each with the segments' alignment slack), their offsets [2][kTile] (0xFFFF: a
   // released block's position), the two codebooks [2][32]. 0: not staged.
   int k_area = 0, v_area = 0;
@@ -851,7 +853,8 @@ struct TqPrefillSource {
     uint8_t* vbuf = area + k_area;
     uint16_t* koff = reinterpret_cast<uint16_t*>(area + k_area + v_area);
     uint16_t* voff = koff + prefill::kTile;
-    float* cent = reinterpret_cast<float*>(voff + prefill::kTile);  // [K 32][V 32]; 16-byte aligned: areas are
+    float* cent = reinterpret_cast<float*>(voff + prefill::kTile);  // [K 32][V 32]; 16-byte aligned (the areas are
+                                                                     // multiples of 16 bytes)
     if (k_area) {
       if (threadIdx.x < 64) {
         const TqDeviceCodec& c = threadIdx.x < 32 ? kv.k : kv.v;
@@ -950,8 +953,8 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   check_codec(kv.k, kv, "K");
   check_codec(kv.v, kv, "V");
   if (n_q >= kPrefillAttentionMinQueries && !kv.k.qjl) {
-    // Staged when the block's shared memory holds the records' area too (up to head_dim 128 every format; head_dim
-    // 256's tiles and query leave too little).
+    // Staged when the block's shared memory holds the records' area too (every format but 8-bit affine at head_dim
+    // 256, whose tiles and query leave too little).
     const TqPrefillSource staged = TqPrefillSource::make(kv, true);
     const bool fits = prefill::block_smem_bytes(D, staged) <= kMaxPrefillSmem;
     prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
