@@ -206,22 +206,28 @@ TEST_F(CudaTurboQuant, DeviceRecordsEqualTheCpuCodecs) {
 // The device attention over compressed records against the reference over the same records and the CPU's
 // blocked attention over the CPU's: a prefill chunk, a second chunk, then decode steps. Chunks of
 // kPrefillAttentionMinQueries or more (not QJL) take the tiled tensor-core kernel: the prefixes up to 400, a chunk of
-// 37 at GQA 3 (tile rows not a multiple of the group), chunks of 64 and 80 after 5000+ positions (with a window).
+// 37 at GQA 3 (tile rows not a multiple of the group), chunks of 64 and 80 after 5000+ positions (with a window), and
+// KV blocks of 48 and 7 positions (a tile's records staged in two to ten segments, tiles starting mid-block).
 TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
-  struct Case { int64_t heads, kv_heads, hd, window; float softcap; int64_t prefill, chunk, decode; };
+  struct Case {
+    int64_t heads, kv_heads, hd, window;
+    float softcap;
+    int64_t prefill, chunk, decode, block = 32;  // block: positions per KV block
+  };
   const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},    {4, 4, 128, 100, 0.0f, 333, 5, 2},
                         {6, 1, 96, 0, 50.0f, 40, 5, 2},    {32, 8, 128, 0, 0.0f, 5000, 80, 2},
                         {2, 1, 256, 16, 0.0f, 70, 5, 2},   {16, 2, 128, 0, 0.0f, 5003, 5, 1},
                         {3, 3, 80, 0, 0.0f, 1, 5, 3},      {6, 2, 64, 0, 0.0f, 100, 37, 1},
                         // Long-context decode through the tiled kernel: GQA 8 with a window and softcap (tiles
                         // and splits starting mid-block), head_dim 256 at GQA 8 (affine int8 opts into > 48 KB).
-                        {16, 2, 128, 1000, 30.0f, 3001, 64, 2}, {8, 1, 256, 0, 0.0f, 2100, 5, 1}};
-  constexpr int64_t B = 32;
+                        {16, 2, 128, 1000, 30.0f, 3001, 64, 2}, {8, 1, 256, 0, 0.0f, 2100, 5, 1},
+                        {8, 2, 64, 0, 0.0f, 300, 20, 1, 48},     {4, 2, 128, 100, 0.0f, 333, 17, 1, 7}};
   for (const Format& f : kFormats)
     for (const Case& c : cases) {
+      const int64_t B = c.block;
       SCOPED_TRACE(::testing::Message() << f.name << ", heads " << c.heads << "/" << c.kv_heads << " hd " << c.hd
                                         << " window " << c.window << " softcap " << c.softcap << " prefill "
-                                        << c.prefill << " chunk " << c.chunk);
+                                        << c.prefill << " chunk " << c.chunk << " block " << c.block);
       KvLayerSpec spec = turbo_kv_layer_spec({c.heads, c.kv_heads, c.hd}, f.opt);
       spec.window = c.window;
       auto device = std::make_shared<DeviceAllocator>();
