@@ -171,6 +171,15 @@ __device__ __forceinline__ void store_weight_values(const DeviceWeight& w, int64
   }
 }
 
+// Affine weight row r0 + threadIdx.x's group scale and bias at column k0 (0 past the last row).
+__device__ __forceinline__ void load_row_scale_bias(const DeviceWeight& w, int64_t r0, int64_t k0, float& scale,
+                                                    float& bias) {
+  const AffineWeight& a = w.quant;
+  const int64_t groups = w.cols / a.group_size, g0 = k0 / a.group_size, r = r0 + threadIdx.x;
+  scale = r < w.rows ? load_scale(a.scales, r * groups + g0, a.scale_type) : 0.0f;
+  bias = r < w.rows ? load_scale(a.biases, r * groups + g0, a.scale_type) : 0.0f;
+}
+
 // One k tile of a block's operands in registers: X (a warp per slot row, a lane per column) and, for 4- and 8-bit
 // affine weights (kBits), the packed words (a thread per word) and the rows' group scales and biases. Loaded from
 // global memory while the tile before is multiplied (the loads of a tile were waited for before its MMAs: a memory
@@ -199,9 +208,7 @@ struct TileStage {
     }
     if constexpr (kForm == Form::affine && kBits != 0) {
       const AffineWeight& a = w.quant;
-      const int64_t groups = cols / a.group_size, g0 = k0 / a.group_size, r = r0 + threadIdx.x;
-      scale = r < w.rows ? load_scale(a.scales, r * groups + g0, a.scale_type) : 0.0f;
-      bias = r < w.rows ? load_scale(a.biases, r * groups + g0, a.scale_type) : 0.0f;
+      load_row_scale_bias(w, r0, k0, scale, bias);
       const int64_t row_words = cols * kBits / 32;
 #pragma unroll
       for (int j = 0; j < kWords; ++j) {
@@ -242,12 +249,7 @@ struct TileStage {
           sm.w[0][rr][wi * per_word + q] = __float2bfloat16(static_cast<float>((words[j] >> (q * kBits)) & mask));
       }
     } else {
-      if constexpr (kForm == Form::affine) {
-        const AffineWeight& a = w.quant;
-        const int64_t groups = w.cols / a.group_size, g0 = k0 / a.group_size, r = r0 + threadIdx.x;
-        sm.scale[threadIdx.x] = r < w.rows ? load_scale(a.scales, r * groups + g0, a.scale_type) : 0.0f;
-        sm.bias[threadIdx.x] = r < w.rows ? load_scale(a.biases, r * groups + g0, a.scale_type) : 0.0f;
-      }
+      if constexpr (kForm == Form::affine) load_row_scale_bias(w, r0, k0, sm.scale[threadIdx.x], sm.bias[threadIdx.x]);
       store_weight_values<kForm>(w, r0, k0, sm);
     }
   }

@@ -88,6 +88,13 @@ struct Smem {
   }
 };
 
+// The shared-memory layout of kernel<DMAX, Source> for head_dim and src: the kernel's, its launch's and the
+// occupancy query's.
+template <int DMAX, class Source>
+__host__ __device__ Smem smem_layout(int64_t head_dim, const Source& src) {
+  return Smem(static_cast<int>(head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>, src.smem_bytes());
+}
+
 // Two f32 values as f16x2 hi and lo registers (the first in the low half: the smaller column).
 __device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t& lo) {
   const __half2 h = __floats2half2_rn(a, b);
@@ -135,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   constexpr int kStages = Source::kAsync ? 2 : 1;
   constexpr int kSteps = DMAX / 16;  // k steps of S over head_dim, and pairs of O's n tiles
   extern __shared__ __align__(128) unsigned char smem[];
-  const Smem L(static_cast<int>(a.head_dim), Source::kLo, kStages, kQRegs, src.smem_bytes());
+  const Smem L = smem_layout<DMAX>(a.head_dim, src);
   unsigned char* source_area = smem + L.source;
   __half* q_hi = reinterpret_cast<__half*>(smem + L.q_hi);
   __half* q_lo = reinterpret_cast<__half*>(smem + L.q_lo);
@@ -400,13 +407,22 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   }
 }
 
+// The kernel instantiation for a head_dim: f(std::integral_constant<int, DMAX>) with DMAX 64, 128 or 256 (the query
+// in registers up to 128, from shared memory up to 256).
+template <class F>
+auto with_dmax(int64_t head_dim, F&& f) {
+  if (head_dim <= 64) return f(std::integral_constant<int, 64>{});
+  if (head_dim <= 128) return f(std::integral_constant<int, 128>{});
+  return f(std::integral_constant<int, 256>{});
+}
+
 // The block's shared memory for head_dim, opted into (one grant per kernel: launches and the occupancy query share it).
 template <int DMAX, class Source>
 unsigned smem_opted_in(int64_t head_dim, const Source& src) {
-  const Smem L(static_cast<int>(head_dim), Source::kLo, Source::kAsync ? 2 : 1, kQInRegisters<DMAX>, src.smem_bytes());
+  const unsigned bytes = smem_layout<DMAX>(head_dim, src).bytes;
   static SharedMemoryGrant granted;
-  opt_in_shared_memory(kernel<DMAX, Source>, L.bytes, granted);
-  return L.bytes;
+  opt_in_shared_memory(kernel<DMAX, Source>, bytes, granted);
+  return bytes;
 }
 
 template <int DMAX, class Source>
@@ -439,25 +455,18 @@ int resident_blocks_per_sm_dim(int64_t head_dim) {
 }
 template <class Source>
 int resident_blocks_per_sm(int64_t head_dim) {
-  if (head_dim <= 64) return resident_blocks_per_sm_dim<64, Source>(head_dim);
-  if (head_dim <= 128) return resident_blocks_per_sm_dim<128, Source>(head_dim);
-  return resident_blocks_per_sm_dim<256, Source>(head_dim);
+  return with_dmax(head_dim, [&](auto d) { return resident_blocks_per_sm_dim<decltype(d)::value, Source>(head_dim); });
 }
 
 // The block's shared memory for head_dim and src (the kernel launch() picks).
 template <class Source>
 unsigned block_smem_bytes(int64_t head_dim, const Source& src) {
-  const int stages = Source::kAsync ? 2 : 1;
-  const bool q_regs = head_dim <= 64 ? kQInRegisters<64> : head_dim <= 128 ? kQInRegisters<128> : kQInRegisters<256>;
-  return Smem(static_cast<int>(head_dim), Source::kLo, stages, q_regs, src.smem_bytes()).bytes;
+  return with_dmax(head_dim, [&](auto d) { return smem_layout<decltype(d)::value>(head_dim, src).bytes; });
 }
 
-// The kernel for a head_dim: the query in registers up to 128, from shared memory up to 256.
 template <class Source>
 void launch(const Params& a, const Source& src, cudaStream_t stream) {
-  if (a.head_dim <= 64) launch_dim<64>(a, src, stream);
-  else if (a.head_dim <= 128) launch_dim<128>(a, src, stream);
-  else launch_dim<256>(a, src, stream);
+  with_dmax(a.head_dim, [&](auto d) { launch_dim<decltype(d)::value>(a, src, stream); });
 }
 
 }  // namespace lmlab::kernels::cuda::prefill

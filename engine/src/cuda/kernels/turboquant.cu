@@ -428,18 +428,34 @@ __device__ __forceinline__ void stage_segment(uint8_t* buf, int* cur, const uint
   *cur += static_cast<int>(ae - as);
 }
 
-// Issues the copies of the n positions from p0 (K and V records of KV head kh) into one buffer.
+// The K (v false) or V record of (KV head kh, position `slot` of the block) in KV block blk.
+__device__ __forceinline__ const uint8_t* record_at(const TqKvBlocks& kv, const uint8_t* blk, int64_t kh, int64_t slot,
+                                                    bool v) {
+  const int64_t B = kv.block_tokens, at = kh * B + slot;
+  return v ? blk + kv.n_kv_heads * B * kv.k.record_bytes + at * kv.v.record_bytes : blk + at * kv.k.record_bytes;
+}
+
+constexpr uint16_t kNoRecord = 0xFFFF;  // a staged record's offset for a position in a released block
+
+// Issues the copies of the n positions from p0 (K and V records of KV head kh) into one buffer. kReleased (prefill
+// tiles): positions in released blocks get the offset kNoRecord; the decode kernel's splits never reach one (and the
+// check cost it registers).
+template <bool kReleased = false>
 __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
                                            uint8_t* vbuf, uint16_t* koff, uint16_t* voff) {
-  const int64_t B = kv.block_tokens, nkv = kv.n_kv_heads;
+  const int64_t B = kv.block_tokens;
   const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes;
   int kcur = 0, vcur = 0;
   for (int t0 = 0; t0 < n;) {
     const int64_t p = p0 + t0, b = p / B, slot = p % B;
     const int cnt = static_cast<int>(min(static_cast<int64_t>(n - t0), B - slot));
     const uint8_t* blk = kv.blocks[b];
-    stage_segment(kbuf, &kcur, blk + (kh * B + slot) * k_rec, cnt, k_rec, koff + t0);
-    stage_segment(vbuf, &vcur, blk + nkv * B * k_rec + (kh * B + slot) * v_rec, cnt, v_rec, voff + t0);
+    if (kReleased && !blk) {
+      for (int i = threadIdx.x; i < cnt; i += kDThreads) koff[t0 + i] = voff[t0 + i] = kNoRecord;
+    } else {
+      stage_segment(kbuf, &kcur, record_at(kv, blk, kh, slot, false), cnt, k_rec, koff + t0);
+      stage_segment(vbuf, &vcur, record_at(kv, blk, kh, slot, true), cnt, v_rec, voff + t0);
+    }
     t0 += cnt;
   }
 }
@@ -823,10 +839,9 @@ struct TqPrefillSource {
   static constexpr float kValueScale = 16.0f;  // a power of two: small values' lo parts stay normal in f16
   static constexpr bool kHasArea = true;       // smem_bytes() depends on the layer's record sizes
   static_assert(prefill::kThreads == kDThreads, "stage_segment strides by the decode kernel's thread count");
-  // The area: K records, V records (each with the segments' alignment slack), their offsets [2][kTile] (0xFFFF: a
+  // The area: K records, V records (each with the segments' alignment slack), their offsets [2][kTile] (kNoRecord: a
   // released block's position), the two codebooks [2][32]. 0: not staged.
   int k_area = 0, v_area = 0;
-  static constexpr unsigned kNoRecord = 0xFFFF;
   __host__ __device__ unsigned smem_bytes() const {
     return k_area ? static_cast<unsigned>(k_area + v_area) + 2 * prefill::kTile * 2 + 2 * 32 * 4 : 0;
   }
@@ -861,21 +876,7 @@ struct TqPrefillSource {
         const int i = threadIdx.x & 31;
         cent[threadIdx.x] = c.scheme == kTqLloydMax && i < (1 << c.bits) ? c.centroids[i] : 0.0f;
       }
-      // One segment per KV block the tile touches (uniform across the block: every thread walks the same loop).
-      int kcur = 0, vcur = 0;
-      for (int t0 = 0; t0 < n;) {
-        const int j = j0i + t0, jb = j / B, slot = j - jb * B, cnt = min(n - t0, B - slot);
-        const uint8_t* blk = kv.blocks[jb];
-        if (blk) {
-          const int64_t at = static_cast<int64_t>(static_cast<int>(kh) * B + slot);
-          stage_segment(kbuf, &kcur, blk + at * kv.k.record_bytes, cnt, kv.k.record_bytes, koff + t0);
-          stage_segment(vbuf, &vcur, blk + kv.n_kv_heads * B * kv.k.record_bytes + at * kv.v.record_bytes, cnt,
-                        kv.v.record_bytes, voff + t0);
-        } else {
-          for (int i = threadIdx.x; i < cnt; i += blockDim.x) koff[t0 + i] = voff[t0 + i] = kNoRecord;
-        }
-        t0 += cnt;
-      }
+      issue_tile<true>(kv, kh, j0, n, kbuf, vbuf, koff, voff);  // uniform across the block: every thread walks it
       cp_async_commit();
       cp_async_wait_all();
       __syncthreads();
@@ -892,11 +893,7 @@ struct TqPrefillSource {
         cb = cent + (is_v ? 32 : 0);
       } else if (r < n) {
         const int j = j0i + r, jb = j / B;
-        const uint8_t* block = kv.blocks[jb];
-        const int64_t slot = static_cast<int>(kh) * B + (j - jb * B);  // (KV head, position in the block)
-        if (block)
-          rec = is_v ? block + kv.n_kv_heads * B * kv.k.record_bytes + slot * c.record_bytes
-                     : block + slot * c.record_bytes;
+        if (const uint8_t* block = kv.blocks[jb]) rec = record_at(kv, block, kh, j - jb * B, is_v);
       }
       float v8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       if (rec) decoded8(c, cb, rec + (d0 >> log_g) * c.group_bytes, d0 & (c.group_dim - 1), v8);
