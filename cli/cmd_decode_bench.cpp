@@ -1,9 +1,13 @@
-// lmlab decode-bench --model DIR --contexts 4096,16384,32768 [-n 32] [KV flags]: decode speed at a given
-// context length. Prefills seeded random tokens (untimed beyond the printed prefill rate) to each context,
+// lmlab decode-bench --model DIR --contexts 4096,16384,32768 [-n 32] [--warmup 1] [KV flags]: decode speed at a
+// given context length. Prefills seeded random tokens (untimed beyond the printed prefill rate) to each context,
 // then times n single-token decode steps. One line per context; --json for one object per line.
+// Warm-up, as llama-bench does before it times: an untimed prefill and decode step before the first context (the
+// first calls load cuBLAS and the kernels' modules), and --warmup untimed decode steps before each context's timed
+// ones (the first decode step of a session captures its CUDA graph).
 #include <fmt/format.h>
 
 #include <chrono>
+#include <numeric>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -19,6 +23,7 @@ struct Flags {
   EngineFlags engine;
   std::vector<int64_t> contexts = {4096};
   int64_t n = 32;
+  int64_t warmup = 1;
   bool json = false;
 };
 
@@ -31,10 +36,20 @@ int run_decode_bench(const Flags& fl) {
   const ModelInfo& info = model->info();
   std::mt19937_64 rng(42);
   SamplingParams greedy;
+  uint64_t rng_state = 0;
+  if (fl.warmup > 0 && !fl.contexts.empty()) {
+    std::vector<int32_t> prompt(static_cast<size_t>(std::min<int64_t>(fl.contexts.front(), 512)));
+    for (auto& t : prompt) t = static_cast<int32_t>(rng() % info.vocab);
+    auto session = model->new_session();
+    const int32_t next = sample_token(session->append(prompt), greedy, rng_state);
+    session->append(std::span<const int32_t>(&next, 1));
+  }
   for (int64_t ctx : fl.contexts) {
-    if (ctx + fl.n > info.ctx_size)
+    if (ctx + fl.warmup + fl.n > info.ctx_size)
       throw Error(ErrorKind::invalid_input, "--contexts",
-                  fmt::format("{} + {} tokens exceed the context size {} (raise --ctx-size)", ctx, fl.n, info.ctx_size));
+                  fmt::format("{} + {} + {} tokens (context, warm-up, timed steps) exceed the context size {} (raise "
+                              "--ctx-size)",
+                              ctx, fl.warmup, fl.n, info.ctx_size));
     std::vector<int32_t> prompt(static_cast<size_t>(ctx));
     for (auto& t : prompt) t = static_cast<int32_t>(rng() % info.vocab);
     auto session = model->new_session();
@@ -42,8 +57,9 @@ int run_decode_bench(const Flags& fl) {
     auto t0 = std::chrono::steady_clock::now();
     auto logits = session->append(prompt);
     const int64_t prefill_ns = ns_since(t0);
-    uint64_t rng_state = 0;
     int32_t next = sample_token(logits, greedy, rng_state);
+    for (int64_t i = 0; i < fl.warmup; ++i) next = sample_token(session->append(std::span<const int32_t>(&next, 1)), greedy, rng_state);
+    const StreamCounters before = model->counters().stream;
     std::vector<int64_t> step_ns;
     for (int64_t i = 0; i < fl.n; ++i) {
       t0 = std::chrono::steady_clock::now();
@@ -53,16 +69,32 @@ int run_decode_bench(const Flags& fl) {
     }
     const DecodeBenchFigures f = decode_bench_figures(ctx, prefill_ns, step_ns);
     const ModelCounters c = model->counters();
+    const StreamCounters io = c.stream.since(before);  // the timed decode steps' expert streaming
     const std::string kv_mode(kv_mode_name(model->options().kv_mode));
     nlohmann::json row = {{"model", info.dir.filename().string()}, {"context", ctx}, {"decode_tokens", fl.n},
                           {"decode_tok_s", f.decode_tok_s}, {"prefill_tok_s", f.prefill_tok_s},
                           {"step_ms_p50", f.step_ms_p50}, {"step_ms_p90", f.step_ms_p90},
                           {"kv_cache_bytes", c.kv_cache_bytes}, {"options", nlohmann::json::parse(options_to_json_text(model->options()))}};
+    if (model->options().stream_experts)
+      row["decode_streaming"] = {{"ssd_bytes", io.ssd_bytes_read_total},
+                                 {"ssd_reads", io.ssd_reads_total},
+                                 {"expert_cache_hits", io.expert_cache_hits_total},
+                                 {"expert_cache_misses", io.expert_cache_misses_total},
+                                 {"expert_prefetches", io.expert_prefetch_total},
+                                 {"expert_prefetches_used", io.expert_prefetch_used_total},
+                                 {"device_expert_cache_misses", io.device_expert_cache_misses_total}};
     if (fl.json) fmt::print("{}\n", row.dump());
     else
       fmt::print("context {:>6}: decode {:8.2f} tok/s (step p50 {:.2f} ms, p90 {:.2f} ms)  prefill {:8.1f} tok/s  kv "
                  "{:8.2f} MiB  ({})\n",
                  ctx, f.decode_tok_s, f.step_ms_p50, f.step_ms_p90, f.prefill_tok_s, c.kv_cache_bytes / 1048576.0, kv_mode);
+    if (!fl.json && model->options().stream_experts) {
+      const double seconds = std::accumulate(step_ns.begin(), step_ns.end(), int64_t{0}) * 1e-9;
+      fmt::print("  decode streaming: {:.1f} MB read ({:.1f} MB/s), {} misses / {} hits, {} prefetched ({} used)\n",
+                 io.ssd_bytes_read_total / 1e6, seconds > 0 ? io.ssd_bytes_read_total / 1e6 / seconds : 0.0,
+                 io.expert_cache_misses_total, io.expert_cache_hits_total, io.expert_prefetch_total,
+                 io.expert_prefetch_used_total);
+    }
   }
   return 0;
 }
@@ -75,6 +107,10 @@ void register_decode_bench(CLI::App& app) {
   fl->engine.add_to(*sub);
   sub->add_option("--contexts", fl->contexts, "context lengths")->delimiter(',')->check(CLI::PositiveNumber);
   sub->add_option("-n", fl->n, "decode steps timed per context")->check(CLI::PositiveNumber);
+  sub->add_option("--warmup", fl->warmup,
+                  "untimed decode steps before each context's timed ones; 0 also skips the warm-up prefill before "
+                  "the first context (default 1)")
+      ->check(CLI::Range(0, 1 << 20));
   sub->add_flag("--json", fl->json, "one JSON object per context");
   sub->callback(guarded([fl] { return run_decode_bench(*fl); }));
 }

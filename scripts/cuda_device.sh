@@ -92,7 +92,7 @@ for step in "$@"; do
       ctx=${NCU_CTX:-16384}
       LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --kernel-name "regex:${NCU_KERNEL:-^attention_kernel}" --launch-skip "${NCU_SKIP:-40}" \
         --launch-count "${NCU_COUNT:-2}" "${ncu_sections[@]}" "$here/lmlab" decode-bench \
-        --model "$(synth_dir "$shape")" --device cuda --ctx-size $((ctx + 512)) --contexts "$ctx" -n 8 \
+        --model "$(synth_dir "$shape")" --device cuda --ctx-size $((ctx + 512)) --contexts "$ctx" -n 8 --warmup 0 \
         > "$out/ncu-decode.txt" 2>&1
       grep -E "attention|gemv|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Issued Ipc|No Eligible|Grid Size|Block Size" \
         "$out/ncu-decode.txt" | head -40
@@ -113,7 +113,7 @@ for step in "$@"; do
           pctx=${PROFILE_CTX:-512}
           LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
           --metrics gpu__time_duration.sum --print-units base --csv "$here/lmlab" decode-bench --model "$dir" --device cuda \
-          --ctx-size $((pctx + 512)) --contexts "$pctx" -n 32 > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
+          --ctx-size $((pctx + 512)) --contexts "$pctx" -n 32 --warmup 0 > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
         python3 - "$out/profile-$shape.csv" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
