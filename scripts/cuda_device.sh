@@ -7,7 +7,10 @@
 #  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl;
 #  swiftlm: scenarios/swiftlm-cuda.json on the 30b-a3b 4-bit synth (SWIFT_CONTEXTS, SWIFT_CONFIGS, REPS; SWIFT_DB:
 #  a database to append to, e.g. ../docs/profiling_results_h200.db), the database and profiling_results_<host>.md
-#  to $OUT, after an iobench of the synth's largest file)
+#  to $OUT, after an iobench of the synth's largest file;
+#  stream-moe: iobench as swiftlm's, then decode-bench --stream-experts on the 30b-a3b 4-bit synth with the swiftlm
+#  SSD config's 1.5 GB cache, once per LMLAB_STREAM_GRAPH value in STREAM_GRAPH (default "0 1"), to stream.jsonl:
+#  the decode's SSD bytes, misses and read rate against the drive)
 # (profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -76,6 +79,14 @@ for step in "$@"; do
         ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tail -20
       "$here/lmlab" report --db "$out/lmlab.db" --format csv --out "$out/samples.csv"  # decode SSD bytes, drive bps
       "$here/lmlab" report --db "$out/lmlab.db" --format md --out-dir "$out" && "$here/lmlab" report --db "$out/lmlab.db" --no-color
+      ;;
+    stream-moe)
+      dir=$(synth_dir moe)
+      "$here/lmlab" iobench --file "$(ls -S "$dir"/*.safetensors | head -1)" 2>&1 | tee -a "$out/iobench.txt" | tail -3
+      for sg in ${STREAM_GRAPH:-0 1}; do LMLAB_STREAM_GRAPH=$sg timeout "${STREAM_TIMEOUT:-200}" "$here/lmlab" decode-bench \
+        --model "$dir" --device cuda --stream-experts --expert-cache-mb "${STREAM_CACHE_MB:-1536}" --ctx-size 4608 \
+        --contexts "${STREAM_CONTEXTS:-512}" -n 64 --json 2>&1 | sed "s/^{/{\"stream_graph\":$sg,/" | tee -a "$out/stream.jsonl"
+      done
       ;;
     ncu-gemv)  # one launch of each GEMV benchmark in NCU_FILTER under ncu: throughput, occupancy, stalls, to ncu-gemv.txt
       LMLAB_CUDA_GRAPH=0 timeout 240 "$ncu" --kernel-name regex:gemv_kernel --launch-skip 3 --launch-count "${NCU_COUNT:-1}" \

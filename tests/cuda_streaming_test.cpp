@@ -16,6 +16,7 @@
 #include "model/backend_factory.h"
 #include "model/model_impl.h"
 #include "model_copy.h"
+#include "scoped_env.h"
 #include "util/memory_stats.h"
 
 namespace lmlab {
@@ -94,6 +95,48 @@ TEST_P(CudaStreaming, LogitsBitIdenticalToTheResidentModel) {
   EXPECT_LT(c.stream.device_expert_cache_bytes, expert_tensor_bytes(copy.dir()))
       << "the VRAM cache must be smaller than the experts for this test to mean something";
   EXPECT_EQ(resident->counters().stream.ssd_bytes_read_total, 0u);
+}
+
+// LMLAB_STREAM_GRAPH=1: decode keeps its CUDA graph, each MoE layer inside it publishing its routed ids to the host
+// and waiting for the slots (cuda/routing_mailbox.h). Every decode logit equals the resident model's bitwise, and
+// the VRAM cache misses during decode (so the host loaded experts while the graph waited), over several graphs
+// (one per session) and sessions taking turns.
+TEST_P(CudaStreaming, DecodeGraphWithTheHostHandOffIsBitIdentical) {
+  const std::string name = GetParam();
+  test::DiskModelCopy copy(name);
+  auto resident = Model::load(copy.dir(), cuda_options(false, 0, 16));
+  std::shared_ptr<Model> streamed;
+  {
+    test::ScopedEnv graph("LMLAB_STREAM_GRAPH", "1");  // read when the backend is made
+    streamed = Model::load(copy.dir(), cuda_options(true, 0, 16));
+  }
+  SafetensorsFile golden(test::golden_path(name));
+  const auto prompts = test::golden_prompts(golden);
+  ASSERT_GE(prompts.size(), 2u);
+  auto a0 = resident->new_session(), a1 = resident->new_session();
+  auto b0 = streamed->new_session(), b1 = streamed->new_session();
+  std::vector<float> want[2];
+  int32_t next[2];
+  Session* as[2] = {a0.get(), a1.get()};
+  Session* bs[2] = {b0.get(), b1.get()};
+  for (int s = 0; s < 2; ++s) {
+    auto la = as[s]->append(prompts[s]);
+    auto lb = bs[s]->append(prompts[s]);
+    ASSERT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0) << "prefill " << s;
+    next[s] = argmax(la);
+  }
+  const uint64_t misses_before = streamed->counters().stream.device_expert_cache_misses_total;
+  for (int i = 0; i < 24; ++i)
+    for (int s = 0; s < 2; ++s) {  // the two sessions take turns: two graphs, one mailbox
+      const int32_t tok[] = {next[s]};
+      auto da = as[s]->append(tok);
+      auto db = bs[s]->append(tok);
+      ASSERT_EQ(db.size(), da.size());
+      ASSERT_EQ(std::memcmp(db.data(), da.data(), da.size() * sizeof(float)), 0) << "session " << s << " step " << i;
+      next[s] = argmax(da);
+    }
+  EXPECT_GT(streamed->counters().stream.device_expert_cache_misses_total, misses_before)
+      << "no expert was loaded during decode: the hand-off was not exercised";
 }
 
 // Only the last logits wanted: the streamed prompt runs layer by layer (every chunk of a layer, then the next layer)

@@ -8,6 +8,9 @@
 // LMLAB_GROUPED_EXPERTS=0 sends MoE prefill chunks back to the gathered GEMV (likewise).
 // --stream-experts: the routed experts live in a VRAM cache filled from the SSD (cuda/device_expert_cache.h); each
 // MoE layer brings its routed ids to the host (one synchronisation per MoE layer), so decode runs without a graph.
+// LMLAB_STREAM_GRAPH=1 (not yet run on a GPU, hence opt-in): decode keeps its graph, and each MoE layer inside it
+// hands its ids to this thread through mapped host memory and waits for the slots (cuda/routing_mailbox.h), the
+// misses copied on a second stream meanwhile.
 // A prompt longer than one chunk goes through layer by layer (every chunk of layer l, then layer l + 1: the layer's
 // experts are read from the SSD once per prompt instead of once per chunk, which made 40K-token prompts read the
 // whole model ~80 times); its activations for the whole prompt stay on the device meanwhile (2 x n x hidden floats).
@@ -26,6 +29,7 @@
 #include "cuda/device_expert_cache.h"
 #include "cuda/device_weights.h"
 #include "cuda/device_kv.h"
+#include "cuda/routing_mailbox.h"
 #include "lmlab/error.h"
 #include "lmlab/options.h"
 #include "config/context_size.h"
@@ -89,6 +93,11 @@ class CudaBackend final : public Backend {
     // The expert cache and the scratch before planning, so the driver's free memory already excludes them; with
     // the cache, the routed experts are never uploaded.
     if (ExpertStreamer* es = t.shared_streamer()) experts_ = std::make_unique<cuda::DeviceExpertCache>(*alloc_, *es, s_);
+    const char* sg = std::getenv("LMLAB_STREAM_GRAPH");
+    if (experts_ && graphs_ && sg && std::string(sg) == "1") {
+      mailbox_ = std::make_unique<cuda::RoutingMailbox>(*alloc_, s_.top_k);
+      check(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "expert copy stream");
+    }
     route_ids_ = experts_ ? experts_->counters().slots : s_.n_experts;
     ensure_scratch(decode_, 1);
     ensure_scratch(chunk_, o.prefill_size);
@@ -102,6 +111,7 @@ class CudaBackend final : public Backend {
     experts_.reset();  // waits for copies still reading the host cache
     for (auto& [id, g] : graphs_by_kv_) cudaGraphExecDestroy(g.exec);
     cudaStreamDestroy(stream_);
+    if (copy_stream_) cudaStreamDestroy(copy_stream_);
   }
 
   Device device() const override { return Device::cuda; }
@@ -151,8 +161,11 @@ class CudaBackend final : public Backend {
   void layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, KvSequence& cache) const;
   void mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const;
   void moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const;
+  int32_t predict_next_layer(Scratch& sc, int64_t l, int64_t n) const;
   const int32_t* stream_in(Scratch& sc, int64_t l, int64_t n) const;
+  const int32_t* stream_in_graph(Scratch& sc, int64_t l, int64_t n) const;
   void replay_decode(Scratch& sc, KvSequence& cache, int64_t pos) const;
+  void serve_streamed_step() const;
   void forward_layer_major(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache,
                            std::vector<float>& logits) const;
   static constexpr int64_t kLayerMajorActivationBytes = int64_t{2} << 30;  // bounds a layer-major span
@@ -194,6 +207,12 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cuda::DeviceWeights w_;
   std::unique_ptr<cuda::DeviceExpertCache> experts_;  // --stream-experts only
+  // LMLAB_STREAM_GRAPH=1: the decode graph's hand-off, the stream the misses are copied on, and whether run_device
+  // is being captured into such a graph (its MoE layers then publish and await instead of syncing).
+  std::unique_ptr<cuda::RoutingMailbox> mailbox_;
+  cudaStream_t copy_stream_ = nullptr;
+  mutable bool capturing_streamed_ = false;
+  mutable uint32_t served_ = 0;  // MoE layers the host has answered (the mailbox's count)
   mutable std::vector<int32_t> host_ids_, host_predicted_, slot_ids_;  // a streamed MoE step's host side
   // Decode (one token) has its own scratch, never reallocated, so captured graphs stay valid.
   mutable Scratch decode_, chunk_;
@@ -293,7 +312,9 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
   float* weights = sc.weights.get<float>();
   linear(sc, w.router, h, sc.router.get<float>(), n);
   kc::route_topk(sc.router.get<float>(), n, s_.n_experts, K, s_.norm_topk, experts, weights, stream_);
-  const int32_t* index = experts_ ? stream_in(sc, l, n) : experts;  // into the stacks: expert ids or VRAM slots
+  // Into the stacks: expert ids, or VRAM slots (named by the host now, or, in a graph, when the graph runs).
+  const int32_t* index = !experts_ ? experts : capturing_streamed_ ? stream_in_graph(sc, l, n) : stream_in(sc, l, n);
+  const bool host_step = experts_ && !capturing_streamed_;  // this call holds host experts until finish()
   try {
     const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
     const kc::GemvPart down{w.down.w, sc.slot_out.get<float>()};
@@ -311,10 +332,10 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
     else kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
     kc::moe_combine(sc.slot_out.get<float>(), experts, weights, n, K, s_.hidden, sc.y.get<float>(), stream_);
   } catch (...) {
-    if (experts_) experts_->abandon(stream_);
+    if (host_step) experts_->abandon(stream_);
     throw;
   }
-  if (experts_) experts_->finish();  // the GEMVs are queued behind the copies; now the host experts may go
+  if (host_step) experts_->finish();  // the GEMVs are queued behind the copies; now the host experts may go
 }
 
 // --stream-experts, between routing and the expert GEMVs of model layer l: the routed ids (and the next MoE layer's
@@ -323,14 +344,7 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
 // entry goes back to the device. Returns sc.slot_ids [n * top_k].
 const int32_t* CudaBackend::stream_in(Scratch& sc, int64_t l, int64_t n) const {
   const int64_t slots = n * s_.top_k;
-  const ExpertStreamer& es = *t_.streamer();
-  int32_t next = es.options().expert_predict_next && !in_layer_major_ ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
-  if (next >= n_dev_) next = -1;  // a layer on the CPU predicts for itself
-  if (next >= 0) {
-    linear(sc, w_.layers[next].router, sc.h.get<float>(), sc.router.get<float>(), n);  // this layer's logits are used
-    kc::route_topk(sc.router.get<float>(), n, s_.n_experts, s_.top_k, s_.norm_topk, sc.predicted.get<int32_t>(),
-                   sc.predicted_weights.get<float>(), stream_);
-  }
+  const int32_t next = predict_next_layer(sc, l, n);
   host_ids_.resize(static_cast<size_t>(slots));
   host_predicted_.resize(next >= 0 ? static_cast<size_t>(slots) : 0);
   check(cudaMemcpyAsync(host_ids_.data(), sc.experts.get(), slots * 4, cudaMemcpyDeviceToHost, stream_), "routed experts");
@@ -346,6 +360,66 @@ const int32_t* CudaBackend::stream_in(Scratch& sc, int64_t l, int64_t n) const {
     cuda::throw_cuda(e, "expert slots");
   }
   return sc.slot_ids.get<int32_t>();
+}
+
+// The MoE layer to read ahead for after layer l (or -1), its guess queued into sc.predicted: its router on this
+// layer's input, as the CPU streamer predicts. None in a layer-major prompt (every chunk of this layer comes first)
+// nor for a layer on the CPU (it predicts for itself).
+int32_t CudaBackend::predict_next_layer(Scratch& sc, int64_t l, int64_t n) const {
+  const ExpertStreamer& es = *t_.streamer();
+  int32_t next = es.options().expert_predict_next && !in_layer_major_ ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
+  if (next >= n_dev_) next = -1;
+  if (next >= 0) {
+    linear(sc, w_.layers[next].router, sc.h.get<float>(), sc.router.get<float>(), n);  // this layer's logits are used
+    kc::route_topk(sc.router.get<float>(), n, s_.n_experts, s_.top_k, s_.norm_topk, sc.predicted.get<int32_t>(),
+                   sc.predicted_weights.get<float>(), stream_);
+  }
+  return next;
+}
+
+// stream_in inside a decode graph being captured: the layer publishes its routed and predicted ids to the mailbox
+// and waits there for the slots, which serve_streamed_step() names while the graph runs.
+const int32_t* CudaBackend::stream_in_graph(Scratch& sc, int64_t l, int64_t n) const {
+  const int64_t slots = n * s_.top_k;
+  const int32_t next = predict_next_layer(sc, l, n);
+  kc::publish_routing(mailbox_->view(), sc.experts.get<int32_t>(), next >= 0 ? sc.predicted.get<int32_t>() : nullptr,
+                      slots, stream_);
+  kc::await_slots(mailbox_->view(), sc.slot_ids.get<int32_t>(), slots, stream_);
+  return sc.slot_ids.get<int32_t>();
+}
+
+// The host's half of a streamed decode graph's step, after its launch: each MoE layer in order, its published ids
+// are loaded into the VRAM cache (reads, then copies on copy_stream_, waited for: the graph's kernels only read the
+// slots after the answer) and its slots answered. On an error every remaining layer is answered with the last slots
+// (in range: the graph finishes, its logits are not used), the graph and the copies are waited for, and the step's
+// slots are forgotten.
+void CudaBackend::serve_streamed_step() const {
+  const int64_t slots = s_.top_k;
+  std::vector<int64_t> moe_layers;
+  for (int64_t l = 0; l < n_dev_; ++l)
+    if (s_.layers[l].moe) moe_layers.push_back(l);
+  const ExpertStreamer& es = *t_.streamer();
+  size_t i = 0;
+  try {
+    for (; i < moe_layers.size(); ++i) {
+      const int64_t l = moe_layers[i];
+      int32_t next = es.options().expert_predict_next ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
+      if (next >= n_dev_) next = -1;  // as predict_next_layer decided when the graph was captured
+      mailbox_->wait_published(served_ + 1, stream_);
+      const auto ids = mailbox_->ids(slots), predicted = mailbox_->predicted(slots);
+      host_ids_.assign(ids.begin(), ids.end());
+      host_predicted_.assign(next >= 0 ? predicted.begin() : predicted.end(), predicted.end());
+      experts_->load(static_cast<int32_t>(l), host_ids_, next, host_predicted_, slot_ids_, copy_stream_);
+      experts_->finish();
+      mailbox_->answer(slot_ids_, ++served_);
+    }
+  } catch (...) {
+    served_ += static_cast<uint32_t>(moe_layers.size() - i);
+    mailbox_->release(served_);
+    (void)cudaStreamSynchronize(stream_);
+    experts_->abandon(copy_stream_);
+    throw;
+  }
 }
 
 // On entry h = attn_norm(x); on exit x has the layer's residuals and h = the next norm of x (the next layer's
@@ -405,13 +479,16 @@ void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache, int64_t pos) con
     }
     cudaGraph_t graph = nullptr;
     check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
+    capturing_streamed_ = experts_ != nullptr;
     try {
       run_device(sc, 1, 1, bound, cache);
     } catch (...) {
+      capturing_streamed_ = false;
       cudaStreamEndCapture(stream_, &graph);
       if (graph) cudaGraphDestroy(graph);
       throw;
     }
+    capturing_streamed_ = false;
     check(cudaStreamEndCapture(stream_, &graph), "graph capture");
     GraphExec g;
     const cudaError_t e = cudaGraphInstantiate(&g.exec, graph, 0);
@@ -420,6 +497,7 @@ void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache, int64_t pos) con
     it = graphs_by_kv_.emplace(std::pair{kv0.id(), bound}, g).first;
   }
   check(cudaGraphLaunch(it->second.exec, stream_), "graph launch");
+  if (experts_) serve_streamed_step();
 }
 
 void CudaBackend::forward(std::span<const int32_t> tokens, int64_t pos0, KvSequence& cache, bool all_logits,
@@ -442,7 +520,7 @@ void CudaBackend::forward(std::span<const int32_t> tokens, int64_t pos0, KvSeque
 
   const int64_t n_out = all_logits ? n : 1;
   const bool resident = n_dev_ == s_.n_layers;
-  if (resident && n == 1 && graphs_ && !experts_) replay_decode(sc, cache, pos0);
+  if (resident && n == 1 && graphs_ && (!experts_ || mailbox_)) replay_decode(sc, cache, pos0);
   // Streaming syncs per MoE layer, so no graph; attention is split as the graph splits it, so that decode logits
   // equal the resident model's bit for bit.
   else if (resident && n == 1 && experts_) run_device(sc, 1, 1, decode_kv_bound(cache, pos0), cache);

@@ -188,4 +188,27 @@ void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_
 void moe_combine(const float* slot_out, const int32_t* experts, const float* weights, int64_t n_tokens, int64_t k,
                  int64_t hidden, float* out, cudaStream_t stream);
 
+// host_handshake.cu: a MoE layer of a captured decode graph with streamed experts hands its routed (and predicted)
+// ids to the host and waits for the host to name their VRAM slots (cuda/routing_mailbox.h is the host side). The
+// counts only grow: publication k sets `ready` to k, the host answers by setting `go` to k.
+struct RoutingMailboxView {
+  uint32_t* device_count = nullptr;  // device memory: layers published so far
+  uint32_t* ready = nullptr;         // mapped host memory, written by the GPU
+  const uint32_t* go = nullptr;      // mapped host memory, written by the host
+  int32_t* ids = nullptr;            // mapped host memory [capacity]
+  int32_t* predicted = nullptr;      // mapped host memory [capacity]
+  const int32_t* slots = nullptr;    // mapped host memory [capacity]
+  int64_t capacity = 0;
+};
+// Copies ids[n] (and predicted[n] when not null) to the host, then publishes the next count. Launched in the plain
+// way, so it runs after everything before it in the stream has completed.
+void publish_routing(const RoutingMailboxView& m, const int32_t* ids, const int32_t* predicted, int64_t n,
+                     cudaStream_t stream);
+// Waits (one warp, polling the host's `go`) until the host has answered the latest publication, then copies the
+// host's slots[n] into slot_ids.
+void await_slots(const RoutingMailboxView& m, int32_t* slot_ids, int64_t n, cudaStream_t stream);
+// Loads both kernels now: under lazy module loading a first use may synchronise the device, which must never happen
+// while a graph waits in await_slots for this thread.
+void load_routing_handshake();
+
 }  // namespace lmlab::kernels::cuda
