@@ -2,7 +2,8 @@
 // top-4, trained with a load-balancing loss) run teacher-forced over its held-out eval ids. The routing is
 // taken from a small qwen3_moe forward written here from the shared kernels (the Transformer keeps its
 // routing to itself); that forward is first checked against the golden logits, so the trace is the model's.
-// The hit rates of reuse vs LRU at 10/25/50% of the experts, and the prediction accuracy, are printed.
+// The hit rates of reuse vs LRU at 10/25/50% of the experts, and the prediction accuracy, are printed: for the next
+// layer (what the streamers read ahead) and for 2 and 3 layers ahead (what a deeper read-ahead would get).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -25,7 +26,8 @@ struct Layer {
 };
 
 // Teacher-forced qwen3_moe forward recording, per token and MoE layer, the router's top-k and what the
-// next layer's router predicts from this layer's input.
+// routers of the next kMaxAhead layers predict from this layer's input.
+constexpr int kMaxAhead = 3;
 class RoutingProbe {
  public:
   explicit RoutingProbe(const std::filesystem::path& dir)
@@ -61,14 +63,20 @@ class RoutingProbe {
 
   const ModelSpec& spec() const { return spec_; }
 
-  // chosen[t][l]: token t's top-k at layer l; predicted[t][l]: layer l's router on layer l-1's input.
-  std::vector<float> run(std::span<const int32_t> ids, std::vector<std::vector<std::vector<int32_t>>>& chosen,
-                         std::vector<std::vector<std::vector<int32_t>>>& predicted) {
+  // chosen[t][l]: token t's top-k at layer l; predicted[t][l]: layer l's router on layer l-1's input;
+  // ahead[d - 1][t][l]: layer l's router on layer l-d's input (d = 1..kMaxAhead; ahead[0] == predicted).
+  using Trace = std::vector<std::vector<std::vector<int32_t>>>;
+  std::vector<float> run(std::span<const int32_t> ids, Trace& chosen, Trace& predicted) {
+    std::vector<Trace> ahead;
+    return run(ids, chosen, predicted, ahead);
+  }
+  std::vector<float> run(std::span<const int32_t> ids, Trace& chosen, Trace& predicted, std::vector<Trace>& ahead) {
     const auto& s = spec_;
     const int64_t n = static_cast<int64_t>(ids.size()), H = s.hidden, E = s.n_experts, K = s.top_k;
     const int64_t qd = s.n_heads * s.head_dim, kvd = s.n_kv_heads * s.head_dim, I = s.moe_intermediate;
     chosen.assign(n, std::vector<std::vector<int32_t>>(s.n_layers));
     predicted.assign(n, std::vector<std::vector<int32_t>>(s.n_layers));
+    ahead.assign(kMaxAhead, predicted);
     std::vector<float> x(n * H), h(n * H), y(n * H), q(n * qd), k(n * kvd), v(n * kvd), a(n * qd);
     for (int64_t t = 0; t < n; ++t) embed_->dequantize_row(ids[t], x.data() + t * H);
     std::vector<int32_t> pos(n);
@@ -98,6 +106,8 @@ class RoutingProbe {
         kernels::route_topk(logits.data() + t * E, E, K, s.norm_topk, sel.data() + t * K, w.data() + t * K);
         chosen[t][l].assign(sel.begin() + t * K, sel.begin() + (t + 1) * K);
         if (l + 1 < s.n_layers) predicted[t][l + 1] = predict_experts(*layers_[l + 1].router, h.data() + t * H, 1, K);
+        for (int d = 1; d <= kMaxAhead && l + d < s.n_layers; ++d)
+          ahead[d - 1][t][l + d] = predict_experts(*layers_[l + d].router, h.data() + t * H, 1, K);
       }
       std::fill(y.begin(), y.end(), 0.0f);
       std::vector<float> g(I), u(I), d(H);
@@ -145,17 +155,23 @@ TEST(ExpertCachePolicy, TrainedRoutingReuseVsLruAndPrediction) {
   const int64_t L = s.n_layers, E = s.n_experts, K = s.top_k;
   std::vector<std::vector<int32_t>> trace;  // decode order: token by token, layer by layer
   uint64_t predicted_right = 0, predicted_total = 0;
+  uint64_t ahead_right[kMaxAhead] = {}, ahead_total[kMaxAhead] = {};
   for (int i = 0;; ++i) {
     auto ids = test::golden_tensor<int32_t>(golden, "eval_ids_" + std::to_string(i));
     if (ids.empty()) break;
     std::vector<std::vector<std::vector<int32_t>>> chosen, predicted;
-    probe.run(ids, chosen, predicted);
+    std::vector<RoutingProbe::Trace> ahead;
+    probe.run(ids, chosen, predicted, ahead);
     for (size_t t = 0; t < chosen.size(); ++t)
       for (int64_t l = 0; l < L; ++l) {
         trace.push_back(chosen[t][l]);
         if (l == 0) continue;
         for (int32_t e : predicted[t][l]) predicted_right += std::count(chosen[t][l].begin(), chosen[t][l].end(), e);
         predicted_total += K;
+        for (int d = 1; d <= kMaxAhead && d <= l; ++d) {
+          for (int32_t e : ahead[d - 1][t][l]) ahead_right[d - 1] += std::count(chosen[t][l].begin(), chosen[t][l].end(), e);
+          ahead_total[d - 1] += K;
+        }
       }
   }
   ASSERT_GE(trace.size(), static_cast<size_t>(L * 1024));
@@ -164,6 +180,16 @@ TEST(ExpertCachePolicy, TrainedRoutingReuseVsLruAndPrediction) {
                            "finds {:.1f}% of the experts (chance {:.1f}%)\n",
                            name, trace.size() / L, 100 * accuracy, 100.0 * K / E);
   EXPECT_GT(accuracy, 2.0 * K / E);
+  EXPECT_EQ(ahead_right[0], predicted_right) << "one layer ahead is the next-layer prediction";
+  double previous = 1.0;
+  for (int d = 1; d <= kMaxAhead; ++d) {
+    const double a = static_cast<double>(ahead_right[d - 1]) / ahead_total[d - 1];
+    std::cout << fmt::format("[ ROUTING  ] {} layer(s) ahead (that layer's router on this layer's input): {:.1f}%\n", d,
+                             100 * a);
+    EXPECT_GT(a, 2.0 * K / E) << d << " layers ahead";
+    EXPECT_LE(a, previous + 0.02) << "a guess from further back should not be better";
+    previous = a;
+  }
   for (double frac : {0.10, 0.25, 0.50}) {
     const int64_t cap = static_cast<int64_t>(frac * L * E);
     const double lru = simulate_expert_cache(CachePolicyKind::lru, cap, L, E, trace);
