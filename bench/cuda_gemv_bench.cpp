@@ -15,13 +15,15 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_allocator.h"
 #include "cuda/kernels/kernels_cuda.h"
-#include "model/backend_factory.h"
+#include "cuda_bench_util.h"
 
 namespace {
 
 using lmlab::cuda::DeviceAllocator;
 using lmlab::cuda::DeviceBuffer;
 namespace kc = lmlab::kernels::cuda;
+using lmlab::bench::fill_device;
+using lmlab::bench::skip_without_gpu;
 
 constexpr int kLaunches = 20;
 
@@ -36,23 +38,6 @@ const Shape kShapes[] = {
     {"30b_router", 128, 2048, 0},   {"30b_exp_gate", 768, 2048, 8}, {"30b_exp_down", 2048, 768, 8},
 };
 
-bool skip_without_gpu(benchmark::State& state) {
-  const std::string why = lmlab::device_unavailable_reason(lmlab::Device::cuda);
-  if (why.empty()) return false;
-  state.SkipWithError(("no GPU: " + why).c_str());
-  return true;
-}
-
-void fill(DeviceBuffer& b, uint64_t bytes, unsigned seed) {
-  std::vector<uint16_t> h(bytes / 2 + 1);
-  uint32_t s = seed;
-  for (auto& v : h) {  // bf16 values in [-1, 1) and arbitrary codes; never NaN
-    s = s * 1664525u + 1013904223u;
-    v = static_cast<uint16_t>(0x3C00u | ((s >> 16) & 0x7Fu) | ((s >> 8) & 0x8000u));
-  }
-  lmlab::cuda::check(cudaMemcpy(b.get(), h.data(), bytes, cudaMemcpyHostToDevice), "bench upload");
-}
-
 // bits 0: bf16 dense.
 void BM_cuda_gemv(benchmark::State& state, Shape shape, int bits, int tokens) {
   if (skip_without_gpu(state)) return;
@@ -65,7 +50,7 @@ void BM_cuda_gemv(benchmark::State& state, Shape shape, int bits, int tokens) {
   if (bits == 0) {
     wbytes = static_cast<uint64_t>(w.rows * w.cols) * 2;
     bw = DeviceBuffer(alloc, wbytes * E, "bench");
-    fill(bw, wbytes * E, 1);
+    fill_device(bw, wbytes * E, 1);
     w.type = lmlab::kernels::WeightType::bf16, w.dense = bw.get();
   } else {
     constexpr int kGroup = 64;
@@ -73,7 +58,7 @@ void BM_cuda_gemv(benchmark::State& state, Shape shape, int bits, int tokens) {
     sbytes = static_cast<uint64_t>(w.rows * (w.cols / kGroup)) * 2;
     bw = DeviceBuffer(alloc, wbytes * E, "bench"), bs = DeviceBuffer(alloc, sbytes * E, "bench");
     bb = DeviceBuffer(alloc, sbytes * E, "bench");
-    fill(bw, wbytes * E, 1), fill(bs, sbytes * E, 2), fill(bb, sbytes * E, 3);
+    fill_device(bw, wbytes * E, 1), fill_device(bs, sbytes * E, 2), fill_device(bb, sbytes * E, 3);
     w.affine = true;
     w.quant = {bw.get<uint32_t>(), bs.get(), bb.get(), lmlab::kernels::ScaleType::bf16, bits, kGroup, w.rows, w.cols};
     w.stride_s = sbytes;
@@ -83,38 +68,18 @@ void BM_cuda_gemv(benchmark::State& state, Shape shape, int bits, int tokens) {
   DeviceBuffer x(alloc, static_cast<uint64_t>(slots * n * w.cols) * 4, "bench x");
   DeviceBuffer y(alloc, static_cast<uint64_t>(slots * n * w.rows) * 4, "bench y");
   DeviceBuffer experts(alloc, 64 * 4, "bench experts");
-  fill(x, static_cast<uint64_t>(slots * n * w.cols) * 4, 4);
+  fill_device(x, static_cast<uint64_t>(slots * n * w.cols) * 4, 4);
   std::vector<int32_t> ids;
   for (int64_t s = 0; s < slots; ++s) ids.push_back(static_cast<int32_t>((s * 37) % E));
   lmlab::cuda::check(cudaMemcpy(experts.get(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice), "bench upload");
   DeviceBuffer scratch(alloc, kc::matmul_scratch_bytes(w.rows, w.cols, n, w.affine), "bench scratch");
-  cudaStream_t stream;
-  lmlab::cuda::check(cudaStreamCreate(&stream), "stream");
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  lmlab::cuda::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-  for (int i = 0; i < kLaunches; ++i) {
+  lmlab::bench::time_graph(state, kLaunches, [&](cudaStream_t stream) {
     const kc::GemvPart part{w, y.get<float>()};
     if (shape.slots) kc::matmul_gathered(&part, 1, experts.get<int32_t>(), x.get<float>(), 1, slots, stream);
     else kc::matmul(w, x.get<float>(), y.get<float>(), n, scratch.get(), stream);
-  }
-  lmlab::cuda::check(cudaStreamEndCapture(stream, &graph), "capture");
-  lmlab::cuda::check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  lmlab::cuda::check(cudaGraphLaunch(exec, stream), "warm up");
-  for (auto _ : state) {
-    cudaEventRecord(e0, stream);
-    cudaGraphLaunch(exec, stream);
-    cudaEventRecord(e1, stream);
-    lmlab::cuda::check(cudaEventSynchronize(e1), "bench");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    state.SetIterationTime(ms / 1e3 / kLaunches);
-  }
+  });
   const uint64_t read = (wbytes + 2 * sbytes) * slots;
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * read));
-  cudaGraphExecDestroy(exec), cudaGraphDestroy(graph), cudaStreamDestroy(stream);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 # benchmarks on synth models of real shapes, CPU-free. Results (logs, JSON rows) go to $OUT.
 # Usage there: bash cuda_device.sh [synth-bf16|synth-q4|synth-moe] [tests] [gemv] [bench-bf16] [bench-q4] [bench-moe] [profile-bf16|profile-q4|profile-moe]
 # (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt;
+#  attn: lmlab_bench's attention alone (f16 and TurboQuant decode at 4K-100K positions, a 512-query prefill chunk),
+#  once per LMLAB_TILED_DECODE_MIN_POSITIONS value in TILED (default: the engine's), ATTN_FILTER narrows, to attn.txt;
 #  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl;
 #  swiftlm: scenarios/swiftlm-cuda.json on the 30b-a3b 4-bit synth (SWIFT_CONTEXTS, SWIFT_CONFIGS, REPS; SWIFT_DB:
 #  a database to append to, e.g. ../docs/profiling_results_h200.db), the database and profiling_results_<host>.md
@@ -61,12 +63,20 @@ synth_dir() {
 for step in "$@"; do
   case $step in
     tests)
-      "$here/lmlab_tests" --gtest_filter="$filter" 2>&1 | tee "$out/tests.log" | tail -40
+      # TESTS_TIMEOUT: a hung test (e.g. a graph waiting for the host) must not take the whole call with it
+      timeout "${TESTS_TIMEOUT:-540}" "$here/lmlab_tests" --gtest_filter="$filter" 2>&1 | tee "$out/tests.log" | tail -40
       ;;
     gemv)  # GEMV_WARPS="12 24": one pass per LMLAB_GEMV_WARPS_PER_SM value
       for wps in ${GEMV_WARPS:-24}; do echo "warps per SM: $wps"; LMLAB_GEMV_WARPS_PER_SM=$wps "$here/lmlab_bench" \
         --benchmark_filter="${GEMV_FILTER:-cuda_gemv}" --benchmark_min_time=0.05 2>&1 | tee -a "$out/gemv.txt" \
         | grep "^BM_\|^warps" | awk '{print $1, $2, $3, $NF}'; done
+      ;;
+    attn)
+      for m in ${TILED:-default}; do echo "tiled decode from: $m"
+        ( [ "$m" = default ] || export LMLAB_TILED_DECODE_MIN_POSITIONS=$m
+          timeout "${ATTN_TIMEOUT:-300}" "$here/lmlab_bench" --benchmark_filter="${ATTN_FILTER:-cuda_attention}" \
+            --benchmark_min_time=0.05 ) 2>&1 | tee -a "$out/attn.txt" | grep "^BM_\|^tiled"
+      done
       ;;
     swiftlm)  # scenarios/swiftlm-cuda.json on the qwen3-30b-a3b 4-bit synth: the lab's database and report to $OUT
       dir=$(synth_dir moe)
