@@ -108,14 +108,18 @@ TEST_P(CudaStreaming, DecodeGraphWithTheHostHandOffIsBitIdentical) {
   std::shared_ptr<Model> streamed;
   {
     test::ScopedEnv graph("LMLAB_STREAM_GRAPH", "1");  // read when the backend is made
+    test::ScopedEnv graphs("LMLAB_CUDA_GRAPH", "1");   // the hand-off needs graphs, whatever the environment says
     streamed = Model::load(copy.dir(), cuda_options(true, 0, 16));
   }
+  // Otherwise decode would take the synchronising path and this test would pass without the hand-off.
+  ASSERT_EQ(streamed->impl().backend->device_layers(), streamed->info().n_layers);
+  ASSERT_NE(streamed->info().device_plan.find("decode graph with the routing hand-off"), std::string::npos)
+      << streamed->info().device_plan;
   SafetensorsFile golden(test::golden_path(name));
   const auto prompts = test::golden_prompts(golden);
   ASSERT_GE(prompts.size(), 2u);
   auto a0 = resident->new_session(), a1 = resident->new_session();
   auto b0 = streamed->new_session(), b1 = streamed->new_session();
-  std::vector<float> want[2];
   int32_t next[2];
   Session* as[2] = {a0.get(), a1.get()};
   Session* bs[2] = {b0.get(), b1.get()};

@@ -90,22 +90,30 @@ class CudaBackend final : public Backend {
     grouped_experts_ = !(ge && std::string(ge) == "0");
     affine_ = has_affine_linears(t);
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
-    // The expert cache and the scratch before planning, so the driver's free memory already excludes them; with
-    // the cache, the routed experts are never uploaded.
-    if (ExpertStreamer* es = t.shared_streamer()) experts_ = std::make_unique<cuda::DeviceExpertCache>(*alloc_, *es, s_);
-    const char* sg = std::getenv("LMLAB_STREAM_GRAPH");
-    if (experts_ && graphs_ && sg && std::string(sg) == "1") {
-      mailbox_ = std::make_unique<cuda::RoutingMailbox>(*alloc_, s_.top_k);
-      check(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "expert copy stream");
+    try {  // the destructor does not run if this throws: the streams would leak
+      // The expert cache and the scratch before planning, so the driver's free memory already excludes them; with
+      // the cache, the routed experts are never uploaded.
+      if (ExpertStreamer* es = t.shared_streamer())
+        experts_ = std::make_unique<cuda::DeviceExpertCache>(*alloc_, *es, s_);
+      route_ids_ = experts_ ? experts_->counters().slots : s_.n_experts;
+      ensure_scratch(decode_, 1);
+      ensure_scratch(chunk_, o.prefill_size);
+      n_dev_ = o.gpu_layers > 0 ? std::min<int64_t>(o.gpu_layers, s_.n_layers) : plan_layers(o, ctx);
+      prefill_size_ = o.prefill_size;
+      layer_major_ = experts_ && n_dev_ == s_.n_layers &&
+                     std::none_of(s_.layers.begin(), s_.layers.end(), [](const LayerSpec& l) { return l.window > 0; });
+      // The hand-off only where decode replays a graph (every layer on the GPU): mailbox_ set means it is used.
+      const char* sg = std::getenv("LMLAB_STREAM_GRAPH");
+      if (experts_ && graphs_ && n_dev_ == s_.n_layers && sg && std::string(sg) == "1") {
+        mailbox_ = std::make_unique<cuda::RoutingMailbox>(*alloc_, s_.top_k);
+        check(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "expert copy stream");
+      }
+      w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_, experts_.get());
+    } catch (...) {
+      if (copy_stream_) cudaStreamDestroy(copy_stream_);
+      cudaStreamDestroy(stream_);
+      throw;
     }
-    route_ids_ = experts_ ? experts_->counters().slots : s_.n_experts;
-    ensure_scratch(decode_, 1);
-    ensure_scratch(chunk_, o.prefill_size);
-    n_dev_ = o.gpu_layers > 0 ? std::min<int64_t>(o.gpu_layers, s_.n_layers) : plan_layers(o, ctx);
-    prefill_size_ = o.prefill_size;
-    layer_major_ = experts_ && n_dev_ == s_.n_layers &&
-                   std::none_of(s_.layers.begin(), s_.layers.end(), [](const LayerSpec& l) { return l.window > 0; });
-    w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_, experts_.get());
   }
   ~CudaBackend() override {
     experts_.reset();  // waits for copies still reading the host cache
@@ -119,6 +127,7 @@ class CudaBackend final : public Backend {
   std::string device_plan() const override {
     std::string p = plan_.free_bytes ? fmt::format("{} of {} fit: {}", plan_.layers, s_.n_layers, plan_.to_text()) : "";
     if (experts_) p += (p.empty() ? "" : "; ") + experts_->describe();
+    if (mailbox_) p += "; decode graph with the routing hand-off (LMLAB_STREAM_GRAPH=1)";
     return p;
   }
 
@@ -390,34 +399,46 @@ const int32_t* CudaBackend::stream_in_graph(Scratch& sc, int64_t l, int64_t n) c
 
 // The host's half of a streamed decode graph's step, after its launch: each MoE layer in order, its published ids
 // are loaded into the VRAM cache (reads, then copies on copy_stream_, waited for: the graph's kernels only read the
-// slots after the answer) and its slots answered. On an error every remaining layer is answered with the last slots
-// (in range: the graph finishes, its logits are not used), the graph and the copies are waited for, and the step's
-// slots are forgotten.
+// slots after the answer) and its slots answered. On an error the copies are waited for and the step's slots
+// forgotten, every remaining layer is answered with the last slots (in range: the graph finishes, its logits are not
+// used), the graph is waited for and the counts restart from the device's.
 void CudaBackend::serve_streamed_step() const {
   const int64_t slots = s_.top_k;
   std::vector<int64_t> moe_layers;
   for (int64_t l = 0; l < n_dev_; ++l)
     if (s_.layers[l].moe) moe_layers.push_back(l);
   const ExpertStreamer& es = *t_.streamer();
-  size_t i = 0;
+  const uint32_t base = served_, n_moe = static_cast<uint32_t>(moe_layers.size());
   try {
-    for (; i < moe_layers.size(); ++i) {
+    for (uint32_t i = 0; i < n_moe; ++i) {
       const int64_t l = moe_layers[i];
       int32_t next = es.options().expert_predict_next ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
       if (next >= n_dev_) next = -1;  // as predict_next_layer decided when the graph was captured
-      mailbox_->wait_published(served_ + 1, stream_);
+      mailbox_->wait_published(base + i + 1, stream_);
       const auto ids = mailbox_->ids(slots), predicted = mailbox_->predicted(slots);
       host_ids_.assign(ids.begin(), ids.end());
       host_predicted_.assign(next >= 0 ? predicted.begin() : predicted.end(), predicted.end());
       experts_->load(static_cast<int32_t>(l), host_ids_, next, host_predicted_, slot_ids_, copy_stream_);
       experts_->finish();
-      mailbox_->answer(slot_ids_, ++served_);
+      mailbox_->answer(slot_ids_, base + i + 1);
+      served_ = base + i + 1;
     }
   } catch (...) {
-    served_ += static_cast<uint32_t>(moe_layers.size() - i);
-    mailbox_->release(served_);
-    (void)cudaStreamSynchronize(stream_);
+    // No copy may still write a slot once the remaining layers run (load and finish wait for theirs; this makes sure).
     experts_->abandon(copy_stream_);
+    // Far ahead: every remaining await passes even if the counts disagree (a graph that published more or fewer
+    // layers than this loop serves), so the synchronisation below cannot hang on them.
+    served_ = base + n_moe;
+    mailbox_->release(served_ + (1u << 30));
+    if (cudaStreamSynchronize(stream_) == cudaSuccess) {
+      try {
+        served_ = mailbox_->resync();  // the graph is done: both counts restart from the device's
+      } catch (...) {
+        mailbox_->release(served_);
+      }
+    } else {
+      mailbox_->release(served_);
+    }
     throw;
   }
 }

@@ -22,6 +22,10 @@ uint32_t* word(void* base, int64_t i) { return static_cast<uint32_t*>(base) + i;
 RoutingMailbox::RoutingMailbox(DeviceAllocator& alloc, int64_t capacity)
     : device_count_(alloc, sizeof(uint32_t), "routing mailbox count") {
   kernels::cuda::load_routing_handshake();
+  // The count first (nothing to free if it fails), and waited for: the memset goes on the default stream, which the
+  // compute stream (non-blocking) is not ordered after.
+  check(cudaMemset(device_count_.get(), 0, sizeof(uint32_t)), "routing mailbox count");
+  check(cudaStreamSynchronize(nullptr), "routing mailbox count");
   const size_t bytes = static_cast<size_t>(kHeaderWords + 3 * capacity) * sizeof(uint32_t);
   check(cudaHostAlloc(&host_, bytes, cudaHostAllocMapped), "routing mailbox");
   std::fill_n(static_cast<uint32_t*>(host_), bytes / sizeof(uint32_t), 0u);
@@ -31,7 +35,6 @@ RoutingMailbox::RoutingMailbox(DeviceAllocator& alloc, int64_t capacity)
     cudaFreeHost(host_);
     throw_cuda(e, "routing mailbox (mapped host memory)");
   }
-  check(cudaMemset(device_count_.get(), 0, sizeof(uint32_t)), "routing mailbox count");
   view_.device_count = device_count_.get<uint32_t>();
   view_.ready = word(dev, 0);
   view_.go = word(dev, 1);
@@ -75,6 +78,13 @@ void RoutingMailbox::answer(std::span<const int32_t> slots, uint32_t count) {
 
 void RoutingMailbox::release(uint32_t count) {
   std::atomic_ref<uint32_t>(*word(host_, 1)).store(count, std::memory_order_release);
+}
+
+uint32_t RoutingMailbox::resync() {
+  uint32_t c = 0;
+  check(cudaMemcpy(&c, device_count_.get(), sizeof(c), cudaMemcpyDeviceToHost), "routing mailbox count");
+  release(c);
+  return c;
 }
 
 }  // namespace lmlab::cuda

@@ -8,7 +8,8 @@
 //   mailbox.answer(slots, served);             // the GPU's await kernel copies the slots and goes on
 //
 // After an error the host must still let the graph finish: release(count) answers every layer up to `count` (the
-// slots then are the last ones answered: in range, so the kernels read valid memory and their results are dropped).
+// slots then are the last ones answered: in range, so the kernels read valid memory and their results are dropped);
+// once the graph has finished, resync() restarts both counts from the device's.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -36,6 +37,9 @@ class RoutingMailbox {
   // Writes the slots, then the answer count (release): the GPU reads the slots only after it sees the count.
   void answer(std::span<const int32_t> slots, uint32_t count);
   void release(uint32_t count);  // answers up to `count` without new slots
+  // Only once no graph runs (its stream synchronised): answers up to the device's count of publications and returns
+  // it, so that host and device agree again whatever an error left them at.
+  uint32_t resync();
 
  private:
   int32_t* host_words(int64_t array) const;  // 0 ids, 1 predicted, 2 slots
