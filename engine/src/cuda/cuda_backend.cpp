@@ -106,6 +106,8 @@ class CudaBackend final : public Backend {
       const char* sg = std::getenv("LMLAB_STREAM_GRAPH");
       if (experts_ && graphs_ && n_dev_ == s_.n_layers && sg && std::string(sg) == "1") {
         mailbox_ = std::make_unique<cuda::RoutingMailbox>(*alloc_, s_.top_k);
+        for (int64_t l = 0; l < n_dev_; ++l)
+          if (s_.layers[l].moe) moe_layers_.push_back(l);
         check(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "expert copy stream");
       }
       w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_, experts_.get());
@@ -222,6 +224,7 @@ class CudaBackend final : public Backend {
   cudaStream_t copy_stream_ = nullptr;
   mutable bool capturing_streamed_ = false;
   mutable uint32_t served_ = 0;  // MoE layers the host has answered (the mailbox's count)
+  std::vector<int64_t> moe_layers_;  // with the mailbox: the MoE layers a decode step publishes, in order
   mutable std::vector<int32_t> host_ids_, host_predicted_, slot_ids_;  // a streamed MoE step's host side
   // Decode (one token) has its own scratch, never reallocated, so captured graphs stay valid.
   mutable Scratch decode_, chunk_;
@@ -404,14 +407,11 @@ const int32_t* CudaBackend::stream_in_graph(Scratch& sc, int64_t l, int64_t n) c
 // used), the graph is waited for and the counts restart from the device's.
 void CudaBackend::serve_streamed_step() const {
   const int64_t slots = s_.top_k;
-  std::vector<int64_t> moe_layers;
-  for (int64_t l = 0; l < n_dev_; ++l)
-    if (s_.layers[l].moe) moe_layers.push_back(l);
   const ExpertStreamer& es = *t_.streamer();
-  const uint32_t base = served_, n_moe = static_cast<uint32_t>(moe_layers.size());
+  const uint32_t base = served_, n_moe = static_cast<uint32_t>(moe_layers_.size());
   try {
     for (uint32_t i = 0; i < n_moe; ++i) {
-      const int64_t l = moe_layers[i];
+      const int64_t l = moe_layers_[i];
       int32_t next = es.options().expert_predict_next ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
       if (next >= n_dev_) next = -1;  // as predict_next_layer decided when the graph was captured
       mailbox_->wait_published(base + i + 1, stream_);
