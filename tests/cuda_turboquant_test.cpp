@@ -73,9 +73,12 @@ const Format kFormats[] = {
     format("affine int8", TurboKvOptions::Mode::affine8, 0, false, 0),
 };
 
+struct AttentionCase;
+
 class CudaTurboQuant : public test::CudaTest {
  protected:
   CudaTurboQuant() : CudaTest("CUDA TurboQuant", 4321) {}
+  void attention_cases(std::span<const Format> formats, std::span<const AttentionCase> cases, bool decode_tiled);
 };
 
 std::vector<uint8_t> download_block(const KvBlock& b) {
@@ -203,27 +206,19 @@ TEST_F(CudaTurboQuant, DeviceRecordsEqualTheCpuCodecs) {
     }
 }
 
-// The device attention over compressed records against the reference over the same records and the CPU's
-// blocked attention over the CPU's: a prefill chunk, a second chunk, then decode steps. Chunks of
-// kPrefillAttentionMinQueries or more (not QJL) take the tiled tensor-core kernel: the prefixes up to 400, a chunk of
-// 37 at GQA 3 (tile rows not a multiple of the group), chunks of 64 and 80 after 5000+ positions (with a window), and
-// KV blocks of 48 and 7 positions (a tile's records staged in two to ten segments, tiles starting mid-block).
-TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
-  struct Case {
-    int64_t heads, kv_heads, hd, window;
-    float softcap;
-    int64_t prefill, chunk, decode, block = 32;  // block: positions per KV block
-  };
-  const Case cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},    {4, 4, 128, 100, 0.0f, 333, 5, 2},
-                        {6, 1, 96, 0, 50.0f, 40, 5, 2},    {32, 8, 128, 0, 0.0f, 5000, 80, 2},
-                        {2, 1, 256, 16, 0.0f, 70, 5, 2},   {16, 2, 128, 0, 0.0f, 5003, 5, 1},
-                        {3, 3, 80, 0, 0.0f, 1, 5, 3},      {6, 2, 64, 0, 0.0f, 100, 37, 1},
-                        // Long-context decode through the tiled kernel: GQA 8 with a window and softcap (tiles
-                        // and splits starting mid-block), head_dim 256 at GQA 8 (affine int8 opts into > 48 KB).
-                        {16, 2, 128, 1000, 30.0f, 3001, 64, 2}, {8, 1, 256, 0, 0.0f, 2100, 5, 1},
-                        {8, 2, 64, 0, 0.0f, 300, 20, 1, 48},     {4, 2, 128, 100, 0.0f, 333, 17, 1, 7}};
-  for (const Format& f : kFormats)
-    for (const Case& c : cases) {
+// A layer of each format and case: a prefill chunk, a second chunk, then decode steps, each attended on the device
+// and checked against the reference over the same records and the CPU's blocked attention over the CPU's.
+struct AttentionCase {
+  int64_t heads, kv_heads, hd, window;
+  float softcap;
+  int64_t prefill, chunk, decode, block = 32;  // block: positions per KV block
+};
+
+// decode_tiled: decode (non-QJL) runs on the split tensor-core kernel too (its tolerance).
+void CudaTurboQuant::attention_cases(std::span<const Format> formats, std::span<const AttentionCase> cases,
+                                     bool decode_tiled) {
+  for (const Format& f : formats)
+    for (const AttentionCase& c : cases) {
       const int64_t B = c.block;
       SCOPED_TRACE(::testing::Message() << f.name << ", heads " << c.heads << "/" << c.kv_heads << " hd " << c.hd
                                         << " window " << c.window << " softcap " << c.softcap << " prefill "
@@ -247,7 +242,7 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
         DeviceBuffer dk = up(k), dv = up(v), dq = up(q), dp = up(positions);
         DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(n, c.heads, c.hd, kc::kMaxAttentionSplits), "test");
         dkv.write(dk.get<float>(), dv.get<float>(), n, dp.get<int32_t>(), nullptr);
-        const bool tensor_cores = n >= kc::kPrefillAttentionMinQueries && !qjl;
+        const bool tensor_cores = !qjl && (n >= kc::kPrefillAttentionMinQueries || decode_tiled);
         DeviceBuffer dout = out(q.size());
         dkv.attend(dq.get<float>(), n, dp.get<int32_t>(), layer.n_tokens(), attn, dout.get<float>(), scratch.get(),
                    nullptr);
@@ -263,7 +258,7 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
         mirror->attend_reference(q.data(), n, pos0, attn, want.data());
         // The CPU's records differ in borderline QJL signs: for QJL the reference check is the one.
         if (!qjl) host.attend(q.data(), n, pos0, attn, cpu.data());
-        SCOPED_TRACE(tensor_cores ? "tiled prefill kernel" : "decode kernel");
+        SCOPED_TRACE(tensor_cores ? "tiled kernel" : "decode kernel");
         EXPECT_TRUE(test::close(got, want, tol, "attention vs the reference over the device's records"));
         if (!qjl) {
           EXPECT_TRUE(test::close(got, cpu, tol, "attention vs the CPU's blocked attention over the CPU's records"));
@@ -274,6 +269,42 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
       for (int64_t i = 0; i < c.decode; ++i) step(1, true);
       if (HasFailure()) return;  // one failing case is enough output
     }
+}
+
+// Chunks of kPrefillAttentionMinQueries or more (not QJL) take the tiled tensor-core kernel: the prefixes up to 400,
+// a chunk of 37 at GQA 3 (tile rows not a multiple of the group), chunks of 64 and 80 after 5000+ positions (with a
+// window), and KV blocks of 48 and 7 positions (a tile's records staged in two to ten segments, tiles starting
+// mid-block). Decode on the flash-decoding kernel (the default bound).
+TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
+  const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},    {4, 4, 128, 100, 0.0f, 333, 5, 2},
+                                 {6, 1, 96, 0, 50.0f, 40, 5, 2},    {32, 8, 128, 0, 0.0f, 5000, 80, 2},
+                                 {2, 1, 256, 16, 0.0f, 70, 5, 2},   {16, 2, 128, 0, 0.0f, 5003, 5, 1},
+                                 {3, 3, 80, 0, 0.0f, 1, 5, 3},      {6, 2, 64, 0, 0.0f, 100, 37, 1},
+                                 // Long-context decode through the tiled kernel: GQA 8 with a window and softcap
+                                 // (tiles and splits starting mid-block), head_dim 256 at GQA 8 (affine int8 opts
+                                 // into > 48 KB).
+                                 {16, 2, 128, 1000, 30.0f, 3001, 64, 2}, {8, 1, 256, 0, 0.0f, 2100, 5, 1},
+                                 {8, 2, 64, 0, 0.0f, 300, 20, 1, 48},     {4, 2, 128, 100, 0.0f, 333, 17, 1, 7}};
+  ASSERT_EQ(kc::tq_tiled_decode_min_positions(), kc::kTqTiledDecodeOff) << "decode must be on the decode kernel here";
+  attention_cases(kFormats, cases, false);
+}
+
+// Decode through the split tensor-core kernel (set_tq_tiled_decode_min_positions(0): every bound), for the formats
+// it serves (no QJL): GQA 4 at 5000 positions (many splits), GQA 8 with a window and softcap (splits starting
+// mid-block), head_dim 256, KV blocks of 7, a short history (one split), each merged and rotated back.
+TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
+  const AttentionCase cases[] = {{32, 8, 128, 0, 0.0f, 5000, 5, 2},       {16, 2, 128, 1000, 30.0f, 3001, 5, 2},
+                                 {8, 1, 256, 0, 0.0f, 2100, 5, 1},        {4, 2, 128, 100, 0.0f, 333, 5, 2, 7},
+                                 {8, 2, 64, 0, 0.0f, 40, 5, 2}};
+  std::vector<Format> formats;
+  for (const Format& f : kFormats)
+    if (!f.opt.k_qjl && f.opt.mode != TurboKvOptions::Mode::affine8) formats.push_back(f);  // int8 at 256: not staged
+  struct TiledFromZero {  // restored however the test ends
+    int64_t before = kc::tq_tiled_decode_min_positions();
+    TiledFromZero() { kc::set_tq_tiled_decode_min_positions(0); }
+    ~TiledFromZero() { kc::set_tq_tiled_decode_min_positions(before); }
+  } tiled;
+  attention_cases(formats, cases, true);
 }
 
 // The same K and V written into two device layers, one in a chunk of 77 positions and one position at a time (the

@@ -327,16 +327,13 @@ int multiprocessor_count() {
   return sms;
 }
 
-namespace {
-// LMLAB_ATTENTION_BLOCKS_PER_SM, or 0 when unset.
-int blocks_per_sm_override() {
+int attention_blocks_per_sm_override() {
   static const int n = [] {
     const char* env = std::getenv("LMLAB_ATTENTION_BLOCKS_PER_SM");
     return env ? std::clamp(std::atoi(env), 1, 64) : 0;
   }();
   return n;
 }
-}  // namespace
 
 int64_t tiled_decode_min_positions() {
   static const int64_t n = [] {
@@ -347,7 +344,7 @@ int64_t tiled_decode_min_positions() {
 }
 
 int64_t attention_target_blocks() {
-  const int per_sm = blocks_per_sm_override();
+  const int per_sm = attention_blocks_per_sm_override();
   return static_cast<int64_t>(multiprocessor_count()) * (per_sm > 0 ? per_sm : 4);
 }
 
@@ -385,8 +382,8 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
       const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
       // One wave of resident blocks (LMLAB_ATTENTION_BLOCKS_PER_SM overrides it, to measure others), as a whole
       // number of splits per block column: rounding the split count up would start a second wave of a few blocks.
-      const int per_sm = blocks_per_sm_override() > 0 ? blocks_per_sm_override()
-                                                      : prefill::resident_blocks_per_sm<F16PrefillSource>(D);
+      const int per_sm = attention_blocks_per_sm_override() > 0 ? attention_blocks_per_sm_override()
+                                                                : prefill::resident_blocks_per_sm<F16PrefillSource>(D);
       const int64_t wave = int64_t{multiprocessor_count()} * per_sm, columns = kv.n_kv_heads * query_blocks;
       p.splits = decode_split_count(std::max(columns, wave / columns * columns), columns, n_kv, 2 * prefill::kTile,
                                     max_splits, n_q, n_heads, D);

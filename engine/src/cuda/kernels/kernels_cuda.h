@@ -123,6 +123,8 @@ inline constexpr int kMaxAttentionSplits = 256;
 // Blocks the decode attention kernels aim to launch (split-K fills the GPU up to this): SMs x blocks per SM (4, or
 // LMLAB_ATTENTION_BLOCKS_PER_SM to measure others), read once per process.
 int64_t attention_target_blocks();
+// LMLAB_ATTENTION_BLOCKS_PER_SM, or 0 when unset (the split tiled decode then sizes its splits to one wave).
+int attention_blocks_per_sm_override();
 inline constexpr int64_t kPrefillAttentionMinQueries = 16;
 inline constexpr int64_t kTiledDecodeMinPositions = 32768;
 // kTiledDecodeMinPositions, or LMLAB_TILED_DECODE_MIN_POSITIONS (to measure the crossover with one binary), read once.
@@ -177,6 +179,15 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
 // attention() over TurboQuant / affine records: the query rotated once per block (and projected by S for QJL
 // keys), scores and the V accumulation on the packed codes in the rotated domain, the output rotated back once.
 // Same arguments, scratch (attention_scratch_bytes) and split-K as attention().
+// TurboQuant / affine decode (fewer than kPrefillAttentionMinQueries queries, keys without QJL, head_dim a multiple
+// of 16) from this bound of positions on: prefill_attention.cuh's tensor-core kernel over TqPrefillSource with the
+// history split over blocks (as the f16 tiled decode), merged and rotated back by the TurboQuant merge; below it,
+// the flash-decoding kernel on the CUDA cores. LMLAB_TQ_TILED_DECODE_MIN_POSITIONS sets it (read once; default
+// kTqTiledDecodeOff until measured on a GPU); set_tq_tiled_decode_min_positions for the tests.
+inline constexpr int64_t kTqTiledDecodeOff = INT64_MAX;
+int64_t tq_tiled_decode_min_positions();
+void set_tq_tiled_decode_min_positions(int64_t n);
+bool tq_decode_is_tiled(const TqKvBlocks& kv, int64_t n_q, int64_t n_kv_bound);
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream);

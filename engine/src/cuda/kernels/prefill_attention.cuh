@@ -429,8 +429,6 @@ template <int DMAX, class Source>
 void launch_dim(Params a, const Source& src, cudaStream_t stream) {
   const unsigned smem = smem_opted_in<DMAX, Source>(a.head_dim, src);
   a.queries_per_block = kRows / a.group;
-  if (a.splits > 1 && !Source::kIdentityRotation)
-    throw Error(ErrorKind::internal, "prefill attention", "split histories need a source without rotations");
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads),
                   static_cast<unsigned>((a.n_q + a.queries_per_block - 1) / a.queries_per_block),
                   static_cast<unsigned>(a.splits));
@@ -456,6 +454,19 @@ int resident_blocks_per_sm_dim(int64_t head_dim) {
 template <class Source>
 int resident_blocks_per_sm(int64_t head_dim) {
   return with_dmax(head_dim, [&](auto d) { return resident_blocks_per_sm_dim<decltype(d)::value, Source>(head_dim); });
+}
+// The same for a source whose area is sized per layer (src's own shared memory): asked each call, a host-side
+// calculation (decode graphs capture it once).
+template <class Source>
+int resident_blocks_per_sm_for(int64_t head_dim, const Source& src) {
+  return with_dmax(head_dim, [&](auto d) {
+    constexpr int DMAX = decltype(d)::value;
+    const unsigned smem = smem_opted_in<DMAX, Source>(head_dim, src);
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel<DMAX, Source>, kThreads, smem) != cudaSuccess)
+      (void)cudaGetLastError(), n = 1;
+    return std::max(n, 1);
+  });
 }
 
 // The block's shared memory for head_dim and src (the kernel launch() picks).

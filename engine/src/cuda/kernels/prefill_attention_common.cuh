@@ -25,8 +25,8 @@ struct Params {
   float scale, softcap;
   // splits > 1 (decode: few queries, long histories): each block takes one of `splits` ranges of its rows' history
   // and writes unnormalised partial states for attention.cu's merge kernel instead of `out`: part_o [n_q, n_heads,
-  // splits, head_dim], part_ml [n_q, n_heads, splits, 2] (running max, sum). Sources whose rotate() is the identity
-  // only (the merge does not rotate back).
+  // splits, head_dim], part_ml [n_q, n_heads, splits, 2] (running max, sum). The partial outputs stay in the source's
+  // rotated domain: a rotating source's caller merges with a merge that rotates back (turboquant.cu's).
   int splits = 1;
   float* part_o = nullptr;
   float* part_ml = nullptr;

@@ -20,6 +20,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cmath>
 
 #include "cuda/cuda_check.h"
@@ -939,6 +941,35 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
                  kEncWarps * 32, 0, stream, a);
 }
 
+namespace {
+std::atomic<int64_t>& tq_tiled_choice() {
+  static std::atomic<int64_t> n{[] {
+    const char* env = std::getenv("LMLAB_TQ_TILED_DECODE_MIN_POSITIONS");
+    return env ? std::max<int64_t>(0, std::atoll(env)) : kTqTiledDecodeOff;
+  }()};
+  return n;
+}
+
+// The records' staged source when the block's shared memory holds its area too (every format but 8-bit affine at
+// head_dim 256, whose tiles and query leave too little), else the one reading global memory.
+TqPrefillSource prefill_source(const TqKvBlocks& kv, bool* staged = nullptr) {
+  const TqPrefillSource s = TqPrefillSource::make(kv, true);
+  const bool fits = prefill::block_smem_bytes(kv.head_dim, s) <= kMaxPrefillSmem;
+  if (staged) *staged = fits;
+  return fits ? s : TqPrefillSource::make(kv, false);
+}
+}  // namespace
+
+int64_t tq_tiled_decode_min_positions() { return tq_tiled_choice().load(std::memory_order_relaxed); }
+void set_tq_tiled_decode_min_positions(int64_t n) { tq_tiled_choice().store(n, std::memory_order_relaxed); }
+
+bool tq_decode_is_tiled(const TqKvBlocks& kv, int64_t n_q, int64_t n_kv_bound) {
+  if (n_q >= kPrefillAttentionMinQueries || kv.k.qjl || kv.head_dim % 16 != 0) return false;
+  bool staged = false;
+  prefill_source(kv, &staged);
+  return staged && n_kv_bound >= tq_tiled_decode_min_positions();
+}
+
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream) {
@@ -949,17 +980,27 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
                 "needs n_heads a multiple of n_kv_heads with at most 8 query heads per KV head and head_dim <= 256");
   check_codec(kv.k, kv, "K");
   check_codec(kv.v, kv, "V");
-  if (n_q >= kPrefillAttentionMinQueries && !kv.k.qjl) {
-    // Staged when the block's shared memory holds the records' area too (every format but 8-bit affine at head_dim
-    // 256, whose tiles and query leave too little).
-    const TqPrefillSource staged = TqPrefillSource::make(kv, true);
-    const bool fits = prefill::block_smem_bytes(D, staged) <= kMaxPrefillSmem;
-    prefill::launch(prefill::Params{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0,
-                                    scale, softcap},
-                    fits ? staged : TqPrefillSource::make(kv, false), stream);
+  const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
+  if ((n_q >= kPrefillAttentionMinQueries && !kv.k.qjl) || tq_decode_is_tiled(kv, n_q, n_kv_bound)) {
+    const TqPrefillSource src = prefill_source(kv);
+    prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
+    if (n_q < kPrefillAttentionMinQueries) {  // decode: the history split over one wave of blocks (attention.cu's rule)
+      const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
+      const int per_sm = attention_blocks_per_sm_override() > 0 ? attention_blocks_per_sm_override()
+                                                                : prefill::resident_blocks_per_sm_for(D, src);
+      const int64_t wave = int64_t{multiprocessor_count()} * per_sm, columns = kv.n_kv_heads * query_blocks;
+      p.splits = decode_split_count(std::max(columns, wave / columns * columns), columns, n_kv, 2 * prefill::kTile,
+                                    max_splits, n_q, n_heads, D);
+      p.part_o = static_cast<float*>(scratch);
+      p.part_ml = p.part_o + n_q * n_heads * p.splits * D;
+    }
+    prefill::launch(p, src, stream);
+    if (p.splits > 1)  // the partial outputs are in the rotated domain: this merge rotates back
+      launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
+                     kThreads, 0, stream, p.part_o, p.part_ml, out, static_cast<int>(D), p.splits, kv.k.group_dim,
+                     kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
     return;
   }
-  const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
   TqAttnParams a{};
   a.kv = kv;
   a.q = q;
