@@ -130,11 +130,12 @@ for step in "$@"; do
       dir=$(synth_dir "$shape")
       if [ "${step%%-*}" = profile ]; then
           # PROFILE_CTX: the decode's context (512; a long one needs SKIP past its prefill's launches, ~15 per layer
-          # and 512-token chunk)
+          # and 512-token chunk); PROFILE_KV: --kv-mode (e.g. turbo)
           pctx=${PROFILE_CTX:-512}
           LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
           --metrics gpu__time_duration.sum --print-units base --csv "$here/lmlab" decode-bench --model "$dir" --device cuda \
-          --ctx-size $((pctx + 512)) --contexts "$pctx" -n 32 --warmup 0 > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
+          --ctx-size $((pctx + 512)) --contexts "$pctx" -n 32 --warmup 0 ${PROFILE_KV:+--kv-mode $PROFILE_KV} \
+          > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
         python3 - "$out/profile-$shape.csv" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
