@@ -116,9 +116,10 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
 // prefill_attention.cuh's tiled tensor-core kernel (history tiles shared by the chunk's query rows, staged by
 // cp.async). Fewer queries (decode) with n_kv_bound >= tiled_decode_min_positions(): the same kernel with the history
 // split over blocks, merged by a second kernel; else a flash-decoding kernel on the CUDA cores (a lane per
-// position). Measured on the H200 (docs/cuda.md, seventh session): the tiled decode 1.35x at 40K positions, but
-// slower at 4K-16K (0.7-0.85x), where its fixed cost per block dominates; the decode graph's bound follows the
-// position (cuda_backend.cpp), so a long context's short prefixes stay on flash-decoding.
+// position). The seventh session measured the tiled decode slower at 4K-16K (its fixed cost per block); since the
+// eighth session's cuts it wins from 4K: attention alone, H100, 8B shape 18.0 / 43.7 us at 4K / 16K positions
+// against flash-decoding's 31.5 / 90.3, 30b-a3b 16.8 / 27.4 against 38.0 / 95.4 (docs/cuda.md, ninth session). The
+// decode graph's bound is at least 4096 (or the context), so decode takes the tiled kernel from a 4096-token context.
 inline constexpr int kMaxAttentionSplits = 256;
 // Blocks the decode attention kernels aim to launch (split-K fills the GPU up to this): SMs x blocks per SM (4, or
 // LMLAB_ATTENTION_BLOCKS_PER_SM to measure others), read once per process.
@@ -126,7 +127,7 @@ int64_t attention_target_blocks();
 // LMLAB_ATTENTION_BLOCKS_PER_SM, or 0 when unset (the split tiled decode then sizes its splits to one wave).
 int attention_blocks_per_sm_override();
 inline constexpr int64_t kPrefillAttentionMinQueries = 16;
-inline constexpr int64_t kTiledDecodeMinPositions = 32768;
+inline constexpr int64_t kTiledDecodeMinPositions = 4096;
 // kTiledDecodeMinPositions, or LMLAB_TILED_DECODE_MIN_POSITIONS (to measure the crossover with one binary), read once.
 int64_t tiled_decode_min_positions();
 uint64_t attention_scratch_bytes(int64_t n_q, int64_t n_heads, int64_t head_dim, int max_splits);
