@@ -135,12 +135,28 @@ struct EncodeParams {
   float lambda[kScales];    // angle_scale(s), s > 0
 };
 
+static_assert(kScales <= 32, "a lane per scale when the cosines are taken");
+
+// quantize() of every scale's value at once: for nb = 2^bits - 1 ascending boundaries the count of boundaries below
+// x takes exactly `bits` halvings, so the searches need no data-dependent loop and the scales' interleave (each
+// lane's 17 used to wait for one another, a shared-memory round trip per step). Same codes as quantize().
+__device__ __forceinline__ void quantize_scales(const float* t, int nb, const float (&x)[kScales],
+                                                int (&code)[kScales]) {
+#pragma unroll
+  for (int sc = 0; sc < kScales; ++sc) code[sc] = 0;
+  for (int step = (nb + 1) >> 1; step > 0; step >>= 1)
+#pragma unroll
+    for (int sc = 0; sc < kScales; ++sc)
+      if (x[sc] > t[code[sc] + step - 1]) code[sc] += step;
+}
+
 struct EncodeWarp {
   float x[kMaxG];                 // the rotated group, later the QJL residual
   float u[kMaxG];                 // x / ||x||
   uint8_t codes[kScales][kMaxG];  // codes per scale (angle search); codes[0] also holds the QJL / affine codes
   uint8_t sign[kMaxG];            // QJL: S r >= 0
   uint32_t moved[kScales][kMaxG / 32];  // coordinates whose code changed from scale s - 1 to s
+  double sums[kScales][2];        // the sweep's <u, c> and ||c||^2 at each scale
   float cent[32], bound[32];
 };
 
@@ -243,10 +259,14 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
       // The angle search: codes of every scale at once, then the CPU's sequential sweep of the sums.
       for (int i = lane; i < g; i += 32) {
         const float u = s.u[i];
-        s.codes[0][i] = static_cast<uint8_t>(
-            quantize(s.bound, nb, __double2float_rn(__dmul_rn(static_cast<double>(u), a.lambda0))));
-        for (int sc = 1; sc < kScales; ++sc)
-          s.codes[sc][i] = static_cast<uint8_t>(quantize(s.bound, nb, __fmul_rn(u, a.lambda[sc])));
+        float xs[kScales];
+        int code[kScales];
+        xs[0] = __double2float_rn(__dmul_rn(static_cast<double>(u), a.lambda0));
+#pragma unroll
+        for (int sc = 1; sc < kScales; ++sc) xs[sc] = __fmul_rn(u, a.lambda[sc]);
+        quantize_scales(s.bound, nb, xs, code);
+#pragma unroll
+        for (int sc = 0; sc < kScales; ++sc) s.codes[sc][i] = static_cast<uint8_t>(code[sc]);
       }
       __syncwarp();
       const int chunks = (g + 31) / 32;
@@ -264,8 +284,8 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
         dot = __dadd_rn(dot, __dmul_rn(static_cast<double>(s.u[i]), ci));
         c2 = __dadd_rn(c2, __dmul_rn(ci, ci));
       }
-      double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
-      int best_s = kScales / 2;
+      // The sums' sweep stays sequential (the CPU's order); the cosines, a division and a square root each, are
+      // then taken a lane per scale, and the choice runs over them in the CPU's order.
       for (int sc = 0; sc < kScales; ++sc) {
         if (sc > 0)
           for (int ch = 0; ch < chunks; ++ch)
@@ -276,13 +296,24 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
               c2 = __dadd_rn(c2, __dsub_rn(__dmul_rn(static_cast<double>(cn), static_cast<double>(cn)),
                                            __dmul_rn(static_cast<double>(co), static_cast<double>(co))));
             }
-        const double cs = c2 > 0.0 ? __ddiv_rn(dot, __dsqrt_rn(c2)) : -1.0;
+        if (lane == 0) s.sums[sc][0] = dot, s.sums[sc][1] = c2;  // every lane holds the same sums
+      }
+      __syncwarp();
+      double cs_lane = -1.0;
+      if (lane < kScales) {
+        const double d = s.sums[lane][0], q = s.sums[lane][1];
+        cs_lane = q > 0.0 ? __ddiv_rn(d, __dsqrt_rn(q)) : -1.0;
+      }
+      double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
+      int best_s = kScales / 2;
+      for (int sc = 0; sc < kScales; ++sc) {
+        const double cs = __shfl_sync(0xffffffffu, cs_lane, sc);
         if (sc == kScales / 2) {
           plain_cos = cs;
-          plain_dot = dot;
+          plain_dot = s.sums[sc][0];
         } else if (cs > best) {
           best = cs;
-          best_dot = dot;
+          best_dot = s.sums[sc][0];
           best_s = sc;
         }
       }
