@@ -172,6 +172,7 @@ class CudaBackend final : public Backend {
   void layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, KvSequence& cache) const;
   void mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const;
   void moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const;
+  int32_t next_predicted_layer(int64_t l) const;
   int32_t predict_next_layer(Scratch& sc, int64_t l, int64_t n) const;
   const int32_t* stream_in(Scratch& sc, int64_t l, int64_t n) const;
   const int32_t* stream_in_graph(Scratch& sc, int64_t l, int64_t n) const;
@@ -374,13 +375,20 @@ const int32_t* CudaBackend::stream_in(Scratch& sc, int64_t l, int64_t n) const {
   return sc.slot_ids.get<int32_t>();
 }
 
-// The MoE layer to read ahead for after layer l (or -1), its guess queued into sc.predicted: its router on this
-// layer's input, as the CPU streamer predicts. None in a layer-major prompt (every chunk of this layer comes first)
-// nor for a layer on the CPU (it predicts for itself).
-int32_t CudaBackend::predict_next_layer(Scratch& sc, int64_t l, int64_t n) const {
+// The MoE layer to read ahead for after layer l, or -1: none in a layer-major prompt (every chunk of this layer
+// comes first) nor for a layer on the CPU (it predicts for itself). A captured graph and serve_streamed_step ask it
+// alike.
+int32_t CudaBackend::next_predicted_layer(int64_t l) const {
   const ExpertStreamer& es = *t_.streamer();
-  int32_t next = es.options().expert_predict_next && !in_layer_major_ ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
-  if (next >= n_dev_) next = -1;
+  const int32_t next =
+      es.options().expert_predict_next && !in_layer_major_ ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
+  return next < n_dev_ ? next : -1;
+}
+
+// next_predicted_layer(l), its guess queued into sc.predicted: its router on this layer's input, as the CPU streamer
+// predicts.
+int32_t CudaBackend::predict_next_layer(Scratch& sc, int64_t l, int64_t n) const {
+  const int32_t next = next_predicted_layer(l);
   if (next >= 0) {
     linear(sc, w_.layers[next].router, sc.h.get<float>(), sc.router.get<float>(), n);  // this layer's logits are used
     kc::route_topk(sc.router.get<float>(), n, s_.n_experts, s_.top_k, s_.norm_topk, sc.predicted.get<int32_t>(),
@@ -407,13 +415,11 @@ const int32_t* CudaBackend::stream_in_graph(Scratch& sc, int64_t l, int64_t n) c
 // used), the graph is waited for and the counts restart from the device's.
 void CudaBackend::serve_streamed_step() const {
   const int64_t slots = s_.top_k;
-  const ExpertStreamer& es = *t_.streamer();
   const uint32_t base = served_, n_moe = static_cast<uint32_t>(moe_layers_.size());
   try {
     for (uint32_t i = 0; i < n_moe; ++i) {
       const int64_t l = moe_layers_[i];
-      int32_t next = es.options().expert_predict_next ? es.next_moe_layer(static_cast<int32_t>(l)) : -1;
-      if (next >= n_dev_) next = -1;  // as predict_next_layer decided when the graph was captured
+      const int32_t next = next_predicted_layer(l);  // as when the graph was captured
       mailbox_->wait_published(base + i + 1, stream_);
       const auto ids = mailbox_->ids(slots), predicted = mailbox_->predicted(slots);
       host_ids_.assign(ids.begin(), ids.end());

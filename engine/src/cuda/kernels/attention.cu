@@ -378,18 +378,7 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
   if (D % 16 == 0 && (chunk || n_kv_bound >= tiled_decode_min_positions())) {
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
-    if (!chunk) {  // few queries: the history split over blocks of at least two 64-position tiles
-      const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
-      // One wave of resident blocks (LMLAB_ATTENTION_BLOCKS_PER_SM overrides it, to measure others), as a whole
-      // number of splits per block column: rounding the split count up would start a second wave of a few blocks.
-      const int per_sm = attention_blocks_per_sm_override() > 0 ? attention_blocks_per_sm_override()
-                                                                : prefill::resident_blocks_per_sm<F16PrefillSource>(D);
-      const int64_t wave = int64_t{multiprocessor_count()} * per_sm, columns = kv.n_kv_heads * query_blocks;
-      p.splits = decode_split_count(std::max(columns, wave / columns * columns), columns, n_kv, 2 * prefill::kTile,
-                                    max_splits, n_q, n_heads, D);
-      p.part_o = static_cast<float*>(scratch);
-      p.part_ml = p.part_o + n_q * n_heads * p.splits * D;
-    }
+    if (!chunk) prefill::split_for_decode(p, F16PrefillSource{kv}, n_kv, max_splits, scratch);
     prefill::launch(p, F16PrefillSource{kv}, stream);
     merge_splits(p.part_o, p.part_ml, out, n_q, n_heads, D, p.splits, stream);
     return;

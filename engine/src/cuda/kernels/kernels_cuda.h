@@ -188,7 +188,6 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
 inline constexpr int64_t kTqTiledDecodeOff = INT64_MAX;
 int64_t tq_tiled_decode_min_positions();
 void set_tq_tiled_decode_min_positions(int64_t n);
-bool tq_decode_is_tiled(const TqKvBlocks& kv, int64_t n_q, int64_t n_kv_bound);
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream);

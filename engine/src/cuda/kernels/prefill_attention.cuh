@@ -469,6 +469,25 @@ int resident_blocks_per_sm_for(int64_t head_dim, const Source& src) {
   });
 }
 
+// Decode (a few queries over a long history): the history split over one wave of the kernel's resident blocks
+// (LMLAB_ATTENTION_BLOCKS_PER_SM overrides the wave), whole splits per block column (a second, partial wave left
+// most SMs idle), at least two tiles per split; the partial states go to `scratch` (attention_scratch_bytes of n_q)
+// for the caller's merge.
+template <class Source>
+void split_for_decode(Params& p, const Source& src, int64_t n_kv, int max_splits, void* scratch) {
+  const int64_t query_blocks = (p.n_q + kRows / p.group - 1) / (kRows / p.group);
+  int per_sm = attention_blocks_per_sm_override();
+  if (per_sm <= 0) {
+    if constexpr (Source::kHasArea) per_sm = resident_blocks_per_sm_for(p.head_dim, src);
+    else per_sm = resident_blocks_per_sm<Source>(p.head_dim);
+  }
+  const int64_t wave = int64_t{multiprocessor_count()} * per_sm, columns = p.n_kv_heads * query_blocks;
+  p.splits = decode_split_count(std::max(columns, wave / columns * columns), columns, n_kv, 2 * kTile, max_splits,
+                                p.n_q, p.n_heads, p.head_dim);
+  p.part_o = static_cast<float*>(scratch);
+  p.part_ml = p.part_o + p.n_q * p.n_heads * p.splits * p.head_dim;
+}
+
 // The block's shared memory for head_dim and src (the kernel launch() picks).
 template <class Source>
 unsigned block_smem_bytes(int64_t head_dim, const Source& src) {

@@ -994,13 +994,6 @@ TqPrefillSource prefill_source(const TqKvBlocks& kv, bool* staged = nullptr) {
 int64_t tq_tiled_decode_min_positions() { return tq_tiled_choice().load(std::memory_order_relaxed); }
 void set_tq_tiled_decode_min_positions(int64_t n) { tq_tiled_choice().store(n, std::memory_order_relaxed); }
 
-bool tq_decode_is_tiled(const TqKvBlocks& kv, int64_t n_q, int64_t n_kv_bound) {
-  if (n_q >= kPrefillAttentionMinQueries || kv.k.qjl || kv.head_dim % 16 != 0) return false;
-  bool staged = false;
-  prefill_source(kv, &staged);
-  return staged && n_kv_bound >= tq_tiled_decode_min_positions();
-}
-
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream) {
@@ -1012,19 +1005,13 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   check_codec(kv.k, kv, "K");
   check_codec(kv.v, kv, "V");
   const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
-  if ((n_q >= kPrefillAttentionMinQueries && !kv.k.qjl) || tq_decode_is_tiled(kv, n_q, n_kv_bound)) {
-    const TqPrefillSource src = prefill_source(kv);
+  const bool chunk = n_q >= kPrefillAttentionMinQueries;
+  bool staged = false;
+  const TqPrefillSource src = prefill_source(kv, &staged);
+  const bool tiled_decode = !chunk && staged && D % 16 == 0 && n_kv_bound >= tq_tiled_decode_min_positions();
+  if (!kv.k.qjl && (chunk || tiled_decode)) {
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
-    if (n_q < kPrefillAttentionMinQueries) {  // decode: the history split over one wave of blocks (attention.cu's rule)
-      const int64_t query_blocks = (n_q + prefill::kRows / G - 1) / (prefill::kRows / G);
-      const int per_sm = attention_blocks_per_sm_override() > 0 ? attention_blocks_per_sm_override()
-                                                                : prefill::resident_blocks_per_sm_for(D, src);
-      const int64_t wave = int64_t{multiprocessor_count()} * per_sm, columns = kv.n_kv_heads * query_blocks;
-      p.splits = decode_split_count(std::max(columns, wave / columns * columns), columns, n_kv, 2 * prefill::kTile,
-                                    max_splits, n_q, n_heads, D);
-      p.part_o = static_cast<float*>(scratch);
-      p.part_ml = p.part_o + n_q * n_heads * p.splits * D;
-    }
+    if (!chunk) prefill::split_for_decode(p, src, n_kv, max_splits, scratch);
     prefill::launch(p, src, stream);
     if (p.splits > 1)  // the partial outputs are in the rotated domain: this merge rotates back
       launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
