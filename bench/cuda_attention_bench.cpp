@@ -125,7 +125,7 @@ void BM_cuda_attention(benchmark::State& state, Shape s, bool turbo, int64_t n_q
 const bool kRegistered = [] {
   for (const Shape& s : kShapes)
     for (bool turbo : {false, true}) {
-      for (int64_t n : {4096, 16384, 40000, 100000}) {
+      for (int64_t n : {512, 1024, 4096, 16384, 40000, 100000}) {
         const std::string name = std::string("BM_cuda_attention/") + s.name + "/" + (turbo ? "turbo" : "f16") +
                                  "/decode/" + std::to_string(n);
         benchmark::RegisterBenchmark(name.c_str(), BM_cuda_attention, s, turbo, 1, n)->UseManualTime()->Unit(
