@@ -73,7 +73,7 @@ TEST_F(CudaKernels, DenseMatmulMatchesReference) {
     }
 }
 
-// A random MLX affine matrix: packed words, scales and biases (bf16 or f32) like real ones.
+// A random MLX affine matrix: packed words, scales and biases (bf16, f16 or f32) like real ones.
 struct Affine {
   std::vector<uint32_t> packed;
   std::vector<uint16_t> s16, b16;
@@ -91,11 +91,12 @@ Affine make_affine(std::mt19937& rng, int64_t rows, int64_t cols, int bits, int 
   for (int64_t g = 0; g < groups; ++g) {
     const float s = std::fabs(d(rng)) + 1e-3f, b = -s * static_cast<float>(1 << (bits - 1)) + d(rng);
     a.s32.push_back(s), a.b32.push_back(b);
-    a.s16.push_back(f32_to_bf16(s)), a.b16.push_back(f32_to_bf16(b));
+    const bool f16 = st == kernels::ScaleType::f16;
+    a.s16.push_back(f16 ? f32_to_f16(s) : f32_to_bf16(s)), a.b16.push_back(f16 ? f32_to_f16(b) : f32_to_bf16(b));
   }
   a.host = {a.packed.data(), nullptr, nullptr, st, bits, gs, rows, cols};
-  a.host.scales = st == kernels::ScaleType::bf16 ? static_cast<const void*>(a.s16.data()) : a.s32.data();
-  a.host.biases = st == kernels::ScaleType::bf16 ? static_cast<const void*>(a.b16.data()) : a.b32.data();
+  a.host.scales = st != kernels::ScaleType::f32 ? static_cast<const void*>(a.s16.data()) : a.s32.data();
+  a.host.biases = st != kernels::ScaleType::f32 ? static_cast<const void*>(a.b16.data()) : a.b32.data();
   return a;
 }
 
@@ -111,22 +112,24 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
   // rows dequantized into bf16 hi + lo for cuBLAS ({1100, 1024, 13}; 16500 rows of 1024 take two passes of 16384
   // rows, 4-bit g64 only).
   // 4/8-bit matrices of >= 2^20 weights take int16 activations: x in shared memory ({300, 4096, 1}, {257, 4096,
-  // 2}) or quantized per lane when that would not fit ({129, 8192, 8}).
-  const Case cases[] = {{33, 128, 1},   {300, 2048, 1},  {45, 192, 4},    {7, 4096, 2},   {129, 1024, 8},
-                        {300, 4096, 1}, {257, 4096, 2}, {129, 8192, 8}, {70, 256, 13}, {1100, 1024, 13},
-                        {16500, 1024, 13}};
+  // 2}) or quantized per lane when that would not fit ({129, 8192, 8}); each scale type is a kernel of its own
+  // there, and a group size that is no power of two (96: {384, 3072, 1}) takes the float path.
+  const Case cases[] = {{33, 128, 1},    {300, 2048, 1}, {45, 192, 4},   {7, 4096, 2},   {129, 1024, 8},
+                        {300, 4096, 1},  {257, 4096, 2}, {129, 8192, 8}, {384, 3072, 1}, {70, 256, 13},
+                        {1100, 1024, 13}, {16500, 1024, 13}};
   for (int bits : {2, 3, 4, 5, 6, 8})
-    for (int gs : {32, 64})
-      for (auto st : {kernels::ScaleType::bf16, kernels::ScaleType::f32})
+    for (int gs : {32, 64, 96})
+      for (auto st : {kernels::ScaleType::bf16, kernels::ScaleType::f16, kernels::ScaleType::f32})
         for (const Case& c : cases) {
           if (c.cols % gs) continue;
           if (c.rows > 10000 && (bits != 4 || gs != 64 || st != kernels::ScaleType::bf16)) continue;
+          if ((gs == 96 || st == kernels::ScaleType::f16) && (bits != 4 && bits != 8)) continue;
           SCOPED_TRACE(::testing::Message() << bits << "-bit g" << gs << " rows " << c.rows << " cols " << c.cols
                                             << " n " << c.n);
           Affine a = make_affine(rng_, c.rows, c.cols, bits, gs, st);
           std::vector<float> x = randn(c.n * c.cols);
-          const bool bf = st == kernels::ScaleType::bf16;
-          DeviceBuffer dp = up(a.packed), ds = bf ? up(a.s16) : up(a.s32), db = bf ? up(a.b16) : up(a.b32);
+          const bool half = st != kernels::ScaleType::f32;
+          DeviceBuffer dp = up(a.packed), ds = half ? up(a.s16) : up(a.s32), db = half ? up(a.b16) : up(a.b32);
           DeviceBuffer dx = up(x), dy = out(c.n * c.rows);
           DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, true), "scratch");
           kc::DeviceWeight w;
@@ -135,7 +138,7 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
           kc::matmul(w, dx.get<float>(), dy.get<float>(), c.n, scratch.get(), nullptr);
           std::vector<float> want(c.n * c.rows);
           kernels::ref::matmul_affine({a.host, x.data(), want.data(), c.n});
-          const bool int16 = (bits == 4 || bits == 8) && c.n <= 8 && c.rows * c.cols >= (1 << 20);
+          const bool int16 = (bits == 4 || bits == 8) && gs != 96 && c.n <= 8 && c.rows * c.cols >= (1 << 20);
           // Prefill from 2^20 weights splits X and W into bf16 hi + lo (about 16 mantissa bits each), as the dense
           // prefill does X.
           const bool parts = c.n > 8 && c.rows * c.cols >= (1 << 20);

@@ -43,10 +43,11 @@ __device__ __forceinline__ float small_uint_to_float(uint32_t q) {
   return __uint_as_float(0x4B000000u | q) - 8388608.0f;
 }
 
-// x of one shared-memory block: int16 pairs word-major ([16][nb]: lane l reads word k of block b at k * nb + b,
-// conflict-free), then (scale, sum of the int16 values) per 32-value block, for each token.
+// x of one shared-memory block: int16 pairs in quads of words, quad-major ([4][nb] int4: lane l reads quad k of
+// block b at k * nb + b, four 16-byte loads, conflict-free), then (scale, sum of the int16 values) per 32-value
+// block, for each token.
 struct SharedX {
-  const int* xq;
+  const int4* xq;
   const float2* xs;
   int64_t nb;  // 32-value blocks per token
 };
@@ -63,7 +64,7 @@ struct Dense {
   const uint8_t* base;
   int64_t cols;
   __device__ Dense(const DeviceWeight& w) : base(static_cast<const uint8_t*>(w.dense)), cols(w.cols) {}
-  __device__ void load(int64_t r, int64_t c, Raw& raw) const {
+  __device__ void load(int r, int c, Raw& raw) const {
     raw.v = __ldg(reinterpret_cast<const uint4*>(base + (r * cols + c) * (T == WeightType::f32 ? 4 : 2)));
   }
   __device__ static void to_float(const Raw& raw, float (&f)[kValues]) {
@@ -84,7 +85,7 @@ struct Dense {
   }
   // acc[j][t] += row j . x[t] over the lane's kValues columns from c.
   template <int NT>
-  __device__ void dot(const Raw (&raw)[kRows], const float* x, const SharedX&, int64_t c, int n,
+  __device__ void dot(const Raw (&raw)[kRows], const float* x, const SharedX&, int c, int n,
                       float (&acc)[kRows][NT]) const {
     float wf[kRows][kValues];
 #pragma unroll
@@ -149,8 +150,24 @@ __device__ __forceinline__ void quantize_x32(const float (&xf)[32], int (&xp)[16
   }
 }
 
+// dp2a with signed 16-bit x and unsigned bytes: the 4-bit path's high nibbles stay in place (16 q, bytes up to
+// 0xF0, which the signed form would read as negative).
+__device__ __forceinline__ int dp2a_lo_u8(int x, uint32_t w, int acc) {
+  int d;
+  asm("dp2a.lo.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(x), "r"(w), "r"(acc));
+  return d;
+}
+__device__ __forceinline__ int dp2a_hi_u8(int x, uint32_t w, int acc) {
+  int d;
+  asm("dp2a.hi.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(x), "r"(w), "r"(acc));
+  return d;
+}
+
 // acc[j] += xscale * (s_j * sum(q x) + b_j * sum(x)) over 32 values, x as quantize_x32 gives it: the bias term
 // takes the same rounded x, so the error is x's rounding through the dequantized weights s q + b.
+// 4-bit: the high nibbles are multiplied in place (w & 0xF0F0F0F0 = 16 q: no shift per word) into their own sum,
+// which is then a multiple of 16 (|sum| <= 32 * 32767 * 240 < 2^31); the two sums are those of the shifted form
+// exactly.
 template <int BITS, int R>
 __device__ __forceinline__ void int_rows(const uint32_t (&w)[R][BITS], const int (&xp)[16], float xscale, float qsum,
                                          const float (&s)[R], const float (&b)[R], float (&out)[R]) {
@@ -158,14 +175,16 @@ __device__ __forceinline__ void int_rows(const uint32_t (&w)[R][BITS], const int
   for (int j = 0; j < R; ++j) {
     int isum = 0;
     if constexpr (BITS == 4) {
+      int hsum = 0;  // 16 x the high nibbles' products
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const int lo = static_cast<int>(w[j][k] & 0x0F0F0F0Fu), hi = static_cast<int>((w[j][k] >> 4) & 0x0F0F0F0Fu);
-        isum = __dp2a_lo(xp[4 * k], lo, isum);
-        isum = __dp2a_hi(xp[4 * k + 1], lo, isum);
-        isum = __dp2a_lo(xp[4 * k + 2], hi, isum);
-        isum = __dp2a_hi(xp[4 * k + 3], hi, isum);
+        const uint32_t lo = w[j][k] & 0x0F0F0F0Fu, hi16 = w[j][k] & 0xF0F0F0F0u;
+        isum = dp2a_lo_u8(xp[4 * k], lo, isum);
+        isum = dp2a_hi_u8(xp[4 * k + 1], lo, isum);
+        hsum = dp2a_lo_u8(xp[4 * k + 2], hi16, hsum);
+        hsum = dp2a_hi_u8(xp[4 * k + 3], hi16, hsum);
       }
+      isum += hsum >> 4;  // exact: hsum is a multiple of 16
       out[j] += xscale * (s[j] * static_cast<float>(isum) + b[j] * qsum);
     } else {
       // Codes as signed q - 128 (dp2a's bytes are signed): sum(q xq) = sum((q - 128) xq) + 128 sum(xq).
@@ -180,8 +199,14 @@ __device__ __forceinline__ void int_rows(const uint32_t (&w)[R][BITS], const int
   }
 }
 
-// MLX affine: a lane's unit is 32 values of one group (group_size is a multiple of 32).
-template <int BITS, XMode MODE>
+// How a kernel reads a group's scale and bias: as the stored type, fixed at compile time (the integer paths: a
+// runtime switch per row and unit put branches and two load forms into the hot loop, ~10% of its instructions),
+// or as the weight says at run time (the float path: small matrices and other widths).
+enum class ScaleRead { f32, f16, bf16, runtime };
+
+// MLX affine: a lane's unit is 32 values of one group (group_size is a multiple of 32; a power of two on the
+// integer paths, whose group index is a shift: a 64-bit division per unit was ~8% of the loop's instructions).
+template <int BITS, XMode MODE, ScaleRead SR>
 struct Affine {
   static constexpr int kValues = 32;
   static constexpr bool kSharedX = MODE == XMode::shared;
@@ -194,11 +219,18 @@ struct Affine {
   };
   AffineWeight q;
   int64_t words_per_row, groups;
+  int group_shift;  // log2(group_size) on the integer paths
   __device__ Affine(const DeviceWeight& w)
-      : q(w.quant), words_per_row(w.cols * BITS / 32), groups(w.cols / w.quant.group_size) {}
+      : q(w.quant), words_per_row(w.cols * BITS / 32), groups(w.cols / w.quant.group_size),
+        group_shift(0) {
+    while ((1 << group_shift) < w.quant.group_size) ++group_shift;
+  }
 
-  __device__ void load(int64_t r, int64_t c, Raw& raw) const {
-    const uint32_t* p = q.packed + r * words_per_row + (c / 32) * BITS;
+  __device__ bool f32_scales() const {
+    return SR == ScaleRead::f32 || (SR == ScaleRead::runtime && q.scale_type == ScaleType::f32);
+  }
+  __device__ void load(int r, int c, Raw& raw) const {
+    const uint32_t* p = q.packed + r * words_per_row + (c >> 5) * BITS;
     if constexpr (BITS % 4 == 0) {
 #pragma unroll
       for (int i = 0; i < BITS / 4; ++i) {
@@ -215,15 +247,19 @@ struct Affine {
 #pragma unroll
       for (int i = 0; i < BITS; ++i) raw.w[i] = __ldg(p + i);
     }
-    const int64_t g = r * groups + c / q.group_size;
-    if (q.scale_type == ScaleType::f32) {
+    const int64_t g = r * groups + (SR == ScaleRead::runtime ? c / q.group_size : c >> group_shift);
+    if (f32_scales()) {
       raw.s = __ldg(static_cast<const uint32_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint32_t*>(q.biases) + g);
     } else {
       raw.s = __ldg(static_cast<const uint16_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint16_t*>(q.biases) + g);
     }
   }
   __device__ float scale_value(uint32_t v) const {
-    switch (q.scale_type) {
+    const ScaleType t = SR == ScaleRead::runtime ? q.scale_type
+                        : SR == ScaleRead::bf16  ? ScaleType::bf16
+                        : SR == ScaleRead::f16   ? ScaleType::f16
+                                                 : ScaleType::f32;
+    switch (t) {
       case ScaleType::bf16: return __uint_as_float(v << 16);
       case ScaleType::f16: return __half2float(__ushort_as_half(static_cast<uint16_t>(v)));
       default: return __uint_as_float(v);
@@ -231,7 +267,7 @@ struct Affine {
   }
 
   template <int NT>
-  __device__ void dot(const Raw (&raw)[kRows], const float* x, const SharedX& sx, int64_t c, int n,
+  __device__ void dot(const Raw (&raw)[kRows], const float* x, const SharedX& sx, int c, int n,
                       float (&acc)[kRows][NT]) const {
     float s[kRows], b[kRows];
     uint32_t w[kRows][BITS];
@@ -246,11 +282,14 @@ struct Affine {
       if (t >= n) break;
       float out[kRows] = {};
       if constexpr (MODE == XMode::shared) {
-        const int64_t blk = c / 32;
-        const int* xq = sx.xq + t * 16 * sx.nb + blk;
+        const int blk = c >> 5;
+        const int4* xq = sx.xq + t * 4 * sx.nb + blk;
         int xp[16];
 #pragma unroll
-        for (int k = 0; k < 16; ++k) xp[k] = xq[k * sx.nb];
+        for (int k = 0; k < 4; ++k) {
+          const int4 v = xq[k * sx.nb];
+          xp[4 * k] = v.x, xp[4 * k + 1] = v.y, xp[4 * k + 2] = v.z, xp[4 * k + 3] = v.w;
+        }
         const float2 sc = sx.xs[t * sx.nb + blk];
         int_rows<BITS, kRows>(w, xp, sc.x, sc.y, s, b, out);
       } else {
@@ -298,7 +337,7 @@ constexpr int64_t kMaxSharedXBytes = 48 * 1024;  // without the opt-in for more
 // block, a float4 and three shuffles each, measured slower on long rows: the 12288-column down projection went
 // from 20.2 to 25.9 us, its rounds of loads one after another.)
 template <int BITS>
-__device__ void fill_shared_x(const float* x, int64_t cols, int n, int* xq, float2* xs) {
+__device__ void fill_shared_x(const float* x, int64_t cols, int n, int4* xq, float2* xs) {
   const int64_t nb = cols / 32;
   for (int64_t i = threadIdx.x; i < n * nb; i += blockDim.x) {
     const int64_t t = i / nb, blk = i % nb;
@@ -313,7 +352,7 @@ __device__ void fill_shared_x(const float* x, int64_t cols, int n, int* xq, floa
     float xscale, qsum;
     quantize_x32<BITS>(xf, xp, xscale, qsum);
 #pragma unroll
-    for (int k = 0; k < 16; ++k) xq[(t * 16 + k) * nb + blk] = xp[k];
+    for (int k = 0; k < 4; ++k) xq[(t * 4 + k) * nb + blk] = make_int4(xp[4 * k], xp[4 * k + 1], xp[4 * k + 2], xp[4 * k + 3]);
     xs[t * nb + blk] = make_float2(xscale, qsum);
   }
 }
@@ -364,32 +403,33 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   const F f(w);
   const int64_t rows = w.rows, cols = w.cols;
   const int64_t r0 = (blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks) * kRows;
-  constexpr int64_t kUnitCols = 32 * F::kValues;
-  const int64_t n_units = (cols + kUnitCols - 1) / kUnitCols;
-  int64_t r[kRows];
+  constexpr int kUnitCols = 32 * F::kValues;
+  const int n_units = static_cast<int>((cols + kUnitCols - 1) / kUnitCols);  // cols < 2^31 (the loaders)
+  int r[kRows];  // rows < 2^31 (the loaders)
 #pragma unroll
-  for (int j = 0; j < kRows; ++j) r[j] = r0 + j < rows ? r0 + j : r0;  // past the end: recompute row r0, dropped
+  for (int j = 0; j < kRows; ++j) r[j] = static_cast<int>(r0 + j < rows ? r0 + j : r0);  // past the end: recompute row r0, dropped
   const bool active = r0 < rows;
   typename F::Raw raw[F::kStages][kRows];
-  auto load_units = [&](int64_t u) {
+  auto load_units = [&](int u) {
 #pragma unroll
     for (int st = 0; st < F::kStages; ++st) {
-      const int64_t c = (u + st * ks) * kUnitCols + lane * F::kValues;
+      const int c = (u + st * ks) * kUnitCols + lane * F::kValues;
       if (active && u + st * ks < n_units && c < cols)
 #pragma unroll
         for (int j = 0; j < kRows; ++j) f.load(r[j], c, raw[st][j]);
     }
   };
-  int64_t u = warp % ks;
+  int u = warp % ks;
   load_units(u);  // in flight while the kernel before finishes and the block fills its shared x
   chain_enter();
   SharedX sx{};
   if constexpr (F::kSharedX) {
-    extern __shared__ int shared_x[];
+    extern __shared__ int4 shared_x[];
     sx.nb = cols / 32;
     sx.xq = shared_x;
-    sx.xs = reinterpret_cast<const float2*>(shared_x + p.n * 16 * sx.nb);
-    fill_shared_x<F::kBits>(x, cols, p.n, shared_x, reinterpret_cast<float2*>(shared_x + p.n * 16 * sx.nb));
+    float2* xs = reinterpret_cast<float2*>(shared_x + p.n * 4 * sx.nb);
+    sx.xs = xs;
+    fill_shared_x<F::kBits>(x, cols, p.n, shared_x, xs);
     __syncthreads();
   }
   float acc[kRows][NT] = {};
@@ -397,10 +437,10 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     while (u < n_units) {
 #pragma unroll
       for (int st = 0; st < F::kStages; ++st) {
-        const int64_t c = (u + st * ks) * kUnitCols + lane * F::kValues;
+        const int c = (u + st * ks) * kUnitCols + lane * F::kValues;
         if (u + st * ks < n_units && c < cols) f.template dot<NT>(raw[st], x, sx, c, p.n, acc);
       }
-      u += static_cast<int64_t>(ks) * F::kStages;
+      u += ks * F::kStages;
       load_units(u);
     }
   }
@@ -486,18 +526,29 @@ void launch_tokens(const GemvParams& p, cudaStream_t stream) {
   else launch<F, 8>(p, stream);
 }
 
+template <int BITS, ScaleRead SR>
+void launch_int(const GemvParams& p, cudaStream_t stream) {
+  if (shared_x_bytes(p.parts[0].w.cols, p.n) <= kMaxSharedXBytes)
+    return launch_tokens<Affine<BITS, XMode::shared, SR>>(p, stream);
+  launch_tokens<Affine<BITS, XMode::lane, SR>>(p, stream);
+}
+
 template <int BITS>
 void launch_affine(const GemvParams& p, cudaStream_t stream) {
   if constexpr (BITS == 4 || BITS == 8) {
+    const AffineWeight& q = p.parts[0].w.quant;
     int64_t fewest = p.parts[0].w.rows * p.parts[0].w.cols;
     for (int i = 1; i < p.n_parts; ++i) fewest = std::min(fewest, p.parts[i].w.rows * p.parts[i].w.cols);
-    if (fewest >= kIntMinWeights) {
-      if (shared_x_bytes(p.parts[0].w.cols, p.n) <= kMaxSharedXBytes)
-        return launch_tokens<Affine<BITS, XMode::shared>>(p, stream);
-      return launch_tokens<Affine<BITS, XMode::lane>>(p, stream);
+    const bool pow2_groups = (q.group_size & (q.group_size - 1)) == 0;  // every part's (same_format)
+    if (fewest >= kIntMinWeights && pow2_groups) {
+      switch (q.scale_type) {
+        case ScaleType::bf16: return launch_int<BITS, ScaleRead::bf16>(p, stream);
+        case ScaleType::f16: return launch_int<BITS, ScaleRead::f16>(p, stream);
+        case ScaleType::f32: return launch_int<BITS, ScaleRead::f32>(p, stream);
+      }
     }
   }
-  launch_tokens<Affine<BITS, XMode::f32>>(p, stream);
+  launch_tokens<Affine<BITS, XMode::f32, ScaleRead::runtime>>(p, stream);
 }
 
 void run(const GemvParams& p, cudaStream_t stream) {
@@ -532,9 +583,12 @@ void run(const GemvParams& p, cudaStream_t stream) {
   }
 }
 
+// Parts of one launch share a kernel, and the affine kernels fix the scale type and group size at launch.
 bool same_format(const DeviceWeight& a, const DeviceWeight& b) {
   if (a.affine != b.affine || a.cols != b.cols) return false;
-  return a.affine ? a.quant.bits == b.quant.bits : a.type == b.type;
+  return a.affine ? a.quant.bits == b.quant.bits && a.quant.scale_type == b.quant.scale_type &&
+                        a.quant.group_size == b.quant.group_size
+                  : a.type == b.type;
 }
 
 // One launch for parts of the same format (their kernels are the same template), else one per part.
