@@ -410,17 +410,18 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   for (int j = 0; j < kRows; ++j) r[j] = static_cast<int>(r0 + j < rows ? r0 + j : r0);  // past the end: recompute row r0, dropped
   const bool active = r0 < rows;
   typename F::Raw raw[F::kStages][kRows];
-  auto load_units = [&](int u) {
+  // Stage st holds unit u + st ks of the round; it is refilled with its unit of the next round as soon as its dot
+  // is done, so the other stages' loads stay in flight while it computes.
+  auto load_stage = [&](int st, int unit) {
+    const int c = unit * kUnitCols + lane * F::kValues;
+    if (active && unit < n_units && c < cols)
 #pragma unroll
-    for (int st = 0; st < F::kStages; ++st) {
-      const int c = (u + st * ks) * kUnitCols + lane * F::kValues;
-      if (active && u + st * ks < n_units && c < cols)
-#pragma unroll
-        for (int j = 0; j < kRows; ++j) f.load(r[j], c, raw[st][j]);
-    }
+      for (int j = 0; j < kRows; ++j) f.load(r[j], c, raw[st][j]);
   };
   int u = warp % ks;
-  load_units(u);  // in flight while the kernel before finishes and the block fills its shared x
+#pragma unroll
+  for (int st = 0; st < F::kStages; ++st)
+    load_stage(st, u + st * ks);  // in flight while the kernel before finishes and the block fills its shared x
   chain_enter();
   SharedX sx{};
   if constexpr (F::kSharedX) {
@@ -437,11 +438,11 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     while (u < n_units) {
 #pragma unroll
       for (int st = 0; st < F::kStages; ++st) {
-        const int c = (u + st * ks) * kUnitCols + lane * F::kValues;
-        if (u + st * ks < n_units && c < cols) f.template dot<NT>(raw[st], x, sx, c, p.n, acc);
+        const int unit = u + st * ks, c = unit * kUnitCols + lane * F::kValues;
+        if (unit < n_units && c < cols) f.template dot<NT>(raw[st], x, sx, c, p.n, acc);
+        load_stage(st, unit + ks * F::kStages);
       }
       u += ks * F::kStages;
-      load_units(u);
     }
   }
   __shared__ float red[kWarps][kRows][NT];
