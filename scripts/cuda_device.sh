@@ -13,7 +13,7 @@
 #  stream-moe: iobench as swiftlm's, then decode-bench --stream-experts on the 30b-a3b 4-bit synth with the swiftlm
 #  SSD config's 1.5 GB cache, once per LMLAB_STREAM_GRAPH value in STREAM_GRAPH (default "0 1"), to stream.jsonl:
 #  the decode's SSD bytes, misses and read rate against the drive)
-# (profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
+# (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-/tmp/out}
@@ -117,6 +117,30 @@ for step in "$@"; do
         > "$out/ncu-decode.txt" 2>&1
       grep -E "attention|gemv|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Issued Ipc|No Eligible|Grid Size|Block Size" \
         "$out/ncu-decode.txt" | head -40
+      ;;
+    trace-*)  # SHAPE's decode with graphs on under Nsight Systems (graph nodes traced): the last TRACE_TAIL of the
+      # kernels (steady decode, past the prefill) by name: time, share, count, mean; and the span they cover (kernel
+      # time / span: how much of a step is gaps between kernels), to trace-SHAPE.txt
+      shape=${step#trace-}; tctx=${TRACE_CTX:-512}
+      nsys=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys /opt/nvidia/nsight-systems*/*/bin/nsys 2>/dev/null | head -1)
+      [ -n "$nsys" ] || { echo "no nsys on this machine"; continue; }
+      LMLAB_CUDA_GRAPH=1 timeout 300 "$nsys" profile --cuda-graph-trace=node -t cuda -o /tmp/trace-$shape --force-overwrite true \
+        "$here/lmlab" decode-bench --model "$(synth_dir "$shape")" --device cuda --ctx-size $((tctx + 512)) --contexts "$tctx" \
+        -n "${TRACE_N:-128}" ${PROFILE_KV:+--kv-mode $PROFILE_KV} > "$out/trace-$shape.log" 2>&1
+      "$nsys" stats --report cuda_gpu_trace --format csv --output /tmp/trace-$shape /tmp/trace-$shape.nsys-rep >/dev/null 2>&1
+      python3 - /tmp/trace-${shape}_cuda_gpu_trace.csv "${TRACE_TAIL:-0.4}" <<'PY' | tee "$out/trace-$shape.txt"
+import csv, sys, collections
+rows = list(csv.DictReader(open(sys.argv[1])))
+rows = [r for r in rows if r.get("Name") and not r["Name"].startswith("[CUDA mem")]
+rows.sort(key=lambda r: int(r["Start (ns)"]))
+tail = rows[int(len(rows) * (1 - float(sys.argv[2]))):]
+tot, cnt = collections.Counter(), collections.Counter()
+for r in tail:
+    n = r["Name"][:70]; tot[n] += int(r["Duration (ns)"]); cnt[n] += 1
+s = sum(tot.values()); span = int(tail[-1]["Start (ns)"]) + int(tail[-1]["Duration (ns)"]) - int(tail[0]["Start (ns)"])
+for n, t in tot.most_common(22): print(f"{t/1e3:10.1f} us {100*t/s:5.1f}% {cnt[n]:6d}x {t/cnt[n]/1e3:8.2f} us  {n}")
+print(f"{s/1e3:.1f} us of kernels over a span of {span/1e3:.1f} us ({100*s/span:.1f}%), {len(tail)} kernels")
+PY
       ;;
     synth-*) synth_dir "${step#synth-}" ;;  # e.g. `cuda_device.sh synth-moe &` while the tests run
     kv-*)

@@ -3,6 +3,7 @@
 // against the reference attention (kernels/ref/attention.cpp) on every instruction-set path.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <functional>
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include "kernels/cpu/isa.h"
 #include "kernels/kernels.h"
 #include "kv/kv_layer_blocked.h"
+#include "kv/turboquant/lane_sum.h"
 #include "kv/turboquant/lloyd_max.h"
 #include "kv/turboquant/pack.h"
 #include "kv/turboquant/rng.h"
@@ -344,6 +346,142 @@ TEST(TurboQuantCodec, KInnerProductEstimatorIsUnbiased) {
       "[          ] K estimator mean error %.4f (z %.2f), squared error %.3f x Lemma 4's bound; MSE stage"
       " alone %.4f (z %.1f); E<q,k> = %lld\n",
       mean, z, sq_err / bound, mean_mse, z_mse, static_cast<long long>(d));
+}
+
+// ------------------------------------------------------------------------------------------- sum order
+
+// The encoder's double sums run in lane_sum.h's order so that tq_encode_kernel's warp computes each in five shuffle
+// steps; CudaTurboQuant.DeviceRecordsEqualTheCpuCodecs holds the device's records to these. The reference is the
+// warp itself, simulated: lane l's partial over i = l, l + 32, ... in increasing i, then every lane adding its xor
+// partner's partial at o = 16, 8, 4, 2, 1 (all lanes must end equal).
+double warp_order_reference(const std::vector<double>& t) {
+  std::array<double, 32> p{};
+  for (size_t i = 0; i < t.size(); ++i) p[i % 32] += t[i];
+  for (int o = 16; o > 0; o >>= 1) {
+    std::array<double, 32> q;
+    for (int l = 0; l < 32; ++l) q[l] = p[l] + p[l ^ o];
+    p = q;
+  }
+  for (int l = 1; l < 32; ++l) EXPECT_EQ(std::memcmp(&p[l], &p[0], sizeof(double)), 0) << "lane " << l;
+  return p[0];
+}
+
+bool same_double(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+TEST(TurboQuantSumOrder, LaneOrderSumIsTheWarpButterfly) {
+  SplitMix64 rng(17);
+  int differs_from_index_order = 0;
+  for (int64_t g : {16, 32, 64, 128})
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<double> t(static_cast<size_t>(g));
+      for (auto& v : t) v = rng.gaussian() * std::ldexp(1.0, static_cast<int>(rng.next() % 41) - 20);
+      const double sum = lane_order_sum(t.data(), g);
+      ASSERT_TRUE(same_double(sum, warp_order_reference(t))) << "g " << g << ", trial " << trial;
+      double seq = 0.0;
+      for (double v : t) seq += v;
+      differs_from_index_order += !same_double(sum, seq);
+    }
+  EXPECT_GT(differs_from_index_order, 100) << "the terms must tell the orders apart";
+}
+
+// TqCodec's lloyd_max record written plainly: the codes nearest to lambda_s u at every scale (quantize, where the
+// codec steps codes from scale to scale), every sum through the warp simulation, the choice as tq_codec.cpp
+// states it (the smallest angle, lambda = 1 on ties). With QJL: codes and the two scalars (the signs come from the
+// projection, untouched by the sums' order).
+std::vector<uint8_t> reference_record(const TqCodec& codec, const float* x) {
+  const TqFormat& f = codec.format();
+  const Codebook& cb = *codec.codebook();
+  const int64_t g = f.group_dim;
+  std::vector<double> t(static_cast<size_t>(g)), cc(t.size());
+  for (int64_t i = 0; i < g; ++i) t[i] = static_cast<double>(x[i]) * x[i];
+  const double norm = std::sqrt(warp_order_reference(t)), inv = norm > 0.0 ? 1.0 / norm : 0.0;
+  std::vector<float> u(static_cast<size_t>(g));
+  for (int64_t i = 0; i < g; ++i) u[i] = static_cast<float>(x[i] * inv);
+  std::vector<uint8_t> rec(static_cast<size_t>(f.group_bytes())), k(u.size()), chosen(u.size());
+  uint16_t scalars[2];
+  if (f.qjl) {
+    for (int64_t i = 0; i < g; ++i) {
+      chosen[i] = static_cast<uint8_t>(cb.quantize(u[i]));
+      const float r = u[i] - cb.centroids[chosen[i]];
+      t[i] = static_cast<double>(r) * r;
+    }
+    scalars[0] = f32_to_f16(static_cast<float>(norm));
+    scalars[1] = f32_to_f16(static_cast<float>(std::sqrt(warp_order_reference(t))));
+  } else {
+    auto at_scale = [&](int s, double* dot) {  // codes into k; returns the cosine
+      for (int64_t i = 0; i < g; ++i) {
+        const float v = s == 0 ? static_cast<float>(u[i] * (1.0 - kAngleSpan)) : u[i] * angle_scale(s);
+        k[i] = static_cast<uint8_t>(cb.quantize(v));
+        t[i] = static_cast<double>(u[i]) * cb.centroids[k[i]];
+        cc[i] = static_cast<double>(cb.centroids[k[i]]) * cb.centroids[k[i]];
+      }
+      *dot = warp_order_reference(t);
+      const double c2 = warp_order_reference(cc);
+      return c2 > 0.0 ? *dot / std::sqrt(c2) : -1.0;
+    };
+    double best = -2.0, best_dot = 0.0, dot;
+    for (int s = 0; s < kAngleScales; ++s) {
+      if (s == kAngleScales / 2) continue;
+      const double cs = at_scale(s, &dot);
+      if (cs > best) best = cs, best_dot = dot, chosen = k;
+    }
+    if (at_scale(kAngleScales / 2, &dot) >= best) best_dot = dot, chosen = k;
+    scalars[0] = f32_to_f16(static_cast<float>(best_dot > 0.0 ? norm / best_dot : norm));
+  }
+  pack_codes(chosen.data(), g, f.bits, rec.data());
+  std::memcpy(rec.data() + f.scalar_offset(), scalars, static_cast<size_t>(2 * f.n_scalars()));
+  return rec;
+}
+
+TEST(TurboQuantSumOrder, RecordsEqualTheWarpOrderReference) {
+  for (int64_t g : {16, 32, 64, 128})
+    for (int bits : {2, 3, 4, 5})
+      for (bool qjl : {false, true}) {
+        SCOPED_TRACE("g " + std::to_string(g) + ", bits " + std::to_string(bits) + (qjl ? " qjl" : ""));
+        const TqCodec codec(make_lloyd_max_format(g, bits, qjl), 5);
+        const TqFormat& f = codec.format();
+        ASSERT_EQ(f.n_groups, 1);
+        SplitMix64 rng(g * 10 + bits);
+        const int n = 100;
+        std::vector<float> x = gaussian(rng, n * g, 2.0);
+        std::fill(x.begin(), x.begin() + g, 0.0f);  // a zero vector
+        std::vector<uint8_t> recs(static_cast<size_t>(n * f.record_bytes()));
+        codec.encode(x.data(), g, n, recs.data(), f.record_bytes());
+        for (int v = 0; v < n; ++v) {
+          const uint8_t* rec = recs.data() + v * f.record_bytes();
+          const std::vector<uint8_t> want = reference_record(codec, x.data() + v * g);
+          ASSERT_EQ(std::memcmp(rec, want.data(), static_cast<size_t>(f.code_bytes())), 0) << "codes of vector " << v;
+          ASSERT_EQ(std::memcmp(rec + f.scalar_offset(), want.data() + f.scalar_offset(), 2 * f.n_scalars()), 0)
+              << "scalars of vector " << v;
+        }
+      }
+}
+
+// Gaussian records hardly ever depend on the order (a sum moved by an ulp seldom moves an f16 scalar or a choice),
+// so one vector where it does: seven powers of two whose squares sum to (1 + 2^-11 + 2^-24)^2 exactly (a float
+// rounding tie, down to 1 + 2^-11, itself an f16 tie, down to 1: the scalar ||x|| is 1 there and 1 + 2^-10 just
+// above), plus 121 squares of 2^-54. Index order absorbs each into the running 1.x, so the scalar is 1; the lanes
+// add them up before the last steps, so it is 1 + 2^-10, as the exact sum's.
+TEST(TurboQuantSumOrder, TheNormOfAQjlRecordFollowsTheLaneOrder) {
+  const int64_t g = 128;
+  std::vector<float> x(static_cast<size_t>(g), std::ldexp(1.0f, -27));
+  const int big_exp[] = {0, -5, -11, -12, -12, -17, -24};
+  for (int i = 0; i < 7; ++i) x[i] = std::ldexp(1.0f, big_exp[i]);
+  std::vector<double> t(static_cast<size_t>(g));
+  for (int64_t i = 0; i < g; ++i) t[i] = static_cast<double>(x[i]) * x[i];
+  double seq = 0.0;
+  for (double v : t) seq += v;
+  const uint16_t index_order = f32_to_f16(static_cast<float>(std::sqrt(seq)));
+  const uint16_t lane_order = f32_to_f16(static_cast<float>(std::sqrt(warp_order_reference(t))));
+  ASSERT_EQ(index_order, 0x3c00);  // 1
+  ASSERT_EQ(lane_order, 0x3c01);   // 1 + 2^-10
+  const TqCodec codec(make_lloyd_max_format(g, 3, true), 1);
+  const TqFormat& f = codec.format();
+  std::vector<uint8_t> rec(static_cast<size_t>(f.record_bytes()));
+  codec.encode(x.data(), g, 1, rec.data(), f.record_bytes());
+  uint16_t norm;
+  std::memcpy(&norm, rec.data() + f.scalar_offset(), 2);
+  EXPECT_EQ(norm, lane_order);
 }
 
 // ------------------------------------------------------------------------------------------- the cache

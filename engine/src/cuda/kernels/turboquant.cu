@@ -3,13 +3,13 @@
 //   - tq_kv_write: a warp per group vector (token, KV head, K or V, group of g <= 128 dims). It rotates the group
 //     (D2 H D1 / sqrt(g), arXiv 2504.19874 Algorithm 1's Pi), then encodes it like TqCodec::encode with the same
 //     float / double operations in the same order (no FMA contraction: __fadd_rn, __dmul_rn, ...):
-//       lloyd_max: ||x|| summed in double in index order; u = x / ||x||; without QJL the angle search over the 17
-//         scales lambda (tq_codec.cpp: codes nearest to lambda u, the sums <u, c> and ||c||^2 updated in double
-//         by the coordinates whose code moved, in index order, exactly as the CPU sweep does) and the scalar
+//       lloyd_max: ||x|| summed in double; u = x / ||x||; without QJL the angle search over the 17 scales lambda
+//         (tq_codec.cpp: codes nearest to lambda u, <u, c> and ||c||^2 in double at every scale) and the scalar
 //         ||x|| / <u, c>; with QJL the nearest codes, ||r|| and the signs of S r (Algorithm 2).
 //       affine: min, (max - min) / levels rounded to f16, codes rint((x - min) / scale).
-//     The scale-by-scale codes are computed by all lanes at once; the double sums run in every lane in the CPU's
-//     order over shared memory (a few hundred dependent adds per vector), which is what makes the records equal.
+//     Every double sum runs in kv/turboquant/lane_sum.h's order, which the CPU reproduces bit for bit: lane l sums
+//     the coordinates i = l, l + 32, ... and five xor shuffles combine the lanes, so no lane waits on a serial
+//     chain over the group.
 //   - tq_attention: flash-decoding on the packed codes, block = (KV head, split, query): the tiled kernel
 //     (tq_decode_kernel below: 64-position tiles staged by cp.async, a thread per position for the scores of the G
 //     query heads, one softmax max / sum per tile and head, V a thread per 8-coordinate chunk and position lane),
@@ -137,6 +137,14 @@ struct EncodeParams {
 
 static_assert(kScales <= 32, "a lane per scale when the cosines are taken");
 
+// kv/turboquant/lane_sum.h's sum of the warp's lane partials (each lane's terms summed in increasing index): the
+// xor butterfly, after which every lane holds the same double (a + b and b + a round alike).
+__device__ __forceinline__ double warp_lane_order_sum(double partial) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) partial = __dadd_rn(partial, __shfl_xor_sync(0xffffffffu, partial, o));
+  return partial;
+}
+
 // quantize() of every scale's value at once: for nb = 2^bits - 1 ascending boundaries the count of boundaries below
 // x takes exactly `bits` halvings, so the searches need no data-dependent loop and the scales' interleave (each
 // lane's 17 used to wait for one another, a shared-memory round trip per step). Same codes as quantize().
@@ -152,11 +160,8 @@ __device__ __forceinline__ void quantize_scales(const float* t, int nb, const fl
 
 struct EncodeWarp {
   float x[kMaxG];                 // the rotated group, later the QJL residual
-  float u[kMaxG];                 // x / ||x||
   uint8_t codes[kScales][kMaxG];  // codes per scale (angle search); codes[0] also holds the QJL / affine codes
   uint8_t sign[kMaxG];            // QJL: S r >= 0
-  uint32_t moved[kScales][kMaxG / 32];  // coordinates whose code changed from scale s - 1 to s
-  double sums[kScales][2];        // the sweep's <u, c> and ||c||^2 at each scale
   float cent[32], bound[32];
 };
 
@@ -223,30 +228,29 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
     scalar0 = f32_to_f16_cpu(scale_h);
     scalar1 = f32_to_f16_cpu(min_h);
   } else {
-    // ||x|| in double, index order (every lane runs the same sum over shared memory).
+    // ||x|| in double: this lane's coordinates i = lane + 32 j, then the butterfly (lane_sum.h).
     double ss = 0.0;
-    for (int i = 0; i < g; ++i) {
+    for (int i = lane; i < g; i += 32) {
       const double xi = s.x[i];
       ss = __dadd_rn(ss, __dmul_rn(xi, xi));
     }
-    const double norm = __dsqrt_rn(ss);
+    const double norm = __dsqrt_rn(warp_lane_order_sum(ss));
     const double inv = norm > 0.0 ? __ddiv_rn(1.0, norm) : 0.0;
-    for (int i = lane; i < g; i += 32) s.u[i] = __double2float_rn(__dmul_rn(static_cast<double>(s.x[i]), inv));
-    __syncwarp();
     const int nb = (1 << c.bits) - 1;
+    // u_i = x_i / ||x|| is only ever needed by the lane that owns coordinate i, so it stays in registers.
     if (c.qjl) {
       // Algorithm 2: nearest codes, residual r = u - c[idx] (into x), ||r||, signs of S r.
-      for (int i = lane; i < g; i += 32) {
-        const int k = quantize(s.bound, nb, s.u[i]);
-        s.codes[0][i] = static_cast<uint8_t>(k);
-        s.x[i] = __fsub_rn(s.u[i], s.cent[k]);
-      }
-      __syncwarp();
       double rr = 0.0;
-      for (int i = 0; i < g; ++i) {
-        const double ri = s.x[i];
-        rr = __dadd_rn(rr, __dmul_rn(ri, ri));
+      for (int i = lane; i < g; i += 32) {
+        const float u = __double2float_rn(__dmul_rn(static_cast<double>(s.x[i]), inv));
+        const int k = quantize(s.bound, nb, u);
+        s.codes[0][i] = static_cast<uint8_t>(k);
+        const float r = __fsub_rn(u, s.cent[k]);
+        s.x[i] = r;
+        rr = __dadd_rn(rr, __dmul_rn(static_cast<double>(r), static_cast<double>(r)));
       }
+      rr = warp_lane_order_sum(rr);
+      __syncwarp();
       for (int row = lane; row < g; row += 32) {
         const float* srow = c.qjl_matrix + static_cast<int64_t>(row) * g;
         float acc = 0.0f;
@@ -256,9 +260,14 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
       scalar0 = f32_to_f16_cpu(__double2float_rn(norm));
       scalar1 = f32_to_f16_cpu(__double2float_rn(__dsqrt_rn(rr)));
     } else {
-      // The angle search: codes of every scale at once, then the CPU's sequential sweep of the sums.
+      // The angle search: each lane takes its coordinates through all 17 scales at once (codes, and the partials
+      // of <u, c_s> and ||c_s||^2 in registers), then 2 x 17 butterflies give every lane every scale's sums,
+      // computed from scratch per scale as the CPU does.
+      double dot[kScales], c2[kScales];
+#pragma unroll
+      for (int sc = 0; sc < kScales; ++sc) dot[sc] = 0.0, c2[sc] = 0.0;
       for (int i = lane; i < g; i += 32) {
-        const float u = s.u[i];
+        const float u = __double2float_rn(__dmul_rn(static_cast<double>(s.x[i]), inv));
         float xs[kScales];
         int code[kScales];
         xs[0] = __double2float_rn(__dmul_rn(static_cast<double>(u), a.lambda0));
@@ -266,54 +275,33 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
         for (int sc = 1; sc < kScales; ++sc) xs[sc] = __fmul_rn(u, a.lambda[sc]);
         quantize_scales(s.bound, nb, xs, code);
 #pragma unroll
-        for (int sc = 0; sc < kScales; ++sc) s.codes[sc][i] = static_cast<uint8_t>(code[sc]);
-      }
-      __syncwarp();
-      const int chunks = (g + 31) / 32;
-      for (int sc = 1; sc < kScales; ++sc)
-        for (int ch = 0; ch < chunks; ++ch) {
-          const int i = ch * 32 + lane;
-          const unsigned m = __ballot_sync(0xffffffffu, i < g && s.codes[sc][i] != s.codes[sc - 1][i]);
-          if (lane == 0) s.moved[sc][ch] = m;
+        for (int sc = 0; sc < kScales; ++sc) {
+          s.codes[sc][i] = static_cast<uint8_t>(code[sc]);
+          const double ci = s.cent[code[sc]];
+          dot[sc] = __dadd_rn(dot[sc], __dmul_rn(static_cast<double>(u), ci));
+          c2[sc] = __dadd_rn(c2[sc], __dmul_rn(ci, ci));
         }
-      __syncwarp();
-      const float* cc = s.cent;
-      double dot = 0.0, c2 = 0.0;
-      for (int i = 0; i < g; ++i) {
-        const double ci = cc[s.codes[0][i]];
-        dot = __dadd_rn(dot, __dmul_rn(static_cast<double>(s.u[i]), ci));
-        c2 = __dadd_rn(c2, __dmul_rn(ci, ci));
       }
-      // The sums' sweep stays sequential (the CPU's order); the cosines, a division and a square root each, are
-      // then taken a lane per scale, and the choice runs over them in the CPU's order.
-      for (int sc = 0; sc < kScales; ++sc) {
-        if (sc > 0)
-          for (int ch = 0; ch < chunks; ++ch)
-            for (unsigned m = s.moved[sc][ch]; m != 0; m &= m - 1) {
-              const int i = ch * 32 + __ffs(m) - 1;
-              const float cn = cc[s.codes[sc][i]], co = cc[s.codes[sc - 1][i]];
-              dot = __dadd_rn(dot, __dmul_rn(static_cast<double>(s.u[i]), static_cast<double>(__fsub_rn(cn, co))));
-              c2 = __dadd_rn(c2, __dsub_rn(__dmul_rn(static_cast<double>(cn), static_cast<double>(cn)),
-                                           __dmul_rn(static_cast<double>(co), static_cast<double>(co))));
-            }
-        if (lane == 0) s.sums[sc][0] = dot, s.sums[sc][1] = c2;  // every lane holds the same sums
-      }
-      __syncwarp();
-      double cs_lane = -1.0;
-      if (lane < kScales) {
-        const double d = s.sums[lane][0], q = s.sums[lane][1];
-        cs_lane = q > 0.0 ? __ddiv_rn(d, __dsqrt_rn(q)) : -1.0;
-      }
+#pragma unroll
+      for (int sc = 0; sc < kScales; ++sc) dot[sc] = warp_lane_order_sum(dot[sc]), c2[sc] = warp_lane_order_sum(c2[sc]);
+      // The cosines, a division and a square root each, are taken a lane per scale; the choice runs over them in
+      // the CPU's order.
+      double d_lane = 0.0, q_lane = 0.0;
+#pragma unroll
+      for (int sc = 0; sc < kScales; ++sc)
+        if (lane == sc) d_lane = dot[sc], q_lane = c2[sc];
+      const double cs_lane = q_lane > 0.0 ? __ddiv_rn(d_lane, __dsqrt_rn(q_lane)) : -1.0;
       double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
       int best_s = kScales / 2;
+#pragma unroll
       for (int sc = 0; sc < kScales; ++sc) {
         const double cs = __shfl_sync(0xffffffffu, cs_lane, sc);
         if (sc == kScales / 2) {
           plain_cos = cs;
-          plain_dot = s.sums[sc][0];
+          plain_dot = dot[sc];
         } else if (cs > best) {
           best = cs;
-          best_dot = s.sums[sc][0];
+          best_dot = dot[sc];
           best_s = sc;
         }
       }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kv/turboquant/lane_sum.h"
 #include "kv/turboquant/pack.h"
 #include "kv/turboquant/tq_decode.h"
 #include "kv/turboquant/wht.h"
@@ -42,20 +43,19 @@ inline float get_f16(const uint8_t* p) {
 // than Algorithm 1's codes), keep the one of smallest angle. On Gaussian vectors this lowers the mean tan^2 by ~20%
 // at 4 bits and ~27% at 5 bits (d = 64; tests/turboquant_test.cpp); decoding is unchanged.
 // Writes the codes of u = x * inv_norm to idx and returns <u, c>.
+// <u, c> and ||c||^2 are summed from scratch at every scale in lane_sum.h's order (the device encoder's warp runs
+// the 17 scales' sums side by side, a lane per coordinate residue, and must produce the same doubles).
 double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm, int64_t g, uint8_t* idx) {
   const float* c = cb.centroids.data();
   const float* t = cb.boundaries.data();
   const int top = static_cast<int>(cb.centroids.size()) - 1;
-  // Sweep lambda upwards: each code only steps to a neighbouring cell when lambda u_i crosses a boundary, so the
-  // codes, <u, c> and ||c||^2 are updated in place (amortised O(1) per coordinate and scale).
+  // Sweep lambda upwards: each code only steps to a neighbouring cell when lambda u_i crosses a boundary.
   float u[128];
   uint8_t k[128], plain[128];
-  double dot = 0.0, c2 = 0.0;
+  double uc[128], cc[128];  // the terms u_i c_i and c_i^2 of the current scale
   for (int64_t i = 0; i < g; ++i) {
     u[i] = static_cast<float>(x[i] * inv_norm);
     k[i] = static_cast<uint8_t>(cb.quantize(static_cast<float>(u[i] * (1.0 - kAngleSpan))));
-    dot += static_cast<double>(u[i]) * c[k[i]];
-    c2 += static_cast<double>(c[k[i]]) * c[k[i]];
   }
   double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
   for (int s = 0; s < kAngleScales; ++s) {
@@ -66,12 +66,13 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
       int ki = k[i];
       while (ki < top && v > t[ki]) ++ki;       // u_i > 0: moves up as lambda grows
       while (ki > 0 && !(v > t[ki - 1])) --ki;  // u_i < 0: moves down
-      if (ki != k[i]) {
-        dot += static_cast<double>(u[i]) * (c[ki] - c[k[i]]);
-        c2 += static_cast<double>(c[ki]) * c[ki] - static_cast<double>(c[k[i]]) * c[k[i]];
-        k[i] = static_cast<uint8_t>(ki);
-      }
+      k[i] = static_cast<uint8_t>(ki);
     }
+    for (int64_t i = 0; i < g; ++i) {
+      uc[i] = static_cast<double>(u[i]) * c[k[i]];
+      cc[i] = static_cast<double>(c[k[i]]) * c[k[i]];
+    }
+    const double dot = lane_order_sum(uc, g), c2 = lane_order_sum(cc, g);
     const double cs = c2 > 0.0 ? dot / std::sqrt(c2) : -1.0;
     if (one) {  // Algorithm 1's per-coordinate nearest codes
       plain_cos = cs;
@@ -144,6 +145,7 @@ void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64
       nv,
       [&](int64_t v0, int64_t v1) {
         std::vector<uint8_t> idx(static_cast<size_t>(g));
+        std::vector<double> terms(static_cast<size_t>(g));  // x_i^2, then r_i^2 (lane_sum.h's order)
         for (int64_t v = v0; v < v1; ++v) {
           const float* xg = x + (v / ng) * ldx + (v % ng) * g;
           uint8_t* out = rec + (v / ng) * rec_stride + (v % ng) * f_.group_bytes();
@@ -166,9 +168,8 @@ void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64
             continue;
           }
           // lloyd_max: Algorithm 1 on u = x / ||x||, then (QJL) the residual r = u - c[idx] of Algorithm 2.
-          double ss = 0.0;
-          for (int64_t i = 0; i < g; ++i) ss += static_cast<double>(xg[i]) * xg[i];
-          const double norm = std::sqrt(ss);
+          for (int64_t i = 0; i < g; ++i) terms[i] = static_cast<double>(xg[i]) * xg[i];
+          const double norm = std::sqrt(lane_order_sum(terms.data(), g));
           const double inv = norm > 0.0 ? 1.0 / norm : 0.0;
           double dot_uc = 0.0, rr = 0.0;
           if (f_.qjl) {
@@ -178,8 +179,9 @@ void TqCodec::encode(const float* x, int64_t ldx, int64_t n, uint8_t* rec, int64
               idx[i] = static_cast<uint8_t>(k);
               const float r = u - cb_->centroids[k];
               resid[v * g + i] = r;
-              rr += static_cast<double>(r) * r;
+              terms[i] = static_cast<double>(r) * r;
             }
+            rr = lane_order_sum(terms.data(), g);
           } else {
             dot_uc = choose_codes_by_angle(*cb_, xg, inv, g, idx.data());
           }
