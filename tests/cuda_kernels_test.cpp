@@ -333,6 +333,43 @@ TEST_F(CudaKernels, NormRopeActivationsMatchReference) {
       EXPECT_TRUE(test::close(down<float>(dk, k.size()), k, test::tolerance(WeightType::f32, hd), "qk_norm_rope k"));
     }
   }
+  {  // q/k norm + rope with the KV rows written in the same launch: the same q, k and cache bytes as qk_norm_rope
+     // then kv_write (three blocks of 16 positions, one untouched)
+    const int64_t n = 3, heads = 4, kv_heads = 2, hd = 96, rot = 64, B = 16, n_blocks = 4;
+    std::vector<float> inv(rot / 2);
+    for (int64_t i = 0; i < rot / 2; ++i) inv[i] = std::pow(10000.0f, -2.0f * i / rot);
+    const std::vector<int32_t> pos = {5, 17, 47};
+    const std::vector<float> q = randn(n * heads * hd), k = randn(n * kv_heads * hd), v = randn(n * kv_heads * hd),
+                             qn = randn(hd), kn = randn(hd);
+    const int64_t block_halves = 2 * kv_heads * B * hd;
+    DeviceBuffer dqn = up(qn), dkn = up(kn), di = up(inv), dp = up(pos), dv = up(v);
+    std::vector<std::vector<uint16_t>> got;
+    std::vector<std::vector<float>> got_qk;
+    for (bool fused : {false, true}) {
+      DeviceBuffer dq = up(q), dk = up(k), cache = up(std::vector<uint16_t>(n_blocks * block_halves, 0x7E00));
+      std::vector<uint16_t*> ptrs;
+      for (int64_t b = 0; b < n_blocks; ++b) ptrs.push_back(cache.get<uint16_t>() + b * block_halves);
+      DeviceBuffer table = up(ptrs);
+      const kc::KvBlocks kv{table.get<uint16_t*>(), B, kv_heads, hd};
+      if (fused) {
+        kc::qk_norm_rope_kv_write(dq.get<float>(), dk.get<float>(), dv.get<float>(), kv, n, heads, rot, dqn.get<float>(),
+                                  dkn.get<float>(), 1e-6f, dp.get<int32_t>(), di.get<float>(), 1.25f, nullptr);
+      } else {
+        kc::qk_norm_rope(dq.get<float>(), dk.get<float>(), n, heads, kv_heads, hd, rot, dqn.get<float>(), dkn.get<float>(),
+                         1e-6f, dp.get<int32_t>(), di.get<float>(), 1.25f, nullptr);
+        kc::kv_write(kv, dk.get<float>(), dv.get<float>(), n, dp.get<int32_t>(), nullptr);
+      }
+      got.push_back(down<uint16_t>(cache, n_blocks * block_halves));
+      std::vector<float> qk = down<float>(dq, q.size()), kk = down<float>(dk, k.size());
+      qk.insert(qk.end(), kk.begin(), kk.end());
+      got_qk.push_back(qk);
+    }
+    EXPECT_EQ(got[0], got[1]) << "cache bytes of qk_norm_rope_kv_write vs qk_norm_rope + kv_write";
+    EXPECT_EQ(got_qk[0], got_qk[1]) << "q and k of qk_norm_rope_kv_write vs qk_norm_rope";
+    int64_t written = 0;
+    for (uint16_t h : got[1]) written += h != 0x7E00;
+    EXPECT_EQ(written, 2 * n * kv_heads * hd) << "every K and V element of the three positions, nothing else";
+  }
   {  // activations
     const int64_t n = 1001;
     std::vector<float> g = randn(n, 3.0f), u = randn(n), want(n);

@@ -462,11 +462,16 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
   kc::matmul_parts(qkv, 3, h, n, sc.mm.get(), stream_);
   const RopeSpec& rope = s_.ropes[ls.rope];
   const int32_t* positions = sc.positions.get<int32_t>();
-  kc::qk_norm_rope(q, k, n, s_.n_heads, s_.n_kv_heads, s_.head_dim, rope.rot_dim, w.q_norm.get<float>(),
-                   w.k_norm.get<float>(), s_.norm_eps, positions, w_.inv_freq[ls.rope].get<float>(),
-                   rope.attention_scaling, stream_);
   const cuda::DeviceKvLayer kv = device_kv(cache, l);
-  kv.write(k, v, n, positions, stream_);
+  if (const auto f16 = kv.f16_blocks()) {  // the rows go into the cache in the same launch
+    kc::qk_norm_rope_kv_write(q, k, v, *f16, n, s_.n_heads, rope.rot_dim, w.q_norm.get<float>(), w.k_norm.get<float>(),
+                              s_.norm_eps, positions, w_.inv_freq[ls.rope].get<float>(), rope.attention_scaling, stream_);
+  } else {
+    kc::qk_norm_rope(q, k, n, s_.n_heads, s_.n_kv_heads, s_.head_dim, rope.rot_dim, w.q_norm.get<float>(),
+                     w.k_norm.get<float>(), s_.norm_eps, positions, w_.inv_freq[ls.rope].get<float>(),
+                     rope.attention_scaling, stream_);
+    kv.write(k, v, n, positions, stream_);
+  }
   kv.attend(q, n, positions, n_kv_bound, attention_spec(s_, ls), sc.attn.get<float>(), sc.at.get(), stream_);
   linear(sc, w.o, sc.attn.get<float>(), y, n);
   if (w.post_attn_norm.get()) norm(w.post_attn_norm, y, y, n, H);

@@ -121,6 +121,11 @@ void DeviceKvLayer::write(const float* k, const float* v, int64_t n, const int32
   else kernels::cuda::kv_write(table_.blocks(layer_), k, v, n, positions, stream);
 }
 
+std::optional<kernels::cuda::KvBlocks> DeviceKvLayer::f16_blocks() const {
+  if (table_.tq()) return std::nullopt;
+  return table_.blocks(layer_);
+}
+
 void DeviceKvLayer::attend(const float* q, int64_t n_q, const int32_t* positions, int64_t n_kv_bound,
                            const AttentionSpec& spec, float* out, void* scratch, cudaStream_t stream) const {
   if (table_.tq()) {

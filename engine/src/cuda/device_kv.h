@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -76,6 +77,9 @@ class DeviceKvLayer {
   // k, v: device [n, n_kv_heads, head_dim] f32 written as the spec's records (f16 rows, or TurboQuant / affine
   // records encoded on the device) at device `positions` [n] (already grown).
   void write(const float* k, const float* v, int64_t n, const int32_t* positions, cudaStream_t stream) const;
+  // The f16 rows' blocks, for a kernel that writes them itself (qk_norm_rope_kv_write); none when the records are
+  // TurboQuant / affine (write() encodes those).
+  std::optional<kernels::cuda::KvBlocks> f16_blocks() const;
   // q, out: device [n_q, n_heads, head_dim], query t at positions[t]; n_kv_bound >= every position + 1 (sizes
   // the split-K); scratch: kernels::cuda::attention_scratch_bytes of it.
   void attend(const float* q, int64_t n_q, const int32_t* positions, int64_t n_kv_bound, const AttentionSpec& spec,

@@ -107,6 +107,12 @@ void set_chained_launches(bool on);
 // Writes k, v [n, n_kv_heads, head_dim] (f32) as f16 at positions[0..n).
 void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, const int32_t* positions,
               cudaStream_t stream);
+// rope.cu: qk_norm_rope (n_kv_heads, head_dim: the cache's), then k as roped and v written into the cache as
+// kv_write writes them, in one launch.
+void qk_norm_rope_kv_write(float* q, float* k, const float* v, const KvBlocks& kv, int64_t n_tokens, int64_t n_heads,
+                           int64_t rot_dim, const float* q_norm, const float* k_norm, float eps,
+                           const int32_t* positions, const float* inv_freq, float attention_scaling,
+                           cudaStream_t stream);
 // Causal GQA attention of q [n_q, n_heads, head_dim], query t at positions[t], over the cached positions
 // <= its own (window, softcap as kernels::AttentionArgs) into out (same shape as q). Flash-decoding: each
 // (query, KV head) is split over up to `max_splits` position ranges (sized for `n_kv_bound` positions, an
