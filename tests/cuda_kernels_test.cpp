@@ -407,6 +407,30 @@ TEST_F(CudaKernels, RoutingAndCombineMatchReference) {
       kc::moe_combine(ds.get<float>(), de.get<int32_t>(), dw.get<float>(), n, k, H, dy.get<float>(), nullptr);
       EXPECT_TRUE(test::close(down<float>(dy, n * H), want, test::tolerance(WeightType::f32, k), "moe_combine"));
     }
+  // combine fused with the residual add and the next norm: the same x and h as moe_combine then add_rmsnorm, bit
+  // for bit, at a hidden size the fused kernel takes (2048) and one it leaves to the two kernels (33)
+  for (int64_t H : {2048, 33}) {
+    SCOPED_TRACE(::testing::Message() << "hidden " << H);
+    const int64_t n = 3, k = 8, E = 128;
+    std::vector<float> logits = randn(n * E, 2.0f), slot_out = randn(n * k * H), x = randn(n * H), w = randn(H);
+    DeviceBuffer dl = up(logits), de = up(std::vector<int32_t>(n * k, -1)), dwt = out(n * k), ds = up(slot_out), dw = up(w);
+    kc::route_topk(dl.get<float>(), n, E, k, true, de.get<int32_t>(), dwt.get<float>(), nullptr);
+    std::vector<std::vector<float>> got;
+    for (bool fused : {false, true}) {
+      DeviceBuffer dx = up(x), dy = out(n * H), dh = out(n * H);
+      if (fused) {
+        kc::moe_combine_add_rmsnorm(dx.get<float>(), ds.get<float>(), de.get<int32_t>(), dwt.get<float>(), k,
+                                    dy.get<float>(), dw.get<float>(), dh.get<float>(), n, H, 1e-6f, nullptr);
+      } else {
+        kc::moe_combine(ds.get<float>(), de.get<int32_t>(), dwt.get<float>(), n, k, H, dy.get<float>(), nullptr);
+        kc::add_rmsnorm(dx.get<float>(), dy.get<float>(), dw.get<float>(), dh.get<float>(), n, H, 1e-6f, nullptr);
+      }
+      std::vector<float> xh = down<float>(dx, n * H), hh = down<float>(dh, n * H);
+      xh.insert(xh.end(), hh.begin(), hh.end());
+      got.push_back(xh);
+    }
+    EXPECT_EQ(got[0], got[1]) << "x and h of moe_combine_add_rmsnorm vs moe_combine + add_rmsnorm";
+  }
 }
 
 TEST_F(CudaKernels, EmbeddingRowsMatchDequantizedRows) {

@@ -314,10 +314,11 @@ void CudaBackend::mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const 
   linear(sc, w.down, g, sc.y.get<float>(), n);
 }
 
-// Route on the device, run each token's k experts over the stacked expert weights (decode: gathered GEMVs; chunks:
-// the slots grouped by expert, then the grouped tensor-core GEMM), and sum in ascending expert order: no host round
-// trip. Streamed experts: the GEMVs take the experts' VRAM slots
-// instead (stream_in), the sum still goes by expert id, so the result is the resident model's bit for bit.
+// Route on the device and run each token's k experts over the stacked expert weights (decode: gathered GEMVs; chunks:
+// the slots grouped by expert, then the grouped tensor-core GEMM) into sc.slot_out; layer() sums them in ascending
+// expert order (moe_combine, or fused with the next norm): no host round trip. Streamed experts: the GEMVs take the
+// experts' VRAM slots instead (stream_in), the sum still goes by expert id, so the result is the resident model's
+// bit for bit.
 void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const {
   const int64_t K = s_.top_k, slots = n * K, inter = w.gate.w.rows;
   float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
@@ -343,7 +344,6 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
     else kc::gelu_tanh_mul(g, u, g, slots * inter, stream_);
     if (grouped) kc::matmul_grouped(&down, 1, sc.groups.get(), slots, route_ids_, g, 1, stream_);
     else kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
-    kc::moe_combine(sc.slot_out.get<float>(), experts, weights, n, K, s_.hidden, sc.y.get<float>(), stream_);
   } catch (...) {
     if (host_step) experts_->abandon(stream_);
     throw;
@@ -476,12 +476,23 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
   linear(sc, w.o, sc.attn.get<float>(), y, n);
   if (w.post_attn_norm.get()) norm(w.post_attn_norm, y, y, n, H);
   kc::add_rmsnorm(x, y, w.ffn_norm.get<float>(), h, n, H, s_.norm_eps, stream_);
-  if (ls.moe) moe(sc, l, w, n);
-  else mlp(sc, w, n);
-  if (w.post_ffn_norm.get()) norm(w.post_ffn_norm, y, y, n, H);
   const DeviceBuffer* next = l + 1 < n_dev_ ? &w_.layers[l + 1].attn_norm
                              : n_dev_ == s_.n_layers ? &w_.final_norm
                                                      : nullptr;  // the CPU takes x from here
+  const float* slot_out = sc.slot_out.get<float>();
+  const int32_t* experts = sc.experts.get<int32_t>();
+  if (ls.moe) {
+    moe(sc, l, w, n);
+    if (next && !w.post_ffn_norm.get()) {  // the experts' sum goes straight into the residual and the next norm
+      kc::moe_combine_add_rmsnorm(x, slot_out, experts, sc.weights.get<float>(), s_.top_k, y, next->get<float>(), h, n,
+                                  H, s_.norm_eps, stream_);
+      return;
+    }
+    kc::moe_combine(slot_out, experts, sc.weights.get<float>(), n, s_.top_k, H, y, stream_);
+  } else {
+    mlp(sc, w, n);
+  }
+  if (w.post_ffn_norm.get()) norm(w.post_ffn_norm, y, y, n, H);
   if (next) kc::add_rmsnorm(x, y, next->get<float>(), h, n, H, s_.norm_eps, stream_);
   else kc::add_inplace(x, y, n * H, stream_);
 }

@@ -204,6 +204,11 @@ void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_
 // out[t] = sum over token t's k slots, in ascending expert order, of weights[slot] * slot_out[slot].
 void moe_combine(const float* slot_out, const int32_t* experts, const float* weights, int64_t n_tokens, int64_t k,
                  int64_t hidden, float* out, cudaStream_t stream);
+// rmsnorm.cu: moe_combine's y for the token's expert outputs, then add_rmsnorm(x, y, w, h), in one launch (y is
+// scratch for shapes that launch does not take: then the two kernels run).
+void moe_combine_add_rmsnorm(float* x, const float* slot_out, const int32_t* experts, const float* weights, int64_t k,
+                             float* y, const float* w, float* h, int64_t n_rows, int64_t dim, float eps,
+                             cudaStream_t stream);
 
 // host_handshake.cu: a MoE layer of a captured decode graph with streamed experts hands its routed (and predicted)
 // ids to the host and waits for the host to name their VRAM slots (cuda/routing_mailbox.h is the host side). The

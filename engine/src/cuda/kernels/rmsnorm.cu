@@ -1,5 +1,6 @@
 // RMSNorm on the GPU: one block per row, f32 sum of squares reduced through shared memory; and the residual
-// add fused with the next norm (x += y; h = norm(x)), which the forward does twice per layer.
+// add fused with the next norm (x += y; h = norm(x)), which the forward does twice per layer (after a MoE block,
+// with y the combined experts' outputs).
 #include <algorithm>
 #include <cstdint>
 
@@ -53,12 +54,54 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restr
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * inv * w[i];
 }
 
+// Where add_rmsnorm's y comes from: a buffer, or (MoE) the sum of the token's expert outputs weighted by their
+// routing weights in ascending expert order, as moe_combine sums them (the same products in the same order, so the
+// same y: no launch and no round trip through memory for it).
+struct BufferY {
+  const float4* y;
+  int64_t dim4;
+  __device__ void prepare(int*) const {}
+  __device__ float4 at(const int*, int64_t i) const { return y[blockIdx.x * dim4 + i]; }
+};
+constexpr int kMaxCombineK = 16;  // route_topk's kMaxTopK
+struct CombinedY {
+  const float4* slot_out;  // [n k, dim4]
+  const int32_t* experts;  // [n, k]
+  const float* weights;    // [n, k]
+  int k;
+  int64_t dim4;
+  // The row's slots in ascending expert order into order[k] (moe_combine's insertion sort), for the whole block.
+  __device__ void prepare(int* order) const {
+    if (threadIdx.x == 0) {
+      const int32_t* e = experts + blockIdx.x * static_cast<int64_t>(k);
+      for (int j = 0; j < k; ++j) order[j] = j;
+      for (int a = 1; a < k; ++a)
+        for (int b = a; b > 0 && e[order[b]] < e[order[b - 1]]; --b) {
+          const int tmp = order[b];
+          order[b] = order[b - 1], order[b - 1] = tmp;
+        }
+    }
+    __syncthreads();
+  }
+  __device__ float4 at(const int* order, int64_t i) const {
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int j = 0; j < k; ++j) {
+      const int64_t slot = blockIdx.x * static_cast<int64_t>(k) + order[j];
+      const float wt = weights[slot];
+      const float4 v = slot_out[slot * dim4 + i];
+      acc.x += wt * v.x, acc.y += wt * v.y, acc.z += wt * v.z, acc.w += wt * v.w;
+    }
+    return acc;
+  }
+};
+
 // x += y, then h = norm(x) * w, rows of dim4 float4s (at most kMaxVecPerThread per thread).
-__global__ void add_rmsnorm_kernel(float4* x, const float4* __restrict__ y, const float4* __restrict__ w, float4* h,
-                                   int64_t dim4, float eps) {
+template <class Y>
+__global__ void add_rmsnorm_kernel(float4* x, Y y, const float4* __restrict__ w, float4* h, int64_t dim4, float eps) {
   chain_enter();
+  __shared__ int order[kMaxCombineK];
+  y.prepare(order);
   float4* xr = x + blockIdx.x * dim4;
-  const float4* yr = y + blockIdx.x * dim4;
   float4* hr = h + blockIdx.x * dim4;
   float4 v[kMaxVecPerThread];
   float ss = 0.0f;
@@ -67,7 +110,7 @@ __global__ void add_rmsnorm_kernel(float4* x, const float4* __restrict__ y, cons
     const int64_t i = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
     v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (i < dim4) {
-      const float4 a = xr[i], b = yr[i];
+      const float4 a = xr[i], b = y.at(order, i);
       v[j] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
       xr[i] = v[j];
     }
@@ -112,13 +155,30 @@ void add_rmsnorm(float* x, const float* y, const float* w, float* h, int64_t n_r
   if (n_rows == 0) return;
   const int64_t dim4 = dim / 4;
   if (dim % 4 == 0 && dim4 <= 1024 * kMaxVecPerThread && aligned16(x) && aligned16(y) && aligned16(w) && aligned16(h)) {
-    launch_chained("add_rmsnorm", add_rmsnorm_kernel, static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream,
-                   reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(y), reinterpret_cast<const float4*>(w),
-                   reinterpret_cast<float4*>(h), dim4, eps);
+    launch_chained("add_rmsnorm", add_rmsnorm_kernel<BufferY>, static_cast<unsigned>(n_rows), vec_threads(dim4), 0,
+                   stream, reinterpret_cast<float4*>(x), BufferY{reinterpret_cast<const float4*>(y), dim4},
+                   reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(h), dim4, eps);
     return;
   }
   add_inplace(x, y, n_rows * dim, stream);
   rmsnorm(x, w, h, n_rows, dim, eps, stream);
+}
+
+void moe_combine_add_rmsnorm(float* x, const float* slot_out, const int32_t* experts, const float* weights, int64_t k,
+                             float* y, const float* w, float* h, int64_t n_rows, int64_t dim, float eps,
+                             cudaStream_t stream) {
+  if (n_rows == 0) return;
+  const int64_t dim4 = dim / 4;
+  if (dim % 4 == 0 && dim4 <= 1024 * kMaxVecPerThread && k <= kMaxCombineK && aligned16(x) && aligned16(slot_out) &&
+      aligned16(w) && aligned16(h)) {
+    const CombinedY cy{reinterpret_cast<const float4*>(slot_out), experts, weights, static_cast<int>(k), dim4};
+    launch_chained("moe_combine + add_rmsnorm", add_rmsnorm_kernel<CombinedY>, static_cast<unsigned>(n_rows),
+                   vec_threads(dim4), 0, stream, reinterpret_cast<float4*>(x), cy, reinterpret_cast<const float4*>(w),
+                   reinterpret_cast<float4*>(h), dim4, eps);
+    return;
+  }
+  moe_combine(slot_out, experts, weights, n_rows, k, dim, y, stream);
+  add_rmsnorm(x, y, w, h, n_rows, dim, eps, stream);
 }
 
 }  // namespace lmlab::kernels::cuda
