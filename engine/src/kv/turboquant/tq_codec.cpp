@@ -43,8 +43,9 @@ inline float get_f16(const uint8_t* p) {
 // than Algorithm 1's codes), keep the one of smallest angle. On Gaussian vectors this lowers the mean tan^2 by ~20%
 // at 4 bits and ~27% at 5 bits (d = 64; tests/turboquant_test.cpp); decoding is unchanged.
 // Writes the codes of u = x * inv_norm to idx and returns <u, c>.
-// <u, c> and ||c||^2 are summed from scratch at every scale in lane_sum.h's order (the device encoder's warp runs
-// the 17 scales' sums side by side, a lane per coordinate residue, and must produce the same doubles).
+// <u, c> and ||c||^2 are summed anew at every scale, in lane_sum.h's order, over terms kept per coordinate (only a
+// moved code's are recomputed): the device encoder's warp sums the 17 scales side by side, lane l over the
+// coordinates i = l mod 32, and must produce the same doubles.
 double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm, int64_t g, uint8_t* idx) {
   const float* c = cb.centroids.data();
   const float* t = cb.boundaries.data();
@@ -52,10 +53,12 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
   // Sweep lambda upwards: each code only steps to a neighbouring cell when lambda u_i crosses a boundary.
   float u[128];
   uint8_t k[128], plain[128];
-  double uc[128], cc[128];  // the terms u_i c_i and c_i^2 of the current scale
+  double uc[128], cc[128];  // the terms u_i c_i and c_i^2 of the current scale, updated where a code moves
   for (int64_t i = 0; i < g; ++i) {
     u[i] = static_cast<float>(x[i] * inv_norm);
     k[i] = static_cast<uint8_t>(cb.quantize(static_cast<float>(u[i] * (1.0 - kAngleSpan))));
+    uc[i] = static_cast<double>(u[i]) * c[k[i]];
+    cc[i] = static_cast<double>(c[k[i]]) * c[k[i]];
   }
   double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
   for (int s = 0; s < kAngleScales; ++s) {
@@ -66,11 +69,11 @@ double choose_codes_by_angle(const Codebook& cb, const float* x, double inv_norm
       int ki = k[i];
       while (ki < top && v > t[ki]) ++ki;       // u_i > 0: moves up as lambda grows
       while (ki > 0 && !(v > t[ki - 1])) --ki;  // u_i < 0: moves down
-      k[i] = static_cast<uint8_t>(ki);
-    }
-    for (int64_t i = 0; i < g; ++i) {
-      uc[i] = static_cast<double>(u[i]) * c[k[i]];
-      cc[i] = static_cast<double>(c[k[i]]) * c[k[i]];
+      if (ki != k[i]) {
+        k[i] = static_cast<uint8_t>(ki);
+        uc[i] = static_cast<double>(u[i]) * c[ki];
+        cc[i] = static_cast<double>(c[ki]) * c[ki];
+      }
     }
     const double dot = lane_order_sum(uc, g), c2 = lane_order_sum(cc, g);
     const double cs = c2 > 0.0 ? dot / std::sqrt(c2) : -1.0;
