@@ -231,6 +231,11 @@ struct Affine {
     while ((1 << group_shift) < w.quant.group_size) ++group_shift;
   }
 
+  // The group of column c within its row, and whether c is a group's first column.
+  __device__ int group_of(int c) const { return SR == ScaleRead::runtime ? c / q.group_size : c >> group_shift; }
+  __device__ bool starts_group(int c) const {
+    return (SR == ScaleRead::runtime ? c % q.group_size : c & (q.group_size - 1)) == 0;
+  }
   __device__ bool f32_scales() const {
     return SR == ScaleRead::f32 || (SR == ScaleRead::runtime && q.scale_type == ScaleType::f32);
   }
@@ -252,7 +257,7 @@ struct Affine {
 #pragma unroll
       for (int i = 0; i < BITS; ++i) raw.w[i] = __ldg(p + i);
     }
-    const int64_t g = r * groups + (SR == ScaleRead::runtime ? c / q.group_size : c >> group_shift);
+    const int64_t g = r * groups + group_of(c);
     if (f32_scales()) {
       raw.s = __ldg(static_cast<const uint32_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint32_t*>(q.biases) + g);
     } else {
@@ -263,8 +268,8 @@ struct Affine {
   // scale and bias).
   __device__ void prefetch(int r, int c) const {
     prefetch_l2(q.packed + r * words_per_row + (c >> 5) * BITS);
-    if ((c & (q.group_size - 1)) == 0) {
-      const int64_t g = r * groups + (SR == ScaleRead::runtime ? c / q.group_size : c >> group_shift);
+    if (starts_group(c)) {
+      const int64_t g = r * groups + group_of(c);
       const int bytes = f32_scales() ? 4 : 2;
       prefetch_l2(static_cast<const char*>(q.scales) + g * bytes);
       prefetch_l2(static_cast<const char*>(q.biases) + g * bytes);

@@ -6,6 +6,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/chained_launch.cuh"
+#include "cuda/kernels/expert_order.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
 
@@ -63,24 +64,15 @@ struct BufferY {
   __device__ void prepare(int*) const {}
   __device__ float4 at(const int*, int64_t i) const { return y[blockIdx.x * dim4 + i]; }
 };
-constexpr int kMaxCombineK = 16;  // route_topk's kMaxTopK
 struct CombinedY {
   const float4* slot_out;  // [n k, dim4]
   const int32_t* experts;  // [n, k]
   const float* weights;    // [n, k]
   int k;
   int64_t dim4;
-  // The row's slots in ascending expert order into order[k] (moe_combine's insertion sort), for the whole block.
+  // The row's slots in moe_combine's order into order[k], for the whole block.
   __device__ void prepare(int* order) const {
-    if (threadIdx.x == 0) {
-      const int32_t* e = experts + blockIdx.x * static_cast<int64_t>(k);
-      for (int j = 0; j < k; ++j) order[j] = j;
-      for (int a = 1; a < k; ++a)
-        for (int b = a; b > 0 && e[order[b]] < e[order[b - 1]]; --b) {
-          const int tmp = order[b];
-          order[b] = order[b - 1], order[b - 1] = tmp;
-        }
-    }
+    if (threadIdx.x == 0) experts_ascending(experts + blockIdx.x * static_cast<int64_t>(k), k, order);
     __syncthreads();
   }
   __device__ float4 at(const int* order, int64_t i) const {
@@ -99,7 +91,7 @@ struct CombinedY {
 template <class Y>
 __global__ void add_rmsnorm_kernel(float4* x, Y y, const float4* __restrict__ w, float4* h, int64_t dim4, float eps) {
   chain_enter();
-  __shared__ int order[kMaxCombineK];
+  __shared__ int order[kMaxTopK];
   y.prepare(order);
   float4* xr = x + blockIdx.x * dim4;
   float4* hr = h + blockIdx.x * dim4;
@@ -134,14 +126,15 @@ int vec_threads(int64_t dim4) {  // a warp multiple covering the row in at most 
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// Rows the float4 kernels take: whole float4s, at most kMaxVecPerThread of them per thread of a 1024-thread block.
+bool vec_rows(int64_t dim) { return dim % 4 == 0 && dim / 4 <= 1024 * kMaxVecPerThread; }
+
 }  // namespace
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream) {
   if (n_rows == 0) return;
   const int64_t dim4 = dim / 4;
-  const bool aligned = dim % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(w) % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0;
-  if (aligned && dim4 <= 1024 * kMaxVecPerThread) {
+  if (vec_rows(dim) && aligned16(x) && aligned16(w) && aligned16(y)) {
     launch_chained("rmsnorm", rmsnorm_vec_kernel, static_cast<unsigned>(n_rows), vec_threads(dim4), 0, stream,
                    reinterpret_cast<const float4*>(x), reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(y),
                    dim4, eps);
@@ -154,7 +147,7 @@ void add_rmsnorm(float* x, const float* y, const float* w, float* h, int64_t n_r
                  cudaStream_t stream) {
   if (n_rows == 0) return;
   const int64_t dim4 = dim / 4;
-  if (dim % 4 == 0 && dim4 <= 1024 * kMaxVecPerThread && aligned16(x) && aligned16(y) && aligned16(w) && aligned16(h)) {
+  if (vec_rows(dim) && aligned16(x) && aligned16(y) && aligned16(w) && aligned16(h)) {
     launch_chained("add_rmsnorm", add_rmsnorm_kernel<BufferY>, static_cast<unsigned>(n_rows), vec_threads(dim4), 0,
                    stream, reinterpret_cast<float4*>(x), BufferY{reinterpret_cast<const float4*>(y), dim4},
                    reinterpret_cast<const float4*>(w), reinterpret_cast<float4*>(h), dim4, eps);
@@ -169,8 +162,7 @@ void moe_combine_add_rmsnorm(float* x, const float* slot_out, const int32_t* exp
                              cudaStream_t stream) {
   if (n_rows == 0) return;
   const int64_t dim4 = dim / 4;
-  if (dim % 4 == 0 && dim4 <= 1024 * kMaxVecPerThread && k <= kMaxCombineK && aligned16(x) && aligned16(slot_out) &&
-      aligned16(w) && aligned16(h)) {
+  if (vec_rows(dim) && k <= kMaxTopK && aligned16(x) && aligned16(slot_out) && aligned16(w) && aligned16(h)) {
     const CombinedY cy{reinterpret_cast<const float4*>(slot_out), experts, weights, static_cast<int>(k), dim4};
     launch_chained("moe_combine + add_rmsnorm", add_rmsnorm_kernel<CombinedY>, static_cast<unsigned>(n_rows),
                    vec_threads(dim4), 0, stream, reinterpret_cast<float4*>(x), cy, reinterpret_cast<const float4*>(w),

@@ -79,31 +79,37 @@ __global__ void qk_norm_rope_kernel(float* q, float* k, int64_t n_heads, int64_t
 
 }  // namespace
 
-void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                  int64_t rot_dim, const float* q_norm, const float* k_norm, float eps, const int32_t* positions,
-                  const float* inv_freq, float attention_scaling, cudaStream_t stream) {
+namespace {
+// One launch of qk_norm_rope_kernel<kWrite> over the n_heads query heads, the n_kv_heads key heads and, writing,
+// as many value heads.
+template <bool kWrite>
+void launch_qk(float* q, float* k, const float* v, const KvBlocks& kv, int64_t n_tokens, int64_t n_heads,
+               int64_t n_kv_heads, int64_t head_dim, int64_t rot_dim, const float* q_norm, const float* k_norm, float eps,
+               const int32_t* positions, const float* inv_freq, float attention_scaling, cudaStream_t stream) {
   if (n_tokens == 0) return;
   if (head_dim > kMaxNormRopeHeadDim)
     throw Error(ErrorKind::unsupported, "cuda qk_norm_rope", "head_dim above " + std::to_string(kMaxNormRopeHeadDim));
   const int threads = static_cast<int>((head_dim + 31) / 32 * 32);
-  const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>(n_heads + n_kv_heads));
-  launch_chained("qk_norm_rope", qk_norm_rope_kernel<false>, grid, threads, 0, stream, q, k, n_heads, n_kv_heads,
-                 head_dim, rot_dim / 2, q_norm, k_norm, eps, positions, inv_freq, attention_scaling, KvBlocks{},
-                 static_cast<const float*>(nullptr));
+  const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>(n_heads + (kWrite ? 2 : 1) * n_kv_heads));
+  launch_chained(kWrite ? "qk_norm_rope + kv_write" : "qk_norm_rope", qk_norm_rope_kernel<kWrite>, grid, threads, 0,
+                 stream, q, k, n_heads, n_kv_heads, head_dim, rot_dim / 2, q_norm, k_norm, eps, positions, inv_freq,
+                 attention_scaling, kv, v);
+}
+}  // namespace
+
+void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                  int64_t rot_dim, const float* q_norm, const float* k_norm, float eps, const int32_t* positions,
+                  const float* inv_freq, float attention_scaling, cudaStream_t stream) {
+  launch_qk<false>(q, k, nullptr, KvBlocks{}, n_tokens, n_heads, n_kv_heads, head_dim, rot_dim, q_norm, k_norm, eps,
+                   positions, inv_freq, attention_scaling, stream);
 }
 
 void qk_norm_rope_kv_write(float* q, float* k, const float* v, const KvBlocks& kv, int64_t n_tokens, int64_t n_heads,
                            int64_t rot_dim, const float* q_norm, const float* k_norm, float eps,
                            const int32_t* positions, const float* inv_freq, float attention_scaling,
                            cudaStream_t stream) {
-  if (n_tokens == 0) return;
-  const int64_t head_dim = kv.head_dim, n_kv_heads = kv.n_kv_heads;
-  if (head_dim > kMaxNormRopeHeadDim)
-    throw Error(ErrorKind::unsupported, "cuda qk_norm_rope", "head_dim above " + std::to_string(kMaxNormRopeHeadDim));
-  const int threads = static_cast<int>((head_dim + 31) / 32 * 32);
-  const dim3 grid(static_cast<unsigned>(n_tokens), static_cast<unsigned>(n_heads + 2 * n_kv_heads));
-  launch_chained("qk_norm_rope + kv_write", qk_norm_rope_kernel<true>, grid, threads, 0, stream, q, k, n_heads,
-                 n_kv_heads, head_dim, rot_dim / 2, q_norm, k_norm, eps, positions, inv_freq, attention_scaling, kv, v);
+  launch_qk<true>(q, k, v, kv, n_tokens, n_heads, kv.n_kv_heads, kv.head_dim, rot_dim, q_norm, k_norm, eps, positions,
+                  inv_freq, attention_scaling, stream);
 }
 
 }  // namespace lmlab::kernels::cuda

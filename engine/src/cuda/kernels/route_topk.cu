@@ -6,14 +6,13 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/chained_launch.cuh"
+#include "cuda/kernels/expert_order.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
 
 namespace lmlab::kernels::cuda {
 
 namespace {
-
-constexpr int kMaxTopK = 16;
 
 // A warp per token (a thread per token took 120 us per call on 128 experts: k serial passes of E expf each).
 __global__ void route_topk_kernel(const float* logits, int64_t n_tokens, int64_t E, int64_t k, bool renormalize,
@@ -61,12 +60,7 @@ __global__ void moe_combine_kernel(const float* slot_out, const int32_t* experts
   if (i >= n_tokens * hidden) return;
   const int64_t t = i / hidden, d = i % hidden;
   int order[kMaxTopK];
-  for (int j = 0; j < k; ++j) order[j] = j;
-  for (int a = 1; a < k; ++a)  // insertion sort by expert index (k is small)
-    for (int b = a; b > 0 && experts[t * k + order[b]] < experts[t * k + order[b - 1]]; --b) {
-      const int tmp = order[b];
-      order[b] = order[b - 1], order[b - 1] = tmp;
-    }
+  experts_ascending(experts + t * k, static_cast<int>(k), order);
   float acc = 0.0f;
   for (int j = 0; j < k; ++j) {
     const int64_t slot = t * k + order[j];

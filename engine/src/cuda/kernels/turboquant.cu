@@ -66,17 +66,6 @@ __device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_
 // f16 at a 2-byte aligned address.
 __device__ __forceinline__ float load_half(const uint8_t* p) { return h2f(*reinterpret_cast<const uint16_t*>(p)); }
 
-// Index of the nearest centroid: Codebook::quantize's binary search over the boundaries (t: nb ascending floats).
-__device__ __forceinline__ int quantize(const float* t, int nb, float x) {
-  int lo = 0, hi = nb;
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (x > t[mid]) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 // A group's packed codes (kv/turboquant/pack.h): planes for 2, 3, 5 bits (plane_bytes = g / 8 each), nibbles for 4
 // (16 entries per little-endian uint64, entry j at bit 32 (j % 2) + 4 (j / 2)), bytes for 8.
 // Byte ob of the packed codes of idx [g].
@@ -145,17 +134,18 @@ __device__ __forceinline__ double warp_lane_order_sum(double partial) {
   return partial;
 }
 
-// quantize() of every scale's value at once: for nb = 2^bits - 1 ascending boundaries the count of boundaries below
-// x takes exactly `bits` halvings, so the searches need no data-dependent loop and the scales' interleave (each
-// lane's 17 used to wait for one another, a shared-memory round trip per step). Same codes as quantize().
-__device__ __forceinline__ void quantize_scales(const float* t, int nb, const float (&x)[kScales],
-                                                int (&code)[kScales]) {
+// Index of the nearest centroid for each of N values (Codebook::quantize's search; t: nb = 2^bits - 1 ascending
+// boundaries): the count of boundaries below x takes exactly `bits` halvings, so the searches need no
+// data-dependent loop and the angle search's 17 scales interleave (each lane's 17 used to wait for one another, a
+// shared-memory round trip per step).
+template <int N>
+__device__ __forceinline__ void quantize(const float* t, int nb, const float (&x)[N], int (&code)[N]) {
 #pragma unroll
-  for (int sc = 0; sc < kScales; ++sc) code[sc] = 0;
+  for (int k = 0; k < N; ++k) code[k] = 0;
   for (int step = (nb + 1) >> 1; step > 0; step >>= 1)
 #pragma unroll
-    for (int sc = 0; sc < kScales; ++sc)
-      if (x[sc] > t[code[sc] + step - 1]) code[sc] += step;
+    for (int k = 0; k < N; ++k)
+      if (x[k] > t[code[k] + step - 1]) code[k] += step;
 }
 
 struct EncodeWarp {
@@ -243,7 +233,10 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
       double rr = 0.0;
       for (int i = lane; i < g; i += 32) {
         const float u = __double2float_rn(__dmul_rn(static_cast<double>(s.x[i]), inv));
-        const int k = quantize(s.bound, nb, u);
+        const float ux[1] = {u};
+        int kx[1];
+        quantize(s.bound, nb, ux, kx);
+        const int k = kx[0];
         s.codes[0][i] = static_cast<uint8_t>(k);
         const float r = __fsub_rn(u, s.cent[k]);
         s.x[i] = r;
@@ -273,7 +266,7 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
         xs[0] = __double2float_rn(__dmul_rn(static_cast<double>(u), a.lambda0));
 #pragma unroll
         for (int sc = 1; sc < kScales; ++sc) xs[sc] = __fmul_rn(u, a.lambda[sc]);
-        quantize_scales(s.bound, nb, xs, code);
+        quantize(s.bound, nb, xs, code);
 #pragma unroll
         for (int sc = 0; sc < kScales; ++sc) {
           s.codes[sc][i] = static_cast<uint8_t>(code[sc]);
