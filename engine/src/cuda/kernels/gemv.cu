@@ -43,10 +43,6 @@ __device__ __forceinline__ float small_uint_to_float(uint32_t q) {
   return __uint_as_float(0x4B000000u | q) - 8388608.0f;
 }
 
-// A global address's line into L2 (no register waits on it): deepens the loads in flight beyond the registers'
-// stages.
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
 // x of one shared-memory block: int16 pairs in quads of words, quad-major ([4][nb] int4: lane l reads quad k of
 // block b at k * nb + b, four 16-byte loads, conflict-free), then (scale, sum of the int16 values) per 32-value
 // block, for each token.
@@ -71,7 +67,6 @@ struct Dense {
   __device__ void load(int r, int c, Raw& raw) const {
     raw.v = __ldg(reinterpret_cast<const uint4*>(base + (r * cols + c) * (T == WeightType::f32 ? 4 : 2)));
   }
-  __device__ void prefetch(int r, int c) const { prefetch_l2(base + (r * cols + c) * (T == WeightType::f32 ? 4 : 2)); }
   __device__ static void to_float(const Raw& raw, float (&f)[kValues]) {
     const uint32_t u[4] = {raw.v.x, raw.v.y, raw.v.z, raw.v.w};
     if constexpr (T == WeightType::f32) {
@@ -231,11 +226,8 @@ struct Affine {
     while ((1 << group_shift) < w.quant.group_size) ++group_shift;
   }
 
-  // The group of column c within its row, and whether c is a group's first column.
+  // The group of column c within its row.
   __device__ int group_of(int c) const { return SR == ScaleRead::runtime ? c / q.group_size : c >> group_shift; }
-  __device__ bool starts_group(int c) const {
-    return (SR == ScaleRead::runtime ? c % q.group_size : c & (q.group_size - 1)) == 0;
-  }
   __device__ bool f32_scales() const {
     return SR == ScaleRead::f32 || (SR == ScaleRead::runtime && q.scale_type == ScaleType::f32);
   }
@@ -262,17 +254,6 @@ struct Affine {
       raw.s = __ldg(static_cast<const uint32_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint32_t*>(q.biases) + g);
     } else {
       raw.s = __ldg(static_cast<const uint16_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint16_t*>(q.biases) + g);
-    }
-  }
-  // The unit's codes into L2 (each lane its 16 bytes; the lanes of a 32-value group's first column also its
-  // scale and bias).
-  __device__ void prefetch(int r, int c) const {
-    prefetch_l2(q.packed + r * words_per_row + (c >> 5) * BITS);
-    if (starts_group(c)) {
-      const int64_t g = r * groups + group_of(c);
-      const int bytes = f32_scales() ? 4 : 2;
-      prefetch_l2(static_cast<const char*>(q.scales) + g * bytes);
-      prefetch_l2(static_cast<const char*>(q.biases) + g * bytes);
     }
   }
   __device__ float scale_value(uint32_t v) const {
@@ -387,7 +368,6 @@ struct GemvParams {
   int64_t n_slots;
   int n;       // tokens (1 when gathered)
   int ksplit;  // warps of a block sharing rows, splitting the columns
-  int prefetch_rounds;  // > 0: each refill also prefetches into L2 the units this many rounds further on
 };
 
 // The block's part, slot, weight (the slot's expert), x row and y.
@@ -439,12 +419,6 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     if (active && unit < n_units && c < cols)
 #pragma unroll
       for (int j = 0; j < kRows; ++j) f.load(r[j], c, raw[st][j]);
-    if (p.prefetch_rounds > 0) {
-      const int ahead = unit + p.prefetch_rounds * ks * F::kStages, ca = ahead * kUnitCols + lane * F::kValues;
-      if (active && ahead < n_units && ca < cols)
-#pragma unroll
-        for (int j = 0; j < kRows; ++j) f.prefetch(r[j], ca);
-    }
   };
   int u = warp % ks;
 #pragma unroll
@@ -521,15 +495,6 @@ int warps_per_sm(bool shared_x) {
     return e ? std::atoi(e) : 0;
   }();
   return env > 0 ? env : shared_x ? 12 : 24;
-}
-
-// Rounds of units ahead the refills prefetch into L2 (LMLAB_GEMV_PREFETCH, default 0: off until measured).
-int prefetch_rounds() {
-  static const int n = [] {
-    const char* e = std::getenv("LMLAB_GEMV_PREFETCH");
-    return e ? std::clamp(std::atoi(e), 0, 8) : 0;
-  }();
-  return n;
 }
 
 int64_t max_rows(const GemvParams& p) {
@@ -636,7 +601,6 @@ void run_parts(const GemvPart* parts, int n_parts, const int32_t* experts, const
   while (i < n_parts) {
     GemvParams p{};
     p.experts = experts, p.x = x, p.x_div = x_div, p.n_slots = n_slots, p.n = static_cast<int>(n), p.ksplit = 1;
-    p.prefetch_rounds = prefetch_rounds();
     p.parts[p.n_parts++] = parts[i++];
     while (i < n_parts && p.n_parts < kMaxGemvParts && same_format(parts[i].w, p.parts[0].w))
       p.parts[p.n_parts++] = parts[i++];
