@@ -374,10 +374,10 @@ TEST_F(CudaKernels, NormRopeActivationsMatchReference) {
     const int64_t n = 1001;
     std::vector<float> g = randn(n, 3.0f), u = randn(n), want(n);
     DeviceBuffer dg = up(g), du = up(u), dy = out(n);
-    kc::silu_mul(dg.get<float>(), du.get<float>(), dy.get<float>(), n, nullptr);
+    kc::gated_mul(kc::GateActivation::silu, dg.get<float>(), du.get<float>(), dy.get<float>(), n, nullptr);
     kernels::ref::silu_mul(g.data(), u.data(), want.data(), n);
     EXPECT_TRUE(test::close(down<float>(dy, n), want, test::tolerance(WeightType::f32, 1), "silu_mul"));
-    kc::gelu_tanh_mul(dg.get<float>(), du.get<float>(), dy.get<float>(), n, nullptr);
+    kc::gated_mul(kc::GateActivation::gelu_tanh, dg.get<float>(), du.get<float>(), dy.get<float>(), n, nullptr);
     kernels::ref::gelu_tanh_mul(g.data(), u.data(), want.data(), n);
     EXPECT_TRUE(test::close(down<float>(dy, n), want, test::tolerance(WeightType::f32, 1), "gelu_tanh_mul"));
   }

@@ -184,6 +184,9 @@ class CudaBackend final : public Backend {
   void norm(const DeviceBuffer& w, float* x, float* y, int64_t rows, int64_t dim) const {
     kc::rmsnorm(x, w.get<float>(), y, rows, dim, s_.norm_eps, stream_);
   }
+  kc::GateActivation gate_activation() const {
+    return s_.activation == Activation::silu ? kc::GateActivation::silu : kc::GateActivation::gelu_tanh;
+  }
   void linear(Scratch& sc, const cuda::DeviceLinear& l, const float* x, float* y, int64_t n) const {
     kc::matmul(l.w, x, y, n, sc.mm.get(), stream_);
   }
@@ -305,12 +308,10 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
 }
 
 void CudaBackend::mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const {
-  const int64_t inter = w.gate.w.rows;
   float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
   const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
   kc::matmul_parts(gate_up, 2, h, n, sc.mm.get(), stream_);
-  if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, n * inter, stream_);
-  else kc::gelu_tanh_mul(g, u, g, n * inter, stream_);
+  kc::gated_mul(gate_activation(), g, u, g, n * w.gate.w.rows, stream_);
   linear(sc, w.down, g, sc.y.get<float>(), n);
 }
 
@@ -340,8 +341,7 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
     } else {
       kc::matmul_gathered(gate_up, 2, index, h, K, slots, stream_);
     }
-    if (s_.activation == Activation::silu) kc::silu_mul(g, u, g, slots * inter, stream_);
-    else kc::gelu_tanh_mul(g, u, g, slots * inter, stream_);
+    kc::gated_mul(gate_activation(), g, u, g, slots * inter, stream_);
     if (grouped) kc::matmul_grouped(&down, 1, sc.groups.get(), slots, route_ids_, g, 1, stream_);
     else kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
   } catch (...) {

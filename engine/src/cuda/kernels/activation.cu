@@ -7,35 +7,25 @@ namespace lmlab::kernels::cuda {
 
 namespace {
 
-__global__ void silu_mul_kernel(const float* gate, const float* up, float* out, int64_t n) {
-  chain_enter();
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  const float g = gate[i];
-  out[i] = g / (1.0f + expf(-g)) * up[i];
-}
-
-__global__ void gelu_tanh_mul_kernel(const float* gate, const float* up, float* out, int64_t n) {
-  chain_enter();
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
+__device__ __forceinline__ float gated_activation(GateActivation act, float g, float u) {
+  if (act == GateActivation::silu) return g / (1.0f + expf(-g)) * u;
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  const float g = gate[i];
-  out[i] = 0.5f * g * (1.0f + tanhf(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * up[i];
+  return 0.5f * g * (1.0f + tanhf(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * u;
 }
 
-unsigned blocks(int64_t n) { return static_cast<unsigned>((n + 255) / 256); }
+__global__ void gated_mul_kernel(GateActivation act, const float* gate, const float* up, float* out, int64_t n) {
+  chain_enter();
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  out[i] = gated_activation(act, gate[i], up[i]);
+}
 
 }  // namespace
 
-void silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
+void gated_mul(GateActivation act, const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch_chained("silu_mul", silu_mul_kernel, blocks(n), 256, 0, stream, gate, up, out, n);
-}
-
-void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  launch_chained("gelu_tanh_mul", gelu_tanh_mul_kernel, blocks(n), 256, 0, stream, gate, up, out, n);
+  launch_chained(act == GateActivation::silu ? "silu_mul" : "gelu_tanh_mul", gated_mul_kernel,
+                 static_cast<unsigned>((n + 255) / 256), 256, 0, stream, act, gate, up, out, n);
 }
 
 }  // namespace lmlab::kernels::cuda

@@ -79,8 +79,8 @@ void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t
                   const float* inv_freq, float attention_scaling, cudaStream_t stream);
 
 // activation.cu: out = act(gate) * up, element-wise (out may equal gate).
-void silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
-void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
+enum class GateActivation { silu, gelu_tanh };  // gated MLPs: SiLU (llama, qwen, mixtral), tanh GELU (gemma)
+void gated_mul(GateActivation act, const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
 
 // elementwise.cu: the small glue of the forward.
 // x[t] = row tokens[t] of the (dense or affine) embedding, times scale.
