@@ -11,6 +11,7 @@
 #ifdef LMLAB_HAVE_CUDA
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -146,6 +147,62 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
                                    : test::tolerance(WeightType::f32, c.cols) * (parts ? 16 : 1);
           EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, tol, "matmul_affine"));
         }
+}
+
+// The pipelined 4/8-bit GEMV (LMLAB_GEMV_PIPELINE=1: weights staged through shared memory by cp.async) makes the
+// same products in the same order as the register kernel: bit-identical outputs, over bf16 / f16 / f32 scales,
+// group sizes 32 / 64 / 128, tokens 1-8, columns not a multiple of a warp's 1024-value unit (2176), a row count
+// leaving a partial warp and block, 16-bit scales at odd group indices (the 4-byte copies' other half), and gathered
+// expert slots.
+TEST_F(CudaKernels, PipelinedGemvEqualsTheRegisterKernel) {
+  struct Case { int bits, gs; kernels::ScaleType st; int64_t rows, cols, n; };
+  const Case cases[] = {{4, 64, kernels::ScaleType::bf16, 300, 4096, 1},  {4, 32, kernels::ScaleType::f16, 257, 4096, 2},
+                        {4, 128, kernels::ScaleType::f32, 520, 2176, 3},  {8, 64, kernels::ScaleType::bf16, 300, 4096, 1},
+                        {8, 32, kernels::ScaleType::bf16, 1030, 1024, 8}, {4, 64, kernels::ScaleType::bf16, 4100, 12288, 1}};
+  auto run = [&](bool pipelined, auto&& body) {
+    if (pipelined) setenv("LMLAB_GEMV_PIPELINE", "1", 1);
+    else unsetenv("LMLAB_GEMV_PIPELINE");
+    body();
+    unsetenv("LMLAB_GEMV_PIPELINE");
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << c.bits << "-bit g" << c.gs << " rows " << c.rows << " cols " << c.cols << " n "
+                                      << c.n);
+    Affine a = make_affine(rng_, c.rows, c.cols, c.bits, c.gs, c.st);
+    const bool half = c.st != kernels::ScaleType::f32;
+    DeviceBuffer dp = up(a.packed), ds = half ? up(a.s16) : up(a.s32), db = half ? up(a.b16) : up(a.b32);
+    DeviceBuffer dx = up(randn(c.n * c.cols)), dy = out(c.n * c.rows), dy_pipe = out(c.n * c.rows);
+    kc::DeviceWeight w;
+    w.affine = true, w.rows = c.rows, w.cols = c.cols, w.quant = a.host;
+    w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
+    run(false, [&] { kc::matmul(w, dx.get<float>(), dy.get<float>(), c.n, nullptr, nullptr); });
+    run(true, [&] { kc::matmul(w, dx.get<float>(), dy_pipe.get<float>(), c.n, nullptr, nullptr); });
+    EXPECT_EQ(down<float>(dy_pipe, c.n * c.rows), down<float>(dy, c.n * c.rows));
+  }
+  // Gathered: 6 slots over 4 experts of a stacked 4-bit weight (gate and up in one launch).
+  const int64_t E = 4, slots = 6, rows = 768, cols = 2048;
+  const std::vector<int32_t> experts = {3, 0, 2, 3, 1, 2};
+  std::vector<uint32_t> packed;
+  std::vector<uint16_t> s16, b16;
+  Affine first;
+  for (int64_t e = 0; e < E; ++e) {
+    Affine a = make_affine(rng_, rows, cols, 4, 64, kernels::ScaleType::bf16);
+    packed.insert(packed.end(), a.packed.begin(), a.packed.end());
+    s16.insert(s16.end(), a.s16.begin(), a.s16.end()), b16.insert(b16.end(), a.b16.begin(), a.b16.end());
+    if (e == 0) first = std::move(a);
+  }
+  DeviceBuffer dp = up(packed), ds = up(s16), db = up(b16), de = up(experts), dx = up(randn(2 * cols));
+  kc::DeviceWeight w;
+  w.rows = rows, w.cols = cols, w.affine = true, w.quant = first.host;
+  w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
+  w.stride_w = first.packed.size() * 4, w.stride_s = first.s16.size() * 2;
+  DeviceBuffer dy = out(2 * slots * rows), dy_pipe = out(2 * slots * rows);
+  for (bool pipelined : {false, true}) {
+    float* y = (pipelined ? dy_pipe : dy).get<float>();
+    const kc::GemvPart parts[] = {{w, y}, {w, y + slots * rows}};
+    run(pipelined, [&] { kc::matmul_gathered(parts, 2, de.get<int32_t>(), dx.get<float>(), 3, slots, nullptr); });
+  }
+  EXPECT_EQ(down<float>(dy_pipe, 2 * slots * rows), down<float>(dy, 2 * slots * rows)) << "gathered";
 }
 
 // Slots pick experts of a stacked weight; each slot must equal its expert's own GEMV.

@@ -286,8 +286,8 @@ struct F16PrefillSource {
       const uint16_t* block = j <= j_hii ? kv.blocks[jb] : nullptr;  // null: a window's released block
       if (block) {
         const uint16_t* krow = block + static_cast<int64_t>(static_cast<int>(kh) * B + (j - jb * B)) * D;
-        prefill::copy16_async(k_dst, krow + d);
-        prefill::copy16_async(v_dst, krow + kv.n_kv_heads * B * D + d);
+        copy16_async(k_dst, krow + d);
+        copy16_async(v_dst, krow + kv.n_kv_heads * B * D + d);
       } else {
         *reinterpret_cast<uint4*>(k_dst) = make_uint4(0, 0, 0, 0);
         *reinterpret_cast<uint4*>(v_dst) = make_uint4(0, 0, 0, 0);

@@ -421,7 +421,7 @@ template <int DMAX, class Source>
 unsigned smem_opted_in(int64_t head_dim, const Source& src) {
   const unsigned bytes = smem_layout<DMAX>(head_dim, src).bytes;
   static SharedMemoryGrant granted;
-  opt_in_shared_memory(kernel<DMAX, Source>, bytes, granted);
+  opt_in_shared_memory(kernel<DMAX, Source>, bytes, granted, "prefill attention (shared memory)");
   return bytes;
 }
 

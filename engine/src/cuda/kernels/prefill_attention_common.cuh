@@ -1,6 +1,6 @@
 // What the tiled prefill attention (prefill_attention.cuh) shares with its sources (the f16 cache in attention.cu,
 // the TurboQuant / affine records in turboquant.cu): its parameters, the staged tiles a Source fills, the f32 -> f16
-// hi + lo split, cp.async, and the shared-memory opt-in.
+// hi + lo split (cp.async and the shared-memory opt-in: async_copy.cuh).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/async_copy.cuh"
 
 namespace lmlab::kernels::cuda::prefill {
 
@@ -57,36 +58,6 @@ __device__ __forceinline__ void split8(const float (&v)[8], float scale, __half*
   }
   *reinterpret_cast<uint4*>(hi) = make_uint4(h[0], h[1], h[2], h[3]);
   *reinterpret_cast<uint4*>(lo) = make_uint4(l[0], l[1], l[2], l[3]);
-}
-
-__device__ __forceinline__ unsigned smem_address(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-// cp.async of 16 bytes global -> shared, and its group bookkeeping (no-ops for sources that store directly).
-__device__ __forceinline__ void copy16_async(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(dst)), "l"(src));
-}
-__device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-// A kernel's dynamic shared memory granted so far (one per kernel instantiation).
-struct SharedMemoryGrant {
-  std::mutex mu;
-  unsigned bytes = 0;
-};
-
-// Opts `kernel` into `bytes` of dynamic shared memory the first time it needs that much (once per process, kernel
-// and size, not on every chunk's launch). Under the grant's lock: two host threads raising it at once must not leave
-// the record above the attribute.
-template <class Kernel>
-void opt_in_shared_memory(Kernel kernel, unsigned bytes, SharedMemoryGrant& grant) {
-  std::lock_guard<std::mutex> lock(grant.mu);
-  if (bytes <= grant.bytes) return;
-  lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-                     "prefill attention (shared memory)");
-  grant.bytes = bytes;
 }
 
 }  // namespace lmlab::kernels::cuda::prefill

@@ -420,13 +420,6 @@ struct DecodeArgs {
   DecodeLayout l;
 };
 
-__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gsrc) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
 // One segment (cnt consecutive records of `rec` bytes at src, inside one KV block) into buf at *cur: the 16-byte
 // aligned chunks covering it, so the record t of the segment lands at off[t] = *cur + (src % 16) + t rec.
 __device__ __forceinline__ void stage_segment(uint8_t* buf, int* cur, const uint8_t* src, int cnt, int rec,
@@ -436,7 +429,7 @@ __device__ __forceinline__ void stage_segment(uint8_t* buf, int* cur, const uint
   const int chunks = static_cast<int>((ae - as) / 16);
   uint8_t* dst = buf + *cur;
   for (int i = threadIdx.x; i < chunks; i += kDThreads)
-    cp_async16(dst + 16 * i, reinterpret_cast<const void*>(as + 16 * static_cast<uintptr_t>(i)));
+    copy16_async(dst + 16 * i, reinterpret_cast<const void*>(as + 16 * static_cast<uintptr_t>(i)));
   const int base = *cur + static_cast<int>(s - as);
   for (int i = threadIdx.x; i < cnt; i += kDThreads) off[i] = static_cast<uint16_t>(base + i * rec);
   *cur += static_cast<int>(ae - as);
@@ -679,7 +672,7 @@ __global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
   // Tile 0's copies go first, to overlap the query's rotation.
   if (n_tiles > 0)
     issue_tile(kv, kh, j0, static_cast<int>(min(int64_t{kDT}, j1 - j0)), tiles, tiles + L.k_area, offs, offs + kDT);
-  cp_async_commit();
+  async_commit();
 
   if (kv.k.scheme == kTqLloydMax && threadIdx.x < (1 << kv.k.bits)) cent_k[threadIdx.x] = kv.k.centroids[threadIdx.x];
   if (kv.v.scheme == kTqLloydMax && threadIdx.x < (1 << kv.v.bits)) cent_v[threadIdx.x] = kv.v.centroids[threadIdx.x];
@@ -711,7 +704,7 @@ __global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // heads warp and warp + 4
 
   for (int64_t it = 0; it < n_tiles; ++it) {
-    cp_async_wait_all();
+    async_wait<0>();
     __syncthreads();  // tile it is in; every thread is done with tile it - 1 (its buffer, prob, corr)
     const int buf = static_cast<int>(it & 1);
     if (it + 1 < n_tiles) {
@@ -720,7 +713,7 @@ __global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
       uint16_t* no = offs + (buf ^ 1) * 2 * kDT;
       issue_tile(kv, kh, p1, static_cast<int>(min(int64_t{kDT}, j1 - p1)), nb, nb + L.k_area, no, no + kDT);
     }
-    cp_async_commit();
+    async_commit();
     const int n = static_cast<int>(min(int64_t{kDT}, j1 - (j0 + it * kDT)));
     const uint8_t* tk = tiles + buf * buf_bytes;
     const uint16_t* ko = offs + buf * 2 * kDT;
@@ -891,8 +884,8 @@ struct TqPrefillSource {
         cent[threadIdx.x] = c.scheme == kTqLloydMax && i < (1 << c.bits) ? c.centroids[i] : 0.0f;
       }
       issue_tile<true>(kv, kh, j0, n, kbuf, vbuf, koff, voff);  // uniform across the block: every thread walks it
-      cp_async_commit();
-      cp_async_wait_all();
+      async_commit();
+      async_wait<0>();
       __syncthreads();
     }
     for (int e = threadIdx.x; e < 2 * per_side; e += blockDim.x) {

@@ -1,0 +1,52 @@
+// cp.async (global -> shared without a register round trip) and the dynamic shared-memory opt-in: one definition for
+// the kernels that stage data this way (the tiled attention and its sources, TurboQuant's decode, the GEMV's
+// pipelined variant).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "cuda/cuda_check.h"
+
+namespace lmlab::kernels::cuda {
+
+__device__ __forceinline__ unsigned smem_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// 16 (cg: L2 only, the data is used once) or 4 bytes (ca: the 4-byte form has no cg variant) into shared memory;
+// the "memory" clobbers keep the compiler from moving shared-memory accesses across the copies and waits.
+__device__ __forceinline__ void copy16_async(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void copy4_async(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_address(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// A kernel's dynamic shared memory granted so far (one per kernel instantiation).
+struct SharedMemoryGrant {
+  std::mutex mu;
+  unsigned bytes = 0;
+};
+
+// Opts `kernel` into `bytes` of dynamic shared memory the first time it needs that much (once per process, kernel
+// and size, not on every launch). Under the grant's lock: two host threads raising it at once must not leave the
+// record above the attribute.
+template <class Kernel>
+void opt_in_shared_memory(Kernel kernel, unsigned bytes, SharedMemoryGrant& grant, const char* what) {
+  std::lock_guard<std::mutex> lock(grant.mu);
+  if (bytes <= grant.bytes) return;
+  lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                     what);
+  grant.bytes = bytes;
+}
+
+}  // namespace lmlab::kernels::cuda
