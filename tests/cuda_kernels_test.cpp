@@ -205,6 +205,84 @@ TEST_F(CudaKernels, PipelinedGemvEqualsTheRegisterKernel) {
   EXPECT_EQ(down<float>(dy_pipe, 2 * slots * rows), down<float>(dy, 2 * slots * rows)) << "gathered";
 }
 
+// The gated MLP's gate / up GEMV with the activation inside (a warp reads rows i, i + 1 of both weights): the bits of
+// the two products and gated_mul, on every path: 4-bit with x in shared memory (also pipelined), quantized per lane
+// (8192 columns x 8 tokens), the float path (under 2^20 weights), 8-bit, bf16, f16 rows that do not line up (two
+// launches and gated_mul), a chunk of 13 tokens (the GEMM), both activations, odd row counts; then gathered slots.
+TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
+  struct Case { int bits; WeightType dense; int64_t rows, cols, n; bool pipelined; };  // bits 0: dense
+  const Case cases[] = {{4, WeightType::bf16, 300, 4096, 1, false}, {4, WeightType::bf16, 257, 4096, 3, false},
+                        {4, WeightType::bf16, 258, 4096, 1, true},  {4, WeightType::bf16, 129, 8192, 8, false},
+                        {4, WeightType::bf16, 72, 256, 2, false},   {8, WeightType::bf16, 300, 4096, 1, false},
+                        {0, WeightType::bf16, 97, 512, 1, false},   {0, WeightType::f16, 45, 100, 1, false},
+                        {4, WeightType::bf16, 300, 4096, 13, false}};
+  for (const Case& c : cases)
+    for (auto act : {kc::GateActivation::silu, kc::GateActivation::gelu_tanh}) {
+      SCOPED_TRACE(::testing::Message() << c.bits << "-bit rows " << c.rows << " cols " << c.cols << " n " << c.n
+                                        << (c.pipelined ? " pipelined" : "")
+                                        << (act == kc::GateActivation::silu ? " silu" : " gelu"));
+      std::vector<DeviceBuffer> keep;
+      auto weight = [&] {
+        kc::DeviceWeight w;
+        w.rows = c.rows, w.cols = c.cols;
+        if (c.bits) {
+          Affine a = make_affine(rng_, c.rows, c.cols, c.bits, 64, kernels::ScaleType::bf16);
+          keep.push_back(up(a.packed)), keep.push_back(up(a.s16)), keep.push_back(up(a.b16));
+          w.affine = true, w.quant = a.host;
+          w.quant.packed = keep[keep.size() - 3].get<uint32_t>(), w.quant.scales = keep[keep.size() - 2].get();
+          w.quant.biases = keep.back().get();
+        } else {
+          keep.push_back(up(to_half(randn(c.rows * c.cols), c.dense)));
+          w.type = c.dense, w.dense = keep.back().get();
+        }
+        return w;
+      };
+      const kc::DeviceWeight gate = weight(), upw = weight();
+      DeviceBuffer dx = up(randn(c.n * c.cols)), dg = out(c.n * c.rows), du = out(c.n * c.rows);
+      DeviceBuffer want = out(c.n * c.rows), got = out(c.n * c.rows);
+      DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, true), "scratch");
+      if (c.pipelined) setenv("LMLAB_GEMV_PIPELINE", "1", 1);
+      const kc::GemvPart parts[] = {{gate, dg.get<float>()}, {upw, du.get<float>()}};
+      kc::matmul_parts(parts, 2, dx.get<float>(), c.n, scratch.get(), nullptr);
+      kc::gated_mul(act, dg.get<float>(), du.get<float>(), want.get<float>(), c.n * c.rows, nullptr);
+      kc::matmul_gate_up(gate, upw, act, dx.get<float>(), dg.get<float>(), du.get<float>(), got.get<float>(), c.n,
+                         scratch.get(), nullptr);
+      unsetenv("LMLAB_GEMV_PIPELINE");
+      EXPECT_EQ(down<float>(got, c.n * c.rows), down<float>(want, c.n * c.rows));
+    }
+  // Gathered: 6 slots (3 tokens x 2) over 4 experts of stacked 4-bit gate and up weights.
+  const int64_t E = 4, K = 2, slots = 6, rows = 768, cols = 2048;
+  const std::vector<int32_t> experts = {3, 0, 2, 3, 1, 2};
+  std::vector<DeviceBuffer> keep;
+  auto stacked = [&] {
+    std::vector<uint32_t> packed;
+    std::vector<uint16_t> s16, b16;
+    Affine first;
+    for (int64_t e = 0; e < E; ++e) {
+      Affine a = make_affine(rng_, rows, cols, 4, 64, kernels::ScaleType::bf16);
+      packed.insert(packed.end(), a.packed.begin(), a.packed.end());
+      s16.insert(s16.end(), a.s16.begin(), a.s16.end()), b16.insert(b16.end(), a.b16.begin(), a.b16.end());
+      if (e == 0) first = std::move(a);
+    }
+    keep.push_back(up(packed)), keep.push_back(up(s16)), keep.push_back(up(b16));
+    kc::DeviceWeight w;
+    w.rows = rows, w.cols = cols, w.affine = true, w.quant = first.host;
+    w.quant.packed = keep[keep.size() - 3].get<uint32_t>(), w.quant.scales = keep[keep.size() - 2].get();
+    w.quant.biases = keep.back().get();
+    w.stride_w = first.packed.size() * 4, w.stride_s = first.s16.size() * 2;
+    return w;
+  };
+  const kc::DeviceWeight gate = stacked(), upw = stacked();
+  DeviceBuffer de = up(experts), dx = up(randn(3 * cols)), dg = out(slots * rows), du = out(slots * rows);
+  DeviceBuffer want = out(slots * rows), got = out(slots * rows);
+  const kc::GemvPart parts[] = {{gate, dg.get<float>()}, {upw, du.get<float>()}};
+  kc::matmul_gathered(parts, 2, de.get<int32_t>(), dx.get<float>(), K, slots, nullptr);
+  kc::gated_mul(kc::GateActivation::silu, dg.get<float>(), du.get<float>(), want.get<float>(), slots * rows, nullptr);
+  kc::matmul_gathered_gate_up(gate, upw, kc::GateActivation::silu, de.get<int32_t>(), dx.get<float>(), K, slots,
+                              dg.get<float>(), du.get<float>(), got.get<float>(), nullptr);
+  EXPECT_EQ(down<float>(got, slots * rows), down<float>(want, slots * rows)) << "gathered";
+}
+
 // Slots pick experts of a stacked weight; each slot must equal its expert's own GEMV.
 TEST_F(CudaKernels, GatheredExpertMatmulMatchesReference) {
   const int64_t E = 5, K = 2, n_tok = 3;

@@ -309,9 +309,7 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
 
 void CudaBackend::mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const {
   float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
-  const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
-  kc::matmul_parts(gate_up, 2, h, n, sc.mm.get(), stream_);
-  kc::gated_mul(gate_activation(), g, u, g, n * w.gate.w.rows, stream_);
+  kc::matmul_gate_up(w.gate.w, w.up.w, gate_activation(), h, g, u, g, n, sc.mm.get(), stream_);
   linear(sc, w.down, g, sc.y.get<float>(), n);
 }
 
@@ -338,12 +336,12 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
     if (grouped) {
       kc::group_slots(index, slots, route_ids_, sc.groups.get(), stream_);
       kc::matmul_grouped(gate_up, 2, sc.groups.get(), slots, route_ids_, h, K, stream_);
-    } else {
-      kc::matmul_gathered(gate_up, 2, index, h, K, slots, stream_);
+      kc::gated_mul(gate_activation(), g, u, g, slots * inter, stream_);
+      kc::matmul_grouped(&down, 1, sc.groups.get(), slots, route_ids_, g, 1, stream_);
+    } else {  // decode: the activation inside the gate / up GEMV
+      kc::matmul_gathered_gate_up(w.gate.w, w.up.w, gate_activation(), index, h, K, slots, g, u, g, stream_);
+      kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
     }
-    kc::gated_mul(gate_activation(), g, u, g, slots * inter, stream_);
-    if (grouped) kc::matmul_grouped(&down, 1, sc.groups.get(), slots, route_ids_, g, 1, stream_);
-    else kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
   } catch (...) {
     if (host_step) experts_->abandon(stream_);
     throw;

@@ -25,6 +25,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/async_copy.cuh"
 #include "cuda/kernels/chained_launch.cuh"
+#include "cuda/kernels/gated_activation.cuh"
 #include "cuda/kernels/gemv.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
@@ -400,30 +401,53 @@ struct GemvParams {
   int64_t n_slots;
   int n;       // tokens (1 when gathered)
   int ksplit;  // warps of a block sharing rows, splitting the columns
+  // A gated pair (parts[0] the gate, parts[1] the up projection): each warp takes rows i, i + 1 of both, and the
+  // block writes act(gate . x) * (up . x) into parts[0].y, the activation's launch saved.
+  bool gated_pair;
+  GateActivation act;
 };
 
-// The block's part, slot, weight (the slot's expert), x row and y.
+// The block's part, slot, weight (the slot's expert), x row and y; w_hi: the weight of a warp's upper kRows / 2 rows
+// (the up projection of a gated pair, else w).
 struct Target {
-  DeviceWeight w;
+  DeviceWeight w, w_hi;
   const float* x;
   float* y;
 };
+template <bool kPair = false>
 __device__ __forceinline__ Target block_target(const GemvParams& p) {
-  const int part = static_cast<int>(blockIdx.y / p.n_slots);
+  const int part = kPair ? 0 : static_cast<int>(blockIdx.y / p.n_slots);
   const int64_t slot = blockIdx.y % p.n_slots;
-  Target t{p.parts[part].w, p.x, p.parts[part].y};
+  Target t{p.parts[part].w, p.parts[kPair ? 1 : part].w, p.x, p.parts[part].y};
   if (p.experts) {
     t.w = select_expert(t.w, p.experts[slot]);
+    if (kPair) t.w_hi = select_expert(t.w_hi, p.experts[slot]);
     t.x += (slot / p.x_div) * t.w.cols;
     t.y += slot * t.w.rows;
   }
   return t;
 }
 
+// Rows of y per warp row group: kRows, or kRows / 2 of each weight for a gated pair.
+__host__ __device__ constexpr int out_rows_per_group(bool pair) { return pair ? kRows / 2 : kRows; }
+
+// The rows a warp's row group `grp` reads (j < kRows / 2 from Target::w, the rest from w_hi); past the end: row 0 of
+// the group again, computed and dropped.
+__device__ __forceinline__ void group_rows(int64_t grp, bool pair, int64_t rows, int (&r)[kRows]) {
+  const int64_t r0 = grp * out_rows_per_group(pair);
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    const int64_t row = r0 + (pair ? j % (kRows / 2) : j);
+    r[j] = static_cast<int>(row < rows ? row : r0);  // rows < 2^31 (the loaders)
+  }
+}
+
 // The block's rows out: each warp's sums over its lanes, then the ks warps sharing a row group added (plus the
 // bias) into y.
-template <int NT>
-__device__ void write_rows(const float (&acc)[kRows][NT], const DeviceWeight& w, float* y, int n, int ks) {
+template <int NT, bool kPair>
+__device__ void write_rows(const float (&acc)[kRows][NT], const Target& tg, const GemvParams& p) {
+  const DeviceWeight& w = tg.w;
+  const int ks = p.ksplit, n = p.n;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups_per_block = kWarps / ks;
   __shared__ float red[kWarps][kRows][NT];
 #pragma unroll
@@ -434,39 +458,44 @@ __device__ void write_rows(const float (&acc)[kRows][NT], const DeviceWeight& w,
       if (lane == 0) red[warp][j][t] = v;
     }
   __syncthreads();
-  for (int i = threadIdx.x; i < groups_per_block * kRows * NT; i += blockDim.x) {
-    const int g = i / (kRows * NT), j = (i / NT) % kRows, t = i % NT;
-    const int64_t row = (blockIdx.x * static_cast<int64_t>(groups_per_block) + g) * kRows + j;
+  constexpr int per_group = out_rows_per_group(kPair);
+  for (int i = threadIdx.x; i < groups_per_block * per_group * NT; i += blockDim.x) {
+    const int g = i / (per_group * NT), j = (i / NT) % per_group, t = i % NT;
+    const int64_t row = (blockIdx.x * static_cast<int64_t>(groups_per_block) + g) * per_group + j;
     if (row >= w.rows || t >= n) continue;
     float v = w.bias ? w.bias[row] : 0.0f;
     for (int k = 0; k < ks; ++k) v += red[g * ks + k][j][t];
-    y[t * w.rows + row] = v;
+    if constexpr (kPair) {  // the same floats as the up projection's row and gated_mul would give
+      float up = tg.w_hi.bias ? tg.w_hi.bias[row] : 0.0f;
+      for (int k = 0; k < ks; ++k) up += red[g * ks + k][j + per_group][t];
+      v = gated_activation(p.act, v, up);
+    }
+    tg.y[t * w.rows + row] = v;
   }
 }
 
 // Block (row block, slot): kWarps / ksplit row groups of kRows rows, ksplit warps each.
-template <class F, int NT>
+template <class F, int NT, bool kPair = false>
 __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int ks = p.ksplit, groups_per_block = kWarps / ks;
   if (p.experts) chain_wait();  // the slot's expert, hence the weights, come from an earlier kernel
-  const Target tg = block_target(p);
+  const Target tg = block_target<kPair>(p);
   const DeviceWeight& w = tg.w;
   const float* x = tg.x;
-  float* y = tg.y;
-  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * kRows >= w.rows) {  // a shorter part's spare blocks
+  constexpr int per_group = out_rows_per_group(kPair);
+  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * per_group >= w.rows) {  // a shorter part's spare blocks
     chain_wait();
     return;
   }
-  const F f(w);
+  const F f(w), f_hi(kPair ? tg.w_hi : w);  // without a pair the same weight (folded into f)
   const int64_t rows = w.rows, cols = w.cols;
-  const int64_t r0 = (blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks) * kRows;
+  const int64_t grp = blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks;
   constexpr int kUnitCols = 32 * F::kValues;
   const int n_units = static_cast<int>((cols + kUnitCols - 1) / kUnitCols);  // cols < 2^31 (the loaders)
-  int r[kRows];  // rows < 2^31 (the loaders)
-#pragma unroll
-  for (int j = 0; j < kRows; ++j) r[j] = static_cast<int>(r0 + j < rows ? r0 + j : r0);  // past the end: recompute row r0, dropped
-  const bool active = r0 < rows;
+  int r[kRows];
+  group_rows(grp, kPair, rows, r);
+  const bool active = grp * per_group < rows;
   typename F::Raw raw[F::kStages][kRows];
   // Stage st holds unit u + st ks of the round; it is refilled with its unit of the next round as soon as its dot
   // is done, so the other stages' loads stay in flight while it computes.
@@ -474,7 +503,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     const int c = unit * kUnitCols + lane * F::kValues;
     if (active && unit < n_units && c < cols)
 #pragma unroll
-      for (int j = 0; j < kRows; ++j) f.load(r[j], c, raw[st][j]);
+      for (int j = 0; j < kRows; ++j) (j < kRows / 2 ? f : f_hi).load(r[j], c, raw[st][j]);
   };
   int u = warp % ks;
 #pragma unroll
@@ -503,7 +532,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
       u += ks * F::kStages;
     }
   }
-  write_rows<NT>(acc, w, y, p.n, ks);
+  write_rows<NT, kPair>(acc, tg, p);
 }
 
 // The 4/8-bit shared-x GEMV with its weights staged through shared memory by cp.async (LMLAB_GEMV_PIPELINE=1, off
@@ -524,28 +553,28 @@ __host__ __device__ constexpr int64_t pipeline_smem_bytes(int64_t x_bytes) {
   return pipeline_x_offset(x_bytes) + int64_t{kWarps} * kPipelineStages<BITS> * 32 * pipeline_lane_bytes<BITS>();
 }
 
-template <int BITS, ScaleRead SR, int NT>
+template <int BITS, ScaleRead SR, int NT, bool kPair = false>
 __global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvParams p) {
   using F = Affine<BITS, XMode::shared, SR>;
   constexpr int S = kPipelineStages<BITS>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int ks = p.ksplit, groups_per_block = kWarps / ks;
   if (p.experts) chain_wait();  // the slot's expert, hence the weights, come from an earlier kernel
-  const Target tg = block_target(p);
+  const Target tg = block_target<kPair>(p);
   const DeviceWeight& w = tg.w;
-  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * kRows >= w.rows) {  // a shorter part's spare blocks
+  constexpr int per_group = out_rows_per_group(kPair);
+  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * per_group >= w.rows) {  // a shorter part's spare blocks
     chain_wait();
     return;
   }
-  const F f(w);
+  const F f(w), f_hi(kPair ? tg.w_hi : w);  // without a pair the same weight (folded into f)
   const int64_t rows = w.rows, cols = w.cols;
-  const int64_t r0 = (blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks) * kRows;
+  const int64_t grp = blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks;
   constexpr int kUnitCols = 32 * F::kValues;
   const int n_units = static_cast<int>((cols + kUnitCols - 1) / kUnitCols);
   int r[kRows];
-#pragma unroll
-  for (int j = 0; j < kRows; ++j) r[j] = static_cast<int>(r0 + j < rows ? r0 + j : r0);
-  const bool active = r0 < rows;
+  group_rows(grp, kPair, rows, r);
+  const bool active = grp * per_group < rows;
   // Shared memory: x (SharedX), then per warp S stages of [kRows][BITS / 4][32 lanes] uint4 codes and [kRows][32]
   // scale and bias words.
   extern __shared__ int4 shared_x[];
@@ -562,7 +591,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvPara
     const int c = unit * kUnitCols + lane * F::kValues;
     if (active && unit < n_units && c < cols)
 #pragma unroll
-      for (int j = 0; j < kRows; ++j) f.copy_async(r[j], c, codes_of(st, j), words_of(st) + j * 32, words_of(st) + (kRows + j) * 32);
+      for (int j = 0; j < kRows; ++j)
+        (j < kRows / 2 ? f : f_hi).copy_async(r[j], c, codes_of(st, j), words_of(st) + j * 32, words_of(st) + (kRows + j) * 32);
     async_commit();
   };
   int unit = warp % ks;
@@ -586,12 +616,12 @@ __global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvPara
       typename F::Raw raw[kRows];
 #pragma unroll
       for (int j = 0; j < kRows; ++j)
-        f.raw_from(r[j], c, codes_of(st, j), words_of(st)[j * 32], words_of(st)[(kRows + j) * 32], raw[j]);
+        (j < kRows / 2 ? f : f_hi).raw_from(r[j], c, codes_of(st, j), words_of(st)[j * 32], words_of(st)[(kRows + j) * 32], raw[j]);
       f.template dot<NT>(raw, tg.x, sx, c, p.n, acc);
     }
   }
   async_wait<0>();  // no copy lands after the block is gone
-  write_rows<NT>(acc, w, tg.y, p.n, ks);
+  write_rows<NT, kPair>(acc, tg, p);
 }
 
 // Dense rows whose 16-byte slices do not line up (cols not a multiple of the vector, odd pointers): a warp
@@ -640,9 +670,9 @@ dim3 size_grid(GemvParams& p, int64_t unit_cols, int warps_per_sm) {
   int ks = 1;
   while (ks < kWarps && total_groups * p.n_slots * ks < target && 2 * ks <= units) ks *= 2;
   p.ksplit = ks;
-  const int64_t rows_per_block = kWarps / ks * kRows;
+  const int64_t rows_per_block = kWarps / ks * out_rows_per_group(p.gated_pair);
   return dim3(static_cast<unsigned>((max_rows(p) + rows_per_block - 1) / rows_per_block),
-              static_cast<unsigned>(p.n_parts * p.n_slots));
+              static_cast<unsigned>((p.gated_pair ? 1 : p.n_parts) * p.n_slots));
 }
 
 template <class F, int NT>
@@ -650,6 +680,8 @@ void launch(const GemvParams& base, cudaStream_t stream) {
   GemvParams p = base;
   const dim3 grid = size_grid(p, 32 * F::kValues, warps_per_sm(F::kSharedX));
   const size_t smem = F::kSharedX ? static_cast<size_t>(shared_x_bytes(p.parts[0].w.cols, p.n)) : 0;
+  if constexpr (NT == 1)  // gated pairs: single-token decode only (gemv_gate_up)
+    if (p.gated_pair) return launch_chained("gemv", gemv_kernel<F, 1, true>, grid, dim3(kWarps * 32), smem, stream, p);
   launch_chained("gemv", gemv_kernel<F, NT>, grid, dim3(kWarps * 32), smem, stream, p);
 }
 
@@ -665,6 +697,12 @@ void launch_pipelined(const GemvParams& base, cudaStream_t stream) {
   GemvParams p = base;
   const dim3 grid = size_grid(p, 32 * 32, kWarps);  // one block of kWarps per SM (its shared memory)
   const auto smem = static_cast<unsigned>(pipeline_smem_bytes<BITS>(shared_x_bytes(p.parts[0].w.cols, p.n)));
+  if constexpr (NT == 1)
+    if (p.gated_pair) {
+      static SharedMemoryGrant granted;
+      opt_in_shared_memory(gemv_pipelined_kernel<BITS, SR, 1, true>, smem, granted, "gemv (shared memory)");
+      return launch_chained("gemv", gemv_pipelined_kernel<BITS, SR, 1, true>, grid, dim3(kWarps * 32), smem, stream, p);
+    }
   static SharedMemoryGrant granted;
   opt_in_shared_memory(gemv_pipelined_kernel<BITS, SR, NT>, smem, granted, "gemv (shared memory)");
   launch_chained("gemv", gemv_pipelined_kernel<BITS, SR, NT>, grid, dim3(kWarps * 32), smem, stream, p);
@@ -712,6 +750,16 @@ void launch_affine(const GemvParams& p, cudaStream_t stream) {
   launch_tokens<Affine<BITS, XMode::f32, ScaleRead::runtime>>(p, stream);
 }
 
+// Dense weights whose 16-byte slices line up (else gemv_scalar_kernel, a value per lane).
+bool dense_aligned(const GemvParams& p) {
+  const DeviceWeight& w = p.parts[0].w;
+  bool aligned = w.cols % (w.type == WeightType::f32 ? 4 : 8) == 0;
+  for (int i = 0; i < p.n_parts; ++i)
+    aligned = aligned && reinterpret_cast<uintptr_t>(p.parts[i].w.dense) % 16 == 0 &&
+              (p.parts[i].w.stride_w % 16 == 0 || !p.experts);
+  return aligned;
+}
+
 void run(const GemvParams& p, cudaStream_t stream) {
   const DeviceWeight& w = p.parts[0].w;
   if (w.affine) {
@@ -726,12 +774,7 @@ void run(const GemvParams& p, cudaStream_t stream) {
         throw Error(ErrorKind::unsupported, "cuda gemv", "affine weights of " + std::to_string(w.quant.bits) + " bits");
     }
   } else {
-    const int vec = w.type == WeightType::f32 ? 4 : 8;
-    bool aligned = w.cols % vec == 0;
-    for (int i = 0; i < p.n_parts; ++i)
-      aligned = aligned && reinterpret_cast<uintptr_t>(p.parts[i].w.dense) % 16 == 0 &&
-                (p.parts[i].w.stride_w % 16 == 0 || !p.experts);
-    if (!aligned) {
+    if (!dense_aligned(p)) {
       const dim3 grid(static_cast<unsigned>((max_rows(p) + 7) / 8), static_cast<unsigned>(p.n_parts * p.n_slots));
       launch_chained("gemv", gemv_scalar_kernel, grid, dim3(256), 0, stream, p);
     } else if (w.type == WeightType::bf16) {
@@ -777,6 +820,22 @@ void gemv_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, c
                    int64_t n_slots, cudaStream_t stream) {
   if (n_slots == 0 || n_parts == 0) return;
   run_parts(parts, n_parts, experts, x, x_div, n_slots, 1, stream);
+}
+
+void gemv_gate_up(const GemvPart& gate, const GemvPart& up, GateActivation act, float* out, const int32_t* experts,
+                  const float* x, int64_t x_div, int64_t n_slots, int64_t n, cudaStream_t stream) {
+  if (n == 0 || n_slots == 0) return;
+  GemvParams p{};
+  p.experts = experts, p.x = x, p.x_div = x_div, p.n_slots = n_slots, p.n = static_cast<int>(n), p.ksplit = 1;
+  p.parts[0] = {gate.w, out}, p.parts[1] = {up.w, nullptr}, p.n_parts = 2;
+  p.gated_pair = true, p.act = act;
+  if (n == 1 && same_format(gate.w, up.w) && gate.w.rows == up.w.rows && (gate.w.affine || dense_aligned(p)))
+    return run(p, stream);
+  // Otherwise (several tokens, formats that cannot share a launch, dense rows that do not line up): the two
+  // products, then the activation.
+  const GemvPart parts[] = {gate, up};
+  run_parts(parts, 2, experts, x, x_div, n_slots, n, stream);
+  gated_mul(act, gate.y, up.y, out, n * n_slots * gate.w.rows, stream);
 }
 
 }  // namespace lmlab::kernels::cuda

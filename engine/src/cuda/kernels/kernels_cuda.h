@@ -50,6 +50,17 @@ void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n,
 void matmul_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div,
                      int64_t n_slots, cudaStream_t stream);
 
+enum class GateActivation { silu, gelu_tanh };  // gated MLPs: SiLU (llama, qwen, mixtral), tanh GELU (gemma)
+// The gate and up projections of a gated MLP with its activation: out = act(x . gate^T) * (x . up^T). One token: one
+// GEMV launch (a warp reads rows i, i + 1 of both weights and applies the activation: no launch of its own); chunks
+// (and weights that cannot share a launch): the products into g and u, then gated_mul. Gathered (MoE decode): slot s
+// of n_slots reads x row s / x_div through expert experts[s] of both stacked weights.
+void matmul_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act, const float* x, float* g,
+                    float* u, float* out, int64_t n, void* scratch, cudaStream_t stream);
+void matmul_gathered_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act,
+                             const int32_t* experts, const float* x, int64_t x_div, int64_t n_slots, float* g, float* u,
+                             float* out, cudaStream_t stream);
+
 // grouped_matmul.cu: the same products as matmul_gathered for many slots (MoE prefill), with the slots grouped by
 // expert first so each expert's weight tile is read once per 32 of its slots, on tensor cores at f32 precision (X
 // as three bf16 parts, affine levels exact; see the file). experts [n_slots] holds values in
@@ -79,7 +90,6 @@ void qk_norm_rope(float* q, float* k, int64_t n_tokens, int64_t n_heads, int64_t
                   const float* inv_freq, float attention_scaling, cudaStream_t stream);
 
 // activation.cu: out = act(gate) * up, element-wise (out may equal gate).
-enum class GateActivation { silu, gelu_tanh };  // gated MLPs: SiLU (llama, qwen, mixtral), tanh GELU (gemma)
 void gated_mul(GateActivation act, const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
 
 // elementwise.cu: the small glue of the forward.

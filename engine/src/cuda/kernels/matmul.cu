@@ -258,4 +258,18 @@ void matmul_gathered(const GemvPart* parts, int n_parts, const int32_t* experts,
   gemv_gathered(parts, n_parts, experts, x, x_div, n_slots, stream);
 }
 
+void matmul_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act, const float* x, float* g,
+                    float* u, float* out, int64_t n, void* scratch, cudaStream_t stream) {
+  if (n <= kMaxGemvTokens) return gemv_gate_up({gate, g}, {up, u}, act, out, nullptr, x, 1, 1, n, stream);
+  matmul(gate, x, g, n, scratch, stream);
+  matmul(up, x, u, n, scratch, stream);
+  gated_mul(act, g, u, out, n * gate.rows, stream);
+}
+
+void matmul_gathered_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act,
+                             const int32_t* experts, const float* x, int64_t x_div, int64_t n_slots, float* g, float* u,
+                             float* out, cudaStream_t stream) {
+  gemv_gate_up({gate, g}, {up, u}, act, out, experts, x, x_div, n_slots, 1, stream);
+}
+
 }  // namespace lmlab::kernels::cuda
