@@ -13,7 +13,7 @@
 #  stream-moe: iobench as swiftlm's, then decode-bench --stream-experts on the 30b-a3b 4-bit synth with the swiftlm
 #  SSD config's 1.5 GB cache, once per LMLAB_STREAM_GRAPH value in STREAM_GRAPH (default "0 1"), to stream.jsonl:
 #  the decode's SSD bytes, misses and read rate against the drive)
-# (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off: time per kernel name, to profile.csv / stdout)
+# (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off unless PROFILE_GRAPH=1: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-/tmp/out}
@@ -156,7 +156,9 @@ PY
           # PROFILE_CTX: the decode's context (512; a long one needs SKIP past its prefill's launches, ~15 per layer
           # and 512-token chunk); PROFILE_KV: --kv-mode (e.g. turbo)
           pctx=${PROFILE_CTX:-512}
-          LMLAB_CUDA_GRAPH=0 timeout 300 "$ncu" --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
+          # PROFILE_GRAPH=1: the decode replays its graph and ncu profiles each kernel node (the kernels a graph decode
+          # runs: e.g. the tiled attention for the 4096 bound, which a decode without graphs does not take)
+          LMLAB_CUDA_GRAPH=${PROFILE_GRAPH:-0} timeout 300 "$ncu" --graph-profiling node --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
           --metrics gpu__time_duration.sum --print-units base --csv "$here/lmlab" decode-bench --model "$dir" --device cuda \
           --ctx-size $((pctx + 512)) --contexts "$pctx" -n 32 --warmup 0 ${PROFILE_KV:+--kv-mode $PROFILE_KV} \
           > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
