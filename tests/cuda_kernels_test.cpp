@@ -37,6 +37,9 @@ using kernels::WeightType;
 class CudaKernels : public test::CudaTest {
  protected:
   CudaKernels() : CudaTest("CUDA kernels", 1234) {}
+  // E experts of rows x cols, 4-bit g64 bf16 scales, stacked as a model's expert tensor: the device weight of expert
+  // 0 with the strides between experts; the buffers go into `keep`.
+  kc::DeviceWeight stacked_experts(int64_t E, int64_t rows, int64_t cols, std::vector<DeviceBuffer>& keep);
 };
 
 std::vector<uint16_t> to_half(const std::vector<float>& v, WeightType t) {
@@ -99,6 +102,25 @@ Affine make_affine(std::mt19937& rng, int64_t rows, int64_t cols, int bits, int 
   a.host.scales = st != kernels::ScaleType::f32 ? static_cast<const void*>(a.s16.data()) : a.s32.data();
   a.host.biases = st != kernels::ScaleType::f32 ? static_cast<const void*>(a.b16.data()) : a.b32.data();
   return a;
+}
+
+kc::DeviceWeight CudaKernels::stacked_experts(int64_t E, int64_t rows, int64_t cols, std::vector<DeviceBuffer>& keep) {
+  std::vector<uint32_t> packed;
+  std::vector<uint16_t> s16, b16;
+  Affine first;
+  for (int64_t e = 0; e < E; ++e) {
+    Affine a = make_affine(rng_, rows, cols, 4, 64, kernels::ScaleType::bf16);
+    packed.insert(packed.end(), a.packed.begin(), a.packed.end());
+    s16.insert(s16.end(), a.s16.begin(), a.s16.end()), b16.insert(b16.end(), a.b16.begin(), a.b16.end());
+    if (e == 0) first = std::move(a);
+  }
+  keep.push_back(up(packed)), keep.push_back(up(s16)), keep.push_back(up(b16));
+  kc::DeviceWeight w;
+  w.rows = rows, w.cols = cols, w.affine = true, w.quant = first.host;
+  w.quant.packed = keep[keep.size() - 3].get<uint32_t>(), w.quant.scales = keep[keep.size() - 2].get();
+  w.quant.biases = keep.back().get();
+  w.stride_w = first.packed.size() * 4, w.stride_s = first.s16.size() * 2;
+  return w;
 }
 
 // 4- and 8-bit decode runs on int16 activations (gemv.cu), as the CPU's integer path does, but with a scale per
@@ -179,23 +201,11 @@ TEST_F(CudaKernels, PipelinedGemvEqualsTheRegisterKernel) {
     run(true, [&] { kc::matmul(w, dx.get<float>(), dy_pipe.get<float>(), c.n, nullptr, nullptr); });
     EXPECT_EQ(down<float>(dy_pipe, c.n * c.rows), down<float>(dy, c.n * c.rows));
   }
-  // Gathered: 6 slots over 4 experts of a stacked 4-bit weight (gate and up in one launch).
-  const int64_t E = 4, slots = 6, rows = 768, cols = 2048;
-  const std::vector<int32_t> experts = {3, 0, 2, 3, 1, 2};
-  std::vector<uint32_t> packed;
-  std::vector<uint16_t> s16, b16;
-  Affine first;
-  for (int64_t e = 0; e < E; ++e) {
-    Affine a = make_affine(rng_, rows, cols, 4, 64, kernels::ScaleType::bf16);
-    packed.insert(packed.end(), a.packed.begin(), a.packed.end());
-    s16.insert(s16.end(), a.s16.begin(), a.s16.end()), b16.insert(b16.end(), a.b16.begin(), a.b16.end());
-    if (e == 0) first = std::move(a);
-  }
-  DeviceBuffer dp = up(packed), ds = up(s16), db = up(b16), de = up(experts), dx = up(randn(2 * cols));
-  kc::DeviceWeight w;
-  w.rows = rows, w.cols = cols, w.affine = true, w.quant = first.host;
-  w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
-  w.stride_w = first.packed.size() * 4, w.stride_s = first.s16.size() * 2;
+  // Gathered: 6 slots over 4 experts of a stacked 4-bit weight (the same weight twice, as two parts of one launch).
+  const int64_t slots = 6, rows = 768, cols = 2048;
+  std::vector<DeviceBuffer> keep;
+  const kc::DeviceWeight w = stacked_experts(4, rows, cols, keep);
+  DeviceBuffer de = up(std::vector<int32_t>{3, 0, 2, 3, 1, 2}), dx = up(randn(2 * cols));
   DeviceBuffer dy = out(2 * slots * rows), dy_pipe = out(2 * slots * rows);
   for (bool pipelined : {false, true}) {
     float* y = (pipelined ? dy_pipe : dy).get<float>();
@@ -251,29 +261,10 @@ TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
       EXPECT_EQ(down<float>(got, c.n * c.rows), down<float>(want, c.n * c.rows));
     }
   // Gathered: 6 slots (3 tokens x 2) over 4 experts of stacked 4-bit gate and up weights.
-  const int64_t E = 4, K = 2, slots = 6, rows = 768, cols = 2048;
-  const std::vector<int32_t> experts = {3, 0, 2, 3, 1, 2};
+  const int64_t K = 2, slots = 6, rows = 768, cols = 2048;
   std::vector<DeviceBuffer> keep;
-  auto stacked = [&] {
-    std::vector<uint32_t> packed;
-    std::vector<uint16_t> s16, b16;
-    Affine first;
-    for (int64_t e = 0; e < E; ++e) {
-      Affine a = make_affine(rng_, rows, cols, 4, 64, kernels::ScaleType::bf16);
-      packed.insert(packed.end(), a.packed.begin(), a.packed.end());
-      s16.insert(s16.end(), a.s16.begin(), a.s16.end()), b16.insert(b16.end(), a.b16.begin(), a.b16.end());
-      if (e == 0) first = std::move(a);
-    }
-    keep.push_back(up(packed)), keep.push_back(up(s16)), keep.push_back(up(b16));
-    kc::DeviceWeight w;
-    w.rows = rows, w.cols = cols, w.affine = true, w.quant = first.host;
-    w.quant.packed = keep[keep.size() - 3].get<uint32_t>(), w.quant.scales = keep[keep.size() - 2].get();
-    w.quant.biases = keep.back().get();
-    w.stride_w = first.packed.size() * 4, w.stride_s = first.s16.size() * 2;
-    return w;
-  };
-  const kc::DeviceWeight gate = stacked(), upw = stacked();
-  DeviceBuffer de = up(experts), dx = up(randn(3 * cols)), dg = out(slots * rows), du = out(slots * rows);
+  const kc::DeviceWeight gate = stacked_experts(4, rows, cols, keep), upw = stacked_experts(4, rows, cols, keep);
+  DeviceBuffer de = up(std::vector<int32_t>{3, 0, 2, 3, 1, 2}), dx = up(randn(3 * cols)), dg = out(slots * rows), du = out(slots * rows);
   DeviceBuffer want = out(slots * rows), got = out(slots * rows);
   const kc::GemvPart parts[] = {{gate, dg.get<float>()}, {upw, du.get<float>()}};
   kc::matmul_gathered(parts, 2, de.get<int32_t>(), dx.get<float>(), K, slots, nullptr);

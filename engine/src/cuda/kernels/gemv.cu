@@ -442,6 +442,18 @@ __device__ __forceinline__ void group_rows(int64_t grp, bool pair, int64_t rows,
   }
 }
 
+// Whether the block has no rows (a shorter part's spare blocks), and this warp's rows (whether it has any).
+template <bool kPair>
+__device__ __forceinline__ bool spare_block(const GemvParams& p, const Target& tg) {
+  return blockIdx.x * static_cast<int64_t>(kWarps / p.ksplit) * out_rows_per_group(kPair) >= tg.w.rows;
+}
+template <bool kPair>
+__device__ __forceinline__ bool warp_rows(const GemvParams& p, const Target& tg, int (&r)[kRows]) {
+  const int64_t grp = blockIdx.x * static_cast<int64_t>(kWarps / p.ksplit) + (threadIdx.x >> 5) / p.ksplit;
+  group_rows(grp, kPair, tg.w.rows, r);
+  return grp * out_rows_per_group(kPair) < tg.w.rows;
+}
+
 // The block's rows out: each warp's sums over its lanes, then the ks warps sharing a row group added (plus the
 // bias) into y.
 template <int NT, bool kPair>
@@ -477,25 +489,20 @@ __device__ void write_rows(const float (&acc)[kRows][NT], const Target& tg, cons
 // Block (row block, slot): kWarps / ksplit row groups of kRows rows, ksplit warps each.
 template <class F, int NT, bool kPair = false>
 __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int ks = p.ksplit, groups_per_block = kWarps / ks;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = p.ksplit;
   if (p.experts) chain_wait();  // the slot's expert, hence the weights, come from an earlier kernel
   const Target tg = block_target<kPair>(p);
-  const DeviceWeight& w = tg.w;
-  const float* x = tg.x;
-  constexpr int per_group = out_rows_per_group(kPair);
-  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * per_group >= w.rows) {  // a shorter part's spare blocks
+  if (spare_block<kPair>(p, tg)) {
     chain_wait();
     return;
   }
-  const F f(w), f_hi(kPair ? tg.w_hi : w);  // without a pair the same weight (folded into f)
-  const int64_t rows = w.rows, cols = w.cols;
-  const int64_t grp = blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks;
+  const F f(tg.w), f_hi(tg.w_hi);  // f_hi: the up projection's rows of a pair (unused without one)
+  const float* x = tg.x;
+  const int64_t cols = tg.w.cols;
   constexpr int kUnitCols = 32 * F::kValues;
   const int n_units = static_cast<int>((cols + kUnitCols - 1) / kUnitCols);  // cols < 2^31 (the loaders)
   int r[kRows];
-  group_rows(grp, kPair, rows, r);
-  const bool active = grp * per_group < rows;
+  const bool active = warp_rows<kPair>(p, tg, r);
   typename F::Raw raw[F::kStages][kRows];
   // Stage st holds unit u + st ks of the round; it is refilled with its unit of the next round as soon as its dot
   // is done, so the other stages' loads stay in flight while it computes.
@@ -503,7 +510,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     const int c = unit * kUnitCols + lane * F::kValues;
     if (active && unit < n_units && c < cols)
 #pragma unroll
-      for (int j = 0; j < kRows; ++j) (j < kRows / 2 ? f : f_hi).load(r[j], c, raw[st][j]);
+      for (int j = 0; j < kRows; ++j) (kPair && j >= kRows / 2 ? f_hi : f).load(r[j], c, raw[st][j]);
   };
   int u = warp % ks;
 #pragma unroll
@@ -543,8 +550,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
 // as gemv_kernel: bit-identical results.
 template <int BITS>
 constexpr int kPipelineStages = BITS == 4 ? 6 : 4;
+// One lane's slots of one stage: the codes, scale and bias words of kRows rows.
 template <int BITS>
-__host__ __device__ constexpr int64_t pipeline_lane_bytes() {  // one lane's slots of one stage: codes, scale and bias words of kRows rows
+__host__ __device__ constexpr int64_t pipeline_lane_bytes() {
   return kRows * (BITS * 4 + 8);
 }
 __host__ __device__ constexpr int64_t pipeline_x_offset(int64_t x_bytes) { return (x_bytes + 15) / 16 * 16; }
@@ -557,24 +565,19 @@ template <int BITS, ScaleRead SR, int NT, bool kPair = false>
 __global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvParams p) {
   using F = Affine<BITS, XMode::shared, SR>;
   constexpr int S = kPipelineStages<BITS>;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int ks = p.ksplit, groups_per_block = kWarps / ks;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = p.ksplit;
   if (p.experts) chain_wait();  // the slot's expert, hence the weights, come from an earlier kernel
   const Target tg = block_target<kPair>(p);
-  const DeviceWeight& w = tg.w;
-  constexpr int per_group = out_rows_per_group(kPair);
-  if (blockIdx.x * static_cast<int64_t>(groups_per_block) * per_group >= w.rows) {  // a shorter part's spare blocks
+  if (spare_block<kPair>(p, tg)) {
     chain_wait();
     return;
   }
-  const F f(w), f_hi(kPair ? tg.w_hi : w);  // without a pair the same weight (folded into f)
-  const int64_t rows = w.rows, cols = w.cols;
-  const int64_t grp = blockIdx.x * static_cast<int64_t>(groups_per_block) + warp / ks;
+  const F f(tg.w), f_hi(tg.w_hi);
+  const int64_t cols = tg.w.cols;
   constexpr int kUnitCols = 32 * F::kValues;
   const int n_units = static_cast<int>((cols + kUnitCols - 1) / kUnitCols);
   int r[kRows];
-  group_rows(grp, kPair, rows, r);
-  const bool active = grp * per_group < rows;
+  const bool active = warp_rows<kPair>(p, tg, r);
   // Shared memory: x (SharedX), then per warp S stages of [kRows][BITS / 4][32 lanes] uint4 codes and [kRows][32]
   // scale and bias words.
   extern __shared__ int4 shared_x[];
@@ -592,7 +595,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvPara
     if (active && unit < n_units && c < cols)
 #pragma unroll
       for (int j = 0; j < kRows; ++j)
-        (j < kRows / 2 ? f : f_hi).copy_async(r[j], c, codes_of(st, j), words_of(st) + j * 32, words_of(st) + (kRows + j) * 32);
+        (kPair && j >= kRows / 2 ? f_hi : f)
+            .copy_async(r[j], c, codes_of(st, j), words_of(st) + j * 32, words_of(st) + (kRows + j) * 32);
     async_commit();
   };
   int unit = warp % ks;
@@ -616,7 +620,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvPara
       typename F::Raw raw[kRows];
 #pragma unroll
       for (int j = 0; j < kRows; ++j)
-        (j < kRows / 2 ? f : f_hi).raw_from(r[j], c, codes_of(st, j), words_of(st)[j * 32], words_of(st)[(kRows + j) * 32], raw[j]);
+        (kPair && j >= kRows / 2 ? f_hi : f)
+            .raw_from(r[j], c, codes_of(st, j), words_of(st)[j * 32], words_of(st)[(kRows + j) * 32], raw[j]);
       f.template dot<NT>(raw, tg.x, sx, c, p.n, acc);
     }
   }
