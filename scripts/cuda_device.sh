@@ -12,7 +12,8 @@
 #  to $OUT, after an iobench of the synth's largest file;
 #  stream-moe: iobench as swiftlm's, then decode-bench --stream-experts on the 30b-a3b 4-bit synth with the swiftlm
 #  SSD config's 1.5 GB cache, once per LMLAB_STREAM_GRAPH value in STREAM_GRAPH (default "0 1"), to stream.jsonl:
-#  the decode's SSD bytes, misses and read rate against the drive)
+#  the decode's SSD bytes, misses and read rate against the drive;
+#  ab-SHAPE: AB_VAR=LMLAB_GATE_UP_PAIR (or another opt-in knob) 0 / 1 alternated over SHAPE's decode, to ab.jsonl)
 # (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off unless PROFILE_GRAPH=1: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,9 +23,17 @@ mkdir -p "$out"
 cublas=$(find /usr/local/cuda*/lib64 /usr/lib/x86_64-linux-gnu /usr/local/lib/python3*/dist-packages/nvidia \
   /usr/lib/python3*/dist-packages/nvidia /opt -name 'libcublas.so.13*' 2>/dev/null | head -1)
 export LD_LIBRARY_PATH="$here/lib:$(dirname "${cublas:-/nonexistent/x}"):$(dirname "${cublas:-/x/x}" | sed 's|cublas/lib|cu13/lib|'):${LD_LIBRARY_PATH:-}"
-for z in "$here"/lib/*.xz "$here"/*.xz; do  # python's lzma: xz-utils may be missing there; once per call (removed)
-  [ -e "$z" ] && python3 -c 'import lzma, sys; open(sys.argv[1][:-3], "wb").write(lzma.open(sys.argv[1]).read())' "$z" && rm "$z"
-done
+# Python's lzma (xz-utils may be missing there), once per call (each .xz removed), under a lock and without
+# LD_LIBRARY_PATH: two steps started at once (e.g. `synth-moe &`) raced, and python loaded the half-written
+# lib/liblzma.so.5 through the path set above.
+(
+  flock 9
+  for z in "$here"/lib/*.xz "$here"/*.xz; do
+    [ -e "$z" ] || continue
+    env -u LD_LIBRARY_PATH python3 -c 'import lzma, sys; open(sys.argv[1][:-3] + ".part", "wb").write(lzma.open(sys.argv[1]).read())' "$z" \
+      && mv "${z%.xz}.part" "${z%.xz}" && rm "$z"
+  done
+) 9> "$here/.unpack.lock"
 chmod +x "$here"/lmlab "$here"/lmlab_tests "$here"/lmlab_bench 2>/dev/null
 nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 # The tests read fixtures from $LMLAB_FIXTURES_DIR (tests/fixtures.h); each call carries some
@@ -143,6 +152,16 @@ print(f"{s/1e3:.1f} us of kernels over a span of {span/1e3:.1f} us ({100*s/span:
 PY
       ;;
     synth-*) synth_dir "${step#synth-}" ;;  # e.g. `cuda_device.sh synth-moe &` while the tests run
+    ab-*)  # AB_VAR's values AB_VALUES (default "0 1") alternated AB_REPS times (default 2) over SHAPE's decode, graphs
+      # on, in one process order: decode tok/s @512 / @4096 per value, to ab.jsonl (an opt-in kernel against the default)
+      shape=${step#ab-}; dir=$(synth_dir "$shape")
+      for rep in $(seq "${AB_REPS:-2}"); do for v in ${AB_VALUES:-0 1}; do
+        env "${AB_VAR:?AB_VAR names the variable}=$v" LMLAB_CUDA_GRAPH=1 timeout "${BENCH_TIMEOUT:-200}" "$here/lmlab" \
+          decode-bench --model "$dir" --device cuda --ctx-size 4608 --contexts 512,4096 -n 64 --json 2>&1 \
+          | sed "s/^{/{\"ab\":\"$AB_VAR=$v\",\"shape\":\"$shape\",/" | tee -a "$out/ab.jsonl" \
+          | grep -o '"ab":"[^"]*"\|"context":[0-9]*,"decode_tok_s":[0-9.]*' | tr '\n' ' '; echo
+      done; done
+      ;;
     kv-*)
       shape=${step#kv-}
       for mode in ${KV_MODES:-f16 turbo}; do timeout "${KV_TIMEOUT:-280}" "$here/lmlab" decode-bench --model "$(synth_dir "$shape")" --device cuda \
