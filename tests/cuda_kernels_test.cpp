@@ -559,6 +559,44 @@ TEST_F(CudaKernels, RoutingAndCombineMatchReference) {
   }
 }
 
+// The router GEMV whose last block routes (matmul_route) picks the experts and weights route_topk picks from the same
+// logits, bit for bit: 4-bit routers on the float path and bf16 ones, 8 and 128 experts, k 2 and 8, 1 and 3 tokens,
+// with and without renormalisation; twice in a row (the counter re-armed); a chunk (matmul, then route_topk) and a
+// router of 2^20 weights (the integer path: two launches).
+TEST_F(CudaKernels, FusedRoutingEqualsRouterThenTopK) {
+  struct Case { int bits; int64_t E, H, n, k; bool renorm; };  // bits 0: bf16
+  const Case cases[] = {{4, 128, 2048, 1, 8, true}, {4, 8, 1024, 3, 2, false}, {0, 128, 512, 1, 8, false},
+                        {0, 8, 4096, 2, 2, true},   {4, 128, 2048, 13, 8, true}, {4, 512, 2048, 1, 8, true}};
+  DeviceBuffer done = up(std::vector<uint32_t>{0});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << c.bits << "-bit E " << c.E << " H " << c.H << " n " << c.n << " k " << c.k);
+    Affine a = make_affine(rng_, c.E, c.H, 4, 64, kernels::ScaleType::bf16);
+    DeviceBuffer dp = up(a.packed), ds = up(a.s16), db = up(a.b16), dw = up(to_half(randn(c.E * c.H), WeightType::bf16));
+    kc::DeviceWeight w;
+    w.rows = c.E, w.cols = c.H;
+    if (c.bits) {
+      w.affine = true, w.quant = a.host;
+      w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
+    } else {
+      w.type = WeightType::bf16, w.dense = dw.get();
+    }
+    DeviceBuffer dx = up(randn(c.n * c.H)), logits = out(c.n * c.E);
+    DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.E, c.H, c.n, true), "scratch");
+    DeviceBuffer want_e = up(std::vector<int32_t>(c.n * c.k, -1)), want_w = out(c.n * c.k);
+    kc::matmul(w, dx.get<float>(), logits.get<float>(), c.n, scratch.get(), nullptr);
+    kc::route_topk(logits.get<float>(), c.n, c.E, c.k, c.renorm, want_e.get<int32_t>(), want_w.get<float>(), nullptr);
+    for (int rep = 0; rep < 2; ++rep) {
+      DeviceBuffer got_e = up(std::vector<int32_t>(c.n * c.k, -1)), got_w = out(c.n * c.k), got_l = out(c.n * c.E);
+      const kc::RouteTail tail{got_e.get<int32_t>(), got_w.get<float>(), c.k, c.renorm, done.get<unsigned>()};
+      kc::matmul_route(w, dx.get<float>(), got_l.get<float>(), c.n, tail, scratch.get(), nullptr);
+      EXPECT_EQ(down<float>(got_l, c.n * c.E), down<float>(logits, c.n * c.E)) << "logits, run " << rep;
+      EXPECT_EQ(down<int32_t>(got_e, c.n * c.k), down<int32_t>(want_e, c.n * c.k)) << "experts, run " << rep;
+      EXPECT_EQ(down<float>(got_w, c.n * c.k), down<float>(want_w, c.n * c.k)) << "weights, run " << rep;
+      EXPECT_EQ(down<uint32_t>(done, 1)[0], 0u) << "the counter is re-armed";
+    }
+  }
+}
+
 TEST_F(CudaKernels, EmbeddingRowsMatchDequantizedRows) {
   const int64_t vocab = 50, H = 128;
   const std::vector<int32_t> tokens = {0, 49, 7, 7, 23};

@@ -60,6 +60,7 @@ struct Scratch {
   DeviceBuffer tokens, positions, x, h, y, q, k, v, attn, g, u, logits, router, experts, weights, slot_out, mm, at;
   DeviceBuffer slot_ids, predicted, predicted_weights;  // --stream-experts: VRAM slots, next layer's guess
   DeviceBuffer groups;  // MoE chunks of kGroupedMinTokens or more: the slots grouped by expert (grouped_matmul.cu)
+  DeviceBuffer route_done;  // the fused router's block counter (kc::RouteTail::done), at 0 between launches
 };
 
 // Whether any Linear the prefill matmul serves is MLX affine (its scratch then holds a dequantized pass of rows).
@@ -90,6 +91,8 @@ class CudaBackend final : public Backend {
     grouped_experts_ = !(ge && std::string(ge) == "0");
     const char* gp = std::getenv("LMLAB_GATE_UP_PAIR");
     gate_up_pair_ = gp && std::string(gp) == "1";
+    const char* fr = std::getenv("LMLAB_FUSED_ROUTING");
+    fused_routing_ = fr && std::string(fr) == "1";
     affine_ = has_affine_linears(t);
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
     try {  // the destructor does not run if this throws: the streams would leak
@@ -221,6 +224,9 @@ class CudaBackend final : public Backend {
   // LMLAB_GATE_UP_PAIR=1: decode's gate / up GEMV applies the activation (matmul_gate_up: one launch fewer per layer);
   // off until a GPU has run its test and measured it against the two launches.
   bool gate_up_pair_ = false;
+  // LMLAB_FUSED_ROUTING=1: decode's router GEMV also picks the experts (its last block runs route_topk's code: one
+  // launch fewer per MoE layer); off until a GPU has run its test and measured it.
+  bool fused_routing_ = false;
   bool affine_ = false;  // has_affine_linears(t_), for the prefill matmul scratch
   std::shared_ptr<cuda::DeviceAllocator> alloc_;  // shared with the KV allocator, whose blocks may outlive us
   std::shared_ptr<cuda::DeviceKvBlockAllocator> kv_alloc_;
@@ -292,6 +298,10 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
   sc.u = f(n * inter, "mlp up");
   sc.logits = f(n * s_.vocab, "logits");
   sc.router = f(n * s_.n_experts, "router logits");
+  if (s_.n_experts) {
+    sc.route_done = f(1, "router counter");
+    check(cudaMemsetAsync(sc.route_done.get(), 0, sc.route_done.bytes(), stream_), "router counter");
+  }
   sc.experts = f(slots, "routed experts");
   sc.weights = f(slots, "routing weights");
   sc.slot_out = f(s_.n_experts ? slots * H : 0, "expert outputs");
@@ -334,8 +344,13 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
   float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
   int32_t* experts = sc.experts.get<int32_t>();
   float* weights = sc.weights.get<float>();
-  linear(sc, w.router, h, sc.router.get<float>(), n);
-  kc::route_topk(sc.router.get<float>(), n, s_.n_experts, K, s_.norm_topk, experts, weights, stream_);
+  if (fused_routing_) {
+    const kc::RouteTail tail{experts, weights, K, s_.norm_topk, sc.route_done.get<unsigned>()};
+    kc::matmul_route(w.router.w, h, sc.router.get<float>(), n, tail, sc.mm.get(), stream_);
+  } else {
+    linear(sc, w.router, h, sc.router.get<float>(), n);
+    kc::route_topk(sc.router.get<float>(), n, s_.n_experts, K, s_.norm_topk, experts, weights, stream_);
+  }
   // Into the stacks: expert ids, or VRAM slots (named by the host now, or, in a graph, when the graph runs).
   const int32_t* index = !experts_ ? experts : capturing_streamed_ ? stream_in_graph(sc, l, n) : stream_in(sc, l, n);
   const bool host_step = experts_ && !capturing_streamed_;  // this call holds host experts until finish()

@@ -29,6 +29,7 @@
 #include "cuda/kernels/gemv.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/route_token.cuh"
 #include "cuda/kernels/weight_access.cuh"
 
 namespace lmlab::kernels::cuda {
@@ -59,6 +60,7 @@ struct Dense {
   static constexpr int kValues = T == WeightType::f32 ? 4 : 8;  // 16 bytes
   static constexpr int kStages = 2;                              // units per row loaded ahead of use
   static constexpr bool kSharedX = false;
+  static constexpr bool kIntX = false;  // x as int16 (the 4/8-bit integer paths)
   static constexpr int kBits = 0;
   struct Raw {
     uint4 v;
@@ -212,6 +214,7 @@ template <int BITS, XMode MODE, ScaleRead SR>
 struct Affine {
   static constexpr int kValues = 32;
   static constexpr bool kSharedX = MODE == XMode::shared;
+  static constexpr bool kIntX = MODE != XMode::f32;
   static constexpr int kBits = BITS;
   // Registers: the lane-quantized x of a unit, or 8-bit codes, take what a second stage would.
   static constexpr int kStages = MODE == XMode::lane || BITS > 4 ? 1 : 2;
@@ -405,6 +408,7 @@ struct GemvParams {
   // block writes act(gate . x) * (up . x) into parts[0].y, the activation's launch saved.
   bool gated_pair;
   GateActivation act;
+  RouteTail route;  // route.done set: the MoE router, routed by the launch's last block
 };
 
 // The block's part, slot, weight (the slot's expert), x row and y; w_hi: the weight of a warp's upper kRows / 2 rows
@@ -454,9 +458,26 @@ __device__ __forceinline__ bool warp_rows(const GemvParams& p, const Target& tg,
   return grp * out_rows_per_group(kPair) < tg.w.rows;
 }
 
+// The router's tail: every block counts itself done once its logits are out; the last one (it sees the others'
+// logits after the fence) routes each token by a warp (route_token, as route_topk does) and re-arms the counter for
+// the next launch (a graph replays it).
+__device__ void route_in_last_block(const GemvParams& p, const float* logits, int64_t E) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(p.route.done, 1u) == gridDim.x * gridDim.y - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const RouteTail& r = p.route;
+  for (int t = threadIdx.x >> 5; t < p.n; t += blockDim.x >> 5)
+    route_token(logits + t * E, E, r.k, r.renormalize, r.experts + t * r.k, r.weights + t * r.k);
+  if (threadIdx.x == 0) *p.route.done = 0;
+}
+
 // The block's rows out: each warp's sums over its lanes, then the ks warps sharing a row group added (plus the
 // bias) into y.
-template <int NT, bool kPair>
+template <int NT, bool kPair, bool kRoute>
 __device__ void write_rows(const float (&acc)[kRows][NT], const Target& tg, const GemvParams& p) {
   const DeviceWeight& w = tg.w;
   const int ks = p.ksplit, n = p.n;
@@ -484,6 +505,8 @@ __device__ void write_rows(const float (&acc)[kRows][NT], const Target& tg, cons
     }
     tg.y[t * w.rows + row] = v;
   }
+  if constexpr (kRoute)
+    if (p.route.done) route_in_last_block(p, tg.y, w.rows);
 }
 
 // Block (row block, slot): kWarps / ksplit row groups of kRows rows, ksplit warps each.
@@ -539,7 +562,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
       u += ks * F::kStages;
     }
   }
-  write_rows<NT, kPair>(acc, tg, p);
+  write_rows<NT, kPair, !F::kIntX>(acc, tg, p);  // routers take the float and dense paths (gemv_route)
 }
 
 // The 4/8-bit shared-x GEMV with its weights staged through shared memory by cp.async (LMLAB_GEMV_PIPELINE=1, off
@@ -626,7 +649,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvPara
     }
   }
   async_wait<0>();  // no copy lands after the block is gone
-  write_rows<NT, kPair>(acc, tg, p);
+  write_rows<NT, kPair, false>(acc, tg, p);
 }
 
 // Dense rows whose 16-byte slices do not line up (cols not a multiple of the vector, odd pointers): a warp
@@ -737,14 +760,21 @@ void launch_int(const GemvParams& p, cudaStream_t stream) {
   launch_tokens<Affine<BITS, XMode::lane, SR>>(p, stream);
 }
 
+// The integer paths: 4/8-bit matrices of at least kIntMinWeights (every part) with power-of-two groups.
+bool takes_int_x(const GemvParams& p) {
+  const DeviceWeight& w = p.parts[0].w;
+  if (!w.affine || (w.quant.bits != 4 && w.quant.bits != 8)) return false;
+  int64_t fewest = w.rows * w.cols;
+  for (int i = 1; i < p.n_parts; ++i) fewest = std::min(fewest, p.parts[i].w.rows * p.parts[i].w.cols);
+  const bool pow2_groups = (w.quant.group_size & (w.quant.group_size - 1)) == 0;  // every part's (same_format)
+  return fewest >= kIntMinWeights && pow2_groups;
+}
+
 template <int BITS>
 void launch_affine(const GemvParams& p, cudaStream_t stream) {
   if constexpr (BITS == 4 || BITS == 8) {
-    const AffineWeight& q = p.parts[0].w.quant;
-    int64_t fewest = p.parts[0].w.rows * p.parts[0].w.cols;
-    for (int i = 1; i < p.n_parts; ++i) fewest = std::min(fewest, p.parts[i].w.rows * p.parts[i].w.cols);
-    const bool pow2_groups = (q.group_size & (q.group_size - 1)) == 0;  // every part's (same_format)
-    if (fewest >= kIntMinWeights && pow2_groups) {
+    if (takes_int_x(p)) {
+      const AffineWeight& q = p.parts[0].w.quant;
       switch (q.scale_type) {
         case ScaleType::bf16: return launch_int<BITS, ScaleRead::bf16>(p, stream);
         case ScaleType::f16: return launch_int<BITS, ScaleRead::f16>(p, stream);
@@ -825,6 +855,20 @@ void gemv_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, c
                    int64_t n_slots, cudaStream_t stream) {
   if (n_slots == 0 || n_parts == 0) return;
   run_parts(parts, n_parts, experts, x, x_div, n_slots, 1, stream);
+}
+
+void gemv_route(const GemvPart& router, const float* x, int64_t n, const RouteTail& route, cudaStream_t stream) {
+  if (n == 0) return;
+  GemvParams p{};
+  p.x = x, p.x_div = 1, p.n_slots = 1, p.n = static_cast<int>(n), p.ksplit = 1;
+  p.parts[0] = router, p.n_parts = 1;  // one part: every block has rows, so every block counts itself
+  if (takes_int_x(p) || (!router.w.affine && !dense_aligned(p))) {  // kernels without the tail: two launches
+    run(p, stream);
+    route_topk(router.y, n, router.w.rows, route.k, route.renormalize, route.experts, route.weights, stream);
+    return;
+  }
+  p.route = route;
+  run(p, stream);
 }
 
 void gemv_gate_up(const GemvPart& gate, const GemvPart& up, GateActivation act, float* out, const int32_t* experts,

@@ -25,4 +25,9 @@ void gemv_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, c
 void gemv_gate_up(const GemvPart& gate, const GemvPart& up, GateActivation act, float* out, const int32_t* experts,
                   const float* x, int64_t x_div, int64_t n_slots, int64_t n, cudaStream_t stream);
 
+// The MoE router's logits (router.y, [n, E]) and, in the same launch, each token's top-k (RouteTail in
+// kernels_cuda.h) by the block that finishes last (the float and dense kernels; a router on the integer path gets
+// route_topk's launch after it); route.done: a device counter at 0, left at 0.
+void gemv_route(const GemvPart& router, const float* x, int64_t n, const RouteTail& route, cudaStream_t stream);
+
 }  // namespace lmlab::kernels::cuda

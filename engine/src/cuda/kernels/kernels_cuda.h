@@ -75,6 +75,19 @@ void group_slots(const int32_t* experts, int64_t n_slots, int64_t n_experts, voi
 void matmul_grouped(const GemvPart* parts, int n_parts, const void* groups, int64_t n_slots, int64_t n_experts,
                     const float* x, int64_t x_div, cudaStream_t stream);
 
+// The MoE router and its top-k in one launch for decode (n <= 8 tokens; the router GEMV's last block routes, as
+// route_topk below would, from the logits the launch wrote to `logits` [n, E]); chunks: matmul, then route_topk.
+// done: one device word at 0 (the launch leaves it at 0), per stream that routes.
+struct RouteTail {
+  int32_t* experts;  // [n, k]
+  float* weights;    // [n, k]
+  int64_t k;
+  bool renormalize;
+  unsigned* done;
+};
+void matmul_route(const DeviceWeight& router, const float* x, float* logits, int64_t n, const RouteTail& route,
+                  void* scratch, cudaStream_t stream);
+
 // rmsnorm.cu: y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, rows of `dim` (x may equal y).
 void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t dim, float eps, cudaStream_t stream);
 // x += y, then h = norm(x) * w: the residual add and the next norm in one pass.

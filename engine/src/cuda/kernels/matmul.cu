@@ -13,6 +13,7 @@
 
 #include "cuda/cublas_library.h"
 #include "cuda/cuda_check.h"
+#include "cuda/kernels/expert_order.cuh"
 #include "cuda/kernels/gemv.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/weight_access.cuh"
@@ -256,6 +257,15 @@ void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n,
 void matmul_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div,
                      int64_t n_slots, cudaStream_t stream) {
   gemv_gathered(parts, n_parts, experts, x, x_div, n_slots, stream);
+}
+
+void matmul_route(const DeviceWeight& router, const float* x, float* logits, int64_t n, const RouteTail& route,
+                  void* scratch, cudaStream_t stream) {
+  if (route.k > kMaxTopK || route.k > router.rows)
+    throw Error(ErrorKind::unsupported, "cuda route", "top-k must be at most 16 and at most the expert count");
+  if (n <= kMaxGemvTokens) return gemv_route({router, logits}, x, n, route, stream);
+  matmul(router, x, logits, n, scratch, stream);
+  route_topk(logits, n, router.rows, route.k, route.renormalize, route.experts, route.weights, stream);
 }
 
 void matmul_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act, const float* x, float* g,

@@ -1,7 +1,6 @@
-// MoE routing on the GPU, so the decode step never waits for the host: a warp per token takes the softmax
-// over its experts' logits and picks the k most probable by repeated selection in (probability descending,
-// index ascending) order, the reference's tie rule. moe_combine sums each token's expert outputs in
-// ascending expert order, as the CPU does, so both add in the same order.
+// MoE routing on the GPU, so the decode step never waits for the host: a warp per token takes the softmax over its
+// experts' logits and picks the k most probable (route_token.cuh, the reference's tie rule). moe_combine sums each
+// token's expert outputs in ascending expert order, as the CPU does, so both add in the same order.
 #include <cmath>
 
 #include "cuda/cuda_check.h"
@@ -9,6 +8,7 @@
 #include "cuda/kernels/expert_order.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/route_token.cuh"
 
 namespace lmlab::kernels::cuda {
 
@@ -20,37 +20,7 @@ __global__ void route_topk_kernel(const float* logits, int64_t n_tokens, int64_t
   chain_enter();
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + (threadIdx.x >> 5);
   if (t >= n_tokens) return;
-  const int lane = threadIdx.x & 31;
-  const float* x = logits + t * E;
-  float mx = -INFINITY;
-  for (int64_t e = lane; e < E; e += 32) mx = fmaxf(mx, x[e]);
-  mx = warp_max(mx);
-  float sum = 0.0f;
-  for (int64_t e = lane; e < E; e += 32) sum += expf(x[e] - mx);
-  sum = warp_sum(sum);
-  // Round i takes the most probable expert after the previous pick in (probability descending, index
-  // ascending) order: each lane its best candidate, then the warp's best of those.
-  float prev_p = INFINITY, chosen_sum = 0.0f;
-  int64_t prev_i = -1;
-  for (int64_t i = 0; i < k; ++i) {
-    float best_p = -1.0f;
-    int64_t best = E;
-    for (int64_t e = lane; e < E; e += 32) {
-      const float p = expf(x[e] - mx) / sum;
-      const bool after_prev = p < prev_p || (p == prev_p && e > prev_i);
-      if (after_prev && p > best_p) best_p = p, best = e;
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-      const float op = __shfl_xor_sync(0xffffffffu, best_p, o);
-      const int64_t oi = __shfl_xor_sync(0xffffffffu, best, o);
-      if (op > best_p || (op == best_p && oi < best)) best_p = op, best = oi;
-    }
-    if (lane == 0) experts[t * k + i] = static_cast<int32_t>(best), weights[t * k + i] = best_p;
-    chosen_sum += best_p;
-    prev_p = best_p, prev_i = best;
-  }
-  if (renormalize && lane == 0)
-    for (int64_t i = 0; i < k; ++i) weights[t * k + i] /= chosen_sum;
+  route_token(logits + t * E, E, k, renormalize, experts + t * k, weights + t * k);
 }
 
 __global__ void moe_combine_kernel(const float* slot_out, const int32_t* experts, const float* weights,
