@@ -446,11 +446,17 @@ __device__ __forceinline__ void group_rows(int64_t grp, bool pair, int64_t rows,
   }
 }
 
-// Whether the block has no rows (a shorter part's spare blocks), and this warp's rows (whether it has any).
+// The block's target (after the wait its expert ids need); false for a block without rows (a shorter part's spare
+// blocks), which has waited for the kernel before it and may exit.
 template <bool kPair>
-__device__ __forceinline__ bool spare_block(const GemvParams& p, const Target& tg) {
-  return blockIdx.x * static_cast<int64_t>(kWarps / p.ksplit) * out_rows_per_group(kPair) >= tg.w.rows;
+__device__ __forceinline__ bool block_rows(const GemvParams& p, Target& tg) {
+  if (p.experts) chain_wait();  // the slot's expert, hence the weights, come from an earlier kernel
+  tg = block_target<kPair>(p);
+  if (blockIdx.x * static_cast<int64_t>(kWarps / p.ksplit) * out_rows_per_group(kPair) < tg.w.rows) return true;
+  chain_wait();
+  return false;
 }
+// This warp's rows, and whether it has any.
 template <bool kPair>
 __device__ __forceinline__ bool warp_rows(const GemvParams& p, const Target& tg, int (&r)[kRows]) {
   const int64_t grp = blockIdx.x * static_cast<int64_t>(kWarps / p.ksplit) + (threadIdx.x >> 5) / p.ksplit;
@@ -513,12 +519,8 @@ __device__ void write_rows(const float (&acc)[kRows][NT], const Target& tg, cons
 template <class F, int NT, bool kPair = false>
 __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = p.ksplit;
-  if (p.experts) chain_wait();  // the slot's expert, hence the weights, come from an earlier kernel
-  const Target tg = block_target<kPair>(p);
-  if (spare_block<kPair>(p, tg)) {
-    chain_wait();
-    return;
-  }
+  Target tg;
+  if (!block_rows<kPair>(p, tg)) return;
   const F f(tg.w), f_hi(tg.w_hi);  // f_hi: the up projection's rows of a pair (unused without one)
   const float* x = tg.x;
   const int64_t cols = tg.w.cols;
@@ -589,12 +591,8 @@ __global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvPara
   using F = Affine<BITS, XMode::shared, SR>;
   constexpr int S = kPipelineStages<BITS>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = p.ksplit;
-  if (p.experts) chain_wait();  // the slot's expert, hence the weights, come from an earlier kernel
-  const Target tg = block_target<kPair>(p);
-  if (spare_block<kPair>(p, tg)) {
-    chain_wait();
-    return;
-  }
+  Target tg;
+  if (!block_rows<kPair>(p, tg)) return;
   const F f(tg.w), f_hi(tg.w_hi);
   const int64_t cols = tg.w.cols;
   constexpr int kUnitCols = 32 * F::kValues;
