@@ -101,7 +101,7 @@ void BM_cuda_gemv(benchmark::State& state, Shape shape, int bits, int tokens) {
 }
 
 // A gated MLP's gate and up projections with the activation, one token (slots > 0: gathered experts): `pair` in one
-// launch (gemv_gate_up), else the two-part GEMV and gated_mul (the decode's default until the pair is measured).
+// launch (matmul_gate_up with DecodeOptions::gate_up_pair), else the two-part GEMV and gated_mul.
 void BM_cuda_gate_up(benchmark::State& state, Shape shape, int bits, bool pair) {
   if (skip_without_gpu(state)) return;
   DeviceAllocator alloc;
@@ -114,6 +114,10 @@ void BM_cuda_gate_up(benchmark::State& state, Shape shape, int bits, bool pair) 
   const DeviceBuffer experts = expert_ids(alloc, slots, E);
   fill_device(x, static_cast<uint64_t>(shape.cols) * 4, 4);
   const auto act = kc::GateActivation::silu;
+  const kc::DecodeOptions was = kc::decode_options();
+  kc::DecodeOptions chosen = was;
+  chosen.gate_up_pair = pair;
+  kc::set_decode_options(chosen);
   lmlab::bench::time_graph(state, kLaunches, [&](cudaStream_t stream) {
     if (pair && shape.slots) {
       kc::matmul_gathered_gate_up(gate.w, up.w, act, experts.get<int32_t>(), x.get<float>(), slots, slots, g.get<float>(),
@@ -128,6 +132,7 @@ void BM_cuda_gate_up(benchmark::State& state, Shape shape, int bits, bool pair) 
       kc::gated_mul(act, g.get<float>(), u.get<float>(), out.get<float>(), slots * shape.rows, stream);
     }
   });
+  kc::set_decode_options(was);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * 2 * gate.read_bytes * slots));
 }
 

@@ -11,7 +11,6 @@
 #ifdef LMLAB_HAVE_CUDA
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -40,6 +39,13 @@ class CudaKernels : public test::CudaTest {
   // E experts of rows x cols, 4-bit g64 bf16 scales, stacked as a model's expert tensor: the device weight of expert
   // 0 with the strides between experts; the buffers go into `keep`.
   kc::DeviceWeight stacked_experts(int64_t E, int64_t rows, int64_t cols, std::vector<DeviceBuffer>& keep);
+};
+
+// The opt-in decode kernels chosen for a scope (kernels_cuda.h DecodeOptions), the process's choice restored after.
+struct ScopedDecodeOptions {
+  explicit ScopedDecodeOptions(const kc::DecodeOptions& o) : was(kc::decode_options()) { kc::set_decode_options(o); }
+  ~ScopedDecodeOptions() { kc::set_decode_options(was); }
+  kc::DecodeOptions was;
 };
 
 std::vector<uint16_t> to_half(const std::vector<float>& v, WeightType t) {
@@ -182,10 +188,8 @@ TEST_F(CudaKernels, PipelinedGemvEqualsTheRegisterKernel) {
                         {4, 128, kernels::ScaleType::f32, 520, 2176, 3},  {8, 64, kernels::ScaleType::bf16, 300, 4096, 1},
                         {8, 32, kernels::ScaleType::bf16, 1030, 1024, 8}, {4, 64, kernels::ScaleType::bf16, 4100, 12288, 1}};
   auto run = [&](bool pipelined, auto&& body) {
-    if (pipelined) setenv("LMLAB_GEMV_PIPELINE", "1", 1);
-    else unsetenv("LMLAB_GEMV_PIPELINE");
+    const ScopedDecodeOptions chosen({.gemv_pipeline = pipelined});
     body();
-    unsetenv("LMLAB_GEMV_PIPELINE");
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << c.bits << "-bit g" << c.gs << " rows " << c.rows << " cols " << c.cols << " n "
@@ -251,13 +255,12 @@ TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
       DeviceBuffer dx = up(randn(c.n * c.cols)), dg = out(c.n * c.rows), du = out(c.n * c.rows);
       DeviceBuffer want = out(c.n * c.rows), got = out(c.n * c.rows);
       DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, true), "scratch");
-      if (c.pipelined) setenv("LMLAB_GEMV_PIPELINE", "1", 1);
+      const ScopedDecodeOptions chosen({.gemv_pipeline = c.pipelined, .gate_up_pair = true});
       const kc::GemvPart parts[] = {{gate, dg.get<float>()}, {upw, du.get<float>()}};
       kc::matmul_parts(parts, 2, dx.get<float>(), c.n, scratch.get(), nullptr);
       kc::gated_mul(act, dg.get<float>(), du.get<float>(), want.get<float>(), c.n * c.rows, nullptr);
       kc::matmul_gate_up(gate, upw, act, dx.get<float>(), dg.get<float>(), du.get<float>(), got.get<float>(), c.n,
                          scratch.get(), nullptr);
-      unsetenv("LMLAB_GEMV_PIPELINE");
       EXPECT_EQ(down<float>(got, c.n * c.rows), down<float>(want, c.n * c.rows));
     }
   // Gathered: 6 slots (3 tokens x 2) over 4 experts of stacked 4-bit gate and up weights.
@@ -269,6 +272,7 @@ TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
   const kc::GemvPart parts[] = {{gate, dg.get<float>()}, {upw, du.get<float>()}};
   kc::matmul_gathered(parts, 2, de.get<int32_t>(), dx.get<float>(), K, slots, nullptr);
   kc::gated_mul(kc::GateActivation::silu, dg.get<float>(), du.get<float>(), want.get<float>(), slots * rows, nullptr);
+  const ScopedDecodeOptions chosen({.gate_up_pair = true});
   kc::matmul_gathered_gate_up(gate, upw, kc::GateActivation::silu, de.get<int32_t>(), dx.get<float>(), K, slots,
                               dg.get<float>(), du.get<float>(), got.get<float>(), nullptr);
   EXPECT_EQ(down<float>(got, slots * rows), down<float>(want, slots * rows)) << "gathered";
@@ -565,6 +569,7 @@ TEST_F(CudaKernels, RoutingAndCombineMatchReference) {
 // router of 2^20 weights (the integer path: two launches).
 TEST_F(CudaKernels, FusedRoutingEqualsRouterThenTopK) {
   struct Case { int bits; int64_t E, H, n, k; bool renorm; };  // bits 0: bf16
+  const ScopedDecodeOptions chosen({.fused_routing = true});
   const Case cases[] = {{4, 128, 2048, 1, 8, true}, {4, 8, 1024, 3, 2, false}, {0, 128, 512, 1, 8, false},
                         {0, 8, 4096, 2, 2, true},   {4, 128, 2048, 13, 8, true}, {4, 512, 2048, 1, 8, true}};
   DeviceBuffer done = up(std::vector<uint32_t>{0});

@@ -89,10 +89,6 @@ class CudaBackend final : public Backend {
     graphs_ = !(g && std::string(g) == "0");
     const char* ge = std::getenv("LMLAB_GROUPED_EXPERTS");
     grouped_experts_ = !(ge && std::string(ge) == "0");
-    const char* gp = std::getenv("LMLAB_GATE_UP_PAIR");
-    gate_up_pair_ = gp && std::string(gp) == "1";
-    const char* fr = std::getenv("LMLAB_FUSED_ROUTING");
-    fused_routing_ = fr && std::string(fr) == "1";
     affine_ = has_affine_linears(t);
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
     try {  // the destructor does not run if this throws: the streams would leak
@@ -221,12 +217,6 @@ class CudaBackend final : public Backend {
   GpuLayerPlan plan_;  // what --gpu-layers 0 decided (empty when given)
   bool graphs_ = true;
   bool grouped_experts_ = true;  // LMLAB_GROUPED_EXPERTS=0: MoE chunks on the gathered GEMV (to measure the GEMM)
-  // LMLAB_GATE_UP_PAIR=1: decode's gate / up GEMV applies the activation (matmul_gate_up: one launch fewer per layer);
-  // off until a GPU has run its test and measured it against the two launches.
-  bool gate_up_pair_ = false;
-  // LMLAB_FUSED_ROUTING=1: decode's router GEMV also picks the experts (its last block runs route_topk's code: one
-  // launch fewer per MoE layer); off until a GPU has run its test and measured it.
-  bool fused_routing_ = false;
   bool affine_ = false;  // has_affine_linears(t_), for the prefill matmul scratch
   std::shared_ptr<cuda::DeviceAllocator> alloc_;  // shared with the KV allocator, whose blocks may outlive us
   std::shared_ptr<cuda::DeviceKvBlockAllocator> kv_alloc_;
@@ -324,13 +314,7 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
 
 void CudaBackend::mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const {
   float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
-  if (gate_up_pair_) {
-    kc::matmul_gate_up(w.gate.w, w.up.w, gate_activation(), h, g, u, g, n, sc.mm.get(), stream_);
-  } else {
-    const kc::GemvPart gate_up[] = {{w.gate.w, g}, {w.up.w, u}};
-    kc::matmul_parts(gate_up, 2, h, n, sc.mm.get(), stream_);
-    kc::gated_mul(gate_activation(), g, u, g, n * w.gate.w.rows, stream_);
-  }
+  kc::matmul_gate_up(w.gate.w, w.up.w, gate_activation(), h, g, u, g, n, sc.mm.get(), stream_);
   linear(sc, w.down, g, sc.y.get<float>(), n);
 }
 
@@ -344,13 +328,8 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
   float *h = sc.h.get<float>(), *g = sc.g.get<float>(), *u = sc.u.get<float>();
   int32_t* experts = sc.experts.get<int32_t>();
   float* weights = sc.weights.get<float>();
-  if (fused_routing_) {
-    const kc::RouteTail tail{experts, weights, K, s_.norm_topk, sc.route_done.get<unsigned>()};
-    kc::matmul_route(w.router.w, h, sc.router.get<float>(), n, tail, sc.mm.get(), stream_);
-  } else {
-    linear(sc, w.router, h, sc.router.get<float>(), n);
-    kc::route_topk(sc.router.get<float>(), n, s_.n_experts, K, s_.norm_topk, experts, weights, stream_);
-  }
+  const kc::RouteTail tail{experts, weights, K, s_.norm_topk, sc.route_done.get<unsigned>()};
+  kc::matmul_route(w.router.w, h, sc.router.get<float>(), n, tail, sc.mm.get(), stream_);
   // Into the stacks: expert ids, or VRAM slots (named by the host now, or, in a graph, when the graph runs).
   const int32_t* index = !experts_ ? experts : capturing_streamed_ ? stream_in_graph(sc, l, n) : stream_in(sc, l, n);
   const bool host_step = experts_ && !capturing_streamed_;  // this call holds host experts until finish()
@@ -364,12 +343,8 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
       kc::matmul_grouped(gate_up, 2, sc.groups.get(), slots, route_ids_, h, K, stream_);
       kc::gated_mul(gate_activation(), g, u, g, slots * inter, stream_);
       kc::matmul_grouped(&down, 1, sc.groups.get(), slots, route_ids_, g, 1, stream_);
-    } else if (gate_up_pair_) {  // decode: the activation inside the gate / up GEMV
-      kc::matmul_gathered_gate_up(w.gate.w, w.up.w, gate_activation(), index, h, K, slots, g, u, g, stream_);
-      kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
     } else {
-      kc::matmul_gathered(gate_up, 2, index, h, K, slots, stream_);
-      kc::gated_mul(gate_activation(), g, u, g, slots * inter, stream_);
+      kc::matmul_gathered_gate_up(w.gate.w, w.up.w, gate_activation(), index, h, K, slots, g, u, g, stream_);
       kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);
     }
   } catch (...) {

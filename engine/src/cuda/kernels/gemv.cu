@@ -711,13 +711,6 @@ void launch(const GemvParams& base, cudaStream_t stream) {
   launch_chained("gemv", gemv_kernel<F, NT>, grid, dim3(kWarps * 32), smem, stream, p);
 }
 
-// LMLAB_GEMV_PIPELINE=1: the shared-x 4/8-bit GEMVs take gemv_pipelined_kernel (read at every launch, so one
-// process can measure or test both).
-bool pipelined_gemv() {
-  const char* e = std::getenv("LMLAB_GEMV_PIPELINE");
-  return e && std::atoi(e) != 0;
-}
-
 template <int BITS, ScaleRead SR, int NT>
 void launch_pipelined(const GemvParams& base, cudaStream_t stream) {
   GemvParams p = base;
@@ -753,7 +746,7 @@ void launch_tokens(const GemvParams& p, cudaStream_t stream) {
 template <int BITS, ScaleRead SR>
 void launch_int(const GemvParams& p, cudaStream_t stream) {
   if (shared_x_bytes(p.parts[0].w.cols, p.n) <= kMaxSharedXBytes)
-    return pipelined_gemv() ? launch_pipelined_tokens<BITS, SR>(p, stream)
+    return decode_options().gemv_pipeline ? launch_pipelined_tokens<BITS, SR>(p, stream)
                             : launch_tokens<Affine<BITS, XMode::shared, SR>>(p, stream);
   launch_tokens<Affine<BITS, XMode::lane, SR>>(p, stream);
 }
@@ -860,7 +853,8 @@ void gemv_route(const GemvPart& router, const float* x, int64_t n, const RouteTa
   GemvParams p{};
   p.x = x, p.x_div = 1, p.n_slots = 1, p.n = static_cast<int>(n), p.ksplit = 1;
   p.parts[0] = router, p.n_parts = 1;  // one part: every block has rows, so every block counts itself
-  if (takes_int_x(p) || (!router.w.affine && !dense_aligned(p))) {  // kernels without the tail: two launches
+  // Not chosen, or kernels without the tail (the integer paths, the scalar kernel): two launches.
+  if (!decode_options().fused_routing || takes_int_x(p) || (!router.w.affine && !dense_aligned(p))) {
     run(p, stream);
     route_topk(router.y, n, router.w.rows, route.k, route.renormalize, route.experts, route.weights, stream);
     return;
@@ -876,10 +870,11 @@ void gemv_gate_up(const GemvPart& gate, const GemvPart& up, GateActivation act, 
   p.experts = experts, p.x = x, p.x_div = x_div, p.n_slots = n_slots, p.n = static_cast<int>(n), p.ksplit = 1;
   p.parts[0] = {gate.w, out}, p.parts[1] = {up.w, nullptr}, p.n_parts = 2;
   p.gated_pair = true, p.act = act;
-  if (n == 1 && same_format(gate.w, up.w) && gate.w.rows == up.w.rows && (gate.w.affine || dense_aligned(p)))
+  if (decode_options().gate_up_pair && n == 1 && same_format(gate.w, up.w) && gate.w.rows == up.w.rows &&
+      (gate.w.affine || dense_aligned(p)))
     return run(p, stream);
-  // Otherwise (several tokens, formats that cannot share a launch, dense rows that do not line up): the two
-  // products, then the activation.
+  // Otherwise (not chosen, several tokens, formats that cannot share a launch, dense rows that do not line up): the
+  // two products, then the activation.
   const GemvPart parts[] = {gate, up};
   run_parts(parts, 2, experts, x, x_div, n_slots, n, stream);
   gated_mul(act, gate.y, up.y, out, n * n_slots * gate.w.rows, stream);

@@ -51,9 +51,10 @@ void matmul_gathered(const GemvPart* parts, int n_parts, const int32_t* experts,
                      int64_t n_slots, cudaStream_t stream);
 
 enum class GateActivation { silu, gelu_tanh };  // gated MLPs: SiLU (llama, qwen, mixtral), tanh GELU (gemma)
-// The gate and up projections of a gated MLP with its activation: out = act(x . gate^T) * (x . up^T). One token: one
-// GEMV launch (a warp reads rows i, i + 1 of both weights and applies the activation: no launch of its own); chunks
-// (and weights that cannot share a launch): the products into g and u, then gated_mul. Gathered (MoE decode): slot s
+// The gate and up projections of a gated MLP with its activation: out = act(x . gate^T) * (x . up^T). One token with
+// DecodeOptions::gate_up_pair: one GEMV launch (a warp reads rows i, i + 1 of both weights and applies the
+// activation: no launch of its own); otherwise (and weights that cannot share a launch): the products into g and u,
+// then gated_mul. Gathered (MoE decode): slot s
 // of n_slots reads x row s / x_div through expert experts[s] of both stacked weights.
 void matmul_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act, const float* x, float* g,
                     float* u, float* out, int64_t n, void* scratch, cudaStream_t stream);
@@ -75,8 +76,9 @@ void group_slots(const int32_t* experts, int64_t n_slots, int64_t n_experts, voi
 void matmul_grouped(const GemvPart* parts, int n_parts, const void* groups, int64_t n_slots, int64_t n_experts,
                     const float* x, int64_t x_div, cudaStream_t stream);
 
-// The MoE router and its top-k in one launch for decode (n <= 8 tokens; the router GEMV's last block routes, as
-// route_topk below would, from the logits the launch wrote to `logits` [n, E]); chunks: matmul, then route_topk.
+// The MoE router's logits [n, E] into `logits` and each token's top-k, as route_topk below picks them. With
+// DecodeOptions::fused_routing, decode (n <= 8 tokens) does both in one launch (the router GEMV's last block
+// routes); otherwise the matmul, then route_topk.
 // done: one device word at 0 (the launch leaves it at 0), per stream that routes.
 struct RouteTail {
   int32_t* experts;  // [n, k]
@@ -124,6 +126,17 @@ struct KvBlocks {
 // which compare decode with and without. A graph keeps the launches it was captured with.
 bool chained_launches();
 void set_chained_launches(bool on);
+
+// decode_options.cu: the decode kernels that stay opt-in until a GPU has measured them against what they replace
+// (docs/cuda.md), each `=1` in the environment (read once per process); set_decode_options for the tests and
+// benchmarks. A graph keeps the kernels it was captured with.
+struct DecodeOptions {
+  bool gemv_pipeline = false;  // LMLAB_GEMV_PIPELINE: the 4/8-bit shared-x GEMVs fed by cp.async (gemv.cu)
+  bool gate_up_pair = false;   // LMLAB_GATE_UP_PAIR: matmul_gate_up in one launch with the activation
+  bool fused_routing = false;  // LMLAB_FUSED_ROUTING: matmul_route's GEMV routes in its last block
+};
+DecodeOptions decode_options();
+void set_decode_options(const DecodeOptions& o);
 
 // attention.cu
 // Positions come from the device (`positions` [n]), so a captured CUDA graph replays at any position.
@@ -222,6 +235,8 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
                   int max_splits, void* scratch, cudaStream_t stream);
 
 // route_topk.cu: per token, softmax over n_experts logits, the k largest (ties: lower index), renormalised.
+// check_top_k throws for a k the kernels do not take (more than 16, or than the experts).
+void check_top_k(int64_t k, int64_t n_experts);
 void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_t k, bool renormalize,
                 int32_t* experts, float* weights, cudaStream_t stream);
 // out[t] = sum over token t's k slots, in ascending expert order, of weights[slot] * slot_out[slot].

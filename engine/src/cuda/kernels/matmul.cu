@@ -13,7 +13,6 @@
 
 #include "cuda/cublas_library.h"
 #include "cuda/cuda_check.h"
-#include "cuda/kernels/expert_order.cuh"
 #include "cuda/kernels/gemv.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/weight_access.cuh"
@@ -261,8 +260,7 @@ void matmul_gathered(const GemvPart* parts, int n_parts, const int32_t* experts,
 
 void matmul_route(const DeviceWeight& router, const float* x, float* logits, int64_t n, const RouteTail& route,
                   void* scratch, cudaStream_t stream) {
-  if (route.k > kMaxTopK || route.k > router.rows)
-    throw Error(ErrorKind::unsupported, "cuda route", "top-k must be at most 16 and at most the expert count");
+  check_top_k(route.k, router.rows);
   if (n <= kMaxGemvTokens) return gemv_route({router, logits}, x, n, route, stream);
   matmul(router, x, logits, n, scratch, stream);
   route_topk(logits, n, router.rows, route.k, route.renormalize, route.experts, route.weights, stream);

@@ -41,10 +41,14 @@ __global__ void moe_combine_kernel(const float* slot_out, const int32_t* experts
 
 }  // namespace
 
-void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_t k, bool renormalize,
-                int32_t* experts, float* weights, cudaStream_t stream) {
+void check_top_k(int64_t k, int64_t n_experts) {
   if (k > kMaxTopK || k > n_experts)
     throw Error(ErrorKind::unsupported, "cuda route_topk", "top-k must be at most 16 and at most the expert count");
+}
+
+void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_t k, bool renormalize,
+                int32_t* experts, float* weights, cudaStream_t stream) {
+  check_top_k(k, n_experts);
   if (n_tokens == 0) return;
   launch_chained("route_topk", route_topk_kernel, static_cast<unsigned>((n_tokens + 3) / 4), 128, 0, stream, logits,
                  n_tokens, n_experts, k, renormalize, experts, weights);
