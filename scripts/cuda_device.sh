@@ -13,7 +13,7 @@
 #  stream-moe: iobench as swiftlm's, then decode-bench --stream-experts on the 30b-a3b 4-bit synth with the swiftlm
 #  SSD config's 1.5 GB cache, once per LMLAB_STREAM_GRAPH value in STREAM_GRAPH (default "0 1"), to stream.jsonl:
 #  the decode's SSD bytes, misses and read rate against the drive;
-#  ab-SHAPE: AB_VAR=LMLAB_GATE_UP_PAIR (or another opt-in knob) 0 / 1 alternated over SHAPE's decode, to ab.jsonl)
+#  ab-SHAPE: AB_VAR=LMLAB_FUSED_ROUTING (or another DecodeOptions knob) 0 / 1 alternated over SHAPE's decode, to ab.jsonl)
 # (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off unless PROFILE_GRAPH=1: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -177,63 +177,20 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
         }
 }
 
-// The pipelined 4/8-bit GEMV (LMLAB_GEMV_PIPELINE=1: weights staged through shared memory by cp.async) makes the
-// same products in the same order as the register kernel: bit-identical outputs, over bf16 / f16 / f32 scales,
-// group sizes 32 / 64 / 128, tokens 1-8, columns not a multiple of a warp's 1024-value unit (2176), a row count
-// leaving a partial warp and block, 16-bit scales at odd group indices (the 4-byte copies' other half), and gathered
-// expert slots.
-TEST_F(CudaKernels, PipelinedGemvEqualsTheRegisterKernel) {
-  struct Case { int bits, gs; kernels::ScaleType st; int64_t rows, cols, n; };
-  const Case cases[] = {{4, 64, kernels::ScaleType::bf16, 300, 4096, 1},  {4, 32, kernels::ScaleType::f16, 257, 4096, 2},
-                        {4, 128, kernels::ScaleType::f32, 520, 2176, 3},  {8, 64, kernels::ScaleType::bf16, 300, 4096, 1},
-                        {8, 32, kernels::ScaleType::bf16, 1030, 1024, 8}, {4, 64, kernels::ScaleType::bf16, 4100, 12288, 1}};
-  auto run = [&](bool pipelined, auto&& body) {
-    const ScopedDecodeOptions chosen({.gemv_pipeline = pipelined});
-    body();
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(::testing::Message() << c.bits << "-bit g" << c.gs << " rows " << c.rows << " cols " << c.cols << " n "
-                                      << c.n);
-    Affine a = make_affine(rng_, c.rows, c.cols, c.bits, c.gs, c.st);
-    const bool half = c.st != kernels::ScaleType::f32;
-    DeviceBuffer dp = up(a.packed), ds = half ? up(a.s16) : up(a.s32), db = half ? up(a.b16) : up(a.b32);
-    DeviceBuffer dx = up(randn(c.n * c.cols)), dy = out(c.n * c.rows), dy_pipe = out(c.n * c.rows);
-    kc::DeviceWeight w;
-    w.affine = true, w.rows = c.rows, w.cols = c.cols, w.quant = a.host;
-    w.quant.packed = dp.get<uint32_t>(), w.quant.scales = ds.get(), w.quant.biases = db.get();
-    run(false, [&] { kc::matmul(w, dx.get<float>(), dy.get<float>(), c.n, nullptr, nullptr); });
-    run(true, [&] { kc::matmul(w, dx.get<float>(), dy_pipe.get<float>(), c.n, nullptr, nullptr); });
-    EXPECT_EQ(down<float>(dy_pipe, c.n * c.rows), down<float>(dy, c.n * c.rows));
-  }
-  // Gathered: 6 slots over 4 experts of a stacked 4-bit weight (the same weight twice, as two parts of one launch).
-  const int64_t slots = 6, rows = 768, cols = 2048;
-  std::vector<DeviceBuffer> keep;
-  const kc::DeviceWeight w = stacked_experts(4, rows, cols, keep);
-  DeviceBuffer de = up(std::vector<int32_t>{3, 0, 2, 3, 1, 2}), dx = up(randn(2 * cols));
-  DeviceBuffer dy = out(2 * slots * rows), dy_pipe = out(2 * slots * rows);
-  for (bool pipelined : {false, true}) {
-    float* y = (pipelined ? dy_pipe : dy).get<float>();
-    const kc::GemvPart parts[] = {{w, y}, {w, y + slots * rows}};
-    run(pipelined, [&] { kc::matmul_gathered(parts, 2, de.get<int32_t>(), dx.get<float>(), 3, slots, nullptr); });
-  }
-  EXPECT_EQ(down<float>(dy_pipe, 2 * slots * rows), down<float>(dy, 2 * slots * rows)) << "gathered";
-}
-
 // The gated MLP's gate / up GEMV with the activation inside (a warp reads rows i, i + 1 of both weights): the bits of
-// the two products and gated_mul, on every path: 4-bit with x in shared memory (also pipelined), quantized per lane
+// the two products and gated_mul, on every path: 4-bit with x in shared memory, quantized per lane
 // (8192 columns x 8 tokens), the float path (under 2^20 weights), 8-bit, bf16, f16 rows that do not line up (two
 // launches and gated_mul), a chunk of 13 tokens (the GEMM), both activations, odd row counts; then gathered slots.
 TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
-  struct Case { int bits; WeightType dense; int64_t rows, cols, n; bool pipelined; };  // bits 0: dense
-  const Case cases[] = {{4, WeightType::bf16, 300, 4096, 1, false}, {4, WeightType::bf16, 257, 4096, 3, false},
-                        {4, WeightType::bf16, 258, 4096, 1, true},  {4, WeightType::bf16, 129, 8192, 8, false},
-                        {4, WeightType::bf16, 72, 256, 2, false},   {8, WeightType::bf16, 300, 4096, 1, false},
-                        {0, WeightType::bf16, 97, 512, 1, false},   {0, WeightType::f16, 45, 100, 1, false},
-                        {4, WeightType::bf16, 300, 4096, 13, false}};
+  struct Case { int bits; WeightType dense; int64_t rows, cols, n; };  // bits 0: dense
+  const Case cases[] = {{4, WeightType::bf16, 300, 4096, 1}, {4, WeightType::bf16, 257, 4096, 3},
+                        {4, WeightType::bf16, 258, 4096, 1}, {4, WeightType::bf16, 129, 8192, 8},
+                        {4, WeightType::bf16, 72, 256, 2},   {8, WeightType::bf16, 300, 4096, 1},
+                        {0, WeightType::bf16, 97, 512, 1},   {0, WeightType::f16, 45, 100, 1},
+                        {4, WeightType::bf16, 300, 4096, 13}};
   for (const Case& c : cases)
     for (auto act : {kc::GateActivation::silu, kc::GateActivation::gelu_tanh}) {
       SCOPED_TRACE(::testing::Message() << c.bits << "-bit rows " << c.rows << " cols " << c.cols << " n " << c.n
-                                        << (c.pipelined ? " pipelined" : "")
                                         << (act == kc::GateActivation::silu ? " silu" : " gelu"));
       std::vector<DeviceBuffer> keep;
       auto weight = [&] {
@@ -255,7 +212,7 @@ TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
       DeviceBuffer dx = up(randn(c.n * c.cols)), dg = out(c.n * c.rows), du = out(c.n * c.rows);
       DeviceBuffer want = out(c.n * c.rows), got = out(c.n * c.rows);
       DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, true), "scratch");
-      const ScopedDecodeOptions chosen({.gemv_pipeline = c.pipelined, .gate_up_pair = true});
+      const ScopedDecodeOptions chosen({.gate_up_pair = true});
       const kc::GemvPart parts[] = {{gate, dg.get<float>()}, {upw, du.get<float>()}};
       kc::matmul_parts(parts, 2, dx.get<float>(), c.n, scratch.get(), nullptr);
       kc::gated_mul(act, dg.get<float>(), du.get<float>(), want.get<float>(), c.n * c.rows, nullptr);

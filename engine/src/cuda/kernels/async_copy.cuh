@@ -1,6 +1,5 @@
 // cp.async (global -> shared without a register round trip) and the dynamic shared-memory opt-in: one definition for
-// the kernels that stage data this way (the tiled attention and its sources, TurboQuant's decode, the GEMV's
-// pipelined variant).
+// the kernels that stage data this way (the tiled attention and its sources, TurboQuant's decode).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,13 +15,10 @@ __device__ __forceinline__ unsigned smem_address(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
-// 16 (cg: L2 only, the data is used once) or 4 bytes (ca: the 4-byte form has no cg variant) into shared memory;
-// the "memory" clobbers keep the compiler from moving shared-memory accesses across the copies and waits.
+// 16 bytes into shared memory (cg: L2 only, the data is used once); the "memory" clobbers keep the compiler from
+// moving shared-memory accesses across the copies and waits.
 __device__ __forceinline__ void copy16_async(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(dst)), "l"(src) : "memory");
-}
-__device__ __forceinline__ void copy4_async(void* dst, const void* src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_address(dst)), "l"(src) : "memory");
 }
 __device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // Waits until at most N of this thread's committed groups are still in flight.

@@ -1,4 +1,4 @@
-// The opt-in decode kernels (kernels_cuda.h DecodeOptions): from the environment once per process, or what
+// The decode kernels chosen by the environment (kernels_cuda.h DecodeOptions), read once per process, or what
 // set_decode_options said last.
 #include <atomic>
 #include <cstdlib>
@@ -10,19 +10,17 @@ namespace lmlab::kernels::cuda {
 
 namespace {
 
-constexpr unsigned kPipeline = 1, kPair = 2, kRouting = 4;
+constexpr unsigned kPair = 1, kRouting = 2;
 
-unsigned bits_of(const DecodeOptions& o) {
-  return (o.gemv_pipeline ? kPipeline : 0) | (o.gate_up_pair ? kPair : 0) | (o.fused_routing ? kRouting : 0);
-}
+unsigned bits_of(const DecodeOptions& o) { return (o.gate_up_pair ? kPair : 0) | (o.fused_routing ? kRouting : 0); }
 
 std::atomic<unsigned>& chosen() {
   static std::atomic<unsigned> bits{[] {
-    auto on = [](const char* name) {
+    auto is = [](const char* name, std::string_view value) {
       const char* e = std::getenv(name);
-      return e && std::string_view(e) == "1";
+      return e && std::string_view(e) == value;
     };
-    return bits_of({on("LMLAB_GEMV_PIPELINE"), on("LMLAB_GATE_UP_PAIR"), on("LMLAB_FUSED_ROUTING")});
+    return bits_of({!is("LMLAB_GATE_UP_PAIR", "0"), is("LMLAB_FUSED_ROUTING", "1")});
   }()};
   return bits;
 }
@@ -31,7 +29,7 @@ std::atomic<unsigned>& chosen() {
 
 DecodeOptions decode_options() {
   const unsigned b = chosen().load(std::memory_order_relaxed);
-  return {(b & kPipeline) != 0, (b & kPair) != 0, (b & kRouting) != 0};
+  return {(b & kPair) != 0, (b & kRouting) != 0};
 }
 
 void set_decode_options(const DecodeOptions& o) { chosen().store(bits_of(o), std::memory_order_relaxed); }

@@ -23,7 +23,6 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
-#include "cuda/kernels/async_copy.cuh"
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/gated_activation.cuh"
 #include "cuda/kernels/gemv.cuh"
@@ -259,37 +258,6 @@ struct Affine {
       raw.s = __ldg(static_cast<const uint32_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint32_t*>(q.biases) + g);
     } else {
       raw.s = __ldg(static_cast<const uint16_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint16_t*>(q.biases) + g);
-    }
-  }
-  // The pipelined kernel's load: the unit's codes (16 bytes at a time: codes[i * 32]) and the aligned 4-byte words
-  // holding the group's scale and bias into this lane's slots by cp.async; raw_from() reads them back once they
-  // have landed. (cp.async moves 4, 8 or 16 aligned bytes: a 2-byte scale comes with its neighbour.)
-  __device__ const void* scale_word(const void* base, int64_t g) const {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(base) + g * (f32_scales() ? 4 : 2);
-    return reinterpret_cast<const void*>(a & ~uintptr_t{3});
-  }
-  __device__ void copy_async(int r, int c, uint4* codes, uint32_t* s, uint32_t* b) const {
-    static_assert(BITS % 4 == 0, "whole 16-byte pieces of codes");
-    const uint4* src = reinterpret_cast<const uint4*>(q.packed + r * words_per_row + (c >> 5) * BITS);
-#pragma unroll
-    for (int i = 0; i < BITS / 4; ++i) copy16_async(codes + i * 32, src + i);
-    const int64_t g = r * groups + group_of(c);
-    copy4_async(s, scale_word(q.scales, g));
-    copy4_async(b, scale_word(q.biases, g));
-  }
-  __device__ void raw_from(int r, int c, const uint4* codes, uint32_t s, uint32_t b, Raw& raw) const {
-#pragma unroll
-    for (int i = 0; i < BITS / 4; ++i) {
-      const uint4 v = codes[i * 32];
-      raw.w[4 * i] = v.x, raw.w[4 * i + 1] = v.y, raw.w[4 * i + 2] = v.z, raw.w[4 * i + 3] = v.w;
-    }
-    if (f32_scales()) {
-      raw.s = s, raw.b = b;
-    } else {  // the 16-bit half of the word that holds it (scale_value reads the low 16 bits)
-      const int64_t g = r * groups + group_of(c);
-      const int hs = static_cast<int>(((reinterpret_cast<uintptr_t>(q.scales) >> 1) + g) & 1);
-      const int hb = static_cast<int>(((reinterpret_cast<uintptr_t>(q.biases) >> 1) + g) & 1);
-      raw.s = s >> (16 * hs), raw.b = b >> (16 * hb);
     }
   }
   __device__ float scale_value(uint32_t v) const {
@@ -567,89 +535,6 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   write_rows<NT, kPair, !F::kIntX>(acc, tg, p);  // routers take the float and dense paths (gemv_route)
 }
 
-// The 4/8-bit shared-x GEMV with its weights staged through shared memory by cp.async (LMLAB_GEMV_PIPELINE=1, off
-// until measured): kPipelineStages units per warp in flight without holding registers for them (the register
-// kernel above keeps two, and its 128-register bound leaves 16 warps per SM: the down projection's ncu showed 70%
-// of cycles with no eligible warp, most waiting on the weight loads). Each lane copies and later reads only its own
-// slots, so a per-thread cp.async.wait_group orders them; no barrier in the loop. Same products in the same order
-// as gemv_kernel: bit-identical results.
-template <int BITS>
-constexpr int kPipelineStages = BITS == 4 ? 6 : 4;
-// One lane's slots of one stage: the codes, scale and bias words of kRows rows.
-template <int BITS>
-__host__ __device__ constexpr int64_t pipeline_lane_bytes() {
-  return kRows * (BITS * 4 + 8);
-}
-__host__ __device__ constexpr int64_t pipeline_x_offset(int64_t x_bytes) { return (x_bytes + 15) / 16 * 16; }
-template <int BITS>
-__host__ __device__ constexpr int64_t pipeline_smem_bytes(int64_t x_bytes) {
-  return pipeline_x_offset(x_bytes) + int64_t{kWarps} * kPipelineStages<BITS> * 32 * pipeline_lane_bytes<BITS>();
-}
-
-template <int BITS, ScaleRead SR, int NT, bool kPair = false>
-__global__ void __launch_bounds__(kWarps * 32, 1) gemv_pipelined_kernel(GemvParams p) {
-  using F = Affine<BITS, XMode::shared, SR>;
-  constexpr int S = kPipelineStages<BITS>;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = p.ksplit;
-  Target tg;
-  if (!block_rows<kPair>(p, tg)) return;
-  const F f(tg.w), f_hi(tg.w_hi);
-  const int64_t cols = tg.w.cols;
-  constexpr int kUnitCols = 32 * F::kValues;
-  const int n_units = static_cast<int>((cols + kUnitCols - 1) / kUnitCols);
-  int r[kRows];
-  const bool active = warp_rows<kPair>(p, tg, r);
-  // Shared memory: x (SharedX), then per warp S stages of [kRows][BITS / 4][32 lanes] uint4 codes and [kRows][32]
-  // scale and bias words.
-  extern __shared__ int4 shared_x[];
-  const int64_t x_bytes = shared_x_bytes(cols, p.n);
-  uint8_t* ring = reinterpret_cast<uint8_t*>(shared_x) + pipeline_x_offset(x_bytes) +
-                  static_cast<int64_t>(warp) * S * 32 * pipeline_lane_bytes<BITS>();
-  auto codes_of = [&](int st, int j) {
-    return reinterpret_cast<uint4*>(ring + st * 32 * pipeline_lane_bytes<BITS>()) + (j * (BITS / 4)) * 32 + lane;
-  };
-  auto words_of = [&](int st) {  // [2][kRows][32]: scales, then biases
-    return reinterpret_cast<uint32_t*>(ring + st * 32 * pipeline_lane_bytes<BITS>() + kRows * BITS * 4 * 32) + lane;
-  };
-  auto issue = [&](int st, int unit) {  // one commit group per call, empty past the end
-    const int c = unit * kUnitCols + lane * F::kValues;
-    if (active && unit < n_units && c < cols)
-#pragma unroll
-      for (int j = 0; j < kRows; ++j)
-        (kPair && j >= kRows / 2 ? f_hi : f)
-            .copy_async(r[j], c, codes_of(st, j), words_of(st) + j * 32, words_of(st) + (kRows + j) * 32);
-    async_commit();
-  };
-  int unit = warp % ks;
-#pragma unroll
-  for (int st = 0; st < S - 1; ++st) issue(st, unit + st * ks);  // in flight while the block fills its x
-  chain_enter();
-  SharedX sx{};
-  sx.nb = cols / 32;
-  sx.xq = shared_x;
-  float2* xs = reinterpret_cast<float2*>(shared_x + p.n * 4 * sx.nb);
-  sx.xs = xs;
-  fill_shared_x<BITS>(tg.x, cols, p.n, shared_x, xs);
-  __syncthreads();
-  float acc[kRows][NT] = {};
-  if (active) {
-    for (int it = 0; unit < n_units; ++it, unit += ks) {
-      issue((it + S - 1) % S, unit + (S - 1) * ks);  // the slots consumed in the last iteration
-      async_wait<S - 1>();                           // this unit's group has landed
-      const int st = it % S, c = unit * kUnitCols + lane * F::kValues;
-      if (c >= cols) continue;
-      typename F::Raw raw[kRows];
-#pragma unroll
-      for (int j = 0; j < kRows; ++j)
-        (kPair && j >= kRows / 2 ? f_hi : f)
-            .raw_from(r[j], c, codes_of(st, j), words_of(st)[j * 32], words_of(st)[(kRows + j) * 32], raw[j]);
-      f.template dot<NT>(raw, tg.x, sx, c, p.n, acc);
-    }
-  }
-  async_wait<0>();  // no copy lands after the block is gone
-  write_rows<NT, kPair, false>(acc, tg, p);
-}
-
 // Dense rows whose 16-byte slices do not line up (cols not a multiple of the vector, odd pointers): a warp
 // per row, a value per lane at a time. Only odd test shapes take it.
 __global__ void gemv_scalar_kernel(GemvParams p) {
@@ -711,30 +596,6 @@ void launch(const GemvParams& base, cudaStream_t stream) {
   launch_chained("gemv", gemv_kernel<F, NT>, grid, dim3(kWarps * 32), smem, stream, p);
 }
 
-template <int BITS, ScaleRead SR, int NT>
-void launch_pipelined(const GemvParams& base, cudaStream_t stream) {
-  GemvParams p = base;
-  const dim3 grid = size_grid(p, 32 * 32, kWarps);  // one block of kWarps per SM (its shared memory)
-  const auto smem = static_cast<unsigned>(pipeline_smem_bytes<BITS>(shared_x_bytes(p.parts[0].w.cols, p.n)));
-  if constexpr (NT == 1)
-    if (p.gated_pair) {
-      static SharedMemoryGrant granted;
-      opt_in_shared_memory(gemv_pipelined_kernel<BITS, SR, 1, true>, smem, granted, "gemv (shared memory)");
-      return launch_chained("gemv", gemv_pipelined_kernel<BITS, SR, 1, true>, grid, dim3(kWarps * 32), smem, stream, p);
-    }
-  static SharedMemoryGrant granted;
-  opt_in_shared_memory(gemv_pipelined_kernel<BITS, SR, NT>, smem, granted, "gemv (shared memory)");
-  launch_chained("gemv", gemv_pipelined_kernel<BITS, SR, NT>, grid, dim3(kWarps * 32), smem, stream, p);
-}
-
-template <int BITS, ScaleRead SR>
-void launch_pipelined_tokens(const GemvParams& p, cudaStream_t stream) {
-  if (p.n <= 1) launch_pipelined<BITS, SR, 1>(p, stream);
-  else if (p.n <= 2) launch_pipelined<BITS, SR, 2>(p, stream);
-  else if (p.n <= 4) launch_pipelined<BITS, SR, 4>(p, stream);
-  else launch_pipelined<BITS, SR, 8>(p, stream);
-}
-
 template <class F>
 void launch_tokens(const GemvParams& p, cudaStream_t stream) {
   if (p.n <= 1) launch<F, 1>(p, stream);
@@ -746,8 +607,7 @@ void launch_tokens(const GemvParams& p, cudaStream_t stream) {
 template <int BITS, ScaleRead SR>
 void launch_int(const GemvParams& p, cudaStream_t stream) {
   if (shared_x_bytes(p.parts[0].w.cols, p.n) <= kMaxSharedXBytes)
-    return decode_options().gemv_pipeline ? launch_pipelined_tokens<BITS, SR>(p, stream)
-                            : launch_tokens<Affine<BITS, XMode::shared, SR>>(p, stream);
+    return launch_tokens<Affine<BITS, XMode::shared, SR>>(p, stream);
   launch_tokens<Affine<BITS, XMode::lane, SR>>(p, stream);
 }
 

@@ -19,9 +19,9 @@ void gemv(const GemvPart* parts, int n_parts, const float* x, int64_t n, cudaStr
 void gemv_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div,
                    int64_t n_slots, cudaStream_t stream);
 
-// out = act(x . gate^T) * (x . up^T) for n tokens (or n_slots gathered slots, n = 1): with
-// DecodeOptions::gate_up_pair, one launch for one token where both weights can share it (each warp reads rows i, i + 1 of both; the same floats as the two products and gated_mul);
-// otherwise the products into gate.y and up.y, then gated_mul.
+// out = act(x . gate^T) * (x . up^T) for n tokens (or n_slots gathered slots, n = 1): one launch for one token where
+// both weights can share it and DecodeOptions::gate_up_pair is on (each warp reads rows i, i + 1 of both; the same
+// floats as the two products and gated_mul); otherwise the products into gate.y and up.y, then gated_mul.
 void gemv_gate_up(const GemvPart& gate, const GemvPart& up, GateActivation act, float* out, const int32_t* experts,
                   const float* x, int64_t x_div, int64_t n_slots, int64_t n, cudaStream_t stream);
 

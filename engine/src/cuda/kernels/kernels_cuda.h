@@ -51,8 +51,8 @@ void matmul_gathered(const GemvPart* parts, int n_parts, const int32_t* experts,
                      int64_t n_slots, cudaStream_t stream);
 
 enum class GateActivation { silu, gelu_tanh };  // gated MLPs: SiLU (llama, qwen, mixtral), tanh GELU (gemma)
-// The gate and up projections of a gated MLP with its activation: out = act(x . gate^T) * (x . up^T). One token with
-// DecodeOptions::gate_up_pair: one GEMV launch (a warp reads rows i, i + 1 of both weights and applies the
+// The gate and up projections of a gated MLP with its activation: out = act(x . gate^T) * (x . up^T). One token (unless
+// DecodeOptions::gate_up_pair is off): one GEMV launch (a warp reads rows i, i + 1 of both weights and applies the
 // activation: no launch of its own); otherwise (and weights that cannot share a launch): the products into g and u,
 // then gated_mul. Gathered (MoE decode): slot s
 // of n_slots reads x row s / x_div through expert experts[s] of both stacked weights.
@@ -127,13 +127,11 @@ struct KvBlocks {
 bool chained_launches();
 void set_chained_launches(bool on);
 
-// decode_options.cu: the decode kernels that stay opt-in until a GPU has measured them against what they replace
-// (docs/cuda.md), each `=1` in the environment (read once per process); set_decode_options for the tests and
-// benchmarks. A graph keeps the kernels it was captured with.
+// decode_options.cu: the decode kernel variants the environment chooses (read once per process; docs/cuda.md has
+// their A/B figures); set_decode_options for the tests and benchmarks. A graph keeps the kernels it was captured with.
 struct DecodeOptions {
-  bool gemv_pipeline = false;  // LMLAB_GEMV_PIPELINE: the 4/8-bit shared-x GEMVs fed by cp.async (gemv.cu)
-  bool gate_up_pair = false;   // LMLAB_GATE_UP_PAIR: matmul_gate_up in one launch with the activation
-  bool fused_routing = false;  // LMLAB_FUSED_ROUTING: matmul_route's GEMV routes in its last block
+  bool gate_up_pair = true;    // LMLAB_GATE_UP_PAIR=0 turns off: matmul_gate_up in one launch with the activation
+  bool fused_routing = false;  // LMLAB_FUSED_ROUTING=1: matmul_route's GEMV routes in its last block
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
