@@ -235,6 +235,72 @@ TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
   EXPECT_EQ(down<float>(got, slots * rows), down<float>(want, slots * rows)) << "gathered";
 }
 
+// Decode's fused layer (kc::GemvFusion): a 4/8-bit GEMV that norms its input as it fills x into shared memory
+// equals rmsnorm then the GEMV (the same formula; the sum of squares may add in another order, so within the
+// int16 activations' bound), also as the gate/up pair; an accumulating GEMV adds exactly the plain GEMV's floats to
+// y; and only weights on the shared-x kernel say they take the norm (a kernel that cannot is refused, not run).
+TEST_F(CudaKernels, FusedNormAndResidualAddEqualTheSeparateKernels) {
+  struct Case { int bits; int64_t rows, cols, n; };
+  const Case cases[] = {{4, 300, 4096, 1}, {8, 257, 4096, 3}, {4, 520, 2048, 1}, {4, 4100, 1024, 8}};
+  const float eps = 1e-6f;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << c.bits << "-bit rows " << c.rows << " cols " << c.cols << " n " << c.n);
+    std::vector<DeviceBuffer> keep;
+    auto weight = [&] {
+      Affine a = make_affine(rng_, c.rows, c.cols, c.bits, 64, kernels::ScaleType::bf16);
+      keep.push_back(up(a.packed)), keep.push_back(up(a.s16)), keep.push_back(up(a.b16));
+      kc::DeviceWeight w;
+      w.rows = c.rows, w.cols = c.cols, w.affine = true, w.quant = a.host;
+      w.quant.packed = keep[keep.size() - 3].get<uint32_t>(), w.quant.scales = keep[keep.size() - 2].get();
+      w.quant.biases = keep.back().get();
+      return w;
+    };
+    const kc::DeviceWeight w = weight(), w2 = weight();
+    ASSERT_TRUE(kc::matmul_norms_input(w, c.n));
+    EXPECT_FALSE(kc::matmul_norms_input(w, 9)) << "more tokens than a GEMV takes";
+    std::vector<float> norm_w = randn(c.cols, 0.3f);
+    for (float& v : norm_w) v += 1.0f;
+    DeviceBuffer dx = up(randn(c.n * c.cols, 3.0f)), dnw = up(norm_w), dh = out(c.n * c.cols);
+    DeviceBuffer want = out(c.n * c.rows), got = out(c.n * c.rows);
+    kc::rmsnorm(dx.get<float>(), dnw.get<float>(), dh.get<float>(), c.n, c.cols, eps, nullptr);
+    kc::matmul(w, dh.get<float>(), want.get<float>(), c.n, nullptr, nullptr);
+    kc::matmul(w, dx.get<float>(), got.get<float>(), c.n, nullptr, nullptr, {{dnw.get<float>(), eps}});
+    test::expect_close(down<float>(got, c.n * c.rows), down<float>(want, c.n * c.rows), gpu_int16_tolerance(c.cols),
+                       "normed input");
+    if (c.n == 1) {  // the gate/up pair over the normed input
+      DeviceBuffer g = out(c.rows), u = out(c.rows), pair_want = out(c.rows), pair_got = out(c.rows);
+      const auto act = kc::GateActivation::silu;
+      kc::matmul_gate_up(w, w2, act, dh.get<float>(), g.get<float>(), u.get<float>(), pair_want.get<float>(), 1,
+                         nullptr, nullptr);
+      kc::matmul_gate_up(w, w2, act, dx.get<float>(), g.get<float>(), u.get<float>(), pair_got.get<float>(), 1,
+                         nullptr, nullptr, {dnw.get<float>(), eps});
+      test::expect_close(down<float>(pair_got, c.rows), down<float>(pair_want, c.rows), 2 * gpu_int16_tolerance(c.cols),
+                         "gate/up over the normed input");
+    }
+    // y += x . W^T: the plain GEMV's floats added to what y held.
+    const std::vector<float> y0 = randn(c.n * c.rows);
+    DeviceBuffer acc = up(y0);
+    kc::matmul(w, dh.get<float>(), acc.get<float>(), c.n, nullptr, nullptr, {.accumulate = true});
+    const std::vector<float> plain = down<float>(want, c.n * c.rows);
+    std::vector<float> sum(y0.size());
+    for (size_t i = 0; i < y0.size(); ++i) sum[i] = y0[i] + plain[i];
+    EXPECT_EQ(down<float>(acc, c.n * c.rows), sum) << "accumulated";
+  }
+  // A bf16 weight and a matrix under 2^20 weights (the float path) cannot take the norm; asking runs nothing.
+  kc::DeviceWeight dense;
+  dense.type = WeightType::bf16, dense.rows = 512, dense.cols = 4096;
+  DeviceBuffer dw = up(to_half(randn(512 * 4096), WeightType::bf16)), dx = up(randn(4096)), dy = out(512);
+  DeviceBuffer dnw = up(randn(4096));
+  dense.dense = dw.get();
+  EXPECT_FALSE(kc::matmul_norms_input(dense, 1));
+  EXPECT_THROW(kc::matmul(dense, dx.get<float>(), dy.get<float>(), 1, nullptr, nullptr, {{dnw.get<float>(), 1e-6f}}),
+               Error);
+  Affine small = make_affine(rng_, 64, 1024, 4, 64, kernels::ScaleType::bf16);
+  kc::DeviceWeight sw;
+  sw.rows = 64, sw.cols = 1024, sw.affine = true, sw.quant = small.host;
+  EXPECT_FALSE(kc::matmul_norms_input(sw, 1));
+}
+
 // Slots pick experts of a stacked weight; each slot must equal its expert's own GEMV.
 TEST_F(CudaKernels, GatheredExpertMatmulMatchesReference) {
   const int64_t E = 5, K = 2, n_tok = 3;

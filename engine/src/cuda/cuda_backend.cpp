@@ -112,6 +112,7 @@ class CudaBackend final : public Backend {
         check(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "expert copy stream");
       }
       w_ = cuda::DeviceWeights::upload(*alloc_, t, n_dev_, experts_.get());
+      plan_fused_norms();
     } catch (...) {
       if (copy_stream_) cudaStreamDestroy(copy_stream_);
       cudaStreamDestroy(stream_);
@@ -131,6 +132,10 @@ class CudaBackend final : public Backend {
     std::string p = plan_.free_bytes ? fmt::format("{} of {} fit: {}", plan_.layers, s_.n_layers, plan_.to_text()) : "";
     if (experts_) p += (p.empty() ? "" : "; ") + experts_->describe();
     if (mailbox_) p += "; decode graph with the routing hand-off (LMLAB_STREAM_GRAPH=1)";
+    const auto fused = std::count(fused_norms_.begin(), fused_norms_.end() - 1, true);
+    if (fused > 0 || fused_norms_.back())
+      p += fmt::format("{}decode norms fused into the GEMVs in {} of {} layers{}", p.empty() ? "" : "; ", fused,
+                       s_.n_layers, fused_norms_.back() ? " and the head" : "");
     return p;
   }
 
@@ -171,6 +176,10 @@ class CudaBackend final : public Backend {
   // layers, and (when every layer is on the GPU) the head into sc.logits. No host synchronisation inside.
   void run_device(Scratch& sc, int64_t n, int64_t n_out, int64_t n_kv_bound, KvSequence& cache) const;
   void layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, KvSequence& cache) const;
+  void plan_fused_norms();
+  // Whether decode's layer l (l == n_layers: the head) reads the residual x and norms it inside its GEMVs.
+  // (Not in a layer-major prompt: its head reads the last chunk's h.)
+  bool fuses_norms(int64_t l, int64_t n) const { return n == 1 && !in_layer_major_ && fused_norms_[l]; }
   void mlp(Scratch& sc, const cuda::DeviceLayer& w, int64_t n) const;
   void moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_t n) const;
   int32_t next_predicted_layer(int64_t l) const;
@@ -216,6 +225,9 @@ class CudaBackend final : public Backend {
   mutable bool in_layer_major_ = false;  // no next-layer read-ahead then: every chunk of this layer comes first  // the values a MoE step's expert index takes: experts, or VRAM cache slots when streaming
   GpuLayerPlan plan_;  // what --gpu-layers 0 decided (empty when given)
   bool graphs_ = true;
+  // Per device layer and the head (last): decode's GEMVs take the layer's RMSNorms and residual adds
+  // (kc::GemvFusion; plan_fused_norms), three launches fewer per dense layer. LMLAB_FUSED_NORMS=0: never.
+  std::vector<bool> fused_norms_;
   bool grouped_experts_ = true;  // LMLAB_GROUPED_EXPERTS=0: MoE chunks on the gathered GEMV (to measure the GEMM)
   bool affine_ = false;  // has_affine_linears(t_), for the prefill matmul scratch
   std::shared_ptr<cuda::DeviceAllocator> alloc_;  // shared with the KV allocator, whose blocks may outlive us
@@ -452,17 +464,36 @@ void CudaBackend::serve_streamed_step() const {
   }
 }
 
-// On entry h = attn_norm(x); on exit x has the layer's residuals and h = the next norm of x (the next layer's
-// attention norm, or the final norm after the last layer when the head runs here): each residual add is fused
-// with the norm that follows it.
+// Decode fuses a layer's norms into its GEMVs where every GEMV that reads a norm can take it (4/8-bit q/k/v and
+// gate/up: kc::matmul_norms_input) and the layer is dense without post-norms (a MoE block's experts and router read
+// h; gemma's post-norms sit between a projection and its residual add). The head fuses the final norm likewise.
+void CudaBackend::plan_fused_norms() {
+  const char* env = std::getenv("LMLAB_FUSED_NORMS");
+  const bool on = !(env && std::string(env) == "0");
+  fused_norms_.assign(s_.n_layers + 1, false);
+  auto takes = [](const cuda::DeviceLinear& l) { return kc::matmul_norms_input(l.w, 1); };
+  for (int64_t l = 0; l < n_dev_; ++l) {
+    const cuda::DeviceLayer& w = w_.layers[l];
+    fused_norms_[l] = on && !s_.layers[l].moe && !w.post_attn_norm.get() && !w.post_ffn_norm.get() && takes(w.q) &&
+                      takes(w.k) && takes(w.v) && takes(w.gate) && takes(w.up);
+  }
+  fused_norms_[s_.n_layers] = on && n_dev_ == s_.n_layers && takes(w_.lm_head);
+}
+
+// On entry x is the residual stream and, unless the layer fuses its norms (fuses_norms), h = attn_norm(x); on exit x
+// has the layer's residuals and h = the next norm of x (the next layer's attention norm, or the final norm after the
+// last layer when the head runs here) unless what comes next fuses it. Each residual add is fused with the norm that
+// follows it, or (fused layers) into the GEMV whose output it adds.
 void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, KvSequence& cache) const {
   const cuda::DeviceLayer& w = w_.layers[l];
   const LayerSpec& ls = s_.layers[l];
   const int64_t H = s_.hidden;
   float *x = sc.x.get<float>(), *h = sc.h.get<float>(), *y = sc.y.get<float>();
   float *q = sc.q.get<float>(), *k = sc.k.get<float>(), *v = sc.v.get<float>();
+  const bool fused = fuses_norms(l, n);
   const kc::GemvPart qkv[] = {{w.q.w, q}, {w.k.w, k}, {w.v.w, v}};
-  kc::matmul_parts(qkv, 3, h, n, sc.mm.get(), stream_);
+  if (fused) kc::matmul_parts(qkv, 3, x, n, sc.mm.get(), stream_, {{w.attn_norm.get<float>(), s_.norm_eps}});
+  else kc::matmul_parts(qkv, 3, h, n, sc.mm.get(), stream_);
   const RopeSpec& rope = s_.ropes[ls.rope];
   const int32_t* positions = sc.positions.get<int32_t>();
   const cuda::DeviceKvLayer kv = device_kv(cache, l);
@@ -476,12 +507,23 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
     kv.write(k, v, n, positions, stream_);
   }
   kv.attend(q, n, positions, n_kv_bound, attention_spec(s_, ls), sc.attn.get<float>(), sc.at.get(), stream_);
-  linear(sc, w.o, sc.attn.get<float>(), y, n);
-  if (w.post_attn_norm.get()) norm(w.post_attn_norm, y, y, n, H);
-  kc::add_rmsnorm(x, y, w.ffn_norm.get<float>(), h, n, H, s_.norm_eps, stream_);
   const DeviceBuffer* next = l + 1 < n_dev_ ? &w_.layers[l + 1].attn_norm
                              : n_dev_ == s_.n_layers ? &w_.final_norm
                                                      : nullptr;  // the CPU takes x from here
+  const bool next_fused = next && fuses_norms(l + 1 < n_dev_ ? l + 1 : s_.n_layers, n);
+  if (fused) {  // x += o; the MLP over norm(x); x += down
+    const kc::GemvFusion add{.accumulate = true};
+    kc::matmul(w.o.w, sc.attn.get<float>(), x, n, sc.mm.get(), stream_, add);
+    float* g = sc.g.get<float>();
+    kc::matmul_gate_up(w.gate.w, w.up.w, gate_activation(), x, g, sc.u.get<float>(), g, n, sc.mm.get(), stream_,
+                       {w.ffn_norm.get<float>(), s_.norm_eps});
+    kc::matmul(w.down.w, g, x, n, sc.mm.get(), stream_, add);
+    if (next && !next_fused) norm(*next, x, h, n, H);
+    return;
+  }
+  linear(sc, w.o, sc.attn.get<float>(), y, n);
+  if (w.post_attn_norm.get()) norm(w.post_attn_norm, y, y, n, H);
+  kc::add_rmsnorm(x, y, w.ffn_norm.get<float>(), h, n, H, s_.norm_eps, stream_);
   const float* slot_out = sc.slot_out.get<float>();
   const int32_t* experts = sc.experts.get<int32_t>();
   if (ls.moe) {
@@ -496,7 +538,7 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
     mlp(sc, w, n);
   }
   if (w.post_ffn_norm.get()) norm(w.post_ffn_norm, y, y, n, H);
-  if (next) kc::add_rmsnorm(x, y, next->get<float>(), h, n, H, s_.norm_eps, stream_);
+  if (next && !next_fused) kc::add_rmsnorm(x, y, next->get<float>(), h, n, H, s_.norm_eps, stream_);
   else kc::add_inplace(x, y, n * H, stream_);
 }
 
@@ -504,10 +546,13 @@ void CudaBackend::run_device(Scratch& sc, int64_t n, int64_t n_out, int64_t n_kv
   const int64_t H = s_.hidden;
   float *x = sc.x.get<float>(), *h = sc.h.get<float>();
   kc::embed_rows(w_.embed.w, sc.tokens.get<int32_t>(), n, s_.embed_scale, x, stream_);
-  norm(w_.layers[0].attn_norm, x, h, n, H);
+  if (!fuses_norms(0, n)) norm(w_.layers[0].attn_norm, x, h, n, H);
   for (int64_t l = 0; l < n_dev_; ++l) layer(sc, l, n, n_kv_bound, cache);
   if (n_dev_ < s_.n_layers) return;
-  linear(sc, w_.lm_head, h + (n - n_out) * H, sc.logits.get<float>(), n_out);  // h: the final norm of x
+  if (fuses_norms(s_.n_layers, n))  // the final norm inside the head's GEMV
+    kc::matmul(w_.lm_head.w, x + (n - n_out) * H, sc.logits.get<float>(), n_out, sc.mm.get(), stream_,
+               {{w_.final_norm.get<float>(), s_.norm_eps}});
+  else linear(sc, w_.lm_head, h + (n - n_out) * H, sc.logits.get<float>(), n_out);  // h: the final norm of x
   if (s_.final_softcap > 0) kc::softcap(sc.logits.get<float>(), n_out * s_.vocab, s_.final_softcap, stream_);
 }
 

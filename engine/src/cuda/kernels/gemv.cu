@@ -339,12 +339,31 @@ struct Affine {
 __host__ __device__ constexpr int64_t shared_x_bytes(int64_t cols, int nt) { return nt * (cols / 32) * (16 * 4 + 8); }
 constexpr int64_t kMaxSharedXBytes = 48 * 1024;  // without the opt-in for more
 
+// Each token's RMSNorm factor 1 / sqrt(mean(x^2) + eps) into inv[t], for the whole block.
+__device__ void norm_factors(const float* x, int64_t cols, int n, float eps, float* inv) {
+  for (int t = 0; t < n; ++t) {
+    const float4* xv = reinterpret_cast<const float4*>(x + t * cols);
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < cols / 4; i += blockDim.x) {
+      const float4 v = xv[i];
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = block_sum(ss);
+    if (threadIdx.x == 0) inv[t] = rsqrtf(ss / static_cast<float>(cols) + eps);
+  }
+  __syncthreads();
+}
+
 // Fills the block's SharedX from x[0..n) (cols values each): a thread per 32-value block. (Eight threads per
 // block, a float4 and three shuffles each, measured slower on long rows: the 12288-column down projection went
-// from 20.2 to 25.9 us, its rounds of loads one after another.)
+// from 20.2 to 25.9 us, its rounds of loads one after another.) With norm_w, x is taken as the RMSNorm of each row
+// times norm_w (rmsnorm's x * inv * w), the norm's own launch and its round trip through memory saved.
 template <int BITS>
-__device__ void fill_shared_x(const float* x, int64_t cols, int n, int4* xq, float2* xs) {
+__device__ void fill_shared_x(const float* x, int64_t cols, int n, int4* xq, float2* xs, const float* norm_w,
+                              float norm_eps) {
   const int64_t nb = cols / 32;
+  __shared__ float inv[kMaxGemvTokens];
+  if (norm_w) norm_factors(x, cols, n, norm_eps, inv);
   for (int64_t i = threadIdx.x; i < n * nb; i += blockDim.x) {
     const int64_t t = i / nb, blk = i % nb;
     const float4* xv = reinterpret_cast<const float4*>(x + t * cols + blk * 32);
@@ -353,6 +372,15 @@ __device__ void fill_shared_x(const float* x, int64_t cols, int n, int4* xq, flo
     for (int k = 0; k < 8; ++k) {
       const float4 v = xv[k];
       xf[4 * k] = v.x, xf[4 * k + 1] = v.y, xf[4 * k + 2] = v.z, xf[4 * k + 3] = v.w;
+    }
+    if (norm_w) {
+      const float4* wv = reinterpret_cast<const float4*>(norm_w + blk * 32);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float4 w = wv[k];
+        xf[4 * k] = xf[4 * k] * inv[t] * w.x, xf[4 * k + 1] = xf[4 * k + 1] * inv[t] * w.y;
+        xf[4 * k + 2] = xf[4 * k + 2] * inv[t] * w.z, xf[4 * k + 3] = xf[4 * k + 3] * inv[t] * w.w;
+      }
     }
     int xp[16];
     float xscale, qsum;
@@ -377,6 +405,7 @@ struct GemvParams {
   bool gated_pair;
   GateActivation act;
   RouteTail route;  // route.done set: the MoE router, routed by the launch's last block
+  GemvFusion fusion;  // the input's RMSNorm (shared-x kernels only) and the output's residual add
 };
 
 // The block's part, slot, weight (the slot's expert), x row and y; w_hi: the weight of a warp's upper kRows / 2 rows
@@ -477,7 +506,8 @@ __device__ void write_rows(const float (&acc)[kRows][NT], const Target& tg, cons
       for (int k = 0; k < ks; ++k) up += red[g * ks + k][j + per_group][t];
       v = gated_activation(p.act, v, up);
     }
-    tg.y[t * w.rows + row] = v;
+    float& out = tg.y[t * w.rows + row];
+    out = p.fusion.accumulate ? out + v : v;
   }
   if constexpr (kRoute)
     if (p.route.done) route_in_last_block(p, tg.y, w.rows);
@@ -517,7 +547,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     sx.xq = shared_x;
     float2* xs = reinterpret_cast<float2*>(shared_x + p.n * 4 * sx.nb);
     sx.xs = xs;
-    fill_shared_x<F::kBits>(x, cols, p.n, shared_x, xs);
+    fill_shared_x<F::kBits>(x, cols, p.n, shared_x, xs, p.fusion.norm.w, p.fusion.norm.eps);
     __syncthreads();
   }
   float acc[kRows][NT] = {};
@@ -550,7 +580,8 @@ __global__ void gemv_scalar_kernel(GemvParams p) {
     float acc = 0.0f;
     for (int64_t c = lane; c < w.cols; c += 32) acc += load_weight(w, row, c) * x[t * w.cols + c];
     acc = warp_sum(acc);
-    if (lane == 0) y[t * w.rows + row] = acc + (w.bias ? w.bias[row] : 0.0f);
+    const float v = acc + (w.bias ? w.bias[row] : 0.0f);
+    if (lane == 0) y[t * w.rows + row] = p.fusion.accumulate ? y[t * w.rows + row] + v : v;
   }
 }
 
@@ -646,8 +677,17 @@ bool dense_aligned(const GemvParams& p) {
   return aligned;
 }
 
+// The kernels that fill x into shared memory (XMode::shared), the only ones that take the input's norm.
+bool takes_shared_x(const GemvParams& p) {
+  const DeviceWeight& w = p.parts[0].w;
+  return w.affine && (w.quant.bits == 4 || w.quant.bits == 8) && takes_int_x(p) &&
+         shared_x_bytes(w.cols, p.n) <= kMaxSharedXBytes;
+}
+
 void run(const GemvParams& p, cudaStream_t stream) {
   const DeviceWeight& w = p.parts[0].w;
+  if (p.fusion.norm.w && !takes_shared_x(p))
+    throw Error(ErrorKind::internal, "cuda gemv", "the input's norm asked of a kernel that cannot take it");
   if (w.affine) {
     switch (w.quant.bits) {
       case 2: launch_affine<2>(p, stream); break;
@@ -683,11 +723,12 @@ bool same_format(const DeviceWeight& a, const DeviceWeight& b) {
 
 // One launch for parts of the same format (their kernels are the same template), else one per part.
 void run_parts(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div, int64_t n_slots,
-               int64_t n, cudaStream_t stream) {
+               int64_t n, const GemvFusion& fusion, cudaStream_t stream) {
   int i = 0;
   while (i < n_parts) {
     GemvParams p{};
     p.experts = experts, p.x = x, p.x_div = x_div, p.n_slots = n_slots, p.n = static_cast<int>(n), p.ksplit = 1;
+    p.fusion = fusion;
     p.parts[p.n_parts++] = parts[i++];
     while (i < n_parts && p.n_parts < kMaxGemvParts && same_format(parts[i].w, p.parts[0].w))
       p.parts[p.n_parts++] = parts[i++];
@@ -697,15 +738,21 @@ void run_parts(const GemvPart* parts, int n_parts, const int32_t* experts, const
 
 }  // namespace
 
-void gemv(const GemvPart* parts, int n_parts, const float* x, int64_t n, cudaStream_t stream) {
+bool gemv_norms_input(const DeviceWeight& w, int64_t n) {
+  GemvParams p{};
+  p.parts[0].w = w, p.n_parts = 1, p.n = static_cast<int>(n);
+  return n >= 1 && n <= kMaxGemvTokens && w.cols % 4 == 0 && takes_shared_x(p);
+}
+
+void gemv(const GemvPart* parts, int n_parts, const float* x, int64_t n, cudaStream_t stream, const GemvFusion& fusion) {
   if (n == 0 || n_parts == 0) return;
-  run_parts(parts, n_parts, nullptr, x, 1, 1, n, stream);
+  run_parts(parts, n_parts, nullptr, x, 1, 1, n, fusion, stream);
 }
 
 void gemv_gathered(const GemvPart* parts, int n_parts, const int32_t* experts, const float* x, int64_t x_div,
                    int64_t n_slots, cudaStream_t stream) {
   if (n_slots == 0 || n_parts == 0) return;
-  run_parts(parts, n_parts, experts, x, x_div, n_slots, 1, stream);
+  run_parts(parts, n_parts, experts, x, x_div, n_slots, 1, {}, stream);
 }
 
 void gemv_route(const GemvPart& router, const float* x, int64_t n, const RouteTail& route, cudaStream_t stream) {
@@ -724,10 +771,12 @@ void gemv_route(const GemvPart& router, const float* x, int64_t n, const RouteTa
 }
 
 void gemv_gate_up(const GemvPart& gate, const GemvPart& up, GateActivation act, float* out, const int32_t* experts,
-                  const float* x, int64_t x_div, int64_t n_slots, int64_t n, cudaStream_t stream) {
+                  const float* x, int64_t x_div, int64_t n_slots, int64_t n, cudaStream_t stream,
+                  const InputNorm& norm) {
   if (n == 0 || n_slots == 0) return;
   GemvParams p{};
   p.experts = experts, p.x = x, p.x_div = x_div, p.n_slots = n_slots, p.n = static_cast<int>(n), p.ksplit = 1;
+  p.fusion.norm = norm;
   p.parts[0] = {gate.w, out}, p.parts[1] = {up.w, nullptr}, p.n_parts = 2;
   p.gated_pair = true, p.act = act;
   if (decode_options().gate_up_pair && n == 1 && same_format(gate.w, up.w) && gate.w.rows == up.w.rows &&
@@ -736,7 +785,7 @@ void gemv_gate_up(const GemvPart& gate, const GemvPart& up, GateActivation act, 
   // Otherwise (not chosen, several tokens, formats that cannot share a launch, dense rows that do not line up): the
   // two products, then the activation.
   const GemvPart parts[] = {gate, up};
-  run_parts(parts, 2, experts, x, x_div, n_slots, n, stream);
+  run_parts(parts, 2, experts, x, x_div, n_slots, n, p.fusion, stream);
   gated_mul(act, gate.y, up.y, out, n * n_slots * gate.w.rows, stream);
 }
 

@@ -33,7 +33,22 @@ struct DeviceWeight {
 // `scratch` holds the split X (and, for an affine weight, a dequantized pass of its rows): matmul_scratch_bytes() of
 // it, `affine` when any weight it serves is MLX affine.
 uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n, bool affine);
-void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream);
+
+// What a decode GEMV (n <= 8 tokens) can take over from the kernels around it, each a launch and a round trip
+// through memory fewer: the RMSNorm of its input (x rows read as x / sqrt(mean(x^2) + eps) * w, rmsnorm's formula;
+// only where matmul_norms_input() says the weight's kernel can: 4/8-bit affine weights, whose kernel fills x into
+// shared memory anyway) and the residual add of its output (accumulate: y += x . W^T).
+struct InputNorm {
+  const float* w = nullptr;  // null: x as it is
+  float eps = 0.0f;
+};
+struct GemvFusion {
+  InputNorm norm;
+  bool accumulate = false;
+};
+bool matmul_norms_input(const DeviceWeight& w, int64_t n);
+void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream,
+            const GemvFusion& fusion = {});
 
 // Several weights over the same X (q, k, v; gate, up): one launch per format in decode, matmul() per part
 // otherwise. Every part has the same cols.
@@ -42,7 +57,8 @@ struct GemvPart {
   DeviceWeight w;
   float* y;
 };
-void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n, void* scratch, cudaStream_t stream);
+void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n, void* scratch, cudaStream_t stream,
+                  const GemvFusion& fusion = {});
 
 // Gathered GEMV for MoE: slot s (of n_slots) multiplies row x[s / x_div] by expert experts[s]'s matrix of each
 // part's stacked weight into that part's y[s]. experts: [n_slots] on the device (the router's choice, never read
@@ -57,7 +73,7 @@ enum class GateActivation { silu, gelu_tanh };  // gated MLPs: SiLU (llama, qwen
 // then gated_mul. Gathered (MoE decode): slot s
 // of n_slots reads x row s / x_div through expert experts[s] of both stacked weights.
 void matmul_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act, const float* x, float* g,
-                    float* u, float* out, int64_t n, void* scratch, cudaStream_t stream);
+                    float* u, float* out, int64_t n, void* scratch, cudaStream_t stream, const InputNorm& norm = {});
 void matmul_gathered_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act,
                              const int32_t* experts, const float* x, int64_t x_div, int64_t n_slots, float* g, float* u,
                              float* out, cudaStream_t stream);

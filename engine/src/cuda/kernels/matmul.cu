@@ -10,6 +10,7 @@
 //     weight in the GEMMs at 512 tokens (a dequantizing SIMT kernel before this reached ~800 tok/s on qwen3-8b);
 //     matrices under 2^20 weights (routers) keep that exact f32 kernel.
 #include <algorithm>
+#include <string>
 
 #include "cuda/cublas_library.h"
 #include "cuda/cuda_check.h"
@@ -196,13 +197,24 @@ uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n, bool affine
   return x_parts + pass + 512;
 }
 
-void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream) {
+namespace {
+void check_no_fusion(const GemvFusion& fusion, int64_t n) {
+  if (fusion.norm.w || fusion.accumulate)
+    throw Error(ErrorKind::internal, "cuda matmul", std::to_string(n) + " tokens: only a decode GEMV fuses its norm and add");
+}
+}  // namespace
+
+bool matmul_norms_input(const DeviceWeight& w, int64_t n) { return gemv_norms_input(w, n); }
+
+void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* scratch, cudaStream_t stream,
+            const GemvFusion& fusion) {
   if (n == 0 || w.rows == 0) return;
   if (n <= kMaxGemvTokens) {
     const GemvPart part{w, y};
-    gemv(&part, 1, x, n, stream);
+    gemv(&part, 1, x, n, stream, fusion);
     return;
   }
+  check_no_fusion(fusion, n);
   if (w.affine && w.rows * w.cols < kAffineGemmMinWeights) {
     gemm_tiled_kernel<<<dim3(blocks_of(w.rows, kTileRows), blocks_of(n, kTileTokens)), 256, 0, stream>>>(w, x, y, n);
     lmlab::cuda::check_launch("matmul (tiled)");
@@ -248,8 +260,10 @@ void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* sc
   }
 }
 
-void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n, void* scratch, cudaStream_t stream) {
-  if (n <= kMaxGemvTokens) return gemv(parts, n_parts, x, n, stream);
+void matmul_parts(const GemvPart* parts, int n_parts, const float* x, int64_t n, void* scratch, cudaStream_t stream,
+                  const GemvFusion& fusion) {
+  if (n <= kMaxGemvTokens) return gemv(parts, n_parts, x, n, stream, fusion);
+  check_no_fusion(fusion, n);
   for (int i = 0; i < n_parts; ++i) matmul(parts[i].w, x, parts[i].y, n, scratch, stream);
 }
 
@@ -267,8 +281,9 @@ void matmul_route(const DeviceWeight& router, const float* x, float* logits, int
 }
 
 void matmul_gate_up(const DeviceWeight& gate, const DeviceWeight& up, GateActivation act, const float* x, float* g,
-                    float* u, float* out, int64_t n, void* scratch, cudaStream_t stream) {
-  if (n <= kMaxGemvTokens) return gemv_gate_up({gate, g}, {up, u}, act, out, nullptr, x, 1, 1, n, stream);
+                    float* u, float* out, int64_t n, void* scratch, cudaStream_t stream, const InputNorm& norm) {
+  if (n <= kMaxGemvTokens) return gemv_gate_up({gate, g}, {up, u}, act, out, nullptr, x, 1, 1, n, stream, norm);
+  check_no_fusion({norm}, n);
   matmul(gate, x, g, n, scratch, stream);
   matmul(up, x, u, n, scratch, stream);
   gated_mul(act, g, u, out, n * gate.rows, stream);
