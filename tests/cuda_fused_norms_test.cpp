@@ -33,7 +33,7 @@ class CudaFusedNorms : public ::testing::Test {
     opt.shape.head_dim = 128, opt.shape.intermediate = 2048, opt.shape.tied_embeddings = false;
     opt.bits = 4;
     opt.seed = 11;
-    opt.tokenizer_from = test::model_dir("coder-dense");
+    opt.tokenizer_from = test::model_dir("qwen3");
     synth_model(dir_, opt);
   }
   void TearDown() override {
