@@ -61,8 +61,10 @@ __global__ void rmsnorm_kernel(const float* __restrict__ x, const float* __restr
 struct BufferY {
   const float4* y;
   int64_t dim4;
-  __device__ void prepare(int*) const {}
-  __device__ float4 at(const int*, int64_t i) const { return y[blockIdx.x * dim4 + i]; }
+  static constexpr int kMaxThreads = 1024;
+  struct Row {};
+  __device__ void prepare(Row&) const {}
+  __device__ float4 at(const Row&, int64_t i) const { return y[blockIdx.x * dim4 + i]; }
 };
 struct CombinedY {
   const float4* slot_out;  // [n k, dim4]
@@ -70,29 +72,63 @@ struct CombinedY {
   const float* weights;    // [n, k]
   int k;
   int64_t dim4;
-  // The row's slots in moe_combine's order into order[k], for the whole block.
-  __device__ void prepare(int* order) const {
-    if (threadIdx.x == 0) experts_ascending(experts + blockIdx.x * static_cast<int64_t>(k), k, order);
+  // At most 512 threads (128 registers each): the loads at() keeps in flight spilled under a 1024-thread block's 64;
+  // longer rows take moe_combine then add_rmsnorm, the same floats.
+  static constexpr int kMaxThreads = 512;
+  struct Row {  // the row's slots in moe_combine's order and their weights
+    int slot[kMaxTopK];
+    float wt[kMaxTopK];
+  };
+  // Warp 0 reads the row's k experts and weights once (thread 0 sorting them in global memory, a load per comparison,
+  // held up the whole block); slot j's place is its stable rank by expert, experts_ascending's order.
+  __device__ void prepare(Row& row) const {
+    if (threadIdx.x < 32) {
+      const int lane = threadIdx.x;
+      const int64_t base = blockIdx.x * static_cast<int64_t>(k);
+      const int32_t e = lane < k ? experts[base + lane] : 0;
+      const float wt = lane < k ? weights[base + lane] : 0.0f;
+      int rank = 0;
+#pragma unroll
+      for (int j = 0; j < kMaxTopK; ++j) {
+        const int32_t ej = __shfl_sync(0xffffffffu, e, j);
+        rank += j < k && (ej < e || (ej == e && j < lane));
+      }
+      if (lane < k) row.slot[rank] = lane, row.wt[rank] = wt;
+    }
     __syncthreads();
   }
-  __device__ float4 at(const int* order, int64_t i) const {
+  // The slots' outputs loaded kLoadsAtOnce at a time (8: the usual k), all before their products are added in
+  // moe_combine's order (a load per product serialised them).
+  static constexpr int kLoadsAtOnce = 8;
+  __device__ float4 at(const Row& row, int64_t i) const {
+    const float4* out = slot_out + blockIdx.x * static_cast<int64_t>(k) * dim4 + i;  // [k, dim4] at column i
     float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int j = 0; j < k; ++j) {
-      const int64_t slot = blockIdx.x * static_cast<int64_t>(k) + order[j];
-      const float wt = weights[slot];
-      const float4 v = slot_out[slot * dim4 + i];
-      acc.x += wt * v.x, acc.y += wt * v.y, acc.z += wt * v.z, acc.w += wt * v.w;
+#pragma unroll
+    for (int j0 = 0; j0 < kMaxTopK; j0 += kLoadsAtOnce) {
+      if (j0 >= k) break;
+      float4 v[kLoadsAtOnce];
+#pragma unroll
+      for (int j = 0; j < kLoadsAtOnce; ++j)
+        if (j0 + j < k) v[j] = out[row.slot[j0 + j] * dim4];
+#pragma unroll
+      for (int j = 0; j < kLoadsAtOnce; ++j)
+        if (j0 + j < k) {
+          const float wt = row.wt[j0 + j];
+          acc.x += wt * v[j].x, acc.y += wt * v[j].y, acc.z += wt * v[j].z, acc.w += wt * v[j].w;
+        }
     }
     return acc;
   }
 };
 
-// x += y, then h = norm(x) * w, rows of dim4 float4s (at most kMaxVecPerThread per thread).
+// x += y, then h = norm(x) * w, rows of dim4 float4s (at most kMaxVecPerThread per thread), blocks of at most
+// Y::kMaxThreads threads.
 template <class Y>
-__global__ void add_rmsnorm_kernel(float4* x, Y y, const float4* __restrict__ w, float4* h, int64_t dim4, float eps) {
+__global__ void __launch_bounds__(Y::kMaxThreads, 1)
+    add_rmsnorm_kernel(float4* x, Y y, const float4* __restrict__ w, float4* h, int64_t dim4, float eps) {
   chain_enter();
-  __shared__ int order[kMaxTopK];
-  y.prepare(order);
+  __shared__ typename Y::Row row;
+  y.prepare(row);
   float4* xr = x + blockIdx.x * dim4;
   float4* hr = h + blockIdx.x * dim4;
   float4 v[kMaxVecPerThread];
@@ -102,11 +138,16 @@ __global__ void add_rmsnorm_kernel(float4* x, Y y, const float4* __restrict__ w,
     const int64_t i = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
     v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (i < dim4) {
-      const float4 a = xr[i], b = y.at(order, i);
+      const float4 a = xr[i], b = y.at(row, i);
       v[j] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-      xr[i] = v[j];
     }
     ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+  }
+  // x written once every load is issued (a store to x between them holds the next ones back: y's memory may be x's)
+#pragma unroll
+  for (int j = 0; j < kMaxVecPerThread; ++j) {
+    const int64_t i = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
+    if (i < dim4) xr[i] = v[j];
   }
   ss = block_sum(ss);
   const float inv = rsqrtf(ss / static_cast<float>(dim4 * 4) + eps);
@@ -162,7 +203,8 @@ void moe_combine_add_rmsnorm(float* x, const float* slot_out, const int32_t* exp
                              cudaStream_t stream) {
   if (n_rows == 0) return;
   const int64_t dim4 = dim / 4;
-  if (vec_rows(dim) && k <= kMaxTopK && aligned16(x) && aligned16(slot_out) && aligned16(w) && aligned16(h)) {
+  if (vec_rows(dim) && vec_threads(dim4) <= CombinedY::kMaxThreads && k <= kMaxTopK && aligned16(x) &&
+      aligned16(slot_out) && aligned16(w) && aligned16(h)) {
     const CombinedY cy{reinterpret_cast<const float4*>(slot_out), experts, weights, static_cast<int>(k), dim4};
     launch_chained("moe_combine + add_rmsnorm", add_rmsnorm_kernel<CombinedY>, static_cast<unsigned>(n_rows),
                    vec_threads(dim4), 0, stream, reinterpret_cast<float4*>(x), cy, reinterpret_cast<const float4*>(w),
