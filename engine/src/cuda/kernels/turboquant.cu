@@ -83,13 +83,15 @@ __device__ __forceinline__ uint8_t packed_byte(const uint8_t* idx, int ob, int b
 }
 
 // In-place unnormalised Walsh-Hadamard transform of n_vec vectors of g floats (x [n_vec g], shared memory),
-// wht.cpp's butterflies stage by stage; every thread of the block calls it.
+// wht.cpp's butterflies stage by stage; every thread of the block calls it. g is a power of two (check_codec): the
+// indices take shifts and masks (the divisions by h and g / 2 they replaced made a 16-row rotation ~10 us).
 __device__ void block_fwht(float* x, int n_vec, int g) {
-  const int half = g / 2;
-  for (int h = 1; h < g; h *= 2) {
+  const int log_g = __ffs(g) - 1, half = g / 2;
+  for (int log_h = 0; log_h < log_g; ++log_h) {
+    const int h = 1 << log_h;
     for (int b = threadIdx.x; b < n_vec * half; b += blockDim.x) {
-      const int vec = b / half, k = b % half;
-      const int j = vec * g + (k / h) * 2 * h + (k % h);
+      const int vec = b >> (log_g - 1), k = b & (half - 1);
+      const int j = (vec << log_g) + ((k >> log_h) << (log_h + 1)) + (k & (h - 1));
       const float p = x[j], q = x[j + h];
       x[j] = __fadd_rn(p, q);
       x[j + h] = __fsub_rn(p, q);
@@ -99,11 +101,15 @@ __device__ void block_fwht(float* x, int n_vec, int g) {
 }
 
 // x [n_vec][D] (shared) <- Pi x (forward) or Pi^T x (inverse), per group of g dims; RandomizedHadamard's order.
+// Element e's column e % D is stepped along with e (no division per element).
 __device__ void block_rotate(float* x, int n_vec, int D, int g, const float* s_in, const float* s_out, float inv_sqrt) {
-  for (int e = threadIdx.x; e < n_vec * D; e += blockDim.x) x[e] = __fmul_rn(x[e], s_in[e % D]);
+  const int d0 = static_cast<int>(threadIdx.x) % D, step = static_cast<int>(blockDim.x) % D;
+  for (int e = threadIdx.x, d = d0; e < n_vec * D; e += blockDim.x, d = d + step < D ? d + step : d + step - D)
+    x[e] = __fmul_rn(x[e], s_in[d]);
   __syncthreads();
   block_fwht(x, n_vec * (D / g), g);
-  for (int e = threadIdx.x; e < n_vec * D; e += blockDim.x) x[e] = __fmul_rn(x[e], __fmul_rn(s_out[e % D], inv_sqrt));
+  for (int e = threadIdx.x, d = d0; e < n_vec * D; e += blockDim.x, d = d + step < D ? d + step : d + step - D)
+    x[e] = __fmul_rn(x[e], __fmul_rn(s_out[d], inv_sqrt));
   __syncthreads();
 }
 
@@ -345,24 +351,38 @@ struct TqAttnParams {
   float scale, softcap;
 };
 
-// Block per (query, head): merges the splits' states and rotates the output back.
+// Block per (query, head): merges the splits' states and rotates the output back. One warp turns the splits'
+// (max, sum) pairs into weights once (each thread redid an expf per split and element), then each thread sums its
+// elements over the splits in order with kMergeLoads loads in flight: the same floats as before.
 __global__ void __launch_bounds__(kThreads) tq_merge_kernel(const float* part_o, const float* part_ml, float* out,
                                                            int D, int splits, int g, const float* d1, const float* d2,
                                                            float inv_sqrt) {
   chain_enter();
+  constexpr int kMergeLoads = 16;
   __shared__ float ob[256];
+  __shared__ float w[2 * kMaxAttentionSplits];  // per split: exp(max - M) in place of the max, then the sum
   const int64_t qh = blockIdx.x;
-  const float* ml = part_ml + qh * splits * 2;
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, ml[2 * s]);
+  for (int e = threadIdx.x; e < 2 * splits; e += kThreads) w[e] = part_ml[qh * splits * 2 + e];
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float M = -INFINITY;
+    for (int s = threadIdx.x; s < splits; s += 32) M = fmaxf(M, w[2 * s]);
+    M = warp_max(M);
+    for (int s = threadIdx.x; s < splits; s += 32) w[2 * s] = M == -INFINITY ? 0.0f : expf(w[2 * s] - M);
+  }
+  __syncthreads();
   for (int d = threadIdx.x; d < D; d += kThreads) {
+    const float* po = part_o + qh * splits * D + d;
     float L = 0.0f, O = 0.0f;
-    if (M != -INFINITY)
-      for (int s = 0; s < splits; ++s) {
-        const float f = expf(ml[2 * s] - M);
-        L += ml[2 * s + 1] * f;
-        O += part_o[(qh * splits + s) * D + d] * f;
-      }
+    int s = 0;
+    for (; s + kMergeLoads <= splits; s += kMergeLoads) {
+      float x[kMergeLoads];
+#pragma unroll
+      for (int k = 0; k < kMergeLoads; ++k) x[k] = po[(s + k) * D];
+#pragma unroll
+      for (int k = 0; k < kMergeLoads; ++k) L += w[2 * (s + k) + 1] * w[2 * (s + k)], O += x[k] * w[2 * (s + k)];
+    }
+    for (; s < splits; ++s) L += w[2 * s + 1] * w[2 * s], O += po[s * D] * w[2 * s];
     ob[d] = L > 0.0f ? O / L : 0.0f;
   }
   __syncthreads();
