@@ -1,6 +1,7 @@
 // Decode's fused layers on the GPU (cuda_backend.cpp plan_fused_norms: a dense 4/8-bit layer's RMSNorms and
 // residual adds inside its GEMVs) end to end: a 4-bit qwen3 synth whose matrices all take the shared-x GEMV decodes
-// the same tokens with the fusion as without it (LMLAB_FUSED_NORMS=0), step by step. Without a GPU it skips.
+// the same logits with the fusion (LMLAB_FUSED_NORMS=1, opt-in until measured) as without it, step by step. Without a
+// GPU it skips.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -49,8 +50,11 @@ class CudaFusedNorms : public ::testing::Test {
 };
 
 TEST_F(CudaFusedNorms, DecodeEqualsTheSeparateNormsAndAdds) {
-  auto fused = load();
-  std::shared_ptr<Model> separate;
+  std::shared_ptr<Model> fused, separate;
+  {
+    const test::ScopedEnv on("LMLAB_FUSED_NORMS", "1");
+    fused = load();
+  }
   {
     const test::ScopedEnv off("LMLAB_FUSED_NORMS", "0");
     separate = load();

@@ -226,7 +226,8 @@ class CudaBackend final : public Backend {
   GpuLayerPlan plan_;  // what --gpu-layers 0 decided (empty when given)
   bool graphs_ = true;
   // Per device layer and the head (last): decode's GEMVs take the layer's RMSNorms and residual adds
-  // (kc::GemvFusion; plan_fused_norms), three launches fewer per dense layer. LMLAB_FUSED_NORMS=0: never.
+  // (kc::GemvFusion; plan_fused_norms), two launches fewer per dense layer. LMLAB_FUSED_NORMS=1 until a GPU has
+  // measured it (written in the twelfth session after its device time was spent).
   std::vector<bool> fused_norms_;
   bool grouped_experts_ = true;  // LMLAB_GROUPED_EXPERTS=0: MoE chunks on the gathered GEMV (to measure the GEMM)
   bool affine_ = false;  // has_affine_linears(t_), for the prefill matmul scratch
@@ -469,7 +470,7 @@ void CudaBackend::serve_streamed_step() const {
 // h; gemma's post-norms sit between a projection and its residual add). The head fuses the final norm likewise.
 void CudaBackend::plan_fused_norms() {
   const char* env = std::getenv("LMLAB_FUSED_NORMS");
-  const bool on = !(env && std::string(env) == "0");
+  const bool on = env && std::string(env) == "1";
   fused_norms_.assign(s_.n_layers + 1, false);
   auto takes = [](const cuda::DeviceLinear& l) { return kc::matmul_norms_input(l.w, 1); };
   for (int64_t l = 0; l < n_dev_; ++l) {
