@@ -13,7 +13,8 @@
 #  stream-moe: iobench as swiftlm's, then decode-bench --stream-experts on the 30b-a3b 4-bit synth with the swiftlm
 #  SSD config's 1.5 GB cache, once per LMLAB_STREAM_GRAPH value in STREAM_GRAPH (default "0 1"), to stream.jsonl:
 #  the decode's SSD bytes, misses and read rate against the drive;
-#  ab-SHAPE: AB_VAR=LMLAB_FUSED_ROUTING (or another DecodeOptions knob) 0 / 1 alternated over SHAPE's decode, to ab.jsonl)
+#  ab-SHAPE: AB_VAR=LMLAB_FUSED_ROUTING (or another DecodeOptions knob) 0 / 1 alternated over SHAPE's decode, to ab.jsonl;
+#  vs-SHAPE: this folder's binary against VS_DIR's (another packed folder) and under VS_ENVS, to vs.jsonl)
 # (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off unless PROFILE_GRAPH=1: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -161,6 +162,24 @@ PY
           | sed "s/^{/{\"ab\":\"$AB_VAR=$v\",\"shape\":\"$shape\",/" | tee -a "$out/ab.jsonl" \
           | grep -o '"ab":"[^"]*"\|"context":[0-9]*,"decode_tok_s":[0-9.]*' | tr '\n' ' '; echo
       done; done
+      ;;
+    vs-*)  # this folder's lmlab against VS_DIR's (another packed folder, e.g. an earlier commit's, carried beside this
+      # one: its own cuda_device.sh unpacks it) and against itself under each of VS_ENVS (e.g. "LMLAB_FUSED_NORMS=1"),
+      # alternated VS_REPS times (default 2) over SHAPE's decode, graphs on: tok/s @512 / @4096, to vs.jsonl
+      shape=${step#vs-}; dir=$(synth_dir "$shape")
+      [ -n "${VS_DIR:-}" ] && bash "$VS_DIR/cuda_device.sh" > /dev/null 2>&1
+      vs_one() {  # label folder env...
+        local label=$1 bin=$2; shift 2
+        env LD_LIBRARY_PATH="$bin/lib:${LD_LIBRARY_PATH#*:}" LMLAB_CUDA_GRAPH=1 "$@" timeout "${BENCH_TIMEOUT:-200}" \
+          "$bin/lmlab" decode-bench --model "$dir" --device cuda --ctx-size 4608 --contexts 512,4096 -n 64 --json 2>&1 \
+          | sed "s/^{/{\"vs\":\"$label\",\"shape\":\"$shape\",/" | tee -a "$out/vs.jsonl" \
+          | grep -o '"context":[0-9]*,"decode_tok_s":[0-9.]*' | tr '\n' ' ' | sed "s|^|$shape $label: |"; echo
+      }
+      for rep in $(seq "${VS_REPS:-2}"); do
+        [ -n "${VS_DIR:-}" ] && vs_one "$(basename "$VS_DIR")" "$VS_DIR"
+        vs_one this "$here"
+        for e in ${VS_ENVS:-}; do vs_one "$e" "$here" "$e"; done
+      done
       ;;
     kv-*)
       shape=${step#kv-}
