@@ -2,7 +2,8 @@
 // (qwen3-8b, qwen3-30b-a3b): bf16 and MLX affine 4/8-bit (group 64, bf16 scales). Each iteration replays a CUDA
 // graph of kLaunches back-to-back GEMVs (as the captured decode step runs them); bytes/s = weight bytes read
 // (packed values, scales and biases) per second, the time column one GEMV. Compare with the device's read
-// bandwidth (H200: 4.37 TB/s measured, issue 16). Without a GPU every benchmark reports the reason.
+// bandwidth (H200: 4.37 TB/s measured, issue 16). Also the gate / up pair and the fused norm and residual add
+// against the launches they replace. Without a GPU every benchmark reports the reason.
 #include <benchmark/benchmark.h>
 
 #ifdef LMLAB_HAVE_CUDA
@@ -136,6 +137,38 @@ void BM_cuda_gate_up(benchmark::State& state, Shape shape, int bits, bool pair) 
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * 2 * gate.read_bytes * slots));
 }
 
+// The attention output's projection, the residual add, the MLP norm and the gate / up GEMV of a dense layer, one
+// token, 4-bit: `fused` as decode runs them with kc::GemvFusion (the o GEMV adds into the residual, the gate / up
+// GEMV norms it as it fills x: two launches), else o, add_rmsnorm and the gate / up GEMV (three).
+void BM_cuda_fused_norm(benchmark::State& state, Shape o_shape, int64_t inter, bool fused) {
+  if (skip_without_gpu(state)) return;
+  DeviceAllocator alloc;
+  const int64_t H = o_shape.rows;
+  const BenchWeight o = make_weight(alloc, H, o_shape.cols, 4, 1);
+  const BenchWeight gate = make_weight(alloc, inter, H, 4, 1), up = make_weight(alloc, inter, H, 4, 1);
+  DeviceBuffer attn(alloc, static_cast<uint64_t>(o_shape.cols) * 4, "bench attn");
+  DeviceBuffer x(alloc, static_cast<uint64_t>(H) * 4, "bench x"), y(alloc, static_cast<uint64_t>(H) * 4, "bench y");
+  DeviceBuffer h(alloc, static_cast<uint64_t>(H) * 4, "bench h"), norm_w(alloc, static_cast<uint64_t>(H) * 4, "bench w");
+  DeviceBuffer g(alloc, static_cast<uint64_t>(inter) * 4, "bench g"), u(alloc, static_cast<uint64_t>(inter) * 4, "bench u");
+  fill_device(attn, static_cast<uint64_t>(o_shape.cols) * 4, 4), fill_device(x, static_cast<uint64_t>(H) * 4, 5);
+  fill_device(norm_w, static_cast<uint64_t>(H) * 4, 6);
+  const auto act = kc::GateActivation::silu;
+  const float eps = 1e-6f;
+  lmlab::bench::time_graph(state, kLaunches, [&](cudaStream_t stream) {
+    if (fused) {
+      kc::matmul(o.w, attn.get<float>(), x.get<float>(), 1, nullptr, stream, {.accumulate = true});
+      kc::matmul_gate_up(gate.w, up.w, act, x.get<float>(), g.get<float>(), u.get<float>(), g.get<float>(), 1, nullptr,
+                         stream, {norm_w.get<float>(), eps});
+    } else {
+      kc::matmul(o.w, attn.get<float>(), y.get<float>(), 1, nullptr, stream);
+      kc::add_rmsnorm(x.get<float>(), y.get<float>(), norm_w.get<float>(), h.get<float>(), 1, H, eps, stream);
+      kc::matmul_gate_up(gate.w, up.w, act, h.get<float>(), g.get<float>(), u.get<float>(), g.get<float>(), 1, nullptr,
+                         stream);
+    }
+  });
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * (o.read_bytes + 2 * gate.read_bytes)));
+}
+
 }  // namespace
 
 namespace {
@@ -161,6 +194,13 @@ const bool kRegistered = [] {
         benchmark::RegisterBenchmark(name.c_str(), BM_cuda_gate_up, s, bits, pair)->UseManualTime()->Unit(
             benchmark::kMicrosecond);
       }
+  // The fused norm and residual add against the separate kernels, at the 8B's shapes.
+  for (bool fused : {false, true}) {
+    const std::string name = std::string("BM_cuda_fused_norm/8b/q4/") + (fused ? "fused" : "o_add_rmsnorm_gate_up");
+    benchmark::RegisterBenchmark(name.c_str(), BM_cuda_fused_norm, Shape{"8b_o", 4096, 4096, 0}, int64_t{12288}, fused)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
   return true;
 }();
 }  // namespace

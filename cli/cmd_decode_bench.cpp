@@ -1,6 +1,10 @@
-// lmlab decode-bench --model DIR --contexts 4096,16384,32768 [-n 32] [--warmup 1] [KV flags]: decode speed at a
-// given context length. Prefills seeded random tokens (untimed beyond the printed prefill rate) to each context,
-// then times n single-token decode steps. One line per context; --json for one object per line.
+// lmlab decode-bench --model DIR --contexts 4096,16384,32768 [-n 32] [--warmup 1] [--decode-tokens greedy|random]
+// [KV flags]: decode speed at a given context length. Prefills seeded random tokens (untimed beyond the printed
+// prefill rate) to each context, then times n single-token decode steps. One line per context; --json for one
+// object per line.
+// Each step's input is the greedy pick of the last logits, or with --decode-tokens random a seeded random id (the
+// pick still made, so the host's work per step is the same): a synth model's greedy decode soon repeats one token,
+// and with it a MoE's routing, so a streamed decode would hit its expert cache as no text does.
 // Warm-up, as llama-bench does before it times: an untimed prefill and decode step before the first context (the
 // first calls load cuBLAS and the kernels' modules), and --warmup untimed decode steps before each context's timed
 // ones (the first decode step of a session captures its CUDA graph).
@@ -10,6 +14,7 @@
 #include <numeric>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
 
 #include "common.h"
 #include "lmlab/generate.h"
@@ -24,6 +29,7 @@ struct Flags {
   std::vector<int64_t> contexts = {4096};
   int64_t n = 32;
   int64_t warmup = 1;
+  std::string decode_tokens = "greedy";  // or "random"
   bool json = false;
 };
 
@@ -34,7 +40,7 @@ int64_t ns_since(std::chrono::steady_clock::time_point t0) {
 int run_decode_bench(const Flags& fl) {
   auto model = Model::load(fl.engine.model, fl.engine.options());
   const ModelInfo& info = model->info();
-  std::mt19937_64 rng(42);
+  std::mt19937_64 rng(42), decode_rng(7);
   SamplingParams greedy;
   uint64_t rng_state = 0;
   if (fl.warmup > 0 && !fl.contexts.empty()) {
@@ -58,13 +64,19 @@ int run_decode_bench(const Flags& fl) {
     auto logits = session->append(prompt);
     const int64_t prefill_ns = ns_since(t0);
     int32_t next = sample_token(logits, greedy, rng_state);
-    for (int64_t i = 0; i < fl.warmup; ++i) next = sample_token(session->append(std::span<const int32_t>(&next, 1)), greedy, rng_state);
+    // The next step's input: the greedy pick, or (--decode-tokens random) a seeded random id after making it.
+    auto input = [&](int32_t picked) {
+      return fl.decode_tokens == "random" ? static_cast<int32_t>(decode_rng() % info.vocab) : picked;
+    };
+    next = input(next);
+    for (int64_t i = 0; i < fl.warmup; ++i)
+      next = input(sample_token(session->append(std::span<const int32_t>(&next, 1)), greedy, rng_state));
     const StreamCounters before = model->counters().stream;
     std::vector<int64_t> step_ns;
     for (int64_t i = 0; i < fl.n; ++i) {
       t0 = std::chrono::steady_clock::now();
       logits = session->append(std::span<const int32_t>(&next, 1));
-      next = sample_token(logits, greedy, rng_state);
+      next = input(sample_token(logits, greedy, rng_state));
       step_ns.push_back(ns_since(t0));
     }
     const DecodeBenchFigures f = decode_bench_figures(ctx, prefill_ns, step_ns);
@@ -72,6 +84,7 @@ int run_decode_bench(const Flags& fl) {
     const StreamCounters io = c.stream.since(before);  // the timed decode steps' expert streaming
     const std::string kv_mode(kv_mode_name(model->options().kv_mode));
     nlohmann::json row = {{"model", info.dir.filename().string()}, {"context", ctx}, {"decode_tokens", fl.n},
+                          {"decode_inputs", fl.decode_tokens},
                           {"decode_tok_s", f.decode_tok_s}, {"prefill_tok_s", f.prefill_tok_s},
                           {"step_ms_p50", f.step_ms_p50}, {"step_ms_p90", f.step_ms_p90},
                           {"kv_cache_bytes", c.kv_cache_bytes}, {"options", nlohmann::json::parse(options_to_json_text(model->options()))}};
@@ -111,6 +124,11 @@ void register_decode_bench(CLI::App& app) {
                   "untimed decode steps before each context's timed ones; 0 also skips the warm-up prefill before "
                   "the first context (default 1)")
       ->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--decode-tokens", fl->decode_tokens,
+                  "each decode step's input: greedy (the last logits' pick) or random (seeded ids: a synth's greedy "
+                  "decode repeats one token, and a MoE's routing with it)")
+      ->check(CLI::IsMember({"greedy", "random"}))
+      ->capture_default_str();
   sub->add_flag("--json", fl->json, "one JSON object per context");
   sub->callback(guarded([fl] { return run_decode_bench(*fl); }));
 }

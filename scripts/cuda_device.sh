@@ -12,7 +12,8 @@
 #  to $OUT, after an iobench of the synth's largest file;
 #  stream-moe: iobench as swiftlm's, then decode-bench --stream-experts on the 30b-a3b 4-bit synth with the swiftlm
 #  SSD config's 1.5 GB cache, once per LMLAB_STREAM_GRAPH value in STREAM_GRAPH (default "0 1"), to stream.jsonl:
-#  the decode's SSD bytes, misses and read rate against the drive;
+#  the decode's SSD bytes, misses and read rate against the drive; STREAM_INPUTS: decode-bench --decode-tokens
+#  (default random: the synth's greedy decode repeats its routing);
 #  ab-SHAPE: AB_VAR=LMLAB_FUSED_ROUTING (or another DecodeOptions knob) 0 / 1 alternated over SHAPE's decode, to ab.jsonl;
 #  vs-SHAPE: this folder's binary against VS_DIR's (another packed folder) and under VS_ENVS, to vs.jsonl)
 # (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off unless PROFILE_GRAPH=1: time per kernel name, to profile.csv / stdout)
@@ -105,7 +106,8 @@ for step in "$@"; do
       "$here/lmlab" iobench --file "$(ls -S "$dir"/*.safetensors | head -1)" 2>&1 | tee -a "$out/iobench.txt" | tail -3
       for sg in ${STREAM_GRAPH:-0 1}; do LMLAB_STREAM_GRAPH=$sg timeout "${STREAM_TIMEOUT:-200}" "$here/lmlab" decode-bench \
         --model "$dir" --device cuda --stream-experts --expert-cache-mb "${STREAM_CACHE_MB:-1536}" --ctx-size 4608 \
-        --contexts "${STREAM_CONTEXTS:-512}" -n 64 --json 2>&1 | sed "s/^{/{\"stream_graph\":$sg,/" | tee -a "$out/stream.jsonl"
+        --contexts "${STREAM_CONTEXTS:-512}" -n 64 --decode-tokens "${STREAM_INPUTS:-random}" --json 2>&1 \
+        | sed "s/^{/{\"stream_graph\":$sg,/" | tee -a "$out/stream.jsonl"
       done
       ;;
     ncu-gemv)  # one launch of each GEMV benchmark in NCU_FILTER under ncu: throughput, occupancy, stalls, to ncu-gemv.txt

@@ -1,10 +1,14 @@
 // lmlab decode-bench as a process: the warm-up stays out of the timed window, and with --stream-experts the
 // decode's streaming counters cover exactly the timed steps (a decode step asks each MoE layer for top_k
-// distinct experts, so hits + misses = steps x MoE layers x top_k, whatever the warm-up did).
+// distinct experts, so hits + misses = steps x MoE layers x top_k, whatever the warm-up did); --decode-tokens
+// random feeds a synth's MoE the varied inputs text would, where its greedy decode repeats itself.
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -62,6 +66,38 @@ TEST(CliDecodeBench, StreamingCountersCoverExactlyTheTimedDecodeSteps) {
       json_lines(run_lmlab("decode-bench --model " + dir.string() + " --contexts 8 -n 2 --threads 1 --json"));
   ASSERT_EQ(plain.size(), 1u);
   EXPECT_FALSE(plain[0].contains("decode_streaming"));
+}
+
+// A random-weight MoE's greedy decode soon feeds back one token, so its routing repeats and a small expert cache hits
+// (the synth streaming figures of docs/cuda.md were taken so); random inputs route as varied text does and miss.
+TEST(CliDecodeBench, RandomDecodeInputsMissTheExpertCacheWhereGreedyRepeatsItself) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("lmlab_decode_inputs_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  run_lmlab("synth --arch qwen3_moe --experts 32 --top-k 2 --layers 4 --bits 4 --seed 3 --quiet --out " + dir.string() +
+            " --tokenizer-from " + lmlab::test::model_dir("qwen3_moe").string());
+  auto misses = [&](const char* inputs) {
+    const std::vector<nlohmann::json> rows = json_lines(
+        run_lmlab("decode-bench --model " + dir.string() + " --contexts 16 -n 32 --threads 1 --stream-experts " +
+                  "--expert-cache-mb 1 --no-expert-predict --decode-tokens " + inputs + " --json"));
+    EXPECT_EQ(rows.size(), 1u);
+    if (rows.empty()) return int64_t{-1};
+    EXPECT_EQ(rows[0]["decode_inputs"], inputs);
+    return rows[0]["decode_streaming"]["expert_cache_misses"].get<int64_t>();
+  };
+  const int64_t greedy = misses("greedy"), random = misses("random");
+  std::filesystem::remove_all(dir);
+  // (seeded and single-threaded, so the counts are fixed: 78 and 155 when written)
+  EXPECT_GT(2 * random, 3 * greedy) << "greedy " << greedy << ", random " << random;
+  // An unknown kind is refused, naming the flag.
+  const std::string cmd = std::string(LMLAB_CLI_PATH) + " decode-bench --model x --decode-tokens sampled 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::array<char, 4096> buf{};
+  std::string out;
+  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  EXPECT_NE(::pclose(p), 0);
+  EXPECT_NE(out.find("--decode-tokens"), std::string::npos) << out;
 }
 
 }  // namespace
