@@ -91,6 +91,7 @@ int run_decode_bench(const Flags& fl) {
     if (model->options().stream_experts)
       row["decode_streaming"] = {{"ssd_bytes", io.ssd_bytes_read_total},
                                  {"ssd_reads", io.ssd_reads_total},
+                                 {"ssd_read_seconds", io.ssd_read_seconds_total},
                                  {"expert_cache_hits", io.expert_cache_hits_total},
                                  {"expert_cache_misses", io.expert_cache_misses_total},
                                  {"expert_prefetches", io.expert_prefetch_total},
@@ -103,8 +104,11 @@ int run_decode_bench(const Flags& fl) {
                  ctx, f.decode_tok_s, f.step_ms_p50, f.step_ms_p90, f.prefill_tok_s, c.kv_cache_bytes / 1048576.0, kv_mode);
     if (!fl.json && model->options().stream_experts) {
       const double seconds = std::accumulate(step_ns.begin(), step_ns.end(), int64_t{0}) * 1e-9;
-      fmt::print("  decode streaming: {:.1f} MB read ({:.1f} MB/s), {} misses / {} hits, {} prefetched ({} used)\n",
+      const double reading = io.ssd_read_seconds_total;
+      fmt::print("  decode streaming: {:.1f} MB read ({:.1f} MB/s over the decode, {:.1f} MB/s while reading), {} misses / "
+                 "{} hits, {} prefetched ({} used)\n",
                  io.ssd_bytes_read_total / 1e6, seconds > 0 ? io.ssd_bytes_read_total / 1e6 / seconds : 0.0,
+                 reading > 0 ? io.ssd_bytes_read_total / 1e6 / reading : 0.0,
                  io.expert_cache_misses_total, io.expert_cache_hits_total, io.expert_prefetch_total,
                  io.expert_prefetch_used_total);
     }

@@ -58,6 +58,7 @@ TEST(CliDecodeBench, StreamingCountersCoverExactlyTheTimedDecodeSteps) {
       // A one-expert cache misses during decode, and every miss is read from the shard files.
       EXPECT_GT(s["expert_cache_misses"].get<int64_t>(), 0) << s.dump();
       EXPECT_GT(s["ssd_bytes"].get<int64_t>(), 0) << s.dump();
+      EXPECT_GT(s["ssd_read_seconds"].get<double>(), 0.0) << "the time reads were in flight: " << s.dump();
       EXPECT_GT(r["decode_tok_s"].get<double>(), 0.0);
     }
   }
