@@ -335,37 +335,44 @@ struct Affine {
   }
 };
 
-// Shared-memory bytes of XMode::shared's x for NT tokens of `cols`.
+// Shared-memory bytes of XMode::shared's x for NT tokens of `cols`; with the input's norm (one token), the normed
+// f32 row after it, 16-byte aligned.
 __host__ __device__ constexpr int64_t shared_x_bytes(int64_t cols, int nt) { return nt * (cols / 32) * (16 * 4 + 8); }
+__host__ __device__ constexpr int64_t normed_x_offset(int64_t cols) { return (shared_x_bytes(cols, 1) + 15) / 16 * 16; }
+__host__ __device__ constexpr int64_t shared_bytes(int64_t cols, int nt, bool norm) {
+  return norm ? normed_x_offset(cols) + cols * 4 : shared_x_bytes(cols, nt);
+}
 // Without the opt-in for more, a block's shared memory stops at 48 KiB, the kernel's static arrays (the row sums,
-// the norm factors: ~1.2 KiB at 8 tokens) included.
+// block_sum's partials: ~1.2 KiB at 8 tokens) included.
 constexpr int64_t kMaxSharedXBytes = 46 * 1024;
 
-// Each token's RMSNorm factor 1 / sqrt(mean(x^2) + eps) into inv[t], for the whole block.
-__device__ void norm_factors(const float* x, int64_t cols, int n, float eps, float* inv) {
-  for (int t = 0; t < n; ++t) {
-    const float4* xv = reinterpret_cast<const float4*>(x + t * cols);
-    float ss = 0.0f;
-    for (int64_t i = threadIdx.x; i < cols / 4; i += blockDim.x) {
-      const float4 v = xv[i];
-      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-    ss = block_sum(ss);
-    if (threadIdx.x == 0) inv[t] = rsqrtf(ss / static_cast<float>(cols) + eps);
+// A single token's x normed into shared memory for the fill below: xn = x / sqrt(mean(x^2) + eps) * w (rmsnorm's
+// formula), x read from memory once. (Normed inside the fill, the fill's registers on top of the weight loads in
+// flight spilled.)
+__device__ void norm_into_shared(const float* x, int64_t cols, const float* w, float eps, float* xn) {
+  const float4* xv = reinterpret_cast<const float4*>(x);
+  float4* nv = reinterpret_cast<float4*>(xn);
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols / 4; i += blockDim.x) {
+    const float4 v = xv[i];
+    nv[i] = v;
+    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  const float inv = rsqrtf(block_sum(ss) / static_cast<float>(cols) + eps);
+  const float4* wv = reinterpret_cast<const float4*>(w);
+  for (int64_t i = threadIdx.x; i < cols / 4; i += blockDim.x) {  // the elements this thread stored
+    const float4 v = nv[i], ww = wv[i];
+    nv[i] = make_float4(v.x * inv * ww.x, v.y * inv * ww.y, v.z * inv * ww.z, v.w * inv * ww.w);
   }
   __syncthreads();
 }
 
 // Fills the block's SharedX from x[0..n) (cols values each): a thread per 32-value block. (Eight threads per
 // block, a float4 and three shuffles each, measured slower on long rows: the 12288-column down projection went
-// from 20.2 to 25.9 us, its rounds of loads one after another.) With norm_w, x is taken as the RMSNorm of each row
-// times norm_w (rmsnorm's x * inv * w), the norm's own launch and its round trip through memory saved.
+// from 20.2 to 25.9 us, its rounds of loads one after another.)
 template <int BITS>
-__device__ void fill_shared_x(const float* x, int64_t cols, int n, int4* xq, float2* xs, const float* norm_w,
-                              float norm_eps) {
+__device__ void fill_shared_x(const float* x, int64_t cols, int n, int4* xq, float2* xs) {
   const int64_t nb = cols / 32;
-  __shared__ float inv[kMaxGemvTokens];
-  if (norm_w) norm_factors(x, cols, n, norm_eps, inv);
   for (int64_t i = threadIdx.x; i < n * nb; i += blockDim.x) {
     const int64_t t = i / nb, blk = i % nb;
     const float4* xv = reinterpret_cast<const float4*>(x + t * cols + blk * 32);
@@ -374,15 +381,6 @@ __device__ void fill_shared_x(const float* x, int64_t cols, int n, int4* xq, flo
     for (int k = 0; k < 8; ++k) {
       const float4 v = xv[k];
       xf[4 * k] = v.x, xf[4 * k + 1] = v.y, xf[4 * k + 2] = v.z, xf[4 * k + 3] = v.w;
-    }
-    if (norm_w) {
-      const float4* wv = reinterpret_cast<const float4*>(norm_w + blk * 32);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const float4 w = wv[k];
-        xf[4 * k] = xf[4 * k] * inv[t] * w.x, xf[4 * k + 1] = xf[4 * k + 1] * inv[t] * w.y;
-        xf[4 * k + 2] = xf[4 * k + 2] * inv[t] * w.z, xf[4 * k + 3] = xf[4 * k + 3] * inv[t] * w.w;
-      }
     }
     int xp[16];
     float xscale, qsum;
@@ -516,7 +514,7 @@ __device__ void write_rows(const float (&acc)[kRows][NT], const Target& tg, cons
 }
 
 // Block (row block, slot): kWarps / ksplit row groups of kRows rows, ksplit warps each.
-template <class F, int NT, bool kPair = false>
+template <class F, int NT, bool kPair = false, bool kNorm = false>
 __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ks = p.ksplit;
   Target tg;
@@ -549,7 +547,13 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
     sx.xq = shared_x;
     float2* xs = reinterpret_cast<float2*>(shared_x + p.n * 4 * sx.nb);
     sx.xs = xs;
-    fill_shared_x<F::kBits>(x, cols, p.n, shared_x, xs, p.fusion.norm.w, p.fusion.norm.eps);
+    const float* xin = x;
+    if constexpr (kNorm) {  // one token
+      float* xn = reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(shared_x) + normed_x_offset(cols));
+      norm_into_shared(x, cols, p.fusion.norm.w, p.fusion.norm.eps, xn);
+      xin = xn;
+    }
+    fill_shared_x<F::kBits>(xin, cols, p.n, shared_x, xs);
     __syncthreads();
   }
   float acc[kRows][NT] = {};
@@ -623,9 +627,15 @@ template <class F, int NT>
 void launch(const GemvParams& base, cudaStream_t stream) {
   GemvParams p = base;
   const dim3 grid = size_grid(p, 32 * F::kValues, warps_per_sm(F::kSharedX));
-  const size_t smem = F::kSharedX ? static_cast<size_t>(shared_x_bytes(p.parts[0].w.cols, p.n)) : 0;
-  if constexpr (NT == 1)  // gated pairs: single-token decode only (gemv_gate_up)
+  const bool norm = p.fusion.norm.w != nullptr;
+  const size_t smem = F::kSharedX ? static_cast<size_t>(shared_bytes(p.parts[0].w.cols, p.n, norm)) : 0;
+  if constexpr (NT == 1) {  // gated pairs and the input's norm: single-token decode only
+    if constexpr (F::kSharedX)
+      if (norm)
+        return p.gated_pair ? launch_chained("gemv", gemv_kernel<F, 1, true, true>, grid, dim3(kWarps * 32), smem, stream, p)
+                            : launch_chained("gemv", gemv_kernel<F, 1, false, true>, grid, dim3(kWarps * 32), smem, stream, p);
     if (p.gated_pair) return launch_chained("gemv", gemv_kernel<F, 1, true>, grid, dim3(kWarps * 32), smem, stream, p);
+  }
   launch_chained("gemv", gemv_kernel<F, NT>, grid, dim3(kWarps * 32), smem, stream, p);
 }
 
@@ -680,15 +690,15 @@ bool dense_aligned(const GemvParams& p) {
 }
 
 // The kernels that fill x into shared memory (XMode::shared), the only ones that take the input's norm.
-bool takes_shared_x(const GemvParams& p) {
+bool takes_shared_x(const GemvParams& p, bool norm) {
   const DeviceWeight& w = p.parts[0].w;
   return w.affine && (w.quant.bits == 4 || w.quant.bits == 8) && takes_int_x(p) &&
-         shared_x_bytes(w.cols, p.n) <= kMaxSharedXBytes;
+         shared_bytes(w.cols, p.n, norm) <= kMaxSharedXBytes;
 }
 
 void run(const GemvParams& p, cudaStream_t stream) {
   const DeviceWeight& w = p.parts[0].w;
-  if (p.fusion.norm.w && !takes_shared_x(p))
+  if (p.fusion.norm.w && (p.n != 1 || !takes_shared_x(p, true)))
     throw Error(ErrorKind::internal, "cuda gemv", "the input's norm asked of a kernel that cannot take it");
   if (w.affine) {
     switch (w.quant.bits) {
@@ -743,7 +753,7 @@ void run_parts(const GemvPart* parts, int n_parts, const int32_t* experts, const
 bool gemv_norms_input(const DeviceWeight& w, int64_t n) {
   GemvParams p{};
   p.parts[0].w = w, p.n_parts = 1, p.n = static_cast<int>(n);
-  return n >= 1 && n <= kMaxGemvTokens && w.cols % 4 == 0 && takes_shared_x(p);
+  return n == 1 && w.cols % 4 == 0 && takes_shared_x(p, true);  // kernels with the norm: one token (decode)
 }
 
 void gemv(const GemvPart* parts, int n_parts, const float* x, int64_t n, cudaStream_t stream, const GemvFusion& fusion) {

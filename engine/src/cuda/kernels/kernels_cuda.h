@@ -35,8 +35,8 @@ struct DeviceWeight {
 uint64_t matmul_scratch_bytes(int64_t rows, int64_t cols, int64_t n, bool affine);
 
 // What a decode GEMV (n <= 8 tokens) can take over from the kernels around it, each a launch and a round trip
-// through memory fewer: the RMSNorm of its input (x rows read as x / sqrt(mean(x^2) + eps) * w, rmsnorm's formula;
-// only where matmul_norms_input() says the weight's kernel can: 4/8-bit affine weights, whose kernel fills x into
+// through memory fewer: the RMSNorm of its input (x read as x / sqrt(mean(x^2) + eps) * w, rmsnorm's formula; one
+// token, where matmul_norms_input() says the weight's kernel can: 4/8-bit affine weights, whose kernel fills x into
 // shared memory anyway) and the residual add of its output (accumulate: y += x . W^T).
 struct InputNorm {
   const float* w = nullptr;  // null: x as it is
