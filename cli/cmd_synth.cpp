@@ -21,6 +21,7 @@ struct Flags {
       vocab, sliding_window, max_positions;
   int bits = 16, group_size = 64;
   uint64_t seed = 0;
+  float embed_std = 0.02f;
   int64_t shard_mb = 5000;
   bool quiet = false;
 };
@@ -58,6 +59,7 @@ int run_synth(const Flags& fl) {
   opt.bits = fl.bits;
   opt.group_size = fl.group_size;
   opt.seed = fl.seed;
+  opt.embed_std = fl.embed_std;
   opt.shard_bytes = static_cast<uint64_t>(fl.shard_mb) << 20;
   opt.tokenizer_from = fl.tokenizer_from.empty() ? std::filesystem::path(LMLAB_DEFAULT_TOKENIZER_DIR)
                                                  : std::filesystem::path(fl.tokenizer_from);
@@ -100,6 +102,10 @@ void register_synth(CLI::App& app) {
   sub->add_option("--group-size", fl->group_size, "quantization group size")->check(CLI::IsMember({32, 64, 128}));
   sub->add_option("--out", fl->out, "output directory (created; must not exist or be empty)")->required();
   sub->add_option("--seed", fl->seed);
+  sub->add_option("--embed-std", fl->embed_std,
+                  "std of the token embeddings (others 0.02); ~1 makes a MoE's routing vary with the token as a trained "
+                  "router's does, for expert-streaming benchmarks")
+      ->capture_default_str();
   sub->add_option("--shard-mb", fl->shard_mb, "MiB of tensor data per safetensors shard")->check(CLI::PositiveNumber);
   sub->add_option("--tokenizer-from", fl->tokenizer_from,
                   "model directory whose tokenizer files are copied (default: the fixtures' coder-dense, " +

@@ -59,7 +59,7 @@ synth_dir() {
   case $shape in
     bf16) args=(--preset qwen3-8b) ;;
     q4) args=(--preset qwen3-8b --bits 4 --group-size 64) ;;
-    moe) args=(--preset qwen3-30b-a3b --bits 4 --group-size 64) ;;
+    moe) args=(--preset qwen3-30b-a3b --bits 4 --group-size 64 --embed-std 1) ;;  # routing that varies per token
   esac
   while [ -e "$dir.partial" ]; do sleep 2; done  # a background synth-SHAPE step is writing it
   if [ ! -d "$dir" ]; then

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,7 +15,9 @@
 #include "lmlab/error.h"
 #include "lmlab/generate.h"
 #include "lmlab/model.h"
+#include "lmlab/safetensors.h"
 #include "lmlab/synth.h"
+#include "util/half.h"
 
 namespace lmlab {
 namespace {
@@ -114,6 +117,45 @@ TEST(Synth, SameSeedSameBytes) {
     return std::string(std::istreambuf_iterator<char>(in), {});
   };
   EXPECT_EQ(bytes(a.path() / "model.safetensors"), bytes(b.path() / "model.safetensors"));
+}
+
+// --embed-std sets the token embeddings' spread alone (the other matrices keep the 0.02 init); out-of-range values
+// are refused naming the flag.
+TEST(Synth, EmbedStdSetsTheEmbeddingsSpreadAlone) {
+  TempDir out("embed_std");
+  SynthOptions opt;
+  opt.shape = synth_default_shape("qwen3");
+  opt.shape.layers = 1;
+  opt.seed = 5;
+  opt.embed_std = 1.0f;
+  opt.tokenizer_from = test::model_dir("coder-dense");
+  synth_model(out.path(), opt);
+  SafetensorsFile f(out.path() / "model.safetensors");
+  auto stddev = [&](const char* name) {
+    const TensorInfo* t = f.find(name);
+    EXPECT_NE(t, nullptr) << name;
+    if (!t) return 0.0;
+    const auto* v = reinterpret_cast<const uint16_t*>(f.data(*t));
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < t->numel(); ++i) {
+      const double x = bf16_to_f32(v[i]);
+      sum += x, sq += x * x;
+    }
+    const double n = static_cast<double>(t->numel()), mean = sum / n;
+    return std::sqrt(sq / n - mean * mean);
+  };
+  EXPECT_NEAR(stddev("model.embed_tokens.weight"), 1.0, 0.02);
+  EXPECT_NEAR(stddev("model.layers.0.self_attn.q_proj.weight"), 0.02, 0.0005);
+  for (float bad : {0.0f, -1.0f, std::nanf(""), 1000.0f}) {
+    TempDir again("embed_std_bad");
+    opt.embed_std = bad;
+    try {
+      synth_model(again.path(), opt);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--embed-std"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Synth, PresetsHaveTheirRealSizes) {

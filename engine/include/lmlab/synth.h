@@ -51,6 +51,11 @@ struct SynthOptions {
   int bits = 16;        // 16 (bf16), 8 or 4 (MLX affine)
   int group_size = 64;  // for bits 4 / 8
   uint64_t seed = 0;
+  // Standard deviation of the token embeddings (every other matrix: 0.02, the HF init). At 0.02 a random network's
+  // positions grow alike layer after layer and a MoE routes most tokens of a layer to the same experts; at ~1 the
+  // token keeps its weight in the residual stream and the routing varies with it, as a trained router's does
+  // (docs/measurements.md: what a streamed decode reads depends on it).
+  float embed_std = 0.02f;
   uint64_t shard_bytes = uint64_t{5000} << 20;  // tensor bytes per shard (a larger tensor gets its own)
   std::filesystem::path tokenizer_from;         // a model directory holding tokenizer.json (required)
   bool vocab_from_tokenizer = true;  // replace shape.vocab by the tokenizer's vocabulary size when they differ

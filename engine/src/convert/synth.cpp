@@ -246,7 +246,7 @@ nlohmann::json read_json_or_null(const fs::path& p) {
 }
 
 // Generates and writes one tensor (bf16, or weight + scales + biases) block by block.
-void write_tensor(const SynthTensor& t, uint64_t index, uint64_t seed, int gs, ShardedModelWriter& out) {
+void write_tensor(const SynthTensor& t, uint64_t index, uint64_t seed, int gs, float stddev, ShardedModelWriter& out) {
   const int64_t rows = t.rows(), cols = t.cols();
   if (t.fill != Fill::normal) {
     const uint16_t v = f32_to_bf16(t.fill == Fill::ones ? 1.0f : 0.0f);
@@ -272,7 +272,7 @@ void write_tensor(const SynthTensor& t, uint64_t index, uint64_t seed, int gs, S
         [&](int64_t a, int64_t b) {
           for (int64_t r = a; r < b; ++r) {
             float* wr = w.data() + r * cols;
-            fill_normal(seed, index, r0 + r, kInitStd, wr, cols);
+            fill_normal(seed, index, r0 + r, stddev, wr, cols);
             if (!t.bits)
               for (int64_t c = 0; c < cols; ++c) half[r * cols + c] = f32_to_bf16(wr[c]);
           }
@@ -329,6 +329,8 @@ SynthResult synth_model(const fs::path& out_dir, const SynthOptions& opt) {
                 fmt::format("{} is smaller than the tokenizer's vocabulary ({}): its ids would be out of range",
                             s.vocab, tok_vocab));
   validate(s, opt.bits, opt.group_size);
+  if (!(opt.embed_std > 0.0f && opt.embed_std <= 100.0f))
+    throw Error(ErrorKind::invalid_input, "--embed-std", fmt::format("{} is not in (0, 100]", opt.embed_std));
   {  // in floating point: parameter_count() wraps a uint64_t at these sizes
     const double H = static_cast<double>(s.hidden), q = static_cast<double>(s.heads * s.head_dim),
                  kv = static_cast<double>(s.kv_heads * s.head_dim);
@@ -364,7 +366,9 @@ SynthResult synth_model(const fs::path& out_dir, const SynthOptions& opt) {
   }
   check_free_space(out_dir, exact);
   ShardedModelWriter out(out_dir, std::move(decls), opt.shard_bytes, meta, opt.progress);
-  for (size_t i = 0; i < tensors.size(); ++i) write_tensor(tensors[i], i, opt.seed, opt.group_size, out);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    write_tensor(tensors[i], i, opt.seed, opt.group_size,
+                 tensors[i].name == "model.embed_tokens" ? opt.embed_std : kInitStd, out);
   out.finish();
 
   // Config and side files; bos / eos ids follow the tokenizer's model.
