@@ -62,13 +62,15 @@ preset_arch() {
   esac
 }
 
-# make_synth PRESET SCALE BITS OUT: writes the model unless OUT already holds one.
+# make_synth PRESET SCALE BITS OUT: writes the model unless OUT already holds one. MoE synths get --embed-std 1, so
+# their routing varies per token as a trained model's does (the SSD configs then stream what a real model would).
 make_synth() {
-  local preset="$1" scale="$2" bits="$3" out="$4" arch
+  local preset="$1" scale="$2" bits="$3" out="$4" arch moe=()
   arch=$(preset_arch "$preset") || { echo "unknown synth preset '$preset' (known: $SYNTH_PRESETS)" >&2; return 2; }
   if [ -f "$out/config.json" ]; then echo "synth model $out exists; using it" >&2; return 0; fi
+  case "$arch" in qwen3_moe | mixtral) moe=(--embed-std 1) ;; esac
   mkdir -p "$(dirname "$out")"
-  run "$LMLAB" synth --arch "$arch" --preset "$preset" --scale "$scale" --bits "$bits" --out "$out" >&2
+  run "$LMLAB" synth --arch "$arch" --preset "$preset" --scale "$scale" --bits "$bits" "${moe[@]}" --out "$out" >&2
 }
 
 # choose_model: prints the model directory for LMLAB_MODEL or the user's answer.
