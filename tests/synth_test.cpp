@@ -102,14 +102,20 @@ INSTANTIATE_TEST_SUITE_P(Tiny, SynthArch,
                                            Case{"mixtral", 4}, Case{"gemma3", 16}, Case{"gemma3", 4}),
                          [](const auto& info) { return fmt::format("{}_{}bit", info.param.arch, info.param.bits); });
 
+// A one-layer tiny model of `arch`.
+SynthOptions one_layer(const char* arch, int bits, uint64_t seed) {
+  SynthOptions opt;
+  opt.shape = synth_default_shape(arch);
+  opt.shape.layers = 1;
+  opt.bits = bits;
+  opt.seed = seed;
+  opt.tokenizer_from = test::model_dir("coder-dense");
+  return opt;
+}
+
 TEST(Synth, SameSeedSameBytes) {
   TempDir a("seed_a"), b("seed_b");
-  SynthOptions opt;
-  opt.shape = synth_default_shape("llama");
-  opt.shape.layers = 1;
-  opt.bits = 4;
-  opt.seed = 11;
-  opt.tokenizer_from = test::model_dir("coder-dense");
+  const SynthOptions opt = one_layer("llama", 4, 11);
   synth_model(a.path(), opt);
   synth_model(b.path(), opt);
   auto bytes = [](const fs::path& p) {
@@ -123,12 +129,8 @@ TEST(Synth, SameSeedSameBytes) {
 // are refused naming the flag.
 TEST(Synth, EmbedStdSetsTheEmbeddingsSpreadAlone) {
   TempDir out("embed_std");
-  SynthOptions opt;
-  opt.shape = synth_default_shape("qwen3");
-  opt.shape.layers = 1;
-  opt.seed = 5;
+  SynthOptions opt = one_layer("qwen3", 16, 5);
   opt.embed_std = 1.0f;
-  opt.tokenizer_from = test::model_dir("coder-dense");
   synth_model(out.path(), opt);
   SafetensorsFile f(out.path() / "model.safetensors");
   auto stddev = [&](const char* name) {
