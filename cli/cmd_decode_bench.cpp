@@ -41,6 +41,7 @@ int run_decode_bench(const Flags& fl) {
   auto model = Model::load(fl.engine.model, fl.engine.options());
   const ModelInfo& info = model->info();
   std::mt19937_64 rng(42), decode_rng(7);
+  const bool random_inputs = fl.decode_tokens == "random";
   SamplingParams greedy;
   uint64_t rng_state = 0;
   if (fl.warmup > 0 && !fl.contexts.empty()) {
@@ -66,7 +67,7 @@ int run_decode_bench(const Flags& fl) {
     int32_t next = sample_token(logits, greedy, rng_state);
     // The next step's input: the greedy pick, or (--decode-tokens random) a seeded random id after making it.
     auto input = [&](int32_t picked) {
-      return fl.decode_tokens == "random" ? static_cast<int32_t>(decode_rng() % info.vocab) : picked;
+      return random_inputs ? static_cast<int32_t>(decode_rng() % info.vocab) : picked;
     };
     next = input(next);
     for (int64_t i = 0; i < fl.warmup; ++i)

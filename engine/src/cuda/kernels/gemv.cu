@@ -345,6 +345,9 @@ __host__ __device__ constexpr int64_t shared_bytes(int64_t cols, int nt, bool no
 // Without the opt-in for more, a block's shared memory stops at 48 KiB, the kernel's static arrays (the row sums,
 // block_sum's partials: ~1.2 KiB at 8 tokens) included.
 constexpr int64_t kMaxSharedXBytes = 46 * 1024;
+constexpr bool shared_x_fits(int64_t cols, int nt, bool norm) {
+  return shared_bytes(cols, nt, norm) <= kMaxSharedXBytes;
+}
 
 // A single token's x normed into shared memory for the fill below: xn = x / sqrt(mean(x^2) + eps) * w (rmsnorm's
 // formula), x read from memory once. (Normed inside the fill, the fill's registers on top of the weight loads in
@@ -649,7 +652,7 @@ void launch_tokens(const GemvParams& p, cudaStream_t stream) {
 
 template <int BITS, ScaleRead SR>
 void launch_int(const GemvParams& p, cudaStream_t stream) {
-  if (shared_x_bytes(p.parts[0].w.cols, p.n) <= kMaxSharedXBytes)
+  if (shared_x_fits(p.parts[0].w.cols, p.n, p.fusion.norm.w != nullptr))
     return launch_tokens<Affine<BITS, XMode::shared, SR>>(p, stream);
   launch_tokens<Affine<BITS, XMode::lane, SR>>(p, stream);
 }
@@ -689,11 +692,10 @@ bool dense_aligned(const GemvParams& p) {
   return aligned;
 }
 
-// The kernels that fill x into shared memory (XMode::shared), the only ones that take the input's norm.
+// The kernels that fill x into shared memory (XMode::shared, as launch_int picks them), the only ones that take the
+// input's norm.
 bool takes_shared_x(const GemvParams& p, bool norm) {
-  const DeviceWeight& w = p.parts[0].w;
-  return w.affine && (w.quant.bits == 4 || w.quant.bits == 8) && takes_int_x(p) &&
-         shared_bytes(w.cols, p.n, norm) <= kMaxSharedXBytes;
+  return takes_int_x(p) && shared_x_fits(p.parts[0].w.cols, p.n, norm);
 }
 
 void run(const GemvParams& p, cudaStream_t stream) {

@@ -15,6 +15,19 @@ namespace lmlab::kernels::cuda {
 // 11.9 us for E 128, k 8); larger E takes the loop form.
 inline constexpr int kRouteLogitsPerLane = 8;
 
+// (p, e) ahead of (q, f) in the pick order: probability descending, index ascending (| and &: no branches).
+__device__ __forceinline__ bool ahead(float p, int e, float q, int f) { return (p > q) | ((p == q) & (e < f)); }
+
+// The warp's first (best_p, best) in the pick order, from each lane's own candidate; every lane gets it.
+__device__ __forceinline__ void warp_first(float& best_p, int& best) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float op = __shfl_xor_sync(0xffffffffu, best_p, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, best, o);
+    const bool take = ahead(op, oi, best_p, best);
+    best_p = take ? op : best_p, best = take ? oi : best;
+  }
+}
+
 // The register form: lane l holds logits l, l + 32, ...; the same floats as route_token_loop (the same sums in the
 // same order, each probability the same expression), and lane i < k writes pick i.
 __device__ __forceinline__ void route_token_registers(const float* x, int E, int k, bool renormalize,
@@ -45,16 +58,10 @@ __device__ __forceinline__ void route_token_registers(const float* x, int E, int
 #pragma unroll
     for (int j = 0; j < kRouteLogitsPerLane; ++j) {
       const int e = lane + 32 * j;
-      const bool after_prev = (p[j] < prev_p) | ((p[j] == prev_p) & (e > prev_i));  // | and &: no branches
-      const bool take = after_prev & (p[j] > best_p);
+      const bool take = ahead(prev_p, prev_i, p[j], e) & (p[j] > best_p);
       best_p = take ? p[j] : best_p, best = take ? e : best;
     }
-    for (int o = 16; o > 0; o >>= 1) {
-      const float op = __shfl_xor_sync(0xffffffffu, best_p, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, best, o);
-      const bool take = (op > best_p) | ((op == best_p) & (oi < best));
-      best_p = take ? op : best_p, best = take ? oi : best;
-    }
+    warp_first(best_p, best);
     if (lane == i) mine_p = best_p, mine = best;
     chosen_sum += best_p;
     prev_p = best_p, prev_i = best;
@@ -63,48 +70,44 @@ __device__ __forceinline__ void route_token_registers(const float* x, int E, int
 }
 
 // The loop form, any E: each round re-reads the logits and recomputes the probabilities.
-__device__ inline void route_token_loop(const float* x, int64_t E, int64_t k, bool renormalize, int32_t* experts,
+__device__ inline void route_token_loop(const float* x, int E, int k, bool renormalize, int32_t* experts,
                                         float* weights) {
   const int lane = threadIdx.x & 31;
   float mx = -INFINITY;
-  for (int64_t e = lane; e < E; e += 32) mx = fmaxf(mx, __ldcg(x + e));
+  for (int e = lane; e < E; e += 32) mx = fmaxf(mx, __ldcg(x + e));
   mx = warp_max(mx);
   float sum = 0.0f;
-  for (int64_t e = lane; e < E; e += 32) sum += expf(__ldcg(x + e) - mx);
+  for (int e = lane; e < E; e += 32) sum += expf(__ldcg(x + e) - mx);
   sum = warp_sum(sum);
   // Round i takes the most probable expert after the previous pick in (probability descending, index
   // ascending) order: each lane its best candidate, then the warp's best of those.
   float prev_p = INFINITY, chosen_sum = 0.0f;
-  int64_t prev_i = -1;
-  for (int64_t i = 0; i < k; ++i) {
+  int prev_i = -1;
+  for (int i = 0; i < k; ++i) {
     float best_p = -1.0f;
-    int64_t best = E;
-    for (int64_t e = lane; e < E; e += 32) {
+    int best = E;
+    for (int e = lane; e < E; e += 32) {
       const float p = expf(__ldcg(x + e) - mx) / sum;
-      const bool after_prev = p < prev_p || (p == prev_p && e > prev_i);
-      if (after_prev && p > best_p) best_p = p, best = e;
+      if (ahead(prev_p, prev_i, p, e) && p > best_p) best_p = p, best = e;
     }
-    for (int o = 16; o > 0; o >>= 1) {
-      const float op = __shfl_xor_sync(0xffffffffu, best_p, o);
-      const int64_t oi = __shfl_xor_sync(0xffffffffu, best, o);
-      if (op > best_p || (op == best_p && oi < best)) best_p = op, best = oi;
-    }
-    if (lane == 0) experts[i] = static_cast<int32_t>(best), weights[i] = best_p;
+    warp_first(best_p, best);
+    if (lane == 0) experts[i] = best, weights[i] = best_p;
     chosen_sum += best_p;
     prev_p = best_p, prev_i = best;
   }
   if (renormalize && lane == 0)
-    for (int64_t i = 0; i < k; ++i) weights[i] /= chosen_sum;
+    for (int i = 0; i < k; ++i) weights[i] /= chosen_sum;
 }
 
 // x: the token's E logits (read through L2: the router GEMV's other blocks wrote them); experts[0..k) and
 // weights[0..k) out.
 __device__ inline void route_token(const float* x, int64_t E, int64_t k, bool renormalize, int32_t* experts,
                                    float* weights) {
-  if (E <= 32 * kRouteLogitsPerLane && k <= 32)
+  // (k <= kMaxTopK = 16 < 32: lane i keeps pick i; E, an expert count, fits an int)
+  if (E <= 32 * kRouteLogitsPerLane)
     route_token_registers(x, static_cast<int>(E), static_cast<int>(k), renormalize, experts, weights);
   else
-    route_token_loop(x, E, k, renormalize, experts, weights);
+    route_token_loop(x, static_cast<int>(E), static_cast<int>(k), renormalize, experts, weights);
 }
 
 }  // namespace lmlab::kernels::cuda
