@@ -63,6 +63,17 @@ struct Scratch {
   DeviceBuffer route_done;  // the fused router's block counter (kc::RouteTail::done), at 0 between launches
 };
 
+// The smallest attention bound a decode graph is captured for (decode_kv_bound): 4096, or LMLAB_DECODE_MIN_BOUND
+// (a power of two from 256, read once) to measure short histories, whose attention splits are sized for the bound.
+int64_t decode_min_bound() {
+  static const int64_t n = [] {
+    const char* env = std::getenv("LMLAB_DECODE_MIN_BOUND");
+    const int64_t v = env ? std::atoll(env) : 0;
+    return v >= 256 && (v & (v - 1)) == 0 ? v : int64_t{4096};
+  }();
+  return n;
+}
+
 // Whether any Linear the prefill matmul serves is MLX affine (its scratch then holds a dequantized pass of rows).
 bool has_affine_linears(const Transformer& t) {
   auto affine = [](const Linear* l) { return l && l->stored().affine; };
@@ -201,12 +212,12 @@ class CudaBackend final : public Backend {
     kc::matmul(l.w, x, y, n, sc.mm.get(), stream_);
   }
   // The attention bound a captured decode graph is made for, by the position it decodes at: the next power of two
-  // above it (at least 4096), at most the whole context. A session gets a graph per bound it reaches (~6 up to 100K),
-  // and attention splits sized for the history it has: sized for a 100K context, a decode at position 512 launched
+  // above it (at least decode_min_bound()), at most the whole context. A session gets a graph per bound it reaches
+  // (~6 up to 100K), and attention splits sized for the history it has: sized for a 100K context, a decode at position 512 launched
   // 4 x 132 blocks, most with nothing to do, and the split kernel for long histories (kernels_cuda.h) at any position.
   int64_t decode_kv_bound(const KvSequence& cache, int64_t pos) const {
     const int64_t context = max_blocks_ * cache.layers[0]->block_tokens();
-    int64_t bound = 4096;
+    int64_t bound = decode_min_bound();
     while (bound <= pos && bound < context) bound *= 2;
     return std::min(bound, context);
   }

@@ -1,6 +1,6 @@
 // TurboQuant (and affine) KV records on the GPU, in the blocks and record layout of kv/turboquant/tq_codec.h, so
 // kv/ keeps the block tables, prompt cache, window release and byte accounting (docs/cuda.md).
-//   - tq_kv_write: a warp per group vector (token, KV head, K or V, group of g <= 128 dims). It rotates the group
+//   - tq_kv_write: a block per group vector (token, KV head, K or V, group of g <= 128 dims). It rotates the group
 //     (D2 H D1 / sqrt(g), arXiv 2504.19874 Algorithm 1's Pi), then encodes it like TqCodec::encode with the same
 //     float / double operations in the same order (no FMA contraction: __fadd_rn, __dmul_rn, ...):
 //       lloyd_max: ||x|| summed in double; u = x / ||x||; without QJL the angle search over the 17 scales lambda
@@ -9,7 +9,7 @@
 //       affine: min, (max - min) / levels rounded to f16, codes rint((x - min) / scale).
 //     Every double sum runs in kv/turboquant/lane_sum.h's order, which the CPU reproduces bit for bit: lane l sums
 //     the coordinates i = l, l + 32, ... and five xor shuffles combine the lanes, so no lane waits on a serial
-//     chain over the group.
+//     chain over the group; the angle search's scales are dealt to the block's warps.
 //   - tq_attention: flash-decoding on the packed codes, block = (KV head, split, query): the tiled kernel
 //     (tq_decode_kernel below: 64-position tiles staged by cp.async, a thread per position for the scores of the G
 //     query heads, one softmax max / sum per tile and head, V a thread per 8-coordinate chunk and position lane),
@@ -154,48 +154,56 @@ __device__ __forceinline__ void quantize(const float* t, int nb, const float (&x
       if (x[k] > t[code[k] + step - 1]) code[k] += step;
 }
 
-struct EncodeWarp {
-  float x[kMaxG];                 // the rotated group, later the QJL residual
+// The block's shared state. Every warp rotates its own copy of the group (the same floats, so no block barrier
+// waits on another warp's rotation); the codes per scale, the QJL signs and the scales' cosines are the block's.
+struct EncodeBlock {
+  float x[kEncWarps][kMaxG];      // each warp's rotated group (the QJL residual after the nearest codes)
   uint8_t codes[kScales][kMaxG];  // codes per scale (angle search); codes[0] also holds the QJL / affine codes
   uint8_t sign[kMaxG];            // QJL: S r >= 0
   float cent[32], bound[32];
+  double cs[kScales], dot[kScales];  // angle search: each scale's cosine and <u, c>, from the warp that owns it
 };
 
+constexpr int kScalesPerWarp = (kScales + kEncWarps - 1) / kEncWarps;
+
+// Block per group vector (token, KV head, K or V, group). The angle search's 17 scales are dealt to the block's
+// warps (scale sc to warp sc % kEncWarps), each running them as the warp per vector did, so every scale's sums are
+// the same doubles in the same order and the records stay byte-identical; one warp carried all 17 before, a chain
+// of ~5,000 instructions that made one token's write ~19 us a layer on the H100 (ncu, thirteenth session).
 __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams a) {
   chain_enter();
-  __shared__ EncodeWarp smem[kEncWarps];
+  __shared__ EncodeBlock s;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const TqKvBlocks& kv = a.kv;
   const int64_t nkv = kv.n_kv_heads, D = kv.head_dim, ng = kv.k.n_groups;
-  const int64_t job = static_cast<int64_t>(blockIdx.x) * kEncWarps + warp;  // ((t nkv + h) 2 + is_v) ng + gi
-  if (job >= a.n * nkv * 2 * ng) return;  // whole warps only: no block-wide barrier below
+  const int64_t job = blockIdx.x;  // ((t nkv + h) 2 + is_v) ng + gi
   const int gi = static_cast<int>(job % ng);
   const bool is_v = (job / ng) % 2 == 1;
   const int64_t h = (job / (2 * ng)) % nkv, t = job / (2 * ng * nkv);
   const TqDeviceCodec c = is_v ? kv.v : kv.k;
   const int g = c.group_dim;
-  EncodeWarp& s = smem[warp];
+  float* x = s.x[warp];
 
   // Rotate: y = x * d1, butterflies, * (d2 / sqrt(g)).
   const float* src = (is_v ? a.v : a.k) + (t * nkv + h) * D + gi * g;
-  for (int i = lane; i < g; i += 32) s.x[i] = kv.rot_d1 ? __fmul_rn(src[i], kv.rot_d1[gi * g + i]) : src[i];
+  for (int i = lane; i < g; i += 32) x[i] = kv.rot_d1 ? __fmul_rn(src[i], kv.rot_d1[gi * g + i]) : src[i];
   if (c.scheme == kTqLloydMax)
-    for (int i = lane; i < (1 << c.bits); i += 32) {
+    for (int i = threadIdx.x; i < (1 << c.bits); i += kEncWarps * 32) {
       s.cent[i] = c.centroids[i];
       if (i + 1 < (1 << c.bits)) s.bound[i] = c.boundaries[i];
     }
-  __syncwarp();
+  __syncthreads();  // the codebook is in
   if (kv.rot_d1) {
     for (int hh = 1; hh < g; hh *= 2) {
       for (int b = lane; b < g / 2; b += 32) {
         const int j = (b / hh) * 2 * hh + (b % hh);
-        const float p = s.x[j], q = s.x[j + hh];
-        s.x[j] = __fadd_rn(p, q);
-        s.x[j + hh] = __fsub_rn(p, q);
+        const float p = x[j], q = x[j + hh];
+        x[j] = __fadd_rn(p, q);
+        x[j + hh] = __fsub_rn(p, q);
       }
       __syncwarp();
     }
-    for (int i = lane; i < g; i += 32) s.x[i] = __fmul_rn(s.x[i], __fmul_rn(kv.rot_d2[gi * g + i], kv.rot_inv_sqrt));
+    for (int i = lane; i < g; i += 32) x[i] = __fmul_rn(x[i], __fmul_rn(kv.rot_d2[gi * g + i], kv.rot_inv_sqrt));
     __syncwarp();
   }
 
@@ -205,11 +213,11 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
                        : (h * B + p % B) * kv.k.record_bytes) +
                  static_cast<int64_t>(gi) * c.group_bytes;
   const uint8_t* idx = s.codes[0];
-  uint16_t scalar0 = 0, scalar1 = 0;
+  uint16_t scalar0 = 0, scalar1 = 0;  // every thread computes the same values
 
   if (c.scheme == kTqAffine) {
     float lo = INFINITY, hi = -INFINITY;
-    for (int i = lane; i < g; i += 32) lo = fminf(lo, s.x[i]), hi = fmaxf(hi, s.x[i]);
+    for (int i = lane; i < g; i += 32) lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
     for (int o = 16; o > 0; o >>= 1) {
       lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
       hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
@@ -217,17 +225,18 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
     const int levels = (1 << c.bits) - 1;
     const float min_h = h2f(f32_to_f16_cpu(lo));
     const float scale_h = h2f(f32_to_f16_cpu(__fdiv_rn(__fsub_rn(hi, min_h), static_cast<float>(levels))));
-    for (int i = lane; i < g; i += 32) {
-      const float q = scale_h > 0.0f ? rintf(__fdiv_rn(__fsub_rn(s.x[i], min_h), scale_h)) : 0.0f;
-      s.codes[0][i] = static_cast<uint8_t>(fminf(fmaxf(q, 0.0f), static_cast<float>(levels)));
-    }
+    if (warp == 0)
+      for (int i = lane; i < g; i += 32) {
+        const float q = scale_h > 0.0f ? rintf(__fdiv_rn(__fsub_rn(x[i], min_h), scale_h)) : 0.0f;
+        s.codes[0][i] = static_cast<uint8_t>(fminf(fmaxf(q, 0.0f), static_cast<float>(levels)));
+      }
     scalar0 = f32_to_f16_cpu(scale_h);
     scalar1 = f32_to_f16_cpu(min_h);
   } else {
     // ||x|| in double: this lane's coordinates i = lane + 32 j, then the butterfly (lane_sum.h).
     double ss = 0.0;
     for (int i = lane; i < g; i += 32) {
-      const double xi = s.x[i];
+      const double xi = x[i];
       ss = __dadd_rn(ss, __dmul_rn(xi, xi));
     }
     const double norm = __dsqrt_rn(warp_lane_order_sum(ss));
@@ -235,95 +244,97 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
     const int nb = (1 << c.bits) - 1;
     // u_i = x_i / ||x|| is only ever needed by the lane that owns coordinate i, so it stays in registers.
     if (c.qjl) {
-      // Algorithm 2: nearest codes, residual r = u - c[idx] (into x), ||r||, signs of S r.
+      // Algorithm 2: nearest codes, residual r = u - c[idx] (into each warp's x), ||r||, then the signs of S r a
+      // row per thread of the block.
       double rr = 0.0;
       for (int i = lane; i < g; i += 32) {
-        const float u = __double2float_rn(__dmul_rn(static_cast<double>(s.x[i]), inv));
+        const float u = __double2float_rn(__dmul_rn(static_cast<double>(x[i]), inv));
         const float ux[1] = {u};
         int kx[1];
         quantize(s.bound, nb, ux, kx);
         const int k = kx[0];
-        s.codes[0][i] = static_cast<uint8_t>(k);
+        if (warp == 0) s.codes[0][i] = static_cast<uint8_t>(k);
         const float r = __fsub_rn(u, s.cent[k]);
-        s.x[i] = r;
+        x[i] = r;
         rr = __dadd_rn(rr, __dmul_rn(static_cast<double>(r), static_cast<double>(r)));
       }
       rr = warp_lane_order_sum(rr);
       __syncwarp();
-      for (int row = lane; row < g; row += 32) {
+      for (int row = threadIdx.x; row < g; row += kEncWarps * 32) {
         const float* srow = c.qjl_matrix + static_cast<int64_t>(row) * g;
         float acc = 0.0f;
-        for (int j = 0; j < g; ++j) acc = fmaf(srow[j], s.x[j], acc);
+        for (int j = 0; j < g; ++j) acc = fmaf(srow[j], x[j], acc);
         s.sign[row] = acc >= 0.0f ? 1 : 0;
       }
       scalar0 = f32_to_f16_cpu(__double2float_rn(norm));
       scalar1 = f32_to_f16_cpu(__double2float_rn(__dsqrt_rn(rr)));
     } else {
-      // The angle search: each lane takes its coordinates through all 17 scales at once (codes, and the partials
-      // of <u, c_s> and ||c_s||^2 in registers), then 2 x 17 butterflies give every lane every scale's sums,
-      // computed from scratch per scale as the CPU does.
-      double dot[kScales], c2[kScales];
+      // The angle search: this warp's scales sc = warp + kEncWarps k; each lane takes its coordinates through them
+      // at once (codes, and the partials of <u, c_s> and ||c_s||^2 in registers), then the butterflies give every
+      // lane the sums, computed from scratch per scale as the CPU does. (Warps with fewer scales run the last one
+      // on a repeated scale and drop it.)
+      double dot[kScalesPerWarp], c2[kScalesPerWarp];
 #pragma unroll
-      for (int sc = 0; sc < kScales; ++sc) dot[sc] = 0.0, c2[sc] = 0.0;
+      for (int k = 0; k < kScalesPerWarp; ++k) dot[k] = 0.0, c2[k] = 0.0;
       for (int i = lane; i < g; i += 32) {
-        const float u = __double2float_rn(__dmul_rn(static_cast<double>(s.x[i]), inv));
-        float xs[kScales];
-        int code[kScales];
-        xs[0] = __double2float_rn(__dmul_rn(static_cast<double>(u), a.lambda0));
+        const float u = __double2float_rn(__dmul_rn(static_cast<double>(x[i]), inv));
+        float xs[kScalesPerWarp];
+        int code[kScalesPerWarp];
 #pragma unroll
-        for (int sc = 1; sc < kScales; ++sc) xs[sc] = __fmul_rn(u, a.lambda[sc]);
+        for (int k = 0; k < kScalesPerWarp; ++k) {
+          const int sc = min(warp + kEncWarps * k, kScales - 1);
+          xs[k] = sc == 0 ? __double2float_rn(__dmul_rn(static_cast<double>(u), a.lambda0)) : __fmul_rn(u, a.lambda[sc]);
+        }
         quantize(s.bound, nb, xs, code);
 #pragma unroll
-        for (int sc = 0; sc < kScales; ++sc) {
-          s.codes[sc][i] = static_cast<uint8_t>(code[sc]);
-          const double ci = s.cent[code[sc]];
-          dot[sc] = __dadd_rn(dot[sc], __dmul_rn(static_cast<double>(u), ci));
-          c2[sc] = __dadd_rn(c2[sc], __dmul_rn(ci, ci));
+        for (int k = 0; k < kScalesPerWarp; ++k) {
+          const int sc = warp + kEncWarps * k;
+          if (sc < kScales) s.codes[sc][i] = static_cast<uint8_t>(code[k]);
+          const double ci = s.cent[code[k]];
+          dot[k] = __dadd_rn(dot[k], __dmul_rn(static_cast<double>(u), ci));
+          c2[k] = __dadd_rn(c2[k], __dmul_rn(ci, ci));
         }
       }
 #pragma unroll
-      for (int sc = 0; sc < kScales; ++sc) dot[sc] = warp_lane_order_sum(dot[sc]), c2[sc] = warp_lane_order_sum(c2[sc]);
-      // The cosines, a division and a square root each, are taken a lane per scale; the choice runs over them in
-      // the CPU's order.
-      double d_lane = 0.0, q_lane = 0.0;
+      for (int k = 0; k < kScalesPerWarp; ++k) dot[k] = warp_lane_order_sum(dot[k]), c2[k] = warp_lane_order_sum(c2[k]);
+      // The cosines, a division and a square root each, a lane per scale.
 #pragma unroll
-      for (int sc = 0; sc < kScales; ++sc)
-        if (lane == sc) d_lane = dot[sc], q_lane = c2[sc];
-      const double cs_lane = q_lane > 0.0 ? __ddiv_rn(d_lane, __dsqrt_rn(q_lane)) : -1.0;
-      double best = -2.0, best_dot = 0.0, plain_cos = -2.0, plain_dot = 0.0;
-      int best_s = kScales / 2;
-#pragma unroll
-      for (int sc = 0; sc < kScales; ++sc) {
-        const double cs = __shfl_sync(0xffffffffu, cs_lane, sc);
-        if (sc == kScales / 2) {
-          plain_cos = cs;
-          plain_dot = dot[sc];
-        } else if (cs > best) {
-          best = cs;
-          best_dot = dot[sc];
-          best_s = sc;
+      for (int k = 0; k < kScalesPerWarp; ++k) {
+        const int sc = warp + kEncWarps * k;
+        if (lane == k && sc < kScales) {
+          s.cs[sc] = c2[k] > 0.0 ? __ddiv_rn(dot[k], __dsqrt_rn(c2[k])) : -1.0;
+          s.dot[sc] = dot[k];
         }
+      }
+      __syncthreads();  // every scale's cosine and codes are in
+      // The choice, in the CPU's order over the scales (every thread: the same result).
+      double best = -2.0, best_dot = 0.0;
+      int best_s = kScales / 2;
+      for (int sc = 0; sc < kScales; ++sc) {
+        if (sc == kScales / 2) continue;
+        const double cs = s.cs[sc];
+        if (cs > best) best = cs, best_dot = s.dot[sc], best_s = sc;
       }
       double dot_uc = best_dot;
-      if (plain_cos >= best) {
+      if (s.cs[kScales / 2] >= best) {
         best_s = kScales / 2;
-        dot_uc = plain_dot;
+        dot_uc = s.dot[kScales / 2];
       }
       idx = s.codes[best_s];
       scalar0 = f32_to_f16_cpu(__double2float_rn(dot_uc > 0.0 ? __ddiv_rn(norm, dot_uc) : norm));
     }
   }
-  __syncwarp();
+  __syncthreads();  // the chosen codes (and QJL signs) are in
 
   // [codes][signs][f16 scalars]
-  for (int ob = lane; ob < c.code_bytes; ob += 32) rec[ob] = packed_byte(idx, ob, c.bits, g);
+  for (int ob = threadIdx.x; ob < c.code_bytes; ob += kEncWarps * 32) rec[ob] = packed_byte(idx, ob, c.bits, g);
   if (c.qjl)
-    for (int ob = lane; ob < g / 8; ob += 32) {
+    for (int ob = threadIdx.x; ob < g / 8; ob += kEncWarps * 32) {
       int v = 0;
       for (int e = 0; e < 8; ++e) v |= s.sign[8 * ob + e] << e;
       rec[c.code_bytes + ob] = static_cast<uint8_t>(v);
     }
-  if (lane == 0) {
+  if (threadIdx.x == 0) {
     uint16_t* sc = reinterpret_cast<uint16_t*>(rec + c.scalar_offset);
     sc[0] = scalar0;
     if (c.scheme == kTqAffine || c.qjl) sc[1] = scalar1;
@@ -961,9 +972,8 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
   a.n = n;
   a.lambda0 = 1.0 - turboquant::kAngleSpan;
   for (int s = 0; s < kScales; ++s) a.lambda[s] = s > 0 ? turboquant::angle_scale(s) : 0.0f;
-  const int64_t jobs = n * kv.n_kv_heads * 2 * kv.k.n_groups;
-  launch_chained("TurboQuant KV write", tq_encode_kernel, static_cast<unsigned>((jobs + kEncWarps - 1) / kEncWarps),
-                 kEncWarps * 32, 0, stream, a);
+  const int64_t jobs = n * kv.n_kv_heads * 2 * kv.k.n_groups;  // a block each
+  launch_chained("TurboQuant KV write", tq_encode_kernel, static_cast<unsigned>(jobs), kEncWarps * 32, 0, stream, a);
 }
 
 namespace {
