@@ -40,15 +40,49 @@ struct AttnParams {
   float scale, softcap;
 };
 
-// K (v = false) or V row of position j, KV head kh.
+// K (v = false) or V row of position j, KV head kh. 32-bit division (positions and block sizes fit): the 64-bit
+// one is a ~70-instruction call, and the decode kernel's lanes paid one per key and value row.
 __device__ __forceinline__ const uint16_t* kv_row(const KvBlocks& kv, int64_t j, int64_t kh, bool v) {
-  const int64_t B = kv.block_tokens;
-  return kv.blocks[j / B] + ((v ? kv.n_kv_heads * B : 0) + kh * B + j % B) * kv.head_dim;
+  const uint32_t B = static_cast<uint32_t>(kv.block_tokens), jj = static_cast<uint32_t>(j), b = jj / B;
+  return kv.blocks[b] + ((v ? kv.n_kv_heads * B : 0) + kh * B + (jj - b * B)) * kv.head_dim;
 }
 
 __device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_as_half(v)); }
 
-// DPL: head-dim elements per lane in the V sum (head_dim <= 32 * DPL); element d = lane + 32 * i. GM: the most
+// A lane's DPL elements of V row vr (0 when !ok): adjacent ones with one load when dense, else strided by 32.
+template <int DPL>
+__device__ __forceinline__ void v_row_share(const uint16_t* vr, bool ok, bool dense, int lane, int D,
+                                            float (&out)[DPL]) {
+  if (dense && DPL >= 2) {
+    uint32_t w[DPL / 2 > 0 ? DPL / 2 : 1];
+    if (!ok) {
+#pragma unroll
+      for (int i = 0; i < DPL / 2; ++i) w[i] = 0u;
+    } else if constexpr (DPL == 8) {
+      const uint4 x = *reinterpret_cast<const uint4*>(vr + 8 * lane);
+      w[0] = x.x, w[1] = x.y, w[2] = x.z, w[3] = x.w;
+    } else if constexpr (DPL == 4) {
+      const uint2 x = *reinterpret_cast<const uint2*>(vr + 4 * lane);
+      w[0] = x.x, w[1] = x.y;
+    } else if constexpr (DPL == 2) {
+      w[0] = *reinterpret_cast<const uint32_t*>(vr + 2 * lane);
+    }
+#pragma unroll
+    for (int i = 0; i < DPL / 2; ++i) {
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+      out[2 * i] = f.x, out[2 * i + 1] = f.y;
+    }
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) {
+    const int d = lane + 32 * i;
+    out[i] = ok && d < D ? h2f(vr[d]) : 0.0f;
+  }
+}
+
+// DPL: head-dim elements per lane in the V sum (head_dim <= 32 * DPL); element i of a lane is d = DPL lane + i when
+// head_dim == 32 DPL (one 2-8 byte load per V row and lane), else d = lane + 32 i. GM: the most
 // query heads per KV head it serves (registers: G x DPL accumulators, G scores; 158 registers with 8 for every G
 // limited the 8B's G = 4 to three blocks per SM).
 // A warp takes tiles of 32 positions, a lane per position for the scores: the lane reads its key row with 16-byte
@@ -70,11 +104,12 @@ __global__ void __launch_bounds__(kWarps * 32, GM <= 4 && DPL <= 4 ? 4 : 1) atte
   const int64_t len = max(int64_t{0}, hi - lo + 1), per = (len + splits - 1) / splits;
   const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
 
-  float* qs = smem;
-  for (int64_t e = threadIdx.x; e < G * D; e += blockDim.x)
-    qs[e] = a.q[(t * a.n_heads + kh * G + e / D) * D + e % D] * a.scale;
+  float* qs = smem;  // the block's G heads are consecutive rows of q: one contiguous [G][D] run
+  const float* qb = a.q + (t * a.n_heads + kh * G) * D;
+  for (int e = threadIdx.x; e < static_cast<int>(G * D); e += blockDim.x) qs[e] = qb[e] * a.scale;
   __syncthreads();
   const bool vec = D % 8 == 0;  // 16-byte key loads (rows start 16-byte aligned then)
+  const bool dense_v = D == 32 * DPL;  // a lane's V elements are adjacent (rows 2 DPL-byte aligned then)
 
   float acc[GM][DPL], m[GM], l[GM];
 #pragma unroll
@@ -149,17 +184,16 @@ __global__ void __launch_bounds__(kWarps * 32, GM <= 4 && DPL <= 4 ? 4 : 1) atte
     // V rows kVBatch at a time: their loads in flight together (one at a time, a short split's 15 positions cost
     // 15 memory round trips).
     const int n_valid = static_cast<int>(min(int64_t{32}, j1 - base));
+    // Each lane's own position's V row, handed to the other lanes by shuffles (no index math per row).
+    const uint16_t* v_own = valid ? kv_row(a.kv, j, kh, true) : nullptr;
     for (int p0 = 0; p0 < n_valid; p0 += kVBatch) {
       float vf[kVBatch][DPL];
 #pragma unroll
       for (int b = 0; b < kVBatch; ++b) {
         const bool ok = p0 + b < n_valid;
-        const uint16_t* vr = ok ? kv_row(a.kv, base + p0 + b, kh, true) : nullptr;
-#pragma unroll
-        for (int i = 0; i < DPL; ++i) {
-          const int64_t d = lane + 32 * i;
-          vf[b][i] = ok && d < D ? h2f(vr[d]) : 0.0f;
-        }
+        const uint16_t* vr = reinterpret_cast<const uint16_t*>(
+            __shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(v_own), (p0 + b) & 31));
+        v_row_share<DPL>(vr, ok, dense_v, lane, static_cast<int>(D), vf[b]);
       }
 #pragma unroll
       for (int b = 0; b < kVBatch; ++b) {
@@ -182,14 +216,14 @@ __global__ void __launch_bounds__(kWarps * 32, GM <= 4 && DPL <= 4 ? 4 : 1) atte
     if (g >= G) break;
 #pragma unroll
     for (int i = 0; i < DPL; ++i) {
-      const int64_t d = lane + 32 * i;
+      const int64_t d = dense_v ? DPL * lane + i : lane + 32 * i;
       if (d < D) so[(warp * G + g) * D + d] = acc[g][i];
     }
     if (lane == 0) sml[(warp * G + g) * 2] = m[g], sml[(warp * G + g) * 2 + 1] = l[g];
   }
   __syncthreads();
-  for (int64_t e = threadIdx.x; e < G * D; e += blockDim.x) {
-    const int64_t g = e / D, d = e % D;
+  for (int e = threadIdx.x; e < static_cast<int>(G * D); e += blockDim.x) {
+    const int g = e / static_cast<int>(D), d = e - g * static_cast<int>(D);
     float M = -INFINITY;
     for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sml[(w * G + g) * 2]);
     float L = 0.0f, O = 0.0f;

@@ -175,11 +175,14 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
   __shared__ EncodeBlock s;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const TqKvBlocks& kv = a.kv;
-  const int64_t nkv = kv.n_kv_heads, D = kv.head_dim, ng = kv.k.n_groups;
-  const int64_t job = blockIdx.x;  // ((t nkv + h) 2 + is_v) ng + gi
-  const int gi = static_cast<int>(job % ng);
-  const bool is_v = (job / ng) % 2 == 1;
-  const int64_t h = (job / (2 * ng)) % nkv, t = job / (2 * ng * nkv);
+  const int64_t nkv = kv.n_kv_heads, D = kv.head_dim;
+  // job = ((t nkv + h) 2 + is_v) ng + gi, in 32 bits (a 64-bit division is a ~70-instruction call on this chain)
+  const uint32_t job = blockIdx.x, ng = static_cast<uint32_t>(kv.k.n_groups), nkv32 = static_cast<uint32_t>(nkv);
+  const uint32_t vec = job / ng, head_row = vec >> 1;
+  const int gi = static_cast<int>(job - vec * ng);
+  const bool is_v = (vec & 1u) != 0;
+  const uint32_t t32 = head_row / nkv32;
+  const int64_t h = head_row - t32 * nkv32, t = t32;
   const TqDeviceCodec c = is_v ? kv.v : kv.k;
   const int g = c.group_dim;
   float* x = s.x[warp];
@@ -196,7 +199,7 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
   if (kv.rot_d1) {
     for (int hh = 1; hh < g; hh *= 2) {
       for (int b = lane; b < g / 2; b += 32) {
-        const int j = (b / hh) * 2 * hh + (b % hh);
+        const int j = ((b & ~(hh - 1)) << 1) | (b & (hh - 1));  // (b / hh) 2 hh + b % hh: hh is a power of two
         const float p = x[j], q = x[j + hh];
         x[j] = __fadd_rn(p, q);
         x[j + hh] = __fsub_rn(p, q);
@@ -207,10 +210,12 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
     __syncwarp();
   }
 
-  const int64_t B = kv.block_tokens, p = a.positions[t];
-  uint8_t* rec = kv.blocks[p / B] +
-                 (is_v ? nkv * B * kv.k.record_bytes + (h * B + p % B) * kv.v.record_bytes
-                       : (h * B + p % B) * kv.k.record_bytes) +
+  const uint32_t B32 = static_cast<uint32_t>(kv.block_tokens), p32 = static_cast<uint32_t>(a.positions[t]);
+  const uint32_t blk = p32 / B32;
+  const int64_t B = B32, slot = p32 - blk * B32;
+  uint8_t* rec = kv.blocks[blk] +
+                 (is_v ? nkv * B * kv.k.record_bytes + (h * B + slot) * kv.v.record_bytes
+                       : (h * B + slot) * kv.k.record_bytes) +
                  static_cast<int64_t>(gi) * c.group_bytes;
   const uint8_t* idx = s.codes[0];
   uint16_t scalar0 = 0, scalar1 = 0;  // every thread computes the same values
@@ -481,12 +486,12 @@ constexpr uint16_t kNoRecord = 0xFFFF;  // a staged record's offset for a positi
 template <bool kReleased = false>
 __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
                                            uint8_t* vbuf, uint16_t* koff, uint16_t* voff) {
-  const int64_t B = kv.block_tokens;
+  const uint32_t B = static_cast<uint32_t>(kv.block_tokens);  // 32-bit division: the 64-bit one is a long call
   const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes;
   int kcur = 0, vcur = 0;
   for (int t0 = 0; t0 < n;) {
-    const int64_t p = p0 + t0, b = p / B, slot = p % B;
-    const int cnt = static_cast<int>(min(static_cast<int64_t>(n - t0), B - slot));
+    const uint32_t p = static_cast<uint32_t>(p0 + t0), b = p / B, slot = p - b * B;
+    const int cnt = static_cast<int>(min(static_cast<uint32_t>(n - t0), B - slot));
     const uint8_t* blk = kv.blocks[b];
     if (kReleased && !blk) {
       for (int i = threadIdx.x; i < cnt; i += kDThreads) koff[t0 + i] = voff[t0 + i] = kNoRecord;
@@ -672,8 +677,10 @@ __device__ __forceinline__ void value_dispatch(const TqKvBlocks& kv, const uint8
   }
 }
 
-template <bool QJL, int GM>
-__global__ void __launch_bounds__(kDThreads) tq_decode_kernel(DecodeArgs da) {
+// kMinBlocks: resident blocks per SM asked of the register allocator (LMLAB_TQ_DECODE_MIN_BLOCKS, measured with
+// LMLAB_ATTENTION_BLOCKS_PER_SM: the kernel issues on ~60% of cycles at 4 blocks, 95 registers; thirteenth session).
+template <bool QJL, int GM, int kMinBlocks>
+__global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(DecodeArgs da) {
   chain_enter();
   extern __shared__ __align__(16) uint8_t smem[];
   const TqAttnParams& a = da.p;
@@ -1052,10 +1059,20 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     launch_chained("TurboQuant attention", kernel, grid, kDThreads, smem, stream, da);
   };
   const bool qjl = kv.k.qjl != 0;
-  if (G <= 1) qjl ? launch(tq_decode_kernel<true, 1>) : launch(tq_decode_kernel<false, 1>);
-  else if (G <= 2) qjl ? launch(tq_decode_kernel<true, 2>) : launch(tq_decode_kernel<false, 2>);
-  else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4>) : launch(tq_decode_kernel<false, 4>);
-  else qjl ? launch(tq_decode_kernel<true, 8>) : launch(tq_decode_kernel<false, 8>);
+  auto by_group = [&](auto min_blocks) {
+    constexpr int MB = decltype(min_blocks)::value;
+    if (G <= 1) qjl ? launch(tq_decode_kernel<true, 1, MB>) : launch(tq_decode_kernel<false, 1, MB>);
+    else if (G <= 2) qjl ? launch(tq_decode_kernel<true, 2, MB>) : launch(tq_decode_kernel<false, 2, MB>);
+    else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4, MB>) : launch(tq_decode_kernel<false, 4, MB>);
+    else qjl ? launch(tq_decode_kernel<true, 8, MB>) : launch(tq_decode_kernel<false, 8, MB>);
+  };
+  static const int min_blocks = [] {
+    const char* env = std::getenv("LMLAB_TQ_DECODE_MIN_BLOCKS");
+    return env ? std::atoi(env) : 0;
+  }();
+  if (min_blocks >= 8) by_group(std::integral_constant<int, 8>{});
+  else if (min_blocks >= 6) by_group(std::integral_constant<int, 6>{});
+  else by_group(std::integral_constant<int, 0>{});  // 0: no minimum (95 registers for G = 4)
   if (splits > 1) {
     launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
                    kThreads, 0, stream, a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim,
