@@ -302,15 +302,14 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
       }
 #pragma unroll
       for (int k = 0; k < kScalesPerWarp; ++k) dot[k] = warp_lane_order_sum(dot[k]), c2[k] = warp_lane_order_sum(c2[k]);
-      // The cosines, a division and a square root each, a lane per scale.
+      // The cosines, a division and a square root each, lane k taking this warp's scale k (all at once).
+      double d_lane = 0.0, q_lane = 0.0;
 #pragma unroll
-      for (int k = 0; k < kScalesPerWarp; ++k) {
-        const int sc = warp + kEncWarps * k;
-        if (lane == k && sc < kScales) {
-          s.cs[sc] = c2[k] > 0.0 ? __ddiv_rn(dot[k], __dsqrt_rn(c2[k])) : -1.0;
-          s.dot[sc] = dot[k];
-        }
-      }
+      for (int k = 0; k < kScalesPerWarp; ++k)
+        if (lane == k) d_lane = dot[k], q_lane = c2[k];
+      const double cs_lane = q_lane > 0.0 ? __ddiv_rn(d_lane, __dsqrt_rn(q_lane)) : -1.0;
+      if (const int sc = warp + kEncWarps * lane; lane < kScalesPerWarp && sc < kScales)
+        s.cs[sc] = cs_lane, s.dot[sc] = d_lane;
       __syncthreads();  // every scale's cosine and codes are in
       // The choice, in the CPU's order over the scales (every thread: the same result).
       double best = -2.0, best_dot = 0.0;
