@@ -213,8 +213,9 @@ class CudaBackend final : public Backend {
   }
   // The attention bound a captured decode graph is made for, by the position it decodes at: the next power of two
   // above it (at least decode_min_bound()), at most the whole context. A session gets a graph per bound it reaches
-  // (~6 up to 100K), and attention splits sized for the history it has: sized for a 100K context, a decode at position 512 launched
-  // 4 x 132 blocks, most with nothing to do, and the split kernel for long histories (kernels_cuda.h) at any position.
+  // (~6 up to 100K), and attention splits sized for the history it has: sized for a 100K context, a decode at
+  // position 512 launched 4 x 132 blocks, most with nothing to do, and the split kernel for long histories
+  // (kernels_cuda.h) at any position.
   int64_t decode_kv_bound(const KvSequence& cache, int64_t pos) const {
     const int64_t context = max_blocks_ * cache.layers[0]->block_tokens();
     int64_t bound = decode_min_bound();

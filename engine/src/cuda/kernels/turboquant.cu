@@ -288,7 +288,8 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
 #pragma unroll
         for (int k = 0; k < kScalesPerWarp; ++k) {
           const int sc = min(warp + kEncWarps * k, kScales - 1);
-          xs[k] = sc == 0 ? __double2float_rn(__dmul_rn(static_cast<double>(u), a.lambda0)) : __fmul_rn(u, a.lambda[sc]);
+          xs[k] = sc == 0 ? __double2float_rn(__dmul_rn(static_cast<double>(u), a.lambda0))
+                          : __fmul_rn(u, a.lambda[sc]);
         }
         quantize(s.bound, nb, xs, code);
 #pragma unroll
