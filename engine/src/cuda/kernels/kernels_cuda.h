@@ -148,6 +148,8 @@ void set_chained_launches(bool on);
 struct DecodeOptions {
   bool gate_up_pair = true;    // LMLAB_GATE_UP_PAIR=0 turns off: matmul_gate_up in one launch with the activation
   bool fused_routing = false;  // LMLAB_FUSED_ROUTING=1: matmul_route's GEMV routes in its last block
+  int tq_decode_min_blocks = 0;  // LMLAB_TQ_DECODE_MIN_BLOCKS=6|8: TurboQuant decode compiled for that many blocks
+                                 // per SM (0: the compiler's choice); other values read as the next lower of these
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

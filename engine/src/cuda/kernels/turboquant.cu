@@ -677,8 +677,9 @@ __device__ __forceinline__ void value_dispatch(const TqKvBlocks& kv, const uint8
   }
 }
 
-// kMinBlocks: resident blocks per SM asked of the register allocator (LMLAB_TQ_DECODE_MIN_BLOCKS, measured with
-// LMLAB_ATTENTION_BLOCKS_PER_SM: the kernel issues on ~60% of cycles at 4 blocks, 95 registers; thirteenth session).
+// kMinBlocks: resident blocks per SM asked of the register allocator (DecodeOptions::tq_decode_min_blocks, to measure
+// with LMLAB_ATTENTION_BLOCKS_PER_SM: the kernel issues on ~60% of cycles at 4 blocks, 95 registers; thirteenth
+// session).
 template <bool QJL, int GM, int kMinBlocks>
 __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(DecodeArgs da) {
   chain_enter();
@@ -1066,10 +1067,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4, MB>) : launch(tq_decode_kernel<false, 4, MB>);
     else qjl ? launch(tq_decode_kernel<true, 8, MB>) : launch(tq_decode_kernel<false, 8, MB>);
   };
-  static const int min_blocks = [] {
-    const char* env = std::getenv("LMLAB_TQ_DECODE_MIN_BLOCKS");
-    return env ? std::atoi(env) : 0;
-  }();
+  const int min_blocks = decode_options().tq_decode_min_blocks;
   if (min_blocks >= 8) by_group(std::integral_constant<int, 8>{});
   else if (min_blocks >= 6) by_group(std::integral_constant<int, 6>{});
   else by_group(std::integral_constant<int, 0>{});  // 0: no minimum (95 registers for G = 4)
