@@ -230,6 +230,8 @@ void CudaTurboQuant::attention_cases(std::span<const Format> formats, std::span<
       KvLayerBlocked layer(device_pool, spec), host(host_pool, spec);
       const int64_t total = c.prefill + c.chunk + c.decode;
       cuda::DeviceKvLayer dkv(layer, *device, (total + B - 1) / B);
+      const bool decode_mma =
+          kc::tq_decode_on_tensor_cores(cuda::DeviceBlockTable::of(layer, *device, (total + B - 1) / B).tq_blocks(layer));
       const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
       const AttentionSpec attn{scale, c.softcap, c.window};
       const bool qjl = f.opt.k_qjl;
@@ -242,7 +244,7 @@ void CudaTurboQuant::attention_cases(std::span<const Format> formats, std::span<
         DeviceBuffer dk = up(k), dv = up(v), dq = up(q), dp = up(positions);
         DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(n, c.heads, c.hd, kc::kMaxAttentionSplits), "test");
         dkv.write(dk.get<float>(), dv.get<float>(), n, dp.get<int32_t>(), nullptr);
-        const bool tensor_cores = !qjl && (n >= kc::kPrefillAttentionMinQueries || decode_tiled);
+        const bool tensor_cores = !qjl && (n >= kc::kPrefillAttentionMinQueries || decode_tiled || decode_mma);
         DeviceBuffer dout = out(q.size());
         dkv.attend(dq.get<float>(), n, dp.get<int32_t>(), layer.n_tokens(), attn, dout.get<float>(), scratch.get(),
                    nullptr);
@@ -258,7 +260,9 @@ void CudaTurboQuant::attention_cases(std::span<const Format> formats, std::span<
         mirror->attend_reference(q.data(), n, pos0, attn, want.data());
         // The CPU's records differ in borderline QJL signs: for QJL the reference check is the one.
         if (!qjl) host.attend(q.data(), n, pos0, attn, cpu.data());
-        SCOPED_TRACE(tensor_cores ? "tiled kernel" : "decode kernel");
+        SCOPED_TRACE(n >= kc::kPrefillAttentionMinQueries || decode_tiled ? "tiled kernel"
+                     : decode_mma                                           ? "tensor-core decode kernel"
+                                                                            : "decode kernel");
         EXPECT_TRUE(test::close(got, want, tol, "attention vs the reference over the device's records"));
         if (!qjl) {
           EXPECT_TRUE(test::close(got, cpu, tol, "attention vs the CPU's blocked attention over the CPU's records"));
@@ -274,7 +278,9 @@ void CudaTurboQuant::attention_cases(std::span<const Format> formats, std::span<
 // Chunks of kPrefillAttentionMinQueries or more (not QJL) take the tiled tensor-core kernel: the prefixes up to 400,
 // a chunk of 37 at GQA 3 (tile rows not a multiple of the group), chunks of 64 and 80 after 5000+ positions (with a
 // window), and KV blocks of 48 and 7 positions (a tile's records staged in two to ten segments, tiles starting
-// mid-block). Decode on the flash-decoding kernel (the default bound).
+// mid-block). Decode on flash-decoding (the default bound): the tensor-core kernel for K5 V4 and K4 V4 (head_dim 64,
+// 96 in groups of 32 at GQA 6, 128, 256 in two groups; GQA 1 to 8), the CUDA-core one for the other formats and
+// head_dim 80 (groups of 16).
 TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
   const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},    {4, 4, 128, 100, 0.0f, 333, 5, 2},
                                  {6, 1, 96, 0, 50.0f, 40, 5, 2},    {32, 8, 128, 0, 0.0f, 5000, 80, 2},
@@ -360,8 +366,10 @@ TEST_F(CudaTurboQuant, RecordsWrittenTokenByTokenEqualAChunkAndDecodeWithTheGrap
       const std::vector<float> got = down<float>(dout, q.size());
       std::vector<float> want(q.size());
       mirror->attend_reference(q.data(), 1, pos, attn, want.data());  // keys past pos are causally masked
-      EXPECT_TRUE(test::close(got, want, test::tolerance(WeightType::f32, pos + 1 + kHd),
-                              "decode attention (context-sized split bound) vs the reference"));
+      const bool decode_mma = kc::tq_decode_on_tensor_cores(cuda::DeviceBlockTable::of(tokens, *device, kCtx / B).tq_blocks(tokens));
+      const double tol = decode_mma ? test::tensor_core_f32_tolerance(pos + 1 + kHd)
+                                    : test::tolerance(WeightType::f32, pos + 1 + kHd);
+      EXPECT_TRUE(test::close(got, want, tol, "decode attention (context-sized split bound) vs the reference"));
     }
     if (HasFailure()) return;
   }

@@ -10,11 +10,11 @@ namespace lmlab::kernels::cuda {
 
 namespace {
 
-constexpr unsigned kPair = 1, kRouting = 2, kTqBlocks6 = 4, kTqBlocks8 = 8;
+constexpr unsigned kPair = 1, kRouting = 2, kTqBlocks6 = 4, kTqBlocks8 = 8, kTqMma = 16;
 
 unsigned bits_of(const DecodeOptions& o) {
   const unsigned tq = o.tq_decode_min_blocks >= 8 ? kTqBlocks8 : o.tq_decode_min_blocks >= 6 ? kTqBlocks6 : 0;
-  return (o.gate_up_pair ? kPair : 0) | (o.fused_routing ? kRouting : 0) | tq;
+  return (o.gate_up_pair ? kPair : 0) | (o.fused_routing ? kRouting : 0) | tq | (o.tq_decode_mma ? kTqMma : 0);
 }
 
 std::atomic<unsigned>& chosen() {
@@ -24,7 +24,8 @@ std::atomic<unsigned>& chosen() {
       return e && std::string_view(e) == value;
     };
     const char* tq = std::getenv("LMLAB_TQ_DECODE_MIN_BLOCKS");
-    return bits_of({!is("LMLAB_GATE_UP_PAIR", "0"), is("LMLAB_FUSED_ROUTING", "1"), tq ? std::atoi(tq) : 0});
+    return bits_of({!is("LMLAB_GATE_UP_PAIR", "0"), is("LMLAB_FUSED_ROUTING", "1"), tq ? std::atoi(tq) : 0,
+                    !is("LMLAB_TQ_DECODE_MMA", "0")});
   }()};
   return bits;
 }
@@ -33,7 +34,8 @@ std::atomic<unsigned>& chosen() {
 
 DecodeOptions decode_options() {
   const unsigned b = chosen().load(std::memory_order_relaxed);
-  return {(b & kPair) != 0, (b & kRouting) != 0, (b & kTqBlocks8) ? 8 : (b & kTqBlocks6) ? 6 : 0};
+  return {(b & kPair) != 0, (b & kRouting) != 0, (b & kTqBlocks8) ? 8 : (b & kTqBlocks6) ? 6 : 0,
+          (b & kTqMma) != 0};
 }
 
 void set_decode_options(const DecodeOptions& o) { chosen().store(bits_of(o), std::memory_order_relaxed); }

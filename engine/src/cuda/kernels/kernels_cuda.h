@@ -150,6 +150,8 @@ struct DecodeOptions {
   bool fused_routing = false;  // LMLAB_FUSED_ROUTING=1: matmul_route's GEMV routes in its last block
   int tq_decode_min_blocks = 0;  // LMLAB_TQ_DECODE_MIN_BLOCKS=6|8: TurboQuant decode compiled for that many blocks
                                  // per SM (0: the compiler's choice); other values read as the next lower of these
+  bool tq_decode_mma = true;     // LMLAB_TQ_DECODE_MMA=0 turns off: TurboQuant decode on tensor cores
+                                 // (tq_decode_mma.cu) for the formats it takes, else the CUDA-core kernel
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
@@ -241,11 +243,15 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
 // TurboQuant / affine decode (fewer than kPrefillAttentionMinQueries queries, keys without QJL, head_dim a multiple
 // of 16) from this bound of positions on: prefill_attention.cuh's tensor-core kernel over TqPrefillSource with the
 // history split over blocks (as the f16 tiled decode), merged and rotated back by the TurboQuant merge; below it,
-// the flash-decoding kernel on the CUDA cores. LMLAB_TQ_TILED_DECODE_MIN_POSITIONS sets it (read once; default
-// kTqTiledDecodeOff until measured on a GPU); set_tq_tiled_decode_min_positions for the tests.
+// flash-decoding: on tensor cores (tq_decode_mma.cu) when tq_decode_on_tensor_cores(kv), else on the CUDA cores.
+// LMLAB_TQ_TILED_DECODE_MIN_POSITIONS sets the bound (read once; default kTqTiledDecodeOff: measured slower);
+// set_tq_tiled_decode_min_positions for the tests.
 inline constexpr int64_t kTqTiledDecodeOff = INT64_MAX;
 int64_t tq_tiled_decode_min_positions();
 void set_tq_tiled_decode_min_positions(int64_t n);
+// Whether flash-decoding over these records runs on tensor cores (DecodeOptions::tq_decode_mma and a format it
+// takes: Lloyd-Max keys without QJL, 4-bit Lloyd-Max values, groups of >= 32 dims, head_dim a multiple of 32).
+bool tq_decode_on_tensor_cores(const TqKvBlocks& kv);
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream);

@@ -29,12 +29,16 @@
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/tq_decode_mma.cuh"
+#include "cuda/kernels/tq_records.cuh"
 #include "kv/turboquant/tq_codec.h"
 #include "lmlab/error.h"
 
 namespace lmlab::kernels::cuda {
 
 namespace {
+
+using namespace tq;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Shared helpers
@@ -62,9 +66,6 @@ __device__ __forceinline__ uint16_t f32_to_f16_cpu(float f) {
   return static_cast<uint16_t>(sign | h);
 }
 
-__device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_as_half(v)); }
-// f16 at a 2-byte aligned address.
-__device__ __forceinline__ float load_half(const uint8_t* p) { return h2f(*reinterpret_cast<const uint16_t*>(p)); }
 
 // A group's packed codes (kv/turboquant/pack.h): planes for 2, 3, 5 bits (plane_bytes = g / 8 each), nibbles for 4
 // (16 entries per little-endian uint64, entry j at bit 32 (j % 2) + 4 (j / 2)), bytes for 8.
@@ -82,36 +83,6 @@ __device__ __forceinline__ uint8_t packed_byte(const uint8_t* idx, int ob, int b
   return static_cast<uint8_t>(v);
 }
 
-// In-place unnormalised Walsh-Hadamard transform of n_vec vectors of g floats (x [n_vec g], shared memory),
-// wht.cpp's butterflies stage by stage; every thread of the block calls it. g is a power of two (check_codec): the
-// indices take shifts and masks (the divisions by h and g / 2 they replaced made a 16-row rotation ~10 us).
-__device__ void block_fwht(float* x, int n_vec, int g) {
-  const int log_g = __ffs(g) - 1, half = g / 2;
-  for (int log_h = 0; log_h < log_g; ++log_h) {
-    const int h = 1 << log_h;
-    for (int b = threadIdx.x; b < n_vec * half; b += blockDim.x) {
-      const int vec = b >> (log_g - 1), k = b & (half - 1);
-      const int j = (vec << log_g) + ((k >> log_h) << (log_h + 1)) + (k & (h - 1));
-      const float p = x[j], q = x[j + h];
-      x[j] = __fadd_rn(p, q);
-      x[j + h] = __fsub_rn(p, q);
-    }
-    __syncthreads();
-  }
-}
-
-// x [n_vec][D] (shared) <- Pi x (forward) or Pi^T x (inverse), per group of g dims; RandomizedHadamard's order.
-// Element e's column e % D is stepped along with e (no division per element).
-__device__ void block_rotate(float* x, int n_vec, int D, int g, const float* s_in, const float* s_out, float inv_sqrt) {
-  const int d0 = static_cast<int>(threadIdx.x) % D, step = static_cast<int>(blockDim.x) % D;
-  for (int e = threadIdx.x, d = d0; e < n_vec * D; e += blockDim.x, d = d + step < D ? d + step : d + step - D)
-    x[e] = __fmul_rn(x[e], s_in[d]);
-  __syncthreads();
-  block_fwht(x, n_vec * (D / g), g);
-  for (int e = threadIdx.x, d = d0; e < n_vec * D; e += blockDim.x, d = d + step < D ? d + step : d + step - D)
-    x[e] = __fmul_rn(x[e], __fmul_rn(s_out[d], inv_sqrt));
-  __syncthreads();
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Encode
@@ -355,17 +326,6 @@ constexpr size_t kMaxSmem = 48 * 1024;
 constexpr size_t kMaxDecodeSmem = 160 * 1024;  // opted into above 48 KB (sm_90 allows 227 KB)
 constexpr unsigned kMaxPrefillSmem = 227 * 1024;  // sm_90's most dynamic shared memory per block
 
-struct TqAttnParams {
-  TqKvBlocks kv;
-  const float* q;
-  float* out;
-  float* part_o;   // [n_q, n_heads, splits, head_dim] unnormalised rotated outputs
-  float* part_ml;  // [n_q, n_heads, splits, 2] running max and sum
-  const int32_t* positions;
-  int64_t n_heads, window;
-  int group;
-  float scale, softcap;
-};
 
 // Block per (query, head): merges the splits' states and rotates the output back. One warp turns the splits'
 // (max, sum) pairs into weights once (each thread redid an expf per split and element), then each thread sums its
@@ -423,8 +383,6 @@ __global__ void __launch_bounds__(kThreads) tq_merge_kernel(const float* part_o,
 //     chunk are adjacent lanes, summed by shuffles once per split.
 // The output stays in the rotated domain until the end (the merge or the block rotates it back once).
 
-constexpr int kDT = 64;                       // positions per tile
-constexpr int kDThreads = 128;
 constexpr int kDParts = kDThreads / kDT;      // threads per position in the score phase
 constexpr int kDMinSplitPositions = 2 * kDT;  // a split is at least two tiles (one in flight, one computed)
 
@@ -456,52 +414,6 @@ struct DecodeArgs {
   DecodeLayout l;
 };
 
-// One segment (cnt consecutive records of `rec` bytes at src, inside one KV block) into buf at *cur: the 16-byte
-// aligned chunks covering it, so the record t of the segment lands at off[t] = *cur + (src % 16) + t rec.
-__device__ __forceinline__ void stage_segment(uint8_t* buf, int* cur, const uint8_t* src, int cnt, int rec,
-                                              uint16_t* off) {
-  const uintptr_t s = reinterpret_cast<uintptr_t>(src), as = s & ~uintptr_t{15};
-  const uintptr_t ae = (s + static_cast<uintptr_t>(cnt) * rec + 15) & ~uintptr_t{15};
-  const int chunks = static_cast<int>((ae - as) / 16);
-  uint8_t* dst = buf + *cur;
-  for (int i = threadIdx.x; i < chunks; i += kDThreads)
-    copy16_async(dst + 16 * i, reinterpret_cast<const void*>(as + 16 * static_cast<uintptr_t>(i)));
-  const int base = *cur + static_cast<int>(s - as);
-  for (int i = threadIdx.x; i < cnt; i += kDThreads) off[i] = static_cast<uint16_t>(base + i * rec);
-  *cur += static_cast<int>(ae - as);
-}
-
-// The K (v false) or V record of (KV head kh, position `slot` of the block) in KV block blk.
-__device__ __forceinline__ const uint8_t* record_at(const TqKvBlocks& kv, const uint8_t* blk, int64_t kh, int64_t slot,
-                                                    bool v) {
-  const int64_t B = kv.block_tokens, at = kh * B + slot;
-  return v ? blk + kv.n_kv_heads * B * kv.k.record_bytes + at * kv.v.record_bytes : blk + at * kv.k.record_bytes;
-}
-
-constexpr uint16_t kNoRecord = 0xFFFF;  // a staged record's offset for a position in a released block
-
-// Issues the copies of the n positions from p0 (K and V records of KV head kh) into one buffer. kReleased (prefill
-// tiles): positions in released blocks get the offset kNoRecord; the decode kernel's splits never reach one (and the
-// check cost it registers).
-template <bool kReleased = false>
-__device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
-                                           uint8_t* vbuf, uint16_t* koff, uint16_t* voff) {
-  const uint32_t B = static_cast<uint32_t>(kv.block_tokens);  // 32-bit division: the 64-bit one is a long call
-  const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes;
-  int kcur = 0, vcur = 0;
-  for (int t0 = 0; t0 < n;) {
-    const uint32_t p = static_cast<uint32_t>(p0 + t0), b = p / B, slot = p - b * B;
-    const int cnt = static_cast<int>(min(static_cast<uint32_t>(n - t0), B - slot));
-    const uint8_t* blk = kv.blocks[b];
-    if (kReleased && !blk) {
-      for (int i = threadIdx.x; i < cnt; i += kDThreads) koff[t0 + i] = voff[t0 + i] = kNoRecord;
-    } else {
-      stage_segment(kbuf, &kcur, record_at(kv, blk, kh, slot, false), cnt, k_rec, koff + t0);
-      stage_segment(vbuf, &vcur, record_at(kv, blk, kh, slot, true), cnt, v_rec, voff + t0);
-    }
-    t0 += cnt;
-  }
-}
 
 // Codes of coordinates e0 .. e0 + 7 (e0 a multiple of 8) of a group's packed codes r (2-byte aligned), in the
 // layout above (planes for 2, 3, 5 bits, nibbles for 4, bytes for 8).
@@ -1001,7 +913,39 @@ TqPrefillSource prefill_source(const TqKvBlocks& kv, bool* staged = nullptr) {
   if (staged) *staged = fits;
   return fits ? s : TqPrefillSource::make(kv, false);
 }
+// The CUDA-core decode kernel (formats the tensor-core one does not take, or LMLAB_TQ_DECODE_MMA=0).
+void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int splits, int64_t n_q,
+                             cudaStream_t stream) {
+  const TqKvBlocks& kv = a.kv;
+  const int G = a.group;
+  DecodeArgs da{a, dl};
+  const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
+  const size_t smem = static_cast<size_t>(dl.total);
+  auto launch = [&](auto kernel) {
+    if (smem > kMaxSmem)
+      lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              static_cast<int>(smem)),
+                         "TurboQuant attention shared memory");
+    launch_chained("TurboQuant attention", kernel, grid, kDThreads, smem, stream, da);
+  };
+  const bool qjl = kv.k.qjl != 0;
+  auto by_group = [&](auto min_blocks) {
+    constexpr int MB = decltype(min_blocks)::value;
+    if (G <= 1) qjl ? launch(tq_decode_kernel<true, 1, MB>) : launch(tq_decode_kernel<false, 1, MB>);
+    else if (G <= 2) qjl ? launch(tq_decode_kernel<true, 2, MB>) : launch(tq_decode_kernel<false, 2, MB>);
+    else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4, MB>) : launch(tq_decode_kernel<false, 4, MB>);
+    else qjl ? launch(tq_decode_kernel<true, 8, MB>) : launch(tq_decode_kernel<false, 8, MB>);
+  };
+  const int min_blocks = decode_options().tq_decode_min_blocks;
+  if (min_blocks >= 8) by_group(std::integral_constant<int, 8>{});
+  else if (min_blocks >= 6) by_group(std::integral_constant<int, 6>{});
+  else by_group(std::integral_constant<int, 0>{});  // 0: no minimum (95 registers for G = 4)
+}
 }  // namespace
+
+bool tq_decode_on_tensor_cores(const TqKvBlocks& kv) {
+  return decode_options().tq_decode_mma && decode_mma_supports(kv);
+}
 
 int64_t tq_tiled_decode_min_positions() { return tq_tiled_choice().load(std::memory_order_relaxed); }
 void set_tq_tiled_decode_min_positions(int64_t n) { tq_tiled_choice().store(n, std::memory_order_relaxed); }
@@ -1049,28 +993,11 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
                                        max_splits, n_q, n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
-  DecodeArgs da{a, dl};
-  const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  const size_t smem = static_cast<size_t>(dl.total);
-  auto launch = [&](auto kernel) {
-    if (smem > kMaxSmem)
-      lmlab::cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              static_cast<int>(smem)),
-                         "TurboQuant attention shared memory");
-    launch_chained("TurboQuant attention", kernel, grid, kDThreads, smem, stream, da);
-  };
-  const bool qjl = kv.k.qjl != 0;
-  auto by_group = [&](auto min_blocks) {
-    constexpr int MB = decltype(min_blocks)::value;
-    if (G <= 1) qjl ? launch(tq_decode_kernel<true, 1, MB>) : launch(tq_decode_kernel<false, 1, MB>);
-    else if (G <= 2) qjl ? launch(tq_decode_kernel<true, 2, MB>) : launch(tq_decode_kernel<false, 2, MB>);
-    else if (G <= 4) qjl ? launch(tq_decode_kernel<true, 4, MB>) : launch(tq_decode_kernel<false, 4, MB>);
-    else qjl ? launch(tq_decode_kernel<true, 8, MB>) : launch(tq_decode_kernel<false, 8, MB>);
-  };
-  const int min_blocks = decode_options().tq_decode_min_blocks;
-  if (min_blocks >= 8) by_group(std::integral_constant<int, 8>{});
-  else if (min_blocks >= 6) by_group(std::integral_constant<int, 6>{});
-  else by_group(std::integral_constant<int, 0>{});  // 0: no minimum (95 registers for G = 4)
+  if (tq_decode_on_tensor_cores(kv)) {
+    decode_mma(a, splits, n_q, stream);
+  } else {
+    launch_cuda_core_decode(a, dl, splits, n_q, stream);
+  }
   if (splits > 1) {
     launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
                    kThreads, 0, stream, a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim,

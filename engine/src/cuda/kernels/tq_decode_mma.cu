@@ -1,0 +1,427 @@
+// Tensor-core flash-decoding over TurboQuant codes: the default K5 / V4 (and K2-K5 / V4) without decoding a code
+// to f32 or multiplying it per query head on the CUDA cores.
+//
+// turboquant.cu's CUDA-core kernel spends ~2,700 instructions per position and KV head at GQA 4 (each code unpacked,
+// looked up and multiplied with each of the G query heads in f32) and issues on ~60% of its cycles (thirteenth
+// session's ncu): at 40K positions it is slower than the f16 cache it compresses 3.5x. Here both products run on
+// mma.m16n8k16 and the codes become the MMA's f16 A operands through pair tables:
+//   - a table per codebook maps a pair of codes to their two codebook values (x kValueScale) as f16x2 hi + lo
+//     parts: one 8-byte shared load per two coordinates;
+//   - scores S (16 positions x 8 heads) = K (16 x head_dim) Q^T: warp w takes positions 16 w .. 16 w + 15 of the
+//     64-position tile as rows, the G <= 8 query heads as columns. The order of k is free as long as the query
+//     fragments follow it, so lane (r, c) takes, per 32 dims, byte c of each code plane of rows r and r + 8: its 8
+//     codes as 4 pairs, whose plane bits one multiply gathers into the table index (nibbles for 4-bit keys);
+//   - values O^T (head_dim x 8 heads) += V^T (head_dim x 64 positions) P^T: warp w takes 16-dim m tiles, the
+//     positions are k. The m rows are permuted so that lane r reads byte r of the 16-code word of each of its 4
+//     positions, whose two nibbles are its rows r and r + 8; two positions' nibbles form one table index. P times
+//     the record's V scalar comes from shared memory as f16 hi + lo, times a power of two per tile that keeps the
+//     tile's largest product at most kPScale (normal and finite in f16).
+// Every f32 operand goes in as f16 hi + lo (lo x lo dropped), as in prefill_attention.cuh, so the results are the
+// CUDA-core kernel's to f32 rounding (the tensor-core tolerance). Tiles, splits, the online softmax, the rotation of
+// the query and of the output, and the merge of the splits are the CUDA-core kernel's (tq_records.cuh).
+#include "cuda/kernels/tq_decode_mma.cuh"
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "cuda/kernels/chained_launch.cuh"
+#include "cuda/kernels/prefill_attention.cuh"
+#include "cuda/kernels/reduce.cuh"
+
+namespace lmlab::kernels::cuda::tq {
+
+namespace {
+
+using prefill::mma_16816;
+using prefill::split2;
+
+constexpr float kValueScale = 16.0f;              // codebook values in the tables
+constexpr float kQScale = prefill::kQScale;       // the query in its fragments
+constexpr float kPScale = 16384.0f;               // a tile's largest P x V scalar goes in as at most this
+constexpr float kScoreUnscale = 1.0f / (kQScale * kValueScale);
+constexpr int kChunk = 32;                        // dims per step of the scores: one byte of each plane per lane
+
+struct MmaLayout {
+  int lut_k, lut_v, qf, qs, psc, vfac, pv_hi, pv_lo, wmax, corr, ml, offs, tiles, k_area, v_area, total;
+};
+
+MmaLayout mma_layout(const TqKvBlocks& kv, int G) {
+  const int D = static_cast<int>(kv.head_dim), nvg = kv.v.n_groups;
+  const int64_t B = kv.block_tokens;
+  const int nseg = static_cast<int>(std::min<int64_t>(kDT, (kDT - 1) / B + 2));  // blocks a tile can touch
+  auto r16 = [](int x) { return (x + 15) / 16 * 16; };
+  MmaLayout l;
+  l.lut_k = 0;
+  l.lut_v = l.lut_k + (1 << (2 * kv.k.bits)) * 8;
+  l.qf = l.lut_v + 256 * 8;
+  l.qs = l.qf + (D / kChunk) * 32 * 32;  // per chunk and lane: 4 hi and 4 lo f16 pairs
+  l.psc = l.qs + r16(G * D * 4);
+  l.vfac = l.psc + G * kDT * 4;
+  l.pv_hi = l.vfac + nvg * kDT * 4;
+  l.pv_lo = l.pv_hi + nvg * 8 * kDT * 2;
+  l.wmax = l.pv_lo + nvg * 8 * kDT * 2;
+  l.corr = l.wmax + 4 * 4;
+  l.ml = l.corr + 8 * 4;
+  l.offs = l.ml + 16 * 4;
+  l.tiles = l.offs + 4 * kDT * 2;
+  l.k_area = r16(kDT * kv.k.record_bytes + 32 * nseg);
+  l.v_area = r16(kDT * kv.v.record_bytes + 32 * nseg);
+  l.total = l.tiles + 2 * (l.k_area + l.v_area);
+  return l;
+}
+
+// Two codebook values as the table's entry: f16x2 hi and lo parts of (a, b) x kValueScale (a in the low half).
+__device__ __forceinline__ uint2 pair_entry(float a, float b) {
+  uint2 e;
+  split2(a * kValueScale, b * kValueScale, e.x, e.y);
+  return e;
+}
+
+// The table entries of lane c's 4 code pairs in dims 32 j .. 32 j + 31 of group record gr: pair i = the codes of
+// dims 32 j + 8 c + 2 i and + 1. Planes (2, 3, 5 bits; plane p's byte b holds bit p of codes 8 b .. 8 b + 7): the
+// pair's bits of planes 0-3 are gathered by one multiply into index bits 2 p (first code) and 2 p + 1 (second), plane
+// 4's go to bits 8-9. Nibbles (4 bits; entry e of a 16-code word at bit 32 (e % 2) + 4 (e / 2)): the first code of a
+// pair is an even entry (the word's low half), the second the next odd one (its high half): index = first | second
+// << 4.
+template <int KB>
+__device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const uint2* lut,
+                                          uint2 (&e)[4]) {
+  if constexpr (KB == 4) {
+    const uint8_t* w = gr + 8 * (2 * j + (c >> 1)) + 2 * (c & 1);
+    const uint32_t z = static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(w)) |
+                       static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(w + 4)) << 16;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) e[i] = lut[((z >> (4 * i)) & 15u) | ((z >> (12 + 4 * i)) & 0xF0u)];
+  } else {
+    const int b = 4 * j + c;
+    uint32_t w = static_cast<uint32_t>(gr[b]) | static_cast<uint32_t>(gr[plane_bytes + b]) << 8;
+    if constexpr (KB > 2) w |= static_cast<uint32_t>(gr[2 * plane_bytes + b]) << 16;
+    if constexpr (KB > 3) w |= static_cast<uint32_t>(gr[3 * plane_bytes + b]) << 24;
+    uint32_t top = 0;
+    if constexpr (KB == 5) top = gr[4 * plane_bytes + b];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      // y's byte p holds the pair's two bits of plane p; the multiply moves byte p's to bits 24 + 2 p, and its
+      // cross terms stay below bit 24 (their sum is < 2^24).
+      const uint32_t y = (w >> (2 * i)) & 0x03030303u;
+      uint32_t idx = (y * 0x01041040u) >> 24;
+      if constexpr (KB == 5) idx |= ((top >> (2 * i)) & 3u) << 8;
+      e[i] = lut[idx];
+    }
+  }
+}
+
+// The table index of a key pair, inverted: (first code, second code) of index i, for filling the table.
+template <int KB>
+__device__ __forceinline__ void key_pair_codes(int i, int& first, int& second) {
+  if constexpr (KB == 4) {
+    first = i & 15, second = i >> 4;
+  } else {
+    first = second = 0;
+#pragma unroll
+    for (int p = 0; p < KB; ++p) first |= ((i >> (2 * p)) & 1) << p, second |= ((i >> (2 * p + 1)) & 1) << p;
+  }
+}
+
+// Scores of warp w's 16 positions of the tile for the G heads into psc [G][kDT] (f32, before the softmax scale).
+template <int KB>
+__device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
+                                           const uint2* lut_k, const uint4* qf, float* psc, int n, int G, int warp,
+                                           int lane) {
+  if (16 * warp >= n) return;  // warp-uniform: none of its rows is in the tile
+  const int r = lane >> 2, c = lane & 3, pr = 16 * warp + r, pr8 = pr + 8;
+  const TqDeviceCodec& k = kv.k;
+  const int g = k.group_dim, plane_bytes = g / 8, chunks = g / kChunk;
+  // Rows past the tile read its last record (their scores are never used).
+  const uint8_t* rec = tk + ko[min(pr, n - 1)];
+  const uint8_t* rec8 = tk + ko[min(pr8, n - 1)];
+  float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int gi = 0; gi < k.n_groups; ++gi) {
+    const uint8_t* gr = rec + gi * k.group_bytes;
+    const uint8_t* gr8 = rec8 + gi * k.group_bytes;
+    float cg[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int j = 0; j < chunks; ++j) {
+      uint2 e[4], e8[4];
+      key_pairs<KB>(gr, j, c, plane_bytes, lut_k, e);
+      key_pairs<KB>(gr8, j, c, plane_bytes, lut_k, e8);
+      const uint4* q = qf + 2 * ((gi * chunks + j) * 32 + lane);
+      const uint4 qh = q[0], ql = q[1];
+      // k step 0: pairs 0 (A columns 2c, 2c + 1) and 1 (2c + 8, 2c + 9); k step 1: pairs 2 and 3.
+      const uint32_t h0[4] = {e[0].x, e8[0].x, e[1].x, e8[1].x}, l0[4] = {e[0].y, e8[0].y, e[1].y, e8[1].y};
+      mma_16816(cg, h0, qh.x, qh.y), mma_16816(cg, h0, ql.x, ql.y), mma_16816(cg, l0, qh.x, qh.y);
+      const uint32_t h1[4] = {e[2].x, e8[2].x, e[3].x, e8[3].x}, l1[4] = {e[2].y, e8[2].y, e[3].y, e8[3].y};
+      mma_16816(cg, h1, qh.z, qh.w), mma_16816(cg, h1, ql.z, ql.w), mma_16816(cg, l1, qh.z, qh.w);
+    }
+    const float f = load_half(gr + k.scalar_offset), f8 = load_half(gr8 + k.scalar_offset);
+    s[0] = fmaf(f, cg[0], s[0]), s[1] = fmaf(f, cg[1], s[1]);
+    s[2] = fmaf(f8, cg[2], s[2]), s[3] = fmaf(f8, cg[3], s[3]);
+  }
+  const int h = 2 * c;  // C columns 2c, 2c + 1: heads
+  if (h < G) psc[h * kDT + pr] = s[0] * kScoreUnscale, psc[h * kDT + pr8] = s[2] * kScoreUnscale;
+  if (h + 1 < G) psc[(h + 1) * kDT + pr] = s[1] * kScoreUnscale, psc[(h + 1) * kDT + pr8] = s[3] * kScoreUnscale;
+}
+
+// O^T of m tile mt (16 dims) += V^T P^T over the tile's n positions, into t (C fragment: rows r, r + 8 = dims,
+// columns 2c, 2c + 1 = heads). Lane (r, c) reads byte r of the tile's 16-code word of positions 16 ks + 2c, + 1,
+// + 8, + 9: low nibble row r, high nibble row r + 8 (entries 4 (r % 4) + r / 4 and that + 2 of the word).
+__device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* tv, const uint16_t* vo,
+                                           const uint2* lut_v, const __half* pv_hi, const __half* pv_lo, int mt, int n,
+                                           int lane, float (&t)[4]) {
+  const int r = lane >> 2, c = lane & 3;
+  const TqDeviceCodec& v = kv.v;
+  const int log_g = __ffs(v.group_dim) - 1, gi = (16 * mt) >> log_g, u = ((16 * mt) & (v.group_dim - 1)) >> 4;
+  const int boff = gi * v.group_bytes + 8 * u + r;
+  const __half* ph = pv_hi + (gi * 8 + r) * kDT + 2 * c;  // B column (head) r, rows (positions) 2c, 2c + 1
+  const __half* pl = pv_lo + (gi * 8 + r) * kDT + 2 * c;
+  for (int ks = 0; ks < kDT / 16 && 16 * ks < n; ++ks) {
+    const int p0 = 16 * ks + 2 * c;
+    auto byte_at = [&](int p) { return static_cast<uint32_t>(tv[vo[min(p, n - 1)] + boff]); };
+    const uint32_t z01 = byte_at(p0) | byte_at(p0 + 1) << 8, z89 = byte_at(p0 + 8) | byte_at(p0 + 9) << 8;
+    const uint2 e0 = lut_v[(z01 & 15u) | ((z01 >> 4) & 0xF0u)], e1 = lut_v[((z01 >> 4) & 15u) | ((z01 >> 8) & 0xF0u)];
+    const uint2 e2 = lut_v[(z89 & 15u) | ((z89 >> 4) & 0xF0u)], e3 = lut_v[((z89 >> 4) & 15u) | ((z89 >> 8) & 0xF0u)];
+    const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
+    const uint32_t bh0 = *reinterpret_cast<const uint32_t*>(ph + 16 * ks);
+    const uint32_t bh1 = *reinterpret_cast<const uint32_t*>(ph + 16 * ks + 8);
+    const uint32_t bl0 = *reinterpret_cast<const uint32_t*>(pl + 16 * ks);
+    const uint32_t bl1 = *reinterpret_cast<const uint32_t*>(pl + 16 * ks + 8);
+    mma_16816(t, ah, bh0, bh1), mma_16816(t, ah, bl0, bl1), mma_16816(t, al, bh0, bh1);
+  }
+}
+
+// Block = (KV head, split, query), 4 warps; MT: the most 16-dim m tiles a warp takes (head_dim <= 64 MT).
+template <int KB, int MT>
+__global__ void __launch_bounds__(kDThreads) tq_decode_mma_kernel(TqAttnParams a, MmaLayout L) {
+  chain_enter();
+  extern __shared__ __align__(16) uint8_t smem[];
+  const TqKvBlocks& kv = a.kv;
+  const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
+  const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = lane & 3;
+  const int D = static_cast<int>(kv.head_dim), G = a.group, g = kv.k.group_dim, nvg = kv.v.n_groups;
+  uint2* lut_k = reinterpret_cast<uint2*>(smem + L.lut_k);
+  uint2* lut_v = reinterpret_cast<uint2*>(smem + L.lut_v);
+  uint4* qf = reinterpret_cast<uint4*>(smem + L.qf);
+  float* qs = reinterpret_cast<float*>(smem + L.qs);
+  float* psc = reinterpret_cast<float*>(smem + L.psc);
+  float* vfac = reinterpret_cast<float*>(smem + L.vfac);
+  __half* pv_hi = reinterpret_cast<__half*>(smem + L.pv_hi);
+  __half* pv_lo = reinterpret_cast<__half*>(smem + L.pv_lo);
+  float* wmax = reinterpret_cast<float*>(smem + L.wmax);
+  float* corr_s = reinterpret_cast<float*>(smem + L.corr);
+  float* ml_s = reinterpret_cast<float*>(smem + L.ml);
+  uint16_t* offs = reinterpret_cast<uint16_t*>(smem + L.offs);  // [2 buffers][K, V][kDT]
+  uint8_t* tiles = smem + L.tiles;
+  const int buf_bytes = L.k_area + L.v_area;
+
+  const int64_t pos = a.positions[t];
+  const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
+  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
+  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
+  const int64_t n_tiles = j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0;
+
+  // Tile 0's copies go first, to overlap the tables and the query's rotation.
+  if (n_tiles > 0)
+    issue_tile(kv, kh, j0, static_cast<int>(min(int64_t{kDT}, j1 - j0)), tiles, tiles + L.k_area, offs, offs + kDT);
+  async_commit();
+
+  for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
+    int first, second;
+    key_pair_codes<KB>(i, first, second);
+    lut_k[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
+  }
+  for (int i = threadIdx.x; i < 256; i += kDThreads) lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+  for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
+  // The heads past G are zero columns of P^T for the whole block.
+  for (int e = threadIdx.x; e < nvg * 8 * kDT; e += kDThreads) pv_hi[e] = pv_lo[e] = __ushort_as_half(0);
+  __syncthreads();
+  if (kv.rot_d1) block_rotate(qs, G, D, g, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
+  // Query fragments: lane (head r, c) of chunk j holds q[r][32 j + 8 c + 0 .. 7] x kQScale as 4 hi and 4 lo pairs
+  // (the B operand of both k steps: pairs 0, 1 for the first, 2, 3 for the second); zeros past G.
+  for (int e = threadIdx.x; e < (D / kChunk) * 32; e += kDThreads) {
+    const int j = e >> 5, h = (e & 31) >> 2, cc = e & 3;
+    const float* x = qs + h * D + kChunk * j + 8 * cc;
+    uint32_t hi[4], lo4[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float x0 = h < G ? x[2 * i] * kQScale : 0.0f, x1 = h < G ? x[2 * i + 1] * kQScale : 0.0f;
+      split2(x0, x1, hi[i], lo4[i]);
+    }
+    qf[2 * e] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+    qf[2 * e + 1] = make_uint4(lo4[0], lo4[1], lo4[2], lo4[3]);
+  }
+
+  float acc[MT][4];
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[m][i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // heads warp and warp + 4
+
+  for (int64_t it = 0; it < n_tiles; ++it) {
+    async_wait<0>();
+    __syncthreads();  // tile it is in; every thread is done with tile it - 1 (its buffer, pv, corr)
+    const int buf = static_cast<int>(it & 1);
+    if (it + 1 < n_tiles) {
+      const int64_t p1 = j0 + (it + 1) * kDT;
+      uint8_t* nb = tiles + (buf ^ 1) * buf_bytes;
+      uint16_t* no = offs + (buf ^ 1) * 2 * kDT;
+      issue_tile(kv, kh, p1, static_cast<int>(min(int64_t{kDT}, j1 - p1)), nb, nb + L.k_area, no, no + kDT);
+    }
+    async_commit();
+    const int n = static_cast<int>(min(int64_t{kDT}, j1 - (j0 + it * kDT)));
+    const uint8_t* tk = tiles + buf * buf_bytes;
+    const uint8_t* tv = tk + L.k_area;
+    const uint16_t* ko = offs + buf * 2 * kDT;
+    const uint16_t* vo = ko + kDT;
+
+    // The V scalars of the tile [nvg][kDT] and their largest magnitude (per warp, then over the block below).
+    float vmax = 0.0f;
+    for (int e = threadIdx.x; e < nvg * kDT; e += kDThreads) {
+      const int gi = e / kDT, p = e - gi * kDT;
+      const float f = p < n ? load_half(tv + vo[p] + gi * kv.v.group_bytes + kv.v.scalar_offset) : 0.0f;
+      vfac[e] = f;
+      vmax = fmaxf(vmax, fabsf(f));
+    }
+    vmax = warp_max(vmax);
+    if (lane == 0) wmax[warp] = vmax;
+
+    score_tile<KB>(kv, tk, ko, lut_k, qf, psc, n, G, warp, lane);
+    __syncthreads();
+
+    // P x V scalar x 2^(14 - e), where 2^e > the tile's largest scalar: at most kPScale.
+    const float vm = fmaxf(fmaxf(wmax[0], wmax[1]), fmaxf(wmax[2], wmax[3]));
+    int e2 = 0;
+    if (vm > 0.0f && vm <= 65504.0f) frexpf(vm, &e2);
+    const float p_scale = ldexpf(kPScale, -e2), p_unscale = ldexpf(1.0f / (kPScale * kValueScale), e2);
+
+    // Softmax (the CUDA-core kernel's): one max and one sum per tile and head; warp w owns heads w and w + 4.
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int h = warp + 4 * hh;
+      if (h >= G) break;
+      float sv[kDT / 32], tmax = -INFINITY;
+#pragma unroll
+      for (int k = 0; k < kDT / 32; ++k) {
+        const int p = lane + 32 * k;
+        float s = -INFINITY;
+        if (p < n) {
+          s = psc[h * kDT + p] * a.scale;
+          if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+        }
+        sv[k] = s;
+        tmax = fmaxf(tmax, s);
+      }
+      tmax = warp_max(tmax);
+      const float m_new = fmaxf(m_run[hh], tmax);
+      const float corr = m_new == -INFINITY ? 1.0f : expf(m_run[hh] - m_new);
+      float psum = 0.0f;
+#pragma unroll
+      for (int k = 0; k < kDT / 32; ++k) {
+        const int p = lane + 32 * k;
+        const float pr = sv[k] == -INFINITY ? 0.0f : expf(sv[k] - m_new);
+        psum += pr;
+        for (int gi = 0; gi < nvg; ++gi) {
+          const float x = pr * vfac[gi * kDT + p] * p_scale;
+          const __half xh = __float2half_rn(x);
+          pv_hi[(gi * 8 + h) * kDT + p] = xh;
+          pv_lo[(gi * 8 + h) * kDT + p] = __float2half_rn(x - __half2float(xh));
+        }
+      }
+      l_run[hh] = l_run[hh] * corr + warp_sum(psum);
+      m_run[hh] = m_new;
+      if (lane == 0) corr_s[h] = corr;
+    }
+    __syncthreads();
+
+    const float cr0 = 2 * c < G ? corr_s[2 * c] : 1.0f, cr1 = 2 * c + 1 < G ? corr_s[2 * c + 1] : 1.0f;
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      const int mt = warp + 4 * m;
+      if (16 * mt >= D) break;  // warp-uniform
+      float tt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      value_tile(kv, tv, vo, lut_v, pv_hi, pv_lo, mt, n, lane, tt);
+      acc[m][0] = fmaf(acc[m][0], cr0, tt[0] * p_unscale), acc[m][1] = fmaf(acc[m][1], cr1, tt[1] * p_unscale);
+      acc[m][2] = fmaf(acc[m][2], cr0, tt[2] * p_unscale), acc[m][3] = fmaf(acc[m][3], cr1, tt[3] * p_unscale);
+    }
+  }
+
+  if (lane == 0) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int h = warp + 4 * hh;
+      if (h < G) ml_s[2 * h] = m_run[hh], ml_s[2 * h + 1] = l_run[hh];
+    }
+  }
+  __syncthreads();  // ml_s is in; qs is no longer read (it takes the outputs below)
+  float* ob = qs;   // [G][D] normalised outputs in the rotated domain (no splits)
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const int mt = warp + 4 * m;
+    if (16 * mt >= D) break;
+    const int d0 = 16 * mt + 4 * (r & 3) + (r >> 2), d1 = d0 + 2;  // rows r and r + 8
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int h = 2 * c + e;
+      if (h >= G) break;
+      if (splits > 1) {
+        float* o = a.part_o + ((t * a.n_heads + kh * G + h) * splits + split) * D;
+        o[d0] = acc[m][e], o[d1] = acc[m][2 + e];
+      } else {
+        const float l = ml_s[2 * h + 1];
+        ob[h * D + d0] = l > 0.0f ? acc[m][e] / l : 0.0f;
+        ob[h * D + d1] = l > 0.0f ? acc[m][2 + e] / l : 0.0f;
+      }
+    }
+  }
+  if (splits > 1) {
+    if (threadIdx.x < G) {
+      const int h = threadIdx.x;
+      const int64_t slot = (t * a.n_heads + kh * G + h) * splits + split;
+      a.part_ml[slot * 2] = ml_s[2 * h], a.part_ml[slot * 2 + 1] = ml_s[2 * h + 1];
+    }
+    return;  // uniform over the block
+  }
+  __syncthreads();
+  if (kv.rot_d1) block_rotate(ob, G, D, g, kv.rot_d2, kv.rot_d1, kv.rot_inv_sqrt);  // Pi^T = D1 H D2 / sqrt(g)
+  for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
+}
+
+template <int KB, int MT>
+void launch(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
+  static SharedMemoryGrant grant;
+  auto kernel = tq_decode_mma_kernel<KB, MT>;
+  if (l.total > 48 * 1024)
+    opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant tensor-core decode shared memory");
+  launch_chained("TurboQuant attention (tensor cores)", kernel, grid, kDThreads, static_cast<size_t>(l.total), stream,
+                 a, l);
+}
+
+template <int MT>
+void launch_bits(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
+  switch (a.kv.k.bits) {
+    case 2: launch<2, MT>(a, l, grid, stream); break;
+    case 3: launch<3, MT>(a, l, grid, stream); break;
+    case 4: launch<4, MT>(a, l, grid, stream); break;
+    default: launch<5, MT>(a, l, grid, stream); break;
+  }
+}
+
+}  // namespace
+
+bool decode_mma_supports(const TqKvBlocks& kv) {
+  const TqDeviceCodec &k = kv.k, &v = kv.v;
+  return k.scheme == kTqLloydMax && !k.qjl && k.bits >= 2 && k.bits <= 5 && v.scheme == kTqLloydMax && !v.qjl &&
+         v.bits == 4 && k.group_dim >= kChunk && v.group_dim >= 16 && kv.head_dim % kChunk == 0 &&
+         kv.head_dim <= 256;
+}
+
+void decode_mma(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
+  const MmaLayout l = mma_layout(a.kv, a.group);
+  const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
+  if (a.kv.head_dim <= 64) launch_bits<1>(a, l, grid, stream);
+  else if (a.kv.head_dim <= 128) launch_bits<2>(a, l, grid, stream);
+  else launch_bits<4>(a, l, grid, stream);
+}
+
+}  // namespace lmlab::kernels::cuda::tq

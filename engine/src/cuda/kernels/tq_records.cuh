@@ -1,0 +1,112 @@
+// TurboQuant / affine records in shared memory, shared by the decode kernels (turboquant.cu's CUDA-core
+// flash-decoding, tq_decode_mma.cu's tensor-core one) and the prefill source: the attention parameters, the staging
+// of a tile's K and V records by cp.async, the f16 scalars, and the rotation Pi (queries in, outputs back).
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "cuda/kernels/async_copy.cuh"
+#include "cuda/kernels/kernels_cuda.h"
+
+namespace lmlab::kernels::cuda::tq {
+
+__device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_as_half(v)); }
+// f16 at a 2-byte aligned address.
+__device__ __forceinline__ float load_half(const uint8_t* p) { return h2f(*reinterpret_cast<const uint16_t*>(p)); }
+
+// In-place unnormalised Walsh-Hadamard transform of n_vec vectors of g floats (x [n_vec g], shared memory),
+// wht.cpp's butterflies stage by stage; every thread of the block calls it. g is a power of two (check_codec): the
+// indices take shifts and masks (the divisions by h and g / 2 they replaced made a 16-row rotation ~10 us).
+__device__ inline void block_fwht(float* x, int n_vec, int g) {
+  const int log_g = __ffs(g) - 1, half = g / 2;
+  for (int log_h = 0; log_h < log_g; ++log_h) {
+    const int h = 1 << log_h;
+    for (int b = threadIdx.x; b < n_vec * half; b += blockDim.x) {
+      const int vec = b >> (log_g - 1), k = b & (half - 1);
+      const int j = (vec << log_g) + ((k >> log_h) << (log_h + 1)) + (k & (h - 1));
+      const float p = x[j], q = x[j + h];
+      x[j] = __fadd_rn(p, q);
+      x[j + h] = __fsub_rn(p, q);
+    }
+    __syncthreads();
+  }
+}
+
+// x [n_vec][D] (shared) <- Pi x (forward) or Pi^T x (inverse), per group of g dims; RandomizedHadamard's order.
+// Element e's column e % D is stepped along with e (no division per element).
+__device__ inline void block_rotate(float* x, int n_vec, int D, int g, const float* s_in, const float* s_out, float inv_sqrt) {
+  const int d0 = static_cast<int>(threadIdx.x) % D, step = static_cast<int>(blockDim.x) % D;
+  for (int e = threadIdx.x, d = d0; e < n_vec * D; e += blockDim.x, d = d + step < D ? d + step : d + step - D)
+    x[e] = __fmul_rn(x[e], s_in[d]);
+  __syncthreads();
+  block_fwht(x, n_vec * (D / g), g);
+  for (int e = threadIdx.x, d = d0; e < n_vec * D; e += blockDim.x, d = d + step < D ? d + step : d + step - D)
+    x[e] = __fmul_rn(x[e], __fmul_rn(s_out[d], inv_sqrt));
+  __syncthreads();
+}
+
+struct TqAttnParams {
+  TqKvBlocks kv;
+  const float* q;
+  float* out;
+  float* part_o;   // [n_q, n_heads, splits, head_dim] unnormalised rotated outputs
+  float* part_ml;  // [n_q, n_heads, splits, 2] running max and sum
+  const int32_t* positions;
+  int64_t n_heads, window;
+  int group;
+  float scale, softcap;
+};
+
+inline constexpr int kDT = 64;  // positions per tile
+inline constexpr int kDThreads = 128;
+
+// One segment (cnt consecutive records of `rec` bytes at src, inside one KV block) into buf at *cur: the 16-byte
+// aligned chunks covering it, so the record t of the segment lands at off[t] = *cur + (src % 16) + t rec.
+__device__ __forceinline__ void stage_segment(uint8_t* buf, int* cur, const uint8_t* src, int cnt, int rec,
+                                              uint16_t* off) {
+  const uintptr_t s = reinterpret_cast<uintptr_t>(src), as = s & ~uintptr_t{15};
+  const uintptr_t ae = (s + static_cast<uintptr_t>(cnt) * rec + 15) & ~uintptr_t{15};
+  const int chunks = static_cast<int>((ae - as) / 16);
+  uint8_t* dst = buf + *cur;
+  for (int i = threadIdx.x; i < chunks; i += kDThreads)
+    copy16_async(dst + 16 * i, reinterpret_cast<const void*>(as + 16 * static_cast<uintptr_t>(i)));
+  const int base = *cur + static_cast<int>(s - as);
+  for (int i = threadIdx.x; i < cnt; i += kDThreads) off[i] = static_cast<uint16_t>(base + i * rec);
+  *cur += static_cast<int>(ae - as);
+}
+
+// The K (v false) or V record of (KV head kh, position `slot` of the block) in KV block blk.
+__device__ __forceinline__ const uint8_t* record_at(const TqKvBlocks& kv, const uint8_t* blk, int64_t kh, int64_t slot,
+                                                    bool v) {
+  const int64_t B = kv.block_tokens, at = kh * B + slot;
+  return v ? blk + kv.n_kv_heads * B * kv.k.record_bytes + at * kv.v.record_bytes : blk + at * kv.k.record_bytes;
+}
+
+inline constexpr uint16_t kNoRecord = 0xFFFF;  // a staged record's offset for a position in a released block
+
+// Issues the copies of the n positions from p0 (K and V records of KV head kh) into one buffer. kReleased (prefill
+// tiles): positions in released blocks get the offset kNoRecord; the decode kernel's splits never reach one (and the
+// check cost it registers).
+template <bool kReleased = false>
+__device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
+                                           uint8_t* vbuf, uint16_t* koff, uint16_t* voff) {
+  const uint32_t B = static_cast<uint32_t>(kv.block_tokens);  // 32-bit division: the 64-bit one is a long call
+  const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes;
+  int kcur = 0, vcur = 0;
+  for (int t0 = 0; t0 < n;) {
+    const uint32_t p = static_cast<uint32_t>(p0 + t0), b = p / B, slot = p - b * B;
+    const int cnt = static_cast<int>(min(static_cast<uint32_t>(n - t0), B - slot));
+    const uint8_t* blk = kv.blocks[b];
+    if (kReleased && !blk) {
+      for (int i = threadIdx.x; i < cnt; i += kDThreads) koff[t0 + i] = voff[t0 + i] = kNoRecord;
+    } else {
+      stage_segment(kbuf, &kcur, record_at(kv, blk, kh, slot, false), cnt, k_rec, koff + t0);
+      stage_segment(vbuf, &vcur, record_at(kv, blk, kh, slot, true), cnt, v_rec, voff + t0);
+    }
+    t0 += cnt;
+  }
+}
+
+}  // namespace lmlab::kernels::cuda::tq
