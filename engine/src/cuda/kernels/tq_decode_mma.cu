@@ -163,30 +163,42 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
   if (h + 1 < G) psc[(h + 1) * kDT + pr] = s[1] * kScoreUnscale, psc[(h + 1) * kDT + pr8] = s[3] * kScoreUnscale;
 }
 
-// O^T of m tile mt (16 dims) += V^T P^T over the tile's n positions, into t (C fragment: rows r, r + 8 = dims,
-// columns 2c, 2c + 1 = heads). Lane (r, c) reads byte r of the tile's 16-code word of positions 16 ks + 2c, + 1,
-// + 8, + 9: low nibble row r, high nibble row r + 8 (entries 4 (r % 4) + r / 4 and that + 2 of the word).
+// O^T (head_dim x heads) += V^T P^T over the tile's n positions for warp w's m tiles mt = w + 4 m (16 dims each),
+// into t[m] (C fragments: rows r, r + 8 = dims, columns 2c, 2c + 1 = heads). Lane (r, c) reads byte r of each m
+// tile's 16-code word of positions 16 ks + 2c, + 1, + 8, + 9: low nibble row r, high nibble row r + 8 (entries
+// 4 (r % 4) + r / 4 and that + 2 of the word). The positions' records are found once per k step for every m tile.
+template <int MT>
 __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* tv, const uint16_t* vo,
-                                           const uint2* lut_v, const __half* pv_hi, const __half* pv_lo, int mt, int n,
-                                           int lane, float (&t)[4]) {
-  const int r = lane >> 2, c = lane & 3;
+                                           const uint2* lut_v, const __half* pv_hi, const __half* pv_lo, int n,
+                                           int warp, int lane, float (&t)[MT][4]) {
+  const int r = lane >> 2, c = lane & 3, D = static_cast<int>(kv.head_dim);
   const TqDeviceCodec& v = kv.v;
-  const int log_g = __ffs(v.group_dim) - 1, gi = (16 * mt) >> log_g, u = ((16 * mt) & (v.group_dim - 1)) >> 4;
-  const int boff = gi * v.group_bytes + 8 * u + r;
-  const __half* ph = pv_hi + (gi * 8 + r) * kDT + 2 * c;  // B column (head) r, rows (positions) 2c, 2c + 1
-  const __half* pl = pv_lo + (gi * 8 + r) * kDT + 2 * c;
+  const int log_g = __ffs(v.group_dim) - 1;
   for (int ks = 0; ks < kDT / 16 && 16 * ks < n; ++ks) {
     const int p0 = 16 * ks + 2 * c;
-    auto byte_at = [&](int p) { return static_cast<uint32_t>(tv[vo[min(p, n - 1)] + boff]); };
-    const uint32_t z01 = byte_at(p0) | byte_at(p0 + 1) << 8, z89 = byte_at(p0 + 8) | byte_at(p0 + 9) << 8;
-    const uint2 e0 = lut_v[(z01 & 15u) | ((z01 >> 4) & 0xF0u)], e1 = lut_v[((z01 >> 4) & 15u) | ((z01 >> 8) & 0xF0u)];
-    const uint2 e2 = lut_v[(z89 & 15u) | ((z89 >> 4) & 0xF0u)], e3 = lut_v[((z89 >> 4) & 15u) | ((z89 >> 8) & 0xF0u)];
-    const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
-    const uint32_t bh0 = *reinterpret_cast<const uint32_t*>(ph + 16 * ks);
-    const uint32_t bh1 = *reinterpret_cast<const uint32_t*>(ph + 16 * ks + 8);
-    const uint32_t bl0 = *reinterpret_cast<const uint32_t*>(pl + 16 * ks);
-    const uint32_t bl1 = *reinterpret_cast<const uint32_t*>(pl + 16 * ks + 8);
-    mma_16816(t, ah, bh0, bh1), mma_16816(t, ah, bl0, bl1), mma_16816(t, al, bh0, bh1);
+    const uint8_t* rec[4] = {tv + vo[min(p0, n - 1)] + r, tv + vo[min(p0 + 1, n - 1)] + r,
+                             tv + vo[min(p0 + 8, n - 1)] + r, tv + vo[min(p0 + 9, n - 1)] + r};
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      const int mt = warp + 4 * m;
+      if (16 * mt >= D) break;  // warp-uniform
+      const int gi = (16 * mt) >> log_g, u = ((16 * mt) & (v.group_dim - 1)) >> 4;
+      const int boff = gi * v.group_bytes + 8 * u;
+      const uint32_t z01 = static_cast<uint32_t>(rec[0][boff]) | static_cast<uint32_t>(rec[1][boff]) << 8;
+      const uint32_t z89 = static_cast<uint32_t>(rec[2][boff]) | static_cast<uint32_t>(rec[3][boff]) << 8;
+      const uint2 e0 = lut_v[(z01 & 15u) | ((z01 >> 4) & 0xF0u)];
+      const uint2 e1 = lut_v[((z01 >> 4) & 15u) | ((z01 >> 8) & 0xF0u)];
+      const uint2 e2 = lut_v[(z89 & 15u) | ((z89 >> 4) & 0xF0u)];
+      const uint2 e3 = lut_v[((z89 >> 4) & 15u) | ((z89 >> 8) & 0xF0u)];
+      const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
+      // B column (head) r, rows (positions) p0, p0 + 1 and p0 + 8, p0 + 9 of the group's P x V scalar.
+      const int pb = (gi * 8 + r) * kDT + p0;
+      const uint32_t bh0 = *reinterpret_cast<const uint32_t*>(pv_hi + pb);
+      const uint32_t bh1 = *reinterpret_cast<const uint32_t*>(pv_hi + pb + 8);
+      const uint32_t bl0 = *reinterpret_cast<const uint32_t*>(pv_lo + pb);
+      const uint32_t bl1 = *reinterpret_cast<const uint32_t*>(pv_lo + pb + 8);
+      mma_16816(t[m], ah, bh0, bh1), mma_16816(t[m], ah, bl0, bl1), mma_16816(t[m], al, bh0, bh1);
+    }
   }
 }
 
@@ -335,14 +347,16 @@ __global__ void __launch_bounds__(kDThreads) tq_decode_mma_kernel(TqAttnParams a
     __syncthreads();
 
     const float cr0 = 2 * c < G ? corr_s[2 * c] : 1.0f, cr1 = 2 * c + 1 < G ? corr_s[2 * c + 1] : 1.0f;
+    float tt[MT][4];
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) tt[m][i] = 0.0f;
+    value_tile<MT>(kv, tv, vo, lut_v, pv_hi, pv_lo, n, warp, lane, tt);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
-      const int mt = warp + 4 * m;
-      if (16 * mt >= D) break;  // warp-uniform
-      float tt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      value_tile(kv, tv, vo, lut_v, pv_hi, pv_lo, mt, n, lane, tt);
-      acc[m][0] = fmaf(acc[m][0], cr0, tt[0] * p_unscale), acc[m][1] = fmaf(acc[m][1], cr1, tt[1] * p_unscale);
-      acc[m][2] = fmaf(acc[m][2], cr0, tt[2] * p_unscale), acc[m][3] = fmaf(acc[m][3], cr1, tt[3] * p_unscale);
+      acc[m][0] = fmaf(acc[m][0], cr0, tt[m][0] * p_unscale), acc[m][1] = fmaf(acc[m][1], cr1, tt[m][1] * p_unscale);
+      acc[m][2] = fmaf(acc[m][2], cr0, tt[m][2] * p_unscale), acc[m][3] = fmaf(acc[m][3], cr1, tt[m][3] * p_unscale);
     }
   }
 
