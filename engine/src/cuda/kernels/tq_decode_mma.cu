@@ -80,9 +80,8 @@ __device__ __forceinline__ uint2 pair_entry(float a, float b) {
 }
 
 // The table entries of lane c's 4 code pairs in dims 32 j .. 32 j + 31 of group record gr: pair i = the codes of
-// dims 32 j + 8 c + 2 i and + 1. Planes (2, 3, 5 bits; plane p's byte b holds bit p of codes 8 b .. 8 b + 7): the
-// pair's bits of planes 0-3 are gathered by one multiply into index bits 2 p (first code) and 2 p + 1 (second), plane
-// 4's go to bits 8-9. Nibbles (4 bits; entry e of a 16-code word at bit 32 (e % 2) + 4 (e / 2)): the first code of a
+// dims 32 j + 8 c + 2 i and + 1. Planes (2, 3, 5 bits; plane p's byte b holds bit p of codes 8 b .. 8 b + 7): index
+// bits 2 p and 2 p + 1 are the first and the second code's bit p. Nibbles (4 bits; entry e of a 16-code word at bit 32 (e % 2) + 4 (e / 2)): the first code of a
 // pair is an even entry (the word's low half), the second the next odd one (its high half): index = first | second
 // << 4.
 template <int KB>
@@ -99,17 +98,20 @@ __device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int p
     uint32_t w = static_cast<uint32_t>(gr[b]) | static_cast<uint32_t>(gr[plane_bytes + b]) << 8;
     if constexpr (KB > 2) w |= static_cast<uint32_t>(gr[2 * plane_bytes + b]) << 16;
     if constexpr (KB > 3) w |= static_cast<uint32_t>(gr[3 * plane_bytes + b]) << 24;
-    uint32_t top = 0;
-    if constexpr (KB == 5) top = gr[4 * plane_bytes + b];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      // y's byte p holds the pair's two bits of plane p; the multiply moves byte p's to bits 24 + 2 p, and its
-      // cross terms stay below bit 24 (their sum is < 2^24).
-      const uint32_t y = (w >> (2 * i)) & 0x03030303u;
-      uint32_t idx = (y * 0x01041040u) >> 24;
-      if constexpr (KB == 5) idx |= ((top >> (2 * i)) & 3u) << 8;
-      e[i] = lut[idx];
+    // w's 2-bit field (plane p, pair i) sits at bit 8 p + 2 i; a 4 x 4 transpose of the fields (two delta swaps)
+    // moves it to 8 i + 2 p, so byte i is pair i's index over planes 0-3. Plane 4's pair i goes to byte i of s, and
+    // byte permutes pair the bytes into 16-bit indices.
+    uint32_t x = ((w >> 12) ^ w) & 0x0000F0F0u;
+    w ^= x ^ (x << 12);
+    x = ((w >> 6) ^ w) & 0x00CC00CCu;
+    w ^= x ^ (x << 6);
+    uint32_t s = 0;
+    if constexpr (KB == 5) {
+      const uint32_t top = gr[4 * plane_bytes + b];
+      s = (top & 3u) | (top & 0xCu) << 6 | (top & 0x30u) << 12 | (top & 0xC0u) << 18;
     }
+    const uint32_t i01 = __byte_perm(w, s, 0x5140), i23 = __byte_perm(w, s, 0x7362);
+    e[0] = lut[i01 & 0xFFFFu], e[1] = lut[i01 >> 16], e[2] = lut[i23 & 0xFFFFu], e[3] = lut[i23 >> 16];
   }
 }
 
@@ -202,9 +204,11 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
   }
 }
 
-// Block = (KV head, split, query), 4 warps; MT: the most 16-dim m tiles a warp takes (head_dim <= 64 MT).
+// Block = (KV head, split, query), 4 warps; MT: the most 16-dim m tiles a warp takes (head_dim <= 64 MT). Five
+// blocks per SM fit the shared memory at head_dim 128 (~42 KB); asking for them also keeps ptxas from spilling (it
+// chose 64-80 registers with spills unbounded, 84-91 without them bounded).
 template <int KB, int MT>
-__global__ void __launch_bounds__(kDThreads) tq_decode_mma_kernel(TqAttnParams a, MmaLayout L) {
+__global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParams a, MmaLayout L) {
   chain_enter();
   extern __shared__ __align__(16) uint8_t smem[];
   const TqKvBlocks& kv = a.kv;
