@@ -28,6 +28,7 @@
 
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/prefill_attention.cuh"
+#include "cuda/kernels/tq_pair_index.h"
 #include "cuda/kernels/reduce.cuh"
 
 namespace lmlab::kernels::cuda::tq {
@@ -79,52 +80,14 @@ __device__ __forceinline__ uint2 pair_entry(float a, float b) {
   return e;
 }
 
-// The table entries of lane c's 4 code pairs in dims 32 j .. 32 j + 31 of group record gr: pair i = the codes of
-// dims 32 j + 8 c + 2 i and + 1. Planes (2, 3, 5 bits; plane p's byte b holds bit p of codes 8 b .. 8 b + 7): index
-// bits 2 p and 2 p + 1 are the first and the second code's bit p. Nibbles (4 bits; entry e of a 16-code word at bit 32 (e % 2) + 4 (e / 2)): the first code of a
-// pair is an even entry (the word's low half), the second the next odd one (its high half): index = first | second
-// << 4.
+// The table entries of lane c's 4 key pairs in chunk j of group record gr (tq_pair_index.h).
 template <int KB>
 __device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const uint2* lut,
                                           uint2 (&e)[4]) {
-  if constexpr (KB == 4) {
-    const uint8_t* w = gr + 8 * (2 * j + (c >> 1)) + 2 * (c & 1);
-    const uint32_t z = static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(w)) |
-                       static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(w + 4)) << 16;
+  uint32_t idx[4];
+  key_pair_indices<KB>(gr, j, c, plane_bytes, idx);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) e[i] = lut[((z >> (4 * i)) & 15u) | ((z >> (12 + 4 * i)) & 0xF0u)];
-  } else {
-    const int b = 4 * j + c;
-    uint32_t w = static_cast<uint32_t>(gr[b]) | static_cast<uint32_t>(gr[plane_bytes + b]) << 8;
-    if constexpr (KB > 2) w |= static_cast<uint32_t>(gr[2 * plane_bytes + b]) << 16;
-    if constexpr (KB > 3) w |= static_cast<uint32_t>(gr[3 * plane_bytes + b]) << 24;
-    // w's 2-bit field (plane p, pair i) sits at bit 8 p + 2 i; a 4 x 4 transpose of the fields (two delta swaps)
-    // moves it to 8 i + 2 p, so byte i is pair i's index over planes 0-3. Plane 4's pair i goes to byte i of s, and
-    // byte permutes pair the bytes into 16-bit indices.
-    uint32_t x = ((w >> 12) ^ w) & 0x0000F0F0u;
-    w ^= x ^ (x << 12);
-    x = ((w >> 6) ^ w) & 0x00CC00CCu;
-    w ^= x ^ (x << 6);
-    uint32_t s = 0;
-    if constexpr (KB == 5) {
-      const uint32_t top = gr[4 * plane_bytes + b];
-      s = (top & 3u) | (top & 0xCu) << 6 | (top & 0x30u) << 12 | (top & 0xC0u) << 18;
-    }
-    const uint32_t i01 = __byte_perm(w, s, 0x5140), i23 = __byte_perm(w, s, 0x7362);
-    e[0] = lut[i01 & 0xFFFFu], e[1] = lut[i01 >> 16], e[2] = lut[i23 & 0xFFFFu], e[3] = lut[i23 >> 16];
-  }
-}
-
-// The table index of a key pair, inverted: (first code, second code) of index i, for filling the table.
-template <int KB>
-__device__ __forceinline__ void key_pair_codes(int i, int& first, int& second) {
-  if constexpr (KB == 4) {
-    first = i & 15, second = i >> 4;
-  } else {
-    first = second = 0;
-#pragma unroll
-    for (int p = 0; p < KB; ++p) first |= ((i >> (2 * p)) & 1) << p, second |= ((i >> (2 * p + 1)) & 1) << p;
-  }
+  for (int i = 0; i < 4; ++i) e[i] = lut[idx[i]];
 }
 
 // Scores of warp w's 16 positions of the tile for the G heads into psc [G][kDT] (f32, before the softmax scale).
@@ -188,10 +151,8 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
       const int boff = gi * v.group_bytes + 8 * u;
       const uint32_t z01 = static_cast<uint32_t>(rec[0][boff]) | static_cast<uint32_t>(rec[1][boff]) << 8;
       const uint32_t z89 = static_cast<uint32_t>(rec[2][boff]) | static_cast<uint32_t>(rec[3][boff]) << 8;
-      const uint2 e0 = lut_v[(z01 & 15u) | ((z01 >> 4) & 0xF0u)];
-      const uint2 e1 = lut_v[((z01 >> 4) & 15u) | ((z01 >> 8) & 0xF0u)];
-      const uint2 e2 = lut_v[(z89 & 15u) | ((z89 >> 4) & 0xF0u)];
-      const uint2 e3 = lut_v[((z89 >> 4) & 15u) | ((z89 >> 8) & 0xF0u)];
+      const uint2 e0 = lut_v[value_pair_low(z01)], e1 = lut_v[value_pair_high(z01)];
+      const uint2 e2 = lut_v[value_pair_low(z89)], e3 = lut_v[value_pair_high(z89)];
       const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
       // B column (head) r, rows (positions) p0, p0 + 1 and p0 + 8, p0 + 9 of the group's P x V scalar.
       const int pb = (gi * 8 + r) * kDT + p0;
@@ -377,7 +338,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   for (int m = 0; m < MT; ++m) {
     const int mt = warp + 4 * m;
     if (16 * mt >= D) break;
-    const int d0 = 16 * mt + 4 * (r & 3) + (r >> 2), d1 = d0 + 2;  // rows r and r + 8
+    const int d0 = value_row_dim(mt, r), d1 = value_row_dim(mt, r + 8);
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const int h = 2 * c + e;

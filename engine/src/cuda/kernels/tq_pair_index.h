@@ -1,0 +1,95 @@
+// Which packed codes the tensor-core TurboQuant decode (tq_decode_mma.cu) reads as one pair-table index, and which
+// dims they are: host and device code, so tests/tq_pair_index_test.cpp checks it on the CPU against
+// kv/turboquant/pack.h's layouts (CI has no GPU).
+//   - Key pairs: lane c of a warp takes, per 32 dims (chunk j) of a group record gr, the 8 codes of dims
+//     32 j + 8 c .. + 7 as 4 pairs (dims 32 j + 8 c + 2 i and + 1). Planes (2, 3, 5 bits; plane p's byte b holds bit
+//     p of codes 8 b .. 8 b + 7): index bits 2 p and 2 p + 1 are the first and the second code's bit p. Nibbles (4
+//     bits; entry e of a 16-code word at bit 32 (e % 2) + 4 (e / 2)): a pair is an even entry (the word's low half)
+//     and the next odd one (its high half), index = first | second << 4.
+//   - Value pairs (4-bit): lane r reads byte r of a 16-code word of two positions, z = byte of the first | byte of
+//     the second << 8; its low nibbles are the pair of row r (the entry 4 (r % 4) + r / 4 of the word), its high
+//     nibbles that of row r + 8 (the entry two further), index = first | second << 4.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define LMLAB_TQ_HD __host__ __device__ __forceinline__
+#else
+#define LMLAB_TQ_HD inline
+#endif
+
+namespace lmlab::kernels::cuda::tq {
+
+// The bytes of {b : a} picked by the selector's nibbles (__byte_perm without its sign modes).
+LMLAB_TQ_HD uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t sel) {
+#if defined(__CUDA_ARCH__)
+  return __byte_perm(a, b, sel);
+#else
+  const uint64_t ab = static_cast<uint64_t>(b) << 32 | a;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= static_cast<uint32_t>((ab >> (8 * ((sel >> (4 * i)) & 7u))) & 255u) << (8 * i);
+  return r;
+#endif
+}
+
+// A little-endian uint16 at a 2-byte aligned address.
+LMLAB_TQ_HD uint32_t load_u16(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const uint16_t*>(p);
+#else
+  return static_cast<uint32_t>(p[0] | p[1] << 8);
+#endif
+}
+
+// The table indices of lane c's 4 key pairs in chunk j of group record gr (plane_bytes = g / 8).
+template <int KB>
+LMLAB_TQ_HD void key_pair_indices(const uint8_t* gr, int j, int c, int plane_bytes, uint32_t (&idx)[4]) {
+  if constexpr (KB == 4) {
+    const uint8_t* w = gr + 8 * (2 * j + (c >> 1)) + 2 * (c & 1);  // the low halves' nibbles; the high halves at + 4
+    const uint32_t z = load_u16(w) | load_u16(w + 4) << 16;
+    for (int i = 0; i < 4; ++i) idx[i] = ((z >> (4 * i)) & 15u) | ((z >> (12 + 4 * i)) & 0xF0u);
+  } else {
+    const int b = 4 * j + c;
+    uint32_t w = static_cast<uint32_t>(gr[b]) | static_cast<uint32_t>(gr[plane_bytes + b]) << 8;
+    if constexpr (KB > 2) w |= static_cast<uint32_t>(gr[2 * plane_bytes + b]) << 16;
+    if constexpr (KB > 3) w |= static_cast<uint32_t>(gr[3 * plane_bytes + b]) << 24;
+    // w's 2-bit field (plane p, pair i) sits at bit 8 p + 2 i; a 4 x 4 transpose of the fields (two delta swaps)
+    // moves it to 8 i + 2 p, so byte i is pair i's index over planes 0-3. Plane 4's pair i goes to byte i of s, and
+    // byte permutes pair the bytes into 16-bit indices.
+    uint32_t x = ((w >> 12) ^ w) & 0x0000F0F0u;
+    w ^= x ^ (x << 12);
+    x = ((w >> 6) ^ w) & 0x00CC00CCu;
+    w ^= x ^ (x << 6);
+    uint32_t s = 0;
+    if constexpr (KB == 5) {
+      const uint32_t top = gr[4 * plane_bytes + b];
+      s = (top & 3u) | (top & 0xCu) << 6 | (top & 0x30u) << 12 | (top & 0xC0u) << 18;
+    }
+    const uint32_t i01 = byte_perm(w, s, 0x5140), i23 = byte_perm(w, s, 0x7362);
+    idx[0] = i01 & 0xFFFFu, idx[1] = i01 >> 16, idx[2] = i23 & 0xFFFFu, idx[3] = i23 >> 16;
+  }
+}
+
+// The codes of key-table index i (for filling the table).
+template <int KB>
+LMLAB_TQ_HD void key_pair_codes(uint32_t i, int& first, int& second) {
+  if constexpr (KB == 4) {
+    first = static_cast<int>(i & 15u), second = static_cast<int>(i >> 4);
+  } else {
+    first = second = 0;
+    for (int p = 0; p < KB; ++p)
+      first |= static_cast<int>((i >> (2 * p)) & 1u) << p, second |= static_cast<int>((i >> (2 * p + 1)) & 1u) << p;
+  }
+}
+
+// The value-table indices of rows r (low nibbles) and r + 8 (high nibbles) from z.
+LMLAB_TQ_HD uint32_t value_pair_low(uint32_t z) { return (z & 15u) | ((z >> 4) & 0xF0u); }
+LMLAB_TQ_HD uint32_t value_pair_high(uint32_t z) { return ((z >> 4) & 15u) | ((z >> 8) & 0xF0u); }
+// The dim (of the head) of row `row` (0-15) of the 16-dim m tile mt.
+LMLAB_TQ_HD int value_row_dim(int mt, int row) {
+  const int r = row & 7;
+  return 16 * mt + 4 * (r & 3) + (r >> 2) + (row >= 8 ? 2 : 0);
+}
+
+}  // namespace lmlab::kernels::cuda::tq
