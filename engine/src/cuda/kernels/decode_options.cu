@@ -1,5 +1,6 @@
 // The decode kernels chosen by the environment (kernels_cuda.h DecodeOptions), read once per process, or what
 // set_decode_options said last.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string_view>
@@ -10,11 +11,13 @@ namespace lmlab::kernels::cuda {
 
 namespace {
 
-constexpr unsigned kPair = 1, kRouting = 2, kTqBlocks6 = 4, kTqBlocks8 = 8, kTqMma = 16;
+constexpr unsigned kPair = 1, kRouting = 2, kTqBlocks6 = 4, kTqBlocks8 = 8;
+constexpr unsigned kMmaShift = 4, kMmaMask = 15;  // tq_decode_mma_min_group in bits 4-7
 
 unsigned bits_of(const DecodeOptions& o) {
   const unsigned tq = o.tq_decode_min_blocks >= 8 ? kTqBlocks8 : o.tq_decode_min_blocks >= 6 ? kTqBlocks6 : 0;
-  return (o.gate_up_pair ? kPair : 0) | (o.fused_routing ? kRouting : 0) | tq | (o.tq_decode_mma ? kTqMma : 0);
+  const unsigned mma = static_cast<unsigned>(std::clamp(o.tq_decode_mma_min_group, 1, 15));
+  return (o.gate_up_pair ? kPair : 0) | (o.fused_routing ? kRouting : 0) | tq | mma << kMmaShift;
 }
 
 std::atomic<unsigned>& chosen() {
@@ -24,8 +27,9 @@ std::atomic<unsigned>& chosen() {
       return e && std::string_view(e) == value;
     };
     const char* tq = std::getenv("LMLAB_TQ_DECODE_MIN_BLOCKS");
+    const char* mma = std::getenv("LMLAB_TQ_DECODE_MMA_MIN_GROUP");
     return bits_of({!is("LMLAB_GATE_UP_PAIR", "0"), is("LMLAB_FUSED_ROUTING", "1"), tq ? std::atoi(tq) : 0,
-                    !is("LMLAB_TQ_DECODE_MMA", "0")});
+                    mma ? std::atoi(mma) : kTqDecodeMmaMinGroup});
   }()};
   return bits;
 }
@@ -35,7 +39,7 @@ std::atomic<unsigned>& chosen() {
 DecodeOptions decode_options() {
   const unsigned b = chosen().load(std::memory_order_relaxed);
   return {(b & kPair) != 0, (b & kRouting) != 0, (b & kTqBlocks8) ? 8 : (b & kTqBlocks6) ? 6 : 0,
-          (b & kTqMma) != 0};
+          static_cast<int>((b >> kMmaShift) & kMmaMask)};
 }
 
 void set_decode_options(const DecodeOptions& o) { chosen().store(bits_of(o), std::memory_order_relaxed); }

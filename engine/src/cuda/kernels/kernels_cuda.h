@@ -145,13 +145,16 @@ void set_chained_launches(bool on);
 
 // decode_options.cu: the decode kernel variants the environment chooses (read once per process; docs/cuda.md has
 // their A/B figures); set_decode_options for the tests and benchmarks. A graph keeps the kernels it was captured with.
+inline constexpr int kTqDecodeMmaMinGroup = 6;  // between GQA 4 (CUDA cores faster) and 8 (tensor cores: docs/cuda.md)
 struct DecodeOptions {
   bool gate_up_pair = true;    // LMLAB_GATE_UP_PAIR=0 turns off: matmul_gate_up in one launch with the activation
   bool fused_routing = false;  // LMLAB_FUSED_ROUTING=1: matmul_route's GEMV routes in its last block
   int tq_decode_min_blocks = 0;  // LMLAB_TQ_DECODE_MIN_BLOCKS=6|8: TurboQuant decode compiled for that many blocks
                                  // per SM (0: the compiler's choice); other values read as the next lower of these
-  bool tq_decode_mma = true;     // LMLAB_TQ_DECODE_MMA=0 turns off: TurboQuant decode on tensor cores
-                                 // (tq_decode_mma.cu) for the formats it takes, else the CUDA-core kernel
+  // TurboQuant decode on tensor cores (tq_decode_mma.cu) for the formats it takes from this many query heads per KV
+  // head on (its cost is flat in G, the CUDA-core kernel's grows with G); LMLAB_TQ_DECODE_MMA_MIN_GROUP=N, 1-15
+  // (above 8: never).
+  int tq_decode_mma_min_group = kTqDecodeMmaMinGroup;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
@@ -243,15 +246,16 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
 // TurboQuant / affine decode (fewer than kPrefillAttentionMinQueries queries, keys without QJL, head_dim a multiple
 // of 16) from this bound of positions on: prefill_attention.cuh's tensor-core kernel over TqPrefillSource with the
 // history split over blocks (as the f16 tiled decode), merged and rotated back by the TurboQuant merge; below it,
-// flash-decoding: on tensor cores (tq_decode_mma.cu) when tq_decode_on_tensor_cores(kv), else on the CUDA cores.
+// flash-decoding: on tensor cores (tq_decode_mma.cu) when tq_decode_on_tensor_cores, else on the CUDA cores.
 // LMLAB_TQ_TILED_DECODE_MIN_POSITIONS sets the bound (read once; default kTqTiledDecodeOff: measured slower);
 // set_tq_tiled_decode_min_positions for the tests.
 inline constexpr int64_t kTqTiledDecodeOff = INT64_MAX;
 int64_t tq_tiled_decode_min_positions();
 void set_tq_tiled_decode_min_positions(int64_t n);
-// Whether flash-decoding over these records runs on tensor cores (DecodeOptions::tq_decode_mma and a format it
-// takes: Lloyd-Max keys without QJL, 4-bit Lloyd-Max values, groups of >= 32 dims, head_dim a multiple of 32).
-bool tq_decode_on_tensor_cores(const TqKvBlocks& kv);
+// Whether flash-decoding over these records with `group` query heads per KV head runs on tensor cores
+// (DecodeOptions::tq_decode_mma_min_group and a format it takes: Lloyd-Max keys without QJL, 4-bit Lloyd-Max values,
+// groups of >= 32 dims, head_dim a multiple of 32).
+bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group);
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream);

@@ -43,6 +43,11 @@ constexpr float kQScale = prefill::kQScale;       // the query in its fragments
 constexpr float kPScale = 16384.0f;               // a tile's largest P x V scalar goes in as at most this
 constexpr float kScoreUnscale = 1.0f / (kQScale * kValueScale);
 constexpr int kChunk = 32;                        // dims per step of the scores: one byte of each plane per lane
+// Shared-memory row strides chosen so a warp's fragment accesses spread over the 32 banks: the scores' rows [G] of
+// kDT + 4 floats (lane (r, c) stores heads 2c, 2c + 1 at position r: banks 8c + r), P x V scalar rows [8 heads] of
+// kDT + 8 halves (lane (r, c) loads head r, positions 2c, 2c + 1: banks 4r + c; at kDT halves all 8 heads of a c
+// fell on one bank).
+constexpr int kScoreStride = kDT + 4, kPvStride = kDT + 8;
 
 struct MmaLayout {
   int lut_k, lut_v, qf, qs, psc, vfac, pv_hi, pv_lo, wmax, corr, ml, offs, tiles, k_area, v_area, total;
@@ -59,10 +64,10 @@ MmaLayout mma_layout(const TqKvBlocks& kv, int G) {
   l.qf = l.lut_v + 256 * 8;
   l.qs = l.qf + (D / kChunk) * 32 * 32;  // per chunk and lane: 4 hi and 4 lo f16 pairs
   l.psc = l.qs + r16(G * D * 4);
-  l.vfac = l.psc + G * kDT * 4;
+  l.vfac = l.psc + G * kScoreStride * 4;
   l.pv_hi = l.vfac + nvg * kDT * 4;
-  l.pv_lo = l.pv_hi + nvg * 8 * kDT * 2;
-  l.wmax = l.pv_lo + nvg * 8 * kDT * 2;
+  l.pv_lo = l.pv_hi + nvg * 8 * kPvStride * 2;
+  l.wmax = l.pv_lo + nvg * 8 * kPvStride * 2;
   l.corr = l.wmax + 4 * 4;
   l.ml = l.corr + 8 * 4;
   l.offs = l.ml + 16 * 4;
@@ -90,7 +95,8 @@ __device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int p
   for (int i = 0; i < 4; ++i) e[i] = lut[idx[i]];
 }
 
-// Scores of warp w's 16 positions of the tile for the G heads into psc [G][kDT] (f32, before the softmax scale).
+// Scores of warp w's 16 positions of the tile for the G heads into psc [G][kScoreStride] (f32, before the softmax
+// scale).
 template <int KB>
 __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
                                            const uint2* lut_k, const uint4* qf, float* psc, int n, int G, int warp,
@@ -111,8 +117,8 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
       uint2 e[4], e8[4];
       key_pairs<KB>(gr, j, c, plane_bytes, lut_k, e);
       key_pairs<KB>(gr8, j, c, plane_bytes, lut_k, e8);
-      const uint4* q = qf + 2 * ((gi * chunks + j) * 32 + lane);
-      const uint4 qh = q[0], ql = q[1];
+      const uint4* q = qf + 64 * (gi * chunks + j) + lane;
+      const uint4 qh = q[0], ql = q[32];
       // k step 0: pairs 0 (A columns 2c, 2c + 1) and 1 (2c + 8, 2c + 9); k step 1: pairs 2 and 3.
       const uint32_t h0[4] = {e[0].x, e8[0].x, e[1].x, e8[1].x}, l0[4] = {e[0].y, e8[0].y, e[1].y, e8[1].y};
       mma_16816(cg, h0, qh.x, qh.y), mma_16816(cg, h0, ql.x, ql.y), mma_16816(cg, l0, qh.x, qh.y);
@@ -124,8 +130,9 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
     s[2] = fmaf(f8, cg[2], s[2]), s[3] = fmaf(f8, cg[3], s[3]);
   }
   const int h = 2 * c;  // C columns 2c, 2c + 1: heads
-  if (h < G) psc[h * kDT + pr] = s[0] * kScoreUnscale, psc[h * kDT + pr8] = s[2] * kScoreUnscale;
-  if (h + 1 < G) psc[(h + 1) * kDT + pr] = s[1] * kScoreUnscale, psc[(h + 1) * kDT + pr8] = s[3] * kScoreUnscale;
+  float* row = psc + h * kScoreStride;
+  if (h < G) row[pr] = s[0] * kScoreUnscale, row[pr8] = s[2] * kScoreUnscale;
+  if (h + 1 < G) row[kScoreStride + pr] = s[1] * kScoreUnscale, row[kScoreStride + pr8] = s[3] * kScoreUnscale;
 }
 
 // O^T (head_dim x heads) += V^T P^T over the tile's n positions for warp w's m tiles mt = w + 4 m (16 dims each),
@@ -155,7 +162,7 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
       const uint2 e2 = lut_v[value_pair_low(z89)], e3 = lut_v[value_pair_high(z89)];
       const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
       // B column (head) r, rows (positions) p0, p0 + 1 and p0 + 8, p0 + 9 of the group's P x V scalar.
-      const int pb = (gi * 8 + r) * kDT + p0;
+      const int pb = (gi * 8 + r) * kPvStride + p0;
       const uint32_t bh0 = *reinterpret_cast<const uint32_t*>(pv_hi + pb);
       const uint32_t bh1 = *reinterpret_cast<const uint32_t*>(pv_hi + pb + 8);
       const uint32_t bl0 = *reinterpret_cast<const uint32_t*>(pv_lo + pb);
@@ -210,7 +217,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   for (int i = threadIdx.x; i < 256; i += kDThreads) lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
   for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
   // The heads past G are zero columns of P^T for the whole block.
-  for (int e = threadIdx.x; e < nvg * 8 * kDT; e += kDThreads) pv_hi[e] = pv_lo[e] = __ushort_as_half(0);
+  for (int e = threadIdx.x; e < nvg * 8 * kPvStride; e += kDThreads) pv_hi[e] = pv_lo[e] = __ushort_as_half(0);
   __syncthreads();
   if (kv.rot_d1) block_rotate(qs, G, D, g, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
   // Query fragments: lane (head r, c) of chunk j holds q[r][32 j + 8 c + 0 .. 7] x kQScale as 4 hi and 4 lo pairs
@@ -224,8 +231,8 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
       const float x0 = h < G ? x[2 * i] * kQScale : 0.0f, x1 = h < G ? x[2 * i + 1] * kQScale : 0.0f;
       split2(x0, x1, hi[i], lo4[i]);
     }
-    qf[2 * e] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-    qf[2 * e + 1] = make_uint4(lo4[0], lo4[1], lo4[2], lo4[3]);
+    qf[2 * e - (e & 31)] = make_uint4(hi[0], hi[1], hi[2], hi[3]);  // [chunk][hi, lo][lane]: a warp's loads of
+    qf[2 * e - (e & 31) + 32] = make_uint4(lo4[0], lo4[1], lo4[2], lo4[3]);  // one part are 512 contiguous bytes
   }
 
   float acc[MT][4];
@@ -283,7 +290,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
         const int p = lane + 32 * k;
         float s = -INFINITY;
         if (p < n) {
-          s = psc[h * kDT + p] * a.scale;
+          s = psc[h * kScoreStride + p] * a.scale;
           if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
         }
         sv[k] = s;
@@ -301,8 +308,8 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
         for (int gi = 0; gi < nvg; ++gi) {
           const float x = pr * vfac[gi * kDT + p] * p_scale;
           const __half xh = __float2half_rn(x);
-          pv_hi[(gi * 8 + h) * kDT + p] = xh;
-          pv_lo[(gi * 8 + h) * kDT + p] = __float2half_rn(x - __half2float(xh));
+          pv_hi[(gi * 8 + h) * kPvStride + p] = xh;
+          pv_lo[(gi * 8 + h) * kPvStride + p] = __float2half_rn(x - __half2float(xh));
         }
       }
       l_run[hh] = l_run[hh] * corr + warp_sum(psum);

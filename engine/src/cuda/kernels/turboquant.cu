@@ -915,7 +915,7 @@ TqPrefillSource prefill_source(const TqKvBlocks& kv, bool* staged = nullptr) {
   if (staged) *staged = fits;
   return fits ? s : TqPrefillSource::make(kv, false);
 }
-// The CUDA-core decode kernel (formats the tensor-core one does not take, or LMLAB_TQ_DECODE_MMA=0).
+// The CUDA-core decode kernel (formats or groups the tensor-core one does not take).
 void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int splits, int64_t n_q,
                              cudaStream_t stream) {
   const TqKvBlocks& kv = a.kv;
@@ -945,8 +945,8 @@ void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int 
 }
 }  // namespace
 
-bool tq_decode_on_tensor_cores(const TqKvBlocks& kv) {
-  return decode_options().tq_decode_mma && decode_mma_supports(kv);
+bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group) {
+  return group >= decode_options().tq_decode_mma_min_group && group <= 8 && decode_mma_supports(kv);
 }
 
 int64_t tq_tiled_decode_min_positions() { return tq_tiled_choice().load(std::memory_order_relaxed); }
@@ -995,7 +995,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
                                        max_splits, n_q, n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
-  if (tq_decode_on_tensor_cores(kv)) {
+  if (tq_decode_on_tensor_cores(kv, G)) {
     decode_mma(a, splits, n_q, stream);
   } else {
     launch_cuda_core_decode(a, dl, splits, n_q, stream);
