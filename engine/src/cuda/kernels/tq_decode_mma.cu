@@ -198,15 +198,12 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   uint8_t* tiles = smem + L.tiles;
   const int buf_bytes = L.k_area + L.v_area;
 
-  const int64_t pos = a.positions[t];
-  const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
-  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
-  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
-  const int64_t n_tiles = j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0;
+  const SplitRange range = split_range(a, t, split, splits);
 
   // Tile 0's copies go first, to overlap the tables and the query's rotation.
-  if (n_tiles > 0)
-    issue_tile(kv, kh, j0, static_cast<int>(min(int64_t{kDT}, j1 - j0)), tiles, tiles + L.k_area, offs, offs + kDT);
+  if (range.n_tiles > 0)
+    issue_tile(kv, kh, range.j0, static_cast<int>(min(int64_t{kDT}, range.j1 - range.j0)), tiles, tiles + L.k_area,
+               offs, offs + kDT);
   async_commit();
 
   for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
@@ -242,18 +239,11 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     for (int i = 0; i < 4; ++i) acc[m][i] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // heads warp and warp + 4
 
-  for (int64_t it = 0; it < n_tiles; ++it) {
+  for (int64_t it = 0; it < range.n_tiles; ++it) {
     async_wait<0>();
     __syncthreads();  // tile it is in; every thread is done with tile it - 1 (its buffer, pv, corr)
     const int buf = static_cast<int>(it & 1);
-    if (it + 1 < n_tiles) {
-      const int64_t p1 = j0 + (it + 1) * kDT;
-      uint8_t* nb = tiles + (buf ^ 1) * buf_bytes;
-      uint16_t* no = offs + (buf ^ 1) * 2 * kDT;
-      issue_tile(kv, kh, p1, static_cast<int>(min(int64_t{kDT}, j1 - p1)), nb, nb + L.k_area, no, no + kDT);
-    }
-    async_commit();
-    const int n = static_cast<int>(min(int64_t{kDT}, j1 - (j0 + it * kDT)));
+    const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes);
     const uint8_t* tk = tiles + buf * buf_bytes;
     const uint8_t* tv = tk + L.k_area;
     const uint16_t* ko = offs + buf * 2 * kDT;
@@ -279,41 +269,24 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     if (vm > 0.0f && vm <= 65504.0f) frexpf(vm, &e2);
     const float p_scale = ldexpf(kPScale, -e2), p_unscale = ldexpf(1.0f / (kPScale * kValueScale), e2);
 
-    // Softmax (the CUDA-core kernel's): one max and one sum per tile and head; warp w owns heads w and w + 4.
+    // Softmax (tile_softmax, as the CUDA-core kernel): warp w owns heads w and w + 4.
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int h = warp + 4 * hh;
       if (h >= G) break;
-      float sv[kDT / 32], tmax = -INFINITY;
+      float pr[kDT / 32];
+      const float corr = tile_softmax([&](int p) { return psc[h * kScoreStride + p]; }, n, a.scale, a.softcap, lane,
+                                      m_run[hh], l_run[hh], pr);
 #pragma unroll
       for (int k = 0; k < kDT / 32; ++k) {
         const int p = lane + 32 * k;
-        float s = -INFINITY;
-        if (p < n) {
-          s = psc[h * kScoreStride + p] * a.scale;
-          if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
-        }
-        sv[k] = s;
-        tmax = fmaxf(tmax, s);
-      }
-      tmax = warp_max(tmax);
-      const float m_new = fmaxf(m_run[hh], tmax);
-      const float corr = m_new == -INFINITY ? 1.0f : expf(m_run[hh] - m_new);
-      float psum = 0.0f;
-#pragma unroll
-      for (int k = 0; k < kDT / 32; ++k) {
-        const int p = lane + 32 * k;
-        const float pr = sv[k] == -INFINITY ? 0.0f : expf(sv[k] - m_new);
-        psum += pr;
         for (int gi = 0; gi < nvg; ++gi) {
-          const float x = pr * vfac[gi * kDT + p] * p_scale;
+          const float x = pr[k] * vfac[gi * kDT + p] * p_scale;
           const __half xh = __float2half_rn(x);
           pv_hi[(gi * 8 + h) * kPvStride + p] = xh;
           pv_lo[(gi * 8 + h) * kPvStride + p] = __float2half_rn(x - __half2float(xh));
         }
       }
-      l_run[hh] = l_run[hh] * corr + warp_sum(psum);
-      m_run[hh] = m_new;
       if (lane == 0) corr_s[h] = corr;
     }
     __syncthreads();

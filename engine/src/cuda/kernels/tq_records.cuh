@@ -9,6 +9,7 @@
 
 #include "cuda/kernels/async_copy.cuh"
 #include "cuda/kernels/kernels_cuda.h"
+#include "cuda/kernels/reduce.cuh"
 
 namespace lmlab::kernels::cuda::tq {
 
@@ -107,6 +108,66 @@ __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int
     }
     t0 += cnt;
   }
+}
+
+// The positions [j0, j1) of split `split` of `splits` for query t (its window's history split evenly), in tiles of
+// kDT.
+struct SplitRange {
+  int64_t j0, j1, n_tiles;
+};
+__device__ __forceinline__ SplitRange split_range(const TqAttnParams& a, int64_t t, int64_t split, int splits) {
+  const int64_t pos = a.positions[t];
+  const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
+  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
+  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
+  return {j0, j1, j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0};
+}
+
+// Tile it's positions in the split, and the copies of tile it + 1 into the other buffer (if there is one) issued
+// and committed. tiles: [2][k_area + v_area]; offs: [2][K, V][kDT].
+__device__ __forceinline__ int next_tile(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t it,
+                                         uint8_t* tiles, uint16_t* offs, int k_area, int buf_bytes) {
+  if (it + 1 < s.n_tiles) {
+    const int64_t p1 = s.j0 + (it + 1) * kDT;
+    const int nb = static_cast<int>((it + 1) & 1);
+    uint8_t* t1 = tiles + nb * buf_bytes;
+    uint16_t* o1 = offs + nb * 2 * kDT;
+    issue_tile(kv, kh, p1, static_cast<int>(min(int64_t{kDT}, s.j1 - p1)), t1, t1 + k_area, o1, o1 + kDT);
+  }
+  async_commit();
+  return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + it * kDT)));
+}
+
+// One head's online softmax over a tile of n positions (one max and one sum per tile, not per position), by one
+// warp: lane takes positions lane and lane + 32, raw(p) their raw scores. pr: their probabilities (0 past n);
+// returns the correction of the earlier tiles' sums and outputs.
+template <class Raw>
+__device__ __forceinline__ float tile_softmax(Raw raw, int n, float scale, float softcap, int lane, float& m_run,
+                                              float& l_run, float (&pr)[kDT / 32]) {
+  float sv[kDT / 32], tmax = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < kDT / 32; ++k) {
+    const int p = lane + 32 * k;
+    float s = -INFINITY;
+    if (p < n) {
+      s = raw(p) * scale;
+      if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
+    }
+    sv[k] = s;
+    tmax = fmaxf(tmax, s);
+  }
+  tmax = warp_max(tmax);
+  const float m_new = fmaxf(m_run, tmax);
+  const float corr = m_new == -INFINITY ? 1.0f : expf(m_run - m_new);
+  float psum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kDT / 32; ++k) {
+    pr[k] = sv[k] == -INFINITY ? 0.0f : expf(sv[k] - m_new);
+    psum += pr[k];
+  }
+  l_run = l_run * corr + warp_sum(psum);
+  m_run = m_new;
+  return corr;
 }
 
 }  // namespace lmlab::kernels::cuda::tq

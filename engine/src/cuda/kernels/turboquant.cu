@@ -616,15 +616,12 @@ __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(Decode
   uint8_t* tiles = smem + L.tile_off;
   const int buf_bytes = L.k_area + L.v_area;
 
-  const int64_t pos = a.positions[t];
-  const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
-  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
-  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
-  const int64_t n_tiles = j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0;
+  const SplitRange range = split_range(a, t, split, splits);
 
   // Tile 0's copies go first, to overlap the query's rotation.
-  if (n_tiles > 0)
-    issue_tile(kv, kh, j0, static_cast<int>(min(int64_t{kDT}, j1 - j0)), tiles, tiles + L.k_area, offs, offs + kDT);
+  if (range.n_tiles > 0)
+    issue_tile(kv, kh, range.j0, static_cast<int>(min(int64_t{kDT}, range.j1 - range.j0)), tiles, tiles + L.k_area,
+               offs, offs + kDT);
   async_commit();
 
   if (kv.k.scheme == kTqLloydMax && threadIdx.x < (1 << kv.k.bits)) cent_k[threadIdx.x] = kv.k.centroids[threadIdx.x];
@@ -656,18 +653,11 @@ __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(Decode
     for (int i = 0; i < 8; ++i) acc[h][i] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // heads warp and warp + 4
 
-  for (int64_t it = 0; it < n_tiles; ++it) {
+  for (int64_t it = 0; it < range.n_tiles; ++it) {
     async_wait<0>();
     __syncthreads();  // tile it is in; every thread is done with tile it - 1 (its buffer, prob, corr)
     const int buf = static_cast<int>(it & 1);
-    if (it + 1 < n_tiles) {
-      const int64_t p1 = j0 + (it + 1) * kDT;
-      uint8_t* nb = tiles + (buf ^ 1) * buf_bytes;
-      uint16_t* no = offs + (buf ^ 1) * 2 * kDT;
-      issue_tile(kv, kh, p1, static_cast<int>(min(int64_t{kDT}, j1 - p1)), nb, nb + L.k_area, no, no + kDT);
-    }
-    async_commit();
-    const int n = static_cast<int>(min(int64_t{kDT}, j1 - (j0 + it * kDT)));
+    const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes);
     const uint8_t* tk = tiles + buf * buf_bytes;
     const uint16_t* ko = offs + buf * 2 * kDT;
 
@@ -679,33 +669,16 @@ __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(Decode
     for (int hh = 0; hh < 2; ++hh) {
       const int h = warp + 4 * hh;
       if (h >= G) break;
-      float sv[kDT / 32], tmax = -INFINITY;
+      auto raw = [&](int p) {
+        float r = 0.0f;
 #pragma unroll
-      for (int k = 0; k < kDT / 32; ++k) {
-        const int p = lane + 32 * k;
-        float s = -INFINITY;
-        if (p < n) {
-          float raw = 0.0f;
+        for (int part = 0; part < kDParts; ++part) r += psc[(part * G + h) * kDT + p];
+        return r;
+      };
+      float pr[kDT / 32];
+      const float corr = tile_softmax(raw, n, a.scale, a.softcap, lane, m_run[hh], l_run[hh], pr);
 #pragma unroll
-          for (int part = 0; part < kDParts; ++part) raw += psc[(part * G + h) * kDT + p];
-          s = raw * a.scale;
-          if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
-        }
-        sv[k] = s;
-        tmax = fmaxf(tmax, s);
-      }
-      tmax = warp_max(tmax);
-      const float m_new = fmaxf(m_run[hh], tmax);
-      const float corr = m_new == -INFINITY ? 1.0f : expf(m_run[hh] - m_new);
-      float psum = 0.0f;
-#pragma unroll
-      for (int k = 0; k < kDT / 32; ++k) {
-        const float pr = sv[k] == -INFINITY ? 0.0f : expf(sv[k] - m_new);
-        prob[(lane + 32 * k) * 8 + h] = pr;
-        psum += pr;
-      }
-      l_run[hh] = l_run[hh] * corr + warp_sum(psum);
-      m_run[hh] = m_new;
+      for (int k = 0; k < kDT / 32; ++k) prob[(lane + 32 * k) * 8 + h] = pr[k];
       if (lane == 0) corr_s[h] = corr;
     }
     __syncthreads();
