@@ -314,6 +314,35 @@ TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
   attention_cases(formats, cases, true);
 }
 
+// Decode options for one test, restored however it ends.
+struct ScopedDecodeOptions {
+  kc::DecodeOptions was = kc::decode_options();
+  explicit ScopedDecodeOptions(const kc::DecodeOptions& o) { kc::set_decode_options(o); }
+  ~ScopedDecodeOptions() { kc::set_decode_options(was); }
+};
+
+// The tensor-core decode at every group (LMLAB_TQ_DECODE_MMA_MIN_GROUP=1: GQA 1 to 8) with each of its lookups (pair
+// tables, the default, and a codebook copy per lane) over the formats it takes: head_dim 64, 96 (groups of 32),
+// 128 and 256 (two groups), windows, softcap, 5000 positions (many splits), KV blocks of 7.
+TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroupWithEitherLookup) {
+  const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},         {4, 4, 128, 100, 0.0f, 333, 5, 2},
+                                 {6, 1, 96, 0, 50.0f, 40, 5, 2},         {32, 8, 128, 0, 0.0f, 5000, 5, 2},
+                                 {2, 1, 256, 16, 0.0f, 70, 5, 2},        {16, 2, 128, 1000, 30.0f, 3001, 5, 2},
+                                 {6, 2, 64, 0, 0.0f, 100, 37, 1},        {4, 2, 128, 100, 0.0f, 333, 17, 1, 7}};
+  std::vector<Format> formats;
+  for (const Format& f : kFormats)
+    if (f.opt.mode == TurboKvOptions::Mode::turbo && !f.opt.k_qjl && f.opt.v_bits == 4) formats.push_back(f);
+  ASSERT_EQ(formats.size(), 2u) << "K5 V4 and K4 V4";
+  for (const bool lane : {false, true}) {
+    SCOPED_TRACE(lane ? "codebook copy per lane" : "pair tables");
+    kc::DecodeOptions o = kc::decode_options();
+    o.tq_decode_mma_min_group = 1;
+    o.tq_decode_lane_tables = lane;
+    const ScopedDecodeOptions scoped(o);
+    attention_cases(formats, cases, false);
+  }
+}
+
 // The same K and V written into two device layers, one in a chunk of 77 positions and one position at a time (the
 // decode step's write): the records are equal byte for byte in every format (QJL signs included: the encoder is a
 // warp per group vector, independent of how many tokens a launch writes). Then a decode query over each with the

@@ -35,11 +35,15 @@ void check_key_pairs(int g, std::mt19937& rng) {
           ASSERT_EQ(first, codes[d]) << "dim " << d;
           ASSERT_EQ(second, codes[d + 1]) << "dim " << d + 1;
         }
+        uint32_t one[8];
+        tq::key_codes<KB>(packed.data(), j, c, g / 8, one);
+        for (int k = 0; k < 8; ++k)
+          ASSERT_EQ(static_cast<int>(one[k]), codes[32 * j + 8 * c + k]) << "chunk " << j << " lane " << c << " code " << k;
       }
   }
 }
 
-TEST(TqPairIndex, KeyPairsNameTheCodesOfAdjacentDims) {
+TEST(TqPairIndex, KeyPairsAndCodesNameTheCodesOfAdjacentDims) {
   std::mt19937 rng(7);
   for (int g : {32, 64, 128}) {
     check_key_pairs<2>(g, rng);
@@ -73,6 +77,11 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
             ++seen[d - 16 * u];
             ASSERT_EQ(static_cast<int>(idx & 15u), a[d]) << "word " << u << " row " << row;
             ASSERT_EQ(static_cast<int>(idx >> 4), b[d]) << "word " << u << " row " << row;
+            uint32_t low[2], high[2];
+            tq::value_codes(z, low, high);
+            const uint32_t(&one)[2] = row < 8 ? low : high;
+            ASSERT_EQ(static_cast<int>(one[0]), a[d]) << "word " << u << " row " << row;
+            ASSERT_EQ(static_cast<int>(one[1]), b[d]) << "word " << u << " row " << row;
           }
         }
         for (int k = 0; k < 16; ++k) ASSERT_EQ(seen[k], 1) << "dim " << 16 * u + k << " of word " << u;

@@ -155,6 +155,10 @@ struct DecodeOptions {
   // head on (its cost is flat in G, the CUDA-core kernel's grows with G); LMLAB_TQ_DECODE_MMA_MIN_GROUP=N, 1-15
   // (above 8: never).
   int tq_decode_mma_min_group = kTqDecodeMmaMinGroup;
+  // LMLAB_TQ_DECODE_LANE_TABLES=1: the tensor-core decode looks codes up in a codebook copy per lane (its own bank:
+  // no conflicts, a load per code) instead of pair tables (a load per pair, ~3 wavefronts a half-warp). Off until
+  // measured.
+  bool tq_decode_lane_tables = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

@@ -53,15 +53,15 @@ struct MmaLayout {
   int lut_k, lut_v, qf, qs, psc, vfac, pv_hi, pv_lo, wmax, corr, ml, offs, tiles, k_area, v_area, total;
 };
 
-MmaLayout mma_layout(const TqKvBlocks& kv, int G) {
+MmaLayout mma_layout(const TqKvBlocks& kv, int G, bool lane_tables) {
   const int D = static_cast<int>(kv.head_dim), nvg = kv.v.n_groups;
   const int64_t B = kv.block_tokens;
   const int nseg = static_cast<int>(std::min<int64_t>(kDT, (kDT - 1) / B + 2));  // blocks a tile can touch
   auto r16 = [](int x) { return (x + 15) / 16 * 16; };
   MmaLayout l;
   l.lut_k = 0;
-  l.lut_v = l.lut_k + (1 << (2 * kv.k.bits)) * 8;
-  l.qf = l.lut_v + 256 * 8;
+  l.lut_v = l.lut_k + (lane_tables ? (32 << kv.k.bits) * 4 : (1 << (2 * kv.k.bits)) * 8);
+  l.qf = l.lut_v + 256 * 8;  // the V tables' size either way: 256 pairs x 8 bytes, 16 codes x 32 lanes x 4 bytes
   l.qs = l.qf + (D / kChunk) * 32 * 32;  // per chunk and lane: 4 hi and 4 lo f16 pairs
   l.psc = l.qs + r16(G * D * 4);
   l.vfac = l.psc + G * kScoreStride * 4;
@@ -85,21 +85,56 @@ __device__ __forceinline__ uint2 pair_entry(float a, float b) {
   return e;
 }
 
-// The table entries of lane c's 4 key pairs in chunk j of group record gr (tq_pair_index.h).
-template <int KB>
-__device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const uint2* lut,
-                                          uint2 (&e)[4]) {
-  uint32_t idx[4];
-  key_pair_indices<KB>(gr, j, c, plane_bytes, idx);
+// One code's codebook value x kValueScale as f16 hi (low half) and lo (high half): a per-lane table's word.
+__device__ __forceinline__ uint32_t code_entry(float a) {
+  const __half h = __float2half_rn(a * kValueScale);
+  const __half l = __float2half_rn(a * kValueScale - __half2float(h));
+  return static_cast<uint32_t>(__half_as_ushort(h)) | static_cast<uint32_t>(__half_as_ushort(l)) << 16;
+}
+
+// The pair entry of two per-lane table words (the first code's in the low halves): the pair tables' uint2.
+__device__ __forceinline__ uint2 lane_pair(uint32_t first, uint32_t second) {
+  return make_uint2(byte_perm(first, second, 0x5410), byte_perm(first, second, 0x7632));
+}
+
+// The table entries of lane c's 4 key pairs in chunk j of group record gr (tq_pair_index.h). kLane: lut is
+// [2^KB codes][32 lanes] words, each lane reading its own bank (no conflicts, a load per code); else [4^KB pairs]
+// uint2 (a load per pair, 16 random addresses per half-warp).
+template <int KB, bool kLane>
+__device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const void* lut,
+                                          int lane, uint2 (&e)[4]) {
+  if constexpr (kLane) {
+    uint32_t code[8];
+    key_codes<KB>(gr, j, c, plane_bytes, code);
+    const uint32_t* t = static_cast<const uint32_t*>(lut) + lane;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) e[i] = lut[idx[i]];
+    for (int i = 0; i < 4; ++i) e[i] = lane_pair(t[code[2 * i] * 32], t[code[2 * i + 1] * 32]);
+  } else {
+    uint32_t idx[4];
+    key_pair_indices<KB>(gr, j, c, plane_bytes, idx);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) e[i] = static_cast<const uint2*>(lut)[idx[i]];
+  }
+}
+
+// The value table entries of rows r and r + 8 from z (two positions' bytes r), as key_pairs.
+template <bool kLane>
+__device__ __forceinline__ void value_pairs(uint32_t z, const void* lut, int lane, uint2& row_r, uint2& row_r8) {
+  if constexpr (kLane) {
+    uint32_t low[2], high[2];
+    value_codes(z, low, high);
+    const uint32_t* t = static_cast<const uint32_t*>(lut) + lane;
+    row_r = lane_pair(t[low[0] * 32], t[low[1] * 32]), row_r8 = lane_pair(t[high[0] * 32], t[high[1] * 32]);
+  } else {
+    row_r = static_cast<const uint2*>(lut)[value_pair_low(z)], row_r8 = static_cast<const uint2*>(lut)[value_pair_high(z)];
+  }
 }
 
 // Scores of warp w's 16 positions of the tile for the G heads into psc [G][kScoreStride] (f32, before the softmax
 // scale).
-template <int KB>
+template <int KB, bool kLane>
 __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
-                                           const uint2* lut_k, const uint4* qf, float* psc, int n, int G, int warp,
+                                           const void* lut_k, const uint4* qf, float* psc, int n, int G, int warp,
                                            int lane) {
   if (16 * warp >= n) return;  // warp-uniform: none of its rows is in the tile
   const int r = lane >> 2, c = lane & 3, pr = 16 * warp + r, pr8 = pr + 8;
@@ -115,8 +150,8 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
     float cg[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j = 0; j < chunks; ++j) {
       uint2 e[4], e8[4];
-      key_pairs<KB>(gr, j, c, plane_bytes, lut_k, e);
-      key_pairs<KB>(gr8, j, c, plane_bytes, lut_k, e8);
+      key_pairs<KB, kLane>(gr, j, c, plane_bytes, lut_k, lane, e);
+      key_pairs<KB, kLane>(gr8, j, c, plane_bytes, lut_k, lane, e8);
       const uint4* q = qf + 64 * (gi * chunks + j) + lane;
       const uint4 qh = q[0], ql = q[32];
       // k step 0: pairs 0 (A columns 2c, 2c + 1) and 1 (2c + 8, 2c + 9); k step 1: pairs 2 and 3.
@@ -139,9 +174,9 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
 // into t[m] (C fragments: rows r, r + 8 = dims, columns 2c, 2c + 1 = heads). Lane (r, c) reads byte r of each m
 // tile's 16-code word of positions 16 ks + 2c, + 1, + 8, + 9: low nibble row r, high nibble row r + 8 (entries
 // 4 (r % 4) + r / 4 and that + 2 of the word). The positions' records are found once per k step for every m tile.
-template <int MT>
+template <int MT, bool kLane>
 __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* tv, const uint16_t* vo,
-                                           const uint2* lut_v, const __half* pv_hi, const __half* pv_lo, int n,
+                                           const void* lut_v, const __half* pv_hi, const __half* pv_lo, int n,
                                            int warp, int lane, float (&t)[MT][4]) {
   const int r = lane >> 2, c = lane & 3, D = static_cast<int>(kv.head_dim);
   const TqDeviceCodec& v = kv.v;
@@ -158,8 +193,9 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
       const int boff = gi * v.group_bytes + 8 * u;
       const uint32_t z01 = static_cast<uint32_t>(rec[0][boff]) | static_cast<uint32_t>(rec[1][boff]) << 8;
       const uint32_t z89 = static_cast<uint32_t>(rec[2][boff]) | static_cast<uint32_t>(rec[3][boff]) << 8;
-      const uint2 e0 = lut_v[value_pair_low(z01)], e1 = lut_v[value_pair_high(z01)];
-      const uint2 e2 = lut_v[value_pair_low(z89)], e3 = lut_v[value_pair_high(z89)];
+      uint2 e0, e1, e2, e3;
+      value_pairs<kLane>(z01, lut_v, lane, e0, e1);
+      value_pairs<kLane>(z89, lut_v, lane, e2, e3);
       const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
       // B column (head) r, rows (positions) p0, p0 + 1 and p0 + 8, p0 + 9 of the group's P x V scalar.
       const int pb = (gi * 8 + r) * kPvStride + p0;
@@ -175,7 +211,7 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
 // Block = (KV head, split, query), 4 warps; MT: the most 16-dim m tiles a warp takes (head_dim <= 64 MT). Five
 // blocks per SM fit the shared memory at head_dim 128 (~42 KB); asking for them also keeps ptxas from spilling (it
 // chose 64-80 registers with spills unbounded, 84-91 without them bounded).
-template <int KB, int MT>
+template <int KB, int MT, bool kLane>
 __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParams a, MmaLayout L) {
   chain_enter();
   extern __shared__ __align__(16) uint8_t smem[];
@@ -183,8 +219,8 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = lane & 3;
   const int D = static_cast<int>(kv.head_dim), G = a.group, g = kv.k.group_dim, nvg = kv.v.n_groups;
-  uint2* lut_k = reinterpret_cast<uint2*>(smem + L.lut_k);
-  uint2* lut_v = reinterpret_cast<uint2*>(smem + L.lut_v);
+  void* lut_k = smem + L.lut_k;
+  void* lut_v = smem + L.lut_v;
   uint4* qf = reinterpret_cast<uint4*>(smem + L.qf);
   float* qs = reinterpret_cast<float*>(smem + L.qs);
   float* psc = reinterpret_cast<float*>(smem + L.psc);
@@ -206,12 +242,20 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
                offs, offs + kDT);
   async_commit();
 
-  for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
-    int first, second;
-    key_pair_codes<KB>(i, first, second);
-    lut_k[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
+  if constexpr (kLane) {
+    for (int i = threadIdx.x; i < (32 << KB); i += kDThreads)
+      static_cast<uint32_t*>(lut_k)[i] = code_entry(kv.k.centroids[i >> 5]);
+    for (int i = threadIdx.x; i < 16 * 32; i += kDThreads)
+      static_cast<uint32_t*>(lut_v)[i] = code_entry(kv.v.centroids[i >> 5]);
+  } else {
+    for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
+      int first, second;
+      key_pair_codes<KB>(i, first, second);
+      static_cast<uint2*>(lut_k)[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
+    }
+    for (int i = threadIdx.x; i < 256; i += kDThreads)
+      static_cast<uint2*>(lut_v)[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
   }
-  for (int i = threadIdx.x; i < 256; i += kDThreads) lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
   for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
   // The heads past G are zero columns of P^T for the whole block.
   for (int e = threadIdx.x; e < nvg * 8 * kPvStride; e += kDThreads) pv_hi[e] = pv_lo[e] = __ushort_as_half(0);
@@ -260,7 +304,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     vmax = warp_max(vmax);
     if (lane == 0) wmax[warp] = vmax;
 
-    score_tile<KB>(kv, tk, ko, lut_k, qf, psc, n, G, warp, lane);
+    score_tile<KB, kLane>(kv, tk, ko, lut_k, qf, psc, n, G, warp, lane);
     __syncthreads();
 
     // P x V scalar x 2^(14 - e), where 2^e > the tile's largest scalar: at most kPScale.
@@ -297,7 +341,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int i = 0; i < 4; ++i) tt[m][i] = 0.0f;
-    value_tile<MT>(kv, tv, vo, lut_v, pv_hi, pv_lo, n, warp, lane, tt);
+    value_tile<MT, kLane>(kv, tv, vo, lut_v, pv_hi, pv_lo, n, warp, lane, tt);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
       acc[m][0] = fmaf(acc[m][0], cr0, tt[m][0] * p_unscale), acc[m][1] = fmaf(acc[m][1], cr1, tt[m][1] * p_unscale);
@@ -346,24 +390,31 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int MT>
+template <int KB, int MT, bool kLane>
 void launch(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_mma_kernel<KB, MT>;
+  auto kernel = tq_decode_mma_kernel<KB, MT, kLane>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant tensor-core decode shared memory");
   launch_chained("TurboQuant attention (tensor cores)", kernel, grid, kDThreads, static_cast<size_t>(l.total), stream,
                  a, l);
 }
 
-template <int MT>
+template <int MT, bool kLane>
 void launch_bits(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, MT>(a, l, grid, stream); break;
-    case 3: launch<3, MT>(a, l, grid, stream); break;
-    case 4: launch<4, MT>(a, l, grid, stream); break;
-    default: launch<5, MT>(a, l, grid, stream); break;
+    case 2: launch<2, MT, kLane>(a, l, grid, stream); break;
+    case 3: launch<3, MT, kLane>(a, l, grid, stream); break;
+    case 4: launch<4, MT, kLane>(a, l, grid, stream); break;
+    default: launch<5, MT, kLane>(a, l, grid, stream); break;
   }
+}
+
+template <bool kLane>
+void launch_dims(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
+  if (a.kv.head_dim <= 64) launch_bits<1, kLane>(a, l, grid, stream);
+  else if (a.kv.head_dim <= 128) launch_bits<2, kLane>(a, l, grid, stream);
+  else launch_bits<4, kLane>(a, l, grid, stream);
 }
 
 }  // namespace
@@ -376,11 +427,11 @@ bool decode_mma_supports(const TqKvBlocks& kv) {
 }
 
 void decode_mma(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
-  const MmaLayout l = mma_layout(a.kv, a.group);
+  const bool lane_tables = decode_options().tq_decode_lane_tables;
+  const MmaLayout l = mma_layout(a.kv, a.group, lane_tables);
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (a.kv.head_dim <= 64) launch_bits<1>(a, l, grid, stream);
-  else if (a.kv.head_dim <= 128) launch_bits<2>(a, l, grid, stream);
-  else launch_bits<4>(a, l, grid, stream);
+  if (lane_tables) launch_dims<true>(a, l, grid, stream);
+  else launch_dims<false>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

@@ -71,6 +71,37 @@ LMLAB_TQ_HD void key_pair_indices(const uint8_t* gr, int j, int c, int plane_byt
   }
 }
 
+// The 8 codes of lane c's 4 key pairs in chunk j of group record gr, pair by pair: code[2 i] and code[2 i + 1] are
+// the codes of dims 32 j + 8 c + 2 i and + 1 (for per-lane codebook copies, which look up one code at a time).
+template <int KB>
+LMLAB_TQ_HD void key_codes(const uint8_t* gr, int j, int c, int plane_bytes, uint32_t (&code)[8]) {
+  if constexpr (KB == 4) {
+    const uint8_t* w = gr + 8 * (2 * j + (c >> 1)) + 2 * (c & 1);
+    const uint32_t lo = load_u16(w), hi = load_u16(w + 4);
+    for (int i = 0; i < 4; ++i) code[2 * i] = (lo >> (4 * i)) & 15u, code[2 * i + 1] = (hi >> (4 * i)) & 15u;
+  } else {
+    const int b = 4 * j + c;
+    uint32_t w = static_cast<uint32_t>(gr[b]) | static_cast<uint32_t>(gr[plane_bytes + b]) << 8;
+    if constexpr (KB > 2) w |= static_cast<uint32_t>(gr[2 * plane_bytes + b]) << 16;
+    if constexpr (KB > 3) w |= static_cast<uint32_t>(gr[3 * plane_bytes + b]) << 24;
+    // The pair transpose of key_pair_indices, then each byte's bits unshuffled (two more delta swaps): byte i =
+    // the second code's planes 0-3 in its high nibble, the first's in its low one.
+    uint32_t x = ((w >> 12) ^ w) & 0x0000F0F0u;
+    w ^= x ^ (x << 12);
+    x = ((w >> 6) ^ w) & 0x00CC00CCu;
+    w ^= x ^ (x << 6);
+    x = ((w >> 1) ^ w) & 0x22222222u;
+    w ^= x ^ (x << 1);
+    x = ((w >> 2) ^ w) & 0x0C0C0C0Cu;
+    w ^= x ^ (x << 2);
+    const uint32_t top = KB == 5 ? gr[4 * plane_bytes + b] : 0u;
+    for (int i = 0; i < 4; ++i) {
+      code[2 * i] = ((w >> (8 * i)) & 15u) | ((top >> (2 * i)) & 1u) << 4;
+      code[2 * i + 1] = ((w >> (8 * i + 4)) & 15u) | ((top >> (2 * i + 1)) & 1u) << 4;
+    }
+  }
+}
+
 // The codes of key-table index i (for filling the table).
 template <int KB>
 LMLAB_TQ_HD void key_pair_codes(uint32_t i, int& first, int& second) {
@@ -86,6 +117,10 @@ LMLAB_TQ_HD void key_pair_codes(uint32_t i, int& first, int& second) {
 // The value-table indices of rows r (low nibbles) and r + 8 (high nibbles) from z.
 LMLAB_TQ_HD uint32_t value_pair_low(uint32_t z) { return (z & 15u) | ((z >> 4) & 0xF0u); }
 LMLAB_TQ_HD uint32_t value_pair_high(uint32_t z) { return ((z >> 4) & 15u) | ((z >> 8) & 0xF0u); }
+// The value codes of rows r (low nibbles) and r + 8 (high nibbles) from z, first then second.
+LMLAB_TQ_HD void value_codes(uint32_t z, uint32_t (&low)[2], uint32_t (&high)[2]) {
+  low[0] = z & 15u, low[1] = (z >> 8) & 15u, high[0] = (z >> 4) & 15u, high[1] = (z >> 12) & 15u;
+}
 // The dim (of the head) of row `row` (0-15) of the 16-dim m tile mt.
 LMLAB_TQ_HD int value_row_dim(int mt, int row) {
   const int r = row & 7;
