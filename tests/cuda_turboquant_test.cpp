@@ -230,9 +230,8 @@ void CudaTurboQuant::attention_cases(std::span<const Format> formats, std::span<
       KvLayerBlocked layer(device_pool, spec), host(host_pool, spec);
       const int64_t total = c.prefill + c.chunk + c.decode;
       cuda::DeviceKvLayer dkv(layer, *device, (total + B - 1) / B);
-      const bool decode_mma =
-          kc::tq_decode_on_tensor_cores(cuda::DeviceBlockTable::of(layer, *device, (total + B - 1) / B).tq_blocks(layer),
-                                        c.heads / c.kv_heads);
+      const auto& table = cuda::DeviceBlockTable::of(layer, *device, (total + B - 1) / B);
+      const bool decode_mma = kc::tq_decode_on_tensor_cores(table.tq_blocks(layer), c.heads / c.kv_heads);
       const float scale = 1.0f / std::sqrt(static_cast<float>(c.hd));
       const AttentionSpec attn{scale, c.softcap, c.window};
       const bool qjl = f.opt.k_qjl;
@@ -396,8 +395,8 @@ TEST_F(CudaTurboQuant, RecordsWrittenTokenByTokenEqualAChunkAndDecodeWithTheGrap
       const std::vector<float> got = down<float>(dout, q.size());
       std::vector<float> want(q.size());
       mirror->attend_reference(q.data(), 1, pos, attn, want.data());  // keys past pos are causally masked
-      const bool decode_mma =
-          kc::tq_decode_on_tensor_cores(cuda::DeviceBlockTable::of(tokens, *device, kCtx / B).tq_blocks(tokens), kHeads / kKvHeads);
+      const auto& table = cuda::DeviceBlockTable::of(tokens, *device, kCtx / B);
+      const bool decode_mma = kc::tq_decode_on_tensor_cores(table.tq_blocks(tokens), kHeads / kKvHeads);
       const double tol = decode_mma ? test::tensor_core_f32_tolerance(pos + 1 + kHd)
                                     : test::tolerance(WeightType::f32, pos + 1 + kHd);
       EXPECT_TRUE(test::close(got, want, tol, "decode attention (context-sized split bound) vs the reference"));

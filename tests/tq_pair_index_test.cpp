@@ -38,7 +38,8 @@ void check_key_pairs(int g, std::mt19937& rng) {
         uint32_t one[8];
         tq::key_codes<KB>(packed.data(), j, c, g / 8, one);
         for (int k = 0; k < 8; ++k)
-          ASSERT_EQ(static_cast<int>(one[k]), codes[32 * j + 8 * c + k]) << "chunk " << j << " lane " << c << " code " << k;
+          ASSERT_EQ(static_cast<int>(one[k]), codes[32 * j + 8 * c + k])
+              << "chunk " << j << " lane " << c << " code " << k;
       }
   }
 }

@@ -4,13 +4,16 @@
 // turboquant.cu's CUDA-core kernel spends ~2,700 instructions per position and KV head at GQA 4 (each code unpacked,
 // looked up and multiplied with each of the G query heads in f32) and issues on ~60% of its cycles (thirteenth
 // session's ncu): at 40K positions it is slower than the f16 cache it compresses 3.5x. Here both products run on
-// mma.m16n8k16 and the codes become the MMA's f16 A operands through pair tables:
-//   - a table per codebook maps a pair of codes to their two codebook values (x kValueScale) as f16x2 hi + lo
-//     parts: one 8-byte shared load per two coordinates;
+// mma.m16n8k16 and the codes become the MMA's f16 A operands through tables of codebook values (x kValueScale) as
+// f16 hi + lo parts:
+//   - pair tables (the default): a pair of codes to their two values as f16x2 hi + lo, one 8-byte shared load per
+//     two coordinates; or (LMLAB_TQ_DECODE_LANE_TABLES=1) a copy of the codebook per lane in its own bank, one
+//     conflict-free 4-byte load per coordinate, two loads paired by byte permutes (tq_pair_index.h has the math);
 //   - scores S (16 positions x 8 heads) = K (16 x head_dim) Q^T: warp w takes positions 16 w .. 16 w + 15 of the
 //     64-position tile as rows, the G <= 8 query heads as columns. The order of k is free as long as the query
 //     fragments follow it, so lane (r, c) takes, per 32 dims, byte c of each code plane of rows r and r + 8: its 8
-//     codes as 4 pairs, whose plane bits one multiply gathers into the table index (nibbles for 4-bit keys);
+//     codes as 4 pairs, whose plane bits a 2-bit field transpose gathers into the table index (nibbles for 4-bit
+//     keys);
 //   - values O^T (head_dim x 8 heads) += V^T (head_dim x 64 positions) P^T: warp w takes 16-dim m tiles, the
 //     positions are k. The m rows are permuted so that lane r reads byte r of the 16-code word of each of its 4
 //     positions, whose two nibbles are its rows r and r + 8; two positions' nibbles form one table index. P times
@@ -19,6 +22,8 @@
 // Every f32 operand goes in as f16 hi + lo (lo x lo dropped), as in prefill_attention.cuh, so the results are the
 // CUDA-core kernel's to f32 rounding (the tensor-core tolerance). Tiles, splits, the online softmax, the rotation of
 // the query and of the output, and the merge of the splits are the CUDA-core kernel's (tq_records.cuh).
+// Measured (fourteenth session, H100, pair tables): slower than the CUDA-core kernel at GQA 4 (107 vs 92 us at 40K
+// on the 8B shape), faster at GQA 8 (68 vs 79 on the 30b-a3b shape); its time is flat in the group.
 #include "cuda/kernels/tq_decode_mma.cuh"
 
 #include <cuda_fp16.h>
@@ -28,8 +33,8 @@
 
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/prefill_attention.cuh"
-#include "cuda/kernels/tq_pair_index.h"
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/tq_pair_index.h"
 
 namespace lmlab::kernels::cuda::tq {
 
@@ -126,7 +131,8 @@ __device__ __forceinline__ void value_pairs(uint32_t z, const void* lut, int lan
     const uint32_t* t = static_cast<const uint32_t*>(lut) + lane;
     row_r = lane_pair(t[low[0] * 32], t[low[1] * 32]), row_r8 = lane_pair(t[high[0] * 32], t[high[1] * 32]);
   } else {
-    row_r = static_cast<const uint2*>(lut)[value_pair_low(z)], row_r8 = static_cast<const uint2*>(lut)[value_pair_high(z)];
+    const uint2* t = static_cast<const uint2*>(lut);
+    row_r = t[value_pair_low(z)], row_r8 = t[value_pair_high(z)];
   }
 }
 

@@ -37,7 +37,8 @@ __device__ inline void block_fwht(float* x, int n_vec, int g) {
 
 // x [n_vec][D] (shared) <- Pi x (forward) or Pi^T x (inverse), per group of g dims; RandomizedHadamard's order.
 // Element e's column e % D is stepped along with e (no division per element).
-__device__ inline void block_rotate(float* x, int n_vec, int D, int g, const float* s_in, const float* s_out, float inv_sqrt) {
+__device__ inline void block_rotate(float* x, int n_vec, int D, int g, const float* s_in, const float* s_out,
+                                    float inv_sqrt) {
   const int d0 = static_cast<int>(threadIdx.x) % D, step = static_cast<int>(blockDim.x) % D;
   for (int e = threadIdx.x, d = d0; e < n_vec * D; e += blockDim.x, d = d + step < D ? d + step : d + step - D)
     x[e] = __fmul_rn(x[e], s_in[d]);

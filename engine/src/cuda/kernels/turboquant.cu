@@ -66,7 +66,6 @@ __device__ __forceinline__ uint16_t f32_to_f16_cpu(float f) {
   return static_cast<uint16_t>(sign | h);
 }
 
-
 // A group's packed codes (kv/turboquant/pack.h): planes for 2, 3, 5 bits (plane_bytes = g / 8 each), nibbles for 4
 // (16 entries per little-endian uint64, entry j at bit 32 (j % 2) + 4 (j / 2)), bytes for 8.
 // Byte ob of the packed codes of idx [g].
@@ -82,7 +81,6 @@ __device__ __forceinline__ uint8_t packed_byte(const uint8_t* idx, int ob, int b
   for (int e = 0; e < 8; ++e) v |= ((idx[8 * bb + e] >> p) & 1) << e;
   return static_cast<uint8_t>(v);
 }
-
 
 // ---------------------------------------------------------------------------------------------------------------
 // Encode
@@ -328,7 +326,6 @@ constexpr size_t kMaxSmem = 48 * 1024;
 constexpr size_t kMaxDecodeSmem = 160 * 1024;  // opted into above 48 KB (sm_90 allows 227 KB)
 constexpr unsigned kMaxPrefillSmem = 227 * 1024;  // sm_90's most dynamic shared memory per block
 
-
 // Block per (query, head): merges the splits' states and rotates the output back. One warp turns the splits'
 // (max, sum) pairs into weights once (each thread redid an expf per split and element), then each thread sums its
 // elements over the splits in order with kMergeLoads loads in flight: the same floats as before.
@@ -415,7 +412,6 @@ struct DecodeArgs {
   TqAttnParams p;
   DecodeLayout l;
 };
-
 
 // Codes of coordinates e0 .. e0 + 7 (e0 a multiple of 8) of a group's packed codes r (2-byte aligned), in the
 // layout above (planes for 2, 3, 5 bits, nibbles for 4, bytes for 8).
