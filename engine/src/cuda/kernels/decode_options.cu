@@ -17,7 +17,9 @@ constexpr unsigned kLaneTables = 256;
 
 unsigned bits_of(const DecodeOptions& o) {
   const unsigned tq = o.tq_decode_min_blocks >= 8 ? kTqBlocks8 : o.tq_decode_min_blocks >= 6 ? kTqBlocks6 : 0;
-  const unsigned mma = static_cast<unsigned>(std::clamp(o.tq_decode_mma_min_group, 1, 15));
+  // 0 (or less) reads as "never", like anything above 8.
+  const int g = o.tq_decode_mma_min_group;
+  const unsigned mma = static_cast<unsigned>(g <= 0 ? 15 : std::min(g, 15));
   return (o.gate_up_pair ? kPair : 0) | (o.fused_routing ? kRouting : 0) | tq | mma << kMmaShift |
          (o.tq_decode_lane_tables ? kLaneTables : 0);
 }

@@ -152,8 +152,8 @@ struct DecodeOptions {
   int tq_decode_min_blocks = 0;  // LMLAB_TQ_DECODE_MIN_BLOCKS=6|8: TurboQuant decode compiled for that many blocks
                                  // per SM (0: the compiler's choice); other values read as the next lower of these
   // TurboQuant decode on tensor cores (tq_decode_mma.cu) for the formats it takes from this many query heads per KV
-  // head on (its cost is flat in G, the CUDA-core kernel's grows with G); LMLAB_TQ_DECODE_MMA_MIN_GROUP=N, 1-15
-  // (above 8: never).
+  // head on (its cost is flat in G, the CUDA-core kernel's grows with G); LMLAB_TQ_DECODE_MMA_MIN_GROUP=N (0 or above
+  // 8: never).
   int tq_decode_mma_min_group = kTqDecodeMmaMinGroup;
   // LMLAB_TQ_DECODE_LANE_TABLES=1: the tensor-core decode looks codes up in a codebook copy per lane (its own bank:
   // no conflicts, a load per code) instead of pair tables (a load per pair, ~3 wavefronts a half-warp). Off until

@@ -35,6 +35,7 @@
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/tq_pair_index.h"
+#include "lmlab/error.h"
 
 namespace lmlab::kernels::cuda::tq {
 
@@ -53,6 +54,7 @@ constexpr int kChunk = 32;                        // dims per step of the scores
 // kDT + 8 halves (lane (r, c) loads head r, positions 2c, 2c + 1: banks 4r + c; at kDT halves all 8 heads of a c
 // fell on one bank).
 constexpr int kScoreStride = kDT + 4, kPvStride = kDT + 8;
+constexpr unsigned kMaxSharedBytes = 227 * 1024;  // sm_90's most dynamic shared memory per block
 
 struct MmaLayout {
   int lut_k, lut_v, qf, qs, psc, vfac, pv_hi, pv_lo, wmax, corr, ml, offs, tiles, k_area, v_area, total;
@@ -435,6 +437,9 @@ bool decode_mma_supports(const TqKvBlocks& kv) {
 void decode_mma(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
   const bool lane_tables = decode_options().tq_decode_lane_tables;
   const MmaLayout l = mma_layout(a.kv, a.group, lane_tables);
+  // At most ~120 KB for the formats decode_mma_supports takes (head_dim 256, GQA 8, 1-token KV blocks).
+  if (l.total > static_cast<int>(kMaxSharedBytes))
+    throw Error(ErrorKind::internal, "cuda TurboQuant attention", "tensor-core decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
   if (lane_tables) launch_dims<true>(a, l, grid, stream);
   else launch_dims<false>(a, l, grid, stream);
