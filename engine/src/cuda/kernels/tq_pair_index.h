@@ -42,6 +42,21 @@ LMLAB_TQ_HD uint32_t load_u16(const uint8_t* p) {
 #endif
 }
 
+// Byte b of planes 0-3 of a planar group record as one word with pair i's bits of planes 0-3 in byte i (bit 2 p:
+// the first code's bit p, 2 p + 1: the second's): in the loaded word the 2-bit field (plane p, pair i) sits at bit
+// 8 p + 2 i, and a 4 x 4 transpose of the fields (two delta swaps) moves it to 8 i + 2 p.
+template <int KB>
+LMLAB_TQ_HD uint32_t plane_pairs(const uint8_t* gr, int b, int plane_bytes) {
+  uint32_t w = static_cast<uint32_t>(gr[b]) | static_cast<uint32_t>(gr[plane_bytes + b]) << 8;
+  if constexpr (KB > 2) w |= static_cast<uint32_t>(gr[2 * plane_bytes + b]) << 16;
+  if constexpr (KB > 3) w |= static_cast<uint32_t>(gr[3 * plane_bytes + b]) << 24;
+  uint32_t x = ((w >> 12) ^ w) & 0x0000F0F0u;
+  w ^= x ^ (x << 12);
+  x = ((w >> 6) ^ w) & 0x00CC00CCu;
+  w ^= x ^ (x << 6);
+  return w;
+}
+
 // The table indices of lane c's 4 key pairs in chunk j of group record gr (plane_bytes = g / 8).
 template <int KB>
 LMLAB_TQ_HD void key_pair_indices(const uint8_t* gr, int j, int c, int plane_bytes, uint32_t (&idx)[4]) {
@@ -51,16 +66,8 @@ LMLAB_TQ_HD void key_pair_indices(const uint8_t* gr, int j, int c, int plane_byt
     for (int i = 0; i < 4; ++i) idx[i] = ((z >> (4 * i)) & 15u) | ((z >> (12 + 4 * i)) & 0xF0u);
   } else {
     const int b = 4 * j + c;
-    uint32_t w = static_cast<uint32_t>(gr[b]) | static_cast<uint32_t>(gr[plane_bytes + b]) << 8;
-    if constexpr (KB > 2) w |= static_cast<uint32_t>(gr[2 * plane_bytes + b]) << 16;
-    if constexpr (KB > 3) w |= static_cast<uint32_t>(gr[3 * plane_bytes + b]) << 24;
-    // w's 2-bit field (plane p, pair i) sits at bit 8 p + 2 i; a 4 x 4 transpose of the fields (two delta swaps)
-    // moves it to 8 i + 2 p, so byte i is pair i's index over planes 0-3. Plane 4's pair i goes to byte i of s, and
-    // byte permutes pair the bytes into 16-bit indices.
-    uint32_t x = ((w >> 12) ^ w) & 0x0000F0F0u;
-    w ^= x ^ (x << 12);
-    x = ((w >> 6) ^ w) & 0x00CC00CCu;
-    w ^= x ^ (x << 6);
+    const uint32_t w = plane_pairs<KB>(gr, b, plane_bytes);
+    // Plane 4's pair i goes to byte i of s, and byte permutes pair the bytes into 16-bit indices.
     uint32_t s = 0;
     if constexpr (KB == 5) {
       const uint32_t top = gr[4 * plane_bytes + b];
@@ -81,16 +88,10 @@ LMLAB_TQ_HD void key_codes(const uint8_t* gr, int j, int c, int plane_bytes, uin
     for (int i = 0; i < 4; ++i) code[2 * i] = (lo >> (4 * i)) & 15u, code[2 * i + 1] = (hi >> (4 * i)) & 15u;
   } else {
     const int b = 4 * j + c;
-    uint32_t w = static_cast<uint32_t>(gr[b]) | static_cast<uint32_t>(gr[plane_bytes + b]) << 8;
-    if constexpr (KB > 2) w |= static_cast<uint32_t>(gr[2 * plane_bytes + b]) << 16;
-    if constexpr (KB > 3) w |= static_cast<uint32_t>(gr[3 * plane_bytes + b]) << 24;
-    // The pair transpose of key_pair_indices, then each byte's bits unshuffled (two more delta swaps): byte i =
-    // the second code's planes 0-3 in its high nibble, the first's in its low one.
-    uint32_t x = ((w >> 12) ^ w) & 0x0000F0F0u;
-    w ^= x ^ (x << 12);
-    x = ((w >> 6) ^ w) & 0x00CC00CCu;
-    w ^= x ^ (x << 6);
-    x = ((w >> 1) ^ w) & 0x22222222u;
+    uint32_t w = plane_pairs<KB>(gr, b, plane_bytes);
+    // Each byte's bits unshuffled (two more delta swaps): byte i = the second code's planes 0-3 in its high nibble,
+    // the first's in its low one.
+    uint32_t x = ((w >> 1) ^ w) & 0x22222222u;
     w ^= x ^ (x << 1);
     x = ((w >> 2) ^ w) & 0x0C0C0C0Cu;
     w ^= x ^ (x << 2);
