@@ -245,10 +245,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   const SplitRange range = split_range(a, t, split, splits);
 
   // Tile 0's copies go first, to overlap the tables and the query's rotation.
-  if (range.n_tiles > 0)
-    issue_tile(kv, kh, range.j0, static_cast<int>(min(int64_t{kDT}, range.j1 - range.j0)), tiles, tiles + L.k_area,
-               offs, offs + kDT);
-  async_commit();
+  first_tile(kv, kh, range, tiles, offs, L.k_area);
 
   if constexpr (kLane) {
     for (int i = threadIdx.x; i < (32 << KB); i += kDThreads)

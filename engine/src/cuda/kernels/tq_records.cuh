@@ -124,6 +124,15 @@ __device__ __forceinline__ SplitRange split_range(const TqAttnParams& a, int64_t
   return {j0, j1, j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0};
 }
 
+// Issues and commits the copies of the split's first tile into buffer 0 (before the block's set-up, to overlap it).
+__device__ __forceinline__ void first_tile(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, uint8_t* tiles,
+                                           uint16_t* offs, int k_area) {
+  if (s.n_tiles > 0)
+    issue_tile(kv, kh, s.j0, static_cast<int>(min(int64_t{kDT}, s.j1 - s.j0)), tiles, tiles + k_area, offs,
+               offs + kDT);
+  async_commit();
+}
+
 // Tile it's positions in the split, and the copies of tile it + 1 into the other buffer (if there is one) issued
 // and committed. tiles: [2][k_area + v_area]; offs: [2][K, V][kDT].
 __device__ __forceinline__ int next_tile(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t it,

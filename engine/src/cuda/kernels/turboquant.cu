@@ -615,10 +615,7 @@ __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(Decode
   const SplitRange range = split_range(a, t, split, splits);
 
   // Tile 0's copies go first, to overlap the query's rotation.
-  if (range.n_tiles > 0)
-    issue_tile(kv, kh, range.j0, static_cast<int>(min(int64_t{kDT}, range.j1 - range.j0)), tiles, tiles + L.k_area,
-               offs, offs + kDT);
-  async_commit();
+  first_tile(kv, kh, range, tiles, offs, L.k_area);
 
   if (kv.k.scheme == kTqLloydMax && threadIdx.x < (1 << kv.k.bits)) cent_k[threadIdx.x] = kv.k.centroids[threadIdx.x];
   if (kv.v.scheme == kTqLloydMax && threadIdx.x < (1 << kv.v.bits)) cent_v[threadIdx.x] = kv.v.centroids[threadIdx.x];
