@@ -135,7 +135,14 @@ TEST(TurboQuantLloydMax, CentroidsSatisfyLloydConditions) {
     // The per-dimension codebook is the unit one scaled by 1/sqrt(d), and cached.
     const Codebook& cb = lloyd_max_codebook(bits, 128);
     EXPECT_EQ(&cb, &lloyd_max_codebook(bits, 128));
-    for (int k = 0; k < n; ++k) EXPECT_NEAR(cb.centroids[k] * std::sqrt(128.0), q.centroids[k], 1e-6);
+    // Each centroid is the f16 value nearest the scaled one (the GPU's tensor cores take it exactly), each boundary
+    // the midpoint of its neighbours.
+    for (int k = 0; k < n; ++k) {
+      const double exact = q.centroids[k] / std::sqrt(128.0);
+      EXPECT_EQ(cb.centroids[k], f16_to_f32(f32_to_f16(cb.centroids[k]))) << "centroid " << k << " is an f16 value";
+      EXPECT_LE(std::fabs(cb.centroids[k] - exact), std::ldexp(std::fabs(exact), -11)) << "centroid " << k;
+      if (k + 1 < n) EXPECT_FLOAT_EQ(cb.boundaries[k], 0.5f * (cb.centroids[k] + cb.centroids[k + 1]));
+    }
     EXPECT_NEAR(cb.distortion * 128.0, q.distortion, 1e-12);
   }
 }

@@ -4,11 +4,11 @@
 // turboquant.cu's CUDA-core kernel spends ~2,700 instructions per position and KV head at GQA 4 (each code unpacked,
 // looked up and multiplied with each of the G query heads in f32) and issues on ~60% of its cycles (thirteenth
 // session's ncu): at 40K positions it is slower than the f16 cache it compresses 3.5x. Here both products run on
-// mma.m16n8k16 and the codes become the MMA's f16 A operands through tables of codebook values (x kValueScale) as
-// f16 hi + lo parts:
-//   - pair tables (the default): a pair of codes to their two values as f16x2 hi + lo, one 8-byte shared load per
-//     two coordinates; or (LMLAB_TQ_DECODE_LANE_TABLES=1) a copy of the codebook per lane in its own bank, one
-//     conflict-free 4-byte load per coordinate, two loads paired by byte permutes (tq_pair_index.h has the math);
+// mma.m16n8k16 and the codes become the MMA's f16 A operands through tables of codebook values (x kValueScale), exact
+// in f16 (lloyd_max.h rounds the centroids to f16 values):
+//   - pair tables (the default): a pair of codes to their two values as f16x2, one 4-byte shared load per two
+//     coordinates; or (LMLAB_TQ_DECODE_LANE_TABLES=1) a copy of the codebook per lane in its own bank, one
+//     conflict-free 4-byte load per coordinate, two loads paired by a byte permute (tq_pair_index.h has the math);
 //   - scores S (16 positions x 8 heads) = K (16 x head_dim) Q^T: warp w takes positions 16 w .. 16 w + 15 of the
 //     64-position tile as rows, the G <= 8 query heads as columns. The order of k is free as long as the query
 //     fragments follow it, so lane (r, c) takes, per 32 dims, byte c of each code plane of rows r and r + 8: its 8
@@ -19,8 +19,9 @@
 //     positions, whose two nibbles are its rows r and r + 8; two positions' nibbles form one table index. P times
 //     the record's V scalar comes from shared memory as f16 hi + lo, times a power of two per tile that keeps the
 //     tile's largest product at most kPScale (normal and finite in f16).
-// Every f32 operand goes in as f16 hi + lo (lo x lo dropped), as in prefill_attention.cuh, so the results are the
-// CUDA-core kernel's to f32 rounding (the tensor-core tolerance). Tiles, splits, the online softmax, the rotation of
+// The f32 operands (query, P x V scalar) go in as f16 hi + lo, as in prefill_attention.cuh, and the codes' values are
+// exact: two MMAs per product, and the results are the CUDA-core kernel's to f32 rounding (the tensor-core
+// tolerance). Tiles, splits, the online softmax, the rotation of
 // the query and of the output, and the merge of the splits are the CUDA-core kernel's (tq_records.cuh).
 // Measured (fourteenth session, H100, pair tables): slower than the CUDA-core kernel at GQA 4 (107 vs 92 us at 40K
 // on the 8B shape), faster at GQA 8 (68 vs 79 on the 30b-a3b shape); its time is flat in the group.
@@ -67,8 +68,8 @@ MmaLayout mma_layout(const TqKvBlocks& kv, int G, bool lane_tables) {
   auto r16 = [](int x) { return (x + 15) / 16 * 16; };
   MmaLayout l;
   l.lut_k = 0;
-  l.lut_v = l.lut_k + (lane_tables ? (32 << kv.k.bits) * 4 : (1 << (2 * kv.k.bits)) * 8);
-  l.qf = l.lut_v + 256 * 8;  // the V tables' size either way: 256 pairs x 8 bytes, 16 codes x 32 lanes x 4 bytes
+  l.lut_v = l.lut_k + (lane_tables ? (32 << kv.k.bits) : (1 << (2 * kv.k.bits))) * 4;
+  l.qf = l.lut_v + (lane_tables ? 16 * 32 : 256) * 4;  // 16 codes x 32 lanes, or 256 pairs, of 4 bytes
   l.qs = l.qf + (D / kChunk) * 32 * 32;  // per chunk and lane: 4 hi and 4 lo f16 pairs
   l.psc = l.qs + r16(G * D * 4);
   l.vfac = l.psc + G * kScoreStride * 4;
@@ -85,31 +86,28 @@ MmaLayout mma_layout(const TqKvBlocks& kv, int G, bool lane_tables) {
   return l;
 }
 
-// Two codebook values as the table's entry: f16x2 hi and lo parts of (a, b) x kValueScale (a in the low half).
-__device__ __forceinline__ uint2 pair_entry(float a, float b) {
-  uint2 e;
-  split2(a * kValueScale, b * kValueScale, e.x, e.y);
-  return e;
+// Two codebook values x kValueScale as the table's f16x2 entry (a in the low half); exact (lloyd_max.h).
+__device__ __forceinline__ uint32_t pair_entry(float a, float b) {
+  const __half2 h = __floats2half2_rn(a * kValueScale, b * kValueScale);
+  return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-// One code's codebook value x kValueScale as f16 hi (low half) and lo (high half): a per-lane table's word.
+// One code's codebook value x kValueScale in f16 (in the low half): a per-lane table's word.
 __device__ __forceinline__ uint32_t code_entry(float a) {
-  const __half h = __float2half_rn(a * kValueScale);
-  const __half l = __float2half_rn(a * kValueScale - __half2float(h));
-  return static_cast<uint32_t>(__half_as_ushort(h)) | static_cast<uint32_t>(__half_as_ushort(l)) << 16;
+  return __half_as_ushort(__float2half_rn(a * kValueScale));
 }
 
-// The pair entry of two per-lane table words (the first code's in the low halves): the pair tables' uint2.
-__device__ __forceinline__ uint2 lane_pair(uint32_t first, uint32_t second) {
-  return make_uint2(byte_perm(first, second, 0x5410), byte_perm(first, second, 0x7632));
+// The pair entry of two per-lane table words (the first code's value in the low half).
+__device__ __forceinline__ uint32_t lane_pair(uint32_t first, uint32_t second) {
+  return byte_perm(first, second, 0x5410);
 }
 
 // The table entries of lane c's 4 key pairs in chunk j of group record gr (tq_pair_index.h). kLane: lut is
 // [2^KB codes][32 lanes] words, each lane reading its own bank (no conflicts, a load per code); else [4^KB pairs]
-// uint2 (a load per pair, 16 random addresses per half-warp).
+// of f16x2 (a load per pair, 32 random addresses).
 template <int KB, bool kLane>
 __device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const void* lut,
-                                          int lane, uint2 (&e)[4]) {
+                                          int lane, uint32_t (&e)[4]) {
   if constexpr (kLane) {
     uint32_t code[8];
     key_codes<KB>(gr, j, c, plane_bytes, code);
@@ -120,20 +118,21 @@ __device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int p
     uint32_t idx[4];
     key_pair_indices<KB>(gr, j, c, plane_bytes, idx);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) e[i] = static_cast<const uint2*>(lut)[idx[i]];
+    for (int i = 0; i < 4; ++i) e[i] = static_cast<const uint32_t*>(lut)[idx[i]];
   }
 }
 
 // The value table entries of rows r and r + 8 from z (two positions' bytes r), as key_pairs.
 template <bool kLane>
-__device__ __forceinline__ void value_pairs(uint32_t z, const void* lut, int lane, uint2& row_r, uint2& row_r8) {
+__device__ __forceinline__ void value_pairs(uint32_t z, const void* lut, int lane, uint32_t& row_r,
+                                            uint32_t& row_r8) {
   if constexpr (kLane) {
     uint32_t low[2], high[2];
     value_codes(z, low, high);
     const uint32_t* t = static_cast<const uint32_t*>(lut) + lane;
     row_r = lane_pair(t[low[0] * 32], t[low[1] * 32]), row_r8 = lane_pair(t[high[0] * 32], t[high[1] * 32]);
   } else {
-    const uint2* t = static_cast<const uint2*>(lut);
+    const uint32_t* t = static_cast<const uint32_t*>(lut);
     row_r = t[value_pair_low(z)], row_r8 = t[value_pair_high(z)];
   }
 }
@@ -157,16 +156,15 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
     const uint8_t* gr8 = rec8 + gi * k.group_bytes;
     float cg[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j = 0; j < chunks; ++j) {
-      uint2 e[4], e8[4];
+      uint32_t e[4], e8[4];
       key_pairs<KB, kLane>(gr, j, c, plane_bytes, lut_k, lane, e);
       key_pairs<KB, kLane>(gr8, j, c, plane_bytes, lut_k, lane, e8);
       const uint4* q = qf + 64 * (gi * chunks + j) + lane;
       const uint4 qh = q[0], ql = q[32];
       // k step 0: pairs 0 (A columns 2c, 2c + 1) and 1 (2c + 8, 2c + 9); k step 1: pairs 2 and 3.
-      const uint32_t h0[4] = {e[0].x, e8[0].x, e[1].x, e8[1].x}, l0[4] = {e[0].y, e8[0].y, e[1].y, e8[1].y};
-      mma_16816(cg, h0, qh.x, qh.y), mma_16816(cg, h0, ql.x, ql.y), mma_16816(cg, l0, qh.x, qh.y);
-      const uint32_t h1[4] = {e[2].x, e8[2].x, e[3].x, e8[3].x}, l1[4] = {e[2].y, e8[2].y, e[3].y, e8[3].y};
-      mma_16816(cg, h1, qh.z, qh.w), mma_16816(cg, h1, ql.z, ql.w), mma_16816(cg, l1, qh.z, qh.w);
+      const uint32_t a0[4] = {e[0], e8[0], e[1], e8[1]}, a1[4] = {e[2], e8[2], e[3], e8[3]};
+      mma_16816(cg, a0, qh.x, qh.y), mma_16816(cg, a0, ql.x, ql.y);
+      mma_16816(cg, a1, qh.z, qh.w), mma_16816(cg, a1, ql.z, ql.w);
     }
     const float f = load_half(gr + k.scalar_offset), f8 = load_half(gr8 + k.scalar_offset);
     s[0] = fmaf(f, cg[0], s[0]), s[1] = fmaf(f, cg[1], s[1]);
@@ -201,17 +199,16 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
       const int boff = gi * v.group_bytes + 8 * u;
       const uint32_t z01 = static_cast<uint32_t>(rec[0][boff]) | static_cast<uint32_t>(rec[1][boff]) << 8;
       const uint32_t z89 = static_cast<uint32_t>(rec[2][boff]) | static_cast<uint32_t>(rec[3][boff]) << 8;
-      uint2 e0, e1, e2, e3;
-      value_pairs<kLane>(z01, lut_v, lane, e0, e1);
-      value_pairs<kLane>(z89, lut_v, lane, e2, e3);
-      const uint32_t ah[4] = {e0.x, e1.x, e2.x, e3.x}, al[4] = {e0.y, e1.y, e2.y, e3.y};
+      uint32_t av[4];
+      value_pairs<kLane>(z01, lut_v, lane, av[0], av[1]);
+      value_pairs<kLane>(z89, lut_v, lane, av[2], av[3]);
       // B column (head) r, rows (positions) p0, p0 + 1 and p0 + 8, p0 + 9 of the group's P x V scalar.
       const int pb = (gi * 8 + r) * kPvStride + p0;
       const uint32_t bh0 = *reinterpret_cast<const uint32_t*>(pv_hi + pb);
       const uint32_t bh1 = *reinterpret_cast<const uint32_t*>(pv_hi + pb + 8);
       const uint32_t bl0 = *reinterpret_cast<const uint32_t*>(pv_lo + pb);
       const uint32_t bl1 = *reinterpret_cast<const uint32_t*>(pv_lo + pb + 8);
-      mma_16816(t[m], ah, bh0, bh1), mma_16816(t[m], ah, bl0, bl1), mma_16816(t[m], al, bh0, bh1);
+      mma_16816(t[m], av, bh0, bh1), mma_16816(t[m], av, bl0, bl1);
     }
   }
 }
@@ -256,10 +253,10 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
       int first, second;
       key_pair_codes<KB>(i, first, second);
-      static_cast<uint2*>(lut_k)[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
+      static_cast<uint32_t*>(lut_k)[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
     }
     for (int i = threadIdx.x; i < 256; i += kDThreads)
-      static_cast<uint2*>(lut_v)[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+      static_cast<uint32_t*>(lut_v)[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
   }
   for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
   // The heads past G are zero columns of P^T for the whole block.

@@ -24,7 +24,8 @@ struct GaussianLloydMax {
 };
 GaussianLloydMax solve_gaussian_lloyd_max(int bits);
 
-// The codebook for N(0, 1/dim) (float, for the codec and the kernels).
+// The codebook for N(0, 1/dim) (float, for the codec and the kernels): the scaled centroids rounded to f16 values
+// (exact f16 tensor-core operands on the GPU), the boundaries their midpoints.
 struct Codebook {
   int bits = 0;
   int64_t dim = 0;
