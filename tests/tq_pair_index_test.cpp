@@ -91,5 +91,25 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
   }
 }
 
+// The V codebook in registers gives, for every pair of two positions' bytes, the f16x2 pair the pair table holds at
+// value_pair_low / value_pair_high of the same bytes (the sign-replicating byte permute emulated on the host).
+TEST(TqPairIndex, RegisterTableGivesThePairTablesEntries) {
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<int> bits(0, 0xFFFF);
+  for (int trial = 0; trial < 4; ++trial) {
+    uint16_t entry[16];
+    for (auto& e : entry) e = static_cast<uint16_t>(bits(rng));
+    entry[trial] = static_cast<uint16_t>(0x8080u | trial);  // bytes with the sign bit set in the table itself
+    const tq::RegisterTable16 t = tq::register_table16(entry);
+    auto pair = [&](uint32_t idx) { return static_cast<uint32_t>(entry[idx & 15u]) | entry[idx >> 4] << 16; };
+    for (uint32_t z = 0; z < 0x10000u; ++z) {
+      uint32_t row_r = 0, row_r8 = 0;
+      tq::value_pairs_in_registers(z | 0xABCD0000u, t, row_r, row_r8);  // the upper half is not read
+      ASSERT_EQ(row_r, pair(tq::value_pair_low(z))) << "z " << z;
+      ASSERT_EQ(row_r8, pair(tq::value_pair_high(z))) << "z " << z;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lmlab

@@ -159,6 +159,9 @@ struct DecodeOptions {
   // no conflicts, a load per code) instead of pair tables (a load per pair, ~3 wavefronts a half-warp). Off until
   // measured.
   bool tq_decode_lane_tables = false;
+  // LMLAB_TQ_DECODE_V_REGISTERS=1: the tensor-core decode looks 4-bit V codes up in a codebook held in registers
+  // (byte permutes: ~3 ALU instructions a code, no shared-memory load). Off until measured.
+  bool tq_decode_v_registers = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

@@ -18,7 +18,8 @@
 //     positions are k. The m rows are permuted so that lane r reads byte r of the 16-code word of each of its 4
 //     positions, whose two nibbles are its rows r and r + 8; two positions' nibbles form one table index. P times
 //     the record's V scalar comes from shared memory as f16 hi + lo, times a power of two per tile that keeps the
-//     tile's largest product at most kPScale (normal and finite in f16).
+//     tile's largest product at most kPScale (normal and finite in f16). With LMLAB_TQ_DECODE_V_REGISTERS=1 the V
+//     codebook sits in registers and byte permutes look the codes up (no shared-memory loads; tq_pair_index.h).
 // The f32 operands (query, P x V scalar) go in as f16 hi + lo, as in prefill_attention.cuh, and the codes' values are
 // exact: two MMAs per product, and the results are the CUDA-core kernel's to f32 rounding (the tensor-core
 // tolerance). Tiles, splits, the online softmax, the rotation of
@@ -180,10 +181,10 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
 // into t[m] (C fragments: rows r, r + 8 = dims, columns 2c, 2c + 1 = heads). Lane (r, c) reads byte r of each m
 // tile's 16-code word of positions 16 ks + 2c, + 1, + 8, + 9: low nibble row r, high nibble row r + 8 (entries
 // 4 (r % 4) + r / 4 and that + 2 of the word). The positions' records are found once per k step for every m tile.
-template <int MT, bool kLane>
+template <int MT, bool kLane, bool kVReg>
 __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* tv, const uint16_t* vo,
-                                           const void* lut_v, const __half* pv_hi, const __half* pv_lo, int n,
-                                           int warp, int lane, float (&t)[MT][4]) {
+                                           const void* lut_v, const RegisterTable16& vreg, const __half* pv_hi,
+                                           const __half* pv_lo, int n, int warp, int lane, float (&t)[MT][4]) {
   const int r = lane >> 2, c = lane & 3, D = static_cast<int>(kv.head_dim);
   const TqDeviceCodec& v = kv.v;
   const int log_g = __ffs(v.group_dim) - 1;
@@ -200,8 +201,13 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
       const uint32_t z01 = static_cast<uint32_t>(rec[0][boff]) | static_cast<uint32_t>(rec[1][boff]) << 8;
       const uint32_t z89 = static_cast<uint32_t>(rec[2][boff]) | static_cast<uint32_t>(rec[3][boff]) << 8;
       uint32_t av[4];
-      value_pairs<kLane>(z01, lut_v, lane, av[0], av[1]);
-      value_pairs<kLane>(z89, lut_v, lane, av[2], av[3]);
+      if constexpr (kVReg) {
+        value_pairs_in_registers(z01, vreg, av[0], av[1]);
+        value_pairs_in_registers(z89, vreg, av[2], av[3]);
+      } else {
+        value_pairs<kLane>(z01, lut_v, lane, av[0], av[1]);
+        value_pairs<kLane>(z89, lut_v, lane, av[2], av[3]);
+      }
       // B column (head) r, rows (positions) p0, p0 + 1 and p0 + 8, p0 + 9 of the group's P x V scalar.
       const int pb = (gi * 8 + r) * kPvStride + p0;
       const uint32_t bh0 = *reinterpret_cast<const uint32_t*>(pv_hi + pb);
@@ -216,7 +222,7 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
 // Block = (KV head, split, query), 4 warps; MT: the most 16-dim m tiles a warp takes (head_dim <= 64 MT). Five
 // blocks per SM fit the shared memory at head_dim 128 (~42 KB); asking for them also keeps ptxas from spilling (it
 // chose 64-80 registers with spills unbounded, 84-91 without them bounded).
-template <int KB, int MT, bool kLane>
+template <int KB, int MT, bool kLane, bool kVReg>
 __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParams a, MmaLayout L) {
   chain_enter();
   extern __shared__ __align__(16) uint8_t smem[];
@@ -257,6 +263,13 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     }
     for (int i = threadIdx.x; i < 256; i += kDThreads)
       static_cast<uint32_t*>(lut_v)[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+  }
+  RegisterTable16 vreg{};
+  if constexpr (kVReg) {
+    uint16_t entry[16];
+#pragma unroll
+    for (int k = 0; k < 16; ++k) entry[k] = __half_as_ushort(__float2half_rn(kv.v.centroids[k] * kValueScale));
+    vreg = register_table16(entry);
   }
   for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
   // The heads past G are zero columns of P^T for the whole block.
@@ -343,7 +356,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int i = 0; i < 4; ++i) tt[m][i] = 0.0f;
-    value_tile<MT, kLane>(kv, tv, vo, lut_v, pv_hi, pv_lo, n, warp, lane, tt);
+    value_tile<MT, kLane, kVReg>(kv, tv, vo, lut_v, vreg, pv_hi, pv_lo, n, warp, lane, tt);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
       acc[m][0] = fmaf(acc[m][0], cr0, tt[m][0] * p_unscale), acc[m][1] = fmaf(acc[m][1], cr1, tt[m][1] * p_unscale);
@@ -392,31 +405,31 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int MT, bool kLane>
+template <int KB, int MT, bool kLane, bool kVReg>
 void launch(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_mma_kernel<KB, MT, kLane>;
+  auto kernel = tq_decode_mma_kernel<KB, MT, kLane, kVReg>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant tensor-core decode shared memory");
   launch_chained("TurboQuant attention (tensor cores)", kernel, grid, kDThreads, static_cast<size_t>(l.total), stream,
                  a, l);
 }
 
-template <int MT, bool kLane>
+template <int MT, bool kLane, bool kVReg>
 void launch_bits(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, MT, kLane>(a, l, grid, stream); break;
-    case 3: launch<3, MT, kLane>(a, l, grid, stream); break;
-    case 4: launch<4, MT, kLane>(a, l, grid, stream); break;
-    default: launch<5, MT, kLane>(a, l, grid, stream); break;
+    case 2: launch<2, MT, kLane, kVReg>(a, l, grid, stream); break;
+    case 3: launch<3, MT, kLane, kVReg>(a, l, grid, stream); break;
+    case 4: launch<4, MT, kLane, kVReg>(a, l, grid, stream); break;
+    default: launch<5, MT, kLane, kVReg>(a, l, grid, stream); break;
   }
 }
 
-template <bool kLane>
+template <bool kLane, bool kVReg>
 void launch_dims(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
-  if (a.kv.head_dim <= 64) launch_bits<1, kLane>(a, l, grid, stream);
-  else if (a.kv.head_dim <= 128) launch_bits<2, kLane>(a, l, grid, stream);
-  else launch_bits<4, kLane>(a, l, grid, stream);
+  if (a.kv.head_dim <= 64) launch_bits<1, kLane, kVReg>(a, l, grid, stream);
+  else if (a.kv.head_dim <= 128) launch_bits<2, kLane, kVReg>(a, l, grid, stream);
+  else launch_bits<4, kLane, kVReg>(a, l, grid, stream);
 }
 
 }  // namespace
@@ -429,14 +442,17 @@ bool decode_mma_supports(const TqKvBlocks& kv) {
 }
 
 void decode_mma(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
-  const bool lane_tables = decode_options().tq_decode_lane_tables;
+  const DecodeOptions o = decode_options();
+  const bool lane_tables = o.tq_decode_lane_tables;
   const MmaLayout l = mma_layout(a.kv, a.group, lane_tables);
   // At most ~120 KB for the formats decode_mma_supports takes (head_dim 256, GQA 8, 1-token KV blocks).
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "tensor-core decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (lane_tables) launch_dims<true>(a, l, grid, stream);
-  else launch_dims<false>(a, l, grid, stream);
+  if (lane_tables) o.tq_decode_v_registers ? launch_dims<true, true>(a, l, grid, stream)
+                                           : launch_dims<true, false>(a, l, grid, stream);
+  else o.tq_decode_v_registers ? launch_dims<false, true>(a, l, grid, stream)
+                               : launch_dims<false, false>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq
