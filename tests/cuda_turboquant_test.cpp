@@ -337,6 +337,7 @@ TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroupWithEachLookup) 
     const char* name;
   } lookups[] = {{false, false, "pair tables"},
                  {true, false, "codebook copy per lane"},
+                 {false, true, "K pair tables, V codebook in registers"},
                  {true, true, "K codebook copy per lane, V codebook in registers"}};
   for (const auto& lookup : lookups) {
     SCOPED_TRACE(lookup.name);

@@ -94,6 +94,11 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
 // The V codebook in registers gives, for every pair of two positions' bytes, the f16x2 pair the pair table holds at
 // value_pair_low / value_pair_high of the same bytes (the sign-replicating byte permute emulated on the host).
 TEST(TqPairIndex, RegisterTableGivesThePairTablesEntries) {
+  // The host prmt against PTX's documented cases: bytes picked from {b : a}, and a selector's bit 3 replicating the
+  // picked byte's sign.
+  ASSERT_EQ(tq::prmt(0x03020100u, 0x07060504u, 0x7531u), 0x07050301u);
+  ASSERT_EQ(tq::prmt(0x00000080u, 0u, 0x4448u), 0x000000FFu);
+  ASSERT_EQ(tq::prmt(0x0000007Fu, 0u, 0x4408u), 0x00007F00u);
   std::mt19937 rng(13);
   std::uniform_int_distribution<int> bits(0, 0xFFFF);
   for (int trial = 0; trial < 4; ++trial) {

@@ -136,12 +136,15 @@ TEST(TurboQuantLloydMax, CentroidsSatisfyLloydConditions) {
     const Codebook& cb = lloyd_max_codebook(bits, 128);
     EXPECT_EQ(&cb, &lloyd_max_codebook(bits, 128));
     // Each centroid is the f16 value nearest the scaled one (the GPU's tensor cores take it exactly), each boundary
-    // the midpoint of its neighbours.
-    for (int k = 0; k < n; ++k) {
-      const double exact = q.centroids[k] / std::sqrt(128.0);
-      EXPECT_EQ(cb.centroids[k], f16_to_f32(f32_to_f16(cb.centroids[k]))) << "centroid " << k << " is an f16 value";
-      EXPECT_LE(std::fabs(cb.centroids[k] - exact), std::ldexp(std::fabs(exact), -11)) << "centroid " << k;
-      if (k + 1 < n) EXPECT_FLOAT_EQ(cb.boundaries[k], 0.5f * (cb.centroids[k] + cb.centroids[k + 1]));
+    // the midpoint of its neighbours, at every group dim the codec uses.
+    for (const int64_t d : {16, 32, 64, 128}) {
+      const Codebook& cd = lloyd_max_codebook(bits, d);
+      for (int k = 0; k < n; ++k) {
+        const float exact = static_cast<float>(q.centroids[k] / std::sqrt(static_cast<double>(d)));
+        EXPECT_EQ(cd.centroids[k], f16_to_f32(f32_to_f16(exact))) << "centroid " << k << " at d " << d;
+        EXPECT_LE(std::fabs(cd.centroids[k] - exact), std::ldexp(std::fabs(exact), -11)) << "centroid " << k;
+        if (k + 1 < n) EXPECT_FLOAT_EQ(cd.boundaries[k], 0.5f * (cd.centroids[k] + cd.centroids[k + 1]));
+      }
     }
     EXPECT_NEAR(cb.distortion * 128.0, q.distortion, 1e-12);
   }

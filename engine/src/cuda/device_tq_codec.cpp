@@ -9,6 +9,7 @@
 #include "kv/turboquant/wht.h"
 #include "lmlab/error.h"
 #include "lmlab/options.h"
+#include "util/half.h"
 
 namespace lmlab::cuda {
 
@@ -65,6 +66,10 @@ DeviceTqCodec::DeviceTqCodec(DeviceAllocator& alloc, const KvLayerSpec& spec) {
   std::vector<float> h(4 * 32, 0.0f);
   auto put_codebook = [&](const TqCodec& c, size_t at) {
     if (!c.codebook()) return;
+    // The tensor-core decode (tq_decode_mma.cu) takes codebook values x 16 as exact f16 operands.
+    for (const float x : c.codebook()->centroids)
+      if (f16_to_f32(f32_to_f16(16.0f * x)) != 16.0f * x)
+        throw Error(ErrorKind::internal, "cuda kv", "TurboQuant codebook values must be f16 values");
     std::copy(c.codebook()->centroids.begin(), c.codebook()->centroids.end(), h.begin() + at);
     std::copy(c.codebook()->boundaries.begin(), c.codebook()->boundaries.end(), h.begin() + at + 32);
   };

@@ -22,8 +22,8 @@
 //     codebook sits in registers and byte permutes look the codes up (no shared-memory loads; tq_pair_index.h).
 // The f32 operands (query, P x V scalar) go in as f16 hi + lo, as in prefill_attention.cuh, and the codes' values are
 // exact: two MMAs per product, and the results are the CUDA-core kernel's to f32 rounding (the tensor-core
-// tolerance). Tiles, splits, the online softmax, the rotation of
-// the query and of the output, and the merge of the splits are the CUDA-core kernel's (tq_records.cuh).
+// tolerance). Tiles, splits, the online softmax, the rotation of the query and of the output, and the merge of the
+// splits are the CUDA-core kernel's (tq_records.cuh).
 // Measured (fourteenth session, H100, pair tables): slower than the CUDA-core kernel at GQA 4 (107 vs 92 us at 40K
 // on the 8B shape), faster at GQA 8 (68 vs 79 on the 30b-a3b shape); its time is flat in the group.
 #include "cuda/kernels/tq_decode_mma.cuh"
@@ -253,22 +253,24 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   if constexpr (kLane) {
     for (int i = threadIdx.x; i < (32 << KB); i += kDThreads)
       static_cast<uint32_t*>(lut_k)[i] = code_entry(kv.k.centroids[i >> 5]);
-    for (int i = threadIdx.x; i < 16 * 32; i += kDThreads)
-      static_cast<uint32_t*>(lut_v)[i] = code_entry(kv.v.centroids[i >> 5]);
+    if constexpr (!kVReg)
+      for (int i = threadIdx.x; i < 16 * 32; i += kDThreads)
+        static_cast<uint32_t*>(lut_v)[i] = code_entry(kv.v.centroids[i >> 5]);
   } else {
     for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
       int first, second;
       key_pair_codes<KB>(i, first, second);
       static_cast<uint32_t*>(lut_k)[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
     }
-    for (int i = threadIdx.x; i < 256; i += kDThreads)
-      static_cast<uint32_t*>(lut_v)[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+    if constexpr (!kVReg)
+      for (int i = threadIdx.x; i < 256; i += kDThreads)
+        static_cast<uint32_t*>(lut_v)[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
   }
   RegisterTable16 vreg{};
   if constexpr (kVReg) {
     uint16_t entry[16];
 #pragma unroll
-    for (int k = 0; k < 16; ++k) entry[k] = __half_as_ushort(__float2half_rn(kv.v.centroids[k] * kValueScale));
+    for (int k = 0; k < 16; ++k) entry[k] = static_cast<uint16_t>(code_entry(kv.v.centroids[k]));
     vreg = register_table16(entry);
   }
   for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];

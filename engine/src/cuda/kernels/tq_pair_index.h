@@ -145,9 +145,8 @@ LMLAB_TQ_HD int value_row_dim(int mt, int row) {
   return 16 * mt + 4 * (r & 3) + (r >> 2) + (row >= 8 ? 2 : 0);
 }
 
-
-// A 16-entry table of f16 values held in registers (the V codebook without shared-memory loads): byte k % 4 of lo[k / 4]
-// and hi[k / 4] are entry k's low and high bytes.
+// A 16-entry table of f16 values held in registers (the V codebook without shared-memory loads): byte k % 4 of
+// lo[k / 4] and hi[k / 4] are entry k's low and high bytes.
 struct RegisterTable16 {
   uint32_t lo[4], hi[4];
 };

@@ -87,11 +87,13 @@ const Codebook& lloyd_max_codebook(int bits, int64_t dim) {
     cb->bits = bits;
     cb->dim = dim;
     // Centroids rounded to f16 values, so that the GPU's tensor-core decode takes the codes as exact f16 operands
-    // (one MMA per product instead of a hi and a lo part); the change is below 2^-12 of each centroid, and the
-    // boundaries are the rounded centroids' midpoints, so quantize() stays the nearest-centroid rule.
+    // (two MMAs per product, the f32 operand's hi and lo parts, instead of three); each moves by at most 2^-11 of
+    // itself, and the boundaries are the rounded centroids' midpoints, so quantize() stays the nearest-centroid rule.
     for (double c : u.centroids) cb->centroids.push_back(f16_to_f32(f32_to_f16(static_cast<float>(c * sigma))));
-    for (size_t k = 0; k + 1 < cb->centroids.size(); ++k)
-      cb->boundaries.push_back(static_cast<float>(0.5 * (static_cast<double>(cb->centroids[k]) + cb->centroids[k + 1])));
+    for (size_t k = 0; k + 1 < cb->centroids.size(); ++k) {
+      const double mid = 0.5 * (static_cast<double>(cb->centroids[k]) + cb->centroids[k + 1]);
+      cb->boundaries.push_back(static_cast<float>(mid));
+    }
     cb->distortion = u.distortion / static_cast<double>(dim);
     slot = std::move(cb);
   }
