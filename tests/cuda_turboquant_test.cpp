@@ -320,10 +320,10 @@ struct ScopedDecodeOptions {
   ~ScopedDecodeOptions() { kc::set_decode_options(was); }
 };
 
-// The tensor-core decode at every group (LMLAB_TQ_DECODE_MMA_MIN_GROUP=1: GQA 1 to 8) with each of its lookups (pair
-// tables, the default; a codebook copy per lane; the V codebook in registers) over the formats it takes: head_dim
-// 64, 96 (groups of 32), 128 and 256 (two groups), windows, softcap, 5000 positions (many splits), KV blocks of 7.
-TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroupWithEachLookup) {
+// The tensor-core decode at every group (LMLAB_TQ_DECODE_MMA_MIN_GROUP=1: GQA 1 to 8) over the formats it takes:
+// head_dim 64, 96 (groups of 32), 128 and 256 (two groups), windows, softcap, 5000 positions (many splits), KV blocks
+// of 7.
+TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
   const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},         {4, 4, 128, 100, 0.0f, 333, 5, 2},
                                  {6, 1, 96, 0, 50.0f, 40, 5, 2},         {32, 8, 128, 0, 0.0f, 5000, 5, 2},
                                  {2, 1, 256, 16, 0.0f, 70, 5, 2},        {16, 2, 128, 1000, 30.0f, 3001, 5, 2},
@@ -332,22 +332,10 @@ TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroupWithEachLookup) 
   for (const Format& f : kFormats)
     if (f.opt.mode == TurboKvOptions::Mode::turbo && !f.opt.k_qjl && f.opt.v_bits == 4) formats.push_back(f);
   ASSERT_EQ(formats.size(), 2u) << "K5 V4 and K4 V4";
-  const struct {
-    bool lane, v_registers;
-    const char* name;
-  } lookups[] = {{false, false, "pair tables"},
-                 {true, false, "codebook copy per lane"},
-                 {false, true, "K pair tables, V codebook in registers"},
-                 {true, true, "K codebook copy per lane, V codebook in registers"}};
-  for (const auto& lookup : lookups) {
-    SCOPED_TRACE(lookup.name);
-    kc::DecodeOptions o = kc::decode_options();
-    o.tq_decode_mma_min_group = 1;
-    o.tq_decode_lane_tables = lookup.lane;
-    o.tq_decode_v_registers = lookup.v_registers;
-    const ScopedDecodeOptions scoped(o);
-    attention_cases(formats, cases, false);
-  }
+  kc::DecodeOptions o = kc::decode_options();
+  o.tq_decode_mma_min_group = 1;
+  const ScopedDecodeOptions scoped(o);
+  attention_cases(formats, cases, false);
 }
 
 // The same K and V written into two device layers, one in a chunk of 77 positions and one position at a time (the

@@ -3,11 +3,13 @@
 // them with. Host code, so CI (no GPU) checks the index math the GPU tests exercise end to end.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
 
 #include "cuda/kernels/tq_pair_index.h"
+#include "cuda/kernels/tq_staging.h"
 #include "kv/turboquant/pack.h"
 
 namespace lmlab {
@@ -35,16 +37,11 @@ void check_key_pairs(int g, std::mt19937& rng) {
           ASSERT_EQ(first, codes[d]) << "dim " << d;
           ASSERT_EQ(second, codes[d + 1]) << "dim " << d + 1;
         }
-        uint32_t one[8];
-        tq::key_codes<KB>(packed.data(), j, c, g / 8, one);
-        for (int k = 0; k < 8; ++k)
-          ASSERT_EQ(static_cast<int>(one[k]), codes[32 * j + 8 * c + k])
-              << "chunk " << j << " lane " << c << " code " << k;
       }
   }
 }
 
-TEST(TqPairIndex, KeyPairsAndCodesNameTheCodesOfAdjacentDims) {
+TEST(TqPairIndex, KeyPairsNameTheCodesOfAdjacentDims) {
   std::mt19937 rng(7);
   for (int g : {32, 64, 128}) {
     check_key_pairs<2>(g, rng);
@@ -78,11 +75,6 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
             ++seen[d - 16 * u];
             ASSERT_EQ(static_cast<int>(idx & 15u), a[d]) << "word " << u << " row " << row;
             ASSERT_EQ(static_cast<int>(idx >> 4), b[d]) << "word " << u << " row " << row;
-            uint32_t low[2], high[2];
-            tq::value_codes(z, low, high);
-            const uint32_t(&one)[2] = row < 8 ? low : high;
-            ASSERT_EQ(static_cast<int>(one[0]), a[d]) << "word " << u << " row " << row;
-            ASSERT_EQ(static_cast<int>(one[1]), b[d]) << "word " << u << " row " << row;
           }
         }
         for (int k = 0; k < 16; ++k) ASSERT_EQ(seen[k], 1) << "dim " << 16 * u + k << " of word " << u;
@@ -91,29 +83,29 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
   }
 }
 
-// The V codebook in registers gives, for every pair of two positions' bytes, the f16x2 pair the pair table holds at
-// value_pair_low / value_pair_high of the same bytes (the sign-replicating byte permute emulated on the host).
-TEST(TqPairIndex, RegisterTableGivesThePairTablesEntries) {
-  // The host prmt against PTX's documented cases: bytes picked from {b : a}, and a selector's bit 3 replicating the
-  // picked byte's sign.
-  ASSERT_EQ(tq::prmt(0x03020100u, 0x07060504u, 0x7531u), 0x07050301u);
-  ASSERT_EQ(tq::prmt(0x00000080u, 0u, 0x4448u), 0x000000FFu);
-  ASSERT_EQ(tq::prmt(0x0000007Fu, 0u, 0x4408u), 0x00007F00u);
-  std::mt19937 rng(13);
-  std::uniform_int_distribution<int> bits(0, 0xFFFF);
-  for (int trial = 0; trial < 4; ++trial) {
-    uint16_t entry[16];
-    for (auto& e : entry) e = static_cast<uint16_t>(bits(rng));
-    entry[trial] = static_cast<uint16_t>(0x8080u | trial);  // bytes with the sign bit set in the table itself
-    const tq::RegisterTable16 t = tq::register_table16(entry);
-    auto pair = [&](uint32_t idx) { return static_cast<uint32_t>(entry[idx & 15u]) | entry[idx >> 4] << 16; };
-    for (uint32_t z = 0; z < 0x10000u; ++z) {
-      uint32_t row_r = 0, row_r8 = 0;
-      tq::value_pairs_in_registers(z | 0xABCD0000u, t, row_r, row_r8);  // the upper half is not read
-      ASSERT_EQ(row_r, pair(tq::value_pair_low(z))) << "z " << z;
-      ASSERT_EQ(row_r8, pair(tq::value_pair_high(z))) << "z " << z;
+// issue_tile's placement: for every KV block size, record size, tile start in its block, tile length and source
+// offset in a 16-byte chunk, each segment's 16-byte chunks start 16-byte aligned, do not reach the next segment's, and
+// end inside staged_records_bytes.
+TEST(TqStaging, SegmentsOfATileNeitherOverlapNorOverflowTheArea) {
+  for (const int rec : {36, 68, 84, 130, 260})
+    for (int B = 1; B <= 70; ++B) {
+      const int area = tq::staged_records_bytes(rec, B);
+      ASSERT_EQ(area % 16, 0);
+      for (int slot0 = 0; slot0 < B; ++slot0)
+        for (int n = 1; n <= tq::kTqTile; ++n)
+          for (int head = 0; head < 16; head += 5) {
+            int end = 0;  // the previous segment's last byte + 1
+            for (int s = 0, t0 = 0; t0 < n; ++s) {
+              const int cnt = std::min(n, (s + 1) * B - slot0) - t0, at = tq::segment_at(t0, rec, s);
+              const int chunks = (head + cnt * rec + 15) / 16;
+              ASSERT_EQ(at % 16, 0);
+              ASSERT_GE(at, end) << "segment " << s << " overlaps the one before (B " << B << ", rec " << rec << ")";
+              end = at + 16 * chunks;
+              t0 += cnt;
+            }
+            ASSERT_LE(end, area) << "B " << B << ", rec " << rec << ", slot " << slot0 << ", n " << n;
+          }
     }
-  }
 }
 
 }  // namespace

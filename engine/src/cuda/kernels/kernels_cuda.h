@@ -145,7 +145,7 @@ void set_chained_launches(bool on);
 
 // decode_options.cu: the decode kernel variants the environment chooses (read once per process; docs/cuda.md has
 // their A/B figures); set_decode_options for the tests and benchmarks. A graph keeps the kernels it was captured with.
-inline constexpr int kTqDecodeMmaMinGroup = 6;  // between GQA 4 (CUDA cores faster) and 8 (tensor cores: docs/cuda.md)
+inline constexpr int kTqDecodeMmaMinGroup = 4;  // tensor cores faster at GQA 4 and 8, GQA 1-2 not measured (docs/cuda.md)
 struct DecodeOptions {
   bool gate_up_pair = true;    // LMLAB_GATE_UP_PAIR=0 turns off: matmul_gate_up in one launch with the activation
   bool fused_routing = false;  // LMLAB_FUSED_ROUTING=1: matmul_route's GEMV routes in its last block
@@ -155,13 +155,6 @@ struct DecodeOptions {
   // head on (its cost is flat in G, the CUDA-core kernel's grows with G); LMLAB_TQ_DECODE_MMA_MIN_GROUP=N (0 or above
   // 8: never).
   int tq_decode_mma_min_group = kTqDecodeMmaMinGroup;
-  // LMLAB_TQ_DECODE_LANE_TABLES=1: the tensor-core decode looks codes up in a codebook copy per lane (its own bank:
-  // no conflicts, a load per code) instead of pair tables (a load per pair, ~3 wavefronts a half-warp). Off until
-  // measured.
-  bool tq_decode_lane_tables = false;
-  // LMLAB_TQ_DECODE_V_REGISTERS=1: the tensor-core decode looks 4-bit V codes up in a codebook held in registers
-  // (byte permutes: ~3 ALU instructions a code, no shared-memory load). Off until measured.
-  bool tq_decode_v_registers = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

@@ -6,9 +6,9 @@
 // session's ncu): at 40K positions it is slower than the f16 cache it compresses 3.5x. Here both products run on
 // mma.m16n8k16 and the codes become the MMA's f16 A operands through tables of codebook values (x kValueScale), exact
 // in f16 (lloyd_max.h rounds the centroids to f16 values):
-//   - pair tables (the default): a pair of codes to their two values as f16x2, one 4-byte shared load per two
-//     coordinates; or (LMLAB_TQ_DECODE_LANE_TABLES=1) a copy of the codebook per lane in its own bank, one
-//     conflict-free 4-byte load per coordinate, two loads paired by a byte permute (tq_pair_index.h has the math);
+//   - pair tables: a pair of codes to their two values as f16x2, one 4-byte shared load per two coordinates
+//     (tq_pair_index.h has the index math). Measured against a codebook copy per lane (conflict-free, a load per
+//     code) and the V codebook in registers (byte permutes, no load): both slower (fifteenth session, docs/cuda.md);
 //   - scores S (16 positions x 8 heads) = K (16 x head_dim) Q^T: warp w takes positions 16 w .. 16 w + 15 of the
 //     64-position tile as rows, the G <= 8 query heads as columns. The order of k is free as long as the query
 //     fragments follow it, so lane (r, c) takes, per 32 dims, byte c of each code plane of rows r and r + 8: its 8
@@ -18,14 +18,13 @@
 //     positions are k. The m rows are permuted so that lane r reads byte r of the 16-code word of each of its 4
 //     positions, whose two nibbles are its rows r and r + 8; two positions' nibbles form one table index. P times
 //     the record's V scalar comes from shared memory as f16 hi + lo, times a power of two per tile that keeps the
-//     tile's largest product at most kPScale (normal and finite in f16). With LMLAB_TQ_DECODE_V_REGISTERS=1 the V
-//     codebook sits in registers and byte permutes look the codes up (no shared-memory loads; tq_pair_index.h).
+//     tile's largest product at most kPScale (normal and finite in f16).
 // The f32 operands (query, P x V scalar) go in as f16 hi + lo, as in prefill_attention.cuh, and the codes' values are
 // exact: two MMAs per product, and the results are the CUDA-core kernel's to f32 rounding (the tensor-core
 // tolerance). Tiles, splits, the online softmax, the rotation of the query and of the output, and the merge of the
 // splits are the CUDA-core kernel's (tq_records.cuh).
-// Measured (fourteenth session, H100, pair tables): slower than the CUDA-core kernel at GQA 4 (107 vs 92 us at 40K
-// on the 8B shape), faster at GQA 8 (68 vs 79 on the 30b-a3b shape); its time is flat in the group.
+// Measured (fifteenth session, H100, exact f16 codes): faster than the CUDA-core kernel at GQA 4 (79.6 vs 93.8 us at
+// 40K on the 8B shape) and GQA 8 (53.4 vs 81.8 on the 30b-a3b shape); its time is flat in the group.
 #include "cuda/kernels/tq_decode_mma.cuh"
 
 #include <cuda_fp16.h>
@@ -62,15 +61,13 @@ struct MmaLayout {
   int lut_k, lut_v, qf, qs, psc, vfac, pv_hi, pv_lo, wmax, corr, ml, offs, tiles, k_area, v_area, total;
 };
 
-MmaLayout mma_layout(const TqKvBlocks& kv, int G, bool lane_tables) {
+MmaLayout mma_layout(const TqKvBlocks& kv, int G) {
   const int D = static_cast<int>(kv.head_dim), nvg = kv.v.n_groups;
-  const int64_t B = kv.block_tokens;
-  const int nseg = static_cast<int>(std::min<int64_t>(kDT, (kDT - 1) / B + 2));  // blocks a tile can touch
   auto r16 = [](int x) { return (x + 15) / 16 * 16; };
   MmaLayout l;
   l.lut_k = 0;
-  l.lut_v = l.lut_k + (lane_tables ? (32 << kv.k.bits) : (1 << (2 * kv.k.bits))) * 4;
-  l.qf = l.lut_v + (lane_tables ? 16 * 32 : 256) * 4;  // 16 codes x 32 lanes, or 256 pairs, of 4 bytes
+  l.lut_v = l.lut_k + (1 << (2 * kv.k.bits)) * 4;  // 4^KB pairs of f16x2
+  l.qf = l.lut_v + 256 * 4;
   l.qs = l.qf + (D / kChunk) * 32 * 32;  // per chunk and lane: 4 hi and 4 lo f16 pairs
   l.psc = l.qs + r16(G * D * 4);
   l.vfac = l.psc + G * kScoreStride * 4;
@@ -81,8 +78,8 @@ MmaLayout mma_layout(const TqKvBlocks& kv, int G, bool lane_tables) {
   l.ml = l.corr + 8 * 4;
   l.offs = l.ml + 16 * 4;
   l.tiles = l.offs + 4 * kDT * 2;
-  l.k_area = r16(kDT * kv.k.record_bytes + 32 * nseg);
-  l.v_area = r16(kDT * kv.v.record_bytes + 32 * nseg);
+  l.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
+  l.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
   l.total = l.tiles + 2 * (l.k_area + l.v_area);
   return l;
 }
@@ -93,56 +90,22 @@ __device__ __forceinline__ uint32_t pair_entry(float a, float b) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-// One code's codebook value x kValueScale in f16 (in the low half): a per-lane table's word.
-__device__ __forceinline__ uint32_t code_entry(float a) {
-  return __half_as_ushort(__float2half_rn(a * kValueScale));
-}
-
-// The pair entry of two per-lane table words (the first code's value in the low half).
-__device__ __forceinline__ uint32_t lane_pair(uint32_t first, uint32_t second) {
-  return byte_perm(first, second, 0x5410);
-}
-
-// The table entries of lane c's 4 key pairs in chunk j of group record gr (tq_pair_index.h). kLane: lut is
-// [2^KB codes][32 lanes] words, each lane reading its own bank (no conflicts, a load per code); else [4^KB pairs]
-// of f16x2 (a load per pair, 32 random addresses).
-template <int KB, bool kLane>
-__device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const void* lut,
-                                          int lane, uint32_t (&e)[4]) {
-  if constexpr (kLane) {
-    uint32_t code[8];
-    key_codes<KB>(gr, j, c, plane_bytes, code);
-    const uint32_t* t = static_cast<const uint32_t*>(lut) + lane;
+// The table entries of lane c's 4 key pairs in chunk j of group record gr (tq_pair_index.h): lut is [4^KB pairs] of
+// f16x2.
+template <int KB>
+__device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const uint32_t* lut,
+                                          uint32_t (&e)[4]) {
+  uint32_t idx[4];
+  key_pair_indices<KB>(gr, j, c, plane_bytes, idx);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) e[i] = lane_pair(t[code[2 * i] * 32], t[code[2 * i + 1] * 32]);
-  } else {
-    uint32_t idx[4];
-    key_pair_indices<KB>(gr, j, c, plane_bytes, idx);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) e[i] = static_cast<const uint32_t*>(lut)[idx[i]];
-  }
-}
-
-// The value table entries of rows r and r + 8 from z (two positions' bytes r), as key_pairs.
-template <bool kLane>
-__device__ __forceinline__ void value_pairs(uint32_t z, const void* lut, int lane, uint32_t& row_r,
-                                            uint32_t& row_r8) {
-  if constexpr (kLane) {
-    uint32_t low[2], high[2];
-    value_codes(z, low, high);
-    const uint32_t* t = static_cast<const uint32_t*>(lut) + lane;
-    row_r = lane_pair(t[low[0] * 32], t[low[1] * 32]), row_r8 = lane_pair(t[high[0] * 32], t[high[1] * 32]);
-  } else {
-    const uint32_t* t = static_cast<const uint32_t*>(lut);
-    row_r = t[value_pair_low(z)], row_r8 = t[value_pair_high(z)];
-  }
+  for (int i = 0; i < 4; ++i) e[i] = lut[idx[i]];
 }
 
 // Scores of warp w's 16 positions of the tile for the G heads into psc [G][kScoreStride] (f32, before the softmax
 // scale).
-template <int KB, bool kLane>
+template <int KB>
 __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
-                                           const void* lut_k, const uint4* qf, float* psc, int n, int G, int warp,
+                                           const uint32_t* lut_k, const uint4* qf, float* psc, int n, int G, int warp,
                                            int lane) {
   if (16 * warp >= n) return;  // warp-uniform: none of its rows is in the tile
   const int r = lane >> 2, c = lane & 3, pr = 16 * warp + r, pr8 = pr + 8;
@@ -158,8 +121,8 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
     float cg[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int j = 0; j < chunks; ++j) {
       uint32_t e[4], e8[4];
-      key_pairs<KB, kLane>(gr, j, c, plane_bytes, lut_k, lane, e);
-      key_pairs<KB, kLane>(gr8, j, c, plane_bytes, lut_k, lane, e8);
+      key_pairs<KB>(gr, j, c, plane_bytes, lut_k, e);
+      key_pairs<KB>(gr8, j, c, plane_bytes, lut_k, e8);
       const uint4* q = qf + 64 * (gi * chunks + j) + lane;
       const uint4 qh = q[0], ql = q[32];
       // k step 0: pairs 0 (A columns 2c, 2c + 1) and 1 (2c + 8, 2c + 9); k step 1: pairs 2 and 3.
@@ -181,10 +144,10 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
 // into t[m] (C fragments: rows r, r + 8 = dims, columns 2c, 2c + 1 = heads). Lane (r, c) reads byte r of each m
 // tile's 16-code word of positions 16 ks + 2c, + 1, + 8, + 9: low nibble row r, high nibble row r + 8 (entries
 // 4 (r % 4) + r / 4 and that + 2 of the word). The positions' records are found once per k step for every m tile.
-template <int MT, bool kLane, bool kVReg>
+template <int MT>
 __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* tv, const uint16_t* vo,
-                                           const void* lut_v, const RegisterTable16& vreg, const __half* pv_hi,
-                                           const __half* pv_lo, int n, int warp, int lane, float (&t)[MT][4]) {
+                                           const uint32_t* lut_v, const __half* pv_hi, const __half* pv_lo, int n,
+                                           int warp, int lane, float (&t)[MT][4]) {
   const int r = lane >> 2, c = lane & 3, D = static_cast<int>(kv.head_dim);
   const TqDeviceCodec& v = kv.v;
   const int log_g = __ffs(v.group_dim) - 1;
@@ -200,14 +163,9 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
       const int boff = gi * v.group_bytes + 8 * u;
       const uint32_t z01 = static_cast<uint32_t>(rec[0][boff]) | static_cast<uint32_t>(rec[1][boff]) << 8;
       const uint32_t z89 = static_cast<uint32_t>(rec[2][boff]) | static_cast<uint32_t>(rec[3][boff]) << 8;
-      uint32_t av[4];
-      if constexpr (kVReg) {
-        value_pairs_in_registers(z01, vreg, av[0], av[1]);
-        value_pairs_in_registers(z89, vreg, av[2], av[3]);
-      } else {
-        value_pairs<kLane>(z01, lut_v, lane, av[0], av[1]);
-        value_pairs<kLane>(z89, lut_v, lane, av[2], av[3]);
-      }
+      // A operand rows r, r + 8 of the two k halves: the value table's pairs at the bytes' low and high nibbles.
+      const uint32_t av[4] = {lut_v[value_pair_low(z01)], lut_v[value_pair_high(z01)], lut_v[value_pair_low(z89)],
+                              lut_v[value_pair_high(z89)]};
       // B column (head) r, rows (positions) p0, p0 + 1 and p0 + 8, p0 + 9 of the group's P x V scalar.
       const int pb = (gi * 8 + r) * kPvStride + p0;
       const uint32_t bh0 = *reinterpret_cast<const uint32_t*>(pv_hi + pb);
@@ -222,7 +180,7 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
 // Block = (KV head, split, query), 4 warps; MT: the most 16-dim m tiles a warp takes (head_dim <= 64 MT). Five
 // blocks per SM fit the shared memory at head_dim 128 (~42 KB); asking for them also keeps ptxas from spilling (it
 // chose 64-80 registers with spills unbounded, 84-91 without them bounded).
-template <int KB, int MT, bool kLane, bool kVReg>
+template <int KB, int MT>
 __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParams a, MmaLayout L) {
   chain_enter();
   extern __shared__ __align__(16) uint8_t smem[];
@@ -230,8 +188,8 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = lane & 3;
   const int D = static_cast<int>(kv.head_dim), G = a.group, g = kv.k.group_dim, nvg = kv.v.n_groups;
-  void* lut_k = smem + L.lut_k;
-  void* lut_v = smem + L.lut_v;
+  uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem + L.lut_k);
+  uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + L.lut_v);
   uint4* qf = reinterpret_cast<uint4*>(smem + L.qf);
   float* qs = reinterpret_cast<float*>(smem + L.qs);
   float* psc = reinterpret_cast<float*>(smem + L.psc);
@@ -250,29 +208,13 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   // Tile 0's copies go first, to overlap the tables and the query's rotation.
   first_tile(kv, kh, range, tiles, offs, L.k_area);
 
-  if constexpr (kLane) {
-    for (int i = threadIdx.x; i < (32 << KB); i += kDThreads)
-      static_cast<uint32_t*>(lut_k)[i] = code_entry(kv.k.centroids[i >> 5]);
-    if constexpr (!kVReg)
-      for (int i = threadIdx.x; i < 16 * 32; i += kDThreads)
-        static_cast<uint32_t*>(lut_v)[i] = code_entry(kv.v.centroids[i >> 5]);
-  } else {
-    for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
-      int first, second;
-      key_pair_codes<KB>(i, first, second);
-      static_cast<uint32_t*>(lut_k)[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
-    }
-    if constexpr (!kVReg)
-      for (int i = threadIdx.x; i < 256; i += kDThreads)
-        static_cast<uint32_t*>(lut_v)[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+  for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
+    int first, second;
+    key_pair_codes<KB>(i, first, second);
+    lut_k[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
   }
-  RegisterTable16 vreg{};
-  if constexpr (kVReg) {
-    uint16_t entry[16];
-#pragma unroll
-    for (int k = 0; k < 16; ++k) entry[k] = static_cast<uint16_t>(code_entry(kv.v.centroids[k]));
-    vreg = register_table16(entry);
-  }
+  for (int i = threadIdx.x; i < 256; i += kDThreads)
+    lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
   for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
   // The heads past G are zero columns of P^T for the whole block.
   for (int e = threadIdx.x; e < nvg * 8 * kPvStride; e += kDThreads) pv_hi[e] = pv_lo[e] = __ushort_as_half(0);
@@ -321,7 +263,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     vmax = warp_max(vmax);
     if (lane == 0) wmax[warp] = vmax;
 
-    score_tile<KB, kLane>(kv, tk, ko, lut_k, qf, psc, n, G, warp, lane);
+    score_tile<KB>(kv, tk, ko, lut_k, qf, psc, n, G, warp, lane);
     __syncthreads();
 
     // P x V scalar x 2^(14 - e), where 2^e > the tile's largest scalar: at most kPScale.
@@ -358,7 +300,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int i = 0; i < 4; ++i) tt[m][i] = 0.0f;
-    value_tile<MT, kLane, kVReg>(kv, tv, vo, lut_v, vreg, pv_hi, pv_lo, n, warp, lane, tt);
+    value_tile<MT>(kv, tv, vo, lut_v, pv_hi, pv_lo, n, warp, lane, tt);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
       acc[m][0] = fmaf(acc[m][0], cr0, tt[m][0] * p_unscale), acc[m][1] = fmaf(acc[m][1], cr1, tt[m][1] * p_unscale);
@@ -407,31 +349,24 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int MT, bool kLane, bool kVReg>
+template <int KB, int MT>
 void launch(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_mma_kernel<KB, MT, kLane, kVReg>;
+  auto kernel = tq_decode_mma_kernel<KB, MT>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant tensor-core decode shared memory");
   launch_chained("TurboQuant attention (tensor cores)", kernel, grid, kDThreads, static_cast<size_t>(l.total), stream,
                  a, l);
 }
 
-template <int MT, bool kLane, bool kVReg>
+template <int MT>
 void launch_bits(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, MT, kLane, kVReg>(a, l, grid, stream); break;
-    case 3: launch<3, MT, kLane, kVReg>(a, l, grid, stream); break;
-    case 4: launch<4, MT, kLane, kVReg>(a, l, grid, stream); break;
-    default: launch<5, MT, kLane, kVReg>(a, l, grid, stream); break;
+    case 2: launch<2, MT>(a, l, grid, stream); break;
+    case 3: launch<3, MT>(a, l, grid, stream); break;
+    case 4: launch<4, MT>(a, l, grid, stream); break;
+    default: launch<5, MT>(a, l, grid, stream); break;
   }
-}
-
-template <bool kLane, bool kVReg>
-void launch_dims(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
-  if (a.kv.head_dim <= 64) launch_bits<1, kLane, kVReg>(a, l, grid, stream);
-  else if (a.kv.head_dim <= 128) launch_bits<2, kLane, kVReg>(a, l, grid, stream);
-  else launch_bits<4, kLane, kVReg>(a, l, grid, stream);
 }
 
 }  // namespace
@@ -444,17 +379,14 @@ bool decode_mma_supports(const TqKvBlocks& kv) {
 }
 
 void decode_mma(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
-  const DecodeOptions o = decode_options();
-  const bool lane_tables = o.tq_decode_lane_tables;
-  const MmaLayout l = mma_layout(a.kv, a.group, lane_tables);
+  const MmaLayout l = mma_layout(a.kv, a.group);
   // At most ~120 KB for the formats decode_mma_supports takes (head_dim 256, GQA 8, 1-token KV blocks).
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "tensor-core decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (lane_tables) o.tq_decode_v_registers ? launch_dims<true, true>(a, l, grid, stream)
-                                           : launch_dims<true, false>(a, l, grid, stream);
-  else o.tq_decode_v_registers ? launch_dims<false, true>(a, l, grid, stream)
-                               : launch_dims<false, false>(a, l, grid, stream);
+  if (a.kv.head_dim <= 64) launch_bits<1>(a, l, grid, stream);
+  else if (a.kv.head_dim <= 128) launch_bits<2>(a, l, grid, stream);
+  else launch_bits<4>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

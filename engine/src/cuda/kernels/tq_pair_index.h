@@ -21,32 +21,15 @@
 
 namespace lmlab::kernels::cuda::tq {
 
-// prmt.b32 in its default mode: selector nibble k's bits 0-2 pick byte k of the result from {b : a}, its bit 3
-// replicates that byte's sign bit over the result byte instead.
-LMLAB_TQ_HD uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
-#if defined(__CUDA_ARCH__)
-  uint32_t r;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
-  return r;
-#else
-  const uint64_t ab = static_cast<uint64_t>(b) << 32 | a;
-  uint32_t r = 0;
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t s = (sel >> (4 * i)) & 15u;
-    uint32_t byte = static_cast<uint32_t>(ab >> (8 * (s & 7u))) & 255u;
-    if (s & 8u) byte = (byte & 128u) ? 255u : 0u;
-    r |= byte << (8 * i);
-  }
-  return r;
-#endif
-}
-
 // The bytes of {b : a} picked by the selector's nibbles (__byte_perm without its sign modes).
 LMLAB_TQ_HD uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t sel) {
 #if defined(__CUDA_ARCH__)
   return __byte_perm(a, b, sel);
 #else
-  return prmt(a, b, sel & 0x7777u);
+  const uint64_t ab = static_cast<uint64_t>(b) << 32 | a;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= static_cast<uint32_t>((ab >> (8 * ((sel >> (4 * i)) & 7u))) & 255u) << (8 * i);
+  return r;
 #endif
 }
 
@@ -95,31 +78,6 @@ LMLAB_TQ_HD void key_pair_indices(const uint8_t* gr, int j, int c, int plane_byt
   }
 }
 
-// The 8 codes of lane c's 4 key pairs in chunk j of group record gr, pair by pair: code[2 i] and code[2 i + 1] are
-// the codes of dims 32 j + 8 c + 2 i and + 1 (for per-lane codebook copies, which look up one code at a time).
-template <int KB>
-LMLAB_TQ_HD void key_codes(const uint8_t* gr, int j, int c, int plane_bytes, uint32_t (&code)[8]) {
-  if constexpr (KB == 4) {
-    const uint8_t* w = gr + 8 * (2 * j + (c >> 1)) + 2 * (c & 1);
-    const uint32_t lo = load_u16(w), hi = load_u16(w + 4);
-    for (int i = 0; i < 4; ++i) code[2 * i] = (lo >> (4 * i)) & 15u, code[2 * i + 1] = (hi >> (4 * i)) & 15u;
-  } else {
-    const int b = 4 * j + c;
-    uint32_t w = plane_pairs<KB>(gr, b, plane_bytes);
-    // Each byte's bits unshuffled (two more delta swaps): byte i = the second code's planes 0-3 in its high nibble,
-    // the first's in its low one.
-    uint32_t x = ((w >> 1) ^ w) & 0x22222222u;
-    w ^= x ^ (x << 1);
-    x = ((w >> 2) ^ w) & 0x0C0C0C0Cu;
-    w ^= x ^ (x << 2);
-    const uint32_t top = KB == 5 ? gr[4 * plane_bytes + b] : 0u;
-    for (int i = 0; i < 4; ++i) {
-      code[2 * i] = ((w >> (8 * i)) & 15u) | ((top >> (2 * i)) & 1u) << 4;
-      code[2 * i + 1] = ((w >> (8 * i + 4)) & 15u) | ((top >> (2 * i + 1)) & 1u) << 4;
-    }
-  }
-}
-
 // The codes of key-table index i (for filling the table).
 template <int KB>
 LMLAB_TQ_HD void key_pair_codes(uint32_t i, int& first, int& second) {
@@ -135,47 +93,10 @@ LMLAB_TQ_HD void key_pair_codes(uint32_t i, int& first, int& second) {
 // The value-table indices of rows r (low nibbles) and r + 8 (high nibbles) from z.
 LMLAB_TQ_HD uint32_t value_pair_low(uint32_t z) { return (z & 15u) | ((z >> 4) & 0xF0u); }
 LMLAB_TQ_HD uint32_t value_pair_high(uint32_t z) { return ((z >> 4) & 15u) | ((z >> 8) & 0xF0u); }
-// The value codes of rows r (low nibbles) and r + 8 (high nibbles) from z, first then second.
-LMLAB_TQ_HD void value_codes(uint32_t z, uint32_t (&low)[2], uint32_t (&high)[2]) {
-  low[0] = z & 15u, low[1] = (z >> 8) & 15u, high[0] = (z >> 4) & 15u, high[1] = (z >> 12) & 15u;
-}
 // The dim (of the head) of row `row` (0-15) of the 16-dim m tile mt.
 LMLAB_TQ_HD int value_row_dim(int mt, int row) {
   const int r = row & 7;
   return 16 * mt + 4 * (r & 3) + (r >> 2) + (row >= 8 ? 2 : 0);
-}
-
-// A 16-entry table of f16 values held in registers (the V codebook without shared-memory loads): byte k % 4 of
-// lo[k / 4] and hi[k / 4] are entry k's low and high bytes.
-struct RegisterTable16 {
-  uint32_t lo[4], hi[4];
-};
-LMLAB_TQ_HD RegisterTable16 register_table16(const uint16_t (&entry)[16]) {
-  RegisterTable16 t{};
-  for (int k = 0; k < 16; ++k) {
-    t.lo[k >> 2] |= static_cast<uint32_t>(entry[k] & 255u) << (8 * (k & 3));
-    t.hi[k >> 2] |= static_cast<uint32_t>(entry[k] >> 8) << (8 * (k & 3));
-  }
-  return t;
-}
-
-// The entries of the 4 codes in the nibbles of s (bits 0-15), as their low bytes lb and high bytes hb (byte k: the
-// code of nibble k): two byte permutes per half table (codes 0-7, 8-15), kept by each code's bit 3.
-LMLAB_TQ_HD void register_lookup(uint32_t s, const RegisterTable16& t, uint32_t& lb, uint32_t& hb) {
-  const uint32_t sel = s & 0x7777u;
-  // Byte k all ones where nibble k's bit 3 is set: nibbles 0 and 2 have it as the sign of bytes 0 and 1 of s << 4,
-  // nibbles 1 and 3 as the sign of bytes 0 and 1 of s.
-  const uint32_t m = prmt(s << 4, s, 0xD9C8u);
-  lb = (prmt(t.lo[0], t.lo[1], sel) & ~m) | (prmt(t.lo[2], t.lo[3], sel) & m);
-  hb = (prmt(t.hi[0], t.hi[1], sel) & ~m) | (prmt(t.hi[2], t.hi[3], sel) & m);
-}
-
-// The value pairs of rows r and r + 8 from z (as value_pair_low / value_pair_high index a pair table: the first
-// position's entry in the low half) looked up in registers.
-LMLAB_TQ_HD void value_pairs_in_registers(uint32_t z, const RegisterTable16& t, uint32_t& row_r, uint32_t& row_r8) {
-  uint32_t lb, hb;
-  register_lookup(z, t, lb, hb);  // bytes: entries of z's nibbles 0 (row r, first), 1 (row r + 8), 2, 3 (second)
-  row_r = prmt(lb, hb, 0x6240u), row_r8 = prmt(lb, hb, 0x7351u);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

@@ -390,8 +390,6 @@ struct DecodeLayout {
 };
 DecodeLayout decode_layout(const TqKvBlocks& kv, int G) {
   const int D = static_cast<int>(kv.head_dim);
-  const int64_t B = kv.block_tokens;
-  const int nseg = static_cast<int>(std::min<int64_t>(kDT, (kDT - 1) / B + 2));  // blocks a tile can touch
   auto r16 = [](int x) { return (x + 15) / 16 * 16; };
   DecodeLayout l;
   l.q_off = 256;  // [0, 256): the K and V codebooks
@@ -402,8 +400,8 @@ DecodeLayout decode_layout(const TqKvBlocks& kv, int G) {
   l.ml_off = l.corr_off + 8 * 4;
   l.off_off = l.ml_off + 16 * 4;
   l.tile_off = l.off_off + r16(4 * kDT * 2);
-  l.k_area = r16(kDT * kv.k.record_bytes + 32 * nseg);
-  l.v_area = r16(kDT * kv.v.record_bytes + 32 * nseg);
+  l.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
+  l.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
   l.total = l.tile_off + 2 * (l.k_area + l.v_area);
   return l;
 }
@@ -775,11 +773,9 @@ struct TqPrefillSource {
   static TqPrefillSource make(const TqKvBlocks& kv, bool staged) {
     TqPrefillSource s{kv};
     if (!staged) return s;
-    const int64_t B = kv.block_tokens;
-    const int nseg = static_cast<int>(std::min<int64_t>(prefill::kTile, (prefill::kTile - 1) / B + 2));
-    auto r16 = [](int x) { return (x + 15) / 16 * 16; };
-    s.k_area = r16(prefill::kTile * kv.k.record_bytes + 32 * nseg);
-    s.v_area = r16(prefill::kTile * kv.v.record_bytes + 32 * nseg);
+    static_assert(prefill::kTile == kDT, "the staged records' layout is a decode tile's");
+    s.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
+    s.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
     return s;
   }
 

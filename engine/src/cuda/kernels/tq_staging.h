@@ -1,0 +1,33 @@
+// Where a TurboQuant attention tile's K or V records land in shared memory (tq_records.cuh's issue_tile): host and
+// device code, so tests/tq_pair_index_test.cpp checks the layout on the CPU (CI has no GPU).
+// A tile of kTqTile positions is cut into segments, its positions in one KV block; each segment starts at a 16-byte
+// boundary with its source's offset in a 16-byte chunk, at segment_at(t0, rec, s) for segment s starting at tile
+// position t0, so a warp places its segment without the sizes of the ones before it. kSegmentSlack covers the
+// start's round-up (< 16), the source's offset (< 16) and the end's round-up (< 16).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define LMLAB_TQ_STAGING_HD __host__ __device__ __forceinline__
+#else
+#define LMLAB_TQ_STAGING_HD inline
+#endif
+
+namespace lmlab::kernels::cuda::tq {
+
+inline constexpr int kTqTile = 64;  // positions per attention tile
+inline constexpr int kSegmentSlack = 48;
+
+LMLAB_TQ_STAGING_HD constexpr int segment_at(int t0, int rec, int s) {
+  return (t0 * rec + 15) / 16 * 16 + kSegmentSlack * s;
+}
+
+// The bytes of a tile's staged records of rec bytes (KV blocks of block_tokens positions), a multiple of 16.
+inline int staged_records_bytes(int rec, int64_t block_tokens) {
+  const int nseg = static_cast<int>(std::min<int64_t>(kTqTile, (kTqTile - 1) / block_tokens + 2));  // blocks touched
+  return (kTqTile * rec + kSegmentSlack * nseg + 15) / 16 * 16;
+}
+
+}  // namespace lmlab::kernels::cuda::tq
