@@ -145,7 +145,8 @@ void set_chained_launches(bool on);
 
 // decode_options.cu: the decode kernel variants the environment chooses (read once per process; docs/cuda.md has
 // their A/B figures); set_decode_options for the tests and benchmarks. A graph keeps the kernels it was captured with.
-inline constexpr int kTqDecodeMmaMinGroup = 4;  // tensor cores faster at GQA 4 and 8, GQA 1-2 not measured (docs/cuda.md)
+// Tensor cores faster at GQA 4 and 8 (GQA 1-2 not measured: docs/cuda.md, fifteenth session).
+inline constexpr int kTqDecodeMmaMinGroup = 4;
 struct DecodeOptions {
   bool gate_up_pair = true;    // LMLAB_GATE_UP_PAIR=0 turns off: matmul_gate_up in one launch with the activation
   bool fused_routing = false;  // LMLAB_FUSED_ROUTING=1: matmul_route's GEMV routes in its last block
