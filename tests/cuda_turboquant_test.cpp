@@ -279,8 +279,8 @@ void CudaTurboQuant::attention_cases(std::span<const Format> formats, std::span<
 // a chunk of 37 at GQA 3 (tile rows not a multiple of the group), chunks of 64 and 80 after 5000+ positions (with a
 // window), and KV blocks of 48 and 7 positions (a tile's records staged in two to ten segments, tiles starting
 // mid-block). Decode on flash-decoding (the default bound): the tensor-core kernel for K5 V4 and K4 V4 (head_dim 64,
-// 96 in groups of 32 at GQA 6, 128, 256 in two groups; GQA 1 to 8), the CUDA-core one for the other formats and
-// head_dim 80 (groups of 16).
+// 96 in groups of 32 at GQA 6, 128, 256 in two groups; from GQA 4), the CUDA-core one below GQA 4, for the other
+// formats and head_dim 80 (groups of 16).
 TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
   const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},    {4, 4, 128, 100, 0.0f, 333, 5, 2},
                                  {6, 1, 96, 0, 50.0f, 40, 5, 2},    {32, 8, 128, 0, 0.0f, 5000, 80, 2},

@@ -1,6 +1,7 @@
 // The tensor-core TurboQuant decode's code pairs (engine/src/cuda/kernels/tq_pair_index.h) against the CPU's packed
 // layouts (kv/turboquant/pack.h): every pair index a lane forms names the codes of the dims the kernel multiplies
-// them with. Host code, so CI (no GPU) checks the index math the GPU tests exercise end to end.
+// them with; and where both TurboQuant decode kernels stage a tile's records (tq_staging.h). Host code, so CI (no
+// GPU) checks the index and layout math the GPU tests exercise end to end.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -83,9 +84,9 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
   }
 }
 
-// issue_tile's placement: for every KV block size, record size, tile start in its block, tile length and source
-// offset in a 16-byte chunk, each segment's 16-byte chunks start 16-byte aligned, do not reach the next segment's, and
-// end inside staged_records_bytes.
+// issue_tile's segments and placement: for every KV block size, record size, tile start in its block, tile length and
+// source offset in a 16-byte chunk, the segments cover the tile in order, each inside one block, and each segment's
+// 16-byte chunks start 16-byte aligned, do not reach the next segment's, and end inside staged_records_bytes.
 TEST(TqStaging, SegmentsOfATileNeitherOverlapNorOverflowTheArea) {
   for (const int rec : {36, 68, 84, 130, 260})
     for (int B = 1; B <= 70; ++B) {
@@ -94,16 +95,23 @@ TEST(TqStaging, SegmentsOfATileNeitherOverlapNorOverflowTheArea) {
       for (int slot0 = 0; slot0 < B; ++slot0)
         for (int n = 1; n <= tq::kTqTile; ++n)
           for (int head = 0; head < 16; head += 5) {
-            int end = 0;  // the previous segment's last byte + 1
-            for (int s = 0, t0 = 0; t0 < n; ++s) {
-              const int cnt = std::min(n, (s + 1) * B - slot0) - t0, at = tq::segment_at(t0, rec, s);
-              const int chunks = (head + cnt * rec + 15) / 16;
+            int end = 0, covered = 0;  // the previous segment's last byte + 1; positions staged so far
+            const int nseg = tq::tile_segments(slot0, n, B);
+            for (int s = 0; s < nseg; ++s) {
+              int t0 = 0, cnt = 0;
+              tq::tile_segment(slot0, n, B, s, t0, cnt);
+              ASSERT_EQ(t0, covered) << "segment " << s << " (B " << B << ", slot " << slot0 << ", n " << n << ")";
+              ASSERT_GT(cnt, 0);
+              ASSERT_LE(cnt, s == 0 ? B - slot0 : B) << "segment " << s << " stays in its block";
+              const int at = tq::segment_at(t0, rec, s), chunks = (head + cnt * rec + 15) / 16;
               ASSERT_EQ(at % 16, 0);
               ASSERT_GE(at, end) << "segment " << s << " overlaps the one before (B " << B << ", rec " << rec << ")";
               end = at + 16 * chunks;
-              t0 += cnt;
+              covered += cnt;
             }
+            ASSERT_EQ(covered, n) << "the segments cover the tile";
             ASSERT_LE(end, area) << "B " << B << ", rec " << rec << ", slot " << slot0 << ", n " << n;
+            ASSERT_LT(area, 0xFFFF) << "uint16 offsets below kNoRecord";
           }
     }
 }

@@ -96,12 +96,11 @@ __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int
                                            uint8_t* vbuf, uint16_t* koff, uint16_t* voff) {
   const uint32_t B = static_cast<uint32_t>(kv.block_tokens);  // 32-bit division: the 64-bit one is a long call
   const uint32_t b0 = static_cast<uint32_t>(p0) / B, slot0 = static_cast<uint32_t>(p0) - b0 * B;
-  const int nseg = n > 0 ? static_cast<int>((slot0 + static_cast<uint32_t>(n) + B - 1) / B) : 0;
+  const int nseg = tile_segments(slot0, n, B);
   const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes, lane = threadIdx.x & 31;
-  for (int s = threadIdx.x >> 5; s < nseg; s += kDThreads / 32) {  // warp-uniform
-    const uint32_t start = static_cast<uint32_t>(s) * B;  // the segment's first position, counted from the block b0
-    const int t0 = s == 0 ? 0 : static_cast<int>(start - slot0);
-    const int cnt = min(n, static_cast<int>(start + B - slot0)) - t0;
+  for (int s = threadIdx.x >> 5; s < nseg; s += kDThreads / 32) {  // warp-uniform; callers launch kDThreads
+    int t0, cnt;
+    tile_segment(slot0, n, B, s, t0, cnt);
     const uint8_t* blk = kv.blocks[b0 + static_cast<uint32_t>(s)];
     if (kReleased && !blk) {
       for (int i = lane; i < cnt; i += 32) koff[t0 + i] = voff[t0 + i] = kNoRecord;

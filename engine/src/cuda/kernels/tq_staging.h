@@ -24,6 +24,19 @@ LMLAB_TQ_STAGING_HD constexpr int segment_at(int t0, int rec, int s) {
   return (t0 * rec + 15) / 16 * 16 + kSegmentSlack * s;
 }
 
+// The segments of a tile of n positions starting at slot slot0 of its first KV block (blocks of B positions).
+LMLAB_TQ_STAGING_HD int tile_segments(uint32_t slot0, int n, uint32_t B) {
+  return n > 0 ? static_cast<int>((slot0 + static_cast<uint32_t>(n) + B - 1) / B) : 0;
+}
+// Segment s of that tile: its first tile position t0 and its count (it starts at slot 0 of block s, or at slot0 for
+// s = 0).
+LMLAB_TQ_STAGING_HD void tile_segment(uint32_t slot0, int n, uint32_t B, int s, int& t0, int& cnt) {
+  const uint32_t start = static_cast<uint32_t>(s) * B;  // counted from the first block's slot 0
+  t0 = s == 0 ? 0 : static_cast<int>(start - slot0);
+  const uint32_t end = start + B - slot0;
+  cnt = (end < static_cast<uint32_t>(n) ? static_cast<int>(end) : n) - t0;
+}
+
 // The bytes of a tile's staged records of rec bytes (KV blocks of block_tokens positions), a multiple of 16.
 inline int staged_records_bytes(int rec, int64_t block_tokens) {
   const int nseg = static_cast<int>(std::min<int64_t>(kTqTile, (kTqTile - 1) / block_tokens + 2));  // blocks touched

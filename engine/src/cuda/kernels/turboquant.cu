@@ -752,7 +752,7 @@ __device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const float* ce
 // The records as a source of prefill_attention.cuh: a tile is decoded into f32 values in the rotated domain, each
 // split into f16 hi + lo; the queries are rotated once per block and the outputs rotated back. (QJL keys stay on
 // the decode kernel: their scores add a second dot with S q, which the tiles do not carry.)
-// Staged (when its area fits the block's shared memory: every format but 8-bit affine at head_dim 256): the
+// Staged (when its area fits the block's shared memory: all but the largest records at head_dim 256): the
 // tile's K and V records are first copied into the source's area with 16-byte cp.async (the decode kernel's
 // segments), and the codebooks with them, so decoding reads shared memory; the records read straight from global
 // memory cost 5-7 scattered byte or half loads per 8 values (5-bit planes, the scalar) plus 8 codebook loads.
@@ -762,7 +762,7 @@ struct TqPrefillSource {
   static constexpr bool kIdentityRotation = false;   // Pi on the queries, Pi^T on the outputs
   static constexpr float kValueScale = 16.0f;  // a power of two: small values' lo parts stay normal in f16
   static constexpr bool kHasArea = true;       // smem_bytes() depends on the layer's record sizes
-  static_assert(prefill::kThreads == kDThreads, "stage_segment strides by the decode kernel's thread count");
+  static_assert(prefill::kThreads == kDThreads, "issue_tile hands segments to the decode kernel's warps");
   // The area: K records, V records (each with the segments' alignment slack), their offsets [2][kTile] (kNoRecord: a
   // released block's position), the two codebooks [2][32]. 0: not staged.
   int k_area = 0, v_area = 0;
@@ -798,7 +798,7 @@ struct TqPrefillSource {
         const int i = threadIdx.x & 31;
         cent[threadIdx.x] = c.scheme == kTqLloydMax && i < (1 << c.bits) ? c.centroids[i] : 0.0f;
       }
-      issue_tile<true>(kv, kh, j0, n, kbuf, vbuf, koff, voff);  // uniform across the block: every thread walks it
+      issue_tile<true>(kv, kh, j0, n, kbuf, vbuf, koff, voff);  // every thread calls it: a warp per segment
       async_commit();
       async_wait<0>();
       __syncthreads();
