@@ -66,9 +66,9 @@ DeviceTqCodec::DeviceTqCodec(DeviceAllocator& alloc, const KvLayerSpec& spec) {
   std::vector<float> h(4 * 32, 0.0f);
   auto put_codebook = [&](const TqCodec& c, size_t at) {
     if (!c.codebook()) return;
-    // The tensor-core decode (tq_decode_mma.cu) takes codebook values x 16 as exact f16 operands.
+    // The tensor-core decode (tq_decode_mma.cu) takes codebook values (times a power of two) as exact f16 operands.
     for (const float x : c.codebook()->centroids)
-      if (f16_to_f32(f32_to_f16(16.0f * x)) != 16.0f * x)
+      if (f16_to_f32(f32_to_f16(x)) != x)
         throw Error(ErrorKind::internal, "cuda kv", "TurboQuant codebook values must be f16 values");
     std::copy(c.codebook()->centroids.begin(), c.codebook()->centroids.end(), h.begin() + at);
     std::copy(c.codebook()->boundaries.begin(), c.codebook()->boundaries.end(), h.begin() + at + 32);

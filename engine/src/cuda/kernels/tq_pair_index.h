@@ -13,11 +13,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define LMLAB_TQ_HD __host__ __device__ __forceinline__
-#else
-#define LMLAB_TQ_HD inline
-#endif
+#include "cuda/kernels/tq_host_device.h"
 
 namespace lmlab::kernels::cuda::tq {
 

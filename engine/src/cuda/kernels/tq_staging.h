@@ -9,28 +9,24 @@
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define LMLAB_TQ_STAGING_HD __host__ __device__ __forceinline__
-#else
-#define LMLAB_TQ_STAGING_HD inline
-#endif
+#include "cuda/kernels/tq_host_device.h"
 
 namespace lmlab::kernels::cuda::tq {
 
 inline constexpr int kTqTile = 64;  // positions per attention tile
 inline constexpr int kSegmentSlack = 48;
 
-LMLAB_TQ_STAGING_HD constexpr int segment_at(int t0, int rec, int s) {
+LMLAB_TQ_HD constexpr int segment_at(int t0, int rec, int s) {
   return (t0 * rec + 15) / 16 * 16 + kSegmentSlack * s;
 }
 
 // The segments of a tile of n positions starting at slot slot0 of its first KV block (blocks of B positions).
-LMLAB_TQ_STAGING_HD int tile_segments(uint32_t slot0, int n, uint32_t B) {
+LMLAB_TQ_HD int tile_segments(uint32_t slot0, int n, uint32_t B) {
   return n > 0 ? static_cast<int>((slot0 + static_cast<uint32_t>(n) + B - 1) / B) : 0;
 }
 // Segment s of that tile: its first tile position t0 and its count (it starts at slot 0 of block s, or at slot0 for
 // s = 0).
-LMLAB_TQ_STAGING_HD void tile_segment(uint32_t slot0, int n, uint32_t B, int s, int& t0, int& cnt) {
+LMLAB_TQ_HD void tile_segment(uint32_t slot0, int n, uint32_t B, int s, int& t0, int& cnt) {
   const uint32_t start = static_cast<uint32_t>(s) * B;  // counted from the first block's slot 0
   t0 = s == 0 ? 0 : static_cast<int>(start - slot0);
   const uint32_t end = start + B - slot0;
