@@ -243,11 +243,12 @@ void CudaTurboQuant::attention_cases(std::span<const Format> formats, std::span<
         dkv.grow(n, nullptr);
         DeviceBuffer dk = up(k), dv = up(v), dq = up(q), dp = up(positions);
         DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(n, c.heads, c.hd, kc::kMaxAttentionSplits), "test");
-        dkv.write(dk.get<float>(), dv.get<float>(), n, dp.get<int32_t>(), nullptr);
-        const bool tensor_cores = !qjl && (n >= kc::kPrefillAttentionMinQueries || decode_tiled || decode_mma);
         DeviceBuffer dout = out(q.size());
+        // The attention right after the encode, as the forward launches them (its decode may start beside it).
+        dkv.write(dk.get<float>(), dv.get<float>(), n, dp.get<int32_t>(), nullptr);
         dkv.attend(dq.get<float>(), n, dp.get<int32_t>(), layer.n_tokens(), attn, dout.get<float>(), scratch.get(),
-                   nullptr);
+                   nullptr, true);
+        const bool tensor_cores = !qjl && (n >= kc::kPrefillAttentionMinQueries || decode_tiled || decode_mma);
         const std::vector<float> got = down<float>(dout, q.size());
         host.append(k.data(), v.data(), n);
         EXPECT_EQ(layer.bytes(), host.bytes()) << "the same blocks are held";

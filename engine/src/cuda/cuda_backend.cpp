@@ -510,7 +510,8 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
   const RopeSpec& rope = s_.ropes[ls.rope];
   const int32_t* positions = sc.positions.get<int32_t>();
   const cuda::DeviceKvLayer kv = device_kv(cache, l);
-  if (const auto f16 = kv.f16_blocks()) {  // the rows go into the cache in the same launch
+  const auto f16 = kv.f16_blocks();
+  if (f16) {  // the rows go into the cache in the same launch
     kc::qk_norm_rope_kv_write(q, k, v, *f16, n, s_.n_heads, rope.rot_dim, w.q_norm.get<float>(), w.k_norm.get<float>(),
                               s_.norm_eps, positions, w_.inv_freq[ls.rope].get<float>(), rope.attention_scaling, stream_);
   } else {
@@ -519,7 +520,8 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
                      rope.attention_scaling, stream_);
     kv.write(k, v, n, positions, stream_);
   }
-  kv.attend(q, n, positions, n_kv_bound, attention_spec(s_, ls), sc.attn.get<float>(), sc.at.get(), stream_);
+  kv.attend(q, n, positions, n_kv_bound, attention_spec(s_, ls), sc.attn.get<float>(), sc.at.get(), stream_,
+            !f16.has_value());
   const DeviceBuffer* next = l + 1 < n_dev_ ? &w_.layers[l + 1].attn_norm
                              : n_dev_ == s_.n_layers ? &w_.final_norm
                                                      : nullptr;  // the CPU takes x from here

@@ -156,6 +156,9 @@ struct DecodeOptions {
   // head on (its cost is flat in G, the CUDA-core kernel's grows with G); LMLAB_TQ_DECODE_MMA_MIN_GROUP=N (0 or above
   // 8: never).
   int tq_decode_mma_min_group = kTqDecodeMmaMinGroup;
+  // TurboQuant decode attention starts beside the encode of its new tokens and waits for it only before their
+  // records (tq_records.cuh's EncodeGate); LMLAB_TQ_EARLY_START=0 turns off.
+  bool tq_early_start = true;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
@@ -257,9 +260,11 @@ void set_tq_tiled_decode_min_positions(int64_t n);
 // (DecodeOptions::tq_decode_mma_min_group and a format it takes: Lloyd-Max keys without QJL, 4-bit Lloyd-Max values,
 // groups of >= 32 dims, head_dim a multiple of 32).
 bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group);
+// after_encode: the last launch on the stream was tq_kv_write of these queries' positions (from positions[0] on), so
+// the decode kernels may start beside it (DecodeOptions::tq_early_start; tq_records.cuh's EncodeGate).
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
-                  int max_splits, void* scratch, cudaStream_t stream);
+                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode = false);
 
 // route_topk.cu: per token, softmax over n_experts logits, the k largest (ties: lower index), renormalised.
 // check_top_k throws for a k the kernels do not take (more than 16, or than the experts).

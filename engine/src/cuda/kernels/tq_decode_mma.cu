@@ -182,7 +182,6 @@ __device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* 
 // chose 64-80 registers with spills unbounded, 84-91 without them bounded).
 template <int KB, int MT>
 __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParams a, MmaLayout L) {
-  chain_enter();
   extern __shared__ __align__(16) uint8_t smem[];
   const TqKvBlocks& kv = a.kv;
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
@@ -203,10 +202,11 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   uint8_t* tiles = smem + L.tiles;
   const int buf_bytes = L.k_area + L.v_area;
 
+  EncodeGate gate = enter_decode(a);
   const SplitRange range = split_range(a, t, split, splits);
 
   // Tile 0's copies go first, to overlap the tables and the query's rotation.
-  first_tile(kv, kh, range, tiles, offs, L.k_area);
+  first_tile(kv, kh, range, tiles, offs, L.k_area, gate);
 
   for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
     int first, second;
@@ -246,7 +246,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     async_wait<0>();
     __syncthreads();  // tile it is in; every thread is done with tile it - 1 (its buffer, pv, corr)
     const int buf = static_cast<int>(it & 1);
-    const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes);
+    const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, gate);
     const uint8_t* tk = tiles + buf * buf_bytes;
     const uint8_t* tv = tk + L.k_area;
     const uint16_t* ko = offs + buf * 2 * kDT;
@@ -307,6 +307,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
       acc[m][2] = fmaf(acc[m][2], cr0, tt[m][2] * p_unscale), acc[m][3] = fmaf(acc[m][3], cr1, tt[m][3] * p_unscale);
     }
   }
+  gate.finish();
 
   if (lane == 0) {
 #pragma unroll

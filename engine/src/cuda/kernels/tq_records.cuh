@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "cuda/kernels/async_copy.cuh"
+#include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/tq_staging.h"
@@ -60,6 +61,7 @@ struct TqAttnParams {
   int64_t n_heads, window;
   int group;
   float scale, softcap;
+  bool after_encode;  // the chained kernel just before is tq_kv_write of positions[0] on (EncodeGate)
 };
 
 inline constexpr int kDT = kTqTile;  // positions per tile
@@ -125,25 +127,54 @@ __device__ __forceinline__ SplitRange split_range(const TqAttnParams& a, int64_t
   return {j0, j1, j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0};
 }
 
+// The decode's early start (chained_launch.cuh). A decode's attention follows the encode of its new tokens, which
+// follows the kernel that wrote the query (qk_norm_rope), and the encode lets this kernel start right after its own
+// chain_wait(): by then every kernel before the encode has completed, so the query, the block table and the records
+// of earlier steps may be read. Only the records from the new tokens' first position on wait for the encode, so a
+// split that ends below it runs wholly beside the encode (~10 us a layer for one token). The block's last thread
+// work past the tiles calls finish() (chained_launch.cuh's contract: every block waits before it exits).
+struct EncodeGate {
+  int64_t fresh;  // the first position the encode writes
+  bool waited;
+  __device__ __forceinline__ void before(int64_t end) {  // ahead of copying the positions below `end`
+    if (!waited && end > fresh) chain_wait(), waited = true;
+  }
+  __device__ __forceinline__ void finish() {
+    if (!waited) chain_wait(), waited = true;
+  }
+};
+// A decode kernel's chained entry: without a preceding encode, the usual chain_enter().
+__device__ __forceinline__ EncodeGate enter_decode(const TqAttnParams& a) {
+  if (!a.after_encode) {
+    chain_enter();
+    return {0, true};
+  }
+  chain_release();
+  return {a.positions[0], false};
+}
+
 // Issues and commits the copies of the split's first tile into buffer 0 (before the block's set-up, to overlap it).
 __device__ __forceinline__ void first_tile(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, uint8_t* tiles,
-                                           uint16_t* offs, int k_area) {
-  if (s.n_tiles > 0)
-    issue_tile(kv, kh, s.j0, static_cast<int>(min(int64_t{kDT}, s.j1 - s.j0)), tiles, tiles + k_area, offs,
-               offs + kDT);
+                                           uint16_t* offs, int k_area, EncodeGate& gate) {
+  if (s.n_tiles > 0) {
+    const int n = static_cast<int>(min(int64_t{kDT}, s.j1 - s.j0));
+    gate.before(s.j0 + n);
+    issue_tile(kv, kh, s.j0, n, tiles, tiles + k_area, offs, offs + kDT);
+  }
   async_commit();
 }
 
 // Tile it's positions in the split, and the copies of tile it + 1 into the other buffer (if there is one) issued
 // and committed. tiles: [2][k_area + v_area]; offs: [2][K, V][kDT].
 __device__ __forceinline__ int next_tile(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t it,
-                                         uint8_t* tiles, uint16_t* offs, int k_area, int buf_bytes) {
+                                         uint8_t* tiles, uint16_t* offs, int k_area, int buf_bytes, EncodeGate& gate) {
   if (it + 1 < s.n_tiles) {
     const int64_t p1 = s.j0 + (it + 1) * kDT;
-    const int nb = static_cast<int>((it + 1) & 1);
+    const int nb = static_cast<int>((it + 1) & 1), n1 = static_cast<int>(min(int64_t{kDT}, s.j1 - p1));
     uint8_t* t1 = tiles + nb * buf_bytes;
     uint16_t* o1 = offs + nb * 2 * kDT;
-    issue_tile(kv, kh, p1, static_cast<int>(min(int64_t{kDT}, s.j1 - p1)), t1, t1 + k_area, o1, o1 + kDT);
+    gate.before(p1 + n1);
+    issue_tile(kv, kh, p1, n1, t1, t1 + k_area, o1, o1 + kDT);
   }
   async_commit();
   return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + it * kDT)));

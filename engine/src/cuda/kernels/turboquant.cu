@@ -590,10 +590,10 @@ __device__ __forceinline__ void value_dispatch(const TqKvBlocks& kv, const uint8
 // session).
 template <bool QJL, int GM, int kMinBlocks>
 __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(DecodeArgs da) {
-  chain_enter();
   extern __shared__ __align__(16) uint8_t smem[];
   const TqAttnParams& a = da.p;
   const DecodeLayout& L = da.l;
+  EncodeGate gate = enter_decode(a);
   const TqKvBlocks& kv = a.kv;
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -613,7 +613,7 @@ __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(Decode
   const SplitRange range = split_range(a, t, split, splits);
 
   // Tile 0's copies go first, to overlap the query's rotation.
-  first_tile(kv, kh, range, tiles, offs, L.k_area);
+  first_tile(kv, kh, range, tiles, offs, L.k_area, gate);
 
   if (kv.k.scheme == kTqLloydMax && threadIdx.x < (1 << kv.k.bits)) cent_k[threadIdx.x] = kv.k.centroids[threadIdx.x];
   if (kv.v.scheme == kTqLloydMax && threadIdx.x < (1 << kv.v.bits)) cent_v[threadIdx.x] = kv.v.centroids[threadIdx.x];
@@ -648,7 +648,7 @@ __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(Decode
     async_wait<0>();
     __syncthreads();  // tile it is in; every thread is done with tile it - 1 (its buffer, prob, corr)
     const int buf = static_cast<int>(it & 1);
-    const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes);
+    const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, gate);
     const uint8_t* tk = tiles + buf * buf_bytes;
     const uint16_t* ko = offs + buf * 2 * kDT;
 
@@ -684,6 +684,7 @@ __global__ void __launch_bounds__(kDThreads, kMinBlocks) tq_decode_kernel(Decode
     if (v_active)
       value_dispatch<GM>(kv, tk + L.k_area, ko + kDT, cent_v, prob, n, G, chunk, pl, npl, acc);
   }
+  gate.finish();
 
   // The position lanes of a chunk are adjacent lanes of one warp: sum them.
 #pragma unroll
@@ -916,7 +917,7 @@ void set_tq_tiled_decode_min_positions(int64_t n) { tq_tiled_choice().store(n, s
 
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
-                  int max_splits, void* scratch, cudaStream_t stream) {
+                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode) {
   if (n_q == 0) return;
   const int64_t D = kv.head_dim, G = n_heads / kv.n_kv_heads;
   if (G > kMaxGroup || D > 256 || G * kv.n_kv_heads != n_heads)
@@ -949,6 +950,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   a.group = static_cast<int>(G);
   a.scale = scale;
   a.softcap = softcap;
+  a.after_encode = after_encode && decode_options().tq_early_start && chained_launches();
   // head_dim <= 256 and at most 8-bit records keep the layout under ~90 KB (head_dim 256, GQA 8, affine int8).
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
   if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
