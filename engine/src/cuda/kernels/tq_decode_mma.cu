@@ -111,9 +111,9 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
   const int r = lane >> 2, c = lane & 3, pr = 16 * warp + r, pr8 = pr + 8;
   const TqDeviceCodec& k = kv.k;
   const int g = k.group_dim, plane_bytes = g / 8, chunks = g / kChunk;
-  // Rows past the tile read its last record (their scores are never used).
-  const uint8_t* rec = tk + ko[min(pr, n - 1)];
-  const uint8_t* rec8 = tk + ko[min(pr8, n - 1)];
+  // Rows past the tile read its last record (issue_tile's padded offsets; their scores are never used).
+  const uint8_t* rec = tk + ko[pr];
+  const uint8_t* rec8 = tk + ko[pr8];
   float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int gi = 0; gi < k.n_groups; ++gi) {
     const uint8_t* gr = rec + gi * k.group_bytes;
@@ -140,39 +140,58 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
   if (h + 1 < G) row[kScoreStride + pr] = s[1] * kScoreUnscale, row[kScoreStride + pr8] = s[3] * kScoreUnscale;
 }
 
-// O^T (head_dim x heads) += V^T P^T over the tile's n positions for warp w's m tiles mt = w + 4 m (16 dims each),
-// into t[m] (C fragments: rows r, r + 8 = dims, columns 2c, 2c + 1 = heads). Lane (r, c) reads byte r of each m
-// tile's 16-code word of positions 16 ks + 2c, + 1, + 8, + 9: low nibble row r, high nibble row r + 8 (entries
-// 4 (r % 4) + r / 4 and that + 2 of the word). The positions' records are found once per k step for every m tile.
+// Where lane (r, c) of warp w reads its m tiles mt = w + 4 m (16 dims each) in every tile (value_tile): byte r of
+// the tile's 16-code word in a V record, and the P x V scalar rows of its head r from position 2c (halves).
 template <int MT>
-__device__ __forceinline__ void value_tile(const TqKvBlocks& kv, const uint8_t* tv, const uint16_t* vo,
-                                           const uint32_t* lut_v, const __half* pv_hi, const __half* pv_lo, int n,
-                                           int warp, int lane, float (&t)[MT][4]) {
-  const int r = lane >> 2, c = lane & 3, D = static_cast<int>(kv.head_dim);
-  const TqDeviceCodec& v = kv.v;
-  const int log_g = __ffs(v.group_dim) - 1;
-  for (int ks = 0; ks < kDT / 16 && 16 * ks < n; ++ks) {
-    const int p0 = 16 * ks + 2 * c;
-    const uint8_t* rec[4] = {tv + vo[min(p0, n - 1)] + r, tv + vo[min(p0 + 1, n - 1)] + r,
-                             tv + vo[min(p0 + 8, n - 1)] + r, tv + vo[min(p0 + 9, n - 1)] + r};
+struct ValueLane {
+  int byte[MT], pv[MT];
+};
+template <int MT>
+__device__ __forceinline__ ValueLane<MT> value_lane(const TqKvBlocks& kv, int warp, int lane) {
+  const int r = lane >> 2, c = lane & 3, log_g = __ffs(kv.v.group_dim) - 1;
+  ValueLane<MT> vl;
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const int d0 = 16 * (warp + 4 * m);  // past head_dim: never read (value_tile stops there)
+    const int gi = d0 >> log_g, u = (d0 & (kv.v.group_dim - 1)) >> 4;
+    vl.byte[m] = gi * kv.v.group_bytes + 8 * u + r;
+    vl.pv[m] = (gi * 8 + r) * kPvStride + 2 * c;
+  }
+  return vl;
+}
+
+// O^T (head_dim x heads) += V^T P^T over the tile's n positions for warp w's m tiles mt = w + 4 m, into t[m] (C
+// fragments: rows r, r + 8 = dims, columns 2c, 2c + 1 = heads). Lane (r, c) reads byte r of each m tile's 16-code
+// word of positions 16 ks + 2c, + 1, + 8, + 9: low nibble row r, high nibble row r + 8 (entries 4 (r % 4) + r / 4
+// and that + 2 of the word). The k steps are unrolled, the lane's offsets are set once per block (value_lane) and
+// the tile's padded offsets need no clamp: the addresses take no arithmetic a k step beyond the records'.
+template <int MT>
+__device__ __forceinline__ void value_tile(const uint8_t* tv, const uint16_t* vo, const uint32_t* lut_v,
+                                           const __half* pv_hi, const __half* pv_lo, int n, int D, int warp, int lane,
+                                           const ValueLane<MT>& vl, float (&t)[MT][4]) {
+  const int c2 = 2 * (lane & 3);
+#pragma unroll
+  for (int ks = 0; ks < kDT / 16; ++ks) {
+    if (16 * ks >= n) break;  // block-uniform
+    // Offsets of positions p0 = 16 ks + 2c, p0 + 1 and p0 + 8, p0 + 9 (p0 even: one 4-byte load each).
+    const uint32_t o01 = *reinterpret_cast<const uint32_t*>(vo + 16 * ks + c2);
+    const uint32_t o89 = *reinterpret_cast<const uint32_t*>(vo + 16 * ks + c2 + 8);
+    const uint8_t *r0 = tv + (o01 & 0xFFFFu), *r1 = tv + (o01 >> 16);
+    const uint8_t *r8 = tv + (o89 & 0xFFFFu), *r9 = tv + (o89 >> 16);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
-      const int mt = warp + 4 * m;
-      if (16 * mt >= D) break;  // warp-uniform
-      const int gi = (16 * mt) >> log_g, u = ((16 * mt) & (v.group_dim - 1)) >> 4;
-      const int boff = gi * v.group_bytes + 8 * u;
-      const uint32_t z01 = static_cast<uint32_t>(rec[0][boff]) | static_cast<uint32_t>(rec[1][boff]) << 8;
-      const uint32_t z89 = static_cast<uint32_t>(rec[2][boff]) | static_cast<uint32_t>(rec[3][boff]) << 8;
+      if (16 * (warp + 4 * m) >= D) break;  // warp-uniform
+      const int b = vl.byte[m];
+      const uint32_t z01 = static_cast<uint32_t>(r0[b]) | static_cast<uint32_t>(r1[b]) << 8;
+      const uint32_t z89 = static_cast<uint32_t>(r8[b]) | static_cast<uint32_t>(r9[b]) << 8;
       // A operand rows r, r + 8 of the two k halves: the value table's pairs at the bytes' low and high nibbles.
       const uint32_t av[4] = {lut_v[value_pair_low(z01)], lut_v[value_pair_high(z01)], lut_v[value_pair_low(z89)],
                               lut_v[value_pair_high(z89)]};
       // B column (head) r, rows (positions) p0, p0 + 1 and p0 + 8, p0 + 9 of the group's P x V scalar.
-      const int pb = (gi * 8 + r) * kPvStride + p0;
-      const uint32_t bh0 = *reinterpret_cast<const uint32_t*>(pv_hi + pb);
-      const uint32_t bh1 = *reinterpret_cast<const uint32_t*>(pv_hi + pb + 8);
-      const uint32_t bl0 = *reinterpret_cast<const uint32_t*>(pv_lo + pb);
-      const uint32_t bl1 = *reinterpret_cast<const uint32_t*>(pv_lo + pb + 8);
-      mma_16816(t[m], av, bh0, bh1), mma_16816(t[m], av, bl0, bl1);
+      const __half* ph = pv_hi + vl.pv[m] + 16 * ks;
+      const __half* pl = pv_lo + vl.pv[m] + 16 * ks;
+      mma_16816(t[m], av, *reinterpret_cast<const uint32_t*>(ph), *reinterpret_cast<const uint32_t*>(ph + 8));
+      mma_16816(t[m], av, *reinterpret_cast<const uint32_t*>(pl), *reinterpret_cast<const uint32_t*>(pl + 8));
     }
   }
 }
@@ -241,6 +260,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[m][i] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // heads warp and warp + 4
+  const ValueLane<MT> vl = value_lane<MT>(kv, warp, lane);
 
   for (int64_t it = 0; it < range.n_tiles; ++it) {
     async_wait<0>();
@@ -300,7 +320,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int i = 0; i < 4; ++i) tt[m][i] = 0.0f;
-    value_tile<MT>(kv, tv, vo, lut_v, pv_hi, pv_lo, n, warp, lane, tt);
+    value_tile<MT>(tv, vo, lut_v, pv_hi, pv_lo, n, D, warp, lane, vl, tt);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
       acc[m][0] = fmaf(acc[m][0], cr0, tt[m][0] * p_unscale), acc[m][1] = fmaf(acc[m][1], cr1, tt[m][1] * p_unscale);

@@ -69,14 +69,15 @@ inline constexpr int kDThreads = 128;
 
 // One segment (cnt consecutive records of `rec` bytes at src, inside one KV block) into buf at `at` (segment_at) by
 // one warp: the 16-byte aligned chunks covering it, so record t of the segment lands at off[t] = at + (src % 16) +
-// t rec.
-__device__ __forceinline__ void stage_segment(uint8_t* buf, int at, const uint8_t* src, int cnt, int rec,
+// t rec. The pad offsets after them repeat the last record's (the tile's last segment pads the tile to kDT
+// positions, so the kernels read any row of a partial tile without a clamp; its weight there is zero).
+__device__ __forceinline__ void stage_segment(uint8_t* buf, int at, const uint8_t* src, int cnt, int pad, int rec,
                                               uint16_t* off, int lane) {
   const uintptr_t s = reinterpret_cast<uintptr_t>(src), as = s & ~uintptr_t{15};
   const int head = static_cast<int>(s - as), chunks = (head + cnt * rec + 15) / 16;
   for (int i = lane; i < chunks; i += 32)
     copy16_async(buf + at + 16 * i, reinterpret_cast<const void*>(as + 16 * static_cast<uintptr_t>(i)));
-  for (int i = lane; i < cnt; i += 32) off[i] = static_cast<uint16_t>(at + head + i * rec);
+  for (int i = lane; i < cnt + pad; i += 32) off[i] = static_cast<uint16_t>(at + head + min(i, cnt - 1) * rec);
 }
 
 // The K (v false) or V record of (KV head kh, position `slot` of the block) in KV block blk.
@@ -89,7 +90,7 @@ __device__ __forceinline__ const uint8_t* record_at(const TqKvBlocks& kv, const 
 inline constexpr uint16_t kNoRecord = 0xFFFF;  // a staged record's offset for a position in a released block
 
 // Issues the copies of the n positions from p0 (K and V records of KV head kh) into one buffer, a warp per segment
-// (every thread of the block calls it). Each thread used to walk every segment's address math (~300 instructions
+// (every thread of the block calls it); the offsets of positions n .. kDT - 1 repeat position n - 1's. Each thread used to walk every segment's address math (~300 instructions
 // a segment, three segments for most tiles: ~40% of the tensor-core decode's instructions). kReleased (prefill
 // tiles): positions in released blocks get the offset kNoRecord; the decode kernel's splits never reach one (and the
 // check cost it registers).
@@ -104,13 +105,16 @@ __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int
     int t0, cnt;
     tile_segment(slot0, n, B, s, t0, cnt);
     const uint8_t* blk = kv.blocks[b0 + static_cast<uint32_t>(s)];
+    const int pad = s == nseg - 1 ? kTqTile - n : 0;
     if (kReleased && !blk) {
-      for (int i = lane; i < cnt; i += 32) koff[t0 + i] = voff[t0 + i] = kNoRecord;
+      for (int i = lane; i < cnt + pad; i += 32) koff[t0 + i] = voff[t0 + i] = kNoRecord;
       continue;
     }
     const int64_t slot = s == 0 ? slot0 : 0;
-    stage_segment(kbuf, segment_at(t0, k_rec, s), record_at(kv, blk, kh, slot, false), cnt, k_rec, koff + t0, lane);
-    stage_segment(vbuf, segment_at(t0, v_rec, s), record_at(kv, blk, kh, slot, true), cnt, v_rec, voff + t0, lane);
+    stage_segment(kbuf, segment_at(t0, k_rec, s), record_at(kv, blk, kh, slot, false), cnt, pad, k_rec, koff + t0,
+                  lane);
+    stage_segment(vbuf, segment_at(t0, v_rec, s), record_at(kv, blk, kh, slot, true), cnt, pad, v_rec, voff + t0,
+                  lane);
   }
 }
 
