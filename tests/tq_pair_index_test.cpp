@@ -116,5 +116,12 @@ TEST(TqStaging, SegmentsOfATileNeitherOverlapNorOverflowTheArea) {
     }
 }
 
+// The decode kernels' block division: a shift for powers of two, the division otherwise.
+TEST(TqStaging, BlockDivisionEqualsTheQuotient) {
+  for (uint32_t B = 1; B <= 300; ++B)
+    for (uint32_t x : {0u, 1u, 31u, 32u, 33u, 63u, 64u, 1000u, 40000u, 100000u, 1u << 20, 0x7FFFFFFFu, 0xFFFFFFFFu})
+      ASSERT_EQ(tq::div_block(x, B), x / B) << x << " / " << B;
+}
+
 }  // namespace
 }  // namespace lmlab

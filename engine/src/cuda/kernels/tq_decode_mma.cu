@@ -102,15 +102,17 @@ __device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int p
 }
 
 // Scores of warp w's 16 positions of the tile for the G heads into psc [G][kScoreStride] (f32, before the softmax
-// scale).
-template <int KB>
+// scale). KG: the keys' group dim when it is kGroup128 (the plane offsets become constants and the chunks unroll, so
+// the scheduler interleaves their index chains: ncu saw the warps waiting on them), else 0 (read from the codec).
+constexpr int kGroup128 = 128;
+template <int KB, int KG>
 __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
                                            const uint32_t* lut_k, const uint4* qf, float* psc, int n, int G, int warp,
                                            int lane) {
   if (16 * warp >= n) return;  // warp-uniform: none of its rows is in the tile
   const int r = lane >> 2, c = lane & 3, pr = 16 * warp + r, pr8 = pr + 8;
   const TqDeviceCodec& k = kv.k;
-  const int g = k.group_dim, plane_bytes = g / 8, chunks = g / kChunk;
+  const int g = KG ? KG : k.group_dim, plane_bytes = g / 8, chunks = g / kChunk;
   // Rows past the tile read its last record (issue_tile's padded offsets; their scores are never used).
   const uint8_t* rec = tk + ko[pr];
   const uint8_t* rec8 = tk + ko[pr8];
@@ -119,6 +121,7 @@ __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* 
     const uint8_t* gr = rec + gi * k.group_bytes;
     const uint8_t* gr8 = rec8 + gi * k.group_bytes;
     float cg[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll(KG ? KG / kChunk : 1)
     for (int j = 0; j < chunks; ++j) {
       uint32_t e[4], e8[4];
       key_pairs<KB>(gr, j, c, plane_bytes, lut_k, e);
@@ -165,14 +168,15 @@ __device__ __forceinline__ ValueLane<MT> value_lane(const TqKvBlocks& kv, int wa
 // word of positions 16 ks + 2c, + 1, + 8, + 9: low nibble row r, high nibble row r + 8 (entries 4 (r % 4) + r / 4
 // and that + 2 of the word). The k steps are unrolled, the lane's offsets are set once per block (value_lane) and
 // the tile's padded offsets need no clamp: the addresses take no arithmetic a k step beyond the records'.
-template <int MT>
+// kFull: a tile of kDT positions (no k step to skip, so the steps' loads may interleave).
+template <int MT, bool kFull>
 __device__ __forceinline__ void value_tile(const uint8_t* tv, const uint16_t* vo, const uint32_t* lut_v,
                                            const __half* pv_hi, const __half* pv_lo, int n, int D, int warp, int lane,
                                            const ValueLane<MT>& vl, float (&t)[MT][4]) {
   const int c2 = 2 * (lane & 3);
 #pragma unroll
   for (int ks = 0; ks < kDT / 16; ++ks) {
-    if (16 * ks >= n) break;  // block-uniform
+    if (!kFull && 16 * ks >= n) break;  // block-uniform
     // Offsets of positions p0 = 16 ks + 2c, p0 + 1 and p0 + 8, p0 + 9 (p0 even: one 4-byte load each).
     const uint32_t o01 = *reinterpret_cast<const uint32_t*>(vo + 16 * ks + c2);
     const uint32_t o89 = *reinterpret_cast<const uint32_t*>(vo + 16 * ks + c2 + 8);
@@ -199,7 +203,7 @@ __device__ __forceinline__ void value_tile(const uint8_t* tv, const uint16_t* vo
 // Block = (KV head, split, query), 4 warps; MT: the most 16-dim m tiles a warp takes (head_dim <= 64 MT). Five
 // blocks per SM fit the shared memory at head_dim 128 (~42 KB); asking for them also keeps ptxas from spilling (it
 // chose 64-80 registers with spills unbounded, 84-91 without them bounded).
-template <int KB, int MT>
+template <int KB, int MT, int KG>
 __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParams a, MmaLayout L) {
   extern __shared__ __align__(16) uint8_t smem[];
   const TqKvBlocks& kv = a.kv;
@@ -283,7 +287,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     vmax = warp_max(vmax);
     if (lane == 0) wmax[warp] = vmax;
 
-    score_tile<KB>(kv, tk, ko, lut_k, qf, psc, n, G, warp, lane);
+    score_tile<KB, KG>(kv, tk, ko, lut_k, qf, psc, n, G, warp, lane);
     __syncthreads();
 
     // P x V scalar x 2^(14 - e), where 2^e > the tile's largest scalar: at most kPScale.
@@ -320,7 +324,8 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
     for (int m = 0; m < MT; ++m)
 #pragma unroll
       for (int i = 0; i < 4; ++i) tt[m][i] = 0.0f;
-    value_tile<MT>(tv, vo, lut_v, pv_hi, pv_lo, n, D, warp, lane, vl, tt);
+    if (n == kDT) value_tile<MT, true>(tv, vo, lut_v, pv_hi, pv_lo, n, D, warp, lane, vl, tt);
+    else value_tile<MT, false>(tv, vo, lut_v, pv_hi, pv_lo, n, D, warp, lane, vl, tt);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
       acc[m][0] = fmaf(acc[m][0], cr0, tt[m][0] * p_unscale), acc[m][1] = fmaf(acc[m][1], cr1, tt[m][1] * p_unscale);
@@ -370,24 +375,30 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int MT>
+template <int KB, int MT, int KG>
 void launch(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_mma_kernel<KB, MT>;
+  auto kernel = tq_decode_mma_kernel<KB, MT, KG>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant tensor-core decode shared memory");
   launch_chained("TurboQuant attention (tensor cores)", kernel, grid, kDThreads, static_cast<size_t>(l.total), stream,
                  a, l);
 }
 
-template <int MT>
+template <int MT, int KG>
 void launch_bits(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, MT>(a, l, grid, stream); break;
-    case 3: launch<3, MT>(a, l, grid, stream); break;
-    case 4: launch<4, MT>(a, l, grid, stream); break;
-    default: launch<5, MT>(a, l, grid, stream); break;
+    case 2: launch<2, MT, KG>(a, l, grid, stream); break;
+    case 3: launch<3, MT, KG>(a, l, grid, stream); break;
+    case 4: launch<4, MT, KG>(a, l, grid, stream); break;
+    default: launch<5, MT, KG>(a, l, grid, stream); break;
   }
+}
+// Keys in groups of 128 (head_dim 128 and 256) take the score with constant plane offsets.
+template <int MT>
+void launch_group(const TqAttnParams& a, const MmaLayout& l, dim3 grid, cudaStream_t stream) {
+  if (a.kv.k.group_dim == kGroup128) launch_bits<MT, kGroup128>(a, l, grid, stream);
+  else launch_bits<MT, 0>(a, l, grid, stream);
 }
 
 }  // namespace
@@ -405,9 +416,9 @@ void decode_mma(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t str
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "tensor-core decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (a.kv.head_dim <= 64) launch_bits<1>(a, l, grid, stream);
-  else if (a.kv.head_dim <= 128) launch_bits<2>(a, l, grid, stream);
-  else launch_bits<4>(a, l, grid, stream);
+  if (a.kv.head_dim <= 64) launch_bits<1, 0>(a, l, grid, stream);  // groups of at most 64
+  else if (a.kv.head_dim <= 128) launch_group<2>(a, l, grid, stream);
+  else launch_group<4>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

@@ -98,7 +98,7 @@ template <bool kReleased = false>
 __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
                                            uint8_t* vbuf, uint16_t* koff, uint16_t* voff) {
   const uint32_t B = static_cast<uint32_t>(kv.block_tokens);  // 32-bit division: the 64-bit one is a long call
-  const uint32_t b0 = static_cast<uint32_t>(p0) / B, slot0 = static_cast<uint32_t>(p0) - b0 * B;
+  const uint32_t b0 = div_block(static_cast<uint32_t>(p0), B), slot0 = static_cast<uint32_t>(p0) - b0 * B;
   const int nseg = tile_segments(slot0, n, B);
   const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes, lane = threadIdx.x & 31;
   for (int s = threadIdx.x >> 5; s < nseg; s += kDThreads / 32) {  // warp-uniform; callers launch kDThreads
