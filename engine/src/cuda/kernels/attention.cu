@@ -18,6 +18,7 @@
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/split_merge.cuh"
 
 namespace lmlab::kernels::cuda {
 
@@ -244,46 +245,16 @@ __global__ void __launch_bounds__(kWarps * 32, GM <= 4 && DPL <= 4 ? 4 : 1) atte
   }
 }
 
-// Block per (query, head): merges the splits' states into the normalised output. The first warp turns the
-// splits' (max, sum) into one weight per split (shared memory), then the block sums the outputs over d with
-// coalesced loads: a thread walking all splits with an exp each took ~15 us for 32 heads at 512 positions.
-__global__ void attention_merge_kernel(const float* part_o, const float* part_ml, float* out, int64_t D, int splits) {
+// Block per (query, head), kMergeThreads threads: the splits' states merged into the normalised output
+// (split_merge.cuh).
+__global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const float* part_o, const float* part_ml,
+                                                                       float* out, int64_t D, int splits) {
   chain_enter();
-  __shared__ float weight[kMaxAttentionSplits];
-  __shared__ float inv_sum;
+  __shared__ float weight[kMaxAttentionSplits], red[kMergeThreads], ob[256], inv_sum;  // head_dim <= 256
   const int64_t qh = blockIdx.x;
-  const float* ml = part_ml + qh * splits * 2;
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    float M = -INFINITY;
-    for (int s = lane; s < splits; s += 32) M = fmaxf(M, ml[2 * s]);
-    M = warp_max(M);
-    float L = 0.0f;
-    for (int s = lane; s < splits; s += 32) {
-      const float f = M == -INFINITY ? 0.0f : expf(ml[2 * s] - M);
-      weight[s] = f;
-      L += ml[2 * s + 1] * f;
-    }
-    L = warp_sum(L);
-    if (lane == 0) inv_sum = L > 0.0f ? 1.0f / L : 0.0f;
-  }
-  __syncthreads();
-  // kMergeLoads splits' loads in flight per thread (one running sum took a memory round trip per split: ~130 of them
-  // at 40K positions).
-  constexpr int kMergeLoads = 8;
-  const float* po = part_o + qh * splits * D;
-  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-    float acc[kMergeLoads] = {};
-    int s = 0;
-    for (; s + kMergeLoads <= splits; s += kMergeLoads)
-#pragma unroll
-      for (int k = 0; k < kMergeLoads; ++k) acc[k] += po[(s + k) * D + d] * weight[s + k];
-    for (; s < splits; ++s) acc[0] += po[s * D + d] * weight[s];
-    float O = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kMergeLoads; ++k) O += acc[k];
-    out[qh * D + d] = O * inv_sum;
-  }
+  const float inv = merge_weights(part_ml + qh * splits * 2, splits, weight, &inv_sum);
+  merge_outputs(part_o + qh * splits * D, static_cast<int>(D), splits, weight, inv, red, ob);
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) out[qh * D + d] = ob[d];
 }
 
 __global__ void kv_write_kernel(KvBlocks kv, const float* k, const float* v, int64_t n, const int32_t* positions) {
@@ -335,8 +306,8 @@ struct F16PrefillSource {
 void merge_splits(const float* part_o, const float* part_ml, float* out, int64_t n_q, int64_t n_heads, int64_t D,
                   int splits, cudaStream_t stream) {
   if (splits <= 1) return;
-  launch_chained("attention (merge splits)", attention_merge_kernel, static_cast<unsigned>(n_q * n_heads), 128, 0,
-                 stream, part_o, part_ml, out, D, splits);
+  launch_chained("attention (merge splits)", attention_merge_kernel, static_cast<unsigned>(n_q * n_heads),
+                 kMergeThreads, 0, stream, part_o, part_ml, out, D, splits);
 }
 
 }  // namespace

@@ -90,10 +90,10 @@ __device__ __forceinline__ const uint8_t* record_at(const TqKvBlocks& kv, const 
 inline constexpr uint16_t kNoRecord = 0xFFFF;  // a staged record's offset for a position in a released block
 
 // Issues the copies of the n positions from p0 (K and V records of KV head kh) into one buffer, a warp per segment
-// (every thread of the block calls it); the offsets of positions n .. kDT - 1 repeat position n - 1's. Each thread used to walk every segment's address math (~300 instructions
-// a segment, three segments for most tiles: ~40% of the tensor-core decode's instructions). kReleased (prefill
-// tiles): positions in released blocks get the offset kNoRecord; the decode kernel's splits never reach one (and the
-// check cost it registers).
+// (every thread of the block calls it); the offsets of positions n .. kDT - 1 repeat position n - 1's. Each thread
+// used to walk every segment's address math (~300 instructions a segment, three segments for most tiles: ~40% of the
+// tensor-core decode's instructions). kReleased (prefill tiles): positions in released blocks get the offset
+// kNoRecord; the decode kernel's splits never reach one (and the check cost it registers).
 template <bool kReleased = false>
 __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
                                            uint8_t* vbuf, uint16_t* koff, uint16_t* voff) {

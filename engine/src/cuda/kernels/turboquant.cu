@@ -29,6 +29,7 @@
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/split_merge.cuh"
 #include "cuda/kernels/tq_decode_mma.cuh"
 #include "cuda/kernels/tq_records.cuh"
 #include "kv/turboquant/tq_codec.h"
@@ -324,49 +325,23 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
 // ---------------------------------------------------------------------------------------------------------------
 // Attention
 
-constexpr int kThreads = 128;  // the merge kernel's
 constexpr int kMaxGroup = 8;
 constexpr size_t kMaxSmem = 48 * 1024;
 constexpr size_t kMaxDecodeSmem = 160 * 1024;  // opted into above 48 KB (sm_90 allows 227 KB)
 constexpr unsigned kMaxPrefillSmem = 227 * 1024;  // sm_90's most dynamic shared memory per block
 
-// Block per (query, head): merges the splits' states and rotates the output back. One warp turns the splits'
-// (max, sum) pairs into weights once (each thread redid an expf per split and element), then each thread sums its
-// elements over the splits in order with kMergeLoads loads in flight: the same floats as before.
-__global__ void __launch_bounds__(kThreads) tq_merge_kernel(const float* part_o, const float* part_ml, float* out,
-                                                           int D, int splits, int g, const float* d1, const float* d2,
-                                                           float inv_sqrt) {
+// Block per (query, head), kMergeThreads threads: merges the splits' states (split_merge.cuh) and rotates the output
+// back.
+__global__ void __launch_bounds__(kMergeThreads) tq_merge_kernel(const float* part_o, const float* part_ml, float* out,
+                                                                int D, int splits, int g, const float* d1,
+                                                                const float* d2, float inv_sqrt) {
   chain_enter();
-  constexpr int kMergeLoads = 16;
-  __shared__ float ob[256];
-  __shared__ float w[2 * kMaxAttentionSplits];  // per split: exp(max - M) in place of the max, then the sum
+  __shared__ float weight[kMaxAttentionSplits], red[kMergeThreads], ob[256], inv_sum;
   const int64_t qh = blockIdx.x;
-  for (int e = threadIdx.x; e < 2 * splits; e += kThreads) w[e] = part_ml[qh * splits * 2 + e];
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float M = -INFINITY;
-    for (int s = threadIdx.x; s < splits; s += 32) M = fmaxf(M, w[2 * s]);
-    M = warp_max(M);
-    for (int s = threadIdx.x; s < splits; s += 32) w[2 * s] = M == -INFINITY ? 0.0f : expf(w[2 * s] - M);
-  }
-  __syncthreads();
-  for (int d = threadIdx.x; d < D; d += kThreads) {
-    const float* po = part_o + qh * splits * D + d;
-    float L = 0.0f, O = 0.0f;
-    int s = 0;
-    for (; s + kMergeLoads <= splits; s += kMergeLoads) {
-      float x[kMergeLoads];
-#pragma unroll
-      for (int k = 0; k < kMergeLoads; ++k) x[k] = po[(s + k) * D];
-#pragma unroll
-      for (int k = 0; k < kMergeLoads; ++k) L += w[2 * (s + k) + 1] * w[2 * (s + k)], O += x[k] * w[2 * (s + k)];
-    }
-    for (; s < splits; ++s) L += w[2 * s + 1] * w[2 * s], O += po[s * D] * w[2 * s];
-    ob[d] = L > 0.0f ? O / L : 0.0f;
-  }
-  __syncthreads();
+  const float inv = merge_weights(part_ml + qh * splits * 2, splits, weight, &inv_sum);
+  merge_outputs(part_o + qh * splits * D, D, splits, weight, inv, red, ob);
   if (d1) block_rotate(ob, 1, D, g, d2, d1, inv_sqrt);
-  for (int d = threadIdx.x; d < D; d += kThreads) out[qh * D + d] = ob[d];
+  for (int d = threadIdx.x; d < D; d += blockDim.x) out[qh * D + d] = ob[d];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -945,7 +920,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     prefill::launch(p, src, stream);
     if (p.splits > 1)  // the partial outputs are in the rotated domain: this merge rotates back
       launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
-                     kThreads, 0, stream, p.part_o, p.part_ml, out, static_cast<int>(D), p.splits, kv.k.group_dim,
+                     kMergeThreads, 0, stream, p.part_o, p.part_ml, out, static_cast<int>(D), p.splits, kv.k.group_dim,
                      kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
     return;
   }
@@ -975,7 +950,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   }
   if (splits > 1) {
     launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
-                   kThreads, 0, stream, a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim,
+                   kMergeThreads, 0, stream, a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim,
                    kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
   }
 }
