@@ -79,14 +79,6 @@ class CudaTurboQuant : public test::CudaTest {
  protected:
   CudaTurboQuant() : CudaTest("CUDA TurboQuant", 4321) {}
   void attention_cases(std::span<const Format> formats, std::span<const AttentionCase> cases, bool decode_tiled);
-  void records_match_the_cpu_codecs();
-};
-
-// Decode options for one test, restored however it ends.
-struct ScopedDecodeOptions {
-  kc::DecodeOptions was = kc::decode_options();
-  explicit ScopedDecodeOptions(const kc::DecodeOptions& o) { kc::set_decode_options(o); }
-  ~ScopedDecodeOptions() { kc::set_decode_options(was); }
 };
 
 std::vector<uint8_t> download_block(const KvBlock& b) {
@@ -134,17 +126,7 @@ bool sign_is_borderline(const TqCodec& codec, const float* x, int64_t i) {
 
 // Device-encoded records against TqCodec::encode's, position by position: a prefill of 77 positions (across
 // blocks of 32) then 3 decode steps.
-TEST_F(CudaTurboQuant, DeviceRecordsEqualTheCpuCodecs) { records_match_the_cpu_codecs(); }
-
-// The encode in 9-warp blocks (two angle scales a warp) writes the same bytes.
-TEST_F(CudaTurboQuant, SlimEncodeRecordsEqualTheCpuCodecs) {
-  kc::DecodeOptions o = kc::decode_options();
-  o.tq_encode_slim = !o.tq_encode_slim;
-  const ScopedDecodeOptions scoped(o);
-  records_match_the_cpu_codecs();
-}
-
-void CudaTurboQuant::records_match_the_cpu_codecs() {
+TEST_F(CudaTurboQuant, DeviceRecordsEqualTheCpuCodecs) {
   struct Geo { int64_t heads, kv_heads, hd; };
   const Geo geos[] = {{8, 2, 64}, {4, 4, 128}, {6, 1, 96}, {2, 1, 256}, {4, 2, 80}};
   constexpr int64_t B = 32;
@@ -331,6 +313,13 @@ TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
   } tiled;
   attention_cases(formats, cases, true);
 }
+
+// Decode options for one test, restored however it ends.
+struct ScopedDecodeOptions {
+  kc::DecodeOptions was = kc::decode_options();
+  explicit ScopedDecodeOptions(const kc::DecodeOptions& o) { kc::set_decode_options(o); }
+  ~ScopedDecodeOptions() { kc::set_decode_options(was); }
+};
 
 // The tensor-core decode at every group (LMLAB_TQ_DECODE_MMA_MIN_GROUP=1: GQA 1 to 8) over the formats it takes:
 // head_dim 64, 96 (groups of 32), 128 and 256 (two groups), windows, softcap, 5000 positions (many splits), KV blocks

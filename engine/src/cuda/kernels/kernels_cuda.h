@@ -159,9 +159,6 @@ struct DecodeOptions {
   // TurboQuant decode attention starts beside the encode of its new tokens and waits for it only before their
   // records (tq_records.cuh's EncodeGate); LMLAB_TQ_EARLY_START=0 turns off.
   bool tq_early_start = true;
-  // The TurboQuant encode in blocks of 9 warps (two angle scales each) instead of 17, so four attention blocks fit
-  // beside it (turboquant.cu); LMLAB_TQ_ENCODE_SLIM=1.
-  bool tq_encode_slim = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

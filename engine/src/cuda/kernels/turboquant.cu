@@ -87,12 +87,9 @@ __device__ __forceinline__ uint8_t packed_byte(const uint8_t* idx, int ob, int b
 // Encode
 
 constexpr int kScales = turboquant::kAngleScales;
-// Warps per encode block (W): a decode step writes one token (16 blocks at 8 KV heads), so the block's critical path
-// is the time: with 4 warps each ran 5 scales' searches and butterflies one after another (13 us a layer, H100), a
-// warp per scale (17) is the shortest path, and 9 warps (two scales each, interleaved) leave room for four attention
-// blocks on the encode's SMs, so the attention's early start (tq_records.cuh's EncodeGate) fills every SM beside it
-// (17 warps x 50 registers left room for two). DecodeOptions::tq_encode_warps picks.
-constexpr int kEncWarpsFast = kScales, kEncWarpsSlim = (kScales + 1) / 2;
+// A warp per angle scale: a decode step writes one token (16 blocks at 8 KV heads), so the block's critical path is
+// the time, and with 4 warps each ran 5 scales' searches and butterflies one after another (13 us a layer, H100).
+constexpr int kEncWarps = kScales;
 constexpr int kMaxG = 128;
 
 struct EncodeParams {
@@ -131,24 +128,23 @@ __device__ __forceinline__ void quantize(const float* t, int nb, const float (&x
 
 // The block's shared state. Every warp rotates its own copy of the group (the same floats, so no block barrier
 // waits on another warp's rotation); the codes per scale, the QJL signs and the scales' cosines are the block's.
-template <int W>
 struct EncodeBlock {
-  float x[W][kMaxG];      // each warp's rotated group (the QJL residual after the nearest codes)
+  float x[kEncWarps][kMaxG];      // each warp's rotated group (the QJL residual after the nearest codes)
   uint8_t codes[kScales][kMaxG];  // codes per scale (angle search); codes[0] also holds the QJL / affine codes
   uint8_t sign[kMaxG];            // QJL: S r >= 0
   float cent[32], bound[32];
   double cs[kScales], dot[kScales];  // angle search: each scale's cosine and <u, c>, from the warp that owns it
 };
 
+constexpr int kScalesPerWarp = (kScales + kEncWarps - 1) / kEncWarps;
+
 // Block per group vector (token, KV head, K or V, group). The angle search's 17 scales are dealt to the block's
 // warps (scale sc to warp sc % kEncWarps), each running them as the warp per vector did, so every scale's sums are
 // the same doubles in the same order and the records stay byte-identical; one warp carried all 17 before, a chain
 // of ~5,000 instructions that made one token's write ~19 us a layer on the H100 (ncu, thirteenth session).
-template <int kEncWarps>
 __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams a) {
-  constexpr int kScalesPerWarp = (kScales + kEncWarps - 1) / kEncWarps;
   chain_enter();
-  __shared__ EncodeBlock<kEncWarps> s;
+  __shared__ EncodeBlock s;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const TqKvBlocks& kv = a.kv;
   const int64_t nkv = kv.n_kv_heads, D = kv.head_dim;
@@ -837,12 +833,7 @@ void tq_kv_write(const TqKvBlocks& kv, const float* k, const float* v, int64_t n
   a.lambda0 = 1.0 - turboquant::kAngleSpan;
   for (int s = 0; s < kScales; ++s) a.lambda[s] = s > 0 ? turboquant::angle_scale(s) : 0.0f;
   const int64_t jobs = n * kv.n_kv_heads * 2 * kv.k.n_groups;  // a block each
-  if (decode_options().tq_encode_slim)
-    launch_chained("TurboQuant KV write", tq_encode_kernel<kEncWarpsSlim>, static_cast<unsigned>(jobs),
-                   kEncWarpsSlim * 32, 0, stream, a);
-  else
-    launch_chained("TurboQuant KV write", tq_encode_kernel<kEncWarpsFast>, static_cast<unsigned>(jobs),
-                   kEncWarpsFast * 32, 0, stream, a);
+  launch_chained("TurboQuant KV write", tq_encode_kernel, static_cast<unsigned>(jobs), kEncWarps * 32, 0, stream, a);
 }
 
 namespace {
