@@ -260,8 +260,9 @@ void set_tq_tiled_decode_min_positions(int64_t n);
 // (DecodeOptions::tq_decode_mma_min_group and a format it takes: Lloyd-Max keys without QJL, 4-bit Lloyd-Max values,
 // groups of >= 32 dims, head_dim a multiple of 32).
 bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group);
-// after_encode: the last launch on the stream was tq_kv_write of these queries' positions (from positions[0] on), so
-// the decode kernels may start beside it (DecodeOptions::tq_early_start; tq_records.cuh's EncodeGate).
+// after_encode: the last launch on the stream was tq_kv_write of these queries' positions (ascending from
+// positions[0]), so the decode kernels may start beside it (DecodeOptions::tq_early_start; tq_records.cuh's
+// EncodeGate).
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream, bool after_encode = false);
