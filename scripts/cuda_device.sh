@@ -15,7 +15,9 @@
 #  the decode's SSD bytes, misses and read rate against the drive; STREAM_INPUTS: decode-bench --decode-tokens
 #  (default random: the synth's greedy decode repeats its routing);
 #  ab-SHAPE: AB_VAR=LMLAB_FUSED_ROUTING (or another DecodeOptions knob) 0 / 1 alternated over SHAPE's decode, to ab.jsonl;
-#  vs-SHAPE: this folder's binary against VS_DIR's (another packed folder) and under VS_ENVS, to vs.jsonl)
+#  vs-SHAPE: this folder's binary against VS_DIR's (another packed folder) and under VS_ENVS, to vs.jsonl;
+#  ncu-sass: a benchmark kernel's SASS with executions and stall samples per instruction, to sass.csv;
+#  kernels-SHAPE: the mean time of the kernels matching KERNELS inside SHAPE's decode, to kernels-SHAPE.csv)
 # (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off unless PROFILE_GRAPH=1: time per kernel name, to profile.csv / stdout)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,6 +73,23 @@ synth_dir() {
   fi
   echo "$dir"
 }
+# Time per kernel name from an ncu --csv file of gpu__time_duration.sum rows: total, share, launches, mean.
+kernel_times() {
+  python3 - "$1" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+if not rows: sys.exit("no kernel rows in " + sys.argv[1])
+head, body = rows[0], rows[1:]
+k, v = head.index("Kernel Name"), head.index("Metric Value")
+tot, cnt = collections.Counter(), collections.Counter()
+for r in body:
+    tot[r[k][:60]] += float(r[v].replace(",", "")); cnt[r[k][:60]] += 1
+s = sum(tot.values())
+for name, t in tot.most_common(25):
+    print(f"{t/1e3:10.1f} us {100*t/s:5.1f}% {cnt[name]:5d}x {t/cnt[name]/1e3:8.2f} us each  {name}")
+print(f"{s/1e3:10.1f} us total over {sum(cnt.values())} kernels")
+PY
+}
 for step in "$@"; do
   case $step in
     tests)
@@ -117,6 +136,31 @@ for step in "$@"; do
         > "$out/ncu-gemv.txt" 2>&1
       grep -E "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Stall|Issued Ipc|No Eligible|One or More" \
         "$out/ncu-gemv.txt" | head -40
+      ;;
+    ncu-sass)  # one launch of NCU_KERNEL in the lmlab_bench benchmark NCU_FILTER with source counters: the report
+      # (ncu-sass.ncu-rep) and every SASS instruction's executions and stall samples (sass.csv), as the sixteenth
+      # session read the TurboQuant decode's instruction mix (docs/cuda.md)
+      timeout 180 "$ncu" --kernel-name "regex:${NCU_KERNEL:-tq_decode_mma}" --launch-skip 3 --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
+        --section InstructionStats --section SourceCounters --import-source no -f -o "$out/ncu-sass" \
+        "$here/lmlab_bench" --benchmark_filter="${NCU_FILTER:-cuda_attention/8b/turbo/decode/40000/}" \
+        --benchmark_min_time=0.01 > "$out/ncu-sass.log" 2>&1
+      "$ncu" -i "$out/ncu-sass.ncu-rep" --page source --csv --print-source sass > "$out/sass.csv" 2>&1
+      "$ncu" -i "$out/ncu-sass.ncu-rep" \
+        | grep -E "Duration|Elapsed Cycles|Executed Instructions  |Warp Cycles Per Issued|Eligible Warps"
+      ;;
+    kernels-*)  # mean time per launch of the kernels matching KERNELS inside SHAPE's decode at CTX positions
+      # (KV_MODE), graphs off, ncu without its clock lock or cache flush (the times of a running decode): SKIP / COUNT
+      # matching launches (e.g. KERNELS='tq_decode_mma|tq_merge' SKIP=0 COUNT=72: one step's 36 layers; an encode
+      # runs in the prefill too: CTX=512 SKIP=72), to kernels-SHAPE.csv
+      shape=${step#kernels-}
+      ctx=${CTX:-40000}
+      LMLAB_CUDA_GRAPH=0 timeout 240 "$ncu" --cache-control none --clock-control none \
+        --kernel-name "regex:${KERNELS:?}" --launch-skip "${SKIP:-0}" --launch-count "${COUNT:-72}" \
+        --metrics gpu__time_duration.sum --print-units base --csv "$here/lmlab" decode-bench \
+        --model "$(synth_dir "$shape")" --device cuda --ctx-size $((ctx + 512)) --contexts "$ctx" -n 4 --warmup 0 \
+        --kv-mode "${KV_MODE:-turbo}" > "$out/kernels-$shape.csv" 2> "$out/kernels-$shape.err"
+      kernel_times "$out/kernels-$shape.csv"
       ;;
     ncu-decode-*)  # decode kernels matching NCU_KERNEL at NCU_CTX positions of SHAPE's synth under ncu, to ncu-decode.txt
       # (NCU_SKIP: launches of the matching kernels to skip first; a kernel prefill also runs needs the prefill's
@@ -202,18 +246,7 @@ PY
           --metrics gpu__time_duration.sum --print-units base --csv "$here/lmlab" decode-bench --model "$dir" --device cuda \
           --ctx-size $((pctx + 512)) --contexts "$pctx" -n 32 --warmup 0 ${PROFILE_KV:+--kv-mode $PROFILE_KV} \
           > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
-        python3 - "$out/profile-$shape.csv" <<'PY'
-import csv, sys, collections
-rows = [r for r in csv.reader(l for l in open(sys.argv[1]) if l.startswith('"'))]
-head, body = rows[0], rows[1:]
-k, v = head.index("Kernel Name"), head.index("Metric Value")
-tot, cnt = collections.Counter(), collections.Counter()
-for r in body:
-    tot[r[k][:60]] += float(r[v].replace(",", "")); cnt[r[k][:60]] += 1
-s = sum(tot.values())
-for name, t in tot.most_common(25): print(f"{t/1e3:10.1f} us {100*t/s:5.1f}% {cnt[name]:5d}x  {name}")
-print(f"{s/1e3:10.1f} us total over {sum(cnt.values())} kernels")
-PY
+        kernel_times "$out/profile-$shape.csv"
         continue
       fi
       for g in ${GRAPHS:-1 0}; do LMLAB_CUDA_GRAPH=$g timeout ${BENCH_TIMEOUT:-200} "$here/lmlab" decode-bench --model "$dir" --device cuda \
