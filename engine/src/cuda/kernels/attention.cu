@@ -250,10 +250,9 @@ __global__ void __launch_bounds__(kWarps * 32, GM <= 4 && DPL <= 4 ? 4 : 1) atte
 __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const float* part_o, const float* part_ml,
                                                                        float* out, int64_t D, int splits) {
   chain_enter();
-  __shared__ float weight[kMaxAttentionSplits], red[kMergeThreads], ob[256], inv_sum;  // head_dim <= 256
   const int64_t qh = blockIdx.x;
-  const float inv = merge_weights(part_ml + qh * splits * 2, splits, weight, &inv_sum);
-  merge_outputs(part_o + qh * splits * D, static_cast<int>(D), splits, weight, inv, red, ob);
+  const float* ob =
+      merge_split_states(part_o + qh * splits * D, part_ml + qh * splits * 2, static_cast<int>(D), splits);
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) out[qh * D + d] = ob[d];
 }
 

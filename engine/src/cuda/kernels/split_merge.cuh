@@ -8,14 +8,20 @@
 
 #include <cmath>
 
+#include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
 
 namespace lmlab::kernels::cuda {
 
 inline constexpr int kMergeThreads = 512;
 
-// weight[s] = w_s (shared, [splits]); returns 1 / sum_s w_s l_s to every thread. ml: [splits][m, l].
-__device__ __forceinline__ float merge_weights(const float* ml, int splits, float* weight, float* inv_sum) {
+// The normalised output of one (query, head) from its splits' states: po [splits][D] unnormalised outputs, ml
+// [splits][m, l]. Every thread of the block calls it; the result is in shared memory, complete when it returns.
+// D <= 256 (the attention kernels' bound), splits <= kMaxAttentionSplits.
+__device__ __forceinline__ float* merge_split_states(const float* po, const float* ml, int D, int splits) {
+  constexpr int kLoads = 16;
+  __shared__ float weight[kMaxAttentionSplits], red[kMergeThreads], ob[256], inv_sum;
+  // The weights w_s and 1 / sum_s w_s l_s, by the first warp.
   if (threadIdx.x < 32) {
     const int lane = threadIdx.x;
     float M = -INFINITY;
@@ -28,21 +34,14 @@ __device__ __forceinline__ float merge_weights(const float* ml, int splits, floa
       L += ml[2 * s + 1] * f;
     }
     L = warp_sum(L);
-    if (lane == 0) *inv_sum = L > 0.0f ? 1.0f / L : 0.0f;
+    if (lane == 0) inv_sum = L > 0.0f ? 1.0f / L : 0.0f;
   }
   __syncthreads();
-  return *inv_sum;
-}
-
-// ob[d] = inv * sum_s weight[s] po[s D + d] for d < D (ob: shared [D], red: shared [kMergeThreads]); every thread
-// calls it, and ob is complete when it returns.
-__device__ __forceinline__ void merge_outputs(const float* po, int D, int splits, const float* weight, float inv,
-                                              float* red, float* ob) {
-  constexpr int kLoads = 16;
+  // Thread (part, d) sums splits part, part + parts, ... of element d, kLoads loads in flight.
   const int parts = max(1, static_cast<int>(blockDim.x) / D), part = static_cast<int>(threadIdx.x) / D;
   const int d = static_cast<int>(threadIdx.x) - part * D;
-  float acc = 0.0f;
-  if (part < parts)
+  if (part < parts) {
+    float acc = 0.0f;
     for (int s0 = part; s0 < splits; s0 += parts * kLoads) {
       float x[kLoads];
 #pragma unroll
@@ -54,14 +53,16 @@ __device__ __forceinline__ void merge_outputs(const float* po, int D, int splits
       for (int k = 0; k < kLoads; ++k)
         if (const int s = s0 + k * parts; s < splits) acc = fmaf(x[k], weight[s], acc);
     }
-  if (part < parts) red[threadIdx.x] = acc;
+    red[threadIdx.x] = acc;
+  }
   __syncthreads();
   for (int e = threadIdx.x; e < D; e += blockDim.x) {
     float o = 0.0f;
     for (int p = 0; p < parts; ++p) o += red[p * D + e];
-    ob[e] = o * inv;
+    ob[e] = o * inv_sum;
   }
   __syncthreads();
+  return ob;
 }
 
 }  // namespace lmlab::kernels::cuda

@@ -332,10 +332,8 @@ __global__ void __launch_bounds__(kMergeThreads) tq_merge_kernel(const float* pa
                                                                 int D, int splits, int g, const float* d1,
                                                                 const float* d2, float inv_sqrt) {
   chain_enter();
-  __shared__ float weight[kMaxAttentionSplits], red[kMergeThreads], ob[256], inv_sum;
   const int64_t qh = blockIdx.x;
-  const float inv = merge_weights(part_ml + qh * splits * 2, splits, weight, &inv_sum);
-  merge_outputs(part_o + qh * splits * D, D, splits, weight, inv, red, ob);
+  float* ob = merge_split_states(part_o + qh * splits * D, part_ml + qh * splits * 2, D, splits);
   if (d1) block_rotate(ob, 1, D, g, d2, d1, inv_sqrt);
   for (int d = threadIdx.x; d < D; d += blockDim.x) out[qh * D + d] = ob[d];
 }
@@ -853,6 +851,15 @@ TqPrefillSource prefill_source(const TqKvBlocks& kv, bool* staged = nullptr) {
   if (staged) *staged = fits;
   return fits ? s : TqPrefillSource::make(kv, false);
 }
+// The splits' partial outputs (rotated domain) of `rows` (query, head) pairs merged into out and rotated back: the
+// decode kernels' and the tiled decode's (merging then rotating equals rotating each split: Pi^T is linear).
+void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float* part_ml, float* out, int64_t rows,
+                          int splits, cudaStream_t stream) {
+  if (splits <= 1) return;
+  launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(rows), kMergeThreads,
+                 0, stream, part_o, part_ml, out, static_cast<int>(kv.head_dim), splits, kv.k.group_dim, kv.rot_d1,
+                 kv.rot_d2, kv.rot_inv_sqrt);
+}
 // The CUDA-core decode kernel (formats or groups the tensor-core one does not take).
 void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int splits, int64_t n_q,
                              cudaStream_t stream) {
@@ -909,10 +916,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
     if (!chunk) prefill::split_for_decode(p, src, n_kv, max_splits, scratch);
     prefill::launch(p, src, stream);
-    if (p.splits > 1)  // the partial outputs are in the rotated domain: this merge rotates back
-      launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
-                     kMergeThreads, 0, stream, p.part_o, p.part_ml, out, static_cast<int>(D), p.splits, kv.k.group_dim,
-                     kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
+    merge_rotated_splits(kv, p.part_o, p.part_ml, out, n_q * n_heads, p.splits, stream);
     return;
   }
   TqAttnParams a{};
@@ -939,11 +943,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   } else {
     launch_cuda_core_decode(a, dl, splits, n_q, stream);
   }
-  if (splits > 1) {
-    launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(n_q * n_heads),
-                   kMergeThreads, 0, stream, a.part_o, a.part_ml, out, static_cast<int>(D), splits, kv.k.group_dim,
-                   kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
-  }
+  merge_rotated_splits(kv, a.part_o, a.part_ml, out, n_q * n_heads, splits, stream);
 }
 
 }  // namespace lmlab::kernels::cuda
