@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "cuda/kernels/tq_pair_index.h"
@@ -80,6 +81,45 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
         }
         for (int k = 0; k < 16; ++k) ASSERT_EQ(seen[k], 1) << "dim " << 16 * u + k << " of word " << u;
       }
+    }
+  }
+}
+
+// The warps-own-positions decode's value half words: over records of one to two groups of 64 or 128 dims (codes then
+// a scalar per group), nibble k of the 4 bytes at warp_value_word_offset(w) is the code of warp_value_dim(w, k), every
+// dim is named once, and value_pairs_even / odd pair two records' nibbles into the value table's index.
+TEST(TqPairIndex, WarpValueWordsNameEveryDimOnce) {
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<int> code(0, 15);
+  for (const auto [vg, head_dim] : {std::pair{64, 64}, std::pair{64, 128}, std::pair{128, 128}}) {
+    SCOPED_TRACE(::testing::Message() << "groups of " << vg << ", head_dim " << head_dim);
+    const int group_bytes = vg / 2 + 2;  // 4-bit codes, an f16 scalar
+    std::vector<uint8_t> a(head_dim), b(head_dim), ra(group_bytes * head_dim / vg), rb(ra.size());
+    for (int trial = 0; trial < 50; ++trial) {
+      for (int d = 0; d < head_dim; ++d) a[d] = static_cast<uint8_t>(code(rng)), b[d] = static_cast<uint8_t>(code(rng));
+      for (int gi = 0; gi < head_dim / vg; ++gi) {
+        turboquant::pack_codes(a.data() + gi * vg, vg, 4, ra.data() + gi * group_bytes);
+        turboquant::pack_codes(b.data() + gi * vg, vg, 4, rb.data() + gi * group_bytes);
+      }
+      std::vector<int> seen(head_dim, 0);
+      for (int w = 0; w < head_dim / 8; ++w) {
+        const int at = tq::warp_value_word_offset(w, vg, group_bytes);
+        ASSERT_LE(at + 4, static_cast<int>(ra.size()));
+        uint32_t wa = 0, wb = 0;
+        for (int i = 0; i < 4; ++i) wa |= uint32_t{ra[at + i]} << (8 * i), wb |= uint32_t{rb[at + i]} << (8 * i);
+        const uint32_t even = tq::value_pairs_even(wa, wb), odd = tq::value_pairs_odd(wa, wb);
+        for (int k = 0; k < 8; ++k) {
+          const int d = tq::warp_value_dim(w, k, vg);
+          ASSERT_GE(d, 0);
+          ASSERT_LT(d, head_dim);
+          ++seen[d];
+          ASSERT_EQ(static_cast<int>((wa >> (4 * k)) & 15u), a[d]) << "half word " << w << " nibble " << k;
+          const uint32_t idx = ((k & 1 ? odd : even) >> (8 * (k >> 1))) & 255u;
+          ASSERT_EQ(static_cast<int>(idx & 15u), a[d]) << "half word " << w << " nibble " << k;
+          ASSERT_EQ(static_cast<int>(idx >> 4), b[d]) << "half word " << w << " nibble " << k;
+        }
+      }
+      for (int d = 0; d < head_dim; ++d) ASSERT_EQ(seen[d], 1) << "dim " << d;
     }
   }
 }

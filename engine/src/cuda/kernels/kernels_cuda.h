@@ -159,6 +159,9 @@ struct DecodeOptions {
   // TurboQuant decode attention starts beside the encode of its new tokens and waits for it only before their
   // records (tq_records.cuh's EncodeGate); LMLAB_TQ_EARLY_START=0 turns off.
   bool tq_early_start = true;
+  // The tensor-core TurboQuant decode with warps owning positions (tq_decode_warps.cu) where it applies (head_dim 64
+  // / 128); LMLAB_TQ_DECODE_WARPS=0 keeps tq_decode_mma.cu's warps owning dims.
+  bool tq_decode_warps = true;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

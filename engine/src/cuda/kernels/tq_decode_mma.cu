@@ -33,29 +33,21 @@
 #include <cmath>
 
 #include "cuda/kernels/chained_launch.cuh"
-#include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
-#include "cuda/kernels/tq_pair_index.h"
+#include "cuda/kernels/tq_mma_common.cuh"
 #include "lmlab/error.h"
 
 namespace lmlab::kernels::cuda::tq {
 
 namespace {
 
-using prefill::mma_16816;
-using prefill::split2;
+using namespace mma;
 
-constexpr float kValueScale = 16.0f;              // codebook values in the tables
-constexpr float kQScale = prefill::kQScale;       // the query in its fragments
-constexpr float kPScale = 16384.0f;               // a tile's largest P x V scalar goes in as at most this
-constexpr float kScoreUnscale = 1.0f / (kQScale * kValueScale);
-constexpr int kChunk = 32;                        // dims per step of the scores: one byte of each plane per lane
 // Shared-memory row strides chosen so a warp's fragment accesses spread over the 32 banks: the scores' rows [G] of
 // kDT + 4 floats (lane (r, c) stores heads 2c, 2c + 1 at position r: banks 8c + r), P x V scalar rows [8 heads] of
 // kDT + 8 halves (lane (r, c) loads head r, positions 2c, 2c + 1: banks 4r + c; at kDT halves all 8 heads of a c
 // fell on one bank).
 constexpr int kScoreStride = kDT + 4, kPvStride = kDT + 8;
-constexpr unsigned kMaxSharedBytes = 227 * 1024;  // sm_90's most dynamic shared memory per block
 
 struct MmaLayout {
   int lut_k, lut_v, qf, qs, psc, vfac, pv_hi, pv_lo, wmax, corr, ml, offs, tiles, k_area, v_area, total;
@@ -66,9 +58,9 @@ MmaLayout mma_layout(const TqKvBlocks& kv, int G) {
   auto r16 = [](int x) { return (x + 15) / 16 * 16; };
   MmaLayout l;
   l.lut_k = 0;
-  l.lut_v = l.lut_k + (1 << (2 * kv.k.bits)) * 4;  // 4^KB pairs of f16x2
-  l.qf = l.lut_v + 256 * 4;
-  l.qs = l.qf + (D / kChunk) * 32 * 32;  // per chunk and lane: 4 hi and 4 lo f16 pairs
+  l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
+  l.qf = l.lut_v + kValueTableBytes;
+  l.qs = l.qf + query_fragment_bytes(D);
   l.psc = l.qs + r16(G * D * 4);
   l.vfac = l.psc + G * kScoreStride * 4;
   l.pv_hi = l.vfac + nvg * kDT * 4;
@@ -84,27 +76,9 @@ MmaLayout mma_layout(const TqKvBlocks& kv, int G) {
   return l;
 }
 
-// Two codebook values x kValueScale as the table's f16x2 entry (a in the low half); exact (lloyd_max.h).
-__device__ __forceinline__ uint32_t pair_entry(float a, float b) {
-  const __half2 h = __floats2half2_rn(a * kValueScale, b * kValueScale);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// The table entries of lane c's 4 key pairs in chunk j of group record gr (tq_pair_index.h): lut is [4^KB pairs] of
-// f16x2.
-template <int KB>
-__device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const uint32_t* lut,
-                                          uint32_t (&e)[4]) {
-  uint32_t idx[4];
-  key_pair_indices<KB>(gr, j, c, plane_bytes, idx);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) e[i] = lut[idx[i]];
-}
-
 // Scores of warp w's 16 positions of the tile for the G heads into psc [G][kScoreStride] (f32, before the softmax
 // scale). KG: the keys' group dim when it is kGroup128 (the plane offsets become constants and the chunks unroll, so
 // the scheduler interleaves their index chains: ncu saw the warps waiting on them), else 0 (read from the codec).
-constexpr int kGroup128 = 128;
 template <int KB, int KG>
 __device__ __forceinline__ void score_tile(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
                                            const uint32_t* lut_k, const uint4* qf, float* psc, int n, int G, int warp,
@@ -231,32 +205,9 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   // Tile 0's copies go first, to overlap the tables and the query's rotation.
   first_tile(kv, kh, range, tiles, offs, L.k_area, gate);
 
-  for (int i = threadIdx.x; i < (1 << (2 * KB)); i += kDThreads) {
-    int first, second;
-    key_pair_codes<KB>(i, first, second);
-    lut_k[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
-  }
-  for (int i = threadIdx.x; i < 256; i += kDThreads)
-    lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
-  for (int e = threadIdx.x; e < G * D; e += kDThreads) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
   // The heads past G are zero columns of P^T for the whole block.
   for (int e = threadIdx.x; e < nvg * 8 * kPvStride; e += kDThreads) pv_hi[e] = pv_lo[e] = __ushort_as_half(0);
-  __syncthreads();
-  if (kv.rot_d1) block_rotate(qs, G, D, g, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
-  // Query fragments: lane (head r, c) of chunk j holds q[r][32 j + 8 c + 0 .. 7] x kQScale as 4 hi and 4 lo pairs
-  // (the B operand of both k steps: pairs 0, 1 for the first, 2, 3 for the second); zeros past G.
-  for (int e = threadIdx.x; e < (D / kChunk) * 32; e += kDThreads) {
-    const int j = e >> 5, h = (e & 31) >> 2, cc = e & 3;
-    const float* x = qs + h * D + kChunk * j + 8 * cc;
-    uint32_t hi[4], lo4[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float x0 = h < G ? x[2 * i] * kQScale : 0.0f, x1 = h < G ? x[2 * i + 1] * kQScale : 0.0f;
-      split2(x0, x1, hi[i], lo4[i]);
-    }
-    qf[2 * e - (e & 31)] = make_uint4(hi[0], hi[1], hi[2], hi[3]);  // [chunk][hi, lo][lane]: a warp's loads of
-    qf[2 * e - (e & 31) + 32] = make_uint4(lo4[0], lo4[1], lo4[2], lo4[3]);  // one part are 512 contiguous bytes
-  }
+  block_setup<KB>(a, t, kh, lut_k, lut_v, qs, qf);
 
   float acc[MT][4];
 #pragma unroll
@@ -292,8 +243,7 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
 
     // P x V scalar x 2^(14 - e), where 2^e > the tile's largest scalar: at most kPScale.
     const float vm = fmaxf(fmaxf(wmax[0], wmax[1]), fmaxf(wmax[2], wmax[3]));
-    int e2 = 0;
-    if (vm > 0.0f && vm <= 65504.0f) frexpf(vm, &e2);
+    const int e2 = pv_exponent(vm);
     const float p_scale = ldexpf(kPScale, -e2), p_unscale = ldexpf(1.0f / (kPScale * kValueScale), e2);
 
     // Softmax (tile_softmax, as the CUDA-core kernel): warp w owns heads w and w + 4.

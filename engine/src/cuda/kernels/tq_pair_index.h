@@ -95,4 +95,22 @@ LMLAB_TQ_HD int value_row_dim(int mt, int row) {
   return 16 * mt + 4 * (r & 3) + (r >> 2) + (row >= 8 ? 2 : 0);
 }
 
+// The warps-own-positions decode (tq_decode_warps.cu) reads 4-bit value records by 8-code half words: half word w of
+// a head vector (codes 8 w .. 8 w + 7 in record order, value groups of vg >= 64 dims) is the low (even entries) or
+// high (odd entries) 4 bytes of a 16-code word; lane r of a warp reads half words r + 8 i, and its nibble k is the
+// dim of the output's n tile 8 i + k.
+// The half word's byte offset in a record of groups of group_bytes (the codes first in each group).
+LMLAB_TQ_HD int warp_value_word_offset(int w, int vg, int group_bytes) {
+  return 8 * w / vg * group_bytes + 4 * (w % (vg / 8));
+}
+// The dim (of the head) of nibble k of half word w.
+LMLAB_TQ_HD int warp_value_dim(int w, int k, int vg) {
+  const int lw = w % (vg / 8);
+  return 8 * w / vg * vg + 16 * (lw >> 1) + 2 * k + (lw & 1);
+}
+// Value-table indices (first | second << 4) of two positions' half words a (first) and b: byte m of the even one
+// pairs their nibbles 2 m, byte m of the odd one their nibbles 2 m + 1.
+LMLAB_TQ_HD uint32_t value_pairs_even(uint32_t a, uint32_t b) { return (a & 0x0F0F0F0Fu) | ((b << 4) & 0xF0F0F0F0u); }
+LMLAB_TQ_HD uint32_t value_pairs_odd(uint32_t a, uint32_t b) { return ((a >> 4) & 0x0F0F0F0Fu) | (b & 0xF0F0F0F0u); }
+
 }  // namespace lmlab::kernels::cuda::tq

@@ -31,6 +31,7 @@
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/split_merge.cuh"
 #include "cuda/kernels/tq_decode_mma.cuh"
+#include "cuda/kernels/tq_decode_warps.cuh"
 #include "cuda/kernels/tq_records.cuh"
 #include "kv/turboquant/tq_codec.h"
 #include "lmlab/error.h"
@@ -939,7 +940,8 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   if (tq_decode_on_tensor_cores(kv, G)) {
-    decode_mma(a, splits, n_q, stream);
+    if (decode_options().tq_decode_warps && decode_warps_supports(kv)) decode_warps(a, splits, n_q, stream);
+    else decode_mma(a, splits, n_q, stream);
   } else {
     launch_cuda_core_decode(a, dl, splits, n_q, stream);
   }

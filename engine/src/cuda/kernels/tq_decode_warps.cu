@@ -1,0 +1,311 @@
+// Tensor-core flash-decoding over TurboQuant codes with each warp owning 16 positions of a tile and all their dims
+// (the FlashAttention-2 arrangement), for head_dim 64 / 128 and value groups of 64 / 128 at GQA <= 8.
+//
+// tq_decode_mma.cu's warps own 16-dim slices of every position, so a tile's scores, softmax and P x V scalars pass
+// through shared memory between three block barriers (ncu, sixteenth session: 1,650 warp instructions per tile and
+// warp, 30% of stalls on ALU chains and 19% on shared loads at ~4 warps a scheduler). Here the scores and P stay in
+// the registers of the warp that computed them:
+//   - scores S^T (16 rows x 8 positions) = Q K^T: rows 0-7 are the G <= 8 query heads' f16 hi parts, rows 8-15 their
+//     lo parts (one MMA multiplies both; a lane adds its rows r and r + 8), B is the key codes: lane (r, c) looks up
+//     position r's pairs as tq_decode_mma.cu's score_tile does (two n tiles: the warp's positions r and r + 8);
+//   - the C fragments (head r, positions 2c, 2c + 1, 2c + 8, 2c + 9 of the warp's 16) go through the online softmax
+//     (a max and a sum over the 4 lanes of a head: two shuffles) and, times the records' V scalars and a power of two
+//     per tile (kPScale), become the P x V A operand as they stand: hi parts in rows 0-7, lo parts in rows 8-15;
+//   - values O (16 rows x 8 dims) += P V: B is the value codes (k = the 16 positions, n = 8 dims): lane r reads the
+//     8-code half word r + 8 i of each of its 4 positions (tq_pair_index.h's warp_value_*), whose nibble k is the dim
+//     of n tile 8 i + k: one table lookup per pair of positions and n tile. O lives in 4 D / 8 registers a lane.
+// Each warp keeps its own running max, sum and O; the block merges its 4 warps once, at the end. One barrier per
+// tile (the double-buffered copies). The f32 operands go in as f16 hi + lo as in tq_decode_mma.cu, so results are
+// the CUDA-core kernel's to f32 rounding.
+#include "cuda/kernels/tq_decode_warps.cuh"
+
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "cuda/kernels/chained_launch.cuh"
+#include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/tq_mma_common.cuh"
+#include "lmlab/error.h"
+
+namespace lmlab::kernels::cuda::tq {
+
+namespace {
+
+using namespace mma;
+
+constexpr int kWarps = kDThreads / 32;
+
+struct WarpsLayout {
+  int lut_k, lut_v, qf, qs, ml, offs, tiles, k_area, v_area, total;
+};
+
+WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
+  const int D = static_cast<int>(kv.head_dim);
+  auto r16 = [](int x) { return (x + 15) / 16 * 16; };
+  WarpsLayout l;
+  l.lut_k = 0;
+  l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
+  l.qf = l.lut_v + kValueTableBytes;
+  l.qs = l.qf + query_fragment_bytes(D);
+  l.ml = l.qs + r16(G * D * 4);              // the query, then the block's output [G][D]
+  l.offs = l.ml + kWarps * 8 * 2 * 4;        // per warp and head: max, sum
+  l.tiles = l.offs + 4 * kDT * 2;            // [2 buffers][K, V][kDT]
+  l.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
+  l.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
+  l.total = l.tiles + 2 * (l.k_area + l.v_area);
+  return l;
+}
+
+// Scores of the lane's head r at the warp's positions q0 = 16 w + 2c, q0 + 1, q0 + 8, q0 + 9 of the tile (before the
+// softmax scale). KG: the keys' group dim when it is kGroup128 (constant plane offsets, unrolled chunks), else 0.
+template <int KB, int KG>
+__device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
+                                              const uint32_t* lut_k, const uint4* qf, int warp, int lane,
+                                              float (&s)[4]) {
+  const int r = lane >> 2, c = lane & 3, q0 = 16 * warp + 2 * c;
+  const TqDeviceCodec& k = kv.k;
+  const int g = KG ? KG : k.group_dim, plane_bytes = g / 8, chunks = g / kChunk;
+  // B columns: positions 16 w + r and + 8 (rows past the tile read its last record: issue_tile's padded offsets).
+  const uint8_t* rec = tk + ko[16 * warp + r];
+  const uint8_t* rec8 = tk + ko[16 * warp + r + 8];
+  // C columns: the scalars of positions q0, q0 + 1 and q0 + 8, q0 + 9 (q0 even: one 4-byte load each).
+  const uint32_t o01 = *reinterpret_cast<const uint32_t*>(ko + q0);
+  const uint32_t o89 = *reinterpret_cast<const uint32_t*>(ko + q0 + 8);
+  const uint8_t* sc[4] = {tk + (o01 & 0xFFFFu) + k.scalar_offset, tk + (o01 >> 16) + k.scalar_offset,
+                          tk + (o89 & 0xFFFFu) + k.scalar_offset, tk + (o89 >> 16) + k.scalar_offset};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) s[i] = 0.0f;
+  for (int gi = 0; gi < k.n_groups; ++gi) {
+    const int go = gi * k.group_bytes;
+    float c0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, c1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll(KG ? KG / kChunk : 1)
+    for (int j = 0; j < chunks; ++j) {
+      uint32_t e[4], e8[4];
+      key_pairs<KB>(rec + go, j, c, plane_bytes, lut_k, e);
+      key_pairs<KB>(rec8 + go, j, c, plane_bytes, lut_k, e8);
+      const uint4* q = qf + 64 * (gi * chunks + j) + lane;
+      const uint4 qh = q[0], ql = q[32];
+      // A: head r's hi pair in row r, its lo pair in row r + 8; k step 0 takes pairs 0, 1, k step 1 pairs 2, 3.
+      const uint32_t a0[4] = {qh.x, ql.x, qh.y, ql.y}, a1[4] = {qh.z, ql.z, qh.w, ql.w};
+      mma_16816(c0, a0, e[0], e[1]), mma_16816(c0, a1, e[2], e[3]);
+      mma_16816(c1, a0, e8[0], e8[1]), mma_16816(c1, a1, e8[2], e8[3]);
+    }
+    s[0] = fmaf(load_half(sc[0] + go), c0[0] + c0[2], s[0]), s[1] = fmaf(load_half(sc[1] + go), c0[1] + c0[3], s[1]);
+    s[2] = fmaf(load_half(sc[2] + go), c1[0] + c1[2], s[2]), s[3] = fmaf(load_half(sc[3] + go), c1[1] + c1[3], s[3]);
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) s[i] *= kScoreUnscale;
+}
+
+// 4 bytes at a 2-byte aligned shared address (records are 2-byte aligned).
+__device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
+  return static_cast<uint32_t>(h[0]) | static_cast<uint32_t>(h[1]) << 16;
+}
+
+// Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output, VG the values' group dim.
+template <int KB, int NT, int VG, int KG>
+__global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnParams a, WarpsLayout L) {
+  constexpr int D = 8 * NT, NVG = D / VG, NW = NT / 8;  // NW: half words a lane reads per position
+  extern __shared__ __align__(16) uint8_t smem[];
+  const TqKvBlocks& kv = a.kv;
+  const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
+  const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = lane & 3;
+  const int G = a.group;
+  uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem + L.lut_k);
+  uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + L.lut_v);
+  uint4* qf = reinterpret_cast<uint4*>(smem + L.qf);
+  float* qs = reinterpret_cast<float*>(smem + L.qs);
+  float* ml_w = reinterpret_cast<float*>(smem + L.ml);          // [warp][head][max, sum]
+  uint16_t* offs = reinterpret_cast<uint16_t*>(smem + L.offs);  // [2 buffers][K, V][kDT]
+  uint8_t* tiles = smem + L.tiles;
+  const int buf_bytes = L.k_area + L.v_area;
+
+  EncodeGate gate = enter_decode(a);
+  const SplitRange range = split_range(a, t, split, splits);
+  first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
+  block_setup<KB>(a, t, kh, lut_k, lut_v, qs, qf);
+
+  // The lane's half words' offsets in a V record, and the lane's positions in a tile: q0, q0 + 1, q0 + 8, q0 + 9.
+  int word_at[NW];
+#pragma unroll
+  for (int i = 0; i < NW; ++i) word_at[i] = warp_value_word_offset(r + 8 * i, VG, kv.v.group_bytes);
+  const int q0 = 16 * warp + 2 * c;
+
+  float acc[NT][4];
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[j][i] = 0.0f;
+  // Head r's running max and the lane's part of its sum; acc holds O x 2^-e_run x kPScale x kValueScale.
+  float m_run = -INFINITY, l_run = 0.0f;
+  int e_run = 0;
+
+  for (int64_t it = 0; it < range.n_tiles; ++it) {
+    async_wait<0>();
+    __syncthreads();  // tile it is in; every warp is done with tile it - 1 (its buffer)
+    const int buf = static_cast<int>(it & 1);
+    const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, gate);
+    if (16 * warp >= n) continue;  // warp-uniform: none of its positions is in the tile
+    const uint8_t* tk = tiles + buf * buf_bytes;
+    const uint8_t* tv = tk + L.k_area;
+    const uint16_t* ko = offs + buf * 2 * kDT;
+    const uint16_t* vo = ko + kDT;
+
+    float s[4];
+    score_columns<KB, KG>(kv, tk, ko, lut_k, qf, warp, lane, s);
+
+    // Online softmax of head r over the warp's 16 positions: the lane's 4, then its row's 4 lanes.
+    const int qp[4] = {q0, q0 + 1, q0 + 8, q0 + 9};
+    float tmax = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float x = -INFINITY;
+      if (qp[i] < n) {
+        x = s[i] * a.scale;
+        if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
+      }
+      s[i] = x;
+      tmax = fmaxf(tmax, x);
+    }
+    tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 1));
+    tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 2));
+    const float m_new = fmaxf(m_run, tmax);
+    const float corr = m_new == -INFINITY ? 1.0f : expf(m_run - m_new);
+    float p[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) p[i] = s[i] == -INFINITY ? 0.0f : expf(s[i] - m_new);
+    l_run = fmaf(l_run, corr, (p[0] + p[1]) + (p[2] + p[3]));
+    m_run = m_new;
+
+    // The positions' V scalars per value group (0 past n) and the warp's largest, for the tile's power of two.
+    const uint32_t v01 = *reinterpret_cast<const uint32_t*>(vo + q0);
+    const uint32_t v89 = *reinterpret_cast<const uint32_t*>(vo + q0 + 8);
+    const uint8_t* vr[4] = {tv + (v01 & 0xFFFFu), tv + (v01 >> 16), tv + (v89 & 0xFFFFu), tv + (v89 >> 16)};
+    float vs[NVG][4], vmax = 0.0f;
+#pragma unroll
+    for (int gv = 0; gv < NVG; ++gv)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        vs[gv][i] = qp[i] < n ? load_half(vr[i] + gv * kv.v.group_bytes + kv.v.scalar_offset) : 0.0f;
+        vmax = fmaxf(vmax, fabsf(vs[gv][i]));
+      }
+    vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 1));
+    vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 2));
+    const int e2 = pv_exponent(vmax);
+    const float p_scale = ldexpf(kPScale, -e2), rescale = corr * ldexpf(1.0f, e_run - e2);
+    e_run = e2;
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[j][i] *= rescale;
+
+    // O += P V, value group by value group: A = P x V scalar x p_scale (hi rows r, lo rows r + 8).
+    uint32_t pa[4];
+#pragma unroll
+    for (int i = 0; i < NW; ++i) {
+      const int gv = 64 * i / VG;  // the group of half words r + 8 i (VG >= 64: the same for every lane)
+      if (i == 0 || gv != 64 * (i - 1) / VG) {
+        split2(p[0] * vs[gv][0] * p_scale, p[1] * vs[gv][1] * p_scale, pa[0], pa[1]);
+        split2(p[2] * vs[gv][2] * p_scale, p[3] * vs[gv][3] * p_scale, pa[2], pa[3]);
+      }
+      const uint32_t w0 = load_u32_2(vr[0] + word_at[i]), w1 = load_u32_2(vr[1] + word_at[i]);
+      const uint32_t w8 = load_u32_2(vr[2] + word_at[i]), w9 = load_u32_2(vr[3] + word_at[i]);
+      const uint32_t x01[2] = {value_pairs_even(w0, w1), value_pairs_odd(w0, w1)};
+      const uint32_t x89[2] = {value_pairs_even(w8, w9), value_pairs_odd(w8, w9)};
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int sh = 8 * (k >> 1);
+        const uint32_t b0 = lut_v[(x01[k & 1] >> sh) & 255u], b1 = lut_v[(x89[k & 1] >> sh) & 255u];
+        mma_16816(acc[8 * i + k], pa, b0, b1);
+      }
+    }
+  }
+  gate.finish();
+
+  // The block's 4 warps merged: head r's max over the warps, each warp's O rescaled to it, added warp by warp (a
+  // fixed order: the output does not depend on timing).
+  l_run += __shfl_xor_sync(0xFFFFFFFFu, l_run, 1);
+  l_run += __shfl_xor_sync(0xFFFFFFFFu, l_run, 2);
+  if (c == 0) ml_w[(warp * 8 + r) * 2] = m_run, ml_w[(warp * 8 + r) * 2 + 1] = l_run;
+  __syncthreads();  // ml_w is in; qs is no longer read (it takes the output below)
+  float m_all = -INFINITY, l_all = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, ml_w[(w * 8 + r) * 2]);
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    const float mw = ml_w[(w * 8 + r) * 2];
+    if (mw != -INFINITY) l_all = fmaf(ml_w[(w * 8 + r) * 2 + 1], expf(mw - m_all), l_all);
+  }
+  const float unscale = ldexpf(1.0f / (kPScale * kValueScale), e_run);
+  const float fw = m_run == -INFINITY ? 0.0f : expf(m_run - m_all) * unscale;
+  const float norm = splits > 1 ? 1.0f : (l_all > 0.0f ? 1.0f / l_all : 0.0f);
+  float* ob = qs;  // [G][D], rotated domain
+  for (int w = 0; w < kWarps; ++w) {
+    if (warp == w && r < G) {
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const int i = j >> 3, k = j & 7;
+        const int d0 = warp_value_dim(2 * c + 8 * i, k, VG), d1 = warp_value_dim(2 * c + 1 + 8 * i, k, VG);
+        const float o0 = (acc[j][0] + acc[j][2]) * fw * norm, o1 = (acc[j][1] + acc[j][3]) * fw * norm;
+        if (w == 0) ob[r * D + d0] = o0, ob[r * D + d1] = o1;
+        else ob[r * D + d0] += o0, ob[r * D + d1] += o1;
+      }
+    }
+    __syncthreads();
+  }
+  if (splits > 1) {
+    for (int e = threadIdx.x; e < G * D; e += kDThreads) {
+      const int h = e / D;
+      a.part_o[((t * a.n_heads + kh * G + h) * splits + split) * D + (e - h * D)] = ob[e];
+    }
+    if (warp == 0 && c == 0 && r < G) {
+      const int64_t slot = (t * a.n_heads + kh * G + r) * splits + split;
+      a.part_ml[slot * 2] = m_all, a.part_ml[slot * 2 + 1] = l_all;
+    }
+    return;  // uniform over the block
+  }
+  if (kv.rot_d1) block_rotate(ob, G, D, kv.k.group_dim, kv.rot_d2, kv.rot_d1, kv.rot_inv_sqrt);  // Pi^T
+  for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
+}
+
+template <int KB, int NT, int VG, int KG>
+void launch(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
+  static SharedMemoryGrant grant;
+  auto kernel = tq_decode_warps_kernel<KB, NT, VG, KG>;
+  if (l.total > 48 * 1024)
+    opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant warp decode shared memory");
+  launch_chained("TurboQuant attention (tensor cores, warps own positions)", kernel, grid, kDThreads,
+                 static_cast<size_t>(l.total), stream, a, l);
+}
+
+template <int NT, int VG, int KG>
+void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
+  switch (a.kv.k.bits) {
+    case 2: launch<2, NT, VG, KG>(a, l, grid, stream); break;
+    case 3: launch<3, NT, VG, KG>(a, l, grid, stream); break;
+    case 4: launch<4, NT, VG, KG>(a, l, grid, stream); break;
+    default: launch<5, NT, VG, KG>(a, l, grid, stream); break;
+  }
+}
+
+}  // namespace
+
+bool decode_warps_supports(const TqKvBlocks& kv) {
+  const int D = static_cast<int>(kv.head_dim);
+  return (D == 64 || D == 128) && (kv.v.group_dim == 64 || kv.v.group_dim == 128) && kv.v.group_dim <= D;
+}
+
+void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
+  const WarpsLayout l = warps_layout(a.kv, a.group);
+  if (l.total > static_cast<int>(kMaxSharedBytes))
+    throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
+  const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
+  if (a.kv.head_dim == 64) launch_bits<8, 64, 0>(a, l, grid, stream);
+  else if (a.kv.v.group_dim == 64) launch_bits<16, 64, 0>(a, l, grid, stream);
+  else if (a.kv.k.group_dim == kGroup128) launch_bits<16, 128, kGroup128>(a, l, grid, stream);
+  else launch_bits<16, 128, 0>(a, l, grid, stream);
+}
+
+}  // namespace lmlab::kernels::cuda::tq

@@ -1,0 +1,90 @@
+// What the two tensor-core TurboQuant decode kernels share (tq_decode_mma.cu: a warp owns 16-dim slices of every
+// position of a tile; tq_decode_warps.cu: a warp owns 16 positions with all their dims): the codebook pair tables,
+// the key pairs' lookups, the query rotated once and split into f16 hi + lo fragments.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "cuda/kernels/prefill_attention.cuh"
+#include "cuda/kernels/tq_pair_index.h"
+#include "cuda/kernels/tq_records.cuh"
+
+namespace lmlab::kernels::cuda::tq::mma {
+
+using prefill::mma_16816;
+using prefill::split2;
+
+constexpr float kValueScale = 16.0f;              // codebook values in the tables
+constexpr float kQScale = prefill::kQScale;       // the query in its fragments
+constexpr float kPScale = 16384.0f;               // a tile's largest P x V scalar goes in as at most this
+constexpr float kScoreUnscale = 1.0f / (kQScale * kValueScale);
+constexpr int kChunk = 32;                        // dims per step of the scores: one byte of each plane per lane
+constexpr int kGroup128 = 128;                    // keys in groups of 128 take constant plane offsets (KG)
+constexpr unsigned kMaxSharedBytes = 227 * 1024;  // sm_90's most dynamic shared memory per block
+
+// Shared bytes of the tables and the query's fragments: [4^KB key pairs][256 value pairs] of f16x2, then per 32-dim
+// chunk and lane 4 hi and 4 lo f16 pairs.
+inline int key_table_bytes(int key_bits) { return (1 << (2 * key_bits)) * 4; }
+inline constexpr int kValueTableBytes = 256 * 4;
+inline int query_fragment_bytes(int head_dim) { return (head_dim / kChunk) * 32 * 32; }
+
+// Two codebook values x kValueScale as the table's f16x2 entry (a in the low half); exact (lloyd_max.h).
+__device__ __forceinline__ uint32_t pair_entry(float a, float b) {
+  const __half2 h = __floats2half2_rn(a * kValueScale, b * kValueScale);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// The table entries of lane c's 4 key pairs in chunk j of group record gr (tq_pair_index.h): lut is [4^KB pairs] of
+// f16x2.
+template <int KB>
+__device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int plane_bytes, const uint32_t* lut,
+                                          uint32_t (&e)[4]) {
+  uint32_t idx[4];
+  key_pair_indices<KB>(gr, j, c, plane_bytes, idx);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) e[i] = lut[idx[i]];
+}
+
+// The block's set-up, every thread: the pair tables, query t's heads of KV head kh rotated once into qs [G][D], and
+// their fragments qf: lane (head r, c) of chunk j holds q[r][32 j + 8 c + 0 .. 7] x kQScale as 4 hi and 4 lo pairs
+// ([chunk][hi, lo][lane] as uint4, so a warp's loads of one part are 512 contiguous bytes); zeros past G. qf is
+// complete after the caller's next barrier.
+template <int KB>
+__device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, int64_t kh, uint32_t* lut_k,
+                                            uint32_t* lut_v, float* qs, uint4* qf) {
+  const TqKvBlocks& kv = a.kv;
+  const int D = static_cast<int>(kv.head_dim), G = a.group;
+  for (int i = threadIdx.x; i < (1 << (2 * KB)); i += blockDim.x) {
+    int first, second;
+    key_pair_codes<KB>(i, first, second);
+    lut_k[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
+  }
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+  for (int e = threadIdx.x; e < G * D; e += blockDim.x) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
+  __syncthreads();
+  if (kv.rot_d1) block_rotate(qs, G, D, kv.k.group_dim, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
+  for (int e = threadIdx.x; e < (D / kChunk) * 32; e += blockDim.x) {
+    const int j = e >> 5, h = (e & 31) >> 2, cc = e & 3;
+    const float* x = qs + h * D + kChunk * j + 8 * cc;
+    uint32_t hi[4], lo[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float x0 = h < G ? x[2 * i] * kQScale : 0.0f, x1 = h < G ? x[2 * i + 1] * kQScale : 0.0f;
+      split2(x0, x1, hi[i], lo[i]);
+    }
+    qf[2 * e - (e & 31)] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+    qf[2 * e - (e & 31) + 32] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+  }
+}
+
+// 2^(14 - e) for a tile whose largest P x V scalar magnitude is vmax < 2^e: the tile's products go in as at most
+// kPScale (normal and finite in f16). Returns e (0 for vmax 0 or not finite).
+__device__ __forceinline__ int pv_exponent(float vmax) {
+  int e = 0;
+  if (vmax > 0.0f && vmax <= 65504.0f) frexpf(vmax, &e);
+  return e;
+}
+
+}  // namespace lmlab::kernels::cuda::tq::mma
