@@ -7,21 +7,26 @@
 // the registers of the warp that computed them:
 //   - scores S^T (16 rows x 8 positions) = Q K^T: rows 0-7 are the G <= 8 query heads' f16 hi parts, rows 8-15 their
 //     lo parts (one MMA multiplies both; a lane adds its rows r and r + 8), B is the key codes: lane (r, c) looks up
-//     position r's pairs as tq_decode_mma.cu's score_tile does (two n tiles: the warp's positions r and r + 8);
-//   - the C fragments (head r, positions 2c, 2c + 1, 2c + 8, 2c + 9 of the warp's 16) go through the online softmax
-//     (a max and a sum over the 4 lanes of a head: two shuffles) and, times the records' V scalars and a power of two
-//     per tile (kPScale), become the P x V A operand as they stand: hi parts in rows 0-7, lo parts in rows 8-15;
+//     the pairs of the warp's positions r and r + 8 (the two n tiles) as tq_decode_mma.cu's score_tile does;
+//   - the C fragments (head r, the warp's positions 2c, 2c + 1, 2c + 8, 2c + 9 of 16; warp_position places the 16 in
+//     the tile) go through the online softmax (a max and a sum over the 4 lanes of a head: two shuffles) and, times
+//     the records' V scalars and a power of two per tile (kPScale), become the P x V A operand as they stand: hi parts
+//     in rows 0-7, lo parts in rows 8-15;
 //   - values O (16 rows x 8 dims) += P V: B is the value codes (k = the 16 positions, n = 8 dims): lane r reads the
 //     8-code half word r + 8 i of each of its 4 positions (tq_pair_index.h's warp_value_*), whose nibble k is the dim
 //     of n tile 8 i + k: one table lookup per pair of positions and n tile. O lives in 4 D / 8 registers a lane.
 // Each warp keeps its own running max, sum and O; the block merges its 4 warps once, at the end. One barrier per
-// tile (the double-buffered copies). The f32 operands go in as f16 hi + lo as in tq_decode_mma.cu, so results are
-// the CUDA-core kernel's to f32 rounding.
+// tile (the double-buffered copies); the query's rotation takes none (tq_mma_common.cuh's rotate_query). The f32
+// operands go in as f16 hi + lo as in tq_decode_mma.cu, so results are the CUDA-core kernel's to f32 rounding.
+// Measured (seventeenth session, H100, attention alone on the 8B shape): 60.1 / 123 us at 40K / 100K positions
+// against the dims kernel's 63.5 / 136 (before warp_position and rotate_query).
 #include "cuda/kernels/tq_decode_warps.cuh"
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/reduce.cuh"
@@ -46,34 +51,33 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
   WarpsLayout l;
   l.lut_k = 0;
   l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
-  l.qf = l.lut_v + kValueTableBytes;
+  l.qf = l.lut_v + std::max(kValueTableBytes, kValueCodeTableBytes);
   l.qs = l.qf + query_fragment_bytes(D);
   l.ml = l.qs + r16(G * D * 4);              // the query, then the block's output [G][D]
   l.offs = l.ml + kWarps * 8 * 2 * 4;        // per warp and head: max, sum
   l.tiles = l.offs + 4 * kDT * 2;            // [2 buffers][K, V][kDT]
   l.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
   l.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
-  l.total = l.tiles + 2 * (l.k_area + l.v_area);
+  l.total = l.tiles + std::max(2 * (l.k_area + l.v_area), kWarps * 8 * (D + 4) * 4);  // the tiles, then the slices
   return l;
 }
 
-// Scores of the lane's head r at the warp's positions q0 = 16 w + 2c, q0 + 1, q0 + 8, q0 + 9 of the tile (before the
-// softmax scale). KG: the keys' group dim when it is kGroup128 (constant plane offsets, unrolled chunks), else 0.
+// Scores of the lane's head r at its positions qp[0..3] of the tile (C columns 2c, 2c + 1 of the two n tiles), before
+// the softmax scale; its key lookups are at positions kp[0..1] (B column r of the n tiles). KG: the keys' group dim
+// when it is kGroup128 (constant plane offsets, unrolled chunks), else 0.
 template <int KB, int KG>
 __device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
-                                              const uint32_t* lut_k, const uint4* qf, int warp, int lane,
-                                              float (&s)[4]) {
-  const int r = lane >> 2, c = lane & 3, q0 = 16 * warp + 2 * c;
+                                              const uint32_t* lut_k, const uint4* qf, const int (&kp)[2],
+                                              const int (&qp)[4], int lane, float (&s)[4]) {
+  const int c = lane & 3;
   const TqDeviceCodec& k = kv.k;
   const int g = KG ? KG : k.group_dim, plane_bytes = g / 8, chunks = g / kChunk;
-  // B columns: positions 16 w + r and + 8 (rows past the tile read its last record: issue_tile's padded offsets).
-  const uint8_t* rec = tk + ko[16 * warp + r];
-  const uint8_t* rec8 = tk + ko[16 * warp + r + 8];
-  // C columns: the scalars of positions q0, q0 + 1 and q0 + 8, q0 + 9 (q0 even: one 4-byte load each).
-  const uint32_t o01 = *reinterpret_cast<const uint32_t*>(ko + q0);
-  const uint32_t o89 = *reinterpret_cast<const uint32_t*>(ko + q0 + 8);
-  const uint8_t* sc[4] = {tk + (o01 & 0xFFFFu) + k.scalar_offset, tk + (o01 >> 16) + k.scalar_offset,
-                          tk + (o89 & 0xFFFFu) + k.scalar_offset, tk + (o89 >> 16) + k.scalar_offset};
+  // Rows past the tile read its last record (issue_tile's padded offsets); their scores are never used.
+  const uint8_t* rec = tk + ko[kp[0]];
+  const uint8_t* rec8 = tk + ko[kp[1]];
+  const uint8_t* sc[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) sc[i] = tk + ko[qp[i]] + k.scalar_offset;
 #pragma unroll
   for (int i = 0; i < 4; ++i) s[i] = 0.0f;
   for (int gi = 0; gi < k.n_groups; ++gi) {
@@ -98,6 +102,14 @@ __device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_
   for (int i = 0; i < 4; ++i) s[i] *= kScoreUnscale;
 }
 
+// The tile position of MMA index m (0-15: the B columns of the scores, the k of P x V) of warp w: 16 (m / 2 % 4) +
+// 4 (2 (m / 8) + m % 2) + w. The 4 lanes of a row take positions 16 apart, which puts the 4-bit value records of
+// K5 / V4 (66 bytes: 16 records are 264 words, 8 banks) of a load's 32 lanes in 32 different banks (16 consecutive
+// positions a warp put them 4-way on 8 banks: ncu, seventeenth session).
+__device__ __forceinline__ int warp_position(int m, int w) {
+  return 16 * ((m >> 1) & 3) + 4 * (2 * (m >> 3) + (m & 1)) + w;
+}
+
 // 4 bytes at a 2-byte aligned shared address (records are 2-byte aligned).
 __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
   const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
@@ -105,7 +117,9 @@ __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
 }
 
 // Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output, VG the values' group dim.
-template <int KB, int NT, int VG, int KG>
+// VC: the values' B operands from the per-lane code table (two conflict-free loads and a byte permute per pair of
+// positions) instead of the pair table (one load, ~3.4 bank wavefronts: ncu, seventeenth session).
+template <int KB, int NT, int VG, int KG, bool VC>
 __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnParams a, WarpsLayout L) {
   constexpr int D = 8 * NT, NVG = D / VG, NW = NT / 8;  // NW: half words a lane reads per position
   extern __shared__ __align__(16) uint8_t smem[];
@@ -125,13 +139,15 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   EncodeGate gate = enter_decode(a);
   const SplitRange range = split_range(a, t, split, splits);
   first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
-  block_setup<KB>(a, t, kh, lut_k, lut_v, qs, qf);
+  block_setup<KB, VC>(a, t, kh, lut_k, lut_v, qs, qf);
 
-  // The lane's half words' offsets in a V record, and the lane's positions in a tile: q0, q0 + 1, q0 + 8, q0 + 9.
+  // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).
   int word_at[NW];
 #pragma unroll
   for (int i = 0; i < NW; ++i) word_at[i] = warp_value_word_offset(r + 8 * i, VG, kv.v.group_bytes);
-  const int q0 = 16 * warp + 2 * c;
+  const int kp[2] = {warp_position(r, warp), warp_position(r + 8, warp)};
+  const int qp[4] = {warp_position(2 * c, warp), warp_position(2 * c + 1, warp), warp_position(2 * c + 8, warp),
+                     warp_position(2 * c + 9, warp)};
 
   float acc[NT][4];
 #pragma unroll
@@ -147,17 +163,16 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     __syncthreads();  // tile it is in; every warp is done with tile it - 1 (its buffer)
     const int buf = static_cast<int>(it & 1);
     const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, gate);
-    if (16 * warp >= n) continue;  // warp-uniform: none of its positions is in the tile
+    if (warp >= n) continue;  // warp-uniform: none of its positions is in the tile
     const uint8_t* tk = tiles + buf * buf_bytes;
     const uint8_t* tv = tk + L.k_area;
     const uint16_t* ko = offs + buf * 2 * kDT;
     const uint16_t* vo = ko + kDT;
 
     float s[4];
-    score_columns<KB, KG>(kv, tk, ko, lut_k, qf, warp, lane, s);
+    score_columns<KB, KG>(kv, tk, ko, lut_k, qf, kp, qp, lane, s);
 
     // Online softmax of head r over the warp's 16 positions: the lane's 4, then its row's 4 lanes.
-    const int qp[4] = {q0, q0 + 1, q0 + 8, q0 + 9};
     float tmax = -INFINITY;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -180,9 +195,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     m_run = m_new;
 
     // The positions' V scalars per value group (0 past n) and the warp's largest, for the tile's power of two.
-    const uint32_t v01 = *reinterpret_cast<const uint32_t*>(vo + q0);
-    const uint32_t v89 = *reinterpret_cast<const uint32_t*>(vo + q0 + 8);
-    const uint8_t* vr[4] = {tv + (v01 & 0xFFFFu), tv + (v01 >> 16), tv + (v89 & 0xFFFFu), tv + (v89 >> 16)};
+    const uint8_t* vr[4] = {tv + vo[qp[0]], tv + vo[qp[1]], tv + vo[qp[2]], tv + vo[qp[3]]};
     float vs[NVG][4], vmax = 0.0f;
 #pragma unroll
     for (int gv = 0; gv < NVG; ++gv)
@@ -212,13 +225,28 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
       }
       const uint32_t w0 = load_u32_2(vr[0] + word_at[i]), w1 = load_u32_2(vr[1] + word_at[i]);
       const uint32_t w8 = load_u32_2(vr[2] + word_at[i]), w9 = load_u32_2(vr[3] + word_at[i]);
-      const uint32_t x01[2] = {value_pairs_even(w0, w1), value_pairs_odd(w0, w1)};
-      const uint32_t x89[2] = {value_pairs_even(w8, w9), value_pairs_odd(w8, w9)};
+      if constexpr (VC) {
+        const uint8_t* codes = reinterpret_cast<const uint8_t*>(lut_v) + 4 * lane;
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const int sh = 8 * (k >> 1);
-        const uint32_t b0 = lut_v[(x01[k & 1] >> sh) & 255u], b1 = lut_v[(x89[k & 1] >> sh) & 255u];
-        mma_16816(acc[8 * i + k], pa, b0, b1);
+        for (int k = 0; k < 8; ++k) {
+          // Nibble k as the byte offset 128 code of the lane's column of the table.
+          auto entry = [&](uint32_t w) {
+            const uint32_t at = 4 * k <= 7 ? w << (7 - 4 * k) : w >> (4 * k - 7);
+            return *reinterpret_cast<const uint32_t*>(codes + (at & 0x780u));
+          };
+          const uint32_t b0 = __byte_perm(entry(w0), entry(w1), 0x5410);
+          const uint32_t b1 = __byte_perm(entry(w8), entry(w9), 0x5410);
+          mma_16816(acc[8 * i + k], pa, b0, b1);
+        }
+      } else {
+        const uint32_t x01[2] = {value_pairs_even(w0, w1), value_pairs_odd(w0, w1)};
+        const uint32_t x89[2] = {value_pairs_even(w8, w9), value_pairs_odd(w8, w9)};
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const int sh = 8 * (k >> 1);
+          const uint32_t b0 = lut_v[(x01[k & 1] >> sh) & 255u], b1 = lut_v[(x89[k & 1] >> sh) & 255u];
+          mma_16816(acc[8 * i + k], pa, b0, b1);
+        }
       }
     }
   }
@@ -229,7 +257,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   l_run += __shfl_xor_sync(0xFFFFFFFFu, l_run, 1);
   l_run += __shfl_xor_sync(0xFFFFFFFFu, l_run, 2);
   if (c == 0) ml_w[(warp * 8 + r) * 2] = m_run, ml_w[(warp * 8 + r) * 2 + 1] = l_run;
-  __syncthreads();  // ml_w is in; qs is no longer read (it takes the output below)
+  __syncthreads();  // ml_w is in; every warp is past its last tile (its buffers take the slices below)
   float m_all = -INFINITY, l_all = 0.0f;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, ml_w[(w * 8 + r) * 2]);
@@ -241,53 +269,76 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   const float unscale = ldexpf(1.0f / (kPScale * kValueScale), e_run);
   const float fw = m_run == -INFINITY ? 0.0f : expf(m_run - m_all) * unscale;
   const float norm = splits > 1 ? 1.0f : (l_all > 0.0f ? 1.0f / l_all : 0.0f);
-  float* ob = qs;  // [G][D], rotated domain
-  for (int w = 0; w < kWarps; ++w) {
-    if (warp == w && r < G) {
+  // Each warp's O (rotated domain, scaled to the block's max) into its slice of the tile buffers, then summed over
+  // the warps in a fixed order (the output does not depend on timing).
+  float* slices = reinterpret_cast<float*>(tiles);  // [warp][8 heads][kSliceStride]
+  constexpr int kSliceStride = D + 4;               // a lane's rows r apart by 4 banks
+  if (r < G) {
+    float* sl = slices + (warp * 8 + r) * kSliceStride;
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        const int i = j >> 3, k = j & 7;
-        const int d0 = warp_value_dim(2 * c + 8 * i, k, VG), d1 = warp_value_dim(2 * c + 1 + 8 * i, k, VG);
-        const float o0 = (acc[j][0] + acc[j][2]) * fw * norm, o1 = (acc[j][1] + acc[j][3]) * fw * norm;
-        if (w == 0) ob[r * D + d0] = o0, ob[r * D + d1] = o1;
-        else ob[r * D + d0] += o0, ob[r * D + d1] += o1;
-      }
+    for (int j = 0; j < NT; ++j) {
+      const int i = j >> 3, k = j & 7;
+      sl[warp_value_dim(2 * c + 8 * i, k, VG)] = (acc[j][0] + acc[j][2]) * fw * norm;
+      sl[warp_value_dim(2 * c + 1 + 8 * i, k, VG)] = (acc[j][1] + acc[j][3]) * fw * norm;
     }
-    __syncthreads();
+  }
+  __syncthreads();
+  float* ob = qs;  // [G][D], when there are no splits
+  for (int e = threadIdx.x; e < G * D; e += kDThreads) {
+    const int h = e / D, d = e - h * D;
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) o += slices[(w * 8 + h) * kSliceStride + d];
+    if (splits > 1) a.part_o[((t * a.n_heads + kh * G + h) * splits + split) * D + d] = o;
+    else ob[e] = o;
   }
   if (splits > 1) {
-    for (int e = threadIdx.x; e < G * D; e += kDThreads) {
-      const int h = e / D;
-      a.part_o[((t * a.n_heads + kh * G + h) * splits + split) * D + (e - h * D)] = ob[e];
-    }
     if (warp == 0 && c == 0 && r < G) {
       const int64_t slot = (t * a.n_heads + kh * G + r) * splits + split;
       a.part_ml[slot * 2] = m_all, a.part_ml[slot * 2 + 1] = l_all;
     }
     return;  // uniform over the block
   }
+  __syncthreads();
   if (kv.rot_d1) block_rotate(ob, G, D, kv.k.group_dim, kv.rot_d2, kv.rot_d1, kv.rot_inv_sqrt);  // Pi^T
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int NT, int VG, int KG>
+template <int KB, int NT, int VG, int KG, bool VC>
 void launch(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_warps_kernel<KB, NT, VG, KG>;
+  auto kernel = tq_decode_warps_kernel<KB, NT, VG, KG, VC>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant warp decode shared memory");
   launch_chained("TurboQuant attention (tensor cores, warps own positions)", kernel, grid, kDThreads,
                  static_cast<size_t>(l.total), stream, a, l);
 }
 
-template <int NT, int VG, int KG>
+template <int NT, int VG, int KG, bool VC>
 void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, NT, VG, KG>(a, l, grid, stream); break;
-    case 3: launch<3, NT, VG, KG>(a, l, grid, stream); break;
-    case 4: launch<4, NT, VG, KG>(a, l, grid, stream); break;
-    default: launch<5, NT, VG, KG>(a, l, grid, stream); break;
+    case 2: launch<2, NT, VG, KG, VC>(a, l, grid, stream); break;
+    case 3: launch<3, NT, VG, KG, VC>(a, l, grid, stream); break;
+    case 4: launch<4, NT, VG, KG, VC>(a, l, grid, stream); break;
+    default: launch<5, NT, VG, KG, VC>(a, l, grid, stream); break;
   }
+}
+
+template <bool VC>
+void launch_shape(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
+  if (a.kv.head_dim == 64) launch_bits<8, 64, 0, VC>(a, l, grid, stream);
+  else if (a.kv.v.group_dim == 64) launch_bits<16, 64, 0, VC>(a, l, grid, stream);
+  else if (a.kv.k.group_dim == kGroup128) launch_bits<16, 128, kGroup128, VC>(a, l, grid, stream);
+  else launch_bits<16, 128, 0, VC>(a, l, grid, stream);
+}
+
+// LMLAB_TQ_VALUE_CODES=1: the per-lane code table (under measurement).
+bool value_codes() {
+  static const bool on = [] {
+    const char* e = std::getenv("LMLAB_TQ_VALUE_CODES");
+    return e && e[0] == '1';
+  }();
+  return on;
 }
 
 }  // namespace
@@ -302,10 +353,8 @@ void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t s
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (a.kv.head_dim == 64) launch_bits<8, 64, 0>(a, l, grid, stream);
-  else if (a.kv.v.group_dim == 64) launch_bits<16, 64, 0>(a, l, grid, stream);
-  else if (a.kv.k.group_dim == kGroup128) launch_bits<16, 128, kGroup128>(a, l, grid, stream);
-  else launch_bits<16, 128, 0>(a, l, grid, stream);
+  if (value_codes()) launch_shape<true>(a, l, grid, stream);
+  else launch_shape<false>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

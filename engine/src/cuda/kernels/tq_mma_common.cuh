@@ -28,6 +28,9 @@ constexpr unsigned kMaxSharedBytes = 227 * 1024;  // sm_90's most dynamic shared
 // chunk and lane 4 hi and 4 lo f16 pairs.
 inline int key_table_bytes(int key_bits) { return (1 << (2 * key_bits)) * 4; }
 inline constexpr int kValueTableBytes = 256 * 4;
+// The per-lane value code table (kValueCodes): code e of lane L at word 32 e + L, so a lookup never meets another
+// lane's in a bank.
+inline constexpr int kValueCodeTableBytes = 16 * 32 * 4;
 inline int query_fragment_bytes(int head_dim) { return (head_dim / kChunk) * 32 * 32; }
 
 // Two codebook values x kValueScale as the table's f16x2 entry (a in the low half); exact (lloyd_max.h).
@@ -47,11 +50,54 @@ __device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int p
   for (int i = 0; i < 4; ++i) e[i] = lut[idx[i]];
 }
 
+// Pi q of the block's query heads into qs [G][D], a warp per group vector of g dims (g / 32 consecutive dims a lane;
+// the butterflies past them by shuffles): block_rotate's operations on the same values, without its ~10 block
+// barriers (a barrier a butterfly stage: a block of 8 heads had spent them in every split of every layer).
+__device__ __forceinline__ void rotate_query(const TqAttnParams& a, int64_t t, int64_t kh, float* qs) {
+  constexpr int kMaxPerLane = 4;  // g <= 128
+  const TqKvBlocks& kv = a.kv;
+  const int D = static_cast<int>(kv.head_dim), g = kv.k.group_dim, per = g / 32, lane = threadIdx.x & 31;
+  const float* q = a.q + (t * a.n_heads + kh * a.group) * D;
+  for (int vec = threadIdx.x >> 5; vec < a.group * (D / g); vec += blockDim.x >> 5) {
+    const int base = vec * g, d0 = base % D + lane * per;  // the lane's first dim of its head
+    float x[kMaxPerLane];
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i)
+      if (i < per) x[i] = kv.rot_d1 ? __fmul_rn(q[base + lane * per + i], kv.rot_d1[d0 + i]) : q[base + lane * per + i];
+    if (kv.rot_d1) {
+      // Stages 1 and 2 inside the lane (per 2 or 4), then the ones across lanes, in block_fwht's order.
+      auto butterfly = [](float& p, float& r) {
+        const float a = p, b = r;
+        p = __fadd_rn(a, b), r = __fsub_rn(a, b);
+      };
+      if (per >= 2) butterfly(x[0], x[1]);
+      if (per == 4) butterfly(x[2], x[3]), butterfly(x[0], x[2]), butterfly(x[1], x[3]);
+      for (int h = per; h < g; h <<= 1) {
+        const int m = h / per;  // the partner lane's distance
+        const bool upper = lane & m;
+#pragma unroll
+        for (int i = 0; i < kMaxPerLane; ++i)
+          if (i < per) {
+            const float o = __shfl_xor_sync(0xFFFFFFFFu, x[i], m);
+            x[i] = upper ? __fsub_rn(o, x[i]) : __fadd_rn(x[i], o);
+          }
+      }
+#pragma unroll
+      for (int i = 0; i < kMaxPerLane; ++i)
+        if (i < per) x[i] = __fmul_rn(x[i], __fmul_rn(kv.rot_d2[d0 + i], kv.rot_inv_sqrt));
+    }
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i)
+      if (i < per) qs[base + lane * per + i] = x[i];
+  }
+}
+
 // The block's set-up, every thread: the pair tables, query t's heads of KV head kh rotated once into qs [G][D], and
 // their fragments qf: lane (head r, c) of chunk j holds q[r][32 j + 8 c + 0 .. 7] x kQScale as 4 hi and 4 lo pairs
 // ([chunk][hi, lo][lane] as uint4, so a warp's loads of one part are 512 contiguous bytes); zeros past G. qf is
 // complete after the caller's next barrier.
-template <int KB>
+// kValueCodes: lut_v is the per-lane code table (a centroid x kValueScale as f16 in the low half) instead of pairs.
+template <int KB, bool kValueCodes = false>
 __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, int64_t kh, uint32_t* lut_k,
                                             uint32_t* lut_v, float* qs, uint4* qf) {
   const TqKvBlocks& kv = a.kv;
@@ -61,10 +107,14 @@ __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, in
     key_pair_codes<KB>(i, first, second);
     lut_k[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
   }
-  for (int i = threadIdx.x; i < 256; i += blockDim.x) lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
-  for (int e = threadIdx.x; e < G * D; e += blockDim.x) qs[e] = a.q[(t * a.n_heads + kh * G) * D + e];
+  if constexpr (kValueCodes) {
+    for (int i = threadIdx.x; i < 16 * 32; i += blockDim.x) lut_v[i] = pair_entry(kv.v.centroids[i >> 5], 0.0f);
+  } else {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x)
+      lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+  }
+  rotate_query(a, t, kh, qs);
   __syncthreads();
-  if (kv.rot_d1) block_rotate(qs, G, D, kv.k.group_dim, kv.rot_d1, kv.rot_d2, kv.rot_inv_sqrt);
   for (int e = threadIdx.x; e < (D / kChunk) * 32; e += blockDim.x) {
     const int j = e >> 5, h = (e & 31) >> 2, cc = e & 3;
     const float* x = qs + h * D + kChunk * j + 8 * cc;
