@@ -26,7 +26,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/reduce.cuh"
@@ -51,7 +50,7 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
   WarpsLayout l;
   l.lut_k = 0;
   l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
-  l.qf = l.lut_v + std::max(kValueTableBytes, kValueCodeTableBytes);
+  l.qf = l.lut_v + kValueTableBytes;
   l.qs = l.qf + query_fragment_bytes(D);
   l.ml = l.qs + r16(G * D * 4);              // the query, then the block's output [G][D]
   l.offs = l.ml + kWarps * 8 * 2 * 4;        // per warp and head: max, sum
@@ -89,9 +88,10 @@ __device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_
       key_pairs<KB>(rec + go, j, c, plane_bytes, lut_k, e);
       key_pairs<KB>(rec8 + go, j, c, plane_bytes, lut_k, e8);
       const uint4* q = qf + 64 * (gi * chunks + j) + lane;
-      const uint4 qh = q[0], ql = q[32];
-      // A: head r's hi pair in row r, its lo pair in row r + 8; k step 0 takes pairs 0, 1, k step 1 pairs 2, 3.
-      const uint32_t a0[4] = {qh.x, ql.x, qh.y, ql.y}, a1[4] = {qh.z, ql.z, qh.w, ql.w};
+      const uint4 q0 = q[0], q1 = q[32];
+      // A: head r's hi pair in row r, its lo pair in row r + 8; k step 0 takes pairs 0, 1, k step 1 pairs 2, 3
+      // (block_setup's kQueryA order).
+      const uint32_t a0[4] = {q0.x, q0.y, q0.z, q0.w}, a1[4] = {q1.x, q1.y, q1.z, q1.w};
       mma_16816(c0, a0, e[0], e[1]), mma_16816(c0, a1, e[2], e[3]);
       mma_16816(c1, a0, e8[0], e8[1]), mma_16816(c1, a1, e8[2], e8[3]);
     }
@@ -117,9 +117,7 @@ __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
 }
 
 // Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output, VG the values' group dim.
-// VC: the values' B operands from the per-lane code table (two conflict-free loads and a byte permute per pair of
-// positions) instead of the pair table (one load, ~3.4 bank wavefronts: ncu, seventeenth session).
-template <int KB, int NT, int VG, int KG, bool VC>
+template <int KB, int NT, int VG, int KG>
 __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnParams a, WarpsLayout L) {
   constexpr int D = 8 * NT, NVG = D / VG, NW = NT / 8;  // NW: half words a lane reads per position
   extern __shared__ __align__(16) uint8_t smem[];
@@ -139,7 +137,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   EncodeGate gate = enter_decode(a);
   const SplitRange range = split_range(a, t, split, splits);
   first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
-  block_setup<KB, VC>(a, t, kh, lut_k, lut_v, qs, qf);
+  block_setup<KB, true>(a, t, kh, lut_k, lut_v, qs, qf);
 
   // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).
   int word_at[NW];
@@ -154,9 +152,11 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int j = 0; j < NT; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[j][i] = 0.0f;
-  // Head r's running max and the lane's part of its sum; acc holds O x 2^-e_run x kPScale x kValueScale.
+  // Head r's running max and the lane's part of its sum; acc holds O x 2^-e_run x kPScale x kValueScale, e_run from
+  // kMinExponent (p_scale stays finite while no V scalar is non-zero).
+  constexpr int kMinExponent = -30;
   float m_run = -INFINITY, l_run = 0.0f;
-  int e_run = 0;
+  int e_run = kMinExponent;
 
   for (int64_t it = 0; it < range.n_tiles; ++it) {
     async_wait<0>();
@@ -172,47 +172,52 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     float s[4];
     score_columns<KB, KG>(kv, tk, ko, lut_k, qf, kp, qp, lane, s);
 
-    // Online softmax of head r over the warp's 16 positions: the lane's 4, then its row's 4 lanes.
-    float tmax = -INFINITY;
+    // Online softmax of head r over the warp's 16 positions: the lane's 4, then its row's 4 lanes. Positions past n
+    // score -inf (their records are the tile's padding), so their probabilities are expf(-inf) = 0; the warp has at
+    // least one position in the tile, so m_new is finite.
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float x = -INFINITY;
-      if (qp[i] < n) {
-        x = s[i] * a.scale;
-        if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
-      }
-      s[i] = x;
-      tmax = fmaxf(tmax, x);
+    for (int i = 0; i < 4; ++i) s[i] *= a.scale;
+    if (a.softcap > 0.0f) {  // uniform
+#pragma unroll
+      for (int i = 0; i < 4; ++i) s[i] = a.softcap * tanhf(s[i] / a.softcap);
     }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) s[i] = qp[i] < n ? s[i] : -INFINITY;
+    float tmax = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
     tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 1));
     tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 2));
     const float m_new = fmaxf(m_run, tmax);
-    const float corr = m_new == -INFINITY ? 1.0f : expf(m_run - m_new);
+    const float corr = expf(m_run - m_new);  // 0 on the warp's first tile
     float p[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) p[i] = s[i] == -INFINITY ? 0.0f : expf(s[i] - m_new);
+    for (int i = 0; i < 4; ++i) p[i] = expf(s[i] - m_new);
     l_run = fmaf(l_run, corr, (p[0] + p[1]) + (p[2] + p[3]));
     m_run = m_new;
 
-    // The positions' V scalars per value group (0 past n) and the warp's largest, for the tile's power of two.
+    // The positions' V scalars per value group (0 past n) and the warp's largest. The tile's P x V scalars go in
+    // times 2^(14 - e_run), e_run the largest exponent the warp has met (so at most kPScale), which changes only
+    // when a larger scalar comes: most tiles then leave O's scale alone and skip its rescaling.
     const uint8_t* vr[4] = {tv + vo[qp[0]], tv + vo[qp[1]], tv + vo[qp[2]], tv + vo[qp[3]]};
     float vs[NVG][4], vmax = 0.0f;
 #pragma unroll
     for (int gv = 0; gv < NVG; ++gv)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        vs[gv][i] = qp[i] < n ? load_half(vr[i] + gv * kv.v.group_bytes + kv.v.scalar_offset) : 0.0f;
+        const float v = load_half(vr[i] + gv * kv.v.group_bytes + kv.v.scalar_offset);
+        vs[gv][i] = qp[i] < n ? v : 0.0f;
         vmax = fmaxf(vmax, fabsf(vs[gv][i]));
       }
     vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 1));
     vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 2));
-    const int e2 = pv_exponent(vmax);
-    const float p_scale = ldexpf(kPScale, -e2), rescale = corr * ldexpf(1.0f, e_run - e2);
-    e_run = e2;
+    const int e_new = vmax > 0.0f ? max(e_run, pv_exponent(vmax)) : e_run;
+    const float p_scale = ldexpf(kPScale, -e_new), rescale = corr * ldexpf(1.0f, e_run - e_new);
+    e_run = e_new;
+    if (__any_sync(0xFFFFFFFFu, rescale != 1.0f)) {
 #pragma unroll
-    for (int j = 0; j < NT; ++j)
+      for (int j = 0; j < NT; ++j)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[j][i] *= rescale;
+        for (int i = 0; i < 4; ++i) acc[j][i] *= rescale;
+    }
 
     // O += P V, value group by value group: A = P x V scalar x p_scale (hi rows r, lo rows r + 8).
     uint32_t pa[4];
@@ -225,28 +230,13 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
       }
       const uint32_t w0 = load_u32_2(vr[0] + word_at[i]), w1 = load_u32_2(vr[1] + word_at[i]);
       const uint32_t w8 = load_u32_2(vr[2] + word_at[i]), w9 = load_u32_2(vr[3] + word_at[i]);
-      if constexpr (VC) {
-        const uint8_t* codes = reinterpret_cast<const uint8_t*>(lut_v) + 4 * lane;
+      const uint32_t x01[2] = {value_pairs_even(w0, w1), value_pairs_odd(w0, w1)};
+      const uint32_t x89[2] = {value_pairs_even(w8, w9), value_pairs_odd(w8, w9)};
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          // Nibble k as the byte offset 128 code of the lane's column of the table.
-          auto entry = [&](uint32_t w) {
-            const uint32_t at = 4 * k <= 7 ? w << (7 - 4 * k) : w >> (4 * k - 7);
-            return *reinterpret_cast<const uint32_t*>(codes + (at & 0x780u));
-          };
-          const uint32_t b0 = __byte_perm(entry(w0), entry(w1), 0x5410);
-          const uint32_t b1 = __byte_perm(entry(w8), entry(w9), 0x5410);
-          mma_16816(acc[8 * i + k], pa, b0, b1);
-        }
-      } else {
-        const uint32_t x01[2] = {value_pairs_even(w0, w1), value_pairs_odd(w0, w1)};
-        const uint32_t x89[2] = {value_pairs_even(w8, w9), value_pairs_odd(w8, w9)};
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const int sh = 8 * (k >> 1);
-          const uint32_t b0 = lut_v[(x01[k & 1] >> sh) & 255u], b1 = lut_v[(x89[k & 1] >> sh) & 255u];
-          mma_16816(acc[8 * i + k], pa, b0, b1);
-        }
+      for (int k = 0; k < 8; ++k) {
+        const int sh = 8 * (k >> 1);
+        const uint32_t b0 = lut_v[(x01[k & 1] >> sh) & 255u], b1 = lut_v[(x89[k & 1] >> sh) & 255u];
+        mma_16816(acc[8 * i + k], pa, b0, b1);
       }
     }
   }
@@ -304,41 +294,24 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int NT, int VG, int KG, bool VC>
+template <int KB, int NT, int VG, int KG>
 void launch(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_warps_kernel<KB, NT, VG, KG, VC>;
+  auto kernel = tq_decode_warps_kernel<KB, NT, VG, KG>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant warp decode shared memory");
   launch_chained("TurboQuant attention (tensor cores, warps own positions)", kernel, grid, kDThreads,
                  static_cast<size_t>(l.total), stream, a, l);
 }
 
-template <int NT, int VG, int KG, bool VC>
+template <int NT, int VG, int KG>
 void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, NT, VG, KG, VC>(a, l, grid, stream); break;
-    case 3: launch<3, NT, VG, KG, VC>(a, l, grid, stream); break;
-    case 4: launch<4, NT, VG, KG, VC>(a, l, grid, stream); break;
-    default: launch<5, NT, VG, KG, VC>(a, l, grid, stream); break;
+    case 2: launch<2, NT, VG, KG>(a, l, grid, stream); break;
+    case 3: launch<3, NT, VG, KG>(a, l, grid, stream); break;
+    case 4: launch<4, NT, VG, KG>(a, l, grid, stream); break;
+    default: launch<5, NT, VG, KG>(a, l, grid, stream); break;
   }
-}
-
-template <bool VC>
-void launch_shape(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
-  if (a.kv.head_dim == 64) launch_bits<8, 64, 0, VC>(a, l, grid, stream);
-  else if (a.kv.v.group_dim == 64) launch_bits<16, 64, 0, VC>(a, l, grid, stream);
-  else if (a.kv.k.group_dim == kGroup128) launch_bits<16, 128, kGroup128, VC>(a, l, grid, stream);
-  else launch_bits<16, 128, 0, VC>(a, l, grid, stream);
-}
-
-// LMLAB_TQ_VALUE_CODES=1: the per-lane code table (under measurement).
-bool value_codes() {
-  static const bool on = [] {
-    const char* e = std::getenv("LMLAB_TQ_VALUE_CODES");
-    return e && e[0] == '1';
-  }();
-  return on;
 }
 
 }  // namespace
@@ -353,8 +326,10 @@ void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t s
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (value_codes()) launch_shape<true>(a, l, grid, stream);
-  else launch_shape<false>(a, l, grid, stream);
+  if (a.kv.head_dim == 64) launch_bits<8, 64, 0>(a, l, grid, stream);
+  else if (a.kv.v.group_dim == 64) launch_bits<16, 64, 0>(a, l, grid, stream);
+  else if (a.kv.k.group_dim == kGroup128) launch_bits<16, 128, kGroup128>(a, l, grid, stream);
+  else launch_bits<16, 128, 0>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

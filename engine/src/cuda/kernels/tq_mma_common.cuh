@@ -28,9 +28,7 @@ constexpr unsigned kMaxSharedBytes = 227 * 1024;  // sm_90's most dynamic shared
 // chunk and lane 4 hi and 4 lo f16 pairs.
 inline int key_table_bytes(int key_bits) { return (1 << (2 * key_bits)) * 4; }
 inline constexpr int kValueTableBytes = 256 * 4;
-// The per-lane value code table (kValueCodes): code e of lane L at word 32 e + L, so a lookup never meets another
-// lane's in a bank.
-inline constexpr int kValueCodeTableBytes = 16 * 32 * 4;
+
 inline int query_fragment_bytes(int head_dim) { return (head_dim / kChunk) * 32 * 32; }
 
 // Two codebook values x kValueScale as the table's f16x2 entry (a in the low half); exact (lloyd_max.h).
@@ -96,8 +94,10 @@ __device__ __forceinline__ void rotate_query(const TqAttnParams& a, int64_t t, i
 // their fragments qf: lane (head r, c) of chunk j holds q[r][32 j + 8 c + 0 .. 7] x kQScale as 4 hi and 4 lo pairs
 // ([chunk][hi, lo][lane] as uint4, so a warp's loads of one part are 512 contiguous bytes); zeros past G. qf is
 // complete after the caller's next barrier.
-// kValueCodes: lut_v is the per-lane code table (a centroid x kValueScale as f16 in the low half) instead of pairs.
-template <int KB, bool kValueCodes = false>
+// kQueryA: the fragments as the A operand of S^T = Q K^T (tq_decode_warps.cu): per chunk {hi 0, lo 0, hi 1, lo 1}
+// then {hi 2, lo 2, hi 3, lo 3} (k steps 0 and 1, loaded straight into the MMA's registers) instead of the 4 hi then
+// the 4 lo pairs (the B operand of tq_decode_mma.cu's S = K Q^T).
+template <int KB, bool kQueryA = false>
 __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, int64_t kh, uint32_t* lut_k,
                                             uint32_t* lut_v, float* qs, uint4* qf) {
   const TqKvBlocks& kv = a.kv;
@@ -107,12 +107,7 @@ __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, in
     key_pair_codes<KB>(i, first, second);
     lut_k[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
   }
-  if constexpr (kValueCodes) {
-    for (int i = threadIdx.x; i < 16 * 32; i += blockDim.x) lut_v[i] = pair_entry(kv.v.centroids[i >> 5], 0.0f);
-  } else {
-    for (int i = threadIdx.x; i < 256; i += blockDim.x)
-      lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
-  }
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
   rotate_query(a, t, kh, qs);
   __syncthreads();
   for (int e = threadIdx.x; e < (D / kChunk) * 32; e += blockDim.x) {
@@ -124,8 +119,13 @@ __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, in
       const float x0 = h < G ? x[2 * i] * kQScale : 0.0f, x1 = h < G ? x[2 * i + 1] * kQScale : 0.0f;
       split2(x0, x1, hi[i], lo[i]);
     }
-    qf[2 * e - (e & 31)] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-    qf[2 * e - (e & 31) + 32] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+    if constexpr (kQueryA) {
+      qf[2 * e - (e & 31)] = make_uint4(hi[0], lo[0], hi[1], lo[1]);
+      qf[2 * e - (e & 31) + 32] = make_uint4(hi[2], lo[2], hi[3], lo[3]);
+    } else {
+      qf[2 * e - (e & 31)] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+      qf[2 * e - (e & 31) + 32] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+    }
   }
 }
 
