@@ -1,5 +1,5 @@
 // Tensor-core flash-decoding over TurboQuant codes with each warp owning 16 positions of a tile and all their dims
-// (the FlashAttention-2 arrangement), for head_dim 64 / 128 and value groups of 64 / 128 at GQA <= 8.
+// (the FlashAttention-2 arrangement), for head_dim 64 / 128 (one value group a head) at GQA <= 8.
 //
 // tq_decode_mma.cu's warps own 16-dim slices of every position, so a tile's scores, softmax and P x V scalars pass
 // through shared memory between three block barriers (ncu, sixteenth session: 1,650 warp instructions per tile and
@@ -318,7 +318,9 @@ void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStr
 
 bool decode_warps_supports(const TqKvBlocks& kv) {
   const int D = static_cast<int>(kv.head_dim);
-  return (D == 64 || D == 128) && (kv.v.group_dim == 64 || kv.v.group_dim == 128) && kv.v.group_dim <= D;
+  // One value group a head (turbo_group_dim: head_dim 64 / 128 have groups of their size); the kernel's math takes
+  // groups of 64 or more dims (warp_value_*), but only these shapes are launched and tested.
+  return (D == 64 || D == 128) && kv.v.group_dim == D;
 }
 
 void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
@@ -327,7 +329,6 @@ void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t s
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
   if (a.kv.head_dim == 64) launch_bits<8, 64, 0>(a, l, grid, stream);
-  else if (a.kv.v.group_dim == 64) launch_bits<16, 64, 0>(a, l, grid, stream);
   else if (a.kv.k.group_dim == kGroup128) launch_bits<16, 128, kGroup128>(a, l, grid, stream);
   else launch_bits<16, 128, 0>(a, l, grid, stream);
 }

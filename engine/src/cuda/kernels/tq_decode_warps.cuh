@@ -8,8 +8,8 @@
 
 namespace lmlab::kernels::cuda::tq {
 
-// Of what decode_mma_supports takes: head_dim 64 or 128 with value groups of 64 or 128 dims (the default layouts of
-// the 8B and 30b-a3b shapes).
+// Of what decode_mma_supports takes: head_dim 64 or 128 with one value group a head (the default layouts of the 8B
+// and 30b-a3b shapes).
 bool decode_warps_supports(const TqKvBlocks& kv);
 // One launch over grid (n_kv_heads, splits, n_q), as decode_mma: a.part_o / a.part_ml per split when splits > 1,
 // else a.out.
