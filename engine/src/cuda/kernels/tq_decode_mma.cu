@@ -50,18 +50,15 @@ using namespace mma;
 constexpr int kScoreStride = kDT + 4, kPvStride = kDT + 8;
 
 struct MmaLayout {
-  int lut_k, lut_v, qf, qs, psc, vfac, pv_hi, pv_lo, wmax, corr, ml, offs, tiles, k_area, v_area, total;
+  SetupLayout s;
+  int psc, vfac, pv_hi, pv_lo, wmax, corr, ml, offs, tiles, k_area, v_area, total;
 };
 
 MmaLayout mma_layout(const TqKvBlocks& kv, int G) {
-  const int D = static_cast<int>(kv.head_dim), nvg = kv.v.n_groups;
-  auto r16 = [](int x) { return (x + 15) / 16 * 16; };
+  const int nvg = kv.v.n_groups;
   MmaLayout l;
-  l.lut_k = 0;
-  l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
-  l.qf = l.lut_v + kValueTableBytes;
-  l.qs = l.qf + query_fragment_bytes(D);
-  l.psc = l.qs + r16(G * D * 4);
+  l.s = setup_layout(kv, G);
+  l.psc = l.s.end;
   l.vfac = l.psc + G * kScoreStride * 4;
   l.pv_hi = l.vfac + nvg * kDT * 4;
   l.pv_lo = l.pv_hi + nvg * 8 * kPvStride * 2;
@@ -184,10 +181,10 @@ __global__ void __launch_bounds__(kDThreads, 5) tq_decode_mma_kernel(TqAttnParam
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = lane & 3;
   const int D = static_cast<int>(kv.head_dim), G = a.group, g = kv.k.group_dim, nvg = kv.v.n_groups;
-  uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem + L.lut_k);
-  uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + L.lut_v);
-  uint4* qf = reinterpret_cast<uint4*>(smem + L.qf);
-  float* qs = reinterpret_cast<float*>(smem + L.qs);
+  uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem + L.s.lut_k);
+  uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + L.s.lut_v);
+  uint4* qf = reinterpret_cast<uint4*>(smem + L.s.qf);
+  float* qs = reinterpret_cast<float*>(smem + L.s.qs);
   float* psc = reinterpret_cast<float*>(smem + L.psc);
   float* vfac = reinterpret_cast<float*>(smem + L.vfac);
   __half* pv_hi = reinterpret_cast<__half*>(smem + L.pv_hi);

@@ -41,20 +41,17 @@ using namespace mma;
 constexpr int kWarps = kDThreads / 32;
 
 struct WarpsLayout {
-  int lut_k, lut_v, qf, qs, ml, offs, tiles, k_area, v_area, total;
+  SetupLayout s;
+  int ml, offs, tiles, k_area, v_area, total;
 };
 
 WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
   const int D = static_cast<int>(kv.head_dim);
-  auto r16 = [](int x) { return (x + 15) / 16 * 16; };
   WarpsLayout l;
-  l.lut_k = 0;
-  l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
-  l.qf = l.lut_v + kValueTableBytes;
-  l.qs = l.qf + query_fragment_bytes(D);
-  l.ml = l.qs + r16(G * D * 4);              // the query, then the block's output [G][D]
-  l.offs = l.ml + kWarps * 8 * 2 * 4;        // per warp and head: max, sum
-  l.tiles = l.offs + 4 * kDT * 2;            // [2 buffers][K, V][kDT]
+  l.s = setup_layout(kv, G);
+  l.ml = l.s.end;                            // per warp and head: max, sum
+  l.offs = l.ml + kWarps * 8 * 2 * 4;        // [2 buffers][K, V][kDT]
+  l.tiles = l.offs + 4 * kDT * 2;
   l.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
   l.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
   l.total = l.tiles + std::max(2 * (l.k_area + l.v_area), kWarps * 8 * (D + 4) * 4);  // the tiles, then the slices
@@ -125,10 +122,10 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = lane & 3;
   const int G = a.group;
-  uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem + L.lut_k);
-  uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + L.lut_v);
-  uint4* qf = reinterpret_cast<uint4*>(smem + L.qf);
-  float* qs = reinterpret_cast<float*>(smem + L.qs);
+  uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem + L.s.lut_k);
+  uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + L.s.lut_v);
+  uint4* qf = reinterpret_cast<uint4*>(smem + L.s.qf);
+  float* qs = reinterpret_cast<float*>(smem + L.s.qs);
   float* ml_w = reinterpret_cast<float*>(smem + L.ml);          // [warp][head][max, sum]
   uint16_t* offs = reinterpret_cast<uint16_t*>(smem + L.offs);  // [2 buffers][K, V][kDT]
   uint8_t* tiles = smem + L.tiles;

@@ -31,6 +31,22 @@ inline constexpr int kValueTableBytes = 256 * 4;
 
 inline int query_fragment_bytes(int head_dim) { return (head_dim / kChunk) * 32 * 32; }
 
+// Where both kernels' shared memory starts: the key and value pair tables, the query's fragments, the rotated query
+// [G][D] (f32; the blocks' outputs reuse it); `end` is the next 16-byte boundary after it.
+struct SetupLayout {
+  int lut_k, lut_v, qf, qs, end;
+};
+inline SetupLayout setup_layout(const TqKvBlocks& kv, int G) {
+  const int D = static_cast<int>(kv.head_dim);
+  SetupLayout l;
+  l.lut_k = 0;
+  l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
+  l.qf = l.lut_v + kValueTableBytes;
+  l.qs = l.qf + query_fragment_bytes(D);
+  l.end = l.qs + (G * D * 4 + 15) / 16 * 16;
+  return l;
+}
+
 // Two codebook values x kValueScale as the table's f16x2 entry (a in the low half); exact (lloyd_max.h).
 __device__ __forceinline__ uint32_t pair_entry(float a, float b) {
   const __half2 h = __floats2half2_rn(a * kValueScale, b * kValueScale);
