@@ -328,7 +328,8 @@ TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
   const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},         {4, 4, 128, 100, 0.0f, 333, 5, 2},
                                  {6, 1, 96, 0, 50.0f, 40, 5, 2},         {32, 8, 128, 0, 0.0f, 5000, 5, 2},
                                  {2, 1, 256, 16, 0.0f, 70, 5, 2},        {16, 2, 128, 1000, 30.0f, 3001, 5, 2},
-                                 {6, 2, 64, 0, 0.0f, 100, 37, 1},        {4, 2, 128, 100, 0.0f, 333, 17, 1, 7}};
+                                 {6, 2, 64, 0, 0.0f, 100, 37, 1},        {4, 2, 128, 100, 0.0f, 333, 17, 1, 7},
+                                 {8, 2, 128, 0, 0.0f, 1, 1, 2}};  // a history of 3-4 positions: one tile, warps idle
   std::vector<Format> formats;
   for (const Format& f : kFormats)
     if (f.opt.mode == TurboKvOptions::Mode::turbo && !f.opt.k_qjl && f.opt.v_bits == 4) formats.push_back(f);

@@ -193,7 +193,9 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
 
     // The positions' V scalars per value group (0 past n) and the warp's largest. The tile's P x V scalars go in
     // times 2^(14 - e_run), e_run the largest exponent the warp has met (so at most kPScale), which changes only
-    // when a larger scalar comes: most tiles then leave O's scale alone and skip its rescaling.
+    // when a larger scalar comes: most tiles then leave O's scale alone and skip its rescaling. A tile of scalars
+    // far below the warp's largest keeps its hi + lo split to ~2^-25 absolute in these units (relative ~1e-5 only
+    // for scalars ~2^16 apart).
     const uint8_t* vr[4] = {tv + vo[qp[0]], tv + vo[qp[1]], tv + vo[qp[2]], tv + vo[qp[3]]};
     float vs[NVG][4], vmax = 0.0f;
 #pragma unroll
@@ -315,9 +317,10 @@ void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStr
 
 bool decode_warps_supports(const TqKvBlocks& kv) {
   const int D = static_cast<int>(kv.head_dim);
-  // One value group a head (turbo_group_dim: head_dim 64 / 128 have groups of their size); the kernel's math takes
-  // groups of 64 or more dims (warp_value_*), but only these shapes are launched and tested.
-  return (D == 64 || D == 128) && kv.v.group_dim == D;
+  // One group a head for keys and values (check_codec makes them equal; turbo_group_dim gives head_dim 64 / 128
+  // groups of their size). The value math takes groups of 64 or more dims (warp_value_*), but only these shapes
+  // are launched and tested.
+  return (D == 64 || D == 128) && kv.v.group_dim == D && kv.k.group_dim == D;
 }
 
 void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
@@ -326,8 +329,7 @@ void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t s
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
   if (a.kv.head_dim == 64) launch_bits<8, 64, 0>(a, l, grid, stream);
-  else if (a.kv.k.group_dim == kGroup128) launch_bits<16, 128, kGroup128>(a, l, grid, stream);
-  else launch_bits<16, 128, 0>(a, l, grid, stream);
+  else launch_bits<16, 128, kGroup128>(a, l, grid, stream);  // keys in one group of 128 (decode_warps_supports)
 }
 
 }  // namespace lmlab::kernels::cuda::tq

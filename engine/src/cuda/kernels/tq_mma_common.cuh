@@ -66,7 +66,8 @@ __device__ __forceinline__ void key_pairs(const uint8_t* gr, int j, int c, int p
 
 // Pi q of the block's query heads into qs [G][D], a warp per group vector of g dims (g / 32 consecutive dims a lane;
 // the butterflies past them by shuffles): block_rotate's operations on the same values, without its ~10 block
-// barriers (a barrier a butterfly stage: a block of 8 heads had spent them in every split of every layer).
+// barriers (a barrier a butterfly stage: a block of 8 heads had spent them in every split of every layer). Groups of
+// 32 to 128 dims (decode_mma_supports takes keys in groups of 32 or more, check_codec at most 128).
 __device__ __forceinline__ void rotate_query(const TqAttnParams& a, int64_t t, int64_t kh, float* qs) {
   constexpr int kMaxPerLane = 4;  // g <= 128
   const TqKvBlocks& kv = a.kv;
