@@ -1,7 +1,7 @@
 // The lab's run modes and `lmlab compare` against real processes and real SQLite files: a scenario run through
 // lmlab serve subprocesses and against a server URL, lmlab compared with the real llama-server on the same
-// model (skipped, visibly, when ../shared/peers is absent), a bench killed mid-sweep marked incomplete, and
-// report / gate refusing to write into a file that is not an lmlab database.
+// model (skipped, visibly, when ../shared/peers is absent or its build cannot run on this CPU), a bench killed
+// mid-sweep marked incomplete, and report / gate refusing to write into a file that is not an lmlab database.
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "cli_run.h"
 #include "fixtures.h"
@@ -103,12 +104,22 @@ TEST_F(LabProcesses, CompareLmlabInProcessServeAndLlamaServerOnTheSameModel) {
   if (!fs::exists(server) || !fs::exists(gguf))
     GTEST_SKIP() << "no llama-server or coder-moe GGUF under " << peers << ": the llama.cpp comparison is skipped";
   const int port = free_port();
-  spawn({server.string(), "-m", gguf.string(), "--host", "127.0.0.1", "--port", std::to_string(port), "-t", "1", "-tb", "1",
-         "--metrics"},
-        dir_ / "llama.log");
+  const pid_t pid = spawn({server.string(), "-m", gguf.string(), "--host", "127.0.0.1", "--port", std::to_string(port),
+                           "-t", "1", "-tb", "1", "--metrics"},
+                          dir_ / "llama.log");
   const harness_detail::HttpTarget target{"127.0.0.1", port};
   bool up = false;
   for (int i = 0; i < 600 && !up; ++i) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {  // it exited before it served: say how, not "did not come up"
+      std::erase(children_, pid);
+      // A peer build for another CPU (e.g. AVX-512 on a host without it) cannot run here at all.
+      if (WIFSIGNALED(status) && WTERMSIG(status) == SIGILL)
+        GTEST_SKIP() << server << " dies of SIGILL on this CPU (built for another instruction set): the llama.cpp "
+                     << "comparison is skipped";
+      std::ifstream log(dir_ / "llama.log");
+      FAIL() << "llama-server exited before serving (status " << status << "):\n" << log.rdbuf();
+    }
     up = harness_detail::http_get(target, "/health").has_value();
     if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
