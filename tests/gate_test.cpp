@@ -127,6 +127,33 @@ TEST(Gate, GreedyTokensAndPerplexityChangesFail) {
   EXPECT_EQ(find_row(rep, "perplexity", "turbo")->verdict, GateVerdict::regression);
 }
 
+// Greedy tokens compare only where the CPU kernels are the same ISA (the fingerprint's "isa="): another ISA sums in
+// another order, and TurboQuant's near ties may go either way. Runs recorded before the field compare among
+// themselves as before.
+TEST(Gate, GreedyTokensCompareOnlyUnderTheSameCpuKernels) {
+  GateRun base = make_run(100), cand = make_run(100);
+  cand.samples[3].output_tokens[2] = 99;
+  base.info.host_fingerprint = "cpu=test; isa=avx512; cpus=2; mem=24GiB";
+  cand.info.host_fingerprint = "cpu=test; isa=avx2; cpus=2; mem=24GiB";
+  GateReport rep = compare_runs(base, cand, policy());
+  EXPECT_EQ(gate_exit_code(rep), 0) << render_gate_markdown(rep);
+  const GateRow* row = find_row(rep, "greedy tokens differing", "vanilla");
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->verdict, GateVerdict::skipped);
+  EXPECT_NE(row->note.find("the CPU kernels differ (avx512 vs avx2)"), std::string::npos) << row->note;
+  EXPECT_EQ(find_row(rep, "decode tok/s", "vanilla"), nullptr) << "another fingerprint: no absolute times";
+
+  cand.info.host_fingerprint = base.info.host_fingerprint;  // the same kernels: the change fails
+  rep = compare_runs(base, cand, policy());
+  EXPECT_EQ(find_row(rep, "greedy tokens differing", "vanilla")->verdict, GateVerdict::regression);
+
+  base.info.host_fingerprint = "cpu=test; cpus=2; mem=24GiB";  // a baseline from before the field
+  rep = compare_runs(base, cand, policy());
+  EXPECT_EQ(find_row(rep, "greedy tokens differing", "vanilla")->verdict, GateVerdict::skipped);
+  EXPECT_NE(find_row(rep, "greedy tokens differing", "vanilla")->note.find("the baseline does not name its CPU kernels' ISA"),
+            std::string::npos);
+}
+
 TEST(Gate, DifferentModelsOrScenariosCannotCompare) {
   GateRun other = make_run(100);
   other.info.model = "coder-dense";

@@ -9,7 +9,9 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -78,6 +80,20 @@ std::string nvidia_driver_version(const std::string& text) {
   return {};
 }
 
+// The CPU kernels' ISA from the "flags" line, by the engine's rule (kernels/cpu/isa.cpp's detection: AVX-512 F, BW,
+// VL, DQ and FMA; AVX2 with FMA and F16C), so runs whose kernels sum in another order are told apart.
+std::string cpu_isa(const std::string& cpuinfo) {
+  std::istringstream words(first_value(cpuinfo, "flags", ':'));
+  std::set<std::string> flags;
+  for (std::string w; words >> w;) flags.insert(w);
+  auto has = [&](std::initializer_list<const char*> all) {
+    return std::all_of(all.begin(), all.end(), [&](const char* f) { return flags.count(f) > 0; });
+  };
+  if (has({"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"})) return "avx512";
+  if (has({"avx2", "fma", "f16c"})) return "avx2";
+  return "scalar";
+}
+
 }  // namespace
 
 Environment probe_environment(const std::filesystem::path& root) {
@@ -87,6 +103,7 @@ Environment probe_environment(const std::filesystem::path& root) {
   const std::string cpuinfo = read_bounded(proc / "cpuinfo", &cpuinfo_truncated);
   env.cpu_model = first_value(cpuinfo, "model name", ':');
   if (env.cpu_model.empty()) env.cpu_model = first_value(cpuinfo, "Model", ':');  // arm64 kernels
+  env.cpu_isa = cpu_isa(cpuinfo);
   env.cores = static_cast<int64_t>(values_of(cpuinfo, "processor", ':').size());
   if (env.cores == 0 || cpuinfo_truncated) env.cores = static_cast<int64_t>(std::thread::hardware_concurrency());
 
@@ -114,6 +131,7 @@ Environment probe_environment(const std::filesystem::path& root) {
 
 std::string environment_json(const Environment& env) {
   return nlohmann::json{{"cpu_model", env.cpu_model},
+                        {"cpu_isa", env.cpu_isa},
                         {"cores", env.cores},
                         {"ram_bytes", env.ram_bytes},
                         {"gpus", env.gpus},
@@ -133,7 +151,8 @@ std::string host_fingerprint(const Environment& env) {
   CPU_ZERO(&set);
   const int cpus = ::sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
   const double gib = static_cast<double>(env.ram_bytes) / (1024.0 * 1024.0 * 1024.0);
-  return "cpu=" + (env.cpu_model.empty() ? std::string("unknown") : env.cpu_model) + "; cpus=" + std::to_string(cpus) +
+  return "cpu=" + (env.cpu_model.empty() ? std::string("unknown") : env.cpu_model) +
+         "; isa=" + (env.cpu_isa.empty() ? std::string("unknown") : env.cpu_isa) + "; cpus=" + std::to_string(cpus) +
          "; mem=" + std::to_string(static_cast<int64_t>(std::lround(gib))) + "GiB";
 }
 

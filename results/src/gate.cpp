@@ -215,8 +215,28 @@ GateRow greedy(const std::string& config, int64_t context, const std::vector<con
   return r;
 }
 
+// The "isa=" field of a host fingerprint: "" for runs recorded before it was part of one.
+std::string fingerprint_isa(const std::string& fingerprint) {
+  const std::string key = "; isa=";
+  const auto at = fingerprint.find(key);
+  if (at == std::string::npos) return {};
+  const auto end = fingerprint.find(';', at + key.size());
+  return fingerprint.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+}
+
+// Why greedy tokens of the two runs do not compare ("" when they do): the CPU kernels' float order follows their
+// ISA, and a near tie (TurboQuant's codebook rounding above all) may go either way under another order.
+std::string greedy_not_compared(const GateRun& baseline, const GateRun& candidate) {
+  const std::string b = fingerprint_isa(baseline.info.host_fingerprint), c = fingerprint_isa(candidate.info.host_fingerprint);
+  if (b == c) return {};
+  if (b.empty() || c.empty())
+    return fmt::format("not compared: the {} does not name its CPU kernels' ISA", b.empty() ? "baseline" : "candidate");
+  return fmt::format("not compared: the CPU kernels differ ({} vs {})", b, c);
+}
+
 void add_group_rows(const GateRun& baseline, const GateRun& candidate, const GatePolicy& p, bool same_host,
                     std::vector<GateRow>& rows) {
+  const std::string greedy_note = greedy_not_compared(baseline, candidate);
   const Groups base = groups_of(baseline), cand = groups_of(candidate);
   std::set<int64_t> contexts;
   for (const auto& [key, members] : base) {
@@ -259,8 +279,17 @@ void add_group_rows(const GateRun& baseline, const GateRun& candidate, const Gat
     auto peak = [](const Sample& s) { return static_cast<double>(s.peak_memory_bytes); };
     rows.push_back(measured("peak memory bytes", config, context, values(members, peak), values(c, peak), false,
                             p.peak_memory_bytes, p));
-    if (!members.front()->output_tokens.empty() || !c.front()->output_tokens.empty())
-      rows.push_back(greedy(config, context, members, c, p.greedy_tokens));
+    const bool has_tokens = !members.front()->output_tokens.empty() || !c.front()->output_tokens.empty();
+    if (has_tokens && greedy_note.empty()) rows.push_back(greedy(config, context, members, c, p.greedy_tokens));
+    if (has_tokens && !greedy_note.empty()) {
+      GateRow r;
+      r.metric = "greedy tokens differing";
+      r.config = config;
+      r.context = context;
+      r.verdict = GateVerdict::skipped;
+      r.note = greedy_note;
+      rows.push_back(std::move(r));
+    }
   }
   for (const DecodeRatio& r : p.ratios) {
     for (int64_t context : contexts) {

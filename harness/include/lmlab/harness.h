@@ -164,6 +164,7 @@ const BuildInfo& build_info();
 // that is absent or unreadable leaves its fields empty (e.g. no GPU).
 struct Environment {
   std::string cpu_model;               // /proc/cpuinfo "model name"
+  std::string cpu_isa;                 // the vector ISA the CPU kernels take here: "avx512", "avx2", "scalar"
   int64_t cores = 0;                   // logical CPUs in /proc/cpuinfo
   int64_t ram_bytes = 0;               // /proc/meminfo MemTotal
   std::vector<std::string> gpus;       // /proc/driver/nvidia/gpus/*/information "Model"
@@ -174,11 +175,13 @@ struct Environment {
 };
 // `root` prefixes every path read ("/" for this machine; tests pass a fake tree).
 Environment probe_environment(const std::filesystem::path& root = "/");
-// As a JSON object (keys: cpu_model, cores, ram_bytes, gpus, gpu_driver, os, kernel, compiler, build_type,
-// git_commit): what RunInfo.environment_json holds and the reports read.
+// As a JSON object (keys: cpu_model, cpu_isa, cores, ram_bytes, gpus, gpu_driver, os, kernel, compiler,
+// build_type, git_commit): what RunInfo.environment_json holds and the reports read.
 std::string environment_json(const Environment& env);
-// What decides whether absolute times of two runs compare: "cpu=<model name>; cpus=<usable CPUs>; mem=<GiB>"
-// (usable CPUs: this process's affinity, not the environment's core count). Recorded as RunInfo.host_fingerprint.
+// What decides whether absolute times of two runs compare: "cpu=<model name>; isa=<cpu_isa>; cpus=<usable CPUs>;
+// mem=<GiB>" (usable CPUs: this process's affinity, not the environment's core count; the ISA because virtual
+// machines of one model name may offer different vector units, and the kernels' float order follows the ISA).
+// Recorded as RunInfo.host_fingerprint.
 std::string host_fingerprint(const Environment& env);
 std::string host_fingerprint();  // this machine's
 // Bytes of the *.safetensors files in a model directory (their real size on disk).
