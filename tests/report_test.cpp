@@ -87,6 +87,7 @@ TEST_F(ReportOfRealRun, MarkdownHasHeaderModelSizeEveryConfigAndContextAndTheErr
   EXPECT_NE(md.find("| Commit (of the binary) | 0123abcd |"), std::string::npos);
   for (const char* label : {"| CPU | ", "| RAM | ", "| GPU | ", "| OS | ", "| Build | ", "| Engine options | "})
     EXPECT_NE(md.find(label), std::string::npos) << label;
+  EXPECT_NE(md.find(", " + probe_environment().cpu_isa + " kernels |"), std::string::npos) << "the CPU kernels' ISA";
   EXPECT_NE(md.find("## Scoreboard"), std::string::npos);
   EXPECT_NE(md.find("| Date | " + run_->started_at + " |"), std::string::npos);
   EXPECT_NE(md.find("| Prompt | random ids (seed 7) |"), std::string::npos);

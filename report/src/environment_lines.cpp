@@ -65,8 +65,9 @@ std::vector<std::pair<std::string, std::string>> environment_lines(const RunInfo
   if (env.empty()) {
     out.emplace_back("Environment", "not recorded (a run from before lmlab stored it)");
   } else {
-    const std::string cpu = text_of(env, "cpu_model");
-    out.emplace_back("CPU", fmt::format("{}, {} logical cores", cpu.empty() ? "unknown model" : cpu, int_of(env, "cores")));
+    const std::string cpu = text_of(env, "cpu_model"), isa = text_of(env, "cpu_isa");  // no ISA before it was recorded
+    out.emplace_back("CPU", fmt::format("{}, {} logical cores{}", cpu.empty() ? "unknown model" : cpu,
+                                        int_of(env, "cores"), isa.empty() ? "" : ", " + isa + " kernels"));
     const int64_t ram = int_of(env, "ram_bytes");
     out.emplace_back("RAM", ram > 0 ? human_bytes(static_cast<double>(ram)) : "unknown");
     std::string gpus;
