@@ -141,7 +141,7 @@ for step in "$@"; do
       # (ncu-sass.ncu-rep) and every SASS instruction's executions and stall samples (sass.csv), as the sixteenth
       # session read the TurboQuant decode's instruction mix (docs/cuda.md); NCU_SECTIONS: more, e.g.
       # "--section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis" (shared-memory wavefronts, pipes)
-      timeout 180 "$ncu" --kernel-name "regex:${NCU_KERNEL:-tq_decode_mma}" --launch-skip 3 --launch-count 1 \
+      timeout 180 "$ncu" --kernel-name "regex:${NCU_KERNEL:-tq_decode_warps}" --launch-skip 3 --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
         --section InstructionStats --section SourceCounters ${NCU_SECTIONS:-} --import-source no -f -o "$out/ncu-sass" \
         "$here/lmlab_bench" --benchmark_filter="${NCU_FILTER:-cuda_attention/8b/turbo/decode/40000/}" \
@@ -152,7 +152,7 @@ for step in "$@"; do
       ;;
     kernels-*)  # mean time per launch of the kernels matching KERNELS inside SHAPE's decode at CTX positions
       # (KV_MODE), graphs off, ncu without its clock lock or cache flush (the times of a running decode): SKIP / COUNT
-      # matching launches (e.g. KERNELS='tq_decode_mma|tq_merge' SKIP=0 COUNT=72: one step's 36 layers; an encode
+      # matching launches (e.g. KERNELS='tq_decode_warps|tq_merge' SKIP=0 COUNT=72: one step's 36 layers; an encode
       # runs in the prefill too: CTX=512 SKIP=72), to kernels-SHAPE.csv
       shape=${step#kernels-}
       ctx=${CTX:-40000}

@@ -1,4 +1,5 @@
-// probe_environment(): the machine a run is measured on, from /proc and /etc files only; host_fingerprint(): the
+// probe_environment(): the machine a run is measured on, from /proc and /etc files only (and the engine's own
+// cpu_kernels_isa(), which no file states); host_fingerprint(): the
 // part of it that decides whether absolute times of two runs compare (the gate's same-host check). Each file is
 // read up to kMaxFileBytes (a /proc/cpuinfo of a 512-core host is ~1 MB: the model name is on its first lines;
 // the count of "processor" lines then undercounts, so cores falls back to the scheduler's count past the cap).
@@ -9,12 +10,11 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
-#include <initializer_list>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <thread>
 
+#include "lmlab/cpu_kernels.h"
 #include "lmlab/harness.h"
 
 namespace lmlab {
@@ -80,20 +80,6 @@ std::string nvidia_driver_version(const std::string& text) {
   return {};
 }
 
-// The CPU kernels' ISA from the "flags" line, by the engine's rule (kernels/cpu/isa.cpp's detection: AVX-512 F, BW,
-// VL, DQ and FMA; AVX2 with FMA and F16C), so runs whose kernels sum in another order are told apart.
-std::string cpu_isa(const std::string& cpuinfo) {
-  std::istringstream words(first_value(cpuinfo, "flags", ':'));
-  std::set<std::string> flags;
-  for (std::string w; words >> w;) flags.insert(w);
-  auto has = [&](std::initializer_list<const char*> all) {
-    return std::all_of(all.begin(), all.end(), [&](const char* f) { return flags.count(f) > 0; });
-  };
-  if (has({"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"})) return "avx512";
-  if (has({"avx2", "fma", "f16c"})) return "avx2";
-  return "scalar";
-}
-
 }  // namespace
 
 Environment probe_environment(const std::filesystem::path& root) {
@@ -103,7 +89,7 @@ Environment probe_environment(const std::filesystem::path& root) {
   const std::string cpuinfo = read_bounded(proc / "cpuinfo", &cpuinfo_truncated);
   env.cpu_model = first_value(cpuinfo, "model name", ':');
   if (env.cpu_model.empty()) env.cpu_model = first_value(cpuinfo, "Model", ':');  // arm64 kernels
-  env.cpu_isa = cpu_isa(cpuinfo);
+  env.cpu_isa = cpu_kernels_isa();  // the engine's own choice, not a file
   env.cores = static_cast<int64_t>(values_of(cpuinfo, "processor", ':').size());
   if (env.cores == 0 || cpuinfo_truncated) env.cores = static_cast<int64_t>(std::thread::hardware_concurrency());
 

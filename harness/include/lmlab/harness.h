@@ -164,7 +164,7 @@ const BuildInfo& build_info();
 // that is absent or unreadable leaves its fields empty (e.g. no GPU).
 struct Environment {
   std::string cpu_model;               // /proc/cpuinfo "model name"
-  std::string cpu_isa;                 // the vector ISA the CPU kernels take here: "avx512", "avx2", "scalar"
+  std::string cpu_isa;                 // lmlab::cpu_kernels_isa() of this process (not read from `root`)
   int64_t cores = 0;                   // logical CPUs in /proc/cpuinfo
   int64_t ram_bytes = 0;               // /proc/meminfo MemTotal
   std::vector<std::string> gpus;       // /proc/driver/nvidia/gpus/*/information "Model"

@@ -48,6 +48,7 @@ using namespace mma;
 // kDT + 8 halves (lane (r, c) loads head r, positions 2c, 2c + 1: banks 4r + c; at kDT halves all 8 heads of a c
 // fell on one bank).
 constexpr int kScoreStride = kDT + 4, kPvStride = kDT + 8;
+constexpr int kGroup128 = 128;  // keys in groups of 128 take constant plane offsets (score_tile's KG)
 
 struct MmaLayout {
   SetupLayout s;

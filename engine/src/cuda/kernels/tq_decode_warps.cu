@@ -59,44 +59,35 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
 }
 
 // Scores of the lane's head r at its positions qp[0..3] of the tile (C columns 2c, 2c + 1 of the two n tiles), before
-// the softmax scale; its key lookups are at positions kp[0..1] (B column r of the n tiles). KG: the keys' group dim
-// when it is kGroup128 (constant plane offsets, unrolled chunks), else 0.
-template <int KB, int KG>
+// the softmax scale; its key lookups are at positions kp[0..1] (B column r of the n tiles). The keys are one group
+// of D dims (decode_warps_supports): constant plane offsets, the chunks unrolled.
+template <int KB, int D>
 __device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
                                               const uint32_t* lut_k, const uint4* qf, const int (&kp)[2],
                                               const int (&qp)[4], int lane, float (&s)[4]) {
   const int c = lane & 3;
-  const TqDeviceCodec& k = kv.k;
-  const int g = KG ? KG : k.group_dim, plane_bytes = g / 8, chunks = g / kChunk;
   // Rows past the tile read its last record (issue_tile's padded offsets); their scores are never used.
   const uint8_t* rec = tk + ko[kp[0]];
   const uint8_t* rec8 = tk + ko[kp[1]];
-  const uint8_t* sc[4];
+  float c0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, c1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-  for (int i = 0; i < 4; ++i) sc[i] = tk + ko[qp[i]] + k.scalar_offset;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) s[i] = 0.0f;
-  for (int gi = 0; gi < k.n_groups; ++gi) {
-    const int go = gi * k.group_bytes;
-    float c0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, c1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll(KG ? KG / kChunk : 1)
-    for (int j = 0; j < chunks; ++j) {
-      uint32_t e[4], e8[4];
-      key_pairs<KB>(rec + go, j, c, plane_bytes, lut_k, e);
-      key_pairs<KB>(rec8 + go, j, c, plane_bytes, lut_k, e8);
-      const uint4* q = qf + 64 * (gi * chunks + j) + lane;
-      const uint4 q0 = q[0], q1 = q[32];
-      // A: head r's hi pair in row r, its lo pair in row r + 8; k step 0 takes pairs 0, 1, k step 1 pairs 2, 3
-      // (block_setup's kQueryA order).
-      const uint32_t a0[4] = {q0.x, q0.y, q0.z, q0.w}, a1[4] = {q1.x, q1.y, q1.z, q1.w};
-      mma_16816(c0, a0, e[0], e[1]), mma_16816(c0, a1, e[2], e[3]);
-      mma_16816(c1, a0, e8[0], e8[1]), mma_16816(c1, a1, e8[2], e8[3]);
-    }
-    s[0] = fmaf(load_half(sc[0] + go), c0[0] + c0[2], s[0]), s[1] = fmaf(load_half(sc[1] + go), c0[1] + c0[3], s[1]);
-    s[2] = fmaf(load_half(sc[2] + go), c1[0] + c1[2], s[2]), s[3] = fmaf(load_half(sc[3] + go), c1[1] + c1[3], s[3]);
+  for (int j = 0; j < D / kChunk; ++j) {
+    uint32_t e[4], e8[4];
+    key_pairs<KB>(rec, j, c, D / 8, lut_k, e);
+    key_pairs<KB>(rec8, j, c, D / 8, lut_k, e8);
+    const uint4* q = qf + 64 * j + lane;
+    const uint4 q0 = q[0], q1 = q[32];
+    // A: head r's hi pair in row r, its lo pair in row r + 8; k step 0 takes pairs 0, 1, k step 1 pairs 2, 3
+    // (block_setup's kQueryA order).
+    const uint32_t a0[4] = {q0.x, q0.y, q0.z, q0.w}, a1[4] = {q1.x, q1.y, q1.z, q1.w};
+    mma_16816(c0, a0, e[0], e[1]), mma_16816(c0, a1, e[2], e[3]);
+    mma_16816(c1, a0, e8[0], e8[1]), mma_16816(c1, a1, e8[2], e8[3]);
   }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) s[i] *= kScoreUnscale;
+  // The key scalars of the C columns' positions.
+  const float f[4] = {load_half(tk + ko[qp[0]] + kv.k.scalar_offset), load_half(tk + ko[qp[1]] + kv.k.scalar_offset),
+                      load_half(tk + ko[qp[2]] + kv.k.scalar_offset), load_half(tk + ko[qp[3]] + kv.k.scalar_offset)};
+  s[0] = f[0] * (c0[0] + c0[2]) * kScoreUnscale, s[1] = f[1] * (c0[1] + c0[3]) * kScoreUnscale;
+  s[2] = f[2] * (c1[0] + c1[2]) * kScoreUnscale, s[3] = f[3] * (c1[1] + c1[3]) * kScoreUnscale;
 }
 
 // The tile position of MMA index m (0-15: the B columns of the scores, the k of P x V) of warp w: 16 (m / 2 % 4) +
@@ -113,10 +104,11 @@ __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
   return static_cast<uint32_t>(h[0]) | static_cast<uint32_t>(h[1]) << 16;
 }
 
-// Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output, VG the values' group dim.
-template <int KB, int NT, int VG, int KG>
+// Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output. Keys and values are one group
+// of the head (decode_warps_supports), so the group dim is D, a constant.
+template <int KB, int NT>
 __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnParams a, WarpsLayout L) {
-  constexpr int D = 8 * NT, NVG = D / VG, NW = NT / 8;  // NW: half words a lane reads per position
+  constexpr int D = 8 * NT, NW = NT / 8;  // NW: half words a lane reads per position
   extern __shared__ __align__(16) uint8_t smem[];
   const TqKvBlocks& kv = a.kv;
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
@@ -139,7 +131,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).
   int word_at[NW];
 #pragma unroll
-  for (int i = 0; i < NW; ++i) word_at[i] = warp_value_word_offset(r + 8 * i, VG, kv.v.group_bytes);
+  for (int i = 0; i < NW; ++i) word_at[i] = warp_value_word_offset(r + 8 * i, D, kv.v.group_bytes);
   const int kp[2] = {warp_position(r, warp), warp_position(r + 8, warp)};
   const int qp[4] = {warp_position(2 * c, warp), warp_position(2 * c + 1, warp), warp_position(2 * c + 8, warp),
                      warp_position(2 * c + 9, warp)};
@@ -167,7 +159,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     const uint16_t* vo = ko + kDT;
 
     float s[4];
-    score_columns<KB, KG>(kv, tk, ko, lut_k, qf, kp, qp, lane, s);
+    score_columns<KB, D>(kv, tk, ko, lut_k, qf, kp, qp, lane, s);
 
     // Online softmax of head r over the warp's 16 positions: the lane's 4, then its row's 4 lanes. Positions past n
     // score -inf (their records are the tile's padding), so their probabilities are expf(-inf) = 0; the warp has at
@@ -191,21 +183,19 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     l_run = fmaf(l_run, corr, (p[0] + p[1]) + (p[2] + p[3]));
     m_run = m_new;
 
-    // The positions' V scalars per value group (0 past n) and the warp's largest. The tile's P x V scalars go in
+    // The positions' V scalars (0 past n) and the warp's largest. The tile's P x V scalars go in
     // times 2^(14 - e_run), e_run the largest exponent the warp has met (so at most kPScale), which changes only
     // when a larger scalar comes: most tiles then leave O's scale alone and skip its rescaling. A tile of scalars
     // far below the warp's largest keeps its hi + lo split to ~2^-25 absolute in these units (relative ~1e-5 only
     // for scalars ~2^16 apart).
     const uint8_t* vr[4] = {tv + vo[qp[0]], tv + vo[qp[1]], tv + vo[qp[2]], tv + vo[qp[3]]};
-    float vs[NVG][4], vmax = 0.0f;
+    float vs[4], vmax = 0.0f;
 #pragma unroll
-    for (int gv = 0; gv < NVG; ++gv)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float v = load_half(vr[i] + gv * kv.v.group_bytes + kv.v.scalar_offset);
-        vs[gv][i] = qp[i] < n ? v : 0.0f;
-        vmax = fmaxf(vmax, fabsf(vs[gv][i]));
-      }
+    for (int i = 0; i < 4; ++i) {
+      const float v = load_half(vr[i] + kv.v.scalar_offset);
+      vs[i] = qp[i] < n ? v : 0.0f;
+      vmax = fmaxf(vmax, fabsf(vs[i]));
+    }
     vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 1));
     vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 2));
     const int e_new = vmax > 0.0f ? max(e_run, pv_exponent(vmax)) : e_run;
@@ -218,15 +208,12 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
         for (int i = 0; i < 4; ++i) acc[j][i] *= rescale;
     }
 
-    // O += P V, value group by value group: A = P x V scalar x p_scale (hi rows r, lo rows r + 8).
+    // O += P V: A = P x V scalar x p_scale (hi rows r, lo rows r + 8).
     uint32_t pa[4];
+    split2(p[0] * vs[0] * p_scale, p[1] * vs[1] * p_scale, pa[0], pa[1]);
+    split2(p[2] * vs[2] * p_scale, p[3] * vs[3] * p_scale, pa[2], pa[3]);
 #pragma unroll
     for (int i = 0; i < NW; ++i) {
-      const int gv = 64 * i / VG;  // the group of half words r + 8 i (VG >= 64: the same for every lane)
-      if (i == 0 || gv != 64 * (i - 1) / VG) {
-        split2(p[0] * vs[gv][0] * p_scale, p[1] * vs[gv][1] * p_scale, pa[0], pa[1]);
-        split2(p[2] * vs[gv][2] * p_scale, p[3] * vs[gv][3] * p_scale, pa[2], pa[3]);
-      }
       const uint32_t w0 = load_u32_2(vr[0] + word_at[i]), w1 = load_u32_2(vr[1] + word_at[i]);
       const uint32_t w8 = load_u32_2(vr[2] + word_at[i]), w9 = load_u32_2(vr[3] + word_at[i]);
       const uint32_t x01[2] = {value_pairs_even(w0, w1), value_pairs_odd(w0, w1)};
@@ -241,8 +228,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   }
   gate.finish();
 
-  // The block's 4 warps merged: head r's max over the warps, each warp's O rescaled to it, added warp by warp (a
-  // fixed order: the output does not depend on timing).
+  // The block's 4 warps merged: head r's max over the warps, each warp's O rescaled to it.
   l_run += __shfl_xor_sync(0xFFFFFFFFu, l_run, 1);
   l_run += __shfl_xor_sync(0xFFFFFFFFu, l_run, 2);
   if (c == 0) ml_w[(warp * 8 + r) * 2] = m_run, ml_w[(warp * 8 + r) * 2 + 1] = l_run;
@@ -267,8 +253,8 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
       const int i = j >> 3, k = j & 7;
-      sl[warp_value_dim(2 * c + 8 * i, k, VG)] = (acc[j][0] + acc[j][2]) * fw * norm;
-      sl[warp_value_dim(2 * c + 1 + 8 * i, k, VG)] = (acc[j][1] + acc[j][3]) * fw * norm;
+      sl[warp_value_dim(2 * c + 8 * i, k, D)] = (acc[j][0] + acc[j][2]) * fw * norm;
+      sl[warp_value_dim(2 * c + 1 + 8 * i, k, D)] = (acc[j][1] + acc[j][3]) * fw * norm;
     }
   }
   __syncthreads();
@@ -293,23 +279,23 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int NT, int VG, int KG>
+template <int KB, int NT>
 void launch(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_warps_kernel<KB, NT, VG, KG>;
+  auto kernel = tq_decode_warps_kernel<KB, NT>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant warp decode shared memory");
   launch_chained("TurboQuant attention (tensor cores, warps own positions)", kernel, grid, kDThreads,
                  static_cast<size_t>(l.total), stream, a, l);
 }
 
-template <int NT, int VG, int KG>
+template <int NT>
 void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, NT, VG, KG>(a, l, grid, stream); break;
-    case 3: launch<3, NT, VG, KG>(a, l, grid, stream); break;
-    case 4: launch<4, NT, VG, KG>(a, l, grid, stream); break;
-    default: launch<5, NT, VG, KG>(a, l, grid, stream); break;
+    case 2: launch<2, NT>(a, l, grid, stream); break;
+    case 3: launch<3, NT>(a, l, grid, stream); break;
+    case 4: launch<4, NT>(a, l, grid, stream); break;
+    default: launch<5, NT>(a, l, grid, stream); break;
   }
 }
 
@@ -328,8 +314,8 @@ void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t s
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (a.kv.head_dim == 64) launch_bits<8, 64, 0>(a, l, grid, stream);
-  else launch_bits<16, 128, kGroup128>(a, l, grid, stream);  // keys in one group of 128 (decode_warps_supports)
+  if (a.kv.head_dim == 64) launch_bits<8>(a, l, grid, stream);
+  else launch_bits<16>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

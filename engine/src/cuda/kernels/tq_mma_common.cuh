@@ -21,7 +21,6 @@ constexpr float kQScale = prefill::kQScale;       // the query in its fragments
 constexpr float kPScale = 16384.0f;               // a tile's largest P x V scalar goes in as at most this
 constexpr float kScoreUnscale = 1.0f / (kQScale * kValueScale);
 constexpr int kChunk = 32;                        // dims per step of the scores: one byte of each plane per lane
-constexpr int kGroup128 = 128;                    // keys in groups of 128 take constant plane offsets (KG)
 constexpr unsigned kMaxSharedBytes = 227 * 1024;  // sm_90's most dynamic shared memory per block
 
 // Shared bytes of the tables and the query's fragments: [4^KB key pairs][256 value pairs] of f16x2, then per 32-dim
