@@ -7,7 +7,6 @@
 #include <cstring>
 
 #include "kernels/kernels.h"
-#include "lmlab/cpu_kernels.h"
 
 namespace lmlab::kernels::cpu {
 
@@ -119,7 +118,3 @@ bool force_isa(const char* name) {
 const char* isa_name() { return isa_name(active_isa()); }
 
 }  // namespace lmlab::kernels::cpu
-
-namespace lmlab {
-const char* cpu_kernels_isa() { return kernels::cpu::isa_name(); }
-}  // namespace lmlab
