@@ -53,6 +53,44 @@ TEST(TqPairIndex, KeyPairsNameTheCodesOfAdjacentDims) {
   }
 }
 
+// The warps kernel's lane-major chunks (lane c takes plane bytes NC c .. NC c + NC - 1, transposed as words) name
+// the same pairs as key_pair_indices at that byte's chunk and lane, for every packing of the codes.
+template <int KB, int NC>
+void check_key_lane_indices(std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << KB << "-bit keys, groups of " << 32 * NC);
+  constexpr int g = 32 * NC;
+  std::uniform_int_distribution<int> code(0, (1 << KB) - 1);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<uint8_t> codes(g), packed(KB * g / 8);
+    for (auto& c : codes) c = static_cast<uint8_t>(code(rng));
+    turboquant::pack_codes(codes.data(), g, KB, packed.data());
+    for (int c = 0; c < 4; ++c) {
+      uint32_t idx[NC][4];
+      tq::key_lane_indices<KB, NC>(packed.data(), c, g / 8, idx);
+      for (int j = 0; j < NC; ++j) {
+        const int b = NC * c + j;
+        uint32_t ref[4];
+        tq::key_pair_indices<KB>(packed.data(), b / 4, b % 4, g / 8, ref);
+        for (int i = 0; i < 4; ++i) {
+          ASSERT_EQ(idx[j][i], ref[i]) << "lane " << c << " chunk " << j << " pair " << i;
+          int first = -1, second = -1;
+          tq::key_pair_codes<KB>(idx[j][i], first, second);
+          ASSERT_EQ(first, codes[8 * b + 2 * i]) << "dim " << 8 * b + 2 * i;
+          ASSERT_EQ(second, codes[8 * b + 2 * i + 1]) << "dim " << 8 * b + 2 * i + 1;
+        }
+      }
+    }
+  }
+}
+
+TEST(TqPairIndex, LaneMajorKeyChunksNameTheSamePairs) {
+  std::mt19937 rng(5);
+  check_key_lane_indices<2, 2>(rng), check_key_lane_indices<2, 4>(rng);
+  check_key_lane_indices<3, 2>(rng), check_key_lane_indices<3, 4>(rng);
+  check_key_lane_indices<4, 2>(rng), check_key_lane_indices<4, 4>(rng);
+  check_key_lane_indices<5, 2>(rng), check_key_lane_indices<5, 4>(rng);
+}
+
 // Two positions' 4-bit records: lane r's byte of word u gives the pairs (position a, position b) of rows r and r + 8
 // of m tile u, whose dims value_row_dim names; the 16 rows of a tile are its 16 dims.
 TEST(TqPairIndex, ValuePairsNameTheRowsDims) {

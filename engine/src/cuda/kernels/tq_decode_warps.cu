@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/reduce.cuh"
@@ -45,10 +46,10 @@ struct WarpsLayout {
   int ml, offs, tiles, k_area, v_area, total;
 };
 
-WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
+WarpsLayout warps_layout(const TqKvBlocks& kv, int G, int value_copies) {
   const int D = static_cast<int>(kv.head_dim);
   WarpsLayout l;
-  l.s = setup_layout(kv, G);
+  l.s = setup_layout(kv, G, value_copies);
   l.ml = l.s.end;                            // per warp and head: max, sum
   l.offs = l.ml + kWarps * 8 * 2 * 4;        // [2 buffers][K, V][kDT]
   l.tiles = l.offs + 4 * kDT * 2;
@@ -61,20 +62,28 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
 // Scores of the lane's head r at its positions qp[0..3] of the tile (C columns 2c, 2c + 1 of the two n tiles), before
 // the softmax scale; its key lookups are at positions kp[0..1] (B column r of the n tiles). The keys are one group
 // of D dims (decode_warps_supports): constant plane offsets, the chunks unrolled.
-template <int KB, int D>
+template <int KB, int D, bool LW>
 __device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
                                               const uint32_t* lut_k, const uint4* qf, const int (&kp)[2],
                                               const int (&qp)[4], int lane, float (&s)[4]) {
+  constexpr int NC = D / kChunk;
   const int c = lane & 3;
   // Rows past the tile read its last record (issue_tile's padded offsets); their scores are never used.
   const uint8_t* rec = tk + ko[kp[0]];
   const uint8_t* rec8 = tk + ko[kp[1]];
   float c0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, c1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  uint32_t i0[NC][4], i8[NC][4];
+  if constexpr (LW) key_lane_indices<KB, NC>(rec, c, D / 8, i0), key_lane_indices<KB, NC>(rec8, c, D / 8, i8);
 #pragma unroll
-  for (int j = 0; j < D / kChunk; ++j) {
+  for (int j = 0; j < NC; ++j) {
     uint32_t e[4], e8[4];
-    key_pairs<KB>(rec, j, c, D / 8, lut_k, e);
-    key_pairs<KB>(rec8, j, c, D / 8, lut_k, e8);
+    if constexpr (LW) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) e[i] = lut_k[i0[j][i]], e8[i] = lut_k[i8[j][i]];
+    } else {
+      key_pairs<KB>(rec, j, c, D / 8, lut_k, e);
+      key_pairs<KB>(rec8, j, c, D / 8, lut_k, e8);
+    }
     const uint4* q = qf + 64 * j + lane;
     const uint4 q0 = q[0], q1 = q[32];
     // A: head r's hi pair in row r, its lo pair in row r + 8; k step 0 takes pairs 0, 1, k step 1 pairs 2, 3
@@ -106,7 +115,8 @@ __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
 
 // Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output. Keys and values are one group
 // of the head (decode_warps_supports), so the group dim is D, a constant.
-template <int KB, int NT>
+// LW: lane-major key chunks (key_lane_indices); VC: the value table's copies (kValueCopies or 1).
+template <int KB, int NT, bool LW, int VC>
 __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnParams a, WarpsLayout L) {
   constexpr int D = 8 * NT, NW = NT / 8;  // NW: half words a lane reads per position
   extern __shared__ __align__(16) uint8_t smem[];
@@ -126,7 +136,8 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   EncodeGate gate = enter_decode(a);
   const SplitRange range = split_range(a, t, split, splits);
   first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
-  block_setup<KB, true>(a, t, kh, lut_k, lut_v, qs, qf);
+  block_setup<KB, true, VC, LW>(a, t, kh, lut_k, lut_v, qs, qf);
+  const uint32_t* lut_vl = lut_v + (lane & (VC - 1));  // the lane's copy of the value table
 
   // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).
   int word_at[NW];
@@ -159,7 +170,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     const uint16_t* vo = ko + kDT;
 
     float s[4];
-    score_columns<KB, D>(kv, tk, ko, lut_k, qf, kp, qp, lane, s);
+    score_columns<KB, D, LW>(kv, tk, ko, lut_k, qf, kp, qp, lane, s);
 
     // Online softmax of head r over the warp's 16 positions: the lane's 4, then its row's 4 lanes. Positions past n
     // score -inf (their records are the tile's padding), so their probabilities are expf(-inf) = 0; the warp has at
@@ -221,7 +232,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
         const int sh = 8 * (k >> 1);
-        const uint32_t b0 = lut_v[(x01[k & 1] >> sh) & 255u], b1 = lut_v[(x89[k & 1] >> sh) & 255u];
+        const uint32_t b0 = lut_vl[VC * ((x01[k & 1] >> sh) & 255u)], b1 = lut_vl[VC * ((x89[k & 1] >> sh) & 255u)];
         mma_16816(acc[8 * i + k], pa, b0, b1);
       }
     }
@@ -279,24 +290,44 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int NT>
+template <int KB, int NT, bool LW, int VC>
 void launch(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_warps_kernel<KB, NT>;
+  auto kernel = tq_decode_warps_kernel<KB, NT, LW, VC>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant warp decode shared memory");
   launch_chained("TurboQuant attention (tensor cores, warps own positions)", kernel, grid, kDThreads,
                  static_cast<size_t>(l.total), stream, a, l);
 }
 
-template <int NT>
+template <int NT, bool LW, int VC>
 void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, NT>(a, l, grid, stream); break;
-    case 3: launch<3, NT>(a, l, grid, stream); break;
-    case 4: launch<4, NT>(a, l, grid, stream); break;
-    default: launch<5, NT>(a, l, grid, stream); break;
+    case 2: launch<2, NT, LW, VC>(a, l, grid, stream); break;
+    case 3: launch<3, NT, LW, VC>(a, l, grid, stream); break;
+    case 4: launch<4, NT, LW, VC>(a, l, grid, stream); break;
+    default: launch<5, NT, LW, VC>(a, l, grid, stream); break;
   }
+}
+// EXPERIMENT (seventeenth/eighteenth sessions' A/B, removed once measured): LMLAB_TQ_WARPS_VARIANT bit 0 lane-major
+// key chunks, bit 1 the value table's copies.
+int warps_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("LMLAB_TQ_WARPS_VARIANT");
+    return e ? std::atoi(e) : 3;
+  }();
+  return v;
+}
+template <int NT>
+void launch_variant(const TqAttnParams& a, int variant, dim3 grid, cudaStream_t stream) {
+  const bool lw = variant & 1, vc = variant & 2;
+  const WarpsLayout l = warps_layout(a.kv, a.group, vc ? kValueCopies : 1);
+  if (l.total > static_cast<int>(kMaxSharedBytes))
+    throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
+  if (lw && vc) launch_bits<NT, true, kValueCopies>(a, l, grid, stream);
+  else if (lw) launch_bits<NT, true, 1>(a, l, grid, stream);
+  else if (vc) launch_bits<NT, false, kValueCopies>(a, l, grid, stream);
+  else launch_bits<NT, false, 1>(a, l, grid, stream);
 }
 
 }  // namespace
@@ -310,12 +341,9 @@ bool decode_warps_supports(const TqKvBlocks& kv) {
 }
 
 void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
-  const WarpsLayout l = warps_layout(a.kv, a.group);
-  if (l.total > static_cast<int>(kMaxSharedBytes))
-    throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (a.kv.head_dim == 64) launch_bits<8>(a, l, grid, stream);
-  else launch_bits<16>(a, l, grid, stream);
+  if (a.kv.head_dim == 64) launch_variant<8>(a, warps_variant(), grid, stream);
+  else launch_variant<16>(a, warps_variant(), grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

@@ -27,6 +27,10 @@ constexpr unsigned kMaxSharedBytes = 227 * 1024;  // sm_90's most dynamic shared
 // chunk and lane 4 hi and 4 lo f16 pairs.
 inline int key_table_bytes(int key_bits) { return (1 << (2 * key_bits)) * 4; }
 inline constexpr int kValueTableBytes = 256 * 4;
+// The warps kernel keeps kValueCopies interleaved copies of the value table (entry e of copy k at word kValueCopies e
+// + k; lane l reads copy l % kValueCopies): its lookups' random indices put ~3.4 of a warp's 32 loads on one bank with
+// one copy, at most 2 with 16 (lanes l and l + 16 share a copy).
+inline constexpr int kValueCopies = 16;
 
 inline int query_fragment_bytes(int head_dim) { return (head_dim / kChunk) * 32 * 32; }
 
@@ -35,12 +39,12 @@ inline int query_fragment_bytes(int head_dim) { return (head_dim / kChunk) * 32 
 struct SetupLayout {
   int lut_k, lut_v, qf, qs, end;
 };
-inline SetupLayout setup_layout(const TqKvBlocks& kv, int G) {
+inline SetupLayout setup_layout(const TqKvBlocks& kv, int G, int value_copies = 1) {
   const int D = static_cast<int>(kv.head_dim);
   SetupLayout l;
   l.lut_k = 0;
   l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
-  l.qf = l.lut_v + kValueTableBytes;
+  l.qf = l.lut_v + kValueTableBytes * value_copies;
   l.qs = l.qf + query_fragment_bytes(D);
   l.end = l.qs + (G * D * 4 + 15) / 16 * 16;
   return l;
@@ -112,23 +116,34 @@ __device__ __forceinline__ void rotate_query(const TqAttnParams& a, int64_t t, i
 // complete after the caller's next barrier.
 // kQueryA: the fragments as the A operand of S^T = Q K^T (tq_decode_warps.cu): per chunk {hi 0, lo 0, hi 1, lo 1}
 // then {hi 2, lo 2, hi 3, lo 3} (k steps 0 and 1, loaded straight into the MMA's registers) instead of the 4 hi then
-// the 4 lo pairs (the B operand of tq_decode_mma.cu's S = K Q^T).
-template <int KB, bool kQueryA = false>
+// the 4 lo pairs (the B operand of tq_decode_mma.cu's S = K Q^T). kLaneChunks: lane c's chunk j holds dims
+// 8 (NC c + j) .. + 7 (NC = D / 32: key_lane_indices' order) instead of 32 j + 8 c .. + 7. VC: the value table's
+// copies.
+template <int KB, bool kQueryA = false, int VC = 1, bool kLaneChunks = false>
 __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, int64_t kh, uint32_t* lut_k,
                                             uint32_t* lut_v, float* qs, uint4* qf) {
   const TqKvBlocks& kv = a.kv;
-  const int D = static_cast<int>(kv.head_dim), G = a.group;
+  const int D = static_cast<int>(kv.head_dim), G = a.group, NC = D / kChunk;
   for (int i = threadIdx.x; i < (1 << (2 * KB)); i += blockDim.x) {
     int first, second;
     key_pair_codes<KB>(i, first, second);
     lut_k[i] = pair_entry(kv.k.centroids[first], kv.k.centroids[second]);
   }
-  for (int i = threadIdx.x; i < 256; i += blockDim.x) lut_v[i] = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+    const uint32_t e = pair_entry(kv.v.centroids[i & 15], kv.v.centroids[i >> 4]);
+    if constexpr (VC == 1) {
+      lut_v[i] = e;
+    } else {
+      static_assert(VC % 4 == 0, "copies stored 4 at a time");
+#pragma unroll
+      for (int k = 0; k < VC / 4; ++k) reinterpret_cast<uint4*>(lut_v + VC * i)[k] = make_uint4(e, e, e, e);
+    }
+  }
   rotate_query(a, t, kh, qs);
   __syncthreads();
-  for (int e = threadIdx.x; e < (D / kChunk) * 32; e += blockDim.x) {
+  for (int e = threadIdx.x; e < NC * 32; e += blockDim.x) {
     const int j = e >> 5, h = (e & 31) >> 2, cc = e & 3;
-    const float* x = qs + h * D + kChunk * j + 8 * cc;
+    const float* x = qs + h * D + 8 * (kLaneChunks ? NC * cc + j : 4 * j + cc);
     uint32_t hi[4], lo[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {

@@ -74,6 +74,52 @@ LMLAB_TQ_HD void key_pair_indices(const uint8_t* gr, int j, int c, int plane_byt
   }
 }
 
+// The warps kernel (tq_decode_warps.cu) gives lane c the bytes NC c .. NC c + NC - 1 of each plane of a group record
+// of 32 NC dims (NC = 2 or 4 chunks): its chunk j is plane byte b = NC c + j (dims 8 b .. 8 b + 7; key_pair_indices'
+// chunk b / 4, lane b % 4). A plane's NC bytes come as one word, and the 2-bit fields of planes 0-3 are transposed
+// for all chunks at once (two rounds of delta swaps between the words) instead of per byte: ~40% of the key lookups'
+// instructions (seventeenth session's SASS: ~45 a lane, chunk and position).
+template <int NC>
+LMLAB_TQ_HD uint32_t lane_plane_bytes(const uint8_t* p) {
+  static_assert(NC == 2 || NC == 4, "groups of 64 or 128 dims");
+  if constexpr (NC == 2) return load_u16(p);
+  else return load_u16(p) | load_u16(p + 2) << 16;
+}
+// Swaps field b's bits of a with field a's next ones (the masked fields of (a >> s) and b).
+LMLAB_TQ_HD void delta_swap(uint32_t& a, uint32_t& b, int s, uint32_t mask) {
+  const uint32_t t = ((a >> s) ^ b) & mask;
+  b ^= t;
+  a ^= t << s;
+}
+// The table indices of lane c's 4 pairs in each of its NC chunks: idx[j][i] = key_pair_indices' index of chunk
+// (NC c + j) / 4, lane (NC c + j) % 4, pair i.
+template <int KB, int NC>
+LMLAB_TQ_HD void key_lane_indices(const uint8_t* gr, int c, int plane_bytes, uint32_t (&idx)[NC][4]) {
+  if constexpr (KB == 4) {
+    for (int j = 0; j < NC; ++j) key_pair_indices<4>(gr, (NC * c + j) >> 2, (NC * c + j) & 3, plane_bytes, idx[j]);
+  } else {
+    uint32_t w[4] = {0, 0, 0, 0};
+    for (int p = 0; p < KB && p < 4; ++p) w[p] = lane_plane_bytes<NC>(gr + p * plane_bytes + NC * c);
+    // Byte j of plane p holds pair i's bits p at bits 2 i, 2 i + 1. After the 2-bit swaps the low nibbles of words
+    // 0 / 2 hold planes (0, 1) / (2, 3) of pair 0, words 1 / 3 those of pair 1, the high nibbles pairs 2 and 3;
+    // after the 4-bit swaps byte j of word i is pair i's index bits 0-7 (plane p at bit 2 p).
+    delta_swap(w[0], w[1], 2, 0x33333333u);
+    delta_swap(w[2], w[3], 2, 0x33333333u);
+    delta_swap(w[0], w[2], 4, 0x0F0F0F0Fu);
+    delta_swap(w[1], w[3], 4, 0x0F0F0F0Fu);
+    const uint32_t top = KB == 5 ? lane_plane_bytes<NC>(gr + 4 * plane_bytes + NC * c) : 0u;
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t s = (top >> (2 * i)) & 0x03030303u;  // pair i's plane-4 bits (index bits 8, 9) of each chunk
+      const uint32_t i01 = byte_perm(w[i], s, 0x5140);    // chunks 0 and 1 as 16-bit indices
+      idx[0][i] = i01 & 0xFFFFu, idx[1][i] = i01 >> 16;
+      if constexpr (NC == 4) {
+        const uint32_t i23 = byte_perm(w[i], s, 0x7362);
+        idx[2][i] = i23 & 0xFFFFu, idx[3][i] = i23 >> 16;
+      }
+    }
+  }
+}
+
 // The codes of key-table index i (for filling the table).
 template <int KB>
 LMLAB_TQ_HD void key_pair_codes(uint32_t i, int& first, int& second) {

@@ -62,6 +62,7 @@ struct TqAttnParams {
   int group;
   float scale, softcap;
   bool after_encode;  // the chained kernel just before is tq_kv_write of positions[0] on (EncodeGate)
+  int split_align;    // a split's positions are a multiple of this (1, or kTqTile: tiles start at KV block bounds)
 };
 
 inline constexpr int kDT = kTqTile;  // positions per tile
@@ -126,7 +127,8 @@ struct SplitRange {
 __device__ __forceinline__ SplitRange split_range(const TqAttnParams& a, int64_t t, int64_t split, int splits) {
   const int64_t pos = a.positions[t];
   const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
-  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
+  const int64_t len = max(int64_t{0}, pos - lo + 1), al = a.split_align;
+  const int64_t per = ((len + splits - 1) / splits + al - 1) / al * al;
   const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
   return {j0, j1, j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0};
 }

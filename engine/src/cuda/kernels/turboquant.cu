@@ -931,6 +931,12 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   a.scale = scale;
   a.softcap = softcap;
   a.after_encode = after_encode && decode_options().tq_early_start && chained_launches();
+  // EXPERIMENT: LMLAB_TQ_ALIGNED_SPLITS=0 splits at any position.
+  static const bool aligned = [] {
+    const char* e = std::getenv("LMLAB_TQ_ALIGNED_SPLITS");
+    return !(e && e[0] == '0');
+  }();
+  a.split_align = aligned ? kDT : 1;
   // head_dim <= 256 and at most 8-bit records keep the layout under ~90 KB (head_dim 256, GQA 8, affine int8).
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
   if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
