@@ -83,23 +83,7 @@ __device__ __forceinline__ void rotate_query(const TqAttnParams& a, int64_t t, i
     for (int i = 0; i < kMaxPerLane; ++i)
       if (i < per) x[i] = kv.rot_d1 ? __fmul_rn(q[base + lane * per + i], kv.rot_d1[d0 + i]) : q[base + lane * per + i];
     if (kv.rot_d1) {
-      // Stages 1 and 2 inside the lane (per 2 or 4), then the ones across lanes, in block_fwht's order.
-      auto butterfly = [](float& p, float& r) {
-        const float a = p, b = r;
-        p = __fadd_rn(a, b), r = __fsub_rn(a, b);
-      };
-      if (per >= 2) butterfly(x[0], x[1]);
-      if (per == 4) butterfly(x[2], x[3]), butterfly(x[0], x[2]), butterfly(x[1], x[3]);
-      for (int h = per; h < g; h <<= 1) {
-        const int m = h / per;  // the partner lane's distance
-        const bool upper = lane & m;
-#pragma unroll
-        for (int i = 0; i < kMaxPerLane; ++i)
-          if (i < per) {
-            const float o = __shfl_xor_sync(0xFFFFFFFFu, x[i], m);
-            x[i] = upper ? __fsub_rn(o, x[i]) : __fadd_rn(x[i], o);
-          }
-      }
+      warp_fwht(x, per, g, lane);
 #pragma unroll
       for (int i = 0; i < kMaxPerLane; ++i)
         if (i < per) x[i] = __fmul_rn(x[i], __fmul_rn(kv.rot_d2[d0 + i], kv.rot_inv_sqrt));

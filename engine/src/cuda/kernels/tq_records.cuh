@@ -37,6 +37,31 @@ __device__ inline void block_fwht(float* x, int n_vec, int g) {
   }
 }
 
+// block_fwht's butterflies on registers: a lane holds `per` consecutive dims (x[0 .. per), per <= kMax, a power of
+// two) of a g-dim group vector spread over g / per consecutive lanes; the stages inside the lane, then across lanes
+// by shuffles, each butterfly the same float operations in the same stage order (so the results are bit-equal).
+template <int kMax>
+__device__ __forceinline__ void warp_fwht(float (&x)[kMax], int per, int g, int lane) {
+#pragma unroll
+  for (int h = 1; h < kMax; h <<= 1)
+#pragma unroll
+    for (int i = 0; i < kMax; ++i)
+      if (h < per && !(i & h) && i + h < per) {
+        const float a = x[i], b = x[i + h];
+        x[i] = __fadd_rn(a, b), x[i + h] = __fsub_rn(a, b);
+      }
+  for (int h = per; h < g; h <<= 1) {
+    const int m = h / per;  // the partner lane's distance
+    const bool upper = lane & m;
+#pragma unroll
+    for (int i = 0; i < kMax; ++i)
+      if (i < per) {
+        const float o = __shfl_xor_sync(0xFFFFFFFFu, x[i], m);
+        x[i] = upper ? __fsub_rn(o, x[i]) : __fadd_rn(x[i], o);
+      }
+  }
+}
+
 // x [n_vec][D] (shared) <- Pi x (forward) or Pi^T x (inverse), per group of g dims; RandomizedHadamard's order.
 // Element e's column e % D is stepped along with e (no division per element).
 __device__ inline void block_rotate(float* x, int n_vec, int D, int g, const float* s_in, const float* s_out,
@@ -62,7 +87,6 @@ struct TqAttnParams {
   int group;
   float scale, softcap;
   bool after_encode;  // the chained kernel just before is tq_kv_write of positions[0] on (EncodeGate)
-  int split_align;    // a split's positions are a multiple of this (1, or kTqTile: tiles start at KV block bounds)
 };
 
 inline constexpr int kDT = kTqTile;  // positions per tile
@@ -127,8 +151,7 @@ struct SplitRange {
 __device__ __forceinline__ SplitRange split_range(const TqAttnParams& a, int64_t t, int64_t split, int splits) {
   const int64_t pos = a.positions[t];
   const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
-  const int64_t len = max(int64_t{0}, pos - lo + 1), al = a.split_align;
-  const int64_t per = ((len + splits - 1) / splits + al - 1) / al * al;
+  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
   const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
   return {j0, j1, j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0};
 }

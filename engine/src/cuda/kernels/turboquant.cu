@@ -339,6 +339,96 @@ __global__ void __launch_bounds__(kMergeThreads) tq_merge_kernel(const float* pa
   for (int d = threadIdx.x; d < D; d += blockDim.x) out[qh * D + d] = ob[d];
 }
 
+// Block per (query, head), kMergeWarps warps and one barrier: each warp computes every split's weight itself (a
+// lane's 8 splits' maxima and sums in registers, then its own shared copy), warp w sums splits w, w + kMergeWarps,
+// ... with each lane holding D / 32 consecutive dims (kInFlight splits' loads in flight), and warp 0 adds the warps'
+// sums in a fixed order and rotates back with warp_fwht. tq_merge_kernel (merge_split_states, then block_rotate's ~10
+// block barriers) took 7.6 us a layer inside the 8B decode at 40K positions (66 splits; eighteenth session, ncu).
+constexpr int kMergeWarps = 4;
+// N consecutive floats at a 4 N-byte aligned address, in 16-byte (or 8-byte) loads.
+template <int N>
+__device__ __forceinline__ void load_floats(const float* p, float (&x)[N]) {
+  if constexpr (N == 2) {
+    const float2 v = *reinterpret_cast<const float2*>(p);
+    x[0] = v.x, x[1] = v.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; i += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(p + i);
+      x[i] = v.x, x[i + 1] = v.y, x[i + 2] = v.z, x[i + 3] = v.w;
+    }
+  }
+}
+template <int D>
+__global__ void __launch_bounds__(kMergeWarps * 32) tq_merge_warps_kernel(const float* part_o, const float* part_ml,
+                                                                         float* out, int splits, int g,
+                                                                         const float* d1, const float* d2,
+                                                                         float inv_sqrt) {
+  constexpr int kPer = D / 32, kPerLane = kMaxAttentionSplits / 32, kInFlight = 16;
+  static_assert(kPer * 32 == D && (kPer & (kPer - 1)) == 0, "head_dim 64, 128 or 256");
+  __shared__ float weight[kMergeWarps][kMaxAttentionSplits];
+  __shared__ __align__(16) float partial[kMergeWarps][D];
+  chain_enter();
+  const int64_t qh = blockIdx.x;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float2* ml = reinterpret_cast<const float2*>(part_ml + qh * splits * 2);
+  float m[kPerLane], l[kPerLane], M = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < kPerLane; ++k) {
+    const int s = lane + 32 * k;
+    const float2 v = s < splits ? ml[s] : make_float2(-INFINITY, 0.0f);
+    m[k] = v.x, l[k] = v.y, M = fmaxf(M, v.x);
+  }
+  M = warp_max(M);
+  float L = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPerLane; ++k) {
+    const float w = m[k] == -INFINITY ? 0.0f : expf(m[k] - M);  // M is finite where any m is
+    L = fmaf(l[k], w, L);
+    weight[warp][lane + 32 * k] = w;
+  }
+  L = warp_sum(L);
+  __syncwarp();
+  // The lane's dims' sums over the warp's splits.
+  const float* po = part_o + qh * splits * D + kPer * lane;
+  float acc[kPer] = {};
+  for (int s0 = warp; s0 < splits; s0 += kMergeWarps * kInFlight) {
+    float x[kInFlight][kPer];
+#pragma unroll
+    for (int k = 0; k < kInFlight; ++k) {
+      const int s = s0 + k * kMergeWarps;
+      if (s < splits) load_floats<kPer>(po + static_cast<int64_t>(s) * D, x[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < kInFlight; ++k)
+      if (const int s = s0 + k * kMergeWarps; s < splits)
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) acc[i] = fmaf(x[k][i], weight[warp][s], acc[i]);
+  }
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) partial[warp][kPer * lane + i] = acc[i];
+  __syncthreads();
+  if (warp != 0) return;
+  const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+  float x[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kMergeWarps; ++w) o += partial[w][kPer * lane + i];
+    x[i] = o * inv;
+  }
+  if (d1) {  // Pi^T = D1 H D2 / sqrt(g), block_rotate's operations
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) x[i] = __fmul_rn(x[i], d2[kPer * lane + i]);
+    warp_fwht(x, kPer, g, lane);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) x[i] = __fmul_rn(x[i], __fmul_rn(d1[kPer * lane + i], inv_sqrt));
+  }
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) out[qh * D + kPer * lane + i] = x[i];
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Tiled decode attention (flash-decoding with a lane per position for the scores).
 //
@@ -857,6 +947,23 @@ TqPrefillSource prefill_source(const TqKvBlocks& kv, bool* staged = nullptr) {
 void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float* part_ml, float* out, int64_t rows,
                           int splits, cudaStream_t stream) {
   if (splits <= 1) return;
+  // EXPERIMENT: LMLAB_TQ_MERGE_WARPS=0 keeps tq_merge_kernel.
+  static const bool warps = [] {
+    const char* e = std::getenv("LMLAB_TQ_MERGE_WARPS");
+    return !(e && e[0] == '0');
+  }();
+  const int D = static_cast<int>(kv.head_dim), g = kv.k.group_dim;
+  if (warps && (D == 64 || D == 128 || D == 256) && g >= D / 32) {
+    auto launch = [&](auto kernel) {
+      launch_chained("TurboQuant attention (merge splits, warps)", kernel, static_cast<unsigned>(rows),
+                     kMergeWarps * 32, 0, stream, part_o, part_ml, out, splits, g, kv.rot_d1, kv.rot_d2,
+                     kv.rot_inv_sqrt);
+    };
+    if (D == 64) launch(tq_merge_warps_kernel<64>);
+    else if (D == 128) launch(tq_merge_warps_kernel<128>);
+    else launch(tq_merge_warps_kernel<256>);
+    return;
+  }
   launch_chained("TurboQuant attention (merge splits)", tq_merge_kernel, static_cast<unsigned>(rows), kMergeThreads,
                  0, stream, part_o, part_ml, out, static_cast<int>(kv.head_dim), splits, kv.k.group_dim, kv.rot_d1,
                  kv.rot_d2, kv.rot_inv_sqrt);
@@ -931,12 +1038,6 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   a.scale = scale;
   a.softcap = softcap;
   a.after_encode = after_encode && decode_options().tq_early_start && chained_launches();
-  // EXPERIMENT: LMLAB_TQ_ALIGNED_SPLITS=0 splits at any position.
-  static const bool aligned = [] {
-    const char* e = std::getenv("LMLAB_TQ_ALIGNED_SPLITS");
-    return !(e && e[0] == '0');
-  }();
-  a.split_align = aligned ? kDT : 1;
   // head_dim <= 256 and at most 8-bit records keep the layout under ~90 KB (head_dim 256, GQA 8, affine int8).
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
   if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
