@@ -7,26 +7,29 @@
 // the registers of the warp that computed them:
 //   - scores S^T (16 rows x 8 positions) = Q K^T: rows 0-7 are the G <= 8 query heads' f16 hi parts, rows 8-15 their
 //     lo parts (one MMA multiplies both; a lane adds its rows r and r + 8), B is the key codes: lane (r, c) looks up
-//     the pairs of the warp's positions r and r + 8 (the two n tiles) as tq_decode_mma.cu's score_tile does;
+//     the pairs of the warp's positions r and r + 8 (the two n tiles), its k order lane-major (chunk j of lane c is
+//     dims 8 (D / 32 c + j) .. + 7: a plane's bytes one word, key_lane_indices transposing all chunks at once);
 //   - the C fragments (head r, the warp's positions 2c, 2c + 1, 2c + 8, 2c + 9 of 16; warp_position places the 16 in
 //     the tile) go through the online softmax (a max and a sum over the 4 lanes of a head: two shuffles) and, times
 //     the records' V scalars and a power of two per tile (kPScale), become the P x V A operand as they stand: hi parts
 //     in rows 0-7, lo parts in rows 8-15;
 //   - values O (16 rows x 8 dims) += P V: B is the value codes (k = the 16 positions, n = 8 dims): lane r reads the
 //     8-code half word r + 8 i of each of its 4 positions (tq_pair_index.h's warp_value_*), whose nibble k is the dim
-//     of n tile 8 i + k: one table lookup per pair of positions and n tile. O lives in 4 D / 8 registers a lane.
+//     of n tile 8 i + k: one table lookup per pair of positions and n tile, in the lane's own copy of the value
+//     table (kValueCopies: ~2 bank wavefronts a lookup instead of ~3.4). O lives in 4 D / 8 registers a lane.
 // Each warp keeps its own running max, sum and O; the block merges its 4 warps once, at the end. One barrier per
 // tile (the double-buffered copies); the query's rotation takes none (tq_mma_common.cuh's rotate_query). The f32
 // operands go in as f16 hi + lo as in tq_decode_mma.cu, so results are the CUDA-core kernel's to f32 rounding.
-// Measured (seventeenth session, H100, attention alone on the 8B shape): 60.1 / 123 us at 40K / 100K positions
-// against the dims kernel's 63.5 / 136 (before warp_position and rotate_query).
+// Measured (H100, attention alone on the 8B shape, us at 40K / 100K positions): seventeenth session 60.1 / 123 against
+// the dims kernel's 63.5 / 136 (before warp_position and rotate_query); eighteenth session 53.9 / 114 before the
+// lane-major keys and the value-table copies, 51.8 / 108 with the keys alone, 50.0 / 104 with both (instructions
+// -15%), 47.0 / 99.8 with the merge by warps (turboquant.cu).
 #include "cuda/kernels/tq_decode_warps.cuh"
 
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/reduce.cuh"
@@ -46,10 +49,10 @@ struct WarpsLayout {
   int ml, offs, tiles, k_area, v_area, total;
 };
 
-WarpsLayout warps_layout(const TqKvBlocks& kv, int G, int value_copies) {
+WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
   const int D = static_cast<int>(kv.head_dim);
   WarpsLayout l;
-  l.s = setup_layout(kv, G, value_copies);
+  l.s = setup_layout(kv, G, kValueCopies);
   l.ml = l.s.end;                            // per warp and head: max, sum
   l.offs = l.ml + kWarps * 8 * 2 * 4;        // [2 buffers][K, V][kDT]
   l.tiles = l.offs + 4 * kDT * 2;
@@ -61,8 +64,9 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G, int value_copies) {
 
 // Scores of the lane's head r at its positions qp[0..3] of the tile (C columns 2c, 2c + 1 of the two n tiles), before
 // the softmax scale; its key lookups are at positions kp[0..1] (B column r of the n tiles). The keys are one group
-// of D dims (decode_warps_supports): constant plane offsets, the chunks unrolled.
-template <int KB, int D, bool LW>
+// of D dims (decode_warps_supports): constant plane offsets, every chunk's indices from the planes' words at once
+// (key_lane_indices: lane c's chunk j is dims 8 (NC c + j) .. + 7, block_setup's kLaneChunks order).
+template <int KB, int D>
 __device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
                                               const uint32_t* lut_k, const uint4* qf, const int (&kp)[2],
                                               const int (&qp)[4], int lane, float (&s)[4]) {
@@ -73,17 +77,13 @@ __device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_
   const uint8_t* rec8 = tk + ko[kp[1]];
   float c0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, c1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   uint32_t i0[NC][4], i8[NC][4];
-  if constexpr (LW) key_lane_indices<KB, NC>(rec, c, D / 8, i0), key_lane_indices<KB, NC>(rec8, c, D / 8, i8);
+  key_lane_indices<KB, NC>(rec, c, D / 8, i0);
+  key_lane_indices<KB, NC>(rec8, c, D / 8, i8);
 #pragma unroll
   for (int j = 0; j < NC; ++j) {
     uint32_t e[4], e8[4];
-    if constexpr (LW) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) e[i] = lut_k[i0[j][i]], e8[i] = lut_k[i8[j][i]];
-    } else {
-      key_pairs<KB>(rec, j, c, D / 8, lut_k, e);
-      key_pairs<KB>(rec8, j, c, D / 8, lut_k, e8);
-    }
+    for (int i = 0; i < 4; ++i) e[i] = lut_k[i0[j][i]], e8[i] = lut_k[i8[j][i]];
     const uint4* q = qf + 64 * j + lane;
     const uint4 q0 = q[0], q1 = q[32];
     // A: head r's hi pair in row r, its lo pair in row r + 8; k step 0 takes pairs 0, 1, k step 1 pairs 2, 3
@@ -115,8 +115,7 @@ __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
 
 // Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output. Keys and values are one group
 // of the head (decode_warps_supports), so the group dim is D, a constant.
-// LW: lane-major key chunks (key_lane_indices); VC: the value table's copies (kValueCopies or 1).
-template <int KB, int NT, bool LW, int VC>
+template <int KB, int NT>
 __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnParams a, WarpsLayout L) {
   constexpr int D = 8 * NT, NW = NT / 8;  // NW: half words a lane reads per position
   extern __shared__ __align__(16) uint8_t smem[];
@@ -136,8 +135,8 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   EncodeGate gate = enter_decode(a);
   const SplitRange range = split_range(a, t, split, splits);
   first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
-  block_setup<KB, true, VC, LW>(a, t, kh, lut_k, lut_v, qs, qf);
-  const uint32_t* lut_vl = lut_v + (lane & (VC - 1));  // the lane's copy of the value table
+  block_setup<KB, true, kValueCopies, true>(a, t, kh, lut_k, lut_v, qs, qf);
+  const uint32_t* lut_vl = lut_v + (lane & (kValueCopies - 1));  // the lane's copy of the value table
 
   // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).
   int word_at[NW];
@@ -170,7 +169,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     const uint16_t* vo = ko + kDT;
 
     float s[4];
-    score_columns<KB, D, LW>(kv, tk, ko, lut_k, qf, kp, qp, lane, s);
+    score_columns<KB, D>(kv, tk, ko, lut_k, qf, kp, qp, lane, s);
 
     // Online softmax of head r over the warp's 16 positions: the lane's 4, then its row's 4 lanes. Positions past n
     // score -inf (their records are the tile's padding), so their probabilities are expf(-inf) = 0; the warp has at
@@ -232,7 +231,8 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
         const int sh = 8 * (k >> 1);
-        const uint32_t b0 = lut_vl[VC * ((x01[k & 1] >> sh) & 255u)], b1 = lut_vl[VC * ((x89[k & 1] >> sh) & 255u)];
+        const uint32_t b0 = lut_vl[kValueCopies * ((x01[k & 1] >> sh) & 255u)],
+                       b1 = lut_vl[kValueCopies * ((x89[k & 1] >> sh) & 255u)];
         mma_16816(acc[8 * i + k], pa, b0, b1);
       }
     }
@@ -290,44 +290,24 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int NT, bool LW, int VC>
+template <int KB, int NT>
 void launch(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_warps_kernel<KB, NT, LW, VC>;
+  auto kernel = tq_decode_warps_kernel<KB, NT>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant warp decode shared memory");
   launch_chained("TurboQuant attention (tensor cores, warps own positions)", kernel, grid, kDThreads,
                  static_cast<size_t>(l.total), stream, a, l);
 }
 
-template <int NT, bool LW, int VC>
+template <int NT>
 void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, NT, LW, VC>(a, l, grid, stream); break;
-    case 3: launch<3, NT, LW, VC>(a, l, grid, stream); break;
-    case 4: launch<4, NT, LW, VC>(a, l, grid, stream); break;
-    default: launch<5, NT, LW, VC>(a, l, grid, stream); break;
+    case 2: launch<2, NT>(a, l, grid, stream); break;
+    case 3: launch<3, NT>(a, l, grid, stream); break;
+    case 4: launch<4, NT>(a, l, grid, stream); break;
+    default: launch<5, NT>(a, l, grid, stream); break;
   }
-}
-// EXPERIMENT (seventeenth/eighteenth sessions' A/B, removed once measured): LMLAB_TQ_WARPS_VARIANT bit 0 lane-major
-// key chunks, bit 1 the value table's copies.
-int warps_variant() {
-  static const int v = [] {
-    const char* e = std::getenv("LMLAB_TQ_WARPS_VARIANT");
-    return e ? std::atoi(e) : 3;
-  }();
-  return v;
-}
-template <int NT>
-void launch_variant(const TqAttnParams& a, int variant, dim3 grid, cudaStream_t stream) {
-  const bool lw = variant & 1, vc = variant & 2;
-  const WarpsLayout l = warps_layout(a.kv, a.group, vc ? kValueCopies : 1);
-  if (l.total > static_cast<int>(kMaxSharedBytes))
-    throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
-  if (lw && vc) launch_bits<NT, true, kValueCopies>(a, l, grid, stream);
-  else if (lw) launch_bits<NT, true, 1>(a, l, grid, stream);
-  else if (vc) launch_bits<NT, false, kValueCopies>(a, l, grid, stream);
-  else launch_bits<NT, false, 1>(a, l, grid, stream);
 }
 
 }  // namespace
@@ -341,9 +321,12 @@ bool decode_warps_supports(const TqKvBlocks& kv) {
 }
 
 void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
+  const WarpsLayout l = warps_layout(a.kv, a.group);
+  if (l.total > static_cast<int>(kMaxSharedBytes))
+    throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (a.kv.head_dim == 64) launch_variant<8>(a, warps_variant(), grid, stream);
-  else launch_variant<16>(a, warps_variant(), grid, stream);
+  if (a.kv.head_dim == 64) launch_bits<8>(a, l, grid, stream);
+  else launch_bits<16>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

@@ -947,13 +947,10 @@ TqPrefillSource prefill_source(const TqKvBlocks& kv, bool* staged = nullptr) {
 void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float* part_ml, float* out, int64_t rows,
                           int splits, cudaStream_t stream) {
   if (splits <= 1) return;
-  // EXPERIMENT: LMLAB_TQ_MERGE_WARPS=0 keeps tq_merge_kernel.
-  static const bool warps = [] {
-    const char* e = std::getenv("LMLAB_TQ_MERGE_WARPS");
-    return !(e && e[0] == '0');
-  }();
+  // The merge by warps where a lane's D / 32 dims are a power of two within one group; tq_merge_kernel elsewhere
+  // (head_dim 96, ...).
   const int D = static_cast<int>(kv.head_dim), g = kv.k.group_dim;
-  if (warps && (D == 64 || D == 128 || D == 256) && g >= D / 32) {
+  if ((D == 64 || D == 128 || D == 256) && g >= D / 32) {
     auto launch = [&](auto kernel) {
       launch_chained("TurboQuant attention (merge splits, warps)", kernel, static_cast<unsigned>(rows),
                      kMergeWarps * 32, 0, stream, part_o, part_ml, out, splits, g, kv.rot_d1, kv.rot_d2,
