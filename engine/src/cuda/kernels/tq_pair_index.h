@@ -77,8 +77,9 @@ LMLAB_TQ_HD void key_pair_indices(const uint8_t* gr, int j, int c, int plane_byt
 // The warps kernel (tq_decode_warps.cu) gives lane c the bytes NC c .. NC c + NC - 1 of each plane of a group record
 // of 32 NC dims (NC = 2 or 4 chunks): its chunk j is plane byte b = NC c + j (dims 8 b .. 8 b + 7; key_pair_indices'
 // chunk b / 4, lane b % 4). A plane's NC bytes come as one word, and the 2-bit fields of planes 0-3 are transposed
-// for all chunks at once (two rounds of delta swaps between the words) instead of per byte: ~40% of the key lookups'
-// instructions (seventeenth session's SASS: ~45 a lane, chunk and position).
+// for all chunks at once (two rounds of delta swaps between the words) instead of per byte (5 byte loads and ~27
+// operations a lane, chunk and position): the scores' instructions per warp and tile went from ~488 to ~354
+// (eighteenth session's SASS).
 template <int NC>
 LMLAB_TQ_HD uint32_t lane_plane_bytes(const uint8_t* p) {
   static_assert(NC == 2 || NC == 4, "groups of 64 or 128 dims");
