@@ -162,6 +162,9 @@ struct DecodeOptions {
   // The tensor-core TurboQuant decode with warps owning positions (tq_decode_warps.cu) where it applies (head_dim 64
   // / 128); LMLAB_TQ_DECODE_WARPS=0 keeps tq_decode_mma.cu's warps owning dims.
   bool tq_decode_warps = true;
+  // That kernel's tiles by bulk async copies on mbarriers (tq_records.cuh's issue_tile_bulk) instead of cp.async;
+  // LMLAB_TQ_BULK_COPIES=1 turns on. Off until measured (written in the eighteenth session without a GPU left).
+  bool tq_bulk_copies = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

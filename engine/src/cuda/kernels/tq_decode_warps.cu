@@ -46,7 +46,7 @@ constexpr int kWarps = kDThreads / 32;
 
 struct WarpsLayout {
   SetupLayout s;
-  int ml, offs, tiles, k_area, v_area, total;
+  int ml, offs, bars, tiles, k_area, v_area, total;
 };
 
 WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
@@ -55,7 +55,8 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
   l.s = setup_layout(kv, G, kValueCopies);
   l.ml = l.s.end;                            // per warp and head: max, sum
   l.offs = l.ml + kWarps * 8 * 2 * 4;        // [2 buffers][K, V][kDT]
-  l.tiles = l.offs + 4 * kDT * 2;
+  l.bars = l.offs + 4 * kDT * 2;             // the buffers' mbarriers (bulk copies)
+  l.tiles = l.bars + 16;
   l.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
   l.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
   l.total = l.tiles + std::max(2 * (l.k_area + l.v_area), kWarps * 8 * (D + 4) * 4);  // the tiles, then the slices
@@ -115,7 +116,8 @@ __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
 
 // Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output. Keys and values are one group
 // of the head (decode_warps_supports), so the group dim is D, a constant.
-template <int KB, int NT>
+// TB: the tiles by bulk copies (issue_tile_bulk; DecodeOptions::tq_bulk_copies), else cp.async.
+template <int KB, int NT, bool TB>
 __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnParams a, WarpsLayout L) {
   constexpr int D = 8 * NT, NW = NT / 8;  // NW: half words a lane reads per position
   extern __shared__ __align__(16) uint8_t smem[];
@@ -129,12 +131,14 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   float* qs = reinterpret_cast<float*>(smem + L.s.qs);
   float* ml_w = reinterpret_cast<float*>(smem + L.ml);          // [warp][head][max, sum]
   uint16_t* offs = reinterpret_cast<uint16_t*>(smem + L.offs);  // [2 buffers][K, V][kDT]
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + L.bars);
   uint8_t* tiles = smem + L.tiles;
   const int buf_bytes = L.k_area + L.v_area;
 
   EncodeGate gate = enter_decode(a);
   const SplitRange range = split_range(a, t, split, splits);
-  first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
+  if constexpr (TB) first_tile_bulk(kv, kh, range, tiles, offs, L.k_area, bars, gate);
+  else first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
   block_setup<KB, true, kValueCopies, true>(a, t, kh, lut_k, lut_v, qs, qf);
   const uint32_t* lut_vl = lut_v + (lane & (kValueCopies - 1));  // the lane's copy of the value table
 
@@ -158,10 +162,12 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   int e_run = kMinExponent;
 
   for (int64_t it = 0; it < range.n_tiles; ++it) {
-    async_wait<0>();
-    __syncthreads();  // tile it is in; every warp is done with tile it - 1 (its buffer)
     const int buf = static_cast<int>(it & 1);
-    const int n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, gate);
+    if constexpr (TB) mbarrier_wait(bars + buf, static_cast<unsigned>((it >> 1) & 1));
+    else async_wait<0>();
+    __syncthreads();  // tile it is in; every warp is done with tile it - 1 (its buffer)
+    const int n = TB ? next_tile_bulk(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, bars, gate)
+                     : next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, gate);
     if (warp >= n) continue;  // warp-uniform: none of its positions is in the tile
     const uint8_t* tk = tiles + buf * buf_bytes;
     const uint8_t* tv = tk + L.k_area;
@@ -290,23 +296,23 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-template <int KB, int NT>
+template <int KB, int NT, bool TB>
 void launch(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   static SharedMemoryGrant grant;
-  auto kernel = tq_decode_warps_kernel<KB, NT>;
+  auto kernel = tq_decode_warps_kernel<KB, NT, TB>;
   if (l.total > 48 * 1024)
     opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant warp decode shared memory");
   launch_chained("TurboQuant attention (tensor cores, warps own positions)", kernel, grid, kDThreads,
                  static_cast<size_t>(l.total), stream, a, l);
 }
 
-template <int NT>
+template <int NT, bool TB>
 void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
   switch (a.kv.k.bits) {
-    case 2: launch<2, NT>(a, l, grid, stream); break;
-    case 3: launch<3, NT>(a, l, grid, stream); break;
-    case 4: launch<4, NT>(a, l, grid, stream); break;
-    default: launch<5, NT>(a, l, grid, stream); break;
+    case 2: launch<2, NT, TB>(a, l, grid, stream); break;
+    case 3: launch<3, NT, TB>(a, l, grid, stream); break;
+    case 4: launch<4, NT, TB>(a, l, grid, stream); break;
+    default: launch<5, NT, TB>(a, l, grid, stream); break;
   }
 }
 
@@ -325,8 +331,9 @@ void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t s
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  if (a.kv.head_dim == 64) launch_bits<8>(a, l, grid, stream);
-  else launch_bits<16>(a, l, grid, stream);
+  const bool bulk = decode_options().tq_bulk_copies;
+  if (a.kv.head_dim == 64) bulk ? launch_bits<8, true>(a, l, grid, stream) : launch_bits<8, false>(a, l, grid, stream);
+  else bulk ? launch_bits<16, true>(a, l, grid, stream) : launch_bits<16, false>(a, l, grid, stream);
 }
 
 }  // namespace lmlab::kernels::cuda::tq

@@ -143,6 +143,70 @@ __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int
   }
 }
 
+// issue_tile's copies as bulk async copies by one warp (every lane calls it): lane s takes segment s of the K and V
+// records (its 16-byte aligned chunks, one copy each), lane 0 arms `bar` with their bytes first; the offsets as
+// issue_tile's. The LDGSTS of issue_tile cost ~11 instructions and ~4 shared-memory wavefronts a lane and segment
+// (eighteenth session's SASS: the copies' issue ~13% of the warps decode's instructions, their stores ~14% of its
+// shared wavefronts). Tiles touch at most 64 / B + 2 KV blocks (B: block_tokens), one segment each.
+__device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
+                                                uint8_t* vbuf, uint16_t* koff, uint16_t* voff, uint64_t* bar,
+                                                int lane) {
+  const uint32_t B = static_cast<uint32_t>(kv.block_tokens);
+  const uint32_t b0 = div_block(static_cast<uint32_t>(p0), B), slot0 = static_cast<uint32_t>(p0) - b0 * B;
+  const int nseg = tile_segments(slot0, n, B);
+  const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes;
+  struct Part {
+    uintptr_t src;
+    unsigned bytes;
+    int at, head;
+  };
+  // The lane's segments (s = lane, lane + 32: tiles of 64 positions touch at most 65 blocks of one position).
+  Part parts[2][2] = {};
+  unsigned bytes = 0;
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int s = lane + 32 * k;
+    if (s >= nseg) continue;
+    int t0, cnt;
+    tile_segment(slot0, n, B, s, t0, cnt);
+    const uint8_t* blk = kv.blocks[b0 + static_cast<uint32_t>(s)];
+    const int64_t slot = s == 0 ? slot0 : 0;
+#pragma unroll
+    for (int v = 0; v < 2; ++v) {
+      const int rec = v ? v_rec : k_rec;
+      const uintptr_t src = reinterpret_cast<uintptr_t>(record_at(kv, blk, kh, slot, v)), as = src & ~uintptr_t{15};
+      const int head = static_cast<int>(src - as);
+      parts[k][v] = {as, static_cast<unsigned>((head + cnt * rec + 15) / 16 * 16), segment_at(t0, rec, s), head};
+      bytes += parts[k][v].bytes;
+    }
+  }
+  bytes = __reduce_add_sync(0xFFFFFFFFu, bytes);
+  if (lane == 0) mbarrier_arrive_expect_tx(bar, bytes);
+  __syncwarp();
+#pragma unroll
+  for (int k = 0; k < 2; ++k)
+    if (lane + 32 * k < nseg) {
+      bulk_copy_async(kbuf + parts[k][0].at, reinterpret_cast<const void*>(parts[k][0].src), parts[k][0].bytes, bar);
+      bulk_copy_async(vbuf + parts[k][1].at, reinterpret_cast<const void*>(parts[k][1].src), parts[k][1].bytes, bar);
+    }
+  // The offsets, segment by segment across the warp.
+  for (int s = 0; s < nseg; ++s) {
+    int t0, cnt;
+    tile_segment(slot0, n, B, s, t0, cnt);
+    const int pad = s == nseg - 1 ? kTqTile - n : 0;
+    const int src_lane = s & 31, k = s >> 5;
+    const int k_at = __shfl_sync(0xFFFFFFFFu, k ? parts[1][0].at + parts[1][0].head : parts[0][0].at + parts[0][0].head,
+                                 src_lane);
+    const int v_at = __shfl_sync(0xFFFFFFFFu, k ? parts[1][1].at + parts[1][1].head : parts[0][1].at + parts[0][1].head,
+                                 src_lane);
+    for (int i = lane; i < cnt + pad; i += 32) {
+      const int r = min(i, cnt - 1);
+      koff[t0 + i] = static_cast<uint16_t>(k_at + r * k_rec);
+      voff[t0 + i] = static_cast<uint16_t>(v_at + r * v_rec);
+    }
+  }
+}
+
 // The positions [j0, j1) of split `split` of `splits` for query t (its window's history split evenly), in tiles of
 // kDT.
 struct SplitRange {
@@ -206,6 +270,38 @@ __device__ __forceinline__ int next_tile(const TqKvBlocks& kv, int64_t kh, const
     issue_tile(kv, kh, p1, n1, t1, t1 + k_area, o1, o1 + kDT);
   }
   async_commit();
+  return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + it * kDT)));
+}
+
+// first_tile and next_tile with bulk copies (issue_tile_bulk) completing on bars[buffer]: the first tile by warp 0
+// (after lane 0 initialised both barriers), tile it + 1 by warp (it + 1) % 4, each issuing warp waiting for the
+// encode itself where its positions need it. The caller waits on bars[it % 2] at parity it / 2 % 2 before tile it.
+__device__ __forceinline__ void first_tile_bulk(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, uint8_t* tiles,
+                                                uint16_t* offs, int k_area, uint64_t* bars, EncodeGate& gate) {
+  if (threadIdx.x >= 32) return;
+  if (threadIdx.x == 0) {
+    mbarrier_init(bars, 1);
+    mbarrier_init(bars + 1, 1);
+    mbarrier_init_fence();
+  }
+  __syncwarp();
+  if (s.n_tiles > 0) {
+    const int n = static_cast<int>(min(int64_t{kDT}, s.j1 - s.j0));
+    gate.before(s.j0 + n);
+    issue_tile_bulk(kv, kh, s.j0, n, tiles, tiles + k_area, offs, offs + kDT, bars, threadIdx.x);
+  }
+}
+__device__ __forceinline__ int next_tile_bulk(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t it,
+                                              uint8_t* tiles, uint16_t* offs, int k_area, int buf_bytes,
+                                              uint64_t* bars, EncodeGate& gate) {
+  if (it + 1 < s.n_tiles && static_cast<int>(threadIdx.x >> 5) == static_cast<int>((it + 1) & 3)) {
+    const int64_t p1 = s.j0 + (it + 1) * kDT;
+    const int nb = static_cast<int>((it + 1) & 1), n1 = static_cast<int>(min(int64_t{kDT}, s.j1 - p1));
+    uint8_t* t1 = tiles + nb * buf_bytes;
+    uint16_t* o1 = offs + nb * 2 * kDT;
+    gate.before(p1 + n1);
+    issue_tile_bulk(kv, kh, p1, n1, t1, t1 + k_area, o1, o1 + kDT, bars + nb, threadIdx.x & 31);
+  }
   return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + it * kDT)));
 }
 
