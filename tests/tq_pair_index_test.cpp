@@ -129,7 +129,7 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
 TEST(TqPairIndex, WarpValueWordsNameEveryDimOnce) {
   std::mt19937 rng(13);
   std::uniform_int_distribution<int> code(0, 15);
-  for (const auto [vg, head_dim] : {std::pair{64, 64}, std::pair{64, 128}, std::pair{128, 128}}) {
+  for (const auto& [vg, head_dim] : {std::pair{64, 64}, std::pair{64, 128}, std::pair{128, 128}}) {
     SCOPED_TRACE(::testing::Message() << "groups of " << vg << ", head_dim " << head_dim);
     const int group_bytes = vg / 2 + 2;  // 4-bit codes, an f16 scalar
     std::vector<uint8_t> a(head_dim), b(head_dim), ra(group_bytes * head_dim / vg), rb(ra.size());
