@@ -110,6 +110,17 @@ double relative_iqr(const std::vector<double>& v) {
   return median > 0 ? (quantile(v, 0.75) - quantile(v, 0.25)) / median : 0.0;
 }
 
+// A row not compared, and why.
+GateRow skipped_row(std::string metric, std::string config, int64_t context, std::string note) {
+  GateRow r;
+  r.metric = std::move(metric);
+  r.config = std::move(config);
+  r.context = context;
+  r.verdict = GateVerdict::skipped;
+  r.note = std::move(note);
+  return r;
+}
+
 // A measured metric: regression iff worse by more than the (noise-floored) threshold and p < alpha.
 GateRow measured(std::string metric, std::string config, int64_t context, const std::vector<double>& base,
                  const std::vector<double>& cand, bool higher_is_better, double threshold, const GatePolicy& policy) {
@@ -255,16 +266,12 @@ void add_group_rows(const GateRun& baseline, const GateRun& candidate, const Gat
       rows.push_back(measured("decode tok/s", config, context, values(members, decode_tok_s), values(c, decode_tok_s),
                               true, p.decode_tok_s, p));
     if (same_host && drives_differ) {
-      GateRow r;
-      r.metric = "decode tok/s";
-      r.config = config;
-      r.context = context;
+      GateRow r = skipped_row("decode tok/s", config, context,
+                              fmt::format("not compared: the drives differ (random reads {:.0f} vs {:.0f} MB/s)",
+                                          base_drive / 1e6, cand_drive / 1e6));
       r.baseline = quantile(values(members, decode_tok_s), 0.5);
       r.candidate = quantile(values(c, decode_tok_s), 0.5);
       r.change = r.baseline > 0 ? (r.candidate - r.baseline) / r.baseline : 0.0;
-      r.verdict = GateVerdict::skipped;
-      r.note = fmt::format("not compared: the drives differ (random reads {:.0f} vs {:.0f} MB/s)", base_drive / 1e6,
-                           cand_drive / 1e6);
       rows.push_back(std::move(r));
     }
     auto kv_per_token = [](const Sample& s) {
@@ -279,17 +286,9 @@ void add_group_rows(const GateRun& baseline, const GateRun& candidate, const Gat
     auto peak = [](const Sample& s) { return static_cast<double>(s.peak_memory_bytes); };
     rows.push_back(measured("peak memory bytes", config, context, values(members, peak), values(c, peak), false,
                             p.peak_memory_bytes, p));
-    const bool has_tokens = !members.front()->output_tokens.empty() || !c.front()->output_tokens.empty();
-    if (has_tokens && greedy_note.empty()) rows.push_back(greedy(config, context, members, c, p.greedy_tokens));
-    if (has_tokens && !greedy_note.empty()) {
-      GateRow r;
-      r.metric = "greedy tokens differing";
-      r.config = config;
-      r.context = context;
-      r.verdict = GateVerdict::skipped;
-      r.note = greedy_note;
-      rows.push_back(std::move(r));
-    }
+    if (!members.front()->output_tokens.empty() || !c.front()->output_tokens.empty())
+      rows.push_back(greedy_note.empty() ? greedy(config, context, members, c, p.greedy_tokens)
+                                         : skipped_row("greedy tokens differing", config, context, greedy_note));
   }
   for (const DecodeRatio& r : p.ratios) {
     for (int64_t context : contexts) {

@@ -41,7 +41,8 @@ struct RunInfo {
   std::string engine_config_json = "{}";  // engine configuration as JSON text
   std::string git_commit;
   std::string notes;
-  // What decides whether absolute times compare (CPU model, CPUs usable, memory); see host_fingerprint().
+  // What decides whether absolute times compare (CPU model, CPU kernels' ISA, CPUs usable, memory); see
+  // host_fingerprint().
   std::string host_fingerprint;
   // "running" from begin_run() until end_run(): a run still "running" after its process is gone was killed
   // mid-sweep (incomplete). "complete" after end_run(). "unrecorded": written before schema v4.

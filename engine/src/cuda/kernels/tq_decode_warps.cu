@@ -66,7 +66,7 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
 // Scores of the lane's head r at its positions qp[0..3] of the tile (C columns 2c, 2c + 1 of the two n tiles), before
 // the softmax scale; its key lookups are at positions kp[0..1] (B column r of the n tiles). The keys are one group
 // of D dims (decode_warps_supports): constant plane offsets, every chunk's indices from the planes' words at once
-// (key_lane_indices: lane c's chunk j is dims 8 (NC c + j) .. + 7, block_setup's kLaneChunks order).
+// (key_lane_indices: lane c's chunk j is dims 8 (NC c + j) .. + 7, block_setup's kQueryA order).
 template <int KB, int D>
 __device__ __forceinline__ void score_columns(const TqKvBlocks& kv, const uint8_t* tk, const uint16_t* ko,
                                               const uint32_t* lut_k, const uint4* qf, const int (&kp)[2],
@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   const SplitRange range = split_range(a, t, split, splits);
   if constexpr (TB) first_tile_bulk(kv, kh, range, tiles, offs, L.k_area, bars, gate);
   else first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
-  block_setup<KB, true, kValueCopies, true>(a, t, kh, lut_k, lut_v, qs, qf);
+  block_setup<KB, true, kValueCopies>(a, t, kh, lut_k, lut_v, qs, qf);
   const uint32_t* lut_vl = lut_v + (lane & (kValueCopies - 1));  // the lane's copy of the value table
 
   // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).

@@ -100,10 +100,9 @@ __device__ __forceinline__ void rotate_query(const TqAttnParams& a, int64_t t, i
 // complete after the caller's next barrier.
 // kQueryA: the fragments as the A operand of S^T = Q K^T (tq_decode_warps.cu): per chunk {hi 0, lo 0, hi 1, lo 1}
 // then {hi 2, lo 2, hi 3, lo 3} (k steps 0 and 1, loaded straight into the MMA's registers) instead of the 4 hi then
-// the 4 lo pairs (the B operand of tq_decode_mma.cu's S = K Q^T). kLaneChunks: lane c's chunk j holds dims
-// 8 (NC c + j) .. + 7 (NC = D / 32: key_lane_indices' order) instead of 32 j + 8 c .. + 7. VC: the value table's
-// copies.
-template <int KB, bool kQueryA = false, int VC = 1, bool kLaneChunks = false>
+// the 4 lo pairs (the B operand of tq_decode_mma.cu's S = K Q^T), and lane c's chunk j holds dims 8 (NC c + j) ..
+// + 7 (NC = D / 32: key_lane_indices' order) instead of 32 j + 8 c .. + 7. VC: the value table's copies.
+template <int KB, bool kQueryA = false, int VC = 1>
 __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, int64_t kh, uint32_t* lut_k,
                                             uint32_t* lut_v, float* qs, uint4* qf) {
   const TqKvBlocks& kv = a.kv;
@@ -127,7 +126,7 @@ __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, in
   __syncthreads();
   for (int e = threadIdx.x; e < NC * 32; e += blockDim.x) {
     const int j = e >> 5, h = (e & 31) >> 2, cc = e & 3;
-    const float* x = qs + h * D + 8 * (kLaneChunks ? NC * cc + j : 4 * j + cc);
+    const float* x = qs + h * D + 8 * (kQueryA ? NC * cc + j : 4 * j + cc);
     uint32_t hi[4], lo[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {

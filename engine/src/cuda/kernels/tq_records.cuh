@@ -96,13 +96,23 @@ inline constexpr int kDThreads = 128;
 // one warp: the 16-byte aligned chunks covering it, so record t of the segment lands at off[t] = at + (src % 16) +
 // t rec. The pad offsets after them repeat the last record's (the tile's last segment pads the tile to kDT
 // positions, so the kernels read any row of a partial tile without a clamp; its weight there is zero).
+// The 16-byte aligned chunks covering cnt records of rec bytes at src: their start, the first record's offset in
+// them, their bytes.
+struct AlignedSegment {
+  uintptr_t start;
+  int head, bytes;
+};
+__device__ __forceinline__ AlignedSegment aligned_segment(const uint8_t* src, int cnt, int rec) {
+  const uintptr_t s = reinterpret_cast<uintptr_t>(src), as = s & ~uintptr_t{15};
+  const int head = static_cast<int>(s - as);
+  return {as, head, (head + cnt * rec + 15) / 16 * 16};
+}
 __device__ __forceinline__ void stage_segment(uint8_t* buf, int at, const uint8_t* src, int cnt, int pad, int rec,
                                               uint16_t* off, int lane) {
-  const uintptr_t s = reinterpret_cast<uintptr_t>(src), as = s & ~uintptr_t{15};
-  const int head = static_cast<int>(s - as), chunks = (head + cnt * rec + 15) / 16;
-  for (int i = lane; i < chunks; i += 32)
-    copy16_async(buf + at + 16 * i, reinterpret_cast<const void*>(as + 16 * static_cast<uintptr_t>(i)));
-  for (int i = lane; i < cnt + pad; i += 32) off[i] = static_cast<uint16_t>(at + head + min(i, cnt - 1) * rec);
+  const AlignedSegment a = aligned_segment(src, cnt, rec);
+  for (int i = lane; i < a.bytes / 16; i += 32)
+    copy16_async(buf + at + 16 * i, reinterpret_cast<const void*>(a.start + 16 * static_cast<uintptr_t>(i)));
+  for (int i = lane; i < cnt + pad; i += 32) off[i] = static_cast<uint16_t>(at + a.head + min(i, cnt - 1) * rec);
 }
 
 // The K (v false) or V record of (KV head kh, position `slot` of the block) in KV block blk.
@@ -156,9 +166,8 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
   const int nseg = tile_segments(slot0, n, B);
   const int k_rec = kv.k.record_bytes, v_rec = kv.v.record_bytes;
   struct Part {
-    uintptr_t src;
-    unsigned bytes;
-    int at, head;
+    AlignedSegment seg;
+    int at;  // its place in the buffer (segment_at)
   };
   // The lane's segments (s = lane, lane + 32: tiles of 64 positions touch at most 65 blocks of one position).
   Part parts[2][2] = {};
@@ -174,10 +183,8 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
 #pragma unroll
     for (int v = 0; v < 2; ++v) {
       const int rec = v ? v_rec : k_rec;
-      const uintptr_t src = reinterpret_cast<uintptr_t>(record_at(kv, blk, kh, slot, v)), as = src & ~uintptr_t{15};
-      const int head = static_cast<int>(src - as);
-      parts[k][v] = {as, static_cast<unsigned>((head + cnt * rec + 15) / 16 * 16), segment_at(t0, rec, s), head};
-      bytes += parts[k][v].bytes;
+      parts[k][v] = {aligned_segment(record_at(kv, blk, kh, slot, v), cnt, rec), segment_at(t0, rec, s)};
+      bytes += static_cast<unsigned>(parts[k][v].seg.bytes);
     }
   }
   bytes = __reduce_add_sync(0xFFFFFFFFu, bytes);
@@ -186,8 +193,10 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
 #pragma unroll
   for (int k = 0; k < 2; ++k)
     if (lane + 32 * k < nseg) {
-      bulk_copy_async(kbuf + parts[k][0].at, reinterpret_cast<const void*>(parts[k][0].src), parts[k][0].bytes, bar);
-      bulk_copy_async(vbuf + parts[k][1].at, reinterpret_cast<const void*>(parts[k][1].src), parts[k][1].bytes, bar);
+      bulk_copy_async(kbuf + parts[k][0].at, reinterpret_cast<const void*>(parts[k][0].seg.start),
+                      static_cast<unsigned>(parts[k][0].seg.bytes), bar);
+      bulk_copy_async(vbuf + parts[k][1].at, reinterpret_cast<const void*>(parts[k][1].seg.start),
+                      static_cast<unsigned>(parts[k][1].seg.bytes), bar);
     }
   // The offsets, segment by segment across the warp.
   for (int s = 0; s < nseg; ++s) {
@@ -195,10 +204,10 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
     tile_segment(slot0, n, B, s, t0, cnt);
     const int pad = s == nseg - 1 ? kTqTile - n : 0;
     const int src_lane = s & 31, k = s >> 5;
-    const int k_at = __shfl_sync(0xFFFFFFFFu, k ? parts[1][0].at + parts[1][0].head : parts[0][0].at + parts[0][0].head,
-                                 src_lane);
-    const int v_at = __shfl_sync(0xFFFFFFFFu, k ? parts[1][1].at + parts[1][1].head : parts[0][1].at + parts[0][1].head,
-                                 src_lane);
+    auto at = [&](int v) {  // segment s's first record in the buffer (k is warp-uniform: no indexed registers)
+      return k ? parts[1][v].at + parts[1][v].seg.head : parts[0][v].at + parts[0][v].seg.head;
+    };
+    const int k_at = __shfl_sync(0xFFFFFFFFu, at(0), src_lane), v_at = __shfl_sync(0xFFFFFFFFu, at(1), src_lane);
     for (int i = lane; i < cnt + pad; i += 32) {
       const int r = min(i, cnt - 1);
       koff[t0 + i] = static_cast<uint16_t>(k_at + r * k_rec);

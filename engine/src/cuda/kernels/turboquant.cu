@@ -364,7 +364,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32) tq_merge_warps_kernel(const 
                                                                          float* out, int splits, int g,
                                                                          const float* d1, const float* d2,
                                                                          float inv_sqrt) {
-  constexpr int kPer = D / 32, kPerLane = kMaxAttentionSplits / 32, kInFlight = 16;
+  constexpr int kPer = D / 32, kSplitsPerLane = kMaxAttentionSplits / 32, kInFlight = 16;
   static_assert(kPer * 32 == D && (kPer & (kPer - 1)) == 0, "head_dim 64, 128 or 256");
   __shared__ float weight[kMergeWarps][kMaxAttentionSplits];
   __shared__ __align__(16) float partial[kMergeWarps][D];
@@ -372,9 +372,9 @@ __global__ void __launch_bounds__(kMergeWarps * 32) tq_merge_warps_kernel(const 
   const int64_t qh = blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float2* ml = reinterpret_cast<const float2*>(part_ml + qh * splits * 2);
-  float m[kPerLane], l[kPerLane], M = -INFINITY;
+  float m[kSplitsPerLane], l[kSplitsPerLane], M = -INFINITY;
 #pragma unroll
-  for (int k = 0; k < kPerLane; ++k) {
+  for (int k = 0; k < kSplitsPerLane; ++k) {
     const int s = lane + 32 * k;
     const float2 v = s < splits ? ml[s] : make_float2(-INFINITY, 0.0f);
     m[k] = v.x, l[k] = v.y, M = fmaxf(M, v.x);
@@ -382,7 +382,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32) tq_merge_warps_kernel(const 
   M = warp_max(M);
   float L = 0.0f;
 #pragma unroll
-  for (int k = 0; k < kPerLane; ++k) {
+  for (int k = 0; k < kSplitsPerLane; ++k) {
     const float w = m[k] == -INFINITY ? 0.0f : expf(m[k] - M);  // M is finite where any m is
     L = fmaf(l[k], w, L);
     weight[warp][lane + 32 * k] = w;
