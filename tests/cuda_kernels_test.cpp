@@ -41,12 +41,7 @@ class CudaKernels : public test::CudaTest {
   kc::DeviceWeight stacked_experts(int64_t E, int64_t rows, int64_t cols, std::vector<DeviceBuffer>& keep);
 };
 
-// The opt-in decode kernels chosen for a scope (kernels_cuda.h DecodeOptions), the process's choice restored after.
-struct ScopedDecodeOptions {
-  explicit ScopedDecodeOptions(const kc::DecodeOptions& o) : was(kc::decode_options()) { kc::set_decode_options(o); }
-  ~ScopedDecodeOptions() { kc::set_decode_options(was); }
-  kc::DecodeOptions was;
-};
+using test::ScopedDecodeOptions;
 
 std::vector<uint16_t> to_half(const std::vector<float>& v, WeightType t) {
   std::vector<uint16_t> h(v.size());

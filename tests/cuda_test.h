@@ -56,6 +56,16 @@ class CudaTest : public ::testing::Test {
   std::mt19937 rng_;
 };
 
+// The decode kernels chosen for a scope (kernels_cuda.h DecodeOptions), the process's choice restored after however
+// the scope ends.
+struct ScopedDecodeOptions {
+  explicit ScopedDecodeOptions(const kernels::cuda::DecodeOptions& o) : was(kernels::cuda::decode_options()) {
+    kernels::cuda::set_decode_options(o);
+  }
+  ~ScopedDecodeOptions() { kernels::cuda::set_decode_options(was); }
+  kernels::cuda::DecodeOptions was;
+};
+
 }  // namespace lmlab::test
 
 #endif  // LMLAB_HAVE_CUDA

@@ -45,6 +45,7 @@ namespace {
 
 namespace kc = kernels::cuda;
 using cuda::DeviceAllocator;
+using test::ScopedDecodeOptions;
 using cuda::DeviceBuffer;
 using kernels::WeightType;
 using turboquant::TqCodec;
@@ -298,7 +299,10 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
 
 // Decode through the split tensor-core kernel (set_tq_tiled_decode_min_positions(0): every bound), for the formats
 // it serves (no QJL): GQA 4 at 5000 positions (many splits), GQA 8 with a window and softcap (splits starting
-// mid-block), head_dim 256, KV blocks of 7, a short history (one split), each merged and rotated back.
+// mid-block), head_dim 256, KV blocks of 7, a short history (one split), each merged and rotated back. Three times:
+// the default source (codebook values with column scales where the format allows, the next tile's records copied
+// during this one), decoded values throughout (LMLAB_TQ_PREFILL_CODES=0), one record buffer
+// (LMLAB_TQ_PREFILL_PREFETCH=0).
 TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
   const AttentionCase cases[] = {{32, 8, 128, 0, 0.0f, 5000, 5, 2},       {16, 2, 128, 1000, 30.0f, 3001, 5, 2},
                                  {8, 1, 256, 0, 0.0f, 2100, 5, 1},        {4, 2, 128, 100, 0.0f, 333, 5, 2, 7},
@@ -311,15 +315,15 @@ TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
     TiledFromZero() { kc::set_tq_tiled_decode_min_positions(0); }
     ~TiledFromZero() { kc::set_tq_tiled_decode_min_positions(before); }
   } tiled;
-  attention_cases(formats, cases, true);
+  for (const int source : {0, 1, 2}) {
+    SCOPED_TRACE(source == 0 ? "default source" : source == 1 ? "decoded values" : "one record buffer");
+    kc::DecodeOptions o = kc::decode_options();
+    o.tq_prefill_codes = source != 1;
+    o.tq_prefill_prefetch = source != 2;
+    const ScopedDecodeOptions scoped(o);
+    attention_cases(formats, cases, true);
+  }
 }
-
-// Decode options for one test, restored however it ends.
-struct ScopedDecodeOptions {
-  kc::DecodeOptions was = kc::decode_options();
-  explicit ScopedDecodeOptions(const kc::DecodeOptions& o) { kc::set_decode_options(o); }
-  ~ScopedDecodeOptions() { kc::set_decode_options(was); }
-};
 
 // The tensor-core decodes at every group (LMLAB_TQ_DECODE_MMA_MIN_GROUP=1: GQA 1 to 8) over the formats they take:
 // head_dim 64, 96 (groups of 32), 128 and 256 (two groups), windows, softcap, 5000 positions (many splits), KV blocks
@@ -336,7 +340,9 @@ TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
     if (f.opt.mode == TurboKvOptions::Mode::turbo && !f.opt.k_qjl && f.opt.v_bits == 4) formats.push_back(f);
   ASSERT_EQ(formats.size(), 2u) << "K5 V4 and K4 V4";
   for (const int kernel : {0, 1, 2}) {
-    SCOPED_TRACE(kernel == 0 ? "warps own positions" : kernel == 1 ? "warps own positions, bulk copies" : "warps own dims");
+    SCOPED_TRACE(kernel == 0   ? "warps own positions, tiles by cp.async"
+                 : kernel == 1 ? "warps own positions, bulk copies (the default)"
+                               : "warps own dims");
     kc::DecodeOptions o = kc::decode_options();
     o.tq_decode_mma_min_group = 1;
     o.tq_decode_warps = kernel < 2;

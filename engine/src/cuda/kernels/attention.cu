@@ -273,29 +273,39 @@ __global__ void kv_write_kernel(KvBlocks kv, const float* k, const float* v, int
 // past j_hi and in released blocks.
 struct F16PrefillSource {
   KvBlocks kv;
-  static constexpr bool kLo = false, kAsync = true, kIdentityRotation = true;
+  static constexpr bool kLo = false, kAsync = true, kIdentityRotation = true, kColumnScales = false;
   static constexpr float kValueScale = 1.0f;
   static constexpr bool kHasArea = false;
   __host__ __device__ unsigned smem_bytes() const { return 0; }
   // 32-bit index math (positions are int32, head_dim <= 256): the 64-bit divisions it replaced were ~4 per 16-byte
-  // copy, ~2,000 instructions per thread and tile.
-  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld, unsigned char*) const {
+  // copy, ~2,000 instructions per thread and tile. The row, chunk, KV block and slot of a thread's copies are
+  // stepped along (two divisions a tile instead of two a copy).
+  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld, unsigned char*,
+                        bool /*first*/) const {
     const int B = static_cast<int>(kv.block_tokens), D = static_cast<int>(kv.head_dim), chunks = D / 8;
     const int j0i = static_cast<int>(j0), j_hii = static_cast<int>(min(j_hi, int64_t{INT32_MAX}));
+    const int r_step = static_cast<int>(blockDim.x) / chunks, c_step = static_cast<int>(blockDim.x) % chunks;
+    int r = static_cast<int>(threadIdx.x) / chunks, c = static_cast<int>(threadIdx.x) - r * chunks;
+    int jb = (j0i + r) / B, slot = j0i + r - jb * B;
+    const int64_t v_side = kv.n_kv_heads * B * D;
     for (int e = threadIdx.x; e < prefill::kTile * chunks; e += blockDim.x) {
-      const int r = e / chunks, d = (e - r * chunks) * 8, j = j0i + r;
+      const int d = c * 8;
       __half* k_dst = t.k_hi + r * ld + d;
       __half* v_dst = t.v_hi + r * ld + d;
-      const int jb = j / B;
-      const uint16_t* block = j <= j_hii ? kv.blocks[jb] : nullptr;  // null: a window's released block
+      const uint16_t* block = j0i + r <= j_hii ? kv.blocks[jb] : nullptr;  // null: a window's released block
       if (block) {
-        const uint16_t* krow = block + static_cast<int64_t>(static_cast<int>(kh) * B + (j - jb * B)) * D;
+        const uint16_t* krow = block + static_cast<int64_t>(static_cast<int>(kh) * B + slot) * D;
         copy16_async(k_dst, krow + d);
-        copy16_async(v_dst, krow + kv.n_kv_heads * B * D + d);
+        copy16_async(v_dst, krow + v_side + d);
       } else {
         *reinterpret_cast<uint4*>(k_dst) = make_uint4(0, 0, 0, 0);
         *reinterpret_cast<uint4*>(v_dst) = make_uint4(0, 0, 0, 0);
       }
+      int dr = r_step;
+      c += c_step;
+      if (c >= chunks) c -= chunks, ++dr;
+      r += dr, slot += dr;
+      while (slot >= B) slot -= B, ++jb;
     }
   }
   __device__ void rotate(float*, int, int, bool) const {}

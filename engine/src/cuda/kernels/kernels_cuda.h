@@ -162,9 +162,14 @@ struct DecodeOptions {
   // The tensor-core TurboQuant decode with warps owning positions (tq_decode_warps.cu) where it applies (head_dim 64
   // / 128); LMLAB_TQ_DECODE_WARPS=0 keeps tq_decode_mma.cu's warps owning dims.
   bool tq_decode_warps = true;
-  // That kernel's tiles by bulk async copies on mbarriers (tq_records.cuh's issue_tile_bulk) instead of cp.async;
-  // LMLAB_TQ_BULK_COPIES=1 turns on. Off until measured (written in the eighteenth session without a GPU left).
-  bool tq_bulk_copies = false;
+  // That kernel's tiles by bulk async copies on mbarriers (tq_records.cuh's issue_tile_bulk) instead of cp.async:
+  // 2.5-3% faster at 40K / 100K positions (docs/cuda.md, nineteenth session); LMLAB_TQ_BULK_COPIES=0 turns off.
+  bool tq_bulk_copies = true;
+  // Prefill attention over TurboQuant records (turboquant.cu's TqPrefillSource): tiles of codebook values with the
+  // positions' scalars as column scales where the format allows (LMLAB_TQ_PREFILL_CODES=0: decoded f32 values as hi
+  // + lo parts), and the next tile's records copied while this one is computed (LMLAB_TQ_PREFILL_PREFETCH=0: not).
+  bool tq_prefill_codes = true;
+  bool tq_prefill_prefetch = true;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

@@ -23,9 +23,13 @@
 //
 // A Source (the cache) provides: kLo (its tiles have lo parts), kValueScale (a power of two its staged K and V
 // values are multiplied by), kAsync (stage() issues cp.async copies: double-buffered); kHasArea and smem_bytes() (an
-// area of the block's shared memory for its own use, 0 for none); stage(j0, j_hi, kh, tiles, ld, area) filling K and
-// V of positions [j0, j0 + 64) of KV head kh, zeros past j_hi and in released blocks (called by every thread with the
-// same arguments: it may synchronise the block); rotate(rows, n,
+// area of the block's shared memory for its own use, 0 for none); stage(j0, j_hi, kh, tiles, ld, area, first)
+// filling K and V of positions [j0, j0 + 64) of KV head kh, zeros past j_hi and in released blocks (called by every
+// thread with the same arguments, `first` for the block's first tile: it may synchronise the block);
+// kColumnScales: the staged values are exact f16 values (a codebook's) of which position j's K row is k_j times and
+// its V row v_j times, the scalars of the tile's positions in column_scales(area) (k [kTile], then v [kTile], f32):
+// S's column j is multiplied by k_j after the MMAs and P's by v_j before P x V, so neither operand needs lo parts
+// (TurboQuant's records at one group a head); rotate(rows, n,
 // d, inverse) on f32 rows [n][d] in shared memory, called by every thread (TurboQuant's Pi on the queries and Pi^T
 // on the outputs; nothing for f16). head_dim must be a multiple of 16 (the MMA's k; every real head_dim is) and at
 // most 256; attention() sends others to decode.
@@ -124,6 +128,13 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+// 2^k as a float for k <= 127, exactly (0 under 2^-126: the sources' V scalars never need it).
+__device__ __forceinline__ float pow2(int k) { return k < -126 ? 0.0f : __int_as_float((k + 127) << 23); }
+// The smallest e with 2^e > |x| for x below 2^127 (from the exponent field: e = -126 for zero and subnormals).
+__device__ __forceinline__ int exponent_above(float x) { return ((__float_as_int(x) >> 23) & 255) - 126; }
+inline constexpr int kNoExponent = -1000;  // a V scale exponent before the first tile (O is zero)
+inline constexpr float kLog2e = 1.4426950408889634f;
 
 // c0 / c1 (two n tiles of 8) += (hi + lo) b over the parts but lo x lo: hi b + lo b, and hi b_lo when the other
 // operand has lo parts too (kBLo; b_lo is not read otherwise). b, b_lo: the two tiles' fragment pairs (ldmatrix x4).
@@ -224,27 +235,33 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   const int64_t pos_r[2] = {row_pos[row_base + g], row_pos[row_base + g + 8]};
   const int64_t lo_r[2] = {row_lo[row_base + g], row_lo[row_base + g + 8]};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this thread's share of the row sums
+  // kColumnScales: P's columns go in as p v_j 2^-v_exp, v_exp the exponent above every |v_j| this warp has seen
+  // (so p v_j 2^-v_exp kPScale stays under f16's range); when a tile raises it, O is rescaled with the softmax's
+  // correction (a power of two: exact), and the outputs times 2^v_exp at the end.
+  int v_exp = kNoExponent;
+  const float* col_scales = nullptr;
+  if constexpr (Source::kColumnScales) col_scales = src.column_scales(source_area);
   float o[2 * kSteps][4];
 #pragma unroll
   for (int n = 0; n < 2 * kSteps; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   constexpr float kSUnscale = 1.0f / (kQScale * Source::kValueScale);
 
   if (kStages == 2 && j_lo <= j_hi) {
-    src.stage(j_lo, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld, source_area);
+    src.stage(j_lo, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld, source_area, true);
     async_commit();
   }
   int buffer = 0;
   for (int64_t j0 = j_lo; j0 <= j_hi; j0 += kTile, buffer ^= kStages - 1) {
     if constexpr (kStages == 2) {
       if (j0 + kTile <= j_hi) {
-        src.stage(j0 + kTile, j_hi, kh, L.tiles_at(smem, buffer ^ 1, Source::kLo), ld, source_area);
+        src.stage(j0 + kTile, j_hi, kh, L.tiles_at(smem, buffer ^ 1, Source::kLo), ld, source_area, false);
         async_commit();
         async_wait<1>();  // this tile's copies are done, the next one's may still fly
       } else {
         async_wait<0>();
       }
     } else {
-      src.stage(j0, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld, source_area);
+      src.stage(j0, j_hi, kh, L.tiles_at(smem, 0, Source::kLo), ld, source_area, j0 == j_lo);
     }
     __syncthreads();
     const Tiles tiles = L.tiles_at(smem, buffer, Source::kLo);
@@ -279,6 +296,27 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
           mma_parts<Source::kLo>(s[2 * np], s[2 * np + 1], ah, al, kb, kb_lo);
         }
       }
+      // Column scales: S's columns times k_j; P's factors v_j 2^-v_exp (this thread's columns 8 n + 2 t + e).
+      float vf[Source::kColumnScales ? NT : 1][2];
+      float v_corr = 1.0f;
+      if constexpr (Source::kColumnScales) {
+        float v_max = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+          const float2 kf = *reinterpret_cast<const float2*>(col_scales + c0 + n * 8 + 2 * t);
+          const float2 vs = *reinterpret_cast<const float2*>(col_scales + kTile + c0 + n * 8 + 2 * t);
+          s[n][0] *= kf.x, s[n][1] *= kf.y, s[n][2] *= kf.x, s[n][3] *= kf.y;
+          vf[n][0] = vs.x, vf[n][1] = vs.y;
+          v_max = fmaxf(v_max, fmaxf(fabsf(vs.x), fabsf(vs.y)));
+        }
+        v_max = fmaxf(v_max, __shfl_xor_sync(0xffffffffu, v_max, 1));
+        v_max = fmaxf(v_max, __shfl_xor_sync(0xffffffffu, v_max, 2));
+        const int e_tile = exponent_above(v_max);
+        if (e_tile > v_exp) v_corr = pow2(v_exp - e_tile), v_exp = e_tile;  // warp-uniform
+        const float down = pow2(-v_exp) * kPScale;
+#pragma unroll
+        for (int n = 0; n < NT; ++n) vf[n][0] *= down, vf[n][1] *= down;
+      }
       // Online softmax of rows g (h = 0) and g + 8 (h = 1); a row's four lanes (t = 0..3) share its max.
       float corr[2];
 #pragma unroll
@@ -303,16 +341,21 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
         const float m_new = fmaxf(m[h], tile_max);
+        // exp(x - m) as exp2(x log2 e - m log2 e): one FFMA and the ex2 unit's instruction (expf is ~8); m log2 e is
+        // rounded once a row and tile (a factor common to the tile's probabilities), and a row without any position
+        // yet (m = -inf, every x -inf) gives exp2(-inf) = 0.
+        const float m_l2 = m_new == -INFINITY ? 0.0f : m_new * kLog2e;
         float sum = 0.0f;
 #pragma unroll
         for (int n = 0; n < NT; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const float p = m_new == -INFINITY ? 0.0f : expf(s[n][2 * h + e] - m_new);
+            const float p = exp2f(fmaf(s[n][2 * h + e], kLog2e, -m_l2));
             sum += p;
-            s[n][2 * h + e] = p * kPScale;
+            if constexpr (Source::kColumnScales) s[n][2 * h + e] = p * vf[n][e];
+            else s[n][2 * h + e] = p * kPScale;
           }
-        corr[h] = m[h] == -INFINITY ? 0.0f : expf(m[h] - m_new);
+        corr[h] = m[h] == -INFINITY ? 0.0f : expf(m[h] - m_new) * v_corr;
         l[h] = l[h] * corr[h] + sum;
         m[h] = m_new;
       }
@@ -349,11 +392,16 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
   // are merged into rows 0..15 below.)
   float* warp_ml = reinterpret_cast<float*>(smem + L.warp_ml);  // [kRows][2]
   const float unscale = 1.0f / (kPScale * Source::kValueScale);
+  // kColumnScales: this warp's O is in units of 2^-v_exp (a quarter tile's warps each have their own).
+  const float warp_scale = Source::kColumnScales && v_exp != kNoExponent ? pow2(v_exp) : 1.0f;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
-    const float inv = quarter ? 1.0f : a.splits > 1 ? unscale : l[h] > 0.0f ? unscale / l[h] : 0.0f;
+    const float inv = quarter            ? warp_scale
+                      : a.splits > 1     ? unscale * warp_scale
+                      : l[h] > 0.0f      ? unscale * warp_scale / l[h]
+                                         : 0.0f;
     const int r = warp * 16 + g + 8 * h;
     if (quarter && t == 0) warp_ml[r * 2] = m[h], warp_ml[r * 2 + 1] = l[h];
     if (!quarter && a.splits > 1 && t == 0 && row_head[r] >= 0) {

@@ -814,79 +814,158 @@ __device__ __forceinline__ void decoded8(const TqDeviceCodec& c, const float* ce
   for (int i = 0; i < 8; ++i) v[i] *= fa;
 }
 
-// The records as a source of prefill_attention.cuh: a tile is decoded into f32 values in the rotated domain, each
-// split into f16 hi + lo; the queries are rotated once per block and the outputs rotated back. (QJL keys stay on
-// the decode kernel: their scores add a second dot with S q, which the tiles do not carry.)
-// Staged (when its area fits the block's shared memory: all but the largest records at head_dim 256): the
-// tile's K and V records are first copied into the source's area with 16-byte cp.async (the decode kernel's
-// segments), and the codebooks with them, so decoding reads shared memory; the records read straight from global
-// memory cost 5-7 scattered byte or half loads per 8 values (5-bit planes, the scalar) plus 8 codebook loads.
+// Codes of coordinates e0 .. e0 + 7 of a group as their codebook values, exact in f16 (lloyd_max.h rounds the
+// centroids to f16 values): cent_h, the codebook as halves in shared memory; eight halves as one uint4.
+template <int BITS>
+__device__ __forceinline__ uint4 codebook_halves8(const uint8_t* r, int e0, int plane_bytes, const __half* cent_h) {
+  int code[8];
+  codes8<BITS>(r, e0, plane_bytes, code);
+  uint32_t h[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    h[i] = static_cast<uint32_t>(__half_as_ushort(cent_h[code[2 * i]])) |
+           static_cast<uint32_t>(__half_as_ushort(cent_h[code[2 * i + 1]])) << 16;
+  return make_uint4(h[0], h[1], h[2], h[3]);
+}
+__device__ __forceinline__ uint4 codebook_halves8(const TqDeviceCodec& c, const uint8_t* r, int e0,
+                                                  const __half* cent_h) {
+  const int pb = c.group_dim / 8;
+  switch (c.bits) {
+    case 2: return codebook_halves8<2>(r, e0, pb, cent_h);
+    case 3: return codebook_halves8<3>(r, e0, pb, cent_h);
+    case 4: return codebook_halves8<4>(r, e0, pb, cent_h);
+    default: return codebook_halves8<5>(r, e0, pb, cent_h);
+  }
+}
+
+// The records as a source of prefill_attention.cuh; the queries are rotated once per block and the outputs rotated
+// back. (QJL keys stay on the decode kernel: their scores add a second dot with S q, which the tiles do not carry.)
+// kCodes (Lloyd-Max K and V of one group a head, every default shape): a tile holds the codebook values, exact in
+// f16, and the positions' scalars go to the kernel as column scales, so S and P x V take two MMAs a product like the
+// f16 cache instead of three (the decoded f32 values' hi + lo parts), and a tile is half the bytes. Otherwise
+// (affine records, several groups a head) a tile is decoded into f32 values in the rotated domain, each split into
+// f16 hi + lo.
+// Staged (when its area fits the block's shared memory: all but the largest records at head_dim 256): the tile's K
+// and V records are first copied into the source's area with 16-byte cp.async (the decode kernel's segments), and
+// the codebooks with them, so decoding reads shared memory; with two record buffers (where they fit) the next tile's
+// copies are issued before this one is decoded, so they fly while it is computed. The records read straight from
+// global memory cost 5-7 scattered byte or half loads per 8 values (5-bit planes, the scalar) plus 8 codebook loads.
+template <bool kCodes>
 struct TqPrefillSource {
   TqKvBlocks kv;
-  static constexpr bool kLo = true, kAsync = false;  // decoded in place: one buffer
+  static constexpr bool kLo = !kCodes, kAsync = false;  // decoded in place: one tile buffer
+  static constexpr bool kColumnScales = kCodes;
   static constexpr bool kIdentityRotation = false;   // Pi on the queries, Pi^T on the outputs
-  static constexpr float kValueScale = 16.0f;  // a power of two: small values' lo parts stay normal in f16
+  // A power of two: small decoded values' lo parts stay normal in f16 (codebook values need none).
+  static constexpr float kValueScale = kCodes ? 1.0f : 16.0f;
   static constexpr bool kHasArea = true;       // smem_bytes() depends on the layer's record sizes
   static_assert(prefill::kThreads == kDThreads, "issue_tile hands segments to the decode kernel's warps");
-  // The area: K records, V records (each with the segments' alignment slack), their offsets [2][kTile] (kNoRecord: a
-  // released block's position), the two codebooks [2][32]. 0: not staged.
-  int k_area = 0, v_area = 0;
+  // The area: `buffers` x (K records, V records, each with the segments' alignment slack), the offsets
+  // [buffers][2][kTile] (kNoRecord: a released block's position), the two codebooks [2][32] (f32, or f16 with
+  // kCodes), with kCodes the tile's column scales [2][kTile]. buffers 0: not staged.
+  int k_area = 0, v_area = 0, buffers = 0;
+  __host__ __device__ unsigned offsets_at() const { return static_cast<unsigned>(buffers * (k_area + v_area)); }
+  __host__ __device__ unsigned codebooks_at() const { return offsets_at() + buffers * 2 * prefill::kTile * 2; }
+  __host__ __device__ unsigned scales_at() const { return codebooks_at() + 2 * 32 * 4; }
   __host__ __device__ unsigned smem_bytes() const {
-    return k_area ? static_cast<unsigned>(k_area + v_area) + 2 * prefill::kTile * 2 + 2 * 32 * 4 : 0;
+    return buffers ? scales_at() + (kCodes ? 2 * prefill::kTile * 4 : 0) : 0;
   }
-  // The area's parts for kv's record sizes (host).
-  static TqPrefillSource make(const TqKvBlocks& kv, bool staged) {
+  // The area's parts for kv's record sizes (host); buffers 0: not staged.
+  static TqPrefillSource make(const TqKvBlocks& kv, int buffers) {
     TqPrefillSource s{kv};
-    if (!staged) return s;
+    if (!buffers) return s;
     static_assert(prefill::kTile == kDT, "the staged records' layout is a decode tile's");
     s.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
     s.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
+    s.buffers = buffers;
     return s;
   }
+  // Whether kv's records take the kCodes form.
+  static bool codes_apply(const TqKvBlocks& kv) {
+    return kv.k.scheme == kTqLloydMax && kv.v.scheme == kTqLloydMax && !kv.k.qjl && kv.k.n_groups == 1 &&
+           kv.v.n_groups == 1;
+  }
+  __device__ const float* column_scales(unsigned char* area) const {
+    return reinterpret_cast<const float*>(area + scales_at());
+  }
 
-  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld,
-                        unsigned char* area) const {
+  __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld, unsigned char* area,
+                        bool first) const {
     const int B = static_cast<int>(kv.block_tokens);
     const int D = static_cast<int>(kv.head_dim), chunks = D / 8, log_g = __ffs(kv.k.group_dim) - 1;
     const int per_side = prefill::kTile * chunks;
     const int j0i = static_cast<int>(j0), j_hii = static_cast<int>(min(j_hi, int64_t{INT32_MAX}));
-    const int n = max(0, min(prefill::kTile, j_hii - j0i + 1));  // positions of the tile with records to read
-    uint8_t* kbuf = area;
-    uint8_t* vbuf = area + k_area;
-    uint16_t* koff = reinterpret_cast<uint16_t*>(area + k_area + v_area);
+    // Positions of the tile from j with records to read.
+    auto count = [&](int j) { return max(0, min(prefill::kTile, j_hii - j + 1)); };
+    const int n = count(j0i);
+    // Consecutive tiles are 64 apart, so j0 / 64's parity alternates the record buffers.
+    const int buf = buffers == 2 ? (j0i / prefill::kTile) & 1 : 0;
+    auto records = [&](int b) { return area + b * (k_area + v_area); };
+    auto offsets = [&](int b) { return reinterpret_cast<uint16_t*>(area + offsets_at()) + b * 2 * prefill::kTile; };
+    uint8_t* kbuf = records(buf);
+    uint8_t* vbuf = kbuf + k_area;
+    uint16_t* koff = offsets(buf);
     uint16_t* voff = koff + prefill::kTile;
-    float* cent = reinterpret_cast<float*>(voff + prefill::kTile);  // [K 32][V 32]; 16-byte aligned (the areas are
-                                                                     // multiples of 16 bytes)
-    if (k_area) {
-      if (threadIdx.x < 64) {
+    float* cent = reinterpret_cast<float*>(area + codebooks_at());  // [K 32][V 32]
+    __half* cent_h = reinterpret_cast<__half*>(cent);               // kCodes: [K 32][V 32] halves
+    if (buffers) {
+      if (first && threadIdx.x < 64) {
         const TqDeviceCodec& c = threadIdx.x < 32 ? kv.k : kv.v;
         const int i = threadIdx.x & 31;
-        cent[threadIdx.x] = c.scheme == kTqLloydMax && i < (1 << c.bits) ? c.centroids[i] : 0.0f;
+        const float x = c.scheme == kTqLloydMax && i < (1 << c.bits) ? c.centroids[i] : 0.0f;
+        if constexpr (kCodes) cent_h[threadIdx.x] = __float2half_rn(x);  // exact: f16 values
+        else cent[threadIdx.x] = x;
       }
-      issue_tile<true>(kv, kh, j0, n, kbuf, vbuf, koff, voff);  // every thread calls it: a warp per segment
-      async_commit();
-      async_wait<0>();
+      // Every thread calls issue_tile: a warp per segment.
+      if (first || buffers == 1) issue_tile<true>(kv, kh, j0, n, kbuf, vbuf, koff, voff), async_commit();
+      if (buffers == 2 && j0i + prefill::kTile <= j_hii) {
+        uint8_t* next = records(buf ^ 1);
+        uint16_t* next_off = offsets(buf ^ 1);
+        issue_tile<true>(kv, kh, j0 + prefill::kTile, count(j0i + prefill::kTile), next, next + k_area, next_off,
+                         next_off + prefill::kTile);
+        async_commit();
+        async_wait<1>();  // this tile's records are in; the next tile's fly while it is computed
+      } else {
+        async_wait<0>();
+      }
       __syncthreads();
     }
+    // The record of row r (K or V) of the tile, or null (past j_hi, a released block).
+    auto record = [&](int r, bool is_v) -> const uint8_t* {
+      if (buffers) {
+        const unsigned off = r < n ? (is_v ? voff : koff)[r] : kNoRecord;
+        return off != kNoRecord ? (is_v ? vbuf : kbuf) + off : nullptr;
+      }
+      if (r >= n) return nullptr;
+      const int j = j0i + r, jb = j / B;
+      const uint8_t* block = kv.blocks[jb];
+      return block ? record_at(kv, block, kh, j - jb * B, is_v) : nullptr;
+    };
     for (int e = threadIdx.x; e < 2 * per_side; e += blockDim.x) {
       const bool is_v = e >= per_side;
       const int es = is_v ? e - per_side : e, r = es / chunks, d0 = (es - r * chunks) * 8;
       const TqDeviceCodec& c = is_v ? kv.v : kv.k;
-      const uint8_t* rec = nullptr;
-      const float* cb = c.centroids;
-      if (k_area) {
-        const unsigned off = r < n ? (is_v ? voff : koff)[r] : kNoRecord;
-        if (off != kNoRecord) rec = (is_v ? vbuf : kbuf) + off;
-        cb = cent + (is_v ? 32 : 0);
-      } else if (r < n) {
-        const int j = j0i + r, jb = j / B;
-        if (const uint8_t* block = kv.blocks[jb]) rec = record_at(kv, block, kh, j - jb * B, is_v);
+      const uint8_t* rec = record(r, is_v);
+      __half* hi = (is_v ? t.v_hi : t.k_hi) + r * ld + d0;  // 16-byte aligned: rows of head_dim + 8 halves
+      if constexpr (kCodes) {
+        // Staged whenever kCodes applies: a group a head's records are small.
+        *reinterpret_cast<uint4*>(hi) =
+            rec ? codebook_halves8(c, rec, d0, cent_h + (is_v ? 32 : 0)) : make_uint4(0, 0, 0, 0);
+      } else {
+        float v8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        const float* cb = buffers ? cent + (is_v ? 32 : 0) : c.centroids;
+        if (rec) decoded8(c, cb, rec + (d0 >> log_g) * c.group_bytes, d0 & (c.group_dim - 1), v8);
+        __half* lo = (is_v ? t.v_lo : t.k_lo) + r * ld + d0;
+        prefill::split8(v8, kValueScale, hi, lo);
       }
-      float v8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      if (rec) decoded8(c, cb, rec + (d0 >> log_g) * c.group_bytes, d0 & (c.group_dim - 1), v8);
-      __half* hi = (is_v ? t.v_hi : t.k_hi) + r * ld + d0;
-      __half* lo = (is_v ? t.v_lo : t.k_lo) + r * ld + d0;
-      prefill::split8(v8, kValueScale, hi, lo);  // 16-byte aligned: rows of head_dim + 8 halves, d0 a multiple of 8
+    }
+    if constexpr (kCodes) {  // the positions' scalars (one group: at scalar_offset), 0 where no record
+      float* scales = reinterpret_cast<float*>(area + scales_at());
+      for (int e = threadIdx.x; e < 2 * prefill::kTile; e += blockDim.x) {
+        const bool is_v = e >= prefill::kTile;
+        const uint8_t* rec = record(e & (prefill::kTile - 1), is_v);
+        scales[e] = rec ? load_half(rec + (is_v ? kv.v : kv.k).scalar_offset) : 0.0f;
+      }
     }
   }
   __device__ void rotate(float* rows, int n, int d, bool inverse) const {
@@ -934,13 +1013,23 @@ std::atomic<int64_t>& tq_tiled_choice() {
   return n;
 }
 
-// The records' staged source when the block's shared memory holds its area too (every format but 8-bit affine at
-// head_dim 256, whose tiles and query leave too little), else the one reading global memory.
-TqPrefillSource prefill_source(const TqKvBlocks& kv, bool* staged = nullptr) {
-  const TqPrefillSource s = TqPrefillSource::make(kv, true);
-  const bool fits = prefill::block_smem_bytes(kv.head_dim, s) <= kMaxPrefillSmem;
-  if (staged) *staged = fits;
-  return fits ? s : TqPrefillSource::make(kv, false);
+// The records' source for prefill_attention.cuh, passed to f(src, staged): the codes form where it applies, staged
+// with two record buffers where the block's shared memory holds them, else one; the decoded form likewise, or read
+// from global memory where even one buffer does not fit (8-bit affine at head_dim 256, whose tiles and query leave
+// too little).
+template <class F>
+void with_prefill_source(const TqKvBlocks& kv, F&& f) {
+  const DecodeOptions o = decode_options();
+  auto staged = [&](auto codes) {
+    using Source = TqPrefillSource<decltype(codes)::value>;
+    for (int buffers = o.tq_prefill_prefetch ? 2 : 1; buffers >= 1; --buffers) {
+      const Source s = Source::make(kv, buffers);
+      if (prefill::block_smem_bytes(kv.head_dim, s) <= kMaxPrefillSmem) return f(s, true), true;
+    }
+    return false;
+  };
+  if (o.tq_prefill_codes && TqPrefillSource<true>::codes_apply(kv) && staged(std::true_type{})) return;
+  if (!staged(std::false_type{})) f(TqPrefillSource<false>::make(kv, 0), false);
 }
 // The splits' partial outputs (rotated domain) of `rows` (query, head) pairs merged into out and rotated back: the
 // decode kernels' and the tiled decode's (merging then rotating equals rotating each split: Pi^T is linear).
@@ -1014,16 +1103,18 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   check_codec(kv.v, kv, "V");
   const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
   const bool chunk = n_q >= kPrefillAttentionMinQueries;
-  bool staged = false;
-  const TqPrefillSource src = prefill_source(kv, &staged);
-  const bool tiled_decode = !chunk && staged && D % 16 == 0 && n_kv_bound >= tq_tiled_decode_min_positions();
-  if (!kv.k.qjl && (chunk || tiled_decode)) {
-    prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
-    if (!chunk) prefill::split_for_decode(p, src, n_kv, max_splits, scratch);
-    prefill::launch(p, src, stream);
-    merge_rotated_splits(kv, p.part_o, p.part_ml, out, n_q * n_heads, p.splits, stream);
-    return;
-  }
+  bool tiled = false;
+  if (!kv.k.qjl)
+    with_prefill_source(kv, [&](const auto& src, bool staged) {
+      tiled = chunk || (staged && D % 16 == 0 && n_kv_bound >= tq_tiled_decode_min_positions());
+      if (!tiled) return;
+      prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale,
+                        softcap};
+      if (!chunk) prefill::split_for_decode(p, src, n_kv, max_splits, scratch);
+      prefill::launch(p, src, stream);
+      merge_rotated_splits(kv, p.part_o, p.part_ml, out, n_q * n_heads, p.splits, stream);
+    });
+  if (tiled) return;
   TqAttnParams a{};
   a.kv = kv;
   a.q = q;
