@@ -192,10 +192,14 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 1));
     tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 2));
     const float m_new = fmaxf(m_run, tmax);
-    const float corr = expf(m_run - m_new);  // 0 on the warp's first tile
+    // exp as exp2 of x log2 e - m log2 e (one FFMA and the ex2 unit's instruction; expf is ~8), as in the prefill
+    // kernel.
+    const float corr = exp2f((m_run - m_new) * prefill::kLog2e);  // 0 on the warp's first tile
+    const bool first = m_run == -INFINITY;                         // O is still zero: no rescale
+    const float m_l2 = m_new * prefill::kLog2e;
     float p[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) p[i] = expf(s[i] - m_new);
+    for (int i = 0; i < 4; ++i) p[i] = exp2f(fmaf(s[i], prefill::kLog2e, -m_l2));
     l_run = fmaf(l_run, corr, (p[0] + p[1]) + (p[2] + p[3]));
     m_run = m_new;
 
@@ -215,9 +219,10 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 1));
     vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 2));
     const int e_new = vmax > 0.0f ? max(e_run, pv_exponent(vmax)) : e_run;
-    const float p_scale = ldexpf(kPScale, -e_new), rescale = corr * ldexpf(1.0f, e_run - e_new);
+    // Powers of two by their exponent bits (ldexpf is a call): -e_new in [-17, 30], e_run - e_new in [-47, 0].
+    const float p_scale = kPScale * prefill::pow2(-e_new), rescale = corr * prefill::pow2(e_run - e_new);
     e_run = e_new;
-    if (__any_sync(0xFFFFFFFFu, rescale != 1.0f)) {
+    if (__any_sync(0xFFFFFFFFu, rescale != 1.0f && !first)) {
 #pragma unroll
       for (int j = 0; j < NT; ++j)
 #pragma unroll
