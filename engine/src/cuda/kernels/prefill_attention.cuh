@@ -359,8 +359,12 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
         l[h] = l[h] * corr[h] + sum;
         m[h] = m_new;
       }
+      // Past the first tiles a row's max rarely grows: most tiles skip O's rescaling (64 multiplies a thread).
+      if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
 #pragma unroll
-      for (int n = 0; n < 2 * kSteps; ++n) o[n][0] *= corr[0], o[n][1] *= corr[0], o[n][2] *= corr[1], o[n][3] *= corr[1];
+        for (int n = 0; n < 2 * kSteps; ++n)
+          o[n][0] *= corr[0], o[n][1] *= corr[0], o[n][2] *= corr[1], o[n][3] *= corr[1];
+      }
       // O += P V: S's accumulators of n tiles 2kk and 2kk + 1 are P's A fragment for k step kk.
 #pragma unroll
       for (int kk = 0; kk < NT / 2; ++kk) {
