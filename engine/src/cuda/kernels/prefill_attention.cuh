@@ -134,6 +134,7 @@ __device__ __forceinline__ float pow2(int k) { return k < -126 ? 0.0f : __int_as
 // The smallest e with 2^e > |x| for x below 2^127 (from the exponent field: e = -126 for zero and subnormals).
 __device__ __forceinline__ int exponent_above(float x) { return ((__float_as_int(x) >> 23) & 255) - 126; }
 inline constexpr int kNoExponent = -1000;  // a V scale exponent before the first tile (O is zero)
+inline constexpr int kMinVExponent = -30;
 inline constexpr float kLog2e = 1.4426950408889634f;
 
 // c0 / c1 (two n tiles of 8) += (hi + lo) b over the parts but lo x lo: hi b + lo b, and hi b_lo when the other
@@ -311,7 +312,9 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
         }
         v_max = fmaxf(v_max, __shfl_xor_sync(0xffffffffu, v_max, 1));
         v_max = fmaxf(v_max, __shfl_xor_sync(0xffffffffu, v_max, 2));
-        const int e_tile = exponent_above(v_max);
+        // At least 2^-30 (f16 scalars are >= 2^-24 or 0): a tile of zero scalars (released blocks) must not push
+        // 2^-v_exp kPScale past f32's range (0 x inf).
+        const int e_tile = max(exponent_above(v_max), kMinVExponent);
         if (e_tile > v_exp) v_corr = pow2(v_exp - e_tile), v_exp = e_tile;  // warp-uniform
         const float down = pow2(-v_exp) * kPScale;
 #pragma unroll
