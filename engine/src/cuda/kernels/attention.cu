@@ -19,6 +19,7 @@
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/split_merge.cuh"
+#include "cuda/kernels/tile_copy_steps.h"
 
 namespace lmlab::kernels::cuda {
 
@@ -278,34 +279,26 @@ struct F16PrefillSource {
   static constexpr bool kHasArea = false;
   __host__ __device__ unsigned smem_bytes() const { return 0; }
   // 32-bit index math (positions are int32, head_dim <= 256): the 64-bit divisions it replaced were ~4 per 16-byte
-  // copy, ~2,000 instructions per thread and tile. The row, chunk, KV block and slot of a thread's copies are
-  // stepped along (two divisions a tile instead of two a copy).
+  // copy, ~2,000 instructions per thread and tile; the 32-bit ones are stepped along (TileCopySteps).
   __device__ void stage(int64_t j0, int64_t j_hi, int64_t kh, const prefill::Tiles& t, int ld, unsigned char*,
                         bool /*first*/) const {
     const int B = static_cast<int>(kv.block_tokens), D = static_cast<int>(kv.head_dim), chunks = D / 8;
     const int j0i = static_cast<int>(j0), j_hii = static_cast<int>(min(j_hi, int64_t{INT32_MAX}));
-    const int r_step = static_cast<int>(blockDim.x) / chunks, c_step = static_cast<int>(blockDim.x) % chunks;
-    int r = static_cast<int>(threadIdx.x) / chunks, c = static_cast<int>(threadIdx.x) - r * chunks;
-    int jb = (j0i + r) / B, slot = j0i + r - jb * B;
     const int64_t v_side = kv.n_kv_heads * B * D;
-    for (int e = threadIdx.x; e < prefill::kTile * chunks; e += blockDim.x) {
-      const int d = c * 8;
-      __half* k_dst = t.k_hi + r * ld + d;
-      __half* v_dst = t.v_hi + r * ld + d;
-      const uint16_t* block = j0i + r <= j_hii ? kv.blocks[jb] : nullptr;  // null: a window's released block
+    TileCopySteps at(static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), chunks, j0i, B);
+    for (int e = threadIdx.x; e < prefill::kTile * chunks; e += blockDim.x, at.next()) {
+      const int d = at.c * 8;
+      __half* k_dst = t.k_hi + at.r * ld + d;
+      __half* v_dst = t.v_hi + at.r * ld + d;
+      const uint16_t* block = j0i + at.r <= j_hii ? kv.blocks[at.jb] : nullptr;  // null: a window's released block
       if (block) {
-        const uint16_t* krow = block + static_cast<int64_t>(static_cast<int>(kh) * B + slot) * D;
+        const uint16_t* krow = block + static_cast<int64_t>(static_cast<int>(kh) * B + at.slot) * D;
         copy16_async(k_dst, krow + d);
         copy16_async(v_dst, krow + v_side + d);
       } else {
         *reinterpret_cast<uint4*>(k_dst) = make_uint4(0, 0, 0, 0);
         *reinterpret_cast<uint4*>(v_dst) = make_uint4(0, 0, 0, 0);
       }
-      int dr = r_step;
-      c += c_step;
-      if (c >= chunks) c -= chunks, ++dr;
-      r += dr, slot += dr;
-      while (slot >= B) slot -= B, ++jb;
     }
   }
   __device__ void rotate(float*, int, int, bool) const {}

@@ -166,10 +166,11 @@ struct DecodeOptions {
   // 2.5-3% faster at 40K / 100K positions (docs/cuda.md, nineteenth session); LMLAB_TQ_BULK_COPIES=0 turns off.
   bool tq_bulk_copies = true;
   // Prefill attention over TurboQuant records (turboquant.cu's TqPrefillSource): tiles of codebook values with the
-  // positions' scalars as column scales where the format allows (LMLAB_TQ_PREFILL_CODES=0: decoded f32 values as hi
-  // + lo parts), and the next tile's records copied while this one is computed (LMLAB_TQ_PREFILL_PREFETCH=0: not).
-  bool tq_prefill_codes = true;
-  bool tq_prefill_prefetch = true;
+  // positions' scalars as column scales where the format allows (LMLAB_TQ_PREFILL_CODES=1; else decoded f32 values
+  // as hi + lo parts), and the next tile's records copied while this one is computed (LMLAB_TQ_PREFILL_PREFETCH=1).
+  // Off until run and measured on a GPU (written in the nineteenth session, whose device time went to refused starts).
+  bool tq_prefill_codes = false;
+  bool tq_prefill_prefetch = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
