@@ -140,13 +140,15 @@ for step in "$@"; do
     ncu-sass)  # one launch of NCU_KERNEL in the lmlab_bench benchmark NCU_FILTER with source counters: the report
       # (ncu-sass.ncu-rep) and every SASS instruction's executions and stall samples (sass.csv), as the sixteenth
       # session read the TurboQuant decode's instruction mix (docs/cuda.md); NCU_SECTIONS: more, e.g.
-      # "--section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis" (shared-memory wavefronts, pipes)
+      # "--section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis" (shared-memory wavefronts, pipes);
+      # sass-summary.txt: ncu_sass_summary.py's digest (the device tool returns only a few files: copy that one)
       timeout 180 "$ncu" --kernel-name "regex:${NCU_KERNEL:-tq_decode_warps}" --launch-skip 3 --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
         --section InstructionStats --section SourceCounters ${NCU_SECTIONS:-} --import-source no -f -o "$out/ncu-sass" \
         "$here/lmlab_bench" --benchmark_filter="${NCU_FILTER:-cuda_attention/8b/turbo/decode/40000/}" \
         --benchmark_min_time=0.01 > "$out/ncu-sass.log" 2>&1
       "$ncu" -i "$out/ncu-sass.ncu-rep" --page source --csv --print-source sass > "$out/sass.csv" 2>&1
+      python3 "$here/../scripts/ncu_sass_summary.py" "$out/sass.csv" > "$out/sass-summary.txt" 2>&1  # by opcode, stalls
       "$ncu" -i "$out/ncu-sass.ncu-rep" \
         | grep -E "Duration|Elapsed Cycles|Executed Instructions  |Warp Cycles Per Issued|Eligible Warps"
       ;;
