@@ -9,8 +9,9 @@
 // reuse), so only K and V go through shared memory. A block with at most 16 rows (decode: one query's G heads; a
 // chunk's last block) has the four warps share those rows and take 16 of each tile's positions, merging their
 // states at the end. Sources that copy (the f16 cache) stage the next tile with
-// cp.async while this one is computed (two buffers); sources that decode stage in place (one buffer: their hi + lo
-// tiles are twice the size, and two blocks per SM hide more than a second buffer would).
+// cp.async while this one is computed (two buffers); sources that decode stage in place (one tile buffer: hi + lo
+// tiles are twice the size, and two blocks per SM hide more than a second buffer would; TurboQuant's source may copy
+// the next tile's records ahead into its own area).
 //
 // Exactness: the scaled query and the probabilities are f32, so each goes in as two f16 parts, x = hi + lo
 // (|x - hi - lo| <= 2^-22 |x|); the f16 cache is exact in f16, decoded records (f32: scalar x codebook value) are
