@@ -144,11 +144,10 @@ __device__ __forceinline__ void block_setup(const TqAttnParams& a, int64_t t, in
 }
 
 // 2^(14 - e) for a tile whose largest P x V scalar magnitude is vmax < 2^e: the tile's products go in as at most
-// kPScale (normal and finite in f16). Returns e (0 for vmax 0 or not finite).
+// kPScale (normal and finite in f16). Returns e (0 for vmax 0 or not finite): frexpf's exponent, read from the bits
+// as the prefill kernel's column scales do (the scalars are f16 values, normal in f32).
 __device__ __forceinline__ int pv_exponent(float vmax) {
-  int e = 0;
-  if (vmax > 0.0f && vmax <= 65504.0f) frexpf(vmax, &e);
-  return e;
+  return vmax > 0.0f && vmax <= 65504.0f ? prefill::exponent_above(vmax) : 0;
 }
 
 }  // namespace lmlab::kernels::cuda::tq::mma
