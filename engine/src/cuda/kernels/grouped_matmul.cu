@@ -17,6 +17,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/kernels_cuda.h"
+#include "cuda/kernels/shared_fragments.cuh"
 #include "cuda/kernels/weight_access.cuh"
 
 namespace lmlab::kernels::cuda {
@@ -110,17 +111,15 @@ struct __align__(16) GemmShared {
   int32_t slot[kSlotTile];
 };
 
-// A: 16 x 16 bf16 row-major at p (leading dimension ld elements); B: 16 x 8 with element (k, n) at p[n ld + k].
-// Fragment layouts of mma.m16n8k16 (PTX ISA): lane = 4 g + t.
-__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16* p, int ld, int g, int t) {
-  a[0] = *reinterpret_cast<const uint32_t*>(p + g * ld + 2 * t);
-  a[1] = *reinterpret_cast<const uint32_t*>(p + (g + 8) * ld + 2 * t);
-  a[2] = *reinterpret_cast<const uint32_t*>(p + g * ld + 2 * t + 8);
-  a[3] = *reinterpret_cast<const uint32_t*>(p + (g + 8) * ld + 2 * t + 8);
+// Fragments of mma.m16n8k16 (PTX ISA: lane = 4 g + t) by ldmatrix. A: the 16 x 16 bf16 tile at p (row-major, leading
+// dimension ld elements). B: two 16 x 8 tiles, element (k, n) of tile j at p[(8 j + n) ld + k] (weight rows).
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const __nv_bfloat16* p, int ld, int lane) {
+  ldmatrix_x4(a, p + (lane % 16) * ld + (lane / 16) * 8);
 }
-__device__ __forceinline__ void load_b(uint32_t (&b)[2], const __nv_bfloat16* p, int ld, int g, int t) {
-  b[0] = *reinterpret_cast<const uint32_t*>(p + g * ld + 2 * t);
-  b[1] = *reinterpret_cast<const uint32_t*>(p + g * ld + 2 * t + 8);
+__device__ __forceinline__ void load_b2(uint32_t (&b0)[2], uint32_t (&b1)[2], const __nv_bfloat16* p, int ld, int lane) {
+  uint32_t r[4];
+  ldmatrix_x4(r, p + ((lane / 16) * 8 + lane % 8) * ld + ((lane / 8) % 2) * 8);
+  b0[0] = r[0], b0[1] = r[1], b1[0] = r[2], b1[1] = r[3];
 }
 // c (16 x 8 f32: c[0..1] row g, columns 2t, 2t + 1; c[2..3] row g + 8) += a b.
 __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -178,6 +177,38 @@ __device__ __forceinline__ void load_row_scale_bias(const DeviceWeight& w, int64
   const int64_t groups = w.cols / a.group_size, g0 = k0 / a.group_size, r = r0 + threadIdx.x;
   scale = r < w.rows ? load_scale(a.scales, r * groups + g0, a.scale_type) : 0.0f;
   bias = r < w.rows ? load_scale(a.biases, r * groups + g0, a.scale_type) : 0.0f;
+}
+
+// A packed word's levels (level q at bits [q bits, (q + 1) bits), the smaller column first) as bf16 values at dst, one
+// shared-memory store. The same values __float2bfloat16(q) gives, bit for bit, with fewer instructions: 4-bit levels
+// two at a time (byte p's two nibbles copied into both halves of a word, masked, over bf16 128 = 0x4300: the halves
+// are 128 + lo and 128 + 16 hi, exactly, and one bf16x2 FMA takes them to lo and hi); 8-bit ones by pairs of
+// conversions.
+template <int kBits>
+__device__ __forceinline__ void store_levels(uint32_t word, __nv_bfloat16* dst) {
+  static_assert(kBits == 4 || kBits == 8, "packed levels of 4 or 8 bits");
+  if constexpr (kBits == 4) {
+    constexpr uint32_t kMul = 0x3D803F80u, kAdd = 0xC100C300u;  // bf16 pairs (1, 1/16) and (-128, -8)
+    uint32_t pairs[4];
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const uint32_t v = (__byte_perm(word, 0u, 0x4040u | (p << 8) | p) & 0x00F0000Fu) | 0x43004300u;
+      const __nv_bfloat162 q = __hfma2(*reinterpret_cast<const __nv_bfloat162*>(&v),
+                                       *reinterpret_cast<const __nv_bfloat162*>(&kMul),
+                                       *reinterpret_cast<const __nv_bfloat162*>(&kAdd));
+      pairs[p] = *reinterpret_cast<const uint32_t*>(&q);
+    }
+    *reinterpret_cast<uint4*>(dst) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
+  } else {
+    uint32_t pairs[2];
+#pragma unroll
+    for (int p = 0; p < 2; ++p) {
+      const __nv_bfloat162 q = __floats2bfloat162_rn(static_cast<float>((word >> (16 * p)) & 0xFFu),
+                                                     static_cast<float>((word >> (16 * p + 8)) & 0xFFu));
+      pairs[p] = *reinterpret_cast<const uint32_t*>(&q);
+    }
+    *reinterpret_cast<uint2*>(dst) = make_uint2(pairs[0], pairs[1]);
+  }
 }
 
 // One k tile of a block's operands in registers: X (a warp per slot row, a lane per column) and, for 4- and 8-bit
@@ -240,13 +271,10 @@ struct TileStage {
     if constexpr (kForm == Form::affine && kBits != 0) {
       sm.scale[threadIdx.x] = scale, sm.bias[threadIdx.x] = bias;
       constexpr int per_word = 32 / kBits;
-      constexpr uint32_t mask = (1u << kBits) - 1u;
 #pragma unroll
       for (int j = 0; j < kWords; ++j) {
         const int i = threadIdx.x + j * kGemmThreads, rr = i / kRowWords, wi = i % kRowWords;
-#pragma unroll
-        for (int q = 0; q < per_word; ++q)
-          sm.w[0][rr][wi * per_word + q] = __float2bfloat16(static_cast<float>((words[j] >> (q * kBits)) & mask));
+        store_levels<kBits>(words[j], &sm.w[0][rr][wi * per_word]);
       }
     } else {
       if constexpr (kForm == Form::affine) load_row_scale_bias(w, r0, k0, sm.scale[threadIdx.x], sm.bias[threadIdx.x]);
@@ -291,11 +319,11 @@ __global__ void __launch_bounds__(kGemmThreads, kBits == 8 ? 3 : 4) grouped_gemm
 #pragma unroll
       for (int p = 0; p < 3; ++p)
 #pragma unroll
-        for (int m = 0; m < 2; ++m) load_a(a[p][m], &sm.x[p][m * 16][kk], ld, g, t);
+        for (int m = 0; m < 2; ++m) load_a(a[p][m], &sm.x[p][m * 16][kk], ld, lane);
 #pragma unroll
-      for (int n = 0; n < 4; ++n) {
-        load_b(b[n], &sm.w[0][warp * 32 + n * 8][kk], ld, g, t);
-        if constexpr (kForm == Form::split) load_b(b_lo[n], &sm.w[1][warp * 32 + n * 8][kk], ld, g, t);
+      for (int n = 0; n < 4; n += 2) {
+        load_b2(b[n], b[n + 1], &sm.w[0][warp * 32 + n * 8][kk], ld, lane);
+        if constexpr (kForm == Form::split) load_b2(b_lo[n], b_lo[n + 1], &sm.w[1][warp * 32 + n * 8][kk], ld, lane);
       }
 #pragma unroll
       for (int m = 0; m < 2; ++m)

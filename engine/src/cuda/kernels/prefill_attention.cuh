@@ -44,6 +44,7 @@
 
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/prefill_attention_common.cuh"
+#include "cuda/kernels/shared_fragments.cuh"
 
 namespace lmlab::kernels::cuda::prefill {
 
@@ -107,18 +108,6 @@ __device__ __forceinline__ void split2(float a, float b, uint32_t& hi, uint32_t&
   const __half2 l = __floats2half2_rn(a - hf.x, b - hf.y);
   hi = *reinterpret_cast<const uint32_t*>(&h);
   lo = *reinterpret_cast<const uint32_t*>(&l);
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_address(p)));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const __half* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_address(p)));
 }
 
 // d += a (16 x 16, row) b (16 x 8, col), f16 inputs, f32 accumulators.
