@@ -397,10 +397,11 @@ TEST_F(CudaKernels, GroupedExpertMatmulMatchesReference) {
       // Runs the grouped GEMM for a routing and slot -> x row map (x_div 1: the slot's own row of xs).
       auto run = [&](const std::vector<int32_t>& route, const std::vector<float>& xs) {
         DeviceBuffer de = up(route), dx = up(xs), dy = out(slots * rows);
-        DeviceBuffer groups(alloc_, kc::expert_groups_bytes(slots, E), "groups");
+        const int64_t rows_of_x = static_cast<int64_t>(xs.size()) / cols;
+        DeviceBuffer groups(alloc_, kc::expert_groups_bytes(slots, E, kc::grouped_x_values(rows_of_x, cols)), "groups");
         kc::group_slots(de.get<int32_t>(), slots, E, groups.get(), nullptr);
         const kc::GemvPart part{w, dy.get<float>()};
-        kc::matmul_grouped(&part, 1, groups.get(), slots, E, dx.get<float>(), x_div, nullptr);
+        kc::matmul_grouped(&part, 1, groups.get(), groups.bytes(), slots, E, dx.get<float>(), x_div, nullptr);
         return down<float>(dy, slots * rows);
       };
       const std::vector<float> got = run(experts, x);

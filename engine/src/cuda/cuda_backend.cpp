@@ -324,7 +324,11 @@ void CudaBackend::ensure_scratch(Scratch& sc, int64_t n) const {
     sc.slot_ids = f(slots, "expert slots");
     sc.predicted = f(slots, "predicted experts");
     sc.predicted_weights = f(slots, "predicted expert weights");
-    if (n >= kc::kGroupedMinTokens) sc.groups = DeviceBuffer(a, kc::expert_groups_bytes(slots, route_ids_), "expert groups");
+    if (n >= kc::kGroupedMinTokens) {  // x: the gate and up projections' n x H, the down projection's slots x inter
+      const int64_t inter = std::max(s_.moe_intermediate, s_.intermediate);
+      const int64_t x_values = std::max(kc::grouped_x_values(n, H), kc::grouped_x_values(slots, inter));
+      sc.groups = DeviceBuffer(a, kc::expert_groups_bytes(slots, route_ids_, x_values), "expert groups");
+    }
   }
   // The largest Linear of the model bounds the matmul scratch.
   uint64_t mm = 0;
@@ -365,9 +369,9 @@ void CudaBackend::moe(Scratch& sc, int64_t l, const cuda::DeviceLayer& w, int64_
                          kc::matmul_grouped_supports(w.up.w) && kc::matmul_grouped_supports(w.down.w);
     if (grouped) {
       kc::group_slots(index, slots, route_ids_, sc.groups.get(), stream_);
-      kc::matmul_grouped(gate_up, 2, sc.groups.get(), slots, route_ids_, h, K, stream_);
+      kc::matmul_grouped(gate_up, 2, sc.groups.get(), sc.groups.bytes(), slots, route_ids_, h, K, stream_);
       kc::gated_mul(gate_activation(), g, u, g, slots * inter, stream_);
-      kc::matmul_grouped(&down, 1, sc.groups.get(), slots, route_ids_, g, 1, stream_);
+      kc::matmul_grouped(&down, 1, sc.groups.get(), sc.groups.bytes(), slots, route_ids_, g, 1, stream_);
     } else {
       kc::matmul_gathered_gate_up(w.gate.w, w.up.w, gate_activation(), index, h, K, slots, g, u, g, stream_);
       kc::matmul_gathered(&down, 1, index, g, 1, slots, stream_);

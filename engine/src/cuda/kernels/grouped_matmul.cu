@@ -3,14 +3,14 @@
 // crawled at ~1,000 tok/s. Here the slots are first grouped by expert on the device (group_slots: stable, one block,
 // a warp per expert counting and placing its slots by ballot), then one launch per part runs tensor-core tiles
 // (mma.sync m16n8k16 bf16, f32 accumulation) of kSlotTile slots of one expert x kRowTile weight rows: each weight
-// tile is unpacked once into shared memory for all the tile's slots.
+// tile is unpacked once into shared memory for all the tile's slots. X is split into its parts once per call
+// (split_x_kernel) and each block copies its slots' tiles of them in by cp.async, double-buffered.
 // Precision is f32's, not the dense prefill's 16 bits: X goes in as three bf16 parts (hi + mid + lo = the f32 value),
 // the weights exactly: MLX affine as their integer levels q (< 256: exact in bf16) with s sum(x q) + b sum(x) per k
 // tile in f32, bf16 as they are, f16 / f32 as two bf16 parts. (The 16-bit parts of the dense path moved a router's
 // near tie on qwen3_moe-4bit: golden logit off by 0.62.) Each output element is one dot product in a fixed k order
 // whatever the grouping, so the result does not depend on which slots share a tile.
 #include <cuda_bf16.h>
-#include <mma.h>
 
 #include <algorithm>
 #include <string>
@@ -24,12 +24,10 @@ namespace lmlab::kernels::cuda {
 
 namespace {
 
-namespace wmma = nvcuda::wmma;
-
 constexpr int kSlotTile = 32, kRowTile = 128, kKTile = 32, kGemmThreads = 128;
 constexpr int kGroupThreads = 1024;
 static_assert(kKTile == 32, "the X tile is loaded a lane per column");
-constexpr int kPad = 8;  // bf16 elements of row padding in shared memory (bank spread; wmma wants ld % 8 == 0)
+constexpr int kPad = 8;  // bf16 elements of row padding in shared memory (bank spread; ldmatrix rows 16-byte aligned)
 
 // A tile of work: slots order[start, start + count) (count <= kSlotTile), all routed to `expert`.
 struct GroupTile {
@@ -51,6 +49,42 @@ GroupLayout group_layout(int64_t n_slots, int64_t n_experts) {
   l.tiles = l.order + align128(static_cast<uint64_t>(n_slots) * 4);
   l.bytes = l.tiles + align128(static_cast<uint64_t>(l.max_tiles) * sizeof(GroupTile));
   return l;
+}
+
+// X as split_x_kernel leaves it, after the groups in the same scratch: per (row, k tile), row-major over k tiles, its
+// three bf16 parts [3][kKTile] (hi, mid, lo: 192 bytes) and, apart, its f32 sum over the tile (the affine bias term;
+// zeros past the last column).
+constexpr int64_t kXTileValues = 3 * kKTile;
+struct XLayout {
+  uint64_t parts, sums, bytes;  // offsets from the scratch's start; bytes: its end
+};
+XLayout x_layout(const GroupLayout& g, int64_t x_tiles) {
+  XLayout x;
+  x.parts = g.bytes;
+  x.sums = x.parts + align128(static_cast<uint64_t>(x_tiles) * kXTileValues * 2);
+  x.bytes = x.sums + align128(static_cast<uint64_t>(x_tiles) * 4);
+  return x;
+}
+__host__ __device__ inline int64_t k_tiles_of(int64_t cols) { return (cols + kKTile - 1) / kKTile; }
+
+// x [rows, cols] into XLayout's parts and sums: a warp per (row, k tile), a lane per column. The sum goes over the
+// lanes by the same butterfly for every tile, so a slot's result does not depend on its tile's other slots.
+__global__ void split_x_kernel(const float* __restrict__ x, int64_t rows, int64_t cols, int64_t k_tiles,
+                               __nv_bfloat16* __restrict__ parts, float* __restrict__ sums) {
+  const int lane = threadIdx.x % 32, warps_per_block = blockDim.x / 32;
+  const int64_t n = rows * k_tiles, stride = static_cast<int64_t>(gridDim.x) * warps_per_block;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * warps_per_block + threadIdx.x / 32; t < n; t += stride) {
+    const int64_t row = t / k_tiles, c = (t % k_tiles) * kKTile + lane;
+    const float v = c < cols ? x[row * cols + c] : 0.0f;
+    const __nv_bfloat16 hi = __float2bfloat16(v);
+    const float r1 = v - __bfloat162float(hi);
+    const __nv_bfloat16 mid = __float2bfloat16(r1);
+    __nv_bfloat16* p = parts + t * kXTileValues;
+    p[lane] = hi, p[kKTile + lane] = mid, p[2 * kKTile + lane] = __float2bfloat16(r1 - __bfloat162float(mid));
+    float sum = v;
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) sums[t] = sum;
+  }
 }
 
 // One block. Pass 1: a warp per expert counts its slots (ballot + popc over the slot list). Then thread 0 turns the
@@ -104,12 +138,33 @@ __global__ void __launch_bounds__(kGroupThreads) group_slots_kernel(const int32_
 enum class Form { affine, bf16, split };
 
 struct __align__(16) GemmShared {
-  __nv_bfloat16 x[3][kSlotTile][kKTile + kPad];  // X as bf16 hi + mid + lo: exact for f32 values
-  __nv_bfloat16 w[2][kRowTile][kKTile + kPad];   // q (affine), w (bf16), or w hi + lo (split)
-  float x_sum[kSlotTile];                        // affine: per slot, the sum of its k tile's x (for the bias)
-  float scale[kRowTile], bias[kRowTile];         // affine: per weight row, the k tile's group scale and bias
-  int32_t slot[kSlotTile];
+  __nv_bfloat16 x[2][3][kSlotTile][kKTile + kPad];  // two buffers of X as bf16 hi + mid + lo: exact for f32 values
+  __nv_bfloat16 w[2][kRowTile][kKTile + kPad];      // q (affine), w (bf16), or w hi + lo (split)
+  float x_sum[2][kSlotTile];                        // per buffer and slot, the sum of its k tile's x (affine's bias)
+  float scale[kRowTile], bias[kRowTile];            // affine: per weight row, the k tile's group scale and bias
+  int32_t slot[kSlotTile], x_row[kSlotTile];        // the tile's slots (-1: none) and their rows of X
 };
+
+// X tile kt of the block's slots (split_x_kernel's parts and sums) into buffer b by cp.async; no slot: zeros.
+__device__ __forceinline__ void issue_x_tile(GemmShared& sm, int b, const __nv_bfloat16* __restrict__ parts,
+                                             const float* __restrict__ sums, int64_t k_tiles, int64_t kt) {
+  constexpr int kPartPieces = kKTile * 2 / 16, kSlotPieces = 3 * kPartPieces;  // 16-byte pieces
+  static_assert(kSlotTile * kSlotPieces % kGemmThreads == 0, "whole rounds of copies");
+#pragma unroll
+  for (int c = threadIdx.x; c < kSlotTile * kSlotPieces; c += kGemmThreads) {
+    const int s = c / kSlotPieces, p = c % kSlotPieces / kPartPieces, q = c % kPartPieces;
+    const int32_t row = sm.x_row[s];
+    __nv_bfloat16* dst = &sm.x[b][p][s][q * 8];
+    if (row >= 0) copy16_async(dst, parts + (row * k_tiles + kt) * kXTileValues + p * kKTile + q * 8);
+    else *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+  }
+  if (threadIdx.x < kSlotTile) {
+    const int32_t row = sm.x_row[threadIdx.x];
+    if (row >= 0) copy4_async(&sm.x_sum[b][threadIdx.x], sums + row * k_tiles + kt);
+    else sm.x_sum[b][threadIdx.x] = 0.0f;
+  }
+  async_commit();
+}
 
 // Fragments of mma.m16n8k16 (PTX ISA: lane = 4 g + t) by ldmatrix. A: the 16 x 16 bf16 tile at p (row-major, leading
 // dimension ld elements). B: two 16 x 8 tiles, element (k, n) of tile j at p[(8 j + n) ld + k] (weight rows).
@@ -211,36 +266,24 @@ __device__ __forceinline__ void store_levels(uint32_t word, __nv_bfloat16* dst) 
   }
 }
 
-// One k tile of a block's operands in registers: X (a warp per slot row, a lane per column) and, for 4- and 8-bit
-// affine weights (kBits), the packed words (a thread per word) and the rows' group scales and biases. Loaded from
-// global memory while the tile before is multiplied (the loads of a tile were waited for before its MMAs: a memory
-// round trip per 32 columns), then stored to shared memory in the MMA's form; the same values and operations as
-// loading straight into shared memory, so the result is unchanged bit for bit. kBits 0 (other widths, dense): the
-// weights go by store_weight_values (32 values a thread in registers did not fit beside the accumulators).
+// One k tile of a block's weights in registers, for 4- and 8-bit affine weights (kBits): the packed words (a thread
+// per word) and the rows' group scales and biases. Loaded from global memory while the tile before is multiplied
+// (the loads of a tile were waited for before its MMAs: a memory round trip per 32 columns), then stored to shared
+// memory in the MMA's form. kBits 0 (other widths, dense): the weights go by store_weight_values when stored (32
+// values a thread in registers did not fit beside the accumulators).
 template <Form kForm, int kBits>
 struct TileStage {
-  static constexpr int kXRows = kSlotTile / (kGemmThreads / 32);
   static constexpr int kRowWords = kKTile * kBits / 32;  // packed words of a weight row's k tile
   static constexpr int kWords = kBits ? kRowTile * kRowWords / kGemmThreads : 1;
   static_assert(kRowTile == kGemmThreads, "affine scales and biases: a thread per weight row");
-  float x[kXRows];
   uint32_t words[kWords];
   float scale = 0.0f, bias = 0.0f;  // affine: weight row threadIdx.x's group scale and bias
 
-  __device__ __forceinline__ void load(const DeviceWeight& w, int64_t r0, int64_t k0, const float* __restrict__ xg,
-                                       int64_t x_div, const int32_t* slots) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t cols = w.cols;
-#pragma unroll
-    for (int i = 0; i < kXRows; ++i) {
-      const int32_t slot = slots[warp + i * (kGemmThreads / 32)];
-      const int64_t c = k0 + lane;
-      x[i] = slot >= 0 && c < cols ? xg[(slot / x_div) * cols + c] : 0.0f;
-    }
+  __device__ __forceinline__ void load(const DeviceWeight& w, int64_t r0, int64_t k0) {
     if constexpr (kForm == Form::affine && kBits != 0) {
       const AffineWeight& a = w.quant;
       load_row_scale_bias(w, r0, k0, scale, bias);
-      const int64_t row_words = cols * kBits / 32;
+      const int64_t row_words = w.cols * kBits / 32;
 #pragma unroll
       for (int j = 0; j < kWords; ++j) {
         const int i = threadIdx.x + j * kGemmThreads, rr = i / kRowWords, wi = i % kRowWords;
@@ -250,24 +293,9 @@ struct TileStage {
     }
   }
 
-  // X as bf16 hi + mid + lo (and, affine, each slot row's sum over the tile in a fixed order); packed words as their
-  // levels. (Affine of other widths: the scales and biases here too, the levels by store_weight_values.)
+  // Packed words as their levels (affine of other widths: the scales and biases too, the levels by
+  // store_weight_values; dense: store_weight_values).
   __device__ __forceinline__ void store(const DeviceWeight& w, int64_t r0, int64_t k0, GemmShared& sm) const {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-    for (int i = 0; i < kXRows; ++i) {
-      const int s = warp + i * (kGemmThreads / 32);
-      const float v = x[i];
-      const __nv_bfloat16 hi = __float2bfloat16(v);
-      const float r1 = v - __bfloat162float(hi);
-      const __nv_bfloat16 mid = __float2bfloat16(r1);
-      sm.x[0][s][lane] = hi, sm.x[1][s][lane] = mid, sm.x[2][s][lane] = __float2bfloat16(r1 - __bfloat162float(mid));
-      if constexpr (kForm == Form::affine) {
-        float sum = v;
-        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if (lane == 0) sm.x_sum[s] = sum;
-      }
-    }
     if constexpr (kForm == Form::affine && kBits != 0) {
       sm.scale[threadIdx.x] = scale, sm.bias[threadIdx.x] = bias;
       constexpr int per_word = 32 / kBits;
@@ -284,59 +312,73 @@ struct TileStage {
 };
 
 // One block: the slots of tile blockIdx.y x weight rows [blockIdx.x kRowTile, +kRowTile). Warp w owns rows
-// [32 w, 32 w + 32) for all 32 slots: 2 x 4 tiles of m16n8. The next k tile's operands are loaded into registers
-// (TileStage) while this one is multiplied (packed 4- and 8-bit weights).
+// [32 w, 32 w + 32) for all 32 slots: 2 x 4 tiles of m16n8. The next k tile's X is copied in (cp.async, the other
+// buffer) and, for packed 4- and 8-bit weights, its words loaded into registers (TileStage) while this one is
+// multiplied.
 template <Form kForm, int kBits>
-__global__ void __launch_bounds__(kGemmThreads, kBits == 8 ? 3 : 4) grouped_gemm_kernel(DeviceWeight w, const uint8_t* scratch,
-                                                                    GroupLayout l, const float* __restrict__ x,
-                                                                    int64_t x_div, float* __restrict__ y) {
+__global__ void __launch_bounds__(kGemmThreads, kBits == 8 ? 3 : 4)
+    grouped_gemm_kernel(DeviceWeight w, const uint8_t* scratch, GroupLayout l, XLayout xl, int64_t x_div,
+                        float* __restrict__ y) {
   const auto* n_tiles = reinterpret_cast<const int32_t*>(scratch);
   if (static_cast<int32_t>(blockIdx.y) >= *n_tiles) return;
   const GroupTile tile = reinterpret_cast<const GroupTile*>(scratch + l.tiles)[blockIdx.y];
   const auto* order = reinterpret_cast<const int32_t*>(scratch + l.order);
+  const auto* parts = reinterpret_cast<const __nv_bfloat16*>(scratch + xl.parts);
+  const auto* sums = reinterpret_cast<const float*>(scratch + xl.sums);
   __shared__ GemmShared sm;
   const DeviceWeight we = select_expert(w, tile.expert);
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowTile, cols = w.cols;
-  if (threadIdx.x < kSlotTile) sm.slot[threadIdx.x] = threadIdx.x < tile.count ? order[tile.start + threadIdx.x] : -1;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowTile, cols = w.cols, k_tiles = k_tiles_of(cols);
+  if (threadIdx.x < kSlotTile) {
+    const int32_t slot = threadIdx.x < tile.count ? order[tile.start + threadIdx.x] : -1;
+    sm.slot[threadIdx.x] = slot, sm.x_row[threadIdx.x] = slot >= 0 ? static_cast<int32_t>(slot / x_div) : -1;
+  }
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   constexpr int ld = kKTile + kPad;
   float acc[2][4][4] = {};
   __syncthreads();
-  // Packed 4/8-bit weights: the next tile in flight during the MMAs. The per-value forms load the tile they store:
-  // a prefetched X alone cost them 20-40 registers (bf16: 7 -> 4 blocks per SM) for none of the weights' latency.
+  issue_x_tile(sm, 0, parts, sums, k_tiles, 0);
+  // Packed 4/8-bit weights: the next tile in flight during the MMAs. The per-value forms load the tile they store.
   constexpr bool kAhead = kBits != 0;
   TileStage<kForm, kBits> stage;
-  if constexpr (kAhead) stage.load(we, r0, 0, x, x_div, sm.slot);
-  for (int64_t k0 = 0; k0 < cols; k0 += kKTile) {
-    if constexpr (!kAhead) stage.load(we, r0, k0, x, x_div, sm.slot);
+  if constexpr (kAhead) stage.load(we, r0, 0);
+  for (int64_t kt = 0; kt < k_tiles; ++kt) {
+    const int64_t k0 = kt * kKTile;
+    const int b = static_cast<int>(kt & 1);
+    if constexpr (!kAhead) stage.load(we, r0, k0);
     stage.store(we, r0, k0, sm);
+    if (kt + 1 < k_tiles) {
+      issue_x_tile(sm, b ^ 1, parts, sums, k_tiles, kt + 1);  // buffer b ^ 1 was last read before the loop's barrier
+      async_wait<1>();
+    } else {
+      async_wait<0>();
+    }
     __syncthreads();
-    if (kAhead && k0 + kKTile < cols) stage.load(we, r0, k0 + kKTile, x, x_div, sm.slot);
+    if (kAhead && kt + 1 < k_tiles) stage.load(we, r0, k0 + kKTile);
     float part[2][4][4] = {};  // affine: this k tile's sum x q, scaled below
 #pragma unroll
     for (int kk = 0; kk < kKTile; kk += 16) {
-      uint32_t a[3][2][4], b[4][2], b_lo[4][2];
+      uint32_t a[3][2][4], bw[4][2], bw_lo[4][2];
 #pragma unroll
       for (int p = 0; p < 3; ++p)
 #pragma unroll
-        for (int m = 0; m < 2; ++m) load_a(a[p][m], &sm.x[p][m * 16][kk], ld, lane);
+        for (int m = 0; m < 2; ++m) load_a(a[p][m], &sm.x[b][p][m * 16][kk], ld, lane);
 #pragma unroll
       for (int n = 0; n < 4; n += 2) {
-        load_b2(b[n], b[n + 1], &sm.w[0][warp * 32 + n * 8][kk], ld, lane);
-        if constexpr (kForm == Form::split) load_b2(b_lo[n], b_lo[n + 1], &sm.w[1][warp * 32 + n * 8][kk], ld, lane);
+        load_b2(bw[n], bw[n + 1], &sm.w[0][warp * 32 + n * 8][kk], ld, lane);
+        if constexpr (kForm == Form::split) load_b2(bw_lo[n], bw_lo[n + 1], &sm.w[1][warp * 32 + n * 8][kk], ld, lane);
       }
 #pragma unroll
       for (int m = 0; m < 2; ++m)
 #pragma unroll
         for (int n = 0; n < 4; ++n) {
           float(&c)[4] = kForm == Form::affine ? part[m][n] : acc[m][n];
-          mma(c, a[0][m], b[n]), mma(c, a[1][m], b[n]), mma(c, a[2][m], b[n]);
-          if constexpr (kForm == Form::split) mma(c, a[0][m], b_lo[n]), mma(c, a[1][m], b_lo[n]);
+          mma(c, a[0][m], bw[n]), mma(c, a[1][m], bw[n]), mma(c, a[2][m], bw[n]);
+          if constexpr (kForm == Form::split) mma(c, a[0][m], bw_lo[n]), mma(c, a[1][m], bw_lo[n]);
         }
     }
     if constexpr (kForm == Form::affine)
       for_each_acc(warp, g, t, [&](int m, int n, int i, int row, int col) {
-        acc[m][n][i] += sm.scale[col] * part[m][n][i] + sm.bias[col] * sm.x_sum[row];
+        acc[m][n][i] += sm.scale[col] * part[m][n][i] + sm.bias[col] * sm.x_sum[b][row];
       });
     __syncthreads();
   }
@@ -353,7 +395,11 @@ bool matmul_grouped_supports(const DeviceWeight& w) {
   return !w.affine || (w.quant.group_size % kKTile == 0 && w.cols % w.quant.group_size == 0);
 }
 
-uint64_t expert_groups_bytes(int64_t n_slots, int64_t n_experts) { return group_layout(n_slots, n_experts).bytes; }
+int64_t grouped_x_values(int64_t rows, int64_t cols) { return rows * k_tiles_of(cols) * kKTile; }
+
+uint64_t expert_groups_bytes(int64_t n_slots, int64_t n_experts, int64_t x_values) {
+  return x_layout(group_layout(n_slots, n_experts), (x_values + kKTile - 1) / kKTile).bytes;
+}
 
 void group_slots(const int32_t* experts, int64_t n_slots, int64_t n_experts, void* groups, cudaStream_t stream) {
   if (n_experts <= 0 || n_experts > kMaxGroupedExperts)
@@ -365,29 +411,46 @@ void group_slots(const int32_t* experts, int64_t n_slots, int64_t n_experts, voi
   lmlab::cuda::check_launch("group slots by expert");
 }
 
-void matmul_grouped(const GemvPart* parts, int n_parts, const void* groups, int64_t n_slots, int64_t n_experts,
-                    const float* x, int64_t x_div, cudaStream_t stream) {
+void matmul_grouped(const GemvPart* parts, int n_parts, void* groups, uint64_t groups_bytes, int64_t n_slots,
+                    int64_t n_experts, const float* x, int64_t x_div, cudaStream_t stream) {
   const GroupLayout l = group_layout(n_slots, n_experts);
   if (l.max_tiles > 65535)  // the grid's y dimension
     throw Error(ErrorKind::invalid_input, "matmul_grouped",
                 std::to_string(n_slots) + " expert slots in one chunk: too many (lower --prefill-size)");
+  if (n_parts == 0 || n_slots == 0) return;
+  const int64_t cols = parts[0].w.cols, rows = (n_slots + x_div - 1) / x_div, k_tiles = k_tiles_of(cols);
+  for (int p = 1; p < n_parts; ++p)
+    if (parts[p].w.cols != cols)
+      throw Error(ErrorKind::internal, "matmul_grouped", "parts of one x differ in their columns");
+  const XLayout xl = x_layout(l, rows * k_tiles);
+  if (xl.bytes > groups_bytes)
+    throw Error(ErrorKind::internal, "matmul_grouped",
+                "x of " + std::to_string(rows) + " x " + std::to_string(cols) + " does not fit the groups' scratch (" +
+                    std::to_string(groups_bytes) + " bytes; expert_groups_bytes' x_values too small)");
+  auto* scratch = static_cast<uint8_t*>(groups);
+  constexpr int kSplitThreads = 256;
+  const int64_t split_blocks = std::min<int64_t>((rows * k_tiles + kSplitThreads / 32 - 1) / (kSplitThreads / 32), 8192);
+  split_x_kernel<<<static_cast<unsigned>(split_blocks), kSplitThreads, 0, stream>>>(
+      x, rows, cols, k_tiles, reinterpret_cast<__nv_bfloat16*>(scratch + xl.parts),
+      reinterpret_cast<float*>(scratch + xl.sums));
+  lmlab::cuda::check_launch("split x for the grouped matmul");
   for (int p = 0; p < n_parts; ++p) {
     const DeviceWeight& w = parts[p].w;
     if (w.rows == 0 || n_slots == 0) continue;
     const dim3 grid(static_cast<unsigned>((w.rows + kRowTile - 1) / kRowTile), static_cast<unsigned>(l.max_tiles));
-    const auto* g = static_cast<const uint8_t*>(groups);
+    const uint8_t* g = scratch;
     if (!matmul_grouped_supports(w))
       throw Error(ErrorKind::internal, "matmul_grouped", "affine group size " + std::to_string(w.quant.group_size) +
                                                              " is not a multiple of " + std::to_string(kKTile));
     if (w.affine && w.quant.bits == 4)
-      grouped_gemm_kernel<Form::affine, 4><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+      grouped_gemm_kernel<Form::affine, 4><<<grid, kGemmThreads, 0, stream>>>(w, g, l, xl, x_div, parts[p].y);
     else if (w.affine && w.quant.bits == 8)
-      grouped_gemm_kernel<Form::affine, 8><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+      grouped_gemm_kernel<Form::affine, 8><<<grid, kGemmThreads, 0, stream>>>(w, g, l, xl, x_div, parts[p].y);
     else if (w.affine)
-      grouped_gemm_kernel<Form::affine, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+      grouped_gemm_kernel<Form::affine, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, xl, x_div, parts[p].y);
     else if (w.type == WeightType::bf16)
-      grouped_gemm_kernel<Form::bf16, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
-    else grouped_gemm_kernel<Form::split, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, x, x_div, parts[p].y);
+      grouped_gemm_kernel<Form::bf16, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, xl, x_div, parts[p].y);
+    else grouped_gemm_kernel<Form::split, 0><<<grid, kGemmThreads, 0, stream>>>(w, g, l, xl, x_div, parts[p].y);
     lmlab::cuda::check_launch("grouped expert matmul");
   }
 }

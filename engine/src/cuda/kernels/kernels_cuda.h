@@ -87,10 +87,14 @@ void matmul_gathered_gate_up(const DeviceWeight& gate, const DeviceWeight& up, G
 inline constexpr int64_t kMaxGroupedExperts = 8192;
 inline constexpr int64_t kGroupedMinTokens = 16;  // fewer tokens (decode): the gathered GEMV
 bool matmul_grouped_supports(const DeviceWeight& w);  // affine group sizes must be multiples of 32
-uint64_t expert_groups_bytes(int64_t n_slots, int64_t n_experts);
+// The scratch of groups of n_slots whose matmuls take at most x_values values of x: the largest
+// grouped_x_values(rows, cols) of their x [rows = n_slots / x_div, cols] (the parts of x are split into live there).
+int64_t grouped_x_values(int64_t rows, int64_t cols);
+uint64_t expert_groups_bytes(int64_t n_slots, int64_t n_experts, int64_t x_values);
 void group_slots(const int32_t* experts, int64_t n_slots, int64_t n_experts, void* groups, cudaStream_t stream);
-void matmul_grouped(const GemvPart* parts, int n_parts, const void* groups, int64_t n_slots, int64_t n_experts,
-                    const float* x, int64_t x_div, cudaStream_t stream);
+// Every part takes the same x (columns equal); groups_bytes: the scratch's size, checked against x.
+void matmul_grouped(const GemvPart* parts, int n_parts, void* groups, uint64_t groups_bytes, int64_t n_slots,
+                    int64_t n_experts, const float* x, int64_t x_div, cudaStream_t stream);
 
 // The MoE router's logits [n, E] into `logits` and each token's top-k, as route_topk below picks them. With
 // DecodeOptions::fused_routing, decode (n <= 8 tokens) does both in one launch (the router GEMV's last block
