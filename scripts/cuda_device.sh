@@ -6,7 +6,8 @@
 # (gemv: lmlab_bench's GPU GEMV micro-benchmarks at the qwen3-8b / 30b-a3b shapes, to gemv.txt;
 #  attn: lmlab_bench's attention alone (f16 and TurboQuant decode at 4K-100K positions, a 512-query prefill chunk),
 #  once per LMLAB_TILED_DECODE_MIN_POSITIONS value in TILED (default: the engine's), ATTN_FILTER narrows, to attn.txt;
-#  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl;
+#  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl (PREFILL_SIZE:
+#   the prompt's chunk, KV_N: decode steps);
 #  swiftlm: scenarios/swiftlm-cuda.json on the 30b-a3b 4-bit synth (SWIFT_CONTEXTS, SWIFT_CONFIGS, REPS; SWIFT_DB:
 #  a database to append to, e.g. ../docs/profiling_results_h200.db), the database and profiling_results_<host>.md
 #  to $OUT, after an iobench of the synth's largest file;
@@ -233,8 +234,8 @@ PY
     kv-*)
       shape=${step#kv-}
       for mode in ${KV_MODES:-f16 turbo}; do timeout "${KV_TIMEOUT:-280}" "$here/lmlab" decode-bench --model "$(synth_dir "$shape")" --device cuda \
-        --ctx-size "${KV_CTX:-16448}" --contexts "${KV_CONTEXTS:-4096,16384}" -n 64 --kv-mode $mode --json 2>&1 \
-        | sed "s/^{/{\"shape\":\"$shape\",/" | tee -a "$out/kv.jsonl"; done
+        --ctx-size "${KV_CTX:-16448}" --contexts "${KV_CONTEXTS:-4096,16384}" -n "${KV_N:-64}" --kv-mode $mode ${PREFILL_SIZE:+--prefill-size $PREFILL_SIZE} \
+        --json 2>&1 | sed "s/^{/{\"shape\":\"$shape\",\"prefill_size\":${PREFILL_SIZE:-512},/" | tee -a "$out/kv.jsonl"; done
       ;;
     bench-* | profile-*)
       shape=${step#*-}
