@@ -6,8 +6,8 @@
 // tile is unpacked once into shared memory for all the tile's slots. X is split into its parts once per call
 // (split_x_kernel) and each block copies its slots' tiles of them in by cp.async, double-buffered.
 // Precision is f32's, not the dense prefill's 16 bits: X goes in as three bf16 parts (hi + mid + lo = the f32 value),
-// the weights exactly: MLX affine as their integer levels q (< 256: exact in bf16) with s sum(x q) + b sum(x) per k
-// tile in f32, bf16 as they are, f16 / f32 as two bf16 parts. (The 16-bit parts of the dense path moved a router's
+// the weights exactly: MLX affine as their integer levels q (< 256: exact in bf16) with s sum(x q) + b sum(x) per quant
+// group in f32, bf16 as they are, f16 / f32 as two bf16 parts. (The 16-bit parts of the dense path moved a router's
 // near tie on qwen3_moe-4bit: golden logit off by 0.62.) Each output element is one dot product in a fixed k order
 // whatever the grouping, so the result does not depend on which slots share a tile.
 #include <cuda_bf16.h>
@@ -335,6 +335,10 @@ __global__ void __launch_bounds__(kGemmThreads, kBits == 8 ? 3 : 4)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   constexpr int ld = kKTile + kPad;
   float acc[2][4][4] = {};
+  // Affine: sum x q over the k tiles of one quant group (the tile's rows share its scale and bias) and its slot rows'
+  // sum x (rows m 16 + g + 8 h), scaled into acc once per group.
+  float part[2][4][4] = {}, x_sum[2][2] = {};
+  const int64_t group_tiles = kForm == Form::affine ? w.quant.group_size / kKTile : 1;
   __syncthreads();
   issue_x_tile(sm, 0, parts, sums, k_tiles, 0);
   // Packed 4/8-bit weights: the next tile in flight during the MMAs. The per-value forms load the tile they store.
@@ -354,7 +358,6 @@ __global__ void __launch_bounds__(kGemmThreads, kBits == 8 ? 3 : 4)
     }
     __syncthreads();
     if (kAhead && kt + 1 < k_tiles) stage.load(we, r0, k0 + kKTile);
-    float part[2][4][4] = {};  // affine: this k tile's sum x q, scaled below
 #pragma unroll
     for (int kk = 0; kk < kKTile; kk += 16) {
       uint32_t a[3][2][4], bw[4][2], bw_lo[4][2];
@@ -376,10 +379,19 @@ __global__ void __launch_bounds__(kGemmThreads, kBits == 8 ? 3 : 4)
           if constexpr (kForm == Form::split) mma(c, a[0][m], bw_lo[n]), mma(c, a[1][m], bw_lo[n]);
         }
     }
-    if constexpr (kForm == Form::affine)
-      for_each_acc(warp, g, t, [&](int m, int n, int i, int row, int col) {
-        acc[m][n][i] += sm.scale[col] * part[m][n][i] + sm.bias[col] * sm.x_sum[b][row];
-      });
+    if constexpr (kForm == Form::affine) {
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) x_sum[m][h] += sm.x_sum[b][m * 16 + g + 8 * h];
+      if ((kt + 1) % group_tiles == 0 || kt + 1 == k_tiles) {
+        for_each_acc(warp, g, t, [&](int m, int n, int i, int row, int col) {
+          acc[m][n][i] += sm.scale[col] * part[m][n][i] + sm.bias[col] * x_sum[m][i / 2];
+          part[m][n][i] = 0.0f;
+        });
+        x_sum[0][0] = x_sum[0][1] = x_sum[1][0] = x_sum[1][1] = 0.0f;
+      }
+    }
     __syncthreads();
   }
   for_each_acc(warp, g, t, [&](int m, int n, int i, int row, int col) {
