@@ -236,21 +236,22 @@ __device__ __forceinline__ void load_row_scale_bias(const DeviceWeight& w, int64
 
 // A packed word's levels (level q at bits [q bits, (q + 1) bits), the smaller column first) as bf16 values at dst, one
 // shared-memory store. The same values __float2bfloat16(q) gives, bit for bit, with fewer instructions: 4-bit levels
-// two at a time (byte p's two nibbles copied into both halves of a word, masked, over bf16 128 = 0x4300: the halves
-// are 128 + lo and 128 + 16 hi, exactly, and one bf16x2 FMA takes them to lo and hi); 8-bit ones by pairs of
-// conversions.
+// two at a time (byte p's low nibble into the low half, its high nibble, from the word shifted by 4, into the high
+// half, over bf16 128 = 0x4300: the halves are 128 + lo and 128 + hi, exactly, and one bf16x2 subtraction of 128
+// leaves lo and hi); 8-bit ones by pairs of conversions.
 template <int kBits>
 __device__ __forceinline__ void store_levels(uint32_t word, __nv_bfloat16* dst) {
   static_assert(kBits == 4 || kBits == 8, "packed levels of 4 or 8 bits");
   if constexpr (kBits == 4) {
-    constexpr uint32_t kMul = 0x3D803F80u, kAdd = 0xC100C300u;  // bf16 pairs (1, 1/16) and (-128, -8)
+    constexpr uint32_t k128 = 0x43004300u;  // bf16 pair (128, 128)
+    const uint32_t shifted = word >> 4;
     uint32_t pairs[4];
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
-      const uint32_t v = (__byte_perm(word, 0u, 0x4040u | (p << 8) | p) & 0x00F0000Fu) | 0x43004300u;
-      const __nv_bfloat162 q = __hfma2(*reinterpret_cast<const __nv_bfloat162*>(&v),
-                                       *reinterpret_cast<const __nv_bfloat162*>(&kMul),
-                                       *reinterpret_cast<const __nv_bfloat162*>(&kAdd));
+      // bytes: word's byte p, any, shifted's byte p (4 + p), any; then each half's low nibble
+      const uint32_t v = (__byte_perm(word, shifted, p | ((4 + p) << 8)) & 0x000F000Fu) | k128;
+      const __nv_bfloat162 q = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&v),
+                                       *reinterpret_cast<const __nv_bfloat162*>(&k128));
       pairs[p] = *reinterpret_cast<const uint32_t*>(&q);
     }
     *reinterpret_cast<uint4*>(dst) = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
