@@ -348,8 +348,11 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
             if constexpr (Source::kColumnScales) s[n][2 * h + e] = p * vf[n][e];
             else s[n][2 * h + e] = p * kPScale;
           }
-        corr[h] = m[h] == -INFINITY ? 0.0f : expf(m[h] - m_new) * v_corr;
-        l[h] = l[h] * corr[h] + sum;
+        // O takes the softmax's correction and, with column scales, the change of its units (v_corr); the row sum
+        // only the softmax's.
+        const float soft = m[h] == -INFINITY ? 0.0f : expf(m[h] - m_new);
+        corr[h] = soft * v_corr;
+        l[h] = l[h] * soft + sum;
         m[h] = m_new;
       }
       // Past the first tiles a row's max rarely grows: most tiles skip O's rescaling (64 multiplies a thread).
