@@ -88,7 +88,8 @@ inline constexpr int64_t kMaxGroupedExperts = 8192;
 inline constexpr int64_t kGroupedMinTokens = 16;  // fewer tokens (decode): the gathered GEMV
 bool matmul_grouped_supports(const DeviceWeight& w);  // affine group sizes must be multiples of 32
 // The scratch of groups of n_slots whose matmuls take at most x_values values of x: the largest
-// grouped_x_values(rows, cols) of their x [rows = n_slots / x_div, cols] (the parts of x are split into live there).
+// grouped_x_values(rows, cols) of their x [rows = n_slots / x_div, cols] (matmul_grouped splits x into its bf16 parts
+// there).
 int64_t grouped_x_values(int64_t rows, int64_t cols);
 uint64_t expert_groups_bytes(int64_t n_slots, int64_t n_experts, int64_t x_values);
 void group_slots(const int32_t* experts, int64_t n_slots, int64_t n_experts, void* groups, cudaStream_t stream);
