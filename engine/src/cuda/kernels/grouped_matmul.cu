@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(kGroupThreads) group_slots_kernel(const int32_
 }
 
 // The weight tile's form: MLX affine as its integer levels q (exact in bf16 up to 8 bits) with the group's scale and
-// bias applied per k tile, s (sum x q) + b (sum x), as f32; bf16 weights as they are (exact); f16 / f32 weights as
+// bias applied once per quant group, s (sum x q) + b (sum x), as f32; bf16 weights as they are (exact); f16 / f32 weights as
 // bf16 hi + lo parts.
 enum class Form { affine, bf16, split };
 
@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(kGemmThreads, kBits == 8 ? 3 : 4)
   float part[2][4][4] = {}, x_sum[2][2] = {};
   const int64_t group_tiles = kForm == Form::affine ? w.quant.group_size / kKTile : 1;
   __syncthreads();
-  issue_x_tile(sm, 0, parts, sums, k_tiles, 0);
+  if (k_tiles > 0) issue_x_tile(sm, 0, parts, sums, k_tiles, 0);
   // Packed 4/8-bit weights: the next tile in flight during the MMAs. The per-value forms load the tile they store.
   constexpr bool kAhead = kBits != 0;
   TileStage<kForm, kBits> stage;
@@ -441,15 +441,17 @@ void matmul_grouped(const GemvPart* parts, int n_parts, void* groups, uint64_t g
                 "x of " + std::to_string(rows) + " x " + std::to_string(cols) + " does not fit the groups' scratch (" +
                     std::to_string(groups_bytes) + " bytes; expert_groups_bytes' x_values too small)");
   auto* scratch = static_cast<uint8_t*>(groups);
-  constexpr int kSplitThreads = 256;
-  const int64_t split_blocks = std::min<int64_t>((rows * k_tiles + kSplitThreads / 32 - 1) / (kSplitThreads / 32), 8192);
-  split_x_kernel<<<static_cast<unsigned>(split_blocks), kSplitThreads, 0, stream>>>(
-      x, rows, cols, k_tiles, reinterpret_cast<__nv_bfloat16*>(scratch + xl.parts),
-      reinterpret_cast<float*>(scratch + xl.sums));
-  lmlab::cuda::check_launch("split x for the grouped matmul");
+  if (rows * k_tiles > 0) {  // (no columns: the outputs are the biases)
+    constexpr int kSplitThreads = 256, kWarps = kSplitThreads / 32;
+    const int64_t blocks = std::min<int64_t>((rows * k_tiles + kWarps - 1) / kWarps, 8192);
+    split_x_kernel<<<static_cast<unsigned>(blocks), kSplitThreads, 0, stream>>>(
+        x, rows, cols, k_tiles, reinterpret_cast<__nv_bfloat16*>(scratch + xl.parts),
+        reinterpret_cast<float*>(scratch + xl.sums));
+    lmlab::cuda::check_launch("split x for the grouped matmul");
+  }
   for (int p = 0; p < n_parts; ++p) {
     const DeviceWeight& w = parts[p].w;
-    if (w.rows == 0 || n_slots == 0) continue;
+    if (w.rows == 0) continue;
     const dim3 grid(static_cast<unsigned>((w.rows + kRowTile - 1) / kRowTile), static_cast<unsigned>(l.max_tiles));
     const uint8_t* g = scratch;
     if (!matmul_grouped_supports(w))
