@@ -299,10 +299,9 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
 
 // Decode through the split tensor-core kernel (set_tq_tiled_decode_min_positions(0): every bound), for the formats
 // it serves (no QJL): GQA 4 at 5000 positions (many splits), GQA 8 with a window and softcap (splits starting
-// mid-block), head_dim 256, KV blocks of 7, a short history (one split), each merged and rotated back. Three times:
-// the default source (decoded values, one record buffer), codebook values with column scales where the format allows
-// and the next tile's records copied during this one (LMLAB_TQ_PREFILL_CODES=1, LMLAB_TQ_PREFILL_PREFETCH=1), and
-// decoded values with that prefetch.
+// mid-block), head_dim 256, KV blocks of 7, a short history (one split), each merged and rotated back. Twice: the
+// default source (decoded values) and codebook values with column scales where the format allows
+// (LMLAB_TQ_PREFILL_CODES=1).
 TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
   const AttentionCase cases[] = {{32, 8, 128, 0, 0.0f, 5000, 5, 2},       {16, 2, 128, 1000, 30.0f, 3001, 5, 2},
                                  {8, 1, 256, 0, 0.0f, 2100, 5, 1},        {4, 2, 128, 100, 0.0f, 333, 5, 2, 7},
@@ -315,11 +314,10 @@ TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
     TiledFromZero() { kc::set_tq_tiled_decode_min_positions(0); }
     ~TiledFromZero() { kc::set_tq_tiled_decode_min_positions(before); }
   } tiled;
-  for (const int source : {0, 1, 2}) {
-    SCOPED_TRACE(source == 0 ? "default source" : source == 1 ? "codes, prefetch" : "decoded values, prefetch");
+  for (const bool codes : {false, true}) {
+    SCOPED_TRACE(codes ? "codes" : "default source");
     kc::DecodeOptions o = kc::decode_options();
-    o.tq_prefill_codes = source == 1;
-    o.tq_prefill_prefetch = source != 0;
+    o.tq_prefill_codes = codes;
     const ScopedDecodeOptions scoped(o);
     attention_cases(formats, cases, true);
   }

@@ -172,10 +172,8 @@ struct DecodeOptions {
   bool tq_bulk_copies = true;
   // Prefill attention over TurboQuant records (turboquant.cu's TqPrefillSource): tiles of codebook values with the
   // positions' scalars as column scales where the format allows (LMLAB_TQ_PREFILL_CODES=1; else decoded f32 values
-  // as hi + lo parts), and the next tile's records copied while this one is computed (LMLAB_TQ_PREFILL_PREFETCH=1).
-  // Off until run and measured on a GPU (written in the nineteenth session, whose device time went to refused starts).
+  // as hi + lo parts). 1.29x on the H100 (twentieth session); off until its fix (215e2e2) passes on a GPU.
   bool tq_prefill_codes = false;
-  bool tq_prefill_prefetch = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

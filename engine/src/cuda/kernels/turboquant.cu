@@ -847,8 +847,8 @@ __device__ __forceinline__ uint4 codebook_halves8(const TqDeviceCodec& c, const 
 // f16 hi + lo.
 // Staged (when its area fits the block's shared memory: all but the largest records at head_dim 256): the tile's K
 // and V records are first copied into the source's area with 16-byte cp.async (the decode kernel's segments), and
-// the codebooks with them, so decoding reads shared memory; with two record buffers (where they fit) the next tile's
-// copies are issued before this one is decoded, so they fly while it is computed. The records read straight from
+// the codebooks with them, so decoding reads shared memory (a second buffer, the next tile's copies issued before
+// this one is decoded, gained nothing on the H100: decoding, not copying, is the cost). The records read straight from
 // global memory cost 5-7 scattered byte or half loads per 8 values (5-bit planes, the scalar) plus 8 codebook loads.
 template <bool kCodes>
 struct TqPrefillSource {
@@ -860,9 +860,9 @@ struct TqPrefillSource {
   static constexpr float kValueScale = kCodes ? 1.0f : 16.0f;
   static constexpr bool kHasArea = true;       // smem_bytes() depends on the layer's record sizes
   static_assert(prefill::kThreads == kDThreads, "issue_tile hands segments to the decode kernel's warps");
-  // The area: `buffers` x (K records, V records, each with the segments' alignment slack), the offsets
-  // [buffers][2][kTile] (kNoRecord: a released block's position), the two codebooks [2][32] (f32, or f16 with
-  // kCodes), with kCodes the tile's column scales [2][kTile]. buffers 0: not staged.
+  // The area: K records, V records (each with the segments' alignment slack), the offsets [2][kTile] (kNoRecord: a
+  // released block's position), the two codebooks [2][32] (f32, or f16 with kCodes), with kCodes the tile's column
+  // scales [2][kTile]. buffers 0: not staged, 1: staged.
   int k_area = 0, v_area = 0, buffers = 0;
   __host__ __device__ unsigned offsets_at() const { return static_cast<unsigned>(buffers * (k_area + v_area)); }
   __host__ __device__ unsigned codebooks_at() const { return offsets_at() + buffers * 2 * prefill::kTile * 2; }
@@ -895,16 +895,10 @@ struct TqPrefillSource {
     const int D = static_cast<int>(kv.head_dim), chunks = D / 8, log_g = __ffs(kv.k.group_dim) - 1;
     const int per_side = prefill::kTile * chunks;
     const int j0i = static_cast<int>(j0), j_hii = static_cast<int>(min(j_hi, int64_t{INT32_MAX}));
-    // Positions of the tile from j with records to read.
-    auto count = [&](int j) { return max(0, min(prefill::kTile, j_hii - j + 1)); };
-    const int n = count(j0i);
-    // Consecutive tiles are 64 apart, so j0 / 64's parity alternates the record buffers.
-    const int buf = buffers == 2 ? (j0i / prefill::kTile) & 1 : 0;
-    auto records = [&](int b) { return area + b * (k_area + v_area); };
-    auto offsets = [&](int b) { return reinterpret_cast<uint16_t*>(area + offsets_at()) + b * 2 * prefill::kTile; };
-    uint8_t* kbuf = records(buf);
+    const int n = max(0, min(prefill::kTile, j_hii - j0i + 1));  // positions of the tile with records to read
+    uint8_t* kbuf = area;
     uint8_t* vbuf = kbuf + k_area;
-    uint16_t* koff = offsets(buf);
+    uint16_t* koff = reinterpret_cast<uint16_t*>(area + offsets_at());
     uint16_t* voff = koff + prefill::kTile;
     float* cent = reinterpret_cast<float*>(area + codebooks_at());  // [K 32][V 32]
     __half* cent_h = reinterpret_cast<__half*>(cent);               // kCodes: [K 32][V 32] halves
@@ -917,17 +911,9 @@ struct TqPrefillSource {
         else cent[threadIdx.x] = x;
       }
       // Every thread calls issue_tile: a warp per segment.
-      if (first || buffers == 1) issue_tile<true>(kv, kh, j0, n, kbuf, vbuf, koff, voff), async_commit();
-      if (buffers == 2 && j0i + prefill::kTile <= j_hii) {
-        uint8_t* next = records(buf ^ 1);
-        uint16_t* next_off = offsets(buf ^ 1);
-        issue_tile<true>(kv, kh, j0 + prefill::kTile, count(j0i + prefill::kTile), next, next + k_area, next_off,
-                         next_off + prefill::kTile);
-        async_commit();
-        async_wait<1>();  // this tile's records are in; the next tile's fly while it is computed
-      } else {
-        async_wait<0>();
-      }
+      issue_tile<true>(kv, kh, j0, n, kbuf, vbuf, koff, voff);
+      async_commit();
+      async_wait<0>();
       __syncthreads();
     }
     // The record of row r (K or V) of the tile, or null (past j_hi, a released block).
@@ -1013,20 +999,19 @@ std::atomic<int64_t>& tq_tiled_choice() {
   return n;
 }
 
-// The records' source for prefill_attention.cuh, passed to f(src, staged): the codes form where it applies, staged
-// with two record buffers where the block's shared memory holds them, else one; the decoded form likewise, or read
-// from global memory where even one buffer does not fit (8-bit affine at head_dim 256, whose tiles and query leave
+// The records' source for prefill_attention.cuh, passed to f(src, staged): the codes form where it applies (staged);
+// the decoded form staged where the block's shared memory holds the records, or read from global memory where it
+// does not (8-bit affine at head_dim 256, whose tiles and query leave
 // too little).
 template <class F>
 void with_prefill_source(const TqKvBlocks& kv, F&& f) {
   const DecodeOptions o = decode_options();
   auto staged = [&](auto codes) {
     using Source = TqPrefillSource<decltype(codes)::value>;
-    for (int buffers = o.tq_prefill_prefetch ? 2 : 1; buffers >= 1; --buffers) {
-      const Source s = Source::make(kv, buffers);
-      if (prefill::block_smem_bytes(kv.head_dim, s) <= kMaxPrefillSmem) return f(s, true), true;
-    }
-    return false;
+    const Source s = Source::make(kv, 1);
+    if (prefill::block_smem_bytes(kv.head_dim, s) > kMaxPrefillSmem) return false;
+    f(s, true);
+    return true;
   };
   if (o.tq_prefill_codes && TqPrefillSource<true>::codes_apply(kv) && staged(std::true_type{})) return;
   if (!staged(std::false_type{})) f(TqPrefillSource<false>::make(kv, 0), false);
