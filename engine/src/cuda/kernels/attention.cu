@@ -27,8 +27,6 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxGroup = 8;  // query heads per KV head handled by one block
-constexpr int kVBatch = 8;    // V rows loaded together
-constexpr int kKeyChunks = 8;  // 16-byte pieces of a key row loaded together
 
 struct AttnParams {
   KvBlocks kv;
@@ -51,67 +49,57 @@ __device__ __forceinline__ const uint16_t* kv_row(const KvBlocks& kv, int64_t j,
 
 __device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_as_half(v)); }
 
-// A lane's DPL elements of V row vr (0 when !ok): adjacent ones with one load when dense, else strided by 32.
-template <int DPL>
-__device__ __forceinline__ void v_row_share(const uint16_t* vr, bool ok, bool dense, int lane, int D,
-                                            float (&out)[DPL]) {
-  if (dense && DPL >= 2) {
-    uint32_t w[DPL / 2 > 0 ? DPL / 2 : 1];
-    if (!ok) {
-#pragma unroll
-      for (int i = 0; i < DPL / 2; ++i) w[i] = 0u;
-    } else if constexpr (DPL == 8) {
-      const uint4 x = *reinterpret_cast<const uint4*>(vr + 8 * lane);
-      w[0] = x.x, w[1] = x.y, w[2] = x.z, w[3] = x.w;
-    } else if constexpr (DPL == 4) {
-      const uint2 x = *reinterpret_cast<const uint2*>(vr + 4 * lane);
-      w[0] = x.x, w[1] = x.y;
-    } else if constexpr (DPL == 2) {
-      w[0] = *reinterpret_cast<const uint32_t*>(vr + 2 * lane);
-    }
-#pragma unroll
-    for (int i = 0; i < DPL / 2; ++i) {
-      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
-      out[2 * i] = f.x, out[2 * i + 1] = f.y;
-    }
-    return;
-  }
-#pragma unroll
-  for (int i = 0; i < DPL; ++i) {
-    const int d = lane + 32 * i;
-    out[i] = ok && d < D ? h2f(vr[d]) : 0.0f;
-  }
+// The scaled queries' floats in the decode kernel's shared memory: GM rows of D, rounded up to 16 bytes.
+__host__ __device__ __forceinline__ int query_floats(int gm, int64_t D) { return static_cast<int>((gm * D + 3) / 4 * 4); }
+
+// A split's share of a history of `len` visible positions: whole warp tiles (32 positions), at least one per warp,
+// worked out from the query's own position, not the bound the launch was sized for: a decode graph captured for a
+// 4096 bound leaves the splits past a 512-position history empty (they exit at once) instead of handing each of its
+// 33 splits 15 positions, one warp's partial tile (the short-history cost of the twelfth session's profile).
+__device__ __forceinline__ int64_t split_share(int64_t len, int splits) {
+  const int64_t per = (len + splits - 1) / splits;
+  return max(int64_t{kWarps * 32}, (per + 31) / 32 * 32);
 }
 
 // DPL: head-dim elements per lane in the V sum (head_dim <= 32 * DPL); element i of a lane is d = DPL lane + i when
-// head_dim == 32 DPL (one 2-8 byte load per V row and lane), else d = lane + 32 i. GM: the most
-// query heads per KV head it serves (registers: G x DPL accumulators, G scores; 158 registers with 8 for every G
-// limited the 8B's G = 4 to three blocks per SM).
-// A warp takes tiles of 32 positions, a lane per position for the scores: the lane reads its key row with 16-byte
-// loads and dots it with the G query heads (scaled, in shared memory), so the softmax reduces once per tile and
-// head rather than once per position; then the V rows of the tile, lanes over head_dim, each position's weight
-// shuffled from its lane. (A lane per head-dim element, a warp sum per position and head, left the kernel at
-// ~0.36 TB/s at 16K positions: latency-bound on the reductions.)
+// head_dim == 32 DPL (one 2-16 byte load per V row and lane), else d = lane + 32 i. GM: the most query heads per KV
+// head it serves (registers: G x DPL accumulators). A warp takes tiles of 32 positions, a lane per position for the
+// scores (its key row by 16-byte loads, dotted with the G scaled query rows broadcast from shared memory, so the
+// softmax reduces once per tile and head); the tile's V rows (lanes over head_dim, packed f16 in registers) are
+// loaded before the scores are computed, so a tile costs one memory round trip for K and V together rather than
+// one per 8 rows, and the probabilities go to the other lanes through shared memory. Each lane keeps its share of
+// the row sums (reduced once at the end); O is rescaled only in tiles that raise a head's max.
 template <int DPL, int GM>
-__global__ void __launch_bounds__(kWarps * 32, GM <= 4 && DPL <= 4 ? 4 : 1) attention_kernel(AttnParams a) {
+__global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
   chain_enter();
-  // [group][head_dim] scaled queries, then [kWarps][group][head_dim] outputs and [kWarps][group][2] (m, l)
+  constexpr int kWords = (DPL + 1) / 2;                         // a V row's share of a lane: f16 pairs
+  constexpr int kAhead = kWords <= 2 ? 32 : 64 / kWords;        // V rows held in registers at once (<= 64 words)
+  // [GM][D] scaled queries (query_floats), [kWarps][GM][32] probabilities, then [kWarps][G][D] outputs, [kWarps][G][2]
+  // (m, l), [kWarps][G] weights and [G][2] (M, L)
   extern __shared__ float smem[];
-  const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
-  const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t D = a.kv.head_dim, G = a.group;
+  const int kh = blockIdx.x, split = blockIdx.y, splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = blockIdx.z;
+  const int D = static_cast<int>(a.kv.head_dim), G = a.group;
   const int64_t pos = a.positions[t];
-  const int64_t hi = pos;
   const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
-  const int64_t len = max(int64_t{0}, hi - lo + 1), per = (len + splits - 1) / splits;
-  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
+  const int64_t per = split_share(pos - lo + 1, splits);
+  const int64_t j0 = lo + split * per, j1 = min(pos + 1, j0 + per);
+  if (j0 >= j1) {  // past the history (never split 0): an empty state, which the merge gives no weight
+    if (static_cast<int>(threadIdx.x) < G) {
+      const int64_t slot = (t * a.n_heads + kh * G + threadIdx.x) * splits + split;
+      a.part_ml[slot * 2] = -INFINITY, a.part_ml[slot * 2 + 1] = 0.0f;
+    }
+    return;
+  }
 
-  float* qs = smem;  // the block's G heads are consecutive rows of q: one contiguous [G][D] run
-  const float* qb = a.q + (t * a.n_heads + kh * G) * D;
-  for (int e = threadIdx.x; e < static_cast<int>(G * D); e += blockDim.x) qs[e] = qb[e] * a.scale;
+  float* qs = smem;
+  float* ps = qs + query_floats(GM, D) + warp * GM * 32;  // this warp's probabilities, [GM][32], 16-byte aligned
+  const float* qb = a.q + (t * a.n_heads + static_cast<int64_t>(kh) * G) * D;  // the G heads: one [G][D] run
+  for (int e = threadIdx.x; e < G * D; e += blockDim.x) qs[e] = qb[e] * a.scale;
   __syncthreads();
-  const bool vec = D % 8 == 0;  // 16-byte key loads (rows start 16-byte aligned then)
-  const bool dense_v = D == 32 * DPL;  // a lane's V elements are adjacent (rows 2 DPL-byte aligned then)
+  const bool vec = D % 8 == 0;         // 16-byte key loads (rows start 16-byte aligned then)
+  const bool dense_v = D == 32 * DPL;  // a lane's V elements are adjacent
+  const int64_t v_side = a.kv.n_kv_heads * a.kv.block_tokens * D;  // a V row's offset from its K row
 
   float acc[GM][DPL], m[GM], l[GM];
 #pragma unroll
@@ -123,119 +111,169 @@ __global__ void __launch_bounds__(kWarps * 32, GM <= 4 && DPL <= 4 ? 4 : 1) atte
   for (int64_t base = j0 + warp * 32; base < j1; base += kWarps * 32) {
     const int64_t j = base + lane;
     const bool valid = j < j1;
-    float s[GM];
+    const int n_valid = static_cast<int>(min(int64_t{32}, j1 - base));
+    const uint16_t* kr = valid ? kv_row(a.kv, j, kh, false) : nullptr;
+    // The first kAhead V rows of the tile, each lane its elements (zeros past the valid rows), in flight with the keys.
+    uint32_t vw[kAhead][kWords];
+    auto load_v = [&](int b0) {
 #pragma unroll
-    for (int g = 0; g < GM; ++g) s[g] = 0.0f;
-    if (valid) {
-      const uint16_t* kr = kv_row(a.kv, j, kh, false);
-      if (vec) {
-        // kKeyChunks 16-byte loads in flight before the first is used: one at a time, a 128-wide key row cost
-        // 16 memory round trips per tile.
-        for (int64_t d0 = 0; d0 < D; d0 += 8 * kKeyChunks) {
-          uint4 raw[kKeyChunks];
+      for (int b = 0; b < kAhead; ++b) {
+        const uint16_t* vr = reinterpret_cast<const uint16_t*>(
+            __shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(kr), (b0 + b) & 31));
+        const bool ok = b0 + b < n_valid;
 #pragma unroll
-          for (int c = 0; c < kKeyChunks; ++c)
-            if (d0 + 8 * c < D) raw[c] = *reinterpret_cast<const uint4*>(kr + d0 + 8 * c);
-#pragma unroll
-          for (int c = 0; c < kKeyChunks; ++c) {
-            if (d0 + 8 * c >= D) break;
-            const uint32_t u[4] = {raw[c].x, raw[c].y, raw[c].z, raw[c].w};
-            float kf[8];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
-              kf[2 * i] = f.x, kf[2 * i + 1] = f.y;
-            }
-            const int64_t d = d0 + 8 * c;
-#pragma unroll
-            for (int g = 0; g < GM; ++g) {
-              if (g >= G) break;
-              const float4 q0 = *reinterpret_cast<const float4*>(qs + g * D + d);
-              const float4 q1 = *reinterpret_cast<const float4*>(qs + g * D + d + 4);
-              s[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
-                      q1.z * kf[6] + q1.w * kf[7];
-            }
+        for (int w = 0; w < kWords; ++w) vw[b][w] = 0u;
+        if (!ok) continue;
+        vr += v_side;
+        if (dense_v) {
+          if constexpr (DPL == 8) {
+            const uint4 x = *reinterpret_cast<const uint4*>(vr + 8 * lane);
+            vw[b][0] = x.x, vw[b][1] = x.y, vw[b][2] = x.z, vw[b][3] = x.w;
+          } else if constexpr (DPL == 4) {
+            const uint2 x = *reinterpret_cast<const uint2*>(vr + 4 * lane);
+            vw[b][0] = x.x, vw[b][1] = x.y;
+          } else if constexpr (DPL == 2) {
+            vw[b][0] = *reinterpret_cast<const uint32_t*>(vr + 2 * lane);
+          } else {
+            vw[b][0] = vr[lane];
           }
-        }
-      } else {
-        for (int64_t d = 0; d < D; ++d) {
-          const float kf = h2f(kr[d]);
+        } else {
 #pragma unroll
-          for (int g = 0; g < GM; ++g) {
-            if (g >= G) break;
-            s[g] += qs[g * D + d] * kf;
+          for (int i = 0; i < DPL; ++i) {
+            const int d = lane + 32 * i;
+            const uint32_t h = d < D ? vr[d] : 0u;
+            vw[b][i / 2] |= h << (16 * (i & 1));
           }
         }
       }
+    };
+    load_v(0);
+
+    float s[GM];
+#pragma unroll
+    for (int g = 0; g < GM; ++g) s[g] = 0.0f;
+    if (valid && vec) {
+      // Every 16-byte piece of the key row in flight before the first is used (up to 128 elements at a time).
+      constexpr int kChunks = 16;
+      for (int d0 = 0; d0 < D; d0 += 8 * kChunks) {
+        uint4 raw[kChunks];
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c)
+          if (d0 + 8 * c < D) raw[c] = *reinterpret_cast<const uint4*>(kr + d0 + 8 * c);
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) {
+          if (d0 + 8 * c >= D) break;
+          const uint32_t u[4] = {raw[c].x, raw[c].y, raw[c].z, raw[c].w};
+          float kf[8];
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
+            kf[2 * i] = f.x, kf[2 * i + 1] = f.y;
+          }
+          const int d = d0 + 8 * c;
+#pragma unroll
+          for (int g = 0; g < GM; ++g) {
+            if (g >= G) break;
+            const float4 q0 = *reinterpret_cast<const float4*>(qs + g * D + d);
+            const float4 q1 = *reinterpret_cast<const float4*>(qs + g * D + d + 4);
+            s[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] + q1.y * kf[5] +
+                    q1.z * kf[6] + q1.w * kf[7];
+          }
+        }
+      }
+    } else if (valid) {
+      for (int d = 0; d < D; ++d) {
+        const float kf = h2f(kr[d]);
+#pragma unroll
+        for (int g = 0; g < GM; ++g) {
+          if (g >= G) break;
+          s[g] += qs[g * D + d] * kf;
+        }
+      }
     }
-    float p[GM];
+    // Online softmax per head: the tile's max by the warp (lane 0's position is always valid, so it is finite), the
+    // probability as exp2 (one FFMA and the ex2 unit's instruction), each lane's share of the sum kept apart.
 #pragma unroll
     for (int g = 0; g < GM; ++g) {
       if (g >= G) break;
       float sg = s[g];
       if (a.softcap > 0.0f) sg = a.softcap * tanhf(sg / a.softcap);
       if (!valid) sg = -INFINITY;
-      const float m_new = fmaxf(m[g], warp_max(sg));  // finite: the tile's lane 0 is always valid
-      p[g] = valid ? expf(sg - m_new) : 0.0f;
-      const float corr = expf(m[g] - m_new);
-      l[g] = l[g] * corr + warp_sum(p[g]);
+      const float m_new = fmaxf(m[g], warp_max(sg));
+      const float m_l2 = m_new * prefill::kLog2e;
+      const float p = valid ? exp2f(fmaf(sg, prefill::kLog2e, -m_l2)) : 0.0f;
+      if (m_new != m[g]) {  // warp-uniform
+        const float corr = m[g] == -INFINITY ? 0.0f : exp2f(fmaf(m[g], prefill::kLog2e, -m_l2));
+        l[g] *= corr;
 #pragma unroll
-      for (int i = 0; i < DPL; ++i) acc[g][i] *= corr;
-      m[g] = m_new;
-    }
-    // V rows kVBatch at a time: their loads in flight together (one at a time, a short split's 15 positions cost
-    // 15 memory round trips).
-    const int n_valid = static_cast<int>(min(int64_t{32}, j1 - base));
-    // Each lane's own position's V row, handed to the other lanes by shuffles (no index math per row).
-    const uint16_t* v_own = valid ? kv_row(a.kv, j, kh, true) : nullptr;
-    for (int p0 = 0; p0 < n_valid; p0 += kVBatch) {
-      float vf[kVBatch][DPL];
-#pragma unroll
-      for (int b = 0; b < kVBatch; ++b) {
-        const bool ok = p0 + b < n_valid;
-        const uint16_t* vr = reinterpret_cast<const uint16_t*>(
-            __shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(v_own), (p0 + b) & 31));
-        v_row_share<DPL>(vr, ok, dense_v, lane, static_cast<int>(D), vf[b]);
+        for (int i = 0; i < DPL; ++i) acc[g][i] *= corr;
+        m[g] = m_new;
       }
+      l[g] += p;
+      ps[g * 32 + lane] = p;
+    }
+    __syncwarp();
+    // O += P V over the tile's rows, kAhead at a time (all of them but for head_dim 256).
+    for (int b0 = 0; b0 < n_valid; b0 += kAhead) {
+      if (b0 > 0) load_v(b0);
 #pragma unroll
-      for (int b = 0; b < kVBatch; ++b) {
+      for (int b = 0; b < kAhead; b += 4) {
+        float vf[4][DPL];
+#pragma unroll
+        for (int bb = 0; bb < 4; ++bb)
+#pragma unroll
+          for (int w = 0; w < kWords; ++w) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&vw[b + bb][w]));
+            vf[bb][2 * w] = f.x;
+            if (2 * w + 1 < DPL) vf[bb][2 * w + 1] = f.y;
+          }
 #pragma unroll
         for (int g = 0; g < GM; ++g) {
           if (g >= G) break;
-          const float pg = __shfl_sync(0xffffffffu, p[g], (p0 + b) & 31);  // 0 past the tile's valid lanes
+          const float4 p4 = *reinterpret_cast<const float4*>(ps + g * 32 + ((b0 + b) & 31));  // 0 past valid rows
 #pragma unroll
-          for (int i = 0; i < DPL; ++i) acc[g][i] += pg * vf[b][i];
+          for (int i = 0; i < DPL; ++i)
+            acc[g][i] += p4.x * vf[0][i] + p4.y * vf[1][i] + p4.z * vf[2][i] + p4.w * vf[3][i];
         }
       }
     }
+    __syncwarp();  // the next tile overwrites ps
   }
 
-  // Merge the warps' states.
-  float* so = smem + G * D;
+  // Merge the warps' states: each head's weights once, then every (head, element) by one thread.
+  float* so = qs + query_floats(GM, D) + kWarps * GM * 32;
   float* sml = so + kWarps * G * D;
+  float* wts = sml + kWarps * G * 2;  // [kWarps][G] weights, then [G] (M, L)
 #pragma unroll
   for (int g = 0; g < GM; ++g) {
     if (g >= G) break;
+    l[g] = warp_sum(l[g]);
 #pragma unroll
     for (int i = 0; i < DPL; ++i) {
-      const int64_t d = dense_v ? DPL * lane + i : lane + 32 * i;
+      const int d = dense_v ? DPL * lane + i : lane + 32 * i;
       if (d < D) so[(warp * G + g) * D + d] = acc[g][i];
     }
     if (lane == 0) sml[(warp * G + g) * 2] = m[g], sml[(warp * G + g) * 2 + 1] = l[g];
   }
   __syncthreads();
-  for (int e = threadIdx.x; e < static_cast<int>(G * D); e += blockDim.x) {
-    const int g = e / static_cast<int>(D), d = e - g * static_cast<int>(D);
-    float M = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sml[(w * G + g) * 2]);
-    float L = 0.0f, O = 0.0f;
-    if (M != -INFINITY)
-      for (int w = 0; w < kWarps; ++w) {
-        const float f = expf(sml[(w * G + g) * 2] - M);
-        L += sml[(w * G + g) * 2 + 1] * f;
-        O += so[(w * G + g) * D + d] * f;
-      }
-    const int64_t h = kh * G + g;
+  if (static_cast<int>(threadIdx.x) < G) {
+    const int g = threadIdx.x;
+    float M = -INFINITY, L = 0.0f;
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sml[(w * G + g) * 2]);  // finite: warp 0 had a tile
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = expf(sml[(w * G + g) * 2] - M);  // 0 for a warp without a tile (m = -inf)
+      wts[w * G + g] = f;
+      L += sml[(w * G + g) * 2 + 1] * f;
+    }
+    wts[kWarps * G + 2 * g] = M, wts[kWarps * G + 2 * g + 1] = L;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < G * D; e += blockDim.x) {
+    const int g = e / D, d = e - g * D;
+    float O = 0.0f;
+    for (int w = 0; w < kWarps; ++w) O += so[(w * G + g) * D + d] * wts[w * G + g];
+    const float M = wts[kWarps * G + 2 * g], L = wts[kWarps * G + 2 * g + 1];
+    const int64_t h = static_cast<int64_t>(kh) * G + g;
     if (splits == 1) {
       a.out[(t * a.n_heads + h) * D + d] = L > 0.0f ? O / L : 0.0f;
     } else {
@@ -397,13 +435,16 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  const size_t smem = static_cast<size_t>(G * D + kWarps * G * (D + 2)) * sizeof(float);
   auto launch = [&](auto dpl) {
     constexpr int DPL = decltype(dpl)::value;
-    if (G <= 1) launch_chained("attention", attention_kernel<DPL, 1>, grid, kWarps * 32, smem, stream, a);
-    else if (G <= 2) launch_chained("attention", attention_kernel<DPL, 2>, grid, kWarps * 32, smem, stream, a);
-    else if (G <= 4) launch_chained("attention", attention_kernel<DPL, 4>, grid, kWarps * 32, smem, stream, a);
-    else launch_chained("attention", attention_kernel<DPL, kMaxGroup>, grid, kWarps * 32, smem, stream, a);
+    // Queries and probabilities at the kernel's GM (G rounded up to it), outputs, states and weights at G.
+    auto smem = [&](int gm) {
+      return static_cast<size_t>(query_floats(gm, D) + kWarps * gm * 32 + kWarps * G * (D + 3) + 2 * G) * sizeof(float);
+    };
+    if (G <= 1) launch_chained("attention", attention_kernel<DPL, 1>, grid, kWarps * 32, smem(1), stream, a);
+    else if (G <= 2) launch_chained("attention", attention_kernel<DPL, 2>, grid, kWarps * 32, smem(2), stream, a);
+    else if (G <= 4) launch_chained("attention", attention_kernel<DPL, 4>, grid, kWarps * 32, smem(4), stream, a);
+    else launch_chained("attention", attention_kernel<DPL, kMaxGroup>, grid, kWarps * 32, smem(kMaxGroup), stream, a);
   };
   if (D <= 32) launch(std::integral_constant<int, 1>{});
   else if (D <= 64) launch(std::integral_constant<int, 2>{});

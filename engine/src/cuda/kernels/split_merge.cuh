@@ -47,7 +47,8 @@ __device__ __forceinline__ float* merge_split_states(const float* po, const floa
 #pragma unroll
       for (int k = 0; k < kLoads; ++k) {
         const int s = s0 + k * parts;
-        x[k] = s < splits ? po[static_cast<int64_t>(s) * D + d] : 0.0f;
+        // A split of no weight is not read: the f16 decode's splits past the history write only their (max, sum).
+        x[k] = s < splits && weight[s] != 0.0f ? po[static_cast<int64_t>(s) * D + d] : 0.0f;
       }
 #pragma unroll
       for (int k = 0; k < kLoads; ++k)
