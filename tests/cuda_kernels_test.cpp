@@ -132,7 +132,8 @@ double gpu_int16_tolerance(int64_t cols) { return 2.0 * test::int16_activation_t
 TEST_F(CudaKernels, AffineMatmulMatchesReference) {
   struct Case { int64_t rows, cols, n; };
   // Decode shapes (n <= 8) with rows left over from a warp's 4 and a block's 32, few rows over long columns (the
-  // block's warps split them), and prefill shapes (n = 13): under 2^20 weights the exact tiled kernel, from 2^20
+  // block's warps split them), and prefill shapes (n = 13, 77): under 2^20 weights the exact tiled kernel (a
+  // router's 128 x 2048 in 8 column parts, 70 x 256 in 2, added in order), from 2^20
   // rows dequantized into bf16 hi + lo for cuBLAS ({1100, 1024, 13}; 16500 rows of 1024 take two passes of 16384
   // rows, 4-bit g64 only).
   // 4/8-bit matrices of >= 2^20 weights take int16 activations: x in shared memory ({300, 4096, 1}, {257, 4096,
@@ -140,7 +141,7 @@ TEST_F(CudaKernels, AffineMatmulMatchesReference) {
   // there, and a group size that is no power of two (96: {384, 3072, 1}) takes the float path.
   const Case cases[] = {{33, 128, 1},    {300, 2048, 1}, {45, 192, 4},   {7, 4096, 2},   {129, 1024, 8},
                         {300, 4096, 1},  {257, 4096, 2}, {129, 8192, 8}, {384, 3072, 1}, {70, 256, 13},
-                        {1100, 1024, 13}, {16500, 1024, 13}};
+                        {128, 2048, 77}, {1100, 1024, 13}, {16500, 1024, 13}};
   for (int bits : {2, 3, 4, 5, 6, 8})
     for (int gs : {32, 64, 96})
       for (auto st : {kernels::ScaleType::bf16, kernels::ScaleType::f16, kernels::ScaleType::f32})
@@ -692,6 +693,14 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
                  nullptr);
       const std::vector<float> got = down<float>(dout, q.size());
       const char* kernel = tensor_cores ? "tiled prefill kernel" : "decode kernel";
+      // Flash-decoding under a bound far above the history, as a decode graph captured for a longer context passes
+      // it: splits sized for the bound, most past the history (they leave only an empty state for the merge).
+      std::vector<float> got_bound;
+      if (const int64_t bound = kc::tiled_decode_min_positions() - 1; !tensor_cores && bound > layer.n_tokens()) {
+        DeviceBuffer dout_bound = out(q.size());
+        dkv.attend(dq.get<float>(), n, dp.get<int32_t>(), bound, attn, dout_bound.get<float>(), scratch.get(), nullptr);
+        got_bound = down<float>(dout_bound, q.size());
+      }
       host.append(k.data(), v.data(), n);
       // The device blocks hold the CPU codec's records: every position still held, K and V of every head.
       const uint64_t rec = 2 * c.hd;
@@ -724,6 +733,9 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
                               tensor_cores ? test::tensor_core_f32_tolerance(layer.n_tokens())
                                            : test::tolerance(WeightType::f32, layer.n_tokens()),
                               kernel));
+      if (!got_bound.empty())
+        EXPECT_TRUE(test::close(got_bound, want, test::tolerance(WeightType::f32, layer.n_tokens()),
+                                "decode kernel under the bound below the tiled decode's"));
     };
     step(c.prefill, c.prefill <= 400);  // the reference is O(n^2): long prefixes are only appended
     step(c.chunk, true);
