@@ -299,9 +299,9 @@ TEST_F(CudaTurboQuant, AttentionMatchesTheCpuOverTheSameRecords) {
 
 // Decode through the split tensor-core kernel (set_tq_tiled_decode_min_positions(0): every bound), for the formats
 // it serves (no QJL): GQA 4 at 5000 positions (many splits), GQA 8 with a window and softcap (splits starting
-// mid-block), head_dim 256, KV blocks of 7, a short history (one split), each merged and rotated back. Twice: the
-// default source (decoded values) and codebook values with column scales where the format allows
-// (LMLAB_TQ_PREFILL_CODES=1).
+// mid-block), head_dim 256, KV blocks of 7, a short history (one split), each merged and rotated back. Twice:
+// decoded values (LMLAB_TQ_PREFILL_CODES=0) and the default, codebook values with column scales where the format
+// allows.
 TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
   const AttentionCase cases[] = {{32, 8, 128, 0, 0.0f, 5000, 5, 2},       {16, 2, 128, 1000, 30.0f, 3001, 5, 2},
                                  {8, 1, 256, 0, 0.0f, 2100, 5, 1},        {4, 2, 128, 100, 0.0f, 333, 5, 2, 7},
@@ -315,7 +315,7 @@ TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
     ~TiledFromZero() { kc::set_tq_tiled_decode_min_positions(before); }
   } tiled;
   for (const bool codes : {false, true}) {
-    SCOPED_TRACE(codes ? "codes" : "default source");
+    SCOPED_TRACE(codes ? "codes (the default)" : "decoded values");
     kc::DecodeOptions o = kc::decode_options();
     o.tq_prefill_codes = codes;
     const ScopedDecodeOptions scoped(o);

@@ -36,7 +36,7 @@ std::atomic<unsigned>& chosen() {
     return bits_of({!is("LMLAB_GATE_UP_PAIR", "0"), is("LMLAB_FUSED_ROUTING", "1"), tq ? std::atoi(tq) : 0,
                     mma ? std::atoi(mma) : kTqDecodeMmaMinGroup, !is("LMLAB_TQ_EARLY_START", "0"),
                     !is("LMLAB_TQ_DECODE_WARPS", "0"), !is("LMLAB_TQ_BULK_COPIES", "0"),
-                    is("LMLAB_TQ_PREFILL_CODES", "1")});
+                    !is("LMLAB_TQ_PREFILL_CODES", "0")});
   }()};
   return bits;
 }

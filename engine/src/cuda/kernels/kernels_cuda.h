@@ -171,9 +171,10 @@ struct DecodeOptions {
   // 2.5-3% faster at 40K / 100K positions (docs/cuda.md, nineteenth session); LMLAB_TQ_BULK_COPIES=0 turns off.
   bool tq_bulk_copies = true;
   // Prefill attention over TurboQuant records (turboquant.cu's TqPrefillSource): tiles of codebook values with the
-  // positions' scalars as column scales where the format allows (LMLAB_TQ_PREFILL_CODES=1; else decoded f32 values
-  // as hi + lo parts). 1.29x on the H100 (twentieth session); off until its fix (215e2e2) passes on a GPU.
-  bool tq_prefill_codes = false;
+  // positions' scalars as column scales where the format allows (else, and with LMLAB_TQ_PREFILL_CODES=0, decoded
+  // f32 values as hi + lo parts). 1.29x the decoded values' attention on the H100 (twentieth session); its fix
+  // (215e2e2) passed AttentionMatchesTheCpuOverTheSameRecords and TiledDecode* there in the twenty-first.
+  bool tq_prefill_codes = true;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
