@@ -28,24 +28,31 @@ namespace {
 constexpr int64_t kAffineGemmMinWeights = int64_t{1} << 20;
 
 constexpr int kTileRows = 64, kTileTokens = 64, kTileK = 32;
+// A router has few rows (8-128 experts) over long columns: its 64 x 64 tiles were 16 blocks for a 512-token chunk
+// of qwen3-30b-a3b (a fifth of the MoE prefill's kernel time, H100, twenty-first session). The columns are split
+// into up to kMaxKParts ranges whose partial sums go to the scratch and are added in a fixed order (deterministic).
+constexpr int kMaxKParts = 8;
 
+// Block (row tile, token tile, column part): y (or the part's [n][rows] partial sums, without the bias) over the
+// columns [z per, (z + 1) per).
 __global__ void __launch_bounds__(256) gemm_tiled_kernel(DeviceWeight w, const float* __restrict__ x, float* y,
-                                                         int64_t n) {
+                                                         int64_t n, int64_t per) {
   __shared__ float ws[kTileK][kTileRows + 4];
   __shared__ float xs[kTileK][kTileTokens + 4];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int64_t r0 = blockIdx.x * static_cast<int64_t>(kTileRows), t0 = blockIdx.y * static_cast<int64_t>(kTileTokens);
+  const int64_t k_begin = blockIdx.z * per, k_end = min(w.cols, k_begin + per);
   float acc[4][4] = {};
-  for (int64_t k0 = 0; k0 < w.cols; k0 += kTileK) {
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += kTileK) {
     for (int i = tid; i < kTileRows * kTileK; i += 256) {
       const int rr = i / kTileK, kk = i % kTileK;
       const int64_t r = r0 + rr, c = k0 + kk;
-      ws[kk][rr] = r < w.rows && c < w.cols ? load_weight(w, r, c) : 0.0f;
+      ws[kk][rr] = r < w.rows && c < k_end ? load_weight(w, r, c) : 0.0f;
     }
     for (int i = tid; i < kTileTokens * kTileK; i += 256) {
       const int tt = i / kTileK, kk = i % kTileK;
       const int64_t t = t0 + tt, c = k0 + kk;
-      xs[kk][tt] = t < n && c < w.cols ? x[t * w.cols + c] : 0.0f;
+      xs[kk][tt] = t < n && c < k_end ? x[t * w.cols + c] : 0.0f;
     }
     __syncthreads();
 #pragma unroll 8
@@ -65,8 +72,21 @@ __global__ void __launch_bounds__(256) gemm_tiled_kernel(DeviceWeight w, const f
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const int64_t r = r0 + ty * 4 + i, t = t0 + tx * 4 + j;
-      if (r < w.rows && t < n) y[t * w.rows + r] = acc[i][j] + (w.bias ? w.bias[r] : 0.0f);
+      if (r < w.rows && t < n) {
+        if (gridDim.z == 1) y[t * w.rows + r] = acc[i][j] + (w.bias ? w.bias[r] : 0.0f);
+        else y[(blockIdx.z * n + t) * w.rows + r] = acc[i][j];
+      }
     }
+}
+
+// y[i] = the parts' partial sums in order (+ the bias of row i % rows).
+__global__ void add_k_parts_kernel(const float* part, int parts, float* y, const float* bias, int64_t rows,
+                                   int64_t total) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= total) return;
+  float v = 0.0f;
+  for (int p = 0; p < parts; ++p) v += part[p * total + i];
+  y[i] = v + (bias ? bias[i % rows] : 0.0f);
 }
 
 // x = hi + lo in the weight's 16-bit type.
@@ -216,8 +236,20 @@ void matmul(const DeviceWeight& w, const float* x, float* y, int64_t n, void* sc
   }
   check_no_fusion(fusion, n);
   if (w.affine && w.rows * w.cols < kAffineGemmMinWeights) {
-    gemm_tiled_kernel<<<dim3(blocks_of(w.rows, kTileRows), blocks_of(n, kTileTokens)), 256, 0, stream>>>(w, x, y, n);
+    // Column parts of at least 4 tiles, whose [n][rows] partial sums fit where the split X would go (n cols floats
+    // of matmul_scratch_bytes).
+    const int64_t parts =
+        scratch ? std::max<int64_t>(1, std::min<int64_t>({kMaxKParts, w.cols / w.rows, w.cols / (4 * kTileK)})) : 1;
+    const int64_t per = (w.cols + parts - 1) / parts;
+    const dim3 grid(blocks_of(w.rows, kTileRows), blocks_of(n, kTileTokens), static_cast<unsigned>(parts));
+    float* partial = parts > 1 ? static_cast<float*>(scratch) : y;
+    gemm_tiled_kernel<<<grid, 256, 0, stream>>>(w, x, partial, n, (per + kTileK - 1) / kTileK * kTileK);
     lmlab::cuda::check_launch("matmul (tiled)");
+    if (parts > 1) {
+      add_k_parts_kernel<<<blocks_of(n * w.rows, 256), 256, 0, stream>>>(partial, static_cast<int>(parts), y, w.bias,
+                                                                        w.rows, n * w.rows);
+      lmlab::cuda::check_launch("matmul (tiled, column parts)");
+    }
     return;
   }
   cublasHandle_t h = cublas_handle();
