@@ -80,7 +80,7 @@ TEST(Options, OutOfRangeValuesNameTheFlag) {
             std::string::npos);
   EXPECT_NE(error_of([&] { kv_mode_from_name("f8"); }).find("'f8' is not one of f32, turbo, affine4, affine8, f16"),
             std::string::npos);
-  o.prefill_size = 0;  // a struct filled in code is checked by the same table when a model loads
+  o.prefill_size = -1;  // a struct filled in code is checked by the same table when a model loads
   EXPECT_NE(error_of([&] { validate_options(o); }).find("--prefill-size"), std::string::npos);
   for (KvMode m : kAllKvModes) EXPECT_EQ(kv_mode_from_name(kv_mode_name(m)), m);
 }

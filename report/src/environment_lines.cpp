@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "display_names.h"
+#include "lmlab/options.h"
 #include "units.h"
 
 namespace lmlab::report_detail {
@@ -50,7 +51,8 @@ std::string shared_engine_options(const RunInfo& run) {
   };
   if (auto d = shared("device")) add("device " + (d->is_string() ? d->get<std::string>() : d->dump()));
   if (auto t = shared("threads")) add(number(*t, "all threads", "{} threads"));
-  if (auto p = shared("prefill_size")) add(number(*p, "prefill in one chunk", "prefill chunks of {} tokens"));
+  if (auto p = shared("prefill_size"))
+    add(number(*p, "prefill chunks of " + std::string(engine_option("prefill_size").zero_means), "prefill chunks of {} tokens"));
   if (auto c = shared("ctx_size")) add(number(*c, "ctx_size = model max", "ctx_size {}"));
   if (cfg.contains("decode_tokens") && cfg["decode_tokens"].is_number_integer())
     add(fmt::format("{} greedy decode tokens per sample", cfg["decode_tokens"].get<int64_t>()));

@@ -60,7 +60,7 @@ class Model {
   ~Model();
 
   const ModelInfo& info() const;
-  const ModelOptions& options() const;
+  const ModelOptions& options() const;  // as given, with what 0 means resolved (prefill_size)
   const Tokenizer& tokenizer() const;  // throws when the directory has no tokenizer.json
   bool has_tokenizer() const;
   std::unique_ptr<Session> new_session() const;

@@ -39,7 +39,7 @@ struct ModelOptions {
   int64_t gpu_layers = 0;  // 0: every layer on the device
   int threads = 0;
   int64_t ctx_size = 0;
-  int64_t prefill_size = 512;
+  int64_t prefill_size = 0;  // 0: 512 on the CPU, 2048 on a GPU (options/prefill_size.h); Model::options() has it resolved
   int64_t kv_block_tokens = 32;
   int64_t kv_budget_mb = 0;
   int64_t prompt_cache_mb = 0;

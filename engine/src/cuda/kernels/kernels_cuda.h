@@ -199,10 +199,10 @@ void qk_norm_rope_kv_write(float* q, float* k, const float* v, const KvBlocks& k
 // prefill_attention.cuh's tiled tensor-core kernel (history tiles shared by the chunk's query rows, staged by
 // cp.async). Fewer queries (decode) with n_kv_bound >= tiled_decode_min_positions(): the same kernel with the history
 // split over blocks, merged by a second kernel; else a flash-decoding kernel on the CUDA cores (a lane per
-// position). The seventh session measured the tiled decode slower at 4K-16K (its fixed cost per block); since the
-// eighth session's cuts it wins from 4K: attention alone, H100, 8B shape 18.0 / 43.7 us at 4K / 16K positions
-// against flash-decoding's 31.5 / 90.3, 30b-a3b 16.8 / 27.4 against 38.0 / 95.4 (docs/cuda.md, ninth session). The
-// decode graph's bound is at least 4096 (or the context), so decode takes the tiled kernel from a 4096-token context.
+// position). Attention alone on the H100 (docs/cuda.md, twenty-first session), tiled / flash-decoding at 4K / 16K /
+// 100K positions: 8B shape 17.6 / 16.4, 40.3 / 55.6, 165 / 240 us; 30b-a3b 15.6 / 19.8, 26.0 / 44.5, 93.6 / 194. The
+// decode graph's bound is at least 4096 (or the context), so decode takes the tiled kernel from a 4096-token context
+// and flash-decoding under it.
 inline constexpr int kMaxAttentionSplits = 256;
 // Blocks the decode attention kernels aim to launch (split-K fills the GPU up to this): SMs x blocks per SM (4, or
 // LMLAB_ATTENTION_BLOCKS_PER_SM to measure others), read once per process.
