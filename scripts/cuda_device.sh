@@ -242,13 +242,15 @@ PY
       dir=$(synth_dir "$shape")
       if [ "${step%%-*}" = profile ]; then
           # PROFILE_CTX: the decode's context (512; a long one needs SKIP past its prefill's launches, ~15 per layer
-          # and 512-token chunk); PROFILE_KV: --kv-mode (e.g. turbo)
+          # and chunk); PROFILE_KV: --kv-mode (e.g. turbo); PREFILL_SIZE: the prompt's chunk (e.g. PROFILE_CTX=2048
+          # PREFILL_SIZE=2048 SKIP=0: the kernels of one 2048-token chunk)
           pctx=${PROFILE_CTX:-512}
           # PROFILE_GRAPH=1: the decode replays its graph and ncu profiles each kernel node (the kernels a graph decode
           # runs: e.g. the tiled attention for the 4096 bound, which a decode without graphs does not take)
           LMLAB_CUDA_GRAPH=${PROFILE_GRAPH:-0} timeout 300 "$ncu" --graph-profiling node --launch-skip "${SKIP:-4000}" --launch-count "${COUNT:-800}" \
           --metrics gpu__time_duration.sum --print-units base --csv "$here/lmlab" decode-bench --model "$dir" --device cuda \
           --ctx-size $((pctx + 512)) --contexts "$pctx" -n 32 --warmup 0 ${PROFILE_KV:+--kv-mode $PROFILE_KV} \
+          ${PREFILL_SIZE:+--prefill-size $PREFILL_SIZE} \
           > "$out/profile-$shape.csv" 2> "$out/profile-$shape.err"
         kernel_times "$out/profile-$shape.csv"
         continue
