@@ -193,6 +193,29 @@ TEST(Gate, AnOptionAddedAtItsDefaultStillCompares) {
   EXPECT_FALSE(rep.cannot_compare.empty()) << "a changed option is still a different measurement";
 }
 
+// --prefill-size's default became 0 (what it means depends on the device): a CPU baseline recorded at 512, the old
+// default, compares with a CPU candidate at 0; on a GPU, where 0 means 2048, it does not.
+TEST(Gate, ADeviceDependentDefaultComparesAsWhatItMeans) {
+  auto with_options = [](const nlohmann::json& options) {
+    GateRun r = make_run(100);
+    r.info.engine_config_json =
+        nlohmann::json{{"contexts", {256}}, {"repetitions", kReps}, {"decode_tokens", 32},
+                       {"configs", {{{"name", "vanilla"}, {"options", options}}}}}
+            .dump();
+    return r;
+  };
+  GateReport rep = compare_runs(with_options({{"device", "cpu"}, {"prefill_size", 512}}),
+                                with_options({{"device", "cpu"}, {"prefill_size", 0}}), policy());
+  EXPECT_TRUE(rep.cannot_compare.empty()) << rep.cannot_compare.at(0);
+  rep = compare_runs(with_options({{"device", "cuda"}, {"prefill_size", 512}}),
+                     with_options({{"device", "cuda"}, {"prefill_size", 0}}), policy());
+  ASSERT_FALSE(rep.cannot_compare.empty()) << "512 against 2048 tokens a chunk";
+  EXPECT_NE(rep.cannot_compare[0].find("'configs' differs"), std::string::npos) << rep.cannot_compare[0];
+  rep = compare_runs(with_options({{"device", "cuda"}, {"prefill_size", 2048}}),
+                     with_options({{"device", "cuda"}, {"prefill_size", 0}}), policy());
+  EXPECT_TRUE(rep.cannot_compare.empty()) << rep.cannot_compare.at(0);
+}
+
 TEST(Gate, IncompleteRunsCannotCompare) {
   GateRun cand = make_run(100);
   cand.samples.pop_back();  // interrupted: the last sample never ran

@@ -56,6 +56,13 @@ json measurement_settings(const RunInfo& run) {
       if (!c.is_object() || !c.contains("options") || !c["options"].is_object()) continue;
       json& o = c["options"];
       o.erase("debug_token_delay_us");
+      // A default that depends on the device compares as what it means there: a baseline recorded as 512 when that
+      // was the default equals a CPU candidate's 0, not a GPU one's (effective_prefill_size).
+      if (o.contains("prefill_size") && o["prefill_size"].is_number_integer()) {
+        const Device device = o.value("device", json("cpu")) == json("cuda") ? Device::cuda : Device::cpu;
+        if (effective_prefill_size(o["prefill_size"].get<int64_t>(), device) == effective_prefill_size(0, device))
+          o.erase("prefill_size");
+      }
       for (const auto& [key, value] : defaults.items())
         if (o.contains(key) && o[key] == value) o.erase(key);
     }

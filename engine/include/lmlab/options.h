@@ -32,6 +32,14 @@ std::string_view kv_mode_name(KvMode mode);
 KvMode kv_mode_from_name(std::string_view name);
 inline constexpr KvMode kAllKvModes[] = {KvMode::f32, KvMode::turbo, KvMode::affine4, KvMode::affine8, KvMode::f16};
 
+// What --prefill-size 0 (the default) means on a device, in one place (model loading, the gate's comparison of
+// recorded configs): 512 prompt tokens a forward on the CPU, 2048 on a GPU. On the H100 (docs/cuda.md, twenty-first
+// session) chunks of 2048 prefilled a 16K prompt 1.30x (qwen3-8b 4-bit) and 1.21x (qwen3-30b-a3b 4-bit) faster than
+// chunks of 512: a 4-bit weight is dequantized once per chunk and an expert's slot tiles fill up; 4096 gained 4-5%
+// more for twice the activations. The CPU's chunk stays where its tests and measurements are.
+inline constexpr int64_t kCpuPrefillSize = 512, kGpuPrefillSize = 2048;
+int64_t effective_prefill_size(int64_t requested, Device device);
+
 // Defaults here are the table's defaults; ranges and docs are in the table. Sizes the user gives are in MiB
 // (_mb); the engine converts them to _bytes once, where it resolves defaults.
 struct ModelOptions {
@@ -39,7 +47,7 @@ struct ModelOptions {
   int64_t gpu_layers = 0;  // 0: every layer on the device
   int threads = 0;
   int64_t ctx_size = 0;
-  int64_t prefill_size = 0;  // 0: 512 on the CPU, 2048 on a GPU (options/prefill_size.h); Model::options() has it resolved
+  int64_t prefill_size = 0;  // 0: effective_prefill_size(); Model::options() has it resolved
   int64_t kv_block_tokens = 32;
   int64_t kv_budget_mb = 0;
   int64_t prompt_cache_mb = 0;

@@ -9,7 +9,6 @@
 #include "experts/expert_streamer.h"
 #include "kv/turboquant/tq_layer_spec.h"
 #include "config/context_size.h"
-#include "options/prefill_size.h"
 #include "model/backend_factory.h"
 #include "model/model_impl.h"
 #include "util/thread_pool.h"
@@ -26,7 +25,7 @@ Model::~Model() = default;
 std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, const ModelOptions& given) {
   validate_options(given);
   ModelOptions options = given;  // with what 0 means resolved where every reader of the model's options sees it
-  options.prefill_size = resolve_prefill_size(given.prefill_size, given.device);
+  options.prefill_size = effective_prefill_size(given.prefill_size, given.device);
   if (options.threads > 0 && options.threads != ThreadPool::global().size())
     ThreadPool::set_global_threads(options.threads);
   auto impl = std::make_unique<Impl>();

@@ -129,6 +129,11 @@ std::string describe_option_default(const OptionSpec& spec) {
   return describe_option_value(spec, get_option(ModelOptions{}, spec));
 }
 
+int64_t effective_prefill_size(int64_t requested, Device device) {
+  if (requested > 0) return requested;
+  return device == Device::cuda ? kGpuPrefillSize : kCpuPrefillSize;
+}
+
 std::string options_to_json_text(const ModelOptions& options) {
   nlohmann::json j = nlohmann::json::object();
   for (const OptionSpec& s : engine_options())
