@@ -171,17 +171,19 @@ TEST(Gate, DifferentModelsOrScenariosCannotCompare) {
   EXPECT_NE(rep.cannot_compare.at(0).find("'decode_tokens' differs"), std::string::npos) << rep.cannot_compare[0];
 }
 
+// A run whose one config, vanilla, was recorded with these engine options.
+GateRun run_with_options(const nlohmann::json& options) {
+  GateRun r = make_run(100);
+  r.info.engine_config_json = nlohmann::json{{"contexts", {256}}, {"repetitions", kReps}, {"decode_tokens", 32},
+                                             {"configs", {{{"name", "vanilla"}, {"options", options}}}}}
+                                  .dump();
+  return r;
+}
+
 // A baseline recorded before an option existed compares with a candidate that has it at its default; a config
 // whose option differs from the baseline's still cannot compare.
 TEST(Gate, AnOptionAddedAtItsDefaultStillCompares) {
-  auto with_configs = [](const nlohmann::json& options) {
-    GateRun r = make_run(100);
-    r.info.engine_config_json =
-        nlohmann::json{{"contexts", {256}}, {"repetitions", kReps}, {"decode_tokens", 32},
-                       {"configs", {{{"name", "vanilla"}, {"options", options}}}}}
-            .dump();
-    return r;
-  };
+  const auto& with_configs = run_with_options;
   const GateRun old_baseline = with_configs({{"kv_mode", "f32"}, {"threads", 1}});
   GateReport rep = compare_runs(old_baseline, with_configs({{"kv_mode", "f32"}, {"threads", 1}, {"gpu_layers", 0}}),
                                 policy());
@@ -196,14 +198,7 @@ TEST(Gate, AnOptionAddedAtItsDefaultStillCompares) {
 // --prefill-size's default became 0 (what it means depends on the device): a CPU baseline recorded at 512, the old
 // default, compares with a CPU candidate at 0; on a GPU, where 0 means 2048, it does not.
 TEST(Gate, ADeviceDependentDefaultComparesAsWhatItMeans) {
-  auto with_options = [](const nlohmann::json& options) {
-    GateRun r = make_run(100);
-    r.info.engine_config_json =
-        nlohmann::json{{"contexts", {256}}, {"repetitions", kReps}, {"decode_tokens", 32},
-                       {"configs", {{{"name", "vanilla"}, {"options", options}}}}}
-            .dump();
-    return r;
-  };
+  const auto& with_options = run_with_options;
   GateReport rep = compare_runs(with_options({{"device", "cpu"}, {"prefill_size", 512}}),
                                 with_options({{"device", "cpu"}, {"prefill_size", 0}}), policy());
   EXPECT_TRUE(rep.cannot_compare.empty()) << rep.cannot_compare.at(0);
