@@ -40,11 +40,11 @@ struct AttnParams {
   float scale, softcap;
 };
 
-// K (v = false) or V row of position j, KV head kh. 32-bit division (positions and block sizes fit): the 64-bit
-// one is a ~70-instruction call, and the decode kernel's lanes paid one per key and value row.
-__device__ __forceinline__ const uint16_t* kv_row(const KvBlocks& kv, int64_t j, int64_t kh, bool v) {
+// K row of position j, KV head kh (its V row is n_kv_heads B head_dim values further). 32-bit division (positions
+// and block sizes fit): the 64-bit one is a ~70-instruction call, and the decode kernel's lanes paid one per row.
+__device__ __forceinline__ const uint16_t* key_row(const KvBlocks& kv, int64_t j, int64_t kh) {
   const uint32_t B = static_cast<uint32_t>(kv.block_tokens), jj = static_cast<uint32_t>(j), b = jj / B;
-  return kv.blocks[b] + ((v ? kv.n_kv_heads * B : 0) + kh * B + (jj - b * B)) * kv.head_dim;
+  return kv.blocks[b] + (kh * B + (jj - b * B)) * kv.head_dim;
 }
 
 __device__ __forceinline__ float h2f(uint16_t v) { return __half2float(__ushort_as_half(v)); }
@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
     const int64_t j = base + lane;
     const bool valid = j < j1;
     const int n_valid = static_cast<int>(min(int64_t{32}, j1 - base));
-    const uint16_t* kr = valid ? kv_row(a.kv, j, kh, false) : nullptr;
+    const uint16_t* kr = valid ? key_row(a.kv, j, kh) : nullptr;
     // The first kAhead V rows of the tile, each lane its elements (zeros past the valid rows), in flight with the keys.
     uint32_t vw[kAhead][kWords];
     auto load_v = [&](int b0) {

@@ -862,22 +862,23 @@ struct TqPrefillSource {
   static_assert(prefill::kThreads == kDThreads, "issue_tile hands segments to the decode kernel's warps");
   // The area: K records, V records (each with the segments' alignment slack), the offsets [2][kTile] (kNoRecord: a
   // released block's position), the two codebooks [2][32] (f32, or f16 with kCodes), with kCodes the tile's column
-  // scales [2][kTile]. buffers 0: not staged, 1: staged.
-  int k_area = 0, v_area = 0, buffers = 0;
-  __host__ __device__ unsigned offsets_at() const { return static_cast<unsigned>(buffers * (k_area + v_area)); }
-  __host__ __device__ unsigned codebooks_at() const { return offsets_at() + buffers * 2 * prefill::kTile * 2; }
+  // scales [2][kTile]; none of it when not staged (records read from global memory).
+  int k_area = 0, v_area = 0;
+  bool staged = false;
+  __host__ __device__ unsigned offsets_at() const { return static_cast<unsigned>(k_area + v_area); }
+  __host__ __device__ unsigned codebooks_at() const { return offsets_at() + 2 * prefill::kTile * 2; }
   __host__ __device__ unsigned scales_at() const { return codebooks_at() + 2 * 32 * 4; }
   __host__ __device__ unsigned smem_bytes() const {
-    return buffers ? scales_at() + (kCodes ? 2 * prefill::kTile * 4 : 0) : 0;
+    return staged ? scales_at() + (kCodes ? 2 * prefill::kTile * 4 : 0) : 0;
   }
-  // The area's parts for kv's record sizes (host); buffers 0: not staged.
-  static TqPrefillSource make(const TqKvBlocks& kv, int buffers) {
+  // The area's parts for kv's record sizes (host), when staged.
+  static TqPrefillSource make(const TqKvBlocks& kv, bool staged) {
     TqPrefillSource s{kv};
-    if (!buffers) return s;
+    if (!staged) return s;
     static_assert(prefill::kTile == kDT, "the staged records' layout is a decode tile's");
     s.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
     s.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
-    s.buffers = buffers;
+    s.staged = true;
     return s;
   }
   // Whether kv's records take the kCodes form.
@@ -902,7 +903,7 @@ struct TqPrefillSource {
     uint16_t* voff = koff + prefill::kTile;
     float* cent = reinterpret_cast<float*>(area + codebooks_at());  // [K 32][V 32]
     __half* cent_h = reinterpret_cast<__half*>(cent);               // kCodes: [K 32][V 32] halves
-    if (buffers) {
+    if (staged) {
       if (first && threadIdx.x < 64) {
         const TqDeviceCodec& c = threadIdx.x < 32 ? kv.k : kv.v;
         const int i = threadIdx.x & 31;
@@ -918,7 +919,7 @@ struct TqPrefillSource {
     }
     // The record of row r (K or V) of the tile, or null (past j_hi, a released block).
     auto record = [&](int r, bool is_v) -> const uint8_t* {
-      if (buffers) {
+      if (staged) {
         const unsigned off = r < n ? (is_v ? voff : koff)[r] : kNoRecord;
         return off != kNoRecord ? (is_v ? vbuf : kbuf) + off : nullptr;
       }
@@ -939,7 +940,7 @@ struct TqPrefillSource {
             rec ? codebook_halves8(c, rec, d0, cent_h + (is_v ? 32 : 0)) : make_uint4(0, 0, 0, 0);
       } else {
         float v8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        const float* cb = buffers ? cent + (is_v ? 32 : 0) : c.centroids;
+        const float* cb = staged ? cent + (is_v ? 32 : 0) : c.centroids;
         if (rec) decoded8(c, cb, rec + (d0 >> log_g) * c.group_bytes, d0 & (c.group_dim - 1), v8);
         __half* lo = (is_v ? t.v_lo : t.k_lo) + r * ld + d0;
         prefill::split8(v8, kValueScale, hi, lo);
@@ -1008,13 +1009,13 @@ void with_prefill_source(const TqKvBlocks& kv, F&& f) {
   const DecodeOptions o = decode_options();
   auto staged = [&](auto codes) {
     using Source = TqPrefillSource<decltype(codes)::value>;
-    const Source s = Source::make(kv, 1);
+    const Source s = Source::make(kv, true);
     if (prefill::block_smem_bytes(kv.head_dim, s) > kMaxPrefillSmem) return false;
     f(s, true);
     return true;
   };
   if (o.tq_prefill_codes && TqPrefillSource<true>::codes_apply(kv) && staged(std::true_type{})) return;
-  if (!staged(std::false_type{})) f(TqPrefillSource<false>::make(kv, 0), false);
+  if (!staged(std::false_type{})) f(TqPrefillSource<false>::make(kv, false), false);
 }
 // The splits' partial outputs (rotated domain) of `rows` (query, head) pairs merged into out and rotated back: the
 // decode kernels' and the tiled decode's (merging then rotating equals rotating each split: Pi^T is linear).
