@@ -58,7 +58,7 @@ ncu_sections=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section 
 # The synth of SHAPE (bf16, q4, moe) in /tmp/synth-bench-SHAPE, written once per warm machine; written under another
 # name and renamed, so a `synth-SHAPE` step in the background and a later step that waits for it never see half of it.
 synth_dir() {
-  local shape=$1 dir=/tmp/synth-bench-$1 args
+  local shape=$1 dir=${SYNTH_ROOT:-/tmp}/synth-bench-$1 args  # SYNTH_ROOT: an ignored folder a warm machine keeps
   case $shape in
     bf16) args=(--preset qwen3-8b) ;;
     q4) args=(--preset qwen3-8b --bits 4 --group-size 64) ;;
@@ -114,10 +114,16 @@ for step in "$@"; do
       "$here/lmlab" iobench --file "$(ls -S "$dir"/*.safetensors | head -1)" 2>&1 | tee "$out/iobench.txt" | tail -3
       # SWIFT_DB: an earlier session's database (docs/profiling_results_h200.db) to append this call's samples to, so
       # the sweep can be completed over several calls and sessions (each run keeps its commit and environment).
-      [ -n "${SWIFT_DB:-}" ] && [ ! -e "$out/lmlab.db" ] && cp "$SWIFT_DB" "$out/lmlab.db"
+      [ -n "${SWIFT_DB:-}" ] && [ -e "$SWIFT_DB" ] && [ ! -e "$out/lmlab.db" ] && cp "$SWIFT_DB" "$out/lmlab.db"
+      # The host label names the GPU the device tool lent (H100 or H200), so a report never says h200 for an H100.
+      gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+      case $gpu in *H200*) label=h200 ;; *H100*) label=h100 ;; *) label=gpu ;; esac
+      echo "GPU: $gpu (host label ${HOST_LABEL:-$label})"
       timeout "${SWIFT_TIMEOUT:-540}" "$here/lmlab" bench "$here/../scenarios/swiftlm-cuda.json" --model "$dir" \
-        --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" --host "${HOST_LABEL:-h200}" \
+        --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" --host "${HOST_LABEL:-$label}" \
         ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tail -20
+      # SWIFT_DB also names where the next call on this warm machine finds the database (an ignored folder it keeps).
+      [ -n "${SWIFT_DB:-}" ] && cp "$out/lmlab.db" "$SWIFT_DB"
       "$here/lmlab" report --db "$out/lmlab.db" --format csv --out "$out/samples.csv"  # decode SSD bytes, drive bps
       "$here/lmlab" report --db "$out/lmlab.db" --format md --out-dir "$out" && "$here/lmlab" report --db "$out/lmlab.db" --no-color
       ;;
