@@ -119,7 +119,9 @@ for step in "$@"; do
       gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
       case $gpu in *H200*) label=h200 ;; *H100*) label=h100 ;; *) label=gpu ;; esac
       echo "GPU: $gpu (host label ${HOST_LABEL:-$label})"
-      timeout "${SWIFT_TIMEOUT:-540}" "$here/lmlab" bench "$here/../scenarios/swiftlm-cuda.json" --model "$dir" \
+      # SWIFT_DEADLINE (epoch seconds): the bench stops there, whatever the synth and iobench took before it.
+      limit=${SWIFT_TIMEOUT:-540}; [ -n "${SWIFT_DEADLINE:-}" ] && limit=$((SWIFT_DEADLINE - $(date +%s)))
+      timeout "$limit" "$here/lmlab" bench "$here/../scenarios/swiftlm-cuda.json" --model "$dir" \
         --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" --host "${HOST_LABEL:-$label}" \
         ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tail -20
       # SWIFT_DB also names where the next call on this warm machine finds the database (an ignored folder it keeps).
