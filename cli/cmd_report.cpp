@@ -1,12 +1,14 @@
 // lmlab report --db FILE [--run ID | --runs ID,ID,... [--supersede]] [--format ansi|md|csv|json] [--out FILE | --out-dir DIR]
-// [--color]: renders one run of the results database (default: the latest), or the samples of several runs of one
-// sweep as one report (--runs: same scenario, model and host; a sweep too long for one sitting, e.g. the H200's
-// 512 / 40K / 100K x 3 repetitions over several device calls, each run keeping its commit; a cell measured by two
-// runs counts both as repetitions unless --supersede, where the later run in the list replaces the earlier one's
-// samples of that cell and the header says so); --list lists the runs. --out-dir
+// [--reference FILE] [--color]: renders one run of the results database (default: the latest), or the samples of
+// several runs of one sweep as one report (--runs: same scenario, model and host; a sweep too long for one sitting,
+// e.g. the H200's 512 / 40K / 100K x 3 repetitions over several device calls, each run keeping its commit; a cell
+// measured by two runs counts both as repetitions unless --supersede, where the later run in the list replaces the
+// earlier one's samples of that cell and the header says so); --list lists the runs. --out-dir
 // (created when absent) writes the markdown report under its conventional name, profiling_results_<host>.md.
 // A markdown report written to a file gets its SVG charts beside it (<stem>_decode.svg, ...). ANSI colors
 // only on a terminal, and never when NO_COLOR is set (https://no-color.org) or --no-color is given.
+// --reference FILE: a scenario file whose "reference" (published decode ratios, e.g. SwiftLM's) the md and ansi
+// reports set beside the decode ratios, in place of the runs' own (runs recorded before scenarios carried one).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include <utility>
 
 #include "common.h"
+#include "lmlab/harness.h"
 #include "lmlab/report.h"
 #include "lmlab/results.h"
 
@@ -30,6 +33,7 @@ struct Flags {
   bool supersede = false;     // --supersede: a later run of --runs re-measuring a (config, context) cell replaces it
   std::string format = "ansi";
   std::string out, out_dir;
+  std::string reference;  // --reference: a scenario file whose "reference" block the report shows
   bool color = false, no_color = false;
   bool list = false;
 };
@@ -91,6 +95,15 @@ RunInfo merge_runs(const ResultsStore& store, const Flags& fl, std::vector<Sampl
   return extras.merged_runs.back();
 }
 
+// --reference: the file read and checked as any scenario is, so its reference is what `lmlab bench` would record.
+std::string reference_of(const std::string& file) {
+  const Scenario s = load_scenario(file);
+  if (!s.reference)
+    throw Error(ErrorKind::invalid_input, "--reference " + file,
+                "the scenario has no \"reference\" block (the published decode ratios to show: scenarios/README.md)");
+  return reference_json(s);
+}
+
 bool no_color_env() {
   const char* v = std::getenv("NO_COLOR");
   return v != nullptr && v[0] != '\0';
@@ -125,11 +138,15 @@ int run_report(const Flags& fl) {
   if (!fl.out.empty() && !fl.out_dir.empty()) throw Error(ErrorKind::invalid_input, "--out-dir", "conflicts with --out");
   if (!fl.out_dir.empty() && fl.format != "md")
     throw Error(ErrorKind::invalid_input, "--out-dir", "names the markdown report's file: use it with --format md");
+  if (!fl.reference.empty() && fl.format != "md" && fl.format != "ansi")
+    throw Error(ErrorKind::invalid_input, "--reference",
+                "sets ratios beside the decode ratios of the md and ansi reports: use it with one of them");
   RunInfo run;
   std::vector<Sample> samples;
   std::optional<RegressionSection> regression;
   std::vector<RuntimeInfo> runtimes;  // a compare run's: its comparison table too
   ReportExtras extras;
+  if (!fl.reference.empty()) extras.reference_json = reference_of(fl.reference);  // checked before the database is read
   {
     ResultsStore store = ResultsStore::open_existing(fl.db);
     if (fl.list) return list_runs(store);
@@ -198,6 +215,9 @@ void register_report(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--out", fl->out, "write to this file instead of stdout");
   sub->add_option("--out-dir", fl->out_dir, "with --format md: write DIR/profiling_results_<host>.md");
+  sub->add_option("--reference", fl->reference,
+                  "a scenario file whose \"reference\" (published decode ratios) is shown beside the decode ratios, "
+                  "in place of the runs' own");
   sub->add_flag("--color", fl->color, "ANSI colors even when stdout is not a terminal");
   sub->add_flag("--no-color", fl->no_color, "no ANSI colors even on a terminal");
   sub->add_flag("--list", fl->list, "list the database's runs (id, date, scenario, model, host, samples, commit)");

@@ -211,6 +211,25 @@ TEST(Gate, ADeviceDependentDefaultComparesAsWhatItMeans) {
   EXPECT_TRUE(rep.cannot_compare.empty()) << rep.cannot_compare.at(0);
 }
 
+// The scenario's published "reference" (set beside the report's decode ratios) is no measurement setting: a
+// baseline recorded before scenarios carried one compares with a candidate that records one, and two references
+// that differ compare too.
+TEST(Gate, APublishedReferenceIsNotAMeasurementSetting) {
+  GateRun base = make_run(100), cand = make_run(100);
+  nlohmann::json config = nlohmann::json::parse(cand.info.engine_config_json);
+  config["reference"] = {{"name", "SwiftLM"}, {"description", "d"}, {"baseline", "vanilla"},
+                         {"decode_ratios", {{"turbo", {{"256", 0.41}}}}}};
+  cand.info.engine_config_json = config.dump();
+  GateReport rep = compare_runs(base, cand, policy());
+  EXPECT_TRUE(rep.cannot_compare.empty()) << rep.cannot_compare.at(0);
+  EXPECT_EQ(gate_exit_code(rep), 0) << render_gate_markdown(rep);
+  config["reference"]["decode_ratios"]["turbo"]["256"] = 0.9;
+  base.info.engine_config_json = config.dump();
+  rep = compare_runs(base, cand, policy());
+  EXPECT_TRUE(rep.cannot_compare.empty()) << rep.cannot_compare.at(0);
+  EXPECT_EQ(gate_exit_code(rep), 0) << render_gate_markdown(rep);
+}
+
 TEST(Gate, IncompleteRunsCannotCompare) {
   GateRun cand = make_run(100);
   cand.samples.pop_back();  // interrupted: the last sample never ran

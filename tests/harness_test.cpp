@@ -1,7 +1,8 @@
-// Harness: scenario files (the shipped ones parse; every kind of bad input is an error naming the file and the
-// field), and real in-process runs of ci-smoke on the coder fixtures into a temporary SQLite file: sample
-// counts, decode tokens, KV bytes (turbo < vanilla), SSD bytes only for ssd configs, an over-context
-// generation and `ssd` on a dense model recorded as errors while the run goes on.
+// Harness: scenario files (the shipped ones parse; every kind of bad input, a bad "reference" included, is an error
+// naming the file and the field; fuzzed in scenario_fuzz_test.cpp), and real in-process runs of ci-smoke on the
+// coder fixtures into a temporary SQLite file: sample counts, decode tokens, KV bytes (turbo < vanilla), SSD bytes
+// only for ssd configs, an over-context generation and `ssd` on a dense model recorded as errors while the run
+// goes on; the run's recorded reference.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -137,6 +138,89 @@ TEST(HarnessScenario, EachKindOfBadInputNamesTheFileAndField) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/scenario.json"), std::string::npos);
   }
+}
+
+// The shipped SwiftLM scenarios carry SwiftLM's published decode ratios, over their first config (vanilla), keyed by
+// the other configs and the scenario's contexts; the run records them normalized (reference_json).
+TEST(HarnessScenario, ReferenceIsReadAndNormalized) {
+  const Scenario s = load_scenario(scenario_path("swiftlm"));
+  ASSERT_TRUE(s.reference.has_value());
+  EXPECT_EQ(s.reference->name, "SwiftLM");
+  EXPECT_EQ(s.reference->baseline, "vanilla");
+  EXPECT_EQ(s.reference->decode_ratios.size(), 3u);
+  EXPECT_EQ(s.reference->decode_ratios.at("turbo").at(40000), 0.41);
+  EXPECT_EQ(s.reference->decode_ratios.at("ssd+turbo").at(100000), 0.09);
+  const auto recorded = nlohmann::json::parse(reference_json(s));
+  EXPECT_EQ(recorded.at("baseline"), "vanilla");
+  EXPECT_EQ(recorded.at("description"), "gemma-4-26b-a4b 4-bit on an Apple M5 Pro, SwiftLM's published sweep");
+  EXPECT_EQ(recorded.at("decode_ratios").at("ssd").at("512"), 0.13);
+  EXPECT_EQ(reference_json(load_scenario(scenario_path("swiftlm-cuda"))), reference_json(s));
+  EXPECT_FALSE(load_scenario(scenario_path("default")).reference.has_value());
+  EXPECT_EQ(reference_json(load_scenario(scenario_path("default"))), "null");
+
+  // bench --configs may put another config first: the reference stays over the scenario's first as written.
+  Scenario reordered = s;
+  ScenarioOverrides o;
+  o.configs = std::vector<std::string>{"turbo", "vanilla"};
+  apply_overrides(reordered, o);
+  EXPECT_EQ(nlohmann::json::parse(reference_json(reordered)).at("baseline"), "vanilla");
+
+  // The description is optional (recorded as ""); a name of 32 characters, counted as characters, is the longest.
+  const Scenario short_ref = parse_scenario(
+      R"({"name": "t", "contexts": [512], "configs": [{"name": "vanilla"}, {"name": "turbo"}],
+          "reference": {"name": "ÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄ", "decode_ratios": {"turbo": {"512": 1000}}}})",
+      "/tmp/t.json");
+  EXPECT_EQ(nlohmann::json::parse(reference_json(short_ref)).at("description"), "");
+}
+
+TEST(HarnessScenario, EachKindOfBadReferenceNamesTheFileAndField) {
+  // Vanilla (the baseline), ssd and turbo at 512 and 40000, with this "reference".
+  auto with_reference = [](const std::string& reference) {
+    return R"({"name": "t", "contexts": [512, 40000], "configs": [{"name": "vanilla"}, {"name": "ssd"}, {"name": "turbo"}],
+               "reference": )" + reference + "}";
+  };
+  auto with_ratios = [&](const std::string& ratios) {
+    return with_reference(R"({"name": "SwiftLM", "decode_ratios": )" + ratios + "}");
+  };
+  struct Case {
+    std::string text, field, why;
+  };
+  const std::vector<Case> cases = {
+      {with_reference(R"("SwiftLM")"), "field 'reference'", "must be {"},
+      {with_reference(R"({"name": "S", "decode_ratios": {}, "url": "x"})"), "field 'reference.url'", "unknown key"},
+      {with_reference(R"({"decode_ratios": {}})"), "field 'reference.name'", "missing"},
+      {with_reference(R"({"name": "", "decode_ratios": {}})"), "field 'reference.name'", "non-empty string"},
+      {with_reference(R"({"name": 11, "decode_ratios": {}})"), "field 'reference.name'", "non-empty string"},
+      {with_reference(R"({"name": "SwiftLM on an Apple M5 Pro, 4-bit", "decode_ratios": {}})"), "field 'reference.name'",
+       "is 33 characters long: at most 32"},
+      {with_reference(R"({"name": "S", "description": 5, "decode_ratios": {}})"), "field 'reference.description'",
+       "must be a string"},
+      {with_reference(R"({"name": "S", "description": ")" + std::string(301, 'x') + R"(", "decode_ratios": {}})"),
+       "field 'reference.description'", "at most 300"},
+      {with_reference(R"({"name": "S"})"), "field 'reference.decode_ratios'", "missing"},
+      {with_ratios(R"([1, 2])"), "field 'reference.decode_ratios'", "must be an object"},
+      {with_ratios(R"({"warp": {"512": 0.5}})"), "field 'reference.decode_ratios.warp'", "not a config of this scenario"},
+      {with_ratios(R"({"vanilla": {"512": 1}})"), "field 'reference.decode_ratios.vanilla'", "is the baseline"},
+      {with_ratios(R"({"turbo": 0.5})"), "field 'reference.decode_ratios.turbo'", "must be an object"},
+      {with_ratios(R"({"turbo": {"4096": 0.5}})"), "field 'reference.decode_ratios.turbo.4096'", "not one of the scenario's contexts"},
+      {with_ratios(R"({"turbo": {"long": 0.5}})"), "field 'reference.decode_ratios.turbo.long'", "written as a decimal integer"},
+      {with_ratios(R"({"turbo": {"0512": 0.5}})"), "field 'reference.decode_ratios.turbo.0512'", "not one of the scenario's contexts"},
+      {with_ratios(R"({"turbo": {"512": 0}})"), "field 'reference.decode_ratios.turbo.512'", "must be a number in (0, 1000]"},
+      {with_ratios(R"({"turbo": {"512": -0.4}})"), "field 'reference.decode_ratios.turbo.512'", "must be a number in (0, 1000]"},
+      {with_ratios(R"({"turbo": {"512": "NaN"}})"), "field 'reference.decode_ratios.turbo.512'", "must be a number in (0, 1000]"},
+      {with_ratios(R"({"turbo": {"512": 1000.5}})"), "field 'reference.decode_ratios.turbo.512'", "must be a number in (0, 1000]"},
+      {with_ratios(R"({"turbo": {"512": null}})"), "field 'reference.decode_ratios.turbo.512'", "must be a number in (0, 1000]"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    const std::string msg = parse_error(c.text);
+    ASSERT_FALSE(msg.empty()) << "parsed without an error";
+    EXPECT_NE(msg.find("/tmp/bad.json: " + c.field), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.why), std::string::npos) << msg;
+  }
+  // A number past a double is refused by the JSON reader, naming the file (it escaped as nlohmann's out_of_range).
+  EXPECT_NE(parse_error(with_ratios(R"({"turbo": {"512": 1e999}})")).find("/tmp/bad.json: not valid JSON: "), std::string::npos);
+  EXPECT_EQ(parse_error(with_ratios(R"({"turbo": {"512": 1.0, "40000": 0.41}, "ssd": {"40000": 0.25}})")), "");
 }
 
 TEST(HarnessScenario, OverridesAreCheckedAndApplied) {
@@ -294,6 +378,29 @@ TEST_F(HarnessRun, TextPromptsFillTheContextExactly) {
   ASSERT_EQ(samples.size(), 2u);
   EXPECT_EQ(samples[0].prompt_tokens, 100);
   EXPECT_EQ(samples[1].prompt_tokens, 37);
+}
+
+// The run's engine config records the scenario's reference under "reference", null without one.
+TEST_F(HarnessRun, TheRunRecordsTheScenariosReference) {
+  const std::string scenario = R"({"name": "t", "contexts": [16], "repetitions": 1, "decode_tokens": 2,
+      "configs": [{"name": "vanilla"}, {"name": "turbo"}])";
+  const std::string reference = R"(, "reference": {"name": "SwiftLM", "description": "d",
+      "decode_ratios": {"turbo": {"16": 0.5}}})";
+  ScenarioOverrides o;
+  o.model = test::model_dir("coder-dense");
+  ResultsStore store = ResultsStore::open((dir_ / "lab.db").string());
+  for (const bool with : {true, false}) {
+    SCOPED_TRACE(with ? "with a reference" : "without");
+    Scenario s = parse_scenario(scenario + (with ? reference : "") + "}", dir_ / "t.json");
+    apply_overrides(s, o);
+    const RunOutcome out = run_scenario(s, store, RunSettings{});
+    const auto recorded = nlohmann::json::parse(store.run(out.run_id)->engine_config_json);
+    const nlohmann::json expected = with ? nlohmann::json{{"name", "SwiftLM"}, {"description", "d"}, {"baseline", "vanilla"},
+                                                          {"decode_ratios", {{"turbo", {{"16", 0.5}}}}}}
+                                         : nlohmann::json(nullptr);
+    ASSERT_TRUE(recorded.contains("reference"));
+    EXPECT_EQ(recorded["reference"], expected);
+  }
 }
 
 TEST_F(HarnessRun, MissingModelIsAnErrorBeforeTheRunStarts) {

@@ -1,6 +1,8 @@
 // Reports and the gate, on real data: ci-smoke run in process on coder-moe (plus an over-context context so the
 // run holds failed samples) into a temporary database, rendered as markdown, ANSI, CSV and JSON; and
-// `lmlab gate` exit codes (0 pass, 1 regression, 2 cannot compare) on a synthetic baseline/candidate pair.
+// `lmlab gate` exit codes (0 pass, 1 regression, 2 cannot compare) on a synthetic baseline/candidate pair. On
+// synthetic runs: the configurations section, the decode ratios (with a published reference beside them, from the
+// runs or `lmlab report --reference`) and expert streaming.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -16,6 +18,7 @@
 #include <tuple>
 #include <nlohmann/json.hpp>
 
+#include "cli_run.h"
 #include "fixtures.h"
 #include "lmlab/harness.h"
 #include "lmlab/kv_storage.h"
@@ -306,6 +309,111 @@ TEST(ReportDecodeRatios, EachConfigsMedianOverTheBaselinesPerContext) {
   EXPECT_EQ(render_ansi(run, samples, false).find("decode relative to"), std::string::npos);
 }
 
+// ---- a published reference beside the decode ratios ----
+
+// The reference block a run records (the harness's reference_json) for a scenario of vanilla (the baseline), ssd and
+// turbo at 512 and 4096: turbo 1.00 / 0.41, ssd 0.13 at 512 only.
+std::string recorded_reference(const std::string& name, const std::string& description = "an M5 Pro sweep") {
+  return reference_json(parse_scenario(R"({"name": "t", "contexts": [512, 4096],
+      "configs": [{"name": "vanilla"}, {"name": "ssd"}, {"name": "turbo"}],
+      "reference": {"name": ")" + name + R"(", "description": ")" + description + R"(",
+                    "decode_ratios": {"turbo": {"512": 1.0, "4096": 0.41}, "ssd": {"512": 0.13}}}})",
+                                       "r.json"));
+}
+
+// A run of `configs` (the first is the baseline) whose engine config records `reference` (a block, or "null").
+RunInfo run_recording(int64_t id, const std::string& reference,
+                      const std::vector<std::string>& configs = {"vanilla", "ssd", "turbo"}) {
+  RunInfo run;
+  run.id = id;
+  run.host = "h";
+  std::vector<std::pair<std::string, nlohmann::json>> recorded;
+  for (const std::string& c : configs) recorded.emplace_back(c, nlohmann::json::object());
+  nlohmann::json j = nlohmann::json::parse(engine_config(recorded));
+  j["reference"] = nlohmann::json::parse(reference);
+  run.engine_config_json = j.dump();
+  return run;
+}
+
+// Vanilla at 100 / 50 tok/s at 512 / 4096, SSD Stream 30 at 512 only, TurboQuant 90 / 25: ratios 0.30, and 0.90 / 0.50.
+std::vector<Sample> reference_samples(int64_t run_id = 0) {
+  return {sample_of(run_id, "vanilla", 512, 0, 100), sample_of(run_id, "vanilla", 4096, 0, 50),
+          sample_of(run_id, "ssd", 512, 0, 30),      sample_of(run_id, "turbo", 512, 0, 90),
+          sample_of(run_id, "turbo", 4096, 0, 25)};
+}
+
+// The markdown section from `heading` to the next one.
+std::string section_of(const std::string& md, const std::string& heading) {
+  const size_t at = md.find(heading);
+  return at == std::string::npos ? "" : md.substr(at, md.find("\n## ", at + 1) + 1 - at);
+}
+
+const std::string kRatiosIntro =
+    "## Decode relative to Vanilla\n\nEach config's median decode tok/s over Vanilla's at the same context (1.00 = as fast; "
+    "- where either has no usable sample).\n\n";
+
+// The run's reference: a sentence above the table and a column per context after lmlab's ("-" where it gives none);
+// without one the table is as it always was.
+TEST(ReportDecodeRatios, APublishedReferenceSitsBesideLmlabsRatios) {
+  const std::string md = render_markdown(run_recording(0, recorded_reference("SwiftLM")), reference_samples());
+  EXPECT_EQ(section_of(md, "## Decode relative to"),
+            kRatiosIntro +
+                "SwiftLM's published ratios beside lmlab's: an M5 Pro sweep.\n\n"
+                "| Config | 512 | 4096 | SwiftLM 512 | SwiftLM 4096 |\n|---|---|---|---|---|\n"
+                "| SSD Stream | 0.30 | - | 0.13 | - |\n"
+                "| TurboQuant | 0.90 | 0.50 | 1.00 | 0.41 |\n\n")
+      << md;
+  const std::string ansi = render_ansi(run_recording(0, recorded_reference("SwiftLM")), reference_samples(), false);
+  const size_t table = ansi.find("decode relative to Vanilla");
+  ASSERT_NE(table, std::string::npos) << ansi;
+  const std::string after = ansi.substr(table);
+  EXPECT_NE(after.find("\nSwiftLM's published ratios beside lmlab's: an M5 Pro sweep.\n"), std::string::npos) << ansi;
+  std::istringstream header(line_starting(after, "config "));
+  const std::vector<std::string> heading{std::istream_iterator<std::string>(header), std::istream_iterator<std::string>()};
+  EXPECT_EQ(heading, (std::vector<std::string>{"config", "512", "4096", "SwiftLM", "512", "SwiftLM", "4096"})) << ansi;
+  std::istringstream turbo(line_starting(after, "TurboQuant "));
+  const std::vector<std::string> cells{std::istream_iterator<std::string>(turbo), std::istream_iterator<std::string>()};
+  EXPECT_EQ(cells, (std::vector<std::string>{"TurboQuant", "0.90", "0.50", "1.00", "0.41"})) << ansi;
+  // The reference's columns line up under their headings (each as wide as "SwiftLM 4096").
+  EXPECT_EQ(line_starting(after, "config ").size(), line_starting(after, "TurboQuant ").size()) << ansi;
+
+  const std::string plain = render_markdown(run_recording(0, "null"), reference_samples());
+  EXPECT_EQ(section_of(plain, "## Decode relative to"),
+            kRatiosIntro + "| Config | 512 | 4096 |\n|---|---|---|\n| SSD Stream | 0.30 | - |\n| TurboQuant | 0.90 | 0.50 |\n\n")
+      << plain;
+  EXPECT_EQ(render_ansi(run_recording(0, "null"), reference_samples(), false).find("published"), std::string::npos);
+  const std::string undescribed = render_markdown(run_recording(0, recorded_reference("SwiftLM", "")), reference_samples());
+  EXPECT_NE(undescribed.find("\n\nSwiftLM's published ratios beside lmlab's.\n\n| Config |"), std::string::npos) << undescribed;
+}
+
+// With --runs the last run that recorded a reference supplies it; ReportExtras.reference_json (--reference) replaces
+// it; a reference over another baseline than the table's is named, not shown.
+TEST(ReportDecodeRatios, TheLastRunsReferenceOrTheGivenOneAndNeverOverAnotherBaseline) {
+  ReportExtras extras;
+  extras.merged_runs = {run_recording(1, recorded_reference("Alpha")), run_recording(2, recorded_reference("Beta")),
+                        run_recording(3, "null")};
+  std::string md = render_markdown(extras.merged_runs.back(), reference_samples(), extras);
+  EXPECT_NE(md.find("| Config | 512 | 4096 | Beta 512 | Beta 4096 |\n"), std::string::npos) << md;
+  EXPECT_EQ(md.find("Alpha"), std::string::npos) << md;
+  EXPECT_NE(render_ansi(extras.merged_runs.back(), reference_samples(), false, extras).find("Beta 4096"), std::string::npos);
+
+  extras.reference_json = recorded_reference("Gamma");
+  md = render_markdown(extras.merged_runs.back(), reference_samples(), extras);
+  EXPECT_NE(md.find("| Config | 512 | 4096 | Gamma 512 | Gamma 4096 |\n"), std::string::npos) << md;
+  EXPECT_EQ(md.find("Beta"), std::string::npos) << md;
+
+  // A run whose first config was turbo (bench --configs turbo,...): its ratios are over TurboQuant, SwiftLM's over Vanilla.
+  const RunInfo turbo_first = run_recording(0, recorded_reference("SwiftLM"), {"turbo", "vanilla", "ssd"});
+  md = render_markdown(turbo_first, reference_samples());
+  const std::string section = section_of(md, "## Decode relative to TurboQuant");
+  EXPECT_NE(section.find("\n\nSwiftLM's published ratios are over Vanilla, not TurboQuant: not shown beside these.\n\n| Config | "
+                         "512 | 4096 |\n|---|---|---|\n"),
+            std::string::npos)
+      << md;
+  EXPECT_EQ(section.find("SwiftLM 512"), std::string::npos) << section;
+  EXPECT_NE(render_ansi(turbo_first, reference_samples(), false).find("not shown beside these."), std::string::npos);
+}
+
 // A sample of a streaming config: 33 decode tokens in `decode_ns`, `mb_per_step` x 10^6 SSD bytes read by each decode
 // step after the first (the 32 steps decode_ssd_bytes_read covers), the drive probed at `drive_bps` (0: not probed).
 Sample streamed_sample(const std::string& config, int64_t context, int64_t rep, int64_t decode_ns, int64_t mb_per_step,
@@ -540,6 +648,67 @@ TEST(ReportCli, SupersedeKeepsOnlyTheLaterRunsSamplesOfACellBothMeasured) {
   EXPECT_NE(read_text(md_path).find("| Superseded | run " + B + "'s Vanilla @ 512 superseded by run " + A), std::string::npos);
 
   EXPECT_NE(run_cli("report --db " + db + " --run " + A + " --supersede"), 0);  // --supersede needs --runs
+  fs::remove_all(dir);
+}
+
+// lmlab report --reference FILE: a scenario file, read as `lmlab bench` reads it, whose reference replaces the runs'
+// own (here a run recorded without one); --runs takes the last run's that has one; a file without a reference, or
+// a bad one, is refused naming the file.
+TEST(ReportCli, ReferenceOfTheLastRunThatHasOneOrOfTheReferenceFile) {
+  const fs::path dir = temp_dir("reference");
+  const std::string db = (dir / "r.db").string();
+  std::string a, b, c;
+  {
+    ResultsStore store = ResultsStore::open(db);
+    for (auto [id, reference] : {std::pair{&a, recorded_reference("Alpha")}, std::pair{&b, recorded_reference("Beta")},
+                                 std::pair{&c, std::string("null")}}) {
+      const int64_t run = store.begin_run(run_recording(0, reference));
+      store.add_samples(run, reference_samples());
+      store.end_run(run);
+      *id = std::to_string(run);
+    }
+  }
+  const fs::path md = dir / "r.md", txt = dir / "r.txt";
+  auto report = [&](const std::string& args, const fs::path& out) {
+    return test::run_lmlab("report --db " + db + " " + args + " --out " + out.string());
+  };
+  ASSERT_EQ(report("--runs " + a + "," + b + "," + c + " --format md", md).rc, 0);
+  EXPECT_NE(read_text(md).find("| Config | 512 | 4096 | Beta 512 | Beta 4096 |\n"), std::string::npos) << read_text(md);
+  ASSERT_EQ(report("--runs " + b + "," + a + " --format md", md).rc, 0);
+  EXPECT_NE(read_text(md).find("| Alpha 512 | Alpha 4096 |\n"), std::string::npos) << read_text(md);
+  ASSERT_EQ(report("--run " + c + " --format md", md).rc, 0);
+  EXPECT_EQ(read_text(md).find("published"), std::string::npos) << read_text(md);
+
+  const fs::path gamma = dir / "gamma.json";
+  std::ofstream(gamma) << R"({"name": "t", "contexts": [512, 4096],
+      "configs": [{"name": "vanilla"}, {"name": "ssd"}, {"name": "turbo"}],
+      "reference": {"name": "Gamma", "description": "from a file", "decode_ratios": {"turbo": {"4096": 0.3}}}})";
+  ASSERT_EQ(report("--run " + c + " --format md --reference " + gamma.string(), md).rc, 0);
+  EXPECT_NE(read_text(md).find("Gamma's published ratios beside lmlab's: from a file.\n\n"
+                               "| Config | 512 | 4096 | Gamma 512 | Gamma 4096 |\n|---|---|---|---|---|\n"
+                               "| SSD Stream | 0.30 | - | - | - |\n| TurboQuant | 0.90 | 0.50 | - | 0.30 |\n"),
+            std::string::npos)
+      << read_text(md);
+  ASSERT_EQ(report("--runs " + a + "," + b + " --format md --reference " + gamma.string(), md).rc, 0);
+  EXPECT_NE(read_text(md).find("| Gamma 512 | Gamma 4096 |"), std::string::npos) << read_text(md);
+  EXPECT_EQ(read_text(md).find("Beta"), std::string::npos) << read_text(md);
+  ASSERT_EQ(report("--run " + c + " --no-color --reference " + gamma.string(), txt).rc, 0);
+  EXPECT_NE(read_text(txt).find("Gamma's published ratios beside lmlab's: from a file."), std::string::npos) << read_text(txt);
+
+  const std::string smoke = (fs::path(LMLAB_SOURCE_DIR) / "scenarios" / "ci-smoke.json").string();
+  test::CliResult refused = report("--run " + c + " --format md --reference " + smoke, md);
+  EXPECT_EQ(refused.rc, 1);
+  EXPECT_NE(refused.output.find("--reference " + smoke + ": the scenario has no \"reference\" block"), std::string::npos)
+      << refused.output;
+  refused = report("--run " + c + " --format md --reference " + (dir / "none.json").string(), md);
+  EXPECT_EQ(refused.rc, 1);
+  EXPECT_NE(refused.output.find((dir / "none.json").string()), std::string::npos) << refused.output;
+  std::ofstream(dir / "bad.json") << R"({"name": "t", "contexts": [512], "configs": [{"name": "vanilla"}],
+      "reference": {"name": "S", "decode_ratios": {"warp": {"512": 1}}}})";
+  refused = report("--run " + c + " --format md --reference " + (dir / "bad.json").string(), md);
+  EXPECT_EQ(refused.rc, 1);
+  EXPECT_NE(refused.output.find("bad.json: field 'reference.decode_ratios.warp'"), std::string::npos) << refused.output;
+  EXPECT_EQ(report("--run " + c + " --format csv --reference " + gamma.string(), dir / "r.csv").rc, 1);
   fs::remove_all(dir);
 }
 

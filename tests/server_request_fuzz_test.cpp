@@ -15,6 +15,7 @@
 #include "lmlab/error.h"
 #include "lmlab/model.h"
 #include "server/request.h"
+#include "text_mutations.h"
 
 namespace lmlab {
 namespace {
@@ -42,27 +43,6 @@ const char* const kFragments[] = {"null", "true", "-1", "0", "1e308", "-1e308", 
                                   "18446744073709551616", "[1,-5,99999999]", "\"role\"", "\"content\"", ",",
                                   "\"tool\"", "\"tool_calls\"", "\"none\"", "21", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["};
 
-std::string mutate(std::string s, std::mt19937_64& rng) {
-  const int n = 1 + static_cast<int>(rng() % 4);
-  for (int i = 0; i < n && !s.empty(); ++i) {
-    const size_t at = rng() % s.size();
-    switch (rng() % 5) {
-      case 0: s[at] = static_cast<char>(rng() & 0xff); break;  // byte flip
-      case 1: s.resize(at); break;                               // truncation
-      case 2: s.insert(at, kFragments[rng() % std::size(kFragments)]); break;
-      case 3: s.erase(at, 1 + rng() % 8); break;
-      default: {  // a value after some ':' replaced by a fragment
-        const size_t colon = s.find(':', at);
-        if (colon == std::string::npos) break;
-        const size_t end = s.find_first_of(",}", colon + 1);
-        s.replace(colon + 1, (end == std::string::npos ? s.size() : end) - colon - 1,
-                  kFragments[rng() % std::size(kFragments)]);
-      }
-    }
-  }
-  return s;
-}
-
 TEST(ServerRequestFuzz, MutatedBodiesParseOrThrowLmlabError) {
   auto model = Model::load(test::model_dir("coder-dense"));
   const ChatTemplate chat = ChatTemplate::from_model_dir(test::model_dir("coder-dense"));
@@ -73,7 +53,7 @@ TEST(ServerRequestFuzz, MutatedBodiesParseOrThrowLmlabError) {
   int parsed = 0, rejected = 0;
   for (int i = 0; i < 100000; ++i) {
     const size_t seed = i % std::size(kSeeds);
-    const std::string body = mutate(kSeeds[seed], rng);
+    const std::string body = test::mutate_text(kSeeds[seed], rng, kFragments, 4);
     // Seeds 0, 1 and 6 are completions bodies, the others chat bodies; every 7th goes to the other endpoint.
     const bool chat = (seed >= 2 && seed != 6) != (i % 7 == 0);
     const Endpoint endpoint = chat ? Endpoint::chat : Endpoint::completions;

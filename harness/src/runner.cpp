@@ -27,6 +27,8 @@ namespace lmlab {
 
 namespace {
 
+// What the run measured with (the gate compares its measurement settings) and, under "reference", the published
+// ratios its report sets beside the decode ratios (no measurement setting: the gate does not read it).
 std::string engine_config_json(const Scenario& s, const std::filesystem::path& model_dir, const RunSettings& settings) {
   nlohmann::json configs = nlohmann::json::array();
   for (const BenchConfig& c : s.configs)
@@ -43,7 +45,8 @@ std::string engine_config_json(const Scenario& s, const std::filesystem::path& m
                                                                {"max_tokens", s.quality->max_tokens}}
                                               : nlohmann::json(nullptr)},
                         {"prompt", prompt},                {"configs", configs},
-                        {"mode", run_mode_name(settings.mode)},      {"url", settings.url}}
+                        {"mode", run_mode_name(settings.mode)},      {"url", settings.url},
+                        {"reference", nlohmann::json::parse(reference_json(s))}}
       .dump();
 }
 

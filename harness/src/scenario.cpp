@@ -9,7 +9,8 @@
 //   "quality": {"golden": "path/to/golden.safetensors", "sequences": 1, "max_tokens": 0},   (optional)
 //   "configs": [ {"name": "vanilla"}, {"name": "ssd", "options": {"expert_cache_mb": 5}},
 //                {"name": "turbo-k3", "preset": "turbo", "options": {"kv_k_bits": 3}} ],
-//   "interleave": false, "perplexity_tokens": 0 (or "quality", not both), "gate": { thresholds, see docs/gate.md } }
+//   "interleave": false, "perplexity_tokens": 0 (or "quality", not both), "gate": { thresholds, see docs/gate.md },
+//   "reference": {"name": "SwiftLM", "description": "...", "decode_ratios": {"turbo": {"512": 1.0}}} (optional) }
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -28,6 +29,12 @@ using harness_detail::field_where;
 using json = nlohmann::json;
 
 namespace {
+
+// Characters of UTF-8 text (the bytes that do not continue a character), for limits a reader counts in characters.
+size_t characters(const std::string& text) {
+  return static_cast<size_t>(
+      std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
 
 // Keys a preset owns: a config named after a preset, and the scenario-wide options, may not change them.
 const std::vector<std::string> kPresetKeys = {"kv_mode", "stream_experts"};
@@ -208,6 +215,53 @@ struct Reader {
     return p;
   }
 
+  // "reference": {"name", "description", "decode_ratios": {config: {"<context>": ratio}}}: a published sweep's decode
+  // tok/s over its baseline's, set beside the report's decode ratios. Its baseline is this scenario's first config,
+  // so that config has no entry; every other key is one of the scenario's configs, then one of its contexts.
+  DecodeReference reference(const json& v, const std::vector<BenchConfig>& configs,
+                            const std::vector<int64_t>& contexts) const {
+    if (!v.is_object())
+      fail("reference", R"(must be {"name": N, "description": D, "decode_ratios": {config: {"<context>": ratio}}})");
+    check_keys(v, "reference", {"name", "description", "decode_ratios"});
+    DecodeReference r;
+    if (!v.contains("name")) fail("reference.name", "missing: whose published ratios these are (e.g. \"SwiftLM\")");
+    r.name = string_at(v, "name", "reference.name");
+    if (characters(r.name) > 32)
+      fail("reference.name",
+           fmt::format("is {} characters long: at most 32 (it heads a column per context)", characters(r.name)));
+    if (v.contains("description")) {
+      if (!v["description"].is_string()) fail("reference.description", "must be a string");
+      r.description = v["description"].get<std::string>();
+      if (characters(r.description) > 300)
+        fail("reference.description", fmt::format("is {} characters long: at most 300", characters(r.description)));
+    }
+    r.baseline = configs.front().name;
+    if (!v.contains("decode_ratios")) fail("reference.decode_ratios", R"(missing: {config: {"<context>": ratio}})");
+    const json& ratios = v["decode_ratios"];
+    if (!ratios.is_object()) fail("reference.decode_ratios", R"(must be an object {config: {"<context>": ratio}})");
+    for (const auto& [config, per_context] : ratios.items()) {
+      const std::string field = "reference.decode_ratios." + config;
+      if (config == r.baseline)
+        fail(field, fmt::format("'{}' is the baseline (the scenario's first config): the ratios are over it", config));
+      if (std::none_of(configs.begin(), configs.end(), [&](const BenchConfig& c) { return c.name == config; }))
+        fail(field, fmt::format("'{}' is not a config of this scenario", config));
+      if (!per_context.is_object()) fail(field, R"(must be an object {"<context>": ratio})");
+      r.decode_ratios[config];  // kept even when empty: the reference names the config
+      for (const auto& [key, ratio] : per_context.items()) {
+        const std::string f = field + "." + key;
+        const auto context =
+            std::find_if(contexts.begin(), contexts.end(), [&](int64_t c) { return std::to_string(c) == key; });
+        if (context == contexts.end())
+          fail(f, fmt::format("'{}' is not one of the scenario's contexts, written as a decimal integer ({})", key,
+                              fmt::join(contexts, ", ")));
+        if (!ratio.is_number() || !(ratio.get<double>() > 0) || ratio.get<double>() > 1000)
+          fail(f, "must be a number in (0, 1000]: the config's decode tok/s over the baseline's");
+        r.decode_ratios[config][*context] = ratio.get<double>();
+      }
+    }
+    return r;
+  }
+
   static std::optional<ConfigPreset> preset_from_name(const std::string& name) {
     for (ConfigPreset p : {ConfigPreset::vanilla, ConfigPreset::ssd, ConfigPreset::turbo, ConfigPreset::ssd_turbo})
       if (preset_name(p) == name) return p;
@@ -229,17 +283,29 @@ std::string_view preset_name(ConfigPreset preset) {
 
 std::string model_options_json(const ModelOptions& options) { return harness_detail::options_to_json(options).dump(); }
 
+std::string reference_json(const Scenario& scenario) {
+  if (!scenario.reference) return "null";
+  const DecodeReference& r = *scenario.reference;
+  json ratios = json::object();
+  for (const auto& [config, per_context] : r.decode_ratios) {
+    ratios[config] = json::object();
+    for (const auto& [context, ratio] : per_context) ratios[config][std::to_string(context)] = ratio;
+  }
+  return json{{"name", r.name}, {"description", r.description}, {"baseline", r.baseline}, {"decode_ratios", ratios}}
+      .dump();
+}
+
 Scenario parse_scenario(std::string_view json_text, const std::filesystem::path& file) {
   Reader r{file.string(), file.parent_path()};
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number past a double (1e999)
     throw Error(ErrorKind::invalid_input, file.string(), fmt::format("not valid JSON: {}", e.what()));
   }
   if (!root.is_object()) throw Error(ErrorKind::invalid_input, file.string(), "must be a JSON object");
   r.check_keys(root, "", {"name", "description", "model", "contexts", "repetitions", "decode_tokens", "prompt",
-                          "options", "configs", "interleave", "perplexity_tokens", "gate", "quality"});
+                          "options", "configs", "interleave", "perplexity_tokens", "gate", "quality", "reference"});
   Scenario s;
   s.file = file;
   for (const char* required : {"name", "contexts", "configs"})
@@ -272,6 +338,7 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
   if (s.perplexity_tokens > 0 && s.quality)
     r.fail("perplexity_tokens", "give either perplexity_tokens or quality: a run holds one set of evaluations");
   if (root.contains("gate")) s.gate = r.gate(root["gate"], s.configs);
+  if (root.contains("reference")) s.reference = r.reference(root["reference"], s.configs, s.contexts);
   return s;
 }
 

@@ -90,16 +90,31 @@ std::string render_scoreboard(const Style& style, const std::vector<ReportRow>& 
   return out;
 }
 
+// With a reference: its sentence under the title, and its columns ("SwiftLM 512", as wide as their heading) after
+// lmlab's.
 std::string render_decode_ratios(const Style& style, const DecodeRatios& t, size_t name_width) {
   std::string out = "\n" + style("decode relative to " + display_name(t.baseline), kBold);
   out += style(" (median decode tok/s over " + display_name(t.baseline) + "'s at the same context; - where either is missing)",
                kDim) + "\n";
+  if (const std::string about = reference_sentence(t); !about.empty()) out += style(about, kDim) + "\n";
   std::string header = fmt::format("{:<{}}", "config", name_width);
+  std::vector<size_t> widths(t.contexts.size(), 8);  // lmlab's columns, then the reference's when shown
   for (int64_t ctx : t.contexts) header += fmt::format("  {:>8}", ctx);
+  if (t.shows_reference())
+    for (int64_t ctx : t.contexts) {
+      const std::string heading = fmt::format("{} {}", t.reference->name, ctx);
+      widths.push_back(std::max<size_t>(8, heading.size()));
+      header += fmt::format("  {:>{}}", heading, widths.back());
+    }
   out += style(header, kBold) + "\n";
   for (const DecodeRatioRow& r : t.rows) {
     out += fmt::format("{:<{}}", display_name(r.config), name_width);
-    for (const auto& ratio : r.ratios) out += ratio ? fmt::format("  {:>8.2f}", *ratio) : fmt::format("  {:>8}", "-");
+    size_t column = 0;
+    for (const auto* cells : {&r.ratios, &r.published})
+      for (const auto& ratio : *cells) {
+        const size_t width = widths[column++];
+        out += ratio ? fmt::format("  {:>{}.2f}", *ratio, width) : fmt::format("  {:>{}}", "-", width);
+      }
     out += "\n";
   }
   return out;

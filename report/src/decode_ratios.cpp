@@ -1,9 +1,11 @@
 #include "decode_ratios.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 
-#include "engine_configs.h"
+#include "display_names.h"
 
 namespace lmlab::report_detail {
 
@@ -31,12 +33,41 @@ std::optional<DecodeRatios> decode_ratios(const std::vector<ReportRow>& rows, co
   return out;
 }
 
+std::string reference_sentence(const DecodeRatios& t) {
+  if (!t.reference) return "";
+  const PublishedRatios& r = *t.reference;
+  if (!t.shows_reference())
+    return fmt::format("{}'s published ratios are over {}, not {}: not shown beside these.", r.name,
+                       display_name(r.baseline), display_name(t.baseline));
+  if (r.description.empty()) return r.name + "'s published ratios beside lmlab's.";
+  return fmt::format("{}'s published ratios beside lmlab's: {}{}", r.name, r.description,
+                     r.description.ends_with('.') ? "" : ".");
+}
+
 std::optional<DecodeRatios> report_decode_ratios(const RunInfo& run, const ReportExtras& extras,
                                                  const std::vector<ReportRow>& rows, const std::vector<Sample>& samples) {
   const std::vector<std::string> configs = configs_in_order(samples);
-  std::string baseline = first_recorded_config(extras.merged_runs.empty() ? std::vector<RunInfo>{run} : extras.merged_runs);
+  const std::vector<RunInfo> runs = extras.merged_runs.empty() ? std::vector<RunInfo>{run} : extras.merged_runs;
+  std::string baseline = first_recorded_config(runs);
   if (baseline.empty() && !configs.empty()) baseline = configs.front();
-  return decode_ratios(rows, configs, contexts_in_order(samples), baseline);
+  std::optional<DecodeRatios> table = decode_ratios(rows, configs, contexts_in_order(samples), baseline);
+  if (!table) return table;
+  if (!extras.reference_json.empty()) {
+    table->reference = published_ratios(extras.reference_json);
+  } else {
+    for (auto r = runs.rbegin(); r != runs.rend() && !table->reference; ++r) table->reference = recorded_reference(*r);
+  }
+  if (!table->shows_reference()) return table;
+  for (DecodeRatioRow& row : table->rows) {
+    const auto mine = table->reference->ratios.find(row.config);
+    for (int64_t ctx : table->contexts) {
+      std::optional<double> published;
+      if (mine != table->reference->ratios.end())
+        if (const auto at = mine->second.find(ctx); at != mine->second.end()) published = at->second;
+      row.published.push_back(published);
+    }
+  }
+  return table;
 }
 
 }  // namespace lmlab::report_detail

@@ -74,6 +74,28 @@ std::string describe_options(const nlohmann::json& o) {
   return s;
 }
 
+// nullopt unless `r` is an object with a non-empty "name", a "baseline" and "decode_ratios" of positive numbers keyed
+// by config, then by decimal context; a "description" string is optional.
+std::optional<PublishedRatios> read_reference(const nlohmann::json& r) {
+  if (!r.is_object() || !r.contains("name") || !r["name"].is_string() || r["name"].get<std::string>().empty() ||
+      !r.contains("baseline") || !r["baseline"].is_string() || !r.contains("decode_ratios") ||
+      !r["decode_ratios"].is_object())
+    return std::nullopt;
+  const auto description = r.find("description");
+  PublishedRatios out{r["name"].get<std::string>(),
+                      description != r.end() && description->is_string() ? description->get<std::string>() : "",
+                      r["baseline"].get<std::string>(), {}};
+  for (const auto& [config, per_context] : r["decode_ratios"].items()) {
+    if (!per_context.is_object()) return std::nullopt;
+    for (const auto& [key, ratio] : per_context.items()) {
+      const bool decimal = !key.empty() && key.size() < 19 && key.find_first_not_of("0123456789") == std::string::npos;
+      if (!decimal || !ratio.is_number() || !(ratio.get<double>() > 0)) return std::nullopt;
+      out.ratios[config][std::stoll(key)] = ratio.get<double>();
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<ConfigDescription> describe_configs(const RunInfo& run) {
@@ -119,6 +141,15 @@ std::string first_recorded_config(const std::vector<RunInfo>& runs) {
   for (const RunInfo& r : runs)
     if (const std::vector<ConfigDescription> configs = describe_configs(r); !configs.empty()) return configs.front().name;
   return {};
+}
+
+std::optional<PublishedRatios> published_ratios(const std::string& reference_json) {
+  return read_reference(nlohmann::json::parse(reference_json, nullptr, /*allow_exceptions=*/false));
+}
+
+std::optional<PublishedRatios> recorded_reference(const RunInfo& run) {
+  const nlohmann::json j = parse_or_empty(run.engine_config_json);
+  return j.is_object() && j.contains("reference") ? read_reference(j["reference"]) : std::nullopt;
 }
 
 std::string describe_prompt(const RunInfo& run) {

@@ -77,19 +77,25 @@ std::string scoreboard_section(const std::vector<ReportRow>& rows, const std::ve
   return md + "\n";
 }
 
+// With a reference: its sentence above the table, and its columns ("SwiftLM 512", ...) after lmlab's.
 std::string decode_ratios_section(const DecodeRatios& t) {
   const std::string base = display_name(t.baseline);
   std::string md = fmt::format("## Decode relative to {}\n\n", cell(base));
   md += fmt::format("Each config's median decode tok/s over {}'s at the same context (1.00 = as fast; - where either "
-                    "has no usable sample).\n\n| Config |",
+                    "has no usable sample).\n\n",
                     cell(base));
+  if (const std::string about = reference_sentence(t); !about.empty()) md += cell(about) + "\n\n";
+  md += "| Config |";
   for (int64_t ctx : t.contexts) md += fmt::format(" {} |", ctx);
+  if (t.shows_reference())
+    for (int64_t ctx : t.contexts) md += fmt::format(" {} {} |", cell(t.reference->name), ctx);
   md += "\n|---|";
-  for (size_t i = 0; i < t.contexts.size(); ++i) md += "---|";
+  for (size_t i = 0; i < t.contexts.size() * (t.shows_reference() ? 2 : 1); ++i) md += "---|";
   md += "\n";
   for (const DecodeRatioRow& r : t.rows) {
     md += fmt::format("| {} |", cell(display_name(r.config)));
-    for (const auto& ratio : r.ratios) md += ratio ? fmt::format(" {:.2f} |", *ratio) : std::string(" - |");
+    for (const auto* column : {&r.ratios, &r.published})
+      for (const auto& ratio : *column) md += ratio ? fmt::format(" {:.2f} |", *ratio) : std::string(" - |");
     md += "\n";
   }
   return md + "\n";

@@ -34,7 +34,8 @@ json engine_config(const RunInfo& run) {
 }
 
 // The run's measurement settings that must match for any comparison: checkout paths and the test-only delay removed
-// (the delay is what the gate's own tests vary).
+// (the delay is what the gate's own tests vary). Picked by key, so what else a run records, such as the published
+// "reference" its report shows, never stops a comparison.
 json measurement_settings(const RunInfo& run) {
   json j = engine_config(run);
   json out = json::object();

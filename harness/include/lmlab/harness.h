@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,17 @@ struct QualitySpec {
   int64_t max_tokens = 0;        // 0 = each sequence whole, else its first max_tokens tokens
 };
 
+// A published sweep set beside the report's "Decode relative to <baseline>" table (scenario "reference", issue 11):
+// per config, per context, that sweep's decode tok/s over its own baseline's. Checked against the scenario's
+// configs and contexts, so it holds configs x contexts entries at most; recorded with the run (reference_json).
+struct DecodeReference {
+  std::string name;         // e.g. "SwiftLM": heads its columns ("SwiftLM 512"); 1 to 32 characters
+  std::string description;  // what was measured where; at most 300 characters, may be empty
+  // The scenario's first config as written: what the ratios are over (bench --configs may reorder the configs).
+  std::string baseline;
+  std::map<std::string, std::map<int64_t, double>> decode_ratios;  // config (not the baseline) -> context -> (0, 1000]
+};
+
 struct Scenario {
   std::filesystem::path file;  // where it was read from (names errors)
   std::string name;
@@ -77,6 +89,7 @@ struct Scenario {
   // Quality per config (perplexity and KL divergence from vanilla on the golden file's held-out sequences).
   // At most one of perplexity_tokens and quality: a run holds one set of evaluations.
   std::optional<QualitySpec> quality;
+  std::optional<DecodeReference> reference;  // the scenario's "reference", when it has one
 };
 
 // Throws lmlab::Error naming the file and field.
@@ -87,6 +100,9 @@ Scenario parse_scenario(std::string_view json_text, const std::filesystem::path&
 std::string_view preset_name(ConfigPreset preset);
 // The options as JSON text (every field, stable key names: the ones scenario "options" accept).
 std::string model_options_json(const ModelOptions& options);
+// The scenario's reference as a run records it (engine config "reference") and `lmlab report --reference` passes it
+// on: {"name", "description", "baseline", "decode_ratios": {config: {"<context>": ratio}}}; "null" without one.
+std::string reference_json(const Scenario& scenario);
 
 // Command-line overrides of a scenario (`lmlab bench --model --contexts --reps ...`). Unset = keep.
 struct ScenarioOverrides {

@@ -27,6 +27,9 @@ struct ReportExtras {
   std::vector<RunInfo> merged_runs;
   // `lmlab report --runs ... --supersede`: the cells whose earlier samples a later run replaced, for the header.
   std::vector<SupersededCell> superseded;
+  // `lmlab report --reference FILE`: a scenario's reference (harness reference_json()) set beside the decode ratios
+  // in place of any the runs recorded; empty = the last run shown that recorded one.
+  std::string reference_json;
 };
 
 // Environment header, a table of every (config, context), the configuration scoreboard (ranked by speed and
