@@ -133,5 +133,15 @@ TEST_F(RegressionCli, RefusesBadInputNamingIt) {
   EXPECT_NE(r.output.find("field 'long_tokens'"), std::string::npos) << r.output;
 }
 
+// A number past a double's range is nlohmann's out_of_range, not a parse_error: it must still be lmlab's own error.
+TEST(RegressionScenario, ANumberPastADoubleIsInvalidJsonNamingTheFile) {
+  try {
+    parse_regression_scenario(R"({"name": "r", "models": [], "seed": 1e999})", "/tmp/big.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/tmp/big.json: not valid JSON: "), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace lmlab
