@@ -9,8 +9,10 @@
 #  kv-SHAPE: decode with the f16 and the TurboQuant KV cache (KV_MODES) at KV_CONTEXTS, to kv.jsonl (PREFILL_SIZE:
 #   the prompt's chunk, KV_N: decode steps);
 #  swiftlm: scenarios/swiftlm-cuda.json on the 30b-a3b 4-bit synth (SWIFT_CONTEXTS, SWIFT_CONFIGS, REPS; SWIFT_DB:
-#  a database to append to, e.g. ../docs/profiling_results_h200.db), the database and profiling_results_<host>.md
-#  to $OUT, after an iobench of the synth's largest file;
+#  a database to append to, e.g. ../docs/profiling_results_h200.db, copied back there after the run; SWIFT_DEADLINE:
+#  epoch seconds at which the bench stops), the database and profiling_results_<host>.md to $OUT, after an iobench of
+#  the synth's largest file (scripts/cuda_sweep_call.sh: one call of the sweep on a warm machine);
+#  SYNTH_ROOT: where the synths are written (default /tmp);
 #  stream-moe: iobench as swiftlm's, then decode-bench --stream-experts on the 30b-a3b 4-bit synth with the swiftlm
 #  SSD config's 1.5 GB cache, once per LMLAB_STREAM_GRAPH value in STREAM_GRAPH (default "0 1"), to stream.jsonl:
 #  the decode's SSD bytes, misses and read rate against the drive; STREAM_INPUTS: decode-bench --decode-tokens
