@@ -122,7 +122,9 @@ for step in "$@"; do
       case $gpu in *H200*) label=h200 ;; *H100*) label=h100 ;; *) label=gpu ;; esac
       echo "GPU: $gpu (host label ${HOST_LABEL:-$label})"
       # SWIFT_DEADLINE (epoch seconds): the bench stops there, whatever the synth and iobench took before it.
+      # At least 1 s: `timeout 0` would mean no limit at all, a negative one an error and no bench.
       limit=${SWIFT_TIMEOUT:-540}; [ -n "${SWIFT_DEADLINE:-}" ] && limit=$((SWIFT_DEADLINE - $(date +%s)))
+      [ "$limit" -ge 1 ] || limit=1
       timeout "$limit" "$here/lmlab" bench "$here/../scenarios/swiftlm-cuda.json" --model "$dir" \
         --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" --host "${HOST_LABEL:-$label}" \
         ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tail -20
