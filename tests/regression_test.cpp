@@ -143,5 +143,20 @@ TEST(RegressionScenario, ANumberPastADoubleIsInvalidJsonNamingTheFile) {
   }
 }
 
+// A prompt length near INT64_MAX once overflowed the sum checked against ctx_size (undefined behaviour; in practice
+// it wrapped negative and the scenario was accepted). Found by regression_scenario_fuzz_test.cpp.
+TEST(RegressionScenario, APromptLengthNearInt64MaxIsRefusedByTheContextCheck) {
+  for (const char* key : {"long_tokens", "second_long_tokens"}) {
+    const std::string text =
+        R"({"name": "r", "models": [{"name": "m", "model": "x"}], ")" + std::string(key) + R"(": 9223372036854775807})";
+    try {
+      parse_regression_scenario(text, "/tmp/r.json");
+      FAIL() << "no error for " << key;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("/tmp/r.json: field 'server.ctx_size'"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lmlab

@@ -117,7 +117,8 @@ RegressionScenario parse_regression_scenario(std::string_view json_text, const s
   if (s.shared_prefix_tokens >= s.long_tokens || s.shared_prefix_tokens >= s.second_long_tokens)
     f.fail("shared_prefix_tokens", "must be shorter than both long prompts");
   if (s.parallel < 4) f.fail("server.parallel", "must be at least 4: the concurrent phase runs four requests at once");
-  if (std::max(s.long_tokens, s.second_long_tokens) + s.max_tokens > s.ctx_size)
+  // Subtracted, not added: both are positive, so a prompt length near INT64_MAX cannot overflow past the check.
+  if (s.max_tokens > s.ctx_size - std::max(s.long_tokens, s.second_long_tokens))
     f.fail("server.ctx_size", "must hold the longer prompt plus max_tokens");
   return s;
 }
