@@ -8,10 +8,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-#include <vector>
 
 #include "lmlab/error.h"
 #include "lmlab/harness.h"
@@ -40,47 +38,6 @@ const char* const kFragments[] = {"null", "true", "-1", "0", "1e999", "-1e308", 
                                   "\"name\"", "\"NaN\"", "18446744073709551616", ",", ":", "{\"512\": 2}",
                                   "\"ÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄ\""};
 
-using json = nlohmann::json;
-
-void collect_paths(const json& j, const json::json_pointer& at, std::vector<json::json_pointer>& out) {
-  out.push_back(at);
-  if (j.is_object())
-    for (const auto& [key, value] : j.items()) collect_paths(value, at / key, out);
-  else if (j.is_array())
-    for (size_t i = 0; i < j.size(); ++i) collect_paths(j[i], at / i, out);
-}
-
-// A mutation past the JSON layer: one value of the parsed seed replaced by a fragment, or its key dropped or renamed
-// (a fragment that is a string), so that the reader's own checks, not the JSON parser, meet most of them.
-std::string mutate_value(const std::string& seed, std::mt19937_64& rng) {
-  json doc = json::parse(seed);
-  std::vector<json::json_pointer> paths;
-  collect_paths(doc, json::json_pointer(), paths);
-  const json::json_pointer at = paths[1 + rng() % (paths.size() - 1)];  // never the root
-  const char* fragment = kFragments[rng() % std::size(kFragments)];
-  const json value = json::parse(fragment, nullptr, /*allow_exceptions=*/false);
-  json& parent = doc[at.parent_pointer()];
-  const bool in_object = parent.is_object();
-  switch (rng() % 3) {
-    case 0:
-      if (in_object) {
-        parent.erase(at.back());
-        break;
-      }
-      [[fallthrough]];
-    case 1:
-      if (in_object && value.is_string()) {
-        parent[value.get<std::string>()] = doc[at];
-        parent.erase(at.back());
-        break;
-      }
-      [[fallthrough]];
-    default:
-      if (!value.is_discarded()) doc[at] = value;
-  }
-  return doc.dump();
-}
-
 // What a parsed reference promises its readers (the runner, the report).
 void expect_reference_invariants(const Scenario& s, const std::string& text) {
   const DecodeReference& r = *s.reference;
@@ -102,7 +59,8 @@ TEST(ScenarioFuzz, MutatedScenariosParseOrThrowLmlabError) {
   int parsed = 0, rejected = 0, with_reference = 0, refused_reference = 0;
   for (int i = 0; i < 30000; ++i) {
     const char* seed = kSeeds[i % std::size(kSeeds)];
-    const std::string text = i % 2 ? test::mutate_text(seed, rng, kFragments, 3) : mutate_value(seed, rng);
+    const std::string text =
+        i % 2 ? test::mutate_text(seed, rng, kFragments, 3) : test::mutate_json_value(seed, rng, kFragments);
     try {
       const Scenario s = parse_scenario(text, "/tmp/fuzz.json");
       ++parsed;
