@@ -386,6 +386,31 @@ TEST(ReportDecodeRatios, APublishedReferenceSitsBesideLmlabsRatios) {
   EXPECT_NE(undescribed.find("\n\nSwiftLM's published ratios beside lmlab's.\n\n| Config |"), std::string::npos) << undescribed;
 }
 
+// A reference name is user text: with an en dash ("SwiftLM – M5", 14 bytes in 12 terminal columns) or CJK (two columns
+// a character in 3 bytes), its columns are as wide as the heading shows, not as its UTF-8 bytes: each heading follows
+// its two separating spaces, and every row ends in the header's last column.
+TEST(ReportDecodeRatios, ANonAsciiReferenceNameHeadsColumnsAsWideAsItShows) {
+  auto right = [](const std::string& ascii, size_t columns) { return std::string(columns - ascii.size(), ' ') + ascii; };
+  for (const auto& [name, columns] : {std::pair<std::string, size_t>{"SwiftLM – M5", 12}, {"参考 M5", 7}}) {
+    const std::string ansi = render_ansi(run_recording(0, recorded_reference(name)), reference_samples(), false);
+    const size_t table = ansi.find("decode relative to Vanilla");
+    ASSERT_NE(table, std::string::npos) << ansi;
+    const std::string after = ansi.substr(table);
+    // "TurboQuant" (10 columns) sets the config column; lmlab's columns are 8 wide; the reference's as wide as
+    // "<name> 512" and "<name> 4096".
+    const std::string lmlab_headings = "  " + right("512", 8) + "  " + right("4096", 8);
+    EXPECT_EQ(line_starting(after, "config "), "config    " + lmlab_headings + "  " + name + " 512  " + name + " 4096")
+        << ansi;
+    EXPECT_EQ(line_starting(after, "SSD Stream "),
+              "SSD Stream  " + right("0.30", 8) + "  " + right("-", 8) + "  " + right("0.13", columns + 4) + "  " + right("-", columns + 5))
+        << ansi;
+    EXPECT_EQ(line_starting(after, "TurboQuant "),
+              "TurboQuant  " + right("0.90", 8) + "  " + right("0.50", 8) + "  " + right("1.00", columns + 4) + "  " +
+                  right("0.41", columns + 5))
+        << ansi;
+  }
+}
+
 // With --runs the last run that recorded a reference supplies it; ReportExtras.reference_json (--reference) replaces
 // it; a reference over another baseline than the table's is named, not shown.
 TEST(ReportDecodeRatios, TheLastRunsReferenceOrTheGivenOneAndNeverOverAnotherBaseline) {

@@ -90,8 +90,8 @@ std::string render_scoreboard(const Style& style, const std::vector<ReportRow>& 
   return out;
 }
 
-// With a reference: its sentence under the title, and its columns ("SwiftLM 512", as wide as their heading) after
-// lmlab's.
+// With a reference: its sentence under the title, and its columns ("SwiftLM 512", as wide as their heading in
+// terminal columns: the name is user text, "SwiftLM – M5" or CJK) after lmlab's.
 std::string render_decode_ratios(const Style& style, const DecodeRatios& t, size_t name_width) {
   std::string out = "\n" + style("decode relative to " + display_name(t.baseline), kBold);
   out += style(" (median decode tok/s over " + display_name(t.baseline) + "'s at the same context; - where either is missing)",
@@ -103,7 +103,7 @@ std::string render_decode_ratios(const Style& style, const DecodeRatios& t, size
   if (t.shows_reference())
     for (int64_t ctx : t.contexts) {
       const std::string heading = fmt::format("{} {}", t.reference->name, ctx);
-      widths.push_back(std::max<size_t>(8, heading.size()));
+      widths.push_back(std::max<size_t>(8, display_width(heading)));
       header += fmt::format("  {:>{}}", heading, widths.back());
     }
   out += style(header, kBold) + "\n";
@@ -161,7 +161,7 @@ std::string render_ansi(const RunInfo& run, const std::vector<Sample>& samples, 
   const std::vector<ReportRow> rows = report_rows(samples);
   const std::vector<std::string> configs = configs_in_order(samples);
   size_t name_width = 6;
-  for (const auto& c : configs) name_width = std::max(name_width, display_name(c).size());
+  for (const auto& c : configs) name_width = std::max(name_width, display_width(display_name(c)));
   auto color_of = [&](const std::string& config) {
     const auto i = static_cast<size_t>(std::find(configs.begin(), configs.end(), config) - configs.begin());
     return kConfigColors[i % std::size(kConfigColors)];

@@ -44,4 +44,10 @@ std::string md_cell(const std::string& text) {
   return out;
 }
 
+size_t display_width(std::string_view text) {
+  // Asked to pad `text` to as many columns as it has bytes, fmt adds one space per byte beyond its width in columns;
+  // measuring with fmt itself keeps a column's width and its cells' padding in one count.
+  return 2 * text.size() - fmt::formatted_size("{:>{}}", text, text.size());
+}
+
 }  // namespace lmlab::report_detail

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace lmlab::report_detail {
 
@@ -12,5 +13,8 @@ std::string gib_with_bytes(int64_t bytes);    // "0.0211 GiB (22,618,744 bytes)"
 std::string grouped(int64_t value);           // "22,618,744"
 std::string short_error(const std::string& message, size_t max_chars);
 std::string md_cell(const std::string& text);  // a markdown table cell: '|' escaped, newlines as spaces
+// The terminal columns of UTF-8 `text` as fmt counts them when it pads a cell (code points, East Asian wide ones as
+// two): widths of console table columns holding user text are measured with this, never with size() (bytes).
+size_t display_width(std::string_view text);
 
 }  // namespace lmlab::report_detail
