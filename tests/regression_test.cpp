@@ -158,5 +158,20 @@ TEST(RegressionScenario, APromptLengthNearInt64MaxIsRefusedByTheContextCheck) {
   }
 }
 
+TEST(RegressionScenario, AParallelPastTheServersRangeIsRefusedNotNarrowed) {
+  // 4294967300 narrowed to int is 4, which would pass the "at least 4" check and start a server with 4 slots.
+  for (const char* parallel : {"4294967300", "1025"}) {
+    const std::string text =
+        R"({"name": "r", "models": [{"name": "m", "model": "x"}], "server": {"parallel": )" + std::string(parallel) + "}}";
+    try {
+      parse_regression_scenario(text, "/tmp/r.json");
+      FAIL() << "no error for parallel " << parallel;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("/tmp/r.json: field 'server.parallel': must be at most 1024"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lmlab

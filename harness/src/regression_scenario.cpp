@@ -108,7 +108,10 @@ RegressionScenario parse_regression_scenario(std::string_view json_text, const s
     s.prompt_cache_mb = f.positive(sv, "prompt_cache_mb", "server.prompt_cache_mb", s.prompt_cache_mb);
     s.kv_budget_mb = f.positive(sv, "kv_budget_mb", "server.kv_budget_mb", s.kv_budget_mb);
     s.threads = f.positive(sv, "threads", "server.threads", 0);
-    s.parallel = static_cast<int>(f.positive(sv, "parallel", "server.parallel", s.parallel));
+    // Range-checked before the narrowing: 4294967300 must not read as 4 and pass the check below.
+    const int64_t parallel = f.positive(sv, "parallel", "server.parallel", s.parallel);
+    if (parallel > 1024) f.fail("server.parallel", "must be at most 1024 (lmlab serve --parallel's range)");
+    s.parallel = static_cast<int>(parallel);
   }
   // The sequence's meaning depends on these relations; a scenario that breaks one would test something else.
   if (s.long_tokens < 5000) f.fail("long_tokens", "must be at least 5000 (the suite's long prompt)");
