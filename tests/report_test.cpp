@@ -411,6 +411,20 @@ TEST(ReportDecodeRatios, ANonAsciiReferenceNameHeadsColumnsAsWideAsItShows) {
   }
 }
 
+// The regression suite's step lines: a model name is the scenario's user text, so the step column is as wide as the
+// longest "<model> <step>" shows (an en dash is 3 bytes in one column), and every summary starts in the same column.
+TEST(ReportRegression, StepSummariesLineUpAfterANonAsciiModelName) {
+  RunInfo run;
+  run.id = 7;
+  run.state = "done";
+  const std::vector<RegressionCheck> checks = {{"qwen3 – 4bit", "1 long", "answer", "x", "x", true},
+                                               {"m", "1 long", "answer", "x", "x", true}};
+  const std::string ansi = render_regression_ansi(run, checks, false);
+  // "qwen3 – 4bit 1 long" is 19 columns: the column is that wide, and "m 1 long" is padded to it.
+  EXPECT_NE(ansi.find("\n  ✓ qwen3 – 4bit 1 long  answer = reference\n"), std::string::npos) << ansi;
+  EXPECT_NE(ansi.find("\n  ✓ m 1 long" + std::string(11, ' ') + "  answer = reference\n"), std::string::npos) << ansi;
+}
+
 // With --runs the last run that recorded a reference supplies it; ReportExtras.reference_json (--reference) replaces
 // it; a reference over another baseline than the table's is named, not shown.
 TEST(ReportDecodeRatios, TheLastRunsReferenceOrTheGivenOneAndNeverOverAnotherBaseline) {

@@ -61,7 +61,7 @@ std::string render_regression_ansi(const RunInfo& run, const std::vector<Regress
                                  failed || run.state == "running" ? "\033[1;31m" : "\033[1;32m") +
                     "\n";
   size_t width = 0;
-  for (const StepLine& l : step_lines(checks)) width = std::max(width, l.model.size() + l.step.size() + 1);
+  for (const StepLine& l : step_lines(checks)) width = std::max(width, report_detail::display_width(l.model + " " + l.step));
   for (const StepLine& l : step_lines(checks))
     out += fmt::format("  {} {:<{}}  {}\n", l.pass ? paint("✓", "\033[32m") : paint("✗", "\033[31m"),
                        l.model + " " + l.step, width, l.summary);
