@@ -66,6 +66,7 @@ void expect_scenario_invariants(const RegressionScenario& s, const std::string& 
   ASSERT_LE(s.short_tokens, s.block_tokens) << text;
   ASSERT_LT(s.shared_prefix_tokens, std::min(s.long_tokens, s.second_long_tokens)) << text;
   ASSERT_GE(s.parallel, 4) << text;
+  ASSERT_LE(s.parallel, 1024) << text;
   // Both positive, so the difference cannot overflow.
   ASSERT_LE(s.max_tokens, s.ctx_size - std::max(s.long_tokens, s.second_long_tokens)) << text;
 }
