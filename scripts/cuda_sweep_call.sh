@@ -4,12 +4,19 @@
 # an ignored folder beside it that a warm machine keeps between calls: a second and third call neither rewrite the
 # 16 GB synth nor lose the runs before them. BUDGET_S: seconds from now at which the bench stops (SWIFT_DEADLINE), so
 # the report and the database still come back inside the call's limit; REPS, SWIFT_CONTEXTS, SWIFT_CONFIGS as for
-# cuda_device.sh. Usage there: REPS=1 BUDGET_S=560 bash .devcarry-cuda/cuda_sweep_call.sh
+# cuda_device.sh. Usage there: REPS=1 BUDGET_S=560 bash .devcarry-cuda/cuda_sweep_call.sh; afterwards commit the
+# call's lmlab.db as docs/profiling_results_<host>.db.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 keep=$here/../.devcarry-cuda-keep
 mkdir -p "$keep"
 export SYNTH_ROOT=$keep SWIFT_DB=$keep/sweep.db
+# The first call on a machine starts from the committed database of its GPU kind (docs/profiling_results_h200.db),
+# so the runs of several sessions, each fetched back and committed there, sit in one database and one report.
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+case $gpu in *H200*) label=h200 ;; *H100*) label=h100 ;; *) label=gpu ;; esac
+seed=$here/../docs/profiling_results_$label.db
+[ -e "$SWIFT_DB" ] || { [ -e "$seed" ] && cp "$seed" "$SWIFT_DB" && echo "database seeded from docs/${seed##*/}"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 df -h "$keep" | tail -1
 ls -la "$keep"
