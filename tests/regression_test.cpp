@@ -79,7 +79,9 @@ TEST_F(RegressionCli, FailsNamingTheStepWhenTheServerHasNoPromptCache) {
       << r.output;
   // The answers are still right: only the cache checks fail.
   for (const auto& c : stored_checks())
-    if (c.check == "answer") EXPECT_TRUE(c.pass) << c.step;
+    if (c.check == "answer") {
+      EXPECT_TRUE(c.pass) << c.step;
+    }
 }
 
 TEST_F(RegressionCli, FailsNamingTheStepWhenTheServerIsKilledMidSequence) {

@@ -28,7 +28,7 @@ std::string brief(const RegressionCheck& c) {
 std::vector<StepLine> step_lines(const std::vector<RegressionCheck>& checks) {
   std::vector<StepLine> lines;
   for (const RegressionCheck& c : checks) {
-    if (lines.empty() || lines.back().model != c.model || lines.back().step != c.step) lines.push_back({c.model, c.step});
+    if (lines.empty() || lines.back().model != c.model || lines.back().step != c.step) lines.push_back({c.model, c.step, true, ""});
     StepLine& l = lines.back();
     l.pass = l.pass && c.pass;
     l.summary += (l.summary.empty() ? "" : " · ") + brief(c);
