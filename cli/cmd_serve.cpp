@@ -70,7 +70,7 @@ void register_serve(CLI::App& app) {
   sub->add_option("--max-tokens", fl->server.max_tokens, "max_tokens of requests that give none, and its cap")
       ->check(CLI::PositiveNumber);
   sub->add_option("--api-key", fl->server.api_key, "require 'Authorization: Bearer KEY' (all but /health)");
-  sub->add_option("--parallel", fl->server.parallel, "sequences decoded together: the batch's maximum number of active generations (one forward step for all)")->check(CLI::Range(1, 1024));
+  sub->add_option("--parallel", fl->server.parallel, "sequences decoded together: the batch's maximum number of active generations (one forward step for all)")->check(CLI::Range(1, ServerOptions::kMaxParallel));
   sub->add_option("--queue", fl->server.queue, "requests waiting for a generation slot; more get 429")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));

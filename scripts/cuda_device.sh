@@ -114,13 +114,16 @@ for step in "$@"; do
     swiftlm)  # scenarios/swiftlm-cuda.json on the qwen3-30b-a3b 4-bit synth: the lab's database and report to $OUT
       dir=$(synth_dir moe)
       "$here/lmlab" iobench --file "$(ls -S "$dir"/*.safetensors | head -1)" 2>&1 | tee "$out/iobench.txt" | tail -3
-      # SWIFT_DB: an earlier session's database (docs/profiling_results_h200.db) to append this call's samples to, so
-      # the sweep can be completed over several calls and sessions (each run keeps its commit and environment).
-      [ -n "${SWIFT_DB:-}" ] && [ -e "$SWIFT_DB" ] && [ ! -e "$out/lmlab.db" ] && cp "$SWIFT_DB" "$out/lmlab.db"
       # The host label names the GPU the device tool lent (H100 or H200), so a report never says h200 for an H100.
       gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
       case $gpu in *H200*) label=h200 ;; *H100*) label=h100 ;; *) label=gpu ;; esac
       echo "GPU: $gpu (host label ${HOST_LABEL:-$label})"
+      # SWIFT_DB: the database to append this call's samples to, so the sweep can be completed over several calls and
+      # sessions (each run keeps its commit and environment); where it does not exist yet, it starts as the committed
+      # one of this host (docs/profiling_results_<host>.db).
+      seed=$here/../docs/profiling_results_${HOST_LABEL:-$label}.db
+      [ -n "${SWIFT_DB:-}" ] && [ ! -e "$SWIFT_DB" ] && [ -e "$seed" ] && cp "$seed" "$SWIFT_DB" && echo "database seeded from $seed"
+      [ -n "${SWIFT_DB:-}" ] && [ -e "$SWIFT_DB" ] && [ ! -e "$out/lmlab.db" ] && cp "$SWIFT_DB" "$out/lmlab.db"
       # SWIFT_DEADLINE (epoch seconds): the bench stops there, whatever the synth and iobench took before it.
       # At least 1 s: `timeout 0` would mean no limit at all, a negative one an error and no bench.
       limit=${SWIFT_TIMEOUT:-540}; [ -n "${SWIFT_DEADLINE:-}" ] && limit=$((SWIFT_DEADLINE - $(date +%s)))

@@ -10,13 +10,9 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 keep=$here/../.devcarry-cuda-keep
 mkdir -p "$keep"
+# The first call on a machine starts from the committed database of its GPU kind (cuda_device.sh swiftlm seeds
+# SWIFT_DB from docs/profiling_results_<host>.db), so the runs of several sessions sit in one database and report.
 export SYNTH_ROOT=$keep SWIFT_DB=$keep/sweep.db
-# The first call on a machine starts from the committed database of its GPU kind (docs/profiling_results_h200.db),
-# so the runs of several sessions, each fetched back and committed there, sit in one database and one report.
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-case $gpu in *H200*) label=h200 ;; *H100*) label=h100 ;; *) label=gpu ;; esac
-seed=$here/../docs/profiling_results_$label.db
-[ -e "$SWIFT_DB" ] || { [ -e "$seed" ] && cp "$seed" "$SWIFT_DB" && echo "database seeded from docs/${seed##*/}"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 df -h "$keep" | tail -1
 ls -la "$keep"

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "lmlab/harness.h"
 #include "lmlab/model.h"
 
 namespace lmlab::harness_detail {
@@ -20,5 +21,8 @@ void apply_options(const nlohmann::json& object, const std::string& file, const 
                    const std::vector<std::string>& forbidden_keys = {}, const std::string& reason = {});
 
 nlohmann::json options_to_json(const ModelOptions& options);
+
+// The scenario's "reference" as a run records it (lmlab::reference_json's object; null without one).
+nlohmann::json reference_to_json(const Scenario& scenario);
 
 }  // namespace lmlab::harness_detail

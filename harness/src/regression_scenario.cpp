@@ -8,6 +8,7 @@
 
 #include "lmlab/error.h"
 #include "lmlab/regression.h"
+#include "lmlab/server.h"
 #include "model_options_fields.h"
 #include "text_file.h"
 
@@ -110,7 +111,8 @@ RegressionScenario parse_regression_scenario(std::string_view json_text, const s
     s.threads = f.positive(sv, "threads", "server.threads", 0);
     // Range-checked before the narrowing: 4294967300 must not read as 4 and pass the check below.
     const int64_t parallel = f.positive(sv, "parallel", "server.parallel", s.parallel);
-    if (parallel > 1024) f.fail("server.parallel", "must be at most 1024 (lmlab serve --parallel's range)");
+    if (parallel > ServerOptions::kMaxParallel)
+      f.fail("server.parallel", fmt::format("must be at most {} (lmlab serve --parallel's range)", ServerOptions::kMaxParallel));
     s.parallel = static_cast<int>(parallel);
   }
   // The sequence's meaning depends on these relations; a scenario that breaks one would test something else.

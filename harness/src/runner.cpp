@@ -46,7 +46,7 @@ std::string engine_config_json(const Scenario& s, const std::filesystem::path& m
                                               : nlohmann::json(nullptr)},
                         {"prompt", prompt},                {"configs", configs},
                         {"mode", run_mode_name(settings.mode)},      {"url", settings.url},
-                        {"reference", nlohmann::json::parse(reference_json(s))}}
+                        {"reference", harness_detail::reference_to_json(s)}}
       .dump();
 }
 

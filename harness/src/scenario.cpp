@@ -283,17 +283,20 @@ std::string_view preset_name(ConfigPreset preset) {
 
 std::string model_options_json(const ModelOptions& options) { return harness_detail::options_to_json(options).dump(); }
 
-std::string reference_json(const Scenario& scenario) {
-  if (!scenario.reference) return "null";
+namespace harness_detail {
+json reference_to_json(const Scenario& scenario) {
+  if (!scenario.reference) return nullptr;
   const DecodeReference& r = *scenario.reference;
   json ratios = json::object();
   for (const auto& [config, per_context] : r.decode_ratios) {
     ratios[config] = json::object();
     for (const auto& [context, ratio] : per_context) ratios[config][std::to_string(context)] = ratio;
   }
-  return json{{"name", r.name}, {"description", r.description}, {"baseline", r.baseline}, {"decode_ratios", ratios}}
-      .dump();
+  return json{{"name", r.name}, {"description", r.description}, {"baseline", r.baseline}, {"decode_ratios", ratios}};
 }
+}  // namespace harness_detail
+
+std::string reference_json(const Scenario& scenario) { return harness_detail::reference_to_json(scenario).dump(); }
 
 Scenario parse_scenario(std::string_view json_text, const std::filesystem::path& file) {
   Reader r{file.string(), file.parent_path()};

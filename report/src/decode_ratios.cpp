@@ -47,7 +47,9 @@ std::string reference_sentence(const DecodeRatios& t) {
 std::optional<DecodeRatios> report_decode_ratios(const RunInfo& run, const ReportExtras& extras,
                                                  const std::vector<ReportRow>& rows, const std::vector<Sample>& samples) {
   const std::vector<std::string> configs = configs_in_order(samples);
-  const std::vector<RunInfo> runs = extras.merged_runs.empty() ? std::vector<RunInfo>{run} : extras.merged_runs;
+  std::vector<RunInfo> just_this_one;  // the merged runs are used in place, not copied
+  if (extras.merged_runs.empty()) just_this_one.push_back(run);
+  const std::vector<RunInfo>& runs = extras.merged_runs.empty() ? just_this_one : extras.merged_runs;
   std::string baseline = first_recorded_config(runs);
   if (baseline.empty() && !configs.empty()) baseline = configs.front();
   std::optional<DecodeRatios> table = decode_ratios(rows, configs, contexts_in_order(samples), baseline);

@@ -60,9 +60,10 @@ std::string render_regression_ansi(const RunInfo& run, const std::vector<Regress
                                              run.git_commit.empty() ? "unknown" : run.git_commit, verdict(run, checks)),
                                  failed || run.state == "running" ? "\033[1;31m" : "\033[1;32m") +
                     "\n";
+  const std::vector<StepLine> lines = step_lines(checks);
   size_t width = 0;
-  for (const StepLine& l : step_lines(checks)) width = std::max(width, report_detail::display_width(l.model + " " + l.step));
-  for (const StepLine& l : step_lines(checks))
+  for (const StepLine& l : lines) width = std::max(width, report_detail::display_width(l.model + " " + l.step));
+  for (const StepLine& l : lines)
     out += fmt::format("  {} {:<{}}  {}\n", l.pass ? paint("✓", "\033[32m") : paint("✗", "\033[31m"),
                        l.model + " " + l.step, width, l.summary);
   for (const RegressionCheck& c : checks)

@@ -17,6 +17,7 @@
 namespace lmlab {
 
 struct ServerOptions {
+  static constexpr int kMaxParallel = 1024;  // the most `parallel` may be (lmlab serve --parallel's range)
   std::string host = "127.0.0.1";
   int port = 5413;           // 0 = any free port (see Server::bound_port)
   std::string api_key;       // non-empty: requests (except /health) need "Authorization: Bearer KEY"
