@@ -10,8 +10,10 @@
 
 #ifdef LMLAB_HAVE_CUDA
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -620,6 +622,55 @@ TEST_F(CudaKernels, FusedRoutingEqualsRouterThenTopK) {
       EXPECT_EQ(down<uint32_t>(done, 1)[0], 0u) << "the counter is re-armed";
     }
   }
+}
+
+// Tokens whose softmax is NaN (a NaN logit, a +inf one, all -inf) beside an ordinary one: route_topk, in the
+// register form (E <= 256) and the loop form (E 300), and the router GEMV's routing tail pick what the CPU picks:
+// the first k experts by index with NaN weights, never index E (a NaN once sent the gathered GEMVs past the experts:
+// an illegal access, twenty-fourth session).
+TEST_F(CudaKernels, RoutingOfNanProbabilitiesStaysInRange) {
+  const float inf = std::numeric_limits<float>::infinity();
+  auto same = [](const std::vector<float>& got, const std::vector<float>& want) {
+    for (size_t i = 0; i < want.size(); ++i)
+      if (std::isnan(want[i]) ? !std::isnan(got[i]) : got[i] != want[i]) return false;
+    return true;
+  };
+  for (int64_t E : {8, 128, 300}) {
+    SCOPED_TRACE(::testing::Message() << "E " << E);
+    const int64_t n = 4, k = 8;
+    std::vector<float> logits = randn(n * E, 2.0f);
+    logits[0 * E + E / 2] = std::numeric_limits<float>::quiet_NaN();
+    logits[1 * E + E - 1] = inf;
+    std::fill(logits.begin() + 2 * E, logits.begin() + 3 * E, -inf);  // token 2; token 3 stays ordinary
+    std::vector<int32_t> want_e(n * k);
+    std::vector<float> want_w(n * k);
+    for (int64_t t = 0; t < n; ++t)
+      kernels::cpu::route_topk(logits.data() + t * E, E, k, true, want_e.data() + t * k, want_w.data() + t * k);
+    DeviceBuffer dl = up(logits), de = up(std::vector<int32_t>(n * k, -1)), dw = out(n * k);
+    kc::route_topk(dl.get<float>(), n, E, k, true, de.get<int32_t>(), dw.get<float>(), nullptr);
+    EXPECT_EQ(down<int32_t>(de, n * k), want_e);
+    EXPECT_TRUE(same(down<float>(dw, n * k), want_w)) << "weights: NaN where the CPU's are, equal elsewhere";
+  }
+  // The routing tail of the router GEMV (bf16, 128 experts): a NaN in a token's activations makes its logits NaN.
+  const ScopedDecodeOptions chosen({.fused_routing = true});
+  const int64_t E = 128, H = 512, n = 2, k = 8;
+  DeviceBuffer dw = up(to_half(randn(E * H), WeightType::bf16));
+  kc::DeviceWeight w;
+  w.rows = E, w.cols = H, w.type = WeightType::bf16, w.dense = dw.get();
+  std::vector<float> x = randn(n * H);
+  x[3] = std::numeric_limits<float>::quiet_NaN();  // token 0
+  DeviceBuffer dx = up(x), logits = out(n * E), done = up(std::vector<uint32_t>{0});
+  DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(E, H, n, true), "scratch");
+  DeviceBuffer got_e = up(std::vector<int32_t>(n * k, -1)), got_w = out(n * k);
+  const kc::RouteTail tail{got_e.get<int32_t>(), got_w.get<float>(), k, true, done.get<unsigned>()};
+  kc::matmul_route(w, dx.get<float>(), logits.get<float>(), n, tail, scratch.get(), nullptr);
+  const std::vector<float> host_logits = down<float>(logits, n * E);
+  std::vector<int32_t> want_e(n * k);
+  std::vector<float> want_w(n * k);
+  for (int64_t t = 0; t < n; ++t)
+    kernels::cpu::route_topk(host_logits.data() + t * E, E, k, true, want_e.data() + t * k, want_w.data() + t * k);
+  EXPECT_EQ(down<int32_t>(got_e, n * k), want_e);
+  EXPECT_TRUE(same(down<float>(got_w, n * k), want_w)) << "weights of the routing tail";
 }
 
 TEST_F(CudaKernels, EmbeddingRowsMatchDequantizedRows) {

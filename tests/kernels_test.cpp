@@ -274,6 +274,36 @@ TEST_P(KernelCpu, RouteTopk) {
       }
 }
 
+// Logits whose softmax is NaN everywhere (one NaN, one +inf, all -inf): the picks are still k distinct experts in
+// [0, E), the first k by index, with NaN weights, on the reference and the CPU kernel alike (the GPU gathers expert
+// weights by these ids; a NaN once left them out of range there).
+std::vector<std::vector<float>> nan_softmax_logits(int64_t n_experts, uint32_t seed) {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<std::vector<float>> rows(3, random_vector(static_cast<size_t>(n_experts), seed, 2.0f));
+  rows[0][n_experts / 2] = std::numeric_limits<float>::quiet_NaN();
+  rows[1][n_experts - 1] = inf;
+  rows[2].assign(static_cast<size_t>(n_experts), -inf);
+  return rows;
+}
+
+TEST_P(KernelCpu, RouteTopkOfNanProbabilitiesStaysInRange) {
+  uint32_t seed = 7;
+  for (int64_t n_experts : {8, 128})
+    for (int64_t k : {2, 8})
+      for (bool renorm : {false, true})
+        for (const auto& logits : nan_softmax_logits(n_experts, seed++)) {
+          SCOPED_TRACE(::testing::Message() << "experts " << n_experts << " k " << k << " renorm " << renorm);
+          std::vector<int32_t> first_k(k), e_cpu(k), e_ref(k);
+          for (int64_t i = 0; i < k; ++i) first_k[i] = static_cast<int32_t>(i);
+          std::vector<float> w_cpu(k), w_ref(k);
+          kernels::cpu::route_topk(logits.data(), n_experts, k, renorm, e_cpu.data(), w_cpu.data());
+          kernels::ref::route_topk(logits.data(), n_experts, k, renorm, e_ref.data(), w_ref.data());
+          EXPECT_EQ(e_cpu, first_k);
+          EXPECT_EQ(e_ref, first_k);
+          for (int64_t i = 0; i < k; ++i) EXPECT_TRUE(std::isnan(w_cpu[i]) && std::isnan(w_ref[i])) << "weight " << i;
+        }
+}
+
 struct AttentionCase {
   const char* name;
   int64_t n_q, n_kv, n_heads, n_kv_heads, head_dim, q_pos0, kv_pos0, window;

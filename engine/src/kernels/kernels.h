@@ -76,8 +76,9 @@ void attention(const AttentionArgs& a);
 void softmax(float* x, int64_t n);                                              // in place
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);       // out = silu(gate) * up
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);  // out = gelu_tanh(gate) * up
-// MoE routing for one token: probabilities = softmax(logits); the k largest (ties: lower index first);
-// when renormalize, their weights are divided by their sum.
+// MoE routing for one token: probabilities = softmax(logits); the k largest (ties: lower index first; NaN
+// probabilities, which any NaN or infinite logit makes of all of them, after every number, with NaN weights);
+// when renormalize, their weights are divided by their sum. The experts are always k distinct ids in [0, n_experts).
 void route_topk(const float* logits, int64_t n_experts, int64_t k, bool renormalize, int32_t* experts, float* weights);
 }  // namespace ref
 

@@ -283,7 +283,8 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream, bool after_encode = false);
 
-// route_topk.cu: per token, softmax over n_experts logits, the k largest (ties: lower index), renormalised.
+// route_topk.cu: per token, softmax over n_experts logits, the k largest (ties: lower index; NaN ones last, weights
+// NaN, as kernels::cpu::route_topk), renormalised.
 // check_top_k throws for a k the kernels do not take (more than 16, or than the experts).
 void check_top_k(int64_t k, int64_t n_experts);
 void route_topk(const float* logits, int64_t n_tokens, int64_t n_experts, int64_t k, bool renormalize,

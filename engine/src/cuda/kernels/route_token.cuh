@@ -1,5 +1,5 @@
 // One token's MoE routing by a warp: the softmax over its experts' logits and the k most probable picked by repeated
-// selection in (probability descending, index ascending) order, the reference's tie rule. Shared by route_topk.cu's
+// selection in (probability descending, index ascending) order, the reference's tie rule (a NaN probability last). Shared by route_topk.cu's
 // kernel and the router GEMV's last block (gemv.cu), so both route alike.
 #pragma once
 
@@ -17,6 +17,18 @@ inline constexpr int kRouteLogitsPerLane = 8;
 
 // (p, e) ahead of (q, f) in the pick order: probability descending, index ascending (| and &: no branches).
 __device__ __forceinline__ bool ahead(float p, int e, float q, int f) { return (p > q) | ((p == q) & (e < f)); }
+
+// A probability as the pick order sees it: a NaN one (any NaN or infinite logit makes the softmax's sum, and so every
+// probability, NaN) orders after every number and before the -1 of lanes past E, so the k picks stay experts in
+// [0, E) (index E, read by the gathered GEMVs, was an illegal access) and, by index, match the CPU's order.
+inline constexpr float kNanPickKey = -0.5f;
+__device__ __forceinline__ float pick_key(float p) { return isnan(p) ? kNanPickKey : p; }
+
+// The weight written for a pick: NaN for a NaN probability (the output then shows it), else p, renormalised by the
+// picks' sum when asked.
+__device__ __forceinline__ float pick_weight(float key, float chosen_sum, bool renormalize) {
+  return key < 0.0f ? __int_as_float(0x7fc00000) : renormalize ? key / chosen_sum : key;
+}
 
 // The warp's first (best_p, best) in the pick order, from each lane's own candidate; every lane gets it.
 __device__ __forceinline__ void warp_first(float& best_p, int& best) {
@@ -48,7 +60,7 @@ __device__ __forceinline__ void route_token_registers(const float* x, int E, int
   sum = warp_sum(sum);
   float p[kRouteLogitsPerLane];  // -1 past E: never picked (a pick must beat best_p >= -1)
 #pragma unroll
-  for (int j = 0; j < kRouteLogitsPerLane; ++j) p[j] = lane + 32 * j < E ? expf(v[j] - mx) / sum : -1.0f;
+  for (int j = 0; j < kRouteLogitsPerLane; ++j) p[j] = lane + 32 * j < E ? pick_key(expf(v[j] - mx) / sum) : -1.0f;
   // Round i as in route_token_loop; every lane ends the round with the warp's pick, lane i keeps it.
   float prev_p = INFINITY, chosen_sum = 0.0f, mine_p = 0.0f;
   int prev_i = -1, mine = 0;
@@ -66,7 +78,7 @@ __device__ __forceinline__ void route_token_registers(const float* x, int E, int
     chosen_sum += best_p;
     prev_p = best_p, prev_i = best;
   }
-  if (lane < k) experts[lane] = mine, weights[lane] = renormalize ? mine_p / chosen_sum : mine_p;
+  if (lane < k) experts[lane] = mine, weights[lane] = pick_weight(mine_p, chosen_sum, renormalize);
 }
 
 // The loop form, any E: each round re-reads the logits and recomputes the probabilities.
@@ -87,7 +99,7 @@ __device__ inline void route_token_loop(const float* x, int E, int k, bool renor
     float best_p = -1.0f;
     int best = E;
     for (int e = lane; e < E; e += 32) {
-      const float p = expf(__ldcg(x + e) - mx) / sum;
+      const float p = pick_key(expf(__ldcg(x + e) - mx) / sum);
       if (ahead(prev_p, prev_i, p, e) && p > best_p) best_p = p, best = e;
     }
     warp_first(best_p, best);
@@ -95,8 +107,8 @@ __device__ inline void route_token_loop(const float* x, int E, int k, bool renor
     chosen_sum += best_p;
     prev_p = best_p, prev_i = best;
   }
-  if (renormalize && lane == 0)
-    for (int i = 0; i < k; ++i) weights[i] /= chosen_sum;
+  if (lane == 0)
+    for (int i = 0; i < k; ++i) weights[i] = pick_weight(weights[i], chosen_sum, renormalize);
 }
 
 // x: the token's E logits (read through L2: the router GEMV's other blocks wrote them); experts[0..k) and

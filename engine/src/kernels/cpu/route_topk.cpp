@@ -23,8 +23,11 @@ void route_topk(const float* logits, int64_t n_experts, int64_t k, bool renormal
 
   std::vector<int32_t> order(static_cast<size_t>(n_experts));
   std::iota(order.begin(), order.end(), 0);
+  // A NaN probability (any NaN or infinite logit makes them all NaN) orders last: NaN in the comparison was
+  // undefined behaviour for the sort; the weights stay NaN, so the output shows it.
+  auto key = [&](int32_t e) { return std::isnan(p[e]) ? -1.0f : p[e]; };
   std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+                    [&](int32_t a, int32_t b) { return key(a) > key(b) || (key(a) == key(b) && a < b); });
   double top_sum = 0.0;
   for (int64_t i = 0; i < k; ++i) top_sum += p[order[i]];
   for (int64_t i = 0; i < k; ++i) {
