@@ -5,6 +5,7 @@
 #include <numeric>
 #include <vector>
 
+#include "generate/logit_order.h"
 #include "lmlab/generate.h"
 
 namespace lmlab {
@@ -21,9 +22,8 @@ TokenLogprobs token_logprobs(std::span<const float> logits, int32_t id, int n_to
   if (k == 0) return out;
   std::vector<int32_t> ids(logits.size());
   std::iota(ids.begin(), ids.end(), 0);
-  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(), [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
+                    [&](int32_t a, int32_t b) { return logit_ahead(logits, a, b); });
   out.top.reserve(k);
   for (size_t i = 0; i < k; ++i) out.top.push_back({ids[i], static_cast<float>(logits[ids[i]] - log_z)});
   return out;

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <vector>
 
+#include "generate/logit_order.h"
 #include "lmlab/generate.h"
 
 namespace lmlab {
@@ -23,12 +24,12 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uin
   if (p.temperature <= 0.0f) {
     int32_t best = 0;
     for (int32_t i = 1; i < vocab; ++i)
-      if (logits[i] > logits[best]) best = i;
+      if (logits[i] > logits[best] || (std::isnan(logits[best]) && !std::isnan(logits[i]))) best = i;
     return best;
   }
   std::vector<int32_t> ids(static_cast<size_t>(vocab));
   std::iota(ids.begin(), ids.end(), 0);
-  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  auto by_logit = [&](int32_t a, int32_t b) { return logit_ahead(logits, a, b); };
   int32_t keep = vocab;
   if (p.top_k > 0 && p.top_k < vocab) {
     keep = p.top_k;
@@ -36,10 +37,14 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uin
   } else {
     std::sort(ids.begin(), ids.end(), by_logit);
   }
-  std::vector<double> prob(static_cast<size_t>(keep));
   const double max_l = logits[ids[0]];
+  if (std::isnan(max_l)) return ids[0];  // every logit NaN: nothing to weigh
+  std::vector<double> prob(static_cast<size_t>(keep));
   double sum = 0.0;
-  for (int32_t i = 0; i < keep; ++i) sum += prob[i] = std::exp((logits[ids[i]] - max_l) / p.temperature);
+  for (int32_t i = 0; i < keep; ++i) {  // a NaN logit (ranked last) is never drawn
+    const double l = logits[ids[i]];
+    sum += prob[i] = std::isnan(l) ? 0.0 : std::exp((l - max_l) / p.temperature);
+  }
   for (auto& x : prob) x /= sum;
   if (p.min_p > 0.0f) {
     const double floor = prob[0] * p.min_p;
