@@ -156,7 +156,7 @@ void BM_cuda_fused_norm(benchmark::State& state, Shape o_shape, int64_t inter, b
   const float eps = 1e-6f;
   lmlab::bench::time_graph(state, kLaunches, [&](cudaStream_t stream) {
     if (fused) {
-      kc::matmul(o.w, attn.get<float>(), x.get<float>(), 1, nullptr, stream, {.accumulate = true});
+      kc::matmul(o.w, attn.get<float>(), x.get<float>(), 1, nullptr, stream, {.norm = {}, .accumulate = true});
       kc::matmul_gate_up(gate.w, up.w, act, x.get<float>(), g.get<float>(), u.get<float>(), g.get<float>(), 1, nullptr,
                          stream, {norm_w.get<float>(), eps});
     } else {

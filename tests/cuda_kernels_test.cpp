@@ -278,7 +278,7 @@ TEST_F(CudaKernels, FusedNormAndResidualAddEqualTheSeparateKernels) {
     // y += x . W^T: the plain GEMV's floats added to what y held.
     const std::vector<float> y0 = randn(c.n * c.rows);
     DeviceBuffer acc = up(y0);
-    kc::matmul(w, dh.get<float>(), acc.get<float>(), c.n, nullptr, nullptr, {.accumulate = true});
+    kc::matmul(w, dh.get<float>(), acc.get<float>(), c.n, nullptr, nullptr, {.norm = {}, .accumulate = true});
     const std::vector<float> plain = down<float>(want, c.n * c.rows);
     std::vector<float> sum(y0.size());
     for (size_t i = 0; i < y0.size(); ++i) sum[i] = y0[i] + plain[i];
@@ -784,9 +784,10 @@ TEST_F(CudaKernels, DeviceKvLayerMatchesReferenceAndCpuBlocks) {
                               tensor_cores ? test::tensor_core_f32_tolerance(layer.n_tokens())
                                            : test::tolerance(WeightType::f32, layer.n_tokens()),
                               kernel));
-      if (!got_bound.empty())
+      if (!got_bound.empty()) {
         EXPECT_TRUE(test::close(got_bound, want, test::tolerance(WeightType::f32, layer.n_tokens()),
                                 "decode kernel under the bound below the tiled decode's"));
+      }
     };
     step(c.prefill, c.prefill <= 400);  // the reference is O(n^2): long prefixes are only appended
     step(c.chunk, true);

@@ -19,10 +19,10 @@ std::optional<DecodeRatios> decode_ratios(const std::vector<ReportRow>& rows, co
     if (r.summary.n > 0 && r.summary.decode_tok_s_median > 0)
       median[{r.summary.config, r.summary.context}] = r.summary.decode_tok_s_median;
 
-  DecodeRatios out{baseline, contexts, {}};
+  DecodeRatios out{baseline, contexts, {}, std::nullopt};
   for (const std::string& config : configs) {
     if (config == baseline) continue;
-    DecodeRatioRow row{config, {}};
+    DecodeRatioRow row{config, {}, {}};
     for (int64_t ctx : contexts) {
       const auto mine = median.find({config, ctx}), base = median.find({baseline, ctx});
       row.ratios.push_back(mine == median.end() || base == median.end() ? std::nullopt

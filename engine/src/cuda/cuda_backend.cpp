@@ -531,7 +531,7 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
                                                      : nullptr;  // the CPU takes x from here
   const bool next_fused = next && fuses_norms(l + 1 < n_dev_ ? l + 1 : s_.n_layers, n);
   if (fused) {  // x += o; the MLP over norm(x); x += down
-    const kc::GemvFusion add{.accumulate = true};
+    const kc::GemvFusion add{.norm = {}, .accumulate = true};
     kc::matmul(w.o.w, sc.attn.get<float>(), x, n, sc.mm.get(), stream_, add);
     float* g = sc.g.get<float>();
     kc::matmul_gate_up(w.gate.w, w.up.w, gate_activation(), x, g, sc.u.get<float>(), g, n, sc.mm.get(), stream_,

@@ -23,15 +23,17 @@ constexpr std::string_view kCachePolicies[] = {"reuse", "lru"};
 
 OptionSpec integer(std::string_view key, std::string_view flag, int64_t min, int64_t max, std::string_view unit,
                    std::string_view zero_means, std::string_view doc) {
-  return {.key = key, .flag = flag, .type = OptionType::integer, .min = min, .max = max, .unit = unit,
+  return {.key = key, .flag = flag, .type = OptionType::integer, .min = min, .max = max, .choices = {}, .unit = unit,
           .zero_means = zero_means, .doc = doc};
 }
 OptionSpec boolean(std::string_view key, std::string_view flag, std::string_view doc) {
-  return {.key = key, .flag = flag, .type = OptionType::boolean, .max = 1, .doc = doc};
+  return {.key = key, .flag = flag, .type = OptionType::boolean, .max = 1, .choices = {}, .unit = {}, .zero_means = {},
+          .doc = doc};
 }
 OptionSpec choice(std::string_view key, std::string_view flag, std::span<const std::string_view> choices,
                   std::string_view doc) {
-  return {.key = key, .flag = flag, .type = OptionType::choice, .choices = choices, .doc = doc};
+  return {.key = key, .flag = flag, .type = OptionType::choice, .choices = choices, .unit = {}, .zero_means = {},
+          .doc = doc};
 }
 
 OptionSpec negated(OptionSpec s) {  // a boolean that defaults to true: its flag turns it off
