@@ -1,6 +1,6 @@
 // One token's MoE routing by a warp: the softmax over its experts' logits and the k most probable picked by repeated
-// selection in (probability descending, index ascending) order, the reference's tie rule (a NaN probability last). Shared by route_topk.cu's
-// kernel and the router GEMV's last block (gemv.cu), so both route alike.
+// selection in (probability descending, index ascending) order, the reference's tie rule (a NaN probability last).
+// Shared by route_topk.cu's kernel and the router GEMV's last block (gemv.cu), so both route alike.
 #pragma once
 
 #include <cmath>
