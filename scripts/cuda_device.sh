@@ -130,7 +130,7 @@ for step in "$@"; do
       [ "$limit" -ge 1 ] || limit=1
       timeout "$limit" "$here/lmlab" bench "$here/../scenarios/swiftlm-cuda.json" --model "$dir" \
         --db "$out/lmlab.db" --contexts "${SWIFT_CONTEXTS:-512,40000,100000}" --reps "${REPS:-1}" --host "${HOST_LABEL:-$label}" \
-        ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tail -20
+        ${SWIFT_CONFIGS:+--configs $SWIFT_CONFIGS} 2>&1 | tee "$out/swiftlm-bench.log" | tail -40  # every sample's line kept
       # SWIFT_DB also names where the next call on this warm machine finds the database (an ignored folder it keeps).
       [ -n "${SWIFT_DB:-}" ] && cp "$out/lmlab.db" "$SWIFT_DB"
       "$here/lmlab" report --db "$out/lmlab.db" --format csv --out "$out/samples.csv"  # decode SSD bytes, drive bps
