@@ -22,9 +22,11 @@ uint64_t next_random(uint64_t& s) {  // splitmix64
 int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uint64_t& rng) {
   const int32_t vocab = static_cast<int32_t>(logits.size());
   if (p.temperature <= 0.0f) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < vocab; ++i)
-      if (logits[i] > logits[best] || (std::isnan(logits[best]) && !std::isnan(logits[i]))) best = i;
+    int32_t best = 0;  // from the first number on: a NaN never wins a comparison
+    while (best < vocab && std::isnan(logits[best])) ++best;
+    if (best == vocab) return 0;  // every logit NaN
+    for (int32_t i = best + 1; i < vocab; ++i)
+      if (logits[i] > logits[best]) best = i;
     return best;
   }
   std::vector<int32_t> ids(static_cast<size_t>(vocab));
