@@ -3,7 +3,8 @@
 // process's CUDA context (docs/cuda.md, twenty-fourth session); on the CPU the routing's and the sampler's sorts
 // compared NaNs. Here a tiny qwen3_moe synth (bf16 and 4-bit) gets NaN in layer 0's MoE input norm, so every router
 // logit after it is NaN; generation, greedy and sampled, runs to the end with ids in the vocabulary on the CPU (also
-// with streamed experts, whose reads follow the routed ids) and, where a GPU is, on CUDA.
+// with streamed experts, whose reads follow the routed ids, and with the TurboQuant cache, which encodes NaN keys and
+// values) and, where a GPU is, on CUDA.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -72,6 +73,7 @@ struct Case {
   int bits;
   Device device;
   bool stream_experts;
+  KvMode kv_mode = KvMode::f32;  // turbo: NaN keys and values through the TurboQuant encode
 };
 
 class NanWeights : public ::testing::TestWithParam<Case> {};
@@ -85,6 +87,7 @@ TEST_P(NanWeights, GenerationRunsToTheEndWithIdsInTheVocabulary) {
   ModelOptions options;
   options.device = c.device;
   options.stream_experts = c.stream_experts;
+  options.kv_mode = c.kv_mode;
   options.expert_cache_mb = c.stream_experts ? 1 : 0;
   auto model = Model::load(synth.dir(), options);
   const int64_t vocab = model->info().vocab;
@@ -117,9 +120,11 @@ INSTANTIATE_TEST_SUITE_P(Qwen3Moe, NanWeights,
                          ::testing::Values(Case{"bf16_cpu", 16, Device::cpu, false},
                                            Case{"q4_cpu", 4, Device::cpu, false},
                                            Case{"bf16_cpu_streamed", 16, Device::cpu, true},
+                                           Case{"bf16_cpu_turbo", 16, Device::cpu, false, KvMode::turbo},
                                            Case{"bf16_cuda", 16, Device::cuda, false},
                                            Case{"q4_cuda", 4, Device::cuda, false},
-                                           Case{"q4_cuda_streamed", 4, Device::cuda, true}),
+                                           Case{"q4_cuda_streamed", 4, Device::cuda, true},
+                                           Case{"q4_cuda_turbo", 4, Device::cuda, false, KvMode::turbo}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
