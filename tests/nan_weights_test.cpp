@@ -88,7 +88,6 @@ TEST_P(NanWeights, GenerationRunsToTheEndWithIdsInTheVocabulary) {
   options.device = c.device;
   options.stream_experts = c.stream_experts;
   options.kv_mode = c.kv_mode;
-  options.expert_cache_mb = c.stream_experts ? 1 : 0;
   auto model = Model::load(synth.dir(), options);
   const int64_t vocab = model->info().vocab;
   const std::vector<int32_t> prompt = model->tokenizer().encode("def main():\n    return");
