@@ -41,6 +41,11 @@ HttpError http_error_loading() {
   return {503, "server_error", "the model is still loading; retry shortly", "", "model_loading"};
 }
 
+HttpError http_error_device_lost(const std::string& fault) {
+  return {503, "server_error", "the GPU is unusable after a device fault (" + fault + "); restart the server", "",
+          "device_lost"};
+}
+
 HttpError http_error_shutting_down() {
   return {503, "server_error", "the server is shutting down", "", "shutting_down"};
 }

@@ -26,6 +26,7 @@ HttpError http_error_internal(const std::string& message);
 HttpError http_error_busy(int parallel, int queue);  // 429: every slot and queue place taken
 HttpError http_error_shutting_down();                // 503
 HttpError http_error_loading();                      // 503 while the model loads
+HttpError http_error_device_lost(const std::string& fault);  // 503 after a device fault (util/device_fault.h)
 HttpError http_error_body_too_large(uint64_t max_bytes);  // 413
 
 std::string error_body(const HttpError& e);  // the JSON text

@@ -10,6 +10,7 @@
 #include "server/request.h"
 #include "server/responses.h"
 #include "server/server_state.h"
+#include "util/device_fault.h"
 
 namespace lmlab::server {
 
@@ -133,6 +134,11 @@ void handle_generation(ServerState& st, const httplib::Request& req, httplib::Re
   if (st.draining) return reply_retry_later(st, res, http_error_shutting_down());
   LoadedModel* m = st.loaded.load();
   if (!m) return reply_retry_later(st, res, http_error_loading());
+  // After a device fault every forward fails: say so at once, without Retry-After (only a restart helps).
+  if (const std::string fault = device_fault(); !fault.empty()) {
+    st.metrics.requests_errors_total.fetch_add(1);
+    return reply_error(res, http_error_device_lost(fault));
+  }
   // Admission before parsing: a full server spends nothing on the body (tokenizing may be the costly part).
   std::shared_ptr<Admission> admission = Admission::try_enter(st);
   if (!admission) return reply_retry_later(st, res, http_error_busy(st.options.parallel, st.options.queue));
@@ -159,7 +165,8 @@ const char* route_method(const std::string& path) {
 void register_routes(httplib::Server& http, ServerState& st) {
   // The engine options the model runs with, from the option table: what a client needs to tell configs apart.
   // While the model loads: /health 503 {"status": "loading"} (a readiness probe), the model routes 503 with
-  // Retry-After, /metrics the server's counters.
+  // Retry-After, /metrics the server's counters. After a device fault: /health 503 {"status": "error"} and the
+  // generation routes 503 naming it.
   http.Get("/health", guarded(st, [&st](const httplib::Request&, httplib::Response& res) {
              const LoadedModel* m = st.loaded.load();
              if (!m) {
@@ -168,9 +175,14 @@ void register_routes(httplib::Server& http, ServerState& st) {
                res.set_content(nlohmann::json{{"status", "loading"}}.dump(), kJson);
                return;
              }
-             const nlohmann::json body = {{"status", "ok"},
-                                          {"model", m->model_id},
-                                          {"options", nlohmann::json::parse(options_to_json_text(m->model->options()))}};
+             nlohmann::json body = {{"status", "ok"},
+                                    {"model", m->model_id},
+                                    {"options", nlohmann::json::parse(options_to_json_text(m->model->options()))}};
+             if (const std::string fault = device_fault(); !fault.empty()) {  // a liveness probe restarts it
+               res.status = 503;
+               body["status"] = "error";
+               body["error"] = "device fault: " + fault;
+             }
              res.set_content(body.dump(), kJson);
            }));
   http.Get("/v1/models", guarded(st, [&st](const httplib::Request&, httplib::Response& res) {
