@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,8 @@ struct Case {
   bool stream_experts;
   KvMode kv_mode = KvMode::f32;  // turbo: NaN keys and values through the TurboQuant encode
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }  // ctest's listing names the case, not its bytes
 
 class NanWeights : public ::testing::TestWithParam<Case> {};
 
