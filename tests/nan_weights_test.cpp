@@ -5,9 +5,7 @@
 // logit after it is NaN; generation, greedy and sampled, runs to the end with ids in the vocabulary on the CPU (also
 // with streamed experts, whose reads follow the routed ids, and with the TurboQuant cache, which encodes NaN keys and
 // values) and, where a GPU is, on CUDA.
-#include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +22,7 @@
 #include "lmlab/safetensors.h"
 #include "lmlab/synth.h"
 #include "model/backend_factory.h"
+#include "tiny_model.h"
 
 namespace lmlab {
 namespace {
@@ -32,19 +31,11 @@ namespace fs = std::filesystem;
 
 constexpr const char* kPoisoned = "model.layers.0.post_attention_layernorm.weight";
 
-// A qwen3_moe synth of `bits` in a temporary folder with kPoisoned's first bf16 value set to NaN.
+// A qwen3_moe synth of `bits` (test::TinyModel) with kPoisoned's first bf16 value set to NaN in its shard.
 class PoisonedSynth {
  public:
-  explicit PoisonedSynth(int bits) {
-    dir_ = fs::temp_directory_path() / fmt::format("lmlab_nan_weights_{}_{}", bits, ::getpid());
-    fs::remove_all(dir_);
-    SynthOptions opt;
-    opt.shape = synth_default_shape("qwen3_moe");
-    opt.bits = bits;
-    opt.seed = 3;
-    opt.tokenizer_from = test::model_dir("coder-dense");
-    synth_model(dir_, opt);
-    for (const auto& entry : fs::directory_iterator(dir_)) {
+  explicit PoisonedSynth(int bits) : model_(options(bits), "poisoned") {
+    for (const auto& entry : fs::directory_iterator(model_.dir())) {
       if (entry.path().extension() != ".safetensors") continue;
       uint64_t offset = 0;
       {
@@ -60,12 +51,20 @@ class PoisonedSynth {
       poisoned_ = file.good();
     }
   }
-  ~PoisonedSynth() { fs::remove_all(dir_); }
-  const fs::path& dir() const { return dir_; }
+  const fs::path& dir() const { return model_.dir(); }
   bool poisoned() const { return poisoned_; }
 
  private:
-  fs::path dir_;
+  static SynthOptions options(int bits) {
+    SynthOptions opt;
+    opt.shape = synth_default_shape("qwen3_moe");
+    opt.bits = bits;
+    opt.seed = 3;
+    opt.tokenizer_from = test::model_dir("coder-dense");
+    return opt;
+  }
+
+  test::TinyModel model_;
   bool poisoned_ = false;
 };
 

@@ -1,5 +1,5 @@
-// A tiny random-weight qwen3 model written by synth into a fresh temporary directory (removed on destruction),
-// with the fixtures' coder-dense tokenizer and chat template: a real model made by the test, for tests that
+// A tiny random-weight model written by synth into a fresh temporary directory (removed on destruction), by default
+// a qwen3 with the fixtures' coder-dense tokenizer and chat template: a real model made by the test, for tests that
 // need one to load and serve, not its numbers.
 #pragma once
 
@@ -16,12 +16,23 @@ namespace lmlab::test {
 
 class TinyModel {
  public:
-  // `name` becomes the directory's last component (so it can be any byte string).
-  explicit TinyModel(const std::string& name = "tiny") {
+  // The default tiny qwen3. `name` becomes the directory's last component (so it can be any byte string).
+  explicit TinyModel(const std::string& name = "tiny") : TinyModel(tiny_qwen3(), name) {}
+  // Any synth (another architecture, 4-bit, ...) in the same kind of directory.
+  TinyModel(const SynthOptions& options, const std::string& name) {
     static std::atomic<int> counter{0};
     root_ = std::filesystem::temp_directory_path() /
             ("lmlab_tiny_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     dir_ = root_ / name;
+    synth_model(dir_, options);
+  }
+  ~TinyModel() { std::filesystem::remove_all(root_); }
+  TinyModel(const TinyModel&) = delete;
+  TinyModel& operator=(const TinyModel&) = delete;
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  static SynthOptions tiny_qwen3() {
     SynthOptions o;
     o.shape = synth_default_shape("qwen3");
     o.shape.hidden = 64;
@@ -33,14 +44,9 @@ class TinyModel {
     o.shape.max_positions = 512;
     o.seed = 14;
     o.tokenizer_from = model_dir("coder-dense");
-    synth_model(dir_, o);
+    return o;
   }
-  ~TinyModel() { std::filesystem::remove_all(root_); }
-  TinyModel(const TinyModel&) = delete;
-  TinyModel& operator=(const TinyModel&) = delete;
-  const std::filesystem::path& dir() const { return dir_; }
 
- private:
   std::filesystem::path root_, dir_;
 };
 
