@@ -92,8 +92,10 @@ void build_history(History& h, DeviceAllocator& alloc, const Shape& s, bool turb
   lmlab::cuda::check(cudaDeviceSynchronize(), "bench kv write");
 }
 
-// n_q queries at the last n_q positions of a history of `n` positions.
-void BM_cuda_attention(benchmark::State& state, Shape s, bool turbo, int64_t n_q, int64_t n) {
+// n_q queries at the last n_q positions of a history of `n` positions. with_write: each launch first writes the
+// queries' own K and V (kv_write / tq_kv_write, as a decode step does before its attention), and the TurboQuant
+// attention starts beside that encode (the decode's early start): the step's attention side as the engine runs it.
+void BM_cuda_attention(benchmark::State& state, Shape s, bool turbo, int64_t n_q, int64_t n, bool with_write) {
   if (lmlab::bench::skip_without_gpu(state)) return;
   DeviceAllocator alloc;
   History h;
@@ -108,9 +110,13 @@ void BM_cuda_attention(benchmark::State& state, Shape s, bool turbo, int64_t n_q
   const int64_t bound = n_q == 1 ? decode_bound(n - 1) : n;  // as cuda_backend.cpp passes it
   const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
   lmlab::bench::time_graph(state, kLaunches, [&](cudaStream_t stream) {
+    if (with_write) {
+      if (turbo) kc::tq_kv_write(h.tq, h.k.get<float>(), h.v.get<float>(), n_q, positions.get<int32_t>(), stream);
+      else kc::kv_write(h.f16, h.k.get<float>(), h.v.get<float>(), n_q, positions.get<int32_t>(), stream);
+    }
     if (turbo)
       kc::tq_attention(h.tq, q.get<float>(), out.get<float>(), n_q, s.heads, positions.get<int32_t>(), bound, scale, 0.0f,
-                       0, kc::kMaxAttentionSplits, scratch.get(), stream);
+                       0, kc::kMaxAttentionSplits, scratch.get(), stream, with_write);
     else
       kc::attention(h.f16, q.get<float>(), out.get<float>(), n_q, s.heads, positions.get<int32_t>(), bound, scale, 0.0f, 0,
                     kc::kMaxAttentionSplits, scratch.get(), stream);
@@ -128,13 +134,20 @@ const bool kRegistered = [] {
       for (int64_t n : {512, 1024, 4096, 16384, 40000, 100000}) {
         const std::string name = std::string("BM_cuda_attention/") + s.name + "/" + (turbo ? "turbo" : "f16") +
                                  "/decode/" + std::to_string(n);
-        benchmark::RegisterBenchmark(name.c_str(), BM_cuda_attention, s, turbo, 1, n)->UseManualTime()->Unit(
+        benchmark::RegisterBenchmark(name.c_str(), BM_cuda_attention, s, turbo, 1, n, false)->UseManualTime()->Unit(
+            benchmark::kMicrosecond);
+      }
+      // The decode step's attention side: the new token's K / V write, then the attention.
+      for (int64_t n : {512, 40000, 100000}) {
+        const std::string name = std::string("BM_cuda_attention/") + s.name + "/" + (turbo ? "turbo" : "f16") +
+                                 "/step/" + std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), BM_cuda_attention, s, turbo, 1, n, true)->UseManualTime()->Unit(
             benchmark::kMicrosecond);
       }
       for (int64_t n : {4096, 40000, 100000}) {
         const std::string name = std::string("BM_cuda_attention/") + s.name + "/" + (turbo ? "turbo" : "f16") +
                                  "/prefill512/" + std::to_string(n);
-        benchmark::RegisterBenchmark(name.c_str(), BM_cuda_attention, s, turbo, 512, n)->UseManualTime()->Unit(
+        benchmark::RegisterBenchmark(name.c_str(), BM_cuda_attention, s, turbo, 512, n, false)->UseManualTime()->Unit(
             benchmark::kMillisecond);
       }
     }
