@@ -175,6 +175,9 @@ struct DecodeOptions {
   // f32 values as hi + lo parts). 1.29x the decoded values' attention on the H100 (twentieth session); its fix
   // (215e2e2) passed AttentionMatchesTheCpuOverTheSameRecords and TiledDecode* there in the twenty-first.
   bool tq_prefill_codes = true;
+  // The early-started decode leaves the SM room its encode takes (turboquant.cu's encode_room): fewer splits, all
+  // started at once, instead of blocks waiting for the encode; LMLAB_TQ_ENCODE_ROOM=0 turns off.
+  bool tq_encode_room = true;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

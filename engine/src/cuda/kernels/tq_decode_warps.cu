@@ -301,24 +301,35 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
+// One instance of the kernel (its key bits, NT, copy mode) and its shared-memory opt-in.
 template <int KB, int NT, bool TB>
-void launch(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
-  static SharedMemoryGrant grant;
-  auto kernel = tq_decode_warps_kernel<KB, NT, TB>;
-  if (l.total > 48 * 1024)
-    opt_in_shared_memory(kernel, static_cast<unsigned>(l.total), grant, "TurboQuant warp decode shared memory");
-  launch_chained("TurboQuant attention (tensor cores, warps own positions)", kernel, grid, kDThreads,
-                 static_cast<size_t>(l.total), stream, a, l);
-}
-
-template <int NT, bool TB>
-void launch_bits(const TqAttnParams& a, const WarpsLayout& l, dim3 grid, cudaStream_t stream) {
-  switch (a.kv.k.bits) {
-    case 2: launch<2, NT, TB>(a, l, grid, stream); break;
-    case 3: launch<3, NT, TB>(a, l, grid, stream); break;
-    case 4: launch<4, NT, TB>(a, l, grid, stream); break;
-    default: launch<5, NT, TB>(a, l, grid, stream); break;
+struct Instance {
+  static constexpr auto kernel = tq_decode_warps_kernel<KB, NT, TB>;
+  static SharedMemoryGrant& grant() {
+    static SharedMemoryGrant g;
+    return g;
   }
+  static const cudaFuncAttributes& attributes() {
+    static const cudaFuncAttributes a = attributes_of(reinterpret_cast<const void*>(kernel));
+    return a;
+  }
+};
+
+// f(Instance<...>{}) for the records' key bits, head_dim and the chosen copy mode.
+template <int NT, bool TB, class F>
+void with_bits(int bits, F&& f) {
+  switch (bits) {
+    case 2: f(Instance<2, NT, TB>{}); break;
+    case 3: f(Instance<3, NT, TB>{}); break;
+    case 4: f(Instance<4, NT, TB>{}); break;
+    default: f(Instance<5, NT, TB>{}); break;
+  }
+}
+template <class F>
+void with_instance(const TqKvBlocks& kv, F&& f) {
+  const bool bulk = decode_options().tq_bulk_copies;
+  if (kv.head_dim == 64) bulk ? with_bits<8, true>(kv.k.bits, f) : with_bits<8, false>(kv.k.bits, f);
+  else bulk ? with_bits<16, true>(kv.k.bits, f) : with_bits<16, false>(kv.k.bits, f);
 }
 
 }  // namespace
@@ -336,9 +347,22 @@ void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t s
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  const bool bulk = decode_options().tq_bulk_copies;
-  if (a.kv.head_dim == 64) bulk ? launch_bits<8, true>(a, l, grid, stream) : launch_bits<8, false>(a, l, grid, stream);
-  else bulk ? launch_bits<16, true>(a, l, grid, stream) : launch_bits<16, false>(a, l, grid, stream);
+  with_instance(a.kv, [&](auto instance) {
+    using I = decltype(instance);
+    if (l.total > 48 * 1024)
+      opt_in_shared_memory(I::kernel, static_cast<unsigned>(l.total), I::grant(), "TurboQuant warp decode shared memory");
+    launch_chained("TurboQuant attention (tensor cores, warps own positions)", I::kernel, grid, kDThreads,
+                   static_cast<size_t>(l.total), stream, a, l);
+  });
+}
+
+SmFootprint decode_warps_footprint(const TqKvBlocks& kv, int group) {
+  const WarpsLayout l = warps_layout(kv, group);
+  SmFootprint f;
+  with_instance(kv, [&](auto instance) {
+    f = footprint_of(decltype(instance)::attributes(), kDThreads, static_cast<size_t>(l.total));
+  });
+  return f;
 }
 
 }  // namespace lmlab::kernels::cuda::tq

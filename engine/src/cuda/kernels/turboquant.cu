@@ -29,6 +29,7 @@
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/sm_footprint.cuh"
 #include "cuda/kernels/split_merge.cuh"
 #include "cuda/kernels/tq_decode_mma.cuh"
 #include "cuda/kernels/tq_decode_warps.cuh"
@@ -144,7 +145,6 @@ constexpr int kScalesPerWarp = (kScales + kEncWarps - 1) / kEncWarps;
 // the same doubles in the same order and the records stay byte-identical; one warp carried all 17 before, a chain
 // of ~5,000 instructions that made one token's write ~19 us a layer on the H100 (ncu, thirteenth session).
 __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams a) {
-  chain_enter();
   __shared__ EncodeBlock s;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const TqKvBlocks& kv = a.kv;
@@ -160,29 +160,23 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
   const int g = c.group_dim;
   float* x = s.x[warp];
 
-  // Rotate: y = x * d1, butterflies, * (d2 / sqrt(g)).
-  const float* src = (is_v ? a.v : a.k) + (t * nkv + h) * D + gi * g;
-  for (int i = lane; i < g; i += 32) x[i] = kv.rot_d1 ? __fmul_rn(src[i], kv.rot_d1[gi * g + i]) : src[i];
+  // Before the wait (chained_launch.cuh): what no kernel of the step writes, so its loads overlap the kernel before
+  // (the decode's single-token encode is all latency): the codebook, the rotation's signs and the record's place
+  // (positions and block table come from the host before the step's kernels, as EncodeGate reads them too).
   if (c.scheme == kTqLloydMax)
     for (int i = threadIdx.x; i < (1 << c.bits); i += kEncWarps * 32) {
       s.cent[i] = c.centroids[i];
       if (i + 1 < (1 << c.bits)) s.bound[i] = c.boundaries[i];
     }
-  __syncthreads();  // the codebook is in
-  if (kv.rot_d1) {
-    for (int hh = 1; hh < g; hh *= 2) {
-      for (int b = lane; b < g / 2; b += 32) {
-        const int j = ((b & ~(hh - 1)) << 1) | (b & (hh - 1));  // (b / hh) 2 hh + b % hh: hh is a power of two
-        const float p = x[j], q = x[j + hh];
-        x[j] = __fadd_rn(p, q);
-        x[j + hh] = __fsub_rn(p, q);
-      }
-      __syncwarp();
-    }
-    for (int i = lane; i < g; i += 32) x[i] = __fmul_rn(x[i], __fmul_rn(kv.rot_d2[gi * g + i], kv.rot_inv_sqrt));
-    __syncwarp();
+  constexpr int kPer = kMaxG / 32;  // a lane's coordinates i = lane + 32 j
+  float d1[kPer], d2[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = lane + 32 * j;
+    const bool in = kv.rot_d1 && i < g;
+    d1[j] = in ? kv.rot_d1[gi * g + i] : 1.0f;
+    d2[j] = in ? __fmul_rn(kv.rot_d2[gi * g + i], kv.rot_inv_sqrt) : 1.0f;
   }
-
   const uint32_t B32 = static_cast<uint32_t>(kv.block_tokens), p32 = static_cast<uint32_t>(a.positions[t]);
   const uint32_t blk = p32 / B32;
   const int64_t B = B32, slot = p32 - blk * B32;
@@ -190,6 +184,45 @@ __global__ void __launch_bounds__(kEncWarps * 32) tq_encode_kernel(EncodeParams 
                  (is_v ? nkv * B * kv.k.record_bytes + (h * B + slot) * kv.v.record_bytes
                        : (h * B + slot) * kv.k.record_bytes) +
                  static_cast<int64_t>(gi) * c.group_bytes;
+  chain_enter();  // the K / V rows are the kernel before's
+
+  // Rotate: y = x * d1, the butterflies, * (d2 / sqrt(g)), in the lane's registers: stages below 32 pair lanes
+  // (shuffles), 32 and 64 pair the lane's own coordinates; each pair's sum and difference are the CPU's float
+  // operations, stage by stage in its order.
+  const float* src = (is_v ? a.v : a.k) + (t * nkv + h) * D + gi * g;
+  float xr[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = lane + 32 * j;
+    xr[j] = i < g ? (kv.rot_d1 ? __fmul_rn(src[i], d1[j]) : src[i]) : 0.0f;
+  }
+  if (kv.rot_d1) {
+    for (int hh = 1; hh < g && hh < 32; hh *= 2) {
+      const bool upper = (lane & hh) != 0;
+#pragma unroll
+      for (int j = 0; j < kPer; ++j) {
+        const float other = __shfl_xor_sync(0xffffffffu, xr[j], hh);
+        xr[j] = upper ? __fsub_rn(other, xr[j]) : __fadd_rn(xr[j], other);
+      }
+    }
+#pragma unroll
+    for (int hj = 1; hj < kPer; hj *= 2)  // hh = 32 hj
+      if (32 * hj < g)
+#pragma unroll
+        for (int j = 0; j < kPer; ++j)
+          if ((j & hj) == 0) {
+            const float p = xr[j], q = xr[j + hj];
+            xr[j] = __fadd_rn(p, q);
+            xr[j + hj] = __fsub_rn(p, q);
+          }
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) xr[j] = __fmul_rn(xr[j], d2[j]);
+  }
+#pragma unroll
+  for (int j = 0; j < kPer; ++j)
+    if (lane + 32 * j < g) x[lane + 32 * j] = xr[j];
+  __syncthreads();  // the codebook is in; each warp's rotated group is in its x
+
   const uint8_t* idx = s.codes[0];
   uint16_t scalar0 = 0, scalar1 = 0;  // every thread computes the same values
 
@@ -1068,6 +1101,21 @@ void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int 
   else if (min_blocks >= 6) by_group(std::integral_constant<int, 6>{});
   else by_group(std::integral_constant<int, 0>{});  // 0: no minimum (95 registers for G = 4)
 }
+
+// The decode blocks to leave free for the encode of n_q tokens started just before (TqAttnParams::after_encode): on
+// each SM an encode block takes (16 of 544 threads at 8 KV heads, ~30K registers each), the attention blocks of
+// footprint `attention` that no longer fit would wait for the whole encode, which then lies on the step's critical
+// path; leaving them out, every block starts at once and the splits grow a little (62 for 66 at 8 KV heads).
+int64_t encode_room(const TqKvBlocks& kv, int64_t n_q, const SmFootprint& attention) {
+  if (attention.threads == 0) return 0;
+  static const SmFootprint encode =
+      footprint_of(attributes_of(reinterpret_cast<const void*>(tq_encode_kernel)), kEncWarps * 32, 0);
+  const int sms = multiprocessor_count();
+  const int64_t encode_blocks = std::min<int64_t>(n_q * kv.n_kv_heads * 2 * kv.k.n_groups, sms);
+  const int per_sm = static_cast<int>(std::min<int64_t>(blocks_beside({}, attention), attention_target_blocks() / sms));
+  return encode_blocks * std::max(0, per_sm - blocks_beside(encode, attention));
+}
+
 }  // namespace
 
 bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group) {
@@ -1116,12 +1164,17 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
   if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
     throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
-  const int splits = decode_split_count(attention_target_blocks(), n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions,
-                                       max_splits, n_q, n_heads, D);
+  const bool on_tensor_cores = tq_decode_on_tensor_cores(kv, G);
+  const bool warps = on_tensor_cores && decode_options().tq_decode_warps && decode_warps_supports(kv);
+  int64_t target = attention_target_blocks();
+  if (a.after_encode && warps && decode_options().tq_encode_room)
+    target = std::max<int64_t>(multiprocessor_count(), target - encode_room(kv, n_q, decode_warps_footprint(kv, G)));
+  const int splits = decode_split_count(target, n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions, max_splits, n_q,
+                                       n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
-  if (tq_decode_on_tensor_cores(kv, G)) {
-    if (decode_options().tq_decode_warps && decode_warps_supports(kv)) decode_warps(a, splits, n_q, stream);
+  if (on_tensor_cores) {
+    if (warps) decode_warps(a, splits, n_q, stream);
     else decode_mma(a, splits, n_q, stream);
   } else {
     launch_cuda_core_decode(a, dl, splits, n_q, stream);
