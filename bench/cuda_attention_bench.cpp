@@ -1,11 +1,14 @@
 // GPU attention alone, at the shapes of the models the CUDA targets name, over a history written by the engine's own
 // KV write kernels (f16 rows, or TurboQuant K5/V4 records encoded on the device): decode (one query: the KV bytes it
-// reads per second, against the device's read bandwidth, H200 4.37 TB/s) and a 512-query prefill chunk at the end of
-// the history (TFLOP/s of its QK^T and PV). What issue 11's TurboQuant-vs-f16 decode ratio and issue 16's prefill
-// come down to, without the rest of a step. The kernel choice follows the engine's (kernels_cuda.h): e.g.
-// LMLAB_TILED_DECODE_MIN_POSITIONS=4096 puts decode on the split tiled kernel from 4K positions, to compare.
+// reads per second, against the device's read bandwidth, H200 4.37 TB/s), a decode step's attention side (`step`:
+// the new token's K / V written first, the TurboQuant attention started beside its encode as the engine's decode
+// does) and a 512-query prefill chunk at the end of the history (TFLOP/s of its QK^T and PV). What issue 11's
+// TurboQuant-vs-f16 decode ratio and issue 16's prefill come down to, without the rest of a step. The kernel choice
+// follows the engine's (kernels_cuda.h): e.g. LMLAB_TILED_DECODE_MIN_POSITIONS=4096 puts decode on the split tiled
+// kernel from 4K positions, to compare.
 // Each iteration replays a graph of kLaunches calls; the bound passed is the decode graph's (the next power of two
-// above the position, at least 4096, at most a context just above the history). Without a GPU every benchmark reports the reason.
+// above the position, at least 4096, at most a context just above the history). Without a GPU every benchmark
+// reports the reason.
 #include <benchmark/benchmark.h>
 
 #ifdef LMLAB_HAVE_CUDA
