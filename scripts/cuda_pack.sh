@@ -21,7 +21,7 @@ strip -o /tmp/lmlab-pack/lmlab_bench "$build/bench/lmlab_bench"  # the GPU GEMV 
 # The libraries and binaries compress about 3x (ICU data 4x): xz here, python lzma there.
 xz -T2 -6 "$dest"/lib/* "$dest"/lmlab "$dest"/lmlab_tests "$dest"/lmlab_bench
 fi
-cp "$root/scripts/cuda_device.sh" "$root/scripts/cuda_sweep_call.sh" "$dest/"
+cp "$root/scripts/cuda_device.sh" "$root/scripts/cuda_sweep_call.sh" "$root/scripts/cuda_tq_call.sh" "$dest/"
 for m in "$@"; do
   cp -r "$fixtures/models/$m" "$dest/fixtures/models/"
   cp "$fixtures/golden/$m".* "$dest/fixtures/golden/"
