@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One device call for the TurboQuant decode (docs/cuda.md, twenty-fifth session): its tests, the attention step bench
-# with the encode room on and off, the 8B 4-bit decode at 100K / 40K with f16 and TurboQuant KV (issue 11), then ncu
-# of the warp decode and the encode while time is left. Run from a folder packed by scripts/cuda_pack.sh:
-#   BUDGET=seconds [KVC=100000,40000] bash .devcarry-cuda/cuda_tq_call.sh
+# with the encode room off and on (LMLAB_TQ_ENCODE_ROOM=1), the 8B 4-bit decode at 100K / 40K with f16 and TurboQuant
+# KV (issue 11), TurboQuant again with the room, then ncu of the warp decode and the encode while time is left. Run
+# from a folder packed by scripts/cuda_pack.sh: BUDGET=seconds [KVC=100000,40000] bash .devcarry-cuda/cuda_tq_call.sh
 set -u
 cd "$(dirname "$0")"
 export OUT=${OUT:-/tmp/out}
@@ -11,9 +11,11 @@ t0=$(date +%s); left() { echo $(( ${BUDGET:-540} - ($(date +%s) - t0) )); }
 FILTER='CudaSmFootprint.*:CudaTurboQuant.DeviceRecords*:CudaTurboQuant.RecordsWritten*:CudaTurboQuant.TensorCoreDecode*:CudaKernels.Routing*:CudaKernels.FusedRouting*:*NanWeights*:*CudaGolden*/qwen3_moe*' TESTS_TIMEOUT=120 bash cuda_device.sh tests | grep -E "OK|FAILED|PASSED|SKIPPED|tests ran" | tail -40
 echo "t=$(( $(date +%s) - t0 ))"
 ATTN_FILTER='cuda_attention/8b/(f16|turbo)/(decode|step)/(512|40000|100000)/' ATTN_TIMEOUT=70 bash cuda_device.sh attn
-LMLAB_TQ_ENCODE_ROOM=0 ATTN_FILTER='cuda_attention/8b/turbo/step/(512|40000|100000)/' ATTN_TIMEOUT=45 bash cuda_device.sh attn | sed 's/^/room0 /'
+LMLAB_TQ_ENCODE_ROOM=1 ATTN_FILTER='cuda_attention/8b/turbo/step/(512|40000|100000)/' ATTN_TIMEOUT=45 bash cuda_device.sh attn | sed 's/^/room1 /'
 echo "t=$(( $(date +%s) - t0 ))"
 [ "$(left)" -gt 120 ] && KV_TIMEOUT=$(( $(left) / 2 - 10 )) KV_CONTEXTS=${KVC:-100000,40000} KV_CTX=100448 bash cuda_device.sh kv-q4 | grep -o '"kv_mode":"[a-z0-9]*"\|"context":[0-9]*\|"decode_tok_s":[0-9.]*\|"step_ms_p50":[0-9.]*\|"kv_bytes":[0-9]*\|"prefill_tok_s":[0-9.]*' | tr '\n' ' '; echo
+echo "t=$(( $(date +%s) - t0 ))"
+[ "$(left)" -gt 100 ] && LMLAB_TQ_ENCODE_ROOM=1 KV_MODES=turbo KV_TIMEOUT=$(( $(left) - 20 )) KV_CONTEXTS=${KVC:-100000,40000} KV_CTX=100448 bash cuda_device.sh kv-q4 | grep -o '"kv_mode":"[a-z0-9]*"\|"context":[0-9]*\|"decode_tok_s":[0-9.]*\|"step_ms_p50":[0-9.]*' | tr '\n' ' ' | sed 's/^/room1 /'; echo
 echo "t=$(( $(date +%s) - t0 ))"
 [ "$(left)" -gt 60 ] || exit 0
 export LD_LIBRARY_PATH="$PWD/lib:${LD_LIBRARY_PATH:-}"

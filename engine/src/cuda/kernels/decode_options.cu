@@ -37,7 +37,7 @@ std::atomic<unsigned>& chosen() {
     return bits_of({!is("LMLAB_GATE_UP_PAIR", "0"), is("LMLAB_FUSED_ROUTING", "1"), tq ? std::atoi(tq) : 0,
                     mma ? std::atoi(mma) : kTqDecodeMmaMinGroup, !is("LMLAB_TQ_EARLY_START", "0"),
                     !is("LMLAB_TQ_DECODE_WARPS", "0"), !is("LMLAB_TQ_BULK_COPIES", "0"),
-                    !is("LMLAB_TQ_PREFILL_CODES", "0"), !is("LMLAB_TQ_ENCODE_ROOM", "0")});
+                    !is("LMLAB_TQ_PREFILL_CODES", "0"), is("LMLAB_TQ_ENCODE_ROOM", "1")});
   }()};
   return bits;
 }

@@ -176,8 +176,9 @@ struct DecodeOptions {
   // (215e2e2) passed AttentionMatchesTheCpuOverTheSameRecords and TiledDecode* there in the twenty-first.
   bool tq_prefill_codes = true;
   // The early-started decode leaves the SM room its encode takes (turboquant.cu's encode_room): fewer splits, all
-  // started at once, instead of blocks waiting for the encode; LMLAB_TQ_ENCODE_ROOM=0 turns off.
-  bool tq_encode_room = true;
+  // started at once, instead of blocks waiting for the encode. LMLAB_TQ_ENCODE_ROOM=1: opt-in until measured (written
+  // without a GPU, twenty-fifth session; docs/cuda.md).
+  bool tq_encode_room = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
