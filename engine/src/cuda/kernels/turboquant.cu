@@ -1103,9 +1103,10 @@ void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int 
 }
 
 // The decode blocks to leave free for the encode of n_q tokens started just before (TqAttnParams::after_encode): on
-// each SM an encode block takes (16 of 544 threads at 8 KV heads, ~30K registers each), the attention blocks of
-// footprint `attention` that no longer fit would wait for the whole encode, which then lies on the step's critical
-// path; leaving them out, every block starts at once and the splits grow a little (62 for 66 at 8 KV heads).
+// each SM an encode block takes (one token at 8 KV heads: 16 blocks of 544 threads, ~30K registers each), the
+// attention blocks of footprint `attention` that no longer fit would wait for the whole encode, which then lies on
+// the step's critical path; leaving them out, every block starts at once and the splits grow a little (62 for 66 at
+// 8 KV heads).
 int64_t encode_room(const TqKvBlocks& kv, int64_t n_q, const SmFootprint& attention) {
   if (attention.threads == 0) return 0;
   static const SmFootprint encode =
