@@ -154,19 +154,24 @@ for step in "$@"; do
         "$out/ncu-gemv.txt" | head -40
       ;;
     ncu-sass)  # one launch of NCU_KERNEL in the lmlab_bench benchmark NCU_FILTER with source counters: the report
-      # (ncu-sass.ncu-rep) and every SASS instruction's executions and stall samples (sass.csv), as the sixteenth
-      # session read the TurboQuant decode's instruction mix (docs/cuda.md); NCU_SECTIONS: more, e.g.
+      # (NAME.ncu-rep) and every SASS instruction's executions and stall samples (sass.csv, or sass-NAME.csv), as the
+      # sixteenth session read the TurboQuant decode's instruction mix (docs/cuda.md); NCU_NAME: the outputs' name
+      # (default ncu-sass; several steps in one call each name theirs); NCU_SKIP: matching launches skipped first (3);
+      # NCU_ARGS: more ncu arguments (e.g. "--warp-sampling-interval 0" for a short kernel); NCU_SECTIONS: more, e.g.
       # "--section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis" (shared-memory wavefronts, pipes);
-      # sass-summary.txt: ncu_sass_summary.py's digest (the device tool returns only a few files: copy that one)
-      timeout 180 "$ncu" --kernel-name "regex:${NCU_KERNEL:-tq_decode_warps}" --launch-skip 3 --launch-count 1 \
+      # sass-summary.txt (sass-NAME-summary.txt): ncu_sass_summary.py's digest (the device tool returns only a few
+      # files: copy that one)
+      name=${NCU_NAME:-ncu-sass}; sass=sass${NCU_NAME:+-$NCU_NAME}
+      timeout "${NCU_TIMEOUT:-180}" "$ncu" --kernel-name "regex:${NCU_KERNEL:-tq_decode_warps}" \
+        --launch-skip "${NCU_SKIP:-3}" --launch-count 1 ${NCU_ARGS:-} \
         --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
-        --section InstructionStats --section SourceCounters ${NCU_SECTIONS:-} --import-source no -f -o "$out/ncu-sass" \
+        --section InstructionStats --section SourceCounters ${NCU_SECTIONS:-} --import-source no -f -o "$out/$name" \
         "$here/lmlab_bench" --benchmark_filter="${NCU_FILTER:-cuda_attention/8b/turbo/decode/40000/}" \
-        --benchmark_min_time=0.01 > "$out/ncu-sass.log" 2>&1
-      "$ncu" -i "$out/ncu-sass.ncu-rep" --page source --csv --print-source sass > "$out/sass.csv" 2>&1
-      python3 "$here/../scripts/ncu_sass_summary.py" "$out/sass.csv" > "$out/sass-summary.txt" 2>&1  # by opcode, stalls
-      "$ncu" -i "$out/ncu-sass.ncu-rep" \
-        | grep -E "Duration|Elapsed Cycles|Executed Instructions  |Warp Cycles Per Issued|Eligible Warps"
+        --benchmark_min_time=0.01 > "$out/$name.log" 2>&1
+      "$ncu" -i "$out/$name.ncu-rep" --page source --csv --print-source sass > "$out/$sass.csv" 2>&1
+      python3 "$here/../scripts/ncu_sass_summary.py" "$out/$sass.csv" > "$out/$sass-summary.txt" 2>&1  # by opcode, stalls
+      "$ncu" -i "$out/$name.ncu-rep" \
+        | grep -E "Duration|Elapsed Cycles|Executed Instructions  |Warp Cycles Per Issued|Eligible Warps|Registers Per|Achieved Occ"
       ;;
     kernels-*)  # mean time per launch of the kernels matching KERNELS inside SHAPE's decode at CTX positions
       # (KV_MODE), graphs off, ncu without its clock lock or cache flush (the times of a running decode): SKIP / COUNT

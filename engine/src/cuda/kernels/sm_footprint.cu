@@ -5,6 +5,10 @@
 
 namespace lmlab::kernels::cuda {
 
+namespace {
+constexpr int kRegisterUnit = 256;  // registers are handed out per warp in units of 256 (sm_50 on)
+}  // namespace
+
 const SmLimits& sm_limits() {
   static const SmLimits limits = [] {
     SmLimits l;
@@ -27,13 +31,6 @@ const SmLimits& sm_limits() {
   }();
   return limits;
 }
-
-namespace {
-
-// Registers are handed out per warp in units of 256 (sm_50 on).
-constexpr int kRegisterUnit = 256;
-
-}  // namespace
 
 cudaFuncAttributes attributes_of(const void* kernel) {
   cudaFuncAttributes fa{};
