@@ -19,6 +19,7 @@
 #  (default random: the synth's greedy decode repeats its routing);
 #  ab-SHAPE: AB_VAR=LMLAB_FUSED_ROUTING (or another DecodeOptions knob) 0 / 1 alternated over SHAPE's decode, to ab.jsonl;
 #  vs-SHAPE: this folder's binary against VS_DIR's (another packed folder) and under VS_ENVS, to vs.jsonl;
+#  sanitize: compute-sanitizer over tests (SAN_TOOLS, SAN_FILTER);
 #  ncu-sass: a benchmark kernel's SASS with executions and stall samples per instruction, to sass.csv;
 #  kernels-SHAPE: the mean time of the kernels matching KERNELS inside SHAPE's decode, to kernels-SHAPE.csv)
 # (trace-SHAPE: the decode under Nsight Systems, graphs on: per-kernel time and the gaps; profile-*: one decode step's kernels under ncu, graphs off unless PROFILE_GRAPH=1: time per kernel name, to profile.csv / stdout)
@@ -172,6 +173,26 @@ for step in "$@"; do
       python3 "$here/../scripts/ncu_sass_summary.py" "$out/$sass.csv" > "$out/$sass-summary.txt" 2>&1  # by opcode, stalls
       "$ncu" -i "$out/$name.ncu-rep" \
         | grep -E "Duration|Elapsed Cycles|Executed Instructions  |Warp Cycles Per Issued|Eligible Warps|Registers Per|Achieved Occ"
+      # the stall reasons' shares of the PC samples (WarpStateStats), largest first
+      "$ncu" -i "$out/$name.ncu-rep" --page raw --csv 2>/dev/null | python3 -c '
+import csv, sys
+rows = list(csv.reader(sys.stdin))
+if len(rows) >= 3:
+    st = [(float(v.replace(",", "") or 0), k) for k, v in zip(rows[0], rows[2])
+          if k.startswith("smsp__pcsamp_warps_issue_stalled_") and not k.endswith("_not_issued")
+          and v.replace(",", "").replace(".", "").isdigit()]
+    tot = sum(v for v, _ in st) or 1
+    print("stalls: " + ", ".join("%s %.1f%%" % (k[33:], 100 * v / tot) for v, k in sorted(st, reverse=True)[:9]))'
+      ;;
+    sanitize)  # compute-sanitizer's SAN_TOOLS (default racecheck synccheck) over the tests in SAN_FILTER, each for at
+      # most SAN_TIMEOUT seconds (tools slow kernels 10-100x), its summary lines to stdout, the logs to sanitize-TOOL.log
+      san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+      for tool in ${SAN_TOOLS:-racecheck synccheck}; do
+        echo "== $tool"
+        timeout "${SAN_TIMEOUT:-120}" "$san" --tool "$tool" "$here/lmlab_tests" \
+          --gtest_filter="${SAN_FILTER:-CudaTurboQuant.TensorCoreDecode*}" > "$out/sanitize-$tool.log" 2>&1
+        echo "rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard|Barrier|OK \]|FAILED" "$out/sanitize-$tool.log" | head -8
+      done
       ;;
     kernels-*)  # mean time per launch of the kernels matching KERNELS inside SHAPE's decode at CTX positions
       # (KV_MODE), graphs off, ncu without its clock lock or cache flush (the times of a running decode): SKIP / COUNT

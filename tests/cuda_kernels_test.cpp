@@ -22,7 +22,6 @@
 #include "cuda/device_kv.h"
 #include "kv/turboquant/tq_layer_spec.h"
 #include "cuda/kernels/kernels_cuda.h"
-#include "cuda/kernels/sm_footprint.cuh"
 #include "kernels/matmul_affine.h"
 #include "cuda_test.h"
 #include "tolerance.h"
@@ -825,26 +824,6 @@ TEST(CudaAttentionScratch, SizedForAChunkHoldsEverySmallerCallsSplits) {
                                 << " and " << blocks << " blocks per split: " << splits << " splits";
         }
   }
-}
-
-// The room the decode attention leaves its encode (turboquant.cu's encode_room) counts blocks on an SM's registers,
-// shared memory and threads: the 8B decode's numbers (128 registers, ~41 KB) beside the 17-warp encode (50 registers).
-TEST(CudaSmFootprint, CountsBlocksBesideAnotherKernelsBlock) {
-  const kc::SmLimits h100;  // sm_90's limits
-  const kc::SmFootprint attention{128 * 32 * 4, 41 * 1024 + 1024, 128}, encode{56 * 32 * 17, 11648 + 1024, 544};
-  EXPECT_EQ(kc::blocks_beside({}, attention, h100), 4);            // registers: 4 x 16K
-  EXPECT_EQ(kc::blocks_beside(encode, attention, h100), 2);        // 65,536 - 30,464 registers
-  const kc::SmFootprint slim{56 * 32 * 9, 11648 + 1024, 288};     // 16,128 registers: three fit beside it
-  EXPECT_EQ(kc::blocks_beside(slim, attention, h100), 3);
-  const kc::SmFootprint big_shared{32 * 32 * 4, 100 * 1024, 128};  // shared memory bounds: 2 of 228 KB, 1 beside 100 KB
-  EXPECT_EQ(kc::blocks_beside({}, big_shared, h100), 2);
-  EXPECT_EQ(kc::blocks_beside(big_shared, big_shared, h100), 1);
-  const kc::SmFootprint wide{0, 0, 1024};  // threads bound: 2 alone, 1 beside 544
-  EXPECT_EQ(kc::blocks_beside({}, wide, h100), 2);
-  EXPECT_EQ(kc::blocks_beside(encode, wide, h100), 1);
-  kc::SmLimits few_blocks = h100;
-  few_blocks.blocks = 3;  // the SM's block slots count the resident block too
-  EXPECT_EQ(kc::blocks_beside(encode, kc::SmFootprint{256, 1024, 32}, few_blocks), 2);
 }
 
 }  // namespace

@@ -24,12 +24,19 @@ __device__ __forceinline__ void copy16_async(void* dst, const void* src) {
 __device__ __forceinline__ void copy4_async(void* dst, const void* src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_address(dst)), "l"(src) : "memory");
 }
+// 8 bytes (ca).
+__device__ __forceinline__ void copy8_async(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_address(dst)), "l"(src) : "memory");
+}
 __device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // Waits until at most N of this thread's committed groups are still in flight.
 template <int N>
 __device__ __forceinline__ void async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
+
+// Waits for every cp.async this thread issued, committed or not.
+__device__ __forceinline__ void async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
 // Bulk asynchronous copies (sm_90's copy engine: one instruction for a whole 16-byte aligned range, completing on an
 // mbarrier in shared memory by the bytes it expects) and the mbarrier operations they need. A barrier's phase
@@ -44,6 +51,10 @@ __device__ __forceinline__ void mbarrier_init_fence() {
 __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)), "r"(bytes)
                : "memory");
+}
+// One arrival (a release: the caller's earlier shared-memory accesses come before the phase completes).
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
 }
 // Waits until the barrier's phase of this parity has completed.
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, unsigned parity) {

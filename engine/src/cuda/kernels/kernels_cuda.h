@@ -175,10 +175,9 @@ struct DecodeOptions {
   // f32 values as hi + lo parts). 1.29x the decoded values' attention on the H100 (twentieth session); its fix
   // (215e2e2) passed AttentionMatchesTheCpuOverTheSameRecords and TiledDecode* there in the twenty-first.
   bool tq_prefill_codes = true;
-  // The early-started decode leaves the SM room its encode takes (turboquant.cu's encode_room): fewer splits, all
-  // started at once, instead of blocks waiting for the encode. LMLAB_TQ_ENCODE_ROOM=1: opt-in until measured (written
-  // without a GPU, twenty-fifth session; docs/cuda.md).
-  bool tq_encode_room = false;
+  // Those bulk copies' tile buffers (tq_records.cuh's BulkTiles): 3 (a warp issuing a tile waits only for warps two
+  // tiles behind), or 2 with LMLAB_TQ_BULK_STAGES=2.
+  int tq_bulk_stages = 3;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

@@ -46,20 +46,35 @@ constexpr int kWarps = kDThreads / 32;
 
 struct WarpsLayout {
   SetupLayout s;
-  int ml, offs, bars, tiles, k_area, v_area, total;
+  int stages, qs, ml, offs, bars, blks, tiles, k_area, v_area, total;
 };
 
-WarpsLayout warps_layout(const TqKvBlocks& kv, int G) {
+// The tile buffers of the chosen copy mode.
+int warps_stages() {
+  const DecodeOptions o = decode_options();
+  return o.tq_bulk_copies ? std::clamp(o.tq_bulk_stages, 2, kMaxBulkStages) : 2;
+}
+
+// Shared memory for `stages` tile buffers (2 by cp.async; warps_stages by bulk copies).
+WarpsLayout warps_layout(const TqKvBlocks& kv, int G, int stages) {
   const int D = static_cast<int>(kv.head_dim);
   WarpsLayout l;
   l.s = setup_layout(kv, G, kValueCopies);
-  l.ml = l.s.end;                            // per warp and head: max, sum
-  l.offs = l.ml + kWarps * 8 * 2 * 4;        // [2 buffers][K, V][kDT]
-  l.bars = l.offs + 4 * kDT * 2;             // the buffers' mbarriers (bulk copies)
-  l.tiles = l.bars + 16;
+  l.stages = stages;
+  l.ml = l.s.qs;                                         // per warp and head: max, sum
+  l.offs = l.ml + kWarps * 8 * 2 * 4;                    // [stages][K, V][kDT]
+  l.bars = (l.offs + stages * 2 * kDT * 2 + 7) / 8 * 8;  // BulkTiles' full and empty mbarriers
+  l.blks = l.bars + 2 * stages * 8;                      // BulkTiles' next_blks
+  l.tiles = l.blks + kDThreads / 32 * kPrefetchedSegments * 8;
   l.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
   l.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
-  l.total = l.tiles + std::max(2 * (l.k_area + l.v_area), kWarps * 8 * (D + 4) * 4);  // the tiles, then the slices
+  // The tiles, then the warps' output slices in their place; the rotated query (set-up) and the block's output (no
+  // splits) in the last stage's buffer past the slices: no tile is copied there before the set-up's barrier (tile
+  // stages - 1 is issued in the loop) and none after the loop. Its own place would cost the 8B shape's third buffer
+  // its fourth block an SM (57,344 bytes a block on the H100).
+  const int buffers = stages * (l.k_area + l.v_area), slices = kWarps * 8 * (D + 4) * 4;
+  l.qs = l.tiles + (std::max((stages - 1) * (l.k_area + l.v_area), slices) + 15) / 16 * 16;
+  l.total = std::max(l.tiles + std::max(buffers, slices), l.qs + G * D * 4);
   return l;
 }
 
@@ -128,18 +143,21 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem + L.s.lut_k);
   uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + L.s.lut_v);
   uint4* qf = reinterpret_cast<uint4*>(smem + L.s.qf);
-  float* qs = reinterpret_cast<float*>(smem + L.s.qs);
+  float* qs = reinterpret_cast<float*>(smem + L.qs);
   float* ml_w = reinterpret_cast<float*>(smem + L.ml);          // [warp][head][max, sum]
-  uint16_t* offs = reinterpret_cast<uint16_t*>(smem + L.offs);  // [2 buffers][K, V][kDT]
-  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + L.bars);
+  uint16_t* offs = reinterpret_cast<uint16_t*>(smem + L.offs);  // [stages][K, V][kDT]
   uint8_t* tiles = smem + L.tiles;
   const int buf_bytes = L.k_area + L.v_area;
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + L.bars);
+  const BulkTiles bulk{tiles, offs, bars, bars + L.stages, reinterpret_cast<const uint8_t**>(smem + L.blks),
+                       L.k_area, buf_bytes, static_cast<uint32_t>(L.stages)};
 
   EncodeGate gate = enter_decode(a);
   const SplitRange range = split_range(a, t, split, splits);
-  if constexpr (TB) first_tile_bulk(kv, kh, range, tiles, offs, L.k_area, bars, gate);
+  if constexpr (TB) bulk.begin(kv, kh, range, gate);
   else first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
   block_setup<KB, true, kValueCopies>(a, t, kh, lut_k, lut_v, qs, qf);
+  if constexpr (TB) __syncthreads();  // qf is in (the cp.async loop's first barrier does this there)
   const uint32_t* lut_vl = lut_v + (lane & (kValueCopies - 1));  // the lane's copy of the value table
 
   // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).
@@ -162,13 +180,19 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   int e_run = kMinExponent;
 
   for (int64_t it = 0; it < range.n_tiles; ++it) {
-    const int buf = static_cast<int>(it & 1);
-    if constexpr (TB) mbarrier_wait(bars + buf, static_cast<unsigned>((it >> 1) & 1));
-    else async_wait<0>();
-    __syncthreads();  // tile it is in; every warp is done with tile it - 1 (its buffer)
-    const int n = TB ? next_tile_bulk(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, bars, gate)
-                     : next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, gate);
-    if (warp >= n) continue;  // warp-uniform: none of its positions is in the tile
+    int buf, n;
+    if constexpr (TB) {
+      n = bulk.next(kv, kh, range, it, gate), buf = bulk.stage_of(it);
+    } else {
+      buf = static_cast<int>(it & 1);
+      async_wait<0>();
+      __syncthreads();  // tile it is in; every warp is done with tile it - 1 (its buffer)
+      n = next_tile(kv, kh, range, it, tiles, offs, L.k_area, buf_bytes, gate);
+    }
+    if (warp >= n) {  // warp-uniform: none of its positions is in the tile
+      if constexpr (TB) bulk.release(it);
+      continue;
+    }
     const uint8_t* tk = tiles + buf * buf_bytes;
     const uint8_t* tv = tk + L.k_area;
     const uint16_t* ko = offs + buf * 2 * kDT;
@@ -247,6 +271,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
         mma_16816(acc[8 * i + k], pa, b0, b1);
       }
     }
+    if constexpr (TB) bulk.release(it);
   }
   gate.finish();
 
@@ -309,10 +334,6 @@ struct Instance {
     static SharedMemoryGrant g;
     return g;
   }
-  static const cudaFuncAttributes& attributes() {
-    static const cudaFuncAttributes a = attributes_of(reinterpret_cast<const void*>(kernel));
-    return a;
-  }
 };
 
 // f(Instance<...>{}) for the records' key bits, head_dim and the chosen copy mode.
@@ -343,7 +364,7 @@ bool decode_warps_supports(const TqKvBlocks& kv) {
 }
 
 void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
-  const WarpsLayout l = warps_layout(a.kv, a.group);
+  const WarpsLayout l = warps_layout(a.kv, a.group, warps_stages());
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
@@ -354,15 +375,6 @@ void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t s
     launch_chained("TurboQuant attention (tensor cores, warps own positions)", I::kernel, grid, kDThreads,
                    static_cast<size_t>(l.total), stream, a, l);
   });
-}
-
-SmFootprint decode_warps_footprint(const TqKvBlocks& kv, int group) {
-  const WarpsLayout l = warps_layout(kv, group);
-  SmFootprint f;
-  with_instance(kv, [&](auto instance) {
-    f = footprint_of(decltype(instance)::attributes(), kDThreads, static_cast<size_t>(l.total));
-  });
-  return f;
 }
 
 }  // namespace lmlab::kernels::cuda::tq

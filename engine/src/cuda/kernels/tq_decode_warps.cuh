@@ -4,7 +4,6 @@
 
 #include <cuda_runtime.h>
 
-#include "cuda/kernels/sm_footprint.cuh"
 #include "cuda/kernels/tq_records.cuh"
 
 namespace lmlab::kernels::cuda::tq {
@@ -15,7 +14,5 @@ bool decode_warps_supports(const TqKvBlocks& kv);
 // One launch over grid (n_kv_heads, splits, n_q), as decode_mma: a.part_o / a.part_ml per split when splits > 1,
 // else a.out.
 void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream);
-// What one of its blocks holds on an SM (the kernel decode_warps launches for these records and GQA group).
-SmFootprint decode_warps_footprint(const TqKvBlocks& kv, int group);
 
 }  // namespace lmlab::kernels::cuda::tq

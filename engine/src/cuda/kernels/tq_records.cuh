@@ -154,13 +154,15 @@ __device__ __forceinline__ void issue_tile(const TqKvBlocks& kv, int64_t kh, int
 }
 
 // issue_tile's copies as bulk async copies by one warp (every lane calls it): lane s takes segment s of the K and V
-// records (its 16-byte aligned chunks, one copy each), lane 0 arms `bar` with their bytes first; the offsets as
-// issue_tile's. The LDGSTS of issue_tile cost ~11 instructions and ~4 shared-memory wavefronts a lane and segment
-// (eighteenth session's SASS: the copies' issue ~13% of the warps decode's instructions, their stores ~14% of its
-// shared wavefronts). Tiles touch at most 64 / B + 2 KV blocks (B: block_tokens), one segment each.
+// records (its 16-byte aligned chunks, one copy each); the offsets as issue_tile's, stored before lane 0 arms `bar`
+// with the copies' bytes (an arrival releases them), so a warp that has seen `bar` complete reads them. The LDGSTS
+// of issue_tile cost ~11 instructions and ~4 shared-memory wavefronts a lane and segment (eighteenth session's SASS:
+// the copies' issue ~13% of the warps decode's instructions, their stores ~14% of its shared wavefronts). Tiles touch
+// at most 64 / B + 2 KV blocks (B: block_tokens), one segment each.
+// blk0: the KV block of segment `lane` (BulkTiles' prefetch), or null: loaded here.
 __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh, int64_t p0, int n, uint8_t* kbuf,
                                                 uint8_t* vbuf, uint16_t* koff, uint16_t* voff, uint64_t* bar,
-                                                int lane) {
+                                                int lane, const uint8_t* blk0) {
   const uint32_t B = static_cast<uint32_t>(kv.block_tokens);
   const uint32_t b0 = div_block(static_cast<uint32_t>(p0), B), slot0 = static_cast<uint32_t>(p0) - b0 * B;
   const int nseg = tile_segments(slot0, n, B);
@@ -178,7 +180,7 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
     if (s >= nseg) continue;
     int t0, cnt;
     tile_segment(slot0, n, B, s, t0, cnt);
-    const uint8_t* blk = kv.blocks[b0 + static_cast<uint32_t>(s)];
+    const uint8_t* blk = k || !blk0 ? kv.blocks[b0 + static_cast<uint32_t>(s)] : blk0;
     const int64_t slot = s == 0 ? slot0 : 0;
 #pragma unroll
     for (int v = 0; v < 2; ++v) {
@@ -187,17 +189,6 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
       bytes += static_cast<unsigned>(parts[k][v].seg.bytes);
     }
   }
-  bytes = __reduce_add_sync(0xFFFFFFFFu, bytes);
-  if (lane == 0) mbarrier_arrive_expect_tx(bar, bytes);
-  __syncwarp();
-#pragma unroll
-  for (int k = 0; k < 2; ++k)
-    if (lane + 32 * k < nseg) {
-      bulk_copy_async(kbuf + parts[k][0].at, reinterpret_cast<const void*>(parts[k][0].seg.start),
-                      static_cast<unsigned>(parts[k][0].seg.bytes), bar);
-      bulk_copy_async(vbuf + parts[k][1].at, reinterpret_cast<const void*>(parts[k][1].seg.start),
-                      static_cast<unsigned>(parts[k][1].seg.bytes), bar);
-    }
   // The offsets, segment by segment across the warp.
   for (int s = 0; s < nseg; ++s) {
     int t0, cnt;
@@ -214,6 +205,18 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
       voff[t0 + i] = static_cast<uint16_t>(v_at + r * v_rec);
     }
   }
+  __syncwarp();  // the lanes' offsets before lane 0's arrival (a release)
+  bytes = __reduce_add_sync(0xFFFFFFFFu, bytes);
+  if (lane == 0) mbarrier_arrive_expect_tx(bar, bytes);
+  __syncwarp();
+#pragma unroll
+  for (int k = 0; k < 2; ++k)
+    if (lane + 32 * k < nseg) {
+      bulk_copy_async(kbuf + parts[k][0].at, reinterpret_cast<const void*>(parts[k][0].seg.start),
+                      static_cast<unsigned>(parts[k][0].seg.bytes), bar);
+      bulk_copy_async(vbuf + parts[k][1].at, reinterpret_cast<const void*>(parts[k][1].seg.start),
+                      static_cast<unsigned>(parts[k][1].seg.bytes), bar);
+    }
 }
 
 // The positions [j0, j1) of split `split` of `splits` for query t (its window's history split evenly), in tiles of
@@ -282,37 +285,97 @@ __device__ __forceinline__ int next_tile(const TqKvBlocks& kv, int64_t kh, const
   return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + it * kDT)));
 }
 
-// first_tile and next_tile with bulk copies (issue_tile_bulk) completing on bars[buffer]: the first tile by warp 0
-// (after lane 0 initialised both barriers), tile it + 1 by warp (it + 1) % 4, each issuing warp waiting for the
-// encode itself where its positions need it. The caller waits on bars[it % 2] at parity it / 2 % 2 before tile it.
-__device__ __forceinline__ void first_tile_bulk(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, uint8_t* tiles,
-                                                uint16_t* offs, int k_area, uint64_t* bars, EncodeGate& gate) {
-  if (threadIdx.x >= 32) return;
-  if (threadIdx.x == 0) {
-    mbarrier_init(bars, 1);
-    mbarrier_init(bars + 1, 1);
-    mbarrier_init_fence();
+// The tiles by bulk copies (issue_tile_bulk) through `stages` buffers (3, or 2: DecodeOptions::tq_bulk_stages)
+// without a block barrier a tile: tile i lands in stage i % stages and completes full[stage] (one arrival: the
+// issuing lane's expect_tx, then its bytes); each warp arrives on empty[stage] once done with it (kDThreads / 32
+// arrivals), and the warp that issues the stage's next tile waits for that first. Tile i is issued by warp i % 4 at
+// the start of tile i - 1, so a warp waits only for its data or, issuing, for a warp stages - 1 tiles behind. Each
+// warp prefetches the KV block pointers of the next tile it issues into shared memory (cp.async), four tiles ahead.
+// The per-tile __syncthreads this replaced held ~26% of the warps decode's stall samples (ncu at 100K: every tile
+// waited for its issuing warp's block-table load); with 2 buffers the wait moved to the mbarriers (27.7% long
+// scoreboard), with 3 it went (4%): attention alone at 100K 89.2 us against 96.4 (2) and 97.1 (cp.async), H100,
+// twenty-sixth session (docs/cuda.md).
+inline constexpr int kMaxBulkStages = 3;
+inline constexpr int kPrefetchedSegments = 8;  // a tile's KV blocks prefetched (64 / B + 2 for blocks of B >= 11)
+
+struct BulkTiles {
+  uint8_t* tiles;             // [stages][k_area + v_area]
+  uint16_t* offs;             // [stages][K, V][kDT]
+  uint64_t* full;             // [stages]
+  uint64_t* empty;            // [stages]
+  const uint8_t** next_blks;  // [kDThreads / 32][kPrefetchedSegments]: the KV blocks of the warp's next tile
+  int k_area, buf_bytes;
+  uint32_t stages;
+
+  __device__ __forceinline__ int stage_of(int64_t i) const {
+    return static_cast<int>(static_cast<uint32_t>(i) % stages);
   }
-  __syncwarp();
-  if (s.n_tiles > 0) {
-    const int n = static_cast<int>(min(int64_t{kDT}, s.j1 - s.j0));
-    gate.before(s.j0 + n);
-    issue_tile_bulk(kv, kh, s.j0, n, tiles, tiles + k_area, offs, offs + kDT, bars, threadIdx.x);
+  __device__ __forceinline__ unsigned use_of(int64_t i) const { return static_cast<uint32_t>(i) / stages; }
+
+  // The lane's prefetched block pointer (lanes below kPrefetchedSegments).
+  __device__ __forceinline__ const uint8_t** slot() const {
+    return next_blks + (threadIdx.x >> 5) * kPrefetchedSegments + (threadIdx.x & 31);
   }
-}
-__device__ __forceinline__ int next_tile_bulk(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t it,
-                                              uint8_t* tiles, uint16_t* offs, int k_area, int buf_bytes,
-                                              uint64_t* bars, EncodeGate& gate) {
-  if (it + 1 < s.n_tiles && static_cast<int>(threadIdx.x >> 5) == static_cast<int>((it + 1) & 3)) {
-    const int64_t p1 = s.j0 + (it + 1) * kDT;
-    const int nb = static_cast<int>((it + 1) & 1), n1 = static_cast<int>(min(int64_t{kDT}, s.j1 - p1));
-    uint8_t* t1 = tiles + nb * buf_bytes;
-    uint16_t* o1 = offs + nb * 2 * kDT;
-    gate.before(p1 + n1);
-    issue_tile_bulk(kv, kh, p1, n1, t1, t1 + k_area, o1, o1 + kDT, bars + nb, threadIdx.x & 31);
+  // Positions of tile i of the split.
+  __device__ __forceinline__ int count(const SplitRange& s, int64_t i) const {
+    return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + i * kDT)));
   }
-  return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + it * kDT)));
-}
+  // The KV block pointers of tile i's segments (the lane's one) into the warp's slot, if tile i exists.
+  __device__ __forceinline__ void prefetch_blocks(const TqKvBlocks& kv, const SplitRange& s, int64_t i) const {
+    if (i >= s.n_tiles) return;
+    const uint32_t B = static_cast<uint32_t>(kv.block_tokens), p0 = static_cast<uint32_t>(s.j0 + i * kDT);
+    const uint32_t b0 = div_block(p0, B), lane = threadIdx.x & 31;
+    if (lane < kPrefetchedSegments && static_cast<int>(lane) < tile_segments(p0 - b0 * B, count(s, i), B))
+      copy8_async(slot(), kv.blocks + b0 + lane);
+  }
+  // Tile i's copies by the calling warp: its block pointers (prefetched), the stage free, then issue_tile_bulk.
+  __device__ __forceinline__ void issue(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t i,
+                                        EncodeGate& gate) const {
+    const int st = stage_of(i), n = count(s, i);
+    if (i >= stages) mbarrier_wait(empty + st, (use_of(i) - 1) & 1u);
+    async_wait_all();
+    const uint8_t* blk0 = (threadIdx.x & 31) < kPrefetchedSegments ? *slot() : nullptr;  // the lane's own copy
+    const int64_t p0 = s.j0 + i * kDT;
+    gate.before(p0 + n);
+    uint8_t* t = tiles + st * buf_bytes;
+    uint16_t* o = offs + st * 2 * kDT;
+    issue_tile_bulk(kv, kh, p0, n, t, t + k_area, o, o + kDT, full + st, threadIdx.x & 31, blk0);
+  }
+
+  // Every thread of the block, before the block's set-up (whose barrier makes the initialisation visible): lane 0
+  // initialises the barriers, warp w prefetches the blocks of tile w, and warp 0 issues tile 0.
+  __device__ __forceinline__ void begin(const TqKvBlocks& kv, int64_t kh, const SplitRange& s,
+                                        EncodeGate& gate) const {
+    const int warp = static_cast<int>(threadIdx.x >> 5);
+    prefetch_blocks(kv, s, warp);
+    if (warp != 0) return;
+    if (threadIdx.x == 0) {
+      for (uint32_t i = 0; i < stages; ++i) mbarrier_init(full + i, 1), mbarrier_init(empty + i, kDThreads / 32);
+      mbarrier_init_fence();
+    }
+    __syncwarp();
+    if (s.n_tiles > 0) {
+      issue(kv, kh, s, 0, gate);
+      prefetch_blocks(kv, s, 4);
+    }
+  }
+  // At the start of tile it, by every warp: tile it + 1 issued (by its warp), then tile it's bytes awaited. Returns
+  // tile it's positions; its records are at stage stage_of(it).
+  __device__ __forceinline__ int next(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t it,
+                                      EncodeGate& gate) const {
+    if (it + 1 < s.n_tiles && static_cast<int64_t>(threadIdx.x >> 5) == ((it + 1) & 3)) {
+      issue(kv, kh, s, it + 1, gate);
+      prefetch_blocks(kv, s, it + 5);
+    }
+    mbarrier_wait(full + stage_of(it), use_of(it) & 1u);
+    return count(s, it);
+  }
+  // The warp is done with tile it's stage (its lanes' reads before lane 0's arrival).
+  __device__ __forceinline__ void release(int64_t it) const {
+    __syncwarp();
+    if ((threadIdx.x & 31) == 0) mbarrier_arrive(empty + stage_of(it));
+  }
+};
 
 // One head's online softmax over a tile of n positions (one max and one sum per tile, not per position), by one
 // warp: lane takes positions lane and lane + 32, raw(p) their raw scores. pr: their probabilities (0 past n);

@@ -29,7 +29,6 @@
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
-#include "cuda/kernels/sm_footprint.cuh"
 #include "cuda/kernels/split_merge.cuh"
 #include "cuda/kernels/tq_decode_mma.cuh"
 #include "cuda/kernels/tq_decode_warps.cuh"
@@ -1102,21 +1101,6 @@ void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int 
   else by_group(std::integral_constant<int, 0>{});  // 0: no minimum (95 registers for G = 4)
 }
 
-// The decode blocks to leave free for the encode of n_q tokens started just before (TqAttnParams::after_encode): on
-// each SM an encode block takes (one token at 8 KV heads: 16 blocks of 544 threads, ~30K registers each), the
-// attention blocks of footprint `attention` that no longer fit would wait for the whole encode, which then lies on
-// the step's critical path; leaving them out, every block starts at once and the splits grow a little (62 for 66 at
-// 8 KV heads).
-int64_t encode_room(const TqKvBlocks& kv, int64_t n_q, const SmFootprint& attention) {
-  if (attention.threads == 0) return 0;
-  static const SmFootprint encode =
-      footprint_of(attributes_of(reinterpret_cast<const void*>(tq_encode_kernel)), kEncWarps * 32, 0);
-  const int sms = multiprocessor_count();
-  const int64_t encode_blocks = std::min<int64_t>(n_q * kv.n_kv_heads * 2 * kv.k.n_groups, sms);
-  const int per_sm = static_cast<int>(std::min<int64_t>(blocks_beside({}, attention), attention_target_blocks() / sms));
-  return encode_blocks * std::max(0, per_sm - blocks_beside(encode, attention));
-}
-
 }  // namespace
 
 bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group) {
@@ -1167,10 +1151,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
   const bool on_tensor_cores = tq_decode_on_tensor_cores(kv, G);
   const bool warps = on_tensor_cores && decode_options().tq_decode_warps && decode_warps_supports(kv);
-  int64_t target = attention_target_blocks();
-  if (a.after_encode && warps && decode_options().tq_encode_room)
-    target = std::max<int64_t>(multiprocessor_count(), target - encode_room(kv, n_q, decode_warps_footprint(kv, G)));
-  const int splits = decode_split_count(target, n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions, max_splits, n_q,
+  const int splits = decode_split_count(attention_target_blocks(), n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions, max_splits, n_q,
                                        n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
