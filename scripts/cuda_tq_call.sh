@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One device call for the TurboQuant decode (docs/cuda.md, twenty-sixth session): its tests, the attention alone with
-# the tiles by bulk copies (the default: BulkTiles, no block barrier a tile, 3 buffers), through 2 buffers
-# (LMLAB_TQ_BULK_STAGES=2) and by cp.async (LMLAB_TQ_BULK_COPIES=0), the 8B 4-bit decode at 100K / 40K with f16 and
-# TurboQuant KV (issue 11), ncu of the warp decode at 100K with its stall reasons, then compute-sanitizer's synccheck
-# over the tensor-core decode test while time is left (racecheck: SAN_TOOLS=racecheck, which needs > 5 minutes).
+# the tiles by bulk copies (the default: BulkTiles, no block barrier a tile, 3 buffers) and by cp.async
+# (LMLAB_TQ_BULK_COPIES=0), the 8B 4-bit decode at 100K / 40K with f16 and TurboQuant KV (issue 11), ncu of the warp
+# decode at 100K with its stall reasons, then compute-sanitizer's synccheck over the tensor-core decode test while time
+# is left (racecheck: SAN_TOOLS=racecheck, which needs more than 5 minutes).
 # Run from a folder packed by scripts/cuda_pack.sh:
 #   BUDGET=seconds [KVC=100000,40000] [TQ_FILTER=gtest filter] bash .devcarry-cuda/cuda_tq_call.sh
 set -u
@@ -15,7 +15,6 @@ FILTER=${TQ_FILTER:-'CudaTurboQuant.TensorCoreDecode*:CudaTurboQuant.RecordsWrit
   | grep -E "OK|FAILED|PASSED|SKIPPED|tests ran|Failure|Expected|Which|actual" | tail -40
 echo "t=$(( $(date +%s) - t0 ))"
 ATTN_FILTER='cuda_attention/8b/(f16/decode/100000|turbo/(decode|step)/(512|40000|100000))/' ATTN_TIMEOUT=70 bash cuda_device.sh attn | grep BM_
-LMLAB_TQ_BULK_STAGES=2 ATTN_FILTER='cuda_attention/8b/turbo/decode/(512|40000|100000)/' ATTN_TIMEOUT=45 bash cuda_device.sh attn | grep BM_ | sed 's/^/2 stages /'
 LMLAB_TQ_BULK_COPIES=0 ATTN_FILTER='cuda_attention/8b/turbo/decode/(512|40000|100000)/' ATTN_TIMEOUT=45 bash cuda_device.sh attn | grep BM_ | sed 's/^/cp.async /'
 echo "t=$(( $(date +%s) - t0 ))"
 kv() {  # the 8B 4-bit decode at KVC (kv-q4), each mode's figures on a line

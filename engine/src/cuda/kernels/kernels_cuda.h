@@ -175,9 +175,6 @@ struct DecodeOptions {
   // f32 values as hi + lo parts). 1.29x the decoded values' attention on the H100 (twentieth session); its fix
   // (215e2e2) passed AttentionMatchesTheCpuOverTheSameRecords and TiledDecode* there in the twenty-first.
   bool tq_prefill_codes = true;
-  // Those bulk copies' tile buffers (tq_records.cuh's BulkTiles): 3 (a warp issuing a tile waits only for warps two
-  // tiles behind), or 2 with LMLAB_TQ_BULK_STAGES=2.
-  int tq_bulk_stages = 3;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

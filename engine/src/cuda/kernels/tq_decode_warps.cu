@@ -46,21 +46,17 @@ constexpr int kWarps = kDThreads / 32;
 
 struct WarpsLayout {
   SetupLayout s;
-  int stages, qs, ml, offs, bars, blks, tiles, k_area, v_area, total;
+  int qs, ml, offs, bars, blks, tiles, k_area, v_area, total;
 };
 
 // The tile buffers of the chosen copy mode.
-int warps_stages() {
-  const DecodeOptions o = decode_options();
-  return o.tq_bulk_copies ? std::clamp(o.tq_bulk_stages, 2, kMaxBulkStages) : 2;
-}
+int warps_stages() { return decode_options().tq_bulk_copies ? kBulkStages : 2; }
 
 // Shared memory for `stages` tile buffers (2 by cp.async; warps_stages by bulk copies).
 WarpsLayout warps_layout(const TqKvBlocks& kv, int G, int stages) {
   const int D = static_cast<int>(kv.head_dim);
   WarpsLayout l;
   l.s = setup_layout(kv, G, kValueCopies);
-  l.stages = stages;
   l.ml = l.s.qs;                                         // per warp and head: max, sum
   l.offs = l.ml + kWarps * 8 * 2 * 4;                    // [stages][K, V][kDT]
   l.bars = (l.offs + stages * 2 * kDT * 2 + 7) / 8 * 8;  // BulkTiles' full and empty mbarriers
@@ -149,8 +145,8 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   uint8_t* tiles = smem + L.tiles;
   const int buf_bytes = L.k_area + L.v_area;
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + L.bars);
-  const BulkTiles bulk{tiles, offs, bars, bars + L.stages, reinterpret_cast<const uint8_t**>(smem + L.blks),
-                       L.k_area, buf_bytes, static_cast<uint32_t>(L.stages)};
+  const BulkTiles bulk{tiles, offs, bars, bars + kBulkStages, reinterpret_cast<const uint8_t**>(smem + L.blks),
+                       L.k_area, buf_bytes};
 
   EncodeGate gate = enter_decode(a);
   const SplitRange range = split_range(a, t, split, splits);

@@ -285,32 +285,32 @@ __device__ __forceinline__ int next_tile(const TqKvBlocks& kv, int64_t kh, const
   return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + it * kDT)));
 }
 
-// The tiles by bulk copies (issue_tile_bulk) through `stages` buffers (3, or 2: DecodeOptions::tq_bulk_stages)
-// without a block barrier a tile: tile i lands in stage i % stages and completes full[stage] (one arrival: the
+// The tiles by bulk copies (issue_tile_bulk) through kBulkStages buffers without a block barrier a tile: tile i lands
+// in stage i % kBulkStages and completes full[stage] (one arrival: the
 // issuing lane's expect_tx, then its bytes); each warp arrives on empty[stage] once done with it (kDThreads / 32
 // arrivals), and the warp that issues the stage's next tile waits for that first. Tile i is issued by warp i % 4 at
-// the start of tile i - 1, so a warp waits only for its data or, issuing, for a warp stages - 1 tiles behind. Each
+// the start of tile i - 1, so a warp waits only for its data or, issuing, for a warp two tiles behind. Each
 // warp prefetches the KV block pointers of the next tile it issues into shared memory (cp.async), four tiles ahead.
 // The per-tile __syncthreads this replaced held ~26% of the warps decode's stall samples (ncu at 100K: every tile
 // waited for its issuing warp's block-table load); with 2 buffers the wait moved to the mbarriers (27.7% long
 // scoreboard), with 3 it went (4%): attention alone at 100K 89.2 us against 96.4 (2) and 97.1 (cp.async), H100,
-// twenty-sixth session (docs/cuda.md).
-inline constexpr int kMaxBulkStages = 3;
+// twenty-sixth session (docs/cuda.md; the stage count a constant since: its runtime division cost ~25 instructions a
+// warp and tile).
+inline constexpr int kBulkStages = 3;
 inline constexpr int kPrefetchedSegments = 8;  // a tile's KV blocks prefetched (64 / B + 2 for blocks of B >= 11)
 
 struct BulkTiles {
-  uint8_t* tiles;             // [stages][k_area + v_area]
-  uint16_t* offs;             // [stages][K, V][kDT]
-  uint64_t* full;             // [stages]
-  uint64_t* empty;            // [stages]
+  uint8_t* tiles;             // [kBulkStages][k_area + v_area]
+  uint16_t* offs;             // [kBulkStages][K, V][kDT]
+  uint64_t* full;             // [kBulkStages]
+  uint64_t* empty;            // [kBulkStages]
   const uint8_t** next_blks;  // [kDThreads / 32][kPrefetchedSegments]: the KV blocks of the warp's next tile
   int k_area, buf_bytes;
-  uint32_t stages;
 
   __device__ __forceinline__ int stage_of(int64_t i) const {
-    return static_cast<int>(static_cast<uint32_t>(i) % stages);
+    return static_cast<int>(static_cast<uint32_t>(i) % kBulkStages);
   }
-  __device__ __forceinline__ unsigned use_of(int64_t i) const { return static_cast<uint32_t>(i) / stages; }
+  __device__ __forceinline__ unsigned use_of(int64_t i) const { return static_cast<uint32_t>(i) / kBulkStages; }
 
   // The lane's prefetched block pointer (lanes below kPrefetchedSegments).
   __device__ __forceinline__ const uint8_t** slot() const {
@@ -332,7 +332,7 @@ struct BulkTiles {
   __device__ __forceinline__ void issue(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t i,
                                         EncodeGate& gate) const {
     const int st = stage_of(i), n = count(s, i);
-    if (i >= stages) mbarrier_wait(empty + st, (use_of(i) - 1) & 1u);
+    if (i >= kBulkStages) mbarrier_wait(empty + st, (use_of(i) - 1) & 1u);
     async_wait_all();
     const uint8_t* blk0 = (threadIdx.x & 31) < kPrefetchedSegments ? *slot() : nullptr;  // the lane's own copy
     const int64_t p0 = s.j0 + i * kDT;
@@ -350,7 +350,7 @@ struct BulkTiles {
     prefetch_blocks(kv, s, warp);
     if (warp != 0) return;
     if (threadIdx.x == 0) {
-      for (uint32_t i = 0; i < stages; ++i) mbarrier_init(full + i, 1), mbarrier_init(empty + i, kDThreads / 32);
+      for (int i = 0; i < kBulkStages; ++i) mbarrier_init(full + i, 1), mbarrier_init(empty + i, kDThreads / 32);
       mbarrier_init_fence();
     }
     __syncwarp();
