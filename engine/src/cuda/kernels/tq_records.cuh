@@ -286,11 +286,11 @@ __device__ __forceinline__ int next_tile(const TqKvBlocks& kv, int64_t kh, const
 }
 
 // The tiles by bulk copies (issue_tile_bulk) through kBulkStages buffers without a block barrier a tile: tile i lands
-// in stage i % kBulkStages and completes full[stage] (one arrival: the
-// issuing lane's expect_tx, then its bytes); each warp arrives on empty[stage] once done with it (kDThreads / 32
-// arrivals), and the warp that issues the stage's next tile waits for that first. Tile i is issued by warp i % 4 at
-// the start of tile i - 1, so a warp waits only for its data or, issuing, for a warp two tiles behind. Each
-// warp prefetches the KV block pointers of the next tile it issues into shared memory (cp.async), four tiles ahead.
+// in stage i % kBulkStages and completes full[stage] (one arrival: the issuing lane's expect_tx, then its bytes);
+// each warp arrives on empty[stage] once done with it (kDThreads / 32 arrivals), and the warp that issues the stage's
+// next tile waits for that first. Tile i is issued by warp i % 4 at the start of tile i - 1, so a warp waits only for
+// its data or, issuing, for a warp two tiles behind. Each warp prefetches the KV block pointers of the next tile it
+// issues into shared memory (cp.async), four tiles ahead.
 // The per-tile __syncthreads this replaced held ~26% of the warps decode's stall samples (ncu at 100K: every tile
 // waited for its issuing warp's block-table load); with 2 buffers the wait moved to the mbarriers (27.7% long
 // scoreboard), with 3 it went (4%): attention alone at 100K 89.2 us against 96.4 (2) and 97.1 (cp.async), H100,
