@@ -1151,8 +1151,8 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
   const bool on_tensor_cores = tq_decode_on_tensor_cores(kv, G);
   const bool warps = on_tensor_cores && decode_options().tq_decode_warps && decode_warps_supports(kv);
-  const int splits = decode_split_count(attention_target_blocks(), n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions, max_splits, n_q,
-                                       n_heads, D);
+  const int splits = decode_split_count(attention_target_blocks(), n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions,
+                                       max_splits, n_q, n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   if (on_tensor_cores) {
