@@ -49,19 +49,17 @@ struct WarpsLayout {
   int qs, ml, offs, bars, blks, tiles, k_area, v_area, total;
 };
 
-// The tile buffers of the chosen copy mode.
-int warps_stages() { return decode_options().tq_bulk_copies ? kBulkStages : 2; }
-
-// Shared memory for `stages` tile buffers (2 by cp.async; warps_stages by bulk copies).
-WarpsLayout warps_layout(const TqKvBlocks& kv, int G, int stages) {
-  const int D = static_cast<int>(kv.head_dim);
+// Shared memory for the tiles by bulk copies (kBulkStages buffers, BulkTiles' barriers and block pointers) or by
+// cp.async (2 buffers).
+WarpsLayout warps_layout(const TqKvBlocks& kv, int G, bool bulk) {
+  const int D = static_cast<int>(kv.head_dim), stages = bulk ? kBulkStages : 2;
   WarpsLayout l;
   l.s = setup_layout(kv, G, kValueCopies);
   l.ml = l.s.qs;                                         // per warp and head: max, sum
   l.offs = l.ml + kWarps * 8 * 2 * 4;                    // [stages][K, V][kDT]
   l.bars = (l.offs + stages * 2 * kDT * 2 + 7) / 8 * 8;  // BulkTiles' full and empty mbarriers
-  l.blks = l.bars + 2 * stages * 8;                      // BulkTiles' next_blks
-  l.tiles = l.blks + kDThreads / 32 * kPrefetchedSegments * 8;
+  l.blks = l.bars + (bulk ? 2 * kBulkStages * 8 : 0);     // BulkTiles' next_blks
+  l.tiles = l.blks + (bulk ? kDThreads / 32 * kPrefetchedSegments * 8 : 0);
   l.k_area = staged_records_bytes(kv.k.record_bytes, kv.block_tokens);
   l.v_area = staged_records_bytes(kv.v.record_bytes, kv.block_tokens);
   // The tiles, then the warps' output slices in their place; the rotated query (set-up) and the block's output (no
@@ -343,8 +341,7 @@ void with_bits(int bits, F&& f) {
   }
 }
 template <class F>
-void with_instance(const TqKvBlocks& kv, F&& f) {
-  const bool bulk = decode_options().tq_bulk_copies;
+void with_instance(const TqKvBlocks& kv, bool bulk, F&& f) {
   if (kv.head_dim == 64) bulk ? with_bits<8, true>(kv.k.bits, f) : with_bits<8, false>(kv.k.bits, f);
   else bulk ? with_bits<16, true>(kv.k.bits, f) : with_bits<16, false>(kv.k.bits, f);
 }
@@ -360,11 +357,12 @@ bool decode_warps_supports(const TqKvBlocks& kv) {
 }
 
 void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
-  const WarpsLayout l = warps_layout(a.kv, a.group, warps_stages());
+  const bool bulk = decode_options().tq_bulk_copies;  // read once: the layout and the instance must agree
+  const WarpsLayout l = warps_layout(a.kv, a.group, bulk);
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  with_instance(a.kv, [&](auto instance) {
+  with_instance(a.kv, bulk, [&](auto instance) {
     using I = decltype(instance);
     if (l.total > 48 * 1024)
       opt_in_shared_memory(I::kernel, static_cast<unsigned>(l.total), I::grant(), "TurboQuant warp decode shared memory");
