@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -121,6 +122,24 @@ TEST(TqPairIndex, ValuePairsNameTheRowsDims) {
       }
     }
   }
+}
+
+// The warps decode's value-table offsets (value_entry_offset): byte `byte` of a word as the entry's byte offset in
+// tables of entries 4 to 256 bytes apart, the one shift and mask equal to extracting the byte and scaling it.
+TEST(TqPairIndex, ValueEntryOffsetsScaleTheWordsBytes) {
+  std::mt19937 rng(17);
+  auto check = [&](auto log_c) {
+    constexpr int kLog = decltype(log_c)::value;
+    for (int trial = 0; trial < 20000; ++trial) {
+      const uint32_t x = static_cast<uint32_t>(rng());
+      for (int byte = 0; byte < 4; ++byte)
+        ASSERT_EQ(tq::value_entry_offset<kLog>(x, byte), ((x >> (8 * byte)) & 255u) << kLog)
+            << "entries " << (1 << kLog) << " bytes apart, byte " << byte << " of " << x;
+    }
+  };
+  check(std::integral_constant<int, 2>{});
+  check(std::integral_constant<int, 6>{});  // the warps decode's 16 copies of 4-byte entries
+  check(std::integral_constant<int, 8>{});
 }
 
 // The warps-own-positions decode's value half words: over records of one to two groups of 64 or 128 dims (codes then

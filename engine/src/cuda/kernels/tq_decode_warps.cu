@@ -117,6 +117,14 @@ __device__ __forceinline__ int warp_position(int m, int w) {
   return 16 * ((m >> 1) & 3) + 4 * (2 * (m >> 3) + (m & 1)) + w;
 }
 
+// The value-table entry of the pair index in byte `byte` of x, from the lane's copy (entries 4 kValueCopies = 64
+// bytes apart): value_entry_offset's one shift and one mask where extracting the byte and scaling it took four
+// instructions (twenty-sixth session's SASS).
+__device__ __forceinline__ uint32_t value_entry(const uint8_t* lut_vl, uint32_t x, int byte) {
+  static_assert(4 * kValueCopies == 1 << 6, "entries 64 bytes apart");
+  return *reinterpret_cast<const uint32_t*>(lut_vl + value_entry_offset<6>(x, byte));
+}
+
 // 4 bytes at a 2-byte aligned shared address (records are 2-byte aligned).
 __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
   const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
@@ -152,7 +160,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   else first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
   block_setup<KB, true, kValueCopies>(a, t, kh, lut_k, lut_v, qs, qf);
   if constexpr (TB) __syncthreads();  // qf is in (the cp.async loop's first barrier does this there)
-  const uint32_t* lut_vl = lut_v + (lane & (kValueCopies - 1));  // the lane's copy of the value table
+  const uint8_t* lut_vl = reinterpret_cast<const uint8_t*>(lut_v + (lane & (kValueCopies - 1)));  // the lane's copy
 
   // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).
   int word_at[NW];
@@ -259,9 +267,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
       const uint32_t x89[2] = {value_pairs_even(w8, w9), value_pairs_odd(w8, w9)};
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        const int sh = 8 * (k >> 1);
-        const uint32_t b0 = lut_vl[kValueCopies * ((x01[k & 1] >> sh) & 255u)],
-                       b1 = lut_vl[kValueCopies * ((x89[k & 1] >> sh) & 255u)];
+        const uint32_t b0 = value_entry(lut_vl, x01[k & 1], k >> 1), b1 = value_entry(lut_vl, x89[k & 1], k >> 1);
         mma_16816(acc[8 * i + k], pa, b0, b1);
       }
     }

@@ -112,9 +112,17 @@ LMLAB_TQ_HD void key_lane_indices(const uint8_t* gr, int c, int plane_bytes, uin
     for (int i = 0; i < 4; ++i) {
       const uint32_t s = (top >> (2 * i)) & 0x03030303u;  // pair i's plane-4 bits (index bits 8, 9) of each chunk
       const uint32_t i01 = byte_perm(w[i], s, 0x5140);    // chunks 0 and 1 as 16-bit indices
+#if defined(__CUDA_ARCH__)
+      // Bits 10-15 of each half are zero (s keeps 2 bits a byte): the compiler may then take (i01 >> 16) x 4 as
+      // i01 >> 14 and (i01 & 0xFFFF) x 4 without its mask.
+      __builtin_assume((i01 & 0xFC00FC00u) == 0);
+#endif
       idx[0][i] = i01 & 0xFFFFu, idx[1][i] = i01 >> 16;
       if constexpr (NC == 4) {
         const uint32_t i23 = byte_perm(w[i], s, 0x7362);
+#if defined(__CUDA_ARCH__)
+        __builtin_assume((i23 & 0xFC00FC00u) == 0);
+#endif
         idx[2][i] = i23 & 0xFFFFu, idx[3][i] = i23 >> 16;
       }
     }
@@ -154,6 +162,14 @@ LMLAB_TQ_HD int warp_value_word_offset(int w, int vg, int group_bytes) {
 LMLAB_TQ_HD int warp_value_dim(int w, int k, int vg) {
   const int lw = w % (vg / 8);
   return 8 * w / vg * vg + 16 * (lw >> 1) + 2 * k + (lw & 1);
+}
+// The byte offset of value-table entry ((x >> 8 byte) & 255) in a table of entries 2^kLog bytes apart: the byte
+// shifted straight into place and masked.
+template <int kLog>
+LMLAB_TQ_HD uint32_t value_entry_offset(uint32_t x, int byte) {
+  static_assert(kLog >= 0 && kLog <= 8, "a shift within the byte's reach");
+  const int s = 8 * byte - kLog;
+  return (s >= 0 ? x >> s : x << -s) & (255u << kLog);
 }
 // Value-table indices (first | second << 4) of two positions' half words a (first) and b: byte m of the even one
 // pairs their nibbles 2 m, byte m of the odd one their nibbles 2 m + 1.
