@@ -43,6 +43,11 @@ namespace {
 using namespace mma;
 
 constexpr int kWarps = kDThreads / 32;
+// Lazy rescaling: a row's running max moves only when a tile's max exceeds it by more than ln 4, so most tiles leave
+// O's scale alone (the rescale was 64 FMULs a lane in ~60% of tiles: eighteenth session's SASS) and P stays <= 4;
+// the P x V scalars then go in times kWarpsPScale = kPScale / 4, so their largest is still at most kPScale.
+constexpr float kLazyMax = 1.38629436f;  // ln 4
+constexpr float kWarpsPScale = kPScale / 4.0f;
 
 struct WarpsLayout {
   SetupLayout s;
@@ -175,8 +180,8 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int j = 0; j < NT; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[j][i] = 0.0f;
-  // Head r's running max and the lane's part of its sum; acc holds O x 2^-e_run x kPScale x kValueScale, e_run from
-  // kMinExponent (p_scale stays finite while no V scalar is non-zero).
+  // Head r's running max (lazy: kLazyMax) and the lane's part of its sum; acc holds O x 2^-e_run x kWarpsPScale x
+  // kValueScale, e_run from kMinExponent (p_scale stays finite while no V scalar is non-zero).
   constexpr int kMinExponent = -30;
   float m_run = -INFINITY, l_run = 0.0f;
   int e_run = kMinExponent;
@@ -217,7 +222,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     float tmax = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
     tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 1));
     tmax = fmaxf(tmax, __shfl_xor_sync(0xFFFFFFFFu, tmax, 2));
-    const float m_new = fmaxf(m_run, tmax);
+    const float m_new = tmax > m_run + kLazyMax ? tmax : m_run;  // -inf on the warp's first tile: tmax
     // exp as exp2 of x log2 e - m log2 e (one FFMA and the ex2 unit's instruction; expf is ~8), as in the prefill
     // kernel.
     const float corr = exp2f((m_run - m_new) * prefill::kLog2e);  // 0 on the warp's first tile
@@ -229,11 +234,11 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     l_run = fmaf(l_run, corr, (p[0] + p[1]) + (p[2] + p[3]));
     m_run = m_new;
 
-    // The positions' V scalars (0 past n) and the warp's largest. The tile's P x V scalars go in
-    // times 2^(14 - e_run), e_run the largest exponent the warp has met (so at most kPScale), which changes only
-    // when a larger scalar comes: most tiles then leave O's scale alone and skip its rescaling. A tile of scalars
-    // far below the warp's largest keeps its hi + lo split to ~2^-25 absolute in these units (relative ~1e-5 only
-    // for scalars ~2^16 apart).
+    // The positions' V scalars (0 past n) and the warp's largest. The tile's P x V scalars go in times 2^(12 - e_run),
+    // e_run the largest exponent the warp has met (with P <= 4: at most kPScale), which changes only when a larger
+    // scalar comes: most tiles then leave O's scale alone and skip its rescaling. A tile of scalars far below the
+    // warp's largest keeps its hi + lo split to ~2^-23 absolute in these units (relative ~1e-5 only for scalars ~2^14
+    // apart).
     const uint8_t* vr[4] = {tv + vo[qp[0]], tv + vo[qp[1]], tv + vo[qp[2]], tv + vo[qp[3]]};
     float vs[4], vmax = 0.0f;
 #pragma unroll
@@ -246,7 +251,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     vmax = fmaxf(vmax, __shfl_xor_sync(0xFFFFFFFFu, vmax, 2));
     const int e_new = vmax > 0.0f ? max(e_run, pv_exponent(vmax)) : e_run;
     // Powers of two by their exponent bits (ldexpf is a call): -e_new in [-17, 30], e_run - e_new in [-47, 0].
-    const float p_scale = kPScale * prefill::pow2(-e_new), rescale = corr * prefill::pow2(e_run - e_new);
+    const float p_scale = kWarpsPScale * prefill::pow2(-e_new), rescale = corr * prefill::pow2(e_run - e_new);
     e_run = e_new;
     if (__any_sync(0xFFFFFFFFu, rescale != 1.0f && !first)) {
 #pragma unroll
@@ -288,7 +293,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     const float mw = ml_w[(w * 8 + r) * 2];
     if (mw != -INFINITY) l_all = fmaf(ml_w[(w * 8 + r) * 2 + 1], expf(mw - m_all), l_all);
   }
-  const float unscale = ldexpf(1.0f / (kPScale * kValueScale), e_run);
+  const float unscale = ldexpf(1.0f / (kWarpsPScale * kValueScale), e_run);
   const float fw = m_run == -INFINITY ? 0.0f : expf(m_run - m_all) * unscale;
   const float norm = splits > 1 ? 1.0f : (l_all > 0.0f ? 1.0f / l_all : 0.0f);
   // Each warp's O (rotated domain, scaled to the block's max) into its slice of the tile buffers, then summed over
