@@ -60,6 +60,10 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G, bool bulk) {
   const int D = static_cast<int>(kv.head_dim), stages = bulk ? kBulkStages : 2;
   WarpsLayout l;
   l.s = setup_layout(kv, G, kValueCopies);
+  // The kernel takes the tables' and fragments' offsets as constants of its key bits.
+  if (l.s.lut_k != 0 || l.s.lut_v != key_table_bytes(kv.k.bits) ||
+      l.s.qf != l.s.lut_v + kValueTableBytes * kValueCopies)
+    throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode tables not at their constant offsets");
   l.ml = l.s.qs;                                         // per warp and head: max, sum
   l.offs = l.ml + kWarps * 8 * 2 * 4;                    // [stages][K, V][kDT]
   l.bars = (l.offs + stages * 2 * kDT * 2 + 7) / 8 * 8;  // BulkTiles' full and empty mbarriers
@@ -122,12 +126,13 @@ __device__ __forceinline__ int warp_position(int m, int w) {
   return 16 * ((m >> 1) & 3) + 4 * (2 * (m >> 3) + (m & 1)) + w;
 }
 
-// The value-table entry of the pair index in byte `byte` of x, from the lane's copy (entries 4 kValueCopies = 64
-// bytes apart): value_entry_offset's one shift and one mask where extracting the byte and scaling it took four
-// instructions (twenty-sixth session's SASS).
-__device__ __forceinline__ uint32_t value_entry(const uint8_t* lut_vl, uint32_t x, int byte) {
+// The value-table entry of the pair index in byte `byte` of x, from the lane's copy (lane_copy: its byte offset in an
+// entry's 4 kValueCopies = 64 bytes) of the table at lut_v: value_entry_offset's one shift and one mask, the copy
+// or-ed in (one LOP3 for both) and the table's constant offset in the load's immediate, where extracting the byte,
+// scaling it and adding the copy's base took five instructions (twenty-sixth session's SASS).
+__device__ __forceinline__ uint32_t value_entry(const uint8_t* lut_v, uint32_t lane_copy, uint32_t x, int byte) {
   static_assert(4 * kValueCopies == 1 << 6, "entries 64 bytes apart");
-  return *reinterpret_cast<const uint32_t*>(lut_vl + value_entry_offset<6>(x, byte));
+  return *reinterpret_cast<const uint32_t*>(lut_v + (value_entry_offset<6>(x, byte) | lane_copy));
 }
 
 // 4 bytes at a 2-byte aligned shared address (records are 2-byte aligned).
@@ -147,9 +152,12 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = lane & 3;
   const int G = a.group;
-  uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem + L.s.lut_k);
-  uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + L.s.lut_v);
-  uint4* qf = reinterpret_cast<uint4*>(smem + L.s.qf);
+  // The tables and query fragments at setup_layout's offsets as constants (warps_layout checks them), so a lookup's
+  // address is its index alone (the table's offset goes in the load's immediate): an IADD a lookup fewer.
+  constexpr int kLutV = key_table_bytes(KB), kQf = kLutV + kValueTableBytes * kValueCopies;
+  uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem);
+  uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + kLutV);
+  uint4* qf = reinterpret_cast<uint4*>(smem + kQf);
   float* qs = reinterpret_cast<float*>(smem + L.qs);
   float* ml_w = reinterpret_cast<float*>(smem + L.ml);          // [warp][head][max, sum]
   uint16_t* offs = reinterpret_cast<uint16_t*>(smem + L.offs);  // [stages][K, V][kDT]
@@ -165,7 +173,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   else first_tile(kv, kh, range, tiles, offs, L.k_area, gate);  // tile 0's copies overlap the set-up
   block_setup<KB, true, kValueCopies>(a, t, kh, lut_k, lut_v, qs, qf);
   if constexpr (TB) __syncthreads();  // qf is in (the cp.async loop's first barrier does this there)
-  const uint8_t* lut_vl = reinterpret_cast<const uint8_t*>(lut_v + (lane & (kValueCopies - 1)));  // the lane's copy
+  const uint32_t lane_copy = 4 * (lane & (kValueCopies - 1));  // the lane's copy of the value table
 
   // The lane's half words' offsets in a V record, and its positions in a tile (warp_positions).
   int word_at[NW];
@@ -272,7 +280,8 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
       const uint32_t x89[2] = {value_pairs_even(w8, w9), value_pairs_odd(w8, w9)};
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        const uint32_t b0 = value_entry(lut_vl, x01[k & 1], k >> 1), b1 = value_entry(lut_vl, x89[k & 1], k >> 1);
+        const uint32_t b0 = value_entry(smem + kLutV, lane_copy, x01[k & 1], k >> 1),
+                       b1 = value_entry(smem + kLutV, lane_copy, x89[k & 1], k >> 1);
         mma_16816(acc[8 * i + k], pa, b0, b1);
       }
     }

@@ -25,7 +25,7 @@ constexpr unsigned kMaxSharedBytes = 227 * 1024;  // sm_90's most dynamic shared
 
 // Shared bytes of the tables and the query's fragments: [4^KB key pairs][256 value pairs] of f16x2, then per 32-dim
 // chunk and lane 4 hi and 4 lo f16 pairs.
-inline int key_table_bytes(int key_bits) { return (1 << (2 * key_bits)) * 4; }
+__host__ __device__ constexpr int key_table_bytes(int key_bits) { return (1 << (2 * key_bits)) * 4; }
 inline constexpr int kValueTableBytes = 256 * 4;
 // The warps kernel keeps kValueCopies interleaved copies of the value table (entry e of copy k at word kValueCopies e
 // + k; lane l reads copy l % kValueCopies): its lookups' random indices put ~3.4 of a warp's 32 loads on one bank with
