@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   float m_run = -INFINITY, l_run = 0.0f;
   int e_run = kMinExponent;
 
-  for (int64_t it = 0; it < range.n_tiles; ++it) {
+  for (int it = 0; it < range.n_tiles; ++it) {
     int buf, n;
     if constexpr (TB) {
       n = bulk.next(kv, kh, range, it, gate), buf = bulk.stage_of(it);

@@ -222,14 +222,15 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
 // The positions [j0, j1) of split `split` of `splits` for query t (its window's history split evenly), in tiles of
 // kDT.
 struct SplitRange {
-  int64_t j0, j1, n_tiles;
+  int64_t j0, j1;
+  int n_tiles;  // < 2^31 tiles of kDT positions: the loops' counters are 32-bit
 };
 __device__ __forceinline__ SplitRange split_range(const TqAttnParams& a, int64_t t, int64_t split, int splits) {
   const int64_t pos = a.positions[t];
   const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
   const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
   const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
-  return {j0, j1, j1 > j0 ? (j1 - j0 + kDT - 1) / kDT : 0};
+  return {j0, j1, j1 > j0 ? static_cast<int>((j1 - j0 + kDT - 1) / kDT) : 0};
 }
 
 // The decode's early start (chained_launch.cuh). A decode's attention follows the encode of its new tokens, which
@@ -307,35 +308,37 @@ struct BulkTiles {
   const uint8_t** next_blks;  // [kDThreads / 32][kPrefetchedSegments]: the KV blocks of the warp's next tile
   int k_area, buf_bytes;
 
-  __device__ __forceinline__ int stage_of(int64_t i) const {
+  // Tile indices are 32-bit (SplitRange::n_tiles): 64-bit ones took two instructions for each add and compare.
+  __device__ __forceinline__ int stage_of(int i) const {
     return static_cast<int>(static_cast<uint32_t>(i) % kBulkStages);
   }
-  __device__ __forceinline__ unsigned use_of(int64_t i) const { return static_cast<uint32_t>(i) / kBulkStages; }
+  __device__ __forceinline__ unsigned use_of(int i) const { return static_cast<uint32_t>(i) / kBulkStages; }
 
   // The lane's prefetched block pointer (lanes below kPrefetchedSegments).
   __device__ __forceinline__ const uint8_t** slot() const {
     return next_blks + (threadIdx.x >> 5) * kPrefetchedSegments + (threadIdx.x & 31);
   }
   // Positions of tile i of the split.
-  __device__ __forceinline__ int count(const SplitRange& s, int64_t i) const {
-    return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + i * kDT)));
+  __device__ __forceinline__ int count(const SplitRange& s, int i) const {
+    return min(kDT, static_cast<int>(s.j1 - s.j0) - i * kDT);
   }
   // The KV block pointers of tile i's segments (the lane's one) into the warp's slot, if tile i exists.
-  __device__ __forceinline__ void prefetch_blocks(const TqKvBlocks& kv, const SplitRange& s, int64_t i) const {
+  __device__ __forceinline__ void prefetch_blocks(const TqKvBlocks& kv, const SplitRange& s, int i) const {
     if (i >= s.n_tiles) return;
-    const uint32_t B = static_cast<uint32_t>(kv.block_tokens), p0 = static_cast<uint32_t>(s.j0 + i * kDT);
+    const uint32_t B = static_cast<uint32_t>(kv.block_tokens);
+    const uint32_t p0 = static_cast<uint32_t>(s.j0) + static_cast<uint32_t>(i * kDT);
     const uint32_t b0 = div_block(p0, B), lane = threadIdx.x & 31;
     if (lane < kPrefetchedSegments && static_cast<int>(lane) < tile_segments(p0 - b0 * B, count(s, i), B))
       copy8_async(slot(), kv.blocks + b0 + lane);
   }
   // Tile i's copies by the calling warp: its block pointers (prefetched), the stage free, then issue_tile_bulk.
-  __device__ __forceinline__ void issue(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t i,
+  __device__ __forceinline__ void issue(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int i,
                                         EncodeGate& gate) const {
     const int st = stage_of(i), n = count(s, i);
     if (i >= kBulkStages) mbarrier_wait(empty + st, (use_of(i) - 1) & 1u);
     async_wait_all();
     const uint8_t* blk0 = (threadIdx.x & 31) < kPrefetchedSegments ? *slot() : nullptr;  // the lane's own copy
-    const int64_t p0 = s.j0 + i * kDT;
+    const int64_t p0 = s.j0 + int64_t{i} * kDT;
     gate.before(p0 + n);
     uint8_t* t = tiles + st * buf_bytes;
     uint16_t* o = offs + st * 2 * kDT;
@@ -361,9 +364,9 @@ struct BulkTiles {
   }
   // At the start of tile it, by every warp: tile it + 1 issued (by its warp), then tile it's bytes awaited. Returns
   // tile it's positions; its records are at stage stage_of(it).
-  __device__ __forceinline__ int next(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int64_t it,
+  __device__ __forceinline__ int next(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int it,
                                       EncodeGate& gate) const {
-    if (it + 1 < s.n_tiles && static_cast<int64_t>(threadIdx.x >> 5) == ((it + 1) & 3)) {
+    if (it + 1 < s.n_tiles && static_cast<int>(threadIdx.x >> 5) == ((it + 1) & 3)) {
       issue(kv, kh, s, it + 1, gate);
       prefetch_blocks(kv, s, it + 5);
     }
@@ -371,7 +374,7 @@ struct BulkTiles {
     return count(s, it);
   }
   // The warp is done with tile it's stage (its lanes' reads before lane 0's arrival).
-  __device__ __forceinline__ void release(int64_t it) const {
+  __device__ __forceinline__ void release(int it) const {
     __syncwarp();
     if ((threadIdx.x & 31) == 0) mbarrier_arrive(empty + stage_of(it));
   }
