@@ -23,7 +23,9 @@
 // Measured (H100, attention alone on the 8B shape, us at 40K / 100K positions): seventeenth session 60.1 / 123 against
 // the dims kernel's 63.5 / 136 (before warp_position and rotate_query); eighteenth session 53.9 / 114 before the
 // lane-major keys and the value-table copies, 51.8 / 108 with the keys alone, 50.0 / 104 with both (instructions
-// -15%), 47.0 / 99.8 with the merge by warps (turboquant.cu).
+// -15%), 47.0 / 99.8 with the merge by warps (turboquant.cu); twenty-sixth session 43.8 / 89.2 with BulkTiles
+// (tq_records.cuh); twenty-seventh 41.8 / 84.2 against 43.6 / 88.6 with the lookups' address math, lazy rescaling,
+// constant table offsets and 32-bit tile counters (docs/cuda.md).
 #include "cuda/kernels/tq_decode_warps.cuh"
 
 #include <cuda_fp16.h>
