@@ -62,10 +62,6 @@ WarpsLayout warps_layout(const TqKvBlocks& kv, int G, bool bulk) {
   const int D = static_cast<int>(kv.head_dim), stages = bulk ? kBulkStages : 2;
   WarpsLayout l;
   l.s = setup_layout(kv, G, kValueCopies);
-  // The kernel takes the tables' and fragments' offsets as constants of its key bits.
-  if (l.s.lut_k != 0 || l.s.lut_v != key_table_bytes(kv.k.bits) ||
-      l.s.qf != l.s.lut_v + kValueTableBytes * kValueCopies)
-    throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode tables not at their constant offsets");
   l.ml = l.s.qs;                                         // per warp and head: max, sum
   l.offs = l.ml + kWarps * 8 * 2 * 4;                    // [stages][K, V][kDT]
   l.bars = (l.offs + stages * 2 * kDT * 2 + 7) / 8 * 8;  // BulkTiles' full and empty mbarriers
@@ -154,9 +150,9 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int splits = gridDim.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 2, c = lane & 3;
   const int G = a.group;
-  // The tables and query fragments at setup_layout's offsets as constants (warps_layout checks them), so a lookup's
-  // address is its index alone (the table's offset goes in the load's immediate): an IADD a lookup fewer.
-  constexpr int kLutV = key_table_bytes(KB), kQf = kLutV + kValueTableBytes * kValueCopies;
+  // The tables and query fragments at setup_layout's offsets as constants, so a lookup's address is its index alone
+  // (the table's offset goes in the load's immediate): an IADD a lookup fewer.
+  constexpr int kLutV = value_table_offset(KB), kQf = query_fragments_offset(KB, kValueCopies);
   uint32_t* lut_k = reinterpret_cast<uint32_t*>(smem);
   uint32_t* lut_v = reinterpret_cast<uint32_t*>(smem + kLutV);
   uint4* qf = reinterpret_cast<uint4*>(smem + kQf);

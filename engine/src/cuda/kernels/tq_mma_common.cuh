@@ -39,12 +39,18 @@ inline int query_fragment_bytes(int head_dim) { return (head_dim / kChunk) * 32 
 struct SetupLayout {
   int lut_k, lut_v, qf, qs, end;
 };
+// The value table's and the query fragments' offsets: constants of the key bits, which the warps kernel folds into
+// its lookups' immediates (the key table is at 0).
+__host__ __device__ constexpr int value_table_offset(int key_bits) { return key_table_bytes(key_bits); }
+__host__ __device__ constexpr int query_fragments_offset(int key_bits, int value_copies) {
+  return value_table_offset(key_bits) + kValueTableBytes * value_copies;
+}
 inline SetupLayout setup_layout(const TqKvBlocks& kv, int G, int value_copies = 1) {
   const int D = static_cast<int>(kv.head_dim);
   SetupLayout l;
   l.lut_k = 0;
-  l.lut_v = l.lut_k + key_table_bytes(kv.k.bits);
-  l.qf = l.lut_v + kValueTableBytes * value_copies;
+  l.lut_v = value_table_offset(kv.k.bits);
+  l.qf = query_fragments_offset(kv.k.bits, value_copies);
   l.qs = l.qf + query_fragment_bytes(D);
   l.end = l.qs + (G * D * 4 + 15) / 16 * 16;
   return l;

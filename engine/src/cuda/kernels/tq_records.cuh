@@ -224,6 +224,8 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
 struct SplitRange {
   int64_t j0, j1;
   int n_tiles;  // < 2^31 tiles of kDT positions: the loops' counters are 32-bit
+  // Positions of tile i (< n_tiles), in 32 bits (a split holds < 2^31 positions).
+  __device__ __forceinline__ int tile_count(int i) const { return min(kDT, static_cast<int>(j1 - j0) - i * kDT); }
 };
 __device__ __forceinline__ SplitRange split_range(const TqAttnParams& a, int64_t t, int64_t split, int splits) {
   const int64_t pos = a.positions[t];
@@ -263,7 +265,7 @@ __device__ __forceinline__ EncodeGate enter_decode(const TqAttnParams& a) {
 __device__ __forceinline__ void first_tile(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, uint8_t* tiles,
                                            uint16_t* offs, int k_area, EncodeGate& gate) {
   if (s.n_tiles > 0) {
-    const int n = static_cast<int>(min(int64_t{kDT}, s.j1 - s.j0));
+    const int n = s.tile_count(0);
     gate.before(s.j0 + n);
     issue_tile(kv, kh, s.j0, n, tiles, tiles + k_area, offs, offs + kDT);
   }
@@ -276,14 +278,14 @@ __device__ __forceinline__ int next_tile(const TqKvBlocks& kv, int64_t kh, const
                                          uint8_t* tiles, uint16_t* offs, int k_area, int buf_bytes, EncodeGate& gate) {
   if (it + 1 < s.n_tiles) {
     const int64_t p1 = s.j0 + (it + 1) * kDT;
-    const int nb = static_cast<int>((it + 1) & 1), n1 = static_cast<int>(min(int64_t{kDT}, s.j1 - p1));
+    const int nb = static_cast<int>((it + 1) & 1), n1 = s.tile_count(static_cast<int>(it + 1));
     uint8_t* t1 = tiles + nb * buf_bytes;
     uint16_t* o1 = offs + nb * 2 * kDT;
     gate.before(p1 + n1);
     issue_tile(kv, kh, p1, n1, t1, t1 + k_area, o1, o1 + kDT);
   }
   async_commit();
-  return static_cast<int>(min(int64_t{kDT}, s.j1 - (s.j0 + it * kDT)));
+  return s.tile_count(static_cast<int>(it));
 }
 
 // The tiles by bulk copies (issue_tile_bulk) through kBulkStages buffers without a block barrier a tile: tile i lands
@@ -318,23 +320,19 @@ struct BulkTiles {
   __device__ __forceinline__ const uint8_t** slot() const {
     return next_blks + (threadIdx.x >> 5) * kPrefetchedSegments + (threadIdx.x & 31);
   }
-  // Positions of tile i of the split.
-  __device__ __forceinline__ int count(const SplitRange& s, int i) const {
-    return min(kDT, static_cast<int>(s.j1 - s.j0) - i * kDT);
-  }
   // The KV block pointers of tile i's segments (the lane's one) into the warp's slot, if tile i exists.
   __device__ __forceinline__ void prefetch_blocks(const TqKvBlocks& kv, const SplitRange& s, int i) const {
     if (i >= s.n_tiles) return;
     const uint32_t B = static_cast<uint32_t>(kv.block_tokens);
     const uint32_t p0 = static_cast<uint32_t>(s.j0) + static_cast<uint32_t>(i * kDT);
     const uint32_t b0 = div_block(p0, B), lane = threadIdx.x & 31;
-    if (lane < kPrefetchedSegments && static_cast<int>(lane) < tile_segments(p0 - b0 * B, count(s, i), B))
+    if (lane < kPrefetchedSegments && static_cast<int>(lane) < tile_segments(p0 - b0 * B, s.tile_count(i), B))
       copy8_async(slot(), kv.blocks + b0 + lane);
   }
   // Tile i's copies by the calling warp: its block pointers (prefetched), the stage free, then issue_tile_bulk.
   __device__ __forceinline__ void issue(const TqKvBlocks& kv, int64_t kh, const SplitRange& s, int i,
                                         EncodeGate& gate) const {
-    const int st = stage_of(i), n = count(s, i);
+    const int st = stage_of(i), n = s.tile_count(i);
     if (i >= kBulkStages) mbarrier_wait(empty + st, (use_of(i) - 1) & 1u);
     async_wait_all();
     const uint8_t* blk0 = (threadIdx.x & 31) < kPrefetchedSegments ? *slot() : nullptr;  // the lane's own copy
@@ -371,7 +369,7 @@ struct BulkTiles {
       prefetch_blocks(kv, s, it + 5);
     }
     mbarrier_wait(full + stage_of(it), use_of(it) & 1u);
-    return count(s, it);
+    return s.tile_count(it);
   }
   // The warp is done with tile it's stage (its lanes' reads before lane 0's arrival).
   __device__ __forceinline__ void release(int it) const {
