@@ -326,7 +326,8 @@ TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
 // The tensor-core decodes at every group (LMLAB_TQ_DECODE_MMA_MIN_GROUP=1: GQA 1 to 8) over the formats they take:
 // head_dim 64, 96 (groups of 32), 128 and 256 (two groups), windows, softcap, 5000 positions (many splits), KV blocks
 // of 7; head_dim 64 and 128 on both kernels (warps owning positions, tq_decode_warps.cu, its tiles by cp.async and by
-// bulk copies, and dims, tq_decode_mma.cu).
+// bulk copies, and dims, tq_decode_mma.cu), and the default kernel with uneven splits (tq_splits.h: the last 3 hold
+// 40 positions fewer, so splits start mid-tile and mid-block).
 TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
   const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},         {4, 4, 128, 100, 0.0f, 333, 5, 2},
                                  {6, 1, 96, 0, 50.0f, 40, 5, 2},         {32, 8, 128, 0, 0.0f, 5000, 5, 2},
@@ -337,14 +338,17 @@ TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
   for (const Format& f : kFormats)
     if (f.opt.mode == TurboKvOptions::Mode::turbo && !f.opt.k_qjl && f.opt.v_bits == 4) formats.push_back(f);
   ASSERT_EQ(formats.size(), 2u) << "K5 V4 and K4 V4";
-  for (const int kernel : {0, 1, 2}) {
+  for (const int kernel : {0, 1, 2, 3}) {
     SCOPED_TRACE(kernel == 0   ? "warps own positions, tiles by cp.async"
                  : kernel == 1 ? "warps own positions, bulk copies (the default)"
-                               : "warps own dims");
+                 : kernel == 2 ? "warps own dims"
+                               : "warps own positions, bulk copies, 3 late splits 40 positions short");
     kc::DecodeOptions o = kc::decode_options();
     o.tq_decode_mma_min_group = 1;
-    o.tq_decode_warps = kernel < 2;
-    o.tq_bulk_copies = kernel == 1;
+    o.tq_decode_warps = kernel != 2;
+    o.tq_bulk_copies = kernel == 1 || kernel == 3;
+    o.tq_late_positions = kernel == 3 ? 40 : 0;
+    o.tq_late_splits = kernel == 3 ? 3 : 0;
     const ScopedDecodeOptions scoped(o);
     attention_cases(formats, cases, false);
   }

@@ -152,6 +152,7 @@ void set_chained_launches(bool on);
 // their A/B figures); set_decode_options for the tests and benchmarks. A graph keeps the kernels it was captured with.
 // Tensor cores faster at GQA 4 and 8 (GQA 1-2 not measured: docs/cuda.md, fifteenth session).
 inline constexpr int kTqDecodeMmaMinGroup = 4;
+inline constexpr int kTqLatePositions = 0;
 struct DecodeOptions {
   bool gate_up_pair = true;    // LMLAB_GATE_UP_PAIR=0 turns off: matmul_gate_up in one launch with the activation
   bool fused_routing = false;  // LMLAB_FUSED_ROUTING=1: matmul_route's GEMV routes in its last block
@@ -175,6 +176,12 @@ struct DecodeOptions {
   // f32 values as hi + lo parts). 1.29x the decoded values' attention on the H100 (twentieth session); its fix
   // (215e2e2) passed AttentionMatchesTheCpuOverTheSameRecords and TiledDecode* there in the twenty-first.
   bool tq_prefill_codes = true;
+  // A one-token TurboQuant decode's late splits (tq_splits.h: those whose blocks wait for the encode's SMs) hold
+  // this many positions fewer; LMLAB_TQ_LATE_POSITIONS=N (0 to 4095; 0: even splits).
+  int tq_late_positions = kTqLatePositions;
+  // How many splits are late: 0 counts them from the encode's and the decode's registers (turboquant.cu's
+  // late_decode_splits); LMLAB_TQ_LATE_SPLITS=N (1 to 15) sets it.
+  int tq_late_splits = 0;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

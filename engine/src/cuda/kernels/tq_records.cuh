@@ -11,6 +11,7 @@
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
 #include "cuda/kernels/reduce.cuh"
+#include "cuda/kernels/tq_splits.h"
 #include "cuda/kernels/tq_staging.h"
 
 namespace lmlab::kernels::cuda::tq {
@@ -87,6 +88,8 @@ struct TqAttnParams {
   int group;
   float scale, softcap;
   bool after_encode;  // the chained kernel just before is tq_kv_write of positions[0] on (EncodeGate)
+  // The last late_splits splits start after the encode and hold late_shortfall positions fewer (tq_splits.h).
+  int late_splits, late_shortfall;
 };
 
 inline constexpr int kDT = kTqTile;  // positions per tile
@@ -219,8 +222,8 @@ __device__ __forceinline__ void issue_tile_bulk(const TqKvBlocks& kv, int64_t kh
     }
 }
 
-// The positions [j0, j1) of split `split` of `splits` for query t (its window's history split evenly), in tiles of
-// kDT.
+// The positions [j0, j1) of split `split` of `splits` for query t (its window's history split evenly but for the
+// late splits: tq_splits.h), in tiles of kDT.
 struct SplitRange {
   int64_t j0, j1;
   int n_tiles;  // < 2^31 tiles of kDT positions: the loops' counters are 32-bit
@@ -230,8 +233,8 @@ struct SplitRange {
 __device__ __forceinline__ SplitRange split_range(const TqAttnParams& a, int64_t t, int64_t split, int splits) {
   const int64_t pos = a.positions[t];
   const int64_t lo = a.window > 0 ? max(int64_t{0}, pos - a.window + 1) : 0;
-  const int64_t len = max(int64_t{0}, pos - lo + 1), per = (len + splits - 1) / splits;
-  const int64_t j0 = lo + split * per, j1 = min(lo + len, j0 + per);
+  const SplitSpan span = split_span(max(int64_t{0}, pos - lo + 1), splits, split, a.late_splits, a.late_shortfall);
+  const int64_t j0 = lo + span.begin, j1 = lo + span.end;
   return {j0, j1, j1 > j0 ? static_cast<int>((j1 - j0 + kDT - 1) / kDT) : 0};
 }
 

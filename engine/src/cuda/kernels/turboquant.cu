@@ -1073,6 +1073,29 @@ void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float
                  kv.rot_d2, kv.rot_inv_sqrt);
 }
 // The CUDA-core decode kernel (formats or groups the tensor-core one does not take).
+// How many of a one-token decode's splits start late (tq_splits.h), from the decode's blocks per SM (the warps
+// kernel's bound: a quarter of the registers each) and the registers of an encode block, which keeps the rest of
+// its SM's decode blocks waiting until it ends: those are the last to launch, `delayed` per encode block, a split of
+// every KV head at a time (n_kv_heads blocks). H100 / H200: 54 registers x 544 threads leave room for 2 of 4.
+int late_decode_splits(const TqKvBlocks& kv, int splits) {
+  const int chosen = decode_options().tq_late_splits;
+  static const int delayed = [] {
+    const int per_sm = static_cast<int>(attention_target_blocks() / multiprocessor_count());
+    cudaFuncAttributes f{};
+    int device = 0, regs = 0;
+    if (cudaFuncGetAttributes(&f, tq_encode_kernel) != cudaSuccess || cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&regs, cudaDevAttrMaxRegistersPerMultiprocessor, device) != cudaSuccess || per_sm < 1) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    const int encode = (f.numRegs * 32 + 255) / 256 * 256 * kEncWarps;  // registers go to warps in 256s
+    return per_sm - std::clamp((regs - encode) / (regs / per_sm), 0, per_sm);
+  }();
+  // The encode's blocks: K and V of each group of each KV head (tq_kv_write), so 2 n_groups splits per delayed block.
+  const int64_t late = chosen > 0 ? chosen : 2 * kv.k.n_groups * delayed;
+  return late < splits ? static_cast<int>(late) : 0;
+}
+
 void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int splits, int64_t n_q,
                              cudaStream_t stream) {
   const TqKvBlocks& kv = a.kv;
@@ -1155,6 +1178,10 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
                                        max_splits, n_q, n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
+  if (warps && a.after_encode && n_q == 1 && decode_options().tq_late_positions > 0) {
+    a.late_splits = late_decode_splits(kv, splits);
+    a.late_shortfall = decode_options().tq_late_positions;
+  }
   if (on_tensor_cores) {
     if (warps) decode_warps(a, splits, n_q, stream);
     else decode_mma(a, splits, n_q, stream);
