@@ -225,6 +225,49 @@ TEST_P(KernelCpu, Softmax) {
   }
 }
 
+// The greedy pick's rule, one element at a time (the sampler's loop before kernels::cpu::argmax): the first largest
+// number, NaNs never winning, 0 when all are NaN.
+int64_t argmax_reference(const std::vector<float>& x) {
+  int64_t best = 0;
+  while (best < static_cast<int64_t>(x.size()) && std::isnan(x[best])) ++best;
+  if (best == static_cast<int64_t>(x.size())) return 0;
+  for (int64_t i = best + 1; i < static_cast<int64_t>(x.size()); ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+// Sizes around the vector widths and a vocabulary's, the largest at the ends, ties, NaNs in front of and beside the
+// largest, all NaN, -inf only, signed zeros.
+TEST_P(KernelCpu, ArgmaxIsTheFirstLargestAndSkipsNaN) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  uint32_t seed = 1;
+  std::vector<std::vector<float>> cases;
+  for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100, 151936}) {
+    auto x = random_vector(static_cast<size_t>(n), seed++, 4.0f);
+    cases.push_back(x);
+    x[n - 1] = 100.0f;  // at the tail
+    cases.push_back(x);
+    x[0] = 100.0f;  // a tie with the tail: the first wins
+    cases.push_back(x);
+    x[0] = nan;  // a NaN where the largest was, and in front
+    cases.push_back(x);
+    for (int64_t i = 0; i < n; i += 3) x[i] = nan;
+    cases.push_back(x);
+    cases.push_back(std::vector<float>(static_cast<size_t>(n), nan));
+    cases.push_back(std::vector<float>(static_cast<size_t>(n), -inf));
+    std::vector<float> z(static_cast<size_t>(n), -1.0f);
+    z[n / 2] = -0.0f;
+    z[n - 1] = 0.0f;
+    cases.push_back(z);
+    if (n > 2) z[1] = nan, z[n / 3] = inf;
+    cases.push_back(z);
+  }
+  for (size_t c = 0; c < cases.size(); ++c)
+    EXPECT_EQ(kernels::cpu::argmax(cases[c].data(), static_cast<int64_t>(cases[c].size())), argmax_reference(cases[c]))
+        << "case " << c << " (n " << cases[c].size() << ")";
+  EXPECT_EQ(kernels::cpu::argmax(nullptr, 0), 0) << "nothing to pick from";
+}
+
 std::vector<float> activation_inputs(int64_t n, uint32_t seed) {
   auto g = random_vector(static_cast<size_t>(n), seed, 4.0f);
   const float extremes[] = {0.0f, -0.0f, 1e-8f, -1e-8f, 20.0f, -20.0f, 90.0f, -90.0f, 200.0f, -200.0f, 3e5f, -3e5f};

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "generate/logit_order.h"
+#include "kernels/kernels.h"
 #include "lmlab/generate.h"
 
 namespace lmlab {
@@ -21,14 +22,9 @@ uint64_t next_random(uint64_t& s) {  // splitmix64
 
 int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uint64_t& rng) {
   const int32_t vocab = static_cast<int32_t>(logits.size());
-  if (p.temperature <= 0.0f) {
-    int32_t best = 0;  // from the first number on: a NaN never wins a comparison
-    while (best < vocab && std::isnan(logits[best])) ++best;
-    if (best == vocab) return 0;  // every logit NaN
-    for (int32_t i = best + 1; i < vocab; ++i)
-      if (logits[i] > logits[best]) best = i;
-    return best;
-  }
+  // Greedy: the first largest logit, NaNs never winning (every logit NaN: 0), in two vector passes: a GPU decode
+  // step waits for it (kernels/cpu/argmax.cpp).
+  if (p.temperature <= 0.0f) return static_cast<int32_t>(kernels::cpu::argmax(logits.data(), vocab));
   std::vector<int32_t> ids(static_cast<size_t>(vocab));
   std::iota(ids.begin(), ids.end(), 0);
   auto by_logit = [&](int32_t a, int32_t b) { return logit_ahead(logits, a, b); };

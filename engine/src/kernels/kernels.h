@@ -91,6 +91,8 @@ void rope(const RopeArgs& a);
 void rope_table(const RopeArgs& a, float* cos_sin);
 void attention(const AttentionArgs& a);
 void softmax(float* x, int64_t n);
+// The index of the largest of x[0, n), the first of equal ones; NaNs never win (all NaN, or n <= 0: 0).
+int64_t argmax(const float* x, int64_t n);
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
 void route_topk(const float* logits, int64_t n_experts, int64_t k, bool renormalize, int32_t* experts, float* weights);
@@ -98,6 +100,7 @@ void route_topk(const float* logits, int64_t n_experts, int64_t k, bool renormal
 const char* isa_name();
 }  // namespace cpu
 
+using cpu::argmax;
 using cpu::attention;
 using cpu::gelu_tanh_mul;
 using cpu::matmul;
