@@ -152,7 +152,10 @@ void set_chained_launches(bool on);
 // their A/B figures); set_decode_options for the tests and benchmarks. A graph keeps the kernels it was captured with.
 // Tensor cores faster at GQA 4 and 8 (GQA 1-2 not measured: docs/cuda.md, fifteenth session).
 inline constexpr int kTqDecodeMmaMinGroup = 4;
-inline constexpr int kTqLatePositions = 0;
+// The late splits' shortfall (DecodeOptions::tq_late_positions): 128 positions took the 8B step's encode cost
+// (attention with its encode against without) from 4.6 / 5.0 us to 0.8 / 1.2 us at 40K / 100K (H100, twenty-eighth
+// session, docs/cuda.md).
+inline constexpr int kTqLatePositions = 128;
 struct DecodeOptions {
   bool gate_up_pair = true;    // LMLAB_GATE_UP_PAIR=0 turns off: matmul_gate_up in one launch with the activation
   bool fused_routing = false;  // LMLAB_FUSED_ROUTING=1: matmul_route's GEMV routes in its last block
@@ -179,7 +182,7 @@ struct DecodeOptions {
   // A one-token TurboQuant decode's late splits (tq_splits.h: those whose blocks wait for the encode's SMs) hold
   // this many positions fewer; LMLAB_TQ_LATE_POSITIONS=N (0 to 4095; 0: even splits).
   int tq_late_positions = kTqLatePositions;
-  // How many splits are late: 0 counts them from the encode's and the decode's registers (turboquant.cu's
+  // How many splits are late: 0 counts them from the encode's blocks and the decode's blocks per SM (turboquant.cu's
   // late_decode_splits); LMLAB_TQ_LATE_SPLITS=N (1 to 15) sets it.
   int tq_late_splits = 0;
 };

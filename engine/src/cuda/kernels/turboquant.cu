@@ -1073,26 +1073,16 @@ void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float
                  kv.rot_d2, kv.rot_inv_sqrt);
 }
 // The CUDA-core decode kernel (formats or groups the tensor-core one does not take).
-// How many of a one-token decode's splits start late (tq_splits.h), from the decode's blocks per SM (the warps
-// kernel's bound: a quarter of the registers each) and the registers of an encode block, which keeps the rest of
-// its SM's decode blocks waiting until it ends: those are the last to launch, `delayed` per encode block, a split of
-// every KV head at a time (n_kv_heads blocks). H100 / H200: 54 registers x 544 threads leave room for 2 of 4.
+// How many of a one-token decode's splits start late (tq_splits.h): an encode block keeps every decode block off its
+// SM until it ends (the decode's blocks, 4 to an SM, need the largest shared-memory configuration, which an SM
+// running the encode does not have), and those are the last to launch, a split of every KV head at a time. The
+// encode's blocks are K and V of each group of each KV head (tq_kv_write): 2 n_groups splits per decode block an
+// SM holds. (Counted from the registers alone, 2 of the 4 fit beside an encode block: those 4 late splits measured
+// as the even ones, 8 took the step's encode cost from 3.8 to 1.2 us at 40K and 100K, H100, twenty-eighth session.)
 int late_decode_splits(const TqKvBlocks& kv, int splits) {
   const int chosen = decode_options().tq_late_splits;
-  static const int delayed = [] {
-    const int per_sm = static_cast<int>(attention_target_blocks() / multiprocessor_count());
-    cudaFuncAttributes f{};
-    int device = 0, regs = 0;
-    if (cudaFuncGetAttributes(&f, tq_encode_kernel) != cudaSuccess || cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&regs, cudaDevAttrMaxRegistersPerMultiprocessor, device) != cudaSuccess || per_sm < 1) {
-      (void)cudaGetLastError();
-      return 0;
-    }
-    const int encode = (f.numRegs * 32 + 255) / 256 * 256 * kEncWarps;  // registers go to warps in 256s
-    return per_sm - std::clamp((regs - encode) / (regs / per_sm), 0, per_sm);
-  }();
-  // The encode's blocks: K and V of each group of each KV head (tq_kv_write), so 2 n_groups splits per delayed block.
-  const int64_t late = chosen > 0 ? chosen : 2 * kv.k.n_groups * delayed;
+  const int64_t per_sm = attention_target_blocks() / multiprocessor_count();
+  const int64_t late = chosen > 0 ? chosen : 2 * kv.k.n_groups * per_sm;
   return late < splits ? static_cast<int>(late) : 0;
 }
 
