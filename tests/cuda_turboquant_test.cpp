@@ -326,8 +326,9 @@ TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
 // The tensor-core decodes at every group (LMLAB_TQ_DECODE_MMA_MIN_GROUP=1: GQA 1 to 8) over the formats they take:
 // head_dim 64, 96 (groups of 32), 128 and 256 (two groups), windows, softcap, 5000 positions (many splits), KV blocks
 // of 7; head_dim 64 and 128 on both kernels (warps owning positions, tq_decode_warps.cu, its tiles by cp.async and by
-// bulk copies, and dims, tq_decode_mma.cu), and the default kernel with uneven splits (tq_splits.h: the last 3 hold
-// 40 positions fewer, so splits start mid-tile and mid-block).
+// bulk copies, and dims, tq_decode_mma.cu; even splits but for the default, bulk copies with the default late
+// splits), and bulk copies with the last 3 splits 40 positions short (tq_splits.h: splits start mid-tile and
+// mid-block).
 TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
   const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},         {4, 4, 128, 100, 0.0f, 333, 5, 2},
                                  {6, 1, 96, 0, 50.0f, 40, 5, 2},         {32, 8, 128, 0, 0.0f, 5000, 5, 2},
@@ -347,7 +348,7 @@ TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
     o.tq_decode_mma_min_group = 1;
     o.tq_decode_warps = kernel != 2;
     o.tq_bulk_copies = kernel == 1 || kernel == 3;
-    o.tq_late_positions = kernel == 3 ? 40 : 0;
+    o.tq_late_positions = kernel == 3 ? 40 : kernel == 1 ? kc::kTqLatePositions : 0;
     o.tq_late_splits = kernel == 3 ? 3 : 0;
     const ScopedDecodeOptions scoped(o);
     attention_cases(formats, cases, false);
