@@ -706,10 +706,13 @@ void CudaBackend::forward_layer_major(std::span<const int32_t> tokens, int64_t p
 }
 
 // The first logits.size() logits of the scratch into `logits`, waiting for the stream: through pinned memory where
-// the driver gives it (a decode step's 0.6 MB copy and the GPU's idle wait for it shorter), else straight.
+// the driver gives it (a decode step's 0.6 MB copy and the GPU's idle wait for it shorter), else straight. Only a
+// few rows' worth is pinned: a chunk's every-position logits (perplexity: 2048 x 152K floats) would hold 1.2 GB of
+// host memory pinned for the process's life.
 void CudaBackend::logits_to_host(const Scratch& sc, std::vector<float>& logits) const {
+  constexpr size_t kMaxPinnedBytes = size_t{16} << 20;
   const size_t bytes = logits.size() * sizeof(float);
-  void* pinned = logits_pinned_.reserve(bytes);
+  void* pinned = bytes <= kMaxPinnedBytes ? logits_pinned_.reserve(bytes) : nullptr;
   check(cudaMemcpyAsync(pinned ? pinned : logits.data(), sc.logits.get(), bytes, cudaMemcpyDeviceToHost, stream_),
         "logits");
   check(cudaStreamSynchronize(stream_), "forward");

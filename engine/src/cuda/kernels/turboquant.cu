@@ -1072,7 +1072,6 @@ void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float
                  0, stream, part_o, part_ml, out, static_cast<int>(kv.head_dim), splits, kv.k.group_dim, kv.rot_d1,
                  kv.rot_d2, kv.rot_inv_sqrt);
 }
-// The CUDA-core decode kernel (formats or groups the tensor-core one does not take).
 // How many of a one-token decode's splits start late (tq_splits.h): an encode block keeps every decode block off its
 // SM until it ends (the decode's blocks, 4 to an SM, need the largest shared-memory configuration, which an SM
 // running the encode does not have), and those are the last to launch, a split of every KV head at a time. The
@@ -1087,6 +1086,7 @@ int late_decode_splits(const TqKvBlocks& kv, int splits) {
   return late < splits ? static_cast<int>(late) : 0;
 }
 
+// The CUDA-core decode kernel (formats or groups the tensor-core one does not take).
 void launch_cuda_core_decode(const TqAttnParams& a, const DecodeLayout& dl, int splits, int64_t n_q,
                              cudaStream_t stream) {
   const TqKvBlocks& kv = a.kv;
