@@ -1073,12 +1073,12 @@ void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float
                  kv.rot_d2, kv.rot_inv_sqrt);
 }
 // How many of a one-token decode's splits start late (tq_splits.h): an encode block keeps every decode block off its
-// SM until it ends (the decode's blocks, 4 to an SM, need the largest shared-memory configuration, which an SM
-// running the encode does not have), and those are the last to launch, a split of every KV head at a time. The
-// encode's blocks are K and V of each group of each KV head (tq_kv_write): 2 n_groups splits per decode block an
-// SM holds. (Counted from the registers alone, 2 of the 4 would fit beside an encode block: those 4 late splits
-// measured as the even ones; 8 took the 8B step's encode cost from 4.6 / 5.0 to 0.8 / 1.2 us at 40K / 100K, H100,
-// twenty-eighth session.)
+// SM until it ends (measured; most likely because the decode's blocks, 4 to an SM, need a larger shared-memory
+// configuration than an SM running the encode has), and those are the last to launch, a split of every KV head at a
+// time. The encode's blocks are K and V of each group of each KV head (tq_kv_write): 2 n_groups splits per decode
+// block an SM holds. (Counted from the registers alone, 2 of the 4 would fit beside an encode block: those 4 late
+// splits measured as the even ones; 8 took the 8B step's encode cost from 4.6 / 5.0 to 0.8 / 1.2 us at 40K / 100K,
+// H100, twenty-eighth session.)
 int late_decode_splits(const TqKvBlocks& kv, int splits) {
   const int chosen = decode_options().tq_late_splits;
   const int64_t per_sm = attention_target_blocks() / multiprocessor_count();
