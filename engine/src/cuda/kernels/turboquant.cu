@@ -1072,6 +1072,7 @@ void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float
                  0, stream, part_o, part_ml, out, static_cast<int>(kv.head_dim), splits, kv.k.group_dim, kv.rot_d1,
                  kv.rot_d2, kv.rot_inv_sqrt);
 }
+
 // How many of a one-token decode's splits start late (tq_splits.h): an encode block keeps every decode block off its
 // SM until it ends (measured; most likely because the decode's blocks, 4 to an SM, need a larger shared-memory
 // configuration than an SM running the encode has), and those are the last to launch, a split of every KV head at a
