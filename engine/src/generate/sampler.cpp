@@ -1,8 +1,6 @@
 // Token sampling: greedy, or temperature with top-k / top-p / min-p filtering, from a seeded xorshift RNG
 // so runs are reproducible.
-#include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <vector>
 
 #include "generate/logit_order.h"
@@ -25,16 +23,9 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uin
   // Greedy: the first largest logit, NaNs never winning (every logit NaN: 0), in two vector passes: a GPU decode
   // step waits for it (kernels/cpu/argmax.cpp).
   if (p.temperature <= 0.0f) return static_cast<int32_t>(kernels::cpu::argmax(logits.data(), vocab));
-  std::vector<int32_t> ids(static_cast<size_t>(vocab));
-  std::iota(ids.begin(), ids.end(), 0);
-  auto by_logit = [&](int32_t a, int32_t b) { return logit_ahead(logits, a, b); };
-  int32_t keep = vocab;
-  if (p.top_k > 0 && p.top_k < vocab) {
-    keep = p.top_k;
-    std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), by_logit);
-  } else {
-    std::sort(ids.begin(), ids.end(), by_logit);
-  }
+  // The whole vocabulary in logit_ahead's order (a total order: the first top_k are what a partial sort gives).
+  const std::vector<int32_t> ids = ids_by_logit(logits);
+  int32_t keep = p.top_k > 0 && p.top_k < vocab ? p.top_k : vocab;
   const double max_l = logits[ids[0]];
   if (std::isnan(max_l)) return ids[0];  // every logit NaN: nothing to weigh
   std::vector<double> prob(static_cast<size_t>(keep));
