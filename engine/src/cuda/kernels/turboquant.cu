@@ -1073,15 +1073,14 @@ void merge_rotated_splits(const TqKvBlocks& kv, const float* part_o, const float
                  kv.rot_d2, kv.rot_inv_sqrt);
 }
 
-// How many of a one-token decode's splits start late (tq_splits.h): an encode block keeps every decode block off its
-// SM until it ends (measured; most likely because the decode's blocks, 4 to an SM, need a larger shared-memory
-// configuration than an SM running the encode has), and those are the last to launch, a split of every KV head at a
-// time. The encode's blocks are K and V of each group of each KV head (tq_kv_write): 2 n_groups splits per decode
-// block an SM holds. (Counted from the registers alone, 2 of the 4 would fit beside an encode block: those 4 late
-// splits measured as the even ones; 8 took the 8B step's encode cost from 4.6 / 5.0 to 0.8 / 1.2 us at 40K / 100K,
-// H100, twenty-eighth session.)
-int late_decode_splits(const TqKvBlocks& kv, int splits) {
-  const int chosen = decode_options().tq_late_splits;
+// How many of a one-token decode's splits start late (tq_splits.h; `chosen` > 0: DecodeOptions::tq_late_splits): an
+// encode block keeps every decode block off its SM until it ends (measured; most likely because the decode's blocks,
+// 4 to an SM, need a larger shared-memory configuration than an SM running the encode has), and those are the last
+// to launch, a split of every KV head at a time. The encode's blocks are K and V of each group of each KV head
+// (tq_kv_write): 2 n_groups splits per decode block an SM holds. (Counted from the registers alone, 2 of the 4 would
+// fit beside an encode block: those 4 late splits measured as the even ones; 8 took the 8B step's encode cost from
+// 4.6 / 5.0 to 0.8 / 1.2 us at 40K / 100K, H100, twenty-eighth session.)
+int late_decode_splits(const TqKvBlocks& kv, int splits, int chosen) {
   const int64_t per_sm = attention_target_blocks() / multiprocessor_count();
   const int64_t late = chosen > 0 ? chosen : 2 * kv.k.n_groups * per_sm;
   return late < splits ? static_cast<int>(late) : 0;
@@ -1159,20 +1158,21 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
   a.group = static_cast<int>(G);
   a.scale = scale;
   a.softcap = softcap;
-  a.after_encode = after_encode && decode_options().tq_early_start && chained_launches();
+  const DecodeOptions opts = decode_options();  // read once: the choices below agree with one another
+  a.after_encode = after_encode && opts.tq_early_start && chained_launches();
   // head_dim <= 256 and at most 8-bit records keep the layout under ~90 KB (head_dim 256, GQA 8, affine int8).
   const DecodeLayout dl = decode_layout(kv, static_cast<int>(G));
   if (static_cast<size_t>(dl.total) > kMaxDecodeSmem)
     throw Error(ErrorKind::unsupported, "cuda TurboQuant attention", "records too large for shared memory");
   const bool on_tensor_cores = tq_decode_on_tensor_cores(kv, G);
-  const bool warps = on_tensor_cores && decode_options().tq_decode_warps && decode_warps_supports(kv);
+  const bool warps = on_tensor_cores && opts.tq_decode_warps && decode_warps_supports(kv);
   const int splits = decode_split_count(attention_target_blocks(), n_q * kv.n_kv_heads, n_kv, kDMinSplitPositions,
                                        max_splits, n_q, n_heads, D);
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
-  if (warps && a.after_encode && n_q == 1 && decode_options().tq_late_positions > 0) {
-    a.late_splits = late_decode_splits(kv, splits);
-    a.late_shortfall = decode_options().tq_late_positions;
+  if (warps && a.after_encode && n_q == 1 && opts.tq_late_positions > 0) {
+    a.late_splits = late_decode_splits(kv, splits, opts.tq_late_splits);
+    a.late_shortfall = opts.tq_late_positions;
   }
   if (on_tensor_cores) {
     if (warps) decode_warps(a, splits, n_q, stream);
