@@ -69,15 +69,17 @@ DeviceBlockTable& DeviceBlockTable::of(const KvLayerBlocked& layer, DeviceAlloca
   return *table;
 }
 
-void DeviceBlockTable::sync(const KvLayerBlocked& layer, cudaStream_t stream) {
+void DeviceBlockTable::sync(KvLayerBlocked& layer, cudaStream_t stream) {
   const auto& blocks = layer.blocks();
   if (static_cast<int64_t>(blocks.size()) > max_blocks_)
     throw Error(ErrorKind::internal, "cuda kv",
                 fmt::format("{} KV blocks exceed the device block table's {}", blocks.size(), max_blocks_));
   // Upload the changed entries as runs (a decode step changes at most one or two; adopting a prefix, many). Only
-  // entries the layer holds or the mirror still holds can differ: past both, every entry is null, so a short
-  // sequence in a long context is not walked over the whole table every token.
-  int64_t b = 0;
+  // entries from the layer's first change on can differ, and only those the layer holds or the mirror still holds:
+  // past both, every entry is null. So a decode step walks one or two entries, not the whole table.
+  const int64_t first = layer.take_first_changed_block();
+  int64_t b = walked_ ? first : 0;
+  walked_ = false;  // until this walk is done: one that throws part way leaves the next to walk everything
   const int64_t n = std::max(static_cast<int64_t>(blocks.size()), mirror_held_);
   auto want = [&](int64_t i) {
     return i < static_cast<int64_t>(blocks.size()) && blocks[i] ? reinterpret_cast<uint16_t*>(blocks[i]->data)
@@ -96,6 +98,7 @@ void DeviceBlockTable::sync(const KvLayerBlocked& layer, cudaStream_t stream) {
     b = e;
   }
   mirror_held_ = static_cast<int64_t>(blocks.size());
+  walked_ = true;
 }
 
 kernels::cuda::KvBlocks DeviceBlockTable::blocks(const KvLayerBlocked& layer) const {

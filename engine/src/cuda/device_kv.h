@@ -48,8 +48,9 @@ class DeviceBlockTable final : public KvLayerAttachment {
   // The table of `layer`, made on first use (max_blocks: the context size in blocks).
   static DeviceBlockTable& of(const KvLayerBlocked& layer, DeviceAllocator& alloc, int64_t max_blocks);
 
-  // Uploads the entries of layer.blocks() that changed since the last sync (on `stream`, before the kernels).
-  void sync(const KvLayerBlocked& layer, cudaStream_t stream);
+  // Uploads the entries of layer.blocks() that changed since the last sync (on `stream`, before the kernels): those
+  // from the layer's first changed block on (take_first_changed_block: this table is its only taker).
+  void sync(KvLayerBlocked& layer, cudaStream_t stream);
   kernels::cuda::KvBlocks blocks(const KvLayerBlocked& layer) const;
   // The compressed spec's device constants (null for f16 layers), made with the table.
   const DeviceTqCodec* tq() const { return tq_.get(); }
@@ -63,6 +64,7 @@ class DeviceBlockTable final : public KvLayerAttachment {
   DeviceBuffer table_;             // [max_blocks] device pointers
   std::vector<uint16_t*> mirror_;  // what the device table holds now
   int64_t mirror_held_ = 0;        // mirror_ entries at or past this are null
+  bool walked_ = false;            // false: the next sync walks every entry (the first, or after one that threw)
   std::unique_ptr<DeviceTqCodec> tq_;
 };
 

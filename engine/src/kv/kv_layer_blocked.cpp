@@ -46,11 +46,12 @@ uint64_t KvLayerBlocked::hot_bytes_per_token() const {
 }
 
 KvLayerBlocked::Table KvLayerBlocked::records() {
-  return {spec_.k_codec.get(), spec_.v_codec.get(), &blocks_, block_tokens() * record_bytes_per_token()};
+  return {spec_.k_codec.get(), spec_.v_codec.get(), &blocks_, block_tokens() * record_bytes_per_token(),
+          &records_null_below_};
 }
 
 KvLayerBlocked::Table KvLayerBlocked::hot() {
-  return {&hot_codec_, &hot_codec_, &hot_, block_tokens() * hot_bytes_per_token()};
+  return {&hot_codec_, &hot_codec_, &hot_, block_tokens() * hot_bytes_per_token(), &hot_null_below_};
 }
 
 uint64_t KvLayerBlocked::bytes() const {
@@ -65,8 +66,14 @@ uint8_t* KvLayerBlocked::writable_block(const Table& t, int64_t b) {
   auto& tab = *t.blocks;
   if (static_cast<int64_t>(tab.size()) <= b) tab.resize(static_cast<size_t>(b + 1));
   auto& blk = tab[b];
-  if (!blk) blk = pool_->allocate(t.block_bytes);
-  else if (blk.use_count() > 1) blk = pool_->clone(*blk);  // shared with the prompt cache: copy on write
+  if (!blk) {
+    blk = pool_->allocate(t.block_bytes);
+    changed(tab, b);
+  } else if (blk.use_count() > 1) {  // shared with the prompt cache: copy on write
+    blk = pool_->clone(*blk);
+    changed(tab, b);
+  }
+  *t.null_below = std::min(*t.null_below, b);
   return blk->data;
 }
 
@@ -124,12 +131,23 @@ void KvLayerBlocked::pack_hot(int64_t p_end) {
 void KvLayerBlocked::release_blocks(int64_t next_query_pos) {
   const int64_t B = block_tokens();
   const int64_t keep_from = spec_.window > 0 ? first_needed_position(next_query_pos) / B - 1 : 0;
-  for (int64_t b = 0; b < static_cast<int64_t>(blocks_.size()); ++b)
-    if (b < keep_from || b * B >= n_compressed_) blocks_[b].reset();
-  for (int64_t b = 0; b < static_cast<int64_t>(hot_.size()); ++b)
-    if (b < keep_from || (b + 1) * B <= n_compressed_ || b * B >= n_tokens_) hot_[b].reset();
+  // Records: blocks before keep_from, and from the frontier on (b B >= n_compressed_).
+  reset_blocks(blocks_, records_null_below_, keep_from);
+  reset_blocks(blocks_, (n_compressed_ + B - 1) / B, static_cast<int64_t>(blocks_.size()));
+  records_null_below_ = std::max(records_null_below_, keep_from);
+  // Hot rows: blocks before keep_from or wholly packed ((b + 1) B <= n_compressed_), and from n_tokens_ on.
+  const int64_t hot_from = std::max(keep_from, n_compressed_ / B);
+  reset_blocks(hot_, hot_null_below_, hot_from);
+  reset_blocks(hot_, (n_tokens_ + B - 1) / B, static_cast<int64_t>(hot_.size()));
+  hot_null_below_ = std::max(hot_null_below_, hot_from);
   drop_trailing_nulls(blocks_);
   drop_trailing_nulls(hot_);
+}
+
+void KvLayerBlocked::reset_blocks(std::vector<std::shared_ptr<KvBlock>>& t, int64_t from, int64_t to) {
+  to = std::min(to, static_cast<int64_t>(t.size()));
+  for (int64_t b = std::max<int64_t>(from, 0); b < to; ++b)
+    if (t[b]) t[b].reset(), changed(t, b);
 }
 
 void KvLayerBlocked::append(const float* k, const float* v, int64_t n) {
@@ -207,6 +225,8 @@ void KvLayerBlocked::adopt(std::vector<std::shared_ptr<KvBlock>> blocks, int64_t
   if (!shareable() || n_tokens_ != 0)
     throw Error(ErrorKind::internal, "kv cache", "adopt into a non-empty or unshareable layer");
   blocks_ = std::move(blocks);
+  records_null_below_ = 0;
+  first_changed_ = 0;
   n_tokens_ = n_compressed_ = n_tokens;
 }
 

@@ -18,7 +18,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "kv/codec/kv_codec_f32.h"
@@ -72,6 +74,11 @@ class KvLayerBlocked final : public KvLayerCache {
   // for specs without a hot window (internal error otherwise); out_of_memory leaves the layer as it was.
   void extend(int64_t n);
   std::unique_ptr<KvLayerAttachment>& attachment() const { return attachment_; }
+  // The lowest index of blocks() whose entry changed (allocated, copied on write, released, adopted) since the last
+  // call (INT64_MAX when none; 0 before the first), and a new count from here: the attachment that mirrors the table
+  // on a device walks only what changed, where a full walk cost every decode step O(context) (a 100K context's
+  // 36 layers: ~112K blocks, ~0.7-1.4 ms of host time a step on the development VM).
+  int64_t take_first_changed_block() { return std::exchange(first_changed_, kNoChange); }
   // Lowest position any query at or after `pos` can still see.
   int64_t first_needed_position(int64_t pos) const {
     return spec_.window > 0 ? std::max<int64_t>(0, pos - spec_.window + 1) : 0;
@@ -84,6 +91,7 @@ class KvLayerBlocked final : public KvLayerCache {
     const KvCodec* v;
     std::vector<std::shared_ptr<KvBlock>>* blocks;
     uint64_t block_bytes;
+    int64_t* null_below;  // every entry below it is null
   };
   Table records();
   Table hot();
@@ -95,6 +103,11 @@ class KvLayerBlocked final : public KvLayerCache {
   void append_rows(const float* k, const float* v, int64_t n, int64_t target);
   void pack_hot(int64_t p_end);
   void release_blocks(int64_t next_query_pos);
+  // Resets entries [from, to) of t (clamped to its size), noting each one that held a block.
+  void reset_blocks(std::vector<std::shared_ptr<KvBlock>>& t, int64_t from, int64_t to);
+  void changed(const std::vector<std::shared_ptr<KvBlock>>& t, int64_t b) {
+    if (&t == &blocks_) first_changed_ = std::min(first_changed_, b);
+  }
   bool holds(int64_t pos) const;
   // What the attention reads: the block tables as pointers (into ptrs, which must outlive the view).
   BlockedKvView view(std::vector<const uint8_t*> (&ptrs)[2]) const;
@@ -105,6 +118,11 @@ class KvLayerBlocked final : public KvLayerCache {
   std::vector<std::shared_ptr<KvBlock>> blocks_;  // records
   std::vector<std::shared_ptr<KvBlock>> hot_;     // f32 rows of the hot window
   int64_t n_tokens_ = 0, n_compressed_ = 0;
+  // Below these every entry of blocks_ / hot_ is null (released by a window or packed), so a release starts there
+  // instead of walking the whole table each step.
+  int64_t records_null_below_ = 0, hot_null_below_ = 0;
+  static constexpr int64_t kNoChange = INT64_MAX;
+  int64_t first_changed_ = 0;  // see take_first_changed_block()
   mutable std::unique_ptr<KvLayerAttachment> attachment_;
 };
 
