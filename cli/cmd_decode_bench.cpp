@@ -72,7 +72,8 @@ int run_decode_bench(const Flags& fl) {
     next = input(next);
     for (int64_t i = 0; i < fl.warmup; ++i)
       next = input(sample_token(session->append(std::span<const int32_t>(&next, 1)), greedy, rng_state));
-    const StreamCounters before = model->counters().stream;
+    const ModelCounters before_all = model->counters();
+    const StreamCounters& before = before_all.stream;
     std::vector<int64_t> step_ns;
     for (int64_t i = 0; i < fl.n; ++i) {
       t0 = std::chrono::steady_clock::now();
@@ -89,6 +90,11 @@ int run_decode_bench(const Flags& fl) {
                           {"decode_tok_s", f.decode_tok_s}, {"prefill_tok_s", f.prefill_tok_s},
                           {"step_ms_p50", f.step_ms_p50}, {"step_ms_p90", f.step_ms_p90},
                           {"kv_cache_bytes", c.kv_cache_bytes}, {"options", nlohmann::json::parse(options_to_json_text(model->options()))}};
+    // The device's busy time per replayed step (a graph decode): the rest of step_ms is the host's, between steps.
+    const uint64_t device_steps = c.device_decode_steps - before_all.device_decode_steps;
+    const double device_step_ms =
+        device_steps ? (c.device_decode_ns - before_all.device_decode_ns) * 1e-6 / static_cast<double>(device_steps) : 0.0;
+    if (device_steps) row["device_step_ms"] = device_step_ms;
     if (model->options().stream_experts)
       row["decode_streaming"] = {{"ssd_bytes", io.ssd_bytes_read_total},
                                  {"ssd_reads", io.ssd_reads_total},
@@ -103,6 +109,7 @@ int run_decode_bench(const Flags& fl) {
       fmt::print("context {:>6}: decode {:8.2f} tok/s (step p50 {:.2f} ms, p90 {:.2f} ms)  prefill {:8.1f} tok/s  kv "
                  "{:8.2f} MiB  ({})\n",
                  ctx, f.decode_tok_s, f.step_ms_p50, f.step_ms_p90, f.prefill_tok_s, c.kv_cache_bytes / 1048576.0, kv_mode);
+    if (!fl.json && device_steps) fmt::print("  device busy {:.3f} ms a step ({} graph steps)\n", device_step_ms, device_steps);
     if (!fl.json && model->options().stream_experts) {
       const double seconds = std::accumulate(step_ns.begin(), step_ns.end(), int64_t{0}) * 1e-9;
       const double reading = io.ssd_read_seconds_total;

@@ -1,10 +1,11 @@
 // The golden suite on the GPU: every fixture model with --device cuda against HF transformers' logits and
 // greedy tokens (the same checks and bounds as the CPU's golden_test), plus the --gpu-layers split (first
 // layer on the GPU, the rest on the CPU) and the engine's device-memory books against the driver. Without a
-// GPU every test skips with the reason.
+// GPU every test skips with the reason. Also: the device's busy time in replayed decode steps.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #ifdef LMLAB_HAVE_CUDA
@@ -121,6 +122,32 @@ TEST_F(CudaGolden, DeviceMemoryIsCountedAndAgreesWithTheDriver) {
   RecordProperty("driver_delta_bytes", std::to_string(driver));
   EXPECT_NEAR(driver, static_cast<double>(c.device_memory_bytes), 0.05 * c.device_memory_bytes + (64 << 20))
       << "engine " << c.device_memory_bytes << " bytes, driver delta " << driver;
+}
+
+TEST_F(CudaGolden, ReplayedDecodeStepsAreTimedOnTheDevice) {
+  auto model = Model::load(test::model_dir("coder-dense"), cuda_options());
+  auto s = model->new_session();
+  std::vector<int32_t> prompt(40, 7);
+  s->append(prompt);
+  const ModelCounters before = model->counters();
+  constexpr int kSteps = 12;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kSteps; ++i) {
+    const int32_t token = 11 + i;
+    s->append(std::span<const int32_t>(&token, 1));
+  }
+  const auto wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  const ModelCounters c = model->counters();
+  if (c.device_decode_steps == before.device_decode_steps)
+    GTEST_SKIP() << "decode ran without graphs (LMLAB_CUDA_GRAPH=0?): nothing is timed";
+  EXPECT_EQ(c.device_decode_steps - before.device_decode_steps, uint64_t{kSteps}) << "every one-token step is a replay";
+  const uint64_t busy = c.device_decode_ns - before.device_decode_ns;
+  EXPECT_GT(busy, 0u);
+  EXPECT_LT(busy, static_cast<uint64_t>(wall_ns)) << "the device's time is a part of the steps' wall time";
+  // The prompt's chunk is not a replay: a second model's prefill leaves the counters where they were.
+  auto other = Model::load(test::model_dir("coder-dense"), cuda_options());
+  other->new_session()->append(prompt);
+  EXPECT_EQ(other->counters().device_decode_steps, 0u);
 }
 
 }  // namespace

@@ -26,6 +26,9 @@ struct ModelCounters {
   uint64_t prompt_cache_evictions = 0;
   // Device memory held by the backend's allocator (weights, KV blocks, scratch); zeros on the CPU backend.
   uint64_t device_memory_bytes = 0, device_memory_peak_bytes = 0;
+  // Decode steps the device ran as one replayed graph, and its busy nanoseconds in them (the host's time between
+  // steps excluded); zeros on the CPU backend and where decode runs without a graph.
+  uint64_t device_decode_steps = 0, device_decode_ns = 0;
   StreamCounters stream;  // SSD expert streaming (zeros unless --stream-experts); render_prometheus() exports it
 };
 

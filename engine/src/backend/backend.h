@@ -30,6 +30,12 @@ struct DeviceMemory {
   uint64_t driver_total_bytes = 0;
 };
 
+// The device's busy time in replayed decode steps (CUDA graphs): events around each replay, so the host's work between
+// steps (the pick, the launch) is not in it.
+struct DeviceDecodeTime {
+  uint64_t steps = 0, ns = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -58,6 +64,7 @@ class Backend {
   virtual void forward_batch(std::span<const SequenceStep> steps, std::vector<float>& logits) const;
 
   virtual DeviceMemory memory() const { return {}; }
+  virtual DeviceDecodeTime decode_time() const { return {}; }
   // --stream-experts: the device's share of the streaming counters (its VRAM expert cache), added to the host
   // streamer's. Nothing on backends without one.
   virtual void add_stream_counters(StreamCounters& /*c*/) const {}

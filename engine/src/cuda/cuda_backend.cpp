@@ -29,6 +29,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_expert_cache.h"
 #include "cuda/device_weights.h"
+#include "cuda/graph_step_timer.h"
 #include "cuda/device_kv.h"
 #include "cuda/pinned_host_buffer.h"
 #include "cuda/routing_mailbox.h"
@@ -162,6 +163,11 @@ class CudaBackend final : public Backend {
 
   std::shared_ptr<KvBlockAllocator> kv_allocator() const override { return kv_alloc_; }
 
+  DeviceDecodeTime decode_time() const override {
+    std::lock_guard lock(mu_);
+    return {step_timer_.steps(), step_timer_.nanoseconds()};
+  }
+
   DeviceMemory memory() const override {
     DeviceMemory m;
     m.current_bytes = alloc_->current_bytes();
@@ -264,6 +270,7 @@ class CudaBackend final : public Backend {
   mutable cuda::PinnedHostBuffer logits_pinned_;  // logits_to_host's staging
   // By layer 0's DeviceBlockTable::id() and the attention bound (decode_kv_bound).
   mutable std::map<std::pair<uint64_t, int64_t>, GraphExec> graphs_by_kv_;
+  mutable cuda::GraphStepTimer step_timer_;
   mutable std::mutex mu_;
 };
 
@@ -610,7 +617,9 @@ void CudaBackend::replay_decode(Scratch& sc, KvSequence& cache, int64_t pos) con
     check(e, "graph instantiate");
     it = graphs_by_kv_.emplace(std::pair{kv0.id(), bound}, g).first;
   }
+  step_timer_.begin(stream_);
   check(cudaGraphLaunch(it->second.exec, stream_), "graph launch");
+  step_timer_.end(stream_);
   if (experts_) serve_streamed_step();
 }
 

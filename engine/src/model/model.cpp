@@ -109,6 +109,9 @@ ModelCounters Model::counters() const {
   const DeviceMemory dm = impl_->backend->memory();
   c.device_memory_bytes = dm.current_bytes;
   c.device_memory_peak_bytes = dm.peak_bytes;
+  const DeviceDecodeTime dt = impl_->backend->decode_time();
+  c.device_decode_steps = dt.steps;
+  c.device_decode_ns = dt.ns;
   if (const ExpertStreamer* es = impl_->transformer->streamer()) {
     c.stream = es->counters();
     impl_->backend->add_stream_counters(c.stream);
