@@ -1,8 +1,10 @@
 // A decode step's host-side pick over a 151,936-token vocabulary (qwen3's), one thread, seeded normal logits: what a
 // GPU decode step waits for between its graph launches (docs/cuda.md, twenty-eighth session).
 //   BM_pick_greedy / BM_pick_greedy_loop    sample_token at temperature 0 (kernels::cpu::argmax) / the loop it replaced
-//   BM_pick_sampled                         sample_token at temperature 0.8 (the whole vocabulary ranked, no top-k)
+//   BM_pick_sampled                         sample_token at temperature 0.8, no filter (drawn in id order, unranked)
+//   BM_pick_sampled_top_p / _top_k / _min_p  the same with top_p 0.95 / top_k 40 / min_p 0.05 (the ranking's first ids)
 //   BM_rank_radix / BM_rank_comparison      ids_by_logit / std::sort with logit_ahead (what sample_token used)
+//   BM_rank_first40                         first_ids_by_logit(40): a top-k filter's or logprobs' ranks
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -53,6 +55,22 @@ void BM_pick_sampled(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(lmlab::sample_token(l, p, rng));
 }
 
+void pick_sampled_with(benchmark::State& state, float top_p, int top_k, float min_p) {
+  const std::vector<float> l = vocabulary_logits();
+  lmlab::SamplingParams p;
+  p.temperature = 0.8f, p.top_p = top_p, p.top_k = top_k, p.min_p = min_p;
+  uint64_t rng = 1;
+  for (auto _ : state) benchmark::DoNotOptimize(lmlab::sample_token(l, p, rng));
+}
+void BM_pick_sampled_top_p(benchmark::State& state) { pick_sampled_with(state, 0.95f, 0, 0.0f); }
+void BM_pick_sampled_top_k(benchmark::State& state) { pick_sampled_with(state, 1.0f, 40, 0.0f); }
+void BM_pick_sampled_min_p(benchmark::State& state) { pick_sampled_with(state, 1.0f, 0, 0.05f); }
+
+void BM_rank_first40(benchmark::State& state) {
+  const std::vector<float> l = vocabulary_logits();
+  for (auto _ : state) benchmark::DoNotOptimize(lmlab::first_ids_by_logit(l, 40));
+}
+
 void BM_rank_radix(benchmark::State& state) {
   const std::vector<float> l = vocabulary_logits();
   for (auto _ : state) benchmark::DoNotOptimize(lmlab::ids_by_logit(l));
@@ -73,5 +91,9 @@ void BM_rank_comparison(benchmark::State& state) {
 BENCHMARK(BM_pick_greedy)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_pick_greedy_loop)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_pick_sampled)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_pick_sampled_top_p)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_pick_sampled_top_k)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_pick_sampled_min_p)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_rank_first40)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_rank_radix)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_rank_comparison)->Unit(benchmark::kMillisecond);

@@ -268,6 +268,31 @@ TEST_P(KernelCpu, ArgmaxIsTheFirstLargestAndSkipsNaN) {
   EXPECT_EQ(kernels::cpu::argmax(nullptr, 0), 0) << "nothing to pick from";
 }
 
+TEST_P(KernelCpu, ScaledExpIsATemperatureSoftmaxsWeights) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 7, 8, 15, 16, 17, 100, 151936}) {
+    auto x = random_vector(static_cast<size_t>(n), static_cast<uint32_t>(n), 6.0f);
+    if (n > 2) x[1] = nan, x[n - 1] = -inf, x[n / 2] = -1e30f;  // weights 0; an exponent far below the range
+    const float m = *std::max_element(x.begin(), x.end(), [](float a, float b) { return std::isnan(b) ? false : std::isnan(a) || a < b; });
+    for (const float scale : {1.0f, 1.0f / 0.7f, 1.0f / 3.0f}) {
+      std::vector<float> w(static_cast<size_t>(n), -1.0f);
+      const double sum = kernels::cpu::scaled_exp(x.data(), n, m, scale, w.data());
+      double ref_sum = 0.0, kernel_sum = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double arg = (static_cast<double>(x[i]) - m) * scale;
+        const double ref = std::isnan(x[i]) ? 0.0 : std::exp(arg);
+        ref_sum += ref;
+        kernel_sum += w[i];
+        // The argument is rounded to float: e^a moves by |a| x 2^-24 relative.
+        const double tol = ref > 0.0 ? ref * (1e-6 + 1.2e-7 * std::abs(arg)) : 1e-37;
+        ASSERT_NEAR(w[i], ref, tol) << "n " << n << " i " << i << " x " << x[i];
+      }
+      EXPECT_NEAR(sum, kernel_sum, 1e-12 * kernel_sum) << "the returned sum is the weights' (in double)";
+      EXPECT_NEAR(sum, ref_sum, 2e-6 * ref_sum);
+    }
+  }
+}
+
 std::vector<float> activation_inputs(int64_t n, uint32_t seed) {
   auto g = random_vector(static_cast<size_t>(n), seed, 4.0f);
   const float extremes[] = {0.0f, -0.0f, 1e-8f, -1e-8f, 20.0f, -20.0f, 90.0f, -90.0f, 200.0f, -200.0f, 3e5f, -3e5f};

@@ -1,6 +1,7 @@
 // generate/logit_order.h's ids_by_logit (the sampler's ranking of the whole vocabulary by a radix sort) against
 // std::sort with logit_ahead, the comparison it replaces: the same order for NaNs of any payload and sign, -0 and +0,
-// infinities, subnormals, ties, and a vocabulary's size, so a seeded draw picks the same token as before.
+// infinities, subnormals, ties, and a vocabulary's size; and first_ids_by_logit, that order's first n ids without
+// ranking the rest (the sampler's filters, logprobs' alternatives), against its prefix.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -46,6 +47,30 @@ TEST(LogitOrder, RadixRankingEqualsTheComparisonSort) {
   }
   const std::vector<float> all_specials(std::begin(specials), std::end(specials));
   EXPECT_EQ(ids_by_logit(all_specials), sorted_by_comparison(all_specials));
+}
+
+TEST(LogitOrder, FirstIdsAreTheRankingsPrefix) {
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), 0.0f, -0.0f, std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), 1.0f};
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  std::uniform_int_distribution<int> pick(0, 5);
+  for (const int v : {1, 7, 300, 20000, 151936}) {  // below and above the histogram's vocabulary
+    for (int variant = 0; variant < 3; ++variant) {
+      std::vector<float> l(static_cast<size_t>(v));
+      for (auto& x : l) x = normal(rng);
+      if (variant >= 1)
+        for (int i = 0; i < v; i += 5) l[i] = specials[pick(rng)];
+      if (variant == 2)  // ties in blocks: one histogram bucket holds thousands
+        for (auto& x : l) x = std::round(x);
+      const std::vector<int32_t> all = sorted_by_comparison(l);
+      for (const size_t n : {size_t{0}, size_t{1}, size_t{40}, size_t(v / 4), size_t(v / 4 + 1), size_t(v), size_t(v + 3)}) {
+        const std::vector<int32_t> first = first_ids_by_logit(l, n);
+        ASSERT_EQ(first.size(), std::min<size_t>(n, v));
+        EXPECT_TRUE(std::equal(first.begin(), first.end(), all.begin())) << "v " << v << " variant " << variant << " n " << n;
+      }
+    }
+  }
 }
 
 }  // namespace

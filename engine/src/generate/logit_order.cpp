@@ -1,6 +1,7 @@
 // ids_by_logit: an LSD radix sort over 32-bit keys that order the logits as logit_ahead does.
 #include "generate/logit_order.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 
@@ -8,13 +9,42 @@ namespace lmlab {
 
 namespace {
 
-// Ascending in the key = logit_ahead's order: larger logits first, -0 equal to +0, NaN (any payload) last.
+// Ascending in the key = logit_ahead's order: larger logits first, -0 equal to +0, NaN (any payload) last. No
+// branches, so the key passes vectorise.
 uint32_t descending_key(float v) {
-  if (std::isnan(v)) return 0xFFFFFFFFu;  // no number's key reaches it (that would be the bits of a NaN)
-  if (v == 0.0f) v = 0.0f;                // -0 ties with +0
-  const uint32_t u = std::bit_cast<uint32_t>(v);
+  uint32_t u = std::bit_cast<uint32_t>(v);
+  const uint32_t magnitude = u & 0x7FFFFFFFu;
+  u = magnitude == 0 ? 0u : u;                                              // -0 ties with +0
   const uint32_t ascending = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // float order as unsigned order
-  return ~ascending;
+  return magnitude > 0x7F800000u ? 0xFFFFFFFFu : ~ascending;  // NaN: no number's key reaches it
+}
+
+// The keys of a vocabulary and how many fall in each bucket of their top 16 bits (ranks run bucket by bucket).
+struct KeyBuckets {
+  static constexpr int kShift = 16;
+  std::vector<uint32_t>& keys;
+  std::array<uint32_t, 1u << 16>& count;
+};
+KeyBuckets key_buckets(std::span<const float> logits) {
+  thread_local std::vector<uint32_t> keys;
+  thread_local std::array<uint32_t, 1u << 16> count;
+  keys.resize(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) keys[i] = descending_key(logits[i]);
+  count.fill(0);
+  for (const uint32_t k : keys) ++count[k >> KeyBuckets::kShift];
+  return {keys, count};
+}
+
+// The first n of the order among the ids whose key bucket is at most `last` (which must hold them).
+std::vector<int32_t> first_of_buckets(const std::vector<uint32_t>& keys, uint32_t last, size_t n) {
+  std::vector<uint64_t> picked;  // key << 32 | id: unique, so the first n of the order are the n smallest
+  for (size_t i = 0; i < keys.size(); ++i)
+    if ((keys[i] >> KeyBuckets::kShift) <= last) picked.push_back(uint64_t{keys[i]} << 32 | i);
+  std::nth_element(picked.begin(), picked.begin() + static_cast<std::ptrdiff_t>(n - 1), picked.end());
+  std::sort(picked.begin(), picked.begin() + static_cast<std::ptrdiff_t>(n));
+  std::vector<int32_t> ids(n);
+  for (size_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>(picked[i] & 0xFFFFFFFFu);
+  return ids;
 }
 
 }  // namespace
@@ -39,6 +69,35 @@ std::vector<int32_t> ids_by_logit(std::span<const float> logits) {
   std::vector<int32_t> ids(n);
   for (size_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>(a[i] & 0xFFFFFFFFu);
   return ids;
+}
+
+std::vector<int32_t> first_ids_by_logit(std::span<const float> logits, size_t n) {
+  const size_t v = logits.size();
+  n = std::min(n, v);
+  if (n == 0) return {};
+  if (n > v / 4) {  // most of the order: the full sort is as cheap
+    std::vector<int32_t> ids = ids_by_logit(logits);
+    ids.resize(n);
+    return ids;
+  }
+  const KeyBuckets b = key_buckets(logits);
+  uint32_t last = 0;  // the bucket holding the n-th
+  for (size_t seen = 0; (seen += b.count[last]) < n;) ++last;
+  return first_of_buckets(b.keys, last, n);
+}
+
+size_t ranks_holding(std::span<const float> logits, std::span<const float> weights, double mass) {
+  const KeyBuckets b = key_buckets(logits);
+  thread_local std::array<double, 1u << 16> bucket_mass;
+  bucket_mass.fill(0.0);
+  for (size_t i = 0; i < b.keys.size(); ++i) bucket_mass[b.keys[i] >> KeyBuckets::kShift] += weights[i];
+  size_t ranks = 0;
+  double cum = 0.0;
+  for (size_t d = 0; d < bucket_mass.size() && ranks < logits.size(); ++d) {
+    ranks += b.count[d];
+    if ((cum += bucket_mass[d]) >= mass) break;
+  }
+  return ranks;
 }
 
 }  // namespace lmlab

@@ -19,9 +19,18 @@ inline bool logit_ahead(std::span<const float> logits, int32_t a, int32_t b) {
 }
 
 // Every token id in logit_ahead's order: what std::sort with it gives, by a radix sort of the logits' bits (-0 as +0,
-// every NaN after every number, ties by the lower id). A sampled decode step ranks the whole vocabulary: the
-// comparison sort took 15 ms of CPU time over 151,936 logits on the dev VM (several GPU decode steps), this 1.7 ms
-// (lmlab_bench BM_rank_comparison / BM_rank_radix).
+// every NaN after every number, ties by the lower id). Over 151,936 logits on the dev VM the comparison sort took 15 ms
+// of CPU time, this 0.7 ms with branch-free keys (1.7 ms with branches; lmlab_bench BM_rank_comparison / BM_rank_radix).
 std::vector<int32_t> ids_by_logit(std::span<const float> logits);
+
+// The first n ids of that order (n at most logits.size()), without ranking the rest: a histogram of the sort keys'
+// top 16 bits finds the bucket the n-th id falls in, and only the ids up to that bucket are sorted. What a top-k,
+// min-p or top-p pick and logprobs' alternatives need: a few ranks, not 151,936.
+std::vector<int32_t> first_ids_by_logit(std::span<const float> logits, size_t n);
+
+// How many first ids of that order are enough for their weights (weights[id], non-increasing along the order) to
+// reach `mass`, rounded up to whole buckets of it: at least the exact count (all of them if it is never reached). A
+// top-p filter ranks that many instead of growing a guess.
+size_t ranks_holding(std::span<const float> logits, std::span<const float> weights, double mass);
 
 }  // namespace lmlab

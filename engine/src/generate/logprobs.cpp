@@ -2,7 +2,6 @@
 // temperature, top-k/top-p/min-p), for the chosen token and the most likely alternatives.
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <vector>
 
 #include "generate/logit_order.h"
@@ -20,10 +19,7 @@ TokenLogprobs token_logprobs(std::span<const float> logits, int32_t id, int n_to
   out.logprob = static_cast<float>(logits[static_cast<size_t>(id)] - log_z);
   const size_t k = std::min(static_cast<size_t>(std::max(n_top, 0)), logits.size());
   if (k == 0) return out;
-  std::vector<int32_t> ids(logits.size());
-  std::iota(ids.begin(), ids.end(), 0);
-  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
-                    [&](int32_t a, int32_t b) { return logit_ahead(logits, a, b); });
+  const std::vector<int32_t> ids = first_ids_by_logit(logits, k);
   out.top.reserve(k);
   for (size_t i = 0; i < k; ++i) out.top.push_back({ids[i], static_cast<float>(logits[ids[i]] - log_z)});
   return out;

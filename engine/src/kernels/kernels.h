@@ -93,6 +93,9 @@ void attention(const AttentionArgs& a);
 void softmax(float* x, int64_t n);
 // The index of the largest of x[0, n), the first of equal ones; NaNs never win (all NaN, or n <= 0: 0).
 int64_t argmax(const float* x, int64_t n);
+// w[i] = e^((x[i] - m) scale) (0 where x[i] is NaN), and their sum: a temperature softmax's weights before the
+// division (m the largest x, scale 1 / temperature).
+double scaled_exp(const float* x, int64_t n, float m, float scale, float* w);
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n);
 void route_topk(const float* logits, int64_t n_experts, int64_t k, bool renormalize, int32_t* experts, float* weights);
@@ -101,6 +104,7 @@ const char* isa_name();
 }  // namespace cpu
 
 using cpu::argmax;
+using cpu::scaled_exp;
 using cpu::attention;
 using cpu::gelu_tanh_mul;
 using cpu::matmul;
