@@ -6,9 +6,9 @@ namespace lmlab::cuda {
 
 GraphStepTimer::GraphStepTimer() {
   check(cudaEventCreate(&begin_), "step timer event");
-  if (cudaEventCreate(&end_) != cudaSuccess) {
-    cudaEventDestroy(begin_);
-    check(cudaErrorMemoryAllocation, "step timer event");
+  if (const cudaError_t e = cudaEventCreate(&end_); e != cudaSuccess) {
+    cudaEventDestroy(begin_);  // the destructor does not run for a constructor that throws
+    check(e, "step timer event");
   }
 }
 

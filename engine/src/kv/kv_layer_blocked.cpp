@@ -146,8 +146,11 @@ void KvLayerBlocked::release_blocks(int64_t next_query_pos) {
 
 void KvLayerBlocked::reset_blocks(std::vector<std::shared_ptr<KvBlock>>& t, int64_t from, int64_t to) {
   to = std::min(to, static_cast<int64_t>(t.size()));
-  for (int64_t b = std::max<int64_t>(from, 0); b < to; ++b)
-    if (t[b]) t[b].reset(), changed(t, b);
+  for (int64_t b = std::max<int64_t>(from, 0); b < to; ++b) {
+    if (!t[b]) continue;
+    t[b].reset();
+    changed(t, b);
+  }
 }
 
 void KvLayerBlocked::append(const float* k, const float* v, int64_t n) {
