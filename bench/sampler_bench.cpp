@@ -5,6 +5,7 @@
 //   BM_pick_sampled_top_p / _top_k / _min_p  the same with top_p 0.95 / top_k 40 / min_p 0.05 (the ranking's first ids)
 //   BM_rank_radix / BM_rank_comparison      ids_by_logit / std::sort with logit_ahead (what sample_token used)
 //   BM_rank_first40                         first_ids_by_logit(40): a top-k filter's or logprobs' ranks
+//   BM_logprobs_top5                        token_logprobs with 5 alternatives (a streamed token with logprobs)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -71,6 +72,11 @@ void BM_rank_first40(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(lmlab::first_ids_by_logit(l, 40));
 }
 
+void BM_logprobs_top5(benchmark::State& state) {
+  const std::vector<float> l = vocabulary_logits();
+  for (auto _ : state) benchmark::DoNotOptimize(lmlab::token_logprobs(l, 7, 5));
+}
+
 void BM_rank_radix(benchmark::State& state) {
   const std::vector<float> l = vocabulary_logits();
   for (auto _ : state) benchmark::DoNotOptimize(lmlab::ids_by_logit(l));
@@ -95,5 +101,6 @@ BENCHMARK(BM_pick_sampled_top_p)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_pick_sampled_top_k)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_pick_sampled_min_p)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_rank_first40)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_logprobs_top5)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_rank_radix)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_rank_comparison)->Unit(benchmark::kMillisecond);
