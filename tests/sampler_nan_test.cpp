@@ -66,6 +66,10 @@ TEST(SamplerNan, LogprobsRankNanAfterEveryNumber) {
   const std::vector<float> l = logits_with_nans(3000, 2, 5);  // even ids NaN
   const TokenLogprobs lp = token_logprobs(l, 1, 20);
   ASSERT_EQ(lp.top.size(), 20u);
+  // The NaN logits weigh nothing in the normaliser: a number's logprob is a number (they made it NaN before).
+  EXPECT_TRUE(std::isfinite(lp.logprob));
+  EXPECT_LT(lp.logprob, 0.0f);
+  EXPECT_TRUE(std::isfinite(lp.top[0].logprob));
   for (size_t i = 0; i < lp.top.size(); ++i) {
     EXPECT_EQ(lp.top[i].id % 2, 1) << "rank " << i;
     if (i > 0) {
