@@ -71,6 +71,12 @@ TEST(LogitOrder, FirstIdsAreTheRankingsPrefix) {
       }
     }
   }
+  // Fewer numbers than ids asked for: the NaNs follow them, by id.
+  std::vector<float> mostly_nan(1000, std::numeric_limits<float>::quiet_NaN());
+  for (int i = 0; i < 10; ++i) mostly_nan[97 * i + 3] = static_cast<float>(i % 4);
+  const std::vector<int32_t> all = sorted_by_comparison(mostly_nan);
+  const std::vector<int32_t> first = first_ids_by_logit(mostly_nan, 40);
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), all.begin()));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cmath>
 
 namespace lmlab {
 
@@ -47,6 +48,44 @@ std::vector<int32_t> first_of_buckets(const std::vector<uint32_t>& keys, uint32_
   return ids;
 }
 
+// The first n (at most kFewIds) of the order in one pass that mostly compares logits with the n-th's so far: a heap
+// of the best n (key << 32 | id, the worst on top), and blocks of 16 logits none of which beats the worst skipped
+// (equal does not: its id is higher). Empty when fewer than n logits are numbers (the NaNs would be needed).
+constexpr size_t kFewIds = 64;
+std::vector<int32_t> few_first_ids(std::span<const float> logits, size_t n) {
+  const size_t v = logits.size();
+  std::vector<uint64_t> heap;
+  heap.reserve(n);
+  size_t i = 0;
+  for (; i < v && heap.size() < n; ++i)
+    if (!std::isnan(logits[i])) heap.push_back(uint64_t{descending_key(logits[i])} << 32 | i);
+  if (heap.size() < n) return {};
+  std::make_heap(heap.begin(), heap.end());
+  float worst = logits[heap.front() & 0xFFFFFFFFu];
+  while (i < v) {
+    if (i + 16 <= v) {
+      bool any = false;
+      for (size_t j = 0; j < 16; ++j) any |= logits[i + j] > worst;
+      if (!any) {
+        i += 16;
+        continue;
+      }
+    }
+    const size_t end = std::min(v, i + 16);
+    for (; i < end; ++i) {
+      if (!(logits[i] > worst)) continue;
+      std::pop_heap(heap.begin(), heap.end());
+      heap.back() = uint64_t{descending_key(logits[i])} << 32 | i;
+      std::push_heap(heap.begin(), heap.end());
+      worst = logits[heap.front() & 0xFFFFFFFFu];
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end());
+  std::vector<int32_t> ids(n);
+  for (size_t k = 0; k < n; ++k) ids[k] = static_cast<int32_t>(heap[k] & 0xFFFFFFFFu);
+  return ids;
+}
+
 }  // namespace
 
 std::vector<int32_t> ids_by_logit(std::span<const float> logits) {
@@ -80,6 +119,8 @@ std::vector<int32_t> first_ids_by_logit(std::span<const float> logits, size_t n)
     ids.resize(n);
     return ids;
   }
+  if (n <= kFewIds)
+    if (std::vector<int32_t> ids = few_first_ids(logits, n); !ids.empty()) return ids;
   const KeyBuckets b = key_buckets(logits);
   uint32_t last = 0;  // the bucket holding the n-th
   for (size_t seen = 0; (seen += b.count[last]) < n;) ++last;
