@@ -23,9 +23,9 @@ inline bool logit_ahead(std::span<const float> logits, int32_t a, int32_t b) {
 // of CPU time, this 0.7 ms with branch-free keys (1.7 ms with branches; lmlab_bench BM_rank_comparison / BM_rank_radix).
 std::vector<int32_t> ids_by_logit(std::span<const float> logits);
 
-// The first n ids of that order (n at most logits.size()), without ranking the rest: a histogram of the sort keys'
-// top 16 bits finds the bucket the n-th id falls in, and only the ids up to that bucket are sorted. What a top-k,
-// min-p or top-p pick and logprobs' alternatives need: a few ranks, not 151,936.
+// The first n ids of that order (n at most logits.size()), without ranking the rest: up to 64 by one pass with a heap
+// of the best so far, more by a histogram of the sort keys' top 16 bits (the bucket the n-th id falls in; only the ids
+// up to it are sorted). What a top-k, min-p or top-p pick and logprobs' alternatives need: a few ranks, not 151,936.
 std::vector<int32_t> first_ids_by_logit(std::span<const float> logits, size_t n);
 
 // How many first ids of that order are enough for their weights (weights[id], non-increasing along the order) to
