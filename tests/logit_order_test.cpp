@@ -71,6 +71,28 @@ TEST(LogitOrder, FirstIdsAreTheRankingsPrefix) {
       }
     }
   }
+  // first_ids_holding: a prefix of the ranking at least as long as the weights need to reach the mass, capped.
+  for (const int v : {300, 20000, 151936}) {
+    std::vector<float> l(static_cast<size_t>(v)), w(static_cast<size_t>(v));
+    for (auto& x : l) x = normal(rng);
+    for (int i = 0; i < v; i += 9) l[i] = std::numeric_limits<float>::quiet_NaN();
+    const float m = *std::max_element(l.begin(), l.end(), [](float a, float b) { return std::isnan(b) ? false : std::isnan(a) || a < b; });
+    double total = 0.0;
+    for (int i = 0; i < v; ++i) total += w[i] = std::isnan(l[i]) ? 0.0f : std::exp(l[i] - m);
+    const std::vector<int32_t> all = sorted_by_comparison(l);
+    for (const double share : {0.0, 0.3, 0.9, 0.999, 1.5}) {
+      for (const size_t at_most : {size_t{5}, size_t(v)}) {
+        const std::vector<int32_t> ids = first_ids_holding(l, w, share * total, at_most);
+        ASSERT_FALSE(ids.empty());
+        ASSERT_LE(ids.size(), at_most);
+        EXPECT_TRUE(std::equal(ids.begin(), ids.end(), all.begin())) << "v " << v << " share " << share;
+        double held = 0.0;
+        for (const int32_t id : ids) held += w[id];
+        if (ids.size() < at_most && ids.size() < static_cast<size_t>(v))
+          EXPECT_GE(held, share * total * (1 - 1e-9)) << "v " << v << " share " << share << ": stopped short";
+      }
+    }
+  }
   // Fewer numbers than ids asked for: the NaNs follow them, by id.
   std::vector<float> mostly_nan(1000, std::numeric_limits<float>::quiet_NaN());
   for (int i = 0; i < 10; ++i) mostly_nan[97 * i + 3] = static_cast<float>(i % 4);

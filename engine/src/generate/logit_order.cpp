@@ -127,18 +127,29 @@ std::vector<int32_t> first_ids_by_logit(std::span<const float> logits, size_t n)
   return first_of_buckets(b.keys, last, n);
 }
 
-size_t ranks_holding(std::span<const float> logits, std::span<const float> weights, double mass) {
+std::vector<int32_t> first_ids_holding(std::span<const float> logits, std::span<const float> weights, double mass,
+                                       size_t at_most) {
+  const size_t v = logits.size();
   const KeyBuckets b = key_buckets(logits);
   thread_local std::array<double, 1u << 16> bucket_mass;
   bucket_mass.fill(0.0);
-  for (size_t i = 0; i < b.keys.size(); ++i) bucket_mass[b.keys[i] >> KeyBuckets::kShift] += weights[i];
+  for (size_t i = 0; i < v; ++i) bucket_mass[b.keys[i] >> KeyBuckets::kShift] += weights[i];
+  // The bucket where the weights reach mass, or the one holding the at_most-th id, whichever comes first.
   size_t ranks = 0;
+  uint32_t last = 0;
   double cum = 0.0;
-  for (size_t d = 0; d < bucket_mass.size() && ranks < logits.size(); ++d) {
-    ranks += b.count[d];
-    if ((cum += bucket_mass[d]) >= mass) break;
+  for (;; ++last) {
+    ranks += b.count[last];
+    if (((cum += bucket_mass[last]) >= mass && ranks > 0) || ranks >= at_most || last == 0xFFFFu) break;
   }
-  return ranks;
+  const size_t n = std::min({ranks, at_most, v});
+  if (n == 0) return {};
+  if (n > v / 4) {
+    std::vector<int32_t> ids = ids_by_logit(logits);
+    ids.resize(n);
+    return ids;
+  }
+  return first_of_buckets(b.keys, last, n);
 }
 
 }  // namespace lmlab

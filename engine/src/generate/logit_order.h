@@ -28,9 +28,10 @@ std::vector<int32_t> ids_by_logit(std::span<const float> logits);
 // up to it are sorted). What a top-k, min-p or top-p pick and logprobs' alternatives need: a few ranks, not 151,936.
 std::vector<int32_t> first_ids_by_logit(std::span<const float> logits, size_t n);
 
-// How many first ids of that order are enough for their weights (weights[id], non-increasing along the order) to
-// reach `mass`, rounded up to whole buckets of it: at least the exact count (all of them if it is never reached). A
-// top-p filter ranks that many instead of growing a guess.
-size_t ranks_holding(std::span<const float> logits, std::span<const float> weights, double mass);
+// The first ids of that order whose weights (weights[id], non-increasing along it) reach `mass`, rounded up to the
+// end of the histogram bucket where they do (so at least the exact prefix), and at most at_most of them: what a
+// top-p filter needs ranked, from one pass of keys.
+std::vector<int32_t> first_ids_holding(std::span<const float> logits, std::span<const float> weights, double mass,
+                                       size_t at_most);
 
 }  // namespace lmlab

@@ -6,8 +6,8 @@
 // a prefix of the ranking (logit_ahead's order): the top_k first; then those with w >= min_p (prob >= min_p x the
 // first's); then the shortest prefix whose probability (over the top_k) reaches top_p. Without top_k and top_p the
 // kept set is a threshold on w, so the token is drawn in id order over it, unranked; otherwise only the ranking's
-// first ids are computed (first_ids_by_logit): the top_k, or as many as top_p's prefix can reach (ranks_holding, a
-// histogram of the logits' keys with their weights), or min_p's.
+// first ids are computed: the top_k (first_ids_by_logit), or as many as top_p's prefix can reach (first_ids_holding,
+// a histogram of the logits' keys with their weights), or min_p's.
 // The draw order changes which random number picks a token, not its probability: the tokens and their weights are
 // those of ranking the whole vocabulary (what this did before, 4.9 ms a pick over 151,936 logits on the dev VM).
 #include <algorithm>
@@ -83,15 +83,14 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uin
   int64_t n_floor = vocab;  // tokens min_p keeps (a prefix of the ranking: w falls with it)
   if (floor > 0.0f) n_floor = std::count_if(w.begin(), w.end(), [&](float x) { return x >= floor; });
   const int64_t limit = std::min(k, n_floor);  // no filter below keeps more
-  // Ranks to compute: the top_k's (their weight is top_p's denominator), else as many as top_p's prefix can reach (of
-  // the whole vocabulary's weight, which is at least the top_k's), else min_p's.
-  int64_t n = k < vocab ? k : limit;
-  if (k == vocab && p.top_p < 1.0f)
-    n = std::min<int64_t>(n, static_cast<int64_t>(ranks_holding(logits, w, p.top_p * sum_all)));
-  std::vector<int32_t> ids;
+  // The ranks to compute: the top_k's (their weight is top_p's denominator), else as many as top_p's prefix can reach
+  // (of the whole vocabulary's weight, which is at least the top_k's), else min_p's.
+  std::vector<int32_t> ids = k < vocab         ? first_ids_by_logit(logits, static_cast<size_t>(k))
+                             : p.top_p < 1.0f ? first_ids_holding(logits, w, p.top_p * sum_all, static_cast<size_t>(limit))
+                                              : first_ids_by_logit(logits, static_cast<size_t>(limit));
   int64_t keep = 0;
   for (;;) {
-    ids = first_ids_by_logit(logits, static_cast<size_t>(n));
+    const int64_t n = static_cast<int64_t>(ids.size());
     double sum_k = sum_all;  // the top_k's weight, which top_p's probabilities are over
     if (k < vocab) {
       sum_k = 0.0;
@@ -107,7 +106,8 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uin
       break;
     }
     if (n >= limit) break;  // every filter's prefix is ranked: top_p keeps all of it
-    n = limit;  // the bucket sums reached top_p where the prefix's own sum did not (rounding): rank the rest
+    // The bucket sums reached top_p where the prefix's own sum did not (rounding): rank the rest.
+    ids = first_ids_by_logit(logits, static_cast<size_t>(limit));
   }
   ids.resize(static_cast<size_t>(keep));
   double total = 0.0;
