@@ -1,4 +1,5 @@
-// ids_by_logit: an LSD radix sort over 32-bit keys that order the logits as logit_ahead does.
+// ids_by_logit: an LSD radix sort over 32-bit keys that order the logits as logit_ahead does; first_ids_by_logit and
+// first_ids_holding: the first ranks of that order without sorting the rest (a heap, or a histogram of the keys).
 #include "generate/logit_order.h"
 
 #include <algorithm>
