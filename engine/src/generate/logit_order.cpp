@@ -111,15 +111,20 @@ std::vector<int32_t> ids_by_logit(std::span<const float> logits) {
   return ids;
 }
 
+namespace {
+// The first n of the whole ranking (the radix sort, cut).
+std::vector<int32_t> sorted_prefix(std::span<const float> logits, size_t n) {
+  std::vector<int32_t> ids = ids_by_logit(logits);
+  ids.resize(n);
+  return ids;
+}
+}  // namespace
+
 std::vector<int32_t> first_ids_by_logit(std::span<const float> logits, size_t n) {
   const size_t v = logits.size();
   n = std::min(n, v);
   if (n == 0) return {};
-  if (n > v / 4) {  // most of the order: the full sort is as cheap
-    std::vector<int32_t> ids = ids_by_logit(logits);
-    ids.resize(n);
-    return ids;
-  }
+  if (n > v / 4) return sorted_prefix(logits, n);  // most of the order: the full sort is as cheap
   if (n <= kFewIds)
     if (std::vector<int32_t> ids = few_first_ids(logits, n); !ids.empty()) return ids;
   const KeyBuckets b = key_buckets(logits);
@@ -145,11 +150,7 @@ std::vector<int32_t> first_ids_holding(std::span<const float> logits, std::span<
   }
   const size_t n = std::min({ranks, at_most, v});
   if (n == 0) return {};
-  if (n > v / 4) {
-    std::vector<int32_t> ids = ids_by_logit(logits);
-    ids.resize(n);
-    return ids;
-  }
+  if (n > v / 4) return sorted_prefix(logits, n);
   return first_of_buckets(b.keys, last, n);
 }
 
