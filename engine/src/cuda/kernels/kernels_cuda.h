@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "cuda/kernels/l2_prefetch.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul_affine.h"
 
@@ -288,10 +289,12 @@ void set_tq_tiled_decode_min_positions(int64_t n);
 bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group);
 // after_encode: the last launch on the stream was tq_kv_write of these queries' positions (ascending from
 // positions[0]), so the decode kernels may start beside it (DecodeOptions::tq_early_start; tq_records.cuh's
-// EncodeGate).
+// EncodeGate). l2: memory the decode's blocks ask L2 to fetch part-way through (the tensor-core kernel with warps
+// owning positions only; l2_prefetch.h).
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
-                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode = false);
+                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode = false,
+                  const L2Prefetch& l2 = {});
 
 // route_topk.cu: per token, softmax over n_experts logits, the k largest (ties: lower index; NaN ones last, weights
 // NaN, as kernels::cpu::route_topk), renormalised.

@@ -1126,7 +1126,7 @@ void set_tq_tiled_decode_min_positions(int64_t n) { tq_tiled_choice().store(n, s
 
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
-                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode) {
+                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode, const L2Prefetch& l2) {
   if (n_q == 0) return;
   const int64_t D = kv.head_dim, G = n_heads / kv.n_kv_heads;
   if (G > kMaxGroup || D > 256 || G * kv.n_kv_heads != n_heads)
@@ -1174,9 +1174,11 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     a.late_splits = late_decode_splits(kv, splits, opts.tq_late_splits);
     a.late_shortfall = opts.tq_late_positions;
   }
-  if (on_tensor_cores) {
-    if (warps) decode_warps(a, splits, n_q, stream);
-    else decode_mma(a, splits, n_q, stream);
+  if (warps) {
+    a.l2 = l2;  // the other decode kernels do not issue it
+    decode_warps(a, splits, n_q, stream);
+  } else if (on_tensor_cores) {
+    decode_mma(a, splits, n_q, stream);
   } else {
     launch_cuda_core_decode(a, dl, splits, n_q, stream);
   }
