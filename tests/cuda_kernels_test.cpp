@@ -233,6 +233,77 @@ TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
   EXPECT_EQ(down<float>(got, slots * rows), down<float>(want, slots * rows)) << "gathered";
 }
 
+// DecodeOptions::gemv_l2_rows (each row group asks L2 for its rows before loading them) changes no output bit: the
+// 4-bit GEMV with x in shared memory and quantized per lane, the float path, 8-bit, bf16 and f16 rows, f32 scales,
+// the gate / up pair, and gathered experts (their rows in another expert's place of the stacked weights).
+TEST_F(CudaKernels, GemvAskingL2ForItsRowsEqualsTheGemvWithout) {
+  struct Case { int bits; WeightType dense; kernels::ScaleType st; int64_t rows, cols, n; };  // bits 0: dense
+  const Case cases[] = {{4, WeightType::bf16, kernels::ScaleType::bf16, 300, 4096, 1},
+                        {4, WeightType::bf16, kernels::ScaleType::f32, 129, 8192, 8},
+                        {4, WeightType::bf16, kernels::ScaleType::bf16, 33, 128, 1},
+                        {8, WeightType::bf16, kernels::ScaleType::f16, 257, 4096, 2},
+                        {0, WeightType::bf16, kernels::ScaleType::bf16, 97, 512, 1},
+                        {0, WeightType::f16, kernels::ScaleType::bf16, 45, 104, 4}};
+  auto both = [&](const char* what, size_t n_out, auto&& run) {
+    std::vector<float> off, on;
+    {
+      const ScopedDecodeOptions chosen({.gemv_l2_rows = false});
+      off = run();
+    }
+    {
+      const ScopedDecodeOptions chosen({.gemv_l2_rows = true});
+      on = run();
+    }
+    ASSERT_EQ(off.size(), n_out);
+    EXPECT_EQ(on, off) << what;
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << c.bits << "-bit rows " << c.rows << " cols " << c.cols << " n " << c.n);
+    std::vector<DeviceBuffer> keep;
+    auto weight = [&] {
+      kc::DeviceWeight w;
+      w.rows = c.rows, w.cols = c.cols;
+      if (c.bits) {
+        Affine a = make_affine(rng_, c.rows, c.cols, c.bits, 64, c.st);
+        const bool half = c.st != kernels::ScaleType::f32;
+        keep.push_back(up(a.packed));
+        keep.push_back(half ? up(a.s16) : up(a.s32)), keep.push_back(half ? up(a.b16) : up(a.b32));
+        w.affine = true, w.quant = a.host;
+        w.quant.packed = keep[keep.size() - 3].get<uint32_t>(), w.quant.scales = keep[keep.size() - 2].get();
+        w.quant.biases = keep.back().get();
+      } else {
+        keep.push_back(up(to_half(randn(c.rows * c.cols), c.dense)));
+        w.type = c.dense, w.dense = keep.back().get();
+      }
+      return w;
+    };
+    const kc::DeviceWeight gate = weight(), upw = weight();
+    DeviceBuffer dx = up(randn(c.n * c.cols)), dy = out(c.n * c.rows), dg = out(c.n * c.rows), du = out(c.n * c.rows);
+    DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, true), "scratch");
+    const size_t n_out = static_cast<size_t>(c.n * c.rows);
+    both("matmul", n_out, [&] {
+      kc::matmul(gate, dx.get<float>(), dy.get<float>(), c.n, scratch.get(), nullptr);
+      return down<float>(dy, n_out);
+    });
+    if (c.n == 1)
+      both("gate / up pair", n_out, [&] {
+        const ScopedDecodeOptions pair({.gate_up_pair = true, .gemv_l2_rows = kc::decode_options().gemv_l2_rows});
+        kc::matmul_gate_up(gate, upw, kc::GateActivation::silu, dx.get<float>(), dg.get<float>(), du.get<float>(),
+                           dy.get<float>(), 1, scratch.get(), nullptr);
+        return down<float>(dy, n_out);
+      });
+  }
+  const int64_t K = 2, slots = 6, rows = 768, cols = 2048;
+  std::vector<DeviceBuffer> keep;
+  const kc::DeviceWeight w = stacked_experts(4, rows, cols, keep);
+  DeviceBuffer de = up(std::vector<int32_t>{3, 0, 2, 3, 1, 2}), dx = up(randn(3 * cols)), dy = out(slots * rows);
+  const kc::GemvPart parts[] = {{w, dy.get<float>()}};
+  both("gathered", static_cast<size_t>(slots * rows), [&] {
+    kc::matmul_gathered(parts, 1, de.get<int32_t>(), dx.get<float>(), K, slots, nullptr);
+    return down<float>(dy, static_cast<size_t>(slots * rows));
+  });
+}
+
 // Decode's fused layer (kc::GemvFusion): a 4/8-bit single-token GEMV that norms its input as it fills x into shared
 // memory equals rmsnorm then the GEMV (the same formula; the sum of squares may add in another order, so within the
 // int16 activations' bound), also as the gate/up pair; an accumulating GEMV (1-8 tokens) adds exactly the plain

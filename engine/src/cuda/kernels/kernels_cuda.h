@@ -186,6 +186,9 @@ struct DecodeOptions {
   // How many splits are late: 0 counts them from the encode's blocks and the decode's blocks per SM (turboquant.cu's
   // late_decode_splits); LMLAB_TQ_LATE_SPLITS=N (1 to 15) sets it.
   int tq_late_splits = 0;
+  // Each decode GEMV row group asks L2 for its rows whole before its first loads (gemv.cu); LMLAB_GEMV_L2_ROWS=1
+  // until a GPU has measured it.
+  bool gemv_l2_rows = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
