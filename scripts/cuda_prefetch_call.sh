@@ -37,24 +37,6 @@ for run in ${RUNS:-turbo:512:0:0:0 turbo:512:0:0:1 turbo:100000:0:50:0 turbo:100
   echo "mark $(date +%s.%N) end" >> "$OUT/marks.txt"
 done
 kill $smi
-python3 - "$OUT/smi.csv" "$OUT/marks.txt" <<'PY'
-import sys, datetime, statistics as st
-rows = []
-for l in open(sys.argv[1]):
-    p = [x.strip() for x in l.split(',')]
-    try:
-        t = datetime.datetime.strptime(p[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
-        rows.append((t, *(float(x.split()[0]) for x in p[1:5])))
-    except (ValueError, IndexError):
-        pass
-marks = [l.split() for l in open(sys.argv[2])]
-for a, b in zip(marks, marks[1:]):
-    if a[2] == 'end':
-        continue
-    w = [r for r in rows if float(a[1]) <= r[0] <= float(b[1])]
-    if w:  # the decode is each run's last seconds
-        print(f"{a[2]:6s} {a[3]:>14s}: SM MHz median {st.median(r[1] for r in w):.0f}, last 1.6 s "
-              f"{st.median(r[1] for r in w[-8:]):.0f}; power max {max(r[3] for r in w):.0f} W")
-PY
+python3 clock_digest.py "$OUT/smi.csv" "$OUT/marks.txt"
 nvidia-smi --query-gpu=name --format=csv,noheader
 rm -f "$OUT"/*.err

@@ -29,26 +29,7 @@ for ctx in ${CONTEXTS:-512 100000 40000}; do for mode in turbo f16; do
 done; done
 echo "t=$(( $(date +%s) - t0 ))"
 kill $smi
-python3 - "$OUT/smi.csv" "$OUT/marks.txt" <<'PY'
-import sys, datetime, statistics as st
-rows = []
-for l in open(sys.argv[1]):
-    p = [x.strip() for x in l.split(',')]
-    try:
-        t = datetime.datetime.strptime(p[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
-        rows.append((t, *(float(x.split()[0]) for x in p[1:5])))
-    except (ValueError, IndexError):
-        pass
-marks = [l.split() for l in open(sys.argv[2])]
-for a, b in zip(marks, marks[1:]):
-    if a[2] == 'end':
-        continue
-    w = [r for r in rows if float(a[1]) <= r[0] <= float(b[1])]
-    if w:  # the decode is each run's last seconds: its tail beside the whole run
-        print(f"{a[2]:6s} {a[3]:>6s}: SM MHz min / median {min(r[1] for r in w):.0f} / {st.median(r[1] for r in w):.0f}, "
-              f"last 1.6 s {st.median(r[1] for r in w[-8:]):.0f}; memory MHz {st.median(r[2] for r in w):.0f}; "
-              f"power max {max(r[3] for r in w):.0f} W; temperature max {max(r[4] for r in w):.0f} C")
-PY
+python3 clock_digest.py "$OUT/smi.csv" "$OUT/marks.txt"
 [ "$(left)" -gt 90 ] && { KERNELS='gemv_kernel|tq_decode_warps|tq_merge' SKIP=0 COUNT=217 CTX=100000 bash cuda_device.sh kernels-q4;
   mv "$OUT/kernels-q4.csv" "$OUT/kernels-q4-100k.csv"; }
 echo "t=$(( $(date +%s) - t0 ))"
