@@ -24,8 +24,8 @@ echo "t=$(( $(date +%s) - t0 ))"
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv,noheader -lms 200 \
   > "$OUT/smi.csv" 2>&1 &
 smi=$!
-for run in ${RUNS:-turbo:512:0:0:0 turbo:512:0:0:1 turbo:100000:0:50:0 turbo:100000:24:50:0 f16:100000:0:50:0 \
-               turbo:100000:24:50:1 turbo:100000:40:70:0}; do
+for run in ${RUNS:-f16:512:0:0:0 f16:512:24:0:0 f16:512:0:0:1 turbo:512:24:0:0 turbo:100000:0:50:0 \
+               turbo:100000:24:50:0 f16:100000:0:50:0 f16:100000:24:50:0 turbo:100000:24:50:1}; do
   IFS=: read -r mode ctx mb from rows <<< "$run"
   [ "$(left)" -gt 70 ] || break
   echo "mark $(date +%s.%N) $mode $ctx/$mb/$from/$rows" >> "$OUT/marks.txt"

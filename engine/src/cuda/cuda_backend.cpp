@@ -537,8 +537,9 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
                      rope.attention_scaling, stream_);
     kv.write(k, v, n, positions, stream_);
   }
-  // A one-token TurboQuant decode leaves HBM idle enough to fetch the weights after it into L2 (weight_prefetch.h).
-  const kc::L2Prefetch l2 = n == 1 && !f16 ? cuda::weights_after_attention(w, ls.moe, prefetch_) : kc::L2Prefetch{};
+  // A one-token decode's attention may leave HBM idle enough to fetch the weights after it into L2
+  // (weight_prefetch.h).
+  const kc::L2Prefetch l2 = n == 1 ? cuda::weights_after_attention(w, ls.moe, prefetch_) : kc::L2Prefetch{};
   kv.attend(q, n, positions, n_kv_bound, attention_spec(s_, ls), sc.attn.get<float>(), sc.at.get(), stream_,
             !f16.has_value(), l2);
   const DeviceBuffer* next = l + 1 < n_dev_ ? &w_.layers[l + 1].attn_norm

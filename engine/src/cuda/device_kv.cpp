@@ -139,7 +139,8 @@ void DeviceKvLayer::attend(const float* q, int64_t n_q, const int32_t* positions
     return;
   }
   kernels::cuda::attention(table_.blocks(layer_), q, out, n_q, layer_.spec().geo.n_heads, positions, n_kv_bound,
-                           spec.scale, spec.softcap, spec.window, kernels::cuda::kMaxAttentionSplits, scratch, stream);
+                           spec.scale, spec.softcap, spec.window, kernels::cuda::kMaxAttentionSplits, scratch, stream,
+                           l2);
 }
 
 }  // namespace lmlab::cuda

@@ -1,7 +1,8 @@
-// Which weights a decode step's TurboQuant attention asks L2 to fetch for the GEMVs after it (kernels/l2_prefetch.h):
-// the output projection, then the first rows of the MLP's gate and up projections (the gated GEMV reads row i of both
-// together, and its blocks start in row order), up to a byte budget. H100 / H200 L2 holds 50 / 60 MB, and the
-// attention's own records stream through it, so the budget stays well under it.
+// Which weights a decode step's attention asks L2 to fetch for the GEMVs after it (kernels/l2_prefetch.h): the output
+// projection, then the first rows of the MLP's gate and up projections (the gated GEMV reads row i of both together,
+// and its blocks start in row order), up to a byte budget. TurboQuant's decode at long histories is bound by its
+// instructions and flash-decoding at short ones by latency, so HBM has room beside them. H100 / H200 L2 holds 50 /
+// 60 MB, and the attention's own records stream through it, so the budget stays well under it.
 #pragma once
 
 #include <cstdint>

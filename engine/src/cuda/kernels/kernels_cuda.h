@@ -235,9 +235,10 @@ int decode_split_count(int64_t target_blocks, int64_t blocks, int64_t n_kv, int6
                        int64_t n_q, int64_t n_heads, int64_t head_dim);
 // The device's streaming multiprocessors (132 when the query fails), read once per process.
 int multiprocessor_count();
+// l2: memory a decode's blocks ask L2 to fetch at their start (l2_prefetch.h); prefill chunks ignore it.
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
                int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,
-               cudaStream_t stream);
+               cudaStream_t stream, const L2Prefetch& l2 = {});
 
 // turboquant.cu: the TurboQuant / affine KV records of kv/turboquant/tq_codec.h in the same blocks. A record
 // codec on the device (the constants are device pointers; cuda/device_kv.h uploads them from the layer's spec).
@@ -292,8 +293,8 @@ void set_tq_tiled_decode_min_positions(int64_t n);
 bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group);
 // after_encode: the last launch on the stream was tq_kv_write of these queries' positions (ascending from
 // positions[0]), so the decode kernels may start beside it (DecodeOptions::tq_early_start; tq_records.cuh's
-// EncodeGate). l2: memory the decode's blocks ask L2 to fetch part-way through (the tensor-core kernel with warps
-// owning positions only; l2_prefetch.h).
+// EncodeGate). l2: memory the decode's blocks ask L2 to fetch (l2_prefetch.h): part-way through their tiles in the
+// tensor-core kernel with warps owning positions, at their start in the split tiled one, not in the others.
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
                   int max_splits, void* scratch, cudaStream_t stream, bool after_encode = false,

@@ -12,8 +12,23 @@ __device__ __forceinline__ void prefetch_l2_bulk(uint64_t a, uint32_t bytes) {
 #endif
 }
 
-__device__ __forceinline__ void issue_l2_share(const L2Prefetch& p, int64_t block, int64_t blocks) {
+// Not inlined: a kernel asks once, and the loop inlined perturbed the register allocation of the flash-decoding
+// kernels around it (ptxas: spills in two of its sixteen instances).
+inline __device__ __noinline__ void issue_l2_share(const L2Prefetch& p, int64_t block, int64_t blocks) {
   for_l2_share(p, block, blocks, prefetch_l2_bulk);
+}
+
+// The tile (of a block's n_tiles) before which the block asks for its share of p: from_percent of them done; -1 for
+// an empty list. A block asks tile 0's before its loop, so one with no tiles (a split past a short history) asks too.
+__device__ __forceinline__ int l2_share_tile(const L2Prefetch& p, int64_t n_tiles) {
+  return p.n > 0 ? static_cast<int>(n_tiles * p.from_percent / 100) : -1;
+}
+
+// Thread 0 of the block issues the block's share of p (blocks in x, y, z order).
+__device__ __forceinline__ void ask_l2_share(const L2Prefetch& p) {
+  if (threadIdx.x != 0 || threadIdx.y != 0 || threadIdx.z != 0) return;
+  const int64_t block = blockIdx.x + static_cast<int64_t>(gridDim.x) * (blockIdx.y + static_cast<int64_t>(gridDim.y) * blockIdx.z);
+  issue_l2_share(p, block, static_cast<int64_t>(gridDim.x) * gridDim.y * gridDim.z);
 }
 
 // [ptr, ptr + bytes)'s 16-byte aligned interior (as L2Prefetch::add takes it), by one thread.

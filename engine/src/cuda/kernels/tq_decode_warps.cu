@@ -191,18 +191,13 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   constexpr int kMinExponent = -30;
   float m_run = -INFINITY, l_run = 0.0f;
   int e_run = kMinExponent;
-  // The tile before which the block's thread 0 asks L2 for its share of a.l2 (-1: none): late enough that the
-  // records still to come are few next to L2 (the tiles stream through it), early enough that the fetches land before
-  // the attention ends. Tile 0 is asked before the loop, so a split left empty by a short history still asks.
-  const int l2_at = a.l2.n > 0 ? range.n_tiles * a.l2.from_percent / 100 : -1;
-  auto ask_l2 = [&] {
-    if (threadIdx.x == 0)
-      issue_l2_share(a.l2, (t * splits + split) * gridDim.x + kh, static_cast<int64_t>(gridDim.x) * splits * gridDim.z);
-  };
-  if (l2_at == 0) ask_l2();
+  // The tile before which the block asks L2 for its share of a.l2: late enough that the records still to come are few
+  // next to L2 (the tiles stream through it), early enough that the fetches land before the attention ends.
+  const int l2_at = l2_share_tile(a.l2, range.n_tiles);
+  if (l2_at == 0) ask_l2_share(a.l2);
 
   for (int it = 0; it < range.n_tiles; ++it) {
-    if (it == l2_at && it > 0) ask_l2();
+    if (it == l2_at && it > 0) ask_l2_share(a.l2);
     int buf, n;
     if constexpr (TB) {
       n = bulk.next(kv, kh, range, it, gate), buf = bulk.stage_of(it);

@@ -1143,7 +1143,10 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
       if (!tiled) return;
       prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale,
                         softcap};
-      if (!chunk) prefill::split_for_decode(p, src, n_kv, max_splits, scratch);
+      if (!chunk) {
+        prefill::split_for_decode(p, src, n_kv, max_splits, scratch);
+        p.l2 = l2;
+      }
       prefill::launch(p, src, stream);
       merge_rotated_splits(kv, p.part_o, p.part_ml, out, n_q * n_heads, p.splits, stream);
     });
@@ -1175,7 +1178,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     a.late_shortfall = opts.tq_late_positions;
   }
   if (warps) {
-    a.l2 = l2;  // the other decode kernels do not issue it
+    a.l2 = l2;  // tq_decode_mma.cu's and the CUDA-core kernel do not issue it
     decode_warps(a, splits, n_q, stream);
   } else if (on_tensor_cores) {
     decode_mma(a, splits, n_q, stream);
