@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 export OUT=${OUT:-/tmp/out}
 t0=$(date +%s); left() { echo $(( ${BUDGET:-450} - ($(date +%s) - t0) )); }
 (bash cuda_device.sh synth-q4 > /tmp/synth-q4.log 2>&1 &)
-FILTER=${STEP_FILTER:-'*ReplayedDecode*:*CudaGolden*coder_dense*:*CudaChained*coder_dense*:CudaTurboQuant.DecodeWithL2Prefetch*:L2Prefetch.*:CudaKernels.GemvAsking*'} \
+FILTER=${STEP_FILTER:-'*ReplayedDecode*:*CudaGolden*coder_dense*:*CudaChained*coder_dense*:*L2*'} \
   TESTS_TIMEOUT=100 bash cuda_device.sh tests | grep -E "OK|FAILED|PASSED|SKIPPED|tests ran|Failure|Expected|Which|actual" | tail -14
 echo "t=$(( $(date +%s) - t0 ))"
 for rows in 0 1 0 1; do
