@@ -242,61 +242,6 @@ TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
   EXPECT_EQ(down<float>(got, slots * rows), down<float>(want, slots * rows)) << "gathered";
 }
 
-// DecodeOptions::gemv_l2_rows (each row group asks L2 for its rows before loading them) changes no output bit: the
-// 4-bit GEMV with x in shared memory and quantized per lane, the float path, 8-bit, bf16 and f16 rows, f32 scales,
-// the gate / up pair, and gathered experts (their rows in another expert's place of the stacked weights).
-TEST_F(CudaKernels, GemvAskingL2ForItsRowsEqualsTheGemvWithout) {
-  struct Case { int bits; WeightType dense; kernels::ScaleType st; int64_t rows, cols, n; };  // bits 0: dense
-  const Case cases[] = {{4, WeightType::bf16, kernels::ScaleType::bf16, 300, 4096, 1},
-                        {4, WeightType::bf16, kernels::ScaleType::f32, 129, 8192, 8},
-                        {4, WeightType::bf16, kernels::ScaleType::bf16, 33, 128, 1},
-                        {8, WeightType::bf16, kernels::ScaleType::f16, 257, 4096, 2},
-                        {0, WeightType::bf16, kernels::ScaleType::bf16, 97, 512, 1},
-                        {0, WeightType::f16, kernels::ScaleType::bf16, 45, 104, 4}};
-  auto both = [&](const char* what, size_t n_out, auto&& run) {
-    std::vector<float> off, on;
-    {
-      const ScopedDecodeOptions chosen({.gemv_l2_rows = false});
-      off = run();
-    }
-    {
-      const ScopedDecodeOptions chosen({.gemv_l2_rows = true});
-      on = run();
-    }
-    ASSERT_EQ(off.size(), n_out);
-    EXPECT_EQ(on, off) << what;
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(::testing::Message() << c.bits << "-bit rows " << c.rows << " cols " << c.cols << " n " << c.n);
-    std::vector<DeviceBuffer> keep;
-    const kc::DeviceWeight gate = device_weight(c.bits, c.dense, c.st, c.rows, c.cols, keep);
-    const kc::DeviceWeight upw = device_weight(c.bits, c.dense, c.st, c.rows, c.cols, keep);
-    DeviceBuffer dx = up(randn(c.n * c.cols)), dy = out(c.n * c.rows), dg = out(c.n * c.rows), du = out(c.n * c.rows);
-    DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, true), "scratch");
-    const size_t n_out = static_cast<size_t>(c.n * c.rows);
-    both("matmul", n_out, [&] {
-      kc::matmul(gate, dx.get<float>(), dy.get<float>(), c.n, scratch.get(), nullptr);
-      return down<float>(dy, n_out);
-    });
-    if (c.n == 1)
-      both("gate / up pair", n_out, [&] {
-        const ScopedDecodeOptions pair({.gate_up_pair = true, .gemv_l2_rows = kc::decode_options().gemv_l2_rows});
-        kc::matmul_gate_up(gate, upw, kc::GateActivation::silu, dx.get<float>(), dg.get<float>(), du.get<float>(),
-                           dy.get<float>(), 1, scratch.get(), nullptr);
-        return down<float>(dy, n_out);
-      });
-  }
-  const int64_t K = 2, slots = 6, rows = 768, cols = 2048;
-  std::vector<DeviceBuffer> keep;
-  const kc::DeviceWeight w = stacked_experts(4, rows, cols, keep);
-  DeviceBuffer de = up(std::vector<int32_t>{3, 0, 2, 3, 1, 2}), dx = up(randn(3 * cols)), dy = out(slots * rows);
-  const kc::GemvPart parts[] = {{w, dy.get<float>()}};
-  both("gathered", static_cast<size_t>(slots * rows), [&] {
-    kc::matmul_gathered(parts, 1, de.get<int32_t>(), dx.get<float>(), K, slots, nullptr);
-    return down<float>(dy, static_cast<size_t>(slots * rows));
-  });
-}
-
 // Decode's fused layer (kc::GemvFusion): a 4/8-bit single-token GEMV that norms its input as it fills x into shared
 // memory equals rmsnorm then the GEMV (the same formula; the sum of squares may add in another order, so within the
 // int16 activations' bound), also as the gate/up pair; an accumulating GEMV (1-8 tokens) adds exactly the plain
@@ -754,43 +699,6 @@ TEST_F(CudaKernels, EmbeddingRowsMatchDequantizedRows) {
     for (int64_t i = 0; i < H; ++i) want[t * H + i] *= 2.5f;
   }
   EXPECT_TRUE(test::close(down<float>(dy, want.size()), want, test::tolerance(WeightType::f32, 1), "embed_rows"));
-}
-
-// A decode over the f16 cache asked to fetch memory into L2 on the way (l2_prefetch.h) gives the same output bit for
-// bit as without: flash-decoding at 300 positions and the split tiled kernel at 5000, the 8B shape, ranges of odd
-// starts and lengths over more bytes than the H100's L2.
-TEST_F(CudaKernels, F16DecodeWithL2PrefetchEqualsTheDecodeWithout) {
-  constexpr int64_t B = 32, kHeads = 32, kKvHeads = 8, kHd = 128;
-  TurboKvOptions f16;
-  f16.mode = TurboKvOptions::Mode::f16;
-  const KvLayerSpec spec = turbo_kv_layer_spec({kHeads, kKvHeads, kHd}, f16);
-  DeviceBuffer weights(alloc_, 96 << 20, "test weights");
-  kc::L2Prefetch l2;
-  ASSERT_TRUE(l2.add(weights.get<uint8_t>() + 3, (40 << 20) + 5));
-  ASSERT_TRUE(l2.add(weights.get<uint8_t>() + (48 << 20), 48 << 20));
-  for (const int64_t n_kv : {int64_t{300}, int64_t{5000}}) {
-    SCOPED_TRACE(::testing::Message() << n_kv << " positions");
-    auto device = std::make_shared<DeviceAllocator>();
-    KvBlockPool pool(B, 0, std::make_shared<cuda::DeviceKvBlockAllocator>(device));
-    KvLayerBlocked layer(pool, spec);
-    cuda::DeviceKvLayer dkv(layer, *device, (n_kv + B - 1) / B);
-    std::vector<int32_t> positions(n_kv);
-    for (int64_t t = 0; t < n_kv; ++t) positions[t] = static_cast<int32_t>(t);
-    const int64_t kvd = kKvHeads * kHd;
-    DeviceBuffer dk = up(randn(n_kv * kvd)), dv = up(randn(n_kv * kvd)), dp = up(positions);
-    dkv.grow(n_kv, nullptr);
-    dkv.write(dk.get<float>(), dv.get<float>(), n_kv, dp.get<int32_t>(), nullptr);
-    const std::vector<float> q = randn(kHeads * kHd, 2.0f);
-    DeviceBuffer dq = up(q);
-    DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(1, kHeads, kHd, kc::kMaxAttentionSplits), "test");
-    auto decode = [&](const kc::L2Prefetch& ask) {
-      DeviceBuffer dout = out(q.size());
-      dkv.attend(dq.get<float>(), 1, dp.get<int32_t>() + n_kv - 1, n_kv, {0.088f, 0.0f, 0}, dout.get<float>(),
-                 scratch.get(), nullptr, false, ask);
-      return down<float>(dout, q.size());
-    };
-    EXPECT_EQ(decode(l2), decode({}));
-  }
 }
 
 // A device KV layer (KvLayerBlocked over device blocks, written and attended by the CUDA kernels) against the

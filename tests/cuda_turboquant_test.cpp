@@ -418,58 +418,6 @@ TEST_F(CudaTurboQuant, RecordsWrittenTokenByTokenEqualAChunkAndDecodeWithTheGrap
   }
 }
 
-// The decode asked to fetch memory into L2 on the way (the weights after the attention: l2_prefetch.h) gives the
-// same output bit for bit as without, with the fetches issued at the first tile and half-way, over ranges of odd
-// starts and lengths (the aligned interiors), one range smaller than its alignment, and more bytes than the H100's
-// L2: the 8B shape (32 / 8 heads x 128) at 5000 positions, K5 V4, on the default kernel (warps own positions).
-TEST_F(CudaTurboQuant, DecodeWithL2PrefetchEqualsTheDecodeWithout) {
-  constexpr int64_t B = 32, kHeads = 32, kKvHeads = 8, kHd = 128, kN = 5000;
-  const Format& f = kFormats[0];
-  ASSERT_EQ(std::string(f.name), "K5 V4 (default)");
-  const KvLayerSpec spec = turbo_kv_layer_spec({kHeads, kKvHeads, kHd}, f.opt);
-  auto device = std::make_shared<DeviceAllocator>();
-  KvBlockPool pool(B, 0, std::make_shared<cuda::DeviceKvBlockAllocator>(device));
-  KvLayerBlocked layer(pool, spec);
-  cuda::DeviceKvLayer dkv(layer, *device, (kN + B - 1) / B);
-  ASSERT_TRUE(kc::tq_decode_on_tensor_cores(cuda::DeviceBlockTable::of(layer, *device, (kN + B - 1) / B).tq_blocks(layer),
-                                            kHeads / kKvHeads));
-  const int64_t kvd = kKvHeads * kHd;
-  std::vector<int32_t> positions(kN);
-  for (int64_t t = 0; t < kN; ++t) positions[t] = static_cast<int32_t>(t);
-  DeviceBuffer dk = up(randn(kN * kvd)), dv = up(randn(kN * kvd)), dp = up(positions);
-  dkv.grow(kN, nullptr);
-  dkv.write(dk.get<float>(), dv.get<float>(), kN - 1, dp.get<int32_t>(), nullptr);
-  const std::vector<float> q = randn(kHeads * kHd, 2.0f);
-  DeviceBuffer dq = up(q), weights(alloc_, 96 << 20, "test weights");
-  DeviceBuffer scratch(alloc_, kc::attention_scratch_bytes(1, kHeads, kHd, kc::kMaxAttentionSplits), "test");
-  const AttentionSpec attn{0.088f, 0.0f, 0};
-  // The step's position written (the same records each time: the encode before the decode, as the forward launches
-  // them, so the decode takes its default path beside the encode), then attended.
-  auto decode = [&](const kc::L2Prefetch& l2) {
-    dkv.write(dk.get<float>() + (kN - 1) * kvd, dv.get<float>() + (kN - 1) * kvd, 1, dp.get<int32_t>() + kN - 1,
-              nullptr);
-    DeviceBuffer dout = out(q.size());
-    dkv.attend(dq.get<float>(), 1, dp.get<int32_t>() + kN - 1, kN, attn, dout.get<float>(), scratch.get(), nullptr,
-               true, l2);
-    return down<float>(dout, q.size());
-  };
-  const std::vector<float> plain = decode({});
-  const auto* base = weights.get<uint8_t>();
-  for (const int from : {0, 50}) {
-    SCOPED_TRACE(::testing::Message() << "issued from " << from << "% of each block's tiles");
-    kc::L2Prefetch l2;
-    l2.from_percent = from;
-    ASSERT_TRUE(l2.add(base + 3, (40 << 20) + 5));
-    ASSERT_TRUE(l2.add(base + (41 << 20) + 1, 9));  // no aligned unit inside: dropped
-    ASSERT_TRUE(l2.add(base + (48 << 20), 48 << 20));
-    ASSERT_EQ(l2.n, 2);
-    const std::vector<float> got = decode(l2);
-    ASSERT_EQ(std::memcmp(got.data(), plain.data(), plain.size() * sizeof(float)), 0)
-        << "the prefetch changed the output (first difference at "
-        << std::mismatch(got.begin(), got.end(), plain.begin()).first - got.begin() << ")";
-  }
-}
-
 // --- the model level
 
 class CudaTurboQuantModel : public ::testing::TestWithParam<std::string> {

@@ -33,7 +33,6 @@
 #include "cuda/device_kv.h"
 #include "cuda/pinned_host_buffer.h"
 #include "cuda/routing_mailbox.h"
-#include "cuda/weight_prefetch.h"
 #include "lmlab/error.h"
 #include "lmlab/options.h"
 #include "config/context_size.h"
@@ -251,7 +250,6 @@ class CudaBackend final : public Backend {
   // (kc::GemvFusion; plan_fused_norms), two launches fewer per dense layer. LMLAB_FUSED_NORMS=1 until a GPU has
   // measured it (written in the twelfth session after its device time was spent).
   std::vector<bool> fused_norms_;
-  cuda::WeightPrefetchOptions prefetch_ = cuda::WeightPrefetchOptions::from_environment();
   bool grouped_experts_ = true;  // LMLAB_GROUPED_EXPERTS=0: MoE chunks on the gathered GEMV (to measure the GEMM)
   bool affine_ = false;  // has_affine_linears(t_), for the prefill matmul scratch
   std::shared_ptr<cuda::DeviceAllocator> alloc_;  // shared with the KV allocator, whose blocks may outlive us
@@ -537,11 +535,8 @@ void CudaBackend::layer(Scratch& sc, int64_t l, int64_t n, int64_t n_kv_bound, K
                      rope.attention_scaling, stream_);
     kv.write(k, v, n, positions, stream_);
   }
-  // A one-token decode's attention may leave HBM idle enough to fetch the weights after it into L2
-  // (weight_prefetch.h).
-  const kc::L2Prefetch l2 = n == 1 ? cuda::weights_after_attention(w, ls.moe, prefetch_) : kc::L2Prefetch{};
   kv.attend(q, n, positions, n_kv_bound, attention_spec(s_, ls), sc.attn.get<float>(), sc.at.get(), stream_,
-            !f16.has_value(), l2);
+            !f16.has_value());
   const DeviceBuffer* next = l + 1 < n_dev_ ? &w_.layers[l + 1].attn_norm
                              : n_dev_ == s_.n_layers ? &w_.final_norm
                                                      : nullptr;  // the CPU takes x from here

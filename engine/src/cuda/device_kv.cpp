@@ -131,16 +131,15 @@ std::optional<kernels::cuda::KvBlocks> DeviceKvLayer::f16_blocks() const {
 
 void DeviceKvLayer::attend(const float* q, int64_t n_q, const int32_t* positions, int64_t n_kv_bound,
                            const AttentionSpec& spec, float* out, void* scratch, cudaStream_t stream,
-                           bool after_write, const kernels::cuda::L2Prefetch& l2) const {
+                           bool after_write) const {
   if (table_.tq()) {
     kernels::cuda::tq_attention(table_.tq_blocks(layer_), q, out, n_q, layer_.spec().geo.n_heads, positions, n_kv_bound,
                                 spec.scale, spec.softcap, spec.window, kernels::cuda::kMaxAttentionSplits, scratch,
-                                stream, after_write, l2);
+                                stream, after_write);
     return;
   }
   kernels::cuda::attention(table_.blocks(layer_), q, out, n_q, layer_.spec().geo.n_heads, positions, n_kv_bound,
-                           spec.scale, spec.softcap, spec.window, kernels::cuda::kMaxAttentionSplits, scratch, stream,
-                           l2);
+                           spec.scale, spec.softcap, spec.window, kernels::cuda::kMaxAttentionSplits, scratch, stream);
 }
 
 }  // namespace lmlab::cuda

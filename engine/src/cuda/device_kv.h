@@ -84,11 +84,9 @@ class DeviceKvLayer {
   std::optional<kernels::cuda::KvBlocks> f16_blocks() const;
   // q, out: device [n_q, n_heads, head_dim], query t at positions[t]; n_kv_bound >= every position + 1 (sizes
   // the split-K); scratch: kernels::cuda::attention_scratch_bytes of it. after_write: the last launch on the stream
-  // was write() of these queries' positions (TurboQuant's attention may then start beside the encode). l2: memory
-  // a decode asks L2 for on the way (kernels::cuda::attention, tq_attention).
+  // was write() of these queries' positions (TurboQuant's attention may then start beside the encode).
   void attend(const float* q, int64_t n_q, const int32_t* positions, int64_t n_kv_bound, const AttentionSpec& spec,
-              float* out, void* scratch, cudaStream_t stream, bool after_write = false,
-              const kernels::cuda::L2Prefetch& l2 = {}) const;
+              float* out, void* scratch, cudaStream_t stream, bool after_write = false) const;
   uint64_t id() const { return table_.id(); }
 
  private:

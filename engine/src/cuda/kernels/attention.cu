@@ -16,7 +16,6 @@
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
-#include "cuda/kernels/l2_prefetch.cuh"
 #include "cuda/kernels/prefill_attention.cuh"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/split_merge.cuh"
@@ -39,7 +38,6 @@ struct AttnParams {
   int64_t n_heads, window;
   int group;
   float scale, softcap;
-  L2Prefetch l2;  // asked by every block at its start (the histories here are short: few records pass through L2)
 };
 
 // K row of position j, KV head kh (its V row is n_kv_heads B head_dim values further). 32-bit division (positions
@@ -73,7 +71,6 @@ __device__ __forceinline__ int64_t split_share(int64_t len, int splits) {
 // the row sums (reduced once at the end); O is rescaled only in tiles that raise a head's max.
 template <int DPL, int GM>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(AttnParams a) {
-  if (a.l2.n > 0) ask_l2_share(a.l2);  // weights, not the kernel before's outputs: before the wait
   chain_enter();
   constexpr int kWords = (DPL + 1) / 2;                         // a V row's share of a lane: f16 pairs
   constexpr int kAhead = kWords <= 2 ? 32 : 64 / kWords;        // V rows held in registers at once (<= 64 words)
@@ -416,7 +413,7 @@ void kv_write(const KvBlocks& kv, const float* k, const float* v, int64_t n, con
 
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
                int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,
-               cudaStream_t stream, const L2Prefetch& l2) {
+               cudaStream_t stream) {
   if (n_q == 0) return;
   const int64_t D = kv.head_dim, G = n_heads / kv.n_kv_heads;
   if (G > kMaxGroup || D > 256 || G * kv.n_kv_heads != n_heads)
@@ -426,10 +423,7 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   const int64_t n_kv = window > 0 ? std::min(window, n_kv_bound) : n_kv_bound;
   if (D % 16 == 0 && (chunk || n_kv_bound >= tiled_decode_min_positions())) {
     prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale, softcap};
-    if (!chunk) {
-      prefill::split_for_decode(p, F16PrefillSource{kv}, n_kv, max_splits, scratch);
-      p.l2 = l2;
-    }
+    if (!chunk) prefill::split_for_decode(p, F16PrefillSource{kv}, n_kv, max_splits, scratch);
     prefill::launch(p, F16PrefillSource{kv}, stream);
     merge_splits(p.part_o, p.part_ml, out, n_q, n_heads, D, p.splits, stream);
     return;
@@ -437,7 +431,7 @@ void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int6
   // At least a tile (32 positions) per warp of a split: shorter ones leave warps idle.
   const int splits = decode_split_count(attention_target_blocks(), n_q * kv.n_kv_heads, n_kv, kWarps * 32, max_splits,
                                        n_q, n_heads, D);
-  AttnParams a{kv, q, out, nullptr, nullptr, positions, n_heads, window, static_cast<int>(G), scale, softcap, l2};
+  AttnParams a{kv, q, out, nullptr, nullptr, positions, n_heads, window, static_cast<int>(G), scale, softcap};
   a.part_o = static_cast<float*>(scratch);
   a.part_ml = a.part_o + n_q * n_heads * splits * D;
   const dim3 grid(static_cast<unsigned>(kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));

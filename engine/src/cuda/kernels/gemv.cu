@@ -27,7 +27,6 @@
 #include "cuda/kernels/gated_activation.cuh"
 #include "cuda/kernels/gemv.cuh"
 #include "cuda/kernels/kernels_cuda.h"
-#include "cuda/kernels/l2_prefetch.cuh"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/route_token.cuh"
 #include "cuda/kernels/weight_access.cuh"
@@ -70,10 +69,6 @@ struct Dense {
   __device__ Dense(const DeviceWeight& w) : base(static_cast<const uint8_t*>(w.dense)), cols(w.cols) {}
   __device__ void load(int r, int c, Raw& raw) const {
     raw.v = __ldg(reinterpret_cast<const uint4*>(base + (r * cols + c) * (T == WeightType::f32 ? 4 : 2)));
-  }
-  __device__ void prefetch_row(int r) const {
-    const int64_t row = cols * (T == WeightType::f32 ? 4 : 2);
-    prefetch_l2_range(base + r * row, row);
   }
   __device__ static void to_float(const Raw& raw, float (&f)[kValues]) {
     const uint32_t u[4] = {raw.v.x, raw.v.y, raw.v.z, raw.v.w};
@@ -265,13 +260,6 @@ struct Affine {
       raw.s = __ldg(static_cast<const uint16_t*>(q.scales) + g), raw.b = __ldg(static_cast<const uint16_t*>(q.biases) + g);
     }
   }
-  // Row r's codes, scales and biases asked of L2.
-  __device__ void prefetch_row(int r) const {
-    const int64_t scale_bytes = groups * (f32_scales() ? 4 : 2);
-    prefetch_l2_range(q.packed + r * words_per_row, words_per_row * 4);
-    prefetch_l2_range(static_cast<const uint8_t*>(q.scales) + r * scale_bytes, scale_bytes);
-    prefetch_l2_range(static_cast<const uint8_t*>(q.biases) + r * scale_bytes, scale_bytes);
-  }
   __device__ float scale_value(uint32_t v) const {
     const ScaleType t = SR == ScaleRead::runtime ? q.scale_type
                         : SR == ScaleRead::bf16  ? ScaleType::bf16
@@ -421,7 +409,6 @@ struct GemvParams {
   GateActivation act;
   RouteTail route;  // route.done set: the MoE router, routed by the launch's last block
   GemvFusion fusion;  // the input's RMSNorm (shared-x kernels only) and the output's residual add
-  bool l2_rows;       // each row group's rows asked of L2 whole at the start (DecodeOptions::gemv_l2_rows)
 };
 
 // The block's part, slot, weight (the slot's expert), x row and y; w_hi: the weight of a warp's upper kRows / 2 rows
@@ -542,9 +529,6 @@ __global__ void __launch_bounds__(kWarps * 32, 2) gemv_kernel(GemvParams p) {
   const int n_units = static_cast<int>((cols + kUnitCols - 1) / kUnitCols);  // cols < 2^31 (the loaders)
   int r[kRows];
   const bool active = warp_rows<kPair>(p, tg, r);
-  if (p.l2_rows && active && lane == 0 && warp % ks == 0)  // the row group's first warp, for all its warps
-#pragma unroll
-    for (int j = 0; j < kRows; ++j) (kPair && j >= kRows / 2 ? f_hi : f).prefetch_row(r[j]);
   typename F::Raw raw[F::kStages][kRows];
   // Stage st holds unit u + st ks of the round; it is refilled with its unit of the next round as soon as its dot
   // is done, so the other stages' loads stay in flight while it computes.
@@ -645,10 +629,6 @@ dim3 size_grid(GemvParams& p, int64_t unit_cols, int warps_per_sm) {
 template <class F, int NT>
 void launch(const GemvParams& base, cudaStream_t stream) {
   GemvParams p = base;
-  // DecodeOptions::gemv_l2_rows: every row group asks L2 for its rows whole before its first loads
-  // (cp.async.bulk.prefetch.L2, a few instructions a group), so HBM sees the block's bytes at once instead of the two
-  // units a row that the registers hold in flight, and the loads then wait on L2.
-  p.l2_rows = decode_options().gemv_l2_rows;
   const dim3 grid = size_grid(p, 32 * F::kValues, warps_per_sm(F::kSharedX));
   const bool norm = p.fusion.norm.w != nullptr;
   const size_t smem = F::kSharedX ? static_cast<size_t>(shared_bytes(p.parts[0].w.cols, p.n, norm)) : 0;

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 
-#include "cuda/kernels/l2_prefetch.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul_affine.h"
 
@@ -186,9 +185,6 @@ struct DecodeOptions {
   // How many splits are late: 0 counts them from the encode's blocks and the decode's blocks per SM (turboquant.cu's
   // late_decode_splits); LMLAB_TQ_LATE_SPLITS=N (1 to 15) sets it.
   int tq_late_splits = 0;
-  // Each decode GEMV row group asks L2 for its rows whole before its first loads (gemv.cu); LMLAB_GEMV_L2_ROWS=1
-  // until a GPU has measured it.
-  bool gemv_l2_rows = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);
@@ -235,10 +231,9 @@ int decode_split_count(int64_t target_blocks, int64_t blocks, int64_t n_kv, int6
                        int64_t n_q, int64_t n_heads, int64_t head_dim);
 // The device's streaming multiprocessors (132 when the query fails), read once per process.
 int multiprocessor_count();
-// l2: memory a decode's blocks ask L2 to fetch at their start (l2_prefetch.h); prefill chunks ignore it.
 void attention(const KvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads, const int32_t* positions,
                int64_t n_kv_bound, float scale, float softcap, int64_t window, int max_splits, void* scratch,
-               cudaStream_t stream, const L2Prefetch& l2 = {});
+               cudaStream_t stream);
 
 // turboquant.cu: the TurboQuant / affine KV records of kv/turboquant/tq_codec.h in the same blocks. A record
 // codec on the device (the constants are device pointers; cuda/device_kv.h uploads them from the layer's spec).
@@ -293,12 +288,10 @@ void set_tq_tiled_decode_min_positions(int64_t n);
 bool tq_decode_on_tensor_cores(const TqKvBlocks& kv, int64_t group);
 // after_encode: the last launch on the stream was tq_kv_write of these queries' positions (ascending from
 // positions[0]), so the decode kernels may start beside it (DecodeOptions::tq_early_start; tq_records.cuh's
-// EncodeGate). l2: memory the decode's blocks ask L2 to fetch (l2_prefetch.h): part-way through their tiles in the
-// tensor-core kernel with warps owning positions, at their start in the split tiled one, not in the others.
+// EncodeGate).
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
-                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode = false,
-                  const L2Prefetch& l2 = {});
+                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode = false);
 
 // route_topk.cu: per token, softmax over n_experts logits, the k largest (ties: lower index; NaN ones last, weights
 // NaN, as kernels::cpu::route_topk), renormalised.

@@ -139,10 +139,6 @@ __device__ __forceinline__ void mma_parts(float (&c0)[4], float (&c1)[4], const 
 
 template <int DMAX, class Source>
 __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(Params a, Source src) {
-  // Decode: the block's share of a.l2 at its start (weights, not the kernel before's outputs: before the wait). Not
-  // part-way as the TurboQuant warps decode asks: a tile counter live through the loop spilled the head_dim 256
-  // instances further (ptxas), and this kernel's own records fill HBM at long histories anyway.
-  if (a.l2.n > 0) ask_l2_share(a.l2);
   chain_enter();
   constexpr bool kQRegs = kQInRegisters<DMAX>;
   constexpr int kStages = Source::kAsync ? 2 : 1;
@@ -226,7 +222,6 @@ __global__ void __launch_bounds__(kThreads, kQInRegisters<DMAX> ? 2 : 1) kernel(
     j_lo = s_lo;  // past j_hi for a split with no tiles: the loop below does not run
     warp_lo = max(warp_lo, j_lo), warp_hi = min(warp_hi, j_hi);
   }
-
   // This thread's two rows of every fragment: g and g + 8 of the warp's 16.
   const int64_t pos_r[2] = {row_pos[row_base + g], row_pos[row_base + g + 8]};
   const int64_t lo_r[2] = {row_lo[row_base + g], row_lo[row_base + g + 8]};

@@ -10,7 +10,6 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/kernels/async_copy.cuh"
-#include "cuda/kernels/l2_prefetch.cuh"
 
 namespace lmlab::kernels::cuda::prefill {
 
@@ -32,7 +31,6 @@ struct Params {
   int splits = 1;
   float* part_o = nullptr;
   float* part_ml = nullptr;
-  L2Prefetch l2{};  // decode: memory each block asks L2 for at its start (l2_prefetch.h)
 };
 
 // The K and V tiles of one history tile: hi parts, and lo parts when the source has them (else null).

@@ -191,13 +191,8 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   constexpr int kMinExponent = -30;
   float m_run = -INFINITY, l_run = 0.0f;
   int e_run = kMinExponent;
-  // The tile before which the block asks L2 for its share of a.l2: late enough that the records still to come are few
-  // next to L2 (the tiles stream through it), early enough that the fetches land before the attention ends.
-  const int l2_at = l2_share_tile(a.l2, range.n_tiles);
-  if (l2_at == 0) ask_l2_share(a.l2);
 
   for (int it = 0; it < range.n_tiles; ++it) {
-    if (it == l2_at && it > 0) ask_l2_share(a.l2);
     int buf, n;
     if constexpr (TB) {
       n = bulk.next(kv, kh, range, it, gate), buf = bulk.stage_of(it);

@@ -10,7 +10,6 @@
 #include "cuda/kernels/async_copy.cuh"
 #include "cuda/kernels/chained_launch.cuh"
 #include "cuda/kernels/kernels_cuda.h"
-#include "cuda/kernels/l2_prefetch.cuh"
 #include "cuda/kernels/reduce.cuh"
 #include "cuda/kernels/tq_splits.h"
 #include "cuda/kernels/tq_staging.h"
@@ -91,7 +90,6 @@ struct TqAttnParams {
   bool after_encode;  // the chained kernel just before is tq_kv_write of positions[0] on (EncodeGate)
   // The last late_splits splits start after the encode and hold late_shortfall positions fewer (tq_splits.h).
   int late_splits, late_shortfall;
-  L2Prefetch l2;  // the weights after the attention, each block's share issued part-way through its tiles
 };
 
 inline constexpr int kDT = kTqTile;  // positions per tile

@@ -1126,7 +1126,7 @@ void set_tq_tiled_decode_min_positions(int64_t n) { tq_tiled_choice().store(n, s
 
 void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q, int64_t n_heads,
                   const int32_t* positions, int64_t n_kv_bound, float scale, float softcap, int64_t window,
-                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode, const L2Prefetch& l2) {
+                  int max_splits, void* scratch, cudaStream_t stream, bool after_encode) {
   if (n_q == 0) return;
   const int64_t D = kv.head_dim, G = n_heads / kv.n_kv_heads;
   if (G > kMaxGroup || D > 256 || G * kv.n_kv_heads != n_heads)
@@ -1143,10 +1143,7 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
       if (!tiled) return;
       prefill::Params p{q, out, positions, n_q, n_heads, kv.n_kv_heads, D, window, static_cast<int>(G), 0, scale,
                         softcap};
-      if (!chunk) {
-        prefill::split_for_decode(p, src, n_kv, max_splits, scratch);
-        p.l2 = l2;
-      }
+      if (!chunk) prefill::split_for_decode(p, src, n_kv, max_splits, scratch);
       prefill::launch(p, src, stream);
       merge_rotated_splits(kv, p.part_o, p.part_ml, out, n_q * n_heads, p.splits, stream);
     });
@@ -1177,11 +1174,9 @@ void tq_attention(const TqKvBlocks& kv, const float* q, float* out, int64_t n_q,
     a.late_splits = late_decode_splits(kv, splits, opts.tq_late_splits);
     a.late_shortfall = opts.tq_late_positions;
   }
-  if (warps) {
-    a.l2 = l2;  // tq_decode_mma.cu's and the CUDA-core kernel do not issue it
-    decode_warps(a, splits, n_q, stream);
-  } else if (on_tensor_cores) {
-    decode_mma(a, splits, n_q, stream);
+  if (on_tensor_cores) {
+    if (warps) decode_warps(a, splits, n_q, stream);
+    else decode_mma(a, splits, n_q, stream);
   } else {
     launch_cuda_core_decode(a, dl, splits, n_q, stream);
   }
