@@ -83,6 +83,44 @@ TEST(SamplerNan, LogprobsRankNanAfterEveryNumber) {
   EXPECT_EQ(few.top[1].id, 0);  // the NaN ids after it, by id
   EXPECT_EQ(few.top[2].id, 2);
   EXPECT_EQ(few.top[3].id, 3);
+  EXPECT_FLOAT_EQ(few.top[0].logprob, 0.0f);  // all the mass
+  EXPECT_EQ(few.top[1].logprob, -9999.0f);   // none: a number, not NaN
+}
+
+// Every reported logprob is a number whatever the logits (JSON has no NaN or -inf: a client would read null): a
+// token without probability reports OpenAI's -9999, +inf logits share the mass, and logits with no number and no
+// +inf make every token equally likely.
+TEST(SamplerNan, LogprobsAreNumbersWhateverTheLogits) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const TokenLogprobs nan_token = token_logprobs(std::vector<float>{kNan, 0.5f, -kInf, 0.5f}, 0, 4);
+  EXPECT_EQ(nan_token.logprob, -9999.0f);
+  ASSERT_EQ(nan_token.top.size(), 4u);
+  EXPECT_NEAR(nan_token.top[0].logprob, std::log(0.5f), 1e-6f);  // the two 0.5 logits: half the mass each
+  EXPECT_NEAR(nan_token.top[1].logprob, std::log(0.5f), 1e-6f);
+  EXPECT_EQ(nan_token.top[2].logprob, -9999.0f);  // -inf
+  EXPECT_EQ(nan_token.top[3].logprob, -9999.0f);  // NaN
+  const TokenLogprobs inf = token_logprobs(std::vector<float>{1.0f, kInf, kNan, kInf, 3.0f}, 1, 5);
+  EXPECT_NEAR(inf.logprob, std::log(0.5f), 1e-6f);
+  ASSERT_EQ(inf.top.size(), 5u);
+  EXPECT_EQ(inf.top[0].id, 1);
+  EXPECT_EQ(inf.top[1].id, 3);
+  EXPECT_NEAR(inf.top[1].logprob, std::log(0.5f), 1e-6f);
+  for (size_t i = 2; i < 5; ++i) EXPECT_EQ(inf.top[i].logprob, -9999.0f) << "rank " << i;
+  for (const std::vector<float>& none : {std::vector<float>(8, kNan), std::vector<float>(8, -kInf),
+                                         std::vector<float>{kNan, -kInf, kNan, -kInf, -kInf, kNan, kNan, -kInf}}) {
+    const TokenLogprobs u = token_logprobs(none, 5, 3);
+    EXPECT_NEAR(u.logprob, -std::log(8.0f), 1e-6f);
+    ASSERT_EQ(u.top.size(), 3u);
+    for (const TopLogprob& t : u.top) EXPECT_NEAR(t.logprob, -std::log(8.0f), 1e-6f);
+  }
+  // A large vocabulary of random logits with NaNs: every logprob finite and at most 0.
+  const std::vector<float> l = logits_with_nans(5000, 3, 9);
+  const TokenLogprobs many = token_logprobs(l, 0, 50);
+  EXPECT_EQ(many.logprob, -9999.0f);
+  for (const TopLogprob& t : many.top) {
+    EXPECT_TRUE(std::isfinite(t.logprob));
+    EXPECT_LE(t.logprob, 0.0f);
+  }
 }
 
 }  // namespace
