@@ -327,8 +327,8 @@ TEST_F(CudaTurboQuant, TiledDecodeMatchesTheCpuOverTheSameRecords) {
 // head_dim 64, 96 (groups of 32), 128 and 256 (two groups), windows, softcap, 5000 positions (many splits), KV blocks
 // of 7; head_dim 64 and 128 on both kernels (warps owning positions, tq_decode_warps.cu, its tiles by cp.async and by
 // bulk copies, and dims, tq_decode_mma.cu; even splits but for the default, bulk copies with the default late
-// splits), and bulk copies with the last 3 splits 40 positions short (tq_splits.h: splits start mid-tile and
-// mid-block).
+// splits), bulk copies with the last 3 splits 40 positions short (tq_splits.h: splits start mid-tile and
+// mid-block), and bulk copies with P x V by columns (DecodeOptions::tq_pv_columns: the cases of GQA <= 4).
 TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
   const AttentionCase cases[] = {{8, 2, 64, 0, 0.0f, 300, 5, 3},         {4, 4, 128, 100, 0.0f, 333, 5, 2},
                                  {6, 1, 96, 0, 50.0f, 40, 5, 2},         {32, 8, 128, 0, 0.0f, 5000, 5, 2},
@@ -339,16 +339,18 @@ TEST_F(CudaTurboQuant, TensorCoreDecodeMatchesTheCpuAtEveryGroup) {
   for (const Format& f : kFormats)
     if (f.opt.mode == TurboKvOptions::Mode::turbo && !f.opt.k_qjl && f.opt.v_bits == 4) formats.push_back(f);
   ASSERT_EQ(formats.size(), 2u) << "K5 V4 and K4 V4";
-  for (const int kernel : {0, 1, 2, 3}) {
+  for (const int kernel : {0, 1, 2, 3, 4}) {
     SCOPED_TRACE(kernel == 0   ? "warps own positions, tiles by cp.async"
                  : kernel == 1 ? "warps own positions, bulk copies (the default)"
                  : kernel == 2 ? "warps own dims"
-                               : "warps own positions, bulk copies, 3 late splits 40 positions short");
+                 : kernel == 3 ? "warps own positions, bulk copies, 3 late splits 40 positions short"
+                               : "warps own positions, bulk copies, P x V by columns");
     kc::DecodeOptions o = kc::decode_options();
     o.tq_decode_mma_min_group = 1;
     o.tq_decode_warps = kernel != 2;
-    o.tq_bulk_copies = kernel == 1 || kernel == 3;
-    o.tq_late_positions = kernel == 3 ? 40 : kernel == 1 ? kc::kTqLatePositions : 0;
+    o.tq_bulk_copies = kernel == 1 || kernel == 3 || kernel == 4;
+    o.tq_pv_columns = kernel == 4;
+    o.tq_late_positions = kernel == 3 ? 40 : kernel == 1 || kernel == 4 ? kc::kTqLatePositions : 0;
     o.tq_late_splits = kernel == 3 ? 3 : 0;
     const ScopedDecodeOptions scoped(o);
     attention_cases(formats, cases, false);

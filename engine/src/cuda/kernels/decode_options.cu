@@ -16,6 +16,7 @@ constexpr unsigned kMmaShift = 4, kMmaMask = 15;  // tq_decode_mma_min_group in 
 constexpr unsigned kTqEarly = 1u << 8, kTqWarps = 1u << 9, kTqBulk = 1u << 10, kTqCodes = 1u << 11;
 constexpr unsigned kLatePositionsShift = 12, kLatePositionsMask = 4095;  // tq_late_positions in bits 12-23
 constexpr unsigned kLateSplitsShift = 24, kLateSplitsMask = 15;          // tq_late_splits in bits 24-27
+constexpr unsigned kTqPvColumns = 1u << 28;
 
 unsigned bits_of(const DecodeOptions& o) {
   const unsigned tq = o.tq_decode_min_blocks >= 8 ? kTqBlocks8 : o.tq_decode_min_blocks >= 6 ? kTqBlocks6 : 0;
@@ -26,7 +27,8 @@ unsigned bits_of(const DecodeOptions& o) {
          (o.tq_early_start ? kTqEarly : 0) | (o.tq_decode_warps ? kTqWarps : 0) | (o.tq_bulk_copies ? kTqBulk : 0) |
          (o.tq_prefill_codes ? kTqCodes : 0) |
          static_cast<unsigned>(std::clamp(o.tq_late_positions, 0, int{kLatePositionsMask})) << kLatePositionsShift |
-         static_cast<unsigned>(std::clamp(o.tq_late_splits, 0, int{kLateSplitsMask})) << kLateSplitsShift;
+         static_cast<unsigned>(std::clamp(o.tq_late_splits, 0, int{kLateSplitsMask})) << kLateSplitsShift |
+         (o.tq_pv_columns ? kTqPvColumns : 0);
 }
 
 std::atomic<unsigned>& chosen() {
@@ -44,7 +46,7 @@ std::atomic<unsigned>& chosen() {
                     !is("LMLAB_TQ_DECODE_WARPS", "0"), !is("LMLAB_TQ_BULK_COPIES", "0"),
                     !is("LMLAB_TQ_PREFILL_CODES", "0"),
                     late_positions ? std::atoi(late_positions) : kTqLatePositions,
-                    late_splits ? std::atoi(late_splits) : 0});
+                    late_splits ? std::atoi(late_splits) : 0, is("LMLAB_TQ_PV_COLUMNS", "1")});
   }()};
   return bits;
 }
@@ -56,7 +58,7 @@ DecodeOptions decode_options() {
   return {(b & kPair) != 0, (b & kRouting) != 0, (b & kTqBlocks8) ? 8 : (b & kTqBlocks6) ? 6 : 0,
           static_cast<int>((b >> kMmaShift) & kMmaMask), (b & kTqEarly) != 0, (b & kTqWarps) != 0,
           (b & kTqBulk) != 0, (b & kTqCodes) != 0, static_cast<int>((b >> kLatePositionsShift) & kLatePositionsMask),
-          static_cast<int>((b >> kLateSplitsShift) & kLateSplitsMask)};
+          static_cast<int>((b >> kLateSplitsShift) & kLateSplitsMask), (b & kTqPvColumns) != 0};
 }
 
 void set_decode_options(const DecodeOptions& o) { chosen().store(bits_of(o), std::memory_order_relaxed); }

@@ -185,6 +185,10 @@ struct DecodeOptions {
   // How many splits are late: 0 counts them from the encode's blocks and the decode's blocks per SM (turboquant.cu's
   // late_decode_splits); LMLAB_TQ_LATE_SPLITS=N (1 to 15) sets it.
   int tq_late_splits = 0;
+  // The warps decode's O += P V as O^T += V^T P^T where a KV head has at most 4 query heads (tq_decode_warps.cu):
+  // their hi and lo parts are the MMA's 8 columns, so half the MMAs and accumulators; LMLAB_TQ_PV_COLUMNS=1 (off until
+  // measured).
+  bool tq_pv_columns = false;
 };
 DecodeOptions decode_options();
 void set_decode_options(const DecodeOptions& o);

@@ -142,9 +142,18 @@ __device__ __forceinline__ uint32_t load_u32_2(const uint8_t* p) {
 // Block = (KV head, split, query), 4 warps; NT = head_dim / 8 n tiles of the output. Keys and values are one group
 // of the head (decode_warps_supports), so the group dim is D, a constant.
 // TB: the tiles by bulk copies (issue_tile_bulk; DecodeOptions::tq_bulk_copies), else cp.async.
-template <int KB, int NT, bool TB>
+// PC: P x V by columns (G <= 4; DecodeOptions::tq_pv_columns): O^T (16 dims x 8 parts) += V^T (16 dims x 16 positions)
+// P^T (16 positions x 8 parts), the parts heads 0-3's hi then their lo rows of P. Rows r and r + 8 of m tile 4 i + m
+// are nibbles 2 m and 2 m + 1 of the lane's half word r + 8 i (the even and odd value pairs' byte m: the same lookups
+// as the n tiles'), so D / 16 MMAs and 2 D / 8 accumulators a lane where the n tiles (heads in rows 0-7, their lo
+// parts in 8-15, half of them empty at G <= 4) take D / 8 and 4 D / 8. P goes in as B: lane (r, c) holds part r's P
+// at its 4 positions, rows 0-3's own hi or, in rows 4-7, the lo of the lane 16 below. Column 2 c + e of the
+// accumulators is head (2 c + e) % 4's hi (c < 2) or lo part: its rescales come from that head's lanes, and the parts
+// are summed across lanes c and c ^ 2 once at the end.
+template <int KB, int NT, bool TB, bool PC>
 __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnParams a, WarpsLayout L) {
   constexpr int D = 8 * NT, NW = NT / 8;  // NW: half words a lane reads per position
+  constexpr int NA = PC ? NT / 2 : NT;    // accumulator tiles: D / 16 m tiles of dims (PC), else D / 8 n tiles
   extern __shared__ __align__(16) uint8_t smem[];
   const TqKvBlocks& kv = a.kv;
   const int64_t kh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
@@ -181,9 +190,9 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   const int qp[4] = {warp_position(2 * c, warp), warp_position(2 * c + 1, warp), warp_position(2 * c + 8, warp),
                      warp_position(2 * c + 9, warp)};
 
-  float acc[NT][4];
+  float acc[NA][4];
 #pragma unroll
-  for (int j = 0; j < NT; ++j)
+  for (int j = 0; j < NA; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[j][i] = 0.0f;
   // Head r's running max (lazy: kLazyMax) and the lane's part of its sum; acc holds O x 2^-e_run x kWarpsPScale x
@@ -260,27 +269,50 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
     const float p_scale = kWarpsPScale * prefill::pow2(-e_new), rescale = corr * prefill::pow2(e_run - e_new);
     e_run = e_new;
     if (__any_sync(0xFFFFFFFFu, rescale != 1.0f && !first)) {
+      if constexpr (PC) {  // columns 2 c, 2 c + 1: heads 2 c % 4 and (2 c + 1) % 4 (rows 2 c % 4 and the next)
+        const float f0 = __shfl_sync(0xFFFFFFFFu, rescale, (8 * c) & 15);
+        const float f1 = __shfl_sync(0xFFFFFFFFu, rescale, (8 * c + 4) & 15);
 #pragma unroll
-      for (int j = 0; j < NT; ++j)
+        for (int j = 0; j < NA; ++j) acc[j][0] *= f0, acc[j][1] *= f1, acc[j][2] *= f0, acc[j][3] *= f1;
+      } else {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) acc[j][i] *= rescale;
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[j][i] *= rescale;
+      }
     }
 
     // O += P V: A = P x V scalar x p_scale (hi rows r, lo rows r + 8).
     uint32_t pa[4];
     split2(p[0] * vs[0] * p_scale, p[1] * vs[1] * p_scale, pa[0], pa[1]);
     split2(p[2] * vs[2] * p_scale, p[3] * vs[3] * p_scale, pa[2], pa[3]);
+    uint32_t pb0 = 0, pb1 = 0;  // PC: B = P^T, part r's P at the lane's positions
+    if constexpr (PC) {
+      const uint32_t lo01 = __shfl_xor_sync(0xFFFFFFFFu, pa[1], 16), lo89 = __shfl_xor_sync(0xFFFFFFFFu, pa[3], 16);
+      pb0 = lane < 16 ? pa[0] : lo01, pb1 = lane < 16 ? pa[2] : lo89;
+    }
 #pragma unroll
     for (int i = 0; i < NW; ++i) {
       const uint32_t w0 = load_u32_2(vr[0] + word_at[i]), w1 = load_u32_2(vr[1] + word_at[i]);
       const uint32_t w8 = load_u32_2(vr[2] + word_at[i]), w9 = load_u32_2(vr[3] + word_at[i]);
       const uint32_t x01[2] = {value_pairs_even(w0, w1), value_pairs_odd(w0, w1)};
       const uint32_t x89[2] = {value_pairs_even(w8, w9), value_pairs_odd(w8, w9)};
+      if constexpr (PC) {
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const uint32_t b0 = value_entry(smem + kLutV, lane_copy, x01[k & 1], k >> 1),
-                       b1 = value_entry(smem + kLutV, lane_copy, x89[k & 1], k >> 1);
-        mma_16816(acc[8 * i + k], pa, b0, b1);
+        for (int m = 0; m < 4; ++m) {
+          const uint32_t va[4] = {value_entry(smem + kLutV, lane_copy, x01[0], m),
+                                  value_entry(smem + kLutV, lane_copy, x01[1], m),
+                                  value_entry(smem + kLutV, lane_copy, x89[0], m),
+                                  value_entry(smem + kLutV, lane_copy, x89[1], m)};
+          mma_16816(acc[4 * i + m], va, pb0, pb1);
+        }
+      } else {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const uint32_t b0 = value_entry(smem + kLutV, lane_copy, x01[k & 1], k >> 1),
+                         b1 = value_entry(smem + kLutV, lane_copy, x89[k & 1], k >> 1);
+          mma_16816(acc[8 * i + k], pa, b0, b1);
+        }
       }
     }
     if constexpr (TB) bulk.release(it);
@@ -307,7 +339,28 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   // the warps in a fixed order (the output does not depend on timing).
   float* slices = reinterpret_cast<float*>(tiles);  // [warp][8 heads][kSliceStride]
   constexpr int kSliceStride = D + 4;               // a lane's rows r apart by 4 banks
-  if (r < G) {
+  if constexpr (PC) {
+    // Each head's hi and lo columns summed (lanes c and c ^ 2), then lanes c < 2 write heads 2 c and 2 c + 1 at the
+    // dims of their rows.
+    const float s0 = __shfl_sync(0xFFFFFFFFu, fw * norm, (8 * c) & 15);
+    const float s1 = __shfl_sync(0xFFFFFFFFu, fw * norm, (8 * c + 4) & 15);
+#pragma unroll
+    for (int j = 0; j < NA; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[j][e] += __shfl_xor_sync(0xFFFFFFFFu, acc[j][e], 2);
+    if (c < 2) {
+      float* sl0 = slices + (warp * 8 + 2 * c) * kSliceStride;
+      float* sl1 = sl0 + kSliceStride;
+      const bool has0 = 2 * c < G, has1 = 2 * c + 1 < G;
+#pragma unroll
+      for (int j = 0; j < NA; ++j) {
+        const int i = j >> 2, m = j & 3;
+        const int dx = warp_value_dim(r + 8 * i, 2 * m, D), dy = warp_value_dim(r + 8 * i, 2 * m + 1, D);
+        if (has0) sl0[dx] = acc[j][0] * s0, sl0[dy] = acc[j][2] * s0;
+        if (has1) sl1[dx] = acc[j][1] * s1, sl1[dy] = acc[j][3] * s1;
+      }
+    }
+  } else if (r < G) {
     float* sl = slices + (warp * 8 + r) * kSliceStride;
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
@@ -338,30 +391,37 @@ __global__ void __launch_bounds__(kDThreads, 4) tq_decode_warps_kernel(TqAttnPar
   for (int e = threadIdx.x; e < G * D; e += kDThreads) a.out[(t * a.n_heads + kh * G) * D + e] = ob[e];
 }
 
-// One instance of the kernel (its key bits, NT, copy mode) and its shared-memory opt-in.
-template <int KB, int NT, bool TB>
+// One instance of the kernel (its key bits, NT, copy mode, P x V by columns) and its shared-memory opt-in.
+template <int KB, int NT, bool TB, bool PC>
 struct Instance {
-  static constexpr auto kernel = tq_decode_warps_kernel<KB, NT, TB>;
+  static constexpr auto kernel = tq_decode_warps_kernel<KB, NT, TB, PC>;
   static SharedMemoryGrant& grant() {
     static SharedMemoryGrant g;
     return g;
   }
 };
 
-// f(Instance<...>{}) for the records' key bits, head_dim and the chosen copy mode.
-template <int NT, bool TB, class F>
+// f(Instance<...>{}) for the records' key bits, head_dim and the chosen modes (P x V by columns with bulk copies
+// only).
+template <int NT, bool TB, bool PC, class F>
 void with_bits(int bits, F&& f) {
   switch (bits) {
-    case 2: f(Instance<2, NT, TB>{}); break;
-    case 3: f(Instance<3, NT, TB>{}); break;
-    case 4: f(Instance<4, NT, TB>{}); break;
-    default: f(Instance<5, NT, TB>{}); break;
+    case 2: f(Instance<2, NT, TB, PC>{}); break;
+    case 3: f(Instance<3, NT, TB, PC>{}); break;
+    case 4: f(Instance<4, NT, TB, PC>{}); break;
+    default: f(Instance<5, NT, TB, PC>{}); break;
   }
 }
+template <int NT, class F>
+void with_modes(int bits, bool bulk, bool columns, F&& f) {
+  if (!bulk) with_bits<NT, false, false>(bits, f);
+  else if (columns) with_bits<NT, true, true>(bits, f);
+  else with_bits<NT, true, false>(bits, f);
+}
 template <class F>
-void with_instance(const TqKvBlocks& kv, bool bulk, F&& f) {
-  if (kv.head_dim == 64) bulk ? with_bits<8, true>(kv.k.bits, f) : with_bits<8, false>(kv.k.bits, f);
-  else bulk ? with_bits<16, true>(kv.k.bits, f) : with_bits<16, false>(kv.k.bits, f);
+void with_instance(const TqKvBlocks& kv, bool bulk, bool columns, F&& f) {
+  if (kv.head_dim == 64) with_modes<8>(kv.k.bits, bulk, columns, f);
+  else with_modes<16>(kv.k.bits, bulk, columns, f);
 }
 
 }  // namespace
@@ -375,12 +435,13 @@ bool decode_warps_supports(const TqKvBlocks& kv) {
 }
 
 void decode_warps(const TqAttnParams& a, int splits, int64_t n_q, cudaStream_t stream) {
-  const bool bulk = decode_options().tq_bulk_copies;  // read once: the layout and the instance must agree
+  const DecodeOptions opts = decode_options();  // read once: the layout and the instance must agree
+  const bool bulk = opts.tq_bulk_copies, columns = opts.tq_pv_columns && a.group <= 4;
   const WarpsLayout l = warps_layout(a.kv, a.group, bulk);
   if (l.total > static_cast<int>(kMaxSharedBytes))
     throw Error(ErrorKind::internal, "cuda TurboQuant attention", "warp decode layout exceeds shared memory");
   const dim3 grid(static_cast<unsigned>(a.kv.n_kv_heads), static_cast<unsigned>(splits), static_cast<unsigned>(n_q));
-  with_instance(a.kv, bulk, [&](auto instance) {
+  with_instance(a.kv, bulk, columns, [&](auto instance) {
     using I = decltype(instance);
     if (l.total > 48 * 1024)
       opt_in_shared_memory(I::kernel, static_cast<unsigned>(l.total), I::grant(), "TurboQuant warp decode shared memory");
