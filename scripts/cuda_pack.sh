@@ -26,7 +26,7 @@ xz -T2 -6 "$dest"/lib/* "$dest"/lmlab "$dest"/lmlab_tests "$dest"/lmlab_bench
 [ $libs = 1 ] || rm -rf "$dest/lib" "$dest/fixtures"
 fi
 cp "$root/scripts/cuda_device.sh" "$root/scripts/cuda_sweep_call.sh" "$root/scripts/cuda_tq_call.sh" \
-  "$root/scripts/cuda_tq_vs_call.sh" "$root/scripts/cuda_step_call.sh" \
+  "$root/scripts/cuda_tq_vs_call.sh" "$root/scripts/cuda_step_call.sh" "$root/scripts/cuda_pv_call.sh" \
   "$root/scripts/clock_digest.py" "$dest/"
 for m in "$@"; do
   cp -r "$fixtures/models/$m" "$dest/fixtures/models/"
