@@ -41,9 +41,9 @@ class CudaKernels : public test::CudaTest {
   // E experts of rows x cols, 4-bit g64 bf16 scales, stacked as a model's expert tensor: the device weight of expert
   // 0 with the strides between experts; the buffers go into `keep`.
   kc::DeviceWeight stacked_experts(int64_t E, int64_t rows, int64_t cols, std::vector<DeviceBuffer>& keep);
-  // A random weight on the device (its buffers into keep): MLX affine of `bits` in groups of 64 with scales of st,
+  // A random weight on the device (its buffers into keep): MLX affine of `bits` in groups of 64 with bf16 scales,
   // or dense in `dense` (bits 0).
-  kc::DeviceWeight device_weight(int bits, WeightType dense, kernels::ScaleType st, int64_t rows, int64_t cols,
+  kc::DeviceWeight device_weight(int bits, WeightType dense, int64_t rows, int64_t cols,
                                  std::vector<DeviceBuffer>& keep);
 };
 
@@ -111,15 +111,13 @@ Affine make_affine(std::mt19937& rng, int64_t rows, int64_t cols, int bits, int 
   return a;
 }
 
-kc::DeviceWeight CudaKernels::device_weight(int bits, WeightType dense, kernels::ScaleType st, int64_t rows,
-                                           int64_t cols, std::vector<DeviceBuffer>& keep) {
+kc::DeviceWeight CudaKernels::device_weight(int bits, WeightType dense, int64_t rows, int64_t cols,
+                                           std::vector<DeviceBuffer>& keep) {
   kc::DeviceWeight w;
   w.rows = rows, w.cols = cols;
   if (bits) {
-    Affine a = make_affine(rng_, rows, cols, bits, 64, st);
-    const bool half = st != kernels::ScaleType::f32;
-    keep.push_back(up(a.packed));
-    keep.push_back(half ? up(a.s16) : up(a.s32)), keep.push_back(half ? up(a.b16) : up(a.b32));
+    Affine a = make_affine(rng_, rows, cols, bits, 64, kernels::ScaleType::bf16);
+    keep.push_back(up(a.packed)), keep.push_back(up(a.s16)), keep.push_back(up(a.b16));
     w.affine = true, w.quant = a.host;
     w.quant.packed = keep[keep.size() - 3].get<uint32_t>(), w.quant.scales = keep[keep.size() - 2].get();
     w.quant.biases = keep.back().get();
@@ -214,8 +212,8 @@ TEST_F(CudaKernels, GateUpPairEqualsTheTwoProductsAndGatedMul) {
       SCOPED_TRACE(::testing::Message() << c.bits << "-bit rows " << c.rows << " cols " << c.cols << " n " << c.n
                                         << (act == kc::GateActivation::silu ? " silu" : " gelu"));
       std::vector<DeviceBuffer> keep;
-      const kc::DeviceWeight gate = device_weight(c.bits, c.dense, kernels::ScaleType::bf16, c.rows, c.cols, keep);
-      const kc::DeviceWeight upw = device_weight(c.bits, c.dense, kernels::ScaleType::bf16, c.rows, c.cols, keep);
+      const kc::DeviceWeight gate = device_weight(c.bits, c.dense, c.rows, c.cols, keep);
+      const kc::DeviceWeight upw = device_weight(c.bits, c.dense, c.rows, c.cols, keep);
       DeviceBuffer dx = up(randn(c.n * c.cols)), dg = out(c.n * c.rows), du = out(c.n * c.rows);
       DeviceBuffer want = out(c.n * c.rows), got = out(c.n * c.rows);
       DeviceBuffer scratch(alloc_, kc::matmul_scratch_bytes(c.rows, c.cols, c.n, true), "scratch");
